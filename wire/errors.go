@@ -1,0 +1,35 @@
+package wire
+
+// Error codes carried in ErrorBody.Code.
+const (
+	CodeInvocationFailed     = "invocation_failed"
+	CodeFunctionNotFound     = "function_not_found"
+	CodeFunctionNotInvokable = "function_not_invokable"
+	CodeInvocationStopped    = "invocation_stopped"
+	CodeInvocationError      = "invocation_error"
+	CodeChannelSendFailed    = "channel_send_failed"
+	CodeEnqueueError         = "enqueue_error"
+	CodeDeserializationError = "deserialization_error"
+	CodeSerializationError   = "serialization_error"
+	CodeNotFound             = "NOT_FOUND"
+	CodeInvalidArguments     = "INVALID_ARGUMENTS"
+	CodeTriggerRegistration  = "trigger_registration_failed"
+	CodeTriggerTypeNotFound  = "trigger_type_not_found"
+	CodeUnregisterFailed     = "unregister_failed"
+	CodeForbidden            = "FORBIDDEN"
+	CodeTimeout              = "TIMEOUT"
+	CodeEngineShuttingDown   = "engine_shutting_down"
+	CodeChannelLimit         = "channel_limit_reached"
+)
+
+// Errorf-free constructors for the engine's common errors.
+
+// ErrFunctionNotFound is the engine's answer for an unknown function id.
+func ErrFunctionNotFound(id string) *ErrorBody {
+	return &ErrorBody{Code: CodeFunctionNotFound, Message: "Function " + id + " not found"}
+}
+
+// ErrInvocationStopped is sent when the connection that owed a result ends.
+func ErrInvocationStopped() *ErrorBody {
+	return &ErrorBody{Code: CodeInvocationStopped, Message: "Invocation stopped"}
+}

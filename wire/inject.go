@@ -1,0 +1,61 @@
+package wire
+
+import (
+	"bytes"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+)
+
+// CallerWorkerIDKey is the key the engine adds to an object payload so the
+// callee knows which worker called it (engine::workers::register relies on it).
+const CallerWorkerIDKey = "_caller_worker_id"
+
+var callerKeyQuoted = []byte(`"` + CallerWorkerIDKey + `"`)
+
+// InjectCallerID returns data with "_caller_worker_id": workerID set, when
+// data is a JSON object; any other value is returned unchanged. The common
+// case is a splice that appends the member before the closing brace without
+// decoding the payload; only a payload that already carries the key (or
+// hides it behind escapes) takes the slow decode-and-reencode path.
+// workerID must be a plain string (the engine's UUIDs are).
+func InjectCallerID(dst []byte, data jsontext.Value, workerID string) []byte {
+	v := bytes.TrimSpace(data)
+	if len(v) < 2 || v[0] != '{' || v[len(v)-1] != '}' {
+		return append(dst, data...)
+	}
+	if bytes.Contains(v, callerKeyQuoted) || bytes.IndexByte(v, '\\') >= 0 && mayHideKey(v) {
+		return injectSlow(dst, v, workerID)
+	}
+	inner := bytes.TrimSpace(v[1 : len(v)-1])
+	if len(inner) == 0 {
+		dst = append(dst, '{')
+	} else {
+		dst = append(dst, v[:len(v)-1]...)
+		dst = append(dst, ',')
+	}
+	dst = append(dst, callerKeyQuoted...)
+	dst = append(dst, ':', '"')
+	dst = append(dst, workerID...)
+	dst = append(dst, '"', '}')
+	return dst
+}
+
+// mayHideKey reports whether an escaped spelling of the key could be present.
+func mayHideKey(v []byte) bool {
+	return bytes.Contains(v, []byte(`\u`))
+}
+
+func injectSlow(dst []byte, v []byte, workerID string) []byte {
+	var obj map[string]jsontext.Value
+	if err := json.Unmarshal(v, &obj, decodeOpts); err != nil {
+		return append(dst, v...)
+	}
+	id, _ := json.Marshal(workerID)
+	obj[CallerWorkerIDKey] = id
+	out, err := json.Marshal(obj, json.Deterministic(true), encodeOpts)
+	if err != nil {
+		return append(dst, v...)
+	}
+	return append(dst, out...)
+}
