@@ -1,0 +1,287 @@
+// Package wsconn wraps a gorilla WebSocket connection with the discipline
+// both the engine and the Go SDK need: exactly one goroutine writes to the
+// socket, everything else hands it frames through a bounded queue (a slow
+// peer therefore blocks its producers, which is the backpressure), and reads
+// reuse pooled buffers instead of allocating a message per frame.
+package wsconn
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// Frame types, re-exported so callers need not import gorilla.
+const (
+	Text   = websocket.TextMessage
+	Binary = websocket.BinaryMessage
+)
+
+// ErrClosed is returned by Send after the connection has closed.
+var ErrClosed = errors.New("wsconn: connection closed")
+
+// DefaultBufferSize is the read/write buffer size for sockets that carry
+// 64 KiB channel frames.
+const DefaultBufferSize = 64 * 1024
+
+// WriteBufferPool is shared by every socket so that mostly idle worker
+// connections do not each pin a write buffer.
+var WriteBufferPool = &sync.Pool{}
+
+type frame struct {
+	kind int
+	data []byte
+	done func() // called after the frame was written (or dropped)
+}
+
+// Conn is a WebSocket connection with a dedicated writer goroutine.
+type Conn struct {
+	ws        *websocket.Conn
+	out       chan frame
+	closing   chan struct{} // closed when Close is called or the writer fails
+	done      chan struct{} // closed when the writer goroutine has exited
+	closeOnce sync.Once
+	closeMsg  []byte
+	errMu     sync.Mutex
+	err       error
+	writeWait time.Duration
+}
+
+// Options tune a Conn.
+type Options struct {
+	// Queue is the number of frames that may wait for the writer. Default 256.
+	Queue int
+	// WriteTimeout bounds a single frame write; 0 means 30 s. A peer that
+	// accepts no data for that long is considered dead.
+	WriteTimeout time.Duration
+}
+
+// New wraps ws and starts its writer goroutine.
+func New(ws *websocket.Conn, o Options) *Conn {
+	if o.Queue <= 0 {
+		o.Queue = 256
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 30 * time.Second
+	}
+	c := &Conn{
+		ws:        ws,
+		out:       make(chan frame, o.Queue),
+		closing:   make(chan struct{}),
+		done:      make(chan struct{}),
+		writeWait: o.WriteTimeout,
+	}
+	go c.writeLoop()
+	return c
+}
+
+// WS returns the underlying connection, for its reader and its settings.
+// Only the read side may be used: writes must go through Send.
+func (c *Conn) WS() *websocket.Conn { return c.ws }
+
+// Send queues one frame. It blocks while the queue is full, until ctx ends
+// or the connection closes. data must not be modified after Send returns
+// nil; pass onWritten to learn when it may be reused (it is also called if
+// the frame is dropped because the connection closed).
+func (c *Conn) Send(ctx context.Context, kind int, data []byte, onWritten func()) error {
+	select {
+	case <-c.closing:
+		return c.closedErr()
+	default:
+	}
+	select {
+	case c.out <- frame{kind: kind, data: data, done: onWritten}:
+		return nil
+	case <-c.closing:
+		return c.closedErr()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// TrySend queues one frame without blocking; it reports false if the queue
+// is full or the connection closed.
+func (c *Conn) TrySend(kind int, data []byte) bool {
+	select {
+	case <-c.closing:
+		return false
+	default:
+	}
+	select {
+	case c.out <- frame{kind: kind, data: data}:
+		return true
+	default:
+		return false
+	}
+}
+
+// Close sends a close frame with code and reason after the frames already
+// queued, then closes the socket. It does not wait; use Done for that.
+func (c *Conn) Close(code int, reason string) {
+	c.closeOnce.Do(func() {
+		if len(reason) > 120 { // control frames carry at most 125 bytes
+			reason = reason[:120]
+		}
+		c.closeMsg = websocket.FormatCloseMessage(code, reason)
+		close(c.closing)
+	})
+}
+
+// Abort closes the socket at once, without a close frame and without
+// flushing queued frames (the peer sees an abnormal closure).
+func (c *Conn) Abort() {
+	c.closeOnce.Do(func() { close(c.closing) })
+	c.ws.NetConn().Close()
+}
+
+// Done is closed once the writer goroutine has finished and the socket is
+// closed.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Err returns the write error that ended the connection, if any.
+func (c *Conn) Err() error {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	return c.err
+}
+
+func (c *Conn) closedErr() error {
+	if err := c.Err(); err != nil {
+		return err
+	}
+	return ErrClosed
+}
+
+func (c *Conn) setErr(err error) {
+	c.errMu.Lock()
+	if c.err == nil {
+		c.err = err
+	}
+	c.errMu.Unlock()
+}
+
+func (c *Conn) writeLoop() {
+	defer close(c.done)
+	defer c.ws.Close()
+	for {
+		select {
+		case f := <-c.out:
+			if !c.write(f) {
+				c.drop()
+				return
+			}
+		case <-c.closing:
+			// Flush what was queued before Close, then say goodbye.
+			for {
+				select {
+				case f := <-c.out:
+					if !c.write(f) {
+						c.drop()
+						return
+					}
+					continue
+				default:
+				}
+				break
+			}
+			if c.closeMsg != nil {
+				_ = c.ws.WriteControl(websocket.CloseMessage, c.closeMsg, time.Now().Add(time.Second))
+			}
+			return
+		}
+	}
+}
+
+func (c *Conn) write(f frame) bool {
+	_ = c.ws.SetWriteDeadline(time.Now().Add(c.writeWait))
+	err := c.ws.WriteMessage(f.kind, f.data)
+	if f.done != nil {
+		f.done()
+	}
+	if err != nil {
+		c.setErr(err)
+		c.closeOnce.Do(func() { close(c.closing) })
+		return false
+	}
+	return true
+}
+
+// drop releases frames that will never be written.
+func (c *Conn) drop() {
+	for {
+		select {
+		case f := <-c.out:
+			if f.done != nil {
+				f.done()
+			}
+		default:
+			return
+		}
+	}
+}
+
+// ReadFrame reads the next data frame into buf (grown as needed, up to
+// limit bytes) and returns its type and the filled slice. Control frames are
+// handled by gorilla's handlers while this runs.
+func ReadFrame(ws *websocket.Conn, buf []byte, limit int64) (kind int, data []byte, err error) {
+	kind, r, err := ws.NextReader()
+	if err != nil {
+		return 0, buf[:0], err
+	}
+	data, err = readAll(r, buf[:0], limit)
+	return kind, data, err
+}
+
+// ErrFrameTooLarge is returned when a frame exceeds the read limit.
+var ErrFrameTooLarge = errors.New("wsconn: frame exceeds size limit")
+
+func readAll(r io.Reader, b []byte, limit int64) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			if limit > 0 && int64(len(b)) >= limit {
+				// One more byte means the frame is over the limit.
+				var one [1]byte
+				n, err := r.Read(one[:])
+				if n > 0 {
+					return b, ErrFrameTooLarge
+				}
+				if err == io.EOF {
+					return b, nil
+				}
+				if err != nil {
+					return b, err
+				}
+				continue
+			}
+			newCap := 2*cap(b) + 512
+			if limit > 0 && int64(newCap) > limit {
+				newCap = int(limit)
+			}
+			nb := make([]byte, len(b), newCap)
+			copy(nb, b)
+			b = nb
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+}
+
+// IsCloseError reports whether err is a close frame and returns its code and
+// reason.
+func IsCloseError(err error) (code int, reason string, ok bool) {
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) {
+		return ce.Code, ce.Text, true
+	}
+	return 0, "", false
+}
