@@ -35,7 +35,7 @@ var WriteBufferPool = &sync.Pool{}
 type frame struct {
 	kind int
 	data []byte
-	done func() // called after the frame was written (or dropped)
+	done func([]byte) // called with data after the frame was written (or dropped)
 }
 
 // Conn is a WebSocket connection with a dedicated writer goroutine.
@@ -85,9 +85,10 @@ func (c *Conn) WS() *websocket.Conn { return c.ws }
 
 // Send queues one frame. It blocks while the queue is full, until ctx ends
 // or the connection closes. data must not be modified after Send returns
-// nil; pass onWritten to learn when it may be reused (it is also called if
-// the frame is dropped because the connection closed).
-func (c *Conn) Send(ctx context.Context, kind int, data []byte, onWritten func()) error {
+// nil; pass onWritten to learn when it may be reused: it is called with data
+// once the frame was written, or dropped because the connection closed (a
+// plain function such as a pool's put avoids an allocation per frame).
+func (c *Conn) Send(ctx context.Context, kind int, data []byte, onWritten func([]byte)) error {
 	select {
 	case <-c.closing:
 		return c.closedErr()
@@ -200,7 +201,7 @@ func (c *Conn) write(f frame) bool {
 	_ = c.ws.SetWriteDeadline(time.Now().Add(c.writeWait))
 	err := c.ws.WriteMessage(f.kind, f.data)
 	if f.done != nil {
-		f.done()
+		f.done(f.data)
 	}
 	if err != nil {
 		c.setErr(err)
@@ -216,7 +217,7 @@ func (c *Conn) drop() {
 		select {
 		case f := <-c.out:
 			if f.done != nil {
-				f.done()
+				f.done(f.data)
 			}
 		default:
 			return

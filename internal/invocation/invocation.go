@@ -1,0 +1,258 @@
+// Package invocation routes function invocations to whoever executes them
+// and tracks the ones that still owe a result.
+//
+// Invoker is the seam for scaling out: Local resolves a function id through
+// the local registry and delivers to a connection of this process; a
+// cluster implementation would deliver to the node that holds the worker.
+// Callers only ever see Invoke and a Completion called exactly once.
+package invocation
+
+import (
+	"context"
+	"sync"
+
+	"github.com/go-json-experiment/json/jsontext"
+	"github.com/google/uuid"
+
+	"github.com/sluicehq/sluice/internal/registry"
+	"github.com/sluicehq/sluice/wire"
+)
+
+func init() { uuid.EnableRandPool() }
+
+// NewID returns a fresh UUIDv4 string.
+func NewID() string { return uuid.NewString() }
+
+// Request is one invocation as the executor will see it.
+type Request struct {
+	// InvocationID is the id the executor answers with; Invoke fills it in
+	// when empty.
+	InvocationID string
+	FunctionID   string
+	Data         jsontext.Value
+	Metadata     jsontext.Value
+	Traceparent  string
+	Baggage      string
+	// CallerWorkerID is the worker that made the call ("" for the engine).
+	CallerWorkerID string
+	// Void calls are executed but nobody waits for the result.
+	Void bool
+}
+
+// Result is the outcome of an invocation: Value (absent = nil) or Err.
+type Result struct {
+	Value       jsontext.Value
+	Err         *wire.ErrorBody
+	Traceparent string
+	Baggage     string
+}
+
+// Completion receives the result of a non-void invocation, exactly once.
+// It runs on the goroutine that produced the result and must not block.
+type Completion func(Result)
+
+// Executor runs invocations: a worker connection, or the engine itself.
+type Executor interface {
+	registry.Owner
+	// Deliver hands req to the executor. It must not block for long; an
+	// error means the executor is gone.
+	Deliver(req *Request) error
+}
+
+// Invoker starts invocations.
+type Invoker interface {
+	// Invoke routes req to the function's executor. done is called exactly
+	// once for a non-void request (never for a void one).
+	Invoke(req *Request, done Completion)
+}
+
+// Builtin is a function implemented by the engine.
+type Builtin func(ctx context.Context, req *Request) (jsontext.Value, *wire.ErrorBody)
+
+// Local routes through the registry of this process.
+type Local struct {
+	reg     *registry.Registry
+	pending Table
+	ctx     context.Context
+}
+
+// NewLocal returns an Invoker over reg. ctx bounds builtin executions (it
+// ends at engine shutdown).
+func NewLocal(ctx context.Context, reg *registry.Registry) *Local {
+	l := &Local{reg: reg, ctx: ctx}
+	l.pending.init()
+	return l
+}
+
+// Pending exposes the table of invocations awaiting a result.
+func (l *Local) Pending() *Table { return &l.pending }
+
+// Invoke implements Invoker.
+func (l *Local) Invoke(req *Request, done Completion) {
+	fn, ok := l.reg.Function(req.FunctionID)
+	if !ok {
+		if !req.Void {
+			done(Result{Err: wire.ErrFunctionNotFound(req.FunctionID)})
+		}
+		return
+	}
+	switch ex := fn.Owner.(type) {
+	case *EngineExecutor:
+		ex.run(l.ctx, req, done)
+	case Executor:
+		if req.Void {
+			if req.InvocationID == "" {
+				req.InvocationID = NewID()
+			}
+			_ = ex.Deliver(req)
+			return
+		}
+		req.InvocationID = l.pending.Add(req.InvocationID, ex.OwnerID(), done)
+		if err := ex.Deliver(req); err != nil {
+			l.pending.Complete(req.InvocationID, ex.OwnerID(), Result{Err: wire.ErrInvocationStopped()})
+		}
+	default:
+		if !req.Void {
+			done(Result{Err: &wire.ErrorBody{Code: wire.CodeFunctionNotInvokable, Message: "Function " + req.FunctionID + " cannot be invoked by this engine"}})
+		}
+	}
+}
+
+// EngineExecutor owns the engine's own functions.
+type EngineExecutor struct {
+	mu       sync.RWMutex
+	builtins map[string]builtinEntry
+}
+
+type builtinEntry struct {
+	fn    Builtin
+	async bool
+}
+
+// OwnerID implements registry.Owner: the engine has the empty id.
+func (*EngineExecutor) OwnerID() string { return "" }
+
+// Add registers a builtin. Async builtins may block and run on their own
+// goroutine; the others run inline on the caller's goroutine.
+func (e *EngineExecutor) Add(id string, fn Builtin, async bool) {
+	e.mu.Lock()
+	if e.builtins == nil {
+		e.builtins = make(map[string]builtinEntry)
+	}
+	e.builtins[id] = builtinEntry{fn: fn, async: async}
+	e.mu.Unlock()
+}
+
+func (e *EngineExecutor) run(ctx context.Context, req *Request, done Completion) {
+	e.mu.RLock()
+	b, ok := e.builtins[req.FunctionID]
+	e.mu.RUnlock()
+	if !ok {
+		if !req.Void {
+			done(Result{Err: wire.ErrFunctionNotFound(req.FunctionID)})
+		}
+		return
+	}
+	call := func() {
+		v, err := b.fn(ctx, req)
+		if !req.Void {
+			done(Result{Value: v, Err: err, Traceparent: req.Traceparent, Baggage: req.Baggage})
+		}
+	}
+	if b.async {
+		go call()
+	} else {
+		call()
+	}
+}
+
+// Table tracks invocations awaiting a result, indexed by executor so that a
+// vanished executor's invocations can be halted at once.
+type Table struct {
+	mu         sync.Mutex
+	byID       map[string]entry
+	byExecutor map[string]map[string]struct{}
+}
+
+type entry struct {
+	executor string
+	done     Completion
+}
+
+func (t *Table) init() {
+	t.byID = make(map[string]entry)
+	t.byExecutor = make(map[string]map[string]struct{})
+}
+
+// Add records a pending invocation under id (a fresh id if id is empty or
+// already taken) and returns the id used.
+func (t *Table) Add(id, executor string, done Completion) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, taken := t.byID[id]; id == "" || taken {
+		id = NewID()
+	}
+	t.byID[id] = entry{executor: executor, done: done}
+	set := t.byExecutor[executor]
+	if set == nil {
+		set = make(map[string]struct{})
+		t.byExecutor[executor] = set
+	}
+	set[id] = struct{}{}
+	return id
+}
+
+// Complete delivers res for id if executor is the one that owes it. It
+// reports whether a pending invocation was completed.
+func (t *Table) Complete(id, executor string, res Result) bool {
+	t.mu.Lock()
+	e, ok := t.byID[id]
+	if !ok || e.executor != executor {
+		t.mu.Unlock()
+		return false
+	}
+	delete(t.byID, id)
+	if set := t.byExecutor[executor]; set != nil {
+		delete(set, id)
+		if len(set) == 0 {
+			delete(t.byExecutor, executor)
+		}
+	}
+	t.mu.Unlock()
+	e.done(res)
+	return true
+}
+
+// HaltExecutor completes every invocation owed by executor with err and
+// returns how many there were.
+func (t *Table) HaltExecutor(executor string, err *wire.ErrorBody) int {
+	t.mu.Lock()
+	set := t.byExecutor[executor]
+	delete(t.byExecutor, executor)
+	dones := make([]Completion, 0, len(set))
+	for id := range set {
+		if e, ok := t.byID[id]; ok {
+			dones = append(dones, e.done)
+			delete(t.byID, id)
+		}
+	}
+	t.mu.Unlock()
+	for _, d := range dones {
+		d(Result{Err: err})
+	}
+	return len(dones)
+}
+
+// CountFor returns how many invocations executor owes.
+func (t *Table) CountFor(executor string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.byExecutor[executor])
+}
+
+// Len returns the number of pending invocations.
+func (t *Table) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.byID)
+}
