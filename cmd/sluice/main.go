@@ -1,0 +1,203 @@
+// Command sluice runs the Sluice engine.
+//
+//	sluice                 # same as "sluice serve"
+//	sluice serve [flags]   # run the engine
+//	sluice version
+//
+// Settings come from, in increasing precedence: embedded defaults, an
+// optional YAML file (--config or SLUICE_CONFIG), environment variables
+// (SLUICE_ADDR, SLUICE_HTTP_ADDR, ...) and flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sluicehq/sluice/engine"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "sluice:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(ctx, args, getenv, stderr)
+	case "version":
+		fmt.Fprintln(stderr, "sluice", engine.Version)
+		return nil
+	case "help":
+		fmt.Fprintln(stderr, usage)
+		return nil
+	default:
+		return fmt.Errorf("unknown command %q\n%s", cmd, usage)
+	}
+}
+
+const usage = `usage: sluice [serve] [flags]   run the engine (default)
+       sluice version            print the version
+       sluice serve -h           list the flags`
+
+// options is what flags and environment variables can set.
+type options struct {
+	config       string
+	logFormat    string
+	logLevel     string
+	addr         string
+	httpAddr     string
+	maxMessage   int64
+	httpTimeout  time.Duration
+	channelTTL   time.Duration
+	maxChannels  int
+	maxFrameSize int64
+}
+
+func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, logger, err := configure(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	e, err := engine.New(cfg, logger)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := e.Start(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	case err := <-e.Err():
+		if err != nil {
+			logger.Error("listener failed", "err", err)
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	return e.Shutdown(sctx)
+}
+
+// configure builds the engine config and logger from defaults, the config
+// file, the environment and flags, in that order of precedence.
+func configure(args []string, getenv func(string) string, stderr io.Writer) (engine.Config, *slog.Logger, error) {
+	cfg := engine.DefaultConfig()
+	fs := flag.NewFlagSet("sluice serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o options
+	fs.StringVar(&o.config, "config", getenv("SLUICE_CONFIG"), "optional YAML config file (env SLUICE_CONFIG)")
+	fs.StringVar(&o.logFormat, "log-format", envOr(getenv, "SLUICE_LOG_FORMAT", "text"), "log format: text or json (env SLUICE_LOG_FORMAT)")
+	fs.StringVar(&o.logLevel, "log-level", envOr(getenv, "SLUICE_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env SLUICE_LOG_LEVEL)")
+	fs.StringVar(&o.addr, "addr", "", "worker listener address (env SLUICE_ADDR; default "+cfg.Addr+")")
+	fs.StringVar(&o.httpAddr, "http-addr", "", "HTTP trigger listener address (env SLUICE_HTTP_ADDR; default "+cfg.HTTPAddr+")")
+	fs.Int64Var(&o.maxMessage, "max-message-size", 0, "largest worker message in bytes (env SLUICE_MAX_MESSAGE_SIZE; default 64 MiB)")
+	fs.DurationVar(&o.httpTimeout, "http-timeout", 0, "how long an HTTP trigger waits for its function's response (env SLUICE_HTTP_TIMEOUT; default 30s)")
+	fs.DurationVar(&o.channelTTL, "channel-ttl", 0, "how long a channel waits for an end to connect (env SLUICE_CHANNEL_TTL; default 5m)")
+	fs.IntVar(&o.maxChannels, "max-channels", 0, "most channels open at once (env SLUICE_MAX_CHANNELS; default 100000)")
+	fs.Int64Var(&o.maxFrameSize, "max-frame-size", 0, "largest channel frame in bytes (env SLUICE_MAX_FRAME_SIZE; default 16 MiB)")
+	if err := fs.Parse(args); err != nil {
+		return cfg, nil, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.config != "" {
+		if err := cfg.LoadFile(o.config); err != nil {
+			return cfg, nil, err
+		}
+	}
+	// Environment, then flags that were set explicitly.
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	str := func(flagName, env string, dst *string, v string) {
+		if set[flagName] {
+			*dst = v
+		} else if ev := getenv(env); ev != "" {
+			*dst = ev
+		}
+	}
+	i64 := func(flagName, env string, dst *int64, v int64) {
+		if set[flagName] {
+			*dst = v
+		} else if ev := getenv(env); ev != "" {
+			n, err := strconv.ParseInt(ev, 10, 64)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", env, err))
+			}
+			*dst = n
+		}
+	}
+	dur := func(flagName, env string, dst *time.Duration, v time.Duration) {
+		if set[flagName] {
+			*dst = v
+		} else if ev := getenv(env); ev != "" {
+			d, err := time.ParseDuration(ev)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", env, err))
+			}
+			*dst = d
+		}
+	}
+	str("addr", "SLUICE_ADDR", &cfg.Addr, o.addr)
+	str("http-addr", "SLUICE_HTTP_ADDR", &cfg.HTTPAddr, o.httpAddr)
+	i64("max-message-size", "SLUICE_MAX_MESSAGE_SIZE", &cfg.MaxMessageSize, o.maxMessage)
+	dur("http-timeout", "SLUICE_HTTP_TIMEOUT", &cfg.HTTP.Timeout, o.httpTimeout)
+	dur("channel-ttl", "SLUICE_CHANNEL_TTL", &cfg.Channels.TTL, o.channelTTL)
+	i64("max-frame-size", "SLUICE_MAX_FRAME_SIZE", &cfg.Channels.MaxFrameSize, o.maxFrameSize)
+	mc := int64(cfg.Channels.MaxChannels)
+	i64("max-channels", "SLUICE_MAX_CHANNELS", &mc, int64(o.maxChannels))
+	cfg.Channels.MaxChannels = int(mc)
+	if err := errors.Join(errs...); err != nil {
+		return cfg, nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, nil, err
+	}
+	logger, err := newLogger(o.logFormat, o.logLevel, stderr)
+	return cfg, logger, err
+}
+
+func envOr(getenv func(string) string, key, def string) string {
+	if v := getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func newLogger(format, level string, w io.Writer) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: %w", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("log format %q: want text or json", format)
+	}
+}

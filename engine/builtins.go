@@ -1,0 +1,212 @@
+package engine
+
+import (
+	"context"
+	"sort"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/sluicehq/sluice/internal/invocation"
+	"github.com/sluicehq/sluice/internal/registry"
+	"github.com/sluicehq/sluice/wire"
+)
+
+// engineWorkerName names the engine's in-process worker in discovery output.
+const engineWorkerName = "sluice-engine"
+
+var lenient = json.JoinOptions(jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+
+// builtin adapts a typed engine function to the wire: input decode errors
+// become deserialization_error, as the reference engine reports them.
+func builtin[In, Out any](fn func(ctx context.Context, req *invocation.Request, in In) (Out, *wire.ErrorBody)) invocation.Builtin {
+	return func(ctx context.Context, req *invocation.Request) (jsontext.Value, *wire.ErrorBody) {
+		var in In
+		if d := req.Data; len(d) > 0 && string(d) != "null" {
+			if err := json.Unmarshal(d, &in, lenient); err != nil {
+				return nil, &wire.ErrorBody{Code: wire.CodeDeserializationError, Message: "invalid input for " + req.FunctionID + ": " + err.Error()}
+			}
+		}
+		out, errBody := fn(ctx, req, in)
+		if errBody != nil {
+			return nil, errBody
+		}
+		b, err := json.Marshal(out)
+		if err != nil {
+			return nil, &wire.ErrorBody{Code: wire.CodeSerializationError, Message: err.Error()}
+		}
+		return b, nil
+	}
+}
+
+func (e *Engine) addBuiltin(id string, fn invocation.Builtin, async bool) {
+	e.self.Add(id, fn, async)
+	e.reg.RegisterFunction(&registry.Function{ID: id, Owner: e.self})
+}
+
+func (e *Engine) registerBuiltins() {
+	e.addBuiltin(wire.FnChannelsCreate, builtin(e.createChannel), false)
+	e.addBuiltin(wire.FnWorkersRegister, builtin(e.registerWorkerMetadata), false)
+	e.addBuiltin(wire.FnFunctionsList, builtin(func(_ context.Context, _ *invocation.Request, in functionsFilter) (any, *wire.ErrorBody) {
+		return map[string]any{"functions": e.listFunctions(in)}, nil
+	}), false)
+	e.addBuiltin(wire.FnFunctionsInfo, builtin(e.functionsInfo), false)
+	e.addBuiltin(wire.FnWorkersList, builtin(e.workersList), false)
+	e.addBuiltin(wire.FnWorkersInfo, builtin(e.workersInfo), false)
+	e.addBuiltin(wire.FnTriggersList, builtin(e.triggersList), false)
+	e.addBuiltin(wire.FnTriggersInfo, builtin(e.triggersInfo), false)
+	e.addBuiltin(wire.FnRegisteredTriggersList, builtin(e.registeredTriggersList), false)
+	e.addBuiltin(wire.FnRegisteredTriggersInfo, builtin(e.registeredTriggersInfo), false)
+	e.addBuiltin(wire.FnRegisterTrigger, builtin(e.registerTriggerFn), true)
+	e.addBuiltin(wire.FnUnregisterTrigger, builtin(e.unregisterTriggerFn), false)
+}
+
+// --- channels ---
+
+func (e *Engine) createChannel(_ context.Context, _ *invocation.Request, in wire.CreateChannelInput) (wire.CreateChannelResult, *wire.ErrorBody) {
+	size := 0
+	if in.BufferSize != nil {
+		size = *in.BufferSize
+	}
+	res, err := e.hub.Create(size)
+	if err != nil {
+		return res, &wire.ErrorBody{Code: wire.CodeChannelLimit, Message: err.Error()}
+	}
+	return res, nil
+}
+
+// --- workers ---
+
+type registerWorkerInput struct {
+	WorkerID    string         `json:"_caller_worker_id"`
+	Runtime     *string        `json:"runtime"`
+	Version     *string        `json:"version"`
+	Name        *string        `json:"name"`
+	Description *string        `json:"description"`
+	OS          *string        `json:"os"`
+	Telemetry   jsontext.Value `json:"telemetry"`
+	PID         *int64         `json:"pid"`
+	Isolation   jsontext.Value `json:"isolation"`
+}
+
+func (e *Engine) registerWorkerMetadata(_ context.Context, req *invocation.Request, in registerWorkerInput) (any, *wire.ErrorBody) {
+	id := in.WorkerID
+	if id == "" {
+		id = req.CallerWorkerID
+	}
+	ok := e.reg.UpdateWorker(id, func(w *registry.Worker) {
+		w.Runtime = "unknown"
+		if in.Runtime != nil && *in.Runtime != "" {
+			w.Runtime = *in.Runtime
+		}
+		w.Version = deref(in.Version)
+		w.Name = sanitizeLabel(deref(in.Name))
+		w.Description = sanitizeLabel(deref(in.Description))
+		w.OS = deref(in.OS)
+		w.Telemetry = in.Telemetry
+		w.Isolation = in.Isolation
+		if in.PID != nil && *in.PID >= 0 {
+			w.PID, w.HasPID = int(*in.PID), true
+		}
+	})
+	if !ok {
+		return nil, &wire.ErrorBody{Code: wire.CodeNotFound, Message: "no connected worker with id " + quote(id)}
+	}
+	e.fireWorkersAvailable("worker_metadata_updated", id)
+	return map[string]bool{"success": true}, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// sanitizeLabel strips control and bidi characters and caps the length, so
+// names shown in lists cannot mangle a terminal.
+func sanitizeLabel(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
+			return -1
+		}
+		return r
+	}, s)
+	s = strings.TrimSpace(s)
+	if r := []rune(s); len(r) > 280 {
+		s = string(r[:280])
+	}
+	return s
+}
+
+// --- durable triggers ---
+
+type registerTriggerInput struct {
+	TriggerType string         `json:"trigger_type"`
+	FunctionID  string         `json:"function_id"`
+	Config      jsontext.Value `json:"config"`
+	Metadata    jsontext.Value `json:"metadata"`
+}
+
+// registerTriggerFn implements engine::register_trigger: a binding owned by
+// no connection. For a worker-provided type it waits (up to 10 s) for the
+// provider's verdict.
+func (e *Engine) registerTriggerFn(ctx context.Context, _ *invocation.Request, in registerTriggerInput) (any, *wire.ErrorBody) {
+	if in.TriggerType == "" || in.FunctionID == "" {
+		return nil, &wire.ErrorBody{Code: wire.CodeInvalidArguments, Message: "trigger_type and function_id are required"}
+	}
+	t := &registry.Trigger{ID: invocation.NewID(), Type: in.TriggerType, FunctionID: in.FunctionID, Config: in.Config, Metadata: in.Metadata}
+	var ack chan *wire.ErrorBody
+	if tt, ok := e.reg.TriggerType(in.TriggerType); ok {
+		if _, isWorker := tt.Provider.(*workerConn); isWorker {
+			ack = make(chan *wire.ErrorBody, 1)
+			e.regWaitMu.Lock()
+			e.regWaits[t.ID] = ack
+			e.regWaitMu.Unlock()
+		}
+	}
+	if errBody := e.putTrigger(t, nil); errBody != nil {
+		e.reg.RemoveTrigger(t.ID, nil)
+		return nil, errBody
+	}
+	if ack != nil {
+		timer := time.NewTimer(10 * time.Second)
+		defer timer.Stop()
+		select {
+		case errBody := <-ack:
+			if errBody != nil {
+				e.reg.RemoveTrigger(t.ID, nil)
+				return nil, &wire.ErrorBody{Code: wire.CodeTriggerRegistration, Message: errBody.Message}
+			}
+		case <-timer.C:
+			e.regWaitMu.Lock()
+			delete(e.regWaits, t.ID)
+			e.regWaitMu.Unlock()
+			e.unregisterTrigger(t.ID)
+			return nil, &wire.ErrorBody{Code: wire.CodeTriggerRegistration, Message: "the provider of trigger type " + quote(in.TriggerType) + " did not answer within 10s"}
+		case <-ctx.Done():
+			return nil, &wire.ErrorBody{Code: wire.CodeTriggerRegistration, Message: "engine shutting down"}
+		}
+	}
+	return map[string]string{"id": t.ID}, nil
+}
+
+type unregisterTriggerInput struct {
+	ID string `json:"id"`
+}
+
+func (e *Engine) unregisterTriggerFn(_ context.Context, _ *invocation.Request, in unregisterTriggerInput) (any, *wire.ErrorBody) {
+	if in.ID == "" {
+		return nil, &wire.ErrorBody{Code: wire.CodeUnregisterFailed, Message: "id is required"}
+	}
+	return map[string]bool{"removed": e.unregisterTrigger(in.ID)}, nil
+}
+
+// sortedBy sorts a slice by a string key.
+func sortedBy[T any](s []T, key func(T) string) []T {
+	sort.SliceStable(s, func(i, j int) bool { return key(s[i]) < key(s[j]) })
+	return s
+}

@@ -1,0 +1,113 @@
+package engine
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"time"
+
+	"go.yaml.in/yaml/v4"
+)
+
+// Config is everything an engine can be told. The zero value is not useful:
+// start from DefaultConfig, which is what `sluice serve` runs with when no
+// flag, environment variable or config file says otherwise.
+type Config struct {
+	// Addr is the worker listener (WebSocket: "/", "/otel", "/ws/channels/").
+	Addr string `yaml:"addr"`
+	// HTTPAddr is the listener for HTTP triggers.
+	HTTPAddr string `yaml:"http_addr"`
+	// MaxMessageSize bounds one frame on a worker socket.
+	MaxMessageSize int64 `yaml:"max_message_size"`
+	// ShutdownTimeout bounds a graceful shutdown.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// Channels configures channel pipes.
+	Channels ChannelsConfig `yaml:"channels"`
+	// HTTP configures HTTP triggers.
+	HTTP HTTPConfig `yaml:"http"`
+}
+
+// ChannelsConfig configures channels.
+type ChannelsConfig struct {
+	// DefaultBuffer is the buffer of a channel created without buffer_size, in frames.
+	DefaultBuffer int `yaml:"default_buffer"`
+	// MaxBuffer clamps buffer_size, in frames.
+	MaxBuffer int `yaml:"max_buffer"`
+	// MaxFrameSize bounds one frame on a channel socket.
+	MaxFrameSize int64 `yaml:"max_frame_size"`
+	// MaxChannels bounds the number of open channels.
+	MaxChannels int `yaml:"max_channels"`
+	// TTL is how long a channel may wait for one of its ends to connect.
+	TTL time.Duration `yaml:"ttl"`
+}
+
+// HTTPConfig configures HTTP triggers.
+type HTTPConfig struct {
+	// Timeout bounds the wait for a function's response headers.
+	Timeout time.Duration `yaml:"timeout"`
+	// MaxJSONBody bounds a JSON request body parsed into "body".
+	MaxJSONBody int64 `yaml:"max_json_body"`
+	// CORS configures cross-origin requests; nil means permissive.
+	CORS *CORSConfig `yaml:"cors"`
+}
+
+// CORSConfig restricts cross-origin requests. An empty list or "*" allows any.
+type CORSConfig struct {
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	AllowedMethods []string `yaml:"allowed_methods"`
+}
+
+// DefaultConfig returns the embedded defaults.
+func DefaultConfig() Config {
+	return Config{
+		Addr:            "127.0.0.1:49134",
+		HTTPAddr:        "127.0.0.1:3111",
+		MaxMessageSize:  64 << 20,
+		ShutdownTimeout: 10 * time.Second,
+		Channels: ChannelsConfig{
+			DefaultBuffer: 64,
+			MaxBuffer:     1024,
+			MaxFrameSize:  16 << 20,
+			MaxChannels:   100_000,
+			TTL:           5 * time.Minute,
+		},
+		HTTP: HTTPConfig{
+			Timeout:     30 * time.Second,
+			MaxJSONBody: 16 << 20,
+		},
+	}
+}
+
+// LoadFile overlays the YAML file at path onto c. Unknown keys are errors,
+// so that a typo does not silently leave a default in place.
+func (c *Config) LoadFile(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return c.Validate()
+}
+
+// Validate reports settings that cannot work.
+func (c *Config) Validate() error {
+	switch {
+	case c.Addr == "":
+		return fmt.Errorf("config: addr must not be empty")
+	case c.MaxMessageSize < 1024:
+		return fmt.Errorf("config: max_message_size %d is below 1024 bytes", c.MaxMessageSize)
+	case c.Channels.DefaultBuffer < 1 || c.Channels.MaxBuffer < 1:
+		return fmt.Errorf("config: channel buffers must be at least 1 frame")
+	case c.Channels.MaxFrameSize < 1024:
+		return fmt.Errorf("config: channels.max_frame_size %d is below 1024 bytes", c.Channels.MaxFrameSize)
+	case c.Channels.TTL <= 0:
+		return fmt.Errorf("config: channels.ttl must be positive")
+	case c.HTTP.Timeout <= 0:
+		return fmt.Errorf("config: http.timeout must be positive")
+	}
+	return nil
+}

@@ -1,0 +1,403 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+	"github.com/gorilla/websocket"
+
+	"github.com/sluicehq/sluice/internal/invocation"
+	"github.com/sluicehq/sluice/internal/registry"
+	"github.com/sluicehq/sluice/internal/wsconn"
+	"github.com/sluicehq/sluice/wire"
+)
+
+// workerConn is one worker socket: a read loop (this goroutine) that
+// dispatches messages, and a wsconn writer goroutine.
+type workerConn struct {
+	e       *Engine
+	id      string
+	token   string
+	conn    *wsconn.Conn
+	log     *slog.Logger
+	cleanup sync.Once
+	gone    chan struct{} // closed when cleanup ran
+}
+
+// OwnerID implements registry.Owner.
+func (w *workerConn) OwnerID() string { return w.id }
+
+// bufPool holds encode buffers for outgoing frames.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+func getBuf() []byte { return (*bufPool.Get().(*[]byte))[:0] }
+
+func putBuf(b []byte) {
+	if cap(b) > 64<<10 {
+		return // do not pin large buffers
+	}
+	bufPool.Put(&b)
+}
+
+// send encodes m and queues it for the writer.
+func (w *workerConn) send(m *wire.Message) error {
+	b, err := wire.Encode(getBuf(), m)
+	if err != nil {
+		w.log.Error("encode outgoing message", "type", m.Type, "err", err)
+		return err
+	}
+	return w.conn.Send(w.e.ctx, wsconn.Text, b, putBuf)
+}
+
+// Deliver implements invocation.Executor: it sends invokefunction.
+func (w *workerConn) Deliver(req *invocation.Request) error {
+	data := wire.DataOrNull(req.Data)
+	var injected []byte
+	if req.CallerWorkerID != "" {
+		injected = wire.InjectCallerID(getBuf(), data, req.CallerWorkerID)
+		data = injected
+	}
+	m := wire.Message{
+		Type:         wire.TypeInvokeFunction,
+		InvocationID: req.InvocationID,
+		FunctionID:   req.FunctionID,
+		Data:         data,
+		Traceparent:  req.Traceparent,
+		Baggage:      req.Baggage,
+		Metadata:     req.Metadata,
+	}
+	err := w.send(&m)
+	if injected != nil {
+		putBuf(injected)
+	}
+	return err
+}
+
+func (e *Engine) serveWorker(rw http.ResponseWriter, r *http.Request) {
+	if e.isShuttingDown() {
+		http.Error(rw, "engine shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	ws, err := e.upgrader.Upgrade(rw, r, nil)
+	if err != nil {
+		return // the upgrader has answered the client
+	}
+	w := &workerConn{
+		e:     e,
+		id:    invocation.NewID(),
+		token: invocation.NewID(),
+		conn:  wsconn.New(ws, wsconn.Options{Queue: 1024}),
+		gone:  make(chan struct{}),
+	}
+	w.log = e.log.With("worker_id", w.id)
+	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	e.reg.AddWorker(&registry.Worker{ID: w.id, Runtime: "unknown", IPAddress: host, ConnectedAt: time.Now()})
+	e.mu.Lock()
+	e.conns[w.id] = w
+	e.mu.Unlock()
+	w.log.Info("worker connected", "remote", r.RemoteAddr)
+
+	_ = w.send(&wire.Message{Type: wire.TypeWorkerRegistered, WorkerID: w.id, ReattachToken: w.token})
+	e.fireWorkersAvailable("worker_connected", w.id)
+	w.readLoop()
+	w.close("connection closed")
+}
+
+func (w *workerConn) readLoop() {
+	ws := w.conn.WS()
+	limit := w.e.cfg.MaxMessageSize
+	buf := make([]byte, 0, 4096)
+	var m wire.Message
+	for {
+		kind, data, err := wsconn.ReadFrame(ws, buf[:0], limit)
+		if cap(data) <= 1<<20 {
+			buf = data[:0] // keep a grown buffer, unless it is huge
+		}
+		if errors.Is(err, wsconn.ErrFrameTooLarge) {
+			w.rejectOversized(data)
+			continue
+		}
+		if err != nil {
+			if code, reason, ok := wsconn.IsCloseError(err); ok {
+				w.log.Debug("worker closed socket", "code", code, "reason", reason)
+			} else if !errors.Is(err, net.ErrClosed) {
+				w.log.Debug("worker socket read ended", "err", err)
+			}
+			return
+		}
+		if kind == wsconn.Binary && isTelemetryFrame(data) {
+			continue
+		}
+		if wire.IsBlank(data) {
+			continue
+		}
+		if err := wire.Decode(data, &m); err != nil {
+			w.rejectMalformed(data, err)
+			continue
+		}
+		w.handle(&m)
+	}
+}
+
+func isTelemetryFrame(b []byte) bool {
+	return len(b) >= 4 && (bytes.HasPrefix(b, []byte("OTLP")) || bytes.HasPrefix(b, []byte("MTRC")) || bytes.HasPrefix(b, []byte("LOGS")))
+}
+
+// envelope is the little we try to recover from a frame we cannot decode,
+// so that a caller waiting on an invocation gets an answer.
+type envelope struct {
+	Type         string `json:"type"`
+	InvocationID string `json:"invocation_id"`
+	FunctionID   string `json:"function_id"`
+}
+
+func (w *workerConn) rejectMalformed(frame []byte, err error) {
+	var env envelope
+	_ = json.Unmarshal(frame, &env, jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+	w.log.Warn("malformed message from worker", "err", err, "type", env.Type, "bytes", len(frame))
+	switch env.Type {
+	case wire.TypeInvokeFunction:
+		if env.InvocationID != "" {
+			w.reply(env.InvocationID, env.FunctionID, invocation.Result{Err: &wire.ErrorBody{
+				Code: wire.CodeDeserializationError, Message: "malformed invokefunction: " + err.Error()}})
+		}
+	case wire.TypeInvocationResult:
+		if env.InvocationID != "" {
+			w.e.inv.Pending().Complete(env.InvocationID, w.id, invocation.Result{Err: &wire.ErrorBody{
+				Code: wire.CodeInvocationError, Message: "the executing worker sent a malformed invocationresult: " + err.Error()}})
+		}
+	}
+}
+
+// rejectOversized answers a frame over the size limit. Only its first bytes
+// were read; if they name an invocation, the caller is told why it failed.
+func (w *workerConn) rejectOversized(prefix []byte) {
+	id := scanString(prefix, `"invocation_id"`)
+	fn := scanString(prefix, `"function_id"`)
+	typ := scanString(prefix, `"type"`)
+	w.log.Warn("message over size limit dropped", "limit", w.e.cfg.MaxMessageSize, "type", typ, "invocation_id", id)
+	if id == "" {
+		return
+	}
+	msg := "message exceeds the engine's max_message_size of " + itoa(w.e.cfg.MaxMessageSize) + " bytes"
+	switch typ {
+	case wire.TypeInvocationResult:
+		w.e.inv.Pending().Complete(id, w.id, invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeInvocationError, Message: "result " + msg}})
+	default:
+		w.reply(id, fn, invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeInvocationError, Message: "invocation " + msg}})
+	}
+}
+
+// scanString finds "key":"value" in a JSON prefix without parsing the rest.
+func scanString(b []byte, key string) string {
+	i := bytes.Index(b, []byte(key))
+	if i < 0 {
+		return ""
+	}
+	rest := bytes.TrimLeft(b[i+len(key):], " \t\r\n")
+	if len(rest) == 0 || rest[0] != ':' {
+		return ""
+	}
+	rest = bytes.TrimLeft(rest[1:], " \t\r\n")
+	if len(rest) == 0 || rest[0] != '"' {
+		return ""
+	}
+	end := bytes.IndexByte(rest[1:], '"')
+	if end < 0 || end > 200 || bytes.IndexByte(rest[1:end+1], '\\') >= 0 {
+		return ""
+	}
+	return string(rest[1 : end+1])
+}
+
+func itoa(n int64) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
+
+func (w *workerConn) handle(m *wire.Message) {
+	e := w.e
+	switch m.Type {
+	case wire.TypeInvokeFunction:
+		w.handleInvoke(m)
+	case wire.TypeInvocationResult:
+		if !e.inv.Pending().Complete(m.InvocationID, w.id, invocation.Result{
+			Value: m.Result, Err: m.Error, Traceparent: m.Traceparent, Baggage: m.Baggage}) {
+			w.log.Debug("result for unknown invocation ignored", "invocation_id", m.InvocationID)
+		}
+	case wire.TypeRegisterFunction:
+		w.registerFunction(m)
+	case wire.TypeUnregisterFunction:
+		if e.reg.UnregisterFunction(m.ID, w) {
+			e.functionsChanged()
+		}
+	case wire.TypeRegisterTriggerType:
+		e.registerWorkerTriggerType(w, m)
+	case wire.TypeUnregisterTriggerType:
+		if e.reg.UnregisterTriggerType(m.ID, w) {
+			w.log.Info("trigger type unregistered", "trigger_type", m.ID)
+		}
+	case wire.TypeRegisterTrigger:
+		e.registerTrigger(w, m)
+	case wire.TypeUnregisterTrigger:
+		e.unregisterTrigger(m.ID)
+	case wire.TypeTriggerRegistrationResult:
+		e.triggerRegistrationResult(w, m)
+	case wire.TypeReattach:
+		w.reattach(m)
+	case wire.TypePing:
+		_ = w.send(&wire.Message{Type: wire.TypePong})
+	case wire.TypePong, wire.TypeRegisterService:
+	default:
+		w.log.Debug("unknown message type ignored", "type", m.Type)
+	}
+}
+
+func (w *workerConn) handleInvoke(m *wire.Message) {
+	callerID, fnID := m.InvocationID, m.FunctionID
+	if m.Action.IsEnqueue() {
+		if callerID != "" {
+			w.reply(callerID, fnID, invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeEnqueueError,
+				Message: "queue " + quote(m.Action.Queue) + " is not available: this engine has no queue backend yet; use a synchronous or void trigger"}})
+		}
+		return
+	}
+	req := &invocation.Request{
+		InvocationID:   callerID,
+		FunctionID:     fnID,
+		Data:           m.Data,
+		Metadata:       m.Metadata,
+		Traceparent:    m.Traceparent,
+		Baggage:        m.Baggage,
+		CallerWorkerID: w.id,
+		Void:           m.Action.IsVoid() || callerID == "",
+	}
+	if req.Void {
+		req.InvocationID = ""
+		w.e.inv.Invoke(req, nil)
+		return
+	}
+	w.e.inv.Invoke(req, func(res invocation.Result) { w.reply(callerID, fnID, res) })
+}
+
+// reply sends the invocationresult of a call this worker made.
+func (w *workerConn) reply(invocationID, functionID string, res invocation.Result) {
+	m := wire.Message{
+		Type:         wire.TypeInvocationResult,
+		InvocationID: invocationID,
+		FunctionID:   functionID,
+		Result:       res.Value,
+		Error:        res.Err,
+		Traceparent:  res.Traceparent,
+		Baggage:      res.Baggage,
+	}
+	if m.Error != nil {
+		m.Result = nil
+	}
+	if err := w.send(&m); err != nil {
+		w.log.Debug("result not delivered: caller gone", "invocation_id", invocationID)
+	}
+}
+
+func (w *workerConn) registerFunction(m *wire.Message) {
+	if m.ID == "" {
+		w.log.Warn("registerfunction without id ignored")
+		return
+	}
+	if len(m.Invocation) > 0 {
+		w.log.Warn("HTTP-invoked functions are not supported by this engine; registration ignored", "function_id", m.ID)
+		return
+	}
+	f := &registry.Function{
+		ID: m.ID, Owner: w, Description: m.Description,
+		RequestFormat: m.RequestFormat, ResponseFormat: m.ResponseFormat, Metadata: m.Metadata,
+	}
+	if prev, replaced := w.e.reg.RegisterFunction(f); replaced {
+		w.log.Warn("function taken over from another worker (last registration wins)", "function_id", m.ID, "previous_worker_id", prev)
+	}
+	w.e.functionsChanged()
+}
+
+// reattach lets a reconnected worker evict its previous, half-open
+// connection before it replays its registrations, so that the old
+// connection's cleanup cannot remove them afterwards.
+func (w *workerConn) reattach(m *wire.Message) {
+	if m.PreviousWorkerID == "" || m.PreviousWorkerID == w.id {
+		return
+	}
+	w.e.mu.RLock()
+	old, ok := w.e.conns[m.PreviousWorkerID]
+	w.e.mu.RUnlock()
+	if !ok {
+		return
+	}
+	if subtle.ConstantTimeCompare([]byte(old.token), []byte(m.ReattachToken)) != 1 {
+		w.log.Warn("reattach with wrong token ignored", "previous_worker_id", m.PreviousWorkerID)
+		return
+	}
+	w.log.Info("worker reattached; evicting previous connection", "previous_worker_id", old.id)
+	old.conn.Abort()
+	old.close("evicted by reattach")
+}
+
+// close runs the disconnect cleanup once: it answers every invocation the
+// worker owed, drops what it still owns and tells trigger providers.
+func (w *workerConn) close(reason string) {
+	w.cleanup.Do(func() {
+		e := w.e
+		w.conn.Abort()
+		e.mu.Lock()
+		delete(e.conns, w.id)
+		e.mu.Unlock()
+		halted := e.inv.Pending().HaltExecutor(w.id, wire.ErrInvocationStopped())
+		rel := e.reg.RemoveWorker(w)
+		for _, rt := range rel.Triggers {
+			e.detachTrigger(rt.Trigger, rt.Provider, w)
+		}
+		if len(rel.Functions) > 0 {
+			e.functionsChanged()
+		}
+		w.log.Info("worker disconnected", "reason", reason, "functions_released", len(rel.Functions),
+			"triggers_released", len(rel.Triggers), "invocations_stopped", halted)
+		close(w.gone)
+		e.fireWorkersAvailable("worker_disconnected", w.id)
+	})
+}
+
+// serveOTel accepts the telemetry socket the SDKs open and discards what
+// they send (answering pings keeps them from reconnecting).
+func (e *Engine) serveOTel(rw http.ResponseWriter, r *http.Request) {
+	ws, err := e.upgrader.Upgrade(rw, r, nil)
+	if err != nil {
+		return
+	}
+	defer ws.Close()
+	stop := context.AfterFunc(e.ctx, func() {
+		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "engine shutting down"), time.Now().Add(time.Second))
+		ws.Close()
+	})
+	defer stop()
+	ws.SetReadLimit(e.cfg.MaxMessageSize)
+	for {
+		_, r, err := ws.NextReader()
+		if err != nil {
+			return
+		}
+		if _, err := discard(r); err != nil {
+			return
+		}
+	}
+}
+
+func quote(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}

@@ -1,0 +1,444 @@
+package engine
+
+import (
+	"context"
+	"strings"
+
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/sluicehq/sluice/internal/invocation"
+	"github.com/sluicehq/sluice/internal/registry"
+	"github.com/sluicehq/sluice/wire"
+)
+
+// The engine::* discovery functions, with the shapes of PROTOCOL.md §7.
+
+type functionsFilter struct {
+	Search          string   `json:"search"`
+	Prefix          string   `json:"prefix"`
+	Worker          string   `json:"worker"`
+	Workers         []string `json:"workers"`
+	IncludeInternal bool     `json:"include_internal"`
+}
+
+type functionSummary struct {
+	FunctionID  string         `json:"function_id"`
+	WorkerName  string         `json:"worker_name"`
+	Description string         `json:"description,omitzero"`
+	Metadata    jsontext.Value `json:"metadata,omitzero"`
+}
+
+type triggerRef struct {
+	ID          string         `json:"id"`
+	TriggerType string         `json:"trigger_type"`
+	Config      jsontext.Value `json:"config"`
+}
+
+type functionDetail struct {
+	FunctionID         string         `json:"function_id"`
+	WorkerName         string         `json:"worker_name"`
+	Description        string         `json:"description,omitzero"`
+	RequestSchema      jsontext.Value `json:"request_schema,omitzero"`
+	ResponseSchema     jsontext.Value `json:"response_schema,omitzero"`
+	Metadata           jsontext.Value `json:"metadata,omitzero"`
+	RegisteredTriggers []triggerRef   `json:"registered_triggers"`
+}
+
+// workerName names the worker behind an owner for discovery output.
+func (e *Engine) workerName(ownerID, fallbackFunctionID string) string {
+	if ownerID == "" {
+		return engineWorkerName
+	}
+	if w, ok := e.reg.Worker(ownerID); ok {
+		if w.Name != "" {
+			return w.Name
+		}
+		return w.ID
+	}
+	if i := strings.Index(fallbackFunctionID, "::"); i > 0 {
+		return fallbackFunctionID[:i]
+	}
+	return fallbackFunctionID
+}
+
+func ownerOf(o registry.Owner) string {
+	if o == nil {
+		return ""
+	}
+	return o.OwnerID()
+}
+
+func hiddenFunction(id string) bool {
+	return strings.HasPrefix(id, "engine::") && !strings.HasPrefix(id, "engine::queue::")
+}
+
+func (e *Engine) listFunctions(in functionsFilter) []functionSummary {
+	search := strings.ToLower(in.Search)
+	var out []functionSummary
+	for _, f := range e.reg.Functions() {
+		if !in.IncludeInternal && (hiddenFunction(f.ID) || f.Internal()) {
+			continue
+		}
+		if in.Prefix != "" && !strings.HasPrefix(f.ID, in.Prefix) {
+			continue
+		}
+		name := e.workerName(ownerOf(f.Owner), f.ID)
+		if in.Worker != "" && name != in.Worker && ownerOf(f.Owner) != in.Worker {
+			continue
+		}
+		if len(in.Workers) > 0 && !contains(in.Workers, name) && !contains(in.Workers, ownerOf(f.Owner)) {
+			continue
+		}
+		if search != "" && !strings.Contains(strings.ToLower(f.ID), search) && !strings.Contains(strings.ToLower(f.Description), search) {
+			continue
+		}
+		out = append(out, functionSummary{FunctionID: f.ID, WorkerName: name, Description: f.Description, Metadata: f.Metadata})
+	}
+	if search != "" { // id hits first, then description-only hits
+		idHit := func(s functionSummary) string {
+			if strings.Contains(strings.ToLower(s.FunctionID), search) {
+				return "0" + s.FunctionID
+			}
+			return "1" + s.FunctionID
+		}
+		sortedBy(out, idHit)
+	}
+	if out == nil {
+		out = []functionSummary{}
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *Engine) functionDetail(f *registry.Function) functionDetail {
+	d := functionDetail{
+		FunctionID: f.ID, WorkerName: e.workerName(ownerOf(f.Owner), f.ID), Description: f.Description,
+		RequestSchema: f.RequestFormat, ResponseSchema: f.ResponseFormat, Metadata: f.Metadata,
+		RegisteredTriggers: []triggerRef{},
+	}
+	for _, t := range e.reg.Triggers("") {
+		if t.FunctionID == f.ID {
+			d.RegisteredTriggers = append(d.RegisteredTriggers, triggerRef{ID: t.ID, TriggerType: t.Type, Config: wire.DataOrNull(t.Config)})
+		}
+	}
+	return d
+}
+
+type functionsInfoInput struct {
+	FunctionID  string   `json:"function_id"`
+	FunctionIDs []string `json:"function_ids"`
+}
+
+type functionLookupError struct {
+	FunctionID string `json:"function_id"`
+	Error      string `json:"error"`
+}
+
+func (e *Engine) functionsInfo(_ context.Context, _ *invocation.Request, in functionsInfoInput) (any, *wire.ErrorBody) {
+	switch {
+	case in.FunctionID != "" && len(in.FunctionIDs) > 0, in.FunctionID == "" && len(in.FunctionIDs) == 0:
+		return nil, &wire.ErrorBody{Code: wire.CodeInvalidArguments, Message: "pass exactly one of function_id or function_ids"}
+	case len(in.FunctionIDs) > 32:
+		return nil, &wire.ErrorBody{Code: wire.CodeInvalidArguments, Message: "function_ids takes at most 32 ids"}
+	case in.FunctionID != "":
+		f, ok := e.reg.Function(in.FunctionID)
+		if !ok {
+			return nil, &wire.ErrorBody{Code: wire.CodeNotFound, Message: "Function '" + in.FunctionID + "' is not registered."}
+		}
+		return e.functionDetail(f), nil
+	}
+	out := make([]any, 0, len(in.FunctionIDs))
+	for _, id := range in.FunctionIDs {
+		if f, ok := e.reg.Function(id); ok {
+			out = append(out, e.functionDetail(f))
+		} else {
+			out = append(out, functionLookupError{FunctionID: id, Error: "not_found"})
+		}
+	}
+	return map[string]any{"functions": out}, nil
+}
+
+// --- workers ---
+
+type workerSummary struct {
+	Name              *string        `json:"name"`
+	Description       *string        `json:"description"`
+	Version           *string        `json:"version"`
+	ID                string         `json:"id"`
+	Runtime           *string        `json:"runtime"`
+	OS                *string        `json:"os"`
+	Status            string         `json:"status"`
+	FunctionCount     int            `json:"function_count"`
+	ConnectedAtMS     int64          `json:"connected_at_ms"`
+	ActiveInvocations int            `json:"active_invocations"`
+	Isolation         jsontext.Value `json:"isolation"`
+	IPAddress         *string        `json:"ip_address"`
+}
+
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func (e *Engine) summarizeWorker(w registry.Worker) workerSummary {
+	iso := w.Isolation
+	if len(iso) == 0 {
+		iso = wire.Null
+	}
+	return workerSummary{
+		Name: optional(w.Name), Description: optional(w.Description), Version: optional(w.Version), ID: w.ID,
+		Runtime: optional(w.Runtime), OS: optional(w.OS), Status: "connected",
+		FunctionCount: e.reg.WorkerFunctionCount(w.ID), ConnectedAtMS: w.ConnectedAt.UnixMilli(),
+		ActiveInvocations: e.inv.Pending().CountFor(w.ID), Isolation: iso, IPAddress: optional(w.IPAddress),
+	}
+}
+
+func (e *Engine) engineWorkerSummary() workerSummary {
+	name, runtime, version := engineWorkerName, "engine", Version
+	return workerSummary{
+		Name: &name, Version: &version, ID: engineWorkerName, Runtime: &runtime, Status: "available",
+		FunctionCount: e.reg.WorkerFunctionCount(""), Isolation: jsontext.Value(`"in-process"`),
+	}
+}
+
+type workersListInput struct {
+	Search  string `json:"search"`
+	Runtime string `json:"runtime"`
+	Status  string `json:"status"`
+}
+
+func (e *Engine) workersList(_ context.Context, _ *invocation.Request, in workersListInput) (any, *wire.ErrorBody) {
+	search := strings.ToLower(in.Search)
+	out := []workerSummary{}
+	add := func(s workerSummary) {
+		if in.Runtime != "" && (s.Runtime == nil || *s.Runtime != in.Runtime) {
+			return
+		}
+		if in.Status != "" && s.Status != in.Status {
+			return
+		}
+		if search != "" && (s.Name == nil || !strings.Contains(strings.ToLower(*s.Name), search)) {
+			return
+		}
+		out = append(out, s)
+	}
+	add(e.engineWorkerSummary())
+	for _, w := range e.reg.Workers() {
+		if !w.HasPID { // not yet (or never) announced through engine::workers::register
+			continue
+		}
+		add(e.summarizeWorker(w))
+	}
+	sortedBy(out, func(s workerSummary) string { return deref(s.Name) + "\x00" + s.ID })
+	return map[string]any{"workers": out}, nil
+}
+
+type workersInfoInput struct {
+	Name string `json:"name"`
+}
+
+func (e *Engine) workersInfo(_ context.Context, _ *invocation.Request, in workersInfoInput) (any, *wire.ErrorBody) {
+	for _, w := range e.reg.Workers() {
+		if w.Name != in.Name && w.ID != in.Name {
+			continue
+		}
+		s := e.summarizeWorker(w)
+		info := struct {
+			workerSummary
+			PID      *int `json:"pid,omitzero"`
+			Internal bool `json:"internal"`
+		}{workerSummary: s}
+		if w.HasPID {
+			info.PID = &w.PID
+		}
+		var fns []functionSummary
+		for _, f := range e.reg.Functions() {
+			if ownerOf(f.Owner) == w.ID {
+				fns = append(fns, functionSummary{FunctionID: f.ID, WorkerName: e.workerName(w.ID, f.ID), Description: f.Description, Metadata: f.Metadata})
+			}
+		}
+		var types []triggerTypeSummary
+		for _, tt := range e.reg.TriggerTypes() {
+			if ownerOf(tt.Provider) == w.ID {
+				types = append(types, e.summarizeTriggerType(tt))
+			}
+		}
+		var regs []registeredTrigger
+		for _, t := range e.reg.Triggers("") {
+			if t.Owner == w.ID {
+				regs = append(regs, e.summarizeRegisteredTrigger(t))
+			}
+		}
+		return map[string]any{"worker": info, "functions": nonNil(fns), "trigger_types": nonNil(types), "registered_triggers": nonNil(regs)}, nil
+	}
+	return nil, &wire.ErrorBody{Code: wire.CodeNotFound, Message: "Worker '" + in.Name + "' is not connected."}
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// --- trigger types ---
+
+type triggerTypeSummary struct {
+	ID          string `json:"id"`
+	WorkerName  string `json:"worker_name"`
+	Description string `json:"description"`
+}
+
+func (e *Engine) summarizeTriggerType(tt *registry.TriggerType) triggerTypeSummary {
+	return triggerTypeSummary{ID: tt.ID, WorkerName: e.workerName(ownerOf(tt.Provider), tt.ID), Description: tt.Description}
+}
+
+type triggersListInput struct {
+	Search          string `json:"search"`
+	Prefix          string `json:"prefix"`
+	Worker          string `json:"worker"`
+	IncludeInternal bool   `json:"include_internal"`
+}
+
+func (e *Engine) triggersList(_ context.Context, _ *invocation.Request, in triggersListInput) (any, *wire.ErrorBody) {
+	search := strings.ToLower(in.Search)
+	out := []triggerTypeSummary{}
+	for _, tt := range e.reg.TriggerTypes() {
+		if !in.IncludeInternal && strings.HasPrefix(tt.ID, "engine::") {
+			continue
+		}
+		if in.Prefix != "" && !strings.HasPrefix(tt.ID, in.Prefix) {
+			continue
+		}
+		s := e.summarizeTriggerType(tt)
+		if in.Worker != "" && s.WorkerName != in.Worker {
+			continue
+		}
+		if search != "" && !strings.Contains(strings.ToLower(tt.ID), search) && !strings.Contains(strings.ToLower(tt.Description), search) {
+			continue
+		}
+		out = append(out, s)
+	}
+	return map[string]any{"triggers": out}, nil
+}
+
+type idInput struct {
+	ID string `json:"id"`
+}
+
+type triggerTypeDetail struct {
+	ID                  string         `json:"id"`
+	WorkerName          string         `json:"worker_name"`
+	Description         string         `json:"description"`
+	ConfigurationSchema jsontext.Value `json:"configuration_schema,omitzero"`
+	RequestSchema       jsontext.Value `json:"request_schema,omitzero"`
+	InstanceCount       int            `json:"instance_count"`
+}
+
+func (e *Engine) triggerTypeDetail(tt *registry.TriggerType) triggerTypeDetail {
+	return triggerTypeDetail{
+		ID: tt.ID, WorkerName: e.workerName(ownerOf(tt.Provider), tt.ID), Description: tt.Description,
+		ConfigurationSchema: tt.TriggerRequestFormat, RequestSchema: tt.CallRequestFormat,
+		InstanceCount: len(e.reg.Triggers(tt.ID)),
+	}
+}
+
+func (e *Engine) triggersInfo(_ context.Context, _ *invocation.Request, in idInput) (any, *wire.ErrorBody) {
+	tt, ok := e.reg.TriggerType(in.ID)
+	if !ok {
+		return nil, &wire.ErrorBody{Code: wire.CodeNotFound, Message: "Trigger type '" + in.ID + "' is not registered."}
+	}
+	return e.triggerTypeDetail(tt), nil
+}
+
+// --- registered triggers ---
+
+type registeredTrigger struct {
+	ID            string         `json:"id"`
+	TriggerType   string         `json:"trigger_type"`
+	FunctionID    string         `json:"function_id"`
+	WorkerName    string         `json:"worker_name"`
+	Config        jsontext.Value `json:"config"`
+	ConfigSummary string         `json:"config_summary"`
+}
+
+func (e *Engine) summarizeRegisteredTrigger(t registry.Trigger) registeredTrigger {
+	cfg := wire.DataOrNull(t.Config)
+	compact := cfg.Clone()
+	_ = compact.Compact()
+	summary := []rune(string(compact))
+	s := string(summary)
+	if len(summary) > 80 {
+		s = string(summary[:80]) + "…"
+	}
+	owner := t.Owner
+	return registeredTrigger{ID: t.ID, TriggerType: t.Type, FunctionID: t.FunctionID,
+		WorkerName: e.workerName(owner, t.FunctionID), Config: cfg, ConfigSummary: s}
+}
+
+type registeredTriggersListInput struct {
+	Search          string `json:"search"`
+	TriggerType     string `json:"trigger_type"`
+	FunctionID      string `json:"function_id"`
+	Worker          string `json:"worker"`
+	IncludeInternal bool   `json:"include_internal"`
+}
+
+func (e *Engine) registeredTriggersList(_ context.Context, _ *invocation.Request, in registeredTriggersListInput) (any, *wire.ErrorBody) {
+	search := strings.ToLower(in.Search)
+	out := []registeredTrigger{}
+	for _, t := range e.reg.Triggers(in.TriggerType) {
+		if !in.IncludeInternal && strings.HasPrefix(t.FunctionID, "engine::") {
+			continue
+		}
+		if in.FunctionID != "" && t.FunctionID != in.FunctionID {
+			continue
+		}
+		r := e.summarizeRegisteredTrigger(t)
+		if in.Worker != "" && r.WorkerName != in.Worker {
+			continue
+		}
+		if search != "" && !strings.Contains(strings.ToLower(t.ID+"\x00"+t.Type+"\x00"+t.FunctionID), search) {
+			continue
+		}
+		out = append(out, r)
+	}
+	return map[string]any{"registered_triggers": out}, nil
+}
+
+func (e *Engine) registeredTriggersInfo(_ context.Context, _ *invocation.Request, in idInput) (any, *wire.ErrorBody) {
+	t, ok := e.reg.Trigger(in.ID)
+	if !ok {
+		return nil, &wire.ErrorBody{Code: wire.CodeNotFound, Message: "Trigger '" + in.ID + "' is not registered."}
+	}
+	r := e.summarizeRegisteredTrigger(*t)
+	out := struct {
+		ID          string             `json:"id"`
+		TriggerType string             `json:"trigger_type"`
+		FunctionID  string             `json:"function_id"`
+		WorkerName  string             `json:"worker_name"`
+		Config      jsontext.Value     `json:"config"`
+		Metadata    jsontext.Value     `json:"metadata,omitzero"`
+		Trigger     *triggerTypeDetail `json:"trigger"`
+		Function    *functionDetail    `json:"function"`
+	}{ID: r.ID, TriggerType: r.TriggerType, FunctionID: r.FunctionID, WorkerName: r.WorkerName, Config: r.Config, Metadata: t.Metadata}
+	if tt, ok := e.reg.TriggerType(t.Type); ok {
+		d := e.triggerTypeDetail(tt)
+		out.Trigger = &d
+	}
+	if f, ok := e.reg.Function(t.FunctionID); ok {
+		d := e.functionDetail(f)
+		out.Function = &d
+	}
+	return out, nil
+}

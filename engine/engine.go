@@ -1,0 +1,256 @@
+// Package engine is the Sluice engine, embeddable in any Go program or test:
+// it accepts worker connections speaking the iii protocol, keeps the
+// registry of functions and triggers, routes invocations, pipes channels
+// and serves HTTP triggers.
+//
+//	e, err := engine.New(engine.DefaultConfig(), slog.Default())
+//	if err := e.Start(ctx); err != nil { ... }
+//	defer e.Shutdown(context.Background())
+//
+// The parts live in packages of their own (internal/registry,
+// internal/invocation, internal/channels, internal/httptrigger); this
+// package holds the worker protocol and wires the parts together.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/sluicehq/sluice/internal/invocation"
+	"github.com/sluicehq/sluice/internal/registry"
+	"github.com/sluicehq/sluice/internal/wsconn"
+	"github.com/sluicehq/sluice/wire"
+)
+
+// Version is the engine version reported to workers.
+var Version = "0.1.0-dev"
+
+// Engine is one Sluice engine. Create it with New, then Start it.
+type Engine struct {
+	cfg Config
+	log *slog.Logger
+
+	ctx    context.Context // ends at shutdown
+	cancel context.CancelFunc
+
+	reg      *registry.Registry
+	inv      *invocation.Local
+	self     *invocation.EngineExecutor
+	hub      channelHub
+	http     httpTriggers
+	upgrader websocket.Upgrader
+
+	providers map[string]*engineProvider // in-process trigger types
+
+	mu    sync.RWMutex
+	conns map[string]*workerConn
+
+	regWaitMu sync.Mutex
+	regWaits  map[string]chan *wire.ErrorBody // engine::register_trigger acks
+
+	fnChanged chan struct{}
+
+	ln, httpLn     net.Listener
+	srv, httpSrv   *http.Server
+	shutdownOnce   sync.Once
+	shuttingDown   chan struct{}
+	serveErr       chan error
+	backgroundDone sync.WaitGroup
+}
+
+// New builds an engine from cfg. Nothing listens until Start.
+func New(cfg Config, log *slog.Logger) (*Engine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &Engine{
+		cfg:          cfg,
+		log:          log,
+		ctx:          ctx,
+		cancel:       cancel,
+		reg:          registry.New(),
+		self:         &invocation.EngineExecutor{},
+		providers:    make(map[string]*engineProvider),
+		conns:        make(map[string]*workerConn),
+		regWaits:     make(map[string]chan *wire.ErrorBody),
+		fnChanged:    make(chan struct{}, 1),
+		shuttingDown: make(chan struct{}),
+		serveErr:     make(chan error, 2),
+	}
+	e.inv = invocation.NewLocal(ctx, e.reg)
+	e.upgrader = websocket.Upgrader{
+		ReadBufferSize:  4096,
+		WriteBufferSize: 4096,
+		WriteBufferPool: wsconn.WriteBufferPool,
+		CheckOrigin:     func(*http.Request) bool { return true }, // workers are not browsers
+	}
+	e.hub = newChannelHub(cfg.Channels, log.With("part", "channels"))
+	e.http = newHTTPTriggers(e)
+	e.registerBuiltins()
+	e.registerEngineTriggerTypes()
+	return e, nil
+}
+
+// Start listens on the configured addresses and serves in the background.
+// Use ":0" ports to let the system pick; WorkerURL and HTTPURL tell which.
+func (e *Engine) Start(ctx context.Context) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", e.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("worker listener: %w", err)
+	}
+	e.ln = ln
+	e.srv = &http.Server{
+		Handler:           e.WorkerHandler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
+	}
+	go func() { e.serveErr <- serveOrClosed(e.srv, ln) }()
+
+	if e.cfg.HTTPAddr != "" {
+		hln, err := lc.Listen(ctx, "tcp", e.cfg.HTTPAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("http listener: %w", err)
+		}
+		e.httpLn = hln
+		e.httpSrv = &http.Server{
+			Handler:           e.HTTPHandler(),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
+		}
+		go func() { e.serveErr <- serveOrClosed(e.httpSrv, hln) }()
+	}
+	e.backgroundDone.Add(1)
+	go e.watchFunctions()
+	e.log.Info("engine started", "worker_url", e.WorkerURL(), "http_url", e.HTTPURL(), "version", Version)
+	return nil
+}
+
+func serveOrClosed(s *http.Server, ln net.Listener) error {
+	if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Err returns a channel that yields a listener's fatal error.
+func (e *Engine) Err() <-chan error { return e.serveErr }
+
+// WorkerURL is the WebSocket URL workers connect to, e.g. ws://127.0.0.1:49134.
+func (e *Engine) WorkerURL() string {
+	if e.ln == nil {
+		return ""
+	}
+	return "ws://" + e.ln.Addr().String()
+}
+
+// HTTPURL is the base URL of HTTP triggers, e.g. http://127.0.0.1:3111.
+func (e *Engine) HTTPURL() string {
+	if e.httpLn == nil {
+		return ""
+	}
+	return "http://" + e.httpLn.Addr().String()
+}
+
+// WorkerHandler serves the worker port: "/" (worker protocol), "/otel"
+// (telemetry, read and discarded), "/ws/channels/{id}" (channel ends) and
+// "/healthz". Mount it yourself to embed the engine in another server.
+func (e *Engine) WorkerHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", e.serveWorker)
+	mux.HandleFunc("GET /otel", e.serveOTel)
+	mux.Handle("/ws/channels/", e.hub)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	return mux
+}
+
+// HTTPHandler serves HTTP triggers.
+func (e *Engine) HTTPHandler() http.Handler { return e.http }
+
+// Shutdown stops the engine gracefully: listeners close, every invocation
+// still in flight is answered invocation_stopped, every worker socket gets a
+// close frame (1001), channels end. ctx bounds the wait.
+func (e *Engine) Shutdown(ctx context.Context) error {
+	var err error
+	e.shutdownOnce.Do(func() {
+		close(e.shuttingDown)
+		if e.httpSrv != nil {
+			_ = e.httpSrv.Close()
+		}
+		if e.srv != nil {
+			_ = e.srv.Close() // hijacked sockets are ours to close below
+		}
+		e.http.Close()
+		e.mu.RLock()
+		conns := make([]*workerConn, 0, len(e.conns))
+		for _, c := range e.conns {
+			conns = append(conns, c)
+		}
+		e.mu.RUnlock()
+		stopped := &wire.ErrorBody{Code: wire.CodeInvocationStopped, Message: "Invocation stopped: engine shutting down"}
+		for _, c := range conns {
+			e.inv.Pending().HaltExecutor(c.id, stopped)
+		}
+		for _, c := range conns {
+			c.conn.Close(websocket.CloseGoingAway, "engine shutting down")
+		}
+		for _, c := range conns {
+			select {
+			case <-c.conn.Done():
+			case <-ctx.Done():
+				c.conn.Abort()
+			}
+		}
+		err = e.hub.Shutdown(ctx)
+		e.cancel()
+		e.backgroundDone.Wait()
+		e.log.Info("engine stopped")
+	})
+	return err
+}
+
+func (e *Engine) isShuttingDown() bool {
+	select {
+	case <-e.shuttingDown:
+		return true
+	default:
+		return false
+	}
+}
+
+// Stats is a snapshot of the engine's load, for tests and monitoring.
+type Stats struct {
+	Workers            int
+	Functions          int
+	PendingInvocations int
+	Channels           int
+}
+
+// Stats returns current counts.
+func (e *Engine) Stats() Stats {
+	e.mu.RLock()
+	n := len(e.conns)
+	e.mu.RUnlock()
+	return Stats{
+		Workers:            n,
+		Functions:          len(e.reg.Functions()),
+		PendingInvocations: e.inv.Pending().Len(),
+		Channels:           e.hub.Len(),
+	}
+}

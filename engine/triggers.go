@@ -1,0 +1,234 @@
+package engine
+
+import (
+	"time"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/sluicehq/sluice/internal/invocation"
+	"github.com/sluicehq/sluice/internal/registry"
+	"github.com/sluicehq/sluice/wire"
+)
+
+// TriggerProvider is an in-process provider of a trigger type (the HTTP
+// listener, the engine's own event types).
+type TriggerProvider interface {
+	// RegisterTrigger starts serving a binding; an error rejects it and is
+	// reported to the worker that registered it.
+	RegisterTrigger(t *registry.Trigger) error
+	// UnregisterTrigger stops serving a binding.
+	UnregisterTrigger(t *registry.Trigger)
+}
+
+// engineProvider marks a trigger type as provided by the engine itself.
+type engineProvider struct{ p TriggerProvider }
+
+func (*engineProvider) OwnerID() string { return "" }
+
+// acceptAll serves event trigger types whose bindings need no setup: the
+// engine fires them itself.
+type acceptAll struct{}
+
+func (acceptAll) RegisterTrigger(*registry.Trigger) error { return nil }
+func (acceptAll) UnregisterTrigger(*registry.Trigger)     {}
+
+func (e *Engine) addEngineTriggerType(id, description string, p TriggerProvider) {
+	ep := &engineProvider{p: p}
+	e.providers[id] = ep
+	e.reg.RegisterTriggerType(&registry.TriggerType{ID: id, Description: description, Provider: ep})
+}
+
+func (e *Engine) registerEngineTriggerTypes() {
+	e.addEngineTriggerType(wire.TriggerTypeHTTP, "HTTP endpoints served by the engine", e.http)
+	e.addEngineTriggerType(wire.TriggerTypeWorkersAvailable, "Fired when a worker connects, disconnects or updates its metadata", acceptAll{})
+	e.addEngineTriggerType(wire.TriggerTypeFunctionsAvailable, "Fired when the set of registered functions changes", acceptAll{})
+}
+
+func (e *Engine) registerWorkerTriggerType(w *workerConn, m *wire.Message) {
+	if m.ID == "" {
+		w.log.Warn("registertriggertype without id ignored")
+		return
+	}
+	if cur, ok := e.reg.TriggerType(m.ID); ok {
+		if _, engineOwned := cur.Provider.(*engineProvider); engineOwned {
+			w.log.Warn("a worker may not replace an engine trigger type; registration ignored", "trigger_type", m.ID)
+			return
+		}
+	}
+	tt := &registry.TriggerType{
+		ID: m.ID, Description: m.Description, Provider: w,
+		TriggerRequestFormat: m.TriggerRequestFormat, CallRequestFormat: m.CallRequestFormat,
+	}
+	bindings := e.reg.RegisterTriggerType(tt)
+	w.log.Info("trigger type registered", "trigger_type", m.ID, "bindings", len(bindings))
+	for _, t := range bindings {
+		e.activate(t, tt, nil)
+	}
+}
+
+func (e *Engine) registerTrigger(w *workerConn, m *wire.Message) {
+	if m.ID == "" || m.TriggerType == "" || m.FunctionID == "" {
+		w.log.Warn("registertrigger needs id, trigger_type and function_id; ignored", "id", m.ID, "trigger_type", m.TriggerType, "function_id", m.FunctionID)
+		if m.ID != "" {
+			_ = w.send(&wire.Message{Type: wire.TypeTriggerRegistrationResult, ID: m.ID, TriggerType: m.TriggerType, FunctionID: m.FunctionID,
+				Error: &wire.ErrorBody{Code: wire.CodeTriggerRegistration, Message: "registertrigger needs id, trigger_type and function_id"}})
+		}
+		return
+	}
+	t := &registry.Trigger{ID: m.ID, Type: m.TriggerType, FunctionID: m.FunctionID, Config: m.Config, Metadata: m.Metadata, Owner: w.id}
+	e.putTrigger(t, w)
+}
+
+// putTrigger stores a binding and activates it if its type has a provider.
+// It returns the provider's rejection, if any.
+func (e *Engine) putTrigger(t *registry.Trigger, registrant *workerConn) *wire.ErrorBody {
+	provider, replaced := e.reg.PutTrigger(t)
+	if replaced != nil && replaced.Active {
+		if oldTT, ok := e.reg.TriggerType(replaced.Type); ok {
+			e.detachTrigger(replaced, oldTT, nil)
+		}
+	}
+	if provider == nil {
+		e.log.Info("trigger parked until its type is provided", "trigger_id", t.ID, "trigger_type", t.Type, "function_id", t.FunctionID)
+		return nil
+	}
+	return e.activate(t, provider, registrant)
+}
+
+// activate hands a binding to its provider. An in-process provider answers
+// at once; a worker provider is sent registertrigger and answers later.
+func (e *Engine) activate(t *registry.Trigger, tt *registry.TriggerType, registrant *workerConn) *wire.ErrorBody {
+	switch p := tt.Provider.(type) {
+	case *engineProvider:
+		if err := p.p.RegisterTrigger(t); err != nil {
+			e.reg.SetTriggerActive(t, false)
+			body := &wire.ErrorBody{Code: wire.CodeTriggerRegistration, Message: err.Error()}
+			e.log.Warn("trigger rejected", "trigger_id", t.ID, "trigger_type", t.Type, "err", err)
+			if registrant != nil {
+				_ = registrant.send(&wire.Message{Type: wire.TypeTriggerRegistrationResult, ID: t.ID, TriggerType: t.Type, FunctionID: t.FunctionID, Error: body})
+			}
+			return body
+		}
+		e.reg.SetTriggerActive(t, true)
+	case *workerConn:
+		e.reg.SetTriggerActive(t, true)
+		_ = p.send(&wire.Message{Type: wire.TypeRegisterTrigger, ID: t.ID, TriggerType: t.Type, FunctionID: t.FunctionID,
+			Config: wire.DataOrNull(t.Config), Metadata: t.Metadata})
+	}
+	return nil
+}
+
+// detachTrigger tells a binding's provider to stop serving it.
+func (e *Engine) detachTrigger(t *registry.Trigger, tt *registry.TriggerType, except *workerConn) {
+	if tt == nil || !t.Active {
+		return
+	}
+	switch p := tt.Provider.(type) {
+	case *engineProvider:
+		p.p.UnregisterTrigger(t)
+	case *workerConn:
+		if p != except {
+			_ = p.send(&wire.Message{Type: wire.TypeUnregisterTrigger, ID: t.ID, TriggerType: t.Type})
+		}
+	}
+}
+
+func (e *Engine) unregisterTrigger(id string) bool {
+	t, tt := e.reg.RemoveTrigger(id, nil)
+	if t == nil {
+		return false
+	}
+	e.detachTrigger(t, tt, nil)
+	return true
+}
+
+func (e *Engine) triggerRegistrationResult(w *workerConn, m *wire.Message) {
+	e.regWaitMu.Lock()
+	ch, waiting := e.regWaits[m.ID]
+	delete(e.regWaits, m.ID)
+	e.regWaitMu.Unlock()
+	if waiting {
+		ch <- m.Error
+		return
+	}
+	if m.Error == nil {
+		return
+	}
+	t, ok := e.reg.Trigger(m.ID)
+	if !ok {
+		return
+	}
+	if tt, ok := e.reg.TriggerType(t.Type); !ok || tt.Provider != w {
+		return // only the current provider may reject a binding
+	}
+	e.reg.SetTriggerActive(t, false)
+	w.log.Warn("provider rejected trigger", "trigger_id", t.ID, "trigger_type", t.Type, "code", m.Error.Code, "message", m.Error.Message)
+	e.mu.RLock()
+	owner := e.conns[t.Owner]
+	e.mu.RUnlock()
+	if owner != nil {
+		_ = owner.send(&wire.Message{Type: wire.TypeTriggerRegistrationResult, ID: t.ID, TriggerType: t.Type, FunctionID: t.FunctionID, Error: m.Error})
+	}
+}
+
+// fire invokes every active binding of an engine trigger type (void).
+func (e *Engine) fire(triggerType string, data jsontext.Value) {
+	for _, t := range e.reg.Triggers(triggerType) {
+		if !t.Active {
+			continue
+		}
+		e.inv.Invoke(&invocation.Request{FunctionID: t.FunctionID, Data: data, Metadata: t.Metadata, Void: true}, nil)
+	}
+}
+
+func (e *Engine) fireWorkersAvailable(event, workerID string) {
+	data, _ := json.Marshal(struct {
+		Event    string `json:"event"`
+		WorkerID string `json:"worker_id"`
+	}{event, workerID})
+	e.fire(wire.TriggerTypeWorkersAvailable, data)
+}
+
+// functionsChanged wakes the watcher that fires engine::functions-available.
+func (e *Engine) functionsChanged() {
+	select {
+	case e.fnChanged <- struct{}{}:
+	default:
+	}
+}
+
+// watchFunctions fires engine::functions-available when the function set
+// changes, coalescing bursts (a worker registering a hundred functions
+// produces one event, not a hundred).
+func (e *Engine) watchFunctions() {
+	defer e.backgroundDone.Done()
+	var lastGen uint64
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-e.fnChanged:
+		}
+		timer := time.NewTimer(50 * time.Millisecond)
+		select {
+		case <-e.ctx.Done():
+			timer.Stop()
+			return
+		case <-timer.C:
+		}
+		gen := e.reg.FunctionGeneration()
+		if gen == lastGen {
+			continue
+		}
+		lastGen = gen
+		if len(e.reg.Triggers(wire.TriggerTypeFunctionsAvailable)) == 0 {
+			continue
+		}
+		data, _ := json.Marshal(struct {
+			Event     string            `json:"event"`
+			Functions []functionSummary `json:"functions"`
+		}{"functions_changed", e.listFunctions(functionsFilter{})})
+		e.fire(wire.TriggerTypeFunctionsAvailable, data)
+	}
+}
