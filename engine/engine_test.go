@@ -430,7 +430,9 @@ func TestWorkerProvidedTriggerType(t *testing.T) {
 	}
 	// engine::register_trigger waits for the provider's verdict.
 	done := make(chan wire.Message, 1)
-	go func() { done <- user.call("rt1", wire.FnRegisterTrigger, `{"trigger_type":"cron","function_id":"job::run","config":{"every":"2s"}}`) }()
+	go func() {
+		done <- user.call("rt1", wire.FnRegisterTrigger, `{"trigger_type":"cron","function_id":"job::run","config":{"every":"2s"}}`)
+	}()
 	rt = provider.expect(wire.TypeRegisterTrigger)
 	provider.sendJSON(`{"type":"triggerregistrationresult","id":"` + rt.ID + `","trigger_type":"cron","function_id":"job::run"}`)
 	res := <-done
