@@ -1,0 +1,299 @@
+package sluice
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+	"github.com/google/uuid"
+
+	"github.com/sluicehq/sluice/wire"
+)
+
+// JSON: payloads and results are encoded with encoding/json/v2 semantics
+// (github.com/go-json-experiment/json); decoding matches field names
+// case-insensitively, as encoding/json does.
+var encodeOptions = jsonv2.JoinOptions()
+
+func marshalJSON(v any) (jsontext.Value, error) {
+	switch v := v.(type) {
+	case nil:
+		return nil, nil
+	case json.RawMessage:
+		return jsontext.Value(v), nil
+	case jsontext.Value:
+		return v, nil
+	}
+	return jsonv2.Marshal(v, encodeOptions)
+}
+
+// decodeOptions returns the options for decoding values that came from the
+// engine: case-insensitive names, and channel refs materialised as live
+// channel ends bound to this client's engine.
+func (c *Client) decodeOptions() jsonv2.Options {
+	return jsonv2.JoinOptions(
+		jsonv2.MatchCaseInsensitiveNames(true),
+		jsonv2.WithUnmarshalers(channelUnmarshalers(c.url)),
+	)
+}
+
+func (c *Client) unmarshal(data []byte, v any) error {
+	if len(data) == 0 {
+		data = wire.Null
+	}
+	return jsonv2.Unmarshal(data, v, c.decodeOptions())
+}
+
+type callResult struct {
+	msg *wire.Message
+	err error
+}
+
+// pendingCall is a call waiting for its invocationresult. Whoever removes
+// it from Client.pending (result, disconnect, Close, caller's ctx) owns the
+// single delivery on ch.
+type pendingCall struct {
+	sess       *session
+	functionID string
+	ch         chan callResult
+}
+
+// Trigger calls functionID synchronously with payload (any JSON-encodable
+// value; nil sends null; a json.RawMessage is sent as is) and returns the
+// raw result, nil when the function returned nothing.
+//
+// Errors:
+//   - the function's error (or engine's, e.g. function_not_found) as *Error;
+//   - ctx's deadline, or the client's invocation timeout when ctx has none:
+//     an *Error with Code CodeTimeout that wraps context.DeadlineExceeded;
+//     a result arriving later is dropped;
+//   - ctx cancelled: an error wrapping context.Canceled;
+//   - the socket dropped after the call was sent: *Error with Code
+//     CodeInvocationStopped, at once (the call is not re-sent, since it may
+//     have run);
+//   - ErrClosed after Close.
+//
+// While the client is disconnected the call waits for the next connection
+// (within ctx) before it is sent.
+func (c *Client) Trigger(ctx context.Context, functionID string, payload any, opts ...CallOption) (json.RawMessage, error) {
+	m, err := c.call(ctx, functionID, nil, payload, opts)
+	if err != nil {
+		return nil, err
+	}
+	if m.Error != nil {
+		return nil, errorFromWire(m.Error, functionID)
+	}
+	if m.Result == nil {
+		return nil, nil
+	}
+	return json.RawMessage(m.Result), nil
+}
+
+// Call is Trigger with the result decoded into Out. A function that
+// returned nothing (or null) yields Out's zero value.
+func Call[Out any](ctx context.Context, c *Client, functionID string, payload any, opts ...CallOption) (Out, error) {
+	var out Out
+	raw, err := c.Trigger(ctx, functionID, payload, opts...)
+	if err != nil {
+		return out, err
+	}
+	if err := c.unmarshal(raw, &out); err != nil {
+		return out, fmt.Errorf("sluice: decode result of %s: %w", functionID, err)
+	}
+	return out, nil
+}
+
+// TriggerVoid sends a fire-and-forget call: it returns once the call is
+// handed to the socket; the engine sends no answer, so errors of the
+// function are never seen. While disconnected it waits (within ctx) for
+// the next connection.
+func (c *Client) TriggerVoid(ctx context.Context, functionID string, payload any, opts ...CallOption) error {
+	b, err := c.invokeMessage(ctx, "", functionID, &wire.Action{Type: wire.ActionVoid}, payload, opts)
+	if err != nil {
+		return err
+	}
+	for {
+		s, err := c.waitSession(ctx, functionID)
+		if err != nil {
+			return err
+		}
+		if err := s.send(ctx, b); err == nil {
+			return nil
+		} else if ctx.Err() != nil {
+			return ctxError(ctx, functionID)
+		}
+		// The socket closed under us before the frame was queued: it was
+		// not sent, so sending on the next connection is safe.
+	}
+}
+
+// Enqueue hands the call to the named queue of the engine and returns the
+// receipt id once the engine accepted it; the function runs later. The
+// engine answers with an error (Code "enqueue_error") when the queue does
+// not exist or no queue provider is running.
+func (c *Client) Enqueue(ctx context.Context, queue, functionID string, payload any, opts ...CallOption) (receiptID string, err error) {
+	m, err := c.call(ctx, functionID, &wire.Action{Type: wire.ActionEnqueue, Queue: queue}, payload, opts)
+	if err != nil {
+		return "", err
+	}
+	if m.Error != nil {
+		return "", errorFromWire(m.Error, functionID)
+	}
+	var r struct {
+		MessageReceiptID string `json:"messageReceiptId"`
+	}
+	if err := c.unmarshal(m.Result, &r); err != nil {
+		return "", fmt.Errorf("sluice: decode enqueue receipt: %w", err)
+	}
+	return r.MessageReceiptID, nil
+}
+
+func (c *Client) invokeMessage(ctx context.Context, id, functionID string, action *wire.Action, payload any, opts []CallOption) ([]byte, error) {
+	var cc callConfig
+	for _, o := range opts {
+		o(&cc)
+	}
+	if !cc.traceSet {
+		if inv := InvocationFrom(ctx); inv != nil {
+			cc.traceparent, cc.baggage = inv.Traceparent, inv.Baggage
+		}
+	}
+	data, err := marshalJSON(payload)
+	if err != nil {
+		return nil, fmt.Errorf("sluice: encode payload for %s: %w", functionID, err)
+	}
+	meta, err := marshalJSON(cc.metadata)
+	if err != nil {
+		return nil, fmt.Errorf("sluice: encode metadata for %s: %w", functionID, err)
+	}
+	b, err := wire.Marshal(&wire.Message{
+		Type:         wire.TypeInvokeFunction,
+		InvocationID: id,
+		FunctionID:   functionID,
+		// Always send data: the reference engine drops an invokefunction
+		// without it.
+		Data:        wire.DataOrNull(data),
+		Action:      action,
+		Metadata:    meta,
+		Traceparent: cc.traceparent,
+		Baggage:     cc.baggage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sluice: encode call to %s: %w", functionID, err)
+	}
+	return b, nil
+}
+
+// call sends a call that expects an invocationresult and waits for it.
+func (c *Client) call(ctx context.Context, functionID string, action *wire.Action, payload any, opts []CallOption) (*wire.Message, error) {
+	if _, ok := ctx.Deadline(); !ok && c.cfg.invocationTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.invocationTimeout)
+		defer cancel()
+	}
+	id := uuid.NewString()
+	b, err := c.invokeMessage(ctx, id, functionID, action, payload, opts)
+	if err != nil {
+		return nil, err
+	}
+	var p *pendingCall
+	for p == nil {
+		s, err := c.waitSession(ctx, functionID)
+		if err != nil {
+			return nil, err
+		}
+		p = &pendingCall{sess: s, functionID: functionID, ch: make(chan callResult, 1)}
+		c.mu.Lock()
+		switch {
+		case c.closed:
+			c.mu.Unlock()
+			return nil, ErrClosed
+		case c.sess != s: // dropped meanwhile; wait for the next one
+			c.mu.Unlock()
+			p = nil
+			continue
+		}
+		c.pending[id] = p
+		c.mu.Unlock()
+		if err := s.send(ctx, b); err != nil {
+			// Not queued, so not sent: safe to retry on the next socket.
+			c.mu.Lock()
+			if c.pending[id] == p {
+				delete(c.pending, id)
+			}
+			c.mu.Unlock()
+			p = nil
+			if ctx.Err() != nil {
+				return nil, ctxError(ctx, functionID)
+			}
+		}
+	}
+	select {
+	case r := <-p.ch:
+		return r.msg, r.err
+	case <-ctx.Done():
+		c.mu.Lock()
+		mine := c.pending[id] == p
+		if mine {
+			delete(c.pending, id) // a late result is now dropped
+		}
+		c.mu.Unlock()
+		if !mine { // delivered at the same moment: prefer the answer
+			r := <-p.ch
+			return r.msg, r.err
+		}
+		return nil, ctxError(ctx, functionID)
+	}
+}
+
+// waitSession returns the current connection, waiting for one while
+// disconnected.
+func (c *Client) waitSession(ctx context.Context, functionID string) (*session, error) {
+	for {
+		c.mu.Lock()
+		closed, s, up := c.closed, c.sess, c.up
+		c.mu.Unlock()
+		switch {
+		case closed:
+			return nil, ErrClosed
+		case s != nil:
+			return s, nil
+		}
+		select {
+		case <-up:
+		case <-c.ctx.Done():
+			return nil, ErrClosed
+		case <-ctx.Done():
+			return nil, ctxError(ctx, functionID)
+		}
+	}
+}
+
+// complete delivers an invocationresult to its waiting call; results for
+// calls that already gave up are dropped.
+func (c *Client) complete(m *wire.Message) {
+	c.mu.Lock()
+	p := c.pending[m.InvocationID]
+	delete(c.pending, m.InvocationID)
+	c.mu.Unlock()
+	if p == nil {
+		c.log.Debug("sluice: dropped result of a call nobody waits for", "invocation_id", m.InvocationID)
+		return
+	}
+	p.ch <- callResult{msg: m}
+}
+
+// ChannelOption configures CreateChannel.
+type ChannelOption func(*channelConfig)
+
+type channelConfig struct {
+	BufferSize int `json:"buffer_size,omitzero"`
+}
+
+// WithBufferSize sets how many frames the engine buffers between the
+// channel's writer and reader.
+func WithBufferSize(n int) ChannelOption {
+	return func(in *channelConfig) { in.BufferSize = n }
+}

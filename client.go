@@ -1,0 +1,405 @@
+package sluice
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/sluicehq/sluice/internal/wsconn"
+	"github.com/sluicehq/sluice/wire"
+)
+
+// Client is a worker connection to an engine. It registers functions,
+// triggers and trigger types, serves invocations of its functions and calls
+// functions anywhere in the system.
+//
+// A Client reconnects by itself when its socket drops, with exponential
+// backoff, and then replays everything it holds (trigger types, functions,
+// triggers, in registration order) so the engine sees the same worker again.
+// All methods are safe for concurrent use.
+type Client struct {
+	url    string
+	cfg    config
+	log    *slog.Logger
+	dialer *websocket.Dialer
+
+	// ctx ends on Close: it is the parent of every handler's context and
+	// wakes everything that waits for a connection.
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the connection loop has exited
+
+	// regMu serialises registration changes with the replay on connect, so
+	// every registration reaches each connection exactly once and in order.
+	regMu sync.Mutex
+
+	mu            sync.Mutex
+	sess          *session      // nil while disconnected
+	up            chan struct{} // closed when sess becomes non-nil
+	closed        bool
+	lastDialErr   error
+	workerID      string
+	reattachToken string
+	seq           uint64 // registration order, for replay
+	functions     map[string]*function
+	triggers      map[string]*trigger
+	triggerTypes  map[string]*triggerType
+	pending       map[string]*pendingCall
+}
+
+// session is one WebSocket connection: a reader goroutine (read) and the
+// wsconn writer goroutine.
+type session struct {
+	conn     *wsconn.Conn
+	done     chan struct{} // closed when the reader has exited
+	detached chan struct{} // closed when the client has forgotten the session
+}
+
+func (s *session) send(ctx context.Context, b []byte) error {
+	return s.conn.Send(ctx, wsconn.Text, b, nil)
+}
+
+// Connect dials the engine at url (e.g. "ws://localhost:49134") and returns
+// once the first connection is up, retrying with backoff until ctx ends.
+// After that the Client reconnects on its own until Close; ctx only bounds
+// this first attempt.
+func Connect(ctx context.Context, rawURL string, opts ...Option) (*Client, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("sluice: bad engine url: %w", err)
+	}
+	if u.Scheme != "ws" && u.Scheme != "wss" {
+		return nil, fmt.Errorf("sluice: engine url %q: scheme must be ws or wss", rawURL)
+	}
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	c := &Client{
+		url:          rawURL,
+		cfg:          cfg,
+		log:          cmp.Or(cfg.logger, slog.Default()),
+		dialer:       cfg.dialer,
+		done:         make(chan struct{}),
+		up:           make(chan struct{}),
+		functions:    make(map[string]*function),
+		triggers:     make(map[string]*trigger),
+		triggerTypes: make(map[string]*triggerType),
+		pending:      make(map[string]*pendingCall),
+	}
+	if c.dialer == nil {
+		c.dialer = &websocket.Dialer{
+			HandshakeTimeout: handshakeTimeout,
+			ReadBufferSize:   4096,
+			WriteBufferSize:  4096,
+			WriteBufferPool:  wsconn.WriteBufferPool,
+		}
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	first := make(chan struct{})
+	go c.run(first)
+	select {
+	case <-first:
+		return c, nil
+	case <-ctx.Done():
+		c.mu.Lock()
+		last := c.lastDialErr
+		c.mu.Unlock()
+		c.Close()
+		if last != nil {
+			return nil, fmt.Errorf("sluice: connect to %s: %w (last attempt: %w)", rawURL, ctx.Err(), last)
+		}
+		return nil, fmt.Errorf("sluice: connect to %s: %w", rawURL, ctx.Err())
+	}
+}
+
+// URL returns the engine URL exactly as passed to Connect; channel sockets
+// are opened relative to it.
+func (c *Client) URL() string { return c.url }
+
+// WorkerID returns the id the engine gave this worker on the current (or
+// most recent) connection, or "" before the engine has sent one.
+func (c *Client) WorkerID() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.workerID
+}
+
+// Close shuts the client down: calls still waiting for a result fail with
+// ErrClosed, running handlers see their context cancelled, and the socket
+// is closed with a close frame. Close does not wait for handlers to return.
+// It is safe to call more than once.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		<-c.done
+		return nil
+	}
+	c.closed = true
+	pending := c.pending
+	c.pending = make(map[string]*pendingCall)
+	c.mu.Unlock()
+	for _, p := range pending {
+		p.ch <- callResult{err: ErrClosed}
+	}
+	c.cancel()
+	<-c.done
+	return nil
+}
+
+// run is the connection loop: dial, replay registrations, keep the socket
+// alive, and start over with backoff when it drops.
+func (c *Client) run(first chan<- struct{}) {
+	defer close(c.done)
+	attempt := 0
+	for {
+		// Snapshot the previous identity before dialing: the new socket's
+		// workerregistered may arrive before the replay is sent.
+		c.mu.Lock()
+		prevID, prevToken := c.workerID, c.reattachToken
+		c.mu.Unlock()
+
+		s, err := c.dial()
+		if err == nil {
+			attempt = 0
+			c.attach(s, prevID, prevToken)
+			if first != nil {
+				close(first)
+				first = nil
+			}
+			c.serve(s)
+			c.detach(s)
+		} else if c.ctx.Err() == nil {
+			c.mu.Lock()
+			c.lastDialErr = err
+			c.mu.Unlock()
+			c.log.Warn("sluice: connecting to engine failed", "url", c.url, "attempt", attempt+1, "err", err)
+		}
+		if c.ctx.Err() != nil {
+			return
+		}
+		d := backoff(c.cfg.backoffMin, c.cfg.backoffMax, attempt)
+		attempt++
+		c.log.Info("sluice: reconnecting", "url", c.url, "in", d)
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-c.ctx.Done():
+			t.Stop()
+			return
+		}
+	}
+}
+
+func (c *Client) dial() (*session, error) {
+	ctx, cancel := context.WithTimeout(c.ctx, handshakeTimeout)
+	defer cancel()
+	ws, resp, err := c.dialer.DialContext(ctx, c.url, c.cfg.header)
+	if err != nil {
+		if resp != nil {
+			return nil, fmt.Errorf("%w (HTTP %s)", err, resp.Status)
+		}
+		return nil, err
+	}
+	s := &session{conn: wsconn.New(ws, wsconn.Options{}), done: make(chan struct{}), detached: make(chan struct{})}
+	// Any inbound frame, control frames included, proves the engine alive.
+	idle := c.cfg.idleTimeout
+	ws.SetPongHandler(func(string) error {
+		return ws.SetReadDeadline(time.Now().Add(idle))
+	})
+	ws.SetPingHandler(func(data string) error {
+		_ = ws.SetReadDeadline(time.Now().Add(idle))
+		err := ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+		if err != nil && !errors.Is(err, websocket.ErrCloseSent) {
+			return err
+		}
+		return nil
+	})
+	go c.read(s)
+	return s, nil
+}
+
+// attach sends the replay (reattach, trigger types, functions, triggers,
+// then engine::workers::register) and publishes s for calls. Calls that
+// waited for a connection go out after the replay.
+func (c *Client) attach(s *session, prevID, prevToken string) {
+	c.regMu.Lock()
+	defer c.regMu.Unlock()
+
+	var msgs [][]byte
+	if prevID != "" {
+		b, _ := wire.Marshal(&wire.Message{Type: wire.TypeReattach, PreviousWorkerID: prevID, ReattachToken: prevToken})
+		msgs = append(msgs, b)
+	}
+	c.mu.Lock()
+	msgs = appendInOrder(msgs, c.triggerTypes)
+	msgs = appendInOrder(msgs, c.functions)
+	msgs = appendInOrder(msgs, c.triggers)
+	c.mu.Unlock()
+	msgs = append(msgs, c.workerInfoMessage())
+
+	for _, b := range msgs {
+		if err := s.send(c.ctx, b); err != nil {
+			// The socket died (or Close was called); serve notices and
+			// the next connection replays everything again.
+			break
+		}
+	}
+
+	c.mu.Lock()
+	if !c.closed {
+		c.sess = s
+		close(c.up)
+	}
+	c.mu.Unlock()
+	c.log.Info("sluice: connected to engine", "url", c.url)
+}
+
+type registration interface {
+	order() uint64
+	message() []byte
+}
+
+func appendInOrder[T registration](msgs [][]byte, m map[string]T) [][]byte {
+	regs := make([]T, 0, len(m))
+	for _, r := range m {
+		regs = append(regs, r)
+	}
+	slices.SortFunc(regs, func(a, b T) int { return cmp.Compare(a.order(), b.order()) })
+	for _, r := range regs {
+		msgs = append(msgs, r.message())
+	}
+	return msgs
+}
+
+// serve keeps s alive with pings until its reader ends, or closes it
+// gracefully when the client is closed.
+func (c *Client) serve(s *session) {
+	t := time.NewTicker(c.cfg.pingInterval)
+	defer t.Stop()
+	ws := s.conn.WS()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+			// WriteControl may run concurrently with the wsconn writer.
+			_ = ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(time.Second))
+		case <-c.ctx.Done():
+			s.conn.Close(websocket.CloseNormalClosure, "")
+			ct := time.NewTimer(closeTimeout)
+			select {
+			case <-s.done:
+			case <-ct.C:
+				s.conn.Abort()
+				<-s.done
+			}
+			ct.Stop()
+			return
+		}
+	}
+}
+
+// detach forgets s and fails the calls that were sent on it: their answers
+// can never reach us (the engine reports invocation_stopped to the dead
+// socket), so waiting for them would only burn the caller's timeout.
+func (c *Client) detach(s *session) {
+	defer close(s.detached)
+	s.conn.Abort()
+	<-s.conn.Done()
+	var stopped []*pendingCall
+	c.mu.Lock()
+	if c.sess == s {
+		c.sess = nil
+		c.up = make(chan struct{})
+	}
+	for id, p := range c.pending {
+		if p.sess == s {
+			delete(c.pending, id)
+			stopped = append(stopped, p)
+		}
+	}
+	c.mu.Unlock()
+	for _, p := range stopped {
+		p.ch <- callResult{err: stoppedError(p.functionID)}
+	}
+	if c.ctx.Err() == nil {
+		c.log.Warn("sluice: disconnected from engine", "url", c.url, "failed_calls", len(stopped))
+	}
+}
+
+// read is the only reader of s.
+func (c *Client) read(s *session) {
+	defer close(s.done)
+	ws := s.conn.WS()
+	var buf []byte
+	for {
+		_ = ws.SetReadDeadline(time.Now().Add(c.cfg.idleTimeout))
+		_, data, err := wsconn.ReadFrame(ws, buf, maxFrameSize)
+		buf = data[:0]
+		if errors.Is(err, wsconn.ErrFrameTooLarge) {
+			c.log.Warn("sluice: dropped oversized frame from engine", "limit", maxFrameSize)
+			continue
+		}
+		if err != nil {
+			if c.ctx.Err() == nil {
+				c.log.Debug("sluice: engine socket ended", "err", err)
+			}
+			return
+		}
+		if wire.IsBlank(data) {
+			continue
+		}
+		m := new(wire.Message)
+		if err := wire.Decode(data, m); err != nil {
+			c.log.Warn("sluice: undecodable frame from engine", "err", err)
+			continue
+		}
+		c.dispatch(s, m)
+	}
+}
+
+func (c *Client) dispatch(s *session, m *wire.Message) {
+	switch m.Type {
+	case wire.TypeInvocationResult:
+		c.complete(m)
+	case wire.TypeInvokeFunction:
+		go c.invoke(s, m)
+	case wire.TypeWorkerRegistered:
+		c.mu.Lock()
+		c.workerID, c.reattachToken = m.WorkerID, m.ReattachToken
+		c.mu.Unlock()
+		c.log.Debug("sluice: worker registered", "worker_id", m.WorkerID)
+	case wire.TypeRegisterTrigger:
+		c.providerRegister(s, m)
+	case wire.TypeUnregisterTrigger:
+		c.providerUnregister(m)
+	case wire.TypeTriggerRegistrationResult:
+		if m.Error != nil {
+			c.log.Warn("sluice: trigger registration failed", "trigger_id", m.ID,
+				"trigger_type", m.TriggerType, "function_id", m.FunctionID, "err", m.Error.Error())
+		}
+	default:
+		// Unknown and informational types are ignored, as the other SDKs do.
+	}
+}
+
+// backoff returns min·2^attempt capped at max, jittered by ±30 %.
+func backoff(min, max time.Duration, attempt int) time.Duration {
+	d := max
+	if attempt < 32 {
+		if v := min << attempt; v > 0 && v < max {
+			d = v
+		}
+	}
+	return time.Duration(float64(d) * (1 + 0.3*(2*randFloat()-1)))
+}

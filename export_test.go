@@ -1,0 +1,29 @@
+package sluice
+
+import "time"
+
+// Test hooks, also used by the external integration tests.
+
+// KillConn drops the client's current socket without a close frame, as a
+// network failure would, and returns once the client has noticed.
+func KillConn(c *Client) {
+	c.mu.Lock()
+	s := c.sess
+	c.mu.Unlock()
+	if s != nil {
+		s.conn.Abort()
+		<-s.detached
+	}
+}
+
+// WithKeepalive shortens the ping interval and idle timeout.
+func WithKeepalive(ping, idle time.Duration) Option {
+	return func(c *config) { c.pingInterval, c.idleTimeout = ping, idle }
+}
+
+// PendingCalls is the number of calls waiting for a result.
+func PendingCalls(c *Client) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.pending)
+}

@@ -1,0 +1,245 @@
+package sluice
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/sluicehq/sluice/wire"
+)
+
+// Invocation describes the call a handler is serving.
+type Invocation struct {
+	// ID is the engine's invocation id (a UUID); "" if the engine sent none.
+	ID         string
+	FunctionID string
+	// Data is the payload as received ("null" when the caller sent none).
+	// When another worker called, the engine has added "_caller_worker_id"
+	// to an object payload; it is also in CallerWorkerID.
+	Data json.RawMessage
+	// Metadata is the caller's call metadata, or the trigger's metadata
+	// when a trigger fired; nil when absent.
+	Metadata    json.RawMessage
+	Traceparent string
+	Baggage     string
+	// CallerWorkerID is the worker id of the calling worker, when the
+	// engine told us.
+	CallerWorkerID string
+}
+
+type invocationKey struct{}
+
+// InvocationFrom returns the invocation a handler's context belongs to, or
+// nil outside a handler. Calls made with that context carry the
+// invocation's trace context.
+func InvocationFrom(ctx context.Context) *Invocation {
+	inv, _ := ctx.Value(invocationKey{}).(*Invocation)
+	return inv
+}
+
+// RawHandler serves a function on raw JSON. Returning a nil result sends
+// no result at all (callers see nil / the zero value); json.RawMessage("null")
+// sends null. Returning an *Error chooses the error code the caller sees;
+// any other error is reported as CodeInvocationFailed. Panics are recovered
+// and reported as CodeInvocationFailed with the stack as Stacktrace.
+//
+// ctx is cancelled when the Client is closed. It is not cancelled when the
+// socket drops: the engine has then already answered the caller with
+// invocation_stopped, and the handler's result is discarded.
+type RawHandler func(ctx context.Context, inv *Invocation) (json.RawMessage, error)
+
+type function struct {
+	h   RawHandler
+	msg []byte // the registerfunction frame, replayed on reconnect
+	seq uint64
+}
+
+func (f *function) order() uint64   { return f.seq }
+func (f *function) message() []byte { return f.msg }
+
+// RegisterRaw registers a function served by h. The id must be non-empty
+// and not registered on this client already (Unregister first to replace
+// a handler). The registration is kept across reconnects.
+func (c *Client) RegisterRaw(id string, h RawHandler, opts ...FunctionOption) error {
+	if id == "" {
+		return errors.New("sluice: function id must not be empty")
+	}
+	if h == nil {
+		return errors.New("sluice: nil handler for " + id)
+	}
+	var fc functionConfig
+	for _, o := range opts {
+		o(&fc)
+	}
+	m := wire.Message{Type: wire.TypeRegisterFunction, ID: id, Description: fc.description}
+	var err error
+	for _, f := range []struct {
+		dst *jsontext.Value
+		v   any
+	}{{&m.Metadata, fc.metadata}, {&m.RequestFormat, fc.requestFormat}, {&m.ResponseFormat, fc.responseFormat}} {
+		if *f.dst, err = marshalJSON(f.v); err != nil {
+			return fmt.Errorf("sluice: register %s: %w", id, err)
+		}
+	}
+	b, err := wire.Marshal(&m)
+	if err != nil {
+		return fmt.Errorf("sluice: register %s: %w", id, err)
+	}
+
+	c.regMu.Lock()
+	defer c.regMu.Unlock()
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	if _, dup := c.functions[id]; dup {
+		c.mu.Unlock()
+		return fmt.Errorf("sluice: function %s is already registered", id)
+	}
+	c.seq++
+	c.functions[id] = &function{h: h, msg: b, seq: c.seq}
+	s := c.sess
+	c.mu.Unlock()
+	c.sendRegistration(s, b)
+	return nil
+}
+
+// sendRegistration sends a registration change on s if connected. A failed
+// send is fine: the next connection replays the current registrations.
+// Called with regMu held.
+func (c *Client) sendRegistration(s *session, b []byte) {
+	if s != nil {
+		_ = s.send(c.ctx, b)
+	}
+}
+
+// Register registers a typed function: the payload is decoded into In
+// (field names match case-insensitively; channel refs become live channel
+// ends) and the returned Out is encoded as the result. A payload that does
+// not decode fails the call with CodeInvocationFailed.
+func Register[In, Out any](c *Client, id string, fn func(ctx context.Context, in In) (Out, error), opts ...FunctionOption) error {
+	if fn == nil {
+		return errors.New("sluice: nil function for " + id)
+	}
+	return c.RegisterRaw(id, func(ctx context.Context, inv *Invocation) (json.RawMessage, error) {
+		var in In
+		if err := c.unmarshal(inv.Data, &in); err != nil {
+			return nil, &Error{Code: CodeInvocationFailed, Message: "decode input: " + err.Error()}
+		}
+		out, err := fn(ctx, in)
+		if err != nil {
+			return nil, err
+		}
+		b, err := jsonv2.Marshal(out, encodeOptions)
+		if err != nil {
+			return nil, fmt.Errorf("encode output: %w", err)
+		}
+		return b, nil
+	}, opts...)
+}
+
+// Unregister removes a function registered on this client. While
+// disconnected the removal is only local (the engine forgot the old
+// connection's functions anyway).
+func (c *Client) Unregister(id string) error {
+	c.regMu.Lock()
+	defer c.regMu.Unlock()
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	if _, ok := c.functions[id]; !ok {
+		c.mu.Unlock()
+		return fmt.Errorf("sluice: function %s is not registered", id)
+	}
+	delete(c.functions, id)
+	s := c.sess
+	c.mu.Unlock()
+	b, _ := wire.Marshal(&wire.Message{Type: wire.TypeUnregisterFunction, ID: id})
+	c.sendRegistration(s, b)
+	return nil
+}
+
+var callerKey = []byte(`"` + wire.CallerWorkerIDKey + `"`)
+
+// invoke serves one invokefunction from the engine, in its own goroutine,
+// and answers on the socket it came from.
+func (c *Client) invoke(s *session, m *wire.Message) {
+	c.mu.Lock()
+	f := c.functions[m.FunctionID]
+	c.mu.Unlock()
+
+	inv := &Invocation{
+		ID:          m.InvocationID,
+		FunctionID:  m.FunctionID,
+		Data:        json.RawMessage(wire.DataOrNull(m.Data)),
+		Traceparent: m.Traceparent,
+		Baggage:     m.Baggage,
+	}
+	if m.Metadata != nil {
+		inv.Metadata = json.RawMessage(m.Metadata)
+	}
+	if bytes.Contains(inv.Data, callerKey) {
+		var caller struct {
+			ID string `json:"_caller_worker_id"`
+		}
+		if jsonv2.Unmarshal(inv.Data, &caller) == nil {
+			inv.CallerWorkerID = caller.ID
+		}
+	}
+
+	var result json.RawMessage
+	var errBody *wire.ErrorBody
+	if f == nil {
+		errBody = &wire.ErrorBody{Code: CodeFunctionNotFound, Message: "Function " + m.FunctionID + " not found"}
+	} else {
+		result, errBody = runHandler(context.WithValue(c.ctx, invocationKey{}, inv), f.h, inv)
+	}
+	if m.InvocationID == "" {
+		if errBody != nil {
+			c.log.Warn("sluice: fire-and-forget invocation failed", "function_id", m.FunctionID, "err", errBody.Error())
+		}
+		return
+	}
+	reply := &wire.Message{
+		Type:         wire.TypeInvocationResult,
+		InvocationID: m.InvocationID,
+		FunctionID:   m.FunctionID,
+		Error:        errBody,
+		Traceparent:  m.Traceparent,
+		Baggage:      m.Baggage,
+	}
+	if errBody == nil && result != nil {
+		reply.Result = jsontext.Value(result)
+	}
+	b, err := wire.Marshal(reply)
+	if err != nil {
+		// Only an invalid result from a RawHandler gets here.
+		reply.Result = nil
+		reply.Error = &wire.ErrorBody{Code: CodeInvocationFailed, Message: "handler returned invalid JSON: " + err.Error()}
+		b, _ = wire.Marshal(reply)
+	}
+	if err := s.send(c.ctx, b); err != nil {
+		c.log.Debug("sluice: result not sent, socket gone", "function_id", m.FunctionID, "invocation_id", m.InvocationID)
+	}
+}
+
+func runHandler(ctx context.Context, h RawHandler, inv *Invocation) (result json.RawMessage, errBody *wire.ErrorBody) {
+	defer func() {
+		if v := recover(); v != nil {
+			result, errBody = nil, panicError(v)
+		}
+	}()
+	res, err := h(ctx, inv)
+	if err != nil {
+		return nil, handlerError(err)
+	}
+	return res, nil
+}

@@ -1,0 +1,140 @@
+package sluice
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// Defaults, matching the official SDKs.
+const (
+	DefaultInvocationTimeout = 30 * time.Second
+	DefaultReconnectMin      = time.Second
+	DefaultReconnectMax      = 30 * time.Second
+
+	pingInterval     = 20 * time.Second
+	idleTimeout      = 60 * time.Second
+	handshakeTimeout = 10 * time.Second
+	closeTimeout     = 2 * time.Second
+	maxFrameSize     = 64 << 20
+)
+
+// Option configures a Client.
+type Option func(*config)
+
+type config struct {
+	name, description string
+	logger            *slog.Logger
+	invocationTimeout time.Duration
+	backoffMin        time.Duration
+	backoffMax        time.Duration
+	header            http.Header
+	dialer            *websocket.Dialer
+
+	// Keepalive, adjustable by tests only.
+	pingInterval time.Duration
+	idleTimeout  time.Duration
+}
+
+func defaultConfig() config {
+	return config{
+		invocationTimeout: DefaultInvocationTimeout,
+		backoffMin:        DefaultReconnectMin,
+		backoffMax:        DefaultReconnectMax,
+		pingInterval:      pingInterval,
+		idleTimeout:       idleTimeout,
+	}
+}
+
+// WithName sets the worker name shown by the engine (default: env
+// III_WORKER_NAME, else "hostname:pid").
+func WithName(name string) Option { return func(c *config) { c.name = name } }
+
+// WithDescription sets the worker description shown by the engine.
+func WithDescription(d string) Option { return func(c *config) { c.description = d } }
+
+// WithLogger sets the logger for connection events and dropped messages
+// (default: slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithInvocationTimeout bounds calls whose context has no deadline (default
+// 30 s, as in the official SDKs). Zero or negative means no bound.
+func WithInvocationTimeout(d time.Duration) Option {
+	return func(c *config) { c.invocationTimeout = d }
+}
+
+// WithReconnectBackoff sets the delay between connection attempts: it
+// starts at min, doubles per failed attempt up to max, and is jittered by
+// ±30 % (default 1 s → 30 s).
+func WithReconnectBackoff(min, max time.Duration) Option {
+	return func(c *config) {
+		if min > 0 {
+			c.backoffMin = min
+		}
+		if max >= c.backoffMin {
+			c.backoffMax = max
+		} else {
+			c.backoffMax = c.backoffMin
+		}
+	}
+}
+
+// WithHeader adds HTTP headers to the WebSocket handshake of the worker
+// socket (not to channel sockets), e.g. for authentication.
+func WithHeader(h http.Header) Option { return func(c *config) { c.header = h.Clone() } }
+
+// WithDialer replaces the WebSocket dialer (proxy, TLS settings, buffer
+// sizes). The default has a 10 s handshake timeout.
+func WithDialer(d *websocket.Dialer) Option { return func(c *config) { c.dialer = d } }
+
+// FunctionOption configures a function registration.
+type FunctionOption func(*functionConfig)
+
+type functionConfig struct {
+	description    string
+	metadata       any
+	requestFormat  any
+	responseFormat any
+}
+
+// WithFunctionDescription sets the description the engine lists.
+func WithFunctionDescription(d string) FunctionOption {
+	return func(f *functionConfig) { f.description = d }
+}
+
+// WithMetadata attaches arbitrary JSON metadata to the function
+// (metadata {"internal": true} hides it from engine::functions::list).
+func WithMetadata(v any) FunctionOption { return func(f *functionConfig) { f.metadata = v } }
+
+// WithRequestFormat attaches a JSON schema (or any JSON) describing the
+// input; the engine reports it as request_schema.
+func WithRequestFormat(v any) FunctionOption { return func(f *functionConfig) { f.requestFormat = v } }
+
+// WithResponseFormat attaches a JSON schema (or any JSON) describing the
+// output; the engine reports it as response_schema.
+func WithResponseFormat(v any) FunctionOption {
+	return func(f *functionConfig) { f.responseFormat = v }
+}
+
+// CallOption configures one call.
+type CallOption func(*callConfig)
+
+type callConfig struct {
+	metadata    any
+	traceparent string
+	baggage     string
+	traceSet    bool
+}
+
+// WithCallMetadata sends metadata alongside the payload; the callee sees it
+// as Invocation.Metadata.
+func WithCallMetadata(v any) CallOption { return func(c *callConfig) { c.metadata = v } }
+
+// WithTraceContext sets the W3C traceparent and baggage of the call. Without
+// it, a call made inside a handler carries the handler's incoming trace
+// context.
+func WithTraceContext(traceparent, baggage string) CallOption {
+	return func(c *callConfig) { c.traceparent, c.baggage, c.traceSet = traceparent, baggage, true }
+}
