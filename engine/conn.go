@@ -357,8 +357,11 @@ func (w *workerConn) close(reason string) {
 		e.mu.Lock()
 		delete(e.conns, w.id)
 		e.mu.Unlock()
-		halted := e.inv.Pending().HaltExecutor(w.id, wire.ErrInvocationStopped())
+		// Unroute first so no new invocation reaches this worker, then
+		// answer the ones it owed. An invocation routed in between fails
+		// its Deliver (the socket is aborted) and is answered the same way.
 		rel := e.reg.RemoveWorker(w)
+		halted := e.inv.Pending().HaltExecutor(w.id, wire.ErrInvocationStopped())
 		for _, rt := range rel.Triggers {
 			e.detachTrigger(rt.Trigger, rt.Provider, w)
 		}

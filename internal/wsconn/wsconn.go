@@ -1,8 +1,13 @@
 // Package wsconn wraps a gorilla WebSocket connection with the discipline
-// both the engine and the Go SDK need: exactly one goroutine writes to the
-// socket, everything else hands it frames through a bounded queue (a slow
-// peer therefore blocks its producers, which is the backpressure), and reads
-// reuse pooled buffers instead of allocating a message per frame.
+// both the engine and the Go SDK need: one writer at a time, frames in the
+// order each producer sent them, a bounded queue (a slow peer therefore
+// blocks its producers, which is the backpressure), and reads that reuse
+// buffers instead of allocating a message per frame.
+//
+// When nothing is queued, Send writes on the caller's goroutine: handing
+// every frame to a writer goroutine costs a wake-up per frame, which on a
+// small machine dominates the latency of a request/response round trip.
+// When the socket is busy, frames queue for the writer goroutine.
 package wsconn
 
 import (
@@ -10,6 +15,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -40,6 +46,8 @@ type frame struct {
 
 // Conn is a WebSocket connection with a dedicated writer goroutine.
 type Conn struct {
+	wmu       sync.Mutex   // held while writing to ws
+	queued    atomic.Int64 // frames queued or being written by the writer goroutine
 	ws        *websocket.Conn
 	out       chan frame
 	closing   chan struct{} // closed when Close is called or the writer fails
@@ -94,28 +102,54 @@ func (c *Conn) Send(ctx context.Context, kind int, data []byte, onWritten func([
 		return c.closedErr()
 	default:
 	}
+	f := frame{kind: kind, data: data, done: onWritten}
+	// Fast path: nothing queued and nobody writing, so writing here keeps
+	// the order and saves a goroutine hand-off.
+	if c.queued.Load() == 0 && c.wmu.TryLock() {
+		if c.queued.Load() == 0 && !c.isClosing() {
+			ok := c.write(f)
+			c.wmu.Unlock()
+			if !ok {
+				return c.closedErr()
+			}
+			return nil
+		}
+		c.wmu.Unlock()
+	}
+	c.queued.Add(1)
 	select {
-	case c.out <- frame{kind: kind, data: data, done: onWritten}:
+	case c.out <- f:
 		return nil
 	case <-c.closing:
+		c.queued.Add(-1)
 		return c.closedErr()
 	case <-ctx.Done():
+		c.queued.Add(-1)
 		return ctx.Err()
+	}
+}
+
+func (c *Conn) isClosing() bool {
+	select {
+	case <-c.closing:
+		return true
+	default:
+		return false
 	}
 }
 
 // TrySend queues one frame without blocking; it reports false if the queue
 // is full or the connection closed.
 func (c *Conn) TrySend(kind int, data []byte) bool {
-	select {
-	case <-c.closing:
+	if c.isClosing() {
 		return false
-	default:
 	}
+	c.queued.Add(1)
 	select {
 	case c.out <- frame{kind: kind, data: data}:
 		return true
 	default:
+		c.queued.Add(-1)
 		return false
 	}
 }
@@ -171,7 +205,7 @@ func (c *Conn) writeLoop() {
 	for {
 		select {
 		case f := <-c.out:
-			if !c.write(f) {
+			if !c.writeQueued(f) {
 				c.drop()
 				return
 			}
@@ -180,7 +214,7 @@ func (c *Conn) writeLoop() {
 			for {
 				select {
 				case f := <-c.out:
-					if !c.write(f) {
+					if !c.writeQueued(f) {
 						c.drop()
 						return
 					}
@@ -189,14 +223,25 @@ func (c *Conn) writeLoop() {
 				}
 				break
 			}
+			c.wmu.Lock()
 			if c.closeMsg != nil {
 				_ = c.ws.WriteControl(websocket.CloseMessage, c.closeMsg, time.Now().Add(time.Second))
 			}
+			c.wmu.Unlock()
 			return
 		}
 	}
 }
 
+func (c *Conn) writeQueued(f frame) bool {
+	c.wmu.Lock()
+	ok := c.write(f)
+	c.queued.Add(-1)
+	c.wmu.Unlock()
+	return ok
+}
+
+// write sends one frame; the caller holds wmu.
 func (c *Conn) write(f frame) bool {
 	_ = c.ws.SetWriteDeadline(time.Now().Add(c.writeWait))
 	err := c.ws.WriteMessage(f.kind, f.data)
@@ -216,6 +261,7 @@ func (c *Conn) drop() {
 	for {
 		select {
 		case f := <-c.out:
+			c.queued.Add(-1)
 			if f.done != nil {
 				f.done(f.data)
 			}
