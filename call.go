@@ -13,9 +13,9 @@ import (
 )
 
 // JSON: payloads and results are encoded with encoding/json/v2 semantics
-// (github.com/go-json-experiment/json); decoding matches field names
-// case-insensitively, as encoding/json does.
-var encodeOptions = jsonv2.JoinOptions()
+// (github.com/go-json-experiment/json), with map keys sorted as
+// encoding/json does; decoding matches field names case-insensitively.
+var encodeOptions = jsonv2.Deterministic(true)
 
 func marshalJSON(v any) (jsontext.Value, error) {
 	switch v := v.(type) {
