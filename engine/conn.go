@@ -87,7 +87,7 @@ func (e *Engine) serveWorker(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, "engine shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	ws, err := e.upgrader.Upgrade(rw, r, nil)
+	ws, err := wsconn.Upgrade(&e.upgrader, rw, r, nil)
 	if err != nil {
 		return // the upgrader has answered the client
 	}

@@ -233,11 +233,35 @@ func (c *Conn) writeLoop() {
 	}
 }
 
+// writeQueued writes f and, if the socket supports it, every frame queued
+// behind it in one batch.
 func (c *Conn) writeQueued(f frame) bool {
 	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	cc, _ := c.ws.NetConn().(*corkConn)
+	if cc == nil || len(c.out) == 0 {
+		ok := c.write(f)
+		c.queued.Add(-1)
+		return ok
+	}
+	cc.cork()
 	ok := c.write(f)
 	c.queued.Add(-1)
-	c.wmu.Unlock()
+	for ok {
+		select {
+		case f = <-c.out:
+			ok = c.write(f)
+			c.queued.Add(-1)
+			continue
+		default:
+		}
+		break
+	}
+	if err := cc.uncork(); err != nil && ok {
+		c.setErr(err)
+		c.closeOnce.Do(func() { close(c.closing) })
+		ok = false
+	}
 	return ok
 }
 

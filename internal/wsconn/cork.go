@@ -1,0 +1,113 @@
+package wsconn
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"net/http"
+	"sync"
+
+	"github.com/gorilla/websocket"
+)
+
+// corkConn lets the writer goroutine batch several queued frames into one
+// write system call: while corked, writes are collected in memory and
+// flushed together when the queue is drained. Under load this divides the
+// number of syscalls (the dominant cost of small messages) by the batch
+// size; an idle socket is never corked, so latency is unaffected.
+type corkConn struct {
+	net.Conn
+	mu     sync.Mutex
+	corked bool
+	buf    []byte
+}
+
+// maxCork bounds the bytes collected before a forced flush.
+const maxCork = 256 << 10
+
+func (c *corkConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	if !c.corked {
+		c.mu.Unlock()
+		return c.Conn.Write(p)
+	}
+	c.buf = append(c.buf, p...)
+	var err error
+	if len(c.buf) >= maxCork {
+		err = c.flushLocked()
+	}
+	c.mu.Unlock()
+	return len(p), err
+}
+
+func (c *corkConn) cork() {
+	c.mu.Lock()
+	c.corked = true
+	c.mu.Unlock()
+}
+
+// uncork writes what was collected and stops collecting.
+func (c *corkConn) uncork() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.corked = false
+	return c.flushLocked()
+}
+
+func (c *corkConn) flushLocked() error {
+	if len(c.buf) == 0 {
+		return nil
+	}
+	_, err := c.Conn.Write(c.buf)
+	if cap(c.buf) > maxCork*2 {
+		c.buf = nil
+	} else {
+		c.buf = c.buf[:0]
+	}
+	return err
+}
+
+// hijacker wraps a ResponseWriter so that the upgraded connection is a
+// corkConn.
+type hijacker struct {
+	http.ResponseWriter
+}
+
+func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	return &corkConn{Conn: c}, brw, nil
+}
+
+// Upgrade upgrades an HTTP request to a WebSocket whose writes can be
+// batched by Conn.
+func Upgrade(u *websocket.Upgrader, w http.ResponseWriter, r *http.Request, h http.Header) (*websocket.Conn, error) {
+	return u.Upgrade(hijacker{w}, r, h)
+}
+
+// Dialer returns a copy of d (nil means websocket.DefaultDialer) whose
+// connections can be batched by Conn.
+func Dialer(d *websocket.Dialer) *websocket.Dialer {
+	if d == nil {
+		d = websocket.DefaultDialer
+	}
+	nd := *d
+	inner := d.NetDialContext
+	nd.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var c net.Conn
+		var err error
+		if inner != nil {
+			c, err = inner(ctx, network, addr)
+		} else {
+			var dd net.Dialer
+			c, err = dd.DialContext(ctx, network, addr)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &corkConn{Conn: c}, nil
+	}
+	return &nd
+}
