@@ -29,13 +29,13 @@ func marshalJSON(v any) (jsontext.Value, error) {
 	return jsonv2.Marshal(v, encodeOptions)
 }
 
-// decodeOptions returns the options for decoding values that came from the
+// decodeOptions are the options for decoding values that came from the
 // engine: case-insensitive names, and channel refs materialised as live
 // channel ends bound to this client's engine.
-func (c *Client) decodeOptions() jsonv2.Options {
+func decodeOptions(url string) jsonv2.Options {
 	return jsonv2.JoinOptions(
 		jsonv2.MatchCaseInsensitiveNames(true),
-		jsonv2.WithUnmarshalers(channelUnmarshalers(c.url)),
+		jsonv2.WithUnmarshalers(channelUnmarshalers(url)),
 	)
 }
 
@@ -43,7 +43,7 @@ func (c *Client) unmarshal(data []byte, v any) error {
 	if len(data) == 0 {
 		data = wire.Null
 	}
-	return jsonv2.Unmarshal(data, v, c.decodeOptions())
+	return jsonv2.Unmarshal(data, v, c.decOpts)
 }
 
 type callResult struct {
@@ -168,7 +168,8 @@ func (c *Client) invokeMessage(ctx context.Context, id, functionID string, actio
 	if err != nil {
 		return nil, fmt.Errorf("sluice: encode metadata for %s: %w", functionID, err)
 	}
-	b, err := wire.Marshal(&wire.Message{
+	// Sized up front: growing the buffer was most of the encode cost.
+	b, err := wire.Encode(make([]byte, 0, len(data)+len(meta)+len(functionID)+256), &wire.Message{
 		Type:         wire.TypeInvokeFunction,
 		InvocationID: id,
 		FunctionID:   functionID,

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/gorilla/websocket"
 
 	"github.com/sluicehq/sluice/internal/wsconn"
@@ -30,6 +31,8 @@ type Client struct {
 	cfg    config
 	log    *slog.Logger
 	dialer *websocket.Dialer
+	// decOpts decode handler input and call results.
+	decOpts jsonv2.Options
 
 	// ctx ends on Close: it is the parent of every handler's context and
 	// wakes everything that waits for a connection.
@@ -94,6 +97,7 @@ func Connect(ctx context.Context, rawURL string, opts ...Option) (*Client, error
 		triggers:     make(map[string]*trigger),
 		triggerTypes: make(map[string]*triggerType),
 		pending:      make(map[string]*pendingCall),
+		decOpts:      decodeOptions(rawURL),
 	}
 	if c.dialer == nil {
 		c.dialer = &websocket.Dialer{

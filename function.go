@@ -219,7 +219,7 @@ func (c *Client) invoke(s *session, m *wire.Message) {
 	if errBody == nil && result != nil {
 		reply.Result = jsontext.Value(result)
 	}
-	b, err := wire.Marshal(reply)
+	b, err := wire.Encode(make([]byte, 0, len(result)+len(m.FunctionID)+len(m.Traceparent)+len(m.Baggage)+192), reply)
 	if err != nil {
 		// Only an invalid result from a RawHandler gets here.
 		reply.Result = nil
