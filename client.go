@@ -107,6 +107,8 @@ func Connect(ctx context.Context, rawURL string, opts ...Option) (*Client, error
 			WriteBufferPool:  wsconn.WriteBufferPool,
 		}
 	}
+	// Lets the writer batch frames queued under load into one syscall.
+	c.dialer = wsconn.Dialer(c.dialer)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	first := make(chan struct{})
 	go c.run(first)
@@ -350,6 +352,9 @@ func (c *Client) read(s *session) {
 		_ = ws.SetReadDeadline(time.Now().Add(c.cfg.idleTimeout))
 		_, data, err := wsconn.ReadFrame(ws, buf, maxFrameSize)
 		buf = data[:0]
+		if cap(buf) > keepReadBuffer {
+			buf = nil // do not pin one huge frame's buffer for the socket's life
+		}
 		if errors.Is(err, wsconn.ErrFrameTooLarge) {
 			c.log.Warn("sluice: dropped oversized frame from engine", "limit", maxFrameSize)
 			continue

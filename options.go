@@ -19,6 +19,7 @@ const (
 	handshakeTimeout = 10 * time.Second
 	closeTimeout     = 2 * time.Second
 	maxFrameSize     = 64 << 20
+	keepReadBuffer   = 1 << 20
 )
 
 // Option configures a Client.
