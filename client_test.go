@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"os"
 	"runtime"
 	"strings"
@@ -18,7 +19,8 @@ import (
 func TestConnectSendsWorkerInfo(t *testing.T) {
 	fe := newFakeEngine(t)
 	c, err := sluice.Connect(t.Context(), fe.url(), sluice.WithLogger(quietLogger()),
-		sluice.WithName("w1"), sluice.WithDescription("test worker"))
+		sluice.WithName("w1"), sluice.WithDescription("test worker"),
+		sluice.WithHeader(http.Header{"Authorization": {"Bearer t"}}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,6 +29,9 @@ func TestConnectSendsWorkerInfo(t *testing.T) {
 		t.Errorf("URL() = %q", c.URL())
 	}
 	fc := fe.accept(t)
+	if got := fc.header.Get("Authorization"); got != "Bearer t" {
+		t.Errorf("handshake header = %q", got)
+	}
 	f := fc.expectWorkerInfo(t)
 	var info struct {
 		Runtime, Version, Name, Description, OS string

@@ -35,11 +35,12 @@ type frame struct {
 }
 
 type fakeConn struct {
-	ws    *websocket.Conn
-	wmu   sync.Mutex
-	in    chan frame
-	done  chan struct{}
-	pings chan struct{} // one (non-blocking) signal per WS ping received
+	ws     *websocket.Conn
+	header http.Header // of the handshake
+	wmu    sync.Mutex
+	in     chan frame
+	done   chan struct{}
+	pings  chan struct{} // one (non-blocking) signal per WS ping received
 }
 
 func newFakeEngine(t *testing.T) *fakeEngine {
@@ -52,7 +53,7 @@ func newFakeEngine(t *testing.T) *fakeEngine {
 			return
 		}
 		n := fe.n.Add(1)
-		fc := &fakeConn{ws: ws, in: make(chan frame, 256), done: make(chan struct{}), pings: make(chan struct{}, 1)}
+		fc := &fakeConn{ws: ws, header: r.Header, in: make(chan frame, 256), done: make(chan struct{}), pings: make(chan struct{}, 1)}
 		ws.SetPingHandler(func(s string) error {
 			select {
 			case fc.pings <- struct{}{}:

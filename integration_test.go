@@ -127,6 +127,10 @@ func TestEngineTwoClients(t *testing.T) {
 	if _, err := b.Enqueue(ctx, "jobs", "a::add", addIn{}); !errors.As(err, &se) || se.Code != "enqueue_error" {
 		t.Errorf("enqueue error = %v", err)
 	}
+
+	must(t, a.Close())
+	must(t, b.Close())
+	assertNoClientGoroutines(t)
 }
 
 func TestEngineCalleeDiesMidCall(t *testing.T) {
