@@ -310,35 +310,33 @@ func ReadFrame(ws *websocket.Conn, buf []byte, limit int64) (kind int, data []by
 // ErrFrameTooLarge is returned when a frame exceeds the read limit.
 var ErrFrameTooLarge = errors.New("wsconn: frame exceeds size limit")
 
+// readAll reads r to EOF into b, growing it as needed. With a limit it never
+// reads more than limit+1 bytes: one byte past the limit proves the frame is
+// too large, whatever the capacity of b.
 func readAll(r io.Reader, b []byte, limit int64) ([]byte, error) {
 	for {
+		if limit > 0 && int64(len(b)) > limit {
+			return b, ErrFrameTooLarge
+		}
 		if len(b) == cap(b) {
-			if limit > 0 && int64(len(b)) >= limit {
-				// One more byte means the frame is over the limit.
-				var one [1]byte
-				n, err := r.Read(one[:])
-				if n > 0 {
-					return b, ErrFrameTooLarge
-				}
-				if err == io.EOF {
-					return b, nil
-				}
-				if err != nil {
-					return b, err
-				}
-				continue
-			}
 			newCap := 2*cap(b) + 512
-			if limit > 0 && int64(newCap) > limit {
-				newCap = int(limit)
+			if limit > 0 && int64(newCap) > limit+1 {
+				newCap = int(limit + 1)
 			}
 			nb := make([]byte, len(b), newCap)
 			copy(nb, b)
 			b = nb
 		}
-		n, err := r.Read(b[len(b):cap(b)])
+		end := cap(b)
+		if limit > 0 && int64(end) > limit+1 {
+			end = int(limit + 1)
+		}
+		n, err := r.Read(b[len(b):end])
 		b = b[:len(b)+n]
 		if err == io.EOF {
+			if limit > 0 && int64(len(b)) > limit {
+				return b, ErrFrameTooLarge
+			}
 			return b, nil
 		}
 		if err != nil {

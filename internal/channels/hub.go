@@ -1,0 +1,369 @@
+// Package channels is the engine side of iii channels: byte streams between
+// two functions, each end a WebSocket (GET /ws/channels/{id}?key=&dir=) or
+// an in-process end used by the HTTP trigger code.
+//
+// A Hub owns every channel of one engine. Each channel is a bounded Pipe of
+// frames between its write end and its read end; the frames are the
+// writer's WebSocket messages, forwarded one for one and unchanged (binary =
+// data, text = message). Memory per channel is bounded by its buffer size in
+// frames: when the pipe is full the write end stops reading its socket and
+// TCP pushes back on the writer.
+//
+// Close codes (what each socket sees; see PROTOCOL.md §5 and "Where we go
+// further"):
+//
+//	reader, writer finished cleanly      1000, after every frame the engine read
+//	reader, writer vanished or failed    1011 + reason (connection lost, writer
+//	                                     closed with an error code, frame too
+//	                                     large, channel expired, engine shutdown)
+//	writer, reader went away             1011 "reader closed"
+//	writer, frame over MaxFrameSize      1009 + reason
+//	writer, channel expired              1011 "channel expired: …"
+//	writer, engine shutdown              1001 "engine shutting down"
+//
+// A writer's close frame is a clean end for codes 1000, 1001, 1005 (no
+// status) and the application range 3000–4999; the RFC 6455 error codes
+// (1002–1015 other than those) mean the writer failed, so the reader gets
+// 1011 with the writer's reason. That is how a Go SDK writer's
+// CloseWithError reaches the reader.
+package channels
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/gorilla/websocket"
+	"github.com/sluicehq/sluice/internal/wsconn"
+	"github.com/sluicehq/sluice/wire"
+)
+
+// Config tunes a Hub. Zero fields take their defaults.
+type Config struct {
+	DefaultBuffer int           // frames per channel when Create gets <= 0; default 64
+	MaxBuffer     int           // upper clamp of a channel's buffer; default 1024 (lower clamp 1)
+	MaxFrameSize  int64         // largest frame accepted from a writer; default 16 MiB
+	MaxChannels   int           // open channels at most; default 100_000
+	TTL           time.Duration // a channel whose other end never connects expires; default 5 min
+}
+
+const (
+	defaultBuffer       = 64
+	defaultMaxBuffer    = 1024
+	defaultMaxFrameSize = 16 << 20
+	defaultMaxChannels  = 100_000
+	defaultTTL          = 5 * time.Minute
+
+	// controlWait bounds writing a close frame; closeWait bounds waiting for
+	// the peer's close reply before the TCP connection is dropped.
+	controlWait = time.Second
+	closeWait   = 2 * time.Second
+)
+
+// Errors of Create and of the local ends.
+var (
+	ErrChannelLimit  = errors.New("channels: channel limit reached") // engine answers wire.CodeChannelLimit
+	ErrShuttingDown  = errors.New("channels: engine shutting down")
+	ErrFrameTooLarge = errors.New("channels: frame too large")
+	ErrClosed        = errors.New("channels: end already closed")
+)
+
+// Ends of a channel, as array indexes.
+const (
+	dirWrite = 0
+	dirRead  = 1
+)
+
+type endState uint8
+
+const (
+	endFree    endState = iota // nobody connected yet
+	endClaimed                 // a socket is being upgraded
+	endActive                  // connected (socket or local end)
+	endDone                    // finished
+)
+
+type channel struct {
+	id   string
+	key  string
+	pipe Pipe
+
+	// Guarded by Hub.mu.
+	state     [2]endState
+	stopTimer func() bool
+}
+
+func (ch *channel) ref(dir string) wire.ChannelRef {
+	return wire.ChannelRef{ChannelID: ch.id, AccessKey: ch.key, Direction: dir}
+}
+
+// Hub owns the channels of one engine. It is safe for concurrent use.
+type Hub struct {
+	cfg      Config
+	log      *slog.Logger
+	writerUp websocket.Upgrader
+	readerUp websocket.Upgrader
+
+	mu     sync.Mutex
+	chans  map[string]*channel
+	socks  map[*websocket.Conn]struct{} // force-closed when Shutdown runs out of time
+	closed bool
+	wg     sync.WaitGroup // socket goroutines
+
+	// Test seams.
+	afterFunc     func(time.Duration, func()) (stop func() bool)
+	onSendBlocked func() // a writer found its pipe full
+	onChanged     func() // an end finished or a channel expired
+}
+
+// NewHub returns an empty hub. log may be nil.
+func NewHub(cfg Config, log *slog.Logger) *Hub {
+	if cfg.DefaultBuffer <= 0 {
+		cfg.DefaultBuffer = defaultBuffer
+	}
+	if cfg.MaxBuffer <= 0 {
+		cfg.MaxBuffer = defaultMaxBuffer
+	}
+	if cfg.MaxFrameSize <= 0 {
+		cfg.MaxFrameSize = defaultMaxFrameSize
+	}
+	if cfg.MaxChannels <= 0 {
+		cfg.MaxChannels = defaultMaxChannels
+	}
+	if cfg.TTL <= 0 {
+		cfg.TTL = defaultTTL
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	anyOrigin := func(*http.Request) bool { return true } // the access key is the credential
+	return &Hub{
+		cfg: cfg,
+		log: log,
+		// The engine only reads data from a writer socket and writes only
+		// control frames to it, so its write buffer comes from the shared
+		// pool (and is in fact never taken).
+		writerUp: websocket.Upgrader{
+			ReadBufferSize:  wire.FrameSize,
+			WriteBufferSize: wire.FrameSize,
+			WriteBufferPool: wsconn.WriteBufferPool,
+			CheckOrigin:     anyOrigin,
+		},
+		// A reader socket carries data the other way. Its write buffer is
+		// its own, not pooled: gorilla boxes the buffer into an interface
+		// on every pool Put, one allocation per frame. Its read side only
+		// sees control frames, so it reuses net/http's hijacked 4 KiB
+		// reader (ReadBufferSize 0); per channel that is the same memory as
+		// two pooled sockets.
+		readerUp: websocket.Upgrader{
+			WriteBufferSize: wire.FrameSize,
+			CheckOrigin:     anyOrigin,
+		},
+		chans: make(map[string]*channel),
+		socks: make(map[*websocket.Conn]struct{}),
+		afterFunc: func(d time.Duration, f func()) func() bool {
+			return time.AfterFunc(d, f).Stop
+		},
+	}
+}
+
+// Create opens a channel with neither end connected and returns its two
+// refs (same id and key, directions "write" and "read"). bufferSize <= 0
+// means Config.DefaultBuffer; it is clamped to [1, Config.MaxBuffer].
+func (h *Hub) Create(bufferSize int) (wire.CreateChannelResult, error) {
+	ch, err := h.newChannel(bufferSize, -1)
+	if err != nil {
+		return wire.CreateChannelResult{}, err
+	}
+	return wire.CreateChannelResult{Writer: ch.ref(wire.DirWrite), Reader: ch.ref(wire.DirRead)}, nil
+}
+
+// CreateWithLocalWriter opens a channel whose write end is held in process
+// and returns the read end's ref for a worker.
+func (h *Hub) CreateWithLocalWriter(bufferSize int) (wire.ChannelRef, *LocalWriter, error) {
+	ch, err := h.newChannel(bufferSize, dirWrite)
+	if err != nil {
+		return wire.ChannelRef{}, nil, err
+	}
+	return ch.ref(wire.DirRead), &LocalWriter{h: h, ch: ch}, nil
+}
+
+// CreateWithLocalReader opens a channel whose read end is held in process
+// and returns the write end's ref for a worker.
+func (h *Hub) CreateWithLocalReader(bufferSize int) (wire.ChannelRef, *LocalReader, error) {
+	ch, err := h.newChannel(bufferSize, dirRead)
+	if err != nil {
+		return wire.ChannelRef{}, nil, err
+	}
+	return ch.ref(wire.DirWrite), &LocalReader{h: h, ch: ch}, nil
+}
+
+func (h *Hub) newChannel(bufferSize, localEnd int) (*channel, error) {
+	if bufferSize <= 0 {
+		bufferSize = h.cfg.DefaultBuffer
+	}
+	bufferSize = max(1, min(bufferSize, h.cfg.MaxBuffer))
+	ch := &channel{
+		id:   uuid.NewString(), // v4: 122 random bits each
+		key:  uuid.NewString(),
+		pipe: newMemPipe(bufferSize, h.onSendBlocked),
+	}
+	if localEnd >= 0 {
+		ch.state[localEnd] = endActive
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, ErrShuttingDown
+	}
+	if len(h.chans) >= h.cfg.MaxChannels {
+		return nil, ErrChannelLimit
+	}
+	h.chans[ch.id] = ch
+	ch.stopTimer = h.afterFunc(h.cfg.TTL, func() { h.expire(ch) })
+	return ch, nil
+}
+
+// Len returns the number of open channels.
+func (h *Hub) Len() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.chans)
+}
+
+// expire ends a channel one of whose ends never connected within the TTL
+// (PROTOCOL.md §5.7); the end that did connect gets 1011 "channel expired…".
+func (h *Hub) expire(ch *channel) {
+	h.mu.Lock()
+	w, r := ch.state[dirWrite], ch.state[dirRead]
+	if h.chans[ch.id] != ch || (w >= endActive && r >= endActive) {
+		h.mu.Unlock()
+		return
+	}
+	delete(h.chans, ch.id)
+	h.mu.Unlock()
+	if h.onChanged != nil {
+		defer h.onChanged()
+	}
+	reason := "channel expired: the reader never connected"
+	switch {
+	case w < endActive && r < endActive:
+		reason = "channel expired: no end connected"
+	case w < endActive:
+		reason = "channel expired: the writer never connected"
+	}
+	h.log.Debug("channel expired", "channel_id", ch.id, "reason", reason)
+	ch.pipe.Abort(&AbortError{Reason: reason})
+}
+
+// claim reserves one end of a channel for a connecting socket, or says why
+// not (HTTP status and body).
+func (h *Hub) claim(id, key string, end int) (*channel, int, string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, http.StatusServiceUnavailable, "engine shutting down"
+	}
+	ch := h.chans[id]
+	if ch == nil || subtle.ConstantTimeCompare([]byte(key), []byte(ch.key)) != 1 {
+		return nil, http.StatusNotFound, "Channel not found"
+	}
+	if ch.state[end] != endFree {
+		if end == dirWrite {
+			return nil, http.StatusConflict, "the write end of this channel is already taken"
+		}
+		return nil, http.StatusConflict, "the read end of this channel is already taken"
+	}
+	ch.state[end] = endClaimed
+	h.wg.Add(1)
+	return ch, 0, ""
+}
+
+// unclaim frees an end whose upgrade failed, so that the client can retry.
+func (h *Hub) unclaim(ch *channel, end int) {
+	h.mu.Lock()
+	if ch.state[end] == endClaimed {
+		ch.state[end] = endFree
+	}
+	h.mu.Unlock()
+	h.wg.Done()
+}
+
+func (h *Hub) activate(ch *channel, end int, ws *websocket.Conn) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ch.state[end] = endActive
+	h.socks[ws] = struct{}{}
+	if ch.state[dirWrite] >= endActive && ch.state[dirRead] >= endActive && ch.stopTimer != nil {
+		ch.stopTimer()
+		ch.stopTimer = nil
+	}
+}
+
+// finish records that one end is over; a channel whose both ends are over
+// leaves the registry (the reference engine leaks it).
+func (h *Hub) finish(ch *channel, end int, ws *websocket.Conn) {
+	if h.onChanged != nil {
+		defer h.onChanged()
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ch.state[end] = endDone
+	if ws != nil {
+		delete(h.socks, ws)
+	}
+	if ch.state[dirWrite] == endDone && ch.state[dirRead] == endDone {
+		if h.chans[ch.id] == ch {
+			delete(h.chans, ch.id)
+		}
+		if ch.stopTimer != nil {
+			ch.stopTimer()
+			ch.stopTimer = nil
+		}
+	}
+}
+
+// Shutdown ends every channel: readers get 1011 "engine shutting down",
+// writer sockets 1001, local ends an *AbortError; Create fails from now on.
+// It waits for the channel sockets to finish their close handshakes; when
+// ctx ends first it drops the remaining connections and returns ctx.Err().
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	h.closed = true
+	chans := make([]*channel, 0, len(h.chans))
+	for _, ch := range h.chans {
+		chans = append(chans, ch)
+		if ch.stopTimer != nil {
+			ch.stopTimer()
+			ch.stopTimer = nil
+		}
+	}
+	clear(h.chans)
+	h.mu.Unlock()
+
+	for _, ch := range chans {
+		ch.pipe.Abort(errShutdown)
+	}
+	done := make(chan struct{})
+	go func() {
+		h.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	h.mu.Lock()
+	for ws := range h.socks {
+		ws.NetConn().Close()
+	}
+	h.mu.Unlock()
+	<-done
+	return ctx.Err()
+}

@@ -1,0 +1,135 @@
+package channels
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/sluicehq/sluice/wire"
+)
+
+// LocalWriter is a channel's write end held in process, e.g. by the HTTP
+// trigger code streaming a request body to a worker. WriteFrame, CopyFrom
+// and Close are for one goroutine; Abort may be called from any.
+type LocalWriter struct {
+	h      *Hub
+	ch     *channel
+	closed atomic.Bool
+	once   sync.Once
+}
+
+// WriteFrame sends one frame (text = a message, else data), blocking while
+// the channel is full, until ctx ends. data is copied into a pooled buffer
+// before WriteFrame returns, so the caller may reuse it at once. It fails
+// with ErrReaderGone when the reader went away, an *AbortError when the
+// channel broke (expired, shutdown), ErrFrameTooLarge, or ErrClosed.
+func (w *LocalWriter) WriteFrame(ctx context.Context, text bool, data []byte) error {
+	if w.closed.Load() {
+		return ErrClosed
+	}
+	if int64(len(data)) > w.h.cfg.MaxFrameSize {
+		return ErrFrameTooLarge
+	}
+	bp := getBuf()
+	*bp = append((*bp)[:0], data...)
+	if err := w.ch.pipe.Send(ctx, Frame{Text: text, Data: *bp, buf: bp}); err != nil {
+		putBuf(bp)
+		return err
+	}
+	return nil
+}
+
+// CopyFrom streams r into the channel as binary frames of at most
+// wire.FrameSize bytes, reading straight into pooled buffers (one frame per
+// Read, so a slow source is forwarded as it comes). It returns at io.EOF
+// without closing the writer.
+func (w *LocalWriter) CopyFrom(ctx context.Context, r io.Reader) (int64, error) {
+	var total int64
+	for {
+		if w.closed.Load() {
+			return total, ErrClosed
+		}
+		bp := getBuf()
+		n, rerr := r.Read((*bp)[:wire.FrameSize])
+		if n > 0 {
+			*bp = (*bp)[:n]
+			if err := w.ch.pipe.Send(ctx, Frame{Data: *bp, buf: bp}); err != nil {
+				putBuf(bp)
+				return total, err
+			}
+			total += int64(n)
+		} else {
+			putBuf(bp)
+		}
+		if rerr == io.EOF {
+			return total, nil
+		}
+		if rerr != nil {
+			return total, rerr
+		}
+	}
+}
+
+// Close ends the stream cleanly: the reader gets every frame written, then
+// close code 1000.
+func (w *LocalWriter) Close() error {
+	w.end(nil)
+	return nil
+}
+
+// Abort breaks the stream: the reader gets close code 1011 with reason.
+func (w *LocalWriter) Abort(reason string) {
+	w.end(&AbortError{Reason: reason})
+}
+
+func (w *LocalWriter) end(abort *AbortError) {
+	w.once.Do(func() {
+		w.closed.Store(true)
+		if abort != nil {
+			w.ch.pipe.Abort(abort)
+		} else {
+			w.ch.pipe.CloseSend()
+		}
+		w.h.finish(w.ch, dirWrite, nil)
+	})
+}
+
+// LocalReader is a channel's read end held in process, e.g. by the HTTP
+// trigger code consuming a worker's response channel. Next is for one
+// goroutine; Close may be called from any.
+type LocalReader struct {
+	h    *Hub
+	ch   *channel
+	once sync.Once
+}
+
+// Next returns the next frame, blocking until one arrives or ctx ends. The
+// caller owns the frame and should call Release once done with its Data.
+// At a clean end it returns io.EOF; when the writer vanished or the channel
+// broke, an *AbortError (errors.Is(err, ErrAborted)) whose Reason says why.
+func (r *LocalReader) Next(ctx context.Context) (Frame, error) {
+	f, err := r.ch.pipe.Recv(ctx)
+	switch {
+	case err == nil:
+		return f, nil
+	case errors.Is(err, ErrReaderGone):
+		return Frame{}, ErrClosed
+	case err == io.EOF || errors.Is(err, ErrAborted):
+		r.finish() // the stream is over: the channel may go
+	}
+	return Frame{}, err
+}
+
+// Close gives up the read end: a writer socket is closed with 1011 "reader
+// closed", a local writer's next WriteFrame fails with ErrReaderGone.
+func (r *LocalReader) Close() error {
+	r.ch.pipe.CloseRecv()
+	r.finish()
+	return nil
+}
+
+func (r *LocalReader) finish() {
+	r.once.Do(func() { r.h.finish(r.ch, dirRead, nil) })
+}

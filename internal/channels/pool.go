@@ -1,0 +1,34 @@
+package channels
+
+import (
+	"sync"
+
+	"github.com/sluicehq/sluice/wire"
+)
+
+// bufCap is the capacity of a pooled frame buffer: a full 64 KiB SDK frame
+// plus headroom, so that reading one does not have to grow the buffer just
+// to discover the end of the message (wsconn.ReadFrame grows a full buffer
+// before it can see io.EOF). 72 KiB is a whole number of 8 KiB pages.
+const bufCap = wire.FrameSize + 8<<10
+
+// maxPooledCap keeps the rare huge frame's buffer out of the pool, so that a
+// burst of big frames does not leave big buffers behind.
+const maxPooledCap = 1 << 20
+
+var bufPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, bufCap)
+	return &b
+}}
+
+// getBuf returns an empty pooled buffer. Pointers to slices go through the
+// pool so that Put does not allocate.
+func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
+
+func putBuf(b *[]byte) {
+	if cap(*b) > maxPooledCap {
+		return
+	}
+	*b = (*b)[:0]
+	bufPool.Put(b)
+}

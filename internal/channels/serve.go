@@ -1,0 +1,280 @@
+package channels
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
+	"github.com/sluicehq/sluice/internal/wsconn"
+	"github.com/sluicehq/sluice/wire"
+)
+
+// ServeHTTP serves GET /ws/channels/{id}?key=&dir=read|write. It reads the
+// id from the {id} path value when the route has one, else from the last
+// path segment, so it works mounted at "/ws/channels/" with or without
+// http.StripPrefix. Every refusal happens before the upgrade: 400 for a
+// missing key or a bad dir, 404 "Channel not found" for an unknown id or a
+// wrong key, 409 when the requested end is already taken, 503 after
+// Shutdown.
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	q := r.URL.Query()
+	key := q.Get("key")
+	var end int
+	switch q.Get("dir") {
+	case wire.DirWrite:
+		end = dirWrite
+	case wire.DirRead:
+		end = dirRead
+	default:
+		http.Error(w, `query parameter "dir" must be "read" or "write"`, http.StatusBadRequest)
+		return
+	}
+	if key == "" {
+		http.Error(w, `missing query parameter "key"`, http.StatusBadRequest)
+		return
+	}
+	id := r.PathValue("id")
+	if id == "" {
+		id = r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:]
+	}
+	ch, status, msg := h.claim(id, key, end)
+	if ch == nil {
+		http.Error(w, msg, status)
+		return
+	}
+	up := &h.writerUp
+	if end == dirRead {
+		up = &h.readerUp
+	}
+	ws, err := up.Upgrade(w, r, nil) // on error gorilla has answered the request
+	if err != nil {
+		h.unclaim(ch, end)
+		return
+	}
+	h.activate(ch, end, ws)
+	defer h.wg.Done()
+	if end == dirWrite {
+		h.runWriter(ch, ws)
+	} else {
+		h.runReader(ch, ws)
+	}
+}
+
+// sockEnd is the engine's side of one channel socket, as far as other
+// goroutines need to reach it: they may only close it.
+type sockEnd struct {
+	ws     *websocket.Conn
+	once   sync.Once
+	killed atomic.Bool
+}
+
+// kill sends a close frame and gives the peer closeWait to answer it. It is
+// safe from any goroutine (gorilla allows WriteControl concurrently with the
+// reader and the writer) and only the first call counts.
+func (e *sockEnd) kill(code int, reason string) {
+	e.once.Do(func() {
+		e.killed.Store(true)
+		_ = e.ws.WriteControl(websocket.CloseMessage, closeMessage(code, reason), time.Now().Add(controlWait))
+		_ = e.ws.NetConn().SetReadDeadline(time.Now().Add(closeWait))
+	})
+}
+
+// runWriter pumps a writer socket into the pipe: this goroutine is the only
+// reader of the socket and the only sender of the pipe. When the pipe is
+// full Send blocks, the socket is not read, and TCP holds the writer back.
+func (h *Hub) runWriter(ch *channel, ws *websocket.Conn) {
+	p := ch.pipe
+	e := &sockEnd{ws: ws}
+	// Reader gone, channel expired or engine shutdown: close the socket at
+	// once, even if the writer is idle and this goroutine is parked in a read.
+	stop := context.AfterFunc(p.Gone(), func() { e.kill(writerKillCode(context.Cause(p.Gone()))) })
+	limit := h.cfg.MaxFrameSize
+	ctx := context.Background()
+	var (
+		clean    bool
+		abort    *AbortError
+		gotClose bool
+	)
+	for {
+		bp := getBuf()
+		kind, data, err := wsconn.ReadFrame(ws, *bp, limit)
+		*bp = data // ReadFrame may have grown it
+		if err != nil {
+			putBuf(bp)
+			clean, abort, gotClose = h.writerEnded(ch, e, err)
+			break
+		}
+		if err := p.Send(ctx, Frame{Text: kind == websocket.TextMessage, Data: data, buf: bp}); err != nil {
+			putBuf(bp)
+			e.kill(writerKillCode(err))
+			break
+		}
+	}
+	stop()
+	if clean {
+		p.CloseSend()
+	} else if abort != nil {
+		p.Abort(abort)
+	}
+	if e.killed.Load() && !gotClose {
+		// Our close frame is out: discard what is still in flight until the
+		// writer's close reply or kill's read deadline.
+		for {
+			if _, _, err := ws.NextReader(); err != nil {
+				break
+			}
+		}
+	}
+	ws.Close()
+	h.finish(ch, dirWrite, ws)
+}
+
+// writerEnded classifies the error that ended a writer socket's read loop.
+func (h *Hub) writerEnded(ch *channel, e *sockEnd, err error) (clean bool, abort *AbortError, gotClose bool) {
+	if code, reason, ok := wsconn.IsCloseError(err); ok && code != websocket.CloseAbnormalClosure {
+		// gorilla's close handler has already echoed the close frame.
+		if e.killed.Load() {
+			return false, nil, true // the reply to our own close
+		}
+		if cleanClose(code) {
+			return true, nil, true
+		}
+		if reason == "" {
+			reason = "writer closed with code " + strconv.Itoa(code)
+		}
+		return false, &AbortError{Reason: reason}, true
+	}
+	if errors.Is(err, wsconn.ErrFrameTooLarge) {
+		limit := strconv.FormatInt(h.cfg.MaxFrameSize, 10)
+		h.log.Warn("channel frame too large", "channel_id", ch.id, "limit", h.cfg.MaxFrameSize)
+		e.kill(websocket.CloseMessageTooBig, "frame exceeds "+limit+" bytes")
+		return false, &AbortError{Reason: "writer sent a frame larger than " + limit + " bytes"}, false
+	}
+	if e.killed.Load() {
+		return false, nil, false // our kill's read deadline, or the peer dropped after it
+	}
+	// gorilla reports a TCP drop as close code 1006 without a close frame.
+	h.log.Debug("channel writer lost", "channel_id", ch.id, "err", err)
+	return false, &AbortError{Reason: "writer connection lost"}, false
+}
+
+// cleanClose says whether a writer's close code means "finished": normal,
+// going away, no status, and application codes do; the RFC 6455 error codes
+// mean it failed.
+func cleanClose(code int) bool {
+	switch {
+	case code == websocket.CloseNormalClosure, code == websocket.CloseGoingAway,
+		code == websocket.CloseNoStatusReceived:
+		return true
+	case code >= 3000 && code <= 4999:
+		return true
+	}
+	return false
+}
+
+// writerKillCode maps why a pipe can take no more frames to the close frame
+// its writer socket gets.
+func writerKillCode(cause error) (int, string) {
+	var ae *AbortError
+	switch {
+	case cause == errShutdown:
+		return wire.CloseGoingAway, errShutdown.Reason
+	case errors.Is(cause, ErrReaderGone):
+		return wire.CloseInternal, "reader closed"
+	case errors.As(cause, &ae):
+		return wire.CloseInternal, ae.Reason
+	case cause != nil:
+		return wire.CloseInternal, cause.Error()
+	}
+	return wire.CloseInternal, "channel closed"
+}
+
+// runReader pumps the pipe into a reader socket. This goroutine is the
+// socket's only data writer; a second goroutine reads the socket, because
+// that is the only way to notice the reader leave (close frame or TCP drop)
+// while it is idle, and to answer its pings.
+func (h *Hub) runReader(ch *channel, ws *websocket.Conn) {
+	p := ch.pipe
+	readDone := make(chan struct{})
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		defer close(readDone)
+		for {
+			// Readers have nothing to say; NextReader discards any message.
+			if _, _, err := ws.NextReader(); err != nil {
+				break
+			}
+		}
+		p.CloseRecv() // wakes Recv and the writer (1011 "reader closed")
+	}()
+
+	ctx := context.Background()
+	var endErr error
+	for {
+		f, err := p.Recv(ctx)
+		if err != nil {
+			endErr = err
+			break
+		}
+		kind := websocket.BinaryMessage
+		if f.Text {
+			kind = websocket.TextMessage
+		}
+		err = ws.WriteMessage(kind, f.Data)
+		f.Release()
+		if err != nil {
+			endErr = err
+			break
+		}
+	}
+
+	code, reason := 0, ""
+	var ae *AbortError
+	switch {
+	case endErr == io.EOF:
+		code, reason = wire.CloseNormal, "end of stream"
+	case errors.As(endErr, &ae):
+		code, reason = wire.CloseInternal, ae.Reason
+	}
+	if code != 0 {
+		if ws.WriteControl(websocket.CloseMessage, closeMessage(code, reason), time.Now().Add(controlWait)) == nil {
+			// Let the reader see the close frame and answer before the TCP
+			// connection goes: closing first could turn it into a reset.
+			t := time.NewTimer(closeWait)
+			select {
+			case <-readDone:
+			case <-t.C:
+			}
+			t.Stop()
+		}
+	}
+	ws.Close()
+	<-readDone
+	h.finish(ch, dirRead, ws)
+}
+
+// closeMessage formats a close frame, cutting the reason to the 123 bytes a
+// control frame leaves for it (on a rune boundary).
+func closeMessage(code int, reason string) []byte {
+	if len(reason) > 123 {
+		reason = reason[:123]
+		for len(reason) > 0 && !utf8.ValidString(reason) {
+			reason = reason[:len(reason)-1]
+		}
+	}
+	return websocket.FormatCloseMessage(code, reason)
+}
