@@ -1,0 +1,412 @@
+package httptrigger
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/sluicehq/sluice/internal/invocation"
+	"github.com/sluicehq/sluice/wire"
+)
+
+// exchange is one request on a route, from lookup to the last body byte.
+type exchange struct {
+	s        *Server
+	start    time.Time
+	deadline time.Time // for the start of the response
+	req      *http.Request
+	w        recorder
+	rt       *route
+	outcome  string // why the request ended abnormally, for the log
+}
+
+// serve runs the request: parse, call condition and middleware, create the
+// channels, invoke, then answer from the result or the response channel.
+func (x *exchange) serve() {
+	r, s := x.req, x.s
+	ctx := r.Context()
+	x.deadline = x.start.Add(s.cfg.Timeout)
+
+	query := queryParams(r)
+	headers := headerMap(r)
+	params := x.rt.pathParams(r.URL.EscapedPath())
+
+	// A JSON body is read whole (bounded) so the function gets it parsed
+	// in "body"; it is then also pushed into request_body.
+	var rawJSON []byte
+	var parsed jsontext.Value
+	if isJSONContentType(r.Header.Get("Content-Type")) {
+		if r.ContentLength > s.cfg.MaxJSONBody {
+			x.tooLarge()
+			return
+		}
+		b, err := io.ReadAll(http.MaxBytesReader(&x.w, r.Body, s.cfg.MaxJSONBody))
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				x.tooLarge()
+				return
+			}
+			x.outcome = "request body: " + err.Error()
+			writeError(&x.w, http.StatusBadRequest, "BAD_REQUEST", "could not read the request body")
+			return
+		}
+		rawJSON = b
+		if v := jsontext.Value(b); len(bytes.TrimSpace(b)) > 0 && v.IsValid(jsontext.AllowDuplicateNames(true)) {
+			parsed = v
+		}
+	}
+
+	if !x.preHandlers(ctx, query, params, headers, parsed) {
+		return
+	}
+
+	reqRef, bw, err := s.ch.RequestBody(s.cfg.ChannelBuffer)
+	if err != nil {
+		x.outcome = "request channel: " + err.Error()
+		writeError(&x.w, http.StatusServiceUnavailable, "CHANNELS_UNAVAILABLE", "cannot open the request body channel: "+err.Error())
+		return
+	}
+	respRef, rr, err := s.ch.Response(s.cfg.ChannelBuffer)
+	if err != nil {
+		bw.Abort("response channel failed")
+		x.outcome = "response channel: " + err.Error()
+		writeError(&x.w, http.StatusServiceUnavailable, "CHANNELS_UNAVAILABLE", "cannot open the response channel: "+err.Error())
+		return
+	}
+	defer rr.Close()
+
+	// The body goes to the function concurrently with the invocation: it
+	// may be far bigger than any buffer, and the function reads it while
+	// it runs.
+	pushCtx, stopPush := context.WithCancel(ctx)
+	pushDone := make(chan struct{})
+	switch {
+	case rawJSON != nil:
+		go pushBytes(pushCtx, bw, rawJSON, pushDone)
+	case r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0:
+		bw.Close()
+		close(pushDone)
+	default:
+		// Let the function stream its response while it still reads the
+		// request (an HTTP/1 server otherwise drains the body first).
+		_ = http.NewResponseController(&x.w).EnableFullDuplex()
+		go pushStream(pushCtx, bw, r.Body, pushDone)
+	}
+	defer func() {
+		select {
+		case <-pushDone:
+		default:
+			stopPush()
+			// Unblock a Read waiting on a slow client; the body must not be
+			// read after this handler returns.
+			_ = http.NewResponseController(&x.w).SetReadDeadline(time.Now())
+			<-pushDone
+		}
+		stopPush()
+	}()
+
+	payload := appendPayload(make([]byte, 0, 512), query, params, headers, x.rt, r.Method, parsed, &reqRef, &respRef)
+	resCh := make(chan invocation.Result, 1)
+	s.inv.Invoke(&invocation.Request{
+		FunctionID:  x.rt.functionID,
+		Data:        payload,
+		Metadata:    x.rt.metadata,
+		Traceparent: r.Header.Get("Traceparent"),
+		Baggage:     r.Header.Get("Baggage"),
+	}, func(res invocation.Result) { resCh <- res })
+
+	x.respond(ctx, rr, resCh)
+}
+
+func (x *exchange) tooLarge() {
+	x.outcome = "json body too large"
+	writeError(&x.w, http.StatusRequestEntityTooLarge, "PAYLOAD_TOO_LARGE",
+		fmt.Sprintf("JSON request body exceeds %d bytes", x.s.cfg.MaxJSONBody))
+}
+
+// pushBytes writes a body read up front into the channel, in frames of at
+// most wire.FrameSize.
+func pushBytes(ctx context.Context, bw BodyWriter, b []byte, done chan<- struct{}) {
+	defer close(done)
+	for len(b) > 0 {
+		n := min(len(b), wire.FrameSize)
+		if err := bw.WriteFrame(ctx, false, b[:n]); err != nil {
+			bw.Abort("request body not delivered: " + err.Error())
+			return
+		}
+		b = b[n:]
+	}
+	bw.Close()
+}
+
+// pushStream copies the request body into the channel, one frame per read,
+// never holding more than the channel's buffer: the channel's backpressure
+// stops the reads, and TCP stops the client.
+func pushStream(ctx context.Context, bw BodyWriter, body io.Reader, done chan<- struct{}) {
+	defer close(done)
+	if _, err := bw.CopyFrom(ctx, body); err != nil {
+		// The client went away, the request ended or the function stopped
+		// reading: the function must see a broken stream, not a short one.
+		bw.Abort("request body: " + err.Error())
+		return
+	}
+	bw.Close()
+}
+
+// respond waits for whichever comes first (§6.3): a body frame or the end
+// of the response channel (streamed), a result (buffered), an error, the
+// timeout or the client going away. Control messages are applied as they
+// come. Once the response has started it copies body frames to the client
+// until the channel ends.
+func (x *exchange) respond(ctx context.Context, rr ResponseReader, resCh <-chan invocation.Result) {
+	p := startPump(ctx, rr)
+	defer p.stop()
+
+	st := streamState{status: http.StatusOK}
+	timeout := time.NewTimer(time.Until(x.deadline))
+	defer timeout.Stop()
+	var settle *time.Timer
+	var settleC <-chan time.Time
+	defer func() {
+		if settle != nil {
+			settle.Stop()
+		}
+	}()
+	armSettle := func() {
+		if settle == nil {
+			settle = time.NewTimer(x.s.cfg.HeaderSettle)
+		} else {
+			settle.Reset(x.s.cfg.HeaderSettle)
+		}
+		settleC = settle.C
+	}
+	resC := resCh
+	returnedNull := false
+	broken := "" // the response channel ended abnormally before the response started
+
+	p.request()
+	for {
+		select {
+		case f := <-p.out:
+			switch {
+			case f.err == io.EOF:
+				if !st.committed {
+					x.commit(&st)
+				}
+				return
+			case f.err != nil:
+				if st.committed {
+					x.abort("response stream broke: " + f.err.Error())
+				}
+				broken = f.err.Error()
+				if resC == nil {
+					x.badGateway(broken)
+					return
+				}
+				continue // the result may still explain it
+			case f.text:
+				if !st.committed {
+					if x.control(&st, f.data) {
+						if !x.commitAndFlush(&st) {
+							return
+						}
+					} else if returnedNull && st.controls {
+						armSettle()
+					}
+				}
+			default:
+				if !st.committed {
+					x.commit(&st)
+				}
+				if len(f.data) > 0 {
+					if _, err := x.w.Write(f.data); err != nil {
+						x.outcome = "client gone: " + err.Error()
+						return
+					}
+				}
+				if err := x.w.FlushError(); err != nil {
+					x.outcome = "client gone: " + err.Error()
+					return
+				}
+			}
+			p.request()
+
+		case res := <-resC:
+			resC = nil
+			if st.committed {
+				if res.Err != nil {
+					x.s.log.Warn("http function failed after its response started", "route", x.rt.display, "function_id", x.rt.functionID, "code", res.Err.Code, "message", res.Err.Message)
+				}
+				continue
+			}
+			if res.Err != nil {
+				x.functionError(res.Err)
+				return
+			}
+			if !isNull(res.Value) {
+				x.buffered(res.Value)
+				return
+			}
+			if broken != "" {
+				x.badGateway(broken)
+				return
+			}
+			returnedNull = true
+			if st.controls {
+				armSettle()
+			}
+
+		case <-settleC:
+			settleC = nil
+			if !st.committed && !x.commitAndFlush(&st) {
+				return
+			}
+
+		case <-timeout.C:
+			if !st.committed {
+				x.outcome = "timeout"
+				writeError(&x.w, http.StatusGatewayTimeout, wire.CodeTimeout,
+					fmt.Sprintf("function %s did not start a response within %s", x.rt.functionID, x.s.cfg.Timeout))
+				return
+			}
+
+		case <-ctx.Done():
+			x.outcome = "client gone"
+			return
+
+		case <-x.s.ctx.Done():
+			if st.committed {
+				x.abort("engine shutting down")
+			}
+			x.outcome = "engine shutting down"
+			writeError(&x.w, http.StatusServiceUnavailable, wire.CodeEngineShuttingDown, "engine shutting down")
+			return
+		}
+	}
+}
+
+// abort cuts a started response so the client sees an error (a truncated
+// chunked body, a reset stream) instead of a clean, short end.
+func (x *exchange) abort(why string) {
+	x.outcome = why
+	x.s.log.Warn("http response aborted", "route", x.rt.display, "function_id", x.rt.functionID, "reason", why)
+	panic(http.ErrAbortHandler)
+}
+
+func (x *exchange) badGateway(why string) {
+	x.outcome = "response channel: " + why
+	writeError(&x.w, http.StatusBadGateway, "RESPONSE_STREAM_BROKEN",
+		"the response stream of function "+x.rt.functionID+" ended abnormally before the response started: "+why)
+}
+
+// functionError answers a failed invocation: 503 when the route's function
+// is not registered (any more), 500 with the function's code otherwise.
+func (x *exchange) functionError(e *wire.ErrorBody) {
+	x.outcome = e.Code
+	if e.Code == wire.CodeFunctionNotFound {
+		writeError(&x.w, http.StatusServiceUnavailable, e.Code,
+			fmt.Sprintf("function %s of route %s is not available", x.rt.functionID, x.rt.display))
+		return
+	}
+	writeError(&x.w, http.StatusInternalServerError, e.Code, e.Message)
+}
+
+// pump reads the response channel on its own goroutine so that respond can
+// wait on frames, the result and timers at once. It reads one frame per
+// request, so a frame's data stays valid until the next request and
+// nothing is read ahead of the channel's own buffer.
+type pump struct {
+	want   chan struct{}
+	out    chan frame
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+type frame struct {
+	text bool
+	data []byte
+	err  error
+}
+
+func startPump(ctx context.Context, rr ResponseReader) *pump {
+	ctx, cancel := context.WithCancel(ctx)
+	p := &pump{want: make(chan struct{}, 1), out: make(chan frame), cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		for {
+			select {
+			case <-p.want:
+			case <-ctx.Done():
+				return
+			}
+			text, data, err := rr.Next(ctx)
+			select {
+			case p.out <- frame{text, data, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return p
+}
+
+func (p *pump) request() { p.want <- struct{}{} }
+
+// stop ends the goroutine and waits for it, so that the reader can be
+// closed safely afterwards.
+func (p *pump) stop() {
+	p.cancel()
+	<-p.done
+}
+
+// logRequest writes the access log line.
+func (x *exchange) logRequest() {
+	log := x.s.log
+	ctx := x.req.Context()
+	level := slog.LevelInfo
+	if x.outcome != "" {
+		level = slog.LevelWarn
+	}
+	if !log.Enabled(ctx, level) {
+		return
+	}
+	status := x.w.status
+	if status == 0 {
+		status = 499 // nothing was sent: the client left first
+	}
+	attrs := []slog.Attr{
+		slog.String("method", x.req.Method),
+		slog.String("path", x.req.URL.Path),
+		slog.Int("status", status),
+		slog.Duration("duration", time.Since(x.start)),
+		slog.Int64("bytes", x.w.bytes),
+	}
+	if x.rt != nil {
+		attrs = append(attrs, slog.String("route", x.rt.display), slog.String("function_id", x.rt.functionID))
+	}
+	if x.outcome != "" {
+		attrs = append(attrs, slog.String("outcome", x.outcome))
+	}
+	log.LogAttrs(ctx, level, "http request", attrs...)
+}
+
+func isJSONContentType(ct string) bool {
+	return len(ct) >= 16 && strings.Contains(strings.ToLower(ct), "application/json")
+}
+
+func isNull(v jsontext.Value) bool {
+	v = bytes.TrimSpace(v)
+	return len(v) == 0 || string(v) == "null"
+}

@@ -1,0 +1,535 @@
+package httptrigger
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/sluicehq/sluice/internal/invocation"
+	"github.com/sluicehq/sluice/internal/registry"
+	"github.com/sluicehq/sluice/wire"
+)
+
+func TestPayload(t *testing.T) {
+	e := newEnv(t, Config{})
+	got := make(chan *call, 1)
+	e.inv.set("f", func(c *call) invocation.Result { got <- c; return value(`{"status_code":204}`) })
+	err := e.srv.RegisterTrigger(&registry.Trigger{ID: "t", Type: "http", FunctionID: "f",
+		Config:   jsontext.Value(`{"api_path":"/items/:id","http_method":"post"}`),
+		Metadata: jsontext.Value(`{"team":"x"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _, _ := e.do("POST", "/items/a%2Fb?q=hello+world&n=1&n=2", strings.NewReader(`{"name": "x"}`),
+		"Content-Type", "application/json; charset=utf-8", "X-Custom", "v", "Traceparent", "00-abc-def-01")
+	if st != 204 {
+		t.Fatalf("status %d", st)
+	}
+	c := <-got
+	in := c.in
+	if in.QueryParams["q"] != "hello world" || in.QueryParams["n"] != "2" {
+		t.Errorf("query_params %v", in.QueryParams)
+	}
+	if in.PathParams["id"] != "a/b" {
+		t.Errorf("path_params %v", in.PathParams)
+	}
+	if in.Headers["x-custom"] != "v" || in.Headers["host"] == "" || in.Headers["content-type"] != "application/json; charset=utf-8" {
+		t.Errorf("headers %v", in.Headers)
+	}
+	if in.Path != "/items/:id" || in.Method != "POST" {
+		t.Errorf("path %q method %q", in.Path, in.Method)
+	}
+	if string(in.Body) != `{"name": "x"}` {
+		t.Errorf("body %s", in.Body)
+	}
+	if in.Trigger != (wire.HTTPTriggerInfo{Type: "http", Path: "/items/:id", Method: "POST"}) {
+		t.Errorf("trigger %+v", in.Trigger)
+	}
+	if in.RequestBody == nil || in.RequestBody.Direction != "read" || in.Response == nil || in.Response.Direction != "write" {
+		t.Errorf("refs %+v %+v", in.RequestBody, in.Response)
+	}
+	if string(c.req.Metadata) != `{"team":"x"}` || c.req.Traceparent != "00-abc-def-01" {
+		t.Errorf("metadata %s traceparent %q", c.req.Metadata, c.req.Traceparent)
+	}
+	// Key order of the reference engine.
+	var keys []string
+	dec := jsontext.NewDecoder(bytes.NewReader(c.req.Data))
+	dec.ReadToken()
+	for dec.PeekKind() != '}' {
+		k, _ := dec.ReadToken()
+		keys = append(keys, k.String())
+		dec.SkipValue()
+	}
+	if want := "query_params path_params headers path method body trigger request_body response"; strings.Join(keys, " ") != want {
+		t.Errorf("keys %v", keys)
+	}
+	// The raw JSON body is in request_body too.
+	if b, _, err := c.readBody(); err != nil || string(b) != `{"name": "x"}` {
+		t.Errorf("request_body %q %v", b, err)
+	}
+
+	// Not JSON, invalid JSON, empty: body is null.
+	for _, h := range [][2]string{{"text/plain", "hi"}, {"application/json", "{bad"}, {"application/json", ""}} {
+		e.do("POST", "/items/1", strings.NewReader(h[1]), "Content-Type", h[0])
+		if c := <-got; string(c.in.Body) != "null" {
+			t.Errorf("%s %q: body %s", h[0], h[1], c.in.Body)
+		}
+	}
+}
+
+func TestRequestBodyStreams(t *testing.T) {
+	e := newEnv(t, Config{MaxJSONBody: 1 << 20})
+	type sum struct {
+		n, frames int
+		hash      [32]byte
+	}
+	sums := make(chan sum, 1)
+	e.inv.set("hash", func(c *call) invocation.Result {
+		b, frames, err := c.readBody()
+		if err != nil {
+			return failure("read", err.Error())
+		}
+		sums <- sum{len(b), frames, sha256.Sum256(b)}
+		return value(`{"body":"ok"}`)
+	})
+	e.mustRoute("t", "hash", "POST", "/upload")
+
+	data := make([]byte, 5<<20+123)
+	rand.Read(data)
+	// An io.Reader that is not a bytes.Reader forces a chunked upload of
+	// unknown length.
+	st, _, body := e.do("POST", "/upload", io.MultiReader(bytes.NewReader(data)), "Content-Type", "text/csv")
+	if st != 200 || body != `"ok"` {
+		t.Fatalf("%d %s", st, body)
+	}
+	s := <-sums
+	if s.n != len(data) || s.hash != sha256.Sum256(data) {
+		t.Fatalf("function saw %d bytes", s.n)
+	}
+	if s.frames < len(data)/wire.FrameSize {
+		t.Fatalf("%d frames", s.frames)
+	}
+
+	// JSON bodies are bounded: 413 with an envelope, from Content-Length
+	// or while reading.
+	big := bytes.Repeat([]byte(" "), 1<<20+1)
+	big[0] = '1'
+	for _, r := range []io.Reader{bytes.NewReader(big), io.MultiReader(bytes.NewReader(big))} {
+		st, _, body = e.do("POST", "/upload", r, "Content-Type", "application/json")
+		if st != 413 || !strings.Contains(body, `"code":"PAYLOAD_TOO_LARGE"`) {
+			t.Fatalf("%d %s", st, body)
+		}
+	}
+}
+
+func TestBufferedMapping(t *testing.T) {
+	e := newEnv(t, Config{})
+	result := make(chan string, 1)
+	e.inv.set("f", func(c *call) invocation.Result { return value(<-result) })
+	e.mustRoute("t", "f", "GET", "/r")
+	cases := []struct {
+		result string
+		status int
+		ct     string
+		body   string
+		header [2]string
+	}{
+		{`{"status_code":201,"body":{"created":true}}`, 201, "application/json", `{"created":true}`, [2]string{}},
+		{`{"body":"hi"}`, 200, "application/json", `"hi"`, [2]string{}},
+		{`{}`, 200, "application/json", `{}`, [2]string{}},
+		{`"bare"`, 200, "application/json", `{}`, [2]string{}},
+		{`42`, 200, "application/json", `{}`, [2]string{}},
+		{`{"status_code":-1,"body":1}`, 200, "application/json", `1`, [2]string{}},
+		{`{"status_code":1000,"body":1}`, 200, "application/json", `1`, [2]string{}},
+		{`{"status_code":"201","body":1}`, 200, "application/json", `1`, [2]string{}},
+		{`{"status_code":418.0,"body":null}`, 418, "application/json", `null`, [2]string{}},
+		{`{"headers":{"content-type":"text/plain"},"body":"raw"}`, 200, "text/plain", `raw`, [2]string{}},
+		{`{"headers":{"Content-Type":"text/plain"},"body":null}`, 200, "text/plain", ``, [2]string{}},
+		{`{"headers":{"content-type":"text/plain"},"body":{"a":1}}`, 200, "text/plain", `{"a":1}`, [2]string{}},
+		{`{"headers":{"content-type":"application/json"},"body":[1,2]}`, 200, "application/json", `[1,2]`, [2]string{}},
+		{`{"headers":{"content-type":"application/json"},"body":"{\"s\":1}"}`, 200, "application/json", `{"s":1}`, [2]string{}},
+		{`{"headers":["X-A: b","bad","Content-Type: text/csv",5],"body":"a,b"}`, 200, "text/csv", `a,b`, [2]string{"X-A", "b"}},
+		{`{"headers":{"x-n":5,"x-s":"s","bad name":"v","x-crlf":"a\r\nb"},"body":1}`, 200, "application/json", `1`, [2]string{"X-S", "s"}},
+		{`{"status_code":302,"headers":{"location":"/elsewhere"}}`, 302, "application/json", `{}`, [2]string{"Location", "/elsewhere"}},
+	}
+	noRedirect := *e.ts.Client()
+	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	for _, c := range cases {
+		result <- c.result
+		res, err := noRedirect.Get(e.url + "/r")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != c.status || res.Header.Get("Content-Type") != c.ct || string(b) != c.body {
+			t.Errorf("%s → %d %q %s; want %d %q %s", c.result, res.StatusCode, res.Header.Get("Content-Type"), b, c.status, c.ct, c.body)
+		}
+		if c.header[0] != "" && res.Header.Get(c.header[0]) != c.header[1] {
+			t.Errorf("%s: header %s = %q", c.result, c.header[0], res.Header.Get(c.header[0]))
+		}
+		if res.Header.Get("X-N") != "" || res.Header.Get("X-Crlf") != "" {
+			t.Errorf("%s: invalid header sent", c.result)
+		}
+	}
+}
+
+func TestStreamedResponse(t *testing.T) {
+	e := newEnv(t, Config{})
+	// Controls, then body frames, then a close: the helper's exact sequence.
+	e.inv.set("stream", func(c *call) invocation.Result {
+		c.status(201)
+		c.headers(map[string]string{"content-type": "text/plain", "x-a": "b"})
+		c.send(true, []byte(`not json`)) // ignored
+		c.headers(map[string]string{"x-a": "c"})
+		c.write("hello ")
+		c.status(500) // after the first body frame: ignored
+		c.write("world")
+		c.end()
+		return invocation.Result{}
+	})
+	e.mustRoute("t", "stream", "GET", "/s")
+	st, h, body := e.do("GET", "/s", nil)
+	if st != 201 || h.Get("Content-Type") != "text/plain" || h.Get("X-A") != "c" || body != "hello world" {
+		t.Fatalf("%d %v %q", st, h, body)
+	}
+
+	// The first binary frame wins over a non-null result that comes later.
+	e.inv.set("stream", func(c *call) invocation.Result {
+		c.write("streamed")
+		c.end()
+		<-c.resp.gone // the engine is done with the channel
+		return value(`{"body":"buffered"}`)
+	})
+	if _, _, body := e.do("GET", "/s", nil); body != "streamed" {
+		t.Fatalf("got %q", body)
+	}
+
+	// A close without body frames: streamed mode, empty body, controls applied.
+	e.inv.set("stream", func(c *call) invocation.Result {
+		c.status(202)
+		c.end()
+		return invocation.Result{}
+	})
+	if st, h, body := e.do("GET", "/s", nil); st != 202 || body != "" || h.Get("Content-Length") != "0" {
+		t.Fatalf("%d %q %v", st, body, h)
+	}
+
+	// A non-null result before any body frame: buffered, controls discarded.
+	e.inv.set("stream", func(c *call) invocation.Result {
+		c.status(500)
+		return value(`{"status_code":200,"body":"r"}`)
+	})
+	if st, _, body := e.do("GET", "/s", nil); st != 200 || body != `"r"` {
+		t.Fatalf("%d %q", st, body)
+	}
+}
+
+// headerArrival starts a GET and reports when the response headers arrived
+// (the client's Do returns at that point), then reads the body.
+func headerArrival(t *testing.T, e *env, path string) (*http.Response, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	res, err := e.ts.Client().Get(e.url + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, time.Since(start)
+}
+
+func TestHeadersFlushRules(t *testing.T) {
+	e := newEnv(t, Config{HeaderSettle: 10 * time.Millisecond})
+	release := make(chan struct{})
+
+	// 1. set_headers with text/event-stream: headers go out at once, while
+	// the function is still running and no event was written yet.
+	e.inv.set("sse", func(c *call) invocation.Result {
+		c.headers(map[string]string{"content-type": "text/event-stream", "cache-control": "no-cache"})
+		<-release
+		c.write("data: 1\n\n")
+		c.end()
+		return invocation.Result{}
+	})
+	e.mustRoute("sse", "sse", "GET", "/sse")
+	res, _ := headerArrival(t, e, "/sse")
+	if res.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("headers %v", res.Header)
+	}
+	close(release)
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if string(b) != "data: 1\n\n" {
+		t.Fatalf("body %q", b)
+	}
+
+	// 2. The function returned no result, has set headers and still writes
+	// later: headers go out after the settle window.
+	release = make(chan struct{})
+	e.inv.set("later", func(c *call) invocation.Result {
+		c.status(207)
+		c.headers(map[string]string{"content-type": "application/x-ndjson"})
+		go func() {
+			<-release
+			c.write("{}\n")
+			c.end()
+		}()
+		return invocation.Result{}
+	})
+	e.mustRoute("later", "later", "GET", "/later")
+	res, _ = headerArrival(t, e, "/later")
+	if res.StatusCode != 207 {
+		t.Fatalf("status %d", res.StatusCode)
+	}
+	close(release)
+	b, _ = io.ReadAll(res.Body)
+	res.Body.Close()
+	if string(b) != "{}\n" {
+		t.Fatalf("body %q", b)
+	}
+
+	// 3. An empty binary frame starts the response (the Go adapter's Flush
+	// after WriteHeader) even while the function runs.
+	release = make(chan struct{})
+	e.inv.set("flush", func(c *call) invocation.Result {
+		c.status(203)
+		c.write("")
+		<-release
+		c.write("x")
+		c.end()
+		return invocation.Result{}
+	})
+	e.mustRoute("flush", "flush", "GET", "/flush")
+	res, _ = headerArrival(t, e, "/flush")
+	close(release)
+	b, _ = io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 203 || string(b) != "x" {
+		t.Fatalf("%d %q", res.StatusCode, b)
+	}
+}
+
+func TestSSEEventsArriveOneByOne(t *testing.T) {
+	e := newEnv(t, Config{})
+	next := make(chan struct{})
+	e.inv.set("sse", func(c *call) invocation.Result {
+		c.status(200)
+		c.headers(map[string]string{"content-type": "text/event-stream"})
+		for range 3 {
+			<-next
+			c.write("data: tick\n\n")
+		}
+		c.end()
+		return invocation.Result{}
+	})
+	e.mustRoute("sse", "sse", "GET", "/sse")
+	res, err := e.ts.Client().Get(e.url + "/sse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	rd := bufio.NewReader(res.Body)
+	// Each event must be readable before the next one is written: the
+	// function only writes event i+1 after the client has read event i.
+	for i := range 3 {
+		next <- struct{}{}
+		line, err := rd.ReadString('\n')
+		if err != nil || line != "data: tick\n" {
+			t.Fatalf("event %d: %q %v", i, line, err)
+		}
+		rd.ReadString('\n')
+	}
+	if _, err := rd.ReadByte(); err != io.EOF {
+		t.Fatalf("end: %v", err)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	e := newEnv(t, Config{Timeout: 150 * time.Millisecond})
+	e.mustRoute("gone", "missing", "GET", "/gone")
+	e.inv.set("boom", func(c *call) invocation.Result { return failure("bad_input", "name is required") })
+	e.mustRoute("boom", "boom", "GET", "/boom")
+	e.inv.set("stopped", func(c *call) invocation.Result { return failure(wire.CodeInvocationStopped, "Invocation stopped") })
+	e.mustRoute("stopped", "stopped", "GET", "/stopped")
+	// Returns nothing and never touches the response channel.
+	e.inv.set("silent", func(c *call) invocation.Result { return invocation.Result{} })
+	e.mustRoute("silent", "silent", "GET", "/silent")
+	// Still running when the timeout strikes.
+	e.inv.set("slow", func(c *call) invocation.Result { <-c.resp.gone; return invocation.Result{} })
+	e.mustRoute("slow", "slow", "GET", "/slow")
+	// The response channel breaks before anything was sent.
+	e.inv.set("broken", func(c *call) invocation.Result { c.resp.end(errors.New("writer vanished")); return invocation.Result{} })
+	e.mustRoute("broken", "broken", "GET", "/broken")
+
+	cases := []struct {
+		path, code, msg string
+		status          int
+	}{
+		{"/gone", "function_not_found", "function missing of route GET /gone is not available", 503},
+		{"/boom", "bad_input", "name is required", 500},
+		{"/stopped", "invocation_stopped", "Invocation stopped", 500},
+		{"/silent", "TIMEOUT", "function silent did not start a response within 150ms", 504},
+		{"/slow", "TIMEOUT", "function slow did not start a response within 150ms", 504},
+		{"/broken", "RESPONSE_STREAM_BROKEN", "writer vanished", 502},
+	}
+	for _, c := range cases {
+		st, h, body := e.do("GET", c.path, nil)
+		var env struct {
+			Error struct{ Code, Message, ErrorID string }
+		}
+		if err := json.Unmarshal([]byte(body), &env, json.MatchCaseInsensitiveNames(true)); err != nil {
+			t.Errorf("%s: %d %q: %v", c.path, st, body, err)
+			continue
+		}
+		if st != c.status || env.Error.Code != c.code || !strings.Contains(env.Error.Message, c.msg) || h.Get("Content-Type") != "application/json" {
+			t.Errorf("%s: %d %s; want %d %s %q", c.path, st, body, c.status, c.code, c.msg)
+		}
+		if !strings.Contains(body, `"error_id":"`) {
+			t.Errorf("%s: no error_id in %s", c.path, body)
+		}
+	}
+
+	// Channels cannot be created.
+	e.hub.fail.Store(true)
+	if st, _, body := e.do("GET", "/boom", nil); st != 503 || !strings.Contains(body, "CHANNELS_UNAVAILABLE") {
+		t.Errorf("no channels: %d %s", st, body)
+	}
+	e.hub.fail.Store(false)
+}
+
+func TestStreamBrokenAfterStartIsAnError(t *testing.T) {
+	e := newEnv(t, Config{})
+	e.inv.set("f", func(c *call) invocation.Result {
+		c.write("partial")
+		c.resp.end(errors.New("worker vanished"))
+		return invocation.Result{}
+	})
+	e.mustRoute("t", "f", "GET", "/f")
+	res, err := e.ts.Client().Get(e.url + "/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err == nil {
+		t.Fatalf("a broken stream ended cleanly with %q", b)
+	}
+}
+
+func TestClientDisconnectFailsWriter(t *testing.T) {
+	e := newEnv(t, Config{})
+	writerErr := make(chan error, 1)
+	e.inv.set("f", func(c *call) invocation.Result {
+		c.headers(map[string]string{"content-type": "text/event-stream"})
+		for {
+			if err := c.write("data: x\n\n"); err != nil {
+				writerErr <- err
+				return invocation.Result{}
+			}
+		}
+	})
+	e.mustRoute("t", "f", "GET", "/f")
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", e.url+"/f", nil)
+	res, err := e.ts.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadFull(res.Body, make([]byte, 100))
+	cancel()
+	res.Body.Close()
+	select {
+	case err := <-writerErr:
+		if !errors.Is(err, errReaderGone) {
+			t.Fatalf("writer error %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the function's writer never failed")
+	}
+
+	// The same while the function has sent nothing yet: the request
+	// context ends the wait and closes the response channel.
+	started := make(chan struct{})
+	e.inv.set("f", func(c *call) invocation.Result {
+		close(started)
+		<-c.resp.gone
+		writerErr <- c.write("late")
+		return invocation.Result{}
+	})
+	ctx, cancel = context.WithCancel(context.Background())
+	req, _ = http.NewRequestWithContext(ctx, "GET", e.url+"/f", nil)
+	go func() { <-started; cancel() }()
+	if _, err := e.ts.Client().Do(req); err == nil {
+		t.Fatal("request succeeded")
+	}
+	select {
+	case err := <-writerErr:
+		if !errors.Is(err, errReaderGone) {
+			t.Fatalf("writer error %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the response channel was not closed")
+	}
+}
+
+func TestCORS(t *testing.T) {
+	t.Run("permissive", func(t *testing.T) {
+		e := newEnv(t, Config{})
+		e.inv.set("f", echo("f"))
+		e.mustRoute("t", "f", "PUT", "/x")
+		st, h, _ := e.do("OPTIONS", "/x", nil, "Origin", "https://a.example", "Access-Control-Request-Method", "PUT",
+			"Access-Control-Request-Headers", "x-token")
+		if st != 204 || h.Get("Access-Control-Allow-Origin") != "*" || h.Get("Access-Control-Allow-Methods") != "PUT" ||
+			h.Get("Access-Control-Allow-Headers") != "x-token" {
+			t.Fatalf("preflight %d %v", st, h)
+		}
+		st, h, _ = e.do("PUT", "/x", nil, "Origin", "https://a.example")
+		if st != 200 || h.Get("Access-Control-Allow-Origin") != "*" {
+			t.Fatalf("simple %d %v", st, h)
+		}
+		// Errors carry CORS headers too, so the page can read them.
+		if st, h, _ = e.do("GET", "/nope", nil, "Origin", "https://a.example"); st != 404 || h.Get("Access-Control-Allow-Origin") != "*" {
+			t.Fatalf("404 %d %v", st, h)
+		}
+	})
+	t.Run("restricted", func(t *testing.T) {
+		e := newEnv(t, Config{CORS: &CORS{AllowedOrigins: []string{"https://app.example"}, AllowedMethods: []string{"get", "post"}}})
+		e.inv.set("f", echo("f"))
+		e.mustRoute("t", "f", "POST", "/x")
+		st, h, _ := e.do("OPTIONS", "/x", nil, "Origin", "https://app.example", "Access-Control-Request-Method", "POST")
+		if st != 204 || h.Get("Access-Control-Allow-Origin") != "https://app.example" || h.Get("Access-Control-Allow-Methods") != "GET, POST" ||
+			!strings.Contains(strings.Join(h.Values("Vary"), ","), "Origin") {
+			t.Fatalf("preflight %d %v", st, h)
+		}
+		st, _, body := e.do("OPTIONS", "/x", nil, "Origin", "https://evil.example", "Access-Control-Request-Method", "POST")
+		if st != 403 || !strings.Contains(body, "FORBIDDEN") {
+			t.Fatalf("foreign preflight %d %s", st, body)
+		}
+		st, h, _ = e.do("POST", "/x", nil, "Origin", "https://evil.example")
+		if st != 200 || h.Get("Access-Control-Allow-Origin") != "" {
+			t.Fatalf("foreign simple %d %v", st, h)
+		}
+	})
+}
+
+func TestCloseEndsWaitingRequests(t *testing.T) {
+	e := newEnv(t, Config{})
+	started := make(chan struct{})
+	e.inv.set("f", func(c *call) invocation.Result { close(started); <-c.resp.gone; return invocation.Result{} })
+	e.mustRoute("t", "f", "GET", "/f")
+	go func() { <-started; e.srv.Close() }()
+	st, _, body := e.do("GET", "/f", nil)
+	if st != 503 || !strings.Contains(body, wire.CodeEngineShuttingDown) {
+		t.Fatalf("%d %s", st, body)
+	}
+}

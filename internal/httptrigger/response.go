@@ -1,0 +1,240 @@
+package httptrigger
+
+import (
+	"bytes"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/sluicehq/sluice/wire"
+)
+
+// streamState is a streamed response before and after it has started.
+type streamState struct {
+	status    int
+	header    http.Header // from set_headers, applied at commit
+	controls  bool        // a valid control message arrived
+	committed bool        // status and headers are out
+}
+
+const eventStream = "text/event-stream"
+
+var lenient = json.JoinOptions(jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+
+// control applies a control message (§6.5); anything else is ignored. It
+// reports whether the response is an event stream, whose headers must go
+// out at once.
+func (x *exchange) control(st *streamState, data []byte) (isEventStream bool) {
+	var m struct {
+		Type       string                    `json:"type"`
+		StatusCode jsontext.Value            `json:"status_code"`
+		Headers    map[string]jsontext.Value `json:"headers"`
+	}
+	if json.Unmarshal(data, &m, lenient) != nil {
+		return false
+	}
+	switch m.Type {
+	case wire.ControlSetStatus:
+		// 1xx statuses are informational in net/http and would not start
+		// the response: they are ignored like any other invalid status.
+		if code, ok := intValue(m.StatusCode); ok && code >= 200 && code <= 599 {
+			st.status = code
+			st.controls = true
+		}
+	case wire.ControlSetHeaders:
+		for k, raw := range m.Headers {
+			var v string
+			if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &v, lenient) != nil {
+				continue // non-string values are skipped
+			}
+			if st.header == nil {
+				st.header = make(http.Header, len(m.Headers))
+			}
+			st.header.Set(k, v) // canonical key: last write wins
+			st.controls = true
+		}
+		ct := strings.TrimSpace(st.header.Get("Content-Type"))
+		return len(ct) >= len(eventStream) && strings.EqualFold(ct[:len(eventStream)], eventStream)
+	}
+	return false
+}
+
+// commit sends the status line and headers of a streamed response.
+func (x *exchange) commit(st *streamState) {
+	h := x.w.Header()
+	for k, vs := range st.header {
+		if len(vs) > 0 && validHeader(k, vs[0]) {
+			h[k] = vs[:1]
+		}
+	}
+	x.w.WriteHeader(st.status)
+	st.committed = true
+}
+
+// commitAndFlush starts a streamed response and pushes the headers to the
+// client without waiting for a body byte.
+func (x *exchange) commitAndFlush(st *streamState) bool {
+	x.commit(st)
+	if err := x.w.FlushError(); err != nil {
+		x.outcome = "client gone: " + err.Error()
+		return false
+	}
+	return true
+}
+
+// buffered answers from a function's result (§6.4).
+func (x *exchange) buffered(v jsontext.Value) {
+	var res struct {
+		StatusCode jsontext.Value `json:"status_code"`
+		Headers    jsontext.Value `json:"headers"`
+		Body       jsontext.Value `json:"body"`
+	}
+	v = bytes.TrimSpace(v)
+	isObject := len(v) > 0 && v[0] == '{'
+	if isObject && json.Unmarshal(v, &res, lenient) != nil {
+		isObject = false
+	}
+	status := http.StatusOK
+	hdr := x.w.Header()
+	var body []byte
+	if !isObject {
+		hdr.Set("Content-Type", "application/json")
+		body = []byte("{}")
+	} else {
+		if code, ok := intValue(res.StatusCode); ok && code >= 200 && code <= 999 {
+			status = code
+		}
+		userCT := applyResultHeaders(hdr, res.Headers)
+		b := bytes.TrimSpace(res.Body)
+		switch {
+		case len(b) == 0: // absent
+			body = []byte("{}")
+			if !userCT {
+				hdr.Set("Content-Type", "application/json")
+			}
+		case !userCT:
+			hdr.Set("Content-Type", "application/json")
+			body = b
+		case b[0] == '"':
+			var s string
+			if json.Unmarshal(b, &s, lenient) == nil {
+				body = []byte(s)
+			}
+		case string(b) == "null":
+			body = nil
+		default:
+			body = b
+		}
+	}
+	hdr.Del("Transfer-Encoding")
+	hdr.Set("Content-Length", strconv.Itoa(len(body)))
+	x.w.WriteHeader(status)
+	if len(body) > 0 {
+		if _, err := x.w.Write(body); err != nil {
+			x.outcome = "client gone: " + err.Error()
+		}
+	}
+}
+
+// applyResultHeaders copies a result's headers, an object of strings or an
+// array of "Name: value" strings, and reports whether a content type was
+// among them. Invalid names and values are skipped.
+func applyResultHeaders(h http.Header, raw jsontext.Value) (contentType bool) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return false
+	}
+	set := func(k, v string) {
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !validHeader(k, v) {
+			return
+		}
+		h.Set(k, v)
+		if strings.EqualFold(k, "Content-Type") {
+			contentType = true
+		}
+	}
+	switch raw[0] {
+	case '{':
+		var m map[string]jsontext.Value
+		if json.Unmarshal(raw, &m, lenient) != nil {
+			return false
+		}
+		for k, rv := range m {
+			var s string
+			if len(rv) > 0 && rv[0] == '"' && json.Unmarshal(rv, &s, lenient) == nil {
+				set(k, s)
+			}
+		}
+	case '[':
+		var a []jsontext.Value
+		if json.Unmarshal(raw, &a, lenient) != nil {
+			return false
+		}
+		for _, rv := range a {
+			var s string
+			if len(rv) == 0 || rv[0] != '"' || json.Unmarshal(rv, &s, lenient) != nil {
+				continue
+			}
+			if k, v, ok := strings.Cut(s, ":"); ok {
+				set(k, v)
+			}
+		}
+	}
+	return contentType
+}
+
+// intValue reads a JSON number that is an integer (201 or 201.0).
+func intValue(v jsontext.Value) (int, bool) {
+	v = bytes.TrimSpace(v)
+	if len(v) == 0 || (v[0] != '-' && (v[0] < '0' || v[0] > '9')) {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(string(v), 64)
+	if err != nil || f != math.Trunc(f) || f < 0 || f > 1e6 {
+		return 0, false
+	}
+	return int(f), true
+}
+
+// validHeader reports whether a header may be sent as is. Transfer-Encoding
+// is the server's business; a bad name or a value with a control character
+// would corrupt the response.
+func validHeader(k, v string) bool {
+	if !isToken(k) || strings.EqualFold(k, "Transfer-Encoding") {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// writeError writes the engine's JSON error envelope. 5xx answers carry an
+// error_id to find the matching log line.
+func writeError(w http.ResponseWriter, status int, code, message string) {
+	b := make([]byte, 0, 96+len(message))
+	b = append(b, `{"error":{"code":`...)
+	b, _ = jsontext.AppendQuote(b, code)
+	b = append(b, `,"message":`...)
+	b, _ = jsontext.AppendQuote(b, message)
+	if status >= 500 {
+		b = append(b, `,"error_id":"`...)
+		b = strconv.AppendUint(b, uint64(time.Now().UnixNano())&0xFFFFFFFFFFFF, 16)
+		b = append(b, '"')
+	}
+	b = append(b, "}}"...)
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	h.Del("Transfer-Encoding")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}

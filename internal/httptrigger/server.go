@@ -1,0 +1,254 @@
+// Package httptrigger serves the engine's "http" trigger type: every http
+// trigger becomes a route on the engine's HTTP listener, and every request
+// on a route invokes the trigger's function with the iii request payload
+// (PROTOCOL.md §6.2), a channel that streams the request body to the
+// function and a channel the function may stream its response through.
+//
+// The function answers either with its result (buffered mode, §6.4) or
+// through the response channel: JSON control messages as text frames
+// (set_status, set_headers), then the body as binary frames, each written
+// and flushed to the client as it arrives (streamed mode, §6.5). See
+// docs/http-triggers.md for the rules, in particular when a streamed
+// response's headers go out.
+//
+// The package depends on the engine only through three seams: the route
+// table comes from RegisterTrigger/UnregisterTrigger, invocations go
+// through an invocation.Invoker, and channels come from a Channels
+// implementation.
+package httptrigger
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/invocation"
+	"github.com/sluicehq/sluice/internal/registry"
+	"github.com/sluicehq/sluice/wire"
+)
+
+// Config configures a Server. Zero values take the defaults.
+type Config struct {
+	// Timeout bounds the time from the request's arrival to the start of
+	// its response (status line and headers); default 30 s. A streamed body
+	// may take as long as it likes after that.
+	Timeout time.Duration
+	// MaxJSONBody bounds a JSON request body parsed into "body"; bigger
+	// bodies are refused with 413. Default 16 MiB.
+	MaxJSONBody int64
+	// CORS restricts cross-origin requests; nil allows any origin, method
+	// and header.
+	CORS *CORS
+	// HeaderSettle is how long headers set by control messages are held
+	// back, after the function returned without a result, for more
+	// control messages or the first body frame; default 20 ms. See
+	// docs/http-triggers.md.
+	HeaderSettle time.Duration
+	// ChannelBuffer is the buffer of the request and response channels, in
+	// frames; default 64 (as the reference engine).
+	ChannelBuffer int
+	// Logger receives one line per request; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// CORS lists what cross-origin requests may use. An empty list or one
+// containing "*" allows any value. Request headers are always allowed.
+type CORS struct {
+	AllowedOrigins []string
+	AllowedMethods []string
+}
+
+// Channels creates the two channels of one HTTP request. The engine keeps
+// one end of each; the function gets a ref to the other.
+type Channels interface {
+	// RequestBody creates a channel the engine writes the request body
+	// into; readerRef is the end handed to the function.
+	RequestBody(bufferSize int) (readerRef wire.ChannelRef, w BodyWriter, err error)
+	// Response creates a channel the function writes its response into;
+	// writerRef is the end handed to the function.
+	Response(bufferSize int) (writerRef wire.ChannelRef, r ResponseReader, err error)
+}
+
+// BodyWriter is the engine's writing end of a request body channel.
+type BodyWriter interface {
+	// WriteFrame queues one frame, blocking while the channel is full. It
+	// must not retain data after it returns.
+	WriteFrame(ctx context.Context, text bool, data []byte) error
+	// CopyFrom streams r into the channel as binary frames of at most
+	// wire.FrameSize bytes, one per Read, until io.EOF (it does not close).
+	CopyFrom(ctx context.Context, r io.Reader) (int64, error)
+	// Close ends the stream cleanly.
+	Close()
+	// Abort ends the stream as broken.
+	Abort(reason string)
+}
+
+// ResponseReader is the engine's reading end of a response channel.
+type ResponseReader interface {
+	// Next returns the next frame; data is valid until the next call.
+	// io.EOF reports a clean end, any other error a broken one.
+	Next(ctx context.Context) (text bool, data []byte, err error)
+	// Close abandons the channel: the function's writer fails.
+	Close()
+}
+
+// Server serves HTTP triggers. It implements http.Handler.
+type Server struct {
+	cfg    Config
+	inv    invocation.Invoker
+	ch     Channels
+	log    *slog.Logger
+	router *router
+	cors   corsPolicy
+
+	ctx    context.Context // ends at Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // request-body pushers
+}
+
+// Defaults.
+const (
+	DefaultTimeout       = 30 * time.Second
+	DefaultMaxJSONBody   = 16 << 20
+	DefaultHeaderSettle  = 20 * time.Millisecond
+	DefaultChannelBuffer = 64
+)
+
+// New returns a Server that invokes functions through inv and creates
+// request channels with ch.
+func New(cfg Config, inv invocation.Invoker, ch Channels) *Server {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.MaxJSONBody <= 0 {
+		cfg.MaxJSONBody = DefaultMaxJSONBody
+	}
+	if cfg.HeaderSettle <= 0 {
+		cfg.HeaderSettle = DefaultHeaderSettle
+	}
+	if cfg.ChannelBuffer <= 0 {
+		cfg.ChannelBuffer = DefaultChannelBuffer
+	}
+	s := &Server{cfg: cfg, inv: inv, ch: ch, log: cfg.Logger, router: newRouter(), cors: newCORSPolicy(cfg.CORS)}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s
+}
+
+// RegisterTrigger starts serving an http trigger. It fails when the config
+// has no api_path, is malformed, or its route conflicts with a route of
+// another shape (e.g. GET /a/:x against GET /a/:y); an identical route of
+// another trigger is replaced (last wins).
+func (s *Server) RegisterTrigger(t *registry.Trigger) error {
+	rt, err := parseTrigger(t)
+	if err != nil {
+		return err
+	}
+	if err := s.router.add(rt); err != nil {
+		return err
+	}
+	s.log.Debug("http route added", "route", rt.display, "function_id", rt.functionID, "trigger_id", rt.triggerID)
+	return nil
+}
+
+// UnregisterTrigger stops serving t's route if t still owns it.
+func (s *Server) UnregisterTrigger(t *registry.Trigger) {
+	s.router.remove(t.ID)
+}
+
+// Routes returns the number of routes served.
+func (s *Server) Routes() int { return s.router.len() }
+
+// Close ends every request in flight: one still waiting for its response
+// gets 503, a streamed one is cut.
+func (s *Server) Close() {
+	s.cancel()
+	s.router.close()
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	x := exchange{s: s, start: time.Now(), req: r}
+	x.w.ResponseWriter = w
+	defer x.logRequest()
+	if s.cors.apply(&x.w, r) {
+		return // preflight answered
+	}
+	rt, h := s.router.lookup(r)
+	if rt == nil {
+		s.miss(&x.w, r, h)
+		return
+	}
+	x.rt = rt
+	x.serve()
+}
+
+// miss answers a request no route takes, in the JSON envelope.
+func (s *Server) miss(w http.ResponseWriter, r *http.Request, h http.Handler) {
+	c := captureWriter{h: http.Header{}}
+	h.ServeHTTP(&c, r)
+	switch c.status {
+	case http.StatusMethodNotAllowed:
+		w.Header().Set("Allow", c.h.Get("Allow"))
+		writeError(w, http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", "Method Not Allowed")
+	case http.StatusNotFound, 0:
+		writeError(w, http.StatusNotFound, wire.CodeNotFound, "Not Found")
+	default: // a redirect to the clean path
+		for k, v := range c.h {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(c.status)
+	}
+}
+
+// captureWriter records what ServeMux would answer on a miss.
+type captureWriter struct {
+	h      http.Header
+	status int
+}
+
+func (c *captureWriter) Header() http.Header         { return c.h }
+func (c *captureWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (c *captureWriter) WriteHeader(code int)        { c.status = code }
+
+// recorder counts what goes to the client, for the request log.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// FlushError sends buffered data to the client now.
+func (r *recorder) FlushError() error {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return http.NewResponseController(r.ResponseWriter).Flush()
+}
+
+// Flush implements http.Flusher.
+func (r *recorder) Flush() { _ = r.FlushError() }
+
+// Unwrap lets http.ResponseController reach the connection.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
