@@ -145,21 +145,25 @@ func NewHub(cfg Config, log *slog.Logger) *Hub {
 	return &Hub{
 		cfg: cfg,
 		log: log,
-		// The engine only reads data from a writer socket and writes only
-		// control frames to it, so its write buffer comes from the shared
-		// pool (and is in fact never taken).
+		// The engine only reads data from a writer socket and writes it
+		// nothing but control frames, so its write buffer would come from
+		// the shared pool, and is in fact never taken. ReadBufferSize 0
+		// reuses net/http's hijacked 4 KiB reader instead of allocating
+		// 64 KiB per socket: bufio hands a read as large as its buffer
+		// straight to the socket, so 64 KiB frames land in the pooled frame
+		// buffer without a copy. Measured: same throughput for 64 KiB and
+		// 256 B frames, half the memory per writer socket, and short
+		// streams are cheaper.
 		writerUp: websocket.Upgrader{
-			ReadBufferSize:  wire.FrameSize,
 			WriteBufferSize: wire.FrameSize,
 			WriteBufferPool: wsconn.WriteBufferPool,
 			CheckOrigin:     anyOrigin,
 		},
 		// A reader socket carries data the other way. Its write buffer is
 		// its own, not pooled: gorilla boxes the buffer into an interface
-		// on every pool Put, one allocation per frame. Its read side only
-		// sees control frames, so it reuses net/http's hijacked 4 KiB
-		// reader (ReadBufferSize 0); per channel that is the same memory as
-		// two pooled sockets.
+		// on every pool Put, one allocation per frame, and a buffer smaller
+		// than the frame sends through net.Buffers, another. Its read side
+		// only sees control frames: the hijacked reader again.
 		readerUp: websocket.Upgrader{
 			WriteBufferSize: wire.FrameSize,
 			CheckOrigin:     anyOrigin,
