@@ -73,11 +73,8 @@ func (w *LocalWriter) CopyFrom(ctx context.Context, r io.Reader) (int64, error) 
 }
 
 // Close ends the stream cleanly: the reader gets every frame written, then
-// close code 1000.
-func (w *LocalWriter) Close() error {
-	w.end(nil)
-	return nil
-}
+// close code 1000. Later calls, and Close after Abort, do nothing.
+func (w *LocalWriter) Close() { w.end(nil) }
 
 // Abort breaks the stream: the reader gets close code 1011 with reason.
 func (w *LocalWriter) Abort(reason string) {
@@ -124,10 +121,9 @@ func (r *LocalReader) Next(ctx context.Context) (Frame, error) {
 
 // Close gives up the read end: a writer socket is closed with 1011 "reader
 // closed", a local writer's next WriteFrame fails with ErrReaderGone.
-func (r *LocalReader) Close() error {
+func (r *LocalReader) Close() {
 	r.ch.pipe.CloseRecv()
 	r.finish()
-	return nil
 }
 
 func (r *LocalReader) finish() {
