@@ -96,6 +96,7 @@ type channel struct {
 	// Guarded by Hub.mu.
 	state     [2]endState
 	stopTimer func() bool
+	expiryDue bool // the TTL passed while an end was mid-upgrade
 }
 
 func (ch *channel) ref(dir string) wire.ChannelRef {
@@ -245,7 +246,10 @@ func (h *Hub) Len() int {
 func (h *Hub) expire(ch *channel) {
 	h.mu.Lock()
 	w, r := ch.state[dirWrite], ch.state[dirRead]
-	if h.chans[ch.id] != ch || (w >= endActive && r >= endActive) {
+	if h.chans[ch.id] != ch || (w != endFree && r != endFree) {
+		// An end being upgraded decides: if its upgrade fails, unclaim
+		// expires the channel.
+		ch.expiryDue = w == endClaimed || r == endClaimed
 		h.mu.Unlock()
 		return
 	}
@@ -256,9 +260,9 @@ func (h *Hub) expire(ch *channel) {
 	}
 	reason := "channel expired: the reader never connected"
 	switch {
-	case w < endActive && r < endActive:
+	case w == endFree && r == endFree:
 		reason = "channel expired: no end connected"
-	case w < endActive:
+	case w == endFree:
 		reason = "channel expired: the writer never connected"
 	}
 	h.log.Debug("channel expired", "channel_id", ch.id, "reason", reason)
@@ -294,7 +298,11 @@ func (h *Hub) unclaim(ch *channel, end int) {
 	if ch.state[end] == endClaimed {
 		ch.state[end] = endFree
 	}
+	due := ch.expiryDue
 	h.mu.Unlock()
+	if due {
+		h.expire(ch)
+	}
 	h.wg.Done()
 }
 
