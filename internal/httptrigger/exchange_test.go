@@ -95,7 +95,12 @@ func TestRequestBodyStreams(t *testing.T) {
 		hash      [32]byte
 	}
 	sums := make(chan sum, 1)
+	calls := make(chan *call, 1)
 	e.inv.set("hash", func(c *call) invocation.Result {
+		select {
+		case calls <- c:
+		default:
+		}
 		b, frames, err := c.readBody()
 		if err != nil {
 			return failure("read", err.Error())
@@ -119,6 +124,9 @@ func TestRequestBodyStreams(t *testing.T) {
 	}
 	if s.frames < len(data)/wire.FrameSize {
 		t.Fatalf("%d frames", s.frames)
+	}
+	if c := <-calls; c.in.Headers["transfer-encoding"] != "chunked" || c.in.Headers["content-type"] != "text/csv" {
+		t.Fatalf("headers %v", c.in.Headers)
 	}
 
 	// JSON bodies are bounded: 413 with an envelope, from Content-Length
@@ -159,7 +167,7 @@ func TestBufferedMapping(t *testing.T) {
 		{`{"headers":{"content-type":"text/plain"},"body":{"a":1}}`, 200, "text/plain", `{"a":1}`, [2]string{}},
 		{`{"headers":{"content-type":"application/json"},"body":[1,2]}`, 200, "application/json", `[1,2]`, [2]string{}},
 		{`{"headers":{"content-type":"application/json"},"body":"{\"s\":1}"}`, 200, "application/json", `{"s":1}`, [2]string{}},
-		{`{"headers":["X-A: b","bad","Content-Type: text/csv",5],"body":"a,b"}`, 200, "text/csv", `a,b`, [2]string{"X-A", "b"}},
+		{`{"headers":["X-A: b","bad","Content-Type: text/csv",5,"Set-Cookie: a=1","Set-Cookie: b=2"],"body":"a,b"}`, 200, "text/csv", `a,b`, [2]string{"X-A", "b"}},
 		{`{"headers":{"x-n":5,"x-s":"s","bad name":"v","x-crlf":"a\r\nb"},"body":1}`, 200, "application/json", `1`, [2]string{"X-S", "s"}},
 		{`{"status_code":302,"headers":{"location":"/elsewhere"}}`, 302, "application/json", `{}`, [2]string{"Location", "/elsewhere"}},
 	}
@@ -178,6 +186,9 @@ func TestBufferedMapping(t *testing.T) {
 		}
 		if c.header[0] != "" && res.Header.Get(c.header[0]) != c.header[1] {
 			t.Errorf("%s: header %s = %q", c.result, c.header[0], res.Header.Get(c.header[0]))
+		}
+		if strings.Contains(c.result, "Set-Cookie") && strings.Join(res.Header.Values("Set-Cookie"), ";") != "a=1;b=2" {
+			t.Errorf("%s: Set-Cookie %v", c.result, res.Header.Values("Set-Cookie"))
 		}
 		if res.Header.Get("X-N") != "" || res.Header.Get("X-Crlf") != "" {
 			t.Errorf("%s: invalid header sent", c.result)

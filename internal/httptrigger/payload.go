@@ -31,12 +31,15 @@ func queryParams(r *http.Request) map[string]string {
 }
 
 // headerMap lower-cases header names and joins repeated headers the way
-// HTTP allows (", ", or "; " for cookies). Go keeps Host apart; it is put
-// back.
+// HTTP allows (", ", or "; " for cookies). Go keeps Host and
+// Transfer-Encoding apart; they are put back.
 func headerMap(r *http.Request) map[string]string {
-	m := make(map[string]string, len(r.Header)+1)
+	m := make(map[string]string, len(r.Header)+2)
 	if r.Host != "" {
 		m["host"] = r.Host
+	}
+	if len(r.TransferEncoding) > 0 {
+		m["transfer-encoding"] = strings.Join(r.TransferEncoding, ", ")
 	}
 	for k, vs := range r.Header {
 		lk := strings.ToLower(k)

@@ -142,19 +142,23 @@ func (x *exchange) buffered(v jsontext.Value) {
 }
 
 // applyResultHeaders copies a result's headers, an object of strings or an
-// array of "Name: value" strings, and reports whether a content type was
+// array of "Name: value" strings (where a name may repeat), and reports whether a content type was
 // among them. Invalid names and values are skipped.
 func applyResultHeaders(h http.Header, raw jsontext.Value) (contentType bool) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 {
 		return false
 	}
-	set := func(k, v string) {
+	set := func(k, v string, add bool) {
 		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
 		if !validHeader(k, v) {
 			return
 		}
-		h.Set(k, v)
+		if add {
+			h.Add(k, v)
+		} else {
+			h.Set(k, v)
+		}
 		if strings.EqualFold(k, "Content-Type") {
 			contentType = true
 		}
@@ -168,7 +172,7 @@ func applyResultHeaders(h http.Header, raw jsontext.Value) (contentType bool) {
 		for k, rv := range m {
 			var s string
 			if len(rv) > 0 && rv[0] == '"' && json.Unmarshal(rv, &s, lenient) == nil {
-				set(k, s)
+				set(k, s, false)
 			}
 		}
 	case '[':
@@ -182,7 +186,7 @@ func applyResultHeaders(h http.Header, raw jsontext.Value) (contentType bool) {
 				continue
 			}
 			if k, v, ok := strings.Cut(s, ":"); ok {
-				set(k, v)
+				set(k, v, true) // repeated names are kept: several Set-Cookie
 			}
 		}
 	}
