@@ -24,6 +24,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/sluicehq/sluice/internal/channels"
 	"github.com/sluicehq/sluice/internal/invocation"
 	"github.com/sluicehq/sluice/internal/registry"
 	"github.com/sluicehq/sluice/internal/wsconn"
@@ -44,7 +45,7 @@ type Engine struct {
 	reg      *registry.Registry
 	inv      *invocation.Local
 	self     *invocation.EngineExecutor
-	hub      channelHub
+	hub      *channels.Hub
 	http     httpTriggers
 	upgrader websocket.Upgrader
 

@@ -1,0 +1,17 @@
+package engine
+
+import (
+	"log/slog"
+
+	"github.com/sluicehq/sluice/internal/channels"
+)
+
+func newChannelHub(cfg ChannelsConfig, log *slog.Logger) *channels.Hub {
+	return channels.NewHub(channels.Config{
+		DefaultBuffer: cfg.DefaultBuffer,
+		MaxBuffer:     cfg.MaxBuffer,
+		MaxFrameSize:  cfg.MaxFrameSize,
+		MaxChannels:   cfg.MaxChannels,
+		TTL:           cfg.TTL,
+	}, log)
+}
