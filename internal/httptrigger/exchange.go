@@ -78,11 +78,13 @@ func (x *exchange) serve() {
 	respRef, rr, err := s.ch.Response(s.cfg.ChannelBuffer)
 	if err != nil {
 		bw.Abort("response channel failed")
+		retire(bw)
 		x.outcome = "response channel: " + err.Error()
 		writeError(&x.w, http.StatusServiceUnavailable, "CHANNELS_UNAVAILABLE", "cannot open the response channel: "+err.Error())
 		return
 	}
 	defer rr.Close()
+	defer retire(bw, rr)
 
 	// The body goes to the function concurrently with the invocation: it
 	// may be far bigger than any buffer, and the function reads it while
@@ -125,6 +127,14 @@ func (x *exchange) serve() {
 	}, func(res invocation.Result) { resCh <- res })
 
 	x.respond(ctx, rr, resCh)
+}
+
+func retire(ends ...any) {
+	for _, e := range ends {
+		if r, ok := e.(Retirer); ok {
+			r.Retire()
+		}
+	}
 }
 
 func (x *exchange) tooLarge() {

@@ -95,6 +95,16 @@ type ResponseReader interface {
 	Close()
 }
 
+// Retirer may be implemented by the ends Channels returns. Retire is
+// called once the exchange is over: a remote end that has not connected by
+// then never will, so the channel can leave the registry at once (later
+// connections get 404, as in the reference engine) instead of waiting for
+// the channel TTL. Without it, every buffered response and every unread
+// body leaves a channel behind until the TTL.
+type Retirer interface {
+	Retire()
+}
+
 // Server serves HTTP triggers. It implements http.Handler.
 type Server struct {
 	cfg    Config

@@ -1,0 +1,80 @@
+package engine
+
+import (
+	"context"
+
+	"github.com/sluicehq/sluice/internal/channels"
+	"github.com/sluicehq/sluice/internal/httptrigger"
+	"github.com/sluicehq/sluice/wire"
+)
+
+// newHTTPTriggers builds the provider of the "http" trigger type from the
+// engine's config, invoker and channel hub.
+func newHTTPTriggers(e *Engine) httpTriggers {
+	cfg := httptrigger.Config{
+		Timeout:     e.cfg.HTTP.Timeout,
+		MaxJSONBody: e.cfg.HTTP.MaxJSONBody,
+		Logger:      e.log.With("part", "http"),
+	}
+	if c := e.cfg.HTTP.CORS; c != nil {
+		cfg.CORS = &httptrigger.CORS{AllowedOrigins: c.AllowedOrigins, AllowedMethods: c.AllowedMethods}
+	}
+	return httptrigger.New(cfg, e.inv, httpChannels{e.hub})
+}
+
+// httpChannels hands the HTTP trigger server the in-process ends of each
+// request's two channels.
+type httpChannels struct{ hub *channels.Hub }
+
+func (c httpChannels) RequestBody(n int) (wire.ChannelRef, httptrigger.BodyWriter, error) {
+	ref, w, err := c.hub.CreateWithLocalWriter(n)
+	if err != nil {
+		return ref, nil, err
+	}
+	return ref, bodyWriter{w}, nil
+}
+
+func (c httpChannels) Response(n int) (wire.ChannelRef, httptrigger.ResponseReader, error) {
+	ref, r, err := c.hub.CreateWithLocalReader(n)
+	if err != nil {
+		return ref, nil, err
+	}
+	return ref, &responseReader{r: r}, nil
+}
+
+// retirable is what a local end offers when its channel can leave the
+// registry as soon as the HTTP exchange is over (see httptrigger.Retirer).
+type retirable interface{ Retire() }
+
+type bodyWriter struct{ *channels.LocalWriter }
+
+func (b bodyWriter) Retire() {
+	if r, ok := any(b.LocalWriter).(retirable); ok {
+		r.Retire()
+	}
+}
+
+// responseReader keeps each frame's pooled buffer until the next call.
+type responseReader struct {
+	r    *channels.LocalReader
+	last channels.Frame
+}
+
+func (a *responseReader) Next(ctx context.Context) (bool, []byte, error) {
+	a.last.Release()
+	f, err := a.r.Next(ctx)
+	a.last = f
+	return f.Text, f.Data, err
+}
+
+// Close is called once Next is no longer in use.
+func (a *responseReader) Close() {
+	a.r.Close()
+	a.last.Release()
+}
+
+func (a *responseReader) Retire() {
+	if r, ok := any(a.r).(retirable); ok {
+		r.Retire()
+	}
+}
