@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Installs the pinned iii SDKs used by the interop tests. Idempotent; a no-op
+# (well under a second) when everything is already installed.
+#
+#   interop/node-0.11.6/node_modules   npm ci   (iii-sdk 0.11.6)
+#   interop/node-0.22.1/node_modules   npm ci   (iii-sdk 0.22.1 + @iii-dev/helpers 0.22.1)
+#   interop/.venv                      pip      (PyPI iii-sdk 0.25.0, python/requirements.txt)
+#   interop/.venv-seed                 pip      (PyPI iii-sdk 0.11.6, python-seed/requirements.txt)
+#
+# Each install is stamped with a hash of its lock/requirements file (and the
+# Python version for venvs); a matching stamp skips the step. A changed lock
+# file, a half-finished install or a deleted directory reinstalls from clean.
+#
+# Env: PYTHON  interpreter for the venvs (default: python3.11, else python3)
+#      SETUP_FORCE=1  reinstall everything
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$here"
+
+# One setup at a time (parallel test packages may all call this).
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$here/.setup.lock"
+  flock 9
+fi
+
+log() { printf 'interop/setup: %s\n' "$*" >&2; }
+
+hash_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
+
+stamp_ok() { # dir expected
+  [[ "${SETUP_FORCE:-}" != 1 && -f "$1/.sluice-stamp" && "$(cat "$1/.sluice-stamp")" == "$2" ]]
+}
+
+# ---------------------------------------------------------------- Node
+command -v node >/dev/null || { log "node not found"; exit 1; }
+command -v npm >/dev/null || { log "npm not found"; exit 1; }
+
+for d in node-0.11.6 node-0.22.1; do
+  want="$(hash_of "$d/package.json" "$d/package-lock.json")"
+  if stamp_ok "$d/node_modules" "$want"; then
+    continue
+  fi
+  log "npm ci in $d"
+  # --ignore-scripts: nothing in these trees needs an install script.
+  (cd "$d" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+  printf '%s' "$want" >"$d/node_modules/.sluice-stamp"
+done
+
+# ---------------------------------------------------------------- Python
+py="${PYTHON:-}"
+if [[ -z "$py" ]]; then
+  if command -v python3.11 >/dev/null 2>&1; then py=python3.11; else py=python3; fi
+fi
+pyver="$("$py" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')"
+
+make_venv() { # venv-dir requirements-file
+  local venv="$1" req="$2"
+  local want
+  want="$(hash_of "$req")-$pyver"
+  if stamp_ok "$venv" "$want" && [[ -x "$venv/bin/python" ]]; then
+    return
+  fi
+  log "creating $venv ($py $pyver) from $req"
+  rm -rf "$venv"
+  "$py" -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    --no-input -r "$req"
+  printf '%s' "$want" >"$venv/.sluice-stamp"
+}
+
+make_venv .venv python/requirements.txt
+make_venv .venv-seed python-seed/requirements.txt
