@@ -69,5 +69,10 @@ make_venv() { # venv-dir requirements-file
   printf '%s' "$want" >"$venv/.sluice-stamp"
 }
 
-make_venv .venv python/requirements.txt
-make_venv .venv-seed python-seed/requirements.txt
+# The two venvs install in parallel (pip is mostly waiting on I/O).
+make_venv .venv python/requirements.txt & p1=$!
+make_venv .venv-seed python-seed/requirements.txt & p2=$!
+rc=0
+wait "$p1" || rc=1
+wait "$p2" || rc=1
+exit "$rc"
