@@ -1,9 +1,46 @@
 package sluice
 
-import "github.com/go-json-experiment/json"
+import (
+	"github.com/go-json-experiment/json"
+
+	"github.com/sluicehq/sluice/wire"
+)
 
 // channelUnmarshalers returns the JSON unmarshalers that turn channel refs
 // inside a handler's input into live *ChannelReader / *ChannelWriter values
 // bound to the engine at baseURL. The client adds them to the options it
 // decodes handler input with.
-func channelUnmarshalers(baseURL string) *json.Unmarshalers { return nil }
+//
+// Only fields typed *ChannelReader or *ChannelWriter are materialised (a
+// ChannelRef field stays a plain ref; values inside any/map[string]any stay
+// maps). A ref whose direction does not match the field is an error: a
+// "write" ref in a *ChannelReader field is a mix-up that would otherwise
+// show up as a refused connection much later. JSON null gives a nil end.
+func channelUnmarshalers(baseURL string) *json.Unmarshalers {
+	return json.JoinUnmarshalers(
+		json.UnmarshalFunc(func(data []byte, v **ChannelReader) error {
+			ref, null, err := parseRef(data, wire.DirRead)
+			if err != nil {
+				return err
+			}
+			if null {
+				*v = nil
+			} else {
+				*v = NewChannelReader(baseURL, ref)
+			}
+			return nil
+		}),
+		json.UnmarshalFunc(func(data []byte, v **ChannelWriter) error {
+			ref, null, err := parseRef(data, wire.DirWrite)
+			if err != nil {
+				return err
+			}
+			if null {
+				*v = nil
+			} else {
+				*v = NewChannelWriter(baseURL, ref)
+			}
+			return nil
+		}),
+	)
+}

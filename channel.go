@@ -1,0 +1,173 @@
+package sluice
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/sluicehq/sluice/wire"
+)
+
+// Channels
+//
+// A channel is a byte stream between two functions, possibly in different
+// processes and languages, relayed by the engine. It has a write end
+// (*ChannelWriter, an io.WriteCloser) and a read end (*ChannelReader, an
+// io.Reader); each end is named by a ChannelRef, a small JSON token that can
+// travel inside any payload. A *ChannelReader or *ChannelWriter inside a
+// payload marshals to its ref, and a handler whose input struct has a
+// *ChannelReader or *ChannelWriter field receives a live end connected to
+// the same engine.
+//
+// Binary data is sent in frames of at most 64 KiB; text messages
+// (ChannelWriter.SendMessage) travel in order with the data and reach the
+// reader's OnMessage callbacks.
+//
+// Unlike the Node SDK, a reader can tell a finished stream from a broken
+// one: Read returns io.EOF only when the writer closed cleanly, and an error
+// matching ErrStreamBroken (a *ChannelError) when the writer failed,
+// vanished, or the engine gave up on the channel.
+
+// ChannelRef names one end of a channel: channel_id, access_key and
+// direction ("read" or "write", from the holder's point of view).
+type ChannelRef = wire.ChannelRef
+
+// Channel is a freshly created channel: both local ends and their refs.
+// Keep one end and hand the other end's ref to another function. The ends
+// connect lazily, so an end you hand away costs nothing locally; but do not
+// Close a local Writer whose ref you gave away (see ChannelWriter.Close).
+type Channel struct {
+	Writer    *ChannelWriter
+	Reader    *ChannelReader
+	WriterRef ChannelRef
+	ReaderRef ChannelRef
+}
+
+// newChannel builds the Channel for the result of engine::channels::create.
+func newChannel(engineURL string, res wire.CreateChannelResult) *Channel {
+	return &Channel{
+		Writer:    NewChannelWriter(engineURL, res.Writer),
+		Reader:    NewChannelReader(engineURL, res.Reader),
+		WriterRef: res.Writer,
+		ReaderRef: res.Reader,
+	}
+}
+
+// ErrStreamBroken is matched (errors.Is) by every *ChannelError: the stream
+// did not end cleanly, so the data read may be incomplete.
+var ErrStreamBroken = errors.New("sluice: channel stream broken")
+
+// ErrChannelClosed is returned by a channel end used after its own Close.
+var ErrChannelClosed = errors.New("sluice: channel end closed")
+
+// ChannelError reports a channel that failed: the engine refused the
+// connection (Status is the HTTP status: 404 unknown channel or wrong key,
+// 409 end already taken), or the socket ended abnormally (Code is the
+// WebSocket close code: 1011 when the other end failed or vanished, with
+// the engine's reason; 1006 when the connection itself dropped).
+type ChannelError struct {
+	Code   int
+	Status int
+	Reason string
+	err    error
+}
+
+func (e *ChannelError) Error() string {
+	if e.Status != 0 {
+		return fmt.Sprintf("sluice: channel refused: HTTP %d %s", e.Status, e.Reason)
+	}
+	return fmt.Sprintf("sluice: channel stream broken: close %d %s", e.Code, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrStreamBroken) true.
+func (e *ChannelError) Is(target error) bool { return target == ErrStreamBroken }
+
+// Unwrap returns the underlying network error, if any.
+func (e *ChannelError) Unwrap() error { return e.err }
+
+// channelURL is the engine's channel endpoint for one end.
+func channelURL(engineURL string, ref ChannelRef, dir string) string {
+	base := strings.TrimSuffix(engineURL, "/")
+	switch {
+	case strings.HasPrefix(base, "http://"):
+		base = "ws://" + base[len("http://"):]
+	case strings.HasPrefix(base, "https://"):
+		base = "wss://" + base[len("https://"):]
+	}
+	return base + "/ws/channels/" + url.PathEscape(ref.ChannelID) +
+		"?key=" + url.QueryEscape(ref.AccessKey) + "&dir=" + dir
+}
+
+const (
+	// channelMaxMessage bounds one incoming frame (text messages are
+	// buffered whole).
+	channelMaxMessage = 64 << 20
+	// channelCloseWait bounds waiting for the engine's close reply.
+	channelCloseWait = 2 * time.Second
+	// channelControlWait bounds writing a close frame.
+	channelControlWait = time.Second
+	closeReasonMax     = 123
+)
+
+// Each end only needs a big buffer in the direction its data flows.
+var (
+	readerDialer = &websocket.Dialer{
+		Proxy:            http.ProxyFromEnvironment,
+		HandshakeTimeout: 10 * time.Second,
+		ReadBufferSize:   wire.FrameSize,
+	}
+	writerDialer = &websocket.Dialer{
+		Proxy:            http.ProxyFromEnvironment,
+		HandshakeTimeout: 10 * time.Second,
+		WriteBufferSize:  wire.FrameSize, // a 64 KiB frame goes out whole
+	}
+)
+
+// dialChannel connects one end; a refusal becomes a *ChannelError with the
+// HTTP status and the engine's body.
+func dialChannel(d *websocket.Dialer, u string) (*websocket.Conn, error) {
+	ws, resp, err := d.Dial(u, nil)
+	if err == nil {
+		return ws, nil
+	}
+	if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		resp.Body.Close()
+		return nil, &ChannelError{Status: resp.StatusCode, Reason: strings.TrimSpace(string(body)), err: err}
+	}
+	return nil, &ChannelError{Code: websocket.CloseAbnormalClosure, Reason: "connect: " + err.Error(), err: err}
+}
+
+// endError maps what ended a channel socket to what the caller sees: nil for
+// a clean end (1000, or 1005 no status as the reference engine sends),
+// else a *ChannelError.
+func endError(err error) error {
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) {
+		switch ce.Code {
+		case websocket.CloseNormalClosure, websocket.CloseNoStatusReceived:
+			return nil
+		}
+		return &ChannelError{Code: ce.Code, Reason: ce.Text}
+	}
+	return &ChannelError{Code: websocket.CloseAbnormalClosure, Reason: err.Error(), err: err}
+}
+
+// closeMessage formats a close frame, cutting the reason to what a control
+// frame can carry, on a rune boundary.
+func closeMessage(code int, reason string) []byte {
+	if len(reason) > closeReasonMax {
+		reason = strings.ToValidUTF8(reason[:closeReasonMax], "")
+	}
+	return websocket.FormatCloseMessage(code, reason)
+}
+
+// frameBufs holds 64 KiB buffers for ReadFrom and WriteTo.
+var frameBufs = sync.Pool{New: func() any { b := make([]byte, wire.FrameSize); return &b }}
