@@ -186,7 +186,7 @@ func (e *Engine) HTTPHandler() http.Handler { return e.http }
 
 // Shutdown stops the engine gracefully: listeners close, every invocation
 // still in flight is answered invocation_stopped, every worker socket gets a
-// close frame (1001), channels end. ctx bounds the wait.
+// close frame (1012, service restart), channels end. ctx bounds the wait.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	var err error
 	e.shutdownOnce.Do(func() {
@@ -208,8 +208,11 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		for _, c := range conns {
 			e.inv.Pending().HaltExecutor(c.id, stopped)
 		}
+		// 1012 (service restart), not 1001: the Python SDK 0.11.x never
+		// reconnects after a 1000/1001 close, and a restarted engine wants
+		// its workers back.
 		for _, c := range conns {
-			c.conn.Close(websocket.CloseGoingAway, "engine shutting down")
+			c.conn.Close(websocket.CloseServiceRestart, "engine shutting down")
 		}
 		for _, c := range conns {
 			select {

@@ -490,8 +490,8 @@ func TestShutdownStopsInFlight(t *testing.T) {
 		t.Fatalf("want invocation_stopped on shutdown: %+v", res)
 	}
 	err := <-caller.end
-	if code, _, ok := closeCode(err); !ok || code != websocket.CloseGoingAway {
-		t.Fatalf("want close 1001, got %v", err)
+	if code, _, ok := closeCode(err); !ok || code != websocket.CloseServiceRestart {
+		t.Fatalf("want close 1012, got %v", err)
 	}
 }
 
