@@ -210,20 +210,10 @@ func TestSDK(t *testing.T) {
 			t.Run("HandlerError", fx.testHandlerError)
 			t.Run("KilledMidInvocation", fx.testKilledMidInvocation)
 			t.Run("ReconnectAfterEngineCrash", func(t *testing.T) { testReconnect(t, f, true) })
-			t.Run("ReconnectAfterEngineRestart", func(t *testing.T) {
-				if f.Name == "python-seed-0.11.6" {
-					// PyPI iii-sdk 0.11.6 never reconnects after a close
-					// frame with an OK code (1000/1001/1005): its receive
-					// loop ends quietly (fixed upstream, iii-hq/iii#2180;
-					// SDK_NOTES.md §2.3). The engine's graceful shutdown
-					// closes worker sockets with 1001, so this worker stays
-					// disconnected; closing with 1012 (service restart)
-					// would bring it back (SDK_NOTES.md §3). Remove this
-					// skip when the engine does that.
-					t.Skip("engine shutdown closes worker sockets with 1001, after which PyPI iii-sdk 0.11.6 never reconnects (SDK_NOTES.md §2.3, §3)")
-				}
-				testReconnect(t, f, false)
-			})
+			// A graceful shutdown must close worker sockets with a code
+			// that is not "OK" (the engine uses 1012): PyPI iii-sdk 0.11.6
+			// never reconnects after 1000/1001/1005 (SDK_NOTES.md §2.3).
+			t.Run("ReconnectAfterEngineRestart", func(t *testing.T) { testReconnect(t, f, false) })
 		})
 	}
 }
