@@ -204,6 +204,7 @@ func TestStreamedResponse(t *testing.T) {
 		c.headers(map[string]string{"content-type": "text/plain", "x-a": "b"})
 		c.send(true, []byte(`not json`)) // ignored
 		c.headers(map[string]string{"x-a": "c"})
+		c.send(true, []byte(`{"type":"set_headers","headers":{"set-cookie":["a=1","b=2"],"x-n":5}}`))
 		c.write("hello ")
 		c.status(500) // after the first body frame: ignored
 		c.write("world")
@@ -212,7 +213,8 @@ func TestStreamedResponse(t *testing.T) {
 	})
 	e.mustRoute("t", "stream", "GET", "/s")
 	st, h, body := e.do("GET", "/s", nil)
-	if st != 201 || h.Get("Content-Type") != "text/plain" || h.Get("X-A") != "c" || body != "hello world" {
+	if st != 201 || h.Get("Content-Type") != "text/plain" || h.Get("X-A") != "c" || body != "hello world" ||
+		strings.Join(h.Values("Set-Cookie"), ";") != "a=1;b=2" || h.Get("X-N") != "" {
 		t.Fatalf("%d %v %q", st, h, body)
 	}
 

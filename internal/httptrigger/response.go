@@ -48,14 +48,28 @@ func (x *exchange) control(st *streamState, data []byte) (isEventStream bool) {
 		}
 	case wire.ControlSetHeaders:
 		for k, raw := range m.Headers {
-			var v string
-			if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &v, lenient) != nil {
-				continue // non-string values are skipped
+			// A string sets the header (last write wins). Beyond the
+			// reference engine, an array of strings sets every value, so
+			// several Set-Cookie can be streamed. Other values are skipped.
+			var vs []string
+			switch {
+			case len(raw) > 0 && raw[0] == '"':
+				var v string
+				if json.Unmarshal(raw, &v, lenient) != nil {
+					continue
+				}
+				vs = []string{v}
+			case len(raw) > 0 && raw[0] == '[':
+				if json.Unmarshal(raw, &vs, lenient) != nil || len(vs) == 0 {
+					continue
+				}
+			default:
+				continue
 			}
 			if st.header == nil {
 				st.header = make(http.Header, len(m.Headers))
 			}
-			st.header.Set(k, v) // canonical key: last write wins
+			st.header[http.CanonicalHeaderKey(k)] = vs
 			st.controls = true
 		}
 		ct := strings.TrimSpace(st.header.Get("Content-Type"))
@@ -68,8 +82,11 @@ func (x *exchange) control(st *streamState, data []byte) (isEventStream bool) {
 func (x *exchange) commit(st *streamState) {
 	h := x.w.Header()
 	for k, vs := range st.header {
-		if len(vs) > 0 && validHeader(k, vs[0]) {
-			h[k] = vs[:1]
+		h.Del(k)
+		for _, v := range vs {
+			if validHeader(k, v) {
+				h.Add(k, v)
+			}
 		}
 	}
 	x.w.WriteHeader(st.status)
