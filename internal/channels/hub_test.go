@@ -479,7 +479,7 @@ func TestShutdown(t *testing.T) {
 // writer back, and the engine holds at most buffer frames meanwhile.
 func TestBackpressureStalledReader(t *testing.T) {
 	const buffer = 8
-	total := 64 << 20
+	total := 32 << 20
 	if os.Getenv("SLUICE_BIG_TESTS") != "" {
 		total = 1 << 30
 	}

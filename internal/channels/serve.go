@@ -101,7 +101,10 @@ func (h *Hub) runWriter(ch *channel, ws *websocket.Conn) {
 	// Reader gone, channel expired or engine shutdown: close the socket at
 	// once, even if the writer is idle and this goroutine is parked in a read.
 	stop := context.AfterFunc(p.Gone(), func() { e.kill(writerKillCode(context.Cause(p.Gone()))) })
-	limit := h.cfg.MaxFrameSize
+	fr := newFrameReader(ws.NetConn(), h.cfg.MaxFrameSize, func(op int, data []byte) error {
+		return ws.WriteControl(op, data, time.Now().Add(controlWait))
+	})
+	defer fr.release()
 	ctx := context.Background()
 	var (
 		clean    bool
@@ -110,14 +113,14 @@ func (h *Hub) runWriter(ch *channel, ws *websocket.Conn) {
 	)
 	for {
 		bp := getBuf()
-		kind, data, err := wsconn.ReadFrame(ws, *bp, limit)
-		*bp = data // ReadFrame may have grown it
+		text, data, err := fr.next(*bp)
+		*bp = data // next may have grown it
 		if err != nil {
 			putBuf(bp)
 			clean, abort, gotClose = h.writerEnded(ch, e, err)
 			break
 		}
-		if err := p.Send(ctx, Frame{Text: kind == websocket.TextMessage, Data: data, buf: bp}); err != nil {
+		if err := p.Send(ctx, Frame{Text: text, Data: data, buf: bp}); err != nil {
 			putBuf(bp)
 			e.kill(writerKillCode(err))
 			break
@@ -132,11 +135,7 @@ func (h *Hub) runWriter(ch *channel, ws *websocket.Conn) {
 	if e.killed.Load() && !gotClose {
 		// Our close frame is out: discard what is still in flight until the
 		// writer's close reply or kill's read deadline.
-		for {
-			if _, _, err := ws.NextReader(); err != nil {
-				break
-			}
-		}
+		fr.drain()
 	}
 	ws.Close()
 	h.finish(ch, dirWrite, ws)
@@ -144,29 +143,34 @@ func (h *Hub) runWriter(ch *channel, ws *websocket.Conn) {
 
 // writerEnded classifies the error that ended a writer socket's read loop.
 func (h *Hub) writerEnded(ch *channel, e *sockEnd, err error) (clean bool, abort *AbortError, gotClose bool) {
-	if code, reason, ok := wsconn.IsCloseError(err); ok && code != websocket.CloseAbnormalClosure {
-		// gorilla's close handler has already echoed the close frame.
+	var ce *websocket.CloseError
+	var pe *protocolError
+	switch {
+	case errors.As(err, &ce):
+		// frameReader has already echoed the close frame.
 		if e.killed.Load() {
 			return false, nil, true // the reply to our own close
 		}
-		if cleanClose(code) {
+		if cleanClose(ce.Code) {
 			return true, nil, true
 		}
+		reason := ce.Text
 		if reason == "" {
-			reason = "writer closed with code " + strconv.Itoa(code)
+			reason = "writer closed with code " + strconv.Itoa(ce.Code)
 		}
 		return false, &AbortError{Reason: reason}, true
-	}
-	if errors.Is(err, wsconn.ErrFrameTooLarge) {
+	case errors.Is(err, wsconn.ErrFrameTooLarge):
 		limit := strconv.FormatInt(h.cfg.MaxFrameSize, 10)
 		h.log.Warn("channel frame too large", "channel_id", ch.id, "limit", h.cfg.MaxFrameSize)
 		e.kill(websocket.CloseMessageTooBig, "frame exceeds "+limit+" bytes")
 		return false, &AbortError{Reason: "writer sent a frame larger than " + limit + " bytes"}, false
-	}
-	if e.killed.Load() {
+	case errors.As(err, &pe):
+		h.log.Debug("channel writer protocol error", "channel_id", ch.id, "err", err)
+		e.kill(websocket.CloseProtocolError, pe.reason)
+		return false, &AbortError{Reason: "writer broke the WebSocket protocol: " + pe.reason}, false
+	case e.killed.Load():
 		return false, nil, false // our kill's read deadline, or the peer dropped after it
 	}
-	// gorilla reports a TCP drop as close code 1006 without a close frame.
 	h.log.Debug("channel writer lost", "channel_id", ch.id, "err", err)
 	return false, &AbortError{Reason: "writer connection lost"}, false
 }

@@ -1,0 +1,163 @@
+package channels
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/sluicehq/sluice/internal/wsconn"
+	"github.com/sluicehq/sluice/wire"
+)
+
+func TestMask(t *testing.T) {
+	key := [4]byte{1, 2, 3, 0xff}
+	for n := range 80 {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(i * 31)
+		}
+		want := bytes.Clone(b)
+		for i := range want {
+			want[i] ^= key[i%4]
+		}
+		mask(key, b)
+		if !bytes.Equal(b, want) {
+			t.Fatalf("len %d: got %x want %x", n, b, want)
+		}
+	}
+}
+
+// TestFragmentsAndPings: a message sent in continuation frames, with pings
+// in between, is forwarded as one frame, and the pings are answered.
+func TestFragmentsAndPings(t *testing.T) {
+	th := newTestHub(t, Config{})
+	res, _ := th.Create(0)
+	r := th.dial(t, res.Reader, wire.DirRead)
+	w := th.dial(t, res.Writer, wire.DirWrite)
+	pong := make(chan string, 1)
+	w.SetPongHandler(func(s string) error { pong <- s; return nil })
+	go func() { // the writer's reader: runs the pong handler
+		for {
+			if _, _, err := w.NextReader(); err != nil {
+				return
+			}
+		}
+	}()
+
+	big := bytes.Repeat([]byte("0123456789"), 10_000)
+	nw, err := w.NextWriter(websocket.BinaryMessage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off := 0; off < len(big); off += 30_000 {
+		if _, err := nw.Write(big[off:min(off+30_000, len(big))]); err != nil {
+			t.Fatal(err)
+		}
+		// gorilla flushes a continuation frame whenever its 64 KiB buffer
+		// fills; a ping between them is legal and must be answered.
+		if off == 60_000 {
+			if err := w.WriteControl(websocket.PingMessage, []byte("p1"), time.Now().Add(testWait)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := nw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteMessage(websocket.TextMessage, []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-pong:
+		if p != "p1" {
+			t.Fatalf("pong %q", p)
+		}
+	case <-time.After(testWait):
+		t.Fatal("no pong")
+	}
+	_ = r.SetReadDeadline(time.Now().Add(testWait))
+	if k, b, err := r.ReadMessage(); err != nil || k != websocket.BinaryMessage || !bytes.Equal(b, big) {
+		t.Fatalf("fragmented message: %d bytes, %v", len(b), err)
+	}
+	if _, b, err := r.ReadMessage(); err != nil || string(b) != "after" {
+		t.Fatalf("next message: %q %v", b, err)
+	}
+}
+
+// rawFrame builds a client frame by hand, for frames gorilla refuses to send.
+func rawFrame(b0 byte, masked bool, payload []byte) []byte {
+	f := []byte{b0, byte(len(payload))}
+	if !masked {
+		return append(f, payload...)
+	}
+	f[1] |= 0x80
+	f = append(f, 9, 8, 7, 6)
+	start := len(f)
+	f = append(f, payload...)
+	mask([4]byte{9, 8, 7, 6}, f[start:])
+	return f
+}
+
+func TestProtocolErrors(t *testing.T) {
+	th := newTestHub(t, Config{})
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+	}{
+		{"unmasked", rawFrame(0x82, false, []byte("x"))},
+		{"reserved bit", rawFrame(0xC2, true, []byte("x"))},
+		{"unknown opcode", rawFrame(0x83, true, []byte("x"))},
+		{"lone continuation", rawFrame(0x80, true, []byte("x"))},
+		{"fragmented ping", rawFrame(0x09, true, nil)},
+		{"bad close code", rawFrame(0x88, true, []byte{0x03, 0xe8 + 5})}, // 1005 may not be sent
+		{"one-byte close", rawFrame(0x88, true, []byte{3})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, _ := th.Create(0)
+			r := th.dial(t, res.Reader, wire.DirRead)
+			w := th.dial(t, res.Writer, wire.DirWrite)
+			if _, err := w.NetConn().Write(tc.frame); err != nil {
+				t.Fatal(err)
+			}
+			expectClose(t, w, websocket.CloseProtocolError, "")
+			expectClose(t, r, wire.CloseInternal, "writer broke the WebSocket protocol")
+		})
+	}
+	th.waitLen(t, 0)
+}
+
+// FuzzFrameReader: any byte stream ends in an error or messages within the
+// limit, never a panic.
+func FuzzFrameReader(f *testing.F) {
+	f.Add(rawFrame(0x82, true, []byte("hello")))
+	f.Add(append(rawFrame(0x01, true, []byte("he")), rawFrame(0x80, true, []byte("llo"))...))
+	f.Add(append(rawFrame(0x89, true, []byte("ping")), rawFrame(0x88, true, []byte{3, 232, 'b', 'y', 'e'})...))
+	long := []byte{0x82, 0x80 | 127}
+	long = binary.BigEndian.AppendUint64(long, 1<<40)
+	f.Add(append(long, 1, 2, 3, 4))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		const limit = 1 << 10
+		fr := newFrameReader(bytes.NewReader(in), limit, func(int, []byte) error { return nil })
+		defer fr.release()
+		buf := make([]byte, 0, 64)
+		for range 1000 {
+			_, data, err := fr.next(buf)
+			if len(data) > limit {
+				t.Fatalf("message of %d bytes over the %d limit", len(data), limit)
+			}
+			if err != nil {
+				var ce *websocket.CloseError
+				var pe *protocolError
+				if !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) && !errors.As(err, &ce) && !errors.As(err, &pe) && !errors.Is(err, wsconn.ErrFrameTooLarge) {
+					t.Fatalf("unexpected error %v", err)
+				}
+				return
+			}
+		}
+		fr.drain()
+	})
+}
