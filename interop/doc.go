@@ -10,6 +10,27 @@
 // HANG <tag>, MARK <json>) and on what the engine's discovery functions
 // report, never on sleeps.
 //
+// The tests, each run per SDK flavour (node-0.11.6, node-0.22.1,
+// python-0.25.0, python-seed-0.11.6):
+//
+//	TestSDK           calls both ways between Go and the SDK (echo with
+//	                  _caller_worker_id, SDK -> go::add), void calls both
+//	                  ways, function_not_found, handler errors with code and
+//	                  message both ways, a worker SIGKILLed mid-invocation
+//	                  (invocation_stopped < 2 s), reconnect after an engine
+//	                  crash and after a graceful restart on the same port,
+//	                  engine::functions::list / engine::workers::list
+//	TestSeedExamples  the seed's channel Examples 3 and 4 as each SDK runs
+//	                  them, the same written in Go (seed_go_test.go), and
+//	                  Go producer / coordinator driving the SDK's consumer /
+//	                  transform worker
+//	TestStreams       random bytes with interleaved text messages Node ->
+//	                  Go, Go -> Node, Go -> Python, Python -> Go (SHA-256,
+//	                  counts and message offsets compared), and a writer
+//	                  process SIGKILLed mid-stream (the Go reader must fail
+//	                  with ErrStreamBroken, never io.EOF); helpers in
+//	                  node-0.22.1/stream.mjs and python/stream.py
+//
 // The SDKs are installed by setup.sh (scripts/test.sh runs it). A missing
 // node, node_modules or Python venv skips the tests that need it, unless
 // SLUICE_INTEROP=1 is set (as in CI), which turns every skip into a
