@@ -67,6 +67,10 @@ var ErrStreamBroken = errors.New("sluice: channel stream broken")
 // ErrChannelClosed is returned by a channel end used after its own Close.
 var ErrChannelClosed = errors.New("sluice: channel end closed")
 
+// ErrChannelUnbound is returned by a channel end decoded from JSON without
+// the client (so without an engine URL to connect to).
+var ErrChannelUnbound = errors.New("sluice: channel end not bound to an engine: decode it through the client or use NewChannelReader/NewChannelWriter")
+
 // ChannelError reports a channel that failed: the engine refused the
 // connection (Status is the HTTP status: 404 unknown channel or wrong key,
 // 409 end already taken), or the socket ended abnormally (Code is the

@@ -66,6 +66,18 @@ func (r *ChannelReader) MarshalJSONTo(enc *jsontext.Encoder) error {
 	return jsonv2.MarshalEncode(enc, r.refOrNil())
 }
 
+// UnmarshalJSON decodes a ref into a reader that is not bound to any
+// engine: it fails on use with ErrChannelUnbound. Handler input decoded by
+// the client is bound; elsewhere use NewChannelReader(engineURL, ref).
+func (r *ChannelReader) UnmarshalJSON(data []byte) error {
+	ref, null, err := parseRef(data, wire.DirRead)
+	if err != nil || null {
+		return err
+	}
+	r.ref, r.url = ref, ""
+	return nil
+}
+
 func (r *ChannelReader) refOrNil() *ChannelRef {
 	if r == nil {
 		return nil
@@ -201,6 +213,10 @@ func (r *ChannelReader) next() {
 func (r *ChannelReader) dial() {
 	if r.closed.Load() {
 		r.err = ErrChannelClosed
+		return
+	}
+	if r.url == "" {
+		r.err = ErrChannelUnbound
 		return
 	}
 	ws, err := dialChannel(readerDialer, r.url)

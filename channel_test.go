@@ -348,6 +348,24 @@ func TestChannelRefsJSON(t *testing.T) {
 			t.Errorf("%s: decoded without error", bad)
 		}
 	}
+	// Decoded without the client's hooks: the ref survives, the end is unbound.
+	var unbound input
+	if err := jsonv2.Unmarshal([]byte(withWriter), &unbound); err != nil {
+		t.Fatal(err)
+	}
+	if unbound.Reader.Ref() != res.Reader {
+		t.Fatalf("unbound ref %+v", unbound.Reader.Ref())
+	}
+	if _, err := unbound.Reader.ReadAll(); !errors.Is(err, ErrChannelUnbound) {
+		t.Fatalf("unbound reader: %v", err)
+	}
+	if _, err := unbound.Writer.Write([]byte("x")); !errors.Is(err, ErrChannelUnbound) {
+		t.Fatalf("unbound writer: %v", err)
+	}
+	var v1 input
+	if err := stdjson.Unmarshal([]byte(withWriter), &v1); err != nil || v1.Writer.Ref() != res.Writer {
+		t.Fatalf("encoding/json: %v", err)
+	}
 	var nilEnd *ChannelWriter
 	if b, err := jsonv2.Marshal(struct{ W *ChannelWriter }{nilEnd}); err != nil || string(b) != `{"W":null}` {
 		t.Fatalf("nil writer: %s %v", b, err)

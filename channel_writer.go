@@ -54,6 +54,18 @@ func (w *ChannelWriter) MarshalJSONTo(enc *jsontext.Encoder) error {
 	return jsonv2.MarshalEncode(enc, w.refOrNil())
 }
 
+// UnmarshalJSON decodes a ref into a writer that is not bound to any
+// engine: it fails on use with ErrChannelUnbound. Handler input decoded by
+// the client is bound; elsewhere use NewChannelWriter(engineURL, ref).
+func (w *ChannelWriter) UnmarshalJSON(data []byte) error {
+	ref, null, err := parseRef(data, wire.DirWrite)
+	if err != nil || null {
+		return err
+	}
+	w.ref, w.url = ref, ""
+	return nil
+}
+
 func (w *ChannelWriter) refOrNil() *ChannelRef {
 	if w == nil {
 		return nil
@@ -72,6 +84,10 @@ type chanConn struct {
 
 func (w *ChannelWriter) connect() (*chanConn, error) {
 	w.once.Do(func() {
+		if w.url == "" {
+			w.dErr = ErrChannelUnbound
+			return
+		}
 		ws, err := dialChannel(writerDialer, w.url)
 		if err != nil {
 			w.dErr = err
