@@ -91,16 +91,13 @@ type flavour struct {
 	Version string // the iii-sdk version installed
 	Dir     string // script directory inside interop/
 	venv    string // Python: venv directory inside interop/
-	// SeedAPI: the SDK has the API the seed's examples were written for
-	// (iii.createChannel(), create_channel() as a method).
-	SeedAPI bool
 }
 
 var flavours = []*flavour{
-	{Name: "node-0.11.6", Prefix: "node11", Runtime: "node", Version: "0.11.6", Dir: "node-0.11.6", SeedAPI: true},
+	{Name: "node-0.11.6", Prefix: "node11", Runtime: "node", Version: "0.11.6", Dir: "node-0.11.6"},
 	{Name: "node-0.22.1", Prefix: "node22", Runtime: "node", Version: "0.22.1", Dir: "node-0.22.1"},
 	{Name: "python-0.25.0", Prefix: "py25", Runtime: "python", Version: "0.25.0", Dir: "python", venv: ".venv"},
-	{Name: "python-seed-0.11.6", Prefix: "pyseed", Runtime: "python", Version: "0.11.6", Dir: "python", venv: ".venv-seed", SeedAPI: true},
+	{Name: "python-seed-0.11.6", Prefix: "pyseed", Runtime: "python", Version: "0.11.6", Dir: "python", venv: ".venv-seed"},
 }
 
 func flavourNamed(name string) *flavour {
