@@ -286,6 +286,25 @@ func (c *Client) complete(m *wire.Message) {
 	p.ch <- callResult{msg: m}
 }
 
+// CreateChannel asks the engine for a new channel and returns both of its
+// ends, bound to this client's engine URL. Keep one end and pass the other
+// (or its ref) in a payload to the function that should use it.
+func (c *Client) CreateChannel(ctx context.Context, opts ...ChannelOption) (*Channel, error) {
+	var cfg channelConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	raw, err := c.Trigger(ctx, wire.FnChannelsCreate, cfg)
+	if err != nil {
+		return nil, err
+	}
+	var res wire.CreateChannelResult
+	if err := jsonv2.Unmarshal(raw, &res); err != nil || res.Writer.ChannelID == "" || res.Reader.ChannelID == "" {
+		return nil, fmt.Errorf("sluice: unexpected %s result %s (%v)", wire.FnChannelsCreate, raw, err)
+	}
+	return newChannel(c.url, res), nil
+}
+
 // ChannelOption configures CreateChannel.
 type ChannelOption func(*channelConfig)
 

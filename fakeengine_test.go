@@ -165,5 +165,16 @@ func connect(t *testing.T, fe *fakeEngine, opts ...sluice.Option) (*sluice.Clien
 	t.Cleanup(func() { c.Close() })
 	fc := fe.accept(t)
 	fc.expectWorkerInfo(t)
+	fc.sync(t)
 	return c, fc
+}
+
+// sync returns once the client has read everything sent to it so far: it
+// handles frames in order, so its answer to a probe comes after.
+func (fc *fakeConn) sync(t *testing.T) {
+	t.Helper()
+	fc.sendRaw(`{"type":"invokefunction","invocation_id":"sync-probe","function_id":"test::no-such-function"}`)
+	if f := fc.expect(t, wire.TypeInvocationResult); f.m.InvocationID != "sync-probe" {
+		t.Fatalf("sync: %s", f.raw)
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -265,5 +267,52 @@ func TestEngineTriggerType(t *testing.T) {
 	case <-tick.changed:
 	case <-time.After(waitFor):
 		t.Fatal("provider never got the unregistration")
+	}
+}
+
+func TestEngineChannels(t *testing.T) {
+	e := startEngine(t)
+	producer := connectEngine(t, e, "producer")
+	consumer := connectEngine(t, e, "consumer")
+	ctx := t.Context()
+
+	type consumeIn struct {
+		Src *sluice.ChannelReader `json:"src"`
+	}
+	must(t, sluice.Register(consumer, "consumer::read", func(_ context.Context, in consumeIn) (string, error) {
+		b, err := in.Src.ReadAll()
+		return string(b), err
+	}))
+	// A call from the consumer itself proves its registration is in.
+	ch, err := consumer.CreateChannel(ctx)
+	must(t, err)
+	ch.Writer.Close()
+	if got, err := sluice.Call[string](ctx, consumer, "consumer::read", consumeIn{Src: ch.Reader}); err != nil || got != "" {
+		t.Fatalf("self call = %q, %v", got, err)
+	}
+
+	// Clean end: the consumer reads everything.
+	ch, err = producer.CreateChannel(ctx, sluice.WithBufferSize(4))
+	must(t, err)
+	go func() {
+		_, _ = io.Copy(ch.Writer, strings.NewReader(strings.Repeat("x", 200_000)))
+		ch.Writer.Close()
+	}()
+	got, err := sluice.Call[string](ctx, producer, "consumer::read", map[string]any{"src": ch.ReaderRef})
+	if err != nil || len(got) != 200_000 {
+		t.Fatalf("read %d bytes, %v", len(got), err)
+	}
+
+	// Broken end: the consumer's read fails and so does the call.
+	ch, err = producer.CreateChannel(ctx)
+	must(t, err)
+	go func() {
+		_, _ = ch.Writer.Write([]byte("partial"))
+		ch.Writer.CloseWithError(errors.New("disk on fire"))
+	}()
+	_, err = sluice.Call[string](ctx, producer, "consumer::read", consumeIn{Src: ch.Reader})
+	var se *sluice.Error
+	if !errors.As(err, &se) || se.Code != sluice.CodeInvocationFailed || !strings.Contains(se.Message, "disk on fire") {
+		t.Errorf("broken stream call = %v", err)
 	}
 }
