@@ -91,6 +91,7 @@ func (x *exchange) serve() {
 	// it runs.
 	pushCtx, stopPush := context.WithCancel(ctx)
 	pushDone := make(chan struct{})
+	readsBody := false
 	switch {
 	case rawJSON != nil:
 		go pushBytes(pushCtx, bw, rawJSON, pushDone)
@@ -101,19 +102,37 @@ func (x *exchange) serve() {
 		// Let the function stream its response while it still reads the
 		// request (an HTTP/1 server otherwise drains the body first).
 		_ = http.NewResponseController(&x.w).EnableFullDuplex()
+		readsBody = true
 		go pushStream(pushCtx, bw, r.Body, pushDone)
 	}
 	defer func() {
+		stopPush()
 		select {
 		case <-pushDone:
+			return
 		default:
-			stopPush()
-			// Unblock a Read waiting on a slow client; the body must not be
-			// read after this handler returns.
+		}
+		if !readsBody {
+			<-pushDone // blocked on the channel at most: the cancel ends it
+			return
+		}
+		if x.w.status != 0 {
+			_ = x.w.FlushError() // the client has its answer while we wait
+		}
+		// The body must not be read after this handler returns. A pusher
+		// blocked in Read waits for the client's next bytes; a stalled
+		// client is cut off by a read deadline. Not at once: once the body
+		// has been read to its end, net/http reads the connection in the
+		// background, and a deadline would cancel the connection's context
+		// (and with it every later request on it).
+		t := time.NewTimer(bodyGrace)
+		defer t.Stop()
+		select {
+		case <-pushDone:
+		case <-t.C:
 			_ = http.NewResponseController(&x.w).SetReadDeadline(time.Now())
 			<-pushDone
 		}
-		stopPush()
 	}()
 
 	payload := appendPayload(make([]byte, 0, 512), query, params, headers, x.rt, r.Method, parsed, &reqRef, &respRef)
@@ -128,6 +147,10 @@ func (x *exchange) serve() {
 
 	x.respond(ctx, rr, resCh)
 }
+
+// bodyGrace is how long a finished exchange waits for a request body read
+// in progress before cutting the client off.
+const bodyGrace = time.Second
 
 func retire(ends ...any) {
 	for _, e := range ends {

@@ -7,7 +7,9 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -544,5 +546,51 @@ func TestCloseEndsWaitingRequests(t *testing.T) {
 	st, _, body := e.do("GET", "/f", nil)
 	if st != 503 || !strings.Contains(body, wire.CodeEngineShuttingDown) {
 		t.Fatalf("%d %s", st, body)
+	}
+}
+
+// A body the function never reads must not break the connection for the
+// requests that follow on it (net/http reads a keep-alive connection in the
+// background once a body is consumed).
+func TestKeepAliveAfterUnreadBodies(t *testing.T) {
+	e := newEnv(t, Config{})
+	e.inv.set("f", func(c *call) invocation.Result { return value(`{"body":"ok"}`) })
+	e.mustRoute("t", "f", "POST", "/f")
+	for i := range 200 {
+		ct := "application/json"
+		if i%2 == 1 {
+			ct = "text/plain"
+		}
+		st, _, body := e.do("POST", "/f", strings.NewReader(`{"n":1}`), "Content-Type", ct)
+		if st != 200 || body != `"ok"` {
+			t.Fatalf("request %d: %d %q", i, st, body)
+		}
+	}
+}
+
+// A client that stalls mid-upload gets its answer, and then its connection
+// is closed rather than held forever.
+func TestStalledUploadIsCutOff(t *testing.T) {
+	e := newEnv(t, Config{})
+	e.inv.set("f", func(c *call) invocation.Result { return value(`{"status_code":400,"body":"too slow"}`) })
+	e.mustRoute("t", "f", "POST", "/f")
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /f HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: 1000000\r\n\r\nfirst,row\n")
+	rd := bufio.NewReader(conn)
+	res, err := http.ReadResponse(rd, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 400 || string(b) != `"too slow"` {
+		t.Fatalf("%d %q", res.StatusCode, b)
+	}
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := rd.ReadByte(); err != io.EOF {
+		t.Fatalf("connection not closed: %v", err)
 	}
 }
