@@ -107,9 +107,12 @@ func Call[Out any](ctx context.Context, c *Client, functionID string, payload an
 
 // TriggerVoid sends a fire-and-forget call: it returns once the call is
 // handed to the socket; the engine sends no answer, so errors of the
-// function are never seen. While disconnected it waits (within ctx) for
-// the next connection.
+// function are never seen. While disconnected it waits for the next
+// connection, within ctx or, when ctx has no deadline, the invocation
+// timeout.
 func (c *Client) TriggerVoid(ctx context.Context, functionID string, payload any, opts ...CallOption) error {
+	ctx, cancel := c.withDefaultTimeout(ctx)
+	defer cancel()
 	b, err := c.invokeMessage(ctx, "", functionID, &wire.Action{Type: wire.ActionVoid}, payload, opts)
 	if err != nil {
 		return err
@@ -189,11 +192,8 @@ func (c *Client) invokeMessage(ctx context.Context, id, functionID string, actio
 
 // call sends a call that expects an invocationresult and waits for it.
 func (c *Client) call(ctx context.Context, functionID string, action *wire.Action, payload any, opts []CallOption) (*wire.Message, error) {
-	if _, ok := ctx.Deadline(); !ok && c.cfg.invocationTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.cfg.invocationTimeout)
-		defer cancel()
-	}
+	ctx, cancel := c.withDefaultTimeout(ctx)
+	defer cancel()
 	id := uuid.NewString()
 	b, err := c.invokeMessage(ctx, id, functionID, action, payload, opts)
 	if err != nil {
@@ -247,6 +247,15 @@ func (c *Client) call(ctx context.Context, functionID string, action *wire.Actio
 		}
 		return nil, ctxError(ctx, functionID)
 	}
+}
+
+// withDefaultTimeout bounds ctx by the invocation timeout unless it has a
+// deadline already.
+func (c *Client) withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok || c.cfg.invocationTimeout <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, c.cfg.invocationTimeout)
 }
 
 // waitSession returns the current connection, waiting for one while

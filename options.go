@@ -61,7 +61,8 @@ func WithDescription(d string) Option { return func(c *config) { c.description =
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
 // WithInvocationTimeout bounds calls whose context has no deadline (default
-// 30 s, as in the official SDKs). Zero or negative means no bound.
+// 30 s, as in the official SDKs): Trigger, Call and Enqueue until the
+// answer, TriggerVoid until it is sent. Zero or negative means no bound.
 func WithInvocationTimeout(d time.Duration) Option {
 	return func(c *config) { c.invocationTimeout = d }
 }
