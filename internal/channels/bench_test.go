@@ -21,7 +21,9 @@ import (
 
 const benchFrame = wire.FrameSize
 
-// BenchmarkChannelThroughput: writer → Hub → reader, one channel.
+// BenchmarkChannelThroughput: writer → Hub → reader, one channel, then the
+// same bytes through BenchmarkRawTCPRelay's relay (relay-MB/s; x-relay is
+// hub throughput ÷ relay throughput, measured back to back).
 //
 //   - gorilla: both clients use gorilla (WriteMessage, NextReader into a
 //     reused buffer); allocs/frame counts the whole process, clients included.
@@ -109,6 +111,12 @@ func benchChannel(b *testing.B, prebuilt bool) {
 		name = "hub-allocs/frame"
 	}
 	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/float64(n), name)
+	// The raw relay with the same bytes right after, so that both numbers
+	// see the same machine load: x-relay is the hub's share of its speed.
+	hub := b.Elapsed()
+	relay := rawRelay(b, n)
+	b.ReportMetric(float64(n)*benchFrame/relay.Seconds()/1e6, "relay-MB/s")
+	b.ReportMetric(relay.Seconds()/hub.Seconds(), "x-relay")
 }
 
 // clientFrame encodes payload as one final binary frame from a client,
@@ -127,6 +135,15 @@ func clientFrame(payload []byte) []byte {
 // BenchmarkRawTCPRelay is the floor to compare with: the same bytes through
 // a relay that io.Copies one TCP connection into another.
 func BenchmarkRawTCPRelay(b *testing.B) {
+	b.SetBytes(benchFrame)
+	b.ReportAllocs()
+	b.ResetTimer()
+	rawRelay(b, b.N)
+}
+
+// rawRelay moves n 64 KiB chunks writer → relay → reader and returns how
+// long that took.
+func rawRelay(b *testing.B, n int) time.Duration {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -159,10 +176,7 @@ func BenchmarkRawTCPRelay(b *testing.B) {
 	}
 	defer r.Close()
 	payload := make([]byte, benchFrame)
-	n := b.N
-	b.SetBytes(benchFrame)
-	b.ReportAllocs()
-	b.ResetTimer()
+	start := time.Now()
 	go func() {
 		for range n {
 			if _, err := w.Write(payload); err != nil {
@@ -180,10 +194,11 @@ func BenchmarkRawTCPRelay(b *testing.B) {
 		}
 		got += int64(k)
 	}
-	b.StopTimer()
+	took := time.Since(start)
 	if err := <-relayed; err != nil {
 		b.Fatal(err)
 	}
+	return took
 }
 
 // BenchmarkChannels100 runs 100 channels at once with gorilla clients. The

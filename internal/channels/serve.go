@@ -95,6 +95,7 @@ func (e *sockEnd) kill(code int, reason string) {
 // runWriter pumps a writer socket into the pipe: this goroutine is the only
 // reader of the socket and the only sender of the pipe. When the pipe is
 // full Send blocks, the socket is not read, and TCP holds the writer back.
+// frameReader fills pooled buffers: nothing is allocated per frame.
 func (h *Hub) runWriter(ch *channel, ws *websocket.Conn) {
 	p := ch.pipe
 	e := &sockEnd{ws: ws}
