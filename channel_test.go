@@ -406,3 +406,35 @@ func TestChannelConcurrentWriters(t *testing.T) {
 		}
 	}
 }
+
+// TestChannelCloseWithErrorUnblocksWrite: CloseWithError from another
+// goroutine ends a Write blocked by backpressure, and the reader sees the
+// stream broken.
+func TestChannelCloseWithErrorUnblocksWrite(t *testing.T) {
+	hub, url := channelEngine(t)
+	res, _ := hub.Create(1)
+	ch := newChannel(url, res)
+	wrote := make(chan error, 1)
+	go func() {
+		// Far more than the engine's one frame plus the socket buffers.
+		_, err := ch.Writer.Write(make([]byte, 256<<20))
+		wrote <- err
+	}()
+	if _, err := ch.Writer.connect(); err != nil { // the Write's own dial, shared
+		t.Fatal(err)
+	}
+	if err := ch.Writer.CloseWithError(errors.New("cancelled")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-wrote:
+		if err == nil {
+			t.Fatal("blocked Write succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Write still blocked after CloseWithError")
+	}
+	if _, err := ch.Reader.ReadAll(); !errors.Is(err, ErrStreamBroken) {
+		t.Fatalf("reader: %v", err)
+	}
+}
