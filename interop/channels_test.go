@@ -357,7 +357,7 @@ func TestStreams(t *testing.T) {
 
 	toGo := func(t *testing.T, f *flavour) {
 		f.require(t)
-		ch, err := createChannel(ctx, c)
+		ch, err := c.CreateChannel(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -383,7 +383,7 @@ func TestStreams(t *testing.T) {
 	}
 	fromGo := func(t *testing.T, f *flavour) {
 		f.require(t)
-		ch, err := createChannel(ctx, c)
+		ch, err := c.CreateChannel(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -424,7 +424,7 @@ func testWriterKilled(t *testing.T, e *engineProc, c *sluice.Client, f *flavour)
 	w := startWorker(t, f, e, f.script("stream"), prefix)
 	ctx := ctxFor(t, 2*callTimeout)
 	waitFunctions(ctx, t, c, prefix+"::stream_write")
-	ch, err := createChannel(ctx, c)
+	ch, err := c.CreateChannel(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,23 +26,6 @@ var goSeedFunctions = []string{
 	"go.transform::worker", "go.transform::coordinator",
 }
 
-// createChannel creates a channel on c's engine.
-func createChannel(ctx context.Context, c *sluice.Client) (*sluice.Channel, error) {
-	res, err := sluice.Call[struct {
-		Writer sluice.ChannelRef `json:"writer"`
-		Reader sluice.ChannelRef `json:"reader"`
-	}](ctx, c, "engine::channels::create", map[string]any{})
-	if err != nil {
-		return nil, err
-	}
-	return &sluice.Channel{
-		Writer:    sluice.NewChannelWriter(c.URL(), res.Writer),
-		Reader:    sluice.NewChannelReader(c.URL(), res.Reader),
-		WriterRef: res.Writer,
-		ReaderRef: res.Reader,
-	}, nil
-}
-
 type pipelineRecord struct {
 	Name  string  `json:"name"`
 	Value float64 `json:"value"`
@@ -120,7 +103,7 @@ func registerGoSeeds(t testing.TB, c *sluice.Client) {
 		if consumer == "" {
 			consumer = "go.pipeline::consumer"
 		}
-		ch, err := createChannel(ctx, c)
+		ch, err := c.CreateChannel(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -187,11 +170,11 @@ func registerGoSeeds(t testing.TB, c *sluice.Client) {
 		if worker == "" {
 			worker = "go.transform::worker"
 		}
-		input, err := createChannel(ctx, c)
+		input, err := c.CreateChannel(ctx)
 		if err != nil {
 			return coordinatorOut{}, err
 		}
-		output, err := createChannel(ctx, c)
+		output, err := c.CreateChannel(ctx)
 		if err != nil {
 			return coordinatorOut{}, err
 		}
