@@ -18,6 +18,7 @@
 //	                                     large, channel expired, engine shutdown)
 //	writer, reader went away             1011 "reader closed"
 //	writer, frame over MaxFrameSize      1009 + reason
+//	writer, broke the WebSocket protocol 1002 + reason (the reader gets 1011)
 //	writer, channel expired              1011 "channel expired: …"
 //	writer, engine shutdown              1001 "engine shutting down"
 //
@@ -146,15 +147,11 @@ func NewHub(cfg Config, log *slog.Logger) *Hub {
 	return &Hub{
 		cfg: cfg,
 		log: log,
-		// The engine only reads data from a writer socket and writes it
-		// nothing but control frames, so its write buffer would come from
-		// the shared pool, and is in fact never taken. ReadBufferSize 0
-		// reuses net/http's hijacked 4 KiB reader instead of allocating
-		// 64 KiB per socket: bufio hands a read as large as its buffer
-		// straight to the socket, so 64 KiB frames land in the pooled frame
-		// buffer without a copy. Measured: same throughput for 64 KiB and
-		// 256 B frames, half the memory per writer socket, and short
-		// streams are cheaper.
+		// gorilla only does a writer socket's handshake and its control
+		// replies: frameReader reads it (see frames.go). The engine writes
+		// it nothing but control frames, which need no write buffer, so
+		// the pool's is never taken; ReadBufferSize 0 makes gorilla reuse
+		// net/http's hijacked reader instead of allocating 64 KiB.
 		writerUp: websocket.Upgrader{
 			WriteBufferSize: wire.FrameSize,
 			WriteBufferPool: wsconn.WriteBufferPool,

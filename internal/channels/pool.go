@@ -7,9 +7,8 @@ import (
 )
 
 // bufCap is the capacity of a pooled frame buffer: a full 64 KiB SDK frame
-// plus headroom, so that reading one does not have to grow the buffer just
-// to discover the end of the message (wsconn.ReadFrame grows a full buffer
-// before it can see io.EOF). 72 KiB is a whole number of 8 KiB pages.
+// with room to spare, rounded to whole 8 KiB pages. Bigger messages get a
+// buffer of their own.
 const bufCap = wire.FrameSize + 8<<10
 
 // maxPooledCap keeps the rare huge frame's buffer out of the pool, so that a
