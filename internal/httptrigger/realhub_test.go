@@ -146,8 +146,11 @@ func TestWithRealHub(t *testing.T) {
 	}
 	b, err = io.ReadAll(res.Body)
 	res.Body.Close()
-	if err == nil {
-		t.Fatalf("broken stream read cleanly: %q", b)
+	// Depending on whether the engine started the response before it saw
+	// the writer vanish, the client sees a cut body or a 5xx envelope;
+	// never a clean 200.
+	if err == nil && !(res.StatusCode >= 500 && bytes.Contains(b, []byte("RESPONSE_STREAM_BROKEN"))) {
+		t.Fatalf("broken stream read cleanly: %d %q", res.StatusCode, b)
 	}
 
 	// Client disconnect: the function's writer socket is closed promptly.
