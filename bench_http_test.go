@@ -32,12 +32,17 @@ import (
 //
 // SLUICE_LONG=1 makes the download 1 GiB.
 
-type benchTargets struct {
-	sluice, proxy string
+// target serves h at pattern ("METHOD /path/:param") one way or the
+// other and returns the base URL. Each sub-benchmark gets a fresh one.
+type target struct {
+	name  string
+	serve func(b *testing.B, pattern string, h http.Handler) string
 }
 
-// benchHTTP serves h at "METHOD path" both ways.
-func benchHTTP(b *testing.B, pattern string, h http.Handler) benchTargets {
+var targets = []target{{"sluice", sluiceTarget}, {"proxy", proxyTarget}}
+
+// sluiceTarget: engine + Go worker serving h through the HTTP adapter.
+func sluiceTarget(b *testing.B, pattern string, h http.Handler) string {
 	b.Helper()
 	cfg := engine.DefaultConfig()
 	cfg.Addr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
@@ -45,11 +50,11 @@ func benchHTTP(b *testing.B, pattern string, h http.Handler) benchTargets {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := e.Start(b.Context()); err != nil {
+	if err := e.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = e.Shutdown(context.Background()) })
-	c, err := sluice.Connect(b.Context(), e.WorkerURL(), sluice.WithLogger(slog.New(slog.DiscardHandler)))
+	c, err := sluice.Connect(context.Background(), e.WorkerURL(), sluice.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -57,26 +62,30 @@ func benchHTTP(b *testing.B, pattern string, h http.Handler) benchTargets {
 	if err := c.HandleHTTP(pattern, "bench::handler", h); err != nil {
 		b.Fatal(err)
 	}
-	if err := c.RegisterRaw("bench::sync", func(context.Context, *sluice.Invocation) (json.RawMessage, error) { return nil, nil }); err != nil {
+	// Any call on the same socket returns after the registrations.
+	if _, err := c.Trigger(context.Background(), "engine::functions::list", nil); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := c.Trigger(b.Context(), "bench::sync", nil); err != nil {
-		b.Fatal(err)
-	}
+	return e.HTTPURL()
+}
 
+// proxyTarget: the baseline, a plain net/http server behind
+// httputil.ReverseProxy with a pooled transport.
+func proxyTarget(b *testing.B, pattern string, h http.Handler) string {
+	b.Helper()
 	mux := http.NewServeMux()
 	mux.Handle(strings.ReplaceAll(pattern, ":id", "{id}"), h)
 	backend := httptest.NewServer(mux)
 	b.Cleanup(backend.Close)
-	target, _ := url.Parse(backend.URL)
-	tr := &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512, ForceAttemptHTTP2: false}
+	u, _ := url.Parse(backend.URL)
+	tr := &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512}
 	b.Cleanup(tr.CloseIdleConnections)
 	proxy := httptest.NewServer(&httputil.ReverseProxy{
-		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(target) },
+		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(u) },
 		Transport: tr,
 	})
 	b.Cleanup(proxy.Close)
-	return benchTargets{sluice: e.HTTPURL(), proxy: proxy.URL}
+	return proxy.URL
 }
 
 // BenchmarkHTTPJSONEcho: a small JSON body decoded and encoded back, at 1,
@@ -98,13 +107,13 @@ func BenchmarkHTTPJSONEcho(b *testing.B) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(m)
 	})
-	t := benchHTTP(b, "POST /echo/:id", h)
 	body := []byte(`{"id":42,"name":"widget","tags":["a","b","c"]}`)
-	for _, target := range []struct{ name, url string }{{"sluice", t.sluice}, {"proxy", t.proxy}} {
+	for _, tg := range targets {
 		for _, clients := range []int{1, 8, 64} {
-			b.Run(fmt.Sprintf("%s/clients=%d", target.name, clients), func(b *testing.B) {
+			b.Run(fmt.Sprintf("%s/clients=%d", tg.name, clients), func(b *testing.B) {
+				base := tg.serve(b, "POST /echo/:id", h)
 				load(b, clients, func(hc *http.Client) error {
-					res, err := hc.Post(target.url+"/echo/7", "application/json", bytes.NewReader(body))
+					res, err := hc.Post(base+"/echo/7", "application/json", bytes.NewReader(body))
 					if err != nil {
 						return err
 					}
@@ -180,15 +189,15 @@ func BenchmarkHTTPDownload(b *testing.B) {
 			}
 		}
 	})
-	t := benchHTTP(b, "GET /blob", h)
-	for _, target := range []struct{ name, url string }{{"sluice", t.sluice}, {"proxy", t.proxy}} {
-		b.Run(fmt.Sprintf("%s/MiB=%d", target.name, size>>20), func(b *testing.B) {
+	for _, tg := range targets {
+		b.Run(fmt.Sprintf("%s/MiB=%d", tg.name, size>>20), func(b *testing.B) {
+			base := tg.serve(b, "GET /blob", h)
 			tr := &http.Transport{}
 			defer tr.CloseIdleConnections()
 			hc := &http.Client{Transport: tr}
 			b.SetBytes(int64(size))
 			for b.Loop() {
-				res, err := hc.Get(target.url + "/blob")
+				res, err := hc.Get(base + "/blob")
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -101,6 +101,7 @@ func (c *Client) HTTPHandler(h http.Handler) RawHandler {
 			}
 		}()
 		h.ServeHTTP(rw, req)
+		defer rw.release()
 		return rw.finish()
 	}
 }
@@ -276,6 +277,20 @@ type responseWriter struct {
 	err      error          // sticky: the stream failed
 }
 
+// respBufs recycles the responses' frame buffers.
+var respBufs = sync.Pool{New: func() any { b := make([]byte, 0, wire.FrameSize); return &b }}
+
+func getFrameBuf() []byte { return (*respBufs.Get().(*[]byte))[:0] }
+
+// release returns the frame buffer once nothing refers to it.
+func (rw *responseWriter) release() {
+	if rw.buf != nil {
+		b := rw.buf[:0]
+		rw.buf = nil
+		respBufs.Put(&b)
+	}
+}
+
 // errClientGone cancels the request context when the HTTP client went away.
 var errClientGone = errors.New("sluice: HTTP client went away")
 
@@ -312,7 +327,7 @@ func (rw *responseWriter) Write(p []byte) (int, error) {
 	n := 0
 	for len(p) > 0 {
 		if rw.buf == nil {
-			rw.buf = make([]byte, 0, wire.FrameSize)
+			rw.buf = getFrameBuf()
 		}
 		k := copy(rw.buf[len(rw.buf):cap(rw.buf)], p)
 		rw.buf = rw.buf[:len(rw.buf)+k]
@@ -339,7 +354,7 @@ func (rw *responseWriter) ReadFrom(r io.Reader) (int64, error) {
 	var total int64
 	for {
 		if rw.buf == nil {
-			rw.buf = make([]byte, 0, wire.FrameSize)
+			rw.buf = getFrameBuf()
 		}
 		n, err := r.Read(rw.buf[len(rw.buf):cap(rw.buf)])
 		rw.buf = rw.buf[:len(rw.buf)+n]

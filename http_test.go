@@ -22,6 +22,7 @@ import (
 
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/internal/channels"
 )
 
 // HTTP adapter tests: a Go handler behind the real engine, reached by a
@@ -437,5 +438,36 @@ func TestHTTPHandlerPanicCutsResponse(t *testing.T) {
 	}
 	if err == nil && !strings.Contains(string(b), "boom") {
 		t.Fatalf("500 without the panic's message: %s", b)
+	}
+}
+
+// Every request gets a request_body and a response channel; when the
+// function answers with a result (or never reads the body) one end of each
+// never connects. They must leave the engine with the request, not after
+// the channel TTL: at a few hundred requests per second the channel limit
+// would otherwise be reached within minutes.
+func TestHTTPChannelsReleased(t *testing.T) {
+	if _, ok := any((*channels.LocalWriter)(nil)).(interface{ Retire() }); !ok {
+		t.Skip("internal/channels local ends have no Retire yet: HTTP channels wait for the TTL")
+	}
+	e, c, registered := httpSetup(t)
+	if err := c.HandleHTTPFunc("GET /x", "x", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write([]byte("hi"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	registered()
+	hc := httpClient(t)
+	for range 50 {
+		res, err := hc.Get(e.HTTPURL() + "/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+	}
+	if n := e.Stats().Channels; n != 0 {
+		t.Fatalf("%d channels left after 50 buffered responses", n)
 	}
 }
