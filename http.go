@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -199,6 +200,11 @@ func (c *Client) httpRequest(ctx context.Context, in *wire.HTTPRequest) (*http.R
 		Host:             host,
 		RequestURI:       u.RequestURI(),
 		Pattern:          in.Trigger.Method + " " + in.Path,
+	}
+	if xff := hdr.Get("X-Forwarded-For"); xff != "" {
+		// The engine appends the client's address, as a proxy does.
+		ip := strings.TrimSpace(xff[strings.LastIndexByte(xff, ',')+1:])
+		r.RemoteAddr = net.JoinHostPort(ip, "0")
 	}
 	r = r.WithContext(ctx)
 	for k, v := range in.PathParams {

@@ -306,6 +306,7 @@ func TestHTTPHandlers(t *testing.T) {
 			return
 		}
 		it.ID, it.Query = r.PathValue("id"), r.URL.Query().Get("q")
+		w.Header().Set("X-Request", r.RemoteAddr+" "+r.Host+" "+r.RequestURI)
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Add("Set-Cookie", "a=1")
 		w.Header().Add("Set-Cookie", "b=2")
@@ -338,7 +339,8 @@ func TestHTTPHandlers(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != 201 || res.Header.Get("Content-Type") != "application/json" ||
 		string(b) != `{"id":"a b","name":"widget","tags":["a"],"query":"x y"}`+"\n" ||
-		strings.Join(res.Header.Values("Set-Cookie"), ";") != "a=1;b=2" {
+		strings.Join(res.Header.Values("Set-Cookie"), ";") != "a=1;b=2" ||
+		res.Header.Get("X-Request") != "127.0.0.1:0 "+strings.TrimPrefix(e.HTTPURL(), "http://")+" /items/a%20b?q=x+y" {
 		t.Fatalf("put: %d %v %q", res.StatusCode, res.Header, b)
 	}
 

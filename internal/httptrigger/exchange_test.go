@@ -34,7 +34,8 @@ func TestPayload(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, _, _ := e.do("POST", "/items/a%2Fb?q=hello+world&n=1&n=2", strings.NewReader(`{"name": "x"}`),
-		"Content-Type", "application/json; charset=utf-8", "X-Custom", "v", "Traceparent", "00-abc-def-01")
+		"Content-Type", "application/json; charset=utf-8", "X-Custom", "v", "Traceparent", "00-abc-def-01",
+		"X-Forwarded-For", "10.0.0.1")
 	if st != 204 {
 		t.Fatalf("status %d", st)
 	}
@@ -46,7 +47,8 @@ func TestPayload(t *testing.T) {
 	if in.PathParams["id"] != "a/b" {
 		t.Errorf("path_params %v", in.PathParams)
 	}
-	if in.Headers["x-custom"] != "v" || in.Headers["host"] == "" || in.Headers["content-type"] != "application/json; charset=utf-8" {
+	if in.Headers["x-custom"] != "v" || in.Headers["host"] == "" || in.Headers["content-type"] != "application/json; charset=utf-8" ||
+		in.Headers["x-forwarded-for"] != "10.0.0.1, 127.0.0.1" {
 		t.Errorf("headers %v", in.Headers)
 	}
 	if in.Path != "/items/:id" || in.Method != "POST" {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -32,7 +33,8 @@ func queryParams(r *http.Request) map[string]string {
 
 // headerMap lower-cases header names and joins repeated headers the way
 // HTTP allows (", ", or "; " for cookies). Go keeps Host and
-// Transfer-Encoding apart; they are put back.
+// Transfer-Encoding apart; they are put back. The client's address is
+// appended to X-Forwarded-For.
 func headerMap(r *http.Request) map[string]string {
 	m := make(map[string]string, len(r.Header)+2)
 	if r.Host != "" {
@@ -43,6 +45,9 @@ func headerMap(r *http.Request) map[string]string {
 	}
 	for k, vs := range r.Header {
 		lk := strings.ToLower(k)
+		if lk == "x-forwarded-for" {
+			continue // below
+		}
 		switch {
 		case len(vs) == 1:
 			m[lk] = vs[0]
@@ -51,6 +56,17 @@ func headerMap(r *http.Request) map[string]string {
 		default:
 			m[lk] = strings.Join(vs, ", ")
 		}
+	}
+	// As a reverse proxy does, tell the function who the client is.
+	xff := strings.Join(r.Header.Values("X-Forwarded-For"), ", ")
+	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		if xff != "" {
+			xff += ", "
+		}
+		xff += ip
+	}
+	if xff != "" {
+		m["x-forwarded-for"] = xff
 	}
 	return m
 }
