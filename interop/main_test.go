@@ -281,6 +281,9 @@ type proc struct {
 	stderr *lineLog
 	exited chan struct{} // closed once the process has exited and its output is drained
 	err    error         // Wait's result, valid after exited
+	// afterStop, if set, runs when the test ends, once the process has
+	// been stopped and before its output is dumped.
+	afterStop func(t testing.TB)
 }
 
 // startProc starts cmd, capturing stdout and stderr, and stops it (SIGTERM,
@@ -310,7 +313,12 @@ func startProc(t testing.TB, name string, cmd *exec.Cmd) *proc {
 		close(p.exited)
 	}()
 	dumpOnFailure(t, name, map[string]*lineLog{"stdout": p.stdout, "stderr": p.stderr})
-	t.Cleanup(func() { p.stop(t) })
+	t.Cleanup(func() {
+		p.stop(t)
+		if p.afterStop != nil {
+			p.afterStop(t)
+		}
+	})
 	return p
 }
 
@@ -377,6 +385,12 @@ func startEngine(t testing.TB, addr string, extraArgs ...string) *engineProc {
 	cmd := exec.Command(engineBin, args...)
 	cmd.Env = append(os.Environ(), "SLUICE_CONFIG=")
 	p := startProc(t, "engine", cmd)
+	// With SLUICE_ENGINE_RACE=1 the binary reports data races on stderr.
+	p.afterStop = func(t testing.TB) {
+		if _, err := p.stderr.wait(context.Background(), func(s string) bool { return strings.Contains(s, "WARNING: DATA RACE") }); err == nil {
+			t.Errorf("the engine reported a data race (see its stderr below)")
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	line, err := p.stderr.wait(ctx, startedRE.MatchString)
