@@ -84,7 +84,7 @@ func (c *Client) HandleHTTPFunc(pattern, functionID string, f func(http.Response
 func (c *Client) HTTPHandler(h http.Handler) RawHandler {
 	return func(ctx context.Context, inv *Invocation) (json.RawMessage, error) {
 		var in wire.HTTPRequest
-		if err := jsonv2.Unmarshal(inv.Data, &in); err != nil {
+		if err := decodeHTTPRequest(inv.Data, &in); err != nil {
 			return nil, &Error{Code: CodeInvocationFailed, Message: "not an HTTP request payload: " + err.Error()}
 		}
 		ctx, cancel := context.WithCancelCause(ctx)
@@ -573,4 +573,103 @@ func (w *ChannelWriter) socketDone() <-chan struct{} {
 		return nil
 	}
 	return c.readDone
+}
+
+// decodeHTTPRequest decodes the payload of an http trigger without
+// reflection (it is on every request's path). Non-string values where
+// strings are expected are skipped, as the engine would never send them.
+func decodeHTTPRequest(data []byte, in *wire.HTTPRequest) error {
+	d := payloadDecoders.Get().(*jsontext.Decoder)
+	defer payloadDecoders.Put(d)
+	d.Reset(bytes.NewBuffer(data), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+	defer d.Reset(bytes.NewBuffer(nil))
+	if tok, err := d.ReadToken(); err != nil || tok.Kind() != '{' {
+		return errors.New("payload is not an object")
+	}
+	for d.PeekKind() != '}' {
+		k, err := d.ReadToken()
+		if err != nil {
+			return err
+		}
+		switch k.String() {
+		case "query_params":
+			in.QueryParams, err = readStringMap(d)
+		case "path_params":
+			in.PathParams, err = readStringMap(d)
+		case "headers":
+			in.Headers, err = readStringMap(d)
+		case "path":
+			in.Path, err = readString(d)
+		case "method":
+			in.Method, err = readString(d)
+		case "body":
+			var v jsontext.Value
+			if v, err = d.ReadValue(); err == nil {
+				in.Body = bytes.Clone(v)
+			}
+		case "trigger":
+			var m map[string]string
+			if m, err = readStringMap(d); err == nil {
+				in.Trigger = wire.HTTPTriggerInfo{Type: m["type"], Path: m["path"], Method: m["method"]}
+			}
+		case "request_body":
+			in.RequestBody, err = readRef(d)
+		case "response":
+			in.Response, err = readRef(d)
+		default:
+			err = d.SkipValue()
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var payloadDecoders = sync.Pool{New: func() any { return jsontext.NewDecoder(bytes.NewBuffer(nil)) }}
+
+func readString(d *jsontext.Decoder) (string, error) {
+	if d.PeekKind() != '"' {
+		return "", d.SkipValue()
+	}
+	tok, err := d.ReadToken()
+	return tok.String(), err
+}
+
+func readStringMap(d *jsontext.Decoder) (map[string]string, error) {
+	if d.PeekKind() != '{' {
+		return nil, d.SkipValue()
+	}
+	if _, err := d.ReadToken(); err != nil {
+		return nil, err
+	}
+	m := map[string]string{}
+	for d.PeekKind() != '}' {
+		k, err := d.ReadToken()
+		if err != nil {
+			return nil, err
+		}
+		key := k.String() // before the next read voids k
+		if d.PeekKind() != '"' {
+			if err := d.SkipValue(); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		v, err := d.ReadToken()
+		if err != nil {
+			return nil, err
+		}
+		m[key] = v.String()
+	}
+	_, err := d.ReadToken()
+	return m, err
+}
+
+func readRef(d *jsontext.Decoder) (*ChannelRef, error) {
+	m, err := readStringMap(d)
+	if err != nil || m == nil || m["channel_id"] == "" {
+		return nil, err
+	}
+	return &ChannelRef{ChannelID: m["channel_id"], AccessKey: m["access_key"], Direction: m["direction"]}, nil
 }

@@ -2,10 +2,12 @@ package httptrigger
 
 import (
 	"bytes"
+	"io"
 	"math"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-json-experiment/json"
@@ -107,15 +109,21 @@ func (x *exchange) commitAndFlush(st *streamState) bool {
 // buffered answers from a function's result (§6.4).
 func (x *exchange) buffered(v jsontext.Value) {
 	var res struct {
-		StatusCode jsontext.Value `json:"status_code"`
-		Headers    jsontext.Value `json:"headers"`
-		Body       jsontext.Value `json:"body"`
+		StatusCode jsontext.Value
+		Headers    jsontext.Value
+		Body       jsontext.Value
 	}
 	v = bytes.TrimSpace(v)
-	isObject := len(v) > 0 && v[0] == '{'
-	if isObject && json.Unmarshal(v, &res, lenient) != nil {
-		isObject = false
-	}
+	isObject := len(v) > 0 && v[0] == '{' && members(v, func(name string, val jsontext.Value) {
+		switch name {
+		case "status_code":
+			res.StatusCode = bytes.Clone(val)
+		case "headers":
+			res.Headers = bytes.Clone(val)
+		case "body":
+			res.Body = bytes.Clone(val)
+		}
+	})
 	status := http.StatusOK
 	hdr := x.w.Header()
 	var body []byte
@@ -182,16 +190,11 @@ func applyResultHeaders(h http.Header, raw jsontext.Value) (contentType bool) {
 	}
 	switch raw[0] {
 	case '{':
-		var m map[string]jsontext.Value
-		if json.Unmarshal(raw, &m, lenient) != nil {
-			return false
-		}
-		for k, rv := range m {
-			var s string
-			if len(rv) > 0 && rv[0] == '"' && json.Unmarshal(rv, &s, lenient) == nil {
+		members(raw, func(k string, rv jsontext.Value) {
+			if s, ok := stringValue(rv); ok {
 				set(k, s, false)
 			}
-		}
+		})
 	case '[':
 		var a []jsontext.Value
 		if json.Unmarshal(raw, &a, lenient) != nil {
@@ -258,4 +261,48 @@ func writeError(w http.ResponseWriter, status int, code, message string) {
 	h.Del("Transfer-Encoding")
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
+}
+
+var decoders = sync.Pool{New: func() any { return jsontext.NewDecoder(bytes.NewBuffer(nil)) }}
+
+// members calls f with each member of the JSON object v (val is valid only
+// during the call) and reports whether v was a well-formed object. It is
+// the reflection-free decoding of results, on every buffered response.
+func members(v []byte, f func(name string, val jsontext.Value)) bool {
+	d := decoders.Get().(*jsontext.Decoder)
+	defer decoders.Put(d)
+	d.Reset(bytes.NewBuffer(v), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+	defer d.Reset(bytes.NewBuffer(nil))
+	if tok, err := d.ReadToken(); err != nil || tok.Kind() != '{' {
+		return false
+	}
+	for d.PeekKind() != '}' {
+		k, err := d.ReadToken()
+		if err != nil {
+			return false
+		}
+		name := k.String()
+		val, err := d.ReadValue()
+		if err != nil {
+			return false
+		}
+		f(name, val)
+	}
+	if _, err := d.ReadToken(); err != nil {
+		return false
+	}
+	_, err := d.ReadToken()
+	return err == io.EOF
+}
+
+// stringValue decodes a JSON string.
+func stringValue(v jsontext.Value) (string, bool) {
+	if len(v) < 2 || v[0] != '"' {
+		return "", false
+	}
+	if bytes.IndexByte(v[1:len(v)-1], '\\') < 0 {
+		return string(v[1 : len(v)-1]), true // no escapes: the common case
+	}
+	b, err := jsontext.AppendUnquote(nil, v)
+	return string(b), err == nil || len(b) > 0
 }
