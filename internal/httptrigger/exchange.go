@@ -93,6 +93,9 @@ func (x *exchange) serve() {
 	pushDone := make(chan struct{})
 	readsBody := false
 	switch {
+	case rawJSON != nil && (len(rawJSON)+wire.FrameSize-1)/wire.FrameSize <= s.cfg.ChannelBuffer:
+		// Fits the fresh channel's buffer: no write can block.
+		pushBytes(pushCtx, bw, rawJSON, pushDone)
 	case rawJSON != nil:
 		go pushBytes(pushCtx, bw, rawJSON, pushDone)
 	case r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0:
