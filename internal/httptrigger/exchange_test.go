@@ -132,6 +132,10 @@ func TestRequestBodyStreams(t *testing.T) {
 	if c := <-calls; c.in.Headers["transfer-encoding"] != "chunked" || c.in.Headers["content-type"] != "text/csv" {
 		t.Fatalf("headers %v", c.in.Headers)
 	}
+	// Both channels of the (finished) exchange were retired.
+	if n := e.hub.retired.Load(); n != 2 {
+		t.Fatalf("%d ends retired", n)
+	}
 
 	// JSON bodies are bounded: 413 with an envelope, from Content-Length
 	// or while reading.

@@ -94,7 +94,12 @@ func (p *fpipe) next(ctx context.Context) (bool, []byte, error) {
 func (p *fpipe) closeReader() { p.goneOnce.Do(func() { close(p.gone) }) }
 
 // Engine-side ends.
-type fbodyWriter struct{ p *fpipe }
+type fbodyWriter struct {
+	p   *fpipe
+	hub *fakeHub
+}
+
+func (w fbodyWriter) Retire() { w.hub.retired.Add(1) }
 
 func (w fbodyWriter) WriteFrame(ctx context.Context, text bool, data []byte) error {
 	return w.p.write(ctx, text, data)
@@ -121,16 +126,22 @@ func (w fbodyWriter) CopyFrom(ctx context.Context, r io.Reader) (int64, error) {
 func (w fbodyWriter) Close()              { w.p.end(nil) }
 func (w fbodyWriter) Abort(reason string) { w.p.end(errors.New("aborted: " + reason)) }
 
-type frespReader struct{ p *fpipe }
+type frespReader struct {
+	p   *fpipe
+	hub *fakeHub
+}
+
+func (r frespReader) Retire() { r.hub.retired.Add(1) }
 
 func (r frespReader) Next(ctx context.Context) (bool, []byte, error) { return r.p.next(ctx) }
 func (r frespReader) Close()                                         { r.p.closeReader() }
 
 type fakeHub struct {
-	mu    sync.Mutex
-	pipes map[string]*fpipe
-	n     atomic.Int64
-	fail  atomic.Bool
+	mu      sync.Mutex
+	pipes   map[string]*fpipe
+	n       atomic.Int64
+	fail    atomic.Bool
+	retired atomic.Int64
 }
 
 func (h *fakeHub) create(n int) (string, *fpipe) {
@@ -156,12 +167,12 @@ func (h *fakeHub) RequestBody(n int) (wire.ChannelRef, BodyWriter, error) {
 		return wire.ChannelRef{}, nil, errors.New("channel limit reached")
 	}
 	id, p := h.create(n)
-	return wire.ChannelRef{ChannelID: id, AccessKey: "k", Direction: wire.DirRead}, fbodyWriter{p}, nil
+	return wire.ChannelRef{ChannelID: id, AccessKey: "k", Direction: wire.DirRead}, fbodyWriter{p, h}, nil
 }
 
 func (h *fakeHub) Response(n int) (wire.ChannelRef, ResponseReader, error) {
 	id, p := h.create(n)
-	return wire.ChannelRef{ChannelID: id, AccessKey: "k", Direction: wire.DirWrite}, frespReader{p}, nil
+	return wire.ChannelRef{ChannelID: id, AccessKey: "k", Direction: wire.DirWrite}, frespReader{p, h}, nil
 }
 
 // call is one invocation as a fake function sees it.

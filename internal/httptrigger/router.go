@@ -136,8 +136,8 @@ func parseTrigger(t *registry.Trigger) (*route, error) {
 // optional and empty segments are ignored; a trailing slash is kept and
 // matches exactly (no subtree match).
 func convertPath(apiPath string) (muxPath string, params []param, normalized string, err error) {
-	if strings.ContainsAny(apiPath, "{}?#") {
-		return "", nil, "", fmt.Errorf("api_path %q: '{', '}', '?' and '#' are not allowed (use :name for parameters)", apiPath)
+	if strings.ContainsAny(apiPath, "{}?# \t\r\n") {
+		return "", nil, "", fmt.Errorf("api_path %q: '{', '}', '?', '#' and spaces are not allowed (use :name for parameters)", apiPath)
 	}
 	trailing := len(apiPath) > 1 && strings.HasSuffix(apiPath, "/")
 	var mb, nb strings.Builder

@@ -133,6 +133,7 @@ func TestRouteErrors(t *testing.T) {
 		{`{"api_path":5}`, "invalid http trigger config"},
 		{`{"api_path":"/a/:b-c"}`, "parameter"},
 		{`{"api_path":"/a/{b}"}`, "not allowed"},
+		{`{"api_path":"/a b"}`, "not allowed"},
 		{`{"api_path":"/a/*r/x"}`, "must be the last segment"},
 		{`{"api_path":"/a/:x/:x"}`, "appears twice"},
 		{`{"api_path":"/a","http_method":"GE T"}`, "invalid http_method"},
@@ -188,5 +189,46 @@ func BenchmarkRouteLookup(b *testing.B) {
 				_ = rt.pathParams(req.URL.EscapedPath())
 			}
 		})
+	}
+}
+
+// Routes change while requests are served: a stable route never misses,
+// and the race detector watches the live-mux additions and the swaps.
+func TestRoutesChangeUnderLoad(t *testing.T) {
+	r := newRouter()
+	add := func(id, path string) {
+		rt, err := parseTrigger(&registry.Trigger{ID: id, FunctionID: "f", Config: jsontext.Value(`{"api_path":"` + path + `"}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.add(rt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add("stable", "/stable/:id")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 300 {
+			id := fmt.Sprint("t", i%20)
+			add(id, fmt.Sprintf("/churn%d/:x", i))
+			if i%3 == 0 {
+				r.remove(id)
+			}
+		}
+	}()
+	req := httptest.NewRequest(http.MethodGet, "/stable/7", nil)
+	for {
+		select {
+		case <-done:
+			if n := r.len(); n > 21 {
+				t.Fatalf("%d routes", n)
+			}
+			return
+		default:
+		}
+		if rt, _ := r.lookup(req); rt == nil || rt.triggerID != "stable" {
+			t.Fatal("stable route missed")
+		}
 	}
 }
