@@ -69,7 +69,16 @@ func (x *exchange) serve() {
 		return
 	}
 
-	reqRef, bw, err := s.ch.RequestBody(s.cfg.ChannelBuffer)
+	// A body known in full needs only as many frames of buffer as it has
+	// (the buffer is allocated up front); a streamed one gets the default.
+	bodyBuf := s.cfg.ChannelBuffer
+	switch {
+	case rawJSON != nil:
+		bodyBuf = min(bodyBuf, max(1, (len(rawJSON)+wire.FrameSize-1)/wire.FrameSize))
+	case r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0:
+		bodyBuf = 1
+	}
+	reqRef, bw, err := s.ch.RequestBody(bodyBuf)
 	if err != nil {
 		x.outcome = "request channel: " + err.Error()
 		writeError(&x.w, http.StatusServiceUnavailable, "CHANNELS_UNAVAILABLE", "cannot open the request body channel: "+err.Error())
