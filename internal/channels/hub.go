@@ -266,6 +266,28 @@ func (h *Hub) expire(ch *channel) {
 	ch.pipe.Abort(&AbortError{Reason: reason})
 }
 
+// retire removes a channel with a local end whose remote end never
+// connected, and reports whether it did.
+func (h *Hub) retire(ch *channel, local int) bool {
+	h.mu.Lock()
+	if ch.state[1-local] != endFree || h.chans[ch.id] != ch {
+		h.mu.Unlock()
+		return false
+	}
+	delete(h.chans, ch.id)
+	ch.state = [2]endState{endDone, endDone}
+	if ch.stopTimer != nil {
+		ch.stopTimer()
+		ch.stopTimer = nil
+	}
+	h.mu.Unlock()
+	ch.pipe.Abort(&AbortError{Reason: "channel retired"})
+	if h.onChanged != nil {
+		h.onChanged()
+	}
+	return true
+}
+
 // claim reserves one end of a channel for a connecting socket, or says why
 // not (HTTP status and body).
 func (h *Hub) claim(id, key string, end int) (*channel, int, string) {

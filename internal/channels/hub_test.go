@@ -663,3 +663,52 @@ func shortStream(th *testHub, i int) error {
 	}
 	return nil
 }
+
+// TestRetire: a local end's channel whose remote end never connected leaves
+// at once; one whose remote end connected is left alone.
+func TestRetire(t *testing.T) {
+	th := newTestHub(t, Config{})
+	ctx := context.Background()
+
+	ref, lw, _ := th.CreateWithLocalWriter(1)
+	if err := lw.WriteFrame(ctx, false, []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	blocked := make(chan error, 1)
+	go func() { blocked <- lw.WriteFrame(ctx, false, []byte("b")) }() // the pipe is full
+	lw.Retire()
+	if err := <-blocked; err == nil {
+		t.Fatal("a WriteFrame blocked on a retired channel succeeded")
+	}
+	if th.Len() != 0 {
+		t.Fatal("retired channel still registered")
+	}
+	if _, resp, err := testDialer.Dial(th.url(ref, wire.DirRead), nil); err == nil || resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("late reader: %v", err)
+	}
+	lw.Close() // harmless
+
+	wref, lr, _ := th.CreateWithLocalReader(0)
+	lr.Retire()
+	if th.Len() != 0 {
+		t.Fatal("retired channel still registered")
+	}
+	if _, resp, err := testDialer.Dial(th.url(wref, wire.DirWrite), nil); err == nil || resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("late writer: %v", err)
+	}
+
+	// Remote end connected: Retire changes nothing.
+	ref, lw, _ = th.CreateWithLocalWriter(0)
+	r := th.dial(t, ref, wire.DirRead) // claimed before the handshake answer
+	lw.Retire()
+	if err := lw.WriteFrame(ctx, false, []byte("still here")); err != nil {
+		t.Fatal(err)
+	}
+	lw.Close()
+	got, ce := readAll(t, r)
+	if ce.Code != wire.CloseNormal || len(got) != 1 || string(got[0].data) != "still here" {
+		t.Fatalf("stream after Retire: %v %v", got, ce)
+	}
+	r.Close()
+	th.waitLen(t, 0)
+}

@@ -81,6 +81,19 @@ func (w *LocalWriter) Abort(reason string) {
 	w.end(&AbortError{Reason: reason})
 }
 
+// Retire says the engine is done with the channel (e.g. the HTTP exchange
+// is over). If the remote reader has not connected by now it never will:
+// the channel leaves the registry at once (a late connection gets 404, as
+// in the reference engine) instead of waiting for the TTL, and a WriteFrame
+// still blocked fails. If the reader has connected, Retire does nothing:
+// the stream ends through Close or Abort as usual.
+func (w *LocalWriter) Retire() {
+	if w.h.retire(w.ch, dirWrite) {
+		w.closed.Store(true)
+		w.once.Do(func() {})
+	}
+}
+
 func (w *LocalWriter) end(abort *AbortError) {
 	w.once.Do(func() {
 		w.closed.Store(true)
@@ -124,6 +137,16 @@ func (r *LocalReader) Next(ctx context.Context) (Frame, error) {
 func (r *LocalReader) Close() {
 	r.ch.pipe.CloseRecv()
 	r.finish()
+}
+
+// Retire says the engine is done with the channel. If the remote writer
+// has not connected by now it never will: the channel leaves the registry
+// at once (a late connection gets 404) instead of waiting for the TTL. If
+// the writer has connected, Retire does nothing: use Close to give up.
+func (r *LocalReader) Retire() {
+	if r.h.retire(r.ch, dirRead) {
+		r.once.Do(func() {})
+	}
 }
 
 func (r *LocalReader) finish() {
