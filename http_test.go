@@ -22,7 +22,6 @@ import (
 
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/engine"
-	"github.com/sluicehq/sluice/internal/channels"
 )
 
 // HTTP adapter tests: a Go handler behind the real engine, reached by a
@@ -449,9 +448,6 @@ func TestHTTPHandlerPanicCutsResponse(t *testing.T) {
 // the channel TTL: at a few hundred requests per second the channel limit
 // would otherwise be reached within minutes.
 func TestHTTPChannelsReleased(t *testing.T) {
-	if _, ok := any((*channels.LocalWriter)(nil)).(interface{ Retire() }); !ok {
-		t.Skip("internal/channels local ends have no Retire yet: HTTP channels wait for the TTL")
-	}
 	e, c, registered := httpSetup(t)
 	if err := c.HandleHTTPFunc("GET /x", "x", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")

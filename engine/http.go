@@ -26,12 +26,13 @@ func newHTTPTriggers(e *Engine) httpTriggers {
 // request's two channels.
 type httpChannels struct{ hub *channels.Hub }
 
+// RequestBody: a LocalWriter is a httptrigger.BodyWriter and Retirer as is.
 func (c httpChannels) RequestBody(n int) (wire.ChannelRef, httptrigger.BodyWriter, error) {
 	ref, w, err := c.hub.CreateWithLocalWriter(n)
 	if err != nil {
 		return ref, nil, err
 	}
-	return ref, bodyWriter{w}, nil
+	return ref, w, nil
 }
 
 func (c httpChannels) Response(n int) (wire.ChannelRef, httptrigger.ResponseReader, error) {
@@ -40,18 +41,6 @@ func (c httpChannels) Response(n int) (wire.ChannelRef, httptrigger.ResponseRead
 		return ref, nil, err
 	}
 	return ref, &responseReader{r: r}, nil
-}
-
-// retirable is what a local end offers when its channel can leave the
-// registry as soon as the HTTP exchange is over (see httptrigger.Retirer).
-type retirable interface{ Retire() }
-
-type bodyWriter struct{ *channels.LocalWriter }
-
-func (b bodyWriter) Retire() {
-	if r, ok := any(b.LocalWriter).(retirable); ok {
-		r.Retire()
-	}
 }
 
 // responseReader keeps each frame's pooled buffer until the next call.
@@ -73,8 +62,11 @@ func (a *responseReader) Close() {
 	a.last.Release()
 }
 
-func (a *responseReader) Retire() {
-	if r, ok := any(a.r).(retirable); ok {
-		r.Retire()
-	}
-}
+// Retire implements httptrigger.Retirer.
+func (a *responseReader) Retire() { a.r.Retire() }
+
+var (
+	_ httptrigger.BodyWriter = (*channels.LocalWriter)(nil)
+	_ httptrigger.Retirer    = (*channels.LocalWriter)(nil)
+	_ httptrigger.Retirer    = (*responseReader)(nil)
+)
