@@ -148,23 +148,35 @@ func Register[In, Out any](c *Client, id string, fn func(ctx context.Context, in
 // disconnected the removal is only local (the engine forgot the old
 // connection's functions anyway).
 func (c *Client) Unregister(id string) error {
+	_, err := unregister(c, c.functions, "function", id, func(*function) *wire.Message {
+		return &wire.Message{Type: wire.TypeUnregisterFunction, ID: id}
+	})
+	return err
+}
+
+// unregister removes id from one of the client's registration maps (under
+// the locks every registration change takes) and tells the engine, if
+// connected, with the message msg builds from the removed entry.
+func unregister[T any](c *Client, m map[string]T, kind, id string, msg func(T) *wire.Message) (T, error) {
 	c.regMu.Lock()
 	defer c.regMu.Unlock()
 	c.mu.Lock()
+	var zero T
 	if c.closed {
 		c.mu.Unlock()
-		return ErrClosed
+		return zero, ErrClosed
 	}
-	if _, ok := c.functions[id]; !ok {
+	v, ok := m[id]
+	if !ok {
 		c.mu.Unlock()
-		return fmt.Errorf("sluice: function %s is not registered", id)
+		return zero, fmt.Errorf("sluice: %s %s is not registered", kind, id)
 	}
-	delete(c.functions, id)
+	delete(m, id)
 	s := c.sess
 	c.mu.Unlock()
-	b, _ := wire.Marshal(&wire.Message{Type: wire.TypeUnregisterFunction, ID: id})
+	b, _ := wire.Marshal(msg(v))
 	c.sendRegistration(s, b)
-	return nil
+	return v, nil
 }
 
 var callerKey = []byte(`"` + wire.CallerWorkerIDKey + `"`)

@@ -91,24 +91,10 @@ func (c *Client) RegisterTrigger(t TriggerSpec) (id string, err error) {
 
 // UnregisterTrigger removes a binding registered on this client.
 func (c *Client) UnregisterTrigger(id string) error {
-	c.regMu.Lock()
-	defer c.regMu.Unlock()
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return ErrClosed
-	}
-	t, ok := c.triggers[id]
-	if !ok {
-		c.mu.Unlock()
-		return fmt.Errorf("sluice: trigger %s is not registered", id)
-	}
-	delete(c.triggers, id)
-	s := c.sess
-	c.mu.Unlock()
-	b, _ := wire.Marshal(&wire.Message{Type: wire.TypeUnregisterTrigger, ID: id, TriggerType: t.typ})
-	c.sendRegistration(s, b)
-	return nil
+	_, err := unregister(c, c.triggers, "trigger", id, func(t *trigger) *wire.Message {
+		return &wire.Message{Type: wire.TypeUnregisterTrigger, ID: id, TriggerType: t.typ}
+	})
+	return err
 }
 
 // TriggerBinding is one binding of a trigger type this client provides.
@@ -180,23 +166,10 @@ func (c *Client) RegisterTriggerType(id, description string, h TriggerTypeHandle
 // UnregisterTriggerType stops providing trigger type id. The handler gets
 // no further calls (not even UnregisterTrigger for the bindings it holds).
 func (c *Client) UnregisterTriggerType(id string) error {
-	c.regMu.Lock()
-	defer c.regMu.Unlock()
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return ErrClosed
-	}
-	if _, ok := c.triggerTypes[id]; !ok {
-		c.mu.Unlock()
-		return fmt.Errorf("sluice: trigger type %s is not registered", id)
-	}
-	delete(c.triggerTypes, id)
-	s := c.sess
-	c.mu.Unlock()
-	b, _ := wire.Marshal(&wire.Message{Type: wire.TypeUnregisterTriggerType, ID: id})
-	c.sendRegistration(s, b)
-	return nil
+	_, err := unregister(c, c.triggerTypes, "trigger type", id, func(*triggerType) *wire.Message {
+		return &wire.Message{Type: wire.TypeUnregisterTriggerType, ID: id}
+	})
+	return err
 }
 
 // providerRegister answers an engine-sent registertrigger for a type we
