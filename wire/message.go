@@ -120,7 +120,13 @@ var (
 // Decode parses one worker-protocol frame. Unknown fields are ignored. An
 // error means the frame is not a JSON object of the expected shape; the
 // caller should log it and keep the connection.
+//
+// Decode does not retain frame: the caller may reuse it at once.
 func Decode(frame []byte, m *Message) error {
+	*m = Message{}
+	if decodeFast(frame, m) {
+		return nil
+	}
 	*m = Message{}
 	if err := json.Unmarshal(frame, m, decodeOpts); err != nil {
 		return err
@@ -130,6 +136,9 @@ func Decode(frame []byte, m *Message) error {
 
 // Encode appends the JSON encoding of m to dst and returns the result.
 func Encode(dst []byte, m *Message) ([]byte, error) {
+	if out, ok := encodeFast(dst, m); ok {
+		return out, nil
+	}
 	buf := bytes.NewBuffer(dst)
 	if err := json.MarshalWrite(buf, m, encodeOpts); err != nil {
 		return dst, err
