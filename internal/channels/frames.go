@@ -1,14 +1,15 @@
 package channels
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"io"
+	"net"
 	"sync"
 	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
+	"github.com/sluicehq/sluice/internal/channels/wsframe"
 	"github.com/sluicehq/sluice/internal/wsconn"
 )
 
@@ -17,18 +18,18 @@ import (
 // buffer, handling control frames on the way.
 //
 // Why not gorilla's NextReader: it allocates a reader object per message,
-// and this is the one loop that runs for every frame the engine forwards.
+// reads every payload through its own buffer, and unmasks in a separate
+// pass; this is the one loop that runs for every frame the engine forwards.
 // gorilla still does the handshake and writes the control replies
 // (WriteControl is safe alongside this reader). Reading around gorilla is
 // sound because its Upgrade refuses a client that sent data before the
 // handshake completed, so its own buffer is empty when this takes over, and
 // nothing calls gorilla's read methods on a writer socket afterwards.
 type frameReader struct {
-	br    *bufio.Reader
+	r     *wsframe.Reader
 	limit int64                           // largest message, 0 = none
 	reply func(op int, data []byte) error // control frames back to the peer
-	hdr   [8]byte
-	ctrl  [125]byte
+	ctrl  [125 + wsframe.MaxHeader]byte
 }
 
 // protocolError is a frame that breaks RFC 6455; the socket is closed with
@@ -38,29 +39,28 @@ type protocolError struct{ reason string }
 func (e *protocolError) Error() string { return "channels: websocket protocol error: " + e.reason }
 
 const (
-	opContinuation = 0
-	opText         = 1
-	opBinary       = 2
-	opClose        = 8
-	opPing         = 9
-	opPong         = 10
+	opContinuation = wsframe.OpContinuation
+	opText         = wsframe.OpText
+	opBinary       = wsframe.OpBinary
+	opClose        = wsframe.OpClose
+	opPing         = wsframe.OpPing
+	opPong         = wsframe.OpPong
 )
 
-var brPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+// A 4 KiB buffer holds headers and small frames; a payload of 1 KiB or
+// more is read straight into the frame buffer (see wsframe.Reader).
+var frPool = sync.Pool{New: func() any { return wsframe.NewReader(nil, 4096) }}
 
-// newFrameReader takes a pooled 4 KiB bufio.Reader: reads of a whole frame
-// payload are larger than that, so bufio hands them to the socket directly
-// and the payload lands in the frame buffer without a copy.
 func newFrameReader(r io.Reader, limit int64, reply func(int, []byte) error) *frameReader {
-	br := brPool.Get().(*bufio.Reader)
-	br.Reset(r)
-	return &frameReader{br: br, limit: limit, reply: reply}
+	wr := frPool.Get().(*wsframe.Reader)
+	wr.Reset(r)
+	return &frameReader{r: wr, limit: limit, reply: reply}
 }
 
 func (fr *frameReader) release() {
-	fr.br.Reset(nil)
-	brPool.Put(fr.br)
-	fr.br = nil
+	fr.r.Reset(nil)
+	frPool.Put(fr.r)
+	fr.r = nil
 }
 
 // next reads the next data message, appended to buf[:0] (grown only if
@@ -71,11 +71,11 @@ func (fr *frameReader) next(buf []byte) (text bool, data []byte, err error) {
 	data = buf[:0]
 	started := false
 	for {
-		fin, op, n, key, err := fr.header()
+		h, err := fr.header()
 		if err != nil {
 			return false, data, err
 		}
-		switch op {
+		switch h.Op {
 		case opContinuation:
 			if !started {
 				return false, data, &protocolError{"continuation frame outside a message"}
@@ -84,15 +84,14 @@ func (fr *frameReader) next(buf []byte) (text bool, data []byte, err error) {
 			if started {
 				return false, data, &protocolError{"new message inside a fragmented one"}
 			}
-			started, text = true, op == opText
-		case opClose, opPing, opPong:
-			if err := fr.control(fin, op, n, key); err != nil {
+			started, text = true, h.Op == opText
+		default: // control
+			if err := fr.control(h); err != nil {
 				return false, data, err
 			}
 			continue
-		default:
-			return false, data, &protocolError{"unknown opcode"}
 		}
+		n := h.Len
 		if fr.limit > 0 && uint64(len(data))+n > uint64(fr.limit) {
 			return false, data, wsconn.ErrFrameTooLarge
 		}
@@ -104,93 +103,56 @@ func (fr *frameReader) next(buf []byte) (text bool, data []byte, err error) {
 			data = grown
 		}
 		data = data[:end]
-		if _, err := io.ReadFull(fr.br, data[start:]); err != nil {
-			return false, data[:start], noEOF(err)
+		if err := fr.r.ReadPayload(data[start:end:cap(data)]); err != nil {
+			return false, data[:start], err
 		}
-		mask(key, data[start:])
-		if fin {
+		if h.Fin {
 			return text, data, nil
 		}
 	}
 }
 
+// header reads one frame header of a client: masked, or a protocol error.
+func (fr *frameReader) header() (wsframe.Header, error) {
+	h, err := fr.r.Next()
+	if err != nil {
+		var pe *wsframe.ProtocolError
+		if errors.As(err, &pe) {
+			return h, &protocolError{pe.Reason}
+		}
+		if err == io.EOF {
+			return h, err
+		}
+		return h, noEOF(err)
+	}
+	if !h.Masked {
+		return h, &protocolError{"unmasked client frame"}
+	}
+	return h, nil
+}
+
 // drain discards frames until the peer's close frame or a read error.
 func (fr *frameReader) drain() {
 	for {
-		fin, op, n, key, err := fr.header()
+		h, err := fr.header()
 		if err != nil {
 			return
 		}
-		if op == opClose || op == opPing || op == opPong {
-			if fr.control(fin, op, n, key) != nil {
-				return
-			}
-			continue
-		}
-		for n > 0 {
-			k := min(n, 1<<30)
-			if _, err := fr.br.Discard(int(k)); err != nil {
-				return
-			}
-			n -= k
-		}
-	}
-}
-
-// header reads one frame header.
-func (fr *frameReader) header() (fin bool, op int, n uint64, key [4]byte, err error) {
-	h := fr.hdr[:2]
-	if _, err = io.ReadFull(fr.br, h); err != nil {
-		return
-	}
-	fin, op = h[0]&0x80 != 0, int(h[0]&0x0f)
-	if h[0]&0x70 != 0 {
-		err = &protocolError{"reserved bits set"}
-		return
-	}
-	if h[1]&0x80 == 0 {
-		err = &protocolError{"unmasked client frame"}
-		return
-	}
-	switch n = uint64(h[1] & 0x7f); n {
-	case 126:
-		if _, err = io.ReadFull(fr.br, fr.hdr[:2]); err != nil {
-			err = noEOF(err)
+		if wsframe.IsControl(h.Op) && fr.control(h) != nil {
 			return
 		}
-		n = uint64(binary.BigEndian.Uint16(fr.hdr[:2]))
-	case 127:
-		if _, err = io.ReadFull(fr.br, fr.hdr[:8]); err != nil {
-			err = noEOF(err)
-			return
-		}
-		if n = binary.BigEndian.Uint64(fr.hdr[:8]); n>>63 != 0 {
-			err = &protocolError{"invalid payload length"}
-			return
-		}
+		// Data payloads are skipped by the next header read.
 	}
-	// Read into fr.hdr, not key: a slice of a local passed to an io.Reader
-	// escapes, which would cost an allocation per frame.
-	if _, err = io.ReadFull(fr.br, fr.hdr[:4]); err != nil {
-		err = noEOF(err)
-		return
-	}
-	key = [4]byte(fr.hdr[:4])
-	return
 }
 
 // control handles a control frame: ping gets its pong, close gets its
 // echo and ends the read with a *websocket.CloseError.
-func (fr *frameReader) control(fin bool, op int, n uint64, key [4]byte) error {
-	if !fin || n > 125 {
-		return &protocolError{"fragmented or oversized control frame"}
+func (fr *frameReader) control(h wsframe.Header) error {
+	p := fr.ctrl[:h.Len]
+	if err := fr.r.ReadPayload(p); err != nil {
+		return err
 	}
-	p := fr.ctrl[:n]
-	if _, err := io.ReadFull(fr.br, p); err != nil {
-		return noEOF(err)
-	}
-	mask(key, p)
-	switch op {
+	switch h.Op {
 	case opPing:
 		_ = fr.reply(websocket.PongMessage, p)
 		return nil
@@ -199,27 +161,16 @@ func (fr *frameReader) control(fin bool, op int, n uint64, key [4]byte) error {
 	}
 	code, reason := websocket.CloseNoStatusReceived, ""
 	switch {
-	case n == 1:
+	case h.Len == 1:
 		return &protocolError{"close frame of one byte"}
-	case n >= 2:
+	case h.Len >= 2:
 		code, reason = int(binary.BigEndian.Uint16(p)), string(p[2:])
-		if !validCloseCode(code) || !utf8.ValidString(reason) {
+		if !wsframe.ValidCloseCode(code) || !utf8.ValidString(reason) {
 			return &protocolError{"invalid close frame"}
 		}
 	}
 	_ = fr.reply(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""))
 	return &websocket.CloseError{Code: code, Text: reason}
-}
-
-// validCloseCode: codes a peer may send (RFC 6455 §7.4, IANA registry).
-func validCloseCode(code int) bool {
-	switch {
-	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
-		return true
-	case code >= 3000 && code <= 4999:
-		return true
-	}
-	return false
 }
 
 // noEOF turns an EOF inside a frame into io.ErrUnexpectedEOF.
@@ -230,26 +181,48 @@ func noEOF(err error) error {
 	return err
 }
 
-// mask XORs b with the frame's masking key, eight bytes at a time (each
-// frame's mask starts at key[0]).
-func mask(key [4]byte, b []byte) {
-	k32 := binary.LittleEndian.Uint32(key[:])
-	if k32 == 0 {
-		return
+// mask XORs b with the frame's masking key (each frame's mask starts at
+// key[0]).
+func mask(key [4]byte, b []byte) { wsframe.Mask(key, 0, b) }
+
+// frameWriter writes the data frames of a reader socket (server to client:
+// not masked). On a TCP connection the header and the payload go out in one
+// writev, without copying the payload into a buffer first; elsewhere (TLS)
+// they are copied into one buffer and written at once. Writes are atomic
+// with respect to gorilla's WriteControl (each is one Write on the
+// connection, and the net package serialises whole Writes).
+type frameWriter struct {
+	conn net.Conn
+	tcp  *net.TCPConn
+	hdr  [wsframe.MaxHeader]byte
+	vec  [2][]byte
+	bufs net.Buffers
+	buf  []byte // non-TCP connections only
+}
+
+func newFrameWriter(conn net.Conn) *frameWriter {
+	fw := &frameWriter{conn: conn}
+	fw.tcp, _ = conn.(*net.TCPConn)
+	return fw
+}
+
+func (fw *frameWriter) write(text bool, data []byte) error {
+	op := opBinary
+	if text {
+		op = opText
 	}
-	k := uint64(k32) | uint64(k32)<<32
-	i := 0
-	for ; i+32 <= len(b); i += 32 {
-		v := b[i : i+32 : i+32]
-		binary.LittleEndian.PutUint64(v[0:], binary.LittleEndian.Uint64(v[0:])^k)
-		binary.LittleEndian.PutUint64(v[8:], binary.LittleEndian.Uint64(v[8:])^k)
-		binary.LittleEndian.PutUint64(v[16:], binary.LittleEndian.Uint64(v[16:])^k)
-		binary.LittleEndian.PutUint64(v[24:], binary.LittleEndian.Uint64(v[24:])^k)
+	n := wsframe.PutHeader(fw.hdr[:], true, op, len(data), false, [4]byte{})
+	if fw.tcp != nil {
+		fw.vec = [2][]byte{fw.hdr[:n], data}
+		fw.bufs = fw.vec[:]
+		_, err := fw.bufs.WriteTo(fw.tcp)
+		fw.vec = [2][]byte{}
+		return err
 	}
-	for ; i+8 <= len(b); i += 8 {
-		binary.LittleEndian.PutUint64(b[i:], binary.LittleEndian.Uint64(b[i:])^k)
+	fw.buf = append(append(fw.buf[:0], fw.hdr[:n]...), data...)
+	_, err := fw.conn.Write(fw.buf)
+	if cap(fw.buf) > maxPooledCap {
+		fw.buf = nil
 	}
-	for ; i < len(b); i++ {
-		b[i] ^= key[i&3]
-	}
+	return err
 }

@@ -147,23 +147,20 @@ func NewHub(cfg Config, log *slog.Logger) *Hub {
 	return &Hub{
 		cfg: cfg,
 		log: log,
-		// gorilla only does a writer socket's handshake and its control
-		// replies: frameReader reads it (see frames.go). The engine writes
-		// it nothing but control frames, which need no write buffer, so
-		// the pool's is never taken; ReadBufferSize 0 makes gorilla reuse
+		// gorilla only does the handshakes, control frames and a reader
+		// socket's (control-only) read side: frameReader reads a writer
+		// socket and frameWriter writes a reader socket's data (frames.go).
+		// Neither ever asks gorilla for a message writer, so the pooled
+		// write buffer is never taken; ReadBufferSize 0 makes gorilla reuse
 		// net/http's hijacked reader instead of allocating 64 KiB.
 		writerUp: websocket.Upgrader{
 			WriteBufferSize: wire.FrameSize,
 			WriteBufferPool: wsconn.WriteBufferPool,
 			CheckOrigin:     anyOrigin,
 		},
-		// A reader socket carries data the other way. Its write buffer is
-		// its own, not pooled: gorilla boxes the buffer into an interface
-		// on every pool Put, one allocation per frame, and a buffer smaller
-		// than the frame sends through net.Buffers, another. Its read side
-		// only sees control frames: the hijacked reader again.
 		readerUp: websocket.Upgrader{
 			WriteBufferSize: wire.FrameSize,
+			WriteBufferPool: wsconn.WriteBufferPool,
 			CheckOrigin:     anyOrigin,
 		},
 		chans: make(map[string]*channel),

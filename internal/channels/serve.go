@@ -213,6 +213,14 @@ func writerKillCode(cause error) (int, string) {
 // while it is idle, and to answer its pings.
 func (h *Hub) runReader(ch *channel, ws *websocket.Conn) {
 	p := ch.pipe
+	// Pongs without a write deadline: gorilla's default handler leaves one
+	// second on the connection, which would then cut a data write that
+	// waits longer than that on a slow reader.
+	ws.SetPingHandler(func(data string) error {
+		_ = ws.WriteControl(websocket.PongMessage, []byte(data), time.Time{})
+		return nil
+	})
+	fw := newFrameWriter(ws.NetConn())
 	readDone := make(chan struct{})
 	h.wg.Add(1)
 	go func() {
@@ -235,11 +243,7 @@ func (h *Hub) runReader(ch *channel, ws *websocket.Conn) {
 			endErr = err
 			break
 		}
-		kind := websocket.BinaryMessage
-		if f.Text {
-			kind = websocket.TextMessage
-		}
-		err = ws.WriteMessage(kind, f.Data)
+		err = fw.write(f.Text, f.Data)
 		f.Release()
 		if err != nil {
 			endErr = err
