@@ -120,7 +120,9 @@ const (
 	closeReasonMax     = 123
 )
 
-// Each end only needs a big buffer in the direction its data flows.
+// A reader socket's data comes through gorilla's 64 KiB read buffer; a
+// writer socket's data does not touch gorilla's buffers (chanConn writes
+// frames itself), so its dialer asks for none.
 var (
 	readerDialer = &websocket.Dialer{
 		Proxy:            http.ProxyFromEnvironment,
@@ -130,12 +132,53 @@ var (
 	writerDialer = &websocket.Dialer{
 		Proxy:            http.ProxyFromEnvironment,
 		HandshakeTimeout: 10 * time.Second,
-		WriteBufferSize:  wire.FrameSize, // a 64 KiB frame goes out whole
 	}
 )
 
-// dialChannel connects one end; a refusal becomes a *ChannelError with the
-// HTTP status and the engine's body.
+// channelEnd is what both ends hold before they connect: the endpoint URL
+// and the ref.
+type channelEnd struct {
+	url string // "" when decoded from JSON without a client: unbound
+	ref ChannelRef
+}
+
+func newChannelEnd(engineURL string, ref ChannelRef, dir string) channelEnd {
+	ref.Direction = dir
+	return channelEnd{url: channelURL(engineURL, ref, dir), ref: ref}
+}
+
+// unmarshal decodes a ref of direction dir into an unbound end.
+func (e *channelEnd) unmarshal(data []byte, dir string) error {
+	ref, null, err := parseRef(data, dir)
+	if err != nil || null {
+		return err
+	}
+	e.ref, e.url = ref, ""
+	return nil
+}
+
+// refOf is the ref to marshal for an end, nil (JSON null) for a nil end.
+func refOf(e *channelEnd) *ChannelRef {
+	if e == nil {
+		return nil
+	}
+	return &e.ref
+}
+
+// dial connects the end (the lazy connect of its first use); a refusal
+// becomes a *ChannelError with the HTTP status and the engine's body.
+func (e *channelEnd) dial(d *websocket.Dialer) (*websocket.Conn, error) {
+	if e.url == "" {
+		return nil, ErrChannelUnbound
+	}
+	ws, err := dialChannel(d, e.url)
+	if err != nil {
+		return nil, err
+	}
+	ws.SetReadLimit(channelMaxMessage)
+	return ws, nil
+}
+
 func dialChannel(d *websocket.Dialer, u string) (*websocket.Conn, error) {
 	ws, resp, err := d.Dial(u, nil)
 	if err == nil {

@@ -33,8 +33,7 @@ import (
 // receive messages). One goroutine reads at a time; Close may be called
 // from any goroutine.
 type ChannelReader struct {
-	url string
-	ref ChannelRef
+	channelEnd
 
 	mu     sync.Mutex // the consumer
 	ws     *websocket.Conn
@@ -51,38 +50,30 @@ type ChannelReader struct {
 // engineURL (the URL the worker connected to, e.g. "ws://127.0.0.1:49134").
 // It connects with dir=read whatever ref.Direction says.
 func NewChannelReader(engineURL string, ref ChannelRef) *ChannelReader {
-	ref.Direction = wire.DirRead
-	return &ChannelReader{url: channelURL(engineURL, ref, wire.DirRead), ref: ref}
+	return &ChannelReader{channelEnd: newChannelEnd(engineURL, ref, wire.DirRead)}
 }
 
 // Ref returns the ref of this end, to hand to another function.
 func (r *ChannelReader) Ref() ChannelRef { return r.ref }
 
 // MarshalJSON encodes the reader as its ref.
-func (r *ChannelReader) MarshalJSON() ([]byte, error) { return jsonv2.Marshal(r.refOrNil()) }
+func (r *ChannelReader) MarshalJSON() ([]byte, error) { return jsonv2.Marshal(refOf(r.endp())) }
 
 // MarshalJSONTo encodes the reader as its ref (encoding/json/v2).
 func (r *ChannelReader) MarshalJSONTo(enc *jsontext.Encoder) error {
-	return jsonv2.MarshalEncode(enc, r.refOrNil())
+	return jsonv2.MarshalEncode(enc, refOf(r.endp()))
 }
 
 // UnmarshalJSON decodes a ref into a reader that is not bound to any
 // engine: it fails on use with ErrChannelUnbound. Handler input decoded by
 // the client is bound; elsewhere use NewChannelReader(engineURL, ref).
-func (r *ChannelReader) UnmarshalJSON(data []byte) error {
-	ref, null, err := parseRef(data, wire.DirRead)
-	if err != nil || null {
-		return err
-	}
-	r.ref, r.url = ref, ""
-	return nil
-}
+func (r *ChannelReader) UnmarshalJSON(data []byte) error { return r.unmarshal(data, wire.DirRead) }
 
-func (r *ChannelReader) refOrNil() *ChannelRef {
+func (r *ChannelReader) endp() *channelEnd {
 	if r == nil {
 		return nil
 	}
-	return &r.ref
+	return &r.channelEnd
 }
 
 // OnMessage registers f to receive the writer's text messages, in order
@@ -101,7 +92,7 @@ func (r *ChannelReader) Read(p []byte) (int, error) {
 	defer r.mu.Unlock()
 	if len(p) == 0 {
 		if r.ws == nil && r.err == nil {
-			r.dial()
+			r.connect()
 		}
 		if r.err == io.EOF {
 			return 0, nil
@@ -182,7 +173,7 @@ func (r *ChannelReader) ReadAll() ([]byte, error) {
 // callbacks on the way; at the end of the stream it sets r.err.
 func (r *ChannelReader) next() {
 	if r.ws == nil {
-		if r.dial(); r.err != nil {
+		if r.connect(); r.err != nil {
 			return
 		}
 	}
@@ -210,21 +201,16 @@ func (r *ChannelReader) next() {
 	}
 }
 
-func (r *ChannelReader) dial() {
+func (r *ChannelReader) connect() {
 	if r.closed.Load() {
 		r.err = ErrChannelClosed
 		return
 	}
-	if r.url == "" {
-		r.err = ErrChannelUnbound
-		return
-	}
-	ws, err := dialChannel(readerDialer, r.url)
+	ws, err := r.dial(readerDialer)
 	if err != nil {
 		r.err = err
 		return
 	}
-	ws.SetReadLimit(channelMaxMessage)
 	r.ws = ws
 	r.conn.Store(ws)
 	if r.closed.Load() { // Close raced with the dial

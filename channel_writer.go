@@ -3,6 +3,8 @@ package sluice
 import (
 	"errors"
 	"io"
+	"math/rand/v2"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/gorilla/websocket"
 
+	"github.com/sluicehq/sluice/internal/channels/wsframe"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -25,8 +28,7 @@ import (
 // together); CloseWithError may be called while a Write is blocked, to
 // abort it.
 type ChannelWriter struct {
-	url string
-	ref ChannelRef
+	channelEnd
 
 	wmu    sync.Mutex // one frame writer at a time, and Close after them
 	once   sync.Once
@@ -39,62 +41,79 @@ type ChannelWriter struct {
 // engineURL (the URL the worker connected to, e.g. "ws://127.0.0.1:49134").
 // It connects with dir=write whatever ref.Direction says.
 func NewChannelWriter(engineURL string, ref ChannelRef) *ChannelWriter {
-	ref.Direction = wire.DirWrite
-	return &ChannelWriter{url: channelURL(engineURL, ref, wire.DirWrite), ref: ref}
+	return &ChannelWriter{channelEnd: newChannelEnd(engineURL, ref, wire.DirWrite)}
 }
 
 // Ref returns the ref of this end, to hand to another function.
 func (w *ChannelWriter) Ref() ChannelRef { return w.ref }
 
 // MarshalJSON encodes the writer as its ref.
-func (w *ChannelWriter) MarshalJSON() ([]byte, error) { return jsonv2.Marshal(w.refOrNil()) }
+func (w *ChannelWriter) MarshalJSON() ([]byte, error) { return jsonv2.Marshal(refOf(w.endp())) }
 
 // MarshalJSONTo encodes the writer as its ref (encoding/json/v2).
 func (w *ChannelWriter) MarshalJSONTo(enc *jsontext.Encoder) error {
-	return jsonv2.MarshalEncode(enc, w.refOrNil())
+	return jsonv2.MarshalEncode(enc, refOf(w.endp()))
 }
 
 // UnmarshalJSON decodes a ref into a writer that is not bound to any
 // engine: it fails on use with ErrChannelUnbound. Handler input decoded by
 // the client is bound; elsewhere use NewChannelWriter(engineURL, ref).
-func (w *ChannelWriter) UnmarshalJSON(data []byte) error {
-	ref, null, err := parseRef(data, wire.DirWrite)
-	if err != nil || null {
-		return err
-	}
-	w.ref, w.url = ref, ""
-	return nil
-}
+func (w *ChannelWriter) UnmarshalJSON(data []byte) error { return w.unmarshal(data, wire.DirWrite) }
 
-func (w *ChannelWriter) refOrNil() *ChannelRef {
+func (w *ChannelWriter) endp() *channelEnd {
 	if w == nil {
 		return nil
 	}
-	return &w.ref
+	return &w.channelEnd
 }
 
-// chanConn is one connected channel socket. A goroutine reads it all along:
-// that is how a writer learns at once that the engine closed it (reader
-// gone: 1011 "reader closed"), and how pings get answered.
+// chanConn is one connected writer socket.
+//
+// Data frames do not go through gorilla: each is masked while it is copied
+// into a buffer behind its header, with a fresh random key, and written in
+// one system call (gorilla copies, then masks in a second pass, and
+// allocates a message writer per frame). Every write to the socket, data or
+// control, takes mu, and only control writes set a deadline, which they
+// clear again: so a data write blocked by backpressure never inherits a
+// stale deadline, and frames never interleave.
+//
+// A goroutine reads the socket all along, through gorilla (only control
+// frames come this way): that is how a writer learns at once that the
+// engine closed it (reader gone: 1011 "reader closed"), and how pings get
+// answered.
 type chanConn struct {
 	ws       *websocket.Conn
+	conn     net.Conn
+	mu       chan struct{} // write lock (a one-slot semaphore: lockable with a timeout)
+	buf      []byte        // frame header + masked payload
 	readDone chan struct{}
 	readErr  error // what ended the socket; set before readDone is closed
 }
 
 func (w *ChannelWriter) connect() (*chanConn, error) {
 	w.once.Do(func() {
-		if w.url == "" {
-			w.dErr = ErrChannelUnbound
-			return
-		}
-		ws, err := dialChannel(writerDialer, w.url)
+		ws, err := w.dial(writerDialer)
 		if err != nil {
 			w.dErr = err
 			return
 		}
-		ws.SetReadLimit(channelMaxMessage)
-		c := &chanConn{ws: ws, readDone: make(chan struct{})}
+		c := &chanConn{
+			ws:       ws,
+			conn:     ws.NetConn(),
+			mu:       make(chan struct{}, 1),
+			buf:      make([]byte, wsframe.MaxHeader+wire.FrameSize),
+			readDone: make(chan struct{}),
+		}
+		ws.SetPingHandler(func(data string) error {
+			_ = c.writeControl(wsframe.OpPong, []byte(data), time.Now().Add(channelControlWait))
+			return nil
+		})
+		ws.SetCloseHandler(func(code int, _ string) error {
+			// Echo the close unless a data write holds the socket: the
+			// read loop then hangs up, which ends that write.
+			_ = c.writeControl(wsframe.OpClose, closeMessage(code, ""), time.Time{})
+			return nil
+		})
 		go func() {
 			defer close(c.readDone)
 			for {
@@ -121,7 +140,7 @@ func (w *ChannelWriter) Write(p []byte) (int, error) {
 	n := 0
 	for len(p) > 0 {
 		chunk := p[:min(len(p), wire.FrameSize)]
-		if err := c.write(websocket.BinaryMessage, chunk); err != nil {
+		if err := c.write(wsframe.OpBinary, chunk); err != nil {
 			return n, err
 		}
 		n += len(chunk)
@@ -146,7 +165,7 @@ func (w *ChannelWriter) ReadFrom(r io.Reader) (int64, error) {
 	for {
 		n, rerr := r.Read(buf)
 		if n > 0 {
-			if err := c.write(websocket.BinaryMessage, buf[:n]); err != nil {
+			if err := c.write(wsframe.OpBinary, buf[:n]); err != nil {
 				return total, err
 			}
 			total += int64(n)
@@ -169,7 +188,7 @@ func (w *ChannelWriter) SendMessage(msg string) error {
 	if err != nil {
 		return err
 	}
-	return c.write(websocket.TextMessage, []byte(msg))
+	return c.write(wsframe.OpText, []byte(msg))
 }
 
 func (w *ChannelWriter) writable() (*chanConn, error) {
@@ -179,16 +198,81 @@ func (w *ChannelWriter) writable() (*chanConn, error) {
 	return w.connect()
 }
 
-func (c *chanConn) write(kind int, p []byte) error {
+func (c *chanConn) write(op int, p []byte) error {
 	select {
 	case <-c.readDone: // the engine closed this end
 		return c.failure(nil)
 	default:
 	}
-	if err := c.ws.WriteMessage(kind, p); err != nil {
+	c.mu <- struct{}{}
+	err := c.writeFrame(op, p)
+	<-c.mu
+	if err != nil {
 		return c.failure(err)
 	}
 	return nil
+}
+
+// writeFrame writes one final frame; the caller holds mu. A payload longer
+// than the buffer (a big text message) goes out in several writes.
+func (c *chanConn) writeFrame(op int, p []byte) error {
+	key := maskKey()
+	h := wsframe.PutHeader(c.buf, true, op, len(p), true, key)
+	for {
+		// Chunks start at multiples of wire.FrameSize, a multiple of 4, so
+		// each one's mask starts at key[0] again.
+		chunk := p[:min(len(p), len(c.buf)-h)]
+		wsframe.MaskCopy(c.buf[h:], chunk, key)
+		if _, err := c.conn.Write(c.buf[:h+len(chunk)]); err != nil {
+			return err
+		}
+		if p = p[len(chunk):]; len(p) == 0 {
+			return nil
+		}
+		h = 0
+	}
+}
+
+// writeControl writes a control frame, unless a data write holds the socket
+// for longer than until deadline (zero: do not wait at all).
+func (c *chanConn) writeControl(op int, data []byte, deadline time.Time) error {
+	if deadline.IsZero() {
+		select {
+		case c.mu <- struct{}{}:
+		default:
+			return errSocketBusy
+		}
+	} else {
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		select {
+		case c.mu <- struct{}{}:
+		case <-t.C:
+			return errSocketBusy
+		}
+	}
+	defer func() { <-c.mu }()
+	var frame [wsframe.MaxHeader + 125]byte
+	key := maskKey()
+	h := wsframe.PutHeader(frame[:], true, op, len(data), true, key)
+	wsframe.MaskCopy(frame[h:], data, key)
+	if deadline.IsZero() {
+		deadline = time.Now().Add(channelControlWait)
+	}
+	_ = c.conn.SetWriteDeadline(deadline)
+	_, err := c.conn.Write(frame[:h+len(data)])
+	_ = c.conn.SetWriteDeadline(time.Time{})
+	return err
+}
+
+var errSocketBusy = errors.New("sluice: channel socket busy with a blocked write")
+
+// maskKey is a fresh masking key for one client frame (RFC 6455 §5.3: a
+// new, unpredictable key per frame; math/rand/v2 draws from the runtime's
+// per-thread ChaCha8 generator).
+func maskKey() [4]byte {
+	v := rand.Uint32()
+	return [4]byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24)}
 }
 
 // failure explains why the socket can take no more: the engine's close
@@ -259,7 +343,7 @@ func (w *ChannelWriter) finish(code int, reason string) error {
 		return c.failure(nil)
 	default:
 	}
-	if err := c.ws.WriteControl(websocket.CloseMessage, closeMessage(code, reason), time.Now().Add(channelControlWait)); err != nil {
+	if err := c.writeControl(wsframe.OpClose, closeMessage(code, reason), time.Now().Add(channelControlWait)); err != nil {
 		// A blocked Write holds the socket: drop it; the reader still
 		// learns the stream broke (1011 "writer connection lost").
 		c.ws.Close()
