@@ -7,6 +7,7 @@ package channels
 
 import (
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"runtime"
@@ -16,107 +17,174 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/wire"
 )
 
 const benchFrame = wire.FrameSize
 
-// BenchmarkChannelThroughput: writer → Hub → reader, one channel, then the
-// same bytes through BenchmarkRawTCPRelay's relay (relay-MB/s; x-relay is
-// hub throughput ÷ relay throughput, measured back to back).
+// BenchmarkChannelThroughput: writer → Hub → reader, one channel, 64 KiB
+// frames, then the same bytes through the two raw TCP relays (see
+// rawRelay), measured right after in the same run so that both see the same
+// machine load: x-relay is hub throughput ÷ io.Copy relay throughput,
+// x-copyrelay the same against the read/write relay.
 //
-//   - gorilla: both clients use gorilla (WriteMessage, NextReader into a
-//     reused buffer); allocs/frame counts the whole process, clients included.
+//   - sdk: the Go SDK's ChannelWriter (Write of 64 KiB) and ChannelReader
+//     (Read into a 64 KiB buffer): what a Go user gets.
+//   - gorilla: both clients use stock gorilla (WriteMessage, NextReader into
+//     a reused buffer).
 //   - prebuilt: the clients do the handshake with gorilla, then write
-//     ready-made frames to the TCP connection and drain the reader's bytes;
-//     they allocate nothing, so hub-allocs/frame is the hub's own cost.
+//     ready-made frames to the TCP connection and drain the reader's bytes
+//     (no masking, no parsing); they allocate nothing, so hub-allocs/frame
+//     is the hub's own cost. An upper bound for any client.
+//
+// allocs/frame counts the whole process (clients included) except for
+// prebuilt.
 func BenchmarkChannelThroughput(b *testing.B) {
-	b.Run("gorilla", func(b *testing.B) { benchChannel(b, false) })
-	b.Run("prebuilt", func(b *testing.B) { benchChannel(b, true) })
+	b.Run("sdk", func(b *testing.B) { benchChannel(b, "sdk") })
+	b.Run("gorilla", func(b *testing.B) { benchChannel(b, "gorilla") })
+	b.Run("prebuilt", func(b *testing.B) { benchChannel(b, "prebuilt") })
 }
 
-func benchChannel(b *testing.B, prebuilt bool) {
+func benchChannel(b *testing.B, clients string) {
 	th := newTestHub(b, Config{})
 	res, err := th.Create(0)
 	if err != nil {
 		b.Fatal(err)
 	}
-	r := th.dial(b, res.Reader, wire.DirRead)
-	w := th.dial(b, res.Writer, wire.DirWrite)
 	payload := make([]byte, benchFrame)
 	for i := range payload {
 		payload[i] = byte(i)
 	}
 	n := b.N
+	var (
+		write func() error // writes the n frames
+		read  func() error // reads the n frames
+	)
+	switch clients {
+	case "sdk":
+		sw := sluice.NewChannelWriter(th.base, res.Writer)
+		sr := sluice.NewChannelReader(th.base, res.Reader)
+		b.Cleanup(func() { sw.Close(); sr.Close() })
+		if _, err := sr.Read(nil); err != nil { // connect
+			b.Fatal(err)
+		}
+		if _, err := sw.Write(nil); err != nil {
+			b.Fatal(err)
+		}
+		write = func() error {
+			for range n {
+				if _, err := sw.Write(payload); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		read = func() error {
+			buf := make([]byte, benchFrame)
+			for want := int64(n) * benchFrame; want > 0; {
+				k, err := sr.Read(buf)
+				if err != nil {
+					return err
+				}
+				want -= int64(k)
+			}
+			return nil
+		}
+	case "gorilla":
+		r := th.dial(b, res.Reader, wire.DirRead)
+		w := th.dial(b, res.Writer, wire.DirWrite)
+		write = func() error {
+			for range n {
+				if err := w.WriteMessage(websocket.BinaryMessage, payload); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		read = func() error {
+			buf := make([]byte, benchFrame)
+			for range n {
+				_, rd, err := r.NextReader()
+				if err != nil {
+					return err
+				}
+				if k, err := io.ReadFull(rd, buf); k != benchFrame || err != nil {
+					return fmt.Errorf("frame of %d bytes: %v", k, err)
+				}
+			}
+			return nil
+		}
+	case "prebuilt":
+		r := th.dial(b, res.Reader, wire.DirRead)
+		w := th.dial(b, res.Writer, wire.DirWrite)
+		frame := clientFrame(payload)
+		write = func() error {
+			conn := w.NetConn()
+			for range n {
+				if _, err := conn.Write(frame); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		read = func() error {
+			// Server frames of 64 KiB carry a 10-byte header.
+			want := int64(n) * (benchFrame + 10)
+			return drainConn(r.NetConn(), want)
+		}
+	}
 	b.SetBytes(benchFrame)
 	b.ReportAllocs()
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	b.ResetTimer()
-
+	cpu0 := cpuTime()
 	werr := make(chan error, 1)
-	go func() {
-		if prebuilt {
-			frame := clientFrame(payload)
-			conn := w.NetConn()
-			for range n {
-				if _, err := conn.Write(frame); err != nil {
-					werr <- err
-					return
-				}
-			}
-			werr <- nil
-			return
-		}
-		for range n {
-			if err := w.WriteMessage(websocket.BinaryMessage, payload); err != nil {
-				werr <- err
-				return
-			}
-		}
-		werr <- nil
-	}()
-	if prebuilt {
-		// Server frames of 64 KiB carry a 10-byte header.
-		want := int64(n) * (benchFrame + 10)
-		buf := make([]byte, 256<<10)
-		conn := r.NetConn()
-		for got := int64(0); got < want; {
-			k, err := conn.Read(buf[:min(int64(len(buf)), want-got)])
-			if err != nil {
-				b.Fatal(err)
-			}
-			got += int64(k)
-		}
-	} else {
-		buf := make([]byte, benchFrame)
-		for range n {
-			_, rd, err := r.NextReader()
-			if err != nil {
-				b.Fatal(err)
-			}
-			if k, err := io.ReadFull(rd, buf); k != benchFrame || err != nil {
-				b.Fatalf("frame of %d bytes: %v", k, err)
-			}
-		}
+	go func() { werr <- write() }()
+	if err := read(); err != nil {
+		b.Fatal(err)
 	}
 	b.StopTimer()
+	hubCPU := cpuTime() - cpu0
 	runtime.ReadMemStats(&after)
 	if err := <-werr; err != nil {
 		b.Fatal(err)
 	}
 	name := "allocs/frame"
-	if prebuilt {
+	if clients == "prebuilt" {
 		name = "hub-allocs/frame"
 	}
 	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/float64(n), name)
-	// The raw relay with the same bytes right after, so that both numbers
-	// see the same machine load: x-relay is the hub's share of its speed.
 	hub := b.Elapsed()
-	relay := rawRelay(b, n)
+	relay, relayCPU := rawRelay(b, n, false)
+	copyRelay, copyRelayCPU := rawRelay(b, n, true)
 	b.ReportMetric(float64(n)*benchFrame/relay.Seconds()/1e6, "relay-MB/s")
 	b.ReportMetric(relay.Seconds()/hub.Seconds(), "x-relay")
+	b.ReportMetric(copyRelay.Seconds()/hub.Seconds(), "x-copyrelay")
+	if hubCPU > 0 {
+		// CPU time of the whole process (clients, hub or relay) per frame,
+		// and the relays' CPU cost ÷ the hub's: steadier than the wall
+		// clock on a shared machine, and the wall clock's ratio at -cpu 1
+		// on an idle one.
+		b.ReportMetric(float64(hubCPU.Microseconds())/float64(n), "cpu-µs/frame")
+		b.ReportMetric(relayCPU.Seconds()/hubCPU.Seconds(), "x-relay-cpu")
+		b.ReportMetric(copyRelayCPU.Seconds()/hubCPU.Seconds(), "x-copyrelay-cpu")
+	}
+}
+
+// drainConn reads and discards want bytes from c, 64 KiB at a time.
+func drainConn(c net.Conn, want int64) error {
+	buf := make([]byte, benchFrame)
+	for got := int64(0); got < want; {
+		k, err := c.Read(buf[:min(int64(len(buf)), want-got)])
+		if err != nil {
+			return err
+		}
+		got += int64(k)
+	}
+	return nil
 }
 
 // clientFrame encodes payload as one final binary frame from a client,
@@ -133,17 +201,33 @@ func clientFrame(payload []byte) []byte {
 }
 
 // BenchmarkRawTCPRelay is the floor to compare with: the same bytes through
-// a relay that io.Copies one TCP connection into another.
+// a relay that io.Copies one TCP connection into another (copy: through a
+// 64 KiB buffer instead).
 func BenchmarkRawTCPRelay(b *testing.B) {
-	b.SetBytes(benchFrame)
-	b.ReportAllocs()
-	b.ResetTimer()
-	rawRelay(b, b.N)
+	for _, copying := range []bool{false, true} {
+		name := "iocopy"
+		if copying {
+			name = "copy"
+		}
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(benchFrame)
+			b.ReportAllocs()
+			b.ResetTimer()
+			_, cpu := rawRelay(b, b.N, copying)
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/frame")
+		})
+	}
 }
 
-// rawRelay moves n 64 KiB chunks writer → relay → reader and returns how
-// long that took.
-func rawRelay(b *testing.B, n int) time.Duration {
+// rawRelay moves n 64 KiB chunks writer → relay → reader over loopback TCP,
+// each on its own goroutine, and returns how long that took. The writer
+// writes 64 KiB at a time and the reader reads 64 KiB at a time, like the
+// channel clients. The relay is io.Copy(out, in), which on Linux splices
+// from one socket to the other without the bytes entering user space; with
+// copying it reads into a 64 KiB buffer and writes that out, which is what
+// any relay that looks at the bytes (like the engine, which must unmask
+// them) at least does. It also returns the CPU time the process used.
+func rawRelay(b *testing.B, n int, copying bool) (time.Duration, time.Duration) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -163,7 +247,12 @@ func rawRelay(b *testing.B, n int) time.Duration {
 			return
 		}
 		defer out.Close()
-		_, err = io.Copy(out, in)
+		if copying {
+			// Hide ReaderFrom/WriterTo: a plain read/write loop.
+			_, err = io.CopyBuffer(struct{ io.Writer }{out}, struct{ io.Reader }{in}, make([]byte, benchFrame))
+		} else {
+			_, err = io.Copy(out, in)
+		}
 		relayed <- err
 	}()
 	w, err := net.Dial("tcp", ln.Addr().String())
@@ -176,7 +265,7 @@ func rawRelay(b *testing.B, n int) time.Duration {
 	}
 	defer r.Close()
 	payload := make([]byte, benchFrame)
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	go func() {
 		for range n {
 			if _, err := w.Write(payload); err != nil {
@@ -185,20 +274,14 @@ func rawRelay(b *testing.B, n int) time.Duration {
 		}
 		w.Close()
 	}()
-	buf := make([]byte, 256<<10)
-	want := int64(n) * benchFrame
-	for got := int64(0); got < want; {
-		k, err := r.Read(buf[:min(int64(len(buf)), want-got)])
-		if err != nil {
-			b.Fatal(err)
-		}
-		got += int64(k)
+	if err := drainConn(r, int64(n)*benchFrame); err != nil {
+		b.Fatal(err)
 	}
-	took := time.Since(start)
+	took, cpu := time.Since(start), cpuTime()-cpu0
 	if err := <-relayed; err != nil {
 		b.Fatal(err)
 	}
-	return took
+	return took, cpu
 }
 
 // BenchmarkChannels100 runs 100 channels at once with gorilla clients. The
