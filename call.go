@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -57,6 +58,7 @@ type callResult struct {
 type pendingCall struct {
 	sess       *session
 	functionID string
+	expires    time.Time // the default timeout's deadline; zero if ctx has one
 	ch         chan callResult
 }
 
@@ -111,14 +113,13 @@ func Call[Out any](ctx context.Context, c *Client, functionID string, payload an
 // connection, within ctx or, when ctx has no deadline, the invocation
 // timeout.
 func (c *Client) TriggerVoid(ctx context.Context, functionID string, payload any, opts ...CallOption) error {
-	ctx, cancel := c.withDefaultTimeout(ctx)
-	defer cancel()
 	b, err := c.invokeMessage(ctx, "", functionID, &wire.Action{Type: wire.ActionVoid}, payload, opts)
 	if err != nil {
 		return err
 	}
+	expires := c.defaultExpiry(ctx)
 	for {
-		s, err := c.waitSession(ctx, functionID)
+		s, err := c.session(ctx, functionID, expires)
 		if err != nil {
 			return err
 		}
@@ -191,21 +192,24 @@ func (c *Client) invokeMessage(ctx context.Context, id, functionID string, actio
 }
 
 // call sends a call that expects an invocationresult and waits for it.
+//
+// A ctx without a deadline gets the client's invocation timeout, enforced
+// by the sweeper rather than a timer per call: creating and stopping a timer
+// for every call was a measurable share of a round trip.
 func (c *Client) call(ctx context.Context, functionID string, action *wire.Action, payload any, opts []CallOption) (*wire.Message, error) {
-	ctx, cancel := c.withDefaultTimeout(ctx)
-	defer cancel()
 	id := uuid.NewString()
 	b, err := c.invokeMessage(ctx, id, functionID, action, payload, opts)
 	if err != nil {
 		return nil, err
 	}
+	expires := c.defaultExpiry(ctx)
 	var p *pendingCall
 	for p == nil {
-		s, err := c.waitSession(ctx, functionID)
+		s, err := c.session(ctx, functionID, expires)
 		if err != nil {
 			return nil, err
 		}
-		p = &pendingCall{sess: s, functionID: functionID, ch: make(chan callResult, 1)}
+		p = &pendingCall{sess: s, functionID: functionID, expires: expires, ch: make(chan callResult, 1)}
 		c.mu.Lock()
 		switch {
 		case c.closed:
@@ -249,13 +253,70 @@ func (c *Client) call(ctx context.Context, functionID string, action *wire.Actio
 	}
 }
 
-// withDefaultTimeout bounds ctx by the invocation timeout unless it has a
-// deadline already.
-func (c *Client) withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+// defaultExpiry returns when a call under ctx times out by the client's
+// invocation timeout: zero if ctx has a deadline of its own (or the
+// timeout is off).
+func (c *Client) defaultExpiry(ctx context.Context) time.Time {
 	if _, ok := ctx.Deadline(); ok || c.cfg.invocationTimeout <= 0 {
-		return ctx, func() {}
+		return time.Time{}
 	}
-	return context.WithTimeout(ctx, c.cfg.invocationTimeout)
+	return time.Now().Add(c.cfg.invocationTimeout)
+}
+
+// sweepInterval is how often expired calls are failed: a twentieth of the
+// invocation timeout, within [5 ms, 1 s].
+func (c *Client) sweepInterval() time.Duration {
+	return min(max(c.cfg.invocationTimeout/20, 5*time.Millisecond), time.Second)
+}
+
+// sweep fails the pending calls whose default timeout has passed.
+func (c *Client) sweep(now time.Time) {
+	var expired []*pendingCall
+	c.mu.Lock()
+	for id, p := range c.pending {
+		if !p.expires.IsZero() && now.After(p.expires) {
+			delete(c.pending, id)
+			expired = append(expired, p)
+		}
+	}
+	c.mu.Unlock()
+	for _, p := range expired {
+		p.ch <- callResult{err: timeoutError(p.functionID)}
+	}
+}
+
+// sweepLoop runs sweep until the client is closed.
+func (c *Client) sweepLoop() {
+	t := time.NewTicker(c.sweepInterval())
+	defer t.Stop()
+	for {
+		select {
+		case now := <-t.C:
+			c.sweep(now)
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+// session returns the current connection, waiting for one while
+// disconnected: within ctx, and until expires when that is set.
+func (c *Client) session(ctx context.Context, functionID string, expires time.Time) (*session, error) {
+	c.mu.Lock()
+	closed, s := c.closed, c.sess
+	c.mu.Unlock()
+	switch {
+	case closed:
+		return nil, ErrClosed
+	case s != nil:
+		return s, nil
+	}
+	if !expires.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, expires)
+		defer cancel()
+	}
+	return c.waitSession(ctx, functionID)
 }
 
 // waitSession returns the current connection, waiting for one while

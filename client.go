@@ -112,6 +112,9 @@ func Connect(ctx context.Context, rawURL string, opts ...Option) (*Client, error
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	first := make(chan struct{})
 	go c.run(first)
+	if c.cfg.invocationTimeout > 0 {
+		go c.sweepLoop()
+	}
 	select {
 	case <-first:
 		return c, nil
@@ -348,8 +351,15 @@ func (c *Client) read(s *session) {
 	defer close(s.done)
 	ws := s.conn.WS()
 	var buf []byte
+	// The idle deadline is pushed out only when a quarter of it has passed:
+	// re-arming it on every frame costs a runtime timer update per frame.
+	// The engine therefore counts as dead after 3/4 to 4/4 of idleTimeout.
+	var armed time.Time
 	for {
-		_ = ws.SetReadDeadline(time.Now().Add(c.cfg.idleTimeout))
+		if now := time.Now(); now.Sub(armed) > c.cfg.idleTimeout/4 {
+			_ = ws.SetReadDeadline(now.Add(c.cfg.idleTimeout))
+			armed = now
+		}
 		_, data, err := wsconn.ReadFrame(ws, buf, maxFrameSize)
 		buf = data[:0]
 		if cap(buf) > keepReadBuffer {

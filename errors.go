@@ -91,17 +91,21 @@ func panicError(v any) *wire.ErrorBody {
 func ctxError(ctx context.Context, functionID string) error {
 	err := ctx.Err()
 	if errors.Is(err, context.DeadlineExceeded) {
-		return &Error{
-			Code:       CodeTimeout,
-			Message:    "invocation of " + functionID + " timed out",
-			FunctionID: functionID,
-			cause:      context.DeadlineExceeded,
-		}
+		return timeoutError(functionID)
 	}
 	if cause := context.Cause(ctx); cause != nil && cause != err {
 		return fmt.Errorf("sluice: call %s: %w (%w)", functionID, err, cause)
 	}
 	return fmt.Errorf("sluice: call %s: %w", functionID, err)
+}
+
+func timeoutError(functionID string) *Error {
+	return &Error{
+		Code:       CodeTimeout,
+		Message:    "invocation of " + functionID + " timed out",
+		FunctionID: functionID,
+		cause:      context.DeadlineExceeded,
+	}
 }
 
 func stoppedError(functionID string) *Error {

@@ -1,7 +1,6 @@
 package sluice
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -179,8 +178,6 @@ func unregister[T any](c *Client, m map[string]T, kind, id string, msg func(T) *
 	return v, nil
 }
 
-var callerKey = []byte(`"` + wire.CallerWorkerIDKey + `"`)
-
 // invoke serves one invokefunction from the engine, in its own goroutine,
 // and answers on the socket it came from.
 func (c *Client) invoke(s *session, m *wire.Message) {
@@ -198,14 +195,7 @@ func (c *Client) invoke(s *session, m *wire.Message) {
 	if m.Metadata != nil {
 		inv.Metadata = json.RawMessage(m.Metadata)
 	}
-	if bytes.Contains(inv.Data, callerKey) {
-		var caller struct {
-			ID string `json:"_caller_worker_id"`
-		}
-		if jsonv2.Unmarshal(inv.Data, &caller) == nil {
-			inv.CallerWorkerID = caller.ID
-		}
-	}
+	inv.CallerWorkerID = wire.CallerID(jsontext.Value(inv.Data))
 
 	var result json.RawMessage
 	var errBody *wire.ErrorBody

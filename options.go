@@ -63,6 +63,9 @@ func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l }
 // WithInvocationTimeout bounds calls whose context has no deadline (default
 // 30 s, as in the official SDKs): Trigger, Call and Enqueue until the
 // answer, TriggerVoid until it is sent. Zero or negative means no bound.
+// The bound is checked periodically (every twentieth of d, at most every
+// second), so a call fails up to that much later than d; use a ctx
+// deadline where precision matters.
 func WithInvocationTimeout(d time.Duration) Option {
 	return func(c *config) { c.invocationTimeout = d }
 }

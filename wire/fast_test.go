@@ -188,3 +188,39 @@ func BenchmarkEncodeReference(b *testing.B) {
 		}
 	}
 }
+
+func TestCallerID(t *testing.T) {
+	for in, want := range map[string]string{
+		`{"a":1,"_caller_worker_id":"w1"}`:                             "w1",
+		`{"_caller_worker_id":"w2","b":[1,{"_caller_worker_id":"x"}]}`: "w2",
+		`{"b":{"_caller_worker_id":"nested"}}`:                         "",
+		`{"\u005fcaller_worker_id":"esc"}`:                             "esc",
+		`{"_caller_worker_id":"a\u0041"}`:                              "aA",
+		`{"_caller_worker_id":1}`:                                      "",
+		`[1]`:                                                          "",
+		`"_caller_worker_id"`:                                          "",
+		`{"a":1}`:                                                      "",
+		`null`:                                                         "",
+	} {
+		if got := CallerID(jsontext.Value(in)); got != want {
+			t.Errorf("CallerID(%s) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func FuzzCallerID(f *testing.F) {
+	f.Add([]byte(`{"a":1,"_caller_worker_id":"w1"}`))
+	f.Add([]byte(`{"_caller_worker_id":"a","_caller_worker_id":"b"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var ref struct {
+			ID string `json:"_caller_worker_id"`
+		}
+		want := ""
+		if json.Unmarshal(data, &ref, decodeOpts) == nil {
+			want = ref.ID
+		}
+		if got := CallerID(data); got != want {
+			t.Fatalf("CallerID(%q) = %q, reference %q", data, got, want)
+		}
+	})
+}

@@ -59,3 +59,41 @@ func injectSlow(dst []byte, v []byte, workerID string) []byte {
 	}
 	return append(dst, out...)
 }
+
+// CallerID returns the string value of the top-level "_caller_worker_id"
+// member of an object payload, or "" if there is none. It scans members
+// without decoding their values (the engine appends the member last, so
+// the common case is one pass over the payload).
+func CallerID(data jsontext.Value) string {
+	if !bytes.Contains(data, callerKeyQuoted) {
+		if bytes.IndexByte(data, '\\') < 0 || !mayHideKey(data) {
+			return ""
+		}
+	}
+	d := fastDecoder{b: data}
+	var id string
+	found := false
+	ok := d.object(func(key []byte) (int, bool) {
+		if string(key) != CallerWorkerIDKey {
+			return -1, d.skip()
+		}
+		found = true
+		s, ok := d.plainString()
+		id = string(s)
+		return 0, ok
+	})
+	if ok && (found || !bytes.Contains(data, callerKeyQuoted)) {
+		d.ws()
+		if d.i == len(d.b) {
+			return id
+		}
+	}
+	// Escaped key or value, duplicates, or not an object: decode for real.
+	var caller struct {
+		ID string `json:"_caller_worker_id"`
+	}
+	if json.Unmarshal(data, &caller, decodeOpts) != nil {
+		return ""
+	}
+	return caller.ID
+}
