@@ -48,6 +48,7 @@ type frame struct {
 type Conn struct {
 	wmu       sync.Mutex   // held while writing to ws
 	queued    atomic.Int64 // frames queued or being written by the writer goroutine
+	wseq      atomic.Uint64 // odd while a write is in progress (see watchdog.go)
 	ws        *websocket.Conn
 	out       chan frame
 	closing   chan struct{} // closed when Close is called or the writer fails
@@ -63,8 +64,9 @@ type Conn struct {
 type Options struct {
 	// Queue is the number of frames that may wait for the writer. Default 256.
 	Queue int
-	// WriteTimeout bounds a single frame write; 0 means 30 s. A peer that
-	// accepts no data for that long is considered dead.
+	// WriteTimeout bounds a write that makes no progress; 0 means 30 s. A
+	// peer that accepts no data for that long is considered dead and the
+	// connection is aborted (checked about once a second).
 	WriteTimeout time.Duration
 }
 
@@ -83,6 +85,7 @@ func New(ws *websocket.Conn, o Options) *Conn {
 		done:      make(chan struct{}),
 		writeWait: o.WriteTimeout,
 	}
+	watch(c)
 	go c.writeLoop()
 	return c
 }
@@ -202,6 +205,7 @@ func (c *Conn) setErr(err error) {
 func (c *Conn) writeLoop() {
 	defer close(c.done)
 	defer c.ws.Close()
+	defer unwatch(c)
 	for {
 		select {
 		case f := <-c.out:
@@ -257,7 +261,10 @@ func (c *Conn) writeQueued(f frame) bool {
 		}
 		break
 	}
-	if err := cc.uncork(); err != nil && ok {
+	c.wseq.Add(1)
+	err := cc.uncork()
+	c.wseq.Add(1)
+	if err != nil && ok {
 		c.setErr(err)
 		c.closeOnce.Do(func() { close(c.closing) })
 		ok = false
@@ -267,8 +274,9 @@ func (c *Conn) writeQueued(f frame) bool {
 
 // write sends one frame; the caller holds wmu.
 func (c *Conn) write(f frame) bool {
-	_ = c.ws.SetWriteDeadline(time.Now().Add(c.writeWait))
+	c.wseq.Add(1)
 	err := c.ws.WriteMessage(f.kind, f.data)
+	c.wseq.Add(1)
 	if f.done != nil {
 		f.done(f.data)
 	}

@@ -3,10 +3,14 @@ package wsconn
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 )
@@ -73,5 +77,84 @@ func TestReadFrameLimit(t *testing.T) {
 	kind, data, err := ReadFrame(s.WS(), nil, 50)
 	if err != nil || kind != Text || string(data) != "ok" {
 		t.Fatalf("next frame after oversized one: %d %q %v", kind, data, err)
+	}
+}
+
+// A peer that stops reading makes the server's writes stall; the watchdog
+// aborts the connection once a write has made no progress for the write
+// timeout, and Send then reports ErrWriteTimeout.
+func TestWriteTimeoutWatchdog(t *testing.T) {
+	s, _ := pair(t) // the client never reads
+	s.writeWait = time.Minute
+	big := bytes.Repeat([]byte("x"), 1<<20)
+	sent := make(chan error, 2)
+	for range 2 { // one writes inline, the other queues behind it
+		go func() {
+			for {
+				if err := s.Send(context.Background(), Binary, big, nil); err != nil {
+					sent <- err
+					return
+				}
+			}
+		}()
+	}
+	// Wait until a write is stuck: the queue is full behind it and its
+	// sequence number stops moving once the socket buffers are full.
+	t0 := time.Now()
+	var seq uint64
+	for stable := time.Now(); ; runtime.Gosched() {
+		if time.Since(t0) > 20*time.Second {
+			t.Fatal("writes never stalled")
+		}
+		cur := s.wseq.Load()
+		if cur&1 == 0 || cur != seq || s.queued.Load() < 4 {
+			seq, stable = cur, time.Now()
+			continue
+		}
+		if time.Since(stable) > 200*time.Millisecond {
+			break
+		}
+	}
+	if got := abortStalled(t0, nil); slices.Contains(got, s) {
+		t.Fatal("aborted on the first look")
+	}
+	if got := abortStalled(t0.Add(30*time.Second), nil); slices.Contains(got, s) {
+		t.Fatal("aborted before the write timeout")
+	}
+	if got := abortStalled(t0.Add(2*time.Minute), nil); !slices.Contains(got, s) {
+		t.Fatal("stalled connection not aborted after the write timeout")
+	}
+	for range 2 {
+		if err := <-sent; !errors.Is(err, ErrWriteTimeout) {
+			t.Fatalf("Send error %v, want ErrWriteTimeout", err)
+		}
+	}
+	<-s.Done()
+}
+
+func TestWatchdogSeesProgress(t *testing.T) {
+	c := &Conn{writeWait: time.Second}
+	watchdog.mu.Lock()
+	if watchdog.conns == nil {
+		watchdog.conns = make(map[*Conn]*watchState)
+	}
+	watchdog.conns[c] = &watchState{}
+	watchdog.mu.Unlock()
+	defer unwatch(c)
+	t0 := time.Now()
+	has := func(now time.Time) bool { return slices.Contains(checkWrites(now, nil), c) }
+	if has(t0) || has(t0.Add(time.Hour)) {
+		t.Fatal("idle connection reported stalled")
+	}
+	c.wseq.Add(1) // a write begins
+	if has(t0.Add(time.Hour + 500*time.Millisecond)) {
+		t.Fatal("reported before the write timeout")
+	}
+	if !has(t0.Add(time.Hour + 1500*time.Millisecond)) {
+		t.Fatal("stalled write not reported")
+	}
+	c.wseq.Add(2) // that write ended and another began: progress
+	if has(t0.Add(time.Hour + 1600*time.Millisecond)) {
+		t.Fatal("progress not seen")
 	}
 }
