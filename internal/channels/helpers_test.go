@@ -89,6 +89,27 @@ func (th *testHub) waitLen(t testing.TB, n int) {
 	}
 }
 
+// waitWriterDone waits until the write end of channel id has finished.
+func (th *testHub) waitWriterDone(t testing.TB, id string) {
+	t.Helper()
+	deadline := time.NewTimer(testWait)
+	defer deadline.Stop()
+	for {
+		th.mu.Lock()
+		ch := th.chans[id]
+		done := ch == nil || ch.state[dirWrite] == endDone
+		th.mu.Unlock()
+		if done {
+			return
+		}
+		select {
+		case <-th.changed:
+		case <-deadline.C:
+			t.Fatal("the write end did not finish")
+		}
+	}
+}
+
 func (th *testHub) channel(id string) *channel {
 	th.mu.Lock()
 	defer th.mu.Unlock()

@@ -15,7 +15,9 @@
 //	reader, writer finished cleanly      1000, after every frame the engine read
 //	reader, writer vanished or failed    1011 + reason (connection lost, writer
 //	                                     closed with an error code, frame too
-//	                                     large, channel expired, engine shutdown)
+//	                                     large, protocol error), after every
+//	                                     frame the engine had read
+//	reader, channel expired or shutdown  1011 + reason, at once
 //	writer, reader went away             1011 "reader closed"
 //	writer, frame over MaxFrameSize      1009 + reason
 //	writer, broke the WebSocket protocol 1002 + reason (the reader gets 1011)

@@ -17,7 +17,8 @@ import (
 //   - ordered: frames reach Recv in the order Send accepted them, and
 //     CloseSend ends the stream only after every frame sent before it;
 //   - a broken stream is never reported as a clean end: after Abort, Recv
-//     returns the abort error, not io.EOF.
+//     returns the abort error, not io.EOF; after FailSend, it returns the
+//     frames sent before and then the error.
 //
 // Exactly one goroutine sends (Send, then CloseSend) and exactly one
 // receives; Abort and CloseRecv may be called from anywhere, any number of
@@ -31,6 +32,12 @@ type Pipe interface {
 	// CloseSend ends the stream cleanly: Recv returns io.EOF once the frames
 	// sent before have been received. It must not race with Send.
 	CloseSend()
+	// FailSend ends the stream as broken by its writer: Recv returns the
+	// frames sent before, then err (not io.EOF), so that nothing that
+	// reached the engine is lost and the reader still learns the stream
+	// broke. It must not race with Send; the first of CloseSend and
+	// FailSend counts.
+	FailSend(err *AbortError)
 	// Recv returns the next frame (the caller then owns its buffer: call
 	// Frame.Release), io.EOF after a clean end, an *AbortError if the
 	// stream broke, ErrReaderGone after CloseRecv, or ctx's error.

@@ -15,6 +15,7 @@ type memPipe struct {
 	q         chan Frame
 	eof       chan struct{}
 	eofOnce   sync.Once
+	eofErr    *AbortError // FailSend's error, set before eof is closed
 	gone      context.Context
 	goneDone  <-chan struct{} // gone.Done(), cached for the hot path
 	cancel    context.CancelCauseFunc
@@ -59,6 +60,21 @@ func (p *memPipe) Send(ctx context.Context, f Frame) error {
 
 func (p *memPipe) CloseSend() { p.eofOnce.Do(func() { close(p.eof) }) }
 
+func (p *memPipe) FailSend(err *AbortError) {
+	p.eofOnce.Do(func() {
+		p.eofErr = err
+		close(p.eof)
+	})
+}
+
+// end is what Recv returns once eof is closed and the queue is empty.
+func (p *memPipe) end() error {
+	if p.eofErr != nil {
+		return p.eofErr
+	}
+	return io.EOF
+}
+
 func (p *memPipe) Recv(ctx context.Context) (Frame, error) {
 	// An abort overrides queued frames: a broken stream ends promptly.
 	select {
@@ -80,7 +96,7 @@ func (p *memPipe) Recv(ctx context.Context) (Frame, error) {
 		case f := <-p.q:
 			return f, nil
 		default:
-			return Frame{}, io.EOF
+			return Frame{}, p.end()
 		}
 	case <-p.goneDone:
 		return Frame{}, context.Cause(p.gone)

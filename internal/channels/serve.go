@@ -131,7 +131,8 @@ func (h *Hub) runWriter(ch *channel, ws *websocket.Conn) {
 	if clean {
 		p.CloseSend()
 	} else if abort != nil {
-		p.Abort(abort)
+		// The frames already queued still reach the reader, then 1011.
+		p.FailSend(abort)
 	}
 	if e.killed.Load() && !gotClose {
 		// Our close frame is out: discard what is still in flight until the
