@@ -49,13 +49,16 @@ func putBuf(b []byte) {
 }
 
 // send encodes m and queues it for the writer.
-func (w *workerConn) send(m *wire.Message) error {
+func (w *workerConn) send(m *wire.Message) error { return w.sendIn(nil, m) }
+
+// sendIn is send as part of a reader's write batch (nil: none).
+func (w *workerConn) sendIn(batch *wsconn.Batch, m *wire.Message) error {
 	b, err := wire.Encode(getBuf(), m)
 	if err != nil {
 		w.log.Error("encode outgoing message", "type", m.Type, "err", err)
 		return err
 	}
-	return w.conn.Send(w.e.ctx, wsconn.Text, b, putBuf)
+	return w.conn.SendIn(w.e.ctx, batch, wsconn.Text, b, putBuf)
 }
 
 // Deliver implements invocation.Executor: it sends invokefunction.
@@ -75,7 +78,7 @@ func (w *workerConn) Deliver(req *invocation.Request) error {
 		Baggage:      req.Baggage,
 		Metadata:     req.Metadata,
 	}
-	err := w.send(&m)
+	err := w.sendIn(req.Batch, &m)
 	if injected != nil {
 		putBuf(injected)
 	}
@@ -117,7 +120,14 @@ func (w *workerConn) readLoop() {
 	limit := w.e.cfg.MaxMessageSize
 	buf := make([]byte, 0, 4096)
 	var m wire.Message
+	// Writes caused by a burst of input are batched per destination and
+	// flushed before the next read that could block.
+	var batch wsconn.Batch
+	defer batch.Flush()
 	for {
+		if !wsconn.NextFrameBuffered(ws) {
+			batch.Flush()
+		}
 		kind, data, err := wsconn.ReadFrame(ws, buf[:0], limit)
 		if cap(data) <= 1<<20 {
 			buf = data[:0] // keep a grown buffer, unless it is huge
@@ -144,7 +154,7 @@ func (w *workerConn) readLoop() {
 			w.rejectMalformed(data, err)
 			continue
 		}
-		w.handle(&m)
+		w.handle(&m, &batch)
 	}
 }
 
@@ -223,14 +233,14 @@ func itoa(n int64) string {
 	return string(b)
 }
 
-func (w *workerConn) handle(m *wire.Message) {
+func (w *workerConn) handle(m *wire.Message, batch *wsconn.Batch) {
 	e := w.e
 	switch m.Type {
 	case wire.TypeInvokeFunction:
-		w.handleInvoke(m)
+		w.handleInvoke(m, batch)
 	case wire.TypeInvocationResult:
 		if !e.inv.Pending().Complete(m.InvocationID, w.id, invocation.Result{
-			Value: m.Result, Err: m.Error, Traceparent: m.Traceparent, Baggage: m.Baggage}) {
+			Value: m.Result, Err: m.Error, Traceparent: m.Traceparent, Baggage: m.Baggage, Batch: batch}) {
 			w.log.Debug("result for unknown invocation ignored", "invocation_id", m.InvocationID)
 		}
 	case wire.TypeRegisterFunction:
@@ -261,7 +271,7 @@ func (w *workerConn) handle(m *wire.Message) {
 	}
 }
 
-func (w *workerConn) handleInvoke(m *wire.Message) {
+func (w *workerConn) handleInvoke(m *wire.Message, batch *wsconn.Batch) {
 	callerID, fnID := m.InvocationID, m.FunctionID
 	if m.Action.IsEnqueue() {
 		if callerID != "" {
@@ -279,6 +289,7 @@ func (w *workerConn) handleInvoke(m *wire.Message) {
 		Baggage:        m.Baggage,
 		CallerWorkerID: w.id,
 		Void:           m.Action.IsVoid() || callerID == "",
+		Batch:          batch,
 	}
 	if req.Void {
 		req.InvocationID = ""
@@ -302,7 +313,7 @@ func (w *workerConn) reply(invocationID, functionID string, res invocation.Resul
 	if m.Error != nil {
 		m.Result = nil
 	}
-	if err := w.send(&m); err != nil {
+	if err := w.sendIn(res.Batch, &m); err != nil {
 		w.log.Debug("result not delivered: caller gone", "invocation_id", invocationID)
 	}
 }

@@ -92,7 +92,9 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 	}
 	e.inv = invocation.NewLocal(ctx, e.reg)
 	e.upgrader = websocket.Upgrader{
-		ReadBufferSize:  4096,
+		// Zero: worker sockets read through wsconn's own 4 KiB buffer,
+		// which lets the read loop see whether more input is buffered.
+		ReadBufferSize:  0,
 		WriteBufferSize: 4096,
 		WriteBufferPool: wsconn.WriteBufferPool,
 		CheckOrigin:     func(*http.Request) bool { return true }, // workers are not browsers

@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/sluicehq/sluice/internal/registry"
+	"github.com/sluicehq/sluice/internal/wsconn"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -37,6 +38,11 @@ type Request struct {
 	CallerWorkerID string
 	// Void calls are executed but nobody waits for the result.
 	Void bool
+	// Batch, when set, is the write batch of the connection reader that
+	// started this invocation: writes caused on that goroutine may be
+	// deferred to its flush. Executors that hand the request to another
+	// goroutine must not use it.
+	Batch *wsconn.Batch
 }
 
 // Result is the outcome of an invocation: Value (absent = nil) or Err.
@@ -45,6 +51,8 @@ type Result struct {
 	Err         *wire.ErrorBody
 	Traceparent string
 	Baggage     string
+	// Batch is as in Request, for the goroutine that produced the result.
+	Batch *wsconn.Batch
 }
 
 // Completion receives the result of a non-void invocation, exactly once.
@@ -153,16 +161,16 @@ func (e *EngineExecutor) run(ctx context.Context, req *Request, done Completion)
 		}
 		return
 	}
-	call := func() {
+	call := func(batch *wsconn.Batch) {
 		v, err := b.fn(ctx, req)
 		if !req.Void {
-			done(Result{Value: v, Err: err, Traceparent: req.Traceparent, Baggage: req.Baggage})
+			done(Result{Value: v, Err: err, Traceparent: req.Traceparent, Baggage: req.Baggage, Batch: batch})
 		}
 	}
 	if b.async {
-		go call()
+		go call(nil)
 	} else {
-		call()
+		call(req.Batch)
 	}
 }
 

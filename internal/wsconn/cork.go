@@ -20,6 +20,9 @@ type corkConn struct {
 	mu     sync.Mutex
 	corked bool
 	buf    []byte
+	// br is the read buffer gorilla reads through, when Upgrade could
+	// supply it (see NextFrameBuffered).
+	br *bufio.Reader
 }
 
 // maxCork bounds the bytes collected before a forced flush.
@@ -38,6 +41,18 @@ func (c *corkConn) Write(p []byte) (int, error) {
 	}
 	c.mu.Unlock()
 	return len(p), err
+}
+
+// corkIfOpen corks c unless it is corked already, and reports whether it
+// did.
+func (c *corkConn) corkIfOpen() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.corked {
+		return false
+	}
+	c.corked = true
+	return true
 }
 
 func (c *corkConn) cork() {
@@ -78,11 +93,22 @@ func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return &corkConn{Conn: c}, brw, nil
+	cc := &corkConn{Conn: c}
+	if brw.Reader.Buffered() > 0 {
+		return cc, brw, nil // gorilla refuses this handshake anyway
+	}
+	// Our own read buffer over cc: with a zero ReadBufferSize gorilla
+	// reads through it, and NextFrameBuffered can look into it.
+	cc.br = bufio.NewReaderSize(cc, readBufferSize)
+	return cc, bufio.NewReadWriter(cc.br, brw.Writer), nil
 }
 
+// readBufferSize is the read buffer of upgraded connections.
+const readBufferSize = 4096
+
 // Upgrade upgrades an HTTP request to a WebSocket whose writes can be
-// batched by Conn.
+// batched by Conn. With u.ReadBufferSize zero the connection reads through
+// a 4 KiB buffer that NextFrameBuffered can inspect.
 func Upgrade(u *websocket.Upgrader, w http.ResponseWriter, r *http.Request, h http.Header) (*websocket.Conn, error) {
 	return u.Upgrade(hijacker{w}, r, h)
 }

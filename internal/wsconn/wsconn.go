@@ -228,6 +228,9 @@ func (c *Conn) writeLoop() {
 				break
 			}
 			c.wmu.Lock()
+			if cc, _ := c.ws.NetConn().(*corkConn); cc != nil {
+				_ = cc.uncork() // frames a Batch still holds go before the close frame
+			}
 			if c.closeMsg != nil {
 				_ = c.ws.WriteControl(websocket.CloseMessage, c.closeMsg, time.Now().Add(time.Second))
 			}
