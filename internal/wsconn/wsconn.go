@@ -46,8 +46,8 @@ type frame struct {
 
 // Conn is a WebSocket connection with a dedicated writer goroutine.
 type Conn struct {
-	wmu       sync.Mutex   // held while writing to ws
-	queued    atomic.Int64 // frames queued or being written by the writer goroutine
+	wmu       sync.Mutex    // held while writing to ws
+	queued    atomic.Int64  // frames queued or being written by the writer goroutine
 	wseq      atomic.Uint64 // odd while a write is in progress (see watchdog.go)
 	ws        *websocket.Conn
 	out       chan frame
