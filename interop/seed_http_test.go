@@ -1,0 +1,317 @@
+package interop
+
+import (
+	"bufio"
+	"context"
+	crand "crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice"
+)
+
+// Seed 000 "Use Channels", Examples 1 (file download via an HTTP endpoint)
+// and 2 (server-sent events), served by each SDK flavour's seed script (and
+// by the Go adapter, seed_http_go_test.go) from the built engine's HTTP
+// listener and fetched with net/http.
+
+const (
+	// seedFileName is the file Example 1 serves: the name in the seed's
+	// curl example.
+	seedFileName = "quarterly-report.pdf"
+	// seedFileSize is its size: 64 MiB of random bytes.
+	seedFileSize = 64 << 20
+	// sseGap is the pause the SSE function makes between events
+	// (SSE_DELAY_MS; the seed's is 1 s). Long enough that an event held
+	// back until the next one is written, or until the end, shows.
+	sseGap = 200 * time.Millisecond
+)
+
+// seedFile is Example 1's file, written once per test run.
+type seedFile struct {
+	dir    string // DATA_DIR
+	size   int64
+	sha256 string
+}
+
+// writeSeedFile writes seedFileSize random bytes to <t.TempDir()>/seedFileName.
+func writeSeedFile(t *testing.T) seedFile {
+	t.Helper()
+	dir := t.TempDir()
+	var seed [32]byte
+	_, _ = crand.Read(seed[:])
+	f, err := os.Create(filepath.Join(dir, seedFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(rand.NewChaCha8(seed), seedFileSize))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seedFile{dir: dir, size: n, sha256: hex.EncodeToString(h.Sum(nil))}
+}
+
+// httpSeed is one implementation of one of the two examples.
+type httpSeed struct {
+	name   string   // subtest name
+	f      *flavour // nil: the Go adapter (seed_http_go_test.go)
+	script string   // the flavour's script (in f.Dir)
+	// headers the example sets, checked on the response (canonical names).
+	headers map[string]string
+}
+
+// prefix is the WORKER_PREFIX the seed runs with: its function ids are
+// <prefix>.files::download / <prefix>.events::stream, its routes
+// /<prefix>/files/:filename and /<prefix>/events/stream.
+func (s httpSeed) prefix() string {
+	if s.f == nil {
+		return goHTTPPrefix
+	}
+	return s.f.Prefix
+}
+
+// start starts an engine and the worker serving the example (env: extra
+// worker environment), and waits until the engine serves the route bound
+// to functionID (<prefix>.<fn>).
+func (s httpSeed) start(t *testing.T, fn string, env ...string) *engineProc {
+	t.Helper()
+	if s.f != nil {
+		s.f.require(t)
+	} else if buildErr != nil {
+		t.Fatalf("building the engine: %v", buildErr)
+	}
+	e := startEngine(t, "127.0.0.1:0")
+	c := connectGo(t, e, "go-seed-http")
+	if s.f == nil {
+		registerGoHTTPSeeds(t, c, env...)
+	} else {
+		startWorker(t, s.f, e, s.script, s.f.Prefix, env...)
+	}
+	waitHTTPTrigger(ctxFor(t, startTimeout), t, c, s.prefix()+"."+fn)
+	return e
+}
+
+// waitHTTPTrigger polls engine::registered-triggers::list (bounded by ctx)
+// until an http trigger bound to functionID is registered. The engine adds
+// the route in the same step as it stores the trigger.
+func waitHTTPTrigger(ctx context.Context, t testing.TB, c *sluice.Client, functionID string) {
+	t.Helper()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	var lastErr error
+	for {
+		out, err := sluice.Call[struct {
+			Triggers []struct {
+				ID string `json:"id"`
+			} `json:"registered_triggers"`
+		}](ctx, c, "engine::registered-triggers::list", map[string]any{"trigger_type": "http", "function_id": functionID})
+		if err == nil && len(out.Triggers) > 0 {
+			return
+		}
+		lastErr = err
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			t.Fatalf("no http trigger for %s: %v (last error %v)", functionID, ctx.Err(), lastErr)
+		}
+	}
+}
+
+// seedHTTPClient is a plain net/http client whose connections end with the test.
+func seedHTTPClient(t testing.TB) *http.Client {
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 2 * time.Minute}
+}
+
+// TestSeedHTTP runs the seed's HTTP examples in every flavour that has
+// them, each against its own engine, the flavours in parallel:
+//
+//   - Example2SSE (Node 0.11.6 and 0.22.1, Go): the event stream read with
+//     net/http; every event must arrive on its own, spaced as the function
+//     writes them (sseGap), not bunched with the next one or at the end.
+//   - Example1Download (Node 0.11.6 and 0.22.1, Python as written on PyPI
+//     0.11.6 and adapted to 0.25.0, Go): a 64 MiB random file; status,
+//     the headers the seed sets, byte count and SHA-256.
+//
+// SSE runs first and on its own: its timing is not disturbed by the
+// downloads.
+func TestSeedHTTP(t *testing.T) {
+	node11, node22 := flavourNamed("node-0.11.6"), flavourNamed("node-0.22.1")
+	py25, pyseed := flavourNamed("python-0.25.0"), flavourNamed("python-seed-0.11.6")
+
+	sseHeaders := map[string]string{
+		"Content-Type":  "text/event-stream",
+		"Cache-Control": "no-cache",
+		"Connection":    "keep-alive",
+	}
+	t.Run("Example2SSE", func(t *testing.T) {
+		for _, s := range []httpSeed{
+			{name: "go", headers: sseHeaders},
+			{name: node11.Name, f: node11, script: "seed_sse.mjs", headers: sseHeaders},
+			{name: node22.Name, f: node22, script: "seed_sse.mjs", headers: sseHeaders},
+		} {
+			t.Run(s.name, func(t *testing.T) {
+				t.Parallel()
+				e := s.start(t, "events::stream", fmt.Sprintf("SSE_DELAY_MS=%d", sseGap.Milliseconds()))
+				checkSSE(t, e.HTTPURL+"/"+s.prefix()+"/events/stream", s.headers)
+			})
+		}
+	})
+
+	file := writeSeedFile(t)
+	dl := map[string]string{
+		"Content-Type":        "application/octet-stream",
+		"Content-Disposition": `attachment; filename="` + seedFileName + `"`,
+	}
+	pdf := map[string]string{"Content-Type": "application/pdf"} // the Python seed's
+	t.Run("Example1Download", func(t *testing.T) {
+		for _, s := range []httpSeed{
+			{name: "go", headers: dl},
+			{name: node11.Name, f: node11, script: "seed_download.mjs", headers: dl},
+			{name: node22.Name, f: node22, script: "seed_download.mjs", headers: dl},
+			{name: pyseed.Name, f: pyseed, script: "seed_download.py", headers: pdf},
+			{name: py25.Name, f: py25, script: "seed_download_0_25.py", headers: pdf},
+		} {
+			t.Run(s.name, func(t *testing.T) {
+				t.Parallel()
+				e := s.start(t, "files::download", "DATA_DIR="+file.dir)
+				checkDownload(t, e.HTTPURL+"/"+s.prefix()+"/files/"+seedFileName, s.headers, file)
+			})
+		}
+	})
+}
+
+// checkHeaders compares the response headers with want.
+func checkHeaders(t *testing.T, res *http.Response, want map[string]string) {
+	t.Helper()
+	for k, v := range want {
+		if got := res.Header.Values(k); len(got) != 1 || got[0] != v {
+			t.Errorf("header %s = %q, want %q (all headers: %v)", k, got, v, res.Header)
+		}
+	}
+}
+
+// checkDownload GETs url and checks the status, headers, size and SHA-256.
+func checkDownload(t *testing.T, url string, headers map[string]string, file seedFile) {
+	start := time.Now()
+	res, err := seedHTTPClient(t).Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
+		t.Fatalf("GET %s: %s %q", url, res.Status, b)
+	}
+	checkHeaders(t, res, headers)
+	h := sha256.New()
+	n, err := io.Copy(h, res.Body)
+	elapsed := time.Since(start)
+	if err != nil {
+		t.Fatalf("reading the body after %d bytes: %v", n, err)
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	if n != file.size || sum != file.sha256 {
+		t.Fatalf("got %d bytes with SHA-256 %s, want %d bytes with %s", n, sum, file.size, file.sha256)
+	}
+	t.Logf("GET %s: %d MiB in %v (%.0f MiB/s), SHA-256 ok, %s %v", url[strings.Index(url[7:], "/")+7:], n>>20,
+		elapsed.Round(time.Millisecond), float64(n)/(1<<20)/elapsed.Seconds(), res.Proto, res.Header)
+}
+
+// sseEvent is one event of the stream: its lines without the blank line
+// that ends it.
+type sseEvent string
+
+// seedSSEEvents is what Example 2 sends: five progress events and done.
+func seedSSEEvents() []sseEvent {
+	var evs []sseEvent
+	for i := 1; i <= 5; i++ {
+		evs = append(evs, sseEvent(fmt.Sprintf("id: %d\nevent: progress\ndata: {\"step\":%d,\"total\":5}", i, i)))
+	}
+	return append(evs, "id: 6\nevent: done\ndata: {\"message\":\"complete\"}")
+}
+
+// checkSSE reads the event stream at url, checks the headers and events,
+// and checks that the events arrive at the pace the function writes them:
+// one at once, then one every sseGap.
+func checkSSE(t *testing.T, url string, headers map[string]string) {
+	want := seedSSEEvents()
+	start := time.Now()
+	res, err := seedHTTPClient(t).Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer res.Body.Close()
+	headersAt := time.Since(start)
+	if res.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
+		t.Fatalf("GET %s: %s %q", url, res.Status, b)
+	}
+	checkHeaders(t, res, headers)
+	rd := bufio.NewReader(res.Body)
+	at := make([]time.Duration, 0, len(want))
+	for i := range want {
+		var lines []string
+		for {
+			line, err := rd.ReadString('\n')
+			if err != nil {
+				t.Fatalf("event %d: %v after %q (events so far at %v)", i+1, err, lines, at)
+			}
+			if line == "\n" {
+				break
+			}
+			lines = append(lines, strings.TrimSuffix(line, "\n"))
+		}
+		at = append(at, time.Since(start))
+		if got := sseEvent(strings.Join(lines, "\n")); got != want[i] {
+			t.Fatalf("event %d = %q, want %q", i+1, got, want[i])
+		}
+		// Nothing of the next event may have arrived with this one.
+		if rd.Buffered() > 0 {
+			t.Errorf("event %d arrived together with %d bytes of what follows", i+1, rd.Buffered())
+		}
+	}
+	if b, err := rd.ReadByte(); err != io.EOF {
+		t.Fatalf("after the last event: %q, %v; want the end of the body", b, err)
+	}
+
+	gaps := make([]time.Duration, len(at)-1)
+	for i := range gaps {
+		gaps[i] = at[i+1] - at[i]
+	}
+	round := func(ds []time.Duration) []time.Duration {
+		out := make([]time.Duration, len(ds))
+		for i, d := range ds {
+			out[i] = d.Round(time.Millisecond)
+		}
+		return out
+	}
+	t.Logf("GET %s: headers after %v, events after %v, gaps %v (written %v apart)", url[strings.Index(url[7:], "/")+7:],
+		headersAt.Round(time.Millisecond), round(at), round(gaps), sseGap)
+	// Paced, not bunched: an event held back until the next one is written
+	// (or to the end) makes a gap near 0. The bounds leave room for a
+	// loaded machine.
+	for i, g := range gaps {
+		if g < sseGap/2 || g > 5*sseGap {
+			t.Errorf("event %d arrived %v after event %d; the function writes them %v apart", i+2, g, i+1, sseGap)
+		}
+	}
+	// The first event must be out long before the last one is written.
+	if span := at[len(at)-1] - at[0]; span < time.Duration(len(gaps))*sseGap*4/5 {
+		t.Errorf("the first event arrived only %v before the last; the function writes them %v apart", span, time.Duration(len(gaps))*sseGap)
+	}
+}
