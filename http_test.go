@@ -211,6 +211,11 @@ func streamOf(n int64, seed byte) io.Reader {
 	return io.LimitReader(rand.NewChaCha8([32]byte{seed}), n)
 }
 
+// TestHTTPStreamedUpload streams 64 MiB (1 GiB with SLUICE_LONG=1) to a
+// handler that hashes it, with engine, worker and client in this process,
+// and bounds the process heap. The 1 GiB acceptance version, against the
+// built binary and bounding the engine process's RSS, is
+// interop.TestHTTPUploadEngineMemory.
 func TestHTTPStreamedUpload(t *testing.T) {
 	size := int64(64 << 20)
 	if os.Getenv("SLUICE_LONG") == "1" {

@@ -30,6 +30,25 @@
 //	                  process SIGKILLed mid-stream (the Go reader must fail
 //	                  with ErrStreamBroken, never io.EOF); helpers in
 //	                  node-0.22.1/stream.mjs and python/stream.py
+//	TestSeedHTTP      the seed's HTTP Examples (seed_http_test.go; the Go
+//	                  adapter's versions in seed_http_go_test.go), fetched
+//	                  with net/http from the engine's HTTP listener:
+//	                  Example2SSE (node-0.11.6, node-0.22.1, Go): six
+//	                  events written 200 ms apart (SSE_DELAY_MS) must arrive
+//	                  one at a time, each gap >= 100 ms, with the seed's
+//	                  headers; then Example1Download (node-0.11.6,
+//	                  node-0.22.1, python-seed-0.11.6 as written,
+//	                  python-0.25.0 adapted, Go): a 64 MiB random file,
+//	                  status, headers, size and SHA-256
+//
+// and, once, with the Go SDK only:
+//
+//	TestHTTPUploadEngineMemory     a 1 GiB POST (64 MiB with -short)
+//	                  streamed to a Go handler that hashes it; the hash
+//	                  must match and the engine process's peak RSS (VmHWM)
+//	                  stay within 48 MiB of its RSS before the upload
+//	TestChannelMemoryStalledReader 1 GiB through a channel whose reader
+//	                  stalls first; the engine's RSS stays bounded
 //
 // The SDKs are installed by setup.sh (scripts/test.sh runs it). A missing
 // node, node_modules or Python venv skips the tests that need it, unless
