@@ -15,17 +15,35 @@ import (
 	"github.com/gorilla/websocket"
 )
 
+// pair returns a Conn over a plain gorilla upgrade (queue of 4) and the
+// client end.
 func pair(t *testing.T) (server *Conn, client *websocket.Conn) {
+	t.Helper()
+	return newPair(t, func(u *websocket.Upgrader, w http.ResponseWriter, r *http.Request) (*websocket.Conn, error) {
+		return u.Upgrade(w, r, nil)
+	}, Options{Queue: 4})
+}
+
+// upgradedPair is pair with the server side upgraded by Upgrade, so that
+// its writes can be corked and its read buffer inspected.
+func upgradedPair(t *testing.T) (server *Conn, client *websocket.Conn) {
+	t.Helper()
+	return newPair(t, func(u *websocket.Upgrader, w http.ResponseWriter, r *http.Request) (*websocket.Conn, error) {
+		return Upgrade(u, w, r, nil)
+	}, Options{})
+}
+
+func newPair(t *testing.T, upgrade func(*websocket.Upgrader, http.ResponseWriter, *http.Request) (*websocket.Conn, error), o Options) (*Conn, *websocket.Conn) {
 	t.Helper()
 	ch := make(chan *Conn, 1)
 	up := websocket.Upgrader{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := up.Upgrade(w, r, nil)
+		ws, err := upgrade(&up, w, r)
 		if err != nil {
 			t.Error(err)
 			return
 		}
-		ch <- New(ws, Options{Queue: 4})
+		ch <- New(ws, o)
 	}))
 	t.Cleanup(srv.Close)
 	c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
