@@ -89,7 +89,7 @@ func Mask(key [4]byte, pos int, b []byte) int {
 		return end & 3
 	}
 	k := uint64(k32) | uint64(k32)<<32
-	i := 0
+	i := maskBulk(k, b)
 	for ; i+32 <= len(b); i += 32 {
 		v := b[i : i+32 : i+32]
 		binary.LittleEndian.PutUint64(v[0:], binary.LittleEndian.Uint64(v[0:])^k)
@@ -115,7 +115,7 @@ func MaskCopy(dst, src []byte, key [4]byte) {
 	dst = dst[:len(src)]
 	k32 := binary.LittleEndian.Uint32(key[:])
 	k := uint64(k32) | uint64(k32)<<32
-	i := 0
+	i := maskCopyBulk(k, dst, src)
 	for ; i+32 <= len(src); i += 32 {
 		s := src[i : i+32 : i+32]
 		d := dst[i : i+32 : i+32]

@@ -15,11 +15,17 @@ func slowMask(key [4]byte, pos int, b []byte) {
 	}
 }
 
+// TestMask covers every length up to 300 and a few big ones (the AVX2
+// loop takes 128-byte blocks), every start position and misaligned buffers.
 func TestMask(t *testing.T) {
 	key := [4]byte{1, 2, 3, 0xff}
-	for n := range 80 {
+	lengths := []int{1000, 4096 + 5, 65536, 65536 + 10}
+	for n := range 300 {
+		lengths = append(lengths, n)
+	}
+	for _, n := range lengths {
 		for pos := range 4 {
-			b := make([]byte, n)
+			b := make([]byte, n+pos)[pos:] // misaligned by pos too
 			for i := range b {
 				b[i] = byte(i * 31)
 			}
@@ -31,8 +37,8 @@ func TestMask(t *testing.T) {
 			if !bytes.Equal(b, want) {
 				t.Fatalf("len %d pos %d: got %x want %x", n, pos, b, want)
 			}
-			dst := make([]byte, n+3)
-			src := make([]byte, n)
+			dst := make([]byte, n+3)[pos:]
+			src := make([]byte, n+1)[1:]
 			for i := range src {
 				src[i] = byte(i * 31)
 			}

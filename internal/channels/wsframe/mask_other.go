@@ -1,0 +1,7 @@
+//go:build !amd64 || purego
+
+package wsframe
+
+func maskBulk(uint64, []byte) int { return 0 }
+
+func maskCopyBulk(uint64, []byte, []byte) int { return 0 }
