@@ -2,9 +2,13 @@ package sluice
 
 import (
 	"bytes"
+	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +17,7 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/gorilla/websocket"
 
+	"github.com/sluicehq/sluice/internal/channels/wsframe"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -37,6 +42,7 @@ type ChannelReader struct {
 
 	mu     sync.Mutex // the consumer
 	ws     *websocket.Conn
+	src    msgSource // where messages come from, once connected
 	cur    io.Reader // the binary message being read
 	err    error     // sticky end: io.EOF, *ChannelError or ErrChannelClosed
 	msgsMu sync.Mutex
@@ -178,7 +184,7 @@ func (r *ChannelReader) next() {
 		}
 	}
 	for {
-		kind, rd, err := r.ws.NextReader()
+		kind, rd, err := r.src.NextReader()
 		if err != nil {
 			r.end(err)
 			return
@@ -206,7 +212,16 @@ func (r *ChannelReader) connect() {
 		r.err = ErrChannelClosed
 		return
 	}
-	ws, err := r.dial(readerDialer)
+	var ws *websocket.Conn
+	var err error
+	if strings.HasPrefix(r.url, "ws://") {
+		ws, r.src, err = r.dialRaw()
+	} else {
+		// wss: the frames are read by gorilla (see rawSource).
+		if ws, err = r.dial(readerDialer); err == nil {
+			r.src = ws
+		}
+	}
 	if err != nil {
 		r.err = err
 		return
@@ -216,6 +231,31 @@ func (r *ChannelReader) connect() {
 	if r.closed.Load() { // Close raced with the dial
 		ws.Close()
 	}
+}
+
+// dialRaw connects a ws:// reader whose frames rawSource reads. gorilla
+// does the handshake through a handshakeConn, which never lets gorilla's
+// buffer read past the end of the response: the frames the engine sends
+// right after it stay for rawSource.
+func (r *ChannelReader) dialRaw() (*websocket.Conn, msgSource, error) {
+	var hc *handshakeConn
+	d := *readerDialer
+	d.ReadBufferSize = 1024 // gorilla only reads the handshake response
+	d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var nd net.Dialer
+		c, err := nd.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		hc = &handshakeConn{Conn: c}
+		return hc, nil
+	}
+	ws, err := r.dial(&d)
+	if err != nil {
+		return nil, nil, err
+	}
+	hc.handshakeDone()
+	return ws, newRawSource(ws, hc), nil
 }
 
 // end records why the stream ended and hangs up (gorilla has already
@@ -269,3 +309,198 @@ func parseRef(data []byte, dir string) (ref ChannelRef, null bool, err error) {
 	}
 	return ChannelRef{ChannelID: *raw.ChannelID, AccessKey: *raw.AccessKey, Direction: dir}, false, nil
 }
+
+// msgSource yields a reader socket's messages, like gorilla's NextReader
+// (which is what *websocket.Conn provides for wss:// ends): a message not
+// read to its end is skipped by the next call; control frames are handled
+// on the way; the engine's close frame ends it with a *websocket.CloseError.
+type msgSource interface {
+	NextReader() (kind int, r io.Reader, err error)
+}
+
+// rawSource reads a ws:// reader socket's frames with wsframe.Reader: a
+// payload goes from the socket straight into the caller's buffer, with the
+// next frame's header picked up by the same system call, and nothing is
+// allocated per message (gorilla reads through its own buffer and allocates
+// a reader per message). Control replies go through gorilla's WriteControl.
+type rawSource struct {
+	ws  *websocket.Conn
+	fr  *wsframe.Reader
+	msg rawMessage
+	ctl [125]byte
+}
+
+// rawMessage is the message being read: its frames' payloads in a row.
+type rawMessage struct {
+	s    *rawSource
+	fin  bool  // the current frame is the message's last
+	size int64 // bytes of the message so far, for the read limit
+	done bool  // read to its end (or abandoned)
+	err  error // sticky
+}
+
+func newRawSource(ws *websocket.Conn, conn net.Conn) *rawSource {
+	s := &rawSource{ws: ws, fr: wsframe.NewReader(conn, 4096)}
+	s.msg = rawMessage{s: s, done: true}
+	return s
+}
+
+func (s *rawSource) NextReader() (int, io.Reader, error) {
+	m := &s.msg
+	if m.err != nil {
+		return 0, nil, m.err
+	}
+	for !m.done { // skip the rest of the previous message
+		if _, err := m.Read(s.ctl[:]); err == io.EOF {
+			break
+		} else if err != nil {
+			return 0, nil, err
+		}
+	}
+	h, err := s.header()
+	if err != nil {
+		m.err = err
+		return 0, nil, err
+	}
+	if h.Op == wsframe.OpContinuation {
+		m.err = s.fail("continuation frame outside a message")
+		return 0, nil, m.err
+	}
+	*m = rawMessage{s: s, fin: h.Fin}
+	if err := m.grow(h.Len); err != nil {
+		return 0, nil, err
+	}
+	return h.Op, m, nil
+}
+
+func (m *rawMessage) Read(p []byte) (int, error) {
+	if m.err != nil {
+		return 0, m.err
+	}
+	for {
+		if m.s.fr.Remaining() > 0 {
+			n, err := m.s.fr.Read(p)
+			if err != nil && err != io.EOF {
+				m.err = err
+				return n, err
+			}
+			return n, nil
+		}
+		if m.fin {
+			m.done = true
+			return 0, io.EOF
+		}
+		h, err := m.s.header()
+		if err != nil {
+			m.err = err
+			return 0, err
+		}
+		if h.Op != wsframe.OpContinuation {
+			m.err = m.s.fail("new message inside a fragmented one")
+			return 0, m.err
+		}
+		m.fin = h.Fin
+		if err := m.grow(h.Len); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// grow accounts for a frame of n bytes against the read limit.
+func (m *rawMessage) grow(n uint64) error {
+	if n > channelMaxMessage || m.size+int64(n) > channelMaxMessage {
+		_ = m.s.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseMessageTooBig, ""), time.Now().Add(channelControlWait))
+		m.err = websocket.ErrReadLimit
+		return m.err
+	}
+	m.size += int64(n)
+	return nil
+}
+
+// header reads the next data frame's header, handling control frames.
+func (s *rawSource) header() (wsframe.Header, error) {
+	for {
+		h, err := s.fr.Next()
+		if err != nil {
+			var pe *wsframe.ProtocolError
+			if errors.As(err, &pe) {
+				return h, s.fail(pe.Reason)
+			}
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF // no close frame
+			}
+			return h, err
+		}
+		if h.Masked {
+			return h, s.fail("masked server frame")
+		}
+		if !wsframe.IsControl(h.Op) {
+			return h, nil
+		}
+		p := s.ctl[:h.Len]
+		if err := s.fr.ReadPayload(p); err != nil {
+			return h, err
+		}
+		switch h.Op {
+		case wsframe.OpPing:
+			_ = s.ws.WriteControl(websocket.PongMessage, p, time.Now().Add(channelControlWait))
+		case wsframe.OpClose:
+			code, reason := websocket.CloseNoStatusReceived, ""
+			if len(p) >= 2 {
+				code, reason = int(binary.BigEndian.Uint16(p)), string(p[2:])
+			}
+			if len(p) == 1 || len(p) >= 2 && !wsframe.ValidCloseCode(code) {
+				return h, s.fail("invalid close frame")
+			}
+			_ = s.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(channelControlWait))
+			return h, &websocket.CloseError{Code: code, Text: reason}
+		}
+	}
+}
+
+// fail answers a protocol error with close 1002.
+func (s *rawSource) fail(reason string) error {
+	_ = s.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseProtocolError, reason), time.Now().Add(channelControlWait))
+	return &wsframe.ProtocolError{Reason: reason}
+}
+
+// handshakeConn hands gorilla the bytes of the handshake and nothing more:
+// until handshakeDone, a Read returns at most up to the end of the current
+// HTTP header block (a proxy's CONNECT answer, then the 101), keeping what
+// the socket delivered beyond it; afterwards the kept bytes come first.
+type handshakeConn struct {
+	net.Conn
+	done bool
+	tail uint32 // the last four bytes handed out, to spot "\r\n\r\n"
+	keep []byte
+	buf  [1024]byte
+}
+
+func (c *handshakeConn) Read(p []byte) (int, error) {
+	if len(c.keep) == 0 {
+		if c.done {
+			return c.Conn.Read(p)
+		}
+		n, err := c.Conn.Read(c.buf[:])
+		if n == 0 {
+			return 0, err
+		}
+		c.keep = c.buf[:n]
+	}
+	n := min(len(p), len(c.keep))
+	if !c.done {
+		for i, b := range c.keep[:n] {
+			c.tail = c.tail<<8 | uint32(b)
+			if c.tail == 0x0d0a0d0a { // the end of a header block
+				n, c.tail = i+1, 0
+				break
+			}
+		}
+	}
+	copy(p, c.keep[:n])
+	c.keep = c.keep[n:]
+	return n, nil
+}
+
+// handshakeDone ends the handshake: reads pass through from now on.
+func (c *handshakeConn) handshakeDone() { c.done = true }

@@ -1,13 +1,17 @@
 package sluice
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha1"
 	"crypto/sha256"
+	"encoding/base64"
 	stdjson "encoding/json"
 	"errors"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -18,6 +22,7 @@ import (
 	jsonv2 "github.com/go-json-experiment/json"
 
 	"github.com/sluicehq/sluice/internal/channels"
+	"github.com/sluicehq/sluice/internal/channels/wsframe"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -436,5 +441,114 @@ func TestChannelCloseWithErrorUnblocksWrite(t *testing.T) {
 	}
 	if _, err := ch.Reader.ReadAll(); !errors.Is(err, ErrStreamBroken) {
 		t.Fatalf("reader: %v", err)
+	}
+}
+
+// rawEngine serves one channel socket by hand: it answers the handshake
+// and writes frames in the same write, so that they reach the client
+// together with the 101 (what handshakeConn is for), hangs up its side if
+// asked, then reads what the client sends until it hangs up.
+func rawEngine(t *testing.T, frames []byte, hangUp bool) (url string, fromClient <-chan []byte) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		h := sha1.Sum([]byte(req.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+		resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
+			base64.StdEncoding.EncodeToString(h[:]) + "\r\n\r\n"
+		if _, err := c.Write(append([]byte(resp), frames...)); err != nil {
+			return
+		}
+		if hangUp {
+			c.(*net.TCPConn).CloseWrite()
+		}
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b, _ := io.ReadAll(br)
+		got <- b
+	}()
+	return "ws://" + ln.Addr().String(), got
+}
+
+func serverFrame(fin bool, op int, payload []byte) []byte {
+	hdr := make([]byte, wsframe.MaxHeader)
+	n := wsframe.PutHeader(hdr, fin, op, len(payload), false, [4]byte{})
+	return append(hdr[:n], payload...)
+}
+
+// TestChannelReaderRaw: the ws:// reader's own frame reader gets frames
+// that arrive with the handshake response, a message fragmented around a
+// ping (answered), text messages, and the close frame (echoed).
+func TestChannelReaderRaw(t *testing.T) {
+	big := randomBytes(200_000, 7)
+	var frames []byte
+	frames = append(frames, serverFrame(true, wsframe.OpBinary, []byte("first"))...)
+	frames = append(frames, serverFrame(true, wsframe.OpText, []byte("hello"))...)
+	frames = append(frames, serverFrame(false, wsframe.OpBinary, big[:70_000])...)
+	frames = append(frames, serverFrame(true, wsframe.OpPing, []byte("p"))...)
+	frames = append(frames, serverFrame(false, wsframe.OpContinuation, big[70_000:150_000])...)
+	frames = append(frames, serverFrame(true, wsframe.OpContinuation, big[150_000:])...)
+	frames = append(frames, serverFrame(true, wsframe.OpBinary, nil)...)
+	frames = append(frames, serverFrame(true, wsframe.OpClose, []byte{0x03, 0xe8})...)
+	u, fromClient := rawEngine(t, frames, false)
+	r := NewChannelReader(u, ChannelRef{ChannelID: "c", AccessKey: "k"})
+	var msgs []string
+	r.OnMessage(func(m string) { msgs = append(msgs, m) })
+	data, err := r.ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := append([]byte("first"), big...); !bytes.Equal(data, want) {
+		t.Fatalf("read %d bytes, want %d", len(data), len(want))
+	}
+	if len(msgs) != 1 || msgs[0] != "hello" {
+		t.Fatalf("messages %q", msgs)
+	}
+	// The client's frames: the pong, then the close echo.
+	rd := wsframe.NewReader(bytes.NewReader(<-fromClient), 256)
+	for _, want := range []struct {
+		op   int
+		data string
+	}{{wsframe.OpPong, "p"}, {wsframe.OpClose, "\x03\xe8"}} {
+		h, err := rd.Next()
+		if err != nil || h.Op != want.op || !h.Masked {
+			t.Fatalf("client frame %+v %v, want opcode %d masked", h, err, want.op)
+		}
+		p := make([]byte, h.Len)
+		if err := rd.ReadPayload(p); err != nil || string(p) != want.data {
+			t.Fatalf("client frame payload %q %v", p, err)
+		}
+	}
+}
+
+// TestChannelReaderRawErrors: a masked server frame is a protocol error,
+// and an end without a close frame is a broken stream.
+func TestChannelReaderRawErrors(t *testing.T) {
+	masked := []byte{0x82, 0x81, 1, 2, 3, 4, 'x' ^ 1}
+	for name, frames := range map[string][]byte{
+		"masked": masked,
+		"cut":    serverFrame(true, wsframe.OpBinary, []byte("abc"))[:4],
+	} {
+		t.Run(name, func(t *testing.T) {
+			u, _ := rawEngine(t, frames, true)
+			r := NewChannelReader(u, ChannelRef{ChannelID: "c", AccessKey: "k"})
+			_, err := r.ReadAll()
+			if !errors.Is(err, ErrStreamBroken) {
+				t.Fatalf("ReadAll: %v, want a broken stream", err)
+			}
+		})
 	}
 }
