@@ -288,21 +288,33 @@ func rawRelay(b *testing.B, n int, copying bool) (time.Duration, time.Duration) 
 	return took, cpu
 }
 
-// BenchmarkChannels100 runs 100 channels at once with gorilla clients. The
-// MB/s column is the aggregate; slowest-share is the slowest channel's
-// throughput divided by the mean (1 = perfectly fair).
+// BenchmarkChannels100 runs 100 channels at once with the Go SDK's ends
+// (64 KiB writes and reads). The MB/s column is the aggregate; slowest-share
+// is the slowest channel's throughput divided by the mean (1 = perfectly
+// fair).
 func BenchmarkChannels100(b *testing.B) {
 	const channels = 100
 	perChan := max(1, b.N/channels)
 	th := newTestHub(b, Config{})
-	type pair struct{ w, r *websocket.Conn }
+	type pair struct {
+		w *sluice.ChannelWriter
+		r *sluice.ChannelReader
+	}
 	pairs := make([]pair, channels)
 	for i := range pairs {
 		res, err := th.Create(0)
 		if err != nil {
 			b.Fatal(err)
 		}
-		pairs[i] = pair{th.dial(b, res.Writer, wire.DirWrite), th.dial(b, res.Reader, wire.DirRead)}
+		p := pair{sluice.NewChannelWriter(th.base, res.Writer), sluice.NewChannelReader(th.base, res.Reader)}
+		b.Cleanup(func() { p.w.Close(); p.r.Close() })
+		if _, err := p.r.Read(nil); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := p.w.Write(nil); err != nil {
+			b.Fatal(err)
+		}
+		pairs[i] = p
 	}
 	payload := make([]byte, benchFrame)
 	b.SetBytes(benchFrame * int64(channels*perChan) / int64(b.N))
@@ -316,7 +328,7 @@ func BenchmarkChannels100(b *testing.B) {
 			defer wg.Done()
 			<-start
 			for range perChan {
-				if err := p.w.WriteMessage(websocket.BinaryMessage, payload); err != nil {
+				if _, err := p.w.Write(payload); err != nil {
 					b.Error(err)
 					return
 				}
@@ -327,16 +339,13 @@ func BenchmarkChannels100(b *testing.B) {
 			buf := make([]byte, benchFrame)
 			<-start
 			t0 := time.Now()
-			for range perChan {
-				_, rd, err := p.r.NextReader()
+			for want := int64(perChan) * benchFrame; want > 0; {
+				k, err := p.r.Read(buf)
 				if err != nil {
 					b.Error(err)
 					return
 				}
-				if _, err := io.ReadFull(rd, buf); err != nil {
-					b.Error(err)
-					return
-				}
+				want -= int64(k)
 			}
 			took[i] = time.Since(t0)
 		}()
