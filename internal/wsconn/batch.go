@@ -1,0 +1,127 @@
+package wsconn
+
+import (
+	"bufio"
+	"context"
+
+	"github.com/gorilla/websocket"
+)
+
+// Batch defers socket writes while a reader still has whole frames
+// buffered, so that a burst of input produces one write system call per
+// destination instead of one per frame (the nats-server discipline: flush
+// at the end of the read batch). A reader that owns a Batch passes it to
+// SendIn for every frame its input causes, and calls Flush before it
+// blocks for more input (NextFrameBuffered reports when that is).
+//
+// A connection stays corked until the batch that corked it flushes, so
+// frames other goroutines write to it meanwhile wait too; that is at most
+// the time the reader takes to process what was already buffered. A Batch
+// belongs to one goroutine.
+type Batch struct {
+	conns []*Conn
+}
+
+// SendIn is Send, except that with a non-nil batch a frame that would be
+// written inline goes to the connection's cork buffer and reaches the
+// socket when b is flushed.
+func (c *Conn) SendIn(ctx context.Context, b *Batch, kind int, data []byte, onWritten func([]byte)) error {
+	cc, _ := c.ws.NetConn().(*corkConn)
+	if b == nil || cc == nil {
+		return c.Send(ctx, kind, data, onWritten)
+	}
+	if c.isClosing() {
+		return c.closedErr()
+	}
+	if c.queued.Load() == 0 && c.wmu.TryLock() {
+		if c.queued.Load() == 0 && !c.isClosing() {
+			if cc.corkIfOpen() {
+				b.conns = append(b.conns, c)
+			}
+			ok := c.write(frame{kind: kind, data: data, done: onWritten})
+			c.wmu.Unlock()
+			if !ok {
+				return c.closedErr()
+			}
+			return nil
+		}
+		c.wmu.Unlock()
+	}
+	// The frame queues and Send may block: release what the batch holds
+	// first, so no held frame waits behind a slow peer.
+	b.Flush()
+	return c.Send(ctx, kind, data, onWritten)
+}
+
+// Flush writes out every connection b corked.
+func (b *Batch) Flush() {
+	for i, c := range b.conns {
+		c.flushCork()
+		b.conns[i] = nil
+	}
+	b.conns = b.conns[:0]
+}
+
+func (c *Conn) flushCork() {
+	cc := c.ws.NetConn().(*corkConn)
+	c.wmu.Lock()
+	c.wseq.Add(1)
+	err := cc.uncork()
+	c.wseq.Add(1)
+	c.wmu.Unlock()
+	if err != nil {
+		c.setErr(err)
+		c.closeOnce.Do(func() { close(c.closing) })
+	}
+}
+
+// NextFrameBuffered reports whether the next frame on ws is a complete,
+// unfragmented data frame already in the read buffer, so that reading it
+// cannot block. Only connections made by Upgrade with a zero
+// ReadBufferSize expose their buffer; for others it reports false.
+func NextFrameBuffered(ws *websocket.Conn) bool {
+	cc, _ := ws.NetConn().(*corkConn)
+	if cc == nil || cc.br == nil {
+		return false
+	}
+	return frameBuffered(cc.br)
+}
+
+func frameBuffered(br *bufio.Reader) bool {
+	n := br.Buffered()
+	if n < 2 {
+		return false
+	}
+	h, _ := br.Peek(min(n, 14))
+	fin, op := h[0]&0x80 != 0, h[0]&0x0f
+	if !fin || op != websocket.TextMessage && op != websocket.BinaryMessage {
+		return false
+	}
+	size := 2
+	length := int(h[1] & 0x7f)
+	switch length {
+	case 126:
+		if len(h) < 4 {
+			return false
+		}
+		size += 2
+		length = int(h[2])<<8 | int(h[3])
+	case 127:
+		if len(h) < 10 {
+			return false
+		}
+		size += 8
+		var l uint64
+		for _, c := range h[2:10] {
+			l = l<<8 | uint64(c)
+		}
+		if l > uint64(n) {
+			return false
+		}
+		length = int(l)
+	}
+	if h[1]&0x80 != 0 {
+		size += 4 // mask key
+	}
+	return n >= size+length
+}
