@@ -3,7 +3,7 @@ package channels
 // Benchmarks of the channel data path over loopback. One op is one 64 KiB
 // frame, so the MB/s column is the payload throughput. Run with e.g.
 //
-//	go test -run '^$' -bench 'ChannelThroughput|RawTCPRelay|Channels100' -benchtime 2000x ./internal/channels/
+//	go test -run '^$' -bench 'ChannelThroughput|RawTCPRelay|Channels100' -benchtime 16384x ./internal/channels/
 
 import (
 	"encoding/binary"
