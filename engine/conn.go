@@ -36,16 +36,28 @@ type workerConn struct {
 // OwnerID implements registry.Owner.
 func (w *workerConn) OwnerID() string { return w.id }
 
-// bufPool holds encode buffers for outgoing frames.
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+// freeBufs holds encode buffers for outgoing frames. A channel rather than
+// a sync.Pool: putting a slice into a Pool allocates its header, and this
+// runs for every frame the engine sends.
+var freeBufs = make(chan []byte, 1024)
 
-func getBuf() []byte { return (*bufPool.Get().(*[]byte))[:0] }
+func getBuf() []byte {
+	select {
+	case b := <-freeBufs:
+		return b[:0]
+	default:
+		return make([]byte, 0, 1024)
+	}
+}
 
 func putBuf(b []byte) {
 	if cap(b) > 64<<10 {
 		return // do not pin large buffers
 	}
-	bufPool.Put(&b)
+	select {
+	case freeBufs <- b:
+	default:
+	}
 }
 
 // send encodes m and queues it for the writer.

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"strings"
 	"unicode/utf8"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -113,21 +114,39 @@ var knownTypes = []string{
 	TypeError, ActionVoid, ActionEnqueue,
 }
 
-func internString(b []byte) string {
-	for _, s := range knownTypes {
-		if string(b) == s {
-			return s
-		}
-	}
-	return string(b)
-}
-
 // fastDecoder parses one frame. The frame is copied once; raw values are
-// slices of that copy, so the caller's buffer can be reused at once.
+// slices of that copy, so the caller's buffer can be reused at once. The
+// strings of a message share one allocation, made when parsing succeeded.
 type fastDecoder struct {
 	b    []byte
 	i    int
-	seen uint32
+	strs [12]strRef
+	nstr int
+}
+
+type strRef struct {
+	dst *string
+	s   []byte
+}
+
+// setStrings gives every recorded string field its value, all in one
+// allocation.
+func (d *fastDecoder) setStrings() {
+	total := 0
+	for _, r := range d.strs[:d.nstr] {
+		total += len(r.s)
+	}
+	var sb strings.Builder
+	sb.Grow(total)
+	for _, r := range d.strs[:d.nstr] {
+		sb.Write(r.s)
+	}
+	all := sb.String()
+	off := 0
+	for _, r := range d.strs[:d.nstr] {
+		*r.dst = all[off : off+len(r.s)]
+		off += len(r.s)
+	}
 }
 
 func (d *fastDecoder) ws() {
@@ -178,6 +197,7 @@ func (d *fastDecoder) literalNull() bool {
 }
 
 // str decodes a string field: a plain string or null (the zero value).
+// Known protocol words are interned; other strings are set by setStrings.
 func (d *fastDecoder) str(dst *string, intern bool) bool {
 	if d.literalNull() {
 		*dst = ""
@@ -188,10 +208,23 @@ func (d *fastDecoder) str(dst *string, intern bool) bool {
 		return false
 	}
 	if intern {
-		*dst = internString(s)
-	} else {
-		*dst = string(s)
+		for _, k := range knownTypes {
+			if string(s) == k {
+				*dst = k
+				return true
+			}
+		}
 	}
+	if len(s) == 0 {
+		*dst = ""
+		return true
+	}
+	if d.nstr == len(d.strs) {
+		*dst = string(s)
+		return true
+	}
+	d.strs[d.nstr] = strRef{dst, s}
+	d.nstr++
 	return true
 }
 
@@ -373,7 +406,11 @@ func decodeFast(frame []byte, m *Message) bool {
 		return false
 	}
 	d.ws()
-	return d.i == len(d.b)
+	if d.i != len(d.b) {
+		return false
+	}
+	d.setStrings()
+	return true
 }
 
 // skipValue returns the end of the JSON value starting at b[i] (after
