@@ -58,7 +58,7 @@
 // Environment:
 //
 //	SLUICE_INTEROP=1          a missing dependency fails instead of skipping
-//	SLUICE_LONG=1             stream 256 MiB per cross-language transfer (default 32 MiB)
+//	-short                    stream 32 MiB per cross-language transfer (default 256 MiB)
 //	SLUICE_ENGINE_RACE=1      build the engine binary with -race
 //	SLUICE_INTEROP_VERBOSE=1  log engine and worker output even when tests pass
 //
