@@ -260,21 +260,20 @@ func TestReconnectKeepsRegistrations(t *testing.T) {
 	fresh := dialRaw(t, e)
 	fresh.sendJSON(`{"type":"registerfunction","id":"f::kept"}`)
 	fresh.sendJSON(`{"type":"registertrigger","id":"t-1","trigger_type":"engine::workers-available","function_id":"f::kept","config":{}}`)
-	_ = probe.call("sync", wire.FnFunctionsList, `{}`) // fresh's messages are processed by now? not guaranteed: poll owner
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if f, ok := e.reg.Function("f::kept"); ok && f.Owner.OwnerID() == fresh.id {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("fresh connection never took over f::kept")
-		}
-		time.Sleep(time.Millisecond)
+	// One socket's messages are handled in order: once this call on fresh
+	// is answered, its registrations have been processed.
+	fresh.callSkipping("sync", wire.FnFunctionsList, `{}`)
+	if f, ok := e.reg.Function("f::kept"); !ok || f.Owner.OwnerID() != fresh.id {
+		t.Fatal("fresh connection did not take over f::kept")
 	}
 	old.ws.Close()
 	<-old.end
-	// Wait for the old connection's cleanup, then check nothing was lost.
-	waitFor(t, func() bool { _, ok := e.reg.Worker(old.id); return !ok })
+	// The engine fires engine::workers-available (fresh's trigger t-1)
+	// after it has cleaned up the old connection: then check nothing was
+	// lost.
+	fresh.awaitInvoke("f::kept", func(m wire.Message) bool {
+		return strings.Contains(string(m.Data), old.id) && strings.Contains(string(m.Data), "worker_disconnected")
+	})
 	if f, ok := e.reg.Function("f::kept"); !ok || f.Owner.OwnerID() != fresh.id {
 		t.Fatal("old connection's cleanup removed the re-registered function")
 	}
@@ -302,14 +301,39 @@ func TestReattachEvictsOldConnection(t *testing.T) {
 	}
 }
 
-func waitFor(t testing.TB, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
+// callSkipping is call on a socket that may also receive invocations
+// (skipped) before the result.
+func (w *rawWorker) callSkipping(id, fn, data string) wire.Message {
+	w.t.Helper()
+	w.send(wire.Message{Type: wire.TypeInvokeFunction, InvocationID: id, FunctionID: fn, Data: jsontext.Value(data)})
+	return w.await(func(m wire.Message) bool { return m.Type == wire.TypeInvocationResult && m.InvocationID == id })
+}
+
+// awaitInvoke waits for an invocation of fn that match accepts, skipping
+// other messages.
+func (w *rawWorker) awaitInvoke(fn string, match func(wire.Message) bool) wire.Message {
+	w.t.Helper()
+	return w.await(func(m wire.Message) bool {
+		return m.Type == wire.TypeInvokeFunction && m.FunctionID == fn && match(m)
+	})
+}
+
+// await returns the first message want accepts, skipping the others.
+func (w *rawWorker) await(want func(wire.Message) bool) wire.Message {
+	w.t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case m, ok := <-w.in:
+			if !ok {
+				w.t.Fatal("socket closed while waiting for a message")
+			}
+			if want(m) {
+				return m
+			}
+		case <-timeout:
+			w.t.Fatal("timed out waiting for a message")
 		}
-		time.Sleep(time.Millisecond)
 	}
 }
 
