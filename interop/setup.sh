@@ -6,12 +6,20 @@
 #   interop/node-0.22.1/node_modules   npm ci   (iii-sdk 0.22.1 + @iii-dev/helpers 0.22.1)
 #   interop/.venv                      pip      (PyPI iii-sdk 0.25.0, python/requirements.txt)
 #   interop/.venv-seed                 pip      (PyPI iii-sdk 0.11.6, python-seed/requirements.txt)
+#   interop/rust/target/debug/worker   cargo build --locked (crate iii-sdk 0.25.0, rust/Cargo.lock)
 #
 # Each install is stamped with a hash of its lock/requirements file (and the
-# Python version for venvs); a matching stamp skips the step. A changed lock
-# file, a half-finished install or a deleted directory reinstalls from clean.
+# Python version for venvs; for Rust: Cargo.toml, Cargo.lock and src/*.rs);
+# a matching stamp skips the step. A changed lock file, a half-finished
+# install or a deleted directory reinstalls from clean (Rust: rebuilds
+# incrementally in rust/target).
+#
+# A missing cargo only skips the Rust worker (the rust-* interop tests then
+# skip, or fail under SLUICE_INTEROP=1); with SLUICE_INTEROP=1 set here
+# already, setup fails instead.
 #
 # Env: PYTHON  interpreter for the venvs (default: python3.11, else python3)
+#      CARGO   cargo binary (default: cargo on PATH, else ~/.cargo/bin/cargo)
 #      SETUP_FORCE=1  reinstall everything
 set -euo pipefail
 
@@ -69,10 +77,41 @@ make_venv() { # venv-dir requirements-file
   printf '%s' "$want" >"$venv/.sluice-stamp"
 }
 
-# The two venvs install in parallel (pip is mostly waiting on I/O).
+# ---------------------------------------------------------------- Rust
+# Debug profile: a cold debug build takes about half the time of a release
+# one on 2 cores, and the worker only waits on sockets (README.md).
+build_rust() {
+  local bin=rust/target/debug/worker want cargo="${CARGO:-}"
+  # LC_ALL=C: the same byte order as the Go test's sorted glob.
+  want="$(cd rust && export LC_ALL=C && hash_of Cargo.toml Cargo.lock src/*.rs)"
+  if [[ "${SETUP_FORCE:-}" != 1 && -x "$bin" && -f "$bin.sluice-stamp" && "$(cat "$bin.sluice-stamp")" == "$want" ]]; then
+    return
+  fi
+  if [[ -z "$cargo" ]]; then
+    if command -v cargo >/dev/null 2>&1; then cargo=cargo
+    elif [[ -x "$HOME/.cargo/bin/cargo" ]]; then cargo="$HOME/.cargo/bin/cargo"
+    fi
+  fi
+  if [[ -z "$cargo" ]]; then
+    if [[ "${SLUICE_INTEROP:-}" == 1 ]]; then
+      log "cargo not found: cannot build the Rust worker (SLUICE_INTEROP=1: failing)"; return 1
+    fi
+    log "cargo not found: skipping the Rust worker (its interop tests will skip)"
+    return 0
+  fi
+  log "cargo build --locked in rust/"
+  rm -f "$bin.sluice-stamp"
+  (cd rust && CARGO_TARGET_DIR="$here/rust/target" "$cargo" build --locked --quiet --bin worker)
+  printf '%s' "$want" >"$bin.sluice-stamp"
+}
+
+# The two venvs install in parallel (pip is mostly waiting on I/O), and the
+# Rust build (CPU) alongside them.
 make_venv .venv python/requirements.txt & p1=$!
 make_venv .venv-seed python-seed/requirements.txt & p2=$!
+build_rust & p3=$!
 rc=0
 wait "$p1" || rc=1
 wait "$p2" || rc=1
+wait "$p3" || rc=1
 exit "$rc"
