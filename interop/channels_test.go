@@ -113,7 +113,7 @@ func TestSeedExamples(t *testing.T) {
 			ctx := ctxFor(t, 2*callTimeout)
 			waitFunctions(ctx, t, fx.c, append(seedFunctions(f, f.Prefix), goSeedFunctions...)...)
 			p := f.Prefix + "."
-			if f.Runtime == "node" {
+			if f.Runtime == "node" || f.Runtime == "rust" { // rust: a port, rust/src/seeds.rs
 				t.Run("Example3Pipeline", func(t *testing.T) { checkPipeline(ctx, t, fx.c, p+"pipeline::producer", nil) })
 				t.Run("Example4Transform", func(t *testing.T) { checkTransform(ctx, t, fx.c, p+"transform::coordinator", nil) })
 				t.Run("GoProducerToSDKConsumer", func(t *testing.T) {

@@ -24,12 +24,27 @@ type fixture struct {
 	sink chan *sluice.Invocation // calls of go::sink
 }
 
-// script names a script of f's language: "worker" -> "worker.mjs" / "worker.py".
+// script names a script of f's language: "worker" -> "worker.mjs" /
+// "worker.py" / "worker" (Rust: the compiled binary, see startWorker).
 func (f *flavour) script(base string) string {
-	if f.Runtime == "node" {
+	switch f.Runtime {
+	case "node":
 		return base + ".mjs"
+	case "rust":
+		return base
 	}
 	return base + ".py"
+}
+
+// failMessage is the wire message of <prefix>::fail's error. The Rust SDK
+// sends a handler's Error::Handler(msg) as its Display text, "handler
+// error: <msg>" (SDK_NOTES.md §2.5); Node and Python send the exception's
+// message as is.
+func (f *flavour) failMessage(prefix string) string {
+	if f.Runtime == "rust" {
+		return "handler error: boom from " + prefix
+	}
+	return "boom from " + prefix
 }
 
 // newFixture starts an engine, connects a Go client serving the go::*
@@ -403,8 +418,8 @@ func (fx *fixture) testHandlerError(t *testing.T) {
 		t.Fatalf("%s::fail succeeded", fx.f.Prefix)
 	}
 	se := asError(t, err)
-	if se.Code != sluice.CodeInvocationFailed || se.Message != "boom from "+fx.f.Prefix {
-		t.Errorf("%s::fail: code %q message %q, want %q %q", fx.f.Prefix, se.Code, se.Message, sluice.CodeInvocationFailed, "boom from "+fx.f.Prefix)
+	if want := fx.f.failMessage(fx.f.Prefix); se.Code != sluice.CodeInvocationFailed || se.Message != want {
+		t.Errorf("%s::fail: code %q message %q, want %q %q", fx.f.Prefix, se.Code, se.Message, sluice.CodeInvocationFailed, want)
 	}
 	if se.Stacktrace == "" {
 		t.Logf("%s::fail: no stacktrace", fx.f.Prefix)

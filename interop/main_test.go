@@ -3,6 +3,8 @@ package interop
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -89,8 +91,37 @@ type flavour struct {
 	Prefix  string // WORKER_PREFIX: the worker's function ids are <Prefix>::echo, ...
 	Runtime string // what engine::workers::list reports: "node" or "python"
 	Version string // the iii-sdk version installed
-	Dir     string // script directory inside interop/
+	Dir     string // script directory inside interop/ (Rust: the Cargo package)
 	venv    string // Python: venv directory inside interop/
+}
+
+// rustWorkerBin is the worker binary setup.sh builds in interop/rust/.
+func rustWorkerBin() string {
+	return filepath.Join(interopDir, "rust", "target", rustProfile, "worker")
+}
+
+// rustProfile is the cargo profile setup.sh builds the Rust worker with.
+const rustProfile = "debug"
+
+// rustStamp is the hash setup.sh writes next to the Rust worker binary
+// (worker.sluice-stamp): the SHA-256 of Cargo.toml, Cargo.lock and
+// src/*.rs (sorted) concatenated.
+func rustStamp() (string, error) {
+	dir := filepath.Join(interopDir, "rust")
+	src, err := filepath.Glob(filepath.Join(dir, "src", "*.rs"))
+	if err != nil {
+		return "", err
+	}
+	slices.Sort(src)
+	h := sha256.New()
+	for _, name := range append([]string{filepath.Join(dir, "Cargo.toml"), filepath.Join(dir, "Cargo.lock")}, src...) {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			return "", err
+		}
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 var flavours = []*flavour{
@@ -98,6 +129,7 @@ var flavours = []*flavour{
 	{Name: "node-0.22.1", Prefix: "node22", Runtime: "node", Version: "0.22.1", Dir: "node-0.22.1"},
 	{Name: "python-0.25.0", Prefix: "py25", Runtime: "python", Version: "0.25.0", Dir: "python", venv: ".venv"},
 	{Name: "python-seed-0.11.6", Prefix: "pyseed", Runtime: "python", Version: "0.11.6", Dir: "python", venv: ".venv-seed"},
+	{Name: "rust-0.25.0", Prefix: "rs", Runtime: "rust", Version: "0.25.0", Dir: "rust"},
 }
 
 func flavourNamed(name string) *flavour {
@@ -137,6 +169,26 @@ func (f *flavour) dependency() (string, error) {
 			return "", fmt.Errorf("iii-sdk %s not installed in interop/%s (run interop/setup.sh)", f.Version, f.venv)
 		}
 		return py, nil
+	case "rust":
+		lock, err := os.ReadFile(filepath.Join(interopDir, f.Dir, "Cargo.lock"))
+		if err != nil {
+			return "", err
+		}
+		if !regexp.MustCompile(`name = "iii-sdk"\nversion = "` + regexp.QuoteMeta(f.Version) + `"`).Match(lock) {
+			return "", fmt.Errorf("interop/%s/Cargo.lock does not pin iii-sdk %s", f.Dir, f.Version)
+		}
+		bin := rustWorkerBin()
+		if _, err := os.Stat(bin); err != nil {
+			return "", fmt.Errorf("rust worker not built: %s missing (run interop/setup.sh; needs cargo)", bin)
+		}
+		want, err := rustStamp()
+		if err != nil {
+			return "", err
+		}
+		if got, _ := os.ReadFile(bin + ".sluice-stamp"); string(got) != want {
+			return "", fmt.Errorf("rust worker %s is out of date with interop/%s (run interop/setup.sh)", bin, f.Dir)
+		}
+		return bin, nil
 	}
 	return "", fmt.Errorf("unknown runtime %q", f.Runtime)
 }
@@ -417,6 +469,13 @@ func startWorker(t testing.TB, f *flavour, e *engineProc, script, prefix string,
 	t.Helper()
 	interp := f.require(t)
 	cmd := exec.Command(interp, script)
+	if f.Runtime == "rust" {
+		// interp is the compiled worker; it is the only "script".
+		if script != "worker" {
+			t.Fatalf("%s: no script %q (the Rust flavour has only its worker binary)", f.Name, script)
+		}
+		cmd = exec.Command(interp)
+	}
 	cmd.Dir = filepath.Join(interopDir, f.Dir)
 	cmd.Env = append(os.Environ(),
 		"III_URL="+e.URL,
@@ -446,9 +505,10 @@ func testFunctions(prefix string) []string {
 // register (on connections of their own) unless SEEDS=0.
 func seedFunctions(f *flavour, prefix string) []string {
 	var names []string
-	if f.Runtime == "node" {
+	switch f.Runtime {
+	case "node", "rust": // rust: rust/src/seeds.rs, a port (the seed has no Rust code)
 		names = []string{"pipeline::consumer", "pipeline::producer", "transform::worker", "transform::coordinator"}
-	} else {
+	default:
 		names = []string{"pipeline::consumer", "pipeline::producer", "pipeline_fixed::consumer", "pipeline_fixed::producer"}
 	}
 	for i, n := range names {
