@@ -1,17 +1,17 @@
 // Package interop holds the interoperability tests of Sluice: the official
-// iii SDKs (npm iii-sdk 0.11.6 and 0.22.1, PyPI iii-sdk 0.25.0 and 0.11.6)
-// run unchanged against the built sluice binary, next to a client of the
-// Go SDK, over loopback.
+// iii SDKs (npm iii-sdk 0.11.6 and 0.22.1, PyPI iii-sdk 0.25.0 and 0.11.6,
+// the Rust crate iii-sdk 0.25.0) run unchanged against the built sluice
+// binary, next to a client of the Go SDK, over loopback.
 //
 // The package has no API; everything is in its tests. TestMain builds
 // ./cmd/sluice once; each test starts its own engine process on free
 // loopback ports and the SDK worker processes it needs (the scripts in
-// node-*/ and python/), and synchronises on what they print (READY,
+// node-*/ and python/, the binary built from rust/), and synchronises on what they print (READY,
 // HANG <tag>, MARK <json>) and on what the engine's discovery functions
 // report, never on sleeps.
 //
 // The tests, each run per SDK flavour (node-0.11.6, node-0.22.1,
-// python-0.25.0, python-seed-0.11.6):
+// python-0.25.0, python-seed-0.11.6, rust-0.25.0):
 //
 //	TestSDK           calls both ways between Go and the SDK (echo with
 //	                  _caller_worker_id, SDK -> go::add), void calls both
@@ -21,7 +21,8 @@
 //	                  crash and after a graceful restart on the same port,
 //	                  engine::functions::list / engine::workers::list
 //	TestSeedExamples  the seed's channel Examples 3 and 4 as each SDK runs
-//	                  them, the same written in Go (seed_go_test.go), and
+//	                  them (Rust: ported, rust/src/seeds.rs), the same
+//	                  written in Go (seed_go_test.go), and
 //	                  Go producer / coordinator driving the SDK's consumer /
 //	                  transform worker
 //	TestStreams       random bytes with interleaved text messages Node ->
@@ -50,10 +51,11 @@
 //	TestChannelMemoryStalledReader 1 GiB through a channel whose reader
 //	                  stalls first; the engine's RSS stays bounded
 //
-// The SDKs are installed by setup.sh (scripts/test.sh runs it). A missing
-// node, node_modules or Python venv skips the tests that need it, unless
-// SLUICE_INTEROP=1 is set (as in CI), which turns every skip into a
-// failure.
+// The SDKs are installed by setup.sh (scripts/test.sh runs it; it builds
+// the Rust worker with cargo when cargo is there). A missing node,
+// node_modules, Python venv or an absent or stale Rust worker binary skips
+// the tests that need it, unless SLUICE_INTEROP=1 is set (as in CI), which
+// turns every skip into a failure.
 //
 // Environment:
 //
@@ -66,4 +68,5 @@
 //
 //	go test -race ./interop/
 //	go test -race -run 'TestSDK/node-0.22.1' ./interop/
+//	go test -race -run 'TestSDK/rust' ./interop/
 package interop
