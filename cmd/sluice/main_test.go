@@ -1,0 +1,470 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/engine"
+)
+
+// boundedCtx ends run if a test that expects an error starts the engine
+// after all (it would otherwise wait for a signal).
+func boundedCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func envFunc(env map[string]string) func(string) string {
+	return func(k string) string { return env[k] }
+}
+
+func writeConfig(t *testing.T, yaml string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "sluice.yaml")
+	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// fileYAML sets every setting that also has a flag, to values distinct from
+// the defaults, the environment and the flags below.
+const fileYAML = `
+addr: file:1
+http_addr: file:2
+max_message_size: 2048
+shutdown_timeout: 3s
+channels:
+  ttl: 1m
+  max_channels: 10
+  max_frame_size: 4096
+  default_buffer: 8
+  max_buffer: 16
+http:
+  timeout: 1s
+  max_json_body: 1000
+  cors:
+    allowed_origins: ["https://app.example.com"]
+    allowed_methods: [GET, POST]
+`
+
+func fromFile(c *engine.Config) {
+	c.Addr, c.HTTPAddr, c.MaxMessageSize, c.ShutdownTimeout = "file:1", "file:2", 2048, 3*time.Second
+	c.Channels = engine.ChannelsConfig{TTL: time.Minute, MaxChannels: 10, MaxFrameSize: 4096, DefaultBuffer: 8, MaxBuffer: 16}
+	c.HTTP = engine.HTTPConfig{Timeout: time.Second, MaxJSONBody: 1000, CORS: &engine.CORSConfig{
+		AllowedOrigins: []string{"https://app.example.com"}, AllowedMethods: []string{"GET", "POST"}}}
+}
+
+var allEnv = map[string]string{
+	"SLUICE_ADDR":             "env:1",
+	"SLUICE_HTTP_ADDR":        "env:2",
+	"SLUICE_MAX_MESSAGE_SIZE": "3072",
+	"SLUICE_HTTP_TIMEOUT":     "2s",
+	"SLUICE_CHANNEL_TTL":      "2m",
+	"SLUICE_MAX_CHANNELS":     "20",
+	"SLUICE_MAX_FRAME_SIZE":   "5120",
+}
+
+func fromEnv(c *engine.Config) {
+	c.Addr, c.HTTPAddr, c.MaxMessageSize = "env:1", "env:2", 3072
+	c.HTTP.Timeout, c.Channels.TTL, c.Channels.MaxChannels, c.Channels.MaxFrameSize = 2*time.Second, 2*time.Minute, 20, 5120
+}
+
+var allFlags = []string{
+	"--addr", "flag:1", "--http-addr=flag:2", "--max-message-size", "4096", "--http-timeout", "3s",
+	"--channel-ttl", "3m", "--max-channels", "30", "--max-frame-size", "6144",
+}
+
+func fromFlags(c *engine.Config) {
+	c.Addr, c.HTTPAddr, c.MaxMessageSize = "flag:1", "flag:2", 4096
+	c.HTTP.Timeout, c.Channels.TTL, c.Channels.MaxChannels, c.Channels.MaxFrameSize = 3*time.Second, 3*time.Minute, 30, 6144
+}
+
+func TestConfigurePrecedence(t *testing.T) {
+	cfgPath := writeConfig(t, fileYAML)
+	withFile := func(env map[string]string) map[string]string {
+		out := map[string]string{"SLUICE_CONFIG": cfgPath}
+		for k, v := range env {
+			out[k] = v
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want []func(*engine.Config) // applied to the defaults, in order
+	}{
+		{name: "defaults"},
+		{name: "file over defaults", args: []string{"--config", cfgPath}, want: []func(*engine.Config){fromFile}},
+		{name: "file named by SLUICE_CONFIG", env: withFile(nil), want: []func(*engine.Config){fromFile}},
+		{name: "environment over defaults", env: allEnv, want: []func(*engine.Config){fromEnv}},
+		{name: "environment over file", env: withFile(allEnv), want: []func(*engine.Config){fromFile, fromEnv}},
+		{name: "flags over defaults", args: allFlags, want: []func(*engine.Config){fromFlags}},
+		{name: "flags over environment and file", env: withFile(allEnv), args: allFlags, want: []func(*engine.Config){fromFile, fromFlags}},
+		{
+			name: "layers mix per setting",
+			env:  withFile(map[string]string{"SLUICE_HTTP_ADDR": "env:2", "SLUICE_CHANNEL_TTL": "2m"}),
+			args: []string{"--channel-ttl", "3m"},
+			want: []func(*engine.Config){fromFile, func(c *engine.Config) { c.HTTPAddr, c.Channels.TTL = "env:2", 3*time.Minute }},
+		},
+		{
+			// An explicitly given flag wins even when it equals its zero value
+			// or the default.
+			name: "explicit flag with zero or default value still wins",
+			env:  map[string]string{"SLUICE_ADDR": "env:1", "SLUICE_MAX_CHANNELS": "20"},
+			args: []string{"--addr", engine.DefaultConfig().Addr, "--max-channels", "0"},
+			want: []func(*engine.Config){func(c *engine.Config) { c.Channels.MaxChannels = 0 }},
+		},
+		{
+			name: "empty environment variables are ignored",
+			env:  withFile(map[string]string{"SLUICE_ADDR": "", "SLUICE_HTTP_TIMEOUT": ""}),
+			want: []func(*engine.Config){fromFile},
+		},
+		{
+			name: "--config over SLUICE_CONFIG",
+			env:  map[string]string{"SLUICE_CONFIG": filepath.Join(t.TempDir(), "missing.yaml")},
+			args: []string{"--config", cfgPath},
+			want: []func(*engine.Config){fromFile},
+		},
+		{
+			name: "serve flag syntax with single dash",
+			args: []string{"-addr", "flag:1"},
+			want: []func(*engine.Config){func(c *engine.Config) { c.Addr = "flag:1" }},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			got, logger, err := configure(tc.args, envFunc(tc.env), &stderr)
+			if err != nil {
+				t.Fatalf("configure: %v (output %q)", err, stderr.String())
+			}
+			if logger == nil {
+				t.Fatal("configure returned no logger")
+			}
+			want := engine.DefaultConfig()
+			for _, f := range tc.want {
+				f(&want)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("config\n got %+v\nwant %+v", got, want)
+			}
+		})
+	}
+}
+
+// A config file with nothing in it (or only comments, as an example file
+// with everything commented out) leaves the defaults in place.
+func TestConfigureEmptyFile(t *testing.T) {
+	for _, content := range []string{"", "# addr: 0.0.0.0:49134\n", "---\n"} {
+		path := writeConfig(t, content)
+		got, _, err := configure([]string{"--config", path}, envFunc(nil), io.Discard)
+		if err != nil {
+			t.Errorf("config file %q: %v", content, err)
+			continue
+		}
+		if !reflect.DeepEqual(got, engine.DefaultConfig()) {
+			t.Errorf("config file %q changed the config: %+v", content, got)
+		}
+	}
+}
+
+func TestConfigureErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		yaml  string // written to a file passed with --config when non-empty
+		env   map[string]string
+		args  []string
+		want  []string // substrings of the error
+		isErr error    // errors.Is target, if any
+	}{
+		{name: "unknown top-level key", yaml: "adr: 0.0.0.0:1\n", want: []string{"sluice.yaml", "line 1", "field adr not found"}},
+		{name: "unknown nested key", yaml: "channels:\n  tll: 1m\n", want: []string{"line 2", "field tll not found"}},
+		{name: "duration without unit in file", yaml: "http:\n  timeout: 30\n", want: []string{"sluice.yaml", "time.Duration"}},
+		{name: "wrong type in file", yaml: "addr: [a, b]\n", want: []string{"sluice.yaml", "line 1"}},
+		{name: "invalid value in file", yaml: "max_message_size: 10\n", want: []string{"max_message_size 10 is below 1024"}},
+		{name: "invalid nested value in file", yaml: "channels:\n  default_buffer: 0\n", want: []string{"channel buffers must be at least 1"}},
+		{name: "missing file", args: []string{"--config", "/nonexistent/sluice.yaml"}, isErr: fs.ErrNotExist},
+		{name: "missing file from SLUICE_CONFIG", env: map[string]string{"SLUICE_CONFIG": "/nonexistent/sluice.yaml"}, isErr: fs.ErrNotExist},
+
+		{name: "bad integer in environment", env: map[string]string{"SLUICE_MAX_MESSAGE_SIZE": "64MiB"}, want: []string{"SLUICE_MAX_MESSAGE_SIZE", `"64MiB"`}},
+		{name: "bad max channels in environment", env: map[string]string{"SLUICE_MAX_CHANNELS": "many"}, want: []string{"SLUICE_MAX_CHANNELS"}},
+		{name: "bad frame size in environment", env: map[string]string{"SLUICE_MAX_FRAME_SIZE": "1.5"}, want: []string{"SLUICE_MAX_FRAME_SIZE"}},
+		{name: "duration without unit in environment", env: map[string]string{"SLUICE_HTTP_TIMEOUT": "30"}, want: []string{"SLUICE_HTTP_TIMEOUT", "missing unit"}},
+		{name: "bad ttl in environment", env: map[string]string{"SLUICE_CHANNEL_TTL": "soon"}, want: []string{"SLUICE_CHANNEL_TTL"}},
+		{
+			name: "every bad environment variable is reported",
+			env:  map[string]string{"SLUICE_MAX_MESSAGE_SIZE": "x", "SLUICE_CHANNEL_TTL": "y"},
+			want: []string{"SLUICE_MAX_MESSAGE_SIZE", "SLUICE_CHANNEL_TTL"},
+		},
+		{name: "invalid value in environment", env: map[string]string{"SLUICE_MAX_FRAME_SIZE": "100"}, want: []string{"channels.max_frame_size 100 is below 1024"}},
+		{name: "bad environment variable overridden by a flag", env: map[string]string{"SLUICE_HTTP_TIMEOUT": "30"}, args: []string{"--http-timeout", "0s"}, want: []string{"http.timeout must be positive"}},
+
+		{name: "bad duration flag", args: []string{"--channel-ttl", "soon"}, want: []string{"-channel-ttl", "invalid value"}},
+		{name: "bad integer flag", args: []string{"--max-message-size", "big"}, want: []string{"-max-message-size", "invalid value"}},
+		{name: "unknown flag", args: []string{"--adr", "x"}, want: []string{"flag provided but not defined: -adr"}},
+		{name: "positional argument", args: []string{"--addr", "a:1", "extra"}, want: []string{`unexpected argument "extra"`}},
+		{name: "empty addr flag", args: []string{"--addr", ""}, want: []string{"addr must not be empty"}},
+		{name: "message size below minimum", args: []string{"--max-message-size", "1023"}, want: []string{"max_message_size 1023 is below 1024"}},
+		{name: "zero ttl", args: []string{"--channel-ttl", "0s"}, want: []string{"channels.ttl must be positive"}},
+		{name: "negative http timeout", args: []string{"--http-timeout", "-1s"}, want: []string{"http.timeout must be positive"}},
+
+		{name: "bad log level flag", args: []string{"--log-level", "loud"}, want: []string{`log level "loud"`}},
+		{name: "bad log level in environment", env: map[string]string{"SLUICE_LOG_LEVEL": "verbose"}, want: []string{`log level "verbose"`}},
+		{name: "bad log format flag", args: []string{"--log-format", "xml"}, want: []string{`log format "xml"`, "text or json"}},
+		{name: "bad log format in environment", env: map[string]string{"SLUICE_LOG_FORMAT": "logfmt"}, want: []string{`log format "logfmt"`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			args := tc.args
+			if tc.yaml != "" {
+				args = append([]string{"--config", writeConfig(t, tc.yaml)}, args...)
+			}
+			var stderr bytes.Buffer
+			_, logger, err := configure(args, envFunc(tc.env), &stderr)
+			if err == nil {
+				t.Fatal("configure succeeded, want an error")
+			}
+			if logger != nil {
+				t.Error("configure returned a logger with its error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) && !strings.Contains(stderr.String(), w) {
+					t.Errorf("error %q (output %q) does not mention %q", err, stderr.String(), w)
+				}
+			}
+			if tc.isErr != nil && !errors.Is(err, tc.isErr) {
+				t.Errorf("error %v is not %v", err, tc.isErr)
+			}
+		})
+	}
+}
+
+func TestConfigureLogger(t *testing.T) {
+	tests := []struct {
+		name      string
+		env       map[string]string
+		args      []string
+		json      bool
+		wantLevel slog.Level // lowest enabled level
+	}{
+		{name: "defaults: text at info", wantLevel: slog.LevelInfo},
+		{name: "environment", env: map[string]string{"SLUICE_LOG_FORMAT": "json", "SLUICE_LOG_LEVEL": "debug"}, json: true, wantLevel: slog.LevelDebug},
+		{name: "flags", args: []string{"--log-format", "json", "--log-level", "warn"}, json: true, wantLevel: slog.LevelWarn},
+		{
+			name: "flags over environment",
+			env:  map[string]string{"SLUICE_LOG_FORMAT": "json", "SLUICE_LOG_LEVEL": "debug"},
+			args: []string{"--log-format", "text", "--log-level", "error"},
+			json: false, wantLevel: slog.LevelError,
+		},
+		{name: "level is case-insensitive", args: []string{"--log-level", "WARN"}, wantLevel: slog.LevelWarn},
+	}
+	levels := []slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn, slog.LevelError}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			_, logger, err := configure(tc.args, envFunc(tc.env), &out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, lv := range levels {
+				if got, want := logger.Enabled(context.Background(), lv), lv >= tc.wantLevel; got != want {
+					t.Errorf("Enabled(%v) = %v, want %v", lv, got, want)
+				}
+			}
+			logger.Error("hello", "k", "v")
+			line := out.String()
+			var rec map[string]any
+			isJSON := json.Unmarshal([]byte(line), &rec) == nil
+			if isJSON != tc.json {
+				t.Fatalf("log line %q: JSON = %v, want %v", line, isJSON, tc.json)
+			}
+			if isJSON && (rec["msg"] != "hello" || rec["k"] != "v") {
+				t.Errorf("JSON log record = %v", rec)
+			}
+			if !isJSON && !strings.Contains(line, "msg=hello k=v") {
+				t.Errorf("text log line = %q", line)
+			}
+		})
+	}
+}
+
+func TestRunCommands(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string // substring; "" for success
+		wantOut []string
+	}{
+		{name: "version", args: []string{"version"}, wantOut: []string{"sluice " + engine.Version + "\n"}},
+		{name: "help", args: []string{"help"}, wantOut: []string{"usage: sluice", "sluice version", "sluice serve -h"}},
+		{name: "unknown command", args: []string{"frobnicate"}, wantErr: `unknown command "frobnicate"`},
+		{name: "unknown command lists usage", args: []string{"start"}, wantErr: "usage: sluice"},
+		{name: "serve with a bad flag does not start", args: []string{"serve", "--max-channels", "x"}, wantErr: "-max-channels"},
+		{name: "bare flags mean serve", args: []string{"--log-level", "loud"}, wantErr: `log level "loud"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			// Listeners on free ports, in case a command starts the engine.
+			env := map[string]string{"SLUICE_ADDR": "127.0.0.1:0", "SLUICE_HTTP_ADDR": "127.0.0.1:0"}
+			err := run(boundedCtx(t), tc.args, envFunc(env), &out)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("run: %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("run error = %v, want one containing %q", err, tc.wantErr)
+			}
+			for _, w := range tc.wantOut {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("output %q does not contain %q", out.String(), w)
+				}
+			}
+		})
+	}
+}
+
+func TestRunHelpFlagListsFlags(t *testing.T) {
+	for _, args := range [][]string{{"serve", "-h"}, {"-h"}, {"serve", "--help"}} {
+		var out bytes.Buffer
+		err := run(boundedCtx(t), args, envFunc(map[string]string{"SLUICE_ADDR": "127.0.0.1:0", "SLUICE_HTTP_ADDR": "127.0.0.1:0"}), &out)
+		if !errors.Is(err, flag.ErrHelp) {
+			t.Errorf("run %v = %v, want flag.ErrHelp", args, err)
+		}
+		for _, name := range []string{"-addr", "-http-addr", "-config", "-log-format", "-log-level", "-max-message-size",
+			"-http-timeout", "-channel-ttl", "-max-channels", "-max-frame-size", "SLUICE_ADDR", "SLUICE_CONFIG"} {
+			if !strings.Contains(out.String(), name) {
+				t.Errorf("run %v output does not list %s", args, name)
+			}
+		}
+	}
+}
+
+// logSink collects log output and hands each record (one Write per record,
+// as slog handlers do) to a channel, so a test can wait for an event.
+type logSink struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	records chan []byte
+}
+
+func (s *logSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	s.buf.Write(p)
+	s.mu.Unlock()
+	select {
+	case s.records <- bytes.Clone(p):
+	default: // nobody waiting for more; the buffer keeps everything
+	}
+	return len(p), nil
+}
+
+func (s *logSink) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+// waitFor returns the first JSON log record whose msg is msg.
+func (s *logSink) waitFor(t *testing.T, msg string, runErr <-chan error) map[string]any {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case p := <-s.records:
+			var rec map[string]any
+			if json.Unmarshal(p, &rec) == nil && rec["msg"] == msg {
+				return rec
+			}
+		case err := <-runErr:
+			t.Fatalf("run returned %v before logging %q; log:\n%s", err, msg, s.String())
+		case <-timeout:
+			t.Fatalf("no %q log record; log:\n%s", msg, s.String())
+		}
+	}
+}
+
+func TestRunServeStartsAndShutsDown(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sink := &logSink{records: make(chan []byte, 64)}
+	env := map[string]string{"SLUICE_HTTP_ADDR": "127.0.0.1:0", "SLUICE_LOG_FORMAT": "json"}
+	runErr := make(chan error, 1)
+	go func() {
+		runErr <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0"}, envFunc(env), sink)
+	}()
+
+	started := sink.waitFor(t, "engine started", runErr)
+	if started["version"] != engine.Version {
+		t.Errorf("started record version = %v, want %s", started["version"], engine.Version)
+	}
+	workerURL, _ := started["worker_url"].(string)
+	httpURL, _ := started["http_url"].(string)
+	if !strings.HasPrefix(workerURL, "ws://127.0.0.1:") || !strings.HasPrefix(httpURL, "http://127.0.0.1:") {
+		t.Fatalf("engine started with worker_url %q, http_url %q", workerURL, httpURL)
+	}
+	resp, err := http.Get("http://" + strings.TrimPrefix(workerURL, "ws://") + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != "ok\n" {
+		t.Errorf("/healthz = %d %q", resp.StatusCode, body)
+	}
+
+	cancel()
+	select {
+	case err := <-runErr:
+		if err != nil {
+			t.Errorf("run after cancel = %v, want nil", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not return after its context ended")
+	}
+	if !strings.Contains(sink.String(), `"msg":"shutting down"`) {
+		t.Errorf("no shutdown record in the log:\n%s", sink.String())
+	}
+}
+
+func TestRunServeListenerInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{name: "worker port", args: []string{"--addr", ln.Addr().String(), "--http-addr", "127.0.0.1:0"}, want: "worker listener"},
+		{name: "http port", args: []string{"--addr", "127.0.0.1:0", "--http-addr", ln.Addr().String()}, want: "http listener"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{"SLUICE_ADDR": "127.0.0.1:0", "SLUICE_HTTP_ADDR": "127.0.0.1:0"} // overridden by the flags
+			err := run(boundedCtx(t), append([]string{"serve"}, tc.args...), envFunc(env), io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("run = %v, want a %s error", err, tc.want)
+			}
+		})
+	}
+}
