@@ -417,11 +417,11 @@ func (e *Engine) registeredTriggersList(_ context.Context, _ *invocation.Request
 }
 
 func (e *Engine) registeredTriggersInfo(_ context.Context, _ *invocation.Request, in idInput) (any, *wire.ErrorBody) {
-	t, ok := e.reg.Trigger(in.ID)
+	t, ok := e.reg.TriggerSnapshot(in.ID)
 	if !ok {
 		return nil, &wire.ErrorBody{Code: wire.CodeNotFound, Message: "Trigger '" + in.ID + "' is not registered."}
 	}
-	r := e.summarizeRegisteredTrigger(*t)
+	r := e.summarizeRegisteredTrigger(t)
 	out := struct {
 		ID          string             `json:"id"`
 		TriggerType string             `json:"trigger_type"`

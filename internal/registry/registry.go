@@ -256,6 +256,19 @@ func (r *Registry) Trigger(id string) (*Trigger, bool) {
 	return t, ok
 }
 
+// TriggerSnapshot returns a copy of the binding id, read under the lock
+// (Trigger's pointer must not be dereferenced for fields that change, such
+// as Active, without it).
+func (r *Registry) TriggerSnapshot(id string) (Trigger, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	t, ok := r.triggers[id]
+	if !ok {
+		return Trigger{}, false
+	}
+	return *t, true
+}
+
 // Triggers returns the bindings, optionally only those of one type, sorted
 // by id. A copy of each binding is returned.
 func (r *Registry) Triggers(triggerType string) []Trigger {

@@ -712,3 +712,28 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("%d workers, want %d", got, want)
 	}
 }
+
+// TriggerSnapshot copies under the lock, so reading it races with nothing
+// (run with -race).
+func TestTriggerSnapshotWhileActivating(t *testing.T) {
+	r := New()
+	tr := &Trigger{ID: "t", Type: "cron", FunctionID: "f", Owner: "w"}
+	r.PutTrigger(tr)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 1000 {
+			r.SetTriggerActive(tr, i%2 == 0)
+		}
+	}()
+	for range 1000 {
+		got, ok := r.TriggerSnapshot("t")
+		if !ok || got.ID != "t" || got.FunctionID != "f" {
+			t.Fatalf("snapshot %+v %v", got, ok)
+		}
+	}
+	<-done
+	if _, ok := r.TriggerSnapshot("missing"); ok {
+		t.Fatal("snapshot of a missing trigger")
+	}
+}
