@@ -109,8 +109,14 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: channels.max_frame_size %d is below 1024 bytes", c.Channels.MaxFrameSize)
 	case c.Channels.TTL <= 0:
 		return fmt.Errorf("config: channels.ttl must be positive")
+	case c.Channels.MaxChannels < 1:
+		return fmt.Errorf("config: channels.max_channels must be at least 1")
 	case c.HTTP.Timeout <= 0:
 		return fmt.Errorf("config: http.timeout must be positive")
+	case c.HTTP.MaxJSONBody < 0:
+		return fmt.Errorf("config: http.max_json_body must not be negative")
+	case c.ShutdownTimeout <= 0:
+		return fmt.Errorf("config: shutdown_timeout must be positive")
 	}
 	return nil
 }

@@ -129,8 +129,8 @@ func TestConfigurePrecedence(t *testing.T) {
 			// or the default.
 			name: "explicit flag with zero or default value still wins",
 			env:  map[string]string{"SLUICE_ADDR": "env:1", "SLUICE_MAX_CHANNELS": "20"},
-			args: []string{"--addr", engine.DefaultConfig().Addr, "--max-channels", "0"},
-			want: []func(*engine.Config){func(c *engine.Config) { c.Channels.MaxChannels = 0 }},
+			args: []string{"--addr", engine.DefaultConfig().Addr, "--max-channels", "100000"},
+			want: nil,
 		},
 		{
 			name: "empty environment variables are ignored",
@@ -319,6 +319,7 @@ func TestRunCommands(t *testing.T) {
 		{name: "unknown command lists usage", args: []string{"start"}, wantErr: "usage: sluice"},
 		{name: "serve with a bad flag does not start", args: []string{"serve", "--max-channels", "x"}, wantErr: "-max-channels"},
 		{name: "bare flags mean serve", args: []string{"--log-level", "loud"}, wantErr: `log level "loud"`},
+		{name: "zero channels refused", args: []string{"serve", "--max-channels", "0"}, wantErr: "channels.max_channels must be at least 1"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
