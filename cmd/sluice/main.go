@@ -27,7 +27,7 @@ import (
 )
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stderr); err != nil {
+	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "sluice:", err)
 			os.Exit(1)
@@ -35,7 +35,9 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+// run runs one command: version and help print to stdout, logs and flag
+// errors go to stderr.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cmd := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
@@ -44,10 +46,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	case "serve":
 		return serve(ctx, args, getenv, stderr)
 	case "version":
-		fmt.Fprintln(stderr, "sluice", engine.Version)
+		fmt.Fprintln(stdout, "sluice", engine.Version)
 		return nil
 	case "help":
-		fmt.Fprintln(stderr, usage)
+		fmt.Fprintln(stdout, usage)
 		return nil
 	default:
 		return fmt.Errorf("unknown command %q\n%s", cmd, usage)

@@ -326,7 +326,7 @@ func TestRunCommands(t *testing.T) {
 			var out bytes.Buffer
 			// Listeners on free ports, in case a command starts the engine.
 			env := map[string]string{"SLUICE_ADDR": "127.0.0.1:0", "SLUICE_HTTP_ADDR": "127.0.0.1:0"}
-			err := run(boundedCtx(t), tc.args, envFunc(env), &out)
+			err := run(boundedCtx(t), tc.args, envFunc(env), &out, &out)
 			switch {
 			case tc.wantErr == "" && err != nil:
 				t.Fatalf("run: %v", err)
@@ -345,7 +345,7 @@ func TestRunCommands(t *testing.T) {
 func TestRunHelpFlagListsFlags(t *testing.T) {
 	for _, args := range [][]string{{"serve", "-h"}, {"-h"}, {"serve", "--help"}} {
 		var out bytes.Buffer
-		err := run(boundedCtx(t), args, envFunc(map[string]string{"SLUICE_ADDR": "127.0.0.1:0", "SLUICE_HTTP_ADDR": "127.0.0.1:0"}), &out)
+		err := run(boundedCtx(t), args, envFunc(map[string]string{"SLUICE_ADDR": "127.0.0.1:0", "SLUICE_HTTP_ADDR": "127.0.0.1:0"}), &out, &out)
 		if !errors.Is(err, flag.ErrHelp) {
 			t.Errorf("run %v = %v, want flag.ErrHelp", args, err)
 		}
@@ -409,7 +409,7 @@ func TestRunServeStartsAndShutsDown(t *testing.T) {
 	env := map[string]string{"SLUICE_HTTP_ADDR": "127.0.0.1:0", "SLUICE_LOG_FORMAT": "json"}
 	runErr := make(chan error, 1)
 	go func() {
-		runErr <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0"}, envFunc(env), sink)
+		runErr <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0"}, envFunc(env), sink, sink)
 	}()
 
 	started := sink.waitFor(t, "engine started", runErr)
@@ -462,10 +462,20 @@ func TestRunServeListenerInUse(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			env := map[string]string{"SLUICE_ADDR": "127.0.0.1:0", "SLUICE_HTTP_ADDR": "127.0.0.1:0"} // overridden by the flags
-			err := run(boundedCtx(t), append([]string{"serve"}, tc.args...), envFunc(env), io.Discard)
+			err := run(boundedCtx(t), append([]string{"serve"}, tc.args...), envFunc(env), io.Discard, io.Discard)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("run = %v, want a %s error", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestVersionGoesToStdout(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if err := run(boundedCtx(t), []string{"version"}, envFunc(nil), &stdout, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(stdout.String(), "sluice ") || stderr.Len() != 0 {
+		t.Fatalf("stdout %q, stderr %q", stdout.String(), stderr.String())
 	}
 }
