@@ -197,6 +197,9 @@ func (t *Table) init() {
 func (t *Table) Add(id, executor string, done Completion) string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.byID == nil { // the zero Table is ready to use
+		t.init()
+	}
 	if _, taken := t.byID[id]; id == "" || taken {
 		id = NewID()
 	}

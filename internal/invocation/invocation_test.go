@@ -664,3 +664,15 @@ func TestNewID(t *testing.T) {
 		}
 	}
 }
+
+func TestZeroTableUsable(t *testing.T) {
+	var tb Table
+	got := make(chan Result, 1)
+	id := tb.Add("", "w", func(r Result) { got <- r })
+	if !tb.Complete(id, "w", Result{Value: []byte("1")}) {
+		t.Fatal("Complete on a zero Table failed")
+	}
+	if r := <-got; string(r.Value) != "1" {
+		t.Fatalf("result %+v", r)
+	}
+}
