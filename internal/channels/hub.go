@@ -122,7 +122,7 @@ type Hub struct {
 	// Test seams.
 	afterFunc     func(time.Duration, func()) (stop func() bool)
 	onSendBlocked func() // a writer found its pipe full
-	onChanged     func() // an end finished or a channel expired
+	onChanged     func() // an end finished, a channel expired or a frame was queued
 }
 
 // NewHub returns an empty hub. log may be nil.
@@ -212,7 +212,7 @@ func (h *Hub) newChannel(bufferSize, localEnd int) (*channel, error) {
 	ch := &channel{
 		id:   uuid.NewString(), // v4: 122 random bits each
 		key:  uuid.NewString(),
-		pipe: newMemPipe(bufferSize, h.onSendBlocked),
+		pipe: newMemPipe(bufferSize, h.onSendBlocked, h.onChanged),
 	}
 	if localEnd >= 0 {
 		ch.state[localEnd] = endActive

@@ -184,8 +184,11 @@ func TestWriterFailureDeliversBuffered(t *testing.T) {
 			// Wait until the engine holds them all, so that the failure
 			// comes after they reached it.
 			pipe := th.channel(res.Writer.ChannelID).pipe
-			for deadline := time.Now().Add(testWait); pipe.Len() < len(frames); time.Sleep(time.Millisecond) {
-				if time.Now().After(deadline) {
+			deadline := time.After(testWait)
+			for pipe.Len() < len(frames) {
+				select {
+				case <-th.changed: // pulsed for every queued frame
+				case <-deadline:
 					t.Fatalf("engine holds %d of %d frames", pipe.Len(), len(frames))
 				}
 			}

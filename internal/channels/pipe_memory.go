@@ -20,9 +20,10 @@ type memPipe struct {
 	goneDone  <-chan struct{} // gone.Done(), cached for the hot path
 	cancel    context.CancelCauseFunc
 	onBlocked func() // test hook: Send found the queue full
+	onQueued  func() // test hook: a frame entered the queue
 }
 
-func newMemPipe(size int, onBlocked func()) *memPipe {
+func newMemPipe(size int, onBlocked, onQueued func()) *memPipe {
 	gone, cancel := context.WithCancelCause(context.Background())
 	return &memPipe{
 		q:         make(chan Frame, size),
@@ -31,6 +32,7 @@ func newMemPipe(size int, onBlocked func()) *memPipe {
 		goneDone:  gone.Done(),
 		cancel:    cancel,
 		onBlocked: onBlocked,
+		onQueued:  onQueued,
 	}
 }
 
@@ -42,6 +44,7 @@ func (p *memPipe) Send(ctx context.Context, f Frame) error {
 	}
 	select {
 	case p.q <- f:
+		p.queued()
 		return nil
 	default:
 	}
@@ -50,11 +53,18 @@ func (p *memPipe) Send(ctx context.Context, f Frame) error {
 	}
 	select {
 	case p.q <- f:
+		p.queued()
 		return nil
 	case <-p.goneDone:
 		return context.Cause(p.gone)
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+func (p *memPipe) queued() {
+	if p.onQueued != nil {
+		p.onQueued()
 	}
 }
 
