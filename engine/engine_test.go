@@ -545,3 +545,68 @@ func TestPingAnswered(t *testing.T) {
 	w.sendJSON(`{"type":"ping"}`)
 	w.expect(wire.TypePong)
 }
+
+// clientFrame builds one masked client frame (FIN set).
+func clientFrame(op byte, payload []byte) []byte {
+	key := [4]byte{0x5a, 0x17, 0xc3, 0x81}
+	var h []byte
+	switch n := len(payload); {
+	case n < 126:
+		h = []byte{0x80 | op, 0x80 | byte(n)}
+	case n < 1<<16:
+		h = []byte{0x80 | op, 0x80 | 126, byte(n >> 8), byte(n)}
+	default:
+		panic("frame too large for this helper")
+	}
+	h = append(h, key[:]...)
+	for i, b := range payload {
+		h = append(h, b^key[i%4])
+	}
+	return h
+}
+
+// A burst of frames arriving in one TCP segment is where the engine
+// batches its writes (flushing before the next read that could block):
+// every invocation and every result of a pipelined burst must get through,
+// in order, with a control frame in the middle of the burst.
+func TestPipelinedBurst(t *testing.T) {
+	e := startEngine(t)
+	exec := dialRaw(t, e)
+	exec.sendJSON(`{"type":"registerfunction","id":"f::burst"}`)
+	caller := dialRaw(t, e)
+	waitFunction(t, caller, "f::burst")
+
+	const n = 60
+	var burst []byte
+	for i := range n {
+		burst = append(burst, clientFrame(websocket.TextMessage,
+			[]byte(`{"type":"invokefunction","invocation_id":"p`+itoa(int64(i))+`","function_id":"f::burst","data":{"i":`+itoa(int64(i))+`}}`))...)
+		if i == n/2 {
+			burst = append(burst, clientFrame(websocket.PingMessage, []byte("mid-burst"))...)
+		}
+	}
+	if _, err := caller.ws.NetConn().Write(burst); err != nil {
+		t.Fatal(err)
+	}
+	var replies []byte
+	for i := range n {
+		m := exec.expect(wire.TypeInvokeFunction)
+		var in struct {
+			I int `json:"i"`
+		}
+		if err := json.Unmarshal(m.Data, &in); err != nil || in.I != i {
+			t.Fatalf("invocation %d arrived as %s (%v)", i, m.Data, err)
+		}
+		replies = append(replies, clientFrame(websocket.TextMessage,
+			[]byte(`{"type":"invocationresult","invocation_id":"`+m.InvocationID+`","function_id":"f::burst","result":`+itoa(int64(i*i))+`}`))...)
+	}
+	if _, err := exec.ws.NetConn().Write(replies); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		m := caller.expect(wire.TypeInvocationResult)
+		if m.InvocationID != "p"+itoa(int64(i)) || string(m.Result) != itoa(int64(i*i)) || m.Error != nil {
+			t.Fatalf("result %d: %+v", i, m)
+		}
+	}
+}
