@@ -62,8 +62,8 @@ func sluiceTarget(b *testing.B, pattern string, h http.Handler) string {
 	if err := c.HandleHTTP(pattern, "bench::handler", h); err != nil {
 		b.Fatal(err)
 	}
-	// Any call on the same socket returns after the registrations.
-	if _, err := c.Trigger(context.Background(), "engine::functions::list", nil); err != nil {
+	// The route exists once the engine has processed the registrations.
+	if err := c.Sync(context.Background()); err != nil {
 		b.Fatal(err)
 	}
 	return e.HTTPURL()

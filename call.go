@@ -356,6 +356,21 @@ func (c *Client) complete(m *wire.Message) {
 	p.ch <- callResult{msg: m}
 }
 
+// Sync returns once the engine has processed everything this client sent
+// before it. Registrations (functions, triggers, HTTP routes) are sent
+// without waiting for an answer, because the protocol has none; the engine
+// handles one connection's messages in order, so a round trip on the same
+// connection is the barrier. Call it before relying on a registration,
+// e.g. before sending HTTP requests to a route just registered.
+func (c *Client) Sync(ctx context.Context) error {
+	// A discovery call that matches nothing: cheap, and served by any
+	// engine that implements the iii discovery functions.
+	_, err := c.Trigger(ctx, wire.FnFunctionsList, syncProbe)
+	return err
+}
+
+var syncProbe = json.RawMessage(`{"prefix":"\u0000"}`)
+
 // CreateChannel asks the engine for a new channel and returns both of its
 // ends, bound to this client's engine URL. Keep one end and pass the other
 // (or its ref) in a payload to the function that should use it.

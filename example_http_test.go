@@ -39,9 +39,9 @@ func ExampleClient_HandleHTTP() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	// Registrations are sent without waiting; any call on the same
-	// connection returns after the engine has processed them.
-	if _, err := c.Trigger(ctx, "engine::functions::list", nil); err != nil {
+	// Registrations are sent without waiting for an answer: Sync returns
+	// once the engine has processed them, so the route exists.
+	if err := c.Sync(ctx); err != nil {
 		log.Fatal(err)
 	}
 
@@ -86,8 +86,8 @@ func ExampleClient_HandleHTTP_serverSentEvents() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	if _, err := c.Trigger(context.Background(), "engine::functions::list", nil); err != nil {
-		log.Fatal(err) // see ExampleClient_HandleHTTP
+	if err := c.Sync(context.Background()); err != nil {
+		log.Fatal(err)
 	}
 
 	res, err := http.Get(e.HTTPURL() + "/ticks")

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -33,12 +34,37 @@ func httpSetup(t *testing.T) (e *engine.Engine, c *sluice.Client, registered fun
 	t.Helper()
 	e = startEngine(t)
 	c = connectEngine(t, e, "http-test")
-	if err := c.RegisterRaw("httptest::sync", func(context.Context, *sluice.Invocation) (json.RawMessage, error) {
-		return nil, nil
-	}); err != nil {
-		t.Fatal(err)
+	return e, c, func() {
+		if err := c.Sync(t.Context()); err != nil {
+			t.Fatal(err)
+		}
 	}
-	return e, c, func() { roundTrip(t, c, "httptest::sync") }
+}
+
+// Routes registered just before Sync are served as soon as it returns.
+func TestSyncMakesRoutesServable(t *testing.T) {
+	e, c, _ := httpSetup(t)
+	hc := httpClient(t)
+	for i := range 20 {
+		path := "/sync/" + strconv.Itoa(i)
+		if err := c.HandleHTTPFunc("GET "+path, "sync::route"+strconv.Itoa(i), func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "ok")
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Sync(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		res, err := hc.Get(e.HTTPURL() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || string(body) != "ok" {
+			t.Fatalf("route %s right after Sync: %d %s", path, res.StatusCode, body)
+		}
+	}
 }
 
 // httpClient is a client whose connections do not outlive the test.
