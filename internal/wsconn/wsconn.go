@@ -7,7 +7,11 @@
 // When nothing is queued, Send writes on the caller's goroutine: handing
 // every frame to a writer goroutine costs a wake-up per frame, which on a
 // small machine dominates the latency of a request/response round trip.
-// When the socket is busy, frames queue for the writer goroutine.
+// When the socket is busy, frames queue for the writer goroutine, which
+// writes them in one system call (cork.go). A reader with more input
+// buffered can defer the writes that input causes to the end of its burst
+// (batch.go). Stalled writes are cut by one watchdog per process
+// (watchdog.go) rather than a socket deadline per frame.
 package wsconn
 
 import (
