@@ -1,8 +1,8 @@
 // Package benchrelay provides the baselines the benchmarks compare the
 // engine against: a WebSocket echo server and a plain WebSocket relay in
 // front of it (caller → relay → echo → relay → caller: the same two hops
-// as an invocation through the engine, with no engine logic), and a raw TCP
-// relay (io.Copy) for channel throughput.
+// as an invocation through the engine, with no engine logic). The channel
+// benchmarks keep their TCP relays beside them.
 package benchrelay
 
 import (
@@ -116,41 +116,3 @@ func readInto(r io.Reader, b []byte) ([]byte, error) {
 		}
 	}
 }
-
-// TCPRelay accepts TCP connections in pairs: the first connection is the
-// writer, the second the reader, and it copies writer → reader with io.Copy.
-type TCPRelay struct {
-	Addr string
-	ln   net.Listener
-}
-
-// StartTCPRelay starts a raw TCP relay for one writer/reader pair at a time.
-func StartTCPRelay() (*TCPRelay, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	r := &TCPRelay{Addr: ln.Addr().String(), ln: ln}
-	go func() {
-		for {
-			src, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			dst, err := ln.Accept()
-			if err != nil {
-				src.Close()
-				return
-			}
-			go func() {
-				io.Copy(dst, src)
-				dst.Close()
-				src.Close()
-			}()
-		}
-	}()
-	return r, nil
-}
-
-// Close stops accepting.
-func (r *TCPRelay) Close() { r.ln.Close() }
