@@ -328,8 +328,9 @@ func checkReports(t *testing.T, what string, sent, got streamReport, size int64,
 }
 
 // TestStreams moves streamSize() random bytes, with text messages
-// interleaved, across languages through the engine's channels: Node and
-// Python writers to a Go reader, a Go writer to Node and Python readers.
+// interleaved, across languages through the engine's channels: Node,
+// Python and Rust writers to a Go reader, a Go writer to Node, Python and
+// Rust readers.
 // Both sides hash what they saw; the hashes, the byte counts and the
 // messages (in order, at the byte offset they were sent at) must agree.
 // Then a writer process is killed mid-stream: the Go reader must get an
@@ -343,8 +344,9 @@ func TestStreams(t *testing.T) {
 	c := connectGo(t, e, "go-streams")
 	node := flavourNamed("node-0.22.1")
 	py := flavourNamed("python-0.25.0")
+	rs := flavourNamed("rust-0.25.0")
 	started := map[*flavour]bool{}
-	for _, f := range []*flavour{node, py} {
+	for _, f := range []*flavour{node, py, rs} {
 		if _, err := f.dependency(); err == nil {
 			startWorker(t, f, e, f.script("stream"), f.Prefix)
 			started[f] = true
@@ -412,8 +414,11 @@ func TestStreams(t *testing.T) {
 	t.Run("GoToNode", func(t *testing.T) { fromGo(t, node) })
 	t.Run("GoToPython", func(t *testing.T) { fromGo(t, py) })
 	t.Run("PythonToGo", func(t *testing.T) { toGo(t, py) })
+	t.Run("RustToGo", func(t *testing.T) { toGo(t, rs) })
+	t.Run("GoToRust", func(t *testing.T) { fromGo(t, rs) })
 	t.Run("NodeWriterKilled", func(t *testing.T) { testWriterKilled(t, e, c, node) })
 	t.Run("PythonWriterKilled", func(t *testing.T) { testWriterKilled(t, e, c, py) })
+	t.Run("RustWriterKilled", func(t *testing.T) { testWriterKilled(t, e, c, rs) })
 }
 
 // testWriterKilled: an SDK process streaming to a Go reader is SIGKILLed

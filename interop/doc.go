@@ -26,11 +26,13 @@
 //	                  Go producer / coordinator driving the SDK's consumer /
 //	                  transform worker
 //	TestStreams       random bytes with interleaved text messages Node ->
-//	                  Go, Go -> Node, Go -> Python, Python -> Go (SHA-256,
-//	                  counts and message offsets compared), and a writer
+//	                  Go, Go -> Node, Go -> Python, Python -> Go, Rust ->
+//	                  Go, Go -> Rust (SHA-256, counts and message offsets
+//	                  compared), and a Node, Python and Rust writer
 //	                  process SIGKILLed mid-stream (the Go reader must fail
 //	                  with ErrStreamBroken, never io.EOF); helpers in
-//	                  node-0.22.1/stream.mjs and python/stream.py
+//	                  node-0.22.1/stream.mjs, python/stream.py and
+//	                  rust/src/stream.rs (`worker stream`)
 //	TestSeedHTTP      the seed's HTTP Examples (seed_http_test.go; the Go
 //	                  adapter's versions in seed_http_go_test.go), fetched
 //	                  with net/http from the engine's HTTP listener:

@@ -470,11 +470,16 @@ func startWorker(t testing.TB, f *flavour, e *engineProc, script, prefix string,
 	interp := f.require(t)
 	cmd := exec.Command(interp, script)
 	if f.Runtime == "rust" {
-		// interp is the compiled worker; it is the only "script".
-		if script != "worker" {
-			t.Fatalf("%s: no script %q (the Rust flavour has only its worker binary)", f.Name, script)
+		// interp is the compiled worker; a "script" is one of its modes
+		// (rust/src/main.rs): "worker" (no argument) or "stream".
+		switch script {
+		case "worker":
+			cmd = exec.Command(interp)
+		case "stream":
+			cmd = exec.Command(interp, script)
+		default:
+			t.Fatalf("%s: no script %q (the Rust worker binary has the modes worker and stream)", f.Name, script)
 		}
-		cmd = exec.Command(interp)
 	}
 	cmd.Dir = filepath.Join(interopDir, f.Dir)
 	cmd.Env = append(os.Environ(),

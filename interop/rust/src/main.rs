@@ -9,8 +9,13 @@
 //! connection unless SEEDS=0, the seed's channel Examples 3 and 4 ported to
 //! Rust (seeds.rs); prints READY, and on SIGTERM/SIGINT shuts every SDK client
 //! down (in parallel, bounded at 3 s) and exits 0.
+//!
+//! `worker stream` instead registers only <prefix>::{stream_write,stream_read}
+//! (stream.rs, the counterpart of node-0.22.1/stream.mjs) on a connection
+//! named <prefix>-stream.
 
 mod seeds;
+mod stream;
 
 use std::io::Write;
 use std::sync::mpsc;
@@ -146,18 +151,31 @@ fn main() {
         None
     };
 
+    let stream_mode = match std::env::args().nth(1).as_deref() {
+        None => false,
+        Some("stream") => true,
+        Some(other) => {
+            eprintln!("unknown mode {other:?} (want none or \"stream\")");
+            std::process::exit(2);
+        }
+    };
+    let name = if stream_mode { format!("{prefix}-stream") } else { prefix.clone() };
     let iii = register_worker(
         &url,
         InitOptions {
-            metadata: Some(WorkerMetadata { name: prefix.clone(), ..WorkerMetadata::default() }),
+            metadata: Some(WorkerMetadata { name, ..WorkerMetadata::default() }),
             otel: otel.clone(),
             ..InitOptions::default()
         },
     );
-    register_test_functions(&iii, &prefix);
+    if stream_mode {
+        stream::register(&iii, &prefix);
+    } else {
+        register_test_functions(&iii, &prefix);
+    }
     let mut clients = vec![iii];
 
-    if std::env::var("SEEDS").as_deref() != Ok("0") {
+    if !stream_mode && std::env::var("SEEDS").as_deref() != Ok("0") {
         // Like the seed scripts: a connection of their own, default name.
         let seed = register_worker(
             &url,

@@ -25,7 +25,7 @@ use iii_sdk::{Error, IIIClient, RegisterFunction};
 use serde_json::{json, Value};
 
 /// The channel ref under `key` at the top level of a payload.
-fn channel_ref(input: &Value, key: &str) -> Result<StreamChannelRef, Error> {
+pub(crate) fn channel_ref(input: &Value, key: &str) -> Result<StreamChannelRef, Error> {
     extract_channel_refs(input)
         .into_iter()
         .find(|(k, _)| k == key)
