@@ -90,6 +90,17 @@ func (c *Client) RegisterRaw(id string, h RawHandler, opts ...FunctionOption) er
 		return fmt.Errorf("sluice: register %s: %w", id, err)
 	}
 
+	return register(c, c.functions, "function", id, false, b, func(seq uint64) *function {
+		return &function{h: h, msg: b, seq: seq}
+	})
+}
+
+// register adds id to one of the client's registration maps (under the
+// locks every registration change takes) and sends its message b if
+// connected. The entry gets the next replay position, or keeps the old
+// one when replace allows replacing an existing id (otherwise that is an
+// error).
+func register[T registration](c *Client, m map[string]T, kind, id string, replace bool, b []byte, entry func(seq uint64) T) error {
 	c.regMu.Lock()
 	defer c.regMu.Unlock()
 	c.mu.Lock()
@@ -97,12 +108,18 @@ func (c *Client) RegisterRaw(id string, h RawHandler, opts ...FunctionOption) er
 		c.mu.Unlock()
 		return ErrClosed
 	}
-	if _, dup := c.functions[id]; dup {
-		c.mu.Unlock()
-		return fmt.Errorf("sluice: function %s is already registered", id)
+	var seq uint64
+	if old, dup := m[id]; dup {
+		if !replace {
+			c.mu.Unlock()
+			return fmt.Errorf("sluice: %s %s is already registered", kind, id)
+		}
+		seq = old.order() // a replacement keeps its place in the replay
+	} else {
+		c.seq++
+		seq = c.seq
 	}
-	c.seq++
-	c.functions[id] = &function{h: h, msg: b, seq: c.seq}
+	m[id] = entry(seq)
 	s := c.sess
 	c.mu.Unlock()
 	c.sendRegistration(s, b)

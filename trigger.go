@@ -69,23 +69,12 @@ func (c *Client) RegisterTrigger(t TriggerSpec) (id string, err error) {
 		return "", fmt.Errorf("sluice: register trigger: %w", err)
 	}
 
-	c.regMu.Lock()
-	defer c.regMu.Unlock()
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return "", ErrClosed
+	err = register(c, c.triggers, "trigger", t.ID, true, b, func(seq uint64) *trigger {
+		return &trigger{typ: t.Type, msg: b, seq: seq}
+	})
+	if err != nil {
+		return "", err
 	}
-	seq := c.seq + 1
-	if old, ok := c.triggers[t.ID]; ok {
-		seq = old.seq // a replacement keeps its place in the replay
-	} else {
-		c.seq++
-	}
-	c.triggers[t.ID] = &trigger{typ: t.Type, msg: b, seq: seq}
-	s := c.sess
-	c.mu.Unlock()
-	c.sendRegistration(s, b)
 	return t.ID, nil
 }
 
@@ -144,23 +133,9 @@ func (c *Client) RegisterTriggerType(id, description string, h TriggerTypeHandle
 	if err != nil {
 		return err
 	}
-	c.regMu.Lock()
-	defer c.regMu.Unlock()
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return ErrClosed
-	}
-	if _, dup := c.triggerTypes[id]; dup {
-		c.mu.Unlock()
-		return fmt.Errorf("sluice: trigger type %s is already registered", id)
-	}
-	c.seq++
-	c.triggerTypes[id] = &triggerType{h: h, msg: b, seq: c.seq, bindings: make(map[string]TriggerBinding)}
-	s := c.sess
-	c.mu.Unlock()
-	c.sendRegistration(s, b)
-	return nil
+	return register(c, c.triggerTypes, "trigger type", id, false, b, func(seq uint64) *triggerType {
+		return &triggerType{h: h, msg: b, seq: seq, bindings: make(map[string]TriggerBinding)}
+	})
 }
 
 // UnregisterTriggerType stops providing trigger type id. The handler gets
