@@ -300,28 +300,10 @@ func (c *Client) sweepLoop() {
 }
 
 // session returns the current connection, waiting for one while
-// disconnected: within ctx, and until expires when that is set.
+// disconnected: within ctx, and until expires when that is set (the
+// default timeout's deadline is only armed if there is a wait).
 func (c *Client) session(ctx context.Context, functionID string, expires time.Time) (*session, error) {
-	c.mu.Lock()
-	closed, s := c.closed, c.sess
-	c.mu.Unlock()
-	switch {
-	case closed:
-		return nil, ErrClosed
-	case s != nil:
-		return s, nil
-	}
-	if !expires.IsZero() {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, expires)
-		defer cancel()
-	}
-	return c.waitSession(ctx, functionID)
-}
-
-// waitSession returns the current connection, waiting for one while
-// disconnected.
-func (c *Client) waitSession(ctx context.Context, functionID string) (*session, error) {
+	var timeout <-chan time.Time
 	for {
 		c.mu.Lock()
 		closed, s, up := c.closed, c.sess, c.up
@@ -332,12 +314,19 @@ func (c *Client) waitSession(ctx context.Context, functionID string) (*session, 
 		case s != nil:
 			return s, nil
 		}
+		if timeout == nil && !expires.IsZero() {
+			t := time.NewTimer(time.Until(expires))
+			defer t.Stop()
+			timeout = t.C
+		}
 		select {
 		case <-up:
 		case <-c.ctx.Done():
 			return nil, ErrClosed
 		case <-ctx.Done():
 			return nil, ctxError(ctx, functionID)
+		case <-timeout:
+			return nil, timeoutError(functionID)
 		}
 	}
 }
