@@ -109,37 +109,39 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 // Start listens on the configured addresses and serves in the background.
 // Use ":0" ports to let the system pick; WorkerURL and HTTPURL tell which.
 func (e *Engine) Start(ctx context.Context) error {
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", e.cfg.Addr)
+	ln, srv, err := e.listen(ctx, e.cfg.Addr, e.WorkerHandler())
 	if err != nil {
 		return fmt.Errorf("worker listener: %w", err)
 	}
-	e.ln = ln
-	e.srv = &http.Server{
-		Handler:           e.WorkerHandler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
-	}
-	go func() { e.serveErr <- serveOrClosed(e.srv, ln) }()
-
+	e.ln, e.srv = ln, srv
 	if e.cfg.HTTPAddr != "" {
-		hln, err := lc.Listen(ctx, "tcp", e.cfg.HTTPAddr)
+		hln, hsrv, err := e.listen(ctx, e.cfg.HTTPAddr, e.HTTPHandler())
 		if err != nil {
-			ln.Close()
+			_ = srv.Close()
 			return fmt.Errorf("http listener: %w", err)
 		}
-		e.httpLn = hln
-		e.httpSrv = &http.Server{
-			Handler:           e.HTTPHandler(),
-			ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog:          slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
-		}
-		go func() { e.serveErr <- serveOrClosed(e.httpSrv, hln) }()
+		e.httpLn, e.httpSrv = hln, hsrv
 	}
 	e.backgroundDone.Add(1)
 	go e.watchFunctions()
 	e.log.Info("engine started", "worker_url", e.WorkerURL(), "http_url", e.HTTPURL(), "version", Version)
 	return nil
+}
+
+// listen serves h on addr; the server's end is reported on serveErr.
+func (e *Engine) listen(ctx context.Context, addr string, h http.Handler) (net.Listener, *http.Server, error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
+	}
+	go func() { e.serveErr <- serveOrClosed(srv, ln) }()
+	return ln, srv, nil
 }
 
 func serveOrClosed(s *http.Server, ln net.Listener) error {
