@@ -235,6 +235,11 @@ func (c *Client) call(ctx context.Context, functionID string, action *wire.Actio
 			}
 		}
 	}
+	if inv := InvocationFrom(ctx); inv != nil && inv.run != 0 {
+		// A handler running inline on a reader (of this client or another)
+		// is about to wait for a frame: give that socket to a new reader.
+		inv.client.handOff(inv.sess, inv.run)
+	}
 	select {
 	case r := <-p.ch:
 		return r.msg, r.err

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -33,6 +34,8 @@ type Client struct {
 	dialer *websocket.Dialer
 	// decOpts decode handler input and call results.
 	decOpts jsonv2.Options
+	// rescues counts readers the watchdog started (inline.go).
+	rescues atomic.Uint64
 
 	// ctx ends on Close: it is the parent of every handler's context and
 	// wakes everything that waits for a connection.
@@ -58,12 +61,14 @@ type Client struct {
 	pending       map[string]*pendingCall
 }
 
-// session is one WebSocket connection: a reader goroutine (read) and the
+// session is one WebSocket connection: a reader goroutine (read; which
+// goroutine that is can change, see inline.go), its watchdog and the
 // wsconn writer goroutine.
 type session struct {
 	conn     *wsconn.Conn
-	done     chan struct{} // closed when the reader has exited
+	done     chan struct{} // closed when the (last) reader has exited
 	detached chan struct{} // closed when the client has forgotten the session
+	guard    readerGuard   // see inline.go
 }
 
 func (s *session) send(ctx context.Context, b []byte) error {
@@ -220,6 +225,7 @@ func (c *Client) dial() (*session, error) {
 		return nil, err
 	}
 	s := &session{conn: wsconn.New(ws, wsconn.Options{}), done: make(chan struct{}), detached: make(chan struct{})}
+	s.guard.wake = make(chan struct{}, 1)
 	// Any inbound frame, control frames included, proves the engine alive.
 	idle := c.cfg.idleTimeout
 	ws.SetPongHandler(func(string) error {
@@ -234,6 +240,7 @@ func (c *Client) dial() (*session, error) {
 		return nil
 	})
 	go c.read(s)
+	go c.watch(s)
 	return s, nil
 }
 
@@ -346,9 +353,9 @@ func (c *Client) detach(s *session) {
 	}
 }
 
-// read is the only reader of s.
+// read is the reader of s. One goroutine at a time runs it: the first is
+// started by dial, later ones by a hand-off (inline.go).
 func (c *Client) read(s *session) {
-	defer close(s.done)
 	ws := s.conn.WS()
 	var buf []byte
 	// The idle deadline is pushed out only when a quarter of it has passed:
@@ -373,6 +380,7 @@ func (c *Client) read(s *session) {
 			if c.ctx.Err() == nil {
 				c.log.Debug("sluice: engine socket ended", "err", err)
 			}
+			close(s.done)
 			return
 		}
 		if wire.IsBlank(data) {
@@ -383,6 +391,12 @@ func (c *Client) read(s *session) {
 			c.log.Warn("sluice: undecodable frame from engine", "err", err)
 			continue
 		}
+		if m.Type == wire.TypeInvokeFunction {
+			if !c.dispatchInvoke(s, m) {
+				return // the socket has a new reader
+			}
+			continue
+		}
 		c.dispatch(s, m)
 	}
 }
@@ -391,8 +405,6 @@ func (c *Client) dispatch(s *session, m *wire.Message) {
 	switch m.Type {
 	case wire.TypeInvocationResult:
 		c.complete(m)
-	case wire.TypeInvokeFunction:
-		go c.invoke(s, m)
 	case wire.TypeWorkerRegistered:
 		c.mu.Lock()
 		c.workerID, c.reattachToken = m.WorkerID, m.ReattachToken

@@ -27,3 +27,7 @@ func PendingCalls(c *Client) int {
 	defer c.mu.Unlock()
 	return len(c.pending)
 }
+
+// Rescues is how many times a watchdog moved a socket away from a handler
+// that blocked while running inline.
+func Rescues(c *Client) uint64 { return c.rescues.Load() }

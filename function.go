@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -29,6 +30,14 @@ type Invocation struct {
 	// CallerWorkerID is the worker id of the calling worker, when the
 	// engine told us.
 	CallerWorkerID string
+
+	// client, sess and run identify the inline run serving this
+	// invocation (run is 0 on a goroutine of its own), so that a call the
+	// handler makes, on any client, can hand the socket to a new reader
+	// before it waits.
+	client *Client
+	sess   *session
+	run    uint64
 }
 
 type invocationKey struct{}
@@ -53,6 +62,7 @@ func InvocationFrom(ctx context.Context) *Invocation {
 type RawHandler func(ctx context.Context, inv *Invocation) (json.RawMessage, error)
 
 type function struct {
+	avg runAverage // handler run time, deciding inline or not (inline.go)
 	h   RawHandler
 	msg []byte // the registerfunction frame, replayed on reconnect
 	seq uint64
@@ -195,14 +205,14 @@ func unregister[T any](c *Client, m map[string]T, kind, id string, msg func(T) *
 	return v, nil
 }
 
-// invoke serves one invokefunction from the engine, in its own goroutine,
-// and answers on the socket it came from.
-func (c *Client) invoke(s *session, m *wire.Message) {
-	c.mu.Lock()
-	f := c.functions[m.FunctionID]
-	c.mu.Unlock()
-
+// invoke serves one invokefunction from the engine with f (nil: not
+// registered here) and answers on the socket it came from. run is the
+// inline run's number, 0 on a goroutine of its own.
+func (c *Client) invoke(s *session, m *wire.Message, f *function, run uint64) {
 	inv := &Invocation{
+		client:      c,
+		sess:        s,
+		run:         run,
 		ID:          m.InvocationID,
 		FunctionID:  m.FunctionID,
 		Data:        json.RawMessage(wire.DataOrNull(m.Data)),
@@ -219,7 +229,9 @@ func (c *Client) invoke(s *session, m *wire.Message) {
 	if f == nil {
 		errBody = &wire.ErrorBody{Code: CodeFunctionNotFound, Message: "Function " + m.FunctionID + " not found"}
 	} else {
+		start := time.Now()
 		result, errBody = runHandler(context.WithValue(c.ctx, invocationKey{}, inv), f.h, inv)
+		f.avg.add(time.Since(start))
 	}
 	if m.InvocationID == "" {
 		if errBody != nil {

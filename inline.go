@@ -1,0 +1,139 @@
+package sluice
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/sluicehq/sluice/wire"
+)
+
+// Short handlers run inline on the socket's reader goroutine. Starting a
+// goroutine per invocation costs little CPU, but waking it usually wakes an
+// idle thread on another core, and on small machines that was the largest
+// single cost of a round trip (docs/benchmarks.md).
+//
+// Inline is only for handlers that have been quick: each function keeps a
+// moving average of its handler's run time, and a function whose average
+// reaches inlineLimit runs on a goroutine of its own, as every handler did
+// before. A handler that blocks while inline must not stall the socket, so
+// each session has a watchdog: when the same run is still going at two
+// ticks in a row, it starts a new reader goroutine, and the blocked one
+// sends its result when the handler returns and then exits. A handler that
+// makes a call of its own (Trigger, Call, Enqueue) hands the reader over at
+// once, since it is about to wait for a frame.
+
+const (
+	// inlineLimit is the average handler run time up to which a function
+	// runs inline.
+	inlineLimit = 50 * time.Microsecond
+	// rescueTick is the watchdog's period: a handler that blocks inline
+	// holds the socket for one to two ticks.
+	rescueTick = time.Millisecond
+)
+
+// readerGuard coordinates the reader role of a session between the reader,
+// handlers running inline on it, and the watchdog.
+type readerGuard struct {
+	// running is the number of the run going on inline on the reader, or 0
+	// while the reader reads. Whoever swaps it from a run number to 0 owns
+	// what follows: the reader itself when its handler returns (it goes on
+	// reading), or the watchdog or the handler that hands the socket to a
+	// new reader goroutine (the old one exits after its run).
+	running atomic.Uint64
+	// started counts inline runs; the watchdog sleeps after a tick in which
+	// none started.
+	started atomic.Uint64
+	// watching is set while the watchdog ticks; a run that finds it unset
+	// wakes it.
+	watching atomic.Bool
+	wake     chan struct{}
+}
+
+// runAverage is a function's exponentially weighted average handler run
+// time, in nanoseconds (weight 1/8 for the newest run).
+type runAverage struct{ ns atomic.Int64 }
+
+func (a *runAverage) quick() bool { return a.ns.Load() < int64(inlineLimit) }
+
+func (a *runAverage) add(d time.Duration) {
+	old := a.ns.Load()
+	a.ns.Store(old + (int64(d)-old)/8) // a lost update under concurrency is harmless
+}
+
+// dispatchInvoke runs m inline when that is worth it, or on a goroutine.
+// It reports whether the calling goroutine still owns the reader role.
+func (c *Client) dispatchInvoke(s *session, m *wire.Message) bool {
+	c.mu.Lock()
+	f := c.functions[m.FunctionID]
+	c.mu.Unlock()
+	if f != nil && !f.avg.quick() {
+		go c.invoke(s, m, f, 0)
+		return true
+	}
+	g := &s.guard
+	run := g.started.Add(1)
+	g.running.Store(run)
+	if !g.watching.Load() && g.watching.CompareAndSwap(false, true) {
+		select {
+		case g.wake <- struct{}{}:
+		default:
+		}
+	}
+	returned := false
+	defer func() {
+		// A handler that called runtime.Goexit ends this goroutine: keep
+		// the socket read.
+		if !returned {
+			c.handOff(s, run)
+		}
+	}()
+	c.invoke(s, m, f, run)
+	returned = true
+	return g.running.CompareAndSwap(run, 0)
+}
+
+// handOff starts a new reader for s if run is still the one going on
+// inline on the current reader.
+func (c *Client) handOff(s *session, run uint64) {
+	if run != 0 && s.guard.running.CompareAndSwap(run, 0) {
+		go c.read(s)
+	}
+}
+
+// watch is s's watchdog; it ends with the session.
+func (c *Client) watch(s *session) {
+	g := &s.guard
+	t := time.NewTimer(rescueTick)
+	t.Stop()
+	for {
+		select {
+		case <-g.wake:
+		case <-s.done:
+			return
+		}
+		lastRun, lastStarted := g.running.Load(), g.started.Load()
+		for ticking := true; ticking; {
+			t.Reset(rescueTick)
+			select {
+			case <-t.C:
+			case <-s.done:
+				t.Stop()
+				return
+			}
+			run, started := g.running.Load(), g.started.Load()
+			if run != 0 && run == lastRun && g.running.CompareAndSwap(run, 0) {
+				go c.read(s) // the same run at two ticks: it blocks
+				c.rescues.Add(1)
+				run = 0
+			}
+			if run == 0 && started == lastStarted {
+				// Nothing ran for a tick: sleep until a run wakes us. A run
+				// that started before watching was cleared did not wake us,
+				// so look again.
+				g.watching.Store(false)
+				ticking = g.started.Load() != started && g.watching.CompareAndSwap(false, true)
+			}
+			lastRun, lastStarted = run, started
+		}
+	}
+}
