@@ -48,8 +48,9 @@ func (c *Client) unmarshal(data []byte, v any) error {
 }
 
 type callResult struct {
-	msg *wire.Message
-	err error
+	msg  *wire.Message
+	err  error
+	role bool // the reader role comes with it (reader.go)
 }
 
 // pendingCall is a call waiting for its invocationresult. Whoever removes
@@ -240,9 +241,12 @@ func (c *Client) call(ctx context.Context, functionID string, action *wire.Actio
 		// is about to wait for a frame: give that socket to a new reader.
 		inv.client.handOff(inv.sess, inv.run)
 	}
+	if r, ok := c.readOwn(ctx, p.sess, id, p); ok {
+		return r.msg, r.err
+	}
 	select {
 	case r := <-p.ch:
-		return r.msg, r.err
+		return c.received(p, r)
 	case <-ctx.Done():
 		c.mu.Lock()
 		mine := c.pending[id] == p
@@ -251,11 +255,19 @@ func (c *Client) call(ctx context.Context, functionID string, action *wire.Actio
 		}
 		c.mu.Unlock()
 		if !mine { // delivered at the same moment: prefer the answer
-			r := <-p.ch
-			return r.msg, r.err
+			return c.received(p, <-p.ch)
 		}
 		return nil, ctxError(ctx, functionID)
 	}
+}
+
+// received unpacks a delivered answer; one that came with the reader role
+// (reader.go) gives the role up again.
+func (c *Client) received(p *pendingCall, r callResult) (*wire.Message, error) {
+	if r.role {
+		c.leaveRole(p.sess)
+	}
+	return r.msg, r.err
 }
 
 // defaultExpiry returns when a call under ctx times out by the client's
@@ -287,6 +299,10 @@ func (c *Client) sweep(now time.Time) {
 	c.mu.Unlock()
 	for _, p := range expired {
 		p.ch <- callResult{err: timeoutError(p.functionID)}
+		if p.sess.rd != nil {
+			// The caller may be reading for itself (reader.go).
+			p.sess.rd.interrupt()
+		}
 	}
 }
 
@@ -337,17 +353,22 @@ func (c *Client) session(ctx context.Context, functionID string, expires time.Ti
 }
 
 // complete delivers an invocationresult to its waiting call; results for
-// calls that already gave up are dropped.
-func (c *Client) complete(m *wire.Message) {
+// calls that already gave up are dropped. With handRole (a background
+// reader of a socket callers can read), the result of a call that is alone
+// in flight goes with the reader role, and complete reports that the
+// calling reader must stop (reader.go).
+func (c *Client) complete(m *wire.Message, handRole bool) bool {
 	c.mu.Lock()
 	p := c.pending[m.InvocationID]
+	handRole = handRole && p != nil && len(c.pending) == 1
 	delete(c.pending, m.InvocationID)
 	c.mu.Unlock()
 	if p == nil {
 		c.log.Debug("sluice: dropped result of a call nobody waits for", "invocation_id", m.InvocationID)
-		return
+		return false
 	}
-	p.ch <- callResult{msg: m}
+	p.ch <- callResult{msg: m, role: handRole}
+	return handRole
 }
 
 // Sync returns once the engine has processed everything this client sent

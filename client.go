@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"slices"
 	"sync"
@@ -32,6 +33,9 @@ type Client struct {
 	cfg    config
 	log    *slog.Logger
 	dialer *websocket.Dialer
+	// rawDialer, when set, is the dialer for sockets that ctlReader reads
+	// (ws:// with the default dialer); see reader.go.
+	rawDialer *websocket.Dialer
 	// decOpts decode handler input and call results.
 	decOpts jsonv2.Options
 	// rescues counts readers the watchdog started (inline.go).
@@ -66,10 +70,15 @@ type Client struct {
 // wsconn writer goroutine.
 type session struct {
 	conn     *wsconn.Conn
-	done     chan struct{} // closed when the (last) reader has exited
+	done     chan struct{} // closed (end) when a reader saw the socket end
+	endOnce  sync.Once
 	detached chan struct{} // closed when the client has forgotten the session
-	guard    readerGuard   // see inline.go
+	guard    readerGuard   // who reads; see inline.go and reader.go
+	src      frameSource   // used by the holder of the reader role
+	rd       *ctlReader    // src when callers may read for themselves, or nil
 }
+
+func (s *session) end() { s.endOnce.Do(func() { close(s.done) }) }
 
 func (s *session) send(ctx context.Context, b []byte) error {
 	return s.conn.Send(ctx, wsconn.Text, b, nil)
@@ -110,6 +119,13 @@ func Connect(ctx context.Context, rawURL string, opts ...Option) (*Client, error
 			ReadBufferSize:   4096,
 			WriteBufferSize:  4096,
 			WriteBufferPool:  wsconn.WriteBufferPool,
+		}
+		if u.Scheme == "ws" {
+			// Read by ctlReader (reader.go); gorilla only reads the
+			// handshake response.
+			raw := *c.dialer
+			raw.ReadBufferSize = 1024
+			c.rawDialer = &raw
 		}
 	}
 	// Lets the writer batch frames queued under load into one syscall.
@@ -217,7 +233,23 @@ func (c *Client) run(first chan<- struct{}) {
 func (c *Client) dial() (*session, error) {
 	ctx, cancel := context.WithTimeout(c.ctx, handshakeTimeout)
 	defer cancel()
-	ws, resp, err := c.dialer.DialContext(ctx, c.url, c.cfg.header)
+	d, hc := c.dialer, (*handshakeConn)(nil)
+	if c.rawDialer != nil {
+		// The handshake must not read past the 101: ctlReader reads what
+		// follows straight from the socket.
+		raw := *c.rawDialer
+		raw.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var nd net.Dialer
+			conn, err := nd.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			hc = &handshakeConn{Conn: conn}
+			return hc, nil
+		}
+		d = wsconn.Dialer(&raw)
+	}
+	ws, resp, err := d.DialContext(ctx, c.url, c.cfg.header)
 	if err != nil {
 		if resp != nil {
 			return nil, fmt.Errorf("%w (HTTP %s)", err, resp.Status)
@@ -226,19 +258,27 @@ func (c *Client) dial() (*session, error) {
 	}
 	s := &session{conn: wsconn.New(ws, wsconn.Options{}), done: make(chan struct{}), detached: make(chan struct{})}
 	s.guard.wake = make(chan struct{}, 1)
-	// Any inbound frame, control frames included, proves the engine alive.
 	idle := c.cfg.idleTimeout
-	ws.SetPongHandler(func(string) error {
-		return ws.SetReadDeadline(time.Now().Add(idle))
-	})
-	ws.SetPingHandler(func(data string) error {
-		_ = ws.SetReadDeadline(time.Now().Add(idle))
-		err := ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
-		if err != nil && !errors.Is(err, websocket.ErrCloseSent) {
-			return err
-		}
-		return nil
-	})
+	if hc != nil {
+		hc.handshakeDone()
+		s.rd = newCtlReader(ws, ws.NetConn(), idle)
+		s.src = s.rd
+	} else {
+		s.src = &gorillaSource{ws: ws, idle: idle}
+		// Any inbound frame, control frames included, proves the engine
+		// alive.
+		ws.SetPongHandler(func(string) error {
+			return ws.SetReadDeadline(time.Now().Add(idle))
+		})
+		ws.SetPingHandler(func(data string) error {
+			_ = ws.SetReadDeadline(time.Now().Add(idle))
+			err := ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+			if err != nil && !errors.Is(err, websocket.ErrCloseSent) {
+				return err
+			}
+			return nil
+		})
+	}
 	go c.read(s)
 	go c.watch(s)
 	return s, nil
@@ -311,6 +351,10 @@ func (c *Client) serve(s *session) {
 			// WriteControl may run concurrently with the wsconn writer.
 			_ = ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(time.Second))
 		case <-c.ctx.Done():
+			// Someone must read the engine's close frame (or the error).
+			if s.guard.takeFree() {
+				go c.read(s)
+			}
 			s.conn.Close(websocket.CloseNormalClosure, "")
 			ct := time.NewTimer(closeTimeout)
 			select {
@@ -353,58 +397,8 @@ func (c *Client) detach(s *session) {
 	}
 }
 
-// read is the reader of s. One goroutine at a time runs it: the first is
-// started by dial, later ones by a hand-off (inline.go).
-func (c *Client) read(s *session) {
-	ws := s.conn.WS()
-	var buf []byte
-	// The idle deadline is pushed out only when a quarter of it has passed:
-	// re-arming it on every frame costs a runtime timer update per frame.
-	// The engine therefore counts as dead after 3/4 to 4/4 of idleTimeout.
-	var armed time.Time
-	for {
-		if now := time.Now(); now.Sub(armed) > c.cfg.idleTimeout/4 {
-			_ = ws.SetReadDeadline(now.Add(c.cfg.idleTimeout))
-			armed = now
-		}
-		_, data, err := wsconn.ReadFrame(ws, buf, maxFrameSize)
-		buf = data[:0]
-		if cap(buf) > keepReadBuffer {
-			buf = nil // do not pin one huge frame's buffer for the socket's life
-		}
-		if errors.Is(err, wsconn.ErrFrameTooLarge) {
-			c.log.Warn("sluice: dropped oversized frame from engine", "limit", maxFrameSize)
-			continue
-		}
-		if err != nil {
-			if c.ctx.Err() == nil {
-				c.log.Debug("sluice: engine socket ended", "err", err)
-			}
-			close(s.done)
-			return
-		}
-		if wire.IsBlank(data) {
-			continue
-		}
-		m := new(wire.Message)
-		if err := wire.Decode(data, m); err != nil {
-			c.log.Warn("sluice: undecodable frame from engine", "err", err)
-			continue
-		}
-		if m.Type == wire.TypeInvokeFunction {
-			if !c.dispatchInvoke(s, m) {
-				return // the socket has a new reader
-			}
-			continue
-		}
-		c.dispatch(s, m)
-	}
-}
-
 func (c *Client) dispatch(s *session, m *wire.Message) {
 	switch m.Type {
-	case wire.TypeInvocationResult:
-		c.complete(m)
 	case wire.TypeWorkerRegistered:
 		c.mu.Lock()
 		c.workerID, c.reattachToken = m.WorkerID, m.ReattachToken

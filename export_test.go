@@ -31,3 +31,16 @@ func PendingCalls(c *Client) int {
 // Rescues is how many times a watchdog moved a socket away from a handler
 // that blocked while running inline.
 func Rescues(c *Client) uint64 { return c.rescues.Load() }
+
+// WithFreeRoleKept stops the watchdog from starting a reader while the
+// reader role is free, so that the next call reads for itself.
+func WithFreeRoleKept() Option { return func(c *config) { c.keepFreeRole = true } }
+
+// ReaderFree reports whether nobody reads the client's socket now (the
+// next call will read for itself).
+func ReaderFree(c *Client) bool {
+	c.mu.Lock()
+	s := c.sess
+	c.mu.Unlock()
+	return s != nil && s.guard.running.Load()&1 == 1
+}

@@ -34,14 +34,16 @@ const (
 // readerGuard coordinates the reader role of a session between the reader,
 // handlers running inline on it, and the watchdog.
 type readerGuard struct {
-	// running is the number of the run going on inline on the reader, or 0
-	// while the reader reads. Whoever swaps it from a run number to 0 owns
-	// what follows: the reader itself when its handler returns (it goes on
-	// reading), or the watchdog or the handler that hands the socket to a
-	// new reader goroutine (the old one exits after its run).
+	// running is 0 while a goroutine holds the reader role and reads. An
+	// even number means the holder is running a handler inline (that run's
+	// token); an odd one, that nobody holds the role (reader.go). Whoever
+	// swaps a token for 0 owns what follows: the reader when its handler
+	// returns (it goes on reading), a call that takes the free role, or the
+	// watchdog or handler that hands the socket to a new reader goroutine
+	// (a holder whose run was taken exits after it).
 	running atomic.Uint64
-	// started counts inline runs; the watchdog sleeps after a tick in which
-	// none started.
+	// started counts tokens handed out; the watchdog sleeps after a tick
+	// in which none was.
 	started atomic.Uint64
 	// watching is set while the watchdog ticks; a run that finds it unset
 	// wakes it.
@@ -71,14 +73,9 @@ func (c *Client) dispatchInvoke(s *session, m *wire.Message) bool {
 		return true
 	}
 	g := &s.guard
-	run := g.started.Add(1)
+	run := g.started.Add(1) << 1
 	g.running.Store(run)
-	if !g.watching.Load() && g.watching.CompareAndSwap(false, true) {
-		select {
-		case g.wake <- struct{}{}:
-		default:
-		}
-	}
+	g.watch()
 	returned := false
 	defer func() {
 		// A handler that called runtime.Goexit ends this goroutine: keep
@@ -92,6 +89,28 @@ func (c *Client) dispatchInvoke(s *session, m *wire.Message) bool {
 	return g.running.CompareAndSwap(run, 0)
 }
 
+// watch makes sure the watchdog ticks.
+func (g *readerGuard) watch() {
+	if !g.watching.Load() && g.watching.CompareAndSwap(false, true) {
+		select {
+		case g.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// free marks the reader role as held by nobody.
+func (g *readerGuard) free() {
+	g.running.Store(g.started.Add(1)<<1 | 1)
+	g.watch()
+}
+
+// takeFree takes the reader role if nobody holds it.
+func (g *readerGuard) takeFree() bool {
+	v := g.running.Load()
+	return v&1 == 1 && g.running.CompareAndSwap(v, 0)
+}
+
 // handOff starts a new reader for s if run is still the one going on
 // inline on the current reader.
 func (c *Client) handOff(s *session, run uint64) {
@@ -100,7 +119,8 @@ func (c *Client) handOff(s *session, run uint64) {
 	}
 }
 
-// watch is s's watchdog; it ends with the session.
+// watch is s's watchdog; it ends with the session. It ticks while runs go
+// on inline or the role is free, and sleeps otherwise.
 func (c *Client) watch(s *session) {
 	g := &s.guard
 	t := time.NewTimer(rescueTick)
@@ -121,9 +141,16 @@ func (c *Client) watch(s *session) {
 				return
 			}
 			run, started := g.running.Load(), g.started.Load()
+			if run&1 == 1 && c.cfg.keepFreeRole {
+				run = 0 // tests: leave the role to the next call
+			}
 			if run != 0 && run == lastRun && g.running.CompareAndSwap(run, 0) {
-				go c.read(s) // the same run at two ticks: it blocks
-				c.rescues.Add(1)
+				// The same token at two ticks: a handler blocks, or nobody
+				// took the free role.
+				go c.read(s)
+				if run&1 == 0 {
+					c.rescues.Add(1)
+				}
 				run = 0
 			}
 			if run == 0 && started == lastStarted {

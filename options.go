@@ -37,6 +37,10 @@ type config struct {
 	// Keepalive, adjustable by tests only.
 	pingInterval time.Duration
 	idleTimeout  time.Duration
+	// keepFreeRole stops the watchdog from starting a reader when the
+	// reader role is free (tests only: it makes callers read for
+	// themselves deterministically).
+	keepFreeRole bool
 }
 
 func defaultConfig() config {

@@ -13,6 +13,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"os"
 )
 
 // Opcodes (RFC 6455 §5.2).
@@ -181,6 +182,15 @@ func (r *Reader) Reset(src io.Reader) {
 	*r = Reader{src: src, buf: r.buf}
 }
 
+// ClearTimeout forgets a read error that was a deadline passing, so that a
+// read interrupted by a deadline can go on where it stopped. Any other
+// error stays.
+func (r *Reader) ClearTimeout() {
+	if errors.Is(r.err, os.ErrDeadlineExceeded) {
+		r.err = nil
+	}
+}
+
 // Buffered returns how many bytes r holds that src has already delivered.
 func (r *Reader) Buffered() int { return len(r.pend) }
 
@@ -326,6 +336,10 @@ func (r *Reader) ReadPayload(b []byte) error {
 	}
 	return nil
 }
+
+// Discard skips the rest of the current frame's payload. Interrupted by an
+// error, it can be called again to go on.
+func (r *Reader) Discard() error { return r.skip(r.rem) }
 
 // skip discards n payload bytes of the current frame.
 func (r *Reader) skip(n uint64) error {

@@ -1,0 +1,333 @@
+package sluice
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/sluicehq/sluice/internal/channels/wsframe"
+	"github.com/sluicehq/sluice/internal/wsconn"
+	"github.com/sluicehq/sluice/wire"
+)
+
+// The reader role. Exactly one goroutine at a time reads a session's
+// socket, and which one can change (the leader/followers pattern):
+//
+//   - a background reader (read), started when the session starts and
+//     whenever the socket would otherwise go unread;
+//   - a handler running inline on a reader (inline.go);
+//   - a caller waiting for its result: a call that is alone in flight
+//     reads the socket itself, so its result needs no hand-off from another
+//     goroutine. Waking a parked goroutine usually wakes a thread on
+//     another core; reading the socket yourself is what a plain WebSocket
+//     client does, and it made the sequential round trip a third faster.
+//
+// A caller that got its result while holding the role leaves the socket
+// unread for a moment (the role is "free") if no other call is in flight:
+// its next call, typically made at once, takes the role back without any
+// hand-off. The session's watchdog starts a background reader when the role
+// stays free for a tick (1–2 ms), and a background reader that reads the
+// result of a lone parked caller hands the role over with the result.
+//
+// A caller blocked in a read must be interruptible (its context, the
+// default timeout), which gorilla's sticky read errors do not allow; so
+// callers only read on sockets that ctlReader reads (ws:// with the
+// default dialer). Elsewhere a background reader always reads, as before.
+
+// frameSource yields a control socket's data messages, handling control
+// frames on the way. Only the holder of the reader role uses it.
+type frameSource interface {
+	// next returns the next data message, valid until the next call; an
+	// oversized message is skipped with wsconn.ErrFrameTooLarge.
+	next() ([]byte, error)
+	// arm pushes the idle deadline out, now and then.
+	arm(now time.Time)
+}
+
+// gorillaSource reads through gorilla: wss:// and custom dialers. Its idle
+// deadline is also pushed out by the ping and pong handlers set in dial.
+type gorillaSource struct {
+	ws    *websocket.Conn
+	idle  time.Duration
+	buf   []byte
+	armed time.Time
+}
+
+func (g *gorillaSource) next() ([]byte, error) {
+	_, data, err := wsconn.ReadFrame(g.ws, g.buf, maxFrameSize)
+	g.buf = data[:0]
+	if cap(g.buf) > keepReadBuffer {
+		g.buf = nil // do not pin one huge frame's buffer for the socket's life
+	}
+	return data, err
+}
+
+// arm re-arms the deadline only when a quarter of it has passed: re-arming
+// on every frame costs a runtime timer update per frame. The engine
+// therefore counts as dead after 3/4 to 4/4 of the idle timeout.
+func (g *gorillaSource) arm(now time.Time) {
+	if now.Sub(g.armed) > g.idle/4 {
+		_ = g.ws.SetReadDeadline(now.Add(g.idle))
+		g.armed = now
+	}
+}
+
+// ctlReader reads a ws:// control socket with wsframe.Reader. Everything
+// it is in the middle of survives a read interrupted by a deadline
+// (interrupt), so the next holder of the role goes on where it stopped.
+type ctlReader struct {
+	ws   *websocket.Conn // for control replies; safe beside the writer
+	conn net.Conn
+	fr   *wsframe.Reader
+	idle time.Duration
+	// seen is when the last frame arrived; the deadline is seen+idle.
+	seen  time.Time
+	armed time.Time // when the deadline was last set; zero: set it now
+
+	msg   []byte // the data message being read
+	inMsg bool   // a frame of it has been read
+	fin   bool   // the current frame is its last
+	skip  bool   // it is over the size limit
+
+	ctlOp  int // a control frame being read, 0 if none
+	ctlLen int
+	ctlGot int
+	ctl    [125]byte
+}
+
+func newCtlReader(ws *websocket.Conn, conn net.Conn, idle time.Duration) *ctlReader {
+	return &ctlReader{ws: ws, conn: conn, fr: wsframe.NewReader(conn, 4096), idle: idle, seen: time.Now()}
+}
+
+func (r *ctlReader) arm(now time.Time) {
+	if r.armed.IsZero() || now.Sub(r.armed) > r.idle/4 {
+		_ = r.conn.SetReadDeadline(r.seen.Add(r.idle))
+		r.armed = now
+	}
+}
+
+// interrupted reports whether err is a deadline that passed before the
+// idle timeout (someone called interrupt), and if so readies r to go on.
+func (r *ctlReader) interrupted(err error) bool {
+	if !errors.Is(err, os.ErrDeadlineExceeded) || time.Since(r.seen) >= r.idle {
+		return false
+	}
+	r.fr.ClearTimeout()
+	r.armed = time.Time{}
+	return true
+}
+
+// interrupt makes a blocked read return at once with a deadline error.
+func (r *ctlReader) interrupt() { _ = r.conn.SetReadDeadline(time.Unix(1, 0)) }
+
+func (r *ctlReader) next() ([]byte, error) {
+	for {
+		if r.ctlOp != 0 { // the rest of a control frame
+			for r.ctlGot < r.ctlLen {
+				n, err := r.fr.Read(r.ctl[r.ctlGot:r.ctlLen])
+				r.ctlGot += n
+				if err != nil && r.ctlGot < r.ctlLen {
+					return nil, r.readErr(err)
+				}
+			}
+			op := r.ctlOp
+			r.ctlOp = 0
+			if err := r.control(op, r.ctl[:r.ctlLen]); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if rem := r.fr.Remaining(); rem > 0 { // the rest of a data frame
+			if r.skip {
+				if err := r.fr.Discard(); err != nil {
+					return nil, r.readErr(err)
+				}
+				continue
+			}
+			// Room for the next frame's header too: wsframe then reads it
+			// with the same system call.
+			n := len(r.msg)
+			r.msg = slices.Grow(r.msg, int(rem)+wsframe.MaxHeader)
+			got, err := r.fr.Read(r.msg[n : n+int(rem)+wsframe.MaxHeader])
+			r.msg = r.msg[:n+got]
+			if err != nil && err != io.EOF {
+				return nil, r.readErr(err)
+			}
+			continue
+		}
+		if r.inMsg && r.fin {
+			r.inMsg = false
+			data := r.msg
+			r.msg = r.msg[:0]
+			if cap(r.msg) > keepReadBuffer {
+				r.msg = nil // do not pin one huge message's buffer
+			}
+			if r.skip {
+				r.skip = false
+				return nil, wsconn.ErrFrameTooLarge
+			}
+			return data, nil
+		}
+		h, err := r.fr.Next()
+		if err != nil {
+			return nil, r.readErr(err)
+		}
+		r.seen = time.Now()
+		switch {
+		case h.Masked:
+			return nil, r.fail("masked server frame")
+		case wsframe.IsControl(h.Op):
+			r.ctlOp, r.ctlLen, r.ctlGot = h.Op, int(h.Len), 0
+			continue
+		case h.Op == wsframe.OpContinuation && !r.inMsg:
+			return nil, r.fail("continuation frame outside a message")
+		case h.Op != wsframe.OpContinuation && r.inMsg:
+			return nil, r.fail("new message inside a fragmented one")
+		}
+		r.inMsg, r.fin = true, h.Fin
+		if uint64(len(r.msg))+h.Len > maxFrameSize {
+			r.skip = true
+		}
+	}
+}
+
+// control answers a ping, and a close frame with a close frame; a pong only
+// proves the engine alive (seen).
+func (r *ctlReader) control(op int, p []byte) error {
+	switch op {
+	case wsframe.OpPing:
+		_ = r.ws.WriteControl(websocket.PongMessage, p, time.Now().Add(time.Second))
+	case wsframe.OpClose:
+		code, reason := websocket.CloseNoStatusReceived, ""
+		if len(p) >= 2 {
+			code, reason = int(binary.BigEndian.Uint16(p)), string(p[2:])
+		}
+		if len(p) == 1 || len(p) >= 2 && !wsframe.ValidCloseCode(code) {
+			return r.fail("invalid close frame")
+		}
+		_ = r.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(time.Second))
+		return &websocket.CloseError{Code: code, Text: reason}
+	}
+	return nil
+}
+
+func (r *ctlReader) readErr(err error) error {
+	var pe *wsframe.ProtocolError
+	if errors.As(err, &pe) {
+		return r.fail(pe.Reason)
+	}
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF // no close frame
+	}
+	return err
+}
+
+// fail answers a protocol error with close 1002.
+func (r *ctlReader) fail(reason string) error {
+	_ = r.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseProtocolError, reason), time.Now().Add(time.Second))
+	return &wsframe.ProtocolError{Reason: reason}
+}
+
+// read is a background reader of s: it reads until the socket ends or the
+// role moves to another goroutine.
+func (c *Client) read(s *session) {
+	c.readFor(context.Background(), s, "", nil)
+}
+
+// readFor reads s while the calling goroutine holds the reader role. With
+// p nil it is a background reader. With p set it is the caller of call id
+// reading for its own result: it returns that result (true) and gives the
+// role up, or returns false when its call ended otherwise (ctx, timeout,
+// Close: the answer is then on p.ch) or the role moved on.
+func (c *Client) readFor(ctx context.Context, s *session, id string, p *pendingCall) (callResult, bool) {
+	for {
+		s.src.arm(time.Now())
+		// After arming: an interrupt that came before the deadline was
+		// reset is seen here, one that comes after makes next return.
+		if p != nil && (ctx.Err() != nil || len(p.ch) > 0) {
+			c.leaveRole(s)
+			return callResult{}, false
+		}
+		data, err := s.src.next()
+		if err != nil {
+			if s.rd != nil && s.rd.interrupted(err) {
+				continue
+			}
+			if errors.Is(err, wsconn.ErrFrameTooLarge) {
+				c.log.Warn("sluice: dropped oversized frame from engine", "limit", maxFrameSize)
+				continue
+			}
+			if c.ctx.Err() == nil {
+				c.log.Debug("sluice: engine socket ended", "err", err)
+			}
+			s.end()
+			return callResult{}, false
+		}
+		if wire.IsBlank(data) {
+			continue
+		}
+		m := new(wire.Message)
+		if err := wire.Decode(data, m); err != nil {
+			c.log.Warn("sluice: undecodable frame from engine", "err", err)
+			continue
+		}
+		switch m.Type {
+		case wire.TypeInvocationResult:
+			if p != nil && m.InvocationID == id {
+				c.mu.Lock()
+				mine := c.pending[id] == p
+				if mine {
+					delete(c.pending, id)
+				}
+				c.mu.Unlock()
+				c.leaveRole(s)
+				return callResult{msg: m}, mine // !mine: given up meanwhile
+			}
+			if c.complete(m, p == nil && s.rd != nil) {
+				return callResult{}, false // the role went with the result
+			}
+		case wire.TypeInvokeFunction:
+			if !c.dispatchInvoke(s, m) {
+				return callResult{}, false // the socket has a new reader
+			}
+		default:
+			c.dispatch(s, m)
+		}
+	}
+}
+
+// leaveRole gives up the reader role after a call: free for the next call
+// when none is in flight (the watchdog starts a reader if none comes),
+// otherwise to a new background reader, since other callers wait.
+func (c *Client) leaveRole(s *session) {
+	c.mu.Lock()
+	free := len(c.pending) == 0
+	if free {
+		s.guard.free()
+	}
+	c.mu.Unlock()
+	if !free {
+		go c.read(s)
+	}
+}
+
+// readOwn is a call's attempt to read its own result: when it can take the
+// free reader role of s, it reads until the result is there. ok reports
+// that r is the result; otherwise the answer comes on p.ch.
+func (c *Client) readOwn(ctx context.Context, s *session, id string, p *pendingCall) (r callResult, ok bool) {
+	if s.rd == nil || !s.guard.takeFree() {
+		return r, false
+	}
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, s.rd.interrupt)
+		defer stop()
+	}
+	return c.readFor(ctx, s, id, p)
+}

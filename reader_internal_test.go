@@ -1,0 +1,130 @@
+package sluice
+
+import (
+	"errors"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/channels/wsframe"
+	"github.com/sluicehq/sluice/internal/wsconn"
+)
+
+// notifyConn reports every read that returned data.
+type notifyConn struct {
+	net.Conn
+	got chan int
+}
+
+func (c *notifyConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.got <- n
+	}
+	return n, err
+}
+
+func tcpPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server = <-accepted
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+func frameBytes(fin bool, op int, payload string) []byte {
+	b := make([]byte, wsframe.MaxHeader)
+	n := wsframe.PutHeader(b, fin, op, len(payload), false, [4]byte{})
+	return append(b[:n], payload...)
+}
+
+// An interrupt in the middle of a frame loses nothing: the next call goes
+// on where the interrupted one stopped.
+func TestCtlReaderResumesAfterInterrupt(t *testing.T) {
+	client, server := tcpPair(t)
+	nc := &notifyConn{Conn: client, got: make(chan int, 16)}
+	r := newCtlReader(nil, nc, time.Minute)
+	r.arm(time.Now())
+
+	msg := frameBytes(true, wsframe.OpText, "0123456789")
+	if _, err := server.Write(msg[:6]); err != nil { // header + 4 bytes
+		t.Fatal(err)
+	}
+	type res struct {
+		data string
+		err  error
+	}
+	out := make(chan res, 1)
+	next := func() {
+		d, err := r.next()
+		out <- res{string(d), err}
+	}
+	go next()
+	<-nc.got // the partial frame is in
+	r.interrupt()
+	first := <-out
+	if !r.interrupted(first.err) {
+		t.Fatalf("interrupted read: %q, %v", first.data, first.err)
+	}
+	if _, err := server.Write(msg[6:]); err != nil {
+		t.Fatal(err)
+	}
+	r.arm(time.Now())
+	go next()
+	if got := <-out; got.err != nil || got.data != "0123456789" {
+		t.Fatalf("resumed read: %q, %v", got.data, got.err)
+	}
+}
+
+func TestCtlReaderMessages(t *testing.T) {
+	client, server := tcpPair(t)
+	r := newCtlReader(nil, client, time.Minute)
+	r.arm(time.Now())
+	big := strings.Repeat("x", maxFrameSize/2+1)
+	var in []byte
+	in = append(in, frameBytes(false, wsframe.OpText, "ab")...)
+	in = append(in, frameBytes(true, wsframe.OpContinuation, "cd")...)
+	// Over the limit in two fragments: skipped.
+	in = append(in, frameBytes(false, wsframe.OpText, big)...)
+	in = append(in, frameBytes(true, wsframe.OpContinuation, big)...)
+	in = append(in, frameBytes(true, wsframe.OpText, "")...)
+	in = append(in, frameBytes(true, wsframe.OpBinary, "after")...)
+	go server.Write(in)
+
+	want := []struct {
+		data string
+		err  error
+	}{{"abcd", nil}, {"", wsconn.ErrFrameTooLarge}, {"", nil}, {"after", nil}}
+	for i, w := range want {
+		d, err := r.next()
+		if string(d) != w.data || !errors.Is(err, w.err) {
+			t.Fatalf("message %d: %.20q, %v; want %q, %v", i, d, err, w.data, w.err)
+		}
+	}
+}
+
+// The idle timeout is real when nothing arrived for the whole period.
+func TestCtlReaderIdleTimeout(t *testing.T) {
+	client, _ := tcpPair(t)
+	r := newCtlReader(nil, client, 50*time.Millisecond)
+	r.arm(time.Now())
+	_, err := r.next()
+	if r.interrupted(err) || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("idle: %v", err)
+	}
+}
