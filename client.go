@@ -114,11 +114,12 @@ func Connect(ctx context.Context, rawURL string, opts ...Option) (*Client, error
 		decOpts:      decodeOptions(rawURL),
 	}
 	if c.dialer == nil {
+		// No write buffer pool: a client has one socket, and gorilla
+		// allocates on every message that goes through a pool.
 		c.dialer = &websocket.Dialer{
 			HandshakeTimeout: handshakeTimeout,
 			ReadBufferSize:   4096,
 			WriteBufferSize:  4096,
-			WriteBufferPool:  wsconn.WriteBufferPool,
 		}
 		if u.Scheme == "ws" {
 			// Read by ctlReader (reader.go); gorilla only reads the

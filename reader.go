@@ -88,7 +88,10 @@ type ctlReader struct {
 	fr   *wsframe.Reader
 	idle time.Duration
 	// seen is when the last frame arrived; the deadline is seen+idle.
+	// fresh says a data frame arrived since arm last looked (arm's now is
+	// then its time: one clock read per message, not per frame).
 	seen  time.Time
+	fresh bool
 	armed time.Time // when the deadline was last set; zero: set it now
 
 	msg   []byte // the data message being read
@@ -107,6 +110,9 @@ func newCtlReader(ws *websocket.Conn, conn net.Conn, idle time.Duration) *ctlRea
 }
 
 func (r *ctlReader) arm(now time.Time) {
+	if r.fresh {
+		r.seen, r.fresh = now, false
+	}
 	if r.armed.IsZero() || now.Sub(r.armed) > r.idle/4 {
 		_ = r.conn.SetReadDeadline(r.seen.Add(r.idle))
 		r.armed = now
@@ -116,6 +122,9 @@ func (r *ctlReader) arm(now time.Time) {
 // interrupted reports whether err is a deadline that passed before the
 // idle timeout (someone called interrupt), and if so readies r to go on.
 func (r *ctlReader) interrupted(err error) bool {
+	if r.fresh {
+		r.seen, r.fresh = time.Now(), false
+	}
 	if !errors.Is(err, os.ErrDeadlineExceeded) || time.Since(r.seen) >= r.idle {
 		return false
 	}
@@ -179,11 +188,11 @@ func (r *ctlReader) next() ([]byte, error) {
 		if err != nil {
 			return nil, r.readErr(err)
 		}
-		r.seen = time.Now()
 		switch {
 		case h.Masked:
 			return nil, r.fail("masked server frame")
 		case wsframe.IsControl(h.Op):
+			r.seen = time.Now() // rare, and nothing else may follow for long
 			r.ctlOp, r.ctlLen, r.ctlGot = h.Op, int(h.Len), 0
 			continue
 		case h.Op == wsframe.OpContinuation && !r.inMsg:
@@ -191,6 +200,7 @@ func (r *ctlReader) next() ([]byte, error) {
 		case h.Op != wsframe.OpContinuation && r.inMsg:
 			return nil, r.fail("new message inside a fragmented one")
 		}
+		r.fresh = true
 		r.inMsg, r.fin = true, h.Fin
 		if uint64(len(r.msg))+h.Len > maxFrameSize {
 			r.skip = true
