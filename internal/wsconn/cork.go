@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/gorilla/websocket"
 )
@@ -15,23 +16,65 @@ import (
 // flushed together when the queue is drained. Under load this divides the
 // number of syscalls (the dominant cost of small messages) by the batch
 // size; an idle socket is never corked, so latency is unaffected.
+//
+// Frames reach the socket from gorilla (control frames, oversized data
+// frames) and from rawWrite, which bypasses gorilla's lock. Each frame is
+// one Write, and Writes are serialised by mu, so frames never interleave.
+// gorilla sets a write deadline before each of its writes (a second for a
+// pong); that deadline is recorded and applied only to gorilla's own
+// writes, since raw data writes have none (stalls are the watchdog's job).
 type corkConn struct {
 	net.Conn
+	client bool // we dialed: frames we write are masked
 	mu     sync.Mutex
 	corked bool
 	buf    []byte
+	// wd is the write deadline gorilla last asked for; applied is the one
+	// set on Conn.
+	wd, applied time.Time
 	// br is the read buffer gorilla reads through, when Upgrade could
 	// supply it (see NextFrameBuffered).
 	br *bufio.Reader
 }
 
+// SetWriteDeadline records gorilla's deadline for its next writes.
+func (c *corkConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.wd = t
+	c.mu.Unlock()
+	return nil
+}
+
+// deadline sets the socket's write deadline to t if it is not set already.
+// The caller holds mu.
+func (c *corkConn) deadline(t time.Time) error {
+	if t.Equal(c.applied) {
+		return nil
+	}
+	c.applied = t
+	return c.Conn.SetWriteDeadline(t)
+}
+
 // maxCork bounds the bytes collected before a forced flush.
 const maxCork = 256 << 10
 
-func (c *corkConn) Write(p []byte) (int, error) {
+// Write is gorilla's write: with the deadline it asked for.
+func (c *corkConn) Write(p []byte) (int, error) { return c.write(p, true) }
+
+// writeRaw writes a frame of rawWrite's, without a deadline.
+func (c *corkConn) writeRaw(p []byte) (int, error) { return c.write(p, false) }
+
+func (c *corkConn) write(p []byte, gorilla bool) (int, error) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if !c.corked {
-		c.mu.Unlock()
+		var d time.Time
+		if gorilla {
+			d = c.wd
+		}
+		if err := c.deadline(d); err != nil {
+			return 0, err
+		}
 		return c.Conn.Write(p)
 	}
 	c.buf = append(c.buf, p...)
@@ -39,7 +82,6 @@ func (c *corkConn) Write(p []byte) (int, error) {
 	if len(c.buf) >= maxCork {
 		err = c.flushLocked()
 	}
-	c.mu.Unlock()
 	return len(p), err
 }
 
@@ -72,6 +114,9 @@ func (c *corkConn) uncork() error {
 func (c *corkConn) flushLocked() error {
 	if len(c.buf) == 0 {
 		return nil
+	}
+	if err := c.deadline(time.Time{}); err != nil {
+		return err
 	}
 	_, err := c.Conn.Write(c.buf)
 	if cap(c.buf) > maxCork*2 {
@@ -133,7 +178,7 @@ func Dialer(d *websocket.Dialer) *websocket.Dialer {
 		if err != nil {
 			return nil, err
 		}
-		return &corkConn{Conn: c}, nil
+		return &corkConn{Conn: c, client: true}, nil
 	}
 	return &nd
 }

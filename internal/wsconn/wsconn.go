@@ -62,6 +62,8 @@ type Conn struct {
 	errMu     sync.Mutex
 	err       error
 	writeWait time.Duration
+	cc        *corkConn // ws's connection when it is ours (cork.go), else nil
+	wbuf      []byte    // rawWrite's frame buffer; guarded by wmu
 }
 
 // Options tune a Conn.
@@ -89,6 +91,7 @@ func New(ws *websocket.Conn, o Options) *Conn {
 		done:      make(chan struct{}),
 		writeWait: o.WriteTimeout,
 	}
+	c.cc, _ = ws.NetConn().(*corkConn)
 	watch(c)
 	go c.writeLoop()
 	return c
@@ -282,7 +285,12 @@ func (c *Conn) writeQueued(f frame) bool {
 // write sends one frame; the caller holds wmu.
 func (c *Conn) write(f frame) bool {
 	c.wseq.Add(1)
-	err := c.ws.WriteMessage(f.kind, f.data)
+	var err error
+	if c.cc != nil && len(f.data) <= rawMax {
+		err = c.rawWrite(c.cc, f.kind, f.data)
+	} else {
+		err = c.ws.WriteMessage(f.kind, f.data)
+	}
 	c.wseq.Add(1)
 	if f.done != nil {
 		f.done(f.data)
