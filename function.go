@@ -222,7 +222,7 @@ func (c *Client) invoke(s *session, m *wire.Message, f *function, run uint64) {
 	if m.Metadata != nil {
 		inv.Metadata = json.RawMessage(m.Metadata)
 	}
-	inv.CallerWorkerID = wire.CallerID(jsontext.Value(inv.Data))
+	inv.CallerWorkerID = wire.CallerIDValid(jsontext.Value(inv.Data)) // decoded, so valid
 
 	var result json.RawMessage
 	var errBody *wire.ErrorBody

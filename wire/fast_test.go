@@ -224,3 +224,47 @@ func FuzzCallerID(f *testing.F) {
 		}
 	})
 }
+
+func TestCallerIDValid(t *testing.T) {
+	for in, want := range map[string]string{
+		`{"a":1,"_caller_worker_id":"w1"}`:                          "w1",
+		`{"_caller_worker_id":"w0"}`:                                "w0",
+		`{"a":"\\","_caller_worker_id":"w2"} `:                      "w2",
+		`{"a":{"b":1},"_caller_worker_id":"w3"}`:                    "w3",
+		`{"b":{"_caller_worker_id":"nested"}}`:                      "",
+		`{"a":"\",\"_caller_worker_id\":\"in a string"}`:            "",
+		`{"_caller_worker_id":"a","_caller_worker_id":"b"}`:         "b",
+		`{"_caller_worker_id":"a\u0041"}`:                           "aA",
+		`{"\u005fcaller_worker_id":"x","_caller_worker_id":"y"}`:    "y",
+		`{"_caller_worker_id" : "spaced"}`:                          "spaced",
+		`{"a":[{"_caller_worker_id":"deep"}],"b":"_caller_worker"}`: "",
+		`{"a":1}`: "",
+		`[1]`:     "",
+	} {
+		if got := CallerIDValid(jsontext.Value(in)); got != want {
+			t.Errorf("CallerIDValid(%s) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// FuzzCallerIDValid: on valid JSON, the same answer as the reference.
+func FuzzCallerIDValid(f *testing.F) {
+	f.Add([]byte(`{"a":1,"_caller_worker_id":"w1"}`))
+	f.Add([]byte(`{"a":"\\","_caller_worker_id":"w2"}`))
+	f.Add([]byte(`{"a":"\",\"_caller_worker_id\":\"x"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !validRaw(data) {
+			return
+		}
+		var ref struct {
+			ID string `json:"_caller_worker_id"`
+		}
+		want := ""
+		if json.Unmarshal(data, &ref, decodeOpts) == nil {
+			want = ref.ID
+		}
+		if got := CallerIDValid(data); got != want {
+			t.Fatalf("CallerIDValid(%q) = %q, reference %q", data, got, want)
+		}
+	})
+}

@@ -60,6 +60,59 @@ func injectSlow(dst []byte, v []byte, workerID string) []byte {
 	return append(dst, out...)
 }
 
+var callerMember = []byte(`"` + CallerWorkerIDKey + `":"`)
+
+// CallerIDValid is CallerID for data that is known to be valid JSON (a raw
+// value Decode returned). The member the engine appends is then read from
+// the end of the payload without walking it: an unescaped quote after a
+// comma opens a key; a member followed only by the final brace belongs to
+// the outermost object; and when a name occurs twice the last one counts,
+// as in CallerID. Anything else takes CallerID's path.
+func CallerIDValid(data jsontext.Value) string {
+	v := trimRightWS(data)
+	n := len(v)
+	if n < 2 || v[n-2] != '"' || v[n-1] != '}' {
+		return CallerID(data)
+	}
+	j := bytes.LastIndexByte(v[:n-2], '"') // opens the value, unless escaped
+	if j < 0 {
+		return CallerID(data)
+	}
+	id := v[j+1 : n-2]
+	key := v[:j+1]
+	if !bytes.HasSuffix(key, callerMember) || !plainASCII(id) {
+		return CallerID(data)
+	}
+	before := trimRightWS(key[:len(key)-len(callerMember)])
+	if len(before) == 0 || before[len(before)-1] != ',' && before[len(before)-1] != '{' {
+		return CallerID(data)
+	}
+	return string(id)
+}
+
+func trimRightWS(b []byte) []byte {
+	for len(b) > 0 {
+		switch b[len(b)-1] {
+		case ' ', '\t', '\r', '\n':
+			b = b[:len(b)-1]
+			continue
+		}
+		break
+	}
+	return b
+}
+
+// plainASCII reports whether b is printable ASCII without backslashes:
+// a string's content that needs neither unescaping nor UTF-8 checks.
+func plainASCII(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c >= 0x7f || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
 // CallerID returns the string value of the top-level "_caller_worker_id"
 // member of an object payload, or "" if there is none. It scans members
 // without decoding their values (the engine appends the member last, so

@@ -223,12 +223,9 @@ func (t *Table) Complete(id, executor string, res Result) bool {
 		return false
 	}
 	delete(t.byID, id)
-	if set := t.byExecutor[executor]; set != nil {
-		delete(set, id)
-		if len(set) == 0 {
-			delete(t.byExecutor, executor)
-		}
-	}
+	// An executor's set stays when it empties (HaltExecutor drops it):
+	// making a new one for the next invocation cost an allocation per call.
+	delete(t.byExecutor[executor], id)
 	t.mu.Unlock()
 	e.done(res)
 	return true
