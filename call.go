@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -61,6 +62,21 @@ type pendingCall struct {
 	functionID string
 	expires    time.Time // the default timeout's deadline; zero if ctx has one
 	ch         chan callResult
+}
+
+// Pending calls are recycled, channel included: two allocations per call.
+var pendingCalls = sync.Pool{New: func() any { return &pendingCall{ch: make(chan callResult, 1)} }}
+
+func newPendingCall(s *session, functionID string, expires time.Time) *pendingCall {
+	p := pendingCalls.Get().(*pendingCall)
+	p.sess, p.functionID, p.expires = s, functionID, expires
+	return p
+}
+
+// release recycles p; its channel must be empty and p out of pending.
+func (p *pendingCall) release() {
+	*p = pendingCall{ch: p.ch}
+	pendingCalls.Put(p)
 }
 
 // Trigger calls functionID synchronously with payload (any JSON-encodable
@@ -210,14 +226,16 @@ func (c *Client) call(ctx context.Context, functionID string, action *wire.Actio
 		if err != nil {
 			return nil, err
 		}
-		p = &pendingCall{sess: s, functionID: functionID, expires: expires, ch: make(chan callResult, 1)}
+		p = newPendingCall(s, functionID, expires)
 		c.mu.Lock()
 		switch {
 		case c.closed:
 			c.mu.Unlock()
+			p.release()
 			return nil, ErrClosed
 		case c.sess != s: // dropped meanwhile; wait for the next one
 			c.mu.Unlock()
+			p.release()
 			p = nil
 			continue
 		}
@@ -226,16 +244,24 @@ func (c *Client) call(ctx context.Context, functionID string, action *wire.Actio
 		if err := s.send(ctx, b); err != nil {
 			// Not queued, so not sent: safe to retry on the next socket.
 			c.mu.Lock()
-			if c.pending[id] == p {
+			mine := c.pending[id] == p
+			if mine {
 				delete(c.pending, id)
 			}
 			c.mu.Unlock()
+			if !mine { // Close or a timeout answered it meanwhile
+				<-p.ch
+			}
+			p.release()
 			p = nil
 			if ctx.Err() != nil {
 				return nil, ctxError(ctx, functionID)
 			}
 		}
 	}
+	// Every return below has taken p out of pending and its answer (if
+	// any was sent) off p.ch, so nobody else holds it any more.
+	defer p.release()
 	if inv := InvocationFrom(ctx); inv != nil && inv.run != 0 {
 		// A handler running inline on a reader (of this client or another)
 		// is about to wait for a frame: give that socket to a new reader.
@@ -298,10 +324,11 @@ func (c *Client) sweep(now time.Time) {
 	}
 	c.mu.Unlock()
 	for _, p := range expired {
+		rd := p.sess.rd // p is the caller's again once it has the answer
 		p.ch <- callResult{err: timeoutError(p.functionID)}
-		if p.sess.rd != nil {
+		if rd != nil {
 			// The caller may be reading for itself (reader.go).
-			p.sess.rd.interrupt()
+			rd.interrupt()
 		}
 	}
 }

@@ -42,6 +42,20 @@ type Invocation struct {
 
 type invocationKey struct{}
 
+// invocationContext is a handler's context: the client's, carrying the
+// invocation (context.WithValue would be one more allocation per call).
+type invocationContext struct {
+	context.Context
+	inv Invocation
+}
+
+func (x *invocationContext) Value(key any) any {
+	if key == (invocationKey{}) {
+		return &x.inv
+	}
+	return x.Context.Value(key)
+}
+
 // InvocationFrom returns the invocation a handler's context belongs to, or
 // nil outside a handler. Calls made with that context carry the
 // invocation's trace context.
@@ -209,7 +223,9 @@ func unregister[T any](c *Client, m map[string]T, kind, id string, msg func(T) *
 // registered here) and answers on the socket it came from. run is the
 // inline run's number, 0 on a goroutine of its own.
 func (c *Client) invoke(s *session, m *wire.Message, f *function, run uint64) {
-	inv := &Invocation{
+	ictx := &invocationContext{Context: c.ctx}
+	inv := &ictx.inv
+	*inv = Invocation{
 		client:      c,
 		sess:        s,
 		run:         run,
@@ -230,7 +246,7 @@ func (c *Client) invoke(s *session, m *wire.Message, f *function, run uint64) {
 		errBody = &wire.ErrorBody{Code: CodeFunctionNotFound, Message: "Function " + m.FunctionID + " not found"}
 	} else {
 		start := time.Now()
-		result, errBody = runHandler(context.WithValue(c.ctx, invocationKey{}, inv), f.h, inv)
+		result, errBody = runHandler(ictx, f.h, inv)
 		f.avg.add(time.Since(start))
 	}
 	if m.InvocationID == "" {

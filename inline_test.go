@@ -105,3 +105,28 @@ func TestInlineHandlerGoexitKeepsSocketRead(t *testing.T) {
 		t.Fatalf("after Goexit: %s", r.raw)
 	}
 }
+
+// The handler's context carries the invocation to contexts derived from
+// it, and is cancelled with the client.
+func TestHandlerContextDerives(t *testing.T) {
+	fe := newFakeEngine(t)
+	c, fc := connect(t, fe)
+	got := make(chan string, 1)
+	must(t, c.RegisterRaw("derive", func(ctx context.Context, _ *sluice.Invocation) (json.RawMessage, error) {
+		sub, cancel := context.WithCancel(ctx)
+		defer cancel()
+		inv := sluice.InvocationFrom(sub)
+		if inv == nil {
+			got <- "no invocation"
+			return nil, nil
+		}
+		got <- inv.ID
+		return nil, nil
+	}))
+	fc.expect(t, wire.TypeRegisterFunction)
+	fc.sendRaw(`{"type":"invokefunction","invocation_id":"d1","function_id":"derive","data":1}`)
+	if id := <-got; id != "d1" {
+		t.Fatalf("InvocationFrom(derived ctx) = %q", id)
+	}
+	fc.expect(t, wire.TypeInvocationResult)
+}
