@@ -10,6 +10,7 @@ import (
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 
+	"github.com/sluicehq/sluice/internal/wsconn"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -266,14 +267,14 @@ func (c *Client) invoke(s *session, m *wire.Message, f *function, run uint64) {
 	if errBody == nil && result != nil {
 		reply.Result = jsontext.Value(result)
 	}
-	b, err := wire.Encode(make([]byte, 0, len(result)+len(m.FunctionID)+len(m.Traceparent)+len(m.Baggage)+192), reply)
+	b, err := wire.Encode(wsconn.Buffer(), reply)
 	if err != nil {
 		// Only an invalid result from a RawHandler gets here.
 		reply.Result = nil
 		reply.Error = &wire.ErrorBody{Code: CodeInvocationFailed, Message: "handler returned invalid JSON: " + err.Error()}
 		b, _ = wire.Marshal(reply)
 	}
-	if err := s.send(c.ctx, b); err != nil {
+	if err := s.conn.Send(c.ctx, wsconn.Text, b, wsconn.Recycle); err != nil {
 		c.log.Debug("sluice: result not sent, socket gone", "function_id", m.FunctionID, "invocation_id", m.InvocationID)
 	}
 }

@@ -36,41 +36,17 @@ type workerConn struct {
 // OwnerID implements registry.Owner.
 func (w *workerConn) OwnerID() string { return w.id }
 
-// freeBufs holds encode buffers for outgoing frames. A channel rather than
-// a sync.Pool: putting a slice into a Pool allocates its header, and this
-// runs for every frame the engine sends.
-var freeBufs = make(chan []byte, 1024)
-
-func getBuf() []byte {
-	select {
-	case b := <-freeBufs:
-		return b[:0]
-	default:
-		return make([]byte, 0, 1024)
-	}
-}
-
-func putBuf(b []byte) {
-	if cap(b) > 64<<10 {
-		return // do not pin large buffers
-	}
-	select {
-	case freeBufs <- b:
-	default:
-	}
-}
-
 // send encodes m and queues it for the writer.
 func (w *workerConn) send(m *wire.Message) error { return w.sendIn(nil, m) }
 
 // sendIn is send as part of a reader's write batch (nil: none).
 func (w *workerConn) sendIn(batch *wsconn.Batch, m *wire.Message) error {
-	b, err := wire.Encode(getBuf(), m)
+	b, err := wire.Encode(wsconn.Buffer(), m)
 	if err != nil {
 		w.log.Error("encode outgoing message", "type", m.Type, "err", err)
 		return err
 	}
-	return w.conn.SendIn(w.e.ctx, batch, wsconn.Text, b, putBuf)
+	return w.conn.SendIn(w.e.ctx, batch, wsconn.Text, b, wsconn.Recycle)
 }
 
 // Deliver implements invocation.Executor: it sends invokefunction.
@@ -78,7 +54,7 @@ func (w *workerConn) Deliver(req *invocation.Request) error {
 	data := wire.DataOrNull(req.Data)
 	var injected []byte
 	if req.CallerWorkerID != "" {
-		injected = wire.InjectCallerID(getBuf(), data, req.CallerWorkerID)
+		injected = wire.InjectCallerID(wsconn.Buffer(), data, req.CallerWorkerID)
 		data = injected
 	}
 	m := wire.Message{
@@ -92,7 +68,7 @@ func (w *workerConn) Deliver(req *invocation.Request) error {
 	}
 	err := w.sendIn(req.Batch, &m)
 	if injected != nil {
-		putBuf(injected)
+		wsconn.Recycle(injected)
 	}
 	return err
 }
