@@ -74,6 +74,13 @@ func InvocationFrom(ctx context.Context) *Invocation {
 // ctx is cancelled when the Client is closed. It is not cancelled when the
 // socket drops: the engine has then already answered the caller with
 // invocation_stopped, and the handler's result is discarded.
+//
+// Handlers may block, and several run at once. A function whose handler
+// has been quick (under about 50 µs) runs on the connection's reader
+// goroutine, which saves a goroutine hand-off per call; if such a handler
+// blocks, the connection moves to a new reader within one or two
+// milliseconds, and calls the handler makes hand it over at once. Slower
+// functions run on a goroutine of their own.
 type RawHandler func(ctx context.Context, inv *Invocation) (json.RawMessage, error)
 
 type function struct {
