@@ -250,7 +250,7 @@ func (c *Client) call(ctx context.Context, functionID string, action *wire.Actio
 			}
 			c.mu.Unlock()
 			if !mine { // Close or a timeout answered it meanwhile
-				<-p.ch
+				_, _ = c.received(p, <-p.ch)
 			}
 			p.release()
 			p = nil

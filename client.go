@@ -178,9 +178,13 @@ func (c *Client) Close() error {
 	c.closed = true
 	pending := c.pending
 	c.pending = make(map[string]*pendingCall)
+	s := c.sess
 	c.mu.Unlock()
 	for _, p := range pending {
 		p.ch <- callResult{err: ErrClosed}
+	}
+	if s != nil && s.rd != nil {
+		s.rd.interrupt() // a caller reading for itself sees ErrClosed now
 	}
 	c.cancel()
 	<-c.done
@@ -362,7 +366,9 @@ func (c *Client) serve(s *session) {
 			case <-s.done:
 			case <-ct.C:
 				s.conn.Abort()
-				<-s.done
+				// The socket is closed; do not depend on a reader to
+				// notice (nobody reads while the role is free).
+				s.end()
 			}
 			ct.Stop()
 			return

@@ -64,11 +64,14 @@ func (a *runAverage) add(d time.Duration) {
 
 // dispatchInvoke runs m inline when that is worth it, or on a goroutine.
 // It reports whether the calling goroutine still owns the reader role.
-func (c *Client) dispatchInvoke(s *session, m *wire.Message) bool {
+// A caller reading for its own result (caller) never runs a handler
+// inline: the handler could block on something the caller's code holds,
+// or delay the caller past its deadline.
+func (c *Client) dispatchInvoke(s *session, m *wire.Message, caller bool) bool {
 	c.mu.Lock()
 	f := c.functions[m.FunctionID]
 	c.mu.Unlock()
-	if f != nil && !f.avg.quick() {
+	if caller || f != nil && !f.avg.quick() {
 		go c.invoke(s, m, f, 0)
 		return true
 	}

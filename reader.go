@@ -304,7 +304,7 @@ func (c *Client) readFor(ctx context.Context, s *session, id string, p *pendingC
 				return callResult{}, false // the role went with the result
 			}
 		case wire.TypeInvokeFunction:
-			if !c.dispatchInvoke(s, m) {
+			if !c.dispatchInvoke(s, m, p != nil) {
 				return callResult{}, false // the socket has a new reader
 			}
 		default:

@@ -2,7 +2,9 @@ package sluice_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -128,5 +130,46 @@ func TestCallerReadingSeesSocketEnd(t *testing.T) {
 	c.Close()
 	if err := <-done; !errors.Is(err, sluice.ErrClosed) {
 		t.Fatalf("Close while the caller reads: %v", err)
+	}
+}
+
+// An invocation that arrives while a caller reads for its own result runs
+// on a goroutine of its own, never on the caller's: here the handler needs
+// a lock the caller holds around Trigger, which would deadlock otherwise.
+func TestCallerReadingDoesNotRunHandlers(t *testing.T) {
+	fe := newFakeEngine(t)
+	c, fc := connect(t, fe, sluice.WithFreeRoleKept())
+	var mu sync.Mutex
+	started := make(chan struct{})
+	must(t, c.RegisterRaw("locked", func(context.Context, *sluice.Invocation) (json.RawMessage, error) {
+		close(started)
+		mu.Lock()
+		defer mu.Unlock()
+		return json.RawMessage(`"got the lock"`), nil
+	}))
+	fc.expect(t, wire.TypeRegisterFunction)
+	freeReader(t, c, fc)
+
+	done := make(chan error, 1)
+	go func() {
+		mu.Lock()
+		defer mu.Unlock()
+		_, err := c.Trigger(context.Background(), "remote", nil)
+		done <- err
+	}()
+	call := fc.expect(t, wire.TypeInvokeFunction)
+	fc.sendRaw(`{"type":"invokefunction","invocation_id":"l1","function_id":"locked","data":1}`)
+	<-started
+	fc.sendRaw(`{"type":"invocationresult","invocation_id":"` + call.m.InvocationID + `","result":2}`)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("caller never returned: the handler ran on its goroutine")
+	}
+	if r := fc.expect(t, wire.TypeInvocationResult); r.m.InvocationID != "l1" || string(r.m.Result) != `"got the lock"` {
+		t.Fatalf("handler result: %s", r.raw)
 	}
 }
