@@ -33,8 +33,10 @@ type corkConn struct {
 	// set on Conn.
 	wd, applied time.Time
 	// br is the read buffer gorilla reads through, when Upgrade could
-	// supply it (see NextFrameBuffered).
+	// supply it (see NextFrameBuffered); ReadFrame then reads frames from
+	// it with rd instead of gorilla (rawread.go).
 	br *bufio.Reader
+	rd serverReader
 }
 
 // SetWriteDeadline records gorilla's deadline for its next writes.

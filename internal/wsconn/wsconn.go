@@ -320,8 +320,14 @@ func (c *Conn) drop() {
 
 // ReadFrame reads the next data frame into buf (grown as needed, up to
 // limit bytes) and returns its type and the filled slice. Control frames are
-// handled by gorilla's handlers while this runs.
+// handled on the way: by gorilla's handlers, or, on sockets Upgrade made,
+// as gorilla's default handlers would (rawread.go). A message over the
+// limit returns ErrFrameTooLarge with its first limit+1 bytes; the next
+// call reads the message after it. Any other error is final.
 func ReadFrame(ws *websocket.Conn, buf []byte, limit int64) (kind int, data []byte, err error) {
+	if cc, _ := ws.NetConn().(*corkConn); cc != nil && cc.br != nil {
+		return cc.readFrame(ws, buf, limit)
+	}
 	kind, r, err := ws.NextReader()
 	if err != nil {
 		return 0, buf[:0], err

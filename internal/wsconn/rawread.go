@@ -1,0 +1,201 @@
+package wsconn
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"io"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/sluicehq/sluice/internal/channels/wsframe"
+)
+
+// serverReader reads a client's frames from the read buffer that Upgrade
+// supplied, without gorilla: per message gorilla allocates a reader and
+// walks its buffer several times, which is a measurable share of a small
+// message's round trip. It is used by ReadFrame for sockets that Upgrade
+// made, and only by their single reader goroutine. Errors are final: the
+// caller stops reading.
+type serverReader struct {
+	inMsg bool // a fragmented message is being read
+	skip  bool // the rest of the current message is over the limit: drop it
+	err   error
+	ctl   [125]byte
+}
+
+// errServerFrame is a frame that breaks RFC 6455; the socket is closed with
+// 1002 and the reader stops.
+var errServerFrame = errors.New("wsconn: protocol error")
+
+// readFrame is ReadFrame for cc (see there): control frames are answered
+// as gorilla's default handlers do (a ping with a pong, a close frame with
+// a close frame and a *websocket.CloseError).
+func (cc *corkConn) readFrame(ws *websocket.Conn, buf []byte, limit int64) (int, []byte, error) {
+	r := &cc.rd
+	if r.err != nil {
+		return 0, buf[:0], r.err
+	}
+	kind, data, err := r.read(cc.br, ws, buf[:0], limit)
+	if err != nil && !errors.Is(err, ErrFrameTooLarge) {
+		r.err = err
+	}
+	return kind, data, err
+}
+
+func (r *serverReader) read(br *bufio.Reader, ws *websocket.Conn, b []byte, limit int64) (int, []byte, error) {
+	kind := 0
+	for {
+		h, err := r.header(br, ws)
+		if err != nil {
+			return 0, b, err
+		}
+		switch {
+		case wsframe.IsControl(h.Op):
+			if err := r.control(br, ws, h); err != nil {
+				return 0, b, err
+			}
+			continue
+		case h.Op == wsframe.OpContinuation && !r.inMsg:
+			return 0, b, r.fail(ws, "continuation frame outside a message")
+		case h.Op != wsframe.OpContinuation && r.inMsg:
+			return 0, b, r.fail(ws, "new message inside a fragmented one")
+		case h.Op != wsframe.OpContinuation:
+			kind = h.Op
+		}
+		r.inMsg = !h.Fin
+		if r.skip || limit > 0 && int64(len(b))+int64(h.Len) > limit {
+			// Keep up to limit+1 bytes as the prefix the caller reports,
+			// drop the rest of the message.
+			keep := uint64(0)
+			if !r.skip && limit > 0 {
+				keep = min(h.Len, uint64(limit+1-int64(len(b))))
+			}
+			if b, err = r.payload(br, b, keep, h.Key); err != nil {
+				return 0, b, err
+			}
+			if _, err := br.Discard(int(h.Len - keep)); err != nil {
+				return 0, b, noEOF(err)
+			}
+			r.skip = r.inMsg
+			if r.inMsg {
+				continue
+			}
+			return kind, b, ErrFrameTooLarge
+		}
+		if b, err = r.payload(br, b, h.Len, h.Key); err != nil {
+			return 0, b, err
+		}
+		if h.Fin {
+			return kind, b, nil
+		}
+	}
+}
+
+// header reads one frame header: masked, as client frames must be.
+func (r *serverReader) header(br *bufio.Reader, ws *websocket.Conn) (wsframe.Header, error) {
+	var h wsframe.Header
+	p, err := br.Peek(2)
+	if err != nil {
+		return h, noEOF(err)
+	}
+	b0, b1 := p[0], p[1]
+	h.Fin, h.Op, h.Masked = b0&0x80 != 0, int(b0&0x0f), b1&0x80 != 0
+	hl := 2
+	switch b1 & 0x7f {
+	case 126:
+		hl += 2
+	case 127:
+		hl += 8
+	}
+	hl += 4 // the mask key
+	switch {
+	case b0&0x70 != 0:
+		return h, r.fail(ws, "reserved bits set")
+	case !h.Masked:
+		return h, r.fail(ws, "unmasked client frame")
+	case h.Op > wsframe.OpBinary && h.Op < wsframe.OpClose, h.Op > wsframe.OpPong:
+		return h, r.fail(ws, "unknown opcode")
+	}
+	if p, err = br.Peek(hl); err != nil {
+		return h, noEOF(err)
+	}
+	switch n := b1 & 0x7f; n {
+	case 126:
+		h.Len = uint64(binary.BigEndian.Uint16(p[2:]))
+	case 127:
+		if h.Len = binary.BigEndian.Uint64(p[2:]); h.Len>>63 != 0 {
+			return h, r.fail(ws, "invalid payload length")
+		}
+	default:
+		h.Len = uint64(n)
+	}
+	h.Key = [4]byte(p[hl-4 : hl])
+	if wsframe.IsControl(h.Op) && (!h.Fin || h.Len > 125) {
+		return h, r.fail(ws, "fragmented or oversized control frame")
+	}
+	_, _ = br.Discard(hl)
+	return h, nil
+}
+
+// payload appends n unmasked payload bytes to b.
+func (r *serverReader) payload(br *bufio.Reader, b []byte, n uint64, key [4]byte) ([]byte, error) {
+	start := len(b)
+	if uint64(cap(b)-start) < n {
+		nb := make([]byte, start, start+int(n)+512)
+		copy(nb, b)
+		b = nb
+	}
+	b = b[:start+int(n)]
+	if _, err := io.ReadFull(br, b[start:]); err != nil {
+		return b[:start], noEOF(err)
+	}
+	wsframe.Mask(key, 0, b[start:])
+	return b, nil
+}
+
+func (r *serverReader) control(br *bufio.Reader, ws *websocket.Conn, h wsframe.Header) error {
+	p, err := r.payload(br, r.ctl[:0], h.Len, h.Key)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(time.Second)
+	switch h.Op {
+	case wsframe.OpPing:
+		err := ws.WriteControl(websocket.PongMessage, p, deadline)
+		if err != nil && !errors.Is(err, websocket.ErrCloseSent) {
+			return err
+		}
+	case wsframe.OpClose:
+		code, text := websocket.CloseNoStatusReceived, ""
+		if len(p) >= 2 {
+			code, text = int(binary.BigEndian.Uint16(p)), string(p[2:])
+		}
+		if len(p) == 1 || len(p) >= 2 && !wsframe.ValidCloseCode(code) {
+			return r.fail(ws, "invalid close frame")
+		}
+		reply := []byte{}
+		if code != websocket.CloseNoStatusReceived {
+			reply = websocket.FormatCloseMessage(code, "")
+		}
+		_ = ws.WriteControl(websocket.CloseMessage, reply, deadline)
+		return &websocket.CloseError{Code: code, Text: text}
+	}
+	return nil
+}
+
+// fail answers a protocol error with close 1002.
+func (r *serverReader) fail(ws *websocket.Conn, reason string) error {
+	_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseProtocolError, reason), time.Now().Add(time.Second))
+	return errors.Join(errServerFrame, errors.New(reason))
+}
+
+// noEOF reports the peer hanging up without a close frame as gorilla does
+// (close 1006, abnormal closure).
+func noEOF(err error) error {
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return &websocket.CloseError{Code: websocket.CloseAbnormalClosure, Text: io.ErrUnexpectedEOF.Error()}
+	}
+	return err
+}
