@@ -171,10 +171,18 @@ func (c *Client) Enqueue(ctx context.Context, queue, functionID string, payload 
 	return r.MessageReceiptID, nil
 }
 
-func (c *Client) invokeMessage(ctx context.Context, id, functionID string, action *wire.Action, payload any, opts []CallOption) ([]byte, error) {
+func callOptions(opts []CallOption) callConfig {
 	var cc callConfig
 	for _, o := range opts {
 		o(&cc)
+	}
+	return cc
+}
+
+func (c *Client) invokeMessage(ctx context.Context, id, functionID string, action *wire.Action, payload any, opts []CallOption) ([]byte, error) {
+	var cc callConfig
+	if len(opts) > 0 { // options would move cc to the heap on every call
+		cc = callOptions(opts)
 	}
 	if !cc.traceSet {
 		if inv := InvocationFrom(ctx); inv != nil {

@@ -139,8 +139,11 @@ func Encode(dst []byte, m *Message) ([]byte, error) {
 	if out, ok := encodeFast(dst, m); ok {
 		return out, nil
 	}
+	// The reference encoder gets a copy: m itself then stays on the
+	// caller's stack (most callers build it there, once per frame sent).
+	c := *m
 	buf := bytes.NewBuffer(dst)
-	if err := json.MarshalWrite(buf, m, encodeOpts); err != nil {
+	if err := json.MarshalWrite(buf, &c, encodeOpts); err != nil {
 		return dst, err
 	}
 	return buf.Bytes(), nil
