@@ -3,6 +3,7 @@ package wire
 import (
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/go-json-experiment/json/jsontext"
 )
@@ -129,9 +130,22 @@ type strRef struct {
 	s   []byte
 }
 
-// setStrings gives every recorded string field its value, all in one
-// allocation.
+// aliasMax is the largest frame whose string fields point into the
+// decoder's copy of the frame instead of a copy of their own: a string
+// keeps all of its frame alive, which only small frames can afford.
+const aliasMax = 4 << 10
+
+// setStrings gives every recorded string field its value: for a small
+// frame, slices of the decoder's private copy (never written after
+// decoding, and disjoint from the raw values handed out), else one
+// allocation for all of them.
 func (d *fastDecoder) setStrings() {
+	if len(d.b) <= aliasMax {
+		for _, r := range d.strs[:d.nstr] {
+			*r.dst = unsafe.String(unsafe.SliceData(r.s), len(r.s))
+		}
+		return
+	}
 	total := 0
 	for _, r := range d.strs[:d.nstr] {
 		total += len(r.s)

@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/go-json-experiment/json"
@@ -267,4 +268,27 @@ func FuzzCallerIDValid(f *testing.F) {
 			t.Fatalf("CallerIDValid(%q) = %q, reference %q", data, got, want)
 		}
 	})
+}
+
+// String fields of small frames point into the decoder's copy of the
+// frame, those of big ones into one copy of their own; either way they are
+// unaffected by writes to the frame or to the raw values handed out.
+func TestDecodeStringsStayPut(t *testing.T) {
+	for _, size := range []int{10, aliasMax} {
+		frame := []byte(`{"type":"invokefunction","invocation_id":"i-1","function_id":"fn::a","data":"` +
+			strings.Repeat("d", size) + `","traceparent":"00-tp"}`)
+		var m Message
+		if err := Decode(frame, &m); err != nil {
+			t.Fatal(err)
+		}
+		for i := range frame {
+			frame[i] = 'X'
+		}
+		for i := range m.Data {
+			m.Data[i] = 'Y'
+		}
+		if m.InvocationID != "i-1" || m.FunctionID != "fn::a" || m.Traceparent != "00-tp" {
+			t.Fatalf("size %d: strings changed: %q %q %q", size, m.InvocationID, m.FunctionID, m.Traceparent)
+		}
+	}
 }
