@@ -238,22 +238,13 @@ func (r *ChannelReader) connect() {
 // buffer read past the end of the response: the frames the engine sends
 // right after it stay for rawSource.
 func (r *ChannelReader) dialRaw() (*websocket.Conn, msgSource, error) {
-	var hc *handshakeConn
-	d := *readerDialer
+	d, dialed := withHandshakeConn(*readerDialer)
 	d.ReadBufferSize = 1024 // gorilla only reads the handshake response
-	d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var nd net.Dialer
-		c, err := nd.DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		hc = &handshakeConn{Conn: c}
-		return hc, nil
-	}
-	ws, err := r.dial(&d)
+	ws, err := r.dial(d)
 	if err != nil {
 		return nil, nil, err
 	}
+	hc := dialed()
 	hc.handshakeDone()
 	return ws, newRawSource(ws, hc), nil
 }
@@ -462,6 +453,22 @@ func (s *rawSource) header() (wsframe.Header, error) {
 func (s *rawSource) fail(reason string) error {
 	_ = s.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseProtocolError, reason), time.Now().Add(channelControlWait))
 	return &wsframe.ProtocolError{Reason: reason}
+}
+
+// withHandshakeConn returns a copy of d that dials through a handshakeConn
+// (plain TCP), and a function that returns the last one it dialed.
+func withHandshakeConn(d websocket.Dialer) (*websocket.Dialer, func() *handshakeConn) {
+	var hc *handshakeConn
+	d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var nd net.Dialer
+		c, err := nd.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		hc = &handshakeConn{Conn: c}
+		return hc, nil
+	}
+	return &d, func() *handshakeConn { return hc }
 }
 
 // handshakeConn hands gorilla the bytes of the handshake and nothing more:

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/url"
 	"slices"
 	"sync"
@@ -238,21 +237,13 @@ func (c *Client) run(first chan<- struct{}) {
 func (c *Client) dial() (*session, error) {
 	ctx, cancel := context.WithTimeout(c.ctx, handshakeTimeout)
 	defer cancel()
-	d, hc := c.dialer, (*handshakeConn)(nil)
+	d, dialed := c.dialer, func() *handshakeConn { return nil }
 	if c.rawDialer != nil {
 		// The handshake must not read past the 101: ctlReader reads what
 		// follows straight from the socket.
-		raw := *c.rawDialer
-		raw.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			var nd net.Dialer
-			conn, err := nd.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			hc = &handshakeConn{Conn: conn}
-			return hc, nil
-		}
-		d = wsconn.Dialer(&raw)
+		var raw *websocket.Dialer
+		raw, dialed = withHandshakeConn(*c.rawDialer)
+		d = wsconn.Dialer(raw)
 	}
 	ws, resp, err := d.DialContext(ctx, c.url, c.cfg.header)
 	if err != nil {
@@ -264,7 +255,7 @@ func (c *Client) dial() (*session, error) {
 	s := &session{conn: wsconn.New(ws, wsconn.Options{}), done: make(chan struct{}), detached: make(chan struct{})}
 	s.guard.wake = make(chan struct{}, 1)
 	idle := c.cfg.idleTimeout
-	if hc != nil {
+	if hc := dialed(); hc != nil {
 		hc.handshakeDone()
 		s.rd = newCtlReader(ws, ws.NetConn(), idle)
 		s.src = s.rd

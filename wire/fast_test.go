@@ -209,18 +209,23 @@ func TestCallerID(t *testing.T) {
 	}
 }
 
+// refCallerID is the caller id by the reference decoder ("" if data does
+// not decode).
+func refCallerID(data []byte) string {
+	var ref struct {
+		ID string `json:"_caller_worker_id"`
+	}
+	if json.Unmarshal(data, &ref, decodeOpts) != nil {
+		return ""
+	}
+	return ref.ID
+}
+
 func FuzzCallerID(f *testing.F) {
 	f.Add([]byte(`{"a":1,"_caller_worker_id":"w1"}`))
 	f.Add([]byte(`{"_caller_worker_id":"a","_caller_worker_id":"b"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var ref struct {
-			ID string `json:"_caller_worker_id"`
-		}
-		want := ""
-		if json.Unmarshal(data, &ref, decodeOpts) == nil {
-			want = ref.ID
-		}
-		if got := CallerID(data); got != want {
+		if got, want := CallerID(data), refCallerID(data); got != want {
 			t.Fatalf("CallerID(%q) = %q, reference %q", data, got, want)
 		}
 	})
@@ -257,14 +262,7 @@ func FuzzCallerIDValid(f *testing.F) {
 		if !validRaw(data) {
 			return
 		}
-		var ref struct {
-			ID string `json:"_caller_worker_id"`
-		}
-		want := ""
-		if json.Unmarshal(data, &ref, decodeOpts) == nil {
-			want = ref.ID
-		}
-		if got := CallerIDValid(data); got != want {
+		if got, want := CallerIDValid(data), refCallerID(data); got != want {
 			t.Fatalf("CallerIDValid(%q) = %q, reference %q", data, got, want)
 		}
 	})

@@ -95,45 +95,21 @@ func (r *serverReader) read(br *bufio.Reader, ws *websocket.Conn, b []byte, limi
 
 // header reads one frame header: masked, as client frames must be.
 func (r *serverReader) header(br *bufio.Reader, ws *websocket.Conn) (wsframe.Header, error) {
-	var h wsframe.Header
 	p, err := br.Peek(2)
 	if err != nil {
-		return h, noEOF(err)
+		return wsframe.Header{}, noEOF(err)
 	}
-	b0, b1 := p[0], p[1]
-	h.Fin, h.Op, h.Masked = b0&0x80 != 0, int(b0&0x0f), b1&0x80 != 0
-	hl := 2
-	switch b1 & 0x7f {
-	case 126:
-		hl += 2
-	case 127:
-		hl += 8
+	hl := wsframe.HeaderLen(p[0], p[1])
+	if p, err = br.Peek(hl); err != nil {
+		return wsframe.Header{}, noEOF(err)
 	}
-	hl += 4 // the mask key
+	h, err := wsframe.ParseHeader(p)
+	var pe *wsframe.ProtocolError
 	switch {
-	case b0&0x70 != 0:
-		return h, r.fail(ws, "reserved bits set")
+	case errors.As(err, &pe):
+		return h, r.fail(ws, pe.Reason)
 	case !h.Masked:
 		return h, r.fail(ws, "unmasked client frame")
-	case h.Op > wsframe.OpBinary && h.Op < wsframe.OpClose, h.Op > wsframe.OpPong:
-		return h, r.fail(ws, "unknown opcode")
-	}
-	if p, err = br.Peek(hl); err != nil {
-		return h, noEOF(err)
-	}
-	switch n := b1 & 0x7f; n {
-	case 126:
-		h.Len = uint64(binary.BigEndian.Uint16(p[2:]))
-	case 127:
-		if h.Len = binary.BigEndian.Uint64(p[2:]); h.Len>>63 != 0 {
-			return h, r.fail(ws, "invalid payload length")
-		}
-	default:
-		h.Len = uint64(n)
-	}
-	h.Key = [4]byte(p[hl-4 : hl])
-	if wsframe.IsControl(h.Op) && (!h.Fin || h.Len > 125) {
-		return h, r.fail(ws, "fragmented or oversized control frame")
 	}
 	_, _ = br.Discard(hl)
 	return h, nil

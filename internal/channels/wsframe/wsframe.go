@@ -208,18 +208,28 @@ func (r *Reader) Next() (Header, error) {
 			return Header{}, err
 		}
 	}
-	var h Header
 	if err := r.need(2); err != nil {
 		if err == io.ErrUnexpectedEOF && len(r.pend) == 0 {
 			err = io.EOF
 		}
+		return Header{}, err
+	}
+	hl := HeaderLen(r.pend[0], r.pend[1])
+	if err := r.need(hl); err != nil {
+		return Header{}, err
+	}
+	h, err := ParseHeader(r.pend[:hl])
+	if err != nil {
 		return h, err
 	}
-	b0, b1 := r.pend[0], r.pend[1]
-	h.Fin, h.Op, h.Masked = b0&0x80 != 0, int(b0&0x0f), b1&0x80 != 0
-	if b0&0x70 != 0 {
-		return h, &ProtocolError{"reserved bits set"}
-	}
+	r.pend = r.pend[hl:]
+	r.rem, r.mask, r.key, r.pos = h.Len, h.Masked, h.Key, 0
+	return h, nil
+}
+
+// HeaderLen returns the length of the frame header whose first two bytes
+// are b0 and b1.
+func HeaderLen(b0, b1 byte) int {
 	hl := 2
 	switch b1 & 0x7f {
 	case 126:
@@ -227,33 +237,41 @@ func (r *Reader) Next() (Header, error) {
 	case 127:
 		hl += 8
 	}
-	if h.Masked {
-		hl += 4
+	if b1&0x80 != 0 {
+		hl += 4 // the mask key
 	}
-	if err := r.need(hl); err != nil {
-		return h, err
-	}
+	return hl
+}
+
+// ParseHeader parses the complete frame header p (HeaderLen bytes). It
+// checks the reserved bits, the length and the control frame rules, not
+// whether the frame should be masked (the caller knows which side it is).
+func ParseHeader(p []byte) (Header, error) {
+	var h Header
+	b0, b1 := p[0], p[1]
+	h.Fin, h.Op, h.Masked = b0&0x80 != 0, int(b0&0x0f), b1&0x80 != 0
+	hl := len(p)
 	switch n := b1 & 0x7f; n {
 	case 126:
-		h.Len = uint64(binary.BigEndian.Uint16(r.pend[2:]))
+		h.Len = uint64(binary.BigEndian.Uint16(p[2:]))
 	case 127:
-		if h.Len = binary.BigEndian.Uint64(r.pend[2:]); h.Len>>63 != 0 {
+		if h.Len = binary.BigEndian.Uint64(p[2:]); h.Len>>63 != 0 {
 			return h, &ProtocolError{"invalid payload length"}
 		}
 	default:
 		h.Len = uint64(n)
 	}
 	if h.Masked {
-		h.Key = [4]byte(r.pend[hl-4 : hl])
+		h.Key = [4]byte(p[hl-4 : hl])
 	}
-	r.pend = r.pend[hl:]
 	switch {
+	case b0&0x70 != 0:
+		return h, &ProtocolError{"reserved bits set"}
 	case h.Op > OpBinary && h.Op < OpClose, h.Op > OpPong:
 		return h, &ProtocolError{"unknown opcode"}
 	case IsControl(h.Op) && (!h.Fin || h.Len > 125):
 		return h, &ProtocolError{"fragmented or oversized control frame"}
 	}
-	r.rem, r.mask, r.key, r.pos = h.Len, h.Masked, h.Key, 0
 	return h, nil
 }
 
