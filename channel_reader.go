@@ -3,7 +3,6 @@ package sluice
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/sluicehq/sluice/internal/channels/wsframe"
+	"github.com/sluicehq/sluice/internal/wsconn"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -432,19 +432,12 @@ func (s *rawSource) header() (wsframe.Header, error) {
 		if err := s.fr.ReadPayload(p); err != nil {
 			return h, err
 		}
-		switch h.Op {
-		case wsframe.OpPing:
-			_ = s.ws.WriteControl(websocket.PongMessage, p, time.Now().Add(channelControlWait))
-		case wsframe.OpClose:
-			code, reason := websocket.CloseNoStatusReceived, ""
-			if len(p) >= 2 {
-				code, reason = int(binary.BigEndian.Uint16(p)), string(p[2:])
-			}
-			if len(p) == 1 || len(p) >= 2 && !wsframe.ValidCloseCode(code) {
-				return h, s.fail("invalid close frame")
-			}
-			_ = s.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(channelControlWait))
-			return h, &websocket.CloseError{Code: code, Text: reason}
+		err = wsconn.AnswerControl(s.ws, h.Op, p, channelControlWait)
+		if pe := (*wsframe.ProtocolError)(nil); errors.As(err, &pe) {
+			return h, s.fail(pe.Reason)
+		}
+		if err != nil {
+			return h, err
 		}
 	}
 }

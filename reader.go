@@ -2,7 +2,6 @@ package sluice
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -208,24 +207,10 @@ func (r *ctlReader) next() ([]byte, error) {
 	}
 }
 
-// control answers a ping, and a close frame with a close frame; a pong only
-// proves the engine alive (seen).
+// control answers a control frame (a pong only proves the engine alive:
+// seen).
 func (r *ctlReader) control(op int, p []byte) error {
-	switch op {
-	case wsframe.OpPing:
-		_ = r.ws.WriteControl(websocket.PongMessage, p, time.Now().Add(time.Second))
-	case wsframe.OpClose:
-		code, reason := websocket.CloseNoStatusReceived, ""
-		if len(p) >= 2 {
-			code, reason = int(binary.BigEndian.Uint16(p)), string(p[2:])
-		}
-		if len(p) == 1 || len(p) >= 2 && !wsframe.ValidCloseCode(code) {
-			return r.fail("invalid close frame")
-		}
-		_ = r.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(time.Second))
-		return &websocket.CloseError{Code: code, Text: reason}
-	}
-	return nil
+	return r.readErr(wsconn.AnswerControl(r.ws, op, p, time.Second))
 }
 
 func (r *ctlReader) readErr(err error) error {

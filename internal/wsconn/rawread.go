@@ -136,26 +136,31 @@ func (r *serverReader) control(br *bufio.Reader, ws *websocket.Conn, h wsframe.H
 	if err != nil {
 		return err
 	}
-	deadline := time.Now().Add(time.Second)
-	switch h.Op {
+	err = AnswerControl(ws, h.Op, p, time.Second)
+	if pe := (*wsframe.ProtocolError)(nil); errors.As(err, &pe) {
+		return r.fail(ws, pe.Reason)
+	}
+	return err
+}
+
+// AnswerControl answers a control frame read without gorilla as gorilla's
+// default handlers would: a ping with a pong, a close frame with a close
+// frame of the same code, returned as a *websocket.CloseError; a pong
+// needs nothing. An invalid close frame is a *wsframe.ProtocolError, left
+// for the caller to answer with 1002. Replies wait at most wait.
+func AnswerControl(ws *websocket.Conn, op int, p []byte, wait time.Duration) error {
+	switch op {
 	case wsframe.OpPing:
-		err := ws.WriteControl(websocket.PongMessage, p, deadline)
-		if err != nil && !errors.Is(err, websocket.ErrCloseSent) {
-			return err
-		}
+		_ = ws.WriteControl(websocket.PongMessage, p, time.Now().Add(wait))
 	case wsframe.OpClose:
 		code, text := websocket.CloseNoStatusReceived, ""
 		if len(p) >= 2 {
 			code, text = int(binary.BigEndian.Uint16(p)), string(p[2:])
 		}
 		if len(p) == 1 || len(p) >= 2 && !wsframe.ValidCloseCode(code) {
-			return r.fail(ws, "invalid close frame")
+			return &wsframe.ProtocolError{Reason: "invalid close frame"}
 		}
-		reply := []byte{}
-		if code != websocket.CloseNoStatusReceived {
-			reply = websocket.FormatCloseMessage(code, "")
-		}
-		_ = ws.WriteControl(websocket.CloseMessage, reply, deadline)
+		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(wait))
 		return &websocket.CloseError{Code: code, Text: text}
 	}
 	return nil
