@@ -37,5 +37,11 @@ func (c *Conn) rawWrite(cc *corkConn, kind int, p []byte) error {
 		copy(b[h:], p)
 	}
 	_, err := cc.writeRaw(b[:h+len(p)])
+	if cap(c.wbuf) > keepWriteBuffer {
+		c.wbuf = nil // a rare big frame must not pin its buffer to every idle socket
+	}
 	return err
 }
+
+// keepWriteBuffer is the largest frame buffer a Conn keeps between writes.
+const keepWriteBuffer = 8 << 10
