@@ -3,10 +3,12 @@
 // masking, frame headers, and a frame reader that reads payloads straight
 // into the caller's buffer.
 //
-// gorilla/websocket still does the handshakes and everything else; this
-// package only exists because the data path runs once per 64 KiB frame and
-// gorilla's costs there are measurable (an object per message, a copy of
-// every payload through its buffers, a separate masking pass).
+// gorilla/websocket still does the handshakes and control-frame writes;
+// this package exists because the data path runs once per 64 KiB frame and
+// every small JSON message, and gorilla's costs there are measurable (an
+// object per message, a copy of every payload through its buffers, a
+// separate masking pass). The engine's worker sockets and the SDK's ws://
+// control socket (internal/wsconn, the sluice package) use it too.
 package wsframe
 
 import (
