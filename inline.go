@@ -150,10 +150,10 @@ func (c *Client) watch(s *session) {
 			if run != 0 && run == lastRun && g.running.CompareAndSwap(run, 0) {
 				// The same token at two ticks: a handler blocks, or nobody
 				// took the free role.
-				go c.read(s)
 				if run&1 == 0 {
-					c.rescues.Add(1)
+					c.rescues.Add(1) // before the new reader can answer anything
 				}
+				go c.read(s)
 				run = 0
 			}
 			if run == 0 && started == lastStarted {
