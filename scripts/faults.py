@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Injects one-line faults into error-handling code and checks that the test
+named for each fails. Not part of CI (each fault costs a test run); run it
+after changing a failure path or its test:
+
+    python3 scripts/faults.py            # every fault
+    python3 scripts/faults.py reattach   # faults whose name contains "reattach"
+
+Each fault is (name, file, original text, faulty text, test regexp, package).
+The file is restored after every run, also on interrupt.
+"""
+import os
+import subprocess
+import sys
+
+FAULTS = [
+    ("reattach-token-unchecked", "engine/conn.go",
+     "subtle.ConstantTimeCompare([]byte(old.token), []byte(m.ReattachToken)) != 1", "false",
+     "TestReattachWrongTokenRefused", "./engine/"),
+    ("malformed-result-ignored", "engine/conn.go",
+     "\t\t\tw.e.inv.Pending().Complete(env.InvocationID, w.id, invocation.Result{Err: &wire.ErrorBody{\n"
+     "\t\t\t\tCode: wire.CodeInvocationError, Message: \"the executing worker sent a malformed invocationresult: \" + err.Error()}})",
+     "", "TestMalformedResultFailsCallerAtOnce", "./engine/"),
+    ("oversized-result-ignored", "engine/conn.go",
+     "\t\tw.e.inv.Pending().Complete(id, w.id, invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeInvocationError, Message: \"result \" + msg}})",
+     "", "TestOversizedResultFailsCallerAtOnce", "./engine/"),
+    ("unregisterfunction-ignored", "engine/conn.go",
+     "\t\tif e.reg.UnregisterFunction(m.ID, w) {\n\t\t\te.functionsChanged()\n\t\t}", "",
+     "TestUnregisterFunctionOverWire", "./engine/"),
+    ("unregisterfunction-any-owner", "internal/registry/registry.go",
+     "if f, ok := r.functions[id]; ok && f.Owner == owner {", "if _, ok := r.functions[id]; ok {",
+     "TestUnregisterFunctionOverWire", "./engine/"),
+    ("unregistertriggertype-ignored", "engine/conn.go",
+     "\t\tif e.reg.UnregisterTriggerType(m.ID, w) {\n\t\t\tw.log.Info(\"trigger type unregistered\", \"trigger_type\", m.ID)\n\t\t}", "",
+     "TestUnregisterTriggerTypeOverWire", "./engine/"),
+    ("no-503-after-shutdown", "engine/conn.go",
+     "\tif e.isShuttingDown() {", "\tif false {",
+     "TestNewWorkerRefusedAfterShutdown", "./engine/"),
+    ("labels-unsanitised", "engine/builtins.go",
+     "\ts = strings.Map(", "\treturn s\n\ts = strings.Map(",
+     "TestWorkerLabelsSanitised", "./engine/"),
+    ("register-trigger-unvalidated", "engine/builtins.go",
+     "\tif in.TriggerType == \"\" || in.FunctionID == \"\" {", "\tif false {",
+     "TestRegisterTriggerValidation", "./engine/"),
+    ("register-trigger-verdict-skipped", "engine/builtins.go",
+     "\tif ack != nil {\n\t\ttimer", "\tif false {\n\t\ttimer",
+     "TestRegisterTriggerValidation", "./engine/"),
+    ("functions-list-prefix-ignored", "engine/discovery.go",
+     "if in.Prefix != \"\" && !strings.HasPrefix(f.ID, in.Prefix) {", "if false {",
+     "TestDiscoveryFilters", "./engine/"),
+    ("functions-list-worker-ignored", "engine/discovery.go",
+     "if in.Worker != \"\" && name != in.Worker && ownerOf(f.Owner) != in.Worker {", "if false {",
+     "TestDiscoveryFilters", "./engine/"),
+    ("functions-list-workers-ignored", "engine/discovery.go",
+     "if len(in.Workers) > 0 && !contains(in.Workers, name) && !contains(in.Workers, ownerOf(f.Owner)) {", "if false {",
+     "TestDiscoveryFilters", "./engine/"),
+    ("functions-list-search-unsorted", "engine/discovery.go",
+     "\tif search != \"\" { // id hits first", "\tif false {",
+     "TestDiscoveryFilters", "./engine/"),
+    ("functions-info-batch-error-dropped", "engine/discovery.go",
+     "functionLookupError{FunctionID: id, Error: \"not_found\"}", "functionLookupError{FunctionID: id}",
+     "TestDiscoveryFilters", "./engine/"),
+    ("triggers-list-worker-ignored", "engine/discovery.go",
+     "if in.Worker != \"\" && s.WorkerName != in.Worker {", "if false {",
+     "TestDiscoveryFilters", "./engine/"),
+    ("triggers-list-internal-shown", "engine/discovery.go",
+     "if !in.IncludeInternal && strings.HasPrefix(tt.ID, \"engine::\") {", "if false {",
+     "TestDiscoveryFilters", "./engine/"),
+]
+
+
+def run(fault):
+    name, path, old, new, test, pkg = fault
+    with open(path) as f:
+        orig = f.read()
+    if orig.count(old) != 1:
+        return "STALE (the original text is not in %s exactly once)" % path
+    try:
+        with open(path, "w") as f:
+            f.write(orig.replace(old, new, 1))
+        r = subprocess.run(["go", "test", "-count=1", "-run", test, pkg],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    finally:
+        with open(path, "w") as f:
+            f.write(orig)
+    return "killed" if r.returncode != 0 else "SURVIVED"
+
+
+def main():
+    os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    want = sys.argv[1] if len(sys.argv) > 1 else ""
+    bad = 0
+    for fault in FAULTS:
+        if want not in fault[0]:
+            continue
+        verdict = run(fault)
+        print("%-40s %s" % (fault[0], verdict))
+        bad += verdict != "killed"
+    sys.exit(1 if bad else 0)
+
+
+if __name__ == "__main__":
+    main()
