@@ -360,6 +360,7 @@ func (c *Client) sweepLoop() {
 // default timeout's deadline is only armed if there is a wait).
 func (c *Client) session(ctx context.Context, functionID string, expires time.Time) (*session, error) {
 	var timeout <-chan time.Time
+	waiting := false
 	for {
 		c.mu.Lock()
 		closed, s, up := c.closed, c.sess, c.up
@@ -370,10 +371,15 @@ func (c *Client) session(ctx context.Context, functionID string, expires time.Ti
 		case s != nil:
 			return s, nil
 		}
-		if timeout == nil && !expires.IsZero() {
-			t := time.NewTimer(time.Until(expires))
-			defer t.Stop()
-			timeout = t.C
+		if !waiting {
+			waiting = true
+			c.offline.Add(1)
+			defer c.offline.Add(-1)
+			if !expires.IsZero() {
+				t := time.NewTimer(time.Until(expires))
+				defer t.Stop()
+				timeout = t.C
+			}
 		}
 		select {
 		case <-up:

@@ -39,6 +39,8 @@ type Client struct {
 	decOpts jsonv2.Options
 	// rescues counts readers the watchdog started (inline.go).
 	rescues atomic.Uint64
+	// offline counts calls waiting for a connection (tests observe it).
+	offline atomic.Int32
 
 	// ctx ends on Close: it is the parent of every handler's context and
 	// wakes everything that waits for a connection.

@@ -375,9 +375,10 @@ func TestDisconnectFailsInFlightCalls(t *testing.T) {
 
 func TestCallsWaitForReconnect(t *testing.T) {
 	fe := newFakeEngine(t)
-	// A long backoff keeps the client offline until the test has made its
-	// calls; they must not fail but go out on the next connection.
-	c, _ := connect(t, fe, sluice.WithReconnectBackoff(300*time.Millisecond, 300*time.Millisecond))
+	// The engine refuses the client until both calls are known to wait
+	// for a connection; they must not fail but go out on the next one.
+	c, _ := connect(t, fe)
+	fe.refuse.Store(http.StatusServiceUnavailable)
 	sluice.KillConn(c)
 	ctx := t.Context()
 
@@ -392,6 +393,8 @@ func TestCallsWaitForReconnect(t *testing.T) {
 		resc <- res{raw, err}
 	}()
 	go func() { voidc <- c.TriggerVoid(ctx, "later::void", 2) }()
+	waitUntil(t, "two calls waiting for a connection", func() bool { return sluice.OfflineCalls(c) == 2 })
+	fe.refuse.Store(0)
 
 	fc2 := fe.accept(t)
 	fc2.expect(t, wire.TypeReattach)
@@ -407,6 +410,19 @@ func TestCallsWaitForReconnect(t *testing.T) {
 	}
 	if err := <-voidc; err != nil {
 		t.Errorf("queued void = %v", err)
+	}
+}
+
+// waitUntil polls cond (1 ms apart) until it holds, failing after waitFor.
+// For state that has no event to wait on.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 

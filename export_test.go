@@ -44,3 +44,6 @@ func ReaderFree(c *Client) bool {
 	c.mu.Unlock()
 	return s != nil && s.guard.running.Load()&1 == 1
 }
+
+// OfflineCalls is the number of calls waiting for a connection.
+func OfflineCalls(c *Client) int { return int(c.offline.Load()) }

@@ -27,6 +27,7 @@ type fakeEngine struct {
 	conns  chan *fakeConn
 	n      atomic.Int32
 	noPong atomic.Bool // stop answering WS pings (idle-timeout test)
+	refuse atomic.Int32 // answer dials with this HTTP status instead of upgrading
 }
 
 type frame struct {
@@ -48,6 +49,10 @@ func newFakeEngine(t *testing.T) *fakeEngine {
 	fe := &fakeEngine{conns: make(chan *fakeConn, 16)}
 	var up websocket.Upgrader
 	fe.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if code := fe.refuse.Load(); code != 0 {
+			http.Error(w, "refused by the test", int(code))
+			return
+		}
 		ws, err := up.Upgrade(w, r, nil)
 		if err != nil {
 			return

@@ -66,6 +66,21 @@ FAULTS = [
     ("triggers-list-internal-shown", "engine/discovery.go",
      "if !in.IncludeInternal && strings.HasPrefix(tt.ID, \"engine::\") {", "if false {",
      "TestDiscoveryFilters", "./engine/"),
+    ("sdk-offline-ctx-ignored", "call.go",
+     "\t\tcase <-ctx.Done():\n\t\t\treturn nil, ctxError(ctx, functionID)\n\t\tcase <-timeout:", "\t\tcase <-timeout:",
+     "TestOfflineCallHonoursContext", "."),
+    ("sdk-offline-default-timeout-ignored", "call.go",
+     "\t\t\tif !expires.IsZero() {", "\t\t\tif false {",
+     "TestOfflineCallHonoursDefaultTimeout", "."),
+    ("sdk-close-waits-forever", "client.go",
+     "\t\t\tcase <-ct.C:\n\t\t\t\ts.conn.Abort()", "\t\t\tcase <-make(chan time.Time):\n\t\t\t\ts.conn.Abort()",
+     "TestCloseWithSilentEngine", "."),
+    ("sdk-dial-status-dropped", "client.go",
+     "return nil, fmt.Errorf(\"%w (HTTP %s)\", err, resp.Status)", "return nil, err",
+     "TestConnectReportsHTTPStatus", "."),
+    ("sdk-offline-calls-not-queued", "call.go",
+     "\t\tcase <-up:\n", "\t\tcase <-up:\n\t\t\treturn nil, ErrClosed\n",
+     "TestCallsWaitForReconnect", "."),
 ]
 
 

@@ -1,0 +1,125 @@
+package sluice_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/sluicehq/sluice"
+)
+
+// What the SDK promises when the engine is away or misbehaves. Each test
+// names the fault it catches (scripts/faults.py injects them).
+
+// offlineClient returns a client whose engine now refuses it (HTTP 503),
+// so that its calls wait for a connection.
+func offlineClient(t *testing.T, opts ...sluice.Option) *sluice.Client {
+	t.Helper()
+	fe := newFakeEngine(t)
+	c, _ := connect(t, fe, opts...)
+	fe.refuse.Store(http.StatusServiceUnavailable)
+	sluice.KillConn(c)
+	return c
+}
+
+// fault: session() not selecting on the caller's ctx.
+func TestOfflineCallHonoursContext(t *testing.T) {
+	c := offlineClient(t, sluice.WithInvocationTimeout(0))
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Trigger(ctx, "offline::fn", nil)
+		errc <- err
+	}()
+	waitUntil(t, "the call to wait for a connection", func() bool { return sluice.OfflineCalls(c) == 1 })
+	cancel()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "offline::fn") {
+			t.Fatalf("offline call after its ctx ended: %v", err)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("an offline call ignored its context")
+	}
+}
+
+// fault: session() not arming the default invocation timeout.
+func TestOfflineCallHonoursDefaultTimeout(t *testing.T) {
+	c := offlineClient(t, sluice.WithInvocationTimeout(50*time.Millisecond))
+	start := time.Now()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Trigger(context.Background(), "offline::fn", nil) // no deadline of its own
+		errc <- err
+	}()
+	var se *sluice.Error
+	select {
+	case err := <-errc:
+		if !errors.As(err, &se) || se.Code != sluice.CodeTimeout || se.FunctionID != "offline::fn" {
+			t.Fatalf("offline call past the default timeout: %v", err)
+		}
+		if d := time.Since(start); d < 50*time.Millisecond {
+			t.Fatalf("timed out after %v, before the 50ms default", d)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("an offline call ignored the default invocation timeout")
+	}
+}
+
+// fault: serve's close timer removed. An engine that stops reading (the
+// writer blocks, so the close frame cannot even be sent) delays Close by at
+// most the close timeout (2 s).
+func TestCloseWithSilentEngine(t *testing.T) {
+	hold := make(chan struct{})
+	defer close(hold)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.Close()
+		_ = ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"workerregistered","worker_id":"w1","reattach_token":"t1"}`))
+		<-hold // never reads: no close answer, ever
+	}))
+	defer srv.Close()
+	c, err := sluice.Connect(t.Context(), "ws"+strings.TrimPrefix(srv.URL, "http"), sluice.WithLogger(quietLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A payload bigger than the socket buffers: the writer blocks on it,
+	// so the close frame never leaves either.
+	big := json.RawMessage(`"` + strings.Repeat("x", 32<<20) + `"`)
+	go func() { _, _ = c.Trigger(context.Background(), "big", big) }()
+	waitUntil(t, "the big call to be sent", func() bool { return sluice.PendingCalls(c) == 1 })
+	done := make(chan struct{})
+	go func() { _ = c.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(4 * waitFor):
+		buf := make([]byte, 1<<20)
+		t.Fatalf("Close waited for an engine that never reads\n%s", buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// fault: dial() dropping the HTTP status of a refused handshake. A dial
+// answered with an HTTP status says which, so that "401" or "403" points at
+// credentials and "503" at an engine shutting down.
+func TestConnectReportsHTTPStatus(t *testing.T) {
+	fe := newFakeEngine(t)
+	fe.refuse.Store(http.StatusUnauthorized)
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	_, err := sluice.Connect(ctx, fe.url(), sluice.WithLogger(quietLogger()),
+		sluice.WithReconnectBackoff(5*time.Millisecond, 10*time.Millisecond))
+	if err == nil || !strings.Contains(err.Error(), "HTTP 401") {
+		t.Fatalf("Connect to an engine answering 401: %v", err)
+	}
+}
