@@ -26,7 +26,7 @@ type fakeEngine struct {
 	srv    *httptest.Server
 	conns  chan *fakeConn
 	n      atomic.Int32
-	noPong atomic.Bool // stop answering WS pings (idle-timeout test)
+	noPong atomic.Bool  // stop answering WS pings (idle-timeout test)
 	refuse atomic.Int32 // answer dials with this HTTP status instead of upgrading
 }
 
