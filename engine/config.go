@@ -27,7 +27,20 @@ type Config struct {
 	Channels ChannelsConfig `yaml:"channels"`
 	// HTTP configures HTTP triggers.
 	HTTP HTTPConfig `yaml:"http"`
+	// TLS serves both listeners over TLS (wss://, https://) when set.
+	TLS TLSConfig `yaml:"tls"`
 }
+
+// TLSConfig is the certificate both listeners present. Both files are
+// PEM; the certificate file may hold the chain after the leaf. They are read
+// once, by New: replacing them takes a restart.
+type TLSConfig struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Enabled reports whether the listeners serve TLS.
+func (t TLSConfig) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
 
 // ChannelsConfig configures channels.
 type ChannelsConfig struct {
@@ -117,6 +130,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: http.max_json_body must not be negative")
 	case c.ShutdownTimeout <= 0:
 		return fmt.Errorf("config: shutdown_timeout must be positive")
+	case c.TLS.Enabled() && (c.TLS.CertFile == "" || c.TLS.KeyFile == ""):
+		return fmt.Errorf("config: tls.cert_file and tls.key_file must be set together")
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ package engine
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -60,6 +61,7 @@ type Engine struct {
 	fnChanged chan struct{}
 
 	ln, httpLn     net.Listener
+	tlsCfg         *tls.Config // nil: plain ws:// and http://
 	srv, httpSrv   *http.Server
 	shutdownOnce   sync.Once
 	shuttingDown   chan struct{}
@@ -109,6 +111,13 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 // Start listens on the configured addresses and serves in the background.
 // Use ":0" ports to let the system pick; WorkerURL and HTTPURL tell which.
 func (e *Engine) Start(ctx context.Context) error {
+	if e.cfg.TLS.Enabled() {
+		c, err := serverTLS(e.cfg.TLS)
+		if err != nil {
+			return err
+		}
+		e.tlsCfg = c
+	}
 	ln, srv, err := e.listen(ctx, e.cfg.Addr, e.WorkerHandler())
 	if err != nil {
 		return fmt.Errorf("worker listener: %w", err)
@@ -125,6 +134,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.backgroundDone.Add(1)
 	go e.watchFunctions()
 	e.log.Info("engine started", "worker_url", e.WorkerURL(), "http_url", e.HTTPURL(), "version", Version)
+	e.warnExposed(e.cfg.authEnabled())
 	return nil
 }
 
@@ -135,6 +145,7 @@ func (e *Engine) listen(ctx context.Context, addr string, h http.Handler) (net.L
 	if err != nil {
 		return nil, nil, err
 	}
+	ln = e.wrapTLS(ln)
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -154,20 +165,22 @@ func serveOrClosed(s *http.Server, ln net.Listener) error {
 // Err returns a channel that yields a listener's fatal error.
 func (e *Engine) Err() <-chan error { return e.serveErr }
 
-// WorkerURL is the WebSocket URL workers connect to, e.g. ws://127.0.0.1:49134.
+// WorkerURL is the WebSocket URL workers connect to, e.g. ws://127.0.0.1:49134
+// (wss:// with TLS).
 func (e *Engine) WorkerURL() string {
 	if e.ln == nil {
 		return ""
 	}
-	return "ws://" + e.ln.Addr().String()
+	return e.scheme("ws://", "wss://") + e.ln.Addr().String()
 }
 
-// HTTPURL is the base URL of HTTP triggers, e.g. http://127.0.0.1:3111.
+// HTTPURL is the base URL of HTTP triggers, e.g. http://127.0.0.1:3111
+// (https:// with TLS).
 func (e *Engine) HTTPURL() string {
 	if e.httpLn == nil {
 		return ""
 	}
-	return "http://" + e.httpLn.Addr().String()
+	return e.scheme("http://", "https://") + e.httpLn.Addr().String()
 }
 
 // WorkerHandler serves the worker port: "/" (worker protocol), "/otel"

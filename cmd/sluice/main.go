@@ -72,6 +72,8 @@ type options struct {
 	channelTTL   time.Duration
 	maxChannels  int
 	maxFrameSize int64
+	tlsCert      string
+	tlsKey       string
 }
 
 func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
@@ -118,6 +120,8 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	fs.DurationVar(&o.channelTTL, "channel-ttl", 0, "how long a channel waits for an end to connect (env SLUICE_CHANNEL_TTL; default 5m)")
 	fs.IntVar(&o.maxChannels, "max-channels", 0, "most channels open at once (env SLUICE_MAX_CHANNELS; default 100000)")
 	fs.Int64Var(&o.maxFrameSize, "max-frame-size", 0, "largest channel frame in bytes (env SLUICE_MAX_FRAME_SIZE; default 16 MiB)")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate (chain) file: both listeners serve TLS, wss:// and https:// (env SLUICE_TLS_CERT_FILE; needs --tls-key)")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file of --tls-cert (env SLUICE_TLS_KEY_FILE)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, nil, err
 	}
@@ -168,6 +172,8 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	dur("http-timeout", "SLUICE_HTTP_TIMEOUT", &cfg.HTTP.Timeout, o.httpTimeout)
 	dur("channel-ttl", "SLUICE_CHANNEL_TTL", &cfg.Channels.TTL, o.channelTTL)
 	i64("max-frame-size", "SLUICE_MAX_FRAME_SIZE", &cfg.Channels.MaxFrameSize, o.maxFrameSize)
+	str("tls-cert", "SLUICE_TLS_CERT_FILE", &cfg.TLS.CertFile, o.tlsCert)
+	str("tls-key", "SLUICE_TLS_KEY_FILE", &cfg.TLS.KeyFile, o.tlsKey)
 	mc := int64(cfg.Channels.MaxChannels)
 	i64("max-channels", "SLUICE_MAX_CHANNELS", &mc, int64(o.maxChannels))
 	cfg.Channels.MaxChannels = int(mc)

@@ -62,6 +62,9 @@ http:
   cors:
     allowed_origins: ["https://app.example.com"]
     allowed_methods: [GET, POST]
+tls:
+  cert_file: file.crt
+  key_file: file.key
 `
 
 func fromFile(c *engine.Config) {
@@ -69,6 +72,7 @@ func fromFile(c *engine.Config) {
 	c.Channels = engine.ChannelsConfig{TTL: time.Minute, MaxChannels: 10, MaxFrameSize: 4096, DefaultBuffer: 8, MaxBuffer: 16}
 	c.HTTP = engine.HTTPConfig{Timeout: time.Second, MaxJSONBody: 1000, CORS: &engine.CORSConfig{
 		AllowedOrigins: []string{"https://app.example.com"}, AllowedMethods: []string{"GET", "POST"}}}
+	c.TLS = engine.TLSConfig{CertFile: "file.crt", KeyFile: "file.key"}
 }
 
 var allEnv = map[string]string{
@@ -79,21 +83,26 @@ var allEnv = map[string]string{
 	"SLUICE_CHANNEL_TTL":      "2m",
 	"SLUICE_MAX_CHANNELS":     "20",
 	"SLUICE_MAX_FRAME_SIZE":   "5120",
+	"SLUICE_TLS_CERT_FILE":    "env.crt",
+	"SLUICE_TLS_KEY_FILE":     "env.key",
 }
 
 func fromEnv(c *engine.Config) {
 	c.Addr, c.HTTPAddr, c.MaxMessageSize = "env:1", "env:2", 3072
 	c.HTTP.Timeout, c.Channels.TTL, c.Channels.MaxChannels, c.Channels.MaxFrameSize = 2*time.Second, 2*time.Minute, 20, 5120
+	c.TLS = engine.TLSConfig{CertFile: "env.crt", KeyFile: "env.key"}
 }
 
 var allFlags = []string{
 	"--addr", "flag:1", "--http-addr=flag:2", "--max-message-size", "4096", "--http-timeout", "3s",
 	"--channel-ttl", "3m", "--max-channels", "30", "--max-frame-size", "6144",
+	"--tls-cert", "flag.crt", "--tls-key", "flag.key",
 }
 
 func fromFlags(c *engine.Config) {
 	c.Addr, c.HTTPAddr, c.MaxMessageSize = "flag:1", "flag:2", 4096
 	c.HTTP.Timeout, c.Channels.TTL, c.Channels.MaxChannels, c.Channels.MaxFrameSize = 3*time.Second, 3*time.Minute, 30, 6144
+	c.TLS = engine.TLSConfig{CertFile: "flag.crt", KeyFile: "flag.key"}
 }
 
 func TestConfigurePrecedence(t *testing.T) {
@@ -225,6 +234,8 @@ func TestConfigureErrors(t *testing.T) {
 		{name: "message size below minimum", args: []string{"--max-message-size", "1023"}, want: []string{"max_message_size 1023 is below 1024"}},
 		{name: "zero ttl", args: []string{"--channel-ttl", "0s"}, want: []string{"channels.ttl must be positive"}},
 		{name: "negative http timeout", args: []string{"--http-timeout", "-1s"}, want: []string{"http.timeout must be positive"}},
+		{name: "tls cert without key", args: []string{"--tls-cert", "a.crt"}, want: []string{"tls.cert_file and tls.key_file must be set together"}},
+		{name: "tls key without cert in file", yaml: "tls:\n  key_file: a.key\n", want: []string{"tls.cert_file and tls.key_file must be set together"}},
 
 		{name: "bad log level flag", args: []string{"--log-level", "loud"}, want: []string{`log level "loud"`}},
 		{name: "bad log level in environment", env: map[string]string{"SLUICE_LOG_LEVEL": "verbose"}, want: []string{`log level "verbose"`}},
@@ -320,6 +331,7 @@ func TestRunCommands(t *testing.T) {
 		{name: "serve with a bad flag does not start", args: []string{"serve", "--max-channels", "x"}, wantErr: "-max-channels"},
 		{name: "bare flags mean serve", args: []string{"--log-level", "loud"}, wantErr: `log level "loud"`},
 		{name: "zero channels refused", args: []string{"serve", "--max-channels", "0"}, wantErr: "channels.max_channels must be at least 1"},
+		{name: "missing tls files refused", args: []string{"serve", "--tls-cert", "/nonexistent/c.pem", "--tls-key", "/nonexistent/k.pem"}, wantErr: "tls: loading"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -350,7 +362,8 @@ func TestRunHelpFlagListsFlags(t *testing.T) {
 			t.Errorf("run %v = %v, want flag.ErrHelp", args, err)
 		}
 		for _, name := range []string{"-addr", "-http-addr", "-config", "-log-format", "-log-level", "-max-message-size",
-			"-http-timeout", "-channel-ttl", "-max-channels", "-max-frame-size", "SLUICE_ADDR", "SLUICE_CONFIG"} {
+			"-http-timeout", "-channel-ttl", "-max-channels", "-max-frame-size", "-tls-cert", "-tls-key",
+			"SLUICE_ADDR", "SLUICE_CONFIG", "SLUICE_TLS_CERT_FILE", "SLUICE_TLS_KEY_FILE"} {
 			if !strings.Contains(out.String(), name) {
 				t.Errorf("run %v output does not list %s", args, name)
 			}

@@ -1,0 +1,123 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a log destination safe for the engine's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (s *syncBuffer) Reset() {
+	s.mu.Lock()
+	s.b.Reset()
+	s.mu.Unlock()
+}
+
+// startLogged starts an engine on addr whose log goes to the returned buffer.
+func startLogged(t *testing.T, addr string, mutate ...func(*Config)) (*Engine, *syncBuffer) {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Addr, cfg.HTTPAddr = addr, "127.0.0.1:0"
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	var buf syncBuffer
+	e, err := New(cfg, slog.New(slog.NewTextHandler(&buf, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = e.Shutdown(ctx)
+	})
+	return e, &buf
+}
+
+// Binding the worker listener beyond loopback without authentication logs
+// a warning at startup; loopback does not.
+func TestWarnExposedAtStart(t *testing.T) {
+	for _, tc := range []struct {
+		addr string
+		warn bool
+	}{
+		{"0.0.0.0:0", true},
+		{"127.0.0.1:0", false},
+		{"localhost:0", false},
+	} {
+		t.Run(tc.addr, func(t *testing.T) {
+			_, buf := startLogged(t, tc.addr)
+			log := buf.String()
+			if !strings.Contains(log, `msg="engine started"`) {
+				t.Fatalf("no start line in %q", log)
+			}
+			warned := strings.Contains(log, "level=WARN msg=\"SECURITY: the worker listener is reachable from other machines and workers need no authentication")
+			if warned != tc.warn {
+				t.Errorf("addr %s: warned = %v, want %v; log:\n%s", tc.addr, warned, tc.warn, log)
+			}
+		})
+	}
+}
+
+// With authentication, an exposed listener without TLS still warns that
+// credentials travel in clear text; with TLS it does not warn.
+func TestWarnExposedWithAuth(t *testing.T) {
+	e, buf := startLogged(t, "0.0.0.0:0")
+	buf.Reset()
+	e.warnExposed(true)
+	if log := buf.String(); !strings.Contains(log, "without TLS") || strings.Contains(log, "need no authentication") {
+		t.Errorf("auth without TLS: log %q, want only the clear-text warning", log)
+	}
+
+	files, _ := writeTestTLS(t)
+	e, buf = startLogged(t, "0.0.0.0:0", func(c *Config) { c.TLS = files })
+	buf.Reset()
+	e.warnExposed(true)
+	if log := buf.String(); log != "" {
+		t.Errorf("auth with TLS: logged %q, want nothing", log)
+	}
+}
+
+func TestExposedAddr(t *testing.T) {
+	for _, tc := range []struct {
+		addr net.Addr
+		want bool
+	}{
+		{&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}, false},
+		{&net.TCPAddr{IP: net.IPv4(127, 1, 2, 3)}, false},
+		{&net.TCPAddr{IP: net.IPv6loopback}, false},
+		{&net.TCPAddr{IP: net.IPv4zero}, true},
+		{&net.TCPAddr{IP: net.IPv6unspecified}, true},
+		{&net.TCPAddr{IP: net.IPv4(192, 168, 1, 10)}, true},
+		{&net.UnixAddr{Name: "/tmp/x", Net: "unix"}, true},
+	} {
+		if got := exposed(tc.addr); got != tc.want {
+			t.Errorf("exposed(%v) = %v, want %v", tc.addr, got, tc.want)
+		}
+	}
+}
