@@ -2,6 +2,7 @@ package sluice
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -34,10 +35,10 @@ func marshalJSON(v any) (jsontext.Value, error) {
 // decodeOptions are the options for decoding values that came from the
 // engine: case-insensitive names, and channel refs materialised as live
 // channel ends bound to this client's engine.
-func decodeOptions(url string) jsonv2.Options {
+func decodeOptions(url string, tlsCfg *tls.Config) jsonv2.Options {
 	return jsonv2.JoinOptions(
 		jsonv2.MatchCaseInsensitiveNames(true),
-		jsonv2.WithUnmarshalers(channelUnmarshalers(url)),
+		jsonv2.WithUnmarshalers(channelUnmarshalersTLS(url, tlsCfg)),
 	)
 }
 
@@ -443,7 +444,9 @@ func (c *Client) CreateChannel(ctx context.Context, opts ...ChannelOption) (*Cha
 	if err := jsonv2.Unmarshal(raw, &res); err != nil || res.Writer.ChannelID == "" || res.Reader.ChannelID == "" {
 		return nil, fmt.Errorf("sluice: unexpected %s result %s (%v)", wire.FnChannelsCreate, raw, err)
 	}
-	return newChannel(c.url, res), nil
+	ch := newChannel(c.url, res)
+	ch.Writer.tls, ch.Reader.tls = c.cfg.tlsConfig, c.cfg.tlsConfig
+	return ch, nil
 }
 
 // ChannelOption configures CreateChannel.

@@ -1,6 +1,7 @@
 package sluice
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -58,6 +59,20 @@ func newChannel(engineURL string, res wire.CreateChannelResult) *Channel {
 		WriterRef: res.Writer,
 		ReaderRef: res.Reader,
 	}
+}
+
+// newChannelReader and newChannelWriter are NewChannelReader and
+// NewChannelWriter for a client's ends: they dial with its TLS settings.
+func newChannelReader(engineURL string, tlsCfg *tls.Config, ref ChannelRef) *ChannelReader {
+	r := NewChannelReader(engineURL, ref)
+	r.tls = tlsCfg
+	return r
+}
+
+func newChannelWriter(engineURL string, tlsCfg *tls.Config, ref ChannelRef) *ChannelWriter {
+	w := NewChannelWriter(engineURL, ref)
+	w.tls = tlsCfg
+	return w
 }
 
 // ErrStreamBroken is matched (errors.Is) by every *ChannelError: the stream
@@ -140,6 +155,7 @@ var (
 type channelEnd struct {
 	url string // "" when decoded from JSON without a client: unbound
 	ref ChannelRef
+	tls *tls.Config // the client's WithTLSConfig, for wss:// ends
 }
 
 func newChannelEnd(engineURL string, ref ChannelRef, dir string) channelEnd {
@@ -170,6 +186,11 @@ func refOf(e *channelEnd) *ChannelRef {
 func (e *channelEnd) dial(d *websocket.Dialer) (*websocket.Conn, error) {
 	if e.url == "" {
 		return nil, ErrChannelUnbound
+	}
+	if e.tls != nil {
+		dd := *d
+		dd.TLSClientConfig = e.tls
+		d = &dd
 	}
 	ws, err := dialChannel(d, e.url)
 	if err != nil {

@@ -1,6 +1,8 @@
 package sluice
 
 import (
+	"crypto/tls"
+
 	"github.com/go-json-experiment/json"
 
 	"github.com/sluicehq/sluice/wire"
@@ -17,6 +19,12 @@ import (
 // "write" ref in a *ChannelReader field is a mix-up that would otherwise
 // show up as a refused connection much later. JSON null gives a nil end.
 func channelUnmarshalers(baseURL string) *json.Unmarshalers {
+	return channelUnmarshalersTLS(baseURL, nil)
+}
+
+// channelUnmarshalersTLS is channelUnmarshalers for ends that dial with
+// tlsCfg (the client's WithTLSConfig).
+func channelUnmarshalersTLS(baseURL string, tlsCfg *tls.Config) *json.Unmarshalers {
 	return json.JoinUnmarshalers(
 		json.UnmarshalFunc(func(data []byte, v **ChannelReader) error {
 			ref, null, err := parseRef(data, wire.DirRead)
@@ -26,7 +34,7 @@ func channelUnmarshalers(baseURL string) *json.Unmarshalers {
 			if null {
 				*v = nil
 			} else {
-				*v = NewChannelReader(baseURL, ref)
+				*v = newChannelReader(baseURL, tlsCfg, ref)
 			}
 			return nil
 		}),
@@ -38,7 +46,7 @@ func channelUnmarshalers(baseURL string) *json.Unmarshalers {
 			if null {
 				*v = nil
 			} else {
-				*v = NewChannelWriter(baseURL, ref)
+				*v = newChannelWriter(baseURL, tlsCfg, ref)
 			}
 			return nil
 		}),

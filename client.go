@@ -101,6 +101,10 @@ func Connect(ctx context.Context, rawURL string, opts ...Option) (*Client, error
 	for _, o := range opts {
 		o(&cfg)
 	}
+	if cfg.tlsConfig == nil && cfg.dialer != nil {
+		// Channel sockets trust what the worker socket trusts.
+		cfg.tlsConfig = cfg.dialer.TLSClientConfig
+	}
 	c := &Client{
 		url:          rawURL,
 		cfg:          cfg,
@@ -112,7 +116,7 @@ func Connect(ctx context.Context, rawURL string, opts ...Option) (*Client, error
 		triggers:     make(map[string]*trigger),
 		triggerTypes: make(map[string]*triggerType),
 		pending:      make(map[string]*pendingCall),
-		decOpts:      decodeOptions(rawURL),
+		decOpts:      decodeOptions(rawURL, cfg.tlsConfig),
 	}
 	if c.dialer == nil {
 		// No write buffer pool: a client has one socket, and gorilla
@@ -129,6 +133,11 @@ func Connect(ctx context.Context, rawURL string, opts ...Option) (*Client, error
 			raw.ReadBufferSize = 1024
 			c.rawDialer = &raw
 		}
+	}
+	if cfg.tlsConfig != nil {
+		d := *c.dialer
+		d.TLSClientConfig = cfg.tlsConfig
+		c.dialer = &d
 	}
 	// Lets the writer batch frames queued under load into one syscall.
 	c.dialer = wsconn.Dialer(c.dialer)

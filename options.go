@@ -1,6 +1,7 @@
 package sluice
 
 import (
+	"crypto/tls"
 	"log/slog"
 	"net/http"
 	"time"
@@ -33,6 +34,7 @@ type config struct {
 	backoffMax        time.Duration
 	header            http.Header
 	dialer            *websocket.Dialer
+	tlsConfig         *tls.Config
 
 	// Keepalive, adjustable by tests only.
 	pingInterval time.Duration
@@ -97,6 +99,16 @@ func WithHeader(h http.Header) Option { return func(c *config) { c.header = h.Cl
 // WithDialer replaces the WebSocket dialer (proxy, TLS settings, buffer
 // sizes). The default has a 10 s handshake timeout.
 func WithDialer(d *websocket.Dialer) Option { return func(c *config) { c.dialer = d } }
+
+// WithTLSConfig sets the TLS settings of wss:// connections: the worker
+// socket and every channel end the client hands out (created, or decoded
+// from handler input and HTTP requests). Use it to trust a private CA
+// (RootCAs) or present a client certificate. It overrides the
+// TLSClientConfig of a WithDialer dialer (whose TLSClientConfig, without
+// this option, applies to channel ends too). Without either, wss:// uses
+// the system's roots, as do ends made with NewChannelReader and
+// NewChannelWriter.
+func WithTLSConfig(c *tls.Config) Option { return func(o *config) { o.tlsConfig = c } }
 
 // FunctionOption configures a function registration.
 type FunctionOption func(*functionConfig)

@@ -1,0 +1,143 @@
+package sluice_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/internal/testtls"
+)
+
+// startTLSEngine starts an engine serving both listeners over TLS with a
+// certificate from a throwaway CA.
+func startTLSEngine(t *testing.T) (*engine.Engine, testtls.Files) {
+	t.Helper()
+	files, err := testtls.Write(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := engine.DefaultConfig()
+	cfg.Addr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.TLS = engine.TLSConfig{CertFile: files.CertFile, KeyFile: files.KeyFile}
+	e, err := engine.New(cfg, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		defer cancel()
+		_ = e.Shutdown(ctx)
+	})
+	if !strings.HasPrefix(e.WorkerURL(), "wss://127.0.0.1:") || !strings.HasPrefix(e.HTTPURL(), "https://127.0.0.1:") {
+		t.Fatalf("TLS engine URLs: %s, %s", e.WorkerURL(), e.HTTPURL())
+	}
+	return e, files
+}
+
+func connectTLS(t *testing.T, e *engine.Engine, files testtls.Files, name string) *sluice.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
+	defer cancel()
+	c, err := sluice.Connect(ctx, e.WorkerURL(), sluice.WithName(name), sluice.WithLogger(quietLogger()),
+		sluice.WithTLSConfig(files.ClientConfig()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// WithTLSConfig's CA is trusted by the worker socket and by every channel
+// end the client hands out: created ends, ends decoded from handler input,
+// and the request and response channels of the HTTP adapter. Without it
+// the client does not trust the engine.
+func TestTLSConnectWithCustomCA(t *testing.T) {
+	e, files := startTLSEngine(t)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	if c, err := sluice.Connect(ctx, e.WorkerURL(), sluice.WithLogger(quietLogger())); err == nil {
+		c.Close()
+		t.Fatal("connected to an engine whose CA the client does not trust")
+	} else if !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("connecting without the CA: %v, want a certificate error", err)
+	}
+
+	a := connectTLS(t, e, files, "a")
+	b := connectTLS(t, e, files, "b")
+	must(t, sluice.Register(b, "b::digest", func(ctx context.Context, in struct {
+		R *sluice.ChannelReader `json:"r"`
+	}) (string, error) {
+		h := sha256.New()
+		if _, err := io.Copy(h, in.R); err != nil {
+			return "", err
+		}
+		return hex.EncodeToString(h.Sum(nil)), nil
+	}))
+	must(t, b.HandleHTTPFunc("POST /echo", "b::echo", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		_, _ = io.Copy(w, r.Body)
+	}))
+	if err := b.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+
+	data := make([]byte, 1<<20+7)
+	for i := range data {
+		data[i] = byte(rand.Uint32())
+	}
+	sum := sha256.Sum256(data)
+
+	ctx, cancel = context.WithTimeout(t.Context(), waitFor)
+	defer cancel()
+	ch, err := a.CreateChannel(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := ch.Writer.Write(data)
+		if cerr := ch.Writer.Close(); err == nil {
+			err = cerr
+		}
+		wrote <- err
+	}()
+	got, err := sluice.Call[string](ctx, a, "b::digest", map[string]any{"r": ch.Reader})
+	if err != nil {
+		t.Fatalf("b::digest over wss: %v", err)
+	}
+	if err := <-wrote; err != nil {
+		t.Fatalf("writing the channel over wss: %v", err)
+	}
+	if got != hex.EncodeToString(sum[:]) {
+		t.Fatalf("b::digest = %s, want %x", got, sum)
+	}
+
+	tr := &http.Transport{TLSClientConfig: files.ClientConfig()}
+	t.Cleanup(tr.CloseIdleConnections)
+	hc := &http.Client{Transport: tr, Timeout: waitFor}
+	res, err := hc.Post(e.HTTPURL()+"/echo", "application/octet-stream", io.MultiReader(bytes.NewReader(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	if err != nil || res.StatusCode != http.StatusOK || !bytes.Equal(body, data) {
+		t.Fatalf("POST /echo over https: %d, %d bytes (want %d), %v", res.StatusCode, len(body), len(data), err)
+	}
+	if res.TLS == nil {
+		t.Fatal("POST /echo: the response did not come over TLS")
+	}
+}
