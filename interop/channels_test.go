@@ -90,13 +90,17 @@ func checkTransform(ctx context.Context, t *testing.T, c *sluice.Client, coordin
 // flavour's adapted copy) and in Go, and mixes Go with each SDK: a Go
 // producer feeding the SDK's consumer, a Go coordinator driving the SDK's
 // transform worker.
-func TestSeedExamples(t *testing.T) {
+func TestSeedExamples(t *testing.T) { runSeedExamples(t, startPlainEngine, nil) }
+
+// runSeedExamples runs the seed examples on engines started by start, in
+// Go and in the flavours only accepts (all when nil).
+func runSeedExamples(t *testing.T, start func(testing.TB) *engineProc, only func(*flavour) bool) {
 	t.Run("go", func(t *testing.T) {
 		t.Parallel()
 		if buildErr != nil {
 			t.Fatalf("building the engine: %v", buildErr)
 		}
-		e := startEngine(t, "127.0.0.1:0")
+		e := start(t)
 		c := connectGo(t, e, "go-seeds")
 		registerGoSeeds(t, c)
 		ctx := ctxFor(t, 2*callTimeout)
@@ -105,10 +109,13 @@ func TestSeedExamples(t *testing.T) {
 		t.Run("Example4Transform", func(t *testing.T) { checkTransform(ctx, t, c, "go.transform::coordinator", nil) })
 	})
 	for _, f := range flavours {
+		if only != nil && !only(f) {
+			continue
+		}
 		t.Run(f.Name, func(t *testing.T) {
 			t.Parallel()
 			f.require(t)
-			fx := newFixture(t, f)
+			fx := newFixtureOn(t, f, start)
 			registerGoSeeds(t, fx.c)
 			ctx := ctxFor(t, 2*callTimeout)
 			waitFunctions(ctx, t, fx.c, append(seedFunctions(f, f.Prefix), goSeedFunctions...)...)

@@ -52,9 +52,15 @@ func (f *flavour) failMessage(prefix string) string {
 // functions.
 func newFixture(t *testing.T, f *flavour, workerEnv ...string) *fixture {
 	t.Helper()
+	return newFixtureOn(t, f, startPlainEngine, workerEnv...)
+}
+
+// newFixtureOn is newFixture on an engine started by start.
+func newFixtureOn(t *testing.T, f *flavour, start func(testing.TB) *engineProc, workerEnv ...string) *fixture {
+	t.Helper()
 	f.require(t)
 	fx := &fixture{f: f, sink: make(chan *sluice.Invocation, 16)}
-	fx.e = startEngine(t, "127.0.0.1:0")
+	fx.e = start(t)
 	fx.c = connectGo(t, fx.e, "go-interop")
 	registerGoFunctions(t, fx.c, fx.sink)
 	fx.w = startWorker(t, f, fx.e, f.script("worker"), f.Prefix, workerEnv...)

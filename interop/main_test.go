@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/testtls"
 )
 
 // Set up by TestMain.
@@ -420,11 +421,18 @@ func (p *proc) exitNote(err error) error {
 type engineProc struct {
 	*proc
 	Addr    string // host:port of the worker listener
-	URL     string // ws://Addr
+	URL     string // ws://Addr (wss:// with TLS)
 	HTTPURL string
+	// tls is the CA and certificate the engine serves, nil without TLS.
+	// Clients started by connectGo, startWorker and seedHTTPClient trust
+	// the CA.
+	tls *testtls.Files
 }
 
-var startedRE = regexp.MustCompile(`msg="engine started" worker_url=(ws://[^ ]+) http_url=(http://[^ ]+)`)
+var startedRE = regexp.MustCompile(`msg="engine started" worker_url=(wss?://([^ ]+)) http_url=(https?://[^ ]+)`)
+
+// startPlainEngine is startEngine on a free loopback port, without TLS.
+func startPlainEngine(t testing.TB) *engineProc { return startEngine(t, "127.0.0.1:0") }
 
 // startEngine runs the engine on addr ("127.0.0.1:0" for a free port) and
 // waits until it listens.
@@ -450,7 +458,7 @@ func startEngine(t testing.TB, addr string, extraArgs ...string) *engineProc {
 		t.Fatalf("engine did not start: %v", p.exitNote(err))
 	}
 	m := startedRE.FindStringSubmatch(line)
-	return &engineProc{proc: p, URL: m[1], Addr: strings.TrimPrefix(m[1], "ws://"), HTTPURL: m[2]}
+	return &engineProc{proc: p, URL: m[1], Addr: m[2], HTTPURL: m[3]}
 }
 
 // ---------------------------------------------------------------- workers
@@ -489,6 +497,13 @@ func startWorker(t testing.TB, f *flavour, e *engineProc, script, prefix string,
 		"PYTHONUNBUFFERED=1",
 		"PYTHONDONTWRITEBYTECODE=1",
 	)
+	if e.tls != nil {
+		// The SDKs trust the test CA through their runtimes' standard
+		// variables: Node adds NODE_EXTRA_CA_CERTS to its roots; Python's
+		// default SSL context (websockets) and Rust's rustls-native-certs
+		// (tokio-tungstenite) read SSL_CERT_FILE instead of the system's.
+		cmd.Env = append(cmd.Env, "NODE_EXTRA_CA_CERTS="+e.tls.CAFile, "SSL_CERT_FILE="+e.tls.CAFile)
+	}
 	cmd.Env = append(cmd.Env, env...)
 	w := &worker{proc: startProc(t, f.Name+"/"+prefix+"/"+script, cmd), f: f, Prefix: prefix}
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
@@ -532,12 +547,16 @@ func connectGo(t testing.TB, e *engineProc, name string) *sluice.Client {
 	dumpOnFailure(t, "go client "+name, map[string]*lineLog{"log": logs})
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	c, err := sluice.Connect(ctx, e.URL,
+	opts := []sluice.Option{
 		sluice.WithName(name),
 		sluice.WithLogger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))),
 		sluice.WithReconnectBackoff(50*time.Millisecond, 500*time.Millisecond),
 		sluice.WithInvocationTimeout(callTimeout),
-	)
+	}
+	if e.tls != nil {
+		opts = append(opts, sluice.WithTLSConfig(e.tls.ClientConfig()))
+	}
+	c, err := sluice.Connect(ctx, e.URL, opts...)
 	if err != nil {
 		t.Fatalf("connecting the Go client to %s: %v", e.URL, err)
 	}

@@ -163,7 +163,7 @@ func TestHTTPUploadEngineMemory(t *testing.T) {
 	req.ContentLength = size
 	req.Header.Set("Content-Type", "application/octet-stream")
 	start := time.Now()
-	res, err := seedHTTPClient(t).Do(req)
+	res, err := seedHTTPClient(t, e).Do(req)
 	if err != nil {
 		t.Fatalf("POST: %v", err)
 	}

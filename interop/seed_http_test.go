@@ -86,14 +86,14 @@ func (s httpSeed) prefix() string {
 // start starts an engine and the worker serving the example (env: extra
 // worker environment), and waits until the engine serves the route bound
 // to functionID (<prefix>.<fn>).
-func (s httpSeed) start(t *testing.T, fn string, env ...string) *engineProc {
+func (s httpSeed) start(t *testing.T, startEngine func(testing.TB) *engineProc, fn string, env ...string) *engineProc {
 	t.Helper()
 	if s.f != nil {
 		s.f.require(t)
 	} else if buildErr != nil {
 		t.Fatalf("building the engine: %v", buildErr)
 	}
-	e := startEngine(t, "127.0.0.1:0")
+	e := startEngine(t)
 	c := connectGo(t, e, "go-seed-http")
 	if s.f == nil {
 		registerGoHTTPSeeds(t, c, env...)
@@ -130,9 +130,13 @@ func waitHTTPTrigger(ctx context.Context, t testing.TB, c *sluice.Client, functi
 	}
 }
 
-// seedHTTPClient is a plain net/http client whose connections end with the test.
-func seedHTTPClient(t testing.TB) *http.Client {
+// seedHTTPClient is a plain net/http client for e's HTTP listener (trusting
+// its CA when it serves TLS) whose connections end with the test.
+func seedHTTPClient(t testing.TB, e *engineProc) *http.Client {
 	tr := &http.Transport{}
+	if e.tls != nil {
+		tr.TLSClientConfig = e.tls.ClientConfig()
+	}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr, Timeout: 2 * time.Minute}
 }
@@ -149,7 +153,12 @@ func seedHTTPClient(t testing.TB) *http.Client {
 //
 // SSE runs first and on its own: its timing is not disturbed by the
 // downloads.
-func TestSeedHTTP(t *testing.T) {
+func TestSeedHTTP(t *testing.T) { runSeedHTTP(t, startPlainEngine, nil) }
+
+// runSeedHTTP runs TestSeedHTTP's examples on engines started by start, in
+// Go and in the flavours only accepts (all when nil).
+func runSeedHTTP(t *testing.T, start func(testing.TB) *engineProc, only func(*flavour) bool) {
+	keep := func(s httpSeed) bool { return s.f == nil || only == nil || only(s.f) }
 	node11, node22 := flavourNamed("node-0.11.6"), flavourNamed("node-0.22.1")
 	py25, pyseed := flavourNamed("python-0.25.0"), flavourNamed("python-seed-0.11.6")
 
@@ -164,10 +173,13 @@ func TestSeedHTTP(t *testing.T) {
 			{name: node11.Name, f: node11, script: "seed_sse.mjs", headers: sseHeaders},
 			{name: node22.Name, f: node22, script: "seed_sse.mjs", headers: sseHeaders},
 		} {
+			if !keep(s) {
+				continue
+			}
 			t.Run(s.name, func(t *testing.T) {
 				t.Parallel()
-				e := s.start(t, "events::stream", fmt.Sprintf("SSE_DELAY_MS=%d", sseGap.Milliseconds()))
-				checkSSE(t, e.HTTPURL+"/"+s.prefix()+"/events/stream", s.headers)
+				e := s.start(t, start, "events::stream", fmt.Sprintf("SSE_DELAY_MS=%d", sseGap.Milliseconds()))
+				checkSSE(t, e, e.HTTPURL+"/"+s.prefix()+"/events/stream", s.headers)
 			})
 		}
 	})
@@ -186,10 +198,13 @@ func TestSeedHTTP(t *testing.T) {
 			{name: pyseed.Name, f: pyseed, script: "seed_download.py", headers: pdf},
 			{name: py25.Name, f: py25, script: "seed_download_0_25.py", headers: pdf},
 		} {
+			if !keep(s) {
+				continue
+			}
 			t.Run(s.name, func(t *testing.T) {
 				t.Parallel()
-				e := s.start(t, "files::download", "DATA_DIR="+file.dir)
-				checkDownload(t, e.HTTPURL+"/"+s.prefix()+"/files/"+seedFileName, s.headers, file)
+				e := s.start(t, start, "files::download", "DATA_DIR="+file.dir)
+				checkDownload(t, e, e.HTTPURL+"/"+s.prefix()+"/files/"+seedFileName, s.headers, file)
 			})
 		}
 	})
@@ -206,9 +221,9 @@ func checkHeaders(t *testing.T, res *http.Response, want map[string]string) {
 }
 
 // checkDownload GETs url and checks the status, headers, size and SHA-256.
-func checkDownload(t *testing.T, url string, headers map[string]string, file seedFile) {
+func checkDownload(t *testing.T, e *engineProc, url string, headers map[string]string, file seedFile) {
 	start := time.Now()
-	res, err := seedHTTPClient(t).Get(url)
+	res, err := seedHTTPClient(t, e).Get(url)
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}
@@ -228,7 +243,7 @@ func checkDownload(t *testing.T, url string, headers map[string]string, file see
 	if n != file.size || sum != file.sha256 {
 		t.Fatalf("got %d bytes with SHA-256 %s, want %d bytes with %s", n, sum, file.size, file.sha256)
 	}
-	t.Logf("GET %s: %d MiB in %v (%.0f MiB/s), SHA-256 ok, %s %v", url[strings.Index(url[7:], "/")+7:], n>>20,
+	t.Logf("GET %s: %d MiB in %v (%.0f MiB/s), SHA-256 ok, %s %v", "/"+strings.SplitN(url, "/", 4)[3], n>>20,
 		elapsed.Round(time.Millisecond), float64(n)/(1<<20)/elapsed.Seconds(), res.Proto, res.Header)
 }
 
@@ -248,10 +263,10 @@ func seedSSEEvents() []sseEvent {
 // checkSSE reads the event stream at url, checks the headers and events,
 // and checks that the events arrive at the pace the function writes them:
 // one at once, then one every sseGap.
-func checkSSE(t *testing.T, url string, headers map[string]string) {
+func checkSSE(t *testing.T, e *engineProc, url string, headers map[string]string) {
 	want := seedSSEEvents()
 	start := time.Now()
-	res, err := seedHTTPClient(t).Get(url)
+	res, err := seedHTTPClient(t, e).Get(url)
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}
@@ -300,7 +315,7 @@ func checkSSE(t *testing.T, url string, headers map[string]string) {
 		}
 		return out
 	}
-	t.Logf("GET %s: headers after %v, events after %v, gaps %v (written %v apart)", url[strings.Index(url[7:], "/")+7:],
+	t.Logf("GET %s: headers after %v, events after %v, gaps %v (written %v apart)", "/"+strings.SplitN(url, "/", 4)[3],
 		headersAt.Round(time.Millisecond), round(at), round(gaps), sseGap)
 	// Paced, not bunched: an event held back until the next one is written
 	// (or to the end) makes a gap near 0. The bounds leave room for a
