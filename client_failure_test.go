@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // What the SDK promises when the engine is away or misbehaves. Each test
@@ -122,4 +123,38 @@ func TestConnectReportsHTTPStatus(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "HTTP 401") {
 		t.Fatalf("Connect to an engine answering 401: %v", err)
 	}
+}
+
+// fault: ctlReader's masked-frame check removed. RFC 6455 §5.1: a client
+// must close the connection when a server frame is masked; the SDK closes
+// with 1002 (protocol error) and reconnects.
+func TestMaskedServerFrameRefused(t *testing.T) {
+	fe := newFakeEngine(t)
+	c, fc := connect(t, fe)
+	must(t, c.RegisterRaw("echo", echoRaw))
+	fc.expect(t, wire.TypeRegisterFunction)
+	payload := []byte(`{"type":"invokefunction","invocation_id":"m1","function_id":"echo","data":1}`)
+	key := [4]byte{1, 2, 3, 4}
+	frame := []byte{0x81, 0x80 | byte(len(payload))} // FIN, text, masked; len < 126
+	frame = append(frame, key[:]...)
+	for i, b := range payload {
+		frame = append(frame, b^key[i%4])
+	}
+	fc.wmu.Lock()
+	_, err := fc.ws.NetConn().Write(frame)
+	fc.wmu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case f := <-fc.in:
+		t.Fatalf("the client answered a masked frame: %s", f.raw)
+	case <-fc.done:
+	case <-time.After(waitFor):
+		t.Fatal("the client kept a socket that sent a masked frame")
+	}
+	if code := fc.closeCode(); code != websocket.CloseProtocolError {
+		t.Fatalf("close code %d, want %d (protocol error)", code, websocket.CloseProtocolError)
+	}
+	fe.accept(t).expect(t, wire.TypeReattach) // and it reconnects
 }

@@ -42,6 +42,7 @@ type fakeConn struct {
 	in     chan frame
 	done   chan struct{}
 	pings  chan struct{} // one (non-blocking) signal per WS ping received
+	endErr error         // the read error that ended the socket; set before done closes
 }
 
 func newFakeEngine(t *testing.T) *fakeEngine {
@@ -77,6 +78,7 @@ func newFakeEngine(t *testing.T) *fakeEngine {
 		for {
 			_, data, err := ws.ReadMessage()
 			if err != nil {
+				fc.endErr = err
 				return
 			}
 			f := frame{raw: string(data)}
@@ -115,6 +117,16 @@ func (fc *fakeConn) sendRaw(s string) {
 	fc.wmu.Lock()
 	defer fc.wmu.Unlock()
 	_ = fc.ws.WriteMessage(websocket.TextMessage, []byte(s))
+}
+
+// closeCode is the close code the client ended the socket with (after done),
+// or -1 if it ended without a close frame.
+func (fc *fakeConn) closeCode() int {
+	<-fc.done
+	if ce, ok := fc.endErr.(*websocket.CloseError); ok {
+		return ce.Code
+	}
+	return -1
 }
 
 // kill drops the socket without a close frame.

@@ -105,6 +105,9 @@ FAULTS = [
     ("prehandler-shutdown-unanswered", "internal/httptrigger/payload.go",
      "\t\twriteError(&x.w, http.StatusServiceUnavailable, wire.CodeEngineShuttingDown, \"engine shutting down\")\n\t}\n\treturn invocation.Result{}, false", "\t}\n\treturn invocation.Result{}, false",
      "TestPreHandlerCallFailures", "./internal/httptrigger/"),
+    ("sdk-masked-server-frame-accepted", "reader.go",
+     "\t\tcase h.Masked:\n\t\t\treturn nil, r.fail(\"masked server frame\")\n", "",
+     "TestMaskedServerFrameRefused", "."),
 ]
 
 
