@@ -73,7 +73,7 @@ make_venv() { # venv-dir requirements-file
   rm -rf "$venv"
   "$py" -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    --no-input -r "$req"
+    --no-input --require-hashes -r "$req"
   printf '%s' "$want" >"$venv/.sluice-stamp"
 }
 
