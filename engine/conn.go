@@ -108,6 +108,7 @@ func (w *workerConn) readLoop() {
 	limit := w.e.cfg.MaxMessageSize
 	buf := make([]byte, 0, 4096)
 	var m wire.Message
+	telemetry := false // logged once per connection
 	// Writes caused by a burst of input are batched per destination and
 	// flushed before the next read that could block.
 	var batch wsconn.Batch
@@ -133,6 +134,10 @@ func (w *workerConn) readLoop() {
 			return
 		}
 		if kind == wsconn.Binary && isTelemetryFrame(data) {
+			if !telemetry {
+				telemetry = true
+				w.log.Info("worker sends telemetry (discarded)", "kind", string(data[:4]))
+			}
 			continue
 		}
 		if wire.IsBlank(data) {
@@ -388,6 +393,7 @@ func (e *Engine) serveOTel(rw http.ResponseWriter, r *http.Request) {
 	})
 	defer stop()
 	ws.SetReadLimit(e.cfg.MaxMessageSize)
+	e.log.Info("telemetry socket connected (data discarded)", "remote", r.RemoteAddr)
 	for {
 		_, r, err := ws.NextReader()
 		if err != nil {

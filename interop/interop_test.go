@@ -223,6 +223,9 @@ func TestSDK(t *testing.T) {
 			f.require(t)
 			fx := newFixture(t, f)
 			t.Run("Discovery", fx.testDiscovery)
+			if f.OTel {
+				t.Run("Telemetry", fx.testTelemetry)
+			}
 			t.Run("GoCallsSDK", fx.testGoCallsSDK)
 			t.Run("SDKCallsGo", fx.testSDKCallsGo)
 			t.Run("VoidGoToSDK", fx.testVoidGoToSDK)
@@ -236,6 +239,18 @@ func TestSDK(t *testing.T) {
 			// never reconnects after 1000/1001/1005 (SDK_NOTES.md §2.3).
 			t.Run("ReconnectAfterEngineRestart", func(t *testing.T) { testReconnect(t, f, false) })
 		})
+	}
+}
+
+// testTelemetry: a worker with the SDK's OpenTelemetry on (its default)
+// reaches the engine's telemetry endpoint (/otel or telemetry frames on the
+// worker socket) and everything else in TestSDK still works beside it.
+func (fx *fixture) testTelemetry(t *testing.T) {
+	ctx := ctxFor(t, callTimeout)
+	if _, err := fx.e.stderr.wait(ctx, func(s string) bool {
+		return strings.Contains(s, "telemetry socket connected") || strings.Contains(s, "worker sends telemetry")
+	}); err != nil {
+		t.Fatalf("%s runs with OpenTelemetry on, but the engine saw no telemetry: %v", fx.f.Name, err)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -94,6 +95,9 @@ type flavour struct {
 	Version string // the iii-sdk version installed
 	Dir     string // script directory inside interop/ (Rust: the Cargo package)
 	venv    string // Python: venv directory inside interop/
+	// OTel leaves the SDK's OpenTelemetry on (its default): the worker
+	// opens /otel and sends telemetry frames. The others run with it off.
+	OTel bool
 }
 
 // rustWorkerBin is the worker binary setup.sh builds in interop/rust/.
@@ -127,8 +131,8 @@ func rustStamp() (string, error) {
 
 var flavours = []*flavour{
 	{Name: "node-0.11.6", Prefix: "node11", Runtime: "node", Version: "0.11.6", Dir: "node-0.11.6"},
-	{Name: "node-0.22.1", Prefix: "node22", Runtime: "node", Version: "0.22.1", Dir: "node-0.22.1"},
-	{Name: "python-0.25.0", Prefix: "py25", Runtime: "python", Version: "0.25.0", Dir: "python", venv: ".venv"},
+	{Name: "node-0.22.1", Prefix: "node22", Runtime: "node", Version: "0.22.1", Dir: "node-0.22.1", OTel: true},
+	{Name: "python-0.25.0", Prefix: "py25", Runtime: "python", Version: "0.25.0", Dir: "python", venv: ".venv", OTel: true},
 	{Name: "python-seed-0.11.6", Prefix: "pyseed", Runtime: "python", Version: "0.11.6", Dir: "python", venv: ".venv-seed"},
 	{Name: "rust-0.25.0", Prefix: "rs", Runtime: "rust", Version: "0.25.0", Dir: "rust"},
 }
@@ -493,7 +497,7 @@ func startWorker(t testing.TB, f *flavour, e *engineProc, script, prefix string,
 	cmd.Env = append(os.Environ(),
 		"III_URL="+e.URL,
 		"WORKER_PREFIX="+prefix,
-		"OTEL_ENABLED=false",
+		"OTEL_ENABLED="+strconv.FormatBool(f.OTel),
 		"PYTHONUNBUFFERED=1",
 		"PYTHONDONTWRITEBYTECODE=1",
 	)
