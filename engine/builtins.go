@@ -42,9 +42,13 @@ func builtin[In, Out any](fn func(ctx context.Context, req *invocation.Request, 
 	}
 }
 
+// addBuiltin registers an engine function. The registry reserves its id:
+// no worker can register it (see registry.RegisterFunction).
 func (e *Engine) addBuiltin(id string, fn invocation.Builtin, async bool) {
 	e.self.Add(id, fn, async)
-	e.reg.RegisterFunction(&registry.Function{ID: id, Owner: e.self})
+	if _, _, err := e.reg.RegisterFunction(&registry.Function{ID: id, Owner: e.self}); err != nil {
+		panic("builtin " + id + ": " + err.Error())
+	}
 }
 
 func (e *Engine) registerBuiltins() {
@@ -152,13 +156,15 @@ type registerTriggerInput struct {
 }
 
 // registerTriggerFn implements engine::register_trigger: a binding owned by
-// no connection. For a worker-provided type it waits (up to 10 s) for the
+// no connection (it outlives the caller's), which only the calling worker
+// may remove. For a worker-provided type it waits (up to 10 s) for the
 // provider's verdict.
-func (e *Engine) registerTriggerFn(ctx context.Context, _ *invocation.Request, in registerTriggerInput) (any, *wire.ErrorBody) {
+func (e *Engine) registerTriggerFn(ctx context.Context, req *invocation.Request, in registerTriggerInput) (any, *wire.ErrorBody) {
 	if in.TriggerType == "" || in.FunctionID == "" {
 		return nil, &wire.ErrorBody{Code: wire.CodeInvalidArguments, Message: "trigger_type and function_id are required"}
 	}
-	t := &registry.Trigger{ID: invocation.NewID(), Type: in.TriggerType, FunctionID: in.FunctionID, Config: in.Config, Metadata: in.Metadata}
+	t := &registry.Trigger{ID: invocation.NewID(), Type: in.TriggerType, FunctionID: in.FunctionID, Config: in.Config, Metadata: in.Metadata,
+		CreatedBy: req.CallerWorkerID}
 	var ack chan *wire.ErrorBody
 	if tt, ok := e.reg.TriggerType(in.TriggerType); ok {
 		if _, isWorker := tt.Provider.(*workerConn); isWorker {
@@ -169,8 +175,12 @@ func (e *Engine) registerTriggerFn(ctx context.Context, _ *invocation.Request, i
 		}
 	}
 	if errBody := e.putTrigger(t, nil); errBody != nil {
-		e.reg.RemoveTrigger(t.ID, nil)
-		return nil, errBody
+		if ack != nil {
+			e.regWaitMu.Lock()
+			delete(e.regWaits, t.ID)
+			e.regWaitMu.Unlock()
+		}
+		return nil, errBody // not stored, or dropped by the provider
 	}
 	if ack != nil {
 		timer := time.NewTimer(10 * time.Second)
@@ -178,14 +188,14 @@ func (e *Engine) registerTriggerFn(ctx context.Context, _ *invocation.Request, i
 		select {
 		case errBody := <-ack:
 			if errBody != nil {
-				e.reg.RemoveTrigger(t.ID, nil)
+				e.reg.DropTrigger(t)
 				return nil, &wire.ErrorBody{Code: wire.CodeTriggerRegistration, Message: errBody.Message}
 			}
 		case <-timer.C:
 			e.regWaitMu.Lock()
 			delete(e.regWaits, t.ID)
 			e.regWaitMu.Unlock()
-			e.unregisterTrigger(t.ID)
+			_, _ = e.unregisterTrigger(t.ID, nil)
 			return nil, &wire.ErrorBody{Code: wire.CodeTriggerRegistration, Message: "the provider of trigger type " + quote(in.TriggerType) + " did not answer within 10s"}
 		case <-ctx.Done():
 			return nil, &wire.ErrorBody{Code: wire.CodeTriggerRegistration, Message: "engine shutting down"}
@@ -198,11 +208,20 @@ type unregisterTriggerInput struct {
 	ID string `json:"id"`
 }
 
-func (e *Engine) unregisterTriggerFn(_ context.Context, _ *invocation.Request, in unregisterTriggerInput) (any, *wire.ErrorBody) {
+// unregisterTriggerFn implements engine::unregister_trigger: only the
+// worker that registered the binding (on its connection or through
+// engine::register_trigger) may remove it.
+func (e *Engine) unregisterTriggerFn(_ context.Context, req *invocation.Request, in unregisterTriggerInput) (any, *wire.ErrorBody) {
 	if in.ID == "" {
 		return nil, &wire.ErrorBody{Code: wire.CodeUnregisterFailed, Message: "id is required"}
 	}
-	return map[string]bool{"removed": e.unregisterTrigger(in.ID)}, nil
+	by := req.CallerWorkerID
+	removed, err := e.unregisterTrigger(in.ID, &by)
+	if err != nil {
+		e.log.Warn("engine::unregister_trigger refused", "trigger_id", registry.ShortID(in.ID), "caller_worker_id", by, "err", err)
+		return nil, &wire.ErrorBody{Code: wire.CodeForbidden, Message: err.Error()}
+	}
+	return map[string]bool{"removed": removed}, nil
 }
 
 // sortedBy sorts a slice by a string key.

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v4"
+
+	"github.com/sluicehq/sluice/internal/registry"
 )
 
 // Config is everything an engine can be told. The zero value is not useful:
@@ -23,6 +25,8 @@ type Config struct {
 	MaxMessageSize int64 `yaml:"max_message_size"`
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// MaxIDLength bounds function, trigger and trigger type ids, in bytes.
+	MaxIDLength int `yaml:"max_id_length"`
 	// Channels configures channel pipes.
 	Channels ChannelsConfig `yaml:"channels"`
 	// HTTP configures HTTP triggers.
@@ -72,6 +76,10 @@ type CORSConfig struct {
 	AllowedMethods []string `yaml:"allowed_methods"`
 }
 
+// minIDLength is the smallest max_id_length: the engine's own ids and the
+// SDKs' UUID trigger ids must fit.
+const minIDLength = 64
+
 // DefaultConfig returns the embedded defaults.
 func DefaultConfig() Config {
 	return Config{
@@ -79,6 +87,7 @@ func DefaultConfig() Config {
 		HTTPAddr:        "127.0.0.1:3111",
 		MaxMessageSize:  64 << 20,
 		ShutdownTimeout: 10 * time.Second,
+		MaxIDLength:     registry.DefaultMaxIDLength,
 		Channels: ChannelsConfig{
 			DefaultBuffer: 64,
 			MaxBuffer:     1024,
@@ -132,6 +141,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: shutdown_timeout must be positive")
 	case c.TLS.Enabled() && (c.TLS.CertFile == "" || c.TLS.KeyFile == ""):
 		return fmt.Errorf("config: tls.cert_file and tls.key_file must be set together")
+	case c.MaxIDLength < minIDLength:
+		// Every engine id and a UUID must fit.
+		return fmt.Errorf("config: max_id_length %d is below %d bytes", c.MaxIDLength, minIDLength)
 	}
 	return nil
 }

@@ -241,6 +241,8 @@ func (w *workerConn) handle(m *wire.Message, batch *wsconn.Batch) {
 	case wire.TypeUnregisterFunction:
 		if e.reg.UnregisterFunction(m.ID, w) {
 			e.functionsChanged()
+		} else if f, ok := e.reg.Function(m.ID); ok && registry.IsEngine(f.Owner) {
+			w.log.Warn("unregisterfunction of an engine function ignored", "function_id", m.ID)
 		}
 	case wire.TypeRegisterTriggerType:
 		e.registerWorkerTriggerType(w, m)
@@ -251,7 +253,10 @@ func (w *workerConn) handle(m *wire.Message, batch *wsconn.Batch) {
 	case wire.TypeRegisterTrigger:
 		e.registerTrigger(w, m)
 	case wire.TypeUnregisterTrigger:
-		e.unregisterTrigger(m.ID)
+		// The protocol has no answer to unregistertrigger; the log says why.
+		if _, err := e.unregisterTrigger(m.ID, &w.id); err != nil {
+			w.log.Warn("unregistertrigger refused", "trigger_id", registry.ShortID(m.ID), "err", err)
+		}
 	case wire.TypeTriggerRegistrationResult:
 		e.triggerRegistrationResult(w, m)
 	case wire.TypeReattach:
@@ -317,14 +322,25 @@ func (w *workerConn) registerFunction(m *wire.Message) {
 		return
 	}
 	if len(m.Invocation) > 0 {
-		w.log.Warn("HTTP-invoked functions are not supported by this engine; registration ignored", "function_id", m.ID)
+		w.log.Warn("HTTP-invoked functions are not supported by this engine; registration ignored", "function_id", registry.ShortID(m.ID))
 		return
 	}
 	f := &registry.Function{
 		ID: m.ID, Owner: w, Description: m.Description,
 		RequestFormat: m.RequestFormat, ResponseFormat: m.ResponseFormat, Metadata: m.Metadata,
 	}
-	if prev, replaced := w.e.reg.RegisterFunction(f); replaced {
+	prev, replaced, err := w.e.reg.RegisterFunction(f)
+	if err != nil {
+		w.log.Warn("registerfunction refused", "function_id", registry.ShortID(m.ID), "err", err)
+		if errors.Is(err, registry.ErrReserved) {
+			// The SDKs from 0.23 log this and stop serving the id; the
+			// 0.22.1 ones ignore it. No other code is safe to send: the
+			// Python and Rust SDKs treat unknown codes as fatal.
+			_ = w.conn.SendIn(w.e.ctx, nil, wsconn.Text, wire.EncodeFunctionRejected(wsconn.Buffer(), m.ID, ""), wsconn.Recycle)
+		}
+		return
+	}
+	if replaced {
 		w.log.Warn("function taken over from another worker (last registration wins)", "function_id", m.ID, "previous_worker_id", prev)
 	}
 	w.e.functionsChanged()
@@ -350,6 +366,9 @@ func (w *workerConn) reattach(m *wire.Message) {
 	w.log.Info("worker reattached; evicting previous connection", "previous_worker_id", old.id)
 	old.conn.Abort()
 	old.close("evicted by reattach")
+	// The token proves it is the same worker: it keeps the right to remove
+	// the durable bindings it created through engine::register_trigger.
+	w.e.reg.TransferCreatedBy(old.id, w.id)
 }
 
 // close runs the disconnect cleanup once: it answers every invocation the

@@ -92,6 +92,7 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 		shuttingDown: make(chan struct{}),
 		serveErr:     make(chan error, 2),
 	}
+	e.reg.SetMaxIDLength(cfg.MaxIDLength)
 	e.inv = invocation.NewLocal(ctx, e.reg)
 	e.upgrader = websocket.Upgrader{
 		// Zero: worker sockets read through wsconn's own 4 KiB buffer,

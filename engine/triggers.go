@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"time"
 
 	"github.com/go-json-experiment/json"
@@ -36,7 +37,9 @@ func (acceptAll) UnregisterTrigger(*registry.Trigger)     {}
 func (e *Engine) addEngineTriggerType(id, description string, p TriggerProvider) {
 	ep := &engineProvider{p: p}
 	e.providers[id] = ep
-	e.reg.RegisterTriggerType(&registry.TriggerType{ID: id, Description: description, Provider: ep})
+	if _, err := e.reg.RegisterTriggerType(&registry.TriggerType{ID: id, Description: description, Provider: ep}); err != nil {
+		panic("engine trigger type " + id + ": " + err.Error())
+	}
 }
 
 func (e *Engine) registerEngineTriggerTypes() {
@@ -50,17 +53,16 @@ func (e *Engine) registerWorkerTriggerType(w *workerConn, m *wire.Message) {
 		w.log.Warn("registertriggertype without id ignored")
 		return
 	}
-	if cur, ok := e.reg.TriggerType(m.ID); ok {
-		if _, engineOwned := cur.Provider.(*engineProvider); engineOwned {
-			w.log.Warn("a worker may not replace an engine trigger type; registration ignored", "trigger_type", m.ID)
-			return
-		}
-	}
 	tt := &registry.TriggerType{
 		ID: m.ID, Description: m.Description, Provider: w,
 		TriggerRequestFormat: m.TriggerRequestFormat, CallRequestFormat: m.CallRequestFormat,
 	}
-	bindings := e.reg.RegisterTriggerType(tt)
+	bindings, err := e.reg.RegisterTriggerType(tt)
+	if err != nil {
+		// The protocol has no answer to registertriggertype; the log says why.
+		w.log.Warn("registertriggertype refused", "trigger_type", registry.ShortID(m.ID), "err", err)
+		return
+	}
 	w.log.Info("trigger type registered", "trigger_type", m.ID, "bindings", len(bindings))
 	for _, t := range bindings {
 		e.activate(t, tt, nil)
@@ -69,10 +71,10 @@ func (e *Engine) registerWorkerTriggerType(w *workerConn, m *wire.Message) {
 
 func (e *Engine) registerTrigger(w *workerConn, m *wire.Message) {
 	if m.ID == "" || m.TriggerType == "" || m.FunctionID == "" {
-		w.log.Warn("registertrigger needs id, trigger_type and function_id; ignored", "id", m.ID, "trigger_type", m.TriggerType, "function_id", m.FunctionID)
+		w.log.Warn("registertrigger needs id, trigger_type and function_id; ignored", "id", registry.ShortID(m.ID),
+			"trigger_type", registry.ShortID(m.TriggerType), "function_id", registry.ShortID(m.FunctionID))
 		if m.ID != "" {
-			_ = w.send(&wire.Message{Type: wire.TypeTriggerRegistrationResult, ID: m.ID, TriggerType: m.TriggerType, FunctionID: m.FunctionID,
-				Error: &wire.ErrorBody{Code: wire.CodeTriggerRegistration, Message: "registertrigger needs id, trigger_type and function_id"}})
+			w.refuseTrigger(m, &wire.ErrorBody{Code: wire.CodeTriggerRegistration, Message: "registertrigger needs id, trigger_type and function_id"})
 		}
 		return
 	}
@@ -80,10 +82,33 @@ func (e *Engine) registerTrigger(w *workerConn, m *wire.Message) {
 	e.putTrigger(t, w)
 }
 
+// refuseTrigger answers a registertrigger with triggerregistrationresult
+// and an error, which every SDK logs. Ids are echoed cut to 64 bytes.
+func (w *workerConn) refuseTrigger(m *wire.Message, body *wire.ErrorBody) {
+	_ = w.send(&wire.Message{Type: wire.TypeTriggerRegistrationResult,
+		ID: registry.ShortID(m.ID), TriggerType: registry.ShortID(m.TriggerType), FunctionID: registry.ShortID(m.FunctionID),
+		Error: body})
+}
+
 // putTrigger stores a binding and activates it if its type has a provider.
-// It returns the provider's rejection, if any.
+// It returns the refusal (another worker's id, an id too long) or the
+// provider's rejection, if any; registrant is told either.
 func (e *Engine) putTrigger(t *registry.Trigger, registrant *workerConn) *wire.ErrorBody {
-	provider, replaced := e.reg.PutTrigger(t)
+	provider, replaced, err := e.reg.PutTrigger(t)
+	if err != nil {
+		code := wire.CodeTriggerRegistration
+		if errors.Is(err, registry.ErrNotOwner) {
+			code = wire.CodeForbidden
+		}
+		body := &wire.ErrorBody{Code: code, Message: err.Error()}
+		log := e.log
+		if registrant != nil {
+			log = registrant.log
+			registrant.refuseTrigger(&wire.Message{ID: t.ID, TriggerType: t.Type, FunctionID: t.FunctionID}, body)
+		}
+		log.Warn("trigger registration refused", "trigger_id", registry.ShortID(t.ID), "trigger_type", registry.ShortID(t.Type), "err", err)
+		return body
+	}
 	if replaced != nil && replaced.Active {
 		if oldTT, ok := e.reg.TriggerType(replaced.Type); ok {
 			e.detachTrigger(replaced, oldTT, nil)
@@ -102,7 +127,9 @@ func (e *Engine) activate(t *registry.Trigger, tt *registry.TriggerType, registr
 	switch p := tt.Provider.(type) {
 	case *engineProvider:
 		if err := p.p.RegisterTrigger(t); err != nil {
-			e.reg.SetTriggerActive(t, false)
+			// Not kept parked: an engine provider's verdict does not change
+			// later, and a rejected binding must not show in lists.
+			e.reg.DropTrigger(t)
 			body := &wire.ErrorBody{Code: wire.CodeTriggerRegistration, Message: err.Error()}
 			e.log.Warn("trigger rejected", "trigger_id", t.ID, "trigger_type", t.Type, "err", err)
 			if registrant != nil {
@@ -134,16 +161,25 @@ func (e *Engine) detachTrigger(t *registry.Trigger, tt *registry.TriggerType, ex
 	}
 }
 
-func (e *Engine) unregisterTrigger(id string) bool {
-	t, tt := e.reg.RemoveTrigger(id, nil)
+// unregisterTrigger removes binding id and tells its provider. by is the
+// worker asking (nil: the engine itself); only the binding's holder may.
+func (e *Engine) unregisterTrigger(id string, by *string) (bool, error) {
+	t, tt, err := e.reg.RemoveTrigger(id, by)
 	if t == nil {
-		return false
+		return false, err
 	}
 	e.detachTrigger(t, tt, nil)
-	return true
+	return true, nil
 }
 
 func (e *Engine) triggerRegistrationResult(w *workerConn, m *wire.Message) {
+	t, ok := e.reg.Trigger(m.ID)
+	if !ok {
+		return
+	}
+	if tt, ok := e.reg.TriggerType(t.Type); !ok || tt.Provider != w {
+		return // only the current provider may accept or reject a binding
+	}
 	e.regWaitMu.Lock()
 	ch, waiting := e.regWaits[m.ID]
 	delete(e.regWaits, m.ID)
@@ -154,13 +190,6 @@ func (e *Engine) triggerRegistrationResult(w *workerConn, m *wire.Message) {
 	}
 	if m.Error == nil {
 		return
-	}
-	t, ok := e.reg.Trigger(m.ID)
-	if !ok {
-		return
-	}
-	if tt, ok := e.reg.TriggerType(t.Type); !ok || tt.Provider != w {
-		return // only the current provider may reject a binding
 	}
 	e.reg.SetTriggerActive(t, false)
 	w.log.Warn("provider rejected trigger", "trigger_id", t.ID, "trigger_type", t.Type, "code", m.Error.Code, "message", m.Error.Message)

@@ -64,20 +64,19 @@ func TestRegisterFunctionLastWins(t *testing.T) {
 		{name: "same owner id, other object", first: w1, second: w1again},
 		{name: "another worker takes over", first: w1, second: w2, wantReplaced: true, wantPrev: "w1"},
 		{name: "engine takes over from worker", first: w1, second: engine, wantReplaced: true, wantPrev: "w1"},
-		{name: "worker takes over from engine", first: engine, second: w1, wantReplaced: true, wantPrev: ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := New()
 			if tc.first != nil {
-				if prev, replaced := r.RegisterFunction(&Function{ID: "f", Owner: tc.first, Description: "first"}); replaced {
+				if prev, replaced, err := r.RegisterFunction(&Function{ID: "f", Owner: tc.first, Description: "first"}); replaced || err != nil {
 					t.Fatalf("first registration reported replacing %q", prev)
 				}
 			}
 			gen := r.FunctionGeneration()
-			prev, replaced := r.RegisterFunction(&Function{ID: "f", Owner: tc.second, Description: "second"})
-			if replaced != tc.wantReplaced || prev != tc.wantPrev {
-				t.Errorf("RegisterFunction = (%q, %v), want (%q, %v)", prev, replaced, tc.wantPrev, tc.wantReplaced)
+			prev, replaced, err := r.RegisterFunction(&Function{ID: "f", Owner: tc.second, Description: "second"})
+			if replaced != tc.wantReplaced || prev != tc.wantPrev || err != nil {
+				t.Errorf("RegisterFunction = (%q, %v, %v), want (%q, %v, nil)", prev, replaced, err, tc.wantPrev, tc.wantReplaced)
 			}
 			f := mustFunction(t, r, "f")
 			if f.Owner != tc.second || f.Description != "second" {
@@ -98,8 +97,8 @@ func TestRegisterFunctionOverOwnerlessFunction(t *testing.T) {
 	// silently: there is nobody to report.
 	r := New()
 	r.RegisterFunction(&Function{ID: "f"})
-	if prev, replaced := r.RegisterFunction(&Function{ID: "f", Owner: &owner{"w1"}}); replaced {
-		t.Errorf("RegisterFunction reported replacing %q, want no report", prev)
+	if prev, replaced, err := r.RegisterFunction(&Function{ID: "f", Owner: &owner{"w1"}}); replaced || err != nil {
+		t.Errorf("RegisterFunction = (%q, %v, %v), want no report and no error", prev, replaced, err)
 	}
 }
 
@@ -246,7 +245,7 @@ func TestPutTriggerParksWithoutProviderAndTypeRegistrationReturnsBindings(t *tes
 
 	// Bindings for a type nobody provides yet are stored, parked.
 	for _, id := range []string{"t2", "t1"} {
-		tp, replaced := r.PutTrigger(&Trigger{ID: id, Type: "cron", FunctionID: "f", Owner: "w"})
+		tp, replaced, _ := r.PutTrigger(&Trigger{ID: id, Type: "cron", FunctionID: "f", Owner: "w"})
 		if tp != nil || replaced != nil {
 			t.Fatalf("PutTrigger(%s) = (%v, %v), want no provider and nothing replaced", id, tp, replaced)
 		}
@@ -259,7 +258,7 @@ func TestPutTriggerParksWithoutProviderAndTypeRegistrationReturnsBindings(t *tes
 	}
 
 	// The provider registers the type and receives exactly its bindings, sorted.
-	bindings := r.RegisterTriggerType(&TriggerType{ID: "cron", Provider: provider})
+	bindings, _ := r.RegisterTriggerType(&TriggerType{ID: "cron", Provider: provider})
 	if got, want := ptrTriggerIDs(bindings), []string{"t1", "t2"}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("RegisterTriggerType bindings = %v, want %v", got, want)
 	}
@@ -276,7 +275,7 @@ func TestPutTriggerParksWithoutProviderAndTypeRegistrationReturnsBindings(t *tes
 	}
 
 	// A binding put once the type exists is told its provider.
-	tp, _ := r.PutTrigger(&Trigger{ID: "t4", Type: "cron", FunctionID: "f", Owner: "w"})
+	tp, _, _ := r.PutTrigger(&Trigger{ID: "t4", Type: "cron", FunctionID: "f", Owner: "w"})
 	if tp == nil || tp.Provider != provider {
 		t.Errorf("PutTrigger with a provided type returned provider %v, want %v", tp, provider)
 	}
@@ -287,8 +286,8 @@ func TestPutTriggerSameIDReplaces(t *testing.T) {
 	first := &Trigger{ID: "t", Type: "cron", FunctionID: "f", Owner: "w1"}
 	r.PutTrigger(first)
 	r.SetTriggerActive(first, true)
-	second := &Trigger{ID: "t", Type: "cron", FunctionID: "g", Owner: "w2"}
-	_, replaced := r.PutTrigger(second)
+	second := &Trigger{ID: "t", Type: "cron", FunctionID: "g", Owner: "w1"}
+	_, replaced, _ := r.PutTrigger(second)
 	if replaced != first {
 		t.Fatalf("PutTrigger replaced = %v, want the first binding", replaced)
 	}
@@ -324,9 +323,8 @@ func TestSetTriggerActiveOnRemovedBinding(t *testing.T) {
 }
 
 func TestRegisterTriggerTypeReplacesProvider(t *testing.T) {
-	// The registry itself lets any provider replace any other; refusing a
-	// worker that tries to replace an engine type is the engine's job
-	// (engine.registerWorkerTriggerType).
+	// A worker may replace another worker's type (last one wins), never
+	// the engine's (TestRegisterTriggerTypeReserved).
 	r := New()
 	p1, p2 := &owner{"p1"}, &owner{"p2"}
 	r.RegisterTriggerType(&TriggerType{ID: "cron", Provider: p1, Description: "one"})
@@ -396,7 +394,7 @@ func TestParkedBindingsReactivateWithNewProvider(t *testing.T) {
 	if got, ok := r.Trigger("t"); !ok || got.Active {
 		t.Fatalf("binding after provider left: present %v, active %v; want parked", ok, got != nil && got.Active)
 	}
-	bindings := r.RegisterTriggerType(&TriggerType{ID: "cron", Provider: p2})
+	bindings, _ := r.RegisterTriggerType(&TriggerType{ID: "cron", Provider: p2})
 	if len(bindings) != 1 || bindings[0] != b {
 		t.Fatalf("new provider got bindings %v, want the parked one", ptrTriggerIDs(bindings))
 	}
@@ -441,7 +439,7 @@ func TestRemoveTrigger(t *testing.T) {
 			r.RegisterTriggerType(&TriggerType{ID: "cron", Provider: p})
 			b := &Trigger{ID: "t", Type: "cron", FunctionID: "f", Owner: "w1"}
 			r.PutTrigger(b)
-			got, tt := r.RemoveTrigger(tc.id, tc.owner)
+			got, tt, _ := r.RemoveTrigger(tc.id, tc.owner)
 			if tc.wantRemoved {
 				if got != b || tt == nil || tt.Provider != p {
 					t.Errorf("RemoveTrigger = (%v, %v), want the binding and its provider", got, tt)
@@ -460,7 +458,7 @@ func TestRemoveTriggerDurableBindingWithoutProvider(t *testing.T) {
 	r := New()
 	r.PutTrigger(&Trigger{ID: "t", Type: "cron", Owner: ""})
 	empty := ""
-	got, tt := r.RemoveTrigger("t", &empty)
+	got, tt, _ := r.RemoveTrigger("t", &empty)
 	if got == nil || tt != nil {
 		t.Errorf("RemoveTrigger = (%v, %v), want the binding and no provider", got, tt)
 	}
