@@ -422,6 +422,10 @@ func (c *Client) dispatch(s *session, m *wire.Message) {
 			c.log.Warn("sluice: trigger registration failed", "trigger_id", m.ID,
 				"trigger_type", m.TriggerType, "function_id", m.FunctionID, "err", m.Error.Error())
 		}
+	case wire.TypeRegistrationRejected:
+		// The engine serves none of this function's calls here (e.g. an
+		// engine:: id, which only the engine may register).
+		c.log.Warn("sluice: the engine refused a function registration", "function_id", m.FunctionID)
 	default:
 		// Unknown and informational types are ignored, as the other SDKs do.
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"strings"
@@ -129,6 +130,29 @@ func TestAttackRegistryRawEngineIDs(t *testing.T) {
 	}
 	if _, err := e.stderr.wait(ctx, func(s string) bool { return strings.Contains(s, "registertriggertype refused") }); err != nil {
 		t.Fatal(err)
+	}
+
+	// The Go SDK logs the refusal.
+	logs := newLineLog()
+	dumpOnFailure(t, "go client go-impostor", map[string]*lineLog{"log": logs})
+	g, err := sluice.Connect(ctx, e.URL, sluice.WithName("go-impostor"),
+		sluice.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if err := sluice.Register(g, "engine::functions::info", func(ctx context.Context, in json.RawMessage) (any, error) {
+		return "impostor", nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := logs.wait(ctx, func(s string) bool {
+		return strings.Contains(s, "refused a function registration") && strings.Contains(s, "engine::functions::info")
+	}); err != nil {
+		t.Fatalf("the Go SDK did not log the refusal: %v", err)
+	}
+	if out, err := sluice.Call[map[string]any](ctx, c, "engine::functions::info", map[string]any{"function_id": "engine::functions::info"}); err != nil {
+		t.Fatalf("engine::functions::info after the Go impostor: %v, %v", out, err)
 	}
 }
 
