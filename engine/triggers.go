@@ -83,11 +83,17 @@ func (e *Engine) registerTrigger(w *workerConn, m *wire.Message) {
 }
 
 // refuseTrigger answers a registertrigger with triggerregistrationresult
-// and an error, which every SDK logs. Ids are echoed cut to 64 bytes.
+// and an error, which every SDK logs. Ids over the length limit are echoed
+// cut to 64 bytes.
 func (w *workerConn) refuseTrigger(m *wire.Message, body *wire.ErrorBody) {
+	echo := func(id string) string {
+		if len(id) > w.e.cfg.MaxIDLength {
+			return registry.ShortID(id)
+		}
+		return id
+	}
 	_ = w.send(&wire.Message{Type: wire.TypeTriggerRegistrationResult,
-		ID: registry.ShortID(m.ID), TriggerType: registry.ShortID(m.TriggerType), FunctionID: registry.ShortID(m.FunctionID),
-		Error: body})
+		ID: echo(m.ID), TriggerType: echo(m.TriggerType), FunctionID: echo(m.FunctionID), Error: body})
 }
 
 // putTrigger stores a binding and activates it if its type has a provider.

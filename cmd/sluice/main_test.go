@@ -210,6 +210,7 @@ func TestConfigureErrors(t *testing.T) {
 		{name: "wrong type in file", yaml: "addr: [a, b]\n", want: []string{"sluice.yaml", "line 1"}},
 		{name: "invalid value in file", yaml: "max_message_size: 10\n", want: []string{"max_message_size 10 is below 1024"}},
 		{name: "invalid nested value in file", yaml: "channels:\n  default_buffer: 0\n", want: []string{"channel buffers must be at least 1"}},
+		{name: "id length below minimum", yaml: "max_id_length: 63\n", want: []string{"max_id_length 63 is below 64"}},
 		{name: "missing file", args: []string{"--config", "/nonexistent/sluice.yaml"}, isErr: fs.ErrNotExist},
 		{name: "missing file from SLUICE_CONFIG", env: map[string]string{"SLUICE_CONFIG": "/nonexistent/sluice.yaml"}, isErr: fs.ErrNotExist},
 
