@@ -44,7 +44,7 @@ func TestPayload(t *testing.T) {
 	if in.QueryParams["q"] != "hello world" || in.QueryParams["n"] != "2" {
 		t.Errorf("query_params %v", in.QueryParams)
 	}
-	if in.PathParams["id"] != "a/b" {
+	if in.PathParams["id"] != "a%2Fb" { // an encoded '/' stays encoded
 		t.Errorf("path_params %v", in.PathParams)
 	}
 	if in.Headers["x-custom"] != "v" || in.Headers["host"] == "" || in.Headers["content-type"] != "application/json; charset=utf-8" ||

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -386,7 +385,7 @@ func (r *router) len() int {
 }
 
 // pathParams extracts rt's parameters from the request path (which the
-// mux has verified to be clean), percent-decoded like r.PathValue.
+// mux has verified to be clean), percent-decoded by decodeParam.
 func (rt *route) pathParams(escapedPath string) map[string]string {
 	m := make(map[string]string, len(rt.params))
 	if len(rt.params) == 0 {
@@ -414,13 +413,75 @@ func (rt *route) pathParams(escapedPath string) map[string]string {
 				end = start + i
 			}
 		}
-		raw := p[start:end]
-		if v, err := url.PathUnescape(raw); err == nil {
-			raw = v
-		}
-		m[pr.name] = raw
+		m[pr.name] = decodeParam(p[start:end])
 	}
 	return m
+}
+
+// decodeParam percent-decodes a parameter's raw (escaped) text, segment by
+// segment, except what could turn a value into a different path: %2F
+// ('/'), %5C ('\') and %00 stay encoded, and so does %25 ('%'), so that
+// unescaping the value once gives exactly what the client sent. A segment
+// that would decode to "." or ".." stays as it came (a literal one never
+// gets here: the mux redirects to the cleaned path). So a parameter never
+// holds a parent directory or a separator the client did not send as a
+// real '/' (which only a *rest parameter can hold). A segment with a
+// malformed escape is kept as it came.
+func decodeParam(raw string) string {
+	if strings.IndexByte(raw, '%') < 0 {
+		return raw
+	}
+	var b strings.Builder
+	b.Grow(len(raw))
+	for i, s := range strings.Split(raw, "/") {
+		if i > 0 {
+			b.WriteByte('/')
+		}
+		b.WriteString(decodeSegment(s))
+	}
+	return b.String()
+}
+
+func decodeSegment(s string) string {
+	if strings.IndexByte(s, '%') < 0 {
+		return s
+	}
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] != '%' {
+			out = append(out, s[i])
+			continue
+		}
+		if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+			return s
+		}
+		c := unhex(s[i+1])<<4 | unhex(s[i+2])
+		switch c {
+		case '/', '\\', '%', 0:
+			out = append(out, s[i:i+3]...)
+		default:
+			out = append(out, c)
+		}
+		i += 2
+	}
+	if d := string(out); d != "." && d != ".." {
+		return d
+	}
+	return s
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
 }
 
 // triggerInfo is the "trigger" member of the payload.

@@ -39,6 +39,10 @@ func TestRouting(t *testing.T) {
 		{"DELETE", "/users/42", 200, `{"fn":"a","params":{"id":"42"}}`, ""},
 		{"POST", "/users", 200, `{"fn":"create","params":{}}`, ""},
 		{"GET", "/files/a/b/c.txt", 200, `{"fn":"files","params":{"rest":"a/b/c.txt"}}`, ""},
+		{"GET", "/files/a/%2E%2E/%2e/c%2Fd%5Ce%00", 200, `{"fn":"files","params":{"rest":"a/%2E%2E/%2e/c%2Fd%5Ce%00"}}`, ""},
+		{"GET", "/users/..%2F..%2Fetc%2Fpasswd", 200, `{"fn":"users","params":{"id":"..%2F..%2Fetc%2Fpasswd"}}`, ""},
+		{"GET", "/users/a\\b", 200, `{"fn":"users","params":{"id":"a%5Cb"}}`, ""}, // a raw backslash arrives escaped
+		{"GET", "/users/.%2E", 200, `{"fn":"users","params":{"id":".%2E"}}`, ""},
 		{"GET", "/", 200, `{"fn":"root","params":{}}`, ""},
 		{"GET", "/dir/", 200, `{"fn":"slash","params":{}}`, ""},
 		{"GET", "/orgs/acme/members/bob", 200, `{"fn":"b","params":{"member":"bob","org":"acme"}}`, ""},
@@ -58,6 +62,35 @@ func TestRouting(t *testing.T) {
 		}
 		if c.allow != "" && h.Get("Allow") != c.allow {
 			t.Errorf("%s %s: Allow = %q, want %q", c.method, c.path, h.Get("Allow"), c.allow)
+		}
+	}
+}
+
+func TestDecodeParam(t *testing.T) {
+	for raw, want := range map[string]string{
+		"plain":                  "plain",
+		"a%20b":                  "a b",
+		"caf%C3%A9":              "café",
+		"a%2Fb":                  "a%2Fb",
+		"a%2fb":                  "a%2fb",
+		"..%2F..%2Fetc%2Fpasswd": "..%2F..%2Fetc%2Fpasswd",
+		"..%5C..%5Cwin.ini":      "..%5C..%5Cwin.ini",
+		"a%00b":                  "a%00b",
+		"%2E%2E":                 "%2E%2E",
+		".%2e":                   ".%2e",
+		"%2E":                    "%2E",
+		"%2E%2E%2E":              "...",
+		"..a":                    "..a",
+		"a/%2E%2E/b":             "a/%2E%2E/b", // *rest: per segment
+		"a/b%20c/d":              "a/b c/d",
+		"bad%zz":                 "bad%zz",
+		"bad%2":                  "bad%2",
+		"%":                      "%",
+		"100%25":                 "100%25", // '%' too: unescaping the value once gives the exact text
+		"%252F":                  "%252F",
+	} {
+		if got := decodeParam(raw); got != want {
+			t.Errorf("decodeParam(%q) = %q, want %q", raw, got, want)
 		}
 	}
 }
