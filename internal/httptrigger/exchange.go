@@ -44,21 +44,11 @@ func (x *exchange) serve() {
 	var rawJSON []byte
 	var parsed jsontext.Value
 	if isJSONContentType(r.Header.Get("Content-Type")) {
-		if r.ContentLength > s.cfg.MaxJSONBody {
-			x.tooLarge()
+		b, held, ok := x.readJSON()
+		if !ok {
 			return
 		}
-		b, err := io.ReadAll(http.MaxBytesReader(&x.w, r.Body, s.cfg.MaxJSONBody))
-		if err != nil {
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				x.tooLarge()
-				return
-			}
-			x.outcome = "request body: " + err.Error()
-			writeError(&x.w, http.StatusBadRequest, "BAD_REQUEST", "could not read the request body")
-			return
-		}
+		defer s.jsonHeld.give(held) // runs last: after the pusher is done with b
 		rawJSON = b
 		if v := jsontext.Value(b); len(bytes.TrimSpace(b)) > 0 && v.IsValid(jsontext.AllowDuplicateNames(true)) {
 			parsed = v
@@ -147,6 +137,10 @@ func (x *exchange) serve() {
 		}
 	}()
 
+	if s.ctx.Err() != nil { // the body took until the end of the shutdown grace
+		x.shuttingDown()
+		return
+	}
 	payload := appendPayload(make([]byte, 0, 512), query, params, headers, x.rt, r.Method, parsed, &reqRef, &respRef)
 	resCh := make(chan invocation.Result, 1)
 	s.inv.Invoke(&invocation.Request{
@@ -170,6 +164,78 @@ func retire(ends ...any) {
 			r.Retire()
 		}
 	}
+}
+
+// readJSON reads a JSON request body whole, within MaxJSONBody, charging
+// its bytes to the server's budget before they are read (a declared length
+// at once, a chunked body as its buffer grows). The caller gives held back
+// once nothing refers to b. When ok is false the answer has been written.
+func (x *exchange) readJSON() (b []byte, held int64, ok bool) {
+	r, s := x.req, x.s
+	limit := s.cfg.MaxJSONBody
+	if r.ContentLength > limit {
+		x.tooLarge()
+		return nil, 0, false
+	}
+	body := http.MaxBytesReader(&x.w, r.Body, limit)
+	if n := r.ContentLength; n >= 0 {
+		if !s.jsonHeld.take(n) {
+			x.budgetExhausted(n)
+			return nil, 0, false
+		}
+		b = make([]byte, n)
+		if _, err := io.ReadFull(body, b); err != nil {
+			s.jsonHeld.give(n)
+			x.badBody(err)
+			return nil, 0, false
+		}
+		return b, n, true
+	}
+	for {
+		if len(b) == cap(b) {
+			// limit+1: the read past the limit is what reports it.
+			grow := min(max(2*int64(cap(b)), 64<<10), limit+1) - int64(cap(b))
+			if !s.jsonHeld.take(grow) {
+				s.jsonHeld.give(held)
+				x.budgetExhausted(held + grow)
+				return nil, 0, false
+			}
+			held += grow
+			b = append(make([]byte, 0, int64(cap(b))+grow), b...)
+		}
+		n, err := body.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, held, true
+		}
+		if err != nil {
+			s.jsonHeld.give(held)
+			x.badBody(err)
+			return nil, 0, false
+		}
+	}
+}
+
+func (x *exchange) badBody(err error) {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		x.tooLarge()
+		return
+	}
+	x.outcome = "request body: " + err.Error()
+	writeError(&x.w, http.StatusBadRequest, "BAD_REQUEST", "could not read the request body")
+}
+
+func (x *exchange) budgetExhausted(n int64) {
+	x.outcome = "json body budget exhausted"
+	x.w.Header().Set("Retry-After", "1")
+	writeError(&x.w, http.StatusServiceUnavailable, CodeBodyBudgetExhausted,
+		fmt.Sprintf("JSON request bodies being read reached the engine's budget of %d bytes (this one needs %d); retry later", x.s.cfg.MaxBufferedJSON, n))
+}
+
+func (x *exchange) shuttingDown() {
+	x.outcome = "engine shutting down"
+	writeError(&x.w, http.StatusServiceUnavailable, wire.CodeEngineShuttingDown, "engine shutting down")
 }
 
 func (x *exchange) tooLarge() {
@@ -332,8 +398,7 @@ func (x *exchange) respond(ctx context.Context, rr ResponseReader, resCh <-chan 
 			if st.committed {
 				x.abort("engine shutting down")
 			}
-			x.outcome = "engine shutting down"
-			writeError(&x.w, http.StatusServiceUnavailable, wire.CodeEngineShuttingDown, "engine shutting down")
+			x.shuttingDown()
 			return
 		}
 	}

@@ -258,8 +258,7 @@ func (x *exchange) call(ctx context.Context, fn string, data []byte) (invocation
 	case <-ctx.Done():
 		x.outcome = "client gone"
 	case <-x.s.ctx.Done():
-		x.outcome = "engine shutting down"
-		writeError(&x.w, http.StatusServiceUnavailable, wire.CodeEngineShuttingDown, "engine shutting down")
+		x.shuttingDown()
 	}
 	return invocation.Result{}, false
 }

@@ -19,10 +19,12 @@ package httptrigger
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluicehq/sluice/internal/invocation"
@@ -39,6 +41,15 @@ type Config struct {
 	// MaxJSONBody bounds a JSON request body parsed into "body"; bigger
 	// bodies are refused with 413. Default 16 MiB.
 	MaxJSONBody int64
+	// MaxConcurrent bounds the requests served at once; one more is
+	// answered 503 TOO_MANY_REQUESTS with Retry-After at once (not queued).
+	// Default 4096.
+	MaxConcurrent int
+	// MaxBufferedJSON bounds the bytes of all JSON bodies being read whole
+	// (and held until their request ends) at once; a JSON body that would
+	// go over it is answered 503 BODY_BUDGET_EXHAUSTED with Retry-After.
+	// Raised to MaxJSONBody if below it; default 64 MiB.
+	MaxBufferedJSON int64
 	// CORS restricts cross-origin requests; nil allows any origin, method
 	// and header.
 	CORS *CORS
@@ -117,14 +128,36 @@ type Server struct {
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // request-body pushers
+
+	active   atomic.Int64 // requests being served
+	jsonHeld budget       // bytes of JSON bodies read whole
 }
+
+// budget is a byte count that may not go over max.
+type budget struct {
+	max  int64
+	used atomic.Int64
+}
+
+// take reserves n bytes, or reports that they would exceed the budget.
+func (b *budget) take(n int64) bool {
+	if b.used.Add(n) > b.max {
+		b.used.Add(-n)
+		return false
+	}
+	return true
+}
+
+func (b *budget) give(n int64) { b.used.Add(-n) }
 
 // Defaults.
 const (
-	DefaultTimeout       = 30 * time.Second
-	DefaultMaxJSONBody   = 16 << 20
-	DefaultHeaderSettle  = 20 * time.Millisecond
-	DefaultChannelBuffer = 64
+	DefaultTimeout         = 30 * time.Second
+	DefaultMaxJSONBody     = 16 << 20
+	DefaultHeaderSettle    = 20 * time.Millisecond
+	DefaultChannelBuffer   = 64
+	DefaultMaxConcurrent   = 4096
+	DefaultMaxBufferedJSON = 64 << 20
 )
 
 // New returns a Server that invokes functions through inv and creates
@@ -142,10 +175,18 @@ func New(cfg Config, inv invocation.Invoker, ch Channels) *Server {
 	if cfg.ChannelBuffer <= 0 {
 		cfg.ChannelBuffer = DefaultChannelBuffer
 	}
+	if cfg.MaxConcurrent <= 0 {
+		cfg.MaxConcurrent = DefaultMaxConcurrent
+	}
+	if cfg.MaxBufferedJSON <= 0 {
+		cfg.MaxBufferedJSON = DefaultMaxBufferedJSON
+	}
+	cfg.MaxBufferedJSON = max(cfg.MaxBufferedJSON, cfg.MaxJSONBody) // a lone body always fits
 	s := &Server{cfg: cfg, inv: inv, ch: ch, log: cfg.Logger, router: newRouter(), cors: newCORSPolicy(cfg.CORS)}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	s.jsonHeld.max = cfg.MaxBufferedJSON
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
 }
@@ -175,7 +216,10 @@ func (s *Server) UnregisterTrigger(t *registry.Trigger) {
 func (s *Server) Routes() int { return s.router.len() }
 
 // Close ends every request in flight: one still waiting for its response
-// gets 503, a streamed one is cut.
+// gets 503 engine_shutting_down, a streamed one is cut; requests that
+// arrive later get 503 too. To let requests in flight finish first, stop
+// the listener gracefully (http.Server.Shutdown) and call Close when its
+// time is up.
 func (s *Server) Close() {
 	s.cancel()
 	s.router.close()
@@ -186,6 +230,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x := exchange{s: s, start: time.Now(), req: r}
 	x.w.ResponseWriter = w
 	defer x.logRequest()
+	if s.active.Add(1) > int64(s.cfg.MaxConcurrent) {
+		s.active.Add(-1)
+		x.outcome = "too many requests"
+		w.Header().Set("Retry-After", "1")
+		writeError(&x.w, http.StatusServiceUnavailable, CodeTooManyRequests,
+			fmt.Sprintf("the engine is serving its maximum of %d concurrent HTTP requests; retry later", s.cfg.MaxConcurrent))
+		return
+	}
+	defer s.active.Add(-1)
 	if s.cors.apply(&x.w, r) {
 		return // preflight answered
 	}
@@ -195,8 +248,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	x.rt = rt
+	if s.ctx.Err() != nil {
+		x.shuttingDown()
+		return
+	}
 	x.serve()
 }
+
+// Codes of the engine's own 503 answers.
+const (
+	CodeTooManyRequests     = "TOO_MANY_REQUESTS"
+	CodeBodyBudgetExhausted = "BODY_BUDGET_EXHAUSTED"
+)
+
+// Active returns the number of requests being served.
+func (s *Server) Active() int { return int(s.active.Load()) }
+
+// BufferedJSON returns the bytes of JSON bodies currently held whole.
+func (s *Server) BufferedJSON() int64 { return s.jsonHeld.used.Load() }
 
 // miss answers a request no route takes, in the JSON envelope.
 func (s *Server) miss(w http.ResponseWriter, r *http.Request, h http.Handler) {
