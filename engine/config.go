@@ -66,6 +66,14 @@ type HTTPConfig struct {
 	Timeout time.Duration `yaml:"timeout"`
 	// MaxJSONBody bounds a JSON request body parsed into "body".
 	MaxJSONBody int64 `yaml:"max_json_body"`
+	// IdleTimeout closes a keep-alive connection idle that long.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxConcurrentRequests bounds the requests served at once; more are
+	// answered 503 at once.
+	MaxConcurrentRequests int `yaml:"max_concurrent_requests"`
+	// MaxBufferedJSONBytes bounds the bytes of all JSON bodies read whole at
+	// once; at least MaxJSONBody.
+	MaxBufferedJSONBytes int64 `yaml:"max_buffered_json_bytes"`
 	// CORS configures cross-origin requests; nil means permissive.
 	CORS *CORSConfig `yaml:"cors"`
 }
@@ -96,8 +104,11 @@ func DefaultConfig() Config {
 			TTL:           5 * time.Minute,
 		},
 		HTTP: HTTPConfig{
-			Timeout:     30 * time.Second,
-			MaxJSONBody: 16 << 20,
+			Timeout:               30 * time.Second,
+			MaxJSONBody:           16 << 20,
+			IdleTimeout:           2 * time.Minute,
+			MaxConcurrentRequests: 4096,
+			MaxBufferedJSONBytes:  64 << 20,
 		},
 	}
 }
@@ -137,6 +148,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: http.timeout must be positive")
 	case c.HTTP.MaxJSONBody < 0:
 		return fmt.Errorf("config: http.max_json_body must not be negative")
+	case c.HTTP.IdleTimeout <= 0:
+		return fmt.Errorf("config: http.idle_timeout must be positive")
+	case c.HTTP.MaxConcurrentRequests < 1:
+		return fmt.Errorf("config: http.max_concurrent_requests must be at least 1")
+	case c.HTTP.MaxBufferedJSONBytes < c.HTTP.MaxJSONBody:
+		return fmt.Errorf("config: http.max_buffered_json_bytes %d is below http.max_json_body %d", c.HTTP.MaxBufferedJSONBytes, c.HTTP.MaxJSONBody)
 	case c.ShutdownTimeout <= 0:
 		return fmt.Errorf("config: shutdown_timeout must be positive")
 	case c.TLS.Enabled() && (c.TLS.CertFile == "" || c.TLS.KeyFile == ""):

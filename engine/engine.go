@@ -150,7 +150,10 @@ func (e *Engine) listen(ctx context.Context, addr string, h http.Handler) (net.L
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
+		// Keep-alive connections between requests (hijacked worker and
+		// channel sockets are not affected).
+		IdleTimeout: e.cfg.HTTP.IdleTimeout,
+		ErrorLog:    slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
 	}
 	go func() { e.serveErr <- serveOrClosed(srv, ln) }()
 	return ln, srv, nil
@@ -202,20 +205,22 @@ func (e *Engine) WorkerHandler() http.Handler {
 // HTTPHandler serves HTTP triggers.
 func (e *Engine) HTTPHandler() http.Handler { return e.http }
 
-// Shutdown stops the engine gracefully: listeners close, every invocation
-// still in flight is answered invocation_stopped, every worker socket gets a
-// close frame (1012, service restart), channels end. ctx bounds the wait.
+// Shutdown stops the engine gracefully: the HTTP listener stops accepting
+// and the HTTP requests in flight get their function's answer if it comes
+// before the shutdown's deadline (ctx's, else shutdown_timeout), the
+// others 503; then the worker listener closes, every invocation still in
+// flight is answered invocation_stopped, every worker socket gets a close
+// frame (1012, service restart), channels end. ctx bounds the wait.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	var err error
 	e.shutdownOnce.Do(func() {
-		close(e.shuttingDown)
-		if e.httpSrv != nil {
-			_ = e.httpSrv.Close()
-		}
+		close(e.shuttingDown) // refuses new worker connections
+		// HTTP first, while the workers that answer it are still connected
+		// and the worker listener still takes their channel connections.
+		e.drainHTTP(ctx)
 		if e.srv != nil {
 			_ = e.srv.Close() // hijacked sockets are ours to close below
 		}
-		e.http.Close()
 		e.mu.RLock()
 		conns := make([]*workerConn, 0, len(e.conns))
 		for _, c := range e.conns {
@@ -245,6 +250,41 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		e.log.Info("engine stopped")
 	})
 	return err
+}
+
+// drainHTTP stops the HTTP listener (idle keep-alive connections close at
+// once) and waits for the requests in flight until a grace period before
+// the deadline; the requests still waiting then are answered 503
+// engine_shutting_down (streamed ones are cut), with the grace period to
+// write it. Requests served through HTTPHandler on another server get 503
+// at once.
+func (e *Engine) drainHTTP(ctx context.Context) {
+	if e.httpSrv == nil {
+		e.http.Close()
+		return
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(e.cfg.ShutdownTimeout)
+	}
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	grace := min(time.Until(deadline)/10, time.Second)
+	drain, stop := context.WithDeadline(ctx, deadline.Add(-grace))
+	defer stop()
+	if e.httpSrv.Shutdown(drain) == nil {
+		e.http.Close()
+		return
+	}
+	if n := e.http.Active(); n > 0 {
+		e.log.Warn("http requests still in flight at the shutdown deadline: answering 503", "requests", n)
+	}
+	e.http.Close()
+	// The handlers return once they have written their 503; Shutdown then
+	// sees their connections close (net/http closes them after the reply).
+	if e.httpSrv.Shutdown(ctx) != nil {
+		_ = e.httpSrv.Close()
+	}
 }
 
 func (e *Engine) isShuttingDown() bool {

@@ -12,9 +12,11 @@ import (
 // engine's config, invoker and channel hub.
 func newHTTPTriggers(e *Engine) httpTriggers {
 	cfg := httptrigger.Config{
-		Timeout:     e.cfg.HTTP.Timeout,
-		MaxJSONBody: e.cfg.HTTP.MaxJSONBody,
-		Logger:      e.log.With("part", "http"),
+		Timeout:         e.cfg.HTTP.Timeout,
+		MaxJSONBody:     e.cfg.HTTP.MaxJSONBody,
+		MaxConcurrent:   e.cfg.HTTP.MaxConcurrentRequests,
+		MaxBufferedJSON: e.cfg.HTTP.MaxBufferedJSONBytes,
+		Logger:          e.log.With("part", "http"),
 	}
 	if c := e.cfg.HTTP.CORS; c != nil {
 		cfg.CORS = &httptrigger.CORS{AllowedOrigins: c.AllowedOrigins, AllowedMethods: c.AllowedMethods}

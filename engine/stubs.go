@@ -9,4 +9,5 @@ type httpTriggers interface {
 	http.Handler
 	TriggerProvider
 	Close()
+	Active() int // requests being served
 }

@@ -74,6 +74,10 @@ type options struct {
 	maxFrameSize int64
 	tlsCert      string
 	tlsKey       string
+	shutdown     time.Duration
+	httpIdle     time.Duration
+	httpMaxReqs  int
+	httpJSONBuf  int64
 }
 
 func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
@@ -122,6 +126,10 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	fs.Int64Var(&o.maxFrameSize, "max-frame-size", 0, "largest channel frame in bytes (env SLUICE_MAX_FRAME_SIZE; default 16 MiB)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate (chain) file: both listeners serve TLS, wss:// and https:// (env SLUICE_TLS_CERT_FILE; needs --tls-key)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file of --tls-cert (env SLUICE_TLS_KEY_FILE)")
+	fs.DurationVar(&o.shutdown, "shutdown-timeout", 0, "bound on a graceful shutdown; HTTP requests in flight may finish within it (env SLUICE_SHUTDOWN_TIMEOUT; default 10s)")
+	fs.DurationVar(&o.httpIdle, "http-idle-timeout", 0, "close HTTP keep-alive connections idle this long (env SLUICE_HTTP_IDLE_TIMEOUT; default 2m)")
+	fs.IntVar(&o.httpMaxReqs, "http-max-concurrent-requests", 0, "most HTTP requests served at once; more get 503 (env SLUICE_HTTP_MAX_CONCURRENT_REQUESTS; default 4096)")
+	fs.Int64Var(&o.httpJSONBuf, "http-max-buffered-json-bytes", 0, "most bytes of JSON request bodies read whole at once; more get 503 (env SLUICE_HTTP_MAX_BUFFERED_JSON_BYTES; default 64 MiB)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, nil, err
 	}
@@ -177,6 +185,12 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	mc := int64(cfg.Channels.MaxChannels)
 	i64("max-channels", "SLUICE_MAX_CHANNELS", &mc, int64(o.maxChannels))
 	cfg.Channels.MaxChannels = int(mc)
+	dur("shutdown-timeout", "SLUICE_SHUTDOWN_TIMEOUT", &cfg.ShutdownTimeout, o.shutdown)
+	dur("http-idle-timeout", "SLUICE_HTTP_IDLE_TIMEOUT", &cfg.HTTP.IdleTimeout, o.httpIdle)
+	mr := int64(cfg.HTTP.MaxConcurrentRequests)
+	i64("http-max-concurrent-requests", "SLUICE_HTTP_MAX_CONCURRENT_REQUESTS", &mr, int64(o.httpMaxReqs))
+	cfg.HTTP.MaxConcurrentRequests = int(mr)
+	i64("http-max-buffered-json-bytes", "SLUICE_HTTP_MAX_BUFFERED_JSON_BYTES", &cfg.HTTP.MaxBufferedJSONBytes, o.httpJSONBuf)
 	if err := errors.Join(errs...); err != nil {
 		return cfg, nil, err
 	}

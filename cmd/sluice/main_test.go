@@ -59,6 +59,9 @@ channels:
 http:
   timeout: 1s
   max_json_body: 1000
+  idle_timeout: 7s
+  max_concurrent_requests: 70
+  max_buffered_json_bytes: 7000
   cors:
     allowed_origins: ["https://app.example.com"]
     allowed_methods: [GET, POST]
@@ -70,8 +73,9 @@ tls:
 func fromFile(c *engine.Config) {
 	c.Addr, c.HTTPAddr, c.MaxMessageSize, c.ShutdownTimeout = "file:1", "file:2", 2048, 3*time.Second
 	c.Channels = engine.ChannelsConfig{TTL: time.Minute, MaxChannels: 10, MaxFrameSize: 4096, DefaultBuffer: 8, MaxBuffer: 16}
-	c.HTTP = engine.HTTPConfig{Timeout: time.Second, MaxJSONBody: 1000, CORS: &engine.CORSConfig{
-		AllowedOrigins: []string{"https://app.example.com"}, AllowedMethods: []string{"GET", "POST"}}}
+	c.HTTP = engine.HTTPConfig{Timeout: time.Second, MaxJSONBody: 1000, IdleTimeout: 7 * time.Second,
+		MaxConcurrentRequests: 70, MaxBufferedJSONBytes: 7000, CORS: &engine.CORSConfig{
+			AllowedOrigins: []string{"https://app.example.com"}, AllowedMethods: []string{"GET", "POST"}}}
 	c.TLS = engine.TLSConfig{CertFile: "file.crt", KeyFile: "file.key"}
 }
 
@@ -85,24 +89,33 @@ var allEnv = map[string]string{
 	"SLUICE_MAX_FRAME_SIZE":   "5120",
 	"SLUICE_TLS_CERT_FILE":    "env.crt",
 	"SLUICE_TLS_KEY_FILE":     "env.key",
+
+	"SLUICE_SHUTDOWN_TIMEOUT":             "8s",
+	"SLUICE_HTTP_IDLE_TIMEOUT":            "8s",
+	"SLUICE_HTTP_MAX_CONCURRENT_REQUESTS": "80",
+	"SLUICE_HTTP_MAX_BUFFERED_JSON_BYTES": "80000000",
 }
 
 func fromEnv(c *engine.Config) {
 	c.Addr, c.HTTPAddr, c.MaxMessageSize = "env:1", "env:2", 3072
 	c.HTTP.Timeout, c.Channels.TTL, c.Channels.MaxChannels, c.Channels.MaxFrameSize = 2*time.Second, 2*time.Minute, 20, 5120
 	c.TLS = engine.TLSConfig{CertFile: "env.crt", KeyFile: "env.key"}
+	c.ShutdownTimeout, c.HTTP.IdleTimeout, c.HTTP.MaxConcurrentRequests, c.HTTP.MaxBufferedJSONBytes = 8*time.Second, 8*time.Second, 80, 80_000_000
 }
 
 var allFlags = []string{
 	"--addr", "flag:1", "--http-addr=flag:2", "--max-message-size", "4096", "--http-timeout", "3s",
 	"--channel-ttl", "3m", "--max-channels", "30", "--max-frame-size", "6144",
 	"--tls-cert", "flag.crt", "--tls-key", "flag.key",
+	"--shutdown-timeout", "9s", "--http-idle-timeout", "9s", "--http-max-concurrent-requests", "90",
+	"--http-max-buffered-json-bytes", "90000000",
 }
 
 func fromFlags(c *engine.Config) {
 	c.Addr, c.HTTPAddr, c.MaxMessageSize = "flag:1", "flag:2", 4096
 	c.HTTP.Timeout, c.Channels.TTL, c.Channels.MaxChannels, c.Channels.MaxFrameSize = 3*time.Second, 3*time.Minute, 30, 6144
 	c.TLS = engine.TLSConfig{CertFile: "flag.crt", KeyFile: "flag.key"}
+	c.ShutdownTimeout, c.HTTP.IdleTimeout, c.HTTP.MaxConcurrentRequests, c.HTTP.MaxBufferedJSONBytes = 9*time.Second, 9*time.Second, 90, 90_000_000
 }
 
 func TestConfigurePrecedence(t *testing.T) {
@@ -237,6 +250,10 @@ func TestConfigureErrors(t *testing.T) {
 		{name: "negative http timeout", args: []string{"--http-timeout", "-1s"}, want: []string{"http.timeout must be positive"}},
 		{name: "tls cert without key", args: []string{"--tls-cert", "a.crt"}, want: []string{"tls.cert_file and tls.key_file must be set together"}},
 		{name: "tls key without cert in file", yaml: "tls:\n  key_file: a.key\n", want: []string{"tls.cert_file and tls.key_file must be set together"}},
+		{name: "zero idle timeout", args: []string{"--http-idle-timeout", "0s"}, want: []string{"http.idle_timeout must be positive"}},
+		{name: "zero request cap", args: []string{"--http-max-concurrent-requests", "0"}, want: []string{"http.max_concurrent_requests must be at least 1"}},
+		{name: "json budget below one body", args: []string{"--http-max-buffered-json-bytes", "1000"}, want: []string{"http.max_buffered_json_bytes 1000 is below http.max_json_body"}},
+		{name: "zero shutdown timeout", env: map[string]string{"SLUICE_SHUTDOWN_TIMEOUT": "0s"}, want: []string{"shutdown_timeout must be positive"}},
 
 		{name: "bad log level flag", args: []string{"--log-level", "loud"}, want: []string{`log level "loud"`}},
 		{name: "bad log level in environment", env: map[string]string{"SLUICE_LOG_LEVEL": "verbose"}, want: []string{`log level "verbose"`}},
