@@ -258,7 +258,8 @@ func (x *exchange) call(ctx context.Context, fn string, data []byte) (invocation
 	case <-ctx.Done():
 		x.outcome = "client gone"
 	case <-x.s.ctx.Done():
-		x.shuttingDown()
+		x.outcome = "engine shutting down"
+		writeError(&x.w, http.StatusServiceUnavailable, wire.CodeEngineShuttingDown, "engine shutting down")
 	}
 	return invocation.Result{}, false
 }
