@@ -272,9 +272,26 @@ func (e *Engine) drainHTTP(ctx context.Context) {
 	grace := min(time.Until(deadline)/10, time.Second)
 	drain, stop := context.WithDeadline(ctx, deadline.Add(-grace))
 	defer stop()
-	if e.httpSrv.Shutdown(drain) == nil {
-		e.http.Close()
-		return
+	drained := make(chan error, 1)
+	go func() { drained <- e.httpSrv.Shutdown(drain) }()
+	// net/http waits up to 5 s for connections that never sent a request
+	// (browsers open them ahead of time); once no handler runs, nothing
+	// is owed to anyone.
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for done := false; !done; {
+		select {
+		case err := <-drained:
+			if err == nil {
+				e.http.Close()
+				return
+			}
+			done = true
+		case <-tick.C:
+			if e.http.Active() == 0 {
+				stop()
+			}
+		}
 	}
 	if n := e.http.Active(); n > 0 {
 		e.log.Warn("http requests still in flight at the shutdown deadline: answering 503", "requests", n)
@@ -282,7 +299,7 @@ func (e *Engine) drainHTTP(ctx context.Context) {
 	e.http.Close()
 	// The handlers return once they have written their 503; Shutdown then
 	// sees their connections close (net/http closes them after the reply).
-	if e.httpSrv.Shutdown(ctx) != nil {
+	if e.http.Active() == 0 || e.httpSrv.Shutdown(ctx) != nil {
 		_ = e.httpSrv.Close()
 	}
 }

@@ -91,3 +91,33 @@ func TestShutdownDrainsHTTP(t *testing.T) {
 		t.Fatalf("Shutdown: %v", err)
 	}
 }
+
+// A connection that never sends a request (a browser's preconnect) does
+// not hold the shutdown up; net/http alone would wait 5 s for it.
+func TestShutdownIgnoresSilentHTTPConnections(t *testing.T) {
+	e := startEngine(t)
+	c, err := net.Dial("tcp", strings.TrimPrefix(e.HTTPURL(), "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// The connection is accepted once a request on another one is served.
+	if res, err := http.Get(e.HTTPURL() + "/nothing"); err != nil {
+		t.Fatal(err)
+	} else {
+		res.Body.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := e.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("Shutdown took %v", d)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("the silent connection is still open: %v", err)
+	}
+}
