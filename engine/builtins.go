@@ -119,6 +119,9 @@ func (e *Engine) registerWorkerMetadata(_ context.Context, req *invocation.Reque
 	if !ok {
 		return nil, &wire.ErrorBody{Code: wire.CodeNotFound, Message: "no connected worker with id " + quote(id)}
 	}
+	if w, ok := e.reg.Worker(id); ok {
+		e.log.Info("worker registered", "worker_id", id, "name", w.Name, "runtime", w.Runtime, "version", w.Version)
+	}
 	e.fireWorkersAvailable("worker_metadata_updated", id)
 	return map[string]bool{"success": true}, nil
 }

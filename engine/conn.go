@@ -383,6 +383,7 @@ func (w *workerConn) close(reason string) {
 		// Unroute first so no new invocation reaches this worker, then
 		// answer the ones it owed. An invocation routed in between fails
 		// its Deliver (the socket is aborted) and is answered the same way.
+		meta, _ := e.reg.Worker(w.id) // for the log line: RemoveWorker drops it
 		rel := e.reg.RemoveWorker(w)
 		halted := e.inv.Pending().HaltExecutor(w.id, wire.ErrInvocationStopped())
 		for _, rt := range rel.Triggers {
@@ -391,7 +392,7 @@ func (w *workerConn) close(reason string) {
 		if len(rel.Functions) > 0 {
 			e.functionsChanged()
 		}
-		w.log.Info("worker disconnected", "reason", reason, "functions_released", len(rel.Functions),
+		w.log.Info("worker disconnected", "name", meta.Name, "runtime", meta.Runtime, "version", meta.Version, "reason", reason, "functions_released", len(rel.Functions),
 			"triggers_released", len(rel.Triggers), "invocations_stopped", halted)
 		close(w.gone)
 		e.fireWorkersAvailable("worker_disconnected", w.id)

@@ -108,7 +108,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 }
 
 // configure builds the engine config and logger from defaults, the config
-// file, the environment and flags, in that order of precedence.
+// file, the environment and flags, in that order of precedence, and logs
+// the settings in force.
 func configure(args []string, getenv func(string) string, stderr io.Writer) (engine.Config, *slog.Logger, error) {
 	cfg := engine.DefaultConfig()
 	fs := flag.NewFlagSet("sluice serve", flag.ContinueOnError)
@@ -198,7 +199,11 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 		return cfg, nil, err
 	}
 	logger, err := newLogger(o.logFormat, o.logLevel, stderr)
-	return cfg, logger, err
+	if err != nil {
+		return cfg, nil, err
+	}
+	logSettings(logger, cfg, o.config)
+	return cfg, logger, nil
 }
 
 func envOr(getenv func(string) string, key, def string) string {

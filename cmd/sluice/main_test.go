@@ -313,6 +313,7 @@ func TestConfigureLogger(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			out.Reset() // the "config" record
 			for _, lv := range levels {
 				if got, want := logger.Enabled(context.Background(), lv), lv >= tc.wantLevel; got != want {
 					t.Errorf("Enabled(%v) = %v, want %v", lv, got, want)

@@ -1,0 +1,32 @@
+package main
+
+import (
+	"log/slog"
+
+	"github.com/sluicehq/sluice/engine"
+)
+
+// logSettings logs, in one "config" record before the engine starts, what
+// it will run with: the listeners as configured (the "engine started"
+// record then gives the bound URLs), where the settings came from, and the
+// limits in force.
+func logSettings(logger *slog.Logger, cfg engine.Config, configFile string) {
+	if configFile == "" {
+		configFile = "none"
+	}
+	logger.Info("config",
+		"addr", cfg.Addr,
+		"http_addr", cfg.HTTPAddr,
+		"config_file", configFile,
+		"data_dir", "none", // nothing is persisted yet
+		"max_message_size", cfg.MaxMessageSize,
+		"max_frame_size", cfg.Channels.MaxFrameSize,
+		"max_channels", cfg.Channels.MaxChannels,
+		"channel_buffer", cfg.Channels.DefaultBuffer,
+		"channel_max_buffer", cfg.Channels.MaxBuffer,
+		"channel_ttl", cfg.Channels.TTL,
+		"http_timeout", cfg.HTTP.Timeout,
+		"http_max_json_body", cfg.HTTP.MaxJSONBody,
+		"shutdown_timeout", cfg.ShutdownTimeout,
+	)
+}

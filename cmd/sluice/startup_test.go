@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRunServeLogsSettings: before "engine started", one "config" record
+// says which listeners, which config file (or none), the data directory
+// (none yet) and the limits in force, from every layer of settings.
+func TestRunServeLogsSettings(t *testing.T) {
+	cfgPath := writeConfig(t, "channels:\n  max_channels: 77\nhttp:\n  timeout: 7s\n")
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		wantFile string
+	}{
+		{name: "with a config file", args: []string{"--config", cfgPath}, wantFile: cfgPath},
+		{name: "without", wantFile: "none"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			sink := &logSink{records: make(chan []byte, 64)}
+			env := map[string]string{"SLUICE_HTTP_ADDR": "127.0.0.1:0", "SLUICE_LOG_FORMAT": "json", "SLUICE_MAX_FRAME_SIZE": "4096"}
+			runErr := make(chan error, 1)
+			go func() {
+				runErr <- run(ctx, append([]string{"serve", "--addr", "127.0.0.1:0", "--max-message-size", "2048"}, tc.args...), envFunc(env), sink, sink)
+			}()
+			sink.waitFor(t, "engine started", runErr)
+			cancel()
+			<-runErr
+
+			var rec map[string]any
+			var order []string
+			for _, l := range strings.Split(strings.TrimSpace(sink.String()), "\n") {
+				var r map[string]any
+				if err := json.Unmarshal([]byte(l), &r); err != nil {
+					t.Fatalf("log line %q: %v", l, err)
+				}
+				order = append(order, r["msg"].(string))
+				if r["msg"] == "config" {
+					rec = r
+				}
+			}
+			if len(order) < 2 || order[0] != "config" || order[1] != "engine started" {
+				t.Fatalf("log records %q, want config then engine started", order)
+			}
+			dur := func(d time.Duration) any { return float64(d) } // JSON logs durations in nanoseconds
+			want := map[string]any{
+				"addr": "127.0.0.1:0", "http_addr": "127.0.0.1:0", "config_file": tc.wantFile, "data_dir": "none",
+				"max_message_size": 2048.0, "max_frame_size": 4096.0, "channel_buffer": 64.0, "channel_max_buffer": 1024.0,
+				"channel_ttl": dur(5 * time.Minute), "http_max_json_body": float64(16 << 20), "shutdown_timeout": dur(10 * time.Second),
+				"max_channels": 100000.0, "http_timeout": dur(30 * time.Second),
+			}
+			if tc.wantFile != "none" {
+				want["max_channels"], want["http_timeout"] = 77.0, dur(7*time.Second)
+			}
+			for k, v := range want {
+				if rec[k] != v {
+					t.Errorf("config record %s = %v, want %v (record %v)", k, rec[k], v, rec)
+				}
+			}
+		})
+	}
+}
