@@ -10,7 +10,7 @@ func newChannelHub(cfg ChannelsConfig, log *slog.Logger) *channels.Hub {
 	return channels.NewHub(channels.Config{
 		DefaultBuffer: cfg.DefaultBuffer,
 		MaxBuffer:     cfg.MaxBuffer,
-		MaxFrameSize:  cfg.MaxFrameSize,
+		MaxFrameSize:  int64(cfg.MaxFrameSize),
 		MaxChannels:   cfg.MaxChannels,
 		TTL:           cfg.TTL,
 	}, log)

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"reflect"
 	"time"
 
 	"go.yaml.in/yaml/v4"
@@ -22,7 +24,7 @@ type Config struct {
 	// HTTPAddr is the listener for HTTP triggers.
 	HTTPAddr string `yaml:"http_addr"`
 	// MaxMessageSize bounds one frame on a worker socket.
-	MaxMessageSize int64 `yaml:"max_message_size"`
+	MaxMessageSize ByteSize `yaml:"max_message_size"`
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// MaxIDLength bounds function, trigger and trigger type ids, in bytes.
@@ -53,7 +55,7 @@ type ChannelsConfig struct {
 	// MaxBuffer clamps buffer_size, in frames.
 	MaxBuffer int `yaml:"max_buffer"`
 	// MaxFrameSize bounds one frame on a channel socket.
-	MaxFrameSize int64 `yaml:"max_frame_size"`
+	MaxFrameSize ByteSize `yaml:"max_frame_size"`
 	// MaxChannels bounds the number of open channels.
 	MaxChannels int `yaml:"max_channels"`
 	// TTL is how long a channel may wait for one of its ends to connect.
@@ -65,7 +67,7 @@ type HTTPConfig struct {
 	// Timeout bounds the wait for a function's response headers.
 	Timeout time.Duration `yaml:"timeout"`
 	// MaxJSONBody bounds a JSON request body parsed into "body".
-	MaxJSONBody int64 `yaml:"max_json_body"`
+	MaxJSONBody ByteSize `yaml:"max_json_body"`
 	// IdleTimeout closes a keep-alive connection idle that long.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// MaxConcurrentRequests bounds the requests served at once; more are
@@ -73,7 +75,7 @@ type HTTPConfig struct {
 	MaxConcurrentRequests int `yaml:"max_concurrent_requests"`
 	// MaxBufferedJSONBytes bounds the bytes of all JSON bodies read whole at
 	// once; at least MaxJSONBody.
-	MaxBufferedJSONBytes int64 `yaml:"max_buffered_json_bytes"`
+	MaxBufferedJSONBytes ByteSize `yaml:"max_buffered_json_bytes"`
 	// CORS configures cross-origin requests; nil means permissive.
 	CORS *CORSConfig `yaml:"cors"`
 }
@@ -114,17 +116,27 @@ func DefaultConfig() Config {
 }
 
 // LoadFile overlays the YAML file at path onto c. Unknown keys are errors,
-// so that a typo does not silently leave a default in place.
+// so that a typo does not silently leave a default in place; the error
+// lists the valid keys. A missing file is an error matching fs.ErrNotExist.
 func (c *Config) LoadFile(path string) error {
 	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
+	if errors.Is(err, fs.ErrNotExist) {
+		return configNotFound(path)
+	} else if err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	var doc yaml.Node
+	if err := yaml.NewDecoder(bytes.NewReader(b)).Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	if err := checkYAML(&doc, reflect.TypeFor[Config](), ""); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	// io.EOF: the file holds no document (empty, or only comments).
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("config %s: %w", path, err)
+		return fmt.Errorf("config file %s: %w", path, err)
 	}
 	return c.Validate()
 }
@@ -164,3 +176,9 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+// configNotFound is LoadFile's error for a missing file.
+type configNotFound string
+
+func (p configNotFound) Error() string      { return "config file " + string(p) + " not found" }
+func (configNotFound) Is(target error) bool { return target == fs.ErrNotExist }

@@ -105,7 +105,7 @@ func (e *Engine) serveWorker(rw http.ResponseWriter, r *http.Request) {
 
 func (w *workerConn) readLoop() {
 	ws := w.conn.WS()
-	limit := w.e.cfg.MaxMessageSize
+	limit := int64(w.e.cfg.MaxMessageSize)
 	buf := make([]byte, 0, 4096)
 	var m wire.Message
 	telemetry := false // logged once per connection
@@ -191,7 +191,7 @@ func (w *workerConn) rejectOversized(prefix []byte) {
 	if id == "" {
 		return
 	}
-	msg := "message exceeds the engine's max_message_size of " + itoa(w.e.cfg.MaxMessageSize) + " bytes"
+	msg := "message exceeds the engine's max_message_size of " + itoa(int64(w.e.cfg.MaxMessageSize)) + " bytes"
 	switch typ {
 	case wire.TypeInvocationResult:
 		w.e.inv.Pending().Complete(id, w.id, invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeInvocationError, Message: "result " + msg}})
@@ -412,7 +412,7 @@ func (e *Engine) serveOTel(rw http.ResponseWriter, r *http.Request) {
 		ws.Close()
 	})
 	defer stop()
-	ws.SetReadLimit(e.cfg.MaxMessageSize)
+	ws.SetReadLimit(int64(e.cfg.MaxMessageSize))
 	e.log.Info("telemetry socket connected (data discarded)", "remote", r.RemoteAddr)
 	for {
 		_, r, err := ws.NextReader()

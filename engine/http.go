@@ -13,9 +13,9 @@ import (
 func newHTTPTriggers(e *Engine) httpTriggers {
 	cfg := httptrigger.Config{
 		Timeout:         e.cfg.HTTP.Timeout,
-		MaxJSONBody:     e.cfg.HTTP.MaxJSONBody,
+		MaxJSONBody:     int64(e.cfg.HTTP.MaxJSONBody),
 		MaxConcurrent:   e.cfg.HTTP.MaxConcurrentRequests,
-		MaxBufferedJSON: e.cfg.HTTP.MaxBufferedJSONBytes,
+		MaxBufferedJSON: int64(e.cfg.HTTP.MaxBufferedJSONBytes),
 		Logger:          e.log.With("part", "http"),
 	}
 	if c := e.cfg.HTTP.CORS; c != nil {

@@ -15,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -67,17 +68,17 @@ type options struct {
 	logLevel     string
 	addr         string
 	httpAddr     string
-	maxMessage   int64
+	maxMessage   engine.ByteSize
 	httpTimeout  time.Duration
 	channelTTL   time.Duration
 	maxChannels  int
-	maxFrameSize int64
+	maxFrameSize engine.ByteSize
 	tlsCert      string
 	tlsKey       string
 	shutdown     time.Duration
 	httpIdle     time.Duration
 	httpMaxReqs  int
-	httpJSONBuf  int64
+	httpJSONBuf  engine.ByteSize
 }
 
 func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
@@ -120,17 +121,17 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	fs.StringVar(&o.logLevel, "log-level", envOr(getenv, "SLUICE_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env SLUICE_LOG_LEVEL)")
 	fs.StringVar(&o.addr, "addr", "", "worker listener address (env SLUICE_ADDR; default "+cfg.Addr+")")
 	fs.StringVar(&o.httpAddr, "http-addr", "", "HTTP trigger listener address (env SLUICE_HTTP_ADDR; default "+cfg.HTTPAddr+")")
-	fs.Int64Var(&o.maxMessage, "max-message-size", 0, "largest worker message in bytes (env SLUICE_MAX_MESSAGE_SIZE; default 64 MiB)")
+	fs.Var(&o.maxMessage, "max-message-size", "largest worker message, a `size`: bytes, or with a unit as in 64KiB, 16MiB (env SLUICE_MAX_MESSAGE_SIZE; default 64MiB)")
 	fs.DurationVar(&o.httpTimeout, "http-timeout", 0, "how long an HTTP trigger waits for its function's response (env SLUICE_HTTP_TIMEOUT; default 30s)")
 	fs.DurationVar(&o.channelTTL, "channel-ttl", 0, "how long a channel waits for an end to connect (env SLUICE_CHANNEL_TTL; default 5m)")
 	fs.IntVar(&o.maxChannels, "max-channels", 0, "most channels open at once (env SLUICE_MAX_CHANNELS; default 100000)")
-	fs.Int64Var(&o.maxFrameSize, "max-frame-size", 0, "largest channel frame in bytes (env SLUICE_MAX_FRAME_SIZE; default 16 MiB)")
+	fs.Var(&o.maxFrameSize, "max-frame-size", "largest channel frame, a `size`: bytes, or with a unit as in 64KiB, 16MiB (env SLUICE_MAX_FRAME_SIZE; default 16MiB)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate (chain) file: both listeners serve TLS, wss:// and https:// (env SLUICE_TLS_CERT_FILE; needs --tls-key)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file of --tls-cert (env SLUICE_TLS_KEY_FILE)")
 	fs.DurationVar(&o.shutdown, "shutdown-timeout", 0, "bound on a graceful shutdown; HTTP requests in flight may finish within it (env SLUICE_SHUTDOWN_TIMEOUT; default 10s)")
 	fs.DurationVar(&o.httpIdle, "http-idle-timeout", 0, "close HTTP keep-alive connections idle this long (env SLUICE_HTTP_IDLE_TIMEOUT; default 2m)")
 	fs.IntVar(&o.httpMaxReqs, "http-max-concurrent-requests", 0, "most HTTP requests served at once; more get 503 (env SLUICE_HTTP_MAX_CONCURRENT_REQUESTS; default 4096)")
-	fs.Int64Var(&o.httpJSONBuf, "http-max-buffered-json-bytes", 0, "most bytes of JSON request bodies read whole at once; more get 503 (env SLUICE_HTTP_MAX_BUFFERED_JSON_BYTES; default 64 MiB)")
+	fs.Var(&o.httpJSONBuf, "http-max-buffered-json-bytes", "most bytes of JSON request bodies read whole at once, a `size`; more get 503 (env SLUICE_HTTP_MAX_BUFFERED_JSON_BYTES; default 64MiB)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, nil, err
 	}
@@ -139,6 +140,9 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	}
 	if o.config != "" {
 		if err := cfg.LoadFile(o.config); err != nil {
+			if errors.Is(err, iofs.ErrNotExist) && !flagSet(fs, "config") {
+				err = fmt.Errorf("%w (named by SLUICE_CONFIG)", err)
+			}
 			return cfg, nil, err
 		}
 	}
@@ -159,7 +163,7 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 		} else if ev := getenv(env); ev != "" {
 			n, err := strconv.ParseInt(ev, 10, 64)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", env, err))
+				errs = append(errs, fmt.Errorf("%s=%q: want a whole number, e.g. 1000", env, ev))
 			}
 			*dst = n
 		}
@@ -170,17 +174,28 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 		} else if ev := getenv(env); ev != "" {
 			d, err := time.ParseDuration(ev)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", env, err))
+				errs = append(errs, fmt.Errorf("%s=%q: want a duration with a unit, e.g. 30s, 5m, 1h30m", env, ev))
 			}
 			*dst = d
 		}
 	}
+	size := func(flagName, env string, dst *engine.ByteSize, v engine.ByteSize) {
+		if set[flagName] {
+			*dst = v
+		} else if ev := getenv(env); ev != "" {
+			n, err := engine.ParseByteSize(ev)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", env, err))
+			}
+			*dst = n
+		}
+	}
 	str("addr", "SLUICE_ADDR", &cfg.Addr, o.addr)
 	str("http-addr", "SLUICE_HTTP_ADDR", &cfg.HTTPAddr, o.httpAddr)
-	i64("max-message-size", "SLUICE_MAX_MESSAGE_SIZE", &cfg.MaxMessageSize, o.maxMessage)
+	size("max-message-size", "SLUICE_MAX_MESSAGE_SIZE", &cfg.MaxMessageSize, o.maxMessage)
 	dur("http-timeout", "SLUICE_HTTP_TIMEOUT", &cfg.HTTP.Timeout, o.httpTimeout)
 	dur("channel-ttl", "SLUICE_CHANNEL_TTL", &cfg.Channels.TTL, o.channelTTL)
-	i64("max-frame-size", "SLUICE_MAX_FRAME_SIZE", &cfg.Channels.MaxFrameSize, o.maxFrameSize)
+	size("max-frame-size", "SLUICE_MAX_FRAME_SIZE", &cfg.Channels.MaxFrameSize, o.maxFrameSize)
 	str("tls-cert", "SLUICE_TLS_CERT_FILE", &cfg.TLS.CertFile, o.tlsCert)
 	str("tls-key", "SLUICE_TLS_KEY_FILE", &cfg.TLS.KeyFile, o.tlsKey)
 	mc := int64(cfg.Channels.MaxChannels)
@@ -191,7 +206,7 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	mr := int64(cfg.HTTP.MaxConcurrentRequests)
 	i64("http-max-concurrent-requests", "SLUICE_HTTP_MAX_CONCURRENT_REQUESTS", &mr, int64(o.httpMaxReqs))
 	cfg.HTTP.MaxConcurrentRequests = int(mr)
-	i64("http-max-buffered-json-bytes", "SLUICE_HTTP_MAX_BUFFERED_JSON_BYTES", &cfg.HTTP.MaxBufferedJSONBytes, o.httpJSONBuf)
+	size("http-max-buffered-json-bytes", "SLUICE_HTTP_MAX_BUFFERED_JSON_BYTES", &cfg.HTTP.MaxBufferedJSONBytes, o.httpJSONBuf)
 	if err := errors.Join(errs...); err != nil {
 		return cfg, nil, err
 	}
@@ -204,6 +219,12 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	}
 	logSettings(logger, cfg, o.config)
 	return cfg, logger, nil
+}
+
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 func envOr(getenv func(string) string, key, def string) string {
