@@ -95,3 +95,23 @@ func TestLoadFileErrorsNameKeys(t *testing.T) {
 		t.Errorf("empty sections: %v, %+v", err, c.Channels)
 	}
 }
+
+// The example sluice.yaml in docs/configuration.md loads.
+func TestConfigurationDocExample(t *testing.T) {
+	b, err := os.ReadFile("../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, doc, ok := strings.Cut(string(b), "```yaml\n")
+	doc, _, ok2 := strings.Cut(doc, "```")
+	if !ok || !ok2 {
+		t.Fatal("no yaml block in docs/configuration.md")
+	}
+	c, err := loadYAML(t, doc)
+	if err != nil {
+		t.Fatalf("the documented example does not load: %v\n%s", err, doc)
+	}
+	if c.MaxMessageSize != 16<<20 {
+		t.Errorf("max_message_size = %v, want 16MiB", c.MaxMessageSize)
+	}
+}
