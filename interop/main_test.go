@@ -184,7 +184,7 @@ func (f *flavour) dependency() (string, error) {
 		}
 		bin := rustWorkerBin()
 		if _, err := os.Stat(bin); err != nil {
-			return "", fmt.Errorf("rust worker not built: %s missing (run interop/setup.sh; needs cargo)", bin)
+			return "", fmt.Errorf("rust worker not built: %s missing (run interop/setup.sh; needs cargo: see interop/find_cargo.sh)", bin)
 		}
 		want, err := rustStamp()
 		if err != nil {

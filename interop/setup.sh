@@ -14,9 +14,10 @@
 # install or a deleted directory reinstalls from clean (Rust: rebuilds
 # incrementally in rust/target).
 #
-# A missing cargo only skips the Rust worker (the rust-* interop tests then
-# skip, or fail under SLUICE_INTEROP=1); with SLUICE_INTEROP=1 set here
-# already, setup fails instead.
+# A missing cargo only skips the Rust worker: find_cargo.sh says that the
+# rust-* interop tests then fail under scripts/test.sh and CI
+# (SLUICE_INTEROP=1; plain go test skips them) and how to install cargo.
+# With SLUICE_INTEROP=1 set here already, setup fails instead.
 #
 # Env: PYTHON  interpreter for the venvs (default: python3.11, else python3)
 #      CARGO   cargo binary (default: cargo on PATH, else ~/.cargo/bin/cargo)
@@ -81,24 +82,15 @@ make_venv() { # venv-dir requirements-file
 # Debug profile: a cold debug build takes about half the time of a release
 # one on 2 cores, and the worker only waits on sockets (README.md).
 build_rust() {
-  local bin=rust/target/debug/worker want cargo="${CARGO:-}"
+  local bin=rust/target/debug/worker want cargo
   # LC_ALL=C: the same byte order as the Go test's sorted glob.
   want="$(cd rust && export LC_ALL=C && hash_of Cargo.toml Cargo.lock src/*.rs)"
   if [[ "${SETUP_FORCE:-}" != 1 && -x "$bin" && -f "$bin.sluice-stamp" && "$(cat "$bin.sluice-stamp")" == "$want" ]]; then
     return
   fi
-  if [[ -z "$cargo" ]]; then
-    if command -v cargo >/dev/null 2>&1; then cargo=cargo
-    elif [[ -x "$HOME/.cargo/bin/cargo" ]]; then cargo="$HOME/.cargo/bin/cargo"
-    fi
-  fi
-  if [[ -z "$cargo" ]]; then
-    if [[ "${SLUICE_INTEROP:-}" == 1 ]]; then
-      log "cargo not found: cannot build the Rust worker (SLUICE_INTEROP=1: failing)"; return 1
-    fi
-    log "cargo not found: skipping the Rust worker (its interop tests will skip)"
-    return 0
-  fi
+  # find_cargo.sh explains a missing cargo (and fails under SLUICE_INTEROP=1).
+  cargo="$(bash "$here/find_cargo.sh")" || return 1
+  [[ -n "$cargo" ]] || return 0
   log "cargo build --locked in rust/"
   rm -f "$bin.sluice-stamp"
   (cd rust && CARGO_TARGET_DIR="$here/rust/target" "$cargo" build --locked --quiet --bin worker)
