@@ -18,14 +18,16 @@ import (
 )
 
 // The seed examples under examples/seeds/, as a user runs them (one
-// command each, no test harness), against the built engine: the Node ones
-// with the official iii-sdk 0.22.1 that setup.sh installed, the Go ones
-// with this module's SDK.
+// command each, no test harness), against the built engine: the Node and
+// Python ones with the official SDKs setup.sh installed (iii-sdk 0.22.1 and
+// 0.25.0), the Go ones with this module's SDK.
 
 // exampleSeedLang starts one of a language's four examples.
 type exampleSeedLang struct {
 	name  string
 	start func(t *testing.T, e *engineProc, example string, env ...string) *proc
+	// headers the download example sets; nil: the Node seed's
+	headers map[string]string
 }
 
 // nodeExampleSeeds copies examples/seeds/node-0.22.1 into a temporary
@@ -63,6 +65,37 @@ func nodeExampleSeeds(t *testing.T) exampleSeedLang {
 		cmd.Env = append(append(os.Environ(), "III_URL="+e.URL, "OTEL_ENABLED=false"), env...)
 		return startProc(t, "node "+example+".mjs", cmd)
 	}}
+}
+
+// pythonExampleSeeds runs examples/seeds/python-0.25 with the venv setup.sh
+// installed from the same pinned requirements (checked here).
+func pythonExampleSeeds(t *testing.T) exampleSeedLang {
+	f := flavourNamed("python-0.25.0")
+	py := f.require(t)
+	dir := filepath.Join(moduleRoot, "examples", "seeds", "python-0.25")
+	pins := func(path string) []string {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	if a, b := pins(filepath.Join(dir, "requirements.txt")), pins(filepath.Join(interopDir, "python", "requirements.txt")); !reflect.DeepEqual(a, b) {
+		t.Fatalf("examples/seeds/python-0.25 pins %v, interop/python %v: the test would run other packages than a user gets", a, b)
+	}
+	return exampleSeedLang{name: "python-0.25", headers: map[string]string{"Content-Type": "application/pdf"},
+		start: func(t *testing.T, e *engineProc, example string, env ...string) *proc {
+			cmd := exec.Command(py, example+".py")
+			cmd.Dir = dir
+			cmd.Env = append(append(os.Environ(), "III_URL="+e.URL, "OTEL_ENABLED=false", "PYTHONDONTWRITEBYTECODE=1"), env...)
+			return startProc(t, "python "+example+".py", cmd)
+		}}
 }
 
 // goExampleSeeds builds examples/seeds/go/... (what `go run` would run).
@@ -108,7 +141,8 @@ func answer(t *testing.T, p *proc, fn string, v any) {
 }
 
 // TestExampleSeeds runs the four seed examples of examples/seeds/ in Node
-// (iii-sdk 0.22.1) and Go, each against its own engine: the download's
+// (iii-sdk 0.22.1), Python (iii-sdk 0.25.0) and Go, each against its own
+// engine: the download's
 // bytes and SHA-256, the SSE events' content and pacing, the pipeline's
 // count and total, the transform's result and progress messages.
 func TestExampleSeeds(t *testing.T) {
@@ -116,17 +150,21 @@ func TestExampleSeeds(t *testing.T) {
 		t.Fatalf("building the engine: %v", buildErr)
 	}
 	file := writeExampleFile(t, 8<<20)
-	for _, mk := range []func(*testing.T) exampleSeedLang{goExampleSeeds, nodeExampleSeeds} {
+	for _, mk := range []func(*testing.T) exampleSeedLang{goExampleSeeds, nodeExampleSeeds, pythonExampleSeeds} {
 		lang := mk(t)
 		t.Run(lang.name, func(t *testing.T) {
 			t.Run("download", func(t *testing.T) {
 				e := startEngine(t, "127.0.0.1:0")
 				lang.start(t, e, "download", "DATA_DIR="+file.dir)
 				waitHTTPTrigger(ctxFor(t, startTimeout), t, connectGo(t, e, "probe"), "files::download")
-				checkDownload(t, e.HTTPURL+"/files/"+seedFileName, map[string]string{
-					"Content-Type":        "application/octet-stream",
-					"Content-Disposition": `attachment; filename="` + seedFileName + `"`,
-				}, file)
+				headers := lang.headers
+				if headers == nil {
+					headers = map[string]string{
+						"Content-Type":        "application/octet-stream",
+						"Content-Disposition": `attachment; filename="` + seedFileName + `"`,
+					}
+				}
+				checkDownload(t, e.HTTPURL+"/files/"+seedFileName, headers, file)
 			})
 			t.Run("sse", func(t *testing.T) {
 				e := startEngine(t, "127.0.0.1:0")
