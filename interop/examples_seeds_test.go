@@ -164,13 +164,13 @@ func TestExampleSeeds(t *testing.T) {
 						"Content-Disposition": `attachment; filename="` + seedFileName + `"`,
 					}
 				}
-				checkDownload(t, e.HTTPURL+"/files/"+seedFileName, headers, file)
+				checkDownload(t, e, e.HTTPURL+"/files/"+seedFileName, headers, file)
 			})
 			t.Run("sse", func(t *testing.T) {
 				e := startEngine(t, "127.0.0.1:0")
 				lang.start(t, e, "sse", fmt.Sprintf("SSE_DELAY_MS=%d", sseGap.Milliseconds()))
 				waitHTTPTrigger(ctxFor(t, startTimeout), t, connectGo(t, e, "probe"), "events::stream")
-				checkSSE(t, e.HTTPURL+"/events/stream", map[string]string{
+				checkSSE(t, e, e.HTTPURL+"/events/stream", map[string]string{
 					"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "Connection": "keep-alive",
 				})
 			})

@@ -19,6 +19,7 @@ func logSettings(logger *slog.Logger, cfg engine.Config, configFile string) {
 		"http_addr", cfg.HTTPAddr,
 		"config_file", configFile,
 		"data_dir", "none", // nothing is persisted yet
+		"tls", onOff(cfg.TLS.Enabled()),
 		"max_message_size", cfg.MaxMessageSize,
 		"max_frame_size", cfg.Channels.MaxFrameSize,
 		"max_channels", cfg.Channels.MaxChannels,
@@ -29,4 +30,11 @@ func logSettings(logger *slog.Logger, cfg engine.Config, configFile string) {
 		"http_max_json_body", cfg.HTTP.MaxJSONBody,
 		"shutdown_timeout", cfg.ShutdownTimeout,
 	)
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
 }
