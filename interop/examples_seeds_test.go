@@ -15,12 +15,13 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The seed examples under examples/seeds/, as a user runs them (one
-// command each, no test harness), against the built engine: the Node and
-// Python ones with the official SDKs setup.sh installed (iii-sdk 0.22.1 and
-// 0.25.0), the Go ones with this module's SDK.
+// command each, no test harness), against the built engine: the Node,
+// Python and Rust ones with the official SDKs setup.sh installed (iii-sdk
+// 0.22.1, 0.25.0, 0.25.0), the Go ones with this module's SDK.
 
 // exampleSeedLang starts one of a language's four examples.
 type exampleSeedLang struct {
@@ -98,6 +99,41 @@ func pythonExampleSeeds(t *testing.T) exampleSeedLang {
 		}}
 }
 
+// rustExampleSeeds builds examples/seeds/rust-0.25 (`cargo build --locked`,
+// offline: setup.sh fetched the same crates for interop/rust, whose
+// Cargo.lock this one matches) into $CARGO_TARGET_DIR, by default the
+// target directory setup.sh builds the Rust worker in, so that only the
+// examples themselves compile.
+func rustExampleSeeds(t *testing.T) exampleSeedLang {
+	dir := filepath.Join(moduleRoot, "examples", "seeds", "rust-0.25")
+	find := exec.CommandContext(ctxFor(t, callTimeout), "bash", filepath.Join(interopDir, "find_cargo.sh"))
+	var msg strings.Builder
+	find.Stderr = &msg
+	out, err := find.Output()
+	cargo := strings.TrimSpace(string(out))
+	if err != nil || cargo == "" {
+		if os.Getenv("SLUICE_INTEROP") == "1" {
+			t.Fatalf("rust examples: no cargo (SLUICE_INTEROP=1: missing dependencies fail)\n%s", msg.String())
+		}
+		t.Skipf("rust examples: no cargo (set SLUICE_INTEROP=1 to fail instead)\n%s", msg.String())
+	}
+	target := os.Getenv("CARGO_TARGET_DIR")
+	if target == "" {
+		target = filepath.Join(interopDir, "rust", "target")
+	}
+	build := exec.CommandContext(ctxFor(t, 10*time.Minute), cargo, "build", "--locked", "--offline", "--quiet", "--bins")
+	build.Dir = dir
+	build.Env = append(os.Environ(), "CARGO_TARGET_DIR="+target)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("cargo build in examples/seeds/rust-0.25: %v\n%s", err, out)
+	}
+	return exampleSeedLang{name: "rust-0.25", start: func(t *testing.T, e *engineProc, example string, env ...string) *proc {
+		cmd := exec.Command(filepath.Join(target, "debug", example))
+		cmd.Env = append(append(os.Environ(), "III_URL="+e.URL, "OTEL_ENABLED=false"), env...)
+		return startProc(t, "cargo run --bin "+example, cmd)
+	}}
+}
+
 // goExampleSeeds builds examples/seeds/go/... (what `go run` would run).
 func goExampleSeeds(t *testing.T) exampleSeedLang {
 	bin := t.TempDir()
@@ -141,8 +177,8 @@ func answer(t *testing.T, p *proc, fn string, v any) {
 }
 
 // TestExampleSeeds runs the four seed examples of examples/seeds/ in Node
-// (iii-sdk 0.22.1), Python (iii-sdk 0.25.0) and Go, each against its own
-// engine: the download's
+// (iii-sdk 0.22.1), Python (iii-sdk 0.25.0), Rust (iii-sdk 0.25.0) and Go,
+// each against its own engine: the download's
 // bytes and SHA-256, the SSE events' content and pacing, the pipeline's
 // count and total, the transform's result and progress messages.
 func TestExampleSeeds(t *testing.T) {
@@ -150,9 +186,12 @@ func TestExampleSeeds(t *testing.T) {
 		t.Fatalf("building the engine: %v", buildErr)
 	}
 	file := writeExampleFile(t, 8<<20)
-	for _, mk := range []func(*testing.T) exampleSeedLang{goExampleSeeds, nodeExampleSeeds, pythonExampleSeeds} {
-		lang := mk(t)
-		t.Run(lang.name, func(t *testing.T) {
+	for _, l := range []struct {
+		name  string
+		setup func(*testing.T) exampleSeedLang
+	}{{"go", goExampleSeeds}, {"node-0.22.1", nodeExampleSeeds}, {"python-0.25", pythonExampleSeeds}, {"rust-0.25", rustExampleSeeds}} {
+		t.Run(l.name, func(t *testing.T) {
+			lang := l.setup(t) // skips (fails under SLUICE_INTEROP=1) without the SDK
 			t.Run("download", func(t *testing.T) {
 				e := startEngine(t, "127.0.0.1:0")
 				lang.start(t, e, "download", "DATA_DIR="+file.dir)
