@@ -237,7 +237,7 @@ func envOr(getenv func(string) string, key, def string) string {
 func newLogger(format, level string, w io.Writer) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log level %q: %w", level, err)
+		return nil, fmt.Errorf("log level %q (--log-level, SLUICE_LOG_LEVEL): want debug, info, warn or error", level)
 	}
 	opts := &slog.HandlerOptions{Level: lv}
 	switch format {
@@ -246,6 +246,6 @@ func newLogger(format, level string, w io.Writer) (*slog.Logger, error) {
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	default:
-		return nil, fmt.Errorf("log format %q: want text or json", format)
+		return nil, fmt.Errorf("log format %q (--log-format, SLUICE_LOG_FORMAT): want text or json", format)
 	}
 }

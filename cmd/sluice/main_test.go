@@ -264,9 +264,9 @@ func TestConfigureErrors(t *testing.T) {
 		{name: "zero shutdown timeout", env: map[string]string{"SLUICE_SHUTDOWN_TIMEOUT": "0s"}, want: []string{"shutdown_timeout must be positive"}},
 
 		{name: "bad log level flag", args: []string{"--log-level", "loud"}, want: []string{`log level "loud"`}},
-		{name: "bad log level in environment", env: map[string]string{"SLUICE_LOG_LEVEL": "verbose"}, want: []string{`log level "verbose"`}},
+		{name: "bad log level in environment", env: map[string]string{"SLUICE_LOG_LEVEL": "verbose"}, want: []string{`log level "verbose"`, "SLUICE_LOG_LEVEL", "debug, info, warn or error"}},
 		{name: "bad log format flag", args: []string{"--log-format", "xml"}, want: []string{`log format "xml"`, "text or json"}},
-		{name: "bad log format in environment", env: map[string]string{"SLUICE_LOG_FORMAT": "logfmt"}, want: []string{`log format "logfmt"`}},
+		{name: "bad log format in environment", env: map[string]string{"SLUICE_LOG_FORMAT": "logfmt"}, want: []string{`log format "logfmt"`, "SLUICE_LOG_FORMAT", "text or json"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
