@@ -49,7 +49,10 @@ func checkYAML(n *yaml.Node, t reflect.Type, path string) error {
 	var names []string
 	for f := range t.Fields() {
 		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if !f.IsExported() || name == "-" || name == "" {
+		if name == "" {
+			name = strings.ToLower(f.Name) // the decoder's default
+		}
+		if !f.IsExported() || name == "-" {
 			continue
 		}
 		fields[name] = f.Type
