@@ -218,7 +218,7 @@ func TestConfigureErrors(t *testing.T) {
 		isErr error    // errors.Is target, if any
 	}{
 		{name: "unknown top-level key", yaml: "adr: 0.0.0.0:1\n", want: []string{"sluice.yaml", "line 1", `unknown key "adr"`,
-			"valid keys at the top level: addr, http_addr, max_message_size, shutdown_timeout, channels, http", `did you mean "addr"`}},
+			"valid keys at the top level: addr, http_addr, max_message_size, shutdown_timeout, ", ", channels, http", `did you mean "addr"`}},
 		{name: "unknown nested key", yaml: "channels:\n  tll: 1m\n", want: []string{"line 2", `unknown key "tll"`,
 			"valid keys under channels: default_buffer, max_buffer, max_frame_size, max_channels, ttl", `did you mean "ttl"`}},
 		{name: "every unknown key is reported", yaml: "adr: x\nhttp:\n  cors:\n    origins: []\n", want: []string{`"adr"`, `line 4: unknown key "origins"`, "under http.cors: allowed_origins, allowed_methods"}},

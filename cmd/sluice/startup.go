@@ -21,6 +21,7 @@ func logSettings(logger *slog.Logger, cfg engine.Config, configFile string) {
 		"data_dir", "none", // nothing is persisted yet
 		"tls", onOff(cfg.TLS.Enabled()),
 		"max_message_size", cfg.MaxMessageSize,
+		"max_id_length", cfg.MaxIDLength,
 		"max_frame_size", cfg.Channels.MaxFrameSize,
 		"max_channels", cfg.Channels.MaxChannels,
 		"channel_buffer", cfg.Channels.DefaultBuffer,
