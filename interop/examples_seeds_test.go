@@ -79,9 +79,9 @@ func pythonExampleSeeds(t *testing.T) exampleSeedLang {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var out []string
+		var out []string // name==version and --hash lines, in order
 		for _, l := range strings.Split(string(b), "\n") {
-			if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			if l = strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(l), "\\")); l != "" && !strings.HasPrefix(l, "#") {
 				out = append(out, l)
 			}
 		}
