@@ -53,6 +53,21 @@
 //	TestChannelMemoryStalledReader 1 GiB through a channel whose reader
 //	                  stalls first; the engine's RSS stays bounded
 //
+// The user-facing examples, as a user runs them:
+//
+//	TestExampleSeeds  examples/seeds/ in Go, Node 0.22.1, Python 0.25 and
+//	                  Rust 0.25 (examples_seeds_test.go): download (8 MiB,
+//	                  SHA-256), SSE (pacing as in TestSeedHTTP), pipeline
+//	                  and transform (their printed answers); the Rust ones
+//	                  are built with cargo into $CARGO_TARGET_DIR, by
+//	                  default rust/target
+//	TestExampleSeedsMatchInterop  examples/seeds/node-0.22.1 and
+//	                  node-0.22.1/seed_*.mjs hold the same code
+//	TestReadmeChannelsGo, TestReadmeQuickstart  the README's commands
+//	                  (readme_test.go)
+//	TestStartupLogWorkerLines  engine log lines name workers
+//	TestSetupMissingCargoMessage, TestSetupFindsCargo  find_cargo.sh
+//
 // The SDKs are installed by setup.sh (scripts/test.sh runs it; it builds
 // the Rust worker with cargo when cargo is there). A missing node,
 // node_modules, Python venv or an absent or stale Rust worker binary skips
