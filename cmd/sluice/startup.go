@@ -29,6 +29,9 @@ func logSettings(logger *slog.Logger, cfg engine.Config, configFile string) {
 		"channel_ttl", cfg.Channels.TTL,
 		"http_timeout", cfg.HTTP.Timeout,
 		"http_max_json_body", cfg.HTTP.MaxJSONBody,
+		"http_max_buffered_json", cfg.HTTP.MaxBufferedJSONBytes,
+		"http_max_concurrent_requests", cfg.HTTP.MaxConcurrentRequests,
+		"http_idle_timeout", cfg.HTTP.IdleTimeout,
 		"shutdown_timeout", cfg.ShutdownTimeout,
 	)
 }

@@ -55,7 +55,10 @@ func TestRunServeLogsSettings(t *testing.T) {
 			want := map[string]any{
 				"addr": "127.0.0.1:0", "http_addr": "127.0.0.1:0", "config_file": tc.wantFile, "data_dir": "none", "tls": "off",
 				"max_message_size": 2048.0, "max_id_length": float64(engine.DefaultConfig().MaxIDLength), "max_frame_size": 4096.0, "channel_buffer": 64.0, "channel_max_buffer": 1024.0,
-				"channel_ttl": dur(5 * time.Minute), "http_max_json_body": float64(16 << 20), "shutdown_timeout": dur(10 * time.Second),
+				"channel_ttl": dur(5 * time.Minute), "http_max_json_body": float64(16 << 20),
+				"http_max_buffered_json":       float64(engine.DefaultConfig().HTTP.MaxBufferedJSONBytes),
+				"http_max_concurrent_requests": float64(engine.DefaultConfig().HTTP.MaxConcurrentRequests),
+				"http_idle_timeout":            dur(engine.DefaultConfig().HTTP.IdleTimeout), "shutdown_timeout": dur(10 * time.Second),
 				"max_channels": 100000.0, "http_timeout": dur(30 * time.Second),
 			}
 			if tc.wantFile != "none" {
