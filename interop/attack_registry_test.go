@@ -3,6 +3,7 @@ package interop
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -213,6 +214,21 @@ func TestAttackRegistryTriggerHijack(t *testing.T) {
 		if got := regTriggerID(ctx, t, c, victimFn); got != id {
 			t.Errorf("the victim's binding is now %q, want %q", got, id)
 		}
+	})
+	t.Run("registertrigger same route", func(t *testing.T) {
+		// A fresh trigger id on the victim's method and path: trigger ids
+		// and routes are public (discovery), so "last wins" across workers
+		// would re-point the endpoint. On afa19a3 the route served
+		// attacker::evil after this.
+		raw.send(map[string]any{"type": "registertrigger", "id": "evil-route", "trigger_type": "http", "function_id": "attacker::evil",
+			"config": map[string]any{"api_path": "/" + prefix + "/hijack", "http_method": "GET"}})
+		m := raw.next(ctx, func(m map[string]any) bool {
+			return m["type"] == "triggerregistrationresult" && m["id"] == "evil-route"
+		})
+		if m == nil || !strings.Contains(fmt.Sprint(m["error"]), "route taken") {
+			t.Errorf("registertrigger on another worker's route: %v, want a triggerregistrationresult with a 'route taken' error", m)
+		}
+		regWantVictim(ctx, t, route, "after a registertrigger on the victim's route")
 	})
 	t.Run("durable binding", func(t *testing.T) {
 		owner := connectGo(t, e, "go-durable-owner")

@@ -19,6 +19,7 @@ import (
 // route is one served binding of an http trigger. Immutable once built.
 type route struct {
 	triggerID  string
+	holder     string // the worker that may replace the route (registry.Trigger.Holder)
 	functionID string
 	method     string // upper case
 	apiPath    string // as registered (the payload's "path")
@@ -88,6 +89,10 @@ func newRouter() *router {
 // ErrAPIPathRequired is returned for an http trigger without api_path.
 var ErrAPIPathRequired = errors.New("api_path is required for http triggers")
 
+// ErrRouteTaken is returned when another worker's trigger serves the same
+// method and path.
+var ErrRouteTaken = errors.New("route taken")
+
 // parseTrigger builds the route of an http trigger.
 func parseTrigger(t *registry.Trigger) (*route, error) {
 	var cfg struct {
@@ -113,6 +118,7 @@ func parseTrigger(t *registry.Trigger) (*route, error) {
 	}
 	rt := &route{
 		triggerID:  t.ID,
+		holder:     t.Holder(),
 		functionID: t.FunctionID,
 		method:     method,
 		apiPath:    *cfg.APIPath,
@@ -224,7 +230,8 @@ func isToken(s string) bool {
 	return true
 }
 
-// add serves rt, replacing an identical route (last wins) and any earlier
+// add serves rt, replacing an identical route of the same holder (last
+// wins; another holder's is ErrRouteTaken) and any earlier
 // route of the same trigger id.
 func (r *router) add(rt *route) error {
 	r.mu.Lock()
@@ -234,6 +241,12 @@ func (r *router) add(rt *route) error {
 	}
 	st := r.cur.Load()
 	if sl, ok := st.slots[rt.pattern]; ok {
+		if old := r.routes[rt.pattern]; old != nil && old.triggerID != rt.triggerID && old.holder != rt.holder {
+			// Trigger ids are public (discovery): without this, any worker
+			// could re-point another's route by registering its path.
+			return fmt.Errorf("%w: %s is served by trigger %s of another worker; only that worker may replace it",
+				ErrRouteTaken, rt.display, old.triggerID)
+		}
 		r.removeTriggerLocked(rt.triggerID, rt.pattern)
 		if old := r.routes[rt.pattern]; old != nil && old.triggerID != rt.triggerID {
 			delete(r.byTrigger, old.triggerID) // taken over

@@ -1,6 +1,7 @@
 package httptrigger
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -141,6 +142,39 @@ func TestRouteOwnershipAndLastWins(t *testing.T) {
 	e.unroute("spec")
 	if _, _, b := e.do("GET", "/p/special", nil); !strings.Contains(b, `"one"`) {
 		t.Fatalf("after removing the specific route: %s", b)
+	}
+}
+
+// A route of one worker cannot be taken over by another worker's trigger;
+// the same worker may (last wins), and the route frees up when the holder
+// unregisters it.
+func TestRouteHeldByAnotherWorker(t *testing.T) {
+	e := newEnv(t, Config{})
+	e.inv.set("victim", echo("victim"))
+	e.inv.set("attacker", echo("attacker"))
+	put := func(id, fn, holder string) error {
+		return e.srv.RegisterTrigger(&registry.Trigger{ID: id, Type: "http", FunctionID: fn, Owner: holder,
+			Config: []byte(`{"api_path":"/pay/:id","http_method":"POST"}`)})
+	}
+	if err := put("v1", "victim", "worker-a"); err != nil {
+		t.Fatal(err)
+	}
+	err := put("a1", "attacker", "worker-b")
+	if !errors.Is(err, ErrRouteTaken) || !strings.Contains(err.Error(), "POST /pay/:id") || !strings.Contains(err.Error(), "v1") {
+		t.Fatalf("another worker's takeover: %v", err)
+	}
+	if _, _, b := e.do("POST", "/pay/1", nil); !strings.Contains(b, `"victim"`) {
+		t.Fatalf("route after a refused takeover: %s", b)
+	}
+	if err := put("v2", "attacker", "worker-a"); err != nil { // same worker: last wins
+		t.Fatalf("the holder's own replacement: %v", err)
+	}
+	if _, _, b := e.do("POST", "/pay/1", nil); !strings.Contains(b, `"attacker"`) {
+		t.Fatalf("route after the holder replaced it: %s", b)
+	}
+	e.unroute("v2")
+	if err := put("a1", "attacker", "worker-b"); err != nil {
+		t.Fatalf("a free route: %v", err)
 	}
 }
 

@@ -193,8 +193,9 @@ func New(cfg Config, inv invocation.Invoker, ch Channels) *Server {
 
 // RegisterTrigger starts serving an http trigger. It fails when the config
 // has no api_path, is malformed, or its route conflicts with a route of
-// another shape (e.g. GET /a/:x against GET /a/:y); an identical route of
-// another trigger is replaced (last wins).
+// another shape (e.g. GET /a/:x against GET /a/:y). An identical route of
+// another trigger is replaced (last wins) if both have the same holder (the
+// same worker); another worker's route is ErrRouteTaken.
 func (s *Server) RegisterTrigger(t *registry.Trigger) error {
 	rt, err := parseTrigger(t)
 	if err != nil {

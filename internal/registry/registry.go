@@ -122,8 +122,10 @@ type Worker struct {
 	ConnectedAt time.Time
 }
 
-// holder is the worker allowed to replace or remove the binding.
-func (t *Trigger) holder() string {
+// Holder is the worker allowed to replace or remove the binding: the
+// connection that registered it, or the worker that created it through
+// engine::register_trigger ("" for neither).
+func (t *Trigger) Holder() string {
 	if t.Owner != "" {
 		return t.Owner
 	}
@@ -321,7 +323,7 @@ func (r *Registry) PutTrigger(t *Trigger) (provider *TriggerType, replaced *Trig
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	replaced = r.triggers[t.ID]
-	if replaced != nil && replaced.holder() != t.holder() {
+	if replaced != nil && replaced.Holder() != t.Holder() {
 		if t.Owner != "" && replaced.Owner != "" {
 			r.claims[t.ID] = t
 		}
@@ -357,7 +359,7 @@ func (r *Registry) RemoveTrigger(id string, by *string) (*Trigger, *TriggerType,
 	if !ok {
 		return nil, nil, nil
 	}
-	if by != nil && t.holder() != *by {
+	if by != nil && t.Holder() != *by {
 		return nil, nil, fmt.Errorf("trigger %s is %w; only that worker may remove it", quote(ShortID(id)), ErrNotOwner)
 	}
 	delete(r.triggers, id)
