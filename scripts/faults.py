@@ -132,6 +132,9 @@ FAULTS = [
     ("http-drain-waits-for-silent-conns", "engine/engine.go",
      "\t\t\tif e.http.Active() == 0 {\n\t\t\t\tstop()", "\t\t\tif false {\n\t\t\t\tstop()",
      "TestShutdownIgnoresSilentHTTPConnections", "./engine/"),
+    ("http-route-takeover-allowed", "internal/httptrigger/router.go",
+     "old.triggerID != rt.triggerID && old.holder != rt.holder {", "false {",
+     "TestRouteHeldByAnotherWorker", "./internal/httptrigger/"),
 ]
 
 
@@ -160,10 +163,7 @@ def main():
         if want not in fault[0]:
             continue
         verdict = run(fault)
-        print("%-40s %s" % (fault[0    ("http-route-takeover-allowed", "internal/httptrigger/router.go",
-     "old.triggerID != rt.triggerID && old.holder != rt.holder {", "false {",
-     "TestRouteHeldByAnotherWorker", "./internal/httptrigger/"),
-], verdict))
+        print("%-40s %s" % (fault[0], verdict))
         bad += verdict != "killed"
     sys.exit(1 if bad else 0)
 
