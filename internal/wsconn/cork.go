@@ -87,6 +87,21 @@ func (c *corkConn) write(p []byte, gorilla bool) (int, error) {
 	return len(p), err
 }
 
+// lockForLarge gives rawWriteLarge the connection to itself: what was
+// collected is flushed first (order), and the write deadline is cleared.
+// unlock releases it.
+func (c *corkConn) lockForLarge() (unlock func(), err error) {
+	c.mu.Lock()
+	if err = c.flushLocked(); err == nil {
+		err = c.deadline(time.Time{})
+	}
+	if err != nil {
+		c.mu.Unlock()
+		return nil, err
+	}
+	return c.mu.Unlock, nil
+}
+
 // corkIfOpen corks c unless it is corked already, and reports whether it
 // did.
 func (c *corkConn) corkIfOpen() bool {
