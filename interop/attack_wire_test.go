@@ -329,3 +329,27 @@ func TestAttackWireOrigin(t *testing.T) {
 		t.Fatalf("node worker behind the origin check: %q, %v", got, err)
 	}
 }
+
+// TestWireBigMessagesAcrossSDKs: the engine and the Go SDK write messages
+// over 64 KiB in 1 MiB fragments; every official SDK whose message limit
+// allows it echoes a 6 MiB payload back to a Go caller intact (Python
+// 0.11.6 caps messages at 1 MiB). A compatibility check of the writers,
+// not an attack: it passes on 8b50cfc too (single frames from the engine).
+func TestWireBigMessagesAcrossSDKs(t *testing.T) {
+	e := startEngine(t, "127.0.0.1:0")
+	c := connectGo(t, e, "wirebig")
+	payload := strings.Repeat("0123456789abcdef", 6<<20/16)
+	for _, name := range []string{"node-0.22.1", "node-0.11.6", "python-0.25.0", "rust-0.25.0"} {
+		t.Run(name, func(t *testing.T) {
+			f := flavourNamed(name)
+			f.require(t)
+			w := startWorker(t, f, e, f.script("worker"), f.Prefix+"wirebig", "SEEDS=0")
+			ctx := ctxFor(t, 3*callTimeout)
+			waitFunctions(ctx, t, c, w.Prefix+"::echo")
+			got, err := sluice.Call[string](ctx, c, w.Prefix+"::echo", payload)
+			if err != nil || got != payload {
+				t.Fatalf("6 MiB echo: %d bytes back, %v", len(got), err)
+			}
+		})
+	}
+}
