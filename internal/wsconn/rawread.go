@@ -19,8 +19,9 @@ import (
 // made, and only by their single reader goroutine. Errors are final: the
 // caller stops reading.
 type serverReader struct {
-	inMsg bool // a fragmented message is being read
-	skip  bool // the rest of the current message is over the limit: drop it
+	inMsg bool   // a fragmented message is being read
+	skip  bool   // the rest of the current message is over the limit: drop it
+	tail  []byte // the last bytes of a message being dropped
 	err   error
 	ctl   [125]byte
 }
@@ -75,17 +76,22 @@ func (r *serverReader) read(br *bufio.Reader, ws *websocket.Conn, b []byte, limi
 					keep = min(keep, uint64(limit+1-int64(len(b))))
 				}
 			}
+			if !r.skip {
+				r.tail = r.tail[:0]
+			}
 			if b, err = r.payload(br, b, keep, h.Key, 0, true); err != nil {
 				return 0, b, err
 			}
-			if err := discard(br, h.Len-keep); err != nil {
+			if err := r.discardToTail(br, h.Len-keep, h.Key, keep); err != nil {
 				return 0, b, err
 			}
 			r.skip = r.inMsg
 			if r.inMsg {
 				continue
 			}
-			return kind, b[:min(len(b), OversizedPrefix)], ErrFrameTooLarge
+			b = append(b[:min(len(b), OversizedPrefix)], r.tail...)
+			r.tail = nil
+			return kind, b, ErrFrameTooLarge
 		}
 		if b, err = r.payload(br, b, h.Len, h.Key, limit, h.Fin); err != nil {
 			return 0, b, err
@@ -96,21 +102,42 @@ func (r *serverReader) read(br *bufio.Reader, ws *websocket.Conn, b []byte, limi
 	}
 }
 
-// OversizedPrefix is how much of a message over the limit ReadFrame
-// returns with ErrFrameTooLarge (at most limit+1 bytes): room for the
-// envelope fields senders put before the payload. The rest of a frame
-// known to be too long is discarded as it arrives, never buffered (the
-// fragments of a message that was within the limit so far were).
-const OversizedPrefix = 64 << 10
+// A message over the limit is returned with ErrFrameTooLarge as its first
+// OversizedPrefix bytes (at most limit+1) followed by its last
+// OversizedTail bytes: room for the envelope fields senders put before the
+// payload (the Node, Rust and Go SDKs) or after it (the Python SDK). The
+// rest of a frame known to be too long is discarded as it arrives, never
+// buffered (the fragments of a message that was within the limit so far
+// were).
+const (
+	OversizedPrefix = 64 << 10
+	OversizedTail   = 4 << 10
+)
 
-// discard drops n bytes of br without buffering them.
-func discard(br *bufio.Reader, n uint64) error {
-	for n > 0 {
-		k := int(min(n, 1<<30))
+// discardToTail drops the n payload bytes of the current frame (masked
+// with key, starting pos bytes into it) that follow what was kept, but
+// keeps the message's last OversizedTail bytes in r.tail.
+func (r *serverReader) discardToTail(br *bufio.Reader, n uint64, key [4]byte, pos uint64) error {
+	skip := n - min(n, OversizedTail)
+	for left := skip; left > 0; {
+		k := int(min(left, 1<<30))
 		if _, err := br.Discard(k); err != nil {
 			return noEOF(err)
 		}
-		n -= uint64(k)
+		left -= uint64(k)
+	}
+	if r.tail == nil {
+		r.tail = make([]byte, 0, 2*OversizedTail)
+	}
+	m := len(r.tail)
+	r.tail = r.tail[:m+int(n-skip)]
+	if _, err := io.ReadFull(br, r.tail[m:]); err != nil {
+		r.tail = r.tail[:m]
+		return noEOF(err)
+	}
+	wsframe.Mask(key, int(pos+skip), r.tail[m:])
+	if extra := len(r.tail) - OversizedTail; extra > 0 {
+		r.tail = r.tail[:copy(r.tail, r.tail[extra:])]
 	}
 	return nil
 }

@@ -81,14 +81,17 @@ func TestServerReadFragmentsLinear(t *testing.T) {
 	}
 }
 
-// A frame over the limit costs at most OversizedPrefix bytes of buffer,
-// whatever the limit; the caller gets that prefix; the next message reads
-// normally. On 8b50cfc the reader kept limit+1 bytes of it (here 4 MiB).
-func TestServerReadOversizedKeepsOnlyPrefix(t *testing.T) {
+// A frame over the limit costs at most OversizedPrefix+OversizedTail bytes
+// of buffer, whatever the limit; the caller gets its first and last bytes;
+// the next message reads normally. On 8b50cfc the reader kept limit+1
+// bytes of it (here 4 MiB), and not its end.
+func TestServerReadOversizedKeepsPrefixAndTail(t *testing.T) {
 	const limit = 4 << 20
-	big := bytes.Repeat([]byte("x"), 6<<20)
+	big := bytes.Repeat([]byte("x"), 6<<20+3) // odd sizes: the tail's mask positions are not aligned
 	copy(big, `{"type":"invokefunction","invocation_id":"i1"`)
-	for name, frag := range map[string]int{"one frame": 0, "fragments": 64 << 10} {
+	copy(big[len(big)-100:], `"invocation_id":"i2"}`)
+	big[len(big)-OversizedTail] = 'T' // the tail's first byte
+	for name, frag := range map[string]int{"one frame": 0, "fragments": 64 << 10, "small fragments": 999} {
 		t.Run(name, func(t *testing.T) {
 			in := append(clientFrames(wsframe.OpText, big, frag), clientFrames(wsframe.OpText, []byte("next"), 0)...)
 			var r serverReader
@@ -96,15 +99,16 @@ func TestServerReadOversizedKeepsOnlyPrefix(t *testing.T) {
 			var data []byte
 			var err error
 			n := allocated(func() { _, data, err = r.read(br, nil, nil, limit) })
-			if !errors.Is(err, ErrFrameTooLarge) || !bytes.Equal(data, big[:OversizedPrefix]) {
-				t.Fatalf("got %d bytes, %v; want the %d-byte prefix and ErrFrameTooLarge", len(data), err, OversizedPrefix)
+			want := append(big[:OversizedPrefix:OversizedPrefix], big[len(big)-OversizedTail:]...)
+			if !errors.Is(err, ErrFrameTooLarge) || !bytes.Equal(data, want) {
+				t.Fatalf("got %d bytes, %v; want the %d-byte prefix, the %d-byte tail and ErrFrameTooLarge", len(data), err, OversizedPrefix, OversizedTail)
 			}
-			bound := uint64(4 * OversizedPrefix)
+			bound := uint64(4 * (OversizedPrefix + OversizedTail))
 			if frag > 0 {
 				bound = 3 * limit // the first limit bytes were a message within the limit so far
 			}
 			if n > bound {
-				t.Fatalf("rejecting an oversized message allocated %d bytes", n)
+				t.Fatalf("rejecting an oversized message allocated %d bytes (bound %d)", n, bound)
 			}
 			if _, data, err = r.read(br, nil, nil, limit); err != nil || string(data) != "next" {
 				t.Fatalf("next message: %q, %v", data, err)

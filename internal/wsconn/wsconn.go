@@ -324,9 +324,9 @@ func (c *Conn) drop() {
 // limit bytes) and returns its type and the filled slice. Control frames are
 // handled on the way: by gorilla's handlers, or, on sockets Upgrade made,
 // as gorilla's default handlers would (rawread.go). A message over the
-// limit returns ErrFrameTooLarge with a prefix of it: on sockets Upgrade
-// made, at most OversizedPrefix bytes, and the rest is discarded unread
-// into memory; through gorilla (no frame lengths), its first limit+1
+// limit returns ErrFrameTooLarge with part of it: on sockets Upgrade made,
+// its first and last bytes (OversizedPrefix), the rest discarded without
+// being buffered; through gorilla (no frame lengths), its first limit+1
 // bytes. The next call reads the message after it. Any other error is
 // final. buf grows by doubling as bytes arrive, so reading a message costs
 // time linear in its size however it is fragmented.
