@@ -66,51 +66,58 @@ const maskChunk = 64 << 10
 
 // rawWriteLarge writes a message over rawMax on cc itself, as frames of
 // largeFragment bytes. A server's payload goes out from p without a copy
-// (writev); a client masks it through a maskChunk buffer. Nothing else is
-// written on cc meanwhile (its lock is held throughout), and each chunk
-// written counts as progress for the watchdog. The caller holds wmu.
+// (writev); a client masks it through a maskChunk buffer. cc is held one
+// fragment at a time: gorilla's control frames (pongs, close) may go out
+// between fragments, as RFC 6455 allows, instead of waiting for the whole
+// message. Other data frames wait for wmu, which the caller holds. Each
+// chunk written counts as progress for the watchdog.
 func (c *Conn) rawWriteLarge(cc *corkConn, kind int, p []byte) error {
-	unlock, err := cc.lockForLarge()
-	if err != nil {
-		return err
-	}
-	defer unlock()
 	var scratch []byte
 	if cc.client {
 		scratch = make([]byte, wsframe.MaxHeader+maskChunk)
 	}
-	var hdr [wsframe.MaxHeader]byte
 	op := kind
 	for off := 0; ; {
 		frag := p[off:min(off+largeFragment, len(p))]
 		off += len(frag)
 		last := off == len(p)
-		key := frameKey(cc.client)
-		h := wsframe.PutHeader(hdr[:], last, op, len(frag), cc.client, key)
-		op = wsframe.OpContinuation
-		if !cc.client {
-			bufs := net.Buffers{hdr[:h], frag}
-			if _, err := bufs.WriteTo(cc.Conn); err != nil {
-				return err
-			}
-			c.wseq.Add(2) // progress, still odd
-		} else {
-			n := copy(scratch, hdr[:h])
-			for pos := 0; ; {
-				k := min(maskChunk, len(frag)-pos) // a multiple of 4 but the last: the key stays aligned
-				wsframe.MaskCopy(scratch[n:n+k], frag[pos:pos+k], key)
-				if _, err := cc.Conn.Write(scratch[:n+k]); err != nil {
-					return err
-				}
-				c.wseq.Add(2)
-				if pos += k; pos == len(frag) {
-					break
-				}
-				n = 0
-			}
+		if err := c.writeFragment(cc, op, last, frag, scratch); err != nil {
+			return err
 		}
+		op = wsframe.OpContinuation
 		if last {
 			return nil
 		}
+	}
+}
+
+// writeFragment writes one frame of rawWriteLarge's with cc to itself.
+func (c *Conn) writeFragment(cc *corkConn, op int, fin bool, frag, scratch []byte) error {
+	unlock, err := cc.lockForLarge()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	var hdr [wsframe.MaxHeader]byte
+	key := frameKey(cc.client)
+	h := wsframe.PutHeader(hdr[:], fin, op, len(frag), cc.client, key)
+	if !cc.client {
+		bufs := net.Buffers{hdr[:h], frag}
+		_, err := bufs.WriteTo(cc.Conn)
+		c.wseq.Add(2) // progress, still odd
+		return err
+	}
+	n := copy(scratch, hdr[:h])
+	for pos := 0; ; {
+		k := min(maskChunk, len(frag)-pos) // a multiple of 4 but the last: the key stays aligned
+		wsframe.MaskCopy(scratch[n:n+k], frag[pos:pos+k], key)
+		if _, err := cc.Conn.Write(scratch[:n+k]); err != nil {
+			return err
+		}
+		c.wseq.Add(2)
+		if pos += k; pos == len(frag) {
+			return nil
+		}
+		n = 0
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -221,4 +222,51 @@ func TestLargeMessagesInLargeFragments(t *testing.T) {
 		sizes, data := rawFrames(t, c.NetConn(), 2)
 		check(t, sizes, data)
 	})
+}
+
+// While a big message is written, a control frame waits for one fragment,
+// not for the whole message: a ping sent once the peer has read the first
+// fragment arrives before the last one (RFC 6455 allows control frames
+// between fragments), and the message is intact.
+func TestControlFrameBetweenFragments(t *testing.T) {
+	s, c := upgradedPair(t)
+	// Small socket buffers: the write stays blocked mid-message until the
+	// peer reads.
+	_ = s.cc.Conn.(*net.TCPConn).SetWriteBuffer(64 << 10)
+	_ = c.NetConn().(*net.TCPConn).SetReadBuffer(64 << 10)
+	msg := bytes.Repeat([]byte("0123456789abcdef"), 8*largeFragment/16)
+	sent := make(chan error, 1)
+	go func() { sent <- s.Send(context.Background(), Binary, msg, nil) }()
+
+	fr := wsframe.NewReader(c.NetConn(), 4096)
+	var got []byte
+	pinged, pingedAt := false, -1
+	for frames := 0; ; frames++ {
+		h, err := fr.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := make([]byte, h.Len)
+		if err := fr.ReadPayload(p); err != nil && err != io.EOF {
+			t.Fatal(err)
+		}
+		if h.Op == wsframe.OpPing {
+			pingedAt = frames
+			continue
+		}
+		got = append(got, p...)
+		if !pinged {
+			pinged = true
+			go func() { _ = s.ws.WriteControl(websocket.PingMessage, []byte("hi"), time.Now().Add(10*time.Second)) }()
+		}
+		if h.Fin {
+			break
+		}
+	}
+	if err := <-sent; err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("send: %v; message intact: %v", err, bytes.Equal(got, msg))
+	}
+	if pingedAt < 0 {
+		t.Fatal("the ping did not arrive before the message's last fragment")
+	}
 }
