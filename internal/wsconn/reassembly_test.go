@@ -169,8 +169,8 @@ func rawFrames(t *testing.T, src io.Reader, messages int) (sizes [][]int, data [
 }
 
 // Big messages go out in large fragments from both ends (masked from the
-// client), not in write-buffer-sized ones. On 8b50cfc the client sent a
-// 3 MiB message as 768 frames of 4 KiB.
+// client, on ws:// and wss://), not in write-buffer-sized ones. On 8b50cfc
+// the client sent a 3 MiB message as 768 frames of 4 KiB.
 func TestLargeMessagesInLargeFragments(t *testing.T) {
 	msg := bytes.Repeat([]byte("0123456789abcdef"), (3*largeFragment+16)/16)
 	want := []int{largeFragment, largeFragment, largeFragment, 16}
@@ -184,24 +184,33 @@ func TestLargeMessagesInLargeFragments(t *testing.T) {
 		}
 	}
 
-	t.Run("client", func(t *testing.T) {
+	client := func(t *testing.T, tlsOn bool) {
 		got := make(chan net.Conn, 1)
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			ws, err := Upgrade(&websocket.Upgrader{}, w, r, nil)
 			if err != nil {
 				return
 			}
 			got <- ws.NetConn()
-		}))
+		})
+		d := websocket.Dialer{WriteBufferSize: 4096} // no proxy, as the SDK's
+		var srv *httptest.Server
+		if tlsOn {
+			srv = httptest.NewTLSServer(h)
+			d.TLSClientConfig = srv.Client().Transport.(*http.Transport).TLSClientConfig
+		} else {
+			srv = httptest.NewServer(h)
+		}
 		defer srv.Close()
-		d := *websocket.DefaultDialer
-		d.WriteBufferSize = 4096
-		ws, _, err := Dialer(&d).Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+		ws, _, err := Dialer(&d).Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil) // ws:// or wss://
 		if err != nil {
 			t.Fatal(err)
 		}
 		c := New(ws, Options{})
 		defer c.Abort()
+		if c.cc == nil {
+			t.Fatal("the dialed socket is not a corkConn: writes go through gorilla")
+		}
 		conn := <-got
 		defer conn.Close()
 		go func() {
@@ -211,7 +220,9 @@ func TestLargeMessagesInLargeFragments(t *testing.T) {
 		// Through the server side's read buffer, which may hold bytes.
 		sizes, data := rawFrames(t, conn.(*corkConn).br, 2)
 		check(t, sizes, data)
-	})
+	}
+	t.Run("client", func(t *testing.T) { client(t, false) })
+	t.Run("client over TLS", func(t *testing.T) { client(t, true) })
 
 	t.Run("server", func(t *testing.T) {
 		s, c := upgradedPair(t)
