@@ -241,10 +241,12 @@ func TestAttackWireOversizedFrame(t *testing.T) {
 	if !ok || r.Error == nil || r.Error.Code != wire.CodeInvocationError || !strings.Contains(r.Error.Message, "max_message_size") {
 		t.Fatalf("80 MiB invokefunction: ok %v, error %+v; want invocation_error naming max_message_size", ok, r.Error)
 	}
-	if m := engineMemory(t, e.pid()); m.hwm > before.rss+maxGrowth {
+	m := engineMemory(t, e.pid())
+	if m.hwm > before.rss+maxGrowth {
 		t.Errorf("after an 80 MiB message: the engine's RSS peaked at %d MiB, %d MiB over its %d MiB before",
 			m.hwm>>20, (m.hwm-before.rss)>>20, before.rss>>20)
 	}
+	t.Logf("engine RSS %d MiB before, peak %d MiB", before.rss>>20, m.hwm>>20)
 
 	// The same socket and others keep working.
 	if err := over.write(wireFrames(wsframe.OpText, wireInvoke("small", "wireover::echo", 10), 0)); err != nil {
