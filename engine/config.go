@@ -25,6 +25,11 @@ type Config struct {
 	HTTPAddr string `yaml:"http_addr"`
 	// MaxMessageSize bounds one frame on a worker socket.
 	MaxMessageSize ByteSize `yaml:"max_message_size"`
+	// AllowedOrigins lists the browser origins (scheme://host[:port], or
+	// "*" for any) that may open WebSockets on the worker listener besides
+	// local ones; a handshake with another Origin header is refused (403).
+	// Workers send no Origin.
+	AllowedOrigins []string `yaml:"allowed_origins"`
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// MaxIDLength bounds function, trigger and trigger type ids, in bytes.
@@ -173,6 +178,11 @@ func (c *Config) Validate() error {
 	case c.MaxIDLength < minIDLength:
 		// Every engine id and a UUID must fit.
 		return fmt.Errorf("config: max_id_length %d is below %d bytes", c.MaxIDLength, minIDLength)
+	}
+	for _, o := range c.AllowedOrigins {
+		if err := validOrigin(o); err != nil {
+			return err
+		}
 	}
 	return nil
 }

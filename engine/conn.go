@@ -181,12 +181,19 @@ func (w *workerConn) rejectMalformed(frame []byte, err error) {
 	}
 }
 
-// rejectOversized answers a frame over the size limit. Only its first bytes
-// were read; if they name an invocation, the caller is told why it failed.
-func (w *workerConn) rejectOversized(prefix []byte) {
-	id := scanString(prefix, `"invocation_id"`)
-	fn := scanString(prefix, `"function_id"`)
-	typ := scanString(prefix, `"type"`)
+// rejectOversized answers a frame over the size limit. Only its first and
+// last bytes were kept (wsconn.ReadFrame); if they name an invocation, the
+// caller is told why it failed. A field is looked for first from the start
+// (where the Node, Rust and Go SDKs put the envelope), then from the end
+// (the Python SDK puts data first).
+func (w *workerConn) rejectOversized(part []byte) {
+	field := func(key string) string {
+		if v := scanString(part, key, false); v != "" {
+			return v
+		}
+		return scanString(part, key, true)
+	}
+	id, fn, typ := field(`"invocation_id"`), field(`"function_id"`), field(`"type"`)
 	w.log.Warn("message over size limit dropped", "limit", w.e.cfg.MaxMessageSize, "type", typ, "invocation_id", id)
 	if id == "" {
 		return
@@ -200,9 +207,13 @@ func (w *workerConn) rejectOversized(prefix []byte) {
 	}
 }
 
-// scanString finds "key":"value" in a JSON prefix without parsing the rest.
-func scanString(b []byte, key string) string {
+// scanString finds "key":"value" in part of a JSON message without
+// parsing it: at key's first occurrence, or its last if last.
+func scanString(b []byte, key string, last bool) string {
 	i := bytes.Index(b, []byte(key))
+	if last {
+		i = bytes.LastIndex(b, []byte(key))
+	}
 	if i < 0 {
 		return ""
 	}

@@ -100,8 +100,8 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 		ReadBufferSize:  0,
 		WriteBufferSize: 4096,
 		WriteBufferPool: wsconn.WriteBufferPool,
-		CheckOrigin:     func(*http.Request) bool { return true }, // workers are not browsers
 	}
+	e.upgrader.CheckOrigin = e.originAllowed // WorkerHandler refuses with a clearer answer first
 	e.hub = newChannelHub(cfg.Channels, log.With("part", "channels"))
 	e.http = newHTTPTriggers(e)
 	e.registerBuiltins()
@@ -190,11 +190,12 @@ func (e *Engine) HTTPURL() string {
 // WorkerHandler serves the worker port: "/" (worker protocol), "/otel"
 // (telemetry, read and discarded), "/ws/channels/{id}" (channel ends) and
 // "/healthz". Mount it yourself to embed the engine in another server.
+// The WebSocket endpoints refuse browser pages (origin.go).
 func (e *Engine) WorkerHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", e.serveWorker)
-	mux.HandleFunc("GET /otel", e.serveOTel)
-	mux.Handle("/ws/channels/", e.hub)
+	mux.Handle("GET /{$}", e.checkOrigin(http.HandlerFunc(e.serveWorker)))
+	mux.Handle("GET /otel", e.checkOrigin(http.HandlerFunc(e.serveOTel)))
+	mux.Handle("/ws/channels/", e.checkOrigin(e.hub))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")

@@ -79,6 +79,7 @@ type options struct {
 	httpIdle     time.Duration
 	httpMaxReqs  int
 	httpJSONBuf  engine.ByteSize
+	origins      string
 }
 
 func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
@@ -132,6 +133,7 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	fs.DurationVar(&o.httpIdle, "http-idle-timeout", 0, "close HTTP keep-alive connections idle this long (env SLUICE_HTTP_IDLE_TIMEOUT; default 2m)")
 	fs.IntVar(&o.httpMaxReqs, "http-max-concurrent-requests", 0, "most HTTP requests served at once; more get 503 (env SLUICE_HTTP_MAX_CONCURRENT_REQUESTS; default 4096)")
 	fs.Var(&o.httpJSONBuf, "http-max-buffered-json-bytes", "most bytes of JSON request bodies read whole at once, a `size`; more get 503 (env SLUICE_HTTP_MAX_BUFFERED_JSON_BYTES; default 64MiB)")
+	fs.StringVar(&o.origins, "allowed-origins", "", "comma-separated browser origins allowed to open worker-port WebSockets besides local ones, \"*\" for any (env SLUICE_ALLOWED_ORIGINS; default none)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, nil, err
 	}
@@ -198,6 +200,21 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	size("max-frame-size", "SLUICE_MAX_FRAME_SIZE", &cfg.Channels.MaxFrameSize, o.maxFrameSize)
 	str("tls-cert", "SLUICE_TLS_CERT_FILE", &cfg.TLS.CertFile, o.tlsCert)
 	str("tls-key", "SLUICE_TLS_KEY_FILE", &cfg.TLS.KeyFile, o.tlsKey)
+	list := func(flagName, env string, dst *[]string, v string) {
+		s := v
+		if !set[flagName] {
+			if s = getenv(env); s == "" {
+				return
+			}
+		}
+		*dst = nil
+		for _, e := range strings.Split(s, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				*dst = append(*dst, e)
+			}
+		}
+	}
+	list("allowed-origins", "SLUICE_ALLOWED_ORIGINS", &cfg.AllowedOrigins, o.origins)
 	mc := int64(cfg.Channels.MaxChannels)
 	i64("max-channels", "SLUICE_MAX_CHANNELS", &mc, int64(o.maxChannels))
 	cfg.Channels.MaxChannels = int(mc)

@@ -49,6 +49,7 @@ const fileYAML = `
 addr: file:1
 http_addr: file:2
 max_message_size: 2048
+allowed_origins: ["https://file.example"]
 shutdown_timeout: 3s
 channels:
   ttl: 1m
@@ -72,6 +73,7 @@ tls:
 
 func fromFile(c *engine.Config) {
 	c.Addr, c.HTTPAddr, c.MaxMessageSize, c.ShutdownTimeout = "file:1", "file:2", 2048, 3*time.Second
+	c.AllowedOrigins = []string{"https://file.example"}
 	c.Channels = engine.ChannelsConfig{TTL: time.Minute, MaxChannels: 10, MaxFrameSize: 4096, DefaultBuffer: 8, MaxBuffer: 16}
 	c.HTTP = engine.HTTPConfig{Timeout: time.Second, MaxJSONBody: 1000, IdleTimeout: 7 * time.Second,
 		MaxConcurrentRequests: 70, MaxBufferedJSONBytes: 7000, CORS: &engine.CORSConfig{
@@ -94,6 +96,7 @@ var allEnv = map[string]string{
 	"SLUICE_HTTP_IDLE_TIMEOUT":            "8s",
 	"SLUICE_HTTP_MAX_CONCURRENT_REQUESTS": "80",
 	"SLUICE_HTTP_MAX_BUFFERED_JSON_BYTES": "80000000",
+	"SLUICE_ALLOWED_ORIGINS":              "https://env.example, http://env.example:8080",
 }
 
 func fromEnv(c *engine.Config) {
@@ -101,6 +104,7 @@ func fromEnv(c *engine.Config) {
 	c.HTTP.Timeout, c.Channels.TTL, c.Channels.MaxChannels, c.Channels.MaxFrameSize = 2*time.Second, 2*time.Minute, 20, 5120
 	c.TLS = engine.TLSConfig{CertFile: "env.crt", KeyFile: "env.key"}
 	c.ShutdownTimeout, c.HTTP.IdleTimeout, c.HTTP.MaxConcurrentRequests, c.HTTP.MaxBufferedJSONBytes = 8*time.Second, 8*time.Second, 80, 80_000_000
+	c.AllowedOrigins = []string{"https://env.example", "http://env.example:8080"}
 }
 
 var allFlags = []string{
@@ -108,7 +112,7 @@ var allFlags = []string{
 	"--channel-ttl", "3m", "--max-channels", "30", "--max-frame-size", "6144",
 	"--tls-cert", "flag.crt", "--tls-key", "flag.key",
 	"--shutdown-timeout", "9s", "--http-idle-timeout", "9s", "--http-max-concurrent-requests", "90",
-	"--http-max-buffered-json-bytes", "90000000",
+	"--http-max-buffered-json-bytes", "90000000", "--allowed-origins", "https://flag.example",
 }
 
 func fromFlags(c *engine.Config) {
@@ -116,6 +120,7 @@ func fromFlags(c *engine.Config) {
 	c.HTTP.Timeout, c.Channels.TTL, c.Channels.MaxChannels, c.Channels.MaxFrameSize = 3*time.Second, 3*time.Minute, 30, 6144
 	c.TLS = engine.TLSConfig{CertFile: "flag.crt", KeyFile: "flag.key"}
 	c.ShutdownTimeout, c.HTTP.IdleTimeout, c.HTTP.MaxConcurrentRequests, c.HTTP.MaxBufferedJSONBytes = 9*time.Second, 9*time.Second, 90, 90_000_000
+	c.AllowedOrigins = []string{"https://flag.example"}
 }
 
 func TestConfigurePrecedence(t *testing.T) {
@@ -150,8 +155,8 @@ func TestConfigurePrecedence(t *testing.T) {
 			// An explicitly given flag wins even when it equals its zero value
 			// or the default.
 			name: "explicit flag with zero or default value still wins",
-			env:  map[string]string{"SLUICE_ADDR": "env:1", "SLUICE_MAX_CHANNELS": "20"},
-			args: []string{"--addr", engine.DefaultConfig().Addr, "--max-channels", "100000"},
+			env:  map[string]string{"SLUICE_ADDR": "env:1", "SLUICE_MAX_CHANNELS": "20", "SLUICE_ALLOWED_ORIGINS": "https://env.example"},
+			args: []string{"--addr", engine.DefaultConfig().Addr, "--max-channels", "100000", "--allowed-origins", ""},
 			want: nil,
 		},
 		{
@@ -218,7 +223,7 @@ func TestConfigureErrors(t *testing.T) {
 		isErr error    // errors.Is target, if any
 	}{
 		{name: "unknown top-level key", yaml: "adr: 0.0.0.0:1\n", want: []string{"sluice.yaml", "line 1", `unknown key "adr"`,
-			"valid keys at the top level: addr, http_addr, max_message_size, shutdown_timeout, ", ", channels, http", `did you mean "addr"`}},
+			"valid keys at the top level: addr, http_addr, max_message_size, ", ", channels, http", `did you mean "addr"`}},
 		{name: "unknown nested key", yaml: "channels:\n  tll: 1m\n", want: []string{"line 2", `unknown key "tll"`,
 			"valid keys under channels: default_buffer, max_buffer, max_frame_size, max_channels, ttl", `did you mean "ttl"`}},
 		{name: "every unknown key is reported", yaml: "adr: x\nhttp:\n  cors:\n    origins: []\n", want: []string{`"adr"`, `line 4: unknown key "origins"`, "under http.cors: allowed_origins, allowed_methods"}},
@@ -255,6 +260,8 @@ func TestConfigureErrors(t *testing.T) {
 		{name: "empty addr flag", args: []string{"--addr", ""}, want: []string{"addr must not be empty"}},
 		{name: "message size below minimum", args: []string{"--max-message-size", "1023"}, want: []string{"max_message_size 1023 is below 1024"}},
 		{name: "zero ttl", args: []string{"--channel-ttl", "0s"}, want: []string{"channels.ttl must be positive"}},
+		{name: "origin with a path", args: []string{"--allowed-origins", "https://a.example/app"}, want: []string{`allowed_origins entry "https://a.example/app"`}},
+		{name: "origin without scheme in file", yaml: "allowed_origins: [a.example]\n", want: []string{`allowed_origins entry "a.example"`}},
 		{name: "negative http timeout", args: []string{"--http-timeout", "-1s"}, want: []string{"http.timeout must be positive"}},
 		{name: "tls cert without key", args: []string{"--tls-cert", "a.crt"}, want: []string{"tls.cert_file and tls.key_file must be set together"}},
 		{name: "tls key without cert in file", yaml: "tls:\n  key_file: a.key\n", want: []string{"tls.cert_file and tls.key_file must be set together"}},

@@ -3,6 +3,7 @@ package wsconn
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"net"
 	"net/http"
 	"sync"
@@ -87,6 +88,21 @@ func (c *corkConn) write(p []byte, gorilla bool) (int, error) {
 	return len(p), err
 }
 
+// lockForLarge gives rawWriteLarge the connection to itself: what was
+// collected is flushed first (order), and the write deadline is cleared.
+// unlock releases it.
+func (c *corkConn) lockForLarge() (unlock func(), err error) {
+	c.mu.Lock()
+	if err = c.flushLocked(); err == nil {
+		err = c.deadline(time.Time{})
+	}
+	if err != nil {
+		c.mu.Unlock()
+		return nil, err
+	}
+	return c.mu.Unlock, nil
+}
+
 // corkIfOpen corks c unless it is corked already, and reports whether it
 // did.
 func (c *corkConn) corkIfOpen() bool {
@@ -161,26 +177,54 @@ func Upgrade(u *websocket.Upgrader, w http.ResponseWriter, r *http.Request, h ht
 }
 
 // Dialer returns a copy of d (nil means websocket.DefaultDialer) whose
-// connections can be batched by Conn.
+// connections can be batched by Conn. For wss:// it does the TLS handshake
+// itself, so that Conn writes frames on the TLS connection (one frame per
+// Write, big messages in large fragments) rather than through gorilla's
+// 4 KiB write buffer; not when d has a proxy (gorilla would then dial the
+// proxy with it) or a TLS dialer of its own.
 func Dialer(d *websocket.Dialer) *websocket.Dialer {
 	if d == nil {
 		d = websocket.DefaultDialer
 	}
 	nd := *d
 	inner := d.NetDialContext
-	nd.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var c net.Conn
-		var err error
+	dialTCP := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		if inner != nil {
-			c, err = inner(ctx, network, addr)
-		} else {
-			var dd net.Dialer
-			c, err = dd.DialContext(ctx, network, addr)
+			return inner(ctx, network, addr)
 		}
+		var dd net.Dialer
+		return dd.DialContext(ctx, network, addr)
+	}
+	nd.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dialTCP(ctx, network, addr)
 		if err != nil {
 			return nil, err
 		}
 		return &corkConn{Conn: c, client: true}, nil
+	}
+	if d.Proxy == nil && d.NetDialTLSContext == nil {
+		tlsConfig := d.TLSClientConfig
+		nd.NetDialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialTCP(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			cfg := &tls.Config{}
+			if tlsConfig != nil {
+				cfg = tlsConfig.Clone()
+			}
+			if cfg.ServerName == "" {
+				if host, _, err := net.SplitHostPort(addr); err == nil {
+					cfg.ServerName = host
+				}
+			}
+			tc := tls.Client(c, cfg)
+			if err := tc.HandshakeContext(ctx); err != nil {
+				c.Close()
+				return nil, err
+			}
+			return &corkConn{Conn: tc, client: true}, nil
+		}
 	}
 	return &nd
 }

@@ -19,8 +19,9 @@ import (
 // made, and only by their single reader goroutine. Errors are final: the
 // caller stops reading.
 type serverReader struct {
-	inMsg bool // a fragmented message is being read
-	skip  bool // the rest of the current message is over the limit: drop it
+	inMsg bool   // a fragmented message is being read
+	skip  bool   // the rest of the current message is over the limit: drop it
+	tail  []byte // the last bytes of a message being dropped
 	err   error
 	ctl   [125]byte
 }
@@ -66,31 +67,79 @@ func (r *serverReader) read(br *bufio.Reader, ws *websocket.Conn, b []byte, limi
 		}
 		r.inMsg = !h.Fin
 		if r.skip || limit > 0 && int64(len(b))+int64(h.Len) > limit {
-			// Keep up to limit+1 bytes as the prefix the caller reports,
-			// drop the rest of the message.
+			// Keep a prefix for the caller's report, drop the rest of the
+			// message as it arrives: an announced length costs nothing.
 			keep := uint64(0)
-			if !r.skip && limit > 0 {
-				keep = min(h.Len, uint64(limit+1-int64(len(b))))
+			if !r.skip {
+				keep = min(h.Len, uint64(max(0, OversizedPrefix-len(b))))
+				if limit > 0 {
+					keep = min(keep, uint64(limit+1-int64(len(b))))
+				}
 			}
-			if b, err = r.payload(br, b, keep, h.Key); err != nil {
+			if !r.skip {
+				r.tail = r.tail[:0]
+			}
+			if b, err = r.payload(br, b, keep, h.Key, 0, true); err != nil {
 				return 0, b, err
 			}
-			if _, err := br.Discard(int(h.Len - keep)); err != nil {
-				return 0, b, noEOF(err)
+			if err := r.discardToTail(br, h.Len-keep, h.Key, keep); err != nil {
+				return 0, b, err
 			}
 			r.skip = r.inMsg
 			if r.inMsg {
 				continue
 			}
+			b = append(b[:min(len(b), OversizedPrefix)], r.tail...)
+			r.tail = nil
 			return kind, b, ErrFrameTooLarge
 		}
-		if b, err = r.payload(br, b, h.Len, h.Key); err != nil {
+		if b, err = r.payload(br, b, h.Len, h.Key, limit, h.Fin); err != nil {
 			return 0, b, err
 		}
 		if h.Fin {
 			return kind, b, nil
 		}
 	}
+}
+
+// A message over the limit is returned with ErrFrameTooLarge as its first
+// OversizedPrefix bytes (at most limit+1) followed by its last
+// OversizedTail bytes: room for the envelope fields senders put before the
+// payload (the Node, Rust and Go SDKs) or after it (the Python SDK). The
+// rest of a frame known to be too long is discarded as it arrives, never
+// buffered (the fragments of a message that was within the limit so far
+// were).
+const (
+	OversizedPrefix = 64 << 10
+	OversizedTail   = 4 << 10
+)
+
+// discardToTail drops the n payload bytes of the current frame (masked
+// with key, starting pos bytes into it) that follow what was kept, but
+// keeps the message's last OversizedTail bytes in r.tail.
+func (r *serverReader) discardToTail(br *bufio.Reader, n uint64, key [4]byte, pos uint64) error {
+	skip := n - min(n, OversizedTail)
+	for left := skip; left > 0; {
+		k := int(min(left, 1<<30))
+		if _, err := br.Discard(k); err != nil {
+			return noEOF(err)
+		}
+		left -= uint64(k)
+	}
+	if r.tail == nil {
+		r.tail = make([]byte, 0, 2*OversizedTail)
+	}
+	m := len(r.tail)
+	r.tail = r.tail[:m+int(n-skip)]
+	if _, err := io.ReadFull(br, r.tail[m:]); err != nil {
+		r.tail = r.tail[:m]
+		return noEOF(err)
+	}
+	wsframe.Mask(key, int(pos+skip), r.tail[m:])
+	if extra := len(r.tail) - OversizedTail; extra > 0 {
+		r.tail = r.tail[:copy(r.tail, r.tail[extra:])]
+	}
+	return nil
 }
 
 // header reads one frame header: masked, as client frames must be.
@@ -115,24 +164,50 @@ func (r *serverReader) header(br *bufio.Reader, ws *websocket.Conn) (wsframe.Hea
 	return h, nil
 }
 
-// payload appends n unmasked payload bytes to b.
-func (r *serverReader) payload(br *bufio.Reader, b []byte, n uint64, key [4]byte) ([]byte, error) {
+// payload appends n unmasked payload bytes to b, the rest of a message
+// that ends with them if last. b grows as the bytes arrive, by doubling
+// (at most to limit when limit > 0): memory follows what the peer sent,
+// not the length it announced, and a message in many small fragments is
+// copied O(log n) times rather than once per fragment.
+func (r *serverReader) payload(br *bufio.Reader, b []byte, n uint64, key [4]byte, limit int64, last bool) ([]byte, error) {
 	start := len(b)
-	if uint64(cap(b)-start) < n {
-		nb := make([]byte, start, start+int(n)+512)
-		copy(nb, b)
-		b = nb
-	}
-	b = b[:start+int(n)]
-	if _, err := io.ReadFull(br, b[start:]); err != nil {
-		return b[:start], noEOF(err)
+	for left := n; left > 0; {
+		if len(b) == cap(b) {
+			b = grow(b, len(b)+int(left), limit, last)
+		}
+		k := min(left, uint64(cap(b)-len(b)))
+		m := len(b)
+		b = b[:m+int(k)]
+		if _, err := io.ReadFull(br, b[m:]); err != nil {
+			return b[:start], noEOF(err)
+		}
+		left -= k
 	}
 	wsframe.Mask(key, 0, b[start:])
 	return b, nil
 }
 
+// grow returns a copy of b with room for more: twice its capacity (at
+// least minGrow), no more than limit (if > 0), and, when need is the final
+// length of the message (last), no more than need.
+func grow(b []byte, need int, limit int64, last bool) []byte {
+	c := max(2*cap(b), minGrow)
+	if limit > 0 && int64(c) > limit {
+		c = int(limit)
+	}
+	if last && c > need {
+		c = need
+	}
+	nb := make([]byte, len(b), max(c, len(b)+1))
+	copy(nb, b)
+	return nb
+}
+
+// minGrow is the smallest growth step of a read buffer.
+const minGrow = 4 << 10
+
 func (r *serverReader) control(br *bufio.Reader, ws *websocket.Conn, h wsframe.Header) error {
-	p, err := r.payload(br, r.ctl[:0], h.Len, h.Key)
+	p, err := r.payload(br, r.ctl[:0], h.Len, h.Key, 0, true)
 	if err != nil {
 		return err
 	}

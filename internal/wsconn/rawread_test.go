@@ -75,8 +75,9 @@ func TestServerReadFrames(t *testing.T) {
 	for i, w := range []want{
 		{websocket.TextMessage, []byte("hello"), nil},
 		{websocket.BinaryMessage, big, nil},
-		{websocket.TextMessage, over[:201], ErrFrameTooLarge},
-		{websocket.TextMessage, big[:201], ErrFrameTooLarge},
+		// limit+1 bytes, then the rest as the message's tail
+		{websocket.TextMessage, over, ErrFrameTooLarge},
+		{websocket.TextMessage, big, ErrFrameTooLarge},
 		{websocket.TextMessage, nil, nil},
 		{websocket.TextMessage, []byte("after"), nil},
 	} {

@@ -22,7 +22,7 @@ func TestRawWritesBesideControlFrames(t *testing.T) {
 		t.Fatal("upgraded socket: want a server-side corkConn")
 	}
 	ctx := context.Background()
-	big := bytes.Repeat([]byte("b"), rawMax+1) // over rawMax: through gorilla
+	big := bytes.Repeat([]byte("b"), rawMax+1) // over rawMax: rawWriteLarge
 	for _, p := range [][]byte{[]byte("one"), bytes.Repeat([]byte("m"), 300), big, bytes.Repeat([]byte("l"), 70000)} {
 		if err := server.Send(ctx, Binary, p, nil); err != nil {
 			t.Fatal(err)

@@ -288,6 +288,8 @@ func (c *Conn) write(f frame) bool {
 	var err error
 	if c.cc != nil && len(f.data) <= rawMax {
 		err = c.rawWrite(c.cc, f.kind, f.data)
+	} else if c.cc != nil {
+		err = c.rawWriteLarge(c.cc, f.kind, f.data)
 	} else {
 		err = c.ws.WriteMessage(f.kind, f.data)
 	}
@@ -322,8 +324,12 @@ func (c *Conn) drop() {
 // limit bytes) and returns its type and the filled slice. Control frames are
 // handled on the way: by gorilla's handlers, or, on sockets Upgrade made,
 // as gorilla's default handlers would (rawread.go). A message over the
-// limit returns ErrFrameTooLarge with its first limit+1 bytes; the next
-// call reads the message after it. Any other error is final.
+// limit returns ErrFrameTooLarge with part of it: on sockets Upgrade made,
+// its first and last bytes (OversizedPrefix), the rest discarded without
+// being buffered; through gorilla (no frame lengths), its first limit+1
+// bytes. The next call reads the message after it. Any other error is
+// final. buf grows by doubling as bytes arrive, so reading a message costs
+// time linear in its size however it is fragmented.
 func ReadFrame(ws *websocket.Conn, buf []byte, limit int64) (kind int, data []byte, err error) {
 	if cc, _ := ws.NetConn().(*corkConn); cc != nil && cc.br != nil {
 		return cc.readFrame(ws, buf, limit)
