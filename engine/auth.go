@@ -398,12 +398,20 @@ func (e *Engine) startWorkerListeners(ctx context.Context) error {
 			return fmt.Errorf("worker listener %s: %w", name, err)
 		}
 		e.extra = append(e.extra, srv)
+		if e.extraURL == nil {
+			e.extraURL = map[string]string{}
+		}
+		e.extraURL[name] = "ws://" + ln.Addr().String()
 		e.warnUnauthenticated(la, ln.Addr())
 		e.log.Info("worker listener started", "name", name, "worker_url", e.scheme("ws://", "wss://")+ln.Addr().String(),
 			"tokens", len(lc.Auth.Tokens) > 0, "rbac", lc.Auth.RBAC != nil)
 	}
 	return nil
 }
+
+// WorkerListenerURL is the URL of the worker_listeners entry named name
+// (unnamed entries are "listener-<n>", counting from 1), once started.
+func (e *Engine) WorkerListenerURL(name string) string { return e.extraURL[name] }
 
 func (e *Engine) closeWorkerListeners() {
 	for _, s := range e.extra {

@@ -64,6 +64,7 @@ type Engine struct {
 	tlsCfg         *tls.Config // nil: plain ws:// and http://
 	srv, httpSrv   *http.Server
 	extra          []*http.Server // worker_listeners
+	extraURL       map[string]string
 	shutdownOnce   sync.Once
 	shuttingDown   chan struct{}
 	serveErr       chan error
