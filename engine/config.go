@@ -215,11 +215,16 @@ func (c *Config) Validate() error {
 	if err := c.Auth.validate("auth"); err != nil {
 		return err
 	}
+	names := map[string]bool{}
 	for i := range c.WorkerListeners {
 		l := &c.WorkerListeners[i]
 		if l.Addr == "" {
 			return fmt.Errorf("config: worker_listeners[%d].addr must not be empty", i)
 		}
+		if l.Name != "" && names[l.Name] {
+			return fmt.Errorf("config: worker_listeners[%d].name %q is used twice", i, l.Name)
+		}
+		names[l.Name] = true
 		if err := l.Auth.validate(fmt.Sprintf("worker_listeners[%d].auth", i)); err != nil {
 			return err
 		}
