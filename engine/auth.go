@@ -425,3 +425,30 @@ func onOff(b bool) string {
 	}
 	return "off"
 }
+
+// fireFunctionsAvailable fires engine::functions-available. A binding
+// owned by an RBAC session is sent only the functions that session may
+// call, as engine::functions::list would list them.
+func (e *Engine) fireFunctionsAvailable() {
+	payload := func(visible func(*registry.Function) bool) jsontext.Value {
+		data, _ := json.Marshal(struct {
+			Event     string            `json:"event"`
+			Functions []functionSummary `json:"functions"`
+		}{"functions_changed", e.listFunctions(functionsFilter{}, visible)})
+		return data
+	}
+	var all jsontext.Value
+	for _, t := range e.reg.Triggers(wire.TriggerTypeFunctionsAvailable) {
+		if !t.Active {
+			continue
+		}
+		data := all
+		if visible := e.visibleTo(t.Owner); visible != nil {
+			data = payload(visible)
+		} else if data == nil {
+			all = payload(nil)
+			data = all
+		}
+		e.inv.Invoke(&invocation.Request{FunctionID: t.FunctionID, Data: data, Metadata: t.Metadata, Void: true}, nil)
+	}
+}

@@ -237,3 +237,28 @@ func TestRBACDeniedRegistrationsAnswerForbidden(t *testing.T) {
 		t.Errorf("denied triggers stored: %+v", e.reg.Triggers(""))
 	}
 }
+
+// engine::functions-available sends an RBAC session's binding only what
+// the session may call.
+func TestRBACFunctionsAvailableFiltered(t *testing.T) {
+	rb := WorkerListenerConfig{Name: "rbac", Addr: "127.0.0.1:0", Auth: AuthConfig{RBAC: &auth.RBAC{
+		ExposeFunctions: []auth.Filter{{Pattern: "pub::*"}}}}}
+	e := startEngine(t, func(c *Config) { c.WorkerListeners = []WorkerListenerConfig{rb} })
+	ext := dialRawAt(t, e.WorkerListenerURL("rbac"), nil)
+	ext.sendJSON(`{"type":"registerfunction","id":"ext::sink"}`)
+	ext.sendJSON(`{"type":"registertrigger","id":"fa","trigger_type":"engine::functions-available","function_id":"ext::sink","config":{}}`)
+	trusted := dialRaw(t, e)
+	trusted.sendJSON(`{"type":"registerfunction","id":"t::sink"}`)
+	trusted.sendJSON(`{"type":"registertrigger","id":"fa2","trigger_type":"engine::functions-available","function_id":"t::sink","config":{}}`)
+	waitFunction(t, trusted, "ext::sink")
+	trusted.sendJSON(`{"type":"registerfunction","id":"secret::x"}`)
+	trusted.sendJSON(`{"type":"registerfunction","id":"pub::y"}`)
+	inv := ext.awaitInvoke("ext::sink", func(m wire.Message) bool { return strings.Contains(string(m.Data), `"pub::y"`) })
+	if strings.Contains(string(inv.Data), "secret::x") || !strings.Contains(string(inv.Data), `"ext::sink"`) {
+		t.Errorf("functions-available sent to the RBAC session: %s", inv.Data)
+	}
+	// A trusted binding still gets everything.
+	trusted.awaitInvoke("t::sink", func(m wire.Message) bool {
+		return strings.Contains(string(m.Data), `"secret::x"`) && strings.Contains(string(m.Data), `"pub::y"`)
+	})
+}

@@ -263,13 +263,6 @@ func (e *Engine) watchFunctions() {
 			continue
 		}
 		lastGen = gen
-		if len(e.reg.Triggers(wire.TriggerTypeFunctionsAvailable)) == 0 {
-			continue
-		}
-		data, _ := json.Marshal(struct {
-			Event     string            `json:"event"`
-			Functions []functionSummary `json:"functions"`
-		}{"functions_changed", e.listFunctions(functionsFilter{}, nil)})
-		e.fire(wire.TriggerTypeFunctionsAvailable, data)
+		e.fireFunctionsAvailable()
 	}
 }

@@ -338,7 +338,7 @@ func TestAttackAuthRBAC(t *testing.T) {
 				}
 			}
 			if _, err := e.stderr.wait(ctx, func(s string) bool {
-				return strings.Contains(s, "trigger registration denied by RBAC") && strings.Contains(s, "elsewhere") && strings.Contains(s, "FORBIDDEN") || strings.Contains(s, "not allowed (add to rbac.expose_functions)") && strings.Contains(s, "elsewhere")
+				return strings.Contains(s, "trigger registration denied by RBAC") && strings.Contains(s, "'"+fl.prefix+"::elsewhere' not allowed")
 			}); err != nil {
 				t.Errorf("the trigger on a function outside the session was not denied: %v", err)
 			}
