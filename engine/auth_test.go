@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -133,6 +134,17 @@ func respond(w *rawWorker, answer func(fn string, data jsontext.Value) string) <
 	return seen
 }
 
+func nextSeen(t *testing.T, seen <-chan wire.Message) wire.Message {
+	t.Helper()
+	select {
+	case m := <-seen:
+		return m
+	case <-time.After(5 * time.Second):
+		t.Fatal("no invocation of the auth or hook function")
+	}
+	return wire.Message{}
+}
+
 // Hooks rename, the prefix applies, and the worker is invoked and
 // unregisters under the id it chose.
 func TestRBACRenameAndPrefix(t *testing.T) {
@@ -163,7 +175,7 @@ func TestRBACRenameAndPrefix(t *testing.T) {
 	})
 
 	ext := dialRawAt(t, e.WorkerListenerURL("rbac"), http.Header{"X-Who": {"w1"}})
-	if in := <-seen; in.FunctionID != "t::auth" || !strings.Contains(string(in.Data), `"x-who":"w1"`) || !strings.Contains(string(in.Data), `"ip_address":"127.0.0.1"`) {
+	if in := nextSeen(t, seen); in.FunctionID != "t::auth" || !strings.Contains(string(in.Data), `"x-who":"w1"`) || !strings.Contains(string(in.Data), `"ip_address":"127.0.0.1"`) {
 		t.Errorf("auth input %s", in.Data)
 	}
 	ext.sendJSON(`{"type":"registerfunction","id":"local"}`)
@@ -171,7 +183,7 @@ func TestRBACRenameAndPrefix(t *testing.T) {
 	if m := ext.call("sync", wire.FnChannelsCreate, `{}`); m.Error != nil { // infrastructure: allowed
 		t.Fatal(m.Error)
 	}
-	if in := <-seen; !strings.Contains(string(in.Data), `"function_id":"local"`) || !strings.Contains(string(in.Data), `"context":{"who":"w1"}`) {
+	if in := nextSeen(t, seen); !strings.Contains(string(in.Data), `"function_id":"local"`) || !strings.Contains(string(in.Data), `"context":{"who":"w1"}`) {
 		t.Errorf("hook input %s", in.Data)
 	}
 	if f, ok := e.reg.Function("ten::renamed"); !ok || f.Description != "by hook" {
