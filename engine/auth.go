@@ -49,8 +49,8 @@ func (e *Engine) admit(la *listenerAuth, rw http.ResponseWriter, r *http.Request
 	if la == nil || !la.cfg.enabled() {
 		return nil, true
 	}
-	if len(la.cfg.Tokens) > 0 && !auth.TokenOK(auth.Token(r), la.cfg.Tokens) {
-		e.log.Warn("worker refused: missing or wrong token", "listener", la.name, "remote", r.RemoteAddr)
+	if tok := auth.Token(r); len(la.cfg.Tokens) > 0 && !auth.TokenOK(tok, la.cfg.Tokens) {
+		e.log.Warn("worker refused: missing or wrong token", "listener", la.name, "remote", r.RemoteAddr, "token", presence(tok))
 		refuse(rw, "missing or invalid token: send Authorization: Bearer <token> (or ?token=<token>)")
 		return nil, false
 	}
@@ -83,6 +83,13 @@ func (e *Engine) admitToken(la *listenerAuth, rw http.ResponseWriter, r *http.Re
 	}
 	refuse(rw, "missing or invalid token")
 	return false
+}
+
+func presence(tok string) string {
+	if tok == "" {
+		return "missing"
+	}
+	return "wrong"
 }
 
 func refuse(rw http.ResponseWriter, msg string) {

@@ -1,7 +1,10 @@
 package engine
 
 import (
+	"context"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -273,4 +276,23 @@ func TestRBACFunctionsAvailableFiltered(t *testing.T) {
 	trusted.awaitInvoke("t::sink", func(m wire.Message) bool {
 		return strings.Contains(string(m.Data), `"secret::x"`) && strings.Contains(string(m.Data), `"pub::y"`)
 	})
+}
+
+func TestWarnUnauthenticatedListener(t *testing.T) {
+	var buf strings.Builder
+	e, err := New(DefaultConfig(), slog.New(slog.NewTextHandler(&buf, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown(context.Background())
+	public := &net.TCPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 49135}
+	e.warnUnauthenticated(&listenerAuth{name: "lo"}, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1})
+	e.warnUnauthenticated(&listenerAuth{name: "tok", cfg: AuthConfig{Tokens: []string{"0123456789abcdef"}}}, public)
+	if buf.Len() != 0 {
+		t.Fatalf("warned about a loopback or authenticated listener: %s", buf.String())
+	}
+	e.warnUnauthenticated(&listenerAuth{name: "open"}, public)
+	if !strings.Contains(buf.String(), "level=WARN") || !strings.Contains(buf.String(), "WITHOUT AUTHENTICATION") || !strings.Contains(buf.String(), "10.0.0.1:49135") {
+		t.Fatalf("no loud warning: %s", buf.String())
+	}
 }

@@ -106,11 +106,21 @@ func TestAttackAuthToken(t *testing.T) {
 		t.Errorf("upgrade with the right token parameter: HTTP %d, want 101", code)
 	}
 
-	// The Node SDK with the wrong token: refused (it keeps retrying).
+	// The Node SDK without a token and with a wrong one: refused (it keeps
+	// retrying; the raw dials above were refused too, so wait for the
+	// refusals after them).
+	before := strings.Count(e.stderr.String(), "\n") // lines so far (few: none dropped)
 	startWorker(t, node, e, "worker.mjs", "nodebad", "SEEDS=0")
+	startWorker(t, node, e, "token_worker.mjs", "nodewrong", "AUTH_TOKEN=wrong-token-0123456789")
 	ctx := ctxFor(t, callTimeout)
-	if _, err := e.stderr.wait(ctx, func(s string) bool { return strings.Contains(s, "worker refused: missing or wrong token") }); err != nil {
-		t.Fatalf("no refusal logged for the tokenless Node worker: %v", err)
+	for _, kind := range []string{"token=missing", "token=wrong"} {
+		n := 0
+		if _, err := e.stderr.wait(ctx, func(s string) bool {
+			n++
+			return n > before && strings.Contains(s, "worker refused: missing or wrong token") && strings.Contains(s, kind)
+		}); err != nil {
+			t.Fatalf("no refusal (%s) logged for a Node worker: %v", kind, err)
+		}
 	}
 
 	// The right token: Go (WithToken) and Node (headers) are served.
@@ -121,9 +131,11 @@ func TestAttackAuthToken(t *testing.T) {
 	if err != nil || got["a"] != float64(1) {
 		t.Fatalf("echo through the authenticated Node worker: %v %v", got, err)
 	}
-	rows, err := listFunctions(ctx, c, map[string]any{"prefix": "nodebad::"})
-	if err != nil || len(rows) != 0 {
-		t.Errorf("the refused worker's functions are listed: %v %v", rows, err)
+	for _, p := range []string{"nodebad::", "nodewrong::"} {
+		rows, err := listFunctions(ctx, c, map[string]any{"prefix": p})
+		if err != nil || len(rows) != 0 {
+			t.Errorf("a refused worker's functions are listed: %v %v", rows, err)
+		}
 	}
 }
 
