@@ -251,14 +251,19 @@ func (w *workerConn) admitFunction(m *wire.Message) bool {
 	return true
 }
 
-// localFunctionID is the id the worker knows a function by.
+// localFunctionID is the id the worker knows a function by (inlined on
+// the delivery path of trusted connections).
 func (w *workerConn) localFunctionID(id string) string {
 	if w.sess == nil {
 		return id
 	}
-	w.sess.mu.Lock()
-	defer w.sess.mu.Unlock()
-	if l, ok := w.sess.local[id]; ok {
+	return w.sess.localID(id)
+}
+
+func (s *session) localID(id string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l, ok := s.local[id]; ok {
 		return l
 	}
 	return id
