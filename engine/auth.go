@@ -383,17 +383,17 @@ func (w *workerConn) admitTrigger(m *wire.Message) bool {
 	return true
 }
 
-// warnUnauthenticated logs loudly when a worker listener is reachable from
-// other hosts without any authentication.
+// warnUnauthenticated is warnExposed for a worker_listeners entry.
 func (e *Engine) warnUnauthenticated(la *listenerAuth, addr net.Addr) {
-	if la.cfg.enabled() {
+	if !exposed(addr) {
 		return
 	}
-	if ta, ok := addr.(*net.TCPAddr); ok && ta.IP.IsLoopback() {
-		return
+	switch {
+	case !la.cfg.enabled():
+		e.log.Warn(exposedMsg, "listener", la.name, "addr", addr.String(), "tls", e.tlsCfg != nil)
+	case e.tlsCfg == nil:
+		e.log.Warn(plaintextMsg, "listener", la.name, "addr", addr.String())
 	}
-	e.log.Warn("WORKER LISTENER WITHOUT AUTHENTICATION ON A NON-LOOPBACK ADDRESS: any host that reaches it can register and call functions; set auth.tokens or auth.rbac",
-		"listener", la.name, "addr", addr.String())
 }
 
 // startWorkerListeners starts the worker_listeners, each with its auth.
