@@ -236,8 +236,9 @@ func (w *workerConn) admitFunction(m *wire.Message) bool {
 		}
 	}
 	m.ID = s.res.Prefixed(m.ID)
-	if f, ok := w.e.reg.Function(m.ID); ok && ownerOf(f.Owner) != w.id {
-		return w.denyRegistration("function", m.ID, "the id is served by another worker or the engine")
+	// Engine ids are refused by the registry itself (registrationrejected).
+	if f, ok := w.e.reg.Function(m.ID); ok && ownerOf(f.Owner) != w.id && !registry.IsEngine(f.Owner) {
+		return w.denyRegistration("function", m.ID, "the id is served by another worker")
 	}
 	if m.ID != asked {
 		s.mu.Lock()
