@@ -89,7 +89,7 @@ func TestAttackAuthToken(t *testing.T) {
 	node.require(t)
 	cfg := authzConfig(t, "auth:\n  tokens: ["+authzMainToken+"]\n")
 	e := startEngine(t, "127.0.0.1:0", "--config", cfg)
-	if !strings.Contains(mustLine(t, e, "engine started"), "auth=on") {
+	if !strings.Contains(authzLine(t, e, "engine started"), "auth=on") {
 		t.Errorf("the engine started line does not say auth=on")
 	}
 
@@ -139,7 +139,7 @@ func TestAttackAuthToken(t *testing.T) {
 	}
 }
 
-func mustLine(t *testing.T, e *engineProc, substr string) string {
+func authzLine(t *testing.T, e *engineProc, substr string) string {
 	t.Helper()
 	line, err := e.stderr.wait(ctxFor(t, startTimeout), func(s string) bool { return strings.Contains(s, substr) })
 	if err != nil {
@@ -171,7 +171,7 @@ worker_listeners:
               public: true
 `)
 	e := startEngine(t, "127.0.0.1:0", "--config", cfg)
-	m := authzListenerRE.FindStringSubmatch(mustLine(t, e, `msg="worker listener started" name=rbac`))
+	m := authzListenerRE.FindStringSubmatch(authzLine(t, e, `msg="worker listener started" name=rbac`))
 	if m == nil {
 		t.Fatal("no URL in the rbac listener's log line")
 	}
