@@ -96,6 +96,17 @@ func WithReconnectBackoff(min, max time.Duration) Option {
 // socket (not to channel sockets), e.g. for authentication.
 func WithHeader(h http.Header) Option { return func(c *config) { c.header = h.Clone() } }
 
+// WithToken authenticates the worker socket with a static engine token
+// (Authorization: Bearer <token>). Apply it after any WithHeader.
+func WithToken(token string) Option {
+	return func(c *config) {
+		if c.header == nil {
+			c.header = http.Header{}
+		}
+		c.header.Set("Authorization", "Bearer "+token)
+	}
+}
+
 // WithDialer replaces the WebSocket dialer (proxy, TLS settings, buffer
 // sizes). The default has a 10 s handshake timeout.
 func WithDialer(d *websocket.Dialer) Option { return func(c *config) { c.dialer = d } }

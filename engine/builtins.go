@@ -54,8 +54,8 @@ func (e *Engine) addBuiltin(id string, fn invocation.Builtin, async bool) {
 func (e *Engine) registerBuiltins() {
 	e.addBuiltin(wire.FnChannelsCreate, builtin(e.createChannel), false)
 	e.addBuiltin(wire.FnWorkersRegister, builtin(e.registerWorkerMetadata), false)
-	e.addBuiltin(wire.FnFunctionsList, builtin(func(_ context.Context, _ *invocation.Request, in functionsFilter) (any, *wire.ErrorBody) {
-		return map[string]any{"functions": e.listFunctions(in)}, nil
+	e.addBuiltin(wire.FnFunctionsList, builtin(func(_ context.Context, req *invocation.Request, in functionsFilter) (any, *wire.ErrorBody) {
+		return map[string]any{"functions": e.listFunctions(in, e.visibleTo(req.CallerWorkerID))}, nil
 	}), false)
 	e.addBuiltin(wire.FnFunctionsInfo, builtin(e.functionsInfo), false)
 	e.addBuiltin(wire.FnWorkersList, builtin(e.workersList), false)

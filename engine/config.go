@@ -12,6 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v4"
 
+	"github.com/sluicehq/sluice/internal/auth"
 	"github.com/sluicehq/sluice/internal/registry"
 )
 
@@ -40,6 +41,33 @@ type Config struct {
 	HTTP HTTPConfig `yaml:"http"`
 	// TLS serves both listeners over TLS (wss://, https://) when set.
 	TLS TLSConfig `yaml:"tls"`
+	// Auth guards the main worker listener (Addr). Empty: no auth.
+	Auth AuthConfig `yaml:"auth"`
+	// WorkerListeners are further worker listeners, each with its own auth
+	// (e.g. an RBAC listener for untrusted workers next to a trusted Addr).
+	WorkerListeners []WorkerListenerConfig `yaml:"worker_listeners"`
+}
+
+// AuthConfig is the authentication and authorization of a worker listener.
+type AuthConfig struct {
+	// Tokens: when not empty, a worker must present one of them
+	// (Authorization: Bearer <token>, or ?token=<token>) or gets HTTP 401.
+	Tokens []string `yaml:"tokens"`
+	// RBAC, when set, subjects every connection to the upstream engine's
+	// worker RBAC (auth function, expose filters, registration hooks).
+	RBAC *auth.RBAC `yaml:"rbac"`
+}
+
+// enabled reports whether the listener checks anything.
+func (a *AuthConfig) enabled() bool { return len(a.Tokens) > 0 || a.RBAC != nil }
+
+// WorkerListenerConfig is one extra worker listener.
+type WorkerListenerConfig struct {
+	// Name labels the listener in logs.
+	Name string `yaml:"name"`
+	// Addr is where it listens.
+	Addr string     `yaml:"addr"`
+	Auth AuthConfig `yaml:"auth"`
 }
 
 // TLSConfig is the certificate both listeners present. Both files are
@@ -182,6 +210,37 @@ func (c *Config) Validate() error {
 	for _, o := range c.AllowedOrigins {
 		if err := validOrigin(o); err != nil {
 			return err
+		}
+	}
+	if err := c.Auth.validate("auth"); err != nil {
+		return err
+	}
+	names := map[string]bool{}
+	for i := range c.WorkerListeners {
+		l := &c.WorkerListeners[i]
+		if l.Addr == "" {
+			return fmt.Errorf("config: worker_listeners[%d].addr must not be empty", i)
+		}
+		if l.Name != "" && names[l.Name] {
+			return fmt.Errorf("config: worker_listeners[%d].name %q is used twice", i, l.Name)
+		}
+		names[l.Name] = true
+		if err := l.Auth.validate(fmt.Sprintf("worker_listeners[%d].auth", i)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *AuthConfig) validate(where string) error {
+	for _, t := range a.Tokens {
+		if len(t) < 16 {
+			return fmt.Errorf("config: %s.tokens: a token must be at least 16 characters", where)
+		}
+	}
+	if a.RBAC != nil {
+		if err := a.RBAC.Validate(); err != nil {
+			return fmt.Errorf("config: %s.rbac: %w", where, err)
 		}
 	}
 	return nil

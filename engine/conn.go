@@ -27,6 +27,7 @@ type workerConn struct {
 	e       *Engine
 	id      string
 	token   string
+	sess    *session // RBAC restrictions; nil on a trusted listener
 	conn    *wsconn.Conn
 	log     *slog.Logger
 	cleanup sync.Once
@@ -60,7 +61,7 @@ func (w *workerConn) Deliver(req *invocation.Request) error {
 	m := wire.Message{
 		Type:         wire.TypeInvokeFunction,
 		InvocationID: req.InvocationID,
-		FunctionID:   req.FunctionID,
+		FunctionID:   w.localFunctionID(req.FunctionID),
 		Data:         data,
 		Traceparent:  req.Traceparent,
 		Baggage:      req.Baggage,
@@ -73,9 +74,13 @@ func (w *workerConn) Deliver(req *invocation.Request) error {
 	return err
 }
 
-func (e *Engine) serveWorker(rw http.ResponseWriter, r *http.Request) {
+func (e *Engine) serveWorker(la *listenerAuth, rw http.ResponseWriter, r *http.Request) {
 	if e.isShuttingDown() {
 		http.Error(rw, "engine shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	sess, ok := e.admit(la, rw, r)
+	if !ok {
 		return
 	}
 	ws, err := wsconn.Upgrade(&e.upgrader, rw, r, nil)
@@ -86,6 +91,7 @@ func (e *Engine) serveWorker(rw http.ResponseWriter, r *http.Request) {
 		e:     e,
 		id:    invocation.NewID(),
 		token: invocation.NewID(),
+		sess:  sess,
 		conn:  wsconn.New(ws, wsconn.Options{Queue: 1024}),
 		gone:  make(chan struct{}),
 	}
@@ -239,6 +245,7 @@ func itoa(n int64) string {
 
 func (w *workerConn) handle(m *wire.Message, batch *wsconn.Batch) {
 	e := w.e
+	w.flushBeforeHook(m, batch.Flush)
 	switch m.Type {
 	case wire.TypeInvokeFunction:
 		w.handleInvoke(m, batch)
@@ -250,7 +257,7 @@ func (w *workerConn) handle(m *wire.Message, batch *wsconn.Batch) {
 	case wire.TypeRegisterFunction:
 		w.registerFunction(m)
 	case wire.TypeUnregisterFunction:
-		if e.reg.UnregisterFunction(m.ID, w) {
+		if e.reg.UnregisterFunction(w.engineFunctionID(m.ID), w) {
 			e.functionsChanged()
 		} else if f, ok := e.reg.Function(m.ID); ok && registry.IsEngine(f.Owner) {
 			w.log.Warn("unregisterfunction of an engine function ignored", "function_id", m.ID)
@@ -265,7 +272,7 @@ func (w *workerConn) handle(m *wire.Message, batch *wsconn.Batch) {
 		e.registerTrigger(w, m)
 	case wire.TypeUnregisterTrigger:
 		// The protocol has no answer to unregistertrigger; the log says why.
-		if _, err := e.unregisterTrigger(m.ID, &w.id); err != nil {
+		if _, err := e.unregisterTrigger(w.engineTriggerID(m.ID), &w.id); err != nil {
 			w.log.Warn("unregistertrigger refused", "trigger_id", registry.ShortID(m.ID), "err", err)
 		}
 	case wire.TypeTriggerRegistrationResult:
@@ -281,6 +288,9 @@ func (w *workerConn) handle(m *wire.Message, batch *wsconn.Batch) {
 }
 
 func (w *workerConn) handleInvoke(m *wire.Message, batch *wsconn.Batch) {
+	if w.sess != nil && !w.mayCall(m) {
+		return
+	}
 	callerID, fnID := m.InvocationID, m.FunctionID
 	if m.Action.IsEnqueue() {
 		if callerID != "" {
@@ -334,6 +344,9 @@ func (w *workerConn) registerFunction(m *wire.Message) {
 	}
 	if len(m.Invocation) > 0 {
 		w.log.Warn("HTTP-invoked functions are not supported by this engine; registration ignored", "function_id", registry.ShortID(m.ID))
+		return
+	}
+	if w.sess != nil && !w.admitFunction(m) {
 		return
 	}
 	f := &registry.Function{
@@ -412,7 +425,10 @@ func (w *workerConn) close(reason string) {
 
 // serveOTel accepts the telemetry socket the SDKs open and discards what
 // they send (answering pings keeps them from reconnecting).
-func (e *Engine) serveOTel(rw http.ResponseWriter, r *http.Request) {
+func (e *Engine) serveOTel(la *listenerAuth, rw http.ResponseWriter, r *http.Request) {
+	if !e.admitToken(la, rw, r) {
+		return
+	}
 	ws, err := e.upgrader.Upgrade(rw, r, nil)
 	if err != nil {
 		return

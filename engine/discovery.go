@@ -72,10 +72,14 @@ func hiddenFunction(id string) bool {
 	return strings.HasPrefix(id, "engine::") && !strings.HasPrefix(id, "engine::queue::")
 }
 
-func (e *Engine) listFunctions(in functionsFilter) []functionSummary {
+// listFunctions lists what visible (nil: everything) lets the caller see.
+func (e *Engine) listFunctions(in functionsFilter, visible func(*registry.Function) bool) []functionSummary {
 	search := strings.ToLower(in.Search)
 	var out []functionSummary
 	for _, f := range e.reg.Functions() {
+		if visible != nil && !visible(f) {
+			continue
+		}
 		if !in.IncludeInternal && (hiddenFunction(f.ID) || f.Internal()) {
 			continue
 		}
@@ -142,7 +146,8 @@ type functionLookupError struct {
 	Error      string `json:"error"`
 }
 
-func (e *Engine) functionsInfo(_ context.Context, _ *invocation.Request, in functionsInfoInput) (any, *wire.ErrorBody) {
+func (e *Engine) functionsInfo(_ context.Context, req *invocation.Request, in functionsInfoInput) (any, *wire.ErrorBody) {
+	visible := e.visibleTo(req.CallerWorkerID)
 	switch {
 	case in.FunctionID != "" && len(in.FunctionIDs) > 0, in.FunctionID == "" && len(in.FunctionIDs) == 0:
 		return nil, &wire.ErrorBody{Code: wire.CodeInvalidArguments, Message: "pass exactly one of function_id or function_ids"}
@@ -150,6 +155,9 @@ func (e *Engine) functionsInfo(_ context.Context, _ *invocation.Request, in func
 		return nil, &wire.ErrorBody{Code: wire.CodeInvalidArguments, Message: "function_ids takes at most 32 ids"}
 	case in.FunctionID != "":
 		f, ok := e.reg.Function(in.FunctionID)
+		if ok && visible != nil && !visible(f) {
+			return nil, &wire.ErrorBody{Code: wire.CodeForbidden, Message: "function '" + in.FunctionID + "' not allowed"}
+		}
 		if !ok {
 			return nil, &wire.ErrorBody{Code: wire.CodeNotFound, Message: "Function '" + in.FunctionID + "' is not registered."}
 		}
@@ -157,7 +165,9 @@ func (e *Engine) functionsInfo(_ context.Context, _ *invocation.Request, in func
 	}
 	out := make([]any, 0, len(in.FunctionIDs))
 	for _, id := range in.FunctionIDs {
-		if f, ok := e.reg.Function(id); ok {
+		if f, ok := e.reg.Function(id); ok && visible != nil && !visible(f) {
+			out = append(out, functionLookupError{FunctionID: id, Error: "forbidden"})
+		} else if ok {
 			out = append(out, e.functionDetail(f))
 		} else {
 			out = append(out, functionLookupError{FunctionID: id, Error: "not_found"})

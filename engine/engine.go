@@ -63,6 +63,8 @@ type Engine struct {
 	ln, httpLn     net.Listener
 	tlsCfg         *tls.Config // nil: plain ws:// and http://
 	srv, httpSrv   *http.Server
+	extra          []*http.Server // worker_listeners
+	extraURL       map[string]string
 	shutdownOnce   sync.Once
 	shuttingDown   chan struct{}
 	serveErr       chan error
@@ -90,7 +92,7 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 		regWaits:     make(map[string]chan *wire.ErrorBody),
 		fnChanged:    make(chan struct{}, 1),
 		shuttingDown: make(chan struct{}),
-		serveErr:     make(chan error, 2),
+		serveErr:     make(chan error, 2+len(cfg.WorkerListeners)),
 	}
 	e.reg.SetMaxIDLength(cfg.MaxIDLength)
 	e.inv = invocation.NewLocal(ctx, e.reg)
@@ -124,17 +126,22 @@ func (e *Engine) Start(ctx context.Context) error {
 		return fmt.Errorf("worker listener: %w", err)
 	}
 	e.ln, e.srv = ln, srv
+	if err := e.startWorkerListeners(ctx); err != nil {
+		_ = srv.Close()
+		return err
+	}
 	if e.cfg.HTTPAddr != "" {
 		hln, hsrv, err := e.listen(ctx, e.cfg.HTTPAddr, e.HTTPHandler())
 		if err != nil {
 			_ = srv.Close()
+			e.closeWorkerListeners()
 			return fmt.Errorf("http listener: %w", err)
 		}
 		e.httpLn, e.httpSrv = hln, hsrv
 	}
 	e.backgroundDone.Add(1)
 	go e.watchFunctions()
-	e.log.Info("engine started", "worker_url", e.WorkerURL(), "http_url", e.HTTPURL(), "version", Version)
+	e.log.Info("engine started", "worker_url", e.WorkerURL(), "http_url", e.HTTPURL(), "auth", onOff(e.cfg.Auth.enabled()), "version", Version)
 	e.warnExposed(e.cfg.authEnabled())
 	return nil
 }
@@ -192,9 +199,13 @@ func (e *Engine) HTTPURL() string {
 // "/healthz". Mount it yourself to embed the engine in another server.
 // The WebSocket endpoints refuse browser pages (origin.go).
 func (e *Engine) WorkerHandler() http.Handler {
+	return e.workerHandler(&listenerAuth{name: "main", cfg: e.cfg.Auth})
+}
+
+func (e *Engine) workerHandler(la *listenerAuth) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /{$}", e.checkOrigin(http.HandlerFunc(e.serveWorker)))
-	mux.Handle("GET /otel", e.checkOrigin(http.HandlerFunc(e.serveOTel)))
+	mux.Handle("GET /{$}", e.checkOrigin(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) { e.serveWorker(la, rw, r) })))
+	mux.Handle("GET /otel", e.checkOrigin(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) { e.serveOTel(la, rw, r) })))
 	mux.Handle("/ws/channels/", e.checkOrigin(e.hub))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -222,6 +233,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		if e.srv != nil {
 			_ = e.srv.Close() // hijacked sockets are ours to close below
 		}
+		e.closeWorkerListeners()
 		e.mu.RLock()
 		conns := make([]*workerConn, 0, len(e.conns))
 		for _, c := range e.conns {

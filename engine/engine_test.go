@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -59,7 +60,13 @@ type rawWorker struct {
 
 func dialRaw(t testing.TB, e *Engine) *rawWorker {
 	t.Helper()
-	ws, _, err := websocket.DefaultDialer.Dial(e.WorkerURL(), nil)
+	return dialRawAt(t, e.WorkerURL(), nil)
+}
+
+// dialRawAt is dialRaw to any worker listener, with handshake headers.
+func dialRawAt(t testing.TB, url string, h http.Header) *rawWorker {
+	t.Helper()
+	ws, _, err := websocket.DefaultDialer.Dial(url, h)
 	if err != nil {
 		t.Fatal(err)
 	}

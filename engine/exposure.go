@@ -2,9 +2,9 @@ package engine
 
 import "net"
 
-// authEnabled reports whether workers must authenticate to connect. There
-// is no worker authentication yet, so every connection is trusted.
-func (c *Config) authEnabled() bool { return false }
+// authEnabled reports whether workers must authenticate to connect to the
+// main worker listener (tokens or RBAC).
+func (c *Config) authEnabled() bool { return c.Auth.enabled() }
 
 // exposedMsg is the warning logged when the worker listener accepts
 // connections from other machines and anyone may connect.

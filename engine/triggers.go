@@ -53,6 +53,9 @@ func (e *Engine) registerWorkerTriggerType(w *workerConn, m *wire.Message) {
 		w.log.Warn("registertriggertype without id ignored")
 		return
 	}
+	if w.sess != nil && !w.admitTriggerType(m) {
+		return
+	}
 	tt := &registry.TriggerType{
 		ID: m.ID, Description: m.Description, Provider: w,
 		TriggerRequestFormat: m.TriggerRequestFormat, CallRequestFormat: m.CallRequestFormat,
@@ -76,6 +79,9 @@ func (e *Engine) registerTrigger(w *workerConn, m *wire.Message) {
 		if m.ID != "" {
 			w.refuseTrigger(m, &wire.ErrorBody{Code: wire.CodeTriggerRegistration, Message: "registertrigger needs id, trigger_type and function_id"})
 		}
+		return
+	}
+	if w.sess != nil && !w.admitTrigger(m) {
 		return
 	}
 	t := &registry.Trigger{ID: m.ID, Type: m.TriggerType, FunctionID: m.FunctionID, Config: m.Config, Metadata: m.Metadata, Owner: w.id}
@@ -257,13 +263,6 @@ func (e *Engine) watchFunctions() {
 			continue
 		}
 		lastGen = gen
-		if len(e.reg.Triggers(wire.TriggerTypeFunctionsAvailable)) == 0 {
-			continue
-		}
-		data, _ := json.Marshal(struct {
-			Event     string            `json:"event"`
-			Functions []functionSummary `json:"functions"`
-		}{"functions_changed", e.listFunctions(functionsFilter{})})
-		e.fire(wire.TriggerTypeFunctionsAvailable, data)
+		e.fireFunctionsAvailable()
 	}
 }

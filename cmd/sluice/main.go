@@ -224,6 +224,15 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	i64("http-max-concurrent-requests", "SLUICE_HTTP_MAX_CONCURRENT_REQUESTS", &mr, int64(o.httpMaxReqs))
 	cfg.HTTP.MaxConcurrentRequests = int(mr)
 	size("http-max-buffered-json-bytes", "SLUICE_HTTP_MAX_BUFFERED_JSON_BYTES", &cfg.HTTP.MaxBufferedJSONBytes, o.httpJSONBuf)
+	// Tokens only from the environment or the file: a flag would show them in ps.
+	if ev := getenv("SLUICE_AUTH_TOKENS"); ev != "" {
+		cfg.Auth.Tokens = nil
+		for _, t := range strings.Split(ev, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				cfg.Auth.Tokens = append(cfg.Auth.Tokens, t)
+			}
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return cfg, nil, err
 	}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -524,5 +525,55 @@ func TestVersionGoesToStdout(t *testing.T) {
 	}
 	if !strings.HasPrefix(stdout.String(), "sluice ") || stderr.Len() != 0 {
 		t.Fatalf("stdout %q, stderr %q", stdout.String(), stderr.String())
+	}
+}
+
+func TestConfigureAuthTokensFromEnv(t *testing.T) {
+	got, _, err := configure(nil, envFunc(map[string]string{"SLUICE_AUTH_TOKENS": " tok-0123456789abcdef , tok-fedcba9876543210,"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"tok-0123456789abcdef", "tok-fedcba9876543210"}; !slices.Equal(got.Auth.Tokens, want) {
+		t.Fatalf("tokens %q, want %q", got.Auth.Tokens, want)
+	}
+	if _, _, err := configure(nil, envFunc(map[string]string{"SLUICE_AUTH_TOKENS": "short"}), io.Discard); err == nil {
+		t.Fatal("a 5-character token was accepted")
+	}
+}
+
+func TestConfigureWorkerListenersFromFile(t *testing.T) {
+	path := writeConfig(t, `
+auth:
+  tokens: [main-token-0123456789]
+worker_listeners:
+  - name: rbac
+    addr: 127.0.0.1:0
+    auth:
+      rbac:
+        auth_function_id: my::auth
+        on_function_registration_function_id: my::on-fn
+        expose_functions:
+          - match("api::*")
+          - metadata:
+              public: true
+              tier: match("free*")
+`)
+	got, _, err := configure([]string{"--config", path}, envFunc(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.WorkerListeners) != 1 || got.WorkerListeners[0].Auth.RBAC == nil {
+		t.Fatalf("worker_listeners = %+v", got.WorkerListeners)
+	}
+	r := got.WorkerListeners[0].Auth.RBAC
+	if r.AuthFunctionID != "my::auth" || r.OnFunctionRegistrationFunctionID != "my::on-fn" || len(r.ExposeFunctions) != 2 {
+		t.Fatalf("rbac = %+v", r)
+	}
+	if !r.ExposeFunctions[0].Matches("api::x", nil) || !r.ExposeFunctions[1].Matches("x", []byte(`{"public":true,"tier":"free-2"}`)) {
+		t.Fatalf("filters do not match: %+v", r.ExposeFunctions)
+	}
+	bad := writeConfig(t, "worker_listeners:\n  - addr: 127.0.0.1:0\n    auth:\n      rbac:\n        expose_functions: [\"api::*\"]\n")
+	if _, _, err := configure([]string{"--config", bad}, envFunc(nil), io.Discard); err == nil {
+		t.Fatal("a bare pattern (not match(\"...\")) was accepted")
 	}
 }

@@ -20,6 +20,8 @@ func logSettings(logger *slog.Logger, cfg engine.Config, configFile string) {
 		"config_file", configFile,
 		"data_dir", "none", // nothing is persisted yet
 		"tls", onOff(cfg.TLS.Enabled()),
+		"auth", onOff(len(cfg.Auth.Tokens) > 0 || cfg.Auth.RBAC != nil), // never the tokens
+		"worker_listeners", len(cfg.WorkerListeners),
 		"max_message_size", cfg.MaxMessageSize,
 		"max_id_length", cfg.MaxIDLength,
 		"max_frame_size", cfg.Channels.MaxFrameSize,
