@@ -26,6 +26,9 @@ type Batch struct {
 // written inline goes to the connection's cork buffer and reaches the
 // socket when b is flushed.
 func (c *Conn) SendIn(ctx context.Context, b *Batch, kind int, data []byte, onWritten func([]byte)) error {
+	if c.maxQueued > 0 {
+		return c.sendNB(b, kind, data, onWritten)
+	}
 	cc, _ := c.ws.NetConn().(*corkConn)
 	if b == nil || cc == nil {
 		return c.Send(ctx, kind, data, onWritten)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -38,6 +39,8 @@ type corkConn struct {
 	// it with rd instead of gorilla (rawread.go).
 	br *bufio.Reader
 	rd serverReader
+	nb nbState       // non-blocking mode (nonblock.go)
+	rx atomic.Uint64 // bytes read
 }
 
 // SetWriteDeadline records gorilla's deadline for its next writes.
@@ -70,6 +73,9 @@ func (c *corkConn) writeRaw(p []byte) (int, error) { return c.write(p, false) }
 func (c *corkConn) write(p []byte, gorilla bool) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !c.corked && c.nb.on {
+		return len(p), c.nbWrite(p)
+	}
 	if !c.corked {
 		var d time.Time
 		if gorilla {
@@ -133,10 +139,14 @@ func (c *corkConn) flushLocked() error {
 	if len(c.buf) == 0 {
 		return nil
 	}
-	if err := c.deadline(time.Time{}); err != nil {
+	var err error
+	if c.nb.on {
+		err = c.nbWrite(c.buf)
+	} else if err = c.deadline(time.Time{}); err != nil {
 		return err
+	} else {
+		_, err = c.Conn.Write(c.buf)
 	}
-	_, err := c.Conn.Write(c.buf)
 	if cap(c.buf) > maxCork*2 {
 		c.buf = nil
 	} else {

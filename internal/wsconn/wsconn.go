@@ -29,6 +29,8 @@ import (
 const (
 	Text   = websocket.TextMessage
 	Binary = websocket.BinaryMessage
+
+	closeMessage = websocket.CloseMessage
 )
 
 // ErrClosed is returned by Send after the connection has closed.
@@ -62,8 +64,10 @@ type Conn struct {
 	errMu     sync.Mutex
 	err       error
 	writeWait time.Duration
-	cc        *corkConn // ws's connection when it is ours (cork.go), else nil
-	wbuf      []byte    // rawWrite's frame buffer; guarded by wmu
+	cc        *corkConn     // ws's connection when it is ours (cork.go), else nil
+	wbuf      []byte        // rawWrite's frame buffer; guarded by wmu
+	maxQueued int64         // non-blocking mode's budget (nonblock.go); 0: blocking mode
+	wake      chan struct{} // non-blocking mode: pending bytes to drain
 }
 
 // Options tune a Conn.
@@ -74,6 +78,11 @@ type Options struct {
 	// peer that accepts no data for that long is considered dead and the
 	// connection is aborted (checked about once a second).
 	WriteTimeout time.Duration
+	// MaxQueuedBytes, when positive, puts the Conn in non-blocking mode
+	// (nonblock.go): sends never wait for the peer; they fail with
+	// ErrCongested while this many bytes already wait to be written. Queue
+	// is then unused. It needs a socket made by Upgrade or Dialer.
+	MaxQueuedBytes int64
 }
 
 // New wraps ws and starts its writer goroutine.
@@ -86,13 +95,20 @@ func New(ws *websocket.Conn, o Options) *Conn {
 	}
 	c := &Conn{
 		ws:        ws,
-		out:       make(chan frame, o.Queue),
 		closing:   make(chan struct{}),
 		done:      make(chan struct{}),
 		writeWait: o.WriteTimeout,
 	}
 	c.cc, _ = ws.NetConn().(*corkConn)
 	watch(c)
+	if o.MaxQueuedBytes > 0 && c.cc != nil {
+		c.maxQueued = o.MaxQueuedBytes
+		c.wake = make(chan struct{}, 1)
+		c.cc.setNonBlocking(c.wake)
+		go c.writeLoopNB()
+		return c
+	}
+	c.out = make(chan frame, o.Queue)
 	go c.writeLoop()
 	return c
 }
@@ -107,6 +123,9 @@ func (c *Conn) WS() *websocket.Conn { return c.ws }
 // once the frame was written, or dropped because the connection closed (a
 // plain function such as a pool's put avoids an allocation per frame).
 func (c *Conn) Send(ctx context.Context, kind int, data []byte, onWritten func([]byte)) error {
+	if c.maxQueued > 0 {
+		return c.sendNB(nil, kind, data, onWritten)
+	}
 	select {
 	case <-c.closing:
 		return c.closedErr()
@@ -151,6 +170,9 @@ func (c *Conn) isClosing() bool {
 // TrySend queues one frame without blocking; it reports false if the queue
 // is full or the connection closed.
 func (c *Conn) TrySend(kind int, data []byte) bool {
+	if c.maxQueued > 0 {
+		return c.sendNB(nil, kind, data, nil) == nil
+	}
 	if c.isClosing() {
 		return false
 	}
