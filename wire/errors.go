@@ -20,6 +20,9 @@ const (
 	CodeTimeout              = "TIMEOUT"
 	CodeEngineShuttingDown   = "engine_shutting_down"
 	CodeChannelLimit         = "channel_limit_reached"
+	// CodeWorkerCongested: the executing worker has too many bytes waiting
+	// to be written to it (it is not reading); the call was not delivered.
+	CodeWorkerCongested = "worker_congested"
 )
 
 // Errorf-free constructors for the engine's common errors.

@@ -9,7 +9,10 @@ package invocation
 
 import (
 	"context"
+	"errors"
+	"strconv"
 	"sync"
+	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/google/uuid"
@@ -62,8 +65,9 @@ type Completion func(Result)
 // Executor runs invocations: a worker connection, or the engine itself.
 type Executor interface {
 	registry.Owner
-	// Deliver hands req to the executor. It must not block for long; an
-	// error means the executor is gone.
+	// Deliver hands req to the executor. It must not block (it runs on
+	// the caller's reader): wsconn.ErrCongested means the executor cannot
+	// take more now, any other error that it is gone.
 	Deliver(req *Request) error
 }
 
@@ -117,13 +121,25 @@ func (l *Local) Invoke(req *Request, done Completion) {
 		}
 		req.InvocationID = l.pending.Add(req.InvocationID, ex.OwnerID(), done)
 		if err := ex.Deliver(req); err != nil {
-			l.pending.Complete(req.InvocationID, ex.OwnerID(), Result{Err: wire.ErrInvocationStopped()})
+			body := wire.ErrInvocationStopped()
+			if errors.Is(err, wsconn.ErrCongested) {
+				body = ErrCongested(req.FunctionID)
+			}
+			l.pending.Complete(req.InvocationID, ex.OwnerID(), Result{Err: body})
 		}
 	default:
 		if !req.Void {
 			done(Result{Err: &wire.ErrorBody{Code: wire.CodeFunctionNotInvokable, Message: "Function " + req.FunctionID + " cannot be invoked by this engine"}})
 		}
 	}
+}
+
+// ErrCongested answers an invocation whose executor has too many bytes
+// waiting to be written to it: failing at once keeps the caller's reader
+// from waiting on another connection's socket.
+func ErrCongested(functionID string) *wire.ErrorBody {
+	return &wire.ErrorBody{Code: wire.CodeWorkerCongested, Message: "the worker executing " + functionID +
+		" is not reading its socket fast enough (max_pending_bytes_per_worker reached); try again later"}
 }
 
 // EngineExecutor owns the engine's own functions.
@@ -176,15 +192,23 @@ func (e *EngineExecutor) run(ctx context.Context, req *Request, done Completion)
 
 // Table tracks invocations awaiting a result, indexed by executor so that a
 // vanished executor's invocations can be halted at once.
+//
+// With SetTimeout, invocations that get no result in time are answered
+// TIMEOUT by Sweep. Entries carry the sweep count at which they were added
+// rather than a time: the hot path reads no clock and arms no timer.
 type Table struct {
 	mu         sync.Mutex
 	byID       map[string]entry
 	byExecutor map[string]map[string]struct{}
+	sweeps     uint64 // Sweep calls so far
+	ticks      uint64 // sweeps an entry may live; 0: no deadline
+	timeout    time.Duration
 }
 
 type entry struct {
 	executor string
 	done     Completion
+	added    uint64 // sweeps when added
 }
 
 func (t *Table) init() {
@@ -203,7 +227,7 @@ func (t *Table) Add(id, executor string, done Completion) string {
 	if _, taken := t.byID[id]; id == "" || taken {
 		id = NewID()
 	}
-	t.byID[id] = entry{executor: executor, done: done}
+	t.byID[id] = entry{executor: executor, done: done, added: t.sweeps}
 	set := t.byExecutor[executor]
 	if set == nil {
 		set = make(map[string]struct{})
@@ -263,4 +287,78 @@ func (t *Table) Len() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.byID)
+}
+
+// SetTimeout gives every invocation added from now on a deadline of d
+// (0: none), enforced by calls to Sweep every interval; it returns that
+// interval, a twentieth of d within [5 ms, 1 s]. A late invocation is
+// answered between d and d plus the interval after it was added.
+func (t *Table) SetTimeout(d time.Duration) (interval time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if d <= 0 {
+		t.ticks, t.timeout = 0, 0
+		return 0
+	}
+	interval = min(max(d/20, 5*time.Millisecond), time.Second)
+	t.ticks = uint64((d + interval - 1) / interval)
+	t.timeout = d
+	return interval
+}
+
+// Sweep answers the invocations that have outlived the timeout with a
+// TIMEOUT error (a later result from the executor is then ignored) and
+// returns how many there were.
+func (t *Table) Sweep() int {
+	t.mu.Lock()
+	t.sweeps++
+	if t.ticks == 0 || t.sweeps <= t.ticks {
+		t.mu.Unlock()
+		return 0
+	}
+	// Added at count a (between sweeps a and a+1): expired once
+	// sweeps-a > ticks, i.e. at least ticks whole intervals later.
+	limit := t.sweeps - t.ticks - 1
+	var dones []Completion
+	for id, e := range t.byID {
+		if e.added <= limit {
+			dones = append(dones, e.done)
+			delete(t.byID, id)
+			delete(t.byExecutor[e.executor], id)
+		}
+	}
+	d := t.timeout
+	t.mu.Unlock()
+	if len(dones) == 0 {
+		return 0
+	}
+	body := ErrTimeout(d)
+	for _, done := range dones {
+		done(Result{Err: body})
+	}
+	return len(dones)
+}
+
+// ErrTimeout answers an invocation that outlived the engine's deadline;
+// the code and message are those of the SDKs' own timeout.
+func ErrTimeout(d time.Duration) *wire.ErrorBody {
+	return &wire.ErrorBody{Code: wire.CodeTimeout, Message: "invocation timed out after " +
+		strconv.FormatInt(d.Milliseconds(), 10) + "ms (engine invocation_timeout)"}
+}
+
+// RunSweeper sweeps t every interval until ctx ends.
+func (t *Table) RunSweeper(ctx context.Context, interval time.Duration) {
+	if interval <= 0 {
+		return
+	}
+	tk := time.NewTicker(interval)
+	defer tk.Stop()
+	for {
+		select {
+		case <-tk.C:
+			t.Sweep()
+		case <-ctx.Done():
+			return
+		}
+	}
 }
