@@ -35,6 +35,18 @@ type Config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// MaxIDLength bounds function, trigger and trigger type ids, in bytes.
 	MaxIDLength int `yaml:"max_id_length"`
+	// MaxPendingBytesPerWorker bounds the bytes waiting to be written to
+	// one worker socket. Past it, calls to the worker's functions fail at
+	// once (worker_congested), and a worker that does not read the results
+	// of its own calls is disconnected as too slow. No reader ever waits on
+	// another connection's socket.
+	MaxPendingBytesPerWorker int64 `yaml:"max_pending_bytes_per_worker"`
+	// InvocationTimeout is the engine's deadline for the result of an
+	// invocation routed to a worker, answered with TIMEOUT; 0 disables it.
+	InvocationTimeout time.Duration `yaml:"invocation_timeout"`
+	// WorkerIdleTimeout disconnects a worker from which nothing (not even
+	// a pong to the engine's pings) arrived for this long; 0 disables it.
+	WorkerIdleTimeout time.Duration `yaml:"worker_idle_timeout"`
 	// Channels configures channel pipes.
 	Channels ChannelsConfig `yaml:"channels"`
 	// HTTP configures HTTP triggers.
@@ -131,6 +143,10 @@ func DefaultConfig() Config {
 		MaxMessageSize:  64 << 20,
 		ShutdownTimeout: 10 * time.Second,
 		MaxIDLength:     registry.DefaultMaxIDLength,
+
+		MaxPendingBytesPerWorker: 32 << 20,
+		InvocationTimeout:        30 * time.Second,
+		WorkerIdleTimeout:        60 * time.Second,
 		Channels: ChannelsConfig{
 			DefaultBuffer: 64,
 			MaxBuffer:     1024,
@@ -206,6 +222,12 @@ func (c *Config) Validate() error {
 	case c.MaxIDLength < minIDLength:
 		// Every engine id and a UUID must fit.
 		return fmt.Errorf("config: max_id_length %d is below %d bytes", c.MaxIDLength, minIDLength)
+	case c.MaxPendingBytesPerWorker < 64<<10:
+		return fmt.Errorf("config: max_pending_bytes_per_worker %d is below 64 KiB", c.MaxPendingBytesPerWorker)
+	case c.InvocationTimeout < 0:
+		return fmt.Errorf("config: invocation_timeout must not be negative (0 disables it)")
+	case c.WorkerIdleTimeout < 0 || c.WorkerIdleTimeout > 0 && c.WorkerIdleTimeout < 100*time.Millisecond:
+		return fmt.Errorf("config: worker_idle_timeout must be 0 (off) or at least 100ms")
 	}
 	for _, o := range c.AllowedOrigins {
 		if err := validOrigin(o); err != nil {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-json-experiment/json"
@@ -32,6 +33,12 @@ type workerConn struct {
 	log     *slog.Logger
 	cleanup sync.Once
 	gone    chan struct{} // closed when cleanup ran
+
+	dropReason atomic.Pointer[string] // why the engine cut the socket, if it did
+	congested  atomic.Bool            // calls to it fail with worker_congested
+	// Owned by the heartbeat goroutine (heartbeat.go).
+	hbRead  uint64    // BytesRead at the last check
+	hbHeard time.Time // when BytesRead last moved
 }
 
 // OwnerID implements registry.Owner.
@@ -40,14 +47,41 @@ func (w *workerConn) OwnerID() string { return w.id }
 // send encodes m and queues it for the writer.
 func (w *workerConn) send(m *wire.Message) error { return w.sendIn(nil, m) }
 
-// sendIn is send as part of a reader's write batch (nil: none).
+// sendIn is send as part of a reader's write batch (nil: none). It never
+// waits for the worker's socket. A worker with max_pending_bytes_per_worker
+// already waiting for it is not reading what it asked for (results) or is
+// told (notifications), so it is disconnected as too slow: the engine
+// cannot hold its messages without bound, and dropping one would leave it
+// waiting forever.
 func (w *workerConn) sendIn(batch *wsconn.Batch, m *wire.Message) error {
+	err := w.write(batch, m)
+	if errors.Is(err, wsconn.ErrCongested) {
+		w.drop("too slow: more than max_pending_bytes_per_worker (" + itoa(w.e.cfg.MaxPendingBytesPerWorker) +
+			") bytes waiting to be written to it")
+	}
+	return err
+}
+
+// write encodes m and hands it to the socket without waiting.
+func (w *workerConn) write(batch *wsconn.Batch, m *wire.Message) error {
 	b, err := wire.Encode(wsconn.Buffer(), m)
 	if err != nil {
 		w.log.Error("encode outgoing message", "type", m.Type, "err", err)
 		return err
 	}
-	return w.conn.SendIn(w.e.ctx, batch, wsconn.Text, b, wsconn.Recycle)
+	err = w.conn.SendIn(w.e.ctx, batch, wsconn.Text, b, wsconn.Recycle)
+	if errors.Is(err, wsconn.ErrCongested) {
+		wsconn.Recycle(b) // refused before it was queued
+	}
+	return err
+}
+
+// drop cuts the socket; the read loop then ends and runs close with reason.
+func (w *workerConn) drop(reason string) {
+	if w.dropReason.CompareAndSwap(nil, &reason) {
+		w.log.Warn("disconnecting worker", "reason", reason)
+	}
+	w.conn.Abort()
 }
 
 // Deliver implements invocation.Executor: it sends invokefunction.
@@ -67,9 +101,19 @@ func (w *workerConn) Deliver(req *invocation.Request) error {
 		Baggage:      req.Baggage,
 		Metadata:     req.Metadata,
 	}
-	err := w.sendIn(req.Batch, &m)
+	err := w.write(req.Batch, &m)
 	if injected != nil {
 		wsconn.Recycle(injected)
+	}
+	switch {
+	case errors.Is(err, wsconn.ErrCongested):
+		if !w.congested.Swap(true) {
+			w.log.Warn("worker congested: calls to its functions fail with worker_congested until it reads",
+				"pending_bytes", w.conn.Pending(), "max_pending_bytes_per_worker", w.e.cfg.MaxPendingBytesPerWorker)
+		}
+	case err == nil && w.congested.Load():
+		w.congested.Store(false)
+		w.log.Info("worker no longer congested")
 	}
 	return err
 }
@@ -92,8 +136,10 @@ func (e *Engine) serveWorker(la *listenerAuth, rw http.ResponseWriter, r *http.R
 		id:    invocation.NewID(),
 		token: invocation.NewID(),
 		sess:  sess,
-		conn:  wsconn.New(ws, wsconn.Options{Queue: 1024}),
+		conn:  wsconn.New(ws, wsconn.Options{MaxQueuedBytes: e.cfg.MaxPendingBytesPerWorker}),
 		gone:  make(chan struct{}),
+
+		hbHeard: time.Now(),
 	}
 	w.log = e.log.With("worker_id", w.id)
 	host, _, _ := net.SplitHostPort(r.RemoteAddr)
@@ -106,7 +152,11 @@ func (e *Engine) serveWorker(la *listenerAuth, rw http.ResponseWriter, r *http.R
 	_ = w.send(&wire.Message{Type: wire.TypeWorkerRegistered, WorkerID: w.id, ReattachToken: w.token})
 	e.fireWorkersAvailable("worker_connected", w.id)
 	w.readLoop()
-	w.close("connection closed")
+	reason := "connection closed"
+	if r := w.dropReason.Load(); r != nil {
+		reason = *r
+	}
+	w.close(reason)
 }
 
 func (w *workerConn) readLoop() {

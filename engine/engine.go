@@ -141,6 +141,17 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	e.backgroundDone.Add(1)
 	go e.watchFunctions()
+	if iv := e.inv.Pending().SetTimeout(e.cfg.InvocationTimeout); iv > 0 {
+		e.backgroundDone.Add(1)
+		go func() {
+			defer e.backgroundDone.Done()
+			e.inv.Pending().RunSweeper(e.ctx, iv)
+		}()
+	}
+	if e.cfg.WorkerIdleTimeout > 0 {
+		e.backgroundDone.Add(1)
+		go e.heartbeatLoop(e.cfg.WorkerIdleTimeout)
+	}
 	e.log.Info("engine started", "worker_url", e.WorkerURL(), "http_url", e.HTTPURL(), "auth", onOff(e.cfg.Auth.enabled()), "version", Version)
 	e.warnExposed(e.cfg.authEnabled())
 	return nil

@@ -52,6 +52,9 @@ http_addr: file:2
 max_message_size: 2048
 allowed_origins: ["https://file.example"]
 shutdown_timeout: 3s
+max_pending_bytes_per_worker: 100000
+invocation_timeout: 4s
+worker_idle_timeout: 5s
 channels:
   ttl: 1m
   max_channels: 10
@@ -75,6 +78,7 @@ tls:
 func fromFile(c *engine.Config) {
 	c.Addr, c.HTTPAddr, c.MaxMessageSize, c.ShutdownTimeout = "file:1", "file:2", 2048, 3*time.Second
 	c.AllowedOrigins = []string{"https://file.example"}
+	c.MaxPendingBytesPerWorker, c.InvocationTimeout, c.WorkerIdleTimeout = 100000, 4*time.Second, 5*time.Second
 	c.Channels = engine.ChannelsConfig{TTL: time.Minute, MaxChannels: 10, MaxFrameSize: 4096, DefaultBuffer: 8, MaxBuffer: 16}
 	c.HTTP = engine.HTTPConfig{Timeout: time.Second, MaxJSONBody: 1000, IdleTimeout: 7 * time.Second,
 		MaxConcurrentRequests: 70, MaxBufferedJSONBytes: 7000, CORS: &engine.CORSConfig{
@@ -98,6 +102,9 @@ var allEnv = map[string]string{
 	"SLUICE_HTTP_MAX_CONCURRENT_REQUESTS": "80",
 	"SLUICE_HTTP_MAX_BUFFERED_JSON_BYTES": "80000000",
 	"SLUICE_ALLOWED_ORIGINS":              "https://env.example, http://env.example:8080",
+	"SLUICE_MAX_PENDING_BYTES_PER_WORKER": "200000",
+	"SLUICE_INVOCATION_TIMEOUT":           "6s",
+	"SLUICE_WORKER_IDLE_TIMEOUT":          "7s",
 }
 
 func fromEnv(c *engine.Config) {
@@ -106,6 +113,7 @@ func fromEnv(c *engine.Config) {
 	c.TLS = engine.TLSConfig{CertFile: "env.crt", KeyFile: "env.key"}
 	c.ShutdownTimeout, c.HTTP.IdleTimeout, c.HTTP.MaxConcurrentRequests, c.HTTP.MaxBufferedJSONBytes = 8*time.Second, 8*time.Second, 80, 80_000_000
 	c.AllowedOrigins = []string{"https://env.example", "http://env.example:8080"}
+	c.MaxPendingBytesPerWorker, c.InvocationTimeout, c.WorkerIdleTimeout = 200000, 6*time.Second, 7*time.Second
 }
 
 var allFlags = []string{
@@ -114,6 +122,7 @@ var allFlags = []string{
 	"--tls-cert", "flag.crt", "--tls-key", "flag.key",
 	"--shutdown-timeout", "9s", "--http-idle-timeout", "9s", "--http-max-concurrent-requests", "90",
 	"--http-max-buffered-json-bytes", "90000000", "--allowed-origins", "https://flag.example",
+	"--max-pending-bytes-per-worker", "300000", "--invocation-timeout", "8s", "--worker-idle-timeout", "9s",
 }
 
 func fromFlags(c *engine.Config) {
@@ -122,6 +131,7 @@ func fromFlags(c *engine.Config) {
 	c.TLS = engine.TLSConfig{CertFile: "flag.crt", KeyFile: "flag.key"}
 	c.ShutdownTimeout, c.HTTP.IdleTimeout, c.HTTP.MaxConcurrentRequests, c.HTTP.MaxBufferedJSONBytes = 9*time.Second, 9*time.Second, 90, 90_000_000
 	c.AllowedOrigins = []string{"https://flag.example"}
+	c.MaxPendingBytesPerWorker, c.InvocationTimeout, c.WorkerIdleTimeout = 300000, 8*time.Second, 9*time.Second
 }
 
 func TestConfigurePrecedence(t *testing.T) {
@@ -270,6 +280,9 @@ func TestConfigureErrors(t *testing.T) {
 		{name: "zero request cap", args: []string{"--http-max-concurrent-requests", "0"}, want: []string{"http.max_concurrent_requests must be at least 1"}},
 		{name: "json budget below one body", args: []string{"--http-max-buffered-json-bytes", "1000"}, want: []string{"http.max_buffered_json_bytes 1000 is below http.max_json_body"}},
 		{name: "zero shutdown timeout", env: map[string]string{"SLUICE_SHUTDOWN_TIMEOUT": "0s"}, want: []string{"shutdown_timeout must be positive"}},
+		{name: "tiny pending budget", args: []string{"--max-pending-bytes-per-worker", "1000"}, want: []string{"max_pending_bytes_per_worker 1000 is below 64 KiB"}},
+		{name: "negative invocation timeout", args: []string{"--invocation-timeout", "-1s"}, want: []string{"invocation_timeout must not be negative"}},
+		{name: "tiny idle timeout", args: []string{"--worker-idle-timeout", "1ms"}, want: []string{"worker_idle_timeout must be 0 (off) or at least 100ms"}},
 
 		{name: "bad log level flag", args: []string{"--log-level", "loud"}, want: []string{`log level "loud"`}},
 		{name: "bad log level in environment", env: map[string]string{"SLUICE_LOG_LEVEL": "verbose"}, want: []string{`log level "verbose"`, "SLUICE_LOG_LEVEL", "debug, info, warn or error"}},
@@ -398,6 +411,7 @@ func TestRunHelpFlagListsFlags(t *testing.T) {
 		}
 		for _, name := range []string{"-addr", "-http-addr", "-config", "-log-format", "-log-level", "-max-message-size",
 			"-http-timeout", "-channel-ttl", "-max-channels", "-max-frame-size", "-tls-cert", "-tls-key",
+			"-max-pending-bytes-per-worker", "-invocation-timeout", "-worker-idle-timeout",
 			"SLUICE_ADDR", "SLUICE_CONFIG", "SLUICE_TLS_CERT_FILE", "SLUICE_TLS_KEY_FILE"} {
 			if !strings.Contains(out.String(), name) {
 				t.Errorf("run %v output does not list %s", args, name)

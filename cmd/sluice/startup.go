@@ -35,6 +35,9 @@ func logSettings(logger *slog.Logger, cfg engine.Config, configFile string) {
 		"http_max_concurrent_requests", cfg.HTTP.MaxConcurrentRequests,
 		"http_idle_timeout", cfg.HTTP.IdleTimeout,
 		"shutdown_timeout", cfg.ShutdownTimeout,
+		"max_pending_bytes_per_worker", cfg.MaxPendingBytesPerWorker,
+		"invocation_timeout", cfg.InvocationTimeout,
+		"worker_idle_timeout", cfg.WorkerIdleTimeout,
 	)
 }
 

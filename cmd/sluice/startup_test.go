@@ -60,6 +60,8 @@ func TestRunServeLogsSettings(t *testing.T) {
 				"http_max_concurrent_requests": float64(engine.DefaultConfig().HTTP.MaxConcurrentRequests),
 				"http_idle_timeout":            dur(engine.DefaultConfig().HTTP.IdleTimeout), "shutdown_timeout": dur(10 * time.Second),
 				"max_channels": 100000.0, "http_timeout": dur(30 * time.Second),
+				"max_pending_bytes_per_worker": float64(32 << 20), "invocation_timeout": dur(30 * time.Second),
+				"worker_idle_timeout": dur(60 * time.Second),
 			}
 			if tc.wantFile != "none" {
 				want["max_channels"], want["http_timeout"] = 77.0, dur(7*time.Second)

@@ -354,7 +354,11 @@ func (x *exchange) respond(ctx context.Context, rr ResponseReader, resCh <-chan 
 		case res := <-resC:
 			resC = nil
 			if st.committed {
-				if res.Err != nil {
+				// A streamed response may outlive the engine's invocation
+				// deadline; that late TIMEOUT is no failure of the stream.
+				if res.Err != nil && res.Err.Code == wire.CodeTimeout {
+					x.s.log.Debug("http function's result timed out after its response started", "route", x.rt.display, "function_id", x.rt.functionID)
+				} else if res.Err != nil {
 					x.s.log.Warn("http function failed after its response started", "route", x.rt.display, "function_id", x.rt.functionID, "code", res.Err.Code, "message", res.Err.Message)
 				}
 				continue
