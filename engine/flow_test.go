@@ -1,0 +1,179 @@
+package engine
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-json-experiment/json/jsontext"
+	"github.com/gorilla/websocket"
+
+	"github.com/sluicehq/sluice/wire"
+)
+
+// dialMute connects a client that reads only its workerregistered and then
+// nothing (no pongs either); it returns the socket and the engine's side.
+func dialMute(t *testing.T, e *Engine) (*websocket.Conn, *workerConn) {
+	t.Helper()
+	ws, _, err := websocket.DefaultDialer.Dial(e.WorkerURL(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, b, err := ws.ReadMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m wire.Message
+	if err := wire.Decode(b, &m); err != nil || m.Type != wire.TypeWorkerRegistered {
+		t.Fatalf("first frame %s: %v", b, err)
+	}
+	e.mu.RLock()
+	w := e.conns[m.WorkerID]
+	e.mu.RUnlock()
+	if w == nil {
+		t.Fatal("connection not found")
+	}
+	return ws, w
+}
+
+func waitGone(t *testing.T, w *workerConn, within time.Duration, what string) {
+	t.Helper()
+	select {
+	case <-w.gone:
+	case <-time.After(within):
+		t.Fatalf("%s: connection still open after %v", what, within)
+	}
+}
+
+// A caller that stops reading the results of its calls is disconnected
+// once max_pending_bytes_per_worker of them wait for it, and the executor
+// answering them is never held up.
+func TestSlowCallerDropped(t *testing.T) {
+	e := startEngine(t, func(c *Config) { c.MaxPendingBytesPerWorker = 1 << 20 })
+	callee := dialRaw(t, e)
+	callee.sendJSON(`{"type":"registerfunction","id":"f::big"}`)
+	waitFunction(t, callee, "f::big")
+	caller, cw := dialMute(t, e)
+	big := `"` + strings.Repeat("r", 256<<10) + `"`
+	for i := range 120 { // 30 MiB of results: more than the socket buffers hold
+		id := "slow-" + itoa(int64(i))
+		_ = caller.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		if err := caller.WriteMessage(websocket.TextMessage, []byte(`{"type":"invokefunction","invocation_id":"`+id+`","function_id":"f::big","data":{}}`)); err != nil {
+			break // dropped already
+		}
+		inv := callee.expect(wire.TypeInvokeFunction)
+		start := time.Now()
+		callee.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: inv.InvocationID, FunctionID: "f::big", Result: jsontext.Value(big)})
+		// The callee's reader handles its next frame at once: its own call
+		// is answered promptly, whatever the caller does.
+		if m := callee.call("probe-"+itoa(int64(i)), wire.FnFunctionsList, `{}`); m.Error != nil || time.Since(start) > 2*time.Second {
+			t.Fatalf("callee's call after result %d: %+v after %v", i, m.Error, time.Since(start))
+		}
+		// The probe's answer came after the callee's reader handled the
+		// result, so a drop it caused is decided by now.
+		if cw.dropReason.Load() != nil {
+			break
+		}
+	}
+	waitGone(t, cw, 5*time.Second, "slow caller")
+	if r := cw.dropReason.Load(); r == nil || !strings.Contains(*r, "too slow") {
+		t.Fatalf("drop reason %v", r)
+	}
+	if m := callee.call("after", wire.FnFunctionsList, `{}`); m.Error != nil {
+		t.Fatal(m.Error)
+	}
+}
+
+// A worker that sends nothing, not even pongs, for worker_idle_timeout is
+// dropped with its functions; one that answers the engine's pings stays.
+func TestHeartbeatDropsSilentWorker(t *testing.T) {
+	const idle = 400 * time.Millisecond
+	e := startEngine(t, func(c *Config) { c.WorkerIdleTimeout = idle })
+	// alive reads all the time, so it answers pings (counted).
+	alive, _, err := websocket.DefaultDialer.Dial(e.WorkerURL(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { alive.Close() })
+	pings := make(chan struct{}, 64)
+	alive.SetPingHandler(func(p string) error {
+		select {
+		case pings <- struct{}{}:
+		default:
+		}
+		return alive.WriteControl(websocket.PongMessage, []byte(p), time.Now().Add(time.Second))
+	})
+	go func() {
+		for {
+			if _, _, err := alive.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	if err := alive.WriteMessage(websocket.TextMessage, []byte(`{"type":"registerfunction","id":"f::alive"}`)); err != nil {
+		t.Fatal(err)
+	}
+	mute, mw := dialMute(t, e)
+	if err := mute.WriteMessage(websocket.TextMessage, []byte(`{"type":"registerfunction","id":"f::mute"}`)); err != nil {
+		t.Fatal(err)
+	}
+	probe := dialRaw(t, e)
+	waitFunction(t, probe, "f::mute")
+	waitFunction(t, probe, "f::alive")
+	start := time.Now()
+	waitGone(t, mw, 10*idle, "silent worker")
+	if d := time.Since(start); d < idle-heartbeatPeriod(idle) {
+		t.Fatalf("dropped after %v, before the idle timeout", d)
+	}
+	if m := probe.call("c1", "f::mute", `{}`); m.Error == nil || m.Error.Code != wire.CodeFunctionNotFound {
+		t.Fatalf("silent worker's function still routed: %+v", m)
+	}
+	// alive sends nothing but pongs, for several idle timeouts, and stays.
+	for range 3 * int(idle/heartbeatPeriod(idle)) { // a ping per two periods of silence: 6 idle timeouts
+		select {
+		case <-pings:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the engine does not ping an idle worker")
+		}
+	}
+	e.mu.RLock()
+	n := len(e.conns)
+	e.mu.RUnlock()
+	if n != 2 {
+		t.Fatalf("%d connections left, want alive and probe", n)
+	}
+	waitFunction(t, probe, "f::alive")
+}
+
+// A call whose executor never answers gets TIMEOUT after the engine's
+// invocation_timeout; the executor's late result is dropped.
+func TestInvocationTimeoutAnswered(t *testing.T) {
+	const d = 200 * time.Millisecond
+	e := startEngine(t, func(c *Config) { c.InvocationTimeout = d })
+	callee := dialRaw(t, e)
+	caller := dialRaw(t, e)
+	callee.sendJSON(`{"type":"registerfunction","id":"f::slow"}`)
+	waitFunction(t, caller, "f::slow")
+	start := time.Now()
+	caller.sendJSON(`{"type":"invokefunction","invocation_id":"t1","function_id":"f::slow","data":{}}`)
+	inv := callee.expect(wire.TypeInvokeFunction)
+	res := caller.expect(wire.TypeInvocationResult)
+	took := time.Since(start)
+	if res.InvocationID != "t1" || res.Error == nil || res.Error.Code != wire.CodeTimeout || !strings.Contains(res.Error.Message, "200ms") {
+		t.Fatalf("got %+v", res)
+	}
+	if took < d || took > d+time.Second {
+		t.Fatalf("TIMEOUT after %v, want about %v", took, d)
+	}
+	callee.sendJSON(`{"type":"invocationresult","invocation_id":"` + inv.InvocationID + `","function_id":"f::slow","result":1}`)
+	// The late result does not reach the caller: the next frame it gets is
+	// the answer to its next call.
+	if m := caller.call("t2", wire.FnFunctionsList, `{}`); m.Error != nil {
+		t.Fatal(m.Error)
+	}
+	if n := e.inv.Pending().Len(); n != 0 {
+		t.Fatalf("%d invocations still pending", n)
+	}
+}
