@@ -27,9 +27,10 @@ var ErrCongested = errors.New("wsconn: peer congested: too many bytes waiting to
 // nbState is corkConn's non-blocking mode; guarded by corkConn.mu.
 type nbState struct {
 	on       bool
-	pend     []byte // accepted, not yet handed to the kernel
-	spare    []byte // a drained pend kept for reuse
-	inflight int    // bytes the writer goroutine is writing now
+	pend     []byte       // accepted, not yet handed to the kernel
+	spare    []byte       // a drained pend kept for reuse
+	inflight int          // bytes the writer goroutine is writing now
+	queued   atomic.Int64 // len(pend) + inflight, for Send's budget check without mu
 	wake     chan struct{}
 	raw      syscall.RawConn // nil: no inline writes
 	rawFn    func(fd uintptr) bool
@@ -95,6 +96,7 @@ func (c *corkConn) pendLocked(p []byte) {
 		s.pend, s.spare = s.spare[:0], nil
 	}
 	s.pend = append(s.pend, p...)
+	s.queued.Add(int64(len(p)))
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -129,6 +131,7 @@ func (c *corkConn) drain(seq *atomic.Uint64) error {
 
 		c.mu.Lock()
 		s.inflight = 0
+		s.queued.Add(-int64(len(p)))
 		if cap(p) <= keepPending {
 			s.spare = p[:0]
 		}
@@ -180,11 +183,9 @@ func (c *Conn) sendNB(b *Batch, kind int, data []byte, onWritten func([]byte)) e
 		return c.closedErr()
 	}
 	// One frame is always accepted by an idle socket, whatever its size
-	// (the message size limit bounds it).
-	c.cc.mu.Lock()
-	p := c.cc.pendingLocked()
-	c.cc.mu.Unlock()
-	if p > 0 && int64(p)+int64(len(data)) > c.maxQueued {
+	// (the message size limit bounds it). A Batch's cork buffer is not
+	// counted: it is at most maxCork and handed on at the batch's end.
+	if p := c.cc.nb.queued.Load(); p > 0 && p+int64(len(data)) > c.maxQueued {
 		c.wmu.Unlock()
 		return ErrCongested
 	}

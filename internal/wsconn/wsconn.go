@@ -1,8 +1,9 @@
 // Package wsconn wraps a gorilla WebSocket connection with the discipline
 // both the engine and the Go SDK need: one writer at a time, frames in the
 // order each producer sent them, a bounded queue (a slow peer therefore
-// blocks its producers, which is the backpressure), and reads that reuse
-// buffers instead of allocating a message per frame.
+// blocks its producers, which is the backpressure; in non-blocking mode,
+// used by the engine, sends fail with ErrCongested instead, nonblock.go),
+// and reads that reuse buffers instead of allocating a message per frame.
 //
 // When nothing is queued, Send writes on the caller's goroutine: handing
 // every frame to a writer goroutine costs a wake-up per frame, which on a
