@@ -249,7 +249,8 @@ func TestAttackFlowFrozenWorker(t *testing.T) {
 	}
 
 	if _, err := e.stderr.wait(ctxFor(t, 10*time.Second), func(s string) bool {
-		return strings.Contains(s, "disconnecting worker") && strings.Contains(s, "no frame from the worker")
+		// Logged once its functions are gone.
+		return strings.Contains(s, `msg="worker disconnected"`) && strings.Contains(s, "no frame from the worker")
 	}); err != nil {
 		t.Fatalf("the frozen worker was not dropped: %v", err)
 	}

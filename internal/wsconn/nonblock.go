@@ -39,8 +39,9 @@ type nbState struct {
 	rerr     error
 }
 
-// keepPending is the largest drained pending buffer kept for reuse.
-const keepPending = 256 << 10
+// keepPending is the largest drained pending buffer kept for reuse: a
+// burst's buffer must not stay pinned to a mostly idle socket.
+const keepPending = 64 << 10
 
 // setNonBlocking switches c to non-blocking mode; wake is signalled when
 // there are pending bytes to drain.
