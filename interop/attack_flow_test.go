@@ -209,19 +209,27 @@ func TestAttackFlowStalledWorker(t *testing.T) {
 	}
 }
 
-// TestAttackFlowFrozenWorker: a Node SDK worker frozen with SIGSTOP keeps
-// its socket open but answers nothing. Calls to it get TIMEOUT from the
-// engine's invocation deadline, and the engine drops it after the idle
-// timeout, so its functions disappear; an idle healthy Node worker, which
-// the engine pings meanwhile, is kept.
+// TestAttackFlowFrozenWorker: an SDK worker (Node, Python) frozen with
+// SIGSTOP keeps its socket open but answers nothing. Calls to it get
+// TIMEOUT from the engine's invocation deadline, and the engine drops it
+// after the idle timeout, so its functions disappear; an idle healthy
+// worker of the same SDK, which the engine pings meanwhile, is kept.
 //
 // On 8b50cfc: the call got only the client's own TIMEOUT after its 10 s
 // deadline (the engine never answered), and nothing dropped the worker.
 func TestAttackFlowFrozenWorker(t *testing.T) {
+	for _, tc := range []struct{ flavour, script string }{
+		{"node-0.22.1", "worker.mjs"},
+		{"python-0.25.0", "worker.py"},
+	} {
+		t.Run(tc.flavour, func(t *testing.T) { flowFrozen(t, flavourNamed(tc.flavour), tc.script) })
+	}
+}
+
+func flowFrozen(t *testing.T, f *flavour, script string) {
 	e := startEngine(t, "127.0.0.1:0", "--invocation-timeout", "1s", "--worker-idle-timeout", "3s")
-	node := flavourNamed("node-0.22.1")
-	frozen := startWorker(t, node, e, "worker.mjs", "flowfrz", "SEEDS=0")
-	startWorker(t, node, e, "worker.mjs", "flowidle", "SEEDS=0")
+	frozen := startWorker(t, f, e, script, "flowfrz", "SEEDS=0")
+	startWorker(t, f, e, script, "flowidle", "SEEDS=0")
 	t.Cleanup(func() { _ = syscall.Kill(frozen.pid(), syscall.SIGCONT) }) // before its stop
 	obs := connectGo(t, e, "flow-observer")
 	waitFunctions(ctxFor(t, callTimeout), t, obs, "flowfrz::echo", "flowidle::echo")
