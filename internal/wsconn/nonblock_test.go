@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -163,5 +165,55 @@ func TestBytesRead(t *testing.T) {
 	}
 	if got := s.BytesRead() - before; got < 2+4+2+4+1 {
 		t.Fatalf("BytesRead advanced by %d", got)
+	}
+}
+
+// Over TLS there is no file descriptor to write to without blocking: every
+// frame goes through the writer goroutine, and Send still never waits.
+func TestNonBlockingTLS(t *testing.T) {
+	ch := make(chan *Conn, 1)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := Upgrade(&websocket.Upgrader{}, w, r, nil)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		ch <- New(ws, Options{MaxQueuedBytes: 1 << 20})
+	}))
+	t.Cleanup(srv.Close)
+	d := websocket.Dialer{TLSClientConfig: srv.Client().Transport.(*http.Transport).TLSClientConfig}
+	c, _, err := d.Dial("wss"+strings.TrimPrefix(srv.URL, "https"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	s := <-ch
+	if s.cc.nb.raw != nil {
+		t.Fatal("a TLS socket got a raw file descriptor")
+	}
+	accepted := make(chan int, 1)
+	go func() {
+		n := 0
+		for ; n < 2000; n++ { // 64 MiB at most
+			if err := s.Send(t.Context(), Binary, nbFrame(n, 32<<10), nil); err != nil {
+				if !errors.Is(err, ErrCongested) {
+					t.Error(err)
+				}
+				break
+			}
+		}
+		accepted <- n
+	}()
+	var n int
+	select {
+	case n = <-accepted:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Send blocked on a TLS peer that does not read")
+	}
+	if n == 2000 {
+		t.Fatal("never congested")
+	}
+	for i := 0; i < n; i++ {
+		checkNBFrame(t, c, i, 32<<10)
 	}
 }
