@@ -149,6 +149,7 @@ func (x *exchange) serve() {
 		Metadata:    x.rt.metadata,
 		Traceparent: r.Header.Get("Traceparent"),
 		Baggage:     r.Header.Get("Baggage"),
+		MinTimeout:  s.cfg.Timeout,
 	}, func(res invocation.Result) { resCh <- res })
 
 	x.respond(ctx, rr, resCh)
@@ -426,12 +427,17 @@ func (x *exchange) badGateway(why string) {
 // is not registered (any more), 500 with the function's code otherwise.
 func (x *exchange) functionError(e *wire.ErrorBody) {
 	x.outcome = e.Code
-	if e.Code == wire.CodeFunctionNotFound {
+	switch e.Code {
+	case wire.CodeFunctionNotFound:
 		writeError(&x.w, http.StatusServiceUnavailable, e.Code,
 			fmt.Sprintf("function %s of route %s is not available", x.rt.functionID, x.rt.display))
-		return
+	case wire.CodeWorkerCongested: // not delivered: the worker is not reading
+		writeError(&x.w, http.StatusServiceUnavailable, e.Code, e.Message)
+	case wire.CodeTimeout: // the engine's invocation deadline
+		writeError(&x.w, http.StatusGatewayTimeout, e.Code, e.Message)
+	default:
+		writeError(&x.w, http.StatusInternalServerError, e.Code, e.Message)
 	}
-	writeError(&x.w, http.StatusInternalServerError, e.Code, e.Message)
 }
 
 // pump reads the response channel on its own goroutine so that respond can

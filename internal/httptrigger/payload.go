@@ -240,7 +240,7 @@ func middlewareResponse(v jsontext.Value) jsontext.Value {
 func (x *exchange) call(ctx context.Context, fn string, data []byte) (invocation.Result, bool) {
 	ch := make(chan invocation.Result, 1)
 	x.s.inv.Invoke(&invocation.Request{FunctionID: fn, Data: data, Metadata: x.rt.metadata,
-		Traceparent: x.req.Header.Get("Traceparent"), Baggage: x.req.Header.Get("Baggage")},
+		Traceparent: x.req.Header.Get("Traceparent"), Baggage: x.req.Header.Get("Baggage"), MinTimeout: x.s.cfg.Timeout},
 		func(r invocation.Result) { ch <- r })
 	t := time.NewTimer(time.Until(x.deadline))
 	defer t.Stop()

@@ -125,3 +125,40 @@ func TestInvokeCongestedExecutor(t *testing.T) {
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+// AddAtLeast raises an invocation's deadline (HTTP triggers: http.timeout)
+// but never lowers it, and does nothing while deadlines are off.
+func TestAddAtLeast(t *testing.T) {
+	tb := newTable()
+	tb.SetTimeout(time.Second) // 20 sweeps of 50 ms
+	long, short := newRecorder(), newRecorder()
+	tb.AddAtLeast("", "w", long.done, 2*time.Second)
+	tb.AddAtLeast("", "w", short.done, 100*time.Millisecond)
+	for i := 1; i <= 20; i++ {
+		tb.Sweep()
+	}
+	if n := tb.Sweep(); n != 1 || errCode(short.only(t)) != wire.CodeTimeout {
+		t.Fatalf("sweep 21 expired %d; the shorter minimum must keep the default deadline", n)
+	}
+	for i := 22; i <= 40; i++ {
+		if tb.Sweep() != 0 {
+			t.Fatalf("sweep %d expired the 2 s invocation", i)
+		}
+	}
+	if n := tb.Sweep(); n != 1 {
+		t.Fatalf("sweep 41 expired %d, want the 2 s invocation", n)
+	}
+	if res := long.only(t); errCode(res) != wire.CodeTimeout || !strings.Contains(res.Err.Message, "2000ms") {
+		t.Fatalf("got %+v", res.Err)
+	}
+
+	off := newTable()
+	r := newRecorder()
+	off.AddAtLeast("", "w", r.done, time.Millisecond)
+	for range 100 {
+		off.Sweep()
+	}
+	if len(r.calls()) != 0 {
+		t.Fatal("a minimum timeout expired with deadlines off")
+	}
+}

@@ -41,6 +41,10 @@ type Request struct {
 	CallerWorkerID string
 	// Void calls are executed but nobody waits for the result.
 	Void bool
+	// MinTimeout raises the engine's deadline for this invocation to at
+	// least this (HTTP triggers pass http.timeout, so that the engine
+	// never answers TIMEOUT before the HTTP side would give up).
+	MinTimeout time.Duration
 	// Batch, when set, is the write batch of the connection reader that
 	// started this invocation: writes caused on that goroutine may be
 	// deferred to its flush. Executors that hand the request to another
@@ -119,7 +123,7 @@ func (l *Local) Invoke(req *Request, done Completion) {
 			_ = ex.Deliver(req)
 			return
 		}
-		req.InvocationID = l.pending.Add(req.InvocationID, ex.OwnerID(), done)
+		req.InvocationID = l.pending.AddAtLeast(req.InvocationID, ex.OwnerID(), done, req.MinTimeout)
 		if err := ex.Deliver(req); err != nil {
 			body := wire.ErrInvocationStopped()
 			if errors.Is(err, wsconn.ErrCongested) {
@@ -203,12 +207,14 @@ type Table struct {
 	sweeps     uint64 // Sweep calls so far
 	ticks      uint64 // sweeps an entry may live; 0: no deadline
 	timeout    time.Duration
+	interval   time.Duration
 }
 
 type entry struct {
 	executor string
 	done     Completion
-	added    uint64 // sweeps when added
+	due      uint64        // the Sweep count at which it expires; 0: never
+	timeout  time.Duration // its deadline, for the error message
 }
 
 func (t *Table) init() {
@@ -219,6 +225,12 @@ func (t *Table) init() {
 // Add records a pending invocation under id (a fresh id if id is empty or
 // already taken) and returns the id used.
 func (t *Table) Add(id, executor string, done Completion) string {
+	return t.AddAtLeast(id, executor, done, 0)
+}
+
+// AddAtLeast is Add with a deadline of at least atLeast (when deadlines are
+// on at all).
+func (t *Table) AddAtLeast(id, executor string, done Completion, atLeast time.Duration) string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.byID == nil { // the zero Table is ready to use
@@ -227,7 +239,17 @@ func (t *Table) Add(id, executor string, done Completion) string {
 	if _, taken := t.byID[id]; id == "" || taken {
 		id = NewID()
 	}
-	t.byID[id] = entry{executor: executor, done: done, added: t.sweeps}
+	e := entry{executor: executor, done: done}
+	if t.ticks > 0 {
+		// Added between sweeps n and n+1: due at sweep n+ticks+1, so it
+		// lives at least ticks whole intervals.
+		ticks, d := t.ticks, t.timeout
+		if atLeast > d {
+			ticks, d = uint64((atLeast+t.interval-1)/t.interval), atLeast
+		}
+		e.due, e.timeout = t.sweeps+ticks+1, d
+	}
+	t.byID[id] = e
 	set := t.byExecutor[executor]
 	if set == nil {
 		set = make(map[string]struct{})
@@ -297,12 +319,12 @@ func (t *Table) SetTimeout(d time.Duration) (interval time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if d <= 0 {
-		t.ticks, t.timeout = 0, 0
+		t.ticks, t.timeout, t.interval = 0, 0, 0
 		return 0
 	}
 	interval = min(max(d/20, 5*time.Millisecond), time.Second)
 	t.ticks = uint64((d + interval - 1) / interval)
-	t.timeout = d
+	t.timeout, t.interval = d, interval
 	return interval
 }
 
@@ -312,31 +334,27 @@ func (t *Table) SetTimeout(d time.Duration) (interval time.Duration) {
 func (t *Table) Sweep() int {
 	t.mu.Lock()
 	t.sweeps++
-	if t.ticks == 0 || t.sweeps <= t.ticks {
+	if t.ticks == 0 {
 		t.mu.Unlock()
 		return 0
 	}
-	// Added at count a (between sweeps a and a+1): expired once
-	// sweeps-a > ticks, i.e. at least ticks whole intervals later.
-	limit := t.sweeps - t.ticks - 1
-	var dones []Completion
+	type late struct {
+		done Completion
+		d    time.Duration
+	}
+	var expired []late
 	for id, e := range t.byID {
-		if e.added <= limit {
-			dones = append(dones, e.done)
+		if e.due != 0 && e.due <= t.sweeps {
+			expired = append(expired, late{e.done, e.timeout})
 			delete(t.byID, id)
 			delete(t.byExecutor[e.executor], id)
 		}
 	}
-	d := t.timeout
 	t.mu.Unlock()
-	if len(dones) == 0 {
-		return 0
+	for _, l := range expired {
+		l.done(Result{Err: ErrTimeout(l.d)})
 	}
-	body := ErrTimeout(d)
-	for _, done := range dones {
-		done(Result{Err: body})
-	}
-	return len(dones)
+	return len(expired)
 }
 
 // ErrTimeout answers an invocation that outlived the engine's deadline;
