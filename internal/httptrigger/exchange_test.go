@@ -383,6 +383,15 @@ func TestErrors(t *testing.T) {
 	e.mustRoute("boom", "boom", "GET", "/boom")
 	e.inv.set("stopped", func(c *call) invocation.Result { return failure(wire.CodeInvocationStopped, "Invocation stopped") })
 	e.mustRoute("stopped", "stopped", "GET", "/stopped")
+	e.inv.set("congested", func(c *call) invocation.Result {
+		if c.req.MinTimeout != 150*time.Millisecond { // the engine deadline must not cut before http.timeout
+			return failure("bad_min_timeout", c.req.MinTimeout.String())
+		}
+		return failure(wire.CodeWorkerCongested, "not reading")
+	})
+	e.mustRoute("congested", "congested", "GET", "/congested")
+	e.inv.set("deadline", func(c *call) invocation.Result { return failure(wire.CodeTimeout, "invocation timed out after 1ms") })
+	e.mustRoute("deadline", "deadline", "GET", "/deadline")
 	// Returns nothing and never touches the response channel.
 	e.inv.set("silent", func(c *call) invocation.Result { return invocation.Result{} })
 	e.mustRoute("silent", "silent", "GET", "/silent")
@@ -400,6 +409,8 @@ func TestErrors(t *testing.T) {
 		{"/gone", "function_not_found", "function missing of route GET /gone is not available", 503},
 		{"/boom", "bad_input", "name is required", 500},
 		{"/stopped", "invocation_stopped", "Invocation stopped", 500},
+		{"/congested", "worker_congested", "not reading", 503},
+		{"/deadline", "TIMEOUT", "invocation timed out after 1ms", 504},
 		{"/silent", "TIMEOUT", "function silent did not start a response within 150ms", 504},
 		{"/slow", "TIMEOUT", "function slow did not start a response within 150ms", 504},
 		{"/broken", "RESPONSE_STREAM_BROKEN", "writer vanished", 502},
