@@ -37,9 +37,9 @@ type Config struct {
 	MaxIDLength int `yaml:"max_id_length"`
 	// MaxPendingBytesPerWorker bounds the bytes waiting to be written to
 	// one worker socket. Past it, calls to the worker's functions fail at
-	// once (worker_congested), and a worker that does not read the results
-	// of its own calls is disconnected as too slow. No reader ever waits on
-	// another connection's socket.
+	// once and results for it are replaced by errors (worker_congested);
+	// at twice this it is disconnected as too slow. No reader ever waits
+	// on another connection's socket.
 	MaxPendingBytesPerWorker int64 `yaml:"max_pending_bytes_per_worker"`
 	// InvocationTimeout is the engine's deadline for the result of an
 	// invocation routed to a worker, answered with TIMEOUT; 0 disables it.

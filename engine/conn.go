@@ -47,33 +47,50 @@ func (w *workerConn) OwnerID() string { return w.id }
 // send encodes m and queues it for the writer.
 func (w *workerConn) send(m *wire.Message) error { return w.sendIn(nil, m) }
 
-// sendIn is send as part of a reader's write batch (nil: none). It never
-// waits for the worker's socket. A worker with max_pending_bytes_per_worker
-// already waiting for it is not reading what it asked for (results) or is
-// told (notifications), so it is disconnected as too slow: the engine
-// cannot hold its messages without bound, and dropping one would leave it
-// waiting forever.
+// sendIn is send as part of a reader's write batch (nil: none), for the
+// messages a worker must not miss: results (or the error that replaces
+// one, see reply) and notifications. It never waits for the worker's
+// socket. These may use up to twice max_pending_bytes_per_worker; a worker
+// with that much waiting for it is not reading at all, so it is
+// disconnected as too slow: the engine cannot hold its messages without
+// bound, and dropping one would leave the worker waiting forever.
 func (w *workerConn) sendIn(batch *wsconn.Batch, m *wire.Message) error {
-	err := w.write(batch, m)
+	err := w.write(batch, m, 2*w.e.cfg.MaxPendingBytesPerWorker)
 	if errors.Is(err, wsconn.ErrCongested) {
-		w.drop("too slow: more than max_pending_bytes_per_worker (" + itoa(w.e.cfg.MaxPendingBytesPerWorker) +
+		w.drop("too slow: more than twice max_pending_bytes_per_worker (" + itoa(w.e.cfg.MaxPendingBytesPerWorker) +
 			") bytes waiting to be written to it")
 	}
 	return err
 }
 
-// write encodes m and hands it to the socket without waiting.
-func (w *workerConn) write(batch *wsconn.Batch, m *wire.Message) error {
+// write encodes m and hands it to the socket without waiting, within
+// budget pending bytes (wsconn.ErrCongested otherwise).
+func (w *workerConn) write(batch *wsconn.Batch, m *wire.Message, budget int64) error {
 	b, err := wire.Encode(wsconn.Buffer(), m)
 	if err != nil {
 		w.log.Error("encode outgoing message", "type", m.Type, "err", err)
 		return err
 	}
-	err = w.conn.SendIn(w.e.ctx, batch, wsconn.Text, b, wsconn.Recycle)
+	err = w.conn.SendInWithin(w.e.ctx, batch, wsconn.Text, b, wsconn.Recycle, budget)
 	if errors.Is(err, wsconn.ErrCongested) {
 		wsconn.Recycle(b) // refused before it was queued
 	}
 	return err
+}
+
+// congestion logs the start of an episode in which messages to the worker
+// are refused; ok ends it.
+func (w *workerConn) congestion(ok bool, what string) {
+	switch {
+	case !ok:
+		if !w.congested.Swap(true) {
+			w.log.Warn("worker congested: "+what, "pending_bytes", w.conn.Pending(),
+				"max_pending_bytes_per_worker", w.e.cfg.MaxPendingBytesPerWorker)
+		}
+	case w.congested.Load():
+		w.congested.Store(false)
+		w.log.Info("worker no longer congested")
+	}
 }
 
 // drop cuts the socket; the read loop then ends and runs close with reason.
@@ -101,19 +118,12 @@ func (w *workerConn) Deliver(req *invocation.Request) error {
 		Baggage:      req.Baggage,
 		Metadata:     req.Metadata,
 	}
-	err := w.write(req.Batch, &m)
+	err := w.write(req.Batch, &m, w.e.cfg.MaxPendingBytesPerWorker)
 	if injected != nil {
 		wsconn.Recycle(injected)
 	}
-	switch {
-	case errors.Is(err, wsconn.ErrCongested):
-		if !w.congested.Swap(true) {
-			w.log.Warn("worker congested: calls to its functions fail with worker_congested until it reads",
-				"pending_bytes", w.conn.Pending(), "max_pending_bytes_per_worker", w.e.cfg.MaxPendingBytesPerWorker)
-		}
-	case err == nil && w.congested.Load():
-		w.congested.Store(false)
-		w.log.Info("worker no longer congested")
+	if err == nil || errors.Is(err, wsconn.ErrCongested) {
+		w.congestion(err == nil, "calls to its functions fail with worker_congested until it reads")
 	}
 	return err
 }
@@ -382,7 +392,20 @@ func (w *workerConn) reply(invocationID, functionID string, res invocation.Resul
 	if m.Error != nil {
 		m.Result = nil
 	}
-	if err := w.sendIn(res.Batch, &m); err != nil {
+	err := w.write(res.Batch, &m, w.e.cfg.MaxPendingBytesPerWorker)
+	if err == nil || errors.Is(err, wsconn.ErrCongested) {
+		w.congestion(err == nil, "results of its calls are replaced by worker_congested errors until it reads")
+	}
+	if errors.Is(err, wsconn.ErrCongested) {
+		// The caller is behind on reading what it asked for: it gets a
+		// small error in place of this result, so that its call ends
+		// instead of waiting forever (the function did run).
+		m = wire.Message{Type: wire.TypeInvocationResult, InvocationID: invocationID, FunctionID: functionID,
+			Error: &wire.ErrorBody{Code: wire.CodeWorkerCongested, Message: "the result of " + functionID +
+				" was dropped: this worker is not reading its socket fast enough (max_pending_bytes_per_worker reached)"}}
+		err = w.sendIn(res.Batch, &m)
+	}
+	if err != nil && !errors.Is(err, wsconn.ErrCongested) {
 		w.log.Debug("result not delivered: caller gone", "invocation_id", invocationID)
 	}
 }

@@ -47,39 +47,98 @@ func waitGone(t *testing.T, w *workerConn, within time.Duration, what string) {
 	}
 }
 
-// A caller that stops reading the results of its calls is disconnected
-// once max_pending_bytes_per_worker of them wait for it, and the executor
-// answering them is never held up.
-func TestSlowCallerDropped(t *testing.T) {
-	e := startEngine(t, func(c *Config) { c.MaxPendingBytesPerWorker = 1 << 20 })
+// bigCallee registers f::big, answered by the returned function with a
+// result of size bytes.
+func bigCallee(t *testing.T, e *Engine, size int) (*rawWorker, func() time.Duration) {
 	callee := dialRaw(t, e)
 	callee.sendJSON(`{"type":"registerfunction","id":"f::big"}`)
 	waitFunction(t, callee, "f::big")
-	caller, cw := dialMute(t, e)
-	big := `"` + strings.Repeat("r", 256<<10) + `"`
-	for i := range 120 { // 30 MiB of results: more than the socket buffers hold
-		id := "slow-" + itoa(int64(i))
-		_ = caller.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		if err := caller.WriteMessage(websocket.TextMessage, []byte(`{"type":"invokefunction","invocation_id":"`+id+`","function_id":"f::big","data":{}}`)); err != nil {
-			break // dropped already
-		}
+	big := jsontext.Value(`"` + strings.Repeat("r", size-2) + `"`)
+	return callee, func() time.Duration {
 		inv := callee.expect(wire.TypeInvokeFunction)
 		start := time.Now()
-		callee.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: inv.InvocationID, FunctionID: "f::big", Result: jsontext.Value(big)})
+		callee.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: inv.InvocationID, FunctionID: "f::big", Result: big})
+		return time.Since(start)
+	}
+}
+
+func muteCall(t *testing.T, ws *websocket.Conn, id string) error {
+	_ = ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	return ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"invokefunction","invocation_id":"`+id+`","function_id":"f::big","data":{}}`))
+}
+
+// A caller that falls behind reading the results of its calls gets a small
+// worker_congested error in place of each result that would exceed
+// max_pending_bytes_per_worker, every call still answered once and in
+// order; the executor answering them is never held up.
+func TestSlowCallerGetsErrorsForResults(t *testing.T) {
+	e := startEngine(t, func(c *Config) { c.MaxPendingBytesPerWorker = 1 << 20 })
+	callee, answer := bigCallee(t, e, 256<<10)
+	caller, cw := dialMute(t, e)
+	const calls = 120 // 30 MiB of results: more than the socket buffers hold
+	for i := range calls {
+		if err := muteCall(t, caller, "slow-"+itoa(int64(i))); err != nil {
+			t.Fatal(err)
+		}
+		answer()
 		// The callee's reader handles its next frame at once: its own call
 		// is answered promptly, whatever the caller does.
+		start := time.Now()
 		if m := callee.call("probe-"+itoa(int64(i)), wire.FnFunctionsList, `{}`); m.Error != nil || time.Since(start) > 2*time.Second {
 			t.Fatalf("callee's call after result %d: %+v after %v", i, m.Error, time.Since(start))
 		}
-		// The probe's answer came after the callee's reader handled the
-		// result, so a drop it caused is decided by now.
-		if cw.dropReason.Load() != nil {
-			break
+	}
+	if r := cw.dropReason.Load(); r != nil {
+		t.Fatalf("slow caller dropped: %s", *r)
+	}
+	results, congested := 0, 0
+	_ = caller.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for i := range calls {
+		_, b, err := caller.ReadMessage()
+		if err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		var m wire.Message
+		if err := wire.Decode(b, &m); err != nil || m.InvocationID != "slow-"+itoa(int64(i)) {
+			t.Fatalf("frame %d: %.80s %v", i, b, err)
+		}
+		switch {
+		case m.Error == nil && len(m.Result) == 256<<10:
+			results++
+		case m.Error != nil && m.Error.Code == wire.CodeWorkerCongested && strings.Contains(m.Error.Message, "result of f::big was dropped"):
+			congested++
+		default:
+			t.Fatalf("frame %d: %.200s", i, b)
 		}
 	}
-	waitGone(t, cw, 5*time.Second, "slow caller")
-	if r := cw.dropReason.Load(); r == nil || !strings.Contains(*r, "too slow") {
-		t.Fatalf("drop reason %v", r)
+	if results == 0 || congested == 0 {
+		t.Fatalf("%d results, %d worker_congested: want both", results, congested)
+	}
+}
+
+// A caller that reads nothing at all is disconnected once even the small
+// errors replacing its results reach twice max_pending_bytes_per_worker.
+func TestStuckCallerDropped(t *testing.T) {
+	e := startEngine(t, func(c *Config) { c.MaxPendingBytesPerWorker = 64 << 10 })
+	callee, answer := bigCallee(t, e, 64<<10)
+	caller, cw := dialMute(t, e)
+	for i := 0; cw.dropReason.Load() == nil; i++ {
+		if i == 5000 { // about 10 MiB of socket buffers, then 64 KiB of errors, take far fewer
+			t.Fatal("never dropped")
+		}
+		if err := muteCall(t, caller, "stuck-"+itoa(int64(i))); err != nil {
+			t.Fatal(err)
+		}
+		if d := answer(); d > 2*time.Second {
+			t.Fatalf("result %d took %v to send", i, d)
+		}
+		// Handled in order on the callee's reader: a drop the result
+		// caused is decided once this answer arrives.
+		callee.call("probe-"+itoa(int64(i)), wire.FnFunctionsList, `{}`)
+	}
+	waitGone(t, cw, 5*time.Second, "stuck caller")
+	if r := cw.dropReason.Load(); !strings.Contains(*r, "too slow") {
+		t.Fatalf("drop reason %q", *r)
 	}
 	if m := callee.call("after", wire.FnFunctionsList, `{}`); m.Error != nil {
 		t.Fatal(m.Error)

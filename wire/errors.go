@@ -20,8 +20,9 @@ const (
 	CodeTimeout              = "TIMEOUT"
 	CodeEngineShuttingDown   = "engine_shutting_down"
 	CodeChannelLimit         = "channel_limit_reached"
-	// CodeWorkerCongested: the executing worker has too many bytes waiting
-	// to be written to it (it is not reading); the call was not delivered.
+	// CodeWorkerCongested: a worker has too many bytes waiting to be
+	// written to it (it is not reading): the executor (the call was not
+	// delivered) or the caller (its result was dropped).
 	CodeWorkerCongested = "worker_congested"
 )
 

@@ -1,6 +1,7 @@
 package wsconn
 
 import (
+	"context"
 	"errors"
 	"sync/atomic"
 	"syscall"
@@ -175,6 +176,20 @@ func (c *Conn) Pending() int {
 
 // sendNB is Send and SendIn in non-blocking mode.
 func (c *Conn) sendNB(b *Batch, kind int, data []byte, onWritten func([]byte)) error {
+	return c.sendNBWithin(b, kind, data, onWritten, c.maxQueued)
+}
+
+// SendInWithin is SendIn with a budget of its own instead of
+// MaxQueuedBytes (non-blocking mode; otherwise it is SendIn): a caller can
+// let some frames, say small ones that must not be lost, use more.
+func (c *Conn) SendInWithin(ctx context.Context, b *Batch, kind int, data []byte, onWritten func([]byte), budget int64) error {
+	if c.maxQueued == 0 {
+		return c.SendIn(ctx, b, kind, data, onWritten)
+	}
+	return c.sendNBWithin(b, kind, data, onWritten, budget)
+}
+
+func (c *Conn) sendNBWithin(b *Batch, kind int, data []byte, onWritten func([]byte), budget int64) error {
 	if c.isClosing() {
 		return c.closedErr()
 	}
@@ -186,7 +201,7 @@ func (c *Conn) sendNB(b *Batch, kind int, data []byte, onWritten func([]byte)) e
 	// One frame is always accepted by an idle socket, whatever its size
 	// (the message size limit bounds it). A Batch's cork buffer is not
 	// counted: it is at most maxCork and handed on at the batch's end.
-	if p := c.cc.nb.queued.Load(); p > 0 && p+int64(len(data)) > c.maxQueued {
+	if p := c.cc.nb.queued.Load(); p > 0 && p+int64(len(data)) > budget {
 		c.wmu.Unlock()
 		return ErrCongested
 	}
