@@ -217,3 +217,40 @@ func TestNonBlockingTLS(t *testing.T) {
 		checkNBFrame(t, c, i, 32<<10)
 	}
 }
+
+// SendInWithin lets chosen frames use a larger budget than MaxQueuedBytes.
+func TestSendInWithin(t *testing.T) {
+	const budget = 256 << 10
+	s, c := nbPair(t, budget)
+	n := 0
+	for ; n < 5000; n++ { // at most 80 MiB
+		if err := s.Send(t.Context(), Binary, nbFrame(n, 16<<10), nil); err != nil {
+			if !errors.Is(err, ErrCongested) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	m := n
+	for ; m < n+5000; m++ {
+		if err := s.SendInWithin(t.Context(), nil, Binary, nbFrame(m, 100), nil, 2*budget); err != nil {
+			if !errors.Is(err, ErrCongested) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	if m == n || m == n+5000 {
+		t.Fatalf("%d small frames over the budget accepted", m-n)
+	}
+	if p := s.Pending(); p <= budget || p > 2*budget {
+		t.Fatalf("pending %d, want within (%d, %d]", p, budget, 2*budget)
+	}
+	for i := 0; i < m; i++ {
+		size := 16 << 10
+		if i >= n {
+			size = 100
+		}
+		checkNBFrame(t, c, i, size)
+	}
+}
