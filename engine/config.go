@@ -40,7 +40,7 @@ type Config struct {
 	// once and results for it are replaced by errors (worker_congested);
 	// at twice this it is disconnected as too slow. No reader ever waits
 	// on another connection's socket.
-	MaxPendingBytesPerWorker int64 `yaml:"max_pending_bytes_per_worker"`
+	MaxPendingBytesPerWorker ByteSize `yaml:"max_pending_bytes_per_worker"`
 	// InvocationTimeout is the engine's deadline for the result of an
 	// invocation routed to a worker, answered with TIMEOUT; 0 disables it.
 	InvocationTimeout time.Duration `yaml:"invocation_timeout"`

@@ -55,9 +55,9 @@ func (w *workerConn) send(m *wire.Message) error { return w.sendIn(nil, m) }
 // disconnected as too slow: the engine cannot hold its messages without
 // bound, and dropping one would leave the worker waiting forever.
 func (w *workerConn) sendIn(batch *wsconn.Batch, m *wire.Message) error {
-	err := w.write(batch, m, 2*w.e.cfg.MaxPendingBytesPerWorker)
+	err := w.write(batch, m, 2*int64(w.e.cfg.MaxPendingBytesPerWorker))
 	if errors.Is(err, wsconn.ErrCongested) {
-		w.drop("too slow: more than twice max_pending_bytes_per_worker (" + itoa(w.e.cfg.MaxPendingBytesPerWorker) +
+		w.drop("too slow: more than twice max_pending_bytes_per_worker (" + w.e.cfg.MaxPendingBytesPerWorker.String() +
 			") bytes waiting to be written to it")
 	}
 	return err
@@ -118,7 +118,7 @@ func (w *workerConn) Deliver(req *invocation.Request) error {
 		Baggage:      req.Baggage,
 		Metadata:     req.Metadata,
 	}
-	err := w.write(req.Batch, &m, w.e.cfg.MaxPendingBytesPerWorker)
+	err := w.write(req.Batch, &m, int64(w.e.cfg.MaxPendingBytesPerWorker))
 	if injected != nil {
 		wsconn.Recycle(injected)
 	}
@@ -146,7 +146,7 @@ func (e *Engine) serveWorker(la *listenerAuth, rw http.ResponseWriter, r *http.R
 		id:    invocation.NewID(),
 		token: invocation.NewID(),
 		sess:  sess,
-		conn:  wsconn.New(ws, wsconn.Options{MaxQueuedBytes: e.cfg.MaxPendingBytesPerWorker}),
+		conn:  wsconn.New(ws, wsconn.Options{MaxQueuedBytes: int64(e.cfg.MaxPendingBytesPerWorker)}),
 		gone:  make(chan struct{}),
 
 		hbHeard: time.Now(),
@@ -392,7 +392,7 @@ func (w *workerConn) reply(invocationID, functionID string, res invocation.Resul
 	if m.Error != nil {
 		m.Result = nil
 	}
-	err := w.write(res.Batch, &m, w.e.cfg.MaxPendingBytesPerWorker)
+	err := w.write(res.Batch, &m, int64(w.e.cfg.MaxPendingBytesPerWorker))
 	if err == nil || errors.Is(err, wsconn.ErrCongested) {
 		w.congestion(err == nil, "results of its calls are replaced by worker_congested errors until it reads")
 	}

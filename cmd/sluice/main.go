@@ -80,7 +80,7 @@ type options struct {
 	httpMaxReqs  int
 	httpJSONBuf  engine.ByteSize
 	origins      string
-	maxPending   int64
+	maxPending   engine.ByteSize
 	invTimeout   time.Duration
 	idleTimeout  time.Duration
 }
@@ -137,7 +137,7 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	fs.IntVar(&o.httpMaxReqs, "http-max-concurrent-requests", 0, "most HTTP requests served at once; more get 503 (env SLUICE_HTTP_MAX_CONCURRENT_REQUESTS; default 4096)")
 	fs.Var(&o.httpJSONBuf, "http-max-buffered-json-bytes", "most bytes of JSON request bodies read whole at once, a `size`; more get 503 (env SLUICE_HTTP_MAX_BUFFERED_JSON_BYTES; default 64MiB)")
 	fs.StringVar(&o.origins, "allowed-origins", "", "comma-separated browser origins allowed to open worker-port WebSockets besides local ones, \"*\" for any (env SLUICE_ALLOWED_ORIGINS; default none)")
-	fs.Int64Var(&o.maxPending, "max-pending-bytes-per-worker", 0, "bytes that may wait to be written to one worker before calls to it fail worker_congested (env SLUICE_MAX_PENDING_BYTES_PER_WORKER; default 32 MiB)")
+	fs.Var(&o.maxPending, "max-pending-bytes-per-worker", "bytes that may wait to be written to one worker, a `size`; past it calls to it fail worker_congested (env SLUICE_MAX_PENDING_BYTES_PER_WORKER; default 32MiB)")
 	fs.DurationVar(&o.invTimeout, "invocation-timeout", 0, "engine deadline for a worker's result, answered TIMEOUT; 0 disables (env SLUICE_INVOCATION_TIMEOUT; default 30s)")
 	fs.DurationVar(&o.idleTimeout, "worker-idle-timeout", 0, "disconnect a worker silent this long, pings unanswered; 0 disables (env SLUICE_WORKER_IDLE_TIMEOUT; default 60s)")
 	if err := fs.Parse(args); err != nil {
@@ -239,7 +239,7 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 			}
 		}
 	}
-	i64("max-pending-bytes-per-worker", "SLUICE_MAX_PENDING_BYTES_PER_WORKER", &cfg.MaxPendingBytesPerWorker, o.maxPending)
+	size("max-pending-bytes-per-worker", "SLUICE_MAX_PENDING_BYTES_PER_WORKER", &cfg.MaxPendingBytesPerWorker, o.maxPending)
 	dur("invocation-timeout", "SLUICE_INVOCATION_TIMEOUT", &cfg.InvocationTimeout, o.invTimeout)
 	dur("worker-idle-timeout", "SLUICE_WORKER_IDLE_TIMEOUT", &cfg.WorkerIdleTimeout, o.idleTimeout)
 	if err := errors.Join(errs...); err != nil {

@@ -52,7 +52,7 @@ http_addr: file:2
 max_message_size: 2048
 allowed_origins: ["https://file.example"]
 shutdown_timeout: 3s
-max_pending_bytes_per_worker: 100000
+max_pending_bytes_per_worker: 100 KiB
 invocation_timeout: 4s
 worker_idle_timeout: 5s
 channels:
@@ -78,7 +78,7 @@ tls:
 func fromFile(c *engine.Config) {
 	c.Addr, c.HTTPAddr, c.MaxMessageSize, c.ShutdownTimeout = "file:1", "file:2", 2048, 3*time.Second
 	c.AllowedOrigins = []string{"https://file.example"}
-	c.MaxPendingBytesPerWorker, c.InvocationTimeout, c.WorkerIdleTimeout = 100000, 4*time.Second, 5*time.Second
+	c.MaxPendingBytesPerWorker, c.InvocationTimeout, c.WorkerIdleTimeout = 100<<10, 4*time.Second, 5*time.Second
 	c.Channels = engine.ChannelsConfig{TTL: time.Minute, MaxChannels: 10, MaxFrameSize: 4096, DefaultBuffer: 8, MaxBuffer: 16}
 	c.HTTP = engine.HTTPConfig{Timeout: time.Second, MaxJSONBody: 1000, IdleTimeout: 7 * time.Second,
 		MaxConcurrentRequests: 70, MaxBufferedJSONBytes: 7000, CORS: &engine.CORSConfig{
@@ -102,7 +102,7 @@ var allEnv = map[string]string{
 	"SLUICE_HTTP_MAX_CONCURRENT_REQUESTS": "80",
 	"SLUICE_HTTP_MAX_BUFFERED_JSON_BYTES": "80000000",
 	"SLUICE_ALLOWED_ORIGINS":              "https://env.example, http://env.example:8080",
-	"SLUICE_MAX_PENDING_BYTES_PER_WORKER": "200000",
+	"SLUICE_MAX_PENDING_BYTES_PER_WORKER": "200KiB",
 	"SLUICE_INVOCATION_TIMEOUT":           "6s",
 	"SLUICE_WORKER_IDLE_TIMEOUT":          "7s",
 }
@@ -113,7 +113,7 @@ func fromEnv(c *engine.Config) {
 	c.TLS = engine.TLSConfig{CertFile: "env.crt", KeyFile: "env.key"}
 	c.ShutdownTimeout, c.HTTP.IdleTimeout, c.HTTP.MaxConcurrentRequests, c.HTTP.MaxBufferedJSONBytes = 8*time.Second, 8*time.Second, 80, 80_000_000
 	c.AllowedOrigins = []string{"https://env.example", "http://env.example:8080"}
-	c.MaxPendingBytesPerWorker, c.InvocationTimeout, c.WorkerIdleTimeout = 200000, 6*time.Second, 7*time.Second
+	c.MaxPendingBytesPerWorker, c.InvocationTimeout, c.WorkerIdleTimeout = 200<<10, 6*time.Second, 7*time.Second
 }
 
 var allFlags = []string{

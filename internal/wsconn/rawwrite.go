@@ -101,6 +101,13 @@ func (c *Conn) writeFragment(cc *corkConn, op int, fin bool, frag, scratch []byt
 	var hdr [wsframe.MaxHeader]byte
 	key := frameKey(cc.client)
 	h := wsframe.PutHeader(hdr[:], fin, op, len(frag), cc.client, key)
+	if !cc.client && cc.nb.on {
+		err := cc.nbWrite(hdr[:h])
+		if err == nil {
+			err = cc.nbWrite(frag)
+		}
+		return err
+	}
 	if !cc.client {
 		bufs := net.Buffers{hdr[:h], frag}
 		_, err := bufs.WriteTo(cc.Conn)
@@ -111,7 +118,11 @@ func (c *Conn) writeFragment(cc *corkConn, op int, fin bool, frag, scratch []byt
 	for pos := 0; ; {
 		k := min(maskChunk, len(frag)-pos) // a multiple of 4 but the last: the key stays aligned
 		wsframe.MaskCopy(scratch[n:n+k], frag[pos:pos+k], key)
-		if _, err := cc.Conn.Write(scratch[:n+k]); err != nil {
+		if cc.nb.on {
+			if err := cc.nbWrite(scratch[:n+k]); err != nil {
+				return err
+			}
+		} else if _, err := cc.Conn.Write(scratch[:n+k]); err != nil {
 			return err
 		}
 		c.wseq.Add(2)
