@@ -417,8 +417,8 @@ func chAtkGet(ctx context.Context, t testing.TB, url string) (int, []byte) {
 // channel of the hog's that another worker had connected to survives.
 //
 // On 8b50cfc: the hog got all 250 channels of the engine, after which the
-// other worker was refused ("channels: channel limit reached") and HTTP
-// routes answered 503 until the TTL, whether or not the hog had left.
+// other worker was refused ("channels: channel limit reached"); nothing
+// released them when the hog left.
 func TestAttackChannelQuota(t *testing.T) {
 	const (
 		perWorker = 200
