@@ -38,6 +38,8 @@ type budget struct {
 
 	mu    sync.Mutex
 	freed chan struct{} // closed (and replaced) when bytes come back while someone waits
+
+	onWait func() // test hook: a reservation has to wait
 }
 
 func newBudget(max int64) *budget {
@@ -112,16 +114,22 @@ func newChanMem(g *budget, max int64) *chanMem {
 // bytes are already charged, blocking while the bounds do not allow it.
 // It returns false if stop or stop2 (either may be nil) is closed first.
 func (m *chanMem) reserve(n, held int64, stop, stop2 <-chan struct{}) bool {
-	if m.tryReserve(n, held) {
-		return true
-	}
-	for {
+	r := m.tryReserve(n, held)
+	for r != granted {
 		// Announce the wait, then re-check: a release either sees the
-		// announcement or happened before the re-check.
+		// announcement or happened before the re-check. The channel's own
+		// releases always wake us; the budget's only when it is what we
+		// wait for (each wake-up there costs a broadcast).
 		m.waiting.Store(true)
-		gc := m.g.wait()
-		ok := m.tryReserve(n, held)
-		if !ok {
+		var gc <-chan struct{}
+		if r == waitBudget {
+			gc = m.g.wait()
+		}
+		again := m.tryReserve(n, held)
+		if again == r {
+			if m.g.onWait != nil {
+				m.g.onWait()
+			}
 			select {
 			case <-m.freed:
 			case <-gc:
@@ -129,9 +137,11 @@ func (m *chanMem) reserve(n, held int64, stop, stop2 <-chan struct{}) bool {
 			case <-stop2:
 			}
 		}
-		m.g.unwait()
+		if gc != nil {
+			m.g.unwait()
+		}
 		m.waiting.Store(false)
-		if ok {
+		if again == granted {
 			return true
 		}
 		select {
@@ -141,23 +151,29 @@ func (m *chanMem) reserve(n, held int64, stop, stop2 <-chan struct{}) bool {
 			return false
 		default:
 		}
-		if m.tryReserve(n, held) {
-			return true
-		}
+		r = m.tryReserve(n, held)
 	}
+	return true
 }
 
-func (m *chanMem) tryReserve(n, held int64) bool {
+// Outcomes of tryReserve.
+const (
+	granted    = iota
+	waitOwn    // the channel's own frames fill its bound
+	waitBudget // the hub's budget is spent
+)
+
+func (m *chanMem) tryReserve(n, held int64) int {
 	u := m.used.Load()
 	alone := u == held // nothing else of this channel is charged
 	if !alone && u+n > m.max {
-		return false
+		return waitOwn
 	}
 	if !m.g.take(m, n, alone && held == 0 && n <= bufCap, held > 0) {
-		return false
+		return waitBudget
 	}
 	m.used.Add(n)
-	return true
+	return granted
 }
 
 // endMessage says the message being read is complete (or abandoned): the
