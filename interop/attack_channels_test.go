@@ -388,13 +388,13 @@ func chAtkCreateUntilRefused(ctx context.Context, t testing.TB, c *sluice.Client
 }
 
 // chAtkGet fetches url and returns the status and body.
-func chAtkGet(ctx context.Context, t testing.TB, url string) (int, []byte) {
+func chAtkGet(ctx context.Context, t testing.TB, e *engineProc, url string) (int, []byte) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := seedHTTPClient(t).Do(req)
+	res, err := seedHTTPClient(t, e).Do(req)
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}
@@ -449,7 +449,7 @@ func TestAttackChannelQuota(t *testing.T) {
 	waitHTTPTrigger(ctx, t, b, "chatk.other::stream")
 	checkStream := func(route string) {
 		t.Helper()
-		status, got := chAtkGet(ctx, t, e.HTTPURL+route)
+		status, got := chAtkGet(ctx, t, e, e.HTTPURL+route)
 		if status != http.StatusOK || !bytes.Equal(got, payload) {
 			t.Fatalf("GET %s: HTTP %d, %d bytes (want 200, %d bytes): %.200s", route, status, len(got), len(payload), got)
 		}
@@ -486,7 +486,7 @@ func TestAttackChannelQuota(t *testing.T) {
 		t.Fatalf("the other worker at the engine-wide limit: %d more channels, refusal %v", len(more), refusal)
 	}
 	bChans = append(bChans, more...)
-	if status, got := chAtkGet(ctx, t, e.HTTPURL+"/chatk/other"); status != http.StatusServiceUnavailable {
+	if status, got := chAtkGet(ctx, t, e, e.HTTPURL+"/chatk/other"); status != http.StatusServiceUnavailable {
 		t.Fatalf("GET with every channel taken: HTTP %d %.200s; want 503", status, got)
 	}
 
