@@ -251,10 +251,15 @@ func (fw *frameWriter) write(text bool, data []byte) error {
 		fw.vec = [2][]byte{}
 		return err
 	}
+	if size := n + len(data); size > maxPooledCap {
+		// A big frame's copy goes back to the system as soon as it is out.
+		b := bigBuf(size)[:size]
+		copy(b[copy(b, fw.hdr[:n]):], data)
+		_, err := fw.conn.Write(b)
+		freeBig(b)
+		return err
+	}
 	fw.buf = append(append(fw.buf[:0], fw.hdr[:n]...), data...)
 	_, err := fw.conn.Write(fw.buf)
-	if cap(fw.buf) > maxPooledCap {
-		fw.buf = nil
-	}
 	return err
 }
