@@ -457,7 +457,8 @@ type channelConfig struct {
 }
 
 // WithBufferSize sets how many frames the engine buffers between the
-// channel's writer and reader.
+// channel's writer and reader (the engine also bounds them in bytes, by
+// default 4 MiB).
 func WithBufferSize(n int) ChannelOption {
 	return func(in *channelConfig) { in.BufferSize = n }
 }

@@ -2,7 +2,9 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -10,6 +12,7 @@ import (
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 
+	"github.com/sluicehq/sluice/internal/channels"
 	"github.com/sluicehq/sluice/internal/invocation"
 	"github.com/sluicehq/sluice/internal/registry"
 	"github.com/sluicehq/sluice/wire"
@@ -70,13 +73,26 @@ func (e *Engine) registerBuiltins() {
 
 // --- channels ---
 
-func (e *Engine) createChannel(_ context.Context, _ *invocation.Request, in wire.CreateChannelInput) (wire.CreateChannelResult, *wire.ErrorBody) {
+// createChannel implements engine::channels::create. A channel created by a
+// worker counts against that connection's quota while it is open, and is
+// released when the connection ends if no end has connected by then
+// (workerConn.close).
+func (e *Engine) createChannel(_ context.Context, req *invocation.Request, in wire.CreateChannelInput) (wire.CreateChannelResult, *wire.ErrorBody) {
 	size := 0
 	if in.BufferSize != nil {
 		size = *in.BufferSize
 	}
-	res, err := e.hub.Create(size)
-	if err != nil {
+	res, err := e.hub.CreateFor(req.CallerWorkerID, size)
+	switch {
+	case errors.Is(err, channels.ErrOwnerLimit):
+		n := strconv.Itoa(e.cfg.Channels.MaxPerWorker)
+		return res, &wire.ErrorBody{Code: wire.CodeChannelLimit, Message: "channel limit reached: this worker has " + n +
+			" open channels (channels.max_per_worker); finish or close some first"}
+	case errors.Is(err, channels.ErrChannelLimit):
+		n := strconv.Itoa(e.cfg.Channels.MaxChannels)
+		return res, &wire.ErrorBody{Code: wire.CodeChannelLimit, Message: "channel limit reached: the engine has " + n +
+			" open channels (channels.max_channels)"}
+	case err != nil:
 		return res, &wire.ErrorBody{Code: wire.CodeChannelLimit, Message: err.Error()}
 	}
 	return res, nil

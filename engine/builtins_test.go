@@ -24,6 +24,9 @@ func TestValidateNamesTheSetting(t *testing.T) {
 		{"channels.max_frame_size", func(c *Config) { c.Channels.MaxFrameSize = 10 }},
 		{"channels.ttl", func(c *Config) { c.Channels.TTL = 0 }},
 		{"channels.max_channels", func(c *Config) { c.Channels.MaxChannels = 0 }},
+		{"channels.max_per_worker", func(c *Config) { c.Channels.MaxPerWorker = 0 }},
+		{"channels.max_buffer_bytes", func(c *Config) { c.Channels.MaxBufferBytes = 1000 }},
+		{"channels.max_total_buffer_bytes", func(c *Config) { c.Channels.MaxTotalBufferBytes = c.Channels.MaxFrameSize - 1 }},
 		{"http.timeout", func(c *Config) { c.HTTP.Timeout = 0 }},
 		{"http.max_json_body", func(c *Config) { c.HTTP.MaxJSONBody = -1 }},
 		{"http.idle_timeout", func(c *Config) { c.HTTP.IdleTimeout = 0 }},
@@ -64,6 +67,44 @@ func TestChannelsCreateBuiltin(t *testing.T) {
 	}
 	if res := w.call("c2", wire.FnChannelsCreate, `{"buffer_size":"big"}`); res.Error == nil || res.Error.Code != wire.CodeDeserializationError {
 		t.Fatalf("channels::create with a bad buffer_size: %+v", res)
+	}
+}
+
+// engine::channels::create counts a worker's open channels against its
+// quota (channel_limit_reached naming the setting beyond it); when the
+// worker disconnects, the channels it created that no end connected to
+// are released.
+func TestChannelsCreateQuota(t *testing.T) {
+	e := startEngine(t, func(c *Config) { c.Channels.MaxPerWorker = 2 })
+	other := dialRaw(t, e)
+	other.sendJSON(`{"type":"registerfunction","id":"on::workers"}`)
+	other.sendJSON(`{"type":"registertrigger","id":"wa","trigger_type":"engine::workers-available","function_id":"on::workers","config":{}}`)
+	waitFunction(t, other, "on::workers")
+	hog := dialRaw(t, e)
+	other.awaitInvoke("on::workers", func(m wire.Message) bool { return strings.Contains(string(m.Data), `"worker_connected"`) })
+	for i := range 2 {
+		if m := hog.call("h"+string(rune('0'+i)), wire.FnChannelsCreate, `{}`); m.Error != nil {
+			t.Fatalf("channel %d within the quota: %+v", i, m.Error)
+		}
+	}
+	m := hog.call("h2", wire.FnChannelsCreate, `{}`)
+	if m.Error == nil || m.Error.Code != wire.CodeChannelLimit || !strings.Contains(m.Error.Message, "channels.max_per_worker") {
+		t.Fatalf("channel over the quota: %+v", m.Error)
+	}
+	if m := other.call("o1", wire.FnChannelsCreate, `{}`); m.Error != nil {
+		t.Fatalf("another worker while the hog is at its quota: %+v", m.Error)
+	}
+	if n := e.hub.Owned(hog.id); n != 2 {
+		t.Fatalf("the hog owns %d channels, want 2", n)
+	}
+	hog.ws.Close()
+	// The event fires after the disconnect's cleanup.
+	other.awaitInvoke("on::workers", func(m wire.Message) bool { return strings.Contains(string(m.Data), `"worker_disconnected"`) })
+	if s := e.Stats(); s.Channels != 1 {
+		t.Fatalf("after the hog left: %+v, want 1 channel (the other worker's)", s)
+	}
+	if n := e.hub.Owned(hog.id); n != 0 {
+		t.Fatalf("the departed hog still owns %d channels", n)
 	}
 }
 

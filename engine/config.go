@@ -99,10 +99,20 @@ type ChannelsConfig struct {
 	DefaultBuffer int `yaml:"default_buffer"`
 	// MaxBuffer clamps buffer_size, in frames.
 	MaxBuffer int `yaml:"max_buffer"`
+	// MaxBufferBytes bounds the bytes one channel buffers (a frame larger
+	// than it still passes, alone); its writer waits beyond it.
+	MaxBufferBytes ByteSize `yaml:"max_buffer_bytes"`
+	// MaxTotalBufferBytes bounds the bytes all channels buffer together;
+	// writers wait beyond it (each channel may still move one frame of up
+	// to 64 KiB at a time).
+	MaxTotalBufferBytes ByteSize `yaml:"max_total_buffer_bytes"`
 	// MaxFrameSize bounds one frame on a channel socket.
 	MaxFrameSize ByteSize `yaml:"max_frame_size"`
 	// MaxChannels bounds the number of open channels.
 	MaxChannels int `yaml:"max_channels"`
+	// MaxPerWorker bounds the open channels created through
+	// engine::channels::create by one worker connection.
+	MaxPerWorker int `yaml:"max_per_worker"`
 	// TTL is how long a channel may wait for one of its ends to connect.
 	TTL time.Duration `yaml:"ttl"`
 }
@@ -148,11 +158,14 @@ func DefaultConfig() Config {
 		InvocationTimeout:        30 * time.Second,
 		WorkerIdleTimeout:        60 * time.Second,
 		Channels: ChannelsConfig{
-			DefaultBuffer: 64,
-			MaxBuffer:     1024,
-			MaxFrameSize:  16 << 20,
-			MaxChannels:   100_000,
-			TTL:           5 * time.Minute,
+			DefaultBuffer:       64,
+			MaxBuffer:           1024,
+			MaxBufferBytes:      4 << 20,
+			MaxTotalBufferBytes: 256 << 20,
+			MaxFrameSize:        16 << 20,
+			MaxChannels:         100_000,
+			MaxPerWorker:        1000,
+			TTL:                 5 * time.Minute,
 		},
 		HTTP: HTTPConfig{
 			Timeout:               30 * time.Second,
@@ -205,6 +218,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: channels.ttl must be positive")
 	case c.Channels.MaxChannels < 1:
 		return fmt.Errorf("config: channels.max_channels must be at least 1")
+	case c.Channels.MaxPerWorker < 1:
+		return fmt.Errorf("config: channels.max_per_worker must be at least 1")
+	case c.Channels.MaxBufferBytes < 64<<10:
+		return fmt.Errorf("config: channels.max_buffer_bytes %d is below 64 KiB", c.Channels.MaxBufferBytes)
+	case c.Channels.MaxTotalBufferBytes < c.Channels.MaxFrameSize:
+		return fmt.Errorf("config: channels.max_total_buffer_bytes %d is below channels.max_frame_size %d", c.Channels.MaxTotalBufferBytes, c.Channels.MaxFrameSize)
 	case c.HTTP.Timeout <= 0:
 		return fmt.Errorf("config: http.timeout must be positive")
 	case c.HTTP.MaxJSONBody < 0:

@@ -486,6 +486,7 @@ func (w *workerConn) close(reason string) {
 		for _, rt := range rel.Triggers {
 			e.detachTrigger(rt.Trigger, rt.Provider, w)
 		}
+		e.hub.ReleaseOwner(w.id) // its channels that no end connected to yet
 		if len(rel.Functions) > 0 {
 			e.functionsChanged()
 		}

@@ -83,6 +83,8 @@ type options struct {
 	maxPending   engine.ByteSize
 	invTimeout   time.Duration
 	idleTimeout  time.Duration
+	maxPerWorker int
+	maxChanMem   engine.ByteSize
 }
 
 func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
@@ -140,6 +142,8 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	fs.Var(&o.maxPending, "max-pending-bytes-per-worker", "bytes that may wait to be written to one worker, a `size`; past it calls to it fail worker_congested (env SLUICE_MAX_PENDING_BYTES_PER_WORKER; default 32MiB)")
 	fs.DurationVar(&o.invTimeout, "invocation-timeout", 0, "engine deadline for a worker's result, answered TIMEOUT; 0 disables (env SLUICE_INVOCATION_TIMEOUT; default 30s)")
 	fs.DurationVar(&o.idleTimeout, "worker-idle-timeout", 0, "disconnect a worker silent this long, pings unanswered; 0 disables (env SLUICE_WORKER_IDLE_TIMEOUT; default 60s)")
+	fs.IntVar(&o.maxPerWorker, "max-channels-per-worker", 0, "most open channels one worker connection may create (env SLUICE_MAX_CHANNELS_PER_WORKER; default 1000)")
+	fs.Var(&o.maxChanMem, "max-channel-memory", "bytes all channels may buffer together, a `size`; writers wait beyond it (env SLUICE_MAX_CHANNEL_MEMORY; default 256MiB)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, nil, err
 	}
@@ -242,6 +246,10 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	size("max-pending-bytes-per-worker", "SLUICE_MAX_PENDING_BYTES_PER_WORKER", &cfg.MaxPendingBytesPerWorker, o.maxPending)
 	dur("invocation-timeout", "SLUICE_INVOCATION_TIMEOUT", &cfg.InvocationTimeout, o.invTimeout)
 	dur("worker-idle-timeout", "SLUICE_WORKER_IDLE_TIMEOUT", &cfg.WorkerIdleTimeout, o.idleTimeout)
+	mw := int64(cfg.Channels.MaxPerWorker)
+	i64("max-channels-per-worker", "SLUICE_MAX_CHANNELS_PER_WORKER", &mw, int64(o.maxPerWorker))
+	cfg.Channels.MaxPerWorker = int(mw)
+	size("max-channel-memory", "SLUICE_MAX_CHANNEL_MEMORY", &cfg.Channels.MaxTotalBufferBytes, o.maxChanMem)
 	if err := errors.Join(errs...); err != nil {
 		return cfg, nil, err
 	}

@@ -61,6 +61,9 @@ channels:
   max_frame_size: 4096
   default_buffer: 8
   max_buffer: 16
+  max_buffer_bytes: 100000
+  max_total_buffer_bytes: 200000
+  max_per_worker: 5
 http:
   timeout: 1s
   max_json_body: 1000
@@ -79,7 +82,8 @@ func fromFile(c *engine.Config) {
 	c.Addr, c.HTTPAddr, c.MaxMessageSize, c.ShutdownTimeout = "file:1", "file:2", 2048, 3*time.Second
 	c.AllowedOrigins = []string{"https://file.example"}
 	c.MaxPendingBytesPerWorker, c.InvocationTimeout, c.WorkerIdleTimeout = 100<<10, 4*time.Second, 5*time.Second
-	c.Channels = engine.ChannelsConfig{TTL: time.Minute, MaxChannels: 10, MaxFrameSize: 4096, DefaultBuffer: 8, MaxBuffer: 16}
+	c.Channels = engine.ChannelsConfig{TTL: time.Minute, MaxChannels: 10, MaxFrameSize: 4096, DefaultBuffer: 8, MaxBuffer: 16,
+		MaxBufferBytes: 100000, MaxTotalBufferBytes: 200000, MaxPerWorker: 5}
 	c.HTTP = engine.HTTPConfig{Timeout: time.Second, MaxJSONBody: 1000, IdleTimeout: 7 * time.Second,
 		MaxConcurrentRequests: 70, MaxBufferedJSONBytes: 7000, CORS: &engine.CORSConfig{
 			AllowedOrigins: []string{"https://app.example.com"}, AllowedMethods: []string{"GET", "POST"}}}
@@ -105,6 +109,8 @@ var allEnv = map[string]string{
 	"SLUICE_MAX_PENDING_BYTES_PER_WORKER": "200KiB",
 	"SLUICE_INVOCATION_TIMEOUT":           "6s",
 	"SLUICE_WORKER_IDLE_TIMEOUT":          "7s",
+	"SLUICE_MAX_CHANNELS_PER_WORKER":      "6",
+	"SLUICE_MAX_CHANNEL_MEMORY":           "300000",
 }
 
 func fromEnv(c *engine.Config) {
@@ -114,6 +120,7 @@ func fromEnv(c *engine.Config) {
 	c.ShutdownTimeout, c.HTTP.IdleTimeout, c.HTTP.MaxConcurrentRequests, c.HTTP.MaxBufferedJSONBytes = 8*time.Second, 8*time.Second, 80, 80_000_000
 	c.AllowedOrigins = []string{"https://env.example", "http://env.example:8080"}
 	c.MaxPendingBytesPerWorker, c.InvocationTimeout, c.WorkerIdleTimeout = 200<<10, 6*time.Second, 7*time.Second
+	c.Channels.MaxPerWorker, c.Channels.MaxTotalBufferBytes = 6, 300000
 }
 
 var allFlags = []string{
@@ -123,6 +130,7 @@ var allFlags = []string{
 	"--shutdown-timeout", "9s", "--http-idle-timeout", "9s", "--http-max-concurrent-requests", "90",
 	"--http-max-buffered-json-bytes", "90000000", "--allowed-origins", "https://flag.example",
 	"--max-pending-bytes-per-worker", "300000", "--invocation-timeout", "8s", "--worker-idle-timeout", "9s",
+	"--max-channels-per-worker", "7", "--max-channel-memory", "400000",
 }
 
 func fromFlags(c *engine.Config) {
@@ -132,6 +140,7 @@ func fromFlags(c *engine.Config) {
 	c.ShutdownTimeout, c.HTTP.IdleTimeout, c.HTTP.MaxConcurrentRequests, c.HTTP.MaxBufferedJSONBytes = 9*time.Second, 9*time.Second, 90, 90_000_000
 	c.AllowedOrigins = []string{"https://flag.example"}
 	c.MaxPendingBytesPerWorker, c.InvocationTimeout, c.WorkerIdleTimeout = 300000, 8*time.Second, 9*time.Second
+	c.Channels.MaxPerWorker, c.Channels.MaxTotalBufferBytes = 7, 400000
 }
 
 func TestConfigurePrecedence(t *testing.T) {
@@ -236,7 +245,7 @@ func TestConfigureErrors(t *testing.T) {
 		{name: "unknown top-level key", yaml: "adr: 0.0.0.0:1\n", want: []string{"sluice.yaml", "line 1", `unknown key "adr"`,
 			"valid keys at the top level: addr, http_addr, max_message_size, ", ", channels, http", `did you mean "addr"`}},
 		{name: "unknown nested key", yaml: "channels:\n  tll: 1m\n", want: []string{"line 2", `unknown key "tll"`,
-			"valid keys under channels: default_buffer, max_buffer, max_frame_size, max_channels, ttl", `did you mean "ttl"`}},
+			"valid keys under channels: default_buffer, max_buffer, max_buffer_bytes, max_total_buffer_bytes, max_frame_size, max_channels, max_per_worker, ttl", `did you mean "ttl"`}},
 		{name: "every unknown key is reported", yaml: "adr: x\nhttp:\n  cors:\n    origins: []\n", want: []string{`"adr"`, `line 4: unknown key "origins"`, "under http.cors: allowed_origins, allowed_methods"}},
 		{name: "no Go type names", yaml: "channels:\n  frobnicate: 1\n", want: []string{`unknown key "frobnicate"`}},
 		{name: "duration without unit in file", yaml: "http:\n  timeout: 30\n", want: []string{"sluice.yaml", "line 2", `http.timeout: "30" is not a duration`, "30s"}},
@@ -249,6 +258,8 @@ func TestConfigureErrors(t *testing.T) {
 		{name: "missing file", args: []string{"--config", "/nonexistent/sluice.yaml"}, isErr: fs.ErrNotExist, want: []string{"config file /nonexistent/sluice.yaml not found"}},
 		{name: "missing file from SLUICE_CONFIG", env: map[string]string{"SLUICE_CONFIG": "/nonexistent/sluice.yaml"}, isErr: fs.ErrNotExist,
 			want: []string{"config file /nonexistent/sluice.yaml not found (named by SLUICE_CONFIG)"}},
+		{name: "invalid channel quota in file", yaml: "channels:\n  max_per_worker: 0\n", want: []string{"channels.max_per_worker must be at least 1"}},
+		{name: "channel memory below a frame", env: map[string]string{"SLUICE_MAX_CHANNEL_MEMORY": "1000"}, want: []string{"channels.max_total_buffer_bytes 1000 is below channels.max_frame_size"}},
 
 		{name: "decimal size unit in environment", env: map[string]string{"SLUICE_MAX_MESSAGE_SIZE": "64MB"}, want: []string{"SLUICE_MAX_MESSAGE_SIZE", `"64MB"`, `unknown unit "MB"`, "16MiB"}},
 		{name: "bad max channels in environment", env: map[string]string{"SLUICE_MAX_CHANNELS": "many"}, want: []string{`SLUICE_MAX_CHANNELS="many"`, "whole number"}},

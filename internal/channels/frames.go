@@ -29,6 +29,8 @@ type frameReader struct {
 	r     *wsframe.Reader
 	limit int64                           // largest message, 0 = none
 	reply func(op int, data []byte) error // control frames back to the peer
+	mem   *chanMem                        // charged for each frame; nil = not accounted
+	stop  <-chan struct{}                 // ends a wait for memory
 	ctrl  [125 + wsframe.MaxHeader]byte
 }
 
@@ -63,53 +65,83 @@ func (fr *frameReader) release() {
 	fr.r = nil
 }
 
-// next reads the next data message, appended to buf[:0] (grown only if
-// it does not fit). It returns a *websocket.CloseError when the peer sent
-// a close frame (already answered), a *protocolError,
-// wsconn.ErrFrameTooLarge (before reading the payload), or the read error.
-func (fr *frameReader) next(buf []byte) (text bool, data []byte, err error) {
-	data = buf[:0]
+// errStopped: a reservation was cut short by frameReader.stop (the channel
+// can take no more frames).
+var errStopped = errors.New("channels: stopped")
+
+// next reads the next data message into a frame of its own: a pooled
+// buffer, or a bigBuf once the message outgrows it. With fr.mem set, each
+// growth of the frame's buffer is charged before the payload is read,
+// waiting while the channel or the hub's budget is full (mem.go): the
+// socket is then not read and TCP holds the writer back. The caller owns
+// the returned frame even on error (Release it). The error is a
+// *websocket.CloseError when the peer sent a close frame (already
+// answered), a *protocolError, wsconn.ErrFrameTooLarge (before reading the
+// payload), errStopped, or the read error.
+func (fr *frameReader) next() (f Frame, err error) {
+	bp := getBuf()
+	f = Frame{Data: (*bp)[:0], buf: bp, mem: fr.mem}
 	started := false
 	for {
 		h, err := fr.header()
 		if err != nil {
-			return false, data, err
+			return f, fr.endMessage(err)
 		}
 		switch h.Op {
 		case opContinuation:
 			if !started {
-				return false, data, &protocolError{"continuation frame outside a message"}
+				return f, fr.endMessage(&protocolError{"continuation frame outside a message"})
 			}
 		case opText, opBinary:
 			if started {
-				return false, data, &protocolError{"new message inside a fragmented one"}
+				return f, fr.endMessage(&protocolError{"new message inside a fragmented one"})
 			}
-			started, text = true, h.Op == opText
+			started, f.Text = true, h.Op == opText
 		default: // control
 			if err := fr.control(h); err != nil {
-				return false, data, err
+				return f, fr.endMessage(err)
 			}
 			continue
 		}
 		n := h.Len
-		if fr.limit > 0 && uint64(len(data))+n > uint64(fr.limit) {
-			return false, data, wsconn.ErrFrameTooLarge
+		if fr.limit > 0 && uint64(len(f.Data))+n > uint64(fr.limit) {
+			return f, fr.endMessage(wsconn.ErrFrameTooLarge)
 		}
-		start := len(data)
+		start := len(f.Data)
 		end := start + int(n)
-		if end > cap(data) {
-			grown := make([]byte, start, max(end, 2*cap(data)))
-			copy(grown, data)
-			data = grown
+		newCap := cap(f.Data)
+		if end > newCap {
+			newCap = growCap(newCap, end, fr.limit)
 		}
-		data = data[:end]
-		if err := fr.r.ReadPayload(data[start:end:cap(data)]); err != nil {
-			return false, data[:start], err
+		if fr.mem != nil && int64(newCap) > f.cost {
+			if !fr.mem.reserve(int64(newCap)-f.cost, f.cost, fr.stop, nil) {
+				return f, fr.endMessage(errStopped)
+			}
+			f.cost = int64(newCap)
+		}
+		if end > cap(f.Data) {
+			grown := bigBuf(newCap)[:start]
+			copy(grown, f.Data)
+			f.releaseBuf()
+			f.Data, f.big = grown, true
+		}
+		f.Data = f.Data[:end]
+		if err := fr.r.ReadPayload(f.Data[start:end:cap(f.Data)]); err != nil {
+			f.Data = f.Data[:start]
+			return f, fr.endMessage(err)
 		}
 		if h.Fin {
-			return text, data, nil
+			return f, fr.endMessage(nil)
 		}
 	}
+}
+
+// endMessage hands on the budget's overdraft if this message held it.
+func (fr *frameReader) endMessage(err error) error {
+	if fr.mem != nil {
+		fr.mem.endMessage()
+	}
+	return err
 }
 
 // header reads one frame header of a client: masked, or a protocol error.
@@ -219,10 +251,15 @@ func (fw *frameWriter) write(text bool, data []byte) error {
 		fw.vec = [2][]byte{}
 		return err
 	}
+	if size := n + len(data); size > maxPooledCap {
+		// A big frame's copy goes back to the system as soon as it is out.
+		b := bigBuf(size)[:size]
+		copy(b[copy(b, fw.hdr[:n]):], data)
+		_, err := fw.conn.Write(b)
+		freeBig(b)
+		return err
+	}
 	fw.buf = append(append(fw.buf[:0], fw.hdr[:n]...), data...)
 	_, err := fw.conn.Write(fw.buf)
-	if cap(fw.buf) > maxPooledCap {
-		fw.buf = nil
-	}
 	return err
 }

@@ -143,12 +143,12 @@ func FuzzFrameReader(f *testing.F) {
 		const limit = 1 << 10
 		fr := newFrameReader(bytes.NewReader(in), limit, func(int, []byte) error { return nil })
 		defer fr.release()
-		buf := make([]byte, 0, 64)
 		for range 1000 {
-			_, data, err := fr.next(buf)
-			if len(data) > limit {
-				t.Fatalf("message of %d bytes over the %d limit", len(data), limit)
+			f, err := fr.next()
+			if len(f.Data) > limit {
+				t.Fatalf("message of %d bytes over the %d limit", len(f.Data), limit)
 			}
+			f.Release()
 			if err != nil {
 				var ce *websocket.CloseError
 				var pe *protocolError

@@ -5,9 +5,16 @@
 // A Hub owns every channel of one engine. Each channel is a bounded Pipe of
 // frames between its write end and its read end; the frames are the
 // writer's WebSocket messages, forwarded one for one and unchanged (binary =
-// data, text = message). Memory per channel is bounded by its buffer size in
-// frames: when the pipe is full the write end stops reading its socket and
-// TCP pushes back on the writer.
+// data, text = message). A channel holds at most its buffer size in frames
+// and MaxBufferBytes in bytes (one frame of any size when it holds nothing
+// else), and all channels together MaxTotalBufferBytes (mem.go): when a
+// bound is reached the write end stops reading its socket and TCP pushes
+// back on the writer.
+//
+// A channel created for a connection (CreateFor) counts against that
+// connection's quota (MaxPerOwner) while it is open; ReleaseOwner, called
+// when the connection ends, removes those of its channels that no end has
+// connected to yet.
 //
 // Close codes (what each socket sees; see PROTOCOL.md §5 and "Where we go
 // further"):
@@ -48,19 +55,25 @@ import (
 
 // Config tunes a Hub. Zero fields take their defaults.
 type Config struct {
-	DefaultBuffer int           // frames per channel when Create gets <= 0; default 64
-	MaxBuffer     int           // upper clamp of a channel's buffer; default 1024 (lower clamp 1)
-	MaxFrameSize  int64         // largest frame accepted from a writer; default 16 MiB
-	MaxChannels   int           // open channels at most; default 100_000
-	TTL           time.Duration // a channel whose other end never connects expires; default 5 min
+	DefaultBuffer       int           // frames per channel when Create gets <= 0; default 64
+	MaxBuffer           int           // upper clamp of a channel's buffer; default 1024 (lower clamp 1)
+	MaxBufferBytes      int64         // bytes buffered per channel (but always one frame); default 4 MiB
+	MaxTotalBufferBytes int64         // bytes buffered by all channels together; default 256 MiB
+	MaxFrameSize        int64         // largest frame accepted from a writer; default 16 MiB
+	MaxChannels         int           // open channels at most; default 100_000
+	MaxPerOwner         int           // open channels per owner (CreateFor); default 1000
+	TTL                 time.Duration // a channel whose other end never connects expires; default 5 min
 }
 
 const (
-	defaultBuffer       = 64
-	defaultMaxBuffer    = 1024
-	defaultMaxFrameSize = 16 << 20
-	defaultMaxChannels  = 100_000
-	defaultTTL          = 5 * time.Minute
+	defaultBuffer              = 64
+	defaultMaxBuffer           = 1024
+	defaultMaxBufferBytes      = 4 << 20
+	defaultMaxTotalBufferBytes = 256 << 20
+	defaultMaxFrameSize        = 16 << 20
+	defaultMaxChannels         = 100_000
+	defaultMaxPerOwner         = 1000
+	defaultTTL                 = 5 * time.Minute
 
 	// controlWait bounds writing a close frame; closeWait bounds waiting for
 	// the peer's close reply before the TCP connection is dropped.
@@ -71,6 +84,7 @@ const (
 // Errors of Create and of the local ends.
 var (
 	ErrChannelLimit  = errors.New("channels: channel limit reached") // engine answers wire.CodeChannelLimit
+	ErrOwnerLimit    = errors.New("channels: channel limit of this connection reached")
 	ErrShuttingDown  = errors.New("channels: engine shutting down")
 	ErrFrameTooLarge = errors.New("channels: frame too large")
 	ErrClosed        = errors.New("channels: end already closed")
@@ -92,9 +106,11 @@ const (
 )
 
 type channel struct {
-	id   string
-	key  string
-	pipe Pipe
+	id    string
+	key   string
+	pipe  Pipe
+	mem   *chanMem
+	owner string // the connection it counts against; "" = none
 
 	// Guarded by Hub.mu.
 	state     [2]endState
@@ -113,9 +129,12 @@ type Hub struct {
 	writerUp websocket.Upgrader
 	readerUp websocket.Upgrader
 
+	budget *budget
+
 	mu     sync.Mutex
 	chans  map[string]*channel
-	socks  map[*websocket.Conn]struct{} // force-closed when Shutdown runs out of time
+	owned  map[string]map[*channel]struct{} // open channels by owner
+	socks  map[*websocket.Conn]struct{}     // force-closed when Shutdown runs out of time
 	closed bool
 	wg     sync.WaitGroup // socket goroutines
 
@@ -138,6 +157,15 @@ func NewHub(cfg Config, log *slog.Logger) *Hub {
 	}
 	if cfg.MaxChannels <= 0 {
 		cfg.MaxChannels = defaultMaxChannels
+	}
+	if cfg.MaxBufferBytes <= 0 {
+		cfg.MaxBufferBytes = defaultMaxBufferBytes
+	}
+	if cfg.MaxTotalBufferBytes <= 0 {
+		cfg.MaxTotalBufferBytes = defaultMaxTotalBufferBytes
+	}
+	if cfg.MaxPerOwner <= 0 {
+		cfg.MaxPerOwner = defaultMaxPerOwner
 	}
 	if cfg.TTL <= 0 {
 		cfg.TTL = defaultTTL
@@ -165,8 +193,10 @@ func NewHub(cfg Config, log *slog.Logger) *Hub {
 			WriteBufferPool: wsconn.WriteBufferPool,
 			CheckOrigin:     anyOrigin,
 		},
-		chans: make(map[string]*channel),
-		socks: make(map[*websocket.Conn]struct{}),
+		budget: newBudget(cfg.MaxTotalBufferBytes),
+		chans:  make(map[string]*channel),
+		owned:  make(map[string]map[*channel]struct{}),
+		socks:  make(map[*websocket.Conn]struct{}),
 		afterFunc: func(d time.Duration, f func()) func() bool {
 			return time.AfterFunc(d, f).Stop
 		},
@@ -177,7 +207,15 @@ func NewHub(cfg Config, log *slog.Logger) *Hub {
 // refs (same id and key, directions "write" and "read"). bufferSize <= 0
 // means Config.DefaultBuffer; it is clamped to [1, Config.MaxBuffer].
 func (h *Hub) Create(bufferSize int) (wire.CreateChannelResult, error) {
-	ch, err := h.newChannel(bufferSize, -1)
+	return h.CreateFor("", bufferSize)
+}
+
+// CreateFor is Create on behalf of owner (a connection id; "" = none): the
+// channel counts against owner's quota of Config.MaxPerOwner open channels
+// (ErrOwnerLimit beyond it) until it leaves the hub, and ReleaseOwner
+// removes it if no end has connected by then.
+func (h *Hub) CreateFor(owner string, bufferSize int) (wire.CreateChannelResult, error) {
+	ch, err := h.newChannel(owner, bufferSize, -1)
 	if err != nil {
 		return wire.CreateChannelResult{}, err
 	}
@@ -187,7 +225,7 @@ func (h *Hub) Create(bufferSize int) (wire.CreateChannelResult, error) {
 // CreateWithLocalWriter opens a channel whose write end is held in process
 // and returns the read end's ref for a worker.
 func (h *Hub) CreateWithLocalWriter(bufferSize int) (wire.ChannelRef, *LocalWriter, error) {
-	ch, err := h.newChannel(bufferSize, dirWrite)
+	ch, err := h.newChannel("", bufferSize, dirWrite)
 	if err != nil {
 		return wire.ChannelRef{}, nil, err
 	}
@@ -197,22 +235,24 @@ func (h *Hub) CreateWithLocalWriter(bufferSize int) (wire.ChannelRef, *LocalWrit
 // CreateWithLocalReader opens a channel whose read end is held in process
 // and returns the write end's ref for a worker.
 func (h *Hub) CreateWithLocalReader(bufferSize int) (wire.ChannelRef, *LocalReader, error) {
-	ch, err := h.newChannel(bufferSize, dirRead)
+	ch, err := h.newChannel("", bufferSize, dirRead)
 	if err != nil {
 		return wire.ChannelRef{}, nil, err
 	}
 	return ch.ref(wire.DirWrite), &LocalReader{h: h, ch: ch}, nil
 }
 
-func (h *Hub) newChannel(bufferSize, localEnd int) (*channel, error) {
+func (h *Hub) newChannel(owner string, bufferSize, localEnd int) (*channel, error) {
 	if bufferSize <= 0 {
 		bufferSize = h.cfg.DefaultBuffer
 	}
 	bufferSize = max(1, min(bufferSize, h.cfg.MaxBuffer))
 	ch := &channel{
-		id:   uuid.NewString(), // v4: 122 random bits each
-		key:  uuid.NewString(),
-		pipe: newMemPipe(bufferSize, h.onSendBlocked, h.onChanged),
+		id:    uuid.NewString(), // v4: 122 random bits each
+		key:   uuid.NewString(),
+		pipe:  newMemPipe(bufferSize, h.onSendBlocked, h.onChanged),
+		mem:   newChanMem(h.budget, h.cfg.MaxBufferBytes),
+		owner: owner,
 	}
 	if localEnd >= 0 {
 		ch.state[localEnd] = endActive
@@ -225,6 +265,17 @@ func (h *Hub) newChannel(bufferSize, localEnd int) (*channel, error) {
 	if len(h.chans) >= h.cfg.MaxChannels {
 		return nil, ErrChannelLimit
 	}
+	if owner != "" {
+		set := h.owned[owner]
+		if len(set) >= h.cfg.MaxPerOwner {
+			return nil, ErrOwnerLimit
+		}
+		if set == nil {
+			set = make(map[*channel]struct{})
+			h.owned[owner] = set
+		}
+		set[ch] = struct{}{}
+	}
 	h.chans[ch.id] = ch
 	ch.stopTimer = h.afterFunc(h.cfg.TTL, func() { h.expire(ch) })
 	return ch, nil
@@ -235,6 +286,71 @@ func (h *Hub) Len() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return len(h.chans)
+}
+
+// Owned returns the number of open channels that count against owner.
+func (h *Hub) Owned(owner string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.owned[owner])
+}
+
+// BufferedBytes returns the bytes that channel frames hold right now (the
+// charge against Config.MaxTotalBufferBytes).
+func (h *Hub) BufferedBytes() int64 { return h.budget.Used() }
+
+// ReleaseOwner is called when owner's connection ends: its open channels no
+// longer count against it, and those that no end has connected to yet are
+// removed at once (a later connection gets 404) instead of waiting for the
+// TTL. It returns how many it removed.
+func (h *Hub) ReleaseOwner(owner string) int {
+	if owner == "" {
+		return 0
+	}
+	h.mu.Lock()
+	var gone []*channel
+	for ch := range h.owned[owner] {
+		ch.owner = ""
+		if ch.state[dirWrite] != endFree || ch.state[dirRead] != endFree || h.chans[ch.id] != ch {
+			continue
+		}
+		delete(h.chans, ch.id)
+		ch.state = [2]endState{endDone, endDone}
+		if ch.stopTimer != nil {
+			ch.stopTimer()
+			ch.stopTimer = nil
+		}
+		gone = append(gone, ch)
+	}
+	delete(h.owned, owner)
+	h.mu.Unlock()
+	for _, ch := range gone {
+		ch.pipe.Abort(&AbortError{Reason: "channel released: its creator disconnected"})
+	}
+	if len(gone) > 0 {
+		h.log.Info("unconnected channels of a departed creator released", "owner", owner, "channels", len(gone))
+		if h.onChanged != nil {
+			h.onChanged()
+		}
+	}
+	return len(gone)
+}
+
+// removeLocked takes ch out of the registry and its owner's count. h.mu is
+// held.
+func (h *Hub) removeLocked(ch *channel) {
+	if h.chans[ch.id] != ch {
+		return
+	}
+	delete(h.chans, ch.id)
+	if ch.owner != "" {
+		if set := h.owned[ch.owner]; set != nil {
+			delete(set, ch)
+			if len(set) == 0 {
+				delete(h.owned, ch.owner)
+			}
+		}
+	}
 }
 
 // expire ends a channel one of whose ends never connected within the TTL
@@ -249,7 +365,7 @@ func (h *Hub) expire(ch *channel) {
 		h.mu.Unlock()
 		return
 	}
-	delete(h.chans, ch.id)
+	h.removeLocked(ch)
 	h.mu.Unlock()
 	if h.onChanged != nil {
 		defer h.onChanged()
@@ -273,7 +389,7 @@ func (h *Hub) retire(ch *channel, local int) bool {
 		h.mu.Unlock()
 		return false
 	}
-	delete(h.chans, ch.id)
+	h.removeLocked(ch)
 	ch.state = [2]endState{endDone, endDone}
 	if ch.stopTimer != nil {
 		ch.stopTimer()
@@ -348,9 +464,7 @@ func (h *Hub) finish(ch *channel, end int, ws *websocket.Conn) {
 		delete(h.socks, ws)
 	}
 	if ch.state[dirWrite] == endDone && ch.state[dirRead] == endDone {
-		if h.chans[ch.id] == ch {
-			delete(h.chans, ch.id)
-		}
+		h.removeLocked(ch)
 		if ch.stopTimer != nil {
 			ch.stopTimer()
 			ch.stopTimer = nil
@@ -374,6 +488,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		}
 	}
 	clear(h.chans)
+	clear(h.owned)
 	h.mu.Unlock()
 
 	for _, ch := range chans {

@@ -21,10 +21,11 @@ type LocalWriter struct {
 }
 
 // WriteFrame sends one frame (text = a message, else data), blocking while
-// the channel is full, until ctx ends. data is copied into a pooled buffer
-// before WriteFrame returns, so the caller may reuse it at once. It fails
-// with ErrReaderGone when the reader went away, an *AbortError when the
-// channel broke (expired, shutdown), ErrFrameTooLarge, or ErrClosed.
+// the channel is full, until ctx ends. data is copied into a buffer of the
+// channel's before WriteFrame returns, so the caller may reuse it at once.
+// It fails with ErrReaderGone when the reader went away, an *AbortError
+// when the channel broke (expired, shutdown), ErrFrameTooLarge, or
+// ErrClosed.
 func (w *LocalWriter) WriteFrame(ctx context.Context, text bool, data []byte) error {
 	if w.closed.Load() {
 		return ErrClosed
@@ -32,10 +33,43 @@ func (w *LocalWriter) WriteFrame(ctx context.Context, text bool, data []byte) er
 	if int64(len(data)) > w.h.cfg.MaxFrameSize {
 		return ErrFrameTooLarge
 	}
-	bp := getBuf()
-	*bp = append((*bp)[:0], data...)
-	if err := w.ch.pipe.Send(ctx, Frame{Text: text, Data: *bp, buf: bp}); err != nil {
-		putBuf(bp)
+	f, err := w.frame(ctx, len(data))
+	if err != nil {
+		return err
+	}
+	f.Text = text
+	f.Data = append(f.Data, data...)
+	return w.send(ctx, f)
+}
+
+// frame returns an empty frame with room for n bytes, charged to the
+// channel, waiting for memory as a writer socket does.
+func (w *LocalWriter) frame(ctx context.Context, n int) (Frame, error) {
+	c := bufCap
+	if n > bufCap {
+		c = n
+	}
+	p := w.ch.pipe
+	if !w.ch.mem.reserve(int64(c), 0, ctx.Done(), p.Gone().Done()) {
+		w.ch.mem.endMessage()
+		if err := context.Cause(p.Gone()); err != nil {
+			return Frame{}, err
+		}
+		return Frame{}, ctx.Err()
+	}
+	f := Frame{mem: w.ch.mem, cost: int64(c)}
+	if n > bufCap {
+		f.Data, f.big = bigBuf(n), true
+	} else {
+		f.buf = getBuf()
+		f.Data = *f.buf
+	}
+	return f, nil
+}
+
+func (w *LocalWriter) send(ctx context.Context, f Frame) error {
+	if err := w.ch.pipe.Send(ctx, f); err != nil {
+		f.Release()
 		return err
 	}
 	return nil
@@ -51,17 +85,19 @@ func (w *LocalWriter) CopyFrom(ctx context.Context, r io.Reader) (int64, error) 
 		if w.closed.Load() {
 			return total, ErrClosed
 		}
-		bp := getBuf()
-		n, rerr := r.Read((*bp)[:wire.FrameSize])
+		f, err := w.frame(ctx, wire.FrameSize)
+		if err != nil {
+			return total, err
+		}
+		n, rerr := r.Read(f.Data[:wire.FrameSize])
 		if n > 0 {
-			*bp = (*bp)[:n]
-			if err := w.ch.pipe.Send(ctx, Frame{Data: *bp, buf: bp}); err != nil {
-				putBuf(bp)
+			f.Data = f.Data[:n]
+			if err := w.send(ctx, f); err != nil {
 				return total, err
 			}
 			total += int64(n)
 		} else {
-			putBuf(bp)
+			f.Release()
 		}
 		if rerr == io.EOF {
 			return total, nil

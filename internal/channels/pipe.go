@@ -13,7 +13,8 @@ import (
 // must keep these guarantees:
 //
 //   - bounded: at most the channel's buffer size of frames are held; Send
-//     blocks while the pipe is full, which is the backpressure;
+//     blocks while the pipe is full, which is the backpressure (the bytes
+//     the frames hold are bounded before Send, by their writer: mem.go);
 //   - ordered: frames reach Recv in the order Send accepted them, and
 //     CloseSend ends the stream only after every frame sent before it;
 //   - a broken stream is never reported as a clean end: after Abort, Recv
@@ -63,19 +64,37 @@ type Pipe interface {
 // are messages, binary frames are data. A frame is forwarded unchanged.
 type Frame struct {
 	Text bool
+	big  bool // Data is a bigBuf
 	Data []byte
-	buf  *[]byte // pooled backing array of Data, if any
+	buf  *[]byte  // pooled backing array of Data, if any
+	mem  *chanMem // charged cost bytes for this frame, if set
+	cost int64
 }
 
-// Release gives the frame's buffer back to the pool. Data must not be used
-// afterwards. Releasing a frame twice, or a zero Frame, is harmless.
+// Release gives the frame's buffer back and its bytes to the channel's
+// memory budget. Data must not be used afterwards. Releasing a frame
+// twice, or a zero Frame, is harmless.
 func (f *Frame) Release() {
-	if f.buf != nil {
+	f.releaseBuf()
+	if f.mem != nil {
+		f.mem.release(f.cost)
+		f.mem, f.cost = nil, 0
+	}
+	f.Data = nil
+}
+
+// releaseBuf gives the frame's buffer back (to the pool, or to the system
+// for a bigBuf); the charge stays.
+func (f *Frame) releaseBuf() {
+	switch {
+	case f.buf != nil:
 		*f.buf = f.Data
 		putBuf(f.buf)
 		f.buf = nil
+	case f.big:
+		freeBig(f.Data)
+		f.big = false
 	}
-	f.Data = nil
 }
 
 // ErrAborted is matched (errors.Is) by every *AbortError.

@@ -63,6 +63,13 @@ func (p *memPipe) Send(ctx context.Context, f Frame) error {
 }
 
 func (p *memPipe) queued() {
+	select {
+	case <-p.goneDone:
+		// Raced with Abort or CloseRecv, whose drain may have run before
+		// the frame went in: nobody will receive it, give it back now.
+		p.drain()
+	default:
+	}
 	if p.onQueued != nil {
 		p.onQueued()
 	}
@@ -122,8 +129,8 @@ func (p *memPipe) CloseRecv() {
 
 func (p *memPipe) Abort(err *AbortError) {
 	p.cancel(err)
-	// Recv no longer hands out frames; give their buffers back now. A
-	// concurrent Send may still slip one in; the GC takes that one.
+	// Recv no longer hands out frames; give their buffers back now (a
+	// Send that slips one in after this drains it itself: queued).
 	p.drain()
 }
 

@@ -93,9 +93,11 @@ func (e *sockEnd) kill(code int, reason string) {
 }
 
 // runWriter pumps a writer socket into the pipe: this goroutine is the only
-// reader of the socket and the only sender of the pipe. When the pipe is
-// full Send blocks, the socket is not read, and TCP holds the writer back.
-// frameReader fills pooled buffers: nothing is allocated per frame.
+// reader of the socket and the only sender of the pipe. When the channel's
+// bytes or the hub's budget are spent (the frame reader waits for memory
+// before reading a payload) or the pipe is full (Send blocks), the socket
+// is not read and TCP holds the writer back. frameReader fills pooled
+// buffers: nothing is allocated per frame up to bufCap.
 func (h *Hub) runWriter(ch *channel, ws *websocket.Conn) {
 	p := ch.pipe
 	e := &sockEnd{ws: ws}
@@ -105,6 +107,7 @@ func (h *Hub) runWriter(ch *channel, ws *websocket.Conn) {
 	fr := newFrameReader(ws.NetConn(), h.cfg.MaxFrameSize, func(op int, data []byte) error {
 		return ws.WriteControl(op, data, time.Now().Add(controlWait))
 	})
+	fr.mem, fr.stop = ch.mem, p.Gone().Done()
 	defer fr.release()
 	ctx := context.Background()
 	var (
@@ -113,16 +116,18 @@ func (h *Hub) runWriter(ch *channel, ws *websocket.Conn) {
 		gotClose bool
 	)
 	for {
-		bp := getBuf()
-		text, data, err := fr.next(*bp)
-		*bp = data // next may have grown it
+		f, err := fr.next()
 		if err != nil {
-			putBuf(bp)
+			f.Release()
+			if err == errStopped {
+				e.kill(writerKillCode(context.Cause(p.Gone())))
+				break
+			}
 			clean, abort, gotClose = h.writerEnded(ch, e, err)
 			break
 		}
-		if err := p.Send(ctx, Frame{Text: text, Data: data, buf: bp}); err != nil {
-			putBuf(bp)
+		if err := p.Send(ctx, f); err != nil {
+			f.Release()
 			e.kill(writerKillCode(err))
 			break
 		}
