@@ -25,7 +25,8 @@ FAULTS = [
      "\t\tw.e.inv.Pending().Complete(id, w.id, invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeInvocationError, Message: \"result \" + msg}})",
      "", "TestOversizedResultFailsCallerAtOnce", "./engine/"),
     ("unregisterfunction-ignored", "engine/conn.go",
-     "\t\tif e.reg.UnregisterFunction(m.ID, w) {\n\t\t\te.functionsChanged()\n\t\t}", "",
+     "\t\tif e.reg.UnregisterFunction(w.engineFunctionID(m.ID), w) {\n\t\t\te.functionsChanged()\n\t\t} else if",
+     "\t\tif false {\n\t\t} else if",
      "TestUnregisterFunctionOverWire", "./engine/"),
     ("unregisterfunction-any-owner", "internal/registry/registry.go",
      "if f, ok := r.functions[id]; ok && f.Owner == owner {", "if _, ok := r.functions[id]; ok {",
@@ -135,6 +136,13 @@ FAULTS = [
     ("http-route-takeover-allowed", "internal/httptrigger/router.go",
      "old.triggerID != rt.triggerID && old.holder != rt.holder {", "false {",
      "TestRouteHeldByAnotherWorker", "./internal/httptrigger/"),
+    ("channel-new-message-in-fragment", "internal/channels/frames.go",
+     "\t\t\tif started {\n\t\t\t\treturn f, fr.endMessage(&protocolError{\"new message inside a fragmented one\"})",
+     "\t\t\tif false {\n\t\t\t\treturn f, fr.endMessage(&protocolError{\"new message inside a fragmented one\"})",
+     "TestNewMessageInsideFragmentedOne", "./internal/channels/"),
+    ("channel-shutdown-deadline-ignored", "internal/channels/hub.go",
+     "\tcase <-done:\n\t\treturn nil\n\tcase <-ctx.Done():\n\t}", "\tcase <-done:\n\t\treturn nil\n\t}",
+     "TestShutdownHonoursDeadline", "./internal/channels/"),
 ]
 
 
