@@ -143,6 +143,10 @@ FAULTS = [
     ("channel-shutdown-deadline-ignored", "internal/channels/hub.go",
      "\tcase <-done:\n\t\treturn nil\n\tcase <-ctx.Done():\n\t}", "\tcase <-done:\n\t\treturn nil\n\t}",
      "TestShutdownHonoursDeadline", "./internal/channels/"),
+    ("http-response-channel-error-200", "internal/httptrigger/exchange.go",
+     "writeError(&x.w, http.StatusServiceUnavailable, \"CHANNELS_UNAVAILABLE\", \"cannot open the response channel: \"+err.Error())",
+     "x.w.WriteHeader(http.StatusOK)",
+     "TestResponseChannelFailure", "./internal/httptrigger/"),
 ]
 
 

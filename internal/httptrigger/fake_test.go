@@ -140,7 +140,8 @@ type fakeHub struct {
 	mu      sync.Mutex
 	pipes   map[string]*fpipe
 	n       atomic.Int64
-	fail    atomic.Bool
+	fail    atomic.Bool // RequestBody fails
+	failRes atomic.Bool // Response fails
 	retired atomic.Int64
 }
 
@@ -171,6 +172,9 @@ func (h *fakeHub) RequestBody(n int) (wire.ChannelRef, BodyWriter, error) {
 }
 
 func (h *fakeHub) Response(n int) (wire.ChannelRef, ResponseReader, error) {
+	if h.failRes.Load() {
+		return wire.ChannelRef{}, nil, errors.New("channel limit reached")
+	}
 	id, p := h.create(n)
 	return wire.ChannelRef{ChannelID: id, AccessKey: "k", Direction: wire.DirWrite}, frespReader{p, h}, nil
 }

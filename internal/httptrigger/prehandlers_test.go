@@ -210,3 +210,24 @@ func (l lineSink) Write(p []byte) (int, error) {
 	l <- string(p)
 	return len(p), nil
 }
+
+// faults: the response channel's creation error ignored or answered 200.
+// The function is never called, the request body channel already opened
+// is released, and the client gets 503.
+func TestResponseChannelFailure(t *testing.T) {
+	e := newEnv(t, Config{})
+	calls := 0
+	e.inv.set("f", func(c *call) invocation.Result { calls++; return value(`{"status_code":200}`) })
+	e.mustRoute("r", "f", "POST", "/r")
+	e.hub.failRes.Store(true)
+	st, _, body := e.do("POST", "/r", strings.NewReader("payload"))
+	if st != http.StatusServiceUnavailable || !strings.Contains(body, "CHANNELS_UNAVAILABLE") || !strings.Contains(body, "response channel") {
+		t.Fatalf("response channel refused: %d %s", st, body)
+	}
+	if calls != 0 {
+		t.Fatalf("the function ran %d times without a response channel", calls)
+	}
+	if n := e.hub.retired.Load(); n != 1 {
+		t.Fatalf("%d channels retired, want the request body's", n)
+	}
+}
