@@ -147,6 +147,14 @@ FAULTS = [
      "writeError(&x.w, http.StatusServiceUnavailable, \"CHANNELS_UNAVAILABLE\", \"cannot open the response channel: \"+err.Error())",
      "x.w.WriteHeader(http.StatusOK)",
      "TestResponseChannelFailure", "./internal/httptrigger/"),
+    ("sse-event-not-flushed", "http_test.go",
+     "\t\t\tfmt.Fprintf(w, \"id: %d\\nevent: progress\\ndata: {\\\"step\\\":%d}\\n\\n\", i, i)\n\t\t\tw.(http.Flusher).Flush()",
+     "\t\t\tfmt.Fprintf(w, \"id: %d\\nevent: progress\\ndata: {\\\"step\\\":%d}\\n\\n\", i, i)",
+     "TestHTTPServerSentEvents", "."),
+    ("sse-headers-not-flushed", "http_test.go",
+     "\t\tw.WriteHeader(http.StatusOK)\n\t\tw.(http.Flusher).Flush()\n\t\tfor i := 1; i <= events; i++ {\n\t\t\tselect {\n\t\t\tcase <-release:",
+     "\t\tw.WriteHeader(http.StatusOK)\n\t\tfor i := 1; i <= events; i++ {\n\t\t\tselect {\n\t\t\tcase <-release:",
+     "TestHTTPServerSentEvents", "."),
 ]
 
 
