@@ -473,10 +473,12 @@ func TestClose(t *testing.T) {
 
 func TestKeepalive(t *testing.T) {
 	fe := newFakeEngine(t)
-	_, fc := connect(t, fe, sluice.WithKeepalive(10*time.Millisecond, 200*time.Millisecond))
+	// The idle timeout is 25 ping intervals: a loaded machine delaying a
+	// few pongs must not look like a dead engine.
+	_, fc := connect(t, fe, sluice.WithKeepalive(20*time.Millisecond, 500*time.Millisecond))
 	// Pings flow while the engine answers them, and keep the socket up
-	// well past the idle timeout.
-	for range 40 {
+	// well past the idle timeout (60 pings: 1.2 s, more than twice it).
+	for range 60 {
 		select {
 		case <-fc.pings:
 		case <-fc.done:

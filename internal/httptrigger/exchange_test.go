@@ -376,15 +376,20 @@ func TestSSEEventsArriveOneByOne(t *testing.T) {
 	}
 }
 
+// TestErrors: every error a request can meet, as status and JSON body. The
+// routes that must time out live on a server with a short timeout of their
+// own; the others get a generous one, so that a loaded machine cannot turn
+// their answers into timeouts.
 func TestErrors(t *testing.T) {
-	e := newEnv(t, Config{Timeout: 150 * time.Millisecond})
+	e := newEnv(t, Config{Timeout: 10 * time.Second})
+	short := newEnv(t, Config{Timeout: 150 * time.Millisecond})
 	e.mustRoute("gone", "missing", "GET", "/gone")
 	e.inv.set("boom", func(c *call) invocation.Result { return failure("bad_input", "name is required") })
 	e.mustRoute("boom", "boom", "GET", "/boom")
 	e.inv.set("stopped", func(c *call) invocation.Result { return failure(wire.CodeInvocationStopped, "Invocation stopped") })
 	e.mustRoute("stopped", "stopped", "GET", "/stopped")
 	e.inv.set("congested", func(c *call) invocation.Result {
-		if c.req.MinTimeout != 150*time.Millisecond { // the engine deadline must not cut before http.timeout
+		if c.req.MinTimeout != 10*time.Second { // the engine deadline must not cut before http.timeout
 			return failure("bad_min_timeout", c.req.MinTimeout.String())
 		}
 		return failure(wire.CodeWorkerCongested, "not reading")
@@ -393,11 +398,11 @@ func TestErrors(t *testing.T) {
 	e.inv.set("deadline", func(c *call) invocation.Result { return failure(wire.CodeTimeout, "invocation timed out after 1ms") })
 	e.mustRoute("deadline", "deadline", "GET", "/deadline")
 	// Returns nothing and never touches the response channel.
-	e.inv.set("silent", func(c *call) invocation.Result { return invocation.Result{} })
-	e.mustRoute("silent", "silent", "GET", "/silent")
+	short.inv.set("silent", func(c *call) invocation.Result { return invocation.Result{} })
+	short.mustRoute("silent", "silent", "GET", "/silent")
 	// Still running when the timeout strikes.
-	e.inv.set("slow", func(c *call) invocation.Result { <-c.resp.gone; return invocation.Result{} })
-	e.mustRoute("slow", "slow", "GET", "/slow")
+	short.inv.set("slow", func(c *call) invocation.Result { <-c.resp.gone; return invocation.Result{} })
+	short.mustRoute("slow", "slow", "GET", "/slow")
 	// The response channel breaks before anything was sent.
 	e.inv.set("broken", func(c *call) invocation.Result { c.resp.end(errors.New("writer vanished")); return invocation.Result{} })
 	e.mustRoute("broken", "broken", "GET", "/broken")
@@ -416,7 +421,11 @@ func TestErrors(t *testing.T) {
 		{"/broken", "RESPONSE_STREAM_BROKEN", "writer vanished", 502},
 	}
 	for _, c := range cases {
-		st, h, body := e.do("GET", c.path, nil)
+		srv := e
+		if c.path == "/silent" || c.path == "/slow" {
+			srv = short
+		}
+		st, h, body := srv.do("GET", c.path, nil)
 		var env struct {
 			Error struct{ Code, Message, ErrorID string }
 		}
