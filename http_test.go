@@ -345,8 +345,11 @@ func TestHTTPStreamedUpload(t *testing.T) {
 	}
 	t.Logf("uploaded %d MiB in %v (%.0f MiB/s); heap in use %.1f MiB before, %.1f MiB at peak", size>>20, elapsed,
 		float64(size)/(1<<20)/elapsed.Seconds(), float64(ms0.HeapInuse)/(1<<20), float64(peak)/(1<<20))
-	if peak > 256<<20 {
-		t.Errorf("peak heap %d MiB: the upload is being buffered", peak>>20)
+	// Relative to the body: the engine's and the SDK's buffers together
+	// hold a few MiB (about 9 MiB here); buffering the body on either side
+	// of the channel costs its whole size.
+	if grown := peak - min(peak, ms0.HeapInuse); grown > uint64(size)/4 {
+		t.Errorf("heap grew %d MiB during a %d MiB upload: the upload is being buffered", grown>>20, size>>20)
 	}
 }
 

@@ -155,6 +155,10 @@ FAULTS = [
      "\t\tw.WriteHeader(http.StatusOK)\n\t\tw.(http.Flusher).Flush()\n\t\tfor i := 1; i <= events; i++ {\n\t\t\tselect {\n\t\t\tcase <-release:",
      "\t\tw.WriteHeader(http.StatusOK)\n\t\tfor i := 1; i <= events; i++ {\n\t\t\tselect {\n\t\t\tcase <-release:",
      "TestHTTPServerSentEvents", "."),
+    ("sdk-upload-buffered-whole", "http.go",
+     "func (b *requestBody) WriteTo(w io.Writer) (int64, error) { return b.r.WriteTo(w) }",
+     "func (b *requestBody) WriteTo(w io.Writer) (int64, error) {\n\tall, err := io.ReadAll(b.r)\n\tif err != nil {\n\t\treturn 0, err\n\t}\n\tn, err := w.Write(all)\n\treturn int64(n), err\n}",
+     "TestHTTPStreamedUpload", "."),
 ]
 
 
