@@ -396,3 +396,88 @@ func TestQueueOfficialSDKs(t *testing.T) {
 		})
 	}
 }
+
+// TestQueueDurableTopicFanOut: iii::durable::publish gives each distinct
+// function subscribed (durable:subscriber) to the topic its own copy; two
+// bindings of one function to the topic still give it one copy; a failing
+// subscriber retries without affecting the other.
+func TestQueueDurableTopicFanOut(t *testing.T) {
+	e, _ := startQueueEngine(t)
+	c := connectGo(t, e, "queue-topics")
+	ctx := ctxFor(t, 30*time.Second)
+	got := make(chan string, 16)
+	var failOnce sync.Once
+	for _, fn := range []string{"subs::billing", "subs::audit"} {
+		err := sluice.Register(c, fn, func(ctx context.Context, in struct{ Order int }) (any, error) {
+			if fn == "subs::audit" {
+				failed := false
+				failOnce.Do(func() { failed = true })
+				if failed {
+					return nil, errors.New("audit fails once")
+				}
+			}
+			got <- fmt.Sprintf("%s:%d", fn, in.Order)
+			return nil, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, b := range []struct{ id, fn string }{{"t1", "subs::billing"}, {"t2", "subs::audit"}, {"t3", "subs::audit"}} {
+		if _, err := c.RegisterTrigger(sluice.TriggerSpec{ID: b.id, Type: "durable:subscriber", FunctionID: b.fn,
+			Config: map[string]any{"topic": "orders", "queue_config": map[string]any{"backoffDelayMs": 10}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.RegisterTrigger(sluice.TriggerSpec{ID: "t4", Type: "durable:subscriber", FunctionID: "subs::billing", Config: map[string]any{"topic": "other"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFunctions(ctx, t, c, "subs::billing", "subs::audit")
+	// The bindings are registered asynchronously: wait until the topic
+	// lists both subscribers.
+	for {
+		topics, err := sluice.Call[[]struct {
+			Name            string `json:"name"`
+			BrokerType      string `json:"broker_type"`
+			SubscriberCount int    `json:"subscriber_count"`
+		}](ctx, c, "engine::queue::list_topics", map[string]any{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ready := false
+		for _, tp := range topics {
+			ready = ready || (tp.Name == "orders" && tp.BrokerType == "topic" && tp.SubscriberCount == 2)
+		}
+		if ready {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("topic orders never listed with 2 subscribers: %+v", topics)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	for i := 1; i <= 2; i++ {
+		if _, err := c.Trigger(ctx, "iii::durable::publish", map[string]any{"topic": "orders", "data": map[string]int{"order": i}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]int{}
+	for i := 0; i < 4; i++ {
+		seen[queueRecv(ctx, t, got, "topic deliveries")]++
+	}
+	for _, k := range []string{"subs::billing:1", "subs::billing:2", "subs::audit:1", "subs::audit:2"} {
+		if seen[k] != 1 {
+			t.Fatalf("deliveries %v: want each of billing/audit × order 1/2 once", seen)
+		}
+	}
+	select {
+	case extra := <-got:
+		t.Fatalf("extra delivery %s (a function bound twice must get one copy)", extra)
+	case <-time.After(100 * time.Millisecond):
+	}
+	_, err := c.Trigger(ctx, "iii::durable::publish", map[string]any{"data": 1})
+	if se := asError(t, err); se.Code != "topic_not_set" {
+		t.Fatalf("publish without topic: %+v", se)
+	}
+}
