@@ -115,12 +115,18 @@ type QueueConfig struct {
 	VisibilityTimeoutMS int64 `yaml:"visibility_timeout_ms" json:"visibility_timeout_ms"`
 	// DelayMS delays a job's first delivery.
 	DelayMS int64 `yaml:"delay_ms" json:"delay_ms"`
+	// DedupField names a payload field: a job whose field value was already
+	// enqueued on this queue within DedupWindowMS is not stored again, and
+	// the first job's receipt is returned.
+	DedupField string `yaml:"dedup_field" json:"dedup_field,omitempty"`
+	// DedupWindowMS is how long a deduplication value is remembered.
+	DedupWindowMS int64 `yaml:"dedup_window_ms" json:"dedup_window_ms"`
 }
 
 // DefaultQueueConfig is the configuration of the default queue and of
 // every field a queue entry leaves out.
 func DefaultQueueConfig() QueueConfig {
-	return QueueConfig{MaxRetries: 3, BackoffMS: 1000, Concurrency: 10, Type: "standard", VisibilityTimeoutMS: 30_000}
+	return QueueConfig{MaxRetries: 3, BackoffMS: 1000, Concurrency: 10, Type: "standard", VisibilityTimeoutMS: 30_000, DedupWindowMS: 300_000}
 }
 
 // UnmarshalYAML starts from the defaults so that a partial entry is valid.
@@ -131,7 +137,7 @@ func (q *QueueConfig) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind == yaml.MappingNode {
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			switch k := n.Content[i].Value; k {
-			case "max_retries", "backoff_ms", "concurrency", "type", "message_group_field", "visibility_timeout_ms", "delay_ms":
+			case "max_retries", "backoff_ms", "concurrency", "type", "message_group_field", "visibility_timeout_ms", "delay_ms", "dedup_field", "dedup_window_ms":
 			default:
 				return fmt.Errorf("line %d: unknown queue setting %q", n.Content[i].Line, k)
 			}
@@ -154,8 +160,8 @@ func (q QueueConfig) Validate(name string) error {
 		return fmt.Errorf("queue %q: concurrency must be at least 1", name)
 	case q.MaxRetries < 1:
 		return fmt.Errorf("queue %q: max_retries must be at least 1 (it counts deliveries)", name)
-	case q.BackoffMS < 0 || q.DelayMS < 0:
-		return fmt.Errorf("queue %q: backoff_ms and delay_ms must not be negative", name)
+	case q.BackoffMS < 0 || q.DelayMS < 0 || q.DedupWindowMS < 0:
+		return fmt.Errorf("queue %q: backoff_ms, delay_ms and dedup_window_ms must not be negative", name)
 	case q.VisibilityTimeoutMS < 1:
 		return fmt.Errorf("queue %q: visibility_timeout_ms must be positive", name)
 	}

@@ -322,6 +322,11 @@ func (m *queueManager) prepare(queueName, functionID string, data []byte, id, tp
 	if j.ID == "" {
 		j.ID = invocation.NewID()
 	}
+	if cfg.DedupField != "" {
+		if k, ok := groupOf(data, cfg.DedupField); ok {
+			j.DedupKey, j.DedupUntil = k, time.Now().Add(time.Duration(cfg.DedupWindowMS)*time.Millisecond)
+		}
+	}
 	if cfg.Type == "fifo" {
 		g, ok := groupOf(data, cfg.MessageGroupField)
 		if !ok {
@@ -350,17 +355,19 @@ func groupOf(data []byte, field string) (string, bool) {
 	return string(v), true
 }
 
-// put stores one job and wakes its dispatcher.
-func (m *queueManager) put(ctx context.Context, j queue.NewJob) *wire.ErrorBody {
+// put stores one job and wakes its dispatcher. It returns the receipt id:
+// the job's, or that of the earlier job it duplicates.
+func (m *queueManager) put(ctx context.Context, j queue.NewJob) (string, *wire.ErrorBody) {
 	s, err := m.open()
 	if err != nil {
-		return enqueueError("queue store unavailable: " + err.Error())
+		return "", enqueueError("queue store unavailable: " + err.Error())
 	}
-	if err := s.Enqueue(ctx, []queue.NewJob{j}); err != nil {
-		return enqueueError("job not stored: " + err.Error())
+	ids, err := s.Enqueue(ctx, []queue.NewJob{j})
+	if err != nil {
+		return "", enqueueError("job not stored: " + err.Error())
 	}
 	m.wake(j.Queue)
-	return nil
+	return ids[0], nil
 }
 
 func receipt(id string) jsontext.Value {
@@ -371,14 +378,16 @@ func receipt(id string) jsontext.Value {
 // enqueueFromWorker serves invokefunction with action enqueue: the answer
 // {messageReceiptId} is sent only once the job is committed.
 func (e *Engine) enqueueFromWorker(w *workerConn, m *wire.Message) {
-	callerID, fnID := m.InvocationID, m.FunctionID
+	// m is the reader's message, reused for the next frame: copy what the
+	// goroutine below needs.
+	callerID, fnID, tp, bg := m.InvocationID, m.FunctionID, m.Traceparent, m.Baggage
 	answer := func(res invocation.Result) {
 		if callerID != "" {
 			w.reply(callerID, fnID, res)
 		}
 	}
 	// m.Data points into the reader's buffer: copy before going async.
-	j, errBody := e.queues.prepare(m.Action.Queue, fnID, append([]byte(nil), wire.DataOrNull(m.Data)...), "", m.Traceparent, m.Baggage)
+	j, errBody := e.queues.prepare(m.Action.Queue, fnID, append([]byte(nil), wire.DataOrNull(m.Data)...), "", tp, bg)
 	if errBody != nil {
 		answer(invocation.Result{Err: errBody})
 		return
@@ -392,11 +401,12 @@ func (e *Engine) enqueueFromWorker(w *workerConn, m *wire.Message) {
 	}
 	go func() {
 		defer func() { <-qm.sem }()
-		if errBody := qm.put(e.ctx, j); errBody != nil {
+		id, errBody := qm.put(e.ctx, j)
+		if errBody != nil {
 			answer(invocation.Result{Err: errBody})
 			return
 		}
-		answer(invocation.Result{Value: receipt(j.ID), Traceparent: m.Traceparent, Baggage: m.Baggage})
+		answer(invocation.Result{Value: receipt(id), Traceparent: tp, Baggage: bg})
 	}()
 }
 
@@ -611,10 +621,11 @@ func (e *Engine) queueEnqueueFn(ctx context.Context, _ *invocation.Request, in q
 	if errBody != nil {
 		return nil, errBody
 	}
-	if errBody := e.queues.put(ctx, j); errBody != nil {
+	id, errBody := e.queues.put(ctx, j)
+	if errBody != nil {
 		return nil, errBody
 	}
-	return map[string]string{"messageReceiptId": j.ID}, nil
+	return map[string]string{"messageReceiptId": id}, nil
 }
 
 type queueDefineInput struct {
@@ -949,7 +960,7 @@ func (e *Engine) durablePublishFn(ctx context.Context, req *invocation.Request, 
 	if err != nil {
 		return nil, enqueueError("queue store unavailable: " + err.Error())
 	}
-	if err := s.Enqueue(ctx, jobs); err != nil {
+	if _, err := s.Enqueue(ctx, jobs); err != nil {
 		return nil, enqueueError("message not stored: " + err.Error())
 	}
 	e.queues.wake(key)

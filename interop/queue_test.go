@@ -35,6 +35,9 @@ queues:
   slow:
     max_retries: 3
     backoff_ms: 400
+  dedup:
+    dedup_field: order_id
+    dedup_window_ms: 60000
   ordered:
     type: fifo
     message_group_field: account
@@ -479,5 +482,90 @@ func TestQueueDurableTopicFanOut(t *testing.T) {
 	_, err := c.Trigger(ctx, "iii::durable::publish", map[string]any{"data": 1})
 	if se := asError(t, err); se.Code != "topic_not_set" {
 		t.Fatalf("publish without topic: %+v", se)
+	}
+}
+
+// TestQueueDedup: a repeated enqueue with the same dedup_field value within
+// the window returns the first job's receipt and runs the work once, even
+// after the first job completed; engine::queue::enqueue with a repeated
+// messageReceiptId stores no second job either. Both also through the
+// Node SDK's TriggerAction.Enqueue.
+func TestQueueDedup(t *testing.T) {
+	e, _ := startQueueEngine(t)
+	c := connectGo(t, e, "queue-dedup")
+	ctx := ctxFor(t, 30*time.Second)
+	runs := make(chan string, 16)
+	if err := sluice.Register(c, "goq::charge", func(ctx context.Context, in struct {
+		OrderID string `json:"order_id"`
+	}) (any, error) {
+		runs <- in.OrderID
+		return nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitFunctions(ctx, t, c, "goq::charge")
+	first, err := c.Enqueue(ctx, "dedup", "goq::charge", map[string]string{"order_id": "o-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := queueRecv(ctx, t, runs, "o-1"); got != "o-1" {
+		t.Fatalf("ran %q", got)
+	}
+	again, err := c.Enqueue(ctx, "dedup", "goq::charge", map[string]string{"order_id": "o-1"})
+	if err != nil || again != first {
+		t.Fatalf("repeat enqueue: receipt %q (err %v), want the first receipt %q", again, err, first)
+	}
+	other, err := c.Enqueue(ctx, "dedup", "goq::charge", map[string]string{"order_id": "o-2"})
+	if err != nil || other == first {
+		t.Fatalf("another order: %q %v", other, err)
+	}
+	if got := queueRecv(ctx, t, runs, "o-2"); got != "o-2" {
+		t.Fatalf("ran %q after the repeat, want o-2 (o-1 must not run twice)", got)
+	}
+
+	in := map[string]any{"queue": "fast", "function_id": "goq::charge", "data": map[string]string{"order_id": "o-3"}, "messageReceiptId": "5b0c2c77-1d7b-4d8f-9d59-6e7f9f3d0a11"}
+	for i := 0; i < 2; i++ {
+		r, err := sluice.Call[struct {
+			MessageReceiptID string `json:"messageReceiptId"`
+		}](ctx, c, "engine::queue::enqueue", in)
+		if err != nil || r.MessageReceiptID != in["messageReceiptId"] {
+			t.Fatalf("engine::queue::enqueue #%d: %+v %v", i, r, err)
+		}
+	}
+	if got := queueRecv(ctx, t, runs, "o-3"); got != "o-3" {
+		t.Fatalf("ran %q", got)
+	}
+
+	f := flavourNamed("node-0.22.1")
+	if _, err := f.dependency(); err != nil {
+		t.Logf("node-0.22.1 part skipped: %v", err)
+		return
+	}
+	w := startWorker(t, f, e, f.script("worker"), f.Prefix)
+	waitFunctions(ctx, t, c, f.Prefix+"::call")
+	var receipts []string
+	for i := 0; i < 2; i++ {
+		out, err := sluice.Call[callOut](ctx, c, f.Prefix+"::call", map[string]any{
+			"function_id": "goq::charge", "payload": map[string]any{"order_id": "o-4"},
+			"action": map[string]any{"type": "enqueue", "queue": "dedup"}})
+		var rc struct {
+			MessageReceiptID string `json:"messageReceiptId"`
+		}
+		if err != nil || out.Error != nil || json.Unmarshal(out.Result, &rc) != nil {
+			t.Fatalf("node enqueue: %v %s", err, out)
+		}
+		receipts = append(receipts, rc.MessageReceiptID)
+	}
+	_ = w
+	if receipts[0] == "" || receipts[0] != receipts[1] {
+		t.Fatalf("node repeat enqueue receipts %v, want equal", receipts)
+	}
+	if got := queueRecv(ctx, t, runs, "o-4"); got != "o-4" {
+		t.Fatalf("ran %q", got)
+	}
+	select {
+	case extra := <-runs:
+		t.Fatalf("deduplicated job ran again: %s", extra)
+	case <-time.After(150 * time.Millisecond):
 	}
 }

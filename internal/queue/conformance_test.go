@@ -33,7 +33,7 @@ func job(id, q, fn, grp string) NewJob {
 
 func mustEnqueue(t *testing.T, s Store, jobs ...NewJob) {
 	t.Helper()
-	if err := s.Enqueue(context.Background(), jobs); err != nil {
+	if _, err := s.Enqueue(context.Background(), jobs); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -262,7 +262,7 @@ func TestStoreConcurrentEnqueue(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for i := 0; i < 20; i++ {
-					if err := s.Enqueue(context.Background(), []NewJob{job(fmt.Sprintf("p%d-%d", p, i), "q", "f", "")}); err != nil {
+					if _, err := s.Enqueue(context.Background(), []NewJob{job(fmt.Sprintf("p%d-%d", p, i), "q", "f", "")}); err != nil {
 						t.Error(err)
 						return
 					}
@@ -287,7 +287,7 @@ func TestSQLiteReopen(t *testing.T) {
 	mustEnqueue(t, s, job("a", "q", "f", ""), job("b", "q", "f", ""))
 	lease(t, s, "q", t0, 1, false)
 	s.Close()
-	if err := s.Enqueue(context.Background(), []NewJob{job("c", "q", "f", "")}); err != ErrClosed {
+	if _, err := s.Enqueue(context.Background(), []NewJob{job("c", "q", "f", "")}); err != ErrClosed {
 		t.Fatalf("enqueue on closed store: %v", err)
 	}
 	s, err = OpenSQLite(dir, SyncNormal)
@@ -307,4 +307,34 @@ func TestSQLiteBadSyncMode(t *testing.T) {
 	if _, err := OpenSQLite(t.TempDir(), "sometimes"); err == nil {
 		t.Fatal("accepted sync mode \"sometimes\"")
 	}
+}
+
+func TestStoreDedup(t *testing.T) {
+	stores(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		until := time.Now().Add(time.Hour)
+		a := job("a", "q", "f", "")
+		a.DedupKey, a.DedupUntil = "k1", until
+		b := job("b", "q", "f", "")
+		b.DedupKey, b.DedupUntil = "k1", until
+		other := job("o", "other", "f", "")
+		other.DedupKey, other.DedupUntil = "k1", until
+		expired := job("x", "q", "f", "")
+		expired.DedupKey, expired.DedupUntil = "k2", time.Now().Add(-time.Second)
+		again := job("y", "q", "f", "")
+		again.DedupKey, again.DedupUntil = "k2", until
+		ids, err := s.Enqueue(ctx, []NewJob{a, b, other, expired, again})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(ids) != "[a a o x y]" {
+			t.Fatalf("ids %v: want b deduplicated to a, other queues and expired keys apart", ids)
+		}
+		if ids, _ := s.Enqueue(ctx, []NewJob{b}); fmt.Sprint(ids) != "[a]" {
+			t.Fatalf("repeat in a later commit: %v", ids)
+		}
+		if st := stats(t, s, "q"); st.Ready != 3 {
+			t.Fatalf("stored %d jobs in q, want 3 (a, x, y)", st.Ready)
+		}
+	})
 }

@@ -47,6 +47,10 @@ type NewJob struct {
 	// VisibleAt is when the job may first be delivered (enqueue time plus
 	// the queue's delay).
 	VisibleAt time.Time
+	// DedupKey, when set, makes a later enqueue with the same key in the
+	// same queue before DedupUntil store nothing and report this job's id.
+	DedupKey   string
+	DedupUntil time.Time
 }
 
 // Job is a stored job as a lease returns it.
@@ -97,9 +101,11 @@ var ErrClosed = errors.New("queue: store closed")
 // method that returns nil has made its change durable (as durable as the
 // store's sync mode promises).
 type Store interface {
-	// Enqueue stores jobs and returns once they are committed. A job whose
-	// ID is already stored (live or dead) is skipped: no second job.
-	Enqueue(ctx context.Context, jobs []NewJob) error
+	// Enqueue stores jobs and returns once they are committed, with the id
+	// that stands for each job: its own, or the id of the job an unexpired
+	// DedupKey points to (then nothing is stored). A job whose ID is
+	// already stored (live or dead) is skipped too: no second job.
+	Enqueue(ctx context.Context, jobs []NewJob) ([]string, error)
 	// Lease hands out up to opts.Max ready jobs of queue whose visible time
 	// has come, oldest first, marking them leased and counting an attempt.
 	Lease(ctx context.Context, queue string, now time.Time, opts LeaseOpts) ([]Job, error)

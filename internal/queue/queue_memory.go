@@ -16,6 +16,12 @@ type Memory struct {
 	byID   map[string]*memJob
 	queues map[string]*memQueue
 	defs   map[string][]byte
+	dedup  map[string]memDedup
+}
+
+type memDedup struct {
+	id      string
+	expires int64
 }
 
 type memJob struct {
@@ -33,7 +39,7 @@ type memQueue struct {
 
 // NewMemory returns an empty in-memory store.
 func NewMemory() *Memory {
-	return &Memory{byID: make(map[string]*memJob), queues: make(map[string]*memQueue), defs: make(map[string][]byte)}
+	return &Memory{byID: make(map[string]*memJob), queues: make(map[string]*memQueue), defs: make(map[string][]byte), dedup: make(map[string]memDedup)}
 }
 
 var _ Store = (*Memory)(nil)
@@ -47,15 +53,34 @@ func (m *Memory) lock() error {
 	return nil
 }
 
-func (m *Memory) Enqueue(_ context.Context, jobs []NewJob) error {
+func (m *Memory) Enqueue(_ context.Context, jobs []NewJob) ([]string, error) {
 	if err := m.lock(); err != nil {
-		return err
+		return nil, err
 	}
 	defer m.mu.Unlock()
 	now := ms(time.Now())
-	for _, nj := range jobs {
+	if len(m.dedup) > 0 && m.seq%1024 == 0 {
+		for k, d := range m.dedup {
+			if d.expires <= now {
+				delete(m.dedup, k)
+			}
+		}
+	}
+	ids := make([]string, len(jobs))
+	for i, nj := range jobs {
+		ids[i] = nj.ID
+		dk := nj.Queue + "\x00" + nj.DedupKey
+		if nj.DedupKey != "" {
+			if d, ok := m.dedup[dk]; ok && d.expires > now {
+				ids[i] = d.id
+				continue
+			}
+		}
 		if _, dup := m.byID[nj.ID]; dup {
 			continue
+		}
+		if nj.DedupKey != "" {
+			m.dedup[dk] = memDedup{id: nj.ID, expires: ms(nj.DedupUntil)}
 		}
 		m.seq++
 		j := &memJob{Job: Job{Seq: m.seq, ID: nj.ID, Queue: nj.Queue, FunctionID: nj.FunctionID,
@@ -69,7 +94,7 @@ func (m *Memory) Enqueue(_ context.Context, jobs []NewJob) error {
 		}
 		q.jobs = append(q.jobs, j)
 	}
-	return nil
+	return ids, nil
 }
 
 func (m *Memory) Lease(_ context.Context, queue string, now time.Time, o LeaseOpts) ([]Job, error) {

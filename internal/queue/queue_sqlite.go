@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -49,6 +50,9 @@ type SQLite struct {
 
 	// MaxBatch bounds the operations committed together.
 	maxBatch int
+	// enqueues counts enqueue operations (writer goroutine only), to prune
+	// expired deduplication keys now and then.
+	enqueues int
 }
 
 type op struct {
@@ -76,6 +80,14 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_ready ON jobs(queue, state, visible_at, seq);
 CREATE INDEX IF NOT EXISTS jobs_group ON jobs(queue, grp, seq);
 CREATE INDEX IF NOT EXISTS jobs_state_fn ON jobs(state, fn);
+CREATE TABLE IF NOT EXISTS dedup (
+	queue   TEXT NOT NULL,
+	key     TEXT NOT NULL,
+	id      TEXT NOT NULL,
+	expires INTEGER NOT NULL,
+	PRIMARY KEY (queue, key)
+);
+CREATE INDEX IF NOT EXISTS dedup_expires ON dedup(expires);
 CREATE TABLE IF NOT EXISTS queue_defs (
 	name TEXT PRIMARY KEY,
 	def  BLOB NOT NULL
@@ -94,6 +106,9 @@ var writerStmts = map[string]string{
 		AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.queue = j.queue AND k.grp = j.grp AND k.seq < j.seq AND k.state <> 3)
 		ORDER BY j.seq LIMIT ?3)
 		RETURNING ` + jobCols,
+	"dedupGet": `SELECT id FROM dedup WHERE queue = ? AND key = ? AND expires > ?`,
+	"dedupPut": `INSERT INTO dedup (queue, key, id, expires) VALUES (?,?,?,?) ON CONFLICT(queue, key) DO UPDATE SET id = excluded.id, expires = excluded.expires`,
+	"dedupGC":  `DELETE FROM dedup WHERE expires <= ?`,
 	"ack":     `DELETE FROM jobs WHERE id = ? AND state = 1`,
 	"nack":    `UPDATE jobs SET state = 0, visible_at = ?, err = ? WHERE id = ? AND state = 1`,
 	"release": `UPDATE jobs SET state = 0, attempts = attempts - 1 WHERE id = ? AND state = 1`,
@@ -286,16 +301,44 @@ func (s *SQLite) exec(ctx context.Context, stmt string, args ...any) (int64, err
 	return r.RowsAffected()
 }
 
-func (s *SQLite) Enqueue(ctx context.Context, jobs []NewJob) error {
+func (s *SQLite) Enqueue(ctx context.Context, jobs []NewJob) ([]string, error) {
 	now := ms(time.Now())
-	return s.do(ctx, func(s *SQLite, ctx context.Context) error {
-		for _, j := range jobs {
-			if _, err := s.exec(ctx, "insert", j.ID, j.Queue, j.FunctionID, j.Group, j.Data, j.Traceparent, j.Baggage, ms(j.VisibleAt), now); err != nil {
+	ids := make([]string, len(jobs))
+	err := s.do(ctx, func(s *SQLite, ctx context.Context) error {
+		if s.enqueues++; s.enqueues%1024 == 0 {
+			if _, err := s.exec(ctx, "dedupGC", now); err != nil {
 				return err
+			}
+		}
+		for i, j := range jobs {
+			ids[i] = j.ID
+			if j.DedupKey != "" {
+				var prev string
+				err := s.stmts["dedupGet"].QueryRowContext(ctx, j.Queue, j.DedupKey, now).Scan(&prev)
+				if err == nil {
+					ids[i] = prev
+					continue
+				}
+				if !errors.Is(err, sql.ErrNoRows) {
+					return err
+				}
+			}
+			n, err := s.exec(ctx, "insert", j.ID, j.Queue, j.FunctionID, j.Group, j.Data, j.Traceparent, j.Baggage, ms(j.VisibleAt), now)
+			if err != nil {
+				return err
+			}
+			if n > 0 && j.DedupKey != "" {
+				if _, err := s.exec(ctx, "dedupPut", j.Queue, j.DedupKey, j.ID, ms(j.DedupUntil)); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return ids, nil
 }
 
 func (s *SQLite) Lease(ctx context.Context, queue string, now time.Time, o LeaseOpts) ([]Job, error) {
