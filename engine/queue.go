@@ -324,8 +324,16 @@ func (m *queueManager) prepare(queueName, functionID string, data []byte, id, tp
 	}
 	if cfg.DedupField != "" {
 		if k, ok := groupOf(data, cfg.DedupField); ok {
-			j.DedupKey, j.DedupUntil = k, time.Now().Add(time.Duration(cfg.DedupWindowMS)*time.Millisecond)
+			j.DedupKey = "field:" + k
 		}
+	}
+	if j.DedupKey == "" && id != "" {
+		// A producer-chosen receipt id is remembered for the window too,
+		// not only while its job is stored.
+		j.DedupKey = "receipt:" + id
+	}
+	if j.DedupKey != "" {
+		j.DedupUntil = time.Now().Add(time.Duration(cfg.DedupWindowMS) * time.Millisecond)
 	}
 	if cfg.Type == "fifo" {
 		g, ok := groupOf(data, cfg.MessageGroupField)

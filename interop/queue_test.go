@@ -488,8 +488,8 @@ func TestQueueDurableTopicFanOut(t *testing.T) {
 // TestQueueDedup: a repeated enqueue with the same dedup_field value within
 // the window returns the first job's receipt and runs the work once, even
 // after the first job completed; engine::queue::enqueue with a repeated
-// messageReceiptId stores no second job either. Both also through the
-// Node SDK's TriggerAction.Enqueue.
+// messageReceiptId stores no second job either. The dedup_field case also
+// through the Node SDK's TriggerAction.Enqueue.
 func TestQueueDedup(t *testing.T) {
 	e, _ := startQueueEngine(t)
 	c := connectGo(t, e, "queue-dedup")
@@ -524,6 +524,8 @@ func TestQueueDedup(t *testing.T) {
 	}
 
 	in := map[string]any{"queue": "fast", "function_id": "goq::charge", "data": map[string]string{"order_id": "o-3"}, "messageReceiptId": "5b0c2c77-1d7b-4d8f-9d59-6e7f9f3d0a11"}
+	// The repeat comes after the first job ran and was removed: the id is
+	// still remembered for the window.
 	for i := 0; i < 2; i++ {
 		r, err := sluice.Call[struct {
 			MessageReceiptID string `json:"messageReceiptId"`
@@ -531,9 +533,11 @@ func TestQueueDedup(t *testing.T) {
 		if err != nil || r.MessageReceiptID != in["messageReceiptId"] {
 			t.Fatalf("engine::queue::enqueue #%d: %+v %v", i, r, err)
 		}
-	}
-	if got := queueRecv(ctx, t, runs, "o-3"); got != "o-3" {
-		t.Fatalf("ran %q", got)
+		if i == 0 {
+			if got := queueRecv(ctx, t, runs, "o-3"); got != "o-3" {
+				t.Fatalf("ran %q", got)
+			}
+		}
 	}
 
 	f := flavourNamed("node-0.22.1")
