@@ -51,6 +51,10 @@ const (
 	triggerTypeDurableSub = "durable:subscriber"
 )
 
+// maxQueues bounds the named queues (each runs a dispatcher goroutine), so
+// queue::define cannot be used to create them without end.
+const maxQueues = 1024
+
 // maxEnqueuesInFlight bounds the enqueues waiting for their commit; a
 // worker that sends more waits (its socket is not read meanwhile).
 const maxEnqueuesInFlight = 4096
@@ -584,6 +588,9 @@ func (d *dispatcher) settle(s queue.Store, j queue.Job, cfg QueueConfig, res inv
 func retryBackoff(baseMS int64, attempt int) time.Duration {
 	const maxBackoff = 24 * time.Hour
 	d := time.Duration(baseMS) * time.Millisecond
+	if d <= 0 {
+		return 0
+	}
 	for i := 1; i < attempt; i++ {
 		d *= 2
 		if d >= maxBackoff || d <= 0 {
@@ -690,6 +697,10 @@ func (e *Engine) queueDefineFn(ctx context.Context, req *invocation.Request, _ s
 	}
 	m.mu.Lock()
 	_, existed := m.defs[name]
+	if !existed && len(m.defs) >= maxQueues {
+		m.mu.Unlock()
+		return nil, &wire.ErrorBody{Code: wire.CodeInvalidArguments, Message: "too many queues: at most " + strconv.Itoa(maxQueues) + " may be declared"}
+	}
 	m.defs[name] = cfg
 	d := m.dispatcherLocked(name)
 	m.mu.Unlock()

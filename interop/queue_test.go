@@ -330,7 +330,7 @@ func TestQueueFIFOGroups(t *testing.T) {
 // retry then success, DLQ → redrive → success); an unknown queue is an
 // enqueue_error naming it.
 func TestQueueOfficialSDKs(t *testing.T) {
-	for _, name := range []string{"node-0.22.1", "python-0.25.0"} {
+	for _, name := range []string{"node-0.22.1", "python-0.25.0", "rust-0.25.0", "node-0.11.6", "python-seed-0.11.6"} {
 		f := flavourNamed(name)
 		t.Run(name, func(t *testing.T) {
 			f.require(t)
