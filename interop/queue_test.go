@@ -426,9 +426,8 @@ func TestQueueDurableTopicFanOut(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, b := range []struct{ id, fn string }{{"t1", "subs::billing"}, {"t2", "subs::audit"}, {"t3", "subs::audit"}} {
-		if _, err := c.RegisterTrigger(sluice.TriggerSpec{ID: b.id, Type: "durable:subscriber", FunctionID: b.fn,
-			Config: map[string]any{"topic": "orders", "queue_config": map[string]any{"backoffDelayMs": 10}}}); err != nil {
+	for _, fn := range []string{"subs::billing", "subs::audit", "subs::audit"} {
+		if _, err := c.SubscribeDurable("orders", fn, map[string]any{"backoffDelayMs": 10}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -461,7 +460,7 @@ func TestQueueDurableTopicFanOut(t *testing.T) {
 		}
 	}
 	for i := 1; i <= 2; i++ {
-		if _, err := c.Trigger(ctx, "iii::durable::publish", map[string]any{"topic": "orders", "data": map[string]int{"order": i}}); err != nil {
+		if err := c.PublishDurable(ctx, "orders", map[string]int{"order": i}); err != nil {
 			t.Fatal(err)
 		}
 	}
