@@ -344,7 +344,7 @@ func (m *queueManager) prepare(queueName, functionID string, data []byte, id, tp
 		if !ok {
 			return j, enqueueError("FIFO queue '" + queueName + "' requires field '" + cfg.MessageGroupField + "' in data, and it must not be null")
 		}
-		j.Group = g
+		j.Group = "g:" + g // never empty: the store orders non-empty groups only
 	}
 	return j, nil
 }
@@ -452,7 +452,13 @@ func (d *dispatcher) run() {
 		m.mu.Lock()
 		s := m.store
 		m.mu.Unlock()
-		free := cfg.Concurrency - int(d.inflight.Load())
+		inflight := int(d.inflight.Load())
+		free := cfg.Concurrency - inflight
+		// A standard queue with jobs in flight waits until a quarter of its
+		// slots are free: fewer, larger leases (each is a store write).
+		if cfg.Type != "fifo" && inflight > 0 && free < max(1, cfg.Concurrency/4) {
+			free = 0
+		}
 		if free > 0 {
 			now := time.Now()
 			jobs, err := s.Lease(ctx, d.key, now, queue.LeaseOpts{Max: free, FIFO: cfg.Type == "fifo"})
@@ -471,13 +477,18 @@ func (d *dispatcher) run() {
 			if len(jobs) == free {
 				continue // there may be more
 			}
-			// Sleep until the next delayed job, if any comes later.
+			// Sleep until the next delayed job, if any comes later. With jobs
+			// leased, their completion wakes the loop, which asks then.
+			if len(jobs) > 0 {
+				goto wait
+			}
 			if next, ok, err := s.NextVisible(ctx, d.key); err == nil && ok {
 				if wait := time.Until(next); wait > 0 {
 					timer.Reset(wait)
 				}
 			}
 		}
+	wait:
 		select {
 		case <-ctx.Done():
 		case <-d.wake:

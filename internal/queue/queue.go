@@ -41,7 +41,7 @@ type NewJob struct {
 	Queue       string
 	FunctionID  string
 	Data        []byte // JSON
-	Group       string // FIFO message group; "" for standard queues
+	Group       string // FIFO message group (non-empty); "" for standard queues
 	Traceparent string
 	Baggage     string
 	// VisibleAt is when the job may first be delivered (enqueue time plus
@@ -91,6 +91,7 @@ type LeaseOpts struct {
 	Max int
 	// FIFO leases only the oldest live job of each message group, and only
 	// when no job of that group is leased: one at a time per group, in order.
+	// Jobs without a group are not ordered.
 	FIFO bool
 }
 

@@ -119,7 +119,7 @@ func (m *Memory) Lease(_ context.Context, queue string, now time.Time, o LeaseOp
 		if j.state == stateDead {
 			continue
 		}
-		if o.FIFO {
+		if o.FIFO && j.Group != "" {
 			// Only the oldest live job of a group may go, and only if it is ready.
 			if seenGroup[j.Group] {
 				continue

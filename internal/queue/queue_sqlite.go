@@ -47,6 +47,7 @@ type SQLite struct {
 	closeErr  error
 
 	stmts map[string]*sql.Stmt // prepared on w
+	nextVisible *sql.Stmt      // prepared on rdb
 
 	// MaxBatch bounds the operations committed together.
 	maxBatch int
@@ -78,8 +79,10 @@ CREATE TABLE IF NOT EXISTS jobs (
 	failed_at   INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_ready ON jobs(queue, state, visible_at, seq);
-CREATE INDEX IF NOT EXISTS jobs_group ON jobs(queue, grp, seq);
-CREATE INDEX IF NOT EXISTS jobs_state_fn ON jobs(state, fn);
+-- Partial indexes: only FIFO jobs have a group, only parked jobs are
+-- looked up by function; the others cost nothing to insert.
+CREATE INDEX IF NOT EXISTS jobs_group ON jobs(queue, grp, seq) WHERE grp <> '';
+CREATE INDEX IF NOT EXISTS jobs_parked ON jobs(fn) WHERE state = 2;
 CREATE TABLE IF NOT EXISTS dedup (
 	queue   TEXT NOT NULL,
 	key     TEXT NOT NULL,
@@ -96,15 +99,20 @@ CREATE TABLE IF NOT EXISTS queue_defs (
 
 const jobCols = `seq, id, queue, fn, grp, data, tp, bg, attempts, enqueued_at, err`
 
+// The lease limits are written abs(?3), not ?3: SQLite reads a bare bound
+// LIMIT while planning and then re-prepares the statement whenever the
+// value changes (it did on every lease: half the writer's time).
 var writerStmts = map[string]string{
+	"begin":  `BEGIN IMMEDIATE`,
+	"commit": `COMMIT`,
 	"insert": `INSERT INTO jobs (id, queue, fn, grp, data, tp, bg, visible_at, enqueued_at) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING`,
 	"lease": `UPDATE jobs SET state = 1, attempts = attempts + 1 WHERE seq IN (
-		SELECT seq FROM jobs WHERE queue = ?1 AND state = 0 AND visible_at <= ?2 ORDER BY visible_at, seq LIMIT ?3)
+		SELECT seq FROM jobs WHERE queue = ?1 AND state = 0 AND visible_at <= ?2 ORDER BY visible_at, seq LIMIT abs(?3))
 		RETURNING ` + jobCols,
 	"leaseFIFO": `UPDATE jobs SET state = 1, attempts = attempts + 1 WHERE seq IN (
 		SELECT j.seq FROM jobs j WHERE j.queue = ?1 AND j.state = 0 AND j.visible_at <= ?2
-		AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.queue = j.queue AND k.grp = j.grp AND k.seq < j.seq AND k.state <> 3)
-		ORDER BY j.seq LIMIT ?3)
+		AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.queue = j.queue AND k.grp = j.grp AND k.grp <> '' AND k.seq < j.seq AND k.state <> 3)
+		ORDER BY j.seq LIMIT abs(?3))
 		RETURNING ` + jobCols,
 	"dedupGet": `SELECT id FROM dedup WHERE queue = ? AND key = ? AND expires > ?`,
 	"dedupPut": `INSERT INTO dedup (queue, key, id, expires) VALUES (?,?,?,?) ON CONFLICT(queue, key) DO UPDATE SET id = excluded.id, expires = excluded.expires`,
@@ -169,6 +177,10 @@ func OpenSQLite(dir, syncMode string) (*SQLite, error) {
 		}
 		s.stmts[name] = st
 	}
+	if s.nextVisible, err = rdb.PrepareContext(ctx, `SELECT MIN(visible_at) FROM jobs WHERE queue = ? AND state = 0`); err != nil {
+		s.closeDBs()
+		return nil, fmt.Errorf("queue: prepare: %w", err)
+	}
 	go s.writer()
 	return s, nil
 }
@@ -179,14 +191,16 @@ func (s *SQLite) closeDBs() {
 	for _, st := range s.stmts {
 		st.Close()
 	}
+	if s.nextVisible != nil {
+		s.nextVisible.Close()
+	}
 	s.w.Close()
 	s.wdb.Close()
 	s.rdb.Close()
 }
 
 // writer commits the waiting operations together: one transaction, one
-// WAL append (and, with SyncFull, one fsync) for all of them. Each operation
-// runs under a savepoint so that one failing does not undo the others.
+// WAL append (and, with SyncFull, one fsync) for all of them.
 func (s *SQLite) writer() {
 	defer close(s.done)
 	ctx := context.Background()
@@ -221,45 +235,40 @@ func (s *SQLite) writer() {
 }
 
 func (s *SQLite) commit(ctx context.Context, batch []*op) {
-	errs := make([]error, len(batch))
-	fail := func(err error) {
+	err := s.tx(ctx, batch)
+	if err == nil {
 		for _, o := range batch {
-			o.done <- err
+			o.done <- nil
 		}
-	}
-	if _, err := s.w.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-		fail(fmt.Errorf("queue: begin: %w", err))
 		return
 	}
-	single := len(batch) == 1
-	for i, o := range batch {
-		if single {
-			errs[i] = o.fn(s, ctx)
-			continue
-		}
-		if _, err := s.w.ExecContext(ctx, "SAVEPOINT op"); err != nil {
-			errs[i] = err
-			continue
-		}
-		errs[i] = o.fn(s, ctx)
-		if errs[i] != nil {
-			_, _ = s.w.ExecContext(ctx, "ROLLBACK TO op")
-		}
-		_, _ = s.w.ExecContext(ctx, "RELEASE op")
+	if len(batch) == 1 {
+		batch[0].done <- err
+		return
 	}
-	if single && errs[0] != nil {
+	// One operation failed and the whole transaction was rolled back: run
+	// each in its own transaction so that only the failing one fails.
+	for _, o := range batch {
+		o.done <- s.tx(ctx, []*op{o})
+	}
+}
+
+// tx runs ops in one transaction: all commit, or none.
+func (s *SQLite) tx(ctx context.Context, ops []*op) error {
+	if _, err := s.stmts["begin"].ExecContext(ctx); err != nil {
+		return fmt.Errorf("queue: begin: %w", err)
+	}
+	for _, o := range ops {
+		if err := o.fn(s, ctx); err != nil {
+			_, _ = s.w.ExecContext(ctx, "ROLLBACK")
+			return err
+		}
+	}
+	if _, err := s.stmts["commit"].ExecContext(ctx); err != nil {
 		_, _ = s.w.ExecContext(ctx, "ROLLBACK")
-		fail(errs[0])
-		return
+		return fmt.Errorf("queue: commit: %w", err)
 	}
-	if _, err := s.w.ExecContext(ctx, "COMMIT"); err != nil {
-		_, _ = s.w.ExecContext(ctx, "ROLLBACK")
-		fail(fmt.Errorf("queue: commit: %w", err))
-		return
-	}
-	for i, o := range batch {
-		o.done <- errs[i]
-	}
+	return nil
 }
 
 // do runs fn in the writer's next transaction and waits for its commit.
@@ -545,7 +554,7 @@ func (s *SQLite) strings(ctx context.Context, query string, args ...any) ([]stri
 
 func (s *SQLite) NextVisible(ctx context.Context, queue string) (time.Time, bool, error) {
 	var v sql.NullInt64
-	err := s.rdb.QueryRowContext(ctx, `SELECT MIN(visible_at) FROM jobs WHERE queue = ? AND state = 0`, queue).Scan(&v)
+	err := s.nextVisible.QueryRowContext(ctx, queue).Scan(&v)
 	if err != nil || !v.Valid {
 		return time.Time{}, false, err
 	}
