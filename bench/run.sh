@@ -22,3 +22,4 @@ echo "== durable queues (group commit vs one commit per insert; end to end throu
 go test -run '^$' -bench 'SQLiteEnqueue' -benchtime 3000x ./internal/queue/
 (cd interop && go test -run '^$' -bench 'QueueEndToEnd' -benchtime 20000x .)
 (cd interop && go test -run '^$' -bench 'QueueBacklogRSS' -benchtime 1x .)
+(cd interop && go test -run '^$' -bench 'QueueTopicVsUpstream' -benchtime 1000x .)

@@ -3,7 +3,9 @@ package interop
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -155,4 +157,123 @@ func BenchmarkQueueBacklogRSS(b *testing.B) {
 	b.ReportMetric(float64(n), "jobs-queued")
 	b.ReportMetric(float64(n)/took.Seconds(), "enq/s")
 	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkQueueTopicVsUpstream: durable topic fan-in, side by side. 16 Go
+// SDK producers publish (iii::durable::publish) to a topic one Go SDK
+// consumer function subscribes to (durable:subscriber), on Sluice (SQLite
+// store, durable) and on the upstream engine 0.22.1 (its built-in queue, in
+// memory; ../shared/tools/upstream/start.sh queue, port 49234). Reported:
+// publishes/s and end-to-end jobs/s for each, and Sluice's ratio.
+//
+//	cd interop && go test -run '^$' -bench QueueTopicVsUpstream -benchtime 2000x .
+func BenchmarkQueueTopicVsUpstream(b *testing.B) {
+	startScript := filepath.Join(interopDir, "..", "..", "..", "shared", "tools", "upstream", "start.sh")
+	if _, err := os.Stat(startScript); err != nil {
+		startScript = "/work/shared/tools/upstream/start.sh"
+	}
+	if _, err := os.Stat(startScript); err != nil {
+		b.Skip("upstream engine not available:", err)
+	}
+	run := func(b *testing.B, url string) (pubPerS, e2ePerS float64) {
+		n := b.N
+		ctx := ctxFor(b, 10*time.Minute)
+		connect := func(name string) *sluice.Client {
+			for {
+				cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				c, err := sluice.Connect(cctx, url, sluice.WithName(name), sluice.WithInvocationTimeout(callTimeout),
+					sluice.WithLogger(slog.New(slog.DiscardHandler)))
+				cancel()
+				if err == nil {
+					b.Cleanup(func() { _ = c.Close() })
+					return c
+				}
+				select {
+				case <-ctx.Done():
+					b.Fatalf("connecting to %s: %v", url, err)
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+		}
+		consumer := connect("topic-consumer")
+		var got atomic.Int64
+		probe := make(chan struct{}, 1)
+		done := make(chan struct{})
+		if err := sluice.Register(consumer, "topicbench::sink", func(ctx context.Context, in struct{ N int }) (any, error) {
+			if in.N < 0 {
+				select {
+				case probe <- struct{}{}:
+				default:
+				}
+				return nil, nil
+			}
+			if got.Add(1) == int64(n) {
+				close(done)
+			}
+			return nil, nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := consumer.SubscribeDurable("bench-topic", "topicbench::sink", nil); err != nil {
+			b.Fatal(err)
+		}
+		producer := connect("topic-producer")
+		// Until a probe comes through, the subscription is not in place.
+		for probed := false; !probed; {
+			if err := producer.PublishDurable(ctx, "bench-topic", map[string]int{"n": -1}); err != nil {
+				b.Fatal(err)
+			}
+			select {
+			case <-probe:
+				probed = true
+			case <-time.After(200 * time.Millisecond):
+			case <-ctx.Done():
+				b.Fatal("subscription never delivered")
+			}
+		}
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		start := time.Now()
+		for range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := next.Add(1); i <= int64(n); i = next.Add(1) {
+					if err := producer.PublishDurable(ctx, "bench-topic", map[string]int64{"n": i}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		pub := time.Since(start)
+		select {
+		case <-done:
+		case <-ctx.Done():
+			b.Fatalf("%s: consumed %d of %d", url, got.Load(), n)
+		}
+		return float64(n) / pub.Seconds(), float64(n) / time.Since(start).Seconds()
+	}
+	var oursE2E float64
+	b.Run("sluice-durable", func(b *testing.B) {
+		e := startEngine(b, "127.0.0.1:0", "--data-dir", filepath.Join(b.TempDir(), "data"))
+		pub, e2e := run(b, e.URL)
+		oursE2E = e2e
+		b.ReportMetric(pub, "pub/s")
+		b.ReportMetric(e2e, "e2e-jobs/s")
+		b.ReportMetric(0, "ns/op")
+	})
+	b.Run("upstream-memory", func(b *testing.B) {
+		cmd := exec.Command("bash", startScript, "queue")
+		cmd.Env = append(os.Environ(), "III_LOG_LEVEL=warn")
+		startProc(b, "upstream iii", cmd)
+		pub, e2e := run(b, "ws://127.0.0.1:49234")
+		b.ReportMetric(pub, "pub/s")
+		b.ReportMetric(e2e, "e2e-jobs/s")
+		if e2e > 0 && oursE2E > 0 {
+			b.ReportMetric(oursE2E/e2e, "sluice-ratio")
+		}
+		b.ReportMetric(0, "ns/op")
+	})
 }
