@@ -546,7 +546,8 @@ func (d *dispatcher) park(ctx context.Context, s queue.Store, j queue.Job) {
 		d.m.log.Debug("park failed", "queue", d.key, "job", j.ID, "err", err)
 		return
 	}
-	d.m.log.Info("job waits for its function to register", "queue", d.key, "function_id", j.FunctionID, "job", j.ID)
+	n, _ := s.ParkFunction(ctx, d.key, j.FunctionID) // the rest of its backlog too
+	d.m.log.Info("job waits for its function to register", "queue", d.key, "function_id", j.FunctionID, "job", j.ID, "also_parked", n)
 	// The function may have registered between the check and the park.
 	if _, ok := d.m.e.reg.Function(j.FunctionID); ok {
 		d.m.functionsChanged()

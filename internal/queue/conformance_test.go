@@ -158,6 +158,17 @@ func TestStoreParkUnpark(t *testing.T) {
 		if ids(js) != "a " || js[0].Attempts != 1 {
 			t.Fatalf("after unpark %+v (a park must not spend an attempt)", js)
 		}
+		// A backlog for a missing function is parked in one go.
+		mustEnqueue(t, s, job("c", "q", "missing", ""), job("d", "q", "missing", ""), job("e", "q", "f", ""), job("x", "other", "missing", ""))
+		if n, err := s.ParkFunction(ctx, "q", "missing"); err != nil || n != 2 {
+			t.Fatalf("park function %d %v", n, err)
+		}
+		if js := lease(t, s, "q", t0, 10, false); ids(js) != "e " {
+			t.Fatalf("after park function leased %q, want e", ids(js))
+		}
+		if n, _ := s.Unpark(ctx, "missing"); n != 2 { // c and d; x, in another queue, was not parked
+			t.Fatalf("unparked %d, want 2", n)
+		}
 	})
 }
 

@@ -118,6 +118,10 @@ type Store interface {
 	Release(ctx context.Context, id string) error
 	// Park sets a leased job aside, attempt not counted, until Unpark.
 	Park(ctx context.Context, id string) error
+	// ParkFunction parks every ready job of functionID in queue at once
+	// (attempts unchanged), so that a backlog for a missing function is not
+	// leased and parked job by job; it returns how many.
+	ParkFunction(ctx context.Context, queue, functionID string) (int, error)
 	// Unpark makes the parked jobs of functionID ready again; it returns
 	// how many there were.
 	Unpark(ctx context.Context, functionID string) (int, error)

@@ -205,6 +205,23 @@ func (m *Memory) Park(_ context.Context, id string) error {
 	return nil
 }
 
+func (m *Memory) ParkFunction(_ context.Context, queue, fn string) (int, error) {
+	if err := m.lock(); err != nil {
+		return 0, err
+	}
+	defer m.mu.Unlock()
+	n := 0
+	if q := m.queues[queue]; q != nil {
+		for _, j := range q.jobs {
+			if j.state == stateReady && j.FunctionID == fn {
+				j.state = stateParked
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
 func (m *Memory) Unpark(_ context.Context, fn string) (int, error) {
 	if err := m.lock(); err != nil {
 		return 0, err

@@ -420,6 +420,18 @@ func (s *SQLite) Park(ctx context.Context, id string) error {
 	})
 }
 
+func (s *SQLite) ParkFunction(ctx context.Context, queue, fn string) (int, error) {
+	var n int64
+	err := s.do(ctx, func(s *SQLite, ctx context.Context) error {
+		r, err := s.w.ExecContext(ctx, `UPDATE jobs SET state = 2 WHERE queue = ? AND state = 0 AND fn = ?`, queue, fn)
+		if err == nil {
+			n, err = r.RowsAffected()
+		}
+		return err
+	})
+	return int(n), err
+}
+
 func (s *SQLite) Unpark(ctx context.Context, fn string) (int, error) {
 	var n int64
 	err := s.do(ctx, func(s *SQLite, ctx context.Context) error {
