@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -570,5 +571,56 @@ func TestQueueDedup(t *testing.T) {
 	case extra := <-runs:
 		t.Fatalf("deduplicated job ran again: %s", extra)
 	case <-time.After(150 * time.Millisecond):
+	}
+}
+
+// TestQueueShutdownAndRestart: a job in flight when the engine stops
+// (SIGTERM) is released without spending an attempt and delivered again
+// after a restart on the same data directory; queued jobs and a queue
+// declared at run time (queue::define) survive the restart too. With the
+// shutdown counted as an attempt (the release branch of settle disabled),
+// job 1 went to the dead-letter queue and this test timed out.
+func TestQueueShutdownAndRestart(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"--data-dir", filepath.Join(dir, "data")}
+	e := startEngine(t, "127.0.0.1:0", args...)
+	c := connectGo(t, e, "queue-restart")
+	ctx := ctxFor(t, 30*time.Second)
+	// One delivery only: if the shutdown spent the attempt, the job would
+	// be dead after the restart instead of delivered.
+	if _, err := sluice.Call[map[string]any](ctx, c, "queue::define", map[string]any{"name": "once", "max_retries": 1, "concurrency": 1}); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan int, 8)
+	finished := make(chan int, 8)
+	var calls atomic.Int32
+	if err := sluice.Register(c, "goq::slow", func(ctx context.Context, in struct{ N int }) (any, error) {
+		started <- in.N
+		if calls.Add(1) == 1 {
+			<-ctx.Done() // held until the client closes; the engine stops first
+			return nil, ctx.Err()
+		}
+		finished <- in.N
+		return nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitFunctions(ctx, t, c, "goq::slow")
+	for n := 1; n <= 2; n++ {
+		if _, err := c.Enqueue(ctx, "once", "goq::slow", map[string]int{"n": n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := queueRecv(ctx, t, started, "first delivery"); n != 1 {
+		t.Fatalf("first delivery was job %d", n)
+	}
+	e.stop(t) // SIGTERM: graceful shutdown with job 1 in flight, job 2 queued
+	startEngine(t, e.Addr, args...)
+	got := map[int]bool{}
+	for len(got) < 2 {
+		got[queueRecv(ctx, t, finished, "deliveries after the restart")] = true
+	}
+	if dead, err := sluice.Call[[]queueDead](ctx, c, "engine::queue::dlq_messages", map[string]any{"queue": "once"}); err != nil || len(dead) != 0 {
+		t.Fatalf("dead letters after restart: %+v %v (the shutdown must not spend an attempt)", dead, err)
 	}
 }
