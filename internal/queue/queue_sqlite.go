@@ -46,8 +46,8 @@ type SQLite struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	stmts map[string]*sql.Stmt // prepared on w
-	nextVisible *sql.Stmt      // prepared on rdb
+	stmts       map[string]*sql.Stmt // prepared on w
+	nextVisible *sql.Stmt            // prepared on rdb
 
 	// MaxBatch bounds the operations committed together.
 	maxBatch int
@@ -117,11 +117,11 @@ var writerStmts = map[string]string{
 	"dedupGet": `SELECT id FROM dedup WHERE queue = ? AND key = ? AND expires > ?`,
 	"dedupPut": `INSERT INTO dedup (queue, key, id, expires) VALUES (?,?,?,?) ON CONFLICT(queue, key) DO UPDATE SET id = excluded.id, expires = excluded.expires`,
 	"dedupGC":  `DELETE FROM dedup WHERE expires <= ?`,
-	"ack":     `DELETE FROM jobs WHERE id = ? AND state = 1`,
-	"nack":    `UPDATE jobs SET state = 0, visible_at = ?, err = ? WHERE id = ? AND state = 1`,
-	"release": `UPDATE jobs SET state = 0, attempts = attempts - 1 WHERE id = ? AND state = 1`,
-	"park":    `UPDATE jobs SET state = 2, attempts = attempts - 1 WHERE id = ? AND state = 1`,
-	"bury":    `UPDATE jobs SET state = 3, err = ?, failed_at = ? WHERE id = ? AND state = 1`,
+	"ack":      `DELETE FROM jobs WHERE id = ? AND state = 1`,
+	"nack":     `UPDATE jobs SET state = 0, visible_at = ?, err = ? WHERE id = ? AND state = 1`,
+	"release":  `UPDATE jobs SET state = 0, attempts = attempts - 1 WHERE id = ? AND state = 1`,
+	"park":     `UPDATE jobs SET state = 2, attempts = attempts - 1 WHERE id = ? AND state = 1`,
+	"bury":     `UPDATE jobs SET state = 3, err = ?, failed_at = ? WHERE id = ? AND state = 1`,
 }
 
 // OpenSQLite opens (creating if needed) the store in dir. syncMode is
