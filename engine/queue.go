@@ -208,7 +208,7 @@ func (m *queueManager) dispatcherLocked(key string) *dispatcher {
 		m.log.Warn("stored jobs of an undeclared queue wait until it is declared", "queue", key)
 		return nil
 	}
-	d := &dispatcher{m: m, key: key, wake: make(chan struct{}, 1)}
+	d := &dispatcher{m: m, key: key, wake: make(chan struct{}, 1), handed: make(chan queue.Job, 256)}
 	m.disp[key] = d
 	m.wg.Add(1)
 	go d.run()
@@ -223,7 +223,7 @@ func (m *queueManager) wake(key string) {
 	}
 	m.mu.Unlock()
 	if d != nil {
-		d.poke()
+		d.dirty()
 	}
 }
 
@@ -235,7 +235,7 @@ func (m *queueManager) wakeAll() {
 	}
 	m.mu.Unlock()
 	for _, d := range ds {
-		d.poke()
+		d.dirty()
 	}
 }
 
@@ -374,11 +374,40 @@ func (m *queueManager) put(ctx context.Context, j queue.NewJob) (string, *wire.E
 	if err != nil {
 		return "", enqueueError("queue store unavailable: " + err.Error())
 	}
+	// Direct hand-off: a standard queue with nothing ready and a free
+	// slot gets the job stored already leased and delivered right after
+	// the commit, saving a lease write and a dispatcher round.
+	var d *dispatcher
+	var cfg QueueConfig
+	if j.DedupKey == "" && j.Group == "" && !j.VisibleAt.After(time.Now()) && m.ctx.Err() == nil {
+		m.mu.Lock()
+		d = m.disp[j.Queue]
+		cfg, _ = m.configLocked(j.Queue)
+		m.mu.Unlock()
+		if d != nil && cfg.Type == "standard" && d.drained.Load() && d.reserve(cfg.Concurrency) {
+			j.Leased = true
+		} else {
+			d = nil
+		}
+	}
 	ids, err := s.Enqueue(ctx, []queue.NewJob{j})
 	if err != nil {
+		if d != nil {
+			d.unreserve()
+		}
 		return "", enqueueError("job not stored: " + err.Error())
 	}
-	m.wake(j.Queue)
+	if d != nil {
+		// The dispatcher's goroutine delivers it. At shutdown it stays
+		// leased in the store and is delivered after the restart.
+		select {
+		case d.handed <- queue.Job{ID: j.ID, Queue: j.Queue, FunctionID: j.FunctionID, Data: j.Data,
+			Traceparent: j.Traceparent, Baggage: j.Baggage, Attempts: 1, EnqueuedAt: time.Now()}:
+		case <-m.ctx.Done():
+		}
+	} else {
+		m.wake(j.Queue)
+	}
 	return ids[0], nil
 }
 
@@ -429,13 +458,45 @@ type dispatcher struct {
 	key      string
 	wake     chan struct{}
 	inflight atomic.Int64
+	// drained: the last lease found no more ready jobs, and nothing has
+	// made older jobs ready since (retries, redrive, unpark, enqueues that
+	// were not handed off): a new job may skip the store's queue.
+	drained atomic.Bool
+	// handed carries jobs handed off at enqueue (stored leased, slot
+	// reserved) to the dispatcher's goroutine.
+	handed chan queue.Job
 }
 
+// poke wakes the dispatcher after a delivery settled.
 func (d *dispatcher) poke() {
 	select {
 	case d.wake <- struct{}{}:
 	default:
 	}
+}
+
+// dirty wakes the dispatcher because jobs became ready in the store.
+func (d *dispatcher) dirty() {
+	d.drained.Store(false)
+	d.poke()
+}
+
+// reserve takes a delivery slot if one is free.
+func (d *dispatcher) reserve(concurrency int) bool {
+	for {
+		n := d.inflight.Load()
+		if n >= int64(concurrency) {
+			return false
+		}
+		if d.inflight.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+func (d *dispatcher) unreserve() {
+	d.inflight.Add(-1)
+	d.poke()
 }
 
 func (d *dispatcher) run() {
@@ -452,6 +513,14 @@ func (d *dispatcher) run() {
 		m.mu.Lock()
 		s := m.store
 		m.mu.Unlock()
+		for drained := false; !drained; {
+			select {
+			case j := <-d.handed:
+				d.deliverReserved(ctx, s, j, cfg)
+			default:
+				drained = true
+			}
+		}
 		inflight := int(d.inflight.Load())
 		free := cfg.Concurrency - inflight
 		// A standard queue with jobs in flight waits until a quarter of its
@@ -477,6 +546,7 @@ func (d *dispatcher) run() {
 			if len(jobs) == free {
 				continue // there may be more
 			}
+			d.drained.Store(true)
 			// Sleep until the next delayed job, if any comes later. With jobs
 			// leased, their completion wakes the loop, which asks then.
 			if len(jobs) > 0 {
@@ -493,6 +563,8 @@ func (d *dispatcher) run() {
 		case <-ctx.Done():
 		case <-d.wake:
 		case <-timer.C:
+		case j := <-d.handed:
+			d.deliverReserved(ctx, s, j, cfg)
 		}
 		if !timer.Stop() {
 			select {
@@ -516,12 +588,28 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 
 // deliver invokes the job's function; its answer settles the job.
 func (d *dispatcher) deliver(ctx context.Context, s queue.Store, j queue.Job, cfg QueueConfig) {
-	m := d.m
-	if _, ok := m.e.reg.Function(j.FunctionID); !ok {
+	if _, ok := d.m.e.reg.Function(j.FunctionID); !ok {
 		d.park(ctx, s, j)
 		return
 	}
 	d.inflight.Add(1)
+	d.invoke(s, j, cfg)
+}
+
+// deliverReserved is deliver for a job handed off at enqueue, whose slot is
+// already reserved.
+func (d *dispatcher) deliverReserved(ctx context.Context, s queue.Store, j queue.Job, cfg QueueConfig) {
+	if _, ok := d.m.e.reg.Function(j.FunctionID); !ok {
+		d.unreserve()
+		d.park(ctx, s, j)
+		return
+	}
+	d.invoke(s, j, cfg)
+}
+
+// invoke calls the job's function; its slot is taken.
+func (d *dispatcher) invoke(s queue.Store, j queue.Job, cfg QueueConfig) {
+	m := d.m
 	m.wg.Add(1)
 	var settled atomic.Bool
 	settle := func(res invocation.Result) {
@@ -587,7 +675,7 @@ func (d *dispatcher) settle(s queue.Store, j queue.Job, cfg QueueConfig, res inv
 			err = s.Nack(ctx, j.ID, time.Now().Add(backoff), msg)
 			m.log.Debug("job failed; retrying", "queue", d.key, "job", j.ID, "attempt", j.Attempts, "backoff", backoff, "err", msg)
 			if err == nil {
-				time.AfterFunc(backoff, d.poke)
+				time.AfterFunc(backoff, d.dirty)
 			}
 		}
 	}
@@ -717,7 +805,7 @@ func (e *Engine) queueDefineFn(ctx context.Context, req *invocation.Request, _ s
 	d := m.dispatcherLocked(name)
 	m.mu.Unlock()
 	if d != nil {
-		d.poke()
+		d.dirty()
 	}
 	return map[string]any{"name": name, "config": cfg, "created": !existed}, nil
 }

@@ -100,7 +100,7 @@ func rawInserter(b *testing.B, dir, mode string, payload []byte) (func(i int) er
 	}
 	return func(i int) error {
 			now := time.Now().UnixMilli()
-			_, err := stmt.Exec(strconv.Itoa(i), "q", "f", "", payload, "", "", now, now)
+			_, err := stmt.Exec(strconv.Itoa(i), "q", "f", "", payload, "", "", now, now, stateReady, 0)
 			return err
 		}, func() {
 			stmt.Close()

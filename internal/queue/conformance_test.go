@@ -349,3 +349,27 @@ func TestStoreDedup(t *testing.T) {
 		}
 	})
 }
+
+func TestStoreEnqueueLeased(t *testing.T) {
+	stores(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		j := job("a", "q", "f", "")
+		j.Leased = true
+		mustEnqueue(t, s, j, job("b", "q", "f", ""))
+		if js := lease(t, s, "q", t0, 10, false); ids(js) != "b " {
+			t.Fatalf("leased %q: a job stored leased was leased again", ids(js))
+		}
+		if st := stats(t, s, "q"); st.Leased != 2 {
+			t.Fatalf("stats %+v", st)
+		}
+		if err := s.Nack(ctx, "a", t0, "x"); err != nil {
+			t.Fatal(err)
+		}
+		if js := lease(t, s, "q", t0, 10, false); ids(js) != "a " || js[0].Attempts != 2 {
+			t.Fatalf("after nack %+v: the hand-off must count as the first attempt", js)
+		}
+		if n, _ := s.Recover(ctx); n != 2 {
+			t.Fatalf("recovered %d, want 2", n)
+		}
+	})
+}

@@ -51,6 +51,10 @@ type NewJob struct {
 	// same queue before DedupUntil store nothing and report this job's id.
 	DedupKey   string
 	DedupUntil time.Time
+	// Leased stores the job already leased (attempts 1): the caller
+	// delivers it at once instead of waiting for a Lease (direct hand-off
+	// to an idle consumer; one write less per job).
+	Leased bool
 }
 
 // Job is a stored job as a lease returns it.

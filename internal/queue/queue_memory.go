@@ -86,6 +86,9 @@ func (m *Memory) Enqueue(_ context.Context, jobs []NewJob) ([]string, error) {
 		j := &memJob{Job: Job{Seq: m.seq, ID: nj.ID, Queue: nj.Queue, FunctionID: nj.FunctionID,
 			Data: append([]byte(nil), nj.Data...), Group: nj.Group, Traceparent: nj.Traceparent,
 			Baggage: nj.Baggage, EnqueuedAt: fromMS(now)}, visibleAt: ms(nj.VisibleAt)}
+		if nj.Leased {
+			j.state, j.Attempts = stateLeased, 1
+		}
 		m.byID[j.ID] = j
 		q := m.queues[j.Queue]
 		if q == nil {

@@ -105,7 +105,7 @@ const jobCols = `seq, id, queue, fn, grp, data, tp, bg, attempts, enqueued_at, e
 var writerStmts = map[string]string{
 	"begin":  `BEGIN IMMEDIATE`,
 	"commit": `COMMIT`,
-	"insert": `INSERT INTO jobs (id, queue, fn, grp, data, tp, bg, visible_at, enqueued_at) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING`,
+	"insert": `INSERT INTO jobs (id, queue, fn, grp, data, tp, bg, visible_at, enqueued_at, state, attempts) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING`,
 	"lease": `UPDATE jobs SET state = 1, attempts = attempts + 1 WHERE seq IN (
 		SELECT seq FROM jobs WHERE queue = ?1 AND state = 0 AND visible_at <= ?2 ORDER BY visible_at, seq LIMIT abs(?3))
 		RETURNING ` + jobCols,
@@ -332,7 +332,11 @@ func (s *SQLite) Enqueue(ctx context.Context, jobs []NewJob) ([]string, error) {
 					return err
 				}
 			}
-			n, err := s.exec(ctx, "insert", j.ID, j.Queue, j.FunctionID, j.Group, j.Data, j.Traceparent, j.Baggage, ms(j.VisibleAt), now)
+			state, attempts := stateReady, 0
+			if j.Leased {
+				state, attempts = stateLeased, 1
+			}
+			n, err := s.exec(ctx, "insert", j.ID, j.Queue, j.FunctionID, j.Group, j.Data, j.Traceparent, j.Baggage, ms(j.VisibleAt), now, state, attempts)
 			if err != nil {
 				return err
 			}
