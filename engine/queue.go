@@ -621,7 +621,10 @@ func (d *dispatcher) invoke(s queue.Store, j queue.Job, cfg QueueConfig) {
 		settle(invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeTimeout,
 			Message: "no answer within the queue's visibility_timeout_ms (" + strconv.FormatInt(cfg.VisibilityTimeoutMS, 10) + ")"}})
 	})
-	req := &invocation.Request{FunctionID: j.FunctionID, Data: j.Data, Traceparent: j.Traceparent, Baggage: j.Baggage}
+	// MinTimeout: a visibility timeout longer than the engine's
+	// invocation_timeout is the queue's to choose.
+	req := &invocation.Request{FunctionID: j.FunctionID, Data: j.Data, Traceparent: j.Traceparent, Baggage: j.Baggage,
+		MinTimeout: time.Duration(cfg.VisibilityTimeoutMS) * time.Millisecond}
 	m.e.inv.Invoke(req, func(res invocation.Result) {
 		timeout.Stop()
 		res.Batch = nil // settled on another goroutine

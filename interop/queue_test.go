@@ -624,3 +624,51 @@ func TestQueueShutdownAndRestart(t *testing.T) {
 		t.Fatalf("dead letters after restart: %+v %v (the shutdown must not spend an attempt)", dead, err)
 	}
 }
+
+// TestQueueVisibilityTimeoutAboveInvocationTimeout: a queue whose
+// visibility_timeout_ms is longer than the engine's invocation_timeout
+// gives its slow consumer that long: one delivery, acknowledged. Without
+// raising the delivery's deadline, the engine answered TIMEOUT at the
+// invocation_timeout and the job ran a second time.
+func TestQueueVisibilityTimeoutAboveInvocationTimeout(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "sluice.yaml")
+	if err := os.WriteFile(cfg, []byte("queues:\n  patient:\n    visibility_timeout_ms: 5000\n    backoff_ms: 10\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := startEngine(t, "127.0.0.1:0", "--config", cfg, "--data-dir", filepath.Join(dir, "data"), "--invocation-timeout", "200ms")
+	c := connectGo(t, e, "queue-patient")
+	ctx := ctxFor(t, 20*time.Second)
+	runs := make(chan struct{}, 4)
+	done := make(chan struct{}, 4)
+	if err := sluice.Register(c, "goq::patient", func(ctx context.Context, _ any) (any, error) {
+		runs <- struct{}{}
+		time.Sleep(600 * time.Millisecond) // the work itself: longer than invocation_timeout
+		done <- struct{}{}
+		return nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitFunctions(ctx, t, c, "goq::patient")
+	if _, err := c.Enqueue(ctx, "patient", "goq::patient", map[string]int{}); err != nil {
+		t.Fatal(err)
+	}
+	queueRecv(ctx, t, done, "the slow job")
+	for {
+		st, err := sluice.Call[queueStats](ctx, c, "engine::queue::topic_stats", map[string]any{"topic": "patient"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Depth == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("job never acknowledged: %+v", st)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if n := len(runs); n != 1 {
+		t.Fatalf("the job ran %d times, want 1", n)
+	}
+}
