@@ -152,9 +152,10 @@ func (c *Client) TriggerVoid(ctx context.Context, functionID string, payload any
 }
 
 // Enqueue hands the call to the named queue of the engine and returns the
-// receipt id once the engine accepted it; the function runs later. The
-// engine answers with an error (Code "enqueue_error") when the queue does
-// not exist or no queue provider is running.
+// receipt id (messageReceiptId) once the job is durably stored; the
+// function runs later, at least once, with retries and a dead-letter queue
+// (docs/queues.md). The engine answers with an error (Code "enqueue_error")
+// when the queue is not declared or the job could not be stored.
 func (c *Client) Enqueue(ctx context.Context, queue, functionID string, payload any, opts ...CallOption) (receiptID string, err error) {
 	m, err := c.call(ctx, functionID, &wire.Action{Type: wire.ActionEnqueue, Queue: queue}, payload, opts)
 	if err != nil {

@@ -18,3 +18,8 @@ go test -run '^$' -bench 'Channels100' -benchtime 16384x ./internal/channels/
 echo "== HTTP triggers (Go worker behind the engine vs net/http behind httputil.ReverseProxy)"
 go test -run '^$' -bench 'HTTP' -benchtime 2s .
 go test -run '^$' -bench 'RouteLookup' -benchtime 2000000x ./internal/httptrigger/
+echo "== durable queues (group commit vs one commit per insert; end to end through the built engine)"
+go test -run '^$' -bench 'SQLiteEnqueue' -benchtime 3000x ./internal/queue/
+(cd interop && go test -run '^$' -bench 'QueueEndToEnd' -benchtime 20000x .)
+(cd interop && go test -run '^$' -bench 'QueueBacklogRSS' -benchtime 1x .)
+(cd interop && go test -run '^$' -bench 'QueueTopicVsUpstream' -benchtime 1000x .)

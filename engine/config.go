@@ -58,6 +58,15 @@ type Config struct {
 	// WorkerListeners are further worker listeners, each with its own auth
 	// (e.g. an RBAC listener for untrusted workers next to a trusted Addr).
 	WorkerListeners []WorkerListenerConfig `yaml:"worker_listeners"`
+	// DataDir holds the engine's durable store (queues). "memory" keeps
+	// everything in RAM (tests, throwaway runs). The store file is created
+	// on first use.
+	DataDir string `yaml:"data_dir"`
+	// DataSync is the store's commit durability: "normal" (survives a crash
+	// of the engine) or "full" (fsync per group commit: survives power loss).
+	DataSync string `yaml:"data_sync"`
+	// Queues declares named queues; "default" always exists.
+	Queues map[string]QueueConfig `yaml:"queues"`
 }
 
 // AuthConfig is the authentication and authorization of a worker listener.
@@ -80,6 +89,83 @@ type WorkerListenerConfig struct {
 	// Addr is where it listens.
 	Addr string     `yaml:"addr"`
 	Auth AuthConfig `yaml:"auth"`
+}
+
+// DataDirMemory is the DataDir value that keeps queues in memory only.
+const DataDirMemory = "memory"
+
+// QueueConfig is one named queue (upstream's queue_configs entry). Fields
+// left out of a YAML entry keep their defaults (DefaultQueueConfig).
+type QueueConfig struct {
+	// MaxRetries is how many deliveries a job gets before it goes to the
+	// dead-letter queue.
+	MaxRetries int `yaml:"max_retries" json:"max_retries"`
+	// BackoffMS is the base retry delay: backoff_ms × 2^(attempt−1).
+	BackoffMS int64 `yaml:"backoff_ms" json:"backoff_ms"`
+	// Concurrency bounds the jobs delivered at once (FIFO: message groups
+	// served at once, each one job at a time).
+	Concurrency int `yaml:"concurrency" json:"concurrency"`
+	// Type is "standard" or "fifo".
+	Type string `yaml:"type" json:"type"`
+	// MessageGroupField names the payload field whose value is a FIFO
+	// job's message group (required for fifo).
+	MessageGroupField string `yaml:"message_group_field" json:"message_group_field,omitempty"`
+	// VisibilityTimeoutMS bounds one delivery: no answer by then counts as
+	// a failed attempt.
+	VisibilityTimeoutMS int64 `yaml:"visibility_timeout_ms" json:"visibility_timeout_ms"`
+	// DelayMS delays a job's first delivery.
+	DelayMS int64 `yaml:"delay_ms" json:"delay_ms"`
+	// DedupField names a payload field: a job whose field value was already
+	// enqueued on this queue within DedupWindowMS is not stored again, and
+	// the first job's receipt is returned.
+	DedupField string `yaml:"dedup_field" json:"dedup_field,omitempty"`
+	// DedupWindowMS is how long a deduplication value is remembered.
+	DedupWindowMS int64 `yaml:"dedup_window_ms" json:"dedup_window_ms"`
+}
+
+// DefaultQueueConfig is the configuration of the default queue and of
+// every field a queue entry leaves out.
+func DefaultQueueConfig() QueueConfig {
+	return QueueConfig{MaxRetries: 3, BackoffMS: 1000, Concurrency: 10, Type: "standard", VisibilityTimeoutMS: 30_000, DedupWindowMS: 300_000}
+}
+
+// UnmarshalYAML starts from the defaults so that a partial entry is valid.
+func (q *QueueConfig) UnmarshalYAML(n *yaml.Node) error {
+	*q = DefaultQueueConfig()
+	// Node.Decode does not inherit the file decoder's KnownFields: check
+	// the keys here so that a typo is an error, not a silent default.
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			switch k := n.Content[i].Value; k {
+			case "max_retries", "backoff_ms", "concurrency", "type", "message_group_field", "visibility_timeout_ms", "delay_ms", "dedup_field", "dedup_window_ms":
+			default:
+				return fmt.Errorf("line %d: unknown queue setting %q", n.Content[i].Line, k)
+			}
+		}
+	}
+	type plain QueueConfig
+	return n.Decode((*plain)(q))
+}
+
+// Validate reports a queue setting that cannot work.
+func (q QueueConfig) Validate(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("queue name must not be empty")
+	case q.Type != "standard" && q.Type != "fifo":
+		return fmt.Errorf("queue %q has invalid type %q: must be \"standard\" or \"fifo\"", name, q.Type)
+	case q.Type == "fifo" && q.MessageGroupField == "":
+		return fmt.Errorf("queue %q is of type \"fifo\" but message_group_field is not set", name)
+	case q.Concurrency < 1:
+		return fmt.Errorf("queue %q: concurrency must be at least 1", name)
+	case q.MaxRetries < 1:
+		return fmt.Errorf("queue %q: max_retries must be at least 1 (it counts deliveries)", name)
+	case q.BackoffMS < 0 || q.DelayMS < 0 || q.DedupWindowMS < 0:
+		return fmt.Errorf("queue %q: backoff_ms, delay_ms and dedup_window_ms must not be negative", name)
+	case q.VisibilityTimeoutMS < 1:
+		return fmt.Errorf("queue %q: visibility_timeout_ms must be positive", name)
+	}
+	return nil
 }
 
 // TLSConfig is the certificate both listeners present. Both files are
@@ -174,6 +260,8 @@ func DefaultConfig() Config {
 			MaxConcurrentRequests: 4096,
 			MaxBufferedJSONBytes:  64 << 20,
 		},
+		DataDir:  "./sluice-data",
+		DataSync: "normal",
 	}
 }
 
@@ -247,6 +335,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: invocation_timeout must not be negative (0 disables it)")
 	case c.WorkerIdleTimeout < 0 || c.WorkerIdleTimeout > 0 && c.WorkerIdleTimeout < 100*time.Millisecond:
 		return fmt.Errorf("config: worker_idle_timeout must be 0 (off) or at least 100ms")
+	case c.DataDir == "":
+		return fmt.Errorf("config: data_dir must not be empty (use %q for no files)", DataDirMemory)
+	case c.DataSync != "normal" && c.DataSync != "full":
+		return fmt.Errorf("config: data_sync %q: must be \"normal\" or \"full\"", c.DataSync)
 	}
 	for _, o := range c.AllowedOrigins {
 		if err := validOrigin(o); err != nil {
@@ -268,6 +360,11 @@ func (c *Config) Validate() error {
 		names[l.Name] = true
 		if err := l.Auth.validate(fmt.Sprintf("worker_listeners[%d].auth", i)); err != nil {
 			return err
+		}
+	}
+	for name, q := range c.Queues {
+		if err := q.Validate(name); err != nil {
+			return fmt.Errorf("config: %w", err)
 		}
 	}
 	return nil

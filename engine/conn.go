@@ -353,10 +353,7 @@ func (w *workerConn) handleInvoke(m *wire.Message, batch *wsconn.Batch) {
 	}
 	callerID, fnID := m.InvocationID, m.FunctionID
 	if m.Action.IsEnqueue() {
-		if callerID != "" {
-			w.reply(callerID, fnID, invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeEnqueueError,
-				Message: "queue " + quote(m.Action.Queue) + " is not available: this engine has no queue backend yet; use a synchronous or void trigger"}})
-		}
+		w.e.enqueueFromWorker(w, m)
 		return
 	}
 	req := &invocation.Request{

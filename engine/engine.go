@@ -51,6 +51,7 @@ type Engine struct {
 	upgrader websocket.Upgrader
 
 	providers map[string]*engineProvider // in-process trigger types
+	queues    *queueManager
 
 	mu    sync.RWMutex
 	conns map[string]*workerConn
@@ -106,8 +107,10 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 	e.upgrader.CheckOrigin = e.originAllowed // WorkerHandler refuses with a clearer answer first
 	e.hub = newChannelHub(cfg.Channels, log.With("part", "channels"))
 	e.http = newHTTPTriggers(e)
+	e.queues = newQueueManager(e)
 	e.registerBuiltins()
 	e.registerEngineTriggerTypes()
+	e.registerQueueBuiltins()
 	return e, nil
 }
 
@@ -138,6 +141,13 @@ func (e *Engine) Start(ctx context.Context) error {
 			return fmt.Errorf("http listener: %w", err)
 		}
 		e.httpLn, e.httpSrv = hln, hsrv
+	}
+	if err := e.queues.start(); err != nil {
+		_ = srv.Close()
+		if e.httpSrv != nil {
+			_ = e.httpSrv.Close()
+		}
+		return fmt.Errorf("queue store: %w", err)
 	}
 	e.backgroundDone.Add(1)
 	go e.watchFunctions()
@@ -238,6 +248,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	var err error
 	e.shutdownOnce.Do(func() {
 		close(e.shuttingDown) // refuses new worker connections
+		e.queues.stopDispatch()
 		// HTTP first, while the workers that answer it are still connected
 		// and the worker listener still takes their channel connections.
 		e.drainHTTP(ctx)
@@ -271,6 +282,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		err = e.hub.Shutdown(ctx)
 		e.cancel()
 		e.backgroundDone.Wait()
+		e.queues.close(ctx)
 		e.log.Info("engine stopped")
 	})
 	return err

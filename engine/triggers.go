@@ -233,6 +233,7 @@ func (e *Engine) fireWorkersAvailable(event, workerID string) {
 
 // functionsChanged wakes the watcher that fires engine::functions-available.
 func (e *Engine) functionsChanged() {
+	e.queues.functionsChanged()
 	select {
 	case e.fnChanged <- struct{}{}:
 	default:

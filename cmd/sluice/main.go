@@ -85,6 +85,8 @@ type options struct {
 	idleTimeout  time.Duration
 	maxPerWorker int
 	maxChanMem   engine.ByteSize
+	dataDir      string
+	dataSync     string
 }
 
 func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
@@ -144,6 +146,8 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	fs.DurationVar(&o.idleTimeout, "worker-idle-timeout", 0, "disconnect a worker silent this long, pings unanswered; 0 disables (env SLUICE_WORKER_IDLE_TIMEOUT; default 60s)")
 	fs.IntVar(&o.maxPerWorker, "max-channels-per-worker", 0, "most open channels one worker connection may create (env SLUICE_MAX_CHANNELS_PER_WORKER; default 1000)")
 	fs.Var(&o.maxChanMem, "max-channel-memory", "bytes all channels may buffer together, a `size`; writers wait beyond it (env SLUICE_MAX_CHANNEL_MEMORY; default 256MiB)")
+	fs.StringVar(&o.dataDir, "data-dir", "", "directory of the durable queue store, or \"memory\" (env SLUICE_DATA_DIR; default "+cfg.DataDir+")")
+	fs.StringVar(&o.dataSync, "data-sync", "", "store commit durability: normal (survives an engine crash) or full (fsync: survives power loss) (env SLUICE_DATA_SYNC; default normal)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, nil, err
 	}
@@ -225,6 +229,8 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 		}
 	}
 	list("allowed-origins", "SLUICE_ALLOWED_ORIGINS", &cfg.AllowedOrigins, o.origins)
+	str("data-dir", "SLUICE_DATA_DIR", &cfg.DataDir, o.dataDir)
+	str("data-sync", "SLUICE_DATA_SYNC", &cfg.DataSync, o.dataSync)
 	mc := int64(cfg.Channels.MaxChannels)
 	i64("max-channels", "SLUICE_MAX_CHANNELS", &mc, int64(o.maxChannels))
 	cfg.Channels.MaxChannels = int(mc)

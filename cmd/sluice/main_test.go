@@ -76,6 +76,12 @@ http:
 tls:
   cert_file: file.crt
   key_file: file.key
+data_dir: file-data
+data_sync: full
+queues:
+  payments:
+    type: fifo
+    message_group_field: account
 `
 
 func fromFile(c *engine.Config) {
@@ -88,6 +94,10 @@ func fromFile(c *engine.Config) {
 		MaxConcurrentRequests: 70, MaxBufferedJSONBytes: 7000, CORS: &engine.CORSConfig{
 			AllowedOrigins: []string{"https://app.example.com"}, AllowedMethods: []string{"GET", "POST"}}}
 	c.TLS = engine.TLSConfig{CertFile: "file.crt", KeyFile: "file.key"}
+	c.DataDir, c.DataSync = "file-data", "full"
+	payments := engine.DefaultQueueConfig()
+	payments.Type, payments.MessageGroupField = "fifo", "account"
+	c.Queues = map[string]engine.QueueConfig{"payments": payments}
 }
 
 var allEnv = map[string]string{
@@ -111,6 +121,8 @@ var allEnv = map[string]string{
 	"SLUICE_WORKER_IDLE_TIMEOUT":          "7s",
 	"SLUICE_MAX_CHANNELS_PER_WORKER":      "6",
 	"SLUICE_MAX_CHANNEL_MEMORY":           "300000",
+	"SLUICE_DATA_DIR":                     "env-data",
+	"SLUICE_DATA_SYNC":                    "normal",
 }
 
 func fromEnv(c *engine.Config) {
@@ -121,6 +133,7 @@ func fromEnv(c *engine.Config) {
 	c.AllowedOrigins = []string{"https://env.example", "http://env.example:8080"}
 	c.MaxPendingBytesPerWorker, c.InvocationTimeout, c.WorkerIdleTimeout = 200<<10, 6*time.Second, 7*time.Second
 	c.Channels.MaxPerWorker, c.Channels.MaxTotalBufferBytes = 6, 300000
+	c.DataDir, c.DataSync = "env-data", "normal"
 }
 
 var allFlags = []string{
@@ -131,6 +144,7 @@ var allFlags = []string{
 	"--http-max-buffered-json-bytes", "90000000", "--allowed-origins", "https://flag.example",
 	"--max-pending-bytes-per-worker", "300000", "--invocation-timeout", "8s", "--worker-idle-timeout", "9s",
 	"--max-channels-per-worker", "7", "--max-channel-memory", "400000",
+	"--data-dir", "memory", "--data-sync", "full",
 }
 
 func fromFlags(c *engine.Config) {
@@ -141,6 +155,7 @@ func fromFlags(c *engine.Config) {
 	c.AllowedOrigins = []string{"https://flag.example"}
 	c.MaxPendingBytesPerWorker, c.InvocationTimeout, c.WorkerIdleTimeout = 300000, 8*time.Second, 9*time.Second
 	c.Channels.MaxPerWorker, c.Channels.MaxTotalBufferBytes = 7, 400000
+	c.DataDir, c.DataSync = "memory", "full"
 }
 
 func TestConfigurePrecedence(t *testing.T) {
@@ -286,6 +301,9 @@ func TestConfigureErrors(t *testing.T) {
 		{name: "origin without scheme in file", yaml: "allowed_origins: [a.example]\n", want: []string{`allowed_origins entry "a.example"`}},
 		{name: "negative http timeout", args: []string{"--http-timeout", "-1s"}, want: []string{"http.timeout must be positive"}},
 		{name: "tls cert without key", args: []string{"--tls-cert", "a.crt"}, want: []string{"tls.cert_file and tls.key_file must be set together"}},
+		{name: "bad data sync", args: []string{"--data-sync", "sometimes"}, want: []string{"data_sync \"sometimes\""}},
+		{name: "fifo queue without group field in file", yaml: "queues:\n  q:\n    type: fifo\n", want: []string{`queue "q" is of type "fifo" but message_group_field is not set`}},
+		{name: "unknown queue key in file", yaml: "queues:\n  q:\n    retries: 2\n", want: []string{"retries"}},
 		{name: "tls key without cert in file", yaml: "tls:\n  key_file: a.key\n", want: []string{"tls.cert_file and tls.key_file must be set together"}},
 		{name: "zero idle timeout", args: []string{"--http-idle-timeout", "0s"}, want: []string{"http.idle_timeout must be positive"}},
 		{name: "zero request cap", args: []string{"--http-max-concurrent-requests", "0"}, want: []string{"http.max_concurrent_requests must be at least 1"}},
@@ -423,6 +441,7 @@ func TestRunHelpFlagListsFlags(t *testing.T) {
 		for _, name := range []string{"-addr", "-http-addr", "-config", "-log-format", "-log-level", "-max-message-size",
 			"-http-timeout", "-channel-ttl", "-max-channels", "-max-frame-size", "-tls-cert", "-tls-key",
 			"-max-pending-bytes-per-worker", "-invocation-timeout", "-worker-idle-timeout",
+			"-data-dir", "-data-sync", "SLUICE_DATA_DIR", "SLUICE_DATA_SYNC",
 			"SLUICE_ADDR", "SLUICE_CONFIG", "SLUICE_TLS_CERT_FILE", "SLUICE_TLS_KEY_FILE"} {
 			if !strings.Contains(out.String(), name) {
 				t.Errorf("run %v output does not list %s", args, name)

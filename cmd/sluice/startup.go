@@ -18,7 +18,9 @@ func logSettings(logger *slog.Logger, cfg engine.Config, configFile string) {
 		"addr", cfg.Addr,
 		"http_addr", cfg.HTTPAddr,
 		"config_file", configFile,
-		"data_dir", "none", // nothing is persisted yet
+		"data_dir", cfg.DataDir, // the queue store, created on first use
+		"data_sync", cfg.DataSync,
+		"queues", len(cfg.Queues),
 		"tls", onOff(cfg.TLS.Enabled()),
 		"auth", onOff(len(cfg.Auth.Tokens) > 0 || cfg.Auth.RBAC != nil), // never the tokens
 		"worker_listeners", len(cfg.WorkerListeners),

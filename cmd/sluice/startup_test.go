@@ -53,7 +53,7 @@ func TestRunServeLogsSettings(t *testing.T) {
 			}
 			dur := func(d time.Duration) any { return float64(d) } // JSON logs durations in nanoseconds
 			want := map[string]any{
-				"addr": "127.0.0.1:0", "http_addr": "127.0.0.1:0", "config_file": tc.wantFile, "data_dir": "none", "tls": "off",
+				"addr": "127.0.0.1:0", "http_addr": "127.0.0.1:0", "config_file": tc.wantFile, "data_dir": engine.DefaultConfig().DataDir, "data_sync": "normal", "tls": "off",
 				"max_message_size": 2048.0, "max_id_length": float64(engine.DefaultConfig().MaxIDLength), "max_frame_size": 4096.0, "channel_buffer": 64.0, "channel_max_buffer": 1024.0,
 				"channel_ttl": dur(5 * time.Minute), "http_max_json_body": float64(16 << 20),
 				"http_max_buffered_json":       float64(engine.DefaultConfig().HTTP.MaxBufferedJSONBytes),

@@ -1,6 +1,6 @@
 module example.com/myworker
 
-go 1.26
+go 1.26.0
 
 require github.com/sluicehq/sluice v0.0.0
 
