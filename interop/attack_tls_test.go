@@ -2,6 +2,7 @@ package interop
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -114,4 +115,33 @@ func TestAttackExposedWithoutAuth(t *testing.T) {
 	if strings.Contains(local.stderr.String(), "SECURITY:") {
 		t.Errorf("an engine on loopback warned:\n%s", local.stderr.String())
 	}
+}
+
+// TestTLSRustHTTPSeeds: the Rust SDK's HTTP seed examples (download and
+// SSE, examples/seeds/rust-0.25) over https, the engine's certificate
+// trusted through SSL_CERT_FILE as for the Rust channel seeds above.
+func TestTLSRustHTTPSeeds(t *testing.T) {
+	lang := rustExampleSeeds(t) // skips (fails under SLUICE_INTEROP=1) without cargo
+	file := writeExampleFile(t, 8<<20)
+	headers := lang.headers
+	if headers == nil {
+		headers = map[string]string{
+			"Content-Type":        "application/octet-stream",
+			"Content-Disposition": `attachment; filename="` + seedFileName + `"`,
+		}
+	}
+	t.Run("download", func(t *testing.T) {
+		e := startTLSEngine(t)
+		lang.start(t, e, "download", "DATA_DIR="+file.dir, "SSL_CERT_FILE="+e.tls.CAFile)
+		waitHTTPTrigger(ctxFor(t, startTimeout), t, connectGo(t, e, "probe"), "files::download")
+		checkDownload(t, e, e.HTTPURL+"/files/"+seedFileName, headers, file)
+	})
+	t.Run("sse", func(t *testing.T) {
+		e := startTLSEngine(t)
+		lang.start(t, e, "sse", fmt.Sprintf("SSE_DELAY_MS=%d", sseGap.Milliseconds()), "SSL_CERT_FILE="+e.tls.CAFile)
+		waitHTTPTrigger(ctxFor(t, startTimeout), t, connectGo(t, e, "probe"), "events::stream")
+		checkSSE(t, e, e.HTTPURL+"/events/stream", map[string]string{
+			"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "Connection": "keep-alive",
+		})
+	})
 }
