@@ -31,6 +31,10 @@ func main() {
 	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "sluice:", err)
+			var ee *exitError
+			if errors.As(err, &ee) {
+				os.Exit(ee.code)
+			}
 			os.Exit(1)
 		}
 	}
@@ -42,6 +46,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	cmd := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
+	} else if len(args) == 1 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+		cmd = "help"
+	} else if len(args) == 1 && (args[0] == "--version" || args[0] == "-version") {
+		cmd = "version"
 	}
 	switch cmd {
 	case "serve":
@@ -53,13 +61,32 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stdout, usage)
 		return nil
 	default:
-		return fmt.Errorf("unknown command %q\n%s", cmd, usage)
+		if _, ok := clientCommands[cmd]; ok {
+			return runClient(ctx, cmd, args, getenv, stdout, stderr)
+		}
+		return &exitError{code: 2, err: fmt.Errorf("unknown command %q\n%s", cmd, usage)}
 	}
 }
 
 const usage = `usage: sluice [serve] [flags]   run the engine (default)
-       sluice version            print the version
-       sluice serve -h           list the flags`
+       sluice version            print the version (also --version)
+       sluice serve -h           list the engine's flags
+
+Against a running engine (--url, env SLUICE_URL, default ws://127.0.0.1:49134;
+--token or env SLUICE_TOKEN when auth is on; --json for machine output):
+       sluice functions [list]          registered functions
+       sluice functions info ID         one function and its triggers
+       sluice workers                   connected workers
+       sluice triggers [--types]        registered triggers (or trigger types)
+       sluice trigger FUNCTION [JSON | - | key=value ...] [--void | --enqueue QUEUE] [--timeout D]
+                                        call a function, print its result
+       sluice queue stats [QUEUE]       durable queue depth, consumers, DLQ size
+       sluice queue dlq [QUEUE]         dead-lettered queues, or a queue's dead letters
+       sluice queue redrive QUEUE [ID]  put dead letters back on their queue
+       sluice COMMAND -h                a command's flags
+
+Exit status: 0 ok, 1 an error from the engine or a function (its code is
+printed), 2 a usage error.`
 
 // options is what flags and environment variables can set.
 type options struct {
