@@ -240,7 +240,9 @@ func (cc *clientCmd) functions(args []string) error {
 		if cc.json {
 			return cc.printJSON(mustJSON(out.Functions))
 		}
-		sort.Slice(out.Functions, func(i, j int) bool { return str(out.Functions[i]["function_id"]) < str(out.Functions[j]["function_id"]) })
+		sort.Slice(out.Functions, func(i, j int) bool {
+			return str(out.Functions[i]["function_id"]) < str(out.Functions[j]["function_id"])
+		})
 		rows := make([][]string, 0, len(out.Functions))
 		for _, f := range out.Functions {
 			rows = append(rows, []string{str(f["function_id"]), str(f["worker_name"]), str(f["description"])})
