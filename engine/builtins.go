@@ -69,6 +69,7 @@ func (e *Engine) registerBuiltins() {
 	e.addBuiltin(wire.FnRegisteredTriggersInfo, builtin(e.registeredTriggersInfo), false)
 	e.addBuiltin(wire.FnRegisterTrigger, builtin(e.registerTriggerFn), true)
 	e.addBuiltin(wire.FnUnregisterTrigger, builtin(e.unregisterTriggerFn), false)
+	e.addBuiltin(fnHealthCheck, builtin(e.healthCheck), false)
 }
 
 // --- channels ---

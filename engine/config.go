@@ -31,6 +31,10 @@ type Config struct {
 	// local ones; a handshake with another Origin header is refused (403).
 	// Workers send no Origin.
 	AllowedOrigins []string `yaml:"allowed_origins"`
+	// ConsoleAddr is the admin listener (Prometheus /metrics, /healthz);
+	// "" disables it. It is served without auth: keep it on loopback or a
+	// private network.
+	ConsoleAddr string `yaml:"console_addr"`
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// MaxIDLength bounds function, trigger and trigger type ids, in bytes.
@@ -236,6 +240,7 @@ func DefaultConfig() Config {
 	return Config{
 		Addr:            "127.0.0.1:49134",
 		HTTPAddr:        "127.0.0.1:3111",
+		ConsoleAddr:     "127.0.0.1:3113",
 		MaxMessageSize:  64 << 20,
 		ShutdownTimeout: 10 * time.Second,
 		MaxIDLength:     registry.DefaultMaxIDLength,
@@ -296,6 +301,8 @@ func (c *Config) Validate() error {
 	switch {
 	case c.Addr == "":
 		return fmt.Errorf("config: addr must not be empty")
+	case c.ConsoleAddr != "" && !validHostPort(c.ConsoleAddr):
+		return fmt.Errorf("config: console_addr %q: want host:port, e.g. 127.0.0.1:3113 (empty disables it)", c.ConsoleAddr)
 	case c.MaxMessageSize < 1024:
 		return fmt.Errorf("config: max_message_size %d is below 1024 bytes", c.MaxMessageSize)
 	case c.Channels.DefaultBuffer < 1 || c.Channels.MaxBuffer < 1:

@@ -27,6 +27,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/channels"
 	"github.com/sluicehq/sluice/internal/invocation"
+	"github.com/sluicehq/sluice/internal/metrics"
 	"github.com/sluicehq/sluice/internal/registry"
 	"github.com/sluicehq/sluice/internal/wsconn"
 	"github.com/sluicehq/sluice/wire"
@@ -51,6 +52,7 @@ type Engine struct {
 	upgrader websocket.Upgrader
 
 	providers map[string]*engineProvider // in-process trigger types
+	metrics   *metrics.Metrics
 	queues    *queueManager
 
 	mu    sync.RWMutex
@@ -64,6 +66,8 @@ type Engine struct {
 	ln, httpLn     net.Listener
 	tlsCfg         *tls.Config // nil: plain ws:// and http://
 	srv, httpSrv   *http.Server
+	consoleLn      net.Listener
+	consoleSrv     *http.Server
 	extra          []*http.Server // worker_listeners
 	extraURL       map[string]string
 	shutdownOnce   sync.Once
@@ -94,9 +98,11 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 		fnChanged:    make(chan struct{}, 1),
 		shuttingDown: make(chan struct{}),
 		serveErr:     make(chan error, 2+len(cfg.WorkerListeners)),
+		metrics:      metrics.New(),
 	}
 	e.reg.SetMaxIDLength(cfg.MaxIDLength)
 	e.inv = invocation.NewLocal(ctx, e.reg)
+	e.inv.SetMetrics(e.metrics)
 	e.upgrader = websocket.Upgrader{
 		// Zero: worker sockets read through wsconn's own 4 KiB buffer,
 		// which lets the read loop see whether more input is buffered.
@@ -149,6 +155,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		}
 		return fmt.Errorf("queue store: %w", err)
 	}
+	e.startConsole(ctx)
 	e.backgroundDone.Add(1)
 	go e.watchFunctions()
 	if iv := e.inv.Pending().SetTimeout(e.cfg.InvocationTimeout); iv > 0 {
@@ -162,7 +169,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		e.backgroundDone.Add(1)
 		go e.heartbeatLoop(e.cfg.WorkerIdleTimeout)
 	}
-	e.log.Info("engine started", "worker_url", e.WorkerURL(), "http_url", e.HTTPURL(), "auth", onOff(e.cfg.Auth.enabled()), "version", Version)
+	e.log.Info("engine started", "worker_url", e.WorkerURL(), "http_url", e.HTTPURL(), "auth", onOff(e.cfg.Auth.enabled()), "version", Version, "console_url", e.ConsoleURL())
 	e.warnExposed(e.cfg.authEnabled())
 	return nil
 }
@@ -283,6 +290,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		e.cancel()
 		e.backgroundDone.Wait()
 		e.queues.close(ctx)
+		e.stopConsole()
 		e.log.Info("engine stopped")
 	})
 	return err

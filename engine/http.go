@@ -17,6 +17,7 @@ func newHTTPTriggers(e *Engine) httpTriggers {
 		MaxConcurrent:   e.cfg.HTTP.MaxConcurrentRequests,
 		MaxBufferedJSON: int64(e.cfg.HTTP.MaxBufferedJSONBytes),
 		Logger:          e.log.With("part", "http"),
+		Observe:         e.metrics.HTTP,
 	}
 	if c := e.cfg.HTTP.CORS; c != nil {
 		cfg.CORS = &httptrigger.CORS{AllowedOrigins: c.AllowedOrigins, AllowedMethods: c.AllowedMethods}

@@ -47,7 +47,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
 	} else if len(args) == 1 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
-		cmd = "help"
+		// The subcommands, then the flags of the default one, serve.
+		fmt.Fprintln(stdout, usage)
+		fmt.Fprintln(stdout)
+		return serve(ctx, args, getenv, stderr)
 	} else if len(args) == 1 && (args[0] == "--version" || args[0] == "-version") {
 		cmd = "version"
 	}
@@ -95,6 +98,7 @@ type options struct {
 	logLevel     string
 	addr         string
 	httpAddr     string
+	consoleAddr  string
 	maxMessage   engine.ByteSize
 	httpTimeout  time.Duration
 	channelTTL   time.Duration
@@ -156,6 +160,7 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	fs.StringVar(&o.logLevel, "log-level", envOr(getenv, "SLUICE_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env SLUICE_LOG_LEVEL)")
 	fs.StringVar(&o.addr, "addr", "", "worker listener address (env SLUICE_ADDR; default "+cfg.Addr+")")
 	fs.StringVar(&o.httpAddr, "http-addr", "", "HTTP trigger listener address (env SLUICE_HTTP_ADDR; default "+cfg.HTTPAddr+")")
+	fs.StringVar(&o.consoleAddr, "console-addr", "", "admin listener serving Prometheus /metrics; \"off\" (or empty) disables it (env SLUICE_CONSOLE_ADDR; default "+cfg.ConsoleAddr+")")
 	fs.Var(&o.maxMessage, "max-message-size", "largest worker message, a `size`: bytes, or with a unit as in 64KiB, 16MiB (env SLUICE_MAX_MESSAGE_SIZE; default 64MiB)")
 	fs.DurationVar(&o.httpTimeout, "http-timeout", 0, "how long an HTTP trigger waits for its function's response (env SLUICE_HTTP_TIMEOUT; default 30s)")
 	fs.DurationVar(&o.channelTTL, "channel-ttl", 0, "how long a channel waits for an end to connect (env SLUICE_CHANNEL_TTL; default 5m)")
@@ -235,6 +240,10 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	}
 	str("addr", "SLUICE_ADDR", &cfg.Addr, o.addr)
 	str("http-addr", "SLUICE_HTTP_ADDR", &cfg.HTTPAddr, o.httpAddr)
+	str("console-addr", "SLUICE_CONSOLE_ADDR", &cfg.ConsoleAddr, o.consoleAddr)
+	if cfg.ConsoleAddr == "off" {
+		cfg.ConsoleAddr = ""
+	}
 	size("max-message-size", "SLUICE_MAX_MESSAGE_SIZE", &cfg.MaxMessageSize, o.maxMessage)
 	dur("http-timeout", "SLUICE_HTTP_TIMEOUT", &cfg.HTTP.Timeout, o.httpTimeout)
 	dur("channel-ttl", "SLUICE_CHANNEL_TTL", &cfg.Channels.TTL, o.channelTTL)

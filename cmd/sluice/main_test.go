@@ -438,7 +438,7 @@ func TestRunHelpFlagListsFlags(t *testing.T) {
 		if !errors.Is(err, flag.ErrHelp) {
 			t.Errorf("run %v = %v, want flag.ErrHelp", args, err)
 		}
-		for _, name := range []string{"-addr", "-http-addr", "-config", "-log-format", "-log-level", "-max-message-size",
+		for _, name := range []string{"-addr", "-http-addr", "-console-addr", "SLUICE_CONSOLE_ADDR", "-config", "-log-format", "-log-level", "-max-message-size",
 			"-http-timeout", "-channel-ttl", "-max-channels", "-max-frame-size", "-tls-cert", "-tls-key",
 			"-max-pending-bytes-per-worker", "-invocation-timeout", "-worker-idle-timeout",
 			"-data-dir", "-data-sync", "SLUICE_DATA_DIR", "SLUICE_DATA_SYNC",

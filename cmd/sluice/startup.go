@@ -17,6 +17,7 @@ func logSettings(logger *slog.Logger, cfg engine.Config, configFile string) {
 	logger.Info("config",
 		"addr", cfg.Addr,
 		"http_addr", cfg.HTTPAddr,
+		"console_addr", cfg.ConsoleAddr,
 		"config_file", configFile,
 		"data_dir", cfg.DataDir, // the queue store, created on first use
 		"data_sync", cfg.DataSync,

@@ -45,6 +45,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -137,6 +138,9 @@ type Hub struct {
 	socks  map[*websocket.Conn]struct{}     // force-closed when Shutdown runs out of time
 	closed bool
 	wg     sync.WaitGroup // socket goroutines
+
+	// Counted for metrics (Counters).
+	frames, bytes, aborted atomic.Uint64
 
 	// Test seams.
 	afterFunc     func(time.Duration, func()) (stop func() bool)
@@ -286,6 +290,13 @@ func (h *Hub) Len() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return len(h.chans)
+}
+
+// Counters returns the data frames and payload bytes received from writer
+// sockets, and the number of writer sockets that broke off, since the hub
+// was made.
+func (h *Hub) Counters() (frames, bytes, aborted uint64) {
+	return h.frames.Load(), h.bytes.Load(), h.aborted.Load()
 }
 
 // Owned returns the number of open channels that count against owner.

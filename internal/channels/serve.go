@@ -126,13 +126,19 @@ func (h *Hub) runWriter(ch *channel, ws *websocket.Conn) {
 			clean, abort, gotClose = h.writerEnded(ch, e, err)
 			break
 		}
+		n := len(f.Data)
 		if err := p.Send(ctx, f); err != nil {
 			f.Release()
 			e.kill(writerKillCode(err))
 			break
 		}
+		h.frames.Add(1)
+		h.bytes.Add(uint64(n))
 	}
 	stop()
+	if abort != nil {
+		h.aborted.Add(1)
+	}
 	if clean {
 		p.CloseSend()
 	} else if abort != nil {

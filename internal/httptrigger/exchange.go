@@ -493,6 +493,17 @@ func (p *pump) stop() {
 
 // logRequest writes the access log line.
 func (x *exchange) logRequest() {
+	status := x.w.status
+	if status == 0 {
+		status = 499 // nothing was sent: the client left first
+	}
+	if obs := x.s.cfg.Observe; obs != nil {
+		route := ""
+		if x.rt != nil {
+			route = x.rt.display
+		}
+		obs(route, status, time.Since(x.start))
+	}
 	log := x.s.log
 	ctx := x.req.Context()
 	level := slog.LevelInfo
@@ -501,10 +512,6 @@ func (x *exchange) logRequest() {
 	}
 	if !log.Enabled(ctx, level) {
 		return
-	}
-	status := x.w.status
-	if status == 0 {
-		status = 499 // nothing was sent: the client left first
 	}
 	attrs := []slog.Attr{
 		slog.String("method", x.req.Method),

@@ -50,6 +50,9 @@ type Config struct {
 	// go over it is answered 503 BODY_BUDGET_EXHAUSTED with Retry-After.
 	// Raised to MaxJSONBody if below it; default 64 MiB.
 	MaxBufferedJSON int64
+	// Observe, if set, is told each request's route (its display form,
+	// "" when none matched), status and duration when it ends.
+	Observe func(route string, status int, d time.Duration)
 	// CORS restricts cross-origin requests; nil allows any origin, method
 	// and header.
 	CORS *CORS

@@ -17,6 +17,7 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/google/uuid"
 
+	"github.com/sluicehq/sluice/internal/metrics"
 	"github.com/sluicehq/sluice/internal/registry"
 	"github.com/sluicehq/sluice/internal/wsconn"
 	"github.com/sluicehq/sluice/wire"
@@ -90,6 +91,7 @@ type Local struct {
 	reg     *registry.Registry
 	pending Table
 	ctx     context.Context
+	metrics *metrics.Metrics // nil: not counted
 }
 
 // NewLocal returns an Invoker over reg. ctx bounds builtin executions (it
@@ -100,12 +102,19 @@ func NewLocal(ctx context.Context, reg *registry.Registry) *Local {
 	return l
 }
 
+// SetMetrics makes Invoke count invocations in m. Call it before the
+// first Invoke.
+func (l *Local) SetMetrics(m *metrics.Metrics) { l.metrics = m }
+
 // Pending exposes the table of invocations awaiting a result.
 func (l *Local) Pending() *Table { return &l.pending }
 
 // Invoke implements Invoker.
 func (l *Local) Invoke(req *Request, done Completion) {
 	fn, ok := l.reg.Function(req.FunctionID)
+	if m := l.metrics; m != nil {
+		done = observe(m, m.Function(req.FunctionID, ok), req.Void, done)
+	}
 	if !ok {
 		if !req.Void {
 			done(Result{Err: wire.ErrFunctionNotFound(req.FunctionID)})
@@ -135,6 +144,34 @@ func (l *Local) Invoke(req *Request, done Completion) {
 		if !req.Void {
 			done(Result{Err: &wire.ErrorBody{Code: wire.CodeFunctionNotInvokable, Message: "Function " + req.FunctionID + " cannot be invoked by this engine"}})
 		}
+	}
+}
+
+// observe counts a void invocation at once, and a non-void one in flight
+// until done runs, with its latency and outcome.
+func observe(m *metrics.Metrics, f *metrics.Function, void bool, done Completion) Completion {
+	if void {
+		f.Void()
+		return done
+	}
+	start := time.Now()
+	m.Started()
+	return func(r Result) {
+		f.Done(m, start, outcome(r.Err))
+		done(r)
+	}
+}
+
+func outcome(e *wire.ErrorBody) int {
+	switch {
+	case e == nil:
+		return metrics.OutcomeOK
+	case e.Code == wire.CodeTimeout || e.Code == "timeout":
+		return metrics.OutcomeTimeout
+	case e.Code == wire.CodeInvocationStopped:
+		return metrics.OutcomeStopped
+	default:
+		return metrics.OutcomeError
 	}
 }
 
