@@ -91,7 +91,8 @@ func cliFails(t *testing.T, e *engineProc, want int, wantCode string, args ...st
 }
 
 // TestCLI drives every client subcommand of the built binary against an
-// engine serving a Go SDK worker and a Node SDK 0.22.1 worker.
+// engine serving a Go SDK worker and a Node SDK 0.22.1 worker. On f9f823a
+// every client subcommand was "unknown command".
 func TestCLI(t *testing.T) {
 	e := startEngine(t, "127.0.0.1:0", "--data-dir", "memory")
 	ctx := ctxFor(t, 60*time.Second)
