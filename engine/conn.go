@@ -318,6 +318,7 @@ func (w *workerConn) handle(m *wire.Message, batch *wsconn.Batch) {
 		w.registerFunction(m)
 	case wire.TypeUnregisterFunction:
 		if e.reg.UnregisterFunction(w.engineFunctionID(m.ID), w) {
+			w.log.Info("function unregistered", "function_id", m.ID)
 			e.functionsChanged()
 		} else if f, ok := e.reg.Function(m.ID); ok && registry.IsEngine(f.Owner) {
 			w.log.Warn("unregisterfunction of an engine function ignored", "function_id", m.ID)
@@ -436,6 +437,8 @@ func (w *workerConn) registerFunction(m *wire.Message) {
 	}
 	if replaced {
 		w.log.Warn("function taken over from another worker (last registration wins)", "function_id", m.ID, "previous_worker_id", prev)
+	} else {
+		w.log.Info("function registered", "function_id", m.ID)
 	}
 	w.e.functionsChanged()
 }

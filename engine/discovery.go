@@ -384,6 +384,13 @@ type registeredTrigger struct {
 
 func (e *Engine) summarizeRegisteredTrigger(t registry.Trigger) registeredTrigger {
 	cfg := wire.DataOrNull(t.Config)
+	owner := t.Owner
+	return registeredTrigger{ID: t.ID, TriggerType: t.Type, FunctionID: t.FunctionID,
+		WorkerName: e.workerName(owner, t.FunctionID), Config: cfg, ConfigSummary: configSummary(cfg)}
+}
+
+// configSummary is a trigger config on one line of at most 80 runes.
+func configSummary(cfg jsontext.Value) string {
 	compact := cfg.Clone()
 	_ = compact.Compact()
 	summary := []rune(string(compact))
@@ -391,9 +398,7 @@ func (e *Engine) summarizeRegisteredTrigger(t registry.Trigger) registeredTrigge
 	if len(summary) > 80 {
 		s = string(summary[:80]) + "…"
 	}
-	owner := t.Owner
-	return registeredTrigger{ID: t.ID, TriggerType: t.Type, FunctionID: t.FunctionID,
-		WorkerName: e.workerName(owner, t.FunctionID), Config: cfg, ConfigSummary: s}
+	return s
 }
 
 type registeredTriggersListInput struct {

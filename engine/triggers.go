@@ -150,6 +150,8 @@ func (e *Engine) activate(t *registry.Trigger, tt *registry.TriggerType, registr
 			return body
 		}
 		e.reg.SetTriggerActive(t, true)
+		e.log.Info("trigger registered", "trigger_id", t.ID, "trigger_type", t.Type, "function_id", t.FunctionID,
+			"config", configSummary(wire.DataOrNull(t.Config)))
 	case *workerConn:
 		e.reg.SetTriggerActive(t, true)
 		_ = p.send(&wire.Message{Type: wire.TypeRegisterTrigger, ID: t.ID, TriggerType: t.Type, FunctionID: t.FunctionID,
@@ -181,6 +183,7 @@ func (e *Engine) unregisterTrigger(id string, by *string) (bool, error) {
 		return false, err
 	}
 	e.detachTrigger(t, tt, nil)
+	e.log.Info("trigger unregistered", "trigger_id", t.ID, "trigger_type", t.Type, "function_id", t.FunctionID)
 	return true, nil
 }
 

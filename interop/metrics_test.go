@@ -167,6 +167,15 @@ func TestMetrics(t *testing.T) {
 	must(t, err)
 	nw := startWorker(t, flavourNamed("node-0.22.1"), e, "worker.mjs", "metnode", "SEEDS=0")
 	waitFunctions(ctx, t, gw, "met::ok", "met::fail", "metnode::echo", "metnode::hang")
+	// The log tells who connected and what they registered.
+	for _, want := range [][]string{
+		{`msg="worker registered"`, "name=metnode", "runtime=node", "version=0.22.1"},
+		{`msg="function registered"`, "function_id=metnode::echo"},
+		{`msg="function registered"`, "function_id=met::ok"},
+		{`msg="trigger registered"`, "trigger_type=http", "function_id=met::ok", "/met/ok"},
+	} {
+		metWaitLog(ctx, t, e, want...)
+	}
 
 	// Invocations.
 	for range 5 {
@@ -296,6 +305,7 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("in flight during the hang: %v", s["sluice_invocations_in_flight"])
 	}
 	nw.stop(t)
+	metWaitLog(ctx, t, e, `msg="worker disconnected"`, "name=metnode", "runtime=node", "functions_released=6")
 	if err := <-hung; err == nil {
 		t.Errorf("hang returned no error")
 	}
@@ -319,5 +329,20 @@ func TestMetrics(t *testing.T) {
 		h.Components["metrics"].Status != "healthy" || h.Components["metrics"].Details["prometheus_url"] != console+"/metrics" ||
 		h.Components["otel"].Status != "disabled" {
 		t.Errorf("health: %+v", h)
+	}
+}
+
+// metWaitLog waits for an engine log line holding every part.
+func metWaitLog(ctx context.Context, t *testing.T, e *engineProc, parts ...string) {
+	t.Helper()
+	if _, err := e.stderr.wait(ctx, func(l string) bool {
+		for _, p := range parts {
+			if !strings.Contains(l, p) {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		t.Fatalf("no engine log line with %q: %v", parts, err)
 	}
 }
