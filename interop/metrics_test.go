@@ -252,8 +252,8 @@ func TestMetrics(t *testing.T) {
 	fns, err := listFunctions(ctx, gw, map[string]any{"include_internal": true})
 	must(t, err)
 	want := map[string]float64{
-		"sluice_workers_connected":    2,
-		"sluice_functions_registered": float64(len(fns)),
+		"sluice_workers_connected":                                           2,
+		"sluice_functions_registered":                                        float64(len(fns)),
 		`sluice_invocations_total{function="met::ok",outcome="ok"}`:          5,
 		`sluice_invocations_total{function="met::fail",outcome="error"}`:     4,
 		`sluice_invocations_total{function="metnode::echo",outcome="ok"}`:    4,

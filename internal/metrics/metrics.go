@@ -174,7 +174,7 @@ type Gauges struct {
 
 // QueueGauge is one queue's state.
 type QueueGauge struct {
-	Name                string
+	Name                 string
 	Depth, InFlight, DLQ int64
 }
 
