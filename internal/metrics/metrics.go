@@ -92,8 +92,8 @@ type Metrics struct {
 	unknown  Function
 	inFlight atomic.Int64
 
-	httpMu sync.Mutex
-	http   map[httpKey]*httpSeries
+	http  sync.Map // httpKey -> *httpSeries
+	nHTTP atomic.Int64
 
 	start time.Time
 }
@@ -110,7 +110,7 @@ type httpSeries struct {
 
 // New returns empty metrics.
 func New() *Metrics {
-	return &Metrics{http: make(map[httpKey]*httpSeries), start: time.Now()}
+	return &Metrics{start: time.Now()}
 }
 
 // Function returns the counters of a function; registered says whether
@@ -146,19 +146,17 @@ func (m *Metrics) HTTP(route string, status int, d time.Duration) {
 		route = "_none"
 	}
 	k := httpKey{route, status}
-	m.httpMu.Lock()
-	s := m.http[k]
-	if s == nil {
-		if len(m.http) >= MaxFunctions {
+	v, ok := m.http.Load(k)
+	if !ok {
+		if m.nHTTP.Load() >= MaxFunctions {
 			k.route = "_other"
-			s = m.http[k]
 		}
-		if s == nil {
-			s = new(httpSeries)
-			m.http[k] = s
+		var loaded bool
+		if v, loaded = m.http.LoadOrStore(k, new(httpSeries)); !loaded {
+			m.nHTTP.Add(1)
 		}
 	}
-	m.httpMu.Unlock()
+	s := v.(*httpSeries)
 	s.n.Add(1)
 	s.latency.Observe(d)
 }
@@ -216,14 +214,13 @@ func (m *Metrics) Write(w io.Writer, g Gauges) error {
 		writeHistogram(bw, "sluice_invocation_duration_seconds", "function="+label(e.id), &e.f.latency)
 	}
 
-	m.httpMu.Lock()
-	keys := make([]httpKey, 0, len(m.http))
-	series := make(map[httpKey]*httpSeries, len(m.http))
-	for k, s := range m.http {
-		keys = append(keys, k)
-		series[k] = s
-	}
-	m.httpMu.Unlock()
+	var keys []httpKey
+	series := map[httpKey]*httpSeries{}
+	m.http.Range(func(k, v any) bool {
+		keys = append(keys, k.(httpKey))
+		series[k.(httpKey)] = v.(*httpSeries)
+		return true
+	})
 	sort.Slice(keys, func(i, j int) bool {
 		if keys[i].route != keys[j].route {
 			return keys[i].route < keys[j].route
