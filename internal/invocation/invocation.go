@@ -112,18 +112,27 @@ func (l *Local) Pending() *Table { return &l.pending }
 // Invoke implements Invoker.
 func (l *Local) Invoke(req *Request, done Completion) {
 	fn, ok := l.reg.Function(req.FunctionID)
+	var obs observed
 	if m := l.metrics; m != nil {
-		done = observe(m, m.Function(req.FunctionID, ok), req.Void, done)
+		f := m.Function(req.FunctionID, ok)
+		if req.Void {
+			f.Void()
+		} else {
+			obs = observed{m: m, f: f, start: time.Now()}
+			m.Started()
+		}
 	}
 	if !ok {
 		if !req.Void {
-			done(Result{Err: wire.ErrFunctionNotFound(req.FunctionID)})
+			res := Result{Err: wire.ErrFunctionNotFound(req.FunctionID)}
+			obs.finish(res)
+			done(res)
 		}
 		return
 	}
 	switch ex := fn.Owner.(type) {
 	case *EngineExecutor:
-		ex.run(l.ctx, req, done)
+		ex.run(l.ctx, req, obs.wrap(done))
 	case Executor:
 		if req.Void {
 			if req.InvocationID == "" {
@@ -132,7 +141,8 @@ func (l *Local) Invoke(req *Request, done Completion) {
 			_ = ex.Deliver(req)
 			return
 		}
-		req.InvocationID = l.pending.AddAtLeast(req.InvocationID, ex.OwnerID(), done, req.MinTimeout)
+		// The pending entry carries the metrics: no closure per call.
+		req.InvocationID = l.pending.add(req.InvocationID, ex.OwnerID(), done, req.MinTimeout, obs)
 		if err := ex.Deliver(req); err != nil {
 			body := wire.ErrInvocationStopped()
 			if errors.Is(err, wsconn.ErrCongested) {
@@ -142,22 +152,33 @@ func (l *Local) Invoke(req *Request, done Completion) {
 		}
 	default:
 		if !req.Void {
-			done(Result{Err: &wire.ErrorBody{Code: wire.CodeFunctionNotInvokable, Message: "Function " + req.FunctionID + " cannot be invoked by this engine"}})
+			obs.wrap(done)(Result{Err: &wire.ErrorBody{Code: wire.CodeFunctionNotInvokable, Message: "Function " + req.FunctionID + " cannot be invoked by this engine"}})
 		}
 	}
 }
 
-// observe counts a void invocation at once, and a non-void one in flight
-// until done runs, with its latency and outcome.
-func observe(m *metrics.Metrics, f *metrics.Function, void bool, done Completion) Completion {
-	if void {
-		f.Void()
+// observed is a non-void invocation being counted; the zero value counts
+// nothing.
+type observed struct {
+	m     *metrics.Metrics
+	f     *metrics.Function
+	start time.Time
+}
+
+// finish records the invocation's outcome and latency.
+func (o *observed) finish(r Result) {
+	if o.f != nil {
+		o.f.Done(o.m, o.start, outcome(r.Err))
+	}
+}
+
+// wrap returns done, counting the result first.
+func (o observed) wrap(done Completion) Completion {
+	if o.f == nil || done == nil {
 		return done
 	}
-	start := time.Now()
-	m.Started()
 	return func(r Result) {
-		f.Done(m, start, outcome(r.Err))
+		o.finish(r)
 		done(r)
 	}
 }
@@ -250,6 +271,7 @@ type Table struct {
 type entry struct {
 	executor string
 	done     Completion
+	obs      observed
 	due      uint64        // the Sweep count at which it expires; 0: never
 	timeout  time.Duration // its deadline, for the error message
 }
@@ -268,6 +290,10 @@ func (t *Table) Add(id, executor string, done Completion) string {
 // AddAtLeast is Add with a deadline of at least atLeast (when deadlines are
 // on at all).
 func (t *Table) AddAtLeast(id, executor string, done Completion, atLeast time.Duration) string {
+	return t.add(id, executor, done, atLeast, observed{})
+}
+
+func (t *Table) add(id, executor string, done Completion, atLeast time.Duration, obs observed) string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.byID == nil { // the zero Table is ready to use
@@ -276,7 +302,7 @@ func (t *Table) AddAtLeast(id, executor string, done Completion, atLeast time.Du
 	if _, taken := t.byID[id]; id == "" || taken {
 		id = NewID()
 	}
-	e := entry{executor: executor, done: done}
+	e := entry{executor: executor, done: done, obs: obs}
 	if t.ticks > 0 {
 		// Added between sweeps n and n+1: due at sweep n+ticks+1, so it
 		// lives at least ticks whole intervals.
@@ -310,6 +336,7 @@ func (t *Table) Complete(id, executor string, res Result) bool {
 	// making a new one for the next invocation cost an allocation per call.
 	delete(t.byExecutor[executor], id)
 	t.mu.Unlock()
+	e.obs.finish(res)
 	e.done(res)
 	return true
 }
@@ -320,18 +347,20 @@ func (t *Table) HaltExecutor(executor string, err *wire.ErrorBody) int {
 	t.mu.Lock()
 	set := t.byExecutor[executor]
 	delete(t.byExecutor, executor)
-	dones := make([]Completion, 0, len(set))
+	halted := make([]entry, 0, len(set))
 	for id := range set {
 		if e, ok := t.byID[id]; ok {
-			dones = append(dones, e.done)
+			halted = append(halted, e)
 			delete(t.byID, id)
 		}
 	}
 	t.mu.Unlock()
-	for _, d := range dones {
-		d(Result{Err: err})
+	for _, e := range halted {
+		res := Result{Err: err}
+		e.obs.finish(res)
+		e.done(res)
 	}
-	return len(dones)
+	return len(halted)
 }
 
 // CountFor returns how many invocations executor owes.
@@ -375,21 +404,19 @@ func (t *Table) Sweep() int {
 		t.mu.Unlock()
 		return 0
 	}
-	type late struct {
-		done Completion
-		d    time.Duration
-	}
-	var expired []late
+	var expired []entry
 	for id, e := range t.byID {
 		if e.due != 0 && e.due <= t.sweeps {
-			expired = append(expired, late{e.done, e.timeout})
+			expired = append(expired, e)
 			delete(t.byID, id)
 			delete(t.byExecutor[e.executor], id)
 		}
 	}
 	t.mu.Unlock()
-	for _, l := range expired {
-		l.done(Result{Err: ErrTimeout(l.d)})
+	for _, e := range expired {
+		res := Result{Err: ErrTimeout(e.timeout)}
+		e.obs.finish(res)
+		e.done(res)
 	}
 	return len(expired)
 }

@@ -2,10 +2,13 @@ package invocation
 
 import (
 	"context"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluicehq/sluice/internal/metrics"
 	"github.com/sluicehq/sluice/internal/registry"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // answeringExecutor completes every invocation as it is delivered.
@@ -42,5 +45,61 @@ func BenchmarkRouteWithMetrics(b *testing.B) {
 				l.Invoke(&Request{FunctionID: "f"}, done)
 			}
 		})
+	}
+}
+
+// heldExecutor keeps every invocation: the test answers them.
+type heldExecutor struct{}
+
+func (heldExecutor) OwnerID() string            { return "h" }
+func (heldExecutor) Deliver(req *Request) error { return nil }
+
+// Each way an invocation ends is counted once, with its outcome.
+func TestMetricsOutcomes(t *testing.T) {
+	reg := registry.New()
+	l := NewLocal(context.Background(), reg)
+	m := metrics.New()
+	l.SetMetrics(m)
+	if _, _, err := reg.RegisterFunction(&registry.Function{ID: "f", Owner: heldExecutor{}}); err != nil {
+		t.Fatal(err)
+	}
+	l.Pending().SetTimeout(time.Hour)
+	ids := make([]string, 3)
+	for i := range ids {
+		req := &Request{FunctionID: "f"}
+		l.Invoke(req, func(Result) {})
+		ids[i] = req.InvocationID
+	}
+	l.Invoke(&Request{FunctionID: "f", Void: true}, nil)
+	l.Invoke(&Request{FunctionID: "nope"}, func(Result) {})
+	if m.InFlight() != 3 {
+		t.Fatalf("in flight %d, want 3", m.InFlight())
+	}
+	l.Pending().Complete(ids[0], "h", Result{})
+	l.Pending().Complete(ids[1], "h", Result{Err: &wire.ErrorBody{Code: "x"}})
+	l.Pending().HaltExecutor("h", wire.ErrInvocationStopped())
+	var b strings.Builder
+	if err := m.Write(&b, metrics.Gauges{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`{function="f",outcome="ok"} 1`, `{function="f",outcome="error"} 1`, `{function="f",outcome="stopped"} 1`,
+		`{function="f",outcome="void"} 1`, `{function="_unknown",outcome="error"} 1`, "sluice_invocations_in_flight 0\n",
+		`sluice_invocation_duration_seconds_count{function="f"} 3`} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("missing %q", want)
+		}
+	}
+	// The sweeper's TIMEOUT.
+	l.Pending().SetTimeout(time.Millisecond)
+	l.Invoke(&Request{FunctionID: "f"}, func(Result) {})
+	for range 1000 {
+		if l.Pending().Sweep() > 0 {
+			break
+		}
+	}
+	b.Reset()
+	_ = m.Write(&b, metrics.Gauges{})
+	if !strings.Contains(b.String(), `{function="f",outcome="timeout"} 1`) {
+		t.Errorf("timeout not counted")
 	}
 }
