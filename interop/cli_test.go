@@ -247,6 +247,28 @@ func TestCLI(t *testing.T) {
 		cliFails(t, e, 1, "enqueue_error", "trigger", "clinode::mark", "--enqueue", "no-such-queue", "--json")
 	})
 
+	t.Run("pretty on a terminal, compact in a pipe", func(t *testing.T) {
+		piped := cliOK(t, e, "trigger", "clinode::echo", "k=v")
+		if strings.Count(piped, "\n") != 1 || !strings.Contains(piped, `"k":"v"`) {
+			t.Errorf("piped output not one compact line: %q", piped)
+		}
+		scriptBin, err := exec.LookPath("script") // util-linux: runs a command on a pseudo-terminal
+		if err != nil {
+			t.Skip("no script(1) to provide a pseudo-terminal")
+		}
+		pctx, cancel := context.WithTimeout(ctx, callTimeout)
+		defer cancel()
+		cmd := exec.CommandContext(pctx, scriptBin, "-qec", engineBin+" trigger clinode::echo k=v", "/dev/null")
+		cmd.Env = append(os.Environ(), "SLUICE_URL="+e.URL, "SLUICE_TOKEN=")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("under script: %v, %q", err, out)
+		}
+		if !strings.Contains(strings.ReplaceAll(string(out), "\r\n", "\n"), "{\n  \"") {
+			t.Errorf("terminal output not indented: %q", out)
+		}
+	})
+
 	t.Run("queue", func(t *testing.T) {
 		cliOK(t, e, "trigger", "queue::define", "name=clidlq", "max_retries=1", "backoff_ms=1")
 		cliOK(t, e, "trigger", "cligo::bad", "n=1", "--enqueue", "clidlq")
