@@ -70,6 +70,7 @@ func (e *Engine) registerBuiltins() {
 	e.addBuiltin(wire.FnRegisterTrigger, builtin(e.registerTriggerFn), true)
 	e.addBuiltin(wire.FnUnregisterTrigger, builtin(e.unregisterTriggerFn), false)
 	e.addBuiltin(fnHealthCheck, builtin(e.healthCheck), false)
+	e.registerLogBuiltins()
 }
 
 // --- channels ---

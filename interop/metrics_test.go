@@ -297,6 +297,20 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("no process_cpu_seconds_total")
 	}
 
+	// engine::log::*: a Node worker writes to the engine's log; a huge
+	// message is cut.
+	_, err = gw.Trigger(ctx, "metnode::call", map[string]any{"function_id": "engine::log::warn",
+		"payload": map[string]any{"message": "hello from node", "data": map[string]int{"k": 1}, "service_name": "metnode"}})
+	must(t, err)
+	metWaitLog(ctx, t, e, "level=WARN", `msg="hello from node"`, "source=worker", "service_name=metnode", `data="{\"k\":1}"`)
+	_, err = gw.Trigger(ctx, "metnode::call", map[string]any{"function_id": "engine::log::error",
+		"payload": map[string]any{"message": "big" + strings.Repeat("x", 100000)}})
+	must(t, err)
+	big := metWaitLog(ctx, t, e, "level=ERROR", "msg=bigxxx")
+	if len(big) > 5000 || !strings.Contains(big, "…") {
+		t.Errorf("a 100 kB log message made a %d-byte line", len(big))
+	}
+
 	// A call in flight, then its worker leaves: outcome stopped.
 	hung := make(chan error, 1)
 	go func() { _, err := gw.Trigger(ctx, "metnode::hang", map[string]string{"tag": "met"}); hung <- err }()
@@ -333,16 +347,18 @@ func TestMetrics(t *testing.T) {
 }
 
 // metWaitLog waits for an engine log line holding every part.
-func metWaitLog(ctx context.Context, t *testing.T, e *engineProc, parts ...string) {
+func metWaitLog(ctx context.Context, t *testing.T, e *engineProc, parts ...string) string {
 	t.Helper()
-	if _, err := e.stderr.wait(ctx, func(l string) bool {
+	line, err := e.stderr.wait(ctx, func(l string) bool {
 		for _, p := range parts {
 			if !strings.Contains(l, p) {
 				return false
 			}
 		}
 		return true
-	}); err != nil {
+	})
+	if err != nil {
 		t.Fatalf("no engine log line with %q: %v", parts, err)
 	}
+	return line
 }
