@@ -59,7 +59,10 @@ type clientCmd struct {
 	c *sluice.Client
 }
 
-const defaultURL = "ws://127.0.0.1:49134"
+const (
+	defaultURL     = "ws://127.0.0.1:49134"
+	connectTimeout = 5 * time.Second
+)
 
 func newClientCmd(name string, getenv func(string) string, stdout, stderr io.Writer) *clientCmd {
 	cc := &clientCmd{name: name, stdout: stdout, stdin: os.Stdin}
@@ -141,7 +144,9 @@ func (cc *clientCmd) connect(ctx context.Context) error {
 	if cc.token != "" {
 		opts = append(opts, sluice.WithToken(cc.token))
 	}
-	cctx, cancel := context.WithTimeout(ctx, cc.timeout)
+	// The SDK retries a refused handshake (a wrong token, a draining
+	// engine) until its context ends: bound that wait below --timeout.
+	cctx, cancel := context.WithTimeout(ctx, min(cc.timeout, connectTimeout))
 	defer cancel()
 	c, err := sluice.Connect(cctx, cc.url, opts...)
 	if err != nil {
