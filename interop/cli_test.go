@@ -1,10 +1,14 @@
 package interop
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -110,6 +114,24 @@ func TestCLI(t *testing.T) {
 		failed <- string(inv.Data)
 		return nil, &sluice.Error{Code: "bad_input", Message: "always fails"}
 	}))
+	type countIn struct {
+		Reader *sluice.ChannelReader `json:"reader"`
+		Name   string                `json:"name"`
+		Size   int64                 `json:"size"`
+		Tag    string                `json:"tag"`
+	}
+	type countOut struct {
+		Bytes  int64  `json:"bytes"`
+		SHA256 string `json:"sha256"`
+		Name   string `json:"name"`
+		Size   int64  `json:"size"`
+		Tag    string `json:"tag"`
+	}
+	must(t, sluice.Register(gw, "cligo::count", func(_ context.Context, in countIn) (countOut, error) {
+		h := sha256.New()
+		n, err := io.Copy(h, in.Reader)
+		return countOut{Bytes: n, SHA256: hex.EncodeToString(h.Sum(nil)), Name: in.Name, Size: in.Size, Tag: in.Tag}, err
+	}))
 	_, err := gw.RegisterTrigger(sluice.TriggerSpec{Type: "http", FunctionID: "cligo::add", Config: map[string]any{"api_path": "/cli/add", "http_method": "POST"}})
 	must(t, err)
 	nw := startWorker(t, flavourNamed("node-0.22.1"), e, "worker.mjs", "clinode", "SEEDS=0")
@@ -117,7 +139,8 @@ func TestCLI(t *testing.T) {
 
 	t.Run("help and version", func(t *testing.T) {
 		out := cliOK(t, nil, "-h")
-		for _, sub := range []string{"serve", "version", "functions", "functions info", "workers", "triggers", "trigger", "queue stats", "queue dlq", "queue redrive", "--json", "--url", "SLUICE_TOKEN"} {
+		for _, sub := range []string{"serve", "version", "functions", "functions info", "workers", "triggers", "trigger", "queue stats", "queue dlq", "queue redrive",
+			"channel send", "channel recv", "pipe", "--json", "--url", "SLUICE_TOKEN"} {
 			if !strings.Contains(out, sub) {
 				t.Errorf("-h does not mention %q:\n%s", sub, out)
 			}
@@ -266,6 +289,71 @@ func TestCLI(t *testing.T) {
 		}
 		if !strings.Contains(strings.ReplaceAll(string(out), "\r\n", "\n"), "{\n  \"") {
 			t.Errorf("terminal output not indented: %q", out)
+		}
+	})
+
+	t.Run("channel and pipe", func(t *testing.T) {
+		dir := t.TempDir()
+		data := make([]byte, 3<<20+12345)
+		for i := range data {
+			data[i] = byte(i * 7)
+		}
+		sum := sha256.Sum256(data)
+		file := filepath.Join(dir, "in.bin")
+		must(t, os.WriteFile(file, data, 0o600))
+
+		res := cliJSON[countOut](t, e, "pipe", "cligo::count", file, "tag=t1")
+		if res.Bytes != int64(len(data)) || res.SHA256 != hex.EncodeToString(sum[:]) || res.Name != "in.bin" || res.Size != int64(len(data)) || res.Tag != "t1" {
+			t.Errorf("pipe: %+v", res)
+		}
+		r := runCLI(t, e, nil, "pipe", "cligo::count", file)
+		if r.code != 0 || strings.Contains(r.stderr, "\r") {
+			t.Errorf("pipe without a terminal: exit %d, stderr %q (want no progress)", r.code, r.stderr)
+		}
+		cliFails(t, e, 1, "", "pipe", "cligo::count", filepath.Join(dir, "missing"))
+		cliFails(t, e, 2, "", "pipe", "cligo::count")
+
+		// send in one process, recv in another.
+		sendCtx, cancel := context.WithTimeout(ctx, callTimeout)
+		defer cancel()
+		send := exec.CommandContext(sendCtx, engineBin, "channel", "send", file)
+		send.Env = append(os.Environ(), "SLUICE_URL="+e.URL, "SLUICE_TOKEN=")
+		stdout, err := send.StdoutPipe()
+		must(t, err)
+		var sendErr bytes.Buffer
+		send.Stderr = &sendErr
+		must(t, send.Start())
+		ref, err := bufio.NewReader(stdout).ReadString('\n')
+		if err != nil {
+			t.Fatalf("channel send printed no ref: %v (%s)", err, sendErr.String())
+		}
+		out := filepath.Join(dir, "out.bin")
+		cliOK(t, e, "channel", "recv", strings.TrimSpace(ref), out)
+		if err := send.Wait(); err != nil {
+			t.Errorf("channel send: %v (%s)", err, sendErr.String())
+		}
+		got, err := os.ReadFile(out)
+		must(t, err)
+		if !bytes.Equal(got, data) {
+			t.Errorf("recv wrote %d bytes, not the %d sent", len(got), len(data))
+		}
+		cliFails(t, e, 2, "", "channel", "recv", "not-a-ref")
+
+		// On a terminal: a progress line with rate and ETA.
+		scriptBin, err := exec.LookPath("script")
+		if err != nil {
+			t.Skip("no script(1) to provide a pseudo-terminal")
+		}
+		pctx, cancel2 := context.WithTimeout(ctx, callTimeout)
+		defer cancel2()
+		cmd := exec.CommandContext(pctx, scriptBin, "-qec", engineBin+" pipe cligo::count "+file, "/dev/null")
+		cmd.Env = append(os.Environ(), "SLUICE_URL="+e.URL, "SLUICE_TOKEN=")
+		tty, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("pipe under script: %v, %q", err, tty)
+		}
+		if s := string(tty); !strings.Contains(s, "100%") || !strings.Contains(s, "MiB/s") || !strings.Contains(s, "ETA") {
+			t.Errorf("no progress on a terminal: %q", tty)
 		}
 	})
 

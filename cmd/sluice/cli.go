@@ -54,6 +54,7 @@ type clientCmd struct {
 	timeout time.Duration
 	stdin   io.Reader
 	stdout  io.Writer
+	stderr  io.Writer
 	tty     bool // stdout is a terminal: pretty output
 
 	c *sluice.Client
@@ -65,7 +66,7 @@ const (
 )
 
 func newClientCmd(name string, getenv func(string) string, stdout, stderr io.Writer) *clientCmd {
-	cc := &clientCmd{name: name, stdout: stdout, stdin: os.Stdin}
+	cc := &clientCmd{name: name, stdout: stdout, stderr: stderr, stdin: os.Stdin}
 	if f, ok := stdout.(*os.File); ok {
 		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
 			cc.tty = true

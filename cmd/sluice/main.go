@@ -86,6 +86,12 @@ Against a running engine (--url, env SLUICE_URL, default ws://127.0.0.1:49134;
        sluice queue stats [QUEUE]       durable queue depth, consumers, DLQ size
        sluice queue dlq [QUEUE]         dead-lettered queues, or a queue's dead letters
        sluice queue redrive QUEUE [ID]  put dead letters back on their queue
+       sluice channel send [FILE|-]     create a channel, print its reader ref, stream FILE into it
+       sluice channel recv REF [FILE|-] read a channel into FILE (or stdout)
+       sluice pipe FUNCTION FILE|- [key=value ...]
+                                        call FUNCTION with {"reader": REF, "name", "size"} while
+                                        streaming FILE into it; print its result
+                                        (channel and pipe draw progress when stderr is a terminal)
        sluice COMMAND -h                a command's flags
 
 Exit status: 0 ok, 1 an error from the engine or a function (its code is
