@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -152,6 +153,33 @@ func TestCLI(t *testing.T) {
 			t.Errorf("trigger -h: exit %d, %q", r.code, r.stderr)
 		}
 		cliFails(t, nil, 2, "", "frobnicate")
+	})
+
+	t.Run("bash completion", func(t *testing.T) {
+		bash, err := exec.LookPath("bash")
+		if err != nil {
+			t.Skip("no bash")
+		}
+		script := cliOK(t, nil, "completion", "bash")
+		complete := func(words ...string) string {
+			t.Helper()
+			src := script + fmt.Sprintf("\nCOMP_WORDS=(%s); COMP_CWORD=%d; _sluice; echo \"${COMPREPLY[*]}\"\n", strings.Join(words, " "), len(words)-1)
+			cmd := exec.CommandContext(ctx, bash, "--norc", "-c", src)
+			cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(engineBin)+":"+os.Getenv("PATH"), "SLUICE_URL="+e.URL, "SLUICE_TOKEN=")
+			out, err := cmd.Output()
+			must(t, err)
+			return strings.TrimSpace(string(out))
+		}
+		if got := complete("sluice", "que"); got != "queue" {
+			t.Errorf("sluice que<TAB> = %q", got)
+		}
+		if got := complete("sluice", "queue", "re"); got != "redrive" {
+			t.Errorf("sluice queue re<TAB> = %q", got)
+		}
+		if got := complete("sluice", "trigger", "clinode::ec"); got != "clinode::echo" {
+			t.Errorf("sluice trigger clinode::ec<TAB> = %q (function ids from the engine)", got)
+		}
+		cliFails(t, nil, 2, "", "completion", "fish")
 	})
 
 	t.Run("functions", func(t *testing.T) {

@@ -63,6 +63,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "help":
 		fmt.Fprintln(stdout, usage)
 		return nil
+	case "completion":
+		return completion(args, stdout)
 	default:
 		if _, ok := clientCommands[cmd]; ok {
 			return runClient(ctx, cmd, args, getenv, stdout, stderr)
@@ -92,6 +94,7 @@ Against a running engine (--url, env SLUICE_URL, default ws://127.0.0.1:49134;
                                         call FUNCTION with {"reader": REF, "name", "size"} while
                                         streaming FILE into it; print its result
                                         (channel and pipe draw progress when stderr is a terminal)
+       sluice completion bash           shell completion: source <(sluice completion bash)
        sluice COMMAND -h                a command's flags
 
 Exit status: 0 ok, 1 an error from the engine or a function (its code is
