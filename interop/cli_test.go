@@ -380,7 +380,7 @@ func TestCLI(t *testing.T) {
 		if err != nil {
 			t.Fatalf("pipe under script: %v, %q", err, tty)
 		}
-		if s := string(tty); !strings.Contains(s, "100%") || !strings.Contains(s, "MiB/s") || !strings.Contains(s, "ETA") {
+		if s := string(tty); !strings.Contains(s, "100%") || !strings.Contains(s, "iB/s") || !strings.Contains(s, "ETA") {
 			t.Errorf("no progress on a terminal: %q", tty)
 		}
 	})
