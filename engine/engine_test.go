@@ -29,6 +29,7 @@ func startEngine(t testing.TB, mutate ...func(*Config)) *Engine {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Addr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.ConsoleAddr = "" // no admin listener (the default port would be shared by every test engine)
 	for _, m := range mutate {
 		m(&cfg)
 	}
