@@ -624,3 +624,16 @@ func (s *SQLite) Close() error {
 	})
 	return s.closeErr
 }
+
+// Write runs fn in the writer's next transaction (group commit, shared with
+// the queue's own operations) and returns once it is committed. Other
+// modules keep their tables in the same file through it (one store file,
+// one writer). fn runs on the writer goroutine: it must not block on
+// anything but the connection, and an error rolls back only its part.
+func (s *SQLite) Write(ctx context.Context, fn func(ctx context.Context, c *sql.Conn) error) error {
+	return s.do(ctx, func(s *SQLite, ctx context.Context) error { return fn(ctx, s.w) })
+}
+
+// ReadDB is the store's pool of read connections (WAL: readers never wait
+// for the writer).
+func (s *SQLite) ReadDB() *sql.DB { return s.rdb }
