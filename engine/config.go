@@ -71,6 +71,10 @@ type Config struct {
 	DataSync string `yaml:"data_sync"`
 	// Queues declares named queues; "default" always exists.
 	Queues map[string]QueueConfig `yaml:"queues"`
+	// State, PubSub and Cron are the platform modules (modules.go).
+	State  StateConfig  `yaml:"state"`
+	PubSub ModuleConfig `yaml:"pubsub"`
+	Cron   ModuleConfig `yaml:"cron"`
 }
 
 // AuthConfig is the authentication and authorization of a worker listener.
@@ -267,6 +271,9 @@ func DefaultConfig() Config {
 		},
 		DataDir:  "./sluice-data",
 		DataSync: "normal",
+		State:    defaultStateConfig(),
+		PubSub:   ModuleConfig{Enabled: true},
+		Cron:     ModuleConfig{Enabled: true},
 	}
 }
 
@@ -374,7 +381,7 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("config: %w", err)
 		}
 	}
-	return nil
+	return c.validateModules()
 }
 
 func (a *AuthConfig) validate(where string) error {

@@ -54,6 +54,7 @@ type Engine struct {
 	providers map[string]*engineProvider // in-process trigger types
 	metrics   *metrics.Metrics
 	queues    *queueManager
+	modules   modules // state, pubsub, cron (modules.go)
 
 	mu    sync.RWMutex
 	conns map[string]*workerConn
@@ -117,6 +118,7 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 	e.registerBuiltins()
 	e.registerEngineTriggerTypes()
 	e.registerQueueBuiltins()
+	e.registerModules()
 	return e, nil
 }
 

@@ -441,34 +441,34 @@ func TestWorkerProvidedTriggerType(t *testing.T) {
 	e := startEngine(t)
 	user := dialRaw(t, e)
 	// Binding first: parked until a provider appears.
-	user.sendJSON(`{"type":"registertrigger","id":"b-1","trigger_type":"cron","function_id":"job::run","config":{"every":"1s"},"metadata":{"x":1},"message_type":"registertrigger"}`)
+	user.sendJSON(`{"type":"registertrigger","id":"b-1","trigger_type":"ticker","function_id":"job::run","config":{"every":"1s"},"metadata":{"x":1},"message_type":"registertrigger"}`)
 	provider := dialRaw(t, e)
-	provider.sendJSON(`{"type":"registertriggertype","id":"cron","description":"Cron"}`)
+	provider.sendJSON(`{"type":"registertriggertype","id":"ticker","description":"Ticker"}`)
 	rt := provider.expect(wire.TypeRegisterTrigger)
 	if rt.ID != "b-1" || rt.FunctionID != "job::run" || string(rt.Config) != `{"every":"1s"}` || string(rt.Metadata) != `{"x":1}` {
 		t.Fatalf("parked binding not replayed to the provider: %+v", rt)
 	}
 	// The provider rejects it: the registrant hears about it.
-	provider.sendJSON(`{"type":"triggerregistrationresult","id":"b-1","trigger_type":"cron","function_id":"job::run","error":{"code":"trigger_registration_failed","message":"bad schedule"}}`)
+	provider.sendJSON(`{"type":"triggerregistrationresult","id":"b-1","trigger_type":"ticker","function_id":"job::run","error":{"code":"trigger_registration_failed","message":"bad schedule"}}`)
 	tr := user.expect(wire.TypeTriggerRegistrationResult)
 	if tr.ID != "b-1" || tr.Error == nil || tr.Error.Message != "bad schedule" {
 		t.Fatalf("rejection not forwarded: %+v", tr)
 	}
 	// Unregistering a binding tells the provider (with trigger_type).
-	user.sendJSON(`{"type":"registertrigger","id":"b-2","trigger_type":"cron","function_id":"job::run","config":{}}`)
+	user.sendJSON(`{"type":"registertrigger","id":"b-2","trigger_type":"ticker","function_id":"job::run","config":{}}`)
 	provider.expect(wire.TypeRegisterTrigger)
 	user.sendJSON(`{"type":"unregistertrigger","id":"b-2","message_type":"unregistertrigger"}`)
 	ut := provider.expect(wire.TypeUnregisterTrigger)
-	if ut.ID != "b-2" || ut.TriggerType != "cron" {
+	if ut.ID != "b-2" || ut.TriggerType != "ticker" {
 		t.Fatalf("unregistertrigger to provider: %+v", ut)
 	}
 	// engine::register_trigger waits for the provider's verdict.
 	done := make(chan wire.Message, 1)
 	go func() {
-		done <- user.call("rt1", wire.FnRegisterTrigger, `{"trigger_type":"cron","function_id":"job::run","config":{"every":"2s"}}`)
+		done <- user.call("rt1", wire.FnRegisterTrigger, `{"trigger_type":"ticker","function_id":"job::run","config":{"every":"2s"}}`)
 	}()
 	rt = provider.expect(wire.TypeRegisterTrigger)
-	provider.sendJSON(`{"type":"triggerregistrationresult","id":"` + rt.ID + `","trigger_type":"cron","function_id":"job::run"}`)
+	provider.sendJSON(`{"type":"triggerregistrationresult","id":"` + rt.ID + `","trigger_type":"ticker","function_id":"job::run"}`)
 	res := <-done
 	var out struct {
 		ID string `json:"id"`
