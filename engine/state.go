@@ -116,8 +116,8 @@ type stateSetInput struct {
 // setResult is {old_value, new_value} (state::set, stream::set); old_value
 // is null when there was none.
 type setResult struct {
-	OldValue jsontext.Value   `json:"old_value"`
-	NewValue jsontext.Value   `json:"new_value"`
+	OldValue jsontext.Value  `json:"old_value"`
+	NewValue jsontext.Value  `json:"new_value"`
 	Errors   []state.OpError `json:"errors,omitempty"`
 }
 
@@ -362,4 +362,3 @@ func (m *stateModule) fire(scope, key string, ch state.Change) {
 		}
 	}()
 }
-
