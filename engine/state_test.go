@@ -1,0 +1,184 @@
+package engine
+
+import (
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/sluicehq/sluice/wire"
+)
+
+func eachDataDir(t *testing.T, test func(t *testing.T, e *Engine)) {
+	t.Run("memory", func(t *testing.T) {
+		test(t, startEngine(t, func(c *Config) { c.DataDir = DataDirMemory; c.State.MaxValueBytes = 256 }))
+	})
+	t.Run("sqlite", func(t *testing.T) {
+		dir := t.TempDir()
+		test(t, startEngine(t, func(c *Config) { c.DataDir = dir; c.State.MaxValueBytes = 256 }))
+	})
+}
+
+func callOK(t *testing.T, w *rawWorker, fn, data string) string {
+	t.Helper()
+	m := w.callSkipping(invocationID(), fn, data)
+	if m.Error != nil {
+		t.Fatalf("%s %s: %+v", fn, data, m.Error)
+	}
+	return string(m.Result)
+}
+
+var nextInvocation atomic.Int64
+
+func invocationID() string {
+	return fmt.Sprintf("00000000-0000-0000-0000-%012d", nextInvocation.Add(1))
+}
+
+func TestStateFunctions(t *testing.T) {
+	eachDataDir(t, func(t *testing.T, e *Engine) {
+		w := dialRaw(t, e)
+		if got := callOK(t, w, "state::get", `{"scope":"s","key":"k"}`); got != "null" {
+			t.Fatalf("get of nothing: %s", got)
+		}
+		if got := callOK(t, w, "state::list_groups", `{}`); got != `{"groups":[]}` {
+			t.Fatalf("list_groups of nothing: %s", got)
+		}
+		if got := callOK(t, w, "state::set", `{"scope":"s","key":"k","value":{"a": 1}}`); got != `{"old_value":null,"new_value":{"a":1}}` {
+			t.Fatalf("first set: %s", got)
+		}
+		if got := callOK(t, w, "state::set", `{"scope":"s","key":"k","data":{"a":2}}`); got != `{"old_value":{"a":1},"new_value":{"a":2}}` {
+			t.Fatalf("set through the data alias: %s", got)
+		}
+		got := callOK(t, w, "state::update", `{"scope":"s","key":"k","ops":[{"type":"increment","path":"a","by":5},{"type":"increment","path":"a.b","by":1},{"type":"append","path":"a","value":1}]}`)
+		var up struct {
+			Old, New jsontext.Value
+			Errors   []struct {
+				OpIndex int    `json:"op_index"`
+				Code    string `json:"code"`
+			}
+		}
+		if err := json.Unmarshal([]byte(got), &up, json.MatchCaseInsensitiveNames(true)); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(got, `"new_value":{"a":7,"a.b":1}`) || len(up.Errors) != 1 || up.Errors[0].OpIndex != 2 || up.Errors[0].Code != "append.type_mismatch" {
+			t.Fatalf("update: %s", got)
+		}
+		callOK(t, w, "state::set", `{"scope":"s","key":"j","value":"x"}`)
+		callOK(t, w, "state::set", `{"scope":"t","key":"z","value":true}`)
+		if got := callOK(t, w, "state::list", `{"scope":"s"}`); got != `["x",{"a":7,"a.b":1}]` {
+			t.Fatalf("list: %s", got)
+		}
+		if got := callOK(t, w, "state::list_groups", `{}`); got != `{"groups":["s","t"]}` {
+			t.Fatalf("list_groups: %s", got)
+		}
+		if got := callOK(t, w, "state::delete", `{"scope":"s","key":"j"}`); got != `"x"` {
+			t.Fatalf("delete: %s", got)
+		}
+		if got := callOK(t, w, "state::delete", `{"scope":"s","key":"j"}`); got != `null` {
+			t.Fatalf("second delete: %s", got)
+		}
+		m := w.callSkipping(invocationID(), "state::set", `{"scope":"s","key":"big","value":"`+strings.Repeat("x", 300)+`"}`)
+		if m.Error == nil || m.Error.Code != "VALUE_TOO_LARGE" || !strings.Contains(m.Error.Message, "max_value_bytes limit of 256") {
+			t.Fatalf("oversized set: %+v", m.Error)
+		}
+		m = w.callSkipping(invocationID(), "state::update", `{"scope":"s","key":"k","ops":[{"type":"set","path":"big","value":"`+strings.Repeat("x", 300)+`"}]}`)
+		if m.Error == nil || m.Error.Code != "VALUE_TOO_LARGE" {
+			t.Fatalf("oversized update: %+v", m.Error)
+		}
+		m = w.callSkipping(invocationID(), "state::set", `{"key":"k","value":1}`)
+		if m.Error == nil || m.Error.Code != wire.CodeDeserializationError || !strings.Contains(m.Error.Message, "scope") {
+			t.Fatalf("set without scope: %+v", m.Error)
+		}
+	})
+}
+
+// TestStateTriggerEvents: a state binding sees created, updated and
+// deleted events with old and new values, only for its scope.
+func TestStateTriggerEvents(t *testing.T) {
+	e := startEngine(t, func(c *Config) { c.DataDir = DataDirMemory })
+	h := dialRaw(t, e)
+	h.sendJSON(`{"type":"registerfunction","id":"on::change"}`)
+	h.sendJSON(`{"type":"registertrigger","id":"st-1","trigger_type":"state","function_id":"on::change","config":{"scope":"watched"}}`)
+	c := dialRaw(t, e)
+	waitFunction(t, c, "on::change")
+	next := func() string {
+		inv := h.awaitInvoke("on::change", func(wire.Message) bool { return true })
+		h.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: inv.InvocationID, FunctionID: inv.FunctionID, Result: jsontext.Value(`null`)})
+		var ev map[string]any
+		_ = json.Unmarshal(inv.Data, &ev)
+		delete(ev, "_caller_worker_id")
+		b, _ := json.Marshal(ev, json.Deterministic(true))
+		return string(b)
+	}
+	callOK(t, c, "state::set", `{"scope":"other","key":"k","value":0}`)
+	callOK(t, c, "state::set", `{"scope":"watched","key":"k","value":1}`)
+	if got := next(); got != `{"event_type":"state:created","key":"k","new_value":1,"old_value":null,"scope":"watched","type":"state"}` {
+		t.Fatalf("created: %s", got)
+	}
+	callOK(t, c, "state::update", `{"scope":"watched","key":"k","ops":[{"type":"increment","path":"","by":2}]}`)
+	if got := next(); got != `{"event_type":"state:updated","key":"k","new_value":3,"old_value":1,"scope":"watched","type":"state"}` {
+		t.Fatalf("updated: %s", got)
+	}
+	callOK(t, c, "state::delete", `{"scope":"watched","key":"k"}`)
+	if got := next(); got != `{"event_type":"state:deleted","key":"k","new_value":null,"old_value":3,"scope":"watched","type":"state"}` {
+		t.Fatalf("deleted: %s", got)
+	}
+}
+
+// TestModulesOff: a module turned off has no functions and no trigger type.
+func TestModulesOff(t *testing.T) {
+	e := startEngine(t, func(c *Config) { c.State.Enabled, c.PubSub.Enabled, c.Cron.Enabled = false, false, false })
+	w := dialRaw(t, e)
+	for _, fn := range []string{"state::get", "publish"} {
+		if m := w.callSkipping(invocationID(), fn, `{}`); m.Error == nil || m.Error.Code != wire.CodeFunctionNotFound {
+			t.Fatalf("%s with its module off: %+v", fn, m)
+		}
+	}
+	for _, tt := range []string{"state", "subscribe", "cron"} {
+		if _, ok := e.reg.TriggerType(tt); ok {
+			t.Fatalf("trigger type %s with its module off", tt)
+		}
+	}
+}
+
+// TestPublishReachesEverySubscriberOnce and the condition: only an exact
+// false skips.
+func TestPublishAndCron(t *testing.T) {
+	e := startEngine(t, func(c *Config) { c.DataDir = DataDirMemory })
+	h := dialRaw(t, e)
+	h.sendJSON(`{"type":"registerfunction","id":"sub::a"}`)
+	h.sendJSON(`{"type":"registertrigger","id":"ps-1","trigger_type":"subscribe","function_id":"sub::a","config":{"topic":"orders"}}`)
+	h.sendJSON(`{"type":"registertrigger","id":"ps-bad","trigger_type":"subscribe","function_id":"sub::a","config":{}}`)
+	if m := h.expect(wire.TypeTriggerRegistrationResult); m.ID != "ps-bad" || m.Error == nil || !strings.Contains(m.Error.Message, "topic is required") {
+		t.Fatalf("subscribe without topic: %+v", m)
+	}
+	c := dialRaw(t, e)
+	waitFunction(t, c, "sub::a")
+	if m := c.callSkipping(invocationID(), "publish", `{"topic":"","data":1}`); m.Error == nil || m.Error.Code != "topic_not_set" {
+		t.Fatalf("publish without topic: %+v", m)
+	}
+	if got := callOK(t, c, "publish", `{"topic":"orders","data":{"id":7}}`); got != "null" {
+		t.Fatalf("publish: %s", got)
+	}
+	inv := h.awaitInvoke("sub::a", func(wire.Message) bool { return true })
+	if !strings.Contains(string(inv.Data), `"id":7`) {
+		t.Fatalf("subscriber got %s", inv.Data)
+	}
+
+	h.sendJSON(`{"type":"registerfunction","id":"tick::run"}`)
+	h.sendJSON(`{"type":"registertrigger","id":"cr-bad","trigger_type":"cron","function_id":"tick::run","config":{"expression":"* * * * *"}}`)
+	if m := h.expect(wire.TypeTriggerRegistrationResult); m.ID != "cr-bad" || m.Error == nil || !strings.Contains(m.Error.Message, "want 6 or 7") {
+		t.Fatalf("5-field cron: %+v", m)
+	}
+	h.sendJSON(`{"type":"registertrigger","id":"cr-1","trigger_type":"cron","function_id":"tick::run","config":{"expression":"* * * * * *"}}`)
+	inv = h.awaitInvoke("tick::run", func(wire.Message) bool { return true })
+	var ev struct {
+		Trigger, JobID, ScheduledTime, ActualTime string
+	}
+	if err := json.Unmarshal(inv.Data, &ev, json.MatchCaseInsensitiveNames(true), lenient); err != nil || ev.Trigger != "cron" || ev.JobID != "cr-1" || ev.ScheduledTime == "" || ev.ActualTime == "" {
+		t.Fatalf("cron payload %s: %v", inv.Data, err)
+	}
+}
