@@ -13,7 +13,8 @@ import (
 
 // The platform modules (issue 11) through real sockets: state, publish /
 // subscribe and cron from the Go SDK and the official Node SDK 0.22.1
-// (iii.trigger, iii.registerTrigger: the SDK's own API).
+// and the official Python SDK 0.25.0 (trigger / trigger_async and
+// registerTrigger / register_trigger: the SDKs' own API).
 //
 // On f9f823a (before the modules) every state::* and publish call was
 // function_not_found and the state, subscribe and cron bindings stayed
@@ -60,8 +61,13 @@ func jsonEq(t *testing.T, what string, got json.RawMessage, want string) {
 	}
 }
 
-func TestModulesNodeAndGo(t *testing.T) {
-	f := flavourNamed("node-0.22.1")
+func TestModulesSDKs(t *testing.T) {
+	for _, sdk := range []struct{ flavour, prefix string }{{"node-0.22.1", "nmod"}, {"python-0.25.0", "pmod"}} {
+		t.Run(sdk.flavour, func(t *testing.T) { testModules(t, flavourNamed(sdk.flavour), sdk.prefix) })
+	}
+}
+
+func testModules(t *testing.T, f *flavour, p string) {
 	f.require(t)
 	e := startEngine(t, "127.0.0.1:0", "--data-dir", filepath.Join(t.TempDir(), "data"))
 	ctx := ctxFor(t, 30*time.Second)
@@ -83,7 +89,6 @@ func TestModulesNodeAndGo(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	const p = "nmod"
 	if _, err := c.RegisterTrigger(sluice.TriggerSpec{Type: "subscribe", FunctionID: "gomod::on_topic", Config: map[string]any{"topic": p + "-topic"}}); err != nil {
 		t.Fatal(err)
 	}
