@@ -71,10 +71,11 @@ type Config struct {
 	DataSync string `yaml:"data_sync"`
 	// Queues declares named queues; "default" always exists.
 	Queues map[string]QueueConfig `yaml:"queues"`
-	// State, PubSub and Cron are the platform modules (modules.go).
-	State  StateConfig  `yaml:"state"`
-	PubSub ModuleConfig `yaml:"pubsub"`
-	Cron   ModuleConfig `yaml:"cron"`
+	// State, Streams, PubSub and Cron are the platform modules (modules.go).
+	State   StateConfig  `yaml:"state"`
+	Streams ModuleConfig `yaml:"streams"`
+	PubSub  ModuleConfig `yaml:"pubsub"`
+	Cron    ModuleConfig `yaml:"cron"`
 }
 
 // AuthConfig is the authentication and authorization of a worker listener.
@@ -272,6 +273,7 @@ func DefaultConfig() Config {
 		DataDir:  "./sluice-data",
 		DataSync: "normal",
 		State:    defaultStateConfig(),
+		Streams:  ModuleConfig{Enabled: true},
 		PubSub:   ModuleConfig{Enabled: true},
 		Cron:     ModuleConfig{Enabled: true},
 	}

@@ -17,7 +17,8 @@ import (
 )
 
 // The platform modules (upstream's iii-state, iii-pubsub, iii-cron): each
-// can be turned off; all are on by default.
+// can be turned off; all are on by default. Streams use the state
+// module's value size limit.
 
 // StateConfig configures the state module (state::*, trigger type state).
 type StateConfig struct {
@@ -44,6 +45,9 @@ func (c *Config) validateModules() error {
 func (e *Engine) registerModules() {
 	if e.cfg.State.Enabled {
 		e.registerState()
+	}
+	if e.cfg.Streams.Enabled {
+		e.registerStreams()
 	}
 	if e.cfg.PubSub.Enabled {
 		e.registerPubSub()

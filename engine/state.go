@@ -138,8 +138,12 @@ func compactJSON(v jsontext.Value) ([]byte, error) {
 	return c, nil
 }
 
-func (m *stateModule) tooLarge(n int) *wire.ErrorBody {
-	limit := int(m.e.cfg.State.MaxValueBytes)
+func (m *stateModule) tooLarge(n int) *wire.ErrorBody { return m.e.valueTooLarge(n) }
+
+// valueTooLarge enforces state.max_value_bytes (state values and stream
+// items).
+func (e *Engine) valueTooLarge(n int) *wire.ErrorBody {
+	limit := int(e.cfg.State.MaxValueBytes)
 	if limit <= 0 || n <= limit {
 		return nil
 	}

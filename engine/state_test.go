@@ -182,3 +182,67 @@ func TestPublishAndCron(t *testing.T) {
 		t.Fatalf("cron payload %s: %v", inv.Data, err)
 	}
 }
+
+// TestStreamFunctions: items by stream > group > item, the stream trigger
+// with upstream's message, custom streams served by a worker.
+func TestStreamFunctions(t *testing.T) {
+	eachDataDir(t, func(t *testing.T, e *Engine) {
+		h := dialRaw(t, e)
+		h.sendJSON(`{"type":"registerfunction","id":"on::item"}`)
+		h.sendJSON(`{"type":"registertrigger","id":"sr-1","trigger_type":"stream","function_id":"on::item","config":{"stream_name":"chat","group_id":"room1"}}`)
+		c := dialRaw(t, e)
+		waitFunction(t, c, "on::item")
+		next := func() map[string]any {
+			inv := h.awaitInvoke("on::item", func(wire.Message) bool { return true })
+			h.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: inv.InvocationID, FunctionID: inv.FunctionID, Result: jsontext.Value(`null`)})
+			var ev map[string]any
+			_ = json.Unmarshal(inv.Data, &ev)
+			return ev
+		}
+		if got := callOK(t, c, "stream::set", `{"stream_name":"chat","group_id":"room1","item_id":"m1","data":{"text":"hi"}}`); got != `{"old_value":null,"new_value":{"text":"hi"}}` {
+			t.Fatalf("stream::set: %s", got)
+		}
+		ev := next()
+		if ev["type"] != "stream" || ev["streamName"] != "chat" || ev["groupId"] != "room1" || ev["id"] != "m1" ||
+			ev["event"].(map[string]any)["type"] != "create" || ev["timestamp"] == nil {
+			t.Fatalf("create event %v", ev)
+		}
+		callOK(t, c, "stream::set", `{"stream_name":"chat","group_id":"room2","item_id":"m2","data":2}`) // other group: no event
+		callOK(t, c, "stream::update", `{"stream_name":"chat","group_id":"room1","item_id":"m1","ops":[{"type":"set","path":"text","value":"yo"}]}`)
+		if ev := next(); ev["event"].(map[string]any)["type"] != "update" {
+			t.Fatalf("update event %v", ev)
+		}
+		callOK(t, c, "stream::send", `{"stream_name":"chat","group_id":"room1","type":"typing","data":{"who":"a"}}`)
+		if ev := next(); ev["event"].(map[string]any)["type"] != "event" || ev["event"].(map[string]any)["event"].(map[string]any)["type"] != "typing" {
+			t.Fatalf("send event %v", ev)
+		}
+		if got := callOK(t, c, "stream::get", `{"stream_name":"chat","group_id":"room1","item_id":"m1"}`); got != `{"text":"yo"}` {
+			t.Fatalf("stream::get: %s", got)
+		}
+		if got := callOK(t, c, "stream::list", `{"stream_name":"chat","group_id":"room1"}`); got != `[{"text":"yo"}]` {
+			t.Fatalf("stream::list: %s", got)
+		}
+		if got := callOK(t, c, "stream::list_groups", `{"stream_name":"chat"}`); got != `["room1","room2"]` {
+			t.Fatalf("stream::list_groups: %s", got)
+		}
+		if got := callOK(t, c, "stream::list_all", `{}`); got != `{"count":1,"stream":[{"id":"chat","groups":["room1","room2"]}]}` && got != `{"stream":[{"id":"chat","groups":["room1","room2"]}],"count":1}` {
+			t.Fatalf("stream::list_all: %s", got)
+		}
+		if got := callOK(t, c, "stream::delete", `{"stream_name":"chat","group_id":"room1","item_id":"m1"}`); got != `{"old_value":{"text":"yo"}}` {
+			t.Fatalf("stream::delete: %s", got)
+		}
+		if ev := next(); ev["event"].(map[string]any)["type"] != "delete" {
+			t.Fatalf("delete event %v", ev)
+		}
+		// A custom stream: the worker's stream::get(users) answers.
+		h.sendJSON(`{"type":"registerfunction","id":"stream::get(users)"}`)
+		waitFunction(t, c, "stream::get(users)")
+		go func() {
+			inv := h.awaitInvoke("stream::get(users)", func(wire.Message) bool { return true })
+			h.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: inv.InvocationID, FunctionID: inv.FunctionID, Result: jsontext.Value(`{"from":"custom"}`)})
+		}()
+		if got := callOK(t, c, "stream::get", `{"stream_name":"users","group_id":"g","item_id":"u1"}`); got != `{"from":"custom"}` {
+			t.Fatalf("custom stream::get: %s", got)
+		}
+	})
+}
