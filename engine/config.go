@@ -72,10 +72,10 @@ type Config struct {
 	// Queues declares named queues; "default" always exists.
 	Queues map[string]QueueConfig `yaml:"queues"`
 	// State, Streams, PubSub and Cron are the platform modules (modules.go).
-	State   StateConfig  `yaml:"state"`
-	Streams ModuleConfig `yaml:"streams"`
-	PubSub  ModuleConfig `yaml:"pubsub"`
-	Cron    ModuleConfig `yaml:"cron"`
+	State   StateConfig   `yaml:"state"`
+	Streams StreamsConfig `yaml:"streams"`
+	PubSub  ModuleConfig  `yaml:"pubsub"`
+	Cron    ModuleConfig  `yaml:"cron"`
 }
 
 // AuthConfig is the authentication and authorization of a worker listener.
@@ -273,7 +273,7 @@ func DefaultConfig() Config {
 		DataDir:  "./sluice-data",
 		DataSync: "normal",
 		State:    defaultStateConfig(),
-		Streams:  ModuleConfig{Enabled: true},
+		Streams:  defaultStreamsConfig(),
 		PubSub:   ModuleConfig{Enabled: true},
 		Cron:     ModuleConfig{Enabled: true},
 	}

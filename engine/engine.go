@@ -173,6 +173,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	e.log.Info("engine started", "worker_url", e.WorkerURL(), "http_url", e.HTTPURL(), "auth", onOff(e.cfg.Auth.enabled()), "version", Version, "console_url", e.ConsoleURL())
 	e.warnExposed(e.cfg.authEnabled())
+	e.startModules()
 	return nil
 }
 
@@ -289,6 +290,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 			}
 		}
 		err = e.hub.Shutdown(ctx)
+		e.stopModules()
 		e.cancel()
 		e.backgroundDone.Wait()
 		e.queues.close(ctx)

@@ -35,6 +35,29 @@ type ModuleConfig struct {
 
 func defaultStateConfig() StateConfig { return StateConfig{Enabled: true, MaxValueBytes: 1 << 20} }
 
+// startModules starts what listens or runs in the background (Start).
+func (e *Engine) startModules() {
+	if m := e.modules.streams; m != nil {
+		m.hub.start()
+	}
+}
+
+// stopModules stops it (Shutdown).
+func (e *Engine) stopModules() {
+	if m := e.modules.streams; m != nil {
+		m.hub.stop()
+	}
+}
+
+// StreamClientsAddr is the address of the stream client WebSocket, "" when
+// not served.
+func (e *Engine) StreamClientsAddr() string {
+	if m := e.modules.streams; m != nil {
+		return m.hub.Addr()
+	}
+	return ""
+}
+
 func (c *Config) validateModules() error {
 	if c.State.MaxValueBytes < 0 {
 		return fmt.Errorf("config: state.max_value_bytes must not be negative (0: only max_message_size bounds a value)")
@@ -185,9 +208,10 @@ func (e *Engine) runTrigger(ctx context.Context, part, conditionID string, t *re
 
 // modules holds the platform modules' state (Engine.modules).
 type modules struct {
-	state  *stateModule
-	pubsub *pubsubModule
-	cron   *cronModule
+	state   *stateModule
+	streams *streamModule
+	pubsub  *pubsubModule
+	cron    *cronModule
 
 	kvMu sync.Mutex
 	kv   state.Store // state and stream values; nil until opened (kvStore)

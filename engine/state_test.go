@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
+	"time"
 	"testing"
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
+	"github.com/gorilla/websocket"
 
 	"github.com/sluicehq/sluice/wire"
 )
@@ -245,4 +247,67 @@ func TestStreamFunctions(t *testing.T) {
 			t.Fatalf("custom stream::get: %s", got)
 		}
 	})
+}
+
+// TestStreamClients: a stream client joins a group and an item, gets the
+// sync, then live create/update/delete/event pushes; a stream:join binding
+// answering {unauthorized: true} refuses a join.
+func TestStreamClients(t *testing.T) {
+	e := startEngine(t, func(c *Config) { c.DataDir = DataDirMemory; c.Streams.Addr = "127.0.0.1:0" })
+	c := dialRaw(t, e)
+	callOK(t, c, "stream::set", `{"stream_name":"chat","group_id":"r","item_id":"a","data":1}`)
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+e.StreamClientsAddr()+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	read := func() map[string]any {
+		t.Helper()
+		var m map[string]any
+		if err := ws.ReadJSON(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	ev := func(m map[string]any) string { b, _ := json.Marshal(m["event"], json.Deterministic(true)); return string(b) }
+	_ = ws.WriteJSON(map[string]any{"type": "join", "data": map[string]any{"subscriptionId": "s1", "streamName": "chat", "groupId": "r"}})
+	if m := read(); ev(m) != `{"data":[1],"type":"sync"}` || m["streamName"] != "chat" || m["groupId"] != "r" {
+		t.Fatalf("group sync %v", m)
+	}
+	callOK(t, c, "stream::set", `{"stream_name":"chat","group_id":"r","item_id":"b","data":2}`)
+	if m := read(); ev(m) != `{"data":2,"type":"create"}` || m["id"] != "b" {
+		t.Fatalf("create %v", m)
+	}
+	callOK(t, c, "stream::set", `{"stream_name":"chat","group_id":"other","item_id":"b","data":2}`) // not joined
+	callOK(t, c, "stream::send", `{"stream_name":"chat","group_id":"r","type":"typing","data":"x"}`)
+	if m := read(); ev(m) != `{"event":{"data":"x","type":"typing"},"type":"event"}` {
+		t.Fatalf("event %v", m)
+	}
+	callOK(t, c, "stream::delete", `{"stream_name":"chat","group_id":"r","item_id":"a"}`)
+	if m := read(); ev(m) != `{"data":1,"type":"delete"}` {
+		t.Fatalf("delete %v", m)
+	}
+	_ = ws.WriteJSON(map[string]any{"type": "leave", "data": map[string]any{"subscriptionId": "s1", "streamName": "chat", "groupId": "r"}})
+
+	// A join binding refuses the item "secret".
+	c.sendJSON(`{"type":"registerfunction","id":"auth::join"}`)
+	c.sendJSON(`{"type":"registertrigger","id":"sj-1","trigger_type":"stream:join","function_id":"auth::join","config":{}}`)
+	waitFunction(t, c, "auth::join")
+	_ = ws.WriteJSON(map[string]any{"type": "join", "data": map[string]any{"subscriptionId": "s2", "streamName": "chat", "groupId": "r", "id": "secret"}})
+	inv := c.awaitInvoke("auth::join", func(wire.Message) bool { return true })
+	if !strings.Contains(string(inv.Data), `"id":"secret"`) || !strings.Contains(string(inv.Data), `"subscription_id":"s2"`) {
+		t.Fatalf("join event %s", inv.Data)
+	}
+	c.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: inv.InvocationID, FunctionID: inv.FunctionID, Result: jsontext.Value(`{"unauthorized":true}`)})
+	if m := read(); ev(m) != `{"type":"unauthorized"}` {
+		t.Fatalf("refused join %v", m)
+	}
+	callOK(t, c, "stream::set", `{"stream_name":"chat","group_id":"r","item_id":"secret","data":"s"}`)
+	callOK(t, c, "stream::send", `{"stream_name":"chat","group_id":"r","id":"secret","type":"ping","data":0}`)
+	_ = ws.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	var m map[string]any
+	if err := ws.ReadJSON(&m); err == nil {
+		t.Fatalf("a refused or left subscription got %v", m)
+	}
 }

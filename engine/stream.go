@@ -19,7 +19,7 @@ import (
 // registers stream::get(<name>), stream::set(<name>), stream::delete(<name>),
 // stream::list(<name>) or stream::list_groups(<name>) implements that
 // stream itself: the engine calls it instead of the store (custom streams).
-// The stream client WebSocket is not served yet.
+// Stream clients connect over WebSocket (stream_ws.go).
 
 const (
 	triggerTypeStream = "stream"
@@ -36,6 +36,7 @@ type streamTriggerConfig struct {
 type streamModule struct {
 	e        *Engine
 	triggers *moduleTriggers[streamTriggerConfig]
+	hub      *streamHub // stream clients (stream_ws.go)
 }
 
 func (e *Engine) registerStreams() {
@@ -55,6 +56,8 @@ func (e *Engine) registerStreams() {
 	e.addBuiltin("stream::list_groups", builtin(m.listGroups), false)
 	e.addBuiltin("stream::list_all", builtin(m.listAll), false)
 	e.addBuiltin("stream::send", builtin(m.send), false)
+	e.modules.streams = m
+	e.registerStreamClients(m)
 }
 
 type streamItemInput struct {
@@ -107,15 +110,16 @@ type streamMessage struct {
 }
 
 func (m *streamModule) fire(name, group string, id *string, event map[string]any) {
+	data, err := json.Marshal(streamMessage{Type: "stream", Timestamp: time.Now().UnixMilli(), StreamName: name, GroupID: group, ID: id, Event: event})
+	if err != nil {
+		return
+	}
+	m.hub.publish(name, group, id, data)
 	list := m.triggers.matching(func(c *streamTriggerConfig) bool {
 		return c.StreamName == name && (c.GroupID == "" || c.GroupID == group) &&
 			(c.ItemID == "" || (id != nil && c.ItemID == *id))
 	})
 	if len(list) == 0 {
-		return
-	}
-	data, err := json.Marshal(streamMessage{Type: "stream", Timestamp: time.Now().UnixMilli(), StreamName: name, GroupID: group, ID: id, Event: event})
-	if err != nil {
 		return
 	}
 	go func() {
