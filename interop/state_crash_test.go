@@ -14,10 +14,10 @@ import (
 	sluice "github.com/sluicehq/sluice"
 )
 
-// TestStateCrashDurability: 8 Go writers set distinct keys and increment a
-// shared counter (state::update) while the engine is SIGKILLed at a random
+// TestStateCrashDurability: 8 Go writers set distinct keys and stream items
+// and increment a shared counter (state::update) while the engine is SIGKILLed at a random
 // moment; after a restart on the same data directory every acknowledged
-// set is there with its value, and the counter holds at least every
+// set (state and stream item) is there with its value, and the counter holds at least every
 // acknowledged increment and at most every attempted one.
 //
 // On f9f823a (before the state module) no state::set was acknowledged
@@ -52,6 +52,9 @@ func TestStateCrashDurability(t *testing.T) {
 				}
 				cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 				_, err := c.Trigger(cctx, "state::set", map[string]any{"scope": "crash", "key": stateCrashKey(w, i), "value": map[string]int{"w": w, "i": i}})
+				if err == nil {
+					_, err = c.Trigger(cctx, "stream::set", map[string]any{"stream_name": "crash", "group_id": strconv.Itoa(w), "item_id": strconv.Itoa(i), "data": i})
+				}
 				if err == nil {
 					incTried.Add(1)
 					_, err = c.Trigger(cctx, "state::update", map[string]any{"scope": "crash-count", "key": "n",
@@ -94,6 +97,10 @@ func TestStateCrashDurability(t *testing.T) {
 			v, err := sluice.Call[map[string]int](ctx, c, "state::get", map[string]string{"scope": "crash", "key": stateCrashKey(w, i)})
 			if err != nil || v["w"] != w || v["i"] != i {
 				t.Fatalf("acknowledged key %s after restart: %v %v", stateCrashKey(w, i), v, err)
+			}
+			item, err := sluice.Call[int](ctx, c, "stream::get", map[string]string{"stream_name": "crash", "group_id": strconv.Itoa(w), "item_id": strconv.Itoa(i)})
+			if err != nil || item != i {
+				t.Fatalf("acknowledged stream item %d/%d after restart: %v %v", w, i, item, err)
 			}
 			found++
 		}
