@@ -3,10 +3,15 @@ package interop
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	sluice "github.com/sluicehq/sluice"
 )
@@ -213,5 +218,86 @@ func testModules(t *testing.T, f *flavour, p string) {
 	if err := json.Unmarshal(s.Data, &ev); err != nil || ev.Trigger != "cron" || ev.JobID == "" || ev.ScheduledTime.Nanosecond() != 0 ||
 		ev.ActualTime.Before(ev.ScheduledTime) || ev.ActualTime.Sub(ev.ScheduledTime) > 2*time.Second {
 		t.Fatalf("cron event %s: %v", s.Data, err)
+	}
+}
+
+// TestStreamClientsLive: a stream client on the stream WebSocket joins a
+// group, gets the sync, and sees live changes made by the Node and Python
+// SDKs' stream::set / stream::update / stream::delete and a Go
+// stream::send.
+func TestStreamClientsLive(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "sluice.yaml")
+	if err := os.WriteFile(cfg, []byte("streams:\n  addr: 127.0.0.1:0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := startEngine(t, "127.0.0.1:0", "--config", cfg, "--data-dir", filepath.Join(dir, "data"))
+	ctx := ctxFor(t, 30*time.Second)
+	line, err := e.stderr.wait(ctx, func(s string) bool { return strings.Contains(s, "stream clients served") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := regexp.MustCompile(`addr=(\S+)`).FindStringSubmatch(line)[1]
+	c := connectGo(t, e, "streams-go")
+	if _, err := c.Trigger(ctx, "stream::set", map[string]any{"stream_name": "board", "group_id": "g", "item_id": "seed", "data": 0}); err != nil {
+		t.Fatal(err)
+	}
+	ws, _, err := websocket.DefaultDialer.DialContext(ctx, "ws://"+addr+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	_ = ws.SetReadDeadline(time.Now().Add(20 * time.Second))
+	read := func() (string, json.RawMessage, any) {
+		t.Helper()
+		var m struct {
+			StreamName string `json:"streamName"`
+			ID         any    `json:"id"`
+			Event      struct {
+				Type string          `json:"type"`
+				Data json.RawMessage `json:"data"`
+			} `json:"event"`
+		}
+		if err := ws.ReadJSON(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.Event.Type, m.Event.Data, m.ID
+	}
+	if err := ws.WriteJSON(map[string]any{"type": "join", "data": map[string]any{"subscriptionId": "s1", "streamName": "board", "groupId": "g"}}); err != nil {
+		t.Fatal(err)
+	}
+	if typ, data, _ := read(); typ != "sync" || string(data) != "[0]" {
+		t.Fatalf("sync: %s %s", typ, data)
+	}
+	for _, sdk := range []struct{ flavour, prefix string }{{"node-0.22.1", "nstr"}, {"python-0.25.0", "pstr"}} {
+		f := flavourNamed(sdk.flavour)
+		if _, err := f.dependency(); err != nil {
+			t.Logf("%s skipped: %v", sdk.flavour, err)
+			continue
+		}
+		p := sdk.prefix
+		startWorker(t, f, e, f.script("modules"), p)
+		waitFunctions(ctx, t, c, p+"::call")
+		modCall(ctx, t, c, p, "stream::set", map[string]any{"stream_name": "board", "group_id": "g", "item_id": p, "data": map[string]int{"v": 1}})
+		if typ, data, id := read(); typ != "create" || id != p {
+			t.Fatalf("%s create: %s %s %v", p, typ, data, id)
+		}
+		modCall(ctx, t, c, p, "stream::update", map[string]any{"stream_name": "board", "group_id": "g", "item_id": p,
+			"ops": []map[string]any{{"type": "increment", "path": "v", "by": 2}}})
+		if typ, data, _ := read(); typ != "update" {
+			t.Fatalf("%s update: %s %s", p, typ, data)
+		} else {
+			jsonEq(t, p+" update data", data, `{"v":3}`)
+		}
+		modCall(ctx, t, c, p, "stream::delete", map[string]any{"stream_name": "board", "group_id": "g", "item_id": p})
+		if typ, _, _ := read(); typ != "delete" {
+			t.Fatalf("%s delete: %s", p, typ)
+		}
+	}
+	if _, err := c.Trigger(ctx, "stream::send", map[string]any{"stream_name": "board", "group_id": "g", "type": "ping", "data": "hi"}); err != nil {
+		t.Fatal(err)
+	}
+	if typ, data, _ := read(); typ != "event" {
+		t.Fatalf("event: %s %s", typ, data)
 	}
 }
