@@ -28,12 +28,22 @@ import (
 // second.
 //
 //	go test -run '^$' -bench StateRoundTrip -benchtime 20000x ./interop/
+//
+// With SLUICE_UPSTREAM_URL set (e.g. ws://127.0.0.1:49234, the upstream
+// engine started with ../shared/tools/upstream/start.sh modules) the same
+// calls go to that engine instead.
 func BenchmarkStateRoundTrip(b *testing.B) {
+	upstream := os.Getenv("SLUICE_UPSTREAM_URL")
 	for _, op := range []string{"set", "get"} {
 		for _, inFlight := range []int{1, 64} {
 			b.Run(fmt.Sprintf("%s/inflight=%d", op, inFlight), func(b *testing.B) {
-				e := startEngine(b, "127.0.0.1:0", "--data-dir", filepath.Join(b.TempDir(), "data"), "--log-level", "info")
-				c := connectGo(b, e, "bench-state")
+				var c *sluice.Client
+				if upstream != "" {
+					c = connectGo(b, &engineProc{URL: upstream}, "bench-state")
+				} else {
+					e := startEngine(b, "127.0.0.1:0", "--data-dir", filepath.Join(b.TempDir(), "data"), "--log-level", "info")
+					c = connectGo(b, e, "bench-state")
+				}
 				ctx := ctxFor(b, 5*time.Minute)
 				for i := range 1000 {
 					if _, err := c.Trigger(ctx, "state::set", map[string]any{"scope": "bench", "key": strconv.Itoa(i), "value": map[string]int{"n": i}}); err != nil {
