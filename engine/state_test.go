@@ -311,3 +311,30 @@ func TestStreamClients(t *testing.T) {
 		t.Fatalf("a refused or left subscription got %v", m)
 	}
 }
+
+// TestCronNoOverlap: a run that outlasts the schedule's period delays the
+// next one: never two runs of one job at once, and the missed times are
+// skipped, not queued.
+func TestCronNoOverlap(t *testing.T) {
+	e := startEngine(t, func(c *Config) { c.DataDir = DataDirMemory })
+	h := dialRaw(t, e)
+	h.sendJSON(`{"type":"registerfunction","id":"tick::slow"}`)
+	h.sendJSON(`{"type":"registertrigger","id":"cr-slow","trigger_type":"cron","function_id":"tick::slow","config":{"expression":"* * * * * *"}}`)
+	first := h.awaitInvoke("tick::slow", func(wire.Message) bool { return true })
+	// Unanswered for 1.5 s (a period and a half): no second run meanwhile.
+	select {
+	case m := <-h.in:
+		t.Fatalf("while the first run was unanswered: %+v", m)
+	case <-time.After(1500 * time.Millisecond):
+	}
+	h.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: first.InvocationID, FunctionID: first.FunctionID, Result: jsontext.Value(`null`)})
+	second := h.awaitInvoke("tick::slow", func(wire.Message) bool { return true })
+	var a, b struct {
+		ScheduledTime time.Time `json:"scheduled_time"`
+	}
+	_ = json.Unmarshal(first.Data, &a, lenient)
+	_ = json.Unmarshal(second.Data, &b, lenient)
+	if !b.ScheduledTime.After(a.ScheduledTime.Add(time.Second)) {
+		t.Fatalf("second run scheduled %v after the first's %v: a missed time was queued", b.ScheduledTime, a.ScheduledTime)
+	}
+}
