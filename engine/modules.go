@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-json-experiment/json"
@@ -66,6 +67,7 @@ func (c *Config) validateModules() error {
 }
 
 func (e *Engine) registerModules() {
+	e.modules.events = make(chan struct{}, maxEventDeliveries)
 	if e.cfg.State.Enabled {
 		e.registerState()
 	}
@@ -215,4 +217,31 @@ type modules struct {
 
 	kvMu sync.Mutex
 	kv   state.Store // state and stream values; nil until opened (kvStore)
+
+	// events bounds the event deliveries (state, stream, pubsub) running
+	// at once; an event that finds no slot is dropped and counted, so that
+	// slow handlers under a write burst cannot pile up goroutines.
+	events  chan struct{}
+	dropped atomic.Int64
+}
+
+// maxEventDeliveries is the size of modules.events.
+const maxEventDeliveries = 10_000
+
+// deliver runs fn (the calls of one event's bindings) in the background
+// if a delivery slot is free, else drops the event.
+func (e *Engine) deliver(part string, fn func()) {
+	select {
+	case e.modules.events <- struct{}{}:
+	default:
+		if n := e.modules.dropped.Add(1); n == 1 || n%1000 == 0 {
+			e.log.Warn("event dropped: too many event deliveries in flight (slow trigger handlers)", "part", part,
+				"in_flight", cap(e.modules.events), "dropped_total", n)
+		}
+		return
+	}
+	go func() {
+		defer func() { <-e.modules.events }()
+		fn()
+	}()
 }

@@ -53,7 +53,7 @@ func (m *pubsubModule) publish(_ context.Context, _ *invocation.Request, in publ
 		data = append(jsontext.Value(nil), in.Data...)
 	}
 	for _, mt := range m.triggers.matching(func(c *subscribeConfig) bool { return c.Topic == in.Topic }) {
-		go m.e.runTrigger(m.e.ctx, "pubsub", mt.cfg.ConditionFunctionID, mt.t, data)
+		m.e.deliver("pubsub", func() { m.e.runTrigger(m.e.ctx, "pubsub", mt.cfg.ConditionFunctionID, mt.t, data) })
 	}
 	return jsontext.Value("null"), nil
 }

@@ -360,9 +360,9 @@ func (m *stateModule) fire(scope, key string, ch state.Change) {
 		m.e.log.Warn("state event not serializable", "err", err)
 		return
 	}
-	go func() {
+	m.e.deliver("state", func() {
 		for _, mt := range list {
 			m.e.runTrigger(m.e.ctx, "state", mt.cfg.ConditionFunctionID, mt.t, data)
 		}
-	}()
+	})
 }

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -270,7 +270,10 @@ func TestStreamClients(t *testing.T) {
 		}
 		return m
 	}
-	ev := func(m map[string]any) string { b, _ := json.Marshal(m["event"], json.Deterministic(true)); return string(b) }
+	ev := func(m map[string]any) string {
+		b, _ := json.Marshal(m["event"], json.Deterministic(true))
+		return string(b)
+	}
 	_ = ws.WriteJSON(map[string]any{"type": "join", "data": map[string]any{"subscriptionId": "s1", "streamName": "chat", "groupId": "r"}})
 	if m := read(); ev(m) != `{"data":[1],"type":"sync"}` || m["streamName"] != "chat" || m["groupId"] != "r" {
 		t.Fatalf("group sync %v", m)
@@ -336,5 +339,26 @@ func TestCronNoOverlap(t *testing.T) {
 	_ = json.Unmarshal(second.Data, &b, lenient)
 	if !b.ScheduledTime.After(a.ScheduledTime.Add(time.Second)) {
 		t.Fatalf("second run scheduled %v after the first's %v: a missed time was queued", b.ScheduledTime, a.ScheduledTime)
+	}
+}
+
+// TestEventDeliveriesBounded: with every delivery slot held by a handler
+// that does not answer, further events are dropped and counted instead of
+// piling up goroutines.
+func TestEventDeliveriesBounded(t *testing.T) {
+	e := startEngine(t, func(c *Config) { c.DataDir = DataDirMemory })
+	e.modules.events = make(chan struct{}, 1)
+	h := dialRaw(t, e)
+	h.sendJSON(`{"type":"registerfunction","id":"sub::stuck"}`)
+	h.sendJSON(`{"type":"registertrigger","id":"ps-stuck","trigger_type":"subscribe","function_id":"sub::stuck","config":{"topic":"t"}}`)
+	c := dialRaw(t, e)
+	waitFunction(t, c, "sub::stuck")
+	callOK(t, c, "publish", `{"topic":"t","data":1}`)
+	h.awaitInvoke("sub::stuck", func(wire.Message) bool { return true }) // holds the only slot
+	for range 5 {
+		callOK(t, c, "publish", `{"topic":"t","data":2}`)
+	}
+	if n := e.modules.dropped.Load(); n != 5 {
+		t.Fatalf("dropped %d events, want 5", n)
 	}
 }

@@ -122,11 +122,11 @@ func (m *streamModule) fire(name, group string, id *string, event map[string]any
 	if len(list) == 0 {
 		return
 	}
-	go func() {
+	m.e.deliver("stream", func() {
 		for _, mt := range list {
 			m.e.runTrigger(m.e.ctx, "stream", mt.cfg.ConditionFunctionID, mt.t, data)
 		}
-	}()
+	})
 }
 
 func changeEvent(ch state.Change) map[string]any {
