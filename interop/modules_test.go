@@ -239,6 +239,15 @@ func TestStreamClientsLive(t *testing.T) {
 	}
 	addr := regexp.MustCompile(`addr=(\S+)`).FindStringSubmatch(line)[1]
 	c := connectGo(t, e, "streams-go")
+	seen := make(chan modSeen, 1024)
+	if err := sluice.Register(c, "gomod::seen", func(_ context.Context, in modSeen) (any, error) {
+		if in.Kind == "stream" {
+			seen <- in
+		}
+		return nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := c.Trigger(ctx, "stream::set", map[string]any{"stream_name": "board", "group_id": "g", "item_id": "seed", "data": 0}); err != nil {
 		t.Fatal(err)
 	}
@@ -289,9 +298,36 @@ func TestStreamClientsLive(t *testing.T) {
 		} else {
 			jsonEq(t, p+" update data", data, `{"v":3}`)
 		}
+		jsonEq(t, p+" stream::get", modCall(ctx, t, c, p, "stream::get", map[string]any{"stream_name": "board", "group_id": "g", "item_id": p}), `{"v":3}`)
+		jsonEq(t, p+" stream::list", modCall(ctx, t, c, p, "stream::list", map[string]any{"stream_name": "board", "group_id": "g"}), `[{"v":3},0]`)
+		jsonEq(t, p+" stream::list_groups", modCall(ctx, t, c, p, "stream::list_groups", map[string]any{"stream_name": "board"}), `["g"]`)
+		jsonEq(t, p+" stream::list_all", modCall(ctx, t, c, p, "stream::list_all", map[string]any{}), `{"stream":[{"id":"board","groups":["g"]}],"count":1}`)
 		modCall(ctx, t, c, p, "stream::delete", map[string]any{"stream_name": "board", "group_id": "g", "item_id": p})
 		if typ, _, _ := read(); typ != "delete" {
 			t.Fatalf("%s delete: %s", p, typ)
+		}
+		// The SDK's stream binding on its own item saw create, update and
+		// delete (deliveries of different changes are not ordered).
+		got := map[string]bool{}
+		for range 3 {
+			select {
+			case s := <-seen:
+				var m struct {
+					ID    string `json:"id"`
+					Event struct {
+						Type string `json:"type"`
+					} `json:"event"`
+				}
+				if json.Unmarshal(s.Data, &m) != nil || s.From != p || m.ID != p || got[m.Event.Type] {
+					t.Fatalf("%s stream binding: got %s from %s (so far %v)", p, s.Data, s.From, got)
+				}
+				got[m.Event.Type] = true
+			case <-ctx.Done():
+				t.Fatalf("%s stream binding: got only %v", p, got)
+			}
+		}
+		if !got["create"] || !got["update"] || !got["delete"] {
+			t.Fatalf("%s stream binding: %v", p, got)
 		}
 	}
 	if _, err := c.Trigger(ctx, "stream::send", map[string]any{"stream_name": "board", "group_id": "g", "type": "ping", "data": "hi"}); err != nil {

@@ -3,7 +3,7 @@
 // <prefix>::call {function_id, payload} calls any function through
 // iii.trigger; <prefix>::incr {scope, key, n} runs n state::update
 // increments one after another; the handlers of the state, subscribe and
-// cron bindings report what they got to gomod::seen.
+// cron bindings (and a stream binding on stream board, item <prefix>) report what they got to gomod::seen.
 import { out, track } from '../node-common/harness.mjs'
 import { registerWorker } from 'iii-sdk'
 
@@ -29,10 +29,12 @@ iii.registerFunction(`${prefix}::incr`, async ({ scope, key, n }) => {
 iii.registerFunction(`${prefix}::on_state`, async (ev) => { await seen('state', ev); return null })
 iii.registerFunction(`${prefix}::on_topic`, async (data) => { await seen('topic', data); return null })
 iii.registerFunction(`${prefix}::on_cron`, async (ev) => { await seen('cron', ev); return null })
+iii.registerFunction(`${prefix}::on_stream`, async (msg) => { await seen('stream', msg); return null })
 iii.registerFunction(`${prefix}::odd_only`, async (ev) => (ev?.new_value?.n ?? 0) % 2 === 1)
 
 iii.registerTrigger({ type: 'state', function_id: `${prefix}::on_state`, config: { scope: `${prefix}-watched`, condition_function_id: `${prefix}::odd_only` } })
 iii.registerTrigger({ type: 'subscribe', function_id: `${prefix}::on_topic`, config: { topic: `${prefix}-topic` } })
+iii.registerTrigger({ type: 'stream', function_id: `${prefix}::on_stream`, config: { stream_name: 'board', item_id: prefix } })
 iii.registerTrigger({ type: 'cron', function_id: `${prefix}::on_cron`, config: { expression: '* * * * * *' } })
 
 out('READY')

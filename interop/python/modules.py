@@ -45,6 +45,10 @@ async def on_cron(ev):
     await seen("cron", ev)
 
 
+async def on_stream(msg):
+    await seen("stream", msg)
+
+
 async def odd_only(ev):
     return ((ev.get("new_value") or {}).get("n") or 0) % 2 == 1
 
@@ -54,9 +58,11 @@ iii.register_function(f"{prefix}::incr", incr)
 iii.register_function(f"{prefix}::on_state", on_state)
 iii.register_function(f"{prefix}::on_topic", on_topic)
 iii.register_function(f"{prefix}::on_cron", on_cron)
+iii.register_function(f"{prefix}::on_stream", on_stream)
 iii.register_function(f"{prefix}::odd_only", odd_only)
 iii.register_trigger({"type": "state", "function_id": f"{prefix}::on_state",
                       "config": {"scope": f"{prefix}-watched", "condition_function_id": f"{prefix}::odd_only"}})
 iii.register_trigger({"type": "subscribe", "function_id": f"{prefix}::on_topic", "config": {"topic": f"{prefix}-topic"}})
+iii.register_trigger({"type": "stream", "function_id": f"{prefix}::on_stream", "config": {"stream_name": "board", "item_id": prefix}})
 iii.register_trigger({"type": "cron", "function_id": f"{prefix}::on_cron", "config": {"expression": "* * * * * *"}})
 harness.serve(iii)
