@@ -50,6 +50,15 @@ func modCall(ctx context.Context, t *testing.T, c *sluice.Client, p, fn string, 
 	return out.Result
 }
 
+func mustTrigger(ctx context.Context, t *testing.T, c *sluice.Client, fn string, payload any) json.RawMessage {
+	t.Helper()
+	v, err := c.Trigger(ctx, fn, payload)
+	if err != nil {
+		t.Fatalf("%s: %v", fn, err)
+	}
+	return v
+}
+
 func jsonEq(t *testing.T, what string, got json.RawMessage, want string) {
 	t.Helper()
 	var a, b any
@@ -98,7 +107,7 @@ func testModules(t *testing.T, f *flavour, p string) {
 		t.Fatal(err)
 	}
 	startWorker(t, f, e, f.script("modules"), p)
-	waitFunctions(ctx, t, c, p+"::call", p+"::incr", p+"::on_state", p+"::odd_only", "gomod::seen")
+	waitFunctions(ctx, t, c, p+"::call", p+"::incr", p+"::on_state", p+"::odd_only", "gomod::seen", "stream::list_groups("+p+"-custom)")
 	await := func(kind string, match func(modSeen) bool) modSeen {
 		t.Helper()
 		for {
@@ -206,6 +215,17 @@ func testModules(t *testing.T, f *flavour, p string) {
 		t.Fatal(err)
 	}
 	jsonEq(t, "counter after 500 concurrent increments", got, `{"count":500}`)
+
+	// A custom stream served by the SDK's createStream / create_stream:
+	// the engine's stream::* calls of stream <p>-custom go to the worker.
+	cs := p + "-custom"
+	jsonEq(t, "custom stream::set", mustTrigger(ctx, t, c, "stream::set", map[string]any{"stream_name": cs, "group_id": "g", "item_id": "i", "data": map[string]int{"x": 1}}),
+		`{"old_value":null,"new_value":{"x":1}}`)
+	jsonEq(t, "custom stream::get", mustTrigger(ctx, t, c, "stream::get", map[string]any{"stream_name": cs, "group_id": "g", "item_id": "i"}), `{"x":1}`)
+	jsonEq(t, "custom stream::list", mustTrigger(ctx, t, c, "stream::list", map[string]any{"stream_name": cs, "group_id": "g"}), `[{"x":1}]`)
+	jsonEq(t, "custom stream::list_groups", mustTrigger(ctx, t, c, "stream::list_groups", map[string]any{"stream_name": cs}), `["g"]`)
+	jsonEq(t, "custom stream::delete", mustTrigger(ctx, t, c, "stream::delete", map[string]any{"stream_name": cs, "group_id": "g", "item_id": "i"}), `{"old_value":{"x":1}}`)
+	jsonEq(t, "custom stream::get after delete", mustTrigger(ctx, t, c, "stream::get", map[string]any{"stream_name": cs, "group_id": "g", "item_id": "i"}), `null`)
 
 	// Cron: the Node binding (every second) fires with upstream's payload.
 	s := await("cron", func(modSeen) bool { return true })

@@ -6,6 +6,7 @@
 // cron bindings (and a stream binding on stream board, item <prefix>) report what they got to gomod::seen.
 import { out, track } from '../node-common/harness.mjs'
 import { registerWorker } from 'iii-sdk'
+import { createStream } from 'iii-sdk/helpers'
 
 const url = process.env.III_URL
 const prefix = process.env.WORKER_PREFIX || 'node22'
@@ -36,5 +37,18 @@ iii.registerTrigger({ type: 'state', function_id: `${prefix}::on_state`, config:
 iii.registerTrigger({ type: 'subscribe', function_id: `${prefix}::on_topic`, config: { topic: `${prefix}-topic` } })
 iii.registerTrigger({ type: 'stream', function_id: `${prefix}::on_stream`, config: { stream_name: 'board', item_id: prefix } })
 iii.registerTrigger({ type: 'cron', function_id: `${prefix}::on_cron`, config: { expression: '* * * * * *' } })
+
+// A custom stream served by this worker (the SDK's createStream): items in
+// a Map, so stream::get etc. of stream <prefix>-custom answer from here.
+const items = new Map()
+const k = (i) => `${i.group_id}/${i.item_id}`
+createStream(iii, `${prefix}-custom`, {
+  get: async (i) => items.get(k(i)) ?? null,
+  set: async (i) => { const old = items.get(k(i)) ?? null; items.set(k(i), i.data); return { old_value: old, new_value: i.data } },
+  delete: async (i) => { const old = items.get(k(i)) ?? null; items.delete(k(i)); return { old_value: old } },
+  list: async (i) => [...items.entries()].filter(([key]) => key.startsWith(`${i.group_id}/`)).map(([, v]) => v),
+  listGroups: async () => [...new Set([...items.keys()].map((key) => key.split('/')[0]))].sort(),
+  update: async () => null,
+})
 
 out('READY')

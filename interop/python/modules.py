@@ -8,6 +8,9 @@ from __future__ import annotations
 import harness  # first: sets OTEL_ENABLED before the SDK starts  # isort: skip
 
 from iii import InitOptions, register_worker
+from iii.helpers import create_stream
+from iii.stream import IStream
+from iii_helpers.stream import StreamDeleteResult, StreamSetResult
 
 prefix = harness.PREFIX or "py25"
 iii = register_worker(harness.URL, InitOptions(worker_name=f"{prefix}-modules", enable_metrics_reporting=False))
@@ -65,4 +68,34 @@ iii.register_trigger({"type": "state", "function_id": f"{prefix}::on_state",
 iii.register_trigger({"type": "subscribe", "function_id": f"{prefix}::on_topic", "config": {"topic": f"{prefix}-topic"}})
 iii.register_trigger({"type": "stream", "function_id": f"{prefix}::on_stream", "config": {"stream_name": "board", "item_id": prefix}})
 iii.register_trigger({"type": "cron", "function_id": f"{prefix}::on_cron", "config": {"expression": "* * * * * *"}})
+
+
+class CustomStream(IStream):
+    """A custom stream served by this worker (the SDK's create_stream)."""
+
+    def __init__(self):
+        self.items = {}
+
+    async def get(self, input):
+        return self.items.get((input.group_id, input.item_id))
+
+    async def set(self, input):
+        old = self.items.get((input.group_id, input.item_id))
+        self.items[(input.group_id, input.item_id)] = input.data
+        return StreamSetResult(old_value=old, new_value=input.data)
+
+    async def delete(self, input):
+        return StreamDeleteResult(old_value=self.items.pop((input.group_id, input.item_id), None))
+
+    async def list(self, input):
+        return [v for (g, _), v in sorted(self.items.items()) if g == input.group_id]
+
+    async def list_groups(self, input):
+        return sorted({g for (g, _) in self.items})
+
+    async def update(self, input):
+        return None
+
+
+create_stream(iii, f"{prefix}-custom", CustomStream())
 harness.serve(iii)
