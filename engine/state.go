@@ -45,10 +45,13 @@ func (e *Engine) registerState() {
 	m := &stateModule{e: e, triggers: newModuleTriggers(parseConfig[stateTriggerConfig])}
 	e.modules.state = m
 	e.addEngineTriggerType(triggerTypeState, "Fired when a state value is created, updated or deleted (state:created|updated|deleted)", m.triggers)
-	e.addBuiltin("state::set", builtin(m.set), false)
+	// Writes wait for their group commit: async, so that the caller's
+	// connection keeps reading (and its other writes join the same commit).
+	// Reads answer from the store at once, on the reader.
+	e.addBuiltin("state::set", builtin(m.set), true)
 	e.addBuiltin("state::get", builtin(m.get), false)
-	e.addBuiltin("state::delete", builtin(m.delete), false)
-	e.addBuiltin("state::update", builtin(m.update), false)
+	e.addBuiltin("state::delete", builtin(m.delete), true)
+	e.addBuiltin("state::update", builtin(m.update), true)
 	e.addBuiltin("state::list", builtin(m.list), false)
 	e.addBuiltin("state::list_groups", builtin(m.listGroups), false)
 }

@@ -362,3 +362,23 @@ func TestEventDeliveriesBounded(t *testing.T) {
 		t.Fatalf("dropped %d events, want 5", n)
 	}
 }
+
+// TestCustomStreamOnCallersConnection: a worker calls stream::get on a
+// custom stream it serves itself. The builtin waits for that worker's
+// answer, so it must not run on the worker's own reader (with the stream
+// builtins run synchronously on the reader, the answer was never read and
+// the call hung).
+func TestCustomStreamOnCallersConnection(t *testing.T) {
+	e := startEngine(t, func(c *Config) { c.DataDir = DataDirMemory })
+	h := dialRaw(t, e)
+	h.sendJSON(`{"type":"registerfunction","id":"stream::get(mine)"}`)
+	waitFunction(t, h, "stream::get(mine)")
+	id := invocationID()
+	h.send(wire.Message{Type: wire.TypeInvokeFunction, InvocationID: id, FunctionID: "stream::get", Data: jsontext.Value(`{"stream_name":"mine","group_id":"g","item_id":"i"}`)})
+	inv := h.awaitInvoke("stream::get(mine)", func(wire.Message) bool { return true })
+	h.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: inv.InvocationID, FunctionID: inv.FunctionID, Result: jsontext.Value(`{"mine":true}`)})
+	res := h.await(func(m wire.Message) bool { return m.Type == wire.TypeInvocationResult && m.InvocationID == id })
+	if res.Error != nil || string(res.Result) != `{"mine":true}` {
+		t.Fatalf("stream::get of a custom stream served by the caller: %+v", res)
+	}
+}

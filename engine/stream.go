@@ -48,12 +48,14 @@ func (e *Engine) registerStreams() {
 		return c, err
 	})}
 	e.addEngineTriggerType(triggerTypeStream, "Fired when a stream item is created, updated or deleted, or an event is sent", m.triggers)
-	e.addBuiltin("stream::set", builtin(m.set), false)
-	e.addBuiltin("stream::get", builtin(m.get), false)
-	e.addBuiltin("stream::delete", builtin(m.delete), false)
-	e.addBuiltin("stream::update", builtin(m.update), false)
-	e.addBuiltin("stream::list", builtin(m.list), false)
-	e.addBuiltin("stream::list_groups", builtin(m.listGroups), false)
+	// Async: writes wait for their commit, and a custom stream's calls
+	// wait for its worker (which may be the caller's own connection).
+	e.addBuiltin("stream::set", builtin(m.set), true)
+	e.addBuiltin("stream::get", builtin(m.get), true)
+	e.addBuiltin("stream::delete", builtin(m.delete), true)
+	e.addBuiltin("stream::update", builtin(m.update), true)
+	e.addBuiltin("stream::list", builtin(m.list), true)
+	e.addBuiltin("stream::list_groups", builtin(m.listGroups), true)
 	e.addBuiltin("stream::list_all", builtin(m.listAll), false)
 	e.addBuiltin("stream::send", builtin(m.send), false)
 	e.modules.streams = m
