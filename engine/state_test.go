@@ -24,6 +24,13 @@ func eachDataDir(t *testing.T, test func(t *testing.T, e *Engine)) {
 	})
 }
 
+// settle waits until the engine has processed everything w sent so far
+// (its reader handles a connection's messages in order).
+func settle(t *testing.T, w *rawWorker) {
+	t.Helper()
+	callOK(t, w, "engine::functions::list", `{}`)
+}
+
 func callOK(t *testing.T, w *rawWorker, fn, data string) string {
 	t.Helper()
 	m := w.callSkipping(invocationID(), fn, data)
@@ -104,6 +111,7 @@ func TestStateTriggerEvents(t *testing.T) {
 	h := dialRaw(t, e)
 	h.sendJSON(`{"type":"registerfunction","id":"on::change"}`)
 	h.sendJSON(`{"type":"registertrigger","id":"st-1","trigger_type":"state","function_id":"on::change","config":{"scope":"watched"}}`)
+	settle(t, h)
 	c := dialRaw(t, e)
 	waitFunction(t, c, "on::change")
 	next := func() string {
@@ -192,6 +200,7 @@ func TestStreamFunctions(t *testing.T) {
 		h := dialRaw(t, e)
 		h.sendJSON(`{"type":"registerfunction","id":"on::item"}`)
 		h.sendJSON(`{"type":"registertrigger","id":"sr-1","trigger_type":"stream","function_id":"on::item","config":{"stream_name":"chat","group_id":"room1"}}`)
+		settle(t, h)
 		c := dialRaw(t, e)
 		waitFunction(t, c, "on::item")
 		next := func() map[string]any {
@@ -238,7 +247,7 @@ func TestStreamFunctions(t *testing.T) {
 		}
 		// A custom stream: the worker's stream::get(users) answers.
 		h.sendJSON(`{"type":"registerfunction","id":"stream::get(users)"}`)
-		waitFunction(t, c, "stream::get(users)")
+		settle(t, h)
 		go func() {
 			inv := h.awaitInvoke("stream::get(users)", func(wire.Message) bool { return true })
 			h.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: inv.InvocationID, FunctionID: inv.FunctionID, Result: jsontext.Value(`{"from":"custom"}`)})
@@ -351,6 +360,7 @@ func TestEventDeliveriesBounded(t *testing.T) {
 	h := dialRaw(t, e)
 	h.sendJSON(`{"type":"registerfunction","id":"sub::stuck"}`)
 	h.sendJSON(`{"type":"registertrigger","id":"ps-stuck","trigger_type":"subscribe","function_id":"sub::stuck","config":{"topic":"t"}}`)
+	settle(t, h)
 	c := dialRaw(t, e)
 	waitFunction(t, c, "sub::stuck")
 	callOK(t, c, "publish", `{"topic":"t","data":1}`)
