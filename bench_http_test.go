@@ -46,7 +46,8 @@ func sluiceTarget(b *testing.B, pattern string, h http.Handler) string {
 	b.Helper()
 	cfg := engine.DefaultConfig()
 	cfg.Addr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.ConsoleAddr = "" // no admin listener (the default port would be shared by every test engine)
+	cfg.ConsoleAddr, cfg.Streams.Addr = "", "" // no admin or stream-client listener: their default ports would be shared by every test engine
+	cfg.DataDir = engine.DataDirMemory
 	e, err := engine.New(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		b.Fatal(err)

@@ -40,7 +40,8 @@ func newInvokeRig(b *testing.B) *invokeRig {
 	ctx := context.Background()
 	cfg := engine.DefaultConfig()
 	cfg.Addr, cfg.HTTPAddr = "127.0.0.1:0", ""
-	cfg.ConsoleAddr = "" // no admin listener (the default port would be shared by every test engine)
+	cfg.ConsoleAddr, cfg.Streams.Addr = "", "" // no admin or stream-client listener: their default ports would be shared by every test engine
+	cfg.DataDir = engine.DataDirMemory
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	e, err := engine.New(cfg, quiet)
 	if err != nil {

@@ -21,7 +21,8 @@ func startEngine(t *testing.T) *engine.Engine {
 	cfg := engine.DefaultConfig()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.ConsoleAddr = "" // no admin listener (the default port would be shared by every test engine)
+	cfg.ConsoleAddr, cfg.Streams.Addr = "", "" // no admin or stream-client listener: their default ports would be shared by every test engine
+	cfg.DataDir = engine.DataDirMemory
 	e, err := engine.New(cfg, quietLogger())
 	if err != nil {
 		t.Fatal(err)

@@ -27,7 +27,8 @@ func startTLSEngine(t *testing.T) (*engine.Engine, testtls.Files) {
 	}
 	cfg := engine.DefaultConfig()
 	cfg.Addr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.ConsoleAddr = "" // no admin listener (the default port would be shared by every test engine)
+	cfg.ConsoleAddr, cfg.Streams.Addr = "", "" // no admin or stream-client listener: their default ports would be shared by every test engine
+	cfg.DataDir = engine.DataDirMemory
 	cfg.TLS = engine.TLSConfig{CertFile: files.CertFile, KeyFile: files.KeyFile}
 	e, err := engine.New(cfg, quietLogger())
 	if err != nil {

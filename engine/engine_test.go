@@ -29,7 +29,8 @@ func startEngine(t testing.TB, mutate ...func(*Config)) *Engine {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Addr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.ConsoleAddr = "" // no admin listener (the default port would be shared by every test engine)
+	cfg.ConsoleAddr, cfg.Streams.Addr = "", "" // no admin or stream-client listener: their default ports would be shared by every test engine
+	cfg.DataDir = DataDirMemory
 	for _, m := range mutate {
 		m(&cfg)
 	}

@@ -40,7 +40,8 @@ func startLogged(t *testing.T, addr string, mutate ...func(*Config)) (*Engine, *
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Addr, cfg.HTTPAddr = addr, "127.0.0.1:0"
-	cfg.ConsoleAddr = "" // no admin listener (the default port would be shared by every test engine)
+	cfg.ConsoleAddr, cfg.Streams.Addr = "", "" // no admin or stream-client listener: their default ports would be shared by every test engine
+	cfg.DataDir = DataDirMemory
 	for _, m := range mutate {
 		m(&cfg)
 	}
