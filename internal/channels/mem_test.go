@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"runtime"
 	"testing"
@@ -587,13 +588,21 @@ func TestFrameAllocs(t *testing.T) {
 		}
 	}
 	run(64) // warm up: pools, goroutines, buffers
+	// Mallocs counts the whole process (runtime, netpoller, the testing
+	// package), which on a loaded machine adds a few dozen allocations to a
+	// run now and then. An allocation the hub makes per frame shows in every
+	// run, so the best of three runs is what is bounded.
 	const frames = 2048
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	run(frames)
-	runtime.ReadMemStats(&after)
-	if per := float64(after.Mallocs-before.Mallocs) / frames; per > 0.05 {
-		t.Fatalf("%.3f allocations per forwarded frame", per)
+	best := math.Inf(1)
+	for range 3 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		run(frames)
+		runtime.ReadMemStats(&after)
+		best = min(best, float64(after.Mallocs-before.Mallocs)/frames)
+	}
+	if best > 0.05 {
+		t.Fatalf("%.3f allocations per forwarded frame (best of 3 runs)", best)
 	}
 }
 
