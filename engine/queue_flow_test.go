@@ -1,0 +1,246 @@
+package engine
+
+import (
+	"fmt"
+	"github.com/go-json-experiment/json/jsontext"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/wire"
+)
+
+// queueCaller numbers its calls so each result is matched to its call.
+type queueCaller struct {
+	w *rawWorker
+	n int
+}
+
+func (c *queueCaller) call(fn, data string) wire.Message {
+	c.w.t.Helper()
+	c.n++
+	return c.w.callSkipping(fmt.Sprintf("qc-%d", c.n), fn, data)
+}
+
+func (c *queueCaller) ok(fn, data string, v any) {
+	c.w.t.Helper()
+	mustResult(c.w.t, c.call(fn, data), v)
+}
+
+func (c *queueCaller) fails(fn, data, code string) {
+	c.w.t.Helper()
+	res := c.call(fn, data)
+	if res.Error == nil || res.Error.Code != code {
+		c.w.t.Fatalf("%s %s: %+v, want error %s", fn, data, res, code)
+	}
+}
+
+// dlqCount asks engine::queue::dlq_topics until queue's count is want:
+// burying a job runs after the failed answer has been sent.
+func (c *queueCaller) dlqCount(queue string, want int64) {
+	c.w.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var topics []dlqTopic
+		c.ok(fnQueueDLQTopics, `{}`, &topics)
+		var got int64
+		for _, tp := range topics {
+			if tp.Topic == queue {
+				got = tp.MessageCount
+			}
+		}
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.w.t.Fatalf("dead-letter count of %s stays %d, want %d", queue, got, want)
+		}
+	}
+}
+
+// failDelivery answers the next delivery of fn, which must carry data, with
+// an error.
+func failDelivery(t *testing.T, w *rawWorker, fn, data string) {
+	t.Helper()
+	inv := w.awaitInvoke(fn, func(wire.Message) bool { return true })
+	if !strings.Contains(string(inv.Data), data) {
+		t.Fatalf("delivery of %s carries %s, want %s", fn, inv.Data, data)
+	}
+	w.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: inv.InvocationID, FunctionID: fn,
+		Error: &wire.ErrorBody{Code: "boom", Message: "failed on purpose"}})
+}
+
+// TestQueueDeadLetterFlow: a job that fails max_retries times lands in the
+// dead-letter queue with its error, the admin functions report it, and
+// redrive delivers it again while discard drops it.
+func TestQueueDeadLetterFlow(t *testing.T) {
+	e := startEngine(t, func(c *Config) {
+		c.DataDir = DataDirMemory
+		q := DefaultQueueConfig()
+		q.MaxRetries, q.BackoffMS, q.Concurrency = 2, 1, 1
+		c.Queues = map[string]QueueConfig{"jobs": q}
+	})
+	w := dialRaw(t, e)
+	w.sendJSON(`{"type":"registerfunction","id":"q::work"}`)
+	c := &queueCaller{w: dialRaw(t, e)}
+	waitFunction(t, c.w, "q::work")
+
+	// Enqueued as an action: answered with a receipt once stored.
+	c.w.sendJSON(`{"type":"invokefunction","invocation_id":"e1","function_id":"q::work","data":{"n":1},"action":{"type":"enqueue","queue":"jobs"}}`)
+	var rcpt struct {
+		ID string `json:"messageReceiptId"`
+	}
+	mustResult(t, c.w.await(func(m wire.Message) bool { return m.Type == wire.TypeInvocationResult && m.InvocationID == "e1" }), &rcpt)
+	if rcpt.ID == "" {
+		t.Fatal("enqueue answered without a receipt")
+	}
+	failDelivery(t, w, "q::work", `"n":1`)
+	failDelivery(t, w, "q::work", `"n":1`) // second and last attempt
+	c.dlqCount("jobs", 1)
+
+	var msgs []dlqMessage
+	c.ok(fnQueueDLQMessages, `{"queue":"jobs"}`, &msgs)
+	if len(msgs) != 1 || msgs[0].FunctionID != "q::work" || msgs[0].Retries != 2 ||
+		!strings.Contains(msgs[0].Error, "boom") || !strings.Contains(string(msgs[0].Payload), `"n":1`) {
+		t.Fatalf("dlq_messages: %+v", msgs)
+	}
+	var st topicStats
+	c.ok(fnQueueTopicStats, `{"queue":"jobs"}`, &st)
+	if st.Depth != 0 || st.DLQDepth != 1 || st.Config == nil || st.Config.MaxRetries != 2 {
+		t.Fatalf("topic_stats: %+v", st)
+	}
+	var topics []topicInfo
+	c.ok(fnQueueListTopics, `{}`, &topics)
+	found := false
+	for _, tp := range topics {
+		found = found || tp.Name == "jobs"
+	}
+	if !found {
+		t.Fatalf("list_topics lacks jobs: %+v", topics)
+	}
+
+	// Redriven: delivered again, and this time it succeeds.
+	var rd map[string]any
+	c.ok(fnQueueRedriveMessage, `{"queue":"jobs","message_id":"`+msgs[0].ID+`"}`, &rd)
+	if rd["redriven"] != 1.0 {
+		t.Fatalf("redrive_message: %v", rd)
+	}
+	inv := w.awaitInvoke("q::work", func(wire.Message) bool { return true })
+	w.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: inv.InvocationID, FunctionID: "q::work", Result: jsontext.Value(`null`)})
+	c.dlqCount("jobs", 0)
+
+	// Enqueued through engine::queue::enqueue, dead-lettered, discarded.
+	mustResult(t, c.call(fnQueueEnqueue, `{"queue":"jobs","function_id":"q::work","data":{"n":2}}`), &rcpt)
+	failDelivery(t, w, "q::work", `"n":2`)
+	failDelivery(t, w, "q::work", `"n":2`)
+	c.dlqCount("jobs", 1)
+	c.ok(fnQueueDLQMessages, `{"queue":"jobs"}`, &msgs)
+	if len(msgs) != 1 {
+		t.Fatalf("dlq_messages: %+v", msgs)
+	}
+	c.ok(fnQueueDiscardMessage, `{"queue":"jobs","message_id":"`+msgs[0].ID+`"}`, &rd)
+	if rd["redriven"] != 1.0 {
+		t.Fatalf("discard_message: %v", rd)
+	}
+	c.dlqCount("jobs", 0)
+	c.ok(fnQueueDiscardMessage, `{"queue":"jobs","message_id":"`+msgs[0].ID+`"}`, &rd)
+	if rd["redriven"] != 0.0 {
+		t.Fatalf("discarding a discarded message: %v", rd)
+	}
+	c.ok(fnQueueRedrive, `{"queue":"jobs"}`, &rd)
+	if rd["redriven"] != 0.0 {
+		t.Fatalf("redrive of an empty dead-letter queue: %v", rd)
+	}
+
+	// Bad input is refused clearly.
+	c.fails(fnQueueRedrive, `{}`, "queue_not_set")
+	c.fails(fnQueueRedriveMessage, `{"queue":"jobs"}`, "message_id_not_set")
+	c.fails(fnQueueEnqueue, `{"queue":"nope","function_id":"q::work","data":{}}`, wire.CodeEnqueueError)
+	c.fails(fnQueueDefine, `{"name":"jobs","max_retries":5}`, wire.CodeInvalidArguments)
+	c.fails(fnQueueDefine, `{"name":"bad","concurrency":0}`, wire.CodeInvalidArguments)
+}
+
+// TestQueueDefineAtRunTime: queue::define makes a queue usable by name and
+// reports whether it was new; redefining the same queue is not a creation.
+func TestQueueDefineAtRunTime(t *testing.T) {
+	e := startEngine(t, func(c *Config) { c.DataDir = DataDirMemory })
+	w := dialRaw(t, e)
+	w.sendJSON(`{"type":"registerfunction","id":"q::late"}`)
+	c := &queueCaller{w: dialRaw(t, e)}
+	waitFunction(t, c.w, "q::late")
+	c.fails(fnQueueEnqueue, `{"queue":"late","function_id":"q::late","data":{}}`, wire.CodeEnqueueError)
+	var def struct {
+		Name    string      `json:"name"`
+		Created bool        `json:"created"`
+		Config  QueueConfig `json:"config"`
+	}
+	c.ok(fnQueueDefine, `{"name":"late","config":{"max_retries":4,"concurrency":2}}`, &def)
+	if def.Name != "late" || !def.Created || def.Config.MaxRetries != 4 || def.Config.Concurrency != 2 {
+		t.Fatalf("define: %+v", def)
+	}
+	c.ok(fnQueueDefine, `{"queue":"late","max_retries":4,"concurrency":2}`, &def)
+	if def.Created {
+		t.Fatalf("redefine reported a creation: %+v", def)
+	}
+	var rcpt map[string]string
+	mustResult(t, c.call(fnQueueEnqueue, `{"queue":"late","function_id":"q::late","data":{"k":7}}`), &rcpt)
+	inv := w.awaitInvoke("q::late", func(wire.Message) bool { return true })
+	if !strings.Contains(string(inv.Data), `"k":7`) {
+		t.Fatalf("delivery: %s", inv.Data)
+	}
+	w.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: inv.InvocationID, FunctionID: "q::late", Result: jsontext.Value(`null`)})
+	var st topicStats
+	c.ok(fnQueueTopicStats, `{"queue":"late"}`, &st)
+	if st.Config == nil || st.Config.MaxRetries != 4 {
+		t.Fatalf("topic_stats of a defined queue: %+v", st)
+	}
+}
+
+// TestDurableTopicFanOut: iii::durable::publish gives each function
+// subscribed to the topic (durable:subscriber) its own job, with the
+// trigger's queue_config (maxRetries counts retries after the first try).
+func TestDurableTopicFanOut(t *testing.T) {
+	e := startEngine(t, func(c *Config) { c.DataDir = DataDirMemory })
+	w := dialRaw(t, e)
+	w.sendJSON(`{"type":"registerfunction","id":"sub::a"}`)
+	w.sendJSON(`{"type":"registerfunction","id":"sub::b"}`)
+	w.sendJSON(`{"type":"registertrigger","id":"ta","trigger_type":"durable:subscriber","function_id":"sub::a","config":{"topic":"orders","queue_config":{"maxRetries":0,"backoffDelayMs":1,"concurrency":1,"visibilityTimeout":5000}}}`)
+	w.sendJSON(`{"type":"registertrigger","id":"tb","trigger_type":"durable:subscriber","function_id":"sub::b","config":{"topic":"orders"}}`)
+	w.sendJSON(`{"type":"registertrigger","id":"tbad","trigger_type":"durable:subscriber","function_id":"sub::b","config":{}}`)
+	if m := w.await(func(m wire.Message) bool { return m.Type == wire.TypeTriggerRegistrationResult && m.ID == "tbad" }); m.Error == nil {
+		t.Fatalf("subscriber without a topic accepted: %+v", m)
+	}
+	c := &queueCaller{w: dialRaw(t, e)}
+	waitFunction(t, c.w, "sub::b")
+	c.fails(fnDurablePublish, `{"data":{}}`, "topic_not_set")
+	if res := c.call(fnDurablePublish, `{"topic":"nobody","data":{}}`); res.Error != nil {
+		t.Fatalf("publish to a topic without subscribers: %+v", res)
+	}
+	if res := c.call(fnDurablePublish, `{"topic":"orders","data":{"o":1}}`); res.Error != nil {
+		t.Fatalf("publish: %+v", res)
+	}
+	got := map[string]bool{}
+	for len(got) < 2 {
+		inv := w.await(func(m wire.Message) bool { return m.Type == wire.TypeInvokeFunction })
+		if !strings.Contains(string(inv.Data), `"o":1`) || got[inv.FunctionID] {
+			t.Fatalf("delivery: %+v", inv)
+		}
+		got[inv.FunctionID] = true
+		if inv.FunctionID == "sub::a" {
+			// maxRetries 0: one failure buries it.
+			w.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: inv.InvocationID, FunctionID: inv.FunctionID,
+				Error: &wire.ErrorBody{Code: "boom", Message: "no"}})
+		} else {
+			w.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: inv.InvocationID, FunctionID: inv.FunctionID, Result: jsontext.Value(`null`)})
+		}
+	}
+	if !got["sub::a"] || !got["sub::b"] {
+		t.Fatalf("deliveries: %v", got)
+	}
+	c.dlqCount("orders", 1)
+	var st topicStats
+	c.ok(fnQueueTopicStats, `{"topic":"orders"}`, &st)
+	if st.DLQDepth != 1 || st.Config == nil || st.Config.MaxRetries != 1 {
+		t.Fatalf("topic_stats of orders: %+v", st)
+	}
+}
