@@ -244,3 +244,43 @@ func TestDurableTopicFanOut(t *testing.T) {
 		t.Fatalf("topic_stats of orders: %+v", st)
 	}
 }
+
+// TestQueueJobWaitsForItsFunction: a job for a function nobody registered
+// is parked, not failed, and delivered once the function registers; a FIFO
+// queue refuses a job without its group field, and a producer-chosen
+// receipt id is stored once.
+func TestQueueJobWaitsForItsFunction(t *testing.T) {
+	e := startEngine(t, func(c *Config) {
+		c.DataDir = DataDirMemory
+		f := DefaultQueueConfig()
+		f.Type, f.MessageGroupField = "fifo", "acct"
+		c.Queues = map[string]QueueConfig{"ordered": f}
+	})
+	c := &queueCaller{w: dialRaw(t, e)}
+	var rcpt struct {
+		ID string `json:"messageReceiptId"`
+	}
+	c.ok(fnQueueEnqueue, `{"queue":"default","function_id":"late::fn","data":{"p":1},"messageReceiptId":"r-1"}`, &rcpt)
+	if rcpt.ID != "r-1" {
+		t.Fatalf("receipt %q, want the producer's r-1", rcpt.ID)
+	}
+	c.ok(fnQueueEnqueue, `{"queue":"default","function_id":"late::fn","data":{"p":1},"messageReceiptId":"r-1"}`, &rcpt)
+	c.fails(fnQueueEnqueue, `{"queue":"ordered","function_id":"late::fn","data":{"p":2}}`, wire.CodeEnqueueError)
+	c.fails(fnQueueEnqueue, `{"queue":"default","data":{}}`, wire.CodeEnqueueError)
+
+	w := dialRaw(t, e)
+	w.sendJSON(`{"type":"registerfunction","id":"late::fn"}`)
+	inv := w.awaitInvoke("late::fn", func(wire.Message) bool { return true })
+	if !strings.Contains(string(inv.Data), `"p":1`) {
+		t.Fatalf("delivery: %s", inv.Data)
+	}
+	w.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: inv.InvocationID, FunctionID: "late::fn", Result: jsontext.Value(`null`)})
+	// Both copies would have been released together, before this job is
+	// enqueued: the next delivery is this one only if the duplicate receipt
+	// was not stored.
+	c.ok(fnQueueEnqueue, `{"queue":"default","function_id":"late::fn","data":{"p":3}}`, &rcpt)
+	inv = w.awaitInvoke("late::fn", func(wire.Message) bool { return true })
+	if !strings.Contains(string(inv.Data), `"p":3`) {
+		t.Fatalf("second delivery is %s, want p 3 (the duplicate receipt was stored)", inv.Data)
+	}
+}
