@@ -1,0 +1,120 @@
+package wsconn
+
+import (
+	"context"
+	"net/http"
+	"testing"
+
+	"github.com/gorilla/websocket"
+)
+
+// readFrames reads n frames from c and checks they are the bytes 0..n-1 in
+// order.
+func readFrames(t *testing.T, c interface {
+	ReadMessage() (int, []byte, error)
+}, n int) {
+	t.Helper()
+	for i := range n {
+		_, b, err := c.ReadMessage()
+		if err != nil || len(b) != 1 || b[0] != byte(i) {
+			t.Fatalf("frame %d: %v %v", i, b, err)
+		}
+	}
+}
+
+// TestQueuedFramesBatched: frames that queue up while a write is in
+// progress are written behind it in one corked batch, in order, each
+// reported written once.
+func TestQueuedFramesBatched(t *testing.T) {
+	s, c := upgradedPair(t)
+	if s.cc == nil {
+		t.Fatal("Upgrade did not give a corkable socket")
+	}
+	written := make(chan byte, 16)
+	s.wmu.Lock() // a write "in progress": Send must queue
+	for i := range 8 {
+		if err := s.Send(context.Background(), Binary, []byte{byte(i)}, func(b []byte) { written <- b[0] }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.queued.Load(); n != 8 {
+		t.Fatalf("%d frames queued, want 8", n)
+	}
+	s.wmu.Unlock()
+	readFrames(t, c, 8)
+	for i := range 8 {
+		if b := <-written; b != byte(i) {
+			t.Fatalf("onWritten %d for frame %d", b, i)
+		}
+	}
+}
+
+// TestTrySend: TrySend queues without waiting, refuses when the queue is
+// full or the connection closed, and what it queued is sent in order.
+func TestTrySend(t *testing.T) {
+	s, c := newPair(t, func(u *websocket.Upgrader, w http.ResponseWriter, r *http.Request) (*websocket.Conn, error) {
+		return u.Upgrade(w, r, nil)
+	}, Options{Queue: 1})
+	s.wmu.Lock()
+	ok := 0
+	for range 3 { // at most one in the writer's hands and one in the queue
+		if s.TrySend(Binary, []byte{byte(ok)}) {
+			ok++
+		}
+	}
+	if ok == 0 || ok == 3 {
+		t.Fatalf("%d of 3 TrySends into a queue of 1 behind a stuck write succeeded", ok)
+	}
+	s.wmu.Unlock()
+	readFrames(t, c, ok)
+	s.Close(1000, "")
+	<-s.Done()
+	if s.TrySend(Binary, []byte{0}) {
+		t.Fatal("TrySend after close succeeded")
+	}
+}
+
+// TestTrySendNonBlocking: in non-blocking mode TrySend is a send within
+// MaxQueuedBytes.
+func TestTrySendNonBlocking(t *testing.T) {
+	s, c := newPair(t, func(u *websocket.Upgrader, w http.ResponseWriter, r *http.Request) (*websocket.Conn, error) {
+		return Upgrade(u, w, r, nil)
+	}, Options{MaxQueuedBytes: 1 << 20})
+	if s.maxQueued == 0 {
+		t.Fatal("not in non-blocking mode")
+	}
+	for i := range 4 {
+		if !s.TrySend(Binary, []byte{byte(i)}) {
+			t.Fatalf("TrySend %d refused", i)
+		}
+	}
+	readFrames(t, c, 4)
+}
+
+// TestBuffersRecycled: Buffer hands out recycled buffers, emptied; large
+// ones are not kept.
+func TestBuffersRecycled(t *testing.T) {
+	small := make([]byte, 5, 3000)
+	large := make([]byte, 5, 128<<10)
+	Recycle(large)
+	Recycle(small)
+	found := false
+	for range cap(freeBuffers) + 1 {
+		b := Buffer()
+		if len(b) != 0 {
+			t.Fatalf("Buffer returned %d bytes of content", len(b))
+		}
+		switch cap(b) {
+		case 3000:
+			found = true
+		case 128 << 10:
+			t.Fatal("a 128 KiB buffer was kept")
+		}
+		if cap(b) == 1024 && len(freeBuffers) == 0 {
+			break
+		}
+	}
+	if !found {
+		t.Fatal("the recycled buffer was not handed out again")
+	}
+}
