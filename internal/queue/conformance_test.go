@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -370,6 +371,52 @@ func TestStoreEnqueueLeased(t *testing.T) {
 		}
 		if n, _ := s.Recover(ctx); n != 2 {
 			t.Fatalf("recovered %d, want 2", n)
+		}
+	})
+}
+
+// TestStoreClosed: after Close every operation fails with ErrClosed (the
+// engine treats that as shutdown, not as a failed delivery), and Close may
+// be called again.
+func TestStoreClosed(t *testing.T) {
+	stores(t, func(t *testing.T, s Store) {
+		mustEnqueue(t, s, job("a", "q", "f", ""))
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		errOf := func(_ any, err error) error { return err }
+		for name, err := range map[string]error{
+			"Enqueue":         errOf(s.Enqueue(ctx, []NewJob{job("b", "q", "f", "")})),
+			"Lease":           errOf(s.Lease(ctx, "q", t0, LeaseOpts{Max: 1})),
+			"Ack":             s.Ack(ctx, "a"),
+			"Nack":            s.Nack(ctx, "a", t0, "x"),
+			"Release":         s.Release(ctx, "a"),
+			"Park":            s.Park(ctx, "a"),
+			"ParkFunction":    errOf(s.ParkFunction(ctx, "q", "f")),
+			"Unpark":          errOf(s.Unpark(ctx, "f")),
+			"ParkedFunctions": errOf(s.ParkedFunctions(ctx)),
+			"Bury":            s.Bury(ctx, "a", "x", t0),
+			"Dead":            errOf(s.Dead(ctx, "q", 0, 10)),
+			"Redrive":         errOf(s.Redrive(ctx, "q", t0)),
+			"RedriveOne":      errOf(s.RedriveOne(ctx, "q", "a", t0)),
+			"Discard":         errOf(s.Discard(ctx, "q", "a")),
+			"Stats":           errOf(s.Stats(ctx, "q")),
+			"Queues":          errOf(s.Queues(ctx)),
+			"Recover":         errOf(s.Recover(ctx)),
+			"SaveQueue":       s.SaveQueue(ctx, "q", []byte(`{}`)),
+			"LoadQueues":      errOf(s.LoadQueues(ctx)),
+		} {
+			if !errors.Is(err, ErrClosed) {
+				t.Errorf("%s after Close: %v, want ErrClosed", name, err)
+			}
+		}
+		_, _, err := s.NextVisible(ctx, "q")
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("NextVisible after Close: %v, want ErrClosed", err)
+		}
+		if err := s.Close(); err != nil {
+			t.Errorf("second Close: %v", err)
 		}
 	})
 }

@@ -466,7 +466,7 @@ func (s *SQLite) Dead(ctx context.Context, queue string, offset, limit int) ([]D
 	rows, err := s.rdb.QueryContext(ctx, `SELECT `+jobCols+`, failed_at FROM jobs WHERE queue = ? AND state = 3
 		ORDER BY failed_at DESC, seq DESC LIMIT ? OFFSET ?`, queue, limit, offset)
 	if err != nil {
-		return nil, err
+		return nil, s.readErr(err)
 	}
 	defer rows.Close()
 	var out []Dead
@@ -521,7 +521,7 @@ func (s *SQLite) Discard(ctx context.Context, queue, id string) (bool, error) {
 func (s *SQLite) Stats(ctx context.Context, queue string) (Stats, error) {
 	rows, err := s.rdb.QueryContext(ctx, `SELECT state, COUNT(*) FROM jobs WHERE queue = ? GROUP BY state`, queue)
 	if err != nil {
-		return Stats{}, err
+		return Stats{}, s.readErr(err)
 	}
 	defer rows.Close()
 	var st Stats
@@ -554,7 +554,7 @@ func (s *SQLite) Queues(ctx context.Context) ([]string, error) {
 func (s *SQLite) strings(ctx context.Context, query string, args ...any) ([]string, error) {
 	rows, err := s.rdb.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, err
+		return nil, s.readErr(err)
 	}
 	defer rows.Close()
 	var out []string
@@ -572,9 +572,23 @@ func (s *SQLite) NextVisible(ctx context.Context, queue string) (time.Time, bool
 	var v sql.NullInt64
 	err := s.nextVisible.QueryRowContext(ctx, queue).Scan(&v)
 	if err != nil || !v.Valid {
-		return time.Time{}, false, err
+		return time.Time{}, false, s.readErr(err)
 	}
 	return fromMS(v.Int64), true, nil
+}
+
+// readErr is a read's error: ErrClosed once the store is closed (reads do
+// not go through the writer, so database/sql reports it in its own words).
+func (s *SQLite) readErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	select {
+	case <-s.quit:
+		return ErrClosed
+	default:
+		return err
+	}
 }
 
 func (s *SQLite) Recover(ctx context.Context) (int, error) {
@@ -599,7 +613,7 @@ func (s *SQLite) SaveQueue(ctx context.Context, name string, def []byte) error {
 func (s *SQLite) LoadQueues(ctx context.Context) (map[string][]byte, error) {
 	rows, err := s.rdb.QueryContext(ctx, `SELECT name, def FROM queue_defs`)
 	if err != nil {
-		return nil, err
+		return nil, s.readErr(err)
 	}
 	defer rows.Close()
 	out := map[string][]byte{}
