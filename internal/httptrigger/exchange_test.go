@@ -562,6 +562,26 @@ func TestCORS(t *testing.T) {
 			t.Fatalf("foreign simple %d %v", st, h)
 		}
 	})
+	// An empty list leaves that dimension open (killed the ">= 0" mutants of
+	// newCORSPolicy's length checks).
+	t.Run("only methods restricted", func(t *testing.T) {
+		e := newEnv(t, Config{CORS: &CORS{AllowedOrigins: []string{}, AllowedMethods: []string{"post"}}})
+		e.inv.set("f", echo("f"))
+		e.mustRoute("t", "f", "POST", "/x")
+		st, h, _ := e.do("OPTIONS", "/x", nil, "Origin", "https://any.example", "Access-Control-Request-Method", "POST")
+		if st != 204 || h.Get("Access-Control-Allow-Origin") != "*" || h.Get("Access-Control-Allow-Methods") != "POST" {
+			t.Fatalf("preflight %d %v", st, h)
+		}
+	})
+	t.Run("only origins restricted", func(t *testing.T) {
+		e := newEnv(t, Config{CORS: &CORS{AllowedOrigins: []string{"https://app.example"}, AllowedMethods: []string{}}})
+		e.inv.set("f", echo("f"))
+		e.mustRoute("t", "f", "PUT", "/x")
+		st, h, _ := e.do("OPTIONS", "/x", nil, "Origin", "https://app.example", "Access-Control-Request-Method", "PUT")
+		if st != 204 || h.Get("Access-Control-Allow-Origin") != "https://app.example" || h.Get("Access-Control-Allow-Methods") != "PUT" {
+			t.Fatalf("preflight %d %v", st, h)
+		}
+	})
 }
 
 func TestCloseEndsWaitingRequests(t *testing.T) {
