@@ -18,8 +18,10 @@ const modulePath = "github.com/sluicehq/sluice"
 
 // sdkVersion is the module version this binary was built with ("devel"
 // inside the module itself).
-var sdkVersion = sync.OnceValue(func() string {
-	bi, ok := debug.ReadBuildInfo()
+var sdkVersion = sync.OnceValue(func() string { return versionFrom(debug.ReadBuildInfo()) })
+
+// versionFrom finds the module's version in a binary's build info.
+func versionFrom(bi *debug.BuildInfo, ok bool) string {
 	if !ok {
 		return "devel"
 	}
@@ -35,7 +37,7 @@ var sdkVersion = sync.OnceValue(func() string {
 		}
 	}
 	return "devel"
-})
+}
 
 type workerTelemetry struct {
 	Language    string `json:"language,omitzero"`
