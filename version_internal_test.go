@@ -1,7 +1,11 @@
 package sluice
 
 import (
+	"os"
+	"runtime"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -27,6 +31,61 @@ func TestVersionFrom(t *testing.T) {
 	} {
 		if got := versionFrom(tc.bi, tc.ok); got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestWorkerName: WithName wins, then III_WORKER_NAME, then host:pid.
+func TestWorkerName(t *testing.T) {
+	c := &Client{}
+	c.cfg.name = "named"
+	t.Setenv("III_WORKER_NAME", "from-env")
+	if got := c.workerName(); got != "named" {
+		t.Errorf("with a name: %q", got)
+	}
+	c.cfg.name = ""
+	if got := c.workerName(); got != "from-env" {
+		t.Errorf("from the environment: %q", got)
+	}
+	t.Setenv("III_WORKER_NAME", "")
+	host, _ := os.Hostname()
+	if got, want := c.workerName(), host+":"+strconv.Itoa(os.Getpid()); got != want {
+		t.Errorf("default: %q, want %q", got, want)
+	}
+}
+
+// TestOSString: "os release (arch)" as Node reports it, the release read
+// from the kernel where it can be.
+func TestOSString(t *testing.T) {
+	want := runtime.GOOS
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		want += " " + strings.TrimSpace(string(b))
+	} else {
+		t.Logf("no kernel release here: %v", err)
+	}
+	want += " (" + runtime.GOARCH + ")"
+	if got := osString(); got != want {
+		t.Errorf("osString() = %q, want %q", got, want)
+	}
+}
+
+// TestLanguage: the POSIX locale becomes a BCP 47 tag; C and POSIX locales
+// are skipped, and en-US is the default.
+func TestLanguage(t *testing.T) {
+	for _, tc := range []struct{ all, messages, lang, want string }{
+		{"", "", "de_DE.UTF-8@euro", "de-DE"},
+		{"C", "", "fr_FR", "fr-FR"},
+		{"POSIX", "C.UTF-8", "pt_BR.UTF-8", "pt-BR"},
+		{"", "es_ES@latin", "fr_FR", "es-ES"},
+		{"ja_JP.UTF-8", "es_ES", "fr_FR", "ja-JP"},
+		{"", "", "", "en-US"},
+		{"C", "POSIX", "C.UTF-8", "en-US"},
+	} {
+		t.Setenv("LC_ALL", tc.all)
+		t.Setenv("LC_MESSAGES", tc.messages)
+		t.Setenv("LANG", tc.lang)
+		if got := language(); got != tc.want {
+			t.Errorf("LC_ALL=%q LC_MESSAGES=%q LANG=%q: %q, want %q", tc.all, tc.messages, tc.lang, got, tc.want)
 		}
 	}
 }
