@@ -82,6 +82,9 @@ func TestWarnExposedAtStart(t *testing.T) {
 			if warned != tc.warn {
 				t.Errorf("addr %s: warned = %v, want %v; log:\n%s", tc.addr, warned, tc.warn, log)
 			}
+			if warned && !strings.Contains(log, "tls=false") {
+				t.Errorf("the warning does not say the listener has no TLS: %s", log)
+			}
 		})
 	}
 }

@@ -1,0 +1,36 @@
+package engine
+
+import (
+	"testing"
+	"time"
+)
+
+// TestHeartbeatPeriod: workers are checked every quarter of the idle
+// timeout (so a silent one is pinged three times before it goes), at most
+// every 10 ms.
+func TestHeartbeatPeriod(t *testing.T) {
+	for idle, want := range map[time.Duration]time.Duration{
+		4 * time.Second: time.Second, time.Minute: 15 * time.Second, 20 * time.Millisecond: 10 * time.Millisecond,
+	} {
+		if got := heartbeatPeriod(idle); got != want {
+			t.Errorf("heartbeatPeriod(%v) = %v, want %v", idle, got, want)
+		}
+	}
+}
+
+// TestSilentWorkerDroppedAtIdle: a worker from which nothing arrived for
+// exactly worker_idle_timeout is disconnected (the checks are driven here
+// with their own clock; the engine's loop ticks once an hour).
+func TestSilentWorkerDroppedAtIdle(t *testing.T) {
+	const idle = 4 * time.Hour
+	e := startEngine(t, func(c *Config) { c.WorkerIdleTimeout = idle })
+	w := dialRaw(t, e)
+	t0 := time.Now()
+	e.checkWorkers(t0, idle, nil) // records what was read so far
+	e.checkWorkers(t0.Add(idle), idle, nil)
+	select {
+	case <-w.end:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a worker silent for worker_idle_timeout was kept")
+	}
+}
