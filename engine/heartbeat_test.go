@@ -25,8 +25,16 @@ func TestSilentWorkerDroppedAtIdle(t *testing.T) {
 	const idle = 4 * time.Hour
 	e := startEngine(t, func(c *Config) { c.WorkerIdleTimeout = idle })
 	w := dialRaw(t, e)
+	// Last heard at t0, and nothing read since: set directly, as a first
+	// check could find nothing new and ping, and the pong would count.
 	t0 := time.Now()
-	e.checkWorkers(t0, idle, nil) // records what was read so far
+	e.mu.RLock()
+	wc := e.conns[w.id]
+	e.mu.RUnlock()
+	if wc == nil {
+		t.Fatal("worker not registered")
+	}
+	wc.hbRead, wc.hbHeard = wc.conn.BytesRead(), t0
 	e.checkWorkers(t0.Add(idle), idle, nil)
 	select {
 	case <-w.end:
