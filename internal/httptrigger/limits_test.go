@@ -174,3 +174,31 @@ func TestClosedServerRefusesNewRequests(t *testing.T) {
 		t.Fatalf("%d %s", st, body)
 	}
 }
+
+// TestJSONBodyAtTheLimit: a JSON body of exactly max_json_body bytes is
+// read, with a Content-Length or chunked; one byte more is 413 either way.
+func TestJSONBodyAtTheLimit(t *testing.T) {
+	const limit = 1000
+	e := newEnv(t, Config{MaxJSONBody: limit})
+	got := make(chan int, 4)
+	e.inv.set("f", func(c *call) invocation.Result { got <- len(c.in.Body); return value(`"ok"`) })
+	e.mustRoute("t", "f", "POST", "/f")
+	doc := func(n int) string { return `"` + strings.Repeat("y", n-2) + `"` }
+	for _, chunked := range []bool{false, true} {
+		body := func(n int) io.Reader {
+			if chunked {
+				return io.MultiReader(strings.NewReader(doc(n))) // no length known
+			}
+			return strings.NewReader(doc(n))
+		}
+		if st, _, s := e.do("POST", "/f", body(limit), "Content-Type", "application/json"); st != 200 {
+			t.Fatalf("chunked=%v: body of exactly max_json_body: %d %s", chunked, st, s)
+		}
+		if n := <-got; n != limit {
+			t.Fatalf("chunked=%v: the function got %d bytes, want %d", chunked, n, limit)
+		}
+		if st, _, s := e.do("POST", "/f", body(limit+1), "Content-Type", "application/json"); st != 413 {
+			t.Fatalf("chunked=%v: body one byte over max_json_body: %d %s", chunked, st, s)
+		}
+	}
+}
