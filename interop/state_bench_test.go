@@ -50,35 +50,16 @@ func BenchmarkStateRoundTrip(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				var next atomic.Int64
-				var wg sync.WaitGroup
-				b.ResetTimer()
-				start := time.Now()
-				for range inFlight {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						for {
-							i := next.Add(1)
-							if i > int64(b.N) {
-								return
-							}
-							key := strconv.Itoa(int(i % 1000))
-							var err error
-							if op == "set" {
-								_, err = c.Trigger(ctx, "state::set", map[string]any{"scope": "bench", "key": key, "value": map[string]int64{"n": i}})
-							} else {
-								_, err = c.Trigger(ctx, "state::get", map[string]any{"scope": "bench", "key": key})
-							}
-							if err != nil {
-								b.Error(err)
-								return
-							}
-						}
-					}()
-				}
-				wg.Wait()
-				b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "ops/s")
+				opsPerSecond(b, inFlight, func(i int64) error {
+					key := strconv.Itoa(int(i % 1000))
+					var err error
+					if op == "set" {
+						_, err = c.Trigger(ctx, "state::set", map[string]any{"scope": "bench", "key": key, "value": map[string]int64{"n": i}})
+					} else {
+						_, err = c.Trigger(ctx, "state::get", map[string]any{"scope": "bench", "key": key})
+					}
+					return err
+				})
 			})
 		}
 	}
@@ -106,35 +87,16 @@ func BenchmarkStateStoreRaw(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				var next atomic.Int64
-				var wg sync.WaitGroup
-				b.ResetTimer()
-				start := time.Now()
-				for range inFlight {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						for {
-							i := next.Add(1)
-							if i > int64(b.N) {
-								return
-							}
-							key := strconv.Itoa(int(i % 1000))
-							var err error
-							if op == "set" {
-								_, err = s.Set(ctx, "state", "bench", key, []byte(`{"n":`+strconv.Itoa(int(i))+`}`))
-							} else {
-								_, _, err = s.Get(ctx, "state", "bench", key)
-							}
-							if err != nil {
-								b.Error(err)
-								return
-							}
-						}
-					}()
-				}
-				wg.Wait()
-				b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "ops/s")
+				opsPerSecond(b, inFlight, func(i int64) error {
+					key := strconv.Itoa(int(i % 1000))
+					var err error
+					if op == "set" {
+						_, err = s.Set(ctx, "state", "bench", key, []byte(`{"n":`+strconv.Itoa(int(i))+`}`))
+					} else {
+						_, _, err = s.Get(ctx, "state", "bench", key)
+					}
+					return err
+				})
 			})
 		}
 	}
@@ -266,4 +228,29 @@ func BenchmarkStreamFanout(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 	mu.Unlock()
+}
+
+// opsPerSecond runs op for b.N numbers (1..b.N) across inFlight goroutines
+// and reports the rate.
+func opsPerSecond(b *testing.B, inFlight int, op func(i int64) error) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for range inFlight {
+		wg.Go(func() {
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				if err := op(i); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "ops/s")
 }
