@@ -25,7 +25,7 @@ FAULTS = [
      "\t\tw.e.inv.Pending().Complete(id, w.id, invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeInvocationError, Message: \"result \" + msg}})",
      "", "TestOversizedResultFailsCallerAtOnce", "./engine/"),
     ("unregisterfunction-ignored", "engine/conn.go",
-     "\t\tif e.reg.UnregisterFunction(w.engineFunctionID(m.ID), w) {\n\t\t\te.functionsChanged()\n\t\t} else if",
+     "\t\tif e.reg.UnregisterFunction(w.engineFunctionID(m.ID), w) {\n\t\t\tw.log.Info(\"function unregistered\", \"function_id\", m.ID)\n\t\t\te.functionsChanged()\n\t\t} else if",
      "\t\tif false {\n\t\t} else if",
      "TestUnregisterFunctionOverWire", "./engine/"),
     ("unregisterfunction-any-owner", "internal/registry/registry.go",
