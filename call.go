@@ -96,7 +96,9 @@ func (p *pendingCall) release() {
 //   - ErrClosed after Close.
 //
 // While the client is disconnected the call waits for the next connection
-// (within ctx) before it is sent.
+// (within ctx) before it is sent; so does a call whose frame the socket
+// refused because it had just closed (it was not sent, so it cannot have
+// run).
 func (c *Client) Trigger(ctx context.Context, functionID string, payload any, opts ...CallOption) (json.RawMessage, error) {
 	m, err := c.call(ctx, functionID, nil, payload, opts)
 	if err != nil {
@@ -148,6 +150,24 @@ func (c *Client) TriggerVoid(ctx context.Context, functionID string, payload any
 		}
 		// The socket closed under us before the frame was queued: it was
 		// not sent, so sending on the next connection is safe.
+		c.sendFailed(ctx, s)
+	}
+}
+
+// sendFailed is called when a send on s failed while the caller's ctx was
+// live: s's writer has closed, so s is dead even if no reader has noticed
+// yet (nobody may be reading it). It ends s and waits until the client has
+// forgotten it, so that the caller's retry waits for the next socket
+// instead of failing on s again and again.
+func (c *Client) sendFailed(ctx context.Context, s *session) {
+	if c.ctx.Err() != nil {
+		return // Close: the next session() answers ErrClosed
+	}
+	s.end()
+	select {
+	case <-s.detached:
+	case <-ctx.Done():
+	case <-c.ctx.Done():
 	}
 }
 
@@ -267,6 +287,7 @@ func (c *Client) call(ctx context.Context, functionID string, action *wire.Actio
 			if ctx.Err() != nil {
 				return nil, ctxError(ctx, functionID)
 			}
+			c.sendFailed(ctx, s)
 		}
 	}
 	// Every return below has taken p out of pending and its answer (if

@@ -158,3 +158,64 @@ func TestMaskedServerFrameRefused(t *testing.T) {
 	}
 	fe.accept(t).expect(t, wire.TypeReattach) // and it reconnects
 }
+
+// fault: a failed send fails the call instead of waiting for the next
+// socket (sdk-failed-send-not-retried), or retries on the dead session
+// until a reader happens to notice it (sdk-failed-send-spins: without
+// sendFailed ending the session, on 25c1da9 both subtests timed out with
+// no second connection, the call spinning on the dead socket). A frame the
+// socket refused was not sent, so it cannot have run: the call goes out
+// on the next socket, after the replay, and gets its answer there.
+//
+// The reader role is kept free, so nobody reads the old socket: only the
+// failed send can tell the client that it is dead (in production that is
+// the moment between a lone call's answer and the watchdog's next tick).
+func TestFailedSendRetriedOnNextSocket(t *testing.T) {
+	for _, void := range []bool{false, true} {
+		name := map[bool]string{false: "call", true: "void"}[void]
+		t.Run(name, func(t *testing.T) {
+			fe := newFakeEngine(t)
+			c, fc := connect(t, fe, sluice.WithFreeRoleKept(), sluice.WithInvocationTimeout(0))
+			freeReader(t, c, fc)
+			sluice.BreakSocket(c)
+
+			ctx, cancel := context.WithTimeout(t.Context(), waitFor)
+			defer cancel()
+			type res struct {
+				raw json.RawMessage
+				err error
+			}
+			resc := make(chan res, 1)
+			go func() {
+				if void {
+					resc <- res{err: c.TriggerVoid(ctx, "retried", 7)}
+					return
+				}
+				raw, err := c.Trigger(ctx, "retried", 7)
+				resc <- res{raw, err}
+			}()
+
+			fc2 := fe.accept(t)
+			fc2.expect(t, wire.TypeReattach)
+			fc2.expectWorkerInfo(t)
+			call := fc2.expect(t, wire.TypeInvokeFunction)
+			if call.m.FunctionID != "retried" || string(call.m.Data) != "7" {
+				t.Fatalf("sent on the next socket: %s", call.raw)
+			}
+			if void {
+				if call.m.InvocationID != "" || call.m.Action == nil || call.m.Action.Type != wire.ActionVoid {
+					t.Fatalf("void call sent as %s", call.raw)
+				}
+			} else {
+				fc2.send(&wire.Message{Type: wire.TypeInvocationResult, InvocationID: call.m.InvocationID, Result: []byte(`"again"`)})
+			}
+			r := <-resc
+			if r.err != nil || (!void && string(r.raw) != `"again"`) {
+				t.Fatalf("call whose first send failed = %s, %v", r.raw, r.err)
+			}
+			if n := sluice.PendingCalls(c); n != 0 {
+				t.Errorf("%d calls still pending", n)
+			}
+		})
+	}
+}

@@ -47,3 +47,15 @@ func ReaderFree(c *Client) bool {
 
 // OfflineCalls is the number of calls waiting for a connection.
 func OfflineCalls(c *Client) int { return int(c.offline.Load()) }
+
+// BreakSocket closes the client's current socket as a failed write does
+// (its writer stops; sends fail) and returns at once: unlike KillConn it
+// does not wait for a reader to notice, so with the reader role free the
+// client still holds the dead session.
+func BreakSocket(c *Client) {
+	c.mu.Lock()
+	s := c.sess
+	c.mu.Unlock()
+	s.conn.Abort()
+	<-s.conn.Done()
+}
