@@ -31,13 +31,20 @@ func (f Files) ClientConfig() *tls.Config {
 	return &tls.Config{RootCAs: f.Pool, MinVersion: tls.VersionTLS12}
 }
 
-// Write generates the CA and server certificate (ECDSA P-256, valid for a
-// day) into dir.
-func Write(dir string) (Files, error) {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+// must panics on an error that fixed, valid inputs cannot produce: key
+// generation and signing with P-256 fail only on a broken platform (Go
+// ignores the random source since 1.26), and a test cannot go on then.
+func must[T any](v T, err error) T {
 	if err != nil {
-		return Files{}, err
+		panic("testtls: " + err.Error())
 	}
+	return v
+}
+
+// Write generates the CA and server certificate (ECDSA P-256, valid for a
+// day) into dir. The error is from writing the files.
+func Write(dir string) (Files, error) {
+	caKey := must(ecdsa.GenerateKey(elliptic.P256(), rand.Reader))
 	now := time.Now()
 	caTmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
@@ -48,18 +55,9 @@ func Write(dir string) (Files, error) {
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return Files{}, err
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return Files{}, err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return Files{}, err
-	}
+	caDER := must(x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey))
+	ca := must(x509.ParseCertificate(caDER))
+	key := must(ecdsa.GenerateKey(elliptic.P256(), rand.Reader))
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(2),
 		Subject:      pkix.Name{CommonName: "localhost"},
@@ -70,14 +68,8 @@ func Write(dir string) (Files, error) {
 		DNSNames:     []string{"localhost"},
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return Files{}, err
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return Files{}, err
-	}
+	der := must(x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey))
+	keyDER := must(x509.MarshalPKCS8PrivateKey(key))
 	f := Files{
 		CAFile:   filepath.Join(dir, "ca.pem"),
 		CertFile: filepath.Join(dir, "server.pem"),
