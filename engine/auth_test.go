@@ -215,7 +215,7 @@ func TestRBACRenameAndPrefix(t *testing.T) {
 		}
 	}
 	ext.sendJSON(`{"type":"unregisterfunction","id":"local"}`)
-	ext.call("sync2", wire.FnChannelsCreate, `{}`)
+	ext.callSkipping("sync2", wire.FnChannelsCreate, `{}`)
 	if _, ok := e.reg.Function("ten::renamed"); ok {
 		t.Error("unregisterfunction under the worker's id did not remove the renamed function")
 	}
@@ -299,5 +299,85 @@ func TestWarnUnauthenticatedListener(t *testing.T) {
 	e.warnUnauthenticated(&listenerAuth{name: "tok", cfg: AuthConfig{Tokens: []string{"0123456789abcdef"}}}, public)
 	if s := buf.String(); !strings.Contains(s, "without TLS") || strings.Contains(s, "need no authentication") {
 		t.Fatalf("an authenticated exposed listener without TLS: %s", s)
+	}
+}
+
+// TestRBACTriggerHooks: on_trigger_type_registration renames a trigger
+// type or denies it, and a session cannot provide a type the engine
+// provides; on_trigger_registration denies a trigger (FORBIDDEN with the
+// hook's reason), may not move it to a type outside allowed_trigger_types,
+// or rewrites its id and config, and the worker unregisters it under the
+// id it chose.
+func TestRBACTriggerHooks(t *testing.T) {
+	rb := WorkerListenerConfig{Name: "rbac", Addr: "127.0.0.1:0", Auth: AuthConfig{RBAC: &auth.RBAC{
+		AuthFunctionID: "t::auth", OnTriggerTypeRegistrationFunctionID: "t::on-tt", OnTriggerRegistrationFunctionID: "t::on-tr",
+	}}}
+	e := startEngine(t, func(c *Config) { c.WorkerListeners = []WorkerListenerConfig{rb} })
+	hooks := dialRaw(t, e)
+	for _, fn := range []string{"t::auth", "t::on-tt", "t::on-tr"} {
+		hooks.sendJSON(`{"type":"registerfunction","id":"` + fn + `"}`)
+	}
+	waitFunction(t, hooks, "t::on-tr")
+	respond(hooks, func(fn string, data jsontext.Value) string {
+		var in struct {
+			TriggerTypeID string `json:"trigger_type_id"`
+			TriggerID     string `json:"trigger_id"`
+		}
+		_ = json.Unmarshal(data, &in)
+		switch {
+		case fn == "t::auth":
+			return `{"allow_function_registration":true,"allow_trigger_type_registration":true,"allowed_trigger_types":["ext-renamed","cron"],"function_registration_prefix":"ten"}`
+		case fn == "t::on-tt" && in.TriggerTypeID == "bad-tt":
+			return "error:no types today"
+		case fn == "t::on-tt" && in.TriggerTypeID == "ext-type":
+			return `{"trigger_type_id":"ext-renamed","description":"by hook"}`
+		case fn == "t::on-tr" && in.TriggerID == "deny-me":
+			return "error:not this one"
+		case fn == "t::on-tr" && in.TriggerID == "swap":
+			return `{"trigger_type":"http"}`
+		case fn == "t::on-tr" && in.TriggerID == "rename":
+			return `{"trigger_id":"tr-renamed","config":{"expression":"0 0 0 1 1 *"}}`
+		}
+		return `{}`
+	})
+
+	ext := dialRawAt(t, e.WorkerListenerURL("rbac"), nil)
+	ext.sendJSON(`{"type":"registerfunction","id":"f"}`)
+	ext.sendJSON(`{"type":"registertriggertype","id":"ext-type","description":"mine"}`)
+	ext.sendJSON(`{"type":"registertriggertype","id":"bad-tt","description":"x"}`)
+	ext.sendJSON(`{"type":"registertriggertype","id":"cron","description":"taken"}`)
+	ext.call("sync", wire.FnChannelsCreate, `{}`)
+	if tt, ok := e.reg.TriggerType("ext-renamed"); !ok || tt.Description != "by hook" || ownerOf(tt.Provider) != ext.id {
+		t.Errorf("trigger type renamed by the hook: %+v, %v", tt, ok)
+	}
+	for _, id := range []string{"ext-type", "bad-tt"} {
+		if _, ok := e.reg.TriggerType(id); ok {
+			t.Errorf("trigger type %s registered", id)
+		}
+	}
+	if tt, ok := e.reg.TriggerType("cron"); !ok || ownerOf(tt.Provider) == ext.id {
+		t.Error("an RBAC session took over the engine's cron trigger type")
+	}
+
+	for _, c := range []struct{ id, typ, msg string }{
+		{"deny-me", "cron", "denied by on_trigger_registration hook: not this one"},
+		{"swap", "cron", "trigger type 'http' not allowed for this session (allowed_trigger_types)"},
+	} {
+		ext.sendJSON(`{"type":"registertrigger","id":"` + c.id + `","trigger_type":"` + c.typ + `","function_id":"f","config":{}}`)
+		m := ext.expect(wire.TypeTriggerRegistrationResult)
+		if m.ID != c.id || m.Error == nil || m.Error.Code != "FORBIDDEN" || !strings.Contains(m.Error.Message, c.msg) {
+			t.Errorf("trigger %s: %+v, want FORBIDDEN %q", c.id, m.Error, c.msg)
+		}
+	}
+	ext.sendJSON(`{"type":"registertrigger","id":"rename","trigger_type":"cron","function_id":"f","config":{}}`)
+	ext.callSkipping("sync2", wire.FnChannelsCreate, `{}`)
+	trs := e.reg.Triggers("cron")
+	if len(trs) != 1 || trs[0].ID != "tr-renamed" || trs[0].FunctionID != "ten::f" || !strings.Contains(string(trs[0].Config), "0 0 0 1 1 *") {
+		t.Fatalf("trigger rewritten by the hook: %+v", trs)
+	}
+	ext.sendJSON(`{"type":"unregistertrigger","id":"rename"}`)
+	ext.callSkipping("sync3", wire.FnChannelsCreate, `{}`)
+	if trs := e.reg.Triggers("cron"); len(trs) != 0 {
+		t.Errorf("unregistertrigger under the worker's id left %+v", trs)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/sluicehq/sluice/internal/queue"
@@ -151,18 +152,21 @@ func TestCustomStreamErrors(t *testing.T) {
 	settle(t, h)
 	waitFunction(t, c, "stream::list_groups(ext)")
 
-	// answer serves the next call of fn with a result or an error.
-	answer := func(fn, result string, fail bool) {
-		go func() {
-			inv := h.awaitInvoke(fn, func(wire.Message) bool { return true })
-			m := wire.Message{Type: wire.TypeInvocationResult, InvocationID: inv.InvocationID, FunctionID: inv.FunctionID}
-			if fail {
-				m.Error = &wire.ErrorBody{Code: "boom", Message: "disk on fire"}
-			} else {
-				m.Result = jsontext.Value(result)
-			}
-			h.send(m)
-		}()
+	// call calls fn on c while h's custom function answers it with
+	// result, or fails it (result "").
+	call := func(fn, data, custom, result string) wire.Message {
+		t.Helper()
+		id := invocationID()
+		c.send(wire.Message{Type: wire.TypeInvokeFunction, InvocationID: id, FunctionID: fn, Data: jsontext.Value(data)})
+		inv := h.awaitInvoke(custom, func(wire.Message) bool { return true })
+		m := wire.Message{Type: wire.TypeInvocationResult, InvocationID: inv.InvocationID, FunctionID: inv.FunctionID}
+		if result == "" {
+			m.Error = &wire.ErrorBody{Code: "boom", Message: "disk on fire"}
+		} else {
+			m.Result = jsontext.Value(result)
+		}
+		h.send(m)
+		return c.await(func(m wire.Message) bool { return m.Type == wire.TypeInvocationResult && m.InvocationID == id })
 	}
 	for _, f := range []struct{ op, data, code, prefix string }{
 		{"get", `{"stream_name":"ext","group_id":"g","item_id":"i"}`, "STREAM_GET_ERROR", "Failed to get value: "},
@@ -172,22 +176,19 @@ func TestCustomStreamErrors(t *testing.T) {
 		{"list_groups", `{"stream_name":"ext"}`, "STREAM_LIST_GROUPS_ERROR", "Failed to list groups: "},
 	} {
 		fn := "stream::" + f.op + "(ext)"
-		answer(fn, "", true)
-		eb := callErr(t, c, "stream::"+f.op, f.data)
-		if eb.Code != f.code || eb.Message != f.prefix+fn+": disk on fire" {
-			t.Errorf("stream::%s failing: %+v", f.op, eb)
+		m := call("stream::"+f.op, f.data, fn, "")
+		if m.Error == nil || m.Error.Code != f.code || m.Error.Message != f.prefix+fn+": disk on fire" {
+			t.Errorf("stream::%s failing: %+v", f.op, m.Error)
 		}
 	}
 
-	answer("stream::set(ext)", `"not an object"`, false)
-	if eb := callErr(t, c, "stream::set", `{"stream_name":"ext","group_id":"g","item_id":"i","data":1}`); eb.Code != "JSON_ERROR" {
-		t.Errorf("custom set answering a string: %+v", eb)
+	if m := call("stream::set", `{"stream_name":"ext","group_id":"g","item_id":"i","data":1}`, "stream::set(ext)", `"not an object"`); m.Error == nil || m.Error.Code != "JSON_ERROR" {
+		t.Errorf("custom set answering a string: %+v", m.Error)
 	}
 	// A custom set's answer is the result, and the binding sees an update
 	// (there was an old value).
-	answer("stream::set(ext)", `{"old_value":1,"new_value":2}`, false)
-	if got := callOK(t, c, "stream::set", `{"stream_name":"ext","group_id":"g","item_id":"i","data":2}`); got != `{"old_value":1,"new_value":2}` {
-		t.Errorf("custom set: %s", got)
+	if m := call("stream::set", `{"stream_name":"ext","group_id":"g","item_id":"i","data":2}`, "stream::set(ext)", `{"old_value":1,"new_value":2}`); m.Error != nil || string(m.Result) != `{"old_value":1,"new_value":2}` {
+		t.Errorf("custom set: %s %+v", m.Result, m.Error)
 	}
 	ev := h.awaitInvoke("on::ext", func(wire.Message) bool { return true })
 	if !strings.Contains(string(ev.Data), `"event":{"data":2,"type":"update"}`) && !strings.Contains(string(ev.Data), `"event":{"type":"update","data":2}`) {
@@ -196,21 +197,80 @@ func TestCustomStreamErrors(t *testing.T) {
 	h.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: ev.InvocationID, FunctionID: ev.FunctionID})
 	// A custom delete with an old value fires a delete event; its
 	// old_value is passed on.
-	answer("stream::delete(ext)", `{"old_value":{"x":1}}`, false)
-	if got := callOK(t, c, "stream::delete", `{"stream_name":"ext","group_id":"g","item_id":"i"}`); got != `{"old_value":{"x":1}}` {
-		t.Errorf("custom delete: %s", got)
+	if m := call("stream::delete", `{"stream_name":"ext","group_id":"g","item_id":"i"}`, "stream::delete(ext)", `{"old_value":{"x":1}}`); string(m.Result) != `{"old_value":{"x":1}}` {
+		t.Errorf("custom delete: %s %+v", m.Result, m.Error)
 	}
 	ev = h.awaitInvoke("on::ext", func(wire.Message) bool { return true })
 	if !strings.Contains(string(ev.Data), `"type":"delete"`) {
 		t.Errorf("event of a custom delete: %s", ev.Data)
 	}
 	h.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: ev.InvocationID, FunctionID: ev.FunctionID})
-	answer("stream::list(ext)", `[1,2]`, false)
-	if got := callOK(t, c, "stream::list", `{"stream_name":"ext","group_id":"g"}`); got != `[1,2]` {
-		t.Errorf("custom list: %s", got)
+	if m := call("stream::list", `{"stream_name":"ext","group_id":"g"}`, "stream::list(ext)", `[1,2]`); string(m.Result) != `[1,2]` {
+		t.Errorf("custom list: %s %+v", m.Result, m.Error)
 	}
-	answer("stream::list_groups(ext)", `["a"]`, false)
-	if got := callOK(t, c, "stream::list_groups", `{"stream_name":"ext"}`); got != `["a"]` {
-		t.Errorf("custom list_groups: %s", got)
+	if m := call("stream::list_groups", `{"stream_name":"ext"}`, "stream::list_groups(ext)", `["a"]`); string(m.Result) != `["a"]` {
+		t.Errorf("custom list_groups: %s %+v", m.Result, m.Error)
+	}
+}
+
+// TestTriggerConditionFunction: a binding's condition_function_id gets the
+// event first; only an answer of exactly false, or a failed condition
+// call, skips the handler (null or anything else runs it).
+func TestTriggerConditionFunction(t *testing.T) {
+	e := startEngine(t, func(c *Config) { c.DataDir = DataDirMemory })
+	h := dialRaw(t, e)
+	h.sendJSON(`{"type":"registerfunction","id":"on::change"}`)
+	h.sendJSON(`{"type":"registerfunction","id":"cond::check"}`)
+	h.sendJSON(`{"type":"registertrigger","id":"st-c","trigger_type":"state","function_id":"on::change","config":{"scope":"w","condition_function_id":"cond::check"}}`)
+	settle(t, h)
+	c := dialRaw(t, e)
+	waitFunction(t, c, "cond::check")
+
+	keyOf := func(m wire.Message) string {
+		var ev struct {
+			Key string `json:"key"`
+		}
+		_ = json.Unmarshal(m.Data, &ev)
+		return ev.Key
+	}
+	answers := map[string]*wire.ErrorBody{"err": {Code: "boom", Message: "condition broke"}}
+	results := map[string]string{"yes": "true", "no": "false", "spaced": " false ", "null": "null", "last": "true"}
+	var conds, ran []string
+	// serve answers condition calls until the handler runs for key.
+	serve := func(key string) {
+		h.await(func(m wire.Message) bool {
+			if m.Type != wire.TypeInvokeFunction {
+				return false
+			}
+			k := keyOf(m)
+			res := wire.Message{Type: wire.TypeInvocationResult, InvocationID: m.InvocationID, FunctionID: m.FunctionID, Result: jsontext.Value("null")}
+			switch m.FunctionID {
+			case "cond::check":
+				conds = append(conds, k)
+				if eb := answers[k]; eb != nil {
+					res.Error, res.Result = eb, nil
+				} else {
+					res.Result = jsontext.Value(results[k])
+				}
+			case "on::change":
+				ran = append(ran, k)
+			}
+			h.send(res)
+			return m.FunctionID == "on::change" && k == key
+		})
+	}
+	for _, k := range []string{"no", "spaced", "err", "yes"} {
+		callOK(t, c, "state::set", `{"scope":"w","key":"`+k+`","value":1}`)
+	}
+	serve("yes")
+	callOK(t, c, "state::set", `{"scope":"w","key":"null","value":1}`)
+	serve("null")
+	callOK(t, c, "state::set", `{"scope":"w","key":"last","value":1}`)
+	serve("last")
+	if len(conds) != 6 {
+		t.Errorf("condition called for %v, want every event", conds)
+	}
+	if strings.Join(ran, ",") != "yes,null,last" {
+		t.Errorf("handler ran for %v, want yes, null, last (not no, spaced, err)", ran)
 	}
 }
