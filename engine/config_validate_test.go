@@ -38,7 +38,11 @@ func TestValidateNamesTheSettingMore(t *testing.T) {
 			l.Auth.Tokens = []string{"0123456789abcde"}
 			c.WorkerListeners = []WorkerListenerConfig{l}
 		}},
-		{`queue "q"`, func(c *Config) { q := DefaultQueueConfig(); q.Concurrency = 0; c.Queues = map[string]QueueConfig{"q": q} }},
+		{`queue "q"`, func(c *Config) {
+			q := DefaultQueueConfig()
+			q.Concurrency = 0
+			c.Queues = map[string]QueueConfig{"q": q}
+		}},
 		{"state.max_value_bytes", func(c *Config) { c.State.MaxValueBytes = -1 }},
 	} {
 		cfg := DefaultConfig()
