@@ -32,6 +32,8 @@ type runOpts struct {
 	chanBytes, dlBytes int64
 	self               string
 	tmp                string
+	warm               []string      // invoke: warm-up flag
+	httpWarm           time.Duration // httpload: warm-up
 }
 
 // endpoint is a running engine (or baseline) as the load processes see it.
@@ -67,9 +69,14 @@ func cmdRun(args []string) {
 		o.chanBytes, o.dlBytes = 1<<30, 1<<30
 	}
 	if smoke {
-		o.reps, o.invokeN, o.tputN, o.httpDur, o.chanBytes, o.dlBytes = 1, 200, 1000, 200*time.Millisecond, 4<<20, 4<<20
+		o.reps, o.invokeN, o.tputN, o.httpDur, o.chanBytes, o.dlBytes = 1, 200, 1000, 100*time.Millisecond, 4<<20, 4<<20
+		o.warm = []string{"-warm", "20"}
+		o.httpWarm = 20 * time.Millisecond
 	}
 	o.only = regexp.MustCompile(only)
+	if o.httpWarm == 0 {
+		o.httpWarm = 300 * time.Millisecond
+	}
 	var err error
 	if o.self, err = os.Executable(); err != nil {
 		log.Fatal(err)
@@ -124,7 +131,7 @@ func run(o *runOpts) error {
 	}
 	invokeArgs := func(mode string, n int) func(e *engine) (result, error) {
 		return func(e *engine) (result, error) {
-			return runLoad(o, "invoke", 2*time.Minute, "-url", e.wsURL, "-mode", mode, "-n", fmt.Sprint(n))
+			return runLoad(o, "invoke", 2*time.Minute, append([]string{"-url", e.wsURL, "-mode", mode, "-n", fmt.Sprint(n)}, o.warm...)...)
 		}
 	}
 	add(workload{name: "invoke-seq", targets: append([]*engine{relay}, engines...), run: invokeArgs("seq", o.invokeN),
@@ -136,7 +143,7 @@ func run(o *runOpts) error {
 	for _, clients := range []int{1, 8, 64} {
 		add(workload{name: fmt.Sprintf("http-echo-%d", clients), targets: append([]*engine{proxy}, engines...),
 			run: func(e *engine) (result, error) {
-				return runLoad(o, "httpload", 2*time.Minute, "-url", e.httpURL, "-clients", fmt.Sprint(clients), "-dur", o.httpDur.String())
+				return runLoad(o, "httpload", 2*time.Minute, "-url", e.httpURL, "-clients", fmt.Sprint(clients), "-dur", o.httpDur.String(), "-warm", o.httpWarm.String())
 			},
 			metric: "req/s", value: func(r result) float64 { return r.Rate },
 			goals: []goal{{"proxy", 1.0}, {"upstream", 2.0}}})
