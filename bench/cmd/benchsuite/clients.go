@@ -71,7 +71,7 @@ func cmdInvoke(args []string) {
 	n := fs.Int("n", 5000, "round trips measured")
 	warm := fs.Int("warm", 500, "round trips before measuring")
 	inflight := fs.Int("inflight", 128, "messages in flight (tput)")
-	lostAfter := fs.Duration("lost-after", 200*time.Millisecond, "an answer not there after this is lost")
+	lostAfter := fs.Duration("lost-after", 300*time.Millisecond, "an answer not there after this, the socket silent, is lost")
 	_ = fs.Parse(args)
 	ws, err := dialRaw(*u)
 	if err != nil {
@@ -177,6 +177,7 @@ func cmdInvoke(args []string) {
 		}
 		top()
 		last := start
+		var newest uint64 // the highest call number answered
 		for got+lost < *n {
 			k := recv(time.Now().Add(*lostAfter / 4))
 			now := time.Now()
@@ -185,9 +186,18 @@ func cmdInvoke(args []string) {
 				outstanding--
 				got++
 				last = now
+				newest = max(newest, k)
 			}
-			for oldest < seq+1 && (sentAt[oldest-first].IsZero() || now.Sub(sentAt[oldest-first]) > *lostAfter) {
-				if !sentAt[oldest-first].IsZero() {
+			// A call is lost when calls made 2×inflight later were
+			// answered (engines answer one connection's calls about in
+			// order), or when the socket fell silent and it is older than
+			// -lost-after.
+			for oldest < seq+1 {
+				t := sentAt[oldest-first]
+				if !t.IsZero() && oldest+2*uint64(*inflight) > newest && (k != 0 || now.Sub(t) < *lostAfter) {
+					break
+				}
+				if !t.IsZero() {
 					sentAt[oldest-first] = time.Time{}
 					outstanding--
 					lost++

@@ -187,3 +187,23 @@ func procCPU(pid int) time.Duration {
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * 10 * time.Millisecond
 }
+
+// procSwitches is the number of context switches (voluntary: the thread
+// blocked; involuntary: it was preempted) of all of pid's threads.
+func procSwitches(pid int) int64 {
+	dirs, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	var n int64
+	for _, d := range dirs {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, d.Name()))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasSuffix(strings.SplitN(line, ":", 2)[0], "ctxt_switches") {
+				v, _ := strconv.ParseInt(strings.TrimSpace(strings.SplitN(line, ":", 2)[1]), 10, 64)
+				n += v
+			}
+		}
+	}
+	return n
+}

@@ -158,10 +158,19 @@ var errNoMessage = errors.New("no message within the deadline")
 func (ws *rawWS) readMessage(buf []byte, deadline time.Time) ([]byte, error) {
 	_ = ws.c.SetReadDeadline(deadline)
 	if _, err := ws.r.Peek(1); err != nil {
-		if ne, ok := err.(net.Error); ok && ne.Timeout() {
-			return buf, errNoMessage
+		ne, ok := err.(net.Error)
+		if !ok || !ne.Timeout() {
+			return buf, err
 		}
-		return buf, err
+		// A deadline that passed while this process was not running
+		// fails the read without looking at the socket: look once more.
+		_ = ws.c.SetReadDeadline(time.Now().Add(time.Millisecond))
+		if _, err := ws.r.Peek(1); err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				return buf, errNoMessage
+			}
+			return buf, err
+		}
 	}
 	_ = ws.c.SetReadDeadline(time.Time{})
 	buf = buf[:0]

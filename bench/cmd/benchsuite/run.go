@@ -34,6 +34,7 @@ type runOpts struct {
 	tmp                string
 	warm               []string      // invoke: warm-up flag
 	httpWarm           time.Duration // httpload: warm-up
+	strace             bool
 }
 
 // endpoint is a running engine (or baseline) as the load processes see it.
@@ -42,6 +43,7 @@ type engine struct {
 	wsURL   string // worker socket (engines) or relay (baseline)
 	httpURL string
 	mid     []*child // the processes in the middle, whose CPU is counted
+	ends    []*child // the far end (worker, echo, backend), counted too
 	ctl     *ctlConn // engines: the driver's own connection, for channels
 }
 
@@ -52,15 +54,16 @@ func cmdRun(args []string) {
 	var big, smoke bool
 	fs.StringVar(&o.sluice, "sluice", "", "the built sluice binary (required)")
 	fs.StringVar(&o.upstreamGz, "upstream", "/work/shared/tools/upstream/iii-0.22.1-linux-amd64.gz", `the upstream engine binary (gzipped, or plain); "" skips it`)
-	fs.IntVar(&o.reps, "reps", 3, "interleaved repetitions of each workload (the ratio reported is the median)")
+	fs.IntVar(&o.reps, "reps", 5, "interleaved repetitions of each workload (the ratio reported is the median)")
 	fs.StringVar(&only, "only", "", "regexp: run only the workloads whose name matches")
-	fs.IntVar(&o.invokeN, "invoke-n", 5000, "sequential round trips per run")
-	fs.IntVar(&o.tputN, "tput-n", 40000, "round trips per throughput run (128 in flight)")
-	fs.DurationVar(&o.httpDur, "http-dur", 1500*time.Millisecond, "measured time per HTTP echo run")
+	fs.IntVar(&o.invokeN, "invoke-n", 3000, "sequential round trips per run")
+	fs.IntVar(&o.tputN, "tput-n", 30000, "round trips per throughput run (128 in flight)")
+	fs.DurationVar(&o.httpDur, "http-dur", time.Second, "measured time per HTTP echo run")
 	fs.Int64Var(&o.chanBytes, "chan-bytes", 256<<20, "bytes per channel run")
 	fs.Int64Var(&o.dlBytes, "download-bytes", 256<<20, "bytes per download run")
 	fs.BoolVar(&big, "big", false, "1 GiB channel and download runs")
 	fs.BoolVar(&smoke, "smoke", false, "tiny sizes, one repetition: checks that every process works")
+	fs.BoolVar(&o.strace, "strace", false, "count the middle processes' system calls per operation (strace -c -f; slows every run: ratios are then meaningless)")
 	_ = fs.Parse(args)
 	if o.sluice == "" {
 		log.Fatal("run: -sluice BINARY is required (bench/run.sh builds it)")
@@ -307,6 +310,7 @@ func withWorker(o *runOpts, e *engine) error {
 	if _, err := w.ready(); err != nil {
 		return err
 	}
+	e.ends = []*child{w}
 	body := []byte(`{"id":42,"name":"widget","tags":["a","b","c"]}`)
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		res, err := http.Post(e.httpURL+"/echo/7", "application/json", bytes.NewReader(body))
@@ -338,17 +342,17 @@ func startBaselines(o *runOpts) (relay, proxy, copyRelay, spliceRelay *engine, e
 		addr, err = c.ready()
 		return c, addr
 	}
-	_, echoURL := start("wsecho", "wsecho")
+	ec, echoURL := start("wsecho", "wsecho")
 	rc, relayURL := start("wsrelay", "wsrelay", "-target", echoURL)
-	_, backendURL := start("httpbackend", "httpbackend")
+	bc, backendURL := start("httpbackend", "httpbackend")
 	pc, proxyURL := start("revproxy", "revproxy", "-target", backendURL)
 	cc, copyAddr := start("tcprelay copy", "tcprelay", "-mode", "copy")
 	sc, spliceAddr := start("tcprelay splice", "tcprelay", "-mode", "splice")
 	if err != nil {
 		return
 	}
-	return &engine{name: "relay", wsURL: relayURL, mid: []*child{rc}},
-		&engine{name: "proxy", httpURL: proxyURL, mid: []*child{pc}},
+	return &engine{name: "relay", wsURL: relayURL, mid: []*child{rc}, ends: []*child{ec}},
+		&engine{name: "proxy", httpURL: proxyURL, mid: []*child{pc}, ends: []*child{bc}},
 		&engine{name: "copy-relay", wsURL: copyAddr, mid: []*child{cc}},
 		&engine{name: "splice-relay", wsURL: spliceAddr, mid: []*child{sc}}, nil
 }
@@ -490,6 +494,7 @@ type row struct {
 	workload, metric, baseline string
 	sluice, base               []float64 // per repetition
 	ratios                     []float64
+	cpuRatios                  []float64 // the middle process's CPU per op, Sluice ÷ baseline
 	goal                       float64
 	lowerBetter                bool
 	extra                      string
@@ -500,17 +505,23 @@ type row struct {
 // another), and prints every run as it goes.
 func measure(o *runOpts, w workload) []row {
 	vals := map[string][]float64{}
+	cpus := map[string][]float64{} // the middle's CPU µs per op
 	for rep := range o.reps {
 		order := slices.Clone(w.targets)
 		k := rep % len(order)
 		order = append(order[k:], order[:k]...)
 		for _, t := range order {
-			cpu0 := midCPU(t)
+			var st *straceRun
+			if o.strace {
+				st = startStrace(o, t)
+			}
+			cpu0, end0, cs0 := cpuOf(t.mid), cpuOf(t.ends), switchesOf(t.mid)
 			r, err := w.run(t)
-			cpu := midCPU(t) - cpu0
+			cpu, end, cs := cpuOf(t.mid)-cpu0, cpuOf(t.ends)-end0, switchesOf(t.mid)-cs0
 			if err != nil {
 				fmt.Printf("%-12s rep %d %-12s FAILED: %v\n", w.name, rep+1, t.name, err)
 				vals[t.name] = append(vals[t.name], 0)
+				cpus[t.name] = append(cpus[t.name], 0)
 				continue
 			}
 			v := w.value(r)
@@ -519,17 +530,25 @@ func measure(o *runOpts, w workload) []row {
 			if r.P99us > 0 {
 				line += fmt.Sprintf("  p99 %.0f µs", r.P99us)
 			}
-			if r.Ops > 0 && cpu > 0 {
-				unit, per := "op", float64(r.Ops)
-				if strings.HasSuffix(w.metric, "MB/s") {
-					unit, per = "MiB", float64(r.Ops)/(1<<20)
+			unit, per := "op", float64(r.Ops)
+			if strings.HasSuffix(w.metric, "MB/s") {
+				unit, per = "MiB", float64(r.Ops)/(1<<20)
+			}
+			cpus[t.name] = append(cpus[t.name], float64(cpu.Microseconds())/per)
+			if r.Ops > 0 {
+				line += fmt.Sprintf("  CPU/%s: middle %.1f µs", unit, float64(cpu.Microseconds())/per)
+				if len(t.ends) > 0 {
+					line += fmt.Sprintf(", end %.1f µs", float64(end.Microseconds())/per)
 				}
-				line += fmt.Sprintf("  middle-CPU %.1f µs/%s", float64(cpu.Microseconds())/per, unit)
+				line += fmt.Sprintf("; middle ctx-switches/%s %.2f", unit, float64(cs)/per)
 			}
 			if r.Lost > 0 {
 				line += fmt.Sprintf("  LOST/FAILED %d", r.Lost)
 			}
 			fmt.Println(line)
+			if st != nil {
+				st.report(per, unit)
+			}
 		}
 	}
 	var rows []row
@@ -544,18 +563,29 @@ func measure(o *runOpts, w workload) []row {
 			if b[i] > 0 && s[i] > 0 {
 				rw.ratios = append(rw.ratios, s[i]/b[i])
 			}
+			if sc, bc := cpus["sluice"][i], cpus[g.baseline][i]; sc > 0 && bc > 0 {
+				rw.cpuRatios = append(rw.cpuRatios, sc/bc)
+			}
 		}
 		rows = append(rows, rw)
 	}
 	return rows
 }
 
-func midCPU(e *engine) time.Duration {
+func cpuOf(cs []*child) time.Duration {
 	var d time.Duration
-	for _, c := range e.mid {
+	for _, c := range cs {
 		d += procCPU(c.pid())
 	}
 	return d
+}
+
+func switchesOf(cs []*child) int64 {
+	var n int64
+	for _, c := range cs {
+		n += procSwitches(c.pid())
+	}
+	return n
 }
 
 func median(v []float64) float64 {
@@ -572,8 +602,8 @@ func median(v []float64) float64 {
 
 func printTable(rows []row) {
 	fmt.Println()
-	fmt.Println("| workload | metric | Sluice (median) | baseline | baseline (median) | Sluice ÷ baseline, median (per rep) | goal | met |")
-	fmt.Println("|---|---|---|---|---|---|---|---|")
+	fmt.Println("| workload | metric | Sluice (median) | baseline | baseline (median) | Sluice ÷ baseline, median (per rep) | goal | met | middle CPU/op, Sluice ÷ baseline |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rows {
 		per := make([]string, len(r.ratios))
 		for i, x := range r.ratios {
@@ -593,7 +623,7 @@ func printTable(rows []row) {
 				met = "not measured"
 			}
 		}
-		fmt.Printf("| %s | %s | %.1f | %s | %.1f | **%.2f** (%s) | %s | %s |\n",
-			r.workload, r.metric, median(r.sluice), r.baseline, median(r.base), m, strings.Join(per, ", "), g, met)
+		fmt.Printf("| %s | %s | %.1f | %s | %.1f | **%.2f** (%s) | %s | %s | %.2f |\n",
+			r.workload, r.metric, median(r.sluice), r.baseline, median(r.base), m, strings.Join(per, ", "), g, met, median(r.cpuRatios))
 	}
 }
