@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,162 +57,6 @@ func pct(d []time.Duration, p float64) float64 {
 	return float64(d[int(float64(len(d)-1)*p)].Nanoseconds()) / 1e3
 }
 
-// invoke: one WebSocket connection sends invokefunction messages for
-// bench::echo (a 50-byte JSON payload) and reads their answers. Against
-// an engine the answers are invocationresults; against the relay they are
-// the echoed messages themselves. -mode seq: one at a time, p50/p99;
-// -mode tput: -inflight outstanding, messages/s. A call not answered
-// within -lost-after is counted lost and replaced (the upstream engine
-// loses results; see docs/benchmarks.md).
-func cmdInvoke(args []string) {
-	fs := flag.NewFlagSet("invoke", flag.ExitOnError)
-	u := fs.String("url", "", "engine or relay WebSocket URL")
-	mode := fs.String("mode", "seq", "seq or tput")
-	n := fs.Int("n", 5000, "round trips measured")
-	warm := fs.Int("warm", 500, "round trips before measuring")
-	inflight := fs.Int("inflight", 128, "messages in flight (tput)")
-	lostAfter := fs.Duration("lost-after", 300*time.Millisecond, "an answer not there after this, the socket silent, is lost")
-	_ = fs.Parse(args)
-	ws, err := dialRaw(*u)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer ws.c.Close()
-	prefix := fmt.Sprintf("%08x-%04x-4%03x-8%03x-", rand.Uint32(), rand.Uint32()&0xffff, rand.Uint32()&0xfff, rand.Uint32()&0xfff)
-	var seq uint64
-	msg := make([]byte, 0, 256)
-	frame := make([]byte, 0, 256)
-	// send writes call number seq+1 and returns its number.
-	send := func() uint64 {
-		seq++
-		msg = append(msg[:0], `{"type":"invokefunction","invocation_id":"`...)
-		msg = append(msg, prefix...)
-		msg = fmt.Appendf(msg, "%012x", seq)
-		msg = append(msg, `","function_id":"bench::echo","data":{"user":"ada","op":"echo","n":42,"tags":["a","b"]}}`...)
-		frame = ws.appendFrame(frame[:0], 0x1, msg)
-		if err := ws.write(frame); err != nil {
-			log.Fatal(err)
-		}
-		return seq
-	}
-	buf := make([]byte, 0, 4096)
-	idKey := []byte(`"invocation_id":"` + prefix)
-	// recv reads the next answer and returns its call number, skipping
-	// engine messages that are not one (workerregistered); 0 when nothing
-	// came by deadline. It fails on an error result.
-	recv := func(deadline time.Time) uint64 {
-		for {
-			var err error
-			buf, err = ws.readMessage(buf, deadline)
-			if err == errNoMessage {
-				return 0
-			}
-			if err != nil {
-				log.Fatal(err)
-			}
-			if debug {
-				log.Printf("recv %s", buf)
-			}
-			i := bytes.Index(buf, idKey)
-			if i < 0 || !(bytes.HasPrefix(buf, []byte(`{"type":"invocationresult"`)) || bytes.HasPrefix(buf, []byte(`{"type":"invokefunction"`))) {
-				continue
-			}
-			if bytes.Contains(buf, []byte(`"error":{`)) {
-				log.Fatalf("error result: %s", buf)
-			}
-			i += len(idKey)
-			var k uint64
-			if i+12 > len(buf) {
-				log.Fatalf("bad answer: %s", buf)
-			}
-			for _, c := range buf[i : i+12] {
-				k = k<<4 | uint64(hexVal(c))
-			}
-			return k
-		}
-	}
-	// call makes one call and waits for its answer (false: lost).
-	call := func() bool {
-		id := send()
-		deadline := time.Now().Add(*lostAfter)
-		for {
-			switch got := recv(deadline); got {
-			case 0:
-				return false
-			case id:
-				return true
-			} // a late answer to a lost call
-		}
-	}
-	for range *warm {
-		call()
-	}
-	switch *mode {
-	case "seq":
-		lat := make([]time.Duration, 0, *n)
-		start := time.Now()
-		for range *n {
-			t0 := time.Now()
-			if call() {
-				lat = append(lat, time.Since(t0))
-			}
-		}
-		el := time.Since(start)
-		report(result{P50us: pct(lat, .5), P99us: pct(lat, .99), Rate: float64(len(lat)) / el.Seconds(),
-			Ops: int64(len(lat)), Seconds: el.Seconds(), Lost: int64(*n - len(lat))})
-	case "tput":
-		// sentAt[k-first] is when call k went out; zero once answered or
-		// given up. oldest is the lowest call number still outstanding.
-		first := seq + 1
-		sentAt := make([]time.Time, *n)
-		start := time.Now()
-		outstanding, got, lost := 0, 0, 0
-		oldest := first
-		top := func() {
-			for outstanding < *inflight && int(seq+1-first) < *n {
-				k := send()
-				sentAt[k-first] = time.Now()
-				outstanding++
-			}
-		}
-		top()
-		last := start
-		var newest uint64 // the highest call number answered
-		for got+lost < *n {
-			k := recv(time.Now().Add(*lostAfter / 4))
-			now := time.Now()
-			if k >= first && k-first < uint64(*n) && !sentAt[k-first].IsZero() {
-				sentAt[k-first] = time.Time{}
-				outstanding--
-				got++
-				last = now
-				newest = max(newest, k)
-			}
-			// A call is lost when calls made 2×inflight later were
-			// answered (engines answer one connection's calls about in
-			// order), or when the socket fell silent and it is older than
-			// -lost-after.
-			for oldest < seq+1 {
-				t := sentAt[oldest-first]
-				if !t.IsZero() && oldest+2*uint64(*inflight) > newest && (k != 0 || now.Sub(t) < *lostAfter) {
-					break
-				}
-				if !t.IsZero() {
-					sentAt[oldest-first] = time.Time{}
-					outstanding--
-					lost++
-				}
-				oldest++
-			}
-			top()
-		}
-		el := last.Sub(start)
-		report(result{Rate: float64(got) / el.Seconds(), Ops: int64(got), Seconds: el.Seconds(), Lost: int64(lost)})
-	default:
-		log.Fatalf("mode %q", *mode)
-	}
-}
-
 func hexVal(c byte) byte {
 	switch {
 	case c >= '0' && c <= '9':
@@ -223,20 +67,34 @@ func hexVal(c byte) byte {
 	return 0
 }
 
-// httpload: -clients goroutines POST the JSON echo for -dur (after
-// -warm) and check every answer; req/s, p50, p99.
+// httpload: -clients goroutines POST the JSON echo and check every
+// answer. -url takes several targets (comma-separated): the run
+// alternates between them in slices of -slice, -dur in all per target
+// (after -warm each), and prints one RESULT per target, in order: req/s,
+// p50, p99.
 func cmdHTTPLoad(args []string) {
 	fs := flag.NewFlagSet("httpload", flag.ExitOnError)
-	base := fs.String("url", "", "base URL")
+	urls := fs.String("url", "", "base URLs, comma-separated")
 	clients := fs.Int("clients", 1, "concurrent clients")
-	dur := fs.Duration("dur", 2*time.Second, "measured duration")
-	warm := fs.Duration("warm", 300*time.Millisecond, "warm-up duration")
+	dur := fs.Duration("dur", 2*time.Second, "measured duration per target")
+	slice := fs.Duration("slice", 200*time.Millisecond, "time on one target before switching")
+	warm := fs.Duration("warm", 300*time.Millisecond, "warm-up duration per target")
 	_ = fs.Parse(args)
-	tr := &http.Transport{MaxIdleConns: *clients, MaxIdleConnsPerHost: *clients}
-	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	body := []byte(`{"id":42,"name":"widget","tags":["a","b","c"]}`)
-	do := func() error {
-		res, err := hc.Post(*base+"/echo/7", "application/json", bytes.NewReader(body))
+	type target struct {
+		base    string
+		hc      *http.Client
+		lat     []time.Duration
+		failed  int64
+		elapsed time.Duration
+	}
+	var ts []*target
+	for _, u := range strings.Split(*urls, ",") {
+		tr := &http.Transport{MaxIdleConns: *clients, MaxIdleConnsPerHost: *clients}
+		ts = append(ts, &target{base: u, hc: &http.Client{Transport: tr, Timeout: 10 * time.Second}})
+	}
+	do := func(t *target) error {
+		res, err := t.hc.Post(t.base+"/echo/7", "application/json", bytes.NewReader(body))
 		if err != nil {
 			return err
 		}
@@ -251,37 +109,54 @@ func cmdHTTPLoad(args []string) {
 		}
 		return nil
 	}
-	var measuring atomic.Bool
-	var stop atomic.Bool
-	var failed atomic.Int64
-	lat := make([][]time.Duration, *clients)
-	var wg sync.WaitGroup
-	for i := range *clients {
-		wg.Go(func() {
-			for !stop.Load() {
-				t0 := time.Now()
-				if err := do(); err != nil {
-					if failed.Add(1) == 1 {
-						log.Print(err)
+	// run keeps the clients busy on t for d; measured: record latencies.
+	run := func(t *target, d time.Duration, measured bool) {
+		var stop atomic.Bool
+		var failed atomic.Int64
+		lat := make([][]time.Duration, *clients)
+		var wg sync.WaitGroup
+		start := time.Now()
+		for i := range *clients {
+			wg.Go(func() {
+				for !stop.Load() {
+					t0 := time.Now()
+					if err := do(t); err != nil {
+						if failed.Add(1) == 1 && t.failed == 0 {
+							log.Print(err)
+						}
+						continue
 					}
-					continue
-				}
-				if measuring.Load() {
 					lat[i] = append(lat[i], time.Since(t0))
 				}
-			}
-		})
+			})
+		}
+		time.Sleep(d)
+		stop.Store(true)
+		wg.Wait()
+		if measured {
+			// Requests in flight at the end finished after d: the time
+			// is until the last one did.
+			t.elapsed += time.Since(start)
+			t.lat = append(t.lat, slices.Concat(lat...)...)
+			t.failed += failed.Load()
+		}
 	}
-	time.Sleep(*warm)
-	measuring.Store(true)
-	start := time.Now()
-	time.Sleep(*dur)
-	measuring.Store(false)
-	el := time.Since(start)
-	stop.Store(true)
-	wg.Wait()
-	all := slices.Concat(lat...)
-	report(result{P50us: pct(all, .5), P99us: pct(all, .99), Rate: float64(len(all)) / el.Seconds(), Ops: int64(len(all)), Seconds: el.Seconds(), Lost: failed.Load()})
+	for _, t := range ts {
+		run(t, *warm, false)
+	}
+	for spent := time.Duration(0); spent < *dur; spent += *slice {
+		for _, t := range ts {
+			run(t, min(*slice, *dur-spent), true)
+		}
+	}
+	for _, t := range ts {
+		if len(t.lat) == 0 {
+			report(result{Lost: t.failed, Seconds: t.elapsed.Seconds()})
+			continue
+		}
+		report(result{P50us: pct(t.lat, .5), P99us: pct(t.lat, .99), Rate: float64(len(t.lat)) / t.elapsed.Seconds(),
+			Ops: int64(len(t.lat)), Seconds: t.elapsed.Seconds(), Lost: t.failed})
+	}
 }
 
 // download: GET base/blob?n=BYTES, read to the end; MB/s.

@@ -17,6 +17,7 @@
 //	chanwrite  channel (or TCP relay) writer
 //	chanread   channel (or TCP relay) reader
 //	wsecho, wsrelay, tcprelay, httpbackend, revproxy   the baselines
+//	engine     the Sluice engine in process, with a CPU profile (run -profile)
 package main
 
 import (
@@ -38,6 +39,7 @@ func main() {
 		"tcprelay":    cmdTCPRelay,
 		"httpbackend": cmdHTTPBackend,
 		"revproxy":    cmdRevProxy,
+		"engine":      cmdEngine,
 	}
 	args := os.Args[1:]
 	name := "run"

@@ -148,6 +148,50 @@ func (c *child) result(timeout time.Duration) (result, error) {
 	return r, nil
 }
 
+// results waits for the child to end and returns all its RESULTs.
+func (c *child) results(timeout time.Duration) ([]result, error) {
+	var rs []result
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		select {
+		case line := <-c.stdout:
+			if r, ok := strings.CutPrefix(line, "RESULT "); ok {
+				var x result
+				if err := json.Unmarshal([]byte(r), &x); err != nil {
+					return nil, err
+				}
+				rs = append(rs, x)
+			}
+			continue
+		case <-c.done:
+		case <-t.C:
+			c.kill()
+			return nil, fmt.Errorf("%s: not done within %v:\n%s", c.name, timeout, c.stderrTail())
+		}
+		break
+	}
+	for { // lines still buffered
+		select {
+		case line := <-c.stdout:
+			if r, ok := strings.CutPrefix(line, "RESULT "); ok {
+				var x result
+				if err := json.Unmarshal([]byte(r), &x); err != nil {
+					return nil, err
+				}
+				rs = append(rs, x)
+			}
+			continue
+		default:
+		}
+		break
+	}
+	if c.err != nil {
+		return rs, fmt.Errorf("%s: %v:\n%s", c.name, c.err, c.stderrTail())
+	}
+	return rs, nil
+}
+
 func (c *child) kill() {
 	_ = c.cmd.Process.Kill()
 	<-c.done

@@ -32,9 +32,11 @@ type runOpts struct {
 	chanBytes, dlBytes int64
 	self               string
 	tmp                string
+	stateN             int
 	warm               []string      // invoke: warm-up flag
 	httpWarm           time.Duration // httpload: warm-up
 	strace             bool
+	profile            string
 }
 
 // endpoint is a running engine (or baseline) as the load processes see it.
@@ -45,6 +47,9 @@ type engine struct {
 	mid     []*child // the processes in the middle, whose CPU is counted
 	ends    []*child // the far end (worker, echo, backend), counted too
 	ctl     *ctlConn // engines: the driver's own connection, for channels
+
+	cpu, endCPU time.Duration // of the last multi-target run
+	switches    int64
 }
 
 func cmdRun(args []string) {
@@ -58,11 +63,13 @@ func cmdRun(args []string) {
 	fs.StringVar(&only, "only", "", "regexp: run only the workloads whose name matches")
 	fs.IntVar(&o.invokeN, "invoke-n", 3000, "sequential round trips per run")
 	fs.IntVar(&o.tputN, "tput-n", 30000, "round trips per throughput run (128 in flight)")
+	fs.IntVar(&o.stateN, "state-n", 5000, "state::set / state::get calls per run")
 	fs.DurationVar(&o.httpDur, "http-dur", time.Second, "measured time per HTTP echo run")
 	fs.Int64Var(&o.chanBytes, "chan-bytes", 256<<20, "bytes per channel run")
 	fs.Int64Var(&o.dlBytes, "download-bytes", 256<<20, "bytes per download run")
 	fs.BoolVar(&big, "big", false, "1 GiB channel and download runs")
 	fs.BoolVar(&smoke, "smoke", false, "tiny sizes, one repetition: checks that every process works")
+	fs.StringVar(&o.profile, "profile", "", "run Sluice's engine in process with a CPU profile, written to DIR/engine.cpu.pprof at the end (go tool pprof -top)")
 	fs.BoolVar(&o.strace, "strace", false, "count the middle processes' system calls per operation (strace -c -f; slows every run: ratios are then meaningless)")
 	_ = fs.Parse(args)
 	if o.sluice == "" {
@@ -72,7 +79,7 @@ func cmdRun(args []string) {
 		o.chanBytes, o.dlBytes = 1<<30, 1<<30
 	}
 	if smoke {
-		o.reps, o.invokeN, o.tputN, o.httpDur, o.chanBytes, o.dlBytes = 1, 200, 1000, 100*time.Millisecond, 4<<20, 4<<20
+		o.reps, o.invokeN, o.tputN, o.httpDur, o.chanBytes, o.dlBytes, o.stateN = 1, 200, 1000, 100*time.Millisecond, 4<<20, 4<<20, 300
 		o.warm = []string{"-warm", "20"}
 		o.httpWarm = 20 * time.Millisecond
 	}
@@ -132,21 +139,21 @@ func run(o *runOpts) error {
 		}
 		rows = append(rows, measure(o, w)...)
 	}
-	invokeArgs := func(mode string, n int) func(e *engine) (result, error) {
-		return func(e *engine) (result, error) {
-			return runLoad(o, "invoke", 2*time.Minute, append([]string{"-url", e.wsURL, "-mode", mode, "-n", fmt.Sprint(n)}, o.warm...)...)
+	invokeArgs := func(mode string, n int) func([]*engine) ([]result, error) {
+		return func(es []*engine) ([]result, error) {
+			return runLoadAll(o, "invoke", 5*time.Minute, append([]string{"-url", urls(es, false), "-mode", mode, "-n", fmt.Sprint(n)}, o.warm...)...)
 		}
 	}
-	add(workload{name: "invoke-seq", targets: append([]*engine{relay}, engines...), run: invokeArgs("seq", o.invokeN),
+	add(workload{name: "invoke-seq", targets: append([]*engine{relay}, engines...), runAll: invokeArgs("seq", o.invokeN),
 		metric: "p50 µs", value: func(r result) float64 { return r.P50us }, lowerBetter: true,
 		goals: []goal{{"relay", 1.2}, {"upstream", 0.5}}})
-	add(workload{name: "invoke-tput", targets: append([]*engine{relay}, engines...), run: invokeArgs("tput", o.tputN),
+	add(workload{name: "invoke-tput", targets: append([]*engine{relay}, engines...), runAll: invokeArgs("tput", o.tputN),
 		metric: "calls/s", value: func(r result) float64 { return r.Rate },
 		goals: []goal{{"relay", 0.9}, {"upstream", 0}}})
 	for _, clients := range []int{1, 8, 64} {
 		add(workload{name: fmt.Sprintf("http-echo-%d", clients), targets: append([]*engine{proxy}, engines...),
-			run: func(e *engine) (result, error) {
-				return runLoad(o, "httpload", 2*time.Minute, "-url", e.httpURL, "-clients", fmt.Sprint(clients), "-dur", o.httpDur.String(), "-warm", o.httpWarm.String())
+			runAll: func(es []*engine) ([]result, error) {
+				return runLoadAll(o, "httpload", 5*time.Minute, "-url", urls(es, true), "-clients", fmt.Sprint(clients), "-dur", o.httpDur.String(), "-warm", o.httpWarm.String())
 			},
 			metric: "req/s", value: func(r result) float64 { return r.Rate },
 			goals: []goal{{"proxy", 1.0}, {"upstream", 2.0}}})
@@ -161,9 +168,34 @@ func run(o *runOpts) error {
 		},
 		metric: "MB/s", value: func(r result) float64 { return r.Rate },
 		goals: []goal{{"proxy", 1.0}, {"upstream", 2.0}}})
+	if o.only.MatchString("state-set-1") || o.only.MatchString("state-get-64") {
+		stateWorkloads(o, add)
+	}
 	printTable(rows)
 	fmt.Printf("# took %v\n", time.Since(start).Round(time.Second))
 	return nil
+}
+
+// runLoadAll runs one load process against several targets and returns
+// its results, in order.
+func runLoadAll(o *runOpts, sub string, timeout time.Duration, args ...string) ([]result, error) {
+	c, err := startChild(sub, o.tmp, nil, o.self, append([]string{sub}, args...)...)
+	if err != nil {
+		return nil, err
+	}
+	return c.results(timeout)
+}
+
+func urls(es []*engine, http bool) string {
+	var u []string
+	for _, e := range es {
+		if http {
+			u = append(u, e.httpURL)
+		} else {
+			u = append(u, e.wsURL)
+		}
+	}
+	return strings.Join(u, ",")
 }
 
 // runLoad runs one load process and returns its result.
@@ -178,17 +210,41 @@ func runLoad(o *runOpts, sub string, timeout time.Duration, args ...string) (res
 // ---------------------------------------------------------------- targets
 
 func startSluice(o *runOpts) (*engine, error) {
+	if o.profile != "" {
+		return startSluiceProfiled(o)
+	}
+	return startSluiceWith(o, "--data-dir", "memory")
+}
+
+// startSluiceProfiled runs the engine as this binary's `engine`
+// subcommand, which writes a CPU profile when it is stopped.
+func startSluiceProfiled(o *runOpts) (*engine, error) {
+	if err := os.MkdirAll(o.profile, 0o755); err != nil {
+		return nil, err
+	}
+	c, err := startChild("sluice", o.tmp, nil, o.self, "engine", "-cpuprofile", filepath.Join(o.profile, "engine.cpu.pprof"))
+	if err != nil {
+		return nil, err
+	}
+	return sluiceStarted(o, c)
+}
+
+func startSluiceWith(o *runOpts, extra ...string) (*engine, error) {
 	cfg := filepath.Join(o.tmp, "sluice.yaml")
 	// No stream-client listener: its default port may be taken on a shared machine.
 	if err := os.WriteFile(cfg, []byte("streams:\n  addr: \"\"\n"), 0o644); err != nil {
 		return nil, err
 	}
-	c, err := startChild("sluice", o.tmp, []string{"SLUICE_CONFIG="}, o.sluice, "serve", "--config", cfg,
+	c, err := startChild("sluice", o.tmp, []string{"SLUICE_CONFIG="}, o.sluice, append([]string{"serve", "--config", cfg,
 		"--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--console-addr", "off",
-		"--data-dir", "memory", "--log-level", "info")
+		"--log-level", "info"}, extra...)...)
 	if err != nil {
 		return nil, err
 	}
+	return sluiceStarted(o, c)
+}
+
+func sluiceStarted(o *runOpts, c *child) (*engine, error) {
 	re := regexp.MustCompile(`msg="engine started" worker_url=(ws://[^ ]+) http_url=(http://[^ ]+)`)
 	line, err := c.waitLine(c.stderr, 30*time.Second, re.MatchString)
 	if err != nil {
@@ -202,12 +258,17 @@ func startSluice(o *runOpts) (*engine, error) {
 // startUpstream runs the upstream engine (0.22.1) with the modules of
 // ../shared/tools/upstream/config-bench.yaml on free ports.
 func startUpstream(o *runOpts) (*engine, error) {
+	return startUpstreamWith(o, filepath.Join(o.tmp, "upstream"), "")
+}
+
+// startUpstreamWith runs the upstream engine in dir with the bench
+// modules and the extra workers given (YAML list items).
+func startUpstreamWith(o *runOpts, dir, extraWorkers string) (*engine, error) {
 	bin, err := upstreamBinary(o.upstreamGz)
 	if err != nil {
 		return nil, err
 	}
 	wsPort, httpPort := freePort(), freePort()
-	dir := filepath.Join(o.tmp, "upstream")
 	if err := os.MkdirAll(filepath.Join(dir, "home"), 0o755); err != nil {
 		return nil, err
 	}
@@ -224,7 +285,7 @@ func startUpstream(o *runOpts) (*engine, error) {
     config: {enabled: false, exporter: memory, memory_max_spans: 1, metrics_enabled: false, logs_enabled: false, logs_console_output: false, level: warn}
   - name: iii-telemetry
     config: {enabled: false}
-`, wsPort, httpPort, dir)
+`, wsPort, httpPort, dir) + extraWorkers
 	if err := os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
@@ -481,9 +542,12 @@ type goal struct {
 }
 
 type workload struct {
-	name        string
-	targets     []*engine
-	run         func(*engine) (result, error)
+	name    string
+	targets []*engine
+	run     func(*engine) (result, error)
+	// runAll, when set, measures all targets in one load process that
+	// alternates between them in short batches (results in order).
+	runAll      func([]*engine) ([]result, error)
 	metric      string
 	value       func(result) float64
 	lowerBetter bool
@@ -510,14 +574,49 @@ func measure(o *runOpts, w workload) []row {
 		order := slices.Clone(w.targets)
 		k := rep % len(order)
 		order = append(order[k:], order[:k]...)
-		for _, t := range order {
-			var st *straceRun
-			if o.strace {
-				st = startStrace(o, t)
+		var all []result
+		var allErr error
+		if w.runAll != nil {
+			cpu0, end0, cs0 := map[*engine]time.Duration{}, map[*engine]time.Duration{}, map[*engine]int64{}
+			sts := map[*engine]*straceRun{}
+			for _, t := range order {
+				if o.strace {
+					sts[t] = startStrace(o, t)
+				}
+				cpu0[t], end0[t], cs0[t] = cpuOf(t.mid), cpuOf(t.ends), switchesOf(t.mid)
 			}
-			cpu0, end0, cs0 := cpuOf(t.mid), cpuOf(t.ends), switchesOf(t.mid)
-			r, err := w.run(t)
-			cpu, end, cs := cpuOf(t.mid)-cpu0, cpuOf(t.ends)-end0, switchesOf(t.mid)-cs0
+			all, allErr = w.runAll(order)
+			for ti, t := range order {
+				if st := sts[t]; st != nil && allErr == nil && ti < len(all) {
+					st.report(float64(all[ti].Ops), "op")
+				}
+			}
+			for _, t := range order {
+				t.cpu, t.endCPU, t.switches = cpuOf(t.mid)-cpu0[t], cpuOf(t.ends)-end0[t], switchesOf(t.mid)-cs0[t]
+			}
+			if allErr == nil && len(all) != len(order) {
+				allErr = fmt.Errorf("%d results for %d targets", len(all), len(order))
+			}
+		}
+		for ti, t := range order {
+			var r result
+			var err error
+			var cpu, end time.Duration
+			var cs int64
+			var st *straceRun
+			if w.runAll != nil {
+				err, cpu, end, cs = allErr, t.cpu, t.endCPU, t.switches
+				if err == nil {
+					r = all[ti]
+				}
+			} else {
+				if o.strace {
+					st = startStrace(o, t)
+				}
+				cpu0, end0, cs0 := cpuOf(t.mid), cpuOf(t.ends), switchesOf(t.mid)
+				r, err = w.run(t)
+				cpu, end, cs = cpuOf(t.mid)-cpu0, cpuOf(t.ends)-end0, switchesOf(t.mid)-cs0
+			}
 			if err != nil {
 				fmt.Printf("%-12s rep %d %-12s FAILED: %v\n", w.name, rep+1, t.name, err)
 				vals[t.name] = append(vals[t.name], 0)

@@ -32,3 +32,23 @@ func TestSmoke(t *testing.T) {
 		}
 	}
 }
+
+func TestScanInvocation(t *testing.T) {
+	var inv invocation
+	for _, c := range []struct {
+		in           string
+		ok           bool
+		id, fn, data string
+	}{
+		{`{"type":"invokefunction","invocation_id":"a-1","function_id":"bench::echo","data":{"x":[1,"}"],"y":"\"{"}}`, true, "a-1", "bench::echo", `{"x":[1,"}"],"y":"\"{"}`},
+		{`{"data":[1,{"a":null}] , "function_id":"f","invocation_id":"b","type":"invokefunction","metadata":{"m":1}}`, true, "b", "f", `[1,{"a":null}]`},
+		{`{"type":"invokefunction","invocation_id":"c","function_id":"f"}`, true, "c", "f", `null`},
+		{`{"type":"workerregistered","worker_id":"w"}`, false, "", "", ""},
+		{`{"type":"invokefunction","data":{"a":1}`, false, "", "", ""},
+	} {
+		ok := scanInvocation([]byte(c.in), &inv)
+		if ok != c.ok || (ok && (string(inv.id) != c.id || string(inv.fn) != c.fn || string(inv.data) != c.data)) {
+			t.Errorf("%s: %v %q %q %q", c.in, ok, inv.id, inv.fn, inv.data)
+		}
+	}
+}
