@@ -168,7 +168,7 @@ func run(o *runOpts) error {
 		},
 		metric: "MB/s", value: func(r result) float64 { return r.Rate },
 		goals: []goal{{"proxy", 1.0}, {"upstream", 2.0}}})
-	if o.only.MatchString("state-set-1") || o.only.MatchString("state-get-64") {
+	if up != nil && (o.only.MatchString("state-set-1") || o.only.MatchString("state-get-64")) { // their ratio is to upstream
 		stateWorkloads(o, add)
 	}
 	printTable(rows)
