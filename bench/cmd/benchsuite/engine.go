@@ -1,0 +1,51 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"syscall"
+
+	sluiceengine "github.com/sluicehq/sluice/engine"
+)
+
+// engine: the Sluice engine in this process, as `sluice serve` runs it
+// with the suite's settings (memory store, no console or stream-client
+// listener), writing a CPU profile of its whole life to -cpuprofile. The
+// driver runs it instead of the built binary with `run -profile DIR`.
+func cmdEngine(args []string) {
+	fs := flag.NewFlagSet("engine", flag.ExitOnError)
+	prof := fs.String("cpuprofile", "", "write a CPU profile here at exit")
+	_ = fs.Parse(args)
+	cfg := sluiceengine.DefaultConfig()
+	cfg.Addr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.ConsoleAddr, cfg.Streams.Addr = "", ""
+	cfg.DataDir = sluiceengine.DataDirMemory
+	e, err := sluiceengine.New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if *prof != "" {
+		f, err := os.Create(*prof)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
+	if err := e.Start(context.Background()); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Fprintf(os.Stderr, "msg=\"engine started\" worker_url=%s http_url=%s\n", e.WorkerURL(), e.HTTPURL())
+	<-sig
+	_ = e.Shutdown(context.Background())
+}
