@@ -21,11 +21,12 @@ import (
 func cmdEngine(args []string) {
 	fs := flag.NewFlagSet("engine", flag.ExitOnError)
 	prof := fs.String("cpuprofile", "", "write a CPU profile here at exit")
+	dataDir := fs.String("data-dir", sluiceengine.DataDirMemory, "store directory")
 	_ = fs.Parse(args)
 	cfg := sluiceengine.DefaultConfig()
 	cfg.Addr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.ConsoleAddr, cfg.Streams.Addr = "", ""
-	cfg.DataDir = sluiceengine.DataDirMemory
+	cfg.DataDir = *dataDir
 	e, err := sluiceengine.New(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		log.Fatal(err)

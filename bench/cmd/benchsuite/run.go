@@ -25,6 +25,7 @@ import (
 
 type runOpts struct {
 	sluice, upstreamGz string
+	sluiceB            string
 	reps               int
 	only               *regexp.Regexp
 	invokeN, tputN     int
@@ -58,6 +59,7 @@ func cmdRun(args []string) {
 	var only string
 	var big, smoke bool
 	fs.StringVar(&o.sluice, "sluice", "", "the built sluice binary (required)")
+	fs.StringVar(&o.sluiceB, "sluice-b", "", "a second Sluice binary (another build: before/after a change), measured as one more target; its rows give B ÷ A")
 	fs.StringVar(&o.upstreamGz, "upstream", "/work/shared/tools/upstream/iii-0.22.1-linux-amd64.gz", `the upstream engine binary (gzipped, or plain); "" skips it`)
 	fs.IntVar(&o.reps, "reps", 5, "interleaved repetitions of each workload (the ratio reported is the median)")
 	fs.StringVar(&only, "only", "", "regexp: run only the workloads whose name matches")
@@ -69,7 +71,7 @@ func cmdRun(args []string) {
 	fs.Int64Var(&o.dlBytes, "download-bytes", 256<<20, "bytes per download run")
 	fs.BoolVar(&big, "big", false, "1 GiB channel and download runs")
 	fs.BoolVar(&smoke, "smoke", false, "tiny sizes, one repetition: checks that every process works")
-	fs.StringVar(&o.profile, "profile", "", "run Sluice's engine in process with a CPU profile, written to DIR/engine.cpu.pprof at the end (go tool pprof -top)")
+	fs.StringVar(&o.profile, "profile", "", "run Sluice's engine in process with a CPU profile, written to DIR/engine.cpu.pprof (the state workloads' engine: DIR/state.cpu.pprof) at the end (go tool pprof -top)")
 	fs.BoolVar(&o.strace, "strace", false, "count the middle processes' system calls per operation (strace -c -f; slows every run: ratios are then meaningless)")
 	_ = fs.Parse(args)
 	if o.sluice == "" {
@@ -131,6 +133,13 @@ func run(o *runOpts) error {
 	engines := []*engine{sl}
 	if up != nil {
 		engines = append(engines, up)
+	}
+	if o.sluiceB != "" {
+		b, err := startSluiceBin(o, o.sluiceB, "sluice-b", "--data-dir", "memory")
+		if err != nil {
+			return fmt.Errorf("-sluice-b: %w", err)
+		}
+		engines = append(engines, b)
 	}
 	var rows []row
 	add := func(w workload) {
@@ -211,18 +220,18 @@ func runLoad(o *runOpts, sub string, timeout time.Duration, args ...string) (res
 
 func startSluice(o *runOpts) (*engine, error) {
 	if o.profile != "" {
-		return startSluiceProfiled(o)
+		return startSluiceProfiled(o, "engine.cpu.pprof")
 	}
 	return startSluiceWith(o, "--data-dir", "memory")
 }
 
 // startSluiceProfiled runs the engine as this binary's `engine`
 // subcommand, which writes a CPU profile when it is stopped.
-func startSluiceProfiled(o *runOpts) (*engine, error) {
+func startSluiceProfiled(o *runOpts, file string, extra ...string) (*engine, error) {
 	if err := os.MkdirAll(o.profile, 0o755); err != nil {
 		return nil, err
 	}
-	c, err := startChild("sluice", o.tmp, nil, o.self, "engine", "-cpuprofile", filepath.Join(o.profile, "engine.cpu.pprof"))
+	c, err := startChild("sluice", o.tmp, nil, o.self, append([]string{"engine", "-cpuprofile", filepath.Join(o.profile, file)}, extra...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -230,12 +239,16 @@ func startSluiceProfiled(o *runOpts) (*engine, error) {
 }
 
 func startSluiceWith(o *runOpts, extra ...string) (*engine, error) {
+	return startSluiceBin(o, o.sluice, "sluice", extra...)
+}
+
+func startSluiceBin(o *runOpts, bin, name string, extra ...string) (*engine, error) {
 	cfg := filepath.Join(o.tmp, "sluice.yaml")
 	// No stream-client listener: its default port may be taken on a shared machine.
 	if err := os.WriteFile(cfg, []byte("streams:\n  addr: \"\"\n"), 0o644); err != nil {
 		return nil, err
 	}
-	c, err := startChild("sluice", o.tmp, []string{"SLUICE_CONFIG="}, o.sluice, append([]string{"serve", "--config", cfg,
+	c, err := startChild(name, o.tmp, []string{"SLUICE_CONFIG="}, bin, append([]string{"serve", "--config", cfg,
 		"--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--console-addr", "off",
 		"--log-level", "info"}, extra...)...)
 	if err != nil {
@@ -245,13 +258,14 @@ func startSluiceWith(o *runOpts, extra ...string) (*engine, error) {
 }
 
 func sluiceStarted(o *runOpts, c *child) (*engine, error) {
+	name := c.name
 	re := regexp.MustCompile(`msg="engine started" worker_url=(ws://[^ ]+) http_url=(http://[^ ]+)`)
 	line, err := c.waitLine(c.stderr, 30*time.Second, re.MatchString)
 	if err != nil {
 		return nil, err
 	}
 	m := re.FindStringSubmatch(line)
-	e := &engine{name: "sluice", wsURL: m[1], httpURL: m[2], mid: []*child{c}}
+	e := &engine{name: name, wsURL: m[1], httpURL: m[2], mid: []*child{c}}
 	return e, withWorker(o, e)
 }
 
@@ -651,19 +665,30 @@ func measure(o *runOpts, w workload) []row {
 		}
 	}
 	var rows []row
-	for _, g := range w.goals {
+	goals := w.goals
+	if _, ok := vals["sluice-b"]; ok {
+		goals = append(goals, goal{"sluice-b", 0})
+	}
+	for _, g := range goals {
 		b, ok := vals[g.baseline]
 		if !ok {
 			continue
 		}
-		s := vals["sluice"]
+		s, sc := vals["sluice"], cpus["sluice"]
+		bc := cpus[g.baseline]
+		if g.baseline == "sluice-b" { // the other build: B ÷ A
+			s, b, sc, bc = b, s, bc, sc
+		}
 		rw := row{workload: w.name, metric: w.metric, baseline: g.baseline, sluice: s, base: b, goal: g.ratio, lowerBetter: w.lowerBetter}
+		if g.baseline == "sluice-b" {
+			rw.workload, rw.baseline = w.name+" (-sluice-b ÷ -sluice)", "sluice"
+		}
 		for i := range s {
 			if b[i] > 0 && s[i] > 0 {
 				rw.ratios = append(rw.ratios, s[i]/b[i])
 			}
-			if sc, bc := cpus["sluice"][i], cpus[g.baseline][i]; sc > 0 && bc > 0 {
-				rw.cpuRatios = append(rw.cpuRatios, sc/bc)
+			if sc[i] > 0 && bc[i] > 0 {
+				rw.cpuRatios = append(rw.cpuRatios, sc[i]/bc[i])
 			}
 		}
 		rows = append(rows, rw)

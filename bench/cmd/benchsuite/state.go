@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 )
 
@@ -51,7 +52,12 @@ func stateWorkloads(o *runOpts, add func(workload)) {
 	}
 	for _, t := range targets {
 		for _, c := range append(t.mid, t.ends...) {
-			c.kill()
+			_ = c.cmd.Process.Signal(syscall.SIGTERM) // the profiled engine writes its profile
+			select {
+			case <-c.done:
+			case <-time.After(5 * time.Second):
+				c.kill()
+			}
 		}
 	}
 }
@@ -60,6 +66,9 @@ func startSluiceState(o *runOpts) (*engine, error) {
 	dir := filepath.Join(o.tmp, "sluice-state")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
+	}
+	if o.profile != "" {
+		return startSluiceProfiled(o, "state.cpu.pprof", "-data-dir", filepath.Join(dir, "data"))
 	}
 	return startSluiceWith(o, "--data-dir", filepath.Join(dir, "data"), "--data-sync", "normal")
 }
