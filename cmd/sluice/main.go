@@ -88,6 +88,10 @@ Against a running engine (--url, env SLUICE_URL, default ws://127.0.0.1:49134;
        sluice queue stats [QUEUE]       durable queue depth, consumers, DLQ size
        sluice queue dlq [QUEUE]         dead-lettered queues, or a queue's dead letters
        sluice queue redrive QUEUE [ID]  put dead letters back on their queue
+       sluice state get SCOPE KEY       a state value (state set SCOPE KEY VALUE, state delete SCOPE KEY)
+       sluice state list [SCOPE]        the scopes, or a scope's values
+       sluice stream list [STREAM [GROUP]]
+                                        streams and their groups, a stream's groups, or a group's items
        sluice channel send [FILE|-]     create a channel, print its reader ref, stream FILE into it
        sluice channel recv REF [FILE|-] read a channel into FILE (or stdout)
        sluice pipe FUNCTION FILE|- [key=value ...]
