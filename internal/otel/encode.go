@@ -63,9 +63,9 @@ func appendSpan(b []byte, s *Span) []byte {
 	b = append(b, `,"kind":`...)
 	b = strconv.AppendUint(b, uint64(s.Kind), 10)
 	b = append(b, `,"startTimeUnixNano":"`...)
-	b = strconv.AppendInt(b, s.Start.UnixNano(), 10)
+	b = strconv.AppendInt(b, s.StartTime.UnixNano(), 10)
 	b = append(b, `","endTimeUnixNano":"`...)
-	b = strconv.AppendInt(b, s.End.UnixNano(), 10)
+	b = strconv.AppendInt(b, s.EndTime.UnixNano(), 10)
 	b = append(b, `","attributes":[`...)
 	for i, a := range s.Attrs() {
 		if i > 0 {

@@ -200,7 +200,7 @@ func (x *Exporter) StartSpan(name, target string, kind Kind, parent string) (*Sp
 	}
 	sc.Span, sc.Sampled = newSpanID(), true
 	s := spanPool.Get().(*Span)
-	s.SpanContext, s.Name, s.Target, s.Kind, s.Start = sc, name, target, kind, time.Now()
+	s.SpanContext, s.Name, s.Target, s.Kind, s.StartTime, s.x = sc, name, target, kind, time.Now(), x
 	if ok {
 		s.Parent = p.Span
 	}
@@ -213,8 +213,8 @@ func (x *Exporter) End(s *Span) {
 	if s == nil {
 		return
 	}
-	if s.End.IsZero() {
-		s.End = time.Now()
+	if s.EndTime.IsZero() {
+		s.EndTime = time.Now()
 	}
 	select {
 	case x.spans <- s:

@@ -133,16 +133,20 @@ type Span struct {
 	Parent SpanID // zero: a root span
 	// Name is the span's name; Target, when set, is appended after a
 	// space when it is exported (saves a string per span).
-	Name, Target string
-	Kind         Kind
-	Start, End   time.Time
+	Name, Target       string
+	Kind               Kind
+	StartTime, EndTime time.Time
 	// Error marks the span failed, with ErrorMessage as its status
 	// message.
 	Error        bool
 	ErrorMessage string
 	attrs        [maxAttrs]Attr
 	nattrs       int
+	x            *Exporter
 }
+
+// End finishes the span and queues it for export (Exporter.End).
+func (s *Span) End() { s.x.End(s) }
 
 var spanPool = sync.Pool{New: func() any { return new(Span) }}
 
