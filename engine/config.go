@@ -76,6 +76,8 @@ type Config struct {
 	Streams StreamsConfig `yaml:"streams"`
 	PubSub  ModuleConfig  `yaml:"pubsub"`
 	Cron    ModuleConfig  `yaml:"cron"`
+	// OTel exports traces, logs and metrics over OTLP/HTTP (otel.go).
+	OTel OTelConfig `yaml:"otel"`
 }
 
 // AuthConfig is the authentication and authorization of a worker listener.
@@ -276,6 +278,7 @@ func DefaultConfig() Config {
 		Streams:  defaultStreamsConfig(),
 		PubSub:   ModuleConfig{Enabled: true},
 		Cron:     ModuleConfig{Enabled: true},
+		OTel:     defaultOTelConfig(),
 	}
 }
 
@@ -382,6 +385,9 @@ func (c *Config) Validate() error {
 		if err := q.Validate(name); err != nil {
 			return fmt.Errorf("config: %w", err)
 		}
+	}
+	if err := c.OTel.validate(); err != nil {
+		return err
 	}
 	return c.validateModules()
 }

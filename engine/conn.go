@@ -200,9 +200,10 @@ func (w *workerConn) readLoop() {
 			return
 		}
 		if kind == wsconn.Binary && isTelemetryFrame(data) {
+			fwd := w.e.forwardTelemetry(data)
 			if !telemetry {
 				telemetry = true
-				w.log.Info("worker sends telemetry (discarded)", "kind", string(data[:4]))
+				w.log.Info("worker sends telemetry", "kind", string(data[:4]), "forwarded", fwd)
 			}
 			continue
 		}
@@ -497,8 +498,9 @@ func (w *workerConn) close(reason string) {
 	})
 }
 
-// serveOTel accepts the telemetry socket the SDKs open and discards what
-// they send (answering pings keeps them from reconnecting).
+// serveOTel accepts the telemetry socket the SDKs open: what they send is
+// forwarded over OTLP when export is on (otel.go), else discarded
+// (answering pings keeps them from reconnecting).
 func (e *Engine) serveOTel(la *listenerAuth, rw http.ResponseWriter, r *http.Request) {
 	if !e.admitToken(la, rw, r) {
 		return
@@ -514,14 +516,31 @@ func (e *Engine) serveOTel(la *listenerAuth, rw http.ResponseWriter, r *http.Req
 	})
 	defer stop()
 	ws.SetReadLimit(int64(e.cfg.MaxMessageSize))
-	e.log.Info("telemetry socket connected (data discarded)", "remote", r.RemoteAddr)
+	forward := e.otel.x != nil && e.otel.forward
+	if forward {
+		e.log.Info("telemetry socket connected (forwarded over OTLP)", "remote", r.RemoteAddr)
+	} else {
+		e.log.Info("telemetry socket connected (data discarded)", "remote", r.RemoteAddr)
+	}
+	var buf bytes.Buffer
 	for {
 		_, r, err := ws.NextReader()
 		if err != nil {
 			return
 		}
-		if _, err := discard(r); err != nil {
+		if !forward {
+			if _, err := discard(r); err != nil {
+				return
+			}
+			continue
+		}
+		buf.Reset()
+		if _, err := buf.ReadFrom(r); err != nil {
 			return
+		}
+		e.forwardTelemetry(buf.Bytes())
+		if buf.Cap() > 1<<20 {
+			buf = bytes.Buffer{} // keep a grown buffer, unless it is huge
 		}
 	}
 }

@@ -54,7 +54,8 @@ type Engine struct {
 	providers map[string]*engineProvider // in-process trigger types
 	metrics   *metrics.Metrics
 	queues    *queueManager
-	modules   modules // state, pubsub, cron (modules.go)
+	modules   modules   // state, pubsub, cron (modules.go)
+	otel      otelState // OTLP export (otel.go)
 
 	mu    sync.RWMutex
 	conns map[string]*workerConn
@@ -104,6 +105,10 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 	e.reg.SetMaxIDLength(cfg.MaxIDLength)
 	e.inv = invocation.NewLocal(ctx, e.reg)
 	e.inv.SetMetrics(e.metrics)
+	if err := e.initOTel(); err != nil {
+		cancel()
+		return nil, err
+	}
 	e.upgrader = websocket.Upgrader{
 		// Zero: worker sockets read through wsconn's own 4 KiB buffer,
 		// which lets the read loop see whether more input is buffered.
@@ -295,6 +300,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		e.backgroundDone.Wait()
 		e.queues.close(ctx)
 		e.stopConsole()
+		e.stopOTel(ctx)
 		e.log.Info("engine stopped")
 	})
 	return err

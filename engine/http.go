@@ -18,6 +18,7 @@ func newHTTPTriggers(e *Engine) httpTriggers {
 		MaxBufferedJSON: int64(e.cfg.HTTP.MaxBufferedJSONBytes),
 		Logger:          e.log.With("part", "http"),
 		Observe:         e.metrics.HTTP,
+		Trace:           e.httpTrace(),
 	}
 	if c := e.cfg.HTTP.CORS; c != nil {
 		cfg.CORS = &httptrigger.CORS{AllowedOrigins: c.AllowedOrigins, AllowedMethods: c.AllowedMethods}

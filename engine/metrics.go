@@ -114,8 +114,9 @@ type healthStatus struct {
 
 // healthCheck implements engine::health::check with upstream's shape:
 // status "healthy" ("degraded" once the engine is shutting down), and the
-// observability components: otel, logs and spans are disabled (the engine
-// reads and discards SDK telemetry); metrics are healthy, with the
+// observability components: otel is healthy with its counters when OTLP
+// export is on (otel.go), else disabled; logs and spans are disabled (the
+// engine keeps no store of them); metrics are healthy, with the
 // /metrics URL when the console listener runs.
 func (e *Engine) healthCheck(context.Context, *invocation.Request, struct{}) (healthStatus, *wire.ErrorBody) {
 	st := "healthy"
@@ -131,7 +132,7 @@ func (e *Engine) healthCheck(context.Context, *invocation.Request, struct{}) (he
 	return healthStatus{
 		Status: st,
 		Components: map[string]healthComponent{
-			"otel": disabled, "logs": disabled, "spans": disabled,
+			"otel": e.otelHealth(), "logs": disabled, "spans": disabled,
 			"metrics": {Status: "healthy", Details: map[string]any{"prometheus_url": url, "workers": s.Workers, "functions": s.Functions,
 				"invocations_in_flight": e.metrics.InFlight()}},
 		},

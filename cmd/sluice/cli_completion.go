@@ -12,12 +12,14 @@ const bashCompletion = `# bash completion for sluice: source <(sluice completion
 _sluice() {
   local cur prev words cword
   cur="${COMP_WORDS[COMP_CWORD]}"; prev="${COMP_WORDS[COMP_CWORD-1]}"
-  local cmds="serve version functions workers triggers trigger queue channel pipe completion help"
+  local cmds="serve version functions workers triggers trigger queue state stream channel pipe completion help"
   local common="--url --token --json --timeout"
   if [ "$COMP_CWORD" -eq 1 ]; then COMPREPLY=($(compgen -W "$cmds --version -h" -- "$cur")); return; fi
   case "${COMP_WORDS[1]}" in
     functions) [ "$COMP_CWORD" -eq 2 ] && COMPREPLY=($(compgen -W "list info $common --all" -- "$cur")) || COMPREPLY=($(compgen -W "$common --all" -- "$cur"));;
     queue) [ "$COMP_CWORD" -eq 2 ] && COMPREPLY=($(compgen -W "stats dlq redrive" -- "$cur")) || COMPREPLY=($(compgen -W "$common --limit" -- "$cur"));;
+    state) [ "$COMP_CWORD" -eq 2 ] && COMPREPLY=($(compgen -W "get set delete list" -- "$cur")) || COMPREPLY=($(compgen -W "$common" -- "$cur"));;
+    stream) [ "$COMP_CWORD" -eq 2 ] && COMPREPLY=($(compgen -W "list" -- "$cur")) || COMPREPLY=($(compgen -W "$common" -- "$cur"));;
     channel) [ "$COMP_CWORD" -eq 2 ] && COMPREPLY=($(compgen -W "send recv" -- "$cur")) || COMPREPLY=($(compgen -f -W "$common" -- "$cur"));;
     trigger|pipe)
       if [ "$COMP_CWORD" -eq 2 ] && [[ "$cur" != -* ]]; then

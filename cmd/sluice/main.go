@@ -17,6 +17,7 @@ import (
 	"io"
 	iofs "io/fs"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -88,6 +89,10 @@ Against a running engine (--url, env SLUICE_URL, default ws://127.0.0.1:49134;
        sluice queue stats [QUEUE]       durable queue depth, consumers, DLQ size
        sluice queue dlq [QUEUE]         dead-lettered queues, or a queue's dead letters
        sluice queue redrive QUEUE [ID]  put dead letters back on their queue
+       sluice state get SCOPE KEY       a state value (state set SCOPE KEY VALUE, state delete SCOPE KEY)
+       sluice state list [SCOPE]        the scopes, or a scope's values
+       sluice stream list [STREAM [GROUP]]
+                                        streams and their groups, a stream's groups, or a group's items
        sluice channel send [FILE|-]     create a channel, print its reader ref, stream FILE into it
        sluice channel recv REF [FILE|-] read a channel into FILE (or stdout)
        sluice pipe FUNCTION FILE|- [key=value ...]
@@ -127,6 +132,7 @@ type options struct {
 	maxChanMem   engine.ByteSize
 	dataDir      string
 	dataSync     string
+	otelEndpoint string
 }
 
 func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
@@ -189,6 +195,7 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	fs.Var(&o.maxChanMem, "max-channel-memory", "bytes all channels may buffer together, a `size`; writers wait beyond it (env SLUICE_MAX_CHANNEL_MEMORY; default 256MiB)")
 	fs.StringVar(&o.dataDir, "data-dir", "", "directory of the durable queue store, or \"memory\" (env SLUICE_DATA_DIR; default "+cfg.DataDir+")")
 	fs.StringVar(&o.dataSync, "data-sync", "", "store commit durability: normal (survives an engine crash) or full (fsync: survives power loss) (env SLUICE_DATA_SYNC; default normal)")
+	fs.StringVar(&o.otelEndpoint, "otel-endpoint", "", "OTLP/HTTP collector base URL (e.g. http://localhost:4318) to export traces, logs and metrics to; \"off\" disables (env SLUICE_OTEL_ENDPOINT, or OTEL_EXPORTER_OTLP_ENDPOINT; default off)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, nil, err
 	}
@@ -301,6 +308,11 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	i64("max-channels-per-worker", "SLUICE_MAX_CHANNELS_PER_WORKER", &mw, int64(o.maxPerWorker))
 	cfg.Channels.MaxPerWorker = int(mw)
 	size("max-channel-memory", "SLUICE_MAX_CHANNEL_MEMORY", &cfg.Channels.MaxTotalBufferBytes, o.maxChanMem)
+	errs = append(errs, otelFromEnv(&cfg, getenv))
+	str("otel-endpoint", "SLUICE_OTEL_ENDPOINT", &cfg.OTel.Endpoint, o.otelEndpoint)
+	if cfg.OTel.Endpoint == "off" || (!set["otel-endpoint"] && strings.EqualFold(getenv("OTEL_SDK_DISABLED"), "true")) {
+		cfg.OTel.Endpoint = ""
+	}
 	if err := errors.Join(errs...); err != nil {
 		return cfg, nil, err
 	}
@@ -342,4 +354,33 @@ func newLogger(format, level string, w io.Writer) (*slog.Logger, error) {
 	default:
 		return nil, fmt.Errorf("log format %q (--log-format, SLUICE_LOG_FORMAT): want text or json", format)
 	}
+}
+
+// otelFromEnv applies the standard OpenTelemetry exporter variables
+// (below SLUICE_OTEL_ENDPOINT and --otel-endpoint): OTEL_EXPORTER_OTLP_ENDPOINT,
+// OTEL_EXPORTER_OTLP_HEADERS (key=value,... with URL-encoded values) and
+// OTEL_SERVICE_NAME.
+func otelFromEnv(cfg *engine.Config, getenv func(string) string) error {
+	if ev := getenv("OTEL_EXPORTER_OTLP_ENDPOINT"); ev != "" {
+		cfg.OTel.Endpoint = ev
+	}
+	if ev := getenv("OTEL_SERVICE_NAME"); ev != "" {
+		cfg.OTel.ServiceName = ev
+	}
+	ev := getenv("OTEL_EXPORTER_OTLP_HEADERS")
+	if ev == "" {
+		return nil
+	}
+	h := map[string]string{}
+	for _, kv := range strings.Split(ev, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		k = strings.TrimSpace(k)
+		dv, err := url.QueryUnescape(strings.TrimSpace(v))
+		if !ok || k == "" || err != nil {
+			return fmt.Errorf("OTEL_EXPORTER_OTLP_HEADERS: %q is not key=value", kv)
+		}
+		h[k] = dv
+	}
+	cfg.OTel.Headers = h
+	return nil
 }

@@ -78,6 +78,8 @@ tls:
   key_file: file.key
 data_dir: file-data
 data_sync: full
+otel:
+  endpoint: http://file.example:4318
 queues:
   payments:
     type: fifo
@@ -95,6 +97,7 @@ func fromFile(c *engine.Config) {
 			AllowedOrigins: []string{"https://app.example.com"}, AllowedMethods: []string{"GET", "POST"}}}
 	c.TLS = engine.TLSConfig{CertFile: "file.crt", KeyFile: "file.key"}
 	c.DataDir, c.DataSync = "file-data", "full"
+	c.OTel.Endpoint = "http://file.example:4318"
 	payments := engine.DefaultQueueConfig()
 	payments.Type, payments.MessageGroupField = "fifo", "account"
 	c.Queues = map[string]engine.QueueConfig{"payments": payments}
@@ -123,6 +126,7 @@ var allEnv = map[string]string{
 	"SLUICE_MAX_CHANNEL_MEMORY":           "300000",
 	"SLUICE_DATA_DIR":                     "env-data",
 	"SLUICE_DATA_SYNC":                    "normal",
+	"SLUICE_OTEL_ENDPOINT":                "http://env.example:4318",
 }
 
 func fromEnv(c *engine.Config) {
@@ -134,6 +138,7 @@ func fromEnv(c *engine.Config) {
 	c.MaxPendingBytesPerWorker, c.InvocationTimeout, c.WorkerIdleTimeout = 200<<10, 6*time.Second, 7*time.Second
 	c.Channels.MaxPerWorker, c.Channels.MaxTotalBufferBytes = 6, 300000
 	c.DataDir, c.DataSync = "env-data", "normal"
+	c.OTel.Endpoint = "http://env.example:4318"
 }
 
 var allFlags = []string{
@@ -144,7 +149,7 @@ var allFlags = []string{
 	"--http-max-buffered-json-bytes", "90000000", "--allowed-origins", "https://flag.example",
 	"--max-pending-bytes-per-worker", "300000", "--invocation-timeout", "8s", "--worker-idle-timeout", "9s",
 	"--max-channels-per-worker", "7", "--max-channel-memory", "400000",
-	"--data-dir", "memory", "--data-sync", "full",
+	"--data-dir", "memory", "--data-sync", "full", "--otel-endpoint", "https://flag.example:4318",
 }
 
 func fromFlags(c *engine.Config) {
@@ -156,6 +161,7 @@ func fromFlags(c *engine.Config) {
 	c.MaxPendingBytesPerWorker, c.InvocationTimeout, c.WorkerIdleTimeout = 300000, 8*time.Second, 9*time.Second
 	c.Channels.MaxPerWorker, c.Channels.MaxTotalBufferBytes = 7, 400000
 	c.DataDir, c.DataSync = "memory", "full"
+	c.OTel.Endpoint = "https://flag.example:4318"
 }
 
 func TestConfigurePrecedence(t *testing.T) {

@@ -44,6 +44,7 @@ func logSettings(logger *slog.Logger, cfg engine.Config, configFile string) {
 		"max_pending_bytes_per_worker", cfg.MaxPendingBytesPerWorker,
 		"invocation_timeout", cfg.InvocationTimeout,
 		"worker_idle_timeout", cfg.WorkerIdleTimeout,
+		"otel_endpoint", otelEndpoint(cfg),
 	)
 }
 
@@ -52,4 +53,11 @@ func onOff(b bool) string {
 		return "on"
 	}
 	return "off"
+}
+
+func otelEndpoint(cfg engine.Config) string {
+	if cfg.OTel.Endpoint == "" {
+		return "off"
+	}
+	return cfg.OTel.Endpoint
 }

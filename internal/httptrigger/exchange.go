@@ -26,6 +26,7 @@ type exchange struct {
 	w        recorder
 	rt       *route
 	outcome  string // why the request ended abnormally, for the log
+	traceEnd func(route string, status int)
 }
 
 // serve runs the request: parse, call condition and middleware, create the
@@ -503,6 +504,13 @@ func (x *exchange) logRequest() {
 			route = x.rt.display
 		}
 		obs(route, status, time.Since(x.start))
+	}
+	if x.traceEnd != nil {
+		route := ""
+		if x.rt != nil {
+			route = x.rt.display
+		}
+		x.traceEnd(route, status)
 	}
 	log := x.s.log
 	ctx := x.req.Context()

@@ -53,6 +53,10 @@ type Config struct {
 	// Observe, if set, is told each request's route (its display form,
 	// "" when none matched), status and duration when it ends.
 	Observe func(route string, status int, d time.Duration)
+	// Trace, if set, is called as each request starts (it may rewrite the
+	// request's Traceparent header, which invocations continue); the
+	// function it returns, if any, when the request ends.
+	Trace func(r *http.Request) (end func(route string, status int))
 	// CORS restricts cross-origin requests; nil allows any origin, method
 	// and header.
 	CORS *CORS
@@ -233,6 +237,9 @@ func (s *Server) Close() {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x := exchange{s: s, start: time.Now(), req: r}
 	x.w.ResponseWriter = w
+	if tr := s.cfg.Trace; tr != nil {
+		x.traceEnd = tr(r)
+	}
 	defer x.logRequest()
 	if s.active.Add(1) > int64(s.cfg.MaxConcurrent) {
 		s.active.Add(-1)

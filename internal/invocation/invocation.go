@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/sluicehq/sluice/internal/metrics"
+	"github.com/sluicehq/sluice/internal/otel"
 	"github.com/sluicehq/sluice/internal/registry"
 	"github.com/sluicehq/sluice/internal/wsconn"
 	"github.com/sluicehq/sluice/wire"
@@ -92,6 +93,7 @@ type Local struct {
 	pending Table
 	ctx     context.Context
 	metrics *metrics.Metrics // nil: not counted
+	tracer  *otel.Exporter   // nil: no spans (trace.go)
 }
 
 // NewLocal returns an Invoker over reg. ctx bounds builtin executions (it
@@ -120,6 +122,12 @@ func (l *Local) Invoke(req *Request, done Completion) {
 		} else {
 			obs = observed{m: m, f: f, start: time.Now()}
 			m.Started()
+		}
+	}
+	if l.tracer != nil {
+		if obs.span = l.startSpan(req, fn, ok); req.Void && obs.span != nil {
+			defer obs.span.End() // a void call's span covers its routing
+			obs.span = nil
 		}
 	}
 	if !ok {
@@ -163,6 +171,7 @@ type observed struct {
 	m     *metrics.Metrics
 	f     *metrics.Function
 	start time.Time
+	span  *otel.Span // nil: not traced
 }
 
 // finish records the invocation's outcome and latency.
@@ -170,11 +179,14 @@ func (o *observed) finish(r Result) {
 	if o.f != nil {
 		o.f.Done(o.m, o.start, outcome(r.Err))
 	}
+	if o.span != nil {
+		o.endSpan(r)
+	}
 }
 
 // wrap returns done, counting the result first.
 func (o observed) wrap(done Completion) Completion {
-	if o.f == nil || done == nil {
+	if (o.f == nil && o.span == nil) || done == nil {
 		return done
 	}
 	return func(r Result) {

@@ -1,0 +1,168 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/sluicehq/sluice/internal/otel"
+)
+
+// OpenTelemetry export (docs/operations.md#telemetry): the engine's spans
+// for invocations and HTTP requests, and what the SDKs send on /otel (or as
+// telemetry frames on their worker socket), go to an OTLP/HTTP collector.
+// Off unless otel.endpoint is set; the hot paths then pay a nil check.
+
+// OTelConfig configures OTLP export.
+type OTelConfig struct {
+	// Endpoint is the collector's OTLP/HTTP base URL, e.g.
+	// http://localhost:4318 (traces go to /v1/traces, and so on). Empty:
+	// off (SDK telemetry is read and discarded).
+	Endpoint string `yaml:"endpoint"`
+	// Headers are sent with every export (an API key, a tenant).
+	Headers map[string]string `yaml:"headers"`
+	// ServiceName is the service.name of the engine's spans.
+	ServiceName string `yaml:"service_name"`
+	// EngineSpans exports a span per invocation and per HTTP request.
+	EngineSpans bool `yaml:"engine_spans"`
+	// ForwardSDK forwards the SDKs' spans, logs and metrics.
+	ForwardSDK bool `yaml:"forward_sdk"`
+	// MaxQueueSpans bounds the engine's spans waiting for export; beyond
+	// it spans are dropped (and counted), never waited for.
+	MaxQueueSpans int `yaml:"max_queue_spans"`
+	// MaxQueueBytes bounds the SDK payloads waiting to be forwarded.
+	MaxQueueBytes ByteSize `yaml:"max_queue_bytes"`
+	// FlushInterval is the longest a span waits for its batch.
+	FlushInterval time.Duration `yaml:"flush_interval"`
+	// Timeout bounds one export request.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+func defaultOTelConfig() OTelConfig {
+	return OTelConfig{
+		ServiceName:   "sluice",
+		EngineSpans:   true,
+		ForwardSDK:    true,
+		MaxQueueSpans: otel.DefaultMaxQueueSpans,
+		MaxQueueBytes: otel.DefaultMaxQueueBytes,
+		FlushInterval: otel.DefaultFlushInterval,
+		Timeout:       otel.DefaultTimeout,
+	}
+}
+
+func (c *OTelConfig) validate() error {
+	switch {
+	case c.Endpoint == "":
+		return nil
+	case otel.ValidateEndpoint(c.Endpoint) != nil:
+		return fmt.Errorf("config: otel.endpoint: %w", otel.ValidateEndpoint(c.Endpoint))
+	case c.MaxQueueSpans < 1:
+		return fmt.Errorf("config: otel.max_queue_spans must be at least 1")
+	case c.MaxQueueBytes < 64<<10:
+		return fmt.Errorf("config: otel.max_queue_bytes %d is below 64 KiB", c.MaxQueueBytes)
+	case c.FlushInterval <= 0 || c.Timeout <= 0:
+		return fmt.Errorf("config: otel.flush_interval and otel.timeout must be positive")
+	}
+	return nil
+}
+
+// otelState is the engine's exporter; nil fields: off.
+type otelState struct {
+	x       *otel.Exporter // nil: export off
+	forward bool           // SDK telemetry is forwarded
+}
+
+// initOTel starts the exporter when an endpoint is configured. It runs in
+// New, before the HTTP triggers are built.
+func (e *Engine) initOTel() error {
+	c := e.cfg.OTel
+	if c.Endpoint == "" {
+		return nil
+	}
+	x, err := otel.New(otel.Config{
+		Endpoint: c.Endpoint, Headers: c.Headers,
+		ServiceName: c.ServiceName, ServiceVersion: Version, InstanceID: uuid.NewString(),
+		MaxQueueSpans: c.MaxQueueSpans, MaxQueueBytes: int64(c.MaxQueueBytes),
+		FlushInterval: c.FlushInterval, Timeout: c.Timeout,
+		Logger: e.log.With("part", "otel"),
+	})
+	if err != nil {
+		return err
+	}
+	e.otel = otelState{x: x, forward: c.ForwardSDK}
+	if c.EngineSpans {
+		e.inv.SetTracer(x)
+	}
+	e.log.Info("OTLP export on", "endpoint", x.Endpoint(), "engine_spans", c.EngineSpans, "forward_sdk", c.ForwardSDK)
+	return nil
+}
+
+// httpTrace is the HTTP trigger server's Trace hook: a server span per
+// request, continuing the client's traceparent; the invocation it makes
+// continues the span. nil when engine spans are off.
+func (e *Engine) httpTrace() func(*http.Request) func(string, int) {
+	x := e.otel.x
+	if x == nil || !e.cfg.OTel.EngineSpans {
+		return nil
+	}
+	return func(r *http.Request) func(string, int) {
+		s, tp := x.StartSpan(r.Method, "", otel.KindServer, r.Header.Get("Traceparent"))
+		if s == nil {
+			return nil
+		}
+		r.Header.Set("Traceparent", tp)
+		s.SetString("http.request.method", r.Method)
+		s.SetString("url.path", r.URL.Path)
+		return func(route string, status int) {
+			if route != "" {
+				// The route's display form is "METHOD /path/:param".
+				s.Name = route
+				s.SetString("http.route", route)
+			}
+			s.SetInt("http.response.status_code", int64(status))
+			if status >= 500 {
+				s.Error = true
+			}
+			s.End()
+		}
+	}
+}
+
+// forwardTelemetry hands an SDK telemetry frame (4-byte prefix, OTLP/JSON)
+// to the exporter; false: export is off or the frame is not telemetry.
+func (e *Engine) forwardTelemetry(frame []byte) bool {
+	if e.otel.x == nil || !e.otel.forward || len(frame) < 4 {
+		return false
+	}
+	sig, ok := otel.FrameSignal(frame[:4])
+	if !ok {
+		return false
+	}
+	e.otel.x.Forward(sig, frame[4:])
+	return true
+}
+
+// otelHealth is engine::health::check's otel component.
+func (e *Engine) otelHealth() healthComponent {
+	x := e.otel.x
+	if x == nil {
+		return healthComponent{Status: "disabled"}
+	}
+	st := x.Stats()
+	return healthComponent{Status: "healthy", Details: map[string]any{
+		"endpoint": x.Endpoint(), "spans_exported": st.SpansExported, "spans_dropped": st.SpansDropped,
+		"frames_forwarded": st.FramesForwarded, "frames_dropped": st.FramesDropped, "export_failures": st.ExportFailures,
+	}}
+}
+
+// stopOTel exports what is queued, within ctx, and stops the exporter.
+func (e *Engine) stopOTel(ctx context.Context) {
+	if x := e.otel.x; x != nil {
+		if err := x.Shutdown(ctx); err != nil {
+			e.log.Warn("OTLP export: shutdown left data unexported", "err", err)
+		}
+	}
+}
