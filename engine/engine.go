@@ -76,6 +76,7 @@ type Engine struct {
 	shuttingDown   chan struct{}
 	serveErr       chan error
 	backgroundDone sync.WaitGroup
+	started        time.Time
 }
 
 // New builds an engine from cfg. Nothing listens until Start.
@@ -101,6 +102,7 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 		shuttingDown: make(chan struct{}),
 		serveErr:     make(chan error, 2+len(cfg.WorkerListeners)),
 		metrics:      metrics.New(),
+		started:      time.Now(),
 	}
 	e.reg.SetMaxIDLength(cfg.MaxIDLength)
 	e.inv = invocation.NewLocal(ctx, e.reg)

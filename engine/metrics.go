@@ -63,6 +63,7 @@ func (e *Engine) consoleHandler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
 	})
+	e.mountConsole(mux)
 	return mux
 }
 

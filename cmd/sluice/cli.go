@@ -42,6 +42,7 @@ var clientCommands = map[string]func(*clientCmd, []string) error{
 	"triggers":  (*clientCmd).triggers,
 	"trigger":   (*clientCmd).trigger,
 	"queue":     (*clientCmd).queue,
+	"tail":      (*clientCmd).tail,
 }
 
 // clientCmd is one client subcommand's run: its flags and connection.
@@ -56,6 +57,7 @@ type clientCmd struct {
 	stdout  io.Writer
 	stderr  io.Writer
 	tty     bool // stdout is a terminal: pretty output
+	getenv  func(string) string
 
 	c *sluice.Client
 }
@@ -66,7 +68,7 @@ const (
 )
 
 func newClientCmd(name string, getenv func(string) string, stdout, stderr io.Writer) *clientCmd {
-	cc := &clientCmd{name: name, stdout: stdout, stderr: stderr, stdin: os.Stdin}
+	cc := &clientCmd{name: name, stdout: stdout, stderr: stderr, stdin: os.Stdin, getenv: getenv}
 	if f, ok := stdout.(*os.File); ok {
 		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
 			cc.tty = true

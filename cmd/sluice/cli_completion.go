@@ -12,7 +12,7 @@ const bashCompletion = `# bash completion for sluice: source <(sluice completion
 _sluice() {
   local cur prev words cword
   cur="${COMP_WORDS[COMP_CWORD]}"; prev="${COMP_WORDS[COMP_CWORD-1]}"
-  local cmds="serve version functions workers triggers trigger queue state stream channel pipe completion help"
+  local cmds="serve version functions workers triggers trigger queue state stream channel pipe tail completion help"
   local common="--url --token --json --timeout"
   if [ "$COMP_CWORD" -eq 1 ]; then COMPREPLY=($(compgen -W "$cmds --version -h" -- "$cur")); return; fi
   case "${COMP_WORDS[1]}" in
@@ -28,6 +28,7 @@ _sluice() {
       else COMPREPLY=($(compgen -f -W "$common --void --enqueue" -- "$cur")); fi;;
     triggers) COMPREPLY=($(compgen -W "$common --types --all" -- "$cur"));;
     workers) COMPREPLY=($(compgen -W "$common" -- "$cur"));;
+    tail) COMPREPLY=($(compgen -W "--function --count --console-url --json --token --timeout" -- "$cur"));;
     completion) COMPREPLY=($(compgen -W "bash" -- "$cur"));;
   esac
 }

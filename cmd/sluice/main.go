@@ -99,6 +99,10 @@ Against a running engine (--url, env SLUICE_URL, default ws://127.0.0.1:49134;
                                         call FUNCTION with {"reader": REF, "name", "size"} while
                                         streaming FILE into it; print its result
                                         (channel and pipe draw progress when stderr is a terminal)
+       sluice tail [--function ID] [--count N] [--console-url URL]
+                                        follow invocations as they finish (function, caller,
+                                        duration, outcome), from the console listener
+                                        (env SLUICE_CONSOLE_URL, default http://127.0.0.1:3113)
        sluice completion bash           shell completion: source <(sluice completion bash)
        sluice COMMAND -h                a command's flags
 

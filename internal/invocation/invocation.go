@@ -119,8 +119,11 @@ func (l *Local) Invoke(req *Request, done Completion) {
 		f := m.Function(req.FunctionID, ok)
 		if req.Void {
 			f.Void()
+			if m.Feed.Active() {
+				m.Feed.Publish(metrics.Invocation{Time: time.Now(), FunctionID: req.FunctionID, CallerWorkerID: req.CallerWorkerID, Outcome: metrics.OutcomeVoid})
+			}
 		} else {
-			obs = observed{m: m, f: f, start: time.Now()}
+			obs = observed{m: m, f: f, start: time.Now(), fn: req.FunctionID, caller: req.CallerWorkerID}
 			m.Started()
 		}
 	}
@@ -168,19 +171,31 @@ func (l *Local) Invoke(req *Request, done Completion) {
 // observed is a non-void invocation being counted; the zero value counts
 // nothing.
 type observed struct {
-	m     *metrics.Metrics
-	f     *metrics.Function
-	start time.Time
-	span  *otel.Span // nil: not traced
+	m          *metrics.Metrics
+	f          *metrics.Function
+	start      time.Time
+	span       *otel.Span // nil: not traced
+	fn, caller string     // for the live feed
 }
 
-// finish records the invocation's outcome and latency.
+// finish records the invocation's outcome and latency, and reports it to
+// the live feed when anyone listens.
 func (o *observed) finish(r Result) {
-	if o.f != nil {
-		o.f.Done(o.m, o.start, outcome(r.Err))
-	}
 	if o.span != nil {
 		o.endSpan(r)
+	}
+	if o.f == nil {
+		return
+	}
+	oc := outcome(r.Err)
+	o.f.Done(o.m, o.start, oc)
+	if o.m.Feed.Active() {
+		now := time.Now()
+		ev := metrics.Invocation{Time: now, FunctionID: o.fn, CallerWorkerID: o.caller, Duration: now.Sub(o.start), Outcome: oc}
+		if r.Err != nil {
+			ev.ErrorCode = r.Err.Code
+		}
+		o.m.Feed.Publish(ev)
 	}
 }
 
@@ -239,6 +254,20 @@ func (e *EngineExecutor) Add(id string, fn Builtin, async bool) {
 	}
 	e.builtins[id] = builtinEntry{fn: fn, async: async}
 	e.mu.Unlock()
+}
+
+// Call runs a builtin directly, on the caller's goroutine, without routing
+// or counting it (the console's periodic reads must not show up as
+// invocations). ok is false when id is not a builtin.
+func (e *EngineExecutor) Call(ctx context.Context, req *Request) (v jsontext.Value, err *wire.ErrorBody, ok bool) {
+	e.mu.RLock()
+	b, ok := e.builtins[req.FunctionID]
+	e.mu.RUnlock()
+	if !ok {
+		return nil, nil, false
+	}
+	v, err = b.fn(ctx, req)
+	return v, err, true
 }
 
 func (e *EngineExecutor) run(ctx context.Context, req *Request, done Completion) {

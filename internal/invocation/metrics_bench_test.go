@@ -103,3 +103,38 @@ func TestMetricsOutcomes(t *testing.T) {
 		t.Errorf("timeout not counted")
 	}
 }
+
+// The live feed reports each finished invocation with its function, caller,
+// duration and outcome; with no subscriber, routing allocates nothing more.
+func TestFeedFromInvoke(t *testing.T) {
+	reg := registry.New()
+	l := NewLocal(context.Background(), reg)
+	m := metrics.New()
+	l.SetMetrics(m)
+	ex := &answeringExecutor{l}
+	if _, _, err := reg.RegisterFunction(&registry.Function{ID: "f", Owner: ex}); err != nil {
+		t.Fatal(err)
+	}
+	done := func(Result) {}
+	before := testing.AllocsPerRun(200, func() { l.Invoke(&Request{FunctionID: "f", CallerWorkerID: "w1"}, done) })
+
+	sub := m.Feed.Subscribe(16)
+	defer sub.Close()
+	l.Invoke(&Request{FunctionID: "f", CallerWorkerID: "w1"}, done)
+	l.Invoke(&Request{FunctionID: "f", CallerWorkerID: "w2", Void: true}, nil)
+	l.Invoke(&Request{FunctionID: "nope", CallerWorkerID: "w3"}, done)
+	want := []struct {
+		fn, caller, outcome, code string
+	}{{"f", "w1", "ok", ""}, {"f", "w2", "void", ""}, {"nope", "w3", "error", wire.CodeFunctionNotFound}}
+	for _, w := range want {
+		ev := <-sub.C
+		if ev.FunctionID != w.fn || ev.CallerWorkerID != w.caller || metrics.OutcomeName(ev.Outcome) != w.outcome || ev.ErrorCode != w.code || ev.Time.IsZero() {
+			t.Fatalf("got %+v, want %+v", ev, w)
+		}
+	}
+	sub.Close()
+	after := testing.AllocsPerRun(200, func() { l.Invoke(&Request{FunctionID: "f", CallerWorkerID: "w1"}, done) })
+	if after > before {
+		t.Fatalf("routing allocates %.1f per call after the feed's last subscriber left, %.1f before", after, before)
+	}
+}

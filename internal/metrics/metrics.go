@@ -92,6 +92,9 @@ type Metrics struct {
 	unknown  Function
 	inFlight atomic.Int64
 
+	// Feed is the live feed of finished invocations (feed.go).
+	Feed Feed
+
 	http  sync.Map // httpKey -> *httpSeries
 	nHTTP atomic.Int64
 
