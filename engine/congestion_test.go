@@ -39,22 +39,7 @@ func (l *logCapture) count(s string) int {
 // episode (not once per refused call), and logs its end once the worker
 // reads again and a call is delivered.
 func TestCongestionLoggedOncePerEpisode(t *testing.T) {
-	logs := &logCapture{}
-	cfg := DefaultConfig()
-	cfg.Addr, cfg.HTTPAddr, cfg.ConsoleAddr, cfg.Streams.Addr, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", "", "", DataDirMemory
-	cfg.MaxPendingBytesPerWorker = 64 << 10
-	e, err := New(cfg, slog.New(slog.NewTextHandler(logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = e.Shutdown(ctx)
-	})
+	e, logs := startEngineLogged(t, func(c *Config) { c.MaxPendingBytesPerWorker = 64 << 10 })
 	mute, _ := dialMute(t, e)
 	if err := mute.WriteMessage(websocket.TextMessage, []byte(`{"type":"registerfunction","id":"f::mute"}`)); err != nil {
 		t.Fatal(err)
@@ -115,5 +100,74 @@ func TestCongestionLoggedOncePerEpisode(t *testing.T) {
 	}
 	if n, m := logs.count(start), logs.count(end); n != 1 || m != 1 {
 		t.Fatalf("one episode logged as %d warnings and %d ends", n, m)
+	}
+}
+
+// startEngineLogged is startEngine with the engine's log (info and above)
+// kept for the test to read.
+func startEngineLogged(t *testing.T, mutate ...func(*Config)) (*Engine, *logCapture) {
+	t.Helper()
+	logs := &logCapture{}
+	cfg := DefaultConfig()
+	cfg.Addr, cfg.HTTPAddr, cfg.ConsoleAddr, cfg.Streams.Addr, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", "", "", DataDirMemory
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	e, err := New(cfg, slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = e.Shutdown(ctx)
+	})
+	return e, logs
+}
+
+// TestTelemetryFramesRecognised: binary frames tagged OTLP, MTRC or LOGS
+// are the SDKs' telemetry, dropped with one log line per connection; a
+// text frame is a protocol message whatever it starts with, so a text
+// "OTLP..." is malformed and said so.
+func TestTelemetryFramesRecognised(t *testing.T) {
+	e, logs := startEngineLogged(t)
+	w := dialRaw(t, e)
+	for _, f := range []string{"OTLP{}", "MTRC{}", "LOGS{}", "OTLP{}"} {
+		if err := w.ws.WriteMessage(websocket.BinaryMessage, []byte(f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	settle(t, w)
+	const seen, malformed = "worker sends telemetry (discarded)", "malformed message from worker"
+	if n, m := logs.count(seen), logs.count(malformed); n != 1 || m != 0 {
+		t.Fatalf("four telemetry frames: %d telemetry lines, %d malformed; want 1 and 0", n, m)
+	}
+	w.sendJSON("OTLP{}") // a text frame
+	settle(t, w)
+	if n, m := logs.count(seen), logs.count(malformed); n != 1 || m != 1 {
+		t.Fatalf("a text frame starting with OTLP: %d telemetry lines, %d malformed; want 1 and 1", n, m)
+	}
+}
+
+// TestOversizedResultDecoyAtTheEnd: the envelope of an oversized result
+// is read from the frame's start when it is there (the Node, Rust and Go
+// SDKs put it first), so an invocation_id near the end, inside the result
+// itself, does not decide which call fails.
+func TestOversizedResultDecoyAtTheEnd(t *testing.T) {
+	e := startEngine(t, func(c *Config) { c.MaxMessageSize = 4096 })
+	callee := dialRaw(t, e)
+	caller := dialRaw(t, e)
+	callee.sendJSON(`{"type":"registerfunction","id":"f::huge"}`)
+	waitFunction(t, caller, "f::huge")
+	caller.sendJSON(`{"type":"invokefunction","invocation_id":"real","function_id":"f::huge","data":{}}`)
+	inv := callee.expect(wire.TypeInvokeFunction)
+	callee.sendJSON(`{"type":"invocationresult","invocation_id":"` + inv.InvocationID + `","function_id":"f::huge","result":{"pad":"` +
+		strings.Repeat("x", 8000) + `","inner":{"type":"invokefunction","invocation_id":"decoy","function_id":"f::other"}}}`)
+	res := caller.expect(wire.TypeInvocationResult)
+	if res.InvocationID != "real" || res.Error == nil || !strings.Contains(res.Error.Message, "max_message_size") {
+		t.Fatalf("caller after an oversized result with a decoy id at its end: %+v", res)
 	}
 }
