@@ -171,3 +171,54 @@ func TestOversizedResultDecoyAtTheEnd(t *testing.T) {
 		t.Fatalf("caller after an oversized result with a decoy id at its end: %+v", res)
 	}
 }
+
+// TestResultCongestionLoggedOnce: a caller that stops reading its results
+// gets worker_congested errors in their place (TestSlowCallerGetsErrorsForResults);
+// the engine logs that once for the episode, and its end once the caller
+// reads again and a result is delivered.
+func TestResultCongestionLoggedOnce(t *testing.T) {
+	e, logs := startEngineLogged(t, func(c *Config) { c.MaxPendingBytesPerWorker = 64 << 10 })
+	callee, answer := bigCallee(t, e, 64<<10)
+	caller, cw := dialMute(t, e)
+	const start, end = "worker congested: results of its calls are replaced by worker_congested errors until it reads", "worker no longer congested"
+	call := func(id string) {
+		t.Helper()
+		if err := muteCall(t, caller, id); err != nil {
+			t.Fatal(err)
+		}
+		answer()
+		callee.call("probe-"+id, wire.FnFunctionsList, `{}`) // the result is handled by now
+	}
+	i := 0
+	for ; logs.count(start) == 0; i++ {
+		if i == 2000 { // 128 MiB of results: far more than the socket buffers hold
+			t.Fatal("results for a caller that reads nothing were never replaced")
+		}
+		call("c-" + itoa(int64(i)))
+	}
+	for range 5 { // more replaced results, same episode
+		call("c-" + itoa(int64(i)))
+		i++
+	}
+	if n, m := logs.count(start), logs.count(end); n != 1 || m != 0 || cw.dropReason.Load() != nil {
+		t.Fatalf("%d congestion warnings, %d ends, dropped %v; want 1, 0, not dropped", n, m, cw.dropReason.Load() != nil)
+	}
+	_ = caller.SetReadDeadline(time.Now().Add(20 * time.Second))
+	go func() {
+		for {
+			if _, _, err := caller.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for j := 0; logs.count(end) == 0; j++ {
+		if time.Now().After(deadline) {
+			t.Fatal("the end of the congestion was never logged")
+		}
+		call("after-" + itoa(int64(j)))
+	}
+	if n := logs.count(start); n != 1 {
+		t.Fatalf("one episode logged as %d warnings", n)
+	}
+}
