@@ -39,22 +39,7 @@ func (l *logCapture) count(s string) int {
 // episode (not once per refused call), and logs its end once the worker
 // reads again and a call is delivered.
 func TestCongestionLoggedOncePerEpisode(t *testing.T) {
-	logs := &logCapture{}
-	cfg := DefaultConfig()
-	cfg.Addr, cfg.HTTPAddr, cfg.ConsoleAddr, cfg.Streams.Addr, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", "", "", DataDirMemory
-	cfg.MaxPendingBytesPerWorker = 64 << 10
-	e, err := New(cfg, slog.New(slog.NewTextHandler(logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = e.Shutdown(ctx)
-	})
+	e, logs := startEngineLogged(t, func(c *Config) { c.MaxPendingBytesPerWorker = 64 << 10 })
 	mute, _ := dialMute(t, e)
 	if err := mute.WriteMessage(websocket.TextMessage, []byte(`{"type":"registerfunction","id":"f::mute"}`)); err != nil {
 		t.Fatal(err)
@@ -115,5 +100,125 @@ func TestCongestionLoggedOncePerEpisode(t *testing.T) {
 	}
 	if n, m := logs.count(start), logs.count(end); n != 1 || m != 1 {
 		t.Fatalf("one episode logged as %d warnings and %d ends", n, m)
+	}
+}
+
+// startEngineLogged is startEngine with the engine's log (info and above)
+// kept for the test to read.
+func startEngineLogged(t *testing.T, mutate ...func(*Config)) (*Engine, *logCapture) {
+	t.Helper()
+	logs := &logCapture{}
+	cfg := DefaultConfig()
+	cfg.Addr, cfg.HTTPAddr, cfg.ConsoleAddr, cfg.Streams.Addr, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", "", "", DataDirMemory
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	e, err := New(cfg, slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = e.Shutdown(ctx)
+	})
+	return e, logs
+}
+
+// TestTelemetryFramesRecognised: binary frames tagged OTLP, MTRC or LOGS
+// are the SDKs' telemetry, dropped with one log line per connection; a
+// text frame is a protocol message whatever it starts with, so a text
+// "OTLP..." is malformed and said so.
+func TestTelemetryFramesRecognised(t *testing.T) {
+	e, logs := startEngineLogged(t)
+	w := dialRaw(t, e)
+	for _, f := range []string{"OTLP{}", "MTRC{}", "LOGS{}", "OTLP{}"} {
+		if err := w.ws.WriteMessage(websocket.BinaryMessage, []byte(f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	settle(t, w)
+	const seen, malformed = "worker sends telemetry (discarded)", "malformed message from worker"
+	if n, m := logs.count(seen), logs.count(malformed); n != 1 || m != 0 {
+		t.Fatalf("four telemetry frames: %d telemetry lines, %d malformed; want 1 and 0", n, m)
+	}
+	w.sendJSON("OTLP{}") // a text frame
+	settle(t, w)
+	if n, m := logs.count(seen), logs.count(malformed); n != 1 || m != 1 {
+		t.Fatalf("a text frame starting with OTLP: %d telemetry lines, %d malformed; want 1 and 1", n, m)
+	}
+}
+
+// TestOversizedResultDecoyAtTheEnd: the envelope of an oversized result
+// is read from the frame's start when it is there (the Node, Rust and Go
+// SDKs put it first), so an invocation_id near the end, inside the result
+// itself, does not decide which call fails.
+func TestOversizedResultDecoyAtTheEnd(t *testing.T) {
+	e := startEngine(t, func(c *Config) { c.MaxMessageSize = 4096 })
+	callee := dialRaw(t, e)
+	caller := dialRaw(t, e)
+	callee.sendJSON(`{"type":"registerfunction","id":"f::huge"}`)
+	waitFunction(t, caller, "f::huge")
+	caller.sendJSON(`{"type":"invokefunction","invocation_id":"real","function_id":"f::huge","data":{}}`)
+	inv := callee.expect(wire.TypeInvokeFunction)
+	callee.sendJSON(`{"type":"invocationresult","invocation_id":"` + inv.InvocationID + `","function_id":"f::huge","result":{"pad":"` +
+		strings.Repeat("x", 8000) + `","inner":{"type":"invokefunction","invocation_id":"decoy","function_id":"f::other"}}}`)
+	res := caller.expect(wire.TypeInvocationResult)
+	if res.InvocationID != "real" || res.Error == nil || !strings.Contains(res.Error.Message, "max_message_size") {
+		t.Fatalf("caller after an oversized result with a decoy id at its end: %+v", res)
+	}
+}
+
+// TestResultCongestionLoggedOnce: a caller that stops reading its results
+// gets worker_congested errors in their place (TestSlowCallerGetsErrorsForResults);
+// the engine logs that once for the episode, and its end once the caller
+// reads again and a result is delivered.
+func TestResultCongestionLoggedOnce(t *testing.T) {
+	e, logs := startEngineLogged(t, func(c *Config) { c.MaxPendingBytesPerWorker = 64 << 10 })
+	callee, answer := bigCallee(t, e, 64<<10)
+	caller, cw := dialMute(t, e)
+	const start, end = "worker congested: results of its calls are replaced by worker_congested errors until it reads", "worker no longer congested"
+	call := func(id string) {
+		t.Helper()
+		if err := muteCall(t, caller, id); err != nil {
+			t.Fatal(err)
+		}
+		answer()
+		callee.call("probe-"+id, wire.FnFunctionsList, `{}`) // the result is handled by now
+	}
+	i := 0
+	for ; logs.count(start) == 0; i++ {
+		if i == 2000 { // 128 MiB of results: far more than the socket buffers hold
+			t.Fatal("results for a caller that reads nothing were never replaced")
+		}
+		call("c-" + itoa(int64(i)))
+	}
+	for range 5 { // more replaced results, same episode
+		call("c-" + itoa(int64(i)))
+		i++
+	}
+	if n, m := logs.count(start), logs.count(end); n != 1 || m != 0 || cw.dropReason.Load() != nil {
+		t.Fatalf("%d congestion warnings, %d ends, dropped %v; want 1, 0, not dropped", n, m, cw.dropReason.Load() != nil)
+	}
+	_ = caller.SetReadDeadline(time.Now().Add(20 * time.Second))
+	go func() {
+		for {
+			if _, _, err := caller.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for j := 0; logs.count(end) == 0; j++ {
+		if time.Now().After(deadline) {
+			t.Fatal("the end of the congestion was never logged")
+		}
+		call("after-" + itoa(int64(j)))
+	}
+	if n := logs.count(start); n != 1 {
+		t.Fatalf("one episode logged as %d warnings", n)
 	}
 }
