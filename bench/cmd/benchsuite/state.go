@@ -44,7 +44,7 @@ func stateWorkloads(o *runOpts, add func(workload)) {
 				runAll: func(es []*engine) ([]result, error) {
 					return runLoadAll(o, "invoke", 5*time.Minute, append([]string{"-url", urls(es, false), "-mode", mode,
 						"-n", fmt.Sprint(o.stateN), "-inflight", fmt.Sprint(inflight), "-fn", w.fn, "-data", w.data,
-						"-lost-after", "2s"}, o.warm...)...)
+						"-lost-after", "2s", "-reorder", "64"}, o.warm...)...)
 				},
 				metric: "ops/s", value: func(r result) float64 { return r.Rate },
 				goals: []goal{{"upstream", 2.0}}})
