@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -16,6 +19,9 @@ import (
 // one at a time and 64 in flight. Both engines are started here, apart
 // from the others, and stopped at the end.
 func stateWorkloads(o *runOpts, add func(workload)) {
+	if !o.only.MatchString("state-set-1") && !o.only.MatchString("state-get-64") && !o.only.MatchString("pubsub-100") {
+		return
+	}
 	sl, err := startSluiceState(o)
 	if err != nil {
 		fmt.Printf("state: Sluice: %v\n", err)
@@ -49,6 +55,9 @@ func stateWorkloads(o *runOpts, add func(workload)) {
 				metric: "ops/s", value: func(r result) float64 { return r.Rate },
 				goals: []goal{{"upstream", 2.0}}})
 		}
+	}
+	if o.only.MatchString("pubsub-100") {
+		pubsubWorkload(o, add, targets)
 	}
 	for _, t := range targets {
 		for _, c := range append(t.mid, t.ends...) {
@@ -88,4 +97,71 @@ func startUpstreamModules(o *runOpts) (*engine, error) {
     config:
       adapter: {name: local}
 `, dir, streamPort))
+}
+
+// pubsubWorkload: issue 11's pubsub fan-out. A subscriber worker binds
+// bench::sub to topic benchps 100 times; a caller publishes o.pubsubN
+// messages (8 in flight); the rate is deliveries/s from the first publish
+// to the last delivery.
+func pubsubWorkload(o *runOpts, add func(workload), targets []*engine) {
+	const fanout = 100
+	counts := map[*engine]*atomic.Int64{}
+	for _, t := range targets {
+		w, err := startChild(t.name+" subscriber", o.tmp, nil, o.self, "worker", "-url", t.wsURL, "-subscribe", fmt.Sprint(fanout))
+		if err != nil {
+			fmt.Printf("pubsub: %v\n", err)
+			return
+		}
+		if _, err := w.ready(); err != nil {
+			fmt.Printf("pubsub: %v\n", err)
+			return
+		}
+		t.ends = append(t.ends, w)
+		n := new(atomic.Int64)
+		counts[t] = n
+		go func() {
+			for line := range w.stdout {
+				if v, ok := strings.CutPrefix(line, "DELIVERED "); ok {
+					k, _ := strconv.ParseInt(v, 10, 64)
+					n.Store(k)
+				}
+			}
+		}()
+		// The bindings are in place once a probe publish reaches all of them.
+		deadline := time.Now().Add(30 * time.Second)
+		for n.Load() < fanout {
+			if _, err := t.ctl.call("publish", `{"topic":"benchps","data":{"n":-1}}`); err != nil {
+				fmt.Printf("pubsub: %s: publish: %v\n", t.name, err)
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+			if time.Now().After(deadline) {
+				fmt.Printf("pubsub: %s: the subscriptions never delivered (%d)\n", t.name, n.Load())
+				return
+			}
+		}
+	}
+	add(workload{name: fmt.Sprintf("pubsub-%d", fanout), targets: targets,
+		run: func(e *engine) (result, error) {
+			n := counts[e]
+			time.Sleep(200 * time.Millisecond) // probes still in flight land first
+			base := n.Load()
+			start := time.Now()
+			if _, err := runLoad(o, "invoke", 2*time.Minute, "-url", e.wsURL, "-mode", "tput", "-inflight", "8",
+				"-n", fmt.Sprint(o.pubsubN), "-fn", "publish", "-data", `{"topic":"benchps","data":{"n":{i}}}`,
+				"-warm", "0", "-lost-after", "2s", "-reorder", "64"); err != nil {
+				return result{}, err
+			}
+			want := base + int64(o.pubsubN*fanout) - 100 // the count is printed per 100
+			for deadline := time.Now().Add(2 * time.Minute); n.Load() < want; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					return result{}, fmt.Errorf("%d of %d deliveries", n.Load()-base, o.pubsubN*fanout)
+				}
+			}
+			el := time.Since(start)
+			got := n.Load() - base
+			return result{Rate: float64(got) / el.Seconds(), Ops: got, Seconds: el.Seconds()}, nil
+		},
+		metric: "deliveries/s", value: func(r result) float64 { return r.Rate },
+		goals: []goal{{"upstream", 2.0}}})
 }
