@@ -29,6 +29,7 @@ func cmdInvoke(args []string) {
 	batch := fs.Int("batch", 0, "calls per batch before switching targets (default: n/10)")
 	warm := fs.Int("warm", 500, "calls per target before measuring")
 	inflight := fs.Int("inflight", 128, "calls in flight (tput)")
+	reorder := fs.Int("reorder", 2, "a call is lost once calls made reorder×inflight later were answered")
 	lostAfter := fs.Duration("lost-after", 300*time.Millisecond, "an answer not there after this, the socket silent, is lost")
 	fn := fs.String("fn", "bench::echo", "function called")
 	tmpl := fs.String("data", `{"user":"ada","op":"echo","n":42,"tags":["a","b"]}`, "its data; {i} is replaced by the call number modulo 1000")
@@ -40,7 +41,7 @@ func cmdInvoke(args []string) {
 			log.Fatal(err)
 		}
 		defer ws.c.Close()
-		c := &caller{ws: ws, fn: *fn, dataParts: strings.Split(*tmpl, "{i}"), lostAfter: *lostAfter,
+		c := &caller{ws: ws, fn: *fn, reorder: uint64(*reorder), dataParts: strings.Split(*tmpl, "{i}"), lostAfter: *lostAfter,
 			prefix: fmt.Sprintf("%08x-%04x-4%03x-8%03x-", rand.Uint32(), rand.Uint32()&0xffff, rand.Uint32()&0xfff, rand.Uint32()&0xfff)}
 		c.idKey = []byte(`"invocation_id":"` + c.prefix)
 		callers = append(callers, c)
@@ -92,6 +93,7 @@ type caller struct {
 	prefix    string
 	idKey     []byte
 	lostAfter time.Duration
+	reorder   uint64
 	seq       uint64
 	msg, buf  []byte
 	frame     []byte
@@ -205,12 +207,12 @@ func (c *caller) window(n, inflight int) {
 			last = now
 			newest = max(newest, k)
 		}
-		// A call is lost when calls made 2×inflight later were answered
+		// A call is lost when calls made reorder×inflight later were answered
 		// (engines answer one connection's calls about in order), or
 		// when the socket fell silent and it is older than lostAfter.
 		for oldest < c.seq+1 {
 			t := sentAt[oldest-first]
-			if !t.IsZero() && oldest+2*uint64(inflight) > newest && (k != 0 || now.Sub(t) < c.lostAfter) {
+			if !t.IsZero() && oldest+c.reorder*uint64(inflight) > newest && (k != 0 || now.Sub(t) < c.lostAfter) {
 				break
 			}
 			if !t.IsZero() {

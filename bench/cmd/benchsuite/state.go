@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -16,6 +19,9 @@ import (
 // one at a time and 64 in flight. Both engines are started here, apart
 // from the others, and stopped at the end.
 func stateWorkloads(o *runOpts, add func(workload)) {
+	if !o.only.MatchString("state-set-1") && !o.only.MatchString("state-get-64") && !o.only.MatchString("pubsub-100") {
+		return
+	}
 	sl, err := startSluiceState(o)
 	if err != nil {
 		fmt.Printf("state: Sluice: %v\n", err)
@@ -44,11 +50,14 @@ func stateWorkloads(o *runOpts, add func(workload)) {
 				runAll: func(es []*engine) ([]result, error) {
 					return runLoadAll(o, "invoke", 5*time.Minute, append([]string{"-url", urls(es, false), "-mode", mode,
 						"-n", fmt.Sprint(o.stateN), "-inflight", fmt.Sprint(inflight), "-fn", w.fn, "-data", w.data,
-						"-lost-after", "2s"}, o.warm...)...)
+						"-lost-after", "2s", "-reorder", "64"}, o.warm...)...)
 				},
 				metric: "ops/s", value: func(r result) float64 { return r.Rate },
 				goals: []goal{{"upstream", 2.0}}})
 		}
+	}
+	if o.only.MatchString("pubsub-100") {
+		pubsubWorkload(o, add, targets)
 	}
 	for _, t := range targets {
 		for _, c := range append(t.mid, t.ends...) {
@@ -88,4 +97,80 @@ func startUpstreamModules(o *runOpts) (*engine, error) {
     config:
       adapter: {name: local}
 `, dir, streamPort))
+}
+
+// pubsubWorkload: issue 11's pubsub fan-out. A subscriber worker binds
+// bench::sub to topic benchps 100 times; a caller publishes o.pubsubN
+// messages (8 in flight); the rate is deliveries/s from the first publish
+// to the last delivery.
+func pubsubWorkload(o *runOpts, add func(workload), targets []*engine) {
+	const fanout = 100
+	counts := map[*engine]*atomic.Int64{}
+	for _, t := range targets {
+		w, err := startChild(t.name+" subscriber", o.tmp, nil, o.self, "worker", "-url", t.wsURL, "-subscribe", fmt.Sprint(fanout))
+		if err != nil {
+			fmt.Printf("pubsub: %v\n", err)
+			return
+		}
+		if _, err := w.ready(); err != nil {
+			fmt.Printf("pubsub: %v\n", err)
+			return
+		}
+		t.ends = append(t.ends, w)
+		n := new(atomic.Int64)
+		counts[t] = n
+		go func() {
+			for line := range w.stdout {
+				if v, ok := strings.CutPrefix(line, "DELIVERED "); ok {
+					k, _ := strconv.ParseInt(v, 10, 64)
+					n.Store(k)
+				}
+			}
+		}()
+		// The bindings are in place once a probe publish reaches all of them.
+		deadline := time.Now().Add(30 * time.Second)
+		for n.Load() < fanout {
+			if _, err := t.ctl.call("publish", `{"topic":"benchps","data":{"n":-1}}`); err != nil {
+				fmt.Printf("pubsub: %s: publish: %v\n", t.name, err)
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+			if time.Now().After(deadline) {
+				fmt.Printf("pubsub: %s: the subscriptions never delivered (%d)\n", t.name, n.Load())
+				return
+			}
+		}
+	}
+	add(workload{name: fmt.Sprintf("pubsub-%d", fanout), targets: targets,
+		run: func(e *engine) (result, error) {
+			n := counts[e]
+			time.Sleep(200 * time.Millisecond) // probes still in flight land first
+			base := n.Load()
+			start := time.Now()
+			if _, err := runLoad(o, "invoke", 2*time.Minute, "-url", e.wsURL, "-mode", "tput", "-inflight", "8",
+				"-n", fmt.Sprint(o.pubsubN), "-fn", "publish", "-data", `{"topic":"benchps","data":{"n":{i}}}`,
+				"-warm", "0", "-lost-after", "2s", "-reorder", "64"); err != nil {
+				return result{}, err
+			}
+			// Until all arrived (the count is printed per 100), or none
+			// for a second: an engine may drop deliveries under load
+			// (Sluice bounds those in flight); they are reported lost.
+			want := base + int64(o.pubsubN*fanout) - 100
+			last, lastAt := n.Load(), time.Now()
+			for last < want && time.Since(lastAt) < time.Second {
+				time.Sleep(time.Millisecond)
+				if v := n.Load(); v != last {
+					last, lastAt = v, time.Now()
+				}
+			}
+			el := lastAt.Sub(start)
+			got := last - base
+			lost := int64(o.pubsubN*fanout) - got
+			if lost < 100 {
+				lost = 0 // below the count's resolution
+			}
+			return result{Rate: float64(got) / el.Seconds(), Ops: got, Seconds: el.Seconds(), Lost: lost}, nil
+		},
+		metric: "deliveries/s", value: func(r result) float64 { return r.Rate },
+		goals: []goal{{"upstream", 2.0}}})
 }

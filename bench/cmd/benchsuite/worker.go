@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"flag"
+	"fmt"
 	"log"
 	"strconv"
 	"strings"
@@ -24,6 +25,7 @@ import (
 func cmdWorker(args []string) {
 	fs := flag.NewFlagSet("worker", flag.ExitOnError)
 	engineURL := fs.String("url", "", "engine worker URL (ws://host:port)")
+	subscribe := fs.Int("subscribe", 0, "also bind bench::sub to topic benchps this many times (pubsub fan-out); prints DELIVERED n every 100 deliveries")
 	_ = fs.Parse(args)
 	d := websocket.Dialer{ReadBufferSize: 64 << 10, WriteBufferSize: 64 << 10}
 	c, _, err := d.Dial(*engineURL, nil)
@@ -48,6 +50,13 @@ func cmdWorker(args []string) {
 	} {
 		send([]byte(m))
 	}
+	if *subscribe > 0 {
+		send([]byte(`{"type":"registerfunction","id":"bench::sub"}`))
+		for i := range *subscribe {
+			send(fmt.Appendf(nil, `{"type":"registertrigger","id":"6d1f8f5e-2b7a-4c61-9d2e-1%011d","trigger_type":"subscribe","function_id":"bench::sub","config":{"topic":"benchps"}}`, i))
+		}
+	}
+	delivered := 0
 	ready(*engineURL)
 	base := strings.TrimSuffix(*engineURL, "/")
 	type ref struct {
@@ -105,6 +114,11 @@ func cmdWorker(args []string) {
 			u := base + "/ws/channels/" + httpReq.Response.ChannelID + "?key=" + httpReq.Response.AccessKey + "&dir=write"
 			go streamBlob(u, n)
 			out = append(out, `"}`...)
+		case "bench::sub":
+			out = append(out, `"}`...)
+			if delivered++; delivered%100 == 0 {
+				fmt.Printf("DELIVERED %d\n", delivered)
+			}
 		default:
 			out = append(out, `","error":{"code":"function_not_found","message":"no such function"}}`...)
 		}
