@@ -83,6 +83,7 @@ type Stats struct {
 type Exporter struct {
 	cfg    Config
 	base   string // endpoint without a trailing slash
+	shown  string // base with any password masked, for logs
 	client *http.Client
 	log    *slog.Logger
 
@@ -167,13 +168,23 @@ func New(cfg Config) (*Exporter, error) {
 	if x.log == nil {
 		x.log = slog.New(slog.DiscardHandler)
 	}
+	x.shown = Redacted(x.base)
 	x.resource = encodeResource(cfg)
 	go x.run()
 	return x, nil
 }
 
-// Endpoint returns the collector's base URL.
-func (x *Exporter) Endpoint() string { return x.base }
+// Endpoint returns the collector's base URL, a password in it masked.
+func (x *Exporter) Endpoint() string { return x.shown }
+
+// Redacted returns an endpoint URL with any password masked.
+func Redacted(endpoint string) string {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return "(invalid URL)"
+	}
+	return u.Redacted()
+}
 
 // Stats returns the exporter's counters.
 func (x *Exporter) Stats() Stats {
@@ -384,6 +395,6 @@ func (x *Exporter) failed(sig Signal, err error) {
 	if now-last < int64(10*time.Second) || !x.lastFailureLog.CompareAndSwap(last, now) {
 		return
 	}
-	x.log.Warn("OTLP export failed (data dropped)", "signal", sig.String(), "endpoint", x.base+signalPath[sig], "err", err,
+	x.log.Warn("OTLP export failed (data dropped)", "signal", sig.String(), "endpoint", x.shown+signalPath[sig], "err", err,
 		"export_failures", x.exportFailures.Load())
 }

@@ -256,6 +256,9 @@ func TestExporterFailuresCounted(t *testing.T) {
 	if st := x.Stats(); st.ExportFailures != 2 || st.SpansDropped != 1 || st.FramesDropped != 1 {
 		t.Errorf("stats %+v", st)
 	}
+	if got := Redacted("https://user:secret@collector.example:4318"); strings.Contains(got, "secret") {
+		t.Errorf("Redacted kept the password: %s", got)
+	}
 	if _, err := New(Config{Endpoint: "localhost:4318"}); err == nil {
 		t.Errorf("an endpoint without a scheme accepted")
 	}
