@@ -249,3 +249,71 @@ func TestOTelForwardsSDKTelemetry(t *testing.T) {
 		}
 	}
 }
+
+// engine::log::* calls become OTLP log records: the caller's trace and
+// span ids when it gives them, else the call's own span.
+func TestOTelLogFunctions(t *testing.T) {
+	c := newOTLPCollector(t)
+	e := otelEngine(t, c)
+	w := dialRaw(t, e)
+	w.sendJSON(`{"type":"invokefunction","function_id":"engine::log::warn","data":{"message":"disk low","data":{"free":3},"service_name":"billing","trace_id":"0af7651916cd43dd8448eb211c80319c","span_id":"b7ad6b7169203331"},"action":{"type":"void"}}`)
+	w.send(wire.Message{Type: wire.TypeInvokeFunction, InvocationID: "l2", FunctionID: "engine::log::info", Data: jsontext.Value(`{"message":"plain"}`),
+		Traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
+	w.expect(wire.TypeInvocationResult)
+	type rec struct {
+		Severity int    `json:"severityNumber"`
+		TraceID  string `json:"traceId"`
+		SpanID   string `json:"spanId"`
+		Body     struct {
+			S string `json:"stringValue"`
+		} `json:"body"`
+		Attributes []struct {
+			Key   string            `json:"key"`
+			Value map[string]string `json:"value"`
+		} `json:"attributes"`
+	}
+	got := map[string]rec{}
+	services := map[string]string{}
+	timeout := time.After(10 * time.Second)
+	for len(got) < 2 {
+		select {
+		case x := <-c.got:
+			if x.path != "/v1/logs" {
+				continue
+			}
+			var req struct {
+				ResourceLogs []struct {
+					Resource struct {
+						Attributes []struct {
+							Value map[string]string `json:"value"`
+						} `json:"attributes"`
+					} `json:"resource"`
+					ScopeLogs []struct {
+						LogRecords []rec `json:"logRecords"`
+					} `json:"scopeLogs"`
+				} `json:"resourceLogs"`
+			}
+			if err := json.Unmarshal(x.body, &req); err != nil {
+				t.Fatal(err)
+			}
+			for _, rl := range req.ResourceLogs {
+				for _, sl := range rl.ScopeLogs {
+					for _, r := range sl.LogRecords {
+						got[r.Body.S] = r
+						services[r.Body.S] = rl.Resource.Attributes[0].Value["stringValue"]
+					}
+				}
+			}
+		case <-timeout:
+			t.Fatalf("log records exported: %+v", got)
+		}
+	}
+	warn, info := got["disk low"], got["plain"]
+	if warn.Severity != 13 || warn.TraceID != "0af7651916cd43dd8448eb211c80319c" || warn.SpanID != "b7ad6b7169203331" || services["disk low"] != "billing" ||
+		len(warn.Attributes) != 2 || warn.Attributes[1].Value["stringValue"] != `{"free":3}` || warn.Attributes[0].Value["stringValue"] != w.id {
+		t.Errorf("warn record %+v (service %q)", warn, services["disk low"])
+	}
+	if info.Severity != 9 || info.TraceID != "4bf92f3577b34da6a3ce929d0e0e4736" || info.SpanID == "00f067aa0ba902b7" || info.SpanID == "" || services["plain"] != "sluice" {
+		t.Errorf("info record %+v: want the caller's trace under the call's own span", info)
+	}
+}

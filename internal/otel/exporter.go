@@ -53,8 +53,8 @@ type Config struct {
 	// ServiceName, ServiceVersion and InstanceID describe the engine in
 	// the resource of its own spans.
 	ServiceName, ServiceVersion, InstanceID string
-	// MaxQueueSpans bounds the engine's spans waiting for export; more are
-	// dropped and counted.
+	// MaxQueueSpans bounds the engine's spans waiting for export, and
+	// separately its log records; more are dropped and counted.
 	MaxQueueSpans int
 	// MaxBatchSpans is the most spans in one export.
 	MaxBatchSpans int
@@ -75,6 +75,7 @@ type Config struct {
 type Stats struct {
 	SpansExported, SpansDropped    uint64
 	FramesForwarded, FramesDropped uint64
+	LogsExported, LogsDropped      uint64
 	ExportFailures                 uint64
 }
 
@@ -88,6 +89,7 @@ type Exporter struct {
 	log    *slog.Logger
 
 	spans       chan *Span
+	logs        chan LogRecord
 	frames      chan frame
 	queuedBytes atomic.Int64
 	flushReq    chan chan struct{}
@@ -97,6 +99,7 @@ type Exporter struct {
 
 	spansExported, spansDropped    atomic.Uint64
 	framesForwarded, framesDropped atomic.Uint64
+	logsExported, logsDropped      atomic.Uint64
 	exportFailures                 atomic.Uint64
 	lastFailureLog                 atomic.Int64 // unix ns
 	resource                       []byte       // the encoded resource of the engine's spans
@@ -157,6 +160,7 @@ func New(cfg Config) (*Exporter, error) {
 		client:   cfg.Client,
 		log:      cfg.Logger,
 		spans:    make(chan *Span, cfg.MaxQueueSpans),
+		logs:     make(chan LogRecord, cfg.MaxQueueSpans),
 		frames:   make(chan frame, 1024),
 		flushReq: make(chan chan struct{}),
 		stop:     make(chan struct{}),
@@ -191,6 +195,7 @@ func (x *Exporter) Stats() Stats {
 	return Stats{
 		SpansExported: x.spansExported.Load(), SpansDropped: x.spansDropped.Load(),
 		FramesForwarded: x.framesForwarded.Load(), FramesDropped: x.framesDropped.Load(),
+		LogsExported: x.logsExported.Load(), LogsDropped: x.logsDropped.Load(),
 		ExportFailures: x.exportFailures.Load(),
 	}
 }
@@ -312,6 +317,26 @@ func (x *Exporter) run() {
 			buf = nil
 		}
 	}
+	logBatch := make([]LogRecord, 0, x.cfg.MaxBatchSpans)
+	flushLogs := func() {
+		if len(logBatch) == 0 {
+			return
+		}
+		buf = x.encodeLogs(buf[:0], logBatch)
+		if x.post(Logs, buf) {
+			x.logsExported.Add(uint64(len(logBatch)))
+		} else {
+			x.logsDropped.Add(uint64(len(logBatch)))
+		}
+		clear(logBatch)
+		logBatch = logBatch[:0]
+	}
+	addLog := func(r LogRecord) {
+		logBatch = append(logBatch, r)
+		if len(logBatch) >= x.cfg.MaxBatchSpans {
+			flushLogs()
+		}
+	}
 	forward := func(f frame) {
 		if x.post(f.sig, f.body) {
 			x.framesForwarded.Add(1)
@@ -331,8 +356,11 @@ func (x *Exporter) run() {
 				}
 			case f := <-x.frames:
 				forward(f)
+			case r := <-x.logs:
+				addLog(r)
 			default:
 				flushSpans()
+				flushLogs()
 				return
 			}
 		}
@@ -346,8 +374,11 @@ func (x *Exporter) run() {
 			}
 		case f := <-x.frames:
 			forward(f)
+		case r := <-x.logs:
+			addLog(r)
 		case <-tick.C:
 			flushSpans()
+			flushLogs()
 		case ack := <-x.flushReq:
 			drain()
 			close(ack)
