@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -192,4 +193,28 @@ func (e *Engine) exportLog(req *invocation.Request, level string, in logInput) {
 		r.SetString("iii.log.data", truncate(string(d), maxLogField))
 	}
 	e.otel.x.Log(r)
+}
+
+// writeOTelMetrics appends the exporter's counters to /metrics (nothing
+// when export is off).
+func (e *Engine) writeOTelMetrics(w io.Writer) {
+	x := e.otel.x
+	if x == nil {
+		return
+	}
+	st := x.Stats()
+	for _, c := range []struct {
+		name, help string
+		v          uint64
+	}{
+		{"sluice_otel_spans_exported_total", "Engine spans exported over OTLP.", st.SpansExported},
+		{"sluice_otel_spans_dropped_total", "Engine spans dropped: queue full or export failed.", st.SpansDropped},
+		{"sluice_otel_logs_exported_total", "engine::log records exported over OTLP.", st.LogsExported},
+		{"sluice_otel_logs_dropped_total", "engine::log records dropped: queue full or export failed.", st.LogsDropped},
+		{"sluice_otel_sdk_payloads_forwarded_total", "SDK telemetry payloads forwarded over OTLP.", st.FramesForwarded},
+		{"sluice_otel_sdk_payloads_dropped_total", "SDK telemetry payloads dropped: over the byte budget or export failed.", st.FramesDropped},
+		{"sluice_otel_export_failures_total", "OTLP export requests that failed.", st.ExportFailures},
+	} {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", c.name, c.help, c.name, c.name, c.v)
+	}
 }

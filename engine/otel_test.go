@@ -248,6 +248,16 @@ func TestOTelForwardsSDKTelemetry(t *testing.T) {
 			t.Fatalf("health otel component %+v", h.Components["otel"])
 		}
 	}
+	rec := httptest.NewRecorder()
+	e.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if m := rec.Body.String(); !strings.Contains(m, "\nsluice_otel_sdk_payloads_forwarded_total 4\n") || !strings.Contains(m, "\nsluice_otel_export_failures_total 0\n") {
+		t.Errorf("/metrics lacks the OTLP counters:\n%s", m)
+	}
+	rec = httptest.NewRecorder()
+	startEngine(t).MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if strings.Contains(rec.Body.String(), "sluice_otel_") {
+		t.Errorf("/metrics of an engine without export has OTLP counters")
+	}
 }
 
 // engine::log::* calls become OTLP log records: the caller's trace and
