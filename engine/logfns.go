@@ -25,14 +25,17 @@ type logInput struct {
 
 // registerLogBuiltins adds engine::log::{trace,debug,info,warn,error}, as
 // upstream has them: a worker writes a line to the engine's log at that
-// level (upstream stores it as an OTel log record; with no OTel export
-// here, the engine's own log is where it goes). No result.
+// level and, with OTLP export on, an OTLP log record (otel.go), as
+// upstream stores it. No result.
 func (e *Engine) registerLogBuiltins() {
 	for _, l := range []struct {
 		name  string
 		level slog.Level
 	}{{"trace", slog.LevelDebug - 4}, {"debug", slog.LevelDebug}, {"info", slog.LevelInfo}, {"warn", slog.LevelWarn}, {"error", slog.LevelError}} {
 		e.addBuiltin("engine::log::"+l.name, builtin(func(ctx context.Context, req *invocation.Request, in logInput) (any, *wire.ErrorBody) {
+			if e.otel.x != nil {
+				e.exportLog(req, l.name, in)
+			}
 			if !e.log.Enabled(ctx, l.level) {
 				return nil, nil
 			}

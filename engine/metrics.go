@@ -31,6 +31,7 @@ func (e *Engine) MetricsHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		_ = e.metrics.Write(w, e.gauges(r.Context()))
+		e.writeOTelMetrics(w)
 	})
 }
 

@@ -3,11 +3,14 @@ package engine
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/sluicehq/sluice/internal/invocation"
 	"github.com/sluicehq/sluice/internal/otel"
 )
 
@@ -154,7 +157,8 @@ func (e *Engine) otelHealth() healthComponent {
 	st := x.Stats()
 	return healthComponent{Status: "healthy", Details: map[string]any{
 		"endpoint": x.Endpoint(), "spans_exported": st.SpansExported, "spans_dropped": st.SpansDropped,
-		"frames_forwarded": st.FramesForwarded, "frames_dropped": st.FramesDropped, "export_failures": st.ExportFailures,
+		"frames_forwarded": st.FramesForwarded, "frames_dropped": st.FramesDropped,
+		"logs_exported": st.LogsExported, "logs_dropped": st.LogsDropped, "export_failures": st.ExportFailures,
 	}}
 }
 
@@ -164,5 +168,53 @@ func (e *Engine) stopOTel(ctx context.Context) {
 		if err := x.Shutdown(ctx); err != nil {
 			e.log.Warn("OTLP export: shutdown left data unexported", "err", err)
 		}
+	}
+}
+
+// logSeverity maps engine::log::<level> to OTLP's SeverityNumber.
+var logSeverity = map[string]int{"trace": 1, "debug": 5, "info": 9, "warn": 13, "error": 17}
+
+// exportLog sends an engine::log::* call as an OTLP log record: the
+// caller's trace_id/span_id if valid, else the call's own span; the
+// caller's service_name as the record's service.
+func (e *Engine) exportLog(req *invocation.Request, level string, in logInput) {
+	r := otel.LogRecord{Time: time.Now(), Severity: logSeverity[level], SeverityText: strings.ToUpper(level),
+		Body: truncate(in.Message, maxLogField), Service: truncate(in.ServiceName, 256)}
+	if t, ok := otel.ParseTraceID(in.TraceID); ok {
+		r.Trace = t
+		r.Span, _ = otel.ParseSpanID(in.SpanID)
+	} else if sc, ok := otel.ParseTraceparent(req.Traceparent); ok {
+		r.Trace, r.Span = sc.Trace, sc.Span
+	}
+	r.SetString("iii.worker.id", req.CallerWorkerID)
+	if len(in.Data) > 0 && string(in.Data) != "null" {
+		d := in.Data.Clone()
+		_ = d.Compact()
+		r.SetString("iii.log.data", truncate(string(d), maxLogField))
+	}
+	e.otel.x.Log(r)
+}
+
+// writeOTelMetrics appends the exporter's counters to /metrics (nothing
+// when export is off).
+func (e *Engine) writeOTelMetrics(w io.Writer) {
+	x := e.otel.x
+	if x == nil {
+		return
+	}
+	st := x.Stats()
+	for _, c := range []struct {
+		name, help string
+		v          uint64
+	}{
+		{"sluice_otel_spans_exported_total", "Engine spans exported over OTLP.", st.SpansExported},
+		{"sluice_otel_spans_dropped_total", "Engine spans dropped: queue full or export failed.", st.SpansDropped},
+		{"sluice_otel_logs_exported_total", "engine::log records exported over OTLP.", st.LogsExported},
+		{"sluice_otel_logs_dropped_total", "engine::log records dropped: queue full or export failed.", st.LogsDropped},
+		{"sluice_otel_sdk_payloads_forwarded_total", "SDK telemetry payloads forwarded over OTLP.", st.FramesForwarded},
+		{"sluice_otel_sdk_payloads_dropped_total", "SDK telemetry payloads dropped: over the byte budget or export failed.", st.FramesDropped},
+		{"sluice_otel_export_failures_total", "OTLP export requests that failed.", st.ExportFailures},
+	} {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", c.name, c.help, c.name, c.name, c.v)
 	}
 }

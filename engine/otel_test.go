@@ -130,8 +130,8 @@ func TestOTelInvocationSpans(t *testing.T) {
 	}
 	callee.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: inv.InvocationID, FunctionID: "math::add", Result: jsontext.Value(`3`)})
 	caller.expect(wire.TypeInvocationResult)
-	s := c.span(t, func(s otlpSpan) bool { return s.Name == "invoke math::add" })
-	if s.TraceID != parent[3:35] || s.ParentSpanID != parent[36:52] || s.SpanID != inv.Traceparent[36:52] || s.Kind != int(otel.KindClient) || s.Status.Code != 0 {
+	s := c.span(t, func(s otlpSpan) bool { return s.Name == "call math::add" })
+	if s.TraceID != parent[3:35] || s.ParentSpanID != parent[36:52] || s.SpanID != inv.Traceparent[36:52] || s.Kind != int(otel.KindServer) || s.Status.Code != 0 {
 		t.Errorf("span %+v, worker context %+v", s, sc)
 	}
 	if s.attr("iii.worker.id") != callee.id || s.attr("iii.caller.worker.id") != caller.id || s.attr("iii.function.id") != "math::add" {
@@ -142,7 +142,7 @@ func TestOTelInvocationSpans(t *testing.T) {
 	if res := caller.call("c2", "nope::missing", `{}`); res.Error == nil {
 		t.Fatal("nope::missing answered")
 	}
-	s = c.span(t, func(s otlpSpan) bool { return s.Name == "invoke nope::missing" })
+	s = c.span(t, func(s otlpSpan) bool { return s.Name == "call nope::missing" })
 	if s.Status.Code != 2 || s.attr("error.type") != wire.CodeFunctionNotFound || s.ParentSpanID != "" || len(s.TraceID) != 32 {
 		t.Errorf("failed invocation's span %+v", s)
 	}
@@ -176,9 +176,9 @@ func TestOTelHTTPSpans(t *testing.T) {
 	if st := <-done; st != 200 {
 		t.Fatalf("GET /hi/ada: %d", st)
 	}
-	hs := c.span(t, func(s otlpSpan) bool { return s.Kind == int(otel.KindServer) })
-	is := c.span(t, func(s otlpSpan) bool { return s.Name == "invoke web::hi" })
-	if hs.Name != "GET /hi/:name" || hs.TraceID != parent[3:35] || hs.ParentSpanID != parent[36:52] ||
+	hs := c.span(t, func(s otlpSpan) bool { return strings.HasPrefix(s.Name, "GET") })
+	is := c.span(t, func(s otlpSpan) bool { return s.Name == "call web::hi" })
+	if hs.Name != "GET /hi/:name" || hs.Kind != int(otel.KindServer) || hs.TraceID != parent[3:35] || hs.ParentSpanID != parent[36:52] ||
 		hs.attr("http.response.status_code") != "200" || hs.attr("url.path") != "/hi/ada" {
 		t.Errorf("HTTP span %+v", hs)
 	}
@@ -247,5 +247,83 @@ func TestOTelForwardsSDKTelemetry(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("health otel component %+v", h.Components["otel"])
 		}
+	}
+	rec := httptest.NewRecorder()
+	e.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if m := rec.Body.String(); !strings.Contains(m, "\nsluice_otel_sdk_payloads_forwarded_total 4\n") || !strings.Contains(m, "\nsluice_otel_export_failures_total 0\n") {
+		t.Errorf("/metrics lacks the OTLP counters:\n%s", m)
+	}
+	rec = httptest.NewRecorder()
+	startEngine(t).MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if strings.Contains(rec.Body.String(), "sluice_otel_") {
+		t.Errorf("/metrics of an engine without export has OTLP counters")
+	}
+}
+
+// engine::log::* calls become OTLP log records: the caller's trace and
+// span ids when it gives them, else the call's own span.
+func TestOTelLogFunctions(t *testing.T) {
+	c := newOTLPCollector(t)
+	e := otelEngine(t, c)
+	w := dialRaw(t, e)
+	w.sendJSON(`{"type":"invokefunction","function_id":"engine::log::warn","data":{"message":"disk low","data":{"free":3},"service_name":"billing","trace_id":"0af7651916cd43dd8448eb211c80319c","span_id":"b7ad6b7169203331"},"action":{"type":"void"}}`)
+	w.send(wire.Message{Type: wire.TypeInvokeFunction, InvocationID: "l2", FunctionID: "engine::log::info", Data: jsontext.Value(`{"message":"plain"}`),
+		Traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
+	w.expect(wire.TypeInvocationResult)
+	type rec struct {
+		Severity int    `json:"severityNumber"`
+		TraceID  string `json:"traceId"`
+		SpanID   string `json:"spanId"`
+		Body     struct {
+			S string `json:"stringValue"`
+		} `json:"body"`
+		Attributes []struct {
+			Key   string            `json:"key"`
+			Value map[string]string `json:"value"`
+		} `json:"attributes"`
+	}
+	got := map[string]rec{}
+	services := map[string]string{}
+	timeout := time.After(10 * time.Second)
+	for len(got) < 2 {
+		select {
+		case x := <-c.got:
+			if x.path != "/v1/logs" {
+				continue
+			}
+			var req struct {
+				ResourceLogs []struct {
+					Resource struct {
+						Attributes []struct {
+							Value map[string]string `json:"value"`
+						} `json:"attributes"`
+					} `json:"resource"`
+					ScopeLogs []struct {
+						LogRecords []rec `json:"logRecords"`
+					} `json:"scopeLogs"`
+				} `json:"resourceLogs"`
+			}
+			if err := json.Unmarshal(x.body, &req); err != nil {
+				t.Fatal(err)
+			}
+			for _, rl := range req.ResourceLogs {
+				for _, sl := range rl.ScopeLogs {
+					for _, r := range sl.LogRecords {
+						got[r.Body.S] = r
+						services[r.Body.S] = rl.Resource.Attributes[0].Value["stringValue"]
+					}
+				}
+			}
+		case <-timeout:
+			t.Fatalf("log records exported: %+v", got)
+		}
+	}
+	warn, info := got["disk low"], got["plain"]
+	if warn.Severity != 13 || warn.TraceID != "0af7651916cd43dd8448eb211c80319c" || warn.SpanID != "b7ad6b7169203331" || services["disk low"] != "billing" ||
+		len(warn.Attributes) != 2 || warn.Attributes[1].Value["stringValue"] != `{"free":3}` || warn.Attributes[0].Value["stringValue"] != w.id {
+		t.Errorf("warn record %+v (service %q)", warn, services["disk low"])
+	}
+	if info.Severity != 9 || info.TraceID != "4bf92f3577b34da6a3ce929d0e0e4736" || info.SpanID == "00f067aa0ba902b7" || info.SpanID == "" || services["plain"] != "sluice" {
+		t.Errorf("info record %+v: want the caller's trace under the call's own span", info)
 	}
 }

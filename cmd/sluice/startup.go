@@ -4,6 +4,7 @@ import (
 	"log/slog"
 
 	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/internal/otel"
 )
 
 // logSettings logs, in one "config" record before the engine starts, what
@@ -59,5 +60,5 @@ func otelEndpoint(cfg engine.Config) string {
 	if cfg.OTel.Endpoint == "" {
 		return "off"
 	}
-	return cfg.OTel.Endpoint
+	return otel.Redacted(cfg.OTel.Endpoint)
 }

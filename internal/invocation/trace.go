@@ -10,10 +10,11 @@ import (
 // first Invoke.
 func (l *Local) SetTracer(x *otel.Exporter) { l.tracer = x }
 
-// startSpan starts req's span, a child of req.Traceparent, and makes the
+// startSpan starts req's span ("call <function>", SERVER, as the reference
+// engine names it; the SDKs name theirs "execute <function>"), a child of req.Traceparent, and makes the
 // span the parent the executor continues (req.Traceparent is replaced).
 func (l *Local) startSpan(req *Request, fn *registry.Function, found bool) *otel.Span {
-	s, tp := l.tracer.StartSpan("invoke", req.FunctionID, otel.KindClient, req.Traceparent)
+	s, tp := l.tracer.StartSpan("call", req.FunctionID, otel.KindServer, req.Traceparent)
 	if s == nil {
 		return nil
 	}

@@ -53,8 +53,8 @@ type Config struct {
 	// ServiceName, ServiceVersion and InstanceID describe the engine in
 	// the resource of its own spans.
 	ServiceName, ServiceVersion, InstanceID string
-	// MaxQueueSpans bounds the engine's spans waiting for export; more are
-	// dropped and counted.
+	// MaxQueueSpans bounds the engine's spans waiting for export, and
+	// separately its log records; more are dropped and counted.
 	MaxQueueSpans int
 	// MaxBatchSpans is the most spans in one export.
 	MaxBatchSpans int
@@ -75,6 +75,7 @@ type Config struct {
 type Stats struct {
 	SpansExported, SpansDropped    uint64
 	FramesForwarded, FramesDropped uint64
+	LogsExported, LogsDropped      uint64
 	ExportFailures                 uint64
 }
 
@@ -83,10 +84,12 @@ type Stats struct {
 type Exporter struct {
 	cfg    Config
 	base   string // endpoint without a trailing slash
+	shown  string // base with any password masked, for logs
 	client *http.Client
 	log    *slog.Logger
 
 	spans       chan *Span
+	logs        chan LogRecord
 	frames      chan frame
 	queuedBytes atomic.Int64
 	flushReq    chan chan struct{}
@@ -96,6 +99,7 @@ type Exporter struct {
 
 	spansExported, spansDropped    atomic.Uint64
 	framesForwarded, framesDropped atomic.Uint64
+	logsExported, logsDropped      atomic.Uint64
 	exportFailures                 atomic.Uint64
 	lastFailureLog                 atomic.Int64 // unix ns
 	resource                       []byte       // the encoded resource of the engine's spans
@@ -156,6 +160,7 @@ func New(cfg Config) (*Exporter, error) {
 		client:   cfg.Client,
 		log:      cfg.Logger,
 		spans:    make(chan *Span, cfg.MaxQueueSpans),
+		logs:     make(chan LogRecord, cfg.MaxQueueSpans),
 		frames:   make(chan frame, 1024),
 		flushReq: make(chan chan struct{}),
 		stop:     make(chan struct{}),
@@ -167,19 +172,30 @@ func New(cfg Config) (*Exporter, error) {
 	if x.log == nil {
 		x.log = slog.New(slog.DiscardHandler)
 	}
+	x.shown = Redacted(x.base)
 	x.resource = encodeResource(cfg)
 	go x.run()
 	return x, nil
 }
 
-// Endpoint returns the collector's base URL.
-func (x *Exporter) Endpoint() string { return x.base }
+// Endpoint returns the collector's base URL, a password in it masked.
+func (x *Exporter) Endpoint() string { return x.shown }
+
+// Redacted returns an endpoint URL with any password masked.
+func Redacted(endpoint string) string {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return "(invalid URL)"
+	}
+	return u.Redacted()
+}
 
 // Stats returns the exporter's counters.
 func (x *Exporter) Stats() Stats {
 	return Stats{
 		SpansExported: x.spansExported.Load(), SpansDropped: x.spansDropped.Load(),
 		FramesForwarded: x.framesForwarded.Load(), FramesDropped: x.framesDropped.Load(),
+		LogsExported: x.logsExported.Load(), LogsDropped: x.logsDropped.Load(),
 		ExportFailures: x.exportFailures.Load(),
 	}
 }
@@ -301,6 +317,26 @@ func (x *Exporter) run() {
 			buf = nil
 		}
 	}
+	logBatch := make([]LogRecord, 0, x.cfg.MaxBatchSpans)
+	flushLogs := func() {
+		if len(logBatch) == 0 {
+			return
+		}
+		buf = x.encodeLogs(buf[:0], logBatch)
+		if x.post(Logs, buf) {
+			x.logsExported.Add(uint64(len(logBatch)))
+		} else {
+			x.logsDropped.Add(uint64(len(logBatch)))
+		}
+		clear(logBatch)
+		logBatch = logBatch[:0]
+	}
+	addLog := func(r LogRecord) {
+		logBatch = append(logBatch, r)
+		if len(logBatch) >= x.cfg.MaxBatchSpans {
+			flushLogs()
+		}
+	}
 	forward := func(f frame) {
 		if x.post(f.sig, f.body) {
 			x.framesForwarded.Add(1)
@@ -320,8 +356,11 @@ func (x *Exporter) run() {
 				}
 			case f := <-x.frames:
 				forward(f)
+			case r := <-x.logs:
+				addLog(r)
 			default:
 				flushSpans()
+				flushLogs()
 				return
 			}
 		}
@@ -335,8 +374,11 @@ func (x *Exporter) run() {
 			}
 		case f := <-x.frames:
 			forward(f)
+		case r := <-x.logs:
+			addLog(r)
 		case <-tick.C:
 			flushSpans()
+			flushLogs()
 		case ack := <-x.flushReq:
 			drain()
 			close(ack)
@@ -384,6 +426,6 @@ func (x *Exporter) failed(sig Signal, err error) {
 	if now-last < int64(10*time.Second) || !x.lastFailureLog.CompareAndSwap(last, now) {
 		return
 	}
-	x.log.Warn("OTLP export failed (data dropped)", "signal", sig.String(), "endpoint", x.base+signalPath[sig], "err", err,
+	x.log.Warn("OTLP export failed (data dropped)", "signal", sig.String(), "endpoint", x.shown+signalPath[sig], "err", err,
 		"export_failures", x.exportFailures.Load())
 }

@@ -256,6 +256,9 @@ func TestExporterFailuresCounted(t *testing.T) {
 	if st := x.Stats(); st.ExportFailures != 2 || st.SpansDropped != 1 || st.FramesDropped != 1 {
 		t.Errorf("stats %+v", st)
 	}
+	if got := Redacted("https://user:secret@collector.example:4318"); strings.Contains(got, "secret") {
+		t.Errorf("Redacted kept the password: %s", got)
+	}
 	if _, err := New(Config{Endpoint: "localhost:4318"}); err == nil {
 		t.Errorf("an endpoint without a scheme accepted")
 	}
@@ -276,5 +279,75 @@ func BenchmarkStartEnd(b *testing.B) {
 		s.SetString("iii.function.id", "math::add")
 		s.SetString("iii.worker.id", "a0b1c2d3")
 		x.End(s)
+	}
+}
+
+func TestExporterLogs(t *testing.T) {
+	c := newCollector(t)
+	x, err := New(Config{Endpoint: c.URL, Headers: map[string]string{"X-Key": "k1"}, ServiceName: "engine-svc", FlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Shutdown(context.Background())
+	tr, _ := ParseTraceID("4BF92F3577B34DA6A3CE929D0E0E4736")
+	sp, _ := ParseSpanID("00f067aa0ba902b7")
+	a := LogRecord{Time: time.Unix(1, 5), Severity: 13, SeverityText: "WARN", Body: "disk \"low\"", Service: "svc-a", Trace: tr, Span: sp}
+	a.SetString("iii.worker.id", "w1")
+	x.Log(a)
+	x.Log(LogRecord{Time: time.Unix(2, 0), Severity: 9, SeverityText: "INFO", Body: "engine's own"})
+	x.Log(LogRecord{Time: time.Unix(3, 0), Severity: 17, SeverityText: "ERROR", Body: "again", Service: "svc-a"})
+	if err := x.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	bodies := c.bodies["/v1/logs"]
+	c.mu.Unlock()
+	if len(bodies) != 1 {
+		t.Fatalf("%d log exports, want 1", len(bodies))
+	}
+	var req struct {
+		ResourceLogs []struct {
+			Resource struct {
+				Attributes []struct {
+					Key   string            `json:"key"`
+					Value map[string]string `json:"value"`
+				} `json:"attributes"`
+			} `json:"resource"`
+			ScopeLogs []struct {
+				LogRecords []struct {
+					Time         string `json:"timeUnixNano"`
+					Severity     int    `json:"severityNumber"`
+					SeverityText string `json:"severityText"`
+					Body         struct {
+						StringValue string `json:"stringValue"`
+					} `json:"body"`
+					TraceID    string            `json:"traceId"`
+					SpanID     string            `json:"spanId"`
+					Attributes []json.RawMessage `json:"attributes"`
+				} `json:"logRecords"`
+			} `json:"scopeLogs"`
+		} `json:"resourceLogs"`
+	}
+	if err := json.Unmarshal(bodies[0], &req); err != nil {
+		t.Fatalf("%v: %s", err, bodies[0])
+	}
+	if len(req.ResourceLogs) != 2 {
+		t.Fatalf("want one resource per service: %s", bodies[0])
+	}
+	svcA, eng := req.ResourceLogs[0], req.ResourceLogs[1]
+	if svcA.Resource.Attributes[0].Value["stringValue"] != "svc-a" || eng.Resource.Attributes[0].Value["stringValue"] != "engine-svc" {
+		t.Errorf("resources: %s", bodies[0])
+	}
+	recs := svcA.ScopeLogs[0].LogRecords
+	if len(recs) != 2 || recs[0].Body.StringValue != `disk "low"` || recs[0].Severity != 13 || recs[0].SeverityText != "WARN" ||
+		recs[0].Time != "1000000005" || recs[0].TraceID != "4bf92f3577b34da6a3ce929d0e0e4736" || recs[0].SpanID != "00f067aa0ba902b7" ||
+		len(recs[0].Attributes) != 1 || recs[1].Body.StringValue != "again" || recs[1].TraceID != "" {
+		t.Errorf("svc-a records: %s", bodies[0])
+	}
+	if st := x.Stats(); st.LogsExported != 3 || st.LogsDropped != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	if _, ok := ParseTraceID("00000000000000000000000000000000"); ok {
+		t.Errorf("an all-zero trace id parsed")
 	}
 }
