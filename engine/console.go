@@ -40,6 +40,9 @@ const (
 	consoleCallTimeout = 60 * time.Second
 	// maxConsoleBody bounds a console request body.
 	maxConsoleBody = 4 << 20
+	// maxConsoleStreams bounds the event streams open at once (each holds
+	// a goroutine and a feed buffer).
+	maxConsoleStreams = 64
 )
 
 // SnapshotInterval is how often /api/live pushes a snapshot.
@@ -357,6 +360,12 @@ func (e *Engine) serveEvents(w http.ResponseWriter, r *http.Request, snapshots, 
 	} else if filter != "" {
 		match = func(id string) bool { return id == filter }
 	}
+	if e.consoleStreams.Add(1) > maxConsoleStreams {
+		e.consoleStreams.Add(-1)
+		consoleError(w, http.StatusServiceUnavailable, "TOO_MANY_STREAMS", "too many console event streams open ("+strconv.Itoa(maxConsoleStreams)+"): close some console tabs or sluice tail processes")
+		return
+	}
+	defer e.consoleStreams.Add(-1)
 	// Subscribed before the stream starts: a client that has read the
 	// first line sees every invocation that finishes after it.
 	var feed <-chan metrics.Invocation

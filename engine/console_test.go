@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -182,5 +183,47 @@ func TestConsoleAuth(t *testing.T) {
 	r := startEngine(t, func(c *Config) { c.ConsoleAddr = "127.0.0.1:0"; c.Auth.RBAC = &auth.RBAC{} })
 	if res, body := consoleReq(t, "GET", r.ConsoleURL()+"/api/overview", "", nil); res.StatusCode != 403 || !strings.Contains(body, "auth.tokens") {
 		t.Errorf("RBAC without tokens: %d %s", res.StatusCode, body)
+	}
+}
+
+// At most maxConsoleStreams event streams at once; the next gets 503, and
+// a closed one frees its slot.
+func TestConsoleStreamLimit(t *testing.T) {
+	e := startEngine(t, func(c *Config) { c.ConsoleAddr = "127.0.0.1:0" })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	open := func() *http.Response {
+		req, _ := http.NewRequestWithContext(ctx, "GET", e.ConsoleURL()+"/api/invocations", nil)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	var streams []*http.Response
+	for range maxConsoleStreams {
+		res := open()
+		if res.StatusCode != 200 {
+			t.Fatalf("stream %d: %d", len(streams), res.StatusCode)
+		}
+		streams = append(streams, res)
+	}
+	res := open()
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 503 || !strings.Contains(string(b), "TOO_MANY_STREAMS") {
+		t.Fatalf("stream over the limit: %d %s", res.StatusCode, b)
+	}
+	streams[0].Body.Close()
+	for e.consoleStreams.Load() >= maxConsoleStreams { // the handler notices the close
+		runtime.Gosched()
+	}
+	if res := open(); res.StatusCode != 200 {
+		t.Fatalf("after a close: %d", res.StatusCode)
+	} else {
+		res.Body.Close()
+	}
+	for _, s := range streams[1:] {
+		s.Body.Close()
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -77,6 +78,7 @@ type Engine struct {
 	serveErr       chan error
 	backgroundDone sync.WaitGroup
 	started        time.Time
+	consoleStreams atomic.Int32 // console event streams open
 }
 
 // New builds an engine from cfg. Nothing listens until Start.

@@ -318,3 +318,38 @@ ws.onmessage = (ev) => {
 }
 
 var _ = bytes.NewReader
+
+// TestConsoleBrowserLogin: with auth.tokens the console page asks for a
+// token; a wrong one is refused on screen, the right one opens the live
+// pages (the HttpOnly cookie carries it to the event stream).
+func TestConsoleBrowserLogin(t *testing.T) {
+	ctx := ctxFor(t, 60*time.Second)
+	b := cdpStart(t)
+	const tok = "browser-secret-token-0123456789"
+	cfg := filepath.Join(t.TempDir(), "sluice.yaml")
+	must(t, os.WriteFile(cfg, []byte("auth:\n  tokens: ["+tok+"]\n"), 0o600))
+	e := startEngine(t, "127.0.0.1:0", "--config", cfg, "--data-dir", "memory")
+	line, err := e.stderr.wait(ctx, consoleRE.MatchString)
+	if err != nil {
+		t.Fatal(err)
+	}
+	console := consoleRE.FindStringSubmatch(line)[1]
+	art := cdpArtifacts(t)
+	p := b.newPage(ctx)
+	p.navigate(ctx, console+"/#/workers")
+	p.waitFor(ctx, "the login form", `document.querySelector('#login-token')`)
+	p.mustEval(ctx, `document.querySelector('#login-token').value = 'wrong'; true`, nil)
+	p.click(ctx, `#login-submit`)
+	p.waitFor(ctx, "the refusal", consoleText(`#login-error`)+` === 'Wrong token.'`)
+	p.screenshot(ctx, art, "login")
+	p.mustEval(ctx, `document.querySelector('#login-token').value = `+jsString(tok)+`; true`, nil)
+	p.click(ctx, `#login-submit`)
+	p.waitFor(ctx, "the workers page with live data", `document.querySelector('#main').dataset.page === 'workers' && document.querySelector('tr[data-worker-name="sluice-engine"]') && document.querySelector('#status').className.includes('live')`)
+	p.screenshot(ctx, art, "after-login")
+	// The wrong login's 401 is the one error the page may have logged.
+	for _, pr := range p.Problems() {
+		if !strings.Contains(pr, "/api/login") || !strings.Contains(pr, "401") {
+			t.Errorf("console error: %s", pr)
+		}
+	}
+}

@@ -46,6 +46,11 @@ function fmtAgo(ms) {
   if (s < 3600) return Math.floor(s / 60) + ' min ago';
   return Math.floor(s / 3600) + ' h ago';
 }
+// fmtClock is a local 24-hour time with milliseconds: 14:02:11.204.
+function fmtClock(t) {
+  const d = new Date(t), p = (n, w) => String(n).padStart(w || 2, '0');
+  return p(d.getHours()) + ':' + p(d.getMinutes()) + ':' + p(d.getSeconds()) + '.' + p(d.getMilliseconds(), 3);
+}
 function fmtUptime(s) {
   s = Math.floor(s);
   const d = Math.floor(s / 86400), hh = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60);
@@ -96,7 +101,7 @@ function connect() {
     S.prev = S.snap;
     S.snap = JSON.parse(ev.data);
     trackChannels();
-    setStatus('live · ' + new Date(S.snap.engine.time_ms).toLocaleTimeString(), 'live');
+    setStatus('live · ' + fmtClock(S.snap.engine.time_ms).slice(0, 8), 'live');
     renderSummary();
     if (PAGES[S.page] && PAGES[S.page].live) render();
   });
@@ -380,7 +385,7 @@ function renderFeedRows() {
   const q = (S.sel.feedFilter || '').toLowerCase();
   const rows = S.feed.filter((ev) => !q || ev.function_id.toLowerCase().includes(q)).slice(0, 200);
   body.replaceChildren(...rows.map((ev) => h('tr', { 'data-function': ev.function_id, 'data-outcome': ev.outcome },
-    h('td', { class: 'mono' }, new Date(ev.time).toLocaleTimeString() + '.' + String(new Date(ev.time).getMilliseconds()).padStart(3, '0')),
+    h('td', { class: 'mono' }, fmtClock(ev.time)),
     h('td', { class: 'mono' }, ev.function_id),
     h('td', {}, ev.caller_name || (ev.caller ? ev.caller.slice(0, 8) : 'engine')),
     h('td', { class: 'num' }, ev.outcome === 'void' ? '—' : ev.duration_ms.toFixed(2) + ' ms'),
