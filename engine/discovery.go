@@ -126,7 +126,7 @@ func contains(list []string, s string) bool {
 
 func (e *Engine) functionDetail(f *registry.Function) functionDetail {
 	d := functionDetail{
-		Namespace: f.Namespace,
+		Namespace:  f.Namespace,
 		FunctionID: f.ID, WorkerName: e.workerName(ownerOf(f.Owner), f.ID), Description: f.Description,
 		RequestSchema: f.RequestFormat, ResponseSchema: f.ResponseFormat, Metadata: f.Metadata,
 		RegisteredTriggers: []triggerRef{},

@@ -189,9 +189,9 @@ type Registry struct {
 	// standby holds, per key, the refused registrations of other live
 	// workers, in arrival order: the first still live takes over when the
 	// owner leaves.
-	standby   map[Key][]*Function
-	types     map[Key]*TriggerType
-	triggers  map[string]*Trigger
+	standby  map[Key][]*Function
+	types    map[Key]*TriggerType
+	triggers map[string]*Trigger
 	// claims are bindings refused because another connection holds the
 	// id, kept in case the holder is a dead socket of the same worker
 	// (one that reconnected without reattach): see RemoveWorker.
