@@ -2,6 +2,9 @@ package interop
 
 import (
 	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -73,6 +76,44 @@ func nsVia(ctx context.Context, t *testing.T, c *sluice.Client, proxy, fn, ns st
 	return out
 }
 
+// nsStarter starts one namespace worker of an SDK: the worker name (and
+// function prefix) prefix, in namespace ns ("" for none), registering fns.
+type nsStarter func(t *testing.T, e *engineProc, prefix, ns, fns string) *proc
+
+func nsPython(t *testing.T, e *engineProc, prefix, ns, fns string) *proc {
+	env := []string{"FNS=" + fns}
+	if ns != "" {
+		env = append(env, "NS="+ns)
+	}
+	return startWorker(t, flavourNamed("python-0.25.0"), e, "namespaces.py", prefix, env...).proc
+}
+
+// nsRustBin is the namespace worker setup.sh builds (rust/src/bin/ns_worker.rs).
+func nsRustBin(t *testing.T) string {
+	flavourNamed("rust-0.25.0").require(t)
+	bin := filepath.Join(interopDir, "rust", "target", rustProfile, "ns_worker")
+	if _, err := os.Stat(bin); err != nil {
+		if os.Getenv("SLUICE_INTEROP") == "1" {
+			t.Fatalf("%s missing: run interop/setup.sh (%v)", bin, err)
+		}
+		t.Skipf("%s missing: run interop/setup.sh", bin)
+	}
+	return bin
+}
+
+func nsRust(t *testing.T, e *engineProc, prefix, ns, fns string) *proc {
+	cmd := exec.Command(nsRustBin(t))
+	cmd.Env = append(os.Environ(), "III_URL="+e.URL, "WORKER_PREFIX="+prefix, "FNS="+fns, "OTEL_ENABLED=false")
+	if ns != "" {
+		cmd.Env = append(cmd.Env, "NS="+ns)
+	}
+	p := startProc(t, "rust-ns/"+prefix, cmd)
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	p.waitLine(ctx, t, "READY")
+	return p
+}
+
 // TestNamespacesPython25 drives the official Python SDK 0.25 with
 // InitOptions.namespace: the same function id in two namespaces, strict
 // resolution (a namespaced worker's calls stay in its namespace; a miss
@@ -84,20 +125,29 @@ func nsVia(ctx context.Context, t *testing.T, c *sluice.Client, proxy, fn, ns st
 // On 25c1da9 (no namespaces): the namespaced worker's shared::get replaced
 // the default one (last registration wins) and namespace fields were
 // ignored, so the first check already saw one row instead of two.
-func TestNamespacesPython25(t *testing.T) {
-	py := flavourNamed("python-0.25.0")
-	py.require(t)
+func TestNamespacesPython25(t *testing.T) { nsScenario(t, nsPython) }
+
+// TestNamespacesRust25 is TestNamespacesPython25 with the namespaced
+// workers on the Rust crate 0.25 (rust/src/bin/ns_worker.rs); the
+// default-namespace proxy stays a Python worker. On 25c1da9 it fails at the
+// same first check.
+func TestNamespacesRust25(t *testing.T) {
+	nsRustBin(t)
+	nsScenario(t, nsRust)
+}
+
+func nsScenario(t *testing.T, start nsStarter) {
+	flavourNamed("python-0.25.0").require(t)
 	e := startPlainEngine(t)
 	c := connectGo(t, e, "ns-go")
 	ctx := ctxFor(t, 2*time.Minute)
 
-	orders := startWorker(t, py, e, "namespaces.py", "nsa", "NS=orders", "FNS=shared::get")
-	startWorker(t, py, e, "namespaces.py", "nsb", "FNS=shared::get")
+	orders := start(t, e, "nsa", "orders", "shared::get")
+	nsPython(t, e, "nsb", "", "shared::get")
 	nsWaitRows(ctx, t, c, "shared::get in orders and default", func(rows map[string]nsFunctionRow) bool {
 		return rows["orders/shared::get"].WorkerName == "nsa" && rows["default/shared::get"].WorkerName == "nsb" &&
 			rows["orders/nsa::call"].FunctionID != "" && rows["default/nsb::call"].FunctionID != ""
 	})
-
 	// The Go SDK sends no namespace: default.
 	who, err := sluice.Call[nsWho](ctx, c, "shared::get", map[string]any{})
 	if err != nil || who.Worker != "nsb" {
@@ -130,11 +180,11 @@ func TestNamespacesPython25(t *testing.T) {
 
 	// A second live worker in orders: its shared::get is refused, its other
 	// function is served, and the owner keeps answering.
-	second := startWorker(t, py, e, "namespaces.py", "nsc", "NS=orders", "FNS=shared::get")
-	if _, err := second.stderr.wait(ctx, func(s string) bool {
-		return strings.Contains(s, "FUNCTION_NAMESPACE_CONFLICT") && strings.Contains(s, "shared::get")
+	start(t, e, "nsc", "orders", "shared::get")
+	if _, err := e.stderr.wait(ctx, func(s string) bool {
+		return strings.Contains(s, "registerfunction refused: another live worker holds the id") && strings.Contains(s, "shared::get")
 	}); err != nil {
-		t.Fatalf("nsc logged no FUNCTION_NAMESPACE_CONFLICT: %v", err)
+		t.Fatalf("engine log: no FUNCTION_NAMESPACE_CONFLICT refusal: %v", err)
 	}
 	nsWaitRows(ctx, t, c, "nsc::call in orders", func(rows map[string]nsFunctionRow) bool {
 		return rows["orders/nsc::call"].WorkerName == "nsc" && rows["orders/shared::get"].WorkerName == "nsa"
@@ -152,9 +202,19 @@ func TestNamespacesPython25(t *testing.T) {
 	}
 
 	// The same worker name in the same namespace: fatal for the newcomer.
-	dup := startWorker(t, py, e, "namespaces.py", "nsc", "NS=orders", "FNS=dup::only")
-	if _, err := dup.stderr.wait(ctx, func(s string) bool { return strings.Contains(s, "WORKER_NAMESPACE_CONFLICT") }); err != nil {
-		t.Fatalf("the duplicate-name worker logged no WORKER_NAMESPACE_CONFLICT: %v", err)
+	dup := start(t, e, "nsc", "orders", "dup::only")
+	sawFatal := make(chan struct{}, 2)
+	for _, l := range []*lineLog{dup.stdout, dup.stderr} {
+		go func() {
+			if _, err := l.wait(ctx, func(s string) bool { return strings.Contains(s, "WORKER_NAMESPACE_CONFLICT") }); err == nil {
+				sawFatal <- struct{}{}
+			}
+		}()
+	}
+	select {
+	case <-sawFatal:
+	case <-ctx.Done():
+		t.Fatal("the duplicate-name worker reported no WORKER_NAMESPACE_CONFLICT")
 	}
 	if _, err := e.stderr.wait(ctx, func(s string) bool { return strings.Contains(s, "worker registration refused") }); err != nil {
 		t.Fatalf("engine log: %v", err)
