@@ -2,6 +2,8 @@ package interop
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -225,5 +227,43 @@ func nsScenario(t *testing.T, start nsStarter) {
 	}
 	if r := nsVia(ctx, t, c, "nsb::call", "shared::get", "orders", nil); r.Result == nil || r.Result.Worker != "nsc" {
 		t.Fatalf("shared::get after the duplicate name = %+v; want nsc", r)
+	}
+}
+
+// TestNamespacesHTTPRoutePython25: a namespaced Python 0.25 worker binds an
+// HTTP route to its function (the SDK sends registertrigger.namespace); the
+// route calls the function in that namespace, not a default one of the
+// same id.
+func TestNamespacesHTTPRoutePython25(t *testing.T) {
+	py := flavourNamed("python-0.25.0")
+	py.require(t)
+	e := startPlainEngine(t)
+	c := connectGo(t, e, "ns-http-go")
+	ctx := ctxFor(t, time.Minute)
+	nsPython(t, e, "nsd", "", "route::get")
+	startWorker(t, py, e, "namespaces.py", "nsr", "NS=orders", "FNS=route::get", "ROUTE=/ns/route")
+	nsWaitRows(ctx, t, c, "route::get in orders and default", func(rows map[string]nsFunctionRow) bool {
+		return rows["orders/route::get"].WorkerName == "nsr" && rows["default/route::get"].WorkerName == "nsd"
+	})
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.HTTPURL+"/ns/route", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				if !strings.Contains(string(body), `"nsr"`) {
+					t.Fatalf("GET /ns/route = %s; want the orders worker nsr's answer", body)
+				}
+				return
+			}
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			t.Fatalf("GET /ns/route never answered 200: %v", err)
+		}
 	}
 }

@@ -2,7 +2,8 @@
 
 env III_URL (required), WORKER_PREFIX (the worker name and the tag its
 functions answer with), NS (the worker's namespace; unset: none declared),
-FNS (comma-separated function ids to register; default <prefix>::who).
+FNS (comma-separated function ids to register; default <prefix>::who),
+ROUTE (an HTTP GET route to the first of them, when set).
 
 Every function in FNS answers {"worker": <prefix>, "namespace": <NS or null>,
 "input": <its input>}. <prefix>::call forwards a trigger: input
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import harness  # first: sets OTEL_ENABLED before the SDK starts  # isort: skip
 
+import json
 import logging
 import os
 import sys
@@ -40,7 +42,13 @@ iii = register_worker(
 
 def make(fid: str):
     async def who(data):
-        return {"worker": prefix, "namespace": ns, "function_id": fid, "input": data}
+        try:
+            json.dumps(data)
+        except TypeError:  # an HTTP request (it holds channel ends)
+            data = None
+        # status_code/body: the same answer serves an HTTP route.
+        return {"worker": prefix, "namespace": ns, "function_id": fid, "input": data,
+                "status_code": 200, "body": {"worker": prefix, "namespace": ns}}
 
     return who
 
@@ -62,5 +70,10 @@ async def call(data):
 for fid in fns:
     iii.register_function(fid, make(fid))
 iii.register_function(f"{prefix}::call", call)
+if os.environ.get("ROUTE") and fns:
+    # An HTTP route to the first function: the SDK binds it in this worker's
+    # namespace (registertrigger.namespace).
+    iii.register_trigger({"type": "http", "function_id": fns[0],
+                          "config": {"api_path": os.environ["ROUTE"], "http_method": "GET"}})
 
 harness.serve(iii)
