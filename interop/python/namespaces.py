@@ -3,7 +3,9 @@
 env III_URL (required), WORKER_PREFIX (the worker name and the tag its
 functions answer with), NS (the worker's namespace; unset: none declared),
 FNS (comma-separated function ids to register; default <prefix>::who),
-ROUTE (an HTTP GET route to the first of them, when set).
+ROUTE (an HTTP GET route to the first of them, when set), SUBSCRIBE (a
+durable:subscriber binding of the first of them to that topic, when set).
+Each call of a function in FNS prints "CALLED <id>".
 
 Every function in FNS answers {"worker": <prefix>, "namespace": <NS or null>,
 "input": <its input>}. <prefix>::call forwards a trigger: input
@@ -42,6 +44,7 @@ iii = register_worker(
 
 def make(fid: str):
     async def who(data):
+        harness.out(f"CALLED {fid}")
         try:
             json.dumps(data)
         except TypeError:  # an HTTP request (it holds channel ends)
@@ -70,6 +73,10 @@ async def call(data):
 for fid in fns:
     iii.register_function(fid, make(fid))
 iii.register_function(f"{prefix}::call", call)
+if os.environ.get("SUBSCRIBE") and fns:
+    # A durable:subscriber binding of the first function to that topic.
+    iii.register_trigger({"type": "durable:subscriber", "function_id": fns[0],
+                          "config": {"topic": os.environ["SUBSCRIBE"]}})
 if os.environ.get("ROUTE") and fns:
     # An HTTP route to the first function: the SDK binds it in this worker's
     # namespace (registertrigger.namespace).
