@@ -11,8 +11,8 @@ import (
 // node22::echo; a raw client registers the same id (and announces itself
 // like an SDK). It is refused with FUNCTION_NAMESPACE_CONFLICT naming the
 // owner, calls keep reaching the Node worker, and the client gets none.
-// On 25c1da9: last registration won; the client took node22::echo over and
-// received the calls.
+// On 25c1da9: no registrationrejected ever came (the wait timed out): last
+// registration won and the client had taken node22::echo over.
 func TestAttackNamespacesFunctionHijack(t *testing.T) {
 	f := flavourNamed("node-0.22.1")
 	f.require(t)
