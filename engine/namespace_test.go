@@ -168,3 +168,45 @@ func TestInvalidNamespace(t *testing.T) {
 		t.Fatalf("blank worker namespace = %+v", r)
 	}
 }
+
+// TestNamespaceTriggerTypeProviders: providers are per namespace. A
+// provider declaring another namespace does not replace the default one
+// (its registertriggertype waits for the declaration instead of taking the
+// type over), and a binding goes to the provider of its connection's
+// namespace, else the default one.
+func TestNamespaceTriggerTypeProviders(t *testing.T) {
+	e := startEngine(t)
+	pd := dialRaw(t, e)
+	pd.sendJSON(`{"type":"registertriggertype","id":"hook","description":"default"}`)
+	pd.announce("pd")
+	pd.call("sync", wire.FnFunctionsList, `{}`)
+
+	po := dialRaw(t, e)
+	po.sendJSON(`{"type":"registertriggertype","id":"hook","description":"orders"}`)
+	po.announceNS("po", "orders")
+	po.call("sync", wire.FnFunctionsList, `{}`)
+	if tt, ok := e.reg.TriggerType("hook"); !ok || tt.Provider.OwnerID() != pd.id {
+		t.Fatal("the default provider of hook was replaced")
+	}
+	if tt, ok := e.reg.TriggerTypeIn("orders", "hook"); !ok || tt.Provider.OwnerID() != po.id {
+		t.Fatal("hook not provided in orders")
+	}
+
+	wo := dialRaw(t, e)
+	wo.announceNS("wo", "orders")
+	wo.call("sync", wire.FnFunctionsList, `{}`)
+	wo.sendJSON(`{"type":"registertrigger","id":"t-orders","trigger_type":"hook","function_id":"f","config":{},"namespace":"orders"}`)
+	if m := po.expectSkipping(wire.TypeRegisterTrigger); m.ID != "t-orders" {
+		t.Fatalf("orders provider got %+v", m)
+	}
+	wd := dialRaw(t, e)
+	wd.sendJSON(`{"type":"registertrigger","id":"t-default","trigger_type":"hook","function_id":"f","config":{}}`)
+	if m := pd.expectSkipping(wire.TypeRegisterTrigger); m.ID != "t-default" {
+		t.Fatalf("default provider got %+v", m)
+	}
+	// A strict trigger_namespace reaches the default provider from orders.
+	wo.sendJSON(`{"type":"registertrigger","id":"t-strict","trigger_type":"hook","function_id":"f","config":{},"trigger_namespace":"default"}`)
+	if m := pd.expectSkipping(wire.TypeRegisterTrigger); m.ID != "t-strict" {
+		t.Fatalf("default provider got %+v", m)
+	}
+}
