@@ -15,8 +15,8 @@ import (
 // (FUNCTION_NAMESPACE_CONFLICT). When the owner stops, the second, still
 // connected, takes the id over and gets the next calls and deliveries;
 // nothing published is lost.
-// On 25c1da9: last registration won, so the first direct call already
-// reached the second worker.
+// On 25c1da9: the second registration was never refused (last
+// registration won: the second worker took the id over at once).
 func TestCompetingWorkersPython25(t *testing.T) {
 	py := flavourNamed("python-0.25.0")
 	py.require(t)
