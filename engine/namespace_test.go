@@ -210,3 +210,15 @@ func TestNamespaceTriggerTypeProviders(t *testing.T) {
 		t.Fatalf("default provider got %+v", m)
 	}
 }
+
+// TestNamespaceEnqueueRefused: queue jobs carry no namespace, so an enqueue
+// for another namespace is refused at once rather than parked forever.
+func TestNamespaceEnqueueRefused(t *testing.T) {
+	e := startEngine(t)
+	w := dialRaw(t, e)
+	w.sendJSON(`{"type":"invokefunction","invocation_id":"q1","function_id":"svc::job","data":{},"action":{"type":"enqueue","queue":"default"},"namespace":"orders"}`)
+	r := w.expectSkipping(wire.TypeInvocationResult)
+	if r.Error == nil || r.Error.Code != wire.CodeEnqueueError || !strings.Contains(r.Error.Message, "orders") {
+		t.Fatalf("namespaced enqueue = %+v; want enqueue_error naming the namespace", r)
+	}
+}
