@@ -112,7 +112,7 @@ func TestFeedFromInvoke(t *testing.T) {
 	m := metrics.New()
 	l.SetMetrics(m)
 	ex := &answeringExecutor{l}
-	if _, _, err := reg.RegisterFunction(&registry.Function{ID: "f", Owner: ex}); err != nil {
+	if err := reg.RegisterFunction(&registry.Function{ID: "f", Owner: ex}); err != nil {
 		t.Fatal(err)
 	}
 	done := func(Result) {}
