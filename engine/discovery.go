@@ -289,11 +289,14 @@ func (e *Engine) workersList(_ context.Context, _ *invocation.Request, in worker
 
 type workersInfoInput struct {
 	Name string `json:"name"`
+	// Namespace, when set, restricts the lookup to workers in it (a name
+	// is unique only within a namespace).
+	Namespace *string `json:"namespace"`
 }
 
 func (e *Engine) workersInfo(_ context.Context, _ *invocation.Request, in workersInfoInput) (any, *wire.ErrorBody) {
 	for _, w := range e.reg.Workers() {
-		if w.Name != in.Name && w.ID != in.Name {
+		if w.Name != in.Name && w.ID != in.Name || in.Namespace != nil && orDefault(w.Namespace) != *in.Namespace {
 			continue
 		}
 		s := e.summarizeWorker(w)

@@ -149,6 +149,12 @@ func TestWorkerNamespaceConflict(t *testing.T) {
 			t.Fatal(r.Error)
 		}
 	}
+	for ns, want := range map[string]string{"orders": a.id, "billing": c.id} {
+		r := d1.call("info-"+ns, wire.FnWorkersInfo, `{"name":"state","namespace":"`+ns+`"}`)
+		if r.Error != nil || !strings.Contains(string(r.Result), want) || !strings.Contains(string(r.Result), `"namespace":"`+ns+`"`) {
+			t.Fatalf("workers::info state in %s = %s, %v; want worker %s", ns, r.Result, r.Error, want)
+		}
+	}
 }
 
 // TestInvalidNamespace: a namespace field named and left blank is answered
