@@ -462,6 +462,6 @@ func (e *Engine) fireFunctionsAvailable() {
 			all = payload(nil)
 			data = all
 		}
-		e.inv.Invoke(&invocation.Request{FunctionID: t.FunctionID, Data: data, Metadata: t.Metadata, Void: true}, nil)
+		e.inv.Invoke(&invocation.Request{FunctionID: t.FunctionID, Namespace: t.Namespace, Data: data, Metadata: t.Metadata, Void: true}, nil)
 	}
 }

@@ -11,10 +11,12 @@ import (
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
+	"github.com/gorilla/websocket"
 
 	"github.com/sluicehq/sluice/internal/channels"
 	"github.com/sluicehq/sluice/internal/invocation"
 	"github.com/sluicehq/sluice/internal/registry"
+	"github.com/sluicehq/sluice/internal/wsconn"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -49,7 +51,7 @@ func builtin[In, Out any](fn func(ctx context.Context, req *invocation.Request, 
 // no worker can register it (see registry.RegisterFunction).
 func (e *Engine) addBuiltin(id string, fn invocation.Builtin, async bool) {
 	e.self.Add(id, fn, async)
-	if _, _, err := e.reg.RegisterFunction(&registry.Function{ID: id, Owner: e.self}); err != nil {
+	if err := e.reg.RegisterFunction(&registry.Function{ID: id, Owner: e.self}); err != nil {
 		panic("builtin " + id + ": " + err.Error())
 	}
 }
@@ -112,6 +114,9 @@ type registerWorkerInput struct {
 	Telemetry   jsontext.Value `json:"telemetry"`
 	PID         *int64         `json:"pid"`
 	Isolation   jsontext.Value `json:"isolation"`
+	// Namespace (SDKs from 0.23): where the connection registers; absent
+	// (or null) is the default namespace.
+	Namespace *string `json:"namespace"`
 }
 
 func (e *Engine) registerWorkerMetadata(_ context.Context, req *invocation.Request, in registerWorkerInput) (any, *wire.ErrorBody) {
@@ -119,13 +124,44 @@ func (e *Engine) registerWorkerMetadata(_ context.Context, req *invocation.Reque
 	if id == "" {
 		id = req.CallerWorkerID
 	}
+	if wire.BlankNamespace(in.Namespace) {
+		return nil, &wire.ErrorBody{Code: wire.CodeInvalidNamespace, Message: "namespace is empty: worker " +
+			quote(sanitizeLabel(deref(in.Name))) + " declared " + quote(*in.Namespace) + ". Give it a name, or omit the field to register in 'default'."}
+	}
+	// Only a connection may declare its own namespace.
+	var conn *workerConn
+	if id == req.CallerWorkerID {
+		e.mu.RLock()
+		conn = e.conns[id]
+		e.mu.RUnlock()
+	}
+	ns := wire.NamespaceOf(in.Namespace)
+	if conn != nil {
+		if fixed, ok := conn.fixedNamespace(); ok && fixed != ns {
+			// Settled by the grace timer already: lease, metadata and
+			// functions stay in one namespace.
+			e.log.Warn("late engine::workers::register: the connection's namespace is already fixed", "worker_id", id,
+				"declared", ns, "fixed", fixed)
+			ns = fixed
+		}
+	}
+	name := sanitizeLabel(deref(in.Name))
+	var conflict *registry.ConflictError
+	if err := e.reg.ClaimName(id, ns, in.Namespace != nil, name); errors.As(err, &conflict) {
+		e.log.Warn("worker registration refused: the name is held by a live worker in this namespace", "worker_id", id,
+			"name", name, "namespace", ns, "owner_worker_id", conflict.Owner)
+		if conn != nil {
+			conn.sendRejected(wire.EncodeWorkerRejected(wsconn.Buffer(), ns, name, conflict.Owner))
+			conn.conn.Close(websocket.ClosePolicyViolation, "worker name "+name+" is held by a live worker in namespace "+ns)
+		}
+		return map[string]bool{"success": false}, nil
+	}
 	ok := e.reg.UpdateWorker(id, func(w *registry.Worker) {
 		w.Runtime = "unknown"
 		if in.Runtime != nil && *in.Runtime != "" {
 			w.Runtime = *in.Runtime
 		}
 		w.Version = deref(in.Version)
-		w.Name = sanitizeLabel(deref(in.Name))
 		w.Description = sanitizeLabel(deref(in.Description))
 		w.OS = deref(in.OS)
 		w.Telemetry = in.Telemetry
@@ -137,8 +173,11 @@ func (e *Engine) registerWorkerMetadata(_ context.Context, req *invocation.Reque
 	if !ok {
 		return nil, &wire.ErrorBody{Code: wire.CodeNotFound, Message: "no connected worker with id " + quote(id)}
 	}
+	if conn != nil {
+		ns = conn.resolveNamespace(ns)
+	}
 	if w, ok := e.reg.Worker(id); ok {
-		e.log.Info("worker registered", "worker_id", id, "name", w.Name, "runtime", w.Runtime, "version", w.Version)
+		e.log.Info("worker registered", "worker_id", id, "name", w.Name, "runtime", w.Runtime, "version", w.Version, "namespace", ns)
 	}
 	e.fireWorkersAvailable("worker_metadata_updated", id)
 	return map[string]bool{"success": true}, nil

@@ -51,6 +51,11 @@ type Config struct {
 	// WorkerIdleTimeout disconnects a worker from which nothing (not even
 	// a pong to the engine's pings) arrived for this long; 0 disables it.
 	WorkerIdleTimeout time.Duration `yaml:"worker_idle_timeout"`
+	// RegistrationNamespaceGrace is how long a connection that has not yet
+	// declared its namespace (engine::workers::register) may keep a
+	// registration that conflicts in the default namespace on hold before
+	// the engine settles it there (docs/protocol.md#namespaces).
+	RegistrationNamespaceGrace time.Duration `yaml:"registration_namespace_grace"`
 	// Channels configures channel pipes.
 	Channels ChannelsConfig `yaml:"channels"`
 	// HTTP configures HTTP triggers.
@@ -252,9 +257,10 @@ func DefaultConfig() Config {
 		ShutdownTimeout: 10 * time.Second,
 		MaxIDLength:     registry.DefaultMaxIDLength,
 
-		MaxPendingBytesPerWorker: 32 << 20,
-		InvocationTimeout:        30 * time.Second,
-		WorkerIdleTimeout:        60 * time.Second,
+		MaxPendingBytesPerWorker:   32 << 20,
+		InvocationTimeout:          30 * time.Second,
+		WorkerIdleTimeout:          60 * time.Second,
+		RegistrationNamespaceGrace: 5 * time.Second,
 		Channels: ChannelsConfig{
 			DefaultBuffer:       64,
 			MaxBuffer:           1024,
@@ -354,6 +360,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: invocation_timeout must not be negative (0 disables it)")
 	case c.WorkerIdleTimeout < 0 || c.WorkerIdleTimeout > 0 && c.WorkerIdleTimeout < 100*time.Millisecond:
 		return fmt.Errorf("config: worker_idle_timeout must be 0 (off) or at least 100ms")
+	case c.RegistrationNamespaceGrace < 10*time.Millisecond || c.RegistrationNamespaceGrace > time.Minute:
+		return fmt.Errorf("config: registration_namespace_grace must be between 10ms and 1m")
 	case c.DataDir == "":
 		return fmt.Errorf("config: data_dir must not be empty (use %q for no files)", DataDirMemory)
 	case c.DataSync != "normal" && c.DataSync != "full":

@@ -36,6 +36,7 @@ type workerConn struct {
 
 	dropReason atomic.Pointer[string] // why the engine cut the socket, if it did
 	congested  atomic.Bool            // calls to it fail with worker_congested
+	nsState    connNamespace          // namespace.go
 	// Owned by the heartbeat goroutine (heartbeat.go).
 	hbRead  uint64    // BytesRead at the last check
 	hbHeard time.Time // when BytesRead last moved
@@ -113,6 +114,7 @@ func (w *workerConn) Deliver(req *invocation.Request) error {
 		Type:         wire.TypeInvokeFunction,
 		InvocationID: req.InvocationID,
 		FunctionID:   w.localFunctionID(req.FunctionID),
+		Namespace:    nsField(req.Namespace),
 		Data:         data,
 		Traceparent:  req.Traceparent,
 		Baggage:      req.Baggage,
@@ -315,28 +317,9 @@ func (w *workerConn) handle(m *wire.Message, batch *wsconn.Batch) {
 			Value: m.Result, Err: m.Error, Traceparent: m.Traceparent, Baggage: m.Baggage, Batch: batch}) {
 			w.log.Debug("result for unknown invocation ignored", "invocation_id", m.InvocationID)
 		}
-	case wire.TypeRegisterFunction:
-		w.registerFunction(m)
-	case wire.TypeUnregisterFunction:
-		if e.reg.UnregisterFunction(w.engineFunctionID(m.ID), w) {
-			w.log.Info("function unregistered", "function_id", m.ID)
-			e.functionsChanged()
-		} else if f, ok := e.reg.Function(m.ID); ok && registry.IsEngine(f.Owner) {
-			w.log.Warn("unregisterfunction of an engine function ignored", "function_id", m.ID)
-		}
-	case wire.TypeRegisterTriggerType:
-		e.registerWorkerTriggerType(w, m)
-	case wire.TypeUnregisterTriggerType:
-		if e.reg.UnregisterTriggerType(m.ID, w) {
-			w.log.Info("trigger type unregistered", "trigger_type", m.ID)
-		}
-	case wire.TypeRegisterTrigger:
-		e.registerTrigger(w, m)
-	case wire.TypeUnregisterTrigger:
-		// The protocol has no answer to unregistertrigger; the log says why.
-		if _, err := e.unregisterTrigger(w.engineTriggerID(m.ID), &w.id); err != nil {
-			w.log.Warn("unregistertrigger refused", "trigger_id", registry.ShortID(m.ID), "err", err)
-		}
+	case wire.TypeRegisterFunction, wire.TypeUnregisterFunction, wire.TypeRegisterTriggerType,
+		wire.TypeUnregisterTriggerType, wire.TypeRegisterTrigger, wire.TypeUnregisterTrigger:
+		w.handleRegistration(m)
 	case wire.TypeTriggerRegistrationResult:
 		e.triggerRegistrationResult(w, m)
 	case wire.TypeReattach:
@@ -354,6 +337,14 @@ func (w *workerConn) handleInvoke(m *wire.Message, batch *wsconn.Batch) {
 		return
 	}
 	callerID, fnID := m.InvocationID, m.FunctionID
+	if wire.BlankNamespace(m.Namespace) {
+		if callerID != "" && !m.Action.IsVoid() {
+			w.reply(callerID, fnID, invocation.Result{Err: wire.ErrInvalidNamespace("namespace"), Batch: batch})
+		} else {
+			w.log.Warn("invokefunction with an empty namespace dropped", "function_id", registry.ShortID(fnID))
+		}
+		return
+	}
 	if m.Action.IsEnqueue() {
 		w.e.enqueueFromWorker(w, m)
 		return
@@ -361,6 +352,7 @@ func (w *workerConn) handleInvoke(m *wire.Message, batch *wsconn.Batch) {
 	req := &invocation.Request{
 		InvocationID:   callerID,
 		FunctionID:     fnID,
+		Namespace:      nsOf(m.Namespace),
 		Data:           m.Data,
 		Metadata:       m.Metadata,
 		Traceparent:    m.Traceparent,
@@ -409,39 +401,21 @@ func (w *workerConn) reply(invocationID, functionID string, res invocation.Resul
 	}
 }
 
-func (w *workerConn) registerFunction(m *wire.Message) {
-	if m.ID == "" {
-		w.log.Warn("registerfunction without id ignored")
-		return
+// nsOf is the invocation namespace a wire field names ("" = default).
+func nsOf(ns *string) string {
+	if ns == nil || *ns == wire.DefaultNamespace {
+		return ""
 	}
-	if len(m.Invocation) > 0 {
-		w.log.Warn("HTTP-invoked functions are not supported by this engine; registration ignored", "function_id", registry.ShortID(m.ID))
-		return
+	return *ns
+}
+
+// nsField is the namespace field of a message sent to a worker: absent for
+// the default namespace, which every SDK before 0.23 knows without it.
+func nsField(ns string) *string {
+	if ns == "" || ns == wire.DefaultNamespace {
+		return nil
 	}
-	if w.sess != nil && !w.admitFunction(m) {
-		return
-	}
-	f := &registry.Function{
-		ID: m.ID, Owner: w, Description: m.Description,
-		RequestFormat: m.RequestFormat, ResponseFormat: m.ResponseFormat, Metadata: m.Metadata,
-	}
-	prev, replaced, err := w.e.reg.RegisterFunction(f)
-	if err != nil {
-		w.log.Warn("registerfunction refused", "function_id", registry.ShortID(m.ID), "err", err)
-		if errors.Is(err, registry.ErrReserved) {
-			// The SDKs from 0.23 log this and stop serving the id; the
-			// 0.22.1 ones ignore it. No other code is safe to send: the
-			// Python and Rust SDKs treat unknown codes as fatal.
-			_ = w.conn.SendIn(w.e.ctx, nil, wsconn.Text, wire.EncodeFunctionRejected(wsconn.Buffer(), m.ID, ""), wsconn.Recycle)
-		}
-		return
-	}
-	if replaced {
-		w.log.Warn("function taken over from another worker (last registration wins)", "function_id", m.ID, "previous_worker_id", prev)
-	} else {
-		w.log.Info("function registered", "function_id", m.ID)
-	}
-	w.e.functionsChanged()
+	return &ns
 }
 
 // reattach lets a reconnected worker evict its previous, half-open
@@ -474,6 +448,7 @@ func (w *workerConn) reattach(m *wire.Message) {
 func (w *workerConn) close(reason string) {
 	w.cleanup.Do(func() {
 		e := w.e
+		w.closeNamespace()
 		w.conn.Abort()
 		e.mu.Lock()
 		delete(e.conns, w.id)
@@ -483,12 +458,13 @@ func (w *workerConn) close(reason string) {
 		// its Deliver (the socket is aborted) and is answered the same way.
 		meta, _ := e.reg.Worker(w.id) // for the log line: RemoveWorker drops it
 		rel := e.reg.RemoveWorker(w)
+		e.logPromoted(rel.Promoted...)
 		halted := e.inv.Pending().HaltExecutor(w.id, wire.ErrInvocationStopped())
 		for _, rt := range rel.Triggers {
 			e.detachTrigger(rt.Trigger, rt.Provider, w)
 		}
 		e.hub.ReleaseOwner(w.id) // its channels that no end connected to yet
-		if len(rel.Functions) > 0 {
+		if len(rel.Functions)+len(rel.Promoted) > 0 {
 			e.functionsChanged()
 		}
 		w.log.Info("worker disconnected", "name", meta.Name, "runtime", meta.Runtime, "version", meta.Version, "reason", reason, "functions_released", len(rel.Functions),

@@ -23,6 +23,7 @@ type functionsFilter struct {
 
 type functionSummary struct {
 	FunctionID  string         `json:"function_id"`
+	Namespace   string         `json:"namespace"`
 	WorkerName  string         `json:"worker_name"`
 	Description string         `json:"description,omitzero"`
 	Metadata    jsontext.Value `json:"metadata,omitzero"`
@@ -36,6 +37,7 @@ type triggerRef struct {
 
 type functionDetail struct {
 	FunctionID         string         `json:"function_id"`
+	Namespace          string         `json:"namespace"`
 	WorkerName         string         `json:"worker_name"`
 	Description        string         `json:"description,omitzero"`
 	RequestSchema      jsontext.Value `json:"request_schema,omitzero"`
@@ -96,7 +98,7 @@ func (e *Engine) listFunctions(in functionsFilter, visible func(*registry.Functi
 		if search != "" && !strings.Contains(strings.ToLower(f.ID), search) && !strings.Contains(strings.ToLower(f.Description), search) {
 			continue
 		}
-		out = append(out, functionSummary{FunctionID: f.ID, WorkerName: name, Description: f.Description, Metadata: f.Metadata})
+		out = append(out, functionSummary{FunctionID: f.ID, Namespace: f.Namespace, WorkerName: name, Description: f.Description, Metadata: f.Metadata})
 	}
 	if search != "" { // id hits first, then description-only hits
 		idHit := func(s functionSummary) string {
@@ -124,6 +126,7 @@ func contains(list []string, s string) bool {
 
 func (e *Engine) functionDetail(f *registry.Function) functionDetail {
 	d := functionDetail{
+		Namespace:  f.Namespace,
 		FunctionID: f.ID, WorkerName: e.workerName(ownerOf(f.Owner), f.ID), Description: f.Description,
 		RequestSchema: f.RequestFormat, ResponseSchema: f.ResponseFormat, Metadata: f.Metadata,
 		RegisteredTriggers: []triggerRef{},
@@ -139,6 +142,34 @@ func (e *Engine) functionDetail(f *registry.Function) functionDetail {
 type functionsInfoInput struct {
 	FunctionID  string   `json:"function_id"`
 	FunctionIDs []string `json:"function_ids"`
+	// Namespace, when set, is the only one looked in; absent: default,
+	// else the one namespace holding the id (several: ambiguous).
+	Namespace *string `json:"namespace"`
+}
+
+// lookupFunction resolves an introspection lookup (see functionsInfoInput).
+func (e *Engine) lookupFunction(id string, ns *string) (*registry.Function, *wire.ErrorBody) {
+	if ns != nil {
+		if f, ok := e.reg.FunctionIn(*ns, id); ok {
+			return f, nil
+		}
+		return nil, &wire.ErrorBody{Code: wire.CodeNotFound, Message: wire.ErrFunctionNotFoundIn(id, *ns, e.reg.NamespacesOf(id)).Message}
+	}
+	if f, ok := e.reg.Function(id); ok {
+		return f, nil
+	}
+	switch nss := e.reg.NamespacesOf(id); len(nss) {
+	case 0:
+		return nil, &wire.ErrorBody{Code: wire.CodeNotFound, Message: "Function '" + id + "' is not registered."}
+	case 1:
+		if f, ok := e.reg.FunctionIn(nss[0], id); ok {
+			return f, nil
+		}
+		return nil, &wire.ErrorBody{Code: wire.CodeNotFound, Message: "Function '" + id + "' is not registered."}
+	default:
+		return nil, &wire.ErrorBody{Code: wire.CodeNotFound, Message: "Function '" + id + "' is ambiguous: it is registered in namespace(s): " +
+			strings.Join(nss, ", ") + ". Pass `namespace` to select one."}
+	}
 }
 
 type functionLookupError struct {
@@ -154,18 +185,20 @@ func (e *Engine) functionsInfo(_ context.Context, req *invocation.Request, in fu
 	case len(in.FunctionIDs) > 32:
 		return nil, &wire.ErrorBody{Code: wire.CodeInvalidArguments, Message: "function_ids takes at most 32 ids"}
 	case in.FunctionID != "":
-		f, ok := e.reg.Function(in.FunctionID)
-		if ok && visible != nil && !visible(f) {
+		f, errBody := e.lookupFunction(in.FunctionID, in.Namespace)
+		if f != nil && visible != nil && !visible(f) {
 			return nil, &wire.ErrorBody{Code: wire.CodeForbidden, Message: "function '" + in.FunctionID + "' not allowed"}
 		}
-		if !ok {
-			return nil, &wire.ErrorBody{Code: wire.CodeNotFound, Message: "Function '" + in.FunctionID + "' is not registered."}
+		if errBody != nil {
+			return nil, errBody
 		}
 		return e.functionDetail(f), nil
 	}
 	out := make([]any, 0, len(in.FunctionIDs))
 	for _, id := range in.FunctionIDs {
-		if f, ok := e.reg.Function(id); ok && visible != nil && !visible(f) {
+		f, errBody := e.lookupFunction(id, in.Namespace)
+		ok := errBody == nil
+		if ok && visible != nil && !visible(f) {
 			out = append(out, functionLookupError{FunctionID: id, Error: "forbidden"})
 		} else if ok {
 			out = append(out, e.functionDetail(f))
@@ -183,6 +216,7 @@ type workerSummary struct {
 	Description       *string        `json:"description"`
 	Version           *string        `json:"version"`
 	ID                string         `json:"id"`
+	Namespace         string         `json:"namespace"`
 	Runtime           *string        `json:"runtime"`
 	OS                *string        `json:"os"`
 	Status            string         `json:"status"`
@@ -206,7 +240,7 @@ func (e *Engine) summarizeWorker(w registry.Worker) workerSummary {
 		iso = wire.Null
 	}
 	return workerSummary{
-		Name: optional(w.Name), Description: optional(w.Description), Version: optional(w.Version), ID: w.ID,
+		Name: optional(w.Name), Description: optional(w.Description), Version: optional(w.Version), ID: w.ID, Namespace: orDefault(w.Namespace),
 		Runtime: optional(w.Runtime), OS: optional(w.OS), Status: "connected",
 		FunctionCount: e.reg.WorkerFunctionCount(w.ID), ConnectedAtMS: w.ConnectedAt.UnixMilli(),
 		ActiveInvocations: e.inv.Pending().CountFor(w.ID), Isolation: iso, IPAddress: optional(w.IPAddress),
@@ -216,7 +250,7 @@ func (e *Engine) summarizeWorker(w registry.Worker) workerSummary {
 func (e *Engine) engineWorkerSummary() workerSummary {
 	name, runtime, version := engineWorkerName, "engine", Version
 	return workerSummary{
-		Name: &name, Version: &version, ID: engineWorkerName, Runtime: &runtime, Status: "available",
+		Name: &name, Version: &version, ID: engineWorkerName, Namespace: wire.DefaultNamespace, Runtime: &runtime, Status: "available",
 		FunctionCount: e.reg.WorkerFunctionCount(""), Isolation: jsontext.Value(`"in-process"`),
 	}
 }
@@ -255,11 +289,14 @@ func (e *Engine) workersList(_ context.Context, _ *invocation.Request, in worker
 
 type workersInfoInput struct {
 	Name string `json:"name"`
+	// Namespace, when set, restricts the lookup to workers in it (a name
+	// is unique only within a namespace).
+	Namespace *string `json:"namespace"`
 }
 
 func (e *Engine) workersInfo(_ context.Context, _ *invocation.Request, in workersInfoInput) (any, *wire.ErrorBody) {
 	for _, w := range e.reg.Workers() {
-		if w.Name != in.Name && w.ID != in.Name {
+		if w.Name != in.Name && w.ID != in.Name || in.Namespace != nil && orDefault(w.Namespace) != *in.Namespace {
 			continue
 		}
 		s := e.summarizeWorker(w)
@@ -274,7 +311,7 @@ func (e *Engine) workersInfo(_ context.Context, _ *invocation.Request, in worker
 		var fns []functionSummary
 		for _, f := range e.reg.Functions() {
 			if ownerOf(f.Owner) == w.ID {
-				fns = append(fns, functionSummary{FunctionID: f.ID, WorkerName: e.workerName(w.ID, f.ID), Description: f.Description, Metadata: f.Metadata})
+				fns = append(fns, functionSummary{FunctionID: f.ID, Namespace: f.Namespace, WorkerName: e.workerName(w.ID, f.ID), Description: f.Description, Metadata: f.Metadata})
 			}
 		}
 		var types []triggerTypeSummary

@@ -272,8 +272,9 @@ func TestReconnectKeepsRegistrations(t *testing.T) {
 	// One socket's messages are handled in order: once this call on fresh
 	// is answered, its registrations have been processed.
 	fresh.callSkipping("sync", wire.FnFunctionsList, `{}`)
-	if f, ok := e.reg.Function("f::kept"); !ok || f.Owner.OwnerID() != fresh.id {
-		t.Fatal("fresh connection did not take over f::kept")
+	// The live owner keeps the id (upstream's rule); fresh is its standby.
+	if f, ok := e.reg.Function("f::kept"); !ok || f.Owner.OwnerID() != old.id {
+		t.Fatal("a second live worker took f::kept over")
 	}
 	old.ws.Close()
 	<-old.end
@@ -284,7 +285,7 @@ func TestReconnectKeepsRegistrations(t *testing.T) {
 		return strings.Contains(string(m.Data), old.id) && strings.Contains(string(m.Data), "worker_disconnected")
 	})
 	if f, ok := e.reg.Function("f::kept"); !ok || f.Owner.OwnerID() != fresh.id {
-		t.Fatal("old connection's cleanup removed the re-registered function")
+		t.Fatal("the standby did not take f::kept over when the old connection ended")
 	}
 	if tr, ok := e.reg.Trigger("t-1"); !ok || tr.Owner != fresh.id {
 		t.Fatal("old connection's cleanup removed the re-registered trigger")

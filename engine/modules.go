@@ -163,8 +163,13 @@ const moduleCallTimeout = 5 * time.Minute
 
 // callAndWait invokes a function as the engine and waits for its answer.
 func (e *Engine) callAndWait(fnID string, data, metadata jsontext.Value) (jsontext.Value, *wire.ErrorBody) {
+	return e.callAndWaitIn("", fnID, data, metadata)
+}
+
+// callAndWaitIn is callAndWait in namespace ns ("" is the default one).
+func (e *Engine) callAndWaitIn(ns, fnID string, data, metadata jsontext.Value) (jsontext.Value, *wire.ErrorBody) {
 	ch := make(chan invocation.Result, 1)
-	e.inv.Invoke(&invocation.Request{FunctionID: fnID, Data: data, Metadata: metadata}, func(r invocation.Result) {
+	e.inv.Invoke(&invocation.Request{FunctionID: fnID, Namespace: ns, Data: data, Metadata: metadata}, func(r invocation.Result) {
 		// The value may live in the executor's read buffer: copy it.
 		ch <- invocation.Result{Value: bytes.Clone(r.Value), Err: r.Err}
 	})
@@ -187,7 +192,7 @@ func (e *Engine) conditionPasses(part, conditionID string, t *registry.Trigger, 
 	if conditionID == "" {
 		return true
 	}
-	v, errBody := e.callAndWait(conditionID, data, nil)
+	v, errBody := e.callAndWaitIn(t.Namespace, conditionID, data, nil)
 	if errBody != nil {
 		e.log.Warn("trigger condition failed; handler skipped", "part", part, "trigger_id", t.ID,
 			"condition_function_id", conditionID, "code", errBody.Code, "message", errBody.Message)
@@ -202,7 +207,7 @@ func (e *Engine) runTrigger(ctx context.Context, part, conditionID string, t *re
 	if ctx.Err() != nil || !e.conditionPasses(part, conditionID, t, data) {
 		return
 	}
-	if _, errBody := e.callAndWait(t.FunctionID, data, t.Metadata); errBody != nil {
+	if _, errBody := e.callAndWaitIn(t.Namespace, t.FunctionID, data, t.Metadata); errBody != nil {
 		e.log.Warn("trigger handler failed", "part", part, "trigger_id", t.ID, "function_id", t.FunctionID,
 			"code", errBody.Code, "message", errBody.Message)
 	}

@@ -427,6 +427,13 @@ func (e *Engine) enqueueFromWorker(w *workerConn, m *wire.Message) {
 			w.reply(callerID, fnID, res)
 		}
 	}
+	if ns := nsOf(m.Namespace); ns != "" {
+		// Jobs name their function without a namespace: a job for a
+		// namespaced function would wait forever for it in default.
+		answer(invocation.Result{Err: enqueueError("queues serve the default namespace only; " + quote(fnID) +
+			" was enqueued for namespace " + quote(ns))})
+		return
+	}
 	// m.Data points into the reader's buffer: copy before going async.
 	j, errBody := e.queues.prepare(m.Action.Queue, fnID, append([]byte(nil), wire.DataOrNull(m.Data)...), "", tp, bg)
 	if errBody != nil {

@@ -262,7 +262,7 @@ func (h *streamHub) joinLeave(p *moduleTriggers[struct{}], c *streamClient, s *s
 	data, _ := json.Marshal(map[string]any{"subscription_id": s.id, "stream_name": s.name, "group_id": s.group, "id": s.item, "context": ctx})
 	ok := true
 	for _, mt := range list {
-		v, errBody := h.e.callAndWait(mt.t.FunctionID, data, mt.t.Metadata)
+		v, errBody := h.e.callAndWaitIn(mt.t.Namespace, mt.t.FunctionID, data, mt.t.Metadata)
 		if errBody != nil {
 			h.e.log.Warn("stream join/leave handler failed", "trigger_id", mt.t.ID, "function_id", mt.t.FunctionID, "code", errBody.Code)
 			continue

@@ -48,44 +48,80 @@ func (e *Engine) registerEngineTriggerTypes() {
 	e.addEngineTriggerType(wire.TriggerTypeFunctionsAvailable, "Fired when the set of registered functions changes", acceptAll{})
 }
 
-func (e *Engine) registerWorkerTriggerType(w *workerConn, m *wire.Message) {
+func (e *Engine) registerWorkerTriggerType(w *workerConn, m *wire.Message, ns string) {
 	if m.ID == "" {
 		w.log.Warn("registertriggertype without id ignored")
 		return
+	}
+	if wire.BlankNamespace(m.Namespace) {
+		// The protocol has no answer to registertriggertype; the log says why.
+		w.log.Warn("registertriggertype refused", "trigger_type", registry.ShortID(m.ID), "err", wire.ErrInvalidNamespace("namespace").Message)
+		return
+	}
+	if m.Namespace != nil {
+		ns = *m.Namespace
 	}
 	if w.sess != nil && !w.admitTriggerType(m) {
 		return
 	}
 	tt := &registry.TriggerType{
-		ID: m.ID, Description: m.Description, Provider: w,
+		ID: m.ID, Namespace: ns, Description: m.Description, Provider: w,
 		TriggerRequestFormat: m.TriggerRequestFormat, CallRequestFormat: m.CallRequestFormat,
 	}
-	bindings, err := e.reg.RegisterTriggerType(tt)
+	moved, err := e.reg.RegisterTriggerType(tt)
 	if err != nil {
-		// The protocol has no answer to registertriggertype; the log says why.
-		w.log.Warn("registertriggertype refused", "trigger_type", registry.ShortID(m.ID), "err", err)
+		w.log.Warn("registertriggertype refused", "trigger_type", registry.ShortID(m.ID), "namespace", ns, "err", err)
 		return
 	}
-	w.log.Info("trigger type registered", "trigger_type", m.ID, "bindings", len(bindings))
-	for _, t := range bindings {
-		e.activate(t, tt, nil)
+	w.log.Info("trigger type registered", "trigger_type", m.ID, "namespace", ns, "bindings", len(moved))
+	for _, mv := range moved {
+		if mv.From != nil && mv.From != tt && mv.Trigger.Active {
+			e.detachTrigger(mv.Trigger, mv.From, nil)
+		}
+		e.activate(mv.Trigger, tt, nil)
 	}
 }
 
-func (e *Engine) registerTrigger(w *workerConn, m *wire.Message) {
+// registerTrigger handles registertrigger from w, whose connection is in
+// namespace ns. When tentative (ns not yet declared), a binding id held by
+// another worker is reported held instead of refused.
+func (e *Engine) registerTrigger(w *workerConn, m *wire.Message, ns string, tentative bool) (held bool) {
 	if m.ID == "" || m.TriggerType == "" || m.FunctionID == "" {
 		w.log.Warn("registertrigger needs id, trigger_type and function_id; ignored", "id", registry.ShortID(m.ID),
 			"trigger_type", registry.ShortID(m.TriggerType), "function_id", registry.ShortID(m.FunctionID))
 		if m.ID != "" {
 			w.refuseTrigger(m, &wire.ErrorBody{Code: wire.CodeTriggerRegistration, Message: "registertrigger needs id, trigger_type and function_id"})
 		}
-		return
+		return false
+	}
+	for _, f := range [...]struct {
+		name  string
+		value *string
+	}{{"namespace", m.Namespace}, {"trigger_namespace", m.TriggerNamespace}} {
+		if wire.BlankNamespace(f.value) {
+			w.refuseTrigger(m, wire.ErrInvalidNamespace(f.name))
+			return false
+		}
 	}
 	if w.sess != nil && !w.admitTrigger(m) {
-		return
+		return false
 	}
-	t := &registry.Trigger{ID: m.ID, Type: m.TriggerType, FunctionID: m.FunctionID, Config: m.Config, Metadata: m.Metadata, Owner: w.id}
+	t := &registry.Trigger{ID: m.ID, Type: m.TriggerType, FunctionID: m.FunctionID, Config: m.Config, Metadata: m.Metadata, Owner: w.id,
+		Namespace: wire.NamespaceOf(m.Namespace), ConnNamespace: ns}
+	if m.TriggerNamespace != nil {
+		t.TriggerNamespace = *m.TriggerNamespace
+	}
+	if tentative {
+		if cur, ok := e.reg.Trigger(t.ID); ok && cur.Holder() != t.Holder() {
+			// Refused without telling the worker yet; the registry keeps
+			// the claim (a reconnected worker's replay takes the binding
+			// over when its old connection ends).
+			_, _, _ = e.reg.PutTrigger(t)
+			return true
+		}
+	}
 	e.putTrigger(t, w)
+	return false
 }
 
 // refuseTrigger answers a registertrigger with triggerregistrationresult
@@ -122,7 +158,7 @@ func (e *Engine) putTrigger(t *registry.Trigger, registrant *workerConn) *wire.E
 		return body
 	}
 	if replaced != nil && replaced.Active {
-		if oldTT, ok := e.reg.TriggerType(replaced.Type); ok {
+		if oldTT, ok := e.reg.ProviderOf(replaced); ok {
 			e.detachTrigger(replaced, oldTT, nil)
 		}
 	}
@@ -192,7 +228,7 @@ func (e *Engine) triggerRegistrationResult(w *workerConn, m *wire.Message) {
 	if !ok {
 		return
 	}
-	if tt, ok := e.reg.TriggerType(t.Type); !ok || tt.Provider != w {
+	if tt, ok := e.reg.ProviderOf(t); !ok || tt.Provider != w {
 		return // only the current provider may accept or reject a binding
 	}
 	e.regWaitMu.Lock()
@@ -222,7 +258,7 @@ func (e *Engine) fire(triggerType string, data jsontext.Value) {
 		if !t.Active {
 			continue
 		}
-		e.inv.Invoke(&invocation.Request{FunctionID: t.FunctionID, Data: data, Metadata: t.Metadata, Void: true}, nil)
+		e.inv.Invoke(&invocation.Request{FunctionID: t.FunctionID, Namespace: t.Namespace, Data: data, Metadata: t.Metadata, Void: true}, nil)
 	}
 }
 

@@ -97,11 +97,28 @@ build_rust() {
   printf '%s' "$want" >"$bin.sluice-stamp"
 }
 
+# The namespace worker (rust/src/bin/ns_worker.rs, interop/namespaces_test.go):
+# a binary of its own with its own stamp, so the main worker's stamp (which
+# the Go tests compare) and binary stay as they are.
+build_rust_ns() {
+  local bin=rust/target/debug/ns_worker want cargo
+  want="$(cd rust && export LC_ALL=C && hash_of Cargo.toml Cargo.lock src/bin/ns_worker.rs)"
+  if [[ "${SETUP_FORCE:-}" != 1 && -x "$bin" && -f "$bin.sluice-stamp" && "$(cat "$bin.sluice-stamp")" == "$want" ]]; then
+    return
+  fi
+  cargo="$(bash "$here/find_cargo.sh")" || return 1
+  [[ -n "$cargo" ]] || return 0
+  log "cargo build --locked --bin ns_worker in rust/"
+  rm -f "$bin.sluice-stamp"
+  (cd rust && CARGO_TARGET_DIR="$here/rust/target" "$cargo" build --locked --quiet --bin ns_worker)
+  printf '%s' "$want" >"$bin.sluice-stamp"
+}
+
 # The two venvs install in parallel (pip is mostly waiting on I/O), and the
 # Rust build (CPU) alongside them.
 make_venv .venv python/requirements.txt & p1=$!
 make_venv .venv-seed python-seed/requirements.txt & p2=$!
-build_rust & p3=$!
+{ build_rust && build_rust_ns; } & p3=$!
 rc=0
 wait "$p1" || rc=1
 wait "$p2" || rc=1

@@ -1,5 +1,7 @@
 package wire
 
+import "strings"
+
 // Error codes carried in ErrorBody.Code.
 const (
 	CodeInvocationFailed     = "invocation_failed"
@@ -31,6 +33,21 @@ const (
 // ErrFunctionNotFound is the engine's answer for an unknown function id.
 func ErrFunctionNotFound(id string) *ErrorBody {
 	return &ErrorBody{Code: CodeFunctionNotFound, Message: "Function " + id + " not found"}
+}
+
+// ErrFunctionNotFoundIn is function_not_found for a lookup in namespace
+// ns; elsewhere lists the namespaces where the id does exist. Lookups in
+// the default namespace that find it nowhere else keep the plain message
+// every older SDK user knows.
+func ErrFunctionNotFoundIn(id, ns string, elsewhere []string) *ErrorBody {
+	if ns == DefaultNamespace && len(elsewhere) == 0 {
+		return ErrFunctionNotFound(id)
+	}
+	msg := "Function " + id + " not found in namespace " + ns + "."
+	if len(elsewhere) > 0 {
+		msg += " It is registered in namespace(s): " + strings.Join(elsewhere, ", ") + "."
+	}
+	return &ErrorBody{Code: CodeFunctionNotFound, Message: msg}
 }
 
 // ErrInvocationStopped is sent when the connection that owed a result ends.

@@ -49,6 +49,8 @@ const (
 	fPreviousWorkerID
 	fName
 	fParentServiceID
+	fNamespace
+	fTriggerNamespace
 	fUnknown
 )
 
@@ -103,6 +105,10 @@ func fieldOf(key []byte) int {
 		return fName
 	case "parent_service_id":
 		return fParentServiceID
+	case "namespace":
+		return fNamespace
+	case "trigger_namespace":
+		return fTriggerNamespace
 	}
 	return fUnknown
 }
@@ -242,6 +248,21 @@ func (d *fastDecoder) str(dst *string, intern bool) bool {
 	return true
 }
 
+// optStr decodes an optional string field: null is absent (nil).
+func (d *fastDecoder) optStr(dst **string) bool {
+	if d.literalNull() {
+		*dst = nil
+		return true
+	}
+	s, ok := d.plainString()
+	if !ok {
+		return false
+	}
+	v := string(s)
+	*dst = &v
+	return true
+}
+
 // raw decodes a raw value field: any valid JSON value, kept as is.
 func (d *fastDecoder) raw(dst *jsontext.Value) bool {
 	end, ok := skipValue(d.b, d.i, 0)
@@ -365,6 +386,10 @@ func (d *fastDecoder) message(m *Message) bool {
 			ok = d.str(&m.Name, false)
 		case fParentServiceID:
 			ok = d.str(&m.ParentServiceID, false)
+		case fNamespace:
+			ok = d.optStr(&m.Namespace)
+		case fTriggerNamespace:
+			ok = d.optStr(&m.TriggerNamespace)
 		default:
 			return -1, d.skip()
 		}
@@ -653,6 +678,14 @@ func encodeFast(dst []byte, m *Message) ([]byte, bool) {
 	e.str(`,"previous_worker_id":`, m.PreviousWorkerID)
 	e.str(`,"name":`, m.Name)
 	e.str(`,"parent_service_id":`, m.ParentServiceID)
+	if m.Namespace != nil {
+		e.b = append(e.b, `,"namespace":`...)
+		e.b = appendString(e.b, *m.Namespace, &e.ok)
+	}
+	if m.TriggerNamespace != nil {
+		e.b = append(e.b, `,"trigger_namespace":`...)
+		e.b = appendString(e.b, *m.TriggerNamespace, &e.ok)
+	}
 	e.b = append(e.b, '}')
 	return e.b, e.ok
 }

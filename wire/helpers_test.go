@@ -61,7 +61,7 @@ func TestEncodeFallback(t *testing.T) {
 }
 
 func TestEncodeFunctionRejected(t *testing.T) {
-	b := EncodeFunctionRejected([]byte("x"), "engine::functions::list", "")
+	b := EncodeFunctionRejected([]byte("x"), "default", "engine::functions::list", "")
 	var got map[string]any
 	if err := json.Unmarshal(b[1:], &got); err != nil {
 		t.Fatal(err)

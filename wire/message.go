@@ -80,6 +80,16 @@ type Message struct {
 	// registerservice
 	Name            string `json:"name,omitzero"`
 	ParentServiceID string `json:"parent_service_id,omitzero"`
+
+	// Namespace (invokefunction, registertrigger, registertriggertype,
+	// unregistertriggertype): nil when absent (the default namespace, or
+	// for registertriggertype the connection's); a present empty or blank
+	// value is refused (INVALID_NAMESPACE). A JSON null reads as absent.
+	Namespace *string `json:"namespace,omitzero"`
+	// TriggerNamespace (registertrigger): where the trigger type's
+	// provider is looked up; absent means the connection's namespace, then
+	// the default one.
+	TriggerNamespace *string `json:"trigger_namespace,omitzero"`
 }
 
 // Action is the "action" of an invokefunction: absent means synchronous.

@@ -146,6 +146,7 @@ func (x *exchange) serve() {
 	resCh := make(chan invocation.Result, 1)
 	s.inv.Invoke(&invocation.Request{
 		FunctionID:  x.rt.functionID,
+		Namespace:   x.rt.namespace,
 		Data:        payload,
 		Metadata:    x.rt.metadata,
 		Traceparent: r.Header.Get("Traceparent"),

@@ -239,7 +239,7 @@ func middlewareResponse(v jsontext.Value) jsontext.Value {
 // the request's deadline. It writes the answer itself when it gives up.
 func (x *exchange) call(ctx context.Context, fn string, data []byte) (invocation.Result, bool) {
 	ch := make(chan invocation.Result, 1)
-	x.s.inv.Invoke(&invocation.Request{FunctionID: fn, Data: data, Metadata: x.rt.metadata,
+	x.s.inv.Invoke(&invocation.Request{FunctionID: fn, Namespace: x.rt.namespace, Data: data, Metadata: x.rt.metadata,
 		Traceparent: x.req.Header.Get("Traceparent"), Baggage: x.req.Header.Get("Baggage"), MinTimeout: x.s.cfg.Timeout},
 		func(r invocation.Result) { ch <- r })
 	t := time.NewTimer(time.Until(x.deadline))

@@ -21,6 +21,7 @@ type route struct {
 	triggerID  string
 	holder     string // the worker that may replace the route (registry.Trigger.Holder)
 	functionID string
+	namespace  string // where functionID, the condition and middleware resolve
 	method     string // upper case
 	apiPath    string // as registered (the payload's "path")
 	display    string // "GET /users/:id", for messages and logs
@@ -120,6 +121,7 @@ func parseTrigger(t *registry.Trigger) (*route, error) {
 		triggerID:  t.ID,
 		holder:     t.Holder(),
 		functionID: t.FunctionID,
+		namespace:  t.Namespace,
 		method:     method,
 		apiPath:    *cfg.APIPath,
 		metadata:   t.Metadata,

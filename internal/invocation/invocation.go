@@ -35,10 +35,12 @@ type Request struct {
 	// when empty.
 	InvocationID string
 	FunctionID   string
-	Data         jsontext.Value
-	Metadata     jsontext.Value
-	Traceparent  string
-	Baggage      string
+	// Namespace is where FunctionID resolves ("" is the default one).
+	Namespace   string
+	Data        jsontext.Value
+	Metadata    jsontext.Value
+	Traceparent string
+	Baggage     string
 	// CallerWorkerID is the worker that made the call ("" for the engine).
 	CallerWorkerID string
 	// Void calls are executed but nobody waits for the result.
@@ -113,7 +115,7 @@ func (l *Local) Pending() *Table { return &l.pending }
 
 // Invoke implements Invoker.
 func (l *Local) Invoke(req *Request, done Completion) {
-	fn, ok := l.reg.Function(req.FunctionID)
+	fn, ok := l.reg.FunctionIn(req.Namespace, req.FunctionID)
 	var obs observed
 	if m := l.metrics; m != nil {
 		f := m.Function(req.FunctionID, ok)
@@ -135,7 +137,7 @@ func (l *Local) Invoke(req *Request, done Completion) {
 	}
 	if !ok {
 		if !req.Void {
-			res := Result{Err: wire.ErrFunctionNotFound(req.FunctionID)}
+			res := Result{Err: l.notFound(req)}
 			obs.finish(res)
 			done(res)
 		}
@@ -166,6 +168,22 @@ func (l *Local) Invoke(req *Request, done Completion) {
 			obs.wrap(done)(Result{Err: &wire.ErrorBody{Code: wire.CodeFunctionNotInvokable, Message: "Function " + req.FunctionID + " cannot be invoked by this engine"}})
 		}
 	}
+}
+
+// notFound is the function_not_found error of req, naming the namespaces
+// where the id does exist.
+func (l *Local) notFound(req *Request) *wire.ErrorBody {
+	ns := req.Namespace
+	if ns == "" {
+		ns = wire.DefaultNamespace
+	}
+	var elsewhere []string
+	for _, other := range l.reg.NamespacesOf(req.FunctionID) {
+		if other != ns {
+			elsewhere = append(elsewhere, other)
+		}
+	}
+	return wire.ErrFunctionNotFoundIn(req.FunctionID, ns, elsewhere)
 }
 
 // observed is a non-void invocation being counted; the zero value counts

@@ -36,7 +36,7 @@ func BenchmarkRouteWithMetrics(b *testing.B) {
 				l.SetMetrics(metrics.New())
 			}
 			ex := &answeringExecutor{l}
-			if _, _, err := reg.RegisterFunction(&registry.Function{ID: "f", Owner: ex}); err != nil {
+			if err := reg.RegisterFunction(&registry.Function{ID: "f", Owner: ex}); err != nil {
 				b.Fatal(err)
 			}
 			done := func(Result) {}
@@ -60,7 +60,7 @@ func TestMetricsOutcomes(t *testing.T) {
 	l := NewLocal(context.Background(), reg)
 	m := metrics.New()
 	l.SetMetrics(m)
-	if _, _, err := reg.RegisterFunction(&registry.Function{ID: "f", Owner: heldExecutor{}}); err != nil {
+	if err := reg.RegisterFunction(&registry.Function{ID: "f", Owner: heldExecutor{}}); err != nil {
 		t.Fatal(err)
 	}
 	l.Pending().SetTimeout(time.Hour)
@@ -112,7 +112,7 @@ func TestFeedFromInvoke(t *testing.T) {
 	m := metrics.New()
 	l.SetMetrics(m)
 	ex := &answeringExecutor{l}
-	if _, _, err := reg.RegisterFunction(&registry.Function{ID: "f", Owner: ex}); err != nil {
+	if err := reg.RegisterFunction(&registry.Function{ID: "f", Owner: ex}); err != nil {
 		t.Fatal(err)
 	}
 	done := func(Result) {}

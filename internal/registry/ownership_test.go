@@ -31,7 +31,7 @@ func TestRegisterFunctionReserved(t *testing.T) {
 			}
 			before, hadBefore := r.Function(tc.f.ID)
 			gen := r.FunctionGeneration()
-			_, _, err := r.RegisterFunction(tc.f)
+			err := r.RegisterFunction(tc.f)
 			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil) != (err == nil) {
 				t.Fatalf("RegisterFunction(%s by %q) error = %v, want %v", tc.f.ID, tc.f.Owner.OwnerID(), err, tc.wantErr)
 			}
@@ -57,7 +57,7 @@ func TestUnregisterFunctionOfEngineByWorker(t *testing.T) {
 	r := New()
 	eng := &owner{""}
 	r.RegisterFunction(&Function{ID: "engine::functions::list", Owner: eng})
-	if r.UnregisterFunction("engine::functions::list", &owner{"w1"}) {
+	if ok, _ := r.UnregisterFunction("", "engine::functions::list", &owner{"w1"}); ok {
 		t.Error("a worker unregistered an engine function")
 	}
 	if f, ok := r.Function("engine::functions::list"); !ok || f.Owner != eng {
@@ -95,10 +95,10 @@ func TestIDLengthLimit(t *testing.T) {
 	r.SetMaxIDLength(64)
 	ok, long := strings.Repeat("a", 64), strings.Repeat("a", 65)
 	w := &owner{"w"}
-	if _, _, err := r.RegisterFunction(&Function{ID: ok, Owner: w}); err != nil {
+	if err := r.RegisterFunction(&Function{ID: ok, Owner: w}); err != nil {
 		t.Errorf("64-byte function id refused: %v", err)
 	}
-	if _, _, err := r.RegisterFunction(&Function{ID: long, Owner: w}); !errors.Is(err, ErrIDTooLong) {
+	if err := r.RegisterFunction(&Function{ID: long, Owner: w}); !errors.Is(err, ErrIDTooLong) {
 		t.Errorf("65-byte function id: error %v, want ErrIDTooLong", err)
 	}
 	if _, err := r.RegisterTriggerType(&TriggerType{ID: long, Provider: w}); !errors.Is(err, ErrIDTooLong) {
@@ -120,7 +120,7 @@ func TestIDLengthLimit(t *testing.T) {
 		t.Errorf("default limit %d, want %d", got.maxID, DefaultMaxIDLength)
 	}
 	huge := strings.Repeat("x", 1<<20)
-	_, _, err := New().RegisterFunction(&Function{ID: huge, Owner: w})
+	err := New().RegisterFunction(&Function{ID: huge, Owner: w})
 	if !errors.Is(err, ErrIDTooLong) || len(err.Error()) > 300 {
 		t.Errorf("1 MiB id: error of %d bytes (%v), want a short ErrIDTooLong", len(err.Error()), errors.Is(err, ErrIDTooLong))
 	}

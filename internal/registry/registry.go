@@ -1,12 +1,15 @@
 // Package registry holds what workers have registered with one engine:
 // functions, trigger types, trigger bindings and the workers themselves. It
-// does no I/O. Every rule about ownership lives here: the last registration
-// of a function id wins, and a disconnecting worker only takes with it what
-// it still owns, so a worker that reconnects (and re-registers before its
-// old socket is known dead) never loses anything. The engine:: namespace
-// and every function or trigger type the engine provides belong to the
-// engine; a trigger binding may be replaced or removed only by the worker
-// that registered it; ids are bounded in length.
+// does no I/O. Every rule about ownership lives here. Functions and trigger
+// types are keyed by (namespace, id); older SDKs send no namespace and live
+// in DefaultNamespace. A function id has one live owner per namespace: a
+// second live worker registering it is refused (ErrConflict) and kept as a
+// standby that takes over when the owner leaves, so a worker that
+// reconnects before its old socket is known dead still ends up serving its
+// functions. The engine:: prefix and every function or trigger type the
+// engine provides belong to the engine; a trigger binding may be replaced
+// or removed only by the worker that registered it; ids are bounded in
+// length.
 package registry
 
 import (
@@ -38,7 +41,35 @@ var (
 	ErrNotOwner = errors.New("registered by another worker")
 	// ErrIDTooLong: an id is longer than the registry's limit.
 	ErrIDTooLong = errors.New("id too long")
+	// ErrConflict: another live worker holds the function id or worker
+	// name in that namespace (see ConflictError).
+	ErrConflict = errors.New("held by another live worker")
 )
+
+// DefaultNamespace holds everything registered without a namespace.
+const DefaultNamespace = "default"
+
+// ConflictError is a registration refused because the live worker Owner
+// holds ID in Namespace.
+type ConflictError struct {
+	Namespace, ID, Owner string
+}
+
+func (c *ConflictError) Error() string {
+	return fmt.Sprintf("%s is registered in namespace %q by the live worker %s", quote(ShortID(c.ID)), c.Namespace, c.Owner)
+}
+
+func (c *ConflictError) Unwrap() error { return ErrConflict }
+
+// Key names a function or trigger type: its namespace and id.
+type Key struct{ NS, ID string }
+
+func nsOr(ns string) string {
+	if ns == "" {
+		return DefaultNamespace
+	}
+	return ns
+}
 
 // IsEngine reports whether o is the engine itself (not nil, id "").
 func IsEngine(o Owner) bool { return o != nil && o.OwnerID() == "" }
@@ -63,7 +94,9 @@ type Owner interface {
 
 // Function is one registered function.
 type Function struct {
-	ID             string
+	ID string
+	// Namespace is where it is registered ("" is DefaultNamespace).
+	Namespace      string
 	Owner          Owner
 	Description    string
 	RequestFormat  jsontext.Value
@@ -80,7 +113,9 @@ func (f *Function) Internal() bool {
 
 // TriggerType is a kind of trigger, provided by the engine or a worker.
 type TriggerType struct {
-	ID                   string
+	ID string
+	// Namespace is where the provider serves ("" is DefaultNamespace).
+	Namespace            string
 	Description          string
 	Provider             Owner
 	TriggerRequestFormat jsontext.Value
@@ -104,6 +139,14 @@ type Trigger struct {
 	// Active is false while the binding is parked (no provider yet, or the
 	// provider rejected it).
 	Active bool
+	// Namespace is where FunctionID resolves ("" is DefaultNamespace).
+	Namespace string
+	// TriggerNamespace, when set, is the only namespace the provider of
+	// Type is looked up in. Unset: ConnNamespace first, then the default.
+	TriggerNamespace string
+	// ConnNamespace is the namespace of the connection that registered
+	// the binding ("" for the engine and durable bindings: default).
+	ConnNamespace string
 }
 
 // Worker is what the engine knows about one connected worker.
@@ -120,6 +163,12 @@ type Worker struct {
 	Telemetry   jsontext.Value
 	IPAddress   string
 	ConnectedAt time.Time
+	// Namespace is the one the worker declared on engine::workers::register
+	// ("" until then, and for workers that declare none: default).
+	Namespace string
+	// NamespaceDeclared is true when the worker named its namespace; only
+	// such workers' names must be unique within it (see ClaimName).
+	NamespaceDeclared bool
 }
 
 // Holder is the worker allowed to replace or remove the binding: the
@@ -136,9 +185,13 @@ func (t *Trigger) Holder() string {
 type Registry struct {
 	maxID     int // read-only after SetMaxIDLength
 	mu        sync.RWMutex
-	functions map[string]*Function
-	types     map[string]*TriggerType
-	triggers  map[string]*Trigger
+	functions map[Key]*Function
+	// standby holds, per key, the refused registrations of other live
+	// workers, in arrival order: the first still live takes over when the
+	// owner leaves.
+	standby  map[Key][]*Function
+	types    map[Key]*TriggerType
+	triggers map[string]*Trigger
 	// claims are bindings refused because another connection holds the
 	// id, kept in case the holder is a dead socket of the same worker
 	// (one that reconnected without reattach): see RemoveWorker.
@@ -150,8 +203,9 @@ type Registry struct {
 // New returns an empty registry.
 func New() *Registry {
 	return &Registry{
-		functions: make(map[string]*Function),
-		types:     make(map[string]*TriggerType),
+		functions: make(map[Key]*Function),
+		standby:   make(map[Key][]*Function),
+		types:     make(map[Key]*TriggerType),
 		triggers:  make(map[string]*Trigger),
 		claims:    make(map[string]*Trigger),
 		workers:   make(map[string]*Worker),
@@ -174,52 +228,136 @@ func quote(s string) string { return fmt.Sprintf("%q", s) }
 
 // --- functions ---
 
-// RegisterFunction adds or replaces f (last registration wins) and returns
-// the previous owner's id if another owner held the id. A worker may not
-// register an id in the engine:: namespace or one the engine provides
-// (ErrReserved), nor an id over the length limit (ErrIDTooLong).
-func (r *Registry) RegisterFunction(f *Function) (replacedOwner string, replaced bool, err error) {
+// RegisterFunction adds f in its namespace. A worker may not register an id
+// with the engine:: prefix in any namespace or one the engine provides
+// (ErrReserved), nor an id over the length limit (ErrIDTooLong). An id held
+// by another live worker is refused with a *ConflictError and f is kept as
+// a standby (see RemoveWorker); a holder that is no longer a live worker
+// (its connection is gone) is replaced. The same owner re-registering
+// replaces its own registration.
+func (r *Registry) RegisterFunction(f *Function) error {
 	if err := r.checkID("function id", f.ID); err != nil {
-		return "", false, err
+		return err
 	}
+	f.Namespace = nsOr(f.Namespace)
 	worker := !IsEngine(f.Owner)
 	if worker && Reserved(f.ID) {
-		return "", false, fmt.Errorf("function id %s is in the engine's namespace %q: %w", quote(f.ID), ReservedPrefix, ErrReserved)
+		return fmt.Errorf("function id %s is in the engine's namespace %q: %w", quote(f.ID), ReservedPrefix, ErrReserved)
 	}
+	k := Key{f.Namespace, f.ID}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if old, ok := r.functions[f.ID]; ok && old.Owner != nil && old.Owner.OwnerID() != ownerID(f.Owner) {
+	if old, ok := r.functions[k]; ok && old.Owner != nil && old.Owner.OwnerID() != ownerID(f.Owner) {
 		if worker && IsEngine(old.Owner) {
-			return "", false, fmt.Errorf("function id %s is a built-in function of the engine: %w", quote(f.ID), ErrReserved)
+			return fmt.Errorf("function id %s is a built-in function of the engine: %w", quote(f.ID), ErrReserved)
 		}
-		replacedOwner, replaced = old.Owner.OwnerID(), true
+		if _, live := r.workers[old.Owner.OwnerID()]; live && worker {
+			r.addStandby(k, f)
+			return &ConflictError{Namespace: f.Namespace, ID: f.ID, Owner: old.Owner.OwnerID()}
+		}
 	}
-	r.functions[f.ID] = f
+	r.dropStandby(k, ownerID(f.Owner))
+	r.functions[k] = f
 	r.fnGen++
-	return replacedOwner, replaced, nil
+	return nil
 }
 
-// UnregisterFunction removes id if owner still owns it.
-func (r *Registry) UnregisterFunction(id string, owner Owner) bool {
+func (r *Registry) addStandby(k Key, f *Function) {
+	list := r.standby[k]
+	for i, s := range list {
+		if s.Owner == f.Owner {
+			list[i] = f
+			return
+		}
+	}
+	r.standby[k] = append(list, f)
+}
+
+func (r *Registry) dropStandby(k Key, owner string) {
+	list := r.standby[k]
+	for i, s := range list {
+		if ownerID(s.Owner) == owner {
+			list = append(list[:i:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(r.standby, k)
+	} else {
+		r.standby[k] = list
+	}
+}
+
+// promote hands k to its first standby whose worker is still live; it
+// reports the new owner's function, if any. Called with r.mu held, after
+// the holder was removed.
+func (r *Registry) promote(k Key) *Function {
+	list := r.standby[k]
+	for i, f := range list {
+		if _, live := r.workers[ownerID(f.Owner)]; live {
+			r.functions[k] = f
+			rest := list[i+1:]
+			if len(rest) == 0 {
+				delete(r.standby, k)
+			} else {
+				r.standby[k] = append([]*Function(nil), rest...)
+			}
+			return f
+		}
+	}
+	delete(r.standby, k)
+	return nil
+}
+
+// UnregisterFunction removes id in namespace ns if owner still owns it (a
+// standby takes over), or owner's standby registration of it. It returns
+// the standby that took over, if any.
+func (r *Registry) UnregisterFunction(ns, id string, owner Owner) (removed bool, promoted *Function) {
+	k := Key{nsOr(ns), id}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if f, ok := r.functions[id]; ok && f.Owner == owner {
-		delete(r.functions, id)
+	if f, ok := r.functions[k]; ok && f.Owner == owner {
+		delete(r.functions, k)
 		r.fnGen++
-		return true
+		return true, r.promote(k)
 	}
-	return false
+	if owner != nil {
+		before := len(r.standby[k])
+		r.dropStandby(k, owner.OwnerID())
+		return len(r.standby[k]) < before, nil
+	}
+	return false, nil
 }
 
-// Function looks up a function by id.
+// Function looks up a function by id in the default namespace.
 func (r *Registry) Function(id string) (*Function, bool) {
+	return r.FunctionIn(DefaultNamespace, id)
+}
+
+// FunctionIn looks up a function by namespace ("" is the default) and id.
+func (r *Registry) FunctionIn(ns, id string) (*Function, bool) {
 	r.mu.RLock()
-	f, ok := r.functions[id]
+	f, ok := r.functions[Key{nsOr(ns), id}]
 	r.mu.RUnlock()
 	return f, ok
 }
 
-// Functions returns all functions sorted by id.
+// NamespacesOf returns the namespaces in which id is registered, sorted.
+func (r *Registry) NamespacesOf(id string) []string {
+	r.mu.RLock()
+	var out []string
+	for k := range r.functions {
+		if k.ID == id {
+			out = append(out, k.NS)
+		}
+	}
+	r.mu.RUnlock()
+	sort.Strings(out)
+	return out
+}
+
+// Functions returns all functions of every namespace, sorted by id, then
+// namespace.
 func (r *Registry) Functions() []*Function {
 	r.mu.RLock()
 	out := make([]*Function, 0, len(r.functions))
@@ -227,7 +365,12 @@ func (r *Registry) Functions() []*Function {
 		out = append(out, f)
 	}
 	r.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].ID != out[j].ID {
+			return out[i].ID < out[j].ID
+		}
+		return out[i].Namespace < out[j].Namespace
+	})
 	return out
 }
 
@@ -240,62 +383,111 @@ func (r *Registry) FunctionGeneration() uint64 {
 
 // --- trigger types ---
 
-// RegisterTriggerType makes tt's provider the provider of tt.ID, replacing
-// any previous one, and returns the bindings of that type (parked or not)
-// that the new provider must now serve. A worker may not provide a type in
-// the engine:: namespace or one the engine provides (ErrReserved), nor one
-// whose id is over the length limit (ErrIDTooLong).
-func (r *Registry) RegisterTriggerType(tt *TriggerType) ([]*Trigger, error) {
+// Moved is a binding that a newly registered provider must now serve; From
+// is the provider it resolved to before (nil if none).
+type Moved struct {
+	Trigger *Trigger
+	From    *TriggerType
+}
+
+// providerFor resolves the provider of t: its TriggerNamespace strictly if
+// set, else its connection's namespace, then the default one. r.mu held.
+func (r *Registry) providerFor(t *Trigger) *TriggerType {
+	if t.TriggerNamespace != "" {
+		return r.types[Key{t.TriggerNamespace, t.Type}]
+	}
+	if ns := nsOr(t.ConnNamespace); ns != DefaultNamespace {
+		if tt, ok := r.types[Key{ns, t.Type}]; ok {
+			return tt
+		}
+	}
+	return r.types[Key{DefaultNamespace, t.Type}]
+}
+
+// RegisterTriggerType makes tt's provider the provider of tt.ID in its
+// namespace, replacing any previous one there, and returns the bindings
+// (parked or not) that now resolve to it, with the provider each resolved
+// to before. A worker may not provide a type with the engine:: prefix or one
+// the engine provides (ErrReserved), nor one whose id is over the length
+// limit (ErrIDTooLong).
+func (r *Registry) RegisterTriggerType(tt *TriggerType) ([]Moved, error) {
 	if err := r.checkID("trigger type id", tt.ID); err != nil {
 		return nil, err
 	}
+	tt.Namespace = nsOr(tt.Namespace)
 	worker := !IsEngine(tt.Provider)
 	if worker && Reserved(tt.ID) {
 		return nil, fmt.Errorf("trigger type %s is in the engine's namespace %q: %w", quote(tt.ID), ReservedPrefix, ErrReserved)
 	}
+	k := Key{tt.Namespace, tt.ID}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if cur, ok := r.types[tt.ID]; ok && worker && IsEngine(cur.Provider) {
+	if cur, ok := r.types[k]; ok && worker && IsEngine(cur.Provider) {
 		return nil, fmt.Errorf("trigger type %s is provided by the engine: %w", quote(tt.ID), ErrReserved)
 	}
-	r.types[tt.ID] = tt
-	var bindings []*Trigger
+	var before []Moved
 	for _, t := range r.triggers {
 		if t.Type == tt.ID {
-			bindings = append(bindings, t)
+			before = append(before, Moved{Trigger: t, From: r.providerFor(t)})
 		}
 	}
-	sortTriggers(bindings)
-	return bindings, nil
+	r.types[k] = tt
+	var moved []Moved
+	for _, m := range before {
+		if r.providerFor(m.Trigger) == tt {
+			moved = append(moved, m)
+		}
+	}
+	sort.Slice(moved, func(i, j int) bool { return moved[i].Trigger.ID < moved[j].Trigger.ID })
+	return moved, nil
 }
 
-// UnregisterTriggerType removes the type if provider still provides it and
-// parks its bindings.
-func (r *Registry) UnregisterTriggerType(id string, provider Owner) bool {
+// UnregisterTriggerType removes the type in namespace ns if provider still
+// provides it and parks the bindings it served.
+func (r *Registry) UnregisterTriggerType(ns, id string, provider Owner) bool {
+	k := Key{nsOr(ns), id}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	tt, ok := r.types[id]
+	tt, ok := r.types[k]
 	if !ok || tt.Provider != provider {
 		return false
 	}
-	delete(r.types, id)
-	for _, t := range r.triggers {
-		if t.Type == id {
-			t.Active = false
-		}
-	}
+	r.parkServedBy(tt)
+	delete(r.types, k)
 	return true
 }
 
-// TriggerType looks up a trigger type.
+// parkServedBy parks the bindings that resolve to tt. r.mu held.
+func (r *Registry) parkServedBy(tt *TriggerType) {
+	for _, t := range r.triggers {
+		if t.Type == tt.ID && r.providerFor(t) == tt {
+			t.Active = false
+		}
+	}
+}
+
+// TriggerType looks up a trigger type in the default namespace.
 func (r *Registry) TriggerType(id string) (*TriggerType, bool) {
+	return r.TriggerTypeIn(DefaultNamespace, id)
+}
+
+// TriggerTypeIn looks up a trigger type by namespace and id.
+func (r *Registry) TriggerTypeIn(ns, id string) (*TriggerType, bool) {
 	r.mu.RLock()
-	tt, ok := r.types[id]
+	tt, ok := r.types[Key{nsOr(ns), id}]
 	r.mu.RUnlock()
 	return tt, ok
 }
 
-// TriggerTypes returns all trigger types sorted by id.
+// ProviderOf returns the provider binding t currently resolves to.
+func (r *Registry) ProviderOf(t *Trigger) (*TriggerType, bool) {
+	r.mu.RLock()
+	tt := r.providerFor(t)
+	r.mu.RUnlock()
+	return tt, tt != nil
+}
+
+// TriggerTypes returns all trigger types sorted by id, then namespace.
 func (r *Registry) TriggerTypes() []*TriggerType {
 	r.mu.RLock()
 	out := make([]*TriggerType, 0, len(r.types))
@@ -303,7 +495,12 @@ func (r *Registry) TriggerTypes() []*TriggerType {
 		out = append(out, tt)
 	}
 	r.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].ID != out[j].ID {
+			return out[i].ID < out[j].ID
+		}
+		return out[i].Namespace < out[j].Namespace
+	})
 	return out
 }
 
@@ -333,7 +530,7 @@ func (r *Registry) PutTrigger(t *Trigger) (provider *TriggerType, replaced *Trig
 		delete(r.claims, t.ID)
 	}
 	r.triggers[t.ID] = t
-	provider = r.types[t.Type]
+	provider = r.providerFor(t)
 	return provider, replaced, nil
 }
 
@@ -364,7 +561,7 @@ func (r *Registry) RemoveTrigger(id string, by *string) (*Trigger, *TriggerType,
 	}
 	delete(r.triggers, id)
 	delete(r.claims, id)
-	return t, r.types[t.Type], nil
+	return t, r.providerFor(t), nil
 }
 
 // DropTrigger removes binding t if it is still the binding under its id
@@ -478,7 +675,10 @@ func (r *Registry) Workers() []Worker {
 
 // Released is what a disconnecting worker took with it.
 type Released struct {
+	// Functions it held that are gone (no standby took them over).
 	Functions []string
+	// Promoted are functions it held that a standby worker took over.
+	Promoted []*Function
 	// Triggers it had registered, with their provider at the time.
 	Triggers []ReleasedTrigger
 	// ParkedTypes are the types it provided; their bindings are now parked.
@@ -491,21 +691,69 @@ type ReleasedTrigger struct {
 	Provider *TriggerType
 }
 
-// RemoveWorker forgets a worker and everything it still owns.
-func (r *Registry) RemoveWorker(owner Owner) Released {
-	id := owner.OwnerID()
-	var rel Released
+// ClaimName records a worker's declared name and namespace. In a namespace
+// the worker declared, its name must not be held by another live worker
+// that declared the same namespace (a *ConflictError naming the holder);
+// workers that declare none (every SDK before 0.23) never conflict.
+func (r *Registry) ClaimName(id, ns string, declared bool, name string) error {
+	ns = nsOr(ns)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	delete(r.workers, id)
-	for fid, f := range r.functions {
-		if f.Owner == owner {
-			delete(r.functions, fid)
-			rel.Functions = append(rel.Functions, fid)
+	w, ok := r.workers[id]
+	if !ok {
+		return nil
+	}
+	if declared && name != "" {
+		for oid, o := range r.workers {
+			if oid != id && o.NamespaceDeclared && o.Namespace == ns && o.Name == name {
+				return &ConflictError{Namespace: ns, ID: name, Owner: oid}
+			}
 		}
 	}
-	if len(rel.Functions) > 0 {
-		r.fnGen++
+	w.Name, w.Namespace, w.NamespaceDeclared = name, ns, declared
+	return nil
+}
+
+// Withdraw removes everything owner registered (functions, standby
+// registrations, trigger types, the bindings it registered) but keeps the
+// worker: a connection whose registrations move to the namespace it
+// declared late.
+func (r *Registry) Withdraw(owner Owner) Released {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.release(owner, false)
+}
+
+// RemoveWorker forgets a worker and everything it still owns. A function it
+// held passes to the first standby worker still live.
+func (r *Registry) RemoveWorker(owner Owner) Released {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.workers, owner.OwnerID())
+	return r.release(owner, true)
+}
+
+func (r *Registry) release(owner Owner, gone bool) Released {
+	id := owner.OwnerID()
+	var rel Released
+	for k, list := range r.standby {
+		for _, f := range list {
+			if f.Owner == owner {
+				r.dropStandby(k, id)
+				break
+			}
+		}
+	}
+	for k, f := range r.functions {
+		if f.Owner == owner {
+			delete(r.functions, k)
+			r.fnGen++
+			if p := r.promote(k); p != nil {
+				rel.Promoted = append(rel.Promoted, p)
+			} else {
+				rel.Functions = append(rel.Functions, k.ID)
+			}
+		}
 	}
 	for tid, c := range r.claims {
 		if c.Owner == id {
@@ -519,7 +767,7 @@ func (r *Registry) RemoveWorker(owner Owner) Released {
 		// A live connection that registered the very same binding takes
 		// it over: a worker that reconnected before its old socket was
 		// known dead keeps its trigger, and the provider sees no change.
-		if c, ok := r.claims[tid]; ok && r.workers[c.Owner] != nil && sameBinding(c, t) {
+		if c, ok := r.claims[tid]; gone && ok && r.workers[c.Owner] != nil && sameBinding(c, t) {
 			delete(r.claims, tid)
 			c.Active = t.Active
 			r.triggers[tid] = c
@@ -527,17 +775,13 @@ func (r *Registry) RemoveWorker(owner Owner) Released {
 		}
 		delete(r.claims, tid)
 		delete(r.triggers, tid)
-		rel.Triggers = append(rel.Triggers, ReleasedTrigger{Trigger: t, Provider: r.types[t.Type]})
+		rel.Triggers = append(rel.Triggers, ReleasedTrigger{Trigger: t, Provider: r.providerFor(t)})
 	}
-	for tyid, tt := range r.types {
+	for k, tt := range r.types {
 		if tt.Provider == owner {
-			delete(r.types, tyid)
-			rel.ParkedTypes = append(rel.ParkedTypes, tyid)
-			for _, t := range r.triggers {
-				if t.Type == tyid {
-					t.Active = false
-				}
-			}
+			r.parkServedBy(tt)
+			delete(r.types, k)
+			rel.ParkedTypes = append(rel.ParkedTypes, k.ID)
 		}
 	}
 	sort.Strings(rel.Functions)
@@ -560,8 +804,8 @@ func (r *Registry) WorkerFunctionCount(id string) int {
 // sameBinding reports whether a and b bind the same function to the same
 // type with the same config and metadata.
 func sameBinding(a, b *Trigger) bool {
-	return a.Type == b.Type && a.FunctionID == b.FunctionID &&
-		bytes.Equal(a.Config, b.Config) && bytes.Equal(a.Metadata, b.Metadata)
+	return a.Type == b.Type && a.FunctionID == b.FunctionID && a.Namespace == b.Namespace &&
+		a.TriggerNamespace == b.TriggerNamespace && bytes.Equal(a.Config, b.Config) && bytes.Equal(a.Metadata, b.Metadata)
 }
 
 func ownerID(o Owner) string {

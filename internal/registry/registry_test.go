@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"sync"
@@ -32,10 +33,10 @@ func triggerIDs(ts []Trigger) []string {
 	return out
 }
 
-func ptrTriggerIDs(ts []*Trigger) []string {
+func ptrTriggerIDs(ts []Moved) []string {
 	out := make([]string, 0, len(ts))
 	for _, t := range ts {
-		out = append(out, t.ID)
+		out = append(out, t.Trigger.ID)
 	}
 	return out
 }
@@ -49,41 +50,47 @@ func mustFunction(t *testing.T, r *Registry, id string) *Function {
 	return f
 }
 
-func TestRegisterFunctionLastWins(t *testing.T) {
+func TestRegisterFunctionLiveOwnerKeeps(t *testing.T) {
 	engine, w1, w2 := &owner{""}, &owner{"w1"}, &owner{"w2"}
 	w1again := &owner{"w1"} // another connection object with the same id
 	tests := []struct {
-		name         string
-		first        Owner // nil: no earlier registration
-		second       Owner
-		wantReplaced bool
-		wantPrev     string
+		name       string
+		first      Owner // nil: no earlier registration
+		second     Owner
+		live       []Owner // workers connected
+		wantOwner  Owner   // owner afterwards
+		wantOwner2 string  // ConflictError.Owner, "" for no error
 	}{
-		{name: "fresh id", first: nil, second: w1},
-		{name: "same owner re-registers", first: w1, second: w1},
-		{name: "same owner id, other object", first: w1, second: w1again},
-		{name: "another worker takes over", first: w1, second: w2, wantReplaced: true, wantPrev: "w1"},
-		{name: "engine takes over from worker", first: w1, second: engine, wantReplaced: true, wantPrev: "w1"},
+		{name: "fresh id", first: nil, second: w1, live: []Owner{w1}, wantOwner: w1},
+		{name: "same owner re-registers", first: w1, second: w1, live: []Owner{w1}, wantOwner: w1},
+		{name: "same owner id, other object", first: w1, second: w1again, live: []Owner{w1}, wantOwner: w1again},
+		{name: "another live worker is refused", first: w1, second: w2, live: []Owner{w1, w2}, wantOwner: w1, wantOwner2: "w1"},
+		{name: "a gone holder is replaced", first: w1, second: w2, live: []Owner{w2}, wantOwner: w2},
+		{name: "engine takes over from worker", first: w1, second: engine, live: []Owner{w1}, wantOwner: engine},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := New()
+			for _, o := range tc.live {
+				r.AddWorker(&Worker{ID: o.OwnerID()})
+			}
 			if tc.first != nil {
-				if prev, replaced, err := r.RegisterFunction(&Function{ID: "f", Owner: tc.first, Description: "first"}); replaced || err != nil {
-					t.Fatalf("first registration reported replacing %q", prev)
+				if err := r.RegisterFunction(&Function{ID: "f", Owner: tc.first, Description: "first"}); err != nil {
+					t.Fatalf("first registration: %v", err)
 				}
 			}
 			gen := r.FunctionGeneration()
-			prev, replaced, err := r.RegisterFunction(&Function{ID: "f", Owner: tc.second, Description: "second"})
-			if replaced != tc.wantReplaced || prev != tc.wantPrev || err != nil {
-				t.Errorf("RegisterFunction = (%q, %v, %v), want (%q, %v, nil)", prev, replaced, err, tc.wantPrev, tc.wantReplaced)
+			err := r.RegisterFunction(&Function{ID: "f", Owner: tc.second, Description: "second"})
+			var c *ConflictError
+			if tc.wantOwner2 == "" && err != nil || tc.wantOwner2 != "" && (!errors.As(err, &c) || c.Owner != tc.wantOwner2 || !errors.Is(err, ErrConflict)) {
+				t.Fatalf("RegisterFunction error = %v, want conflict with %q", err, tc.wantOwner2)
 			}
 			f := mustFunction(t, r, "f")
-			if f.Owner != tc.second || f.Description != "second" {
-				t.Errorf("registered function = owner %v, description %q; want the second registration", f.Owner, f.Description)
+			if f.Owner != tc.wantOwner {
+				t.Errorf("owner = %v, want %v", f.Owner, tc.wantOwner)
 			}
-			if g := r.FunctionGeneration(); g == gen {
-				t.Errorf("FunctionGeneration unchanged (%d) after a registration", g)
+			if g := r.FunctionGeneration(); (g != gen) == (tc.wantOwner2 != "") {
+				t.Errorf("FunctionGeneration %d -> %d; want a change only when registered", gen, g)
 			}
 			if n := len(r.Functions()); n != 1 {
 				t.Errorf("len(Functions()) = %d, want 1", n)
@@ -92,13 +99,156 @@ func TestRegisterFunctionLastWins(t *testing.T) {
 	}
 }
 
-func TestRegisterFunctionOverOwnerlessFunction(t *testing.T) {
-	// A function without an owner (not executed by a worker) is replaced
-	// silently: there is nobody to report.
+// TestStandbyTakesOver: a refused registration is a standby; when the live
+// owner leaves (or unregisters), the first standby still live takes over.
+func TestStandbyTakesOver(t *testing.T) {
 	r := New()
-	r.RegisterFunction(&Function{ID: "f"})
-	if prev, replaced, err := r.RegisterFunction(&Function{ID: "f", Owner: &owner{"w1"}}); replaced || err != nil {
-		t.Errorf("RegisterFunction = (%q, %v, %v), want no report and no error", prev, replaced, err)
+	w1, w2, w3 := &owner{"w1"}, &owner{"w2"}, &owner{"w3"}
+	for _, o := range []Owner{w1, w2, w3} {
+		r.AddWorker(&Worker{ID: o.OwnerID()})
+	}
+	r.RegisterFunction(&Function{ID: "f", Owner: w1})
+	if err := r.RegisterFunction(&Function{ID: "f", Owner: w2}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("w2: %v, want ErrConflict", err)
+	}
+	if err := r.RegisterFunction(&Function{ID: "f", Owner: w3}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("w3: %v, want ErrConflict", err)
+	}
+	rel := r.RemoveWorker(w1)
+	if len(rel.Promoted) != 1 || rel.Promoted[0].Owner != w2 {
+		t.Fatalf("promoted = %v, want w2's registration", rel.Promoted)
+	}
+	if f := mustFunction(t, r, "f"); f.Owner != w2 {
+		t.Fatalf("owner after w1 left = %v, want w2", f.Owner)
+	}
+	// w3 leaves while standby: it must not come back later.
+	r.RemoveWorker(w3)
+	if ok, p := r.UnregisterFunction("", "f", w2); !ok || p != nil {
+		t.Fatalf("UnregisterFunction by w2 = %v, %v; want removed, nobody promoted", ok, p)
+	}
+	if _, ok := r.Function("f"); ok {
+		t.Fatal("f still registered after its owner unregistered and no standby is live")
+	}
+}
+
+// TestFunctionNamespaces: the same id lives once per namespace; lookups are
+// strict; engine:: ids are refused to workers in every namespace.
+func TestFunctionNamespaces(t *testing.T) {
+	r := New()
+	w1, w2 := &owner{"w1"}, &owner{"w2"}
+	r.AddWorker(&Worker{ID: "w1"})
+	r.AddWorker(&Worker{ID: "w2"})
+	if err := r.RegisterFunction(&Function{ID: "svc::get", Owner: w1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RegisterFunction(&Function{ID: "svc::get", Namespace: "orders", Owner: w2}); err != nil {
+		t.Fatalf("same id in another namespace: %v", err)
+	}
+	if f, ok := r.FunctionIn("orders", "svc::get"); !ok || f.Owner != w2 || f.Namespace != "orders" {
+		t.Fatalf("FunctionIn(orders) = %+v, %v", f, ok)
+	}
+	if f, ok := r.Function("svc::get"); !ok || f.Owner != w1 || f.Namespace != DefaultNamespace {
+		t.Fatalf("Function (default) = %+v, %v", f, ok)
+	}
+	if _, ok := r.FunctionIn("billing", "svc::get"); ok {
+		t.Fatal("a lookup in a third namespace found something")
+	}
+	if got := r.NamespacesOf("svc::get"); len(got) != 2 || got[0] != "default" || got[1] != "orders" {
+		t.Fatalf("NamespacesOf = %v", got)
+	}
+	if err := r.RegisterFunction(&Function{ID: "engine::mine", Namespace: "orders", Owner: w2}); !errors.Is(err, ErrReserved) {
+		t.Fatalf("engine:: id in a namespace: %v, want ErrReserved", err)
+	}
+	rel := r.RemoveWorker(w2)
+	if len(rel.Functions) != 1 {
+		t.Fatalf("released %v", rel.Functions)
+	}
+	if _, ok := r.Function("svc::get"); !ok {
+		t.Fatal("w2 leaving removed the default namespace's function")
+	}
+}
+
+// TestWithdrawKeepsWorker: a connection's registrations leave, the worker
+// stays (a late namespace declaration moves them).
+func TestWithdrawKeepsWorker(t *testing.T) {
+	r := New()
+	w := &owner{"w"}
+	r.AddWorker(&Worker{ID: "w"})
+	r.RegisterFunction(&Function{ID: "f", Owner: w})
+	r.RegisterTriggerType(&TriggerType{ID: "tt", Provider: w})
+	r.PutTrigger(&Trigger{ID: "t", Type: "tt", FunctionID: "f", Owner: "w"})
+	rel := r.Withdraw(w)
+	if len(rel.Functions) != 1 || len(rel.Triggers) != 1 || len(rel.ParkedTypes) != 1 {
+		t.Fatalf("Withdraw = %+v", rel)
+	}
+	if _, ok := r.Worker("w"); !ok {
+		t.Fatal("Withdraw removed the worker")
+	}
+}
+
+// TestClaimName: names are unique per declared namespace among live
+// workers; workers declaring none never conflict.
+func TestClaimName(t *testing.T) {
+	r := New()
+	for _, id := range []string{"a", "b", "c", "d"} {
+		r.AddWorker(&Worker{ID: id})
+	}
+	if err := r.ClaimName("a", "orders", true, "state"); err != nil {
+		t.Fatal(err)
+	}
+	var c *ConflictError
+	if err := r.ClaimName("b", "orders", true, "state"); !errors.As(err, &c) || c.Owner != "a" || c.Namespace != "orders" {
+		t.Fatalf("duplicate name: %v", err)
+	}
+	if err := r.ClaimName("b", "billing", true, "state"); err != nil {
+		t.Fatalf("same name, other namespace: %v", err)
+	}
+	if err := r.ClaimName("c", "", false, "host:1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ClaimName("d", "", false, "host:1"); err != nil {
+		t.Fatalf("undeclared namespace: %v", err)
+	}
+	r.RemoveWorker(&owner{"a"})
+	if err := r.ClaimName("d", "orders", true, "state"); err != nil {
+		t.Fatalf("name of a gone worker: %v", err)
+	}
+}
+
+// TestTriggerTypeNamespaces: providers are keyed by namespace; a binding
+// resolves its trigger_namespace strictly, else its connection's namespace
+// first, then the default one, and moves when a closer provider appears.
+func TestTriggerTypeNamespaces(t *testing.T) {
+	r := New()
+	pd, po := &owner{"pd"}, &owner{"po"}
+	r.RegisterTriggerType(&TriggerType{ID: "hook", Provider: pd})
+	t1 := &Trigger{ID: "t1", Type: "hook", FunctionID: "f", Owner: "w", ConnNamespace: "orders"}
+	t2 := &Trigger{ID: "t2", Type: "hook", FunctionID: "f", Owner: "w", ConnNamespace: "orders", TriggerNamespace: "default"}
+	t3 := &Trigger{ID: "t3", Type: "hook", FunctionID: "f", Owner: "w", TriggerNamespace: "billing"}
+	for _, tr := range []*Trigger{t1, t2, t3} {
+		r.PutTrigger(tr)
+	}
+	if tt, _ := r.ProviderOf(t1); tt == nil || tt.Provider != pd {
+		t.Fatalf("t1 before: %v", tt)
+	}
+	if _, ok := r.ProviderOf(t3); ok {
+		t.Fatal("t3 (strict billing) resolved without a billing provider")
+	}
+	moved, err := r.RegisterTriggerType(&TriggerType{ID: "hook", Namespace: "orders", Provider: po})
+	if err != nil || len(moved) != 1 || moved[0].Trigger != t1 || moved[0].From == nil || moved[0].From.Provider != pd {
+		t.Fatalf("moved = %+v, %v; want t1 from pd", moved, err)
+	}
+	if tt, _ := r.ProviderOf(t2); tt.Provider != pd {
+		t.Fatal("t2 (strict default) moved")
+	}
+	if _, err := r.RegisterTriggerType(&TriggerType{ID: "engine::x", Namespace: "orders", Provider: po}); !errors.Is(err, ErrReserved) {
+		t.Fatalf("engine:: type in a namespace: %v", err)
+	}
+	if tt, ok := r.TriggerTypeIn("orders", "hook"); !ok || tt.Provider != po {
+		t.Fatal("TriggerTypeIn(orders)")
+	}
+	if tt, ok := r.TriggerType("hook"); !ok || tt.Provider != pd {
+		t.Fatal("the default provider was replaced")
 	}
 }
 
@@ -146,7 +296,7 @@ func TestUnregisterFunction(t *testing.T) {
 			r := New()
 			tc.setup(r)
 			gen := r.FunctionGeneration()
-			if got := r.UnregisterFunction(tc.id, tc.by); got != tc.want {
+			if got, _ := r.UnregisterFunction("", tc.id, tc.by); got != tc.want {
 				t.Errorf("UnregisterFunction(%q) = %v, want %v", tc.id, got, tc.want)
 			}
 			f, ok := r.Function("f")
@@ -263,7 +413,7 @@ func TestPutTriggerParksWithoutProviderAndTypeRegistrationReturnsBindings(t *tes
 		t.Fatalf("RegisterTriggerType bindings = %v, want %v", got, want)
 	}
 	for _, b := range bindings {
-		r.SetTriggerActive(b, true)
+		r.SetTriggerActive(b.Trigger, true)
 	}
 	for _, tr := range r.Triggers("cron") {
 		if !tr.Active {
@@ -334,7 +484,7 @@ func TestRegisterTriggerTypeReplacesProvider(t *testing.T) {
 		t.Fatalf("TriggerType(cron) = %+v, %v; want provider p2", tt, ok)
 	}
 	// The replaced provider can no longer unregister it.
-	if r.UnregisterTriggerType("cron", p1) {
+	if r.UnregisterTriggerType("", "cron", p1) {
 		t.Error("the replaced provider unregistered the type")
 	}
 	if _, ok := r.TriggerType("cron"); !ok {
@@ -362,7 +512,7 @@ func TestUnregisterTriggerType(t *testing.T) {
 			b := &Trigger{ID: "t", Type: "cron", FunctionID: "f", Owner: "w"}
 			r.PutTrigger(b)
 			r.SetTriggerActive(b, true)
-			if got := r.UnregisterTriggerType(tc.id, tc.by); got != tc.want {
+			if got := r.UnregisterTriggerType("", tc.id, tc.by); got != tc.want {
 				t.Errorf("UnregisterTriggerType = %v, want %v", got, tc.want)
 			}
 			if _, ok := r.TriggerType("cron"); ok == tc.want {
@@ -395,7 +545,7 @@ func TestParkedBindingsReactivateWithNewProvider(t *testing.T) {
 		t.Fatalf("binding after provider left: present %v, active %v; want parked", ok, got != nil && got.Active)
 	}
 	bindings, _ := r.RegisterTriggerType(&TriggerType{ID: "cron", Provider: p2})
-	if len(bindings) != 1 || bindings[0] != b {
+	if len(bindings) != 1 || bindings[0].Trigger != b {
 		t.Fatalf("new provider got bindings %v, want the parked one", ptrTriggerIDs(bindings))
 	}
 }
@@ -689,7 +839,7 @@ func TestConcurrentUse(t *testing.T) {
 				_ = r.WorkerFunctionCount(o.id)
 				_ = r.FunctionGeneration()
 				if j%2 == 1 {
-					r.UnregisterFunction(fid, o)
+					r.UnregisterFunction("", fid, o)
 					r.RemoveTrigger(fid, &o.id)
 				}
 			}
