@@ -41,7 +41,7 @@ func TestTracedInvocations(t *testing.T) {
 	x := testExporter(t)
 	l.SetTracer(x)
 	ex := tpExecutor{make(chan string, 16)}
-	if _, _, err := reg.RegisterFunction(&registry.Function{ID: "f", Owner: ex}); err != nil {
+	if err := reg.RegisterFunction(&registry.Function{ID: "f", Owner: ex}); err != nil {
 		t.Fatal(err)
 	}
 	l.Pending().SetTimeout(time.Hour)
@@ -92,7 +92,7 @@ func BenchmarkRouteTracing(b *testing.B) {
 				l.SetTracer(testExporter(b))
 			}
 			ex := &answeringExecutor{l}
-			if _, _, err := reg.RegisterFunction(&registry.Function{ID: "f", Owner: ex}); err != nil {
+			if err := reg.RegisterFunction(&registry.Function{ID: "f", Owner: ex}); err != nil {
 				b.Fatal(err)
 			}
 			done := func(Result) {}
