@@ -205,7 +205,11 @@ func (w *workerConn) readLoop() {
 			fwd := w.e.forwardTelemetry(data)
 			if !telemetry {
 				telemetry = true
-				w.log.Info("worker sends telemetry", "kind", string(data[:4]), "forwarded", fwd)
+				msg := "worker sends telemetry (discarded)"
+				if fwd {
+					msg = "worker sends telemetry (forwarded over OTLP)"
+				}
+				w.log.Info(msg, "kind", string(data[:4]))
 			}
 			continue
 		}
