@@ -27,6 +27,12 @@ func (l *logCapture) Write(p []byte) (int, error) {
 	return l.buf.Write(p)
 }
 
+func (l *logCapture) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
 func (l *logCapture) count(s string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -220,5 +226,29 @@ func TestResultCongestionLoggedOnce(t *testing.T) {
 	}
 	if n := logs.count(start); n != 1 {
 		t.Fatalf("one episode logged as %d warnings", n)
+	}
+}
+
+// TestUnregisterTriggerOfAnotherRefused: unregistertrigger of another
+// worker's binding changes nothing and is logged as refused (the protocol
+// has no answer to it); the owner's own unregistertrigger removes it
+// without that warning, and an unknown id is silently nothing.
+func TestUnregisterTriggerOfAnotherRefused(t *testing.T) {
+	e, logs := startEngineLogged(t)
+	owner, other := dialRaw(t, e), dialRaw(t, e)
+	owner.sendJSON(`{"type":"registerfunction","id":"f::tick"}`)
+	owner.sendJSON(`{"type":"registertrigger","id":"tick-1","trigger_type":"cron","function_id":"f::tick","config":{"expression":"0 0 0 1 1 *"}}`)
+	settle(t, owner)
+	const refused = "unregistertrigger refused"
+	other.sendJSON(`{"type":"unregistertrigger","id":"tick-1"}`)
+	other.sendJSON(`{"type":"unregistertrigger","id":"no-such-trigger"}`)
+	settle(t, other)
+	if _, ok := e.reg.Trigger("tick-1"); !ok || logs.count(refused) != 1 || !strings.Contains(logs.String(), "only that worker may remove it") {
+		t.Fatalf("another worker's unregistertrigger: trigger kept %v, %d refusals logged", ok, logs.count(refused))
+	}
+	owner.sendJSON(`{"type":"unregistertrigger","id":"tick-1"}`)
+	settle(t, owner)
+	if _, ok := e.reg.Trigger("tick-1"); ok || logs.count(refused) != 1 {
+		t.Fatalf("the owner's unregistertrigger: trigger kept %v, %d refusals logged", ok, logs.count(refused))
 	}
 }
