@@ -166,7 +166,7 @@ func pubsubWorkload(o *runOpts, add func(workload), targets []*engine) {
 			el := lastAt.Sub(start)
 			got := last - base
 			lost := int64(o.pubsubN*fanout) - got
-			if lost < 100 {
+			if lost <= 100 {
 				lost = 0 // below the count's resolution
 			}
 			return result{Rate: float64(got) / el.Seconds(), Ops: got, Seconds: el.Seconds(), Lost: lost}, nil
