@@ -22,11 +22,15 @@ func cmdEngine(args []string) {
 	fs := flag.NewFlagSet("engine", flag.ExitOnError)
 	prof := fs.String("cpuprofile", "", "write a CPU profile here at exit")
 	dataDir := fs.String("data-dir", sluiceengine.DataDirMemory, "store directory")
+	streams := fs.Bool("streams", false, "serve stream clients on a free port")
 	_ = fs.Parse(args)
 	cfg := sluiceengine.DefaultConfig()
 	cfg.Addr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.ConsoleAddr, cfg.Streams.Addr = "", ""
 	cfg.DataDir = *dataDir
+	if *streams {
+		cfg.Streams.Addr = "127.0.0.1:0"
+	}
 	e, err := sluiceengine.New(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		log.Fatal(err)
@@ -45,6 +49,9 @@ func cmdEngine(args []string) {
 	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
 	if err := e.Start(context.Background()); err != nil {
 		log.Fatal(err)
+	}
+	if a := e.StreamClientsAddr(); a != "" {
+		fmt.Fprintf(os.Stderr, "msg=\"stream clients served\" addr=%s\n", a)
 	}
 	fmt.Fprintf(os.Stderr, "msg=\"engine started\" worker_url=%s http_url=%s\n", e.WorkerURL(), e.HTTPURL())
 	<-sig

@@ -16,6 +16,7 @@
 //	download   HTTP download client
 //	chanwrite  channel (or TCP relay) writer
 //	chanread   channel (or TCP relay) reader
+//	streamfan  1,000 stream clients and the stream::set calls they receive
 //	wsecho, wsrelay, tcprelay, httpbackend, revproxy   the baselines
 //	engine     the Sluice engine in process, with a CPU profile (run -profile)
 package main
@@ -40,6 +41,7 @@ func main() {
 		"httpbackend": cmdHTTPBackend,
 		"revproxy":    cmdRevProxy,
 		"engine":      cmdEngine,
+		"streamfan":   cmdStreamFan,
 	}
 	args := os.Args[1:]
 	name := "run"

@@ -34,6 +34,7 @@ type runOpts struct {
 	self               string
 	tmp                string
 	stateN, pubsubN    int
+	streamN            int
 	warm               []string      // invoke: warm-up flag
 	httpWarm           time.Duration // httpload: warm-up
 	strace             bool
@@ -48,6 +49,7 @@ type engine struct {
 	mid     []*child // the processes in the middle, whose CPU is counted
 	ends    []*child // the far end (worker, echo, backend), counted too
 	ctl     *ctlConn // engines: the driver's own connection, for channels
+	stream  string   // the stream-client listener (host:port), where there is one
 
 	cpu, endCPU time.Duration // of the last multi-target run
 	switches    int64
@@ -67,6 +69,7 @@ func cmdRun(args []string) {
 	fs.IntVar(&o.tputN, "tput-n", 30000, "round trips per throughput run (128 in flight)")
 	fs.IntVar(&o.stateN, "state-n", 5000, "state::set / state::get calls per run")
 	fs.IntVar(&o.pubsubN, "pubsub-n", 200, "publishes per pubsub run (each reaches 100 subscriptions)")
+	fs.IntVar(&o.streamN, "stream-n", 30, "stream::set calls per stream fan-out run (each reaches 1,000 clients)")
 	fs.DurationVar(&o.httpDur, "http-dur", time.Second, "measured time per HTTP echo run")
 	fs.Int64Var(&o.chanBytes, "chan-bytes", 256<<20, "bytes per channel run")
 	fs.Int64Var(&o.dlBytes, "download-bytes", 256<<20, "bytes per download run")
@@ -82,7 +85,7 @@ func cmdRun(args []string) {
 		o.chanBytes, o.dlBytes = 1<<30, 1<<30
 	}
 	if smoke {
-		o.reps, o.invokeN, o.tputN, o.httpDur, o.chanBytes, o.dlBytes, o.stateN, o.pubsubN = 1, 200, 1000, 100*time.Millisecond, 4<<20, 4<<20, 300, 20
+		o.reps, o.invokeN, o.tputN, o.httpDur, o.chanBytes, o.dlBytes, o.stateN, o.pubsubN, o.streamN = 1, 200, 1000, 100*time.Millisecond, 4<<20, 4<<20, 300, 20, 3
 		o.warm = []string{"-warm", "20"}
 		o.httpWarm = 20 * time.Millisecond
 	}
@@ -261,12 +264,24 @@ func startSluiceBin(o *runOpts, bin, name string, extra ...string) (*engine, err
 func sluiceStarted(o *runOpts, c *child) (*engine, error) {
 	name := c.name
 	re := regexp.MustCompile(`msg="engine started" worker_url=(ws://[^ ]+) http_url=(http://[^ ]+)`)
-	line, err := c.waitLine(c.stderr, 30*time.Second, re.MatchString)
+	streamRE := regexp.MustCompile(`msg="stream clients served" addr=(\S+)`)
+	var stream string
+	line, err := c.waitLine(c.stderr, 30*time.Second, func(s string) bool {
+		if m := streamRE.FindStringSubmatch(s); m != nil {
+			stream = m[1]
+		}
+		return re.MatchString(s)
+	})
 	if err != nil {
 		return nil, err
 	}
+	if stream == "" { // logged right after the start, when it serves stream clients
+		if l, err := c.waitLine(c.stderr, 500*time.Millisecond, streamRE.MatchString); err == nil {
+			stream = streamRE.FindStringSubmatch(l)[1]
+		}
+	}
 	m := re.FindStringSubmatch(line)
-	e := &engine{name: name, wsURL: m[1], httpURL: m[2], mid: []*child{c}}
+	e := &engine{name: name, wsURL: m[1], httpURL: m[2], mid: []*child{c}, stream: stream}
 	return e, withWorker(o, e)
 }
 
@@ -642,7 +657,7 @@ func measure(o *runOpts, w workload) []row {
 			vals[t.name] = append(vals[t.name], v)
 			line := fmt.Sprintf("%-12s rep %d %-12s %10.1f %s", w.name, rep+1, t.name, v, w.metric)
 			if r.P99us > 0 {
-				line += fmt.Sprintf("  p99 %.0f µs", r.P99us)
+				line += fmt.Sprintf("  p50 %.0f µs, p99 %.0f µs", r.P50us, r.P99us)
 			}
 			unit, per := "op", float64(r.Ops)
 			if strings.HasSuffix(w.metric, "MB/s") {

@@ -19,7 +19,7 @@ import (
 // one at a time and 64 in flight. Both engines are started here, apart
 // from the others, and stopped at the end.
 func stateWorkloads(o *runOpts, add func(workload)) {
-	if !o.only.MatchString("state-set-1") && !o.only.MatchString("state-get-64") && !o.only.MatchString("pubsub-100") {
+	if !o.only.MatchString("state-set-1") && !o.only.MatchString("state-get-64") && !o.only.MatchString("pubsub-100") && !o.only.MatchString("stream-1000") {
 		return
 	}
 	sl, err := startSluiceState(o)
@@ -59,6 +59,17 @@ func stateWorkloads(o *runOpts, add func(workload)) {
 	if o.only.MatchString("pubsub-100") {
 		pubsubWorkload(o, add, targets)
 	}
+	if o.only.MatchString("stream-1000") {
+		add(workload{name: "stream-1000", targets: targets,
+			run: func(e *engine) (result, error) {
+				if e.stream == "" {
+					return result{}, fmt.Errorf("%s serves no stream clients", e.name)
+				}
+				return runLoad(o, "streamfan", 5*time.Minute, "-stream", e.stream, "-url", e.wsURL, "-clients", "1000", "-n", fmt.Sprint(o.streamN))
+			},
+			metric: "receipts/s", value: func(r result) float64 { return r.Rate },
+			goals: []goal{{"upstream", 2.0}}})
+	}
 	for _, t := range targets {
 		for _, c := range append(t.mid, t.ends...) {
 			_ = c.cmd.Process.Signal(syscall.SIGTERM) // the profiled engine writes its profile
@@ -77,15 +88,20 @@ func startSluiceState(o *runOpts) (*engine, error) {
 		return nil, err
 	}
 	if o.profile != "" {
-		return startSluiceProfiled(o, "state.cpu.pprof", "-data-dir", filepath.Join(dir, "data"))
+		return startSluiceProfiled(o, "state.cpu.pprof", "-data-dir", filepath.Join(dir, "data"), "-streams")
 	}
-	return startSluiceWith(o, "--data-dir", filepath.Join(dir, "data"), "--data-sync", "normal")
+	cfg := filepath.Join(dir, "sluice.yaml")
+	if err := os.WriteFile(cfg, []byte("streams:\n  addr: 127.0.0.1:0\n"), 0o644); err != nil {
+		return nil, err
+	}
+	// The later --config wins over the shared one.
+	return startSluiceWith(o, "--config", cfg, "--data-dir", filepath.Join(dir, "data"), "--data-sync", "normal")
 }
 
 func startUpstreamModules(o *runOpts) (*engine, error) {
 	dir := filepath.Join(o.tmp, "upstream-modules")
 	streamPort := freePort()
-	return startUpstreamWith(o, dir, fmt.Sprintf(`  - name: iii-state
+	e, err := startUpstreamWith(o, dir, fmt.Sprintf(`  - name: iii-state
     config:
       adapter: {name: kv, config: {store_method: file_based, file_path: %[1]s/state}}
   - name: iii-stream
@@ -97,6 +113,10 @@ func startUpstreamModules(o *runOpts) (*engine, error) {
     config:
       adapter: {name: local}
 `, dir, streamPort))
+	if e != nil {
+		e.stream = fmt.Sprintf("127.0.0.1:%d", streamPort)
+	}
+	return e, err
 }
 
 // pubsubWorkload: issue 11's pubsub fan-out. A subscriber worker binds
@@ -166,7 +186,7 @@ func pubsubWorkload(o *runOpts, add func(workload), targets []*engine) {
 			el := lastAt.Sub(start)
 			got := last - base
 			lost := int64(o.pubsubN*fanout) - got
-			if lost < 100 {
+			if lost <= 100 {
 				lost = 0 // below the count's resolution
 			}
 			return result{Rate: float64(got) / el.Seconds(), Ops: got, Seconds: el.Seconds(), Lost: lost}, nil

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// streamfan: issue 11's stream fan-out. -clients stream WebSocket clients
+// (gorilla, this process) join one group of stream "bench" on the
+// engine's stream-client listener; then -n stream::set calls, one after
+// another over the raw protocol, each awaited at every client. Reported:
+// p50/p99 from a set's call to each client's receipt, and receipts/s.
+func cmdStreamFan(args []string) {
+	fs := flag.NewFlagSet("streamfan", flag.ExitOnError)
+	streamAddr := fs.String("stream", "", "stream-client listener host:port")
+	u := fs.String("url", "", "engine worker URL")
+	clients := fs.Int("clients", 1000, "stream clients")
+	n := fs.Int("n", 50, "stream::set calls")
+	_ = fs.Parse(args)
+	var mu sync.Mutex
+	var lat []time.Duration
+	var sent atomic.Int64
+	received := make(chan struct{}, *clients*4)
+	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second}
+	for i := range *clients {
+		ws, _, err := d.Dial("ws://"+*streamAddr+"/", nil)
+		// The engine may open its stream listener a moment after its
+		// worker listener.
+		for deadline := time.Now().Add(10 * time.Second); err != nil && i == 0 && time.Now().Before(deadline); {
+			time.Sleep(50 * time.Millisecond)
+			ws, _, err = d.Dial("ws://"+*streamAddr+"/", nil)
+		}
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer ws.Close()
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"join","data":{"subscriptionId":"s","streamName":"bench","groupId":"g"}}`)); err != nil {
+			log.Fatal(err)
+		}
+		go func() {
+			first := true
+			for {
+				if _, _, err := ws.ReadMessage(); err != nil {
+					return
+				}
+				if !first {
+					d := time.Since(time.Unix(0, sent.Load()))
+					mu.Lock()
+					lat = append(lat, d)
+					mu.Unlock()
+				}
+				first = false
+				received <- struct{}{}
+			}
+		}()
+	}
+	missing := 0
+	wait := func() {
+		t := time.NewTimer(10 * time.Second)
+		defer t.Stop()
+		for i := range *clients {
+			select {
+			case <-received:
+			case <-t.C:
+				missing += *clients - i
+				return
+			}
+		}
+	}
+	wait() // every client's sync
+	if missing > 0 {
+		log.Fatalf("%d of %d stream clients got no sync after joining", missing, *clients)
+	}
+	ws, err := dialRaw(*u)
+	if err != nil {
+		log.Fatal(err)
+	}
+	c := &caller{ws: ws, fn: "stream::set", dataParts: strings.Split(`{"stream_name":"bench","group_id":"g","item_id":"x","data":{"n":{i}}}`, "{i}"),
+		lostAfter: 5 * time.Second, reorder: 1,
+		prefix: fmt.Sprintf("%08x-%04x-4%03x-8%03x-", rand.Uint32(), rand.Uint32()&0xffff, rand.Uint32()&0xfff, rand.Uint32()&0xfff)}
+	c.idKey = []byte(`"invocation_id":"` + c.prefix)
+	start := time.Now()
+	for range *n {
+		sent.Store(time.Now().UnixNano())
+		if !c.call() {
+			log.Fatal("stream::set got no answer")
+		}
+		wait()
+	}
+	el := time.Since(start)
+	mu.Lock()
+	defer mu.Unlock()
+	report(result{P50us: pct(lat, .5), P99us: pct(lat, .99), Rate: float64(len(lat)) / el.Seconds(),
+		Ops: int64(len(lat)), Seconds: el.Seconds(), Lost: int64(missing)})
+}
