@@ -318,6 +318,7 @@ func writeEvent(w io.Writer, event string, data []byte) error {
 type FeedEvent struct {
 	Time       time.Time `json:"time"`
 	FunctionID string    `json:"function_id"`
+	Namespace  string    `json:"namespace,omitempty"` // "" : the default one
 	// Caller is the calling worker's id, "" for the engine (HTTP
 	// triggers, queues, modules, the console); CallerName its name.
 	Caller     string  `json:"caller"`
@@ -412,7 +413,7 @@ func (e *Engine) serveEvents(w http.ResponseWriter, r *http.Request, snapshots, 
 							names[ev.CallerWorkerID] = name
 						}
 					}
-					b, _ := json.Marshal(FeedEvent{Time: ev.Time.UTC(), FunctionID: ev.FunctionID, Caller: ev.CallerWorkerID, CallerName: name,
+					b, _ := json.Marshal(FeedEvent{Time: ev.Time.UTC(), FunctionID: ev.FunctionID, Namespace: ev.Namespace, Caller: ev.CallerWorkerID, CallerName: name,
 						DurationMS: float64(ev.Duration.Microseconds()) / 1000, Outcome: metrics.OutcomeName(ev.Outcome), ErrorCode: ev.ErrorCode})
 					if writeEvent(w, "invocation", b) != nil {
 						return

@@ -239,7 +239,8 @@ func TestConsoleBrowser(t *testing.T) {
 	// callers: the Go client's call, the Node worker's own call (through
 	// cm::call), and the cron trigger's engine-made calls.
 	open("invocations")
-	p.waitFor(ctx, "the feed table", `document.querySelector('#feed-rows')`)
+	// The stream is subscribed once its first snapshot arrived ("live").
+	p.waitFor(ctx, "the feed table, subscribed", `document.querySelector('#feed-rows') && document.querySelector('#status').classList.contains('live')`)
 	if _, err := c.Trigger(ctx, "cw::echo", "feed"); err != nil {
 		t.Fatal(err)
 	}

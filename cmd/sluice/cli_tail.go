@@ -17,6 +17,7 @@ const defaultConsoleURL = "http://127.0.0.1:3113"
 type feedEvent struct {
 	Time       time.Time `json:"time"`
 	FunctionID string    `json:"function_id"`
+	Namespace  string    `json:"namespace"`
 	Caller     string    `json:"caller"`
 	CallerName string    `json:"caller_name"`
 	DurationMS float64   `json:"duration_ms"`
@@ -136,5 +137,9 @@ func formatFeedEvent(ev feedEvent) string {
 	case ev.Caller != "":
 		caller = ev.Caller
 	}
-	return fmt.Sprintf("%s  %-8s %10s  %s  ← %s", ev.Time.Local().Format("15:04:05.000"), outcome, dur, ev.FunctionID, caller)
+	fn := ev.FunctionID
+	if ev.Namespace != "" {
+		fn += " [" + ev.Namespace + "]"
+	}
+	return fmt.Sprintf("%s  %-8s %10s  %s  ← %s", ev.Time.Local().Format("15:04:05.000"), outcome, dur, fn, caller)
 }

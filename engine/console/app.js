@@ -200,7 +200,7 @@ const PAGES = {
         const st = stats[f.function_id] || { count: 0, errors: 0 };
         const rate = st.count ? (100 * st.errors / st.count) : 0;
         return h('tr', { 'data-function': f.function_id },
-          h('td', { class: 'mono' }, f.function_id, f.description ? h('div', { class: 'muted' }, f.description) : null),
+          h('td', { class: 'mono' }, f.function_id, f.namespace ? h('span', { class: 'tag' }, f.namespace) : null, f.description ? h('div', { class: 'muted' }, f.description) : null),
           h('td', {}, f.worker_name),
           h('td', {}, (trig.get(f.function_id) || []).map((t) => h('span', { class: 'tag', title: t.config_summary }, t.trigger_type + (t.trigger_type === 'http' ? ' ' + routeOf(t) : '')))),
           h('td', { class: 'num calls' }, fmtN(st.count)), h('td', { class: 'num errors' + (st.errors ? ' bad' : '') }, fmtN(st.errors)),
@@ -386,7 +386,7 @@ function renderFeedRows() {
   const rows = S.feed.filter((ev) => !q || ev.function_id.toLowerCase().includes(q)).slice(0, 200);
   body.replaceChildren(...rows.map((ev) => h('tr', { 'data-function': ev.function_id, 'data-outcome': ev.outcome },
     h('td', { class: 'mono' }, fmtClock(ev.time)),
-    h('td', { class: 'mono' }, ev.function_id),
+    h('td', { class: 'mono' }, ev.function_id, ev.namespace ? h('span', { class: 'tag' }, ev.namespace) : null),
     h('td', {}, ev.caller_name || (ev.caller ? ev.caller.slice(0, 8) : 'engine')),
     h('td', { class: 'num' }, ev.outcome === 'void' ? '—' : ev.duration_ms.toFixed(2) + ' ms'),
     h('td', { class: ev.outcome }, ev.outcome + (ev.error_code ? ' (' + ev.error_code + ')' : '')))));

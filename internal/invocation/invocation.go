@@ -122,10 +122,10 @@ func (l *Local) Invoke(req *Request, done Completion) {
 		if req.Void {
 			f.Void()
 			if m.Feed.Active() {
-				m.Feed.Publish(metrics.Invocation{Time: time.Now(), FunctionID: req.FunctionID, CallerWorkerID: req.CallerWorkerID, Outcome: metrics.OutcomeVoid})
+				m.Feed.Publish(metrics.Invocation{Time: time.Now(), FunctionID: req.FunctionID, Namespace: req.Namespace, CallerWorkerID: req.CallerWorkerID, Outcome: metrics.OutcomeVoid})
 			}
 		} else {
-			obs = observed{m: m, f: f, start: time.Now(), fn: req.FunctionID, caller: req.CallerWorkerID}
+			obs = observed{m: m, f: f, start: time.Now(), fn: req.FunctionID, ns: req.Namespace, caller: req.CallerWorkerID}
 			m.Started()
 		}
 	}
@@ -189,11 +189,11 @@ func (l *Local) notFound(req *Request) *wire.ErrorBody {
 // observed is a non-void invocation being counted; the zero value counts
 // nothing.
 type observed struct {
-	m          *metrics.Metrics
-	f          *metrics.Function
-	start      time.Time
-	span       *otel.Span // nil: not traced
-	fn, caller string     // for the live feed
+	m              *metrics.Metrics
+	f              *metrics.Function
+	start          time.Time
+	span           *otel.Span // nil: not traced
+	fn, ns, caller string     // for the live feed
 }
 
 // finish records the invocation's outcome and latency, and reports it to
@@ -209,7 +209,7 @@ func (o *observed) finish(r Result) {
 	o.f.Done(o.m, o.start, oc)
 	if o.m.Feed.Active() {
 		now := time.Now()
-		ev := metrics.Invocation{Time: now, FunctionID: o.fn, CallerWorkerID: o.caller, Duration: now.Sub(o.start), Outcome: oc}
+		ev := metrics.Invocation{Time: now, FunctionID: o.fn, Namespace: o.ns, CallerWorkerID: o.caller, Duration: now.Sub(o.start), Outcome: oc}
 		if r.Err != nil {
 			ev.ErrorCode = r.Err.Code
 		}

@@ -112,8 +112,10 @@ func TestFeedFromInvoke(t *testing.T) {
 	m := metrics.New()
 	l.SetMetrics(m)
 	ex := &answeringExecutor{l}
-	if err := reg.RegisterFunction(&registry.Function{ID: "f", Owner: ex}); err != nil {
-		t.Fatal(err)
+	for _, ns := range []string{"", "orders"} {
+		if err := reg.RegisterFunction(&registry.Function{ID: "f", Namespace: ns, Owner: ex}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	done := func(Result) {}
 	before := testing.AllocsPerRun(200, func() { l.Invoke(&Request{FunctionID: "f", CallerWorkerID: "w1"}, done) })
@@ -123,12 +125,13 @@ func TestFeedFromInvoke(t *testing.T) {
 	l.Invoke(&Request{FunctionID: "f", CallerWorkerID: "w1"}, done)
 	l.Invoke(&Request{FunctionID: "f", CallerWorkerID: "w2", Void: true}, nil)
 	l.Invoke(&Request{FunctionID: "nope", CallerWorkerID: "w3"}, done)
+	l.Invoke(&Request{FunctionID: "f", Namespace: "orders", CallerWorkerID: "w4"}, done)
 	want := []struct {
-		fn, caller, outcome, code string
-	}{{"f", "w1", "ok", ""}, {"f", "w2", "void", ""}, {"nope", "w3", "error", wire.CodeFunctionNotFound}}
+		fn, ns, caller, outcome, code string
+	}{{"f", "", "w1", "ok", ""}, {"f", "", "w2", "void", ""}, {"nope", "", "w3", "error", wire.CodeFunctionNotFound}, {"f", "orders", "w4", "ok", ""}}
 	for _, w := range want {
 		ev := <-sub.C
-		if ev.FunctionID != w.fn || ev.CallerWorkerID != w.caller || metrics.OutcomeName(ev.Outcome) != w.outcome || ev.ErrorCode != w.code || ev.Time.IsZero() {
+		if ev.FunctionID != w.fn || ev.Namespace != w.ns || ev.CallerWorkerID != w.caller || metrics.OutcomeName(ev.Outcome) != w.outcome || ev.ErrorCode != w.code || ev.Time.IsZero() {
 			t.Fatalf("got %+v, want %+v", ev, w)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 type Invocation struct {
 	Time           time.Time // when it finished
 	FunctionID     string
+	Namespace      string // where FunctionID resolved ("" is the default one)
 	CallerWorkerID string // "" for the engine (HTTP triggers, queues, modules, the console)
 	Duration       time.Duration
 	Outcome        int    // OutcomeOK ... OutcomeVoid
@@ -109,6 +110,7 @@ func (f *Feed) Publish(ev Invocation) {
 		return
 	}
 	ev.FunctionID = strings.Clone(ev.FunctionID)
+	ev.Namespace = strings.Clone(ev.Namespace)
 	ev.CallerWorkerID = strings.Clone(ev.CallerWorkerID)
 	ev.ErrorCode = strings.Clone(ev.ErrorCode)
 	for _, s := range *p {
