@@ -228,3 +228,29 @@ func TestNamespaceEnqueueRefused(t *testing.T) {
 		t.Fatalf("namespaced enqueue = %+v; want enqueue_error naming the namespace", r)
 	}
 }
+
+// TestNamespaceProviderMovesOut: a provider whose type was applied in
+// default before it declared another namespace stops serving default's
+// bindings (unregistertrigger) and they are parked again.
+func TestNamespaceProviderMovesOut(t *testing.T) {
+	e := startEngine(t)
+	wd := dialRaw(t, e)
+	wd.sendJSON(`{"type":"registertrigger","id":"t-x","trigger_type":"hook2","function_id":"f","config":{}}`)
+	wd.announce("wd")
+	wd.call("sync", wire.FnFunctionsList, `{}`)
+	p := dialRaw(t, e)
+	p.sendJSON(`{"type":"registertriggertype","id":"hook2","description":"x"}`)
+	if m := p.expectSkipping(wire.TypeRegisterTrigger); m.ID != "t-x" {
+		t.Fatalf("got %+v", m)
+	}
+	p.announceNS("p", "orders")
+	if m := p.expectSkipping(wire.TypeUnregisterTrigger); m.ID != "t-x" {
+		t.Fatalf("got %+v", m)
+	}
+	if tr, ok := e.reg.TriggerSnapshot("t-x"); !ok || tr.Active {
+		t.Fatalf("t-x after its provider moved to orders: %+v, %v; want parked", tr, ok)
+	}
+	if _, ok := e.reg.TriggerTypeIn("orders", "hook2"); !ok {
+		t.Fatal("hook2 not provided in orders")
+	}
+}
