@@ -155,6 +155,9 @@ func TestWorkerNamespaceConflict(t *testing.T) {
 			t.Fatalf("workers::info state in %s = %s, %v; want worker %s", ns, r.Result, r.Error, want)
 		}
 	}
+	if r := d1.call("info-any", wire.FnWorkersInfo, `{"name":"state"}`); r.Error == nil || !strings.Contains(r.Error.Message, "billing, orders") {
+		t.Fatalf("workers::info state without a namespace = %s, %+v; want ambiguous naming billing, orders", r.Result, r.Error)
+	}
 }
 
 // TestInvalidNamespace: a namespace field named and left blank is answered
@@ -247,6 +250,7 @@ func TestNamespaceProviderMovesOut(t *testing.T) {
 	if m := p.expectSkipping(wire.TypeUnregisterTrigger); m.ID != "t-x" {
 		t.Fatalf("got %+v", m)
 	}
+	p.callSkipping("sync", wire.FnFunctionsList, `{}`) // the announce was handled in full
 	if tr, ok := e.reg.TriggerSnapshot("t-x"); !ok || tr.Active {
 		t.Fatalf("t-x after its provider moved to orders: %+v, %v; want parked", tr, ok)
 	}
