@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"sort"
 	"strings"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -294,41 +295,74 @@ type workersInfoInput struct {
 	Namespace *string `json:"namespace"`
 }
 
-func (e *Engine) workersInfo(_ context.Context, _ *invocation.Request, in workersInfoInput) (any, *wire.ErrorBody) {
+// pickWorker resolves an engine::workers::info lookup: by id, or by name in
+// the given namespace; without one a default-namespace worker wins, else a
+// name in one namespace only, else the lookup is ambiguous.
+func (e *Engine) pickWorker(in workersInfoInput) (registry.Worker, *wire.ErrorBody) {
+	var cands []registry.Worker
 	for _, w := range e.reg.Workers() {
-		if w.Name != in.Name && w.ID != in.Name || in.Namespace != nil && orDefault(w.Namespace) != *in.Namespace {
-			continue
+		if w.ID == in.Name {
+			return w, nil
 		}
-		s := e.summarizeWorker(w)
-		info := struct {
-			workerSummary
-			PID      *int `json:"pid,omitzero"`
-			Internal bool `json:"internal"`
-		}{workerSummary: s}
-		if w.HasPID {
-			info.PID = &w.PID
+		if w.Name == in.Name && (in.Namespace == nil || orDefault(w.Namespace) == *in.Namespace) {
+			cands = append(cands, w)
 		}
-		var fns []functionSummary
-		for _, f := range e.reg.Functions() {
-			if ownerOf(f.Owner) == w.ID {
-				fns = append(fns, functionSummary{FunctionID: f.ID, Namespace: f.Namespace, WorkerName: e.workerName(w.ID, f.ID), Description: f.Description, Metadata: f.Metadata})
-			}
-		}
-		var types []triggerTypeSummary
-		for _, tt := range e.reg.TriggerTypes() {
-			if ownerOf(tt.Provider) == w.ID {
-				types = append(types, e.summarizeTriggerType(tt))
-			}
-		}
-		var regs []registeredTrigger
-		for _, t := range e.reg.Triggers("") {
-			if t.Owner == w.ID {
-				regs = append(regs, e.summarizeRegisteredTrigger(t))
-			}
-		}
-		return map[string]any{"worker": info, "functions": nonNil(fns), "trigger_types": nonNil(types), "registered_triggers": nonNil(regs)}, nil
 	}
-	return nil, &wire.ErrorBody{Code: wire.CodeNotFound, Message: "Worker '" + in.Name + "' is not connected."}
+	nss := map[string]bool{}
+	for _, w := range cands {
+		if orDefault(w.Namespace) == wire.DefaultNamespace {
+			return w, nil
+		}
+		nss[w.Namespace] = true
+	}
+	switch {
+	case len(cands) == 0:
+		return registry.Worker{}, &wire.ErrorBody{Code: wire.CodeNotFound, Message: "Worker '" + in.Name + "' is not connected."}
+	case len(nss) > 1:
+		list := make([]string, 0, len(nss))
+		for ns := range nss {
+			list = append(list, ns)
+		}
+		sort.Strings(list)
+		return registry.Worker{}, &wire.ErrorBody{Code: wire.CodeNotFound, Message: "Worker '" + in.Name +
+			"' is ambiguous: it is connected in namespace(s): " + strings.Join(list, ", ") + ". Pass `namespace` to select one."}
+	}
+	return cands[0], nil
+}
+
+func (e *Engine) workersInfo(_ context.Context, _ *invocation.Request, in workersInfoInput) (any, *wire.ErrorBody) {
+	w, errBody := e.pickWorker(in)
+	if errBody != nil {
+		return nil, errBody
+	}
+	s := e.summarizeWorker(w)
+	info := struct {
+		workerSummary
+		PID      *int `json:"pid,omitzero"`
+		Internal bool `json:"internal"`
+	}{workerSummary: s}
+	if w.HasPID {
+		info.PID = &w.PID
+	}
+	var fns []functionSummary
+	for _, f := range e.reg.Functions() {
+		if ownerOf(f.Owner) == w.ID {
+			fns = append(fns, functionSummary{FunctionID: f.ID, Namespace: f.Namespace, WorkerName: e.workerName(w.ID, f.ID), Description: f.Description, Metadata: f.Metadata})
+		}
+	}
+	var types []triggerTypeSummary
+	for _, tt := range e.reg.TriggerTypes() {
+		if ownerOf(tt.Provider) == w.ID {
+			types = append(types, e.summarizeTriggerType(tt))
+		}
+	}
+	var regs []registeredTrigger
+	for _, t := range e.reg.Triggers("") {
+		if t.Owner == w.ID {
+			regs = append(regs, e.summarizeRegisteredTrigger(t))
+		}
+	}
+	return map[string]any{"worker": info, "functions": nonNil(fns), "trigger_types": nonNil(types), "registered_triggers": nonNil(regs)}, nil
 }
 
 func nonNil[T any](s []T) []T {

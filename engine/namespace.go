@@ -161,7 +161,18 @@ func (w *workerConn) resolveNamespace(ns string) string {
 		return ns
 	}
 	st.ns = ns
+	// Other connections' bindings served by a type this connection
+	// provided tentatively in default: it serves them no more.
+	var served []registry.Trigger
+	for _, t := range w.e.reg.Triggers("") {
+		if tt, ok := w.e.reg.ProviderOf(&t); ok && tt.Provider == registry.Owner(w) && t.Owner != w.id && t.Active {
+			served = append(served, t)
+		}
+	}
 	rel := w.e.reg.Withdraw(w)
+	for _, t := range served {
+		_ = w.send(&wire.Message{Type: wire.TypeUnregisterTrigger, ID: t.ID, TriggerType: t.Type})
+	}
 	for _, rt := range rel.Triggers {
 		w.e.detachTrigger(rt.Trigger, rt.Provider, w)
 	}

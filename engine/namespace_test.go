@@ -155,6 +155,9 @@ func TestWorkerNamespaceConflict(t *testing.T) {
 			t.Fatalf("workers::info state in %s = %s, %v; want worker %s", ns, r.Result, r.Error, want)
 		}
 	}
+	if r := d1.call("info-any", wire.FnWorkersInfo, `{"name":"state"}`); r.Error == nil || !strings.Contains(r.Error.Message, "billing, orders") {
+		t.Fatalf("workers::info state without a namespace = %s, %+v; want ambiguous naming billing, orders", r.Result, r.Error)
+	}
 }
 
 // TestInvalidNamespace: a namespace field named and left blank is answered
@@ -226,5 +229,32 @@ func TestNamespaceEnqueueRefused(t *testing.T) {
 	r := w.expectSkipping(wire.TypeInvocationResult)
 	if r.Error == nil || r.Error.Code != wire.CodeEnqueueError || !strings.Contains(r.Error.Message, "orders") {
 		t.Fatalf("namespaced enqueue = %+v; want enqueue_error naming the namespace", r)
+	}
+}
+
+// TestNamespaceProviderMovesOut: a provider whose type was applied in
+// default before it declared another namespace stops serving default's
+// bindings (unregistertrigger) and they are parked again.
+func TestNamespaceProviderMovesOut(t *testing.T) {
+	e := startEngine(t)
+	wd := dialRaw(t, e)
+	wd.sendJSON(`{"type":"registertrigger","id":"t-x","trigger_type":"hook2","function_id":"f","config":{}}`)
+	wd.announce("wd")
+	wd.call("sync", wire.FnFunctionsList, `{}`)
+	p := dialRaw(t, e)
+	p.sendJSON(`{"type":"registertriggertype","id":"hook2","description":"x"}`)
+	if m := p.expectSkipping(wire.TypeRegisterTrigger); m.ID != "t-x" {
+		t.Fatalf("got %+v", m)
+	}
+	p.announceNS("p", "orders")
+	if m := p.expectSkipping(wire.TypeUnregisterTrigger); m.ID != "t-x" {
+		t.Fatalf("got %+v", m)
+	}
+	p.callSkipping("sync", wire.FnFunctionsList, `{}`) // the announce was handled in full
+	if tr, ok := e.reg.TriggerSnapshot("t-x"); !ok || tr.Active {
+		t.Fatalf("t-x after its provider moved to orders: %+v, %v; want parked", tr, ok)
+	}
+	if _, ok := e.reg.TriggerTypeIn("orders", "hook2"); !ok {
+		t.Fatal("hook2 not provided in orders")
 	}
 }

@@ -79,15 +79,27 @@ func nsVia(ctx context.Context, t *testing.T, c *sluice.Client, proxy, fn, ns st
 }
 
 // nsStarter starts one namespace worker of an SDK: the worker name (and
-// function prefix) prefix, in namespace ns ("" for none), registering fns.
-type nsStarter func(t *testing.T, e *engineProc, prefix, ns, fns string) *proc
+// function prefix) prefix, in namespace ns ("" for none), registering fns;
+// it waits for READY unless noWait.
+type nsStarter func(t *testing.T, e *engineProc, prefix, ns, fns string, noWait ...bool) *proc
 
-func nsPython(t *testing.T, e *engineProc, prefix, ns, fns string) *proc {
+func nsPython(t *testing.T, e *engineProc, prefix, ns, fns string, noWait ...bool) *proc {
 	env := []string{"FNS=" + fns}
 	if ns != "" {
 		env = append(env, "NS="+ns)
 	}
-	return startWorker(t, flavourNamed("python-0.25.0"), e, "namespaces.py", prefix, env...).proc
+	f := flavourNamed("python-0.25.0")
+	if len(noWait) == 0 || !noWait[0] {
+		return startWorker(t, f, e, "namespaces.py", prefix, env...).proc
+	}
+	// A worker the engine refuses may not get as far as READY: the SDK's
+	// register_worker() raises the fatal rejection when it arrives first.
+	cmd := exec.Command(f.require(t), "namespaces.py")
+	cmd.Dir = filepath.Join(interopDir, f.Dir)
+	cmd.Env = append(os.Environ(), "III_URL="+e.URL, "WORKER_PREFIX="+prefix, "OTEL_ENABLED=false",
+		"PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1")
+	cmd.Env = append(cmd.Env, env...)
+	return startProc(t, f.Name+"/"+prefix+"/namespaces.py", cmd)
 }
 
 // nsRustBin is the namespace worker setup.sh builds (rust/src/bin/ns_worker.rs).
@@ -103,7 +115,7 @@ func nsRustBin(t *testing.T) string {
 	return bin
 }
 
-func nsRust(t *testing.T, e *engineProc, prefix, ns, fns string) *proc {
+func nsRust(t *testing.T, e *engineProc, prefix, ns, fns string, _ ...bool) *proc {
 	cmd := exec.Command(nsRustBin(t))
 	cmd.Env = append(os.Environ(), "III_URL="+e.URL, "WORKER_PREFIX="+prefix, "FNS="+fns, "OTEL_ENABLED=false")
 	if ns != "" {
@@ -204,7 +216,7 @@ func nsScenario(t *testing.T, start nsStarter) {
 	}
 
 	// The same worker name in the same namespace: fatal for the newcomer.
-	dup := start(t, e, "nsc", "orders", "dup::only")
+	dup := start(t, e, "nsc", "orders", "dup::only", true)
 	sawFatal := make(chan struct{}, 2)
 	for _, l := range []*lineLog{dup.stdout, dup.stderr} {
 		go func() {

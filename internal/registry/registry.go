@@ -186,6 +186,9 @@ type Registry struct {
 	maxID     int // read-only after SetMaxIDLength
 	mu        sync.RWMutex
 	functions map[Key]*Function
+	// nsByID indexes the namespaces of each function id (a miss names
+	// them without scanning every function).
+	nsByID map[string][]string
 	// standby holds, per key, the refused registrations of other live
 	// workers, in arrival order: the first still live takes over when the
 	// owner leaves.
@@ -204,6 +207,7 @@ type Registry struct {
 func New() *Registry {
 	return &Registry{
 		functions: make(map[Key]*Function),
+		nsByID:    make(map[string][]string),
 		standby:   make(map[Key][]*Function),
 		types:     make(map[Key]*TriggerType),
 		triggers:  make(map[string]*Trigger),
@@ -257,9 +261,34 @@ func (r *Registry) RegisterFunction(f *Function) error {
 		}
 	}
 	r.dropStandby(k, ownerID(f.Owner))
-	r.functions[k] = f
+	r.setFn(k, f)
 	r.fnGen++
 	return nil
+}
+
+// setFn stores f under k and indexes its namespace. r.mu held.
+func (r *Registry) setFn(k Key, f *Function) {
+	if _, ok := r.functions[k]; !ok {
+		r.nsByID[k.ID] = append(r.nsByID[k.ID], k.NS)
+	}
+	r.functions[k] = f
+}
+
+// delFn removes k and its index entry. r.mu held.
+func (r *Registry) delFn(k Key) {
+	delete(r.functions, k)
+	list := r.nsByID[k.ID]
+	for i, ns := range list {
+		if ns == k.NS {
+			list = append(list[:i:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(r.nsByID, k.ID)
+	} else {
+		r.nsByID[k.ID] = list
+	}
 }
 
 func (r *Registry) addStandby(k Key, f *Function) {
@@ -295,7 +324,7 @@ func (r *Registry) promote(k Key) *Function {
 	list := r.standby[k]
 	for i, f := range list {
 		if _, live := r.workers[ownerID(f.Owner)]; live {
-			r.functions[k] = f
+			r.setFn(k, f)
 			rest := list[i+1:]
 			if len(rest) == 0 {
 				delete(r.standby, k)
@@ -317,7 +346,7 @@ func (r *Registry) UnregisterFunction(ns, id string, owner Owner) (removed bool,
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if f, ok := r.functions[k]; ok && f.Owner == owner {
-		delete(r.functions, k)
+		r.delFn(k)
 		r.fnGen++
 		return true, r.promote(k)
 	}
@@ -345,12 +374,7 @@ func (r *Registry) FunctionIn(ns, id string) (*Function, bool) {
 // NamespacesOf returns the namespaces in which id is registered, sorted.
 func (r *Registry) NamespacesOf(id string) []string {
 	r.mu.RLock()
-	var out []string
-	for k := range r.functions {
-		if k.ID == id {
-			out = append(out, k.NS)
-		}
-	}
+	out := append([]string(nil), r.nsByID[id]...)
 	r.mu.RUnlock()
 	sort.Strings(out)
 	return out
@@ -746,7 +770,7 @@ func (r *Registry) release(owner Owner, gone bool) Released {
 	}
 	for k, f := range r.functions {
 		if f.Owner == owner {
-			delete(r.functions, k)
+			r.delFn(k)
 			r.fnGen++
 			if p := r.promote(k); p != nil {
 				rel.Promoted = append(rel.Promoted, p)

@@ -166,6 +166,13 @@ func TestFunctionNamespaces(t *testing.T) {
 	if _, ok := r.Function("svc::get"); !ok {
 		t.Fatal("w2 leaving removed the default namespace's function")
 	}
+	if got := r.NamespacesOf("svc::get"); len(got) != 1 || got[0] != "default" {
+		t.Fatalf("NamespacesOf after w2 left = %v", got)
+	}
+	r.UnregisterFunction("", "svc::get", w1)
+	if got := r.NamespacesOf("svc::get"); len(got) != 0 {
+		t.Fatalf("NamespacesOf after the last one went = %v", got)
+	}
 }
 
 // TestWithdrawKeepsWorker: a connection's registrations leave, the worker
