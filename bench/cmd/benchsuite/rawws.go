@@ -91,7 +91,7 @@ func (ws *rawWS) write(b []byte) error {
 	return err
 }
 
-// closeWrite sends a normal close frame and waits (bounded by the
+// closeAndWait sends a normal close frame and waits (bounded by the
 // caller's deadline on the socket) for the server to end the connection.
 func (ws *rawWS) closeAndWait() {
 	_ = ws.write(ws.frame(0x8, []byte{0x03, 0xe8}))

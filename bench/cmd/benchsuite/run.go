@@ -182,7 +182,7 @@ func run(o *runOpts) error {
 		metric: "MB/s", value: func(r result) float64 { return r.Rate },
 		goals: []goal{{"proxy", 1.0}, {"upstream", 2.0}}})
 	if up != nil { // their ratio is to upstream
-		stateWorkloads(o, add)
+		moduleWorkloads(o, add)
 	}
 	printTable(rows)
 	fmt.Printf("# took %v\n", time.Since(start).Round(time.Second))

@@ -11,14 +11,15 @@ import (
 	"time"
 )
 
-// stateWorkloads: issue 11's state round trips side by side with the
-// upstream engine. Sluice keeps state in its SQLite store on disk
-// (data_sync normal); upstream runs iii-state (file-based KV), iii-stream
-// and iii-pubsub as in ../shared/tools/upstream/config-modules.yaml. The
-// same raw-protocol caller calls state::set / state::get over 1,000 keys,
-// one at a time and 64 in flight. Both engines are started here, apart
-// from the others, and stopped at the end.
-func stateWorkloads(o *runOpts, add func(workload)) {
+// moduleWorkloads: issue 11's platform modules side by side with the
+// upstream engine, on engines of their own started here and stopped at
+// the end. Sluice keeps state in its SQLite store on disk (data_sync
+// normal) and serves stream clients on a free port; upstream runs
+// iii-state (file-based KV), iii-stream and iii-pubsub as in
+// ../shared/tools/upstream/config-modules.yaml. Workloads: state::set /
+// state::get over 1,000 keys, one at a time and 64 in flight; pubsub
+// fan-out to 100 subscriptions; stream fan-out to 1,000 stream clients.
+func moduleWorkloads(o *runOpts, add func(workload)) {
 	if !o.only.MatchString("state-set-1") && !o.only.MatchString("state-get-64") && !o.only.MatchString("pubsub-100") && !o.only.MatchString("stream-1000") {
 		return
 	}
