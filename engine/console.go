@@ -17,6 +17,7 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/sluicehq/sluice/internal/auth"
+	"github.com/sluicehq/sluice/internal/channels"
 	"github.com/sluicehq/sluice/internal/invocation"
 	"github.com/sluicehq/sluice/internal/metrics"
 	"github.com/sluicehq/sluice/wire"
@@ -216,6 +217,14 @@ type consoleQueue struct {
 	DLQ             int64  `json:"dlq"`
 }
 
+// consoleChannelList bounds the channels a snapshot lists.
+const consoleChannelList = 200
+
+type consoleChannel struct {
+	channels.ChannelInfo
+	OwnerName string `json:"owner_name,omitempty"`
+}
+
 type consoleSnapshot struct {
 	Engine struct {
 		Version         string  `json:"version"`
@@ -239,6 +248,9 @@ type consoleSnapshot struct {
 		FramesTotal   uint64 `json:"frames_total"`
 		BytesTotal    uint64 `json:"bytes_total"`
 		AbortedTotal  uint64 `json:"aborted_total"`
+		// List is the most recent open channels (at most
+		// consoleChannelList), with the owner's worker name.
+		List []consoleChannel `json:"list"`
 	} `json:"channels"`
 	Queues []consoleQueue `json:"queues"`
 }
@@ -263,6 +275,11 @@ func (e *Engine) snapshot(ctx context.Context) *consoleSnapshot {
 	s.Channels.Active = e.hub.Len()
 	s.Channels.BufferedBytes = e.hub.BufferedBytes()
 	s.Channels.FramesTotal, s.Channels.BytesTotal, s.Channels.AbortedTotal = e.hub.Counters()
+	list, _ := e.hub.List(consoleChannelList)
+	s.Channels.List = make([]consoleChannel, 0, len(list))
+	for _, c := range list {
+		s.Channels.List = append(s.Channels.List, consoleChannel{ChannelInfo: c, OwnerName: e.workerNameByID(c.Owner)})
+	}
 	s.Queues = []consoleQueue{}
 	if st := e.queues.current(); st != nil {
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)

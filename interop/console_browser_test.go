@@ -198,6 +198,17 @@ func TestConsoleBrowser(t *testing.T) {
 	p.mustEval(ctx, `window.__sawThroughput = false; new MutationObserver(() => { if (!`+consoleText(`#ch-bps .v`)+`.startsWith('0 ')) window.__sawThroughput = true; }).observe(document.querySelector('#main'), {subtree: true, childList: true, characterData: true}); true`, nil)
 	checkTransform(ctx, t, c, "cw.transform::coordinator", nil)
 	p.waitFor(ctx, "live channel throughput", `window.__sawThroughput`)
+	// A channel the Go client holds open: listed with its owner, its
+	// connected writer, its waiting reader and the bytes written.
+	ch, err := c.CreateChannel(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.Writer.Write(make([]byte, 64<<10)); err != nil {
+		t.Fatal(err)
+	}
+	row := `document.querySelector('#channels-table tr[data-channel=` + jsString(ch.WriterRef.ChannelID[:8]) + `]')`
+	p.waitFor(ctx, "the open channel", row+` && `+row+`.dataset.owner === 'console-go' && `+row+`.textContent.includes('connected') && `+row+`.textContent.includes('waiting') && `+row+`.querySelector('.bytes').textContent === '64.0 KiB'`)
 	p.screenshot(ctx, art, "channels")
 
 	// Queues and the DLQ browser: redrive the dead job; it is delivered

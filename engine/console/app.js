@@ -243,6 +243,22 @@ const PAGES = {
     const cv = h('canvas', { class: 'spark', id: 'ch-spark', width: 1000, height: 90 });
     root.append(cv);
     drawSpark(cv, S.chHistory.map((x) => x.bps));
+    // Per channel: bytes from its writer socket, the rate since the last
+    // snapshot (in-process ends, e.g. HTTP bodies, are not counted).
+    const prev = new Map(((S.prev && S.prev.channels.list) || []).map((x) => [x.id, x]));
+    const dt = S.prev ? (S.snap.engine.time_ms - S.prev.engine.time_ms) / 1000 : 0;
+    const list = c.list || [];
+    root.append(h('h3', {}, 'Open channels' + (c.active > list.length ? ' (the ' + list.length + ' most recent of ' + fmtN(c.active) + ')' : '')));
+    root.append(table('channels-table', [{ title: 'Channel' }, { title: 'Owner' }, { title: 'Opened' }, { title: 'Writer' }, { title: 'Reader' },
+      { title: 'Frames', num: true }, { title: 'Bytes', num: true }, { title: 'Rate', num: true }],
+    list.map((x) => {
+      const p = prev.get(x.id);
+      const rate = p && dt > 0 ? Math.max(0, (x.bytes - p.bytes) / dt) : 0;
+      return h('tr', { 'data-channel': x.id, 'data-owner': x.owner_name || '' }, h('td', { class: 'mono' }, x.id + '…'),
+        h('td', {}, x.owner_name || (x.owner ? x.owner.slice(0, 8) : 'engine')), h('td', {}, fmtAgo(Date.parse(x.created))),
+        h('td', { class: x.writer === 'connected' ? 'ok' : 'muted' }, x.writer), h('td', { class: x.reader === 'connected' ? 'ok' : 'muted' }, x.reader),
+        h('td', { class: 'num' }, fmtN(x.frames)), h('td', { class: 'num bytes' }, fmtBytes(x.bytes)), h('td', { class: 'num' }, fmtBytes(rate) + '/s'));
+    }), 'No open channels.'));
   } },
 
   queues: { title: 'Queues', live: true, render(root) {

@@ -44,6 +44,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -112,6 +113,9 @@ type channel struct {
 	pipe  Pipe
 	mem   *chanMem
 	owner string // the connection it counts against; "" = none
+
+	created       time.Time
+	frames, bytes atomic.Uint64 // received from its writer socket
 
 	// Guarded by Hub.mu.
 	state     [2]endState
@@ -252,11 +256,12 @@ func (h *Hub) newChannel(owner string, bufferSize, localEnd int) (*channel, erro
 	}
 	bufferSize = max(1, min(bufferSize, h.cfg.MaxBuffer))
 	ch := &channel{
-		id:    uuid.NewString(), // v4: 122 random bits each
-		key:   uuid.NewString(),
-		pipe:  newMemPipe(bufferSize, h.onSendBlocked, h.onChanged),
-		mem:   newChanMem(h.budget, h.cfg.MaxBufferBytes),
-		owner: owner,
+		id:      uuid.NewString(), // v4: 122 random bits each
+		key:     uuid.NewString(),
+		pipe:    newMemPipe(bufferSize, h.onSendBlocked, h.onChanged),
+		mem:     newChanMem(h.budget, h.cfg.MaxBufferBytes),
+		owner:   owner,
+		created: time.Now(),
 	}
 	if localEnd >= 0 {
 		ch.state[localEnd] = endActive
@@ -290,6 +295,46 @@ func (h *Hub) Len() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return len(h.chans)
+}
+
+// ChannelInfo describes an open channel for the console.
+type ChannelInfo struct {
+	ID      string    `json:"id"`    // the first 8 characters of its id (never its key)
+	Owner   string    `json:"owner"` // the worker it counts against, "" for none
+	Created time.Time `json:"created"`
+	Writer  string    `json:"writer"` // waiting, connecting, connected or done
+	Reader  string    `json:"reader"`
+	Frames  uint64    `json:"frames"` // received from its writer socket
+	Bytes   uint64    `json:"bytes"`
+}
+
+var endNames = [...]string{endFree: "waiting", endClaimed: "connecting", endActive: "connected", endDone: "done"}
+
+// List returns up to limit open channels, the most recent first, and how
+// many are open.
+func (h *Hub) List(limit int) ([]ChannelInfo, int) {
+	h.mu.Lock()
+	all := make([]*channel, 0, len(h.chans))
+	for _, ch := range h.chans {
+		all = append(all, ch)
+	}
+	states := make(map[*channel][2]endState, len(all))
+	for _, ch := range all {
+		states[ch] = ch.state
+	}
+	h.mu.Unlock()
+	sort.Slice(all, func(i, j int) bool { return all[i].created.After(all[j].created) })
+	n := len(all)
+	if len(all) > limit {
+		all = all[:limit]
+	}
+	out := make([]ChannelInfo, 0, len(all))
+	for _, ch := range all {
+		st := states[ch]
+		out = append(out, ChannelInfo{ID: ch.id[:8], Owner: ch.owner, Created: ch.created,
+			Writer: endNames[st[dirWrite]], Reader: endNames[st[dirRead]], Frames: ch.frames.Load(), Bytes: ch.bytes.Load()})
+	}
+	return out, n
 }
 
 // Counters returns the data frames and payload bytes received from writer

@@ -134,6 +134,8 @@ func (h *Hub) runWriter(ch *channel, ws *websocket.Conn) {
 		}
 		h.frames.Add(1)
 		h.bytes.Add(uint64(n))
+		ch.frames.Add(1)
+		ch.bytes.Add(uint64(n))
 	}
 	stop()
 	if abort != nil {
