@@ -128,7 +128,9 @@ func (m *Metrics) Function(id string, registered bool) *Function {
 	if m.nFns.Load() >= MaxFunctions {
 		return &m.other
 	}
-	f, loaded := m.fns.LoadOrStore(id, new(Function))
+	// The id may alias a whole decoded frame (wire's fast decoder): keep
+	// a copy as the key so that the frame is not retained for good.
+	f, loaded := m.fns.LoadOrStore(strings.Clone(id), new(Function))
 	if !loaded {
 		m.nFns.Add(1)
 	}
