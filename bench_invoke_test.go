@@ -35,13 +35,16 @@ type invokeRig struct {
 	close  func()
 }
 
-func newInvokeRig(b *testing.B) *invokeRig {
+func newInvokeRig(b *testing.B, mutate ...func(*engine.Config)) *invokeRig {
 	b.Helper()
 	ctx := context.Background()
 	cfg := engine.DefaultConfig()
 	cfg.Addr, cfg.HTTPAddr = "127.0.0.1:0", ""
 	cfg.ConsoleAddr, cfg.Streams.Addr = "", "" // no admin or stream-client listener: their default ports would be shared by every test engine
 	cfg.DataDir = engine.DataDirMemory
+	for _, m := range mutate {
+		m(&cfg)
+	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	e, err := engine.New(cfg, quiet)
 	if err != nil {
@@ -97,8 +100,10 @@ func percentile(d []time.Duration, p float64) time.Duration {
 }
 
 // BenchmarkInvokeSequential reports p50/p99 of sequential round trips.
-func BenchmarkInvokeSequential(b *testing.B) {
-	rig := newInvokeRig(b)
+func BenchmarkInvokeSequential(b *testing.B) { benchInvokeSequential(b) }
+
+func benchInvokeSequential(b *testing.B, mutate ...func(*engine.Config)) {
+	rig := newInvokeRig(b, mutate...)
 	defer rig.close()
 	ctx := context.Background()
 	n := b.N

@@ -88,7 +88,12 @@ type Exporter struct {
 	client *http.Client
 	log    *slog.Logger
 
-	spans       chan *Span
+	// Ended spans wait in queued (at most MaxQueueSpans), appended under
+	// spanMu: no goroutine is woken per span. kick wakes the exporter
+	// when a batch is full; else its ticker collects them.
+	spanMu      sync.Mutex
+	queued      []*Span
+	kick        chan struct{}
 	logs        chan LogRecord
 	frames      chan frame
 	queuedBytes atomic.Int64
@@ -159,7 +164,7 @@ func New(cfg Config) (*Exporter, error) {
 		base:     strings.TrimRight(cfg.Endpoint, "/"),
 		client:   cfg.Client,
 		log:      cfg.Logger,
-		spans:    make(chan *Span, cfg.MaxQueueSpans),
+		kick:     make(chan struct{}, 1),
 		logs:     make(chan LogRecord, cfg.MaxQueueSpans),
 		frames:   make(chan frame, 1024),
 		flushReq: make(chan chan struct{}),
@@ -232,12 +237,22 @@ func (x *Exporter) End(s *Span) {
 	if s.EndTime.IsZero() {
 		s.EndTime = time.Now()
 	}
-	select {
-	case x.spans <- s:
-	default:
+	x.spanMu.Lock()
+	n := len(x.queued)
+	if n >= x.cfg.MaxQueueSpans {
+		x.spanMu.Unlock()
 		x.spansDropped.Add(1)
 		s.reset()
 		spanPool.Put(s)
+		return
+	}
+	x.queued = append(x.queued, s)
+	x.spanMu.Unlock()
+	if n+1 == min(x.cfg.MaxBatchSpans, x.cfg.MaxQueueSpans) {
+		select {
+		case x.kick <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -295,27 +310,33 @@ func (x *Exporter) run() {
 	defer close(x.done)
 	tick := time.NewTicker(x.cfg.FlushInterval)
 	defer tick.Stop()
-	batch := make([]*Span, 0, x.cfg.MaxBatchSpans)
+	var spare []*Span // the other half of the double buffer
 	var buf []byte
+	// flushSpans exports every span queued now, in batches.
 	flushSpans := func() {
-		if len(batch) == 0 {
-			return
+		x.spanMu.Lock()
+		all := x.queued
+		x.queued = spare[:0]
+		x.spanMu.Unlock()
+		for q := all; len(q) > 0; {
+			batch := q[:min(len(q), x.cfg.MaxBatchSpans)]
+			q = q[len(batch):]
+			buf = x.encodeSpans(buf[:0], batch)
+			if x.post(Traces, buf) {
+				x.spansExported.Add(uint64(len(batch)))
+			} else {
+				x.spansDropped.Add(uint64(len(batch)))
+			}
+			for _, s := range batch {
+				s.reset()
+				spanPool.Put(s)
+			}
+			if cap(buf) > 4<<20 {
+				buf = nil
+			}
 		}
-		buf = x.encodeSpans(buf[:0], batch)
-		if x.post(Traces, buf) {
-			x.spansExported.Add(uint64(len(batch)))
-		} else {
-			x.spansDropped.Add(uint64(len(batch)))
-		}
-		for i, s := range batch {
-			s.reset()
-			spanPool.Put(s)
-			batch[i] = nil
-		}
-		batch = batch[:0]
-		if cap(buf) > 4<<20 {
-			buf = nil
-		}
+		clear(all)
+		spare = all[:0]
 	}
 	logBatch := make([]LogRecord, 0, x.cfg.MaxBatchSpans)
 	flushLogs := func() {
@@ -349,11 +370,6 @@ func (x *Exporter) run() {
 	drain := func() {
 		for {
 			select {
-			case s := <-x.spans:
-				batch = append(batch, s)
-				if len(batch) >= x.cfg.MaxBatchSpans {
-					flushSpans()
-				}
 			case f := <-x.frames:
 				forward(f)
 			case r := <-x.logs:
@@ -367,11 +383,8 @@ func (x *Exporter) run() {
 	}
 	for {
 		select {
-		case s := <-x.spans:
-			batch = append(batch, s)
-			if len(batch) >= x.cfg.MaxBatchSpans {
-				flushSpans()
-			}
+		case <-x.kick:
+			flushSpans()
 		case f := <-x.frames:
 			forward(f)
 		case r := <-x.logs:

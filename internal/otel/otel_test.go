@@ -225,7 +225,9 @@ func TestExporterBoundedWhenCollectorStalls(t *testing.T) {
 		t.Errorf("1000 spans and 50 frames took %v with a stalled collector", d)
 	}
 	st := x.Stats()
-	if st.SpansDropped < 1000-12 || forwarded > 3 || st.FramesDropped < 47 {
+	// Held: the queue (10), and what the exporter took before it stalled
+	// (at most another queue's worth).
+	if st.SpansDropped < 1000-2*10 || forwarded > 3 || st.FramesDropped < 47 {
 		t.Errorf("with a stalled collector: %+v, %d frames queued", st, forwarded)
 	}
 	close(c.block)
