@@ -9,7 +9,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/gorilla/websocket"
+	websocket "github.com/sluicehq/sluice/internal/ws"
 
 	"github.com/sluicehq/sluice/internal/channels/wsframe"
 	"github.com/sluicehq/sluice/internal/wsconn"
@@ -36,9 +36,9 @@ import (
 // result of a lone parked caller hands the role over with the result.
 //
 // A caller blocked in a read must be interruptible (its context, the
-// default timeout), which gorilla's sticky read errors do not allow; so
-// callers only read on sockets that ctlReader reads (ws:// with the
-// default dialer). Elsewhere a background reader always reads, as before.
+// default timeout) and leave the socket where the next holder can go on;
+// callers only read on sockets that ctlReader reads (ws://). On wss:// a
+// background reader always reads.
 
 // frameSource yields a control socket's data messages, handling control
 // frames on the way. Only the holder of the reader role uses it.
@@ -50,16 +50,16 @@ type frameSource interface {
 	arm(now time.Time)
 }
 
-// gorillaSource reads through gorilla: wss:// and custom dialers. Its idle
+// connSource reads through the ws package's reader: wss://. Its idle
 // deadline is also pushed out by the ping and pong handlers set in dial.
-type gorillaSource struct {
+type connSource struct {
 	ws    *websocket.Conn
 	idle  time.Duration
 	buf   []byte
 	armed time.Time
 }
 
-func (g *gorillaSource) next() ([]byte, error) {
+func (g *connSource) next() ([]byte, error) {
 	_, data, err := wsconn.ReadFrame(g.ws, g.buf, maxFrameSize)
 	g.buf = data[:0]
 	if cap(g.buf) > keepReadBuffer {
@@ -71,7 +71,7 @@ func (g *gorillaSource) next() ([]byte, error) {
 // arm re-arms the deadline only when a quarter of it has passed: re-arming
 // on every frame costs a runtime timer update per frame. The engine
 // therefore counts as dead after 3/4 to 4/4 of the idle timeout.
-func (g *gorillaSource) arm(now time.Time) {
+func (g *connSource) arm(now time.Time) {
 	if now.Sub(g.armed) > g.idle/4 {
 		_ = g.ws.SetReadDeadline(now.Add(g.idle))
 		g.armed = now

@@ -8,7 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
+	"github.com/sluicehq/sluice/internal/channels/wsframe"
+	websocket "github.com/sluicehq/sluice/internal/ws"
 	"github.com/sluicehq/sluice/internal/wsconn"
 	"github.com/sluicehq/sluice/wire"
 )
@@ -49,23 +50,13 @@ func TestFragmentsAndPings(t *testing.T) {
 	}()
 
 	big := bytes.Repeat([]byte("0123456789"), 10_000)
-	nw, err := w.NextWriter(websocket.BinaryMessage)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for off := 0; off < len(big); off += 30_000 {
-		if _, err := nw.Write(big[off:min(off+30_000, len(big))]); err != nil {
-			t.Fatal(err)
-		}
-		// gorilla flushes a continuation frame whenever its 64 KiB buffer
-		// fills; a ping between them is legal and must be answered.
-		if off == 60_000 {
-			if err := w.WriteControl(websocket.PingMessage, []byte("p1"), time.Now().Add(testWait)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := nw.Close(); err != nil {
+	// A fragmented message with a ping between its fragments, which is
+	// legal and must be answered.
+	var frames []byte
+	frames = append(frames, maskedFrame(false, wsframe.OpBinary, big[:60_000])...)
+	frames = append(frames, maskedFrame(true, wsframe.OpPing, []byte("p1"))...)
+	frames = append(frames, maskedFrame(true, wsframe.OpContinuation, big[60_000:])...)
+	if _, err := w.NetConn().Write(frames); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.WriteMessage(websocket.TextMessage, []byte("after")); err != nil {
@@ -86,6 +77,15 @@ func TestFragmentsAndPings(t *testing.T) {
 	if _, b, err := r.ReadMessage(); err != nil || string(b) != "after" {
 		t.Fatalf("next message: %q %v", b, err)
 	}
+}
+
+// maskedFrame builds a masked client frame of any length.
+func maskedFrame(fin bool, op int, p []byte) []byte {
+	key := [4]byte{1, 2, 3, 4}
+	b := make([]byte, wsframe.MaxHeader+len(p))
+	n := wsframe.PutHeader(b, fin, op, len(p), true, key)
+	wsframe.MaskCopy(b[n:], p, key)
+	return b[:n+len(p)]
 }
 
 // rawFrame builds a client frame by hand, for frames gorilla refuses to send.

@@ -50,8 +50,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/gorilla/websocket"
-	"github.com/sluicehq/sluice/internal/wsconn"
+	websocket "github.com/sluicehq/sluice/internal/ws"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -192,14 +191,10 @@ func NewHub(cfg Config, log *slog.Logger) *Hub {
 		// write buffer is never taken; ReadBufferSize 0 makes gorilla reuse
 		// net/http's hijacked reader instead of allocating 64 KiB.
 		writerUp: websocket.Upgrader{
-			WriteBufferSize: wire.FrameSize,
-			WriteBufferPool: wsconn.WriteBufferPool,
-			CheckOrigin:     anyOrigin,
+			CheckOrigin: anyOrigin,
 		},
 		readerUp: websocket.Upgrader{
-			WriteBufferSize: wire.FrameSize,
-			WriteBufferPool: wsconn.WriteBufferPool,
-			CheckOrigin:     anyOrigin,
+			CheckOrigin: anyOrigin,
 		},
 		budget: newBudget(cfg.MaxTotalBufferBytes),
 		chans:  make(map[string]*channel),

@@ -39,6 +39,9 @@ type Dialer struct {
 	// (default 4096); it reads nothing past the response's header block
 	// that is not kept for the frame reader.
 	ReadBufferSize int
+	// WriteBufferSize is the largest frame payload WriteMessage writes;
+	// longer messages are fragmented. 0: 64 KiB.
+	WriteBufferSize int
 	// Subprotocols to ask for.
 	Subprotocols []string
 }
@@ -206,7 +209,9 @@ func (d *Dialer) DialContext(ctx context.Context, urlStr string, h http.Header) 
 		pre, _ := br.Peek(n)
 		src = io.MultiReader(bytes.NewReader(bytes.Clone(pre)), conn)
 	}
-	return newConn(conn, false, src, subproto), resp, nil
+	c := newConn(conn, false, src, subproto)
+	c.fragment = d.WriteBufferSize
+	return c, resp, nil
 }
 
 // dialProxy connects to target through an HTTP CONNECT proxy.

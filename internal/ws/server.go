@@ -30,6 +30,9 @@ type Upgrader struct {
 	// otherwise frames are read from the connection with a buffer of the
 	// reader's own.
 	ReadBufferSize int
+	// WriteBufferSize is the largest frame payload WriteMessage writes;
+	// longer messages are fragmented. 0: 64 KiB.
+	WriteBufferSize int
 	// Subprotocols the server speaks, in order of preference.
 	Subprotocols []string
 	// CheckOrigin decides whether a request's Origin may connect; nil
@@ -126,7 +129,9 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, h http.Header
 	if u.HandshakeTimeout > 0 {
 		_ = netConn.SetWriteDeadline(time.Time{})
 	}
-	return newConn(netConn, true, src, subproto), nil
+	c := newConn(netConn, true, src, subproto)
+	c.fragment = u.WriteBufferSize
+	return c, nil
 }
 
 func (u *Upgrader) subprotocol(r *http.Request, h http.Header) string {

@@ -40,8 +40,12 @@ func (c *Conn) WriteMessage(op int, data []byte) error {
 	if err := c.conn.SetWriteDeadline(c.wdeadline); err != nil {
 		return err
 	}
+	frag := c.fragment
+	if frag <= 0 {
+		frag = maxFragment
+	}
 	for {
-		n := min(len(data), maxFragment)
+		n := min(len(data), frag)
 		fin := n == len(data)
 		if err := c.writeFrame(fin, op, data[:n]); err != nil {
 			return err
@@ -97,10 +101,12 @@ func (c *Conn) writeFrame(fin bool, op int, p []byte) error {
 			c.wbuf = make([]byte, keepWriteBuffer)
 		}
 		b = c.wbuf
-	} else {
+	} else if need <= wsframe.MaxHeader+maxFragment {
 		big = bigBuffers.Get().(*[wsframe.MaxHeader + maxFragment]byte)
 		defer bigBuffers.Put(big)
 		b = big[:]
+	} else {
+		b = make([]byte, need) // a WriteBufferSize over maxFragment
 	}
 	var key [4]byte
 	client := !c.server

@@ -142,6 +142,7 @@ type Conn struct {
 	wmu       chan struct{}
 	wbuf      []byte
 	wdeadline time.Time // SetWriteDeadline's, for data frames
+	fragment  int       // WriteMessage's largest frame payload; 0: maxFragment
 	closeSent atomic.Bool
 
 	// Read side: only the reading goroutine touches these.

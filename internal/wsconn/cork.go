@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gorilla/websocket"
+	websocket "github.com/sluicehq/sluice/internal/ws"
 )
 
 // corkConn lets the writer goroutine batch several queued frames into one
@@ -189,9 +189,9 @@ func Upgrade(u *websocket.Upgrader, w http.ResponseWriter, r *http.Request, h ht
 // Dialer returns a copy of d (nil means websocket.DefaultDialer) whose
 // connections can be batched by Conn. For wss:// it does the TLS handshake
 // itself, so that Conn writes frames on the TLS connection (one frame per
-// Write, big messages in large fragments) rather than through gorilla's
-// 4 KiB write buffer; not when d has a proxy (gorilla would then dial the
-// proxy with it) or a TLS dialer of its own.
+// Write, big messages in large fragments); not when d has a TLS dialer of
+// its own, nor through a proxy (the ws dialer then runs TLS over the
+// tunnel, and ws.Conn writes the frames).
 func Dialer(d *websocket.Dialer) *websocket.Dialer {
 	if d == nil {
 		d = websocket.DefaultDialer
@@ -212,7 +212,7 @@ func Dialer(d *websocket.Dialer) *websocket.Dialer {
 		}
 		return &corkConn{Conn: c, client: true}, nil
 	}
-	if d.Proxy == nil && d.NetDialTLSContext == nil {
+	if d.NetDialTLSContext == nil {
 		tlsConfig := d.TLSClientConfig
 		nd.NetDialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 			c, err := dialTCP(ctx, network, addr)

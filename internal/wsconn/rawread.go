@@ -7,7 +7,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/gorilla/websocket"
+	websocket "github.com/sluicehq/sluice/internal/ws"
 
 	"github.com/sluicehq/sluice/internal/channels/wsframe"
 )

@@ -23,7 +23,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gorilla/websocket"
+	websocket "github.com/sluicehq/sluice/internal/ws"
 )
 
 // Frame types, re-exported so callers need not import gorilla.
@@ -40,10 +40,6 @@ var ErrClosed = errors.New("wsconn: connection closed")
 // DefaultBufferSize is the read/write buffer size for sockets that carry
 // 64 KiB channel frames.
 const DefaultBufferSize = 64 * 1024
-
-// WriteBufferPool is shared by every socket so that mostly idle worker
-// connections do not each pin a write buffer.
-var WriteBufferPool = &sync.Pool{}
 
 type frame struct {
 	kind int
