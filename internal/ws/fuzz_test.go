@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/sluicehq/sluice/internal/ws/wstest"
 )
 
 // fuzzConn is a net.Conn that reads from a fixed input and discards
@@ -32,14 +34,9 @@ func (f *fuzzConn) SetWriteDeadline(time.Time) error { return nil }
 // frame. The seed corpus (the conformance cases and testdata/fuzz) runs
 // with every `go test`; `go test -fuzz FuzzReader ./internal/ws/` explores.
 func FuzzReader(f *testing.F) {
-	for _, tc := range confCases {
-		var client, server []byte
-		for _, fr := range tc.frames {
-			client = append(client, fr.encode(true)...)
-			server = append(server, fr.encode(false)...)
-		}
-		f.Add(client, true)
-		f.Add(server, false)
+	for _, tc := range wstest.Cases {
+		f.Add(tc.Wire(true), true)
+		f.Add(tc.Wire(false), false)
 	}
 	f.Fuzz(func(t *testing.T, in []byte, server bool) {
 		fc := &fuzzConn{r: bytes.NewReader(in)}

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/sluicehq/sluice/internal/ws/wstest"
 )
 
 // TestTruncateReason: a close reason is cut to 123 bytes on a rune
@@ -225,7 +227,7 @@ func TestReadDeadlineResumes(t *testing.T) {
 	c := newConn(a, false, a, "")
 	timedOut := make(chan struct{})
 	go func() {
-		frame := wireFrame{fin: true, op: BinaryMessage, payload: []byte("hello world")}.encode(false)
+		frame := wstest.Frame{Fin: true, Op: BinaryMessage, Payload: []byte("hello world")}.Encode(false)
 		b.Write(frame[:1]) // inside the header
 		<-timedOut
 		b.Write(frame[1:5]) // inside the payload

@@ -195,6 +195,13 @@ func (c *Conn) Close(code int, reason string) {
 	})
 }
 
+// Hangup closes the socket once the frames already accepted are written,
+// without a close frame of its own: for when the reader has answered the
+// peer's close frame, or a protocol error, already.
+func (c *Conn) Hangup() {
+	c.closeOnce.Do(func() { close(c.closing) })
+}
+
 // Abort closes the socket at once, without a close frame and without
 // flushing queued frames (the peer sees an abnormal closure).
 func (c *Conn) Abort() {
