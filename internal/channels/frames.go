@@ -17,14 +17,14 @@ import (
 // client to server) straight from the connection, into the caller's pooled
 // buffer, handling control frames on the way.
 //
-// Why not gorilla's NextReader: it allocates a reader object per message,
-// reads every payload through its own buffer, and unmasks in a separate
-// pass; this is the one loop that runs for every frame the engine forwards.
-// gorilla still does the handshake and writes the control replies
-// (WriteControl is safe alongside this reader). Reading around gorilla is
-// sound because its Upgrade refuses a client that sent data before the
-// handshake completed, so its own buffer is empty when this takes over, and
-// nothing calls gorilla's read methods on a writer socket afterwards.
+// Why not ws.Conn's NextReader: this reader charges the channel's memory
+// budget for each frame before reading its payload (and waits for room),
+// which is the hub's backpressure; it parses and masks with the same
+// wsframe code. ws.Conn does the handshake and writes the control replies
+// (WriteControl is safe alongside this reader). Reading beside ws.Conn is
+// sound because its Upgrader refuses a client that sent data before the
+// handshake completed, so nothing is buffered when this takes over, and
+// nothing calls ws.Conn's read methods on a writer socket afterwards.
 type frameReader struct {
 	r     *wsframe.Reader
 	limit int64                           // largest message, 0 = none
@@ -221,7 +221,7 @@ func mask(key [4]byte, b []byte) { wsframe.Mask(key, 0, b) }
 // not masked). On a TCP connection the header and the payload go out in one
 // writev, without copying the payload into a buffer first; elsewhere (TLS)
 // they are copied into one buffer and written at once. Writes are atomic
-// with respect to gorilla's WriteControl (each is one Write on the
+// with respect to ws.Conn's WriteControl (each is one Write on the
 // connection, and the net package serialises whole Writes).
 type frameWriter struct {
 	conn net.Conn

@@ -184,12 +184,9 @@ func NewHub(cfg Config, log *slog.Logger) *Hub {
 	return &Hub{
 		cfg: cfg,
 		log: log,
-		// gorilla only does the handshakes, control frames and a reader
+		// ws.Conn only does the handshakes, control frames and a reader
 		// socket's (control-only) read side: frameReader reads a writer
 		// socket and frameWriter writes a reader socket's data (frames.go).
-		// Neither ever asks gorilla for a message writer, so the pooled
-		// write buffer is never taken; ReadBufferSize 0 makes gorilla reuse
-		// net/http's hijacked reader instead of allocating 64 KiB.
 		writerUp: websocket.Upgrader{
 			CheckOrigin: anyOrigin,
 		},

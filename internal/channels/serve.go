@@ -59,7 +59,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if end == dirRead {
 		up = &h.readerUp
 	}
-	ws, err := up.Upgrade(w, r, nil) // on error gorilla has answered the request
+	ws, err := up.Upgrade(w, r, nil) // on error the Upgrader has answered the request
 	if err != nil {
 		h.unclaim(ch, end)
 		return
@@ -82,7 +82,7 @@ type sockEnd struct {
 }
 
 // kill sends a close frame and gives the peer closeWait to answer it. It is
-// safe from any goroutine (gorilla allows WriteControl concurrently with the
+// safe from any goroutine (ws.Conn allows WriteControl concurrently with the
 // reader and the writer) and only the first call counts.
 func (e *sockEnd) kill(code int, reason string) {
 	e.once.Do(func() {
@@ -227,7 +227,7 @@ func writerKillCode(cause error) (int, string) {
 // while it is idle, and to answer its pings.
 func (h *Hub) runReader(ch *channel, ws *websocket.Conn) {
 	p := ch.pipe
-	// Pongs without a write deadline: gorilla's default handler leaves one
+	// Pongs without a write deadline: ws.Conn's default handler leaves one
 	// second on the connection, which would then cut a data write that
 	// waits longer than that on a slow reader.
 	ws.SetPingHandler(func(data string) error {

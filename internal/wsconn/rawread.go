@@ -14,9 +14,10 @@ import (
 )
 
 // serverReader reads a client's frames from the read buffer that Upgrade
-// supplied, without gorilla: per message gorilla allocates a reader and
-// walks its buffer several times, which is a measurable share of a small
-// message's round trip. It is used by ReadFrame for sockets that Upgrade
+// supplied, itself rather than through ws.Conn: it keeps an oversized
+// message's prefix and tail for the engine's error reply, reads into a
+// buffer that doubles as bytes arrive, and can tell the read loop whether
+// more input is buffered (NextFrameBuffered). It is used by ReadFrame for sockets that Upgrade
 // made, and only by their single reader goroutine. Errors are final: the
 // caller stops reading.
 type serverReader struct {
@@ -32,7 +33,7 @@ type serverReader struct {
 var errServerFrame = errors.New("wsconn: protocol error")
 
 // readFrame is ReadFrame for cc (see there): control frames are answered
-// as gorilla's default handlers do (a ping with a pong, a close frame with
+// as ws.Conn's default handlers do (a ping with a pong, a close frame with
 // a close frame and a *websocket.CloseError).
 func (cc *corkConn) readFrame(ws *websocket.Conn, buf []byte, limit int64) (int, []byte, error) {
 	r := &cc.rd
@@ -266,7 +267,7 @@ func (r *serverReader) failCode(ws *websocket.Conn, code int, reason string) err
 	return errors.Join(errServerFrame, errors.New(reason))
 }
 
-// noEOF reports the peer hanging up without a close frame as gorilla does
+// noEOF reports the peer hanging up without a close frame as ws.Conn does
 // (close 1006, abnormal closure).
 func noEOF(err error) error {
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
