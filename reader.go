@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	websocket "github.com/sluicehq/sluice/internal/ws"
 
@@ -94,6 +95,7 @@ type ctlReader struct {
 	armed time.Time // when the deadline was last set; zero: set it now
 
 	msg   []byte // the data message being read
+	kind  int    // its opcode (text or binary)
 	inMsg bool   // a frame of it has been read
 	fin   bool   // the current frame is its last
 	skip  bool   // it is over the size limit
@@ -181,6 +183,9 @@ func (r *ctlReader) next() ([]byte, error) {
 				r.skip = false
 				return nil, wsconn.ErrFrameTooLarge
 			}
+			if r.kind == wsframe.OpText && !utf8.Valid(data) {
+				return nil, r.failCode(websocket.CloseInvalidFramePayloadData, "invalid UTF-8 in text message")
+			}
 			return data, nil
 		}
 		h, err := r.fr.Next()
@@ -200,6 +205,9 @@ func (r *ctlReader) next() ([]byte, error) {
 			return nil, r.fail("new message inside a fragmented one")
 		}
 		r.fresh = true
+		if !r.inMsg {
+			r.kind = h.Op
+		}
 		r.inMsg, r.fin = true, h.Fin
 		if uint64(len(r.msg))+h.Len > maxFrameSize {
 			r.skip = true
@@ -216,6 +224,9 @@ func (r *ctlReader) control(op int, p []byte) error {
 func (r *ctlReader) readErr(err error) error {
 	var pe *wsframe.ProtocolError
 	if errors.As(err, &pe) {
+		if pe == wsconn.ErrCloseReasonUTF8 {
+			return r.failCode(websocket.CloseInvalidFramePayloadData, pe.Reason)
+		}
 		return r.fail(pe.Reason)
 	}
 	if err == io.EOF {
@@ -226,7 +237,12 @@ func (r *ctlReader) readErr(err error) error {
 
 // fail answers a protocol error with close 1002.
 func (r *ctlReader) fail(reason string) error {
-	_ = r.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseProtocolError, reason), time.Now().Add(time.Second))
+	return r.failCode(websocket.CloseProtocolError, reason)
+}
+
+// failCode answers a frame that breaks RFC 6455 with close code.
+func (r *ctlReader) failCode(code int, reason string) error {
+	_ = r.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
 	return &wsframe.ProtocolError{Reason: reason}
 }
 

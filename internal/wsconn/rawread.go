@@ -253,8 +253,11 @@ func AnswerControl(ws *websocket.Conn, op int, p []byte, wait time.Duration) err
 	return nil
 }
 
-// errCloseReasonUTF8 is a close frame whose reason is not UTF-8 (1007).
-var errCloseReasonUTF8 = &wsframe.ProtocolError{Reason: "invalid UTF-8 in close reason"}
+// ErrCloseReasonUTF8 is AnswerControl's error for a close frame whose
+// reason is not UTF-8: answer it with 1007 rather than 1002.
+var ErrCloseReasonUTF8 = &wsframe.ProtocolError{Reason: "invalid UTF-8 in close reason"}
+
+var errCloseReasonUTF8 = ErrCloseReasonUTF8
 
 // fail answers a protocol error with close 1002.
 func (r *serverReader) fail(ws *websocket.Conn, reason string) error {
