@@ -35,8 +35,22 @@ type frameReader struct {
 }
 
 // protocolError is a frame that breaks RFC 6455; the socket is closed with
-// Code (1002).
-type protocolError struct{ reason string }
+// code (0: 1002 protocol error; 1007 for invalid UTF-8).
+type protocolError struct {
+	reason string
+	code   int
+}
+
+// closeCode is the close code that answers e.
+func (e *protocolError) closeCode() int {
+	if e.code != 0 {
+		return e.code
+	}
+	return websocket.CloseProtocolError
+}
+
+// errTextUTF8 is a text message that is not UTF-8 (RFC 6455 §8.1).
+var errTextUTF8 = &protocolError{"invalid UTF-8 in text message", websocket.CloseInvalidFramePayloadData}
 
 func (e *protocolError) Error() string { return "channels: websocket protocol error: " + e.reason }
 
@@ -90,11 +104,11 @@ func (fr *frameReader) next() (f Frame, err error) {
 		switch h.Op {
 		case opContinuation:
 			if !started {
-				return f, fr.endMessage(&protocolError{"continuation frame outside a message"})
+				return f, fr.endMessage(&protocolError{reason: "continuation frame outside a message"})
 			}
 		case opText, opBinary:
 			if started {
-				return f, fr.endMessage(&protocolError{"new message inside a fragmented one"})
+				return f, fr.endMessage(&protocolError{reason: "new message inside a fragmented one"})
 			}
 			started, f.Text = true, h.Op == opText
 		default: // control
@@ -131,6 +145,9 @@ func (fr *frameReader) next() (f Frame, err error) {
 			return f, fr.endMessage(err)
 		}
 		if h.Fin {
+			if f.Text && !utf8.Valid(f.Data) {
+				return f, fr.endMessage(errTextUTF8)
+			}
 			return f, fr.endMessage(nil)
 		}
 	}
@@ -150,7 +167,7 @@ func (fr *frameReader) header() (wsframe.Header, error) {
 	if err != nil {
 		var pe *wsframe.ProtocolError
 		if errors.As(err, &pe) {
-			return h, &protocolError{pe.Reason}
+			return h, &protocolError{reason: pe.Reason}
 		}
 		if err == io.EOF {
 			return h, err
@@ -158,7 +175,7 @@ func (fr *frameReader) header() (wsframe.Header, error) {
 		return h, noEOF(err)
 	}
 	if !h.Masked {
-		return h, &protocolError{"unmasked client frame"}
+		return h, &protocolError{reason: "unmasked client frame"}
 	}
 	return h, nil
 }
@@ -194,11 +211,14 @@ func (fr *frameReader) control(h wsframe.Header) error {
 	code, reason := websocket.CloseNoStatusReceived, ""
 	switch {
 	case h.Len == 1:
-		return &protocolError{"close frame of one byte"}
+		return &protocolError{reason: "close frame of one byte"}
 	case h.Len >= 2:
 		code, reason = int(binary.BigEndian.Uint16(p)), string(p[2:])
-		if !wsframe.ValidCloseCode(code) || !utf8.ValidString(reason) {
-			return &protocolError{"invalid close frame"}
+		if !wsframe.ValidCloseCode(code) {
+			return &protocolError{reason: "invalid close frame"}
+		}
+		if !utf8.ValidString(reason) {
+			return &protocolError{"invalid UTF-8 in close reason", websocket.CloseInvalidFramePayloadData}
 		}
 	}
 	_ = fr.reply(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""))

@@ -2,6 +2,7 @@ package channels
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -107,14 +108,20 @@ func TestProtocolErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		frame []byte
+		code  int // 0: 1002
 	}{
-		{"unmasked", rawFrame(0x82, false, []byte("x"))},
-		{"reserved bit", rawFrame(0xC2, true, []byte("x"))},
-		{"unknown opcode", rawFrame(0x83, true, []byte("x"))},
-		{"lone continuation", rawFrame(0x80, true, []byte("x"))},
-		{"fragmented ping", rawFrame(0x09, true, nil)},
-		{"bad close code", rawFrame(0x88, true, []byte{0x03, 0xe8 + 5})}, // 1005 may not be sent
-		{"one-byte close", rawFrame(0x88, true, []byte{3})},
+		{"unmasked", rawFrame(0x82, false, []byte("x")), 0},
+		{"reserved bit", rawFrame(0xC2, true, []byte("x")), 0},
+		{"unknown opcode", rawFrame(0x83, true, []byte("x")), 0},
+		{"lone continuation", rawFrame(0x80, true, []byte("x")), 0},
+		{"fragmented ping", rawFrame(0x09, true, nil), 0},
+		{"bad close code", rawFrame(0x88, true, []byte{0x03, 0xe8 + 5}), 0}, // 1005 may not be sent
+		{"one-byte close", rawFrame(0x88, true, []byte{3}), 0},
+		// On 46d1b29 the hub relayed invalid UTF-8 text (which a reader
+		// must fail) and answered a bad close reason with 1002.
+		{"invalid UTF-8 text", rawFrame(0x81, true, []byte("ab\xffcd")), websocket.CloseInvalidFramePayloadData},
+		{"text ends inside a rune", append(rawFrame(0x01, true, []byte("ok\xe2")), rawFrame(0x80, true, []byte("\x82"))...), websocket.CloseInvalidFramePayloadData},
+		{"close reason not UTF-8", rawFrame(0x88, true, []byte{0x03, 0xe8, 0xce}), websocket.CloseInvalidFramePayloadData},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res, _ := th.Create(0)
@@ -123,7 +130,7 @@ func TestProtocolErrors(t *testing.T) {
 			if _, err := w.NetConn().Write(tc.frame); err != nil {
 				t.Fatal(err)
 			}
-			expectClose(t, w, websocket.CloseProtocolError, "")
+			expectClose(t, w, cmp.Or(tc.code, websocket.CloseProtocolError), "")
 			expectClose(t, r, wire.CloseInternal, "writer broke the WebSocket protocol")
 		})
 	}

@@ -181,7 +181,7 @@ func (h *Hub) writerEnded(ch *channel, e *sockEnd, err error) (clean bool, abort
 		return false, &AbortError{Reason: "writer sent a frame larger than " + limit + " bytes"}, false
 	case errors.As(err, &pe):
 		h.log.Debug("channel writer protocol error", "channel_id", ch.id, "err", err)
-		e.kill(websocket.CloseProtocolError, pe.reason)
+		e.kill(pe.closeCode(), pe.reason)
 		return false, &AbortError{Reason: "writer broke the WebSocket protocol: " + pe.reason}, false
 	case e.killed.Load():
 		return false, nil, false // our kill's read deadline, or the peer dropped after it
