@@ -46,7 +46,7 @@ func connectProxy(t *testing.T) (*url.URL, *atomic.Int32) {
 
 // TestDialOptionsReachChannelSockets: WithNetDialer and WithProxy apply to
 // the worker socket and to both channel ends alike, over ws:// and wss://.
-// On f25be75 the SDK had only WithDialer(*websocket.Dialer) (a gorilla
+// On 5685f05 the SDK had only WithDialer(*websocket.Dialer) (a gorilla
 // type), whose dial function and proxy channel ends ignored.
 func TestDialOptionsReachChannelSockets(t *testing.T) {
 	for _, scheme := range []string{"ws", "wss"} {

@@ -18,7 +18,7 @@ import (
 // the SDK's ws:// control-socket reader (ctlReader, dialed as Client.dial
 // dials it), the one client-side reader that is not ws.Conn's. The
 // read-limit cases are left out: ctlReader skips an oversized message
-// (wsconn.ErrFrameTooLarge) and keeps the socket. On de8a1d4 it accepted
+// (wsconn.ErrFrameTooLarge) and keeps the socket. On 1324f03 it accepted
 // invalid UTF-8 in text messages and answered a close reason that is not
 // UTF-8 with 1002 instead of 1007.
 func TestConformanceCtlReader(t *testing.T) {

@@ -17,7 +17,7 @@ import (
 // ReadFrame's own frame reader (rawread.go), over ws:// and wss://. The
 // read-limit cases are left out: over the limit, ReadFrame skips the
 // message and returns its prefix (the engine answers it with an error
-// message and keeps the worker) instead of failing with 1009. On 63a239b
+// message and keeps the worker) instead of failing with 1009. On 1af7002
 // this reader accepted invalid UTF-8 in text messages and close reasons
 // (6 cases per scheme failed).
 func TestConformanceEngineReader(t *testing.T) {
