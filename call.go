@@ -2,7 +2,6 @@ package sluice
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -35,10 +34,10 @@ func marshalJSON(v any) (jsontext.Value, error) {
 // decodeOptions are the options for decoding values that came from the
 // engine: case-insensitive names, and channel refs materialised as live
 // channel ends bound to this client's engine.
-func decodeOptions(url string, tlsCfg *tls.Config) jsonv2.Options {
+func decodeOptions(url string, dial *dialOptions) jsonv2.Options {
 	return jsonv2.JoinOptions(
 		jsonv2.MatchCaseInsensitiveNames(true),
-		jsonv2.WithUnmarshalers(channelUnmarshalersTLS(url, tlsCfg)),
+		jsonv2.WithUnmarshalers(channelUnmarshalersTLS(url, dial)),
 	)
 }
 
@@ -467,7 +466,7 @@ func (c *Client) CreateChannel(ctx context.Context, opts ...ChannelOption) (*Cha
 		return nil, fmt.Errorf("sluice: unexpected %s result %s (%v)", wire.FnChannelsCreate, raw, err)
 	}
 	ch := newChannel(c.url, res)
-	ch.Writer.tls, ch.Reader.tls = c.cfg.tlsConfig, c.cfg.tlsConfig
+	ch.Writer.dialOpts, ch.Reader.dialOpts = c.dialOpts, c.dialOpts
 	return ch, nil
 }
 

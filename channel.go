@@ -1,7 +1,6 @@
 package sluice
 
 import (
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gorilla/websocket"
+	websocket "github.com/sluicehq/sluice/internal/ws"
 
 	"github.com/sluicehq/sluice/wire"
 )
@@ -62,16 +61,17 @@ func newChannel(engineURL string, res wire.CreateChannelResult) *Channel {
 }
 
 // newChannelReader and newChannelWriter are NewChannelReader and
-// NewChannelWriter for a client's ends: they dial with its TLS settings.
-func newChannelReader(engineURL string, tlsCfg *tls.Config, ref ChannelRef) *ChannelReader {
+// NewChannelWriter for a client's ends: they dial with its connection
+// settings (dialer, proxy, TLS, headers).
+func newChannelReader(engineURL string, dial *dialOptions, ref ChannelRef) *ChannelReader {
 	r := NewChannelReader(engineURL, ref)
-	r.tls = tlsCfg
+	r.dialOpts = dial
 	return r
 }
 
-func newChannelWriter(engineURL string, tlsCfg *tls.Config, ref ChannelRef) *ChannelWriter {
+func newChannelWriter(engineURL string, dial *dialOptions, ref ChannelRef) *ChannelWriter {
 	w := NewChannelWriter(engineURL, ref)
-	w.tls = tlsCfg
+	w.dialOpts = dial
 	return w
 }
 
@@ -135,14 +135,13 @@ const (
 	closeReasonMax     = 123
 )
 
-// A reader socket's data comes through gorilla's 64 KiB read buffer; a
-// writer socket's data does not touch gorilla's buffers (chanConn writes
-// frames itself), so its dialer asks for none.
+// The dialers of channel ends, before a client's options apply. A writer's
+// data frames do not go through the ws package's writer (chanConn writes
+// frames itself).
 var (
 	readerDialer = &websocket.Dialer{
 		Proxy:            http.ProxyFromEnvironment,
 		HandshakeTimeout: 10 * time.Second,
-		ReadBufferSize:   wire.FrameSize,
 	}
 	writerDialer = &websocket.Dialer{
 		Proxy:            http.ProxyFromEnvironment,
@@ -153,9 +152,9 @@ var (
 // channelEnd is what both ends hold before they connect: the endpoint URL
 // and the ref.
 type channelEnd struct {
-	url string // "" when decoded from JSON without a client: unbound
-	ref ChannelRef
-	tls *tls.Config // the client's WithTLSConfig, for wss:// ends
+	url      string // "" when decoded from JSON without a client: unbound
+	ref      ChannelRef
+	dialOpts *dialOptions // the client's connection settings; nil: defaults
 }
 
 func newChannelEnd(engineURL string, ref ChannelRef, dir string) channelEnd {
@@ -187,12 +186,7 @@ func (e *channelEnd) dial(d *websocket.Dialer) (*websocket.Conn, error) {
 	if e.url == "" {
 		return nil, ErrChannelUnbound
 	}
-	if e.tls != nil {
-		dd := *d
-		dd.TLSClientConfig = e.tls
-		d = &dd
-	}
-	ws, err := dialChannel(d, e.url)
+	ws, err := dialChannel(e.dialOpts.dialer(*d), e.url, e.dialOpts.headers())
 	if err != nil {
 		return nil, err
 	}
@@ -200,8 +194,8 @@ func (e *channelEnd) dial(d *websocket.Dialer) (*websocket.Conn, error) {
 	return ws, nil
 }
 
-func dialChannel(d *websocket.Dialer, u string) (*websocket.Conn, error) {
-	ws, resp, err := d.Dial(u, nil)
+func dialChannel(d *websocket.Dialer, u string, h http.Header) (*websocket.Conn, error) {
+	ws, resp, err := d.Dial(u, h)
 	if err == nil {
 		return ws, nil
 	}

@@ -1,8 +1,6 @@
 package sluice
 
 import (
-	"crypto/tls"
-
 	"github.com/go-json-experiment/json"
 
 	"github.com/sluicehq/sluice/wire"
@@ -23,8 +21,8 @@ func channelUnmarshalers(baseURL string) *json.Unmarshalers {
 }
 
 // channelUnmarshalersTLS is channelUnmarshalers for ends that dial with
-// tlsCfg (the client's WithTLSConfig).
-func channelUnmarshalersTLS(baseURL string, tlsCfg *tls.Config) *json.Unmarshalers {
+// a client's connection settings.
+func channelUnmarshalersTLS(baseURL string, dial *dialOptions) *json.Unmarshalers {
 	return json.JoinUnmarshalers(
 		json.UnmarshalFunc(func(data []byte, v **ChannelReader) error {
 			ref, null, err := parseRef(data, wire.DirRead)
@@ -34,7 +32,7 @@ func channelUnmarshalersTLS(baseURL string, tlsCfg *tls.Config) *json.Unmarshale
 			if null {
 				*v = nil
 			} else {
-				*v = newChannelReader(baseURL, tlsCfg, ref)
+				*v = newChannelReader(baseURL, dial, ref)
 			}
 			return nil
 		}),
@@ -46,7 +44,7 @@ func channelUnmarshalersTLS(baseURL string, tlsCfg *tls.Config) *json.Unmarshale
 			if null {
 				*v = nil
 			} else {
-				*v = newChannelWriter(baseURL, tlsCfg, ref)
+				*v = newChannelWriter(baseURL, dial, ref)
 			}
 			return nil
 		}),

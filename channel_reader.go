@@ -7,17 +7,14 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
-	"github.com/gorilla/websocket"
+	websocket "github.com/sluicehq/sluice/internal/ws"
 
-	"github.com/sluicehq/sluice/internal/channels/wsframe"
-	"github.com/sluicehq/sluice/internal/wsconn"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -40,11 +37,10 @@ import (
 type ChannelReader struct {
 	channelEnd
 
-	mu     sync.Mutex // the consumer
-	ws     *websocket.Conn
-	src    msgSource // where messages come from, once connected
-	cur    io.Reader // the binary message being read
-	err    error     // sticky end: io.EOF, *ChannelError or ErrChannelClosed
+	mu     sync.Mutex      // the consumer
+	ws     *websocket.Conn // once connected
+	cur    io.Reader       // the binary message being read
+	err    error           // sticky end: io.EOF, *ChannelError or ErrChannelClosed
 	msgsMu sync.Mutex
 	onMsg  []func(string)
 
@@ -184,7 +180,7 @@ func (r *ChannelReader) next() {
 		}
 	}
 	for {
-		kind, rd, err := r.src.NextReader()
+		kind, rd, err := r.ws.NextReader()
 		if err != nil {
 			r.end(err)
 			return
@@ -212,16 +208,9 @@ func (r *ChannelReader) connect() {
 		r.err = ErrChannelClosed
 		return
 	}
-	var ws *websocket.Conn
-	var err error
-	if strings.HasPrefix(r.url, "ws://") {
-		ws, r.src, err = r.dialRaw()
-	} else {
-		// wss: the frames are read by gorilla (see rawSource).
-		if ws, err = r.dial(readerDialer); err == nil {
-			r.src = ws
-		}
-	}
+	// The ws reader reads a payload of 1 KiB or more straight into the
+	// caller's buffer, and allocates nothing per message.
+	ws, err := r.dial(readerDialer)
 	if err != nil {
 		r.err = err
 		return
@@ -233,24 +222,8 @@ func (r *ChannelReader) connect() {
 	}
 }
 
-// dialRaw connects a ws:// reader whose frames rawSource reads. gorilla
-// does the handshake through a handshakeConn, which never lets gorilla's
-// buffer read past the end of the response: the frames the engine sends
-// right after it stay for rawSource.
-func (r *ChannelReader) dialRaw() (*websocket.Conn, msgSource, error) {
-	d, dialed := withHandshakeConn(*readerDialer)
-	d.ReadBufferSize = 1024 // gorilla only reads the handshake response
-	ws, err := r.dial(d)
-	if err != nil {
-		return nil, nil, err
-	}
-	hc := dialed()
-	hc.handshakeDone()
-	return ws, newRawSource(ws, hc), nil
-}
-
-// end records why the stream ended and hangs up (gorilla has already
-// answered the engine's close frame).
+// end records why the stream ended and hangs up (the ws reader has
+// already answered the engine's close frame).
 func (r *ChannelReader) end(err error) {
 	switch {
 	case r.closed.Load():
@@ -301,160 +274,18 @@ func parseRef(data []byte, dir string) (ref ChannelRef, null bool, err error) {
 	return ChannelRef{ChannelID: *raw.ChannelID, AccessKey: *raw.AccessKey, Direction: dir}, false, nil
 }
 
-// msgSource yields a reader socket's messages, like gorilla's NextReader
-// (which is what *websocket.Conn provides for wss:// ends): a message not
-// read to its end is skipped by the next call; control frames are handled
-// on the way; the engine's close frame ends it with a *websocket.CloseError.
-type msgSource interface {
-	NextReader() (kind int, r io.Reader, err error)
-}
-
-// rawSource reads a ws:// reader socket's frames with wsframe.Reader: a
-// payload goes from the socket straight into the caller's buffer, with the
-// next frame's header picked up by the same system call, and nothing is
-// allocated per message (gorilla reads through its own buffer and allocates
-// a reader per message). Control replies go through gorilla's WriteControl.
-type rawSource struct {
-	ws  *websocket.Conn
-	fr  *wsframe.Reader
-	msg rawMessage
-	ctl [125]byte
-}
-
-// rawMessage is the message being read: its frames' payloads in a row.
-type rawMessage struct {
-	s    *rawSource
-	fin  bool  // the current frame is the message's last
-	size int64 // bytes of the message so far, for the read limit
-	done bool  // read to its end (or abandoned)
-	err  error // sticky
-}
-
-func newRawSource(ws *websocket.Conn, conn net.Conn) *rawSource {
-	s := &rawSource{ws: ws, fr: wsframe.NewReader(conn, 4096)}
-	s.msg = rawMessage{s: s, done: true}
-	return s
-}
-
-func (s *rawSource) NextReader() (int, io.Reader, error) {
-	m := &s.msg
-	if m.err != nil {
-		return 0, nil, m.err
-	}
-	for !m.done { // skip the rest of the previous message
-		if _, err := m.Read(s.ctl[:]); err == io.EOF {
-			break
-		} else if err != nil {
-			return 0, nil, err
-		}
-	}
-	h, err := s.header()
-	if err != nil {
-		m.err = err
-		return 0, nil, err
-	}
-	if h.Op == wsframe.OpContinuation {
-		m.err = s.fail("continuation frame outside a message")
-		return 0, nil, m.err
-	}
-	*m = rawMessage{s: s, fin: h.Fin}
-	if err := m.grow(h.Len); err != nil {
-		return 0, nil, err
-	}
-	return h.Op, m, nil
-}
-
-func (m *rawMessage) Read(p []byte) (int, error) {
-	if m.err != nil {
-		return 0, m.err
-	}
-	for {
-		if m.s.fr.Remaining() > 0 {
-			n, err := m.s.fr.Read(p)
-			if err != nil && err != io.EOF {
-				m.err = err
-				return n, err
-			}
-			return n, nil
-		}
-		if m.fin {
-			m.done = true
-			return 0, io.EOF
-		}
-		h, err := m.s.header()
-		if err != nil {
-			m.err = err
-			return 0, err
-		}
-		if h.Op != wsframe.OpContinuation {
-			m.err = m.s.fail("new message inside a fragmented one")
-			return 0, m.err
-		}
-		m.fin = h.Fin
-		if err := m.grow(h.Len); err != nil {
-			return 0, err
-		}
-	}
-}
-
-// grow accounts for a frame of n bytes against the read limit.
-func (m *rawMessage) grow(n uint64) error {
-	if n > channelMaxMessage || m.size+int64(n) > channelMaxMessage {
-		_ = m.s.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseMessageTooBig, ""), time.Now().Add(channelControlWait))
-		m.err = websocket.ErrReadLimit
-		return m.err
-	}
-	m.size += int64(n)
-	return nil
-}
-
-// header reads the next data frame's header, handling control frames.
-func (s *rawSource) header() (wsframe.Header, error) {
-	for {
-		h, err := s.fr.Next()
-		if err != nil {
-			var pe *wsframe.ProtocolError
-			if errors.As(err, &pe) {
-				return h, s.fail(pe.Reason)
-			}
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF // no close frame
-			}
-			return h, err
-		}
-		if h.Masked {
-			return h, s.fail("masked server frame")
-		}
-		if !wsframe.IsControl(h.Op) {
-			return h, nil
-		}
-		p := s.ctl[:h.Len]
-		if err := s.fr.ReadPayload(p); err != nil {
-			return h, err
-		}
-		err = wsconn.AnswerControl(s.ws, h.Op, p, channelControlWait)
-		if pe := (*wsframe.ProtocolError)(nil); errors.As(err, &pe) {
-			return h, s.fail(pe.Reason)
-		}
-		if err != nil {
-			return h, err
-		}
-	}
-}
-
-// fail answers a protocol error with close 1002.
-func (s *rawSource) fail(reason string) error {
-	_ = s.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseProtocolError, reason), time.Now().Add(channelControlWait))
-	return &wsframe.ProtocolError{Reason: reason}
-}
-
 // withHandshakeConn returns a copy of d that dials through a handshakeConn
-// (plain TCP), and a function that returns the last one it dialed.
+// (over d's own dial function), and a function that returns the last one
+// it dialed.
 func withHandshakeConn(d websocket.Dialer) (*websocket.Dialer, func() *handshakeConn) {
 	var hc *handshakeConn
-	d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+	dial := d.NetDialContext
+	if dial == nil {
 		var nd net.Dialer
-		c, err := nd.DialContext(ctx, network, addr)
+		dial = nd.DialContext
+	}
+	d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
 		if err != nil {
 			return nil, err
 		}
@@ -464,7 +295,7 @@ func withHandshakeConn(d websocket.Dialer) (*websocket.Dialer, func() *handshake
 	return &d, func() *handshakeConn { return hc }
 }
 
-// handshakeConn hands gorilla the bytes of the handshake and nothing more:
+// handshakeConn hands the dialer the bytes of the handshake and nothing more:
 // until handshakeDone, a Read returns at most up to the end of the current
 // HTTP header block (a proxy's CONNECT answer, then the 101), keeping what
 // the socket delivered beyond it; afterwards the kept bytes come first.

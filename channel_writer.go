@@ -11,7 +11,7 @@ import (
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
-	"github.com/gorilla/websocket"
+	websocket "github.com/sluicehq/sluice/internal/ws"
 
 	"github.com/sluicehq/sluice/internal/channels/wsframe"
 	"github.com/sluicehq/sluice/wire"
@@ -69,15 +69,14 @@ func (w *ChannelWriter) endp() *channelEnd {
 
 // chanConn is one connected writer socket.
 //
-// Data frames do not go through gorilla: each is masked while it is copied
-// into a buffer behind its header, with a fresh random key, and written in
-// one system call (gorilla copies, then masks in a second pass, and
-// allocates a message writer per frame). Every write to the socket, data or
+// Data frames do not go through ws.Conn's writer: each is masked while it
+// is copied into a buffer behind its header, with a fresh random key, and
+// written in one system call, under chanConn's own lock. Every write to the socket, data or
 // control, takes mu, and only control writes set a deadline, which they
 // clear again: so a data write blocked by backpressure never inherits a
 // stale deadline, and frames never interleave.
 //
-// A goroutine reads the socket all along, through gorilla (only control
+// A goroutine reads the socket all along, through ws.Conn (only control
 // frames come this way): that is how a writer learns at once that the
 // engine closed it (reader gone: 1011 "reader closed"), and how pings get
 // answered.

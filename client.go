@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"slices"
 	"sync"
@@ -13,7 +14,7 @@ import (
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
-	"github.com/gorilla/websocket"
+	websocket "github.com/sluicehq/sluice/internal/ws"
 
 	"github.com/sluicehq/sluice/internal/wsconn"
 	"github.com/sluicehq/sluice/wire"
@@ -33,8 +34,11 @@ type Client struct {
 	log    *slog.Logger
 	dialer *websocket.Dialer
 	// rawDialer, when set, is the dialer for sockets that ctlReader reads
-	// (ws:// with the default dialer); see reader.go.
+	// (ws://); see reader.go.
 	rawDialer *websocket.Dialer
+	// dialOpts are the connection settings of every socket, the channel
+	// ends' included.
+	dialOpts *dialOptions
 	// decOpts decode handler input and call results.
 	decOpts jsonv2.Options
 	// rescues counts readers the watchdog started (inline.go).
@@ -101,43 +105,31 @@ func Connect(ctx context.Context, rawURL string, opts ...Option) (*Client, error
 	for _, o := range opts {
 		o(&cfg)
 	}
-	if cfg.tlsConfig == nil && cfg.dialer != nil {
-		// Channel sockets trust what the worker socket trusts.
-		cfg.tlsConfig = cfg.dialer.TLSClientConfig
-	}
+	dialOpts := cfg.dialOptions()
 	c := &Client{
 		url:          rawURL,
 		cfg:          cfg,
 		log:          cmp.Or(cfg.logger, slog.Default()),
-		dialer:       cfg.dialer,
+		dialOpts:     dialOpts,
 		done:         make(chan struct{}),
 		up:           make(chan struct{}),
 		functions:    make(map[string]*function),
 		triggers:     make(map[string]*trigger),
 		triggerTypes: make(map[string]*triggerType),
 		pending:      make(map[string]*pendingCall),
-		decOpts:      decodeOptions(rawURL, cfg.tlsConfig),
+		decOpts:      decodeOptions(rawURL, dialOpts),
 	}
-	if c.dialer == nil {
-		// No write buffer pool: a client has one socket, and gorilla
-		// allocates on every message that goes through a pool.
-		c.dialer = &websocket.Dialer{
-			HandshakeTimeout: handshakeTimeout,
-			ReadBufferSize:   4096,
-			WriteBufferSize:  4096,
-		}
-		if u.Scheme == "ws" {
-			// Read by ctlReader (reader.go); gorilla only reads the
-			// handshake response.
-			raw := *c.dialer
-			raw.ReadBufferSize = 1024
-			c.rawDialer = &raw
-		}
-	}
-	if cfg.tlsConfig != nil {
-		d := *c.dialer
-		d.TLSClientConfig = cfg.tlsConfig
-		c.dialer = &d
+	c.dialer = dialOpts.dialer(websocket.Dialer{
+		Proxy:            http.ProxyFromEnvironment,
+		HandshakeTimeout: handshakeTimeout,
+		ReadBufferSize:   4096,
+	})
+	if u.Scheme == "ws" {
+		// Read by ctlReader (reader.go); the dialer only reads the
+		// handshake response.
+		raw := *c.dialer
+		raw.ReadBufferSize = 1024
+		c.rawDialer = &raw
 	}
 	// Lets the writer batch frames queued under load into one syscall.
 	c.dialer = wsconn.Dialer(c.dialer)
@@ -271,7 +263,7 @@ func (c *Client) dial() (*session, error) {
 		s.rd = newCtlReader(ws, ws.NetConn(), idle)
 		s.src = s.rd
 	} else {
-		s.src = &gorillaSource{ws: ws, idle: idle}
+		s.src = &connSource{ws: ws, idle: idle}
 		// Any inbound frame, control frames included, proves the engine
 		// alive.
 		ws.SetPongHandler(func(string) error {

@@ -17,7 +17,7 @@ import (
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
-	"github.com/gorilla/websocket"
+	websocket "github.com/sluicehq/sluice/internal/ws"
 
 	"github.com/sluicehq/sluice/wire"
 )
@@ -184,7 +184,7 @@ func (c *Client) httpRequest(ctx context.Context, in *wire.HTTPRequest) (*http.R
 		// it unchanged): no need to open the request_body channel.
 		body = io.NopCloser(bytes.NewReader(in.Body))
 	case in.RequestBody != nil:
-		rb.r = newChannelReader(c.url, c.cfg.tlsConfig, *in.RequestBody) // connects on first Read
+		rb.r = newChannelReader(c.url, c.dialOpts, *in.RequestBody) // connects on first Read
 		body = rb
 	}
 	r := &http.Request{
@@ -422,7 +422,7 @@ func (rw *responseWriter) start() error {
 	if _, ok := h["Content-Type"]; !ok && len(rw.buf) > 0 && bodyAllowed(rw.status) {
 		h.Set("Content-Type", http.DetectContentType(rw.buf[:min(len(rw.buf), 512)]))
 	}
-	rw.w = newChannelWriter(rw.c.url, rw.c.cfg.tlsConfig, *rw.ref)
+	rw.w = newChannelWriter(rw.c.url, rw.c.dialOpts, *rw.ref)
 	if err := rw.w.SendMessage(controlJSON(wire.ControlMessage{Type: wire.ControlSetStatus, StatusCode: rw.status})); err != nil {
 		return rw.fail(err)
 	}
@@ -548,7 +548,7 @@ func (rw *responseWriter) abort(cause error) {
 		if rw.ref == nil {
 			return
 		}
-		rw.w = newChannelWriter(rw.c.url, rw.c.cfg.tlsConfig, *rw.ref)
+		rw.w = newChannelWriter(rw.c.url, rw.c.dialOpts, *rw.ref)
 	}
 	_ = rw.w.CloseWithError(cause)
 }

@@ -1,12 +1,15 @@
 package sluice
 
 import (
+	"context"
 	"crypto/tls"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
 	"time"
 
-	"github.com/gorilla/websocket"
+	websocket "github.com/sluicehq/sluice/internal/ws"
 )
 
 // Defaults, matching the official SDKs.
@@ -33,7 +36,8 @@ type config struct {
 	backoffMin        time.Duration
 	backoffMax        time.Duration
 	header            http.Header
-	dialer            *websocket.Dialer
+	netDial           func(ctx context.Context, network, addr string) (net.Conn, error)
+	proxy             func(*http.Request) (*url.URL, error)
 	tlsConfig         *tls.Config
 
 	// Keepalive, adjustable by tests only.
@@ -92,12 +96,14 @@ func WithReconnectBackoff(min, max time.Duration) Option {
 	}
 }
 
-// WithHeader adds HTTP headers to the WebSocket handshake of the worker
-// socket (not to channel sockets), e.g. for authentication.
+// WithHeader adds HTTP headers to the WebSocket handshakes of the worker
+// socket and of the channel ends the client hands out, e.g. for
+// authentication.
 func WithHeader(h http.Header) Option { return func(c *config) { c.header = h.Clone() } }
 
-// WithToken authenticates the worker socket with a static engine token
-// (Authorization: Bearer <token>). Apply it after any WithHeader.
+// WithToken authenticates the worker socket (and the client's channel
+// ends) with a static engine token (Authorization: Bearer <token>). Apply
+// it after any WithHeader.
 func WithToken(token string) Option {
 	return func(c *config) {
 		if c.header == nil {
@@ -107,19 +113,67 @@ func WithToken(token string) Option {
 	}
 }
 
-// WithDialer replaces the WebSocket dialer (proxy, TLS settings, buffer
-// sizes). The default has a 10 s handshake timeout.
-func WithDialer(d *websocket.Dialer) Option { return func(c *config) { c.dialer = d } }
+// WithNetDialer sets how the client opens TCP connections (to the engine,
+// or to the proxy): the worker socket and every channel end the client
+// hands out. The default is a net.Dialer; pass (&net.Dialer{...}).DialContext
+// to tune it, or a function of your own (a tunnel, a Unix socket).
+func WithNetDialer(dial func(ctx context.Context, network, addr string) (net.Conn, error)) Option {
+	return func(c *config) { c.netDial = dial }
+}
+
+// WithProxy sets the HTTP CONNECT proxy for the worker socket and every
+// channel end the client hands out: proxy returns the proxy's URL for a
+// request (http:// proxies), or nil for none. The default is
+// http.ProxyFromEnvironment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY; never for
+// localhost).
+func WithProxy(proxy func(*http.Request) (*url.URL, error)) Option {
+	return func(c *config) { c.proxy = proxy }
+}
 
 // WithTLSConfig sets the TLS settings of wss:// connections: the worker
 // socket and every channel end the client hands out (created, or decoded
 // from handler input and HTTP requests). Use it to trust a private CA
-// (RootCAs) or present a client certificate. It overrides the
-// TLSClientConfig of a WithDialer dialer (whose TLSClientConfig, without
-// this option, applies to channel ends too). Without either, wss:// uses
-// the system's roots, as do ends made with NewChannelReader and
+// (RootCAs) or present a client certificate. Without it, wss:// uses the
+// system's roots, as do ends made with NewChannelReader and
 // NewChannelWriter.
 func WithTLSConfig(c *tls.Config) Option { return func(o *config) { o.tlsConfig = c } }
+
+// dialOptions are a client's connection settings, which every socket it
+// opens uses alike: the worker socket and each channel end it hands out.
+// nil means the defaults.
+type dialOptions struct {
+	netDial func(ctx context.Context, network, addr string) (net.Conn, error)
+	proxy   func(*http.Request) (*url.URL, error)
+	tls     *tls.Config
+	header  http.Header
+}
+
+func (c *config) dialOptions() *dialOptions {
+	return &dialOptions{netDial: c.netDial, proxy: c.proxy, tls: c.tlsConfig, header: c.header}
+}
+
+// dialer returns a copy of base with o applied.
+func (o *dialOptions) dialer(base websocket.Dialer) *websocket.Dialer {
+	if o != nil {
+		if o.netDial != nil {
+			base.NetDialContext = o.netDial
+		}
+		if o.proxy != nil {
+			base.Proxy = o.proxy
+		}
+		if o.tls != nil {
+			base.TLSClientConfig = o.tls
+		}
+	}
+	return &base
+}
+
+func (o *dialOptions) headers() http.Header {
+	if o == nil {
+		return nil
+	}
+	return o.header
+}
 
 // FunctionOption configures a function registration.
 type FunctionOption func(*functionConfig)

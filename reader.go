@@ -8,8 +8,9 @@ import (
 	"os"
 	"slices"
 	"time"
+	"unicode/utf8"
 
-	"github.com/gorilla/websocket"
+	websocket "github.com/sluicehq/sluice/internal/ws"
 
 	"github.com/sluicehq/sluice/internal/channels/wsframe"
 	"github.com/sluicehq/sluice/internal/wsconn"
@@ -36,9 +37,9 @@ import (
 // result of a lone parked caller hands the role over with the result.
 //
 // A caller blocked in a read must be interruptible (its context, the
-// default timeout), which gorilla's sticky read errors do not allow; so
-// callers only read on sockets that ctlReader reads (ws:// with the
-// default dialer). Elsewhere a background reader always reads, as before.
+// default timeout) and leave the socket where the next holder can go on;
+// callers only read on sockets that ctlReader reads (ws://). On wss:// a
+// background reader always reads.
 
 // frameSource yields a control socket's data messages, handling control
 // frames on the way. Only the holder of the reader role uses it.
@@ -50,16 +51,16 @@ type frameSource interface {
 	arm(now time.Time)
 }
 
-// gorillaSource reads through gorilla: wss:// and custom dialers. Its idle
+// connSource reads through the ws package's reader: wss://. Its idle
 // deadline is also pushed out by the ping and pong handlers set in dial.
-type gorillaSource struct {
+type connSource struct {
 	ws    *websocket.Conn
 	idle  time.Duration
 	buf   []byte
 	armed time.Time
 }
 
-func (g *gorillaSource) next() ([]byte, error) {
+func (g *connSource) next() ([]byte, error) {
 	_, data, err := wsconn.ReadFrame(g.ws, g.buf, maxFrameSize)
 	g.buf = data[:0]
 	if cap(g.buf) > keepReadBuffer {
@@ -71,7 +72,7 @@ func (g *gorillaSource) next() ([]byte, error) {
 // arm re-arms the deadline only when a quarter of it has passed: re-arming
 // on every frame costs a runtime timer update per frame. The engine
 // therefore counts as dead after 3/4 to 4/4 of the idle timeout.
-func (g *gorillaSource) arm(now time.Time) {
+func (g *connSource) arm(now time.Time) {
 	if now.Sub(g.armed) > g.idle/4 {
 		_ = g.ws.SetReadDeadline(now.Add(g.idle))
 		g.armed = now
@@ -94,6 +95,7 @@ type ctlReader struct {
 	armed time.Time // when the deadline was last set; zero: set it now
 
 	msg   []byte // the data message being read
+	kind  int    // its opcode (text or binary)
 	inMsg bool   // a frame of it has been read
 	fin   bool   // the current frame is its last
 	skip  bool   // it is over the size limit
@@ -181,6 +183,9 @@ func (r *ctlReader) next() ([]byte, error) {
 				r.skip = false
 				return nil, wsconn.ErrFrameTooLarge
 			}
+			if r.kind == wsframe.OpText && !utf8.Valid(data) {
+				return nil, r.failCode(websocket.CloseInvalidFramePayloadData, "invalid UTF-8 in text message")
+			}
 			return data, nil
 		}
 		h, err := r.fr.Next()
@@ -200,6 +205,9 @@ func (r *ctlReader) next() ([]byte, error) {
 			return nil, r.fail("new message inside a fragmented one")
 		}
 		r.fresh = true
+		if !r.inMsg {
+			r.kind = h.Op
+		}
 		r.inMsg, r.fin = true, h.Fin
 		if uint64(len(r.msg))+h.Len > maxFrameSize {
 			r.skip = true
@@ -216,6 +224,9 @@ func (r *ctlReader) control(op int, p []byte) error {
 func (r *ctlReader) readErr(err error) error {
 	var pe *wsframe.ProtocolError
 	if errors.As(err, &pe) {
+		if pe == wsconn.ErrCloseReasonUTF8 {
+			return r.failCode(websocket.CloseInvalidFramePayloadData, pe.Reason)
+		}
 		return r.fail(pe.Reason)
 	}
 	if err == io.EOF {
@@ -226,7 +237,12 @@ func (r *ctlReader) readErr(err error) error {
 
 // fail answers a protocol error with close 1002.
 func (r *ctlReader) fail(reason string) error {
-	_ = r.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseProtocolError, reason), time.Now().Add(time.Second))
+	return r.failCode(websocket.CloseProtocolError, reason)
+}
+
+// failCode answers a frame that breaks RFC 6455 with close code.
+func (r *ctlReader) failCode(code int, reason string) error {
+	_ = r.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
 	return &wsframe.ProtocolError{Reason: reason}
 }
 

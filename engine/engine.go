@@ -24,13 +24,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gorilla/websocket"
+	websocket "github.com/sluicehq/sluice/internal/ws"
 
 	"github.com/sluicehq/sluice/internal/channels"
 	"github.com/sluicehq/sluice/internal/invocation"
 	"github.com/sluicehq/sluice/internal/metrics"
 	"github.com/sluicehq/sluice/internal/registry"
-	"github.com/sluicehq/sluice/internal/wsconn"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -116,9 +115,7 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 	e.upgrader = websocket.Upgrader{
 		// Zero: worker sockets read through wsconn's own 4 KiB buffer,
 		// which lets the read loop see whether more input is buffered.
-		ReadBufferSize:  0,
-		WriteBufferSize: 4096,
-		WriteBufferPool: wsconn.WriteBufferPool,
+		ReadBufferSize: 0,
 	}
 	e.upgrader.CheckOrigin = e.originAllowed // WorkerHandler refuses with a clearer answer first
 	e.hub = newChannelHub(cfg.Channels, log.With("part", "channels"))

@@ -3,7 +3,7 @@ package engine
 import (
 	"time"
 
-	"github.com/gorilla/websocket"
+	websocket "github.com/sluicehq/sluice/internal/ws"
 )
 
 // Liveness: a worker that sends nothing for worker_idle_timeout (a frozen

@@ -14,7 +14,7 @@ import (
 // engine, call them, and read and write channels. Workers (the official
 // SDKs, gorilla, ws, websockets, tungstenite) send no Origin. So the worker
 // port refuses a handshake whose Origin is neither local nor listed in
-// Config.AllowedOrigins. Matching the request's own Host, as gorilla's
+// Config.AllowedOrigins. Matching the request's own Host, as ws.Upgrader's
 // default check does, is not enough: a page on a rebound DNS name has the
 // same Host as its Origin.
 

@@ -8,8 +8,8 @@ import (
 	"sync"
 	"unicode/utf8"
 
-	"github.com/gorilla/websocket"
 	"github.com/sluicehq/sluice/internal/channels/wsframe"
+	websocket "github.com/sluicehq/sluice/internal/ws"
 	"github.com/sluicehq/sluice/internal/wsconn"
 )
 
@@ -17,14 +17,14 @@ import (
 // client to server) straight from the connection, into the caller's pooled
 // buffer, handling control frames on the way.
 //
-// Why not gorilla's NextReader: it allocates a reader object per message,
-// reads every payload through its own buffer, and unmasks in a separate
-// pass; this is the one loop that runs for every frame the engine forwards.
-// gorilla still does the handshake and writes the control replies
-// (WriteControl is safe alongside this reader). Reading around gorilla is
-// sound because its Upgrade refuses a client that sent data before the
-// handshake completed, so its own buffer is empty when this takes over, and
-// nothing calls gorilla's read methods on a writer socket afterwards.
+// Why not ws.Conn's NextReader: this reader charges the channel's memory
+// budget for each frame before reading its payload (and waits for room),
+// which is the hub's backpressure; it parses and masks with the same
+// wsframe code. ws.Conn does the handshake and writes the control replies
+// (WriteControl is safe alongside this reader). Reading beside ws.Conn is
+// sound because its Upgrader refuses a client that sent data before the
+// handshake completed, so nothing is buffered when this takes over, and
+// nothing calls ws.Conn's read methods on a writer socket afterwards.
 type frameReader struct {
 	r     *wsframe.Reader
 	limit int64                           // largest message, 0 = none
@@ -35,8 +35,22 @@ type frameReader struct {
 }
 
 // protocolError is a frame that breaks RFC 6455; the socket is closed with
-// Code (1002).
-type protocolError struct{ reason string }
+// code (0: 1002 protocol error; 1007 for invalid UTF-8).
+type protocolError struct {
+	reason string
+	code   int
+}
+
+// closeCode is the close code that answers e.
+func (e *protocolError) closeCode() int {
+	if e.code != 0 {
+		return e.code
+	}
+	return websocket.CloseProtocolError
+}
+
+// errTextUTF8 is a text message that is not UTF-8 (RFC 6455 §8.1).
+var errTextUTF8 = &protocolError{"invalid UTF-8 in text message", websocket.CloseInvalidFramePayloadData}
 
 func (e *protocolError) Error() string { return "channels: websocket protocol error: " + e.reason }
 
@@ -90,11 +104,11 @@ func (fr *frameReader) next() (f Frame, err error) {
 		switch h.Op {
 		case opContinuation:
 			if !started {
-				return f, fr.endMessage(&protocolError{"continuation frame outside a message"})
+				return f, fr.endMessage(&protocolError{reason: "continuation frame outside a message"})
 			}
 		case opText, opBinary:
 			if started {
-				return f, fr.endMessage(&protocolError{"new message inside a fragmented one"})
+				return f, fr.endMessage(&protocolError{reason: "new message inside a fragmented one"})
 			}
 			started, f.Text = true, h.Op == opText
 		default: // control
@@ -131,6 +145,9 @@ func (fr *frameReader) next() (f Frame, err error) {
 			return f, fr.endMessage(err)
 		}
 		if h.Fin {
+			if f.Text && !utf8.Valid(f.Data) {
+				return f, fr.endMessage(errTextUTF8)
+			}
 			return f, fr.endMessage(nil)
 		}
 	}
@@ -150,7 +167,7 @@ func (fr *frameReader) header() (wsframe.Header, error) {
 	if err != nil {
 		var pe *wsframe.ProtocolError
 		if errors.As(err, &pe) {
-			return h, &protocolError{pe.Reason}
+			return h, &protocolError{reason: pe.Reason}
 		}
 		if err == io.EOF {
 			return h, err
@@ -158,7 +175,7 @@ func (fr *frameReader) header() (wsframe.Header, error) {
 		return h, noEOF(err)
 	}
 	if !h.Masked {
-		return h, &protocolError{"unmasked client frame"}
+		return h, &protocolError{reason: "unmasked client frame"}
 	}
 	return h, nil
 }
@@ -194,11 +211,14 @@ func (fr *frameReader) control(h wsframe.Header) error {
 	code, reason := websocket.CloseNoStatusReceived, ""
 	switch {
 	case h.Len == 1:
-		return &protocolError{"close frame of one byte"}
+		return &protocolError{reason: "close frame of one byte"}
 	case h.Len >= 2:
 		code, reason = int(binary.BigEndian.Uint16(p)), string(p[2:])
-		if !wsframe.ValidCloseCode(code) || !utf8.ValidString(reason) {
-			return &protocolError{"invalid close frame"}
+		if !wsframe.ValidCloseCode(code) {
+			return &protocolError{reason: "invalid close frame"}
+		}
+		if !utf8.ValidString(reason) {
+			return &protocolError{"invalid UTF-8 in close reason", websocket.CloseInvalidFramePayloadData}
 		}
 	}
 	_ = fr.reply(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""))
@@ -221,7 +241,7 @@ func mask(key [4]byte, b []byte) { wsframe.Mask(key, 0, b) }
 // not masked). On a TCP connection the header and the payload go out in one
 // writev, without copying the payload into a buffer first; elsewhere (TLS)
 // they are copied into one buffer and written at once. Writes are atomic
-// with respect to gorilla's WriteControl (each is one Write on the
+// with respect to ws.Conn's WriteControl (each is one Write on the
 // connection, and the net package serialises whole Writes).
 type frameWriter struct {
 	conn net.Conn

@@ -2,13 +2,15 @@ package channels
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"io"
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
+	"github.com/sluicehq/sluice/internal/channels/wsframe"
+	websocket "github.com/sluicehq/sluice/internal/ws"
 	"github.com/sluicehq/sluice/internal/wsconn"
 	"github.com/sluicehq/sluice/wire"
 )
@@ -49,23 +51,13 @@ func TestFragmentsAndPings(t *testing.T) {
 	}()
 
 	big := bytes.Repeat([]byte("0123456789"), 10_000)
-	nw, err := w.NextWriter(websocket.BinaryMessage)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for off := 0; off < len(big); off += 30_000 {
-		if _, err := nw.Write(big[off:min(off+30_000, len(big))]); err != nil {
-			t.Fatal(err)
-		}
-		// gorilla flushes a continuation frame whenever its 64 KiB buffer
-		// fills; a ping between them is legal and must be answered.
-		if off == 60_000 {
-			if err := w.WriteControl(websocket.PingMessage, []byte("p1"), time.Now().Add(testWait)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := nw.Close(); err != nil {
+	// A fragmented message with a ping between its fragments, which is
+	// legal and must be answered.
+	var frames []byte
+	frames = append(frames, maskedFrame(false, wsframe.OpBinary, big[:60_000])...)
+	frames = append(frames, maskedFrame(true, wsframe.OpPing, []byte("p1"))...)
+	frames = append(frames, maskedFrame(true, wsframe.OpContinuation, big[60_000:])...)
+	if _, err := w.NetConn().Write(frames); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.WriteMessage(websocket.TextMessage, []byte("after")); err != nil {
@@ -88,6 +80,15 @@ func TestFragmentsAndPings(t *testing.T) {
 	}
 }
 
+// maskedFrame builds a masked client frame of any length.
+func maskedFrame(fin bool, op int, p []byte) []byte {
+	key := [4]byte{1, 2, 3, 4}
+	b := make([]byte, wsframe.MaxHeader+len(p))
+	n := wsframe.PutHeader(b, fin, op, len(p), true, key)
+	wsframe.MaskCopy(b[n:], p, key)
+	return b[:n+len(p)]
+}
+
 // rawFrame builds a client frame by hand, for frames gorilla refuses to send.
 func rawFrame(b0 byte, masked bool, payload []byte) []byte {
 	f := []byte{b0, byte(len(payload))}
@@ -107,14 +108,20 @@ func TestProtocolErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		frame []byte
+		code  int // 0: 1002
 	}{
-		{"unmasked", rawFrame(0x82, false, []byte("x"))},
-		{"reserved bit", rawFrame(0xC2, true, []byte("x"))},
-		{"unknown opcode", rawFrame(0x83, true, []byte("x"))},
-		{"lone continuation", rawFrame(0x80, true, []byte("x"))},
-		{"fragmented ping", rawFrame(0x09, true, nil)},
-		{"bad close code", rawFrame(0x88, true, []byte{0x03, 0xe8 + 5})}, // 1005 may not be sent
-		{"one-byte close", rawFrame(0x88, true, []byte{3})},
+		{"unmasked", rawFrame(0x82, false, []byte("x")), 0},
+		{"reserved bit", rawFrame(0xC2, true, []byte("x")), 0},
+		{"unknown opcode", rawFrame(0x83, true, []byte("x")), 0},
+		{"lone continuation", rawFrame(0x80, true, []byte("x")), 0},
+		{"fragmented ping", rawFrame(0x09, true, nil), 0},
+		{"bad close code", rawFrame(0x88, true, []byte{0x03, 0xe8 + 5}), 0}, // 1005 may not be sent
+		{"one-byte close", rawFrame(0x88, true, []byte{3}), 0},
+		// On 46d1b29 the hub relayed invalid UTF-8 text (which a reader
+		// must fail) and answered a bad close reason with 1002.
+		{"invalid UTF-8 text", rawFrame(0x81, true, []byte("ab\xffcd")), websocket.CloseInvalidFramePayloadData},
+		{"text ends inside a rune", append(rawFrame(0x01, true, []byte("ok\xe2")), rawFrame(0x80, true, []byte("\x82"))...), websocket.CloseInvalidFramePayloadData},
+		{"close reason not UTF-8", rawFrame(0x88, true, []byte{0x03, 0xe8, 0xce}), websocket.CloseInvalidFramePayloadData},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res, _ := th.Create(0)
@@ -123,7 +130,7 @@ func TestProtocolErrors(t *testing.T) {
 			if _, err := w.NetConn().Write(tc.frame); err != nil {
 				t.Fatal(err)
 			}
-			expectClose(t, w, websocket.CloseProtocolError, "")
+			expectClose(t, w, cmp.Or(tc.code, websocket.CloseProtocolError), "")
 			expectClose(t, r, wire.CloseInternal, "writer broke the WebSocket protocol")
 		})
 	}

@@ -50,8 +50,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/gorilla/websocket"
-	"github.com/sluicehq/sluice/internal/wsconn"
+	websocket "github.com/sluicehq/sluice/internal/ws"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -185,21 +184,14 @@ func NewHub(cfg Config, log *slog.Logger) *Hub {
 	return &Hub{
 		cfg: cfg,
 		log: log,
-		// gorilla only does the handshakes, control frames and a reader
+		// ws.Conn only does the handshakes, control frames and a reader
 		// socket's (control-only) read side: frameReader reads a writer
 		// socket and frameWriter writes a reader socket's data (frames.go).
-		// Neither ever asks gorilla for a message writer, so the pooled
-		// write buffer is never taken; ReadBufferSize 0 makes gorilla reuse
-		// net/http's hijacked reader instead of allocating 64 KiB.
 		writerUp: websocket.Upgrader{
-			WriteBufferSize: wire.FrameSize,
-			WriteBufferPool: wsconn.WriteBufferPool,
-			CheckOrigin:     anyOrigin,
+			CheckOrigin: anyOrigin,
 		},
 		readerUp: websocket.Upgrader{
-			WriteBufferSize: wire.FrameSize,
-			WriteBufferPool: wsconn.WriteBufferPool,
-			CheckOrigin:     anyOrigin,
+			CheckOrigin: anyOrigin,
 		},
 		budget: newBudget(cfg.MaxTotalBufferBytes),
 		chans:  make(map[string]*channel),

@@ -12,7 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/gorilla/websocket"
+	websocket "github.com/sluicehq/sluice/internal/ws"
 	"github.com/sluicehq/sluice/internal/wsconn"
 	"github.com/sluicehq/sluice/wire"
 )
@@ -59,7 +59,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if end == dirRead {
 		up = &h.readerUp
 	}
-	ws, err := up.Upgrade(w, r, nil) // on error gorilla has answered the request
+	ws, err := up.Upgrade(w, r, nil) // on error the Upgrader has answered the request
 	if err != nil {
 		h.unclaim(ch, end)
 		return
@@ -82,7 +82,7 @@ type sockEnd struct {
 }
 
 // kill sends a close frame and gives the peer closeWait to answer it. It is
-// safe from any goroutine (gorilla allows WriteControl concurrently with the
+// safe from any goroutine (ws.Conn allows WriteControl concurrently with the
 // reader and the writer) and only the first call counts.
 func (e *sockEnd) kill(code int, reason string) {
 	e.once.Do(func() {
@@ -181,7 +181,7 @@ func (h *Hub) writerEnded(ch *channel, e *sockEnd, err error) (clean bool, abort
 		return false, &AbortError{Reason: "writer sent a frame larger than " + limit + " bytes"}, false
 	case errors.As(err, &pe):
 		h.log.Debug("channel writer protocol error", "channel_id", ch.id, "err", err)
-		e.kill(websocket.CloseProtocolError, pe.reason)
+		e.kill(pe.closeCode(), pe.reason)
 		return false, &AbortError{Reason: "writer broke the WebSocket protocol: " + pe.reason}, false
 	case e.killed.Load():
 		return false, nil, false // our kill's read deadline, or the peer dropped after it
@@ -227,7 +227,7 @@ func writerKillCode(cause error) (int, string) {
 // while it is idle, and to answer its pings.
 func (h *Hub) runReader(ch *channel, ws *websocket.Conn) {
 	p := ch.pipe
-	// Pongs without a write deadline: gorilla's default handler leaves one
+	// Pongs without a write deadline: ws.Conn's default handler leaves one
 	// second on the connection, which would then cut a data write that
 	// waits longer than that on a slow reader.
 	ws.SetPingHandler(func(data string) error {

@@ -4,7 +4,7 @@ import (
 	"bufio"
 	"context"
 
-	"github.com/gorilla/websocket"
+	websocket "github.com/sluicehq/sluice/internal/ws"
 )
 
 // Batch defers socket writes while a reader still has whole frames

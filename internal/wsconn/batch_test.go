@@ -6,7 +6,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/gorilla/websocket"
+	websocket "github.com/sluicehq/sluice/internal/ws"
 )
 
 func frameHeader(fin bool, op byte, masked bool, n int) []byte {

@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gorilla/websocket"
+	websocket "github.com/sluicehq/sluice/internal/ws"
 )
 
 // corkConn lets the writer goroutine batch several queued frames into one
@@ -19,11 +19,11 @@ import (
 // number of syscalls (the dominant cost of small messages) by the batch
 // size; an idle socket is never corked, so latency is unaffected.
 //
-// Frames reach the socket from gorilla (control frames, oversized data
-// frames) and from rawWrite, which bypasses gorilla's lock. Each frame is
+// Frames reach the socket from ws.Conn (control frames, oversized data
+// frames) and from rawWrite, which bypasses ws.Conn's lock. Each frame is
 // one Write, and Writes are serialised by mu, so frames never interleave.
-// gorilla sets a write deadline before each of its writes (a second for a
-// pong); that deadline is recorded and applied only to gorilla's own
+// ws.Conn sets a write deadline before each of its writes (a second for a
+// pong); that deadline is recorded and applied only to ws.Conn's own
 // writes, since raw data writes have none (stalls are the watchdog's job).
 type corkConn struct {
 	net.Conn
@@ -31,19 +31,19 @@ type corkConn struct {
 	mu     sync.Mutex
 	corked bool
 	buf    []byte
-	// wd is the write deadline gorilla last asked for; applied is the one
+	// wd is the write deadline ws.Conn last asked for; applied is the one
 	// set on Conn.
 	wd, applied time.Time
-	// br is the read buffer gorilla reads through, when Upgrade could
+	// br is the read buffer ws.Conn reads through, when Upgrade could
 	// supply it (see NextFrameBuffered); ReadFrame then reads frames from
-	// it with rd instead of gorilla (rawread.go).
+	// it with rd instead of ws.Conn (rawread.go).
 	br *bufio.Reader
 	rd serverReader
 	nb nbState       // non-blocking mode (nonblock.go)
 	rx atomic.Uint64 // bytes read
 }
 
-// SetWriteDeadline records gorilla's deadline for its next writes.
+// SetWriteDeadline records ws.Conn's deadline for its next writes.
 func (c *corkConn) SetWriteDeadline(t time.Time) error {
 	c.mu.Lock()
 	c.wd = t
@@ -64,13 +64,13 @@ func (c *corkConn) deadline(t time.Time) error {
 // maxCork bounds the bytes collected before a forced flush.
 const maxCork = 256 << 10
 
-// Write is gorilla's write: with the deadline it asked for.
+// Write is ws.Conn's write: with the deadline it asked for.
 func (c *corkConn) Write(p []byte) (int, error) { return c.write(p, true) }
 
 // writeRaw writes a frame of rawWrite's, without a deadline.
 func (c *corkConn) writeRaw(p []byte) (int, error) { return c.write(p, false) }
 
-func (c *corkConn) write(p []byte, gorilla bool) (int, error) {
+func (c *corkConn) write(p []byte, fromWS bool) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.corked && c.nb.on {
@@ -78,7 +78,7 @@ func (c *corkConn) write(p []byte, gorilla bool) (int, error) {
 	}
 	if !c.corked {
 		var d time.Time
-		if gorilla {
+		if fromWS {
 			d = c.wd
 		}
 		if err := c.deadline(d); err != nil {
@@ -168,9 +168,9 @@ func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	cc := &corkConn{Conn: c}
 	if brw.Reader.Buffered() > 0 {
-		return cc, brw, nil // gorilla refuses this handshake anyway
+		return cc, brw, nil // ws.Upgrader refuses this handshake anyway
 	}
-	// Our own read buffer over cc: with a zero ReadBufferSize gorilla
+	// Our own read buffer over cc: with a zero ReadBufferSize ws.Conn
 	// reads through it, and NextFrameBuffered can look into it.
 	cc.br = bufio.NewReaderSize(cc, readBufferSize)
 	return cc, bufio.NewReadWriter(cc.br, brw.Writer), nil
@@ -189,9 +189,9 @@ func Upgrade(u *websocket.Upgrader, w http.ResponseWriter, r *http.Request, h ht
 // Dialer returns a copy of d (nil means websocket.DefaultDialer) whose
 // connections can be batched by Conn. For wss:// it does the TLS handshake
 // itself, so that Conn writes frames on the TLS connection (one frame per
-// Write, big messages in large fragments) rather than through gorilla's
-// 4 KiB write buffer; not when d has a proxy (gorilla would then dial the
-// proxy with it) or a TLS dialer of its own.
+// Write, big messages in large fragments); not when d has a TLS dialer of
+// its own, nor through a proxy (the ws dialer then runs TLS over the
+// tunnel, and ws.Conn writes the frames).
 func Dialer(d *websocket.Dialer) *websocket.Dialer {
 	if d == nil {
 		d = websocket.DefaultDialer
@@ -212,7 +212,7 @@ func Dialer(d *websocket.Dialer) *websocket.Dialer {
 		}
 		return &corkConn{Conn: c, client: true}, nil
 	}
-	if d.Proxy == nil && d.NetDialTLSContext == nil {
+	if d.NetDialTLSContext == nil {
 		tlsConfig := d.TLSClientConfig
 		nd.NetDialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 			c, err := dialTCP(ctx, network, addr)

@@ -51,7 +51,7 @@ func (c *corkConn) setNonBlocking(wake chan struct{}) {
 	defer c.mu.Unlock()
 	c.nb.on = true
 	c.nb.wake = wake
-	// gorilla's deadlines are not applied in this mode: nothing blocks but
+	// ws.Conn's deadlines are not applied in this mode: nothing blocks but
 	// the drain, whose stalls the watchdog cuts.
 	_ = c.deadline(time.Time{})
 	if sc, ok := c.Conn.(syscall.Conn); ok && canTryWrite {

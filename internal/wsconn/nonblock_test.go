@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
+	websocket "github.com/sluicehq/sluice/internal/ws"
 )
 
 // nbPair is a Conn in non-blocking mode with a budget of max bytes, and
@@ -100,7 +100,7 @@ func TestNonBlockingCongestion(t *testing.T) {
 		t.Fatalf("%d pings read, want about %d", pings, want)
 	}
 	// Room again: a frame is accepted and arrives.
-	if err := s.Send(t.Context(), Text, nbFrame(n, 100), nil); err != nil {
+	if err := s.Send(t.Context(), Binary, nbFrame(n, 100), nil); err != nil {
 		t.Fatal(err)
 	}
 	checkNBFrame(t, c, n, 100)

@@ -6,16 +6,18 @@ import (
 	"errors"
 	"io"
 	"time"
+	"unicode/utf8"
 
-	"github.com/gorilla/websocket"
+	websocket "github.com/sluicehq/sluice/internal/ws"
 
 	"github.com/sluicehq/sluice/internal/channels/wsframe"
 )
 
 // serverReader reads a client's frames from the read buffer that Upgrade
-// supplied, without gorilla: per message gorilla allocates a reader and
-// walks its buffer several times, which is a measurable share of a small
-// message's round trip. It is used by ReadFrame for sockets that Upgrade
+// supplied, itself rather than through ws.Conn: it keeps an oversized
+// message's prefix and tail for the engine's error reply, reads into a
+// buffer that doubles as bytes arrive, and can tell the read loop whether
+// more input is buffered (NextFrameBuffered). It is used by ReadFrame for sockets that Upgrade
 // made, and only by their single reader goroutine. Errors are final: the
 // caller stops reading.
 type serverReader struct {
@@ -31,7 +33,7 @@ type serverReader struct {
 var errServerFrame = errors.New("wsconn: protocol error")
 
 // readFrame is ReadFrame for cc (see there): control frames are answered
-// as gorilla's default handlers do (a ping with a pong, a close frame with
+// as ws.Conn's default handlers do (a ping with a pong, a close frame with
 // a close frame and a *websocket.CloseError).
 func (cc *corkConn) readFrame(ws *websocket.Conn, buf []byte, limit int64) (int, []byte, error) {
 	r := &cc.rd
@@ -97,6 +99,9 @@ func (r *serverReader) read(br *bufio.Reader, ws *websocket.Conn, b []byte, limi
 			return 0, b, err
 		}
 		if h.Fin {
+			if kind == wsframe.OpText && !utf8.Valid(b) {
+				return 0, b, r.failCode(ws, websocket.CloseInvalidFramePayloadData, "invalid UTF-8 in text message")
+			}
 			return kind, b, nil
 		}
 	}
@@ -213,16 +218,20 @@ func (r *serverReader) control(br *bufio.Reader, ws *websocket.Conn, h wsframe.H
 	}
 	err = AnswerControl(ws, h.Op, p, time.Second)
 	if pe := (*wsframe.ProtocolError)(nil); errors.As(err, &pe) {
+		if pe == errCloseReasonUTF8 {
+			return r.failCode(ws, websocket.CloseInvalidFramePayloadData, pe.Reason)
+		}
 		return r.fail(ws, pe.Reason)
 	}
 	return err
 }
 
-// AnswerControl answers a control frame read without gorilla as gorilla's
-// default handlers would: a ping with a pong, a close frame with a close
-// frame of the same code, returned as a *websocket.CloseError; a pong
-// needs nothing. An invalid close frame is a *wsframe.ProtocolError, left
-// for the caller to answer with 1002. Replies wait at most wait.
+// AnswerControl answers a control frame read beside ws.Conn's reader as
+// that reader does: a ping with a pong, a close frame with a close frame of
+// the same code, returned as a *websocket.CloseError; a pong needs nothing.
+// An invalid close frame is a *wsframe.ProtocolError, left for the caller
+// to answer with 1002 (errCloseReasonUTF8: 1007). Replies wait at most
+// wait.
 func AnswerControl(ws *websocket.Conn, op int, p []byte, wait time.Duration) error {
 	switch op {
 	case wsframe.OpPing:
@@ -235,19 +244,33 @@ func AnswerControl(ws *websocket.Conn, op int, p []byte, wait time.Duration) err
 		if len(p) == 1 || len(p) >= 2 && !wsframe.ValidCloseCode(code) {
 			return &wsframe.ProtocolError{Reason: "invalid close frame"}
 		}
+		if !utf8.ValidString(text) {
+			return errCloseReasonUTF8
+		}
 		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(wait))
 		return &websocket.CloseError{Code: code, Text: text}
 	}
 	return nil
 }
 
+// ErrCloseReasonUTF8 is AnswerControl's error for a close frame whose
+// reason is not UTF-8: answer it with 1007 rather than 1002.
+var ErrCloseReasonUTF8 = &wsframe.ProtocolError{Reason: "invalid UTF-8 in close reason"}
+
+var errCloseReasonUTF8 = ErrCloseReasonUTF8
+
 // fail answers a protocol error with close 1002.
 func (r *serverReader) fail(ws *websocket.Conn, reason string) error {
-	_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseProtocolError, reason), time.Now().Add(time.Second))
+	return r.failCode(ws, websocket.CloseProtocolError, reason)
+}
+
+// failCode answers a frame that breaks RFC 6455 with close code.
+func (r *serverReader) failCode(ws *websocket.Conn, code int, reason string) error {
+	_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
 	return errors.Join(errServerFrame, errors.New(reason))
 }
 
-// noEOF reports the peer hanging up without a close frame as gorilla does
+// noEOF reports the peer hanging up without a close frame as ws.Conn does
 // (close 1006, abnormal closure).
 func noEOF(err error) error {
 	if err == io.EOF || err == io.ErrUnexpectedEOF {

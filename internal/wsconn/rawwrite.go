@@ -13,11 +13,11 @@ import (
 const rawMax = 64 << 10
 
 // rawWrite writes one data frame on a corkConn itself: header and payload
-// (masked on the client side) in one buffer and one Write. gorilla's write
-// path costs a messageWriter allocation on the client side, a write
-// deadline update per frame and a lock of its own, which is a measurable
-// share of a small message's round trip. One Write per frame also keeps
-// gorilla's control frames (WriteControl, one Write each) from landing
+// (masked on the client side) in one buffer and one Write, under wmu and
+// without a write deadline per frame (the watchdog cuts stalls): a
+// deadline update and a second lock per frame are a measurable share of a
+// small message's round trip. One Write per frame also keeps
+// ws.Conn's control frames (WriteControl, one Write each) from landing
 // inside it. The caller holds wmu.
 func (c *Conn) rawWrite(cc *corkConn, kind int, p []byte) error {
 	need := wsframe.MaxHeader + len(p)
@@ -44,7 +44,7 @@ const keepWriteBuffer = 8 << 10
 
 // frameKey is a client frame's masking key: fresh and unpredictable per
 // frame (RFC 6455 §5.3); math/rand/v2 is ChaCha8 seeded by the runtime,
-// as gorilla's choice is. A server's frames are not masked.
+// as ws.Conn's is. A server's frames are not masked.
 func frameKey(client bool) (key [4]byte) {
 	if client {
 		k := rand.Uint32()
@@ -54,7 +54,8 @@ func frameKey(client bool) (key [4]byte) {
 }
 
 // largeFragment is the payload of each frame rawWriteLarge writes.
-// gorilla's client writer fragments at its write buffer size (4 KiB here):
+// gorilla's client writer (used before internal/ws) fragmented at its
+// write buffer size (4 KiB):
 // a header per 4 KiB, and quadratic reassembly for a receiver that sizes
 // its buffer to each fragment. One frame per message would be simplest,
 // but some peers cap frames below messages (tungstenite's default frame
@@ -67,7 +68,7 @@ const maskChunk = 64 << 10
 // rawWriteLarge writes a message over rawMax on cc itself, as frames of
 // largeFragment bytes. A server's payload goes out from p without a copy
 // (writev); a client masks it through a maskChunk buffer. cc is held one
-// fragment at a time: gorilla's control frames (pongs, close) may go out
+// fragment at a time: ws.Conn's control frames (pongs, close) may go out
 // between fragments, as RFC 6455 allows, instead of waiting for the whole
 // message. Other data frames wait for wmu, which the caller holds. Each
 // chunk written counts as progress for the watchdog.

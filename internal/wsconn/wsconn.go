@@ -1,4 +1,4 @@
-// Package wsconn wraps a gorilla WebSocket connection with the discipline
+// Package wsconn wraps an internal/ws connection with the write discipline
 // both the engine and the Go SDK need: one writer at a time, frames in the
 // order each producer sent them, a bounded queue (a slow peer therefore
 // blocks its producers, which is the backpressure; in non-blocking mode,
@@ -23,10 +23,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gorilla/websocket"
+	websocket "github.com/sluicehq/sluice/internal/ws"
 )
 
-// Frame types, re-exported so callers need not import gorilla.
+// Frame types, re-exported so callers need not import internal/ws.
 const (
 	Text   = websocket.TextMessage
 	Binary = websocket.BinaryMessage
@@ -40,10 +40,6 @@ var ErrClosed = errors.New("wsconn: connection closed")
 // DefaultBufferSize is the read/write buffer size for sockets that carry
 // 64 KiB channel frames.
 const DefaultBufferSize = 64 * 1024
-
-// WriteBufferPool is shared by every socket so that mostly idle worker
-// connections do not each pin a write buffer.
-var WriteBufferPool = &sync.Pool{}
 
 type frame struct {
 	kind int
@@ -199,6 +195,13 @@ func (c *Conn) Close(code int, reason string) {
 	})
 }
 
+// Hangup closes the socket once the frames already accepted are written,
+// without a close frame of its own: for when the reader has answered the
+// peer's close frame, or a protocol error, already.
+func (c *Conn) Hangup() {
+	c.closeOnce.Do(func() { close(c.closing) })
+}
+
 // Abort closes the socket at once, without a close frame and without
 // flushing queued frames (the peer sees an abnormal closure).
 func (c *Conn) Abort() {
@@ -345,11 +348,11 @@ func (c *Conn) drop() {
 
 // ReadFrame reads the next data frame into buf (grown as needed, up to
 // limit bytes) and returns its type and the filled slice. Control frames are
-// handled on the way: by gorilla's handlers, or, on sockets Upgrade made,
-// as gorilla's default handlers would (rawread.go). A message over the
+// handled on the way: by ws.Conn's handlers, or, on sockets Upgrade made,
+// as ws.Conn's default handlers would (rawread.go). A message over the
 // limit returns ErrFrameTooLarge with part of it: on sockets Upgrade made,
 // its first and last bytes (OversizedPrefix), the rest discarded without
-// being buffered; through gorilla (no frame lengths), its first limit+1
+// being buffered; through ws.Conn (no frame lengths), its first limit+1
 // bytes. The next call reads the message after it. Any other error is
 // final. buf grows by doubling as bytes arrive, so reading a message costs
 // time linear in its size however it is fragmented.

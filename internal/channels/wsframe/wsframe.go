@@ -3,9 +3,10 @@
 // masking, frame headers, and a frame reader that reads payloads straight
 // into the caller's buffer.
 //
-// gorilla/websocket still does the handshakes and control-frame writes;
-// this package exists because the data path runs once per 64 KiB frame and
-// every small JSON message, and gorilla's costs there are measurable (an
+// internal/ws, the WebSocket implementation, is built on it; the engine's
+// hub and worker readers use it directly. It exists because the data path
+// runs once per 64 KiB frame and every small JSON message, and a general
+// message API's costs there are measurable (gorilla's, used before: an
 // object per message, a copy of every payload through its buffers, a
 // separate masking pass). The engine's worker sockets and the SDK's ws://
 // control socket (internal/wsconn, the sluice package) use it too.

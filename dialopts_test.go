@@ -1,0 +1,100 @@
+package sluice_test
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sync/atomic"
+	"testing"
+
+	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/engine"
+)
+
+// connectProxy is an HTTP CONNECT proxy that counts its tunnels.
+func connectProxy(t *testing.T) (*url.URL, *atomic.Int32) {
+	t.Helper()
+	var tunnels atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodConnect {
+			http.Error(w, "CONNECT only", http.StatusMethodNotAllowed)
+			return
+		}
+		up, err := net.Dial("tcp", r.Host)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		tunnels.Add(1)
+		w.WriteHeader(http.StatusOK)
+		down, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			up.Close()
+			return
+		}
+		go func() { _, _ = io.Copy(up, brw); up.Close() }()
+		_, _ = io.Copy(down, up)
+		down.Close()
+	}))
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	return u, &tunnels
+}
+
+// TestDialOptionsReachChannelSockets: WithNetDialer and WithProxy apply to
+// the worker socket and to both channel ends alike, over ws:// and wss://.
+// On 5685f05 the SDK had only WithDialer(*websocket.Dialer) (a gorilla
+// type), whose dial function and proxy channel ends ignored.
+func TestDialOptionsReachChannelSockets(t *testing.T) {
+	for _, scheme := range []string{"ws", "wss"} {
+		t.Run(scheme, func(t *testing.T) {
+			var e *engine.Engine
+			opts := []sluice.Option{sluice.WithName("dialopts"), sluice.WithLogger(quietLogger())}
+			if scheme == "wss" {
+				te, f := startTLSEngine(t)
+				e = te
+				opts = append(opts, sluice.WithTLSConfig(f.ClientConfig()))
+			} else {
+				e = startEngine(t)
+			}
+			proxyURL, tunnels := connectProxy(t)
+			var dials atomic.Int32
+			opts = append(opts,
+				sluice.WithProxy(http.ProxyURL(proxyURL)),
+				sluice.WithNetDialer(func(ctx context.Context, network, addr string) (net.Conn, error) {
+					if addr != proxyURL.Host {
+						t.Errorf("dialed %s, not the proxy %s", addr, proxyURL.Host)
+					}
+					dials.Add(1)
+					var d net.Dialer
+					return d.DialContext(ctx, network, addr)
+				}))
+			ctx, cancel := context.WithTimeout(t.Context(), waitFor)
+			defer cancel()
+			c, err := sluice.Connect(ctx, e.WorkerURL(), opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			ch, err := c.CreateChannel(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() {
+				_, _ = ch.Writer.Write([]byte("through the proxy"))
+				_ = ch.Writer.Close()
+			}()
+			b, err := ch.Reader.ReadAll()
+			if err != nil || string(b) != "through the proxy" {
+				t.Fatalf("read %q, %v", b, err)
+			}
+			// All three sockets have dialed: the reader read the writer's bytes.
+			if dials.Load() != 3 || tunnels.Load() != 3 {
+				t.Fatalf("%d dials, %d proxy tunnels; want 3 and 3 (worker socket, writer, reader)", dials.Load(), tunnels.Load())
+			}
+		})
+	}
+}

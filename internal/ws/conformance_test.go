@@ -1,0 +1,158 @@
+package ws
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/testtls"
+	"github.com/sluicehq/sluice/internal/ws/wstest"
+)
+
+// The RFC 6455 conformance suite (internal/ws/wstest) against this
+// package's server (a raw client talks to an Upgrader) and client (a
+// Dialer talks to a raw server), over ws:// and wss://.
+
+// echoPeer is our side under test: it echoes data messages until the
+// read fails, then hangs up.
+func echoPeer(c *Conn) error {
+	defer c.Close()
+	c.SetReadLimit(wstest.Limit)
+	for {
+		op, rd, err := c.NextReader()
+		if err != nil {
+			return err
+		}
+		b, err := io.ReadAll(rd)
+		if err != nil {
+			return err
+		}
+		if err := c.WriteMessage(op, b); err != nil {
+			return err
+		}
+	}
+}
+
+// conformanceTLS is the TLS material of the wss:// runs.
+var conformanceTLS = sync.OnceValues(func() (*tls.Config, *tls.Config) {
+	dir, err := mkTempDir()
+	if err != nil {
+		panic(err)
+	}
+	f, err := testtls.Write(dir)
+	if err != nil {
+		panic(err)
+	}
+	cert, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
+	if err != nil {
+		panic(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}}, f.ClientConfig()
+})
+
+func schemes() []string { return []string{"ws", "wss"} }
+
+// TestConformanceServer runs the suite against Upgrader's connections.
+func TestConformanceServer(t *testing.T) {
+	for _, scheme := range schemes() {
+		t.Run(scheme, func(t *testing.T) {
+			up := &Upgrader{}
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if c, err := up.Upgrade(w, r, nil); err == nil {
+					_ = echoPeer(c)
+				}
+			}))
+			if scheme == "wss" {
+				srv.TLS, _ = conformanceTLS()
+				srv.StartTLS()
+			} else {
+				srv.Start()
+			}
+			defer srv.Close()
+			_, cfg := conformanceTLS()
+			wstest.RunServer(t, scheme, srv.Listener.Addr().String(), cfg, nil)
+		})
+	}
+}
+
+// TestConformanceClient runs the suite against Dialer's connections.
+func TestConformanceClient(t *testing.T) {
+	for _, scheme := range schemes() {
+		t.Run(scheme, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			d := &Dialer{HandshakeTimeout: 5 * time.Second}
+			if scheme == "wss" {
+				srvCfg, cliCfg := conformanceTLS()
+				ln = tls.NewListener(ln, srvCfg)
+				d.TLSClientConfig = cliCfg
+			}
+			for _, tc := range wstest.Cases {
+				t.Run(tc.Name, func(t *testing.T) {
+					got := make(chan wstest.Observed, 1)
+					go func() {
+						conn, err := ln.Accept()
+						if err != nil {
+							got <- wstest.Observed{}
+							return
+						}
+						defer conn.Close()
+						_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+						br := bufio.NewReader(conn)
+						req, err := http.ReadRequest(br)
+						if err != nil {
+							got <- wstest.Observed{}
+							return
+						}
+						fmt.Fprintf(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", wstest.AcceptKey(req.Header.Get("Sec-WebSocket-Key")))
+						go conn.Write(tc.Wire(false))
+						got <- wstest.ReadPeer(t, br, true)
+					}()
+					c, _, err := d.Dial(scheme+"://"+ln.Addr().String()+"/", nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					_ = echoPeer(c)
+					select {
+					case o := <-got:
+						tc.Check(t, o)
+					case <-time.After(10 * time.Second):
+						t.Fatal("the raw server did not finish")
+					}
+				})
+			}
+		})
+	}
+}
+
+var tempDir string
+
+func mkTempDir() (string, error) {
+	if tempDir == "" {
+		return "", errors.New("no temp dir")
+	}
+	return tempDir, nil
+}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ws-conformance")
+	if err != nil {
+		panic(err)
+	}
+	tempDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
