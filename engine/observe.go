@@ -37,7 +37,10 @@ const (
 )
 
 // engineFeatures is workerregistered.features.
-var engineFeatures = jsontext.Value(`["observe.v1"]`)
+// local-dispatch.v1: the engine confirms (functionregistered.local_dispatch)
+// that a worker may run calls to its own functions in-process; it then
+// reports the observed ones in invocationsobserved batches.
+var engineFeatures = jsontext.Value(`["observe.v1","local-dispatch.v1"]`)
 
 // Observer states and reason codes, as the 0.25 SDKs name them.
 const (
@@ -92,8 +95,9 @@ type observeHub struct {
 	e      *Engine
 	mu     sync.Mutex
 	byID   map[string]*observer
-	revs   map[string]int64 // function id → revision of its observer set
-	active atomic.Pointer[map[string][]*observer]
+	revs   map[string]int64                       // function id → revision of its observer set
+	active atomic.Pointer[map[string][]*observer] // auto-delivered, by source: the hot path
+	emits  atomic.Pointer[map[string][]*observer] // every active one, by source: reports and emits
 }
 
 func newObserveHub(e *Engine) *observeHub {
@@ -289,6 +293,15 @@ func (h *observeHub) observe(w *workerConn, in *observeIn) {
 			h.mu.Unlock()
 			reply(obsError, errBody("INVALID_ARGS", "args are for owner-delivered functions; "+o.source+" is delivered automatically"))
 			return
+		}
+		if wc, isConn := f.Owner.(*workerConn); isConn {
+			if d := wc.observeDescriptor.Load(); d != nil && (*d)[o.source].owner {
+				if err := observe.CheckArgs([]byte((*d)[o.source].argsFormat), o.args); err != nil {
+					h.mu.Unlock()
+					reply(obsError, errBody("INVALID_ARGS", err.Error()))
+					return
+				}
+			}
 		}
 	}
 	o.conn = w
@@ -490,8 +503,8 @@ func (h *observeHub) functionRegistered(w *workerConn, fn, ns string) {
 		}
 	}
 	h.mu.Unlock()
-	f := false
-	w.sendObserveFrame(ownerFrame{Type: "functionregistered", ID: fn, Namespace: "default", Revision: rev, LocalDispatch: &f, Observers: list})
+	local := true
+	w.sendObserveFrame(ownerFrame{Type: "functionregistered", ID: fn, Namespace: "default", Revision: rev, LocalDispatch: &local, Observers: list})
 	h.changed()
 }
 
@@ -558,6 +571,7 @@ func (h *observeHub) changed() {
 func (h *observeHub) recomputeLocked() []stateNote {
 	var notes []stateNote
 	idx := map[string][]*observer{}
+	all := map[string][]*observer{}
 	for _, o := range h.byID {
 		if o.state == obsError || o.state == obsDisposed {
 			continue
@@ -594,7 +608,10 @@ func (h *observeHub) recomputeLocked() []stateNote {
 		}
 		if want == obsActive {
 			o.wasActive = true
-			idx[o.source] = append(idx[o.source], o)
+			all[o.source] = append(all[o.source], o)
+			if !h.ownerDelivered(sf) {
+				idx[o.source] = append(idx[o.source], o)
+			}
 		}
 		if want != o.state {
 			o.state = want
@@ -609,6 +626,11 @@ func (h *observeHub) recomputeLocked() []stateNote {
 		h.active.Store(nil)
 	} else {
 		h.active.Store(&idx)
+	}
+	if len(all) == 0 {
+		h.emits.Store(nil)
+	} else {
+		h.emits.Store(&all)
 	}
 	return notes
 }
@@ -847,7 +869,7 @@ func (h *observeHub) reported(w *workerConn, items []observedItem) {
 		if !ok || f.Owner != registry.Owner(w) {
 			continue // NOT_FUNCTION_OWNER: dropped
 		}
-		m := h.active.Load()
+		m := h.emits.Load()
 		if m == nil {
 			return
 		}
@@ -991,20 +1013,25 @@ func parseDepth(raw jsontext.Value) int {
 
 // descriptor is what registerfunction.observe says about a function.
 type descriptor struct {
-	owner      bool // delivery: owner
-	allowFalse bool // allow: false
+	owner      bool   // delivery: owner
+	allowFalse bool   // allow: false
+	argsFormat string // owner only: JSON Schema of the observers' args
 }
 
 // setDescriptor records registerfunction.observe for fn.
 func (w *workerConn) setDescriptor(fn string, raw jsontext.Value) {
 	var d struct {
-		Delivery string `json:"delivery"`
-		Allow    *bool  `json:"allow"`
+		Delivery   string         `json:"delivery"`
+		Allow      *bool          `json:"allow"`
+		ArgsFormat jsontext.Value `json:"args_format"`
 	}
 	if len(raw) > 0 {
 		_ = json.Unmarshal(raw, &d, lenient)
 	}
 	nd := descriptor{owner: d.Delivery == "owner", allowFalse: d.Allow != nil && !*d.Allow}
+	if nd.owner && len(d.ArgsFormat) > 0 && string(d.ArgsFormat) != "null" {
+		nd.argsFormat = string(d.ArgsFormat)
+	}
 	for {
 		old := w.observeDescriptor.Load()
 		m := map[string]descriptor{}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -93,11 +94,54 @@ func Compile(raw []byte) (*Filter, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &Filter{Source: json.RawMessage(compact.Bytes()), Roots: c.roots}
-	if len(clauses) > 0 {
-		f.pred = and(clauses)
+	p, norm := finish(clauses)
+	nb, err := json.Marshal(norm)
+	if err != nil {
+		return nil, invalid("filter: %v", err)
 	}
-	return f, nil
+	return &Filter{pred: p, Source: nb, Roots: c.roots}, nil
+}
+
+// clause is one normalized clause {key: operand} and its predicate.
+type clause struct {
+	key     string
+	operand any
+	canon   string
+	pred    pred
+}
+
+func canonical(v any) string {
+	b, _ := json.Marshal(v) // maps marshal with sorted keys
+	return string(b)
+}
+
+// finish sorts and deduplicates clauses and builds the normal form
+// {"$and": [{clause}, ...]} ({} without clauses), as the 0.25 SDKs and the
+// reference filter crate write it.
+func finish(cs []clause) (pred, any) {
+	sort.SliceStable(cs, func(i, j int) bool {
+		if cs[i].key != cs[j].key {
+			return cs[i].key < cs[j].key
+		}
+		return cs[i].canon < cs[j].canon
+	})
+	out := cs[:0]
+	for i, c := range cs {
+		if i > 0 && c.key == cs[i-1].key && c.canon == cs[i-1].canon {
+			continue
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, map[string]any{}
+	}
+	preds := make([]pred, len(out))
+	norm := make([]any, len(out))
+	for i, c := range out {
+		preds[i] = c.pred
+		norm[i] = map[string]any{c.key: c.operand}
+	}
+	return and(preds), map[string]any{"$and": norm}
 }
 
 type compiler struct {
@@ -146,27 +190,37 @@ func and(cs []pred) pred {
 	}
 }
 
-func (c *compiler) filter(src any, depth int, inAny bool) (pred, error) {
+func (c *compiler) filter(src any, depth int, inAny bool) (pred, any, error) {
 	obj, ok := src.(map[string]any)
 	if !ok {
-		return nil, invalid("a filter must be a JSON object, found %s", kind(src))
+		return nil, nil, invalid("a filter must be a JSON object, found %s", kind(src))
 	}
 	cs, err := c.clauses(obj, depth, inAny)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if len(cs) == 0 {
-		return func(Doc, any) bool { return true }, nil
+	p, norm := finish(cs)
+	if p == nil {
+		p = func(Doc, any) bool { return true }
 	}
-	return and(cs), nil
+	return p, norm, nil
 }
 
-func (c *compiler) clauses(obj map[string]any, depth int, inAny bool) ([]pred, error) {
+func (c *compiler) clauses(obj map[string]any, depth int, inAny bool) ([]clause, error) {
 	if depth > MaxFilterDepth {
 		return nil, invalid("filters nested deeper than %d levels", MaxFilterDepth)
 	}
-	var out []pred
-	for key, value := range obj {
+	var out []clause
+	add := func(key string, operand any, p pred) {
+		out = append(out, clause{key: key, operand: operand, canon: canonical(operand), pred: p})
+	}
+	keys := make([]string, 0, len(obj))
+	for k := range obj {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys) // deterministic node budget and messages
+	for _, key := range keys {
+		value := obj[key]
 		switch {
 		case key == "$and":
 			items, err := filterList(key, value)
@@ -193,14 +247,16 @@ func (c *compiler) clauses(obj map[string]any, depth int, inAny bool) ([]pred, e
 				return nil, err
 			}
 			var kids []pred
+			var norms []any
 			for _, it := range items {
-				p, err := c.filter(it, depth+1, inAny)
+				p, n, err := c.filter(it, depth+1, inAny)
 				if err != nil {
 					return nil, err
 				}
 				kids = append(kids, p)
+				norms = append(norms, n)
 			}
-			out = append(out, func(doc Doc, el any) bool {
+			add(key, norms, func(doc Doc, el any) bool {
 				for _, k := range kids {
 					if k(doc, el) {
 						return true
@@ -215,11 +271,11 @@ func (c *compiler) clauses(obj map[string]any, depth int, inAny bool) ([]pred, e
 			if _, ok := value.(map[string]any); !ok {
 				return nil, invalid("`$not` takes a filter object, found %s", kind(value))
 			}
-			p, err := c.filter(value, depth+1, inAny)
+			p, n, err := c.filter(value, depth+1, inAny)
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, func(doc Doc, el any) bool { return !p(doc, el) })
+			add(key, n, func(doc Doc, el any) bool { return !p(doc, el) })
 		case valueOps[key]:
 			return nil, invalid("`%s` needs a path: write {\"<path>\": {\"%s\": ...}}", key, key)
 		case strings.HasPrefix(key, "$"):
@@ -232,11 +288,11 @@ func (c *compiler) clauses(obj map[string]any, depth int, inAny bool) ([]pred, e
 			if root != "@" {
 				c.roots[root] = true
 			}
-			ops, err := c.operatorObject(key, value, depth)
+			ops, norm, err := c.operatorObject(key, value, depth)
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, pathClause(root, segs, ops))
+			add(key, norm, pathClause(root, segs, ops))
 		}
 	}
 	return out, nil
@@ -357,38 +413,53 @@ func pathClause(root string, segs []string, ops []func(any) bool) pred {
 	}
 }
 
-func (c *compiler) operatorObject(path string, v any, depth int) ([]func(any) bool, error) {
+func (c *compiler) operatorObject(path string, v any, depth int) ([]func(any) bool, any, error) {
 	obj, ok := v.(map[string]any)
 	if !ok {
-		return nil, invalid("`%s`: expected an operator object such as {\"$eq\": ...}; literal values are not allowed", path)
+		return nil, nil, invalid("`%s`: expected an operator object such as {\"$eq\": ...}; literal values are not allowed", path)
 	}
 	if len(obj) == 0 {
-		return nil, invalid("`%s`: empty operator object", path)
+		return nil, nil, invalid("`%s`: empty operator object", path)
 	}
 	for k := range obj {
 		if !strings.HasPrefix(k, "$") {
-			return nil, invalid("`%s`: expected an operator object such as {\"$eq\": ...}; literal values are not allowed", path)
+			return nil, nil, invalid("`%s`: expected an operator object such as {\"$eq\": ...}; literal values are not allowed", path)
 		}
 	}
 	return c.operators(path, obj, depth)
 }
 
-func (c *compiler) operators(path string, obj map[string]any, depth int) ([]func(any) bool, error) {
+func (c *compiler) operators(path string, obj map[string]any, depth int) ([]func(any) bool, any, error) {
 	var out []func(any) bool
-	for name, operand := range obj {
+	norm := map[string]any{}
+	names := make([]string, 0, len(obj))
+	for k := range obj {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, name := range names {
 		if err := c.take(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		op, err := c.operator(path, name, operand, depth)
+		op, n, err := c.operator(path, name, obj[name], depth)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out = append(out, op)
+		norm[name] = n
 	}
-	return out, nil
+	return out, norm, nil
 }
 
-func (c *compiler) operator(path, name string, operand any, depth int) (func(any) bool, error) {
+func (c *compiler) operator(path, name string, operand any, depth int) (func(any) bool, any, error) {
+	if name == "$any" {
+		return c.anyOperator(path, operand, depth)
+	}
+	f, err := c.valueOperator(path, name, operand)
+	return f, operand, err
+}
+
+func (c *compiler) valueOperator(path, name string, operand any) (func(any) bool, error) {
 	wrong := func(expected string) error {
 		return invalid("`%s`: `%s` takes %s, found %s", path, name, expected, kind(operand))
 	}
@@ -474,51 +545,30 @@ func (c *compiler) operator(path, name string, operand any, depth int) (func(any
 			return nil, wrong("a string")
 		}
 		return func(v any) bool { s, ok := v.(string); return ok && strings.HasPrefix(s, p) }, nil
-	case "$any":
-		obj, ok := operand.(map[string]any)
-		if !ok {
-			return nil, invalid("`%s`: `$any` takes an operator object or a filter over `@`, found %s", path, kind(operand))
+	case "$and", "$or", "$not":
+		return nil, invalid("`%s`: `%s` combines filters and is not a value operator", path, name)
+	}
+	return nil, invalid("`%s`: unknown operator `%s`", path, name)
+}
+
+func (c *compiler) anyOperator(path string, operand any, depth int) (func(any) bool, any, error) {
+	obj, ok := operand.(map[string]any)
+	if !ok {
+		return nil, nil, invalid("`%s`: `$any` takes an operator object or a filter over `@`, found %s", path, kind(operand))
+	}
+	if depth+1 > MaxFilterDepth {
+		return nil, nil, invalid("filters nested deeper than %d levels", MaxFilterDepth)
+	}
+	allOps := len(obj) > 0
+	for k := range obj {
+		if !valueOps[k] {
+			allOps = false
 		}
-		if depth+1 > MaxFilterDepth {
-			return nil, invalid("filters nested deeper than %d levels", MaxFilterDepth)
-		}
-		allOps := len(obj) > 0
-		for k := range obj {
-			if !valueOps[k] {
-				allOps = false
-			}
-		}
-		if allOps {
-			ops, err := c.operators(path, obj, depth+1)
-			if err != nil {
-				return nil, err
-			}
-			return func(v any) bool {
-				arr, ok := v.([]any)
-				if !ok {
-					return false
-				}
-				for _, it := range arr {
-					all := true
-					for _, op := range ops {
-						if !op(it) {
-							all = false
-							break
-						}
-					}
-					if all {
-						return true
-					}
-				}
-				return false
-			}, nil
-		}
-		saved := c.roots
-		c.roots = map[string]bool{}
-		p, err := c.filter(obj, depth+1, true)
-		c.roots = saved
+	}
+	if allOps {
+		ops, norm, err := c.operators(path, obj, depth+1)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		return func(v any) bool {
 			arr, ok := v.([]any)
@@ -526,16 +576,39 @@ func (c *compiler) operator(path, name string, operand any, depth int) (func(any
 				return false
 			}
 			for _, it := range arr {
-				if p(nil, it) {
+				all := true
+				for _, op := range ops {
+					if !op(it) {
+						all = false
+						break
+					}
+				}
+				if all {
 					return true
 				}
 			}
 			return false
-		}, nil
-	case "$and", "$or", "$not":
-		return nil, invalid("`%s`: `%s` combines filters and is not a value operator", path, name)
+		}, norm, nil
 	}
-	return nil, invalid("`%s`: unknown operator `%s`", path, name)
+	saved := c.roots
+	c.roots = map[string]bool{}
+	p, norm, err := c.filter(obj, depth+1, true)
+	c.roots = saved
+	if err != nil {
+		return nil, nil, err
+	}
+	return func(v any) bool {
+		arr, ok := v.([]any)
+		if !ok {
+			return false
+		}
+		for _, it := range arr {
+			if p(nil, it) {
+				return true
+			}
+		}
+		return false
+	}, norm, nil
 }
 
 func number(n json.Number) (float64, error) {
