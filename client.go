@@ -64,6 +64,7 @@ type Client struct {
 	triggers      map[string]*trigger
 	triggerTypes  map[string]*triggerType
 	pending       map[string]*pendingCall
+	observers     map[string]*ObserveHandle
 }
 
 // session is one WebSocket connection: a reader goroutine (read; which
@@ -116,6 +117,7 @@ func Connect(ctx context.Context, rawURL string, opts ...Option) (*Client, error
 		triggers:     make(map[string]*trigger),
 		triggerTypes: make(map[string]*triggerType),
 		pending:      make(map[string]*pendingCall),
+		observers:    make(map[string]*ObserveHandle),
 		decOpts:      decodeOptions(rawURL, cfg.tlsConfig),
 	}
 	if c.dialer == nil {
@@ -307,6 +309,9 @@ func (c *Client) attach(s *session, prevID, prevToken string) {
 	msgs = appendInOrder(msgs, c.triggerTypes)
 	msgs = appendInOrder(msgs, c.functions)
 	msgs = appendInOrder(msgs, c.triggers)
+	for _, o := range c.observers {
+		msgs = append(msgs, o.frame) // a replay: the engine keeps the same observer
+	}
 	c.mu.Unlock()
 	msgs = append(msgs, c.workerInfoMessage())
 

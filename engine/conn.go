@@ -40,6 +40,7 @@ type workerConn struct {
 	nsState    connNamespace          // namespace.go
 	// observe.v1 (observe.go)
 	observeV1         atomic.Bool                           // declared observe.v1
+	observes          atomic.Bool                           // sent observe frames
 	ident             atomic.Pointer[[]byte]                // caller identity it is stamped with
 	observeDescriptor atomic.Pointer[map[string]descriptor] // registerfunction.observe per function
 	// Owned by the heartbeat goroutine (heartbeat.go).

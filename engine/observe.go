@@ -191,9 +191,10 @@ func isObserveFrame(t string) bool {
 	return false
 }
 
-// sendJSON writes an observe frame to a worker that declared observe.v1.
+// sendObserveFrame writes an observe frame to a worker that declared
+// observe.v1 or itself sent observe frames (answers to those).
 func (w *workerConn) sendObserveFrame(v any) {
-	if !w.observeV1.Load() {
+	if !w.observeV1.Load() && !w.observes.Load() {
 		return
 	}
 	b, err := json.Marshal(v)
@@ -220,7 +221,10 @@ func (h *observeHub) declareObserve(w *workerConn) {
 // frame handles an observe-family frame from w (raw: the reader's buffer,
 // read synchronously).
 func (h *observeHub) frame(w *workerConn, typ string, raw []byte) {
-	h.declareObserve(w)
+	// A worker that sends observe frames gets the answers; only one that
+	// declared observe.v1 is an owner (functionregistered, observeradded,
+	// acks) and sees caller, observe_depth and activation on its calls.
+	w.observes.Store(true)
 	if typ == "localinvocationstats" {
 		return // counts of calls the SDK ran in-process: nothing to do (no local dispatch granted)
 	}
