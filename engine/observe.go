@@ -95,9 +95,31 @@ type observeHub struct {
 	e      *Engine
 	mu     sync.Mutex
 	byID   map[string]*observer
-	revs   map[string]int64                       // function id → revision of its observer set
-	active atomic.Pointer[map[string][]*observer] // auto-delivered, by source: the hot path
-	emits  atomic.Pointer[map[string][]*observer] // every active one, by source: reports and emits
+	revs   map[string]int64                      // function id → revision of its observer set
+	active atomic.Pointer[map[string]*watchList] // auto-delivered, by source: the hot path
+	emits  atomic.Pointer[map[string]*watchList] // every active one, by source: reports and emits
+}
+
+// watchList is the active observers of one function, with the filter roots
+// they read (only those are decoded per invocation).
+type watchList struct {
+	obs   []*observer
+	roots int // 1<<observe.RootX
+}
+
+func buildIndex(m map[string][]*observer) *map[string]*watchList {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]*watchList, len(m))
+	for fn, obs := range m {
+		wl := &watchList{obs: obs}
+		for _, o := range obs {
+			wl.roots |= o.filter.RootMask()
+		}
+		out[fn] = wl
+	}
+	return &out
 }
 
 func newObserveHub(e *Engine) *observeHub {
@@ -626,16 +648,8 @@ func (h *observeHub) recomputeLocked() []stateNote {
 			}
 		}
 	}
-	if len(idx) == 0 {
-		h.active.Store(nil)
-	} else {
-		h.active.Store(&idx)
-	}
-	if len(all) == 0 {
-		h.emits.Store(nil)
-	} else {
-		h.emits.Store(&all)
-	}
+	h.active.Store(buildIndex(idx))
+	h.emits.Store(buildIndex(all))
 	return notes
 }
 
@@ -689,7 +703,7 @@ func (h *observeHub) Watch(req *invocation.Request, done invocation.Completion) 
 		return done
 	}
 	list := (*m)[req.FunctionID]
-	if len(list) == 0 {
+	if list == nil {
 		return done
 	}
 	start := time.Now()
@@ -716,44 +730,61 @@ type event struct {
 	startedAt    time.Time
 	duration     time.Duration
 	depth        int // observe depth of the observed invocation
-	doc          observe.Doc
+	roots        int // the roots the filters read
+	doc          *observe.Doc
+	// the calling connection's identity and asserted caller, stamped into
+	// caller when first needed
+	ident    []byte
+	asserted jsontext.Value
+	stamped  bool
 }
 
-func (ev *event) document() observe.Doc {
+func (ev *event) callerJSON() jsontext.Value {
+	if !ev.stamped {
+		ev.stamped = true
+		if ev.ident != nil {
+			ev.caller = stampCaller(nil, ev.ident, ev.asserted)
+		}
+	}
+	return ev.caller
+}
+
+// document decodes the roots the filters read, once per event.
+func (ev *event) document() *observe.Doc {
 	if ev.doc != nil {
 		return ev.doc
 	}
-	d := observe.Doc{}
-	add := func(k string, raw jsontext.Value) {
-		if v, ok := observe.DecodeValue(raw); ok {
-			d[k] = v
-		}
+	d := &observe.Doc{}
+	want := func(r int) bool { return ev.roots&(1<<r) != 0 }
+	if want(observe.RootInput) {
+		d.Set(observe.RootInput, ev.input)
 	}
-	add("input", ev.input)
-	if ev.ok {
-		add("output", ev.output)
-	} else {
-		add("error", ev.err)
+	if ev.ok && want(observe.RootOutput) {
+		d.Set(observe.RootOutput, ev.output)
 	}
-	add("caller", ev.caller)
-	add("metadata", ev.metadata)
+	if !ev.ok && want(observe.RootError) {
+		d.Set(observe.RootError, ev.err)
+	}
+	if want(observe.RootCaller) {
+		d.Set(observe.RootCaller, ev.callerJSON())
+	}
+	if want(observe.RootMetadata) {
+		d.Set(observe.RootMetadata, ev.metadata)
+	}
 	ev.doc = d
 	return d
 }
 
-func (h *observeHub) fire(req *invocation.Request, list []*observer, start time.Time, res invocation.Result) {
+func (h *observeHub) fire(req *invocation.Request, list *watchList, start time.Time, res invocation.Result) {
 	ev := &event{functionID: req.FunctionID, invocationID: req.InvocationID, ok: res.Err == nil,
 		input: wire.DataOrNull(req.Data), metadata: req.Metadata, startedAt: start, duration: time.Since(start),
-		depth: req.ObserveDepth}
+		depth: req.ObserveDepth, roots: list.roots, ident: req.CallerIdent, asserted: req.Caller}
 	if ev.ok {
 		ev.output = wire.DataOrNull(res.Value)
 	} else {
 		ev.err, _ = json.Marshal(res.Err)
 	}
-	if req.CallerIdent != nil {
-		ev.caller = stampCaller(nil, req.CallerIdent, req.Caller)
-	}
-	h.activate(ev, list, nil)
+	h.activate(ev, list.obs, nil)
 }
 
 // activate delivers ev to each observer of list that wants it (only the ids
@@ -835,7 +866,7 @@ func (h *observeHub) deliver(o *observer, ev *event, depth int) {
 			env.Error = ev.err
 		}
 		if o.capture&captureCaller != 0 {
-			env.Caller = ev.caller
+			env.Caller = ev.callerJSON()
 		}
 		if o.capture&captureMetadata != 0 {
 			env.Metadata = ev.metadata
@@ -877,7 +908,11 @@ func (h *observeHub) reported(w *workerConn, items []observedItem) {
 		if m == nil {
 			return
 		}
-		list := (*m)[it.FunctionID]
+		wl := (*m)[it.FunctionID]
+		if wl == nil {
+			continue
+		}
+		list := wl.obs
 		matched := make(map[string]bool, len(it.Matched))
 		for _, id := range it.Matched {
 			matched[id] = true
@@ -885,11 +920,10 @@ func (h *observeHub) reported(w *workerConn, items []observedItem) {
 		ev := &event{functionID: it.FunctionID, invocationID: it.InvocationID, ok: it.Status != "error",
 			input: it.Input, output: it.Output, err: it.Error, metadata: it.Metadata,
 			startedAt: time.UnixMilli(it.StartedAtMs), duration: time.Duration(it.DurationMs * float64(time.Millisecond)),
-			depth: it.ObserveDepth}
+			depth: it.ObserveDepth, roots: wl.roots, ident: w.callerIdent(), asserted: it.Caller}
 		if ev.input == nil {
 			ev.input = wire.Null
 		}
-		ev.caller = stampCaller(nil, w.callerIdent(), it.Caller)
 		h.activate(ev, list, matched)
 	}
 }

@@ -540,3 +540,6 @@ func (t *Table) RunSweeper(ctx context.Context, interval time.Duration) {
 		}
 	}
 }
+
+// Watching reports whether an observe hook is installed.
+func (l *Local) Watching() bool { return l.watch.Load() != nil }

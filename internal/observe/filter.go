@@ -11,6 +11,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Limits of the filter language (the 0.25 SDKs apply the same).
@@ -36,8 +39,32 @@ func (e *FilterError) Code() string { return codeInvalidFiler }
 func invalid(format string, a ...any) error { return &FilterError{Message: fmt.Sprintf(format, a...)} }
 
 // Doc is what a filter is evaluated on: the roots input, output, error,
-// caller and metadata as decoded JSON; a missing key is an absent root.
-type Doc map[string]any
+// caller and metadata as decoded JSON (DecodeValue); Has says which are
+// present (a root not present is absent, not null).
+type Doc struct {
+	Roots [NumRoots]any
+	Has   [NumRoots]bool
+}
+
+// Root indexes of a Doc.
+const (
+	RootInput = iota
+	RootOutput
+	RootError
+	RootCaller
+	RootMetadata
+	NumRoots
+)
+
+// RootIndex maps a root name to its index.
+var RootIndex = map[string]int{"input": RootInput, "output": RootOutput, "error": RootError, "caller": RootCaller, "metadata": RootMetadata}
+
+// Set stores a root decoded from raw JSON; absent (nil) raw leaves it absent.
+func (d *Doc) Set(root int, raw []byte) {
+	if v, ok := DecodeValue(raw); ok {
+		d.Roots[root], d.Has[root] = v, true
+	}
+}
 
 // Filter is a validated, compiled filter. The zero value and nil match
 // everything.
@@ -47,18 +74,30 @@ type Filter struct {
 	Roots  map[string]bool // roots any clause reads
 }
 
+// RootMask is the set of roots the filter reads, as 1<<RootX bits.
+func (f *Filter) RootMask() int {
+	if f == nil {
+		return 0
+	}
+	m := 0
+	for r := range f.Roots {
+		m |= 1 << RootIndex[r]
+	}
+	return m
+}
+
 // MatchAll reports whether the filter accepts every document.
 func (f *Filter) MatchAll() bool { return f == nil || f.pred == nil }
 
 // Matches evaluates the filter; it never panics on a valid filter.
-func (f *Filter) Matches(doc Doc) bool {
+func (f *Filter) Matches(doc *Doc) bool {
 	if f.MatchAll() {
 		return true
 	}
 	return f.pred(doc, nil)
 }
 
-type pred func(doc Doc, el any) bool
+type pred func(doc *Doc, el any) bool
 type opFn func(v any, present bool) bool
 
 // absent marks a path that resolves to nothing.
@@ -165,7 +204,7 @@ func kind(v any) string {
 		return "an array"
 	case bool:
 		return "a boolean"
-	case json.Number:
+	case json.Number, float64:
 		return "a number"
 	case string:
 		return "a string"
@@ -180,7 +219,7 @@ func and(cs []pred) pred {
 	if len(cs) == 1 {
 		return cs[0]
 	}
-	return func(doc Doc, el any) bool {
+	return func(doc *Doc, el any) bool {
 		for _, c := range cs {
 			if !c(doc, el) {
 				return false
@@ -201,7 +240,7 @@ func (c *compiler) filter(src any, depth int, inAny bool) (pred, any, error) {
 	}
 	p, norm := finish(cs)
 	if p == nil {
-		p = func(Doc, any) bool { return true }
+		p = func(*Doc, any) bool { return true }
 	}
 	return p, norm, nil
 }
@@ -256,7 +295,7 @@ func (c *compiler) clauses(obj map[string]any, depth int, inAny bool) ([]clause,
 				kids = append(kids, p)
 				norms = append(norms, n)
 			}
-			add(key, norms, func(doc Doc, el any) bool {
+			add(key, norms, func(doc *Doc, el any) bool {
 				for _, k := range kids {
 					if k(doc, el) {
 						return true
@@ -275,7 +314,7 @@ func (c *compiler) clauses(obj map[string]any, depth int, inAny bool) ([]clause,
 			if err != nil {
 				return nil, err
 			}
-			add(key, n, func(doc Doc, el any) bool { return !p(doc, el) })
+			add(key, n, func(doc *Doc, el any) bool { return !p(doc, el) })
 		case valueOps[key]:
 			return nil, invalid("`%s` needs a path: write {\"<path>\": {\"%s\": ...}}", key, key)
 		case strings.HasPrefix(key, "$"):
@@ -397,12 +436,16 @@ func canonicalIndex(s string) (int, bool) {
 }
 
 func pathClause(root string, segs []string, ops []func(any) bool) pred {
-	return func(doc Doc, el any) bool {
+	ri := -1
+	if root != "@" {
+		ri = RootIndex[root]
+	}
+	return func(doc *Doc, el any) bool {
 		var v any = absent
-		if root == "@" {
+		if ri < 0 {
 			v = resolve(el, segs)
-		} else if r, ok := doc[root]; ok {
-			v = resolve(r, segs)
+		} else if doc.Has[ri] {
+			v = resolve(doc.Roots[ri], segs)
 		}
 		for _, op := range ops {
 			if !op(v) {
@@ -468,10 +511,11 @@ func (c *compiler) valueOperator(path, name string, operand any) (func(any) bool
 		if err := checkLiteral(path, name, operand); err != nil {
 			return nil, err
 		}
+		lit := floats(operand)
 		if name == "$eq" {
-			return func(v any) bool { return v != absent && jsonEqual(v, operand) }, nil
+			return func(v any) bool { return v != absent && jsonEqual(v, lit) }, nil
 		}
-		return func(v any) bool { return v == absent || !jsonEqual(v, operand) }, nil
+		return func(v any) bool { return v == absent || !jsonEqual(v, lit) }, nil
 	case "$in", "$nin":
 		items, ok := operand.([]any)
 		if !ok {
@@ -485,6 +529,7 @@ func (c *compiler) valueOperator(path, name string, operand any) (func(any) bool
 				return nil, err
 			}
 		}
+		items = floats(items).([]any)
 		member := func(v any) bool {
 			for _, it := range items {
 				if jsonEqual(v, it) {
@@ -498,16 +543,16 @@ func (c *compiler) valueOperator(path, name string, operand any) (func(any) bool
 		}
 		return func(v any) bool { return v == absent || !member(v) }, nil
 	case "$gt", "$gte", "$lt", "$lte":
-		accept := func(c int) bool {
-			switch name {
-			case "$gt":
-				return c > 0
-			case "$gte":
-				return c >= 0
-			case "$lt":
-				return c < 0
-			}
-			return c <= 0
+		var accept func(c int) bool
+		switch name {
+		case "$gt":
+			accept = func(c int) bool { return c > 0 }
+		case "$gte":
+			accept = func(c int) bool { return c >= 0 }
+		case "$lt":
+			accept = func(c int) bool { return c < 0 }
+		default:
+			accept = func(c int) bool { return c <= 0 }
 		}
 		switch b := operand.(type) {
 		case json.Number:
@@ -516,15 +561,8 @@ func (c *compiler) valueOperator(path, name string, operand any) (func(any) bool
 				return nil, err
 			}
 			return func(v any) bool {
-				n, ok := v.(json.Number)
-				if !ok {
-					return false
-				}
-				x, err := strconv.ParseFloat(string(n), 64)
-				if err != nil {
-					return false
-				}
-				return accept(cmpFloat(x, bound))
+				x, ok := v.(float64)
+				return ok && accept(cmpFloat(x, bound))
 			}, nil
 		case string:
 			return func(v any) bool {
@@ -616,6 +654,9 @@ func number(n json.Number) (float64, error) {
 	if err != nil || math.IsInf(f, 0) || math.Abs(f) > maxSafeLiteral {
 		return 0, invalid("the number %s is outside ±2^53", n)
 	}
+	if i, err := strconv.ParseInt(string(n), 10, 64); err == nil && (i > maxSafeLiteral || i < -maxSafeLiteral) {
+		return 0, invalid("the number %s is outside ±2^53", n) // rounds to 2^53 as a double
+	}
 	return f, nil
 }
 
@@ -669,14 +710,9 @@ func jsonEqual(a, b any) bool {
 	case bool:
 		x, ok := a.(bool)
 		return ok && x == y
-	case json.Number:
-		x, ok := a.(json.Number)
-		if !ok {
-			return false
-		}
-		fx, e1 := strconv.ParseFloat(string(x), 64)
-		fy, e2 := strconv.ParseFloat(string(y), 64)
-		return e1 == nil && e2 == nil && fx == fy
+	case float64:
+		x, ok := a.(float64)
+		return ok && x == y
 	case string:
 		x, ok := a.(string)
 		return ok && x == y
@@ -707,17 +743,38 @@ func jsonEqual(a, b any) bool {
 	return false
 }
 
-// DecodeValue decodes a raw JSON value for a Doc (numbers kept exact).
-// Absent (nil) raw reports ok false.
+// DecodeValue decodes a raw JSON value for a Doc (numbers as float64, as
+// JSON parsers read them). Absent (nil) raw reports ok false.
 func DecodeValue(raw []byte) (any, bool) {
 	if len(raw) == 0 {
 		return nil, false
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
 	var v any
-	if err := dec.Decode(&v); err != nil {
+	if err := jsonv2.Unmarshal(raw, &v, jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)); err != nil {
 		return nil, false
 	}
 	return v, true
+}
+
+// floats returns v with every json.Number turned into a float64: filter
+// literals compare with decoded host values without parsing at match time.
+func floats(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		f, _ := strconv.ParseFloat(string(x), 64)
+		return f
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = floats(e)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = floats(e)
+		}
+		return out
+	}
+	return v
 }

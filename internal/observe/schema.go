@@ -1,8 +1,8 @@
 package observe
 
 import (
-	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 )
 
@@ -112,15 +112,11 @@ func typeIs(t string, v any) bool {
 	case "null":
 		return v == nil
 	case "number":
-		_, ok := v.(json.Number)
+		_, ok := v.(float64)
 		return ok
 	case "integer":
-		n, ok := v.(json.Number)
-		if !ok {
-			return false
-		}
-		_, err := n.Int64()
-		return err == nil
+		n, ok := v.(float64)
+		return ok && n == math.Trunc(n)
 	}
 	return true
 }
