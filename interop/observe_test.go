@@ -26,7 +26,7 @@ type obsAct struct {
 }
 
 // obsNextAct waits for the n-th (1-based) ACT line for target.
-func obsNextAct(ctx context.Context, t *testing.T, w *worker, target string, n int) obsAct {
+func obsNextAct(ctx context.Context, t *testing.T, w *proc, target string, n int) obsAct {
 	t.Helper()
 	seen := 0
 	line, err := w.stdout.wait(ctx, func(s string) bool {
@@ -45,7 +45,7 @@ func obsNextAct(ctx context.Context, t *testing.T, w *worker, target string, n i
 	return a
 }
 
-func obsCount(w *worker, target string) int {
+func obsCount(w *proc, target string) int {
 	return strings.Count(w.stdout.String(), "ACT "+target+" ")
 }
 
@@ -112,7 +112,7 @@ func TestObservePython025(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	a := obsNextAct(ctx, t, w, "alert", 1)
+	a := obsNextAct(ctx, t, w.proc, "alert", 1)
 	in, _ := a.Data["input"].(map[string]any)
 	caller, _ := a.Data["caller"].(map[string]any)
 	if in["amount"] != 900.0 || a.Data["observer_id"] != ids.Alert || a.Data["status"] != "success" ||
@@ -133,7 +133,7 @@ func TestObservePython025(t *testing.T) {
 	if _, err := call(gocaller, "pyobs::charge", map[string]int{"amount": -1}); err == nil {
 		t.Fatal("a declined charge succeeded")
 	}
-	ae := obsNextAct(ctx, t, w, "alert-err", 1)
+	ae := obsNextAct(ctx, t, w.proc, "alert-err", 1)
 	if ae.Data["status"] != "error" || ae.Data["input"] != nil || ae.Data["error"] == nil {
 		t.Fatalf("error activation: %+v", ae.Data)
 	}
@@ -142,7 +142,7 @@ func TestObservePython025(t *testing.T) {
 	if _, err := call(gocaller, "pyobs::local-call", map[string]int{"amount": 7}); err != nil {
 		t.Fatal(err)
 	}
-	al := obsNextAct(ctx, t, w, "alert-local", 1)
+	al := obsNextAct(ctx, t, w.proc, "alert-local", 1)
 	if in, _ := al.Data["input"].(map[string]any); in["amount"] != 7.0 {
 		t.Fatalf("local activation: %+v", al.Data)
 	}
@@ -151,7 +151,7 @@ func TestObservePython025(t *testing.T) {
 	if _, err := call(gocaller, "go-obs::ping", map[string]string{"hello": "py"}); err != nil {
 		t.Fatal(err)
 	}
-	ag := obsNextAct(ctx, t, w, "alert-go", 1)
+	ag := obsNextAct(ctx, t, w.proc, "alert-go", 1)
 	if ag.Data["function_id"] != "go-obs::ping" || ag.Data["observer_id"] != ids.Go {
 		t.Fatalf("go activation: %+v", ag.Data)
 	}
@@ -159,7 +159,7 @@ func TestObservePython025(t *testing.T) {
 	// Reconnects: the watcher's socket (observers and targets replayed),
 	// then the owner's (the observed function comes back).
 	for i, drop := range []string{"pyobs::drop-watcher", "pyobs::drop-owner"} {
-		before := obsCount(w, "alert")
+		before := obsCount(w.proc, "alert")
 		if err := gocaller.TriggerVoid(ctx, drop, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -169,7 +169,7 @@ func TestObservePython025(t *testing.T) {
 			t.Fatal(err)
 		}
 		deadline := time.Now().Add(20 * time.Second)
-		for obsCount(w, "alert") == before {
+		for obsCount(w.proc, "alert") == before {
 			if time.Now().After(deadline) {
 				t.Fatalf("no activation after %s\n%s", drop, w.stdout)
 			}
@@ -183,6 +183,73 @@ func TestObservePython025(t *testing.T) {
 	}
 	if st := obsObserver(ctx, t, gocaller, ids.Alert)["state"]; st != "active" {
 		t.Fatalf("after the reconnects the observer is %v", st)
+	}
+}
+
+// obsRustBin is the observe worker setup.sh builds (rust/src/bin/obs_worker.rs).
+func obsRustBin(t *testing.T) string {
+	flavourNamed("rust-0.25.0").require(t)
+	bin := filepath.Join(interopDir, "rust", "target", rustProfile, "obs_worker")
+	if _, err := os.Stat(bin); err != nil {
+		if os.Getenv("SLUICE_INTEROP") == "1" {
+			t.Fatalf("%s missing: run interop/setup.sh (%v)", bin, err)
+		}
+		t.Skipf("%s missing: run interop/setup.sh", bin)
+	}
+	return bin
+}
+
+// The Rust crate 0.25 observes on Sluice: a routed call from Go filtered on
+// input and caller with the observer's metadata sidecar, a call the owner
+// ran in-process (local dispatch, reported in invocationsobserved) filtered
+// on caller.function_id, and the refusals SELF_TARGET and INVALID_FILTER.
+// Before observe (25c1da9) the crate's ready() failed with UNSUPPORTED and
+// the worker panicked before printing OBSERVING.
+func TestObserveRust025(t *testing.T) {
+	bin := obsRustBin(t)
+	e := startPlainEngine(t)
+	ctx := ctxFor(t, 60*time.Second)
+	gocaller := connectGo(t, e, "gocaller-r")
+	other := connectGo(t, e, "other-r")
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "III_URL="+e.URL, "WORKER_PREFIX=rsobs", "OTEL_ENABLED=false")
+	p := startProc(t, "rust-obs", cmd)
+	p.waitLine(ctx, t, "READY")
+	for _, code := range []string{"SELF_TARGET", "INVALID_FILTER"} {
+		if _, err := p.stdout.wait(ctx, func(s string) bool { return s == "REFUSED "+code }); err != nil {
+			t.Fatalf("refusal %s: %v\n%s", code, err, p.stdout)
+		}
+	}
+	line, _ := p.stdout.wait(ctx, func(s string) bool { return strings.HasPrefix(s, "OBSERVING ") })
+	var ids struct{ Alert string }
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "OBSERVING ")), &ids); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		c      *sluice.Client
+		amount int
+	}{{other, 950}, {gocaller, 100}, {gocaller, 900}} {
+		if _, err := c.c.Trigger(ctx, "rsobs::charge", map[string]int{"amount": c.amount}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := obsNextAct(ctx, t, p, "alert", 1)
+	in, _ := a.Data["input"].(map[string]any)
+	caller, _ := a.Data["caller"].(map[string]any)
+	meta, _ := a.Meta.(map[string]any)
+	if in["amount"] != 900.0 || a.Data["observer_id"] != ids.Alert || caller["worker_name"] != "gocaller-r" ||
+		meta["team"] != "payments" || a.Depth != 1 {
+		t.Fatalf("activation %+v", a)
+	}
+	if fires := obsObserver(ctx, t, gocaller, ids.Alert)["fires"]; fires != 1.0 {
+		t.Fatalf("fires %v: the filters let another call through", fires)
+	}
+	if _, err := gocaller.Trigger(ctx, "rsobs::local-call", map[string]int{"amount": 7}); err != nil {
+		t.Fatal(err)
+	}
+	al := obsNextAct(ctx, t, p, "alert-local", 1)
+	if in, _ := al.Data["input"].(map[string]any); in["amount"] != 7.0 {
+		t.Fatalf("local activation %+v", al.Data)
 	}
 }
 
