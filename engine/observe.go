@@ -11,6 +11,7 @@ import (
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 
+	"github.com/sluicehq/sluice/internal/auth"
 	"github.com/sluicehq/sluice/internal/invocation"
 	"github.com/sluicehq/sluice/internal/observe"
 	"github.com/sluicehq/sluice/internal/registry"
@@ -283,6 +284,16 @@ func (h *observeHub) observe(w *workerConn, in *observeIn) {
 	if fail != nil {
 		reply(obsError, fail)
 		return
+	}
+	if w.sess != nil {
+		// Observing reads the source's calls and makes the engine call the
+		// target: an RBAC session must be allowed to call both.
+		for _, fn := range []string{o.source, o.target} {
+			if d := w.canCall(fn); d != auth.Allowed {
+				reply(obsError, errBody(auth.CodeForbidden, d.Message(fn)))
+				return
+			}
+		}
 	}
 	h.mu.Lock()
 	if old, ok := h.byID[in.ID]; ok {

@@ -2,6 +2,8 @@ package engine
 
 import (
 	"encoding/json"
+
+	"github.com/sluicehq/sluice/internal/auth"
 	"strings"
 	"testing"
 	"time"
@@ -12,15 +14,21 @@ import (
 // obsClient is a bare protocol client that keeps frames as JSON objects
 // (observe frames have fields wire.Message does not carry).
 type obsClient struct {
-	t  *testing.T
-	ws *websocket.Conn
-	in chan map[string]any
-	id string
+	t   *testing.T
+	ws  *websocket.Conn
+	in  chan map[string]any
+	id  string
+	tok string
 }
 
 func obsDial(t *testing.T, e *Engine) *obsClient {
 	t.Helper()
-	ws, _, err := websocket.DefaultDialer.Dial(e.WorkerURL(), nil)
+	return obsDialAt(t, e.WorkerURL())
+}
+
+func obsDialAt(t *testing.T, url string) *obsClient {
+	t.Helper()
+	ws, _, err := websocket.DefaultDialer.Dial(url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,6 +52,7 @@ func obsDial(t *testing.T, e *Engine) *obsClient {
 		t.Fatalf("workerregistered features: %v", m)
 	}
 	c.id, _ = m["worker_id"].(string)
+	c.tok, _ = m["reattach_token"].(string)
 	return c
 }
 
@@ -302,8 +311,8 @@ func TestObserveLoopGuard(t *testing.T) {
 	}
 }
 
-// An observer survives its worker's reconnect: suspended while away, the
-// same id replayed from the new connection takes it over.
+// An observer survives its worker's reconnect: the new connection reattaches
+// (as the SDKs do first), and the same id replayed from it takes it over.
 func TestObserveSurvivesReconnect(t *testing.T) {
 	e := startEngine(t)
 	src := obsDial(t, e)
@@ -314,8 +323,8 @@ func TestObserveSurvivesReconnect(t *testing.T) {
 	if r := w.await("observeresult", withID("sv")); r["state"] != "active" {
 		t.Fatalf("%v", r)
 	}
-	w.ws.Close()
 	w2 := obsDial(t, e)
+	w2.send(`{"type":"reattach","previous_worker_id":"` + w.id + `","reattach_token":"` + w.tok + `"}`)
 	w2.send(`{"type":"registerfunction","id":"s::dst"}`)
 	w2.send(`{"type":"observe","id":"sv","source":{"function_id":"s::src"},"target":{"function_id":"s::dst"}}`)
 	if r := w2.await("observeresult", withID("sv")); r["state"] != "active" {
@@ -327,5 +336,31 @@ func TestObserveSurvivesReconnect(t *testing.T) {
 	act := w2.await("invokefunction", invokeOf("s::dst"))
 	if env, _ := act["data"].(map[string]any); env["observer_id"] != "sv" {
 		t.Fatalf("activation after reconnect: %v", act)
+	}
+}
+
+// An RBAC session may observe only functions it may call, and only target
+// functions it may call. On c0d9f3a (observe before this check) the session
+// observed secret::x and received its calls' inputs and outputs.
+func TestObserveRBAC(t *testing.T) {
+	rb := WorkerListenerConfig{Name: "rbac", Addr: "127.0.0.1:0", Auth: AuthConfig{RBAC: &auth.RBAC{
+		ExposeFunctions: []auth.Filter{{Pattern: "pub::*"}}}}}
+	e := startEngine(t, func(c *Config) { c.WorkerListeners = []WorkerListenerConfig{rb} })
+	trusted := obsDial(t, e)
+	trusted.send(`{"type":"registerfunction","id":"secret::x"}`)
+	trusted.send(`{"type":"registerfunction","id":"pub::y"}`)
+	trusted.noFrame("observeresult")
+	ext := obsDialAt(t, e.WorkerListenerURL("rbac"))
+	ext.send(`{"type":"registerfunction","id":"ext::sink"}`)
+	for _, c := range []struct{ id, src, dst, state string }{
+		{"r1", "secret::x", "ext::sink", "error"},
+		{"r2", "pub::y", "secret::x", "error"},
+		{"r3", "pub::y", "ext::sink", "active"},
+	} {
+		ext.send(`{"type":"observe","id":"` + c.id + `","source":{"function_id":"` + c.src + `"},"target":{"function_id":"` + c.dst + `"}}`)
+		r := ext.await("observeresult", withID(c.id))
+		if r["state"] != c.state || c.state == "error" && !strings.Contains(jsonNum(r["error"]), "FORBIDDEN") {
+			t.Errorf("%s %s -> %s: %v", c.id, c.src, c.dst, r)
+		}
 	}
 }
