@@ -80,6 +80,9 @@ type observer struct {
 	fires     atomic.Int64
 	loopDrops atomic.Int64           // activations the loop guard refused
 	status    atomic.Pointer[string] // mirrors state for the hot path
+	live      atomic.Bool            // state is active (read on the hot path)
+	onOK      bool                   // on success or complete
+	onErr     bool                   // on error or complete
 
 	// guarded by observeHub.mu
 	conn      *workerConn // observing connection; nil while away
@@ -308,8 +311,8 @@ func (h *observeHub) observe(w *workerConn, in *observeIn) {
 		h.recomputeLocked()
 		state, reason := old.state, old.reason
 		h.mu.Unlock()
+		h.publish() // before the answer: a call right after it is observed
 		reply(state, reason)
-		h.publish()
 		return
 	}
 	if len(h.byID) >= maxObservers || h.countFor(w) >= maxObserversPerWorker {
@@ -351,9 +354,9 @@ func (h *observeHub) observe(w *workerConn, in *observeIn) {
 	h.recomputeLocked()
 	state := o.state
 	h.mu.Unlock()
+	h.publish()
 	w.log.Info("observer added", "observer_id", o.id, "source", o.source, "target", o.target, "state", state)
 	reply(state, nil)
-	h.publish()
 }
 
 func sameSpec(a, b *observer) bool {
@@ -396,6 +399,7 @@ func (h *observeHub) parse(in *observeIn) (*observer, *wire.ErrorBody) {
 	if o.on != "success" && o.on != "error" && o.on != "complete" {
 		return nil, errBody("INVALID_ARGS", "source.on must be success, error or complete")
 	}
+	o.onOK, o.onErr = o.on != "error", o.on != "success"
 	if o.deliver == "" {
 		o.deliver = "envelope"
 	}
@@ -478,6 +482,7 @@ func (h *observeHub) dispose(id string, reason *wire.ErrorBody) {
 	o.state = obsDisposed
 	st := obsDisposed
 	o.status.Store(&st)
+	o.live.Store(false)
 	conn, owner := o.conn, h.ownerConn(o.source)
 	removed := o.addedTo != "" && owner != nil && owner.id == o.addedTo
 	var rev int64
@@ -557,6 +562,7 @@ func (h *observeHub) ack(w *workerConn, in *observeIn) {
 		o.reason = in.Error
 		st := obsError
 		o.status.Store(&st)
+		o.live.Store(false)
 		conn := o.conn
 		delete(h.byID, o.id)
 		if o.timer != nil {
@@ -573,8 +579,8 @@ func (h *observeHub) ack(w *workerConn, in *observeIn) {
 	o.ackedBy = w.id
 	notes := h.recomputeLocked()
 	h.mu.Unlock()
-	h.notify(notes)
 	h.publish()
+	h.notify(notes)
 }
 
 type stateNote struct {
@@ -598,8 +604,8 @@ func (h *observeHub) changed() {
 	h.mu.Lock()
 	notes := h.recomputeLocked()
 	h.mu.Unlock()
-	h.notify(notes)
 	h.publish()
+	h.notify(notes)
 }
 
 // recomputeLocked derives each observer's state and rebuilds the active
@@ -654,6 +660,7 @@ func (h *observeHub) recomputeLocked() []stateNote {
 			o.state = want
 			st := want
 			o.status.Store(&st)
+			o.live.Store(want == obsActive)
 			if o.conn != nil {
 				notes = append(notes, stateNote{o.conn, o.id, want, nil, o.fires.Load()})
 			}
@@ -661,6 +668,7 @@ func (h *observeHub) recomputeLocked() []stateNote {
 	}
 	h.active.Store(buildIndex(idx))
 	h.emits.Store(buildIndex(all))
+	h.publish() // under h.mu: installs stay in the order of the indexes
 	return notes
 }
 
@@ -803,13 +811,13 @@ func (h *observeHub) fire(req *invocation.Request, list *watchList, start time.T
 func (h *observeHub) activate(ev *event, list []*observer, matched map[string]bool) {
 	depth := ev.depth + 1
 	for _, o := range list {
-		if st := o.status.Load(); st == nil || *st != obsActive {
+		if !o.live.Load() {
 			continue
 		}
 		if matched != nil && !matched[o.id] {
 			continue
 		}
-		if (o.on == "success" && !ev.ok) || (o.on == "error" && ev.ok) {
+		if ev.ok && !o.onOK || !ev.ok && !o.onErr {
 			continue
 		}
 		if matched == nil && !o.filter.MatchAll() && !o.filter.Matches(ev.document()) {

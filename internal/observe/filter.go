@@ -70,6 +70,7 @@ func (d *Doc) Set(root int, raw []byte) {
 // everything.
 type Filter struct {
 	pred   pred
+	simple []*simpleClause // when every clause is simple: the same test without closures
 	Source json.RawMessage // compact JSON as validated ({} when empty)
 	Roots  map[string]bool // roots any clause reads
 }
@@ -92,6 +93,14 @@ func (f *Filter) MatchAll() bool { return f == nil || f.pred == nil }
 // Matches evaluates the filter; it never panics on a valid filter.
 func (f *Filter) Matches(doc *Doc) bool {
 	if f.MatchAll() {
+		return true
+	}
+	if f.simple != nil {
+		for _, c := range f.simple {
+			if !c.match(doc) {
+				return false
+			}
+		}
 		return true
 	}
 	return f.pred(doc, nil)
@@ -133,12 +142,19 @@ func Compile(raw []byte) (*Filter, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, norm := finish(clauses)
+	p, norm, kept := finishClauses(clauses)
 	nb, err := json.Marshal(norm)
 	if err != nil {
 		return nil, invalid("filter: %v", err)
 	}
-	return &Filter{pred: p, Source: nb, Roots: c.roots}, nil
+	f := &Filter{pred: p, Source: nb, Roots: c.roots}
+	for _, k := range kept {
+		if k.simple == nil {
+			return f, nil
+		}
+		f.simple = append(f.simple, k.simple)
+	}
+	return f, nil
 }
 
 // clause is one normalized clause {key: operand} and its predicate.
@@ -147,6 +163,107 @@ type clause struct {
 	operand any
 	canon   string
 	pred    pred
+	simple  *simpleClause // set for a path with one plain operator
+}
+
+// simpleClause is a path clause with one scalar operator, evaluated without
+// closures (the common observer filter: {"input.amount": {"$gte": 500}}).
+type simpleClause struct {
+	root int
+	segs []string
+	op   byte // see the op* constants
+	num  float64
+	str  string
+	flag bool
+}
+
+const (
+	opGt = iota + 1
+	opGte
+	opLt
+	opLte
+	opEqNum
+	opEqStr
+	opExists
+	opPrefix
+)
+
+func (c *simpleClause) match(doc *Doc) bool {
+	var v any = absent
+	if doc.Has[c.root] {
+		v = resolve(doc.Roots[c.root], c.segs)
+	}
+	switch c.op {
+	case opExists:
+		return (v != absent) == c.flag
+	case opPrefix:
+		s, ok := v.(string)
+		return ok && strings.HasPrefix(s, c.str)
+	case opEqStr:
+		s, ok := v.(string)
+		return ok && s == c.str
+	}
+	x, ok := v.(float64)
+	if !ok {
+		return false
+	}
+	switch c.op {
+	case opGt:
+		return x > c.num
+	case opGte:
+		return x >= c.num
+	case opLt:
+		return x < c.num
+	case opLte:
+		return x <= c.num
+	case opEqNum:
+		return x == c.num
+	}
+	return false
+}
+
+// simplify returns the closure-free form of a path clause, or nil.
+func simplify(root string, segs []string, ops map[string]any) *simpleClause {
+	if root == "@" || len(ops) != 1 {
+		return nil
+	}
+	c := &simpleClause{root: RootIndex[root], segs: segs}
+	for name, operand := range ops {
+		switch name {
+		case "$gt", "$gte", "$lt", "$lte", "$eq":
+			switch x := operand.(type) {
+			case json.Number:
+				f, err := number(x)
+				if err != nil {
+					return nil
+				}
+				c.num = f
+				c.op = map[string]byte{"$gt": opGt, "$gte": opGte, "$lt": opLt, "$lte": opLte, "$eq": opEqNum}[name]
+			case string:
+				if name != "$eq" {
+					return nil
+				}
+				c.str, c.op = x, opEqStr
+			default:
+				return nil
+			}
+		case "$exists":
+			b, ok := operand.(bool)
+			if !ok {
+				return nil
+			}
+			c.flag, c.op = b, opExists
+		case "$prefix":
+			s, ok := operand.(string)
+			if !ok {
+				return nil
+			}
+			c.str, c.op = s, opPrefix
+		default:
+			return nil
+		}
+	}
+	return c
 }
 
 func canonical(v any) string {
@@ -158,6 +275,11 @@ func canonical(v any) string {
 // {"$and": [{clause}, ...]} ({} without clauses), as the 0.25 SDKs and the
 // reference filter crate write it.
 func finish(cs []clause) (pred, any) {
+	p, norm, _ := finishClauses(cs)
+	return p, norm
+}
+
+func finishClauses(cs []clause) (pred, any, []clause) {
 	sort.SliceStable(cs, func(i, j int) bool {
 		if cs[i].key != cs[j].key {
 			return cs[i].key < cs[j].key
@@ -172,7 +294,7 @@ func finish(cs []clause) (pred, any) {
 		out = append(out, c)
 	}
 	if len(out) == 0 {
-		return nil, map[string]any{}
+		return nil, map[string]any{}, nil
 	}
 	preds := make([]pred, len(out))
 	norm := make([]any, len(out))
@@ -180,7 +302,7 @@ func finish(cs []clause) (pred, any) {
 		preds[i] = c.pred
 		norm[i] = map[string]any{c.key: c.operand}
 	}
-	return and(preds), map[string]any{"$and": norm}
+	return and(preds), map[string]any{"$and": norm}, out
 }
 
 type compiler struct {
@@ -332,6 +454,9 @@ func (c *compiler) clauses(obj map[string]any, depth int, inAny bool) ([]clause,
 				return nil, err
 			}
 			add(key, norm, pathClause(root, segs, ops))
+			if m, ok := value.(map[string]any); ok && !inAny {
+				out[len(out)-1].simple = simplify(root, segs, m)
+			}
 		}
 	}
 	return out, nil
@@ -748,6 +873,9 @@ func jsonEqual(a, b any) bool {
 func DecodeValue(raw []byte) (any, bool) {
 	if len(raw) == 0 {
 		return nil, false
+	}
+	if v, ok := decodeAny(raw); ok {
+		return v, true
 	}
 	var v any
 	if err := jsonv2.Unmarshal(raw, &v, jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)); err != nil {

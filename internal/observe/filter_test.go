@@ -51,6 +51,11 @@ func TestFilterMatches(t *testing.T) {
 		{`{"$and":[{"input.amount":{"$gte":500}},{"input.amount":{"$lte":500}}]}`, false},
 		{`{"input.amount":{"$gt":"a"}}`, false},
 		{`{"metadata.tenant":{"$exists":false}}`, true},
+		{`{"input.amount":{"$lte":750},"caller.function_id":{"$eq":"shop::checkout"}}`, true},
+		{`{"input.amount":{"$lt":750}}`, false},
+		{`{"input.user":{"$eq":750}}`, false},
+		{`{"caller.worker_name":{"$eq":"checkout-1"}}`, true},
+		{`{"caller.worker_name":{"$prefix":"x"}}`, false},
 	}
 	for _, c := range cases {
 		f, err := Compile([]byte(c.filter))
@@ -59,6 +64,10 @@ func TestFilterMatches(t *testing.T) {
 		}
 		if got := f.Matches(d); got != c.want {
 			t.Errorf("%s: got %v, want %v", c.filter, got, c.want)
+		}
+		// The closure-free form of simple filters answers as the general one.
+		if f.simple != nil && f.pred(d, nil) != c.want {
+			t.Errorf("%s: the general evaluator disagrees", c.filter)
 		}
 	}
 }
