@@ -118,8 +118,8 @@ type registerWorkerInput struct {
 	Isolation   jsontext.Value `json:"isolation"`
 	// Namespace (SDKs from 0.23): where the connection registers; absent
 	// (or null) is the default namespace.
-	Namespace *string `json:"namespace"`
-	Features    []string       `json:"features"`
+	Namespace *string  `json:"namespace"`
+	Features  []string `json:"features"`
 }
 
 func (e *Engine) registerWorkerMetadata(_ context.Context, req *invocation.Request, in registerWorkerInput) (any, *wire.ErrorBody) {
