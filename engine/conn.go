@@ -269,8 +269,18 @@ type envelope struct {
 func (w *workerConn) rejectMalformed(frame []byte, err error) {
 	var env envelope
 	_ = json.Unmarshal(frame, &env, jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+	if env.Type == "" {
+		env.Type = scanString(frame, `"type"`, false)
+	}
 	w.log.Warn("malformed message from worker", "err", err, "type", env.Type, "bytes", len(frame))
 	switch env.Type {
+	case "observe":
+		// Every observe is answered, so the SDK's ready() ends.
+		if id := scanString(frame, `"id"`, false); id != "" {
+			w.observes.Store(true)
+			w.sendObserveFrame(observeResultOut{Type: "observeresult", ID: id, State: obsError,
+				Error: errBody("INVALID_ARGS", "malformed observe: "+err.Error())})
+		}
 	case wire.TypeInvokeFunction:
 		if env.InvocationID != "" {
 			w.reply(env.InvocationID, env.FunctionID, invocation.Result{Err: &wire.ErrorBody{
