@@ -315,10 +315,11 @@ func (h *observeHub) observe(w *workerConn, in *observeIn) {
 		reply(state, reason)
 		return
 	}
-	if len(h.byID) >= maxObservers || h.countFor(w) >= maxObserversPerWorker {
+	lim := h.e.cfg.Observe
+	if len(h.byID) >= lim.Max || h.countFor(w) >= lim.MaxPerWorker {
 		h.mu.Unlock()
-		reply(obsError, errBody("LIMIT_EXCEEDED", "too many observers (limit "+strconv.Itoa(maxObserversPerWorker)+
-			" per worker, "+strconv.Itoa(maxObservers)+" in all)"))
+		reply(obsError, errBody("LIMIT_EXCEEDED", "too many observers (observe.max_observers_per_worker "+strconv.Itoa(lim.MaxPerWorker)+
+			", observe.max_observers "+strconv.Itoa(lim.Max)+")"))
 		return
 	}
 	if f, ok := h.e.reg.Function(o.source); ok {
@@ -682,7 +683,7 @@ func (h *observeHub) publish() {
 }
 
 // connClosed suspends the observers of a closed connection; they are
-// disposed if it does not come back within observerAwayGrace.
+// disposed if it does not come back within observe.reconnect_grace.
 func (h *observeHub) connClosed(w *workerConn) {
 	h.mu.Lock()
 	var mine []string
@@ -699,12 +700,13 @@ func (h *observeHub) connClosed(w *workerConn) {
 	h.recomputeLocked()
 	h.mu.Unlock()
 	h.publish()
+	grace := h.e.cfg.Observe.ReconnectGrace
 	for _, id := range mine {
 		id := id
-		time.AfterFunc(observerAwayGrace, func() {
+		time.AfterFunc(grace, func() {
 			h.mu.Lock()
 			o, ok := h.byID[id]
-			away := ok && o.conn == nil && time.Since(o.awaySince) >= observerAwayGrace-time.Second
+			away := ok && o.conn == nil && time.Since(o.awaySince) >= grace-grace/10
 			h.mu.Unlock()
 			if away {
 				h.dispose(id, errBody("OBSERVER_DISCONNECTED", "the observing worker did not come back"))

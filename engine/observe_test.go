@@ -364,3 +364,36 @@ func TestObserveRBAC(t *testing.T) {
 		}
 	}
 }
+
+// observe.max_observers_per_worker refuses the next observer with
+// LIMIT_EXCEEDED; a disposed one frees its place. Validate refuses limits
+// that cannot work.
+func TestObserveLimitConfig(t *testing.T) {
+	for _, bad := range []ObserveConfig{
+		{MaxPerWorker: 0, Max: 10, ReconnectGrace: time.Minute},
+		{MaxPerWorker: 10, Max: 5, ReconnectGrace: time.Minute},
+		{MaxPerWorker: 1, Max: 5, ReconnectGrace: time.Millisecond},
+	} {
+		c := DefaultConfig()
+		c.Observe = bad
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "observe.") {
+			t.Errorf("%+v: %v", bad, err)
+		}
+	}
+	e := startEngine(t, func(c *Config) { c.Observe.MaxPerWorker = 2 })
+	w := obsDial(t, e)
+	for i, want := range []string{"pending", "pending", "error"} {
+		id := "lim" + string(rune('0'+i))
+		w.send(`{"type":"observe","id":"` + id + `","source":{"function_id":"x::a"},"target":{"function_id":"x::b"}}`)
+		r := w.await("observeresult", withID(id))
+		if r["state"] != want || want == "error" && !strings.Contains(jsonNum(r["error"]), "LIMIT_EXCEEDED") {
+			t.Fatalf("%s: %v", id, r)
+		}
+	}
+	w.send(`{"type":"unobserve","id":"lim0"}`)
+	w.await("observerstatechanged", withID("lim0"))
+	w.send(`{"type":"observe","id":"lim3","source":{"function_id":"x::a"},"target":{"function_id":"x::b"}}`)
+	if r := w.await("observeresult", withID("lim3")); r["state"] != "pending" {
+		t.Fatalf("after a dispose: %v", r)
+	}
+}
