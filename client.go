@@ -1,6 +1,7 @@
 package sluice
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -65,6 +66,9 @@ type Client struct {
 	triggerTypes  map[string]*triggerType
 	pending       map[string]*pendingCall
 	observers     map[string]*ObserveHandle
+	// engineObserve: the engine's workerregistered listed observe.v1
+	// (false before the first one, and for engines that do not).
+	engineObserve bool
 }
 
 // session is one WebSocket connection: a reader goroutine (read; which
@@ -416,6 +420,7 @@ func (c *Client) dispatch(s *session, m *wire.Message) {
 	case wire.TypeWorkerRegistered:
 		c.mu.Lock()
 		c.workerID, c.reattachToken = m.WorkerID, m.ReattachToken
+		c.engineObserve = bytes.Contains(m.Features, []byte(`"observe.v1"`))
 		c.mu.Unlock()
 		c.log.Debug("sluice: worker registered", "worker_id", m.WorkerID)
 	case wire.TypeRegisterTrigger:

@@ -240,7 +240,7 @@ func (o *ObserveHandle) set(st ObserverState, err error) {
 //
 // The observer lives until ctx is done or Close is called; it survives
 // reconnects. The engine must support observe (Sluice, or an iii engine
-// from 0.25).
+// from 0.25): otherwise Observe fails with an *Error coded UNSUPPORTED.
 func (c *Client) Observe(ctx context.Context, src Source, target Target, opts ...ObserveOption) (*ObserveHandle, error) {
 	if src.FunctionID == "" || target == "" {
 		return nil, errors.New("sluice: Observe needs a source function id and a target")
@@ -272,6 +272,11 @@ func (c *Client) Observe(ctx context.Context, src Source, target Target, opts ..
 		c.mu.Unlock()
 		c.regMu.Unlock()
 		return nil, ErrClosed
+	}
+	if c.sess != nil && !c.engineObserve {
+		c.mu.Unlock()
+		c.regMu.Unlock()
+		return nil, &Error{Code: "UNSUPPORTED", Message: "the engine does not support observe (no observe.v1 in its features)"}
 	}
 	if _, dup := c.observers[o.id]; dup {
 		c.mu.Unlock()

@@ -156,3 +156,17 @@ func TestObserveWithoutAnswerTimesOut(t *testing.T) {
 		t.Fatal("no function id accepted")
 	}
 }
+
+// Against an engine without observe.v1 in its features, Observe fails at
+// once with UNSUPPORTED and sends nothing.
+func TestObserveUnsupportedEngine(t *testing.T) {
+	fe := newFakeEngine(t)
+	fe.noObserve.Store(true)
+	c, fc := connect(t, fe)
+	_, err := c.Observe(t.Context(), sluice.Source{FunctionID: "src"}, "dst")
+	var e *sluice.Error
+	if !errors.As(err, &e) || e.Code != "UNSUPPORTED" {
+		t.Fatalf("err %v", err)
+	}
+	fc.sync(t) // the next frame is the probe's answer, not an observe
+}
