@@ -1,6 +1,7 @@
 package sluice
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -68,6 +69,10 @@ type Client struct {
 	triggers      map[string]*trigger
 	triggerTypes  map[string]*triggerType
 	pending       map[string]*pendingCall
+	observers     map[string]*ObserveHandle
+	// engineObserve: the engine's workerregistered listed observe.v1
+	// (false before the first one, and for engines that do not).
+	engineObserve bool
 }
 
 // session is one WebSocket connection: a reader goroutine (read; which
@@ -117,6 +122,7 @@ func Connect(ctx context.Context, rawURL string, opts ...Option) (*Client, error
 		triggers:     make(map[string]*trigger),
 		triggerTypes: make(map[string]*triggerType),
 		pending:      make(map[string]*pendingCall),
+		observers:    make(map[string]*ObserveHandle),
 		decOpts:      decodeOptions(rawURL, dialOpts),
 	}
 	c.dialer = dialOpts.dialer(websocket.Dialer{
@@ -299,6 +305,9 @@ func (c *Client) attach(s *session, prevID, prevToken string) {
 	msgs = appendInOrder(msgs, c.triggerTypes)
 	msgs = appendInOrder(msgs, c.functions)
 	msgs = appendInOrder(msgs, c.triggers)
+	for _, o := range c.observers {
+		msgs = append(msgs, o.frame) // a replay: the engine keeps the same observer
+	}
 	c.mu.Unlock()
 	msgs = append(msgs, c.workerInfoMessage())
 
@@ -403,6 +412,7 @@ func (c *Client) dispatch(s *session, m *wire.Message) {
 	case wire.TypeWorkerRegistered:
 		c.mu.Lock()
 		c.workerID, c.reattachToken = m.WorkerID, m.ReattachToken
+		c.engineObserve = bytes.Contains(m.Features, []byte(`"observe.v1"`))
 		c.mu.Unlock()
 		c.log.Debug("sluice: worker registered", "worker_id", m.WorkerID)
 	case wire.TypeRegisterTrigger:

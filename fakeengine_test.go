@@ -28,6 +28,8 @@ type fakeEngine struct {
 	n      atomic.Int32
 	noPong atomic.Bool  // stop answering WS pings (idle-timeout test)
 	refuse atomic.Int32 // answer dials with this HTTP status instead of upgrading
+	// noObserve: workerregistered without features (an engine before observe.v1)
+	noObserve atomic.Bool
 }
 
 type frame struct {
@@ -70,8 +72,12 @@ func newFakeEngine(t *testing.T) *fakeEngine {
 			}
 			return ws.WriteControl(websocket.PongMessage, []byte(s), time.Now().Add(time.Second))
 		})
-		fc.send(&wire.Message{Type: wire.TypeWorkerRegistered,
-			WorkerID: fmt.Sprintf("worker-%d", n), ReattachToken: fmt.Sprintf("token-%d", n)})
+		reg := &wire.Message{Type: wire.TypeWorkerRegistered,
+			WorkerID: fmt.Sprintf("worker-%d", n), ReattachToken: fmt.Sprintf("token-%d", n)}
+		if !fe.noObserve.Load() {
+			reg.Features = []byte(`["observe.v1"]`)
+		}
+		fc.send(reg)
 		fe.conns <- fc
 		defer close(fc.done)
 		defer ws.Close()

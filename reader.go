@@ -308,6 +308,8 @@ func (c *Client) readFor(ctx context.Context, s *session, id string, p *pendingC
 			if !c.dispatchInvoke(s, m, p != nil) {
 				return callResult{}, false // the socket has a new reader
 			}
+		case "observeresult", "observerstatechanged":
+			c.observeFrame(data)
 		default:
 			c.dispatch(s, m)
 		}

@@ -72,6 +72,8 @@ func (e *Engine) registerBuiltins() {
 	e.addBuiltin(wire.FnRegisterTrigger, builtin(e.registerTriggerFn), true)
 	e.addBuiltin(wire.FnUnregisterTrigger, builtin(e.unregisterTriggerFn), false)
 	e.addBuiltin(fnHealthCheck, builtin(e.healthCheck), false)
+	e.addBuiltin(fnObserversGet, builtin(e.observersGet), false)
+	e.addBuiltin(fnObserversList, builtin(e.observersList), false)
 	e.registerLogBuiltins()
 }
 
@@ -116,7 +118,8 @@ type registerWorkerInput struct {
 	Isolation   jsontext.Value `json:"isolation"`
 	// Namespace (SDKs from 0.23): where the connection registers; absent
 	// (or null) is the default namespace.
-	Namespace *string `json:"namespace"`
+	Namespace *string  `json:"namespace"`
+	Features  []string `json:"features"`
 }
 
 func (e *Engine) registerWorkerMetadata(_ context.Context, req *invocation.Request, in registerWorkerInput) (any, *wire.ErrorBody) {
@@ -176,6 +179,7 @@ func (e *Engine) registerWorkerMetadata(_ context.Context, req *invocation.Reque
 	if conn != nil {
 		ns = conn.resolveNamespace(ns)
 	}
+	e.workerAnnounced(id, sanitizeLabel(deref(in.Name)), in.Features)
 	if w, ok := e.reg.Worker(id); ok {
 		e.log.Info("worker registered", "worker_id", id, "name", w.Name, "runtime", w.Runtime, "version", w.Version, "namespace", ns)
 	}

@@ -83,6 +83,19 @@ type Config struct {
 	Cron    ModuleConfig  `yaml:"cron"`
 	// OTel exports traces, logs and metrics over OTLP/HTTP (otel.go).
 	OTel OTelConfig `yaml:"otel"`
+	// Observe bounds observers (observe.v1, observe.go).
+	Observe ObserveConfig `yaml:"observe"`
+}
+
+// ObserveConfig bounds what workers can create with observe (security.md#observe).
+type ObserveConfig struct {
+	// MaxPerWorker observers one connection may hold (LIMIT_EXCEEDED past it).
+	MaxPerWorker int `yaml:"max_observers_per_worker"`
+	// Max observers in the engine.
+	Max int `yaml:"max_observers"`
+	// ReconnectGrace keeps the observers of a disconnected worker
+	// (suspended) for it to replay them; then they are disposed.
+	ReconnectGrace time.Duration `yaml:"reconnect_grace"`
 }
 
 // AuthConfig is the authentication and authorization of a worker listener.
@@ -285,6 +298,7 @@ func DefaultConfig() Config {
 		PubSub:   ModuleConfig{Enabled: true},
 		Cron:     ModuleConfig{Enabled: true},
 		OTel:     defaultOTelConfig(),
+		Observe:  ObserveConfig{MaxPerWorker: 1000, Max: 10000, ReconnectGrace: 60 * time.Second},
 	}
 }
 
@@ -317,6 +331,11 @@ func (c *Config) LoadFile(path string) error {
 // Validate reports settings that cannot work.
 func (c *Config) Validate() error {
 	switch {
+	case c.Observe.MaxPerWorker < 1 || c.Observe.Max < c.Observe.MaxPerWorker:
+		return fmt.Errorf("config: observe.max_observers_per_worker (%d) must be at least 1 and at most observe.max_observers (%d)",
+			c.Observe.MaxPerWorker, c.Observe.Max)
+	case c.Observe.ReconnectGrace < time.Second:
+		return fmt.Errorf("config: observe.reconnect_grace %s is below 1s", c.Observe.ReconnectGrace)
 	case c.Addr == "":
 		return fmt.Errorf("config: addr must not be empty")
 	case c.ConsoleAddr != "" && !validHostPort(c.ConsoleAddr):

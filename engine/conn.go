@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,11 @@ type workerConn struct {
 	dropReason atomic.Pointer[string] // why the engine cut the socket, if it did
 	congested  atomic.Bool            // calls to it fail with worker_congested
 	nsState    connNamespace          // namespace.go
+	// observe.v1 (observe.go)
+	observeV1         atomic.Bool                           // declared observe.v1
+	observes          atomic.Bool                           // sent observe frames
+	ident             atomic.Pointer[[]byte]                // caller identity it is stamped with
+	observeDescriptor atomic.Pointer[map[string]descriptor] // registerfunction.observe per function
 	// Owned by the heartbeat goroutine (heartbeat.go).
 	hbRead  uint64    // BytesRead at the last check
 	hbHeard time.Time // when BytesRead last moved
@@ -120,9 +126,27 @@ func (w *workerConn) Deliver(req *invocation.Request) error {
 		Baggage:      req.Baggage,
 		Metadata:     req.Metadata,
 	}
+	var stamped []byte
+	if w.observeV1.Load() {
+		// Only observe.v1 workers see who called, the observe depth and
+		// the activation (older SDKs get exactly what they always got).
+		if req.CallerIdent != nil {
+			stamped = stampCaller(wsconn.Buffer(), req.CallerIdent, req.Caller)
+			m.Caller = stamped
+		} else {
+			m.Caller = req.Caller // the engine's own, complete
+		}
+		if req.ObserveDepth > 0 {
+			m.ObserveDepth = strconv.AppendInt(nil, int64(req.ObserveDepth), 10)
+		}
+		m.Activation = req.Activation
+	}
 	err := w.write(req.Batch, &m, int64(w.e.cfg.MaxPendingBytesPerWorker))
 	if injected != nil {
 		wsconn.Recycle(injected)
+	}
+	if stamped != nil {
+		wsconn.Recycle(stamped)
 	}
 	if err == nil || errors.Is(err, wsconn.ErrCongested) {
 		w.congestion(err == nil, "calls to its functions fail with worker_congested until it reads")
@@ -154,6 +178,7 @@ func (e *Engine) serveWorker(la *listenerAuth, rw http.ResponseWriter, r *http.R
 		hbHeard: time.Now(),
 	}
 	w.log = e.log.With("worker_id", w.id)
+	w.setIdent("")
 	host, _, _ := net.SplitHostPort(r.RemoteAddr)
 	e.reg.AddWorker(&registry.Worker{ID: w.id, Runtime: "unknown", IPAddress: host, ConnectedAt: time.Now()})
 	e.mu.Lock()
@@ -161,7 +186,7 @@ func (e *Engine) serveWorker(la *listenerAuth, rw http.ResponseWriter, r *http.R
 	e.mu.Unlock()
 	w.log.Info("worker connected", "remote", r.RemoteAddr)
 
-	_ = w.send(&wire.Message{Type: wire.TypeWorkerRegistered, WorkerID: w.id, ReattachToken: w.token})
+	_ = w.send(&wire.Message{Type: wire.TypeWorkerRegistered, WorkerID: w.id, ReattachToken: w.token, Features: engineFeatures})
 	e.fireWorkersAvailable("worker_connected", w.id)
 	w.readLoop()
 	reason := "connection closed"
@@ -220,6 +245,11 @@ func (w *workerConn) readLoop() {
 			w.rejectMalformed(data, err)
 			continue
 		}
+		if isObserveFrame(m.Type) {
+			batch.Flush()
+			w.e.obs.frame(w, m.Type, data)
+			continue
+		}
 		w.handle(&m, &batch)
 	}
 }
@@ -239,8 +269,18 @@ type envelope struct {
 func (w *workerConn) rejectMalformed(frame []byte, err error) {
 	var env envelope
 	_ = json.Unmarshal(frame, &env, jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+	if env.Type == "" {
+		env.Type = scanString(frame, `"type"`, false)
+	}
 	w.log.Warn("malformed message from worker", "err", err, "type", env.Type, "bytes", len(frame))
 	switch env.Type {
+	case "observe":
+		// Every observe is answered, so the SDK's ready() ends.
+		if id := scanString(frame, `"id"`, false); id != "" {
+			w.observes.Store(true)
+			w.sendObserveFrame(observeResultOut{Type: "observeresult", ID: id, State: obsError,
+				Error: errBody("INVALID_ARGS", "malformed observe: "+err.Error())})
+		}
 	case wire.TypeInvokeFunction:
 		if env.InvocationID != "" {
 			w.reply(env.InvocationID, env.FunctionID, invocation.Result{Err: &wire.ErrorBody{
@@ -364,6 +404,20 @@ func (w *workerConn) handleInvoke(m *wire.Message, batch *wsconn.Batch) {
 		CallerWorkerID: w.id,
 		Void:           m.Action.IsVoid() || callerID == "",
 		Batch:          batch,
+		CallerIdent:    w.callerIdent(),
+	}
+	if m.Caller != nil || m.ObserveDepth != nil || m.Activation != nil {
+		req.Caller = m.Caller
+		req.ObserveDepth = parseDepth(m.ObserveDepth)
+		if m.Activation != nil {
+			req.Activation = m.Activation
+			if e := w.e.obs.ownerCall(w, req); e != nil {
+				if !req.Void {
+					w.reply(callerID, fnID, invocation.Result{Err: e})
+				}
+				return
+			}
+		}
 	}
 	if req.Void {
 		req.InvocationID = ""
@@ -473,6 +527,7 @@ func (w *workerConn) close(reason string) {
 		}
 		w.log.Info("worker disconnected", "name", meta.Name, "runtime", meta.Runtime, "version", meta.Version, "reason", reason, "functions_released", len(rel.Functions),
 			"triggers_released", len(rel.Triggers), "invocations_stopped", halted)
+		e.obs.connClosed(w)
 		close(w.gone)
 		e.fireWorkersAvailable("worker_disconnected", w.id)
 	})

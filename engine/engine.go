@@ -46,6 +46,7 @@ type Engine struct {
 
 	reg      *registry.Registry
 	inv      *invocation.Local
+	obs      *observeHub
 	self     *invocation.EngineExecutor
 	hub      *channels.Hub
 	http     httpTriggers
@@ -107,6 +108,7 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 	}
 	e.reg.SetMaxIDLength(cfg.MaxIDLength)
 	e.inv = invocation.NewLocal(ctx, e.reg)
+	e.obs = newObserveHub(e)
 	e.inv.SetMetrics(e.metrics)
 	if err := e.initOTel(); err != nil {
 		cancel()

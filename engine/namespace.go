@@ -240,6 +240,9 @@ func (w *workerConn) registerFunction(m *wire.Message, ns string, tentative bool
 	if w.sess != nil && !w.admitFunction(m) {
 		return false
 	}
+	if ns == "" || ns == wire.DefaultNamespace {
+		w.setDescriptor(m.ID, m.Observe) // observe.go: observers are in the default namespace
+	}
 	f := &registry.Function{
 		ID: m.ID, Namespace: ns, Owner: w, Description: m.Description,
 		RequestFormat: m.RequestFormat, ResponseFormat: m.ResponseFormat, Metadata: m.Metadata,
@@ -267,6 +270,7 @@ func (w *workerConn) registerFunction(m *wire.Message, ns string, tentative bool
 		return false
 	}
 	w.log.Info("function registered", "function_id", m.ID, "namespace", ns)
+	w.e.obs.functionRegistered(w, m.ID, ns)
 	w.e.functionsChanged()
 	return false
 }

@@ -273,6 +273,7 @@ func (e *Engine) fireWorkersAvailable(event, workerID string) {
 // functionsChanged wakes the watcher that fires engine::functions-available.
 func (e *Engine) functionsChanged() {
 	e.queues.functionsChanged()
+	e.obs.changed()
 	select {
 	case e.fnChanged <- struct{}{}:
 	default:

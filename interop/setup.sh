@@ -114,11 +114,27 @@ build_rust_ns() {
   printf '%s' "$want" >"$bin.sluice-stamp"
 }
 
+# The observe worker (rust/src/bin/obs_worker.rs, interop/observe_test.go):
+# a binary of its own with its own stamp, like the namespace worker.
+build_rust_obs() {
+  local bin=rust/target/debug/obs_worker want cargo
+  want="$(cd rust && export LC_ALL=C && hash_of Cargo.toml Cargo.lock src/bin/obs_worker.rs)"
+  if [[ "${SETUP_FORCE:-}" != 1 && -x "$bin" && -f "$bin.sluice-stamp" && "$(cat "$bin.sluice-stamp")" == "$want" ]]; then
+    return
+  fi
+  cargo="$(bash "$here/find_cargo.sh")" || return 1
+  [[ -n "$cargo" ]] || return 0
+  log "cargo build --locked --bin obs_worker in rust/"
+  rm -f "$bin.sluice-stamp"
+  (cd rust && CARGO_TARGET_DIR="$here/rust/target" "$cargo" build --locked --quiet --bin obs_worker)
+  printf '%s' "$want" >"$bin.sluice-stamp"
+}
+
 # The two venvs install in parallel (pip is mostly waiting on I/O), and the
 # Rust build (CPU) alongside them.
 make_venv .venv python/requirements.txt & p1=$!
 make_venv .venv-seed python-seed/requirements.txt & p2=$!
-{ build_rust && build_rust_ns; } & p3=$!
+{ build_rust && build_rust_ns && build_rust_obs; } & p3=$!
 rc=0
 wait "$p1" || rc=1
 wait "$p2" || rc=1

@@ -51,6 +51,11 @@ const (
 	fParentServiceID
 	fNamespace
 	fTriggerNamespace
+	fCaller
+	fObserveDepth
+	fActivation
+	fObserve
+	fFeatures
 	fUnknown
 )
 
@@ -109,6 +114,16 @@ func fieldOf(key []byte) int {
 		return fNamespace
 	case "trigger_namespace":
 		return fTriggerNamespace
+	case "caller":
+		return fCaller
+	case "observe_depth":
+		return fObserveDepth
+	case "activation":
+		return fActivation
+	case "observe":
+		return fObserve
+	case "features":
+		return fFeatures
 	}
 	return fUnknown
 }
@@ -390,6 +405,16 @@ func (d *fastDecoder) message(m *Message) bool {
 			ok = d.optStr(&m.Namespace)
 		case fTriggerNamespace:
 			ok = d.optStr(&m.TriggerNamespace)
+		case fCaller:
+			ok = d.raw(&m.Caller)
+		case fObserveDepth:
+			ok = d.raw(&m.ObserveDepth)
+		case fActivation:
+			ok = d.raw(&m.Activation)
+		case fObserve:
+			ok = d.raw(&m.Observe)
+		case fFeatures:
+			ok = d.raw(&m.Features)
 		default:
 			return -1, d.skip()
 		}
@@ -686,6 +711,11 @@ func encodeFast(dst []byte, m *Message) ([]byte, bool) {
 		e.b = append(e.b, `,"trigger_namespace":`...)
 		e.b = appendString(e.b, *m.TriggerNamespace, &e.ok)
 	}
+	e.raw(`,"caller":`, m.Caller)
+	e.raw(`,"observe_depth":`, m.ObserveDepth)
+	e.raw(`,"activation":`, m.Activation)
+	e.raw(`,"observe":`, m.Observe)
+	e.raw(`,"features":`, m.Features)
 	e.b = append(e.b, '}')
 	return e.b, e.ok
 }

@@ -90,6 +90,14 @@ type Message struct {
 	// provider is looked up; absent means the connection's namespace, then
 	// the default one.
 	TriggerNamespace *string `json:"trigger_namespace,omitzero"`
+	// observe.v1 (docs/protocol.md#observe): invokefunction's caller,
+	// observe_depth and activation; registerfunction's observe descriptor;
+	// workerregistered's features. Kept raw: only observe code reads them.
+	Caller       jsontext.Value `json:"caller,omitzero"`
+	ObserveDepth jsontext.Value `json:"observe_depth,omitzero"`
+	Activation   jsontext.Value `json:"activation,omitzero"`
+	Observe      jsontext.Value `json:"observe,omitzero"`
+	Features     jsontext.Value `json:"features,omitzero"`
 }
 
 // Action is the "action" of an invokefunction: absent means synchronous.

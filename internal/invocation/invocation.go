@@ -12,6 +12,7 @@ import (
 	"errors"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -54,6 +55,25 @@ type Request struct {
 	// deferred to its flush. Executors that hand the request to another
 	// goroutine must not use it.
 	Batch *wsconn.Batch
+
+	// observe.v1: Caller is the caller the calling SDK asserted (raw JSON
+	// object, or nil); CallerIdent the calling connection's stamped
+	// identity (`"worker_id":…,"worker_name":…`, no braces); ObserveDepth
+	// the observe hops that led to this call; Activation marks an
+	// activation of an observer (raw JSON object). Executors that speak
+	// observe.v1 forward them; others never see them.
+	Caller       jsontext.Value
+	CallerIdent  []byte
+	ObserveDepth int
+	Activation   jsontext.Value
+}
+
+// Watcher sees invocations while anyone observes functions (observe.v1).
+// Watch returns the completion to use for req: done itself when nobody
+// observes req's function, or a wrapper that reports the result. A void
+// req that is observed may be made non-void (done is then non-nil).
+type Watcher interface {
+	Watch(req *Request, done Completion) Completion
 }
 
 // Result is the outcome of an invocation: Value (absent = nil) or Err.
@@ -96,6 +116,20 @@ type Local struct {
 	ctx     context.Context
 	metrics *metrics.Metrics // nil: not counted
 	tracer  *otel.Exporter   // nil: no spans (trace.go)
+	// watch is non-nil only while some function has an observer, so an
+	// unobserved invocation pays one atomic load.
+	watch atomic.Pointer[watcherBox]
+}
+
+type watcherBox struct{ w Watcher }
+
+// SetWatcher installs (w non-nil) or removes (nil) the observe hook.
+func (l *Local) SetWatcher(w Watcher) {
+	if w == nil {
+		l.watch.Store(nil)
+		return
+	}
+	l.watch.Store(&watcherBox{w})
 }
 
 // NewLocal returns an Invoker over reg. ctx bounds builtin executions (it
@@ -115,6 +149,9 @@ func (l *Local) Pending() *Table { return &l.pending }
 
 // Invoke implements Invoker.
 func (l *Local) Invoke(req *Request, done Completion) {
+	if wb := l.watch.Load(); wb != nil {
+		done = wb.w.Watch(req, done)
+	}
 	fn, ok := l.reg.FunctionIn(req.Namespace, req.FunctionID)
 	var obs observed
 	if m := l.metrics; m != nil {
@@ -503,3 +540,6 @@ func (t *Table) RunSweeper(ctx context.Context, interval time.Duration) {
 		}
 	}
 }
+
+// Watching reports whether an observe hook is installed.
+func (l *Local) Watching() bool { return l.watch.Load() != nil }
