@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,6 +64,7 @@ type Client struct {
 	up            chan struct{} // closed when sess becomes non-nil
 	closed        bool
 	lastDialErr   error
+	firstErr      chan error // run → Connect: a permanent failure of the first dial
 	workerID      string
 	reattachToken string
 	seq           uint64 // registration order, for replay
@@ -141,6 +144,7 @@ func Connect(ctx context.Context, rawURL string, opts ...Option) (*Client, error
 	c.dialer = wsconn.Dialer(c.dialer)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	first := make(chan struct{})
+	c.firstErr = make(chan error, 1)
 	go c.run(first)
 	if c.cfg.invocationTimeout > 0 {
 		go c.sweepLoop()
@@ -148,6 +152,9 @@ func Connect(ctx context.Context, rawURL string, opts ...Option) (*Client, error
 	select {
 	case <-first:
 		return c, nil
+	case err := <-c.firstErr:
+		c.Close()
+		return nil, fmt.Errorf("sluice: connect to %s: %w", rawURL, err)
 	case <-ctx.Done():
 		c.mu.Lock()
 		last := c.lastDialErr
@@ -222,6 +229,12 @@ func (c *Client) run(first chan<- struct{}) {
 			c.serve(s)
 			c.detach(s)
 		} else if c.ctx.Err() == nil {
+			if first != nil && permanentDialErr(err) {
+				// Retrying cannot cure it: Connect says so at once
+				// instead of when its context ends.
+				c.firstErr <- err
+				return
+			}
 			c.mu.Lock()
 			c.lastDialErr = err
 			c.mu.Unlock()
@@ -257,7 +270,7 @@ func (c *Client) dial() (*session, error) {
 	ws, resp, err := d.DialContext(ctx, c.url, c.cfg.header)
 	if err != nil {
 		if resp != nil {
-			return nil, fmt.Errorf("%w (HTTP %s)", err, resp.Status)
+			return nil, &dialStatusError{err: err, code: resp.StatusCode, status: resp.Status}
 		}
 		return nil, err
 	}
@@ -442,4 +455,31 @@ func backoff(min, max time.Duration, attempt int) time.Duration {
 		}
 	}
 	return time.Duration(float64(d) * (1 + 0.3*(2*randFloat()-1)))
+}
+
+// dialStatusError is a handshake the engine answered with an HTTP status
+// other than 101.
+type dialStatusError struct {
+	err    error
+	code   int
+	status string
+}
+
+func (e *dialStatusError) Error() string { return fmt.Sprintf("%v (HTTP %s)", e.err, e.status) }
+func (e *dialStatusError) Unwrap() error { return e.err }
+
+// permanentDialErr reports dial failures that no retry cures: the engine
+// refused the credentials (401, 403) or its certificate is not trusted.
+// Connect fails on them at once; a client that was connected keeps
+// retrying them (the engine may come back with other keys).
+func permanentDialErr(err error) bool {
+	var st *dialStatusError
+	if errors.As(err, &st) {
+		return st.code == http.StatusUnauthorized || st.code == http.StatusForbidden
+	}
+	var verr *tls.CertificateVerificationError
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var inval x509.CertificateInvalidError
+	return errors.As(err, &verr) || errors.As(err, &unknown) || errors.As(err, &host) || errors.As(err, &inval)
 }

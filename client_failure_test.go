@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -122,6 +123,32 @@ func TestConnectReportsHTTPStatus(t *testing.T) {
 		sluice.WithReconnectBackoff(5*time.Millisecond, 10*time.Millisecond))
 	if err == nil || !strings.Contains(err.Error(), "HTTP 401") {
 		t.Fatalf("Connect to an engine answering 401: %v", err)
+	}
+}
+
+// fault: permanentDialErr answering false. Refused credentials (401, 403)
+// fail Connect at once instead of being retried until its context ends;
+// a 503 (an engine shutting down) is retried.
+func TestConnectFailsFastOnRefusedCredentials(t *testing.T) {
+	for _, code := range []int{http.StatusUnauthorized, http.StatusForbidden} {
+		fe := newFakeEngine(t)
+		fe.refuse.Store(int32(code))
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		_, err := sluice.Connect(ctx, fe.url(), sluice.WithLogger(quietLogger()),
+			sluice.WithReconnectBackoff(5*time.Millisecond, 10*time.Millisecond))
+		if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), fmt.Sprintf("HTTP %d", code)) {
+			t.Errorf("Connect to an engine answering %d: %v (context ended: %v)", code, err, ctx.Err())
+		}
+		cancel()
+	}
+	fe := newFakeEngine(t)
+	fe.refuse.Store(http.StatusServiceUnavailable)
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	_, err := sluice.Connect(ctx, fe.url(), sluice.WithLogger(quietLogger()),
+		sluice.WithReconnectBackoff(5*time.Millisecond, 10*time.Millisecond))
+	if err == nil || ctx.Err() == nil {
+		t.Fatalf("Connect to an engine answering 503 gave up before its context ended: %v", err)
 	}
 }
 

@@ -171,6 +171,10 @@ FAULTS = [
      "func (b *requestBody) WriteTo(w io.Writer) (int64, error) { return b.r.WriteTo(w) }",
      "func (b *requestBody) WriteTo(w io.Writer) (int64, error) {\n\tall, err := io.ReadAll(b.r)\n\tif err != nil {\n\t\treturn 0, err\n\t}\n\tn, err := w.Write(all)\n\treturn int64(n), err\n}",
      "TestHTTPStreamedUpload", "."),
+    ("connect-retries-refused-credentials", "client.go",
+     "func permanentDialErr(err error) bool {\n",
+     "func permanentDialErr(err error) bool {\n\treturn false\n",
+     "TestConnectFailsFastOnRefusedCredentials|TestTLSConnectWithCustomCA", "."),
 ]
 
 
