@@ -56,7 +56,9 @@ func TestFunctionsAvailableOnDisconnect(t *testing.T) {
 	watcher := dialRaw(t, e)
 	watcher.sendJSON(`{"type":"registerfunction","id":"w::sink"}`)
 	watcher.sendJSON(`{"type":"registertrigger","id":"fa","trigger_type":"engine::functions-available","function_id":"w::sink","config":{}}`)
-	ack := func(m wire.Message) { watcher.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: m.InvocationID, FunctionID: m.FunctionID}) }
+	ack := func(m wire.Message) {
+		watcher.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: m.InvocationID, FunctionID: m.FunctionID})
+	}
 	// Each change is one event: wait for each, so that no earlier change
 	// is still pending when the worker leaves.
 	ack(watcher.awaitInvoke("w::sink", func(m wire.Message) bool { return strings.Contains(string(m.Data), `"w::sink"`) }))
