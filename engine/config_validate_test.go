@@ -77,3 +77,36 @@ func TestValidateNamesTheSettingMore(t *testing.T) {
 		}
 	}
 }
+
+// TestValidateOTel: with an endpoint set, each otel.* bound names its
+// setting; without one, the bounds are not checked (export is off).
+func TestValidateOTel(t *testing.T) {
+	for _, c := range []struct {
+		key    string
+		mutate func(*OTelConfig)
+	}{
+		{"otel.endpoint", func(o *OTelConfig) { o.Endpoint = "localhost:4318" }},
+		{"otel.max_queue_spans", func(o *OTelConfig) { o.MaxQueueSpans = 0 }},
+		{"otel.max_queue_bytes", func(o *OTelConfig) { o.MaxQueueBytes = 64<<10 - 1 }},
+		{"otel.flush_interval and otel.timeout", func(o *OTelConfig) { o.FlushInterval = 0 }},
+		{"otel.flush_interval and otel.timeout", func(o *OTelConfig) { o.Timeout = -time.Second }},
+	} {
+		cfg := DefaultConfig()
+		cfg.OTel.Endpoint = "http://127.0.0.1:4318"
+		c.mutate(&cfg.OTel)
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), c.key) {
+			t.Errorf("%s: Validate() = %v, want an error naming it", c.key, err)
+		}
+		cfg.OTel.Endpoint = ""
+		if c.key != "otel.endpoint" {
+			if err := cfg.Validate(); err != nil {
+				t.Errorf("%s without an endpoint: %v, want it accepted (export off)", c.key, err)
+			}
+		}
+	}
+	cfg := DefaultConfig()
+	cfg.OTel.Endpoint, cfg.OTel.MaxQueueBytes = "https://collector.example:4318", 64<<10
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("an https endpoint with the smallest queue: %v", err)
+	}
+}

@@ -109,7 +109,7 @@ func TestCongestionLoggedOncePerEpisode(t *testing.T) {
 	}
 }
 
-// startEngineLogged is startEngine with the engine's log (info and above)
+// startEngineLogged is startEngine with the engine's log (debug and above)
 // kept for the test to read.
 func startEngineLogged(t *testing.T, mutate ...func(*Config)) (*Engine, *logCapture) {
 	t.Helper()
@@ -119,7 +119,7 @@ func startEngineLogged(t *testing.T, mutate ...func(*Config)) (*Engine, *logCapt
 	for _, m := range mutate {
 		m(&cfg)
 	}
-	e, err := New(cfg, slog.New(slog.NewTextHandler(logs, nil)))
+	e, err := New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,5 +250,37 @@ func TestUnregisterTriggerOfAnotherRefused(t *testing.T) {
 	settle(t, owner)
 	if _, ok := e.reg.Trigger("tick-1"); ok || logs.count(refused) != 1 {
 		t.Fatalf("the owner's unregistertrigger: trigger kept %v, %d refusals logged", ok, logs.count(refused))
+	}
+}
+
+// TestResultForDepartedCaller: a result for a caller that has gone is not
+// delivered, and the engine says so (debug); results that are delivered
+// do not say it.
+func TestResultForDepartedCaller(t *testing.T) {
+	e, logs := startEngineLogged(t)
+	callee, caller := dialRaw(t, e), dialRaw(t, e)
+	callee.sendJSON(`{"type":"registerfunction","id":"f::slow"}`)
+	waitFunction(t, caller, "f::slow")
+	const gone = "result not delivered: caller gone"
+	answer := func() {
+		inv := callee.expect(wire.TypeInvokeFunction)
+		callee.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: inv.InvocationID, FunctionID: inv.FunctionID, Result: jsontext.Value(`1`)})
+	}
+	caller.sendJSON(`{"type":"invokefunction","invocation_id":"r1","function_id":"f::slow","data":{}}`)
+	answer()
+	if m := caller.expect(wire.TypeInvocationResult); m.InvocationID != "r1" || logs.count(gone) != 0 {
+		t.Fatalf("a delivered result: %+v, %d 'caller gone' lines", m, logs.count(gone))
+	}
+	// The caller's socket is aborted while the callee still runs the call.
+	caller.sendJSON(`{"type":"invokefunction","invocation_id":"r2","function_id":"f::slow","data":{}}`)
+	inv := callee.expect(wire.TypeInvokeFunction)
+	e.mu.RLock()
+	cw := e.conns[caller.id]
+	e.mu.RUnlock()
+	cw.conn.Abort()
+	callee.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: inv.InvocationID, FunctionID: inv.FunctionID, Result: jsontext.Value(`2`)})
+	settle(t, callee) // the result is handled on the callee's reader before this
+	if n := logs.count(gone); n != 1 {
+		t.Fatalf("a result for a departed caller: %d 'caller gone' lines, want 1", n)
 	}
 }
