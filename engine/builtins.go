@@ -47,6 +47,41 @@ func builtin[In, Out any](fn func(ctx context.Context, req *invocation.Request, 
 	}
 }
 
+// deferredBuiltin adapts fn to invocation.Deferred: the input is decoded
+// on the caller's goroutine, and fn answers through done, exactly once.
+func deferredBuiltin[In, Out any](fn func(ctx context.Context, req *invocation.Request, in In, done func(Out, *wire.ErrorBody))) invocation.Deferred {
+	return func(ctx context.Context, req *invocation.Request, done func(jsontext.Value, *wire.ErrorBody)) {
+		var in In
+		if d := req.Data; len(d) > 0 && string(d) != "null" {
+			if err := json.Unmarshal(d, &in, lenient); err != nil {
+				done(nil, &wire.ErrorBody{Code: wire.CodeDeserializationError, Message: "invalid input for " + req.FunctionID + ": " + err.Error()})
+				return
+			}
+		}
+		fn(ctx, req, in, func(out Out, errBody *wire.ErrorBody) {
+			if errBody != nil {
+				done(nil, errBody)
+				return
+			}
+			b, err := json.Marshal(out)
+			if err != nil {
+				done(nil, &wire.ErrorBody{Code: wire.CodeSerializationError, Message: err.Error()})
+				return
+			}
+			done(b, nil)
+		})
+	}
+}
+
+// addDeferred registers an engine function that starts on the caller's
+// reader, in order, and answers later (invocation.Deferred).
+func (e *Engine) addDeferred(id string, fn invocation.Deferred) {
+	e.self.AddDeferred(id, fn)
+	if err := e.reg.RegisterFunction(&registry.Function{ID: id, Owner: e.self}); err != nil {
+		panic("builtin " + id + ": " + err.Error())
+	}
+}
+
 // addBuiltin registers an engine function. The registry reserves its id:
 // no worker can register it (see registry.RegisterFunction).
 func (e *Engine) addBuiltin(id string, fn invocation.Builtin, async bool) {

@@ -45,13 +45,15 @@ func (e *Engine) registerState() {
 	m := &stateModule{e: e, triggers: newModuleTriggers(parseConfig[stateTriggerConfig])}
 	e.modules.state = m
 	e.addEngineTriggerType(triggerTypeState, "Fired when a state value is created, updated or deleted (state:created|updated|deleted)", m.triggers)
-	// Writes wait for their group commit: async, so that the caller's
-	// connection keeps reading (and its other writes join the same commit).
-	// Reads answer from the store at once, on the reader.
-	e.addBuiltin("state::set", builtin(m.set), true)
+	// Writes are submitted to the store from the caller's reader, in
+	// arrival order, and answered after their group commit (deferred): the
+	// connection keeps reading, its other writes join the same commit, and
+	// its answers come in the order of its calls. Reads answer from the
+	// store at once, on the reader.
+	e.addDeferred("state::set", deferredBuiltin(m.set))
 	e.addBuiltin("state::get", builtin(m.get), false)
-	e.addBuiltin("state::delete", builtin(m.delete), true)
-	e.addBuiltin("state::update", builtin(m.update), true)
+	e.addDeferred("state::delete", deferredBuiltin(m.delete))
+	e.addDeferred("state::update", deferredBuiltin(m.update))
 	e.addBuiltin("state::list", builtin(m.list), false)
 	e.addBuiltin("state::list_groups", builtin(m.listGroups), false)
 }
@@ -157,34 +159,42 @@ func storeErr(code, what string, err error) *wire.ErrorBody {
 	return &wire.ErrorBody{Code: code, Message: "Failed to " + what + ": " + err.Error()}
 }
 
-func (m *stateModule) set(ctx context.Context, _ *invocation.Request, in stateSetInput) (any, *wire.ErrorBody) {
+func (m *stateModule) set(ctx context.Context, _ *invocation.Request, in stateSetInput, done func(any, *wire.ErrorBody)) {
 	if e := in.check("state::set"); e != nil {
-		return nil, e
+		done(nil, e)
+		return
 	}
 	raw := in.Value
 	if len(raw) == 0 {
 		raw = in.Data
 	}
 	if len(raw) == 0 {
-		return nil, &wire.ErrorBody{Code: wire.CodeDeserializationError, Message: "invalid input for state::set: missing field `value`"}
+		done(nil, &wire.ErrorBody{Code: wire.CodeDeserializationError, Message: "invalid input for state::set: missing field `value`"})
+		return
 	}
 	v, err := compactJSON(raw)
 	if err != nil {
-		return nil, &wire.ErrorBody{Code: wire.CodeDeserializationError, Message: "invalid input for state::set: " + err.Error()}
+		done(nil, &wire.ErrorBody{Code: wire.CodeDeserializationError, Message: "invalid input for state::set: " + err.Error()})
+		return
 	}
 	if e := m.tooLarge(len(v)); e != nil {
-		return nil, e
+		done(nil, e)
+		return
 	}
 	s, err := m.e.kvStore(true)
 	if err != nil {
-		return nil, storeErr("SET_ERROR", "set value", err)
+		done(nil, storeErr("SET_ERROR", "set value", err))
+		return
 	}
-	ch, err := s.Set(ctx, stateNS, *in.Scope, *in.Key, v)
-	if err != nil {
-		return nil, storeErr("SET_ERROR", "set value", err)
-	}
-	m.fire(*in.Scope, *in.Key, ch)
-	return setResult{OldValue: orNull(ch.Old, ch.Had), NewValue: orNull(ch.New, true)}, nil
+	scope, key := *in.Scope, *in.Key
+	state.Async(s).SetAsync(ctx, stateNS, scope, key, v, func(ch state.Change, err error) {
+		if err != nil {
+			done(nil, storeErr("SET_ERROR", "set value", err))
+			return
+		}
+		m.fire(scope, key, ch)
+		done(setResult{OldValue: orNull(ch.Old, ch.Had), NewValue: orNull(ch.New, true)}, nil)
+	})
 }
 
 func (m *stateModule) get(ctx context.Context, _ *invocation.Request, in stateKeyInput) (jsontext.Value, *wire.ErrorBody) {
@@ -206,25 +216,31 @@ func (m *stateModule) get(ctx context.Context, _ *invocation.Request, in stateKe
 }
 
 // delete answers the deleted value (null: there was none), as upstream.
-func (m *stateModule) delete(ctx context.Context, _ *invocation.Request, in stateKeyInput) (jsontext.Value, *wire.ErrorBody) {
+func (m *stateModule) delete(ctx context.Context, _ *invocation.Request, in stateKeyInput, done func(jsontext.Value, *wire.ErrorBody)) {
 	if e := in.check("state::delete"); e != nil {
-		return nil, e
+		done(nil, e)
+		return
 	}
 	s, err := m.e.kvStore(false)
 	if err != nil {
-		return nil, storeErr("DELETE_ERROR", "delete value", err)
+		done(nil, storeErr("DELETE_ERROR", "delete value", err))
+		return
 	}
 	if s == nil {
-		return orNull(nil, false), nil
+		done(orNull(nil, false), nil)
+		return
 	}
-	ch, err := s.Delete(ctx, stateNS, *in.Scope, *in.Key)
-	if err != nil {
-		return nil, storeErr("DELETE_ERROR", "delete value", err)
-	}
-	if ch.Had {
-		m.fire(*in.Scope, *in.Key, ch)
-	}
-	return orNull(ch.Old, ch.Had), nil
+	scope, key := *in.Scope, *in.Key
+	state.Async(s).DeleteAsync(ctx, stateNS, scope, key, func(ch state.Change, err error) {
+		if err != nil {
+			done(nil, storeErr("DELETE_ERROR", "delete value", err))
+			return
+		}
+		if ch.Had {
+			m.fire(scope, key, ch)
+		}
+		done(orNull(ch.Old, ch.Had), nil)
+	})
 }
 
 type stateUpdateInput struct {
@@ -249,10 +265,10 @@ func decodeOps(fn string, raw jsontext.Value) ([]state.Op, *wire.ErrorBody) {
 	return ops, nil
 }
 
-// applyUpdate runs ops on one key of s atomically, bounded by limit.
-func applyUpdate(ctx context.Context, s state.Store, ns, group, key string, ops []state.Op, tooLarge func(int) *wire.ErrorBody) (state.Change, []state.OpError, error) {
-	var opErrs []state.OpError
-	ch, err := s.Update(ctx, ns, group, key, func(old []byte, had bool) ([]byte, bool, error) {
+// updateFunc is the store update applying ops, bounded by tooLarge; the
+// operations' errors of the run that took effect go to *opErrs.
+func updateFunc(ops []state.Op, tooLarge func(int) *wire.ErrorBody, opErrs *[]state.OpError) state.UpdateFunc {
+	return func(old []byte, had bool) ([]byte, bool, error) {
 		v, errs, err := state.ApplyOps(old, had, ops)
 		if err != nil {
 			return nil, false, err
@@ -260,34 +276,48 @@ func applyUpdate(ctx context.Context, s state.Store, ns, group, key string, ops 
 		if e := tooLarge(len(v)); e != nil {
 			return nil, false, errValueTooLarge{e}
 		}
-		opErrs = errs
+		*opErrs = errs
 		return v, true, nil
-	})
+	}
+}
+
+// applyUpdate runs ops on one key of s atomically, bounded by limit.
+func applyUpdate(ctx context.Context, s state.Store, ns, group, key string, ops []state.Op, tooLarge func(int) *wire.ErrorBody) (state.Change, []state.OpError, error) {
+	var opErrs []state.OpError
+	ch, err := s.Update(ctx, ns, group, key, updateFunc(ops, tooLarge, &opErrs))
 	return ch, opErrs, err
 }
 
-func (m *stateModule) update(ctx context.Context, _ *invocation.Request, in stateUpdateInput) (any, *wire.ErrorBody) {
+func (m *stateModule) update(ctx context.Context, _ *invocation.Request, in stateUpdateInput, done func(any, *wire.ErrorBody)) {
 	if e := in.check("state::update"); e != nil {
-		return nil, e
+		done(nil, e)
+		return
 	}
 	ops, e := decodeOps("state::update", in.Ops)
 	if e != nil {
-		return nil, e
+		done(nil, e)
+		return
 	}
 	s, err := m.e.kvStore(true)
 	if err != nil {
-		return nil, storeErr("UPDATE_ERROR", "update value", err)
+		done(nil, storeErr("UPDATE_ERROR", "update value", err))
+		return
 	}
-	ch, opErrs, err := applyUpdate(ctx, s, stateNS, *in.Scope, *in.Key, ops, m.tooLarge)
-	var big errValueTooLarge
-	if errors.As(err, &big) {
-		return nil, big.body
-	}
-	if err != nil {
-		return nil, storeErr("UPDATE_ERROR", "update value", err)
-	}
-	m.fire(*in.Scope, *in.Key, ch)
-	return setResult{OldValue: orNull(ch.Old, ch.Had), NewValue: orNull(ch.New, ch.Has), Errors: opErrs}, nil
+	scope, key := *in.Scope, *in.Key
+	opErrs := new([]state.OpError)
+	state.Async(s).UpdateAsync(ctx, stateNS, scope, key, updateFunc(ops, m.tooLarge, opErrs), func(ch state.Change, err error) {
+		var big errValueTooLarge
+		if errors.As(err, &big) {
+			done(nil, big.body)
+			return
+		}
+		if err != nil {
+			done(nil, storeErr("UPDATE_ERROR", "update value", err))
+			return
+		}
+		m.fire(scope, key, ch)
+		done(setResult{OldValue: orNull(ch.Old, ch.Had), NewValue: orNull(ch.New, ch.Has), Errors: *opErrs}, nil)
+	})
 }
 
 type stateScopeInput struct {

@@ -109,6 +109,12 @@ type Invoker interface {
 // Builtin is a function implemented by the engine.
 type Builtin func(ctx context.Context, req *Request) (jsontext.Value, *wire.ErrorBody)
 
+// Deferred is a builtin that starts on the caller's goroutine, in the
+// order the caller's calls arrive, must not block there (beyond brief
+// backpressure), and answers later through done: exactly once, from any
+// goroutine, without blocking.
+type Deferred func(ctx context.Context, req *Request, done func(jsontext.Value, *wire.ErrorBody))
+
 // Local routes through the registry of this process.
 type Local struct {
 	reg     *registry.Registry
@@ -293,8 +299,9 @@ type EngineExecutor struct {
 }
 
 type builtinEntry struct {
-	fn    Builtin
-	async bool
+	fn       Builtin
+	async    bool
+	deferred Deferred
 }
 
 // OwnerID implements registry.Owner: the engine has the empty id.
@@ -311,6 +318,18 @@ func (e *EngineExecutor) Add(id string, fn Builtin, async bool) {
 	e.mu.Unlock()
 }
 
+// AddDeferred registers a deferred builtin: unlike an async one (a
+// goroutine per call, which the Go scheduler may run in any order), it
+// keeps the order of each caller's calls, and costs no goroutine.
+func (e *EngineExecutor) AddDeferred(id string, fn Deferred) {
+	e.mu.Lock()
+	if e.builtins == nil {
+		e.builtins = make(map[string]builtinEntry)
+	}
+	e.builtins[id] = builtinEntry{deferred: fn}
+	e.mu.Unlock()
+}
+
 // Call runs a builtin directly, on the caller's goroutine, without routing
 // or counting it (the console's periodic reads must not show up as
 // invocations). ok is false when id is not a builtin.
@@ -320,6 +339,16 @@ func (e *EngineExecutor) Call(ctx context.Context, req *Request) (v jsontext.Val
 	e.mu.RUnlock()
 	if !ok {
 		return nil, nil, false
+	}
+	if b.deferred != nil {
+		type answer struct {
+			v   jsontext.Value
+			err *wire.ErrorBody
+		}
+		ch := make(chan answer, 1)
+		b.deferred(ctx, req, func(v jsontext.Value, err *wire.ErrorBody) { ch <- answer{v, err} })
+		a := <-ch
+		return a.v, a.err, true
 	}
 	v, err = b.fn(ctx, req)
 	return v, err, true
@@ -333,6 +362,15 @@ func (e *EngineExecutor) run(ctx context.Context, req *Request, done Completion)
 		if !req.Void {
 			done(Result{Err: wire.ErrFunctionNotFound(req.FunctionID)})
 		}
+		return
+	}
+	if b.deferred != nil {
+		// The answer may come from another goroutine: no write batch.
+		b.deferred(ctx, req, func(v jsontext.Value, err *wire.ErrorBody) {
+			if !req.Void {
+				done(Result{Value: v, Err: err, Traceparent: req.Traceparent, Baggage: req.Baggage})
+			}
+		})
 		return
 	}
 	call := func(batch *wsconn.Batch) {

@@ -45,6 +45,10 @@ type SQLite struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	// asyncMu: WriteAsync holds it shared while it queues, Close
+	// exclusively after the writer has stopped, to fail what is left: no
+	// callback is ever forgotten.
+	asyncMu sync.RWMutex
 
 	stmts       map[string]*sql.Stmt // prepared on w
 	nextVisible *sql.Stmt            // prepared on rdb
@@ -58,7 +62,17 @@ type SQLite struct {
 
 type op struct {
 	fn   func(s *SQLite, ctx context.Context) error
-	done chan error
+	done chan error  // do: the outcome is sent here
+	cb   func(error) // WriteAsync: or passed to this, on the writer goroutine
+}
+
+// finish reports o's outcome.
+func (o *op) finish(err error) {
+	if o.cb != nil {
+		o.cb(err)
+		return
+	}
+	o.done <- err
 }
 
 const schema = `
@@ -214,7 +228,7 @@ func (s *SQLite) writer() {
 			for {
 				select {
 				case o := <-s.ops:
-					o.done <- ErrClosed
+					o.finish(ErrClosed)
 				default:
 					return
 				}
@@ -238,18 +252,19 @@ func (s *SQLite) commit(ctx context.Context, batch []*op) {
 	err := s.tx(ctx, batch)
 	if err == nil {
 		for _, o := range batch {
-			o.done <- nil
+			o.finish(nil)
 		}
 		return
 	}
 	if len(batch) == 1 {
-		batch[0].done <- err
+		batch[0].finish(err)
 		return
 	}
 	// One operation failed and the whole transaction was rolled back: run
-	// each in its own transaction so that only the failing one fails.
+	// each in its own transaction so that only the failing one fails (in
+	// the same order: outcomes stay in submission order).
 	for _, o := range batch {
-		o.done <- s.tx(ctx, []*op{o})
+		o.finish(s.tx(ctx, []*op{o}))
 	}
 }
 
@@ -634,6 +649,11 @@ func (s *SQLite) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.quit)
 		<-s.done
+		s.asyncMu.Lock()
+		for len(s.ops) > 0 {
+			(<-s.ops).finish(ErrClosed)
+		}
+		s.asyncMu.Unlock()
 		s.closeDBs()
 	})
 	return s.closeErr
@@ -646,6 +666,33 @@ func (s *SQLite) Close() error {
 // anything but the connection, and an error rolls back only its part.
 func (s *SQLite) Write(ctx context.Context, fn func(ctx context.Context, c *sql.Conn) error) error {
 	return s.do(ctx, func(s *SQLite, ctx context.Context) error { return fn(ctx, s.w) })
+}
+
+// WriteAsync is Write without the wait: fn joins the writer's next
+// transaction and done gets the outcome after the commit, on the writer
+// goroutine (it must not block; it runs before the next batch commits).
+// Writes submitted one after another commit, and are answered, in that
+// order, whatever the Go scheduler does meanwhile: a caller that submits
+// from its connection's reader keeps that connection's order. It blocks
+// only while the writer's queue is full (backpressure); if ctx ends or the
+// store closes first, done gets that error before WriteAsync returns.
+func (s *SQLite) WriteAsync(ctx context.Context, fn func(ctx context.Context, c *sql.Conn) error, done func(error)) {
+	o := &op{fn: func(s *SQLite, ctx context.Context) error { return fn(ctx, s.w) }, cb: done}
+	s.asyncMu.RLock()
+	defer s.asyncMu.RUnlock()
+	select {
+	case <-s.quit:
+		done(ErrClosed)
+		return
+	default:
+	}
+	select {
+	case s.ops <- o:
+	case <-s.quit:
+		done(ErrClosed)
+	case <-ctx.Done():
+		done(ctx.Err())
+	}
 }
 
 // ReadDB is the store's pool of read connections (WAL: readers never wait

@@ -62,3 +62,41 @@ type Store interface {
 	// value, sorted.
 	Namespaces(ctx context.Context, prefix string) ([]string, error)
 }
+
+// AsyncStore is implemented by stores that can take a write without
+// waiting for it (the SQLite store's group-commit writer, Memory). done
+// gets the write's outcome exactly once, possibly before the method
+// returns, and must not block. Writes submitted one after another from
+// one goroutine take effect, and are answered, in that order: the engine
+// submits a connection's writes from its reader, so a client's writes are
+// answered in the order it made them (a goroutine per write would let the
+// Go scheduler reorder them).
+type AsyncStore interface {
+	SetAsync(ctx context.Context, ns, group, key string, value []byte, done func(Change, error))
+	DeleteAsync(ctx context.Context, ns, group, key string, done func(Change, error))
+	UpdateAsync(ctx context.Context, ns, group, key string, fn UpdateFunc, done func(Change, error))
+}
+
+// Async returns s as an AsyncStore: s itself when it is one, otherwise an
+// adapter that runs each write on a goroutine of its own (answered in
+// whatever order they finish).
+func Async(s Store) AsyncStore {
+	if a, ok := s.(AsyncStore); ok {
+		return a
+	}
+	return goAsync{s}
+}
+
+type goAsync struct{ s Store }
+
+func (g goAsync) SetAsync(ctx context.Context, ns, group, key string, value []byte, done func(Change, error)) {
+	go func() { done(g.s.Set(ctx, ns, group, key, value)) }()
+}
+
+func (g goAsync) DeleteAsync(ctx context.Context, ns, group, key string, done func(Change, error)) {
+	go func() { done(g.s.Delete(ctx, ns, group, key)) }()
+}
+
+func (g goAsync) UpdateAsync(ctx context.Context, ns, group, key string, fn UpdateFunc, done func(Change, error)) {
+	go func() { done(g.s.Update(ctx, ns, group, key, fn)) }()
+}

@@ -117,3 +117,18 @@ func (s *Memory) Namespaces(_ context.Context, prefix string) ([]string, error) 
 	slices.Sort(out)
 	return out, nil
 }
+
+var _ AsyncStore = (*Memory)(nil)
+
+// SetAsync, DeleteAsync and UpdateAsync complete before they return.
+func (s *Memory) SetAsync(ctx context.Context, ns, group, key string, value []byte, done func(Change, error)) {
+	done(s.Set(ctx, ns, group, key, value))
+}
+
+func (s *Memory) DeleteAsync(ctx context.Context, ns, group, key string, done func(Change, error)) {
+	done(s.Delete(ctx, ns, group, key))
+}
+
+func (s *Memory) UpdateAsync(ctx context.Context, ns, group, key string, fn UpdateFunc, done func(Change, error)) {
+	done(s.Update(ctx, ns, group, key, fn))
+}

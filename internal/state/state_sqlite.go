@@ -12,6 +12,9 @@ import (
 // one file with one writer.
 type Backend interface {
 	Write(ctx context.Context, fn func(ctx context.Context, c *sql.Conn) error) error
+	// WriteAsync queues fn for the writer's next transaction and calls
+	// done with the outcome once it is committed, in submission order.
+	WriteAsync(ctx context.Context, fn func(ctx context.Context, c *sql.Conn) error, done func(error))
 	ReadDB() *sql.DB
 }
 
@@ -131,36 +134,33 @@ func (s *SQLite) Get(ctx context.Context, ns, group, key string) ([]byte, bool, 
 	return v, true, nil
 }
 
-func (s *SQLite) Set(ctx context.Context, ns, group, key string, value []byte) (Change, error) {
-	var ch Change
-	err := s.b.Write(ctx, func(ctx context.Context, c *sql.Conn) error {
+// setFn, deleteFn and updateFn are the writes, run on the writer
+// goroutine; each records what it did in *ch.
+func (s *SQLite) setFn(ns, group, key string, value []byte, ch *Change) func(context.Context, *sql.Conn) error {
+	return func(ctx context.Context, c *sql.Conn) error {
 		old, had, err := s.read(ctx, c, ns, group, key)
 		if err != nil {
 			return err
 		}
-		ch = Change{Old: old, Had: had, New: value, Has: true}
+		*ch = Change{Old: old, Had: had, New: value, Has: true}
 		return s.exec(ctx, c, "put", ns, group, key, value)
-	})
-	return ch, err
+	}
 }
 
-func (s *SQLite) Delete(ctx context.Context, ns, group, key string) (Change, error) {
-	var ch Change
-	err := s.b.Write(ctx, func(ctx context.Context, c *sql.Conn) error {
+func (s *SQLite) deleteFn(ns, group, key string, ch *Change) func(context.Context, *sql.Conn) error {
+	return func(ctx context.Context, c *sql.Conn) error {
 		old, had, err := s.read(ctx, c, ns, group, key)
 		if err != nil || !had {
-			ch = Change{}
+			*ch = Change{}
 			return err
 		}
-		ch = Change{Old: old, Had: true}
+		*ch = Change{Old: old, Had: true}
 		return s.exec(ctx, c, "del", ns, group, key)
-	})
-	return ch, err
+	}
 }
 
-func (s *SQLite) Update(ctx context.Context, ns, group, key string, fn UpdateFunc) (Change, error) {
-	var ch Change
-	err := s.b.Write(ctx, func(ctx context.Context, c *sql.Conn) error {
+func (s *SQLite) updateFn(ns, group, key string, fn UpdateFunc, ch *Change) func(context.Context, *sql.Conn) error {
+	return func(ctx context.Context, c *sql.Conn) error {
 		old, had, err := s.read(ctx, c, ns, group, key)
 		if err != nil {
 			return err
@@ -170,13 +170,58 @@ func (s *SQLite) Update(ctx context.Context, ns, group, key string, fn UpdateFun
 			return err
 		}
 		if !keep {
-			ch = Change{Old: old, Had: had, New: old, Has: had}
+			*ch = Change{Old: old, Had: had, New: old, Has: had}
 			return nil
 		}
-		ch = Change{Old: old, Had: had, New: v, Has: true}
+		*ch = Change{Old: old, Had: had, New: v, Has: true}
 		return s.exec(ctx, c, "put", ns, group, key, v)
-	})
+	}
+}
+
+func (s *SQLite) Set(ctx context.Context, ns, group, key string, value []byte) (Change, error) {
+	var ch Change
+	err := s.b.Write(ctx, s.setFn(ns, group, key, value, &ch))
 	return ch, err
+}
+
+func (s *SQLite) Delete(ctx context.Context, ns, group, key string) (Change, error) {
+	var ch Change
+	err := s.b.Write(ctx, s.deleteFn(ns, group, key, &ch))
+	return ch, err
+}
+
+func (s *SQLite) Update(ctx context.Context, ns, group, key string, fn UpdateFunc) (Change, error) {
+	var ch Change
+	err := s.b.Write(ctx, s.updateFn(ns, group, key, fn, &ch))
+	return ch, err
+}
+
+var _ AsyncStore = (*SQLite)(nil)
+
+// async queues w and answers done with the change it recorded.
+func (s *SQLite) async(ctx context.Context, ch *Change, w func(context.Context, *sql.Conn) error, done func(Change, error)) {
+	s.b.WriteAsync(ctx, w, func(err error) {
+		if err != nil {
+			done(Change{}, err)
+			return
+		}
+		done(*ch, nil)
+	})
+}
+
+func (s *SQLite) SetAsync(ctx context.Context, ns, group, key string, value []byte, done func(Change, error)) {
+	ch := new(Change)
+	s.async(ctx, ch, s.setFn(ns, group, key, value, ch), done)
+}
+
+func (s *SQLite) DeleteAsync(ctx context.Context, ns, group, key string, done func(Change, error)) {
+	ch := new(Change)
+	s.async(ctx, ch, s.deleteFn(ns, group, key, ch), done)
+}
+
+func (s *SQLite) UpdateAsync(ctx context.Context, ns, group, key string, fn UpdateFunc, done func(Change, error)) {
+	ch := new(Change)
+	s.async(ctx, ch, s.updateFn(ns, group, key, fn, ch), done)
 }
 
 func (s *SQLite) List(ctx context.Context, ns, group string) ([]Entry, error) {
