@@ -79,7 +79,7 @@ type Config struct {
 	// State, Streams, PubSub and Cron are the platform modules (modules.go).
 	State   StateConfig   `yaml:"state"`
 	Streams StreamsConfig `yaml:"streams"`
-	PubSub  ModuleConfig  `yaml:"pubsub"`
+	PubSub  PubSubConfig  `yaml:"pubsub"`
 	Cron    ModuleConfig  `yaml:"cron"`
 	// OTel exports traces, logs and metrics over OTLP/HTTP (otel.go).
 	OTel OTelConfig `yaml:"otel"`
@@ -295,7 +295,7 @@ func DefaultConfig() Config {
 		DataSync: "normal",
 		State:    defaultStateConfig(),
 		Streams:  defaultStreamsConfig(),
-		PubSub:   ModuleConfig{Enabled: true},
+		PubSub:   defaultPubSubConfig(),
 		Cron:     ModuleConfig{Enabled: true},
 		OTel:     defaultOTelConfig(),
 		Observe:  ObserveConfig{MaxPerWorker: 1000, Max: 10000, ReconnectGrace: 60 * time.Second},

@@ -63,7 +63,7 @@ func (c *Config) validateModules() error {
 	if c.State.MaxValueBytes < 0 {
 		return fmt.Errorf("config: state.max_value_bytes must not be negative (0: only max_message_size bounds a value)")
 	}
-	return nil
+	return c.PubSub.validate()
 }
 
 func (e *Engine) registerModules() {
