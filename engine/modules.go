@@ -223,7 +223,7 @@ type modules struct {
 	kvMu sync.Mutex
 	kv   state.Store // state and stream values; nil until opened (kvStore)
 
-	// events bounds the event deliveries (state, stream, pubsub) running
+	// events bounds the event deliveries (state, stream) running
 	// at once; an event that finds no slot is dropped and counted, so that
 	// slow handlers under a write burst cannot pile up goroutines.
 	events  chan struct{}
