@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
+	"sync"
 )
 
 // Backend is the shared SQLite file: a group-commit writer and a pool of
@@ -27,6 +29,124 @@ type SQLite struct {
 	list   *sql.Stmt
 	groups *sql.Stmt
 	nss    *sql.Stmt
+
+	hot hotCache
+}
+
+// hotCache answers Get for recently read or written keys without SQLite,
+// kept consistent with the single writer: a write marks its key in flight
+// (dropping it from the cache) inside its transaction, before the commit;
+// Gets of a key in flight read SQLite; once committed the writer records
+// the new value and clears the mark, on the writer goroutine, before the
+// write is answered. A Get fills the cache only if no write was marked or
+// applied since it looked (gen). So the cache only ever holds the latest
+// committed value, and no Get sees a value older than one seen before.
+// Bounded in entries and bytes; absence is cached too.
+type hotCache struct {
+	mu       sync.RWMutex
+	m        map[string][]byte // nil value: no such key
+	inflight map[string]int    // writes of the key between mark and applied
+	bytes    int
+	gen      uint64
+}
+
+const (
+	hotMaxEntries = 1 << 16
+	hotMaxBytes   = 32 << 20
+	hotMaxValue   = 16 << 10
+)
+
+// hotKey is unambiguous whatever bytes the parts hold.
+func hotKey(ns, group, key string) string {
+	return strconv.Itoa(len(ns)) + ":" + strconv.Itoa(len(group)) + ":" + ns + group + key
+}
+
+func (h *hotCache) get(k string) (v []byte, cached bool, gen uint64) {
+	h.mu.RLock()
+	v, cached = h.m[k]
+	gen = h.gen
+	h.mu.RUnlock()
+	return v, cached, gen
+}
+
+// putLocked stores v (nil: absent) under k if the bounds allow, else
+// forgets k.
+func (h *hotCache) putLocked(k string, v []byte) {
+	old, had := h.m[k]
+	if had {
+		h.bytes -= len(k) + len(old)
+		delete(h.m, k)
+	}
+	if len(v) > hotMaxValue || len(h.m) >= hotMaxEntries || h.bytes+len(k)+len(v) > hotMaxBytes {
+		return
+	}
+	if h.m == nil {
+		h.m = map[string][]byte{}
+	}
+	h.m[k] = v
+	h.bytes += len(k) + len(v)
+}
+
+// fill caches what a Get read, unless a write was marked or applied since
+// gen.
+func (h *hotCache) fill(k string, v []byte, gen uint64) {
+	h.mu.Lock()
+	if h.gen == gen && h.inflight[k] == 0 {
+		h.putLocked(k, v)
+	}
+	h.mu.Unlock()
+}
+
+// mark records a write of k in flight (writer goroutine, inside the
+// transaction, once per write: *marked guards a rerun of the batch).
+func (h *hotCache) mark(k string, marked *bool) {
+	if *marked {
+		return
+	}
+	*marked = true
+	h.mu.Lock()
+	h.gen++
+	if h.inflight == nil {
+		h.inflight = map[string]int{}
+	}
+	h.inflight[k]++
+	h.forgetLocked(k)
+	h.mu.Unlock()
+}
+
+func (h *hotCache) forgetLocked(k string) {
+	if old, had := h.m[k]; had {
+		h.bytes -= len(k) + len(old)
+		delete(h.m, k)
+	}
+}
+
+// applied records a write's outcome (writer goroutine, after its commit
+// or failure); ok false: it did not take effect. marked false: it never
+// reached the writer.
+func (h *hotCache) applied(k string, ch Change, ok, marked bool) {
+	if !marked {
+		return
+	}
+	h.mu.Lock()
+	h.gen++
+	n := h.inflight[k] - 1
+	if n > 0 {
+		h.inflight[k] = n
+	} else {
+		delete(h.inflight, k)
+	}
+	switch {
+	case !ok || n > 0:
+		// Failed (the committed value is unchanged, but one read costs
+		// little), or another write of the key is in flight.
+		h.forgetLocked(k)
+	case ch.Has:
+		h.putLocked(k, ch.New)
+	default:
+		h.putLocked(k, nil)
+	}
+	h.mu.Unlock()
 }
 
 const schema = `CREATE TABLE IF NOT EXISTS kv (
@@ -123,14 +243,22 @@ func (s *SQLite) exec(ctx context.Context, c *sql.Conn, name string, args ...any
 	return err
 }
 
+// Get answers from the hot cache when it can; the value returned must not
+// be modified.
 func (s *SQLite) Get(ctx context.Context, ns, group, key string) ([]byte, bool, error) {
-	var v []byte
+	k := hotKey(ns, group, key)
+	v, cached, gen := s.hot.get(k)
+	if cached {
+		return v, v != nil, nil
+	}
 	switch err := s.get.QueryRowContext(ctx, ns, group, key).Scan(&v); {
 	case errors.Is(err, sql.ErrNoRows):
+		s.hot.fill(k, nil, gen)
 		return nil, false, nil
 	case err != nil:
 		return nil, false, err
 	}
+	s.hot.fill(k, v, gen)
 	return v, true, nil
 }
 
@@ -178,29 +306,43 @@ func (s *SQLite) updateFn(ns, group, key string, fn UpdateFunc, ch *Change) func
 	}
 }
 
+// Set, Delete and Update wait for their asynchronous form: the hot cache
+// is kept on the writer goroutine, in commit order.
 func (s *SQLite) Set(ctx context.Context, ns, group, key string, value []byte) (Change, error) {
-	var ch Change
-	err := s.b.Write(ctx, s.setFn(ns, group, key, value, &ch))
-	return ch, err
+	return waitChange(func(done func(Change, error)) { s.SetAsync(ctx, ns, group, key, value, done) })
 }
 
 func (s *SQLite) Delete(ctx context.Context, ns, group, key string) (Change, error) {
-	var ch Change
-	err := s.b.Write(ctx, s.deleteFn(ns, group, key, &ch))
-	return ch, err
+	return waitChange(func(done func(Change, error)) { s.DeleteAsync(ctx, ns, group, key, done) })
 }
 
 func (s *SQLite) Update(ctx context.Context, ns, group, key string, fn UpdateFunc) (Change, error) {
-	var ch Change
-	err := s.b.Write(ctx, s.updateFn(ns, group, key, fn, &ch))
-	return ch, err
+	return waitChange(func(done func(Change, error)) { s.UpdateAsync(ctx, ns, group, key, fn, done) })
+}
+
+// waitChange submits a write and waits for its answer (always given).
+func waitChange(submit func(done func(Change, error))) (Change, error) {
+	type answer struct {
+		ch  Change
+		err error
+	}
+	c := make(chan answer, 1)
+	submit(func(ch Change, err error) { c <- answer{ch, err} })
+	a := <-c
+	return a.ch, a.err
 }
 
 var _ AsyncStore = (*SQLite)(nil)
 
-// async queues w and answers done with the change it recorded.
-func (s *SQLite) async(ctx context.Context, ch *Change, w func(context.Context, *sql.Conn) error, done func(Change, error)) {
-	s.b.WriteAsync(ctx, w, func(err error) {
+// async queues w and answers done with the change it recorded, after
+// recording it in the hot cache.
+func (s *SQLite) async(ctx context.Context, k string, ch *Change, w func(context.Context, *sql.Conn) error, done func(Change, error)) {
+	marked := false // writer goroutine only
+	s.b.WriteAsync(ctx, func(ctx context.Context, c *sql.Conn) error {
+		s.hot.mark(k, &marked)
+		return w(ctx, c)
+	}, func(err error) {
+		s.hot.applied(k, *ch, err == nil, marked)
 		if err != nil {
 			done(Change{}, err)
 			return
@@ -211,17 +353,17 @@ func (s *SQLite) async(ctx context.Context, ch *Change, w func(context.Context, 
 
 func (s *SQLite) SetAsync(ctx context.Context, ns, group, key string, value []byte, done func(Change, error)) {
 	ch := new(Change)
-	s.async(ctx, ch, s.setFn(ns, group, key, value, ch), done)
+	s.async(ctx, hotKey(ns, group, key), ch, s.setFn(ns, group, key, value, ch), done)
 }
 
 func (s *SQLite) DeleteAsync(ctx context.Context, ns, group, key string, done func(Change, error)) {
 	ch := new(Change)
-	s.async(ctx, ch, s.deleteFn(ns, group, key, ch), done)
+	s.async(ctx, hotKey(ns, group, key), ch, s.deleteFn(ns, group, key, ch), done)
 }
 
 func (s *SQLite) UpdateAsync(ctx context.Context, ns, group, key string, fn UpdateFunc, done func(Change, error)) {
 	ch := new(Change)
-	s.async(ctx, ch, s.updateFn(ns, group, key, fn, ch), done)
+	s.async(ctx, hotKey(ns, group, key), ch, s.updateFn(ns, group, key, fn, ch), done)
 }
 
 func (s *SQLite) List(ctx context.Context, ns, group string) ([]Entry, error) {
