@@ -58,7 +58,7 @@ func pubsubAwait(ctx context.Context, t *testing.T, what string, f func() bool) 
 // hangs until released; a publisher fires 150 void publishes (15,000
 // deliveries, past the 10,000 the engine holds by default). Once released,
 // every delivery must arrive, and nothing may be logged as dropped.
-// On 182a791: 10,000 deliveries arrived, the other 5,000 were dropped
+// On e2b331f: 10,000 deliveries arrived, the other 5,000 were dropped
 // ("event dropped: too many event deliveries in flight") while every
 // publish had been accepted.
 func TestAttackPubSubSlowSubscribers(t *testing.T) {
@@ -111,7 +111,7 @@ var pubsubMissedRE = regexp.MustCompile(`^(\d+) of (\d+) subscribers`)
 // must not vanish: each is answered, either accepted or PUBLISH_CONGESTED
 // naming how many subscribers missed it; the drop is logged; another client
 // is served meanwhile; and once released every accepted delivery arrives.
-// On 182a791: the engine refused the config (pubsub has no such settings),
+// On e2b331f: the engine refused the config (pubsub has no such settings),
 // and without them every publish was answered null whatever happened.
 func TestAttackPubSubCongestedRefused(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "sluice.yaml")
