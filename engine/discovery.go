@@ -451,13 +451,16 @@ type registeredTrigger struct {
 	WorkerName    string         `json:"worker_name"`
 	Config        jsontext.Value `json:"config"`
 	ConfigSummary string         `json:"config_summary"`
+	// Active: handed to its type's provider (an HTTP route serves from
+	// then on); false while the binding is parked for want of one.
+	Active bool `json:"active"`
 }
 
 func (e *Engine) summarizeRegisteredTrigger(t registry.Trigger) registeredTrigger {
 	cfg := wire.DataOrNull(t.Config)
 	owner := t.Owner
 	return registeredTrigger{ID: t.ID, TriggerType: t.Type, FunctionID: t.FunctionID,
-		WorkerName: e.workerName(owner, t.FunctionID), Config: cfg, ConfigSummary: configSummary(cfg)}
+		WorkerName: e.workerName(owner, t.FunctionID), Config: cfg, ConfigSummary: configSummary(cfg), Active: t.Active}
 }
 
 // configSummary is a trigger config on one line of at most 80 runes.

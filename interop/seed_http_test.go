@@ -105,8 +105,9 @@ func (s httpSeed) start(t *testing.T, startEngine func(testing.TB) *engineProc, 
 }
 
 // waitHTTPTrigger polls engine::registered-triggers::list (bounded by ctx)
-// until an http trigger bound to functionID is registered. The engine adds
-// the route in the same step as it stores the trigger.
+// until an http trigger bound to functionID is active: the engine lists a
+// binding as soon as it stores it, and marks it active once the route
+// serves.
 func waitHTTPTrigger(ctx context.Context, t testing.TB, c *sluice.Client, functionID string) {
 	t.Helper()
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -115,10 +116,11 @@ func waitHTTPTrigger(ctx context.Context, t testing.TB, c *sluice.Client, functi
 	for {
 		out, err := sluice.Call[struct {
 			Triggers []struct {
-				ID string `json:"id"`
+				ID     string `json:"id"`
+				Active bool   `json:"active"`
 			} `json:"registered_triggers"`
 		}](ctx, c, "engine::registered-triggers::list", map[string]any{"trigger_type": "http", "function_id": functionID})
-		if err == nil && len(out.Triggers) > 0 {
+		if err == nil && len(out.Triggers) > 0 && out.Triggers[0].Active {
 			return
 		}
 		lastErr = err
