@@ -660,3 +660,13 @@ func ctxFor(t testing.TB, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// missingDependency skips the test, or fails it when SLUICE_INTEROP=1
+// (scripts/test.sh and CI, where interop/setup.sh installed everything).
+func missingDependency(t testing.TB, what string) {
+	t.Helper()
+	if os.Getenv("SLUICE_INTEROP") == "1" {
+		t.Fatalf("missing %s (SLUICE_INTEROP=1: missing dependencies fail; run interop/setup.sh)", what)
+	}
+	t.Skipf("missing %s (run interop/setup.sh; set SLUICE_INTEROP=1 to fail instead)", what)
+}

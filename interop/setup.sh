@@ -6,6 +6,8 @@
 #   interop/node-0.22.1/node_modules   npm ci   (iii-sdk 0.22.1 + @iii-dev/helpers 0.22.1)
 #   interop/.venv                      pip      (PyPI iii-sdk 0.25.0, python/requirements.txt)
 #   interop/.venv-seed                 pip      (PyPI iii-sdk 0.11.6, python-seed/requirements.txt)
+#   interop/.venv-sdktests             pip      (iii-sdk 0.25.0 + pytest, python-sdktests/requirements.txt)
+#   interop/.py25-sdist/iii_sdk-0.25.0 the sdist (its tests/), SHA-256 checked
 #   interop/rust/target/debug/worker   cargo build --locked (crate iii-sdk 0.25.0, rust/Cargo.lock)
 #
 # Each install is stamped with a hash of its lock/requirements file (and the
@@ -130,13 +132,33 @@ build_rust_obs() {
   printf '%s' "$want" >"$bin.sluice-stamp"
 }
 
-# The two venvs install in parallel (pip is mostly waiting on I/O), and the
+# The Python SDK 0.25.0's sdist: its tests/ (not in the wheel) run against
+# the engine in TestObservePython025SDKSuite.
+PY25_SDIST_SHA256=a69857b1e730dddd0ab9f288c7f6e63f255e66eb722a87de9d8692c56e6b8653
+fetch_py25_sdist() {
+  local dir=.py25-sdist
+  if stamp_ok "$dir" "$PY25_SDIST_SHA256" && [[ -d "$dir/iii_sdk-0.25.0/tests" ]]; then
+    return
+  fi
+  log "downloading the iii-sdk 0.25.0 sdist into $dir"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  "$py" -m pip download --quiet --disable-pip-version-check --no-input --no-deps \
+    --no-binary :all: -d "$dir" iii-sdk==0.25.0
+  echo "$PY25_SDIST_SHA256  $dir/iii_sdk-0.25.0.tar.gz" | sha256sum -c --quiet -
+  tar -xzf "$dir/iii_sdk-0.25.0.tar.gz" -C "$dir"
+  printf '%s' "$PY25_SDIST_SHA256" >"$dir/.sluice-stamp"
+}
+
+# The venvs install in parallel (pip is mostly waiting on I/O), and the
 # Rust build (CPU) alongside them.
 make_venv .venv python/requirements.txt & p1=$!
 make_venv .venv-seed python-seed/requirements.txt & p2=$!
 { build_rust && build_rust_ns && build_rust_obs; } & p3=$!
+{ make_venv .venv-sdktests python-sdktests/requirements.txt && fetch_py25_sdist; } & p4=$!
 rc=0
 wait "$p1" || rc=1
 wait "$p2" || rc=1
 wait "$p3" || rc=1
+wait "$p4" || rc=1
 exit "$rc"
