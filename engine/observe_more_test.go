@@ -452,3 +452,55 @@ func TestObserveOwnerAndObserverDisconnect(t *testing.T) {
 		t.Fatalf("disconnected observer kept: %v", g)
 	}
 }
+
+// Filters on output, caller and metadata see the call's result, the
+// stamped caller (the connection's name plus the asserted function,
+// invocation and one level of string-valued parent) and its metadata; a
+// function with no observer is not tracked while others are; an absurd
+// observe_depth is clamped and the activation dropped by the loop guard.
+// On 501b74f the {"ok":false} call activated the target (the filter's
+// closure-free clauses alone decided; internal/observe fixed).
+func TestObserveFilterRootsAndCaller(t *testing.T) {
+	e := startEngine(t)
+	src := obsDial(t, e)
+	src.send(`{"type":"registerfunction","id":"fr::s"}`)
+	src.send(`{"type":"registerfunction","id":"fr::other"}`)
+	src.noFrame("observeresult")
+	w := obsDial(t, e)
+	w.send(`{"type":"registerfunction","id":"fr::t"}`)
+	w.send(`{"type":"observe","id":"fc","source":{"function_id":"fr::s","capture":["caller"],"filters":{"output.ok":{"$eq":true},"caller.worker_name":{"$eq":"caller"},"metadata.tenant":{"$eq":"t1"}}},"target":{"function_id":"fr::t"}}`)
+	if r := w.await("observeresult", withID("fc")); r["state"] != "active" {
+		t.Fatalf("%v", r)
+	}
+	caller := obsDial(t, e)
+	caller.send(`{"type":"invokefunction","invocation_id":"reg","function_id":"engine::workers::register","data":{"runtime":"test","name":"caller"}}`)
+	caller.await("invocationresult", func(m map[string]any) bool { return m["invocation_id"] == "reg" })
+	asserted := `{"function_id":"up::f","invocation_id":"i0","parent":{"function_id":"pp::f","invocation_id":"pi","parent":{"x":"y"},"n":5}}`
+	for _, c := range []struct{ id, fn, meta, out, depth string }{
+		{"match", "fr::s", `{"tenant":"t1"}`, `{"ok":true}`, "0"},
+		{"tenant", "fr::s", `{"tenant":"t2"}`, `{"ok":true}`, "0"},
+		{"notok", "fr::s", `{"tenant":"t1"}`, `{"ok":false}`, "0"},
+		{"other", "fr::other", `{"tenant":"t1"}`, `{"ok":true}`, "0"},
+		{"deep", "fr::s", `{"tenant":"t1"}`, `{"ok":true}`, "99999999999"},
+	} {
+		caller.send(`{"type":"invokefunction","invocation_id":"` + c.id + `","function_id":"` + c.fn + `","data":{},"metadata":` + c.meta + `,"caller":` + asserted + `,"observe_depth":` + c.depth + `}`)
+		src.answer(src.await("invokefunction", invokeOf(c.fn)), c.out)
+		caller.await("invocationresult", func(m map[string]any) bool { return m["invocation_id"] == c.id })
+		if c.id != "match" {
+			continue
+		}
+		act := w.await("invokefunction", invokeOf("fr::t"))
+		env, _ := act["data"].(map[string]any)
+		if got := jsonNum(env["caller"]); got != `{"function_id":"up::f","invocation_id":"i0","parent":{"function_id":"pp::f","invocation_id":"pi"},"worker_id":"`+caller.id+`","worker_name":"caller"}` {
+			t.Fatalf("stamped caller %s", got)
+		}
+		if _, ok := env["input"]; ok {
+			t.Fatalf("input not captured but sent: %v", env)
+		}
+	}
+	w.noFrame("invokefunction")
+	g := w.obsGet("fc")
+	if res := jsonNum(g["result"]); !strings.Contains(res, `"fires":1`) || !strings.Contains(res, `"LOOP_GUARD":1`) {
+		t.Fatalf("fires and drops: %s", res)
+	}
+}
