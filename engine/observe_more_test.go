@@ -396,6 +396,13 @@ func TestObserveDeclareLateAndNamespace(t *testing.T) {
 	if len(obs) != 1 || obs[0].(map[string]any)["id"] != "dl" {
 		t.Fatalf("late functionregistered: %v", fr)
 	}
+	owner.announce("late", true) // declared already: nothing again
+	owner.noFrame("functionregistered")
+	// an engine function is delivered automatically: no args
+	owner.send(`{"type":"observe","id":"eng","source":{"function_id":"engine::functions::list","args":{"a":1}},"target":{"function_id":"dl::t"}}`)
+	if r := owner.await("observeresult", withID("eng")); obsErrCode(r) != "INVALID_ARGS" {
+		t.Fatalf("args on an engine function: %v", r)
+	}
 	tenant := obsDial(t, e)
 	tenant.send(`{"type":"invokefunction","function_id":"engine::workers::register","data":{"runtime":"test","name":"tenant","namespace":"other","features":["observe.v1"]},"action":{"type":"void"}}`)
 	tenant.send(`{"type":"registerfunction","id":"ns::f"}`)
@@ -482,6 +489,7 @@ func TestObserveFilterRootsAndCaller(t *testing.T) {
 		{"notok", "fr::s", `{"tenant":"t1"}`, `{"ok":false}`, "0"},
 		{"other", "fr::other", `{"tenant":"t1"}`, `{"ok":true}`, "0"},
 		{"deep", "fr::s", `{"tenant":"t1"}`, `{"ok":true}`, "99999999999"},
+		{"deep2", "fr::s", `{"tenant":"t1"}`, `{"ok":true}`, "8"},
 	} {
 		caller.send(`{"type":"invokefunction","invocation_id":"` + c.id + `","function_id":"` + c.fn + `","data":{},"metadata":` + c.meta + `,"caller":` + asserted + `,"observe_depth":` + c.depth + `}`)
 		src.answer(src.await("invokefunction", invokeOf(c.fn)), c.out)
@@ -500,7 +508,7 @@ func TestObserveFilterRootsAndCaller(t *testing.T) {
 	}
 	w.noFrame("invokefunction")
 	g := w.obsGet("fc")
-	if res := jsonNum(g["result"]); !strings.Contains(res, `"fires":1`) || !strings.Contains(res, `"LOOP_GUARD":1`) {
+	if res := jsonNum(g["result"]); !strings.Contains(res, `"fires":1`) || !strings.Contains(res, `"LOOP_GUARD":2`) {
 		t.Fatalf("fires and drops: %s", res)
 	}
 }
