@@ -72,8 +72,8 @@ func (c *obsClient) announce(name string, observeV1 bool) {
 	c.send(`{"type":"invokefunction","function_id":"engine::workers::register","data":{"runtime":"test","name":"` + name + `","features":` + features + `},"action":{"type":"void"}}`)
 }
 
-// await returns the next frame of type typ that match accepts (nil: any),
-// skipping others.
+// await returns the next frame of type typ ("": any type) that match
+// accepts (nil: any), skipping others.
 func (c *obsClient) await(typ string, match func(map[string]any) bool) map[string]any {
 	c.t.Helper()
 	timeout := time.After(5 * time.Second)
@@ -83,7 +83,7 @@ func (c *obsClient) await(typ string, match func(map[string]any) bool) map[strin
 			if !ok {
 				c.t.Fatalf("socket closed while waiting for %s", typ)
 			}
-			if m["type"] == typ && (match == nil || match(m)) {
+			if (typ == "" || m["type"] == typ) && (match == nil || match(m)) {
 				return m
 			}
 		case <-timeout:
@@ -317,6 +317,7 @@ func TestObserveSurvivesReconnect(t *testing.T) {
 	e := startEngine(t)
 	src := obsDial(t, e)
 	src.send(`{"type":"registerfunction","id":"s::src"}`)
+	src.noFrame("observeresult") // s::src registered before the observe
 	w := obsDial(t, e)
 	w.send(`{"type":"registerfunction","id":"s::dst"}`)
 	w.send(`{"type":"observe","id":"sv","source":{"function_id":"s::src"},"target":{"function_id":"s::dst"}}`)

@@ -148,11 +148,17 @@ func Compile(raw []byte) (*Filter, error) {
 		return nil, invalid("filter: %v", err)
 	}
 	f := &Filter{pred: p, Source: nb, Roots: c.roots}
+	// The closure-free form only when every clause has one: a partial list
+	// would skip the other clauses.
+	simple := make([]*simpleClause, 0, len(kept))
 	for _, k := range kept {
 		if k.simple == nil {
 			return f, nil
 		}
-		f.simple = append(f.simple, k.simple)
+		simple = append(simple, k.simple)
+	}
+	if len(simple) > 0 {
+		f.simple = simple
 	}
 	return f, nil
 }

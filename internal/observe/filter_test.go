@@ -167,3 +167,31 @@ func TestCheckArgs(t *testing.T) {
 		t.Errorf("no schema: %v", err)
 	}
 }
+
+// A filter mixing closure-free clauses with others checks every clause. On
+// 501b74f the closure-free ones sorted first were kept as the whole test:
+// {"caller.worker_name": {"$eq": "c"}, "output.ok": {"$eq": true}} accepted
+// output.ok false.
+func TestFilterMixedSimpleClauses(t *testing.T) {
+	for _, c := range []struct {
+		filter string
+		out    string
+		want   bool
+	}{
+		{`{"caller.worker_name":{"$eq":"c"},"output.ok":{"$eq":true}}`, `{"ok":false}`, false},
+		{`{"caller.worker_name":{"$eq":"c"},"output.ok":{"$eq":true}}`, `{"ok":true}`, true},
+		{`{"caller.worker_name":{"$eq":"c"},"output.ok":{"$in":[1,2]}}`, `{"ok":3}`, false},
+		{`{"caller.worker_name":{"$eq":"c"},"output.ok":{"$ne":null}}`, `{"ok":null}`, false},
+		{`{"caller.worker_name":{"$eq":"c"},"output.n":{"$gte":1}}`, `{"n":0}`, false},
+		{`{"caller.worker_name":{"$eq":"c"},"output.n":{"$gte":1}}`, `{"n":1}`, true},
+	} {
+		f, err := Compile([]byte(c.filter))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := doc(t, map[int]string{RootCaller: `{"worker_name":"c"}`, RootOutput: c.out})
+		if got := f.Matches(d); got != c.want {
+			t.Errorf("%s on output %s: %v, want %v", c.filter, c.out, got, c.want)
+		}
+	}
+}
