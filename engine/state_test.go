@@ -351,22 +351,23 @@ func TestCronNoOverlap(t *testing.T) {
 	}
 }
 
-// TestEventDeliveriesBounded: with every delivery slot held by a handler
-// that does not answer, further events are dropped and counted instead of
-// piling up goroutines.
+// TestEventDeliveriesBounded: with every delivery slot held by a state
+// trigger handler that does not answer, further events are dropped and
+// counted instead of piling up goroutines. (PubSub has its own bounded
+// queue with publisher backpressure: TestAttackPubSub* in interop.)
 func TestEventDeliveriesBounded(t *testing.T) {
 	e := startEngine(t, func(c *Config) { c.DataDir = DataDirMemory })
 	e.modules.events = make(chan struct{}, 1)
 	h := dialRaw(t, e)
 	h.sendJSON(`{"type":"registerfunction","id":"sub::stuck"}`)
-	h.sendJSON(`{"type":"registertrigger","id":"ps-stuck","trigger_type":"subscribe","function_id":"sub::stuck","config":{"topic":"t"}}`)
+	h.sendJSON(`{"type":"registertrigger","id":"st-stuck","trigger_type":"state","function_id":"sub::stuck","config":{"scope":"s"}}`)
 	settle(t, h)
 	c := dialRaw(t, e)
 	waitFunction(t, c, "sub::stuck")
-	callOK(t, c, "publish", `{"topic":"t","data":1}`)
+	callOK(t, c, "state::set", `{"scope":"s","key":"k","value":1}`)
 	h.awaitInvoke("sub::stuck", func(wire.Message) bool { return true }) // holds the only slot
-	for range 5 {
-		callOK(t, c, "publish", `{"topic":"t","data":2}`)
+	for i := range 5 {
+		callOK(t, c, "state::set", fmt.Sprintf(`{"scope":"s","key":"k","value":%d}`, i+2))
 	}
 	if n := e.modules.dropped.Load(); n != 5 {
 		t.Fatalf("dropped %d events, want 5", n)
