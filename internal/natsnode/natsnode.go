@@ -1,0 +1,241 @@
+// Package natsnode connects an engine to NATS for cluster mode: either an
+// nats-server embedded in the process (JetStream on, routes to the peer
+// nodes) or an external NATS deployment reached by URL. The JetStream
+// stores (internal/queue, internal/state) take the JetStream context it
+// returns; nothing here is used, or started, when clustering is off.
+package natsnode
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Config selects embedded or external NATS. URL set: external (the other
+// embedded fields are ignored); otherwise an embedded server is started.
+type Config struct {
+	// NodeName is the stable name of this node (the embedded server's
+	// name, the owner of the queue leases it takes). Required.
+	NodeName string
+	// StoreDir is the embedded server's JetStream directory (one per node).
+	StoreDir string
+	// ClusterName names the embedded cluster (all nodes must agree).
+	ClusterName string
+	// ClusterListen is the embedded server's route listener, host:port;
+	// "" runs a standalone embedded server (one node).
+	ClusterListen string
+	// Peers are the other nodes' route addresses, host:port.
+	Peers []string
+	// ClientListen, when set, also opens the embedded server's client port
+	// (for the nats CLI, or nodes of another process); "" serves this
+	// process only.
+	ClientListen string
+	// MaxPayload is the largest NATS message the embedded server accepts.
+	MaxPayload int32
+
+	// URL is an external NATS deployment (comma-separated server URLs).
+	URL string
+	// CredsFile is a NATS credentials file for the external URL.
+	CredsFile string
+	// TLS, when non-nil, is used for the connection to the external URL.
+	TLS *tls.Config
+	// Replicas of each JetStream stream and bucket; 0: 3 with a cluster of
+	// three nodes or more, else 1.
+	Replicas int
+
+	Log *slog.Logger
+}
+
+// Node is a live connection to NATS (and the embedded server, if any).
+type Node struct {
+	Name     string
+	Server   *server.Server // nil with an external URL
+	Conn     *nats.Conn
+	JS       jetstream.JetStream
+	Replicas int
+}
+
+// DefaultMaxPayload fits the engine's largest stored value (1 MiB by
+// default) with room for the record around it.
+const DefaultMaxPayload = 8 << 20
+
+// Start connects to NATS as cfg says, waiting (bounded by ctx) until the
+// server is ready for connections. JetStream itself may need longer in a
+// cluster (a meta leader must be elected): stores retry their setup.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	if cfg.NodeName == "" {
+		return nil, errors.New("nats: a node name is required")
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	n := &Node{Name: cfg.NodeName, Replicas: cfg.Replicas}
+	var opts []nats.Option
+	opts = append(opts, nats.Name("sluice-"+cfg.NodeName), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	var urls string
+	if cfg.URL != "" {
+		urls = cfg.URL
+		if cfg.CredsFile != "" {
+			opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+		}
+		if cfg.TLS != nil {
+			opts = append(opts, nats.Secure(cfg.TLS))
+		}
+		if n.Replicas == 0 {
+			n.Replicas = 1
+		}
+	} else {
+		so, err := serverOptions(cfg)
+		if err != nil {
+			return nil, err
+		}
+		ns, err := server.NewServer(so)
+		if err != nil {
+			return nil, fmt.Errorf("nats: embedded server: %w", err)
+		}
+		ns.SetLoggerV2(slogAdapter{log.With("part", "nats")}, false, false, false)
+		ns.Start()
+		wait := 10 * time.Second
+		if dl, ok := ctx.Deadline(); ok {
+			wait = time.Until(dl)
+		}
+		if !ns.ReadyForConnections(wait) {
+			ns.Shutdown()
+			return nil, errors.New("nats: embedded server not ready")
+		}
+		n.Server = ns
+		opts = append(opts, nats.InProcessServer(ns))
+		if n.Replicas == 0 {
+			n.Replicas = 1
+			if len(cfg.Peers)+1 >= 3 {
+				n.Replicas = 3
+			}
+		}
+	}
+	nc, err := nats.Connect(urls, opts...)
+	if err != nil {
+		n.Close()
+		return nil, fmt.Errorf("nats: connect: %w", err)
+	}
+	n.Conn = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		n.Close()
+		return nil, err
+	}
+	n.JS = js
+	return n, nil
+}
+
+func serverOptions(cfg Config) (*server.Options, error) {
+	if cfg.StoreDir == "" {
+		return nil, errors.New("nats: the embedded server needs a store directory")
+	}
+	so := &server.Options{
+		ServerName: cfg.NodeName,
+		JetStream:  true,
+		StoreDir:   cfg.StoreDir,
+		NoSigs:     true,
+		MaxPayload: cfg.MaxPayload,
+	}
+	if so.MaxPayload == 0 {
+		so.MaxPayload = DefaultMaxPayload
+	}
+	if cfg.ClientListen == "" {
+		so.DontListen = true
+	} else {
+		h, p, err := hostPort(cfg.ClientListen)
+		if err != nil {
+			return nil, fmt.Errorf("nats: client listen: %w", err)
+		}
+		so.Host, so.Port = h, p
+	}
+	if cfg.ClusterListen != "" {
+		h, p, err := hostPort(cfg.ClusterListen)
+		if err != nil {
+			return nil, fmt.Errorf("nats: cluster listen: %w", err)
+		}
+		so.Cluster = server.ClusterOpts{Name: cfg.ClusterName, Host: h, Port: p}
+		if so.Cluster.Name == "" {
+			so.Cluster.Name = "sluice"
+		}
+		for _, peer := range cfg.Peers {
+			if _, _, err := hostPort(peer); err != nil {
+				return nil, fmt.Errorf("nats: cluster peer %q: %w", peer, err)
+			}
+			so.Routes = append(so.Routes, &url.URL{Scheme: "nats-route", Host: peer})
+		}
+	} else if len(cfg.Peers) > 0 {
+		return nil, errors.New("nats: cluster peers need a cluster listen address")
+	}
+	return so, nil
+}
+
+func hostPort(s string) (string, int, error) {
+	h, ps, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", 0, err
+	}
+	p, err := strconv.Atoi(ps)
+	if err != nil || p < 0 || p > 65535 {
+		return "", 0, fmt.Errorf("bad port in %q", s)
+	}
+	return h, p, nil
+}
+
+// Close drains nothing: it closes the connection and shuts the embedded
+// server down (JetStream flushes its files).
+func (n *Node) Close() {
+	if n.Conn != nil {
+		n.Conn.Close()
+	}
+	if n.Server != nil {
+		n.Server.Shutdown()
+		n.Server.WaitForShutdown()
+	}
+}
+
+// Retry runs op until it succeeds or ctx ends, for JetStream setup calls
+// that fail while a cluster is still electing its leaders.
+func Retry(ctx context.Context, op func(context.Context) error) error {
+	delay := 50 * time.Millisecond
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := op(cctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+		case <-t.C:
+		}
+		delay = min(delay*2, time.Second)
+	}
+}
+
+// slogAdapter sends the embedded server's log to the engine's logger
+// (notices at debug level: the server is chatty at start).
+type slogAdapter struct{ l *slog.Logger }
+
+func (a slogAdapter) Noticef(f string, v ...any) { a.l.Debug(strings.TrimSpace(fmt.Sprintf(f, v...))) }
+func (a slogAdapter) Warnf(f string, v ...any)   { a.l.Warn(strings.TrimSpace(fmt.Sprintf(f, v...))) }
+func (a slogAdapter) Fatalf(f string, v ...any)  { a.l.Error(strings.TrimSpace(fmt.Sprintf(f, v...))) }
+func (a slogAdapter) Errorf(f string, v ...any)  { a.l.Error(strings.TrimSpace(fmt.Sprintf(f, v...))) }
+func (a slogAdapter) Debugf(string, ...any)      {}
+func (a slogAdapter) Tracef(string, ...any)      {}
