@@ -7,6 +7,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/natsnode"
+	"github.com/sluicehq/sluice/internal/natsnode/natstest"
 )
 
 // stores runs f against every Store implementation.
@@ -24,6 +27,20 @@ func stores(t *testing.T, f func(t *testing.T, s Store)) {
 		defer s.Close()
 		f(t, s)
 	})
+	t.Run("jetstream", func(t *testing.T) {
+		s := openJetStream(t, natstest.Start(t), "node-1")
+		defer s.Close()
+		f(t, s)
+	})
+}
+
+func openJetStream(t *testing.T, n *natsnode.Node, node string) *JetStream {
+	t.Helper()
+	s, err := OpenJetStream(context.Background(), n.JS, JetStreamBucket, node, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 var t0 = time.UnixMilli(1_800_000_000_000)

@@ -97,6 +97,20 @@ type LeaseOpts struct {
 	// when no job of that group is leased: one at a time per group, in order.
 	// Jobs without a group are not ordered.
 	FIFO bool
+	// Serves, when set, limits the lease to jobs whose function it accepts
+	// (a FIFO group whose head it refuses is skipped): an engine of a
+	// cluster leases only what it can deliver itself. Stores used by one
+	// engine alone (SQLite) may ignore it; that engine parks what it cannot
+	// deliver.
+	Serves func(functionID string) bool
+}
+
+// Shared is implemented by stores that several engines use at once
+// (JetStream in a cluster). Notify registers fn, called without blocking
+// when another engine made jobs of queue ready, or parked jobs (parked
+// true), so that this engine's dispatchers and unparker look again.
+type Shared interface {
+	Notify(fn func(queue string, parked bool))
 }
 
 // ErrClosed is returned by a closed store.

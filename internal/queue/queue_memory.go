@@ -132,6 +132,9 @@ func (m *Memory) Lease(_ context.Context, queue string, now time.Time, o LeaseOp
 		if j.state != stateReady || j.visibleAt > t {
 			continue
 		}
+		if o.Serves != nil && !o.Serves(j.FunctionID) {
+			continue
+		}
 		j.state = stateLeased
 		j.Attempts++
 		c := j.Job

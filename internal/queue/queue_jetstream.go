@@ -1,0 +1,888 @@
+package queue
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/internal/natsnode"
+)
+
+// JetStream is a Store on a JetStream key-value bucket, shared by every
+// engine of a cluster (replicated by JetStream: an acknowledged write is on
+// a majority of the bucket's replicas).
+//
+// Each job is one key, j.<id>, holding the whole job (payload, state,
+// attempts, visible time, lease owner). Every state change is a
+// compare-and-set on the key's revision, so a job is leased by one engine at
+// a time however many lease at once, and an outcome is recorded only by the
+// engine holding the lease. Each store keeps an index of the jobs' metadata
+// (no payloads), fed by its own writes and by a watcher on the bucket, to
+// choose what to lease and to answer Stats, Dead, NextVisible and the like
+// without a scan of the bucket; the index may trail other engines' writes
+// by the watcher's latency, and every change is checked against the stored
+// job, not the index. Its memory grows with the number of stored jobs.
+//
+// Leases carry the engine's node name: Recover makes ready only this node's
+// leases (a node restarting under its stable name), and only the lease owner
+// may Ack, Nack, Release, Park or Bury a job.
+//
+// Deduplication records are keys d.<queue>.<key>; run-time queue
+// definitions q.<name>. Delete markers left by removed keys are purged
+// after half an hour by a janitor, which also drops expired dedup records.
+type JetStream struct {
+	kv   jetstream.KeyValue
+	node string
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	closed   bool
+	jobs     map[string]*jsMeta            // id → metadata
+	queues   map[string]map[string]*jsMeta // queue → id → metadata
+	tombs    map[string]uint64             // removed ids → revision of the removal
+	watchRev uint64                        // last revision the watcher delivered
+	notify   func(queue string, parked bool)
+}
+
+var _ Store = (*JetStream)(nil)
+
+// JetStreamBucket is the bucket name the engine uses.
+const JetStreamBucket = "sluice_queue"
+
+// jsRecord is a stored job.
+type jsRecord struct {
+	Seq         int64          `json:"seq,omitzero"` // 0: the key's first revision
+	ID          string         `json:"id"`
+	Queue       string         `json:"q"`
+	FunctionID  string         `json:"fn"`
+	Group       string         `json:"grp,omitzero"`
+	Data        jsontext.Value `json:"data,omitzero"`
+	Traceparent string         `json:"tp,omitzero"`
+	Baggage     string         `json:"bg,omitzero"`
+	Attempts    int            `json:"att,omitzero"`
+	EnqueuedAt  int64          `json:"enq"`
+	State       int            `json:"st,omitzero"`
+	VisibleAt   int64          `json:"vis,omitzero"`
+	Err         string         `json:"err,omitzero"`
+	FailedAt    int64          `json:"failed,omitzero"`
+	Owner       string         `json:"owner,omitzero"`
+}
+
+// jsMeta is what the index keeps of a job.
+type jsMeta struct {
+	rev        uint64
+	seq        int64
+	id         string
+	queue      string
+	functionID string
+	group      string
+	state      int
+	visibleAt  int64
+	failedAt   int64
+	owner      string
+}
+
+type jsDedup struct {
+	ID    string `json:"id"`
+	Until int64  `json:"until"`
+}
+
+var jsOpts = json.JoinOptions(jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+
+// OpenJetStream creates (or reuses) the bucket with the given replica count
+// and loads the index. node is this engine's stable node name (lease
+// owner). In a cluster the bucket's creation is retried while JetStream
+// elects its leaders, until ctx ends.
+func OpenJetStream(ctx context.Context, js jetstream.JetStream, bucket, node string, replicas int) (*JetStream, error) {
+	if replicas <= 0 {
+		replicas = 1
+	}
+	var kv jetstream.KeyValue
+	err := natsnode.Retry(ctx, func(ctx context.Context) error {
+		var err error
+		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: bucket, History: 1, Storage: jetstream.FileStorage, Replicas: replicas,
+			Description: "sluice queue jobs",
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: jetstream bucket %s: %w", bucket, err)
+	}
+	wctx, cancel := context.WithCancel(context.Background())
+	s := &JetStream{kv: kv, node: node, ctx: wctx, cancel: cancel,
+		jobs: map[string]*jsMeta{}, queues: map[string]map[string]*jsMeta{}, tombs: map[string]uint64{}}
+	w, err := kv.Watch(wctx, "j.>")
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("queue: watch jobs: %w", err)
+	}
+	// The initial values, up to the watcher's end-of-snapshot marker.
+	for loaded := false; !loaded; {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				cancel()
+				return nil, errors.New("queue: job watcher closed")
+			}
+			if e == nil {
+				loaded = true
+				break
+			}
+			s.watched(e, false)
+		case <-ctx.Done():
+			w.Stop()
+			cancel()
+			return nil, ctx.Err()
+		}
+	}
+	s.wg.Add(2)
+	go s.watch(w)
+	go s.janitor()
+	return s, nil
+}
+
+// Notify registers fn, called on the watcher's goroutine (it must not
+// block) when another engine made jobs of queue ready, or parked jobs
+// (parked true): the local dispatchers and unparker should look again.
+func (s *JetStream) Notify(fn func(queue string, parked bool)) {
+	s.mu.Lock()
+	s.notify = fn
+	s.mu.Unlock()
+}
+
+func (s *JetStream) watch(w jetstream.KeyWatcher) {
+	defer s.wg.Done()
+	defer w.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e != nil {
+				s.watched(e, true)
+			}
+		}
+	}
+}
+
+// watched applies one change seen by the watcher.
+func (s *JetStream) watched(e jetstream.KeyValueEntry, live bool) {
+	id, ok := decKey(strings.TrimPrefix(e.Key(), "j."))
+	var m *jsMeta
+	if ok && e.Operation() == jetstream.KeyValuePut {
+		var r jsRecord
+		if json.Unmarshal(e.Value(), &r, jsOpts) != nil {
+			return
+		}
+		m = metaOf(&r, e.Revision())
+	}
+	s.mu.Lock()
+	if e.Revision() > s.watchRev {
+		s.watchRev = e.Revision()
+	}
+	var fire func(string, bool)
+	q := ""
+	parked := false
+	if ok && s.applyLocked(id, m, e.Revision()) && live && m != nil {
+		fire, q, parked = s.notify, m.queue, m.state == stateParked
+		if m.state != stateReady && !parked {
+			fire = nil
+		}
+	}
+	if len(s.tombs) > 1024 {
+		for k, rev := range s.tombs {
+			if rev <= s.watchRev {
+				delete(s.tombs, k)
+			}
+		}
+	}
+	s.mu.Unlock()
+	if fire != nil {
+		fire(q, parked)
+	}
+}
+
+func metaOf(r *jsRecord, rev uint64) *jsMeta {
+	seq := r.Seq
+	if seq == 0 {
+		seq = int64(rev)
+	}
+	return &jsMeta{rev: rev, seq: seq, id: r.ID, queue: r.Queue, functionID: r.FunctionID, group: r.Group,
+		state: r.State, visibleAt: r.VisibleAt, failedAt: r.FailedAt, owner: r.Owner}
+}
+
+// applyLocked puts m (nil: the job is gone) in the index at revision rev,
+// unless the index already holds a later revision of the job. It reports
+// whether it changed anything.
+func (s *JetStream) applyLocked(id string, m *jsMeta, rev uint64) bool {
+	if t, ok := s.tombs[id]; ok && t >= rev {
+		return false
+	}
+	old := s.jobs[id]
+	if old != nil && old.rev >= rev {
+		return false
+	}
+	if old != nil {
+		if q := s.queues[old.queue]; q != nil {
+			delete(q, id)
+			if len(q) == 0 {
+				delete(s.queues, old.queue)
+			}
+		}
+		delete(s.jobs, id)
+	}
+	if m == nil {
+		s.tombs[id] = rev
+		return old != nil
+	}
+	delete(s.tombs, id)
+	s.jobs[id] = m
+	q := s.queues[m.queue]
+	if q == nil {
+		q = map[string]*jsMeta{}
+		s.queues[m.queue] = q
+	}
+	q[id] = m
+	return true
+}
+
+func encKey(s string) string { return "_" + base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+func decKey(tok string) (string, bool) {
+	if !strings.HasPrefix(tok, "_") {
+		return "", false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tok[1:])
+	return string(b), err == nil
+}
+
+func jobKey(id string) string { return "j." + encKey(id) }
+
+func jsConflict(err error) bool {
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return true
+	}
+	var api *jetstream.APIError
+	return errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || api.ErrorCode == 10164)
+}
+
+func (s *JetStream) check() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// wrap turns errors of a store closed meanwhile into ErrClosed.
+func (s *JetStream) wrap(err error) error {
+	if err != nil && s.check() != nil {
+		return ErrClosed
+	}
+	return err
+}
+
+// get reads a job (nil: not stored).
+func (s *JetStream) get(ctx context.Context, id string) (*jsRecord, uint64, error) {
+	e, err := s.kv.Get(ctx, jobKey(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		s.mu.Lock()
+		if m := s.jobs[id]; m != nil {
+			// Gone behind the index's back (its delete marker was purged
+			// while the watcher was away): forget it.
+			s.applyLocked(id, nil, m.rev+1)
+		}
+		s.mu.Unlock()
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	var r jsRecord
+	if err := json.Unmarshal(e.Value(), &r, jsOpts); err != nil {
+		return nil, 0, fmt.Errorf("queue: stored job %s: %w", id, err)
+	}
+	if r.Seq == 0 {
+		r.Seq = int64(e.Revision())
+	}
+	return &r, e.Revision(), nil
+}
+
+// mutate applies f to the stored job id (compare-and-set, retried on a
+// conflict). f returns false to leave the job alone; remove deletes it.
+// mutate reports whether it wrote.
+func (s *JetStream) mutate(ctx context.Context, id string, f func(r *jsRecord) (write, remove bool)) (bool, error) {
+	if err := s.check(); err != nil {
+		return false, err
+	}
+	for {
+		r, rev, err := s.get(ctx, id)
+		if err != nil || r == nil {
+			return false, s.wrap(err)
+		}
+		write, remove := f(r)
+		if !write {
+			return false, nil
+		}
+		var nrev uint64
+		if remove {
+			err = s.kv.Delete(ctx, jobKey(id), jetstream.LastRevision(rev))
+			if err == nil {
+				nrev = rev + 1 // a lower bound: the marker's revision is later still
+			}
+		} else {
+			var b []byte
+			if b, err = json.Marshal(r, jsOpts); err == nil {
+				nrev, err = s.kv.Update(ctx, jobKey(id), b, rev)
+			}
+		}
+		if jsConflict(err) {
+			if ctx.Err() != nil {
+				return false, ctx.Err()
+			}
+			continue
+		}
+		if err != nil {
+			return false, s.wrap(err)
+		}
+		s.mu.Lock()
+		if remove {
+			s.applyLocked(id, nil, nrev)
+		} else {
+			s.applyLocked(id, metaOf(r, nrev), nrev)
+		}
+		s.mu.Unlock()
+		return true, nil
+	}
+}
+
+func (s *JetStream) Enqueue(ctx context.Context, jobs []NewJob) ([]string, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	now := ms(time.Now())
+	ids := make([]string, len(jobs))
+	for i, nj := range jobs {
+		id, err := s.enqueueOne(ctx, nj, now)
+		if err != nil {
+			return nil, s.wrap(err)
+		}
+		ids[i] = id
+	}
+	return ids, nil
+}
+
+func dedupKey(queue, key string) string { return "d." + encKey(queue) + "." + encKey(key) }
+
+// dedupHolder returns the unexpired job id a dedup key points to, and the
+// record's revision (0: none).
+func (s *JetStream) dedupHolder(ctx context.Context, k string, now int64) (string, uint64, error) {
+	e, err := s.kv.Get(ctx, k)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", 0, nil
+	}
+	if err != nil {
+		return "", 0, err
+	}
+	var d jsDedup
+	if json.Unmarshal(e.Value(), &d) != nil || d.Until <= now {
+		return "", e.Revision(), nil
+	}
+	return d.ID, e.Revision(), nil
+}
+
+func (s *JetStream) enqueueOne(ctx context.Context, nj NewJob, now int64) (string, error) {
+	var dk string
+	if nj.DedupKey != "" {
+		dk = dedupKey(nj.Queue, nj.DedupKey)
+		holder, _, err := s.dedupHolder(ctx, dk, now)
+		if err != nil {
+			return "", err
+		}
+		if holder != "" {
+			return holder, nil
+		}
+	}
+	r := jsRecord{ID: nj.ID, Queue: nj.Queue, FunctionID: nj.FunctionID, Group: nj.Group, Data: jsontext.Value(nj.Data),
+		Traceparent: nj.Traceparent, Baggage: nj.Baggage, EnqueuedAt: now, VisibleAt: ms(nj.VisibleAt)}
+	if nj.Leased {
+		r.State, r.Attempts, r.Owner = stateLeased, 1, s.node
+	}
+	b, err := json.Marshal(&r, jsOpts)
+	if err != nil {
+		return "", fmt.Errorf("queue: job %s: %w", nj.ID, err)
+	}
+	rev, err := s.kv.Create(ctx, jobKey(nj.ID), b)
+	if jsConflict(err) {
+		return nj.ID, nil // already stored (live or dead): no second job
+	}
+	if err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	s.applyLocked(nj.ID, metaOf(&r, rev), rev)
+	s.mu.Unlock()
+	if dk == "" {
+		return nj.ID, nil
+	}
+	// The job is stored before its dedup record: a crash in between may let
+	// a retried enqueue store a second job (at-least-once), never lose one.
+	db, _ := json.Marshal(jsDedup{ID: nj.ID, Until: ms(nj.DedupUntil)})
+	for {
+		holder, drev, err := s.dedupHolder(ctx, dk, now)
+		if err != nil {
+			return "", err
+		}
+		if holder != "" && holder != nj.ID {
+			// Another engine enqueued the same key meanwhile: theirs stands.
+			if _, err := s.mutate(ctx, nj.ID, func(*jsRecord) (bool, bool) { return true, true }); err != nil {
+				return "", err
+			}
+			return holder, nil
+		}
+		if drev == 0 {
+			_, err = s.kv.Create(ctx, dk, db)
+		} else {
+			_, err = s.kv.Update(ctx, dk, db, drev)
+		}
+		if jsConflict(err) {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		return nj.ID, nil
+	}
+}
+
+// candidates returns, oldest first, the jobs of queue Lease may hand out
+// according to the index.
+func (s *JetStream) candidates(queue string, now int64, o LeaseOpts) []*jsMeta {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := s.queues[queue]
+	all := make([]*jsMeta, 0, len(q))
+	for _, m := range q {
+		if m.state != stateDead {
+			all = append(all, m)
+		}
+	}
+	slices.SortFunc(all, func(a, b *jsMeta) int { return int(a.seq - b.seq) })
+	out := all[:0]
+	seen := map[string]bool{}
+	for _, m := range all {
+		if o.FIFO && m.group != "" {
+			if seen[m.group] {
+				continue
+			}
+			seen[m.group] = true
+		}
+		if m.state != stateReady || m.visibleAt > now {
+			continue
+		}
+		if o.Serves != nil && !o.Serves(m.functionID) {
+			continue
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func (s *JetStream) Lease(ctx context.Context, queue string, now time.Time, o LeaseOpts) ([]Job, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	if o.Max <= 0 {
+		return nil, nil
+	}
+	t := ms(now)
+	var out []Job
+	for _, c := range s.candidates(queue, t, o) {
+		if len(out) >= o.Max {
+			break
+		}
+		var leased jsRecord
+		ok, err := s.mutate(ctx, c.id, func(r *jsRecord) (bool, bool) {
+			if r.State != stateReady || r.VisibleAt > t || r.Queue != queue {
+				return false, false // another engine got there first
+			}
+			r.State, r.Owner = stateLeased, s.node
+			r.Attempts++
+			leased = *r
+			return true, false
+		})
+		if err != nil {
+			if len(out) > 0 && !errors.Is(err, ErrClosed) {
+				break // hand out what is leased; the rest waits
+			}
+			return nil, err
+		}
+		if ok {
+			out = append(out, Job{Seq: leased.Seq, ID: leased.ID, Queue: leased.Queue, FunctionID: leased.FunctionID,
+				Data: []byte(leased.Data), Group: leased.Group, Traceparent: leased.Traceparent, Baggage: leased.Baggage,
+				Attempts: leased.Attempts, EnqueuedAt: fromMS(leased.EnqueuedAt), LastError: leased.Err})
+		}
+	}
+	return out, nil
+}
+
+// settleMine applies f to a job this engine holds leased.
+func (s *JetStream) settleMine(ctx context.Context, id string, f func(r *jsRecord) (write, remove bool)) error {
+	_, err := s.mutate(ctx, id, func(r *jsRecord) (bool, bool) {
+		if r.State != stateLeased || r.Owner != s.node {
+			return false, false
+		}
+		return f(r)
+	})
+	return err
+}
+
+func (s *JetStream) Ack(ctx context.Context, id string) error {
+	return s.settleMine(ctx, id, func(*jsRecord) (bool, bool) { return true, true })
+}
+
+func (s *JetStream) Nack(ctx context.Context, id string, retryAt time.Time, errMsg string) error {
+	return s.settleMine(ctx, id, func(r *jsRecord) (bool, bool) {
+		r.State, r.VisibleAt, r.Err, r.Owner = stateReady, ms(retryAt), errMsg, ""
+		return true, false
+	})
+}
+
+func (s *JetStream) Release(ctx context.Context, id string) error {
+	return s.settleMine(ctx, id, func(r *jsRecord) (bool, bool) {
+		r.State, r.Owner = stateReady, ""
+		r.Attempts--
+		return true, false
+	})
+}
+
+func (s *JetStream) Park(ctx context.Context, id string) error {
+	return s.settleMine(ctx, id, func(r *jsRecord) (bool, bool) {
+		r.State, r.Owner = stateParked, ""
+		r.Attempts--
+		return true, false
+	})
+}
+
+func (s *JetStream) Bury(ctx context.Context, id, errMsg string, failedAt time.Time) error {
+	return s.settleMine(ctx, id, func(r *jsRecord) (bool, bool) {
+		r.State, r.Err, r.FailedAt, r.Owner = stateDead, errMsg, ms(failedAt), ""
+		return true, false
+	})
+}
+
+// selectIDs returns the ids of the index's jobs that pick accepts.
+func (s *JetStream) selectIDs(queue string, pick func(m *jsMeta) bool) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	from := s.jobs
+	if queue != "" {
+		from = s.queues[queue]
+	}
+	for id, m := range from {
+		if pick(m) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// each applies f to every job of ids and counts the writes.
+func (s *JetStream) each(ctx context.Context, ids []string, f func(r *jsRecord) bool) (int, error) {
+	n := 0
+	for _, id := range ids {
+		ok, err := s.mutate(ctx, id, func(r *jsRecord) (bool, bool) { return f(r), false })
+		if err != nil {
+			return n, err
+		}
+		if ok {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (s *JetStream) ParkFunction(ctx context.Context, queue, fn string) (int, error) {
+	if err := s.check(); err != nil {
+		return 0, err
+	}
+	ids := s.selectIDs(queue, func(m *jsMeta) bool { return m.state == stateReady && m.functionID == fn })
+	return s.each(ctx, ids, func(r *jsRecord) bool {
+		if r.State != stateReady || r.FunctionID != fn || r.Queue != queue {
+			return false
+		}
+		r.State = stateParked
+		return true
+	})
+}
+
+func (s *JetStream) Unpark(ctx context.Context, fn string) (int, error) {
+	if err := s.check(); err != nil {
+		return 0, err
+	}
+	ids := s.selectIDs("", func(m *jsMeta) bool { return m.state == stateParked && m.functionID == fn })
+	return s.each(ctx, ids, func(r *jsRecord) bool {
+		if r.State != stateParked || r.FunctionID != fn {
+			return false
+		}
+		r.State = stateReady
+		return true
+	})
+}
+
+func (s *JetStream) ParkedFunctions(context.Context) ([]string, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	set := map[string]bool{}
+	for _, m := range s.jobs {
+		if m.state == stateParked {
+			set[m.functionID] = true
+		}
+	}
+	return sortedKeys(set), nil
+}
+
+func (s *JetStream) Dead(ctx context.Context, queue string, offset, limit int) ([]Dead, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	var dead []*jsMeta
+	for _, m := range s.queues[queue] {
+		if m.state == stateDead {
+			dead = append(dead, m)
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(dead, func(a, b *jsMeta) int {
+		if a.failedAt != b.failedAt {
+			return int(b.failedAt - a.failedAt)
+		}
+		return int(b.seq - a.seq)
+	})
+	if offset >= len(dead) {
+		return nil, nil
+	}
+	dead = dead[offset:]
+	if limit >= 0 && limit < len(dead) {
+		dead = dead[:limit]
+	}
+	out := make([]Dead, 0, len(dead))
+	for _, m := range dead {
+		r, _, err := s.get(ctx, m.id)
+		if err != nil {
+			return nil, s.wrap(err)
+		}
+		if r == nil || r.State != stateDead {
+			continue // changed meanwhile
+		}
+		out = append(out, Dead{Job: Job{Seq: r.Seq, ID: r.ID, Queue: r.Queue, FunctionID: r.FunctionID, Data: []byte(r.Data),
+			Group: r.Group, Traceparent: r.Traceparent, Baggage: r.Baggage, Attempts: r.Attempts,
+			EnqueuedAt: fromMS(r.EnqueuedAt), LastError: r.Err}, Error: r.Err, FailedAt: fromMS(r.FailedAt)})
+	}
+	return out, nil
+}
+
+func revive(r *jsRecord, now time.Time) {
+	r.State, r.Attempts, r.VisibleAt, r.Err, r.FailedAt, r.Owner = stateReady, 0, ms(now), "", 0, ""
+}
+
+func (s *JetStream) Redrive(ctx context.Context, queue string, now time.Time) (int, error) {
+	if err := s.check(); err != nil {
+		return 0, err
+	}
+	ids := s.selectIDs(queue, func(m *jsMeta) bool { return m.state == stateDead })
+	return s.each(ctx, ids, func(r *jsRecord) bool {
+		if r.State != stateDead || r.Queue != queue {
+			return false
+		}
+		revive(r, now)
+		return true
+	})
+}
+
+func (s *JetStream) RedriveOne(ctx context.Context, queue, id string, now time.Time) (bool, error) {
+	return s.mutate(ctx, id, func(r *jsRecord) (bool, bool) {
+		if r.State != stateDead || r.Queue != queue {
+			return false, false
+		}
+		revive(r, now)
+		return true, false
+	})
+}
+
+func (s *JetStream) Discard(ctx context.Context, queue, id string) (bool, error) {
+	return s.mutate(ctx, id, func(r *jsRecord) (bool, bool) {
+		return r.State == stateDead && r.Queue == queue, true
+	})
+}
+
+func (s *JetStream) Stats(_ context.Context, queue string) (Stats, error) {
+	if err := s.check(); err != nil {
+		return Stats{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var st Stats
+	for _, m := range s.queues[queue] {
+		switch m.state {
+		case stateReady:
+			st.Ready++
+		case stateLeased:
+			st.Leased++
+		case stateParked:
+			st.Parked++
+		case stateDead:
+			st.Dead++
+		}
+	}
+	st.Pending = st.Ready + st.Leased + st.Parked
+	return st, nil
+}
+
+func (s *JetStream) Queues(context.Context) ([]string, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	set := map[string]bool{}
+	for name := range s.queues {
+		set[name] = true
+	}
+	return sortedKeys(set), nil
+}
+
+func (s *JetStream) NextVisible(_ context.Context, queue string) (time.Time, bool, error) {
+	if err := s.check(); err != nil {
+		return time.Time{}, false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var best int64
+	found := false
+	for _, m := range s.queues[queue] {
+		if m.state == stateReady && (!found || m.visibleAt < best) {
+			best, found = m.visibleAt, true
+		}
+	}
+	return fromMS(best), found, nil
+}
+
+// Recover makes this node's leases ready again: the node died holding
+// them and restarted under its name. Other nodes' leases are theirs.
+func (s *JetStream) Recover(ctx context.Context) (int, error) {
+	if err := s.check(); err != nil {
+		return 0, err
+	}
+	ids := s.selectIDs("", func(m *jsMeta) bool { return m.state == stateLeased && m.owner == s.node })
+	return s.each(ctx, ids, func(r *jsRecord) bool {
+		if r.State != stateLeased || r.Owner != s.node {
+			return false
+		}
+		r.State, r.Owner = stateReady, ""
+		return true
+	})
+}
+
+func (s *JetStream) SaveQueue(ctx context.Context, name string, def []byte) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	_, err := s.kv.Put(ctx, "q."+encKey(name), def)
+	return s.wrap(err)
+}
+
+func (s *JetStream) LoadQueues(ctx context.Context) (map[string][]byte, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	out := map[string][]byte{}
+	w, err := s.kv.Watch(ctx, "q.*", jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, s.wrap(err)
+	}
+	defer w.Stop()
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, errors.New("queue: watcher closed")
+			}
+			if e == nil {
+				return out, nil
+			}
+			if name, ok := decKey(strings.TrimPrefix(e.Key(), "q.")); ok {
+				out[name] = slices.Clone(e.Value())
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// janitor purges delete markers older than half an hour (every acked job
+// leaves one) and expired dedup records, every few minutes.
+func (s *JetStream) janitor() {
+	defer s.wg.Done()
+	t := time.NewTicker(5 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
+		_ = s.kv.PurgeDeletes(ctx, jetstream.DeleteMarkersOlderThan(30*time.Minute))
+		if w, err := s.kv.Watch(ctx, "d.>", jetstream.IgnoreDeletes()); err == nil {
+			now := ms(time.Now())
+			for e := range w.Updates() {
+				if e == nil {
+					break
+				}
+				var d jsDedup
+				if json.Unmarshal(e.Value(), &d) == nil && d.Until <= now {
+					_ = s.kv.Delete(ctx, e.Key(), jetstream.LastRevision(e.Revision()))
+				}
+			}
+			_ = w.Stop()
+		}
+		cancel()
+	}
+}
+
+// Close stops the watcher; the bucket and the connection stay.
+func (s *JetStream) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}

@@ -1,0 +1,202 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/internal/natsnode/natstest"
+)
+
+// TestJetStreamTwoEnginesLeaseOnce: two engines lease one backlog at once;
+// every job is handed out exactly once, and only its holder can settle it.
+func TestJetStreamTwoEnginesLeaseOnce(t *testing.T) {
+	n := natstest.Start(t)
+	ctx := context.Background()
+	var stores []*JetStream
+	for i := range 2 {
+		nc, err := nats.Connect("", nats.InProcessServer(n.Server))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, _ := jetstream.New(nc)
+		s, err := OpenJetStream(ctx, js, JetStreamBucket, fmt.Sprintf("node-%d", i), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		stores = append(stores, s)
+	}
+	const total = 200
+	var batch []NewJob
+	for i := range total {
+		batch = append(batch, job(fmt.Sprintf("j%03d", i), "q", "f", ""))
+	}
+	mustEnqueue(t, stores[0], batch...)
+	var mu sync.Mutex
+	got := map[string]string{}
+	var wg sync.WaitGroup
+	start := time.Now()
+	for _, s := range stores {
+		for range 3 {
+			wg.Go(func() {
+				for {
+					js, err := s.Lease(ctx, "q", t0, LeaseOpts{Max: 7})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if len(js) == 0 {
+						// The index may trail the other engine's writes: only stop
+						// when the stored jobs are all leased.
+						mu.Lock()
+						done := len(got) >= total
+						mu.Unlock()
+						if done {
+							return
+						}
+						if time.Since(start) > 30*time.Second {
+							t.Error("backlog not leased within 30 s")
+							return
+						}
+						continue
+					}
+					mu.Lock()
+					for _, j := range js {
+						if prev, dup := got[j.ID]; dup {
+							t.Errorf("job %s leased twice (%s and %s)", j.ID, prev, s.node)
+						}
+						got[j.ID] = s.node
+					}
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if len(got) != total {
+		t.Fatalf("leased %d of %d", len(got), total)
+	}
+	// The other engine's Ack of a job it does not hold changes nothing.
+	var id, holder string
+	for id, holder = range got {
+		break
+	}
+	other := stores[0]
+	if holder == "node-0" {
+		other = stores[1]
+	}
+	if err := other.Ack(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if r, _, _ := other.get(ctx, id); r == nil || r.State != stateLeased {
+		t.Fatalf("a non-holder's ack settled job %s: %+v", id, r)
+	}
+	// Recover makes ready only the recovering node's own leases.
+	n0, err := stores[0].Recover(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := 0
+	for _, h := range got {
+		if h == "node-0" {
+			want++
+		}
+	}
+	if n0 != want {
+		t.Fatalf("node-0 recovered %d leases, it held %d", n0, want)
+	}
+}
+
+// TestJetStreamServesAndNotify: a lease limited to the functions an engine
+// serves leaves the others' jobs (and a FIFO group behind them) alone, and
+// an engine hears of jobs another engine made ready or parked.
+func TestJetStreamServesAndNotify(t *testing.T) {
+	n := natstest.Start(t)
+	ctx := context.Background()
+	a := openJetStream(t, n, "a")
+	defer a.Close()
+	nc, err := nats.Connect("", nats.InProcessServer(n.Server))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	b, err := OpenJetStream(ctx, js, JetStreamBucket, "b", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	type note struct {
+		q      string
+		parked bool
+	}
+	notes := make(chan note, 16)
+	b.Notify(func(q string, parked bool) { notes <- note{q, parked} })
+
+	mustEnqueue(t, a, job("x", "q", "other", "g"), job("y", "q", "mine", "g"), job("z", "q", "mine", ""))
+	select {
+	case nt := <-notes:
+		if nt.q != "q" || nt.parked {
+			t.Fatalf("note %+v", nt)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("engine b was not told of jobs enqueued through a")
+	}
+	mine := func(fn string) bool { return fn == "mine" }
+	got, err := a.Lease(ctx, "q", t0, LeaseOpts{Max: 10, FIFO: true, Serves: mine})
+	if err != nil || ids(got) != "z " {
+		t.Fatalf("serving only 'mine' leased %q %v, want z (y waits behind x of another function)", ids(got), err)
+	}
+	if err := a.Release(ctx, "z"); err != nil {
+		t.Fatal(err)
+	}
+	for range len(notes) {
+		<-notes
+	}
+	got = lease(t, a, "q", t0, 1, false)
+	if err := a.Park(ctx, got[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case nt := <-notes:
+			if nt.parked {
+				return
+			}
+		case <-deadline:
+			t.Fatal("engine b was not told of a job parked through a")
+		}
+	}
+}
+
+// TestJetStreamRestart: jobs acknowledged by Enqueue survive a restart of
+// the server on its directory, and the node's leases are recovered.
+func TestJetStreamRestart(t *testing.T) {
+	dir := t.TempDir()
+	n := natstest.StartIn(t, dir)
+	s := openJetStream(t, n, "node-1")
+	mustEnqueue(t, s, job("a", "q", "f", ""), job("b", "q", "f", ""))
+	lease(t, s, "q", t0, 1, false)
+	s.Close()
+	n.Close()
+	n = natstest.StartIn(t, dir)
+	s = openJetStream(t, n, "node-1")
+	defer s.Close()
+	if st := stats(t, s, "q"); st.Leased != 1 || st.Ready != 1 {
+		t.Fatalf("after restart %+v", st)
+	}
+	if k, _ := s.Recover(context.Background()); k != 1 {
+		t.Fatalf("recovered %d leases, want 1", k)
+	}
+	if js := lease(t, s, "q", t0, 10, false); ids(js) != "a b " {
+		t.Fatalf("after restart leased %q", ids(js))
+	}
+}
