@@ -85,6 +85,9 @@ type Config struct {
 	OTel OTelConfig `yaml:"otel"`
 	// Observe bounds observers (observe.v1, observe.go).
 	Observe ObserveConfig `yaml:"observe"`
+	// Cluster makes the engine a node of a cluster on NATS (cluster.go,
+	// docs/cluster.md). Off by default: then nothing of NATS starts.
+	Cluster ClusterConfig `yaml:"cluster"`
 }
 
 // ObserveConfig bounds what workers can create with observe (security.md#observe).
@@ -96,6 +99,77 @@ type ObserveConfig struct {
 	// ReconnectGrace keeps the observers of a disconnected worker
 	// (suspended) for it to replay them; then they are disposed.
 	ReconnectGrace time.Duration `yaml:"reconnect_grace"`
+}
+
+// ClusterConfig is cluster mode: an embedded nats-server with routes to the
+// other nodes, or an external NATS deployment (NATSURL). Queues and state
+// then live in JetStream, shared by every node.
+type ClusterConfig struct {
+	// Enabled turns cluster mode on; Listen or NATSURL imply it. Enabled
+	// alone runs a one-node embedded JetStream.
+	Enabled bool `yaml:"enabled"`
+	// NodeName is this node's stable name (lease owner, server name); ""
+	// is the host name. Each node of a cluster needs its own.
+	NodeName string `yaml:"node_name"`
+	// Name is the embedded cluster's name; every node must use the same.
+	Name string `yaml:"name"`
+	// Listen is the embedded NATS route listener, host:port.
+	Listen string `yaml:"listen"`
+	// Peers are the other nodes' route listeners, host:port.
+	Peers []string `yaml:"peers"`
+	// StoreDir is the embedded JetStream directory; "" is <data_dir>/nats.
+	StoreDir string `yaml:"store_dir"`
+	// NATSURL is an external NATS deployment (comma-separated URLs); no
+	// server is embedded then.
+	NATSURL string `yaml:"nats_url"`
+	// NATSCreds is a credentials file for NATSURL.
+	NATSCreds string `yaml:"nats_creds"`
+	// NATSTLS is the client TLS for NATSURL (CA to trust, client certificate).
+	NATSTLS NATSTLSConfig `yaml:"nats_tls"`
+	// Replicas of the JetStream buckets; 0: 3 with three or more embedded
+	// nodes, else 1 (set it for an external cluster).
+	Replicas int `yaml:"replicas"`
+	// StartTimeout bounds the wait at start for NATS and JetStream (a new
+	// cluster must elect a leader, which needs a majority of the nodes).
+	StartTimeout time.Duration `yaml:"start_timeout"`
+}
+
+// NATSTLSConfig is the TLS of the connection to an external NATS.
+type NATSTLSConfig struct {
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// On reports whether cluster mode is on.
+func (c ClusterConfig) On() bool { return c.Enabled || c.Listen != "" || c.NATSURL != "" }
+
+func (c ClusterConfig) validate(dataDir string) error {
+	if !c.On() {
+		return nil
+	}
+	switch {
+	case c.Listen != "" && c.NATSURL != "":
+		return fmt.Errorf("config: cluster.listen (embedded NATS) and cluster.nats_url (external NATS) exclude each other")
+	case len(c.Peers) > 0 && c.Listen == "":
+		return fmt.Errorf("config: cluster.peers need cluster.listen")
+	case c.Listen != "" && !validHostPort(c.Listen):
+		return fmt.Errorf("config: cluster.listen %q: want host:port, e.g. 0.0.0.0:6222", c.Listen)
+	case c.NATSURL == "" && c.StoreDir == "" && dataDir == DataDirMemory:
+		return fmt.Errorf("config: cluster mode with embedded NATS keeps JetStream on disk: set data_dir (or cluster.store_dir), not %q", DataDirMemory)
+	case c.Replicas < 0 || c.Replicas > 5:
+		return fmt.Errorf("config: cluster.replicas %d: want 0 (automatic) to 5", c.Replicas)
+	case c.StartTimeout <= 0:
+		return fmt.Errorf("config: cluster.start_timeout must be positive")
+	case (c.NATSTLS.CertFile == "") != (c.NATSTLS.KeyFile == ""):
+		return fmt.Errorf("config: cluster.nats_tls.cert_file and key_file must be set together")
+	}
+	for _, p := range c.Peers {
+		if !validHostPort(p) {
+			return fmt.Errorf("config: cluster.peers: %q: want host:port", p)
+		}
+	}
+	return nil
 }
 
 // AuthConfig is the authentication and authorization of a worker listener.
@@ -299,6 +373,7 @@ func DefaultConfig() Config {
 		Cron:     ModuleConfig{Enabled: true},
 		OTel:     defaultOTelConfig(),
 		Observe:  ObserveConfig{MaxPerWorker: 1000, Max: 10000, ReconnectGrace: 60 * time.Second},
+		Cluster:  ClusterConfig{Name: "sluice", StartTimeout: time.Minute},
 	}
 }
 
@@ -414,6 +489,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	if err := c.OTel.validate(); err != nil {
+		return err
+	}
+	if err := c.Cluster.validate(c.DataDir); err != nil {
 		return err
 	}
 	return c.validateModules()

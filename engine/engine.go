@@ -55,8 +55,9 @@ type Engine struct {
 	providers map[string]*engineProvider // in-process trigger types
 	metrics   *metrics.Metrics
 	queues    *queueManager
-	modules   modules   // state, pubsub, cron (modules.go)
-	otel      otelState // OTLP export (otel.go)
+	modules   modules      // state, pubsub, cron (modules.go)
+	otel      otelState    // OTLP export (otel.go)
+	cluster   *clusterNode // nil unless cluster mode is on (cluster.go)
 
 	mu    sync.RWMutex
 	conns map[string]*workerConn
@@ -133,6 +134,17 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 // Start listens on the configured addresses and serves in the background.
 // Use ":0" ports to let the system pick; WorkerURL and HTTPURL tell which.
 func (e *Engine) Start(ctx context.Context) error {
+	if err := e.startCluster(ctx); err != nil {
+		return err
+	}
+	if err := e.start(ctx); err != nil {
+		e.stopCluster()
+		return err
+	}
+	return nil
+}
+
+func (e *Engine) start(ctx context.Context) error {
 	if e.cfg.TLS.Enabled() {
 		c, err := serverTLS(e.cfg.TLS)
 		if err != nil {
@@ -302,6 +314,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		e.cancel()
 		e.backgroundDone.Wait()
 		e.queues.close(ctx)
+		e.stopCluster()
 		e.stopConsole()
 		e.stopOTel(ctx)
 		e.log.Info("engine stopped")

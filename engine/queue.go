@@ -105,7 +105,7 @@ func (m *queueManager) start() error {
 	m.mu.Unlock()
 	m.wg.Add(1)
 	go m.unparker()
-	if m.e.cfg.DataDir == DataDirMemory || fileExists(filepath.Join(m.e.cfg.DataDir, queue.FileName)) {
+	if m.e.cluster != nil || m.e.cfg.DataDir == DataDirMemory || fileExists(filepath.Join(m.e.cfg.DataDir, queue.FileName)) {
 		if _, err := m.open(); err != nil {
 			return err
 		}
@@ -131,7 +131,18 @@ func (m *queueManager) open() (queue.Store, error) {
 		return nil, errors.New("engine shutting down")
 	}
 	var s queue.Store
-	if m.e.cfg.DataDir == DataDirMemory {
+	if c := m.e.cluster; c != nil {
+		s = c.queue
+		// Another node enqueued, retried or redrove jobs: look again; it
+		// parked jobs: maybe a function of ours can take them.
+		c.queue.Notify(func(q string, parked bool) {
+			if parked {
+				m.functionsChanged()
+			} else {
+				m.wake(q)
+			}
+		})
+	} else if m.e.cfg.DataDir == DataDirMemory {
 		s = queue.NewMemory()
 	} else {
 		sq, err := queue.OpenSQLite(m.e.cfg.DataDir, m.e.cfg.DataSync)
@@ -276,7 +287,9 @@ func (m *queueManager) unparker() {
 				woke = true
 			}
 		}
-		if woke {
+		// In a cluster, jobs of a function no node served wait ready (each
+		// node leases only what it serves): a registration here may serve them.
+		if woke || m.e.cluster != nil {
 			m.wakeAll()
 		}
 	}
@@ -384,7 +397,7 @@ func (m *queueManager) put(ctx context.Context, j queue.NewJob) (string, *wire.E
 		d = m.disp[j.Queue]
 		cfg, _ = m.configLocked(j.Queue)
 		m.mu.Unlock()
-		if d != nil && cfg.Type == "standard" && d.drained.Load() && d.reserve(cfg.Concurrency) {
+		if d != nil && cfg.Type == "standard" && d.drained.Load() && (m.e.cluster == nil || m.e.servesLocally(j.FunctionID)) && d.reserve(cfg.Concurrency) {
 			j.Leased = true
 		} else {
 			d = nil
@@ -537,7 +550,11 @@ func (d *dispatcher) run() {
 		}
 		if free > 0 {
 			now := time.Now()
-			jobs, err := s.Lease(ctx, d.key, now, queue.LeaseOpts{Max: free, FIFO: cfg.Type == "fifo"})
+			opts := queue.LeaseOpts{Max: free, FIFO: cfg.Type == "fifo"}
+			if m.e.cluster != nil {
+				opts.Serves = m.e.servesLocally
+			}
+			jobs, err := s.Lease(ctx, d.key, now, opts)
 			if err != nil {
 				if ctx.Err() == nil {
 					m.log.Error("lease failed", "queue", d.key, "err", err)

@@ -68,6 +68,10 @@ func (e *Engine) kvStore(create bool) (state.Store, error) {
 	if mods.kv != nil {
 		return mods.kv, nil
 	}
+	if e.cluster != nil {
+		mods.kv = e.cluster.kv
+		return mods.kv, nil
+	}
 	if e.cfg.DataDir == DataDirMemory {
 		mods.kv = state.NewMemory()
 		return mods.kv, nil

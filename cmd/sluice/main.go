@@ -111,32 +111,43 @@ printed), 2 a usage error.`
 
 // options is what flags and environment variables can set.
 type options struct {
-	config       string
-	logFormat    string
-	logLevel     string
-	addr         string
-	httpAddr     string
-	consoleAddr  string
-	maxMessage   engine.ByteSize
-	httpTimeout  time.Duration
-	channelTTL   time.Duration
-	maxChannels  int
-	maxFrameSize engine.ByteSize
-	tlsCert      string
-	tlsKey       string
-	shutdown     time.Duration
-	httpIdle     time.Duration
-	httpMaxReqs  int
-	httpJSONBuf  engine.ByteSize
-	origins      string
-	maxPending   engine.ByteSize
-	invTimeout   time.Duration
-	idleTimeout  time.Duration
-	maxPerWorker int
-	maxChanMem   engine.ByteSize
-	dataDir      string
-	dataSync     string
-	otelEndpoint string
+	config        string
+	logFormat     string
+	logLevel      string
+	addr          string
+	httpAddr      string
+	consoleAddr   string
+	maxMessage    engine.ByteSize
+	httpTimeout   time.Duration
+	channelTTL    time.Duration
+	maxChannels   int
+	maxFrameSize  engine.ByteSize
+	tlsCert       string
+	tlsKey        string
+	shutdown      time.Duration
+	httpIdle      time.Duration
+	httpMaxReqs   int
+	httpJSONBuf   engine.ByteSize
+	origins       string
+	maxPending    engine.ByteSize
+	invTimeout    time.Duration
+	idleTimeout   time.Duration
+	maxPerWorker  int
+	maxChanMem    engine.ByteSize
+	dataDir       string
+	dataSync      string
+	cluster       bool
+	nodeName      string
+	clusterName   string
+	clusterListen string
+	clusterPeers  string
+	natsURL       string
+	natsCreds     string
+	natsCA        string
+	natsCert      string
+	natsKey       string
+	clusterStart  time.Duration
+	otelEndpoint  string
 }
 
 func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
@@ -198,6 +209,17 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	fs.IntVar(&o.maxPerWorker, "max-channels-per-worker", 0, "most open channels one worker connection may create (env SLUICE_MAX_CHANNELS_PER_WORKER; default 1000)")
 	fs.Var(&o.maxChanMem, "max-channel-memory", "bytes all channels may buffer together, a `size`; writers wait beyond it (env SLUICE_MAX_CHANNEL_MEMORY; default 256MiB)")
 	fs.StringVar(&o.dataDir, "data-dir", "", "directory of the durable queue store, or \"memory\" (env SLUICE_DATA_DIR; default "+cfg.DataDir+")")
+	fs.BoolVar(&o.cluster, "cluster", false, "run as a node of a cluster on NATS; implied by --cluster-listen or --nats-url (env SLUICE_CLUSTER=true; default off: nothing of NATS starts)")
+	fs.StringVar(&o.nodeName, "node-name", "", "this node's stable name in the cluster (env SLUICE_NODE_NAME; default the host name)")
+	fs.StringVar(&o.clusterName, "cluster-name", "", "name of the embedded NATS cluster, the same on every node (env SLUICE_CLUSTER_NAME; default sluice)")
+	fs.StringVar(&o.clusterListen, "cluster-listen", "", "embedded NATS route listener, host:port (env SLUICE_CLUSTER_LISTEN)")
+	fs.StringVar(&o.clusterPeers, "cluster-peers", "", "comma-separated route addresses (host:port) of the other nodes (env SLUICE_CLUSTER_PEERS)")
+	fs.StringVar(&o.natsURL, "nats-url", "", "external NATS servers (comma-separated URLs) instead of the embedded one (env SLUICE_NATS_URL)")
+	fs.StringVar(&o.natsCreds, "nats-creds", "", "NATS credentials file for --nats-url (env SLUICE_NATS_CREDS)")
+	fs.StringVar(&o.natsCA, "nats-tls-ca", "", "PEM CA file to trust for --nats-url (env SLUICE_NATS_TLS_CA)")
+	fs.StringVar(&o.natsCert, "nats-tls-cert", "", "PEM client certificate for --nats-url (env SLUICE_NATS_TLS_CERT; needs --nats-tls-key)")
+	fs.StringVar(&o.natsKey, "nats-tls-key", "", "PEM key of --nats-tls-cert (env SLUICE_NATS_TLS_KEY)")
+	fs.DurationVar(&o.clusterStart, "cluster-start-timeout", 0, "how long to wait at start for NATS and JetStream (env SLUICE_CLUSTER_START_TIMEOUT; default 1m)")
 	fs.StringVar(&o.dataSync, "data-sync", "", "store commit durability: normal (survives an engine crash) or full (fsync: survives power loss) (env SLUICE_DATA_SYNC; default normal)")
 	fs.StringVar(&o.otelEndpoint, "otel-endpoint", "", "OTLP/HTTP collector base URL (e.g. http://localhost:4318) to export traces, logs and metrics to; \"off\" disables (env SLUICE_OTEL_ENDPOINT, or OTEL_EXPORTER_OTLP_ENDPOINT; default off)")
 	if err := fs.Parse(args); err != nil {
@@ -317,6 +339,26 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	if cfg.OTel.Endpoint == "off" || (!set["otel-endpoint"] && strings.EqualFold(getenv("OTEL_SDK_DISABLED"), "true")) {
 		cfg.OTel.Endpoint = ""
 	}
+	if set["cluster"] {
+		cfg.Cluster.Enabled = o.cluster
+	} else if ev := getenv("SLUICE_CLUSTER"); ev != "" {
+		b, err := strconv.ParseBool(ev)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("SLUICE_CLUSTER=%q: want true or false", ev))
+		}
+		cfg.Cluster.Enabled = b
+	}
+	cl := &cfg.Cluster
+	str("node-name", "SLUICE_NODE_NAME", &cl.NodeName, o.nodeName)
+	str("cluster-name", "SLUICE_CLUSTER_NAME", &cl.Name, o.clusterName)
+	str("cluster-listen", "SLUICE_CLUSTER_LISTEN", &cl.Listen, o.clusterListen)
+	list("cluster-peers", "SLUICE_CLUSTER_PEERS", &cl.Peers, o.clusterPeers)
+	str("nats-url", "SLUICE_NATS_URL", &cl.NATSURL, o.natsURL)
+	str("nats-creds", "SLUICE_NATS_CREDS", &cl.NATSCreds, o.natsCreds)
+	str("nats-tls-ca", "SLUICE_NATS_TLS_CA", &cl.NATSTLS.CAFile, o.natsCA)
+	str("nats-tls-cert", "SLUICE_NATS_TLS_CERT", &cl.NATSTLS.CertFile, o.natsCert)
+	str("nats-tls-key", "SLUICE_NATS_TLS_KEY", &cl.NATSTLS.KeyFile, o.natsKey)
+	dur("cluster-start-timeout", "SLUICE_CLUSTER_START_TIMEOUT", &cl.StartTimeout, o.clusterStart)
 	if err := errors.Join(errs...); err != nil {
 		return cfg, nil, err
 	}

@@ -80,6 +80,13 @@ data_dir: file-data
 data_sync: full
 otel:
   endpoint: http://file.example:4318
+cluster:
+  node_name: file-node
+  name: file-cluster
+  listen: 127.0.0.1:6001
+  peers: [127.0.0.1:6002]
+  replicas: 3
+  start_timeout: 5s
 queues:
   payments:
     type: fifo
@@ -98,6 +105,8 @@ func fromFile(c *engine.Config) {
 	c.TLS = engine.TLSConfig{CertFile: "file.crt", KeyFile: "file.key"}
 	c.DataDir, c.DataSync = "file-data", "full"
 	c.OTel.Endpoint = "http://file.example:4318"
+	c.Cluster = engine.ClusterConfig{NodeName: "file-node", Name: "file-cluster", Listen: "127.0.0.1:6001",
+		Peers: []string{"127.0.0.1:6002"}, Replicas: 3, StartTimeout: 5 * time.Second}
 	payments := engine.DefaultQueueConfig()
 	payments.Type, payments.MessageGroupField = "fifo", "account"
 	c.Queues = map[string]engine.QueueConfig{"payments": payments}
@@ -127,6 +136,12 @@ var allEnv = map[string]string{
 	"SLUICE_DATA_DIR":                     "env-data",
 	"SLUICE_DATA_SYNC":                    "normal",
 	"SLUICE_OTEL_ENDPOINT":                "http://env.example:4318",
+	"SLUICE_CLUSTER":                      "true",
+	"SLUICE_NODE_NAME":                    "env-node",
+	"SLUICE_CLUSTER_NAME":                 "env-cluster",
+	"SLUICE_CLUSTER_LISTEN":               "127.0.0.1:7001",
+	"SLUICE_CLUSTER_PEERS":                "127.0.0.1:7002, 127.0.0.1:7003",
+	"SLUICE_CLUSTER_START_TIMEOUT":        "6s",
 }
 
 func fromEnv(c *engine.Config) {
@@ -139,6 +154,8 @@ func fromEnv(c *engine.Config) {
 	c.Channels.MaxPerWorker, c.Channels.MaxTotalBufferBytes = 6, 300000
 	c.DataDir, c.DataSync = "env-data", "normal"
 	c.OTel.Endpoint = "http://env.example:4318"
+	c.Cluster.Enabled, c.Cluster.NodeName, c.Cluster.Name = true, "env-node", "env-cluster"
+	c.Cluster.Listen, c.Cluster.Peers, c.Cluster.StartTimeout = "127.0.0.1:7001", []string{"127.0.0.1:7002", "127.0.0.1:7003"}, 6*time.Second
 }
 
 var allFlags = []string{
@@ -150,6 +167,9 @@ var allFlags = []string{
 	"--max-pending-bytes-per-worker", "300000", "--invocation-timeout", "8s", "--worker-idle-timeout", "9s",
 	"--max-channels-per-worker", "7", "--max-channel-memory", "400000",
 	"--data-dir", "memory", "--data-sync", "full", "--otel-endpoint", "https://flag.example:4318",
+	"--cluster", "--node-name", "flag-node", "--cluster-name", "flag-cluster", "--cluster-listen", "", "--cluster-peers", "",
+	"--nats-url", "nats://flag:4222", "--nats-creds", "flag.creds", "--nats-tls-ca", "flag-ca.pem",
+	"--nats-tls-cert", "flag.pem", "--nats-tls-key", "flag-key.pem", "--cluster-start-timeout", "7s",
 }
 
 func fromFlags(c *engine.Config) {
@@ -162,6 +182,9 @@ func fromFlags(c *engine.Config) {
 	c.Channels.MaxPerWorker, c.Channels.MaxTotalBufferBytes = 7, 400000
 	c.DataDir, c.DataSync = "memory", "full"
 	c.OTel.Endpoint = "https://flag.example:4318"
+	c.Cluster.Enabled, c.Cluster.NodeName, c.Cluster.Name, c.Cluster.Listen, c.Cluster.Peers = true, "flag-node", "flag-cluster", "", nil
+	c.Cluster.NATSURL, c.Cluster.NATSCreds, c.Cluster.StartTimeout = "nats://flag:4222", "flag.creds", 7*time.Second
+	c.Cluster.NATSTLS = engine.NATSTLSConfig{CAFile: "flag-ca.pem", CertFile: "flag.pem", KeyFile: "flag-key.pem"}
 }
 
 func TestConfigurePrecedence(t *testing.T) {
@@ -276,6 +299,11 @@ func TestConfigureErrors(t *testing.T) {
 		{name: "invalid value in file", yaml: "max_message_size: 10\n", want: []string{"max_message_size 10 is below 1024"}},
 		{name: "invalid nested value in file", yaml: "channels:\n  default_buffer: 0\n", want: []string{"channel buffers must be at least 1"}},
 		{name: "id length below minimum", yaml: "max_id_length: 63\n", want: []string{"max_id_length 63 is below 64"}},
+		{name: "cluster: embedded and external NATS at once", args: []string{"--cluster-listen", "127.0.0.1:6222", "--nats-url", "nats://x:4222"}, want: []string{"exclude each other"}},
+		{name: "cluster: peers without a listener", args: []string{"--cluster", "--cluster-peers", "127.0.0.1:6223"}, want: []string{"cluster.peers need cluster.listen"}},
+		{name: "cluster: embedded JetStream in memory", args: []string{"--cluster", "--data-dir", "memory"}, want: []string{"keeps JetStream on disk"}},
+		{name: "cluster: bad peer", args: []string{"--cluster-listen", "127.0.0.1:6222", "--cluster-peers", "nohostport"}, want: []string{`cluster.peers: "nohostport"`}},
+		{name: "cluster: bad SLUICE_CLUSTER", env: map[string]string{"SLUICE_CLUSTER": "maybe"}, want: []string{"SLUICE_CLUSTER"}},
 		{name: "missing file", args: []string{"--config", "/nonexistent/sluice.yaml"}, isErr: fs.ErrNotExist, want: []string{"config file /nonexistent/sluice.yaml not found"}},
 		{name: "missing file from SLUICE_CONFIG", env: map[string]string{"SLUICE_CONFIG": "/nonexistent/sluice.yaml"}, isErr: fs.ErrNotExist,
 			want: []string{"config file /nonexistent/sluice.yaml not found (named by SLUICE_CONFIG)"}},

@@ -46,6 +46,7 @@ func logSettings(logger *slog.Logger, cfg engine.Config, configFile string) {
 		"invocation_timeout", cfg.InvocationTimeout,
 		"worker_idle_timeout", cfg.WorkerIdleTimeout,
 		"otel_endpoint", otelEndpoint(cfg),
+		"cluster", onOff(cfg.Cluster.On()),
 	)
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 )
 
 // Config selects embedded or external NATS. URL set: external (the other
@@ -117,6 +118,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 		n.Server = ns
 		opts = append(opts, nats.InProcessServer(ns))
+		if so.Username != "" {
+			opts = append(opts, nats.UserInfo(so.Username, so.Password))
+		}
 		if n.Replicas == 0 {
 			n.Replicas = 1
 			if len(cfg.Peers)+1 >= 3 {
@@ -153,9 +157,16 @@ func serverOptions(cfg Config) (*server.Options, error) {
 	if so.MaxPayload == 0 {
 		so.MaxPayload = DefaultMaxPayload
 	}
-	if cfg.ClientListen == "" {
+	switch {
+	case cfg.ClientListen == "" && cfg.ClusterListen == "":
 		so.DontListen = true
-	} else {
+	case cfg.ClientListen == "":
+		// Routing waits for the client listener to be up (nats-server
+		// never starts routes with DontListen): a loopback port on a random
+		// number, closed to others by a password only this process knows.
+		so.Host, so.Port = "127.0.0.1", server.RANDOM_PORT
+		so.Username, so.Password = "sluice", nuid.Next()+nuid.Next()
+	default:
 		h, p, err := hostPort(cfg.ClientListen)
 		if err != nil {
 			return nil, fmt.Errorf("nats: client listen: %w", err)

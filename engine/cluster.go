@@ -1,0 +1,118 @@
+package engine
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/natsnode"
+	"github.com/sluicehq/sluice/internal/queue"
+	"github.com/sluicehq/sluice/internal/state"
+)
+
+// clusterNode is what cluster mode adds to an engine: the NATS connection
+// (and embedded server) and the JetStream stores that replace the SQLite
+// ones. nil when clustering is off; nothing of NATS runs then.
+type clusterNode struct {
+	name  string
+	node  *natsnode.Node
+	queue *queue.JetStream
+	kv    *state.JetStream
+}
+
+// startCluster joins the cluster before anything listens: it starts (or
+// connects to) NATS and opens the JetStream buckets, waiting for a new
+// cluster to elect its leaders, bounded by cluster.start_timeout.
+func (e *Engine) startCluster(ctx context.Context) error {
+	c := e.cfg.Cluster
+	if !c.On() {
+		return nil
+	}
+	began := time.Now()
+	name := c.NodeName
+	if name == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			return errors.New("cluster: no cluster.node_name and no host name to default to")
+		}
+		name = h
+	}
+	storeDir := c.StoreDir
+	if storeDir == "" && c.NATSURL == "" {
+		storeDir = filepath.Join(e.cfg.DataDir, "nats")
+	}
+	tc, err := natsTLS(c.NATSTLS)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.StartTimeout)
+	defer cancel()
+	n, err := natsnode.Start(ctx, natsnode.Config{
+		NodeName: name, StoreDir: storeDir, ClusterName: c.Name, ClusterListen: c.Listen, Peers: c.Peers,
+		URL: c.NATSURL, CredsFile: c.NATSCreds, TLS: tc, Replicas: c.Replicas, Log: e.log,
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	q, err := queue.OpenJetStream(ctx, n.JS, queue.JetStreamBucket, name, n.Replicas)
+	if err != nil {
+		n.Close()
+		return fmt.Errorf("cluster: %w", err)
+	}
+	kv, err := state.OpenJetStream(ctx, n.JS, state.JetStreamBucket, n.Replicas)
+	if err != nil {
+		q.Close()
+		n.Close()
+		return fmt.Errorf("cluster: %w", err)
+	}
+	e.cluster = &clusterNode{name: name, node: n, queue: q, kv: kv}
+	e.log.Info("cluster node ready", "node", name, "embedded_nats", n.Server != nil, "cluster_listen", c.Listen,
+		"peers", len(c.Peers), "nats_url", c.NATSURL != "", "replicas", n.Replicas, "took", time.Since(began).Round(time.Millisecond))
+	return nil
+}
+
+// stopCluster closes NATS after the stores are closed.
+func (e *Engine) stopCluster() {
+	if e.cluster == nil {
+		return
+	}
+	e.cluster.queue.Close() // idempotent: the queue manager may have closed it
+	e.cluster.node.Close()
+}
+
+func natsTLS(c NATSTLSConfig) (*tls.Config, error) {
+	if c.CAFile == "" && c.CertFile == "" {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: nats_tls.ca_file: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("cluster: nats_tls.ca_file %s: no PEM certificate", c.CAFile)
+		}
+	}
+	if c.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: nats_tls: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// servesLocally reports whether a function is registered on this node
+// (cluster dispatchers lease only jobs they can deliver).
+func (e *Engine) servesLocally(fn string) bool {
+	_, ok := e.reg.Function(fn)
+	return ok
+}
