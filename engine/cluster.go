@@ -53,7 +53,7 @@ func (e *Engine) startCluster(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, c.StartTimeout)
 	defer cancel()
 	n, err := natsnode.Start(ctx, natsnode.Config{
-		NodeName: name, StoreDir: storeDir, ClusterName: c.Name, ClusterListen: c.Listen, Peers: c.Peers,
+		NodeName: name, StoreDir: storeDir, ClusterName: c.Name, ClusterListen: c.Listen, Peers: c.Peers, RouteSecret: c.Secret,
 		URL: c.NATSURL, CredsFile: c.NATSCreds, TLS: tc, Replicas: c.Replicas, Log: e.log,
 	})
 	if err != nil {
@@ -72,7 +72,7 @@ func (e *Engine) startCluster(ctx context.Context) error {
 	}
 	e.cluster = &clusterNode{name: name, node: n, queue: q, kv: kv}
 	e.log.Info("cluster node ready", "node", name, "embedded_nats", n.Server != nil, "cluster_listen", c.Listen,
-		"peers", len(c.Peers), "nats_url", c.NATSURL != "", "replicas", n.Replicas, "took", time.Since(began).Round(time.Millisecond))
+		"peers", len(c.Peers), "route_auth", onOff(c.Secret != ""), "nats_url", c.NATSURL != "", "replicas", n.Replicas, "took", time.Since(began).Round(time.Millisecond))
 	return nil
 }
 

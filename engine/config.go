@@ -117,6 +117,10 @@ type ClusterConfig struct {
 	Listen string `yaml:"listen"`
 	// Peers are the other nodes' route listeners, host:port.
 	Peers []string `yaml:"peers"`
+	// Secret, when set, authenticates the embedded NATS routes: every node
+	// must have the same (at least 16 characters). File or environment
+	// only, never a flag (ps shows flags).
+	Secret string `yaml:"secret"`
 	// StoreDir is the embedded JetStream directory; "" is <data_dir>/nats.
 	StoreDir string `yaml:"store_dir"`
 	// NATSURL is an external NATS deployment (comma-separated URLs); no
@@ -157,6 +161,8 @@ func (c ClusterConfig) validate(dataDir string) error {
 		return fmt.Errorf("config: cluster.listen %q: want host:port, e.g. 0.0.0.0:6222", c.Listen)
 	case c.NATSURL == "" && c.StoreDir == "" && dataDir == DataDirMemory:
 		return fmt.Errorf("config: cluster mode with embedded NATS keeps JetStream on disk: set data_dir (or cluster.store_dir), not %q", DataDirMemory)
+	case c.Secret != "" && len(c.Secret) < 16:
+		return fmt.Errorf("config: cluster.secret must be at least 16 characters")
 	case c.Replicas < 0 || c.Replicas > 5:
 		return fmt.Errorf("config: cluster.replicas %d: want 0 (automatic) to 5", c.Replicas)
 	case c.StartTimeout <= 0:

@@ -73,9 +73,22 @@ func failDelivery(t *testing.T, w *rawWorker, fn, data string) {
 // TestQueueDeadLetterFlow: a job that fails max_retries times lands in the
 // dead-letter queue with its error, the admin functions report it, and
 // redrive delivers it again while discard drops it.
-func TestQueueDeadLetterFlow(t *testing.T) {
+// It runs in memory and on a one-node cluster (JetStream store).
+func TestQueueDeadLetterFlow(t *testing.T) { eachQueueStore(t, testQueueDeadLetterFlow) }
+
+// eachQueueStore runs test on an engine with the memory store and on one
+// in cluster mode (embedded one-node JetStream): mutate sets the rest.
+func eachQueueStore(t *testing.T, test func(t *testing.T, store func(*Config))) {
+	t.Run("memory", func(t *testing.T) { test(t, func(c *Config) { c.DataDir = DataDirMemory }) })
+	t.Run("cluster", func(t *testing.T) {
+		dir := t.TempDir()
+		test(t, func(c *Config) { c.DataDir, c.Cluster.Enabled, c.Cluster.NodeName = dir, true, "test-node" })
+	})
+}
+
+func testQueueDeadLetterFlow(t *testing.T, store func(*Config)) {
 	e := startEngine(t, func(c *Config) {
-		c.DataDir = DataDirMemory
+		store(c)
 		q := DefaultQueueConfig()
 		q.MaxRetries, q.BackoffMS, q.Concurrency = 2, 1, 1
 		c.Queues = map[string]QueueConfig{"jobs": q}
@@ -250,8 +263,12 @@ func TestDurableTopicFanOut(t *testing.T) {
 // queue refuses a job without its group field, and a producer-chosen
 // receipt id is stored once.
 func TestQueueJobWaitsForItsFunction(t *testing.T) {
+	eachQueueStore(t, testQueueJobWaitsForItsFunction)
+}
+
+func testQueueJobWaitsForItsFunction(t *testing.T, store func(*Config)) {
 	e := startEngine(t, func(c *Config) {
-		c.DataDir = DataDirMemory
+		store(c)
 		f := DefaultQueueConfig()
 		f.Type, f.MessageGroupField = "fifo", "acct"
 		c.Queues = map[string]QueueConfig{"ordered": f}

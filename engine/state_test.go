@@ -22,6 +22,13 @@ func eachDataDir(t *testing.T, test func(t *testing.T, e *Engine)) {
 		dir := t.TempDir()
 		test(t, startEngine(t, func(c *Config) { c.DataDir = dir; c.State.MaxValueBytes = 256 }))
 	})
+	t.Run("cluster", func(t *testing.T) {
+		dir := t.TempDir()
+		test(t, startEngine(t, func(c *Config) {
+			c.DataDir, c.Cluster.Enabled, c.Cluster.NodeName = dir, true, "test-node"
+			c.State.MaxValueBytes = 256
+		}))
+	})
 }
 
 // settle waits until the engine has processed everything w sent so far

@@ -62,7 +62,7 @@ func startClusterEngines(t *testing.T, n int) []*engineProc {
 		cmd := exec.Command(engineBin, "serve", "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--console-addr", "127.0.0.1:0",
 			"--log-level", "info", "--data-dir", filepath.Join(dir, name), "--node-name", name,
 			"--cluster-listen", routes[i], "--cluster-peers", strings.Join(peers, ","))
-		cmd.Env = append(os.Environ(), "SLUICE_CONFIG=")
+		cmd.Env = append(os.Environ(), "SLUICE_CONFIG=", "SLUICE_CLUSTER_SECRET=interop-route-secret-0123")
 		procs[i] = startProc(t, "engine "+name, cmd)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), clusterStartTimeout)
@@ -73,7 +73,9 @@ func startClusterEngines(t *testing.T, n int) []*engineProc {
 		if err != nil {
 			t.Fatalf("engine node-%d did not start: %v", i, p.exitNote(err))
 		}
-		if _, err := p.stderr.wait(ctx, func(s string) bool { return strings.Contains(s, `msg="cluster node ready"`) && strings.Contains(s, "replicas=3") }); err != nil {
+		if _, err := p.stderr.wait(ctx, func(s string) bool {
+			return strings.Contains(s, `msg="cluster node ready"`) && strings.Contains(s, "replicas=3")
+		}); err != nil {
 			t.Fatalf("node-%d did not log its cluster with 3 replicas: %v", i, err)
 		}
 		m := startedRE.FindStringSubmatch(line)
@@ -87,6 +89,7 @@ func startClusterEngines(t *testing.T, n int) []*engineProc {
 // connected to node 2 (every job, none twice in this clean run); a state
 // value written through node 0 is read through node 2; increments through
 // all three nodes at once lose none (JetStream KV compare-and-set).
+// A job for a function that registers later, on node 1, goes there.
 // Before this branch there was no cluster mode: the flags were unknown.
 func TestClusterQueueAndState(t *testing.T) {
 	nodes := startClusterEngines(t, 3)
@@ -104,6 +107,11 @@ func TestClusterQueueAndState(t *testing.T) {
 	waitFunctions(ctx, t, consumer, "cluster::job")
 
 	producer := connectGo(t, nodes[0], "producer-on-node-0")
+	// A job for a function no node serves yet waits, and goes to the node
+	// where it registers later.
+	if _, err := producer.Enqueue(ctx, "default", "cluster::late", map[string]int{"n": -1}); err != nil {
+		t.Fatal(err)
+	}
 	for i := range jobs {
 		if _, err := producer.Enqueue(ctx, "default", "cluster::job", map[string]int{"n": i}); err != nil {
 			t.Fatalf("enqueue %d through node 0: %v", i, err)
@@ -122,6 +130,23 @@ func TestClusterQueueAndState(t *testing.T) {
 		if k != 1 {
 			t.Errorf("job %d delivered %d times in a run without failures", n, k)
 		}
+	}
+
+	late := connectGo(t, nodes[1], "late-on-node-1")
+	lateGot := make(chan int, 2)
+	if err := sluice.Register(late, "cluster::late", func(ctx context.Context, in struct{ N int }) (any, error) {
+		lateGot <- in.N
+		return nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case n := <-lateGot:
+		if n != -1 {
+			t.Fatalf("late job payload %d", n)
+		}
+	case <-ctx.Done():
+		t.Fatal("a job enqueued on node 0 before its function registered on node 1 was not delivered there")
 	}
 
 	// State written on node 0, read on node 2.

@@ -353,6 +353,9 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	str("cluster-name", "SLUICE_CLUSTER_NAME", &cl.Name, o.clusterName)
 	str("cluster-listen", "SLUICE_CLUSTER_LISTEN", &cl.Listen, o.clusterListen)
 	list("cluster-peers", "SLUICE_CLUSTER_PEERS", &cl.Peers, o.clusterPeers)
+	if ev := getenv("SLUICE_CLUSTER_SECRET"); ev != "" { // no flag: ps would show it
+		cl.Secret = ev
+	}
 	str("nats-url", "SLUICE_NATS_URL", &cl.NATSURL, o.natsURL)
 	str("nats-creds", "SLUICE_NATS_CREDS", &cl.NATSCreds, o.natsCreds)
 	str("nats-tls-ca", "SLUICE_NATS_TLS_CA", &cl.NATSTLS.CAFile, o.natsCA)

@@ -87,6 +87,7 @@ cluster:
   peers: [127.0.0.1:6002]
   replicas: 3
   start_timeout: 5s
+  secret: file-secret-0123456789
 queues:
   payments:
     type: fifo
@@ -106,7 +107,7 @@ func fromFile(c *engine.Config) {
 	c.DataDir, c.DataSync = "file-data", "full"
 	c.OTel.Endpoint = "http://file.example:4318"
 	c.Cluster = engine.ClusterConfig{NodeName: "file-node", Name: "file-cluster", Listen: "127.0.0.1:6001",
-		Peers: []string{"127.0.0.1:6002"}, Replicas: 3, StartTimeout: 5 * time.Second}
+		Peers: []string{"127.0.0.1:6002"}, Replicas: 3, StartTimeout: 5 * time.Second, Secret: "file-secret-0123456789"}
 	payments := engine.DefaultQueueConfig()
 	payments.Type, payments.MessageGroupField = "fifo", "account"
 	c.Queues = map[string]engine.QueueConfig{"payments": payments}
@@ -224,6 +225,11 @@ func TestConfigurePrecedence(t *testing.T) {
 			want: nil,
 		},
 		{
+			name: "cluster secret from the environment over the file",
+			env:  withFile(map[string]string{"SLUICE_CLUSTER_SECRET": "env-secret-0123456789"}),
+			want: []func(*engine.Config){fromFile, func(c *engine.Config) { c.Cluster.Secret = "env-secret-0123456789" }},
+		},
+		{
 			name: "empty environment variables are ignored",
 			env:  withFile(map[string]string{"SLUICE_ADDR": "", "SLUICE_HTTP_TIMEOUT": ""}),
 			want: []func(*engine.Config){fromFile},
@@ -303,6 +309,7 @@ func TestConfigureErrors(t *testing.T) {
 		{name: "cluster: peers without a listener", args: []string{"--cluster", "--cluster-peers", "127.0.0.1:6223"}, want: []string{"cluster.peers need cluster.listen"}},
 		{name: "cluster: embedded JetStream in memory", args: []string{"--cluster", "--data-dir", "memory"}, want: []string{"keeps JetStream on disk"}},
 		{name: "cluster: bad peer", args: []string{"--cluster-listen", "127.0.0.1:6222", "--cluster-peers", "nohostport"}, want: []string{`cluster.peers: "nohostport"`}},
+		{name: "cluster: short secret", env: map[string]string{"SLUICE_CLUSTER_SECRET": "short"}, args: []string{"--cluster-listen", "127.0.0.1:6222"}, want: []string{"cluster.secret must be at least 16"}},
 		{name: "cluster: bad SLUICE_CLUSTER", env: map[string]string{"SLUICE_CLUSTER": "maybe"}, want: []string{"SLUICE_CLUSTER"}},
 		{name: "missing file", args: []string{"--config", "/nonexistent/sluice.yaml"}, isErr: fs.ErrNotExist, want: []string{"config file /nonexistent/sluice.yaml not found"}},
 		{name: "missing file from SLUICE_CONFIG", env: map[string]string{"SLUICE_CONFIG": "/nonexistent/sluice.yaml"}, isErr: fs.ErrNotExist,

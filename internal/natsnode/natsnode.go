@@ -38,6 +38,9 @@ type Config struct {
 	ClusterListen string
 	// Peers are the other nodes' route addresses, host:port.
 	Peers []string
+	// RouteSecret, when set, is the password every node presents on its
+	// routes and requires from the others (the same on every node).
+	RouteSecret string
 	// ClientListen, when set, also opens the embedded server's client port
 	// (for the nats CLI, or nodes of another process); "" serves this
 	// process only.
@@ -182,17 +185,24 @@ func serverOptions(cfg Config) (*server.Options, error) {
 		if so.Cluster.Name == "" {
 			so.Cluster.Name = "sluice"
 		}
+		var user *url.Userinfo
+		if cfg.RouteSecret != "" {
+			so.Cluster.Username, so.Cluster.Password = routeUser, cfg.RouteSecret
+			user = url.UserPassword(routeUser, cfg.RouteSecret)
+		}
 		for _, peer := range cfg.Peers {
 			if _, _, err := hostPort(peer); err != nil {
 				return nil, fmt.Errorf("nats: cluster peer %q: %w", peer, err)
 			}
-			so.Routes = append(so.Routes, &url.URL{Scheme: "nats-route", Host: peer})
+			so.Routes = append(so.Routes, &url.URL{Scheme: "nats-route", Host: peer, User: user})
 		}
 	} else if len(cfg.Peers) > 0 {
 		return nil, errors.New("nats: cluster peers need a cluster listen address")
 	}
 	return so, nil
 }
+
+const routeUser = "sluice-route"
 
 func hostPort(s string) (string, int, error) {
 	h, ps, err := net.SplitHostPort(s)
@@ -250,3 +260,38 @@ func (a slogAdapter) Fatalf(f string, v ...any)  { a.l.Error(strings.TrimSpace(f
 func (a slogAdapter) Errorf(f string, v ...any)  { a.l.Error(strings.TrimSpace(fmt.Sprintf(f, v...))) }
 func (a slogAdapter) Debugf(string, ...any)      {}
 func (a slogAdapter) Tracef(string, ...any)      {}
+
+// KeyValue opens the bucket cfg names, creating it if needed (retried
+// while a cluster elects its leaders, until ctx ends). Reads are then
+// served by the stream's leader, not by any replica ("direct get"): a
+// value acknowledged on one node is what the next read on any node sees,
+// and a compare-and-set after a read does not spin on a lagging replica.
+func KeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	var kv jetstream.KeyValue
+	err := Retry(ctx, func(ctx context.Context) error {
+		var err error
+		kv, err = js.KeyValue(ctx, cfg.Bucket)
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			kv, err = js.CreateKeyValue(ctx, cfg)
+		}
+		if err != nil {
+			return err
+		}
+		st, err := js.Stream(ctx, "KV_"+cfg.Bucket)
+		if err != nil {
+			return err
+		}
+		if sc := st.CachedInfo().Config; sc.AllowDirect {
+			sc.AllowDirect = false
+			if _, err := js.UpdateStream(ctx, sc); err != nil {
+				return err
+			}
+			kv, err = js.KeyValue(ctx, cfg.Bucket) // bind again: the handle chose direct gets
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jetstream bucket %s: %w", cfg.Bucket, err)
+	}
+	return kv, nil
+}

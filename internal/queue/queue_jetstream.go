@@ -109,17 +109,11 @@ func OpenJetStream(ctx context.Context, js jetstream.JetStream, bucket, node str
 	if replicas <= 0 {
 		replicas = 1
 	}
-	var kv jetstream.KeyValue
-	err := natsnode.Retry(ctx, func(ctx context.Context) error {
-		var err error
-		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: bucket, History: 1, Storage: jetstream.FileStorage, Replicas: replicas,
-			Description: "sluice queue jobs",
-		})
-		return err
+	kv, err := natsnode.KeyValue(ctx, js, jetstream.KeyValueConfig{
+		Bucket: bucket, History: 1, Storage: jetstream.FileStorage, Replicas: replicas, Description: "sluice queue jobs",
 	})
 	if err != nil {
-		return nil, fmt.Errorf("queue: jetstream bucket %s: %w", bucket, err)
+		return nil, fmt.Errorf("queue: %w", err)
 	}
 	wctx, cancel := context.WithCancel(context.Background())
 	s := &JetStream{kv: kv, node: node, ctx: wctx, cancel: cancel,

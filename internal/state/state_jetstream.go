@@ -34,17 +34,11 @@ func OpenJetStream(ctx context.Context, js jetstream.JetStream, bucket string, r
 	if replicas <= 0 {
 		replicas = 1
 	}
-	var kv jetstream.KeyValue
-	err := natsnode.Retry(ctx, func(ctx context.Context) error {
-		var err error
-		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: bucket, History: 1, Storage: jetstream.FileStorage, Replicas: replicas,
-			Description: "sluice state and stream items",
-		})
-		return err
+	kv, err := natsnode.KeyValue(ctx, js, jetstream.KeyValueConfig{
+		Bucket: bucket, History: 1, Storage: jetstream.FileStorage, Replicas: replicas, Description: "sluice state and stream items",
 	})
 	if err != nil {
-		return nil, fmt.Errorf("state: jetstream bucket %s: %w", bucket, err)
+		return nil, fmt.Errorf("state: %w", err)
 	}
 	return &JetStream{kv: kv}, nil
 }
