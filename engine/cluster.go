@@ -19,10 +19,11 @@ import (
 // (and embedded server) and the JetStream stores that replace the SQLite
 // ones. nil when clustering is off; nothing of NATS runs then.
 type clusterNode struct {
-	name  string
-	node  *natsnode.Node
-	queue *queue.JetStream
-	kv    *state.JetStream
+	name   string
+	node   *natsnode.Node
+	queue  *queue.JetStream
+	kv     *state.JetStream
+	router *clusterRouter // cross-node invocations (cluster_invoke.go)
 }
 
 // startCluster joins the cluster before anything listens: it starts (or
@@ -71,6 +72,7 @@ func (e *Engine) startCluster(ctx context.Context) error {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	e.cluster = &clusterNode{name: name, node: n, queue: q, kv: kv}
+	e.newRouter()
 	e.log.Info("cluster node ready", "node", name, "embedded_nats", n.Server != nil, "cluster_listen", c.Listen,
 		"peers", len(c.Peers), "route_auth", onOff(c.Secret != ""), "nats_url", c.NATSURL != "", "replicas", n.Replicas, "took", time.Since(began).Round(time.Millisecond))
 	return nil

@@ -178,6 +178,9 @@ func (e *Engine) start(ctx context.Context) error {
 		return fmt.Errorf("queue store: %w", err)
 	}
 	e.startConsole(ctx)
+	if e.cluster != nil {
+		e.startRouting()
+	}
 	e.backgroundDone.Add(1)
 	go e.watchFunctions()
 	if iv := e.inv.Pending().SetTimeout(e.cfg.InvocationTimeout); iv > 0 {

@@ -274,6 +274,9 @@ func (e *Engine) fireWorkersAvailable(event, workerID string) {
 func (e *Engine) functionsChanged() {
 	e.queues.functionsChanged()
 	e.obs.changed()
+	if e.cluster != nil && e.cluster.router != nil {
+		e.cluster.router.functionsChanged()
+	}
 	select {
 	case e.fnChanged <- struct{}{}:
 	default:

@@ -3,6 +3,7 @@ package interop
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -90,9 +91,15 @@ func startClusterEngines(t *testing.T, n int) []*engineProc {
 // value written through node 0 is read through node 2; increments through
 // all three nodes at once lose none (JetStream KV compare-and-set).
 // A job for a function that registers later, on node 1, goes there.
+// Then cross-node calls (clusterCalls).
 // Before this branch there was no cluster mode: the flags were unknown.
 func TestClusterQueueAndState(t *testing.T) {
 	nodes := startClusterEngines(t, 3)
+	clusterQueueAndState(t, nodes)
+	clusterCalls(t, nodes)
+}
+
+func clusterQueueAndState(t *testing.T, nodes []*engineProc) {
 	ctx := ctxFor(t, 90*time.Second)
 
 	consumer := connectGo(t, nodes[2], "consumer-on-node-2")
@@ -190,5 +197,102 @@ func TestClusterQueueAndState(t *testing.T) {
 	var cnt struct{ N int }
 	if err := json.Unmarshal(raw, &cnt); err != nil || cnt.N != len(clients)*each {
 		t.Fatalf("counter after %d increments through 3 nodes: %s %v", len(clients)*each, raw, err)
+	}
+}
+
+// clusterCalls: a function served only by a worker on node 2 is called
+// from a client on node 0 (result, handler error, void call); a function
+// no node serves is function_not_found at once; a function served on nodes
+// 1 and 2 shares the calls of node 0 between them.
+func clusterCalls(t *testing.T, nodes []*engineProc) {
+	ctx := ctxFor(t, 60*time.Second)
+	callee := connectGo(t, nodes[2], "callee-on-node-2")
+	voided := make(chan int, 1)
+	if err := sluice.Register(callee, "cluster::echo", func(ctx context.Context, in struct {
+		V    int  `json:"v"`
+		Fail bool `json:"fail"`
+	}) (any, error) {
+		if in.Fail {
+			return nil, errors.New("failed on purpose")
+		}
+		return map[string]int{"echo": in.V}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sluice.Register(callee, "cluster::void", func(ctx context.Context, in struct{ N int }) (any, error) {
+		voided <- in.N
+		return nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	caller := connectGo(t, nodes[0], "caller-on-node-0")
+	// Node 2 offers its new functions to the others asynchronously (a NATS
+	// subscription reaching node 0 through the routes): retry while node 0
+	// does not know of it yet.
+	var raw json.RawMessage
+	var err error
+	for {
+		raw, err = caller.Trigger(ctx, "cluster::echo", map[string]int{"v": 7})
+		if err == nil || asError(t, err).Code != "function_not_found" || ctx.Err() != nil {
+			break
+		}
+	}
+	if err != nil || string(raw) != `{"echo":7}` {
+		t.Fatalf("cross-node call from node 0 to node 2: %s %v", raw, err)
+	}
+	_, err = caller.Trigger(ctx, "cluster::echo", map[string]any{"fail": true})
+	if err == nil || !strings.Contains(asError(t, err).Message, "failed on purpose") {
+		t.Fatalf("a handler error on node 2 reached node 0 as %v", err)
+	}
+	if err := caller.TriggerVoid(ctx, "cluster::void", map[string]int{"n": 5}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case n := <-voided:
+		if n != 5 {
+			t.Fatalf("void call carried %d", n)
+		}
+	case <-ctx.Done():
+		t.Fatal("a void call from node 0 never reached node 2")
+	}
+	_, err = caller.Trigger(ctx, "cluster::nowhere", map[string]int{})
+	if err == nil || asError(t, err).Code != "function_not_found" {
+		t.Fatalf("a function no node serves: %v, want function_not_found", err)
+	}
+
+	// One function on nodes 1 and 2: node 0's calls are shared.
+	served := map[string]int{}
+	var mu sync.Mutex
+	for i, n := range []*engineProc{nodes[1], nodes[2]} {
+		name := fmt.Sprintf("node-%d", i+1)
+		c := connectGo(t, n, "shared-on-"+name)
+		if err := sluice.Register(c, "cluster::shared", func(ctx context.Context, in struct{}) (any, error) {
+			mu.Lock()
+			served[name]++
+			mu.Unlock()
+			return name, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Until both nodes' offers reached node 0 its calls go to one of them:
+	// call until both have served, bounded by ctx.
+	seen := map[string]bool{}
+	for len(seen) < 2 {
+		raw, err := caller.Trigger(ctx, "cluster::shared", map[string]int{})
+		if ctx.Err() != nil {
+			mu.Lock()
+			defer mu.Unlock()
+			t.Fatalf("node 0's calls never reached both nodes serving the function: %v", served)
+		}
+		if err != nil && asError(t, err).Code == "function_not_found" {
+			continue // not offered by either node yet
+		}
+		if err != nil {
+			t.Fatalf("shared call: %v", err)
+		}
+		var who string
+		_ = json.Unmarshal(raw, &who)
+		seen[who] = true
 	}
 }

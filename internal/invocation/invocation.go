@@ -115,13 +115,23 @@ type Builtin func(ctx context.Context, req *Request) (jsontext.Value, *wire.Erro
 // goroutine, without blocking.
 type Deferred func(ctx context.Context, req *Request, done func(jsontext.Value, *wire.ErrorBody))
 
-// Local routes through the registry of this process.
+// Remote routes invocations of functions this process does not serve to
+// other engines (cluster mode).
+type Remote interface {
+	// Invoke takes req, reporting false if no other engine can serve it
+	// (the caller then answers function_not_found). done is as for Invoker.
+	Invoke(req *Request, done Completion) bool
+}
+
+// Local routes through the registry of this process, and through Remote
+// for functions it does not hold.
 type Local struct {
 	reg     *registry.Registry
 	pending Table
 	ctx     context.Context
 	metrics *metrics.Metrics // nil: not counted
 	tracer  *otel.Exporter   // nil: no spans (trace.go)
+	remote  Remote           // nil: single node
 	// watch is non-nil only while some function has an observer, so an
 	// unobserved invocation pays one atomic load.
 	watch atomic.Pointer[watcherBox]
@@ -137,6 +147,14 @@ func (l *Local) SetWatcher(w Watcher) {
 	}
 	l.watch.Store(&watcherBox{w})
 }
+
+// SetRemote sends invocations of functions not registered here to r. Call
+// it before the first Invoke.
+func (l *Local) SetRemote(r Remote) { l.remote = r }
+
+// InvokeLocal is Invoke without Remote: for invocations that came from
+// another engine (never forwarded again).
+func (l *Local) InvokeLocal(req *Request, done Completion) { l.invoke(req, done, false) }
 
 // NewLocal returns an Invoker over reg. ctx bounds builtin executions (it
 // ends at engine shutdown).
@@ -154,11 +172,16 @@ func (l *Local) SetMetrics(m *metrics.Metrics) { l.metrics = m }
 func (l *Local) Pending() *Table { return &l.pending }
 
 // Invoke implements Invoker.
-func (l *Local) Invoke(req *Request, done Completion) {
+func (l *Local) Invoke(req *Request, done Completion) { l.invoke(req, done, true) }
+
+func (l *Local) invoke(req *Request, done Completion, remote bool) {
 	if wb := l.watch.Load(); wb != nil {
 		done = wb.w.Watch(req, done)
 	}
 	fn, ok := l.reg.FunctionIn(req.Namespace, req.FunctionID)
+	if !ok && remote && l.remote != nil && l.remote.Invoke(req, done) {
+		return
+	}
 	var obs observed
 	if m := l.metrics; m != nil {
 		f := m.Function(req.FunctionID, ok)
