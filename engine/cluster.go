@@ -19,11 +19,12 @@ import (
 // (and embedded server) and the JetStream stores that replace the SQLite
 // ones. nil when clustering is off; nothing of NATS runs then.
 type clusterNode struct {
-	name   string
-	node   *natsnode.Node
-	queue  *queue.JetStream
-	kv     *state.JetStream
-	router *clusterRouter // cross-node invocations (cluster_invoke.go)
+	name    string
+	node    *natsnode.Node
+	queue   *queue.JetStream
+	kv      *state.JetStream
+	router  *clusterRouter // cross-node invocations (cluster_invoke.go)
+	members *membership    // cluster_members.go; nil until started
 }
 
 // startCluster joins the cluster before anything listens: it starts (or
@@ -82,6 +83,9 @@ func (e *Engine) startCluster(ctx context.Context) error {
 func (e *Engine) stopCluster() {
 	if e.cluster == nil {
 		return
+	}
+	if e.cluster.members != nil {
+		e.cluster.members.leave()
 	}
 	e.cluster.queue.Close() // idempotent: the queue manager may have closed it
 	e.cluster.node.Close()

@@ -136,6 +136,9 @@ type ClusterConfig struct {
 	// StartTimeout bounds the wait at start for NATS and JetStream (a new
 	// cluster must elect a leader, which needs a majority of the nodes).
 	StartTimeout time.Duration `yaml:"start_timeout"`
+	// NodeTimeout: a node not heard from for this long has left; the others
+	// take over the queue jobs it held.
+	NodeTimeout time.Duration `yaml:"node_timeout"`
 }
 
 // NATSTLSConfig is the TLS of the connection to an external NATS.
@@ -167,6 +170,8 @@ func (c ClusterConfig) validate(dataDir string) error {
 		return fmt.Errorf("config: cluster.replicas %d: want 0 (automatic) to 5", c.Replicas)
 	case c.StartTimeout <= 0:
 		return fmt.Errorf("config: cluster.start_timeout must be positive")
+	case c.NodeTimeout < 500*time.Millisecond:
+		return fmt.Errorf("config: cluster.node_timeout must be at least 500ms")
 	case (c.NATSTLS.CertFile == "") != (c.NATSTLS.KeyFile == ""):
 		return fmt.Errorf("config: cluster.nats_tls.cert_file and key_file must be set together")
 	}
@@ -379,7 +384,7 @@ func DefaultConfig() Config {
 		Cron:     ModuleConfig{Enabled: true},
 		OTel:     defaultOTelConfig(),
 		Observe:  ObserveConfig{MaxPerWorker: 1000, Max: 10000, ReconnectGrace: 60 * time.Second},
-		Cluster:  ClusterConfig{Name: "sluice", StartTimeout: time.Minute},
+		Cluster:  ClusterConfig{Name: "sluice", StartTimeout: time.Minute, NodeTimeout: 10 * time.Second},
 	}
 }
 

@@ -180,6 +180,16 @@ func (e *Engine) start(ctx context.Context) error {
 	e.startConsole(ctx)
 	if e.cluster != nil {
 		e.startRouting()
+		mctx, cancel := context.WithTimeout(ctx, e.cfg.Cluster.StartTimeout)
+		err := e.startMembership(mctx)
+		cancel()
+		if err != nil {
+			_ = srv.Close()
+			if e.httpSrv != nil {
+				_ = e.httpSrv.Close()
+			}
+			return fmt.Errorf("cluster membership: %w", err)
+		}
 	}
 	e.backgroundDone.Add(1)
 	go e.watchFunctions()

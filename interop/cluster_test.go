@@ -44,7 +44,7 @@ func clusterFreePorts(t *testing.T, n int) []string {
 // startClusterEngines runs n engine processes as one cluster with embedded
 // NATS routed to each other. They start together: each waits for the
 // others' JetStream before it listens.
-func startClusterEngines(t *testing.T, n int) []*engineProc {
+func startClusterEngines(t *testing.T, n int, extraArgs ...string) []*engineProc {
 	t.Helper()
 	if buildErr != nil {
 		t.Fatalf("building the engine: %v", buildErr)
@@ -63,6 +63,7 @@ func startClusterEngines(t *testing.T, n int) []*engineProc {
 		cmd := exec.Command(engineBin, "serve", "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--console-addr", "127.0.0.1:0",
 			"--log-level", "info", "--data-dir", filepath.Join(dir, name), "--node-name", name,
 			"--cluster-listen", routes[i], "--cluster-peers", strings.Join(peers, ","))
+		cmd.Args = append(cmd.Args, extraArgs...)
 		cmd.Env = append(os.Environ(), "SLUICE_CONFIG=", "SLUICE_CLUSTER_SECRET=interop-route-secret-0123")
 		procs[i] = startProc(t, "engine "+name, cmd)
 	}
@@ -294,5 +295,74 @@ func clusterCalls(t *testing.T, nodes []*engineProc) {
 		var who string
 		_ = json.Unmarshal(raw, &who)
 		seen[who] = true
+	}
+}
+
+// TestClusterNodeKilledJobTakenOver: node 1 holds a queue job (its worker
+// is still running it) when it is SIGKILLed; once the others have not heard
+// from it for --cluster-node-timeout they take over its lease and the job
+// is delivered to the same function on node 2. Without the takeover the
+// job stayed leased by the dead node until it restarted.
+func TestClusterNodeKilledJobTakenOver(t *testing.T) {
+	nodes := startClusterEngines(t, 3, "--cluster-node-timeout", "2s")
+	ctx := ctxFor(t, 90*time.Second)
+	first := connectGo(t, nodes[1], "holder-on-node-1")
+	started := make(chan struct{}, 1)
+	if err := sluice.Register(first, "cluster::held", func(hctx context.Context, in struct{ N int }) (any, error) {
+		started <- struct{}{}
+		select { // never answers: node 1 dies holding the job
+		case <-hctx.Done():
+		case <-ctx.Done():
+		}
+		return nil, errors.New("unreachable")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitFunctions(ctx, t, first, "cluster::held")
+	producer := connectGo(t, nodes[0], "producer-on-node-0")
+	if _, err := producer.Enqueue(ctx, "default", "cluster::held", map[string]int{"n": 42}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-started:
+	case <-ctx.Done():
+		t.Fatal("the job never reached node 1")
+	}
+	second := connectGo(t, nodes[2], "taker-on-node-2")
+	got := make(chan int, 1)
+	if err := sluice.Register(second, "cluster::held", func(ctx context.Context, in struct{ N int }) (any, error) {
+		got <- in.N
+		return nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitFunctions(ctx, t, second, "cluster::held")
+	nodes[1].kill()
+	select {
+	case n := <-got:
+		if n != 42 {
+			t.Fatalf("taken-over job carried %d", n)
+		}
+	case <-ctx.Done():
+		t.Fatal("the job node 1 held when it was killed was never delivered on node 2")
+	}
+	taken := func(s string) bool {
+		return strings.Contains(s, `msg="cluster node left" node=node-1`) && strings.Contains(s, "jobs_taken_over=1")
+	}
+	// Node 0 or node 2 took it over (each logs the departure; one wins).
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	found := make(chan bool, 2)
+	for _, n := range []*engineProc{nodes[0], nodes[2]} {
+		go func() {
+			_, err := n.stderr.wait(wctx, taken)
+			if err == nil {
+				cancel()
+			}
+			found <- err == nil
+		}()
+	}
+	if a, b := <-found, <-found; !a && !b {
+		t.Fatal("neither node 0 nor node 2 logged taking over node 1's job")
 	}
 }

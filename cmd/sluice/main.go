@@ -148,6 +148,7 @@ type options struct {
 	natsKey       string
 	clusterStart  time.Duration
 	otelEndpoint  string
+	nodeTimeout   time.Duration
 }
 
 func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
@@ -220,6 +221,7 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	fs.StringVar(&o.natsCert, "nats-tls-cert", "", "PEM client certificate for --nats-url (env SLUICE_NATS_TLS_CERT; needs --nats-tls-key)")
 	fs.StringVar(&o.natsKey, "nats-tls-key", "", "PEM key of --nats-tls-cert (env SLUICE_NATS_TLS_KEY)")
 	fs.DurationVar(&o.clusterStart, "cluster-start-timeout", 0, "how long to wait at start for NATS and JetStream (env SLUICE_CLUSTER_START_TIMEOUT; default 1m)")
+	fs.DurationVar(&o.nodeTimeout, "cluster-node-timeout", 0, "a node not heard from this long has left; the others take over its queue jobs (env SLUICE_CLUSTER_NODE_TIMEOUT; default 10s)")
 	fs.StringVar(&o.dataSync, "data-sync", "", "store commit durability: normal (survives an engine crash) or full (fsync: survives power loss) (env SLUICE_DATA_SYNC; default normal)")
 	fs.StringVar(&o.otelEndpoint, "otel-endpoint", "", "OTLP/HTTP collector base URL (e.g. http://localhost:4318) to export traces, logs and metrics to; \"off\" disables (env SLUICE_OTEL_ENDPOINT, or OTEL_EXPORTER_OTLP_ENDPOINT; default off)")
 	if err := fs.Parse(args); err != nil {
@@ -362,6 +364,7 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	str("nats-tls-cert", "SLUICE_NATS_TLS_CERT", &cl.NATSTLS.CertFile, o.natsCert)
 	str("nats-tls-key", "SLUICE_NATS_TLS_KEY", &cl.NATSTLS.KeyFile, o.natsKey)
 	dur("cluster-start-timeout", "SLUICE_CLUSTER_START_TIMEOUT", &cl.StartTimeout, o.clusterStart)
+	dur("cluster-node-timeout", "SLUICE_CLUSTER_NODE_TIMEOUT", &cl.NodeTimeout, o.nodeTimeout)
 	if err := errors.Join(errs...); err != nil {
 		return cfg, nil, err
 	}

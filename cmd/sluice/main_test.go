@@ -87,6 +87,7 @@ cluster:
   peers: [127.0.0.1:6002]
   replicas: 3
   start_timeout: 5s
+  node_timeout: 4s
   secret: file-secret-0123456789
 queues:
   payments:
@@ -107,7 +108,7 @@ func fromFile(c *engine.Config) {
 	c.DataDir, c.DataSync = "file-data", "full"
 	c.OTel.Endpoint = "http://file.example:4318"
 	c.Cluster = engine.ClusterConfig{NodeName: "file-node", Name: "file-cluster", Listen: "127.0.0.1:6001",
-		Peers: []string{"127.0.0.1:6002"}, Replicas: 3, StartTimeout: 5 * time.Second, Secret: "file-secret-0123456789"}
+		Peers: []string{"127.0.0.1:6002"}, Replicas: 3, StartTimeout: 5 * time.Second, NodeTimeout: 4 * time.Second, Secret: "file-secret-0123456789"}
 	payments := engine.DefaultQueueConfig()
 	payments.Type, payments.MessageGroupField = "fifo", "account"
 	c.Queues = map[string]engine.QueueConfig{"payments": payments}
@@ -143,6 +144,7 @@ var allEnv = map[string]string{
 	"SLUICE_CLUSTER_LISTEN":               "127.0.0.1:7001",
 	"SLUICE_CLUSTER_PEERS":                "127.0.0.1:7002, 127.0.0.1:7003",
 	"SLUICE_CLUSTER_START_TIMEOUT":        "6s",
+	"SLUICE_CLUSTER_NODE_TIMEOUT":         "5s",
 }
 
 func fromEnv(c *engine.Config) {
@@ -157,6 +159,7 @@ func fromEnv(c *engine.Config) {
 	c.OTel.Endpoint = "http://env.example:4318"
 	c.Cluster.Enabled, c.Cluster.NodeName, c.Cluster.Name = true, "env-node", "env-cluster"
 	c.Cluster.Listen, c.Cluster.Peers, c.Cluster.StartTimeout = "127.0.0.1:7001", []string{"127.0.0.1:7002", "127.0.0.1:7003"}, 6*time.Second
+	c.Cluster.NodeTimeout = 5 * time.Second
 }
 
 var allFlags = []string{
@@ -170,7 +173,7 @@ var allFlags = []string{
 	"--data-dir", "memory", "--data-sync", "full", "--otel-endpoint", "https://flag.example:4318",
 	"--cluster", "--node-name", "flag-node", "--cluster-name", "flag-cluster", "--cluster-listen", "", "--cluster-peers", "",
 	"--nats-url", "nats://flag:4222", "--nats-creds", "flag.creds", "--nats-tls-ca", "flag-ca.pem",
-	"--nats-tls-cert", "flag.pem", "--nats-tls-key", "flag-key.pem", "--cluster-start-timeout", "7s",
+	"--nats-tls-cert", "flag.pem", "--nats-tls-key", "flag-key.pem", "--cluster-start-timeout", "7s", "--cluster-node-timeout", "8s",
 }
 
 func fromFlags(c *engine.Config) {
@@ -185,6 +188,7 @@ func fromFlags(c *engine.Config) {
 	c.OTel.Endpoint = "https://flag.example:4318"
 	c.Cluster.Enabled, c.Cluster.NodeName, c.Cluster.Name, c.Cluster.Listen, c.Cluster.Peers = true, "flag-node", "flag-cluster", "", nil
 	c.Cluster.NATSURL, c.Cluster.NATSCreds, c.Cluster.StartTimeout = "nats://flag:4222", "flag.creds", 7*time.Second
+	c.Cluster.NodeTimeout = 8 * time.Second
 	c.Cluster.NATSTLS = engine.NATSTLSConfig{CAFile: "flag-ca.pem", CertFile: "flag.pem", KeyFile: "flag-key.pem"}
 }
 

@@ -800,6 +800,27 @@ func (s *JetStream) Recover(ctx context.Context) (int, error) {
 	})
 }
 
+// RecoverNode makes ready the jobs leased by another node that left the
+// cluster (it died, or is cut off: if it still delivers them, they run
+// twice, which at-least-once allows; its late outcomes are ignored since it
+// no longer holds the leases). The attempt stays counted.
+func (s *JetStream) RecoverNode(ctx context.Context, node string) (int, error) {
+	if err := s.check(); err != nil {
+		return 0, err
+	}
+	if node == s.node {
+		return 0, nil
+	}
+	ids := s.selectIDs("", func(m *jsMeta) bool { return m.state == stateLeased && m.owner == node })
+	return s.each(ctx, ids, func(r *jsRecord) bool {
+		if r.State != stateLeased || r.Owner != node {
+			return false
+		}
+		r.State, r.Owner = stateReady, ""
+		return true
+	})
+}
+
 func (s *JetStream) SaveQueue(ctx context.Context, name string, def []byte) error {
 	if err := s.check(); err != nil {
 		return err

@@ -112,6 +112,27 @@ func TestJetStreamTwoEnginesLeaseOnce(t *testing.T) {
 	if n0 != want {
 		t.Fatalf("node-0 recovered %d leases, it held %d", n0, want)
 	}
+	// node-1 left: node-0 takes over its leases, and node-1's late ack of
+	// one of them changes nothing.
+	n1, err := stores[0].RecoverNode(ctx, "node-1")
+	if err != nil || n1 != total-want {
+		t.Fatalf("node-0 took over %d of node-1's %d leases: %v", n1, total-want, err)
+	}
+	if n, _ := stores[0].RecoverNode(ctx, "node-0"); n != 0 {
+		t.Fatalf("RecoverNode of itself made %d jobs ready", n)
+	}
+	for id, h := range got {
+		if h != "node-1" {
+			continue
+		}
+		if err := stores[1].Ack(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if r, _, _ := stores[0].get(ctx, id); r == nil || r.State != stateReady {
+			t.Fatalf("a taken-over job was settled by its old holder: %+v", r)
+		}
+		break
+	}
 }
 
 // TestJetStreamServesAndNotify: a lease limited to the functions an engine
