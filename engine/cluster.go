@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluicehq/sluice/internal/natsnode"
@@ -23,9 +24,12 @@ type clusterNode struct {
 	node    *natsnode.Node
 	queue   *queue.JetStream
 	kv      *state.JetStream
-	router  *clusterRouter // cross-node invocations (cluster_invoke.go)
-	members *membership    // cluster_members.go; nil until started
+	router  *clusterRouter             // cross-node invocations (cluster_invoke.go)
+	members atomic.Pointer[membership] // cluster_members.go; nil until started
 }
+
+// membersNow is the membership, nil until it started.
+func (c *clusterNode) membersNow() *membership { return c.members.Load() }
 
 // startCluster joins the cluster before anything listens: it starts (or
 // connects to) NATS and opens the JetStream buckets, waiting for a new
@@ -84,8 +88,8 @@ func (e *Engine) stopCluster() {
 	if e.cluster == nil {
 		return
 	}
-	if e.cluster.members != nil {
-		e.cluster.members.leave()
+	if m := e.cluster.membersNow(); m != nil {
+		m.leave()
 	}
 	e.cluster.queue.Close() // idempotent: the queue manager may have closed it
 	e.cluster.node.Close()

@@ -3,14 +3,18 @@ package engine
 import (
 	"context"
 	"encoding/base64"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/internal/invocation"
 	"github.com/sluicehq/sluice/internal/natsnode"
+	"github.com/sluicehq/sluice/internal/registry"
 )
 
 // Membership. Every node writes a heartbeat to the KV bucket sluice_nodes
@@ -23,8 +27,9 @@ import (
 const nodesBucket = "sluice_nodes"
 
 type memberState struct {
-	lastSeen time.Time
-	gone     bool
+	lastSeen  time.Time
+	gone      bool
+	functions []hbFunction
 }
 
 type membership struct {
@@ -33,13 +38,26 @@ type membership struct {
 	key     string
 	timeout time.Duration
 
+	changed chan struct{} // this node's functions changed: beat now
+
 	mu      sync.Mutex
 	members map[string]*memberState // other nodes
 }
 
+// heartbeat is a node's entry: it also lists the functions its workers
+// serve, for discovery on the other nodes.
 type heartbeat struct {
-	Node string `json:"node"`
-	At   int64  `json:"at"` // unix ms, informative only
+	Node      string       `json:"node"`
+	At        int64        `json:"at"` // unix ms, informative only
+	Functions []hbFunction `json:"functions,omitzero"`
+}
+
+type hbFunction struct {
+	Namespace   string         `json:"ns,omitzero"`
+	ID          string         `json:"id"`
+	Worker      string         `json:"worker"`
+	Description string         `json:"description,omitzero"`
+	Metadata    jsontext.Value `json:"metadata,omitzero"`
 }
 
 func nodeKey(name string) string { return "n." + base64.RawURLEncoding.EncodeToString([]byte(name)) }
@@ -54,7 +72,8 @@ func (e *Engine) startMembership(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m := &membership{e: e, kv: kv, key: nodeKey(c.name), timeout: e.cfg.Cluster.NodeTimeout, members: map[string]*memberState{}}
+	m := &membership{e: e, kv: kv, key: nodeKey(c.name), timeout: e.cfg.Cluster.NodeTimeout,
+		members: map[string]*memberState{}, changed: make(chan struct{}, 1)}
 	if err := m.beat(ctx); err != nil {
 		return err
 	}
@@ -62,7 +81,7 @@ func (e *Engine) startMembership(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c.members = m
+	c.members.Store(m)
 	e.backgroundDone.Add(2)
 	go m.watch(w)
 	go m.tick()
@@ -70,7 +89,14 @@ func (e *Engine) startMembership(ctx context.Context) error {
 }
 
 func (m *membership) beat(ctx context.Context) error {
-	b, _ := json.Marshal(heartbeat{Node: m.e.cluster.name, At: time.Now().UnixMilli()})
+	hb := heartbeat{Node: m.e.cluster.name, At: time.Now().UnixMilli()}
+	for _, f := range m.e.reg.Functions() {
+		if _, builtin := f.Owner.(*invocation.EngineExecutor); !builtin {
+			hb.Functions = append(hb.Functions, hbFunction{Namespace: nsOrDefault(f.Namespace), ID: f.ID, Worker: m.e.workerName(ownerOf(f.Owner), f.ID),
+				Description: f.Description, Metadata: f.Metadata})
+		}
+	}
+	b, _ := json.Marshal(hb)
 	_, err := m.kv.Put(ctx, m.key, b)
 	return err
 }
@@ -95,7 +121,9 @@ func (m *membership) watch(w jetstream.KeyWatcher) {
 			}
 			name := string(b)
 			if en.Operation() == jetstream.KeyValuePut {
-				m.seen(name, en.Created())
+				var hb heartbeat
+				_ = json.Unmarshal(en.Value(), &hb, lenient)
+				m.seen(name, en.Created(), hb.Functions)
 			} else {
 				m.left(name, "shut down")
 			}
@@ -105,7 +133,7 @@ func (m *membership) watch(w jetstream.KeyWatcher) {
 
 // seen records a heartbeat of name. at is when it was written: old entries
 // replayed at start are not taken for a live node.
-func (m *membership) seen(name string, at time.Time) {
+func (m *membership) seen(name string, at time.Time, fns []hbFunction) {
 	now := time.Now()
 	if now.Sub(at) > m.timeout {
 		at = now.Add(-m.timeout) // stale at once unless it beats again
@@ -119,7 +147,7 @@ func (m *membership) seen(name string, at time.Time) {
 		st = &memberState{}
 		m.members[name] = st
 	}
-	st.lastSeen, st.gone = at, false
+	st.lastSeen, st.gone, st.functions = at, false, fns
 	m.mu.Unlock()
 	if joined {
 		m.e.log.Info("cluster node joined", "node", name)
@@ -156,6 +184,7 @@ func (m *membership) tick() {
 		case <-m.e.ctx.Done():
 			return
 		case <-t.C:
+		case <-m.changed:
 		}
 		ctx, cancel := context.WithTimeout(m.e.ctx, m.timeout)
 		if err := m.beat(ctx); err != nil && m.e.ctx.Err() == nil {
@@ -177,6 +206,43 @@ func (m *membership) tick() {
 	}
 }
 
+// functionsChanged makes the next heartbeat go now.
+func (m *membership) functionsChanged() {
+	select {
+	case m.changed <- struct{}{}:
+	default:
+	}
+}
+
+// remoteFunctions lists the functions served on the other live nodes, by
+// node (first node in name order wins for a function several serve).
+func (m *membership) remoteFunctions() map[fnKey]remoteFunction {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	names := make([]string, 0, len(m.members))
+	for name, st := range m.members {
+		if !st.gone {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	out := map[fnKey]remoteFunction{}
+	for _, name := range names {
+		for _, f := range m.members[name].functions {
+			k := fnKey{nsOrDefault(f.Namespace), f.ID}
+			if _, dup := out[k]; !dup {
+				out[k] = remoteFunction{hbFunction: f, Node: name}
+			}
+		}
+	}
+	return out
+}
+
+type remoteFunction struct {
+	hbFunction
+	Node string
+}
+
 // Nodes returns the names of the nodes seen alive, this one included.
 func (m *membership) nodes() []string {
 	m.mu.Lock()
@@ -196,4 +262,62 @@ func (m *membership) leave() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_ = m.kv.Delete(ctx, m.key)
+}
+
+// nodeName is this node's name in cluster mode, "" otherwise.
+func (e *Engine) nodeName() string {
+	if e.cluster == nil {
+		return ""
+	}
+	return e.cluster.name
+}
+
+// appendRemoteFunctions adds the functions served only on other nodes to a
+// functions list, under the same filters.
+func (e *Engine) appendRemoteFunctions(out []functionSummary, in functionsFilter, search string, visible func(*registry.Function) bool) []functionSummary {
+	if e.cluster == nil {
+		return out
+	}
+	m := e.cluster.membersNow()
+	if m == nil {
+		return out
+	}
+	remote := m.remoteFunctions()
+	if len(remote) == 0 {
+		return out
+	}
+	keys := make([]fnKey, 0, len(remote))
+	for k := range remote {
+		if _, local := e.reg.FunctionIn(k.ns, k.id); !local {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, func(a, b fnKey) int {
+		if c := strings.Compare(a.id, b.id); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ns, b.ns)
+	})
+	for _, k := range keys {
+		rf, id := remote[k], k.id
+		f := &registry.Function{Namespace: k.ns, ID: id, Description: rf.Description, Metadata: rf.Metadata}
+		switch {
+		case visible != nil && !visible(f),
+			!in.IncludeInternal && (hiddenFunction(id) || f.Internal()),
+			in.Prefix != "" && !strings.HasPrefix(id, in.Prefix),
+			in.Worker != "" && rf.Worker != in.Worker,
+			len(in.Workers) > 0 && !contains(in.Workers, rf.Worker),
+			search != "" && !strings.Contains(strings.ToLower(id), search) && !strings.Contains(strings.ToLower(rf.Description), search):
+			continue
+		}
+		out = append(out, functionSummary{FunctionID: id, Namespace: k.ns, WorkerName: rf.Worker, Description: rf.Description, Metadata: rf.Metadata, Node: rf.Node})
+	}
+	return out
+}
+
+func nsOrDefault(ns string) string {
+	if ns == "" {
+		return registry.DefaultNamespace
+	}
+	return ns
 }

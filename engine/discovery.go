@@ -26,6 +26,7 @@ type functionSummary struct {
 	FunctionID  string         `json:"function_id"`
 	Namespace   string         `json:"namespace"`
 	WorkerName  string         `json:"worker_name"`
+	Node        string         `json:"node,omitzero"` // cluster mode: the node serving it
 	Description string         `json:"description,omitzero"`
 	Metadata    jsontext.Value `json:"metadata,omitzero"`
 }
@@ -99,8 +100,9 @@ func (e *Engine) listFunctions(in functionsFilter, visible func(*registry.Functi
 		if search != "" && !strings.Contains(strings.ToLower(f.ID), search) && !strings.Contains(strings.ToLower(f.Description), search) {
 			continue
 		}
-		out = append(out, functionSummary{FunctionID: f.ID, Namespace: f.Namespace, WorkerName: name, Description: f.Description, Metadata: f.Metadata})
+		out = append(out, functionSummary{FunctionID: f.ID, Namespace: f.Namespace, WorkerName: name, Description: f.Description, Metadata: f.Metadata, Node: e.nodeName()})
 	}
+	out = e.appendRemoteFunctions(out, in, search, visible)
 	if search != "" { // id hits first, then description-only hits
 		idHit := func(s functionSummary) string {
 			if strings.Contains(strings.ToLower(s.FunctionID), search) {

@@ -274,8 +274,11 @@ func (e *Engine) fireWorkersAvailable(event, workerID string) {
 func (e *Engine) functionsChanged() {
 	e.queues.functionsChanged()
 	e.obs.changed()
-	if e.cluster != nil && e.cluster.router != nil {
-		e.cluster.router.functionsChanged()
+	if c := e.cluster; c != nil {
+		c.router.functionsChanged()
+		if m := c.membersNow(); m != nil {
+			m.functionsChanged()
+		}
 	}
 	select {
 	case e.fnChanged <- struct{}{}:

@@ -202,7 +202,8 @@ func clusterQueueAndState(t *testing.T, nodes []*engineProc) {
 }
 
 // clusterCalls: a function served only by a worker on node 2 is called
-// from a client on node 0 (result, handler error, void call); a function
+// from a client on node 0 (result, handler error, void call) and listed by
+// node 0's engine::functions::list with its node; a function
 // no node serves is function_not_found at once; a function served on nodes
 // 1 and 2 shares the calls of node 0 between them.
 func clusterCalls(t *testing.T, nodes []*engineProc) {
@@ -240,6 +241,29 @@ func clusterCalls(t *testing.T, nodes []*engineProc) {
 	}
 	if err != nil || string(raw) != `{"echo":7}` {
 		t.Fatalf("cross-node call from node 0 to node 2: %s %v", raw, err)
+	}
+	// Discovery on node 0 lists node 2's function, with its node and worker
+	// (node 2's heartbeat carries it: retry until it arrived).
+	for {
+		out, err := sluice.Call[struct {
+			Functions []struct {
+				FunctionID string `json:"function_id"`
+				WorkerName string `json:"worker_name"`
+				Node       string `json:"node"`
+			} `json:"functions"`
+		}](ctx, caller, "engine::functions::list", map[string]any{"prefix": "cluster::echo"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Functions) == 1 {
+			if f := out.Functions[0]; f.Node != "node-2" || f.WorkerName != "callee-on-node-2" {
+				t.Fatalf("node 0 lists node 2's function as %+v", f)
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("node 0's engine::functions::list never showed node 2's function: %+v", out.Functions)
+		}
 	}
 	_, err = caller.Trigger(ctx, "cluster::echo", map[string]any{"fail": true})
 	if err == nil || !strings.Contains(asError(t, err).Message, "failed on purpose") {
