@@ -1,11 +1,16 @@
 package engine
 
 import (
+	"context"
 	"fmt"
-	"github.com/go-json-experiment/json/jsontext"
+	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/sluicehq/sluice/internal/natsnode"
 
 	"github.com/sluicehq/sluice/wire"
 )
@@ -84,6 +89,30 @@ func eachQueueStore(t *testing.T, test func(t *testing.T, store func(*Config))) 
 		dir := t.TempDir()
 		test(t, func(c *Config) { c.DataDir, c.Cluster.Enabled, c.Cluster.NodeName = dir, true, "test-node" })
 	})
+	t.Run("external-nats", func(t *testing.T) {
+		url := externalNATS(t)
+		test(t, func(c *Config) { c.DataDir, c.Cluster.NATSURL, c.Cluster.NodeName = DataDirMemory, url, "test-node" })
+	})
+}
+
+// externalNATS runs a nats-server with JetStream listening on a loopback
+// port, as an external deployment would, and returns its URL.
+func externalNATS(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	n, err := natsnode.Start(ctx, natsnode.Config{NodeName: "external", StoreDir: t.TempDir(), ClientListen: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	return "nats://" + addr
 }
 
 func testQueueDeadLetterFlow(t *testing.T, store func(*Config)) {
