@@ -142,6 +142,8 @@ func (m *queueManager) open() (queue.Store, error) {
 				m.wake(q)
 			}
 		})
+		// queue::define on any node declares the queue on every node.
+		c.queue.NotifyQueues(m.definedElsewhere)
 	} else if m.e.cfg.DataDir == DataDirMemory {
 		s = queue.NewMemory()
 	} else {
@@ -186,6 +188,28 @@ func (m *queueManager) open() (queue.Store, error) {
 		m.dispatcherLocked(name)
 	}
 	return s, nil
+}
+
+// definedElsewhere applies a queue definition saved by any node of the
+// cluster (this one's own are applied again, unchanged).
+func (m *queueManager) definedElsewhere(name string, raw []byte) {
+	q := DefaultQueueConfig()
+	if err := json.Unmarshal(raw, &q, lenient); err != nil || q.Validate(name) != nil {
+		m.log.Warn("queue definition from another node ignored", "queue", name, "err", err)
+		return
+	}
+	m.mu.Lock()
+	_, existed := m.defs[name]
+	if m.fromCfg[name] || m.closed || !existed && len(m.defs) >= maxQueues {
+		m.mu.Unlock()
+		return
+	}
+	m.defs[name] = q
+	d := m.dispatcherLocked(name)
+	m.mu.Unlock()
+	if d != nil {
+		d.dirty()
+	}
 }
 
 // config returns a queue's settings: a named queue, or a durable topic's.

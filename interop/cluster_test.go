@@ -91,7 +91,8 @@ func startClusterEngines(t *testing.T, n int, extraArgs ...string) []*engineProc
 // connected to node 2 (every job, none twice in this clean run); a state
 // value written through node 0 is read through node 2; increments through
 // all three nodes at once lose none (JetStream KV compare-and-set).
-// A job for a function that registers later, on node 1, goes there.
+// A job for a function that registers later, on node 1, goes there; a
+// queue defined through node 0 at run time is usable through node 2.
 // Then cross-node calls (clusterCalls).
 // Before this branch there was no cluster mode: the flags were unknown.
 func TestClusterQueueAndState(t *testing.T) {
@@ -137,6 +138,28 @@ func clusterQueueAndState(t *testing.T, nodes []*engineProc) {
 	for n, k := range seen {
 		if k != 1 {
 			t.Errorf("job %d delivered %d times in a run without failures", n, k)
+		}
+	}
+
+	// queue::define through node 0 declares the queue on node 2 as well
+	// (retry while node 2 has not heard of it yet).
+	if _, err := producer.Trigger(ctx, "queue::define", map[string]any{"name": "clq", "max_retries": 2}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err := consumer.Enqueue(ctx, "clq", "cluster::job", map[string]int{"n": 1000})
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || !strings.Contains(err.Error(), "not found") {
+			t.Fatalf("enqueue on node 2 to the queue defined on node 0: %v", err)
+		}
+	}
+	for n := 0; n != 1000; {
+		select {
+		case n = <-got:
+		case <-ctx.Done():
+			t.Fatal("the job of the queue defined on node 0 was not delivered")
 		}
 	}
 

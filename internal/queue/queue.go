@@ -111,6 +111,9 @@ type LeaseOpts struct {
 // true), so that this engine's dispatchers and unparker look again.
 type Shared interface {
 	Notify(fn func(queue string, parked bool))
+	// NotifyQueues registers fn, called without blocking with each queue
+	// definition saved (SaveQueue) after the call, by any engine.
+	NotifyQueues(fn func(name string, def []byte))
 }
 
 // ErrClosed is returned by a closed store.

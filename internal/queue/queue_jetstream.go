@@ -157,6 +157,36 @@ func (s *JetStream) Notify(fn func(queue string, parked bool)) {
 	s.mu.Unlock()
 }
 
+// NotifyQueues starts watching queue definitions: fn gets each definition
+// saved from now on, by any engine (this one included).
+func (s *JetStream) NotifyQueues(fn func(name string, def []byte)) {
+	w, err := s.kv.Watch(s.ctx, "q.*", jetstream.UpdatesOnly(), jetstream.IgnoreDeletes())
+	if err != nil {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer w.Stop()
+		for {
+			select {
+			case <-s.ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					continue
+				}
+				if name, ok := decKey(strings.TrimPrefix(e.Key(), "q.")); ok {
+					fn(name, slices.Clone(e.Value()))
+				}
+			}
+		}
+	}()
+}
+
 func (s *JetStream) watch(w jetstream.KeyWatcher) {
 	defer s.wg.Done()
 	defer w.Stop()

@@ -221,3 +221,27 @@ func TestJetStreamRestart(t *testing.T) {
 		t.Fatalf("after restart leased %q", ids(js))
 	}
 }
+
+// TestJetStreamQueueDefinitionsShared: a definition saved through one
+// engine reaches another engine's NotifyQueues.
+func TestJetStreamQueueDefinitionsShared(t *testing.T) {
+	n := natstest.Start(t)
+	ctx := context.Background()
+	a := openJetStream(t, n, "a")
+	defer a.Close()
+	b := openJetStream(t, n, "b")
+	defer b.Close()
+	got := make(chan string, 4)
+	b.NotifyQueues(func(name string, def []byte) { got <- name + "=" + string(def) })
+	if err := a.SaveQueue(ctx, "emails", []byte(`{"concurrency":3}`)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-got:
+		if d != `emails={"concurrency":3}` {
+			t.Fatalf("definition %q", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("engine b never heard of the queue defined through a")
+	}
+}
