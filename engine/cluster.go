@@ -77,7 +77,12 @@ func (e *Engine) startCluster(ctx context.Context) error {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	e.cluster = &clusterNode{name: name, node: n, queue: q, kv: kv}
-	e.newRouter()
+	if err := e.newRouter(); err != nil {
+		e.cluster = nil
+		q.Close()
+		n.Close()
+		return fmt.Errorf("cluster: %w", err)
+	}
 	e.log.Info("cluster node ready", "node", name, "embedded_nats", n.Server != nil, "cluster_listen", c.Listen,
 		"peers", len(c.Peers), "route_auth", onOff(c.Secret != ""), "nats_url", c.NATSURL != "", "replicas", n.Replicas, "took", time.Since(began).Round(time.Millisecond))
 	return nil

@@ -1,10 +1,9 @@
 package engine
 
 import (
-	"context"
 	"encoding/base64"
-	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -54,6 +53,8 @@ type remoteRequest struct {
 }
 
 type remoteReply struct {
+	// TakenBy, alone, is the serving node's note that it took the call.
+	TakenBy     string          `json:"taken_by,omitzero"`
 	Value       jsontext.Value  `json:"value,omitzero"`
 	Err         *wire.ErrorBody `json:"err,omitzero"`
 	Traceparent string          `json:"tp,omitzero"`
@@ -61,22 +62,28 @@ type remoteReply struct {
 }
 
 type clusterRouter struct {
-	e    *Engine
-	nc   *nats.Conn
-	sem  chan struct{}
-	wake chan struct{}
+	e     *Engine
+	nc    *nats.Conn
+	wake  chan struct{}
+	inbox string // this node's reply subject prefix
 
-	mu   sync.Mutex
-	subs map[fnKey]*nats.Subscription // function → its subscription
+	mu    sync.Mutex
+	subs  map[fnKey]*nats.Subscription // function → its subscription
+	calls map[string]*remoteCall       // calls waiting on other nodes, by token
+	seq   uint64
 }
 
 // newRouter makes functions of other nodes callable here; before anything
 // listens. startRouting then offers this node's functions to the others.
-func (e *Engine) newRouter() {
-	r := &clusterRouter{e: e, nc: e.cluster.node.Conn, sem: make(chan struct{}, maxRemoteCalls),
-		wake: make(chan struct{}, 1), subs: map[fnKey]*nats.Subscription{}}
+func (e *Engine) newRouter() error {
+	r := &clusterRouter{e: e, nc: e.cluster.node.Conn, wake: make(chan struct{}, 1),
+		inbox: nats.NewInbox() + ".", subs: map[fnKey]*nats.Subscription{}, calls: map[string]*remoteCall{}}
+	if _, err := r.nc.Subscribe(r.inbox+"*", r.reply); err != nil {
+		return err
+	}
 	e.cluster.router = r
 	e.inv.SetRemote(r)
+	return nil
 }
 
 func (e *Engine) startRouting() {
@@ -94,6 +101,7 @@ func (r *clusterRouter) functionsChanged() {
 
 func (r *clusterRouter) run() {
 	defer r.e.backgroundDone.Done()
+	defer r.stopCalls()
 	defer r.unsubscribeAll()
 	r.sync()
 	for {
@@ -165,6 +173,10 @@ func (r *clusterRouter) serve(m *nats.Msg) {
 		r.e.inv.InvokeLocal(req, nil)
 		return
 	}
+	// Tell the caller which node took the call, so that it can end it if
+	// this node leaves the cluster.
+	note, _ := json.Marshal(remoteReply{TakenBy: r.e.cluster.name})
+	_ = r.nc.Publish(m.Reply, note)
 	r.e.inv.InvokeLocal(req, func(res invocation.Result) { r.respond(m, res) })
 }
 
@@ -176,11 +188,16 @@ func (r *clusterRouter) respond(m *nats.Msg, res invocation.Result) {
 	if err != nil {
 		b, _ = json.Marshal(remoteReply{Err: &wire.ErrorBody{Code: wire.CodeInvalidArguments, Message: "cluster: result not sent: " + err.Error()}})
 	}
-	_ = m.Respond(b)
+	// Publish, not m.Respond: the subscription may be gone by now (the
+	// function unregistered while the call ran).
+	_ = r.nc.Publish(m.Reply, b)
 }
 
 // Invoke sends a call of a function this node does not hold to the nodes
-// that serve it.
+// that serve it. Answers come to this node's reply subject
+// (<inbox>.<call>): first a note naming the node that took the call, then
+// the result. Calls taken by a node that leaves the cluster end with
+// invocation_stopped (nodeLeft).
 func (r *clusterRouter) Invoke(req *invocation.Request, done invocation.Completion) bool {
 	if r.e.ctx.Err() != nil {
 		return false
@@ -196,41 +213,114 @@ func (r *clusterRouter) Invoke(req *invocation.Request, done invocation.Completi
 		_ = r.nc.Publish(subj, b)
 		return true
 	}
-	select {
-	case r.sem <- struct{}{}:
-	default:
-		done(invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeInvocationStopped, Message: "cluster: too many calls waiting on other nodes (" + strconv.Itoa(maxRemoteCalls) + ")"}})
-		return true
-	}
 	timeout := max(r.e.cfg.InvocationTimeout, req.MinTimeout)
 	if timeout <= 0 {
 		timeout = 5 * time.Minute
 	}
-	go func() {
-		defer func() { <-r.sem }()
-		ctx, cancel := context.WithTimeout(r.e.ctx, timeout)
-		defer cancel()
-		msg, err := r.nc.RequestWithContext(ctx, subj, b)
-		switch {
-		case errors.Is(err, nats.ErrNoResponders):
-			ns := req.Namespace
-			if ns == "" {
-				ns = wire.DefaultNamespace
-			}
-			done(invocation.Result{Err: wire.ErrFunctionNotFoundIn(req.FunctionID, ns, nil)})
-		case errors.Is(err, context.DeadlineExceeded):
-			done(invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeTimeout,
-				Message: "Invocation timed out after " + strconv.FormatInt(timeout.Milliseconds(), 10) + "ms (on another node)"}})
-		case err != nil:
-			done(invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeInvocationStopped, Message: "Invocation stopped: " + err.Error()}})
-		default:
-			var rep remoteReply
-			if err := json.Unmarshal(msg.Data, &rep, lenient); err != nil {
-				done(invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeInvocationStopped, Message: "cluster: unreadable answer from another node"}})
-				return
-			}
-			done(invocation.Result{Value: rep.Value, Err: rep.Err, Traceparent: rep.Traceparent, Baggage: rep.Baggage})
-		}
-	}()
+	ns := req.Namespace
+	if ns == "" {
+		ns = wire.DefaultNamespace
+	}
+	c := &remoteCall{done: done, fn: req.FunctionID, ns: ns}
+	r.mu.Lock()
+	if len(r.calls) >= maxRemoteCalls {
+		r.mu.Unlock()
+		done(invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeInvocationStopped, Message: "cluster: too many calls waiting on other nodes (" + strconv.Itoa(maxRemoteCalls) + ")"}})
+		return true
+	}
+	r.seq++
+	token := strconv.FormatUint(r.seq, 36)
+	r.calls[token] = c
+	r.mu.Unlock()
+	c.timer = time.AfterFunc(timeout, func() {
+		r.finish(token, invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeTimeout,
+			Message: "Invocation timed out after " + strconv.FormatInt(timeout.Milliseconds(), 10) + "ms (on another node)"}})
+	})
+	if err := r.nc.PublishMsg(&nats.Msg{Subject: subj, Reply: r.inbox + token, Data: b}); err != nil {
+		r.finish(token, invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeInvocationStopped, Message: "Invocation stopped: " + err.Error()}})
+	}
 	return true
+}
+
+// remoteCall is a call this node sent to another, waiting for its answer.
+type remoteCall struct {
+	done  invocation.Completion
+	fn    string
+	ns    string
+	node  string // the node that took it, once it said so
+	timer *time.Timer
+}
+
+// finish completes the call token once (nil result: already done).
+func (r *clusterRouter) finish(token string, res invocation.Result) {
+	r.mu.Lock()
+	c := r.calls[token]
+	delete(r.calls, token)
+	r.mu.Unlock()
+	if c == nil {
+		return
+	}
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.done(res)
+}
+
+// reply takes the answers sent to this node's inbox.
+func (r *clusterRouter) reply(m *nats.Msg) {
+	token := strings.TrimPrefix(m.Subject, r.inbox)
+	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+		// No node subscribes to the function's subject.
+		r.mu.Lock()
+		c := r.calls[token]
+		r.mu.Unlock()
+		if c != nil {
+			r.finish(token, invocation.Result{Err: wire.ErrFunctionNotFoundIn(c.fn, c.ns, nil)})
+		}
+		return
+	}
+	var rep remoteReply
+	if err := json.Unmarshal(m.Data, &rep, lenient); err != nil {
+		r.finish(token, invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeInvocationStopped, Message: "cluster: unreadable answer from another node"}})
+		return
+	}
+	if rep.TakenBy != "" {
+		r.mu.Lock()
+		if c := r.calls[token]; c != nil {
+			c.node = rep.TakenBy
+		}
+		r.mu.Unlock()
+		return
+	}
+	r.finish(token, invocation.Result{Value: rep.Value, Err: rep.Err, Traceparent: rep.Traceparent, Baggage: rep.Baggage})
+}
+
+// nodeLeft ends the calls taken by a node that left the cluster.
+func (r *clusterRouter) nodeLeft(node string) int {
+	r.mu.Lock()
+	var tokens []string
+	for t, c := range r.calls {
+		if c.node == node {
+			tokens = append(tokens, t)
+		}
+	}
+	r.mu.Unlock()
+	for _, t := range tokens {
+		r.finish(t, invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeInvocationStopped,
+			Message: "Invocation stopped: node " + node + " serving it left the cluster"}})
+	}
+	return len(tokens)
+}
+
+// stopCalls ends every call still waiting (shutdown).
+func (r *clusterRouter) stopCalls() {
+	r.mu.Lock()
+	tokens := make([]string, 0, len(r.calls))
+	for t := range r.calls {
+		tokens = append(tokens, t)
+	}
+	r.mu.Unlock()
+	for _, t := range tokens {
+		r.finish(t, invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeInvocationStopped, Message: "Invocation stopped: engine shutting down"}})
+	}
 }

@@ -167,8 +167,9 @@ func (m *membership) left(name, why string) {
 	if !was {
 		return
 	}
+	calls := m.e.cluster.router.nodeLeft(name)
 	n, err := m.e.cluster.queue.RecoverNode(m.e.ctx, name)
-	m.e.log.Info("cluster node left", "node", name, "why", why, "jobs_taken_over", n, "err", err)
+	m.e.log.Info("cluster node left", "node", name, "why", why, "jobs_taken_over", n, "calls_stopped", calls, "err", err)
 	if n > 0 {
 		m.e.queues.wakeAll()
 	}

@@ -346,9 +346,11 @@ func clusterCalls(t *testing.T, nodes []*engineProc) {
 }
 
 // TestClusterNodeKilledJobTakenOver: node 1 holds a queue job (its worker
-// is still running it) when it is SIGKILLed; once the others have not heard
-// from it for --cluster-node-timeout they take over its lease and the job
-// is delivered to the same function on node 2. Without the takeover the
+// is still running it) and runs a call from node 0 when it is SIGKILLed;
+// once the others have not heard from it for --cluster-node-timeout they
+// take over its lease, the job is delivered to the same function on node 2,
+// and the call ends with invocation_stopped (not TIMEOUT at the 30 s
+// invocation timeout). Without the takeover (checked by disabling it) the
 // job stayed leased by the dead node until it restarted.
 func TestClusterNodeKilledJobTakenOver(t *testing.T) {
 	nodes := startClusterEngines(t, 3, "--cluster-node-timeout", "2s")
@@ -384,6 +386,34 @@ func TestClusterNodeKilledJobTakenOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFunctions(ctx, t, second, "cluster::held")
+	// A call from node 0 that node 1's worker is running when node 1 dies.
+	if err := sluice.Register(first, "cluster::block", func(hctx context.Context, in struct{}) (any, error) {
+		started <- struct{}{}
+		select {
+		case <-hctx.Done():
+		case <-ctx.Done():
+		}
+		return nil, errors.New("unreachable")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	callErr := make(chan error, 1)
+	go func() {
+		for {
+			_, err := producer.Trigger(ctx, "cluster::block", map[string]int{})
+			var se *sluice.Error
+			if errors.As(err, &se) && se.Code == "function_not_found" && ctx.Err() == nil {
+				continue // node 1 has not offered it to node 0 yet
+			}
+			callErr <- err
+			return
+		}
+	}()
+	select {
+	case <-started:
+	case <-ctx.Done():
+		t.Fatal("the call from node 0 never reached node 1")
+	}
 	nodes[1].kill()
 	select {
 	case n := <-got:
@@ -392,6 +422,15 @@ func TestClusterNodeKilledJobTakenOver(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("the job node 1 held when it was killed was never delivered on node 2")
+	}
+	select {
+	case err := <-callErr:
+		var se *sluice.Error
+		if !errors.As(err, &se) || se.Code != "invocation_stopped" || !strings.Contains(se.Message, "node-1") {
+			t.Fatalf("the call node 1 was running when it died ended with %v, want invocation_stopped naming node-1", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the call node 1 was running when it died never ended")
 	}
 	taken := func(s string) bool {
 		return strings.Contains(s, `msg="cluster node left" node=node-1`) && strings.Contains(s, "jobs_taken_over=1")
