@@ -30,6 +30,7 @@ type memberState struct {
 	lastSeen  time.Time
 	gone      bool
 	functions []hbFunction
+	workers   []workerSummary
 }
 
 type membership struct {
@@ -50,6 +51,9 @@ type heartbeat struct {
 	Node      string       `json:"node"`
 	At        int64        `json:"at"` // unix ms, informative only
 	Functions []hbFunction `json:"functions,omitzero"`
+	// Workers are the node's announced workers, as engine::workers::list
+	// shows them (as of the heartbeat).
+	Workers []workerSummary `json:"workers,omitzero"`
 }
 
 type hbFunction struct {
@@ -96,6 +100,11 @@ func (m *membership) beat(ctx context.Context) error {
 				Description: f.Description, Metadata: f.Metadata})
 		}
 	}
+	for _, w := range m.e.reg.Workers() {
+		if w.HasPID {
+			hb.Workers = append(hb.Workers, m.e.summarizeWorker(w))
+		}
+	}
 	b, _ := json.Marshal(hb)
 	_, err := m.kv.Put(ctx, m.key, b)
 	return err
@@ -123,7 +132,7 @@ func (m *membership) watch(w jetstream.KeyWatcher) {
 			if en.Operation() == jetstream.KeyValuePut {
 				var hb heartbeat
 				_ = json.Unmarshal(en.Value(), &hb, lenient)
-				m.seen(name, en.Created(), hb.Functions)
+				m.seen(name, en.Created(), hb.Functions, hb.Workers)
 			} else {
 				m.left(name, "shut down")
 			}
@@ -133,7 +142,7 @@ func (m *membership) watch(w jetstream.KeyWatcher) {
 
 // seen records a heartbeat of name. at is when it was written: old entries
 // replayed at start are not taken for a live node.
-func (m *membership) seen(name string, at time.Time, fns []hbFunction) {
+func (m *membership) seen(name string, at time.Time, fns []hbFunction, workers []workerSummary) {
 	now := time.Now()
 	if now.Sub(at) > m.timeout {
 		at = now.Add(-m.timeout) // stale at once unless it beats again
@@ -147,7 +156,7 @@ func (m *membership) seen(name string, at time.Time, fns []hbFunction) {
 		st = &memberState{}
 		m.members[name] = st
 	}
-	st.lastSeen, st.gone, st.functions = at, false, fns
+	st.lastSeen, st.gone, st.functions, st.workers = at, false, fns, workers
 	m.mu.Unlock()
 	if joined {
 		m.e.log.Info("cluster node joined", "node", name)
@@ -321,4 +330,29 @@ func nsOrDefault(ns string) string {
 		return registry.DefaultNamespace
 	}
 	return ns
+}
+
+// remoteWorkers lists the workers of the other live nodes, each with its
+// node, as of their last heartbeat.
+func (e *Engine) remoteWorkers() []workerSummary {
+	if e.cluster == nil {
+		return nil
+	}
+	m := e.cluster.membersNow()
+	if m == nil {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []workerSummary
+	for name, st := range m.members {
+		if st.gone {
+			continue
+		}
+		for _, w := range st.workers {
+			w.Node = name
+			out = append(out, w)
+		}
+	}
+	return out
 }

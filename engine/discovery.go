@@ -228,6 +228,7 @@ type workerSummary struct {
 	ActiveInvocations int            `json:"active_invocations"`
 	Isolation         jsontext.Value `json:"isolation"`
 	IPAddress         *string        `json:"ip_address"`
+	Node              string         `json:"node,omitzero"` // cluster mode: the node it is connected to
 }
 
 func optional(s string) *string {
@@ -247,6 +248,7 @@ func (e *Engine) summarizeWorker(w registry.Worker) workerSummary {
 		Runtime: optional(w.Runtime), OS: optional(w.OS), Status: "connected",
 		FunctionCount: e.reg.WorkerFunctionCount(w.ID), ConnectedAtMS: w.ConnectedAt.UnixMilli(),
 		ActiveInvocations: e.inv.Pending().CountFor(w.ID), Isolation: iso, IPAddress: optional(w.IPAddress),
+		Node: e.nodeName(),
 	}
 }
 
@@ -285,6 +287,9 @@ func (e *Engine) workersList(_ context.Context, _ *invocation.Request, in worker
 			continue
 		}
 		add(e.summarizeWorker(w))
+	}
+	for _, w := range e.remoteWorkers() {
+		add(w)
 	}
 	sortedBy(out, func(s workerSummary) string { return deref(s.Name) + "\x00" + s.ID })
 	return map[string]any{"workers": out}, nil

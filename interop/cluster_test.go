@@ -226,7 +226,8 @@ func clusterQueueAndState(t *testing.T, nodes []*engineProc) {
 
 // clusterCalls: a function served only by a worker on node 2 is called
 // from a client on node 0 (result, handler error, void call) and listed by
-// node 0's engine::functions::list with its node; a function
+// node 0's engine::functions::list with its node (and its worker by
+// engine::workers::list); a function
 // no node serves is function_not_found at once; a function served on nodes
 // 1 and 2 shares the calls of node 0 between them.
 func clusterCalls(t *testing.T, nodes []*engineProc) {
@@ -286,6 +287,30 @@ func clusterCalls(t *testing.T, nodes []*engineProc) {
 		}
 		if ctx.Err() != nil {
 			t.Fatalf("node 0's engine::functions::list never showed node 2's function: %+v", out.Functions)
+		}
+	}
+	// engine::workers::list on node 0 shows node 2's worker with its node
+	// (as of node 2's next heartbeat).
+	for found := false; !found; {
+		out, err := sluice.Call[struct {
+			Workers []struct {
+				Name *string `json:"name"`
+				Node string  `json:"node"`
+			} `json:"workers"`
+		}](ctx, caller, "engine::workers::list", map[string]any{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range out.Workers {
+			if w.Name != nil && *w.Name == "callee-on-node-2" {
+				if w.Node != "node-2" {
+					t.Fatalf("node 0 lists node 2's worker on node %q", w.Node)
+				}
+				found = true
+			}
+		}
+		if !found && ctx.Err() != nil {
+			t.Fatalf("node 0's engine::workers::list never showed node 2's worker: %+v", out.Workers)
 		}
 	}
 	_, err = caller.Trigger(ctx, "cluster::echo", map[string]any{"fail": true})
