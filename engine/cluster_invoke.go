@@ -81,6 +81,9 @@ func (e *Engine) newRouter() error {
 	if _, err := r.nc.Subscribe(r.inbox+"*", r.reply); err != nil {
 		return err
 	}
+	if _, err := r.nc.Subscribe(pubsubSubject, r.published); err != nil {
+		return err
+	}
 	e.cluster.router = r
 	e.inv.SetRemote(r)
 	return nil
@@ -322,5 +325,38 @@ func (r *clusterRouter) stopCalls() {
 	r.mu.Unlock()
 	for _, t := range tokens {
 		r.finish(t, invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeInvocationStopped, Message: "Invocation stopped: engine shutting down"}})
+	}
+}
+
+// PubSub across nodes: publish also sends {origin, topic, data} to
+// sluice.pubsub; every node calls its own bindings of the topic for
+// messages from the others (at most once per binding, as on one node;
+// nothing is stored).
+const pubsubSubject = "sluice.pubsub"
+
+type remotePublish struct {
+	Origin string         `json:"origin"`
+	Topic  string         `json:"topic"`
+	Data   jsontext.Value `json:"data,omitzero"`
+}
+
+func (r *clusterRouter) publish(topic string, data jsontext.Value) {
+	b, err := json.Marshal(remotePublish{Origin: r.e.cluster.name, Topic: topic, Data: data})
+	if err == nil {
+		_ = r.nc.Publish(pubsubSubject, b)
+	}
+}
+
+func (r *clusterRouter) published(m *nats.Msg) {
+	var p remotePublish
+	if json.Unmarshal(m.Data, &p, lenient) != nil || p.Origin == r.e.cluster.name || p.Topic == "" {
+		return
+	}
+	if ps := r.e.modules.pubsub; ps != nil {
+		data := p.Data
+		if len(data) == 0 {
+			data = jsontext.Value("null")
+		}
+		ps.deliverLocal(p.Topic, data)
 	}
 }

@@ -116,6 +116,9 @@ func (m *pubsubModule) publish(_ context.Context, _ *invocation.Request, in publ
 	if len(in.Data) > 0 {
 		data = append(jsontext.Value(nil), in.Data...)
 	}
+	if c := m.e.cluster; c != nil {
+		c.router.publish(in.Topic, data) // the other nodes' subscribers
+	}
 	list := m.triggers.matching(func(c *subscribeConfig) bool { return c.Topic == in.Topic })
 	for i, mt := range list {
 		select {
@@ -224,5 +227,21 @@ func (m *pubsubModule) run() {
 			}
 		}
 		m.e.runTrigger(m.e.ctx, "pubsub", d.mt.cfg.ConditionFunctionID, d.mt.t, d.data)
+	}
+}
+
+// deliverLocal queues this node's deliveries of a message published on
+// another node (cluster mode). Nobody waits for it: deliveries that find no
+// room are dropped and counted, as a publish past publish_timeout would.
+func (m *pubsubModule) deliverLocal(topic string, data jsontext.Value) {
+	list := m.triggers.matching(func(c *subscribeConfig) bool { return c.Topic == topic })
+	for i, mt := range list {
+		select {
+		case m.queue <- pubsubDelivery{mt, data}:
+			m.wake()
+		default:
+			m.drop(topic, len(list)-i, len(list), "published on another node; no room")
+			return
+		}
 	}
 }

@@ -227,7 +227,8 @@ func clusterQueueAndState(t *testing.T, nodes []*engineProc) {
 // clusterCalls: a function served only by a worker on node 2 is called
 // from a client on node 0 (result, handler error, void call) and listed by
 // node 0's engine::functions::list with its node (and its worker by
-// engine::workers::list); a function
+// engine::workers::list); a publish through node 0 reaches a subscriber
+// bound on node 2; a function
 // no node serves is function_not_found at once; a function served on nodes
 // 1 and 2 shares the calls of node 0 between them.
 func clusterCalls(t *testing.T, nodes []*engineProc) {
@@ -331,6 +332,34 @@ func clusterCalls(t *testing.T, nodes []*engineProc) {
 	_, err = caller.Trigger(ctx, "cluster::nowhere", map[string]int{})
 	if err == nil || asError(t, err).Code != "function_not_found" {
 		t.Fatalf("a function no node serves: %v, want function_not_found", err)
+	}
+
+	// publish through node 0 reaches a subscriber bound on node 2, once.
+	heard := make(chan string, 4)
+	if err := sluice.Register(callee, "cluster::on_topic", func(ctx context.Context, in struct{ Msg string }) (any, error) {
+		heard <- in.Msg
+		return nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := callee.RegisterTrigger(sluice.TriggerSpec{Type: "subscribe", FunctionID: "cluster::on_topic", Config: map[string]any{"topic": "cl-topic"}}); err != nil {
+		t.Fatal(err)
+	}
+	// Node 2 reads a connection's messages in order: once a later call of
+	// the same client is answered, the binding is in place.
+	if _, err := callee.Trigger(ctx, "engine::functions::list", map[string]any{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := caller.Trigger(ctx, "publish", map[string]any{"topic": "cl-topic", "data": map[string]string{"msg": "hello"}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-heard:
+		if m != "hello" {
+			t.Fatalf("subscriber on node 2 got %q", m)
+		}
+	case <-ctx.Done():
+		t.Fatal("a publish through node 0 never reached the subscriber bound on node 2")
 	}
 
 	// One function on nodes 1 and 2: node 0's calls are shared.
