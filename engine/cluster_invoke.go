@@ -224,7 +224,7 @@ func (r *clusterRouter) Invoke(req *invocation.Request, done invocation.Completi
 	if ns == "" {
 		ns = wire.DefaultNamespace
 	}
-	c := &remoteCall{done: done, fn: req.FunctionID, ns: ns}
+	c := &remoteCall{done: done, fn: req.FunctionID, ns: ns, sent: time.Now()}
 	r.mu.Lock()
 	if len(r.calls) >= maxRemoteCalls {
 		r.mu.Unlock()
@@ -251,6 +251,7 @@ type remoteCall struct {
 	fn    string
 	ns    string
 	node  string // the node that took it, once it said so
+	sent  time.Time
 	timer *time.Timer
 }
 
@@ -298,12 +299,16 @@ func (r *clusterRouter) reply(m *nats.Msg) {
 	r.finish(token, invocation.Result{Value: rep.Value, Err: rep.Err, Traceparent: rep.Traceparent, Baggage: rep.Baggage})
 }
 
-// nodeLeft ends the calls taken by a node that left the cluster.
+// nodeLeft ends the calls taken by a node that left the cluster, and the
+// calls no node has noted taking for over a second: the departed node may
+// have taken them and died before its note went out (a live node notes a
+// call as soon as it receives it).
 func (r *clusterRouter) nodeLeft(node string) int {
 	r.mu.Lock()
 	var tokens []string
+	unnoted := time.Now().Add(-time.Second)
 	for t, c := range r.calls {
-		if c.node == node {
+		if c.node == node || c.node == "" && c.sent.Before(unnoted) {
 			tokens = append(tokens, t)
 		}
 	}

@@ -29,6 +29,7 @@ const nodesBucket = "sluice_nodes"
 type memberState struct {
 	lastSeen  time.Time
 	gone      bool
+	recovered bool // its leases were taken over since it left
 	functions []hbFunction
 	workers   []workerSummary
 }
@@ -171,17 +172,32 @@ func (m *membership) left(name, why string) {
 		m.members[name] = st
 	}
 	was := !st.gone
-	st.gone = true
+	st.gone, st.recovered = true, false
 	m.mu.Unlock()
 	if !was {
 		return
 	}
 	calls := m.e.cluster.router.nodeLeft(name)
-	n, err := m.e.cluster.queue.RecoverNode(m.e.ctx, name)
+	n, err := m.takeOver(name)
 	m.e.log.Info("cluster node left", "node", name, "why", why, "jobs_taken_over", n, "calls_stopped", calls, "err", err)
+}
+
+// takeOver makes the leases of a departed node ready again. It fails
+// while JetStream elects new leaders (the departed node may have led the
+// bucket); tick tries again until it succeeds.
+func (m *membership) takeOver(name string) (int, error) {
+	n, err := m.e.cluster.queue.RecoverNode(m.e.ctx, name)
 	if n > 0 {
 		m.e.queues.wakeAll()
 	}
+	if err == nil {
+		m.mu.Lock()
+		if st := m.members[name]; st != nil && st.gone {
+			st.recovered = true
+		}
+		m.mu.Unlock()
+	}
+	return n, err
 }
 
 // tick heartbeats and declares silent nodes gone.
@@ -201,17 +217,24 @@ func (m *membership) tick() {
 			m.e.log.Warn("cluster heartbeat not written", "err", err)
 		}
 		cancel()
-		var silent []string
+		var silent, retry []string
 		now := time.Now()
 		m.mu.Lock()
 		for name, st := range m.members {
 			if !st.gone && now.Sub(st.lastSeen) > m.timeout {
 				silent = append(silent, name)
+			} else if st.gone && !st.recovered {
+				retry = append(retry, name)
 			}
 		}
 		m.mu.Unlock()
 		for _, name := range silent {
 			m.left(name, "silent for "+m.timeout.String())
+		}
+		for _, name := range retry {
+			if n, err := m.takeOver(name); err == nil {
+				m.e.log.Info("cluster node's jobs taken over", "node", name, "jobs_taken_over", n)
+			}
 		}
 	}
 }

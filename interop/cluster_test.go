@@ -487,7 +487,8 @@ func TestClusterNodeKilledJobTakenOver(t *testing.T) {
 		t.Fatal("the call node 1 was running when it died never ended")
 	}
 	taken := func(s string) bool {
-		return strings.Contains(s, `msg="cluster node left" node=node-1`) && strings.Contains(s, "jobs_taken_over=1")
+		return (strings.Contains(s, `msg="cluster node left" node=node-1`) || strings.Contains(s, `msg="cluster node's jobs taken over" node=node-1`)) &&
+			strings.Contains(s, "jobs_taken_over=1")
 	}
 	// Node 0 or node 2 took it over (each logs the departure; one wins).
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
