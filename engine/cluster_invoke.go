@@ -305,19 +305,26 @@ func (r *clusterRouter) reply(m *nats.Msg) {
 // call as soon as it receives it).
 func (r *clusterRouter) nodeLeft(node string) int {
 	r.mu.Lock()
-	var tokens []string
-	unnoted := time.Now().Add(-time.Second)
+	var taken, unnoted []string
+	before := time.Now().Add(-time.Second)
 	for t, c := range r.calls {
-		if c.node == node || c.node == "" && c.sent.Before(unnoted) {
-			tokens = append(tokens, t)
+		switch {
+		case c.node == node:
+			taken = append(taken, t)
+		case c.node == "" && c.sent.Before(before):
+			unnoted = append(unnoted, t)
 		}
 	}
 	r.mu.Unlock()
-	for _, t := range tokens {
+	for _, t := range taken {
 		r.finish(t, invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeInvocationStopped,
 			Message: "Invocation stopped: node " + node + " serving it left the cluster"}})
 	}
-	return len(tokens)
+	for _, t := range unnoted {
+		r.finish(t, invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeInvocationStopped,
+			Message: "Invocation stopped: no node confirmed taking it and node " + node + " left the cluster"}})
+	}
+	return len(taken) + len(unnoted)
 }
 
 // stopCalls ends every call still waiting (shutdown).
