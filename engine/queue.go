@@ -603,6 +603,11 @@ func (d *dispatcher) run() {
 			if next, ok, err := s.NextVisible(ctx, d.key); err == nil && ok {
 				if wait := time.Until(next); wait > 0 {
 					timer.Reset(wait)
+				} else if m.e.cluster != nil {
+					// Ready jobs this node does not serve: look again in a
+					// second in case a wake-up was missed (a registration
+					// racing the lease, a watcher event arriving late).
+					timer.Reset(time.Second)
 				}
 			}
 		}
