@@ -295,3 +295,22 @@ func KeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValu
 	}
 	return kv, nil
 }
+
+// Transient reports an error of a JetStream call made while the stream
+// has no leader (an election after a node left, or just after creation):
+// retry it after Backoff.
+func Transient(err error) bool {
+	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
+}
+
+// Backoff waits a little before a retry; false if ctx ended.
+func Backoff(ctx context.Context) bool {
+	t := time.NewTimer(50 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -377,7 +377,7 @@ func (s *JetStream) mutate(ctx context.Context, id string, f func(r *jsRecord) (
 				nrev, err = s.kv.Update(ctx, jobKey(id), b, rev)
 			}
 		}
-		if jsConflict(err) {
+		if jsConflict(err) || natsnode.Transient(err) && natsnode.Backoff(ctx) {
 			if ctx.Err() != nil {
 				return false, ctx.Err()
 			}
@@ -454,6 +454,9 @@ func (s *JetStream) enqueueOne(ctx context.Context, nj NewJob, now int64) (strin
 		return "", fmt.Errorf("queue: job %s: %w", nj.ID, err)
 	}
 	rev, err := s.kv.Create(ctx, jobKey(nj.ID), b)
+	for natsnode.Transient(err) && natsnode.Backoff(ctx) {
+		rev, err = s.kv.Create(ctx, jobKey(nj.ID), b) // no stream leader yet
+	}
 	if jsConflict(err) {
 		return nj.ID, nil // already stored (live or dead): no second job
 	}

@@ -129,6 +129,9 @@ func (s *JetStream) Update(ctx context.Context, ns, group, key string, fn Update
 			return Change{Old: old, Had: had, New: old, Has: had}, nil
 		}
 		err = s.write(ctx, k, v, rev)
+		if natsnode.Transient(err) && natsnode.Backoff(ctx) {
+			continue // no stream leader yet: read and try again
+		}
 		if conflict(err) {
 			if err := ctx.Err(); err != nil {
 				return Change{}, err
