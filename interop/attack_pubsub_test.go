@@ -39,6 +39,23 @@ func pubsubGatedSubscriber(t *testing.T, e *engineProc, topic string, n int, gat
 			t.Fatal(err)
 		}
 	}
+	// RegisterTrigger returns before the engine has the binding: wait
+	// until all n serve, or the first publishes reach fewer subscribers.
+	ctx := ctxFor(t, startTimeout)
+	pubsubAwait(ctx, t, fmt.Sprintf("%d active subscribe bindings", n), func() bool {
+		out, err := sluice.Call[struct {
+			Triggers []struct {
+				Active bool `json:"active"`
+			} `json:"registered_triggers"`
+		}](ctx, c, "engine::registered-triggers::list", map[string]any{"trigger_type": "subscribe", "function_id": "pssub::h"})
+		active := 0
+		for _, tr := range out.Triggers {
+			if tr.Active {
+				active++
+			}
+		}
+		return err == nil && active == n
+	})
 	return &got
 }
 
