@@ -545,9 +545,13 @@ func (h *observeHub) functionRegistered(w *workerConn, fn, ns string) {
 			list = append(list, o.info())
 		}
 	}
-	h.mu.Unlock()
+	// Sent under h.mu, like observeradded: an observeradded of a later
+	// revision must not overtake it (the SDK replaces its set with this
+	// frame's and ignores revisions at or below it, so the overtaken
+	// observer was never acked and stayed pending).
 	local := true
 	w.sendObserveFrame(ownerFrame{Type: "functionregistered", ID: fn, Namespace: "default", Revision: rev, LocalDispatch: &local, Observers: list})
+	h.mu.Unlock()
 	h.changed()
 }
 
