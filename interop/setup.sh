@@ -83,53 +83,33 @@ make_venv() { # venv-dir requirements-file
 # ---------------------------------------------------------------- Rust
 # Debug profile: a cold debug build takes about half the time of a release
 # one on 2 cores, and the worker only waits on sockets (README.md).
-build_rust() {
-  local bin=rust/target/debug/worker want cargo
+build_rust_bin() { # bin source-patterns (globbed in rust/)...
+  local name="$1" bin="rust/target/debug/$1" want cargo
+  shift
   # LC_ALL=C: the same byte order as the Go test's sorted glob.
-  want="$(cd rust && export LC_ALL=C && hash_of Cargo.toml Cargo.lock src/*.rs)"
+  # shellcheck disable=SC2068 # the patterns are globbed inside rust/
+  want="$(cd rust && export LC_ALL=C && hash_of Cargo.toml Cargo.lock $@)"
   if [[ "${SETUP_FORCE:-}" != 1 && -x "$bin" && -f "$bin.sluice-stamp" && "$(cat "$bin.sluice-stamp")" == "$want" ]]; then
     return
   fi
   # find_cargo.sh explains a missing cargo (and fails under SLUICE_INTEROP=1).
   cargo="$(bash "$here/find_cargo.sh")" || return 1
   [[ -n "$cargo" ]] || return 0
-  log "cargo build --locked in rust/"
+  log "cargo build --locked --bin $name in rust/"
   rm -f "$bin.sluice-stamp"
-  (cd rust && CARGO_TARGET_DIR="$here/rust/target" "$cargo" build --locked --quiet --bin worker)
+  (cd rust && CARGO_TARGET_DIR="$here/rust/target" "$cargo" build --locked --quiet --bin "$name")
   printf '%s' "$want" >"$bin.sluice-stamp"
 }
 
-# The namespace worker (rust/src/bin/ns_worker.rs, interop/namespaces_test.go):
-# a binary of its own with its own stamp, so the main worker's stamp (which
-# the Go tests compare) and binary stay as they are.
-build_rust_ns() {
-  local bin=rust/target/debug/ns_worker want cargo
-  want="$(cd rust && export LC_ALL=C && hash_of Cargo.toml Cargo.lock src/bin/ns_worker.rs)"
-  if [[ "${SETUP_FORCE:-}" != 1 && -x "$bin" && -f "$bin.sluice-stamp" && "$(cat "$bin.sluice-stamp")" == "$want" ]]; then
-    return
-  fi
-  cargo="$(bash "$here/find_cargo.sh")" || return 1
-  [[ -n "$cargo" ]] || return 0
-  log "cargo build --locked --bin ns_worker in rust/"
-  rm -f "$bin.sluice-stamp"
-  (cd rust && CARGO_TARGET_DIR="$here/rust/target" "$cargo" build --locked --quiet --bin ns_worker)
-  printf '%s' "$want" >"$bin.sluice-stamp"
-}
-
-# The observe worker (rust/src/bin/obs_worker.rs, interop/observe_test.go):
-# a binary of its own with its own stamp, like the namespace worker.
-build_rust_obs() {
-  local bin=rust/target/debug/obs_worker want cargo
-  want="$(cd rust && export LC_ALL=C && hash_of Cargo.toml Cargo.lock src/bin/obs_worker.rs)"
-  if [[ "${SETUP_FORCE:-}" != 1 && -x "$bin" && -f "$bin.sluice-stamp" && "$(cat "$bin.sluice-stamp")" == "$want" ]]; then
-    return
-  fi
-  cargo="$(bash "$here/find_cargo.sh")" || return 1
-  [[ -n "$cargo" ]] || return 0
-  log "cargo build --locked --bin obs_worker in rust/"
-  rm -f "$bin.sluice-stamp"
-  (cd rust && CARGO_TARGET_DIR="$here/rust/target" "$cargo" build --locked --quiet --bin obs_worker)
-  printf '%s' "$want" >"$bin.sluice-stamp"
+# The main worker, and beside it the namespace worker
+# (rust/src/bin/ns_worker.rs, interop/namespaces_test.go) and the observe
+# worker (rust/src/bin/obs_worker.rs, interop/observe_test.go): binaries of
+# their own with stamps of their own, so the main worker's stamp (which the
+# Go tests compare) and binary stay as they are.
+build_rust() {
+  build_rust_bin worker 'src/*.rs' &&
+    build_rust_bin ns_worker src/bin/ns_worker.rs &&
+    build_rust_bin obs_worker src/bin/obs_worker.rs
 }
 
 # The Python SDK 0.25.0's sdist: its tests/ (not in the wheel) run against
@@ -154,7 +134,7 @@ fetch_py25_sdist() {
 # Rust build (CPU) alongside them.
 make_venv .venv python/requirements.txt & p1=$!
 make_venv .venv-seed python-seed/requirements.txt & p2=$!
-{ build_rust && build_rust_ns && build_rust_obs; } & p3=$!
+build_rust & p3=$!
 { make_venv .venv-sdktests python-sdktests/requirements.txt && fetch_py25_sdist; } & p4=$!
 rc=0
 wait "$p1" || rc=1
