@@ -1,6 +1,7 @@
 package sluice
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	websocket "github.com/sluicehq/sluice/internal/ws"
 
 	"github.com/sluicehq/sluice/wire"
@@ -233,3 +235,38 @@ func closeMessage(code int, reason string) []byte {
 
 // frameBufs holds 64 KiB buffers for ReadFrom and WriteTo.
 var frameBufs = sync.Pool{New: func() any { b := make([]byte, wire.FrameSize); return &b }}
+
+// CreateChannel asks the engine for a new channel and returns both of its
+// ends, bound to this client's engine URL. Keep one end and pass the other
+// (or its ref) in a payload to the function that should use it.
+func (c *Client) CreateChannel(ctx context.Context, opts ...ChannelOption) (*Channel, error) {
+	var cfg channelConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	raw, err := c.Trigger(ctx, wire.FnChannelsCreate, cfg)
+	if err != nil {
+		return nil, err
+	}
+	var res wire.CreateChannelResult
+	if err := jsonv2.Unmarshal(raw, &res); err != nil || res.Writer.ChannelID == "" || res.Reader.ChannelID == "" {
+		return nil, fmt.Errorf("sluice: unexpected %s result %s (%v)", wire.FnChannelsCreate, raw, err)
+	}
+	ch := newChannel(c.url, res)
+	ch.Writer.dialOpts, ch.Reader.dialOpts = c.dialOpts, c.dialOpts
+	return ch, nil
+}
+
+// ChannelOption configures CreateChannel.
+type ChannelOption func(*channelConfig)
+
+type channelConfig struct {
+	BufferSize int `json:"buffer_size,omitzero"`
+}
+
+// WithBufferSize sets how many frames the engine buffers between the
+// channel's writer and reader (the engine also bounds them in bytes, by
+// default 4 MiB).
+func WithBufferSize(n int) ChannelOption {
+	return func(in *channelConfig) { in.BufferSize = n }
+}
