@@ -373,3 +373,25 @@ func (w *ChannelWriter) finish(code int, reason string) error {
 	}
 	return endError(c.readErr)
 }
+
+// writeEmptyFrame sends a zero-length binary frame: for the engine, the
+// start of the body, so it sends the response headers at once.
+func (w *ChannelWriter) writeEmptyFrame() error {
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	c, err := w.writable()
+	if err != nil {
+		return err
+	}
+	return c.write(websocket.BinaryMessage, nil)
+}
+
+// socketDone is closed when the engine has ended the writer's socket (nil
+// if it never connected).
+func (w *ChannelWriter) socketDone() <-chan struct{} {
+	c, err := w.connect()
+	if err != nil || c == nil {
+		return nil
+	}
+	return c.readDone
+}

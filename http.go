@@ -17,7 +17,6 @@ import (
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
-	websocket "github.com/sluicehq/sluice/internal/ws"
 
 	"github.com/sluicehq/sluice/wire"
 )
@@ -551,28 +550,6 @@ func (rw *responseWriter) abort(cause error) {
 		rw.w = newChannelWriter(rw.c.url, rw.c.dialOpts, *rw.ref)
 	}
 	_ = rw.w.CloseWithError(cause)
-}
-
-// writeEmptyFrame sends a zero-length binary frame: for the engine, the
-// start of the body, so it sends the response headers at once.
-func (w *ChannelWriter) writeEmptyFrame() error {
-	w.wmu.Lock()
-	defer w.wmu.Unlock()
-	c, err := w.writable()
-	if err != nil {
-		return err
-	}
-	return c.write(websocket.BinaryMessage, nil)
-}
-
-// socketDone is closed when the engine has ended the writer's socket (nil
-// if it never connected).
-func (w *ChannelWriter) socketDone() <-chan struct{} {
-	c, err := w.connect()
-	if err != nil || c == nil {
-		return nil
-	}
-	return c.readDone
 }
 
 // decodeHTTPRequest decodes the payload of an http trigger without
