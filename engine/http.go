@@ -2,11 +2,20 @@ package engine
 
 import (
 	"context"
+	"net/http"
 
 	"github.com/sluicehq/sluice/internal/channels"
 	"github.com/sluicehq/sluice/internal/httptrigger"
 	"github.com/sluicehq/sluice/wire"
 )
+
+// httpTriggers is what the engine needs of the HTTP trigger server.
+type httpTriggers interface {
+	http.Handler
+	TriggerProvider
+	Close()
+	Active() int // requests being served
+}
 
 // newHTTPTriggers builds the provider of the "http" trigger type from the
 // engine's config, invoker and channel hub.
