@@ -141,7 +141,7 @@ func (w *workerConn) Deliver(req *invocation.Request) error {
 		}
 		m.Activation = req.Activation
 	}
-	err := w.write(req.Batch, &m, int64(w.e.cfg.MaxPendingBytesPerWorker))
+	err := w.write(batchOf(req.Batch), &m, int64(w.e.cfg.MaxPendingBytesPerWorker))
 	if injected != nil {
 		wsconn.Recycle(injected)
 	}
@@ -151,7 +151,17 @@ func (w *workerConn) Deliver(req *invocation.Request) error {
 	if err == nil || errors.Is(err, wsconn.ErrCongested) {
 		w.congestion(err == nil, "calls to its functions fail with worker_congested until it reads")
 	}
+	if errors.Is(err, wsconn.ErrCongested) {
+		return invocation.ErrExecutorCongested
+	}
 	return err
+}
+
+// batchOf is the write batch an invocation carries: the *wsconn.Batch of
+// the reader that started it, or nil.
+func batchOf(b invocation.WriteBatch) *wsconn.Batch {
+	wb, _ := b.(*wsconn.Batch)
+	return wb
 }
 
 func (e *Engine) serveWorker(la *listenerAuth, rw http.ResponseWriter, r *http.Request) {
@@ -441,7 +451,7 @@ func (w *workerConn) reply(invocationID, functionID string, res invocation.Resul
 	if m.Error != nil {
 		m.Result = nil
 	}
-	err := w.write(res.Batch, &m, int64(w.e.cfg.MaxPendingBytesPerWorker))
+	err := w.write(batchOf(res.Batch), &m, int64(w.e.cfg.MaxPendingBytesPerWorker))
 	if err == nil || errors.Is(err, wsconn.ErrCongested) {
 		w.congestion(err == nil, "results of its calls are replaced by worker_congested errors until it reads")
 	}
@@ -452,7 +462,7 @@ func (w *workerConn) reply(invocationID, functionID string, res invocation.Resul
 		m = wire.Message{Type: wire.TypeInvocationResult, InvocationID: invocationID, FunctionID: functionID,
 			Error: &wire.ErrorBody{Code: wire.CodeWorkerCongested, Message: "the result of " + functionID +
 				" was dropped: this worker is not reading its socket fast enough (max_pending_bytes_per_worker reached)"}}
-		err = w.sendIn(res.Batch, &m)
+		err = w.sendIn(batchOf(res.Batch), &m)
 	}
 	if err != nil && !errors.Is(err, wsconn.ErrCongested) {
 		w.log.Debug("result not delivered: caller gone", "invocation_id", invocationID)

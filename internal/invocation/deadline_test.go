@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/registry"
-	"github.com/sluicehq/sluice/internal/wsconn"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -102,7 +101,7 @@ func TestRunSweeper(t *testing.T) {
 // worker_congested; the table does not keep it.
 func TestInvokeCongestedExecutor(t *testing.T) {
 	reg := registry.New()
-	ex := &fakeExecutor{id: "w1", err: wsconn.ErrCongested}
+	ex := &fakeExecutor{id: "w1", err: ErrExecutorCongested}
 	reg.RegisterFunction(&registry.Function{ID: "f", Owner: ex})
 	l := NewLocal(context.Background(), reg)
 	r := newRecorder()

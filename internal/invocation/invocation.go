@@ -21,7 +21,6 @@ import (
 	"github.com/sluicehq/sluice/internal/metrics"
 	"github.com/sluicehq/sluice/internal/otel"
 	"github.com/sluicehq/sluice/internal/registry"
-	"github.com/sluicehq/sluice/internal/wsconn"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -54,7 +53,7 @@ type Request struct {
 	// started this invocation: writes caused on that goroutine may be
 	// deferred to its flush. Executors that hand the request to another
 	// goroutine must not use it.
-	Batch *wsconn.Batch
+	Batch WriteBatch
 
 	// observe.v1: Caller is the caller the calling SDK asserted (raw JSON
 	// object, or nil); CallerIdent the calling connection's stamped
@@ -83,8 +82,18 @@ type Result struct {
 	Traceparent string
 	Baggage     string
 	// Batch is as in Request, for the goroutine that produced the result.
-	Batch *wsconn.Batch
+	Batch WriteBatch
 }
+
+// WriteBatch is a connection reader's write batch (the engine's
+// *wsconn.Batch). This package only carries it from a request to its
+// result on the same goroutine; the executor that writes knows its type,
+// so the routing layer does not depend on the socket layer.
+type WriteBatch interface{ Flush() }
+
+// ErrExecutorCongested is what Executor.Deliver returns when the executor
+// cannot take more now (the caller is answered worker_congested).
+var ErrExecutorCongested = errors.New("invocation: executor congested")
 
 // Completion receives the result of a non-void invocation, exactly once.
 // It runs on the goroutine that produced the result and must not block.
@@ -94,7 +103,7 @@ type Completion func(Result)
 type Executor interface {
 	registry.Owner
 	// Deliver hands req to the executor. It must not block (it runs on
-	// the caller's reader): wsconn.ErrCongested means the executor cannot
+	// the caller's reader): ErrExecutorCongested means the executor cannot
 	// take more now, any other error that it is gone.
 	Deliver(req *Request) error
 }
@@ -224,7 +233,7 @@ func (l *Local) invoke(req *Request, done Completion, remote bool) {
 		req.InvocationID = l.pending.add(req.InvocationID, ex.OwnerID(), done, req.MinTimeout, obs)
 		if err := ex.Deliver(req); err != nil {
 			body := wire.ErrInvocationStopped()
-			if errors.Is(err, wsconn.ErrCongested) {
+			if errors.Is(err, ErrExecutorCongested) {
 				body = ErrCongested(req.FunctionID)
 			}
 			l.pending.Complete(req.InvocationID, ex.OwnerID(), Result{Err: body})
@@ -396,7 +405,7 @@ func (e *EngineExecutor) run(ctx context.Context, req *Request, done Completion)
 		})
 		return
 	}
-	call := func(batch *wsconn.Batch) {
+	call := func(batch WriteBatch) {
 		v, err := b.fn(ctx, req)
 		if !req.Void {
 			done(Result{Value: v, Err: err, Traceparent: req.Traceparent, Baggage: req.Baggage, Batch: batch})
