@@ -1,0 +1,226 @@
+// The frame sources of a control socket: what the holder of the reader
+// role (reader.go) reads with. ctlReader (ws://) can be interrupted by a
+// deadline and resumed by the next holder; connSource (wss://) is read by
+// background readers only.
+
+package sluice
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"slices"
+	"time"
+	"unicode/utf8"
+
+	websocket "github.com/sluicehq/sluice/internal/ws"
+
+	"github.com/sluicehq/sluice/internal/channels/wsframe"
+	"github.com/sluicehq/sluice/internal/wsconn"
+)
+
+// frameSource yields a control socket's data messages, handling control
+// frames on the way. Only the holder of the reader role uses it.
+type frameSource interface {
+	// next returns the next data message, valid until the next call; an
+	// oversized message is skipped with wsconn.ErrFrameTooLarge.
+	next() ([]byte, error)
+	// arm pushes the idle deadline out, now and then.
+	arm(now time.Time)
+}
+
+// connSource reads through the ws package's reader: wss://. Its idle
+// deadline is also pushed out by the ping and pong handlers set in dial.
+type connSource struct {
+	ws    *websocket.Conn
+	idle  time.Duration
+	buf   []byte
+	armed time.Time
+}
+
+func (g *connSource) next() ([]byte, error) {
+	_, data, err := wsconn.ReadFrame(g.ws, g.buf, maxFrameSize)
+	g.buf = data[:0]
+	if cap(g.buf) > keepReadBuffer {
+		g.buf = nil // do not pin one huge frame's buffer for the socket's life
+	}
+	return data, err
+}
+
+// arm re-arms the deadline only when a quarter of it has passed: re-arming
+// on every frame costs a runtime timer update per frame. The engine
+// therefore counts as dead after 3/4 to 4/4 of the idle timeout.
+func (g *connSource) arm(now time.Time) {
+	if now.Sub(g.armed) > g.idle/4 {
+		_ = g.ws.SetReadDeadline(now.Add(g.idle))
+		g.armed = now
+	}
+}
+
+// ctlReader reads a ws:// control socket with wsframe.Reader. Everything
+// it is in the middle of survives a read interrupted by a deadline
+// (interrupt), so the next holder of the role goes on where it stopped.
+type ctlReader struct {
+	ws   *websocket.Conn // for control replies; safe beside the writer
+	conn net.Conn
+	fr   *wsframe.Reader
+	idle time.Duration
+	// seen is when the last frame arrived; the deadline is seen+idle.
+	// fresh says a data frame arrived since arm last looked (arm's now is
+	// then its time: one clock read per message, not per frame).
+	seen  time.Time
+	fresh bool
+	armed time.Time // when the deadline was last set; zero: set it now
+
+	msg   []byte // the data message being read
+	kind  int    // its opcode (text or binary)
+	inMsg bool   // a frame of it has been read
+	fin   bool   // the current frame is its last
+	skip  bool   // it is over the size limit
+
+	ctlOp  int // a control frame being read, 0 if none
+	ctlLen int
+	ctlGot int
+	ctl    [125]byte
+}
+
+func newCtlReader(ws *websocket.Conn, conn net.Conn, idle time.Duration) *ctlReader {
+	return &ctlReader{ws: ws, conn: conn, fr: wsframe.NewReader(conn, 4096), idle: idle, seen: time.Now()}
+}
+
+func (r *ctlReader) arm(now time.Time) {
+	if r.fresh {
+		r.seen, r.fresh = now, false
+	}
+	if r.armed.IsZero() || now.Sub(r.armed) > r.idle/4 {
+		_ = r.conn.SetReadDeadline(r.seen.Add(r.idle))
+		r.armed = now
+	}
+}
+
+// interrupted reports whether err is a deadline that passed before the
+// idle timeout (someone called interrupt), and if so readies r to go on.
+func (r *ctlReader) interrupted(err error) bool {
+	if r.fresh {
+		r.seen, r.fresh = time.Now(), false
+	}
+	if !errors.Is(err, os.ErrDeadlineExceeded) || time.Since(r.seen) >= r.idle {
+		return false
+	}
+	r.fr.ClearTimeout()
+	r.armed = time.Time{}
+	return true
+}
+
+// interrupt makes a blocked read return at once with a deadline error.
+func (r *ctlReader) interrupt() { _ = r.conn.SetReadDeadline(time.Unix(1, 0)) }
+
+func (r *ctlReader) next() ([]byte, error) {
+	for {
+		if r.ctlOp != 0 { // the rest of a control frame
+			for r.ctlGot < r.ctlLen {
+				n, err := r.fr.Read(r.ctl[r.ctlGot:r.ctlLen])
+				r.ctlGot += n
+				if err != nil && r.ctlGot < r.ctlLen {
+					return nil, r.readErr(err)
+				}
+			}
+			op := r.ctlOp
+			r.ctlOp = 0
+			if err := r.control(op, r.ctl[:r.ctlLen]); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if rem := r.fr.Remaining(); rem > 0 { // the rest of a data frame
+			if r.skip {
+				if err := r.fr.Discard(); err != nil {
+					return nil, r.readErr(err)
+				}
+				continue
+			}
+			// Room for the next frame's header too: wsframe then reads it
+			// with the same system call.
+			n := len(r.msg)
+			r.msg = slices.Grow(r.msg, int(rem)+wsframe.MaxHeader)
+			got, err := r.fr.Read(r.msg[n : n+int(rem)+wsframe.MaxHeader])
+			r.msg = r.msg[:n+got]
+			if err != nil && err != io.EOF {
+				return nil, r.readErr(err)
+			}
+			continue
+		}
+		if r.inMsg && r.fin {
+			r.inMsg = false
+			data := r.msg
+			r.msg = r.msg[:0]
+			if cap(r.msg) > keepReadBuffer {
+				r.msg = nil // do not pin one huge message's buffer
+			}
+			if r.skip {
+				r.skip = false
+				return nil, wsconn.ErrFrameTooLarge
+			}
+			if r.kind == wsframe.OpText && !utf8.Valid(data) {
+				return nil, r.failCode(websocket.CloseInvalidFramePayloadData, "invalid UTF-8 in text message")
+			}
+			return data, nil
+		}
+		h, err := r.fr.Next()
+		if err != nil {
+			return nil, r.readErr(err)
+		}
+		switch {
+		case h.Masked:
+			return nil, r.fail("masked server frame")
+		case wsframe.IsControl(h.Op):
+			r.seen = time.Now() // rare, and nothing else may follow for long
+			r.ctlOp, r.ctlLen, r.ctlGot = h.Op, int(h.Len), 0
+			continue
+		case h.Op == wsframe.OpContinuation && !r.inMsg:
+			return nil, r.fail("continuation frame outside a message")
+		case h.Op != wsframe.OpContinuation && r.inMsg:
+			return nil, r.fail("new message inside a fragmented one")
+		}
+		r.fresh = true
+		if !r.inMsg {
+			r.kind = h.Op
+		}
+		r.inMsg, r.fin = true, h.Fin
+		if uint64(len(r.msg))+h.Len > maxFrameSize {
+			r.skip = true
+		}
+	}
+}
+
+// control answers a control frame (a pong only proves the engine alive:
+// seen).
+func (r *ctlReader) control(op int, p []byte) error {
+	return r.readErr(wsconn.AnswerControl(r.ws, op, p, time.Second))
+}
+
+func (r *ctlReader) readErr(err error) error {
+	var pe *wsframe.ProtocolError
+	if errors.As(err, &pe) {
+		if pe == wsconn.ErrCloseReasonUTF8 {
+			return r.failCode(websocket.CloseInvalidFramePayloadData, pe.Reason)
+		}
+		return r.fail(pe.Reason)
+	}
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF // no close frame
+	}
+	return err
+}
+
+// fail answers a protocol error with close 1002.
+func (r *ctlReader) fail(reason string) error {
+	return r.failCode(websocket.CloseProtocolError, reason)
+}
+
+// failCode answers a frame that breaks RFC 6455 with close code.
+func (r *ctlReader) failCode(code int, reason string) error {
+	_ = r.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+	return &wsframe.ProtocolError{Reason: reason}
+}
