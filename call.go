@@ -51,7 +51,7 @@ func (c *Client) unmarshal(data []byte, v any) error {
 type callResult struct {
 	msg  *wire.Message
 	err  error
-	role bool // the reader role comes with it (reader.go)
+	role bool // the reader role comes with it (readerRole)
 }
 
 // pendingCall is a call waiting for its invocationresult. Whoever removes
@@ -295,9 +295,9 @@ func (c *Client) call(ctx context.Context, functionID string, action *wire.Actio
 	if inv := InvocationFrom(ctx); inv != nil && inv.run != 0 {
 		// A handler running inline on a reader (of this client or another)
 		// is about to wait for a frame: give that socket to a new reader.
-		inv.client.handOff(inv.sess, inv.run)
+		inv.role.handOff(inv.run)
 	}
-	if r, ok := c.readOwn(ctx, p.sess, id, p); ok {
+	if r, ok := p.sess.role.readOwn(ctx, id, p); ok {
 		return r.msg, r.err
 	}
 	select {
@@ -318,10 +318,10 @@ func (c *Client) call(ctx context.Context, functionID string, action *wire.Actio
 }
 
 // received unpacks a delivered answer; one that came with the reader role
-// (reader.go) gives the role up again.
+// (readerRole) gives the role up again.
 func (c *Client) received(p *pendingCall, r callResult) (*wire.Message, error) {
 	if r.role {
-		c.leaveRole(p.sess)
+		p.sess.role.leave()
 	}
 	return r.msg, r.err
 }
@@ -354,12 +354,9 @@ func (c *Client) sweep(now time.Time) {
 	}
 	c.mu.Unlock()
 	for _, p := range expired {
-		rd := p.sess.rd // p is the caller's again once it has the answer
+		role := &p.sess.role // p is the caller's again once it has the answer
 		p.ch <- callResult{err: timeoutError(p.functionID)}
-		if rd != nil {
-			// The caller may be reading for itself (reader.go).
-			rd.interrupt()
-		}
+		role.interrupt() // the caller may be reading for itself
 	}
 }
 
@@ -419,7 +416,7 @@ func (c *Client) session(ctx context.Context, functionID string, expires time.Ti
 // calls that already gave up are dropped. With handRole (a background
 // reader of a socket callers can read), the result of a call that is alone
 // in flight goes with the reader role, and complete reports that the
-// calling reader must stop (reader.go).
+// calling reader must stop (readerRole).
 func (c *Client) complete(m *wire.Message, handRole bool) bool {
 	c.mu.Lock()
 	p := c.pending[m.InvocationID]

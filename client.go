@@ -34,14 +34,14 @@ type Client struct {
 	log    *slog.Logger
 	dialer *websocket.Dialer
 	// rawDialer, when set, is the dialer for sockets that ctlReader reads
-	// (ws://); see reader.go.
+	// (ws://); see readerRole.
 	rawDialer *websocket.Dialer
 	// dialOpts are the connection settings of every socket, the channel
 	// ends' included.
 	dialOpts *dialOptions
 	// decOpts decode handler input and call results.
 	decOpts jsonv2.Options
-	// rescues counts readers the watchdog started (inline.go).
+	// rescues counts readers the watchdog started (readerRole).
 	rescues atomic.Uint64
 	// offline counts calls waiting for a connection (tests observe it).
 	offline atomic.Int32
@@ -75,17 +75,14 @@ type Client struct {
 	engineObserve bool
 }
 
-// session is one WebSocket connection: a reader goroutine (read; which
-// goroutine that is can change, see inline.go), its watchdog and the
-// wsconn writer goroutine.
+// session is one WebSocket connection: its reader role (whose holder can
+// change) with its watchdog, and the wsconn writer goroutine.
 type session struct {
 	conn     *wsconn.Conn
 	done     chan struct{} // closed (end) when a reader saw the socket end
 	endOnce  sync.Once
 	detached chan struct{} // closed when the client has forgotten the session
-	guard    readerGuard   // who reads; see inline.go and reader.go
-	src      frameSource   // used by the holder of the reader role
-	rd       *ctlReader    // src when callers may read for themselves, or nil
+	role     readerRole    // who reads (reader.go)
 }
 
 func (s *session) end() { s.endOnce.Do(func() { close(s.done) }) }
@@ -195,8 +192,8 @@ func (c *Client) Close() error {
 	for _, p := range pending {
 		p.ch <- callResult{err: ErrClosed}
 	}
-	if s != nil && s.rd != nil {
-		s.rd.interrupt() // a caller reading for itself sees ErrClosed now
+	if s != nil {
+		s.role.interrupt() // a caller reading for itself sees ErrClosed now
 	}
 	c.cancel()
 	<-c.done
@@ -222,14 +219,13 @@ func (c *Client) dial() (*session, error) {
 		return nil, err
 	}
 	s := &session{conn: wsconn.New(ws, wsconn.Options{}), done: make(chan struct{}), detached: make(chan struct{})}
-	s.guard.wake = make(chan struct{}, 1)
 	idle := c.cfg.idleTimeout
 	if hc := dialed(); hc != nil {
 		hc.handshakeDone()
-		s.rd = newCtlReader(ws, ws.NetConn(), idle)
-		s.src = s.rd
+		rd := newCtlReader(ws, ws.NetConn(), idle)
+		s.role.init(c, s, rd, rd)
 	} else {
-		s.src = &connSource{ws: ws, idle: idle}
+		s.role.init(c, s, &connSource{ws: ws, idle: idle}, nil)
 		// Any inbound frame, control frames included, proves the engine
 		// alive.
 		ws.SetPongHandler(func(string) error {
@@ -244,8 +240,7 @@ func (c *Client) dial() (*session, error) {
 			return nil
 		})
 	}
-	go c.read(s)
-	go c.watch(s)
+	s.role.start()
 	return s, nil
 }
 
@@ -264,8 +259,8 @@ func (c *Client) serve(s *session) {
 			_ = ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(time.Second))
 		case <-c.ctx.Done():
 			// Someone must read the engine's close frame (or the error).
-			if s.guard.takeFree() {
-				go c.read(s)
+			if s.role.takeFree() {
+				go s.role.read()
 			}
 			s.conn.Close(websocket.CloseNormalClosure, "")
 			ct := time.NewTimer(closeTimeout)

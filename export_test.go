@@ -42,7 +42,7 @@ func ReaderFree(c *Client) bool {
 	c.mu.Lock()
 	s := c.sess
 	c.mu.Unlock()
-	return s != nil && s.guard.running.Load()&1 == 1
+	return s != nil && s.role.running.Load()&1 == 1
 }
 
 // OfflineCalls is the number of calls waiting for a connection.

@@ -32,13 +32,11 @@ type Invocation struct {
 	// engine told us.
 	CallerWorkerID string
 
-	// client, sess and run identify the inline run serving this
-	// invocation (run is 0 on a goroutine of its own), so that a call the
-	// handler makes, on any client, can hand the socket to a new reader
-	// before it waits.
-	client *Client
-	sess   *session
-	run    uint64
+	// role and run identify the inline run serving this invocation (run
+	// is 0 on a goroutine of its own), so that a call the handler makes,
+	// on any client, can hand the socket to a new reader before it waits.
+	role *readerRole
+	run  uint64
 }
 
 type invocationKey struct{}
@@ -84,7 +82,7 @@ func InvocationFrom(ctx context.Context) *Invocation {
 type RawHandler func(ctx context.Context, inv *Invocation) (json.RawMessage, error)
 
 type function struct {
-	avg runAverage // handler run time, deciding inline or not (inline.go)
+	avg runAverage // handler run time, deciding inline or not (reader.go)
 	h   RawHandler
 	msg []byte // the registerfunction frame, replayed on reconnect
 	seq uint64
@@ -234,8 +232,7 @@ func (c *Client) invoke(s *session, m *wire.Message, f *function, run uint64) {
 	ictx := &invocationContext{Context: c.ctx}
 	inv := &ictx.inv
 	*inv = Invocation{
-		client:      c,
-		sess:        s,
+		role:        &s.role,
 		run:         run,
 		ID:          m.InvocationID,
 		FunctionID:  m.FunctionID,

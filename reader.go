@@ -10,53 +10,120 @@ import (
 	"github.com/sluicehq/sluice/wire"
 )
 
-// The reader role. Exactly one goroutine at a time reads a session's
-// socket, and which one can change (the leader/followers pattern):
+// readerRole is the reader role of one session: exactly one goroutine at a
+// time reads the session's socket, and which one can change (the
+// leader/followers pattern). Its holder is one of
 //
-//   - a background reader (read), started when the session starts and
-//     whenever the socket would otherwise go unread;
-//   - a handler running inline on a reader (inline.go);
-//   - a caller waiting for its result: a call that is alone in flight
-//     reads the socket itself, so its result needs no hand-off from another
-//     goroutine. Waking a parked goroutine usually wakes a thread on
-//     another core; reading the socket yourself is what a plain WebSocket
-//     client does, and it made the sequential round trip a third faster.
+//   - a background reader (read), started with the session and whenever
+//     the socket would otherwise go unread;
+//   - a handler running inline on the holder (dispatchInvoke): quick
+//     handlers run on the reader's goroutine, because waking a parked
+//     goroutine usually wakes a thread on another core, and on small
+//     machines that was the largest single cost of a round trip
+//     (docs/benchmarks.md);
+//   - a caller reading for its own result (readOwn): a call alone in
+//     flight reads the socket itself, as a plain WebSocket client does,
+//     which made the sequential round trip a third faster;
+//   - nobody: after a caller got its result with no other call in
+//     flight, the role is left free for the next call, typically made at
+//     once, to take back without any hand-off.
 //
-// A caller that got its result while holding the role leaves the socket
-// unread for a moment (the role is "free") if no other call is in flight:
-// its next call, typically made at once, takes the role back without any
-// hand-off. The session's watchdog starts a background reader when the role
-// stays free for a tick (1–2 ms), and a background reader that reads the
-// result of a lone parked caller hands the role over with the result.
+// The invariants:
 //
-// A caller blocked in a read must be interruptible (its context, the
-// default timeout) and leave the socket where the next holder can go on;
-// callers only read on sockets that ctlReader reads (ws://). On wss:// a
-// background reader always reads.
+//  1. running is the role's state: 0 while a goroutine holds the role and
+//     reads; an even token while the holder runs a handler inline (that
+//     run's token); an odd token while nobody holds it. Whoever swaps a
+//     token for 0 owns what follows: the holder when its handler returns
+//     (it reads on), a call that takes the free role (takeFree), or the
+//     watchdog or handler that hands the socket to a new reader goroutine
+//     (handOff); a holder whose token was taken exits when its handler
+//     returns. Tokens are never reused (started counts them), so a stale
+//     compare-and-swap cannot succeed.
+//  2. Only the holder uses src (and rd). A holder stops reading only when
+//     the role has moved on (leave; its result handed over with the role;
+//     its inline run's token taken by handOff or the watchdog, which start
+//     a new reader) or the socket ended.
+//  3. A handler running inline never blocks the socket for long: the
+//     watchdog (watchdog), ticking every rescueTick while a run goes on or
+//     the role is free, starts a new reader when it sees the same token at
+//     two ticks. A handler that makes a call (Trigger, Call, Enqueue) hands
+//     the socket over at once (the call's handOff), since it is about to
+//     wait for a frame itself. A caller reading for its own result never
+//     runs a handler inline (the handler could wait for a lock the caller
+//     holds, or keep the caller past its deadline).
+//  4. A free role is taken within a tick: by the next call, or by a
+//     background reader the watchdog starts, so a frame that arrives
+//     meanwhile waits 1–2 ms at most. A background reader that reads the
+//     result of a lone waiting caller hands the role over with the result
+//     (callResult.role); the caller then leaves it as a reader would.
+//  5. Callers only read sockets whose reads can be cut and resumed: rd,
+//     a ctlReader (ws://). Whoever fails a waiting call (its context, the
+//     default timeout, Close) interrupts rd, so a caller blocked in a read
+//     sees it; the next holder goes on where the read stopped. With rd nil
+//     (wss://) background readers read at all times.
+type readerRole struct {
+	c   *Client
+	s   *session
+	src frameSource // the socket's data messages; used by the holder only
+	rd  *ctlReader  // src when callers may read for themselves, or nil
 
-// read is a background reader of s: it reads until the socket ends or the
-// role moves to another goroutine.
-func (c *Client) read(s *session) {
-	c.readFor(context.Background(), s, "", nil)
+	// running is the role's state (invariant 1).
+	running atomic.Uint64
+	// started counts tokens handed out; the watchdog sleeps after a tick
+	// in which none was.
+	started atomic.Uint64
+	// watching is set while the watchdog ticks; a run that finds it unset
+	// wakes it.
+	watching atomic.Bool
+	wake     chan struct{}
 }
 
-// readFor reads s while the calling goroutine holds the reader role. With
-// p nil it is a background reader. With p set it is the caller of call id
-// reading for its own result: it returns that result (true) and gives the
-// role up, or returns false when its call ended otherwise (ctx, timeout,
-// Close: the answer is then on p.ch) or the role moved on.
-func (c *Client) readFor(ctx context.Context, s *session, id string, p *pendingCall) (callResult, bool) {
+const (
+	// inlineLimit is the average handler run time up to which a function
+	// runs inline.
+	inlineLimit = 50 * time.Microsecond
+	// rescueTick is the watchdog's period: a handler that blocks inline
+	// holds the socket for one to two ticks.
+	rescueTick = time.Millisecond
+)
+
+// init readies the role of s, read through src (rd: src when callers may
+// read for themselves, or nil).
+func (r *readerRole) init(c *Client, s *session, src frameSource, rd *ctlReader) {
+	r.c, r.s, r.src, r.rd = c, s, src, rd
+	r.wake = make(chan struct{}, 1)
+}
+
+// start starts the first background reader and the watchdog.
+func (r *readerRole) start() {
+	go r.read()
+	go r.watchdog()
+}
+
+// read is a background reader: it reads until the socket ends or the role
+// moves to another goroutine.
+func (r *readerRole) read() {
+	r.readFor(context.Background(), "", nil)
+}
+
+// readFor reads while the calling goroutine holds the role. With p nil it
+// is a background reader. With p set it is the caller of call id reading
+// for its own result: it returns that result (true) and gives the role up,
+// or returns false when its call ended otherwise (ctx, timeout, Close: the
+// answer is then on p.ch) or the role moved on.
+func (r *readerRole) readFor(ctx context.Context, id string, p *pendingCall) (callResult, bool) {
+	c, s := r.c, r.s
 	for {
-		s.src.arm(time.Now())
+		r.src.arm(time.Now())
 		// After arming: an interrupt that came before the deadline was
 		// reset is seen here, one that comes after makes next return.
 		if p != nil && (ctx.Err() != nil || len(p.ch) > 0) {
-			c.leaveRole(s)
+			r.leave()
 			return callResult{}, false
 		}
-		data, err := s.src.next()
+		data, err := r.src.next()
 		if err != nil {
-			if s.rd != nil && s.rd.interrupted(err) {
+			if r.rd != nil && r.rd.interrupted(err) {
 				continue
 			}
 			if errors.Is(err, wsconn.ErrFrameTooLarge) {
@@ -86,14 +153,14 @@ func (c *Client) readFor(ctx context.Context, s *session, id string, p *pendingC
 					delete(c.pending, id)
 				}
 				c.mu.Unlock()
-				c.leaveRole(s)
+				r.leave()
 				return callResult{msg: m}, mine // !mine: given up meanwhile
 			}
-			if c.complete(m, p == nil && s.rd != nil) {
+			if c.complete(m, p == nil && r.rd != nil) {
 				return callResult{}, false // the role went with the result
 			}
 		case wire.TypeInvokeFunction:
-			if !c.dispatchInvoke(s, m, p != nil) {
+			if !r.dispatchInvoke(m, p != nil) {
 				return callResult{}, false // the socket has a new reader
 			}
 		case "observeresult", "observerstatechanged":
@@ -104,81 +171,47 @@ func (c *Client) readFor(ctx context.Context, s *session, id string, p *pendingC
 	}
 }
 
-// leaveRole gives up the reader role after a call: free for the next call
-// when none is in flight (the watchdog starts a reader if none comes),
-// otherwise to a new background reader, since other callers wait.
-func (c *Client) leaveRole(s *session) {
+// leave gives up the role after a call: free for the next call when none
+// is in flight (the watchdog starts a reader if none comes), otherwise to
+// a new background reader, since other callers wait.
+func (r *readerRole) leave() {
+	c := r.c
 	c.mu.Lock()
 	free := len(c.pending) == 0
 	if free {
-		s.guard.free()
+		r.free()
 	}
 	c.mu.Unlock()
 	if !free {
-		go c.read(s)
+		go r.read()
 	}
 }
 
 // readOwn is a call's attempt to read its own result: when it can take the
-// free reader role of s, it reads until the result is there. ok reports
-// that r is the result; otherwise the answer comes on p.ch.
-func (c *Client) readOwn(ctx context.Context, s *session, id string, p *pendingCall) (r callResult, ok bool) {
-	if s.rd == nil || !s.guard.takeFree() {
-		return r, false
+// free role, it reads until the result is there. ok reports that res is
+// the result; otherwise the answer comes on p.ch.
+func (r *readerRole) readOwn(ctx context.Context, id string, p *pendingCall) (res callResult, ok bool) {
+	if r.rd == nil || !r.takeFree() {
+		return res, false
 	}
 	if ctx.Done() != nil {
-		stop := context.AfterFunc(ctx, s.rd.interrupt)
+		stop := context.AfterFunc(ctx, r.rd.interrupt)
 		defer stop()
 	}
-	return c.readFor(ctx, s, id, p)
+	return r.readFor(ctx, id, p)
 }
 
-// Short handlers run inline on the socket's reader goroutine. Starting a
-// goroutine per invocation costs little CPU, but waking it usually wakes an
-// idle thread on another core, and on small machines that was the largest
-// single cost of a round trip (docs/benchmarks.md).
-//
-// Inline is only for handlers that have been quick: each function keeps a
-// moving average of its handler's run time, and a function whose average
-// reaches inlineLimit runs on a goroutine of its own, as every handler did
-// before. A handler that blocks while inline must not stall the socket, so
-// each session has a watchdog: when the same run is still going at two
-// ticks in a row, it starts a new reader goroutine, and the blocked one
-// sends its result when the handler returns and then exits. A handler that
-// makes a call of its own (Trigger, Call, Enqueue) hands the reader over at
-// once, since it is about to wait for a frame.
-
-const (
-	// inlineLimit is the average handler run time up to which a function
-	// runs inline.
-	inlineLimit = 50 * time.Microsecond
-	// rescueTick is the watchdog's period: a handler that blocks inline
-	// holds the socket for one to two ticks.
-	rescueTick = time.Millisecond
-)
-
-// readerGuard coordinates the reader role of a session between the reader,
-// handlers running inline on it, and the watchdog.
-type readerGuard struct {
-	// running is 0 while a goroutine holds the reader role and reads. An
-	// even number means the holder is running a handler inline (that run's
-	// token); an odd one, that nobody holds the role (reader.go). Whoever
-	// swaps a token for 0 owns what follows: the reader when its handler
-	// returns (it goes on reading), a call that takes the free role, or the
-	// watchdog or handler that hands the socket to a new reader goroutine
-	// (a holder whose run was taken exits after it).
-	running atomic.Uint64
-	// started counts tokens handed out; the watchdog sleeps after a tick
-	// in which none was.
-	started atomic.Uint64
-	// watching is set while the watchdog ticks; a run that finds it unset
-	// wakes it.
-	watching atomic.Bool
-	wake     chan struct{}
+// interrupt makes a caller blocked reading for itself look at its call
+// again (invariant 5).
+func (r *readerRole) interrupt() {
+	if r.rd != nil {
+		r.rd.interrupt()
+	}
 }
 
 // runAverage is a function's exponentially weighted average handler run
-// time, in nanoseconds (weight 1/8 for the newest run).
+// time, in nanoseconds (weight 1/8 for the newest run). A function whose
+// average reaches inlineLimit runs on a goroutine of its own.
 type runAverage struct{ ns atomic.Int64 }
 
 func (a *runAverage) quick() bool { return a.ns.Load() < int64(inlineLimit) }
@@ -189,11 +222,10 @@ func (a *runAverage) add(d time.Duration) {
 }
 
 // dispatchInvoke runs m inline when that is worth it, or on a goroutine.
-// It reports whether the calling goroutine still owns the reader role.
-// A caller reading for its own result (caller) never runs a handler
-// inline: the handler could block on something the caller's code holds,
-// or delay the caller past its deadline.
-func (c *Client) dispatchInvoke(s *session, m *wire.Message, caller bool) bool {
+// It reports whether the calling goroutine still holds the role. A caller
+// reading for its own result (caller) never runs a handler inline.
+func (r *readerRole) dispatchInvoke(m *wire.Message, caller bool) bool {
+	c, s := r.c, r.s
 	c.mu.Lock()
 	f := c.functions[m.FunctionID]
 	c.mu.Unlock()
@@ -201,66 +233,65 @@ func (c *Client) dispatchInvoke(s *session, m *wire.Message, caller bool) bool {
 		go c.invoke(s, m, f, 0)
 		return true
 	}
-	g := &s.guard
-	run := g.started.Add(1) << 1
-	g.running.Store(run)
-	g.watch()
+	run := r.started.Add(1) << 1
+	r.running.Store(run)
+	r.watch()
 	returned := false
 	defer func() {
 		// A handler that called runtime.Goexit ends this goroutine: keep
 		// the socket read.
 		if !returned {
-			c.handOff(s, run)
+			r.handOff(run)
 		}
 	}()
 	c.invoke(s, m, f, run)
 	returned = true
-	return g.running.CompareAndSwap(run, 0)
+	return r.running.CompareAndSwap(run, 0)
 }
 
 // watch makes sure the watchdog ticks.
-func (g *readerGuard) watch() {
-	if !g.watching.Load() && g.watching.CompareAndSwap(false, true) {
+func (r *readerRole) watch() {
+	if !r.watching.Load() && r.watching.CompareAndSwap(false, true) {
 		select {
-		case g.wake <- struct{}{}:
+		case r.wake <- struct{}{}:
 		default:
 		}
 	}
 }
 
-// free marks the reader role as held by nobody.
-func (g *readerGuard) free() {
-	g.running.Store(g.started.Add(1)<<1 | 1)
-	g.watch()
+// free marks the role as held by nobody.
+func (r *readerRole) free() {
+	r.running.Store(r.started.Add(1)<<1 | 1)
+	r.watch()
 }
 
-// takeFree takes the reader role if nobody holds it.
-func (g *readerGuard) takeFree() bool {
-	v := g.running.Load()
-	return v&1 == 1 && g.running.CompareAndSwap(v, 0)
+// takeFree takes the role if nobody holds it.
+func (r *readerRole) takeFree() bool {
+	v := r.running.Load()
+	return v&1 == 1 && r.running.CompareAndSwap(v, 0)
 }
 
-// handOff starts a new reader for s if run is still the one going on
-// inline on the current reader.
-func (c *Client) handOff(s *session, run uint64) {
-	if run != 0 && s.guard.running.CompareAndSwap(run, 0) {
-		go c.read(s)
+// handOff starts a new reader if run is still the one going on inline on
+// the current holder.
+func (r *readerRole) handOff(run uint64) {
+	if run != 0 && r.running.CompareAndSwap(run, 0) {
+		go r.read()
 	}
 }
 
-// watch is s's watchdog; it ends with the session. It ticks while runs go
-// on inline or the role is free, and sleeps otherwise.
-func (c *Client) watch(s *session) {
-	g := &s.guard
+// watchdog ends with the session. It ticks while runs go on inline or the
+// role is free, and sleeps otherwise.
+func (r *readerRole) watchdog() {
+	c, s := r.c, r.s
 	t := time.NewTimer(rescueTick)
 	t.Stop()
 	for {
 		select {
-		case <-g.wake:
+		case <-r.wake:
 		case <-s.done:
 			return
 		}
-		lastRun, lastStarted := g.running.Load(), g.started.Load()
+		lastRun, lastStarted := r.running.Load(), r.started.Load()
 		for ticking := true; ticking; {
 			t.Reset(rescueTick)
 			select {
@@ -269,25 +300,25 @@ func (c *Client) watch(s *session) {
 				t.Stop()
 				return
 			}
-			run, started := g.running.Load(), g.started.Load()
+			run, started := r.running.Load(), r.started.Load()
 			if run&1 == 1 && c.cfg.keepFreeRole {
 				run = 0 // tests: leave the role to the next call
 			}
-			if run != 0 && run == lastRun && g.running.CompareAndSwap(run, 0) {
+			if run != 0 && run == lastRun && r.running.CompareAndSwap(run, 0) {
 				// The same token at two ticks: a handler blocks, or nobody
 				// took the free role.
 				if run&1 == 0 {
 					c.rescues.Add(1) // before the new reader can answer anything
 				}
-				go c.read(s)
+				go r.read()
 				run = 0
 			}
 			if run == 0 && started == lastStarted {
 				// Nothing ran for a tick: sleep until a run wakes us. A run
 				// that started before watching was cleared did not wake us,
 				// so look again.
-				g.watching.Store(false)
-				ticking = g.started.Load() != started && g.watching.CompareAndSwap(false, true)
+				r.watching.Store(false)
+				ticking = r.started.Load() != started && r.watching.CompareAndSwap(false, true)
 			}
 			lastRun, lastStarted = run, started
 		}
