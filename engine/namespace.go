@@ -36,29 +36,11 @@ type connNamespace struct {
 	timer  *time.Timer
 }
 
-// namespace is the namespace the connection registers in.
-func (w *workerConn) namespace() string {
-	w.nsState.mu.Lock()
-	defer w.nsState.mu.Unlock()
-	return orDefault(w.nsState.ns)
-}
-
 func orDefault(ns string) string {
 	if ns == "" {
 		return wire.DefaultNamespace
 	}
 	return ns
-}
-
-// isRegistration reports whether m's effect depends on the connection's
-// namespace (or must stay in order with those that do).
-func isRegistration(t string) bool {
-	switch t {
-	case wire.TypeRegisterFunction, wire.TypeUnregisterFunction, wire.TypeRegisterTriggerType,
-		wire.TypeUnregisterTriggerType, wire.TypeRegisterTrigger, wire.TypeUnregisterTrigger:
-		return true
-	}
-	return false
 }
 
 // fixedNamespace returns the connection's namespace if it is fixed.

@@ -27,9 +27,6 @@ const (
 	// maxObserveDepth is the loop guard: an activation that would be the
 	// ninth observe hop of a causal chain is not made.
 	maxObserveDepth = 8
-	// maxObserversPerWorker and maxObservers bound what workers can create.
-	maxObserversPerWorker = 1000
-	maxObservers          = 10000
 	// observerAwayGrace is how long an observer whose worker disconnected is
 	// kept (suspended) for the worker to reconnect and replay it.
 	observerAwayGrace  = 60 * time.Second

@@ -5,7 +5,6 @@ import (
 	stdjson "encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -36,8 +35,6 @@ type stateTriggerConfig struct {
 
 type stateModule struct {
 	e        *Engine
-	mu       sync.Mutex
-	store    state.Store // nil until opened
 	triggers *moduleTriggers[stateTriggerConfig]
 }
 

@@ -13,7 +13,6 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/sluicehq/sluice/internal/registry"
-	"github.com/sluicehq/sluice/wire"
 )
 
 // route is one served binding of an http trigger. Immutable once built.
@@ -497,9 +496,4 @@ func unhex(c byte) byte {
 		return c - 'A' + 10
 	}
 	return c - '0'
-}
-
-// triggerInfo is the "trigger" member of the payload.
-func (rt *route) triggerInfo() wire.HTTPTriggerInfo {
-	return wire.HTTPTriggerInfo{Type: wire.TriggerTypeHTTP, Path: rt.apiPath, Method: rt.method}
 }

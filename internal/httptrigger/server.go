@@ -23,7 +23,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -134,7 +133,6 @@ type Server struct {
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // request-body pushers
 
 	active   atomic.Int64 // requests being served
 	jsonHeld budget       // bytes of JSON bodies read whole

@@ -839,10 +839,6 @@ func ownerID(o Owner) string {
 	return o.OwnerID()
 }
 
-func sortTriggers(ts []*Trigger) {
-	sort.Slice(ts, func(i, j int) bool { return ts[i].ID < ts[j].ID })
-}
-
 // metadataFlag reports whether the JSON object m has key set to true. It
 // avoids a full decode for the common cases.
 func metadataFlag(m jsontext.Value, key string) bool {

@@ -187,8 +187,3 @@ func headerHasToken(h http.Header, name, token string) bool {
 	}
 	return false
 }
-
-// IsWebSocketUpgrade reports whether r asks for a WebSocket upgrade.
-func IsWebSocketUpgrade(r *http.Request) bool {
-	return headerHasToken(r.Header, "Connection", "upgrade") && headerHasToken(r.Header, "Upgrade", "websocket")
-}

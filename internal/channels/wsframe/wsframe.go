@@ -80,7 +80,7 @@ func PutHeader(b []byte, fin bool, op int, n int, masked bool, key [4]byte) int 
 // Mask XORs b in place with key, starting at key[pos&3], and returns the
 // position after b (RFC 6455 §5.3: each frame's mask starts at pos 0).
 //
-// go:norace: masking touches nothing but the caller's buffer, and under the
+// Why norace: masking touches nothing but the caller's buffer, and under the
 // race detector an instrumented loop costs ~40x (a 1 GiB stream: seconds to
 // minutes). The buffers' hand-offs between goroutines stay instrumented.
 //
