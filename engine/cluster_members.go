@@ -276,19 +276,6 @@ type remoteFunction struct {
 	Node string
 }
 
-// Nodes returns the names of the nodes seen alive, this one included.
-func (m *membership) nodes() []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := []string{m.e.cluster.name}
-	for name, st := range m.members {
-		if !st.gone {
-			out = append(out, name)
-		}
-	}
-	return out
-}
-
 // leave deletes this node's heartbeat (clean shutdown): the others know at
 // once instead of after node_timeout.
 func (m *membership) leave() {
