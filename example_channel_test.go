@@ -1,60 +1,83 @@
 package sluice_test
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"io"
-	"net/http"
-	"net/http/httptest"
+	"log"
 	"os"
-	"strings"
 
 	"github.com/sluicehq/sluice"
-	"github.com/sluicehq/sluice/internal/channels"
 )
 
-// Stream a file through a channel: io.Copy into the writer on one side,
-// io.Copy out of the reader on the other. In a worker the ends come from
-// client.CreateChannel, or arrive as *sluice.ChannelReader /
-// *sluice.ChannelWriter fields of a handler's input; here a bare channel
-// hub stands in for the engine.
+// ImportIn is the input of a function that reads a file from a channel:
+// the caller sends the channel's reader end, which arrives as a live
+// *sluice.ChannelReader.
+type ImportIn struct {
+	File *sluice.ChannelReader `json:"file"`
+}
+
+type ImportOut struct {
+	Lines int   `json:"lines"`
+	Bytes int64 `json:"bytes"`
+}
+
+// Stream a file to a function through a channel: the caller creates a
+// channel, passes its reader end in the payload and copies the file into
+// the writer end; the function copies out of the reader. The bytes go
+// from socket to socket through the engine, never inside a JSON payload.
 func ExampleChannelWriter() {
-	hub := channels.NewHub(channels.Config{}, nil)
-	mux := http.NewServeMux()
-	mux.Handle("/ws/channels/", hub)
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
-	engineURL := "ws" + strings.TrimPrefix(srv.URL, "http")
-	refs, err := hub.Create(0)
+	e, stop := startExampleEngine()
+	defer stop()
+	ctx := context.Background()
+	c, err := sluice.Connect(ctx, e.WorkerURL())
 	if err != nil {
-		panic(err)
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	// The consumer: io.ReadAll (like io.Copy) succeeds only if the writer
+	// finished cleanly; a writer that failed gives an error, not io.EOF.
+	err = sluice.Register(c, "reports::import", func(ctx context.Context, in ImportIn) (ImportOut, error) {
+		defer in.File.Close()
+		b, err := io.ReadAll(in.File)
+		if err != nil {
+			return ImportOut{}, err
+		}
+		return ImportOut{Lines: bytes.Count(b, []byte("\n")), Bytes: int64(len(b))}, nil
+	})
+	if err != nil {
+		log.Fatal(err)
 	}
 
 	f, err := os.CreateTemp("", "report-*.csv")
 	if err != nil {
-		panic(err)
+		log.Fatal(err)
 	}
 	defer os.Remove(f.Name())
 	fmt.Fprint(f, "id,total\n1,42\n")
 	f.Seek(0, io.SeekStart)
 
-	// Producer: the writer connects on first use; Close ends the stream,
-	// CloseWithError breaks it (the reader then gets an error, not io.EOF).
-	writer := sluice.NewChannelWriter(engineURL, refs.Writer)
+	// The producer: the writer connects on first use; Close ends the
+	// stream, CloseWithError breaks it.
+	ch, err := c.CreateChannel(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
 	go func() {
 		defer f.Close()
-		if _, err := io.Copy(writer, f); err != nil {
-			writer.CloseWithError(err)
+		if _, err := io.Copy(ch.Writer, f); err != nil {
+			ch.Writer.CloseWithError(err)
 			return
 		}
-		writer.Close()
+		ch.Writer.Close()
 	}()
 
-	// Consumer: io.Copy returns nil only if the writer finished cleanly.
-	reader := sluice.NewChannelReader(engineURL, refs.Reader)
-	n, err := io.Copy(os.Stdout, reader)
-	fmt.Println(n, err)
-	// Output:
-	// id,total
-	// 1,42
-	// 14 <nil>
+	out, err := sluice.Call[ImportOut](ctx, c, "reports::import", ImportIn{File: ch.Reader})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(out.Lines, "lines,", out.Bytes, "bytes")
+	// Output: 2 lines, 14 bytes
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/sluicehq/sluice"
@@ -101,38 +103,89 @@ func ExampleClient_Trigger_timeout() {
 	// Output: true
 }
 
-// cronish is a trigger type provider: the engine hands it every binding of
-// its type, and it calls the bound function whenever its event happens.
-type cronish struct{ c *sluice.Client }
+// ticker is a trigger type provider: the engine hands it every binding of
+// its type, and it calls the bound function whenever its event happens —
+// here every config.every, config.times times.
+type ticker struct {
+	c    *sluice.Client
+	mu   sync.Mutex
+	stop map[string]chan struct{} // by binding id
+}
 
-func (p cronish) RegisterTrigger(ctx context.Context, b sluice.TriggerBinding) error {
-	// Parse b.Config, start a timer that calls
-	// p.c.TriggerVoid(ctx, b.FunctionID, event, sluice.WithCallMetadata(b.Metadata)).
+func (p *ticker) RegisterTrigger(ctx context.Context, b sluice.TriggerBinding) error {
+	var cfg struct {
+		Every string `json:"every"`
+		Times int    `json:"times"`
+	}
+	if err := json.Unmarshal(b.Config, &cfg); err != nil {
+		return err // the binding is refused; its registrant is told why
+	}
+	every, err := time.ParseDuration(cfg.Every)
+	if err != nil {
+		return err
+	}
+	stop := make(chan struct{})
+	p.mu.Lock()
+	p.stop[b.ID] = stop
+	p.mu.Unlock()
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for i := 1; i <= cfg.Times; i++ {
+			select {
+			case <-t.C:
+			case <-stop:
+				return
+			}
+			_ = p.c.TriggerVoid(context.Background(), b.FunctionID, map[string]int{"tick": i},
+				sluice.WithCallMetadata(b.Metadata))
+		}
+	}()
 	return nil
 }
 
-func (p cronish) UnregisterTrigger(ctx context.Context, b sluice.TriggerBinding) error {
-	// Stop the timer of b.ID.
+func (p *ticker) UnregisterTrigger(ctx context.Context, b sluice.TriggerBinding) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if stop, ok := p.stop[b.ID]; ok {
+		close(stop)
+		delete(p.stop, b.ID)
+	}
 	return nil
 }
 
 func ExampleClient_RegisterTriggerType() {
+	e, stop := startExampleEngine()
+	defer stop()
 	ctx := context.Background()
-	c, err := sluice.Connect(ctx, "ws://localhost:49134")
+	c, err := sluice.Connect(ctx, e.WorkerURL())
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer c.Close()
-	if err := c.RegisterTriggerType("cronish", "fires on a schedule", cronish{c}); err != nil {
+	if err := c.RegisterTriggerType("ticker", "fires every config.every, config.times times", &ticker{c: c, stop: map[string]chan struct{}{}}); err != nil {
 		log.Fatal(err)
 	}
-	// Any worker may now bind functions to it:
-	_, err = c.RegisterTrigger(sluice.TriggerSpec{
-		Type:       "cronish",
-		FunctionID: "reports::daily",
-		Config:     map[string]string{"every": "24h"},
+
+	// Any worker may now bind its functions to it (here the same one).
+	ticks := make(chan int, 3)
+	err = sluice.Register(c, "reports::tick", func(ctx context.Context, in struct{ Tick int }) (any, error) {
+		ticks <- in.Tick
+		return nil, nil
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
+	_, err = c.RegisterTrigger(sluice.TriggerSpec{
+		Type:       "ticker",
+		FunctionID: "reports::tick",
+		Config:     map[string]any{"every": "10ms", "times": 3},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	got := []int{<-ticks, <-ticks, <-ticks}
+	slices.Sort(got) // handlers may run concurrently
+	fmt.Println(got)
+	// Output: [1 2 3]
 }
