@@ -506,15 +506,10 @@ func (cc *clientCmd) queue(args []string) error {
 		if all == nil {
 			all = []map[string]any{}
 		}
-		if cc.json {
-			return cc.printJSON(mustJSON(all))
-		}
-		var rows [][]string
-		for _, s := range all {
-			rows = append(rows, []string{str(s["name"]), str(s["broker_type"]), str(s["depth"]), str(s["consumer_count"]), str(s["dlq_depth"])})
-		}
-		cc.table([]string{"QUEUE", "TYPE", "DEPTH", "CONSUMERS", "DLQ"}, rows)
-		return nil
+		return cc.printRows(mustJSON(all), []string{"QUEUE", "TYPE", "DEPTH", "CONSUMERS", "DLQ"},
+			func(s map[string]any) []string {
+				return []string{str(s["name"]), str(s["broker_type"]), str(s["depth"]), str(s["consumer_count"]), str(s["dlq_depth"])}
+			})
 	case pos[0] == "stats" && len(pos) == 2:
 		raw, err := cc.call("engine::queue::topic_stats", map[string]any{"topic": pos[1]})
 		if err != nil {
@@ -522,45 +517,20 @@ func (cc *clientCmd) queue(args []string) error {
 		}
 		return cc.printJSON(raw)
 	case pos[0] == "dlq" && len(pos) == 1:
-		raw, err := cc.call("engine::queue::dlq_topics", map[string]any{})
-		if err != nil {
-			return err
-		}
-		if cc.json {
-			return cc.printJSON(raw)
-		}
-		var list []map[string]any
-		if err := json.Unmarshal(raw, &list); err != nil {
-			return err
-		}
-		var rows [][]string
-		for _, t := range list {
-			rows = append(rows, []string{str(t["topic"]), str(t["broker_type"]), str(t["message_count"])})
-		}
-		cc.table([]string{"QUEUE", "TYPE", "MESSAGES"}, rows)
-		return nil
+		return cc.callRows("engine::queue::dlq_topics", map[string]any{}, []string{"QUEUE", "TYPE", "MESSAGES"},
+			func(t map[string]any) []string {
+				return []string{str(t["topic"]), str(t["broker_type"]), str(t["message_count"])}
+			})
 	case pos[0] == "dlq" && len(pos) == 2:
-		raw, err := cc.call("engine::queue::dlq_messages", map[string]any{"topic": pos[1], "limit": limit})
-		if err != nil {
-			return err
-		}
-		if cc.json {
-			return cc.printJSON(raw)
-		}
-		var list []map[string]any
-		if err := json.Unmarshal(raw, &list); err != nil {
-			return err
-		}
-		var rows [][]string
-		for _, m := range list {
-			failed := "-"
-			if f, ok := m["failed_at"].(float64); ok {
-				failed = time.Unix(int64(f), 0).UTC().Format(time.RFC3339)
-			}
-			rows = append(rows, []string{str(m["id"]), str(m["function_id"]), str(m["retries"]), failed, str(m["error"])})
-		}
-		cc.table([]string{"ID", "FUNCTION", "RETRIES", "FAILED_AT", "ERROR"}, rows)
-		return nil
+		return cc.callRows("engine::queue::dlq_messages", map[string]any{"topic": pos[1], "limit": limit},
+			[]string{"ID", "FUNCTION", "RETRIES", "FAILED_AT", "ERROR"},
+			func(m map[string]any) []string {
+				failed := "-"
+				if f, ok := m["failed_at"].(float64); ok {
+					failed = time.Unix(int64(f), 0).UTC().Format(time.RFC3339)
+				}
+				return []string{str(m["id"]), str(m["function_id"]), str(m["retries"]), failed, str(m["error"])}
+			})
 	case pos[0] == "redrive" && (len(pos) == 2 || len(pos) == 3):
 		fn, in := "iii::queue::redrive", map[string]any{"queue": pos[1]}
 		if len(pos) == 3 {
@@ -580,6 +550,34 @@ func (cc *clientCmd) queue(args []string) error {
 	default:
 		return usageErr("usage: sluice queue stats [QUEUE] | dlq [QUEUE] | redrive QUEUE [MESSAGE_ID]")
 	}
+}
+
+// callRows calls fn with in and prints its result, a JSON list of
+// objects, as printRows does.
+func (cc *clientCmd) callRows(fn string, in any, header []string, row func(map[string]any) []string) error {
+	raw, err := cc.call(fn, in)
+	if err != nil {
+		return err
+	}
+	return cc.printRows(raw, header, row)
+}
+
+// printRows prints raw, a JSON list of objects, as it is with --json, and
+// otherwise as a table with one row per object.
+func (cc *clientCmd) printRows(raw json.RawMessage, header []string, row func(map[string]any) []string) error {
+	if cc.json {
+		return cc.printJSON(raw)
+	}
+	var list []map[string]any
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return err
+	}
+	var rows [][]string
+	for _, m := range list {
+		rows = append(rows, row(m))
+	}
+	cc.table(header, rows)
+	return nil
 }
 
 func (cc *clientCmd) usage(synopsis, what string) func() {
