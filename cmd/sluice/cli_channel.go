@@ -122,6 +122,26 @@ func openInput(name string, stdin io.Reader) (io.ReadCloser, int64, error) {
 	return f, size, nil
 }
 
+// withUpload opens FILE (or stdin, "-"), connects within the command's
+// timeout, creates a channel and runs f with them (size -1: unknown).
+func (cc *clientCmd) withUpload(name string, f func(ctx context.Context, ch *sluice.Channel, in io.Reader, size int64) error) error {
+	in, size, err := openInput(name, cc.stdin)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), cc.timeout)
+	defer cancel()
+	if err := cc.connect(ctx); err != nil {
+		return err
+	}
+	ch, err := cc.c.CreateChannel(ctx)
+	if err != nil {
+		return err
+	}
+	return f(ctx, ch, in, size)
+}
+
 // send copies in into w with progress on a terminal, then closes w.
 func (cc *clientCmd) send(w *sluice.ChannelWriter, in io.Reader, size int64) error {
 	p := startProgress(cc.stderr, size)
@@ -150,23 +170,11 @@ func (cc *clientCmd) channel(args []string) error {
 		if len(pos) == 2 {
 			name = pos[1]
 		}
-		in, size, err := openInput(name, cc.stdin)
-		if err != nil {
-			return err
-		}
-		defer in.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), cc.timeout)
-		defer cancel()
-		if err := cc.connect(ctx); err != nil {
-			return err
-		}
-		ch, err := cc.c.CreateChannel(ctx)
-		if err != nil {
-			return err
-		}
-		ref, _ := json.Marshal(ch.ReaderRef)
-		fmt.Fprintln(cc.stdout, string(ref))
-		return cc.send(ch.Writer, in, size)
+		return cc.withUpload(name, func(_ context.Context, ch *sluice.Channel, in io.Reader, size int64) error {
+			ref, _ := json.Marshal(ch.ReaderRef)
+			fmt.Fprintln(cc.stdout, string(ref))
+			return cc.send(ch.Writer, in, size)
+		})
 	case len(pos) >= 2 && len(pos) <= 3 && pos[0] == "recv":
 		var ref sluice.ChannelRef
 		if err := json.Unmarshal([]byte(pos[1]), &ref); err != nil || ref.ChannelID == "" {
@@ -210,43 +218,31 @@ func (cc *clientCmd) pipe(args []string) error {
 	if err != nil {
 		return err
 	}
-	in, size, err := openInput(pos[1], cc.stdin)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), cc.timeout)
-	defer cancel()
-	if err := cc.connect(ctx); err != nil {
-		return err
-	}
-	ch, err := cc.c.CreateChannel(ctx)
-	if err != nil {
-		return err
-	}
-	input := map[string]any{}
-	_ = json.Unmarshal(extra, &input)
-	delete(input, "_")
-	input["reader"] = ch.ReaderRef
-	if pos[1] != "-" {
-		input["name"] = filepath.Base(pos[1])
-	}
-	if size >= 0 {
-		input["size"] = size
-	}
-	sent := make(chan error, 1)
-	go func() { sent <- cc.send(ch.Writer, in, size) }()
-	raw, err := cc.c.Trigger(ctx, pos[0], input)
-	if err != nil {
-		return err
-	}
-	select {
-	case err := <-sent:
-		if err != nil {
-			return fmt.Errorf("streaming %s: %w", pos[1], err)
+	return cc.withUpload(pos[1], func(ctx context.Context, ch *sluice.Channel, in io.Reader, size int64) error {
+		input := map[string]any{}
+		_ = json.Unmarshal(extra, &input)
+		delete(input, "_")
+		input["reader"] = ch.ReaderRef
+		if pos[1] != "-" {
+			input["name"] = filepath.Base(pos[1])
 		}
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	return cc.printJSON(raw)
+		if size >= 0 {
+			input["size"] = size
+		}
+		sent := make(chan error, 1)
+		go func() { sent <- cc.send(ch.Writer, in, size) }()
+		raw, err := cc.c.Trigger(ctx, pos[0], input)
+		if err != nil {
+			return err
+		}
+		select {
+		case err := <-sent:
+			if err != nil {
+				return fmt.Errorf("streaming %s: %w", pos[1], err)
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return cc.printJSON(raw)
+	})
 }
