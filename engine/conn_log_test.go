@@ -33,6 +33,12 @@ func (l *logCapture) String() string {
 	return l.buf.String()
 }
 
+func (l *logCapture) Reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf.Reset()
+}
+
 func (l *logCapture) count(s string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
