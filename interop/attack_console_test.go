@@ -1,40 +1,20 @@
 package interop
 
 import (
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/testhttp"
 )
 
 // consoleAttackReq sends one request to the built binary's console.
 func consoleAttackReq(t *testing.T, method, url, body string, hdr map[string]string) (int, string) {
 	t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, url, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range hdr {
-		if k == "Host" {
-			req.Host = v
-		} else {
-			req.Header.Set(k, v)
-		}
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return res.StatusCode, string(b)
+	res, b := testhttp.Do(t, method, url, body, hdr)
+	return res.StatusCode, b
 }
 
 // TestAttackConsole attacks the console of the built binary the ways a web
