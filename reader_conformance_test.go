@@ -1,11 +1,8 @@
 package sluice
 
 import (
-	"bufio"
 	"errors"
-	"fmt"
 	"net"
-	"net/http"
 	"testing"
 	"time"
 
@@ -27,58 +24,29 @@ func TestConformanceCtlReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	for _, tc := range wstest.Cases {
-		if tc.LimitCase {
-			continue
+	skipLimit := func(tc wstest.Case) bool { return tc.LimitCase }
+	// The 101 and the frames in one write: ctlReader must find the frames
+	// the dialer did not read.
+	wstest.RunClient(t, ln, true, skipLimit, func(t *testing.T) {
+		d, dialed := withHandshakeConn(websocket.Dialer{HandshakeTimeout: 5 * time.Second, ReadBufferSize: 1024})
+		ws, _, err := wsconn.Dialer(d).Dial("ws://"+ln.Addr().String()+"/", nil)
+		if err != nil {
+			t.Fatal(err)
 		}
-		t.Run(tc.Name, func(t *testing.T) {
-			got := make(chan wstest.Observed, 1)
-			go func() {
-				conn, err := ln.Accept()
-				if err != nil {
-					got <- wstest.Observed{}
-					return
-				}
-				defer conn.Close()
-				_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-				br := bufio.NewReader(conn)
-				req, err := http.ReadRequest(br)
-				if err != nil {
-					got <- wstest.Observed{}
-					return
-				}
-				// The 101 and the frames in one write: ctlReader must find
-				// the frames the dialer did not read.
-				resp := fmt.Sprintf("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", wstest.AcceptKey(req.Header.Get("Sec-WebSocket-Key")))
-				go conn.Write(append([]byte(resp), tc.Wire(false)...))
-				got <- wstest.ReadPeer(t, br, true)
-			}()
-			d, dialed := withHandshakeConn(websocket.Dialer{HandshakeTimeout: 5 * time.Second, ReadBufferSize: 1024})
-			ws, _, err := wsconn.Dialer(d).Dial("ws://"+ln.Addr().String()+"/", nil)
+		dialed().handshakeDone()
+		r := newCtlReader(ws, ws.NetConn(), time.Minute)
+		for {
+			data, err := r.next()
+			if errors.Is(err, wsconn.ErrFrameTooLarge) {
+				continue
+			}
 			if err != nil {
-				t.Fatal(err)
+				break
 			}
-			dialed().handshakeDone()
-			r := newCtlReader(ws, ws.NetConn(), time.Minute)
-			for {
-				data, err := r.next()
-				if errors.Is(err, wsconn.ErrFrameTooLarge) {
-					continue
-				}
-				if err != nil {
-					break
-				}
-				if ws.WriteMessage(r.kind, data) != nil {
-					break
-				}
+			if ws.WriteMessage(r.kind, data) != nil {
+				break
 			}
-			ws.Close()
-			select {
-			case o := <-got:
-				tc.Check(t, o)
-			case <-time.After(10 * time.Second):
-				t.Fatal("the raw server did not finish")
-			}
-		})
-	}
+		}
+		ws.Close()
+	})
 }

@@ -1,10 +1,8 @@
 package ws
 
 import (
-	"bufio"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -99,40 +97,13 @@ func TestConformanceClient(t *testing.T) {
 				ln = tls.NewListener(ln, srvCfg)
 				d.TLSClientConfig = cliCfg
 			}
-			for _, tc := range wstest.Cases {
-				t.Run(tc.Name, func(t *testing.T) {
-					got := make(chan wstest.Observed, 1)
-					go func() {
-						conn, err := ln.Accept()
-						if err != nil {
-							got <- wstest.Observed{}
-							return
-						}
-						defer conn.Close()
-						_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-						br := bufio.NewReader(conn)
-						req, err := http.ReadRequest(br)
-						if err != nil {
-							got <- wstest.Observed{}
-							return
-						}
-						fmt.Fprintf(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", wstest.AcceptKey(req.Header.Get("Sec-WebSocket-Key")))
-						go conn.Write(tc.Wire(false))
-						got <- wstest.ReadPeer(t, br, true)
-					}()
-					c, _, err := d.Dial(scheme+"://"+ln.Addr().String()+"/", nil)
-					if err != nil {
-						t.Fatal(err)
-					}
-					_ = echoPeer(c)
-					select {
-					case o := <-got:
-						tc.Check(t, o)
-					case <-time.After(10 * time.Second):
-						t.Fatal("the raw server did not finish")
-					}
-				})
-			}
+			wstest.RunClient(t, ln, false, nil, func(t *testing.T) {
+				c, _, err := d.Dial(scheme+"://"+ln.Addr().String()+"/", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_ = echoPeer(c)
+			})
 		})
 	}
 }

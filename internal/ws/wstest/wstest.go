@@ -321,3 +321,51 @@ func RunServer(t *testing.T, scheme, addr string, cfg *tls.Config, skip func(Cas
 		})
 	}
 }
+
+// RunClient runs the cases against a client side. For each case it
+// accepts one connection on ln, answers the opening handshake, sends the
+// case's frames and checks what came back. With together, the 101 and the
+// frames go out in one write, so the client must find the frames its
+// handshake read left over. client dials (ln's address, path "/"), echoes
+// each data message until its read fails, and hangs up. skip, if not nil,
+// leaves cases out.
+func RunClient(t *testing.T, ln net.Listener, together bool, skip func(Case) bool, client func(t *testing.T)) {
+	for _, tc := range Cases {
+		if skip != nil && skip(tc) {
+			continue
+		}
+		t.Run(tc.Name, func(t *testing.T) {
+			got := make(chan Observed, 1)
+			go func() {
+				conn, err := ln.Accept()
+				if err != nil {
+					got <- Observed{}
+					return
+				}
+				defer conn.Close()
+				_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+				br := bufio.NewReader(conn)
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					got <- Observed{}
+					return
+				}
+				resp := []byte(fmt.Sprintf("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", acceptKey(req.Header.Get("Sec-WebSocket-Key"))))
+				if together {
+					go conn.Write(append(resp, tc.Wire(false)...))
+				} else {
+					conn.Write(resp)
+					go conn.Write(tc.Wire(false))
+				}
+				got <- ReadPeer(t, br, true)
+			}()
+			client(t)
+			select {
+			case o := <-got:
+				tc.Check(t, o)
+			case <-time.After(10 * time.Second):
+				t.Fatal("the raw server did not finish")
+			}
+		})
+	}
+}
