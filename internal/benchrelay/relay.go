@@ -50,7 +50,7 @@ func StartEcho() (*Server, error) {
 			if err != nil {
 				return
 			}
-			buf, err = readInto(rd, buf[:0])
+			buf, err = ReadMessage(rd, buf[:0])
 			if err != nil {
 				return
 			}
@@ -91,7 +91,7 @@ func pump(dst, src *websocket.Conn) {
 		if err != nil {
 			return
 		}
-		buf, err = readInto(rd, buf[:0])
+		buf, err = ReadMessage(rd, buf[:0])
 		if err != nil {
 			return
 		}
@@ -101,7 +101,9 @@ func pump(dst, src *websocket.Conn) {
 	}
 }
 
-func readInto(r io.Reader, b []byte) ([]byte, error) {
+// ReadMessage appends everything r yields to b (a message's reader:
+// NextReader), growing b as needed, and returns it.
+func ReadMessage(r io.Reader, b []byte) ([]byte, error) {
 	for {
 		if len(b) == cap(b) {
 			b = append(b, 0)[:len(b)]

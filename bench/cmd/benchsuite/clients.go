@@ -34,22 +34,6 @@ func report(r result) {
 	fmt.Printf("RESULT %s\n", b)
 }
 
-func readAll(r io.Reader, b []byte) ([]byte, error) {
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			return b, nil
-		}
-		if err != nil {
-			return b, err
-		}
-	}
-}
-
 var debug = os.Getenv("BENCH_DEBUG") != ""
 
 func pct(d []time.Duration, p float64) float64 {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/sluicehq/sluice/internal/benchrelay"
 )
 
 // worker: the raw-protocol worker process, the same for Sluice and the
@@ -77,7 +79,7 @@ func cmdWorker(args []string) {
 		if err != nil {
 			log.Fatal(err)
 		}
-		buf, err = readAll(rd, buf[:0])
+		buf, err = benchrelay.ReadMessage(rd, buf[:0])
 		if err != nil {
 			log.Fatal(err)
 		}
