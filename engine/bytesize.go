@@ -1,12 +1,11 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
-
-	"go.yaml.in/yaml/v4"
 )
 
 // ByteSize is a size in bytes. In the YAML file, environment variables and
@@ -78,14 +77,17 @@ func (b *ByteSize) Set(s string) error {
 	return nil
 }
 
-// UnmarshalYAML accepts a plain integer or a string with a unit.
-func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: want a size: %s", n.Line, sizeForm)
+// UnmarshalYAML accepts a plain integer or a string with a unit. It has
+// the legacy form of yaml's Unmarshaler (a decode function, not a node), so
+// that this package needs no YAML library.
+func (b *ByteSize) UnmarshalYAML(unmarshal func(any) error) error {
+	var s string
+	if err := unmarshal(&s); err != nil {
+		return errors.New("want a size: " + sizeForm)
 	}
-	v, err := ParseByteSize(n.Value)
+	v, err := ParseByteSize(s)
 	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
+		return err
 	}
 	*b = v
 	return nil

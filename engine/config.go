@@ -1,16 +1,8 @@
 package engine
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"os"
-	"reflect"
 	"time"
-
-	"go.yaml.in/yaml/v4"
 
 	"github.com/sluicehq/sluice/internal/auth"
 	"github.com/sluicehq/sluice/internal/registry"
@@ -244,21 +236,13 @@ func DefaultQueueConfig() QueueConfig {
 }
 
 // UnmarshalYAML starts from the defaults so that a partial entry is valid.
-func (q *QueueConfig) UnmarshalYAML(n *yaml.Node) error {
+// It has the legacy form of yaml's Unmarshaler (a decode function, not a
+// node), so that this package needs no YAML library (cmd/sluice reads the
+// file; its key check covers the entry's keys).
+func (q *QueueConfig) UnmarshalYAML(unmarshal func(any) error) error {
 	*q = DefaultQueueConfig()
-	// Node.Decode does not inherit the file decoder's KnownFields: check
-	// the keys here so that a typo is an error, not a silent default.
-	if n.Kind == yaml.MappingNode {
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			switch k := n.Content[i].Value; k {
-			case "max_retries", "backoff_ms", "concurrency", "type", "message_group_field", "visibility_timeout_ms", "delay_ms", "dedup_field", "dedup_window_ms":
-			default:
-				return fmt.Errorf("line %d: unknown queue setting %q", n.Content[i].Line, k)
-			}
-		}
-	}
 	type plain QueueConfig
-	return n.Decode((*plain)(q))
+	return unmarshal((*plain)(q))
 }
 
 // Validate reports a queue setting that cannot work.
@@ -388,32 +372,6 @@ func DefaultConfig() Config {
 	}
 }
 
-// LoadFile overlays the YAML file at path onto c. Unknown keys are errors,
-// so that a typo does not silently leave a default in place; the error
-// lists the valid keys. A missing file is an error matching fs.ErrNotExist.
-func (c *Config) LoadFile(path string) error {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return configNotFound(path)
-	} else if err != nil {
-		return fmt.Errorf("config file %s: %w", path, err)
-	}
-	var doc yaml.Node
-	if err := yaml.NewDecoder(bytes.NewReader(b)).Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("config file %s: %w", path, err)
-	}
-	if err := checkYAML(&doc, reflect.TypeFor[Config](), ""); err != nil {
-		return fmt.Errorf("config file %s: %w", path, err)
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	// io.EOF: the file holds no document (empty, or only comments).
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("config file %s: %w", path, err)
-	}
-	return c.Validate()
-}
-
 // Validate reports settings that cannot work.
 func (c *Config) Validate() error {
 	switch {
@@ -521,9 +479,3 @@ func (a *AuthConfig) validate(where string) error {
 	}
 	return nil
 }
-
-// configNotFound is LoadFile's error for a missing file.
-type configNotFound string
-
-func (p configNotFound) Error() string      { return "config file " + string(p) + " not found" }
-func (configNotFound) Is(target error) bool { return target == fs.ErrNotExist }

@@ -231,7 +231,7 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 		return cfg, nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if o.config != "" {
-		if err := cfg.LoadFile(o.config); err != nil {
+		if err := loadConfigFile(&cfg, o.config); err != nil {
 			if errors.Is(err, iofs.ErrNotExist) && !flagSet(fs, "config") {
 				err = fmt.Errorf("%w (named by SLUICE_CONFIG)", err)
 			}

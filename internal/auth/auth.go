@@ -9,13 +9,14 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
-	"go.yaml.in/yaml/v4"
 )
 
 // CodeForbidden answers a call or registration the session may not make
@@ -76,55 +77,60 @@ func ParseMatch(s string) (string, bool) {
 	return "", false
 }
 
-// UnmarshalYAML reads `match("p")`, {match: p} or {metadata: {k: v}}.
-func (f *Filter) UnmarshalYAML(n *yaml.Node) error {
-	switch n.Kind {
-	case yaml.ScalarNode:
-		p, ok := ParseMatch(n.Value)
+// UnmarshalYAML reads `match("p")`, {match: p} or {metadata: {k: v}}. It
+// has the legacy form of yaml's Unmarshaler (a decode function, not a
+// node), so that this package needs no YAML library; the decoder adds the
+// entry's line to an error.
+func (f *Filter) UnmarshalYAML(unmarshal func(any) error) error {
+	var s string
+	if unmarshal(&s) == nil {
+		p, ok := ParseMatch(s)
 		if !ok {
-			return fmt.Errorf("line %d: expose_functions entry %q: want match(\"pattern\")", n.Line, n.Value)
+			return fmt.Errorf("expose_functions entry %q: want match(\"pattern\")", s)
 		}
 		f.Pattern = p
 		return nil
-	case yaml.MappingNode:
-		var raw struct {
-			Match    string         `yaml:"match"`
-			Metadata map[string]any `yaml:"metadata"`
-		}
-		if err := n.Decode(&raw); err != nil {
-			return err
-		}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if k := n.Content[i].Value; k != "match" && k != "metadata" {
-				return fmt.Errorf("line %d: unknown key %q in expose_functions entry (want match or metadata)", n.Content[i].Line, k)
-			}
-		}
-		if (raw.Match == "") == (len(raw.Metadata) == 0) {
-			return fmt.Errorf("line %d: an expose_functions entry has exactly one of match or metadata", n.Line)
-		}
-		f.Pattern = raw.Match
-		if p, ok := ParseMatch(raw.Match); ok {
-			f.Pattern = p
-		}
-		if len(raw.Metadata) > 0 {
-			f.Metadata = make(map[string]MetaValue, len(raw.Metadata))
-			for k, v := range raw.Metadata {
-				if s, ok := v.(string); ok {
-					if p, ok := ParseMatch(s); ok {
-						f.Metadata[k] = MetaValue{Pattern: p, IsMatch: true}
-						continue
-					}
-				}
-				b, err := json.Marshal(v)
-				if err != nil {
-					return fmt.Errorf("line %d: metadata %q: %w", n.Line, k, err)
-				}
-				f.Metadata[k] = MetaValue{Exact: b}
-			}
-		}
-		return nil
 	}
-	return fmt.Errorf("line %d: expose_functions entry: want match(\"pattern\") or a map", n.Line)
+	var keys map[string]any
+	if unmarshal(&keys) != nil {
+		return errors.New("expose_functions entry: want match(\"pattern\") or a map")
+	}
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
+		if k != "match" && k != "metadata" {
+			return fmt.Errorf("unknown key %q in expose_functions entry (want match or metadata)", k)
+		}
+	}
+	var raw struct {
+		Match    string         `yaml:"match"`
+		Metadata map[string]any `yaml:"metadata"`
+	}
+	if err := unmarshal(&raw); err != nil {
+		return err
+	}
+	if (raw.Match == "") == (len(raw.Metadata) == 0) {
+		return errors.New("an expose_functions entry has exactly one of match or metadata")
+	}
+	f.Pattern = raw.Match
+	if p, ok := ParseMatch(raw.Match); ok {
+		f.Pattern = p
+	}
+	if len(raw.Metadata) > 0 {
+		f.Metadata = make(map[string]MetaValue, len(raw.Metadata))
+		for k, v := range raw.Metadata {
+			if s, ok := v.(string); ok {
+				if p, ok := ParseMatch(s); ok {
+					f.Metadata[k] = MetaValue{Pattern: p, IsMatch: true}
+					continue
+				}
+			}
+			b, err := json.Marshal(v)
+			if err != nil {
+				return fmt.Errorf("metadata %q: %w", k, err)
+			}
+			f.Metadata[k] = MetaValue{Exact: b}
+		}
+	}
+	return nil
 }
 
 // Matches reports whether the filter exposes function id with metadata.

@@ -1,14 +1,49 @@
-package engine
+package main
+
+// The config file: YAML read onto an engine.Config. The engine package
+// itself knows no YAML library; its types only carry yaml tags (and, where
+// a value needs it, the legacy decode-function form of UnmarshalYAML).
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"os"
 	"reflect"
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/engine"
 	"go.yaml.in/yaml/v4"
 )
+
+// loadConfigFile overlays the YAML file at path onto c. Unknown keys are errors,
+// so that a typo does not silently leave a default in place; the error
+// lists the valid keys. A missing file is an error matching fs.ErrNotExist.
+func loadConfigFile(c *engine.Config, path string) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return configNotFound(path)
+	} else if err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	var doc yaml.Node
+	if err := yaml.NewDecoder(bytes.NewReader(b)).Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	if err := checkYAML(&doc, reflect.TypeFor[engine.Config](), ""); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	// io.EOF: the file holds no document (empty, or only comments).
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	return c.Validate()
+}
 
 // checkYAML reports, before the document is decoded into a Config, what a
 // person needs to fix it: every unknown key with the keys valid at its
@@ -35,13 +70,20 @@ func checkYAML(n *yaml.Node, t reflect.Type, path string) error {
 			}
 		}
 		return nil
-	case t == reflect.TypeFor[ByteSize]():
+	case t == reflect.TypeFor[engine.ByteSize]():
 		if n.Kind == yaml.ScalarNode {
-			if _, err := ParseByteSize(n.Value); err != nil {
+			if _, err := engine.ParseByteSize(n.Value); err != nil {
 				return fmt.Errorf("line %d: %s: %w", n.Line, path, err)
 			}
 		}
 		return nil
+	case t.Kind() == reflect.Map && t.Elem().Kind() == reflect.Struct && n.Kind == yaml.MappingNode:
+		// Named entries (queues): each is checked like a section.
+		var errs []error
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			errs = append(errs, checkYAML(n.Content[i+1], t.Elem(), path+"."+n.Content[i].Value))
+		}
+		return errors.Join(errs...)
 	case t.Kind() != reflect.Struct || n.ShortTag() == "!!null":
 		return nil
 	}
@@ -117,3 +159,9 @@ func editDistance(a, b string) int {
 	}
 	return prev[len(b)]
 }
+
+// configNotFound is loadConfigFile's error for a missing file.
+type configNotFound string
+
+func (p configNotFound) Error() string      { return "config file " + string(p) + " not found" }
+func (configNotFound) Is(target error) bool { return target == fs.ErrNotExist }
