@@ -676,3 +676,46 @@ func TestZeroTableUsable(t *testing.T) {
 		t.Fatalf("result %+v", r)
 	}
 }
+
+// A deferred builtin answers through its callback, routed (the result
+// carries no write batch: it may come from another goroutine) or called
+// directly (Call, which waits for the answer); Call reports an id that is
+// no builtin.
+func TestEngineExecutorDeferredAndCall(t *testing.T) {
+	l, reg, ee := newLocal(t)
+	answers := make(chan func(jsontext.Value, *wire.ErrorBody), 1)
+	ee.AddDeferred("engine::later", func(_ context.Context, _ *Request, done func(jsontext.Value, *wire.ErrorBody)) {
+		answers <- done
+	})
+	ee.Add("engine::now", func(context.Context, *Request) (jsontext.Value, *wire.ErrorBody) {
+		return jsontext.Value(`"now"`), nil
+	}, false)
+	reg.RegisterFunction(&registry.Function{ID: "engine::later", Owner: ee})
+
+	rec := newRecorder()
+	l.Invoke(&Request{FunctionID: "engine::later", Traceparent: "tp", Batch: testBatch{}}, rec.done)
+	if n := len(rec.calls()); n != 0 {
+		t.Fatalf("answered %d times before the builtin did", n)
+	}
+	done := <-answers
+	go done(jsontext.Value(`"later"`), nil)
+	if got := rec.wait(t); string(got.Value) != `"later"` || got.Traceparent != "tp" || got.Batch != nil {
+		t.Errorf("deferred result = %+v", got)
+	}
+
+	go func() { (<-answers)(nil, &wire.ErrorBody{Code: "nope"}) }()
+	if v, err, ok := ee.Call(context.Background(), &Request{FunctionID: "engine::later"}); !ok || v != nil || err == nil || err.Code != "nope" {
+		t.Errorf("Call of a deferred builtin = %s, %+v, %v", v, err, ok)
+	}
+	if v, err, ok := ee.Call(context.Background(), &Request{FunctionID: "engine::now"}); !ok || string(v) != `"now"` || err != nil {
+		t.Errorf("Call = %s, %+v, %v", v, err, ok)
+	}
+	if _, _, ok := ee.Call(context.Background(), &Request{FunctionID: "engine::none"}); ok {
+		t.Error("Call of an unknown id reported a builtin")
+	}
+}
+
+// testBatch is a write batch that must not reach a deferred answer.
+type testBatch struct{}
+
+func (testBatch) Flush() {}
