@@ -242,7 +242,7 @@ func TestExporterBoundedWhenCollectorStalls(t *testing.T) {
 }
 
 func TestExporterFailuresCounted(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", 503) }))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", http.StatusServiceUnavailable) }))
 	defer srv.Close()
 	x, err := New(Config{Endpoint: srv.URL})
 	if err != nil {
