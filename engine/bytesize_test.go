@@ -3,6 +3,8 @@ package engine
 import (
 	"strings"
 	"testing"
+
+	"go.yaml.in/yaml/v4"
 )
 
 func TestParseByteSize(t *testing.T) {
@@ -39,6 +41,35 @@ func TestByteSizeStringRoundTrips(t *testing.T) {
 		}
 		if back, err := ParseByteSize(tc.in.String()); err != nil || back != tc.in {
 			t.Errorf("ParseByteSize(%q) = %d, %v; want %d", tc.in.String(), back, err, int64(tc.in))
+		}
+	}
+}
+
+// The config types decode from YAML without this package importing a YAML
+// library (cmd/sluice reads the file): sizes as integers or with a unit,
+// queue entries from the queue defaults.
+func TestConfigTypesFromYAML(t *testing.T) {
+	var v struct {
+		A, B ByteSize
+		Q    map[string]QueueConfig
+	}
+	if err := yaml.Unmarshal([]byte("a: 65536\nb: 16MiB\nq:\n  jobs:\n    concurrency: 2\n"), &v); err != nil {
+		t.Fatal(err)
+	}
+	if v.A != 64<<10 || v.B != 16<<20 {
+		t.Errorf("sizes = %d, %d", v.A, v.B)
+	}
+	want := DefaultQueueConfig()
+	want.Concurrency = 2
+	if v.Q["jobs"] != want {
+		t.Errorf("queue = %+v, want %+v", v.Q["jobs"], want)
+	}
+	for doc, msg := range map[string]string{
+		"a: 64MB\n": `size "64MB": unknown unit "MB"`,
+		"a: [1]\n":  "line 1: want a size",
+	} {
+		if err := yaml.Unmarshal([]byte(doc), &v); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("%q: error %v, want one containing %q", doc, err, msg)
 		}
 	}
 }
