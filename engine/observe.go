@@ -104,22 +104,31 @@ type observeHub struct {
 	emits  atomic.Pointer[map[string]*watchList] // every active one, by source: reports and emits
 }
 
-// watchList is the active observers of one function, with the filter roots
-// they read (only those are decoded per invocation).
+// watchList is the active observers of one function and their filters
+// compiled together (set, index i is obs[i]).
 type watchList struct {
-	obs   []*observer
-	roots int // 1<<observe.RootX
+	obs []*observer
+	set *observe.Set
+	// early: no filter reads output or error, so the observers an
+	// invocation activates are known when it starts; when none are, it is
+	// not watched at all.
+	early bool
 }
 
-func buildIndex(m map[string][]*observer) *map[string]*watchList {
+func buildIndex(m map[string][]*observer, withSets bool) *map[string]*watchList {
 	if len(m) == 0 {
 		return nil
 	}
 	out := make(map[string]*watchList, len(m))
 	for fn, obs := range m {
 		wl := &watchList{obs: obs}
-		for _, o := range obs {
-			wl.roots |= o.filter.RootMask()
+		if withSets {
+			fs := make([]*observe.Filter, len(obs))
+			for i, o := range obs {
+				fs[i] = o.filter
+			}
+			wl.set = observe.NewSet(fs)
+			wl.early = wl.set.Roots()&(1<<observe.RootOutput|1<<observe.RootError) == 0
 		}
 		out[fn] = wl
 	}
@@ -671,8 +680,8 @@ func (h *observeHub) recomputeLocked() []stateNote {
 			}
 		}
 	}
-	h.active.Store(buildIndex(idx))
-	h.emits.Store(buildIndex(all))
+	h.active.Store(buildIndex(idx, true))
+	h.emits.Store(buildIndex(all, false))
 	h.publish() // under h.mu: installs stay in the order of the indexes
 	return notes
 }
@@ -732,13 +741,26 @@ func (h *observeHub) Watch(req *invocation.Request, done invocation.Completion) 
 		return done
 	}
 	start := time.Now()
+	var pre []int32
+	if list.early {
+		var src observe.Source
+		roots := list.set.Roots()
+		src.Raw[observe.RootInput] = wire.DataOrNull(req.Data)
+		if roots&(1<<observe.RootCaller) != 0 && req.CallerIdent != nil {
+			src.Raw[observe.RootCaller] = stampCaller(nil, req.CallerIdent, req.Caller)
+		}
+		src.Raw[observe.RootMetadata] = req.Metadata
+		if pre = list.set.Match(&src, nil); pre == nil {
+			return done // no observer can be activated, whatever the result
+		}
+	}
 	if done == nil {
 		req.Void = false // observed: the engine waits for the result itself
-		return func(res invocation.Result) { h.fire(req, list, start, res) }
+		return func(res invocation.Result) { h.fire(req, list, pre, start, res) }
 	}
 	return func(res invocation.Result) {
 		done(res)
-		h.fire(req, list, start, res)
+		h.fire(req, list, pre, start, res)
 	}
 }
 
@@ -755,8 +777,6 @@ type event struct {
 	startedAt    time.Time
 	duration     time.Duration
 	depth        int // observe depth of the observed invocation
-	roots        int // the roots the filters read
-	doc          *observe.Doc
 	// the calling connection's identity and asserted caller, stamped into
 	// caller when first needed
 	ident    []byte
@@ -774,76 +794,64 @@ func (ev *event) callerJSON() jsontext.Value {
 	return ev.caller
 }
 
-// document decodes the roots the filters read, once per event.
-func (ev *event) document() *observe.Doc {
-	if ev.doc != nil {
-		return ev.doc
+// source is what filters read of ev (only the roots in the mask).
+func (ev *event) source(roots int) *observe.Source {
+	src := &observe.Source{}
+	src.Raw[observe.RootInput] = ev.input
+	if ev.ok {
+		src.Raw[observe.RootOutput] = ev.output
+	} else {
+		src.Raw[observe.RootError] = ev.err
 	}
-	d := &observe.Doc{}
-	want := func(r int) bool { return ev.roots&(1<<r) != 0 }
-	if want(observe.RootInput) {
-		d.Set(observe.RootInput, ev.input)
+	if roots&(1<<observe.RootCaller) != 0 {
+		src.Raw[observe.RootCaller] = ev.callerJSON()
 	}
-	if ev.ok && want(observe.RootOutput) {
-		d.Set(observe.RootOutput, ev.output)
-	}
-	if !ev.ok && want(observe.RootError) {
-		d.Set(observe.RootError, ev.err)
-	}
-	if want(observe.RootCaller) {
-		d.Set(observe.RootCaller, ev.callerJSON())
-	}
-	if want(observe.RootMetadata) {
-		d.Set(observe.RootMetadata, ev.metadata)
-	}
-	ev.doc = d
-	return d
+	src.Raw[observe.RootMetadata] = ev.metadata
+	return src
 }
 
-func (h *observeHub) fire(req *invocation.Request, list *watchList, start time.Time, res invocation.Result) {
+// fire activates the observers of list that matched (pre, when the filters
+// were run as the invocation started; otherwise they run now).
+func (h *observeHub) fire(req *invocation.Request, list *watchList, pre []int32, start time.Time, res invocation.Result) {
 	ev := &event{functionID: req.FunctionID, invocationID: req.InvocationID, ok: res.Err == nil,
 		input: wire.DataOrNull(req.Data), metadata: req.Metadata, startedAt: start, duration: time.Since(start),
-		depth: req.ObserveDepth, roots: list.roots, ident: req.CallerIdent, asserted: req.Caller}
+		depth: req.ObserveDepth, ident: req.CallerIdent, asserted: req.Caller}
 	if ev.ok {
 		ev.output = wire.DataOrNull(res.Value)
 	} else {
 		ev.err, _ = json.Marshal(res.Err)
 	}
-	h.activate(ev, list.obs, nil)
+	if !list.early {
+		pre = list.set.Match(ev.source(list.set.Roots()), nil)
+	}
+	for _, i := range pre {
+		h.activate(ev, list.obs[i])
+	}
 }
 
-// activate delivers ev to each observer of list that wants it (only the ids
-// in matched, when set: the owner already matched them).
-func (h *observeHub) activate(ev *event, list []*observer, matched map[string]bool) {
+// activate delivers ev to o if o wants it (its filter accepted ev).
+func (h *observeHub) activate(ev *event, o *observer) {
+	if !o.live.Load() {
+		return
+	}
+	if ev.ok && !o.onOK || !ev.ok && !o.onErr {
+		return
+	}
 	depth := ev.depth + 1
-	for _, o := range list {
-		if !o.live.Load() {
-			continue
+	if depth > maxObserveDepth {
+		if o.loopDrops.Add(1) == 1 {
+			h.e.log.Warn("observer activation refused by the loop guard", "observer_id", o.id, "function_id", ev.functionID,
+				"observe_depth", depth, "code", "LOOP_GUARD")
 		}
-		if matched != nil && !matched[o.id] {
-			continue
-		}
-		if ev.ok && !o.onOK || !ev.ok && !o.onErr {
-			continue
-		}
-		if matched == nil && !o.filter.MatchAll() && !o.filter.Matches(ev.document()) {
-			continue
-		}
-		if depth > maxObserveDepth {
-			if o.loopDrops.Add(1) == 1 {
-				h.e.log.Warn("observer activation refused by the loop guard", "observer_id", o.id, "function_id", ev.functionID,
-					"observe_depth", depth, "code", "LOOP_GUARD")
-			}
-			continue
-		}
-		n := o.fires.Add(1)
-		if o.maxFires > 0 && n > o.maxFires {
-			continue
-		}
-		h.deliver(o, ev, depth)
-		if o.maxFires > 0 && n == o.maxFires {
-			go h.dispose(o.id, errBody("MAX_FIRES", "the observer reached max_fires"))
-		}
+		return
+	}
+	n := o.fires.Add(1)
+	if o.maxFires > 0 && n > o.maxFires {
+		return
+	}
+	h.deliver(o, ev, depth)
+	if o.maxFires > 0 && n == o.maxFires {
+		go h.dispose(o.id, errBody("MAX_FIRES", "the observer reached max_fires"))
 	}
 }
 
@@ -937,7 +945,6 @@ func (h *observeHub) reported(w *workerConn, items []observedItem) {
 		if wl == nil {
 			continue
 		}
-		list := wl.obs
 		matched := make(map[string]bool, len(it.Matched))
 		for _, id := range it.Matched {
 			matched[id] = true
@@ -945,11 +952,15 @@ func (h *observeHub) reported(w *workerConn, items []observedItem) {
 		ev := &event{functionID: it.FunctionID, invocationID: it.InvocationID, ok: it.Status != "error",
 			input: it.Input, output: it.Output, err: it.Error, metadata: it.Metadata,
 			startedAt: time.UnixMilli(it.StartedAtMs), duration: time.Duration(it.DurationMs * float64(time.Millisecond)),
-			depth: it.ObserveDepth, roots: wl.roots, ident: w.callerIdent(), asserted: it.Caller}
+			depth: it.ObserveDepth, ident: w.callerIdent(), asserted: it.Caller}
 		if ev.input == nil {
 			ev.input = wire.Null
 		}
-		h.activate(ev, list, matched)
+		for _, o := range wl.obs { // the owner matched them: no filter runs here
+			if matched[o.id] {
+				h.activate(ev, o)
+			}
+		}
 	}
 }
 
