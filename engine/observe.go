@@ -35,6 +35,9 @@ const (
 	observerAwayGrace  = 60 * time.Second
 	maxObserveMetadata = 64 << 10
 	maxObserveArgs     = 64 << 10
+	// maxQueuedActivations bounds the activations an observer with
+	// max_in_flight keeps waiting for a slot; more are dropped (OVERFLOW).
+	maxQueuedActivations = 256
 )
 
 // engineFeatures is workerregistered.features.
@@ -76,6 +79,15 @@ type observer struct {
 	metadata jsontext.Value
 	maxFires int64
 	expires  time.Time // zero: never
+	// maxInFlight > 0 bounds the activations running at once; the rest
+	// wait in flight.queue (auto delivery) or fail OVERFLOW (obs.call).
+	maxInFlight int
+	flight      struct {
+		sync.Mutex
+		running int
+		queue   []*invocation.Request
+	}
+	overflows atomic.Int64 // activations dropped: the queue was full
 
 	fires     atomic.Int64
 	loopDrops atomic.Int64           // activations the loop guard refused
@@ -453,6 +465,12 @@ func (h *observeHub) parse(in *observeIn) (*observer, *wire.ErrorBody) {
 			return nil, errBody("INVALID_ARGS", "expires_in_ms must be positive")
 		}
 		o.expires = time.Now().Add(time.Duration(*in.ExpiresInMs) * time.Millisecond)
+	}
+	if in.MaxInFlight != nil {
+		if *in.MaxInFlight <= 0 || *in.MaxInFlight > 1<<20 {
+			return nil, errBody("INVALID_ARGS", "max_in_flight must be between 1 and 1048576")
+		}
+		o.maxInFlight = int(*in.MaxInFlight)
 	}
 	return o, nil
 }
@@ -923,8 +941,55 @@ func (h *observeHub) deliver(o *observer, ev *event, depth int) {
 		caller = append(caller, quote(ev.invocationID)...)
 	}
 	caller = append(caller, '}')
-	h.e.inv.Invoke(&invocation.Request{FunctionID: o.target, Data: data, Metadata: o.metadata, Void: true,
-		ObserveDepth: depth, Activation: act, Caller: caller}, nil)
+	req := &invocation.Request{FunctionID: o.target, Data: data, Metadata: o.metadata, Void: true,
+		ObserveDepth: depth, Activation: act, Caller: caller}
+	if o.maxInFlight == 0 {
+		h.e.inv.Invoke(req, nil)
+		return
+	}
+	req.Void = false // its result frees the slot
+	o.flight.Lock()
+	if o.flight.running >= o.maxInFlight {
+		if len(o.flight.queue) >= maxQueuedActivations {
+			o.flight.Unlock()
+			if o.overflows.Add(1) == 1 {
+				h.e.log.Warn("observer activation dropped: max_in_flight reached and its queue is full", "observer_id", o.id,
+					"function_id", ev.functionID, "queued", maxQueuedActivations, "code", "OVERFLOW")
+			}
+			return
+		}
+		o.flight.queue = append(o.flight.queue, req)
+		o.flight.Unlock()
+		return
+	}
+	o.flight.running++
+	o.flight.Unlock()
+	h.e.inv.Invoke(req, h.activationDone(o))
+}
+
+// activationDone is the completion of an activation holding one of o's
+// max_in_flight slots: the slot goes to the oldest queued activation, if
+// any (dropped when o is no longer active).
+func (h *observeHub) activationDone(o *observer) invocation.Completion {
+	return func(invocation.Result) {
+		o.flight.Lock()
+		if !o.live.Load() {
+			clear(o.flight.queue)
+			o.flight.queue = nil
+		}
+		if len(o.flight.queue) == 0 {
+			o.flight.running--
+			o.flight.Unlock()
+			return
+		}
+		next := o.flight.queue[0]
+		o.flight.queue[0] = nil
+		o.flight.queue = o.flight.queue[1:]
+		o.flight.Unlock()
+		// Not on this goroutine: a completion must not block, and the
+		// next one may complete at once.
+		go h.e.inv.Invoke(next, h.activationDone(o))
+	}
 }
 
 // reported handles invocationsobserved: calls the owner ran itself, or
@@ -966,12 +1031,14 @@ func (h *observeHub) reported(w *workerConn, items []observedItem) {
 
 // ownerCall checks an invokefunction that carries an activation (obs.call
 // from an owner-delivered function's owner) and prepares req for the target.
-func (h *observeHub) ownerCall(w *workerConn, req *invocation.Request) *wire.ErrorBody {
+// release, when not nil, must be called with the call's result: the call
+// holds one of the observer's max_in_flight slots.
+func (h *observeHub) ownerCall(w *workerConn, req *invocation.Request) (release invocation.Completion, _ *wire.ErrorBody) {
 	var act struct {
 		ObserverID string `json:"observer_id"`
 	}
 	if err := json.Unmarshal(req.Activation, &act, lenient); err != nil || act.ObserverID == "" {
-		return errBody("INVALID_ARGS", "activation needs an observer_id")
+		return nil, errBody("INVALID_ARGS", "activation needs an observer_id")
 	}
 	h.mu.Lock()
 	o, ok := h.byID[act.ObserverID]
@@ -982,17 +1049,32 @@ func (h *observeHub) ownerCall(w *workerConn, req *invocation.Request) *wire.Err
 	h.mu.Unlock()
 	switch {
 	case !ok:
-		return errBody("OBSERVER_NOT_FOUND", "no observer "+act.ObserverID)
+		return nil, errBody("OBSERVER_NOT_FOUND", "no observer "+act.ObserverID)
 	case h.ownerConn(o.source) != w:
-		return errBody("NOT_FUNCTION_OWNER", "only the owner of "+o.source+" delivers to its observers")
+		return nil, errBody("NOT_FUNCTION_OWNER", "only the owner of "+o.source+" delivers to its observers")
 	case o.target != req.FunctionID:
-		return errBody("TARGET_MISMATCH", "observer "+o.id+" targets "+o.target)
+		return nil, errBody("TARGET_MISMATCH", "observer "+o.id+" targets "+o.target)
 	case state != obsActive:
-		return errBody("OBSERVER_NOT_ACTIVE", "observer "+o.id+" is "+state)
+		return nil, errBody("OBSERVER_NOT_ACTIVE", "observer "+o.id+" is "+state)
+	}
+	if o.maxInFlight > 0 {
+		o.flight.Lock()
+		full := o.flight.running >= o.maxInFlight
+		if !full {
+			o.flight.running++
+		}
+		o.flight.Unlock()
+		if full {
+			return nil, errBody("OVERFLOW", "observer "+o.id+" has max_in_flight "+strconv.Itoa(o.maxInFlight)+" activations running")
+		}
+		release = h.activationDone(o)
 	}
 	n := o.fires.Add(1)
 	if o.maxFires > 0 && n > o.maxFires {
-		return errBody("OBSERVER_NOT_ACTIVE", "observer "+o.id+" reached max_fires")
+		if release != nil {
+			release(invocation.Result{})
+		}
+		return nil, errBody("OBSERVER_NOT_ACTIVE", "observer "+o.id+" reached max_fires")
 	}
 	if o.maxFires > 0 && n == o.maxFires {
 		go h.dispose(o.id, errBody("MAX_FIRES", "the observer reached max_fires"))
@@ -1003,7 +1085,7 @@ func (h *observeHub) ownerCall(w *workerConn, req *invocation.Request) *wire.Err
 		ObserverID   string `json:"observer_id"`
 		ActivationID string `json:"activation_id"`
 	}{o.id, invocation.NewID()})
-	return nil
+	return release, nil
 }
 
 // --- caller stamping -----------------------------------------------------
@@ -1157,6 +1239,12 @@ func (h *observeHub) view(o *observer) observerView {
 	}
 	if n := o.loopDrops.Load(); n > 0 {
 		v.Dropped = map[string]int64{"LOOP_GUARD": n}
+	}
+	if n := o.overflows.Load(); n > 0 {
+		if v.Dropped == nil {
+			v.Dropped = map[string]int64{}
+		}
+		v.Dropped["OVERFLOW"] = n
 	}
 	return v
 }
