@@ -758,7 +758,6 @@ func (h *observeHub) Watch(req *invocation.Request, done invocation.Completion) 
 	if list == nil {
 		return done
 	}
-	start := time.Now()
 	var pre []int32
 	if list.early {
 		var src observe.Source
@@ -772,6 +771,7 @@ func (h *observeHub) Watch(req *invocation.Request, done invocation.Completion) 
 			return done // no observer can be activated, whatever the result
 		}
 	}
+	start := time.Now()
 	if done == nil {
 		req.Void = false // observed: the engine waits for the result itself
 		return func(res invocation.Result) { h.fire(req, list, pre, start, res) }

@@ -17,13 +17,20 @@ import (
 // functions in batches (two connections); the ratio is observed ÷
 // unobserved calls/s. Afterwards it fails if any observer fired, and
 // checks that one call with n=1050.5 fires exactly 51 of them. The middle
-// CPU column is meaningless here (one engine serves both targets).
+// CPU column is meaningless here (one engine serves both targets). With
+// run -profile DIR the engine's CPU profile is DIR/observe.cpu.pprof.
 func observeWorkload(o *runOpts, add func(workload)) {
 	const name, observers = "observe-100", 100
 	if !o.only.MatchString(name) {
 		return
 	}
-	sl, err := startSluiceWith(o, "--data-dir", "memory")
+	var sl *engine
+	var err error
+	if o.profile != "" {
+		sl, err = startSluiceProfiled(o, "observe.cpu.pprof")
+	} else {
+		sl, err = startSluiceWith(o, "--data-dir", "memory")
+	}
 	if err != nil {
 		fmt.Printf("%s: Sluice: %v\n", name, err)
 		return
