@@ -15,11 +15,10 @@ import (
 // decoding, no allocation), single-clause number comparisons on a path
 // share a sorted threshold list searched by bisection, and the other
 // closure-free clauses compare typed values. Filters with clauses outside
-// that subset ($or, $not, $in, $any, …) use the general evaluator on a
-// decoded Doc, as does every filter when a scan meets JSON it does not
-// handle itself (escaped or invalid UTF-8 keys or strings on a read path,
-// a repeated key on a read path, numbers out of range, nesting deeper than
-// the decoder takes): the answer is always the one Filter.Matches gives.
+// that subset ($or, $not, $in, $any, $ne, string ranges, …) use the general
+// evaluator on a decoded Doc, as does every filter when a scan meets JSON
+// the decoder would not read plainly (see scanner): the answer is always
+// the one Filter.Matches gives (TestSetDifferential, FuzzSetMatch).
 type Set struct {
 	filters     []*Filter
 	roots       int // roots any filter reads, 1<<RootX
