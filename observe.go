@@ -102,6 +102,10 @@ func ExpiresIn(d time.Duration) ObserveOption {
 	return func(m *observeWire) { ms := d.Milliseconds(); m.ExpiresInMs = &ms }
 }
 
+// MaxInFlight bounds the observer's activations running at once; the
+// engine queues the rest (a bounded queue: see docs/protocol.md#observe).
+func MaxInFlight(n int) ObserveOption { return func(m *observeWire) { m.MaxInFlight = &n } }
+
 // ObserverID sets the observer's id (default: a random UUID).
 func ObserverID(id string) ObserveOption { return func(m *observeWire) { m.ID = id } }
 
@@ -128,6 +132,7 @@ type observeWire struct {
 	Metadata    json.RawMessage `json:"metadata,omitempty"`
 	MaxFires    *int            `json:"max_fires,omitempty"`
 	ExpiresInMs *int64          `json:"expires_in_ms,omitempty"`
+	MaxInFlight *int            `json:"max_in_flight,omitempty"`
 
 	metadata any
 }

@@ -22,8 +22,9 @@ type observeFrame struct {
 	Target struct {
 		FunctionID string `json:"function_id"`
 	} `json:"target"`
-	Metadata json.RawMessage `json:"metadata"`
-	MaxFires *int            `json:"max_fires"`
+	Metadata    json.RawMessage `json:"metadata"`
+	MaxFires    *int            `json:"max_fires"`
+	MaxInFlight *int            `json:"max_in_flight"`
 }
 
 func expectObserve(t *testing.T, fc *fakeConn) observeFrame {
@@ -52,12 +53,13 @@ func TestObserveSendsTheObserverAndFollowsItsState(t *testing.T) {
 			Filters:    map[string]any{"input.amount": map[string]any{"$gte": 500}},
 			On:         sluice.OnComplete,
 			Capture:    []sluice.Capture{sluice.CaptureInput},
-		}, "alerts::big", sluice.MaxFires(3), sluice.ObserverMetadata(map[string]string{"team": "pay"}))
+		}, "alerts::big", sluice.MaxFires(3), sluice.MaxInFlight(4), sluice.ObserverMetadata(map[string]string{"team": "pay"}))
 		got <- res{h, err}
 	}()
 	m := expectObserve(t, fc)
 	if m.Source.FunctionID != "orders::create" || m.Target.FunctionID != "alerts::big" || m.Source.On != "complete" ||
 		len(m.Source.Capture) != 1 || m.Source.Filters["input.amount"] == nil || m.MaxFires == nil || *m.MaxFires != 3 ||
+		m.MaxInFlight == nil || *m.MaxInFlight != 4 ||
 		string(m.Metadata) != `{"team":"pay"}` || m.ID == "" {
 		t.Fatalf("observe frame: %+v", m)
 	}

@@ -421,10 +421,24 @@ func (w *workerConn) handleInvoke(m *wire.Message, batch *wsconn.Batch) {
 		req.ObserveDepth = parseDepth(m.ObserveDepth)
 		if m.Activation != nil {
 			req.Activation = m.Activation
-			if e := w.e.obs.ownerCall(w, req); e != nil {
+			release, e := w.e.obs.ownerCall(w, req)
+			if e != nil {
 				if !req.Void {
 					w.reply(callerID, fnID, invocation.Result{Err: e})
 				}
+				return
+			}
+			if release != nil { // the call holds a max_in_flight slot until its result
+				void := req.Void
+				if void {
+					req.Void, req.InvocationID = false, ""
+				}
+				w.e.inv.Invoke(req, func(res invocation.Result) {
+					release(res)
+					if !void {
+						w.reply(callerID, fnID, res)
+					}
+				})
 				return
 			}
 		}

@@ -32,6 +32,9 @@ const (
 	observerAwayGrace  = 60 * time.Second
 	maxObserveMetadata = 64 << 10
 	maxObserveArgs     = 64 << 10
+	// maxQueuedActivations bounds the activations an observer with
+	// max_in_flight keeps waiting for a slot; more are dropped (OVERFLOW).
+	maxQueuedActivations = 256
 )
 
 // engineFeatures is workerregistered.features.
@@ -73,6 +76,15 @@ type observer struct {
 	metadata jsontext.Value
 	maxFires int64
 	expires  time.Time // zero: never
+	// maxInFlight > 0 bounds the activations running at once; the rest
+	// wait in flight.queue (auto delivery) or fail OVERFLOW (obs.call).
+	maxInFlight int
+	flight      struct {
+		sync.Mutex
+		running int
+		queue   []*invocation.Request
+	}
+	overflows atomic.Int64 // activations dropped: the queue was full
 
 	fires     atomic.Int64
 	loopDrops atomic.Int64           // activations the loop guard refused
@@ -101,22 +113,31 @@ type observeHub struct {
 	emits  atomic.Pointer[map[string]*watchList] // every active one, by source: reports and emits
 }
 
-// watchList is the active observers of one function, with the filter roots
-// they read (only those are decoded per invocation).
+// watchList is the active observers of one function and their filters
+// compiled together (set, index i is obs[i]).
 type watchList struct {
-	obs   []*observer
-	roots int // 1<<observe.RootX
+	obs []*observer
+	set *observe.Set
+	// early: no filter reads output or error, so the observers an
+	// invocation activates are known when it starts; when none are, it is
+	// not watched at all.
+	early bool
 }
 
-func buildIndex(m map[string][]*observer) *map[string]*watchList {
+func buildIndex(m map[string][]*observer, withSets bool) *map[string]*watchList {
 	if len(m) == 0 {
 		return nil
 	}
 	out := make(map[string]*watchList, len(m))
 	for fn, obs := range m {
 		wl := &watchList{obs: obs}
-		for _, o := range obs {
-			wl.roots |= o.filter.RootMask()
+		if withSets {
+			fs := make([]*observe.Filter, len(obs))
+			for i, o := range obs {
+				fs[i] = o.filter
+			}
+			wl.set = observe.NewSet(fs)
+			wl.early = wl.set.Roots()&(1<<observe.RootOutput|1<<observe.RootError) == 0
 		}
 		out[fn] = wl
 	}
@@ -442,6 +463,12 @@ func (h *observeHub) parse(in *observeIn) (*observer, *wire.ErrorBody) {
 		}
 		o.expires = time.Now().Add(time.Duration(*in.ExpiresInMs) * time.Millisecond)
 	}
+	if in.MaxInFlight != nil {
+		if *in.MaxInFlight <= 0 || *in.MaxInFlight > 1<<20 {
+			return nil, errBody("INVALID_ARGS", "max_in_flight must be between 1 and 1048576")
+		}
+		o.maxInFlight = int(*in.MaxInFlight)
+	}
 	return o, nil
 }
 
@@ -668,8 +695,8 @@ func (h *observeHub) recomputeLocked() []stateNote {
 			}
 		}
 	}
-	h.active.Store(buildIndex(idx))
-	h.emits.Store(buildIndex(all))
+	h.active.Store(buildIndex(idx, true))
+	h.emits.Store(buildIndex(all, false))
 	h.publish() // under h.mu: installs stay in the order of the indexes
 	return notes
 }
@@ -728,14 +755,27 @@ func (h *observeHub) Watch(req *invocation.Request, done invocation.Completion) 
 	if list == nil {
 		return done
 	}
+	var pre []int32
+	if list.early {
+		var src observe.Source
+		roots := list.set.Roots()
+		src.Raw[observe.RootInput] = wire.DataOrNull(req.Data)
+		if roots&(1<<observe.RootCaller) != 0 && req.CallerIdent != nil {
+			src.Raw[observe.RootCaller] = stampCaller(nil, req.CallerIdent, req.Caller)
+		}
+		src.Raw[observe.RootMetadata] = req.Metadata
+		if pre = list.set.Match(&src, nil); pre == nil {
+			return done // no observer can be activated, whatever the result
+		}
+	}
 	start := time.Now()
 	if done == nil {
 		req.Void = false // observed: the engine waits for the result itself
-		return func(res invocation.Result) { h.fire(req, list, start, res) }
+		return func(res invocation.Result) { h.fire(req, list, pre, start, res) }
 	}
 	return func(res invocation.Result) {
 		done(res)
-		h.fire(req, list, start, res)
+		h.fire(req, list, pre, start, res)
 	}
 }
 
@@ -752,8 +792,6 @@ type event struct {
 	startedAt    time.Time
 	duration     time.Duration
 	depth        int // observe depth of the observed invocation
-	roots        int // the roots the filters read
-	doc          *observe.Doc
 	// the calling connection's identity and asserted caller, stamped into
 	// caller when first needed
 	ident    []byte
@@ -771,76 +809,64 @@ func (ev *event) callerJSON() jsontext.Value {
 	return ev.caller
 }
 
-// document decodes the roots the filters read, once per event.
-func (ev *event) document() *observe.Doc {
-	if ev.doc != nil {
-		return ev.doc
+// source is what filters read of ev (only the roots in the mask).
+func (ev *event) source(roots int) *observe.Source {
+	src := &observe.Source{}
+	src.Raw[observe.RootInput] = ev.input
+	if ev.ok {
+		src.Raw[observe.RootOutput] = ev.output
+	} else {
+		src.Raw[observe.RootError] = ev.err
 	}
-	d := &observe.Doc{}
-	want := func(r int) bool { return ev.roots&(1<<r) != 0 }
-	if want(observe.RootInput) {
-		d.Set(observe.RootInput, ev.input)
+	if roots&(1<<observe.RootCaller) != 0 {
+		src.Raw[observe.RootCaller] = ev.callerJSON()
 	}
-	if ev.ok && want(observe.RootOutput) {
-		d.Set(observe.RootOutput, ev.output)
-	}
-	if !ev.ok && want(observe.RootError) {
-		d.Set(observe.RootError, ev.err)
-	}
-	if want(observe.RootCaller) {
-		d.Set(observe.RootCaller, ev.callerJSON())
-	}
-	if want(observe.RootMetadata) {
-		d.Set(observe.RootMetadata, ev.metadata)
-	}
-	ev.doc = d
-	return d
+	src.Raw[observe.RootMetadata] = ev.metadata
+	return src
 }
 
-func (h *observeHub) fire(req *invocation.Request, list *watchList, start time.Time, res invocation.Result) {
+// fire activates the observers of list that matched (pre, when the filters
+// were run as the invocation started; otherwise they run now).
+func (h *observeHub) fire(req *invocation.Request, list *watchList, pre []int32, start time.Time, res invocation.Result) {
 	ev := &event{functionID: req.FunctionID, invocationID: req.InvocationID, ok: res.Err == nil,
 		input: wire.DataOrNull(req.Data), metadata: req.Metadata, startedAt: start, duration: time.Since(start),
-		depth: req.ObserveDepth, roots: list.roots, ident: req.CallerIdent, asserted: req.Caller}
+		depth: req.ObserveDepth, ident: req.CallerIdent, asserted: req.Caller}
 	if ev.ok {
 		ev.output = wire.DataOrNull(res.Value)
 	} else {
 		ev.err, _ = json.Marshal(res.Err)
 	}
-	h.activate(ev, list.obs, nil)
+	if !list.early {
+		pre = list.set.Match(ev.source(list.set.Roots()), nil)
+	}
+	for _, i := range pre {
+		h.activate(ev, list.obs[i])
+	}
 }
 
-// activate delivers ev to each observer of list that wants it (only the ids
-// in matched, when set: the owner already matched them).
-func (h *observeHub) activate(ev *event, list []*observer, matched map[string]bool) {
+// activate delivers ev to o if o wants it (its filter accepted ev).
+func (h *observeHub) activate(ev *event, o *observer) {
+	if !o.live.Load() {
+		return
+	}
+	if ev.ok && !o.onOK || !ev.ok && !o.onErr {
+		return
+	}
 	depth := ev.depth + 1
-	for _, o := range list {
-		if !o.live.Load() {
-			continue
+	if depth > maxObserveDepth {
+		if o.loopDrops.Add(1) == 1 {
+			h.e.log.Warn("observer activation refused by the loop guard", "observer_id", o.id, "function_id", ev.functionID,
+				"observe_depth", depth, "code", "LOOP_GUARD")
 		}
-		if matched != nil && !matched[o.id] {
-			continue
-		}
-		if ev.ok && !o.onOK || !ev.ok && !o.onErr {
-			continue
-		}
-		if matched == nil && !o.filter.MatchAll() && !o.filter.Matches(ev.document()) {
-			continue
-		}
-		if depth > maxObserveDepth {
-			if o.loopDrops.Add(1) == 1 {
-				h.e.log.Warn("observer activation refused by the loop guard", "observer_id", o.id, "function_id", ev.functionID,
-					"observe_depth", depth, "code", "LOOP_GUARD")
-			}
-			continue
-		}
-		n := o.fires.Add(1)
-		if o.maxFires > 0 && n > o.maxFires {
-			continue
-		}
-		h.deliver(o, ev, depth)
-		if o.maxFires > 0 && n == o.maxFires {
-			go h.dispose(o.id, errBody("MAX_FIRES", "the observer reached max_fires"))
-		}
+		return
+	}
+	n := o.fires.Add(1)
+	if o.maxFires > 0 && n > o.maxFires {
+		return
+	}
+	h.deliver(o, ev, depth)
+	if o.maxFires > 0 && n == o.maxFires {
+		go h.dispose(o.id, errBody("MAX_FIRES", "the observer reached max_fires"))
 	}
 }
 
@@ -912,8 +938,55 @@ func (h *observeHub) deliver(o *observer, ev *event, depth int) {
 		caller = append(caller, quote(ev.invocationID)...)
 	}
 	caller = append(caller, '}')
-	h.e.inv.Invoke(&invocation.Request{FunctionID: o.target, Data: data, Metadata: o.metadata, Void: true,
-		ObserveDepth: depth, Activation: act, Caller: caller}, nil)
+	req := &invocation.Request{FunctionID: o.target, Data: data, Metadata: o.metadata, Void: true,
+		ObserveDepth: depth, Activation: act, Caller: caller}
+	if o.maxInFlight == 0 {
+		h.e.inv.Invoke(req, nil)
+		return
+	}
+	req.Void = false // its result frees the slot
+	o.flight.Lock()
+	if o.flight.running >= o.maxInFlight {
+		if len(o.flight.queue) >= maxQueuedActivations {
+			o.flight.Unlock()
+			if o.overflows.Add(1) == 1 {
+				h.e.log.Warn("observer activation dropped: max_in_flight reached and its queue is full", "observer_id", o.id,
+					"function_id", ev.functionID, "queued", maxQueuedActivations, "code", "OVERFLOW")
+			}
+			return
+		}
+		o.flight.queue = append(o.flight.queue, req)
+		o.flight.Unlock()
+		return
+	}
+	o.flight.running++
+	o.flight.Unlock()
+	h.e.inv.Invoke(req, h.activationDone(o))
+}
+
+// activationDone is the completion of an activation holding one of o's
+// max_in_flight slots: the slot goes to the oldest queued activation, if
+// any (dropped when o is no longer active).
+func (h *observeHub) activationDone(o *observer) invocation.Completion {
+	return func(invocation.Result) {
+		o.flight.Lock()
+		if !o.live.Load() {
+			clear(o.flight.queue)
+			o.flight.queue = nil
+		}
+		if len(o.flight.queue) == 0 {
+			o.flight.running--
+			o.flight.Unlock()
+			return
+		}
+		next := o.flight.queue[0]
+		o.flight.queue[0] = nil
+		o.flight.queue = o.flight.queue[1:]
+		o.flight.Unlock()
+		// Not on this goroutine: a completion must not block, and the
+		// next one may complete at once.
+		go h.e.inv.Invoke(next, h.activationDone(o))
+	}
 }
 
 // reported handles invocationsobserved: calls the owner ran itself, or
@@ -934,7 +1007,6 @@ func (h *observeHub) reported(w *workerConn, items []observedItem) {
 		if wl == nil {
 			continue
 		}
-		list := wl.obs
 		matched := make(map[string]bool, len(it.Matched))
 		for _, id := range it.Matched {
 			matched[id] = true
@@ -942,22 +1014,28 @@ func (h *observeHub) reported(w *workerConn, items []observedItem) {
 		ev := &event{functionID: it.FunctionID, invocationID: it.InvocationID, ok: it.Status != "error",
 			input: it.Input, output: it.Output, err: it.Error, metadata: it.Metadata,
 			startedAt: time.UnixMilli(it.StartedAtMs), duration: time.Duration(it.DurationMs * float64(time.Millisecond)),
-			depth: it.ObserveDepth, roots: wl.roots, ident: w.callerIdent(), asserted: it.Caller}
+			depth: it.ObserveDepth, ident: w.callerIdent(), asserted: it.Caller}
 		if ev.input == nil {
 			ev.input = wire.Null
 		}
-		h.activate(ev, list, matched)
+		for _, o := range wl.obs { // the owner matched them: no filter runs here
+			if matched[o.id] {
+				h.activate(ev, o)
+			}
+		}
 	}
 }
 
 // ownerCall checks an invokefunction that carries an activation (obs.call
 // from an owner-delivered function's owner) and prepares req for the target.
-func (h *observeHub) ownerCall(w *workerConn, req *invocation.Request) *wire.ErrorBody {
+// release, when not nil, must be called with the call's result: the call
+// holds one of the observer's max_in_flight slots.
+func (h *observeHub) ownerCall(w *workerConn, req *invocation.Request) (release invocation.Completion, _ *wire.ErrorBody) {
 	var act struct {
 		ObserverID string `json:"observer_id"`
 	}
 	if err := json.Unmarshal(req.Activation, &act, lenient); err != nil || act.ObserverID == "" {
-		return errBody("INVALID_ARGS", "activation needs an observer_id")
+		return nil, errBody("INVALID_ARGS", "activation needs an observer_id")
 	}
 	h.mu.Lock()
 	o, ok := h.byID[act.ObserverID]
@@ -968,17 +1046,32 @@ func (h *observeHub) ownerCall(w *workerConn, req *invocation.Request) *wire.Err
 	h.mu.Unlock()
 	switch {
 	case !ok:
-		return errBody("OBSERVER_NOT_FOUND", "no observer "+act.ObserverID)
+		return nil, errBody("OBSERVER_NOT_FOUND", "no observer "+act.ObserverID)
 	case h.ownerConn(o.source) != w:
-		return errBody("NOT_FUNCTION_OWNER", "only the owner of "+o.source+" delivers to its observers")
+		return nil, errBody("NOT_FUNCTION_OWNER", "only the owner of "+o.source+" delivers to its observers")
 	case o.target != req.FunctionID:
-		return errBody("TARGET_MISMATCH", "observer "+o.id+" targets "+o.target)
+		return nil, errBody("TARGET_MISMATCH", "observer "+o.id+" targets "+o.target)
 	case state != obsActive:
-		return errBody("OBSERVER_NOT_ACTIVE", "observer "+o.id+" is "+state)
+		return nil, errBody("OBSERVER_NOT_ACTIVE", "observer "+o.id+" is "+state)
+	}
+	if o.maxInFlight > 0 {
+		o.flight.Lock()
+		full := o.flight.running >= o.maxInFlight
+		if !full {
+			o.flight.running++
+		}
+		o.flight.Unlock()
+		if full {
+			return nil, errBody("OVERFLOW", "observer "+o.id+" has max_in_flight "+strconv.Itoa(o.maxInFlight)+" activations running")
+		}
+		release = h.activationDone(o)
 	}
 	n := o.fires.Add(1)
 	if o.maxFires > 0 && n > o.maxFires {
-		return errBody("OBSERVER_NOT_ACTIVE", "observer "+o.id+" reached max_fires")
+		if release != nil {
+			release(invocation.Result{})
+		}
+		return nil, errBody("OBSERVER_NOT_ACTIVE", "observer "+o.id+" reached max_fires")
 	}
 	if o.maxFires > 0 && n == o.maxFires {
 		go h.dispose(o.id, errBody("MAX_FIRES", "the observer reached max_fires"))
@@ -989,7 +1082,7 @@ func (h *observeHub) ownerCall(w *workerConn, req *invocation.Request) *wire.Err
 		ObserverID   string `json:"observer_id"`
 		ActivationID string `json:"activation_id"`
 	}{o.id, invocation.NewID()})
-	return nil
+	return release, nil
 }
 
 // --- caller stamping -----------------------------------------------------
@@ -1143,6 +1236,12 @@ func (h *observeHub) view(o *observer) observerView {
 	}
 	if n := o.loopDrops.Load(); n > 0 {
 		v.Dropped = map[string]int64{"LOOP_GUARD": n}
+	}
+	if n := o.overflows.Load(); n > 0 {
+		if v.Dropped == nil {
+			v.Dropped = map[string]int64{}
+		}
+		v.Dropped["OVERFLOW"] = n
 	}
 	return v
 }

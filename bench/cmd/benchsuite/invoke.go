@@ -32,16 +32,22 @@ func cmdInvoke(args []string) {
 	reorder := fs.Int("reorder", 2, "a call is lost once calls made reorder×inflight later were answered")
 	lostAfter := fs.Duration("lost-after", 300*time.Millisecond, "an answer not there after this, the socket silent, is lost")
 	fn := fs.String("fn", "bench::echo", "function called")
+	fnList := fs.String("fns", "", "functions called, one per -url (comma-separated; default -fn for all)")
 	tmpl := fs.String("data", `{"user":"ada","op":"echo","n":42,"tags":["a","b"]}`, "its data; {i} is replaced by the call number modulo 1000")
 	_ = fs.Parse(args)
 	var callers []*caller
-	for _, u := range strings.Split(*urls, ",") {
+	fns := strings.Split(*fnList, ",")
+	for i, u := range strings.Split(*urls, ",") {
 		ws, err := dialRaw(u)
 		if err != nil {
 			log.Fatal(err)
 		}
 		defer ws.c.Close()
-		c := &caller{ws: ws, fn: *fn, reorder: uint64(*reorder), dataParts: strings.Split(*tmpl, "{i}"), lostAfter: *lostAfter,
+		f := *fn
+		if *fnList != "" && i < len(fns) {
+			f = fns[i]
+		}
+		c := &caller{ws: ws, fn: f, reorder: uint64(*reorder), dataParts: strings.Split(*tmpl, "{i}"), lostAfter: *lostAfter,
 			prefix: fmt.Sprintf("%08x-%04x-4%03x-8%03x-", rand.Uint32(), rand.Uint32()&0xffff, rand.Uint32()&0xfff, rand.Uint32()&0xfff)}
 		c.idKey = []byte(`"invocation_id":"` + c.prefix)
 		callers = append(callers, c)

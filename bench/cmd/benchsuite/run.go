@@ -184,6 +184,7 @@ func run(o *runOpts) error {
 	if up != nil { // their ratio is to upstream
 		moduleWorkloads(o, add)
 	}
+	observeWorkload(o, add)
 	printTable(rows)
 	fmt.Printf("# took %v\n", time.Since(start).Round(time.Second))
 	return nil
@@ -495,6 +496,13 @@ func dialCtl(u string) (*ctlConn, error) {
 		}
 	}()
 	return cc, nil
+}
+
+// send writes one frame.
+func (cc *ctlConn) send(frame string) error {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return cc.c.WriteMessage(websocket.TextMessage, []byte(frame))
 }
 
 func (cc *ctlConn) call(fn string, data string) (json.RawMessage, error) {

@@ -26,7 +26,7 @@ func TestSmoke(t *testing.T) {
 	if strings.Contains(s, "FAILED") || strings.Contains(s, "LOST") {
 		t.Fatalf("a run failed:\n%s", s)
 	}
-	for _, w := range []string{"invoke-seq", "invoke-tput", "http-echo-1", "http-echo-8", "http-echo-64", "channel", "download"} {
+	for _, w := range []string{"invoke-seq", "invoke-tput", "http-echo-1", "http-echo-8", "http-echo-64", "channel", "download", "observe-100"} {
 		if !strings.Contains(s, "| "+w+" |") {
 			t.Errorf("no ratio for %s:\n%s", w, s)
 		}

@@ -22,11 +22,15 @@ import (
 //	bench::http  POST echo/:id, the HTTP JSON echo (buffered response)
 //	bench::blob  GET blob?n=BYTES, streamed on the response channel
 //
+// or, with -observed, bench::plain and bench::observed (echo) and
+// bench::sink (answers nothing) for the observe workload,
+//
 // and answers invocations on its socket's reader goroutine (the blob is
 // streamed from a goroutine of its own).
 func cmdWorker(args []string) {
 	fs := flag.NewFlagSet("worker", flag.ExitOnError)
 	engineURL := fs.String("url", "", "engine worker URL (ws://host:port)")
+	observed := fs.Bool("observed", false, "register only bench::plain and bench::observed (echo) and bench::sink (the observe workload)")
 	subscribe := fs.Int("subscribe", 0, "also bind bench::sub to topic benchps this many times (pubsub fan-out); prints DELIVERED n every 100 deliveries")
 	_ = fs.Parse(args)
 	d := websocket.Dialer{ReadBufferSize: 64 << 10, WriteBufferSize: 64 << 10}
@@ -43,13 +47,18 @@ func cmdWorker(args []string) {
 			log.Fatal(err)
 		}
 	}
-	for _, m := range []string{
+	regs := []string{
 		`{"type":"registerfunction","id":"bench::echo"}`,
 		`{"type":"registerfunction","id":"bench::http"}`,
 		`{"type":"registerfunction","id":"bench::blob"}`,
 		`{"type":"registertrigger","id":"6d1f8f5e-2b7a-4c61-9d2e-000000000001","trigger_type":"http","function_id":"bench::http","config":{"api_path":"echo/:id","http_method":"POST"}}`,
 		`{"type":"registertrigger","id":"6d1f8f5e-2b7a-4c61-9d2e-000000000002","trigger_type":"http","function_id":"bench::blob","config":{"api_path":"blob","http_method":"GET"}}`,
-	} {
+	}
+	if *observed {
+		regs = []string{`{"type":"registerfunction","id":"bench::plain"}`, `{"type":"registerfunction","id":"bench::observed"}`,
+			`{"type":"registerfunction","id":"bench::sink"}`}
+	}
+	for _, m := range regs {
 		send([]byte(m))
 	}
 	if *subscribe > 0 {
@@ -94,7 +103,7 @@ func cmdWorker(args []string) {
 		out = append(out, `","function_id":"`...)
 		out = append(out, inv.fn...)
 		switch string(inv.fn) {
-		case "bench::echo":
+		case "bench::echo", "bench::plain", "bench::observed":
 			out = append(out, `","result":`...)
 			out = append(out, inv.data...)
 			out = append(out, '}')
@@ -115,6 +124,8 @@ func cmdWorker(args []string) {
 			n, _ := strconv.ParseInt(httpReq.QueryParams["n"], 10, 64)
 			u := base + "/ws/channels/" + httpReq.Response.ChannelID + "?key=" + httpReq.Response.AccessKey + "&dir=write"
 			go streamBlob(u, n)
+			out = append(out, `"}`...)
+		case "bench::sink":
 			out = append(out, `"}`...)
 		case "bench::sub":
 			out = append(out, `"}`...)
