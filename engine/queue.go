@@ -799,8 +799,11 @@ func (d *dispatcher) invoke(s queue.Store, j queue.Job, cfg QueueConfig) {
 				}
 				m.wg.Done()
 			})
-			d.inflight.Add(-1)
-			d.poke()
+			// The dispatcher leases again once a quarter of the slots are
+			// free (see run): wake it then, not for every job.
+			if n := d.inflight.Add(-1); cfg.Type == "fifo" || n <= int64(cfg.Concurrency-max(1, cfg.Concurrency/4)) {
+				d.poke()
+			}
 			return
 		}
 		go d.settle(s, j, cfg, res)
