@@ -676,8 +676,10 @@ func (d *dispatcher) run() {
 		if cfg.Type != "fifo" && inflight > 0 && free < max(1, cfg.Concurrency/4) {
 			free = 0
 		}
-		// Fifo: a settled job may unblock its group's next one.
-		if !look && (cfg.Type == "fifo" || !d.drained()) {
+		// Fifo: a settled job may unblock its group's next one. A cluster
+		// node looks on every wake-up, as before: other nodes' jobs and
+		// registrations reach it only through watchers.
+		if !look && (cfg.Type == "fifo" || m.e.cluster != nil || !d.drained()) {
 			look = true
 		}
 		if free > 0 && look {
