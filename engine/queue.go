@@ -15,10 +15,12 @@ import (
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
+	"github.com/google/uuid"
 
 	"github.com/sluicehq/sluice/internal/invocation"
 	"github.com/sluicehq/sluice/internal/queue"
 	"github.com/sluicehq/sluice/internal/registry"
+	"github.com/sluicehq/sluice/internal/wsconn"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -78,6 +80,11 @@ type queueManager struct {
 
 	fnWake chan struct{}
 	wg     sync.WaitGroup // dispatchers, the unparker, settling deliveries
+
+	// replies batches the answers written by the callbacks of one group
+	// commit (the store's writer goroutine only): one write system call per
+	// producer connection per commit; the store's AfterCommit flushes it.
+	replies wsconn.Batch
 }
 
 func newQueueManager(e *Engine) *queueManager {
@@ -175,6 +182,9 @@ func (m *queueManager) open() (queue.Store, error) {
 		}
 		m.defs[name] = q
 	}
+	if a, ok := s.(queue.Async); ok {
+		a.AfterCommit(m.replies.Flush)
+	}
 	m.store = s
 	m.log.Info("queue store open", "data_dir", m.e.cfg.DataDir, "sync", m.e.cfg.DataSync, "redelivering", n)
 	names, err := s.Queues(ctx)
@@ -243,7 +253,8 @@ func (m *queueManager) dispatcherLocked(key string) *dispatcher {
 		m.log.Warn("stored jobs of an undeclared queue wait until it is declared", "queue", key)
 		return nil
 	}
-	d := &dispatcher{m: m, key: key, wake: make(chan struct{}, 1), handed: make(chan queue.Job, 256)}
+	d := &dispatcher{m: m, key: key, wake: make(chan struct{}, 1)}
+	d.gen.Store(1) // not drained until a lease finds nothing
 	m.disp[key] = d
 	m.wg.Add(1)
 	go d.run()
@@ -361,7 +372,7 @@ func (m *queueManager) prepare(queueName, functionID string, data []byte, id, tp
 	j := queue.NewJob{ID: id, Queue: queueName, FunctionID: functionID, Data: data, Traceparent: tp, Baggage: bg,
 		VisibleAt: time.Now().Add(time.Duration(cfg.DelayMS) * time.Millisecond)}
 	if j.ID == "" {
-		j.ID = invocation.NewID()
+		j.ID = newJobID()
 	}
 	if cfg.DedupField != "" {
 		if k, ok := groupOf(data, cfg.DedupField); ok {
@@ -411,46 +422,93 @@ func (m *queueManager) put(ctx context.Context, j queue.NewJob) (string, *wire.E
 	if err != nil {
 		return "", enqueueError("queue store unavailable: " + err.Error())
 	}
-	// Direct hand-off: a standard queue with nothing ready and a free
-	// slot gets the job stored already leased and delivered right after
-	// the commit, saving a lease write and a dispatcher round.
-	var d *dispatcher
-	var cfg QueueConfig
-	if j.DedupKey == "" && j.Group == "" && !j.VisibleAt.After(time.Now()) && m.ctx.Err() == nil {
-		m.mu.Lock()
-		d = m.disp[j.Queue]
-		cfg, _ = m.configLocked(j.Queue)
-		m.mu.Unlock()
-		if d != nil && cfg.Type == "standard" && d.drained.Load() && (m.e.cluster == nil || m.e.servesLocally(j.FunctionID)) && d.reserve(cfg.Concurrency) {
-			j.Leased = true
-		} else {
-			d = nil
-		}
-	}
+	d, hd := m.handoff(&j)
 	ids, err := s.Enqueue(ctx, []queue.NewJob{j})
 	if err != nil {
-		if d != nil {
-			d.unreserve()
-		}
+		m.stored(d, hd, j, err)
 		return "", enqueueError("job not stored: " + err.Error())
 	}
-	if d != nil {
-		// The dispatcher's goroutine delivers it. At shutdown it stays
-		// leased in the store and is delivered after the restart.
-		select {
-		case d.handed <- queue.Job{ID: j.ID, Queue: j.Queue, FunctionID: j.FunctionID, Data: j.Data,
-			Traceparent: j.Traceparent, Baggage: j.Baggage, Attempts: 1, EnqueuedAt: time.Now()}:
-		case <-m.ctx.Done():
-		}
-	} else {
-		m.wake(j.Queue)
-	}
+	m.stored(d, hd, j, nil)
 	return ids[0], nil
 }
 
+// putAsync is put for a store that takes writes without waiting: done
+// gets the receipt (or the error) after the commit. On success it runs on
+// the store's writer goroutine and may write its answer into batch
+// (flushed after the commit's callbacks); batch is nil on failure.
+func (m *queueManager) putAsync(ctx context.Context, a queue.Async, j queue.NewJob, done func(id string, errBody *wire.ErrorBody, batch *wsconn.Batch)) {
+	d, hd := m.handoff(&j)
+	a.EnqueueAsync(ctx, []queue.NewJob{j}, func(ids []string, err error) {
+		m.stored(d, hd, j, err)
+		if err != nil {
+			done("", enqueueError("job not stored: "+err.Error()), nil)
+			return
+		}
+		done(ids[0], nil, &m.replies)
+	})
+}
+
+// handoff decides the direct hand-off: a standard queue with nothing
+// ready and a free slot gets the job stored already leased and delivered
+// right after the commit, saving a lease write and a dispatcher round. It
+// returns the job's dispatcher (nil if none yet) and whether the job was
+// handed off (slot reserved, j.Leased set).
+func (m *queueManager) handoff(j *queue.NewJob) (*dispatcher, bool) {
+	m.mu.Lock()
+	d := m.disp[j.Queue]
+	cfg, _ := m.configLocked(j.Queue)
+	m.mu.Unlock()
+	if d == nil || j.DedupKey != "" || j.Group != "" || j.VisibleAt.After(time.Now()) || m.ctx.Err() != nil {
+		return d, false
+	}
+	if cfg.Type == "standard" && d.drained() && (m.e.cluster == nil || m.e.servesLocally(j.FunctionID)) && d.reserve(cfg.Concurrency) {
+		j.Leased = true
+		return d, true
+	}
+	return d, false
+}
+
+// stored follows up a job's commit (err nil) or its failure: a handed-off
+// job goes to its dispatcher (its slot freed on failure), any other wakes
+// the dispatcher. It never blocks.
+func (m *queueManager) stored(d *dispatcher, handed bool, j queue.NewJob, err error) {
+	switch {
+	case handed && err != nil:
+		d.unreserve()
+	case handed:
+		// The dispatcher's goroutine delivers it. At shutdown it stays
+		// leased in the store and is delivered after the restart.
+		d.hand(queue.Job{ID: j.ID, Queue: j.Queue, FunctionID: j.FunctionID, Data: j.Data,
+			Traceparent: j.Traceparent, Baggage: j.Baggage, Attempts: 1, EnqueuedAt: time.Now()})
+	case err != nil:
+	case d != nil:
+		d.dirty()
+	default:
+		m.wake(j.Queue)
+	}
+}
+
+// newJobID is a receipt id: a UUID of version 7, whose time-ordered bytes
+// make the store's id index grow at its end, as its table does (random
+// v4 ids touched a random index page per insert and per ack: a WAL page
+// write each).
+func newJobID() string {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return invocation.NewID()
+	}
+	return id.String()
+}
+
 func receipt(id string) jsontext.Value {
-	b, _ := json.Marshal(map[string]string{"messageReceiptId": id})
-	return b
+	b := make([]byte, 0, len(id)+24)
+	b = append(b, `{"messageReceiptId":`...)
+	b, err := jsontext.AppendQuote(b, id)
+	if err != nil { // invalid UTF-8: the slow path replaces it
+		b, _ = json.Marshal(map[string]string{"messageReceiptId": id})
+		return b
+	}
+	return append(b, '}')
 }
 
 // enqueueFromWorker serves invokefunction with action enqueue: the answer
@@ -484,6 +542,25 @@ func (e *Engine) enqueueFromWorker(w *workerConn, m *wire.Message) {
 		answer(invocation.Result{Err: enqueueError("engine shutting down")})
 		return
 	}
+	s, err := qm.open()
+	if err != nil {
+		<-qm.sem
+		answer(invocation.Result{Err: enqueueError("queue store unavailable: " + err.Error())})
+		return
+	}
+	// The answer is written by the commit's callback (no goroutine waits),
+	// unless a write could block there (no per-worker write budget).
+	if a, ok := s.(queue.Async); ok && e.cfg.MaxPendingBytesPerWorker > 0 {
+		qm.putAsync(e.ctx, a, j, func(id string, errBody *wire.ErrorBody, batch *wsconn.Batch) {
+			<-qm.sem
+			if errBody != nil {
+				answer(invocation.Result{Err: errBody})
+				return
+			}
+			answer(invocation.Result{Value: receipt(id), Traceparent: tp, Baggage: bg, Batch: batch})
+		})
+		return
+	}
 	go func() {
 		defer func() { <-qm.sem }()
 		id, errBody := qm.put(e.ctx, j)
@@ -502,13 +579,39 @@ type dispatcher struct {
 	key      string
 	wake     chan struct{}
 	inflight atomic.Int64
-	// drained: the last lease found no more ready jobs, and nothing has
-	// made older jobs ready since (retries, redrive, unpark, enqueues that
-	// were not handed off): a new job may skip the store's queue.
-	drained atomic.Bool
-	// handed carries jobs handed off at enqueue (stored leased, slot
-	// reserved) to the dispatcher's goroutine.
-	handed chan queue.Job
+	// gen counts the times jobs became ready in the store (retries,
+	// redrive, unpark, enqueues that were not handed off); seen is gen as
+	// it was before the last lease that found no more ready jobs. Equal:
+	// the queue is drained, a new job may skip the store's queue, and a
+	// settled delivery need not look in the store.
+	gen, seen atomic.Uint64
+	// handedMu guards handed: jobs handed off at enqueue (stored leased,
+	// slot reserved), waiting for the dispatcher's goroutine.
+	handedMu sync.Mutex
+	handed   []queue.Job
+	// batch defers the dispatcher's writes to a consumer's connection to
+	// the end of its round (dispatcher goroutine only).
+	batch wsconn.Batch
+}
+
+func (d *dispatcher) drained() bool { return d.gen.Load() == d.seen.Load() }
+
+// hand passes a job stored leased at enqueue to the dispatcher.
+func (d *dispatcher) hand(j queue.Job) {
+	d.handedMu.Lock()
+	d.handed = append(d.handed, j)
+	d.handedMu.Unlock()
+	d.poke()
+}
+
+// takeHanded returns the jobs handed off since the last call.
+func (d *dispatcher) takeHanded(buf []queue.Job) []queue.Job {
+	d.handedMu.Lock()
+	buf = append(buf[:0], d.handed...)
+	clear(d.handed)
+	d.handed = d.handed[:0]
+	d.handedMu.Unlock()
+	return buf
 }
 
 // poke wakes the dispatcher after a delivery settled.
@@ -521,7 +624,7 @@ func (d *dispatcher) poke() {
 
 // dirty wakes the dispatcher because jobs became ready in the store.
 func (d *dispatcher) dirty() {
-	d.drained.Store(false)
+	d.gen.Add(1)
 	d.poke()
 }
 
@@ -549,6 +652,10 @@ func (d *dispatcher) run() {
 	ctx := m.ctx
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	var handed []queue.Job
+	// look: the store may hold jobs ready for us (start, something made
+	// jobs ready, a delayed job's time came, a lease filled every slot).
+	look := true
 	for ctx.Err() == nil {
 		cfg, ok := m.config(d.key)
 		if !ok {
@@ -557,14 +664,11 @@ func (d *dispatcher) run() {
 		m.mu.Lock()
 		s := m.store
 		m.mu.Unlock()
-		for drained := false; !drained; {
-			select {
-			case j := <-d.handed:
-				d.deliverReserved(ctx, s, j, cfg)
-			default:
-				drained = true
-			}
+		handed = d.takeHanded(handed)
+		for i := range handed {
+			d.deliverReserved(ctx, s, handed[i], cfg)
 		}
+		clear(handed)
 		inflight := int(d.inflight.Load())
 		free := cfg.Concurrency - inflight
 		// A standard queue with jobs in flight waits until a quarter of its
@@ -572,14 +676,23 @@ func (d *dispatcher) run() {
 		if cfg.Type != "fifo" && inflight > 0 && free < max(1, cfg.Concurrency/4) {
 			free = 0
 		}
-		if free > 0 {
+		// Fifo: a settled job may unblock its group's next one. A cluster
+		// node looks on every wake-up, as before: other nodes' jobs and
+		// registrations reach it only through watchers.
+		if !look && (cfg.Type == "fifo" || m.e.cluster != nil || !d.drained()) {
+			look = true
+		}
+		if free > 0 && look {
 			now := time.Now()
 			opts := queue.LeaseOpts{Max: free, FIFO: cfg.Type == "fifo"}
 			if m.e.cluster != nil {
 				opts.Serves = m.e.servesLocally
 			}
+			gen := d.gen.Load()
+			d.batch.Flush() // deliveries so far go out before the store round trip
 			jobs, err := s.Lease(ctx, d.key, now, opts)
 			if err != nil {
+				d.batch.Flush()
 				if ctx.Err() == nil {
 					m.log.Error("lease failed", "queue", d.key, "err", err)
 					if !sleepCtx(ctx, time.Second) {
@@ -594,10 +707,14 @@ func (d *dispatcher) run() {
 			if len(jobs) == free {
 				continue // there may be more
 			}
-			d.drained.Store(true)
+			// Nothing more is ready: settled deliveries need not look again
+			// until something makes jobs ready (dirty) or the timer fires.
+			d.seen.Store(gen)
+			look = false
 			// Sleep until the next delayed job, if any comes later. With jobs
 			// leased, their completion wakes the loop, which asks then.
 			if len(jobs) > 0 {
+				look = true
 				goto wait
 			}
 			if next, ok, err := s.NextVisible(ctx, d.key); err == nil && ok {
@@ -612,20 +729,22 @@ func (d *dispatcher) run() {
 			}
 		}
 	wait:
+		d.batch.Flush()
 		select {
 		case <-ctx.Done():
 		case <-d.wake:
 		case <-timer.C:
-		case j := <-d.handed:
-			d.deliverReserved(ctx, s, j, cfg)
+			look = true
 		}
 		if !timer.Stop() {
 			select {
 			case <-timer.C:
+				look = true
 			default:
 			}
 		}
 	}
+	d.batch.Flush()
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {
@@ -660,15 +779,36 @@ func (d *dispatcher) deliverReserved(ctx context.Context, s queue.Store, j queue
 	d.invoke(s, j, cfg)
 }
 
-// invoke calls the job's function; its slot is taken.
+// invoke calls the job's function; its slot is taken. It runs on the
+// dispatcher's goroutine (the call is written into d.batch).
 func (d *dispatcher) invoke(s queue.Store, j queue.Job, cfg QueueConfig) {
 	m := d.m
 	m.wg.Add(1)
 	var settled atomic.Bool
+	a, _ := s.(queue.Async)
 	settle := func(res invocation.Result) {
-		if settled.CompareAndSwap(false, true) {
-			go d.settle(s, j, cfg, res)
+		if !settled.CompareAndSwap(false, true) {
+			return
 		}
+		if res.Err == nil && a != nil {
+			// Success, the common case: the ack joins the next group commit
+			// and the slot is free at once; nobody waits for the commit. A
+			// crash before it only delivers the job again (at-least-once),
+			// and the job stays leased meanwhile, so no lease hands it out.
+			a.AckAsync(context.Background(), j.ID, func(err error) {
+				if err != nil && !errors.Is(err, queue.ErrClosed) {
+					m.log.Error("recording a delivery failed; the job is delivered again after restart", "queue", d.key, "job", j.ID, "err", err)
+				}
+				m.wg.Done()
+			})
+			// The dispatcher leases again once a quarter of the slots are
+			// free (see run): wake it then, not for every job.
+			if n := d.inflight.Add(-1); cfg.Type == "fifo" || n <= int64(cfg.Concurrency-max(1, cfg.Concurrency/4)) {
+				d.poke()
+			}
+			return
+		}
+		go d.settle(s, j, cfg, res)
 	}
 	timeout := time.AfterFunc(time.Duration(cfg.VisibilityTimeoutMS)*time.Millisecond, func() {
 		settle(invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeTimeout,
@@ -677,7 +817,7 @@ func (d *dispatcher) invoke(s queue.Store, j queue.Job, cfg QueueConfig) {
 	// MinTimeout: a visibility timeout longer than the engine's
 	// invocation_timeout is the queue's to choose.
 	req := &invocation.Request{FunctionID: j.FunctionID, Data: j.Data, Traceparent: j.Traceparent, Baggage: j.Baggage,
-		MinTimeout: time.Duration(cfg.VisibilityTimeoutMS) * time.Millisecond}
+		MinTimeout: time.Duration(cfg.VisibilityTimeoutMS) * time.Millisecond, Batch: &d.batch}
 	m.e.inv.Invoke(req, func(res invocation.Result) {
 		timeout.Stop()
 		res.Batch = nil // settled on another goroutine
@@ -1128,7 +1268,7 @@ func (e *Engine) durablePublishFn(ctx context.Context, req *invocation.Request, 
 	cfg, _ := e.queues.config(key)
 	jobs := make([]queue.NewJob, 0, len(fns))
 	for _, fn := range fns {
-		jobs = append(jobs, queue.NewJob{ID: invocation.NewID(), Queue: key, FunctionID: fn, Data: data,
+		jobs = append(jobs, queue.NewJob{ID: newJobID(), Queue: key, FunctionID: fn, Data: data,
 			Traceparent: req.Traceparent, Baggage: req.Baggage, VisibleAt: time.Now().Add(time.Duration(cfg.DelayMS) * time.Millisecond)})
 	}
 	s, err := e.queues.open()

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/sluicehq/sluice/internal/natsnode"
@@ -81,10 +82,15 @@ func failDelivery(t *testing.T, w *rawWorker, fn, data string) {
 // It runs in memory and on a one-node cluster (JetStream store).
 func TestQueueDeadLetterFlow(t *testing.T) { eachQueueStore(t, testQueueDeadLetterFlow) }
 
-// eachQueueStore runs test on an engine with the memory store and on one
-// in cluster mode (embedded one-node JetStream): mutate sets the rest.
+// eachQueueStore runs test on an engine with the memory store, the SQLite
+// store (its asynchronous enqueue and ack path) and on one in cluster mode
+// (embedded one-node JetStream): mutate sets the rest.
 func eachQueueStore(t *testing.T, test func(t *testing.T, store func(*Config))) {
 	t.Run("memory", func(t *testing.T) { test(t, func(c *Config) { c.DataDir = DataDirMemory }) })
+	t.Run("sqlite", func(t *testing.T) {
+		dir := t.TempDir()
+		test(t, func(c *Config) { c.DataDir = dir })
+	})
 	t.Run("cluster", func(t *testing.T) {
 		dir := t.TempDir()
 		test(t, func(c *Config) { c.DataDir, c.Cluster.Enabled, c.Cluster.NodeName = dir, true, "test-node" })
@@ -328,5 +334,83 @@ func testQueueJobWaitsForItsFunction(t *testing.T, store func(*Config)) {
 	inv = w.awaitInvoke("late::fn", func(wire.Message) bool { return true })
 	if !strings.Contains(string(inv.Data), `"p":3`) {
 		t.Fatalf("second delivery is %s, want p 3 (the duplicate receipt was stored)", inv.Data)
+	}
+}
+
+// TestQueueBacklogAndGroupsDrain: jobs enqueued faster than they are
+// answered (first handed off to free slots, then waiting in the store) are
+// all delivered once, and a fifo group's next job is delivered after its
+// head settles although the queue looked drained when the head was
+// leased (a settled delivery alone must wake a fifo dispatcher).
+func TestQueueBacklogAndGroupsDrain(t *testing.T) {
+	eachQueueStore(t, testQueueBacklogAndGroupsDrain)
+}
+
+func testQueueBacklogAndGroupsDrain(t *testing.T, store func(*Config)) {
+	e := startEngine(t, func(c *Config) {
+		store(c)
+		std := DefaultQueueConfig()
+		std.Concurrency = 4
+		f := DefaultQueueConfig()
+		f.Type, f.MessageGroupField, f.Concurrency = "fifo", "g", 4
+		c.Queues = map[string]QueueConfig{"std": std, "ordered": f}
+	})
+	w := dialRaw(t, e)
+	w.sendJSON(`{"type":"registerfunction","id":"q::std"}`)
+	w.sendJSON(`{"type":"registerfunction","id":"q::fifo"}`)
+	c := &queueCaller{w: dialRaw(t, e)}
+	waitFunction(t, c.w, "q::fifo")
+
+	// Standard: 40 jobs, all enqueued (as actions, answered in any order)
+	// before any delivery is answered.
+	const n = 40
+	for i := range n {
+		c.w.sendJSON(fmt.Sprintf(`{"type":"invokefunction","invocation_id":"s%d","function_id":"q::std","data":{"i":%d},"action":{"type":"enqueue","queue":"std"}}`, i, i))
+	}
+	for range n {
+		if m := c.w.await(func(m wire.Message) bool { return m.Type == wire.TypeInvocationResult }); m.Error != nil {
+			t.Fatalf("enqueue: %+v", m.Error)
+		}
+	}
+	seen := map[string]bool{}
+	for len(seen) < n {
+		inv := w.awaitInvoke("q::std", func(wire.Message) bool { return true })
+		if seen[string(inv.Data)] {
+			t.Fatalf("delivered twice: %s", inv.Data)
+		}
+		seen[string(inv.Data)] = true
+		w.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: inv.InvocationID, FunctionID: "q::std", Result: jsontext.Value(`null`)})
+	}
+
+	// Fifo: group a holds three jobs, b one; each is answered as it comes.
+	for _, d := range []string{`{"g":"a","k":1}`, `{"g":"a","k":2}`, `{"g":"b","k":1}`, `{"g":"a","k":3}`} {
+		var rcpt map[string]string
+		c.ok(fnQueueEnqueue, `{"queue":"ordered","function_id":"q::fifo","data":`+d+`}`, &rcpt)
+	}
+	var order []string
+	for len(order) < 4 {
+		inv := w.awaitInvoke("q::fifo", func(wire.Message) bool { return true })
+		var v struct {
+			G string `json:"g"`
+			K int    `json:"k"`
+		}
+		if err := json.Unmarshal(inv.Data, &v); err != nil {
+			t.Fatal(err)
+		}
+		if v.G == "a" {
+			order = append(order, fmt.Sprint(v.K))
+		} else {
+			order = append(order, "b")
+		}
+		w.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: inv.InvocationID, FunctionID: "q::fifo", Result: jsontext.Value(`null`)})
+	}
+	var as []string
+	for _, o := range order {
+		if o != "b" {
+			as = append(as, o)
+		}
+	}
+	if strings.Join(as, ",") != "1,2,3" {
+		t.Fatalf("group a delivered in order %v, want 1,2,3 (all: %v)", as, order)
 	}
 }

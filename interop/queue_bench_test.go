@@ -22,7 +22,10 @@ import (
 // process, SQLite store, data_sync normal) → Go SDK consumer (this process,
 // its own connection). For 1, 16 and 64 producers: acknowledged enqueues/s,
 // end-to-end jobs/s (first enqueue to last job consumed) and the p50/p99
-// latency from enqueue call to consumer.
+// latency from enqueue call to consumer. The CPU time spent per job by the
+// engine process and by this process (producers and consumer) does not
+// depend on what else the machine runs: 2 cores' worth of microseconds
+// (2,000,000) divided by their sum is the rate two idle cores could reach.
 //
 //	go test -run '^$' -bench QueueEndToEnd -benchtime 20000x ./interop/
 func BenchmarkQueueEndToEnd(b *testing.B) {
@@ -62,6 +65,7 @@ func BenchmarkQueueEndToEnd(b *testing.B) {
 			var next atomic.Int64
 			var wg sync.WaitGroup
 			b.ResetTimer()
+			engineCPU0, benchCPU0 := procCPU(b, e.pid()), selfCPU()
 			start := time.Now()
 			for p := 0; p < producers; p++ {
 				c := clients[p%len(clients)]
@@ -84,12 +88,17 @@ func BenchmarkQueueEndToEnd(b *testing.B) {
 				b.Fatalf("consumed %d of %d", got.Load(), n)
 			}
 			e2e := time.Since(start)
+			engineCPU, benchCPU := procCPU(b, e.pid())-engineCPU0, selfCPU()-benchCPU0
 			b.StopTimer()
 			slices.Sort(lat)
 			b.ReportMetric(float64(n)/enqDur.Seconds(), "enq/s")
 			b.ReportMetric(float64(n)/e2e.Seconds(), "e2e-jobs/s")
 			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+			if engineCPU > 0 {
+				b.ReportMetric(float64(engineCPU.Microseconds())/float64(n), "engine-cpu-µs/job")
+			}
+			b.ReportMetric(float64(benchCPU.Microseconds())/float64(n), "bench-cpu-µs/job")
 			b.ReportMetric(0, "ns/op")
 		})
 	}

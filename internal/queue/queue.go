@@ -116,6 +116,25 @@ type Shared interface {
 	NotifyQueues(fn func(name string, def []byte))
 }
 
+// Async is implemented by stores that take writes without making the
+// caller wait (SQLite: they join the writer's next group commit). The
+// engine uses it on the hot path: no goroutine parked per enqueue or ack.
+type Async interface {
+	// EnqueueAsync is Enqueue; done gets its outcome after the commit and
+	// must not block. A success is reported on the store's writer goroutine,
+	// followed by the AfterCommit function; a failure may be reported on
+	// any goroutine, the caller's included. It blocks only while the
+	// store's queue of writes is full.
+	EnqueueAsync(ctx context.Context, jobs []NewJob, done func(ids []string, err error))
+	// AckAsync is Ack; done (may be nil) as for EnqueueAsync. An ack lost
+	// in a crash before its commit only delivers the job again.
+	AckAsync(ctx context.Context, id string, done func(error))
+	// AfterCommit registers fn, run on the writer goroutine after the
+	// callbacks of each group commit (to flush what they wrote), before the
+	// next commit. Call it before the first async write.
+	AfterCommit(fn func())
+}
+
 // ErrClosed is returned by a closed store.
 var ErrClosed = errors.New("queue: store closed")
 

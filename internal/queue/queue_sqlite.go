@@ -58,6 +58,8 @@ type SQLite struct {
 	// enqueues counts enqueue operations (writer goroutine only), to prune
 	// expired deduplication keys now and then.
 	enqueues int
+	// afterCommit runs on the writer goroutine after each batch's outcomes.
+	afterCommit func()
 }
 
 type op struct {
@@ -199,7 +201,10 @@ func OpenSQLite(dir, syncMode string) (*SQLite, error) {
 	return s, nil
 }
 
-var _ Store = (*SQLite)(nil)
+var (
+	_ Store = (*SQLite)(nil)
+	_ Async = (*SQLite)(nil)
+)
 
 func (s *SQLite) closeDBs() {
 	for _, st := range s.stmts {
@@ -249,6 +254,9 @@ func (s *SQLite) writer() {
 }
 
 func (s *SQLite) commit(ctx context.Context, batch []*op) {
+	if s.afterCommit != nil {
+		defer s.afterCommit()
+	}
 	err := s.tx(ctx, batch)
 	if err == nil {
 		for _, o := range batch {
@@ -326,9 +334,29 @@ func (s *SQLite) exec(ctx context.Context, stmt string, args ...any) (int64, err
 }
 
 func (s *SQLite) Enqueue(ctx context.Context, jobs []NewJob) ([]string, error) {
-	now := ms(time.Now())
 	ids := make([]string, len(jobs))
-	err := s.do(ctx, func(s *SQLite, ctx context.Context) error {
+	if err := s.do(ctx, enqueueOp(jobs, ids)); err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+// EnqueueAsync implements Async.
+func (s *SQLite) EnqueueAsync(ctx context.Context, jobs []NewJob, done func([]string, error)) {
+	ids := make([]string, len(jobs))
+	s.async(ctx, enqueueOp(jobs, ids), func(err error) {
+		if err != nil {
+			done(nil, err)
+			return
+		}
+		done(ids, nil)
+	})
+}
+
+// enqueueOp stores jobs, filling ids.
+func enqueueOp(jobs []NewJob, ids []string) func(s *SQLite, ctx context.Context) error {
+	return func(s *SQLite, ctx context.Context) error {
+		now := ms(time.Now())
 		if s.enqueues++; s.enqueues%1024 == 0 {
 			if _, err := s.exec(ctx, "dedupGC", now); err != nil {
 				return err
@@ -362,11 +390,7 @@ func (s *SQLite) Enqueue(ctx context.Context, jobs []NewJob) ([]string, error) {
 			}
 		}
 		return nil
-	})
-	if err != nil {
-		return nil, err
 	}
-	return ids, nil
 }
 
 func (s *SQLite) Lease(ctx context.Context, queue string, now time.Time, o LeaseOpts) ([]Job, error) {
@@ -412,11 +436,26 @@ func scanJob(r scanner) (Job, error) {
 }
 
 func (s *SQLite) Ack(ctx context.Context, id string) error {
-	return s.do(ctx, func(s *SQLite, ctx context.Context) error {
+	return s.do(ctx, ackOp(id))
+}
+
+// AckAsync implements Async.
+func (s *SQLite) AckAsync(ctx context.Context, id string, done func(error)) {
+	if done == nil {
+		done = func(error) {}
+	}
+	s.async(ctx, ackOp(id), done)
+}
+
+func ackOp(id string) func(s *SQLite, ctx context.Context) error {
+	return func(s *SQLite, ctx context.Context) error {
 		_, err := s.exec(ctx, "ack", id)
 		return err
-	})
+	}
 }
+
+// AfterCommit implements Async.
+func (s *SQLite) AfterCommit(fn func()) { s.afterCommit = fn }
 
 func (s *SQLite) Nack(ctx context.Context, id string, retryAt time.Time, errMsg string) error {
 	return s.do(ctx, func(s *SQLite, ctx context.Context) error {
@@ -677,7 +716,12 @@ func (s *SQLite) Write(ctx context.Context, fn func(ctx context.Context, c *sql.
 // only while the writer's queue is full (backpressure); if ctx ends or the
 // store closes first, done gets that error before WriteAsync returns.
 func (s *SQLite) WriteAsync(ctx context.Context, fn func(ctx context.Context, c *sql.Conn) error, done func(error)) {
-	o := &op{fn: func(s *SQLite, ctx context.Context) error { return fn(ctx, s.w) }, cb: done}
+	s.async(ctx, func(s *SQLite, ctx context.Context) error { return fn(ctx, s.w) }, done)
+}
+
+// async queues fn for the writer's next transaction; done gets the outcome.
+func (s *SQLite) async(ctx context.Context, fn func(s *SQLite, ctx context.Context) error, done func(error)) {
+	o := &op{fn: fn, cb: done}
 	s.asyncMu.RLock()
 	defer s.asyncMu.RUnlock()
 	select {

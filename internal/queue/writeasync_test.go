@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -102,6 +103,88 @@ func TestWriteAsyncClose(t *testing.T) {
 	for i, c := range answered {
 		if c != 1 {
 			t.Fatalf("write %d answered %d times", i, c)
+		}
+	}
+}
+
+// TestSQLiteAsyncEnqueueAck: EnqueueAsync reports the committed ids (a
+// deduplicated job the first one's), AfterCommit runs after the callbacks
+// of each commit and before the next commit's, AckAsync removes the leased
+// job, and a closed store fails both.
+func TestSQLiteAsyncEnqueueAck(t *testing.T) {
+	s, err := OpenSQLite(t.TempDir(), SyncNormal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// The callbacks and AfterCommit run on the writer goroutine only, one
+	// after the other: pending needs no lock.
+	pending, flushed := 0, make(chan int, 1024)
+	s.AfterCommit(func() {
+		flushed <- pending
+		pending = 0
+	})
+	const n = 200
+	got := make(chan string, n)
+	for i := range n {
+		j := job(fmt.Sprintf("j%03d", i), "q", "f", "")
+		if i%2 == 1 {
+			j.DedupKey, j.DedupUntil = fmt.Sprintf("k%d", i-1), time.Now().Add(time.Minute)
+		}
+		if i%2 == 0 {
+			j.DedupKey, j.DedupUntil = fmt.Sprintf("k%d", i), time.Now().Add(time.Minute)
+		}
+		s.EnqueueAsync(ctx, []NewJob{j}, func(ids []string, err error) {
+			if err != nil {
+				t.Errorf("enqueue %s: %v", j.ID, err)
+			}
+			pending++
+			got <- ids[0]
+		})
+	}
+	answered := 0
+	for answered < n {
+		select {
+		case k := <-flushed:
+			answered += k
+		case <-time.After(10 * time.Second):
+			t.Fatalf("AfterCommit reported %d of %d answers", answered, n)
+		}
+	}
+	for i := range n {
+		id := <-got
+		// Odd jobs repeat the even one's dedup key: answered with its id.
+		if want := fmt.Sprintf("j%03d", i-i%2); id != want {
+			t.Fatalf("answer %d: id %s, want %s", i, id, want)
+		}
+	}
+	if st := stats(t, s, "q"); st.Ready != n/2 {
+		t.Fatalf("stored %+v, want %d ready", st, n/2)
+	}
+	leased := lease(t, s, "q", t0, n, false)
+	if len(leased) != n/2 {
+		t.Fatalf("leased %d, want %d", len(leased), n/2)
+	}
+	<-flushed // the lease's commit
+	acked := make(chan error, len(leased))
+	for _, j := range leased {
+		s.AckAsync(ctx, j.ID, func(err error) { acked <- err })
+	}
+	for range leased {
+		if err := <-acked; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := stats(t, s, "q"); st.Pending != 0 {
+		t.Fatalf("after the acks %+v", st)
+	}
+	s.Close()
+	fails := make(chan error, 2)
+	s.EnqueueAsync(ctx, []NewJob{job("late", "q", "f", "")}, func(_ []string, err error) { fails <- err })
+	s.AckAsync(ctx, "late", func(err error) { fails <- err })
+	for range 2 {
+		if err := <-fails; !errors.Is(err, ErrClosed) {
+			t.Fatalf("write on a closed store: %v, want ErrClosed", err)
 		}
 	}
 }
