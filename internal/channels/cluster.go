@@ -717,6 +717,9 @@ func (c *clusterHub) runHome(b *bridge, ch *channel, end int) {
 		ch.stopTimer = nil
 	}
 	c.h.mu.Unlock()
+	if c.h.onChanged != nil {
+		c.h.onChanged()
+	}
 	if b.sender {
 		b.runSender()
 	} else {

@@ -44,6 +44,28 @@ func newClusterHubs(t *testing.T, cfg Config, timeout time.Duration, names ...st
 	return out
 }
 
+// waitActive waits until an end of channel id is connected (a bridged end:
+// once its remote socket's upgrade is confirmed).
+func (th *testHub) waitActive(t testing.TB, id string, end int) {
+	t.Helper()
+	deadline := time.NewTimer(testWait)
+	defer deadline.Stop()
+	for {
+		th.mu.Lock()
+		ch := th.chans[id]
+		active := ch != nil && ch.state[end] == endActive
+		th.mu.Unlock()
+		if active {
+			return
+		}
+		select {
+		case <-th.changed:
+		case <-deadline.C:
+			t.Fatal("the end never became active")
+		}
+	}
+}
+
 // dialStatus dials and returns the HTTP status of a refusal (0: connected).
 func dialStatus(t *testing.T, url string) (int, string) {
 	t.Helper()
@@ -166,6 +188,7 @@ func TestClusterBridgeEnds(t *testing.T) {
 		res, _ := a.Create(0)
 		w := a.dial(t, res.Writer, wire.DirWrite)
 		b.dial(t, res.Reader, wire.DirRead)
+		a.waitActive(t, res.Reader.ChannelID, dirRead)
 		if n := a.NodeLeft("b"); n != 1 {
 			t.Fatalf("NodeLeft broke %d bridges, want 1", n)
 		}
@@ -205,7 +228,7 @@ func TestClusterBridgeBackpressure(t *testing.T) {
 	r := b.dial(t, res.Reader, wire.DirRead)
 	w := a.dial(t, res.Writer, wire.DirWrite)
 	const frame = 32 << 10
-	const total = 64 << 20
+	const total = 32 << 20
 	var written atomic.Int64
 	wrote := make(chan error, 1)
 	go func() {
@@ -245,8 +268,8 @@ func TestClusterBridgeBackpressure(t *testing.T) {
 	t.Logf("stalled after %d KiB written; hubs hold %d KiB", last>>10, held>>10)
 	h := sha256.New()
 	var got int64
-	_ = r.SetReadDeadline(time.Now().Add(testWait))
 	for seq := 0; ; seq++ {
+		_ = r.SetReadDeadline(time.Now().Add(testWait))
 		_, data, err := r.ReadMessage()
 		if err != nil {
 			if ce, ok := err.(*websocket.CloseError); !ok || ce.Code != wire.CloseNormal {
