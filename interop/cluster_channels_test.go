@@ -34,8 +34,9 @@ const clusterChannelSize = 64 << 20
 //     writer, reader on node 1) and the writer of another (home node 0,
 //     reader on node 0): both readers fail (1011) within the node timeout.
 //
-// On 04c1a7a (before the bridge) every end connected to another node than
-// the channel's got HTTP 404 "Channel not found".
+// On 04c1a7a (before the bridge) the reader connecting on node 1 was
+// refused (404: node 1 did not know node 0's channels) and the writer on
+// node 0 blocked until the channel expired.
 func TestClusterChannels(t *testing.T) {
 	const nodeTimeout = 2 * time.Second
 	nodes := startClusterEngines(t, 3, "--cluster-node-timeout", nodeTimeout.String())
@@ -54,11 +55,12 @@ func TestClusterChannels(t *testing.T) {
 		stop := abortWhen(ctx, nil, func() { _ = reader.Close() })
 		got, rerr := goRead(reader)
 		stop()
+		if rerr != nil {
+			_ = writer.CloseWithError(errors.New("test: the reader failed")) // unblock the writer
+			t.Fatalf("reader: %v after %d bytes (writer: %v)", rerr, got.Bytes, <-werr)
+		}
 		if err := <-werr; err != nil {
 			t.Fatalf("writer: %v", err)
-		}
-		if rerr != nil {
-			t.Fatalf("reader: %v after %d bytes", rerr, got.Bytes)
 		}
 		checkReports(t, "cross-node", <-sentc, got, clusterChannelSize, true)
 		el := time.Since(begin)
