@@ -2,6 +2,7 @@ package channels
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"net/http"
@@ -288,5 +289,64 @@ func TestClusterBridgeBackpressure(t *testing.T) {
 	}
 	if got != total {
 		t.Fatalf("read %d bytes, want %d", got, total)
+	}
+}
+
+// TestClusterBridgeLostMessage: a data message that skips a sequence
+// number (what a route that broke and came back would leave) breaks the
+// stream (1011) instead of delivering a stream with a hole.
+func TestClusterBridgeLostMessage(t *testing.T) {
+	hubs := newClusterHubs(t, Config{}, 5*time.Second, "a", "b")
+	a, b := hubs[0], hubs[1]
+	res, _ := a.Create(0)
+	r := a.dial(t, res.Reader, wire.DirRead)
+	w := b.dial(t, res.Writer, wire.DirWrite)
+	sendAll(t, w, []msg{{websocket.BinaryMessage, []byte("one")}})
+	_ = r.SetReadDeadline(time.Now().Add(testWait))
+	if _, data, err := r.ReadMessage(); err != nil || string(data) != "one" {
+		t.Fatalf("first frame: %q %v", data, err)
+	}
+	a.cluster.mu.Lock()
+	var subj string
+	for _, br := range a.cluster.bridges {
+		subj = br.subject
+	}
+	a.cluster.mu.Unlock()
+	forged := binary.BigEndian.AppendUint64([]byte{kindData, flagFin}, 3) // seq 2 never came
+	if err := b.nc.Publish(subj, append(forged, "three"...)); err != nil {
+		t.Fatal(err)
+	}
+	got, ce := readAll(t, r)
+	checkFrames(t, got, nil)
+	if ce.Code != wire.CloseInternal || !strings.Contains(ce.Text, "lost messages") {
+		t.Fatalf("reader: %d %q, want 1011 lost messages", ce.Code, ce.Text)
+	}
+}
+
+// TestClusterBridgeHomeEnds: the home node ends the channel while one end
+// is on another node: the channel expires (the reader never came: the
+// remote writer gets 1011 with that reason), or the home shuts down (the
+// remote reader gets 1011 "node a shutting down").
+func TestClusterBridgeHomeEnds(t *testing.T) {
+	hubs := newClusterHubs(t, Config{TTL: 300 * time.Millisecond}, 5*time.Second, "a", "b")
+	a, b := hubs[0], hubs[1]
+	res, _ := a.Create(0)
+	w := b.dial(t, res.Writer, wire.DirWrite)
+	expectClose(t, w, wire.CloseInternal, "channel expired: the reader never connected")
+
+	res, _ = a.Create(0)
+	aw := a.dial(t, res.Writer, wire.DirWrite)
+	r := b.dial(t, res.Reader, wire.DirRead)
+	a.waitActive(t, res.Reader.ChannelID, dirRead)
+	go func() { _, _, _ = aw.ReadMessage() }() // answers the shutdown's close frame
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), testWait)
+		defer cancel()
+		shut <- a.Shutdown(ctx)
+	}()
+	expectClose(t, r, wire.CloseInternal, "node a shutting down")
+	if err := <-shut; err != nil {
+		t.Fatal(err)
 	}
 }
