@@ -11,6 +11,10 @@
 // bound is reached the write end stops reading its socket and TCP pushes
 // back on the writer.
 //
+// In cluster mode (EnableCluster, cluster.go) a channel's id names the node
+// that created it, and a socket connecting to another node is bridged to
+// that node's pipe over NATS with the same guarantees.
+//
 // A channel created for a connection (CreateFor) counts against that
 // connection's quota (MaxPerOwner) while it is open; ReleaseOwner, called
 // when the connection ends, removes those of its channels that no end has
