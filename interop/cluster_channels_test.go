@@ -20,6 +20,8 @@ const clusterChannelSize = 64 << 20
 // channel created on one node is used by ends connected to other nodes
 // (each SDK connects to its own node's /ws/channels/...).
 //
+//   - SameNode: both ends on the channel's node (the local path with
+//     cluster ids; the throughput baseline);
 //   - GoWriterOnAReaderOnB / GoWriterOnBReaderOnA: 64 MiB of random bytes
 //     with 8 text messages, SHA-256 checked; the messages arrive at their
 //     exact byte offsets, in order; the stream ends cleanly (1000);
@@ -70,6 +72,15 @@ func TestClusterChannels(t *testing.T) {
 	// First, while the engines' memory high-water marks are those of their
 	// start.
 	t.Run("StalledReaderOnB", func(t *testing.T) { clusterStalledReader(t, ctx, c0, nodes) })
+	// Both ends on the channel's node, in cluster mode (ids naming the
+	// node take the local path): the same-run baseline of the throughput.
+	t.Run("SameNode", func(t *testing.T) {
+		ch, err := c0.CreateChannel(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		transfer(t, ch.Writer, ch.Reader)
+	})
 	t.Run("GoWriterOnAReaderOnB", func(t *testing.T) {
 		ch, err := c0.CreateChannel(ctx)
 		if err != nil {
