@@ -25,8 +25,9 @@ const clusterChannelSize = 64 << 20
 //   - GoWriterOnAReaderOnB / GoWriterOnBReaderOnA: 64 MiB of random bytes
 //     with 8 text messages, SHA-256 checked; the messages arrive at their
 //     exact byte offsets, in order; the stream ends cleanly (1000);
-//   - NodeWriterOnB: the official Node SDK 0.22.1 (a worker on node 1,
-//     called across nodes) writes 64 MiB to a Go reader on node 0;
+//   - NodeWriterOnB / NodeReaderOnB: the official Node SDK 0.22.1 (a worker
+//     on node 1, called across nodes) writes 64 MiB to a Go reader on node
+//     0, and reads 64 MiB from a Go writer on node 0;
 //   - StalledReaderOnB: a reader on node 1 that does not read: the writer
 //     on node 0 stalls, and neither engine's resident memory grows with the
 //     128 MiB that then flow;
@@ -100,7 +101,7 @@ func TestClusterChannels(t *testing.T) {
 	var nodeWorker *worker
 	if _, err := node.dependency(); err == nil {
 		nodeWorker = startWorker(t, node, nodes[1], node.script("stream"), "clch")
-		waitFunctions(ctx, t, c0, "clch::stream_write")
+		waitFunctions(ctx, t, c0, "clch::stream_write", "clch::stream_read")
 	}
 	callStreamWrite := func(t *testing.T, ref sluice.ChannelRef, size int64) (<-chan struct{}, *callResult[streamReport]) {
 		// Node 1 offers the worker's function to node 0 asynchronously:
@@ -140,6 +141,30 @@ func TestClusterChannels(t *testing.T) {
 		checkReports(t, "Node on node 1 -> Go on node 0", r.out, got, clusterChannelSize, true)
 	})
 
+	t.Run("NodeReaderOnB", func(t *testing.T) {
+		node.require(t)
+		ch, err := c0.CreateChannel(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r callResult[streamReport]
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			r.out, r.err = sluice.Call[streamReport](ctx, c0, "clch::stream_read", map[string]any{"reader": ch.ReaderRef})
+		}()
+		stop := abortWhen(ctx, done, func() { _ = ch.Writer.CloseWithError(errors.New("test: reader side finished early")) })
+		sent, werr := goWrite(ch.Writer, clusterChannelSize)
+		stop()
+		<-done
+		if r.err != nil {
+			t.Fatalf("clch::stream_read on node 1: %v (Go writer on node 0: %v)", r.err, werr)
+		}
+		if werr != nil {
+			t.Fatalf("Go writer on node 0: %v", werr)
+		}
+		checkReports(t, "Go on node 0 -> Node on node 1", sent, r.out, clusterChannelSize, true)
+	})
 	t.Run("NodeWriterKilled", func(t *testing.T) {
 		node.require(t)
 		ch, err := c0.CreateChannel(ctx)
