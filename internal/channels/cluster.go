@@ -190,16 +190,21 @@ func (c *clusterHub) remoteTag(id string) (string, bool) {
 	return tag, true
 }
 
-// NodeLeft breaks the bridges to a node the membership declared gone.
+// NodeLeft breaks the bridges to a node the membership declared gone,
+// unless they heard from it within the last two keepalive periods: the
+// membership's verdict rests on JetStream writes, which can stall under
+// load while the node and the link are fine (the bridge's own silence
+// check still applies).
 func (h *Hub) NodeLeft(node string) int {
 	c := h.cluster
 	if c == nil {
 		return 0
 	}
+	recent := time.Now().Add(-2 * c.tick).UnixNano()
 	c.mu.Lock()
 	var gone []*bridge
 	for _, b := range c.bridges {
-		if b.peerNode == node {
+		if b.peerNode == node && b.heard.Load() < recent {
 			gone = append(gone, b)
 		}
 	}

@@ -190,6 +190,21 @@ func TestClusterBridgeEnds(t *testing.T) {
 		w := a.dial(t, res.Writer, wire.DirWrite)
 		b.dial(t, res.Reader, wire.DirRead)
 		a.waitActive(t, res.Reader.ChannelID, dirRead)
+		// A bridge that just heard from node b stays up (the membership's
+		// verdict may be a stalled JetStream write)...
+		if n := a.NodeLeft("b"); n != 0 {
+			t.Fatalf("NodeLeft broke %d bridges that heard from the node just now, want 0", n)
+		}
+		// ...one that has not heard from it for two keepalive periods breaks
+		// (node b's side of the bridge stops talking: it leaves b's table).
+		b.cluster.mu.Lock()
+		clear(b.cluster.bridges)
+		b.cluster.mu.Unlock()
+		a.cluster.mu.Lock()
+		for _, br := range a.cluster.bridges {
+			br.heard.Store(time.Now().Add(-3 * a.cluster.tick).UnixNano())
+		}
+		a.cluster.mu.Unlock()
 		if n := a.NodeLeft("b"); n != 1 {
 			t.Fatalf("NodeLeft broke %d bridges, want 1", n)
 		}
