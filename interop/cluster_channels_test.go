@@ -40,6 +40,9 @@ const clusterChannelSize = 64 << 20
 // On 04c1a7a (before the bridge) the reader connecting on node 1 was
 // refused (404: node 1 did not know node 0's channels) and the writer on
 // node 0 blocked until the channel expired.
+// With the bridge's credit disabled (a 1 TiB window), StalledReaderOnB
+// failed: the writer on node 0 wrote all 128 MiB with nobody reading (NATS
+// and the receiving node buffered it).
 func TestClusterChannels(t *testing.T) {
 	const nodeTimeout = 2 * time.Second
 	nodes := startClusterEngines(t, 3, "--cluster-node-timeout", nodeTimeout.String())
