@@ -40,10 +40,12 @@ import (
 //     moved into its pipe); the sending side never has more than
 //     bridgeWindow of messages unacknowledged, so NATS buffers at most that
 //     much per bridge and the pipes' bounds push back end to end;
-//   - each frame travels as one or more messages (chunks of at most
-//     bridgeChunk bytes) with a sequence number: frame boundaries, the text
-//     flag and the order are kept, and a lost message (a route that broke)
-//     breaks the stream (1011) instead of corrupting it;
+//   - frames travel as records (flags, length, bytes) in data messages of
+//     at most bridgeMsgMax, each with a sequence number: frames ready
+//     together share a message, a bigger frame spans several; frame
+//     boundaries, the text flag and the order are kept, and a lost message
+//     (a route that broke) breaks the stream (1011) instead of corrupting
+//     it;
 //   - the end of the stream (clean or broken, with its reason) travels
 //     after the last frame; the reader's departure travels back;
 //   - both sides send a keepalive (with the credit) every
@@ -60,8 +62,12 @@ const (
 	// bridgeWindow bounds the bytes of data messages one bridge has in
 	// flight (sent, not yet moved into the receiving pipe).
 	bridgeWindow = 1 << 20
-	// bridgeChunk is the largest data payload of one message.
-	bridgeChunk = wire.FrameSize
+	// bridgeMsgMax is the largest data message (well under the 1 MiB
+	// max_payload of a default nats-server).
+	bridgeMsgMax = 256 << 10
+	// recordHeader precedes each frame's bytes in a data message: flags,
+	// length (uint32).
+	recordHeader = 5
 	// msgOverhead is what every data message costs against the window
 	// besides its bytes, so that tiny frames are bounded in number too.
 	msgOverhead = 64
@@ -442,11 +448,13 @@ func (b *bridge) pop() []byte {
 	}
 }
 
-// runSender moves frames from the pipe to the peer: Recv, then each chunk
-// once the credit allows it. It ends with the stream's end message, or
-// handles why it was stopped.
+// runSender moves frames from the pipe to the peer. A data message holds
+// records (flags, length, bytes) of one or more frames: the frames ready in
+// the pipe together share a message up to bridgeMsgMax, a bigger frame
+// spans several. Each message goes once the credit allows it. The sender
+// ends with the stream's end message, or handles why it was stopped.
 func (b *bridge) runSender() {
-	var buf []byte
+	buf := make([]byte, 0, bridgeMsgMax)
 	for {
 		f, err := b.pipe.Recv(b.ctx)
 		if err != nil {
@@ -464,32 +472,62 @@ func (b *bridge) runSender() {
 			}
 			return
 		}
+		flags := byte(0)
+		if f.Text {
+			flags = flagText
+		}
 		data := f.Data
 		for first := true; first || len(data) > 0; first = false {
-			n := min(len(data), bridgeChunk)
-			flags := byte(0)
-			if f.Text {
-				flags |= flagText
+			if len(buf) == 0 {
+				buf = append(buf, kindData, 0, 0, 0, 0, 0, 0, 0, 0, 0) // seq set by flush
 			}
+			space := bridgeMsgMax - len(buf) - recordHeader
+			if space <= 0 {
+				if buf, err = b.flush(buf); err != nil {
+					f.Release()
+					b.stopped()
+					return
+				}
+				buf = append(buf, kindData, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+				space = bridgeMsgMax - len(buf) - recordHeader
+			}
+			n := min(len(data), space)
+			fl := flags
 			if n == len(data) {
-				flags |= flagFin
+				fl |= flagFin
 			}
-			cost := uint64(10+n) + msgOverhead
-			if !b.waitCredit(cost) {
-				f.Release()
-				b.stopped()
-				return
-			}
-			b.seq++
-			buf = append(buf[:0], kindData, flags)
-			buf = binary.BigEndian.AppendUint64(buf, b.seq)
+			buf = append(buf, fl)
+			buf = binary.BigEndian.AppendUint32(buf, uint32(n))
 			buf = append(buf, data[:n]...)
-			b.publish(buf)
-			b.sent += cost
 			data = data[n:]
 		}
 		f.Release()
+		// More frames ready: they join this message (Recv will not block).
+		if b.pipe.Len() > 0 && len(buf) < bridgeMsgMax-recordHeader {
+			continue
+		}
+		if buf, err = b.flush(buf); err != nil {
+			b.stopped()
+			return
+		}
 	}
+}
+
+// flush sends the data message in buf once the credit allows it and
+// returns buf emptied; an error if the bridge stopped meanwhile.
+func (b *bridge) flush(buf []byte) ([]byte, error) {
+	if len(buf) <= 10 {
+		return buf[:0], nil
+	}
+	cost := uint64(len(buf)) + msgOverhead
+	if !b.waitCredit(cost) {
+		return buf, context.Cause(b.ctx)
+	}
+	b.seq++
+	binary.BigEndian.PutUint64(buf[2:10], b.seq)
+	b.publish(buf)
+	b.sent += cost
+	return buf[:0], nil
 }
 
 // waitCredit waits until a message of cost fits the window.
@@ -579,42 +617,24 @@ func (b *bridge) runReceiver() {
 			}
 			return
 		}
-		flags, payload := d[1], d[10:]
 		cost := uint64(len(d)) + msgOverhead
 		b.inMu.Lock()
 		b.inboxBytes -= cost
 		b.inMu.Unlock()
-		// Charge the channel's memory as a writer socket does: wait while
-		// its bounds are reached (and grant no credit meanwhile).
-		n := int64(len(payload))
-		if !b.mem.reserve(n, asm.cost, b.ctx.Done(), b.pipe.Gone().Done()) {
-			b.mem.endMessage()
-			b.receiverStopped(nil)
-			return
-		}
-		if asm.mem == nil && flags&flagFin != 0 {
-			f := Frame{Text: flags&flagText != 0, Data: payload, mem: b.mem, cost: n}
-			b.mem.endMessage()
-			if err := b.pipe.Send(b.ctx, f); err != nil {
-				f.Release()
-				b.receiverStopped(err)
+		for rest := d[10:]; len(rest) > 0; {
+			if len(rest) < recordHeader || uint64(len(rest)-recordHeader) < uint64(binary.BigEndian.Uint32(rest[1:recordHeader])) {
+				b.receiverStopped(&AbortError{Reason: "cluster link: malformed message"})
 				return
 			}
-		} else {
-			if asm.mem == nil {
-				asm = Frame{Text: flags&flagText != 0, mem: b.mem}
-			}
-			asm.Data = append(asm.Data, payload...)
-			asm.cost += n
-			if flags&flagFin != 0 {
-				f := asm
-				asm = Frame{}
-				b.mem.endMessage()
-				if err := b.pipe.Send(b.ctx, f); err != nil {
-					f.Release()
-					b.receiverStopped(err)
-					return
+			flags, n := rest[0], int(binary.BigEndian.Uint32(rest[1:recordHeader]))
+			payload := rest[recordHeader : recordHeader+n : recordHeader+n]
+			rest = rest[recordHeader+n:]
+			if err := b.receiveRecord(&asm, flags, payload); err != nil {
+				if err == errStopped {
+					err = nil // the bridge's or the pipe's cause says why
 				}
+				b.receiverStopped(err)
+				return
 			}
 		}
 		if c := b.consumed.Add(cost); c-b.lastGrant >= bridgeWindow/4 {
@@ -622,6 +642,43 @@ func (b *bridge) runReceiver() {
 			b.sendGrant()
 		}
 	}
+}
+
+// receiveRecord charges the channel's memory for one record, as a writer
+// socket does for a frame (waiting while its bounds are reached, and
+// granting no credit meanwhile), and sends the frame it completes into the
+// pipe. asm holds a frame arriving in several records. A nil error with
+// the bridge or the pipe stopped is reported as errStopped.
+func (b *bridge) receiveRecord(asm *Frame, flags byte, payload []byte) error {
+	n := int64(len(payload))
+	if !b.mem.reserve(n, asm.cost, b.ctx.Done(), b.pipe.Gone().Done()) {
+		b.mem.endMessage()
+		return errStopped
+	}
+	if asm.mem == nil && flags&flagFin != 0 {
+		f := Frame{Text: flags&flagText != 0, Data: payload, mem: b.mem, cost: n}
+		b.mem.endMessage()
+		if err := b.pipe.Send(b.ctx, f); err != nil {
+			f.Release()
+			return err
+		}
+		return nil
+	}
+	if asm.mem == nil {
+		*asm = Frame{Text: flags&flagText != 0, mem: b.mem}
+	}
+	asm.Data = append(asm.Data, payload...)
+	asm.cost += n
+	if flags&flagFin != 0 {
+		f := *asm
+		*asm = Frame{}
+		b.mem.endMessage()
+		if err := b.pipe.Send(b.ctx, f); err != nil {
+			f.Release()
+			return err
+		}
+	}
+	return nil
 }
 
 // receiverStopped ends the receiving side's stream after err (a Send error,

@@ -90,12 +90,21 @@ func TestClusterBridgeOrder(t *testing.T) {
 	hubs := newClusterHubs(t, Config{}, 5*time.Second, "a", "b", "c")
 	a, b, c := hubs[0], hubs[1], hubs[2]
 	want := mixedFrames()
-	// One frame bigger than a bridge message, sent in several.
-	big := make([]byte, 3*bridgeChunk+17)
+	// One frame bigger than a bridge message, sent in several; a text
+	// message split between messages in the middle of a character.
+	big := make([]byte, 3*bridgeMsgMax+17)
 	for i := range big {
 		big[i] = byte(i * 31)
 	}
-	want = append(want, msg{websocket.BinaryMessage, big}, msg{websocket.TextMessage, []byte(strings.Repeat("é", bridgeChunk))})
+	want = append(want, msg{websocket.BinaryMessage, big}, msg{websocket.TextMessage, []byte(strings.Repeat("é", bridgeMsgMax))})
+	// Many small frames, ready together: they share messages.
+	for i := range 300 {
+		kind := websocket.BinaryMessage
+		if i%3 == 0 {
+			kind = websocket.TextMessage
+		}
+		want = append(want, msg{kind, []byte(strings.Repeat("s", i))})
+	}
 	for _, tc := range []struct {
 		name   string
 		wr, rd *clusterTestHub
@@ -327,7 +336,8 @@ func TestClusterBridgeLostMessage(t *testing.T) {
 		subj = br.subject
 	}
 	a.cluster.mu.Unlock()
-	forged := binary.BigEndian.AppendUint64([]byte{kindData, flagFin}, 3) // seq 2 never came
+	forged := binary.BigEndian.AppendUint64([]byte{kindData, 0}, 3) // seq 2 never came
+	forged = binary.BigEndian.AppendUint32(append(forged, flagFin), 5)
 	if err := b.nc.Publish(subj, append(forged, "three"...)); err != nil {
 		t.Fatal(err)
 	}
