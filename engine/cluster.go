@@ -103,6 +103,7 @@ func (e *Engine) stopCluster() {
 	if m := e.cluster.membersNow(); m != nil {
 		m.leave()
 	}
+	e.hub.CloseCluster()    // done by the hub's shutdown, unless the start failed
 	e.cluster.queue.Close() // idempotent: the queue manager may have closed it
 	e.cluster.node.Close()
 }

@@ -166,6 +166,14 @@ func (c *clusterHub) unsubscribe() {
 	}
 }
 
+// CloseCluster stops the keepalives and the subscriptions of cluster mode
+// (Shutdown does it too; for an engine whose start failed). Idempotent.
+func (h *Hub) CloseCluster() {
+	if h.cluster != nil {
+		h.cluster.close()
+	}
+}
+
 // close stops the keepalives; the bridges have ended (Shutdown).
 func (c *clusterHub) close() {
 	c.closeOnce.Do(func() {
