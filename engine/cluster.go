@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/channels"
 	"github.com/sluicehq/sluice/internal/natsnode"
 	"github.com/sluicehq/sluice/internal/queue"
 	"github.com/sluicehq/sluice/internal/state"
@@ -83,6 +84,12 @@ func (e *Engine) startCluster(ctx context.Context) error {
 		n.Close()
 		return fmt.Errorf("cluster: %w", err)
 	}
+	if err := e.hub.EnableCluster(channels.ClusterConfig{Conn: n.Conn, Node: name, NodeTimeout: c.NodeTimeout}); err != nil {
+		e.cluster = nil
+		q.Close()
+		n.Close()
+		return fmt.Errorf("cluster: channels: %w", err)
+	}
 	e.log.Info("cluster node ready", "node", name, "embedded_nats", n.Server != nil, "cluster_listen", c.Listen,
 		"peers", len(c.Peers), "route_auth", onOff(c.Secret != ""), "nats_url", c.NATSURL != "", "replicas", n.Replicas, "took", time.Since(began).Round(time.Millisecond))
 	return nil
@@ -96,6 +103,7 @@ func (e *Engine) stopCluster() {
 	if m := e.cluster.membersNow(); m != nil {
 		m.leave()
 	}
+	e.hub.CloseCluster()    // done by the hub's shutdown, unless the start failed
 	e.cluster.queue.Close() // idempotent: the queue manager may have closed it
 	e.cluster.node.Close()
 }

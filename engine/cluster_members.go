@@ -178,8 +178,9 @@ func (m *membership) left(name, why string) {
 		return
 	}
 	calls := m.e.cluster.router.nodeLeft(name)
+	bridges := m.e.hub.NodeLeft(name)
 	n, err := m.takeOver(name)
-	m.e.log.Info("cluster node left", "node", name, "why", why, "jobs_taken_over", n, "calls_stopped", calls, "err", err)
+	m.e.log.Info("cluster node left", "node", name, "why", why, "jobs_taken_over", n, "calls_stopped", calls, "channels_broken", bridges, "err", err)
 }
 
 // takeOver makes the leases of a departed node ready again. It fails

@@ -11,6 +11,10 @@
 // bound is reached the write end stops reading its socket and TCP pushes
 // back on the writer.
 //
+// In cluster mode (EnableCluster, cluster.go) a channel's id names the node
+// that created it, and a socket connecting to another node is bridged to
+// that node's pipe over NATS with the same guarantees.
+//
 // A channel created for a connection (CreateFor) counts against that
 // connection's quota (MaxPerOwner) while it is open; ReleaseOwner, called
 // when the connection ends, removes those of its channels that no end has
@@ -112,6 +116,7 @@ type channel struct {
 	pipe  Pipe
 	mem   *chanMem
 	owner string // the connection it counts against; "" = none
+	size  int    // buffer size in frames
 
 	created       time.Time
 	frames, bytes atomic.Uint64 // received from its writer socket
@@ -135,12 +140,16 @@ type Hub struct {
 
 	budget *budget
 
-	mu     sync.Mutex
-	chans  map[string]*channel
-	owned  map[string]map[*channel]struct{} // open channels by owner
-	socks  map[*websocket.Conn]struct{}     // force-closed when Shutdown runs out of time
-	closed bool
-	wg     sync.WaitGroup // socket goroutines
+	mu    sync.Mutex
+	chans map[string]*channel
+	owned map[string]map[*channel]struct{} // open channels by owner
+	socks map[*websocket.Conn]struct{}     // force-closed when Shutdown runs out of time
+	// Cluster mode (cluster.go): nil when off. proxies are the pipes of
+	// sockets bridged to other nodes' channels.
+	cluster *clusterHub
+	proxies map[*channel]struct{}
+	closed  bool
+	wg      sync.WaitGroup // socket goroutines
 
 	// Counted for metrics (Counters).
 	frames, bytes, aborted atomic.Uint64
@@ -193,10 +202,11 @@ func NewHub(cfg Config, log *slog.Logger) *Hub {
 		readerUp: websocket.Upgrader{
 			CheckOrigin: anyOrigin,
 		},
-		budget: newBudget(cfg.MaxTotalBufferBytes),
-		chans:  make(map[string]*channel),
-		owned:  make(map[string]map[*channel]struct{}),
-		socks:  make(map[*websocket.Conn]struct{}),
+		budget:  newBudget(cfg.MaxTotalBufferBytes),
+		chans:   make(map[string]*channel),
+		owned:   make(map[string]map[*channel]struct{}),
+		socks:   make(map[*websocket.Conn]struct{}),
+		proxies: make(map[*channel]struct{}),
 		afterFunc: func(d time.Duration, f func()) func() bool {
 			return time.AfterFunc(d, f).Stop
 		},
@@ -247,8 +257,13 @@ func (h *Hub) newChannel(owner string, bufferSize, localEnd int) (*channel, erro
 		bufferSize = h.cfg.DefaultBuffer
 	}
 	bufferSize = max(1, min(bufferSize, h.cfg.MaxBuffer))
+	id := uuid.NewString() // v4: 122 random bits each
+	if h.cluster != nil {
+		id = h.cluster.newID(id)
+	}
 	ch := &channel{
-		id:      uuid.NewString(), // v4: 122 random bits each
+		id:      id,
+		size:    bufferSize,
 		key:     uuid.NewString(),
 		pipe:    newMemPipe(bufferSize, h.onSendBlocked, h.onChanged),
 		mem:     newChanMem(h.budget, h.cfg.MaxBufferBytes),
@@ -535,12 +550,18 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 			ch.stopTimer = nil
 		}
 	}
+	for ch := range h.proxies {
+		chans = append(chans, ch)
+	}
 	clear(h.chans)
 	clear(h.owned)
 	h.mu.Unlock()
 
 	for _, ch := range chans {
 		ch.pipe.Abort(errShutdown)
+	}
+	if h.cluster != nil {
+		defer h.cluster.close()
 	}
 	done := make(chan struct{})
 	go func() {

@@ -50,6 +50,12 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if id == "" {
 		id = r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:]
 	}
+	if c := h.cluster; c != nil {
+		if tag, ok := c.remoteTag(id); ok {
+			h.serveBridged(w, r, c, tag, id, key, end)
+			return
+		}
+	}
 	ch, status, msg := h.claim(id, key, end)
 	if ch == nil {
 		http.Error(w, msg, status)
