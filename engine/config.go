@@ -2,9 +2,11 @@ package engine
 
 import (
 	"fmt"
+	"path"
 	"time"
 
 	"github.com/sluicehq/sluice/internal/auth"
+	"github.com/sluicehq/sluice/internal/httpfunc"
 	"github.com/sluicehq/sluice/internal/registry"
 )
 
@@ -77,9 +79,42 @@ type Config struct {
 	OTel OTelConfig `yaml:"otel"`
 	// Observe bounds observers (observe.v1, observe.go).
 	Observe ObserveConfig `yaml:"observe"`
+	// HTTPFunctions governs HTTP-invoked functions (security.md#http-invoked-functions).
+	HTTPFunctions HTTPFunctionsConfig `yaml:"http_functions"`
 	// Cluster makes the engine a node of a cluster on NATS (cluster.go,
 	// docs/cluster.md). Off by default: then nothing of NATS starts.
 	Cluster ClusterConfig `yaml:"cluster"`
+}
+
+// HTTPFunctionsConfig governs functions registered with an `invocation`
+// object, which the engine calls over HTTP (docs/security.md#http-invoked-functions).
+type HTTPFunctionsConfig struct {
+	// Enabled: when false every such registration is refused.
+	Enabled bool `yaml:"enabled"`
+	// URLAllowlist: host globs a URL must match (empty: any host).
+	URLAllowlist []string `yaml:"url_allowlist"`
+	// BlockPrivateIPs refuses loopback, private, link-local (cloud
+	// metadata), CGNAT and multicast addresses, on the IP dialled.
+	BlockPrivateIPs bool `yaml:"block_private_ips"`
+	// RequireHTTPS refuses http:// URLs.
+	RequireHTTPS bool `yaml:"require_https"`
+	// SecretEnvs: environment variables invocation.auth may name.
+	SecretEnvs []string `yaml:"secret_envs"`
+	// DefaultTimeout applies without timeout_ms; MaxTimeout caps timeout_ms.
+	DefaultTimeout time.Duration `yaml:"default_timeout"`
+	MaxTimeout     time.Duration `yaml:"max_timeout"`
+	// MaxResponseBytes bounds a response body (http_response_too_large).
+	MaxResponseBytes ByteSize `yaml:"max_response_bytes"`
+	// MaxConcurrent bounds calls in flight (http_functions_busy beyond).
+	MaxConcurrent int `yaml:"max_concurrent"`
+}
+
+func (c HTTPFunctionsConfig) executorConfig() httpfunc.Config {
+	return httpfunc.Config{
+		Enabled: c.Enabled, URLAllowlist: c.URLAllowlist, BlockPrivateIPs: c.BlockPrivateIPs,
+		RequireHTTPS: c.RequireHTTPS, SecretEnvs: c.SecretEnvs, DefaultTimeout: c.DefaultTimeout,
+		MaxTimeout: c.MaxTimeout, MaxResponseBytes: int64(c.MaxResponseBytes), MaxConcurrent: c.MaxConcurrent,
+	}
 }
 
 // ObserveConfig bounds what workers can create with observe (security.md#observe).
@@ -368,12 +403,20 @@ func DefaultConfig() Config {
 		Cron:     ModuleConfig{Enabled: true},
 		OTel:     defaultOTelConfig(),
 		Observe:  ObserveConfig{MaxPerWorker: 1000, Max: 10000, ReconnectGrace: 60 * time.Second},
-		Cluster:  ClusterConfig{Name: "sluice", StartTimeout: time.Minute, NodeTimeout: 10 * time.Second},
+		HTTPFunctions: HTTPFunctionsConfig{
+			Enabled: true, BlockPrivateIPs: true, RequireHTTPS: true,
+			DefaultTimeout: 30 * time.Second, MaxTimeout: 60 * time.Second,
+			MaxResponseBytes: 1 << 20, MaxConcurrent: 64,
+		},
+		Cluster: ClusterConfig{Name: "sluice", StartTimeout: time.Minute, NodeTimeout: 10 * time.Second},
 	}
 }
 
 // Validate reports settings that cannot work.
 func (c *Config) Validate() error {
+	if err := c.HTTPFunctions.validate(); err != nil {
+		return err
+	}
 	switch {
 	case c.Observe.MaxPerWorker < 1 || c.Observe.Max < c.Observe.MaxPerWorker:
 		return fmt.Errorf("config: observe.max_observers_per_worker (%d) must be at least 1 and at most observe.max_observers (%d)",
@@ -475,6 +518,24 @@ func (a *AuthConfig) validate(where string) error {
 	if a.RBAC != nil {
 		if err := a.RBAC.Validate(); err != nil {
 			return fmt.Errorf("config: %s.rbac: %w", where, err)
+		}
+	}
+	return nil
+}
+
+func (c *HTTPFunctionsConfig) validate() error {
+	switch {
+	case c.DefaultTimeout <= 0 || c.MaxTimeout < c.DefaultTimeout:
+		return fmt.Errorf("config: http_functions.default_timeout (%s) must be positive and at most http_functions.max_timeout (%s)",
+			c.DefaultTimeout, c.MaxTimeout)
+	case c.MaxResponseBytes < 1:
+		return fmt.Errorf("config: http_functions.max_response_bytes must be at least 1")
+	case c.MaxConcurrent < 1:
+		return fmt.Errorf("config: http_functions.max_concurrent must be at least 1")
+	}
+	for _, p := range c.URLAllowlist {
+		if _, err := path.Match(p, ""); err != nil {
+			return fmt.Errorf("config: http_functions.url_allowlist %q: %v", p, err)
 		}
 	}
 	return nil

@@ -27,6 +27,7 @@ import (
 	websocket "github.com/sluicehq/sluice/internal/ws"
 
 	"github.com/sluicehq/sluice/internal/channels"
+	"github.com/sluicehq/sluice/internal/httpfunc"
 	"github.com/sluicehq/sluice/internal/invocation"
 	"github.com/sluicehq/sluice/internal/metrics"
 	"github.com/sluicehq/sluice/internal/registry"
@@ -48,6 +49,7 @@ type Engine struct {
 	inv      *invocation.Local
 	obs      *observeHub
 	self     *invocation.EngineExecutor
+	httpfn   *httpfunc.Executor // HTTP-invoked functions
 	hub      *channels.Hub
 	http     httpTriggers
 	upgrader websocket.Upgrader
@@ -111,6 +113,7 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 	e.inv = invocation.NewLocal(ctx, e.reg)
 	e.obs = newObserveHub(e)
 	e.inv.SetMetrics(e.metrics)
+	e.httpfn = httpfunc.New(cfg.HTTPFunctions.executorConfig())
 	if err := e.initOTel(); err != nil {
 		cancel()
 		return nil, err

@@ -2,9 +2,11 @@ package engine
 
 import (
 	"errors"
+	"os"
 	"sync"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/httpfunc"
 	"github.com/sluicehq/sluice/internal/registry"
 	"github.com/sluicehq/sluice/internal/wsconn"
 	"github.com/sluicehq/sluice/wire"
@@ -215,12 +217,19 @@ func (w *workerConn) registerFunction(m *wire.Message, ns string, tentative bool
 		w.log.Warn("registerfunction without id ignored")
 		return false
 	}
-	if len(m.Invocation) > 0 {
-		w.log.Warn("HTTP-invoked functions are not supported by this engine; registration ignored", "function_id", registry.ShortID(m.ID))
-		return false
-	}
 	if w.sess != nil && !w.admitFunction(m) {
 		return false
+	}
+	var external any
+	if len(m.Invocation) > 0 {
+		// The protocol has no refusal the SDKs accept for this (upstream
+		// sends none either): the log says why, calls get function_not_found.
+		spec, err := w.e.httpfn.Register(w.e.ctx, m.ID, m.Invocation, os.LookupEnv)
+		if err != nil {
+			w.log.Warn("HTTP-invoked function refused", "function_id", registry.ShortID(m.ID), "namespace", ns, "err", err)
+			return false
+		}
+		external = spec
 	}
 	if ns == "" || ns == wire.DefaultNamespace {
 		w.setDescriptor(m.ID, m.Observe) // observe.go: observers are in the default namespace
@@ -228,6 +237,7 @@ func (w *workerConn) registerFunction(m *wire.Message, ns string, tentative bool
 	f := &registry.Function{
 		ID: m.ID, Namespace: ns, Owner: w, Description: m.Description,
 		RequestFormat: m.RequestFormat, ResponseFormat: m.ResponseFormat, Metadata: m.Metadata,
+		Invocation: m.Invocation, External: external,
 	}
 	err := w.e.reg.RegisterFunction(f)
 	var conflict *registry.ConflictError
@@ -251,7 +261,11 @@ func (w *workerConn) registerFunction(m *wire.Message, ns string, tentative bool
 		}
 		return false
 	}
-	w.log.Info("function registered", "function_id", m.ID, "namespace", ns)
+	if external != nil {
+		w.log.Info("HTTP-invoked function registered", "function_id", m.ID, "namespace", ns, "url", external.(*httpfunc.Spec).URL)
+	} else {
+		w.log.Info("function registered", "function_id", m.ID, "namespace", ns)
+	}
 	w.e.obs.functionRegistered(w, m.ID, ns)
 	w.e.functionsChanged()
 	return false

@@ -115,6 +115,26 @@ type Invoker interface {
 	Invoke(req *Request, done Completion)
 }
 
+// External is a function the engine executes on its owner's behalf (an
+// HTTP-invoked function, internal/httpfunc). Run must not block; it calls
+// done exactly once, from any goroutine, unless done is nil (a void call).
+type External interface {
+	Run(ctx context.Context, req *Request, done func(jsontext.Value, *wire.ErrorBody))
+}
+
+func (l *Local) runExternal(x External, req *Request, done Completion) {
+	if req.InvocationID == "" {
+		req.InvocationID = NewID()
+	}
+	if req.Void {
+		x.Run(l.ctx, req, nil)
+		return
+	}
+	x.Run(l.ctx, req, func(v jsontext.Value, err *wire.ErrorBody) {
+		done(Result{Value: v, Err: err, Traceparent: req.Traceparent, Baggage: req.Baggage})
+	})
+}
+
 // Builtin is a function implemented by the engine.
 type Builtin func(ctx context.Context, req *Request) (jsontext.Value, *wire.ErrorBody)
 
@@ -217,6 +237,12 @@ func (l *Local) invoke(req *Request, done Completion, remote bool) {
 			done(res)
 		}
 		return
+	}
+	if fn.External != nil {
+		if x, ok := fn.External.(External); ok {
+			l.runExternal(x, req, obs.wrap(done))
+			return
+		}
 	}
 	switch ex := fn.Owner.(type) {
 	case *EngineExecutor:

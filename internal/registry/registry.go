@@ -104,6 +104,9 @@ type Function struct {
 	Metadata       jsontext.Value
 	// Invocation is set for HTTP-invoked functions (not executed by a worker).
 	Invocation jsontext.Value
+	// External, when set, executes the function in place of its owner
+	// (invocation.External: the HTTP call of an HTTP-invoked function).
+	External any
 }
 
 // Internal reports whether metadata.internal is true (hidden from lists).
