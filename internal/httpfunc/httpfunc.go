@@ -206,9 +206,6 @@ func (x *Executor) Register(ctx context.Context, functionID string, raw jsontext
 			return nil, fmt.Errorf("invocation.headers: invalid header %q", k)
 		}
 	}
-	if err := x.checkURL(ctx, w.URL); err != nil {
-		return nil, err
-	}
 	if a := w.Auth; a != nil {
 		key := ""
 		switch a.Type {
@@ -232,6 +229,9 @@ func (x *Executor) Register(ctx context.Context, functionID string, raw jsontext
 			return nil, fmt.Errorf("invocation.auth: environment variable %q is not set", key)
 		}
 		s.auth = auth{kind: a.Type, header: a.Header, secret: v}
+	}
+	if err := x.checkURL(ctx, w.URL); err != nil { // last: it may resolve a name
+		return nil, err
 	}
 	return s, nil
 }
@@ -306,8 +306,8 @@ func (s *Spec) Run(ctx context.Context, req *invocation.Request, done func(jsont
 		return
 	}
 	go func() {
-		defer func() { <-x.slots }()
 		v, err := s.Call(ctx, req)
+		<-x.slots // before done: whoever done wakes may call again at once
 		if done != nil {
 			done(v, err)
 		}
