@@ -112,8 +112,8 @@ func TestAttackHTTPFuncPrivateTargets(t *testing.T) {
 // calls than allowed. The engine stops reading at max_response_bytes,
 // gives up at max_timeout (the registration asked for 10 minutes), answers
 // beyond max_concurrent at once, and serves others throughout.
-// On b8b8b29 the registrations were ignored: every call got
-// function_not_found instead of the bounded answers.
+// On b8b8b29 the registrations were ignored as unsupported: the functions
+// never appeared (waitFunctions timed out).
 func TestAttackHTTPFuncHugeSlowAndMany(t *testing.T) {
 	tg := startHTTPFuncTarget(t)
 	cfg := regConfig(t, "http_functions:\n  url_allowlist: [\"127.0.0.1\"]\n  block_private_ips: false\n  require_https: false\n"+
