@@ -24,7 +24,9 @@ export SLUICE_PY25_SDIST="$work/iii_sdk-0.25.0" SLUICE_PY25_PYTHON="$work/venv/b
 if [ "${1:-}" = "--all" ]; then
 	bin="$work/sluice"
 	(cd "$root" && go build -o "$bin" ./cmd/sluice)
-	"$bin" serve --addr 127.0.0.1:49199 --http-addr 127.0.0.1:3199 --console-addr off --data-dir memory >"$work/engine.log" 2>&1 &
+	# test_http_external_functions_integration.py's webhooks listen on 127.0.0.1 over http.
+	printf 'http_functions:\n  url_allowlist: ["127.0.0.1", "localhost"]\n  block_private_ips: false\n  require_https: false\n' >"$work/sluice.yaml"
+	"$bin" serve --config "$work/sluice.yaml" --addr 127.0.0.1:49199 --http-addr 127.0.0.1:3199 --console-addr off --data-dir memory >"$work/engine.log" 2>&1 &
 	pid=$!
 	trap 'kill $pid' EXIT
 	sleep 1
