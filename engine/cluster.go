@@ -30,6 +30,8 @@ type clusterNode struct {
 	router  *clusterRouter             // cross-node invocations (cluster_invoke.go)
 	members atomic.Pointer[membership] // cluster_members.go; nil until started
 	cron    jetstream.KeyValue         // cron runs claimed (cluster_cron.go)
+
+	eventsLost atomic.Int64 // state/stream events not sent to the other nodes
 }
 
 // membersNow is the membership, nil until it started.

@@ -2,10 +2,13 @@ package engine
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+	"github.com/gorilla/websocket"
 
 	"github.com/sluicehq/sluice/wire"
 )
@@ -77,5 +80,55 @@ collect:
 		if len(ran) != 1 {
 			t.Errorf("scheduled time %s ran on nodes %v, want exactly one", at, ran)
 		}
+	}
+}
+
+// TestClusterStateAndStreamEvents: a state binding registered on node 0
+// fires for a state::set made through node 1; a stream client on node 1
+// and a stream binding on node 1 see a stream::set made through node 0.
+// On 48b885d neither happened (events stayed on the writing node).
+func TestClusterStateAndStreamEvents(t *testing.T) {
+	nodes := startNodes(t, 2, func(c *Config) { c.Streams.Addr = "127.0.0.1:0" })
+	onA := dialRaw(t, nodes[0])
+	onA.sendJSON(`{"type":"registerfunction","id":"ev::state"}`)
+	onA.sendJSON(`{"type":"registertrigger","id":"st","trigger_type":"state","function_id":"ev::state","config":{"scope":"cl"}}`)
+	onB := dialRaw(t, nodes[1])
+	onB.sendJSON(`{"type":"registerfunction","id":"ev::stream"}`)
+	onB.sendJSON(`{"type":"registertrigger","id":"sm","trigger_type":"stream","function_id":"ev::stream","config":{"stream_name":"board"}}`)
+	waitFunction(t, onA, "ev::state")
+	waitFunction(t, onB, "ev::stream")
+
+	callOK(t, onB, "state::set", `{"scope":"cl","key":"k","value":{"n":1}}`)
+	inv := onA.awaitInvoke("ev::state", func(wire.Message) bool { return true })
+	var sev stateEvent
+	if err := json.Unmarshal(inv.Data, &sev); err != nil || sev.EventType != "state:created" || sev.Key != "k" || string(sev.NewValue) != `{"n":1}` {
+		t.Fatalf("node 0's state binding got %s (%v), want the state:created of node 1's write", inv.Data, err)
+	}
+	onA.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: inv.InvocationID, FunctionID: inv.FunctionID, Result: jsontext.Value("null")})
+
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+nodes[1].StreamClientsAddr()+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_ = ws.WriteJSON(map[string]any{"type": "join", "data": map[string]any{"subscriptionId": "s1", "streamName": "board", "groupId": "g"}})
+	var m struct {
+		ID    *string `json:"id"`
+		Event struct {
+			Type string         `json:"type"`
+			Data jsontext.Value `json:"data"`
+		} `json:"event"`
+	}
+	if err := ws.ReadJSON(&m); err != nil || m.Event.Type != "sync" {
+		t.Fatalf("sync on node 1: %+v %v", m, err)
+	}
+	callOK(t, onA, "stream::set", `{"stream_name":"board","group_id":"g","item_id":"i1","data":{"from":"node-0"}}`)
+	if err := ws.ReadJSON(&m); err != nil || m.Event.Type != "create" || m.ID == nil || *m.ID != "i1" || string(m.Event.Data) != `{"from":"node-0"}` {
+		t.Fatalf("the stream client on node 1 got %+v (%v), want the create of node 0's write", m, err)
+	}
+	inv = onB.awaitInvoke("ev::stream", func(wire.Message) bool { return true })
+	if !strings.Contains(string(inv.Data), `"from":"node-0"`) {
+		t.Fatalf("node 1's stream binding got %s", inv.Data)
 	}
 }

@@ -2,10 +2,18 @@ package interop
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/sluicehq/sluice"
 )
@@ -98,4 +106,111 @@ func TestClusterCronOncePerTime(t *testing.T) {
 		}
 	}
 	t.Logf("runs by scheduled time: %v", all)
+}
+
+// clusterStreamsConfig is a config file giving every node a stream client
+// listener on a free port.
+func clusterStreamsConfig(t *testing.T) string {
+	t.Helper()
+	cfg := filepath.Join(t.TempDir(), "sluice.yaml")
+	if err := os.WriteFile(cfg, []byte("streams:\n  addr: 127.0.0.1:0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// clusterStreamsAddr is the stream client listener a node logged.
+func clusterStreamsAddr(ctx context.Context, t *testing.T, n *engineProc) string {
+	t.Helper()
+	line, err := n.stderr.wait(ctx, func(s string) bool { return strings.Contains(s, "stream clients served") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return regexp.MustCompile(`addr=(\S+)`).FindStringSubmatch(line)[1]
+}
+
+// TestClusterStateAndStreamEvents: three engine processes. A state
+// binding registered by a worker on node 0 fires for a state::set made
+// through node 2; a stream client connected to node 1 gets the sync and
+// then the create of a stream::set made through node 0, and a stream
+// binding on node 2 fires for it.
+// On 48b885d the binding and the client saw nothing (events stayed on the
+// writing node).
+func TestClusterStateAndStreamEvents(t *testing.T) {
+	nodes := startClusterEngines(t, 3, "--config", clusterStreamsConfig(t))
+	ctx := ctxFor(t, 60*time.Second)
+
+	onA := connectGo(t, nodes[0], "state-binding-on-node-0")
+	stateEvents := make(chan map[string]any, 4)
+	if err := sluice.Register(onA, "cluster::on_state", func(ctx context.Context, in map[string]any) (any, error) {
+		stateEvents <- in
+		return nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := onA.RegisterTrigger(sluice.TriggerSpec{Type: "state", FunctionID: "cluster::on_state", Config: map[string]any{"scope": "clev"}}); err != nil {
+		t.Fatal(err)
+	}
+	// Node 0 handles a connection's messages in order: once a later call is
+	// answered, the binding is in place.
+	waitFunctions(ctx, t, onA, "cluster::on_state")
+
+	onC := connectGo(t, nodes[2], "writer-on-node-2")
+	streamEvents := make(chan map[string]any, 4)
+	if err := sluice.Register(onC, "cluster::on_stream", func(ctx context.Context, in map[string]any) (any, error) {
+		streamEvents <- in
+		return nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := onC.RegisterTrigger(sluice.TriggerSpec{Type: "stream", FunctionID: "cluster::on_stream", Config: map[string]any{"stream_name": "clboard"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFunctions(ctx, t, onC, "cluster::on_stream")
+
+	if _, err := onC.Trigger(ctx, "state::set", map[string]any{"scope": "clev", "key": "k", "value": map[string]string{"from": "node-2"}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-stateEvents:
+		if ev["event_type"] != "state:created" || ev["key"] != "k" || fmt.Sprint(ev["new_value"]) != "map[from:node-2]" {
+			t.Fatalf("node 0's state binding got %v", ev)
+		}
+	case <-ctx.Done():
+		t.Fatal("a state::set through node 2 never fired the state binding registered on node 0")
+	}
+
+	ws, _, err := websocket.DefaultDialer.DialContext(ctx, "ws://"+clusterStreamsAddr(ctx, t, nodes[1])+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	_ = ws.SetReadDeadline(time.Now().Add(20 * time.Second))
+	var m struct {
+		ID    *string `json:"id"`
+		Event struct {
+			Type string          `json:"type"`
+			Data json.RawMessage `json:"data"`
+		} `json:"event"`
+	}
+	if err := ws.WriteJSON(map[string]any{"type": "join", "data": map[string]any{"subscriptionId": "s1", "streamName": "clboard", "groupId": "g"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ws.ReadJSON(&m); err != nil || m.Event.Type != "sync" {
+		t.Fatalf("sync on node 1: %+v %v", m, err)
+	}
+	if _, err := onA.Trigger(ctx, "stream::set", map[string]any{"stream_name": "clboard", "group_id": "g", "item_id": "i1", "data": map[string]string{"from": "node-0"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ws.ReadJSON(&m); err != nil || m.Event.Type != "create" || m.ID == nil || *m.ID != "i1" || string(m.Event.Data) != `{"from":"node-0"}` {
+		t.Fatalf("the stream client on node 1 got %+v (%v), want the create of node 0's stream::set", m, err)
+	}
+	select {
+	case ev := <-streamEvents:
+		if !strings.Contains(fmt.Sprint(ev["event"]), "node-0") {
+			t.Fatalf("node 2's stream binding got %v", ev)
+		}
+	case <-ctx.Done():
+		t.Fatal("a stream::set through node 0 never fired the stream binding registered on node 2")
+	}
 }
