@@ -2,6 +2,8 @@ package engine
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -130,5 +132,75 @@ func TestClusterStateAndStreamEvents(t *testing.T) {
 	inv = onB.awaitInvoke("ev::stream", func(wire.Message) bool { return true })
 	if !strings.Contains(string(inv.Data), `"from":"node-0"`) {
 		t.Fatalf("node 1's stream binding got %s", inv.Data)
+	}
+}
+
+// serveRaw answers every invocation of fn on w with result, counting them
+// on calls, until the socket closes.
+func serveRaw(w *rawWorker, fn, result string, calls chan<- struct{}) {
+	for m := range w.in {
+		if m.Type != wire.TypeInvokeFunction || m.FunctionID != fn {
+			continue
+		}
+		calls <- struct{}{}
+		b, _ := wire.Marshal(&wire.Message{Type: wire.TypeInvocationResult, InvocationID: m.InvocationID, FunctionID: fn, Result: jsontext.Value(result)})
+		_ = w.ws.WriteMessage(websocket.TextMessage, b)
+	}
+}
+
+// httpGetUntil GETs url until want accepts the answer, for up to 10 s.
+func httpGetUntil(t *testing.T, url string, want func(code int, body string) bool) (int, string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if want(res.StatusCode, string(b)) || time.Now().After(deadline) {
+			return res.StatusCode, string(b)
+		}
+		time.Sleep(20 * time.Millisecond) // the other node's heartbeat has not arrived yet
+	}
+}
+
+// TestClusterHTTPRoutes: a route registered by a worker on node 0 is
+// served by node 1 (its function runs on node 0); once the worker leaves,
+// node 1 answers 404 as for any unknown route.
+// On c1f4dfb node 1 answered 404 throughout.
+func TestClusterHTTPRoutes(t *testing.T) {
+	nodes := startNodes(t, 2)
+	w := dialRaw(t, nodes[0])
+	w.sendJSON(`{"type":"registerfunction","id":"web::hello"}`)
+	w.sendJSON(`{"type":"registertrigger","id":"hello","trigger_type":"http","function_id":"web::hello","config":{"api_path":"/hello/:name","http_method":"GET"}}`)
+	calls := make(chan struct{}, 16)
+	go serveRaw(w, "web::hello", `{"status_code":201,"body":{"from":"node-0"}}`, calls)
+	url := nodes[1].HTTPURL() + "/hello/x"
+	code, body := httpGetUntil(t, url, func(code int, _ string) bool { return code != http.StatusNotFound })
+	if code != http.StatusCreated || body != `{"from":"node-0"}` {
+		t.Fatalf("GET on node 1: %d %s, want node 0's worker's 201", code, body)
+	}
+	select {
+	case <-calls:
+	default:
+		t.Fatal("node 0's worker was not called")
+	}
+	// Node 1 lists the route with its node.
+	lister := dialRaw(t, nodes[1])
+	var list struct {
+		Triggers []registeredTrigger `json:"registered_triggers"`
+	}
+	if err := json.Unmarshal([]byte(callOK(t, lister, "engine::registered-triggers::list", `{"trigger_type":"http"}`)), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Triggers) != 1 || list.Triggers[0].ID != "hello" || list.Triggers[0].Node != "node-0" || list.Triggers[0].FunctionID != "web::hello" {
+		t.Fatalf("node 1 lists the http triggers %+v, want node 0's", list.Triggers)
+	}
+	w.ws.Close()
+	code, body = httpGetUntil(t, url, func(code int, _ string) bool { return code == http.StatusNotFound })
+	if code != http.StatusNotFound || !strings.Contains(body, "Not Found") {
+		t.Fatalf("GET on node 1 after node 0's worker left: %d %s, want 404", code, body)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -212,5 +214,106 @@ func TestClusterStateAndStreamEvents(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("a stream::set through node 0 never fired the stream binding registered on node 2")
+	}
+}
+
+// clusterHTTPUntil sends req (made afresh by mk) until done accepts the
+// answer or ctx ends; it returns the last status and body. The other
+// nodes learn of a route with its node's next heartbeat (written at once
+// on a change, then carried by JetStream): there is no event to await
+// from outside, so the request is repeated.
+func clusterHTTPUntil(ctx context.Context, t *testing.T, mk func() *http.Request, done func(int, string) bool) (int, string) {
+	t.Helper()
+	for {
+		res, err := http.DefaultClient.Do(mk().WithContext(ctx))
+		if err != nil {
+			if ctx.Err() != nil {
+				t.Fatalf("no satisfying answer before the deadline: %v", err)
+			}
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if done(res.StatusCode, string(b)) || ctx.Err() != nil {
+			return res.StatusCode, string(b)
+		}
+	}
+}
+
+// TestClusterHTTPRoutes: three engine processes. A route registered by a
+// Go worker on node 0 (JSON request, JSON response) answers through nodes
+// 1 and 2, its handler running on node 0; once that worker leaves, node 1
+// answers 404 as for an unknown route. A route of a worker on node 2 is
+// served by node 1 until node 2 is SIGKILLed, then 404 once node 1
+// declared node 2 gone.
+// On c1f4dfb nodes 1 and 2 answered 404 for node 0's route.
+func TestClusterHTTPRoutes(t *testing.T) {
+	nodes := startClusterEngines(t, 3, "--cluster-node-timeout", "2s")
+	ctx := ctxFor(t, 90*time.Second)
+	onA := connectGo(t, nodes[0], "http-on-node-0")
+	if err := onA.HandleHTTPFunc("POST /cl/echo/{name}", "cluster::http_echo", func(w http.ResponseWriter, r *http.Request) {
+		var in map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&in)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"served_by": "node-0", "name": r.PathValue("name"), "got": in})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitFunctions(ctx, t, onA, "cluster::http_echo")
+	for _, i := range []int{1, 2} {
+		mk := func() *http.Request {
+			req, _ := http.NewRequest("POST", nodes[i].HTTPURL+"/cl/echo/bob", strings.NewReader(`{"n":`+fmt.Sprint(i)+`}`))
+			req.Header.Set("Content-Type", "application/json")
+			return req
+		}
+		code, body := clusterHTTPUntil(ctx, t, mk, func(code int, _ string) bool { return code != http.StatusNotFound })
+		want := fmt.Sprintf(`{"got":{"n":%d},"name":"bob","served_by":"node-0"}`, i)
+		var got map[string]any
+		_ = json.Unmarshal([]byte(body), &got)
+		norm, _ := json.Marshal(got)
+		if code != http.StatusOK || string(norm) != want {
+			t.Fatalf("POST through node %d: %d %s, want 200 %s", i, code, body, want)
+		}
+	}
+	// The worker leaves: node 1 drops the route.
+	if err := onA.Close(); err != nil {
+		t.Fatal(err)
+	}
+	mkEcho := func() *http.Request {
+		req, _ := http.NewRequest("POST", nodes[1].HTTPURL+"/cl/echo/bob", strings.NewReader(`{}`))
+		req.Header.Set("Content-Type", "application/json")
+		return req
+	}
+	if code, body := clusterHTTPUntil(ctx, t, mkEcho, func(code int, _ string) bool { return code == http.StatusNotFound }); code != http.StatusNotFound || !strings.Contains(body, "NOT_FOUND") {
+		t.Fatalf("node 1 after node 0's worker left: %d %s, want 404", code, body)
+	}
+
+	// A route of node 2's worker, then node 2 dies.
+	onC := connectGo(t, nodes[2], "http-on-node-2")
+	if err := onC.HandleHTTPFunc("GET /cl/gone", "cluster::http_gone", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"served_by":"node-2"}`)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitFunctions(ctx, t, onC, "cluster::http_gone")
+	mkGone := func() *http.Request { req, _ := http.NewRequest("GET", nodes[1].HTTPURL+"/cl/gone", nil); return req }
+	if code, body := clusterHTTPUntil(ctx, t, mkGone, func(code int, _ string) bool { return code != http.StatusNotFound }); code != http.StatusOK || !strings.Contains(body, "node-2") {
+		t.Fatalf("GET /cl/gone through node 1: %d %s, want node 2's answer", code, body)
+	}
+	nodes[2].kill()
+	if _, err := nodes[1].stderr.wait(ctx, func(s string) bool {
+		return strings.Contains(s, `msg="cluster node left" node=node-2`)
+	}); err != nil {
+		t.Fatalf("node 1 never declared node 2 gone: %v", err)
+	}
+	res, err := http.DefaultClient.Do(mkGone().WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusNotFound {
+		t.Fatalf("GET /cl/gone through node 1 after node 2 left: %d %s, want 404", res.StatusCode, b)
 	}
 }

@@ -129,6 +129,7 @@ type Server struct {
 	ch     Channels
 	log    *slog.Logger
 	router *router
+	remote atomic.Pointer[router] // routes served by other nodes (SetRemoteRoutes)
 	cors   corsPolicy
 
 	ctx    context.Context // ends at Close
@@ -218,6 +219,64 @@ func (s *Server) UnregisterTrigger(t *registry.Trigger) {
 	s.router.remove(t.ID)
 }
 
+// SetRemoteRoutes replaces the routes of http triggers registered on other
+// nodes of a cluster: this server serves them too, invoking their
+// functions through its Invoker like any other, but a route of its own
+// always wins (a remote route is looked up only when no local one
+// matches). Triggers are added in order; one that conflicts with an
+// earlier one is skipped and reported.
+func (s *Server) SetRemoteRoutes(ts []*registry.Trigger) []error {
+	r := newRouter()
+	var errs []error
+	for _, t := range ts {
+		rt, err := parseTrigger(t)
+		if err == nil {
+			err = r.add(rt)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("trigger %s: %w", t.ID, err))
+		}
+	}
+	if len(r.routes) == 0 {
+		r = nil
+	}
+	if old := s.remote.Swap(r); old != nil {
+		old.close()
+	}
+	return errs
+}
+
+// RemoteRoutes returns the number of other nodes' routes served.
+func (s *Server) RemoteRoutes() int {
+	if r := s.remote.Load(); r != nil {
+		return r.len()
+	}
+	return 0
+}
+
+// lookup finds the route for req: this server's, else another node's.
+func (s *Server) lookup(req *http.Request) (*route, http.Handler) {
+	rt, h := s.router.lookup(req)
+	if rt != nil {
+		return rt, nil
+	}
+	remote := s.remote.Load()
+	if remote == nil {
+		return nil, h
+	}
+	rrt, rh := remote.lookup(req)
+	if rrt != nil {
+		return rrt, nil
+	}
+	// Neither serves it: the more telling miss (405 or a redirect over 404).
+	c := captureWriter{h: http.Header{}}
+	h.ServeHTTP(&c, req)
+	if c.status == http.StatusNotFound || c.status == 0 {
+		return nil, rh
+	}
+	return nil, h
+}
+
 // Routes returns the number of routes served.
 func (s *Server) Routes() int { return s.router.len() }
 
@@ -229,6 +288,9 @@ func (s *Server) Routes() int { return s.router.len() }
 func (s *Server) Close() {
 	s.cancel()
 	s.router.close()
+	if r := s.remote.Load(); r != nil {
+		r.close()
+	}
 }
 
 // ServeHTTP implements http.Handler.
@@ -251,7 +313,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.cors.apply(&x.w, r) {
 		return // preflight answered
 	}
-	rt, h := s.router.lookup(r)
+	rt, h := s.lookup(r)
 	if rt == nil {
 		s.miss(&x.w, r, h)
 		return
