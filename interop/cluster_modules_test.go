@@ -317,3 +317,73 @@ func TestClusterHTTPRoutes(t *testing.T) {
 		t.Fatalf("GET /cl/gone through node 1 after node 2 left: %d %s, want 404", res.StatusCode, b)
 	}
 }
+
+// TestClusterOfficialSDKRoutesAndCron: the Node SDK (0.22.1) worker
+// cluster_modules.mjs runs on nodes 0 and 2 with the same prefix. A POST
+// with a JSON body through node 1, which has no worker, is answered by one
+// of them (buffered result across nodes); their identical every-second
+// cron bindings run each scheduled time once in the cluster.
+// With the route sharing and the cron claims disabled (the behaviour of
+// 04c1a7a) node 1 answered 404 until the deadline.
+func TestClusterOfficialSDKRoutesAndCron(t *testing.T) {
+	f := flavourNamed("node-0.22.1")
+	f.require(t)
+	nodes := startClusterEngines(t, 3)
+	ctx := ctxFor(t, 90*time.Second)
+	var mu sync.Mutex
+	runs := map[string][]string{}
+	tick := make(chan struct{}, 64)
+	for _, i := range []int{0, 2} {
+		label := fmt.Sprintf("node-%d", i)
+		w := startWorker(t, f, nodes[i], "cluster_modules.mjs", "clnode", "NODE_LABEL="+label)
+		go func() {
+			_, _ = w.stdout.wait(ctx, func(s string) bool {
+				if at, ok := strings.CutPrefix(s, "CRON "); ok {
+					mu.Lock()
+					runs[at] = append(runs[at], label)
+					mu.Unlock()
+					select {
+					case tick <- struct{}{}:
+					default:
+					}
+				}
+				return false
+			})
+		}()
+	}
+	mk := func() *http.Request {
+		req, _ := http.NewRequest("POST", nodes[1].HTTPURL+"/clnode/cl/ann", strings.NewReader(`{"n":1}`))
+		req.Header.Set("Content-Type", "application/json")
+		return req
+	}
+	code, body := clusterHTTPUntil(ctx, t, mk, func(code int, _ string) bool { return code != http.StatusNotFound })
+	var got struct {
+		ServedBy string         `json:"served_by"`
+		Name     string         `json:"name"`
+		Got      map[string]int `json:"got"`
+	}
+	if err := json.Unmarshal([]byte(body), &got); code != http.StatusOK || err != nil || got.Name != "ann" || got.Got["n"] != 1 ||
+		(got.ServedBy != "node-0" && got.ServedBy != "node-2") {
+		t.Fatalf("POST through node 1: %d %s, want 200 from a Node worker on node 0 or 2", code, body)
+	}
+	for {
+		mu.Lock()
+		n := len(runs)
+		mu.Unlock()
+		if n >= 4 {
+			break
+		}
+		select {
+		case <-tick:
+		case <-ctx.Done():
+			t.Fatalf("the Node workers' cron ran %d scheduled times", n)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for at, on := range runs {
+		if len(on) != 1 {
+			t.Errorf("scheduled time %s ran on %v, want once", at, on)
+		}
+	}
+}
