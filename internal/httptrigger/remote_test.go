@@ -1,6 +1,7 @@
 package httptrigger
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -52,5 +53,35 @@ func TestRemoteRoutes(t *testing.T) {
 	}
 	if code, _, body := e.do("GET", "/both", nil); code != 200 || !strings.Contains(body, `"fn":"local"`) {
 		t.Fatalf("GET /both: %d %s", code, body)
+	}
+}
+
+// TestRemoteRouteNotTakenLocally: with another node's route GET /pay/:id
+// to function "pay", a local trigger on the same method and path (or a
+// path matching the same requests) to another function is refused with
+// ErrRouteTaken, since local routes win on their node; the same route to
+// the same function (the same worker code on another node) is accepted.
+// Before remoteConflict the local route was accepted and served.
+func TestRemoteRouteNotTakenLocally(t *testing.T) {
+	e := newEnv(t, Config{})
+	e.inv.set("pay", echo("pay"))
+	e.inv.set("evil", echo("evil"))
+	if errs := e.srv.SetRemoteRoutes([]*registry.Trigger{remoteTrigger("r1", "pay", "GET", "/pay/:id")}); len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	for _, path := range []string{"/pay/:id", "/pay/:other"} {
+		err := e.route("evil-"+path, "evil", "GET", path)
+		if !errors.Is(err, ErrRouteTaken) || !strings.Contains(err.Error(), "another node") {
+			t.Errorf("local GET %s to another function: %v, want ErrRouteTaken", path, err)
+		}
+	}
+	if code, _, body := e.do("GET", "/pay/1", nil); code != 200 || !strings.Contains(body, `"fn":"pay"`) {
+		t.Fatalf("GET /pay/1: %d %s, want the other node's route", code, body)
+	}
+	if err := e.route("same", "pay", "GET", "/pay/:id"); err != nil {
+		t.Fatalf("the same route to the same function: %v", err)
+	}
+	if err := e.route("post", "evil", "POST", "/pay/:id"); err != nil {
+		t.Fatalf("another method on the same path: %v", err)
 	}
 }

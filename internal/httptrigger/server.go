@@ -207,6 +207,9 @@ func (s *Server) RegisterTrigger(t *registry.Trigger) error {
 	if err != nil {
 		return err
 	}
+	if err := s.remoteConflict(rt); err != nil {
+		return err
+	}
 	if err := s.router.add(rt); err != nil {
 		return err
 	}
@@ -244,6 +247,56 @@ func (s *Server) SetRemoteRoutes(ts []*registry.Trigger) []error {
 		old.close()
 	}
 	return errs
+}
+
+// remoteConflict refuses a route that would take requests from another
+// node's route to a different function: local routes win on their node,
+// so without this a worker on one node could re-point another worker's
+// endpoint there. A route to the same function (the same worker code
+// running on several nodes) is accepted.
+func (s *Server) remoteConflict(rt *route) error {
+	remote := s.remote.Load()
+	if remote == nil {
+		return nil
+	}
+	remote.mu.Lock()
+	others := make([]*route, 0, len(remote.routes))
+	for _, o := range remote.routes {
+		if o.functionID != rt.functionID || nsKey(o.namespace) != nsKey(rt.namespace) {
+			others = append(others, o)
+		}
+	}
+	remote.mu.Unlock()
+	if len(others) == 0 {
+		return nil
+	}
+	mux := http.NewServeMux()
+	for _, o := range others {
+		_ = handle(mux, o.pattern, http.NotFoundHandler()) // accepted together already
+	}
+	if handle(mux, rt.pattern, http.NotFoundHandler()) == nil {
+		return nil
+	}
+	for _, o := range others {
+		if o.pattern == rt.pattern || handle(newMuxWith(o.pattern), rt.pattern, http.NotFoundHandler()) != nil {
+			return fmt.Errorf("%w: %s would take the requests of route %s, served on another node by trigger %s (function %s); only a route to the same function may be added on another node",
+				ErrRouteTaken, rt.display, o.display, o.triggerID, o.functionID)
+		}
+	}
+	return fmt.Errorf("%w: %s conflicts with a route served on another node", ErrRouteTaken, rt.display)
+}
+
+func newMuxWith(pattern string) *http.ServeMux {
+	m := http.NewServeMux()
+	_ = handle(m, pattern, http.NotFoundHandler())
+	return m
+}
+
+func nsKey(ns string) string {
+	if ns == "" {
+		return registry.DefaultNamespace
+	}
+	return ns
 }
 
 // RemoteRoutes returns the number of other nodes' routes served.
