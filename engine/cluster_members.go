@@ -154,6 +154,7 @@ func (m *membership) seen(name string, at time.Time, hb heartbeat) {
 	now := time.Now()
 	if now.Sub(at) > m.timeout {
 		at = now.Add(-m.timeout) // stale at once unless it beats again
+		hb.Routes = nil          // not served until it does
 	} else {
 		at = now
 	}
