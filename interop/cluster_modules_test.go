@@ -318,15 +318,21 @@ func TestClusterHTTPRoutes(t *testing.T) {
 	}
 }
 
-// TestClusterOfficialSDKRoutesAndCron: the Node SDK (0.22.1) worker
-// cluster_modules.mjs runs on nodes 0 and 2 with the same prefix. A POST
-// with a JSON body through node 1, which has no worker, is answered by one
-// of them (buffered result across nodes); their identical every-second
-// cron bindings run each scheduled time once in the cluster.
+// TestClusterOfficialSDKRoutesAndCron: for the Node (0.22.1) and Python
+// (0.25.0) SDKs, the worker cluster_modules.mjs / .py runs on nodes 0 and
+// 2 with the same prefix. A POST with a JSON body through node 1, which
+// has no worker, is answered by one of them (buffered result across
+// nodes); their identical every-second cron bindings run each scheduled
+// time once in the cluster.
 // With the route sharing and the cron claims disabled (the behaviour of
 // 04c1a7a) node 1 answered 404 until the deadline.
 func TestClusterOfficialSDKRoutesAndCron(t *testing.T) {
-	f := flavourNamed("node-0.22.1")
+	for _, sdk := range []struct{ flavour, script string }{{"node-0.22.1", "cluster_modules.mjs"}, {"python-0.25.0", "cluster_modules.py"}} {
+		t.Run(sdk.flavour, func(t *testing.T) { clusterOfficialSDK(t, flavourNamed(sdk.flavour), sdk.script) })
+	}
+}
+
+func clusterOfficialSDK(t *testing.T, f *flavour, script string) {
 	f.require(t)
 	nodes := startClusterEngines(t, 3)
 	ctx := ctxFor(t, 90*time.Second)
@@ -335,7 +341,7 @@ func TestClusterOfficialSDKRoutesAndCron(t *testing.T) {
 	tick := make(chan struct{}, 64)
 	for _, i := range []int{0, 2} {
 		label := fmt.Sprintf("node-%d", i)
-		w := startWorker(t, f, nodes[i], "cluster_modules.mjs", "clnode", "NODE_LABEL="+label)
+		w := startWorker(t, f, nodes[i], script, "clsdk", "NODE_LABEL="+label)
 		go func() {
 			_, _ = w.stdout.wait(ctx, func(s string) bool {
 				if at, ok := strings.CutPrefix(s, "CRON "); ok {
@@ -352,7 +358,7 @@ func TestClusterOfficialSDKRoutesAndCron(t *testing.T) {
 		}()
 	}
 	mk := func() *http.Request {
-		req, _ := http.NewRequest("POST", nodes[1].HTTPURL+"/clnode/cl/ann", strings.NewReader(`{"n":1}`))
+		req, _ := http.NewRequest("POST", nodes[1].HTTPURL+"/clsdk/cl/ann", strings.NewReader(`{"n":1}`))
 		req.Header.Set("Content-Type", "application/json")
 		return req
 	}
@@ -364,7 +370,7 @@ func TestClusterOfficialSDKRoutesAndCron(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(body), &got); code != http.StatusOK || err != nil || got.Name != "ann" || got.Got["n"] != 1 ||
 		(got.ServedBy != "node-0" && got.ServedBy != "node-2") {
-		t.Fatalf("POST through node 1: %d %s, want 200 from a Node worker on node 0 or 2", code, body)
+		t.Fatalf("POST through node 1: %d %s, want 200 from a %s worker on node 0 or 2", code, body, f.Name)
 	}
 	for {
 		mu.Lock()
@@ -376,7 +382,7 @@ func TestClusterOfficialSDKRoutesAndCron(t *testing.T) {
 		select {
 		case <-tick:
 		case <-ctx.Done():
-			t.Fatalf("the Node workers' cron ran %d scheduled times", n)
+			t.Fatalf("the %s workers' cron ran %d scheduled times", f.Name, n)
 		}
 	}
 	mu.Lock()
