@@ -323,7 +323,8 @@ func TestClusterHTTPRoutes(t *testing.T) {
 // 2 with the same prefix. A POST with a JSON body through node 1, which
 // has no worker, is answered by one of them (buffered result across
 // nodes); their identical every-second cron bindings run each scheduled
-// time once in the cluster.
+// time once in the cluster; a state::set through node 1 fires the state
+// binding of each of them (once per binding, as on one engine).
 // With the route sharing and the cron claims disabled (the behaviour of
 // 04c1a7a) node 1 answered 404 until the deadline.
 func TestClusterOfficialSDKRoutesAndCron(t *testing.T) {
@@ -339,9 +340,11 @@ func clusterOfficialSDK(t *testing.T, f *flavour, script string) {
 	var mu sync.Mutex
 	runs := map[string][]string{}
 	tick := make(chan struct{}, 64)
+	var workers []*worker
 	for _, i := range []int{0, 2} {
 		label := fmt.Sprintf("node-%d", i)
 		w := startWorker(t, f, nodes[i], script, "clsdk", "NODE_LABEL="+label)
+		workers = append(workers, w)
 		go func() {
 			_, _ = w.stdout.wait(ctx, func(s string) bool {
 				if at, ok := strings.CutPrefix(s, "CRON "); ok {
@@ -386,10 +389,21 @@ func clusterOfficialSDK(t *testing.T, f *flavour, script string) {
 		}
 	}
 	mu.Lock()
-	defer mu.Unlock()
 	for at, on := range runs {
 		if len(on) != 1 {
 			t.Errorf("scheduled time %s ran on %v, want once", at, on)
+		}
+	}
+	mu.Unlock()
+
+	// A write through node 1 reaches the state bindings on nodes 0 and 2.
+	writer := connectGo(t, nodes[1], "state-writer-on-node-1")
+	if _, err := writer.Trigger(ctx, "state::set", map[string]any{"scope": "clsdk", "key": "k1", "value": 1}); err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range workers {
+		if _, err := w.stdout.wait(ctx, func(s string) bool { return s == "STATE state:created k1" }); err != nil {
+			t.Fatalf("the %s worker on node %d never got the state event of node 1's write: %v", f.Name, 2*i, err)
 		}
 	}
 }

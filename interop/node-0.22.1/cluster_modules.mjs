@@ -6,6 +6,8 @@
 //   {served_by: NODE_LABEL, name, got: body} as the function's result.
 // <prefix>::cl_tick behind the cron "* * * * * *" prints
 //   CRON <scheduled_time> for each run.
+// <prefix>::cl_state behind a state binding on scope <prefix> prints
+//   STATE <event_type> <key> for each event.
 // Prints READY once the registrations are sent.
 import { out, track } from '../node-common/harness.mjs'
 import { registerWorker } from 'iii-sdk'
@@ -32,5 +34,11 @@ iii.registerFunction(`${prefix}::cl_tick`, async (ev) => {
   return null
 })
 iii.registerTrigger({ type: 'cron', function_id: `${prefix}::cl_tick`, config: { expression: '* * * * * *' } })
+
+iii.registerFunction(`${prefix}::cl_state`, async (ev) => {
+  out(`STATE ${ev?.event_type} ${ev?.key}`)
+  return null
+})
+iii.registerTrigger({ type: 'state', function_id: `${prefix}::cl_state`, config: { scope: prefix } })
 
 out('READY')

@@ -3,7 +3,9 @@
 The Python twin of node-0.22.1/cluster_modules.mjs (same env, same output):
 env III_URL, WORKER_PREFIX, NODE_LABEL. <prefix>::cl_http behind
 POST /<prefix>/cl/:name answers {served_by, name, got}; <prefix>::cl_tick
-behind the cron "* * * * * *" prints CRON <scheduled_time>. Prints READY.
+behind the cron "* * * * * *" prints CRON <scheduled_time>; <prefix>::cl_state
+behind a state binding on scope <prefix> prints STATE <event_type> <key>.
+Prints READY.
 """
 
 from __future__ import annotations
@@ -35,8 +37,16 @@ async def cl_tick(ev):
     return None
 
 
+async def cl_state(ev):
+    if isinstance(ev, dict):
+        harness.out(f"STATE {ev.get('event_type')} {ev.get('key')}")
+    return None
+
+
 iii.register_function(f"{prefix}::cl_http", cl_http)
 iii.register_trigger({"type": "http", "function_id": f"{prefix}::cl_http", "config": {"api_path": f"/{prefix}/cl/:name", "http_method": "POST"}})
 iii.register_function(f"{prefix}::cl_tick", cl_tick)
 iii.register_trigger({"type": "cron", "function_id": f"{prefix}::cl_tick", "config": {"expression": "* * * * * *"}})
+iii.register_function(f"{prefix}::cl_state", cl_state)
+iii.register_trigger({"type": "state", "function_id": f"{prefix}::cl_state", "config": {"scope": prefix}})
 harness.serve(iii)
