@@ -88,7 +88,7 @@ collect:
 // TestClusterStateAndStreamEvents: a state binding registered on node 0
 // fires for a state::set made through node 1; a stream client on node 1
 // and a stream binding on node 1 see a stream::set made through node 0.
-// On d4727fc neither happened (events stayed on the writing node).
+// On c954792 neither happened (events stayed on the writing node).
 func TestClusterStateAndStreamEvents(t *testing.T) {
 	nodes := startNodes(t, 2, func(c *Config) { c.Streams.Addr = "127.0.0.1:0" })
 	onA := dialRaw(t, nodes[0])
@@ -169,7 +169,7 @@ func httpGetUntil(t *testing.T, url string, want func(code int, body string) boo
 // TestClusterHTTPRoutes: a route registered by a worker on node 0 is
 // served by node 1 (its function runs on node 0); once the worker leaves,
 // node 1 answers 404 as for any unknown route.
-// On e7c80e7 node 1 answered 404 throughout.
+// On e98dd6d node 1 answered 404 throughout.
 func TestClusterHTTPRoutes(t *testing.T) {
 	nodes := startNodes(t, 2)
 	w := dialRaw(t, nodes[0])

@@ -20,7 +20,7 @@ import (
 // answering from node 0's function. The same route to the same function
 // from another worker on node 1 (the victim's code running there too) is
 // accepted and served by node 1 itself.
-// Without remoteConflict (9bc8539, where a node's own routes win over the
+// Without remoteConflict (ca2cc2f, where a node's own routes win over the
 // others'): node 1 accepted the attacker's GET /clvic/hijack/:id and sent
 // GET /clvic/hijack/7 to attacker::evil (504: the raw attacker never
 // answers).

@@ -139,7 +139,7 @@ func clusterStreamsAddr(ctx context.Context, t *testing.T, n *engineProc) string
 // through node 2; a stream client connected to node 1 gets the sync and
 // then the create of a stream::set made through node 0, and a stream
 // binding on node 2 fires for it.
-// On d4727fc the binding and the client saw nothing (events stayed on the
+// On c954792 the binding and the client saw nothing (events stayed on the
 // writing node).
 func TestClusterStateAndStreamEvents(t *testing.T) {
 	nodes := startClusterEngines(t, 3, "--config", clusterStreamsConfig(t))
@@ -249,7 +249,7 @@ func clusterHTTPUntil(ctx context.Context, t *testing.T, mk func() *http.Request
 // answers 404 as for an unknown route. A route of a worker on node 2 is
 // served by node 1 until node 2 is SIGKILLed, then 404 once node 1
 // declared node 2 gone.
-// On e7c80e7 nodes 1 and 2 answered 404 for node 0's route.
+// On e98dd6d nodes 1 and 2 answered 404 for node 0's route.
 func TestClusterHTTPRoutes(t *testing.T) {
 	nodes := startClusterEngines(t, 3, "--cluster-node-timeout", "2s")
 	ctx := ctxFor(t, 90*time.Second)
