@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/sluicehq/sluice/internal/channels"
 	"github.com/sluicehq/sluice/internal/natsnode"
 	"github.com/sluicehq/sluice/internal/queue"
@@ -27,6 +29,9 @@ type clusterNode struct {
 	kv      *state.JetStream
 	router  *clusterRouter             // cross-node invocations (cluster_invoke.go)
 	members atomic.Pointer[membership] // cluster_members.go; nil until started
+	cron    jetstream.KeyValue         // cron runs claimed (cluster_cron.go)
+
+	eventsLost atomic.Int64 // state/stream events not sent to the other nodes
 }
 
 // membersNow is the membership, nil until it started.
@@ -78,6 +83,12 @@ func (e *Engine) startCluster(ctx context.Context) error {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	e.cluster = &clusterNode{name: name, node: n, queue: q, kv: kv}
+	if err := e.openCronBucket(ctx); err != nil {
+		e.cluster = nil
+		q.Close()
+		n.Close()
+		return fmt.Errorf("cluster: %w", err)
+	}
 	if err := e.newRouter(); err != nil {
 		e.cluster = nil
 		q.Close()

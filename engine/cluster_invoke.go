@@ -84,6 +84,9 @@ func (e *Engine) newRouter() error {
 	if _, err := r.nc.Subscribe(pubsubSubject, r.published); err != nil {
 		return err
 	}
+	if _, err := r.nc.Subscribe(eventsSubject, r.event); err != nil {
+		return err
+	}
 	e.cluster.router = r
 	e.inv.SetRemote(r)
 	return nil

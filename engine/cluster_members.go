@@ -32,6 +32,8 @@ type memberState struct {
 	recovered bool // its leases were taken over since it left
 	functions []hbFunction
 	workers   []workerSummary
+	routes    []hbRoute
+	routesKey string
 }
 
 type membership struct {
@@ -44,6 +46,8 @@ type membership struct {
 
 	mu      sync.Mutex
 	members map[string]*memberState // other nodes
+
+	routesMu sync.Mutex // serializes updateRoutes
 }
 
 // heartbeat is a node's entry: it also lists the functions its workers
@@ -55,6 +59,8 @@ type heartbeat struct {
 	// Workers are the node's announced workers, as engine::workers::list
 	// shows them (as of the heartbeat).
 	Workers []workerSummary `json:"workers,omitzero"`
+	// Routes are the http triggers the node serves (cluster_http.go).
+	Routes []hbRoute `json:"routes,omitzero"`
 }
 
 type hbFunction struct {
@@ -106,6 +112,7 @@ func (m *membership) beat(ctx context.Context) error {
 			hb.Workers = append(hb.Workers, m.e.summarizeWorker(w))
 		}
 	}
+	hb.Routes = m.e.http.routes()
 	b, _ := json.Marshal(hb)
 	_, err := m.kv.Put(ctx, m.key, b)
 	return err
@@ -133,7 +140,7 @@ func (m *membership) watch(w jetstream.KeyWatcher) {
 			if en.Operation() == jetstream.KeyValuePut {
 				var hb heartbeat
 				_ = json.Unmarshal(en.Value(), &hb, lenient)
-				m.seen(name, en.Created(), hb.Functions, hb.Workers)
+				m.seen(name, en.Created(), hb)
 			} else {
 				m.left(name, "shut down")
 			}
@@ -143,10 +150,11 @@ func (m *membership) watch(w jetstream.KeyWatcher) {
 
 // seen records a heartbeat of name. at is when it was written: old entries
 // replayed at start are not taken for a live node.
-func (m *membership) seen(name string, at time.Time, fns []hbFunction, workers []workerSummary) {
+func (m *membership) seen(name string, at time.Time, hb heartbeat) {
 	now := time.Now()
 	if now.Sub(at) > m.timeout {
 		at = now.Add(-m.timeout) // stale at once unless it beats again
+		hb.Routes = nil          // not served until it does
 	} else {
 		at = now
 	}
@@ -157,10 +165,16 @@ func (m *membership) seen(name string, at time.Time, fns []hbFunction, workers [
 		st = &memberState{}
 		m.members[name] = st
 	}
-	st.lastSeen, st.gone, st.functions, st.workers = at, false, fns, workers
+	st.lastSeen, st.gone, st.functions, st.workers = at, false, hb.Functions, hb.Workers
+	rk := routesKey(hb.Routes)
+	routesChanged := rk != st.routesKey || (joined && rk != "")
+	st.routes, st.routesKey = hb.Routes, rk
 	m.mu.Unlock()
 	if joined {
 		m.e.log.Info("cluster node joined", "node", name)
+	}
+	if routesChanged {
+		m.updateRoutes()
 	}
 }
 
@@ -173,9 +187,13 @@ func (m *membership) left(name, why string) {
 	}
 	was := !st.gone
 	st.gone, st.recovered = true, false
+	hadRoutes := len(st.routes) > 0
 	m.mu.Unlock()
 	if !was {
 		return
+	}
+	if hadRoutes {
+		m.updateRoutes()
 	}
 	calls := m.e.cluster.router.nodeLeft(name)
 	bridges := m.e.hub.NodeLeft(name)

@@ -28,6 +28,7 @@ type cronConfig struct {
 	sched *cron.Schedule
 	loc   *time.Location
 	stop  context.CancelFunc
+	key   string // the schedule's identity across nodes (cluster_cron.go)
 }
 
 type cronModule struct {
@@ -70,6 +71,7 @@ type cronEvent struct {
 }
 
 func (m *cronModule) start(mt *moduleTrigger[*cronConfig]) {
+	mt.cfg.key = cronScheduleKey(mt.t.Namespace, mt.t.FunctionID, mt.cfg)
 	ctx, cancel := context.WithCancel(m.e.ctx)
 	mt.cfg.stop = cancel
 	go func() {
@@ -86,6 +88,9 @@ func (m *cronModule) start(mt *moduleTrigger[*cronConfig]) {
 				timer.Stop()
 				return
 			case <-timer.C:
+			}
+			if !m.claimCron(ctx, mt, next) {
+				continue // another node runs this time
 			}
 			data, _ := json.Marshal(cronEvent{Trigger: "cron", JobID: mt.t.ID,
 				ScheduledTime: next.Format(time.RFC3339), ActualTime: time.Now().In(mt.cfg.loc).Format(time.RFC3339Nano)})

@@ -461,13 +461,16 @@ type registeredTrigger struct {
 	// Active: handed to its type's provider (an HTTP route serves from
 	// then on); false while the binding is parked for want of one.
 	Active bool `json:"active"`
+	// Node is, in cluster mode, the node where the binding was registered
+	// (other nodes' http triggers are listed too).
+	Node string `json:"node,omitzero"`
 }
 
 func (e *Engine) summarizeRegisteredTrigger(t registry.Trigger) registeredTrigger {
 	cfg := wire.DataOrNull(t.Config)
 	owner := t.Owner
 	return registeredTrigger{ID: t.ID, TriggerType: t.Type, FunctionID: t.FunctionID,
-		WorkerName: e.workerName(owner, t.FunctionID), Config: cfg, ConfigSummary: configSummary(cfg), Active: t.Active}
+		WorkerName: e.workerName(owner, t.FunctionID), Config: cfg, ConfigSummary: configSummary(cfg), Active: t.Active, Node: e.nodeName()}
 }
 
 // configSummary is a trigger config on one line of at most 80 runes.
@@ -508,6 +511,17 @@ func (e *Engine) registeredTriggersList(_ context.Context, _ *invocation.Request
 			continue
 		}
 		out = append(out, r)
+	}
+	if in.TriggerType == "" || in.TriggerType == wire.TriggerTypeHTTP {
+		for _, r := range e.remoteRoutes() {
+			switch {
+			case in.FunctionID != "" && r.FunctionID != in.FunctionID,
+				in.Worker != "" && r.WorkerName != in.Worker,
+				search != "" && !strings.Contains(strings.ToLower(r.ID+"\x00"+r.TriggerType+"\x00"+r.FunctionID), search):
+				continue
+			}
+			out = append(out, r)
+		}
 	}
 	return map[string]any{"registered_triggers": out}, nil
 }

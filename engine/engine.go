@@ -51,7 +51,7 @@ type Engine struct {
 	self     *invocation.EngineExecutor
 	httpfn   *httpfunc.Executor // HTTP-invoked functions
 	hub      *channels.Hub
-	http     httpTriggers
+	http     *httpProvider
 	upgrader websocket.Upgrader
 
 	providers map[string]*engineProvider // in-process trigger types
@@ -125,7 +125,7 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 	}
 	e.upgrader.CheckOrigin = e.originAllowed // WorkerHandler refuses with a clearer answer first
 	e.hub = newChannelHub(cfg.Channels, log.With("part", "channels"))
-	e.http = newHTTPTriggers(e)
+	e.http = &httpProvider{httpTriggers: newHTTPTriggers(e), e: e, local: map[string]*registry.Trigger{}}
 	e.queues = newQueueManager(e)
 	e.registerBuiltins()
 	e.registerEngineTriggerTypes()

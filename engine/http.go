@@ -6,6 +6,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/channels"
 	"github.com/sluicehq/sluice/internal/httptrigger"
+	"github.com/sluicehq/sluice/internal/registry"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -15,6 +16,8 @@ type httpTriggers interface {
 	TriggerProvider
 	Close()
 	Active() int // requests being served
+	// SetRemoteRoutes serves the routes of other cluster nodes too.
+	SetRemoteRoutes(ts []*registry.Trigger) []error
 }
 
 // newHTTPTriggers builds the provider of the "http" trigger type from the

@@ -371,13 +371,12 @@ type stateEvent struct {
 	NewValue  jsontext.Value `json:"new_value"`
 }
 
-// fire calls the matching state bindings, in the background, after a
-// committed write.
+// fire calls the matching state bindings, here and on the other nodes,
+// in the background, after a committed write.
 func (m *stateModule) fire(scope, key string, ch state.Change) {
-	list := m.triggers.matching(func(c *stateTriggerConfig) bool {
-		return (c.Scope == nil || *c.Scope == scope) && (c.Key == nil || *c.Key == key)
-	})
-	if len(list) == 0 {
+	cluster := m.e.cluster != nil
+	list := m.matching(scope, key)
+	if len(list) == 0 && !cluster {
 		return
 	}
 	ev := stateEvent{Type: "state", Scope: scope, Key: key, OldValue: orNull(ch.Old, ch.Had), NewValue: orNull(ch.New, ch.Has)}
@@ -392,6 +391,27 @@ func (m *stateModule) fire(scope, key string, ch state.Change) {
 	data, err := json.Marshal(ev)
 	if err != nil {
 		m.e.log.Warn("state event not serializable", "err", err)
+		return
+	}
+	if cluster {
+		m.e.publishEvent(clusterEvent{Kind: "state", Scope: scope, Key: key, Data: data})
+	}
+	m.run(list, data)
+}
+
+func (m *stateModule) matching(scope, key string) []*moduleTrigger[stateTriggerConfig] {
+	return m.triggers.matching(func(c *stateTriggerConfig) bool {
+		return (c.Scope == nil || *c.Scope == scope) && (c.Key == nil || *c.Key == key)
+	})
+}
+
+// fireLocal calls this node's bindings of an event fired on another node.
+func (m *stateModule) fireLocal(scope, key string, data []byte) {
+	m.run(m.matching(scope, key), data)
+}
+
+func (m *stateModule) run(list []*moduleTrigger[stateTriggerConfig], data []byte) {
+	if len(list) == 0 {
 		return
 	}
 	m.e.deliver("state", func() {

@@ -116,6 +116,15 @@ func (m *streamModule) fire(name, group string, id *string, event map[string]any
 	if err != nil {
 		return
 	}
+	if m.e.cluster != nil {
+		m.e.publishEvent(clusterEvent{Kind: "stream", Scope: name, Key: group, Item: id, Data: data})
+	}
+	m.fireLocal(name, group, id, data)
+}
+
+// fireLocal pushes a stream message to this node's stream clients and
+// calls this node's stream bindings.
+func (m *streamModule) fireLocal(name, group string, id *string, data []byte) {
 	m.hub.publish(name, group, id, data)
 	list := m.triggers.matching(func(c *streamTriggerConfig) bool {
 		return c.StreamName == name && (c.GroupID == "" || c.GroupID == group) &&

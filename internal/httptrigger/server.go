@@ -129,6 +129,7 @@ type Server struct {
 	ch     Channels
 	log    *slog.Logger
 	router *router
+	remote atomic.Pointer[router] // routes served by other nodes (SetRemoteRoutes)
 	cors   corsPolicy
 
 	ctx    context.Context // ends at Close
@@ -206,6 +207,9 @@ func (s *Server) RegisterTrigger(t *registry.Trigger) error {
 	if err != nil {
 		return err
 	}
+	if err := s.remoteConflict(rt); err != nil {
+		return err
+	}
 	if err := s.router.add(rt); err != nil {
 		return err
 	}
@@ -216,6 +220,114 @@ func (s *Server) RegisterTrigger(t *registry.Trigger) error {
 // UnregisterTrigger stops serving t's route if t still owns it.
 func (s *Server) UnregisterTrigger(t *registry.Trigger) {
 	s.router.remove(t.ID)
+}
+
+// SetRemoteRoutes replaces the routes of http triggers registered on other
+// nodes of a cluster: this server serves them too, invoking their
+// functions through its Invoker like any other, but a route of its own
+// always wins (a remote route is looked up only when no local one
+// matches). Triggers are added in order; one that conflicts with an
+// earlier one is skipped and reported.
+func (s *Server) SetRemoteRoutes(ts []*registry.Trigger) []error {
+	r := newRouter()
+	var errs []error
+	for _, t := range ts {
+		rt, err := parseTrigger(t)
+		if err == nil {
+			err = r.add(rt)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("trigger %s: %w", t.ID, err))
+		}
+	}
+	if len(r.routes) == 0 {
+		r = nil
+	}
+	if old := s.remote.Swap(r); old != nil {
+		old.close()
+	}
+	return errs
+}
+
+// remoteConflict refuses a route that would take requests from another
+// node's route to a different function: local routes win on their node,
+// so without this a worker on one node could re-point another worker's
+// endpoint there. A route to the same function (the same worker code
+// running on several nodes) is accepted.
+func (s *Server) remoteConflict(rt *route) error {
+	remote := s.remote.Load()
+	if remote == nil {
+		return nil
+	}
+	remote.mu.Lock()
+	others := make([]*route, 0, len(remote.routes))
+	for _, o := range remote.routes {
+		if o.functionID != rt.functionID || nsKey(o.namespace) != nsKey(rt.namespace) {
+			others = append(others, o)
+		}
+	}
+	remote.mu.Unlock()
+	if len(others) == 0 {
+		return nil
+	}
+	mux := http.NewServeMux()
+	for _, o := range others {
+		_ = handle(mux, o.pattern, http.NotFoundHandler()) // accepted together already
+	}
+	if handle(mux, rt.pattern, http.NotFoundHandler()) == nil {
+		return nil
+	}
+	for _, o := range others {
+		if o.pattern == rt.pattern || handle(newMuxWith(o.pattern), rt.pattern, http.NotFoundHandler()) != nil {
+			return fmt.Errorf("%w: %s would take the requests of route %s, served on another node by trigger %s (function %s); only a route to the same function may be added on another node",
+				ErrRouteTaken, rt.display, o.display, o.triggerID, o.functionID)
+		}
+	}
+	return fmt.Errorf("%w: %s conflicts with a route served on another node", ErrRouteTaken, rt.display)
+}
+
+func newMuxWith(pattern string) *http.ServeMux {
+	m := http.NewServeMux()
+	_ = handle(m, pattern, http.NotFoundHandler())
+	return m
+}
+
+func nsKey(ns string) string {
+	if ns == "" {
+		return registry.DefaultNamespace
+	}
+	return ns
+}
+
+// RemoteRoutes returns the number of other nodes' routes served.
+func (s *Server) RemoteRoutes() int {
+	if r := s.remote.Load(); r != nil {
+		return r.len()
+	}
+	return 0
+}
+
+// lookup finds the route for req: this server's, else another node's.
+func (s *Server) lookup(req *http.Request) (*route, http.Handler) {
+	rt, h := s.router.lookup(req)
+	if rt != nil {
+		return rt, nil
+	}
+	remote := s.remote.Load()
+	if remote == nil {
+		return nil, h
+	}
+	rrt, rh := remote.lookup(req)
+	if rrt != nil {
+		return rrt, nil
+	}
+	// Neither serves it: the more telling miss (405 or a redirect over 404).
+	c := captureWriter{h: http.Header{}}
+	h.ServeHTTP(&c, req)
+	if c.status == http.StatusNotFound || c.status == 0 {
+		return nil, rh
+	}
+	return nil, h
 }
 
 // Routes returns the number of routes served.
@@ -229,6 +341,9 @@ func (s *Server) Routes() int { return s.router.len() }
 func (s *Server) Close() {
 	s.cancel()
 	s.router.close()
+	if r := s.remote.Load(); r != nil {
+		r.close()
+	}
 }
 
 // ServeHTTP implements http.Handler.
@@ -251,7 +366,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.cors.apply(&x.w, r) {
 		return // preflight answered
 	}
-	rt, h := s.router.lookup(r)
+	rt, h := s.lookup(r)
 	if rt == nil {
 		s.miss(&x.w, r, h)
 		return

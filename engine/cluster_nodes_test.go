@@ -1,0 +1,206 @@
+package engine
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+	"github.com/gorilla/websocket"
+
+	"github.com/sluicehq/sluice/wire"
+)
+
+// startNodes runs n engines as cluster nodes on one external NATS server
+// (in-process), named node-0 … node-n-1.
+func startNodes(t *testing.T, n int, mutate ...func(*Config)) []*Engine {
+	t.Helper()
+	url := externalNATS(t)
+	out := make([]*Engine, n)
+	for i := range n {
+		out[i] = startEngine(t, append([]func(*Config){func(c *Config) {
+			c.DataDir, c.Cluster.NATSURL, c.Cluster.NodeName = DataDirMemory, url, fmt.Sprintf("node-%d", i)
+			c.Cluster.NodeTimeout = 2 * time.Second
+		}}, mutate...)...)
+	}
+	return out
+}
+
+// cronFire is one run of a cron binding as its worker saw it.
+type cronFire struct {
+	node      int
+	scheduled string
+}
+
+// serveCron answers every invocation of fn on w, reporting each to fires,
+// until the socket closes.
+func serveCron(w *rawWorker, node int, fn string, fires chan<- cronFire) {
+	for m := range w.in {
+		if m.Type != wire.TypeInvokeFunction || m.FunctionID != fn {
+			continue
+		}
+		var ev cronEvent
+		_ = json.Unmarshal(m.Data, &ev)
+		fires <- cronFire{node, ev.ScheduledTime}
+		b, _ := wire.Marshal(&wire.Message{Type: wire.TypeInvocationResult, InvocationID: m.InvocationID, FunctionID: fn, Result: []byte("null")})
+		_ = w.ws.WriteMessage(1, b)
+	}
+}
+
+// TestClusterCronOncePerTime: three nodes each hold a binding of the same
+// every-second schedule (its own worker, its own binding id, as SDK workers
+// on every node would); each scheduled time runs on exactly one node.
+// On the code before cluster_cron.go every time ran three times.
+func TestClusterCronOncePerTime(t *testing.T) {
+	nodes := startNodes(t, 3)
+	fires := make(chan cronFire, 256)
+	for i, e := range nodes {
+		w := dialRaw(t, e)
+		w.sendJSON(`{"type":"registerfunction","id":"cron::tick"}`)
+		w.sendJSON(fmt.Sprintf(`{"type":"registertrigger","id":"tick-%d","trigger_type":"cron","function_id":"cron::tick","config":{"expression":"* * * * * *"}}`, i))
+		go serveCron(w, i, "cron::tick", fires)
+	}
+	perTime := map[string][]int{}
+	deadline := time.After(4500 * time.Millisecond)
+collect:
+	for {
+		select {
+		case f := <-fires:
+			perTime[f.scheduled] = append(perTime[f.scheduled], f.node)
+		case <-deadline:
+			break collect
+		}
+	}
+	if len(perTime) < 3 {
+		t.Fatalf("only %d scheduled times ran in 4.5 s: %v", len(perTime), perTime)
+	}
+	for at, ran := range perTime {
+		if len(ran) != 1 {
+			t.Errorf("scheduled time %s ran on nodes %v, want exactly one", at, ran)
+		}
+	}
+}
+
+// TestClusterStateAndStreamEvents: a state binding registered on node 0
+// fires for a state::set made through node 1; a stream client on node 1
+// and a stream binding on node 1 see a stream::set made through node 0.
+// On c954792 neither happened (events stayed on the writing node).
+func TestClusterStateAndStreamEvents(t *testing.T) {
+	nodes := startNodes(t, 2, func(c *Config) { c.Streams.Addr = "127.0.0.1:0" })
+	onA := dialRaw(t, nodes[0])
+	onA.sendJSON(`{"type":"registerfunction","id":"ev::state"}`)
+	onA.sendJSON(`{"type":"registertrigger","id":"st","trigger_type":"state","function_id":"ev::state","config":{"scope":"cl"}}`)
+	onB := dialRaw(t, nodes[1])
+	onB.sendJSON(`{"type":"registerfunction","id":"ev::stream"}`)
+	onB.sendJSON(`{"type":"registertrigger","id":"sm","trigger_type":"stream","function_id":"ev::stream","config":{"stream_name":"board"}}`)
+	waitFunction(t, onA, "ev::state")
+	waitFunction(t, onB, "ev::stream")
+
+	callOK(t, onB, "state::set", `{"scope":"cl","key":"k","value":{"n":1}}`)
+	inv := onA.awaitInvoke("ev::state", func(wire.Message) bool { return true })
+	var sev stateEvent
+	if err := json.Unmarshal(inv.Data, &sev); err != nil || sev.EventType != "state:created" || sev.Key != "k" || string(sev.NewValue) != `{"n":1}` {
+		t.Fatalf("node 0's state binding got %s (%v), want the state:created of node 1's write", inv.Data, err)
+	}
+	onA.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: inv.InvocationID, FunctionID: inv.FunctionID, Result: jsontext.Value("null")})
+
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+nodes[1].StreamClientsAddr()+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_ = ws.WriteJSON(map[string]any{"type": "join", "data": map[string]any{"subscriptionId": "s1", "streamName": "board", "groupId": "g"}})
+	var m struct {
+		ID    *string `json:"id"`
+		Event struct {
+			Type string         `json:"type"`
+			Data jsontext.Value `json:"data"`
+		} `json:"event"`
+	}
+	if err := ws.ReadJSON(&m); err != nil || m.Event.Type != "sync" {
+		t.Fatalf("sync on node 1: %+v %v", m, err)
+	}
+	callOK(t, onA, "stream::set", `{"stream_name":"board","group_id":"g","item_id":"i1","data":{"from":"node-0"}}`)
+	if err := ws.ReadJSON(&m); err != nil || m.Event.Type != "create" || m.ID == nil || *m.ID != "i1" || string(m.Event.Data) != `{"from":"node-0"}` {
+		t.Fatalf("the stream client on node 1 got %+v (%v), want the create of node 0's write", m, err)
+	}
+	inv = onB.awaitInvoke("ev::stream", func(wire.Message) bool { return true })
+	if !strings.Contains(string(inv.Data), `"from":"node-0"`) {
+		t.Fatalf("node 1's stream binding got %s", inv.Data)
+	}
+}
+
+// serveRaw answers every invocation of fn on w with result, counting them
+// on calls, until the socket closes.
+func serveRaw(w *rawWorker, fn, result string, calls chan<- struct{}) {
+	for m := range w.in {
+		if m.Type != wire.TypeInvokeFunction || m.FunctionID != fn {
+			continue
+		}
+		calls <- struct{}{}
+		b, _ := wire.Marshal(&wire.Message{Type: wire.TypeInvocationResult, InvocationID: m.InvocationID, FunctionID: fn, Result: jsontext.Value(result)})
+		_ = w.ws.WriteMessage(websocket.TextMessage, b)
+	}
+}
+
+// httpGetUntil GETs url until want accepts the answer, for up to 10 s.
+func httpGetUntil(t *testing.T, url string, want func(code int, body string) bool) (int, string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if want(res.StatusCode, string(b)) || time.Now().After(deadline) {
+			return res.StatusCode, string(b)
+		}
+		time.Sleep(20 * time.Millisecond) // the other node's heartbeat has not arrived yet
+	}
+}
+
+// TestClusterHTTPRoutes: a route registered by a worker on node 0 is
+// served by node 1 (its function runs on node 0); once the worker leaves,
+// node 1 answers 404 as for any unknown route.
+// On e98dd6d node 1 answered 404 throughout.
+func TestClusterHTTPRoutes(t *testing.T) {
+	nodes := startNodes(t, 2)
+	w := dialRaw(t, nodes[0])
+	w.sendJSON(`{"type":"registerfunction","id":"web::hello"}`)
+	w.sendJSON(`{"type":"registertrigger","id":"hello","trigger_type":"http","function_id":"web::hello","config":{"api_path":"/hello/:name","http_method":"GET"}}`)
+	calls := make(chan struct{}, 16)
+	go serveRaw(w, "web::hello", `{"status_code":201,"body":{"from":"node-0"}}`, calls)
+	url := nodes[1].HTTPURL() + "/hello/x"
+	code, body := httpGetUntil(t, url, func(code int, _ string) bool { return code != http.StatusNotFound })
+	if code != http.StatusCreated || body != `{"from":"node-0"}` {
+		t.Fatalf("GET on node 1: %d %s, want node 0's worker's 201", code, body)
+	}
+	select {
+	case <-calls:
+	default:
+		t.Fatal("node 0's worker was not called")
+	}
+	// Node 1 lists the route with its node.
+	lister := dialRaw(t, nodes[1])
+	var list struct {
+		Triggers []registeredTrigger `json:"registered_triggers"`
+	}
+	if err := json.Unmarshal([]byte(callOK(t, lister, "engine::registered-triggers::list", `{"trigger_type":"http"}`)), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Triggers) != 1 || list.Triggers[0].ID != "hello" || list.Triggers[0].Node != "node-0" || list.Triggers[0].FunctionID != "web::hello" {
+		t.Fatalf("node 1 lists the http triggers %+v, want node 0's", list.Triggers)
+	}
+	w.ws.Close()
+	code, body = httpGetUntil(t, url, func(code int, _ string) bool { return code == http.StatusNotFound })
+	if code != http.StatusNotFound || !strings.Contains(body, "Not Found") {
+		t.Fatalf("GET on node 1 after node 0's worker left: %d %s, want 404", code, body)
+	}
+}
