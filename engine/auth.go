@@ -15,6 +15,7 @@ import (
 	"github.com/sluicehq/sluice/internal/auth"
 	"github.com/sluicehq/sluice/internal/invocation"
 	"github.com/sluicehq/sluice/internal/registry"
+	"github.com/sluicehq/sluice/internal/wsconn"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -174,6 +175,52 @@ func (w *workerConn) mayCall(m *wire.Message) bool {
 		w.reply(m.InvocationID, m.FunctionID, invocation.Result{Err: &wire.ErrorBody{Code: auth.CodeForbidden, Message: d.Message(m.FunctionID)}})
 	}
 	return false
+}
+
+// viaMiddleware hands an allowed call of a session to the listener's
+// middleware function (upstream's middleware_function_id) and reports
+// whether it did. The engine's own functions bypass it: re-invoked from the
+// middleware's connection they would lose the caller's session (a filtered
+// engine::functions::list would list everything).
+func (w *workerConn) viaMiddleware(m *wire.Message, batch *wsconn.Batch) bool {
+	if f, ok := w.e.reg.FunctionIn(nsOf(m.Namespace), m.FunctionID); ok && f.Owner == w.e.self {
+		return false
+	}
+	in := struct {
+		FunctionID string         `json:"function_id"`
+		Payload    jsontext.Value `json:"payload"`
+		Action     *wire.Action   `json:"action"`
+		Context    jsontext.Value `json:"context"`
+		Namespace  string         `json:"namespace"`
+	}{m.FunctionID, m.Data, m.Action, w.sess.res.Context, nsOf(m.Namespace)}
+	if len(in.Payload) == 0 {
+		in.Payload = jsontext.Value("null")
+	}
+	if len(in.Context) == 0 {
+		in.Context = jsontext.Value("{}")
+	}
+	data, err := json.Marshal(in)
+	if err != nil {
+		if m.InvocationID != "" && !m.Action.IsVoid() {
+			w.reply(m.InvocationID, m.FunctionID, invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeSerializationError, Message: err.Error()}, Batch: batch})
+		}
+		return true
+	}
+	req := &invocation.Request{
+		FunctionID:  w.sess.rbac.MiddlewareFunctionID,
+		Namespace:   in.Namespace,
+		Data:        data,
+		Metadata:    m.Metadata,
+		Traceparent: m.Traceparent,
+		Baggage:     m.Baggage,
+	}
+	callerID, fnID := m.InvocationID, m.FunctionID
+	if callerID == "" || m.Action.IsVoid() {
+		w.e.inv.Invoke(req, nil)
+		return true
+	}
+	w.e.inv.Invoke(req, func(res invocation.Result) { w.reply(callerID, fnID, res) })
+	return true
 }
 
 func (w *workerConn) canCall(id string) auth.Decision {

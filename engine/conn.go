@@ -399,6 +399,9 @@ func (w *workerConn) handleInvoke(m *wire.Message, batch *wsconn.Batch) {
 		}
 		return
 	}
+	if w.sess != nil && w.sess.rbac.MiddlewareFunctionID != "" && w.viaMiddleware(m, batch) {
+		return
+	}
 	if m.Action.IsEnqueue() {
 		w.e.enqueueFromWorker(w, m)
 		return

@@ -405,37 +405,3 @@ func TestObserveOldSDKSeesNothingNew(t *testing.T) {
 	case <-time.After(300 * time.Millisecond): // a window for a stray frame; nothing is expected
 	}
 }
-
-// The official Python 0.25 SDK's own observe integration tests, from its
-// sdist, against the built engine (docs/protocol.md#observe lists which of
-// its suites run here). interop/setup.sh installs both: the unpacked sdist
-// in .py25-sdist and a venv with iii-sdk 0.25.0, pytest and pytest-asyncio
-// in .venv-sdktests; SLUICE_PY25_SDIST and SLUICE_PY25_PYTHON point
-// elsewhere (scripts/py25-sdk-tests.sh). Missing: fails under
-// SLUICE_INTEROP=1, else skips.
-func TestObservePython025SDKSuite(t *testing.T) {
-	dir, py := os.Getenv("SLUICE_PY25_SDIST"), os.Getenv("SLUICE_PY25_PYTHON")
-	if dir == "" {
-		dir, _ = filepath.Abs(filepath.Join(".py25-sdist", "iii_sdk-0.25.0"))
-	}
-	if py == "" {
-		py, _ = filepath.Abs(filepath.Join(".venv-sdktests", "bin", "python"))
-	}
-	if _, err := os.Stat(filepath.Join(dir, "tests")); err != nil {
-		missingDependency(t, "the iii-sdk 0.25.0 sdist: "+err.Error())
-	}
-	if _, err := os.Stat(py); err != nil {
-		missingDependency(t, "the SDK test venv: "+err.Error())
-	}
-	e := startPlainEngine(t)
-	ctx := ctxFor(t, 5*time.Minute)
-	cmd := exec.CommandContext(ctx, py, "-m", "pytest", "-o", "addopts=", "-q", "-p", "no:cacheprovider",
-		filepath.Join("tests", "test_observe_e2e_routed.py"), filepath.Join("tests", "test_observe_e2e_local.py"))
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "III_URL="+e.URL, "III_HTTP_URL="+e.HTTPURL, "OTEL_ENABLED=false")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("the SDK's observe tests failed: %v\n%s", err, out)
-	}
-	t.Logf("%s", out[max(0, len(out)-300):])
-}

@@ -39,6 +39,12 @@ type RBAC struct {
 	OnFunctionRegistrationFunctionID    string `yaml:"on_function_registration_function_id"`
 	OnTriggerRegistrationFunctionID     string `yaml:"on_trigger_registration_function_id"`
 	OnTriggerTypeRegistrationFunctionID string `yaml:"on_trigger_type_registration_function_id"`
+	// MiddlewareFunctionID, when set, receives every allowed call a session
+	// makes to a non-engine function ({function_id, payload, action,
+	// context, namespace}) instead of the function; its result is the
+	// call's result (it may call the function itself, from a trusted
+	// connection). Upstream's worker-manager middleware_function_id.
+	MiddlewareFunctionID string `yaml:"middleware_function_id"`
 }
 
 // Validate reports an rbac block that cannot work.
@@ -201,6 +207,14 @@ func Wildcard(pattern, value string) bool {
 var Infrastructure = map[string]bool{
 	"engine::channels::create":  true,
 	"engine::workers::register": true,
+	"engine::log::info":         true,
+	"engine::log::warn":         true,
+	"engine::log::error":        true,
+	"engine::log::debug":        true,
+	"engine::log::trace":        true,
+	"engine::baggage::get":      true,
+	"engine::baggage::set":      true,
+	"engine::baggage::get_all":  true,
 }
 
 // Input is what the auth function receives.

@@ -1,0 +1,128 @@
+package interop
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The official Python SDK 0.25's own test suite, from its sdist, against the
+// built engine (issue 12, acceptance 2). interop/setup.sh installs both: the
+// unpacked sdist in .py25-sdist and a venv with iii-sdk 0.25.0, pytest and
+// pytest-asyncio in .venv-sdktests; SLUICE_PY25_SDIST and SLUICE_PY25_PYTHON
+// point elsewhere (scripts/py25-sdk-tests.sh). Missing: fails under
+// SLUICE_INTEROP=1, else skips.
+
+// py25Excluded are the sdist's test files that do not run here, with why
+// (also in docs/protocol.md#observe).
+var py25Excluded = map[string]string{
+	// Both read shared vectors from the upstream monorepo (sdk/fixtures/protocol/observe,
+	// sdk/fixtures/filters) that the sdist does not ship; the upstream sources
+	// available (iii-hq/iii up to v0.23.0-rc.4) predate them, so they cannot be vendored.
+	"test_observe_protocol_fixtures.py":           "needs sdk/fixtures/protocol/observe from the upstream repository, not in the sdist nor in the upstream sources available",
+	"test_filter_conformance.py":                  "needs sdk/fixtures/filters from the upstream repository, not in the sdist nor in the upstream sources available",
+	"test_http_external_functions_integration.py": "pending s6ext (HTTP-invoked functions)",
+	// Runs in TestPython025SDKRBACSuite against an engine with an RBAC listener.
+	"test_rbac_workers.py": "runs in TestPython025SDKRBACSuite",
+}
+
+// py25Paths returns the sdist directory and the venv's python.
+func py25Paths(t *testing.T) (dir, py string) {
+	t.Helper()
+	dir, py = os.Getenv("SLUICE_PY25_SDIST"), os.Getenv("SLUICE_PY25_PYTHON")
+	if dir == "" {
+		dir, _ = filepath.Abs(filepath.Join(".py25-sdist", "iii_sdk-0.25.0"))
+	}
+	if py == "" {
+		py, _ = filepath.Abs(filepath.Join(".venv-sdktests", "bin", "python"))
+	}
+	if _, err := os.Stat(filepath.Join(dir, "tests")); err != nil {
+		missingDependency(t, "the iii-sdk 0.25.0 sdist: "+err.Error())
+	}
+	if _, err := os.Stat(py); err != nil {
+		missingDependency(t, "the SDK test venv: "+err.Error())
+	}
+	return dir, py
+}
+
+var py25FailedRE = regexp.MustCompile(`(?m)^(FAILED|ERROR) (\S+)`)
+
+// py25Pytest runs pytest in the sdist with env added and fails the test
+// once per failed or erroring SDK test, by name.
+func py25Pytest(t *testing.T, dir, py string, env []string, args ...string) {
+	t.Helper()
+	ctx := ctxFor(t, 6*time.Minute)
+	cmd := exec.CommandContext(ctx, py, append([]string{"-m", "pytest", "-o", "addopts=", "-q", "-p", "no:cacheprovider",
+		"-rfE", "-W", "ignore::DeprecationWarning"}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append(append(os.Environ(), "OTEL_ENABLED=false"), env...)
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	t.Logf("pytest took %v", time.Since(start).Round(time.Second))
+	if err != nil {
+		failed := py25FailedRE.FindAllStringSubmatch(string(out), -1)
+		for _, f := range failed {
+			t.Errorf("SDK test %s: %s", strings.ToLower(f[1]), f[2])
+		}
+		t.Fatalf("the SDK's tests failed: %v\n%s", err, out[max(0, len(out)-8000):])
+	}
+	t.Logf("%s", out[max(0, len(out)-300):])
+}
+
+// TestPython025SDKSuite runs the sdist's whole tests/ directory, except
+// py25Excluded, against one engine.
+func TestPython025SDKSuite(t *testing.T) {
+	dir, py := py25Paths(t)
+	files, err := filepath.Glob(filepath.Join(dir, "tests", "test_*.py"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no test files in the sdist: %v", err)
+	}
+	args := []string{"tests"}
+	for name := range py25Excluded {
+		if _, err := os.Stat(filepath.Join(dir, "tests", name)); err != nil {
+			t.Errorf("excluded %s is not in the sdist (drop the exclusion): %v", name, err)
+		}
+		args = append(args, "--ignore="+filepath.Join("tests", name))
+	}
+	e := startPlainEngine(t)
+	py25Pytest(t, dir, py, []string{"III_URL=" + e.URL, "III_HTTP_URL=" + e.HTTPURL}, args...)
+}
+
+// TestPython025SDKRBACSuite runs the sdist's test_rbac_workers.py against an
+// engine with the RBAC listener of the SDK suite's engine config
+// (sdk/fixtures/config-test.yaml upstream: the iii-worker-manager on 49135):
+// auth function, registration hooks, expose filters and the middleware.
+// On 8bd3ac5 (without rbac.middleware_function_id): the engine refused the
+// config, and without the key test_should_return_auth_result_for_valid_token
+// failed (no "_caller" set by the middleware).
+func TestPython025SDKRBACSuite(t *testing.T) {
+	dir, py := py25Paths(t)
+	cfg := authzConfig(t, `
+worker_listeners:
+  - name: rbac
+    addr: 127.0.0.1:0
+    auth:
+      rbac:
+        auth_function_id: test::rbac-worker::auth
+        middleware_function_id: test::rbac-worker::middleware
+        on_function_registration_function_id: test::rbac-worker::on-function-reg
+        on_trigger_registration_function_id: test::rbac-worker::on-trigger-reg
+        on_trigger_type_registration_function_id: test::rbac-worker::on-trigger-type-reg
+        expose_functions:
+          - match("test::ew::public::*")
+          - match("engine::functions::list")
+          - metadata:
+              ew_public: true
+`)
+	e := startEngine(t, "127.0.0.1:0", "--config", cfg)
+	m := authzListenerRE.FindStringSubmatch(authzLine(t, e, `msg="worker listener started" name=rbac`))
+	if m == nil {
+		t.Fatal("no URL in the rbac listener's log line")
+	}
+	py25Pytest(t, dir, py, []string{"III_URL=" + e.URL, "III_HTTP_URL=" + e.HTTPURL, "III_RBAC_WORKER_URL=" + m[1]},
+		filepath.Join("tests", "test_rbac_workers.py"))
+}
