@@ -67,6 +67,9 @@ type observer struct {
 	id       string
 	source   string
 	target   string
+	srcNS    string // namespaces, "default" spelled out
+	tgtNS    string
+	skey     string // obsKey(srcNS, source): the key of the indexes and revs
 	filter   *observe.Filter
 	capture  int
 	captureL []string
@@ -108,9 +111,9 @@ type observeHub struct {
 	e      *Engine
 	mu     sync.Mutex
 	byID   map[string]*observer
-	revs   map[string]int64                      // function id → revision of its observer set
-	active atomic.Pointer[map[string]*watchList] // auto-delivered, by source: the hot path
-	emits  atomic.Pointer[map[string]*watchList] // every active one, by source: reports and emits
+	revs   map[string]int64                      // obsKey → revision of its observer set
+	active atomic.Pointer[map[string]*watchList] // auto-delivered, by obsKey of the source: the hot path
+	emits  atomic.Pointer[map[string]*watchList] // every active one, by obsKey of the source: reports and emits
 }
 
 // watchList is the active observers of one function and their filters
@@ -142,6 +145,16 @@ func buildIndex(m map[string][]*observer, withSets bool) *map[string]*watchList 
 		out[fn] = wl
 	}
 	return &out
+}
+
+// obsKey is the key of a function in the observe indexes: its id in the
+// default namespace (so the hot path of a default call builds no key),
+// namespace NUL id elsewhere.
+func obsKey(ns, id string) string {
+	if ns == "" || ns == wire.DefaultNamespace {
+		return id
+	}
+	return ns + "\x00" + id
 }
 
 func newObserveHub(e *Engine) *observeHub {
@@ -340,7 +353,7 @@ func (h *observeHub) observe(w *workerConn, in *observeIn) {
 			", observe.max_observers "+strconv.Itoa(lim.Max)+")"))
 		return
 	}
-	if f, ok := h.e.reg.Function(o.source); ok {
+	if f, ok := h.e.reg.FunctionIn(o.srcNS, o.source); ok {
 		if wc, isConn := f.Owner.(*workerConn); isConn && wc.observeDescriptor.Load() != nil {
 			if d := wc.observeDescriptor.Load(); d != nil && (*d)[o.source].allowFalse {
 				h.mu.Unlock()
@@ -379,7 +392,7 @@ func (h *observeHub) observe(w *workerConn, in *observeIn) {
 }
 
 func sameSpec(a, b *observer) bool {
-	return a.source == b.source && a.target == b.target
+	return a.source == b.source && a.target == b.target && a.srcNS == b.srcNS && a.tgtNS == b.tgtNS
 }
 
 func (h *observeHub) countFor(w *workerConn) int {
@@ -398,12 +411,12 @@ func (h *observeHub) parse(in *observeIn) (*observer, *wire.ErrorBody) {
 	if src.FunctionID == "" || in.Target.FunctionID == "" {
 		return nil, errBody("INVALID_ARGS", "observe needs source.function_id and target.function_id")
 	}
-	if src.FunctionID == in.Target.FunctionID {
+	if src.FunctionID == in.Target.FunctionID && orDefault(src.Namespace) == orDefault(in.Target.Namespace) {
 		return nil, errBody("SELF_TARGET", "an observer cannot target the function it observes ("+src.FunctionID+")")
 	}
 	for _, ns := range []string{src.Namespace, in.Target.Namespace} {
-		if ns != "" && ns != "default" {
-			return nil, errBody("INVALID_ARGS", "namespace "+quote(ns)+" is not served by this engine")
+		if ns != "" && wire.BlankNamespace(&ns) {
+			return nil, errBody("INVALID_NAMESPACE", "a namespace must not be blank")
 		}
 	}
 	f, err := observe.Compile(src.Filters)
@@ -411,7 +424,9 @@ func (h *observeHub) parse(in *observeIn) (*observer, *wire.ErrorBody) {
 		return nil, errBody("INVALID_FILTER", err.Error())
 	}
 	o := &observer{id: in.ID, source: src.FunctionID, target: in.Target.FunctionID, filter: f,
+		srcNS: orDefault(src.Namespace), tgtNS: orDefault(in.Target.Namespace),
 		on: src.On, deliver: src.Deliver, metadata: in.Metadata}
+	o.skey = obsKey(o.srcNS, o.source)
 	if o.on == "" {
 		o.on = "success"
 	}
@@ -472,6 +487,14 @@ func (h *observeHub) parse(in *observeIn) (*observer, *wire.ErrorBody) {
 	return o, nil
 }
 
+// nsReq is an invocation's Namespace for ns ("" for the default one).
+func nsReq(ns string) string {
+	if ns == wire.DefaultNamespace {
+		return ""
+	}
+	return ns
+}
+
 func (h *observeHub) ownerDelivered(f *registry.Function) bool {
 	wc, ok := f.Owner.(*workerConn)
 	if !ok {
@@ -508,18 +531,18 @@ func (h *observeHub) dispose(id string, reason *wire.ErrorBody) {
 	st := obsDisposed
 	o.status.Store(&st)
 	o.live.Store(false)
-	conn, owner := o.conn, h.ownerConn(o.source)
+	conn, owner := o.conn, h.ownerConn(o.srcNS, o.source)
 	removed := o.addedTo != "" && owner != nil && owner.id == o.addedTo
 	var rev int64
 	if removed {
-		h.revs[o.source]++
-		rev = h.revs[o.source]
+		h.revs[o.skey]++
+		rev = h.revs[o.skey]
 	}
 	h.recomputeLocked()
 	h.mu.Unlock()
 	h.publish()
 	if removed {
-		owner.sendObserveFrame(ownerFrame{Type: "observerremoved", FunctionID: o.source, Namespace: "default", Revision: rev, ID: o.id})
+		owner.sendObserveFrame(ownerFrame{Type: "observerremoved", FunctionID: o.source, Namespace: o.srcNS, Revision: rev, ID: o.id})
 	}
 	if conn != nil {
 		fires := o.fires.Load()
@@ -528,8 +551,8 @@ func (h *observeHub) dispose(id string, reason *wire.ErrorBody) {
 	h.e.log.Info("observer disposed", "observer_id", id, "reason", reason.Code)
 }
 
-func (h *observeHub) ownerConn(fn string) *workerConn {
-	f, ok := h.e.reg.Function(fn)
+func (h *observeHub) ownerConn(ns, fn string) *workerConn {
+	f, ok := h.e.reg.FunctionIn(ns, fn)
 	if !ok {
 		return nil
 	}
@@ -551,19 +574,14 @@ func (h *observeHub) functionRegistered(w *workerConn, fn, ns string) {
 	if !w.observeV1.Load() {
 		return
 	}
-	if ns != "" && ns != wire.DefaultNamespace {
-		// Observers live in the default namespace: the function is
-		// confirmed (local dispatch) with none.
-		local := true
-		w.sendObserveFrame(ownerFrame{Type: "functionregistered", ID: fn, Namespace: ns, Revision: 1, LocalDispatch: &local, Observers: []observerInfo{}})
-		return
-	}
+	ns = orDefault(ns)
+	key := obsKey(ns, fn)
 	h.mu.Lock()
-	h.revs[fn]++
-	rev := h.revs[fn]
+	h.revs[key]++
+	rev := h.revs[key]
 	list := []observerInfo{}
 	for _, o := range h.byID {
-		if o.source == fn && o.state != obsError {
+		if o.skey == key && o.state != obsError {
 			o.addedTo = w.id
 			o.ackedBy = ""
 			list = append(list, o.info())
@@ -574,7 +592,7 @@ func (h *observeHub) functionRegistered(w *workerConn, fn, ns string) {
 	// frame's and ignores revisions at or below it, so the overtaken
 	// observer was never acked and stayed pending).
 	local := true
-	w.sendObserveFrame(ownerFrame{Type: "functionregistered", ID: fn, Namespace: "default", Revision: rev, LocalDispatch: &local, Observers: list})
+	w.sendObserveFrame(ownerFrame{Type: "functionregistered", ID: fn, Namespace: ns, Revision: rev, LocalDispatch: &local, Observers: list})
 	h.mu.Unlock()
 	h.changed()
 }
@@ -649,8 +667,8 @@ func (h *observeHub) recomputeLocked() []stateNote {
 			continue
 		}
 		want := obsActive
-		_, tok := h.e.reg.Function(o.target)
-		sf, sok := h.e.reg.Function(o.source)
+		_, tok := h.e.reg.FunctionIn(o.tgtNS, o.target)
+		sf, sok := h.e.reg.FunctionIn(o.srcNS, o.source)
 		switch {
 		case o.conn == nil:
 			want = obsSuspended
@@ -662,13 +680,13 @@ func (h *observeHub) recomputeLocked() []stateNote {
 		default:
 			if wc, ok := sf.Owner.(*workerConn); ok && wc.observeV1.Load() {
 				if o.addedTo != wc.id {
-					h.revs[o.source]++
+					h.revs[o.skey]++
 					o.addedTo, o.ackedBy = wc.id, ""
 					// Sent under h.mu, so revisions reach the owner in order
 					// (writes to engine sockets never block).
 					info := o.info()
-					wc.sendObserveFrame(ownerFrame{Type: "observeradded", FunctionID: o.source, Namespace: "default",
-						Revision: h.revs[o.source], Observer: &info})
+					wc.sendObserveFrame(ownerFrame{Type: "observeradded", FunctionID: o.source, Namespace: o.srcNS,
+						Revision: h.revs[o.skey], Observer: &info})
 				}
 				if o.ackedBy != wc.id {
 					want = obsPending
@@ -680,9 +698,9 @@ func (h *observeHub) recomputeLocked() []stateNote {
 		}
 		if want == obsActive {
 			o.wasActive = true
-			all[o.source] = append(all[o.source], o)
+			all[o.skey] = append(all[o.skey], o)
 			if !h.ownerDelivered(sf) {
-				idx[o.source] = append(idx[o.source], o)
+				idx[o.skey] = append(idx[o.skey], o)
 			}
 		}
 		if want != o.state {
@@ -751,7 +769,7 @@ func (h *observeHub) Watch(req *invocation.Request, done invocation.Completion) 
 	if m == nil {
 		return done
 	}
-	list := (*m)[req.FunctionID]
+	list := (*m)[obsKey(req.Namespace, req.FunctionID)]
 	if list == nil {
 		return done
 	}
@@ -782,6 +800,7 @@ func (h *observeHub) Watch(req *invocation.Request, done invocation.Completion) 
 // event is one invocation as observers see it.
 type event struct {
 	functionID   string
+	namespace    string
 	invocationID string
 	ok           bool
 	input        jsontext.Value
@@ -828,7 +847,7 @@ func (ev *event) source(roots int) *observe.Source {
 // fire activates the observers of list that matched (pre, when the filters
 // were run as the invocation started; otherwise they run now).
 func (h *observeHub) fire(req *invocation.Request, list *watchList, pre []int32, start time.Time, res invocation.Result) {
-	ev := &event{functionID: req.FunctionID, invocationID: req.InvocationID, ok: res.Err == nil,
+	ev := &event{functionID: req.FunctionID, namespace: orDefault(req.Namespace), invocationID: req.InvocationID, ok: res.Err == nil,
 		input: wire.DataOrNull(req.Data), metadata: req.Metadata, startedAt: start, duration: time.Since(start),
 		depth: req.ObserveDepth, ident: req.CallerIdent, asserted: req.Caller}
 	if ev.ok {
@@ -898,7 +917,7 @@ func (h *observeHub) deliver(o *observer, ev *event, depth int) {
 			data = wire.Null
 		}
 	default:
-		env := envelopeOut{ObserverID: o.id, ActivationID: actID, FunctionID: ev.functionID, Namespace: "default",
+		env := envelopeOut{ObserverID: o.id, ActivationID: actID, FunctionID: ev.functionID, Namespace: ev.namespace,
 			InvocationID: ev.invocationID, Status: "success", StartedAtMs: ev.startedAt.UnixMilli(),
 			DurationMs: float64(ev.duration.Microseconds()) / 1000}
 		if !ev.ok {
@@ -938,7 +957,7 @@ func (h *observeHub) deliver(o *observer, ev *event, depth int) {
 		caller = append(caller, quote(ev.invocationID)...)
 	}
 	caller = append(caller, '}')
-	req := &invocation.Request{FunctionID: o.target, Data: data, Metadata: o.metadata, Void: true,
+	req := &invocation.Request{FunctionID: o.target, Namespace: nsReq(o.tgtNS), Data: data, Metadata: o.metadata, Void: true,
 		ObserveDepth: depth, Activation: act, Caller: caller}
 	if o.maxInFlight == 0 {
 		h.e.inv.Invoke(req, nil)
@@ -993,9 +1012,10 @@ func (h *observeHub) activationDone(o *observer) invocation.Completion {
 // events of an owner-delivered function (obs.emit), each naming the
 // observers it matched.
 func (h *observeHub) reported(w *workerConn, items []observedItem) {
+	ns, _ := w.fixedNamespace()
 	for i := range items {
 		it := &items[i]
-		f, ok := h.e.reg.Function(it.FunctionID)
+		f, ok := h.e.reg.FunctionIn(ns, it.FunctionID)
 		if !ok || f.Owner != registry.Owner(w) {
 			continue // NOT_FUNCTION_OWNER: dropped
 		}
@@ -1003,7 +1023,7 @@ func (h *observeHub) reported(w *workerConn, items []observedItem) {
 		if m == nil {
 			return
 		}
-		wl := (*m)[it.FunctionID]
+		wl := (*m)[obsKey(ns, it.FunctionID)]
 		if wl == nil {
 			continue
 		}
@@ -1011,7 +1031,7 @@ func (h *observeHub) reported(w *workerConn, items []observedItem) {
 		for _, id := range it.Matched {
 			matched[id] = true
 		}
-		ev := &event{functionID: it.FunctionID, invocationID: it.InvocationID, ok: it.Status != "error",
+		ev := &event{functionID: it.FunctionID, namespace: ns, invocationID: it.InvocationID, ok: it.Status != "error",
 			input: it.Input, output: it.Output, err: it.Error, metadata: it.Metadata,
 			startedAt: time.UnixMilli(it.StartedAtMs), duration: time.Duration(it.DurationMs * float64(time.Millisecond)),
 			depth: it.ObserveDepth, ident: w.callerIdent(), asserted: it.Caller}
@@ -1047,10 +1067,10 @@ func (h *observeHub) ownerCall(w *workerConn, req *invocation.Request) (release 
 	switch {
 	case !ok:
 		return nil, errBody("OBSERVER_NOT_FOUND", "no observer "+act.ObserverID)
-	case h.ownerConn(o.source) != w:
+	case h.ownerConn(o.srcNS, o.source) != w:
 		return nil, errBody("NOT_FUNCTION_OWNER", "only the owner of "+o.source+" delivers to its observers")
-	case o.target != req.FunctionID:
-		return nil, errBody("TARGET_MISMATCH", "observer "+o.id+" targets "+o.target)
+	case o.target != req.FunctionID || (req.Namespace != "" && orDefault(req.Namespace) != o.tgtNS):
+		return nil, errBody("TARGET_MISMATCH", "observer "+o.id+" targets "+o.target+" in namespace "+o.tgtNS)
 	case state != obsActive:
 		return nil, errBody("OBSERVER_NOT_ACTIVE", "observer "+o.id+" is "+state)
 	}
@@ -1214,6 +1234,7 @@ type observerView struct {
 	FunctionID string           `json:"function_id"`
 	Namespace  string           `json:"namespace"`
 	Target     string           `json:"target"`
+	TargetNS   string           `json:"target_namespace,omitzero"`
 	State      string           `json:"state"`
 	Filters    jsontext.Value   `json:"filters"`
 	Capture    []string         `json:"capture"`
@@ -1228,9 +1249,12 @@ type observerView struct {
 }
 
 func (h *observeHub) view(o *observer) observerView {
-	v := observerView{ID: o.id, FunctionID: o.source, Namespace: "default", Target: o.target, State: o.state,
+	v := observerView{ID: o.id, FunctionID: o.source, Namespace: o.srcNS, Target: o.target, State: o.state,
 		Filters: jsontext.Value(o.filter.Source), Capture: o.captureL, On: o.on, Deliver: o.deliver, Args: o.args,
 		Metadata: o.metadata, Fires: o.fires.Load(), MaxFires: o.maxFires}
+	if o.tgtNS != o.srcNS {
+		v.TargetNS = o.tgtNS
+	}
 	if o.conn != nil {
 		v.WorkerID = o.conn.id
 	}

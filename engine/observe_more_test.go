@@ -58,7 +58,7 @@ func obsAck(t *testing.T, owner, watcher *obsClient, src, id string) {
 	}
 }
 
-// The parse refusals the existing table does not reach: foreign namespaces
+// The parse refusals the existing table does not reach: blank namespaces
 // (source or target), deliver, expires_in_ms, max_fires, args shape and
 // size, metadata size, id length; a malformed observe whose id is readable
 // is answered INVALID_ARGS; the default namespace spelled out is accepted.
@@ -67,8 +67,8 @@ func TestObserveParseRefusalsMore(t *testing.T) {
 	w := obsDial(t, e)
 	big := `"` + strings.Repeat("x", 64<<10) + `"`
 	for _, c := range []struct{ id, frame, code string }{
-		{"n1", `"source":{"function_id":"a::s","namespace":"other"},"target":{"function_id":"a::t"}`, "INVALID_ARGS"},
-		{"n2", `"source":{"function_id":"a::s"},"target":{"function_id":"a::t","namespace":"tenant"}`, "INVALID_ARGS"},
+		{"n1", `"source":{"function_id":"a::s","namespace":" "},"target":{"function_id":"a::t"}`, "INVALID_NAMESPACE"},
+		{"n2", `"source":{"function_id":"a::s"},"target":{"function_id":"a::t","namespace":"\t"}`, "INVALID_NAMESPACE"},
 		{"d1", `"source":{"function_id":"a::s","deliver":"sideways"},"target":{"function_id":"a::t"}`, "INVALID_ARGS"},
 		{"x1", `"source":{"function_id":"a::s"},"target":{"function_id":"a::t"},"expires_in_ms":0`, "INVALID_ARGS"},
 		{"x2", `"source":{"function_id":"a::s"},"target":{"function_id":"a::t"},"expires_in_ms":-5`, "INVALID_ARGS"},

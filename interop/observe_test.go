@@ -405,3 +405,74 @@ func TestObserveOldSDKSeesNothingNew(t *testing.T) {
 	case <-time.After(300 * time.Millisecond): // a window for a stray frame; nothing is expected
 	}
 }
+
+// Observers in and across namespaces with the Python 0.25 SDK
+// (observe_ns.py): a watcher in namespace orders observes the orders
+// charge unqualified (its SDK sends its own namespace), a default-namespace
+// auditor observes it with namespace orders; calls of the default charge
+// (same id) activate neither; a call the orders owner ran in-process (local
+// dispatch, reported in invocationsobserved) activates both; envelopes and
+// engine::observers::get name the namespaces. On 2ad5afe: both observers
+// were refused INVALID_ARGS ("namespace \"orders\" is not served by this
+// engine") and the script never printed OBSERVING.
+func TestObserveNamespacesPython025(t *testing.T) {
+	f := flavourNamed("python-0.25.0")
+	e := startPlainEngine(t)
+	ctx := ctxFor(t, 90*time.Second)
+	c := connectGo(t, e, "gons")
+	w := startWorker(t, f, e, "observe_ns.py", "pyns")
+	line, err := w.stdout.wait(ctx, func(s string) bool { return strings.HasPrefix(s, "OBSERVING ") })
+	if err != nil {
+		t.Fatalf("%v\n%s", err, w.stdout)
+	}
+	var ids struct{ Within, Across string }
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "OBSERVING ")), &ids); err != nil {
+		t.Fatal(err)
+	}
+	call := func(fn, ns string, amount int) map[string]any {
+		t.Helper()
+		raw, err := c.Trigger(ctx, "pyns::call", map[string]any{"fn": fn, "ns": ns, "payload": map[string]int{"amount": amount}})
+		if err != nil {
+			t.Fatalf("%s in %q: %v", fn, ns, err)
+		}
+		var out map[string]any
+		_ = json.Unmarshal(raw, &out)
+		return out
+	}
+	check := func(target string, n, amount int) {
+		t.Helper()
+		a := obsNextAct(ctx, t, w.proc, target, n)
+		in, _ := a.Data["input"].(map[string]any)
+		out, _ := a.Data["output"].(map[string]any)
+		if in["amount"] != float64(amount) || a.Data["namespace"] != "orders" || out["ns"] != "orders" || a.Depth != 1 {
+			t.Fatalf("activation %d of %s: %+v", n, target, a)
+		}
+	}
+	if r := call("pyns::charge", "orders", 1); r["ns"] != "orders" {
+		t.Fatalf("orders charge answered %v", r)
+	}
+	check("alert", 1, 1)
+	check("audit", 1, 1)
+	// The default charge (same id) is not observed: the next activations are
+	// of the next orders call.
+	if r := call("pyns::charge", "", 2); r["ns"] != "default" {
+		t.Fatalf("default charge answered %v", r)
+	}
+	call("pyns::charge", "orders", 3)
+	check("alert", 2, 3)
+	check("audit", 2, 3)
+	// Local dispatch in orders: the owner runs charge in-process and reports it.
+	call("pyns::local-call", "orders", 4)
+	check("alert", 3, 4)
+	check("audit", 3, 4)
+	if n := obsCount(w.proc, "alert") + obsCount(w.proc, "audit"); n != 6 {
+		t.Fatalf("%d activations, want 6:\n%s", n, w.stdout)
+	}
+	within, across := obsObserver(ctx, t, c, ids.Within), obsObserver(ctx, t, c, ids.Across)
+	if within["namespace"] != "orders" || within["target_namespace"] != nil || within["state"] != "active" || within["fires"] != 3.0 {
+		t.Fatalf("within: %v", within)
+	}
+	if across["namespace"] != "orders" || across["target_namespace"] != "default" || across["fires"] != 3.0 {
+		t.Fatalf("across: %v", across)
+	}
+}
