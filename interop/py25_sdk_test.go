@@ -25,9 +25,19 @@ var py25Excluded = map[string]string{
 	// available (iii-hq/iii up to v0.23.0-rc.4) predate them, so they cannot be vendored.
 	"test_observe_protocol_fixtures.py":           "needs sdk/fixtures/protocol/observe from the upstream repository, not in the sdist nor in the upstream sources available",
 	"test_filter_conformance.py":                  "needs sdk/fixtures/filters from the upstream repository, not in the sdist nor in the upstream sources available",
-	"test_http_external_functions_integration.py": "pending s6ext (HTTP-invoked functions)",
+	// Runs in TestPython025HTTPFunctionsSuite (an engine that lets HTTP-invoked
+	// functions reach 127.0.0.1 over http; it also checks none is skipped).
+	"test_http_external_functions_integration.py": "runs in TestPython025HTTPFunctionsSuite",
 	// Runs in TestPython025SDKRBACSuite against an engine with an RBAC listener.
 	"test_rbac_workers.py": "runs in TestPython025SDKRBACSuite",
+}
+
+// py25Deselected are single SDK tests left out for time only: they never
+// contact an engine (they replace the connect with a fake) and each spends
+// 30 s in the SDK's own shutdown.
+var py25Deselected = []string{
+	"tests/test_init_api.py::test_register_worker_returns_iii_instance",
+	"tests/test_init_api.py::test_connect_consumes_otel_from_init_options",
 }
 
 // py25Paths returns the sdist directory and the venv's python.
@@ -52,8 +62,37 @@ func py25Paths(t *testing.T) (dir, py string) {
 var py25FailedRE = regexp.MustCompile(`(?m)^(FAILED|ERROR) (\S+)`)
 
 // py25Pytest runs pytest in the sdist with env added and fails the test
-// once per failed or erroring SDK test, by name.
+// once per failed or erroring SDK test, by name. Failed tests are run once
+// more on their own: a few of the SDK's unit tests (against its own fake
+// servers, not the engine) time themselves with short sleeps and fail on a
+// loaded machine; one that passes on the rerun is logged as flaky.
 func py25Pytest(t *testing.T, dir, py string, env []string, args ...string) {
+	t.Helper()
+	out, err := py25Run(t, dir, py, env, args...)
+	if err == nil {
+		t.Logf("%s", out[max(0, len(out)-300):])
+		return
+	}
+	failed := py25FailedRE.FindAllStringSubmatch(string(out), -1)
+	if len(failed) == 0 || len(failed) > 5 {
+		t.Fatalf("the SDK's tests failed: %v\n%s", err, out[max(0, len(out)-8000):])
+	}
+	ids := make([]string, len(failed))
+	for i, f := range failed {
+		ids[i] = f[2]
+	}
+	again, err2 := py25Run(t, dir, py, env, ids...)
+	if err2 == nil {
+		t.Logf("flaky SDK tests (failed, then passed alone): %v\n%s", ids, out[max(0, len(out)-8000):])
+		return
+	}
+	for _, f := range py25FailedRE.FindAllStringSubmatch(string(again), -1) {
+		t.Errorf("SDK test %s: %s", strings.ToLower(f[1]), f[2])
+	}
+	t.Fatalf("the SDK's tests failed twice: %v\n%s", err2, again[max(0, len(again)-8000):])
+}
+
+func py25Run(t *testing.T, dir, py string, env []string, args ...string) ([]byte, error) {
 	t.Helper()
 	ctx := ctxFor(t, 6*time.Minute)
 	cmd := exec.CommandContext(ctx, py, append([]string{"-m", "pytest", "-o", "addopts=", "-q", "-p", "no:cacheprovider",
@@ -62,15 +101,8 @@ func py25Pytest(t *testing.T, dir, py string, env []string, args ...string) {
 	cmd.Env = append(append(os.Environ(), "OTEL_ENABLED=false"), env...)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
-	t.Logf("pytest took %v", time.Since(start).Round(time.Second))
-	if err != nil {
-		failed := py25FailedRE.FindAllStringSubmatch(string(out), -1)
-		for _, f := range failed {
-			t.Errorf("SDK test %s: %s", strings.ToLower(f[1]), f[2])
-		}
-		t.Fatalf("the SDK's tests failed: %v\n%s", err, out[max(0, len(out)-8000):])
-	}
-	t.Logf("%s", out[max(0, len(out)-300):])
+	t.Logf("pytest %d argument(s) took %v", len(args), time.Since(start).Round(time.Second))
+	return out, err
 }
 
 // TestPython025SDKSuite runs the sdist's whole tests/ directory, except
@@ -87,6 +119,9 @@ func TestPython025SDKSuite(t *testing.T) {
 			t.Errorf("excluded %s is not in the sdist (drop the exclusion): %v", name, err)
 		}
 		args = append(args, "--ignore="+filepath.Join("tests", name))
+	}
+	for _, id := range py25Deselected {
+		args = append(args, "--deselect="+id)
 	}
 	e := startPlainEngine(t)
 	py25Pytest(t, dir, py, []string{"III_URL=" + e.URL, "III_HTTP_URL=" + e.HTTPURL}, args...)

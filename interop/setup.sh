@@ -113,7 +113,7 @@ build_rust() {
 }
 
 # The Python SDK 0.25.0's sdist: its tests/ (not in the wheel) run against
-# the engine in TestObservePython025SDKSuite.
+# the engine in TestPython025SDKSuite.
 PY25_SDIST_SHA256=a69857b1e730dddd0ab9f288c7f6e63f255e66eb722a87de9d8692c56e6b8653
 fetch_py25_sdist() {
   local dir=.py25-sdist
