@@ -123,7 +123,9 @@ func TestPython025SDKSuite(t *testing.T) {
 	for _, id := range py25Deselected {
 		args = append(args, "--deselect="+id)
 	}
-	e := startPlainEngine(t)
+	// Its own data directory: the SDK's state and stream tests write, and
+	// the default (./sluice-data) would outlive the run.
+	e := startEngine(t, "127.0.0.1:0", "--data-dir", t.TempDir())
 	py25Pytest(t, dir, py, []string{"III_URL=" + e.URL, "III_HTTP_URL=" + e.HTTPURL}, args...)
 }
 
@@ -131,9 +133,10 @@ func TestPython025SDKSuite(t *testing.T) {
 // engine with the RBAC listener of the SDK suite's engine config
 // (sdk/fixtures/config-test.yaml upstream: the iii-worker-manager on 49135):
 // auth function, registration hooks, expose filters and the middleware.
-// On 8bd3ac5 (without rbac.middleware_function_id): the engine refused the
-// config, and without the key test_should_return_auth_result_for_valid_token
-// failed (no "_caller" set by the middleware).
+// On b8b8b29: the engine refused the config ("field middleware_function_id
+// not found"); without that key, test_should_return_auth_result_for_valid_token
+// (no "_caller" from the middleware) and both test_infrastructure_logger_*
+// (engine::log::info FORBIDDEN: not in the carve-out) failed.
 func TestPython025SDKRBACSuite(t *testing.T) {
 	dir, py := py25Paths(t)
 	cfg := authzConfig(t, `
@@ -153,7 +156,7 @@ worker_listeners:
           - metadata:
               ew_public: true
 `)
-	e := startEngine(t, "127.0.0.1:0", "--config", cfg)
+	e := startEngine(t, "127.0.0.1:0", "--config", cfg, "--data-dir", "memory")
 	m := authzListenerRE.FindStringSubmatch(authzLine(t, e, `msg="worker listener started" name=rbac`))
 	if m == nil {
 		t.Fatal("no URL in the rbac listener's log line")
