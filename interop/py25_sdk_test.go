@@ -23,8 +23,8 @@ var py25Excluded = map[string]string{
 	// Both read shared vectors from the upstream monorepo (sdk/fixtures/protocol/observe,
 	// sdk/fixtures/filters) that the sdist does not ship; the upstream sources
 	// available (iii-hq/iii up to v0.23.0-rc.4) predate them, so they cannot be vendored.
-	"test_observe_protocol_fixtures.py":           "needs sdk/fixtures/protocol/observe from the upstream repository, not in the sdist nor in the upstream sources available",
-	"test_filter_conformance.py":                  "needs sdk/fixtures/filters from the upstream repository, not in the sdist nor in the upstream sources available",
+	"test_observe_protocol_fixtures.py": "needs sdk/fixtures/protocol/observe from the upstream repository, not in the sdist nor in the upstream sources available",
+	"test_filter_conformance.py":        "needs sdk/fixtures/filters from the upstream repository, not in the sdist nor in the upstream sources available",
 	// Runs in TestPython025HTTPFunctionsSuite (an engine that lets HTTP-invoked
 	// functions reach 127.0.0.1 over http; it also checks none is skipped).
 	"test_http_external_functions_integration.py": "runs in TestPython025HTTPFunctionsSuite",
