@@ -87,7 +87,7 @@ expose_functions:
 
 func TestCanCallOrder(t *testing.T) {
 	cfg := parseRBAC(t, `expose_functions: [match("api::*")]`)
-	res, err := ParseResult(jsontext.Value(`{"allowed_functions":["priv::extra","engine::channels::create"],"forbidden_functions":["api::delete","engine::workers::register","priv::extra"]}`))
+	res, err := ParseResult(jsontext.Value(`{"allowed_functions":["priv::extra","engine::channels::create"],"forbidden_functions":["api::delete","engine::workers::register","priv::extra","engine::log::error"]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,6 +103,9 @@ func TestCanCallOrder(t *testing.T) {
 		{"engine::channels::create", false, Allowed},          // infrastructure
 		{"engine::workers::register", false, DeniedForbidden}, // forbidden beats infrastructure
 		{"engine::functions::list", false, DeniedNotExposed},  // discovery is not infrastructure
+		{"engine::log::info", false, Allowed},                 // the SDKs' logger: infrastructure
+		{"engine::baggage::get_all", false, Allowed},          // infrastructure
+		{"engine::log::error", false, DeniedForbidden},        // forbidden beats infrastructure
 		{"mine::fn", true, Allowed},                           // the caller's own function
 		{"api::delete", true, DeniedForbidden},                // forbidden even if own
 	} {
