@@ -202,8 +202,9 @@ func Wildcard(pattern, value string) bool {
 
 // Infrastructure are the engine functions an RBAC session may always call
 // (unless forbidden_functions names them), so that SDK connection setup
-// works whatever the expose filters say. The upstream engine's list,
-// restricted to what this engine provides.
+// works whatever the expose filters say. The upstream engine's list (this
+// engine serves no engine::baggage::*; workers cannot register engine::
+// ids, so those calls get function_not_found).
 var Infrastructure = map[string]bool{
 	"engine::channels::create":  true,
 	"engine::workers::register": true,
