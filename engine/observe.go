@@ -1273,6 +1273,7 @@ func (h *observeHub) view(o *observer) observerView {
 type observersQuery struct {
 	ID         string `json:"id"`
 	FunctionID string `json:"function_id"`
+	Namespace  string `json:"namespace"` // of function_id; "": every namespace
 }
 
 func (e *Engine) observersGet(_ context.Context, _ *invocation.Request, in observersQuery) (any, *wire.ErrorBody) {
@@ -1292,7 +1293,7 @@ func (e *Engine) observersList(_ context.Context, _ *invocation.Request, in obse
 	defer h.mu.Unlock()
 	out := []observerView{}
 	for _, o := range h.byID {
-		if in.FunctionID == "" || in.FunctionID == o.source {
+		if (in.FunctionID == "" || in.FunctionID == o.source) && (in.Namespace == "" || in.Namespace == o.srcNS) {
 			out = append(out, h.view(o))
 		}
 	}

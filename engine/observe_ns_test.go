@@ -51,6 +51,12 @@ func TestObserveAcrossNamespaces(t *testing.T) {
 	if v := w.obsGet("xn")["result"].(map[string]any)["observer"].(map[string]any); v["namespace"] != "other" || v["target_namespace"] != "default" || v["fires"] != 1.0 {
 		t.Fatalf("observer: %v", v)
 	}
+	for ns, want := range map[string]int{"other": 1, "default": 0, "": 1} {
+		r := w.obsCall("l-"+ns, "engine::observers::list", `{"function_id":"xn::f","namespace":"`+ns+`"}`)
+		if l, _ := r["result"].(map[string]any)["observers"].([]any); len(l) != want {
+			t.Fatalf("list in %q: %v", ns, r)
+		}
+	}
 	w.send(`{"type":"unobserve","id":"xn"}`)
 	if r := tenant.await("observerremoved", withID("xn")); r["namespace"] != "other" {
 		t.Fatalf("observerremoved: %v", r)
