@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"syscall"
 
 	sluiceengine "github.com/sluicehq/sluice/engine"
@@ -21,9 +23,14 @@ import (
 func cmdEngine(args []string) {
 	fs := flag.NewFlagSet("engine", flag.ExitOnError)
 	prof := fs.String("cpuprofile", "", "write a CPU profile here at exit")
+	memProf := fs.String("memprofile", "", "write an allocation profile (every allocation counted) here at exit")
+	traceOut := fs.String("trace", "", "write an execution trace of the whole run here (go tool trace; goroutine wake-ups)")
 	dataDir := fs.String("data-dir", sluiceengine.DataDirMemory, "store directory")
 	streams := fs.Bool("streams", false, "serve stream clients on a free port")
 	_ = fs.Parse(args)
+	if *memProf != "" {
+		runtime.MemProfileRate = 1 // exact counts (slower)
+	}
 	cfg := sluiceengine.DefaultConfig()
 	cfg.Addr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.ConsoleAddr, cfg.Streams.Addr = "", ""
@@ -44,6 +51,27 @@ func cmdEngine(args []string) {
 			log.Fatal(err)
 		}
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+	if *traceOut != "" {
+		f, err := os.Create(*traceOut)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := trace.Start(f); err != nil {
+			log.Fatal(err)
+		}
+		defer func() { trace.Stop(); f.Close() }()
+	}
+	if *memProf != "" {
+		defer func() {
+			f, err := os.Create(*memProf)
+			if err != nil {
+				log.Print(err)
+				return
+			}
+			_ = pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		}()
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -20,15 +21,23 @@ import (
 // state::get over 1,000 keys, one at a time and 64 in flight; pubsub
 // fan-out to 100 subscriptions; stream fan-out to 1,000 stream clients.
 func moduleWorkloads(o *runOpts, add func(workload)) {
-	if !o.only.MatchString("state-set-1") && !o.only.MatchString("state-get-64") && !o.only.MatchString("pubsub-100") && !o.only.MatchString("stream-1000") {
+	if !slices.ContainsFunc([]string{"state-set-1", "state-set-64", "state-get-1", "state-get-64", "pubsub-100", "stream-1000"}, o.only.MatchString) {
 		return
 	}
-	sl, err := startSluiceState(o)
+	sl, err := startSluiceState(o, o.sluice, "sluice")
 	if err != nil {
 		fmt.Printf("state: Sluice: %v\n", err)
 		return
 	}
 	targets := []*engine{sl}
+	if o.sluiceB != "" { // the other build, on a store of its own
+		b, err := startSluiceState(o, o.sluiceB, "sluice-b")
+		if err != nil {
+			fmt.Printf("state: -sluice-b: %v\n", err)
+		} else {
+			targets = append(targets, b)
+		}
+	}
 	if o.upstreamGz != "" {
 		up, err := startUpstreamModules(o)
 		if err != nil {
@@ -83,12 +92,12 @@ func moduleWorkloads(o *runOpts, add func(workload)) {
 	}
 }
 
-func startSluiceState(o *runOpts) (*engine, error) {
-	dir := filepath.Join(o.tmp, "sluice-state")
+func startSluiceState(o *runOpts, bin, name string) (*engine, error) {
+	dir := filepath.Join(o.tmp, name+"-state")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	if o.profile != "" {
+	if o.profile != "" && bin == o.sluice {
 		return startSluiceProfiled(o, "state.cpu.pprof", "-data-dir", filepath.Join(dir, "data"), "-streams")
 	}
 	cfg := filepath.Join(dir, "sluice.yaml")
@@ -96,7 +105,7 @@ func startSluiceState(o *runOpts) (*engine, error) {
 		return nil, err
 	}
 	// The later --config wins over the shared one.
-	return startSluiceWith(o, "--config", cfg, "--data-dir", filepath.Join(dir, "data"), "--data-sync", "normal")
+	return startSluiceBin(o, bin, name, "--config", cfg, "--data-dir", filepath.Join(dir, "data"), "--data-sync", "normal")
 }
 
 func startUpstreamModules(o *runOpts) (*engine, error) {

@@ -39,6 +39,8 @@ type runOpts struct {
 	httpWarm           time.Duration // httpload: warm-up
 	strace             bool
 	profile            string
+	memprofile         bool // with profile: also an exact allocation profile
+	gotrace            bool // with profile: also an execution trace
 }
 
 // endpoint is a running engine (or baseline) as the load processes see it.
@@ -76,6 +78,8 @@ func cmdRun(args []string) {
 	fs.BoolVar(&big, "big", false, "1 GiB channel and download runs")
 	fs.BoolVar(&smoke, "smoke", false, "tiny sizes, one repetition: checks that every process works")
 	fs.StringVar(&o.profile, "profile", "", "run Sluice's engine in process with a CPU profile, written to DIR/engine.cpu.pprof (the state workloads' engine: DIR/state.cpu.pprof) at the end (go tool pprof -top)")
+	fs.BoolVar(&o.memprofile, "memprofile", false, "with -profile: also write DIR/<engine>.allocs.pprof, every allocation counted (go tool pprof -sample_index=alloc_objects -top; slows the engine)")
+	fs.BoolVar(&o.gotrace, "gotrace", false, "with -profile: also write an execution trace, DIR/<engine>.trace (goroutine wake-ups: go tool trace -d=parsed FILE, transitions Waiting->Runnable)")
 	fs.BoolVar(&o.strace, "strace", false, "count the middle processes' system calls per operation (strace -c -f; slows every run: ratios are then meaningless)")
 	_ = fs.Parse(args)
 	if o.sluice == "" {
@@ -236,7 +240,15 @@ func startSluiceProfiled(o *runOpts, file string, extra ...string) (*engine, err
 	if err := os.MkdirAll(o.profile, 0o755); err != nil {
 		return nil, err
 	}
-	c, err := startChild("sluice", o.tmp, nil, o.self, append([]string{"engine", "-cpuprofile", filepath.Join(o.profile, file)}, extra...)...)
+	args := []string{"engine", "-cpuprofile", filepath.Join(o.profile, file)}
+	base := strings.TrimSuffix(file, ".cpu.pprof")
+	if o.memprofile {
+		args = append(args, "-memprofile", filepath.Join(o.profile, base+".allocs.pprof"))
+	}
+	if o.gotrace {
+		args = append(args, "-trace", filepath.Join(o.profile, base+".trace"))
+	}
+	c, err := startChild("sluice", o.tmp, nil, o.self, append(args, extra...)...)
 	if err != nil {
 		return nil, err
 	}
