@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,15 +19,21 @@ import (
 // of trigger type "subscribe" with that topic once, with data as its
 // input; nothing is stored.
 //
-// Deliveries are bounded, never silently lost: each goes into one queue
-// (pubsub.max_pending_deliveries) served by up to
-// pubsub.max_concurrent_deliveries long-lived runners, each running one
-// delivery at a time (condition, handler, its answer). publish answers
-// once every delivery is queued; when the queue is full it waits for room,
-// off the caller's reader (a connection that publishes and subscribes
-// keeps reading its handlers' answers), for up to pubsub.publish_timeout.
-// What still found no room then is dropped, counted, logged, and the
-// publish answers PUBLISH_CONGESTED naming how many subscribers missed it.
+// Deliveries are bounded, never silently lost: up to
+// pubsub.max_concurrent_deliveries run at once (condition, handler, its
+// answer), the rest wait in one queue (pubsub.max_pending_deliveries).
+// A delivery is a chain of invocations, each continued by its completion
+// on the goroutine that produced the answer (the subscriber's reader): no
+// goroutine is started for, or waits on, a delivery. publish starts the
+// deliveries it has room for on the caller's reader, so a publish to many
+// bindings of one worker connection goes out in one write (the reader's
+// write batch); a finished delivery starts the next queued one the same
+// way, on the subscriber's reader. publish answers once every delivery is
+// started or queued; when the queue is full it waits for room, off the
+// caller's reader (a connection that publishes and subscribes keeps
+// reading its handlers' answers), for up to pubsub.publish_timeout. What
+// still found no room then is dropped, counted, logged, and the publish
+// answers PUBLISH_CONGESTED naming how many subscribers missed it.
 
 const triggerTypeSubscribe = "subscribe"
 
@@ -63,9 +70,6 @@ func (c *PubSubConfig) validate() error {
 // holds a goroutine); past it a publish that finds no room fails at once.
 const maxWaitingPublishes = 4096
 
-// runnerIdle is how long an idle runner waits for work before it exits.
-const runnerIdle = time.Second
-
 type subscribeConfig struct {
 	Topic               string `json:"topic"`
 	ConditionFunctionID string `json:"condition_function_id"`
@@ -77,8 +81,7 @@ type pubsubModule struct {
 	triggers *moduleTriggers[subscribeConfig]
 
 	queue   chan pubsubDelivery
-	runners atomic.Int32 // runner goroutines alive
-	idle    atomic.Int32 // of which waiting for work
+	running atomic.Int32 // deliveries started and not finished
 	waiting atomic.Int32 // publishes waiting for room
 	dropped atomic.Int64 // deliveries dropped, in total
 }
@@ -107,7 +110,7 @@ type publishInput struct {
 	Data  jsontext.Value `json:"data"`
 }
 
-func (m *pubsubModule) publish(_ context.Context, _ *invocation.Request, in publishInput, done func(jsontext.Value, *wire.ErrorBody)) {
+func (m *pubsubModule) publish(_ context.Context, req *invocation.Request, in publishInput, done func(jsontext.Value, *wire.ErrorBody)) {
 	if in.Topic == "" {
 		done(nil, &wire.ErrorBody{Code: "topic_not_set", Message: "Topic is not set"})
 		return
@@ -121,9 +124,15 @@ func (m *pubsubModule) publish(_ context.Context, _ *invocation.Request, in publ
 	}
 	list := m.triggers.matching(func(c *subscribeConfig) bool { return c.Topic == in.Topic })
 	for i, mt := range list {
+		d := pubsubDelivery{mt, data}
+		// Started at once while there is room and nothing queued ahead.
+		if len(m.queue) == 0 && m.acquire() {
+			m.drive(&pubsubRun{m: m, d: d}, req.Batch)
+			continue
+		}
 		select {
-		case m.queue <- pubsubDelivery{mt, data}:
-			m.wake()
+		case m.queue <- d:
+			m.pump(req.Batch)
 		default:
 			m.wait(in.Topic, list[i:], len(list), data, done)
 			return
@@ -147,7 +156,7 @@ func (m *pubsubModule) wait(topic string, rest []*moduleTrigger[subscribeConfig]
 		for i, mt := range rest {
 			select {
 			case m.queue <- pubsubDelivery{mt, data}:
-				m.wake()
+				m.pump(nil)
 			case <-timer.C:
 				done(nil, m.drop(topic, len(rest)-i, total, "no room within publish_timeout ("+m.cfg.PublishTimeout.String()+")"))
 				return
@@ -172,62 +181,148 @@ func (m *pubsubModule) drop(topic string, n, total int, why string) *wire.ErrorB
 		n, total, topic, m.cfg.MaxPendingDeliveries, why)}
 }
 
-// wake starts a runner when more deliveries wait than runners idle, and
-// the bound allows one.
-func (m *pubsubModule) wake() {
-	if len(m.queue) <= int(m.idle.Load()) {
-		return
-	}
+// acquire takes a delivery slot if one is free.
+func (m *pubsubModule) acquire() bool {
 	for {
-		n := m.runners.Load()
+		n := m.running.Load()
 		if int(n) >= m.cfg.MaxConcurrentDeliveries {
-			return
+			return false
 		}
-		if m.runners.CompareAndSwap(n, n+1) {
-			go m.run()
-			return
+		if m.running.CompareAndSwap(n, n+1) {
+			return true
 		}
 	}
 }
 
-// run serves deliveries until none came for runnerIdle. Long-lived: a
-// fresh goroutine per delivery spent much of its time growing its stack.
-func (m *pubsubModule) run() {
-	timer := time.NewTimer(runnerIdle)
-	defer timer.Stop()
-	for {
-		var d pubsubDelivery
+// claim takes a queued delivery with a free slot; nil: none, or no slot.
+func (m *pubsubModule) claim() *pubsubRun {
+	for len(m.queue) > 0 && m.acquire() {
 		select {
-		case d = <-m.queue:
+		case d := <-m.queue:
+			return &pubsubRun{m: m, d: d}
 		default:
-			m.idle.Add(1)
-			if !timer.Stop() {
-				select {
-				case <-timer.C:
-				default:
-				}
-			}
-			timer.Reset(runnerIdle)
-			select {
-			case d = <-m.queue:
-				m.idle.Add(-1)
-			case <-timer.C:
-				m.idle.Add(-1)
-				m.runners.Add(-1)
-				// A delivery queued while this runner was leaving must
-				// not wait for the next publish.
-				if len(m.queue) > 0 {
-					m.wake()
-				}
-				return
-			case <-m.e.ctx.Done():
-				m.idle.Add(-1)
-				m.runners.Add(-1)
-				return
-			}
+			m.running.Add(-1) // taken by someone else meanwhile
 		}
-		m.e.runTrigger(m.e.ctx, "pubsub", d.mt.cfg.ConditionFunctionID, d.mt.t, d.data)
 	}
+	return nil
+}
+
+// pump starts queued deliveries while there are slots. Whoever queues a
+// delivery pumps after it, and whoever ends one takes the next (finish):
+// nothing stays queued while a slot is free.
+func (m *pubsubModule) pump(batch invocation.WriteBatch) {
+	for r := m.claim(); r != nil; r = m.claim() {
+		m.drive(r, batch)
+	}
+}
+
+// finish ends a delivery: its slot goes to the next queued one, returned
+// to be run by the caller, if there is one.
+func (m *pubsubModule) finish() *pubsubRun {
+	select {
+	case d := <-m.queue:
+		return &pubsubRun{m: m, d: d}
+	default:
+	}
+	m.running.Add(-1)
+	return m.claim() // one queued after the look above
+}
+
+// pubsubRun is one delivery under way: its condition (if any), then its
+// handler.
+type pubsubRun struct {
+	m       *pubsubModule
+	d       pubsubDelivery
+	handler bool // the condition passed, or there is none: the handler's call is next
+	// phase of the call under way: whether Invoke has returned, or the
+	// completion came first (a builtin, an executor gone or congested) and
+	// left the rest to drive's loop: no recursion however many deliveries
+	// fail at once.
+	phase atomic.Int32
+	next  bool // set by the completion: the handler is to be called next
+}
+
+const (
+	callStarted = iota
+	callReturned
+	callDoneInline
+)
+
+// drive runs r's calls until one of them is answered later (its completion
+// carries on), then returns. batch is the calling goroutine's write batch
+// (nil: none).
+func (m *pubsubModule) drive(r *pubsubRun, batch invocation.WriteBatch) {
+	for r != nil {
+		mt := r.d.mt
+		if m.e.ctx.Err() != nil { // shutting down: what is left is not delivered
+			r = m.finish()
+			continue
+		}
+		if !r.handler && mt.cfg.ConditionFunctionID == "" {
+			r.handler = true
+		}
+		req := &invocation.Request{FunctionID: mt.cfg.ConditionFunctionID, Namespace: mt.t.Namespace, Data: r.d.data, Batch: batch}
+		if r.handler {
+			req.FunctionID, req.Metadata = mt.t.FunctionID, mt.t.Metadata
+		}
+		r.phase.Store(callStarted)
+		m.e.inv.Invoke(req, m.completion(r))
+		if r.phase.CompareAndSwap(callStarted, callReturned) {
+			return
+		}
+		r = r.after()
+	}
+}
+
+// completion is the Completion of r's current call. Without an engine
+// invocation_timeout, moduleCallTimeout bounds it (a hung handler must
+// not keep its slot for ever).
+func (m *pubsubModule) completion(r *pubsubRun) invocation.Completion {
+	if m.e.cfg.InvocationTimeout > 0 {
+		return r.complete
+	}
+	var once atomic.Bool
+	var t *time.Timer
+	t = time.AfterFunc(moduleCallTimeout, func() {
+		if once.CompareAndSwap(false, true) {
+			r.complete(invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeTimeout, Message: "function did not answer within " + moduleCallTimeout.String()}})
+		}
+	})
+	return func(res invocation.Result) {
+		if once.CompareAndSwap(false, true) {
+			t.Stop()
+			r.complete(res)
+		}
+	}
+}
+
+func (r *pubsubRun) complete(res invocation.Result) {
+	mt := r.d.mt
+	r.next = false
+	switch {
+	case !r.handler && res.Err != nil:
+		r.m.e.log.Warn("trigger condition failed; handler skipped", "part", "pubsub", "trigger_id", mt.t.ID,
+			"condition_function_id", mt.cfg.ConditionFunctionID, "code", res.Err.Code, "message", res.Err.Message)
+	case !r.handler:
+		r.next = string(bytes.TrimSpace(res.Value)) != "false"
+	case res.Err != nil:
+		r.m.e.log.Warn("trigger handler failed", "part", "pubsub", "trigger_id", mt.t.ID, "function_id", mt.t.FunctionID,
+			"code", res.Err.Code, "message", res.Err.Message)
+	}
+	if r.phase.CompareAndSwap(callStarted, callDoneInline) {
+		return // drive, still in Invoke, carries on
+	}
+	r.m.drive(r.after(), res.Batch)
+}
+
+// after is the run to drive once r's call is answered: r itself (its
+// handler is next), the next queued delivery, or nil.
+func (r *pubsubRun) after() *pubsubRun {
+	if r.next {
+		r.handler = true
+		return r
+	}
+	return r.m.finish()
 }
 
 // deliverLocal queues this node's deliveries of a message published on
@@ -236,9 +331,14 @@ func (m *pubsubModule) run() {
 func (m *pubsubModule) deliverLocal(topic string, data jsontext.Value) {
 	list := m.triggers.matching(func(c *subscribeConfig) bool { return c.Topic == topic })
 	for i, mt := range list {
+		d := pubsubDelivery{mt, data}
+		if len(m.queue) == 0 && m.acquire() {
+			m.drive(&pubsubRun{m: m, d: d}, nil)
+			continue
+		}
 		select {
-		case m.queue <- pubsubDelivery{mt, data}:
-			m.wake()
+		case m.queue <- d:
+			m.pump(nil)
 		default:
 			m.drop(topic, len(list)-i, len(list), "published on another node; no room")
 			return
