@@ -48,14 +48,17 @@ func (e *Engine) registerStreams() {
 		return c, err
 	})}
 	e.addEngineTriggerType(triggerTypeStream, "Fired when a stream item is created, updated or deleted, or an event is sent", m.triggers)
-	// Async: writes wait for their commit, and a custom stream's calls
-	// wait for its worker (which may be the caller's own connection).
-	e.addBuiltin("stream::set", builtin(m.set), true)
-	e.addBuiltin("stream::get", builtin(m.get), true)
-	e.addBuiltin("stream::delete", builtin(m.delete), true)
-	e.addBuiltin("stream::update", builtin(m.update), true)
-	e.addBuiltin("stream::list", builtin(m.list), true)
-	e.addBuiltin("stream::list_groups", builtin(m.listGroups), true)
+	// Deferred, as state's: the store's writes are submitted to its
+	// group-commit writer from the caller's reader, in arrival order, and
+	// answered after their commit (no goroutine per call); reads answer at
+	// once. A custom stream's call waits for its worker (which may be the
+	// caller's own connection) on a goroutine of its own.
+	e.addDeferred("stream::set", m.deferred("stream::set", builtin(m.set), deferredBuiltin(m.setStore)))
+	e.addDeferred("stream::get", m.deferred("stream::get", builtin(m.get), deferredBuiltin(m.readStore(m.get))))
+	e.addDeferred("stream::delete", m.deferred("stream::delete", builtin(m.delete), deferredBuiltin(m.deleteStore)))
+	e.addDeferred("stream::update", deferredBuiltin(m.updateStore)) // no custom form
+	e.addDeferred("stream::list", m.deferred("stream::list", builtin(m.list), deferredBuiltin(m.readStore(m.list))))
+	e.addDeferred("stream::list_groups", m.deferred("stream::list_groups", builtin(m.listGroups), deferredBuiltin(m.readStore(m.listGroups))))
 	e.addBuiltin("stream::list_all", builtin(m.listAll), false)
 	e.addBuiltin("stream::send", builtin(m.send), false)
 	e.modules.streams = m
@@ -99,6 +102,136 @@ func (m *streamModule) custom(op string, req *invocation.Request) (jsontext.Valu
 	}
 	v, errBody := m.e.callAndWait(id, append(jsontext.Value(nil), req.Data...), nil)
 	return v, errBody, true, id
+}
+
+// deferred answers op from the store (store: on the caller's reader), or,
+// when a worker serves op for the stream named in the input, through
+// call on a goroutine of its own (it waits for that worker).
+func (m *streamModule) deferred(op string, call invocation.Builtin, store invocation.Deferred) invocation.Deferred {
+	return func(ctx context.Context, req *invocation.Request, done func(jsontext.Value, *wire.ErrorBody)) {
+		if m.hasCustom(op, req.Data) {
+			r := *req
+			r.Data, r.Batch = append(jsontext.Value(nil), req.Data...), nil // req.Data lives in the reader's buffer
+			go func() { done(call(ctx, &r)) }()
+			return
+		}
+		store(ctx, req, done)
+	}
+}
+
+// hasCustom reports whether a worker serves op(<stream_name>).
+func (m *streamModule) hasCustom(op string, data jsontext.Value) bool {
+	var in struct {
+		StreamName string `json:"stream_name"`
+	}
+	if json.Unmarshal(data, &in, lenient) != nil || in.StreamName == "" {
+		return false
+	}
+	_, ok := m.e.reg.Function(op + "(" + in.StreamName + ")")
+	return ok
+}
+
+// readStore adapts a read (which the store answers at once) to deferred.
+func (m *streamModule) readStore(read func(context.Context, *invocation.Request, streamItemInput) (jsontext.Value, *wire.ErrorBody)) func(context.Context, *invocation.Request, streamItemInput, func(jsontext.Value, *wire.ErrorBody)) {
+	return func(ctx context.Context, req *invocation.Request, in streamItemInput, done func(jsontext.Value, *wire.ErrorBody)) {
+		done(read(ctx, req, in))
+	}
+}
+
+// setStore is set on the store: answered after the commit, in order.
+func (m *streamModule) setStore(ctx context.Context, _ *invocation.Request, in streamItemInput, done func(any, *wire.ErrorBody)) {
+	if e := in.check("stream::set", true); e != nil {
+		done(nil, e)
+		return
+	}
+	if len(in.Data) == 0 {
+		done(nil, missingField("stream::set", "data"))
+		return
+	}
+	v, err := compactJSON(in.Data)
+	if err != nil {
+		done(nil, &wire.ErrorBody{Code: wire.CodeDeserializationError, Message: "invalid input for stream::set: " + err.Error()})
+		return
+	}
+	if e := m.e.valueTooLarge(len(v)); e != nil {
+		done(nil, e)
+		return
+	}
+	s, err := m.e.kvStore(true)
+	if err != nil {
+		done(nil, storeErr("STREAM_SET_ERROR", "set value", err))
+		return
+	}
+	name, group, item := *in.StreamName, *in.GroupID, in.ItemID
+	state.Async(s).SetAsync(ctx, streamNSPrefix+name, group, *item, v, func(ch state.Change, err error) {
+		if err != nil {
+			done(nil, storeErr("STREAM_SET_ERROR", "set value", err))
+			return
+		}
+		m.fire(name, group, item, changeEvent(ch))
+		done(setResult{OldValue: orNull(ch.Old, ch.Had), NewValue: orNull(ch.New, true)}, nil)
+	})
+}
+
+// deleteStore is delete on the store: answered after the commit, in order.
+func (m *streamModule) deleteStore(ctx context.Context, _ *invocation.Request, in streamItemInput, done func(any, *wire.ErrorBody)) {
+	if e := in.check("stream::delete", true); e != nil {
+		done(nil, e)
+		return
+	}
+	s, err := m.e.kvStore(false)
+	if err != nil {
+		done(nil, storeErr("STREAM_DELETE_ERROR", "delete value", err))
+		return
+	}
+	if s == nil {
+		done(map[string]jsontext.Value{"old_value": orNull(nil, false)}, nil)
+		return
+	}
+	name, group, item := *in.StreamName, *in.GroupID, in.ItemID
+	state.Async(s).DeleteAsync(ctx, streamNSPrefix+name, group, *item, func(ch state.Change, err error) {
+		if err != nil {
+			done(nil, storeErr("STREAM_DELETE_ERROR", "delete value", err))
+			return
+		}
+		if ch.Had {
+			m.fire(name, group, item, changeEvent(ch))
+		}
+		done(map[string]jsontext.Value{"old_value": orNull(ch.Old, ch.Had)}, nil)
+	})
+}
+
+// updateStore is update: answered after the commit, in order.
+func (m *streamModule) updateStore(ctx context.Context, _ *invocation.Request, in streamItemInput, done func(any, *wire.ErrorBody)) {
+	if e := in.check("stream::update", true); e != nil {
+		done(nil, e)
+		return
+	}
+	ops, e := decodeOps("stream::update", in.Ops)
+	if e != nil {
+		done(nil, e)
+		return
+	}
+	s, err := m.e.kvStore(true)
+	if err != nil {
+		done(nil, storeErr("STREAM_UPDATE_ERROR", "update value", err))
+		return
+	}
+	name, group, item := *in.StreamName, *in.GroupID, in.ItemID
+	opErrs := new([]state.OpError)
+	state.Async(s).UpdateAsync(ctx, streamNSPrefix+name, group, *item, updateFunc(ops, m.e.valueTooLarge, opErrs), func(ch state.Change, err error) {
+		var big errValueTooLarge
+		if errors.As(err, &big) {
+			done(nil, big.body)
+			return
+		}
+		if err != nil {
+			done(nil, storeErr("STREAM_UPDATE_ERROR", "update value", err))
+			return
+		}
+		m.fire(name, group, item, changeEvent(ch))
+		done(setResult{OldValue: orNull(ch.Old, ch.Had), NewValue: orNull(ch.New, ch.Has), Errors: *opErrs}, nil)
+	})
 }
 
 // streamMessage is what stream bindings (and, later, stream clients) get.
@@ -242,30 +375,6 @@ func (m *streamModule) delete(ctx context.Context, req *invocation.Request, in s
 		m.fire(*in.StreamName, *in.GroupID, in.ItemID, changeEvent(ch))
 	}
 	return map[string]jsontext.Value{"old_value": orNull(ch.Old, ch.Had)}, nil
-}
-
-func (m *streamModule) update(ctx context.Context, _ *invocation.Request, in streamItemInput) (any, *wire.ErrorBody) {
-	if e := in.check("stream::update", true); e != nil {
-		return nil, e
-	}
-	ops, e := decodeOps("stream::update", in.Ops)
-	if e != nil {
-		return nil, e
-	}
-	s, err := m.e.kvStore(true)
-	if err != nil {
-		return nil, storeErr("STREAM_UPDATE_ERROR", "update value", err)
-	}
-	ch, opErrs, err := applyUpdate(ctx, s, streamNSPrefix+*in.StreamName, *in.GroupID, *in.ItemID, ops, m.e.valueTooLarge)
-	var big errValueTooLarge
-	if errors.As(err, &big) {
-		return nil, big.body
-	}
-	if err != nil {
-		return nil, storeErr("STREAM_UPDATE_ERROR", "update value", err)
-	}
-	m.fire(*in.StreamName, *in.GroupID, in.ItemID, changeEvent(ch))
-	return setResult{OldValue: orNull(ch.Old, ch.Had), NewValue: orNull(ch.New, ch.Has), Errors: opErrs}, nil
 }
 
 func (m *streamModule) list(ctx context.Context, req *invocation.Request, in streamItemInput) (jsontext.Value, *wire.ErrorBody) {

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"context"
+	"errors"
 	"net"
 	"net/http"
 	"strings"
@@ -10,6 +12,7 @@ import (
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 	websocket "github.com/sluicehq/sluice/internal/ws"
+	"github.com/sluicehq/sluice/internal/wsconn"
 )
 
 // The stream client WebSocket (upstream's stream port, 3112): browsers and
@@ -23,9 +26,13 @@ import (
 const (
 	triggerTypeStreamJoin  = "stream:join"
 	triggerTypeStreamLeave = "stream:leave"
-	// streamClientQueue bounds the messages waiting for one client; a
-	// client that falls this far behind is disconnected.
-	streamClientQueue = 1024
+	// streamClientMaxPending bounds the bytes waiting for one client
+	// beyond what its socket's kernel buffer holds; a client that falls
+	// this far behind is disconnected.
+	streamClientMaxPending = 1 << 20
+	// streamFanQueue bounds the messages waiting for the fan-out
+	// goroutine; a writer that finds it full waits.
+	streamFanQueue = 4096
 )
 
 // StreamsConfig configures the streams module.
@@ -57,32 +64,43 @@ type streamHub struct {
 	mu   sync.RWMutex
 	subs map[string]map[*streamSub]struct{} // streamName\x00groupId
 
+	// fan carries changes to the fan-out goroutine, in the order they
+	// were made; it writes each to every client concerned.
+	fan      chan streamPush
+	fanDone  chan struct{}
+	stopOnce sync.Once
+
 	srv *http.Server
 	ln  net.Listener
 }
 
+type streamPush struct {
+	name, group string
+	id          *string
+	b           []byte
+}
+
+// streamClient is one client socket, written without blocking: a message
+// goes straight into the socket when the kernel takes it, else into a
+// pending buffer its wsconn writer drains (bounded: streamClientMaxPending).
 type streamClient struct {
-	ws      *websocket.Conn
-	out     chan []byte
-	done    chan struct{}
-	once    sync.Once
+	conn    *wsconn.Conn
 	context jsontext.Value
 	subs    map[string]*streamSub // by subscription id; reader goroutine only
 }
 
-func (c *streamClient) close() { c.once.Do(func() { close(c.done); _ = c.ws.Close() }) }
+func (c *streamClient) close() { c.conn.Abort() }
 
-func (c *streamClient) push(b []byte) {
-	select {
-	case c.out <- b:
-	case <-c.done:
-	default:
+// push writes b to the client, or into batch's cork buffer (nil: none);
+// b is never modified afterwards (the same bytes go to every client).
+func (c *streamClient) push(batch *wsconn.Batch, b []byte) {
+	if err := c.conn.SendIn(context.Background(), batch, wsconn.Text, b, nil); errors.Is(err, wsconn.ErrCongested) {
 		c.close() // too slow: drop it rather than buffer without bound
 	}
 }
 
 func (e *Engine) registerStreamClients(m *streamModule) {
-	h := &streamHub{e: e, subs: map[string]map[*streamSub]struct{}{},
+	h := &streamHub{e: e, subs: map[string]map[*streamSub]struct{}{}, fan: make(chan streamPush, streamFanQueue), fanDone: make(chan struct{}),
 		join: newModuleTriggers(parseConfig[struct{}]), leave: newModuleTriggers(parseConfig[struct{}])}
 	m.hub = h
 	e.addEngineTriggerType(triggerTypeStreamJoin, "Fired when a stream client joins; answer {unauthorized: true} to refuse", h.join)
@@ -92,6 +110,7 @@ func (e *Engine) registerStreamClients(m *streamModule) {
 // startStreamClients listens on streams.addr. A port in use is logged, not
 // fatal: the worker port and everything else still serve.
 func (h *streamHub) start() {
+	go h.fanOut()
 	addr := h.e.cfg.Streams.Addr
 	if addr == "" {
 		return
@@ -108,6 +127,7 @@ func (h *streamHub) start() {
 }
 
 func (h *streamHub) stop() {
+	h.stopOnce.Do(func() { close(h.fanDone) })
 	if h.srv != nil {
 		_ = h.srv.Close()
 	}
@@ -158,26 +178,12 @@ func (h *streamHub) serve(w http.ResponseWriter, r *http.Request) {
 		_ = json.Unmarshal(v, &res, lenient)
 		authCtx = res.Context
 	}
-	ws, err := streamUpgrader.Upgrade(w, r, nil)
+	ws, err := wsconn.Upgrade(&streamUpgrader, w, r, nil)
 	if err != nil {
 		return
 	}
 	ws.SetReadLimit(64 << 10)
-	c := &streamClient{ws: ws, out: make(chan []byte, streamClientQueue), done: make(chan struct{}), context: authCtx, subs: map[string]*streamSub{}}
-	go func() {
-		for {
-			select {
-			case b := <-c.out:
-				_ = ws.SetWriteDeadline(time.Now().Add(30 * time.Second))
-				if ws.WriteMessage(websocket.TextMessage, b) != nil {
-					c.close()
-					return
-				}
-			case <-c.done:
-				return
-			}
-		}
-	}()
+	c := &streamClient{conn: wsconn.New(ws, wsconn.Options{MaxQueuedBytes: streamClientMaxPending}), context: authCtx, subs: map[string]*streamSub{}}
 	defer func() {
 		for _, s := range c.subs {
 			h.remove(s)
@@ -207,7 +213,7 @@ func (h *streamHub) serve(w http.ResponseWriter, r *http.Request) {
 		case "join":
 			s := &streamSub{c: c, id: d.SubscriptionID, name: d.StreamName, group: d.GroupID, item: d.ID}
 			if !h.joinLeave(h.join, c, s) {
-				c.push(h.message(s.name, s.group, s.item, map[string]any{"type": "unauthorized"}))
+				c.push(nil, h.message(s.name, s.group, s.item, map[string]any{"type": "unauthorized"}))
 				continue
 			}
 			if old := c.subs[s.id]; old != nil {
@@ -292,7 +298,7 @@ func (h *streamHub) sync(s *streamSub) {
 	if len(v) == 0 {
 		v = jsontext.Value("null")
 	}
-	s.c.push(h.message(s.name, s.group, s.item, map[string]any{"type": "sync", "data": v}))
+	s.c.push(nil, h.message(s.name, s.group, s.item, map[string]any{"type": "sync", "data": v}))
 }
 
 func (h *streamHub) message(name, group string, id *string, event map[string]any) []byte {
@@ -300,14 +306,52 @@ func (h *streamHub) message(name, group string, id *string, event map[string]any
 	return b
 }
 
-// publish sends a stream message to the subscriptions it concerns: those
-// of its group, whole-group ones and those of its item.
+// publish queues a stream message for the subscriptions it concerns:
+// those of its group, whole-group ones and those of its item. The
+// fan-out goroutine writes it, after the messages published before it.
 func (h *streamHub) publish(name, group string, id *string, b []byte) {
 	h.mu.RLock()
+	none := len(h.subs[subKey(name, group)]) == 0
+	h.mu.RUnlock()
+	if none {
+		return
+	}
+	select {
+	case h.fan <- streamPush{name, group, id, b}:
+	case <-h.fanDone:
+	}
+}
+
+// fanOut writes queued messages to their clients: each burst of messages
+// is collected per client (a write batch) and written with one system
+// call per client, from this goroutine, without waking one per client.
+func (h *streamHub) fanOut() {
+	var batch wsconn.Batch
+	for {
+		var p streamPush
+		select {
+		case p = <-h.fan:
+		case <-h.fanDone:
+			return
+		}
+		for more := true; more; {
+			h.deliver(&batch, p)
+			select {
+			case p = <-h.fan:
+			default:
+				more = false
+			}
+		}
+		batch.Flush()
+	}
+}
+
+func (h *streamHub) deliver(batch *wsconn.Batch, p streamPush) {
+	h.mu.RLock()
 	defer h.mu.RUnlock()
-	for s := range h.subs[subKey(name, group)] {
-		if s.item == nil || (id != nil && *s.item == *id) {
-			s.c.push(b)
+	for s := range h.subs[subKey(p.name, p.group)] {
+		if s.item == nil || (p.id != nil && *s.item == *p.id) {
+			s.c.push(batch, p.b)
 		}
 	}
 }
