@@ -27,6 +27,12 @@ type result struct {
 	Ops     int64   `json:"ops"`
 	Seconds float64 `json:"seconds"`
 	Lost    int64   `json:"lost,omitempty"` // calls never answered, or failed requests
+	// Measured by the load process itself over its measured phase only
+	// (streamfan: not the clients' connecting and joining): the middle
+	// processes' CPU and context switches, and the load process's own CPU.
+	MidCPUus    int64 `json:"mid_cpu_us,omitempty"`
+	MidSwitches int64 `json:"mid_switches,omitempty"`
+	SelfCPUus   int64 `json:"self_cpu_us,omitempty"`
 }
 
 func report(r result) {

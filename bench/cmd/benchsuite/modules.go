@@ -75,7 +75,11 @@ func moduleWorkloads(o *runOpts, add func(workload)) {
 				if e.stream == "" {
 					return result{}, fmt.Errorf("%s serves no stream clients", e.name)
 				}
-				return runLoad(o, "streamfan", 5*time.Minute, "-stream", e.stream, "-url", e.wsURL, "-clients", "1000", "-n", fmt.Sprint(o.streamN))
+				var pids []string
+				for _, c := range e.mid {
+					pids = append(pids, fmt.Sprint(c.pid()))
+				}
+				return runLoad(o, "streamfan", 5*time.Minute, "-stream", e.stream, "-url", e.wsURL, "-clients", "1000", "-n", fmt.Sprint(o.streamN), "-pids", strings.Join(pids, ","))
 			},
 			metric: "receipts/s", value: func(r result) float64 { return r.Rate },
 			goals: []goal{{"upstream", 2.0}}})

@@ -666,6 +666,9 @@ func measure(o *runOpts, w workload) []row {
 				cpu0, end0, cs0 := cpuOf(t.mid), cpuOf(t.ends), switchesOf(t.mid)
 				r, err = w.run(t)
 				cpu, end, cs = cpuOf(t.mid)-cpu0, cpuOf(t.ends)-end0, switchesOf(t.mid)-cs0
+				if r.MidCPUus > 0 { // counted by the load process over its measured phase
+					cpu, cs = time.Duration(r.MidCPUus)*time.Microsecond, r.MidSwitches
+				}
 			}
 			if err != nil {
 				fmt.Printf("%-12s rep %d %-12s FAILED: %v\n", w.name, rep+1, t.name, err)
@@ -690,6 +693,9 @@ func measure(o *runOpts, w workload) []row {
 					line += fmt.Sprintf(", end %.1f µs", float64(end.Microseconds())/per)
 				}
 				line += fmt.Sprintf("; middle ctx-switches/%s %.2f", unit, float64(cs)/per)
+				if r.SelfCPUus > 0 {
+					line += fmt.Sprintf("; load process CPU/%s %.1f µs", unit, float64(r.SelfCPUus)/per)
+				}
 			}
 			if r.Lost > 0 {
 				line += fmt.Sprintf("  LOST/FAILED %d", r.Lost)

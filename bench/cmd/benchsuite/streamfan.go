@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"log"
 	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,7 +27,14 @@ func cmdStreamFan(args []string) {
 	u := fs.String("url", "", "engine worker URL")
 	clients := fs.Int("clients", 1000, "stream clients")
 	n := fs.Int("n", 50, "stream::set calls")
+	pidList := fs.String("pids", "", "the engine's process ids (comma-separated): their CPU and context switches are counted over the stream::set phase only")
 	_ = fs.Parse(args)
+	var pids []*child
+	for _, f := range strings.Split(*pidList, ",") {
+		if pid, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, &child{cmd: &exec.Cmd{Process: &os.Process{Pid: pid}}})
+		}
+	}
 	var mu sync.Mutex
 	var lat []time.Duration
 	var sent atomic.Int64
@@ -87,6 +97,7 @@ func cmdStreamFan(args []string) {
 		lostAfter: 5 * time.Second, reorder: 1,
 		prefix: fmt.Sprintf("%08x-%04x-4%03x-8%03x-", rand.Uint32(), rand.Uint32()&0xffff, rand.Uint32()&0xfff, rand.Uint32()&0xfff)}
 	c.idKey = []byte(`"invocation_id":"` + c.prefix)
+	cpu0, cs0, self0 := cpuOf(pids), switchesOf(pids), procCPU(os.Getpid())
 	start := time.Now()
 	for range *n {
 		sent.Store(time.Now().UnixNano())
@@ -96,8 +107,10 @@ func cmdStreamFan(args []string) {
 		wait()
 	}
 	el := time.Since(start)
+	cpu, cs, self := cpuOf(pids)-cpu0, switchesOf(pids)-cs0, procCPU(os.Getpid())-self0
 	mu.Lock()
 	defer mu.Unlock()
 	report(result{P50us: pct(lat, .5), P99us: pct(lat, .99), Rate: float64(len(lat)) / el.Seconds(),
-		Ops: int64(len(lat)), Seconds: el.Seconds(), Lost: int64(missing)})
+		Ops: int64(len(lat)), Seconds: el.Seconds(), Lost: int64(missing),
+		MidCPUus: cpu.Microseconds(), MidSwitches: cs, SelfCPUus: self.Microseconds()})
 }
