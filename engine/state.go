@@ -12,6 +12,7 @@ import (
 	"github.com/sluicehq/sluice/internal/invocation"
 	"github.com/sluicehq/sluice/internal/queue"
 	"github.com/sluicehq/sluice/internal/state"
+	"github.com/sluicehq/sluice/internal/wsconn"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -156,11 +157,20 @@ func (e *Engine) valueTooLarge(n int) *wire.ErrorBody {
 	return &wire.ErrorBody{Code: "VALUE_TOO_LARGE", Message: fmt.Sprintf("value of %d bytes exceeds the configured max_value_bytes limit of %d", n, limit)}
 }
 
+// answerIn names b, the store writer's write batch (nil: none), for a
+// deferred builtin's answer given on that goroutine (a nil *wsconn.Batch
+// must not become a non-nil WriteBatch).
+func answerIn(req *invocation.Request, b *wsconn.Batch) {
+	if b != nil {
+		req.AnswerBatch = b
+	}
+}
+
 func storeErr(code, what string, err error) *wire.ErrorBody {
 	return &wire.ErrorBody{Code: code, Message: "Failed to " + what + ": " + err.Error()}
 }
 
-func (m *stateModule) set(ctx context.Context, _ *invocation.Request, in stateSetInput, done func(any, *wire.ErrorBody)) {
+func (m *stateModule) set(ctx context.Context, req *invocation.Request, in stateSetInput, done func(any, *wire.ErrorBody)) {
 	if e := in.check("state::set"); e != nil {
 		done(nil, e)
 		return
@@ -194,6 +204,7 @@ func (m *stateModule) set(ctx context.Context, _ *invocation.Request, in stateSe
 			return
 		}
 		m.fire(scope, key, ch)
+		answerIn(req, ch.Batch)
 		done(setResult{OldValue: orNull(ch.Old, ch.Had), NewValue: orNull(ch.New, true)}, nil)
 	})
 }
@@ -217,7 +228,7 @@ func (m *stateModule) get(ctx context.Context, _ *invocation.Request, in stateKe
 }
 
 // delete answers the deleted value (null: there was none), as upstream.
-func (m *stateModule) delete(ctx context.Context, _ *invocation.Request, in stateKeyInput, done func(jsontext.Value, *wire.ErrorBody)) {
+func (m *stateModule) delete(ctx context.Context, req *invocation.Request, in stateKeyInput, done func(jsontext.Value, *wire.ErrorBody)) {
 	if e := in.check("state::delete"); e != nil {
 		done(nil, e)
 		return
@@ -240,6 +251,7 @@ func (m *stateModule) delete(ctx context.Context, _ *invocation.Request, in stat
 		if ch.Had {
 			m.fire(scope, key, ch)
 		}
+		answerIn(req, ch.Batch)
 		done(orNull(ch.Old, ch.Had), nil)
 	})
 }
@@ -289,7 +301,7 @@ func applyUpdate(ctx context.Context, s state.Store, ns, group, key string, ops 
 	return ch, opErrs, err
 }
 
-func (m *stateModule) update(ctx context.Context, _ *invocation.Request, in stateUpdateInput, done func(any, *wire.ErrorBody)) {
+func (m *stateModule) update(ctx context.Context, req *invocation.Request, in stateUpdateInput, done func(any, *wire.ErrorBody)) {
 	if e := in.check("state::update"); e != nil {
 		done(nil, e)
 		return
@@ -317,6 +329,7 @@ func (m *stateModule) update(ctx context.Context, _ *invocation.Request, in stat
 			return
 		}
 		m.fire(scope, key, ch)
+		answerIn(req, ch.Batch)
 		done(setResult{OldValue: orNull(ch.Old, ch.Had), NewValue: orNull(ch.New, ch.Has), Errors: *opErrs}, nil)
 	})
 }

@@ -139,7 +139,7 @@ func (m *streamModule) readStore(read func(context.Context, *invocation.Request,
 }
 
 // setStore is set on the store: answered after the commit, in order.
-func (m *streamModule) setStore(ctx context.Context, _ *invocation.Request, in streamItemInput, done func(any, *wire.ErrorBody)) {
+func (m *streamModule) setStore(ctx context.Context, req *invocation.Request, in streamItemInput, done func(any, *wire.ErrorBody)) {
 	if e := in.check("stream::set", true); e != nil {
 		done(nil, e)
 		return
@@ -169,12 +169,13 @@ func (m *streamModule) setStore(ctx context.Context, _ *invocation.Request, in s
 			return
 		}
 		m.fire(name, group, item, changeEvent(ch))
+		answerIn(req, ch.Batch)
 		done(setResult{OldValue: orNull(ch.Old, ch.Had), NewValue: orNull(ch.New, true)}, nil)
 	})
 }
 
 // deleteStore is delete on the store: answered after the commit, in order.
-func (m *streamModule) deleteStore(ctx context.Context, _ *invocation.Request, in streamItemInput, done func(any, *wire.ErrorBody)) {
+func (m *streamModule) deleteStore(ctx context.Context, req *invocation.Request, in streamItemInput, done func(any, *wire.ErrorBody)) {
 	if e := in.check("stream::delete", true); e != nil {
 		done(nil, e)
 		return
@@ -197,12 +198,13 @@ func (m *streamModule) deleteStore(ctx context.Context, _ *invocation.Request, i
 		if ch.Had {
 			m.fire(name, group, item, changeEvent(ch))
 		}
+		answerIn(req, ch.Batch)
 		done(map[string]jsontext.Value{"old_value": orNull(ch.Old, ch.Had)}, nil)
 	})
 }
 
 // updateStore is update: answered after the commit, in order.
-func (m *streamModule) updateStore(ctx context.Context, _ *invocation.Request, in streamItemInput, done func(any, *wire.ErrorBody)) {
+func (m *streamModule) updateStore(ctx context.Context, req *invocation.Request, in streamItemInput, done func(any, *wire.ErrorBody)) {
 	if e := in.check("stream::update", true); e != nil {
 		done(nil, e)
 		return
@@ -230,6 +232,7 @@ func (m *streamModule) updateStore(ctx context.Context, _ *invocation.Request, i
 			return
 		}
 		m.fire(name, group, item, changeEvent(ch))
+		answerIn(req, ch.Batch)
 		done(setResult{OldValue: orNull(ch.Old, ch.Had), NewValue: orNull(ch.New, ch.Has), Errors: *opErrs}, nil)
 	})
 }

@@ -54,6 +54,11 @@ type Request struct {
 	// deferred to its flush. Executors that hand the request to another
 	// goroutine must not use it.
 	Batch WriteBatch
+	// AnswerBatch is set by a deferred builtin right before it answers,
+	// on the goroutine that answers: that goroutine's write batch (see
+	// Result.Batch), or nil. A deferred builtin answering on the caller's
+	// goroutine may set it to Batch.
+	AnswerBatch WriteBatch
 
 	// observe.v1: Caller is the caller the calling SDK asserted (raw JSON
 	// object, or nil); CallerIdent the calling connection's stamped
@@ -423,10 +428,11 @@ func (e *EngineExecutor) run(ctx context.Context, req *Request, done Completion)
 		return
 	}
 	if b.deferred != nil {
-		// The answer may come from another goroutine: no write batch.
+		// The answer may come from another goroutine: the builtin names
+		// that goroutine's write batch, if any.
 		b.deferred(ctx, req, func(v jsontext.Value, err *wire.ErrorBody) {
 			if !req.Void {
-				done(Result{Value: v, Err: err, Traceparent: req.Traceparent, Baggage: req.Baggage})
+				done(Result{Value: v, Err: err, Traceparent: req.Traceparent, Baggage: req.Baggage, Batch: req.AnswerBatch})
 			}
 		})
 		return

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/wsconn"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver (pure Go)
 )
 
@@ -55,6 +56,10 @@ type SQLite struct {
 
 	// MaxBatch bounds the operations committed together.
 	maxBatch int
+	// answers is the writer goroutine's write batch: what WriteAsync
+	// callbacks write through it (AnswerBatch) goes out after the last
+	// callback of a commit, one write system call per connection.
+	answers wsconn.Batch
 	// enqueues counts enqueue operations (writer goroutine only), to prune
 	// expired deduplication keys now and then.
 	enqueues int
@@ -235,6 +240,7 @@ func (s *SQLite) writer() {
 				case o := <-s.ops:
 					o.finish(ErrClosed)
 				default:
+					s.answers.Flush()
 					return
 				}
 			}
@@ -250,6 +256,7 @@ func (s *SQLite) writer() {
 			}
 		}
 		s.commit(ctx, batch)
+		s.answers.Flush()
 	}
 }
 
@@ -738,6 +745,11 @@ func (s *SQLite) async(ctx context.Context, fn func(s *SQLite, ctx context.Conte
 		done(ctx.Err())
 	}
 }
+
+// AnswerBatch is the writer goroutine's write batch, for WriteAsync
+// callbacks only (they run on that goroutine): frames sent through it are
+// flushed once every callback of the commit has run.
+func (s *SQLite) AnswerBatch() *wsconn.Batch { return &s.answers }
 
 // ReadDB is the store's pool of read connections (WAL: readers never wait
 // for the writer).

@@ -13,6 +13,8 @@ package state
 import (
 	"context"
 	"errors"
+
+	"github.com/sluicehq/sluice/internal/wsconn"
 )
 
 // Entry is one stored value.
@@ -28,6 +30,10 @@ type Change struct {
 	Had bool
 	New []byte
 	Has bool
+	// Batch, in an AsyncStore's completion, is the write batch of the
+	// goroutine running it (nil: none): frames sent through it go out
+	// together after the completions of the same commit.
+	Batch *wsconn.Batch
 }
 
 // UpdateFunc computes a key's new value from its current one (had false:

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+
+	"github.com/sluicehq/sluice/internal/wsconn"
 )
 
 // Backend is the shared SQLite file: a group-commit writer and a pool of
@@ -19,6 +21,10 @@ type Backend interface {
 	WriteAsync(ctx context.Context, fn func(ctx context.Context, c *sql.Conn) error, done func(error))
 	ReadDB() *sql.DB
 }
+
+// answerBatcher is a Backend whose WriteAsync callbacks run on a goroutine
+// with a write batch (queue.SQLite).
+type answerBatcher interface{ AnswerBatch() *wsconn.Batch }
 
 // SQLite is the durable Store: table kv in the backend's file.
 type SQLite struct {
@@ -98,10 +104,13 @@ func (h *hotCache) fill(k string, v []byte, gen uint64) {
 }
 
 // mark records a write of k in flight (writer goroutine, inside the
-// transaction, once per write: *marked guards a rerun of the batch).
-func (h *hotCache) mark(k string, marked *bool) {
+// transaction, once per write: *marked guards a rerun of the batch). When
+// no other write of k is in flight and k is cached, it returns the cached
+// value (nil: absent) with known true: the committed value, which the
+// write need not read from SQLite.
+func (h *hotCache) mark(k string, marked *bool) (v []byte, known bool) {
 	if *marked {
-		return
+		return nil, false
 	}
 	*marked = true
 	h.mu.Lock()
@@ -109,9 +118,13 @@ func (h *hotCache) mark(k string, marked *bool) {
 	if h.inflight == nil {
 		h.inflight = map[string]int{}
 	}
+	if h.inflight[k] == 0 {
+		v, known = h.m[k]
+	}
 	h.inflight[k]++
 	h.forgetLocked(k)
 	h.mu.Unlock()
+	return v, known
 }
 
 func (h *hotCache) forgetLocked(k string) {
@@ -262,11 +275,28 @@ func (s *SQLite) Get(ctx context.Context, ns, group, key string) ([]byte, bool, 
 	return v, true, nil
 }
 
+// prior is a key's committed value as the hot cache knows it (known false:
+// it does not; the write reads SQLite).
+type prior struct {
+	v     []byte
+	known bool
+}
+
+type writeFn func(ctx context.Context, c *sql.Conn, pre prior) error
+
+// readPrior is the key's current value inside the write transaction.
+func (s *SQLite) readPrior(ctx context.Context, c *sql.Conn, ns, group, key string, pre prior) ([]byte, bool, error) {
+	if pre.known {
+		return pre.v, pre.v != nil, nil
+	}
+	return s.read(ctx, c, ns, group, key)
+}
+
 // setFn, deleteFn and updateFn are the writes, run on the writer
 // goroutine; each records what it did in *ch.
-func (s *SQLite) setFn(ns, group, key string, value []byte, ch *Change) func(context.Context, *sql.Conn) error {
-	return func(ctx context.Context, c *sql.Conn) error {
-		old, had, err := s.read(ctx, c, ns, group, key)
+func (s *SQLite) setFn(ns, group, key string, value []byte, ch *Change) writeFn {
+	return func(ctx context.Context, c *sql.Conn, pre prior) error {
+		old, had, err := s.readPrior(ctx, c, ns, group, key, pre)
 		if err != nil {
 			return err
 		}
@@ -275,9 +305,9 @@ func (s *SQLite) setFn(ns, group, key string, value []byte, ch *Change) func(con
 	}
 }
 
-func (s *SQLite) deleteFn(ns, group, key string, ch *Change) func(context.Context, *sql.Conn) error {
-	return func(ctx context.Context, c *sql.Conn) error {
-		old, had, err := s.read(ctx, c, ns, group, key)
+func (s *SQLite) deleteFn(ns, group, key string, ch *Change) writeFn {
+	return func(ctx context.Context, c *sql.Conn, pre prior) error {
+		old, had, err := s.readPrior(ctx, c, ns, group, key, pre)
 		if err != nil || !had {
 			*ch = Change{}
 			return err
@@ -287,9 +317,9 @@ func (s *SQLite) deleteFn(ns, group, key string, ch *Change) func(context.Contex
 	}
 }
 
-func (s *SQLite) updateFn(ns, group, key string, fn UpdateFunc, ch *Change) func(context.Context, *sql.Conn) error {
-	return func(ctx context.Context, c *sql.Conn) error {
-		old, had, err := s.read(ctx, c, ns, group, key)
+func (s *SQLite) updateFn(ns, group, key string, fn UpdateFunc, ch *Change) writeFn {
+	return func(ctx context.Context, c *sql.Conn, pre prior) error {
+		old, had, err := s.readPrior(ctx, c, ns, group, key, pre)
 		if err != nil {
 			return err
 		}
@@ -336,16 +366,19 @@ var _ AsyncStore = (*SQLite)(nil)
 
 // async queues w and answers done with the change it recorded, after
 // recording it in the hot cache.
-func (s *SQLite) async(ctx context.Context, k string, ch *Change, w func(context.Context, *sql.Conn) error, done func(Change, error)) {
+func (s *SQLite) async(ctx context.Context, k string, ch *Change, w writeFn, done func(Change, error)) {
 	marked := false // writer goroutine only
 	s.b.WriteAsync(ctx, func(ctx context.Context, c *sql.Conn) error {
-		s.hot.mark(k, &marked)
-		return w(ctx, c)
+		v, known := s.hot.mark(k, &marked)
+		return w(ctx, c, prior{v, known})
 	}, func(err error) {
 		s.hot.applied(k, *ch, err == nil, marked)
 		if err != nil {
 			done(Change{}, err)
 			return
+		}
+		if ab, ok := s.b.(answerBatcher); ok {
+			ch.Batch = ab.AnswerBatch()
 		}
 		done(*ch, nil)
 	})
