@@ -69,6 +69,7 @@ func cmdEngine(args []string) {
 				log.Print(err)
 				return
 			}
+			runtime.GC() // the profile is as of the last collection
 			_ = pprof.Lookup("allocs").WriteTo(f, 0)
 			f.Close()
 		}()
