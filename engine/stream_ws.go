@@ -327,6 +327,7 @@ func (h *streamHub) publish(name, group string, id *string, b []byte) {
 // call per client, from this goroutine, without waking one per client.
 func (h *streamHub) fanOut() {
 	var batch wsconn.Batch
+	var to []*streamClient
 	for {
 		var p streamPush
 		select {
@@ -335,7 +336,11 @@ func (h *streamHub) fanOut() {
 			return
 		}
 		for more := true; more; {
-			h.deliver(&batch, p)
+			to = h.targets(to[:0], p)
+			for i, c := range to {
+				c.push(&batch, p.b)
+				to[i] = nil
+			}
 			select {
 			case p = <-h.fan:
 			default:
@@ -346,12 +351,16 @@ func (h *streamHub) fanOut() {
 	}
 }
 
-func (h *streamHub) deliver(batch *wsconn.Batch, p streamPush) {
+// targets appends the clients p concerns to to. The hub's lock is not
+// held while writing to them: joins and leaves (and publish, on the
+// store's writer) never wait for a fan-out.
+func (h *streamHub) targets(to []*streamClient, p streamPush) []*streamClient {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for s := range h.subs[subKey(p.name, p.group)] {
 		if s.item == nil || (p.id != nil && *s.item == *p.id) {
-			s.c.push(batch, p.b)
+			to = append(to, s.c)
 		}
 	}
+	return to
 }
