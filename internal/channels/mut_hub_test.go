@@ -1,0 +1,86 @@
+package channels
+
+import (
+	"testing"
+	"time"
+)
+
+// Tests for the mutation survivors of hub.go (docs/testing.md, "Mutation
+// testing"): each fails with the mutant named applied.
+
+// A zero or negative setting takes its default; a positive one is kept
+// (hub.go:156–178, each "<= 0" → "< 0" kept a zero).
+func TestNewHubDefaults(t *testing.T) {
+	want := Config{
+		DefaultBuffer: defaultBuffer, MaxBuffer: defaultMaxBuffer, MaxBufferBytes: defaultMaxBufferBytes,
+		MaxTotalBufferBytes: defaultMaxTotalBufferBytes, MaxFrameSize: defaultMaxFrameSize,
+		MaxChannels: defaultMaxChannels, MaxPerOwner: defaultMaxPerOwner, TTL: defaultTTL,
+	}
+	for _, in := range []Config{{}, {DefaultBuffer: -1, MaxBuffer: -1, MaxBufferBytes: -1, MaxTotalBufferBytes: -1, MaxFrameSize: -1,
+		MaxChannels: -1, MaxPerOwner: -1, TTL: -1}} {
+		if got := NewHub(in, nil).cfg; got != want {
+			t.Errorf("NewHub(%+v).cfg = %+v, want %+v", in, got, want)
+		}
+	}
+	one := Config{DefaultBuffer: 1, MaxBuffer: 1, MaxBufferBytes: 1, MaxTotalBufferBytes: 1, MaxFrameSize: 1,
+		MaxChannels: 1, MaxPerOwner: 1, TTL: time.Nanosecond}
+	if got := NewHub(one, nil).cfg; got != one {
+		t.Errorf("NewHub(%+v).cfg = %+v", one, got)
+	}
+}
+
+// An owner whose last channel left the hub leaves no entry behind: the
+// owner map is keyed by connection ids, so a leftover set per departed
+// connection would grow for ever (hub.go:397, len(set) == 0 negated).
+func TestOwnerEntryRemovedWithLastChannel(t *testing.T) {
+	fire := make(chan func(), 2)
+	th := newTestHub(t, Config{}, func(h *Hub) {
+		h.afterFunc = func(_ time.Duration, f func()) func() bool { fire <- f; return func() bool { return true } }
+	})
+	for range 2 {
+		if _, err := th.CreateFor("conn-1", 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, second := <-fire, <-fire
+	first()
+	th.mu.Lock()
+	_, kept := th.owned["conn-1"]
+	th.mu.Unlock()
+	if !kept || th.Owned("conn-1") != 1 {
+		t.Fatalf("after one of two channels expired: owner entry %v, %d owned", kept, th.Owned("conn-1"))
+	}
+	second()
+	th.mu.Lock()
+	n := len(th.owned)
+	th.mu.Unlock()
+	if n != 0 || th.Len() != 0 {
+		t.Fatalf("after the owner's last channel expired: %d owner entries, %d channels", n, th.Len())
+	}
+}
+
+// The TTL timer of a channel stops as soon as both ends are connected, not
+// when the stream ends: a long stream holds no timer (hub.go:496,
+// >= endActive → > endActive, left it running until the end).
+func TestTTLTimerStopsWhenBothEndsConnect(t *testing.T) {
+	stopped := make(chan struct{})
+	th := newTestHub(t, Config{}, func(h *Hub) {
+		h.afterFunc = func(time.Duration, func()) func() bool {
+			return func() bool { close(stopped); return true }
+		}
+	})
+	ref, lw, err := th.CreateWithLocalWriter(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := th.dial(t, ref, "read")
+	select {
+	case <-stopped:
+	case <-time.After(testWait):
+		t.Fatal("the TTL timer still runs with both ends connected")
+	}
+	lw.Close()
+	if _, ce := readAll(t, r); ce == nil || ce.Code != 1000 {
+		t.Fatalf("close %v", ce)
+	}
+}
