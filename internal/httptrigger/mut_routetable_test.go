@@ -87,6 +87,12 @@ func TestRouteTableDeadCount(t *testing.T) {
 	if fn := served(r, "/a"); fn != "two" {
 		t.Fatalf("revived route served by %q", fn)
 	}
+	// The rebuild the removal scheduled finds nothing to do (router.go:338,
+	// dead > 0 → dead >= 0, rebuilt anyway).
+	r.rebuildIfDirty()
+	if r.cur.Load() != st {
+		t.Fatal("a rebuild with no removed slot swapped the table")
+	}
 }
 
 // A route taken over by another trigger of the same worker leaves no entry
@@ -127,5 +133,34 @@ func TestRouteConflictDoesNotRebuild(t *testing.T) {
 	}
 	if fn := served(r, "/a/1"); fn != "two" {
 		t.Fatalf("served by %q", fn)
+	}
+}
+
+// A rebuild keeps every live route in the table, so they can still be
+// counted and removed (router.go:354, the rebuild's error check negated:
+// it dropped every route it had just registered; the new mux still served
+// them, but they could never be removed).
+func TestRouteTableRebuildKeepsRoutes(t *testing.T) {
+	r := parkedRouter(t)
+	for _, p := range [][2]string{{"a", "/a"}, {"b", "/b"}} {
+		if err := r.add(tableRoute(t, p[0], "w", p[0], p[1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.remove("a")
+	st := r.cur.Load()
+	if fn := served(r, "/a"); fn != "" { // lands on the emptied slot: rebuilds
+		t.Fatalf("removed route served by %q", fn)
+	}
+	if r.cur.Load() == st {
+		t.Fatal("no rebuild")
+	}
+	if n := r.len(); n != 1 {
+		t.Fatalf("%d routes after the rebuild, want 1", n)
+	}
+	r.remove("b")
+	r.rebuildIfDirty()
+	if fn := served(r, "/b"); fn != "" {
+		t.Fatalf("removed after a rebuild, still served by %q", fn)
 	}
 }
