@@ -164,3 +164,41 @@ func TestRouteTableRebuildKeepsRoutes(t *testing.T) {
 		t.Fatalf("removed after a rebuild, still served by %q", fn)
 	}
 }
+
+// A removal schedules the background rebuild that takes the removed
+// pattern out of the mux (until then it still shapes 405 answers), and a
+// rebuild clears the schedule so that the next removal schedules its own
+// (router.go:330, r.timer == nil negated: never scheduled; :346,
+// r.timer != nil negated: a rebuild left the old timer in place, so no
+// later removal was ever rebuilt in the background).
+func TestRouteRemovalSchedulesRebuild(t *testing.T) {
+	r := newRouter()
+	t.Cleanup(r.close)
+	for _, id := range []string{"a", "b"} {
+		if err := r.add(tableRoute(t, id, "w", id, "/"+id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scheduledOrDone := func(before *muxState) bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.timer != nil || r.cur.Load() != before
+	}
+	st := r.cur.Load()
+	r.remove("a")
+	if !scheduledOrDone(st) {
+		t.Fatal("a removal scheduled no rebuild")
+	}
+	r.rebuildIfDirty() // what the timer runs (or, if it ran already, nothing)
+	r.mu.Lock()
+	pending := r.timer != nil
+	r.mu.Unlock()
+	if pending {
+		t.Fatal("a rebuild left its timer scheduled: later removals would schedule none")
+	}
+	st = r.cur.Load()
+	r.remove("b")
+	if !scheduledOrDone(st) {
+		t.Fatal("the second removal scheduled no rebuild")
+	}
+}
