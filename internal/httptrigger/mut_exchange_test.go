@@ -16,7 +16,10 @@ import (
 
 // The request body channel gets as many frames of buffer as a JSON body
 // needs (it is allocated up front), at most ChannelBuffer; no body gets one
-// frame, a streamed body ChannelBuffer (exchange.go:66–70).
+// frame, a streamed body ChannelBuffer (exchange.go:66–70). A JSON body
+// that does not fit is pushed concurrently with the invocation: pushed in
+// line it would block before the function is even called (exchange.go:96,
+// the frame count's "+" → "-").
 func TestRequestBodyChannelSize(t *testing.T) {
 	e := newEnv(t, Config{ChannelBuffer: 3})
 	got := make(chan int, 1)
@@ -39,6 +42,7 @@ func TestRequestBodyChannelSize(t *testing.T) {
 		{"json one frame", json(wire.FrameSize), "application/json", 1},
 		{"json one frame and a byte", json(wire.FrameSize + 1), "application/json", 2},
 		{"json two frames", json(2 * wire.FrameSize), "application/json", 2},
+		{"json three frames and a byte", json(3*wire.FrameSize + 1), "application/json", 3}, // one more than fits: pushed concurrently
 		{"json ten frames", json(10 * wire.FrameSize), "application/json", 3},
 		{"no body", nil, "text/plain", 1},
 		{"empty body", strings.NewReader(""), "text/plain", 1},
