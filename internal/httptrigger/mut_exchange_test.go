@@ -3,6 +3,7 @@ package httptrigger
 import (
 	"bytes"
 	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -58,6 +59,49 @@ func TestRequestBodyChannelSize(t *testing.T) {
 		}
 		if st := <-status; st != 200 || n != c.want {
 			t.Errorf("%s: status %d, request body buffer %d frames, want %d", c.name, st, n, c.want)
+		}
+	}
+}
+
+// The Observe and Trace hooks (metrics and tracing in the engine) get the
+// route's display form and the status, and "" for a request no route
+// served (exchange.go:504, :511, x.rt != nil negated).
+func TestObserveAndTraceHooks(t *testing.T) {
+	type seen struct {
+		route  string
+		status int
+	}
+	observed := make(chan seen, 4)
+	traced := make(chan seen, 4)
+	e := newEnv(t, Config{
+		Observe: func(route string, status int, _ time.Duration) { observed <- seen{route, status} },
+		Trace: func(*http.Request) func(string, int) {
+			return func(route string, status int) { traced <- seen{route, status} }
+		},
+	})
+	e.inv.set("f", echo("f"))
+	e.mustRoute("t", "f", "GET", "/users/:id")
+	for _, c := range []struct {
+		path string
+		want seen
+	}{
+		{"/users/1", seen{"GET /users/:id", 200}},
+		{"/nope", seen{"", 404}},
+	} {
+		if st, _, _ := e.do("GET", c.path, nil); st != c.want.status {
+			t.Fatalf("%s: %d", c.path, st)
+		}
+		// The hooks run as the handler returns, which may be just after the
+		// client has its answer.
+		for name, ch := range map[string]chan seen{"Observe": observed, "Trace": traced} {
+			select {
+			case got := <-ch:
+				if got != c.want {
+					t.Errorf("%s %s: %+v, want %+v", name, c.path, got, c.want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s %s: hook not called", name, c.path)
+			}
 		}
 	}
 }
