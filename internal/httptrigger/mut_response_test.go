@@ -70,7 +70,12 @@ func TestStringValue(t *testing.T) {
 			t.Errorf("stringValue(%s) = %q, %v; want %q", in, got, ok, want)
 		}
 	}
-	for _, in := range []string{``, `"`, `5`, `null`, `{"a":1}`, `["a"]`} {
+	// A malformed escape keeps what decoded before it; with nothing before
+	// it the value is not a string.
+	if got, ok := stringValue(jsontext.Value(`"a\q"`)); !ok || got != "a" {
+		t.Errorf(`stringValue("a\q") = %q, %v; want "a", true`, got, ok)
+	}
+	for _, in := range []string{``, `"`, `5`, `null`, `{"a":1}`, `["a"]`, `"\q"`, `"\u12"`} {
 		if got, ok := stringValue(jsontext.Value(in)); ok {
 			t.Errorf("stringValue(%s) = %q, true; want not a string", in, got)
 		}
@@ -116,6 +121,7 @@ func TestBufferedStatusBounds(t *testing.T) {
 
 func TestBufferedBodies(t *testing.T) {
 	for _, c := range []struct{ in, ct, body string }{
+		{``, "application/json", "{}"},
 		{`null`, "application/json", "{}"},
 		{`"text"`, "application/json", "{}"},
 		{`{}`, "application/json", "{}"},
