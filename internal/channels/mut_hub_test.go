@@ -1,6 +1,11 @@
 package channels
 
 import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -83,4 +88,57 @@ func TestTTLTimerStopsWhenBothEndsConnect(t *testing.T) {
 	if _, ce := readAll(t, r); ce == nil || ce.Code != 1000 {
 		t.Fatalf("close %v", ce)
 	}
+}
+
+// ReleaseOwner of a departed connection with unconnected channels: their
+// TTL timers stop, one log line says how many were released, and a hub
+// with no test seam set does not trip over it; with none to release it
+// logs nothing (hub.go:367, stopTimer != nil negated: the timer ran on to
+// the TTL; :378, len(gone) > 0 → >= 0 or negated: a line for nothing, or
+// none; :380, onChanged != nil negated: a nil call).
+func TestReleaseOwnerStopsTimersAndLogs(t *testing.T) {
+	var logs mutLogBuffer
+	h := NewHub(Config{}, slog.New(slog.NewTextHandler(&logs, nil)))
+	defer h.Shutdown(context.Background())
+	stops := make(chan struct{}, 4)
+	h.afterFunc = func(time.Duration, func()) func() bool {
+		return func() bool { stops <- struct{}{}; return true }
+	}
+	for range 2 {
+		if _, err := h.CreateFor("conn-1", 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := h.ReleaseOwner("conn-2"); n != 0 {
+		t.Fatalf("released %d of an owner with none", n)
+	}
+	if s := logs.String(); s != "" {
+		t.Fatalf("logged for an owner with nothing to release: %s", s)
+	}
+	if n := h.ReleaseOwner("conn-1"); n != 2 {
+		t.Fatalf("released %d, want 2", n)
+	}
+	if len(stops) != 2 {
+		t.Fatalf("%d TTL timers stopped, want 2", len(stops))
+	}
+	if s := logs.String(); strings.Count(s, "departed creator released") != 1 || !strings.Contains(s, "channels=2") {
+		t.Fatalf("log: %s", s)
+	}
+}
+
+type mutLogBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *mutLogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *mutLogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
