@@ -3,11 +3,14 @@ package channels
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/wire"
 )
 
 // Tests for the mutation survivors of hub.go (docs/testing.md, "Mutation
@@ -141,4 +144,61 @@ func (l *mutLogBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// The TTL passes while one end is mid-upgrade and the other connected (a
+// local end: connected from the start); the upgrade then fails: the
+// channel expires at that moment, and the connected end learns that its
+// peer never came (hub.go:412, w == endClaimed negated: with the writer
+// mid-upgrade and the reader connected nothing was due, so the reader
+// waited for ever).
+func TestTTLPassedDuringFailedUpgrade(t *testing.T) {
+	for _, upgrading := range []string{wire.DirWrite, wire.DirRead} {
+		t.Run(upgrading+" upgrading", func(t *testing.T) {
+			fire := make(chan func(), 1)
+			th := newTestHub(t, Config{}, func(h *Hub) {
+				h.afterFunc = func(_ time.Duration, f func()) func() bool { fire <- f; return func() bool { return true } }
+			})
+			var ref wire.ChannelRef
+			var lr *LocalReader
+			var lw *LocalWriter
+			var err error
+			end, never := dirWrite, "writer"
+			if upgrading == wire.DirWrite {
+				ref, lr, err = th.CreateWithLocalReader(0)
+			} else {
+				end, never = dirRead, "reader"
+				ref, lw, err = th.CreateWithLocalWriter(0)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			expire := <-fire
+			// What ServeHTTP does around an upgrade, with the TTL passing
+			// in between.
+			ch, status, msg := th.claim(ref.ChannelID, ref.AccessKey, end)
+			if ch == nil {
+				t.Fatalf("claim: %d %s", status, msg)
+			}
+			expire()
+			if th.Len() != 1 {
+				t.Fatal("expired while an end was mid-upgrade")
+			}
+			th.unclaim(ch, end) // the upgrade failed
+			ctx, cancel := context.WithTimeout(context.Background(), testWait)
+			defer cancel()
+			if lr != nil {
+				_, err = lr.Next(ctx)
+			} else {
+				err = lw.WriteFrame(ctx, false, []byte("x"))
+			}
+			var ae *AbortError
+			if !errors.As(err, &ae) || ae.Reason != "channel expired: the "+never+" never connected" {
+				t.Fatalf("the connected end got %v", err)
+			}
+			if th.Len() != 0 {
+				t.Fatal("expired channel still registered")
+			}
+		})
+	}
 }
