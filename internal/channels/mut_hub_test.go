@@ -202,3 +202,49 @@ func TestTTLPassedDuringFailedUpgrade(t *testing.T) {
 		})
 	}
 }
+
+// Retire of a channel whose remote end never connected stops its TTL timer
+// and needs no test seam (hub.go:442, stopTimer != nil negated: the timer
+// ran on; :448, onChanged != nil negated: a nil call).
+func TestRetireStopsTimer(t *testing.T) {
+	h := NewHub(Config{}, nil)
+	defer h.Shutdown(context.Background())
+	stops := make(chan struct{}, 2)
+	h.afterFunc = func(time.Duration, func()) func() bool {
+		return func() bool { stops <- struct{}{}; return true }
+	}
+	_, lw, err := h.CreateWithLocalWriter(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lw.Retire()
+	if len(stops) != 1 || h.Len() != 0 {
+		t.Fatalf("after Retire: %d timers stopped, %d channels", len(stops), h.Len())
+	}
+}
+
+// A finished socket end leaves the hub's socket set, which Shutdown walks
+// (hub.go:511, ws != nil negated: every socket stayed in it).
+func TestFinishedSocketsLeaveTheHub(t *testing.T) {
+	th := newTestHub(t, Config{})
+	res, err := th.Create(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := th.dial(t, res.Reader, wire.DirRead)
+	w := th.dial(t, res.Writer, wire.DirWrite)
+	if err := w.WriteMessage(2, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	closeWith(t, w, 1000, "")
+	if got, ce := readAll(t, r); len(got) != 1 || ce.Code != wire.CloseNormal {
+		t.Fatalf("stream: %v %v", got, ce)
+	}
+	th.waitLen(t, 0)
+	th.mu.Lock()
+	n := len(th.socks)
+	th.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d sockets still registered after both ends finished", n)
+	}
+}
