@@ -339,11 +339,13 @@ func (h *observeHub) observe(w *workerConn, in *observeIn) {
 		// A replay (after a reconnect, or a repeat): the same observer.
 		old.conn = w
 		old.awaySince = time.Time{}
-		h.recomputeLocked()
-		state, reason := old.state, old.reason
+		notes := h.recomputeLocked() // publishes: a call right after the answer is observed
+		// The answer and the state changes go out under h.mu: an
+		// observerstatechanged another goroutine sends (an owner's ack)
+		// cannot overtake it, so the worker's last word is the current state.
+		reply(old.state, old.reason)
+		h.notify(notes, old.id)
 		h.mu.Unlock()
-		h.publish() // before the answer: a call right after it is observed
-		reply(state, reason)
 		return
 	}
 	lim := h.e.cfg.Observe
@@ -383,12 +385,12 @@ func (h *observeHub) observe(w *workerConn, in *observeIn) {
 		id := o.id
 		o.timer = time.AfterFunc(time.Until(o.expires), func() { h.dispose(id, errBody("EXPIRED", "the observer expired")) })
 	}
-	h.recomputeLocked()
+	notes := h.recomputeLocked()
 	state := o.state
+	reply(state, nil) // under h.mu, as in the replay above
+	h.notify(notes, o.id)
 	h.mu.Unlock()
-	h.publish()
 	w.log.Info("observer added", "observer_id", o.id, "source", o.source, "target", o.target, "state", state)
-	reply(state, nil)
 }
 
 func sameSpec(a, b *observer) bool {
@@ -538,9 +540,9 @@ func (h *observeHub) dispose(id string, reason *wire.ErrorBody) {
 		h.revs[o.skey]++
 		rev = h.revs[o.skey]
 	}
-	h.recomputeLocked()
-	h.mu.Unlock()
-	h.publish()
+	notes := h.recomputeLocked()
+	// Sent under h.mu: revisions reach the owner in order, and no state
+	// change computed before this one reaches the worker after it.
 	if removed {
 		owner.sendObserveFrame(ownerFrame{Type: "observerremoved", FunctionID: o.source, Namespace: o.srcNS, Revision: rev, ID: o.id})
 	}
@@ -548,6 +550,8 @@ func (h *observeHub) dispose(id string, reason *wire.ErrorBody) {
 		fires := o.fires.Load()
 		conn.sendObserveFrame(observeResultOut{Type: "observerstatechanged", ID: o.id, State: obsDisposed, Reason: reason, Fires: &fires})
 	}
+	h.notify(notes, "")
+	h.mu.Unlock()
 	h.e.log.Info("observer disposed", "observer_id", id, "reason", reason.Code)
 }
 
@@ -615,19 +619,17 @@ func (h *observeHub) ack(w *workerConn, in *observeIn) {
 		if o.timer != nil {
 			o.timer.Stop()
 		}
-		h.recomputeLocked()
-		h.mu.Unlock()
-		h.publish()
+		notes := h.recomputeLocked()
 		if conn != nil {
 			conn.sendObserveFrame(observeResultOut{Type: "observerstatechanged", ID: o.id, State: obsError, Reason: in.Error})
 		}
+		h.notify(notes, "")
+		h.mu.Unlock()
 		return
 	}
 	o.ackedBy = w.id
-	notes := h.recomputeLocked()
+	h.notify(h.recomputeLocked(), "")
 	h.mu.Unlock()
-	h.publish()
-	h.notify(notes)
 }
 
 type stateNote struct {
@@ -638,8 +640,16 @@ type stateNote struct {
 	fires  int64
 }
 
-func (h *observeHub) notify(notes []stateNote) {
+// notify sends the state changes recomputeLocked returned (but none about
+// observer skip, which the caller answers itself). Called under h.mu: two
+// goroutines' changes of one observer reach its worker in the order the hub
+// made them (engine socket writes never block), so the last state a worker
+// hears is the observer's state.
+func (h *observeHub) notify(notes []stateNote, skip string) {
 	for _, n := range notes {
+		if n.id == skip {
+			continue
+		}
 		fires := n.fires
 		n.conn.sendObserveFrame(observeResultOut{Type: "observerstatechanged", ID: n.id, State: n.state, Reason: n.reason, Fires: &fires})
 	}
@@ -649,10 +659,8 @@ func (h *observeHub) notify(notes []stateNote) {
 // connection changed.
 func (h *observeHub) changed() {
 	h.mu.Lock()
-	notes := h.recomputeLocked()
+	h.notify(h.recomputeLocked(), "")
 	h.mu.Unlock()
-	h.publish()
-	h.notify(notes)
 }
 
 // recomputeLocked derives each observer's state and rebuilds the active
@@ -743,9 +751,8 @@ func (h *observeHub) connClosed(w *workerConn) {
 			o.addedTo, o.ackedBy = "", ""
 		}
 	}
-	h.recomputeLocked()
+	h.notify(h.recomputeLocked(), "")
 	h.mu.Unlock()
-	h.publish()
 	grace := h.e.cfg.Observe.ReconnectGrace
 	for _, id := range mine {
 		id := id
