@@ -61,11 +61,36 @@ func py25Paths(t *testing.T) (dir, py string) {
 
 var py25FailedRE = regexp.MustCompile(`(?m)^(FAILED|ERROR) (\S+)`)
 
+// py25Flaky are the SDK tests that may be run a second time when they fail,
+// by id, with why: each times itself with a fixed sleep, not an awaited
+// event, and fails when a loaded machine is slower than the sleep. Any other
+// failure fails at once: a rerun that passes would hide an engine race (an
+// observer left pending on b8b8b29 was one, see
+// engine.TestObserveAnswerNotOvertakenByOwnerAck).
+var py25Flaky = map[string]string{
+	"tests/test_json_size.py::test_cancelled_sdk_invocation_waiting_for_fragmented_send_preserves_active_send": "" +
+		"sleeps 0.1 s and 0.4 s against the SDK's own fake server (no engine) and expects its send state by then",
+	"tests/test_trigger_type_lifecycle.py::test_provider_reconnect_rebinds_trigger": "" +
+		"gives the engine a fixed 0.4 s (_wait) to see a provider's disconnect and send the reconnected one its trigger",
+}
+
+// py25Rerunnable splits the failed ids into those py25Flaky allows to be
+// run again and the others.
+func py25Rerunnable(ids []string) (rerun, other []string) {
+	for _, id := range ids {
+		if _, ok := py25Flaky[id]; ok {
+			rerun = append(rerun, id)
+		} else {
+			other = append(other, id)
+		}
+	}
+	return rerun, other
+}
+
 // py25Pytest runs pytest in the sdist with env added and fails the test
-// once per failed or erroring SDK test, by name. Failed tests are run once
-// more on their own: a few of the SDK's unit tests (against its own fake
-// servers, not the engine) time themselves with short sleeps and fail on a
-// loaded machine; one that passes on the rerun is logged as flaky.
+// once per failed or erroring SDK test, by name. A failure of a test in
+// py25Flaky only is run once more on its own, and logged as flaky if it
+// then passes.
 func py25Pytest(t *testing.T, dir, py string, env []string, args ...string) {
 	t.Helper()
 	out, err := py25Run(t, dir, py, env, args...)
@@ -74,16 +99,25 @@ func py25Pytest(t *testing.T, dir, py string, env []string, args ...string) {
 		return
 	}
 	failed := py25FailedRE.FindAllStringSubmatch(string(out), -1)
-	if len(failed) == 0 || len(failed) > 5 {
+	if len(failed) == 0 {
 		t.Fatalf("the SDK's tests failed: %v\n%s", err, out[max(0, len(out)-8000):])
 	}
 	ids := make([]string, len(failed))
 	for i, f := range failed {
 		ids[i] = f[2]
 	}
-	again, err2 := py25Run(t, dir, py, env, ids...)
+	rerun, other := py25Rerunnable(ids)
+	if len(other) > 0 {
+		for _, f := range failed {
+			if _, ok := py25Flaky[f[2]]; !ok {
+				t.Errorf("SDK test %s: %s", strings.ToLower(f[1]), f[2])
+			}
+		}
+		t.Fatalf("the SDK's tests failed (not rerun: only py25Flaky are): %v\n%s", err, out[max(0, len(out)-8000):])
+	}
+	again, err2 := py25Run(t, dir, py, env, rerun...)
 	if err2 == nil {
-		t.Logf("flaky SDK tests (failed, then passed alone): %v\n%s", ids, out[max(0, len(out)-8000):])
+		t.Logf("flaky SDK tests (failed, then passed alone): %v\n%s", rerun, out[max(0, len(out)-8000):])
 		return
 	}
 	for _, f := range py25FailedRE.FindAllStringSubmatch(string(again), -1) {
@@ -163,4 +197,30 @@ worker_listeners:
 	}
 	py25Pytest(t, dir, py, []string{"III_URL=" + e.URL, "III_HTTP_URL=" + e.HTTPURL, "III_RBAC_WORKER_URL=" + m[1]},
 		filepath.Join("tests", "test_rbac_workers.py"))
+}
+
+// TestPy25RerunOnlyKnownFlaky: only the SDK tests py25Flaky names (each of
+// which exists in the sdist) are run again after a failure; any other
+// failure, such as the routed-observe test the engine left pending on
+// b8b8b29 (which the blanket rerun of 7d9d646 would have retried and, it
+// passing alone, logged as flaky), fails the suite at once.
+func TestPy25RerunOnlyKnownFlaky(t *testing.T) {
+	dir, _ := py25Paths(t)
+	for id, why := range py25Flaky {
+		file, name, ok := strings.Cut(id, "::")
+		if why == "" || !ok {
+			t.Errorf("py25Flaky %s: needs a file::test id and a reason", id)
+			continue
+		}
+		src, err := os.ReadFile(filepath.Join(dir, file))
+		if err != nil || !regexp.MustCompile(`(?m)^(async )?def `+regexp.QuoteMeta(name)+`\(`).Match(src) {
+			t.Errorf("py25Flaky %s is not a test of the sdist (drop it): %v", id, err)
+		}
+	}
+	routed := "tests/test_observe_e2e_routed.py::test_dispose_stops_the_activations_and_max_fires_disposes_after_the_last_one"
+	flaky := "tests/test_json_size.py::test_cancelled_sdk_invocation_waiting_for_fragmented_send_preserves_active_send"
+	rerun, other := py25Rerunnable([]string{flaky, routed})
+	if len(rerun) != 1 || rerun[0] != flaky || len(other) != 1 || other[0] != routed {
+		t.Fatalf("rerun %v, other %v", rerun, other)
+	}
 }
