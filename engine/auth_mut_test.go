@@ -1,0 +1,117 @@
+package engine
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/go-json-experiment/json/jsontext"
+	"github.com/gorilla/websocket"
+
+	"github.com/sluicehq/sluice/internal/auth"
+	"github.com/sluicehq/sluice/wire"
+)
+
+// A registration that calls a hook blocks the session's reader until the
+// hook answers. Writes the reader's earlier input caused are held (corked)
+// until the reader's batch is flushed, and while held they keep the
+// destination socket corked: if that socket is the hook server's, the hook
+// invocation waits behind them and the hook can only time out. So the batch
+// is flushed before each hooked registration (flushBeforeHook, for each of
+// the three hooks). The burst below is one TCP write: a call to a function
+// of the hook server, then the registration. The hook server must see the
+// call and then the hook invocation, and the registration must be admitted.
+// Mutation: with hooks() false for a session that has only this hook, the
+// hook invocation stays corked until authCallTimeout (10 s) and the
+// registration is denied.
+func TestHookedRegistrationFlushesTheBatchFirst(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		rbac auth.RBAC
+		reg  string
+		ok   func(e *Engine, ext *rawWorker) bool
+	}{
+		{"function", auth.RBAC{OnFunctionRegistrationFunctionID: "t::hook"},
+			`{"type":"registerfunction","id":"ext::fn"}`,
+			func(e *Engine, _ *rawWorker) bool { _, ok := e.reg.Function("ext::fn"); return ok }},
+		{"trigger type", auth.RBAC{OnTriggerTypeRegistrationFunctionID: "t::hook"},
+			`{"type":"registertriggertype","id":"ext-tt","description":"x"}`,
+			func(e *Engine, _ *rawWorker) bool { _, ok := e.reg.TriggerType("ext-tt"); return ok }},
+		{"trigger", auth.RBAC{OnTriggerRegistrationFunctionID: "t::hook"},
+			`{"type":"registertrigger","id":"ext-tr","trigger_type":"cron","function_id":"svc::x","config":{"expression":"0 0 0 1 1 *"}}`,
+			func(e *Engine, _ *rawWorker) bool { return len(e.reg.Triggers("cron")) == 1 }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rb := c.rbac
+			rb.ExposeFunctions = []auth.Filter{{Pattern: "svc::*"}}
+			e := startEngine(t, func(cfg *Config) {
+				cfg.WorkerListeners = []WorkerListenerConfig{{Name: "rbac", Addr: "127.0.0.1:0", Auth: AuthConfig{RBAC: &rb}}}
+			})
+			srv := dialRaw(t, e)
+			srv.sendJSON(`{"type":"registerfunction","id":"t::hook"}`)
+			srv.sendJSON(`{"type":"registerfunction","id":"svc::x"}`)
+			waitFunction(t, srv, "svc::x")
+			seen := respond(srv, func(fn string, _ jsontext.Value) string {
+				if fn == "t::hook" {
+					return `{}`
+				}
+				return `1`
+			})
+			ext := dialRawAt(t, e.WorkerListenerURL("rbac"), nil)
+			burst := clientFrame(websocket.TextMessage, []byte(`{"type":"invokefunction","invocation_id":"c1","function_id":"svc::x","data":{}}`))
+			burst = append(burst, clientFrame(websocket.TextMessage, []byte(c.reg))...)
+			if _, err := ext.ws.NetConn().Write(burst); err != nil {
+				t.Fatal(err)
+			}
+			if m := nextSeen(t, seen); m.FunctionID != "svc::x" {
+				t.Fatalf("the hook server got %s first, want the call", m.FunctionID)
+			}
+			// nextSeen waits 5 s, less than authCallTimeout.
+			if m := nextSeen(t, seen); m.FunctionID != "t::hook" {
+				t.Fatalf("the hook server got %s, want the hook", m.FunctionID)
+			}
+			if m := ext.expectSkipping(wire.TypeInvocationResult); m.InvocationID != "c1" || string(m.Result) != "1" {
+				t.Fatalf("call in the burst: %+v", m)
+			}
+			if m := ext.callSkipping("sync", wire.FnChannelsCreate, `{}`); m.Error != nil {
+				t.Fatal(m.Error)
+			}
+			if !c.ok(e, ext) {
+				t.Errorf("registration not admitted")
+			}
+		})
+	}
+}
+
+// The refusal of a worker upgrade logs whether the token was missing or
+// wrong (the refusal itself says the same to both).
+// Mutation: presence's test negated swaps the two.
+func TestTokenRefusalLogsMissingOrWrong(t *testing.T) {
+	e, logs := startEngineLogged(t, func(c *Config) { c.Auth.Tokens = []string{"a-token-of-20-chars!"} })
+	for _, c := range []struct {
+		h    http.Header
+		want string
+	}{
+		{nil, "token=missing"},
+		{http.Header{"Authorization": {"Bearer not-the-token"}}, "token=wrong"},
+	} {
+		if code, _ := handshake(t, e.WorkerURL(), c.h); code != http.StatusUnauthorized {
+			t.Fatalf("handshake: %d", code)
+		}
+		// The line is written before the 401 is.
+		if l := authLogLine(logs.String(), "worker refused: missing or wrong token"); !strings.Contains(l, c.want) {
+			t.Errorf("want %s in %q", c.want, l)
+		}
+	}
+}
+
+// authLogLine is the last line of log containing s.
+func authLogLine(log, s string) string {
+	lines := strings.Split(log, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], s) {
+			return lines[i]
+		}
+	}
+	return ""
+}
