@@ -115,3 +115,50 @@ func authLogLine(log, s string) string {
 	}
 	return ""
 }
+
+// on_function_registration may replace the metadata: an object replaces
+// the worker's, no metadata or null keeps it. A session may register its
+// own function again (an update), but the id check that stops it from
+// queueing behind another worker's function must not stop that.
+// Mutations: auth.go's metadata test (len > 0 → >= 0, negated, != "null"
+// negated) and the owner test negated (ownerOf(f.Owner) == w.id).
+func TestFunctionHookMetadataAndUpdate(t *testing.T) {
+	rb := WorkerListenerConfig{Name: "rbac", Addr: "127.0.0.1:0", Auth: AuthConfig{RBAC: &auth.RBAC{
+		OnFunctionRegistrationFunctionID: "t::on-fn",
+	}}}
+	e := startEngine(t, func(c *Config) { c.WorkerListeners = []WorkerListenerConfig{rb} })
+	hooks := dialRaw(t, e)
+	hooks.sendJSON(`{"type":"registerfunction","id":"t::on-fn"}`)
+	waitFunction(t, hooks, "t::on-fn")
+	respond(hooks, func(_ string, data jsontext.Value) string {
+		switch {
+		case strings.Contains(string(data), `"function_id":"set"`):
+			return `{"metadata":{"by":"hook"}}`
+		case strings.Contains(string(data), `"function_id":"null"`):
+			return `{"metadata":null}`
+		}
+		return `{}`
+	})
+	ext := dialRawAt(t, e.WorkerListenerURL("rbac"), nil)
+	for _, id := range []string{"set", "null", "keep"} {
+		ext.sendJSON(`{"type":"registerfunction","id":"` + id + `","metadata":{"own":1}}`)
+	}
+	ext.sendJSON(`{"type":"registerfunction","id":"again","description":"v1"}`)
+	ext.sendJSON(`{"type":"registerfunction","id":"again","description":"v2"}`)
+	if m := ext.callSkipping("sync", wire.FnChannelsCreate, `{}`); m.Error != nil {
+		t.Fatal(m.Error)
+	}
+	for id, want := range map[string]string{"set": `{"by":"hook"}`, "null": `{"own":1}`, "keep": `{"own":1}`} {
+		f, ok := e.reg.Function(id)
+		if !ok {
+			t.Errorf("%s not registered", id)
+			continue
+		}
+		if string(f.Metadata) != want {
+			t.Errorf("%s: metadata %s, want %s", id, f.Metadata, want)
+		}
+	}
+	if f, ok := e.reg.Function("again"); !ok || f.Description != "v2" {
+		t.Errorf("the session's update of its own function: %+v", f)
+	}
+}
