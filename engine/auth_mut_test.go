@@ -162,3 +162,39 @@ func TestFunctionHookMetadataAndUpdate(t *testing.T) {
 		t.Errorf("the session's update of its own function: %+v", f)
 	}
 }
+
+// on_trigger_registration may move a binding to another function; when it
+// returns no config the worker's config stays.
+// Mutations: auth.go's function_id test (*out.FunctionID != "" negated)
+// and its config test (len(out.Config) > 0 → >= 0).
+func TestTriggerHookFunctionAndConfig(t *testing.T) {
+	rb := WorkerListenerConfig{Name: "rbac", Addr: "127.0.0.1:0", Auth: AuthConfig{RBAC: &auth.RBAC{
+		OnTriggerRegistrationFunctionID: "t::on-tr",
+	}}}
+	e := startEngine(t, func(c *Config) { c.WorkerListeners = []WorkerListenerConfig{rb} })
+	hooks := dialRaw(t, e)
+	hooks.sendJSON(`{"type":"registerfunction","id":"t::on-tr"}`)
+	waitFunction(t, hooks, "t::on-tr")
+	respond(hooks, func(_ string, data jsontext.Value) string {
+		if strings.Contains(string(data), `"trigger_id":"move"`) {
+			return `{"function_id":"g"}`
+		}
+		return `{}`
+	})
+	ext := dialRawAt(t, e.WorkerListenerURL("rbac"), nil)
+	ext.sendJSON(`{"type":"registerfunction","id":"f"}`)
+	ext.sendJSON(`{"type":"registerfunction","id":"g"}`)
+	const cfg = `{"expression":"0 0 0 1 1 *"}`
+	ext.sendJSON(`{"type":"registertrigger","id":"move","trigger_type":"cron","function_id":"f","config":` + cfg + `}`)
+	ext.sendJSON(`{"type":"registertrigger","id":"keep","trigger_type":"cron","function_id":"f","config":` + cfg + `}`)
+	if m := ext.callSkipping("sync", wire.FnChannelsCreate, `{}`); m.Error != nil {
+		t.Fatal(m.Error)
+	}
+	got := map[string]string{}
+	for _, tr := range e.reg.Triggers("cron") {
+		got[tr.ID] = tr.FunctionID + " " + string(tr.Config)
+	}
+	if got["move"] != "g "+cfg || got["keep"] != "f "+cfg {
+		t.Errorf("bindings %v, want move on g and keep on f, both with %s", got, cfg)
+	}
+}
