@@ -1,6 +1,10 @@
 package engine
 
 import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -196,5 +200,41 @@ func TestTriggerHookFunctionAndConfig(t *testing.T) {
 	}
 	if got["move"] != "g "+cfg || got["keep"] != "f "+cfg {
 		t.Errorf("bindings %v, want move on g and keep on f, both with %s", got, cfg)
+	}
+}
+
+// The warning for an open worker listener on a non-loopback address says
+// whether TLS is on; an authenticated listener with TLS is not warned
+// about.
+// Mutations: the tls attribute negated (auth.go warnUnauthenticated), and
+// the plaintext case negated.
+func TestWarnUnauthenticatedListenerTLS(t *testing.T) {
+	var buf syncBuffer
+	e, err := New(DefaultConfig(), slog.New(slog.NewTextHandler(&buf, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown(context.Background())
+	public := &net.TCPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 49135}
+	tok := AuthConfig{Tokens: []string{"0123456789abcdef"}}
+	for _, c := range []struct {
+		tls  bool
+		auth AuthConfig
+		want string // "" no warning
+	}{
+		{false, AuthConfig{}, "tls=false"},
+		{true, AuthConfig{}, "tls=true"},
+		{true, tok, ""},
+		{false, tok, "without TLS"},
+	} {
+		buf.Reset()
+		e.tlsCfg = nil
+		if c.tls {
+			e.tlsCfg = &tls.Config{}
+		}
+		e.warnUnauthenticated(&listenerAuth{name: "l", cfg: c.auth}, public)
+		if s := buf.String(); c.want == "" && s != "" || c.want != "" && !strings.Contains(s, c.want) {
+			t.Errorf("tls %v, tokens %v: logged %q, want %q", c.tls, c.auth.Tokens, s, c.want)
+		}
 	}
 }
