@@ -238,3 +238,50 @@ func TestWarnUnauthenticatedListenerTLS(t *testing.T) {
 		}
 	}
 }
+
+// Each worker listener's start is logged with whether it takes tokens
+// and RBAC, and unnamed entries are named listener-<n>.
+// Mutations: the tokens attribute (len > 0 → >= 0, negated) and the rbac
+// attribute negated (auth.go startWorkerListeners).
+func TestWorkerListenerStartLogged(t *testing.T) {
+	_, logs := startEngineLogged(t, func(c *Config) {
+		c.WorkerListeners = []WorkerListenerConfig{
+			{Name: "tok", Addr: "127.0.0.1:0", Auth: AuthConfig{Tokens: []string{"0123456789abcdef"}}},
+			openRBAC("rbac"),
+			{Addr: "127.0.0.1:0"},
+		}
+	})
+	// Start has returned: the lines are written.
+	for name, want := range map[string]string{"tok": "tokens=true rbac=false", "rbac": "tokens=false rbac=true", "listener-3": "tokens=false rbac=false"} {
+		if l := authLogLine(logs.String(), "name="+name+" "); !strings.Contains(l, "worker listener started") || !strings.Contains(l, want) {
+			t.Errorf("listener %s: logged %q, want %s", name, l, want)
+		}
+	}
+}
+
+// Once a session's namespace is fixed (engine::workers::register), its
+// registertriggertype is checked against the type's provider: it may
+// update its own type, and may not take over a trusted worker's.
+// Mutation: the provider test negated (auth.go admitTriggerType,
+// ownerOf(tt.Provider) == w.id): the update is denied and the takeover
+// goes through.
+func TestSessionTriggerTypeOwnership(t *testing.T) {
+	e := startEngine(t, func(c *Config) { c.WorkerListeners = []WorkerListenerConfig{openRBAC("rbac")} })
+	trusted := dialRaw(t, e)
+	trusted.sendJSON(`{"type":"registertriggertype","id":"tt","description":"trusted"}`)
+	trusted.call("sync", wire.FnChannelsCreate, `{}`)
+	ext := dialRawAt(t, e.WorkerListenerURL("rbac"), nil)
+	ext.announce("ext")
+	ext.sendJSON(`{"type":"registertriggertype","id":"ext-tt","description":"v1"}`)
+	ext.sendJSON(`{"type":"registertriggertype","id":"ext-tt","description":"v2"}`)
+	ext.sendJSON(`{"type":"registertriggertype","id":"tt","description":"hijack"}`)
+	if m := ext.callSkipping("sync", wire.FnChannelsCreate, `{}`); m.Error != nil {
+		t.Fatal(m.Error)
+	}
+	if tt, ok := e.reg.TriggerType("ext-tt"); !ok || tt.Description != "v2" || ownerOf(tt.Provider) != ext.id {
+		t.Errorf("the session's update of its own trigger type: %+v", tt)
+	}
+	if tt, ok := e.reg.TriggerType("tt"); !ok || tt.Description != "trusted" || ownerOf(tt.Provider) != trusted.id {
+		t.Errorf("a trusted worker's trigger type after a session registered it: %+v", tt)
+	}
+}
