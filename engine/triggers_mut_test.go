@@ -41,3 +41,43 @@ func TestTriggerTypeTakeoverDetachesOldProvider(t *testing.T) {
 		t.Fatalf("the old provider got %+v, want unregistertrigger b1", m)
 	}
 }
+
+// registertrigger needs id, trigger_type and function_id: a binding that
+// lacks one is refused with a triggerregistrationresult, unless it has no
+// id to answer for (then the log says why, and nothing is sent).
+// Mutations: the id test of the answer negated (triggers.go
+// registerTrigger; reported not covered before this test).
+func TestRegisterTriggerMissingFields(t *testing.T) {
+	e := startEngine(t)
+	w := dialRaw(t, e)
+	w.sendJSON(`{"type":"registerfunction","id":"c::f"}`)
+	w.sendJSON(`{"type":"registertrigger","trigger_type":"cron","function_id":"c::f","config":{}}`)
+	for _, c := range []string{
+		`{"type":"registertrigger","id":"no-type","function_id":"c::f","config":{}}`,
+		`{"type":"registertrigger","id":"no-fn","trigger_type":"cron","config":{}}`,
+	} {
+		w.sendJSON(c)
+	}
+	// Per connection, messages are handled in order: each answer comes
+	// before the result of the call sent after them.
+	w.send(wire.Message{Type: wire.TypeInvokeFunction, InvocationID: "sync", FunctionID: wire.FnChannelsCreate, Data: jsontext.Value(`{}`)})
+	var refused []string
+	for {
+		m := w.await(func(m wire.Message) bool {
+			return m.Type == wire.TypeTriggerRegistrationResult || m.Type == wire.TypeInvocationResult && m.InvocationID == "sync"
+		})
+		if m.Type == wire.TypeInvocationResult {
+			break
+		}
+		if m.Error == nil || m.Error.Code != wire.CodeTriggerRegistration {
+			t.Errorf("refusal of %q: %+v", m.ID, m.Error)
+		}
+		refused = append(refused, m.ID)
+	}
+	if len(refused) != 2 || refused[0] != "no-type" || refused[1] != "no-fn" {
+		t.Errorf("refused %q, want no-type and no-fn (nothing for the binding without an id)", refused)
+	}
+	if n := len(e.reg.Triggers("")); n != 0 {
+		t.Errorf("%d bindings stored", n)
+	}
+}
