@@ -1,10 +1,13 @@
 package engine
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
 
+	"github.com/sluicehq/sluice/internal/registry"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -79,5 +82,55 @@ func TestRegisterTriggerMissingFields(t *testing.T) {
 	}
 	if n := len(e.reg.Triggers("")); n != 0 {
 		t.Errorf("%d bindings stored", n)
+	}
+}
+
+// A connection whose namespace is not yet fixed that registers a binding
+// id another worker holds is not refused at once: the claim is kept (a
+// reconnecting worker's replay takes the binding over when its old
+// connection ends) and answered only once the namespace is settled. The
+// worker's own binding ids are registered as usual meanwhile.
+// Mutation: the holder test negated (triggers.go registerTrigger,
+// cur.Holder() == t.Holder()): the other worker's id is refused at once.
+func TestTentativeTriggerOfAnotherIsHeld(t *testing.T) {
+	e := startEngine(t, func(c *Config) { c.RegistrationNamespaceGrace = time.Minute })
+	a := dialRaw(t, e)
+	a.announce("a")
+	a.sendJSON(`{"type":"registerfunction","id":"a::f"}`)
+	a.sendJSON(`{"type":"registertrigger","id":"b1","trigger_type":"engine::functions-available","function_id":"a::f","config":{}}`)
+	a.call("sync", wire.FnChannelsCreate, `{}`)
+	b := dialRaw(t, e) // not announced: its namespace is tentative
+	b.sendJSON(`{"type":"registerfunction","id":"b::f"}`)
+	b.sendJSON(`{"type":"registertrigger","id":"b1","trigger_type":"engine::functions-available","function_id":"b::f","config":{}}`)
+	b.send(wire.Message{Type: wire.TypeInvokeFunction, InvocationID: "sync", FunctionID: wire.FnChannelsCreate, Data: jsontext.Value(`{}`)})
+	m := b.await(func(m wire.Message) bool {
+		return m.Type == wire.TypeTriggerRegistrationResult || m.Type == wire.TypeInvocationResult && m.InvocationID == "sync"
+	})
+	if m.Type != wire.TypeInvocationResult {
+		t.Fatalf("a tentative claim on another worker's binding was answered at once: %+v", m)
+	}
+	if tr, ok := e.reg.Trigger("b1"); !ok || tr.FunctionID != "a::f" || tr.Owner != a.id {
+		t.Errorf("binding b1 now %+v", tr)
+	}
+}
+
+// A refused registertrigger echoes its ids, cut to 64 bytes (with the
+// length) only when they are over max_id_length.
+// Mutations: the length test of refuseTrigger's echo (> → >=, negated).
+func TestRefusedTriggerEchoesIDs(t *testing.T) {
+	e := startEngine(t)
+	w := dialRaw(t, e)
+	max := e.cfg.MaxIDLength
+	for _, n := range []int{max, max + 1} {
+		id := strings.Repeat("i", n)
+		w.sendJSON(`{"type":"registertrigger","id":"` + id + `","trigger_type":"cron","config":{}}`) // no function_id
+		m := w.expectSkipping(wire.TypeTriggerRegistrationResult)
+		want := id
+		if n > max {
+			want = registry.ShortID(id)
+		}
+		if m.ID != want || m.Error == nil {
+			t.Errorf("id of %d bytes (max %d) echoed as %d bytes %q, want %d bytes", n, max, len(m.ID), registry.ShortID(m.ID), len(want))
+		}
 	}
 }
