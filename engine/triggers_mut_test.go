@@ -134,3 +134,21 @@ func TestRefusedTriggerEchoesIDs(t *testing.T) {
 		}
 	}
 }
+
+// Once its namespace is fixed, a worker registering a binding id another
+// worker holds is refused FORBIDDEN.
+// Mutation: the ErrNotOwner test of putTrigger negated (reported not
+// covered before this test).
+func TestTriggerOfAnotherForbidden(t *testing.T) {
+	e := startEngine(t)
+	a := dialRaw(t, e)
+	a.sendJSON(`{"type":"registerfunction","id":"a::f"}`)
+	a.sendJSON(`{"type":"registertrigger","id":"b1","trigger_type":"engine::functions-available","function_id":"a::f","config":{}}`)
+	a.call("sync", wire.FnChannelsCreate, `{}`)
+	b := dialRaw(t, e)
+	b.announce("b")
+	b.sendJSON(`{"type":"registertrigger","id":"b1","trigger_type":"engine::functions-available","function_id":"a::f","config":{}}`)
+	if m := b.expectSkipping(wire.TypeTriggerRegistrationResult); m.ID != "b1" || m.Error == nil || m.Error.Code != wire.CodeForbidden {
+		t.Errorf("another worker's binding id: %+v", m.Error)
+	}
+}
