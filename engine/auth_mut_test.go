@@ -209,8 +209,7 @@ func TestTriggerHookFunctionAndConfig(t *testing.T) {
 // Mutations: the tls attribute negated (auth.go warnUnauthenticated), and
 // the plaintext case negated.
 func TestWarnUnauthenticatedListenerTLS(t *testing.T) {
-	var buf syncBuffer
-	e, err := New(DefaultConfig(), slog.New(slog.NewTextHandler(&buf, nil)))
+	e, err := New(DefaultConfig(), testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +226,8 @@ func TestWarnUnauthenticatedListenerTLS(t *testing.T) {
 		{true, tok, ""},
 		{false, tok, "without TLS"},
 	} {
-		buf.Reset()
+		var buf strings.Builder
+		e.log = slog.New(slog.NewTextHandler(&buf, nil))
 		e.tlsCfg = nil
 		if c.tls {
 			e.tlsCfg = &tls.Config{}
