@@ -42,3 +42,21 @@ func TestFunctionsInfoArguments(t *testing.T) {
 		}
 	}
 }
+
+// engine::workers::list's runtime filter keeps the workers of that
+// runtime only.
+// Mutation: the runtime comparison negated (discovery.go workersList).
+func TestWorkersListRuntimeFilter(t *testing.T) {
+	e := startEngine(t)
+	w := dialRaw(t, e)
+	w.announce("rt-worker") // runtime "test"
+	for _, c := range []struct{ runtime, has, hasNot string }{
+		{"test", `"rt-worker"`, `"runtime":"engine"`},
+		{"engine", `"runtime":"engine"`, `"rt-worker"`},
+	} {
+		m := w.callSkipping("l-"+c.runtime, wire.FnWorkersList, `{"runtime":"`+c.runtime+`"}`)
+		if m.Error != nil || !strings.Contains(string(m.Result), c.has) || strings.Contains(string(m.Result), c.hasNot) {
+			t.Errorf("runtime %s: %+v %s", c.runtime, m.Error, m.Result)
+		}
+	}
+}
