@@ -44,19 +44,21 @@ func TestFunctionsInfoArguments(t *testing.T) {
 }
 
 // engine::workers::list's runtime filter keeps the workers of that
-// runtime only.
-// Mutation: the runtime comparison negated (discovery.go workersList).
+// runtime only, and its search the workers whose name contains it.
+// Mutations: the runtime comparison and the name test of the search
+// negated (discovery.go workersList).
 func TestWorkersListRuntimeFilter(t *testing.T) {
 	e := startEngine(t)
 	w := dialRaw(t, e)
 	w.announce("rt-worker") // runtime "test"
-	for _, c := range []struct{ runtime, has, hasNot string }{
-		{"test", `"rt-worker"`, `"runtime":"engine"`},
-		{"engine", `"runtime":"engine"`, `"rt-worker"`},
+	for i, c := range []struct{ in, has, hasNot string }{
+		{`{"runtime":"test"}`, `"rt-worker"`, `"runtime":"engine"`},
+		{`{"runtime":"engine"}`, `"runtime":"engine"`, `"rt-worker"`},
+		{`{"search":"RT-W"}`, `"rt-worker"`, `"runtime":"engine"`},
 	} {
-		m := w.callSkipping("l-"+c.runtime, wire.FnWorkersList, `{"runtime":"`+c.runtime+`"}`)
+		m := w.callSkipping("l-"+itoa(int64(i)), wire.FnWorkersList, c.in)
 		if m.Error != nil || !strings.Contains(string(m.Result), c.has) || strings.Contains(string(m.Result), c.hasNot) {
-			t.Errorf("runtime %s: %+v %s", c.runtime, m.Error, m.Result)
+			t.Errorf("%s: %+v %s", c.in, m.Error, m.Result)
 		}
 	}
 }
