@@ -232,13 +232,18 @@ func (n *Node) Close() {
 // that fail while a cluster is still electing its leaders.
 func Retry(ctx context.Context, op func(context.Context) error) error {
 	delay := 50 * time.Millisecond
+	// A request sent before the cluster has a meta leader is never
+	// answered: a short first limit (then doubling) retries it soon
+	// instead of idling through a long one.
+	limit := 500 * time.Millisecond
 	for {
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		cctx, cancel := context.WithTimeout(ctx, limit)
 		err := op(cctx)
 		cancel()
 		if err == nil {
 			return nil
 		}
+		limit = min(limit*2, 5*time.Second)
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():

