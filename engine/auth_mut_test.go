@@ -120,6 +120,19 @@ func authLogLine(log, s string) string {
 	return ""
 }
 
+// startRBACHook starts an engine with a worker listener "rbac" guarded by
+// rbac, and a worker on the main listener that registers the hook function
+// hookID (the test answers its calls with respond).
+func startRBACHook(t *testing.T, rbac *auth.RBAC, hookID string) (*Engine, *rawWorker) {
+	t.Helper()
+	rb := WorkerListenerConfig{Name: "rbac", Addr: "127.0.0.1:0", Auth: AuthConfig{RBAC: rbac}}
+	e := startEngine(t, func(c *Config) { c.WorkerListeners = []WorkerListenerConfig{rb} })
+	hooks := dialRaw(t, e)
+	hooks.sendJSON(`{"type":"registerfunction","id":"` + hookID + `"}`)
+	waitFunction(t, hooks, hookID)
+	return e, hooks
+}
+
 // on_function_registration may replace the metadata: an object replaces
 // the worker's, no metadata or null keeps it. A session may register its
 // own function again (an update), but the id check that stops it from
@@ -127,13 +140,7 @@ func authLogLine(log, s string) string {
 // Mutations: auth.go's metadata test (len > 0 → >= 0, negated, != "null"
 // negated) and the owner test negated (ownerOf(f.Owner) == w.id).
 func TestFunctionHookMetadataAndUpdate(t *testing.T) {
-	rb := WorkerListenerConfig{Name: "rbac", Addr: "127.0.0.1:0", Auth: AuthConfig{RBAC: &auth.RBAC{
-		OnFunctionRegistrationFunctionID: "t::on-fn",
-	}}}
-	e := startEngine(t, func(c *Config) { c.WorkerListeners = []WorkerListenerConfig{rb} })
-	hooks := dialRaw(t, e)
-	hooks.sendJSON(`{"type":"registerfunction","id":"t::on-fn"}`)
-	waitFunction(t, hooks, "t::on-fn")
+	e, hooks := startRBACHook(t, &auth.RBAC{OnFunctionRegistrationFunctionID: "t::on-fn"}, "t::on-fn")
 	respond(hooks, func(_ string, data jsontext.Value) string {
 		switch {
 		case strings.Contains(string(data), `"function_id":"set"`):
@@ -172,13 +179,7 @@ func TestFunctionHookMetadataAndUpdate(t *testing.T) {
 // Mutations: auth.go's function_id test (*out.FunctionID != "" negated)
 // and its config test (len(out.Config) > 0 → >= 0).
 func TestTriggerHookFunctionAndConfig(t *testing.T) {
-	rb := WorkerListenerConfig{Name: "rbac", Addr: "127.0.0.1:0", Auth: AuthConfig{RBAC: &auth.RBAC{
-		OnTriggerRegistrationFunctionID: "t::on-tr",
-	}}}
-	e := startEngine(t, func(c *Config) { c.WorkerListeners = []WorkerListenerConfig{rb} })
-	hooks := dialRaw(t, e)
-	hooks.sendJSON(`{"type":"registerfunction","id":"t::on-tr"}`)
-	waitFunction(t, hooks, "t::on-tr")
+	e, hooks := startRBACHook(t, &auth.RBAC{OnTriggerRegistrationFunctionID: "t::on-tr"}, "t::on-tr")
 	respond(hooks, func(_ string, data jsontext.Value) string {
 		if strings.Contains(string(data), `"trigger_id":"move"`) {
 			return `{"function_id":"g"}`

@@ -126,26 +126,14 @@ func (m *membership) updateRoutes() {
 // remoteRoutes lists the http triggers of the other live nodes, each with
 // its node, for engine::registered-triggers::list.
 func (e *Engine) remoteRoutes() []registeredTrigger {
-	if e.cluster == nil {
-		return nil
-	}
-	m := e.cluster.membersNow()
-	if m == nil {
-		return nil
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	var out []registeredTrigger
-	for name, st := range m.members {
-		if st.gone {
-			continue
-		}
+	e.eachLiveMember(func(name string, st *memberState) {
 		for _, r := range st.routes {
 			cfg := wire.DataOrNull(r.Config)
 			out = append(out, registeredTrigger{ID: r.ID, TriggerType: wire.TriggerTypeHTTP, FunctionID: r.FunctionID, WorkerName: r.Worker,
 				Config: cfg, ConfigSummary: configSummary(cfg), Active: true, Node: name})
 		}
-	}
+	})
 	slices.SortFunc(out, func(a, b registeredTrigger) int {
 		if c := strings.Compare(a.Node, b.Node); c != 0 {
 			return c

@@ -364,24 +364,31 @@ func nsOrDefault(ns string) string {
 // remoteWorkers lists the workers of the other live nodes, each with its
 // node, as of their last heartbeat.
 func (e *Engine) remoteWorkers() []workerSummary {
-	if e.cluster == nil {
-		return nil
-	}
-	m := e.cluster.membersNow()
-	if m == nil {
-		return nil
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	var out []workerSummary
-	for name, st := range m.members {
-		if st.gone {
-			continue
-		}
+	e.eachLiveMember(func(name string, st *memberState) {
 		for _, w := range st.workers {
 			w.Node = name
 			out = append(out, w)
 		}
-	}
+	})
 	return out
+}
+
+// eachLiveMember calls fn for every other node not known gone, under the
+// membership lock; without a cluster it calls nothing.
+func (e *Engine) eachLiveMember(fn func(name string, st *memberState)) {
+	if e.cluster == nil {
+		return
+	}
+	m := e.cluster.membersNow()
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name, st := range m.members {
+		if !st.gone {
+			fn(name, st)
+		}
+	}
 }

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"bytes"
-	"context"
 	"log/slog"
 	"strings"
 	"sync"
@@ -120,23 +119,7 @@ func TestCongestionLoggedOncePerEpisode(t *testing.T) {
 func startEngineLogged(t *testing.T, mutate ...func(*Config)) (*Engine, *logCapture) {
 	t.Helper()
 	logs := &logCapture{}
-	cfg := DefaultConfig()
-	cfg.Addr, cfg.HTTPAddr, cfg.ConsoleAddr, cfg.Streams.Addr, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", "", "", DataDirMemory
-	for _, m := range mutate {
-		m(&cfg)
-	}
-	e, err := New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = e.Shutdown(ctx)
-	})
+	e := startEngineWithLogger(t, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), mutate...)
 	return e, logs
 }
 

@@ -27,6 +27,13 @@ func testLogger(t testing.TB) *slog.Logger {
 
 func startEngine(t testing.TB, mutate ...func(*Config)) *Engine {
 	t.Helper()
+	return startEngineWithLogger(t, testLogger(t), mutate...)
+}
+
+// startEngineWithLogger starts an in-memory engine on loopback ports,
+// logging to log, and shuts it down when the test ends.
+func startEngineWithLogger(t testing.TB, log *slog.Logger, mutate ...func(*Config)) *Engine {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Addr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.ConsoleAddr, cfg.Streams.Addr = "", "" // no admin or stream-client listener: their default ports would be shared by every test engine
@@ -34,7 +41,7 @@ func startEngine(t testing.TB, mutate ...func(*Config)) *Engine {
 	for _, m := range mutate {
 		m(&cfg)
 	}
-	e, err := New(cfg, testLogger(t))
+	e, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}

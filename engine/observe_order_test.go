@@ -50,25 +50,6 @@ func (g *gateHandler) WithGroup(name string) slog.Handler {
 	return &c
 }
 
-func startEngineWithHandler(t *testing.T, h slog.Handler) *Engine {
-	t.Helper()
-	cfg := DefaultConfig()
-	cfg.Addr, cfg.HTTPAddr, cfg.ConsoleAddr, cfg.Streams.Addr, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", "", "", DataDirMemory
-	e, err := New(cfg, slog.New(h))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = e.Shutdown(ctx)
-	})
-	return e
-}
-
 // obsStates collects the states the watcher is told about observer id
 // (observeresult and observerstatechanged, in arrival order) until stop
 // accepts a frame.
@@ -104,7 +85,7 @@ func obsStates(t *testing.T, c *obsClient, id string, states []string, stop func
 // timing out in a.ready()).
 func TestObserveAnswerNotOvertakenByOwnerAck(t *testing.T) {
 	gate := newGateHandler("observer added")
-	e := startEngineWithHandler(t, gate)
+	e := startEngineWithLogger(t, slog.New(gate))
 	owner := obsDial(t, e)
 	owner.announce("owner", true)
 	owner.send(`{"type":"registerfunction","id":"r::src"}`)

@@ -2,6 +2,7 @@ package interop
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -52,38 +53,7 @@ func TestChannelMemoryStalledReader(t *testing.T) {
 	}
 	before := engineMemory(t, e.pid())
 
-	var written atomic.Int64
-	wrote := make(chan error, 1)
-	go func() {
-		buf := make([]byte, frame)
-		for i := range buf {
-			buf[i] = byte(i * 7)
-		}
-		for seq := int64(0); seq*frame < total; seq++ {
-			binary.LittleEndian.PutUint64(buf, uint64(seq))
-			if _, err := ch.Writer.Write(buf); err != nil {
-				wrote <- err
-				return
-			}
-			written.Add(frame)
-		}
-		wrote <- ch.Writer.Close()
-	}()
-
-	// Stalled: no progress for 300 ms.
-	last, since := int64(-1), time.Now()
-	for time.Since(since) < 300*time.Millisecond {
-		select {
-		case err := <-wrote:
-			t.Fatalf("the writer finished (%v) although nobody read", err)
-		case <-ctx.Done():
-			t.Fatal("the writer never stalled")
-		case <-time.After(20 * time.Millisecond):
-		}
-		if n := written.Load(); n != last {
-			last, since = n, time.Now()
-		}
-	}
+	last, wrote := writeUntilStalled(ctx, t, ch.Writer, frame, total)
 	stalled := engineMemory(t, e.pid())
 	t.Logf("stalled after the writer got %d MiB into the sockets and the engine's %d-frame buffer", last>>20, buffer)
 
@@ -121,6 +91,49 @@ func TestChannelMemoryStalledReader(t *testing.T) {
 		t.Errorf("the engine's RSS peaked at %d MiB, %d MiB over its %d MiB before the stream (bound %d MiB)",
 			after.hwm>>20, (after.hwm-before.rss)>>20, before.rss>>20, maxGrowth>>20)
 	}
+}
+
+// writeUntilStalled writes total bytes to w from a goroutine, in frames
+// that start with their sequence number, and returns once the writer has
+// made no progress for 300 ms: the bytes written so far, and the channel
+// that gets the writer's final error. It fails the test if the writer
+// finishes first (nobody is reading).
+func writeUntilStalled(ctx context.Context, t *testing.T, w io.WriteCloser, frame, total int64) (int64, <-chan error) {
+	t.Helper()
+	var written atomic.Int64
+	wrote := make(chan error, 1)
+	go func() {
+		buf := make([]byte, frame)
+		for i := range buf {
+			buf[i] = byte(i * 7)
+		}
+		for seq := int64(0); seq*frame < total; seq++ {
+			binary.LittleEndian.PutUint64(buf, uint64(seq))
+			if _, err := w.Write(buf); err != nil {
+				wrote <- err
+				return
+			}
+			written.Add(frame)
+		}
+		wrote <- w.Close()
+	}()
+	last, since := int64(-1), time.Now()
+	for time.Since(since) < 300*time.Millisecond {
+		select {
+		case err := <-wrote:
+			t.Fatalf("the writer finished (%v) although nobody read", err)
+		case <-ctx.Done():
+			t.Fatal("the writer never stalled")
+		case <-time.After(20 * time.Millisecond):
+		}
+		if n := written.Load(); n != last {
+			last, since = n, time.Now()
+		}
+	}
+	if last >= total {
+		t.Fatalf("the writer wrote everything (%d bytes) with nobody reading", last)
+	}
+	return last, wrote
 }
 
 type procMemory struct{ rss, hwm int64 } // bytes

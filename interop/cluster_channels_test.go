@@ -304,36 +304,7 @@ func clusterStalledReader(t *testing.T, ctx context.Context, c0 *sluice.Client, 
 	}
 	defer reader.Close()
 	before := []procMemory{engineMemory(t, nodes[0].pid()), engineMemory(t, nodes[1].pid())}
-	var written atomic.Int64
-	wrote := make(chan error, 1)
-	go func() {
-		buf := make([]byte, frame)
-		for seq := int64(0); seq*frame < total; seq++ {
-			binary.LittleEndian.PutUint64(buf, uint64(seq))
-			if _, err := ch.Writer.Write(buf); err != nil {
-				wrote <- err
-				return
-			}
-			written.Add(frame)
-		}
-		wrote <- ch.Writer.Close()
-	}()
-	last, since := int64(-1), time.Now()
-	for time.Since(since) < 300*time.Millisecond {
-		select {
-		case err := <-wrote:
-			t.Fatalf("the writer on node 0 finished (%v) although nobody read on node 1", err)
-		case <-ctx.Done():
-			t.Fatal("the writer never stalled")
-		case <-time.After(20 * time.Millisecond):
-		}
-		if n := written.Load(); n != last {
-			last, since = n, time.Now()
-		}
-	}
-	if last >= total {
-		t.Fatalf("the writer wrote everything (%d bytes) with nobody reading", last)
-	}
+	last, wrote := writeUntilStalled(ctx, t, ch.Writer, frame, total)
 	t.Logf("writer on node 0 stalled after %d MiB (reader on node 1 not reading)", last>>20)
 	buf := make([]byte, frame)
 	var got int64

@@ -35,19 +35,7 @@ func httpFuncLoopbackConfig(t *testing.T) []string {
 // On b8b8b29 the registrations were ignored: "6 failed, 3 passed" (the
 // deliveries never came, the list check did not find the function).
 func TestPython025HTTPFunctionsSuite(t *testing.T) {
-	dir, py := os.Getenv("SLUICE_PY25_SDIST"), os.Getenv("SLUICE_PY25_PYTHON")
-	if dir == "" {
-		dir, _ = filepath.Abs(filepath.Join(".py25-sdist", "iii_sdk-0.25.0"))
-	}
-	if py == "" {
-		py, _ = filepath.Abs(filepath.Join(".venv-sdktests", "bin", "python"))
-	}
-	if _, err := os.Stat(filepath.Join(dir, "tests")); err != nil {
-		missingDependency(t, "the iii-sdk 0.25.0 sdist: "+err.Error())
-	}
-	if _, err := os.Stat(py); err != nil {
-		missingDependency(t, "the SDK test venv: "+err.Error())
-	}
+	dir, py := py25Paths(t)
 	e := startEngine(t, "127.0.0.1:0", httpFuncLoopbackConfig(t)...)
 	ctx := ctxFor(t, 3*time.Minute)
 	cmd := exec.CommandContext(ctx, py, "-m", "pytest", "-o", "addopts=", "-q", "-p", "no:cacheprovider", "-rs",

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -19,11 +18,16 @@ import (
 // the command code; interop.TestCLI drives the built binary against
 // official-SDK workers).
 
-func cliEngine(t *testing.T) (url string) {
+// startCLIEngine starts an in-memory engine on loopback ports, its
+// config changed by mutate, with a silent log, until the test ends.
+func startCLIEngine(t *testing.T, mutate func(*engine.Config)) *engine.Engine {
 	t.Helper()
 	cfg := engine.DefaultConfig()
 	cfg.Addr, cfg.HTTPAddr, cfg.ConsoleAddr, cfg.Streams.Addr, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", "", "", engine.DataDirMemory
-	e, err := engine.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	e, err := engine.New(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,6 +39,12 @@ func cliEngine(t *testing.T) (url string) {
 		defer cancel()
 		_ = e.Shutdown(ctx)
 	})
+	return e
+}
+
+func cliEngine(t *testing.T) (url string) {
+	t.Helper()
+	e := startCLIEngine(t, nil)
 	w, err := sluice.Connect(t.Context(), e.WorkerURL(), sluice.WithName("cli-worker"), sluice.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)

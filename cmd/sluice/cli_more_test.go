@@ -201,22 +201,10 @@ func TestCLIChannelUsageErrors(t *testing.T) {
 // call only.
 func cliQueueEngine(t *testing.T) (url string, calls *atomic.Int32) {
 	t.Helper()
-	cfg := engine.DefaultConfig()
-	cfg.Addr, cfg.HTTPAddr, cfg.ConsoleAddr, cfg.Streams.Addr, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", "", "", engine.DataDirMemory
-	q := engine.DefaultQueueConfig()
-	q.MaxRetries, q.BackoffMS = 1, 0
-	cfg.Queues = map[string]engine.QueueConfig{"fragile": q}
-	e, err := engine.New(cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = e.Shutdown(ctx)
+	e := startCLIEngine(t, func(cfg *engine.Config) {
+		q := engine.DefaultQueueConfig()
+		q.MaxRetries, q.BackoffMS = 1, 0
+		cfg.Queues = map[string]engine.QueueConfig{"fragile": q}
 	})
 	w := cliWorker(t, e.WorkerURL(), "queue-worker")
 	calls = new(atomic.Int32)

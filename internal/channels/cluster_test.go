@@ -49,22 +49,9 @@ func newClusterHubs(t *testing.T, cfg Config, timeout time.Duration, names ...st
 // once its remote socket's upgrade is confirmed).
 func (th *testHub) waitActive(t testing.TB, id string, end int) {
 	t.Helper()
-	deadline := time.NewTimer(testWait)
-	defer deadline.Stop()
-	for {
-		th.mu.Lock()
-		ch := th.chans[id]
-		active := ch != nil && ch.state[end] == endActive
-		th.mu.Unlock()
-		if active {
-			return
-		}
-		select {
-		case <-th.changed:
-		case <-deadline.C:
-			t.Fatal("the end never became active")
-		}
-	}
+	th.waitChannel(t, id, "the end never became active", func(ch *channel) bool {
+		return ch != nil && ch.state[end] == endActive
+	})
 }
 
 // dialStatus dials and returns the HTTP status of a refusal (0: connected).

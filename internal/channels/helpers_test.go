@@ -92,12 +92,20 @@ func (th *testHub) waitLen(t testing.TB, n int) {
 // waitWriterDone waits until the write end of channel id has finished.
 func (th *testHub) waitWriterDone(t testing.TB, id string) {
 	t.Helper()
+	th.waitChannel(t, id, "the write end did not finish", func(ch *channel) bool {
+		return ch == nil || ch.state[dirWrite] == endDone
+	})
+}
+
+// waitChannel waits until ok holds for channel id (nil once gone), read
+// under the hub lock; it fails with msg after testWait.
+func (th *testHub) waitChannel(t testing.TB, id, msg string, ok func(ch *channel) bool) {
+	t.Helper()
 	deadline := time.NewTimer(testWait)
 	defer deadline.Stop()
 	for {
 		th.mu.Lock()
-		ch := th.chans[id]
-		done := ch == nil || ch.state[dirWrite] == endDone
+		done := ok(th.chans[id])
 		th.mu.Unlock()
 		if done {
 			return
@@ -105,7 +113,7 @@ func (th *testHub) waitWriterDone(t testing.TB, id string) {
 		select {
 		case <-th.changed:
 		case <-deadline.C:
-			t.Fatal("the write end did not finish")
+			t.Fatal(msg)
 		}
 	}
 }

@@ -178,21 +178,29 @@ func (p *parser) str() (string, bool) {
 
 // validNumber checks JSON's number grammar (ParseFloat accepts more).
 func validNumber(b []byte) bool {
-	i := 0
+	end, _, ok := numberEnd(b, 0)
+	return ok && end == len(b)
+}
+
+// numberEnd scans the JSON number that starts at b[i] and returns where it
+// ends and whether it has an exponent; ok is false when it breaks the
+// grammar.
+func numberEnd(b []byte, i int) (end int, exp, ok bool) {
 	if i < len(b) && b[i] == '-' {
 		i++
 	}
 	if i >= len(b) {
-		return false
+		return i, false, false
 	}
-	if b[i] == '0' {
+	switch {
+	case b[i] == '0':
 		i++
-	} else if b[i] >= '1' && b[i] <= '9' {
+	case b[i] >= '1' && b[i] <= '9':
 		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
 			i++
 		}
-	} else {
-		return false
+	default:
+		return i, false, false
 	}
 	if i < len(b) && b[i] == '.' {
 		i++
@@ -201,10 +209,11 @@ func validNumber(b []byte) bool {
 			i++
 		}
 		if i == d {
-			return false
+			return i, false, false
 		}
 	}
 	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		exp = true
 		i++
 		if i < len(b) && (b[i] == '+' || b[i] == '-') {
 			i++
@@ -214,8 +223,8 @@ func validNumber(b []byte) bool {
 			i++
 		}
 		if i == d {
-			return false
+			return i, exp, false
 		}
 	}
-	return i == len(b)
+	return i, exp, true
 }

@@ -585,47 +585,9 @@ func (p *scanner) str() (s string, esc, ok bool) {
 func (p *scanner) number(n *pathNode) bool {
 	b := p.b
 	start := p.i
-	i := p.i
-	if b[i] == '-' {
-		i++
-	}
-	if i >= len(b) {
+	i, exp, ok := numberEnd(b, start)
+	if !ok {
 		return false
-	}
-	switch {
-	case b[i] == '0':
-		i++
-	case b[i] >= '1' && b[i] <= '9':
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-	default:
-		return false
-	}
-	if i < len(b) && b[i] == '.' {
-		i++
-		d := i
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-		if i == d {
-			return false
-		}
-	}
-	exp := false
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		exp = true
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		d := i
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-		if i == d {
-			return false
-		}
 	}
 	p.i = i
 	if n != nil && n.leaf || exp || i-start > 300 {
