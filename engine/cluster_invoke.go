@@ -138,7 +138,11 @@ func (r *clusterRouter) sync() {
 	defer r.mu.Unlock()
 	for id, sub := range r.subs {
 		if !want[id] {
-			_ = sub.Unsubscribe()
+			// Drain, not Unsubscribe: a call NATS already handed to this
+			// connection is still answered (function_not_found once its
+			// worker is gone) instead of dropped, which left its caller
+			// waiting for the invocation timeout.
+			_ = sub.Drain()
 			delete(r.subs, id)
 		}
 	}
@@ -160,7 +164,7 @@ func (r *clusterRouter) unsubscribeAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for id, sub := range r.subs {
-		_ = sub.Unsubscribe()
+		_ = sub.Drain() // answer the calls already received (sync)
 		delete(r.subs, id)
 	}
 }
