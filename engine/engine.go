@@ -173,7 +173,7 @@ func (e *Engine) start(ctx context.Context) error {
 		}
 		e.httpLn, e.httpSrv = hln, hsrv
 	}
-	if err := e.queues.start(); err != nil {
+	if err := e.queues.start(ctx); err != nil {
 		_ = srv.Close()
 		if e.httpSrv != nil {
 			_ = e.httpSrv.Close()

@@ -106,14 +106,19 @@ func newQueueManager(e *Engine) *queueManager {
 
 // start opens the store if it already exists (jobs of a previous run wait
 // in it) and starts the dispatchers.
-func (m *queueManager) start() error {
+func (m *queueManager) start(ctx context.Context) error {
 	m.mu.Lock()
 	m.started = true
 	m.mu.Unlock()
 	m.wg.Add(1)
 	go m.unparker()
 	if m.e.cluster != nil || m.e.cfg.DataDir == DataDirMemory || fileExists(filepath.Join(m.e.cfg.DataDir, queue.FileName)) {
-		if _, err := m.open(); err != nil {
+		// Bounded by the start's ctx too: a signal while a cluster has no
+		// JetStream quorum ends the start instead of waiting for the store.
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		defer context.AfterFunc(m.ctx, cancel)()
+		if _, err := m.openCtx(ctx); err != nil {
 			return err
 		}
 	}
@@ -128,7 +133,10 @@ func fileExists(p string) bool {
 // open returns the store, opening it on first use: recovering the leases of
 // a previous process, loading queues defined at run time and starting a
 // dispatcher per queue.
-func (m *queueManager) open() (queue.Store, error) {
+func (m *queueManager) open() (queue.Store, error) { return m.openCtx(m.ctx) }
+
+// openCtx is open with its store round trips bounded by ctx.
+func (m *queueManager) openCtx(ctx context.Context) (queue.Store, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.store != nil {
@@ -160,7 +168,6 @@ func (m *queueManager) open() (queue.Store, error) {
 		}
 		s = sq
 	}
-	ctx := context.Background()
 	n, err := s.Recover(ctx)
 	if err != nil {
 		s.Close()
