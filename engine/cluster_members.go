@@ -120,7 +120,7 @@ func (m *membership) beat(ctx context.Context) error {
 
 func (m *membership) watch(w jetstream.KeyWatcher) {
 	defer m.e.backgroundDone.Done()
-	defer w.Stop()
+	defer natsnode.StopWatch(m.e.ctx, w)
 	for {
 		select {
 		case <-m.e.ctx.Done():

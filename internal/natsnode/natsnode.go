@@ -319,3 +319,14 @@ func Backoff(ctx context.Context) bool {
 		return true
 	}
 }
+
+// StopWatch stops a KV watcher made with ctx. Once ctx has ended it does
+// nothing: nats.go then unsubscribes the watcher on its own goroutine,
+// while Stop would wait for the JetStream API to delete the watcher's
+// consumer, up to its 5 s timeout when the cluster has no meta leader
+// (a peer just died), holding up the engine's exit.
+func StopWatch(ctx context.Context, w jetstream.KeyWatcher) {
+	if ctx.Err() == nil {
+		_ = w.Stop()
+	}
+}

@@ -167,7 +167,7 @@ func (s *JetStream) NotifyQueues(fn func(name string, def []byte)) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		defer w.Stop()
+		defer natsnode.StopWatch(s.ctx, w)
 		for {
 			select {
 			case <-s.ctx.Done():
@@ -189,7 +189,7 @@ func (s *JetStream) NotifyQueues(fn func(name string, def []byte)) {
 
 func (s *JetStream) watch(w jetstream.KeyWatcher) {
 	defer s.wg.Done()
-	defer w.Stop()
+	defer natsnode.StopWatch(s.ctx, w)
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -871,7 +871,7 @@ func (s *JetStream) LoadQueues(ctx context.Context) (map[string][]byte, error) {
 	if err != nil {
 		return nil, s.wrap(err)
 	}
-	defer w.Stop()
+	defer natsnode.StopWatch(ctx, w)
 	for {
 		select {
 		case e, ok := <-w.Updates():
@@ -915,7 +915,7 @@ func (s *JetStream) janitor() {
 					_ = s.kv.Delete(ctx, e.Key(), jetstream.LastRevision(e.Revision()))
 				}
 			}
-			_ = w.Stop()
+			natsnode.StopWatch(ctx, w)
 		}
 		cancel()
 	}

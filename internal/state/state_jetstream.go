@@ -156,7 +156,7 @@ func (s *JetStream) scan(ctx context.Context, filter string, metaOnly bool, f fu
 	if err != nil {
 		return err
 	}
-	defer w.Stop()
+	defer natsnode.StopWatch(ctx, w)
 	for {
 		select {
 		case e, ok := <-w.Updates():
