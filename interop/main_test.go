@@ -390,10 +390,32 @@ func (p *proc) stop(t testing.TB) {
 	select {
 	case <-p.exited:
 	case <-time.After(stopTimeout):
-		t.Logf("%s did not exit %v after SIGTERM; killing it", p.name, stopTimeout)
-		p.kill()
-		<-p.exited
+		if !strings.HasPrefix(p.name, "engine") {
+			t.Logf("%s did not exit %v after SIGTERM; killing it", p.name, stopTimeout)
+			p.kill()
+			<-p.exited
+			return
+		}
+		// The Go runtime writes every goroutine's stack on SIGQUIT: log
+		// what the shutdown waits on.
+		_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-p.exited:
+		case <-time.After(stopTimeout):
+			p.kill()
+			<-p.exited
+		}
+		t.Logf("%s did not exit %v after SIGTERM; its goroutines at SIGQUIT:\n%s", p.name, stopTimeout, goroutineDump(p.stderr.String()))
 	}
+}
+
+// goroutineDump is the part of an engine's stderr from its SIGQUIT dump on
+// (what is kept of it).
+func goroutineDump(stderr string) string {
+	if i := strings.Index(stderr, "SIGQUIT"); i >= 0 {
+		return stderr[i:]
+	}
+	return stderr
 }
 
 // kill sends SIGKILL.
