@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -366,13 +367,13 @@ func (s *JetStream) mutate(ctx context.Context, id string, f func(r *jsRecord) (
 			return false, nil
 		}
 		var nrev uint64
+		var b []byte
 		if remove {
 			err = s.kv.Delete(ctx, jobKey(id), jetstream.LastRevision(rev))
 			if err == nil {
 				nrev = rev + 1 // a lower bound: the marker's revision is later still
 			}
 		} else {
-			var b []byte
 			if b, err = json.Marshal(r, jsOpts); err == nil {
 				nrev, err = s.kv.Update(ctx, jobKey(id), b, rev)
 			}
@@ -382,6 +383,14 @@ func (s *JetStream) mutate(ctx context.Context, id string, f func(r *jsRecord) (
 				return false, ctx.Err()
 			}
 			continue
+		}
+		if err != nil && ctx.Err() == nil {
+			// A timeout does not say whether the write was applied: a
+			// lease applied but reported failed left the job leased by
+			// this live node, delivered by none.
+			if landed, lrev := s.landed(ctx, id, rev, remove, b); landed {
+				nrev, err = lrev, nil
+			}
 		}
 		if err != nil {
 			return false, s.wrap(err)
@@ -395,6 +404,20 @@ func (s *JetStream) mutate(ctx context.Context, id string, f func(r *jsRecord) (
 		s.mu.Unlock()
 		return true, nil
 	}
+}
+
+// landed reports whether a write of job id over revision rev that failed
+// without an answer (a timeout) was applied after all: the job is gone
+// (remove), or holds exactly the bytes written (b), at revision lrev.
+func (s *JetStream) landed(ctx context.Context, id string, rev uint64, remove bool, b []byte) (ok bool, lrev uint64) {
+	e, err := s.kv.Get(ctx, jobKey(id))
+	if remove {
+		return errors.Is(err, jetstream.ErrKeyNotFound), rev + 1
+	}
+	if err != nil || e.Revision() <= rev || !bytes.Equal(e.Value(), b) {
+		return false, 0
+	}
+	return true, e.Revision()
 }
 
 func (s *JetStream) Enqueue(ctx context.Context, jobs []NewJob) ([]string, error) {

@@ -245,3 +245,46 @@ func TestJetStreamQueueDefinitionsShared(t *testing.T) {
 		t.Fatal("engine b never heard of the queue defined through a")
 	}
 }
+
+// lateKV applies its first Update but reports a timeout, as a reply lost
+// under load does.
+type lateKV struct {
+	jetstream.KeyValue
+	failed bool
+}
+
+func (k *lateKV) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	nrev, err := k.KeyValue.Update(ctx, key, value, rev)
+	if err == nil && !k.failed {
+		k.failed = true
+		return 0, nats.ErrTimeout
+	}
+	return nrev, err
+}
+
+// TestJetStreamLeaseAppliedDespiteTimeout: a lease whose write was applied
+// but answered by a timeout still hands out the job (and a settle works).
+// On 1f5c131 Lease failed with "nats: timeout" and the job stayed leased
+// by this live engine, delivered by none.
+func TestJetStreamLeaseAppliedDespiteTimeout(t *testing.T) {
+	n := natstest.Start(t)
+	ctx := context.Background()
+	s := openJetStream(t, n, "a")
+	defer s.Close()
+	mustEnqueue(t, s, job("j1", "q", "f", ""))
+	kv := &lateKV{KeyValue: s.kv}
+	s.kv = kv
+	jobs, err := s.Lease(ctx, "q", t0.Add(time.Second), LeaseOpts{Max: 1})
+	if err != nil || len(jobs) != 1 || jobs[0].ID != "j1" {
+		t.Fatalf("lease: %+v %v, want j1", jobs, err)
+	}
+	if !kv.failed {
+		t.Fatal("the lease's write was not reported failed")
+	}
+	if err := s.Ack(ctx, "j1"); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := s.Stats(ctx, "q"); err != nil || st != (Stats{}) {
+		t.Fatalf("after the ack: %+v %v", st, err)
+	}
+}
