@@ -334,6 +334,27 @@ func (r *clusterRouter) nodeLeft(node string) int {
 	return len(taken) + len(unnoted)
 }
 
+// stopUnnoted ends the calls no node has noted taking for longer than d.
+// A live node notes a call as soon as it receives it; a call routed to a
+// node whose function unsubscribed meanwhile is dropped by NATS without
+// any answer, and would otherwise wait for the invocation timeout.
+func (r *clusterRouter) stopUnnoted(d time.Duration) int {
+	before := time.Now().Add(-d)
+	r.mu.Lock()
+	var unnoted []string
+	for t, c := range r.calls {
+		if c.node == "" && c.sent.Before(before) {
+			unnoted = append(unnoted, t)
+		}
+	}
+	r.mu.Unlock()
+	for _, t := range unnoted {
+		r.finish(t, invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeInvocationStopped,
+			Message: "Invocation stopped: no node took it within " + d.String() + " (its function may have left the cluster)"}})
+	}
+	return len(unnoted)
+}
+
 // stopCalls ends every call still waiting (shutdown).
 func (r *clusterRouter) stopCalls() {
 	r.mu.Lock()

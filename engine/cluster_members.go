@@ -250,6 +250,9 @@ func (m *membership) tick() {
 		for _, name := range silent {
 			m.left(name, "silent for "+m.timeout.String())
 		}
+		if n := m.e.cluster.router.stopUnnoted(m.timeout / 2); n > 0 {
+			m.e.log.Warn("cluster: calls no node took ended", "calls", n)
+		}
 		for _, name := range retry {
 			if n, err := m.takeOver(name); err == nil {
 				m.e.log.Info("cluster node's jobs taken over", "node", name, "jobs_taken_over", n)

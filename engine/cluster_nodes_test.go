@@ -11,6 +11,7 @@ import (
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/gorilla/websocket"
+	"github.com/nats-io/nats.go"
 
 	"github.com/sluicehq/sluice/wire"
 )
@@ -202,5 +203,27 @@ func TestClusterHTTPRoutes(t *testing.T) {
 	code, body = httpGetUntil(t, url, func(code int, _ string) bool { return code == http.StatusNotFound })
 	if code != http.StatusNotFound || !strings.Contains(body, "Not Found") {
 		t.Fatalf("GET on node 1 after node 0's worker left: %d %s, want 404", code, body)
+	}
+}
+
+// TestClusterUnnotedCallStopped: a call that reaches a subscriber of its
+// function's subject which never notes taking it (as NATS drops a call
+// routed to a node whose function unsubscribed meanwhile) ends with
+// invocation_stopped after half the node timeout, not at the 30 s
+// invocation timeout. On 3ff2bd8 the caller got nothing within 5 s.
+func TestClusterUnnotedCallStopped(t *testing.T) {
+	nodes := startNodes(t, 1)
+	sub, err := nodes[0].cluster.node.Conn.Subscribe(fnSubject("", "lost::fn"), func(*nats.Msg) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nodes[0].cluster.node.Conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	w := dialRaw(t, nodes[0])
+	m := w.callSkipping(invocationID(), "lost::fn", `{}`)
+	if m.Error == nil || m.Error.Code != wire.CodeInvocationStopped {
+		t.Fatalf("a call nobody took: %+v, want invocation_stopped", m.Error)
 	}
 }
