@@ -210,7 +210,7 @@ func TestClusterHTTPRoutes(t *testing.T) {
 // function's subject which never notes taking it (as NATS drops a call
 // routed to a node whose function unsubscribed meanwhile) ends with
 // invocation_stopped after half the node timeout, not at the 30 s
-// invocation timeout. On 28a4d33 the caller got nothing within 5 s.
+// invocation timeout. On b4f3439 the caller got nothing within 5 s.
 func TestClusterUnnotedCallStopped(t *testing.T) {
 	nodes := startNodes(t, 1)
 	sub, err := nodes[0].cluster.node.Conn.Subscribe(fnSubject("", "lost::fn"), func(*nats.Msg) {})

@@ -264,7 +264,7 @@ func (k *lateKV) Update(ctx context.Context, key string, value []byte, rev uint6
 
 // TestJetStreamLeaseAppliedDespiteTimeout: a lease whose write was applied
 // but answered by a timeout still hands out the job (and a settle works).
-// On f523304 Lease failed with "nats: timeout" and the job stayed leased
+// On f19df15 Lease failed with "nats: timeout" and the job stayed leased
 // by this live engine, delivered by none.
 func TestJetStreamLeaseAppliedDespiteTimeout(t *testing.T) {
 	n := natstest.Start(t)
