@@ -724,15 +724,23 @@ func (d *dispatcher) run() {
 				look = true
 				goto wait
 			}
+			var wait time.Duration
 			if next, ok, err := s.NextVisible(ctx, d.key); err == nil && ok {
-				if wait := time.Until(next); wait > 0 {
-					timer.Reset(wait)
-				} else if m.e.cluster != nil {
+				if wait = time.Until(next); wait <= 0 && m.e.cluster != nil {
 					// Ready jobs this node does not serve: look again in a
 					// second in case a wake-up was missed (a registration
 					// racing the lease, a watcher event arriving late).
-					timer.Reset(time.Second)
+					wait = time.Second
 				}
+			}
+			// A cluster node learns of other nodes' jobs only through
+			// watchers: an idle dispatcher also looks every few seconds,
+			// so a missed event delays a job, never strands it.
+			if m.e.cluster != nil && (wait <= 0 || wait > clusterRecheck) {
+				wait = clusterRecheck
+			}
+			if wait > 0 {
+				timer.Reset(wait)
 			}
 		}
 	wait:
@@ -753,6 +761,10 @@ func (d *dispatcher) run() {
 	}
 	d.batch.Flush()
 }
+
+// clusterRecheck bounds how long an idle cluster dispatcher trusts its
+// watchers alone.
+const clusterRecheck = 2 * time.Second
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
