@@ -27,7 +27,7 @@ func TestRunServeLogsSettings(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			sink := &logSink{records: make(chan []byte, 64)}
-			env := map[string]string{"SLUICE_HTTP_ADDR": "127.0.0.1:0", "SLUICE_LOG_FORMAT": "json", "SLUICE_MAX_FRAME_SIZE": "4096"}
+			env := map[string]string{"SLUICE_HTTP_ADDR": "127.0.0.1:0", "SLUICE_LOG_FORMAT": "json", "SLUICE_MAX_FRAME_SIZE": "4096", "SLUICE_CONSOLE_ADDR": "off"}
 			runErr := make(chan error, 1)
 			go func() {
 				runErr <- run(ctx, append([]string{"serve", "--addr", "127.0.0.1:0", "--max-message-size", "2048"}, tc.args...), envFunc(env), sink, sink)
@@ -43,7 +43,14 @@ func TestRunServeLogsSettings(t *testing.T) {
 				if err := json.Unmarshal([]byte(l), &r); err != nil {
 					t.Fatalf("log line %q: %v", l, err)
 				}
-				order = append(order, r["msg"].(string))
+				msg := r["msg"].(string)
+				if strings.HasSuffix(msg, "not started") || strings.Contains(msg, "not started:") {
+					// A default port (stream clients 3112) held by another
+					// engine on this machine is logged, not fatal: not what
+					// this test is about.
+					continue
+				}
+				order = append(order, msg)
 				if r["msg"] == "config" {
 					rec = r
 				}
