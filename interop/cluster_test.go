@@ -60,7 +60,7 @@ func startClusterEngines(t *testing.T, n int, extraArgs ...string) []*engineProc
 			}
 		}
 		name := fmt.Sprintf("node-%d", i)
-		cmd := exec.Command(engineBin, "serve", "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--console-addr", "127.0.0.1:0",
+		cmd := exec.Command(engineBin, "serve", "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--console-addr", "127.0.0.1:0", "--streams-addr", "127.0.0.1:0",
 			"--log-level", "info", "--data-dir", filepath.Join(dir, name), "--node-name", name,
 			"--cluster-listen", routes[i], "--cluster-peers", strings.Join(peers, ","))
 		cmd.Args = append(cmd.Args, extraArgs...)

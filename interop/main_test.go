@@ -467,8 +467,9 @@ func startEngine(t testing.TB, addr string, extraArgs ...string) *engineProc {
 	if buildErr != nil {
 		t.Fatalf("building the engine: %v", buildErr)
 	}
-	// The console on a free port too: parallel engines must not race for 3113.
-	args := append([]string{"serve", "--addr", addr, "--http-addr", "127.0.0.1:0", "--console-addr", "127.0.0.1:0", "--log-level", "info"}, extraArgs...)
+	// The console and the stream client listener on free ports too: parallel
+	// engines must not race for 3113 and 3112 (a later --streams-addr wins).
+	args := append([]string{"serve", "--addr", addr, "--http-addr", "127.0.0.1:0", "--console-addr", "127.0.0.1:0", "--streams-addr", "127.0.0.1:0", "--log-level", "info"}, extraArgs...)
 	cmd := exec.Command(engineBin, args...)
 	cmd.Env = append(os.Environ(), "SLUICE_CONFIG=")
 	p := startProc(t, "engine", cmd)

@@ -117,6 +117,7 @@ type options struct {
 	addr          string
 	httpAddr      string
 	consoleAddr   string
+	streamsAddr   string
 	maxMessage    engine.ByteSize
 	httpTimeout   time.Duration
 	channelTTL    time.Duration
@@ -192,6 +193,7 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	fs.StringVar(&o.addr, "addr", "", "worker listener address (env SLUICE_ADDR; default "+cfg.Addr+")")
 	fs.StringVar(&o.httpAddr, "http-addr", "", "HTTP trigger listener address (env SLUICE_HTTP_ADDR; default "+cfg.HTTPAddr+")")
 	fs.StringVar(&o.consoleAddr, "console-addr", "", "admin listener serving Prometheus /metrics; \"off\" (or empty) disables it (env SLUICE_CONSOLE_ADDR; default "+cfg.ConsoleAddr+")")
+	fs.StringVar(&o.streamsAddr, "streams-addr", "", "stream client WebSocket listener; \"off\" (or empty) disables it (env SLUICE_STREAMS_ADDR; default "+cfg.Streams.Addr+")")
 	fs.Var(&o.maxMessage, "max-message-size", "largest worker message, a `size`: bytes, or with a unit as in 64KiB, 16MiB (env SLUICE_MAX_MESSAGE_SIZE; default 64MiB)")
 	fs.DurationVar(&o.httpTimeout, "http-timeout", 0, "how long an HTTP trigger waits for its function's response (env SLUICE_HTTP_TIMEOUT; default 30s)")
 	fs.DurationVar(&o.channelTTL, "channel-ttl", 0, "how long a channel waits for an end to connect (env SLUICE_CHANNEL_TTL; default 5m)")
@@ -287,6 +289,10 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	str("console-addr", "SLUICE_CONSOLE_ADDR", &cfg.ConsoleAddr, o.consoleAddr)
 	if cfg.ConsoleAddr == "off" {
 		cfg.ConsoleAddr = ""
+	}
+	str("streams-addr", "SLUICE_STREAMS_ADDR", &cfg.Streams.Addr, o.streamsAddr)
+	if cfg.Streams.Addr == "off" {
+		cfg.Streams.Addr = ""
 	}
 	size("max-message-size", "SLUICE_MAX_MESSAGE_SIZE", &cfg.MaxMessageSize, o.maxMessage)
 	dur("http-timeout", "SLUICE_HTTP_TIMEOUT", &cfg.HTTP.Timeout, o.httpTimeout)

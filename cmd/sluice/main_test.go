@@ -245,6 +245,17 @@ func TestConfigurePrecedence(t *testing.T) {
 			want: []func(*engine.Config){fromFile},
 		},
 		{
+			name: "stream client listener from the environment",
+			env:  map[string]string{"SLUICE_STREAMS_ADDR": "127.0.0.1:0"},
+			want: []func(*engine.Config){func(c *engine.Config) { c.Streams.Addr = "127.0.0.1:0" }},
+		},
+		{
+			name: "stream client listener flag over the environment",
+			env:  withFile(map[string]string{"SLUICE_STREAMS_ADDR": "127.0.0.1:0"}),
+			args: []string{"--streams-addr", "off"},
+			want: []func(*engine.Config){fromFile, func(c *engine.Config) { c.Streams.Addr = "" }},
+		},
+		{
 			name: "serve flag syntax with single dash",
 			args: []string{"-addr", "flag:1"},
 			want: []func(*engine.Config){func(c *engine.Config) { c.Addr = "flag:1" }},
@@ -483,7 +494,7 @@ func TestRunHelpFlagListsFlags(t *testing.T) {
 		if !errors.Is(err, flag.ErrHelp) {
 			t.Errorf("run %v = %v, want flag.ErrHelp", args, err)
 		}
-		for _, name := range []string{"-addr", "-http-addr", "-console-addr", "SLUICE_CONSOLE_ADDR", "-config", "-log-format", "-log-level", "-max-message-size",
+		for _, name := range []string{"-addr", "-http-addr", "-console-addr", "SLUICE_CONSOLE_ADDR", "-streams-addr", "SLUICE_STREAMS_ADDR", "-config", "-log-format", "-log-level", "-max-message-size",
 			"-http-timeout", "-channel-ttl", "-max-channels", "-max-frame-size", "-tls-cert", "-tls-key",
 			"-max-pending-bytes-per-worker", "-invocation-timeout", "-worker-idle-timeout",
 			"-data-dir", "-data-sync", "SLUICE_DATA_DIR", "SLUICE_DATA_SYNC",

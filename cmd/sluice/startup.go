@@ -19,6 +19,7 @@ func logSettings(logger *slog.Logger, cfg engine.Config, configFile string) {
 		"addr", cfg.Addr,
 		"http_addr", cfg.HTTPAddr,
 		"console_addr", cfg.ConsoleAddr,
+		"streams_addr", streamsAddr(cfg),
 		"config_file", configFile,
 		"data_dir", cfg.DataDir, // the queue store, created on first use
 		"data_sync", cfg.DataSync,
@@ -45,9 +46,29 @@ func logSettings(logger *slog.Logger, cfg engine.Config, configFile string) {
 		"max_pending_bytes_per_worker", cfg.MaxPendingBytesPerWorker,
 		"invocation_timeout", cfg.InvocationTimeout,
 		"worker_idle_timeout", cfg.WorkerIdleTimeout,
+		"http_functions", onOff(cfg.HTTPFunctions.Enabled),
+		"http_functions_private_ips", blockedAllowed(cfg.HTTPFunctions.BlockPrivateIPs),
+		"http_functions_require_https", cfg.HTTPFunctions.RequireHTTPS,
+		"http_functions_max_concurrent", cfg.HTTPFunctions.MaxConcurrent,
 		"otel_endpoint", otelEndpoint(cfg),
 		"cluster", onOff(cfg.Cluster.On()),
 	)
+}
+
+// streamsAddr is the stream client listener as configured: "off" when the
+// module or the listener is off.
+func streamsAddr(cfg engine.Config) string {
+	if !cfg.Streams.Enabled || cfg.Streams.Addr == "" {
+		return "off"
+	}
+	return cfg.Streams.Addr
+}
+
+func blockedAllowed(blocked bool) string {
+	if blocked {
+		return "blocked"
+	}
+	return "allowed"
 }
 
 func onOff(b bool) string {
