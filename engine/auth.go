@@ -166,7 +166,7 @@ func (w *workerConn) flushBeforeHook(m *wire.Message, flush func()) {
 // mayCall applies the session's RBAC to an invokefunction; a denied call
 // with an invocation_id is answered FORBIDDEN.
 func (w *workerConn) mayCall(m *wire.Message) bool {
-	d := w.canCall(m.FunctionID)
+	d := w.canCall(nsOf(m.Namespace), m.FunctionID)
 	if d == auth.Allowed {
 		return true
 	}
@@ -223,10 +223,13 @@ func (w *workerConn) viaMiddleware(m *wire.Message, batch *wsconn.Batch) bool {
 	return true
 }
 
-func (w *workerConn) canCall(id string) auth.Decision {
+func (w *workerConn) canCall(ns, id string) auth.Decision {
 	var meta jsontext.Value
 	own := false
-	if f, ok := w.e.reg.Function(id); ok {
+	// The function asked for, in its namespace: exposure by metadata and
+	// ownership are those of that function, not of a same-named one in
+	// another namespace.
+	if f, ok := w.e.reg.FunctionIn(ns, id); ok {
 		meta, own = f.Metadata, ownerOf(f.Owner) == w.id
 	}
 	return auth.CanCall(w.sess.rbac, &w.sess.res, id, meta, own)
@@ -417,7 +420,7 @@ func (w *workerConn) admitTrigger(m *wire.Message) bool {
 		}
 	}
 	m.FunctionID = s.res.Prefixed(m.FunctionID)
-	if d := w.canCall(m.FunctionID); d != auth.Allowed {
+	if d := w.canCall(nsOf(m.Namespace), m.FunctionID); d != auth.Allowed {
 		return deny(d.Message(m.FunctionID))
 	}
 	if m.ID != asked {

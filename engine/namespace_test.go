@@ -7,6 +7,7 @@ import (
 
 	"github.com/go-json-experiment/json/jsontext"
 
+	"github.com/sluicehq/sluice/internal/auth"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -256,5 +257,49 @@ func TestNamespaceProviderMovesOut(t *testing.T) {
 	}
 	if _, ok := e.reg.TriggerTypeIn("orders", "hook2"); !ok {
 		t.Fatal("hook2 not provided in orders")
+	}
+}
+
+// An RBAC session's calls are judged on the function they address, in its
+// namespace: neither the exposing metadata nor the session's ownership of a
+// same-named function in default lets it call one in another namespace.
+// On 826637f both calls into orders were allowed (canCall looked the id up
+// in default only).
+func TestRBACJudgesTheAddressedNamespace(t *testing.T) {
+	meta := map[string]auth.MetaValue{"public": {Exact: jsontext.Value(`true`)}}
+	e := startEngine(t, func(c *Config) {
+		c.WorkerListeners = []WorkerListenerConfig{{Name: "rbac", Addr: "127.0.0.1:0",
+			Auth: AuthConfig{RBAC: &auth.RBAC{ExposeFunctions: []auth.Filter{{Metadata: meta}}}}}}
+	})
+	pub := dialRaw(t, e) // default: svc::secret, exposed by its metadata
+	pub.sendJSON(`{"type":"registerfunction","id":"svc::secret","metadata":{"public":true}}`)
+	pub.call("sync", wire.FnFunctionsList, `{}`)
+	hidden := dialRaw(t, e) // orders: svc::secret and ext::mine, no metadata
+	hidden.sendJSON(`{"type":"registerfunction","id":"svc::secret"}`)
+	hidden.sendJSON(`{"type":"registerfunction","id":"ext::mine"}`)
+	hidden.announceNS("hidden", "orders")
+	hidden.call("sync", wire.FnFunctionsList, `{}`)
+	if _, ok := e.reg.FunctionIn("orders", "ext::mine"); !ok {
+		t.Fatal("ext::mine not registered in orders")
+	}
+
+	ext := dialRawAt(t, e.WorkerListenerURL("rbac"), nil)
+	ext.sendJSON(`{"type":"registerfunction","id":"ext::mine"}`) // its own, in default
+	ext.callSkipping("sync", wire.FnFunctionsList, `{}`)
+	if f, ok := e.reg.Function("ext::mine"); !ok || ownerOf(f.Owner) != ext.id {
+		t.Fatal("the session's own ext::mine was not registered in default")
+	}
+	for _, fn := range []string{"svc::secret", "ext::mine"} {
+		if r := ext.callNS("x-"+fn, fn, "orders", `{}`); r.Error == nil || r.Error.Code != auth.CodeForbidden {
+			t.Errorf("RBAC call of %s in orders = %+v, want %s", fn, r, auth.CodeForbidden)
+		}
+	}
+	// The default namespace's exposed function stays callable.
+	ns := "default"
+	ext.send(wire.Message{Type: wire.TypeInvokeFunction, InvocationID: "x-default", FunctionID: "svc::secret", Data: jsontext.Value(`{}`), Namespace: &ns})
+	inv := pub.expectSkipping(wire.TypeInvokeFunction)
+	pub.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: inv.InvocationID, FunctionID: inv.FunctionID, Result: jsontext.Value(`"ok"`)})
+	if r := ext.expectSkipping(wire.TypeInvocationResult); r.Error != nil || string(r.Result) != `"ok"` {
+		t.Fatalf("RBAC call of the exposed svc::secret in default = %+v", r)
 	}
 }

@@ -322,9 +322,9 @@ func (h *observeHub) observe(w *workerConn, in *observeIn) {
 	if w.sess != nil {
 		// Observing reads the source's calls and makes the engine call the
 		// target: an RBAC session must be allowed to call both.
-		for _, fn := range []string{o.source, o.target} {
-			if d := w.canCall(fn); d != auth.Allowed {
-				reply(obsError, errBody(auth.CodeForbidden, d.Message(fn)))
+		for _, fn := range [...]struct{ ns, id string }{{o.srcNS, o.source}, {o.tgtNS, o.target}} {
+			if d := w.canCall(fn.ns, fn.id); d != auth.Allowed {
+				reply(obsError, errBody(auth.CodeForbidden, d.Message(fn.id)))
 				return
 			}
 		}

@@ -351,12 +351,19 @@ func TestObserveRBAC(t *testing.T) {
 	trusted.send(`{"type":"registerfunction","id":"secret::x"}`)
 	trusted.send(`{"type":"registerfunction","id":"pub::y"}`)
 	trusted.noFrame("observeresult")
+	other := obsDial(t, e)
+	other.send(`{"type":"registerfunction","id":"ext::sink"}`)
+	other.send(`{"type":"invokefunction","function_id":"engine::workers::register","data":{"runtime":"test","version":"1","name":"o","namespace":"orders","pid":1},"action":{"type":"void"}}`)
+	other.noFrame("observeresult")
 	ext := obsDialAt(t, e.WorkerListenerURL("rbac"))
 	ext.send(`{"type":"registerfunction","id":"ext::sink"}`)
 	for _, c := range []struct{ id, src, dst, state string }{
 		{"r1", "secret::x", "ext::sink", "error"},
 		{"r2", "pub::y", "secret::x", "error"},
 		{"r3", "pub::y", "ext::sink", "active"},
+		// ext::sink in orders is not the session's own (on 826637f: allowed,
+		// judged on the session's ext::sink in default).
+		{"r4", "pub::y", "ext::sink\",\"namespace\":\"orders", "error"},
 	} {
 		ext.send(`{"type":"observe","id":"` + c.id + `","source":{"function_id":"` + c.src + `"},"target":{"function_id":"` + c.dst + `"}}`)
 		r := ext.await("observeresult", withID(c.id))
