@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -57,8 +58,60 @@ func hexVal(c byte) byte {
 	return 0
 }
 
+// midCounter adds up the CPU time and context switches of a target's
+// middle processes over the batches run on that target, for targets that
+// share processes (the nodes of one cluster), where the driver's counts
+// over the whole run would mix them.
+type midCounter struct {
+	pids     []int
+	cpu      time.Duration
+	switches int64
+}
+
+// parseMidPids parses -midpids: one group per target, comma-separated,
+// pids joined by '+'. Targets without a group count nothing.
+func parseMidPids(s string, n int) []*midCounter {
+	out := make([]*midCounter, n)
+	groups := strings.Split(s, ",")
+	for i := range out {
+		out[i] = &midCounter{}
+		if s == "" || i >= len(groups) {
+			continue
+		}
+		for _, p := range strings.Split(groups[i], "+") {
+			if pid, err := strconv.Atoi(p); err == nil {
+				out[i].pids = append(out[i].pids, pid)
+			}
+		}
+	}
+	return out
+}
+
+// start begins a measured batch; the function returned ends it.
+func (m *midCounter) start() func() {
+	if len(m.pids) == 0 {
+		return func() {}
+	}
+	var cpu0 time.Duration
+	var cs0 int64
+	for _, p := range m.pids {
+		cpu0 += procCPU(p)
+		cs0 += procSwitches(p)
+	}
+	return func() {
+		for _, p := range m.pids {
+			m.cpu += procCPU(p)
+			m.switches += procSwitches(p)
+		}
+		m.cpu -= cpu0
+		m.switches -= cs0
+	}
+}
+
 // httpload: -clients goroutines POST the JSON echo and check every
-// answer. -url takes several targets (comma-separated): the run
+// answer. -url takes several targets (comma-separated), each one base URL
+// or several joined by '|' (the clients are spread over them in turn, as a
+// load balancer would: the cluster workload's nodes): the run
 // alternates between them in slices of -slice, -dur in all per target
 // (after -warm each), and prints one RESULT per target, in order: req/s,
 // p50, p99.
@@ -69,10 +122,11 @@ func cmdHTTPLoad(args []string) {
 	dur := fs.Duration("dur", 2*time.Second, "measured duration per target")
 	slice := fs.Duration("slice", 200*time.Millisecond, "time on one target before switching")
 	warm := fs.Duration("warm", 300*time.Millisecond, "warm-up duration per target")
+	midPids := fs.String("midpids", "", "per target (comma-separated, in -url order): the pids (joined by +) whose CPU and context switches are counted over that target's slices")
 	_ = fs.Parse(args)
 	body := []byte(`{"id":42,"name":"widget","tags":["a","b","c"]}`)
 	type target struct {
-		base    string
+		bases   []string
 		hc      *http.Client
 		lat     []time.Duration
 		failed  int64
@@ -81,10 +135,11 @@ func cmdHTTPLoad(args []string) {
 	var ts []*target
 	for _, u := range strings.Split(*urls, ",") {
 		tr := &http.Transport{MaxIdleConns: *clients, MaxIdleConnsPerHost: *clients}
-		ts = append(ts, &target{base: u, hc: &http.Client{Transport: tr, Timeout: 10 * time.Second}})
+		ts = append(ts, &target{bases: strings.Split(u, "|"), hc: &http.Client{Transport: tr, Timeout: 10 * time.Second}})
 	}
-	do := func(t *target) error {
-		res, err := t.hc.Post(t.base+"/echo/7", "application/json", bytes.NewReader(body))
+	mids := parseMidPids(*midPids, len(ts))
+	do := func(t *target, client int) error {
+		res, err := t.hc.Post(t.bases[client%len(t.bases)]+"/echo/7", "application/json", bytes.NewReader(body))
 		if err != nil {
 			return err
 		}
@@ -110,7 +165,7 @@ func cmdHTTPLoad(args []string) {
 			wg.Go(func() {
 				for !stop.Load() {
 					t0 := time.Now()
-					if err := do(t); err != nil {
+					if err := do(t, i); err != nil {
 						if failed.Add(1) == 1 && t.failed == 0 {
 							log.Print(err)
 						}
@@ -135,17 +190,20 @@ func cmdHTTPLoad(args []string) {
 		run(t, *warm, false)
 	}
 	for spent := time.Duration(0); spent < *dur; spent += *slice {
-		for _, t := range ts {
+		for ti, t := range ts {
+			stop := mids[ti].start()
 			run(t, min(*slice, *dur-spent), true)
+			stop()
 		}
 	}
-	for _, t := range ts {
+	for ti, t := range ts {
 		if len(t.lat) == 0 {
 			report(result{Lost: t.failed, Seconds: t.elapsed.Seconds()})
 			continue
 		}
 		report(result{P50us: pct(t.lat, .5), P99us: pct(t.lat, .99), Rate: float64(len(t.lat)) / t.elapsed.Seconds(),
-			Ops: int64(len(t.lat)), Seconds: t.elapsed.Seconds(), Lost: t.failed})
+			Ops: int64(len(t.lat)), Seconds: t.elapsed.Seconds(), Lost: t.failed,
+			MidCPUus: mids[ti].cpu.Microseconds(), MidSwitches: mids[ti].switches})
 	}
 }
 

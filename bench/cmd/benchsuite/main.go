@@ -19,6 +19,7 @@
 //	streamfan  1,000 stream clients and the stream::set calls they receive
 //	wsecho, wsrelay, tcprelay, httpbackend, revproxy   the baselines
 //	engine     the Sluice engine in process, with a CPU profile (run -profile)
+//	natsserver, natsread, natswrite   the cluster workloads' NATS baselines
 package main
 
 import (
@@ -42,6 +43,9 @@ func main() {
 		"revproxy":    cmdRevProxy,
 		"engine":      cmdEngine,
 		"streamfan":   cmdStreamFan,
+		"natsserver":  cmdNATSServer,
+		"natsread":    cmdNATSRead,
+		"natswrite":   cmdNATSWrite,
 	}
 	args := os.Args[1:]
 	name := "run"

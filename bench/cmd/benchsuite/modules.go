@@ -20,8 +20,10 @@ import (
 // ../shared/tools/upstream/config-modules.yaml. Workloads: state::set /
 // state::get over 1,000 keys, one at a time and 64 in flight; pubsub
 // fan-out to 100 subscriptions; stream fan-out to 1,000 stream clients.
+var moduleNames = []string{"state-set-1", "state-set-64", "state-get-1", "state-get-64", "pubsub-100", "stream-1000"}
+
 func moduleWorkloads(o *runOpts, add func(workload)) {
-	if !slices.ContainsFunc([]string{"state-set-1", "state-set-64", "state-get-1", "state-get-64", "pubsub-100", "stream-1000"}, o.only.MatchString) {
+	if !slices.ContainsFunc(moduleNames, o.only.MatchString) {
 		return
 	}
 	sl, err := startSluiceState(o, o.sluice, "sluice")

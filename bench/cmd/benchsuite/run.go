@@ -41,6 +41,8 @@ type runOpts struct {
 	profile            string
 	memprofile         bool // with profile: also an exact allocation profile
 	gotrace            bool // with profile: also an execution trace
+	clusterCPU         float64
+	clusterClients     int
 }
 
 // endpoint is a running engine (or baseline) as the load processes see it.
@@ -80,6 +82,8 @@ func cmdRun(args []string) {
 	fs.StringVar(&o.profile, "profile", "", "run Sluice's engine in process with a CPU profile, written to DIR/engine.cpu.pprof (the state workloads' engine: DIR/state.cpu.pprof) at the end (go tool pprof -top)")
 	fs.BoolVar(&o.memprofile, "memprofile", false, "with -profile: also write DIR/<engine>.allocs.pprof, every allocation counted (go tool pprof -sample_index=alloc_objects -top; slows the engine)")
 	fs.BoolVar(&o.gotrace, "gotrace", false, "with -profile: also write an execution trace, DIR/<engine>.trace (goroutine wake-ups: go tool trace -d=parsed FILE, transitions Waiting->Runnable)")
+	fs.Float64Var(&o.clusterCPU, "cluster-node-cpu", 0.25, "cluster-http: CPU cores each node may use (cgroup CPU bandwidth; 0: unlimited)")
+	fs.IntVar(&o.clusterClients, "cluster-http-clients", 48, "cluster-http: HTTP clients (spread over the nodes, or all on one)")
 	fs.BoolVar(&o.strace, "strace", false, "count the middle processes' system calls per operation (strace -c -f; slows every run: ratios are then meaningless)")
 	_ = fs.Parse(args)
 	if o.sluice == "" {
@@ -124,6 +128,31 @@ func run(o *runOpts) error {
 	start := time.Now()
 	fmt.Printf("# multi-process suite, %s, reps=%d, channel %d MiB, download %d MiB\n",
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), o.reps, o.chanBytes>>20, o.dlBytes>>20)
+	var rows []row
+	add := func(w workload) {
+		if !o.only.MatchString(w.name) {
+			return
+		}
+		rows = append(rows, measure(o, w)...)
+	}
+	// The engines and baselines below serve these workloads only; the
+	// others start their own.
+	if slices.ContainsFunc(mainWorkloads, o.only.MatchString) || slices.ContainsFunc(moduleNames, o.only.MatchString) {
+		if err := mainSuite(o, add); err != nil {
+			return err
+		}
+	}
+	observeWorkload(o, add)
+	clusterWorkloads(o, add)
+	printTable(rows)
+	fmt.Printf("# took %v\n", time.Since(start).Round(time.Second))
+	return nil
+}
+
+// mainWorkloads run on the engines mainSuite starts.
+var mainWorkloads = []string{"invoke-seq", "invoke-tput", "http-echo-1", "http-echo-8", "http-echo-64", "channel", "download"}
+
+func mainSuite(o *runOpts, add func(workload)) error {
 	sl, err := startSluice(o)
 	if err != nil {
 		return err
@@ -148,13 +177,6 @@ func run(o *runOpts) error {
 			return fmt.Errorf("-sluice-b: %w", err)
 		}
 		engines = append(engines, b)
-	}
-	var rows []row
-	add := func(w workload) {
-		if !o.only.MatchString(w.name) {
-			return
-		}
-		rows = append(rows, measure(o, w)...)
 	}
 	invokeArgs := func(mode string, n int) func([]*engine) ([]result, error) {
 		return func(es []*engine) ([]result, error) {
@@ -188,9 +210,6 @@ func run(o *runOpts) error {
 	if up != nil { // their ratio is to upstream
 		moduleWorkloads(o, add)
 	}
-	observeWorkload(o, add)
-	printTable(rows)
-	fmt.Printf("# took %v\n", time.Since(start).Round(time.Second))
 	return nil
 }
 
@@ -602,6 +621,9 @@ type workload struct {
 	value       func(result) float64
 	lowerBetter bool
 	goals       []goal
+	// main is the target whose ratios to the goals' baselines the table
+	// gives ("sluice" when empty).
+	main string
 }
 
 type row struct {
@@ -658,6 +680,9 @@ func measure(o *runOpts, w workload) []row {
 				err, cpu, end, cs = allErr, t.cpu, t.endCPU, t.switches
 				if err == nil {
 					r = all[ti]
+					if r.MidCPUus > 0 { // counted by the load process over this target's batches
+						cpu, cs = time.Duration(r.MidCPUus)*time.Microsecond, r.MidSwitches
+					}
 				}
 			} else {
 				if o.strace {
@@ -716,12 +741,19 @@ func measure(o *runOpts, w workload) []row {
 		if !ok {
 			continue
 		}
-		s, sc := vals["sluice"], cpus["sluice"]
+		main := w.main
+		if main == "" {
+			main = "sluice"
+		}
+		s, sc := vals[main], cpus[main]
 		bc := cpus[g.baseline]
 		if g.baseline == "sluice-b" { // the other build: B ÷ A
 			s, b, sc, bc = b, s, bc, sc
 		}
 		rw := row{workload: w.name, metric: w.metric, baseline: g.baseline, sluice: s, base: b, goal: g.ratio, lowerBetter: w.lowerBetter}
+		if main != "sluice" {
+			rw.workload = w.name + " (" + main + ")"
+		}
 		if g.baseline == "sluice-b" {
 			rw.workload, rw.baseline = w.name+" (-sluice-b ÷ -sluice)", "sluice"
 		}

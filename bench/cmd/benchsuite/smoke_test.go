@@ -9,7 +9,8 @@ import (
 
 // TestSmoke builds the engine and the suite and runs every workload once
 // at tiny sizes against Sluice and the baselines (not the upstream
-// engine): each process of the suite starts, serves and reports. It
+// engine), the cluster workloads on three engine processes and three
+// nats-servers: each process of the suite starts, serves and reports. It
 // checks that nothing failed, not the numbers.
 func TestSmoke(t *testing.T) {
 	dir := t.TempDir()
@@ -26,9 +27,15 @@ func TestSmoke(t *testing.T) {
 	if strings.Contains(s, "FAILED") || strings.Contains(s, "LOST") {
 		t.Fatalf("a run failed:\n%s", s)
 	}
-	for _, w := range []string{"invoke-seq", "invoke-tput", "http-echo-1", "http-echo-8", "http-echo-64", "channel", "download", "observe-100"} {
+	for _, w := range []string{"invoke-seq", "invoke-tput", "http-echo-1", "http-echo-8", "http-echo-64", "channel", "download", "observe-100",
+		"cluster-invoke-seq (cross-node)", "cluster-invoke-tput (cross-node)", "cluster-channel (cross-node)", "cluster-http (3-nodes)"} {
 		if !strings.Contains(s, "| "+w+" |") {
 			t.Errorf("no ratio for %s:\n%s", w, s)
+		}
+	}
+	for _, b := range []string{"nats-reqrep", "nats-pub", "same-node", "1-node"} {
+		if !strings.Contains(s, "| "+b+" |") {
+			t.Errorf("no baseline %s:\n%s", b, s)
 		}
 	}
 }
