@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/invocation"
 	"github.com/sluicehq/sluice/internal/registry"
+	"github.com/sluicehq/sluice/internal/wsconn"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -78,7 +79,8 @@ type clusterRouter struct {
 func (e *Engine) newRouter() error {
 	r := &clusterRouter{e: e, nc: e.cluster.node.Conn, wake: make(chan struct{}, 1),
 		inbox: nats.NewInbox() + ".", subs: map[fnKey]*nats.Subscription{}, calls: map[string]*remoteCall{}}
-	if _, err := r.nc.Subscribe(r.inbox+"*", r.reply); err != nil {
+	replyBatch := &subBatch{}
+	if _, err := r.nc.Subscribe(r.inbox+"*", func(m *nats.Msg) { r.reply(m, replyBatch) }); err != nil {
 		return err
 	}
 	if _, err := r.nc.Subscribe(pubsubSubject, r.published); err != nil {
@@ -150,7 +152,8 @@ func (r *clusterRouter) sync() {
 		if r.subs[id] != nil {
 			continue
 		}
-		sub, err := r.nc.QueueSubscribe(fnSubject(id.ns, id.id), fnQueueGroup, r.serve)
+		batch := &subBatch{} // the subscription's own: its callbacks run on one goroutine
+		sub, err := r.nc.QueueSubscribe(fnSubject(id.ns, id.id), fnQueueGroup, func(m *nats.Msg) { r.serve(m, batch) })
 		if err != nil {
 			r.e.log.Warn("cluster: function not offered to other nodes", "function_id", id.id, "namespace", id.ns, "err", err)
 			continue
@@ -169,25 +172,69 @@ func (r *clusterRouter) unsubscribeAll() {
 	}
 }
 
-// serve runs a call from another node on this node's worker.
-func (r *clusterRouter) serve(m *nats.Msg) {
+// subBatch is the write batch of one subscription's callbacks (nats.go
+// runs them on one goroutine).
+type subBatch struct {
+	wsconn.Batch
+	n int // messages since the last flush
+}
+
+// maxSubBatch bounds the messages whose writes a subBatch holds, so that a
+// subscription that never runs dry still writes out regularly.
+const maxSubBatch = 64
+
+// flushIdle writes out what batch holds for worker sockets once no more
+// messages wait on m's subscription (or after maxSubBatch messages): the
+// messages NATS delivered together reach each socket in one write, as the
+// frames of one socket read do.
+func flushIdle(m *nats.Msg, batch *subBatch) {
+	batch.n++
+	// nats.go counts the message being handled as pending until its
+	// callback returns.
+	if n, _, err := m.Sub.Pending(); err != nil || n <= 1 || batch.n >= maxSubBatch {
+		batch.Flush()
+		batch.n = 0
+	}
+}
+
+// noteDelay is how long a call from another node runs here before this
+// node notes taking it (remoteReply.TakenBy). Calls answered sooner need
+// no note: that saves a NATS message each way per call. It stays well
+// under what the caller's node waits for a note before ending a call
+// (half of cluster.node_timeout, at least 250 ms; a second when a node
+// leaves).
+func noteDelay(nodeTimeout time.Duration) time.Duration {
+	return min(50*time.Millisecond, nodeTimeout/20)
+}
+
+// serve runs a call from another node on this node's worker; the worker
+// socket writes it causes go into batch.
+func (r *clusterRouter) serve(m *nats.Msg, batch *subBatch) {
+	defer flushIdle(m, batch)
 	var in remoteRequest
 	if err := json.Unmarshal(m.Data, &in, lenient); err != nil || in.FunctionID == "" {
 		r.respond(m, invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeInvalidArguments, Message: "cluster: bad request from another node"}})
 		return
 	}
 	req := &invocation.Request{Namespace: in.Namespace, FunctionID: in.FunctionID, Data: in.Data, Metadata: in.Metadata, Traceparent: in.Traceparent,
-		Baggage: in.Baggage, CallerWorkerID: in.CallerWorkerID, MinTimeout: time.Duration(in.MinTimeoutMS) * time.Millisecond}
+		Baggage: in.Baggage, CallerWorkerID: in.CallerWorkerID, MinTimeout: time.Duration(in.MinTimeoutMS) * time.Millisecond,
+		Batch: &batch.Batch}
 	if m.Reply == "" {
 		req.Void = true
 		r.e.inv.InvokeLocal(req, nil)
 		return
 	}
 	// Tell the caller which node took the call, so that it can end it if
-	// this node leaves the cluster.
-	note, _ := json.Marshal(remoteReply{TakenBy: r.e.cluster.name})
-	_ = r.nc.Publish(m.Reply, note)
-	r.e.inv.InvokeLocal(req, func(res invocation.Result) { r.respond(m, res) })
+	// this node leaves the cluster, once the call has run for noteDelay
+	// (a note arriving after the answer is ignored).
+	note := time.AfterFunc(noteDelay(r.e.cfg.Cluster.NodeTimeout), func() {
+		b, _ := json.Marshal(remoteReply{TakenBy: r.e.cluster.name})
+		_ = r.nc.Publish(m.Reply, b)
+	})
+	r.e.inv.InvokeLocal(req, func(res invocation.Result) {
+		note.Stop()
+		r.respond(m, res)
+	})
 }
 
 func (r *clusterRouter) respond(m *nats.Msg, res invocation.Result) {
@@ -277,8 +324,10 @@ func (r *clusterRouter) finish(token string, res invocation.Result) {
 	c.done(res)
 }
 
-// reply takes the answers sent to this node's inbox.
-func (r *clusterRouter) reply(m *nats.Msg) {
+// reply takes the answers sent to this node's inbox; the callers' socket
+// writes go into batch.
+func (r *clusterRouter) reply(m *nats.Msg, batch *subBatch) {
+	defer flushIdle(m, batch)
 	token := strings.TrimPrefix(m.Subject, r.inbox)
 	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
 		// No node subscribes to the function's subject.
@@ -286,7 +335,7 @@ func (r *clusterRouter) reply(m *nats.Msg) {
 		c := r.calls[token]
 		r.mu.Unlock()
 		if c != nil {
-			r.finish(token, invocation.Result{Err: wire.ErrFunctionNotFoundIn(c.fn, c.ns, nil)})
+			r.finish(token, invocation.Result{Err: wire.ErrFunctionNotFoundIn(c.fn, c.ns, nil), Batch: &batch.Batch})
 		}
 		return
 	}
@@ -303,7 +352,7 @@ func (r *clusterRouter) reply(m *nats.Msg) {
 		r.mu.Unlock()
 		return
 	}
-	r.finish(token, invocation.Result{Value: rep.Value, Err: rep.Err, Traceparent: rep.Traceparent, Baggage: rep.Baggage})
+	r.finish(token, invocation.Result{Value: rep.Value, Err: rep.Err, Traceparent: rep.Traceparent, Baggage: rep.Baggage, Batch: &batch.Batch})
 }
 
 // nodeLeft ends the calls taken by a node that left the cluster, and the

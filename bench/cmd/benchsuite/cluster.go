@@ -159,10 +159,18 @@ func startCluster(o *runOpts, n int) ([]*clusterNode, error) {
 				peers = append(peers, p.routeAddr)
 			}
 		}
-		c, err := startChild("cluster "+nd.name, o.tmp, []string{"SLUICE_CONFIG=", "SLUICE_CLUSTER_SECRET=bench-route-secret-0123456789"}, o.sluice,
-			"serve", "--config", cfg, "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--console-addr", "off",
-			"--log-level", "info", "--data-dir", filepath.Join(o.tmp, "cluster-"+nd.name), "--node-name", nd.name,
-			"--cluster-listen", nd.routeAddr, "--cluster-peers", strings.Join(peers, ","))
+		env := []string{"SLUICE_CONFIG=", "SLUICE_CLUSTER_SECRET=bench-route-secret-0123456789"}
+		bin, args := o.sluice, []string{"serve", "--config", cfg, "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--console-addr", "off",
+			"--log-level", "info"}
+		if o.profile != "" { // the engine in this binary, writing a CPU profile
+			if err := os.MkdirAll(o.profile, 0o755); err != nil {
+				return nodes, err
+			}
+			bin, args = o.self, []string{"engine", "-cpuprofile", filepath.Join(o.profile, "cluster-"+nd.name+".cpu.pprof")}
+		}
+		args = append(args, "-data-dir", filepath.Join(o.tmp, "cluster-"+nd.name), "-node-name", nd.name,
+			"-cluster-listen", nd.routeAddr, "-cluster-peers", strings.Join(peers, ","))
+		c, err := startChild("cluster "+nd.name, o.tmp, env, bin, args...)
 		if err != nil {
 			return nodes, err
 		}
@@ -223,7 +231,7 @@ func startCluster(o *runOpts, n int) ([]*clusterNode, error) {
 			break
 		}
 		if time.Now().After(deadline) {
-			return nodes, fmt.Errorf("bench::remote not callable on n0: %s %v", r, err)
+			return nodes, fmt.Errorf("bench::remote not callable on n0: %s %v\nn0:\n%s\nn1:\n%s", r, err, nodes[0].proc.stderrTail(), nodes[1].proc.stderrTail())
 		}
 	}
 	return nodes, nil

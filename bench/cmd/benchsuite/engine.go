@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"runtime/trace"
+	"strings"
 	"syscall"
 
 	sluiceengine "github.com/sluicehq/sluice/engine"
@@ -27,6 +28,9 @@ func cmdEngine(args []string) {
 	traceOut := fs.String("trace", "", "write an execution trace of the whole run here (go tool trace; goroutine wake-ups)")
 	dataDir := fs.String("data-dir", sluiceengine.DataDirMemory, "store directory")
 	streams := fs.Bool("streams", false, "serve stream clients on a free port")
+	nodeName := fs.String("node-name", "", "cluster: this node's name")
+	clusterListen := fs.String("cluster-listen", "", "cluster: embedded NATS route listener (cluster mode when set)")
+	clusterPeers := fs.String("cluster-peers", "", "cluster: the other nodes' route addresses, comma-separated")
 	_ = fs.Parse(args)
 	if *memProf != "" {
 		runtime.MemProfileRate = 1 // exact counts (slower)
@@ -37,6 +41,10 @@ func cmdEngine(args []string) {
 	cfg.DataDir = *dataDir
 	if *streams {
 		cfg.Streams.Addr = "127.0.0.1:0"
+	}
+	if *clusterListen != "" {
+		cfg.Cluster.NodeName, cfg.Cluster.Listen, cfg.Cluster.Secret = *nodeName, *clusterListen, os.Getenv("SLUICE_CLUSTER_SECRET")
+		cfg.Cluster.Peers = strings.Split(*clusterPeers, ",")
 	}
 	e, err := sluiceengine.New(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -81,6 +89,9 @@ func cmdEngine(args []string) {
 	}
 	if a := e.StreamClientsAddr(); a != "" {
 		fmt.Fprintf(os.Stderr, "msg=\"stream clients served\" addr=%s\n", a)
+	}
+	if *clusterListen != "" { // Start returned: the node is in its cluster
+		fmt.Fprintf(os.Stderr, "msg=\"cluster node ready\" replicas=%d\n", min(3, len(cfg.Cluster.Peers)+1))
 	}
 	fmt.Fprintf(os.Stderr, "msg=\"engine started\" worker_url=%s http_url=%s\n", e.WorkerURL(), e.HTTPURL())
 	<-sig
