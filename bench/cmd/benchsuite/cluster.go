@@ -53,28 +53,86 @@ func clusterWorkloads(o *runOpts, add func(workload)) {
 	allPids := strings.Join(pids, "+")
 	workers := []*child{nodes[0].worker, nodes[1].worker}
 
+	// The NATS baseline: three nats-servers routed to each other, and for
+	// the invocations a responder on server 1.
+	var servers []*child
+	var surls []string
+	if slices.ContainsFunc([]string{"cluster-invoke-seq", "cluster-invoke-tput", "cluster-channel"}, o.only.MatchString) {
+		servers, surls, err = startNATSCluster(o, 3)
+		defer stopChildren(servers)
+		if err != nil {
+			fmt.Printf("cluster: NATS baseline FAILED: %v\n", err)
+			surls = nil
+		}
+	}
+	var echo *child
+	if surls != nil && o.only.MatchString("cluster-invoke") {
+		if echo, err = startChild("natsread echo", o.tmp, nil, o.self, "natsread", "-url", surls[1], "-subject", "bench.echo", "-mode", "echo"); err == nil {
+			defer stopChildren([]*child{echo})
+			_, err = echo.ready()
+		}
+		if err != nil {
+			fmt.Printf("cluster: NATS responder FAILED: %v\n", err)
+			echo = nil
+		}
+	}
+
 	same := &engine{name: "same-node", wsURL: nodes[0].ws, mid: all, ends: workers}
 	cross := &engine{name: "cross-node", wsURL: nodes[0].ws, mid: all, ends: workers}
+	natsRR := &engine{name: "nats-reqrep", mid: servers}
+	if echo != nil {
+		natsRR.ends = []*child{echo}
+	}
 	fnOf := map[*engine]string{same: "bench::echo", cross: "bench::remote"}
 	invoke := func(mode string, n int) func([]*engine) ([]result, error) {
 		return func(es []*engine) ([]result, error) {
+			var ws []*engine
 			var fns, mids []string
 			for _, e := range es {
-				fns, mids = append(fns, fnOf[e]), append(mids, allPids)
+				if e != natsRR {
+					ws, fns, mids = append(ws, e), append(fns, fnOf[e]), append(mids, allPids)
+				}
 			}
-			return runLoadAll(o, "invoke", 5*time.Minute, append([]string{"-url", urls(es, false), "-fns", strings.Join(fns, ","),
+			rs, err := runLoadAll(o, "invoke", 5*time.Minute, append([]string{"-url", urls(ws, false), "-fns", strings.Join(fns, ","),
 				"-midpids", strings.Join(mids, ","), "-mode", mode, "-n", fmt.Sprint(n)}, o.warm...)...)
+			if err != nil || len(ws) == len(es) {
+				return rs, err
+			}
+			// The NATS reference, a process of its own right after.
+			nr, err := runLoad(o, "natscall", 5*time.Minute, append([]string{"-url", surls[0], "-subject", "bench.echo", "-mode", mode, "-n", fmt.Sprint(n)}, o.warm...)...)
+			if err != nil {
+				return nil, err
+			}
+			i := slices.Index(es, natsRR)
+			return slices.Insert(rs, min(i, len(rs)), nr), nil
 		}
 	}
-	add(workload{name: "cluster-invoke-seq", targets: []*engine{same, cross}, runAll: invoke("seq", o.invokeN), main: "cross-node",
+	targets := []*engine{same, cross}
+	if echo != nil {
+		targets = append(targets, natsRR)
+	}
+	seqW := workload{name: "cluster-invoke-seq", targets: targets, runAll: invoke("seq", o.invokeN), main: "cross-node",
 		metric: "p50 µs", value: func(r result) float64 { return r.P50us }, lowerBetter: true,
-		goals: []goal{{"same-node", 2.0}}})
-	add(workload{name: "cluster-invoke-tput", targets: []*engine{same, cross}, runAll: invoke("tput", o.tputN), main: "cross-node",
+		goals: []goal{{"same-node", 2.0}, {"nats-reqrep", 0}}}
+	tputW := workload{name: "cluster-invoke-tput", targets: targets, runAll: invoke("tput", o.tputN), main: "cross-node",
 		metric: "calls/s", value: func(r result) float64 { return r.Rate },
-		goals: []goal{{"same-node", 0.6}}})
+		goals: []goal{{"same-node", 0.6}, {"nats-reqrep", 0}}}
+	for _, w := range []*workload{&seqW, &tputW} {
+		if o.strace { // one target per load process, so that strace counts each alone
+			all := w.runAll
+			w.runAll, w.run = nil, func(e *engine) (result, error) {
+				rs, err := all([]*engine{e})
+				if err != nil || len(rs) != 1 {
+					return result{}, fmt.Errorf("%d results: %v", len(rs), err)
+				}
+				return rs[0], nil
+			}
+		}
+		add(*w)
+	}
 
 	if o.only.MatchString("cluster-channel") {
-		clusterChannel(o, add, nodes, all)
+		clusterChannel(o, add, nodes, all, servers, surls)
 	}
 
 	if o.only.MatchString("cluster-http") {
@@ -240,16 +298,12 @@ func startCluster(o *runOpts, n int) ([]*clusterNode, error) {
 // clusterChannel: o.chanBytes writer → node 0 → reader on node 1 (the
 // channel's home is node 0, where it is created), against the reader on
 // node 0 and against the NATS baselines.
-func clusterChannel(o *runOpts, add func(workload), nodes []*clusterNode, all []*child) {
+func clusterChannel(o *runOpts, add func(workload), nodes []*clusterNode, all, servers []*child, surls []string) {
 	same := &engine{name: "same-node", mid: all}
 	cross := &engine{name: "cross-node", mid: all}
 	readerOn := map[*engine]*clusterNode{same: nodes[0], cross: nodes[1]}
 	targets := []*engine{same, cross}
-	servers, surls, err := startNATSCluster(o, 3)
-	defer stopChildren(servers)
-	if err != nil {
-		fmt.Printf("cluster-channel: NATS baseline FAILED: %v\n", err)
-	} else {
+	if surls != nil {
 		targets = append(targets, &engine{name: "nats-reqrep", wsURL: "req", mid: servers}, &engine{name: "nats-pub", wsURL: "pub", mid: servers})
 	}
 	seq := 0

@@ -19,7 +19,7 @@
 //	streamfan  1,000 stream clients and the stream::set calls they receive
 //	wsecho, wsrelay, tcprelay, httpbackend, revproxy   the baselines
 //	engine     the Sluice engine in process, with a CPU profile (run -profile)
-//	natsserver, natsread, natswrite   the cluster workloads' NATS baselines
+//	natsserver, natsread, natswrite, natscall   the cluster workloads' NATS baselines
 package main
 
 import (
@@ -46,6 +46,7 @@ func main() {
 		"natsserver":  cmdNATSServer,
 		"natsread":    cmdNATSRead,
 		"natswrite":   cmdNATSWrite,
+		"natscall":    cmdNATSCall,
 	}
 	args := os.Args[1:]
 	name := "run"

@@ -74,13 +74,25 @@ func cmdNATSRead(args []string) {
 	u := fs.String("url", "", "NATS URL")
 	subj := fs.String("subject", "bench.stream", "subject")
 	n := fs.Int64("n", 1<<30, "bytes")
-	mode := fs.String("mode", "pub", "pub or req")
+	mode := fs.String("mode", "pub", "pub, req, or echo (answer every request with its data until killed)")
 	_ = fs.Parse(args)
 	nc, err := nats.Connect(*u)
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer nc.Close()
+	if *mode == "echo" {
+		sub, err := nc.Subscribe(*subj, func(m *nats.Msg) { _ = m.Respond(m.Data) })
+		if err != nil {
+			log.Fatal(err)
+		}
+		_ = sub.SetPendingLimits(-1, -1)
+		if err := nc.Flush(); err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println("READY")
+		select {}
+	}
 	var got atomic.Int64
 	var start, last time.Time
 	done := make(chan struct{})
@@ -204,5 +216,83 @@ func cmdNATSWrite(args []string) {
 	}
 	if err := nc.Flush(); err != nil {
 		log.Fatal(err)
+	}
+}
+
+// natscall: NATS request/reply round trips to -subject (a natsread -mode
+// echo on another server), the invocation workloads' reference: -mode seq
+// one at a time (p50, p99), -mode tput -inflight outstanding (calls/s).
+// The payload is the invocation workloads' data.
+func cmdNATSCall(args []string) {
+	fs := flag.NewFlagSet("natscall", flag.ExitOnError)
+	u := fs.String("url", "", "NATS URL")
+	subj := fs.String("subject", "bench.echo", "subject")
+	mode := fs.String("mode", "seq", "seq or tput")
+	n := fs.Int("n", 5000, "calls measured")
+	warm := fs.Int("warm", 500, "calls before measuring")
+	inflight := fs.Int("inflight", 128, "calls in flight (tput)")
+	_ = fs.Parse(args)
+	nc, err := nats.Connect(*u)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer nc.Close()
+	data := []byte(`{"user":"ada","op":"echo","n":42,"tags":["a","b"]}`)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := nc.Request(*subj, data, time.Second); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			log.Fatal("natscall: no responder")
+		}
+	}
+	for range *warm {
+		if _, err := nc.Request(*subj, data, 5*time.Second); err != nil {
+			log.Fatal(err)
+		}
+	}
+	switch *mode {
+	case "seq":
+		lat := make([]time.Duration, 0, *n)
+		start := time.Now()
+		for range *n {
+			t := time.Now()
+			if _, err := nc.Request(*subj, data, 5*time.Second); err != nil {
+				log.Fatal(err)
+			}
+			lat = append(lat, time.Since(t))
+		}
+		el := time.Since(start)
+		report(result{P50us: pct(lat, .5), P99us: pct(lat, .99), Rate: float64(*n) / el.Seconds(), Ops: int64(*n), Seconds: el.Seconds()})
+	case "tput":
+		inbox := nats.NewInbox()
+		got := make(chan struct{}, *inflight)
+		sub, err := nc.Subscribe(inbox, func(*nats.Msg) { got <- struct{}{} })
+		if err != nil {
+			log.Fatal(err)
+		}
+		_ = sub.SetPendingLimits(-1, -1)
+		start := time.Now()
+		out := 0
+		for sent := 0; sent < *n || out > 0; {
+			if sent < *n && out < *inflight {
+				if err := nc.PublishRequest(*subj, inbox, data); err != nil {
+					log.Fatal(err)
+				}
+				sent++
+				out++
+				continue
+			}
+			select {
+			case <-got:
+				out--
+			case <-time.After(5 * time.Second):
+				log.Fatal("natscall: no reply for 5 s")
+			}
+		}
+		el := time.Since(start)
+		report(result{Rate: float64(*n) / el.Seconds(), Ops: int64(*n), Seconds: el.Seconds()})
+	default:
+		log.Fatalf("natscall: mode %q", *mode)
 	}
 }
