@@ -33,7 +33,9 @@ func cmdNATSServer(args []string) {
 		log.Fatal(err)
 	}
 	p, _ := strconv.Atoi(port)
-	opts := &server.Options{ServerName: *name, Host: "127.0.0.1", Port: -1, NoSigs: true, MaxPayload: 8 << 20,
+	// MaxPending 1 GiB: the raw publish stream (no flow control) is not cut
+	// as a slow consumer when its reader falls behind on a loaded machine.
+	opts := &server.Options{ServerName: *name, Host: "127.0.0.1", Port: -1, NoSigs: true, MaxPayload: 8 << 20, MaxPending: 1 << 30,
 		Cluster: server.ClusterOpts{Name: "bench", Host: host, Port: p}}
 	var peers []string
 	for _, r := range strings.Split(*routes, ",") {
@@ -76,7 +78,15 @@ func cmdNATSRead(args []string) {
 	n := fs.Int64("n", 1<<30, "bytes")
 	mode := fs.String("mode", "pub", "pub, req, or echo (answer every request with its data until killed)")
 	_ = fs.Parse(args)
-	nc, err := nats.Connect(*u)
+	lost := make(chan error, 1)
+	fail := func(err error) {
+		select {
+		case lost <- err:
+		default:
+		}
+	}
+	nc, err := nats.Connect(*u, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { fail(err) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { fail(fmt.Errorf("disconnected: %v", err)) }))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -123,6 +133,8 @@ func cmdNATSRead(args []string) {
 	fmt.Println("READY")
 	select {
 	case <-done:
+	case err := <-lost: // a slow consumer: NATS dropped messages or the connection
+		log.Fatalf("natsread: %v after %d of %d bytes", err, got.Load(), *n)
 	case <-time.After(5 * time.Minute):
 		log.Fatalf("natsread: %d of %d bytes after 5 min", got.Load(), *n)
 	}
