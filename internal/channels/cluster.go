@@ -60,8 +60,10 @@ const (
 	openSubjectPrefix   = "sluice.ch."
 	bridgeSubjectPrefix = "sluice.chb."
 	// bridgeWindow bounds the bytes of data messages one bridge has in
-	// flight (sent, not yet moved into the receiving pipe).
-	bridgeWindow = 1 << 20
+	// flight (sent, not yet moved into the receiving pipe). 4 MiB keeps a
+	// stream through two NATS servers near a raw NATS publish stream's rate
+	// (1 MiB: 0.75 of it, 4 MiB: 0.92; docs/benchmarks.md "Cluster").
+	bridgeWindow = 4 << 20
 	// bridgeMsgMax is the largest data message (well under the 1 MiB
 	// max_payload of a default nats-server).
 	bridgeMsgMax = 256 << 10

@@ -26,7 +26,7 @@ import (
 //	cluster-channel            writer → node 0 → node 1 → reader against writer → node 0 → reader,
 //	                           and against the same bytes between two NATS client processes through
 //	                           a cluster of three nats-server processes (client on server 0 →
-//	                           client on server 1): requests with the bridge's 1 MiB window
+//	                           client on server 1): requests with the bridge's window (4 MiB)
 //	                           (nats-reqrep) and a raw publish stream (nats-pub)
 //	cluster-http               HTTP clients spread over the three nodes against the same clients on
 //	                           node 0 alone, each node's own worker serving the route; the nodes

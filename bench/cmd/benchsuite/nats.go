@@ -63,7 +63,7 @@ func cmdNATSServer(args []string) {
 
 const (
 	natsMsg    = 256 << 10 // the bridge's largest message (internal/channels/cluster.go bridgeMsgMax)
-	natsWindow = 1 << 20   // and its window (bridgeWindow), each message counted with 64 bytes more
+	natsWindow = 4 << 20   // and its window (bridgeWindow), each message counted with 64 bytes more
 )
 
 // natsread: subscribes to -subject and counts -n bytes of messages; an
@@ -150,7 +150,7 @@ func cmdNATSRead(args []string) {
 
 // natswrite: sends -n bytes to -subject in messages of 256 KiB. -mode pub
 // publishes them as fast as the connection takes them (a raw stream, no
-// flow control); -mode req sends them as requests with at most 1 MiB (64
+// flow control); -mode req sends them as requests with at most 4 MiB (64
 // bytes counted per message) not yet answered, the cluster bridge's
 // window. An empty message ends the stream.
 func cmdNATSWrite(args []string) {
