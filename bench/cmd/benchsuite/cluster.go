@@ -93,10 +93,14 @@ func clusterWorkloads(o *runOpts, add func(workload)) {
 					ws, fns, mids = append(ws, e), append(fns, fnOf[e]), append(mids, allPids)
 				}
 			}
-			rs, err := runLoadAll(o, "invoke", 5*time.Minute, append([]string{"-url", urls(ws, false), "-fns", strings.Join(fns, ","),
-				"-midpids", strings.Join(mids, ","), "-mode", mode, "-n", fmt.Sprint(n)}, o.warm...)...)
-			if err != nil || len(ws) == len(es) {
-				return rs, err
+			var rs []result
+			if len(ws) > 0 {
+				var err error
+				rs, err = runLoadAll(o, "invoke", 5*time.Minute, append([]string{"-url", urls(ws, false), "-fns", strings.Join(fns, ","),
+					"-midpids", strings.Join(mids, ","), "-mode", mode, "-n", fmt.Sprint(n)}, o.warm...)...)
+				if err != nil || len(ws) == len(es) {
+					return rs, err
+				}
 			}
 			// The NATS reference, a process of its own right after.
 			nr, err := runLoad(o, "natscall", 5*time.Minute, append([]string{"-url", surls[0], "-subject", "bench.echo", "-mode", mode, "-n", fmt.Sprint(n)}, o.warm...)...)
