@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -225,5 +226,88 @@ func TestClusterUnnotedCallStopped(t *testing.T) {
 	m := w.callSkipping(invocationID(), "lost::fn", `{}`)
 	if m.Error == nil || m.Error.Code != wire.CodeInvocationStopped {
 		t.Fatalf("a call nobody took: %+v, want invocation_stopped", m.Error)
+	}
+}
+
+// TestClusterCallBurstAndNote: 300 calls sent at once from node 0 to a
+// function served on node 1 are all answered (the serving node writes the
+// calls NATS delivered together to the worker in one batch, and the
+// caller's node the results; a batch held past the last message would
+// leave calls unanswered: with the pending count read off by one it held
+// them until the 30 s timeout), and a call that runs for 300 ms is noted
+// to the caller's node as taken by node 1 before its result, which ends
+// it with invocation_stopped if node 1 leaves.
+func TestClusterCallBurstAndNote(t *testing.T) {
+	nodes := startNodes(t, 2)
+	notes := make(chan struct{}, 1024)
+	spy, err := nodes[0].cluster.node.Conn.Subscribe(nodes[0].cluster.router.inbox+"*", func(m *nats.Msg) {
+		if strings.Contains(string(m.Data), `"taken_by":"node-1"`) {
+			notes <- struct{}{}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spy.Unsubscribe()
+
+	w := dialRaw(t, nodes[1])
+	w.sendJSON(`{"type":"registerfunction","id":"burst::fn"}`)
+	var wmu sync.Mutex // gorilla allows one writer at a time
+	go func() {
+		for m := range w.in {
+			if m.Type != wire.TypeInvokeFunction {
+				continue
+			}
+			go func() {
+				if string(m.Data) == `"slow"` {
+					time.Sleep(300 * time.Millisecond)
+				}
+				b, _ := wire.Marshal(&wire.Message{Type: wire.TypeInvocationResult, InvocationID: m.InvocationID, FunctionID: m.FunctionID, Result: m.Data})
+				wmu.Lock()
+				_ = w.ws.WriteMessage(websocket.TextMessage, b)
+				wmu.Unlock()
+			}()
+		}
+	}()
+
+	c := dialRaw(t, nodes[0])
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m := c.call(invocationID(), "burst::fn", `0`)
+		if m.Error == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("burst::fn not callable on node 0: %+v", m.Error)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	const n = 300
+	want := map[string]bool{}
+	for i := range n {
+		id := invocationID()
+		want[id] = true
+		c.send(wire.Message{Type: wire.TypeInvokeFunction, InvocationID: id, FunctionID: "burst::fn", Data: jsontext.Value(fmt.Sprint(i))})
+	}
+	for range n {
+		m := c.expect(wire.TypeInvocationResult)
+		if m.Error != nil || !want[m.InvocationID] {
+			t.Fatalf("result %+v", m)
+		}
+		delete(want, m.InvocationID)
+	}
+
+	for len(notes) > 0 { // calls of the burst that ran past the note delay on a slow machine
+		<-notes
+	}
+	m := c.call(invocationID(), "burst::fn", `"slow"`)
+	if m.Error != nil || string(m.Result) != `"slow"` {
+		t.Fatalf("slow call: %+v", m)
+	}
+	select {
+	case <-notes: // published before the result: the spy has it or gets it now
+	case <-time.After(5 * time.Second):
+		t.Fatal("no taken note for a call that ran 300 ms")
 	}
 }
