@@ -7,6 +7,7 @@
 #   bash bench/run.sh                        # everything, a few minutes (256 MiB transfers)
 #   SLUICE_LONG=1 bash bench/run.sh          # 1 GiB channel and download runs (same as -big)
 #   bash bench/run.sh -reps 2 -only 'invoke' # any flag of `benchsuite run` (-h lists them)
+#   bash bench/run.sh -only cluster          # issue 15: 3 engine nodes and 3 nats-servers only
 #   SLUICE_IN_PROCESS=1 bash bench/run.sh    # then also the in-process go test benchmarks
 # The upstream engine (0.22.1) is taken from ../shared/tools/upstream (or
 # /work/shared/tools/upstream, or $SLUICE_UPSTREAM_GZ); without it the
