@@ -5,10 +5,8 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-json-experiment/json"
@@ -35,13 +33,6 @@ const (
 	// streamFanQueue bounds the messages waiting for the fan-out
 	// goroutine; a writer that finds it full waits.
 	streamFanQueue = 4096
-	// streamFanParallel: a burst reaching at least this many clients is
-	// written by all the fan-out writers at once (one per GOMAXPROCS); a
-	// smaller one by the fan-out goroutine alone, without a hand-off.
-	streamFanParallel = 128
-	// streamFanBurst bounds the deliveries gathered into one burst (the
-	// memory of its client list).
-	streamFanBurst = 1 << 16
 )
 
 // StreamsConfig configures the streams module.
@@ -74,16 +65,10 @@ type streamHub struct {
 	subs map[string]map[*streamSub]struct{} // streamName\x00groupId
 
 	// fan carries changes to the fan-out goroutine, in the order they
-	// were made; it writes each to every client concerned, sharing a
-	// large burst with the writers of fanWork (one per further
-	// GOMAXPROCS): each client belongs to one writer (streamClient.shard),
-	// so its messages keep their order.
-	fan       chan streamPush
-	fanDone   chan struct{}
-	stopOnce  sync.Once
-	fanWork   []chan *fanBurst
-	fanWG     sync.WaitGroup
-	nextShard atomic.Uint32
+	// were made; it writes each to every client concerned.
+	fan      chan streamPush
+	fanDone  chan struct{}
+	stopOnce sync.Once
 
 	srv *http.Server
 	ln  net.Listener
@@ -95,30 +80,6 @@ type streamPush struct {
 	b           []byte
 }
 
-// fanBurst is the changes the fan-out goroutine took at once, with their
-// clients: push i goes to to[end[i-1]:end[i]]. Read-only while writers
-// share it.
-type fanBurst struct {
-	push []streamPush
-	end  []int
-	to   []*streamClient
-}
-
-// write sends the burst to the clients of shard k (all: k < 0) through
-// batch, then flushes it.
-func (f *fanBurst) write(batch *wsconn.Batch, k int) {
-	start := 0
-	for i, p := range f.push {
-		for _, c := range f.to[start:f.end[i]] {
-			if k < 0 || c.shard == k {
-				c.push(batch, p.b)
-			}
-		}
-		start = f.end[i]
-	}
-	batch.Flush()
-}
-
 // streamClient is one client socket, written without blocking: a message
 // goes straight into the socket when the kernel takes it, else into a
 // pending buffer its wsconn writer drains (bounded: streamClientMaxPending).
@@ -126,7 +87,6 @@ type streamClient struct {
 	conn    *wsconn.Conn
 	context jsontext.Value
 	subs    map[string]*streamSub // by subscription id; reader goroutine only
-	shard   int                   // the fan-out writer of its messages
 }
 
 func (c *streamClient) close() { c.conn.Abort() }
@@ -142,9 +102,6 @@ func (c *streamClient) push(batch *wsconn.Batch, b []byte) {
 func (e *Engine) registerStreamClients(m *streamModule) {
 	h := &streamHub{e: e, subs: map[string]map[*streamSub]struct{}{}, fan: make(chan streamPush, streamFanQueue), fanDone: make(chan struct{}),
 		join: newModuleTriggers(parseConfig[struct{}]), leave: newModuleTriggers(parseConfig[struct{}])}
-	for range runtime.GOMAXPROCS(0) - 1 {
-		h.fanWork = append(h.fanWork, make(chan *fanBurst, 1))
-	}
 	m.hub = h
 	e.addEngineTriggerType(triggerTypeStreamJoin, "Fired when a stream client joins; answer {unauthorized: true} to refuse", h.join)
 	e.addEngineTriggerType(triggerTypeStreamLeave, "Fired when a stream client leaves", h.leave)
@@ -154,9 +111,6 @@ func (e *Engine) registerStreamClients(m *streamModule) {
 // fatal: the worker port and everything else still serve.
 func (h *streamHub) start() {
 	go h.fanOut()
-	for k, work := range h.fanWork {
-		go h.fanWriter(k+1, work)
-	}
 	addr := h.e.cfg.Streams.Addr
 	if addr == "" {
 		return
@@ -229,8 +183,7 @@ func (h *streamHub) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws.SetReadLimit(64 << 10)
-	c := &streamClient{conn: wsconn.New(ws, wsconn.Options{MaxQueuedBytes: streamClientMaxPending}), context: authCtx, subs: map[string]*streamSub{},
-		shard: int(h.nextShard.Add(1) % uint32(len(h.fanWork)+1))}
+	c := &streamClient{conn: wsconn.New(ws, wsconn.Options{MaxQueuedBytes: streamClientMaxPending}), context: authCtx, subs: map[string]*streamSub{}}
 	defer func() {
 		for _, s := range c.subs {
 			h.remove(s)
@@ -371,14 +324,10 @@ func (h *streamHub) publish(name, group string, id *string, b []byte) {
 
 // fanOut writes queued messages to their clients: each burst of messages
 // is collected per client (a write batch) and written with one system
-// call per client, without waking a goroutine per client. A burst for
-// streamFanParallel clients or more is shared with the fanWriter
-// goroutines, each writing its own clients' messages, so that the
-// per-client write system calls run on every core; the next burst starts
-// when all are done.
+// call per client, from this goroutine, without waking one per client.
 func (h *streamHub) fanOut() {
 	var batch wsconn.Batch
-	var f fanBurst
+	var to []*streamClient
 	for {
 		var p streamPush
 		select {
@@ -386,13 +335,11 @@ func (h *streamHub) fanOut() {
 		case <-h.fanDone:
 			return
 		}
-		f.push, f.end, f.to = f.push[:0], f.end[:0], f.to[:0]
 		for more := true; more; {
-			f.to = h.targets(f.to, p)
-			f.push = append(f.push, p)
-			f.end = append(f.end, len(f.to))
-			if len(f.to) >= streamFanBurst {
-				break
+			to = h.targets(to[:0], p)
+			for i, c := range to {
+				c.push(&batch, p.b)
+				to[i] = nil
 			}
 			select {
 			case p = <-h.fan:
@@ -400,37 +347,7 @@ func (h *streamHub) fanOut() {
 				more = false
 			}
 		}
-		if len(f.to) < streamFanParallel || len(h.fanWork) == 0 {
-			f.write(&batch, -1)
-		} else {
-			h.fanWG.Add(len(h.fanWork))
-			for _, work := range h.fanWork {
-				select {
-				case work <- &f:
-				case <-h.fanDone:
-					h.fanWG.Done()
-				}
-			}
-			f.write(&batch, 0)
-			h.fanWG.Wait()
-		}
-		clear(f.push)
-		clear(f.to)
-	}
-}
-
-// fanWriter writes the messages of shard k's clients of the bursts it is
-// given (fanOut).
-func (h *streamHub) fanWriter(k int, work chan *fanBurst) {
-	var batch wsconn.Batch
-	for {
-		select {
-		case f := <-work:
-			f.write(&batch, k)
-			h.fanWG.Done()
-		case <-h.fanDone:
-			return
-		}
+		batch.Flush()
 	}
 }
 
