@@ -418,7 +418,6 @@ func (w *workerConn) handleInvoke(m *wire.Message, batch *wsconn.Batch) {
 		Void:           m.Action.IsVoid() || callerID == "",
 		Batch:          batch,
 		CallerIdent:    w.callerIdent(),
-		Alone:          !wsconn.NextFrameBuffered(w.conn.WS()), // the reader's goroutine
 	}
 	if m.Caller != nil || m.ObserveDepth != nil || m.Activation != nil {
 		req.Caller = m.Caller

@@ -166,17 +166,6 @@ func answerIn(req *invocation.Request, b *wsconn.Batch) {
 	}
 }
 
-// inlineCommit lets the store commit a write on the caller's reader when
-// the writer is idle and the reader has no further frame buffered
-// (queue.WithInlineCommit): one call at a time then costs no hand-off to
-// the writer goroutine and back.
-func inlineCommit(ctx context.Context, req *invocation.Request) context.Context {
-	if req.Alone {
-		return queue.WithInlineCommit(ctx)
-	}
-	return ctx
-}
-
 func storeErr(code, what string, err error) *wire.ErrorBody {
 	return &wire.ErrorBody{Code: code, Message: "Failed to " + what + ": " + err.Error()}
 }
@@ -209,7 +198,7 @@ func (m *stateModule) set(ctx context.Context, req *invocation.Request, in state
 		return
 	}
 	scope, key := *in.Scope, *in.Key
-	state.Async(s).SetAsync(inlineCommit(ctx, req), stateNS, scope, key, v, func(ch state.Change, err error) {
+	state.Async(s).SetAsync(ctx, stateNS, scope, key, v, func(ch state.Change, err error) {
 		if err != nil {
 			done(nil, storeErr("SET_ERROR", "set value", err))
 			return
@@ -254,7 +243,7 @@ func (m *stateModule) delete(ctx context.Context, req *invocation.Request, in st
 		return
 	}
 	scope, key := *in.Scope, *in.Key
-	state.Async(s).DeleteAsync(inlineCommit(ctx, req), stateNS, scope, key, func(ch state.Change, err error) {
+	state.Async(s).DeleteAsync(ctx, stateNS, scope, key, func(ch state.Change, err error) {
 		if err != nil {
 			done(nil, storeErr("DELETE_ERROR", "delete value", err))
 			return
@@ -329,7 +318,7 @@ func (m *stateModule) update(ctx context.Context, req *invocation.Request, in st
 	}
 	scope, key := *in.Scope, *in.Key
 	opErrs := new([]state.OpError)
-	state.Async(s).UpdateAsync(inlineCommit(ctx, req), stateNS, scope, key, updateFunc(ops, m.tooLarge, opErrs), func(ch state.Change, err error) {
+	state.Async(s).UpdateAsync(ctx, stateNS, scope, key, updateFunc(ops, m.tooLarge, opErrs), func(ch state.Change, err error) {
 		var big errValueTooLarge
 		if errors.As(err, &big) {
 			done(nil, big.body)

@@ -163,7 +163,7 @@ func (m *streamModule) setStore(ctx context.Context, req *invocation.Request, in
 		return
 	}
 	name, group, item := *in.StreamName, *in.GroupID, in.ItemID
-	state.Async(s).SetAsync(inlineCommit(ctx, req), streamNSPrefix+name, group, *item, v, func(ch state.Change, err error) {
+	state.Async(s).SetAsync(ctx, streamNSPrefix+name, group, *item, v, func(ch state.Change, err error) {
 		if err != nil {
 			done(nil, storeErr("STREAM_SET_ERROR", "set value", err))
 			return
@@ -190,7 +190,7 @@ func (m *streamModule) deleteStore(ctx context.Context, req *invocation.Request,
 		return
 	}
 	name, group, item := *in.StreamName, *in.GroupID, in.ItemID
-	state.Async(s).DeleteAsync(inlineCommit(ctx, req), streamNSPrefix+name, group, *item, func(ch state.Change, err error) {
+	state.Async(s).DeleteAsync(ctx, streamNSPrefix+name, group, *item, func(ch state.Change, err error) {
 		if err != nil {
 			done(nil, storeErr("STREAM_DELETE_ERROR", "delete value", err))
 			return
@@ -221,7 +221,7 @@ func (m *streamModule) updateStore(ctx context.Context, req *invocation.Request,
 	}
 	name, group, item := *in.StreamName, *in.GroupID, in.ItemID
 	opErrs := new([]state.OpError)
-	state.Async(s).UpdateAsync(inlineCommit(ctx, req), streamNSPrefix+name, group, *item, updateFunc(ops, m.e.valueTooLarge, opErrs), func(ch state.Change, err error) {
+	state.Async(s).UpdateAsync(ctx, streamNSPrefix+name, group, *item, updateFunc(ops, m.e.valueTooLarge, opErrs), func(ch state.Change, err error) {
 		var big errValueTooLarge
 		if errors.As(err, &big) {
 			done(nil, big.body)

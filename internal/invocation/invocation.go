@@ -59,10 +59,6 @@ type Request struct {
 	// Result.Batch), or nil. A deferred builtin answering on the caller's
 	// goroutine may set it to Batch.
 	AnswerBatch WriteBatch
-	// Alone is set by a connection reader that has no further frame
-	// buffered after this call's: work it would hand to another goroutine
-	// may be done on the reader instead without delaying other calls.
-	Alone bool
 
 	// observe.v1: Caller is the caller the calling SDK asserted (raw JSON
 	// object, or nil); CallerIdent the calling connection's stamped

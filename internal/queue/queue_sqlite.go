@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/sluicehq/sluice/internal/wsconn"
@@ -66,32 +65,6 @@ type SQLite struct {
 	enqueues int
 	// afterCommit runs on the writer goroutine after each batch's outcomes.
 	afterCommit func()
-
-	// busy is held by whoever runs a batch: the writer goroutine, or a
-	// WriteAsync caller that found the writer idle (inline commit). The
-	// writer connection, answers and the callbacks' state are used under
-	// it only.
-	busy sync.Mutex
-	// queued counts operations sent to ops and not yet taken into a batch
-	// (the writer holds busy when it takes them): zero under busy means
-	// every operation submitted before has been committed and answered.
-	queued atomic.Int64
-	// inline: a lone WriteAsync marked WithInlineCommit may commit on its
-	// caller's goroutine (SyncNormal: no fsync to wait for there).
-	inline      bool
-	inlineBatch [1]*op // commitInline's batch, under busy
-}
-
-type inlineKey struct{}
-
-// WithInlineCommit marks ctx for WriteAsync: when the writer is idle and
-// nothing else is waiting, the write may be committed (and done called) on
-// the calling goroutine before WriteAsync returns, instead of waking the
-// writer goroutine for it. For a caller that has no further write ready
-// (a connection reader with nothing else buffered): a lone write's
-// hand-off to the writer and back costs about as much as its commit.
-func WithInlineCommit(ctx context.Context) context.Context {
-	return context.WithValue(ctx, inlineKey{}, true)
 }
 
 type op struct {
@@ -216,7 +189,7 @@ func OpenSQLite(dir, syncMode string) (*SQLite, error) {
 	}
 	rdb.SetMaxOpenConns(4)
 	s := &SQLite{w: w, wdb: wdb, rdb: rdb, ops: make(chan *op, 1024), quit: make(chan struct{}),
-		done: make(chan struct{}), stmts: map[string]*sql.Stmt{}, maxBatch: 1024, inline: syncMode == SyncNormal}
+		done: make(chan struct{}), stmts: map[string]*sql.Stmt{}, maxBatch: 1024}
 	for name, text := range writerStmts {
 		st, err := w.PrepareContext(ctx, text)
 		if err != nil {
@@ -262,12 +235,9 @@ func (s *SQLite) writer() {
 		case first = <-s.ops:
 		case <-s.quit:
 			// Fail whatever is still queued.
-			s.busy.Lock()
-			defer s.busy.Unlock()
 			for {
 				select {
 				case o := <-s.ops:
-					s.queued.Add(-1)
 					o.finish(ErrClosed)
 				default:
 					s.answers.Flush()
@@ -275,7 +245,6 @@ func (s *SQLite) writer() {
 				}
 			}
 		}
-		s.busy.Lock()
 		batch = append(batch[:0], first)
 	drain:
 		for len(batch) < s.maxBatch {
@@ -286,10 +255,8 @@ func (s *SQLite) writer() {
 				break drain
 			}
 		}
-		s.queued.Add(-int64(len(batch)))
 		s.commit(ctx, batch)
 		s.answers.Flush()
-		s.busy.Unlock()
 	}
 }
 
@@ -342,14 +309,11 @@ func (s *SQLite) do(ctx context.Context, fn func(s *SQLite, ctx context.Context)
 		return ErrClosed
 	default:
 	}
-	s.queued.Add(1)
 	select {
 	case s.ops <- o:
 	case <-s.quit:
-		s.queued.Add(-1)
 		return ErrClosed
 	case <-ctx.Done():
-		s.queued.Add(-1)
 		return ctx.Err()
 	}
 	// Once queued, the operation runs: wait for its outcome even if ctx
@@ -773,42 +737,13 @@ func (s *SQLite) async(ctx context.Context, fn func(s *SQLite, ctx context.Conte
 		return
 	default:
 	}
-	if s.inline && s.queued.Load() == 0 && ctx.Value(inlineKey{}) != nil && s.commitInline(o) {
-		return
-	}
-	s.queued.Add(1)
 	select {
 	case s.ops <- o:
 	case <-s.quit:
-		s.queued.Add(-1)
 		done(ErrClosed)
 	case <-ctx.Done():
-		s.queued.Add(-1)
 		done(ctx.Err())
 	}
-}
-
-// commitInline commits o alone on the calling goroutine if the writer is
-// idle and no operation is waiting for it (then every operation submitted
-// before o has been answered, so order holds); false: queue it.
-func (s *SQLite) commitInline(o *op) bool {
-	if !s.busy.TryLock() {
-		return false
-	}
-	defer s.busy.Unlock()
-	select {
-	case <-s.quit:
-		return false // the caller fails it
-	default:
-	}
-	if s.queued.Load() != 0 {
-		return false
-	}
-	s.inlineBatch[0] = o
-	s.commit(context.Background(), s.inlineBatch[:])
-	s.inlineBatch[0] = nil
-	s.answers.Flush()
-	return true
 }
 
 // AnswerBatch is the writer goroutine's write batch, for WriteAsync
