@@ -13,10 +13,9 @@ import (
 )
 
 // TestStreamFanOutOrder: 256 clients of one group each get every change
-// once, in the order of the calls, when the calls come in bursts (the
-// fan-out gathers a burst per client into one write) and some are
-// committed on the caller's reader (nothing else buffered) while others
-// go through the store's writer.
+// once, in the order of the calls, when the calls come in bursts of 1 to
+// 9 (the fan-out gathers a burst per client into one write; the store
+// commits some together).
 func TestStreamFanOutOrder(t *testing.T) {
 	e := startEngine(t, func(c *Config) { c.DataDir = t.TempDir(); c.Streams.Addr = "127.0.0.1:0" })
 	const clients, changes = 256, 200
