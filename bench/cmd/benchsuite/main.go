@@ -17,6 +17,7 @@
 //	chanwrite  channel (or TCP relay) writer
 //	chanread   channel (or TCP relay) reader
 //	streamfan  1,000 stream clients and the stream::set calls they receive
+//	loopwrite  the CPU of one small loopback write (a fan-out's floor)
 //	wsecho, wsrelay, tcprelay, httpbackend, revproxy   the baselines
 //	engine     the Sluice engine in process, with a CPU profile (run -profile)
 package main
@@ -42,6 +43,7 @@ func main() {
 		"revproxy":    cmdRevProxy,
 		"engine":      cmdEngine,
 		"streamfan":   cmdStreamFan,
+		"loopwrite":   cmdLoopWrite,
 	}
 	args := os.Args[1:]
 	name := "run"
