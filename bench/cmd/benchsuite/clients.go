@@ -34,6 +34,9 @@ type result struct {
 	MidCPUus    int64 `json:"mid_cpu_us,omitempty"`
 	MidSwitches int64 `json:"mid_switches,omitempty"`
 	SelfCPUus   int64 `json:"self_cpu_us,omitempty"`
+	// streamfan: p50 over the stream::set calls of the time from a call to
+	// its last client's receipt (every client reached).
+	AllP50us float64 `json:"all_p50_us,omitempty"`
 }
 
 func report(r result) {

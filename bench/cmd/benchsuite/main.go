@@ -17,6 +17,7 @@
 //	chanwrite  channel (or TCP relay) writer
 //	chanread   channel (or TCP relay) reader
 //	streamfan  1,000 stream clients and the stream::set calls they receive
+//	loopwrite  the CPU of one small loopback write (a fan-out's floor)
 //	wsecho, wsrelay, tcprelay, httpbackend, revproxy   the baselines
 //	engine     the Sluice engine in process, with a CPU profile (run -profile)
 //	natsserver, natsread, natswrite, natscall   the cluster workloads' NATS baselines
@@ -47,6 +48,7 @@ func main() {
 		"natsread":    cmdNATSRead,
 		"natswrite":   cmdNATSWrite,
 		"natscall":    cmdNATSCall,
+		"loopwrite":   cmdLoopWrite,
 	}
 	args := os.Args[1:]
 	name := "run"

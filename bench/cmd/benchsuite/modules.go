@@ -20,7 +20,7 @@ import (
 // ../shared/tools/upstream/config-modules.yaml. Workloads: state::set /
 // state::get over 1,000 keys, one at a time and 64 in flight; pubsub
 // fan-out to 100 subscriptions; stream fan-out to 1,000 stream clients.
-var moduleNames = []string{"state-set-1", "state-set-64", "state-get-1", "state-get-64", "pubsub-100", "stream-1000"}
+var moduleNames = []string{"state-set-1", "state-set-64", "state-get-1", "state-get-64", "pubsub-100", "stream-1000", "stream-1000-burst8"}
 
 func moduleWorkloads(o *runOpts, add func(workload)) {
 	if !slices.ContainsFunc(moduleNames, o.only.MatchString) {
@@ -71,8 +71,22 @@ func moduleWorkloads(o *runOpts, add func(workload)) {
 	if o.only.MatchString("pubsub-100") {
 		pubsubWorkload(o, add, targets)
 	}
-	if o.only.MatchString("stream-1000") {
-		add(workload{name: "stream-1000", targets: targets,
+	// stream-1000: one stream::set at a time, each awaited at every client
+	// (issue 11's workload); stream-1000-burst8: 8 sent back to back per
+	// round (no goal: how an engine handles changes that come faster than
+	// one fan-out).
+	for _, burst := range []int{1, 8} {
+		name := "stream-1000"
+		var goals []goal
+		if burst == 1 {
+			goals = []goal{{"upstream", 2.0}}
+		} else {
+			name, goals = fmt.Sprintf("stream-1000-burst%d", burst), []goal{{"upstream", 0}}
+		}
+		if !o.only.MatchString(name) {
+			continue
+		}
+		add(workload{name: name, targets: targets,
 			run: func(e *engine) (result, error) {
 				if e.stream == "" {
 					return result{}, fmt.Errorf("%s serves no stream clients", e.name)
@@ -81,10 +95,11 @@ func moduleWorkloads(o *runOpts, add func(workload)) {
 				for _, c := range e.mid {
 					pids = append(pids, fmt.Sprint(c.pid()))
 				}
-				return runLoad(o, "streamfan", 5*time.Minute, "-stream", e.stream, "-url", e.wsURL, "-clients", "1000", "-n", fmt.Sprint(o.streamN), "-pids", strings.Join(pids, ","))
+				return runLoad(o, "streamfan", 5*time.Minute, "-stream", e.stream, "-url", e.wsURL, "-clients", "1000",
+					"-n", fmt.Sprint(o.streamN*burst), "-burst", fmt.Sprint(burst), "-pids", strings.Join(pids, ","))
 			},
 			metric: "receipts/s", value: func(r result) float64 { return r.Rate },
-			goals: []goal{{"upstream", 2.0}}})
+			goals: goals})
 	}
 	for _, t := range targets {
 		for _, c := range append(t.mid, t.ends...) {

@@ -707,6 +707,9 @@ func measure(o *runOpts, w workload) []row {
 			if r.P99us > 0 {
 				line += fmt.Sprintf("  p50 %.0f µs, p99 %.0f µs", r.P50us, r.P99us)
 			}
+			if r.AllP50us > 0 {
+				line += fmt.Sprintf(", all reached p50 %.0f µs", r.AllP50us)
+			}
 			unit, per := "op", float64(r.Ops)
 			if strings.HasSuffix(w.metric, "MB/s") {
 				unit, per = "MiB", float64(r.Ops)/(1<<20)

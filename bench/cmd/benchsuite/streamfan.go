@@ -27,6 +27,7 @@ func cmdStreamFan(args []string) {
 	u := fs.String("url", "", "engine worker URL")
 	clients := fs.Int("clients", 1000, "stream clients")
 	n := fs.Int("n", 50, "stream::set calls")
+	burst := fs.Int("burst", 1, "stream::set calls sent back to back per round (each round awaited at every client)")
 	pidList := fs.String("pids", "", "the engine's process ids (comma-separated): their CPU and context switches are counted over the stream::set phase only")
 	_ = fs.Parse(args)
 	var pids []*child
@@ -38,7 +39,7 @@ func cmdStreamFan(args []string) {
 	var mu sync.Mutex
 	var lat []time.Duration
 	var sent atomic.Int64
-	received := make(chan struct{}, *clients*4)
+	received := make(chan struct{}, *clients*(*burst+3))
 	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second}
 	for i := range *clients {
 		ws, _, err := d.Dial("ws://"+*streamAddr+"/", nil)
@@ -73,19 +74,19 @@ func cmdStreamFan(args []string) {
 		}()
 	}
 	missing := 0
-	wait := func() {
+	wait := func(want int) {
 		t := time.NewTimer(10 * time.Second)
 		defer t.Stop()
-		for i := range *clients {
+		for i := range want {
 			select {
 			case <-received:
 			case <-t.C:
-				missing += *clients - i
+				missing += want - i
 				return
 			}
 		}
 	}
-	wait() // every client's sync
+	wait(*clients) // every client's sync
 	if missing > 0 {
 		log.Fatalf("%d of %d stream clients got no sync after joining", missing, *clients)
 	}
@@ -99,12 +100,31 @@ func cmdStreamFan(args []string) {
 	c.idKey = []byte(`"invocation_id":"` + c.prefix)
 	cpu0, cs0, self0 := cpuOf(pids), switchesOf(pids), procCPU(os.Getpid())
 	start := time.Now()
-	for range *n {
-		sent.Store(time.Now().UnixNano())
-		if !c.call() {
-			log.Fatal("stream::set got no answer")
+	var all []time.Duration // per round: until every client had all of it
+	for range *n / *burst {
+		t0 := time.Now()
+		sent.Store(t0.UnixNano())
+		if *burst == 1 {
+			if !c.call() {
+				log.Fatal("stream::set got no answer")
+			}
+		} else {
+			last := uint64(0)
+			for range *burst {
+				last = c.send()
+			}
+			for deadline := time.Now().Add(c.lostAfter); ; {
+				got := c.recv(deadline)
+				if got == 0 {
+					log.Fatal("stream::set got no answer")
+				}
+				if got == last {
+					break
+				}
+			}
 		}
-		wait()
+		wait(*clients * *burst)
+		all = append(all, time.Since(t0))
 	}
 	el := time.Since(start)
 	cpu, cs, self := cpuOf(pids)-cpu0, switchesOf(pids)-cs0, procCPU(os.Getpid())-self0
@@ -112,5 +132,5 @@ func cmdStreamFan(args []string) {
 	defer mu.Unlock()
 	report(result{P50us: pct(lat, .5), P99us: pct(lat, .99), Rate: float64(len(lat)) / el.Seconds(),
 		Ops: int64(len(lat)), Seconds: el.Seconds(), Lost: int64(missing),
-		MidCPUus: cpu.Microseconds(), MidSwitches: cs, SelfCPUus: self.Microseconds()})
+		MidCPUus: cpu.Microseconds(), MidSwitches: cs, SelfCPUus: self.Microseconds(), AllP50us: pct(all, .5)})
 }
