@@ -19,24 +19,10 @@ import (
 // allowed to reach a loopback http:// test server.
 func startHTTPFunctionsEngine(t *testing.T, secretEnvs ...string) *engine.Engine {
 	t.Helper()
-	cfg := engine.DefaultConfig()
-	cfg.Addr, cfg.HTTPAddr, cfg.ConsoleAddr, cfg.Streams.Addr = "127.0.0.1:0", "", "", ""
-	cfg.DataDir = engine.DataDirMemory
-	cfg.HTTPFunctions.BlockPrivateIPs, cfg.HTTPFunctions.RequireHTTPS = false, false
-	cfg.HTTPFunctions.SecretEnvs = secretEnvs
-	e, err := engine.New(cfg, quietLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-		defer cancel()
-		_ = e.Shutdown(ctx)
+	return startEngine(t, func(cfg *engine.Config) {
+		cfg.HTTPFunctions.BlockPrivateIPs, cfg.HTTPFunctions.RequireHTTPS = false, false
+		cfg.HTTPFunctions.SecretEnvs = secretEnvs
 	})
-	return e
 }
 
 // A function registered with RegisterHTTP is executed by the engine as an

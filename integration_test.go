@@ -16,13 +16,18 @@ import (
 
 // Integration tests: Go clients against the real engine, on loopback.
 
-func startEngine(t *testing.T) *engine.Engine {
+// startEngine starts an in-process engine on loopback ports, in memory,
+// with each of opts applied to its config.
+func startEngine(t *testing.T, opts ...func(*engine.Config)) *engine.Engine {
 	t.Helper()
 	cfg := engine.DefaultConfig()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.ConsoleAddr, cfg.Streams.Addr = "", "" // no admin or stream-client listener: their default ports would be shared by every test engine
 	cfg.DataDir = engine.DataDirMemory
+	for _, o := range opts {
+		o(&cfg)
+	}
 	e, err := engine.New(cfg, quietLogger())
 	if err != nil {
 		t.Fatal(err)

@@ -25,22 +25,8 @@ func startTLSEngine(t *testing.T) (*engine.Engine, testtls.Files) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := engine.DefaultConfig()
-	cfg.Addr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.ConsoleAddr, cfg.Streams.Addr = "", "" // no admin or stream-client listener: their default ports would be shared by every test engine
-	cfg.DataDir = engine.DataDirMemory
-	cfg.TLS = engine.TLSConfig{CertFile: files.CertFile, KeyFile: files.KeyFile}
-	e, err := engine.New(cfg, quietLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-		defer cancel()
-		_ = e.Shutdown(ctx)
+	e := startEngine(t, func(cfg *engine.Config) {
+		cfg.TLS = engine.TLSConfig{CertFile: files.CertFile, KeyFile: files.KeyFile}
 	})
 	if !strings.HasPrefix(e.WorkerURL(), "wss://127.0.0.1:") || !strings.HasPrefix(e.HTTPURL(), "https://127.0.0.1:") {
 		t.Fatalf("TLS engine URLs: %s, %s", e.WorkerURL(), e.HTTPURL())
