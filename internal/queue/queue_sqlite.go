@@ -142,10 +142,10 @@ var writerStmts = map[string]string{
 	"leaseMem": `SELECT ` + jobCols + `, visible_at FROM jobs
 		WHERE queue = ?1 AND state = 0 AND visible_at <= ?2 AND (visible_at, seq) > (?4, ?5)
 		ORDER BY visible_at, seq LIMIT abs(?3)`,
-	"ackMem":   `DELETE FROM jobs WHERE seq = ? AND state = 0`,
-	"nackMem":  `UPDATE jobs SET visible_at = ?, err = ?, attempts = ? WHERE seq = ? AND state = 0`,
-	"parkMem":  `UPDATE jobs SET state = 2 WHERE seq = ? AND state = 0`,
-	"buryMem":  `UPDATE jobs SET state = 3, err = ?, failed_at = ?, attempts = ? WHERE seq = ? AND state = 0`,
+	"ackMem":  `DELETE FROM jobs WHERE seq = ? AND state = 0`,
+	"nackMem": `UPDATE jobs SET visible_at = ?, err = ?, attempts = ? WHERE seq = ? AND state = 0`,
+	"parkMem": `UPDATE jobs SET state = 2 WHERE seq = ? AND state = 0`,
+	"buryMem": `UPDATE jobs SET state = 3, err = ?, failed_at = ?, attempts = ? WHERE seq = ? AND state = 0`,
 	"lease": `UPDATE jobs SET state = 1, attempts = attempts + 1 WHERE seq IN (
 		SELECT seq FROM jobs WHERE queue = ?1 AND state = 0 AND visible_at <= ?2 ORDER BY visible_at, seq LIMIT abs(?3))
 		RETURNING ` + jobCols,
