@@ -269,8 +269,9 @@ func (c *Client) call(ctx context.Context, functionID string, action *wire.Actio
 			continue
 		}
 		c.pending[id] = p
+		burst := len(c.pending) > 1
 		c.mu.Unlock()
-		if err := s.send(ctx, b); err != nil {
+		if err := s.sendBurst(ctx, b, burst, nil); err != nil {
 			// Not queued, so not sent: safe to retry on the next socket.
 			c.mu.Lock()
 			mine := c.pending[id] == p
