@@ -71,8 +71,8 @@ type Client struct {
 	pending       map[string]*pendingCall
 	// handlers counts invocations being served (their results coalesce
 	// when several are).
-	handlers atomic.Int32
-	observers     map[string]*ObserveHandle
+	handlers  atomic.Int32
+	observers map[string]*ObserveHandle
 	// engineObserve: the engine's workerregistered listed observe.v1
 	// (false before the first one, and for engines that do not).
 	engineObserve bool
