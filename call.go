@@ -269,9 +269,13 @@ func (c *Client) call(ctx context.Context, functionID string, action *wire.Actio
 			continue
 		}
 		c.pending[id] = p
-		burst := len(c.pending) > 1
 		c.mu.Unlock()
-		if err := s.sendBurst(ctx, b, burst, nil); err != nil {
+		// Written at once even with other calls in flight: handing calls
+		// to the writer goroutine to coalesce them (as nats.go's flusher
+		// does) cost more than it saved, since concurrent callers rarely
+		// send at the same moment (docs/benchmarks.md, durable queues).
+		// Calls that find the socket busy queue and go out together.
+		if err := s.send(ctx, b); err != nil {
 			// Not queued, so not sent: safe to retry on the next socket.
 			c.mu.Lock()
 			mine := c.pending[id] == p

@@ -69,10 +69,7 @@ type Client struct {
 	triggers      map[string]*trigger
 	triggerTypes  map[string]*triggerType
 	pending       map[string]*pendingCall
-	// handlers counts invocations being served (their results coalesce
-	// when several are).
-	handlers  atomic.Int32
-	observers map[string]*ObserveHandle
+	observers     map[string]*ObserveHandle
 	// engineObserve: the engine's workerregistered listed observe.v1
 	// (false before the first one, and for engines that do not).
 	engineObserve bool
@@ -92,18 +89,6 @@ func (s *session) end() { s.endOnce.Do(func() { close(s.done) }) }
 
 func (s *session) send(ctx context.Context, b []byte) error {
 	return s.conn.Send(ctx, wsconn.Text, b, nil)
-}
-
-// sendBurst is send for a frame that others follow at once (burst: other
-// calls in flight, more results of the same input): it goes to the
-// writer goroutine, which writes all the frames queued by then with one
-// system call, as nats.go's flusher does. A lone frame is written at
-// once, so one call in flight waits for no hand-off.
-func (s *session) sendBurst(ctx context.Context, b []byte, burst bool, onWritten func([]byte)) error {
-	if burst {
-		return s.conn.SendLater(ctx, wsconn.Text, b, onWritten)
-	}
-	return s.conn.Send(ctx, wsconn.Text, b, onWritten)
 }
 
 // sendDeferred is send for a result that more results of the same input

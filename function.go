@@ -230,8 +230,6 @@ func unregister[T any](c *Client, m map[string]T, kind, id string, msg func(T) *
 // inline run's number, 0 on a goroutine of its own; more says the reader
 // has more input of the same burst buffered (more results follow).
 func (c *Client) invoke(s *session, m *wire.Message, f *function, run uint64, more bool) {
-	c.handlers.Add(1)
-	defer c.handlers.Add(-1)
 	ictx := &invocationContext{Context: c.ctx}
 	inv := &ictx.inv
 	*inv = Invocation{
@@ -284,7 +282,7 @@ func (c *Client) invoke(s *session, m *wire.Message, f *function, run uint64, mo
 	if more {
 		err = s.sendDeferred(c.ctx, b, wsconn.Recycle)
 	} else {
-		err = s.sendBurst(c.ctx, b, c.handlers.Load() > 1, wsconn.Recycle)
+		err = s.conn.Send(c.ctx, wsconn.Text, b, wsconn.Recycle)
 	}
 	if err != nil {
 		c.log.Debug("sluice: result not sent, socket gone", "function_id", m.FunctionID, "invocation_id", m.InvocationID)
