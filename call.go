@@ -183,6 +183,9 @@ func (c *Client) Enqueue(ctx context.Context, queue, functionID string, payload 
 	if m.Error != nil {
 		return "", errorFromWire(m.Error, functionID)
 	}
+	if id, ok := plainReceipt(m.Result); ok {
+		return id, nil
+	}
 	var r struct {
 		MessageReceiptID string `json:"messageReceiptId"`
 	}
@@ -190,6 +193,24 @@ func (c *Client) Enqueue(ctx context.Context, queue, functionID string, payload 
 		return "", fmt.Errorf("sluice: decode enqueue receipt: %w", err)
 	}
 	return r.MessageReceiptID, nil
+}
+
+// plainReceipt reads the receipt as engines write it,
+// {"messageReceiptId":"<id>"} with an id that needs no unescaping, without
+// a JSON decoder (a tenth of an enqueue's CPU in the client); anything
+// else is left to the decoder.
+func plainReceipt(b []byte) (string, bool) {
+	const head, tail = `{"messageReceiptId":"`, `"}`
+	if len(b) < len(head)+len(tail) || string(b[:len(head)]) != head || string(b[len(b)-len(tail):]) != tail {
+		return "", false
+	}
+	id := b[len(head) : len(b)-len(tail)]
+	for _, ch := range id {
+		if ch == '"' || ch == '\\' || ch < 0x20 || ch >= 0x80 {
+			return "", false
+		}
+	}
+	return string(id), true
 }
 
 func callOptions(opts []CallOption) callConfig {
@@ -270,6 +291,11 @@ func (c *Client) call(ctx context.Context, functionID string, action *wire.Actio
 		}
 		c.pending[id] = p
 		c.mu.Unlock()
+		// Written at once even with other calls in flight: handing calls
+		// to the writer goroutine to coalesce them (as nats.go's flusher
+		// does) cost more than it saved, since concurrent callers rarely
+		// send at the same moment (docs/benchmarks.md, durable queues).
+		// Calls that find the socket busy queue and go out together.
 		if err := s.send(ctx, b); err != nil {
 			// Not queued, so not sent: safe to retry on the next socket.
 			c.mu.Lock()

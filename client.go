@@ -91,6 +91,14 @@ func (s *session) send(ctx context.Context, b []byte) error {
 	return s.conn.Send(ctx, wsconn.Text, b, nil)
 }
 
+// sendDeferred is send for a result that more results of the same input
+// burst follow on this reader: it waits in the write buffer until the
+// reader's burst ends (readFor flushes before it reads again), or until
+// any other frame is written.
+func (s *session) sendDeferred(ctx context.Context, b []byte, onWritten func([]byte)) error {
+	return s.conn.SendDeferred(ctx, wsconn.Text, b, onWritten)
+}
+
 // Connect dials the engine at url (e.g. "ws://localhost:49134") and returns
 // once the first connection is up, retrying with backoff until ctx ends.
 // After that the Client reconnects on its own until Close; ctx only bounds

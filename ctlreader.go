@@ -28,6 +28,9 @@ type frameSource interface {
 	next() ([]byte, error)
 	// arm pushes the idle deadline out, now and then.
 	arm(now time.Time)
+	// buffered reports whether the next data frame is already buffered
+	// whole (more input of the same burst).
+	buffered() bool
 }
 
 // connSource reads through the ws package's reader: wss://. Its idle
@@ -47,6 +50,8 @@ func (g *connSource) next() ([]byte, error) {
 	}
 	return data, err
 }
+
+func (g *connSource) buffered() bool { return wsconn.NextFrameBuffered(g.ws) }
 
 // arm re-arms the deadline only when a quarter of it has passed: re-arming
 // on every frame costs a runtime timer update per frame. The engine
@@ -98,6 +103,8 @@ func (r *ctlReader) arm(now time.Time) {
 		r.armed = now
 	}
 }
+
+func (r *ctlReader) buffered() bool { return r.ctlOp == 0 && !r.inMsg && r.fr.FrameBuffered() }
 
 // interrupted reports whether err is a deadline that passed before the
 // idle timeout (someone called interrupt), and if so readies r to go on.

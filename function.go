@@ -227,8 +227,9 @@ func unregister[T any](c *Client, m map[string]T, kind, id string, msg func(T) *
 
 // invoke serves one invokefunction from the engine with f (nil: not
 // registered here) and answers on the socket it came from. run is the
-// inline run's number, 0 on a goroutine of its own.
-func (c *Client) invoke(s *session, m *wire.Message, f *function, run uint64) {
+// inline run's number, 0 on a goroutine of its own; more says the reader
+// has more input of the same burst buffered (more results follow).
+func (c *Client) invoke(s *session, m *wire.Message, f *function, run uint64, more bool) {
 	ictx := &invocationContext{Context: c.ctx}
 	inv := &ictx.inv
 	*inv = Invocation{
@@ -278,7 +279,12 @@ func (c *Client) invoke(s *session, m *wire.Message, f *function, run uint64) {
 		reply.Error = &wire.ErrorBody{Code: CodeInvocationFailed, Message: "handler returned invalid JSON: " + err.Error()}
 		b, _ = wire.Marshal(reply)
 	}
-	if err := s.conn.Send(c.ctx, wsconn.Text, b, wsconn.Recycle); err != nil {
+	if more {
+		err = s.sendDeferred(c.ctx, b, wsconn.Recycle)
+	} else {
+		err = s.conn.Send(c.ctx, wsconn.Text, b, wsconn.Recycle)
+	}
+	if err != nil {
 		c.log.Debug("sluice: result not sent, socket gone", "function_id", m.FunctionID, "invocation_id", m.InvocationID)
 	}
 }

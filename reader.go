@@ -114,6 +114,11 @@ func (r *readerRole) read() {
 func (r *readerRole) readFor(ctx context.Context, id string, p *pendingCall) (callResult, bool) {
 	c, s := r.c, r.s
 	for {
+		if !r.src.buffered() {
+			// The burst is over: its deferred results go out before
+			// the next read may block.
+			s.conn.FlushDeferred()
+		}
 		r.src.arm(time.Now())
 		// After arming: an interrupt that came before the deadline was
 		// reset is seen here, one that comes after makes next return.
@@ -175,6 +180,7 @@ func (r *readerRole) readFor(ctx context.Context, id string, p *pendingCall) (ca
 // is in flight (the watchdog starts a reader if none comes), otherwise to
 // a new background reader, since other callers wait.
 func (r *readerRole) leave() {
+	r.s.conn.FlushDeferred()
 	c := r.c
 	c.mu.Lock()
 	free := len(c.pending) == 0
@@ -230,9 +236,11 @@ func (r *readerRole) dispatchInvoke(m *wire.Message, caller bool) bool {
 	f := c.functions[m.FunctionID]
 	c.mu.Unlock()
 	if caller || f != nil && !f.avg.quick() {
-		go c.invoke(s, m, f, 0)
+		go c.invoke(s, m, f, 0, false)
 		return true
 	}
+	// More input of the same burst waits: its results follow this one's.
+	more := r.src.buffered()
 	run := r.started.Add(1) << 1
 	r.running.Store(run)
 	r.watch()
@@ -244,7 +252,7 @@ func (r *readerRole) dispatchInvoke(m *wire.Message, caller bool) bool {
 			r.handOff(run)
 		}
 	}()
-	c.invoke(s, m, f, run)
+	c.invoke(s, m, f, run, more)
 	returned = true
 	return r.running.CompareAndSwap(run, 0)
 }
@@ -274,6 +282,9 @@ func (r *readerRole) takeFree() bool {
 // handOff starts a new reader if run is still the one going on inline on
 // the current holder.
 func (r *readerRole) handOff(run uint64) {
+	// A handler that blocks (or waits for a call) must not hold back the
+	// results deferred before it.
+	r.s.conn.FlushDeferred()
 	if run != 0 && r.running.CompareAndSwap(run, 0) {
 		go r.read()
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -66,6 +67,9 @@ func BenchmarkQueueEndToEnd(b *testing.B) {
 			var wg sync.WaitGroup
 			b.ResetTimer()
 			engineCPU0, benchCPU0 := procCPU(b, e.pid()), selfCPU()
+			engineIO0, benchIO0 := procSyscalls(e.pid()), procSyscalls(os.Getpid())
+			var ms0 runtime.MemStats
+			runtime.ReadMemStats(&ms0)
 			start := time.Now()
 			for p := 0; p < producers; p++ {
 				c := clients[p%len(clients)]
@@ -89,6 +93,9 @@ func BenchmarkQueueEndToEnd(b *testing.B) {
 			}
 			e2e := time.Since(start)
 			engineCPU, benchCPU := procCPU(b, e.pid())-engineCPU0, selfCPU()-benchCPU0
+			engineIO, benchIO := procSyscalls(e.pid()).minus(engineIO0), procSyscalls(os.Getpid()).minus(benchIO0)
+			var ms1 runtime.MemStats
+			runtime.ReadMemStats(&ms1)
 			b.StopTimer()
 			slices.Sort(lat)
 			b.ReportMetric(float64(n)/enqDur.Seconds(), "enq/s")
@@ -99,9 +106,47 @@ func BenchmarkQueueEndToEnd(b *testing.B) {
 				b.ReportMetric(float64(engineCPU.Microseconds())/float64(n), "engine-cpu-µs/job")
 			}
 			b.ReportMetric(float64(benchCPU.Microseconds())/float64(n), "bench-cpu-µs/job")
+			if engineIO.ok {
+				b.ReportMetric(float64(engineIO.r)/float64(n), "engine-reads/job")
+				b.ReportMetric(float64(engineIO.w)/float64(n), "engine-writes/job")
+				b.ReportMetric(float64(benchIO.r)/float64(n), "bench-reads/job")
+				b.ReportMetric(float64(benchIO.w)/float64(n), "bench-writes/job")
+			}
+			b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(n), "bench-allocs/job")
 			b.ReportMetric(0, "ns/op")
 		})
 	}
+}
+
+// syscalls counts a process's read and write system calls (syscr and
+// syscw of /proc/<pid>/io: read, pread, readv; write, pwrite, writev —
+// socket I/O and the store's WAL writes; not epoll or futex).
+type syscalls struct {
+	r, w int64
+	ok   bool
+}
+
+func procSyscalls(pid int) syscalls {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return syscalls{}
+	}
+	var out syscalls
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(line, ": ")
+		n, _ := strconv.ParseInt(v, 10, 64)
+		switch k {
+		case "syscr":
+			out.r, out.ok = n, true
+		case "syscw":
+			out.w = n
+		}
+	}
+	return out
+}
+
+func (a syscalls) minus(b syscalls) syscalls {
+	return syscalls{r: a.r - b.r, w: a.w - b.w, ok: a.ok && b.ok}
 }
 
 // BenchmarkQueueBacklogRSS enqueues SLUICE_BACKLOG jobs (default 200000)

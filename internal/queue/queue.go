@@ -23,7 +23,10 @@
 // Leases do not expire while the store is open: the engine that leased a job
 // is the one that settles it. Recover, called when a store is opened after a
 // crash, makes every leftover lease ready again, so a job in flight when the
-// engine died is delivered again (at-least-once).
+// engine died is delivered again (at-least-once). A store may keep the
+// leases of standard (non-FIFO) queues in memory only (SQLite does:
+// memlease.go): such a job is simply ready after a crash, and the attempt
+// it was in is not counted.
 package queue
 
 import (

@@ -65,6 +65,16 @@ type SQLite struct {
 	enqueues int
 	// afterCommit runs on the writer goroutine after each batch's outcomes.
 	afterCommit func()
+
+	// Standard (non-FIFO) leases live in memory only (memlease.go): the
+	// writer goroutine changes them, holding memMu so that Stats and
+	// NextVisible can read them.
+	memMu    sync.Mutex
+	memQueue map[string]*leaseQueue
+	memByID  map[string]*memLease
+	// memJournal undoes the current transaction's memory changes if it
+	// rolls back (writer goroutine).
+	memJournal []memUndo
 }
 
 type op struct {
@@ -127,6 +137,15 @@ var writerStmts = map[string]string{
 	"begin":  `BEGIN IMMEDIATE`,
 	"commit": `COMMIT`,
 	"insert": `INSERT INTO jobs (id, queue, fn, grp, data, tp, bg, visible_at, enqueued_at, state, attempts) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING`,
+	// leaseMem reads (writes nothing) the next ready jobs after the
+	// queue's cursor, for leases kept in memory (memlease.go).
+	"leaseMem": `SELECT ` + jobCols + `, visible_at FROM jobs
+		WHERE queue = ?1 AND state = 0 AND visible_at <= ?2 AND (visible_at, seq) > (?4, ?5)
+		ORDER BY visible_at, seq LIMIT abs(?3)`,
+	"ackMem":  `DELETE FROM jobs WHERE seq = ? AND state = 0`,
+	"nackMem": `UPDATE jobs SET visible_at = ?, err = ?, attempts = ? WHERE seq = ? AND state = 0`,
+	"parkMem": `UPDATE jobs SET state = 2 WHERE seq = ? AND state = 0`,
+	"buryMem": `UPDATE jobs SET state = 3, err = ?, failed_at = ?, attempts = ? WHERE seq = ? AND state = 0`,
 	"lease": `UPDATE jobs SET state = 1, attempts = attempts + 1 WHERE seq IN (
 		SELECT seq FROM jobs WHERE queue = ?1 AND state = 0 AND visible_at <= ?2 ORDER BY visible_at, seq LIMIT abs(?3))
 		RETURNING ` + jobCols,
@@ -189,7 +208,8 @@ func OpenSQLite(dir, syncMode string) (*SQLite, error) {
 	}
 	rdb.SetMaxOpenConns(4)
 	s := &SQLite{w: w, wdb: wdb, rdb: rdb, ops: make(chan *op, 1024), quit: make(chan struct{}),
-		done: make(chan struct{}), stmts: map[string]*sql.Stmt{}, maxBatch: 1024}
+		done: make(chan struct{}), stmts: map[string]*sql.Stmt{}, maxBatch: 1024,
+		memQueue: map[string]*leaseQueue{}, memByID: map[string]*memLease{}}
 	for name, text := range writerStmts {
 		st, err := w.PrepareContext(ctx, text)
 		if err != nil {
@@ -198,7 +218,8 @@ func OpenSQLite(dir, syncMode string) (*SQLite, error) {
 		}
 		s.stmts[name] = st
 	}
-	if s.nextVisible, err = rdb.PrepareContext(ctx, `SELECT MIN(visible_at) FROM jobs WHERE queue = ? AND state = 0`); err != nil {
+	if s.nextVisible, err = rdb.PrepareContext(ctx, `SELECT visible_at, seq FROM jobs
+		WHERE queue = ?1 AND state = 0 AND (visible_at, seq) > (?2, ?3) ORDER BY visible_at, seq LIMIT abs(?4)`); err != nil {
 		s.closeDBs()
 		return nil, fmt.Errorf("queue: prepare: %w", err)
 	}
@@ -291,13 +312,16 @@ func (s *SQLite) tx(ctx context.Context, ops []*op) error {
 	for _, o := range ops {
 		if err := o.fn(s, ctx); err != nil {
 			_, _ = s.w.ExecContext(ctx, "ROLLBACK")
+			s.memRollback()
 			return err
 		}
 	}
 	if _, err := s.stmts["commit"].ExecContext(ctx); err != nil {
 		_, _ = s.w.ExecContext(ctx, "ROLLBACK")
+		s.memRollback()
 		return fmt.Errorf("queue: commit: %w", err)
 	}
+	s.memCommitted()
 	return nil
 }
 
@@ -383,12 +407,29 @@ func enqueueOp(jobs []NewJob, ids []string) func(s *SQLite, ctx context.Context)
 				}
 			}
 			state, attempts := stateReady, 0
-			if j.Leased {
+			if j.Leased && j.Group != "" {
 				state, attempts = stateLeased, 1
 			}
-			n, err := s.exec(ctx, "insert", j.ID, j.Queue, j.FunctionID, j.Group, j.Data, j.Traceparent, j.Baggage, ms(j.VisibleAt), now, state, attempts)
+			r, err := s.stmts["insert"].ExecContext(ctx, j.ID, j.Queue, j.FunctionID, j.Group, j.Data, j.Traceparent, j.Baggage, ms(j.VisibleAt), now, state, attempts)
 			if err != nil {
 				return err
+			}
+			n, err := r.RowsAffected()
+			if err != nil {
+				return err
+			}
+			if n > 0 && state == stateReady {
+				seq, err := r.LastInsertId()
+				if err != nil {
+					return err
+				}
+				if j.Leased {
+					// Stored ready, leased in memory: a crash makes it
+					// ready again without counting the attempt.
+					s.memLease(j.Queue, j.ID, seq, ms(j.VisibleAt), 1)
+				} else {
+					s.memReady(j.Queue, ms(j.VisibleAt), seq)
+				}
 			}
 			if n > 0 && j.DedupKey != "" {
 				if _, err := s.exec(ctx, "dedupPut", j.Queue, j.DedupKey, j.ID, ms(j.DedupUntil)); err != nil {
@@ -407,10 +448,12 @@ func (s *SQLite) Lease(ctx context.Context, queue string, now time.Time, o Lease
 	var out []Job
 	err := s.do(ctx, func(s *SQLite, ctx context.Context) error {
 		out = out[:0]
-		stmt := "lease"
-		if o.FIFO {
-			stmt = "leaseFIFO"
+		if !o.FIFO {
+			var err error
+			out, err = s.leaseMem(ctx, queue, ms(now), o.Max, out)
+			return err
 		}
+		stmt := "leaseFIFO"
 		rows, err := s.stmts[stmt].QueryContext(ctx, queue, ms(now), o.Max)
 		if err != nil {
 			return err
@@ -456,6 +499,13 @@ func (s *SQLite) AckAsync(ctx context.Context, id string, done func(error)) {
 
 func ackOp(id string) func(s *SQLite, ctx context.Context) error {
 	return func(s *SQLite, ctx context.Context) error {
+		if l := s.memByID[id]; l != nil {
+			if _, err := s.exec(ctx, "ackMem", l.seq); err != nil {
+				return err
+			}
+			s.memDrop(l)
+			return nil
+		}
 		_, err := s.exec(ctx, "ack", id)
 		return err
 	}
@@ -466,6 +516,14 @@ func (s *SQLite) AfterCommit(fn func()) { s.afterCommit = fn }
 
 func (s *SQLite) Nack(ctx context.Context, id string, retryAt time.Time, errMsg string) error {
 	return s.do(ctx, func(s *SQLite, ctx context.Context) error {
+		if l := s.memByID[id]; l != nil {
+			if _, err := s.exec(ctx, "nackMem", ms(retryAt), errMsg, l.attempts, l.seq); err != nil {
+				return err
+			}
+			s.memDrop(l)
+			s.memReady(l.q.name, ms(retryAt), l.seq)
+			return nil
+		}
 		_, err := s.exec(ctx, "nack", ms(retryAt), errMsg, id)
 		return err
 	})
@@ -473,6 +531,12 @@ func (s *SQLite) Nack(ctx context.Context, id string, retryAt time.Time, errMsg 
 
 func (s *SQLite) Release(ctx context.Context, id string) error {
 	return s.do(ctx, func(s *SQLite, ctx context.Context) error {
+		if l := s.memByID[id]; l != nil {
+			// Nothing was written for the lease: dropping it is enough.
+			s.memDrop(l)
+			s.memReady(l.q.name, l.vis, l.seq)
+			return nil
+		}
 		_, err := s.exec(ctx, "release", id)
 		return err
 	})
@@ -480,6 +544,13 @@ func (s *SQLite) Release(ctx context.Context, id string) error {
 
 func (s *SQLite) Park(ctx context.Context, id string) error {
 	return s.do(ctx, func(s *SQLite, ctx context.Context) error {
+		if l := s.memByID[id]; l != nil {
+			if _, err := s.exec(ctx, "parkMem", l.seq); err != nil {
+				return err
+			}
+			s.memDrop(l)
+			return nil
+		}
 		_, err := s.exec(ctx, "park", id)
 		return err
 	})
@@ -488,11 +559,32 @@ func (s *SQLite) Park(ctx context.Context, id string) error {
 func (s *SQLite) ParkFunction(ctx context.Context, queue, fn string) (int, error) {
 	var n int64
 	err := s.do(ctx, func(s *SQLite, ctx context.Context) error {
-		r, err := s.w.ExecContext(ctx, `UPDATE jobs SET state = 2 WHERE queue = ? AND state = 0 AND fn = ?`, queue, fn)
-		if err == nil {
-			n, err = r.RowsAffected()
+		rows, err := s.w.QueryContext(ctx, `UPDATE jobs SET state = 2 WHERE queue = ? AND state = 0 AND fn = ? RETURNING seq`, queue, fn)
+		if err != nil {
+			return err
 		}
-		return err
+		var back []int64 // leased in memory (ready in the file): in flight, not parked
+		for rows.Next() {
+			var seq int64
+			if err := rows.Scan(&seq); err != nil {
+				rows.Close()
+				return err
+			}
+			if q := s.memQueue[queue]; q != nil && q.leases[seq] != nil {
+				back = append(back, seq)
+			} else {
+				n++
+			}
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		for _, seq := range back {
+			if _, err := s.w.ExecContext(ctx, `UPDATE jobs SET state = 0 WHERE seq = ?`, seq); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	return int(n), err
 }
@@ -503,6 +595,9 @@ func (s *SQLite) Unpark(ctx context.Context, fn string) (int, error) {
 		r, err := s.w.ExecContext(ctx, `UPDATE jobs SET state = 0 WHERE state = 2 AND fn = ?`, fn)
 		if err == nil {
 			n, err = r.RowsAffected()
+		}
+		if n > 0 {
+			s.memRewindAll()
 		}
 		return err
 	})
@@ -515,6 +610,13 @@ func (s *SQLite) ParkedFunctions(ctx context.Context) ([]string, error) {
 
 func (s *SQLite) Bury(ctx context.Context, id, errMsg string, failedAt time.Time) error {
 	return s.do(ctx, func(s *SQLite, ctx context.Context) error {
+		if l := s.memByID[id]; l != nil {
+			if _, err := s.exec(ctx, "buryMem", errMsg, ms(failedAt), l.attempts, l.seq); err != nil {
+				return err
+			}
+			s.memDrop(l)
+			return nil
+		}
 		_, err := s.exec(ctx, "bury", errMsg, ms(failedAt), id)
 		return err
 	})
@@ -550,6 +652,9 @@ func (s *SQLite) Redrive(ctx context.Context, queue string, now time.Time) (int,
 		if err == nil {
 			n, err = r.RowsAffected()
 		}
+		if n > 0 {
+			s.memRewind(queue)
+		}
 		return err
 	})
 	return int(n), err
@@ -561,6 +666,9 @@ func (s *SQLite) RedriveOne(ctx context.Context, queue, id string, now time.Time
 		r, err := s.w.ExecContext(ctx, `UPDATE jobs SET state = 0, attempts = 0, visible_at = ?, err = '', failed_at = 0 WHERE id = ? AND queue = ? AND state = 3`, ms(now), id, queue)
 		if err == nil {
 			n, err = r.RowsAffected()
+		}
+		if n > 0 {
+			s.memRewind(queue)
 		}
 		return err
 	})
@@ -603,6 +711,9 @@ func (s *SQLite) Stats(ctx context.Context, queue string) (Stats, error) {
 			st.Dead = n
 		}
 	}
+	// Jobs leased in memory are ready in the file.
+	ml := min(int64(s.memCount(queue)), st.Ready)
+	st.Ready, st.Leased = st.Ready-ml, st.Leased+ml
 	st.Pending = st.Ready + st.Leased + st.Parked
 	return st, rows.Err()
 }
@@ -630,12 +741,23 @@ func (s *SQLite) strings(ctx context.Context, query string, args ...any) ([]stri
 }
 
 func (s *SQLite) NextVisible(ctx context.Context, queue string) (time.Time, bool, error) {
-	var v sql.NullInt64
-	err := s.nextVisible.QueryRowContext(ctx, queue).Scan(&v)
-	if err != nil || !v.Valid {
+	// Jobs leased in memory are ready in the file: skip them.
+	cv, cs, leased := s.memAbove(queue)
+	rows, err := s.nextVisible.QueryContext(ctx, queue, cv, cs, len(leased)+1)
+	if err != nil {
 		return time.Time{}, false, s.readErr(err)
 	}
-	return fromMS(v.Int64), true, nil
+	defer rows.Close()
+	for rows.Next() {
+		var v, seq int64
+		if err := rows.Scan(&v, &seq); err != nil {
+			return time.Time{}, false, s.readErr(err)
+		}
+		if !leased[seq] {
+			return fromMS(v), true, nil
+		}
+	}
+	return time.Time{}, false, s.readErr(rows.Err())
 }
 
 // readErr is a read's error: ErrClosed once the store is closed (reads do
@@ -658,6 +780,9 @@ func (s *SQLite) Recover(ctx context.Context) (int, error) {
 		r, err := s.w.ExecContext(ctx, `UPDATE jobs SET state = 0 WHERE state = 1`)
 		if err == nil {
 			n, err = r.RowsAffected()
+		}
+		if err == nil {
+			n += int64(s.memForget())
 		}
 		return err
 	})

@@ -118,3 +118,51 @@ func TestBuffersRecycled(t *testing.T) {
 		t.Fatal("the recycled buffer was not handed out again")
 	}
 }
+
+// TestSendDeferred: deferred frames wait in the write buffer, with no
+// system call, until FlushDeferred or the next frame anyone writes (inline
+// or by the writer goroutine); a deferred frame behind a write in progress
+// queues for the writer. Order is kept throughout.
+func TestSendDeferred(t *testing.T) {
+	s, c := upgradedPair(t)
+	ctx := context.Background()
+	buffered := func() int {
+		s.cc.mu.Lock()
+		defer s.cc.mu.Unlock()
+		return len(s.cc.buf)
+	}
+	for i := range 3 {
+		if err := s.SendDeferred(ctx, Binary, []byte{byte(i)}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := buffered(); n != 3*3 || !s.deferred.Load() {
+		t.Fatalf("%d bytes buffered (deferred %v), want 3 frames of 3 bytes held", n, s.deferred.Load())
+	}
+	s.FlushDeferred()
+	if n := buffered(); n != 0 || s.deferred.Load() {
+		t.Fatalf("after FlushDeferred: %d bytes still buffered", n)
+	}
+	// An inline Send takes the deferred frames with it.
+	_ = s.SendDeferred(ctx, Binary, []byte{3}, nil)
+	if err := s.Send(ctx, Binary, []byte{4}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := buffered(); n != 0 {
+		t.Fatalf("after Send: %d bytes still buffered", n)
+	}
+	// So does the writer goroutine.
+	_ = s.SendDeferred(ctx, Binary, []byte{5}, nil)
+	if err := s.SendLater(ctx, Binary, []byte{6}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Behind a write in progress, a deferred frame queues.
+	s.wmu.Lock()
+	_ = s.SendDeferred(ctx, Binary, []byte{7}, nil)
+	if n := s.queued.Load(); n == 0 {
+		t.Fatal("a deferred frame behind a busy socket did not queue")
+	}
+	s.wmu.Unlock()
+	readFrames(t, c, 8)
+	s.FlushDeferred() // nothing deferred: no effect
+}

@@ -65,6 +65,9 @@ type Conn struct {
 	wbuf      []byte        // rawWrite's frame buffer; guarded by wmu
 	maxQueued int64         // non-blocking mode's budget (nonblock.go); 0: blocking mode
 	wake      chan struct{} // non-blocking mode: pending bytes to drain
+	// deferred: frames SendDeferred left in cc's buffer (corked); the next
+	// write on c, or FlushDeferred, sends them. Changed under wmu.
+	deferred atomic.Bool
 }
 
 // Options tune a Conn.
@@ -133,7 +136,7 @@ func (c *Conn) Send(ctx context.Context, kind int, data []byte, onWritten func([
 	// the order and saves a goroutine hand-off.
 	if c.queued.Load() == 0 && c.wmu.TryLock() {
 		if c.queued.Load() == 0 && !c.isClosing() {
-			ok := c.write(f)
+			ok := c.write(f) && c.undefer()
 			c.wmu.Unlock()
 			if !ok {
 				return c.closedErr()
@@ -145,6 +148,91 @@ func (c *Conn) Send(ctx context.Context, kind int, data []byte, onWritten func([
 	c.queued.Add(1)
 	select {
 	case c.out <- f:
+		return nil
+	case <-c.closing:
+		c.queued.Add(-1)
+		return c.closedErr()
+	case <-ctx.Done():
+		c.queued.Add(-1)
+		return ctx.Err()
+	}
+}
+
+// SendDeferred is Send for a frame that more frames of the same burst
+// follow: when the socket is free it goes into the connection's write
+// buffer, without a system call, and leaves with the next frame written on
+// c, whoever sends it, or at FlushDeferred. The caller must call
+// FlushDeferred when its burst ends. When the socket is busy the frame
+// queues for the writer goroutine, as with SendLater.
+func (c *Conn) SendDeferred(ctx context.Context, kind int, data []byte, onWritten func([]byte)) error {
+	if c.maxQueued > 0 || c.cc == nil || len(data) > rawMax {
+		return c.Send(ctx, kind, data, onWritten)
+	}
+	if c.isClosing() {
+		return c.closedErr()
+	}
+	if c.queued.Load() == 0 && c.wmu.TryLock() {
+		if c.queued.Load() == 0 && !c.isClosing() {
+			c.cc.cork()
+			c.deferred.Store(true)
+			ok := c.write(frame{kind: kind, data: data, done: onWritten})
+			c.wmu.Unlock()
+			if !ok {
+				return c.closedErr()
+			}
+			return nil
+		}
+		c.wmu.Unlock()
+	}
+	return c.SendLater(ctx, kind, data, onWritten)
+}
+
+// FlushDeferred writes the frames SendDeferred left in the buffer, if any.
+func (c *Conn) FlushDeferred() {
+	if !c.deferred.Load() {
+		return
+	}
+	c.wmu.Lock()
+	c.undefer()
+	c.wmu.Unlock()
+}
+
+// undefer flushes deferred frames; the caller holds wmu. It reports false
+// if the write failed (the connection is then closing).
+func (c *Conn) undefer() bool {
+	if !c.deferred.Load() {
+		return true
+	}
+	c.deferred.Store(false)
+	c.wseq.Add(1)
+	err := c.cc.uncork()
+	c.wseq.Add(1)
+	if err != nil {
+		c.setErr(err)
+		c.closeOnce.Do(func() { close(c.closing) })
+		return false
+	}
+	return true
+}
+
+// SendLater is Send without the inline write: the frame always goes to
+// the writer goroutine, which writes every frame queued by the time it
+// runs with one system call. It is for a sender that knows more frames
+// follow at once (many calls in flight, a burst of results): a burst then
+// costs one write, not one per frame, for a goroutine hand-off. A lone
+// frame should use Send, which writes at once.
+func (c *Conn) SendLater(ctx context.Context, kind int, data []byte, onWritten func([]byte)) error {
+	if c.maxQueued > 0 {
+		return c.sendNB(nil, kind, data, onWritten)
+	}
+	select {
+	case <-c.closing:
+		return c.closedErr()
+	default:
+	}
+	c.queued.Add(1)
+	select {
+	case c.out <- frame{kind: kind, data: data, done: onWritten}:
 		return nil
 	case <-c.closing:
 		c.queued.Add(-1)
@@ -280,10 +368,11 @@ func (c *Conn) writeQueued(f frame) bool {
 	defer c.wmu.Unlock()
 	cc, _ := c.ws.NetConn().(*corkConn)
 	if cc == nil || len(c.out) == 0 {
-		ok := c.write(f)
+		ok := c.write(f) && c.undefer()
 		c.queued.Add(-1)
 		return ok
 	}
+	c.deferred.Store(false) // flushed below with the rest
 	cc.cork()
 	ok := c.write(f)
 	c.queued.Add(-1)

@@ -197,6 +197,21 @@ func (r *Reader) ClearTimeout() {
 // Buffered returns how many bytes r holds that src has already delivered.
 func (r *Reader) Buffered() int { return len(r.pend) }
 
+// FrameBuffered reports whether, at a frame boundary, the whole next frame
+// (header and payload) is buffered already: reading it needs no system
+// call.
+func (r *Reader) FrameBuffered() bool {
+	if r.rem > 0 || len(r.pend) < 2 {
+		return false
+	}
+	hl := HeaderLen(r.pend[0], r.pend[1])
+	if len(r.pend) < hl {
+		return false
+	}
+	h, err := ParseHeader(r.pend[:hl])
+	return err == nil && uint64(len(r.pend)-hl) >= h.Len
+}
+
 // Remaining is the number of payload bytes of the current frame not read.
 func (r *Reader) Remaining() uint64 { return r.rem }
 
