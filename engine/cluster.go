@@ -65,7 +65,7 @@ func (e *Engine) startCluster(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, c.StartTimeout)
 	defer cancel()
 	n, err := natsnode.Start(ctx, natsnode.Config{
-		NodeName: name, StoreDir: storeDir, ClusterName: c.Name, ClusterListen: c.Listen, Peers: c.Peers, RouteSecret: c.Secret,
+		NodeName: name, StoreDir: storeDir, ClusterName: c.Name, ClusterListen: c.Listen, ClusterAdvertise: c.Advertise, Peers: c.Peers, RouteSecret: c.Secret,
 		URL: c.NATSURL, CredsFile: c.NATSCreds, TLS: tc, Replicas: c.Replicas, Log: e.log,
 	})
 	if err != nil {

@@ -144,6 +144,10 @@ type ClusterConfig struct {
 	Listen string `yaml:"listen"`
 	// Peers are the other nodes' route listeners, host:port.
 	Peers []string `yaml:"peers"`
+	// Advertise is the route address the other nodes are told to reach
+	// this node at (NATS gossip), host:port; "" is Listen. Set it when the
+	// peers reach this node at another address (NAT, a proxy).
+	Advertise string `yaml:"advertise"`
 	// Secret, when set, authenticates the embedded NATS routes: every node
 	// must have the same (at least 16 characters). File or environment
 	// only, never a flag (ps shows flags).
@@ -189,6 +193,8 @@ func (c ClusterConfig) validate(dataDir string) error {
 		return fmt.Errorf("config: cluster.peers need cluster.listen")
 	case c.Listen != "" && !validHostPort(c.Listen):
 		return fmt.Errorf("config: cluster.listen %q: want host:port, e.g. 0.0.0.0:6222", c.Listen)
+	case c.Advertise != "" && (c.Listen == "" || !validHostPort(c.Advertise)):
+		return fmt.Errorf("config: cluster.advertise %q: want host:port, with cluster.listen set", c.Advertise)
 	case c.NATSURL == "" && c.StoreDir == "" && dataDir == DataDirMemory:
 		return fmt.Errorf("config: cluster mode with embedded NATS keeps JetStream on disk: set data_dir (or cluster.store_dir), not %q", DataDirMemory)
 	case c.Secret != "" && len(c.Secret) < 16:

@@ -142,6 +142,7 @@ type options struct {
 	clusterName   string
 	clusterListen string
 	clusterPeers  string
+	clusterAdv    string
 	natsURL       string
 	natsCreds     string
 	natsCA        string
@@ -217,6 +218,7 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	fs.StringVar(&o.clusterName, "cluster-name", "", "name of the embedded NATS cluster, the same on every node (env SLUICE_CLUSTER_NAME; default sluice)")
 	fs.StringVar(&o.clusterListen, "cluster-listen", "", "embedded NATS route listener, host:port (env SLUICE_CLUSTER_LISTEN)")
 	fs.StringVar(&o.clusterPeers, "cluster-peers", "", "comma-separated route addresses (host:port) of the other nodes (env SLUICE_CLUSTER_PEERS)")
+	fs.StringVar(&o.clusterAdv, "cluster-advertise", "", "route address (host:port) the other nodes reach this node at, when not --cluster-listen: NAT, a proxy (env SLUICE_CLUSTER_ADVERTISE)")
 	fs.StringVar(&o.natsURL, "nats-url", "", "external NATS servers (comma-separated URLs) instead of the embedded one (env SLUICE_NATS_URL)")
 	fs.StringVar(&o.natsCreds, "nats-creds", "", "NATS credentials file for --nats-url (env SLUICE_NATS_CREDS)")
 	fs.StringVar(&o.natsCA, "nats-tls-ca", "", "PEM CA file to trust for --nats-url (env SLUICE_NATS_TLS_CA)")
@@ -361,6 +363,7 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	str("cluster-name", "SLUICE_CLUSTER_NAME", &cl.Name, o.clusterName)
 	str("cluster-listen", "SLUICE_CLUSTER_LISTEN", &cl.Listen, o.clusterListen)
 	list("cluster-peers", "SLUICE_CLUSTER_PEERS", &cl.Peers, o.clusterPeers)
+	str("cluster-advertise", "SLUICE_CLUSTER_ADVERTISE", &cl.Advertise, o.clusterAdv)
 	if ev := getenv("SLUICE_CLUSTER_SECRET"); ev != "" { // no flag: ps would show it
 		cl.Secret = ev
 	}

@@ -85,6 +85,7 @@ cluster:
   name: file-cluster
   listen: 127.0.0.1:6001
   peers: [127.0.0.1:6002]
+  advertise: 127.0.0.1:6101
   replicas: 3
   start_timeout: 5s
   node_timeout: 4s
@@ -107,7 +108,7 @@ func fromFile(c *engine.Config) {
 	c.TLS = engine.TLSConfig{CertFile: "file.crt", KeyFile: "file.key"}
 	c.DataDir, c.DataSync = "file-data", "full"
 	c.OTel.Endpoint = "http://file.example:4318"
-	c.Cluster = engine.ClusterConfig{NodeName: "file-node", Name: "file-cluster", Listen: "127.0.0.1:6001",
+	c.Cluster = engine.ClusterConfig{NodeName: "file-node", Name: "file-cluster", Listen: "127.0.0.1:6001", Advertise: "127.0.0.1:6101",
 		Peers: []string{"127.0.0.1:6002"}, Replicas: 3, StartTimeout: 5 * time.Second, NodeTimeout: 4 * time.Second, Secret: "file-secret-0123456789"}
 	payments := engine.DefaultQueueConfig()
 	payments.Type, payments.MessageGroupField = "fifo", "account"
@@ -143,6 +144,7 @@ var allEnv = map[string]string{
 	"SLUICE_CLUSTER_NAME":                 "env-cluster",
 	"SLUICE_CLUSTER_LISTEN":               "127.0.0.1:7001",
 	"SLUICE_CLUSTER_PEERS":                "127.0.0.1:7002, 127.0.0.1:7003",
+	"SLUICE_CLUSTER_ADVERTISE":            "127.0.0.1:7101",
 	"SLUICE_CLUSTER_START_TIMEOUT":        "6s",
 	"SLUICE_CLUSTER_NODE_TIMEOUT":         "5s",
 }
@@ -159,7 +161,7 @@ func fromEnv(c *engine.Config) {
 	c.OTel.Endpoint = "http://env.example:4318"
 	c.Cluster.Enabled, c.Cluster.NodeName, c.Cluster.Name = true, "env-node", "env-cluster"
 	c.Cluster.Listen, c.Cluster.Peers, c.Cluster.StartTimeout = "127.0.0.1:7001", []string{"127.0.0.1:7002", "127.0.0.1:7003"}, 6*time.Second
-	c.Cluster.NodeTimeout = 5 * time.Second
+	c.Cluster.NodeTimeout, c.Cluster.Advertise = 5*time.Second, "127.0.0.1:7101"
 }
 
 var allFlags = []string{
@@ -172,6 +174,7 @@ var allFlags = []string{
 	"--max-channels-per-worker", "7", "--max-channel-memory", "400000",
 	"--data-dir", "memory", "--data-sync", "full", "--otel-endpoint", "https://flag.example:4318",
 	"--cluster", "--node-name", "flag-node", "--cluster-name", "flag-cluster", "--cluster-listen", "", "--cluster-peers", "",
+	"--cluster-advertise", "",
 	"--nats-url", "nats://flag:4222", "--nats-creds", "flag.creds", "--nats-tls-ca", "flag-ca.pem",
 	"--nats-tls-cert", "flag.pem", "--nats-tls-key", "flag-key.pem", "--cluster-start-timeout", "7s", "--cluster-node-timeout", "8s",
 }
@@ -187,6 +190,7 @@ func fromFlags(c *engine.Config) {
 	c.DataDir, c.DataSync = "memory", "full"
 	c.OTel.Endpoint = "https://flag.example:4318"
 	c.Cluster.Enabled, c.Cluster.NodeName, c.Cluster.Name, c.Cluster.Listen, c.Cluster.Peers = true, "flag-node", "flag-cluster", "", nil
+	c.Cluster.Advertise = ""
 	c.Cluster.NATSURL, c.Cluster.NATSCreds, c.Cluster.StartTimeout = "nats://flag:4222", "flag.creds", 7*time.Second
 	c.Cluster.NodeTimeout = 8 * time.Second
 	c.Cluster.NATSTLS = engine.NATSTLSConfig{CAFile: "flag-ca.pem", CertFile: "flag.pem", KeyFile: "flag-key.pem"}

@@ -38,6 +38,9 @@ type Config struct {
 	ClusterListen string
 	// Peers are the other nodes' route addresses, host:port.
 	Peers []string
+	// ClusterAdvertise, when set, is the route address gossiped to the
+	// other nodes instead of ClusterListen.
+	ClusterAdvertise string
 	// RouteSecret, when set, is the password every node presents on its
 	// routes and requires from the others (the same on every node).
 	RouteSecret string
@@ -181,7 +184,7 @@ func serverOptions(cfg Config) (*server.Options, error) {
 		if err != nil {
 			return nil, fmt.Errorf("nats: cluster listen: %w", err)
 		}
-		so.Cluster = server.ClusterOpts{Name: cfg.ClusterName, Host: h, Port: p}
+		so.Cluster = server.ClusterOpts{Name: cfg.ClusterName, Host: h, Port: p, Advertise: cfg.ClusterAdvertise}
 		if so.Cluster.Name == "" {
 			so.Cluster.Name = "sluice"
 		}
