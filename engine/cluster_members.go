@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/internal/invocation"
@@ -73,6 +74,55 @@ type hbFunction struct {
 
 func nodeKey(name string) string { return "n." + base64.RawURLEncoding.EncodeToString([]byte(name)) }
 
+// aliveSubject is where a node answers the others asking whether it is
+// still there (NATS core request/reply, independent of JetStream).
+func aliveSubject(name string) string {
+	return "sluice.alive." + base64.RawURLEncoding.EncodeToString([]byte(name))
+}
+
+// answering asks each node whether it is there, at once, and returns those
+// that answered. A node whose heartbeats are late but that answers is
+// alive and reachable: the heartbeat writes stalled (a JetStream leader
+// election pauses every write for seconds), not the node.
+func (m *membership) answering(names []string) map[string]bool {
+	wait := min(max(m.timeout/4, 250*time.Millisecond), time.Second)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	out := map[string]bool{}
+	for _, name := range names {
+		wg.Go(func() {
+			if _, err := m.e.cluster.node.Conn.Request(aliveSubject(name), nil, wait); err == nil {
+				mu.Lock()
+				out[name] = true
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// stillThere records that a node whose heartbeats are late answered; a
+// node declared gone that answers again has joined again.
+func (m *membership) stillThere(name string) {
+	m.mu.Lock()
+	st := m.members[name]
+	if st == nil {
+		m.mu.Unlock()
+		return
+	}
+	back := st.gone
+	st.lastSeen, st.gone = time.Now(), false
+	hadRoutes := len(st.routes) > 0
+	m.mu.Unlock()
+	if back {
+		m.e.log.Info("cluster node joined", "node", name, "why", "answers again")
+		if hadRoutes {
+			m.updateRoutes()
+		}
+	}
+}
+
 // startMembership opens the bucket and starts heartbeating and watching.
 func (e *Engine) startMembership(ctx context.Context) error {
 	c := e.cluster
@@ -85,6 +135,10 @@ func (e *Engine) startMembership(ctx context.Context) error {
 	}
 	m := &membership{e: e, kv: kv, key: nodeKey(c.name), timeout: e.cfg.Cluster.NodeTimeout,
 		members: map[string]*memberState{}, changed: make(chan struct{}, 1)}
+	// Answer the other nodes' "are you there" over NATS core (aliveSubject).
+	if _, err := c.node.Conn.Subscribe(aliveSubject(c.name), func(msg *nats.Msg) { _ = msg.Respond(nil) }); err != nil {
+		return err
+	}
 	if err := m.beat(ctx); err != nil {
 		return err
 	}
@@ -205,7 +259,11 @@ func (m *membership) left(name, why string) {
 // while JetStream elects new leaders (the departed node may have led the
 // bucket); tick tries again until it succeeds.
 func (m *membership) takeOver(name string) (int, error) {
-	n, err := m.e.cluster.queue.RecoverNode(m.e.ctx, name)
+	// Bounded: without a majority JetStream answers nothing, and tick must
+	// go on beating and watching meanwhile.
+	ctx, cancel := context.WithTimeout(m.e.ctx, m.timeout)
+	defer cancel()
+	n, err := m.e.cluster.queue.RecoverNode(ctx, name)
 	if n > 0 {
 		m.e.queues.wakeAll()
 	}
@@ -247,13 +305,25 @@ func (m *membership) tick() {
 			}
 		}
 		m.mu.Unlock()
+		// A silent node that still answers over NATS is not gone, and the
+		// leases of a node that answers again are never taken over (this
+		// node may have been the one cut off, and the others live on).
+		there := m.answering(append(slices.Clone(silent), retry...))
 		for _, name := range silent {
+			if there[name] {
+				m.stillThere(name)
+				continue
+			}
 			m.left(name, "silent for "+m.timeout.String())
 		}
 		if n := m.e.cluster.router.stopUnnoted(m.timeout / 2); n > 0 {
 			m.e.log.Warn("cluster: calls no node took ended", "calls", n)
 		}
 		for _, name := range retry {
+			if there[name] {
+				m.stillThere(name)
+				continue
+			}
 			if n, err := m.takeOver(name); err == nil {
 				m.e.log.Info("cluster node's jobs taken over", "node", name, "jobs_taken_over", n)
 			}

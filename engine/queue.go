@@ -61,6 +61,12 @@ const maxQueues = 1024
 // worker that sends more waits (its socket is not read meanwhile).
 const maxEnqueuesInFlight = 4096
 
+// clusterEnqueueTimeout bounds the store of one enqueue in cluster mode.
+// A store that timed out may still have committed: the job is then
+// delivered although the enqueue answered enqueue_error (at least once: a
+// caller that retries may store it twice).
+const clusterEnqueueTimeout = 5 * time.Second
+
 type queueManager struct {
 	e   *Engine
 	log *slog.Logger
@@ -428,6 +434,14 @@ func (m *queueManager) put(ctx context.Context, j queue.NewJob) (string, *wire.E
 	s, err := m.open()
 	if err != nil {
 		return "", enqueueError("queue store unavailable: " + err.Error())
+	}
+	if m.e.cluster != nil {
+		// JetStream retries a write while its stream has no leader: bound
+		// it, so that an enqueue during a long election or without a
+		// majority answers enqueue_error instead of waiting on.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, clusterEnqueueTimeout)
+		defer cancel()
 	}
 	d, hd := m.handoff(&j)
 	ids, err := s.Enqueue(ctx, []queue.NewJob{j})
