@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +15,8 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go"
 
+	"github.com/sluicehq/sluice/internal/natsnode"
+	"github.com/sluicehq/sluice/internal/queue"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -310,4 +313,86 @@ func TestClusterCallBurstAndNote(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no taken note for a call that ran 300 ms")
 	}
+}
+
+// TestClusterAnsweringNodeNotGone: a member whose heartbeats stopped
+// arriving but that answers over NATS (a JetStream election stalls every
+// heartbeat write; or this node was the one cut off and the member lived
+// on) is not declared gone, and its leased job is not taken over, whether
+// it was silent or already declared gone; one that does not answer is gone
+// and its job is taken over. Without the check (as on 7bf40b1) the silent
+// member was declared gone and its job taken over at the first tick.
+func TestClusterAnsweringNodeNotGone(t *testing.T) {
+	nodes := startNodes(t, 1)
+	m := nodes[0].cluster.membersNow()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// "ghost" is a member with a NATS connection and a job it leased, but
+	// no heartbeats.
+	g, err := natsnode.Start(ctx, natsnode.Config{NodeName: "ghost", URL: nodes[0].cfg.Cluster.NATSURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	gq, err := queue.OpenJetStream(ctx, g.JS, queue.JetStreamBucket, "ghost", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gq.Close()
+	alive, err := g.Conn.Subscribe(aliveSubject("ghost"), func(msg *nats.Msg) { _ = msg.Respond(nil) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gq.Enqueue(ctx, []queue.NewJob{{ID: "ghost-job", Queue: "ghostq", FunctionID: "ghost::fn", Data: []byte("{}"), Leased: true, VisibleAt: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	ghost := func() memberState {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return *m.members["ghost"]
+	}
+	leased := func() int64 {
+		st, _ := gq.Stats(ctx, "ghostq")
+		return st.Leased
+	}
+	until := func(what string, cond func() bool) {
+		t.Helper()
+		for !cond() {
+			if ctx.Err() != nil {
+				t.Fatalf("never: %s (ghost %+v)", what, ghost())
+			}
+			time.Sleep(20 * time.Millisecond) // the membership ticks every 500 ms
+		}
+	}
+	// Silent for an hour, but answering.
+	injected := time.Now()
+	m.mu.Lock()
+	m.members["ghost"] = &memberState{lastSeen: injected.Add(-time.Hour)}
+	m.mu.Unlock()
+	until("the silent member that answers is kept", func() bool { st := ghost(); return st.lastSeen.After(injected) && !st.gone })
+	// Declared gone before (by a node cut off at the time), answering now.
+	m.mu.Lock()
+	m.members["ghost"] = &memberState{lastSeen: injected.Add(-time.Hour), gone: true}
+	m.mu.Unlock()
+	until("the member declared gone that answers again is back", func() bool { return !ghost().gone })
+	if n := leased(); n != 1 {
+		t.Fatalf("the ghost's job: %d leased, want 1 (taken over from a member that answers)", n)
+	}
+	// Not answering: gone, its job taken over.
+	if err := alive.Unsubscribe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	m.mu.Lock()
+	m.members["ghost"] = &memberState{lastSeen: time.Now().Add(-time.Hour)}
+	m.mu.Unlock()
+	until("the silent member that does not answer is gone and its job taken over", func() bool {
+		st := ghost()
+		return st.gone && st.recovered && leased() == 0
+	})
 }

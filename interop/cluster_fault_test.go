@@ -678,7 +678,11 @@ func TestClusterFaultPartition(t *testing.T) {
 	}
 	closed := fc.partition(2, true)
 	cut := time.Now()
-	t.Logf("partition: %d route connections to and from node 2 closed", closed)
+	gossiped := int64(0)
+	for _, sink := range fc.sinks {
+		gossiped += sink.refused.Load()
+	}
+	t.Logf("partition: %d route connections to and from node 2 closed; %d connections to gossiped route addresses refused", closed, gossiped)
 	select {
 	case n := <-takenOver:
 		t.Logf("the job node 2 held was delivered on node 0 %v after the cut", time.Since(cut).Round(time.Millisecond))
