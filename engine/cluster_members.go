@@ -35,6 +35,7 @@ type memberState struct {
 	workers   []workerSummary
 	routes    []hbRoute
 	routesKey string
+	types     []hbTriggerType
 }
 
 type membership struct {
@@ -62,6 +63,16 @@ type heartbeat struct {
 	Workers []workerSummary `json:"workers,omitzero"`
 	// Routes are the http triggers the node serves (cluster_http.go).
 	Routes []hbRoute `json:"routes,omitzero"`
+	// TriggerTypes are the trigger types its workers provide.
+	TriggerTypes []hbTriggerType `json:"trigger_types,omitzero"`
+}
+
+// hbTriggerType is a worker's trigger type in a heartbeat.
+type hbTriggerType struct {
+	ID          string `json:"id"`
+	Worker      string `json:"worker"`
+	WorkerID    string `json:"wid,omitzero"`
+	Description string `json:"description,omitzero"`
 }
 
 type hbFunction struct {
@@ -70,7 +81,17 @@ type hbFunction struct {
 	Worker      string         `json:"worker"`
 	Description string         `json:"description,omitzero"`
 	Metadata    jsontext.Value `json:"metadata,omitzero"`
+	WorkerID    string         `json:"wid,omitzero"`
+	// Request and Response are its schemas (dropped from a heartbeat that
+	// would outgrow maxHeartbeatSchemas).
+	Request  jsontext.Value `json:"req,omitzero"`
+	Response jsontext.Value `json:"resp,omitzero"`
 }
+
+// maxHeartbeatSchemas bounds a heartbeat carrying its functions' schemas:
+// a bigger one goes without them (engine::functions::info on the other
+// nodes then shows none).
+const maxHeartbeatSchemas = 256 << 10
 
 func nodeKey(name string) string { return "n." + base64.RawURLEncoding.EncodeToString([]byte(name)) }
 
@@ -158,7 +179,12 @@ func (m *membership) beat(ctx context.Context) error {
 	for _, f := range m.e.reg.Functions() {
 		if _, builtin := f.Owner.(*invocation.EngineExecutor); !builtin {
 			hb.Functions = append(hb.Functions, hbFunction{Namespace: nsOrDefault(f.Namespace), ID: f.ID, Worker: m.e.workerName(ownerOf(f.Owner), f.ID),
-				Description: f.Description, Metadata: f.Metadata})
+				Description: f.Description, Metadata: f.Metadata, WorkerID: ownerOf(f.Owner), Request: f.RequestFormat, Response: f.ResponseFormat})
+		}
+	}
+	for _, tt := range m.e.reg.TriggerTypes() {
+		if w := ownerOf(tt.Provider); w != "" {
+			hb.TriggerTypes = append(hb.TriggerTypes, hbTriggerType{ID: tt.ID, Worker: m.e.workerName(w, tt.ID), WorkerID: w, Description: tt.Description})
 		}
 	}
 	for _, w := range m.e.reg.Workers() {
@@ -168,6 +194,12 @@ func (m *membership) beat(ctx context.Context) error {
 	}
 	hb.Routes = m.e.http.routes()
 	b, _ := json.Marshal(hb)
+	if len(b) > maxHeartbeatSchemas {
+		for i := range hb.Functions {
+			hb.Functions[i].Request, hb.Functions[i].Response = nil, nil
+		}
+		b, _ = json.Marshal(hb)
+	}
 	_, err := m.kv.Put(ctx, m.key, b)
 	return err
 }
@@ -219,7 +251,7 @@ func (m *membership) seen(name string, at time.Time, hb heartbeat) {
 		st = &memberState{}
 		m.members[name] = st
 	}
-	st.lastSeen, st.gone, st.functions, st.workers = at, false, hb.Functions, hb.Workers
+	st.lastSeen, st.gone, st.functions, st.workers, st.types = at, false, hb.Functions, hb.Workers, hb.TriggerTypes
 	rk := routesKey(hb.Routes)
 	routesChanged := rk != st.routesKey || (joined && rk != "")
 	st.routes, st.routesKey = hb.Routes, rk

@@ -396,3 +396,89 @@ func TestClusterAnsweringNodeNotGone(t *testing.T) {
 		return st.gone && st.recovered && leased() == 0
 	})
 }
+
+// TestClusterDiscoveryInfo: a worker on node 0 (a function with a request
+// schema and an http route, a trigger type) is shown on node 1 by
+// engine::functions::info, engine::workers::info and engine::triggers::list,
+// each with node "node-0"; a function, worker and type of nowhere stay
+// not found. On 3e33048 node 1 answered NOT_FOUND for the function and the
+// worker and listed no trigger type.
+func TestClusterDiscoveryInfo(t *testing.T) {
+	nodes := startNodes(t, 2)
+	w := dialRaw(t, nodes[0])
+	w.sendJSON(`{"type":"registerfunction","id":"disc::fn","description":"served on node 0","request_format":{"type":"object"}}`)
+	w.sendJSON(`{"type":"registertriggertype","id":"disc-type","description":"a type of node 0"}`)
+	w.sendJSON(`{"type":"registertrigger","id":"disc-route","trigger_type":"http","function_id":"disc::fn","config":{"api_path":"/disc","http_method":"GET"}}`)
+	w.announce("disc-worker")
+	waitFunction(t, w, "disc::fn")
+	on1 := dialRaw(t, nodes[1])
+
+	// Node 0's next heartbeat (written at once on a change) carries them.
+	var fn struct {
+		FunctionID     string         `json:"function_id"`
+		WorkerName     string         `json:"worker_name"`
+		Description    string         `json:"description"`
+		RequestSchema  jsontext.Value `json:"request_schema"`
+		Node           string         `json:"node"`
+		RegisteredTrig []triggerRef   `json:"registered_triggers"`
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m := on1.callSkipping(invocationID(), "engine::functions::info", `{"function_id":"disc::fn"}`)
+		if m.Error == nil {
+			if err := json.Unmarshal(m.Result, &fn); err != nil {
+				t.Fatal(err)
+			}
+			if fn.WorkerName == "disc-worker" && len(fn.RegisteredTrig) == 1 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node 1's engine::functions::info of node 0's function: %+v %s", m.Error, m.Result)
+		}
+		time.Sleep(20 * time.Millisecond) // node 0's heartbeat has not arrived yet
+	}
+	if fn.Node != "node-0" || fn.Description != "served on node 0" || string(fn.RequestSchema) != `{"type":"object"}` || fn.RegisteredTrig[0].ID != "disc-route" {
+		t.Fatalf("node 1 shows node 0's function as %+v", fn)
+	}
+
+	var wi struct {
+		Worker struct {
+			Name string `json:"name"`
+			Node string `json:"node"`
+		} `json:"worker"`
+		Functions    []functionSummary    `json:"functions"`
+		TriggerTypes []triggerTypeSummary `json:"trigger_types"`
+		Registered   []registeredTrigger  `json:"registered_triggers"`
+	}
+	if err := json.Unmarshal([]byte(callOK(t, on1, "engine::workers::info", `{"name":"disc-worker"}`)), &wi); err != nil {
+		t.Fatal(err)
+	}
+	if wi.Worker.Name != "disc-worker" || wi.Worker.Node != "node-0" || len(wi.Functions) != 1 || wi.Functions[0].FunctionID != "disc::fn" ||
+		len(wi.TriggerTypes) != 1 || wi.TriggerTypes[0].ID != "disc-type" || len(wi.Registered) != 1 || wi.Registered[0].Node != "node-0" {
+		t.Fatalf("node 1's engine::workers::info of node 0's worker: %+v", wi)
+	}
+
+	var tl struct {
+		Triggers []triggerTypeSummary `json:"triggers"`
+	}
+	if err := json.Unmarshal([]byte(callOK(t, on1, "engine::triggers::list", `{"prefix":"disc"}`)), &tl); err != nil {
+		t.Fatal(err)
+	}
+	if len(tl.Triggers) != 1 || tl.Triggers[0].ID != "disc-type" || tl.Triggers[0].Node != "node-0" || tl.Triggers[0].WorkerName != "disc-worker" {
+		t.Fatalf("node 1's engine::triggers::list: %+v, want node 0's disc-type", tl.Triggers)
+	}
+	// The local view has the node too.
+	if err := json.Unmarshal([]byte(callOK(t, w, "engine::triggers::list", `{"prefix":"disc"}`)), &tl); err != nil || len(tl.Triggers) != 1 || tl.Triggers[0].Node != "node-0" {
+		t.Fatalf("node 0's engine::triggers::list: %+v %v", tl.Triggers, err)
+	}
+
+	for _, c := range []struct{ fn, data string }{
+		{"engine::functions::info", `{"function_id":"disc::nowhere"}`},
+		{"engine::workers::info", `{"name":"nobody"}`},
+	} {
+		if m := on1.callSkipping(invocationID(), c.fn, c.data); m.Error == nil || m.Error.Code != wire.CodeNotFound {
+			t.Fatalf("%s %s on node 1: %+v %s, want NOT_FOUND", c.fn, c.data, m.Error, m.Result)
+		}
+	}
+}

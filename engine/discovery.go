@@ -46,6 +46,7 @@ type functionDetail struct {
 	ResponseSchema     jsontext.Value `json:"response_schema,omitzero"`
 	Metadata           jsontext.Value `json:"metadata,omitzero"`
 	RegisteredTriggers []triggerRef   `json:"registered_triggers"`
+	Node               string         `json:"node,omitzero"` // cluster mode: the node serving it
 }
 
 // workerName names the worker behind an owner for discovery output.
@@ -132,7 +133,7 @@ func (e *Engine) functionDetail(f *registry.Function) functionDetail {
 		Namespace:  f.Namespace,
 		FunctionID: f.ID, WorkerName: e.workerName(ownerOf(f.Owner), f.ID), Description: f.Description,
 		RequestSchema: f.RequestFormat, ResponseSchema: f.ResponseFormat, Metadata: f.Metadata,
-		RegisteredTriggers: []triggerRef{},
+		RegisteredTriggers: []triggerRef{}, Node: e.nodeName(),
 	}
 	for _, t := range e.reg.Triggers("") {
 		if t.FunctionID == f.ID {
@@ -189,6 +190,14 @@ func (e *Engine) functionsInfo(_ context.Context, req *invocation.Request, in fu
 		return nil, &wire.ErrorBody{Code: wire.CodeInvalidArguments, Message: "function_ids takes at most 32 ids"}
 	case in.FunctionID != "":
 		f, errBody := e.lookupFunction(in.FunctionID, in.Namespace)
+		if errBody != nil {
+			if d, rf := e.remoteFunctionDetail(in.FunctionID, in.Namespace); d != nil {
+				if visible != nil && !visible(rf) {
+					return nil, &wire.ErrorBody{Code: wire.CodeForbidden, Message: "function '" + in.FunctionID + "' not allowed"}
+				}
+				return d, nil
+			}
+		}
 		if f != nil && visible != nil && !visible(f) {
 			return nil, &wire.ErrorBody{Code: wire.CodeForbidden, Message: "function '" + in.FunctionID + "' not allowed"}
 		}
@@ -201,6 +210,16 @@ func (e *Engine) functionsInfo(_ context.Context, req *invocation.Request, in fu
 	for _, id := range in.FunctionIDs {
 		f, errBody := e.lookupFunction(id, in.Namespace)
 		ok := errBody == nil
+		if !ok {
+			if d, rf := e.remoteFunctionDetail(id, in.Namespace); d != nil {
+				if visible != nil && !visible(rf) {
+					out = append(out, functionLookupError{FunctionID: id, Error: "forbidden"})
+				} else {
+					out = append(out, d)
+				}
+				continue
+			}
+		}
 		if ok && visible != nil && !visible(f) {
 			out = append(out, functionLookupError{FunctionID: id, Error: "forbidden"})
 		} else if ok {
@@ -340,6 +359,9 @@ func (e *Engine) pickWorker(in workersInfoInput) (registry.Worker, *wire.ErrorBo
 func (e *Engine) workersInfo(_ context.Context, _ *invocation.Request, in workersInfoInput) (any, *wire.ErrorBody) {
 	w, errBody := e.pickWorker(in)
 	if errBody != nil {
+		if info := e.remoteWorkerInfo(in); info != nil {
+			return info, nil
+		}
 		return nil, errBody
 	}
 	s := e.summarizeWorker(w)
@@ -385,10 +407,17 @@ type triggerTypeSummary struct {
 	ID          string `json:"id"`
 	WorkerName  string `json:"worker_name"`
 	Description string `json:"description"`
+	// Node is, in cluster mode, the node of the worker providing it (the
+	// engine's own types, on every node, have none).
+	Node string `json:"node,omitzero"`
 }
 
 func (e *Engine) summarizeTriggerType(tt *registry.TriggerType) triggerTypeSummary {
-	return triggerTypeSummary{ID: tt.ID, WorkerName: e.workerName(ownerOf(tt.Provider), tt.ID), Description: tt.Description}
+	s := triggerTypeSummary{ID: tt.ID, WorkerName: e.workerName(ownerOf(tt.Provider), tt.ID), Description: tt.Description}
+	if ownerOf(tt.Provider) != "" {
+		s.Node = e.nodeName()
+	}
+	return s
 }
 
 type triggersListInput struct {
@@ -401,21 +430,21 @@ type triggersListInput struct {
 func (e *Engine) triggersList(_ context.Context, _ *invocation.Request, in triggersListInput) (any, *wire.ErrorBody) {
 	search := strings.ToLower(in.Search)
 	out := []triggerTypeSummary{}
-	for _, tt := range e.reg.TriggerTypes() {
-		if !in.IncludeInternal && strings.HasPrefix(tt.ID, "engine::") {
-			continue
-		}
-		if in.Prefix != "" && !strings.HasPrefix(tt.ID, in.Prefix) {
-			continue
-		}
-		s := e.summarizeTriggerType(tt)
-		if in.Worker != "" && s.WorkerName != in.Worker {
-			continue
-		}
-		if search != "" && !strings.Contains(strings.ToLower(tt.ID), search) && !strings.Contains(strings.ToLower(tt.Description), search) {
-			continue
+	add := func(s triggerTypeSummary) {
+		switch {
+		case !in.IncludeInternal && strings.HasPrefix(s.ID, "engine::"),
+			in.Prefix != "" && !strings.HasPrefix(s.ID, in.Prefix),
+			in.Worker != "" && s.WorkerName != in.Worker,
+			search != "" && !strings.Contains(strings.ToLower(s.ID), search) && !strings.Contains(strings.ToLower(s.Description), search):
+			return
 		}
 		out = append(out, s)
+	}
+	for _, tt := range e.reg.TriggerTypes() {
+		add(e.summarizeTriggerType(tt))
+	}
+	for _, s := range e.remoteTriggerTypes() {
+		add(s)
 	}
 	return map[string]any{"triggers": out}, nil
 }
