@@ -106,7 +106,9 @@ func aliveSubject(name string) string {
 // alive and reachable: the heartbeat writes stalled (a JetStream leader
 // election pauses every write for seconds), not the node.
 func (m *membership) answering(names []string) map[string]bool {
-	wait := min(max(m.timeout/4, 250*time.Millisecond), time.Second)
+	// A node that died or whose routes closed answers "no responders" at
+	// once: the bound only matters for a slow node or a silent link.
+	wait := min(max(m.timeout/2, 250*time.Millisecond), 2*time.Second)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	out := map[string]bool{}

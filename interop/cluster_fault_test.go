@@ -366,11 +366,13 @@ func (l *faultLoad) consume(c *sluice.Client, fn string, work time.Duration) {
 }
 
 // finish stops the load and waits (bounded) until every acknowledged job
-// was delivered; it returns the ids of those never delivered and the
-// number delivered more than once.
-func (l *faultLoad) finish(d time.Duration) (acked int, lost []string, dups int) {
+// was delivered; it returns the ids of those never delivered, the number
+// delivered more than once, and the outcomes of the calls that were in
+// flight when the load stopped.
+func (l *faultLoad) finish(d time.Duration) (acked int, lost []string, dups int, last *faultTally) {
 	close(l.stop)
 	l.wg.Wait()
+	last = l.phase()
 	deadline := time.After(d)
 	for {
 		l.mu.Lock()
@@ -389,13 +391,13 @@ func (l *faultLoad) finish(d time.Duration) (acked int, lost []string, dups int)
 		}
 		l.mu.Unlock()
 		if len(lost) == 0 {
-			return acked, nil, dups
+			return acked, nil, dups, last
 		}
 		select {
 		case <-l.newDeliv:
 		case <-deadline:
 			slices.Sort(lost)
-			return acked, lost, dups
+			return acked, lost, dups, last
 		}
 	}
 }
@@ -548,14 +550,22 @@ func TestClusterFaultKillUnderLoad(t *testing.T) {
 		return ft.okCount("node-1→fault::n2") > 0 && ft.okCount("node-1→sdk2::echo") > 0 && ft.okCount("node-0→fault::n2") > 0
 	})
 	t.Logf("node 2's functions answered again %v after the kill", time.Since(killed).Round(time.Millisecond))
+	// The surviving nodes store jobs again (once JetStream has elected
+	// leaders for what node 2 led).
+	faultUntil(t, 20*time.Second, "the surviving nodes stored no job after the kill", func() bool {
+		ft := load.tally.Load()
+		return ft.okCount("node-0 enqueue") > 0 && ft.okCount("node-1 enqueue") > 0 && ft.okCount("node-2 enqueue") > 0
+	})
+	t.Logf("every producer stored jobs again %v after the kill", time.Since(killed).Round(time.Millisecond))
 	during := load.phase()
 	// More load on the surviving nodes once all is back.
 	faultUntil(t, 10*time.Second, "the surviving nodes did not serve after the kill", func() bool {
 		return load.tally.Load().okCount("node-0→fault::n1") > 20
 	})
 	after := load.phase()
-	acked, lost, dups := load.finish(25 * time.Second)
+	acked, lost, dups, last := load.finish(25 * time.Second)
 	t.Logf("jobs: %d acknowledged, %d lost %v, %d delivered more than once", acked, len(lost), lost, dups)
+	checkFaultTally(t, "in flight at the end", last, "function_not_found")
 	for i := range 2 {
 		left := func(s string) bool { return strings.Contains(s, `msg="cluster node left" node=node-2`) }
 		if line := faultLogHas(nodes[i].stderr, 0, left); line != "" {
@@ -638,8 +648,11 @@ func TestClusterFaultPartition(t *testing.T) {
 	}
 	select {
 	case <-holding:
-	case <-ctx.Done():
-		t.Fatal("node 2 never got the held job")
+	case <-time.After(20 * time.Second):
+		// Seen on a fresh cluster under load, before any fault: node 2's
+		// lease reads answered "no responders" for over a minute.
+		line := faultLogHas(nodes[2].stderr, 0, func(s string) bool { return strings.Contains(s, `msg="lease failed"`) })
+		t.Fatalf("node 2 never got the held job (its last lease failure, if any: %s)", line)
 	}
 	taker := connectGo(t, nodes[0], "taker-on-node-0")
 	takenOver := make(chan int, 4)
@@ -749,8 +762,9 @@ func TestClusterFaultPartition(t *testing.T) {
 		return ft.okCount("node-1→fault::p2") > 5 && ft.okCount("node-2→fault::p1") > 5
 	})
 	after := load.phase()
-	acked, lost, dups := load.finish(25 * time.Second)
+	acked, lost, dups, last := load.finish(25 * time.Second)
 	t.Logf("jobs: %d acknowledged, %d lost %v, %d delivered more than once", acked, len(lost), lost, dups)
+	checkFaultTally(t, "in flight at the end", last)
 	checkFaultTally(t, "cut off", cutTally, "invocation_stopped", "function_not_found", "enqueue_error")
 	checkFaultTally(t, "healing", healTally, "invocation_stopped", "function_not_found", "enqueue_error")
 	checkFaultTally(t, "healed", after)

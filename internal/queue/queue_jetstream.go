@@ -867,7 +867,14 @@ func (s *JetStream) RecoverNode(ctx context.Context, node string) (int, error) {
 	if node == s.node {
 		return 0, nil
 	}
-	ids := s.selectIDs("", func(m *jsMeta) bool { return m.state == stateLeased && m.owner == node })
+	// The stored jobs, not the index: the index trails the other nodes'
+	// writes (its watcher may be behind, or restarting, when a node
+	// leaves), and a lease it has not seen yet would stay with the
+	// departed node, delivered by none.
+	ids, err := s.leasedBy(ctx, node)
+	if err != nil {
+		return 0, s.wrap(err)
+	}
 	return s.each(ctx, ids, func(r *jsRecord) bool {
 		if r.State != stateLeased || r.Owner != node {
 			return false
@@ -875,6 +882,36 @@ func (s *JetStream) RecoverNode(ctx context.Context, node string) (int, error) {
 		r.State, r.Owner = stateReady, ""
 		return true
 	})
+}
+
+// leasedBy lists the stored jobs leased by node, read from a fresh
+// snapshot of the bucket (one pass over every job; a node leaves rarely).
+func (s *JetStream) leasedBy(ctx context.Context, node string) ([]string, error) {
+	w, err := s.kv.Watch(ctx, "j.>", jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, err
+	}
+	defer natsnode.StopWatch(ctx, w)
+	var ids []string
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, errors.New("queue: job watcher closed")
+			}
+			if e == nil {
+				return ids, nil // the end of the snapshot
+			}
+			var r jsRecord
+			if json.Unmarshal(e.Value(), &r, jsOpts) == nil && r.State == stateLeased && r.Owner == node {
+				if id, ok := decKey(strings.TrimPrefix(e.Key(), "j.")); ok {
+					ids = append(ids, id)
+				}
+			}
+		}
+	}
 }
 
 func (s *JetStream) SaveQueue(ctx context.Context, name string, def []byte) error {

@@ -288,3 +288,60 @@ func TestJetStreamLeaseAppliedDespiteTimeout(t *testing.T) {
 		t.Fatalf("after the ack: %+v %v", st, err)
 	}
 }
+
+// TestJetStreamRecoverNodeStaleIndex: the node taking over a departed
+// node's leases finds them in the bucket even when its index has not seen
+// them yet (its watcher trails the other nodes' writes). On 3e33048
+// RecoverNode read the index only: it took over nothing, and the job
+// stayed leased by the departed node, delivered by none (the interop
+// partition test: "jobs_taken_over=0" and the held job never delivered).
+func TestJetStreamRecoverNodeStaleIndex(t *testing.T) {
+	n := natstest.Start(t)
+	ctx := context.Background()
+	var stores []*JetStream
+	for i := range 2 {
+		nc, err := nats.Connect("", nats.InProcessServer(n.Server))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, _ := jetstream.New(nc)
+		s, err := OpenJetStream(ctx, js, JetStreamBucket, fmt.Sprintf("node-%d", i), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		stores = append(stores, s)
+	}
+	taker, departed := stores[0], stores[1]
+	held := job("held", "q", "f", "")
+	held.Leased = true
+	mustEnqueue(t, departed, held)
+	// The taker's index has seen the lease; then it is made to trail, as
+	// if its watcher had delivered the enqueue but not the lease yet.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		taker.mu.Lock()
+		m := taker.jobs["held"]
+		seen := m != nil && m.owner == "node-1"
+		if seen {
+			m.state, m.owner = stateReady, ""
+		}
+		taker.mu.Unlock()
+		if seen {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the taker's index never saw the lease")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	n1, err := taker.RecoverNode(ctx, "node-1")
+	if err != nil || n1 != 1 {
+		t.Fatalf("RecoverNode with a trailing index: %d jobs, %v; want 1", n1, err)
+	}
+	js, err := taker.Lease(ctx, "q", t0, LeaseOpts{Max: 1})
+	if err != nil || len(js) != 1 || js[0].ID != "held" {
+		t.Fatalf("the taken-over job is not leasable: %+v %v", js, err)
+	}
+}
