@@ -183,7 +183,7 @@ func startFaultCluster(t *testing.T, n int, extraArgs ...string) *faultCluster {
 			}
 		}
 		name := fmt.Sprintf("node-%d", i)
-		cmd := exec.Command(engineBin, "serve", "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--console-addr", "127.0.0.1:0",
+		cmd := exec.Command(engineBin, "serve", "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--console-addr", "127.0.0.1:0", "--streams-addr", "127.0.0.1:0",
 			"--log-level", "info", "--data-dir", filepath.Join(dir, name), "--node-name", name,
 			"--cluster-listen", routes[i], "--cluster-peers", strings.Join(peers, ","), "--cluster-advertise", fc.sinks[i].addr())
 		cmd.Args = append(cmd.Args, extraArgs...)
