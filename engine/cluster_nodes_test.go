@@ -401,7 +401,7 @@ func TestClusterAnsweringNodeNotGone(t *testing.T) {
 // schema and an http route, a trigger type) is shown on node 1 by
 // engine::functions::info, engine::workers::info and engine::triggers::list,
 // each with node "node-0"; a function, worker and type of nowhere stay
-// not found. On 3e33048 node 1 answered NOT_FOUND for the function and the
+// not found. On 69b8ca1 (main) node 1 answered NOT_FOUND for the function and the
 // worker and listed no trigger type.
 func TestClusterDiscoveryInfo(t *testing.T) {
 	nodes := startNodes(t, 2)

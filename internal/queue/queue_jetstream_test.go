@@ -291,7 +291,7 @@ func TestJetStreamLeaseAppliedDespiteTimeout(t *testing.T) {
 
 // TestJetStreamRecoverNodeStaleIndex: the node taking over a departed
 // node's leases finds them in the bucket even when its index has not seen
-// them yet (its watcher trails the other nodes' writes). On 3e33048
+// them yet (its watcher trails the other nodes' writes). On 69b8ca1 (main)
 // RecoverNode read the index only: it took over nothing, and the job
 // stayed leased by the departed node, delivered by none (the interop
 // partition test: "jobs_taken_over=0" and the held job never delivered).
