@@ -886,6 +886,11 @@ func (s *JetStream) RecoverNode(ctx context.Context, node string) (int, error) {
 
 // leasedBy lists the stored jobs leased by node, read from a fresh
 // snapshot of the bucket (one pass over every job; a node leaves rarely).
+// The pass also brings the index up to date: when another node took the
+// leases over first, this node's index may still hold them leased by the
+// departed node (its watcher's consumer may have lived on that node, and
+// is recreated only after seconds of silence), and its dispatcher would
+// never lease the jobs made ready.
 func (s *JetStream) leasedBy(ctx context.Context, node string) ([]string, error) {
 	w, err := s.kv.Watch(ctx, "j.>", jetstream.IgnoreDeletes())
 	if err != nil {
@@ -904,6 +909,7 @@ func (s *JetStream) leasedBy(ctx context.Context, node string) ([]string, error)
 			if e == nil {
 				return ids, nil // the end of the snapshot
 			}
+			s.watched(e, true)
 			var r jsRecord
 			if json.Unmarshal(e.Value(), &r, jsOpts) == nil && r.State == stateLeased && r.Owner == node {
 				if id, ok := decKey(strings.TrimPrefix(e.Key(), "j.")); ok {

@@ -295,6 +295,11 @@ func TestJetStreamLeaseAppliedDespiteTimeout(t *testing.T) {
 // RecoverNode read the index only: it took over nothing, and the job
 // stayed leased by the departed node, delivered by none (the interop
 // partition test: "jobs_taken_over=0" and the held job never delivered).
+// Then another node takes over first while this node's index still has
+// the job leased by the departed node: this node's takeover pass brings
+// the index up to date and the job is leased here. Without the update the
+// job stayed unleased on the node serving its function (the partition
+// test, in 1 of 3 runs: taken over by node 1, never delivered on node 0).
 func TestJetStreamRecoverNodeStaleIndex(t *testing.T) {
 	n := natstest.Start(t)
 	ctx := context.Background()
@@ -343,5 +348,71 @@ func TestJetStreamRecoverNodeStaleIndex(t *testing.T) {
 	js, err := taker.Lease(ctx, "q", t0, LeaseOpts{Max: 1})
 	if err != nil || len(js) != 1 || js[0].ID != "held" {
 		t.Fatalf("the taken-over job is not leasable: %+v %v", js, err)
+	}
+
+	// Another node took the leases over first, and this node's index
+	// still has the job leased by the departed node: its own takeover
+	// finds nothing to do, and brings the index up to date, so that the
+	// job is leased here.
+	nc, err := nats.Connect("", nats.InProcessServer(n.Server))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js3, _ := jetstream.New(nc)
+	other, err := OpenJetStream(ctx, js3, JetStreamBucket, "node-2", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	held2 := job("held2", "q2", "f", "")
+	held2.Leased = true
+	mustEnqueue(t, departed, held2)
+	var stale jsMeta
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		taker.mu.Lock()
+		m := taker.jobs["held2"]
+		if m != nil && m.owner == "node-1" {
+			stale = *m
+		}
+		taker.mu.Unlock()
+		if stale.id != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the taker's index never saw the second lease")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n, err := other.RecoverNode(ctx, "node-1"); err != nil || n != 1 {
+		t.Fatalf("the other node's takeover: %d %v", n, err)
+	}
+	// Once the watcher has delivered the other node's write (nothing more
+	// comes for the job), the index is set back as if it had not.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		taker.mu.Lock()
+		m := taker.jobs["held2"]
+		caught := m != nil && m.state == stateReady
+		if caught {
+			*m = stale
+		}
+		taker.mu.Unlock()
+		if caught {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the taker's index never saw the other node's takeover")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if js, _ := taker.Lease(ctx, "q2", t0, LeaseOpts{Max: 1}); len(js) != 0 {
+		t.Fatalf("the stale index leased %+v", js)
+	}
+	if n, err := taker.RecoverNode(ctx, "node-1"); err != nil || n != 0 {
+		t.Fatalf("the second takeover: %d %v, want nothing to do", n, err)
+	}
+	js, err = taker.Lease(ctx, "q2", t0, LeaseOpts{Max: 1})
+	if err != nil || len(js) != 1 || js[0].ID != "held2" {
+		t.Fatalf("the job another node took over is not leased here after the takeover pass: %+v %v", js, err)
 	}
 }
