@@ -364,6 +364,12 @@ func (s *JetStream) mutate(ctx context.Context, id string, f func(r *jsRecord) (
 		}
 		write, remove := f(r)
 		if !write {
+			// What was just read is the stored job (from the stream's
+			// leader): the index learns it now rather than from a watcher
+			// that may trail (another node leased or took the job over).
+			s.mu.Lock()
+			s.applyLocked(id, metaOf(r, rev), rev)
+			s.mu.Unlock()
 			return false, nil
 		}
 		var nrev uint64

@@ -300,6 +300,10 @@ func TestJetStreamLeaseAppliedDespiteTimeout(t *testing.T) {
 // the index up to date and the job is leased here. Without the update the
 // job stayed unleased on the node serving its function (the partition
 // test, in 1 of 3 runs: taken over by node 1, never delivered on node 0).
+// Last, a write that mutate skips after a fresh read teaches the index
+// what it read (without it the index kept the job ready: in the partition
+// test node 0's pass read the bucket just before node 1's takeover, then
+// skipped the job, and its index never learnt it was ready).
 func TestJetStreamRecoverNodeStaleIndex(t *testing.T) {
 	n := natstest.Start(t)
 	ctx := context.Background()
@@ -414,5 +418,34 @@ func TestJetStreamRecoverNodeStaleIndex(t *testing.T) {
 	js, err = taker.Lease(ctx, "q2", t0, LeaseOpts{Max: 1})
 	if err != nil || len(js) != 1 || js[0].ID != "held2" {
 		t.Fatalf("the job another node took over is not leased here after the takeover pass: %+v %v", js, err)
+	}
+
+	// A write skipped after a fresh read (the job is no longer what the
+	// index said) still teaches the index what was read: here the index
+	// has held2 ready again while the store has it leased by this node.
+	for deadline := time.Now().Add(5 * time.Second); ; { // the watcher has delivered the lease
+		taker.mu.Lock()
+		sm := taker.jobs["held2"]
+		done := taker.watchRev >= sm.rev
+		if done {
+			sm.state, sm.owner, sm.rev = stateReady, "", sm.rev-1 // an older revision
+		}
+		taker.mu.Unlock()
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the taker's watcher never delivered its own lease")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if js, err := other.Lease(ctx, "q2", t0, LeaseOpts{Max: 1}); err != nil || len(js) != 0 {
+		t.Fatalf("another node leased a leased job: %+v %v", js, err)
+	}
+	if js, err := taker.Lease(ctx, "q2", t0, LeaseOpts{Max: 1}); err != nil || len(js) != 0 {
+		t.Fatalf("leased a leased job again: %+v %v", js, err)
+	}
+	if st, _ := taker.Stats(ctx, "q2"); st.Leased != 1 || st.Ready != 0 {
+		t.Fatalf("the index after a skipped write: %+v, want the job leased (as read)", st)
 	}
 }
