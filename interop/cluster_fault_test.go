@@ -729,7 +729,7 @@ func TestClusterFaultPartition(t *testing.T) {
 			t.Errorf("node-%d never logged node-%d joining again after the partition healed", pair[0], pair[1])
 		}
 	}
-	faultUntil(t, 20*time.Second, "calls across did not work again after the partition healed", func() bool {
+	faultUntil(t, 30*time.Second, "calls across did not work again after the partition healed", func() bool {
 		ft := load.tally.Load()
 		return ft.okCount("node-0→fault::p2") > 0 && ft.okCount("node-2→fault::p0") > 0 && ft.okCount("node-2 enqueue") > 0
 	})
