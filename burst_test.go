@@ -94,3 +94,58 @@ func TestBurstResultsFlushed(t *testing.T) {
 		t.Fatalf("results %v", results)
 	}
 }
+
+// TestBurstResultAfterHandOff: in a burst [a, b], a runs inline and blocks
+// until b has been answered, so the watchdog hands the socket to a new
+// reader meanwhile; a's result, deferred because b was buffered behind it,
+// must still leave once a returns. On ac3778f it stayed in the write buffer
+// (the old reader gave up its role without flushing).
+func TestBurstResultAfterHandOff(t *testing.T) {
+	fe := newFakeEngine(t)
+	c, fc := connect(t, fe)
+	release := make(chan struct{})
+	must(t, c.RegisterRaw("burst::held", func(ctx context.Context, inv *sluice.Invocation) (json.RawMessage, error) {
+		<-release
+		return json.RawMessage(`"held"`), nil
+	}))
+	must(t, c.RegisterRaw("burst::echo", echoRaw))
+	fc.expect(t, wire.TypeRegisterFunction)
+	fc.expect(t, wire.TypeRegisterFunction)
+	sendBurst(t, fc,
+		&wire.Message{Type: wire.TypeInvokeFunction, InvocationID: "a", FunctionID: "burst::held", Data: []byte(`{}`)},
+		&wire.Message{Type: wire.TypeInvokeFunction, InvocationID: "b", FunctionID: "burst::echo", Data: []byte(`{}`)})
+	if r := fc.expect(t, wire.TypeInvocationResult); r.m.InvocationID != "b" {
+		t.Fatalf("first result %+v, want b's", r)
+	}
+	close(release)
+	if r := fc.expect(t, wire.TypeInvocationResult); r.m.InvocationID != "a" || string(r.m.Result) != `"held"` {
+		t.Fatalf("second result %+v, want a's", r)
+	}
+}
+
+// TestResultBeforeBufferedPing: an invocation and the engine's ping read
+// together. A buffered ping is not more work of the burst: the result must
+// leave at once, not wait in the write buffer behind the reader blocked
+// after the ping. On ac3778f no result came (ws:// counted any whole frame
+// as more input).
+func TestResultBeforeBufferedPing(t *testing.T) {
+	fe := newFakeEngine(t)
+	c, fc := connect(t, fe)
+	must(t, c.RegisterRaw("burst::echo", echoRaw))
+	fc.expect(t, wire.TypeRegisterFunction)
+	b, err := wire.Marshal(&wire.Message{Type: wire.TypeInvokeFunction, InvocationID: "a", FunctionID: "burst::echo", Data: []byte(`{}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := append([]byte{0x81, byte(len(b))}, b...)
+	out = append(out, 0x89, 0x00) // an empty ping
+	fc.wmu.Lock()
+	_, err = fc.ws.NetConn().Write(out)
+	fc.wmu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := fc.expect(t, wire.TypeInvocationResult); r.m.InvocationID != "a" {
+		t.Fatalf("result %+v, want a's", r)
+	}
+}

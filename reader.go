@@ -254,7 +254,14 @@ func (r *readerRole) dispatchInvoke(m *wire.Message, caller bool) bool {
 	}()
 	c.invoke(s, m, f, run, more)
 	returned = true
-	return r.running.CompareAndSwap(run, 0)
+	if r.running.CompareAndSwap(run, 0) {
+		return true
+	}
+	// Another reader took the role while the handler ran: the burst this
+	// result was deferred for is no longer this goroutine's to finish, and
+	// the new reader may already be blocked. Send it now.
+	s.conn.FlushDeferred()
+	return false
 }
 
 // watch makes sure the watchdog ticks.

@@ -358,7 +358,8 @@ func (r *clusterRouter) reply(m *nats.Msg, batch *subBatch) {
 // nodeLeft ends the calls taken by a node that left the cluster, and the
 // calls no node has noted taking for over a second: the departed node may
 // have taken them and died before its note went out (a live node notes a
-// call as soon as it receives it).
+// call once it has run min(50 ms, node_timeout/20), so that quick calls
+// cost no note).
 func (r *clusterRouter) nodeLeft(node string) int {
 	r.mu.Lock()
 	var taken, unnoted []string
@@ -384,7 +385,8 @@ func (r *clusterRouter) nodeLeft(node string) int {
 }
 
 // stopUnnoted ends the calls no node has noted taking for longer than d.
-// A live node notes a call as soon as it receives it; a call routed to a
+// A live node notes a call once it has run min(50 ms, node_timeout/20),
+// far below d; a call routed to a
 // node whose function unsubscribed meanwhile is dropped by NATS without
 // any answer, and would otherwise wait for the invocation timeout.
 func (r *clusterRouter) stopUnnoted(d time.Duration) int {

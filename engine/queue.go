@@ -497,8 +497,9 @@ func (m *queueManager) stored(d *dispatcher, handed bool, j queue.NewJob, err er
 	case handed && err != nil:
 		d.unreserve()
 	case handed:
-		// The dispatcher's goroutine delivers it. At shutdown it stays
-		// leased in the store and is delivered after the restart.
+		// The dispatcher's goroutine delivers it. At shutdown it is
+		// leased (in memory for a standard queue, written for fifo) and
+		// ready again in the store after the restart.
 		d.hand(queue.Job{ID: j.ID, Queue: j.Queue, FunctionID: j.FunctionID, Data: j.Data,
 			Traceparent: j.Traceparent, Baggage: j.Baggage, Attempts: 1, EnqueuedAt: time.Now()})
 	case err != nil:

@@ -161,3 +161,26 @@ func TestSQLiteLeaseRollback(t *testing.T) {
 		t.Fatalf("after the ack %+v: want b alone, leased", st)
 	}
 }
+
+// A queue redefined fifo -> standard while a job is leased the fifo way
+// (written to the file): once released it is ready again behind the
+// standard cursor and the next lease must still find it. On ac3778f no
+// lease did until a restart, redrive or unpark (Stats counted it ready).
+func TestSQLiteWrittenLeaseReleasedBehindCursor(t *testing.T) {
+	s := openSQLiteT(t)
+	ctx := context.Background()
+	mustEnqueue(t, s, job("a", "q", "f", "g:x"))
+	if js := lease(t, s, "q", t0, 10, true); ids(js) != "a " {
+		t.Fatalf("fifo leased %+v", js)
+	}
+	mustEnqueue(t, s, job("b", "q", "f", ""))
+	if js := lease(t, s, "q", t0, 10, false); ids(js) != "b " {
+		t.Fatalf("standard leased %+v", js)
+	}
+	if err := s.Release(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if js := lease(t, s, "q", t0, 10, false); ids(js) != "a " {
+		t.Fatalf("after the release a standard lease got %q, want a", ids(js))
+	}
+}

@@ -524,9 +524,20 @@ func (s *SQLite) Nack(ctx context.Context, id string, retryAt time.Time, errMsg 
 			s.memReady(l.q.name, ms(retryAt), l.seq)
 			return nil
 		}
-		_, err := s.exec(ctx, "nack", ms(retryAt), errMsg, id)
+		n, err := s.exec(ctx, "nack", ms(retryAt), errMsg, id)
+		s.writtenLeaseReady(n)
 		return err
 	})
+}
+
+// writtenLeaseReady follows a written (fifo) lease made ready again: the
+// queue may be standard by now (redefined at run time), with its cursor
+// already past the job. Rewinding is always safe, and written leases of a
+// standard queue exist only across such a redefinition.
+func (s *SQLite) writtenLeaseReady(rows int64) {
+	if rows > 0 {
+		s.memRewindAll()
+	}
 }
 
 func (s *SQLite) Release(ctx context.Context, id string) error {
@@ -537,7 +548,8 @@ func (s *SQLite) Release(ctx context.Context, id string) error {
 			s.memReady(l.q.name, l.vis, l.seq)
 			return nil
 		}
-		_, err := s.exec(ctx, "release", id)
+		n, err := s.exec(ctx, "release", id)
+		s.writtenLeaseReady(n)
 		return err
 	})
 }

@@ -197,9 +197,10 @@ func (r *Reader) ClearTimeout() {
 // Buffered returns how many bytes r holds that src has already delivered.
 func (r *Reader) Buffered() int { return len(r.pend) }
 
-// FrameBuffered reports whether, at a frame boundary, the whole next frame
-// (header and payload) is buffered already: reading it needs no system
-// call.
+// FrameBuffered reports whether, at a frame boundary, the whole next
+// message is buffered already as one unfragmented text or binary frame:
+// reading it needs no system call. A buffered control frame or fragment is
+// not "more input" (its handling may block the reader).
 func (r *Reader) FrameBuffered() bool {
 	if r.rem > 0 || len(r.pend) < 2 {
 		return false
@@ -209,7 +210,7 @@ func (r *Reader) FrameBuffered() bool {
 		return false
 	}
 	h, err := ParseHeader(r.pend[:hl])
-	return err == nil && uint64(len(r.pend)-hl) >= h.Len
+	return err == nil && h.Fin && (h.Op == OpText || h.Op == OpBinary) && uint64(len(r.pend)-hl) >= h.Len
 }
 
 // Remaining is the number of payload bytes of the current frame not read.
