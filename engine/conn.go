@@ -387,9 +387,6 @@ func (w *workerConn) handle(m *wire.Message, batch *wsconn.Batch) {
 }
 
 func (w *workerConn) handleInvoke(m *wire.Message, batch *wsconn.Batch) {
-	if w.sess != nil && !w.mayCall(m) {
-		return
-	}
 	callerID, fnID := m.InvocationID, m.FunctionID
 	if wire.BlankNamespace(m.Namespace) {
 		if callerID != "" && !m.Action.IsVoid() {
@@ -397,6 +394,9 @@ func (w *workerConn) handleInvoke(m *wire.Message, batch *wsconn.Batch) {
 		} else {
 			w.log.Warn("invokefunction with an empty namespace dropped", "function_id", registry.ShortID(fnID))
 		}
+		return
+	}
+	if w.sess != nil && !w.mayCall(m) {
 		return
 	}
 	if w.sess != nil && w.sess.rbac.MiddlewareFunctionID != "" && w.viaMiddleware(m, batch) {

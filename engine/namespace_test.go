@@ -294,6 +294,10 @@ func TestRBACJudgesTheAddressedNamespace(t *testing.T) {
 			t.Errorf("RBAC call of %s in orders = %+v, want %s", fn, r, auth.CodeForbidden)
 		}
 	}
+	// A blank namespace is refused as such before RBAC is asked.
+	if r := ext.callNS("x-blank", "svc::secret", " ", `{}`); r.Error == nil || r.Error.Code != wire.ErrInvalidNamespace("namespace").Code {
+		t.Errorf("RBAC call in a blank namespace = %+v, want %s", r, wire.ErrInvalidNamespace("namespace").Code)
+	}
 	// The default namespace's exposed function stays callable.
 	ns := "default"
 	ext.send(wire.Message{Type: wire.TypeInvokeFunction, InvocationID: "x-default", FunctionID: "svc::secret", Data: jsontext.Value(`{}`), Namespace: &ns})
