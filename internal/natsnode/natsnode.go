@@ -274,6 +274,15 @@ func (a slogAdapter) Tracef(string, ...any)      {}
 // served by the stream's leader, not by any replica ("direct get"): a
 // value acknowledged on one node is what the next read on any node sees,
 // and a compare-and-set after a read does not spin on a lagging replica.
+//
+// A nats.go handle sends direct gets when the stream info it last read
+// allowed them, and no server answers direct gets once the stream stops
+// allowing them ("no responders"). Nodes opening one bucket at once race:
+// nats.go creates it with direct gets on (and turns them back on when its
+// create meets the stream another node already switched), so a handle
+// bound in between would send direct gets for good. The handle's own
+// view is therefore refreshed (Status) after the switch and checked, and
+// the returned handle refreshes it again if a read gets no responders.
 func KeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	var kv jetstream.KeyValue
 	err := Retry(ctx, func(ctx context.Context) error {
@@ -294,14 +303,54 @@ func KeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValu
 			if _, err := js.UpdateStream(ctx, sc); err != nil {
 				return err
 			}
-			kv, err = js.KeyValue(ctx, cfg.Bucket) // bind again: the handle chose direct gets
 		}
-		return err
+		return leaderReads(ctx, kv)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jetstream bucket %s: %w", cfg.Bucket, err)
 	}
-	return kv, nil
+	return readsKV{kv}, nil
+}
+
+// errDirectGets: another node turned direct gets back on meanwhile (it
+// turns them off again next).
+var errDirectGets = errors.New("bucket allows direct gets again")
+
+// leaderReads refreshes kv's view of its stream and checks that it sends
+// its reads to the stream's leader.
+func leaderReads(ctx context.Context, kv jetstream.KeyValue) error {
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && bs.StreamInfo().Config.AllowDirect {
+		return errDirectGets
+	}
+	return nil
+}
+
+// readsKV retries a read answered "no responders" after refreshing the
+// handle's view of the stream: a handle that still sends direct gets
+// (nothing serves them) switches to the leader's reads; a stream between
+// leaders is waited for. Bounded by ctx and 100 × 50 ms.
+type readsKV struct{ jetstream.KeyValue }
+
+func (k readsKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	e, err := k.KeyValue.Get(ctx, key)
+	for try := 0; try < 100 && errors.Is(err, nats.ErrNoResponders) && Backoff(ctx); try++ {
+		_, _ = k.KeyValue.Status(ctx)
+		e, err = k.KeyValue.Get(ctx, key)
+	}
+	return e, err
+}
+
+func (k readsKV) GetRevision(ctx context.Context, key string, rev uint64) (jetstream.KeyValueEntry, error) {
+	e, err := k.KeyValue.GetRevision(ctx, key, rev)
+	for try := 0; try < 100 && errors.Is(err, nats.ErrNoResponders) && Backoff(ctx); try++ {
+		_, _ = k.KeyValue.Status(ctx)
+		e, err = k.KeyValue.GetRevision(ctx, key, rev)
+	}
+	return e, err
 }
 
 // Transient reports an error of a JetStream call made while the stream

@@ -449,3 +449,73 @@ func TestJetStreamRecoverNodeStaleIndex(t *testing.T) {
 		t.Fatalf("the index after a skipped write: %+v, want the job leased (as read)", st)
 	}
 }
+
+// flipBetweenReads is this node's JetStream while another node opens the
+// same bucket: the other node's switch of the bucket to leader reads
+// (AllowDirect off) lands on the first Stream call, after this node's
+// js.KeyValue bound the bucket as it was (AllowDirect on, as nats.go
+// creates buckets) and before its own check of the setting.
+type flipBetweenReads struct {
+	jetstream.JetStream
+	other   jetstream.JetStream
+	flipped bool
+}
+
+func (j *flipBetweenReads) Stream(ctx context.Context, name string) (jetstream.Stream, error) {
+	if !j.flipped {
+		j.flipped = true
+		st, err := j.other.Stream(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		cfg := st.CachedInfo().Config
+		cfg.AllowDirect = false
+		if _, err := j.other.UpdateStream(ctx, cfg); err != nil {
+			return nil, err
+		}
+	}
+	return j.JetStream.Stream(ctx, name)
+}
+
+// TestJetStreamOpenWhileAnotherNodeSwitchesReads: a store opened while
+// another node switches the bucket to leader reads still leases its jobs
+// (issue 15: interop TestClusterQueueAndState, "not delivered", node 1 logging
+// "lease failed … no responders" every second). On 3292cd8 Lease failed
+// with "nats: no responders available for request" for good: the store's
+// handle kept sending direct gets, which no server serves any more.
+func TestJetStreamOpenWhileAnotherNodeSwitchesReads(t *testing.T) {
+	n := natstest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	other := func() jetstream.JetStream {
+		nc, err := nats.Connect("", nats.InProcessServer(n.Server))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, _ := jetstream.New(nc)
+		return js
+	}()
+	// The other node created the bucket as nats.go does (direct gets on)
+	// and is about to switch them off.
+	if _, err := other.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: JetStreamBucket, History: 1}); err != nil {
+		t.Fatal(err)
+	}
+	js := &flipBetweenReads{JetStream: n.JS, other: other}
+	s, err := OpenJetStream(ctx, js, JetStreamBucket, "node-1", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !js.flipped {
+		t.Fatal("the other node's switch was not injected")
+	}
+	mustEnqueue(t, s, job("j1", "q", "f", ""))
+	jobs, err := s.Lease(ctx, "q", t0.Add(time.Second), LeaseOpts{Max: 1})
+	if err != nil || len(jobs) != 1 || jobs[0].ID != "j1" {
+		t.Fatalf("lease: %+v %v, want j1", jobs, err)
+	}
+	if err := s.Ack(ctx, "j1"); err != nil {
+		t.Fatal(err)
+	}
+}

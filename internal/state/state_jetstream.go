@@ -66,13 +66,7 @@ func conflict(err error) bool {
 
 // current reads a key: its value and revision (0: none).
 func (s *JetStream) current(ctx context.Context, k string) ([]byte, uint64, error) {
-	e, err := s.kv.Get(ctx, k)
-	// No responders: the stream's leader is changing or its interest has
-	// not reached this node's server yet (a cluster just formed); a read
-	// is safe to repeat (bounded: 100 × 50 ms).
-	for try := 0; try < 100 && natsnode.Transient(err) && natsnode.Backoff(ctx); try++ {
-		e, err = s.kv.Get(ctx, k)
-	}
+	e, err := s.kv.Get(ctx, k) // retried on no responders by natsnode's handle
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, nil
 	}
