@@ -1,0 +1,217 @@
+package engine
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/sluicehq/sluice/internal/queue"
+	"github.com/sluicehq/sluice/wire"
+)
+
+// Tests for the mutation-testing survivors of queue.go (docs/testing.md,
+// "Mutation testing"). Each names the mutant it kills; each was checked by
+// applying that mutant by hand and seeing the test fail.
+
+// TestQueueMutStoreOpenedWhenItExists: a SQLite data dir without a queue
+// file gets none at start (the store is created on first use), and one
+// holding jobs of an earlier run is opened at start, so a parked job is
+// delivered as soon as its function registers, with nothing enqueued.
+// Fails on queue.go:115 CONDITIONALS_NEGATION (fileExists negated; the
+// run's existing tests kill it too).
+func TestQueueMutStoreOpenedWhenItExists(t *testing.T) {
+	dir := t.TempDir()
+	first := startEngine(t, func(c *Config) { c.DataDir = dir })
+	if _, err := os.Stat(filepath.Join(dir, queue.FileName)); err == nil {
+		t.Fatal("the queue store file was created at start, before any queue use")
+	}
+	c := &queueCaller{w: dialRaw(t, first)}
+	var rcpt map[string]string
+	c.ok(fnQueueEnqueue, `{"queue":"default","function_id":"later::fn","data":{"run":1}}`, &rcpt)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := first.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	second := startEngine(t, func(c *Config) { c.DataDir = dir })
+	w := dialRaw(t, second)
+	w.sendJSON(`{"type":"registerfunction","id":"later::fn"}`)
+	inv := w.awaitInvoke("later::fn", func(wire.Message) bool { return true })
+	if !strings.Contains(string(inv.Data), `"run":1`) {
+		t.Fatalf("delivery after restart: %s", inv.Data)
+	}
+	w.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: inv.InvocationID, FunctionID: "later::fn", Result: jsontext.Value(`null`)})
+}
+
+// TestQueueMutStartFailsOnABrokenStore: a queue store file that cannot be
+// opened fails the engine's start, naming the cause, rather than leaving
+// an engine whose queues fail later.
+// Kills queue.go:121 CONDITIONALS_NEGATION (the open's error ignored).
+func TestQueueMutStartFailsOnABrokenStore(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, queue.FileName), []byte(strings.Repeat("not a database ", 512)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Addr, cfg.HTTPAddr, cfg.ConsoleAddr, cfg.Streams.Addr, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", "", "", dir
+	e, err := New(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err = e.Start(ctx)
+	_ = e.Shutdown(ctx)
+	if err == nil {
+		t.Fatal("the engine started on a queue store that is not a database")
+	}
+	t.Logf("start failed as it should: %v", err)
+}
+
+// TestQueueMutDedupField: on a queue with dedup_field, a job whose field
+// value was enqueued before stores nothing and gets the first job's
+// receipt; another value, or no such field, is a job of its own.
+// Kills queue.go:384 CONDITIONALS_NEGATION (dedup_field ignored) and
+// queue.go:395 ARITHMETIC_BASE (the window × → ÷: remembered for 0 s).
+func TestQueueMutDedupField(t *testing.T) {
+	e := startEngine(t, func(c *Config) {
+		q := DefaultQueueConfig()
+		q.DedupField = "order_id"
+		c.Queues = map[string]QueueConfig{"orders": q}
+	})
+	c := &queueCaller{w: dialRaw(t, e)}
+	enqueue := func(data string) string {
+		t.Helper()
+		var rcpt struct {
+			ID string `json:"messageReceiptId"`
+		}
+		c.ok(fnQueueEnqueue, `{"queue":"orders","function_id":"dd::fn","data":`+data+`}`, &rcpt)
+		if rcpt.ID == "" {
+			t.Fatalf("enqueue of %s answered without a receipt", data)
+		}
+		return rcpt.ID
+	}
+	first := enqueue(`{"order_id":7,"n":1}`)
+	if again := enqueue(`{"order_id":7,"n":2}`); again != first {
+		t.Errorf("same order_id: receipt %s, want the first job's %s", again, first)
+	}
+	other := enqueue(`{"order_id":8}`)
+	if other == first {
+		t.Errorf("another order_id got the first job's receipt %s", first)
+	}
+	a, b := enqueue(`{"n":3}`), enqueue(`{"n":3}`)
+	if a == b || a == first || a == other {
+		t.Errorf("jobs without the field got receipts %s, %s (others %s, %s): want new ones", a, b, first, other)
+	}
+	var st topicStats
+	c.ok(fnQueueTopicStats, `{"queue":"orders"}`, &st)
+	if st.Depth != 4 {
+		t.Errorf("orders holds %d jobs, want 4 (the duplicate not stored)", st.Depth)
+	}
+}
+
+// TestQueueMutReceiptRememberedAfterAck: a producer-chosen receipt id is
+// remembered for the dedup window, not only while its job is stored: sent
+// again after the job was delivered and acknowledged, it stores nothing.
+// Kills queue.go:395 ARITHMETIC_BASE (window × → ÷).
+func TestQueueMutReceiptRememberedAfterAck(t *testing.T) {
+	e := startEngine(t)
+	w := dialRaw(t, e)
+	w.sendJSON(`{"type":"registerfunction","id":"rr::fn"}`)
+	c := &queueCaller{w: dialRaw(t, e)}
+	waitFunction(t, c.w, "rr::fn")
+	var rcpt struct {
+		ID string `json:"messageReceiptId"`
+	}
+	c.ok(fnQueueEnqueue, `{"function_id":"rr::fn","data":{"p":1},"messageReceiptId":"r-9"}`, &rcpt)
+	inv := w.awaitInvoke("rr::fn", func(wire.Message) bool { return true })
+	w.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: inv.InvocationID, FunctionID: "rr::fn", Result: jsontext.Value(`null`)})
+	// The ack is recorded after the answer: wait until the queue is empty.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var st topicStats
+		c.ok(fnQueueTopicStats, `{"queue":"default"}`, &st)
+		if st.Depth == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the delivered job is still stored: %+v", st)
+		}
+	}
+	c.ok(fnQueueEnqueue, `{"function_id":"rr::fn","data":{"p":1},"messageReceiptId":"r-9"}`, &rcpt)
+	if rcpt.ID != "r-9" {
+		t.Fatalf("receipt %q, want r-9", rcpt.ID)
+	}
+	c.ok(fnQueueEnqueue, `{"function_id":"rr::fn","data":{"p":2}}`, &rcpt)
+	inv = w.awaitInvoke("rr::fn", func(wire.Message) bool { return true })
+	if !strings.Contains(string(inv.Data), `"p":2`) {
+		t.Fatalf("next delivery is %s, want p 2 (the repeated receipt was stored again)", inv.Data)
+	}
+}
+
+// TestQueueMutDelay: a queue's delay_ms and a durable subscriber's
+// delaySeconds hold a job's first delivery back by that long (a lower
+// bound only: a late delivery on a loaded machine is fine), and the job is
+// then delivered. On 7bf40b1 the durable topic's job was never delivered:
+// the new topic dispatcher's first wake-up stopped the timer set for it.
+// Kills queue.go:380 ARITHMETIC_BASE (delay × → ÷ time.Millisecond),
+// queue.go:1291 ARITHMETIC_BASE (the same in iii::durable::publish) and
+// queue.go:1381 ARITHMETIC_BASE (delaySeconds × 1000 → ÷, reported not
+// covered).
+func TestQueueMutDelay(t *testing.T) {
+	e := startEngine(t, func(c *Config) {
+		q := DefaultQueueConfig()
+		q.DelayMS = 400
+		c.Queues = map[string]QueueConfig{"later": q}
+	})
+	w := dialRaw(t, e)
+	w.sendJSON(`{"type":"registerfunction","id":"dl::fn"}`)
+	w.sendJSON(`{"type":"registertrigger","id":"dl-sub","trigger_type":"durable:subscriber","function_id":"dl::fn","config":{"topic":"slow","queue_config":{"delaySeconds":1}}}`)
+	c := &queueCaller{w: dialRaw(t, e)}
+	waitFunction(t, c.w, "dl::fn")
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		var topics []topicInfo
+		c.ok(fnQueueListTopics, `{}`, &topics)
+		if len(topics) > 0 && topics[len(topics)-1].Name == "slow" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the subscriber's topic never listed: %+v", topics)
+		}
+	}
+
+	for _, tc := range []struct {
+		name    string
+		enqueue func()
+		min     time.Duration
+	}{
+		{"delay_ms", func() {
+			var rcpt map[string]string
+			c.ok(fnQueueEnqueue, `{"queue":"later","function_id":"dl::fn","data":{"k":"delay_ms"}}`, &rcpt)
+		}, 400 * time.Millisecond},
+		{"delaySeconds", func() {
+			if res := c.call(fnDurablePublish, `{"topic":"slow","data":{"k":"delaySeconds"}}`); res.Error != nil {
+				t.Fatalf("publish: %+v", res.Error)
+			}
+		}, time.Second},
+	} {
+		start := time.Now()
+		tc.enqueue()
+		inv := w.awaitInvoke("dl::fn", func(wire.Message) bool { return true })
+		// The store keeps times in milliseconds: a job may be due up to
+		// 1 ms early.
+		if got := time.Since(start); got < tc.min-5*time.Millisecond {
+			t.Errorf("%s: delivered after %v, want at least %v", tc.name, got, tc.min)
+		}
+		if !strings.Contains(string(inv.Data), tc.name) {
+			t.Errorf("%s: delivery carries %s", tc.name, inv.Data)
+		}
+		w.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: inv.InvocationID, FunctionID: "dl::fn", Result: jsontext.Value(`null`)})
+	}
+}
