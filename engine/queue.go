@@ -526,8 +526,8 @@ func receipt(id string) jsontext.Value {
 	b := make([]byte, 0, len(id)+24)
 	b = append(b, `{"messageReceiptId":`...)
 	b, err := jsontext.AppendQuote(b, id)
-	if err != nil { // invalid UTF-8: the slow path replaces it
-		b, _ = json.Marshal(map[string]string{"messageReceiptId": id})
+	if err != nil { // invalid UTF-8: the slow path replaces it (json v2 refuses it by default)
+		b, _ = json.Marshal(map[string]string{"messageReceiptId": id}, jsontext.AllowInvalidUTF8(true))
 		return b
 	}
 	return append(b, '}')

@@ -2,13 +2,16 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
+	"github.com/google/uuid"
 
 	"github.com/sluicehq/sluice/internal/queue"
 	"github.com/sluicehq/sluice/wire"
@@ -303,4 +306,175 @@ func TestQueueMutDefinedOnAnotherNode(t *testing.T) {
 	}
 	var rcpt map[string]string
 	b.ok(fnQueueEnqueue, `{"queue":"shared","function_id":"s::fn","data":{}}`, &rcpt)
+}
+
+// TestQueueMutHandoff: a job goes straight to its dispatcher (stored
+// leased) only on a standard queue that is drained and has a free slot,
+// and only without a dedup key, a group or a delay, and not at shutdown;
+// outside a cluster the function need not be registered yet.
+// Kills queue.go:468 CONDITIONALS_NEGATION (each of the conditions) and
+// queue.go:471 CONDITIONALS_NEGATION (the queue type, the cluster test):
+// the hand-off only saves a store round trip, so no wire test sees them.
+func TestQueueMutHandoff(t *testing.T) {
+	e := startEngine(t, func(c *Config) {
+		one := DefaultQueueConfig()
+		one.Concurrency = 1
+		c.Queues = map[string]QueueConfig{"one": one}
+	})
+	m := e.queues
+	m.mu.Lock()
+	d := m.disp["one"]
+	m.mu.Unlock()
+	if d == nil {
+		t.Fatal("no dispatcher for queue one")
+	}
+	// The dispatcher's first lease (at start) finds nothing: drained.
+	for deadline := time.Now().Add(5 * time.Second); !d.drained(); runtime.Gosched() {
+		if time.Now().After(deadline) {
+			t.Fatal("the idle queue never drained")
+		}
+	}
+	job := func(mut func(*queue.NewJob)) queue.NewJob {
+		j := queue.NewJob{ID: newJobID(), Queue: "one", FunctionID: "nobody::yet", Data: []byte(`{}`), VisibleAt: time.Now()}
+		if mut != nil {
+			mut(&j)
+		}
+		return j
+	}
+	for _, tc := range []struct {
+		name string
+		j    queue.NewJob
+		want bool
+	}{
+		{"dedup key", job(func(j *queue.NewJob) { j.DedupKey = "field:1" }), false},
+		{"group", job(func(j *queue.NewJob) { j.Group = "g:1" }), false},
+		{"delayed", job(func(j *queue.NewJob) { j.VisibleAt = time.Now().Add(time.Hour) }), false},
+		{"plain", job(nil), true},         // takes the only slot
+		{"no free slot", job(nil), false}, // concurrency 1
+	} {
+		got, handed := m.handoff(&tc.j)
+		if got != d || handed != tc.want || tc.j.Leased != tc.want {
+			t.Errorf("%s: handoff = %p %v (leased %v), want %p %v", tc.name, got, handed, tc.j.Leased, d, tc.want)
+		}
+	}
+	d.unreserve()
+	m.stopDispatch()
+	j := job(nil)
+	if _, handed := m.handoff(&j); handed {
+		t.Error("a job was handed off while the engine stops dispatching")
+	}
+}
+
+// TestQueueMutReserve: a dispatcher's slots: reserve takes one while
+// fewer than the concurrency are taken, unreserve gives one back.
+// Kills queue.go:642 CONDITIONALS_BOUNDARY (n >= concurrency → >),
+// queue.go:645 ARITHMETIC_BASE (n+1 → n-1) and queue.go:652 (the -1 of
+// unreserve, reported not covered).
+func TestQueueMutReserve(t *testing.T) {
+	d := &dispatcher{wake: make(chan struct{}, 1)}
+	for i := range 2 {
+		if !d.reserve(2) {
+			t.Fatalf("reserve %d of 2 refused", i+1)
+		}
+	}
+	if d.reserve(2) {
+		t.Fatal("a third slot of 2 reserved")
+	}
+	if n := d.inflight.Load(); n != 2 {
+		t.Fatalf("%d in flight, want 2", n)
+	}
+	d.unreserve()
+	if n := d.inflight.Load(); n != 1 {
+		t.Fatalf("%d in flight after unreserve, want 1", n)
+	}
+	if !d.reserve(2) {
+		t.Fatal("a freed slot could not be reserved")
+	}
+}
+
+// TestQueueMutJobIDAndReceipt: job ids are version 7 UUIDs (time-ordered,
+// see newJobID), and the receipt answer is the id as a JSON string, also
+// for a producer's id that is not valid UTF-8 (an action enqueue answers
+// with such an id when its job duplicates one enqueued through
+// engine::queue::enqueue with it).
+// Kills queue.go:504 CONDITIONALS_NEGATION (the v4 fallback taken when
+// v7 succeeded). On 7bf40b1 the invalid UTF-8 case answered
+// {"messageReceiptId" (json v2 refuses invalid UTF-8 unless allowed).
+func TestQueueMutJobIDAndReceipt(t *testing.T) {
+	id := newJobID()
+	u, err := uuid.Parse(id)
+	if err != nil || u.Version() != 7 {
+		t.Fatalf("newJobID() = %q (version %v, %v), want a version 7 UUID", id, u.Version(), err)
+	}
+	for _, tc := range []struct{ id, want string }{
+		{"r-1", `{"messageReceiptId":"r-1"}`},
+		{id, `{"messageReceiptId":"` + id + `"}`},
+		{"a\xffb", "{\"messageReceiptId\":\"a\uFFFDb\"}"}, // was {"messageReceiptId" on 7bf40b1
+	} {
+		if got := string(receipt(tc.id)); got != tc.want {
+			t.Errorf("receipt(%q) = %s, want %s", tc.id, got, tc.want)
+		}
+	}
+}
+
+// TestQueueMutQueueLimit: queue::define declares at most maxQueues queues
+// in all (the default queue counts); redefining one at the limit is fine.
+// Kills queue.go:1015 CONDITIONALS_BOUNDARY (>= → >: one queue too many)
+// and CONDITIONALS_NEGATION.
+func TestQueueMutQueueLimit(t *testing.T) {
+	e := startEngine(t)
+	c := &queueCaller{w: dialRaw(t, e)}
+	var def map[string]any
+	for i := 1; i < maxQueues; i++ { // "default" is the first
+		c.ok(fnQueueDefine, fmt.Sprintf(`{"name":"q%d"}`, i), &def)
+	}
+	res := c.call(fnQueueDefine, `{"name":"one-too-many"}`)
+	if res.Error == nil || res.Error.Code != wire.CodeInvalidArguments || !strings.Contains(res.Error.Message, "too many queues") {
+		t.Fatalf("queue %d: %+v, want too many queues", maxQueues+1, res)
+	}
+	c.ok(fnQueueDefine, `{"name":"q7","config":{"max_retries":9}}`, &def)
+	if def["created"] != false {
+		t.Fatalf("redefining at the limit: %v", def)
+	}
+}
+
+// TestQueueMutVisibilityOverInvocationTimeout: a queue's
+// visibility_timeout_ms, not the engine's shorter invocation_timeout,
+// bounds a delivery (MinTimeout): a job answered after the engine's
+// timeout is acknowledged, not failed.
+// Kills queue.go:839 ARITHMETIC_BASE (MinTimeout × → ÷ time.Millisecond).
+func TestQueueMutVisibilityOverInvocationTimeout(t *testing.T) {
+	e := startEngine(t, func(c *Config) {
+		c.InvocationTimeout = time.Nanosecond // any answer comes later
+		q := DefaultQueueConfig()
+		q.MaxRetries = 1 // a failed attempt buries the job
+		c.Queues = map[string]QueueConfig{"slow": q}
+	})
+	w := dialRaw(t, e)
+	w.sendJSON(`{"type":"registerfunction","id":"vt::fn"}`)
+	w.sendJSON(`{"type":"registerfunction","id":"vt::probe"}`)
+	c := &queueCaller{w: dialRaw(t, e)}
+	waitFunction(t, c.w, "vt::probe")
+	var rcpt map[string]string
+	c.ok(fnQueueEnqueue, `{"queue":"slow","function_id":"vt::fn","data":{}}`, &rcpt)
+	inv := w.awaitInvoke("vt::fn", func(wire.Message) bool { return true })
+	// A plain call made now, left unanswered, times out after the
+	// delivery would have under the engine's timeout: answer then.
+	if res := c.call("vt::probe", `{}`); res.Error == nil || res.Error.Code != wire.CodeTimeout {
+		t.Fatalf("unanswered probe: %+v, want %s", res, wire.CodeTimeout)
+	}
+	w.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: inv.InvocationID, FunctionID: "vt::fn", Result: jsontext.Value(`null`)})
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		var st topicStats
+		c.ok(fnQueueTopicStats, `{"queue":"slow"}`, &st)
+		if st.DLQDepth != 0 {
+			t.Fatalf("the answered job was dead-lettered: %+v", st)
+		}
+		if st.Depth == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the answered job is still stored: %+v", st)
+		}
+	}
 }
