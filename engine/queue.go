@@ -526,8 +526,8 @@ func receipt(id string) jsontext.Value {
 	b := make([]byte, 0, len(id)+24)
 	b = append(b, `{"messageReceiptId":`...)
 	b, err := jsontext.AppendQuote(b, id)
-	if err != nil { // invalid UTF-8: the slow path replaces it
-		b, _ = json.Marshal(map[string]string{"messageReceiptId": id})
+	if err != nil { // invalid UTF-8: the slow path replaces it (json v2 refuses it by default)
+		b, _ = json.Marshal(map[string]string{"messageReceiptId": id}, jsontext.AllowInvalidUTF8(true))
 		return b
 	}
 	return append(b, '}')
@@ -766,13 +766,13 @@ func (d *dispatcher) run() {
 		case <-timer.C:
 			look = true
 		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-				look = true
-			default:
-			}
-		}
+		// A wake-up leaves the timer armed. It stands for the next delayed
+		// job: a wake-up that makes no look (nothing new is ready, e.g. a
+		// settled delivery or the poke of a dispatcher's creation) used to
+		// stop it, and that job then waited until some other job was
+		// enqueued. A look that finds nothing re-arms it for the next job;
+		// a stale firing only makes one more look. (Go >= 1.23 timers:
+		// Reset discards a value not yet received.)
 	}
 	d.batch.Flush()
 }

@@ -7,6 +7,11 @@
 #   bash scripts/mutation.sh                     # every package below
 #   bash scripts/mutation.sh ./internal/httptrigger
 #   GREMLINS_ARGS="--exclude-files ^(router|payload)" bash scripts/mutation.sh ./internal/httptrigger
+#   GOFLAGS='-run=^(TestPipe|TestMem)' MUTATION_OUT=/tmp/sluice-mutation-me bash scripts/mutation.sh ./internal/channels
+#
+# GOFLAGS is kept (e.g. a -run that picks the tests relevant to the files
+# mutated); -count=1 is always added. MUTATION_OUT: where the JSON and text
+# results go (default /tmp/sluice-mutation).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GREMLINS_VERSION=v0.6.0
@@ -18,7 +23,8 @@ pkgs=("$@")
 if [[ ${#pkgs[@]} -eq 0 ]]; then
   pkgs=(./engine ./internal/httptrigger ./internal/channels .)
 fi
-mkdir -p /tmp/sluice-mutation
+out=${MUTATION_OUT:-/tmp/sluice-mutation}
+mkdir -p "$out"
 # gremlins sets each mutant's time limit to (duration of its first coverage
 # run) x coefficient. That first run was answered from Go's test cache
 # (about a second), so nearly every mutant "timed out". -count=1 makes the
@@ -26,7 +32,7 @@ mkdir -p /tmp/sluice-mutation
 # a coefficient of 5 leaves room for a loaded machine. One worker: the tests
 # themselves are concurrent and timing-bounded. (--test-cpu is broken in
 # v0.6.0: it passes "-cpu N" as one argument.)
-export GOFLAGS=-count=1
+export GOFLAGS="-count=1${GOFLAGS:+ $GOFLAGS}"
 for p in "${pkgs[@]}"; do
   name=$(echo "${p#./}" | tr '/' '-'); name=${name:-sdk}; [[ "$name" == "." ]] && name=sdk
   echo "== $p"
@@ -40,11 +46,11 @@ for p in "${pkgs[@]}"; do
     # interop included (minutes, and it needs the SDKs): run it on a copy
     # without interop/.
     extra=(--exclude-files '/' --exclude-files '^(bench_|example_|channel|http|inline|function|trigger|options|errors|doc|queue)' )
-    dir=$(mktemp -d /tmp/sluice-mutation/sdk.XXXX)
+    dir=$(mktemp -d "$out/sdk.XXXX")
     tar --exclude=./interop --exclude=./.git -cf - . | tar -xf - -C "$dir"
   fi
   # shellcheck disable=SC2086 # GREMLINS_ARGS: extra flags, word-split
   (cd "$dir" && "$bin" unleash --workers 1 --timeout-coefficient 5 "${extra[@]}" ${GREMLINS_ARGS:-} \
-    -o "/tmp/sluice-mutation/$name.json" "$p") 2>&1 | tee "/tmp/sluice-mutation/$name.txt" | tail -8
+    -o "$out/$name.json" "$p") 2>&1 | tee "$out/$name.txt" | tail -8
   [[ "$dir" == . ]] || rm -rf "$dir"
 done
