@@ -163,7 +163,7 @@ func TestPublishWaitEndsAtShutdown(t *testing.T) {
 	defer cancel()
 	m := &pubsubModule{e: &Engine{ctx: ctx, log: testLogger(t)}, cfg: PubSubConfig{MaxPendingDeliveries: 1, MaxConcurrentDeliveries: 1, PublishTimeout: time.Minute},
 		queue: make(chan pubsubDelivery, 1)}
-	m.running.Store(1) // the only slot is taken: nothing queued is started
+	m.running.Store(1)                                               // the only slot is taken: nothing queued is started
 	m.queue <- pubsubDelivery{mt: &moduleTrigger[subscribeConfig]{}} // a delivery queued ahead
 	answered := make(chan *wire.ErrorBody, 1)
 	m.wait("t", []*moduleTrigger[subscribeConfig]{{}, {}}, 3, jsontext.Value("1"), func(_ jsontext.Value, eb *wire.ErrorBody) { answered <- eb })

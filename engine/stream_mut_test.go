@@ -54,7 +54,7 @@ func TestStreamCallFormWithoutCustom(t *testing.T) {
 	if _, eb := set(`{"a":`); eb == nil || eb.Code != wire.CodeDeserializationError {
 		t.Fatalf("set of malformed data: %+v", eb)
 	}
-	if _, eb := set(`"`+strings.Repeat("x", 20)+`"`); eb == nil || eb.Code != "VALUE_TOO_LARGE" {
+	if _, eb := set(`"` + strings.Repeat("x", 20) + `"`); eb == nil || eb.Code != "VALUE_TOO_LARGE" {
 		t.Fatalf("set past max_value_bytes: %+v", eb)
 	}
 	if got := result(get()); got != `2` {
