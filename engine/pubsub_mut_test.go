@@ -56,37 +56,45 @@ func pubsubSubscriber(t *testing.T, e *Engine, fn, topic string, n int) *rawWork
 
 func anyInvoke(wire.Message) bool { return true }
 
-// TestPublishCongestedCountsTheMissed: with one delivery slot and one
-// queue place, a publish to 4 bindings runs the first, queues the second
-// and waits for room for the other two. Once the first is answered the
-// second runs and the third finds room; the fourth does not within
-// publish_timeout, and the publish answers PUBLISH_CONGESTED naming 1 of
-// 4 missed (the count is of those left when the time ran out, not of those
+// TestPublishCongestedCountsTheMissed: a publish waiting for room for two
+// deliveries gets room for the first; the second finds none within
+// publish_timeout, and the publish answers PUBLISH_CONGESTED naming 1 of 3
+// missed (the count is of those left when the time ran out, not of those
 // that waited). The waiting publish is then no longer counted. Kills
 // pubsub.go:161 (len(rest)-i: INVERT_NEGATIVES, ARITHMETIC_BASE) and
 // :153 (INVERT_NEGATIVES, ARITHMETIC_BASE: the waiting count).
 func TestPublishCongestedCountsTheMissed(t *testing.T) {
-	e := startEngine(t, func(c *Config) {
-		c.PubSub.MaxConcurrentDeliveries, c.PubSub.MaxPendingDeliveries = 1, 1
-		c.PubSub.PublishTimeout = 2 * time.Second // the test answers the first delivery well within it
-	})
-	m := e.modules.pubsub
-	h := pubsubSubscriber(t, e, "sub::slow", "t", 4)
-	c := dialRaw(t, e)
-	c.send(wire.Message{Type: wire.TypeInvokeFunction, InvocationID: "11111111-0000-0000-0000-000000000001", FunctionID: "publish", Data: jsontext.Value(`{"topic":"t","data":7}`)})
-	first := h.awaitInvoke("sub::slow", anyInvoke)
-	h.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: first.InvocationID, FunctionID: first.FunctionID, Result: jsontext.Value("null")})
-	h.awaitInvoke("sub::slow", anyInvoke) // the second, taken from the queue
-	res := c.await(func(m wire.Message) bool { return m.Type == wire.TypeInvocationResult })
-	if res.Error == nil || res.Error.Code != "PUBLISH_CONGESTED" || !strings.Contains(res.Error.Message, `1 of 4 subscribers of topic "t"`) ||
-		!strings.Contains(res.Error.Message, "publish_timeout (2s)") {
-		t.Fatalf("publish answered %+v, want PUBLISH_CONGESTED for 1 of 4", res)
+	m := &pubsubModule{e: &Engine{ctx: context.Background(), log: testLogger(t)}, queue: make(chan pubsubDelivery, 1),
+		// The test makes room for the first delivery well within the timeout.
+		cfg: PubSubConfig{MaxPendingDeliveries: 1, MaxConcurrentDeliveries: 1, PublishTimeout: 3 * time.Second}}
+	m.running.Store(1)                                               // the only slot is taken: nothing queued is started
+	m.queue <- pubsubDelivery{mt: &moduleTrigger[subscribeConfig]{}} // a delivery queued ahead
+	answered := make(chan *wire.ErrorBody, 1)
+	m.wait("t", []*moduleTrigger[subscribeConfig]{{}, {}}, 3, jsontext.Value("1"), func(_ jsontext.Value, eb *wire.ErrorBody) { answered <- eb })
+	if n := m.waiting.Load(); n != 1 {
+		t.Fatalf("%d publishes counted as waiting, want 1", n)
 	}
-	if n := m.waiting.Load(); n != 0 {
-		t.Fatalf("%d publishes still counted as waiting after the answer", n)
+	<-m.queue // room for the first
+	select {
+	case eb := <-answered:
+		if eb == nil || eb.Code != "PUBLISH_CONGESTED" || !strings.Contains(eb.Message, `1 of 3 subscribers of topic "t"`) ||
+			!strings.Contains(eb.Message, "publish_timeout (3s)") {
+			t.Fatalf("publish answered %+v, want PUBLISH_CONGESTED for 1 of 3", eb)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting publish was not answered")
+	}
+	if len(m.queue) != 1 {
+		t.Fatal("the delivery that found room was not queued")
 	}
 	if n := m.dropped.Load(); n != 1 {
 		t.Fatalf("%d deliveries counted as dropped, want 1", n)
+	}
+	// The answer comes just before the waiting count is decremented.
+	for deadline := time.Now().Add(5 * time.Second); m.waiting.Load() != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d publishes still counted as waiting after the answer", m.waiting.Load())
+		}
 	}
 }
 
@@ -268,5 +276,18 @@ func TestPubSubConditionAndHandlerFailure(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "code=E_SUB") {
 		t.Fatalf("the handler's error code is not logged:\n%s", logs)
+	}
+}
+
+// TestPublishWithoutData: a publish with no data delivers null. Kills
+// pubsub.go:119 (CONDITIONALS_BOUNDARY: the empty data was delivered as
+// is).
+func TestPublishWithoutData(t *testing.T) {
+	e := startEngine(t)
+	h := pubsubSubscriber(t, e, "sub::nodata", "t", 1)
+	c := dialRaw(t, e)
+	callOK(t, c, "publish", `{"topic":"t"}`)
+	if inv := h.awaitInvoke("sub::nodata", anyInvoke); string(inv.Data) != "null" {
+		t.Fatalf("delivered %q, want null", inv.Data)
 	}
 }
