@@ -279,9 +279,10 @@ func TestPubSubConditionAndHandlerFailure(t *testing.T) {
 	}
 }
 
-// TestPublishWithoutData: a publish with no data delivers null. Kills
-// pubsub.go:119 (CONDITIONALS_BOUNDARY: the empty data was delivered as
-// is).
+// TestPublishWithoutData: a publish with no data delivers null. (The
+// pubsub.go:119 boundary mutant, passing the empty value on, is
+// equivalent: conn.go writes an absent value as null, so this passes on
+// it too.)
 func TestPublishWithoutData(t *testing.T) {
 	e := startEngine(t)
 	h := pubsubSubscriber(t, e, "sub::nodata", "t", 1)

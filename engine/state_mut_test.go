@@ -41,8 +41,8 @@ func TestValueTooLargeBoundary(t *testing.T) {
 
 // TestStateTriggerKeyFilter: a state binding with a key and no scope fires
 // for that key in any scope and for no other key; deleting a key that
-// holds nothing fires nothing. Kills state.go:417 (the key test) and
-// :251.
+// holds nothing fires nothing. Kills state.go:417 (CONDITIONALS_NEGATION
+// of the key tests, columns 58 and 75).
 func TestStateTriggerKeyFilter(t *testing.T) {
 	e := startEngine(t)
 	h := dialRaw(t, e)
