@@ -154,6 +154,10 @@ func (d *Dialer) DialContext(ctx context.Context, urlStr string, h http.Header) 
 		conn.Close()
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			err = fmt.Errorf("%w (%w)", ctxErr, err)
+		} else if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+			// The socket's deadline (the context's) can pass before the
+			// context's own timer has marked it done.
+			err = fmt.Errorf("%w (%w)", context.DeadlineExceeded, err)
 		}
 		return nil, nil, err
 	}
