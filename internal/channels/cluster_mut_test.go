@@ -8,14 +8,19 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/sluicehq/sluice/internal/natsnode/natstest"
+	websocket "github.com/sluicehq/sluice/internal/ws"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // TestEnableClusterTiming: a node timeout of 0 means 10 s; the keepalive
 // tick is a quarter of the timeout, at least 50 ms and at most 1 s (kills
 // cluster.go:132 CONDITIONALS_BOUNDARY: a timeout of 0 stayed 0; :133, not
 // covered: 10 s; :135 ARITHMETIC_BASE ×2: timeout×4, 50 ms → 50 ns).
+// CloseCluster stops the keepalive, and does nothing on a hub without
+// cluster mode (kills :172, not covered, `h.cluster != nil` negated).
 func TestEnableClusterTiming(t *testing.T) {
 	srv := natstest.Start(t)
+	NewHub(Config{}, nil).CloseCluster()
 	for _, tc := range []struct{ timeout, wantTimeout, wantTick time.Duration }{
 		{0, 10 * time.Second, time.Second},
 		{-time.Second, 10 * time.Second, time.Second},
@@ -32,9 +37,15 @@ func TestEnableClusterTiming(t *testing.T) {
 		if err := h.EnableCluster(ClusterConfig{Conn: nc, Node: "n", NodeTimeout: tc.timeout}); err != nil {
 			t.Fatal(err)
 		}
-		got, tick := h.cluster.timeout, h.cluster.tick
+		c := h.cluster
+		got, tick := c.timeout, c.tick
 		h.CloseCluster()
 		nc.Close()
+		select {
+		case <-c.done: // the keepalive loop ended
+		default:
+			t.Fatal("CloseCluster left the keepalive running")
+		}
 		if got != tc.wantTimeout || tick != tc.wantTick {
 			t.Errorf("NodeTimeout %v: timeout %v tick %v, want %v and %v", tc.timeout, got, tick, tc.wantTimeout, tc.wantTick)
 		}
@@ -67,5 +78,28 @@ func TestEnableClusterNodeNameLength(t *testing.T) {
 	}
 	if h.cluster != nil {
 		t.Fatal("the refused cluster mode was enabled")
+	}
+}
+
+// TestClusterLongestNodeName: a node whose name gives the longest tag
+// allowed is reachable: a channel it created is written from another node
+// (kills cluster.go:196 CONDITIONALS_BOUNDARY: an id with a tag of exactly
+// maxTagLen was looked up locally and refused with 404).
+func TestClusterLongestNodeName(t *testing.T) {
+	longest := strings.Repeat("n", maxTagLen/4*3)
+	hubs := newClusterHubs(t, Config{}, 5*time.Second, longest, "b")
+	home, other := hubs[0], hubs[1]
+	res, err := home.Create(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := home.dial(t, res.Reader, wire.DirRead)
+	w := other.dial(t, res.Writer, wire.DirWrite)
+	want := []msg{{websocket.TextMessage, []byte("across nodes")}}
+	sendAll(t, w, want)
+	closeWith(t, w, websocket.CloseNormalClosure, "")
+	got, ce := readAll(t, r)
+	if len(got) != 1 || string(got[0].data) != "across nodes" || ce == nil || ce.Code != websocket.CloseNormalClosure {
+		t.Fatalf("reader got %v, %v", got, ce)
 	}
 }
