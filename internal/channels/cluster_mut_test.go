@@ -103,3 +103,43 @@ func TestClusterLongestNodeName(t *testing.T) {
 		t.Fatalf("reader got %v, %v", got, ce)
 	}
 }
+
+// TestRemoteTagCharacters: a channel id names another node when its tag
+// (after the last dot) is a base64url string of at most maxTagLen
+// characters other than this node's own; any other character (a NATS
+// wildcard, a space, a byte past ASCII) makes it a local id (kills
+// cluster.go:200's character class boundaries and negations: 'a', 'z',
+// 'A', ... were refused, so a node whose tag holds them was unreachable,
+// or characters around them accepted).
+func TestRemoteTagCharacters(t *testing.T) {
+	c := &clusterHub{tag: "bXk"}
+	for r := rune(0); r < 0x80; r++ {
+		want := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_'
+		if r == '.' {
+			continue // the separator
+		}
+		id := "uuid.x" + string(r) + "y"
+		tag, ok := c.remoteTag(id)
+		if ok != want || (ok && tag != "x"+string(r)+"y") {
+			t.Errorf("remoteTag(%q) = %q %v, want remote %v", id, tag, ok, want)
+		}
+	}
+	for _, tc := range []struct {
+		id   string
+		want string
+		ok   bool
+	}{
+		{"uuid.bm9kZQ", "bm9kZQ", true},
+		{"a.b.azAZ09-_", "azAZ09-_", true},
+		{"uuid.bXk", "", false}, // this node's own
+		{"uuid.", "", false},
+		{"no-dot", "", false},
+		{"uuid.é", "", false},
+		{"uuid." + strings.Repeat("a", maxTagLen), strings.Repeat("a", maxTagLen), true},
+		{"uuid." + strings.Repeat("a", maxTagLen+1), "", false},
+	} {
+		if tag, ok := c.remoteTag(tc.id); tag != tc.want || ok != tc.ok {
+			t.Errorf("remoteTag(%.30q) = %q %v, want %q %v", tc.id, tag, ok, tc.want, tc.ok)
+		}
+	}
+}
