@@ -2,12 +2,14 @@ package channels
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"testing"
 
 	"github.com/sluicehq/sluice/internal/channels/wsframe"
 	websocket "github.com/sluicehq/sluice/internal/ws"
+	"github.com/sluicehq/sluice/internal/wsconn"
 )
 
 // replies records the control frames a frameReader answers with.
@@ -151,5 +153,33 @@ func TestFrameWriterKeepsNoBigBuffer(t *testing.T) {
 	}
 	if c := cap(fw.buf); c == 0 || c >= bufCap {
 		t.Fatalf("the writer keeps a buffer of %d bytes, want one for the small frames only", c)
+	}
+}
+
+// TestFrameReaderLimitExact: a message of exactly the limit is read, also
+// in fragments; one byte more is refused before its payload is read (kills
+// frames.go:121 CONDITIONALS_BOUNDARY at the sum: a message of exactly
+// MaxFrameSize was refused).
+func TestFrameReaderLimitExact(t *testing.T) {
+	const limit = 1000
+	p := bytes.Repeat([]byte("L"), limit)
+	for _, in := range [][]byte{
+		maskedFrame(true, wsframe.OpBinary, p),
+		append(maskedFrame(false, wsframe.OpBinary, p[:600]), maskedFrame(true, wsframe.OpContinuation, p[600:])...),
+	} {
+		fr := newFrameReader(bytes.NewReader(in), limit, (&replies{}).reply)
+		f, err := fr.next()
+		if err != nil || !bytes.Equal(f.Data, p) {
+			t.Fatalf("%d bytes, %v", len(f.Data), err)
+		}
+		f.Release()
+		fr.release()
+	}
+	fr := newFrameReader(bytes.NewReader(maskedFrame(true, wsframe.OpBinary, append(p, 'x'))), limit, (&replies{}).reply)
+	defer fr.release()
+	f, err := fr.next()
+	f.Release()
+	if !errors.Is(err, wsconn.ErrFrameTooLarge) {
+		t.Fatalf("limit+1: %v", err)
 	}
 }
