@@ -143,3 +143,32 @@ func TestRemoteTagCharacters(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterBridgeSurvivesKeepalives: a cross-node channel whose nodes
+// are both alive stays up across many keepalive periods while idle (kills
+// cluster.go:366 ARITHMETIC_BASE and INVERT_NEGATIVES, `now-heard` →
+// `now+heard`: every bridge was failed as silent at the first tick). What
+// is tested is that time passing does not break the link, so the test lets
+// time pass: 10 node timeouts (40 ticks).
+func TestClusterBridgeSurvivesKeepalives(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	hubs := newClusterHubs(t, Config{}, timeout, "a", "b")
+	res, err := hubs[0].Create(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := hubs[0].dial(t, res.Reader, wire.DirRead)
+	w := hubs[1].dial(t, res.Writer, wire.DirWrite)
+	sendAll(t, w, []msg{{websocket.TextMessage, []byte("before")}})
+	_ = r.SetReadDeadline(time.Now().Add(testWait))
+	if _, b, err := r.ReadMessage(); err != nil || string(b) != "before" {
+		t.Fatalf("%q %v", b, err)
+	}
+	time.Sleep(10 * timeout)
+	sendAll(t, w, []msg{{websocket.TextMessage, []byte("after")}})
+	closeWith(t, w, websocket.CloseNormalClosure, "")
+	got, ce := readAll(t, r)
+	if len(got) != 1 || string(got[0].data) != "after" || ce == nil || ce.Code != websocket.CloseNormalClosure {
+		t.Fatalf("after %v idle: reader got %v, %v", 10*timeout, got, ce)
+	}
+}
