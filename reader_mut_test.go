@@ -1,0 +1,87 @@
+package sluice_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/wire"
+)
+
+// Tests for survivors of the mutation run over reader.go (docs/testing.md,
+// "Mutation testing"). Each names the mutant it kills; each was applied by
+// hand and the test failed on it.
+
+// A call alone in flight reads its own result: an invocation that arrives
+// meanwhile runs on a goroutine of its own, so even a handler that blocks
+// needs no rescue. Kills reader.go:120 (`ctx.Err() != nil` → `==`,
+// `len(p.ch) > 0` → `>=` and → `<=`: the caller gave the role up at once,
+// a background reader ran the handler inline and the watchdog had to
+// rescue the socket from it).
+func TestCallerReadsItsOwnResult(t *testing.T) {
+	fe := newFakeEngine(t)
+	c, fc := connect(t, fe, sluice.WithFreeRoleKept())
+	release := make(chan struct{})
+	must(t, c.RegisterRaw("block", func(context.Context, *sluice.Invocation) (json.RawMessage, error) {
+		<-release
+		return json.RawMessage(`"released"`), nil
+	}))
+	fc.expect(t, wire.TypeRegisterFunction)
+	freeReader(t, c, fc)
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Trigger(context.Background(), "remote", nil)
+		done <- err
+	}()
+	call := fc.expect(t, wire.TypeInvokeFunction)
+	fc.sendRaw(`{"type":"invokefunction","invocation_id":"b1","function_id":"block","data":1}`)
+	fc.sendRaw(`{"type":"invocationresult","invocation_id":"` + call.m.InvocationID + `","result":2}`)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if r := fc.expect(t, wire.TypeInvocationResult); r.m.InvocationID != "b1" {
+		t.Fatalf("handler result: %s", r.raw)
+	}
+	if n := sluice.Rescues(c); n != 0 {
+		t.Fatalf("rescues = %d: the handler ran inline, not the caller's own read", n)
+	}
+}
+
+// A caller reading for itself passes over the results of other calls (a
+// late answer to a call that gave up) and returns its own. Kills
+// reader.go:149 (`m.InvocationID == id` → `!=`: it returned the first
+// result it read).
+func TestCallerReadingSkipsOtherResults(t *testing.T) {
+	fe := newFakeEngine(t)
+	c, fc := connect(t, fe, sluice.WithFreeRoleKept())
+	freeReader(t, c, fc)
+	type res struct {
+		raw []byte
+		err error
+	}
+	done := make(chan res, 1)
+	go func() {
+		raw, err := c.Trigger(context.Background(), "remote", nil)
+		done <- res{raw, err}
+	}()
+	call := fc.expect(t, wire.TypeInvokeFunction)
+	fc.sendRaw(`{"type":"invocationresult","invocation_id":"gave-up","result":"wrong"}`)
+	fc.sendRaw(`{"type":"invocationresult","invocation_id":"` + call.m.InvocationID + `","result":"right"}`)
+	if r := <-done; r.err != nil || string(r.raw) != `"right"` {
+		t.Fatalf("Trigger = %s, %v", r.raw, r.err)
+	}
+}
+
+// A background reader drops an invocationresult without an invocation id
+// and reads on. Kills reader.go:149 (`p != nil` → `p == nil`: the
+// background reader took it for its own and gave the role up, so with the
+// free role kept nobody read the socket any more).
+func TestBackgroundReaderDropsResultWithoutID(t *testing.T) {
+	fe := newFakeEngine(t)
+	_, fc := connect(t, fe, sluice.WithFreeRoleKept())
+	fc.sendRaw(`{"type":"invocationresult","result":1}`)
+	fc.sync(t)
+}
