@@ -1,0 +1,126 @@
+package sluice
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	websocket "github.com/sluicehq/sluice/internal/ws"
+
+	"github.com/sluicehq/sluice/internal/channels/wsframe"
+)
+
+// Tests for survivors of the mutation run over ctlreader.go
+// (docs/testing.md, "Mutation testing"). Each names the mutants it kills;
+// each was applied by hand and the test failed on it.
+
+// wsPair returns a client socket (this package's ws, as dial makes) and a
+// channel that yields the server side.
+func wsPair(t *testing.T) (*websocket.Conn, *websocket.Conn) {
+	t.Helper()
+	srvc := make(chan *websocket.Conn, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		srvc <- ws
+	}))
+	t.Cleanup(srv.Close)
+	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := <-srvc
+	t.Cleanup(func() { ws.Close(); server.Close() })
+	return ws, server
+}
+
+// Both frame sources push the idle deadline out only once a quarter of it
+// has passed since they last did. Kills ctlreader.go:55 and :96
+// (`> idle/4` → `>=`, → `<=`, `/` → `*`).
+func TestSourcesRearmAfterAQuarter(t *testing.T) {
+	client, _ := tcpPair(t)
+	ws, _ := wsPair(t)
+	cr := newCtlReader(nil, client, time.Minute)
+	cs := &connSource{ws: ws, idle: time.Minute}
+	for name, src := range map[string]struct {
+		arm   func(time.Time)
+		armed func() time.Time
+	}{
+		"ctlReader":  {cr.arm, func() time.Time { return cr.armed }},
+		"connSource": {cs.arm, func() time.Time { return cs.armed }},
+	} {
+		t0 := time.Now()
+		for _, step := range []struct {
+			at, armed time.Time
+		}{
+			{t0, t0},                       // never armed: now
+			{t0.Add(15 * time.Second), t0}, // a quarter exactly: not yet
+			{t0.Add(15*time.Second + 1), t0.Add(15*time.Second + 1)}, // past it
+		} {
+			src.arm(step.at)
+			if got := src.armed(); !got.Equal(step.armed) {
+				t.Fatalf("%s: after arm(t0+%v) armed at t0+%v, want t0+%v", name,
+					step.at.Sub(t0), got.Sub(t0), step.armed.Sub(t0))
+			}
+		}
+	}
+}
+
+// ctlReader lets go of a message buffer over keepReadBuffer and keeps one
+// up to it. Kills ctlreader.go:158 (`cap(r.msg) > keepReadBuffer` → `>=`,
+// → `<=`).
+func TestCtlReaderBufferKeptUpToLimit(t *testing.T) {
+	client, server := tcpPair(t)
+	r := newCtlReader(nil, client, time.Minute)
+	r.arm(time.Now())
+	// One frame whose payload and the next header fill exactly
+	// keepReadBuffer: the buffer is grown to that (a whole number of pages).
+	exact := strings.Repeat("e", keepReadBuffer-wsframe.MaxHeader)
+	big := strings.Repeat("b", keepReadBuffer+1)
+	var in []byte
+	in = append(in, frameBytes(true, wsframe.OpBinary, exact)...)
+	in = append(in, frameBytes(true, wsframe.OpBinary, big)...)
+	in = append(in, frameBytes(true, wsframe.OpBinary, "small")...)
+	go server.Write(in)
+	for i, want := range []struct {
+		n    int
+		kept bool
+	}{{len(exact), true}, {len(big), false}, {5, true}} {
+		d, err := r.next()
+		if err != nil || len(d) != want.n {
+			t.Fatalf("message %d: %d bytes, %v", i, len(d), err)
+		}
+		if kept := r.msg != nil; kept != want.kept {
+			t.Fatalf("message %d (%d bytes, buffer capacity %d): buffer kept %v, want %v", i, want.n, cap(d), kept, want.kept)
+		}
+	}
+}
+
+// connSource lets go of a buffer over keepReadBuffer. Kills ctlreader.go:45
+// CONDITIONALS_NEGATION (`>` → `<=`: it kept the huge buffer and dropped
+// the small ones).
+func TestConnSourceDropsHugeBuffer(t *testing.T) {
+	ws, server := wsPair(t)
+	src := &connSource{ws: ws, idle: time.Minute}
+	go func() {
+		_ = server.WriteMessage(websocket.BinaryMessage, []byte(strings.Repeat("b", 2*keepReadBuffer)))
+		_ = server.WriteMessage(websocket.BinaryMessage, []byte("small"))
+	}()
+	for i, want := range []struct {
+		n    int
+		kept bool
+	}{{2 * keepReadBuffer, false}, {5, true}} {
+		d, err := src.next()
+		if err != nil || len(d) != want.n {
+			t.Fatalf("message %d: %d bytes, %v", i, len(d), err)
+		}
+		if kept := src.buf != nil; kept != want.kept {
+			t.Fatalf("message %d (%d bytes): buffer kept %v, want %v", i, want.n, kept, want.kept)
+		}
+	}
+}
