@@ -3,6 +3,7 @@ package sluice_test
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"testing"
 
 	"github.com/sluicehq/sluice"
@@ -84,4 +85,25 @@ func TestBackgroundReaderDropsResultWithoutID(t *testing.T) {
 	_, fc := connect(t, fe, sluice.WithFreeRoleKept())
 	fc.sendRaw(`{"type":"invocationresult","result":1}`)
 	fc.sync(t)
+}
+
+// A socket that ends while the client is open is logged (debug); one that
+// ends because of Close is not. Kills reader.go:133 CONDITIONALS_NEGATION
+// (the line was logged for Close only).
+func TestSocketEndLogged(t *testing.T) {
+	fe := newFakeEngine(t)
+	logs := &logRecorder{}
+	c, fc := connect(t, fe, sluice.WithLogger(slog.New(logs)))
+	const msg = "sluice: engine socket ended"
+	fc.kill()
+	fc2 := fe.accept(t) // the reader logged before the client redialled
+	if n := len(logs.records(slog.LevelDebug, msg)); n != 1 {
+		t.Fatalf("%d %q lines after the engine dropped the socket, want 1", n, msg)
+	}
+	fc2.expect(t, wire.TypeReattach)
+	fc2.expectWorkerInfo(t)
+	must(t, c.Close())
+	if n := len(logs.records(slog.LevelDebug, msg)); n != 1 {
+		t.Fatalf("%d %q lines after Close, want still 1", n, msg)
+	}
 }
