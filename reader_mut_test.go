@@ -107,3 +107,35 @@ func TestSocketEndLogged(t *testing.T) {
 		t.Fatalf("%d %q lines after Close, want still 1", n, msg)
 	}
 }
+
+// With the free role kept for the next call (WithFreeRoleKept, a test
+// hook), a handler that blocks inline is still rescued. Kills reader.go:304
+// CONDITIONALS_NEGATION (`run&1 == 1` → `!=`: the hook stopped the rescue
+// of blocked handlers instead of the takeover of a free role).
+func TestFreeRoleKeptStillRescuesBlockedHandler(t *testing.T) {
+	fe := newFakeEngine(t)
+	c, fc := connect(t, fe, sluice.WithFreeRoleKept())
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	must(t, c.RegisterRaw("block", func(context.Context, *sluice.Invocation) (json.RawMessage, error) {
+		started <- struct{}{}
+		<-release
+		return json.RawMessage(`"released"`), nil
+	}))
+	must(t, c.RegisterRaw("echo", echoRaw))
+	fc.expect(t, wire.TypeRegisterFunction)
+	fc.expect(t, wire.TypeRegisterFunction)
+	fc.sendRaw(`{"type":"invokefunction","invocation_id":"b1","function_id":"block","data":1}`)
+	<-started // inline on the background reader (no run time yet), and blocked
+	fc.sendRaw(`{"type":"invokefunction","invocation_id":"e1","function_id":"echo","data":2}`)
+	if r := fc.expect(t, wire.TypeInvocationResult); r.m.InvocationID != "e1" {
+		t.Fatalf("echo behind a blocked handler: %s", r.raw)
+	}
+	if n := sluice.Rescues(c); n != 1 {
+		t.Errorf("rescues = %d, want 1", n)
+	}
+	close(release)
+	if r := fc.expect(t, wire.TypeInvocationResult); r.m.InvocationID != "b1" {
+		t.Fatalf("blocked handler's result: %s", r.raw)
+	}
+}

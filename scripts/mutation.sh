@@ -45,7 +45,7 @@ for p in "${pkgs[@]}"; do
     # package's files. Its coverage run for the module root is "./...",
     # interop included (minutes, and it needs the SDKs): run it on a copy
     # without interop/.
-    extra=(--exclude-files '/' --exclude-files '^(bench_|example_|channel|http|inline|function|trigger|options|errors|doc|queue)' )
+    extra=(--exclude-files '/' --exclude-files '^(bench_|example_|channel|http|inline|function|trigger|options|errors|doc|queue|observe)' )
     dir=$(mktemp -d "$out/sdk.XXXX")
     tar --exclude=./interop --exclude=./.git -cf - . | tar -xf - -C "$dir"
   fi
