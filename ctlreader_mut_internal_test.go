@@ -175,3 +175,33 @@ func TestCtlReaderControlFrameInterrupted(t *testing.T) {
 		t.Fatalf("read after the control frame: %q, %v", got.data, got.err)
 	}
 }
+
+// A message of exactly maxFrameSize bytes is read whole; the limit is on
+// what is over it. Kills ctlreader.go:191 CONDITIONALS_BOUNDARY (`>` →
+// `>=`: a message of exactly the limit was skipped as too large).
+func TestCtlReaderMessageAtLimit(t *testing.T) {
+	client, server := tcpPair(t)
+	r := newCtlReader(nil, client, time.Minute)
+	r.arm(time.Now())
+	go func() {
+		hdr := make([]byte, wsframe.MaxHeader)
+		n := wsframe.PutHeader(hdr, true, wsframe.OpBinary, maxFrameSize, false, [4]byte{})
+		chunk := []byte(strings.Repeat("x", 1<<20)) // the payload streamed, not held twice
+		if _, err := server.Write(hdr[:n]); err != nil {
+			return
+		}
+		for range maxFrameSize / len(chunk) {
+			if _, err := server.Write(chunk); err != nil {
+				return
+			}
+		}
+		_, _ = server.Write(frameBytes(true, wsframe.OpText, "after"))
+	}()
+	d, err := r.next()
+	if err != nil || len(d) != maxFrameSize {
+		t.Fatalf("message of exactly %d bytes: %d bytes, %v", maxFrameSize, len(d), err)
+	}
+	if d, err := r.next(); err != nil || string(d) != "after" {
+		t.Fatalf("next message: %.20q, %v", d, err)
+	}
+}
