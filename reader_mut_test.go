@@ -3,8 +3,10 @@ package sluice_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/wire"
@@ -137,5 +139,36 @@ func TestFreeRoleKeptStillRescuesBlockedHandler(t *testing.T) {
 	close(release)
 	if r := fc.expect(t, wire.TypeInvocationResult); r.m.InvocationID != "b1" {
 		t.Fatalf("blocked handler's result: %s", r.raw)
+	}
+}
+
+// A caller reading for its own result is woken by its context's end at
+// once, not when the read happens to return (the next frame, or the idle
+// deadline a minute on). Kills reader.go:197 CONDITIONALS_NEGATION
+// (`ctx.Done() != nil` → `==`: no interrupt on the context; the existing
+// test passed after 60 s, it bounds only the error).
+func TestCallerReadingHonoursContextPromptly(t *testing.T) {
+	fe := newFakeEngine(t)
+	c, fc := connect(t, fe, sluice.WithFreeRoleKept())
+	freeReader(t, c, fc)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Trigger(ctx, "silent", nil)
+		done <- err
+	}()
+	fc.expect(t, wire.TypeInvokeFunction)
+	// The caller took the free role (nobody else does with it kept): it
+	// is about to block in the read, or already is.
+	waitUntil(t, "the caller to read for itself", func() bool { return !sluice.ReaderFree(c) })
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("call whose context was cancelled: %v", err)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("a caller reading for itself ignored its context")
 	}
 }
