@@ -6,9 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -182,29 +179,9 @@ func startFaultCluster(t *testing.T, n int, extraArgs ...string) *faultCluster {
 				peers = append(peers, fc.links[i][j].addr())
 			}
 		}
-		name := fmt.Sprintf("node-%d", i)
-		cmd := exec.Command(engineBin, "serve", "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--console-addr", "127.0.0.1:0", "--streams-addr", "127.0.0.1:0",
-			"--log-level", "info", "--data-dir", filepath.Join(dir, name), "--node-name", name,
-			"--cluster-listen", routes[i], "--cluster-peers", strings.Join(peers, ","), "--cluster-advertise", fc.sinks[i].addr())
-		cmd.Args = append(cmd.Args, extraArgs...)
-		cmd.Env = append(os.Environ(), "SLUICE_CONFIG=", "SLUICE_CLUSTER_SECRET=interop-route-secret-0123")
-		procs[i] = startProc(t, "engine "+name, cmd)
+		procs[i] = startClusterNode(t, dir, i, routes[i], peers, append([]string{"--cluster-advertise", fc.sinks[i].addr()}, extraArgs...)...)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), clusterStartTimeout)
-	defer cancel()
-	for i, p := range procs {
-		line, err := p.stderr.wait(ctx, startedRE.MatchString)
-		if err != nil {
-			t.Fatalf("engine node-%d did not start: %v", i, p.exitNote(err))
-		}
-		if _, err := p.stderr.wait(ctx, func(s string) bool {
-			return strings.Contains(s, `msg="cluster node ready"`) && strings.Contains(s, "replicas=3")
-		}); err != nil {
-			t.Fatalf("node-%d did not log its cluster with 3 replicas: %v", i, err)
-		}
-		m := startedRE.FindStringSubmatch(line)
-		fc.nodes = append(fc.nodes, &engineProc{proc: p, URL: m[1], Addr: m[2], HTTPURL: m[3]})
-	}
+	fc.nodes = awaitClusterNodes(t, procs)
 	return fc
 }
 

@@ -59,17 +59,31 @@ func startClusterEngines(t *testing.T, n int, extraArgs ...string) []*engineProc
 				peers = append(peers, r)
 			}
 		}
-		name := fmt.Sprintf("node-%d", i)
-		cmd := exec.Command(engineBin, "serve", "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--console-addr", "127.0.0.1:0", "--streams-addr", "127.0.0.1:0",
-			"--log-level", "info", "--data-dir", filepath.Join(dir, name), "--node-name", name,
-			"--cluster-listen", routes[i], "--cluster-peers", strings.Join(peers, ","))
-		cmd.Args = append(cmd.Args, extraArgs...)
-		cmd.Env = append(os.Environ(), "SLUICE_CONFIG=", "SLUICE_CLUSTER_SECRET=interop-route-secret-0123")
-		procs[i] = startProc(t, "engine "+name, cmd)
+		procs[i] = startClusterNode(t, dir, i, routes[i], peers, extraArgs...)
 	}
+	return awaitClusterNodes(t, procs)
+}
+
+// startClusterNode starts engine process node-i of a cluster: its NATS
+// routes listen on listen and dial peers.
+func startClusterNode(t *testing.T, dir string, i int, listen string, peers []string, extraArgs ...string) *proc {
+	t.Helper()
+	name := fmt.Sprintf("node-%d", i)
+	cmd := exec.Command(engineBin, "serve", "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--console-addr", "127.0.0.1:0", "--streams-addr", "127.0.0.1:0",
+		"--log-level", "info", "--data-dir", filepath.Join(dir, name), "--node-name", name,
+		"--cluster-listen", listen, "--cluster-peers", strings.Join(peers, ","))
+	cmd.Args = append(cmd.Args, extraArgs...)
+	cmd.Env = append(os.Environ(), "SLUICE_CONFIG=", "SLUICE_CLUSTER_SECRET=interop-route-secret-0123")
+	return startProc(t, "engine "+name, cmd)
+}
+
+// awaitClusterNodes waits for each node to listen and to log its cluster
+// of 3 replicas.
+func awaitClusterNodes(t *testing.T, procs []*proc) []*engineProc {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), clusterStartTimeout)
 	defer cancel()
-	out := make([]*engineProc, n)
+	out := make([]*engineProc, len(procs))
 	for i, p := range procs {
 		line, err := p.stderr.wait(ctx, startedRE.MatchString)
 		if err != nil {
