@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/internal/natsnode"
 	"github.com/sluicehq/sluice/internal/natsnode/natstest"
 )
 
@@ -20,16 +21,7 @@ func TestJetStreamTwoEnginesLeaseOnce(t *testing.T) {
 	ctx := context.Background()
 	var stores []*JetStream
 	for i := range 2 {
-		nc, err := nats.Connect("", nats.InProcessServer(n.Server))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		js, _ := jetstream.New(nc)
-		s, err := OpenJetStream(ctx, js, JetStreamBucket, fmt.Sprintf("node-%d", i), 1)
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := openJetStreamConn(t, n, fmt.Sprintf("node-%d", i))
 		t.Cleanup(func() { s.Close() })
 		stores = append(stores, s)
 	}
@@ -143,16 +135,7 @@ func TestJetStreamServesAndNotify(t *testing.T) {
 	ctx := context.Background()
 	a := openJetStream(t, n, "a")
 	defer a.Close()
-	nc, err := nats.Connect("", nats.InProcessServer(n.Server))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	b, err := OpenJetStream(ctx, js, JetStreamBucket, "b", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := openJetStreamConn(t, n, "b")
 	defer b.Close()
 	type note struct {
 		q      string
@@ -309,16 +292,7 @@ func TestJetStreamRecoverNodeStaleIndex(t *testing.T) {
 	ctx := context.Background()
 	var stores []*JetStream
 	for i := range 2 {
-		nc, err := nats.Connect("", nats.InProcessServer(n.Server))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		js, _ := jetstream.New(nc)
-		s, err := OpenJetStream(ctx, js, JetStreamBucket, fmt.Sprintf("node-%d", i), 1)
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := openJetStreamConn(t, n, fmt.Sprintf("node-%d", i))
 		t.Cleanup(func() { s.Close() })
 		stores = append(stores, s)
 	}
@@ -358,16 +332,7 @@ func TestJetStreamRecoverNodeStaleIndex(t *testing.T) {
 	// still has the job leased by the departed node: its own takeover
 	// finds nothing to do, and brings the index up to date, so that the
 	// job is leased here.
-	nc, err := nats.Connect("", nats.InProcessServer(n.Server))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js3, _ := jetstream.New(nc)
-	other, err := OpenJetStream(ctx, js3, JetStreamBucket, "node-2", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	other := openJetStreamConn(t, n, "node-2")
 	t.Cleanup(func() { other.Close() })
 	held2 := job("held2", "q2", "f", "")
 	held2.Leased = true
@@ -487,15 +452,7 @@ func TestJetStreamOpenWhileAnotherNodeSwitchesReads(t *testing.T) {
 	n := natstest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	other := func() jetstream.JetStream {
-		nc, err := nats.Connect("", nats.InProcessServer(n.Server))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		js, _ := jetstream.New(nc)
-		return js
-	}()
+	other := nodeJS(t, n)
 	// The other node created the bucket as nats.go does (direct gets on)
 	// and is about to switch them off.
 	if _, err := other.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: JetStreamBucket, History: 1}); err != nil {
@@ -518,4 +475,30 @@ func TestJetStreamOpenWhileAnotherNodeSwitchesReads(t *testing.T) {
 	if err := s.Ack(ctx, "j1"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// nodeJS is a JetStream context on a NATS connection of its own to n, as
+// another engine node has.
+func nodeJS(t *testing.T, n *natsnode.Node) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect("", nats.InProcessServer(n.Server))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// openJetStreamConn opens node's store on a connection of its own.
+func openJetStreamConn(t *testing.T, n *natsnode.Node, node string) *JetStream {
+	t.Helper()
+	s, err := OpenJetStream(context.Background(), nodeJS(t, n), JetStreamBucket, node, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
