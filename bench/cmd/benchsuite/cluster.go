@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -315,24 +314,11 @@ func clusterChannel(o *runOpts, add func(workload), nodes []*clusterNode, all, s
 		run: func(e *engine) (result, error) {
 			n := fmt.Sprint(o.chanBytes)
 			if rn := readerOn[e]; rn != nil {
-				raw, err := nodes[0].ctl.call("engine::channels::create", `{"buffer_size":64}`)
+				wu, ru, err := createChannel(nodes[0].ctl, nodes[0].ws, rn.ws)
 				if err != nil {
 					return result{}, err
 				}
-				var refs struct {
-					Writer, Reader struct {
-						ChannelID string `json:"channel_id"`
-						AccessKey string `json:"access_key"`
-					}
-				}
-				if err := json.Unmarshal(raw, &refs); err != nil || refs.Reader.ChannelID == "" {
-					return result{}, fmt.Errorf("engine::channels::create: %s (%v)", raw, err)
-				}
-				u := func(base, id, key, dir string) string {
-					return fmt.Sprintf("%s/ws/channels/%s?key=%s&dir=%s", strings.TrimSuffix(base, "/"), id, key, dir)
-				}
-				return runPair(o, []string{"chanread", "-url", u(rn.ws, refs.Reader.ChannelID, refs.Reader.AccessKey, "read"), "-n", n},
-					[]string{"chanwrite", "-url", u(nodes[0].ws, refs.Writer.ChannelID, refs.Writer.AccessKey, "write"), "-n", n})
+				return runPair(o, []string{"chanread", "-url", ru, "-n", n}, []string{"chanwrite", "-url", wu, "-n", n})
 			}
 			seq++
 			subj := fmt.Sprintf("bench.stream.%d", seq)

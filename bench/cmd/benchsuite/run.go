@@ -555,6 +555,30 @@ func (cc *ctlConn) call(fn string, data string) (json.RawMessage, error) {
 	}
 }
 
+// createChannel creates a channel through ctl and returns the URLs of its
+// writing end on writerBase and its reading end on readerBase (the same
+// engine, or two nodes of a cluster).
+func createChannel(ctl *ctlConn, writerBase, readerBase string) (writeURL, readURL string, err error) {
+	raw, err := ctl.call("engine::channels::create", `{"buffer_size":64}`)
+	if err != nil {
+		return "", "", err
+	}
+	var refs struct {
+		Writer, Reader struct {
+			ChannelID string `json:"channel_id"`
+			AccessKey string `json:"access_key"`
+		}
+	}
+	if err := json.Unmarshal(raw, &refs); err != nil || refs.Reader.ChannelID == "" {
+		return "", "", fmt.Errorf("engine::channels::create: %s (%v)", raw, err)
+	}
+	u := func(base, id, key, dir string) string {
+		return fmt.Sprintf("%s/ws/channels/%s?key=%s&dir=%s", strings.TrimSuffix(base, "/"), id, key, dir)
+	}
+	return u(writerBase, refs.Writer.ChannelID, refs.Writer.AccessKey, "write"),
+		u(readerBase, refs.Reader.ChannelID, refs.Reader.AccessKey, "read"), nil
+}
+
 // runChannel moves o.chanBytes writer process → e → reader process.
 func runChannel(o *runOpts, e *engine) (result, error) {
 	n := fmt.Sprint(o.chanBytes)
@@ -563,24 +587,12 @@ func runChannel(o *runOpts, e *engine) (result, error) {
 		rargs = []string{"-tcp", e.wsURL, "-n", n}
 		wargs = rargs
 	} else {
-		raw, err := e.ctl.call("engine::channels::create", `{"buffer_size":64}`)
+		wu, ru, err := createChannel(e.ctl, e.wsURL, e.wsURL)
 		if err != nil {
-			return result{}, err
+			return result{}, fmt.Errorf("%s: %w", e.name, err)
 		}
-		var refs struct {
-			Writer, Reader struct {
-				ChannelID string `json:"channel_id"`
-				AccessKey string `json:"access_key"`
-			}
-		}
-		if err := json.Unmarshal(raw, &refs); err != nil || refs.Reader.ChannelID == "" {
-			return result{}, fmt.Errorf("%s: engine::channels::create: %s (%v)", e.name, raw, err)
-		}
-		u := func(id, key, dir string) string {
-			return fmt.Sprintf("%s/ws/channels/%s?key=%s&dir=%s", strings.TrimSuffix(e.wsURL, "/"), id, key, dir)
-		}
-		rargs = []string{"-url", u(refs.Reader.ChannelID, refs.Reader.AccessKey, "read"), "-n", n}
-		wargs = []string{"-url", u(refs.Writer.ChannelID, refs.Writer.AccessKey, "write"), "-n", n}
+		rargs = []string{"-url", ru, "-n", n}
+		wargs = []string{"-url", wu, "-n", n}
 	}
 	r, err := startChild("chanread", o.tmp, nil, o.self, append([]string{"chanread"}, rargs...)...)
 	if err != nil {
