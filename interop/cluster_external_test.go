@@ -99,17 +99,7 @@ func TestClusterExternalNATS(t *testing.T) {
 	}
 
 	// State: written on a, read on b; a binding on a fires for b's write.
-	stateEvents := make(chan map[string]any, 2)
-	if err := sluice.Register(onA, "ext::on_state", func(ctx context.Context, in map[string]any) (any, error) {
-		stateEvents <- in
-		return nil, nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := onA.RegisterTrigger(sluice.TriggerSpec{Type: "state", FunctionID: "ext::on_state", Config: map[string]any{"scope": "ext"}}); err != nil {
-		t.Fatal(err)
-	}
-	waitFunctions(ctx, t, onA, "ext::on_state")
+	stateEvents := bindEventSink(ctx, t, onA, "ext::on_state", "state", map[string]any{"scope": "ext"})
 	if _, err := onA.Trigger(ctx, "state::set", map[string]any{"scope": "other", "key": "k", "value": "from-a"}); err != nil {
 		t.Fatal(err)
 	}

@@ -146,32 +146,10 @@ func TestClusterStateAndStreamEvents(t *testing.T) {
 	ctx := ctxFor(t, 60*time.Second)
 
 	onA := connectGo(t, nodes[0], "state-binding-on-node-0")
-	stateEvents := make(chan map[string]any, 4)
-	if err := sluice.Register(onA, "cluster::on_state", func(ctx context.Context, in map[string]any) (any, error) {
-		stateEvents <- in
-		return nil, nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := onA.RegisterTrigger(sluice.TriggerSpec{Type: "state", FunctionID: "cluster::on_state", Config: map[string]any{"scope": "clev"}}); err != nil {
-		t.Fatal(err)
-	}
-	// Node 0 handles a connection's messages in order: once a later call is
-	// answered, the binding is in place.
-	waitFunctions(ctx, t, onA, "cluster::on_state")
+	stateEvents := bindEventSink(ctx, t, onA, "cluster::on_state", "state", map[string]any{"scope": "clev"})
 
 	onC := connectGo(t, nodes[2], "writer-on-node-2")
-	streamEvents := make(chan map[string]any, 4)
-	if err := sluice.Register(onC, "cluster::on_stream", func(ctx context.Context, in map[string]any) (any, error) {
-		streamEvents <- in
-		return nil, nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := onC.RegisterTrigger(sluice.TriggerSpec{Type: "stream", FunctionID: "cluster::on_stream", Config: map[string]any{"stream_name": "clboard"}}); err != nil {
-		t.Fatal(err)
-	}
-	waitFunctions(ctx, t, onC, "cluster::on_stream")
+	streamEvents := bindEventSink(ctx, t, onC, "cluster::on_stream", "stream", map[string]any{"stream_name": "clboard"})
 
 	if _, err := onC.Trigger(ctx, "state::set", map[string]any{"scope": "clev", "key": "k", "value": map[string]string{"from": "node-2"}}); err != nil {
 		t.Fatal(err)
@@ -466,4 +444,24 @@ func TestClusterHTTPStreamedBodies(t *testing.T) {
 	if !bytes.Equal(got, resp) {
 		t.Fatalf("streamed response through node 1: %d bytes, want the 2 MiB the worker on node 0 wrote", len(got))
 	}
+}
+
+// bindEventSink registers fn on c, handing each call's payload to the
+// channel it returns, and binds it with a trigger of type typ. It returns
+// once the binding is in place: the engine handles a connection's messages
+// in order, so a later call answered means the binding was handled.
+func bindEventSink(ctx context.Context, t *testing.T, c *sluice.Client, fn, typ string, config map[string]any) <-chan map[string]any {
+	t.Helper()
+	events := make(chan map[string]any, 4)
+	if err := sluice.Register(c, fn, func(ctx context.Context, in map[string]any) (any, error) {
+		events <- in
+		return nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RegisterTrigger(sluice.TriggerSpec{Type: typ, FunctionID: fn, Config: config}); err != nil {
+		t.Fatal(err)
+	}
+	waitFunctions(ctx, t, c, fn)
+	return events
 }
