@@ -132,47 +132,14 @@ func TestConnSourceDropsHugeBuffer(t *testing.T) {
 // error for ever) and :131 CONDITIONALS_NEGATION (a control frame handled
 // returned an empty message instead of reading on).
 func TestCtlReaderControlFrameInterrupted(t *testing.T) {
-	client, server := tcpPair(t)
-	nc := &notifyConn{Conn: client, got: make(chan int, 16)}
-	r := newCtlReader(nil, nc, time.Minute)
-	r.arm(time.Now())
 	pong := frameBytes(true, wsframe.OpPong, "0123456789")
-	if _, err := server.Write(pong[:6]); err != nil { // header + 4 bytes
-		t.Fatal(err)
-	}
-	type res struct {
-		data string
-		err  error
-	}
-	out := make(chan res, 1)
-	next := func() {
-		d, err := r.next()
-		out <- res{string(d), err}
-	}
-	wait := func() res {
-		t.Helper()
-		select {
-		case got := <-out:
-			return got
-		case <-time.After(5 * time.Second):
-			t.Fatal("next did not return")
-			return res{}
-		}
-	}
-	go next()
-	<-nc.got // the partial control frame is in
-	r.interrupt()
-	if first := wait(); !r.interrupted(first.err) {
-		t.Fatalf("interrupted read: %q, %v", first.data, first.err)
-	}
+	server, readNext := interruptMidFrame(t, pong)
 	rest := append(pong[6:], frameBytes(true, wsframe.OpText, "after")...)
 	if _, err := server.Write(rest); err != nil {
 		t.Fatal(err)
 	}
-	r.arm(time.Now())
-	go next()
-	if got := wait(); got.err != nil || got.data != "after" {
-		t.Fatalf("read after the control frame: %q, %v", got.data, got.err)
+	if data, err := readNext(); err != nil || data != "after" {
+		t.Fatalf("read after the control frame: %q, %v", data, err)
 	}
 }
 

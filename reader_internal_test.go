@@ -53,16 +53,17 @@ func frameBytes(fin bool, op int, payload string) []byte {
 	return append(b[:n], payload...)
 }
 
-// An interrupt in the middle of a frame loses nothing: the next call goes
-// on where the interrupted one stopped.
-func TestCtlReaderResumesAfterInterrupt(t *testing.T) {
+// interruptMidFrame gives a ctlReader the first 6 bytes of frame (its header and 4
+// payload bytes), interrupts the read waiting for the rest and checks the
+// read reports the interrupt. readNext re-arms the reader and reads the next
+// message, bounded in time.
+func interruptMidFrame(t *testing.T, frame []byte) (server net.Conn, readNext func() (string, error)) {
+	t.Helper()
 	client, server := tcpPair(t)
 	nc := &notifyConn{Conn: client, got: make(chan int, 16)}
 	r := newCtlReader(nil, nc, time.Minute)
 	r.arm(time.Now())
-
-	msg := frameBytes(true, wsframe.OpText, "0123456789")
-	if _, err := server.Write(msg[:6]); err != nil { // header + 4 bytes
+	if _, err := server.Write(frame[:6]); err != nil {
 		t.Fatal(err)
 	}
 	type res struct {
@@ -74,20 +75,41 @@ func TestCtlReaderResumesAfterInterrupt(t *testing.T) {
 		d, err := r.next()
 		out <- res{string(d), err}
 	}
+	wait := func() res {
+		t.Helper()
+		select {
+		case got := <-out:
+			return got
+		case <-time.After(5 * time.Second):
+			t.Fatal("next did not return")
+			return res{}
+		}
+	}
 	go next()
 	<-nc.got // the partial frame is in
 	r.interrupt()
-	first := <-out
-	if !r.interrupted(first.err) {
+	if first := wait(); !r.interrupted(first.err) {
 		t.Fatalf("interrupted read: %q, %v", first.data, first.err)
 	}
+	return server, func() (string, error) {
+		t.Helper()
+		r.arm(time.Now())
+		go next()
+		got := wait()
+		return got.data, got.err
+	}
+}
+
+// An interrupt in the middle of a frame loses nothing: the next call goes
+// on where the interrupted one stopped.
+func TestCtlReaderResumesAfterInterrupt(t *testing.T) {
+	msg := frameBytes(true, wsframe.OpText, "0123456789")
+	server, readNext := interruptMidFrame(t, msg)
 	if _, err := server.Write(msg[6:]); err != nil {
 		t.Fatal(err)
 	}
-	r.arm(time.Now())
-	go next()
-	if got := <-out; got.err != nil || got.data != "0123456789" {
-		t.Fatalf("resumed read: %q, %v", got.data, got.err)
+	if data, err := readNext(); err != nil || data != "0123456789" {
+		t.Fatalf("resumed read: %q, %v", data, err)
 	}
 }
 
