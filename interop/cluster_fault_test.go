@@ -534,6 +534,18 @@ func TestClusterFaultKillUnderLoad(t *testing.T) {
 		return ft.okCount("node-0 enqueue") > 0 && ft.okCount("node-1 enqueue") > 0 && ft.okCount("node-2 enqueue") > 0
 	})
 	t.Logf("every producer stored jobs again %v after the kill", time.Since(killed).Round(time.Millisecond))
+	// JetStream may still be electing leaders (an enqueue then answers
+	// enqueue_error at its 5 s bound): "after" starts once both surviving
+	// nodes have written node 2's takeover to the bucket.
+	for i := range 2 {
+		if _, err := nodes[i].stderr.wait(ctxWithin(ctx, 20*time.Second), func(s string) bool {
+			return strings.Contains(s, `msg="cluster node's jobs taken over" node=node-2`) ||
+				strings.Contains(s, `msg="cluster node left" node=node-2`) && strings.Contains(s, "err=<nil>")
+		}); err != nil {
+			t.Fatalf("node-%d never took over node-2's jobs: %v", i, err)
+		}
+	}
+	t.Logf("both surviving nodes took node 2's jobs over %v after the kill", time.Since(killed).Round(time.Millisecond))
 	during := load.phase()
 	// More load on the surviving nodes once all is back.
 	faultUntil(t, 10*time.Second, "the surviving nodes did not serve after the kill", func() bool {
