@@ -1,0 +1,319 @@
+// Command mutants is a small mutation-testing runner (issue 17) for the cases
+// gremlins handles badly here: a line range of one file (to resume a run),
+// mutants that do not compile reported as such instead of "killed", and
+// several mutants tested at once without copying the tree (each mutant is
+// given to `go test` as an -overlay). It makes gremlins' default mutations:
+//
+//	CONDITIONALS_BOUNDARY  <→<=  <=→<  >→>=  >=→>
+//	CONDITIONALS_NEGATION  ==→!=  !=→==  <→>=  <=→>  >→<=  >=→<
+//	ARITHMETIC_BASE        +→-  -→+  *→/  /→*  %→*
+//	INCREMENT_DECREMENT    ++→--  --→++
+//	INVERT_NEGATIVES       -x→+x
+//
+// Usage (from the module root):
+//
+//	go run ./scripts/mutants -pkg ./engine -file observe.go [-lines 100-400] \
+//	    -run '^TestObserve' [-timeout 90s] [-parallel 2] [-list]
+//
+// With -run, a coverage run of those tests comes first and mutants on lines
+// they never execute are reported NOT_COVERED without being tested (run them
+// again with a wider -run). Output: one line per mutant, then a summary;
+// KILLED = a test failed, LIVED = all passed, TIMED_OUT = the tests outlasted
+// -timeout (a hang: counts as detected), NO_COMPILE = not a viable mutant.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+type mutant struct {
+	line, col int
+	off       int // byte offset of the operator
+	kind      string
+	from, to  string
+}
+
+func main() {
+	pkg := flag.String("pkg", "./engine", "package directory")
+	file := flag.String("file", "", "file of the package to mutate (base name)")
+	lines := flag.String("lines", "", "line range FROM-TO (inclusive; either may be empty)")
+	run := flag.String("run", "", "go test -run pattern (also restricts the coverage run)")
+	skip := flag.String("skip", "", "go test -skip pattern")
+	timeout := flag.Duration("timeout", 90*time.Second, "limit per mutant's test run (build included)")
+	parallel := flag.Int("parallel", 1, "mutants tested at once")
+	list := flag.Bool("list", false, "only list the mutants")
+	flag.Parse()
+	if *file == "" {
+		fatal(errors.New("-file is required"))
+	}
+	path, err := filepath.Abs(filepath.Join(*pkg, *file))
+	if err != nil {
+		fatal(err)
+	}
+	src, err := os.ReadFile(path)
+	if err != nil {
+		fatal(err)
+	}
+	from, to := 0, 1<<30
+	if *lines != "" {
+		a, b, _ := strings.Cut(*lines, "-")
+		if a != "" {
+			from, _ = strconv.Atoi(a)
+		}
+		if b != "" {
+			to, _ = strconv.Atoi(b)
+		}
+	}
+	ms, err := find(path, src, from, to)
+	if err != nil {
+		fatal(err)
+	}
+	if *list {
+		for _, m := range ms {
+			fmt.Printf("%s:%d:%d\t%s\t%s→%s\n", *file, m.line, m.col, m.kind, m.from, m.to)
+		}
+		fmt.Printf("%d mutants\n", len(ms))
+		return
+	}
+	covered := func(int, int) bool { return true }
+	if *run != "" {
+		covered, err = coverage(*pkg, *file, *run, *skip)
+		if err != nil {
+			fatal(err)
+		}
+	}
+	tmp, err := os.MkdirTemp("", "mutants")
+	if err != nil {
+		fatal(err)
+	}
+	defer os.RemoveAll(tmp)
+
+	results := make([]string, len(ms))
+	counts := map[string]int{}
+	var mu sync.Mutex
+	sem := make(chan struct{}, max(*parallel, 1))
+	var wg sync.WaitGroup
+	for i, m := range ms {
+		status, took := "NOT_COVERED", time.Duration(0)
+		if !covered(m.line, m.col) {
+			report(&mu, results, counts, i, *file, m, status, took)
+			continue
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			t0 := time.Now()
+			status := test(tmp, i, *pkg, path, src, m, *run, *skip, *timeout)
+			report(&mu, results, counts, i, *file, m, status, time.Since(t0))
+		}()
+	}
+	wg.Wait()
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, counts[k]))
+	}
+	detected := counts["KILLED"] + counts["TIMED_OUT"]
+	viable := detected + counts["LIVED"]
+	score := 0.0
+	if viable > 0 {
+		score = 100 * float64(detected) / float64(viable)
+	}
+	fmt.Printf("summary %s: %s; score (killed+timed out)/(those+lived) = %d/%d = %.1f %%\n",
+		*file, strings.Join(parts, ", "), detected, viable, score)
+}
+
+func report(mu *sync.Mutex, results []string, counts map[string]int, i int, file string, m mutant, status string, took time.Duration) {
+	mu.Lock()
+	defer mu.Unlock()
+	results[i] = status
+	counts[status]++
+	fmt.Printf("%-11s %s:%d:%d\t%s\t%s→%s\t%.0fs\n", status, file, m.line, m.col, m.kind, m.from, m.to, took.Seconds())
+}
+
+// find lists the mutants of the file between lines from and to.
+func find(path string, src []byte, from, to int) ([]mutant, error) {
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, path, src, parser.SkipObjectResolution)
+	if err != nil {
+		return nil, err
+	}
+	var ms []mutant
+	add := func(pos token.Pos, kind, from0, to0 string) {
+		p := fset.Position(pos)
+		if p.Line < from || p.Line > to {
+			return
+		}
+		ms = append(ms, mutant{line: p.Line, col: p.Column, off: p.Offset, kind: kind, from: from0, to: to0})
+	}
+	boundary := map[token.Token]string{token.LSS: "<=", token.LEQ: "<", token.GTR: ">=", token.GEQ: ">"}
+	negation := map[token.Token]string{token.EQL: "!=", token.NEQ: "==", token.LSS: ">=", token.LEQ: ">", token.GTR: "<=", token.GEQ: "<"}
+	arith := map[token.Token]string{token.ADD: "-", token.SUB: "+", token.MUL: "/", token.QUO: "*", token.REM: "*"}
+	assignArith := map[token.Token]string{token.ADD_ASSIGN: "-=", token.SUB_ASSIGN: "+=", token.MUL_ASSIGN: "/=", token.QUO_ASSIGN: "*=", token.REM_ASSIGN: "*="}
+	ast.Inspect(f, func(n ast.Node) bool {
+		switch n := n.(type) {
+		case *ast.BinaryExpr:
+			op := n.Op.String()
+			if to0, ok := boundary[n.Op]; ok {
+				add(n.OpPos, "CONDITIONALS_BOUNDARY", op, to0)
+			}
+			if to0, ok := negation[n.Op]; ok {
+				add(n.OpPos, "CONDITIONALS_NEGATION", op, to0)
+			}
+			if to0, ok := arith[n.Op]; ok {
+				add(n.OpPos, "ARITHMETIC_BASE", op, to0)
+			}
+		case *ast.AssignStmt:
+			if to0, ok := assignArith[n.Tok]; ok {
+				add(n.TokPos, "ARITHMETIC_BASE", n.Tok.String(), to0)
+			}
+		case *ast.IncDecStmt:
+			to0 := "--"
+			if n.Tok == token.DEC {
+				to0 = "++"
+			}
+			add(n.TokPos, "INCREMENT_DECREMENT", n.Tok.String(), to0)
+		case *ast.UnaryExpr:
+			if n.Op == token.SUB {
+				add(n.OpPos, "INVERT_NEGATIVES", "-", "+")
+			}
+		}
+		return true
+	})
+	sort.Slice(ms, func(i, j int) bool {
+		if ms[i].off != ms[j].off {
+			return ms[i].off < ms[j].off
+		}
+		return ms[i].kind < ms[j].kind
+	})
+	return ms, nil
+}
+
+// test builds and runs the package's tests with the mutant in place of the
+// file, through an overlay.
+func test(tmp string, i int, pkg, path string, src []byte, m mutant, run, skip string, timeout time.Duration) string {
+	mutated := make([]byte, 0, len(src)+2)
+	mutated = append(mutated, src[:m.off]...)
+	mutated = append(mutated, m.to...)
+	mutated = append(mutated, src[m.off+len(m.from):]...)
+	mfile := filepath.Join(tmp, fmt.Sprintf("m%d.go", i))
+	ofile := filepath.Join(tmp, fmt.Sprintf("m%d.json", i))
+	if err := os.WriteFile(mfile, mutated, 0o644); err != nil {
+		fatal(err)
+	}
+	ov, _ := json.Marshal(map[string]map[string]string{"Replace": {path: mfile}})
+	if err := os.WriteFile(ofile, ov, 0o644); err != nil {
+		fatal(err)
+	}
+	args := []string{"test", "-overlay", ofile, "-count=1", "-vet=off", "-failfast", "-timeout", timeout.String()}
+	if run != "" {
+		args = append(args, "-run", run)
+	}
+	if skip != "" {
+		args = append(args, "-skip", skip)
+	}
+	args = append(args, pkg)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout+30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Env = append(os.Environ(), "GOFLAGS=")
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	switch {
+	case err == nil:
+		return "LIVED"
+	case ctx.Err() != nil || bytes.Contains(out, []byte("panic: test timed out")):
+		return "TIMED_OUT"
+	case bytes.Contains(out, []byte("[build failed]")) || bytes.Contains(out, []byte("[setup failed]")):
+		return "NO_COMPILE"
+	default:
+		return "KILLED"
+	}
+}
+
+// coverage runs the selected tests once with a cover profile and returns
+// whether a position is in a statement they executed. A position in no
+// block at all (a case expression, a declaration) counts as covered.
+func coverage(pkg, file, run, skip string) (func(line, col int) bool, error) {
+	prof, err := os.CreateTemp("", "mutants-cover")
+	if err != nil {
+		return nil, err
+	}
+	prof.Close()
+	defer os.Remove(prof.Name())
+	args := []string{"test", "-count=1", "-vet=off", "-coverprofile", prof.Name(), "-run", run}
+	if skip != "" {
+		args = append(args, "-skip", skip)
+	}
+	args = append(args, pkg)
+	t0 := time.Now()
+	cmd := exec.Command("go", args...)
+	cmd.Env = append(os.Environ(), "GOFLAGS=")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("coverage run failed (the tests must pass unmutated): %v\n%s", err, out)
+	}
+	fmt.Printf("coverage run: %.0fs\n", time.Since(t0).Seconds())
+	type block struct{ l0, c0, l1, c1, n int }
+	var blocks []block
+	f, err := os.Open(prof.Name())
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	suffix := "/" + file + ":"
+	for sc.Scan() {
+		ln := sc.Text()
+		i := strings.Index(ln, suffix)
+		if i < 0 {
+			continue
+		}
+		var b block
+		var stmts int
+		if _, err := fmt.Sscanf(ln[i+len(suffix):], "%d.%d,%d.%d %d %d", &b.l0, &b.c0, &b.l1, &b.c1, &stmts, &b.n); err != nil {
+			continue
+		}
+		blocks = append(blocks, b)
+	}
+	before := func(l0, c0, l1, c1 int) bool { return l0 < l1 || (l0 == l1 && c0 <= c1) }
+	return func(line, col int) bool {
+		in, hit := false, false
+		for _, b := range blocks {
+			if before(b.l0, b.c0, line, col) && before(line, col, b.l1, b.c1) {
+				in = true
+				if b.n > 0 {
+					hit = true
+				}
+			}
+		}
+		return !in || hit
+	}, nil
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "mutants:", err)
+	os.Exit(2)
+}
