@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -164,6 +165,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if path := getenv("SLUICE_CPUPROFILE"); path != "" {
+		stopProfile, err := startCPUProfile(path)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
+	}
 	if err := e.Start(ctx); err != nil {
 		return err
 	}
@@ -178,6 +186,21 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	return e.Shutdown(sctx)
+}
+
+// startCPUProfile writes a CPU profile of the whole run to path (a
+// debugging aid for measuring the engine as users run it, in its own
+// process; read it with `go tool pprof`). It ends with a graceful shutdown.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("SLUICE_CPUPROFILE: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("SLUICE_CPUPROFILE: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // configure builds the engine config and logger from defaults, the config

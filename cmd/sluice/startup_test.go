@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -75,5 +77,22 @@ func TestRunServeLogsSettings(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCPUProfile: SLUICE_CPUPROFILE's file holds a profile once stopped,
+// and an unwritable path is refused before the engine starts.
+func TestCPUProfile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cpu.prof")
+	stop, err := startCPUProfile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
+		t.Fatalf("profile file: %v, %v", fi, err)
+	}
+	if _, err := startCPUProfile(filepath.Join(t.TempDir(), "missing", "cpu.prof")); err == nil || !strings.Contains(err.Error(), "SLUICE_CPUPROFILE") {
+		t.Fatalf("unwritable path: %v", err)
 	}
 }
