@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/sluicehq/sluice/wire"
@@ -70,7 +71,8 @@ var errHTTPInvoked = errors.New("sluice: this function is invoked over HTTP by t
 // inv.URL. The registration belongs to this client like any other: it is
 // replayed on reconnect and goes away with Unregister or Close. The engine
 // refuses a URL or auth its settings do not allow by logging why; calls
-// then get function_not_found.
+// then get function_not_found. A method or auth type no engine accepts is
+// refused here.
 func (c *Client) RegisterHTTP(id string, inv HTTPInvocation, opts ...FunctionOption) error {
 	if id == "" {
 		return errors.New("sluice: function id must not be empty")
@@ -80,6 +82,18 @@ func (c *Client) RegisterHTTP(id string, inv HTTPInvocation, opts ...FunctionOpt
 	}
 	if inv.Timeout < 0 || (inv.Timeout > 0 && inv.Timeout < time.Millisecond) {
 		return fmt.Errorf("sluice: HTTP-invoked function %s: timeout %v must be 0 or at least 1ms", id, inv.Timeout)
+	}
+	switch strings.ToUpper(inv.Method) {
+	case "", "GET", "POST", "PUT", "PATCH", "DELETE":
+	default:
+		return fmt.Errorf("sluice: HTTP-invoked function %s: method %q: want GET, POST, PUT, PATCH or DELETE", id, inv.Method)
+	}
+	if a := inv.Auth; a != nil {
+		switch a.Type {
+		case "bearer", "hmac", "api_key":
+		default:
+			return fmt.Errorf("sluice: HTTP-invoked function %s: auth type %q: want bearer, hmac or api_key (use BearerAuth, HMACAuth or APIKeyAuth)", id, a.Type)
+		}
 	}
 	var fc functionConfig
 	for _, o := range opts {

@@ -114,6 +114,8 @@ func TestRegisterHTTPFunctionRefusesBadInput(t *testing.T) {
 		"no URL":           {"ext::a", sluice.HTTPInvocation{}},
 		"negative timeout": {"ext::b", sluice.HTTPInvocation{URL: "http://127.0.0.1:1/", Timeout: -time.Second}},
 		"sub-ms timeout":   {"ext::c", sluice.HTTPInvocation{URL: "http://127.0.0.1:1/", Timeout: time.Microsecond}},
+		"unknown method":   {"ext::d", sluice.HTTPInvocation{URL: "http://127.0.0.1:1/", Method: "POTS"}},
+		"unknown auth":     {"ext::e", sluice.HTTPInvocation{URL: "http://127.0.0.1:1/", Auth: &sluice.HTTPAuth{Type: "Bearer", TokenKey: "T"}}},
 	} {
 		if err := c.RegisterHTTP(tc.id, tc.inv); err == nil {
 			t.Errorf("%s: RegisterHTTP accepted it", name)
@@ -121,6 +123,9 @@ func TestRegisterHTTPFunctionRefusesBadInput(t *testing.T) {
 	}
 	if err := c.RegisterHTTP("ext::ok", sluice.HTTPInvocation{URL: "http://127.0.0.1:1/"}); err != nil {
 		t.Fatal(err)
+	}
+	if err := c.RegisterHTTP("ext::lower", sluice.HTTPInvocation{URL: "http://127.0.0.1:1/", Method: "put"}); err != nil {
+		t.Fatalf("a lower-case method (the engine upper-cases it): %v", err)
 	}
 	if err := c.RegisterHTTP("ext::ok", sluice.HTTPInvocation{URL: "http://127.0.0.1:1/"}); err == nil {
 		t.Error("a second registration of the same id was accepted")
