@@ -62,12 +62,21 @@ func (w *workerConn) send(m *wire.Message) error { return w.sendIn(nil, m) }
 // disconnected as too slow: the engine cannot hold its messages without
 // bound, and dropping one would leave the worker waiting forever.
 func (w *workerConn) sendIn(batch *wsconn.Batch, m *wire.Message) error {
-	err := w.write(batch, m, 2*int64(w.e.cfg.MaxPendingBytesPerWorker))
+	err := w.write(batch, m, w.mustNotMissBudget())
 	if errors.Is(err, wsconn.ErrCongested) {
-		w.drop("too slow: more than twice max_pending_bytes_per_worker (" + w.e.cfg.MaxPendingBytesPerWorker.String() +
-			") bytes waiting to be written to it")
+		w.dropTooSlow()
 	}
 	return err
+}
+
+// mustNotMissBudget is the pending bytes that messages a worker must not
+// miss may use.
+func (w *workerConn) mustNotMissBudget() int64 { return 2 * int64(w.e.cfg.MaxPendingBytesPerWorker) }
+
+// dropTooSlow disconnects a worker past mustNotMissBudget.
+func (w *workerConn) dropTooSlow() {
+	w.drop("too slow: more than twice max_pending_bytes_per_worker (" + w.e.cfg.MaxPendingBytesPerWorker.String() +
+		") bytes waiting to be written to it")
 }
 
 // write encodes m and hands it to the socket without waiting, within

@@ -238,3 +238,56 @@ func TestInvocationTimeoutAnswered(t *testing.T) {
 		t.Fatalf("%d invocations still pending", n)
 	}
 }
+
+// An observe answer to a worker already past max_pending_bytes_per_worker
+// is queued like the other messages a worker must not miss (up to twice
+// that budget), not dropped: on d2c2669 the observeresult was lost and
+// the worker never learnt its observe had failed.
+func TestObserveAnswerToCongestedWorkerNotLost(t *testing.T) {
+	e := startEngine(t, func(c *Config) { c.MaxPendingBytesPerWorker = 256 << 10 })
+	callee, answer := bigCallee(t, e, 64<<10)
+	caller, cw := dialMute(t, e)
+	// Past the budget: results are refused, and the small errors replacing
+	// them (which may use twice the budget) pile up beyond it.
+	for i := 0; cw.conn.Pending() <= 256<<10; i++ {
+		if i == 5000 { // far more than the socket buffers and the budget hold
+			t.Fatalf("the caller's pending bytes never passed the budget (%d)", cw.conn.Pending())
+		}
+		if err := muteCall(t, caller, "fill-"+itoa(int64(i))); err != nil {
+			t.Fatal(err)
+		}
+		answer()
+		callee.call("probe-"+itoa(int64(i)), wire.FnFunctionsList, `{}`) // the result above is handled by now
+	}
+	_ = caller.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	for _, f := range []string{
+		`{"type":"observe","id":"e1","source":{"function_id":"f::big"},"target":{"function_id":"f::big"}}`,
+		`{"type":"invokefunction","invocation_id":"last","function_id":"` + wire.FnFunctionsList + `","data":{}}`,
+	} {
+		if err := caller.WriteMessage(websocket.TextMessage, []byte(f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The engine handles the caller's frames in order: its answer to the
+	// observe is written before the answer to "last".
+	sawObserve := false
+	_ = caller.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for {
+		_, b, err := caller.ReadMessage()
+		if err != nil {
+			t.Fatalf("reading (observe answer seen: %v): %v", sawObserve, err)
+		}
+		if strings.Contains(string(b), `"observeresult"`) && strings.Contains(string(b), `"e1"`) {
+			sawObserve = true
+		}
+		if strings.Contains(string(b), `"invocation_id":"last"`) {
+			break
+		}
+	}
+	if !sawObserve {
+		t.Fatal("the answer to the observe frame was dropped")
+	}
+	if r := cw.dropReason.Load(); r != nil {
+		t.Fatalf("caller dropped: %s", *r)
+	}
+}

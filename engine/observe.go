@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -259,7 +260,11 @@ func (w *workerConn) sendObserveFrame(v any) {
 		w.log.Error("encode observe frame", "err", err)
 		return
 	}
-	_ = w.conn.SendIn(w.e.ctx, nil, wsconn.Text, b, nil)
+	// A lost observe frame would leave the worker's view of its observers
+	// wrong for good: send it as a message the worker must not miss.
+	if err := w.conn.SendInWithin(w.e.ctx, nil, wsconn.Text, b, nil, w.mustNotMissBudget()); errors.Is(err, wsconn.ErrCongested) {
+		w.dropTooSlow()
+	}
 }
 
 // declareObserve marks the connection as speaking observe.v1 and sends it
