@@ -21,7 +21,10 @@ import (
 
 // BenchmarkQueueEndToEnd: Go SDK producers (this process) → engine (its own
 // process, SQLite store, data_sync normal) → Go SDK consumer (this process,
-// its own connection). For 1, 16 and 64 producers: acknowledged enqueues/s,
+// its own connection). For 1, 16 and 64 producers (the queue's concurrency
+// 64; and 64 producers with concurrency 256: by Little's law, 64 slots
+// cap the consumer at 64 ÷ a job's time in its slot, which grows to
+// milliseconds once both cores are busy): acknowledged enqueues/s,
 // end-to-end jobs/s (first enqueue to last job consumed) and the p50/p99
 // latency from enqueue call to consumer. The CPU time spent per job by the
 // engine process and by this process (producers and consumer) does not
@@ -30,11 +33,16 @@ import (
 //
 //	go test -run '^$' -bench QueueEndToEnd -benchtime 20000x ./interop/
 func BenchmarkQueueEndToEnd(b *testing.B) {
-	for _, producers := range []int{1, 16, 64} {
-		b.Run(fmt.Sprintf("producers=%d", producers), func(b *testing.B) {
+	for _, c := range []struct{ producers, concurrency int }{{1, 64}, {16, 64}, {64, 64}, {64, 256}} {
+		producers := c.producers
+		name := fmt.Sprintf("producers=%d", producers)
+		if c.concurrency != 64 {
+			name += fmt.Sprintf("/concurrency=%d", c.concurrency)
+		}
+		b.Run(name, func(b *testing.B) {
 			dir := b.TempDir()
 			cfg := filepath.Join(dir, "sluice.yaml")
-			if err := os.WriteFile(cfg, []byte("queues:\n  bench:\n    concurrency: 64\n"), 0o644); err != nil {
+			if err := os.WriteFile(cfg, []byte(fmt.Sprintf("queues:\n  bench:\n    concurrency: %d\n", c.concurrency)), 0o644); err != nil {
 				b.Fatal(err)
 			}
 			e := startEngine(b, "127.0.0.1:0", "--config", cfg, "--data-dir", filepath.Join(dir, "data"), "--log-level", "info")
