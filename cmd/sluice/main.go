@@ -192,6 +192,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 // debugging aid for measuring the engine as users run it, in its own
 // process; read it with `go tool pprof`). It ends with a graceful shutdown.
 func startCPUProfile(path string) (func(), error) {
+	// %p: the process id, so that several engines (a cluster's nodes) can
+	// share one setting.
+	path = strings.ReplaceAll(path, "%p", strconv.Itoa(os.Getpid()))
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, fmt.Errorf("SLUICE_CPUPROFILE: %w", err)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -91,6 +92,15 @@ func TestCPUProfile(t *testing.T) {
 	stop()
 	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
 		t.Fatalf("profile file: %v, %v", fi, err)
+	}
+	dir := t.TempDir()
+	stop, err = startCPUProfile(filepath.Join(dir, "cpu-%p.prof"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if _, err := os.Stat(filepath.Join(dir, fmt.Sprintf("cpu-%d.prof", os.Getpid()))); err != nil {
+		t.Fatalf("%%p is not the process id: %v", err)
 	}
 	if _, err := startCPUProfile(filepath.Join(t.TempDir(), "missing", "cpu.prof")); err == nil || !strings.Contains(err.Error(), "SLUICE_CPUPROFILE") {
 		t.Fatalf("unwritable path: %v", err)
