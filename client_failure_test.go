@@ -100,7 +100,16 @@ func TestCloseWithSilentEngine(t *testing.T) {
 	// so the close frame never leaves either.
 	big := json.RawMessage(`"` + strings.Repeat("x", 32<<20) + `"`)
 	go func() { _, _ = c.Trigger(context.Background(), "big", big) }()
-	waitUntil(t, "the big call to be sent", func() bool { return sluice.PendingCalls(c) == 1 })
+	// Encoding 32 MiB under -race on a loaded machine took over 5 s: a
+	// generous bound (it only turns a hang into a failure), and Close on
+	// every path, so that a failure here does not leave the call's
+	// goroutines to fail the goroutine checks of the tests after it.
+	defer c.Close()
+	for deadline := time.Now().Add(60 * time.Second); sluice.PendingCalls(c) != 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out waiting for the big call to be sent")
+		}
+	}
 	done := make(chan struct{})
 	go func() { _ = c.Close(); close(done) }()
 	select {
