@@ -231,9 +231,9 @@ func (w *workerConn) registerFunction(m *wire.Message, ns string, tentative bool
 		}
 		external = spec
 	}
-	if ns == "" || ns == wire.DefaultNamespace {
-		w.setDescriptor(m.ID, m.Observe) // observe.go: observers are in the default namespace
-	}
+	// observe.go: a connection registers in one namespace, so its
+	// descriptors are keyed by function id alone.
+	w.setDescriptor(m.ID, m.Observe)
 	f := &registry.Function{
 		ID: m.ID, Namespace: ns, Owner: w, Description: m.Description,
 		RequestFormat: m.RequestFormat, ResponseFormat: m.ResponseFormat, Metadata: m.Metadata,

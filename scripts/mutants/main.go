@@ -13,7 +13,11 @@
 // Usage (from the module root):
 //
 //	go run ./scripts/mutants -pkg ./engine -file observe.go [-lines 100-400] \
-//	    -run '^TestObserve' [-timeout 90s] [-parallel 2] [-list]
+//	    -run '^TestObserve' [-timeout 90s] [-parallel 2] [-list] [-schemata [-keep DIR]]
+//
+// -schemata builds every mutant it can into one test binary and runs it
+// once per mutant (schemata.go): minutes per file instead of one package
+// build per mutant.
 //
 // With -run, a coverage run of those tests comes first and mutants on lines
 // they never execute are reported NOT_COVERED without being tested (run them
@@ -59,6 +63,8 @@ func main() {
 	timeout := flag.Duration("timeout", 90*time.Second, "limit per mutant's test run (build included)")
 	parallel := flag.Int("parallel", 1, "mutants tested at once")
 	list := flag.Bool("list", false, "only list the mutants")
+	keep := flag.String("keep", "", "with -schemata: keep the schema source and test binary in this directory")
+	schemata := flag.Bool("schemata", false, "build all mutants into one test binary, switched by SLUICE_MUTANT (schemata.go)")
 	flag.Parse()
 	if *file == "" {
 		fatal(errors.New("-file is required"))
@@ -99,18 +105,34 @@ func main() {
 			fatal(err)
 		}
 	}
-	tmp, err := os.MkdirTemp("", "mutants")
+	tmp := *keep
+	if tmp != "" {
+		err = os.MkdirAll(tmp, 0o755)
+	} else if tmp, err = os.MkdirTemp("", "mutants"); err == nil {
+		defer os.RemoveAll(tmp)
+	}
 	if err != nil {
 		fatal(err)
 	}
-	defer os.RemoveAll(tmp)
 
 	results := make([]string, len(ms))
 	counts := map[string]int{}
 	var mu sync.Mutex
 	sem := make(chan struct{}, max(*parallel, 1))
 	var wg sync.WaitGroup
+	var handled []bool
+	if *schemata {
+		handled, err = runSchemata(tmp, *pkg, path, src, ms, covered, *run, *skip, *timeout, *parallel, func(i int, status string, took time.Duration) {
+			report(&mu, results, counts, i, *file, ms[i], status, took)
+		})
+		if err != nil {
+			fatal(err)
+		}
+	}
 	for i, m := range ms {
+		if handled != nil && handled[i] {
+			continue
+		}
 		status, took := "NOT_COVERED", time.Duration(0)
 		if !covered(m.line, m.col) {
 			report(&mu, results, counts, i, *file, m, status, took)
