@@ -133,11 +133,16 @@ func (w *rawWorker) expect(typ string) wire.Message {
 			w.t.Fatalf("got %s, want %s: %+v", m.Type, typ, m)
 		}
 		return m
-	case <-time.After(5 * time.Second):
+	case <-time.After(expectWithin):
 		w.t.Fatalf("timed out waiting for %s", typ)
 	}
 	return wire.Message{}
 }
+
+// expectWithin bounds a wait for an expected message: it only turns a hang
+// into a failure. 5 s was too short under go test -race -count=5 beside
+// other load (a first stream::set, which opens the store, took longer).
+const expectWithin = 30 * time.Second
 
 // call makes a synchronous call and returns the result message.
 func (w *rawWorker) call(id, fn, data string) wire.Message {

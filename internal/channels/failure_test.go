@@ -53,10 +53,10 @@ func TestShutdownHonoursDeadline(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+	start := time.Now() // before the deadline is set: measured from after it, Shutdown looked early
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	errc := make(chan error, 1)
-	start := time.Now()
 	go func() { errc <- th.Shutdown(ctx) }()
 	select {
 	case err := <-errc:

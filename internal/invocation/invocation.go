@@ -502,13 +502,15 @@ func (t *Table) add(id, executor string, done Completion, atLeast time.Duration,
 	}
 	e := entry{executor: executor, done: done, obs: obs}
 	if t.ticks > 0 {
-		// Added between sweeps n and n+1: due at sweep n+ticks+1, so it
-		// lives at least ticks whole intervals.
+		// Added after sweep n: due at sweep n+ticks+2, so it lives at
+		// least ticks whole intervals even when sweep n+1's tick has come
+		// and its Sweep has not run yet (a sweeper late under load: with
+		// n+ticks+1 a TIMEOUT came up to an interval early).
 		ticks, d := t.ticks, t.timeout
 		if atLeast > d {
 			ticks, d = uint64((atLeast+t.interval-1)/t.interval), atLeast
 		}
-		e.due, e.timeout = t.sweeps+ticks+1, d
+		e.due, e.timeout = t.sweeps+ticks+2, d
 	}
 	t.byID[id] = e
 	set := t.byExecutor[executor]
