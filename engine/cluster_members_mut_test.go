@@ -319,3 +319,24 @@ func TestSeenStaleAndRoutes(t *testing.T) {
 		t.Fatalf("a member without routes back from gone: %d route sets, want 6 still", n)
 	}
 }
+
+// TestAliveWait: the wait for a node's "still there" answer is half the
+// node timeout, at least 250 ms and at most 2 s. Kills (at the lines of
+// the run, before aliveWait was split out of answering) cluster_members.go
+// :111 `timeout/2` → `*2` (a 2 s node timeout waited 2 s, twice as long,
+// before declaring a node gone) and `250*time.Millisecond` → `/` (the
+// floor, which a node_timeout of at least 500 ms, as validated, never
+// reaches).
+func TestAliveWait(t *testing.T) {
+	for _, c := range []struct{ timeout, want time.Duration }{
+		{100 * time.Millisecond, 250 * time.Millisecond},
+		{500 * time.Millisecond, 250 * time.Millisecond},
+		{2 * time.Second, time.Second},
+		{3 * time.Second, 1500 * time.Millisecond},
+		{10 * time.Second, 2 * time.Second},
+	} {
+		if got := aliveWait(c.timeout); got != c.want {
+			t.Errorf("aliveWait(%s) = %s, want %s", c.timeout, got, c.want)
+		}
+	}
+}
