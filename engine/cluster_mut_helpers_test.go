@@ -66,7 +66,8 @@ func (l *clusterLogs) waitFor(t *testing.T, d time.Duration, n int, match ...str
 		select {
 		case <-wake:
 		case <-deadline:
-			t.Fatalf("no %d log lines with %q within %s; %d: %v", n, match, d, len(ls), ls)
+			all, _ := l.lines()
+			t.Fatalf("no %d log lines with %q within %s; %d: %v\nthe log:\n%s", n, match, d, len(ls), ls, strings.Join(all, "\n"))
 		}
 	}
 }
