@@ -106,9 +106,7 @@ func aliveSubject(name string) string {
 // alive and reachable: the heartbeat writes stalled (a JetStream leader
 // election pauses every write for seconds), not the node.
 func (m *membership) answering(names []string) map[string]bool {
-	// A node that died or whose routes closed answers "no responders" at
-	// once: the bound only matters for a slow node or a silent link.
-	wait := min(max(m.timeout/2, 250*time.Millisecond), 2*time.Second)
+	wait := aliveWait(m.timeout)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	out := map[string]bool{}
@@ -123,6 +121,14 @@ func (m *membership) answering(names []string) map[string]bool {
 	}
 	wg.Wait()
 	return out
+}
+
+// aliveWait bounds the wait for the answers to "are you there": half the
+// node timeout, within 250 ms to 2 s. A node that died or whose routes
+// closed answers "no responders" at once: the bound only matters for a
+// slow node or a silent link.
+func aliveWait(timeout time.Duration) time.Duration {
+	return min(max(timeout/2, 250*time.Millisecond), 2*time.Second)
 }
 
 // stillThere records that a node whose heartbeats are late answered; a
