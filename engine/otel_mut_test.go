@@ -121,8 +121,9 @@ func TestStopOTelWarnsOnlyWhenDataLeft(t *testing.T) {
 }
 
 // TestOTelLogWithoutData: an engine::log call without data exports a
-// record with the worker id and no iii.log.data attribute. Kills
-// otel.go:190 (`len(in.Data) > 0` → `>= 0`: an empty iii.log.data).
+// record with the worker id and no iii.log.data attribute. (otel.go:190,
+// `len(in.Data) > 0` → `>= 0`, is equivalent: LogRecord.SetString drops
+// the empty value; this pins that.)
 func TestOTelLogWithoutData(t *testing.T) {
 	c := newOTLPCollector(t)
 	e := otelEngine(t, c)
