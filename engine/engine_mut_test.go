@@ -30,8 +30,8 @@ func refused(addr string) bool {
 // are up (here: the queue store is not a database), every listener it
 // opened is closed when it returns, the extra worker listeners included.
 // Kills engine.go:178 (`e.httpSrv != nil` negated: the HTTP listener left
-// open). On 3802150 the extra worker listener still accepted connections
-// (a real defect, fixed in Engine.start).
+// open). On 27f91bd (before the fix) the extra worker listener still accepted
+// connections (a real defect, fixed in Engine.start).
 func TestStartFailureClosesListeners(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, queue.FileName), []byte(strings.Repeat("not a database ", 512)), 0o600); err != nil {
