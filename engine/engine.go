@@ -175,6 +175,7 @@ func (e *Engine) start(ctx context.Context) error {
 	}
 	if err := e.queues.start(ctx); err != nil {
 		_ = srv.Close()
+		e.closeWorkerListeners()
 		if e.httpSrv != nil {
 			_ = e.httpSrv.Close()
 		}
@@ -188,6 +189,8 @@ func (e *Engine) start(ctx context.Context) error {
 		cancel()
 		if err != nil {
 			_ = srv.Close()
+			e.closeWorkerListeners()
+			e.stopConsole()
 			if e.httpSrv != nil {
 				_ = e.httpSrv.Close()
 			}

@@ -13,7 +13,11 @@
 // Usage (from the module root):
 //
 //	go run ./scripts/mutants -pkg ./engine -file observe.go [-lines 100-400] \
-//	    -run '^TestObserve' [-timeout 90s] [-parallel 2] [-list] [-schemata [-keep DIR]]
+//	    -run '^TestObserve' [-timeout 90s] [-parallel 2] [-list] [-schemata [-keep DIR]] \
+//	    [-add new_test.go,...]
+//
+// -add puts test files into the package through the overlay, e.g. new
+// tests kept out of the tree while a run of the code before them goes on.
 //
 // -schemata builds every mutant it can into one test binary and runs it
 // once per mutant (schemata.go): minutes per file instead of one package
@@ -64,10 +68,25 @@ func main() {
 	parallel := flag.Int("parallel", 1, "mutants tested at once")
 	list := flag.Bool("list", false, "only list the mutants")
 	keep := flag.String("keep", "", "with -schemata: keep the schema source and test binary in this directory")
+	add := flag.String("add", "", "comma-separated test files to add to the package (through the overlay) for this run, e.g. new tests not yet in the tree")
 	schemata := flag.Bool("schemata", false, "build all mutants into one test binary, switched by SLUICE_MUTANT (schemata.go)")
 	flag.Parse()
 	if *file == "" {
 		fatal(errors.New("-file is required"))
+	}
+	for _, a := range strings.Split(*add, ",") {
+		if a == "" {
+			continue
+		}
+		src, err := filepath.Abs(a)
+		if err != nil {
+			fatal(err)
+		}
+		dst, err := filepath.Abs(filepath.Join(*pkg, filepath.Base(a)))
+		if err != nil {
+			fatal(err)
+		}
+		extraFiles[dst] = src
 	}
 	path, err := filepath.Abs(filepath.Join(*pkg, *file))
 	if err != nil {
@@ -245,7 +264,7 @@ func test(tmp string, i int, pkg, path string, src []byte, m mutant, run, skip s
 	if err := os.WriteFile(mfile, mutated, 0o644); err != nil {
 		fatal(err)
 	}
-	ov, _ := json.Marshal(map[string]map[string]string{"Replace": {path: mfile}})
+	ov, _ := json.Marshal(map[string]map[string]string{"Replace": withExtra(map[string]string{path: mfile})})
 	if err := os.WriteFile(ofile, ov, 0o644); err != nil {
 		fatal(err)
 	}
@@ -286,6 +305,15 @@ func coverage(pkg, file, run, skip string) (func(line, col int) bool, error) {
 	prof.Close()
 	defer os.Remove(prof.Name())
 	args := []string{"test", "-count=1", "-vet=off", "-coverprofile", prof.Name(), "-run", run}
+	if len(extraFiles) > 0 {
+		ov, _ := json.Marshal(map[string]map[string]string{"Replace": withExtra(map[string]string{})})
+		ofile := prof.Name() + ".overlay.json"
+		if err := os.WriteFile(ofile, ov, 0o644); err != nil {
+			return nil, err
+		}
+		defer os.Remove(ofile)
+		args = append(args, "-overlay", ofile)
+	}
 	if skip != "" {
 		args = append(args, "-skip", skip)
 	}
@@ -333,6 +361,16 @@ func coverage(pkg, file, run, skip string) (func(line, col int) bool, error) {
 		}
 		return !in || hit
 	}, nil
+}
+
+// extraFiles are the -add files: their path in the package → their source.
+var extraFiles = map[string]string{}
+
+func withExtra(m map[string]string) map[string]string {
+	for k, v := range extraFiles {
+		m[k] = v
+	}
+	return m
 }
 
 func fatal(err error) {

@@ -300,7 +300,7 @@ func runSchemata(tmp, pkg, path string, src []byte, ms []mutant, covered func(in
 	if err := os.WriteFile(vfile, []byte(vsrc), 0o644); err != nil {
 		return nil, err
 	}
-	ov, _ := json.Marshal(map[string]map[string]string{"Replace": {path: mfile, filepath.Join(filepath.Dir(path), "zz_mutant_schema.go"): vfile}})
+	ov, _ := json.Marshal(map[string]map[string]string{"Replace": withExtra(map[string]string{path: mfile, filepath.Join(filepath.Dir(path), "zz_mutant_schema.go"): vfile})})
 	ofile := filepath.Join(tmp, "schema.json")
 	if err := os.WriteFile(ofile, ov, 0o644); err != nil {
 		return nil, err
