@@ -23,11 +23,17 @@
 // once per mutant (schemata.go): minutes per file instead of one package
 // build per mutant.
 //
-// With -run, a coverage run of those tests comes first and mutants on lines
-// they never execute are reported NOT_COVERED without being tested (run them
-// again with a wider -run). Output: one line per mutant, then a summary;
-// KILLED = a test failed, LIVED = all passed, TIMED_OUT = the tests outlasted
-// -timeout (a hang: counts as detected), NO_COMPILE = not a viable mutant.
+// A coverage run of the selected tests (-run; all of the package's without
+// it) comes first: it is the baseline, which must pass, and mutants on lines
+// it never executes are reported NOT_COVERED without being tested (run them
+// again with a wider -run). Each other mutant's test binary is built, then
+// run. Output: one line per mutant, then a summary; KILLED = a test failed,
+// LIVED = all passed, TIMED_OUT = the tests outlasted -timeout (a hang:
+// counts as detected; under heavy load check it by hand with a longer
+// limit), NO_COMPILE = the compiler refused the mutated line (not a viable
+// mutant), BUILD_TIMEOUT / BUILD_ERROR = the build outlasted its own limit
+// or failed elsewhere (not scored: run it again). A test that fails by
+// chance makes a mutant look KILLED: check surprising kills by hand.
 package main
 
 import (
@@ -48,6 +54,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -117,12 +124,11 @@ func main() {
 		fmt.Printf("%d mutants\n", len(ms))
 		return
 	}
-	covered := func(int, int) bool { return true }
-	if *run != "" {
-		covered, err = coverage(*pkg, *file, *run, *skip)
-		if err != nil {
-			fatal(err)
-		}
+	// The coverage run is also the baseline: the tests must pass unmutated,
+	// or every mutant would look killed.
+	covered, err := coverage(*pkg, *file, *run, *skip)
+	if err != nil {
+		fatal(err)
 	}
 	tmp := *keep
 	if tmp != "" {
@@ -268,30 +274,65 @@ func test(tmp string, i int, pkg, path string, src []byte, m mutant, run, skip s
 	if err := os.WriteFile(ofile, ov, 0o644); err != nil {
 		fatal(err)
 	}
-	args := []string{"test", "-overlay", ofile, "-count=1", "-vet=off", "-failfast", "-timeout", timeout.String()}
+	// Build first, then run: a build that outlasts the limit under load
+	// is not a detected mutant (no test ran), and a compiler that failed
+	// for another reason than the mutant is not a NO_COMPILE.
+	bin := filepath.Join(tmp, fmt.Sprintf("m%d.test", i))
+	defer os.Remove(bin)
+	bctx, bcancel := context.WithTimeout(context.Background(), max(10*time.Minute, 4*timeout))
+	defer bcancel()
+	build := exec.CommandContext(bctx, "go", "test", "-c", "-o", bin, "-overlay", ofile, "-vet=off", pkg)
+	build.Env = append(os.Environ(), "GOFLAGS=")
+	killGroup(build)
+	out, err := build.CombinedOutput()
+	switch {
+	case bctx.Err() != nil:
+		return "BUILD_TIMEOUT"
+	case err != nil && (bytes.Contains(out, []byte(fmt.Sprintf("%s:%d:", filepath.Base(mfile), m.line))) ||
+		bytes.Contains(out, []byte(fmt.Sprintf("%s:%d:", filepath.Base(path), m.line)))): // the overlay's name, or the file's
+		return "NO_COMPILE"
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "mutants: building %s:%d failed for another reason:\n%s\n", filepath.Base(path), m.line, out)
+		return "BUILD_ERROR"
+	}
+	dir, _ := filepath.Abs(pkg)
+	return runTestBinary(bin, dir, nil, run, skip, timeout)
+}
+
+// runTestBinary runs a built test binary in the package's directory:
+// LIVED (passed), TIMED_OUT (outlasted timeout: a hang, detected) or
+// KILLED (a test failed).
+func runTestBinary(bin, dir string, env []string, run, skip string, timeout time.Duration) string {
+	args := []string{"-test.count=1", "-test.failfast", "-test.timeout", timeout.String()}
 	if run != "" {
-		args = append(args, "-run", run)
+		args = append(args, "-test.run", run)
 	}
 	if skip != "" {
-		args = append(args, "-skip", skip)
+		args = append(args, "-test.skip", skip)
 	}
-	args = append(args, pkg)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout+30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Env = append(os.Environ(), "GOFLAGS=")
-	cmd.WaitDelay = 5 * time.Second
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	killGroup(cmd)
 	out, err := cmd.CombinedOutput()
 	switch {
 	case err == nil:
 		return "LIVED"
 	case ctx.Err() != nil || bytes.Contains(out, []byte("panic: test timed out")):
 		return "TIMED_OUT"
-	case bytes.Contains(out, []byte("[build failed]")) || bytes.Contains(out, []byte("[setup failed]")):
-		return "NO_COMPILE"
 	default:
 		return "KILLED"
 	}
+}
+
+// killGroup makes cmd's cancellation kill its whole process group (the
+// compiler under go, the engines a test started), not only cmd.
+func killGroup(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
 }
 
 // coverage runs the selected tests once with a cover profile and returns
@@ -304,7 +345,10 @@ func coverage(pkg, file, run, skip string) (func(line, col int) bool, error) {
 	}
 	prof.Close()
 	defer os.Remove(prof.Name())
-	args := []string{"test", "-count=1", "-vet=off", "-coverprofile", prof.Name(), "-run", run}
+	args := []string{"test", "-count=1", "-vet=off", "-coverprofile", prof.Name()}
+	if run != "" {
+		args = append(args, "-run", run)
+	}
 	if len(extraFiles) > 0 {
 		ov, _ := json.Marshal(map[string]map[string]string{"Replace": withExtra(map[string]string{})})
 		ofile := prof.Name() + ".overlay.json"

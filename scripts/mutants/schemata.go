@@ -16,8 +16,6 @@ package main
 // NO_COMPILE from the type checker, without a build.
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"go/ast"
@@ -112,7 +110,7 @@ func planSchema(fset *token.FileSet, f *ast.File, info *types.Info, ms []mutant)
 			}
 			return t.Name(), true
 		case *types.Named:
-			if t.Obj().Pkg() != nil && t.Obj().Pkg().Name() == "p" && t.TypeArgs() == nil {
+			if t.Obj().Pkg() != nil && t.Obj().Pkg().Path() == "p" && t.TypeArgs() == nil {
 				return t.Obj().Name(), true
 			}
 		}
@@ -314,28 +312,7 @@ func runSchemata(tmp, pkg, path string, src []byte, ms []mutant, covered func(in
 	fmt.Printf("schema build: %.0fs\n", time.Since(t0).Seconds())
 	dir, _ := filepath.Abs(pkg)
 	exec1 := func(id int) string {
-		args := []string{"-test.count=1", "-test.failfast", "-test.timeout", timeout.String()}
-		if run != "" {
-			args = append(args, "-test.run", run)
-		}
-		if skip != "" {
-			args = append(args, "-test.skip", skip)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), timeout+30*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, bin, args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), fmt.Sprintf("SLUICE_MUTANT=%d", id))
-		cmd.WaitDelay = 5 * time.Second
-		out, err := cmd.CombinedOutput()
-		switch {
-		case err == nil:
-			return "LIVED"
-		case ctx.Err() != nil || bytes.Contains(out, []byte("panic: test timed out")):
-			return "TIMED_OUT"
-		default:
-			return "KILLED"
-		}
+		return runTestBinary(bin, dir, []string{fmt.Sprintf("SLUICE_MUTANT=%d", id)}, run, skip, timeout)
 	}
 	if s := exec1(-1); s != "LIVED" {
 		return nil, fmt.Errorf("the schema binary fails its tests with no mutant active (%s)", s)
