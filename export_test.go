@@ -59,3 +59,12 @@ func BreakSocket(c *Client) {
 	s.conn.Abort()
 	<-s.conn.Done()
 }
+
+// WatchdogAsleep reports whether the watchdog of the client's socket is
+// asleep (the next inline run wakes it) rather than ticking.
+func WatchdogAsleep(c *Client) bool {
+	c.mu.Lock()
+	s := c.sess
+	c.mu.Unlock()
+	return s != nil && !s.role.watching.Load()
+}

@@ -36,8 +36,11 @@ func TestInlineBlockingHandlerDoesNotStallSocket(t *testing.T) {
 	if r := fc.expect(t, wire.TypeInvocationResult); r.m.InvocationID != "e1" || string(r.m.Result) != `{"data":2}` {
 		t.Fatalf("echo behind a blocked handler: %s", r.raw)
 	}
-	if n := sluice.Rescues(c); n != 1 {
-		t.Errorf("rescues = %d, want 1", n)
+	// At least the blocked run's rescue: under load the echo's inline run
+	// may also outlast two watchdog ticks and be rescued in its turn.
+	rescued := sluice.Rescues(c)
+	if rescued < 1 {
+		t.Errorf("rescues = %d, want at least 1", rescued)
 	}
 	close(release)
 	if r := fc.expect(t, wire.TypeInvocationResult); r.m.InvocationID != "b1" || string(r.m.Result) != `"released"` {
@@ -59,8 +62,8 @@ func TestInlineBlockingHandlerDoesNotStallSocket(t *testing.T) {
 	if !got["b2"] || !got["b3"] {
 		t.Errorf("results: %v", got)
 	}
-	if n := sluice.Rescues(c); n != 1 {
-		t.Errorf("rescues = %d after slow runs, want still 1", n)
+	if n := sluice.Rescues(c); n != rescued {
+		t.Errorf("rescues = %d after slow runs, want still %d", n, rescued)
 	}
 }
 
