@@ -27,10 +27,7 @@ const (
 	featureObserveV1 = "observe.v1"
 	// maxObserveDepth is the loop guard: an activation that would be the
 	// ninth observe hop of a causal chain is not made.
-	maxObserveDepth = 8
-	// observerAwayGrace is how long an observer whose worker disconnected is
-	// kept (suspended) for the worker to reconnect and replay it.
-	observerAwayGrace  = 60 * time.Second
+	maxObserveDepth    = 8
 	maxObserveMetadata = 64 << 10
 	maxObserveArgs     = 64 << 10
 	// maxQueuedActivations bounds the activations an observer with
