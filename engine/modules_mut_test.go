@@ -29,6 +29,14 @@ func TestShutdownStopsStreamClients(t *testing.T) {
 		if err := e.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
+		shut := false
+		t.Cleanup(func() { // a failure before the Shutdown below must not leave the engine running
+			if !shut {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_ = e.Shutdown(ctx)
+			}
+		})
 		addr := e.StreamClientsAddr()
 		if (addr != "") != on {
 			t.Fatalf("streams on=%v: stream clients address %q", on, addr)
@@ -43,6 +51,7 @@ func TestShutdownStopsStreamClients(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err = e.Shutdown(ctx)
 		cancel()
+		shut = true
 		if err != nil {
 			t.Fatalf("streams on=%v: Shutdown: %v", on, err)
 		}

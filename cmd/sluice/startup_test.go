@@ -87,7 +87,7 @@ func TestCPUProfile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cpu.prof")
 	stop, err := startCPUProfile(path)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatal(err) // also when the test binary itself runs with -cpuprofile: one CPU profile at a time
 	}
 	stop()
 	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {

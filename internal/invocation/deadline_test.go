@@ -42,13 +42,13 @@ func TestSweepExpiresLateInvocations(t *testing.T) {
 	if !tb.Complete(ansID, "w", Result{Value: []byte("1")}) {
 		t.Fatal("answer not accepted")
 	}
-	for i := 2; i <= 21; i++ {
+	for i := 2; i <= 22; i++ {
 		if n := tb.Sweep(); n != 0 {
 			t.Fatalf("sweep %d expired %d invocations before the timeout", i, n)
 		}
 	}
-	if n := tb.Sweep(); n != 1 { // sweep 22: early has lived 20 whole intervals since the tick of sweep 1, whenever that sweep ran
-		t.Fatalf("sweep 22 expired %d, want 1 (early)", n)
+	if n := tb.Sweep(); n != 1 { // sweep 23: early has lived 20 whole intervals since the tick of sweep 2, whenever sweeps 1 and 2 ran
+		t.Fatalf("sweep 23 expired %d, want 1 (early)", n)
 	}
 	res := early.only(t)
 	if res.Err == nil || res.Err.Code != wire.CodeTimeout || !strings.Contains(res.Err.Message, "1000ms") {
@@ -58,7 +58,7 @@ func TestSweepExpiresLateInvocations(t *testing.T) {
 		t.Fatal("late expired too early")
 	}
 	if n := tb.Sweep(); n != 1 || errCode(late.only(t)) != wire.CodeTimeout {
-		t.Fatalf("sweep 23 expired %d; late got %v", n, late.calls())
+		t.Fatalf("sweep 24 expired %d; late got %v", n, late.calls())
 	}
 	if tb.Complete(earlyID, "w", Result{}) || tb.Complete(lateID, "w", Result{}) {
 		t.Fatal("a result after the timeout completed the invocation again")
@@ -133,19 +133,19 @@ func TestAddAtLeast(t *testing.T) {
 	long, short := newRecorder(), newRecorder()
 	tb.AddAtLeast("", "w", long.done, 2*time.Second)
 	tb.AddAtLeast("", "w", short.done, 100*time.Millisecond)
-	for i := 1; i <= 21; i++ {
+	for i := 1; i <= 22; i++ {
 		tb.Sweep()
 	}
 	if n := tb.Sweep(); n != 1 || errCode(short.only(t)) != wire.CodeTimeout {
-		t.Fatalf("sweep 22 expired %d; the shorter minimum must keep the default deadline", n)
+		t.Fatalf("sweep 23 expired %d; the shorter minimum must keep the default deadline", n)
 	}
-	for i := 23; i <= 41; i++ {
+	for i := 24; i <= 42; i++ {
 		if tb.Sweep() != 0 {
 			t.Fatalf("sweep %d expired the 2 s invocation", i)
 		}
 	}
 	if n := tb.Sweep(); n != 1 {
-		t.Fatalf("sweep 42 expired %d, want the 2 s invocation", n)
+		t.Fatalf("sweep 43 expired %d, want the 2 s invocation", n)
 	}
 	if res := long.only(t); errCode(res) != wire.CodeTimeout || !strings.Contains(res.Err.Message, "2000ms") {
 		t.Fatalf("got %+v", res.Err)

@@ -502,15 +502,17 @@ func (t *Table) add(id, executor string, done Completion, atLeast time.Duration,
 	}
 	e := entry{executor: executor, done: done, obs: obs}
 	if t.ticks > 0 {
-		// Added after sweep n: due at sweep n+ticks+2, so it lives at
-		// least ticks whole intervals even when sweep n+1's tick has come
-		// and its Sweep has not run yet (a sweeper late under load: with
-		// n+ticks+1 a TIMEOUT came up to an interval early).
+		// Added after sweep n: due at sweep n+ticks+3, so it lives at
+		// least ticks whole intervals even when the ticks of sweeps n+1
+		// and n+2 have come and their Sweeps have not counted yet (one
+		// waiting for t.mu, one in the ticker's channel: a sweeper late
+		// under load; with n+ticks+1 a TIMEOUT came up to an interval
+		// early).
 		ticks, d := t.ticks, t.timeout
 		if atLeast > d {
 			ticks, d = uint64((atLeast+t.interval-1)/t.interval), atLeast
 		}
-		e.due, e.timeout = t.sweeps+ticks+2, d
+		e.due, e.timeout = t.sweeps+ticks+3, d
 	}
 	t.byID[id] = e
 	set := t.byExecutor[executor]
