@@ -606,9 +606,11 @@ func qmAnswer(w *rawWorker, inv wire.Message) {
 // delivered next. Run on the memory store and on SQLite (its acks are
 // asynchronous: the settled delivery itself wakes the dispatcher).
 // Kills queue.go:695 ARITHMETIC_BASE (free slots C - inflight → C +
-// inflight: the waiting jobs were leased at once, beyond the concurrency)
-// and queue.go:707 (free > 0 → >= 0: a lease of 0 jobs with every slot
-// busy), both left by the run of session 7 as not deterministically
+// inflight: the waiting jobs were leased at once, beyond the concurrency),
+// queue.go:707 ×2 (free > 0 → >= 0: a lease of 0 jobs with every slot
+// busy) and queue.go:704:50 CONDITIONALS_NEGATION (a non-cluster
+// dispatcher looked in the store on every wake-up: a handed-off job cost
+// a lease), which the run of session 7 left as not deterministically
 // testable: the lease spy makes the dispatcher's decision visible.
 func TestQueueMutNoDeliveryWhileSlotsBusy(t *testing.T) {
 	qmEachLocalStore(t, func(t *testing.T, store func(*Config)) {
@@ -652,10 +654,11 @@ func qmEachLocalStore(t *testing.T, test func(t *testing.T, store func(*Config))
 // leases again only once a quarter of its slots are free, and then as
 // many jobs as slots are free (one store write for several jobs).
 // Kills queue.go:698 (the quarter rule: its type test negated, inflight > 0
-// negated, free < max(1, C/4) → <= and negated, C/4 → C*4) and queue.go:840
-// (SQLite: a settled delivery wakes the dispatcher only once a quarter of
-// the slots are free: <= → < and negated, C/4 → C*4), left by session 7 as
-// not deterministically testable.
+// negated, free < max(1, C/4) → <= and negated, C/4 → C*4), queue.go:709
+// (a standard queue leased as fifo) and queue.go:840 (SQLite: a settled
+// delivery wakes the dispatcher only once a quarter of the slots are
+// free: <= → < and negated, C/4 → C*4; and Add(-1) → Add(+1)), left by
+// session 7 as not deterministically testable.
 func TestQueueMutLeaseWaitsForAQuarter(t *testing.T) {
 	qmEachLocalStore(t, func(t *testing.T, store func(*Config)) {
 		const slots = 8 // a quarter: 2
