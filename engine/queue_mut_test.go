@@ -869,14 +869,17 @@ func TestQueueMutStoredTopicListed(t *testing.T) {
 	w.sendJSON(`{"type":"registerfunction","id":"or::fn"}`)
 	w.sendJSON(`{"type":"registertrigger","id":"or-sub","trigger_type":"durable:subscriber","function_id":"or::fn","config":{"topic":"orphan"}}`)
 	c := &queueCaller{w: w}
-	waitFunction(t, dialRaw(t, e), "or::fn")
-	if res := c.call(fnDurablePublish, `{"topic":"orphan","data":{"o":1}}`); res.Error != nil {
+	var topics []topicInfo
+	c.ok(fnQueueListTopics, `{}`, &topics) // the same socket: after the registrations
+	// Published from another socket: w's calls skip other messages, the
+	// delivery among them.
+	p := &queueCaller{w: dialRaw(t, e)}
+	if res := p.call(fnDurablePublish, `{"topic":"orphan","data":{"o":1}}`); res.Error != nil {
 		t.Fatalf("publish: %+v", res.Error)
 	}
 	inv := w.awaitInvoke("or::fn", func(wire.Message) bool { return true }) // held in flight
 	w.sendJSON(`{"type":"unregistertrigger","id":"or-sub"}`)
 	// The same socket: the unregistration is done before these calls.
-	var topics []topicInfo
 	c.ok(fnQueueListTopics, `{}`, &topics)
 	found := false
 	for _, tp := range topics {
