@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -136,4 +137,91 @@ func TestStreamAuthFunction(t *testing.T) {
 		t.Fatalf("join event without the auth context: %s", join.Data)
 	}
 	answer(join, "null", nil)
+}
+
+// TestStreamTriggerItemFilter: a stream binding with an item_id fires for
+// that item only: not for another item of its group, nor for an event
+// sent to the group without an id; a binding without stream_name is
+// refused. Kills stream.go:267 (CONDITIONALS_NEGATION, columns 27 and
+// 46: the first dereferenced the missing id of the group event, the
+// second fired for the other items instead) and :45 (column 10: a binding
+// without stream_name was accepted).
+func TestStreamTriggerItemFilter(t *testing.T) {
+	e := startEngine(t)
+	h := dialRaw(t, e)
+	h.sendJSON(`{"type":"registerfunction","id":"on::item"}`)
+	h.sendJSON(`{"type":"registertrigger","id":"sr-none","trigger_type":"stream","function_id":"on::item","config":{"group_id":"g"}}`)
+	if m := h.expect(wire.TypeTriggerRegistrationResult); m.ID != "sr-none" || m.Error == nil || !strings.Contains(m.Error.Message, "stream_name is required") {
+		t.Fatalf("stream binding without stream_name: %+v", m)
+	}
+	h.sendJSON(`{"type":"registertrigger","id":"sr-item","trigger_type":"stream","function_id":"on::item","config":{"stream_name":"s","group_id":"g","item_id":"m1"}}`)
+	settle(t, h)
+	c := dialRaw(t, e)
+	callOK(t, c, "stream::set", `{"stream_name":"s","group_id":"g","item_id":"m2","data":1}`)
+	callOK(t, c, "stream::send", `{"stream_name":"s","group_id":"g","type":"all","data":0}`)
+	callOK(t, c, "stream::set", `{"stream_name":"s","group_id":"g","item_id":"m1","data":2}`)
+	inv := h.awaitInvoke("on::item", anyInvoke)
+	h.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: inv.InvocationID, FunctionID: inv.FunctionID, Result: jsontext.Value(`null`)})
+	var ev struct {
+		ID    *string        `json:"id"`
+		Event map[string]any `json:"event"`
+	}
+	_ = json.Unmarshal(inv.Data, &ev)
+	if ev.ID == nil || *ev.ID != "m1" || ev.Event["type"] != "create" {
+		t.Fatalf("first event of the item binding: %s, want the create of m1", inv.Data)
+	}
+}
+
+// TestCustomStreamAnswersWithoutOldValue: a custom stream's delete that
+// answers no old_value deleted nothing (no event, old_value null), and
+// its set that answers no old_value created the item (a create event, not
+// an update). Kills stream.go:367 and :309 (CONDITIONALS_BOUNDARY,
+// len(old_value) > 0 → >= 0: an absent old value counted as one).
+func TestCustomStreamAnswersWithoutOldValue(t *testing.T) {
+	e := startEngine(t)
+	h := dialRaw(t, e) // serves stream "ext"
+	b := dialRaw(t, e) // its binding: a worker of its own, so no event is skipped while h is awaited
+	c := dialRaw(t, e)
+	h.sendJSON(`{"type":"registerfunction","id":"stream::set(ext)"}`)
+	h.sendJSON(`{"type":"registerfunction","id":"stream::delete(ext)"}`)
+	settle(t, h)
+	b.sendJSON(`{"type":"registerfunction","id":"on::ext"}`)
+	b.sendJSON(`{"type":"registertrigger","id":"t-ext","trigger_type":"stream","function_id":"on::ext","config":{"stream_name":"ext"}}`)
+	settle(t, b)
+	call := func(fn, data, custom, result string) string {
+		t.Helper()
+		id := invocationID()
+		c.send(wire.Message{Type: wire.TypeInvokeFunction, InvocationID: id, FunctionID: fn, Data: jsontext.Value(data)})
+		inv := h.awaitInvoke(custom, anyInvoke)
+		h.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: inv.InvocationID, FunctionID: inv.FunctionID, Result: jsontext.Value(result)})
+		m := c.await(func(m wire.Message) bool { return m.Type == wire.TypeInvocationResult && m.InvocationID == id })
+		if m.Error != nil {
+			t.Fatalf("%s: %+v", fn, m.Error)
+		}
+		return string(m.Result)
+	}
+	event := func() string {
+		t.Helper()
+		inv := b.awaitInvoke("on::ext", anyInvoke)
+		b.send(wire.Message{Type: wire.TypeInvocationResult, InvocationID: inv.InvocationID, FunctionID: inv.FunctionID, Result: jsontext.Value(`null`)})
+		var ev struct {
+			ID    string         `json:"id"`
+			Event map[string]any `json:"event"`
+		}
+		_ = json.Unmarshal(inv.Data, &ev)
+		return fmt.Sprint(ev.ID, " ", ev.Event["type"])
+	}
+	if got := call("stream::delete", `{"stream_name":"ext","group_id":"g","item_id":"i"}`, "stream::delete(ext)", `{}`); got != `{"old_value":null}` {
+		t.Fatalf("custom delete answering {}: %s", got)
+	}
+	if got := call("stream::set", `{"stream_name":"ext","group_id":"g","item_id":"j","data":5}`, "stream::set(ext)", `{"new_value":5}`); got != `{"old_value":null,"new_value":5}` {
+		t.Fatalf("custom set answering no old_value: %s", got)
+	}
+	if got := event(); got != "j create" {
+		t.Fatalf("first event: %q, want the create of j (the delete of nothing fires none)", got)
+	}
+	callOK(t, c, "stream::send", `{"stream_name":"ext","group_id":"g","id":"k","type":"ping"}`)
+	if got := event(); got != "k event" {
+		t.Fatalf("second event: %q, want the send to k", got)
+	}
 }
