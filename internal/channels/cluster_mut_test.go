@@ -473,3 +473,55 @@ func TestBridgeReceiverMalformedRecord(t *testing.T) {
 		t.Fatalf("frames %d, end %v: want the malformed message's abort", len(frames), end)
 	}
 }
+
+// TestBridgeReceiverReleasesPartialFrame: a stream that breaks in the middle
+// of a frame arriving in several records gives that frame's charge back to
+// the channel's memory (kills cluster.go:601 CONDITIONALS_NEGATION: the
+// charge of the partial frame was kept).
+func TestBridgeReceiverReleasesPartialFrame(t *testing.T) {
+	partial := dataMsg(1, 0, append([]byte{0}, bytes.Repeat([]byte("p"), 1000)...)) // no fin: more to come
+	lost := dataMsg(3, 0, []byte{flagFin, 'x'})                                     // seq 2 never came
+	frames, end, _, b := receiverRun(t, [][]byte{partial, lost})
+	var ae *AbortError
+	if len(frames) != 0 || !errors.As(end, &ae) || !strings.Contains(ae.Reason, "lost messages") {
+		t.Fatalf("frames %d, end %v: want the lost message's abort", len(frames), end)
+	}
+	if used := b.mem.used.Load(); used != 0 {
+		t.Fatalf("%d bytes still charged to the channel after the stream broke mid-frame", used)
+	}
+}
+
+// TestBridgeReceiverStoppedWhileWaiting: a receiver waiting for room in the
+// channel's memory when its bridge is stopped ends the stream with the
+// bridge's cause (kills cluster.go:643 CONDITIONALS_NEGATION: the wait's
+// errStopped was taken for the cause, and the stream ended with "cluster
+// link closed").
+func TestBridgeReceiverStoppedWhileWaiting(t *testing.T) {
+	n := natstest.Start(t)
+	spy, err := n.Conn.SubscribeSync("spy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	h := NewHub(Config{}, nil)
+	p := newMemPipe(16, nil, nil) // nobody reads it: the first frame stays charged
+	c := &clusterHub{nc: n.Conn, node: "a", tag: "YQ", bridges: map[string]*bridge{}}
+	b := c.newBridge("tok", false, p, newChanMem(h.budget, 16), "b", "spy")
+	c.add(b)
+	c.dispatch(&nats.Msg{Subject: c.subject("tok"), Data: dataMsg(1, 0, []byte{flagFin, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, []byte{flagFin, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20})})
+	// Stopped before it runs: the first frame goes in (charged alone), the
+	// second waits for room that never comes and sees the stop.
+	b.fail(&AbortError{Reason: "the test's cause"})
+	b.runReceiver()
+	p.CloseRecv() // frees the first frame
+	var ae *AbortError
+	if !errors.As(p.eofErr, &ae) || ae.Reason != "the test's cause" {
+		t.Fatalf("the pipe's writer side ended with %v, want the bridge's cause", p.eofErr)
+	}
+	m, err := spy.NextMsg(testWait)
+	if err != nil || m.Data[0] != kindStop || m.Data[1] != stopAbort || string(m.Data[2:]) != "the test's cause" {
+		t.Fatalf("stop message %q %v, want an abort with the bridge's cause", m.Data, err)
+	}
+}
