@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -523,5 +524,52 @@ func TestBridgeReceiverStoppedWhileWaiting(t *testing.T) {
 	m, err := spy.NextMsg(testWait)
 	if err != nil || m.Data[0] != kindStop || m.Data[1] != stopAbort || string(m.Data[2:]) != "the test's cause" {
 		t.Fatalf("stop message %q %v, want an abort with the bridge's cause", m.Data, err)
+	}
+}
+
+// TestBridgeHomeShutdownBeforeUpgrade: a home node shutting down while an
+// end opened from another node has not confirmed its socket's upgrade
+// tells that node, as a channel ending after the upgrade would: a remote
+// reader's end gets the stream's end (broken, "node a shutting down"), a
+// remote writer's end a stop with that reason (kills cluster.go:770
+// CONDITIONALS_NEGATION ×2: nothing sent; :772 CONDITIONALS_NEGATION: the
+// reason "engine shutting down" of this node's own sockets sent instead).
+// The other node is played by the test on NATS: it opens the ends and
+// never confirms an upgrade.
+func TestBridgeHomeShutdownBeforeUpgrade(t *testing.T) {
+	a := newClusterHubs(t, Config{}, 5*time.Second, "a")[0]
+	open := func(ref wire.ChannelRef, dir, subj string) *nats.Subscription {
+		t.Helper()
+		spy, err := a.nc.SubscribeSync(subj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := json.Marshal(openRequest{ID: ref.ChannelID, Key: ref.AccessKey, Dir: dir, Node: "z", Subject: subj})
+		m, err := a.nc.Request(openSubjectPrefix+a.cluster.tag, req, testWait)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep openReply
+		if err := json.Unmarshal(m.Data, &rep); err != nil || rep.Subject == "" {
+			t.Fatalf("open %s: %s %v", dir, m.Data, err)
+		}
+		return spy
+	}
+	res1, _ := a.Create(0)
+	res2, _ := a.Create(0)
+	toReader := open(res1.Reader, wire.DirRead, bridgeSubjectPrefix+"eg.r")
+	toWriter := open(res2.Writer, wire.DirWrite, bridgeSubjectPrefix+"eg.w")
+	ctx, cancel := context.WithTimeout(context.Background(), testWait)
+	defer cancel()
+	if err := a.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m, err := toReader.NextMsg(testWait)
+	if err != nil || m.Data[0] != kindEnd || m.Data[1] != 1 || string(m.Data[10:]) != "node a shutting down" {
+		t.Fatalf("to the remote reader: %q %v, want a broken end: node a shutting down", m.Data, err)
+	}
+	m, err = toWriter.NextMsg(testWait)
+	if err != nil || m.Data[0] != kindStop || m.Data[1] != stopAbort || string(m.Data[2:]) != "node a shutting down" {
+		t.Fatalf("to the remote writer: %q %v, want a stop: node a shutting down", m.Data, err)
 	}
 }
