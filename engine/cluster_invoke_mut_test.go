@@ -1,10 +1,12 @@
 package engine
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/nats-io/nats.go"
 
@@ -426,4 +428,36 @@ func TestClusterPublish(t *testing.T) {
 	if got := answer(on1, "sub::b"); got != `"own"` {
 		t.Fatalf("node 1's binding got %s, want node 0's message", got)
 	}
+}
+
+// TestClusterFunctionSubscriptionDropped: a node offers a function on NATS
+// while a worker serves it, and withdraws the offer when the worker leaves
+// (NATS then answers "no responders" at once) (kills cluster_invoke.go:157
+// CONDITIONALS_NEGATION: a subscription that succeeded was taken for a
+// failure and never recorded, so never drained: the node went on taking
+// the function's calls after its worker left).
+func TestClusterFunctionSubscriptionDropped(t *testing.T) {
+	e := startNodes(t, 1)[0]
+	nc := e.cluster.node.Conn
+	w := dialRaw(t, e)
+	w.sendJSON(`{"type":"registerfunction","id":"offer::fn"}`)
+	go serveRaw(w, "offer::fn", `"here"`, make(chan struct{}, 16))
+	req, _ := json.Marshal(remoteRequest{FunctionID: "offer::fn"})
+	until := func(what string, ok func(*nats.Msg, error) bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			m, err := nc.Request(fnSubject("", "offer::fn"), req, 5*time.Second)
+			if ok(m, err) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("never: %s (last: %v)", what, err)
+			}
+			time.Sleep(20 * time.Millisecond) // the router's sync has not run yet
+		}
+	}
+	until("offered", func(m *nats.Msg, err error) bool { return err == nil && strings.Contains(string(m.Data), `"here"`) })
+	w.ws.Close()
+	until("withdrawn", func(_ *nats.Msg, err error) bool { return errors.Is(err, nats.ErrNoResponders) })
 }

@@ -573,3 +573,14 @@ func TestBridgeHomeShutdownBeforeUpgrade(t *testing.T) {
 		t.Fatalf("to the remote writer: %q %v, want a stop: node a shutting down", m.Data, err)
 	}
 }
+
+// TestBridgeReceiverEmptyFrameLast: an empty frame whose record ends its
+// data message (a header and no bytes) is a frame, not a malformed record
+// (kills cluster.go:635 CONDITIONALS_BOUNDARY, `len(rest) < recordHeader`
+// → `<=`: the stream broke on it).
+func TestBridgeReceiverEmptyFrameLast(t *testing.T) {
+	frames, end, _, _ := receiverRun(t, [][]byte{dataMsg(1, 0, []byte{flagText | flagFin, 'a'}, []byte{flagFin}), endMsg(2)})
+	if end != io.EOF || len(frames) != 2 || string(frames[0].Data) != "a" || len(frames[1].Data) != 0 || frames[1].Text {
+		t.Fatalf("frames %+v, end %v: want \"a\", an empty binary frame, then EOF", frames, end)
+	}
+}
