@@ -584,3 +584,37 @@ func TestBridgeReceiverEmptyFrameLast(t *testing.T) {
 		t.Fatalf("frames %+v, end %v: want \"a\", an empty binary frame, then EOF", frames, end)
 	}
 }
+
+// TestBridgeReceiverChargesQueuedFrames: frames the receiver put in the
+// pipe stay charged to the channel's memory until the reader releases
+// them, whether they came in one record or several (kills cluster.go:671
+// and :686 CONDITIONALS_NEGATION: a frame sent into the pipe was released
+// at once, so the channel's byte bound no longer held).
+func TestBridgeReceiverChargesQueuedFrames(t *testing.T) {
+	h := NewHub(Config{}, nil)
+	p := newMemPipe(16, nil, nil)
+	c := &clusterHub{tag: "YQ", bridges: map[string]*bridge{}}
+	b := c.newBridge("tok", false, p, newChanMem(h.budget, h.cfg.MaxBufferBytes), "b", "")
+	c.add(b)
+	for _, d := range [][]byte{
+		dataMsg(1, 0, []byte{flagFin, 1, 2, 3}, []byte{0, 4, 5}), // a frame, and the start of one
+		dataMsg(2, 0, []byte{flagFin, 6}),
+		endMsg(3),
+	} {
+		c.dispatch(&nats.Msg{Subject: c.subject("tok"), Data: d})
+	}
+	b.runReceiver()
+	if used := b.mem.used.Load(); used != 6 {
+		t.Fatalf("%d bytes charged for the 6 queued in the pipe", used)
+	}
+	for _, want := range []string{"\x01\x02\x03", "\x04\x05\x06"} {
+		f, err := p.Recv(context.Background())
+		if err != nil || string(f.Data) != want {
+			t.Fatalf("frame %q %v, want %q", f.Data, err, want)
+		}
+		f.Release()
+	}
+	if used := b.mem.used.Load(); used != 0 {
+		t.Fatalf("%d bytes charged once the reader released every frame", used)
+	}
+}
