@@ -618,3 +618,68 @@ func TestBridgeReceiverChargesQueuedFrames(t *testing.T) {
 		t.Fatalf("%d bytes charged once the reader released every frame", used)
 	}
 }
+
+// TestBridgeHomeReportsRemoteEndActive: the home hub reports the change
+// (onChanged: the engine's console and metrics, the tests' waits) when an
+// end connected through another node becomes active (kills cluster.go:792
+// CONDITIONALS_NEGATION: not reported; TestClusterBridgeEnds's waitActive
+// passed only when the state changed before its first look).
+func TestBridgeHomeReportsRemoteEndActive(t *testing.T) {
+	hubs := newClusterHubs(t, Config{}, 5*time.Second, "a", "b")
+	a, b := hubs[0], hubs[1]
+	res, _ := a.Create(0)
+	select {
+	case <-a.changed:
+	default:
+	}
+	b.dial(t, res.Writer, wire.DirWrite)
+	deadline := time.After(testWait)
+	for {
+		select {
+		case <-a.changed:
+		case <-deadline:
+			t.Fatal("no change reported on the home node for the remote writer")
+		}
+		if ch := a.channel(res.Writer.ChannelID); ch != nil {
+			a.mu.Lock()
+			active := ch.state[dirWrite] == endActive
+			a.mu.Unlock()
+			if active {
+				return
+			}
+		}
+	}
+}
+
+// TestBridgeProxyNamesHome: the node a socket connects through names the
+// channel's home by its node name (NodeLeft of that node breaks the bridge
+// once it has been silent) and sizes its proxy pipe as the home's channel
+// (kills cluster.go:818 CONDITIONALS_NEGATION: the tag named the peer, so
+// NodeLeft of the home's name found nothing; :847 CONDITIONALS_NEGATION:
+// the proxy took the default buffer instead of the channel's).
+func TestBridgeProxyNamesHome(t *testing.T) {
+	hubs := newClusterHubs(t, Config{}, 5*time.Second, "a", "b")
+	a, b := hubs[0], hubs[1]
+	res, _ := a.Create(3)
+	a.dial(t, res.Reader, wire.DirRead)
+	w := b.dial(t, res.Writer, wire.DirWrite)
+	a.waitActive(t, res.Writer.ChannelID, dirWrite)
+	b.mu.Lock()
+	var sizes []int
+	for ch := range b.proxies {
+		sizes = append(sizes, ch.size)
+	}
+	b.mu.Unlock()
+	if len(sizes) != 1 || sizes[0] != 3 {
+		t.Fatalf("proxy pipe sizes %v, want [3] (the channel's)", sizes)
+	}
+	b.cluster.mu.Lock()
+	for _, br := range b.cluster.bridges {
+		br.heard.Store(time.Now().Add(-3 * b.cluster.tick).UnixNano())
+	}
+	b.cluster.mu.Unlock()
+	if n := b.NodeLeft("a"); n != 1 {
+		t.Fatalf("NodeLeft(a) on node b broke %d bridges, want 1", n)
+	}
+	expectClose(t, w, wire.CloseInternal, "cluster node a left")
+}
