@@ -683,3 +683,16 @@ func TestBridgeProxyNamesHome(t *testing.T) {
 	}
 	expectClose(t, w, wire.CloseInternal, "cluster node a left")
 }
+
+// TestBridgeRemoteReaderExpires: a channel whose reader connected through
+// another node and whose writer never connects expires at its TTL: the
+// reader gets 1011 "the writer never connected" (kills cluster.go:787
+// CONDITIONALS_NEGATION, `ch.state[dirWrite] >= endActive` → `<`: the TTL
+// timer was stopped when the remote reader came up alone, and the channel
+// never expired).
+func TestBridgeRemoteReaderExpires(t *testing.T) {
+	hubs := newClusterHubs(t, Config{TTL: 300 * time.Millisecond}, 5*time.Second, "a", "b")
+	res, _ := hubs[0].Create(0)
+	r := hubs[1].dial(t, res.Reader, wire.DirRead)
+	expectClose(t, r, wire.CloseInternal, "channel expired: the writer never connected")
+}
