@@ -44,8 +44,11 @@ func TestClusterRouteChangesAnnounced(t *testing.T) {
 	w := dialRaw(t, nodes[0])
 	w.sendJSON(`{"type":"registerfunction","id":"web::fn"}`)
 	go serveRaw(w, "web::fn", `{"status_code":200,"body":"node-0"}`, make(chan struct{}, 64))
+	// The routes are registered on another connection: w's socket is
+	// written by serveRaw (one writer at a time).
+	r := dialRaw(t, nodes[0])
 	for _, path := range []string{"one", "two"} {
-		w.sendJSON(`{"type":"registertrigger","id":"` + path + `","trigger_type":"http","function_id":"web::fn","config":{"api_path":"/` + path + `","http_method":"GET"}}`)
+		r.sendJSON(`{"type":"registertrigger","id":"` + path + `","trigger_type":"http","function_id":"web::fn","config":{"api_path":"/` + path + `","http_method":"GET"}}`)
 		code, body := httpGetUntil(t, nodes[1].HTTPURL()+"/"+path, func(code int, _ string) bool { return code != http.StatusNotFound })
 		if code != http.StatusOK || body != `"node-0"` {
 			t.Fatalf("GET /%s on node 1: %d %s, want node 0's answer", path, code, body)
