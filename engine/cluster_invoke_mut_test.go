@@ -461,3 +461,41 @@ func TestClusterFunctionSubscriptionDropped(t *testing.T) {
 	w.ws.Close()
 	until("withdrawn", func(_ *nats.Msg, err error) bool { return errors.Is(err, nats.ErrNoResponders) })
 }
+
+// TestClusterStopCallsDuringInvoke: the engine's shutdown may end a remote
+// call while Invoke is still setting it up. Run with -race: on c468df6 the
+// race detector reported the call's timer, written by Invoke after it
+// released the table's lock and read by finish (stopCalls) under it. Found
+// through cluster_invoke.go:321's mutant (`c.timer != nil` negated), which
+// only calls without a timer kill.
+func TestClusterStopCallsDuringInvoke(t *testing.T) {
+	e := startNodes(t, 1)[0]
+	r := e.cluster.router
+	noteAndHold(t, e.cluster.node.Conn, "held::fn", make(chan *nats.Msg, 64)) // calls stay waiting
+	for range 50 {
+		stopped := make(chan struct{})
+		go func() { // synchronised with Invoke through the table's lock only
+			defer close(stopped)
+			for {
+				r.mu.Lock()
+				n := len(r.calls)
+				r.mu.Unlock()
+				if n > 0 {
+					r.stopCalls()
+					return
+				}
+			}
+		}()
+		results := make(chan invocation.Result, 1)
+		r.Invoke(&invocation.Request{FunctionID: "held::fn"}, func(res invocation.Result) { results <- res })
+		<-stopped
+		select {
+		case res := <-results:
+			if res.Err == nil || res.Err.Message != "Invocation stopped: engine shutting down" {
+				t.Fatalf("result %+v, want stopped by stopCalls", res.Err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the call was never ended")
+		}
+	}
+}
