@@ -287,12 +287,14 @@ func (r *clusterRouter) Invoke(req *invocation.Request, done invocation.Completi
 	}
 	r.seq++
 	token := strconv.FormatUint(r.seq, 36)
-	r.calls[token] = c
-	r.mu.Unlock()
+	// The timer is set under the lock: stopCalls (shutdown) may end the
+	// call as soon as it is in the table.
 	c.timer = time.AfterFunc(timeout, func() {
 		r.finish(token, invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeTimeout,
 			Message: "Invocation timed out after " + strconv.FormatInt(timeout.Milliseconds(), 10) + "ms (on another node)"}})
 	})
+	r.calls[token] = c
+	r.mu.Unlock()
 	if err := r.nc.PublishMsg(&nats.Msg{Subject: subj, Reply: r.inbox + token, Data: b}); err != nil {
 		r.finish(token, invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeInvocationStopped, Message: "Invocation stopped: " + err.Error()}})
 	}
