@@ -103,8 +103,16 @@ func TestCloseWithSilentEngine(t *testing.T) {
 	// Encoding 32 MiB under -race on a loaded machine took over 5 s: a
 	// generous bound (it only turns a hang into a failure), and Close on
 	// every path, so that a failure here does not leave the call's
-	// goroutines to fail the goroutine checks of the tests after it.
-	defer c.Close()
+	// goroutines to fail the goroutine checks of the tests after it (a
+	// bounded wait: with the fault this test guards, Close never returns).
+	defer func() {
+		closed := make(chan struct{})
+		go func() { _ = c.Close(); close(closed) }()
+		select {
+		case <-closed:
+		case <-time.After(4 * waitFor):
+		}
+	}()
 	for deadline := time.Now().Add(60 * time.Second); sluice.PendingCalls(c) != 1; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("timed out waiting for the big call to be sent")
