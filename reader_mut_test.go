@@ -117,6 +117,14 @@ func TestSocketEndLogged(t *testing.T) {
 func TestFreeRoleKeptStillRescuesBlockedHandler(t *testing.T) {
 	fe := newFakeEngine(t)
 	c, fc := connect(t, fe, sluice.WithFreeRoleKept())
+	checkBlockedHandlerRescued(t, c, fc, func() {})
+}
+
+// checkBlockedHandlerRescued registers "block" (blocks until released) and
+// "echo", runs before, then calls block and echo: echo must be answered
+// while block's inline run is blocked (a rescue), then block's result.
+func checkBlockedHandlerRescued(t *testing.T, c *sluice.Client, fc *fakeConn, before func()) {
+	t.Helper()
 	release := make(chan struct{})
 	started := make(chan struct{}, 1)
 	must(t, c.RegisterRaw("block", func(context.Context, *sluice.Invocation) (json.RawMessage, error) {
@@ -127,6 +135,7 @@ func TestFreeRoleKeptStillRescuesBlockedHandler(t *testing.T) {
 	must(t, c.RegisterRaw("echo", echoRaw))
 	fc.expect(t, wire.TypeRegisterFunction)
 	fc.expect(t, wire.TypeRegisterFunction)
+	before()
 	fc.sendRaw(`{"type":"invokefunction","invocation_id":"b1","function_id":"block","data":1}`)
 	<-started // inline on the background reader (no run time yet), and blocked
 	fc.sendRaw(`{"type":"invokefunction","invocation_id":"e1","function_id":"echo","data":2}`)
@@ -219,28 +228,5 @@ func TestWatchdogSleepsWhenIdle(t *testing.T) {
 func TestBlockedHandlerRescuedFromSleepingWatchdog(t *testing.T) {
 	fe := newFakeEngine(t)
 	c, fc := connect(t, fe)
-	release := make(chan struct{})
-	started := make(chan struct{}, 1)
-	must(t, c.RegisterRaw("block", func(context.Context, *sluice.Invocation) (json.RawMessage, error) {
-		started <- struct{}{}
-		<-release
-		return json.RawMessage(`"released"`), nil
-	}))
-	must(t, c.RegisterRaw("echo", echoRaw))
-	fc.expect(t, wire.TypeRegisterFunction)
-	fc.expect(t, wire.TypeRegisterFunction)
-	waitWatchdogAsleep(t, c)
-	fc.sendRaw(`{"type":"invokefunction","invocation_id":"b1","function_id":"block","data":1}`)
-	<-started // inline on the background reader (no run time yet), and blocked
-	fc.sendRaw(`{"type":"invokefunction","invocation_id":"e1","function_id":"echo","data":2}`)
-	if r := fc.expect(t, wire.TypeInvocationResult); r.m.InvocationID != "e1" {
-		t.Fatalf("echo behind a blocked handler: %s", r.raw)
-	}
-	if n := sluice.Rescues(c); n < 1 {
-		t.Errorf("rescues = %d, want at least 1", n)
-	}
-	close(release)
-	if r := fc.expect(t, wire.TypeInvocationResult); r.m.InvocationID != "b1" {
-		t.Fatalf("blocked handler's result: %s", r.raw)
-	}
+	checkBlockedHandlerRescued(t, c, fc, func() { waitWatchdogAsleep(t, c) })
 }
