@@ -13,8 +13,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/sluicehq/sluice/wire"
 )
 
 // TestSameOriginSchemes: an http or https origin naming the Host is the
@@ -88,19 +86,7 @@ func testConsoleSnapshotStreamsAndQueues(t *testing.T, dataDir string) {
 		c.DataDir, c.Streams.Addr = dataDir, "127.0.0.1:0"
 		c.Queues = map[string]QueueConfig{"jobs": DefaultQueueConfig()}
 	})
-	w := dialRaw(t, e)
-	w.sendJSON(`{"type":"registerfunction","id":"sub::a"}`)
-	w.sendJSON(`{"type":"registertrigger","id":"ta","trigger_type":"durable:subscriber","function_id":"sub::a","config":{"topic":"orders"}}`)
-	c := &queueCaller{w: dialRaw(t, e)}
-	waitFunction(t, c.w, "sub::a")
-	if res := c.call(fnDurablePublish, `{"topic":"orders","data":{"o":1}}`); res.Error != nil {
-		t.Fatalf("publish: %+v", res)
-	}
-	w.awaitInvoke("sub::a", func(wire.Message) bool { return true }) // in flight, never answered
-	c.w.sendJSON(`{"type":"invokefunction","invocation_id":"e1","function_id":"q::nobody","data":{"n":1},"action":{"type":"enqueue","queue":"jobs"}}`)
-	if res := c.w.await(func(m wire.Message) bool { return m.Type == wire.TypeInvocationResult && m.InvocationID == "e1" }); res.Error != nil {
-		t.Fatalf("enqueue: %+v", res)
-	}
+	holdQueueJobs(t, e)
 	s := e.snapshot(context.Background())
 	if want := e.modules.streams.hub.Addr(); want == "" || s.Engine.StreamsAddr != want {
 		t.Errorf("streams_addr %q, want the stream listener's %q", s.Engine.StreamsAddr, want)

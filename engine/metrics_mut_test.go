@@ -44,21 +44,7 @@ func testMetricsQueueGauges(t *testing.T, dataDir string) {
 		c.DataDir = dataDir
 		c.Queues = map[string]QueueConfig{"jobs": DefaultQueueConfig()}
 	})
-	w := dialRaw(t, e)
-	w.sendJSON(`{"type":"registerfunction","id":"sub::a"}`)
-	w.sendJSON(`{"type":"registertrigger","id":"ta","trigger_type":"durable:subscriber","function_id":"sub::a","config":{"topic":"orders"}}`)
-	c := &queueCaller{w: dialRaw(t, e)}
-	waitFunction(t, c.w, "sub::a")
-	if res := c.call(fnDurablePublish, `{"topic":"orders","data":{"o":1}}`); res.Error != nil {
-		t.Fatalf("publish: %+v", res)
-	}
-	// Delivered, never answered: in flight on the topic's queue.
-	w.awaitInvoke("sub::a", func(wire.Message) bool { return true })
-	// A job for a function nobody registered waits on "jobs".
-	c.w.sendJSON(`{"type":"invokefunction","invocation_id":"e1","function_id":"q::nobody","data":{"n":1},"action":{"type":"enqueue","queue":"jobs"}}`)
-	if res := c.w.await(func(m wire.Message) bool { return m.Type == wire.TypeInvocationResult && m.InvocationID == "e1" }); res.Error != nil {
-		t.Fatalf("enqueue: %+v", res)
-	}
+	holdQueueJobs(t, e)
 	// The enqueue was answered once stored and the delivery leased before
 	// it was sent: both are counted now.
 	rec := httptest.NewRecorder()
@@ -116,5 +102,28 @@ func TestListenersCloseSlowHeaders(t *testing.T) {
 	}
 	if res, err := http.Get(e.ConsoleURL() + "/healthz"); err != nil || res.StatusCode != 200 {
 		t.Fatalf("console after the slow clients: %v %v", res, err)
+	}
+}
+
+// holdQueueJobs leaves one job in flight on the durable topic "orders"'s
+// queue (delivered to sub::a, never answered) and one waiting on "jobs"
+// (its function, q::nobody, is not registered). The engine must have the
+// queue "jobs".
+func holdQueueJobs(t *testing.T, e *Engine) {
+	t.Helper()
+	w := dialRaw(t, e)
+	w.sendJSON(`{"type":"registerfunction","id":"sub::a"}`)
+	w.sendJSON(`{"type":"registertrigger","id":"ta","trigger_type":"durable:subscriber","function_id":"sub::a","config":{"topic":"orders"}}`)
+	c := &queueCaller{w: dialRaw(t, e)}
+	waitFunction(t, c.w, "sub::a")
+	if res := c.call(fnDurablePublish, `{"topic":"orders","data":{"o":1}}`); res.Error != nil {
+		t.Fatalf("publish: %+v", res)
+	}
+	// Delivered, never answered: in flight on the topic's queue.
+	w.awaitInvoke("sub::a", func(wire.Message) bool { return true })
+	// A job for a function nobody registered waits on "jobs".
+	c.w.sendJSON(`{"type":"invokefunction","invocation_id":"e1","function_id":"q::nobody","data":{"n":1},"action":{"type":"enqueue","queue":"jobs"}}`)
+	if res := c.w.await(func(m wire.Message) bool { return m.Type == wire.TypeInvocationResult && m.InvocationID == "e1" }); res.Error != nil {
+		t.Fatalf("enqueue: %+v", res)
 	}
 }
