@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,6 +33,15 @@ type result struct {
 	MidCPUus    int64 `json:"mid_cpu_us,omitempty"`
 	MidSwitches int64 `json:"mid_switches,omitempty"`
 	SelfCPUus   int64 `json:"self_cpu_us,omitempty"`
+	// Over the measured window (a batchCounter's batches, or the load
+	// processes' lives): the far end's CPU, the client processes' CPU,
+	// the machine's busy time and the nice part of it, and the window's
+	// wall time.
+	EndCPUus      int64 `json:"end_cpu_us,omitempty"`
+	ClientCPUus   int64 `json:"client_cpu_us,omitempty"`
+	MachineCPUus  int64 `json:"machine_cpu_us,omitempty"`
+	MachineNiceUs int64 `json:"machine_nice_us,omitempty"`
+	WindowUs      int64 `json:"window_us,omitempty"`
 	// streamfan: p50 over the stream::set calls of the time from a call to
 	// its last client's receipt (every client reached).
 	AllP50us float64 `json:"all_p50_us,omitempty"`
@@ -61,56 +69,6 @@ func hexVal(c byte) byte {
 	return 0
 }
 
-// midCounter adds up the CPU time and context switches of a target's
-// middle processes over the batches run on that target, for targets that
-// share processes (the nodes of one cluster), where the driver's counts
-// over the whole run would mix them.
-type midCounter struct {
-	pids     []int
-	cpu      time.Duration
-	switches int64
-}
-
-// parseMidPids parses -midpids: one group per target, comma-separated,
-// pids joined by '+'. Targets without a group count nothing.
-func parseMidPids(s string, n int) []*midCounter {
-	out := make([]*midCounter, n)
-	groups := strings.Split(s, ",")
-	for i := range out {
-		out[i] = &midCounter{}
-		if s == "" || i >= len(groups) {
-			continue
-		}
-		for _, p := range strings.Split(groups[i], "+") {
-			if pid, err := strconv.Atoi(p); err == nil {
-				out[i].pids = append(out[i].pids, pid)
-			}
-		}
-	}
-	return out
-}
-
-// start begins a measured batch; the function returned ends it.
-func (m *midCounter) start() func() {
-	if len(m.pids) == 0 {
-		return func() {}
-	}
-	var cpu0 time.Duration
-	var cs0 int64
-	for _, p := range m.pids {
-		cpu0 += procCPU(p)
-		cs0 += procSwitches(p)
-	}
-	return func() {
-		for _, p := range m.pids {
-			m.cpu += procCPU(p)
-			m.switches += procSwitches(p)
-		}
-		m.cpu -= cpu0
-		m.switches -= cs0
-	}
-}
-
 // httpload: -clients goroutines POST the JSON echo and check every
 // answer. -url takes several targets (comma-separated), each one base URL
 // or several joined by '|' (the clients are spread over them in turn, as a
@@ -126,6 +84,7 @@ func cmdHTTPLoad(args []string) {
 	slice := fs.Duration("slice", 200*time.Millisecond, "time on one target before switching")
 	warm := fs.Duration("warm", 300*time.Millisecond, "warm-up duration per target")
 	midPids := fs.String("midpids", "", "per target (comma-separated, in -url order): the pids (joined by +) whose CPU and context switches are counted over that target's slices")
+	endPids := fs.String("endpids", "", "per target, as -midpids: the far end's pids, whose CPU is counted over that target's slices")
 	_ = fs.Parse(args)
 	body := []byte(`{"id":42,"name":"widget","tags":["a","b","c"]}`)
 	type target struct {
@@ -140,7 +99,7 @@ func cmdHTTPLoad(args []string) {
 		tr := &http.Transport{MaxIdleConns: *clients, MaxIdleConnsPerHost: *clients}
 		ts = append(ts, &target{bases: strings.Split(u, "|"), hc: &http.Client{Transport: tr, Timeout: 10 * time.Second}})
 	}
-	mids := parseMidPids(*midPids, len(ts))
+	mids := parseCounters(*midPids, *endPids, len(ts))
 	do := func(t *target, client int) error {
 		res, err := t.hc.Post(t.bases[client%len(t.bases)]+"/echo/7", "application/json", bytes.NewReader(body))
 		if err != nil {
@@ -204,9 +163,10 @@ func cmdHTTPLoad(args []string) {
 			report(result{Lost: t.failed, Seconds: t.elapsed.Seconds()})
 			continue
 		}
-		report(result{P50us: pct(t.lat, .5), P99us: pct(t.lat, .99), Rate: float64(len(t.lat)) / t.elapsed.Seconds(),
-			Ops: int64(len(t.lat)), Seconds: t.elapsed.Seconds(), Lost: t.failed,
-			MidCPUus: mids[ti].cpu.Microseconds(), MidSwitches: mids[ti].switches})
+		r := result{P50us: pct(t.lat, .5), P99us: pct(t.lat, .99), Rate: float64(len(t.lat)) / t.elapsed.Seconds(),
+			Ops: int64(len(t.lat)), Seconds: t.elapsed.Seconds(), Lost: t.failed}
+		mids[ti].fill(&r)
+		report(r)
 	}
 }
 
@@ -216,6 +176,7 @@ func cmdDownload(args []string) {
 	base := fs.String("url", "", "base URL")
 	n := fs.Int64("n", 1<<30, "bytes")
 	_ = fs.Parse(args)
+	ph := startPhase()
 	start := time.Now()
 	res, err := http.Get(fmt.Sprintf("%s/blob?n=%d", *base, *n))
 	if err != nil {
@@ -227,7 +188,9 @@ func cmdDownload(args []string) {
 		log.Fatalf("download: HTTP %d, %d of %d bytes: %v", res.StatusCode, got, *n, err)
 	}
 	el := time.Since(start)
-	report(result{Rate: float64(*n) / el.Seconds() / 1e6, Ops: *n, Seconds: el.Seconds()})
+	r := result{Rate: float64(*n) / el.Seconds() / 1e6, Ops: *n, Seconds: el.Seconds()}
+	ph.fill(&r)
+	report(r)
 }
 
 // chanwrite: writes -n bytes in 64 KiB binary frames to a channel URL
@@ -238,6 +201,13 @@ func cmdChanWrite(args []string) {
 	tcp := fs.String("tcp", "", "TCP relay address instead")
 	n := fs.Int64("n", 1<<30, "bytes")
 	_ = fs.Parse(args)
+	// Its own CPU over the writing, for the driver's client count.
+	ph := startPhase()
+	defer func() {
+		var r result
+		ph.fill(&r)
+		report(result{ClientCPUus: r.ClientCPUus})
+	}()
 	if *tcp != "" {
 		c, err := net.Dial("tcp", *tcp)
 		if err != nil {
@@ -282,6 +252,7 @@ func cmdChanRead(args []string) {
 	_ = fs.Parse(args)
 	var got int64
 	var start time.Time
+	var ph phase // from the first byte, as the rate
 	if *tcp != "" {
 		c, err := net.Dial("tcp", *tcp)
 		if err != nil {
@@ -295,7 +266,7 @@ func cmdChanRead(args []string) {
 		for got < *n {
 			k, err := c.Read(buf)
 			if got == 0 {
-				start = time.Now()
+				start, ph = time.Now(), startPhase()
 			}
 			got += int64(k)
 			if err != nil {
@@ -310,7 +281,7 @@ func cmdChanRead(args []string) {
 		fmt.Println("READY")
 		err = ws.discardFrames(func(k int64) {
 			if got == 0 {
-				start = time.Now()
+				start, ph = time.Now(), startPhase()
 			}
 			got += k
 		})
@@ -323,5 +294,7 @@ func cmdChanRead(args []string) {
 		fmt.Fprintf(os.Stderr, "chanread: %d of %d bytes\n", got, *n)
 		os.Exit(1)
 	}
-	report(result{Rate: float64(got) / el.Seconds() / 1e6, Ops: got, Seconds: el.Seconds()})
+	r := result{Rate: float64(got) / el.Seconds() / 1e6, Ops: got, Seconds: el.Seconds()}
+	ph.fill(&r)
+	report(r)
 }

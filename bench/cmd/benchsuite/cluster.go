@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -96,7 +97,7 @@ func clusterWorkloads(o *runOpts, add func(workload)) {
 			if len(ws) > 0 {
 				var err error
 				rs, err = runLoadAll(o, "invoke", 5*time.Minute, append([]string{"-url", urls(ws, false), "-fns", strings.Join(fns, ","),
-					"-midpids", strings.Join(mids, ","), "-mode", mode, "-n", fmt.Sprint(n)}, o.warm...)...)
+					"-midpids", strings.Join(mids, ","), "-endpids", pidArgs(ws)[3], "-mode", mode, "-n", fmt.Sprint(n)}, o.warm...)...)
 				if err != nil || len(ws) == len(es) {
 					return rs, err
 				}
@@ -115,7 +116,7 @@ func clusterWorkloads(o *runOpts, add func(workload)) {
 		targets = append(targets, natsRR)
 	}
 	seqW := workload{name: "cluster-invoke-seq", targets: targets, runAll: invoke("seq", o.invokeN), main: "cross-node",
-		metric: "p50 µs", value: func(r result) float64 { return r.P50us }, lowerBetter: true,
+		metric: "p50 µs", value: func(r result) float64 { return r.P50us }, lowerBetter: true, serial: true,
 		goals: []goal{{"same-node", 2.0}, {"nats-reqrep", 0}}}
 	tputW := workload{name: "cluster-invoke-tput", targets: targets, runAll: invoke("tput", o.tputN), main: "cross-node",
 		metric: "calls/s", value: func(r result) float64 { return r.Rate },
@@ -345,6 +346,11 @@ func runPair(o *runOpts, rargs, wargs []string) (result, error) {
 		return result{}, err
 	}
 	res, err := r.result(5 * time.Minute)
+	// The writer's CPU over its writing, where it reports it (chanwrite).
+	var wr result
+	if line, e := w.waitLine(w.stdout, 10*time.Second, func(s string) bool { return strings.HasPrefix(s, "RESULT ") }); e == nil {
+		_ = json.Unmarshal([]byte(strings.TrimPrefix(line, "RESULT ")), &wr)
+	}
 	select {
 	case <-w.done:
 	case <-time.After(10 * time.Second):
@@ -353,6 +359,15 @@ func runPair(o *runOpts, rargs, wargs []string) (result, error) {
 	if err == nil && w.err != nil {
 		err = fmt.Errorf("%s: %v:\n%s", wargs[0], w.err, w.stderrTail())
 	}
+	// Where a side does not count its own phase, its whole life.
+	rc, wc := res.ClientCPUus, wr.ClientCPUus
+	if rc == 0 {
+		rc = exitedCPU(r).Microseconds()
+	}
+	if wc == 0 {
+		wc = exitedCPU(w).Microseconds()
+	}
+	res.ClientCPUus = rc + wc
 	return res, err
 }
 

@@ -34,6 +34,7 @@ func cmdInvoke(args []string) {
 	fn := fs.String("fn", "bench::echo", "function called")
 	fnList := fs.String("fns", "", "functions called, one per -url (comma-separated; default -fn for all)")
 	midPids := fs.String("midpids", "", "per target (comma-separated, in -url order): the pids (joined by +) whose CPU and context switches are counted over that target's batches")
+	endPids := fs.String("endpids", "", "per target, as -midpids: the far end's pids, whose CPU is counted over that target's batches")
 	tmpl := fs.String("data", `{"user":"ada","op":"echo","n":42,"tags":["a","b"]}`, "its data; {i} is replaced by the call number modulo 1000")
 	_ = fs.Parse(args)
 	var callers []*caller
@@ -58,15 +59,15 @@ func cmdInvoke(args []string) {
 			c.call()
 		}
 	}
-	mids := parseMidPids(*midPids, len(callers))
+	mids := parseCounters(*midPids, *endPids, len(callers))
 	if *batch <= 0 {
 		*batch = max(1, *n/10)
 	}
 	for done := 0; done < *n; done += *batch {
 		k := min(*batch, *n-done)
 		for ci, c := range callers {
-			t0 := time.Now()
 			stop := mids[ci].start()
+			t0 := time.Now()
 			switch *mode {
 			case "seq":
 				for range k {
@@ -87,7 +88,8 @@ func cmdInvoke(args []string) {
 		}
 	}
 	for ci, c := range callers {
-		r := result{MidCPUus: mids[ci].cpu.Microseconds(), MidSwitches: mids[ci].switches, Rate: float64(c.got+len(c.lat)) / c.elapsed.Seconds(), Ops: int64(c.got + len(c.lat)), Seconds: c.elapsed.Seconds(), Lost: int64(c.lost)}
+		r := result{Rate: float64(c.got+len(c.lat)) / c.elapsed.Seconds(), Ops: int64(c.got + len(c.lat)), Seconds: c.elapsed.Seconds(), Lost: int64(c.lost)}
+		mids[ci].fill(&r)
 		if len(c.lat) > 0 {
 			r.P50us, r.P99us = pct(c.lat, .5), pct(c.lat, .99)
 		}

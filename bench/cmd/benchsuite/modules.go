@@ -62,9 +62,9 @@ func moduleWorkloads(o *runOpts, add func(workload)) {
 				runAll: func(es []*engine) ([]result, error) {
 					return runLoadAll(o, "invoke", 5*time.Minute, append([]string{"-url", urls(es, false), "-mode", mode,
 						"-n", fmt.Sprint(o.stateN), "-inflight", fmt.Sprint(inflight), "-fn", w.fn, "-data", w.data,
-						"-lost-after", "2s", "-reorder", "64"}, o.warm...)...)
+						"-lost-after", "2s", "-reorder", "64"}, append(pidArgs(es), o.warm...)...)...)
 				},
-				metric: "ops/s", value: func(r result) float64 { return r.Rate },
+				metric: "ops/s", value: func(r result) float64 { return r.Rate }, serial: inflight == 1,
 				goals: []goal{{"upstream", 2.0}}})
 		}
 	}
@@ -198,9 +198,10 @@ func pubsubWorkload(o *runOpts, add func(workload), targets []*engine) {
 			time.Sleep(200 * time.Millisecond) // probes still in flight land first
 			base := n.Load()
 			start := time.Now()
-			if _, err := runLoad(o, "invoke", 2*time.Minute, "-url", e.wsURL, "-mode", "tput", "-inflight", "8",
+			pub, err := runLoad(o, "invoke", 2*time.Minute, "-url", e.wsURL, "-mode", "tput", "-inflight", "8",
 				"-n", fmt.Sprint(o.pubsubN), "-fn", "publish", "-data", `{"topic":"benchps","data":{"n":{i}}}`,
-				"-warm", "0", "-lost-after", "2s", "-reorder", "64"); err != nil {
+				"-warm", "0", "-lost-after", "2s", "-reorder", "64")
+			if err != nil {
 				return result{}, err
 			}
 			// Until all arrived (the count is printed per 100), or none
@@ -220,7 +221,7 @@ func pubsubWorkload(o *runOpts, add func(workload), targets []*engine) {
 			if lost <= 100 {
 				lost = 0 // below the count's resolution
 			}
-			return result{Rate: float64(got) / el.Seconds(), Ops: got, Seconds: el.Seconds(), Lost: lost}, nil
+			return result{Rate: float64(got) / el.Seconds(), Ops: got, Seconds: el.Seconds(), Lost: lost, ClientCPUus: pub.ClientCPUus}, nil
 		},
 		metric: "deliveries/s", value: func(r result) float64 { return r.Rate },
 		goals: []goal{{"upstream", 2.0}}})

@@ -79,7 +79,7 @@ func observeWorkload(o *runOpts, add func(workload)) {
 				fns += fnOf[e]
 			}
 			return runLoadAll(o, "invoke", 5*time.Minute, append([]string{"-url", urls(es, false), "-fns", fns, "-mode", "tput",
-				"-n", fmt.Sprint(o.tputN)}, o.warm...)...)
+				"-n", fmt.Sprint(o.tputN)}, append(pidArgs(es), o.warm...)...)...)
 		},
 		metric: "calls/s", value: func(r result) float64 { return r.Rate },
 		goals: []goal{{"unobserved", 0.8}}})

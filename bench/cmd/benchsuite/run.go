@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -129,11 +130,14 @@ func run(o *runOpts) error {
 	fmt.Printf("# multi-process suite, %s, reps=%d, channel %d MiB, download %d MiB\n",
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), o.reps, o.chanBytes>>20, o.dlBytes>>20)
 	var rows []row
+	var tabs []cpuTable
 	add := func(w workload) {
 		if !o.only.MatchString(w.name) {
 			return
 		}
-		rows = append(rows, measure(o, w)...)
+		rs, tab := measure(o, w)
+		rows = append(rows, rs...)
+		tabs = append(tabs, tab)
 	}
 	// The engines and baselines below serve these workloads only; the
 	// others start their own.
@@ -145,6 +149,8 @@ func run(o *runOpts) error {
 	observeWorkload(o, add)
 	clusterWorkloads(o, add)
 	printTable(rows)
+	printCPUTable(tabs)
+	printFloors(tabs)
 	fmt.Printf("# took %v\n", time.Since(start).Round(time.Second))
 	return nil
 }
@@ -180,11 +186,11 @@ func mainSuite(o *runOpts, add func(workload)) error {
 	}
 	invokeArgs := func(mode string, n int) func([]*engine) ([]result, error) {
 		return func(es []*engine) ([]result, error) {
-			return runLoadAll(o, "invoke", 5*time.Minute, append([]string{"-url", urls(es, false), "-mode", mode, "-n", fmt.Sprint(n)}, o.warm...)...)
+			return runLoadAll(o, "invoke", 5*time.Minute, slices.Concat([]string{"-url", urls(es, false), "-mode", mode, "-n", fmt.Sprint(n)}, pidArgs(es), o.warm)...)
 		}
 	}
 	add(workload{name: "invoke-seq", targets: append([]*engine{relay}, engines...), runAll: invokeArgs("seq", o.invokeN),
-		metric: "p50 µs", value: func(r result) float64 { return r.P50us }, lowerBetter: true,
+		metric: "p50 µs", value: func(r result) float64 { return r.P50us }, lowerBetter: true, serial: true,
 		goals: []goal{{"relay", 1.2}, {"upstream", 0.5}}})
 	add(workload{name: "invoke-tput", targets: append([]*engine{relay}, engines...), runAll: invokeArgs("tput", o.tputN),
 		metric: "calls/s", value: func(r result) float64 { return r.Rate },
@@ -192,9 +198,9 @@ func mainSuite(o *runOpts, add func(workload)) error {
 	for _, clients := range []int{1, 8, 64} {
 		add(workload{name: fmt.Sprintf("http-echo-%d", clients), targets: append([]*engine{proxy}, engines...),
 			runAll: func(es []*engine) ([]result, error) {
-				return runLoadAll(o, "httpload", 5*time.Minute, "-url", urls(es, true), "-clients", fmt.Sprint(clients), "-dur", o.httpDur.String(), "-warm", o.httpWarm.String())
+				return runLoadAll(o, "httpload", 5*time.Minute, append([]string{"-url", urls(es, true), "-clients", fmt.Sprint(clients), "-dur", o.httpDur.String(), "-warm", o.httpWarm.String()}, pidArgs(es)...)...)
 			},
-			metric: "req/s", value: func(r result) float64 { return r.Rate },
+			metric: "req/s", value: func(r result) float64 { return r.Rate }, serial: clients == 1,
 			goals: []goal{{"proxy", 1.0}, {"upstream", 2.0}}})
 	}
 	add(workload{name: "channel", targets: append([]*engine{copyRelay, spliceRelay}, engines...),
@@ -241,7 +247,11 @@ func runLoad(o *runOpts, sub string, timeout time.Duration, args ...string) (res
 	if err != nil {
 		return result{}, err
 	}
-	return c.result(timeout)
+	r, err := c.result(timeout)
+	if r.ClientCPUus == 0 && r.SelfCPUus == 0 { // the client: the whole process
+		r.ClientCPUus = exitedCPU(c).Microseconds()
+	}
+	return r, err
 }
 
 // ---------------------------------------------------------------- targets
@@ -594,25 +604,7 @@ func runChannel(o *runOpts, e *engine) (result, error) {
 		rargs = []string{"-url", ru, "-n", n}
 		wargs = []string{"-url", wu, "-n", n}
 	}
-	r, err := startChild("chanread", o.tmp, nil, o.self, append([]string{"chanread"}, rargs...)...)
-	if err != nil {
-		return result{}, err
-	}
-	if _, err := r.ready(); err != nil {
-		return result{}, err
-	}
-	w, err := startChild("chanwrite", o.tmp, nil, o.self, append([]string{"chanwrite"}, wargs...)...)
-	if err != nil {
-		r.kill()
-		return result{}, err
-	}
-	res, err := r.result(5 * time.Minute)
-	select {
-	case <-w.done:
-	case <-time.After(10 * time.Second):
-		w.kill()
-	}
-	return res, err
+	return runPair(o, append([]string{"chanread"}, rargs...), append([]string{"chanwrite"}, wargs...))
 }
 
 // ---------------------------------------------------------------- measuring
@@ -636,6 +628,9 @@ type workload struct {
 	// main is the target whose ratios to the goals' baselines the table
 	// gives ("sluice" when empty).
 	main string
+	// serial: one operation in flight at a time, so the client's and the
+	// far end's work lie in series on each operation's path (floors).
+	serial bool
 }
 
 type row struct {
@@ -651,9 +646,17 @@ type row struct {
 // measure runs w's targets in turn, rep times, rotating the order each
 // repetition so that no target always runs first (or right after
 // another), and prints every run as it goes.
-func measure(o *runOpts, w workload) []row {
+func measure(o *runOpts, w workload) ([]row, cpuTable) {
 	vals := map[string][]float64{}
 	cpus := map[string][]float64{} // the middle's CPU µs per op
+	tab := cpuTable{w: w, unit: "op", per: map[string][]perOp{}, floorT: map[string]bool{}, value: map[string][]float64{}}
+	if strings.HasSuffix(w.metric, "MB/s") {
+		tab.unit = "MiB"
+	}
+	for _, t := range w.targets {
+		tab.order = append(tab.order, t.name)
+		tab.floorT[t.name] = t.ctl != nil // an engine: the worker is its far end
+	}
 	for rep := range o.reps {
 		order := slices.Clone(w.targets)
 		k := rep % len(order)
@@ -685,27 +688,47 @@ func measure(o *runOpts, w workload) []row {
 		for ti, t := range order {
 			var r result
 			var err error
-			var cpu, end time.Duration
+			var cpu, end, machine, nice, window time.Duration
 			var cs int64
 			var st *straceRun
+			us := func(v int64) time.Duration { return time.Duration(v) * time.Microsecond }
 			if w.runAll != nil {
 				err, cpu, end, cs = allErr, t.cpu, t.endCPU, t.switches
 				if err == nil {
 					r = all[ti]
 					if r.MidCPUus > 0 { // counted by the load process over this target's batches
-						cpu, cs = time.Duration(r.MidCPUus)*time.Microsecond, r.MidSwitches
+						cpu, cs = us(r.MidCPUus), r.MidSwitches
 					}
+					if r.EndCPUus > 0 {
+						end = us(r.EndCPUus)
+					}
+					machine, nice, window = us(r.MachineCPUus), us(r.MachineNiceUs), us(r.WindowUs)
 				}
 			} else {
 				if o.strace {
 					st = startStrace(o, t)
 				}
-				cpu0, end0, cs0 := cpuOf(t.mid), cpuOf(t.ends), switchesOf(t.mid)
+				cpu0, end0, cs0 := snapAll(t.mid), snapAll(t.ends), switchesOf(t.mid)
+				mach0, nice0 := machineCPU()
+				t0 := time.Now()
 				r, err = w.run(t)
-				cpu, end, cs = cpuOf(t.mid)-cpu0, cpuOf(t.ends)-end0, switchesOf(t.mid)-cs0
+				window = time.Since(t0)
+				mach, nc := machineCPU()
+				machine, nice = mach-mach0, nc-nice0
+				cpu, end, cs = sinceAll(t.mid, cpu0), sinceAll(t.ends, end0), switchesOf(t.mid)-cs0
 				if r.MidCPUus > 0 { // counted by the load process over its measured phase
-					cpu, cs = time.Duration(r.MidCPUus)*time.Microsecond, r.MidSwitches
+					cpu, cs = us(r.MidCPUus), r.MidSwitches
 				}
+				if r.WindowUs > 0 { // the same
+					machine, nice, window = us(r.MachineCPUus), us(r.MachineNiceUs), us(r.WindowUs)
+					if r.EndCPUus > 0 {
+						end = us(r.EndCPUus)
+					}
+				}
+			}
+			client := us(r.ClientCPUus)
+			if client == 0 {
+				client = us(r.SelfCPUus)
 			}
 			if err != nil {
 				fmt.Printf("%-12s rep %d %-12s FAILED: %v\n", w.name, rep+1, t.name, err)
@@ -736,6 +759,17 @@ func measure(o *runOpts, w workload) []row {
 				if r.SelfCPUus > 0 {
 					line += fmt.Sprintf("; load process CPU/%s %.1f µs", unit, float64(r.SelfCPUus)/per)
 				}
+				p := perOp{mid: float64(cpu.Microseconds()) / per, end: float64(end.Microseconds()) / per,
+					client: float64(client.Microseconds()) / per, machine: float64(machine.Microseconds()) / per, nice: float64(nice.Microseconds()) / per}
+				if client > 0 {
+					line += fmt.Sprintf("; client %.1f µs", p.client)
+				}
+				if window > 0 && machine > 0 {
+					p.busy = machine.Seconds() / (window.Seconds() * float64(runtime.NumCPU()))
+					line += fmt.Sprintf("; machine %.1f µs (nice %.1f), %.0f%% busy", p.machine, p.nice, 100*p.busy)
+				}
+				tab.per[t.name] = append(tab.per[t.name], p)
+				tab.value[t.name] = append(tab.value[t.name], v)
 			}
 			if r.Lost > 0 {
 				line += fmt.Sprintf("  LOST/FAILED %d", r.Lost)
@@ -782,7 +816,7 @@ func measure(o *runOpts, w workload) []row {
 		}
 		rows = append(rows, rw)
 	}
-	return rows
+	return rows, tab
 }
 
 func cpuOf(cs []*child) time.Duration {

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"runtime"
+	"slices"
+	"strings"
+)
+
+// perOp is one run's CPU per operation (per MiB for MB/s workloads), µs.
+type perOp struct {
+	client, mid, end, machine, nice float64
+	busy                            float64 // the machine's busy time ÷ the cores' time in the window
+}
+
+// cpuTable is one workload's CPU per op on every side, per target and
+// repetition, and what its floors need.
+type cpuTable struct {
+	w      workload
+	unit   string // "op" or "MiB"
+	order  []string
+	floorT map[string]bool // targets whose far end is the worker (the engines)
+	per    map[string][]perOp
+	value  map[string][]float64 // the workload's metric
+}
+
+// med is the median of each field over t's repetitions.
+func (tab cpuTable) med(t string) (perOp, bool) {
+	ps := tab.per[t]
+	if len(ps) == 0 {
+		return perOp{}, false
+	}
+	f := func(g func(perOp) float64) float64 {
+		v := make([]float64, len(ps))
+		for i, p := range ps {
+			v[i] = g(p)
+		}
+		return median(v)
+	}
+	return perOp{client: f(func(p perOp) float64 { return p.client }), mid: f(func(p perOp) float64 { return p.mid }),
+		end: f(func(p perOp) float64 { return p.end }), machine: f(func(p perOp) float64 { return p.machine }),
+		nice: f(func(p perOp) float64 { return p.nice }), busy: f(func(p perOp) float64 { return p.busy })}, true
+}
+
+func (tab cpuTable) main() string {
+	if tab.w.main != "" {
+		return tab.w.main
+	}
+	return "sluice"
+}
+
+// printCPUTable prints, per workload and target, the medians of the CPU
+// per op of the client processes, the middle, the far end and the whole
+// machine (which also counts everyone else on it: "machine − counted").
+func printCPUTable(tabs []cpuTable) {
+	fmt.Println()
+	fmt.Println("CPU per op: client / middle / far end / machine (µs per op, per MiB for MB/s workloads; medians over the repetitions)")
+	fmt.Println()
+	fmt.Println("| workload | target | per | client | middle | far end | counted (sum) | machine | machine − counted | of machine: nice | machine busy |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, tab := range tabs {
+		for _, t := range tab.order {
+			p, ok := tab.med(t)
+			if !ok {
+				continue
+			}
+			counted := p.client + p.mid + p.end
+			mach, other, nice, busy := "—", "—", "—", "—"
+			if p.machine > 0 {
+				mach, other, nice, busy = fmt.Sprintf("%.1f", p.machine), fmt.Sprintf("%.1f", p.machine-counted), fmt.Sprintf("%.1f", p.nice), fmt.Sprintf("%.0f%%", 100*p.busy)
+			}
+			fmt.Printf("| %s | %s | %s | %.1f | %.1f | %.1f | %.1f | %s | %s | %s | %s |\n",
+				tab.w.name, t, tab.unit, p.client, p.mid, p.end, counted, mach, other, nice, busy)
+		}
+	}
+}
+
+// printFloors prints, for each throughput goal against a baseline, the
+// best ratio any middle process could reach on this machine: one that
+// used no CPU at all, with the client and the far end using what they
+// were measured to use per op (the least over the targets whose far end
+// is the same worker). They alone need (client + end) µs of the cores'
+// time per op, so ops/s ≤ cores ÷ (client + end): an upper bound. Then
+// the same with the cheapest middle measured, and the most CPU per op a
+// middle may use for the goal. CPU per op gives no bound in series (one
+// op in flight) nor on latency: part of it is off the operation's path
+// (the Go scheduler spinning for work, GC), and a serial run's CPU per op
+// exceeds its wall time per op; there, the fastest target measured is
+// the reference.
+func printFloors(tabs []cpuTable) {
+	cores := runtime.NumCPU()
+	fmt.Println()
+	fmt.Printf("## floors: upper bounds on Sluice ÷ baseline (a middle using no CPU, the client and far end using the CPU per op measured above, %d cores; other load on the machine only lowers them)\n", cores)
+	fmt.Println()
+	for _, tab := range tabs {
+		mainName := tab.main()
+		mainP, ok := tab.med(mainName)
+		if !ok {
+			continue
+		}
+		// The least client + far end over the engines (or the main target).
+		ce, ceName := math.Inf(1), ""
+		var ceP perOp
+		for _, t := range tab.order {
+			p, ok := tab.med(t)
+			if !ok || p.client <= 0 || !(tab.floorT[t] || t == mainName) {
+				continue
+			}
+			if v := p.client + p.end; v < ce {
+				ce, ceName, ceP = v, t, p
+			}
+		}
+		// The cheapest middle measured, and the best value measured.
+		cheap, cheapName := math.Inf(1), ""
+		best, bestName := 0.0, ""
+		for _, t := range tab.order {
+			if p, ok := tab.med(t); ok && p.mid > 0 && p.mid < cheap {
+				cheap, cheapName = p.mid, t
+			}
+			if v := median(tab.value[t]); v > 0 && (bestName == "" || (v < best) == tab.w.lowerBetter && v != best) {
+				best, bestName = v, t
+			}
+		}
+		u := tab.unit
+		for _, g := range tab.w.goals {
+			base := median(tab.value[g.baseline])
+			if g.ratio == 0 || base <= 0 {
+				continue
+			}
+			fmt.Printf("- %s vs %s (goal %s %.1f×, %s %.1f %s):\n", tab.w.name, g.baseline,
+				map[bool]string{true: "≤", false: "≥"}[tab.w.lowerBetter], g.ratio, g.baseline, base, tab.w.metric)
+			if tab.w.lowerBetter {
+				fmt.Printf("  no CPU bound on latency (CPU per op includes work off the call's path: %s's client + middle + far end %.1f µs/op against its p50 %.1f µs); the goal needs p50 ≤ %.1f µs\n",
+					mainName, mainP.client+mainP.mid+mainP.end, median(tab.value[mainName]), g.ratio*base)
+			} else if ceName != "" {
+				// Metric units per op: MB per MiB for MB/s, else 1.
+				f, conv := 1.0, ""
+				if u == "MiB" {
+					f, conv = float64(1<<20)/1e6, " × 1.048576"
+				}
+				bound := float64(cores) * 1e6 / ce * f
+				need := g.ratio * base / f // ops/s the goal needs
+				budget := float64(cores)*1e6/need - ce
+				ratio := bound / base
+				fmt.Printf("  bound: client %.1f + far end %.1f = %.1f µs/%s (%s's, the least over %s); %d × 10⁶ ÷ %.1f%s = %.0f %s ⇒ ratio ≤ %.2f: ",
+					ceP.client, ceP.end, ce, u, ceName, floorNames(tab, mainName), cores, ce, conv, bound, tab.w.metric, ratio)
+				if ratio < g.ratio || budget <= 0 {
+					fmt.Printf("OUT OF REACH on this machine, whatever the middle does\n")
+				} else {
+					fmt.Printf("the goal needs a middle using ≤ %d × 10⁶ ÷ %.0f − %.1f = %.1f µs/%s (%s's middle: %.1f)\n",
+						cores, need, ce, budget, u, mainName, mainP.mid)
+				}
+				if cheapName != "" {
+					b := float64(cores) * 1e6 / (ce + cheap) * f
+					fmt.Printf("  with the cheapest middle measured (%s, %.1f µs/%s): %d × 10⁶ ÷ %.1f%s = %.0f %s ⇒ ratio ≤ %.2f\n",
+						cheapName, cheap, u, cores, ce+cheap, conv, b, tab.w.metric, b/base)
+				}
+				if tab.w.serial {
+					fmt.Printf("  (one op in flight, yet CPU per op gives no serial bound: %s's client + middle + far end %.1f µs/op against %.1f µs of wall time per op)\n",
+						mainName, mainP.client+mainP.mid+mainP.end, 1e6/median(tab.value[mainName])*f)
+				}
+			}
+			if bestName != "" && bestName != g.baseline {
+				fmt.Printf("  reference, not a bound: the best target measured, %s, %.1f %s ⇒ ratio %.2f\n", bestName, best, tab.w.metric, best/base)
+			}
+		}
+	}
+}
+
+func floorNames(tab cpuTable, mainName string) string {
+	var ns []string
+	for _, t := range tab.order {
+		if _, ok := tab.med(t); ok && (tab.floorT[t] || t == mainName) && !slices.Contains(ns, t) {
+			ns = append(ns, t)
+		}
+	}
+	return strings.Join(ns, ", ")
+}
