@@ -76,22 +76,24 @@ func printCPUTable(tabs []cpuTable) {
 	}
 }
 
-// printFloors prints, for each throughput goal against a baseline, the
-// best ratio any middle process could reach on this machine: one that
-// used no CPU at all, with the client and the far end using what they
-// were measured to use per op (the least over the targets whose far end
-// is the same worker). They alone need (client + end) µs of the cores'
-// time per op, so ops/s ≤ cores ÷ (client + end): an upper bound. Then
-// the same with the cheapest middle measured, and the most CPU per op a
-// middle may use for the goal. CPU per op gives no bound in series (one
-// op in flight) nor on latency: part of it is off the operation's path
-// (the Go scheduler spinning for work, GC), and a serial run's CPU per op
-// exceeds its wall time per op; there, the fastest target measured is
-// the reference.
+// printFloors prints, for each goal against a baseline, what the CPU
+// counted per op allows. Throughput: a middle using no CPU at all, with
+// the client and far end using what they were measured to use per op (the
+// least over the targets whose far end is the same worker), needs
+// (client + end) µs of the cores' time per op: ops/s ≤ cores ÷
+// (client + end), an upper bound; the most CPU per op a middle may use for
+// the goal; where the machine was saturated in both runs (the other
+// helpers' load included), the same-CPU bound: ratio ≤ the baseline's
+// client + middle + far end ÷ (client + end); and the bound with the
+// cheapest middle measured. With one op in flight CPU per op gives no
+// bound (part of it is off the op's path: the Go scheduler spinning for
+// work, GC; a serial run's CPU per op exceeds its wall time per op), so
+// the wall time the goal allows is set beside the client's and far end's
+// CPU per op, as evidence. The best target measured is the reference.
 func printFloors(tabs []cpuTable) {
 	cores := runtime.NumCPU()
 	fmt.Println()
-	fmt.Printf("## floors: upper bounds on Sluice ÷ baseline (a middle using no CPU, the client and far end using the CPU per op measured above, %d cores; other load on the machine only lowers them)\n", cores)
+	fmt.Printf("## floors: the best Sluice ÷ baseline a middle could reach, from the CPU per op above and %d cores (upper bounds where it says bound; other load on the machine only lowers those)\n", cores)
 	fmt.Println()
 	for _, tab := range tabs {
 		mainName := tab.main()
@@ -130,36 +132,53 @@ func printFloors(tabs []cpuTable) {
 			}
 			fmt.Printf("- %s vs %s (goal %s %.1f×, %s %.1f %s):\n", tab.w.name, g.baseline,
 				map[bool]string{true: "≤", false: "≥"}[tab.w.lowerBetter], g.ratio, g.baseline, base, tab.w.metric)
-			if tab.w.lowerBetter {
-				fmt.Printf("  no CPU bound on latency (CPU per op includes work off the call's path: %s's client + middle + far end %.1f µs/op against its p50 %.1f µs); the goal needs p50 ≤ %.1f µs\n",
-					mainName, mainP.client+mainP.mid+mainP.end, median(tab.value[mainName]), g.ratio*base)
-			} else if ceName != "" {
-				// Metric units per op: MB per MiB for MB/s, else 1.
-				f, conv := 1.0, ""
-				if u == "MiB" {
-					f, conv = float64(1<<20)/1e6, " × 1.048576"
-				}
+			// Metric units per op: MB per MiB for MB/s, else 1.
+			f, conv := 1.0, ""
+			if u == "MiB" {
+				f, conv = float64(1<<20)/1e6, " × 1.048576"
+			}
+			if !tab.w.lowerBetter && ceName != "" {
 				bound := float64(cores) * 1e6 / ce * f
 				need := g.ratio * base / f // ops/s the goal needs
 				budget := float64(cores)*1e6/need - ce
 				ratio := bound / base
-				fmt.Printf("  bound: client %.1f + far end %.1f = %.1f µs/%s (%s's, the least over %s); %d × 10⁶ ÷ %.1f%s = %.0f %s ⇒ ratio ≤ %.2f: ",
-					ceP.client, ceP.end, ce, u, ceName, floorNames(tab, mainName), cores, ce, conv, bound, tab.w.metric, ratio)
-				if ratio < g.ratio || budget <= 0 {
-					fmt.Printf("OUT OF REACH on this machine, whatever the middle does\n")
-				} else {
-					fmt.Printf("the goal needs a middle using ≤ %d × 10⁶ ÷ %.0f − %.1f = %.1f µs/%s (%s's middle: %.1f)\n",
-						cores, need, ce, budget, u, mainName, mainP.mid)
+				fmt.Printf("  bound (the %d cores all the suite's): client %.1f + far end %.1f = %.1f µs/%s (%s's, the least over %s); %d × 10⁶ ÷ %.1f%s = %.0f %s ⇒ ratio ≤ %.2f: %s\n",
+					cores, ceP.client, ceP.end, ce, u, ceName, floorNames(tab, mainName), cores, ce, conv, bound, tab.w.metric, ratio,
+					verdict(ratio >= g.ratio, fmt.Sprintf("%d × 10⁶ ÷ %.0f − %.1f", cores, need, ce), budget, u, mainName, mainP.mid))
+				// Where the machine was saturated in both runs (other
+				// helpers' load included), each run got what CPU it got:
+				// with the same, a middle using none does at most the
+				// baseline's CPU per op ÷ (client + far end).
+				if bp, ok := tab.med(g.baseline); ok && !tab.w.serial && bp.busy >= 0.9 && mainP.busy >= 0.9 {
+					bc := bp.client + bp.mid + bp.end
+					r := bc / ce
+					fmt.Printf("  same-CPU bound (the machine busy %.0f%% in %s's windows, %.0f%% in %s's: CPU-bound; if %s's processes get the CPU %s's got): %s's client + middle + far end %.1f µs/%s ÷ %.1f ⇒ ratio ≤ %.2f: %s\n",
+						100*bp.busy, g.baseline, 100*mainP.busy, mainName, mainName, g.baseline, g.baseline, bc, u, ce, r,
+						verdict(r >= g.ratio, fmt.Sprintf("%.1f ÷ %.1f − %.1f", bc, g.ratio, ce), bc/g.ratio-ce, u, mainName, mainP.mid))
 				}
 				if cheapName != "" {
 					b := float64(cores) * 1e6 / (ce + cheap) * f
 					fmt.Printf("  with the cheapest middle measured (%s, %.1f µs/%s): %d × 10⁶ ÷ %.1f%s = %.0f %s ⇒ ratio ≤ %.2f\n",
 						cheapName, cheap, u, cores, ce+cheap, conv, b, tab.w.metric, b/base)
 				}
-				if tab.w.serial {
-					fmt.Printf("  (one op in flight, yet CPU per op gives no serial bound: %s's client + middle + far end %.1f µs/op against %.1f µs of wall time per op)\n",
-						mainName, mainP.client+mainP.mid+mainP.end, 1e6/median(tab.value[mainName])*f)
+			}
+			if tab.w.serial && ceName != "" {
+				// One op in flight: the wall time per op the goal allows,
+				// against the CPU the client and far end use per op. Not
+				// a bound: part of the CPU is off the op's path (the Go
+				// scheduler spinning for work, GC), as a run's CPU per op
+				// above its wall time per op shows.
+				wall := g.ratio * base // p50 µs
+				what := "p50"
+				if !tab.w.lowerBetter {
+					wall, what = 1e6*f/(g.ratio*base), "wall time per op"
 				}
+				mainWall := median(tab.value[mainName])
+				if !tab.w.lowerBetter {
+					mainWall = 1e6 * f / mainWall
+				}
+				fmt.Printf("  one op in flight (evidence, not a bound): the goal needs %s ≤ %.1f µs; the client and far end alone use %.1f µs of CPU per op (%s's; %s's client + middle + far end: %.1f µs of CPU per op, %.1f µs of %s)\n",
+					what, wall, ce, ceName, mainName, mainP.client+mainP.mid+mainP.end, mainWall, what)
 			}
 			if bestName != "" && bestName != g.baseline {
 				fmt.Printf("  reference, not a bound: the best target measured, %s, %.1f %s ⇒ ratio %.2f\n", bestName, best, tab.w.metric, best/base)
@@ -176,4 +195,11 @@ func floorNames(tab cpuTable, mainName string) string {
 		}
 	}
 	return strings.Join(ns, ", ")
+}
+
+func verdict(reachable bool, arith string, budget float64, unit, mainName string, mainMid float64) string {
+	if !reachable || budget <= 0 {
+		return "OUT OF REACH, whatever the middle does"
+	}
+	return fmt.Sprintf("the goal needs a middle using ≤ %s = %.1f µs/%s (%s's middle: %.1f)", arith, budget, unit, mainName, mainMid)
 }

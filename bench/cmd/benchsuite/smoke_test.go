@@ -119,7 +119,7 @@ func checkCPUColumns(t *testing.T, s string) {
 			t.Errorf("no floor for %s:\n%s", w, floors)
 		}
 	}
-	if !regexp.MustCompile(`bound: client [0-9.]+ \+ far end [0-9.]+ = [0-9.]+ µs/op .* ⇒ ratio ≤ [0-9.]+`).MatchString(floors) {
+	if !regexp.MustCompile(`bound \(the [0-9]+ cores all the suite's\): client [0-9.]+ \+ far end [0-9.]+ = [0-9.]+ µs/op .* ⇒ ratio ≤ [0-9.]+`).MatchString(floors) {
 		t.Errorf("no bound's arithmetic:\n%s", floors)
 	}
 }
