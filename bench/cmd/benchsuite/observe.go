@@ -16,8 +16,8 @@ import (
 // nothing is activated. One invoke process alternates between the two
 // functions in batches (two connections); the ratio is observed ÷
 // unobserved calls/s. Afterwards it fails if any observer fired, and
-// checks that one call with n=1050.5 fires exactly 51 of them. The middle
-// CPU column is meaningless here (one engine serves both targets). With
+// checks that one call with n=1050.5 fires exactly 51 of them. One engine
+// serves both targets: its CPU is counted over each target's batches. With
 // run -profile DIR the engine's CPU profile is DIR/observe.cpu.pprof.
 func observeWorkload(o *runOpts, add func(workload)) {
 	const name, observers = "observe-100", 100

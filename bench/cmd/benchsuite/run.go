@@ -628,8 +628,8 @@ type workload struct {
 	// main is the target whose ratios to the goals' baselines the table
 	// gives ("sluice" when empty).
 	main string
-	// serial: one operation in flight at a time, so the client's and the
-	// far end's work lie in series on each operation's path (floors).
+	// serial: one operation in flight at a time (floors: CPU per op is no
+	// bound then; the wall time per op the goal allows is shown instead).
 	serial bool
 }
 

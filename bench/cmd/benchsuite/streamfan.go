@@ -99,6 +99,7 @@ func cmdStreamFan(args []string) {
 		prefix: fmt.Sprintf("%08x-%04x-4%03x-8%03x-", rand.Uint32(), rand.Uint32()&0xffff, rand.Uint32()&0xfff, rand.Uint32()&0xfff)}
 	c.idKey = []byte(`"invocation_id":"` + c.prefix)
 	cpu0, cs0, self0 := cpuOf(pids), switchesOf(pids), procCPU(os.Getpid())
+	ph := startPhase()
 	start := time.Now()
 	var all []time.Duration // per round: until every client had all of it
 	for range *n / *burst {
@@ -130,7 +131,9 @@ func cmdStreamFan(args []string) {
 	cpu, cs, self := cpuOf(pids)-cpu0, switchesOf(pids)-cs0, procCPU(os.Getpid())-self0
 	mu.Lock()
 	defer mu.Unlock()
-	report(result{P50us: pct(lat, .5), P99us: pct(lat, .99), Rate: float64(len(lat)) / el.Seconds(),
+	r := result{P50us: pct(lat, .5), P99us: pct(lat, .99), Rate: float64(len(lat)) / el.Seconds(),
 		Ops: int64(len(lat)), Seconds: el.Seconds(), Lost: int64(missing),
-		MidCPUus: cpu.Microseconds(), MidSwitches: cs, SelfCPUus: self.Microseconds(), AllP50us: pct(all, .5)})
+		MidCPUus: cpu.Microseconds(), MidSwitches: cs, SelfCPUus: self.Microseconds(), AllP50us: pct(all, .5)}
+	ph.fill(&r) // the client's CPU exact, and the machine's, over the same phase
+	report(r)
 }
