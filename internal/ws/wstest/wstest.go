@@ -1,9 +1,11 @@
 // Package wstest is the RFC 6455 conformance suite (§5 framing, §6 data,
 // §7 closing) shared by every implementation in the repository: the ws
-// package's server and client, and the engine's own worker-socket reader
-// (internal/wsconn). Each case is the bytes a peer puts on the wire and
-// what the side under test must answer: the messages it echoes, the pongs
-// it sends and its close frame. The raw peer also checks that frames are
+// package's server and client, the engine's worker-socket reader
+// (internal/wsconn), the channel hub's writer-socket reader and the SDK's
+// control and channel readers. Each case is the bytes a peer puts on the
+// wire and what the side under test must answer: the messages it echoes
+// (or, for a read-only client, reports received), the pongs it sends and
+// its close frame. The raw peer also checks that frames are
 // masked exactly when the side under test is the client (§5.1, §5.3).
 package wstest
 
@@ -330,6 +332,24 @@ func RunServer(t *testing.T, scheme, addr string, cfg *tls.Config, skip func(Cas
 // each data message until its read fails, and hangs up. skip, if not nil,
 // leaves cases out.
 func RunClient(t *testing.T, ln net.Listener, together bool, skip func(Case) bool, client func(t *testing.T)) {
+	runClient(t, ln, together, skip, func(t *testing.T, _ Case) ([]Msg, bool) {
+		client(t)
+		return nil, false
+	})
+}
+
+// RunClientReceived is RunClient for a client that does not write data
+// messages (a channel's read end): client dials, reads until its read
+// fails, hangs up and returns the messages it received, which are checked
+// in place of the echo. Its pongs, close frame and masking are checked on
+// the wire as RunClient checks them.
+func RunClientReceived(t *testing.T, ln net.Listener, together bool, skip func(Case) bool, client func(t *testing.T, tc Case) []Msg) {
+	runClient(t, ln, together, skip, func(t *testing.T, tc Case) ([]Msg, bool) {
+		return client(t, tc), true
+	})
+}
+
+func runClient(t *testing.T, ln net.Listener, together bool, skip func(Case) bool, client func(t *testing.T, tc Case) ([]Msg, bool)) {
 	for _, tc := range Cases {
 		if skip != nil && skip(tc) {
 			continue
@@ -359,9 +379,15 @@ func RunClient(t *testing.T, ln net.Listener, together bool, skip func(Case) boo
 				}
 				got <- ReadPeer(t, br, true)
 			}()
-			client(t)
+			received, replace := client(t, tc)
 			select {
 			case o := <-got:
+				if replace {
+					if len(o.Echo) > 0 {
+						t.Errorf("a client that does not write data sent %.200v", o.Echo)
+					}
+					o.Echo = received
+				}
 				tc.Check(t, o)
 			case <-time.After(10 * time.Second):
 				t.Fatal("the raw server did not finish")
