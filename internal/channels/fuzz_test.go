@@ -1,0 +1,188 @@
+package channels
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/channels/wsframe"
+	websocket "github.com/sluicehq/sluice/internal/ws"
+	"github.com/sluicehq/sluice/internal/ws/wstest"
+	"github.com/sluicehq/sluice/internal/wsconn"
+)
+
+// readOutcome is what a server-side reader made of a client's byte stream.
+type readOutcome struct {
+	msgs  []string // "T:" or "B:" and the payload
+	pongs []string
+	end   string // "close N": the peer's close, echoed; "fail N": we close with N; "eof"
+}
+
+func kindPrefix(text bool) string {
+	if text {
+		return "T:"
+	}
+	return "B:"
+}
+
+// hubReaderOutcome reads in with the hub's writer-socket reader; a
+// protocol error or a frame over the limit ends it with the close code
+// runWriter sends for it (writerEnded).
+func hubReaderOutcome(t *testing.T, in []byte, limit int64) readOutcome {
+	var o readOutcome
+	fr := newFrameReader(bytes.NewReader(in), limit, func(op int, data []byte) error {
+		if op == websocket.PongMessage {
+			o.pongs = append(o.pongs, string(data))
+		}
+		return nil
+	})
+	defer fr.release()
+	for {
+		f, err := fr.next()
+		if err == nil && len(f.Data) > int(limit) {
+			t.Fatalf("message of %d bytes over the %d limit", len(f.Data), limit)
+		}
+		if err == nil {
+			o.msgs = append(o.msgs, kindPrefix(f.Text)+string(f.Data))
+			f.Release()
+			continue
+		}
+		f.Release()
+		var ce *websocket.CloseError
+		var pe *protocolError
+		switch {
+		case errors.As(err, &ce):
+			o.end = fmt.Sprint("close ", ce.Code)
+		case errors.As(err, &pe):
+			o.end = fmt.Sprint("fail ", pe.closeCode())
+		case errors.Is(err, wsconn.ErrFrameTooLarge):
+			o.end = fmt.Sprint("fail ", websocket.CloseMessageTooBig)
+		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+			o.end = "eof"
+		default:
+			t.Fatalf("unexpected error %v", err)
+		}
+		return o
+	}
+}
+
+// hubFuzzConn reads a fixed input and keeps what is written.
+type hubFuzzConn struct {
+	r   *bytes.Reader
+	out bytes.Buffer
+}
+
+func (c *hubFuzzConn) Read(p []byte) (int, error)       { return c.r.Read(p) }
+func (c *hubFuzzConn) Write(p []byte) (int, error)      { return c.out.Write(p) }
+func (c *hubFuzzConn) Close() error                     { return nil }
+func (c *hubFuzzConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (c *hubFuzzConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
+func (c *hubFuzzConn) SetDeadline(time.Time) error      { return nil }
+func (c *hubFuzzConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *hubFuzzConn) SetWriteDeadline(time.Time) error { return nil }
+
+// hijackRecorder is a ResponseWriter whose connection is a hubFuzzConn.
+type hijackRecorder struct {
+	*httptest.ResponseRecorder
+	conn *hubFuzzConn
+}
+
+func (h hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return h.conn, bufio.NewReadWriter(bufio.NewReader(h.conn), bufio.NewWriter(h.conn)), nil
+}
+
+// connReaderOutcome reads in with ws.Conn as a server (the reader every
+// other server side is held to), through a real Upgrade.
+func connReaderOutcome(t *testing.T, in []byte, limit int64) readOutcome {
+	fc := &hubFuzzConn{r: bytes.NewReader(in)}
+	req := httptest.NewRequest(http.MethodGet, "http://engine/ws/channels/x", nil)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	var up websocket.Upgrader
+	c, err := up.Upgrade(hijackRecorder{httptest.NewRecorder(), fc}, req, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadLimit(limit)
+	var o readOutcome
+	var readErr error
+	for {
+		op, data, err := c.ReadMessage()
+		if err != nil {
+			readErr = err
+			break
+		}
+		o.msgs = append(o.msgs, kindPrefix(op == websocket.TextMessage)+string(data))
+	}
+	out := fc.out.Bytes()
+	out = out[bytes.Index(out, []byte("\r\n\r\n"))+4:] // after the 101
+	closeCode := 0
+	for len(out) > 0 {
+		hl := wsframe.HeaderLen(out[0], out[1])
+		h, err := wsframe.ParseHeader(out[:hl])
+		if err != nil {
+			t.Fatalf("ws.Conn wrote a bad frame %x: %v", out, err)
+		}
+		p := out[hl : hl+int(h.Len)]
+		switch h.Op {
+		case websocket.PongMessage:
+			o.pongs = append(o.pongs, string(p))
+		case websocket.CloseMessage:
+			closeCode = websocket.CloseNoStatusReceived
+			if len(p) >= 2 {
+				closeCode = int(binary.BigEndian.Uint16(p))
+			}
+		}
+		out = out[hl+int(h.Len):]
+	}
+	var ce *websocket.CloseError
+	switch {
+	case errors.As(readErr, &ce) && ce.Code != websocket.CloseAbnormalClosure: // 1006: the input ended
+		o.end = fmt.Sprint("close ", ce.Code)
+	case closeCode != 0:
+		o.end = fmt.Sprint("fail ", closeCode)
+	default:
+		o.end = "eof"
+	}
+	return o
+}
+
+// FuzzFrameReaderMatchesConn reads the same client bytes with the hub's
+// writer-socket reader and with ws.Conn's server reader: both must deliver
+// the same messages, answer the same pings and end the same way (the
+// peer's close echoed, the same close code of ours, or the end of input).
+// The one allowed difference: ws.Conn fails a text message with 1007 at
+// its first invalid byte, the hub at the message's last frame, so after
+// ws.Conn's 1007 the hub may read on (answering more pings) before it
+// fails or the input ends. The seeds (the conformance cases) run with
+// every `go test`; `go test -fuzz FuzzFrameReaderMatchesConn
+// ./internal/channels/` explores.
+func FuzzFrameReaderMatchesConn(f *testing.F) {
+	for _, tc := range wstest.Cases {
+		f.Add(tc.Wire(true))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		const limit = wstest.Limit
+		hub := hubReaderOutcome(t, in, limit)
+		conn := connReaderOutcome(t, in, limit)
+		same := hub.end == conn.end && slices.Equal(hub.pongs, conn.pongs)
+		earlyUTF8 := conn.end == "fail 1007" && (strings.HasPrefix(hub.end, "fail ") || hub.end == "eof") &&
+			len(hub.pongs) >= len(conn.pongs) && slices.Equal(hub.pongs[:len(conn.pongs)], conn.pongs)
+		if !slices.Equal(hub.msgs, conn.msgs) || !(same || earlyUTF8) {
+			t.Fatalf("hub: %.200q, pongs %.200q, %s\nws.Conn: %.200q, pongs %.200q, %s",
+				hub.msgs, hub.pongs, hub.end, conn.msgs, conn.pongs, conn.end)
+		}
+	})
+}
