@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/sluicehq/sluice/internal/testtls"
 	websocket "github.com/sluicehq/sluice/internal/ws"
@@ -127,4 +128,62 @@ func readChannelConformance(t *testing.T, r *ChannelReader, tc wstest.Case, writ
 		t.Errorf("stream ended with %v, want an ErrStreamBroken error", end)
 	}
 	return got
+}
+
+// TestConformanceChannelWriterSocket runs the suite against the read side
+// of the SDK's ChannelWriter socket (ws.Conn reading, the writer's own
+// handlers writing the pongs and the close echo through chanConn), over
+// ws:// and wss://. Left out: the cases with data messages to echo (a
+// write end reads and discards them; the engine sends none) and those
+// whose failure is invalid UTF-8 in a text message (a discarded message is
+// not UTF-8 checked, as with ws.Conn's NextReader), and the read-limit
+// cases (the limit is channelMaxMessage, set before the read loop starts).
+func TestConformanceChannelWriterSocket(t *testing.T) {
+	files, err := testtls.Write(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.LoadX509KeyPair(files.CertFile, files.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	skip := func(tc wstest.Case) bool {
+		if len(tc.Echo) > 0 || tc.LimitCase {
+			return true
+		}
+		for _, f := range tc.Frames {
+			if f.Op < websocket.CloseMessage && tc.Close == websocket.CloseInvalidFramePayloadData {
+				return true
+			}
+		}
+		return false
+	}
+	for _, scheme := range []string{"ws", "wss"} {
+		t.Run(scheme, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			var opts *dialOptions
+			if scheme == "wss" {
+				ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}})
+				opts = &dialOptions{tls: files.ClientConfig()}
+			}
+			engineURL := scheme + "://" + ln.Addr().String()
+			wstest.RunClientReceived(t, ln, false, skip, func(t *testing.T, tc wstest.Case) []wstest.Msg {
+				w := newChannelWriter(engineURL, opts, ChannelRef{ChannelID: "c", AccessKey: "k"})
+				c, err := w.connect()
+				if err != nil {
+					t.Fatalf("connect: %v", err)
+				}
+				select {
+				case <-c.readDone: // the read loop has hung up
+				case <-time.After(10 * time.Second):
+					t.Fatal("the writer's read loop did not end")
+				}
+				return nil
+			})
+		})
+	}
 }
