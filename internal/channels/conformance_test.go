@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -15,7 +17,9 @@ import (
 
 	"github.com/sluicehq/sluice/internal/channels/wsframe"
 	"github.com/sluicehq/sluice/internal/testtls"
+	websocket "github.com/sluicehq/sluice/internal/ws"
 	"github.com/sluicehq/sluice/internal/ws/wstest"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // TestConformanceHubWriter runs the RFC 6455 conformance suite (internal/ws/
@@ -24,7 +28,8 @@ import (
 // (the limit cases included: over it the hub closes with 1009). Each
 // suite connection is served as the write end of a fresh channel, through
 // Hub.ServeHTTP; the messages its read end receives are what the writer
-// socket echoes (hubEchoConn). Cases run concurrently: after a protocol
+// socket echoes (hubEchoConn); and the read end must end with 1000 exactly
+// when the writer socket closed cleanly (else 1011). Cases run concurrently: after a protocol
 // error the hub waits closeWait for a close reply the suite's raw peer
 // never sends.
 func TestConformanceHubWriter(t *testing.T) {
@@ -119,12 +124,14 @@ func serveEchoChannel(t *testing.T, h *Hub, base string, cliTLS *tls.Config, w h
 	defer rd.Close()
 	ec := &hubEchoConn{forwarded: &ch.frames, echoed: make(chan struct{}, 1)}
 	readDone := make(chan struct{})
+	var readEnd error
 	go func() {
 		defer close(readDone)
 		_ = rd.SetReadDeadline(time.Now().Add(testWait))
 		for {
 			op, data, err := rd.ReadMessage()
 			if err != nil {
+				readEnd = err
 				return
 			}
 			ec.echo(op, data)
@@ -138,6 +145,16 @@ func serveEchoChannel(t *testing.T, h *Hub, base string, cliTLS *tls.Config, w h
 	case <-readDone:
 	case <-time.After(testWait):
 		t.Errorf("the read end did not finish")
+		return
+	}
+	// The read end ends cleanly exactly when the writer did.
+	want := wire.CloseInternal
+	if code := int(ec.closeCode.Load()); code != 0 && cleanClose(code) {
+		want = wire.CloseNormal
+	}
+	var ce *websocket.CloseError
+	if !errors.As(readEnd, &ce) || ce.Code != want {
+		t.Errorf("writer socket closed with %d: the read end got %v, want close %d", ec.closeCode.Load(), readEnd, want)
 	}
 }
 
@@ -167,6 +184,7 @@ type hubEchoConn struct {
 	forwarded *atomic.Uint64 // the channel's frames from the writer socket
 	n         atomic.Uint64  // echoed
 	echoed    chan struct{}  // pulsed on each echo
+	closeCode atomic.Int32   // of the hub's close frame (1005: no code)
 }
 
 func (c *hubEchoConn) echo(op int, data []byte) {
@@ -182,7 +200,12 @@ func (c *hubEchoConn) echo(op int, data []byte) {
 }
 
 func (c *hubEchoConn) Write(b []byte) (int, error) {
-	if len(b) > 0 && b[0]&0x0f == opClose {
+	if len(b) > 0 && b[0] == 0x80|opClose { // a close frame (not the 101 before the frames)
+		code := int32(websocket.CloseNoStatusReceived)
+		if len(b) >= 4 && b[1]&0x7f >= 2 { // an unmasked server frame: the code follows the 2-byte header
+			code = int32(binary.BigEndian.Uint16(b[2:]))
+		}
+		c.closeCode.CompareAndSwap(0, code)
 		deadline := time.NewTimer(testWait)
 		defer deadline.Stop()
 		for c.n.Load() < c.forwarded.Load() {
