@@ -19,7 +19,7 @@ import (
 func (e *Engine) liveMembers() []liveMember {
 	var out []liveMember
 	e.eachLiveMember(func(name string, st *memberState) {
-		out = append(out, liveMember{name: name, functions: st.functions, workers: st.workers, routes: st.routes, types: st.types})
+		out = append(out, liveMember{name: name, functions: st.functions, workers: st.workers, routes: st.routes, types: st.types, subs: st.subs})
 	})
 	slices.SortFunc(out, func(a, b liveMember) int { return strings.Compare(a.name, b.name) })
 	return out
@@ -31,6 +31,7 @@ type liveMember struct {
 	workers   []workerSummary
 	routes    []hbRoute
 	types     []hbTriggerType
+	subs      []hbSubscription
 }
 
 // remoteFunctionDetail is engine::functions::info of a function served on

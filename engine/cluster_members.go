@@ -36,6 +36,7 @@ type memberState struct {
 	routes    []hbRoute
 	routesKey string
 	types     []hbTriggerType
+	subs      []hbSubscription
 }
 
 type membership struct {
@@ -65,6 +66,8 @@ type heartbeat struct {
 	Routes []hbRoute `json:"routes,omitzero"`
 	// TriggerTypes are the trigger types its workers provide.
 	TriggerTypes []hbTriggerType `json:"trigger_types,omitzero"`
+	// Subscriptions are its durable topic subscriptions (cluster_topics.go).
+	Subscriptions []hbSubscription `json:"subscriptions,omitzero"`
 }
 
 // hbTriggerType is a worker's trigger type in a heartbeat.
@@ -201,6 +204,9 @@ func (m *membership) beat(ctx context.Context) error {
 		}
 	}
 	hb.Routes = m.e.http.routes()
+	if p := m.e.durableSubs(); p != nil {
+		hb.Subscriptions = p.subscriptions()
+	}
 	b, _ := json.Marshal(hb)
 	if len(b) > maxHeartbeatSchemas {
 		for i := range hb.Functions {
@@ -249,6 +255,7 @@ func (m *membership) seen(name string, at time.Time, hb heartbeat) {
 	if now.Sub(at) > m.timeout {
 		at = now.Add(-m.timeout) // stale at once unless it beats again
 		hb.Routes = nil          // not served until it does
+		hb.Subscriptions = nil   // no copies for a node that may be long dead
 	} else {
 		at = now
 	}
@@ -259,7 +266,7 @@ func (m *membership) seen(name string, at time.Time, hb heartbeat) {
 		st = &memberState{}
 		m.members[name] = st
 	}
-	st.lastSeen, st.gone, st.functions, st.workers, st.types = at, false, hb.Functions, hb.Workers, hb.TriggerTypes
+	st.lastSeen, st.gone, st.functions, st.workers, st.types, st.subs = at, false, hb.Functions, hb.Workers, hb.TriggerTypes, hb.Subscriptions
 	rk := routesKey(hb.Routes)
 	routesChanged := rk != st.routesKey || (joined && rk != "")
 	st.routes, st.routesKey = hb.Routes, rk

@@ -943,7 +943,7 @@ func (e *Engine) registerQueueBuiltins() {
 	e.addBuiltin(fnQueueRedriveMessage, builtin(e.queueRedriveMessageFn), true)
 	e.addBuiltin(fnQueueDiscardMessage, builtin(e.queueDiscardMessageFn), true)
 	e.addBuiltin(fnDurablePublish, builtin(e.durablePublishFn), true)
-	e.addEngineTriggerType(triggerTypeDurableSub, "Durable topic subscription: each subscribed function gets every message published with "+fnDurablePublish, durableSubProvider{})
+	e.addEngineTriggerType(triggerTypeDurableSub, "Durable topic subscription: each subscribed function gets every message published with "+fnDurablePublish, &durableSubProvider{e: e, local: map[string]*registry.Trigger{}})
 }
 
 type queueEnqueueInput struct {
@@ -1332,18 +1332,6 @@ type subscriberQueueConfig struct {
 	BackoffDelayMS    *int64  `json:"backoffDelayMs"`
 }
 
-type durableSubProvider struct{}
-
-func (durableSubProvider) RegisterTrigger(t *registry.Trigger) error {
-	var c durableSubConfig
-	if err := json.Unmarshal(wire.DataOrNull(t.Config), &c, lenient); err != nil || c.Topic == "" {
-		return errors.New("durable:subscriber needs config.topic")
-	}
-	return nil
-}
-
-func (durableSubProvider) UnregisterTrigger(*registry.Trigger) {}
-
 // topicSubscribers maps each topic to its distinct subscribed functions.
 func (e *Engine) topicSubscribers() map[string][]string {
 	out := map[string][]string{}
@@ -1361,6 +1349,14 @@ func (e *Engine) topicSubscribers() map[string][]string {
 			out[c.Topic] = append(out[c.Topic], t.FunctionID)
 		}
 	}
+	// In a cluster, the other live nodes' subscribers too: one job per
+	// function however many nodes bind it (cluster_topics.go).
+	for _, s := range e.remoteSubscriptions() {
+		if k := s.Topic + "\x00" + s.FunctionID; !seen[k] {
+			seen[k] = true
+			out[s.Topic] = append(out[s.Topic], s.FunctionID)
+		}
+	}
 	for _, fns := range out {
 		sort.Strings(fns)
 	}
@@ -1368,7 +1364,8 @@ func (e *Engine) topicSubscribers() map[string][]string {
 }
 
 // topicConfig is the queue config of a durable topic: the default queue's,
-// overridden by the first subscriber trigger's queue_config.
+// overridden by the first subscriber trigger's queue_config (this node's
+// bindings first, then the other nodes', in node name order).
 func (e *Engine) topicConfig(topic string) QueueConfig {
 	cfg := DefaultQueueConfig()
 	for _, t := range e.reg.Triggers(triggerTypeDurableSub) {
@@ -1376,29 +1373,42 @@ func (e *Engine) topicConfig(topic string) QueueConfig {
 		if json.Unmarshal(wire.DataOrNull(t.Config), &c, lenient) != nil || c.Topic != topic || len(c.QueueConfig) == 0 {
 			continue
 		}
-		var q subscriberQueueConfig
-		if json.Unmarshal(c.QueueConfig, &q, lenient) != nil {
-			continue
+		if applySubscriberQueueConfig(&cfg, c.QueueConfig) {
+			return cfg
 		}
-		if q.Type != nil && *q.Type == "standard" {
-			cfg.Type = *q.Type
+	}
+	for _, s := range e.remoteSubscriptions() {
+		if s.Topic == topic && len(s.QueueConfig) > 0 && applySubscriberQueueConfig(&cfg, s.QueueConfig) {
+			return cfg
 		}
-		if q.MaxRetries != nil && *q.MaxRetries >= 0 {
-			cfg.MaxRetries = *q.MaxRetries + 1 // upstream: retries after the first attempt
-		}
-		if q.Concurrency != nil && *q.Concurrency > 0 {
-			cfg.Concurrency = *q.Concurrency
-		}
-		if q.VisibilityTimeout != nil && *q.VisibilityTimeout > 0 {
-			cfg.VisibilityTimeoutMS = *q.VisibilityTimeout
-		}
-		if q.DelaySeconds != nil && *q.DelaySeconds > 0 {
-			cfg.DelayMS = *q.DelaySeconds * 1000
-		}
-		if q.BackoffDelayMS != nil && *q.BackoffDelayMS >= 0 {
-			cfg.BackoffMS = *q.BackoffDelayMS
-		}
-		break
 	}
 	return cfg
+}
+
+// applySubscriberQueueConfig overrides cfg with a subscriber's queue_config;
+// false (cfg untouched) when it does not parse.
+func applySubscriberQueueConfig(cfg *QueueConfig, raw jsontext.Value) bool {
+	var q subscriberQueueConfig
+	if json.Unmarshal(raw, &q, lenient) != nil {
+		return false
+	}
+	if q.Type != nil && *q.Type == "standard" {
+		cfg.Type = *q.Type
+	}
+	if q.MaxRetries != nil && *q.MaxRetries >= 0 {
+		cfg.MaxRetries = *q.MaxRetries + 1 // upstream: retries after the first attempt
+	}
+	if q.Concurrency != nil && *q.Concurrency > 0 {
+		cfg.Concurrency = *q.Concurrency
+	}
+	if q.VisibilityTimeout != nil && *q.VisibilityTimeout > 0 {
+		cfg.VisibilityTimeoutMS = *q.VisibilityTimeout
+	}
+	if q.DelaySeconds != nil && *q.DelaySeconds > 0 {
+		cfg.DelayMS = *q.DelaySeconds * 1000
+	}
+	if q.BackoffDelayMS != nil && *q.BackoffDelayMS >= 0 {
+		cfg.BackoffMS = *q.BackoffDelayMS
+	}
+	return true
 }
