@@ -324,18 +324,47 @@ func (s *JetStream) wrap(err error) error {
 	return err
 }
 
+// jsGoneConfirm bounds the re-reads of a job the index holds and a read did
+// not find, before the index forgets it.
+const jsGoneConfirm = time.Second
+
 // get reads a job (nil: not stored).
 func (s *JetStream) get(ctx context.Context, id string) (*jsRecord, uint64, error) {
 	e, err := s.kv.Get(ctx, jobKey(id))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		s.mu.Lock()
-		if m := s.jobs[id]; m != nil {
-			// Gone behind the index's back (its delete marker was purged
-			// while the watcher was away): forget it.
-			s.applyLocked(id, nil, m.rev+1)
-		}
+		m := s.jobs[id]
 		s.mu.Unlock()
-		return nil, 0, nil
+		// A read can trail the write the index learnt the job from (seen
+		// in a cluster: a job just stored, known from the watcher, not
+		// found once and found by the next read). Forgetting it then
+		// stranded it: the index ignores the watcher's copy of a write it
+		// already has. So the job is read again until found, or until the
+		// watcher brings newer news of it (its delete, usually), within
+		// jsGoneConfirm; one still not found and unchanged is gone behind
+		// the index's back (its delete marker purged while the watcher was
+		// away) and forgotten.
+		deadline := time.Now().Add(jsGoneConfirm)
+		for m != nil && errors.Is(err, jetstream.ErrKeyNotFound) && time.Now().Before(deadline) && natsnode.Backoff(ctx) {
+			s.mu.Lock()
+			changed := s.jobs[id] != m
+			s.mu.Unlock()
+			if changed {
+				break
+			}
+			e, err = s.kv.Get(ctx, jobKey(id))
+		}
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			if m != nil && ctx.Err() != nil {
+				return nil, 0, ctx.Err() // not confirmed gone
+			}
+			s.mu.Lock()
+			if m != nil && s.jobs[id] == m {
+				s.applyLocked(id, nil, m.rev+1)
+			}
+			s.mu.Unlock()
+			return nil, 0, nil
+		}
 	}
 	if err != nil {
 		return nil, 0, err
