@@ -50,7 +50,7 @@ func (k *trailingKV) count() int {
 // TestJetStreamLeaseReadTrailing: a read that does not find a job the
 // index holds (it trails the write: seen in the interop cluster topic test,
 // a job not found once, found by the next read) does not make the index
-// forget the job: Lease reads again and hands it out. On c6f95c8 the first
+// forget the job: Lease reads again and hands it out. On 957c0ee the first
 // miss dropped the job from the index for good (Lease got nothing, then and
 // later, while the job stayed stored: delivered by none).
 func TestJetStreamLeaseReadTrailing(t *testing.T) {
