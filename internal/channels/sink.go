@@ -32,6 +32,7 @@ import (
 // (finish) or the frame was dropped unwritten (abandon). Control frames
 // take mu.
 type readerSink struct {
+	conn net.Conn
 	rc   syscall.RawConn
 	ctl  func(op int, data []byte, deadline time.Time) error // ws.Conn's WriteControl
 	wfn  func(fd uintptr) bool                               // v.write, bound once
@@ -58,7 +59,7 @@ func newReaderSink(conn net.Conn, ctl func(int, []byte, time.Time) error) *reade
 	if err != nil {
 		return nil
 	}
-	s := &readerSink{rc: rc, ctl: ctl}
+	s := &readerSink{conn: conn, rc: rc, ctl: ctl}
 	s.wfn = s.v.write
 	return s
 }
@@ -117,9 +118,16 @@ func (s *readerSink) abandon() {
 }
 
 // control writes a control frame between data frames; a close frame ends
-// the data.
+// the data. Behind a half-written frame it waits for the reader goroutine
+// to finish it; with a deadline it sets it on the socket first, as
+// WriteControl would, so that a reader that stopped reading cannot hold a
+// close frame (and the end of the channel) forever: the rest of the frame
+// then fails at the deadline and no close frame follows it.
 func (s *readerSink) control(op int, data []byte, deadline time.Time) error {
 	if !s.mu.TryLock() {
+		if !deadline.IsZero() {
+			_ = s.conn.SetWriteDeadline(deadline)
+		}
 		if s.onCtlWait != nil {
 			s.onCtlWait()
 		}
