@@ -27,8 +27,9 @@ import (
 // receives; Abort and CloseRecv may be called from anywhere, any number of
 // times (the first call wins).
 type Pipe interface {
-	// Send queues f, blocking while the pipe is full. On success the pipe
-	// owns f's buffer; on failure the caller keeps it. It fails with
+	// Send queues f, blocking while the pipe is full (or hands it to the
+	// read end's socket at once: memPipe's direct writes). On success the
+	// pipe owns f's buffer; on failure the caller keeps it. It fails with
 	// ErrReaderGone, the *AbortError the pipe was aborted with, or ctx's
 	// error.
 	Send(ctx context.Context, f Frame) error
