@@ -1,0 +1,227 @@
+package interop
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice"
+)
+
+// clSDKWorker is one official SDK worker of TestClusterOfficialSDKCalls:
+// the interop worker script of its flavour (worker.mjs, worker.py, the Rust
+// worker), whose <prefix>::call makes the SDK's own trigger() with the
+// action it is given.
+type clSDKWorker struct {
+	f      *flavour
+	prefix string
+	node   int
+	w      *worker
+	id     string         // its worker id, as its node lists it
+	driver *sluice.Client // a Go client on the same node, calling <prefix>::call
+}
+
+// call makes the worker call function_id through its SDK's trigger().
+func (s *clSDKWorker) call(ctx context.Context, t *testing.T, in map[string]any) callOut {
+	t.Helper()
+	out, err := sluice.Call[callOut](ctx, s.driver, s.prefix+"::call", in)
+	if err != nil {
+		t.Fatalf("%s (%s on node %d) ::call %v: %v", s.prefix, s.f.Name, s.node, in, err)
+	}
+	return out
+}
+
+// TestClusterOfficialSDKCalls: three engine processes with one official
+// SDK worker each (Node iii-sdk 0.22.1 on node 0, Python iii-sdk 0.25.0 on
+// node 1, Rust iii-sdk 0.25.0 on node 2). In every direction (6 ordered
+// pairs) a worker's own trigger() reaches the other's function on its node:
+// a sync call gets the payload back intact with the caller's worker id as
+// _caller_worker_id, a handler error comes back with its code and message,
+// TriggerAction.Void runs the function, TriggerAction.Enqueue to the
+// "default" queue answers a receipt and the job runs there (each mark
+// arrives once). Then the Node and Python workers and a second Rust worker
+// (on nodes 0 and 1) call a function that hangs on node 2's Rust worker;
+// node 2 is SIGKILLed and each SDK caller's trigger() ends with
+// invocation_stopped well within its own timeout. (The kill comes right
+// after the calls arrive, usually before node 2 noted taking them, so the
+// callers' nodes end them as calls no node took, after half the node
+// timeout; a call noted first ends when node 2 is declared gone.)
+// On 28b79b3 every check passed: the engine needed no change.
+func TestClusterOfficialSDKCalls(t *testing.T) {
+	sdks := []*clSDKWorker{
+		{f: flavourNamed("node-0.22.1"), prefix: "cln0", node: 0},
+		{f: flavourNamed("python-0.25.0"), prefix: "clp1", node: 1},
+		{f: flavourNamed("rust-0.25.0"), prefix: "clr2", node: 2},
+	}
+	for _, s := range sdks {
+		s.f.require(t)
+	}
+	nodes := startClusterEngines(t, 3, "--cluster-node-timeout", "2s")
+	ctx := ctxFor(t, 90*time.Second)
+	drivers := make([]*sluice.Client, len(nodes))
+	for i, n := range nodes {
+		drivers[i] = connectGo(t, n, fmt.Sprintf("driver-on-node-%d", i))
+	}
+	// A second Rust worker, on node 1: a Rust caller that outlives node 2.
+	rustCaller := &clSDKWorker{f: flavourNamed("rust-0.25.0"), prefix: "clr1", node: 1}
+	all := append(append([]*clSDKWorker(nil), sdks...), rustCaller)
+	var ids []string
+	for _, s := range all {
+		s.w = startWorker(t, s.f, nodes[s.node], s.f.script("worker"), s.prefix, "SEEDS=0")
+		s.driver = drivers[s.node]
+		ids = append(ids, testFunctions(s.prefix)...)
+	}
+	// Every node lists every worker's functions (the other nodes' through
+	// their heartbeats), each worker under its own name on its own node.
+	for i := range nodes {
+		waitFunctions(ctx, t, drivers[i], ids...)
+	}
+	for _, s := range all {
+		s.id = workerRowNamed(ctx, t, s.driver, s.prefix).ID
+	}
+
+	type mark struct {
+		to   *clSDKWorker
+		line string
+	}
+	var marks []mark
+	for _, a := range sdks {
+		for _, b := range sdks {
+			if a == b {
+				continue
+			}
+			dir := fmt.Sprintf("%s (node %d, %s) -> %s (node %d, %s)", a.prefix, a.node, a.f.Name, b.prefix, b.node, b.f.Name)
+			clSDKSync(ctx, t, a, b, dir)
+
+			out := a.call(ctx, t, map[string]any{"function_id": b.prefix + "::fail", "payload": map[string]any{}})
+			if want := b.f.failMessage(b.prefix); out.Error == nil || str(out.Error.Code) != sluice.CodeInvocationFailed || out.Error.Message != want {
+				t.Errorf("%s: fail: %v, want error{code:%s message:%q}", dir, out, sluice.CodeInvocationFailed, want)
+			}
+
+			value := fmt.Sprintf("void:%s-%s", a.prefix, b.prefix)
+			out = a.call(ctx, t, map[string]any{"function_id": b.prefix + "::mark", "payload": map[string]any{"value": value}, "action": "void"})
+			if out.Error != nil || string(out.Result) != "null" {
+				t.Errorf("%s: TriggerAction.Void: %v, want result null", dir, out)
+			}
+			marks = append(marks, mark{b, "MARK " + mustJSON(value)})
+
+			value = fmt.Sprintf("enqueue:%s-%s", a.prefix, b.prefix)
+			out = a.call(ctx, t, map[string]any{"function_id": b.prefix + "::mark", "payload": map[string]any{"value": value},
+				"action": map[string]any{"type": "enqueue", "queue": "default"}})
+			var receipt struct {
+				ID string `json:"messageReceiptId"`
+			}
+			if out.Error != nil || json.Unmarshal(out.Result, &receipt) != nil || receipt.ID == "" {
+				t.Errorf("%s: TriggerAction.Enqueue: %v, want a messageReceiptId", dir, out)
+			}
+			marks = append(marks, mark{b, "MARK " + mustJSON(value)})
+		}
+	}
+	for _, m := range marks {
+		if _, err := m.to.w.stdout.wait(ctx, func(s string) bool { return s == m.line }); err != nil {
+			t.Fatalf("%s (node %d) never printed %q: %v", m.to.prefix, m.to.node, m.line, m.to.w.exitNote(err))
+		}
+	}
+	// A clean run: each void call and each job ran once.
+	for _, m := range marks {
+		if n := strings.Count(m.to.w.stdout.String(), "    "+m.line+"\n"); n != 1 {
+			t.Errorf("%s printed %q %d times, want once", m.to.prefix, m.line, n)
+		}
+	}
+
+	// Node 2 dies while its Rust worker runs a call from each SDK.
+	victim := sdks[2]
+	callers := []*clSDKWorker{sdks[0], sdks[1], rustCaller}
+	type stopped struct {
+		who *clSDKWorker
+		out callOut
+		err error
+		at  time.Time
+	}
+	done := make(chan stopped, len(callers))
+	for _, c := range callers {
+		go func() {
+			// The SDK's own bound (timeout_ms) is far beyond the node
+			// timeout: a TIMEOUT here means the engine never ended the call.
+			out, err := sluice.Call[callOut](ctx, c.driver, c.prefix+"::call", map[string]any{
+				"function_id": victim.prefix + "::hang", "payload": map[string]any{"tag": "from-" + c.prefix}, "timeout_ms": 15000})
+			done <- stopped{c, out, err, time.Now()}
+		}()
+	}
+	for _, c := range callers {
+		victim.w.waitLine(ctx, t, "HANG from-"+c.prefix)
+	}
+	killed := time.Now()
+	nodes[victim.node].kill()
+	for range callers {
+		var r stopped
+		select {
+		case r = <-done:
+		case <-ctx.Done():
+			t.Fatalf("an SDK call to %s::hang was still waiting %v after node %d was SIGKILLed", victim.prefix, time.Since(killed), victim.node)
+		}
+		if r.err != nil {
+			t.Errorf("%s::call: %v", r.who.prefix, r.err)
+			continue
+		}
+		if r.out.Error == nil || str(r.out.Error.Code) != sluice.CodeInvocationStopped {
+			t.Errorf("%s (%s, node %d) calling %s::hang on the killed node 2: %v, want code %s", r.who.prefix, r.who.f.Name, r.who.node, victim.prefix, r.out, sluice.CodeInvocationStopped)
+			continue
+		}
+		// Half the node timeout for a call not noted yet, the node timeout
+		// (and the question over NATS) for one noted; 8 s is far beyond
+		// both and below the SDK's 15 s.
+		if d := r.at.Sub(killed); d > 8*time.Second {
+			t.Errorf("%s got invocation_stopped %v after SIGKILL, want within 8s", r.who.prefix, d)
+		}
+		t.Logf("%s (%s) got %v %v after SIGKILL", r.who.prefix, r.who.f.Name, r.out, r.at.Sub(killed).Round(time.Millisecond))
+	}
+}
+
+// clSDKSync: a's trigger() of b's echo returns the payload as sent, with
+// a's worker id added as _caller_worker_id. A function registered on
+// another node reaches this one asynchronously (its NATS subscription,
+// apart from the heartbeat that lists it), so function_not_found is
+// retried until ctx ends.
+func clSDKSync(ctx context.Context, t *testing.T, a, b *clSDKWorker, dir string) {
+	t.Helper()
+	payload := map[string]any{
+		"from": a.prefix, "to": b.prefix,
+		"text":   "héllo, wörld ✓ \"quoted\" \\ back",
+		"float":  -1.25,
+		"list":   []any{1, "two", nil, true, []any{}, map[string]any{}},
+		"nested": map[string]any{"a": map[string]any{"b": []any{"c"}}},
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	var out callOut
+	for {
+		out = a.call(ctx, t, map[string]any{"function_id": b.prefix + "::echo", "payload": payload})
+		if out.Error == nil || str(out.Error.Code) != sluice.CodeFunctionNotFound {
+			break
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			t.Fatalf("%s: echo still function_not_found: %v", dir, out)
+		}
+	}
+	if out.Error != nil {
+		t.Fatalf("%s: echo: %v", dir, out)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(out.Result, &got); err != nil {
+		t.Fatalf("%s: echo result %s: %v", dir, out.Result, err)
+	}
+	if got["_caller_worker_id"] != a.id {
+		t.Errorf("%s: _caller_worker_id %v, want the caller's worker id %q", dir, got["_caller_worker_id"], a.id)
+	}
+	delete(got, "_caller_worker_id")
+	if want := normalise(t, payload); !reflect.DeepEqual(normalise(t, got), want) {
+		t.Errorf("%s: echo changed the payload:\n got %s\nwant %s", dir, mustJSON(got), mustJSON(want))
+	}
+}
