@@ -225,3 +225,80 @@ func clSDKSync(ctx context.Context, t *testing.T, a, b *clSDKWorker, dir string)
 		t.Errorf("%s: echo changed the payload:\n got %s\nwant %s", dir, mustJSON(got), mustJSON(want))
 	}
 }
+
+// clSDKChannelSize is the size of each transfer of
+// TestClusterOfficialSDKChannels (six of them, through two bridges each).
+const clSDKChannelSize = 32 << 20
+
+// TestClusterOfficialSDKChannels: three engine processes with the stream
+// worker of one official SDK each (Node 0.22.1 on node 0, Python 0.25.0 on
+// node 1, Rust 0.25.0 on node 2). For every ordered pair, a channel is
+// created through the third node (its home, so both ends connect to other
+// nodes than the home: two bridges), the writer SDK writes 32 MiB of random
+// bytes with 8 text messages between them through its own node and the
+// reader SDK reads them through its own: both hash the same bytes, and
+// the messages arrive in order at the byte offsets they were sent at.
+// On 28b79b3 every check passed: the engine needed no change.
+func TestClusterOfficialSDKChannels(t *testing.T) {
+	sdks := []*clSDKWorker{
+		{f: flavourNamed("node-0.22.1"), prefix: "clsn0", node: 0},
+		{f: flavourNamed("python-0.25.0"), prefix: "clsp1", node: 1},
+		{f: flavourNamed("rust-0.25.0"), prefix: "clsr2", node: 2},
+	}
+	for _, s := range sdks {
+		s.f.require(t)
+	}
+	nodes := startClusterEngines(t, 3)
+	ctx := ctxFor(t, 3*time.Minute)
+	drivers := make([]*sluice.Client, len(nodes))
+	for i, n := range nodes {
+		drivers[i] = connectGo(t, n, fmt.Sprintf("chan-driver-on-node-%d", i))
+	}
+	var ids []string
+	for _, s := range sdks {
+		s.w = startWorker(t, s.f, nodes[s.node], s.f.script("stream"), s.prefix)
+		s.driver = drivers[s.node]
+		ids = append(ids, s.prefix+"::stream_write", s.prefix+"::stream_read")
+	}
+	for i := range nodes {
+		waitFunctions(ctx, t, drivers[i], ids...)
+	}
+	for _, w := range sdks {
+		for _, r := range sdks {
+			if w == r {
+				continue
+			}
+			home := 3 - w.node - r.node
+			dir := fmt.Sprintf("%s writer (node %d) -> %s reader (node %d), channel of node %d", w.f.Name, w.node, r.f.Name, r.node, home)
+			t.Run(fmt.Sprintf("%s-to-%s", w.prefix, r.prefix), func(t *testing.T) {
+				ch, err := drivers[home].CreateChannel(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				begin := time.Now()
+				// Each call runs on its worker's node; only the channel
+				// crosses nodes.
+				read := callAsync[streamReport](ctx, r.driver, r.prefix+"::stream_read", map[string]any{"reader": ch.ReaderRef})
+				write := callAsync[streamReport](ctx, w.driver, w.prefix+"::stream_write",
+					map[string]any{"writer": ch.WriterRef, "size": clSDKChannelSize, "messages": streamMessages})
+				var sent, got callResult[streamReport]
+				select {
+				case sent = <-write:
+				case <-ctx.Done():
+					t.Fatalf("%s: the writer never finished", dir)
+				}
+				select {
+				case got = <-read:
+				case <-ctx.Done():
+					t.Fatalf("%s: the reader never finished (writer: %v)", dir, sent.err)
+				}
+				if sent.err != nil || got.err != nil {
+					t.Fatalf("%s: writer %v, reader %v", dir, sent.err, got.err)
+				}
+				checkReports(t, dir, sent.out, got.out, clSDKChannelSize, true)
+				el := time.Since(begin)
+				t.Logf("%s: %d MiB in %v (%.0f MiB/s)", dir, clSDKChannelSize>>20, el.Round(time.Millisecond), float64(clSDKChannelSize>>20)/el.Seconds())
+			})
+		}
+	}
+}
