@@ -299,18 +299,19 @@ func TestClusterHTTPRoutes(t *testing.T) {
 	}
 }
 
-// TestClusterOfficialSDKRoutesAndCron: for the Node (0.22.1) and Python
-// (0.25.0) SDKs, the worker cluster_modules.mjs / .py runs on nodes 0 and
-// 2 with the same prefix. A POST with a JSON body through node 1, which
-// has no worker, is answered by one of them (buffered result across
-// nodes); their identical every-second cron bindings run each scheduled
-// time once in the cluster; a state::set through node 1 fires the state
-// binding of each of them (once per binding, as on one engine).
+// TestClusterOfficialSDKRoutesAndCron: for the Node (0.22.1), Python
+// (0.25.0) and Rust (0.25.0) SDKs, the worker cluster_modules.mjs / .py /
+// rust cluster_modules runs on nodes 0 and 2 with the same prefix. A POST
+// with a JSON body through node 1, which has no worker, is answered by one
+// of them (buffered result across nodes); their identical every-second
+// cron bindings run each scheduled time once in the cluster; a state::set,
+// a publish and a stream::set through node 1 fire the state, subscribe
+// and stream bindings of each of them (once per binding, as on one engine).
 // With the route sharing and the cron claims disabled (the behaviour of
 // 04c1a7a) node 1 answered 404 until the deadline.
 func TestClusterOfficialSDKRoutesAndCron(t *testing.T) {
-	for _, sdk := range []struct{ flavour, script string }{{"node-0.22.1", "cluster_modules.mjs"}, {"python-0.25.0", "cluster_modules.py"}} {
-		t.Run(sdk.flavour, func(t *testing.T) { clusterOfficialSDK(t, flavourNamed(sdk.flavour), sdk.script) })
+	for _, name := range []string{"node-0.22.1", "python-0.25.0", "rust-0.25.0"} {
+		t.Run(name, func(t *testing.T) { f := flavourNamed(name); clusterOfficialSDK(t, f, f.script("cluster_modules")) })
 	}
 }
 
@@ -382,9 +383,19 @@ func clusterOfficialSDK(t *testing.T, f *flavour, script string) {
 	if _, err := writer.Trigger(ctx, "state::set", map[string]any{"scope": "clsdk", "key": "k1", "value": 1}); err != nil {
 		t.Fatal(err)
 	}
+	// A publish and a stream item through node 1 reach their bindings on
+	// nodes 0 and 2 too.
+	if _, err := writer.Trigger(ctx, "publish", map[string]any{"topic": "clsdk-topic", "data": map[string]any{"n": 7}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := writer.Trigger(ctx, "stream::set", map[string]any{"stream_name": "clsdk-board", "group_id": "g", "item_id": "i1", "data": map[string]any{"n": 1}}); err != nil {
+		t.Fatal(err)
+	}
 	for i, w := range workers {
-		if _, err := w.stdout.wait(ctx, func(s string) bool { return s == "STATE state:created k1" }); err != nil {
-			t.Fatalf("the %s worker on node %d never got the state event of node 1's write: %v", f.Name, 2*i, err)
+		for _, line := range []string{"STATE state:created k1", "TOPIC 7", "STREAM create i1"} {
+			if _, err := w.stdout.wait(ctx, func(s string) bool { return s == line }); err != nil {
+				t.Fatalf("the %s worker on node %d never printed %q for node 1's write: %v", f.Name, 2*i, line, w.exitNote(err))
+			}
 		}
 	}
 }

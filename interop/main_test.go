@@ -507,14 +507,15 @@ func startWorker(t testing.TB, f *flavour, e *engineProc, script, prefix string,
 	cmd := exec.Command(interp, script)
 	if f.Runtime == "rust" {
 		// interp is the compiled worker; a "script" is one of its modes
-		// (rust/src/main.rs): "worker" (no argument) or "stream".
+		// (rust/src/main.rs): "worker" (no argument), "stream" or
+		// "cluster_modules".
 		switch script {
 		case "worker":
 			cmd = exec.Command(interp)
-		case "stream":
+		case "stream", "cluster_modules":
 			cmd = exec.Command(interp, script)
 		default:
-			t.Fatalf("%s: no script %q (the Rust worker binary has the modes worker and stream)", f.Name, script)
+			t.Fatalf("%s: no script %q (the Rust worker binary has the modes worker, stream and cluster_modules)", f.Name, script)
 		}
 	}
 	cmd.Dir = filepath.Join(interopDir, f.Dir)

@@ -8,6 +8,10 @@
 //   CRON <scheduled_time> for each run.
 // <prefix>::cl_state behind a state binding on scope <prefix> prints
 //   STATE <event_type> <key> for each event.
+// <prefix>::cl_topic behind a subscribe binding on topic <prefix>-topic
+//   prints TOPIC <data.n> for each message.
+// <prefix>::cl_stream behind a stream binding on stream <prefix>-board
+//   prints STREAM <event.type> <id> for each change.
 // Prints READY once the registrations are sent.
 import { out, track } from '../node-common/harness.mjs'
 import { registerWorker } from 'iii-sdk'
@@ -40,5 +44,17 @@ iii.registerFunction(`${prefix}::cl_state`, async (ev) => {
   return null
 })
 iii.registerTrigger({ type: 'state', function_id: `${prefix}::cl_state`, config: { scope: prefix } })
+
+iii.registerFunction(`${prefix}::cl_topic`, async (data) => {
+  out(`TOPIC ${data?.n}`)
+  return null
+})
+iii.registerTrigger({ type: 'subscribe', function_id: `${prefix}::cl_topic`, config: { topic: `${prefix}-topic` } })
+
+iii.registerFunction(`${prefix}::cl_stream`, async (msg) => {
+  out(`STREAM ${msg?.event?.type} ${msg?.id}`)
+  return null
+})
+iii.registerTrigger({ type: 'stream', function_id: `${prefix}::cl_stream`, config: { stream_name: `${prefix}-board` } })
 
 out('READY')

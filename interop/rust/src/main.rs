@@ -12,8 +12,11 @@
 //!
 //! `worker stream` instead registers only <prefix>::{stream_write,stream_read}
 //! (stream.rs, the counterpart of node-0.22.1/stream.mjs) on a connection
-//! named <prefix>-stream.
+//! named <prefix>-stream; `worker cluster_modules` only the bound functions
+//! of cluster_modules.rs (the counterpart of node-0.22.1/cluster_modules.mjs)
+//! on a connection named <prefix>-cluster-<NODE_LABEL>.
 
+mod cluster_modules;
 mod seeds;
 mod stream;
 
@@ -151,15 +154,24 @@ fn main() {
         None
     };
 
-    let stream_mode = match std::env::args().nth(1).as_deref() {
-        None => false,
-        Some("stream") => true,
+    let mode = std::env::args().nth(1);
+    let (stream_mode, cluster_mode) = match mode.as_deref() {
+        None => (false, false),
+        Some("stream") => (true, false),
+        Some("cluster_modules") => (false, true),
         Some(other) => {
-            eprintln!("unknown mode {other:?} (want none or \"stream\")");
+            eprintln!("unknown mode {other:?} (want none, \"stream\" or \"cluster_modules\")");
             std::process::exit(2);
         }
     };
-    let name = if stream_mode { format!("{prefix}-stream") } else { prefix.clone() };
+    let label = std::env::var("NODE_LABEL").unwrap_or_default();
+    let name = if stream_mode {
+        format!("{prefix}-stream")
+    } else if cluster_mode {
+        format!("{prefix}-cluster-{label}")
+    } else {
+        prefix.clone()
+    };
     let iii = register_worker(
         &url,
         InitOptions {
@@ -170,12 +182,14 @@ fn main() {
     );
     if stream_mode {
         stream::register(&iii, &prefix);
+    } else if cluster_mode {
+        cluster_modules::register(&iii, &prefix, &label);
     } else {
         register_test_functions(&iii, &prefix);
     }
     let mut clients = vec![iii];
 
-    if !stream_mode && std::env::var("SEEDS").as_deref() != Ok("0") {
+    if !stream_mode && !cluster_mode && std::env::var("SEEDS").as_deref() != Ok("0") {
         // Like the seed scripts: a connection of their own, default name.
         let seed = register_worker(
             &url,
