@@ -43,7 +43,8 @@ func (s *clSDKWorker) call(ctx context.Context, t *testing.T, in map[string]any)
 // _caller_worker_id, a handler error comes back with its code and message,
 // TriggerAction.Void runs the function, TriggerAction.Enqueue to the
 // "default" queue answers a receipt and the job runs there (each mark
-// arrives once). Then the Node and Python workers and a second Rust worker
+// arrives once). A queue defined at run time through the Python SDK
+// (queue::define) takes the Rust and Node SDKs' jobs from nodes 2 and 0. Then the Node and Python workers and a second Rust worker
 // (on nodes 0 and 1) call a function that hangs on node 2's Rust worker;
 // node 2 is SIGKILLed and each SDK caller's trigger() ends with
 // invocation_stopped well within its own timeout. (The kill comes right
@@ -127,6 +128,22 @@ func TestClusterOfficialSDKCalls(t *testing.T) {
 			t.Fatalf("%s (node %d) never printed %q: %v", m.to.prefix, m.to.node, m.line, m.to.w.exitNote(err))
 		}
 	}
+	// A queue defined at run time through the Python SDK on node 1 takes
+	// jobs enqueued by the SDKs on the other nodes (once node 2 and node 0
+	// have read its definition from the cluster's bucket).
+	if out := sdks[1].call(ctx, t, map[string]any{"function_id": "queue::define", "payload": map[string]any{"name": "clsdk-q", "max_retries": 2}}); out.Error != nil {
+		t.Fatalf("queue::define through %s: %v", sdks[1].f.Name, out)
+	}
+	for _, p := range [][2]*clSDKWorker{{sdks[2], sdks[0]}, {sdks[0], sdks[2]}} {
+		a, b := p[0], p[1]
+		value := fmt.Sprintf("named:%s-%s", a.prefix, b.prefix)
+		clSDKEnqueue(ctx, t, a, b, "clsdk-q", value)
+		marks = append(marks, mark{b, "MARK " + mustJSON(value)})
+		if _, err := b.w.stdout.wait(ctx, func(s string) bool { return s == "MARK "+mustJSON(value) }); err != nil {
+			t.Fatalf("%s (node %d): the job %s enqueued to clsdk-q never ran: %v", b.prefix, b.node, a.prefix, b.w.exitNote(err))
+		}
+	}
+
 	// A clean run: each void call and each job ran once.
 	for _, m := range marks {
 		if n := strings.Count(m.to.w.stdout.String(), "    "+m.line+"\n"); n != 1 {
@@ -180,6 +197,34 @@ func TestClusterOfficialSDKCalls(t *testing.T) {
 			t.Errorf("%s got invocation_stopped %v after SIGKILL, want within 8s", r.who.prefix, d)
 		}
 		t.Logf("%s (%s) got %v %v after SIGKILL", r.who.prefix, r.who.f.Name, r.out, r.at.Sub(killed).Round(time.Millisecond))
+	}
+}
+
+// clSDKEnqueue: a's trigger() with TriggerAction.Enqueue to queue of b's
+// mark answers a receipt. A queue defined at run time on another node is
+// "not found" until this node has read its definition: retried until ctx
+// ends.
+func clSDKEnqueue(ctx context.Context, t *testing.T, a, b *clSDKWorker, queue, value string) {
+	t.Helper()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		out := a.call(ctx, t, map[string]any{"function_id": b.prefix + "::mark", "payload": map[string]any{"value": value},
+			"action": map[string]any{"type": "enqueue", "queue": queue}})
+		var receipt struct {
+			ID string `json:"messageReceiptId"`
+		}
+		if out.Error == nil && json.Unmarshal(out.Result, &receipt) == nil && receipt.ID != "" {
+			return
+		}
+		if out.Error == nil || !strings.Contains(out.Error.Message, "not found") {
+			t.Fatalf("%s (node %d) enqueueing to %s: %v, want a messageReceiptId", a.prefix, a.node, queue, out)
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			t.Fatalf("%s (node %d) enqueueing to %s: still %v", a.prefix, a.node, queue, out)
+		}
 	}
 }
 
