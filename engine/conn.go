@@ -509,7 +509,8 @@ func nsField(ns string) *string {
 	if ns == "" || ns == wire.DefaultNamespace {
 		return nil
 	}
-	return &ns
+	s := ns // the copy escapes, not the parameter: no allocation per call without one
+	return &s
 }
 
 // reattach lets a reconnected worker evict its previous, half-open
