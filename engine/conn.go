@@ -233,6 +233,9 @@ func (w *workerConn) readLoop() {
 		if cap(data) <= 1<<20 {
 			buf = data[:0] // keep a grown buffer, unless it is huge
 		}
+		// With nothing more buffered the flush would come right after
+		// this frame: its writes go out directly instead.
+		batch.SetDirect(!wsconn.NextFrameBuffered(ws))
 		if errors.Is(err, wsconn.ErrFrameTooLarge) {
 			w.rejectOversized(data)
 			continue

@@ -20,7 +20,26 @@ import (
 // belongs to one goroutine.
 type Batch struct {
 	conns []*Conn
+	// direct: writes given the batch are not deferred (SetDirect).
+	direct bool
 }
+
+// SetDirect stops (on) or resumes (off) deferring the writes given b: a
+// reader whose read buffer holds no further whole frame sets it before it
+// handles the frame it just read, since the flush would follow at once
+// anyway. Those writes then go out as SendIn without a batch would (inline
+// on an idle socket), saving the cork and the flush on the path of every
+// message of a lone request. SetDirect(true) flushes b first, so a direct
+// batch holds nothing and no write can overtake one it deferred.
+func (b *Batch) SetDirect(on bool) {
+	if on {
+		b.Flush()
+	}
+	b.direct = on
+}
+
+// deferring reports whether writes given b are deferred.
+func (b *Batch) deferring() bool { return b != nil && !b.direct }
 
 // SendIn is Send, except that with a non-nil batch a frame that would be
 // written inline goes to the connection's cork buffer and reaches the
@@ -30,7 +49,7 @@ func (c *Conn) SendIn(ctx context.Context, b *Batch, kind int, data []byte, onWr
 		return c.sendNB(b, kind, data, onWritten)
 	}
 	cc, _ := c.ws.NetConn().(*corkConn)
-	if b == nil || cc == nil {
+	if !b.deferring() || cc == nil {
 		return c.Send(ctx, kind, data, onWritten)
 	}
 	if c.isClosing() {

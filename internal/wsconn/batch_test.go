@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"testing"
+	"time"
 
 	websocket "github.com/sluicehq/sluice/internal/ws"
 )
@@ -127,4 +128,62 @@ func TestCloseFlushesHeldFrames(t *testing.T) {
 	}
 	<-s.Done()
 	b.Flush() // harmless after close
+}
+
+// A direct batch defers nothing: SetDirect(true) first writes out what the
+// batch held (so a direct write cannot overtake it), and frames sent in it
+// then reach the peer at once, in both the blocking and the non-blocking
+// mode; SetDirect(false) defers again.
+func TestBatchDirect(t *testing.T) {
+	for _, nb := range []bool{false, true} {
+		var s *Conn
+		var c *websocket.Conn
+		if nb {
+			s, c = nbPair(t, 1<<20)
+		} else {
+			s, c = upgradedPair(t)
+		}
+		ctx := context.Background()
+		cc := s.WS().NetConn().(*corkConn)
+		corked := func() int {
+			cc.mu.Lock()
+			defer cc.mu.Unlock()
+			return len(cc.buf)
+		}
+		read := func(want string) {
+			t.Helper()
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, m, err := c.ReadMessage(); err != nil || string(m) != want {
+				t.Fatalf("non-blocking %v: got %q %v, want %q", nb, m, err, want)
+			}
+		}
+		var b Batch
+		if err := s.SendIn(ctx, &b, Text, []byte("held"), nil); err != nil {
+			t.Fatal(err)
+		}
+		if corked() == 0 {
+			t.Fatalf("non-blocking %v: frame not held by a deferring batch", nb)
+		}
+		b.SetDirect(true)
+		if corked() != 0 || len(b.conns) != 0 {
+			t.Fatalf("non-blocking %v: SetDirect(true) left %d bytes corked", nb, corked())
+		}
+		if err := s.SendIn(ctx, &b, Text, []byte("direct"), nil); err != nil {
+			t.Fatal(err)
+		}
+		if corked() != 0 || len(b.conns) != 0 {
+			t.Fatalf("non-blocking %v: a direct batch corked its frame", nb)
+		}
+		read("held")
+		read("direct")
+		b.SetDirect(false)
+		if err := s.SendIn(ctx, &b, Text, []byte("again"), nil); err != nil {
+			t.Fatal(err)
+		}
+		if corked() == 0 {
+			t.Fatalf("non-blocking %v: frame not held after SetDirect(false)", nb)
+		}
+		b.Flush()
+		read("again")
+	}
 }
