@@ -82,14 +82,13 @@ func (w *workerConn) dropTooSlow() {
 // write encodes m and hands it to the socket without waiting, within
 // budget pending bytes (wsconn.ErrCongested otherwise).
 func (w *workerConn) write(batch *wsconn.Batch, m *wire.Message, budget int64) error {
-	b, err := wire.Encode(wsconn.Buffer(), m)
-	if err != nil {
-		w.log.Error("encode outgoing message", "type", m.Type, "err", err)
-		return err
-	}
-	err = w.conn.SendInWithin(w.e.ctx, batch, wsconn.Text, b, wsconn.Recycle, budget)
-	if errors.Is(err, wsconn.ErrCongested) {
-		wsconn.Recycle(b) // refused before it was queued
+	var encErr error
+	err := w.conn.SendEncodedWithin(w.e.ctx, batch, wsconn.Text, func(dst []byte) ([]byte, error) {
+		dst, encErr = wire.Encode(dst, m)
+		return dst, encErr
+	}, budget)
+	if encErr != nil {
+		w.log.Error("encode outgoing message", "type", m.Type, "err", encErr)
 	}
 	return err
 }

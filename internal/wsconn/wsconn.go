@@ -45,6 +45,9 @@ type frame struct {
 	kind int
 	data []byte
 	done func([]byte) // called with data after the frame was written (or dropped)
+	// prefixed: the payload follows wsframe.MaxHeader bytes of room for
+	// the header (SendEncodedWithin; written at once, never queued).
+	prefixed bool
 }
 
 // Conn is a WebSocket connection with a dedicated writer goroutine.
@@ -401,7 +404,9 @@ func (c *Conn) writeQueued(f frame) bool {
 func (c *Conn) write(f frame) bool {
 	c.wseq.Add(1)
 	var err error
-	if c.cc != nil && len(f.data) <= rawMax {
+	if f.prefixed {
+		err = c.rawWritePrefixed(c.cc, f.kind, f.data)
+	} else if c.cc != nil && len(f.data) <= rawMax {
 		err = c.rawWrite(c.cc, f.kind, f.data)
 	} else if c.cc != nil {
 		err = c.rawWriteLarge(c.cc, f.kind, f.data)
