@@ -14,10 +14,13 @@ import (
 // operations) and no copy of the payload into a frame, per message. enc
 // must not keep its buffer; an error from enc is returned as is and
 // nothing is sent. In the other modes the frame is encoded into a Buffer
-// and sent with SendInWithin.
+// and sent with SendInWithin. The encoders given for one Conn never run
+// concurrently, so they may share scratch space kept with the Conn.
 func (c *Conn) SendEncodedWithin(ctx context.Context, b *Batch, kind int, enc func(dst []byte) ([]byte, error), budget int64) error {
 	if c.maxQueued == 0 {
+		c.encMu.Lock()
 		data, err := enc(Buffer())
+		c.encMu.Unlock()
 		if err != nil {
 			Recycle(data)
 			return err

@@ -2,11 +2,15 @@ package wsconn
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	websocket "github.com/sluicehq/sluice/internal/ws"
 )
@@ -131,5 +135,60 @@ func TestSendEncodedAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("%v allocations per frame, want 0", allocs)
+	}
+}
+
+// The encoders given for one Conn never run at once, in either mode, so
+// they may share scratch space (the engine keeps one per worker socket):
+// concurrent senders each get their own frame back intact.
+func TestSendEncodedSerialisesEncoders(t *testing.T) {
+	for _, nb := range []bool{false, true} {
+		var s *Conn
+		var peer *websocket.Conn
+		if nb {
+			s, peer = nbPair(t, 64<<20)
+		} else {
+			s, peer = upgradedPair(t)
+		}
+		var scratch []byte // shared by every encoder: -race reports overlap
+		var inEnc atomic.Int32
+		const senders, each = 4, 50
+		done := make(chan struct{})
+		for g := range senders {
+			go func() {
+				defer func() { done <- struct{}{} }()
+				for i := range each {
+					n := g*each + i
+					err := s.SendEncodedWithin(context.Background(), nil, Binary, func(dst []byte) ([]byte, error) {
+						if inEnc.Add(1) != 1 {
+							t.Error("two encoders at once")
+						}
+						defer inEnc.Add(-1)
+						scratch = append(scratch[:0], nbFrame(n, 64)...)
+						runtime.Gosched() // let another sender reach its encoder if it can
+						return append(dst, scratch...), nil
+					}, 64<<20)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		seen := map[uint32]bool{}
+		for range senders * each {
+			_ = peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, b, err := peer.ReadMessage()
+			if err != nil || len(b) != 64 {
+				t.Fatalf("non-blocking %v: %d bytes, %v", nb, len(b), err)
+			}
+			seen[binary.BigEndian.Uint32(b)] = true
+		}
+		for range senders {
+			<-done
+		}
+		if len(seen) != senders*each {
+			t.Fatalf("non-blocking %v: %d distinct frames, want %d", nb, len(seen), senders*each)
+		}
 	}
 }

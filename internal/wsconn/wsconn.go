@@ -66,6 +66,7 @@ type Conn struct {
 	writeWait time.Duration
 	cc        *corkConn     // ws's connection when it is ours (cork.go), else nil
 	wbuf      []byte        // rawWrite's frame buffer; guarded by wmu
+	encMu     sync.Mutex    // serialises SendEncodedWithin's encoders in blocking mode
 	maxQueued int64         // non-blocking mode's budget (nonblock.go); 0: blocking mode
 	wake      chan struct{} // non-blocking mode: pending bytes to drain
 	// deferred: frames SendDeferred left in cc's buffer (corked); the next
