@@ -29,14 +29,11 @@ type Batch struct {
 // handles the frame it just read, since the flush would follow at once
 // anyway. Those writes then go out as SendIn without a batch would (inline
 // on an idle socket), saving the cork and the flush on the path of every
-// message of a lone request. SetDirect(true) flushes b first, so a direct
-// batch holds nothing and no write can overtake one it deferred.
-func (b *Batch) SetDirect(on bool) {
-	if on {
-		b.Flush()
-	}
-	b.direct = on
-}
+// message of a lone request. A connection b corked already stays corked
+// until Flush: what is written to it joins what it holds, in order and in
+// the same write system call, so the last frame of a burst costs no write
+// of its own.
+func (b *Batch) SetDirect(on bool) { b.direct = on }
 
 // deferring reports whether writes given b are deferred.
 func (b *Batch) deferring() bool { return b != nil && !b.direct }
@@ -49,7 +46,13 @@ func (c *Conn) SendIn(ctx context.Context, b *Batch, kind int, data []byte, onWr
 		return c.sendNB(b, kind, data, onWritten)
 	}
 	cc, _ := c.ws.NetConn().(*corkConn)
-	if !b.deferring() || cc == nil {
+	if b == nil || cc == nil {
+		return c.Send(ctx, kind, data, onWritten)
+	}
+	if b.direct {
+		// Send may block: what the batch holds goes out first, so no held
+		// frame waits behind a slow peer.
+		b.Flush()
 		return c.Send(ctx, kind, data, onWritten)
 	}
 	if c.isClosing() {

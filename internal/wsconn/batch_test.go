@@ -130,60 +130,71 @@ func TestCloseFlushesHeldFrames(t *testing.T) {
 	b.Flush() // harmless after close
 }
 
-// A direct batch defers nothing: SetDirect(true) first writes out what the
-// batch held (so a direct write cannot overtake it), and frames sent in it
-// then reach the peer at once, in both the blocking and the non-blocking
-// mode; SetDirect(false) defers again.
+// A direct batch corks nothing: a frame sent in it to a connection the
+// batch has not corked goes out at once, while one to a connection it
+// corked before joins that connection's cork buffer (after what it holds,
+// written with it at Flush); SetDirect(false) defers again. In the
+// blocking mode a direct send flushes the batch first (it may block).
 func TestBatchDirect(t *testing.T) {
-	for _, nb := range []bool{false, true} {
-		var s *Conn
-		var c *websocket.Conn
-		if nb {
-			s, c = nbPair(t, 1<<20)
-		} else {
-			s, c = upgradedPair(t)
-		}
-		ctx := context.Background()
+	ctx := context.Background()
+	corked := func(s *Conn) int {
 		cc := s.WS().NetConn().(*corkConn)
-		corked := func() int {
-			cc.mu.Lock()
-			defer cc.mu.Unlock()
-			return len(cc.buf)
-		}
-		read := func(want string) {
-			t.Helper()
-			c.SetReadDeadline(time.Now().Add(10 * time.Second))
-			if _, m, err := c.ReadMessage(); err != nil || string(m) != want {
-				t.Fatalf("non-blocking %v: got %q %v, want %q", nb, m, err, want)
-			}
-		}
-		var b Batch
-		if err := s.SendIn(ctx, &b, Text, []byte("held"), nil); err != nil {
-			t.Fatal(err)
-		}
-		if corked() == 0 {
-			t.Fatalf("non-blocking %v: frame not held by a deferring batch", nb)
-		}
-		b.SetDirect(true)
-		if corked() != 0 || len(b.conns) != 0 {
-			t.Fatalf("non-blocking %v: SetDirect(true) left %d bytes corked", nb, corked())
-		}
-		if err := s.SendIn(ctx, &b, Text, []byte("direct"), nil); err != nil {
-			t.Fatal(err)
-		}
-		if corked() != 0 || len(b.conns) != 0 {
-			t.Fatalf("non-blocking %v: a direct batch corked its frame", nb)
-		}
-		read("held")
-		read("direct")
-		b.SetDirect(false)
-		if err := s.SendIn(ctx, &b, Text, []byte("again"), nil); err != nil {
-			t.Fatal(err)
-		}
-		if corked() == 0 {
-			t.Fatalf("non-blocking %v: frame not held after SetDirect(false)", nb)
-		}
-		b.Flush()
-		read("again")
+		cc.mu.Lock()
+		defer cc.mu.Unlock()
+		return len(cc.buf)
 	}
+	read := func(c *websocket.Conn, want string) {
+		t.Helper()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, m, err := c.ReadMessage(); err != nil || string(m) != want {
+			t.Fatalf("got %q %v, want %q", m, err, want)
+		}
+	}
+	send := func(s *Conn, b *Batch, msg string) {
+		t.Helper()
+		if err := s.SendIn(ctx, b, Text, []byte(msg), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s1, c1 := nbPair(t, 1<<20)
+	s2, c2 := nbPair(t, 1<<20)
+	var b Batch
+	send(s1, &b, "held")
+	held := corked(s1)
+	if held == 0 || len(b.conns) != 1 {
+		t.Fatalf("frame not held by a deferring batch")
+	}
+	b.SetDirect(true)
+	send(s2, &b, "direct")
+	if corked(s2) != 0 || len(b.conns) != 1 {
+		t.Fatalf("a direct batch corked a frame")
+	}
+	read(c2, "direct")
+	send(s1, &b, "after")
+	if corked(s1) <= held {
+		t.Fatalf("a frame to a corked connection went around its cork buffer (%d bytes held, %d before)", corked(s1), held)
+	}
+	b.Flush()
+	read(c1, "held")
+	read(c1, "after")
+	b.SetDirect(false)
+	send(s2, &b, "again")
+	if corked(s2) == 0 {
+		t.Fatalf("frame not held after SetDirect(false)")
+	}
+	b.Flush()
+	read(c2, "again")
+
+	// Blocking mode: a direct send releases what the batch holds first.
+	s3, c3 := upgradedPair(t)
+	s4, c4 := upgradedPair(t)
+	var bb Batch
+	send(s3, &bb, "held")
+	bb.SetDirect(true)
+	send(s4, &bb, "direct")
+	if len(bb.conns) != 0 || corked(s3) != 0 {
+		t.Fatalf("blocking mode: a direct send left frames held")
+	}
+	read(c3, "held")
+	read(c4, "direct")
 }
