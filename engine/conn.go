@@ -246,8 +246,11 @@ func (w *workerConn) readLoop() {
 			buf = data[:0] // keep a grown buffer, unless it is huge
 		}
 		// With nothing more buffered the flush would come right after
-		// this frame: its writes go out directly instead.
-		batch.SetDirect(!wsconn.NextFrameBuffered(ws))
+		// this frame: its writes go out directly instead. Not while
+		// anything is observed: an observed call's completion runs the
+		// observers after the result is written, and a caller must not
+		// see its result before that is done (as with the flush).
+		batch.SetDirect(!wsconn.NextFrameBuffered(ws) && !w.e.inv.Watching())
 		if errors.Is(err, wsconn.ErrFrameTooLarge) {
 			w.rejectOversized(data)
 			continue
