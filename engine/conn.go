@@ -37,6 +37,7 @@ type workerConn struct {
 
 	dropReason atomic.Pointer[string] // why the engine cut the socket, if it did
 	congested  atomic.Bool            // calls to it fail with worker_congested
+	inject     []byte                 // Deliver's payload with the caller's id; used by conn's encoders only
 	nsState    connNamespace          // namespace.go
 	// observe.v1 (observe.go)
 	observeV1         atomic.Bool                           // declared observe.v1
@@ -82,14 +83,18 @@ func (w *workerConn) dropTooSlow() {
 // write encodes m and hands it to the socket without waiting, within
 // budget pending bytes (wsconn.ErrCongested otherwise).
 func (w *workerConn) write(batch *wsconn.Batch, m *wire.Message, budget int64) error {
-	b, err := wire.Encode(wsconn.Buffer(), m)
-	if err != nil {
-		w.log.Error("encode outgoing message", "type", m.Type, "err", err)
-		return err
-	}
-	err = w.conn.SendInWithin(w.e.ctx, batch, wsconn.Text, b, wsconn.Recycle, budget)
-	if errors.Is(err, wsconn.ErrCongested) {
-		wsconn.Recycle(b) // refused before it was queued
+	return w.writeEnc(batch, m, budget, func(dst []byte) ([]byte, error) { return wire.Encode(dst, m) })
+}
+
+// writeEnc is write with an encoder of m of its own.
+func (w *workerConn) writeEnc(batch *wsconn.Batch, m *wire.Message, budget int64, enc func([]byte) ([]byte, error)) error {
+	var encErr error
+	err := w.conn.SendEncodedWithin(w.e.ctx, batch, wsconn.Text, func(dst []byte) ([]byte, error) {
+		dst, encErr = enc(dst)
+		return dst, encErr
+	}, budget)
+	if encErr != nil {
+		w.log.Error("encode outgoing message", "type", m.Type, "err", encErr)
 	}
 	return err
 }
@@ -120,11 +125,6 @@ func (w *workerConn) drop(reason string) {
 // Deliver implements invocation.Executor: it sends invokefunction.
 func (w *workerConn) Deliver(req *invocation.Request) error {
 	data := wire.DataOrNull(req.Data)
-	var injected []byte
-	if req.CallerWorkerID != "" {
-		injected = wire.InjectCallerID(wsconn.Buffer(), data, req.CallerWorkerID)
-		data = injected
-	}
 	m := wire.Message{
 		Type:         wire.TypeInvokeFunction,
 		InvocationID: req.InvocationID,
@@ -150,9 +150,21 @@ func (w *workerConn) Deliver(req *invocation.Request) error {
 		}
 		m.Activation = req.Activation
 	}
-	err := w.write(batchOf(req.Batch), &m, int64(w.e.cfg.MaxPendingBytesPerWorker))
-	if injected != nil {
-		wsconn.Recycle(injected)
+	var err error
+	if callerID := req.CallerWorkerID; callerID != "" {
+		err = w.writeEnc(batchOf(req.Batch), &m, int64(w.e.cfg.MaxPendingBytesPerWorker), func(dst []byte) ([]byte, error) {
+			// The encoders of one socket never run at once (wsconn):
+			// w.inject is this one's.
+			w.inject = wire.InjectCallerID(w.inject[:0], data, callerID)
+			m.Data = w.inject
+			dst, err := wire.Encode(dst, &m)
+			if cap(w.inject) > 4<<10 {
+				w.inject = nil // a big payload's copy must not stay pinned to the socket
+			}
+			return dst, err
+		})
+	} else {
+		err = w.write(batchOf(req.Batch), &m, int64(w.e.cfg.MaxPendingBytesPerWorker))
 	}
 	if stamped != nil {
 		wsconn.Recycle(stamped)
@@ -233,6 +245,12 @@ func (w *workerConn) readLoop() {
 		if cap(data) <= 1<<20 {
 			buf = data[:0] // keep a grown buffer, unless it is huge
 		}
+		// With nothing more buffered the flush would come right after
+		// this frame: its writes go out directly instead. Not while
+		// anything is observed: an observed call's completion runs the
+		// observers after the result is written, and a caller must not
+		// see its result before that is done (as with the flush).
+		batch.SetDirect(!wsconn.NextFrameBuffered(ws) && !w.e.inv.Watching())
 		if errors.Is(err, wsconn.ErrFrameTooLarge) {
 			w.rejectOversized(data)
 			continue
@@ -509,7 +527,8 @@ func nsField(ns string) *string {
 	if ns == "" || ns == wire.DefaultNamespace {
 		return nil
 	}
-	return &ns
+	s := ns // the copy escapes, not the parameter: no allocation per call without one
+	return &s
 }
 
 // reattach lets a reconnected worker evict its previous, half-open

@@ -225,7 +225,7 @@ func (l *Local) invoke(req *Request, done Completion, remote bool) {
 				m.Feed.Publish(metrics.Invocation{Time: time.Now(), FunctionID: req.FunctionID, Namespace: req.Namespace, CallerWorkerID: req.CallerWorkerID, Outcome: metrics.OutcomeVoid})
 			}
 		} else {
-			obs = observed{m: m, f: f, start: time.Now(), fn: req.FunctionID, ns: req.Namespace, caller: req.CallerWorkerID}
+			obs = observed{m: m, f: f, start: sinceEpoch(), fn: req.FunctionID, ns: req.Namespace, caller: req.CallerWorkerID}
 			m.Started()
 		}
 	}
@@ -292,12 +292,22 @@ func (l *Local) notFound(req *Request) *wire.ErrorBody {
 	return wire.ErrFunctionNotFoundIn(req.FunctionID, ns, elsewhere)
 }
 
+// epoch is the reference of observed.start (monotonic).
+var epoch = time.Now()
+
+// sinceEpoch is now as an observed.start.
+func sinceEpoch() time.Duration { return time.Since(epoch) }
+
 // observed is a non-void invocation being counted; the zero value counts
 // nothing.
 type observed struct {
-	m              *metrics.Metrics
-	f              *metrics.Function
-	start          time.Time
+	m *metrics.Metrics
+	f *metrics.Function
+	// start is when it started, as an offset from epoch: 8 bytes where a
+	// time.Time takes 24, which keeps a pending entry within the 128
+	// bytes a map stores in place (a bigger one costs an allocation per
+	// call).
+	start          time.Duration
 	span           *otel.Span // nil: not traced
 	fn, ns, caller string     // for the live feed
 }
@@ -312,10 +322,11 @@ func (o *observed) finish(r Result) {
 		return
 	}
 	oc := outcome(r.Err)
-	o.f.Done(o.m, o.start, oc)
+	start := epoch.Add(o.start)
+	o.f.Done(o.m, start, oc)
 	if o.m.Feed.Active() {
 		now := time.Now()
-		ev := metrics.Invocation{Time: now, FunctionID: o.fn, Namespace: o.ns, CallerWorkerID: o.caller, Duration: now.Sub(o.start), Outcome: oc}
+		ev := metrics.Invocation{Time: now, FunctionID: o.fn, Namespace: o.ns, CallerWorkerID: o.caller, Duration: now.Sub(start), Outcome: oc}
 		if r.Err != nil {
 			ev.ErrorCode = r.Err.Code
 		}

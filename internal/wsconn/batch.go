@@ -20,7 +20,23 @@ import (
 // belongs to one goroutine.
 type Batch struct {
 	conns []*Conn
+	// direct: writes given the batch are not deferred (SetDirect).
+	direct bool
 }
+
+// SetDirect stops (on) or resumes (off) deferring the writes given b: a
+// reader whose read buffer holds no further whole frame sets it before it
+// handles the frame it just read, since the flush would follow at once
+// anyway. Those writes then go out as SendIn without a batch would (inline
+// on an idle socket), saving the cork and the flush on the path of every
+// message of a lone request. A connection b corked already stays corked
+// until Flush: what is written to it joins what it holds, in order and in
+// the same write system call, so the last frame of a burst costs no write
+// of its own.
+func (b *Batch) SetDirect(on bool) { b.direct = on }
+
+// deferring reports whether writes given b are deferred.
+func (b *Batch) deferring() bool { return b != nil && !b.direct }
 
 // SendIn is Send, except that with a non-nil batch a frame that would be
 // written inline goes to the connection's cork buffer and reaches the
@@ -31,6 +47,12 @@ func (c *Conn) SendIn(ctx context.Context, b *Batch, kind int, data []byte, onWr
 	}
 	cc, _ := c.ws.NetConn().(*corkConn)
 	if b == nil || cc == nil {
+		return c.Send(ctx, kind, data, onWritten)
+	}
+	if b.direct {
+		// Send may block: what the batch holds goes out first, so no held
+		// frame waits behind a slow peer.
+		b.Flush()
 		return c.Send(ctx, kind, data, onWritten)
 	}
 	if c.isClosing() {

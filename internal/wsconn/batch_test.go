@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"testing"
+	"time"
 
 	websocket "github.com/sluicehq/sluice/internal/ws"
 )
@@ -127,4 +128,73 @@ func TestCloseFlushesHeldFrames(t *testing.T) {
 	}
 	<-s.Done()
 	b.Flush() // harmless after close
+}
+
+// A direct batch corks nothing: a frame sent in it to a connection the
+// batch has not corked goes out at once, while one to a connection it
+// corked before joins that connection's cork buffer (after what it holds,
+// written with it at Flush); SetDirect(false) defers again. In the
+// blocking mode a direct send flushes the batch first (it may block).
+func TestBatchDirect(t *testing.T) {
+	ctx := context.Background()
+	corked := func(s *Conn) int {
+		cc := s.WS().NetConn().(*corkConn)
+		cc.mu.Lock()
+		defer cc.mu.Unlock()
+		return len(cc.buf)
+	}
+	read := func(c *websocket.Conn, want string) {
+		t.Helper()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, m, err := c.ReadMessage(); err != nil || string(m) != want {
+			t.Fatalf("got %q %v, want %q", m, err, want)
+		}
+	}
+	send := func(s *Conn, b *Batch, msg string) {
+		t.Helper()
+		if err := s.SendIn(ctx, b, Text, []byte(msg), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s1, c1 := nbPair(t, 1<<20)
+	s2, c2 := nbPair(t, 1<<20)
+	var b Batch
+	send(s1, &b, "held")
+	held := corked(s1)
+	if held == 0 || len(b.conns) != 1 {
+		t.Fatalf("frame not held by a deferring batch")
+	}
+	b.SetDirect(true)
+	send(s2, &b, "direct")
+	if corked(s2) != 0 || len(b.conns) != 1 {
+		t.Fatalf("a direct batch corked a frame")
+	}
+	read(c2, "direct")
+	send(s1, &b, "after")
+	if corked(s1) <= held {
+		t.Fatalf("a frame to a corked connection went around its cork buffer (%d bytes held, %d before)", corked(s1), held)
+	}
+	b.Flush()
+	read(c1, "held")
+	read(c1, "after")
+	b.SetDirect(false)
+	send(s2, &b, "again")
+	if corked(s2) == 0 {
+		t.Fatalf("frame not held after SetDirect(false)")
+	}
+	b.Flush()
+	read(c2, "again")
+
+	// Blocking mode: a direct send releases what the batch holds first.
+	s3, c3 := upgradedPair(t)
+	s4, c4 := upgradedPair(t)
+	var bb Batch
+	send(s3, &bb, "held")
+	bb.SetDirect(true)
+	send(s4, &bb, "direct")
+	if len(bb.conns) != 0 || corked(s3) != 0 {
+		t.Fatalf("blocking mode: a direct send left frames held")
+	}
+	read(c3, "held")
+	read(c4, "direct")
 }

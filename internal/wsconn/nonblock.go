@@ -205,7 +205,7 @@ func (c *Conn) sendNBWithin(b *Batch, kind int, data []byte, onWritten func([]by
 		c.wmu.Unlock()
 		return ErrCongested
 	}
-	if b != nil && c.cc.corkIfOpen() {
+	if b.deferring() && c.cc.corkIfOpen() {
 		b.conns = append(b.conns, c)
 	}
 	ok := c.write(frame{kind: kind, data: data, done: onWritten})

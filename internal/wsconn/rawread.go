@@ -158,15 +158,25 @@ func (r *serverReader) header(br *bufio.Reader, ws *websocket.Conn) (wsframe.Hea
 		return wsframe.Header{}, noEOF(err)
 	}
 	h, err := wsframe.ParseHeader(p)
-	var pe *wsframe.ProtocolError
-	switch {
-	case errors.As(err, &pe):
-		return h, r.fail(ws, pe.Reason)
-	case !h.Masked:
+	if err != nil {
+		return h, r.failHeader(ws, err)
+	}
+	if !h.Masked {
 		return h, r.fail(ws, "unmasked client frame")
 	}
 	_, _ = br.Discard(hl)
 	return h, nil
+}
+
+// failHeader answers a header ParseHeader refused. It is apart from header
+// so that its errors.As target, which escapes, is allocated only on this
+// path and not once per frame.
+func (r *serverReader) failHeader(ws *websocket.Conn, err error) error {
+	var pe *wsframe.ProtocolError
+	if errors.As(err, &pe) {
+		return r.fail(ws, pe.Reason)
+	}
+	return r.fail(ws, err.Error())
 }
 
 // payload appends n unmasked payload bytes to b, the rest of a message

@@ -1,6 +1,7 @@
 package wsconn
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"net/http"
@@ -149,5 +150,32 @@ func TestServerReadPeerGone(t *testing.T) {
 	_, _, err := mustRead(t, s, 0)
 	if code, _, ok := IsCloseError(err); !ok || code != websocket.CloseAbnormalClosure {
 		t.Fatalf("peer gone: %v", err)
+	}
+}
+
+// Reading a small data frame from the buffer costs no allocation (the
+// worker read loop runs this for every message; an escaping error target
+// in header once cost one per frame).
+func TestServerReadFrameAllocs(t *testing.T) {
+	payload := []byte(`{"type":"invocationresult","invocation_id":"x","result":{"n":1}}`)
+	key := [4]byte{1, 2, 3, 4}
+	var stream []byte
+	for range 200 {
+		f := make([]byte, wsframe.MaxHeader+len(payload))
+		h := wsframe.PutHeader(f, true, wsframe.OpText, len(payload), true, key)
+		wsframe.MaskCopy(f[h:], payload, key)
+		stream = append(stream, f[:h+len(payload)]...)
+	}
+	br := bufio.NewReaderSize(bytes.NewReader(stream), 4096)
+	var r serverReader
+	buf := make([]byte, 0, 4096)
+	allocs := testing.AllocsPerRun(100, func() {
+		kind, data, err := r.read(br, nil, buf[:0], 1<<20)
+		if err != nil || kind != wsframe.OpText || !bytes.Equal(data, payload) {
+			t.Fatalf("read: kind %d, %q, %v", kind, data, err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per frame, want 0", allocs)
 	}
 }

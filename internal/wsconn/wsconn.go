@@ -45,6 +45,9 @@ type frame struct {
 	kind int
 	data []byte
 	done func([]byte) // called with data after the frame was written (or dropped)
+	// prefixed: the payload follows wsframe.MaxHeader bytes of room for
+	// the header (SendEncodedWithin; written at once, never queued).
+	prefixed bool
 }
 
 // Conn is a WebSocket connection with a dedicated writer goroutine.
@@ -63,6 +66,7 @@ type Conn struct {
 	writeWait time.Duration
 	cc        *corkConn     // ws's connection when it is ours (cork.go), else nil
 	wbuf      []byte        // rawWrite's frame buffer; guarded by wmu
+	encMu     sync.Mutex    // serialises SendEncodedWithin's encoders in blocking mode
 	maxQueued int64         // non-blocking mode's budget (nonblock.go); 0: blocking mode
 	wake      chan struct{} // non-blocking mode: pending bytes to drain
 	// deferred: frames SendDeferred left in cc's buffer (corked); the next
@@ -401,7 +405,9 @@ func (c *Conn) writeQueued(f frame) bool {
 func (c *Conn) write(f frame) bool {
 	c.wseq.Add(1)
 	var err error
-	if c.cc != nil && len(f.data) <= rawMax {
+	if f.prefixed {
+		err = c.rawWritePrefixed(c.cc, f.kind, f.data)
+	} else if c.cc != nil && len(f.data) <= rawMax {
 		err = c.rawWrite(c.cc, f.kind, f.data)
 	} else if c.cc != nil {
 		err = c.rawWriteLarge(c.cc, f.kind, f.data)
