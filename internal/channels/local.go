@@ -148,7 +148,20 @@ func (w *LocalWriter) end(abort *AbortError) {
 type LocalReader struct {
 	h    *Hub
 	ch   *channel
+	p    Pipe // ch.pipe once Next has needed it
 	once sync.Once
+}
+
+// OnReady asks for f to be called, once, when the channel may have
+// something for Next: its writer connected (its upgrade may still fail),
+// or the channel ended (expired, engine shutdown). Until then Next would
+// only block, so a caller can wait for f instead of parking a goroutine in
+// Next. Call it before handing out the writer's ref; f must not block. It
+// is not called once Retire has removed the channel.
+func (r *LocalReader) OnReady(f func()) {
+	r.h.mu.Lock()
+	r.ch.onReady = f
+	r.h.mu.Unlock()
 }
 
 // Next returns the next frame, blocking until one arrives or ctx ends. The
@@ -156,7 +169,10 @@ type LocalReader struct {
 // At a clean end it returns io.EOF; when the writer vanished or the channel
 // broke, an *AbortError (errors.Is(err, ErrAborted)) whose Reason says why.
 func (r *LocalReader) Next(ctx context.Context) (Frame, error) {
-	f, err := r.ch.pipe.Recv(ctx)
+	if r.p == nil {
+		r.p = r.h.pipeFor(r.ch)
+	}
+	f, err := r.p.Recv(ctx)
 	switch {
 	case err == nil:
 		return f, nil
@@ -171,7 +187,7 @@ func (r *LocalReader) Next(ctx context.Context) (Frame, error) {
 // Close gives up the read end: a writer socket is closed with 1011 "reader
 // closed", a local writer's next WriteFrame fails with ErrReaderGone.
 func (r *LocalReader) Close() {
-	r.ch.pipe.CloseRecv()
+	r.h.pipeFor(r.ch).CloseRecv()
 	r.finish()
 }
 
