@@ -52,7 +52,8 @@ func (a *hubReader) Next(ctx context.Context) (bool, []byte, error) {
 	a.last = f
 	return f.Text, f.Data, err
 }
-func (a *hubReader) Close() { a.r.Close(); a.last.Release() }
+func (a *hubReader) Close()           { a.r.Close(); a.last.Release() }
+func (a *hubReader) OnReady(f func()) { a.r.OnReady(f) }
 
 // wsInvoker runs Go funcs that reach the channels over WebSocket, as a
 // worker does.

@@ -112,6 +112,14 @@ type ResponseReader interface {
 	Close()
 }
 
+// ReadyNotifier may be implemented by a ResponseReader: f is to be called,
+// once and without blocking, when Next may have something to return (the
+// function's end connected, or the channel ended). The exchange reads the
+// channel only from then on, sparing a goroutine per buffered answer.
+type ReadyNotifier interface {
+	OnReady(f func())
+}
+
 // Retirer may be implemented by the ends Channels returns. Retire is
 // called once the exchange is over: a remote end that has not connected by
 // then never will, so the channel can leave the registry at once (later

@@ -1,0 +1,71 @@
+package httptrigger
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/invocation"
+)
+
+// A buffered answer never reads the response channel: its function never
+// connected to it, so nothing could come, and reading it would cost a
+// goroutine per request.
+func TestBufferedAnswerReadsNoResponseChannel(t *testing.T) {
+	e := newEnv(t, Config{})
+	e.mustRoute("t1", "fn", "POST", "echo/:id")
+	e.inv.set("fn", echo("fn"))
+	for range 3 {
+		if status, _, body := e.do("POST", "/echo/1", strings.NewReader(`{"a":1}`), "Content-Type", "application/json"); status != http.StatusOK || !strings.Contains(body, `"fn":"fn"`) {
+			t.Fatalf("got %d %s", status, body)
+		}
+	}
+	if n := e.hub.nexts.Load(); n != 0 {
+		t.Fatalf("the response channel was read %d times for buffered answers", n)
+	}
+}
+
+// A function that returns null first and connects to its response channel
+// afterwards still streams its answer: readiness after the result starts
+// the reading.
+func TestStreamStartsAfterNullResult(t *testing.T) {
+	e := newEnv(t, Config{Timeout: 5 * time.Second}) // a failure is a 504
+	e.mustRoute("t1", "fn", "GET", "late")
+	e.inv.set("fn", func(c *call) invocation.Result {
+		c.after = func() {
+			_ = c.status(201)
+			_ = c.write("late body")
+			c.end()
+		}
+		return value(`null`)
+	})
+	status, _, body := e.do("GET", "/late", nil)
+	if status != 201 || body != "late body" {
+		t.Fatalf("got %d %q, want 201 \"late body\"", status, body)
+	}
+	if e.hub.nexts.Load() == 0 {
+		t.Fatal("the response channel was never read")
+	}
+}
+
+// A response end that cannot say when it is ready is read from the start,
+// as before.
+func TestStreamWithoutReadyNotifier(t *testing.T) {
+	e := newEnv(t, Config{})
+	e.hub.eager.Store(true)
+	e.mustRoute("t1", "fn", "GET", "s")
+	e.inv.set("fn", func(c *call) invocation.Result {
+		_ = c.status(202)
+		_ = c.write("streamed")
+		c.end()
+		return value(`null`)
+	})
+	if status, _, body := e.do("GET", "/s", nil); status != 202 || body != "streamed" {
+		t.Fatalf("got %d %q", status, body)
+	}
+	e.inv.set("fn", echo("fn"))
+	if status, _, _ := e.do("GET", "/s", nil); status != 200 {
+		t.Fatalf("buffered: %d", status)
+	}
+}
