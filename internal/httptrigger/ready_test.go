@@ -1,10 +1,13 @@
 package httptrigger
 
 import (
+	"bytes"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/sluicehq/sluice/internal/invocation"
 )
@@ -67,5 +70,30 @@ func TestStreamWithoutReadyNotifier(t *testing.T) {
 	e.inv.set("fn", echo("fn"))
 	if status, _, _ := e.do("GET", "/s", nil); status != 200 {
 		t.Fatalf("buffered: %d", status)
+	}
+}
+
+// members hands out values that are subslices of its input, exact to the
+// byte (whitespace inside kept, around dropped), and that stay valid after
+// it returns and the decoder is reused: buffered keeps them without a copy.
+func TestMembersValuesAliasInput(t *testing.T) {
+	in := []byte(" {\"s\" : \"a\\u0062\\n\" ,\n\"o\":{ \"x\" : [1, 2] },\"n\":-1.5e3 , \"t\":true} ")
+	want := map[string]string{"s": `"a\u0062\n"`, "o": `{ "x" : [1, 2] }`, "n": `-1.5e3`, "t": `true`}
+	got := map[string]jsontext.Value{}
+	if !members(bytes.TrimSpace(in), func(n string, v jsontext.Value) { got[n] = v }) {
+		t.Fatal("members failed")
+	}
+	other := []byte(`{"s":"zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz","o":[9,9,9,9,9,9,9,9,9]}`)
+	for range 3 {
+		members(other, func(string, jsontext.Value) {})
+	}
+	for n, w := range want {
+		v := got[n]
+		if string(v) != w {
+			t.Errorf("%s = %q, want %q", n, v, w)
+		}
+		if i := bytes.Index(in, v); len(v) == 0 || i < 0 || &in[i] != &v[0] {
+			t.Errorf("%s is not a subslice of the input", n)
+		}
 	}
 }

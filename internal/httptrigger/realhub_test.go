@@ -54,6 +54,7 @@ func (a *hubReader) Next(ctx context.Context) (bool, []byte, error) {
 }
 func (a *hubReader) Close()           { a.r.Close(); a.last.Release() }
 func (a *hubReader) OnReady(f func()) { a.r.OnReady(f) }
+func (a *hubReader) Retire()          { a.r.Retire() }
 
 // wsInvoker runs Go funcs that reach the channels over WebSocket, as a
 // worker does.
