@@ -125,23 +125,43 @@ type channel struct {
 	state     [2]endState
 	stopTimer func() bool
 	expiryDue bool   // the TTL passed while an end was mid-upgrade
-	onReady   func() // LocalReader.OnReady's hook, called at most once
+	onReady   func() // the local end's OnReady hook, called at most once
+	closeSend bool   // the local writer closed before the pipe was made
 }
 
-// A channel with a local read end gets its pipe (a buffer of size frames,
-// the costliest part of a channel) only when something can go through it:
-// its writer connects (claim), the local reader reads or closes, or the
-// channel ends. An HTTP exchange answered from the function's result never
-// uses its response channel, so it never pays for one. ch.pipe is written
-// under Hub.mu; a socket's goroutines read it after claim, local ends
-// through pipeFor.
+// A channel with a local end gets its pipe (a buffer of size frames, the
+// costliest part of a channel) and memory account only when something can
+// go through it: its remote end connects (claim), the local end writes,
+// reads or closes, or the channel ends. An HTTP exchange answered from the
+// function's result, whose function never connected to its channels,
+// never pays for them. ch.pipe and ch.mem are written under Hub.mu; a
+// socket's goroutines read them after claim, local ends through pipeFor.
 
 // pipeLocked returns ch's pipe, making it if need be. h.mu is held.
 func (h *Hub) pipeLocked(ch *channel) Pipe {
 	if ch.pipe == nil {
 		ch.pipe = newMemPipe(ch.size, h.onSendBlocked, h.onChanged)
+		if ch.closeSend {
+			ch.pipe.CloseSend()
+		}
+	}
+	if ch.mem == nil {
+		ch.mem = newChanMem(h.budget, h.cfg.MaxBufferBytes)
 	}
 	return ch.pipe
+}
+
+// closeUnmade records a clean end of the stream of a local writer that has
+// no pipe yet (the pipe starts closed when made), and reports whether it
+// did.
+func (h *Hub) closeUnmade(ch *channel) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if ch.pipe != nil {
+		return false
+	}
+	ch.closeSend = true
+	return true
 }
 
 // pipeFor is pipeLocked for the local ends, which hold no lock.
@@ -304,12 +324,12 @@ func (h *Hub) newChannel(owner string, bufferSize, localEnd int) (*channel, erro
 		id:      id,
 		size:    bufferSize,
 		key:     uuid.NewString(),
-		mem:     newChanMem(h.budget, h.cfg.MaxBufferBytes),
 		owner:   owner,
 		created: time.Now(),
 	}
-	if localEnd != dirRead { // a local reader's pipe is made on demand
+	if localEnd < 0 { // a local end's pipe is made on demand
 		ch.pipe = newMemPipe(bufferSize, h.onSendBlocked, h.onChanged)
+		ch.mem = newChanMem(h.budget, h.cfg.MaxBufferBytes)
 	}
 	if localEnd >= 0 {
 		ch.state[localEnd] = endActive
@@ -549,10 +569,7 @@ func (h *Hub) claimEnd(id, key string, end int) (_ *channel, status int, msg str
 	ch.state[end] = endClaimed
 	h.wg.Add(1)
 	h.pipeLocked(ch) // the socket's goroutines use ch.pipe from now on
-	if end == dirWrite {
-		ready = takeReady(ch)
-	}
-	return ch, 0, "", ready
+	return ch, 0, "", takeReady(ch)
 }
 
 // unclaim frees an end whose upgrade failed, so that the client can retry.

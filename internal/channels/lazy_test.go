@@ -132,3 +132,45 @@ func TestLocalReaderOnReadyAtEnd(t *testing.T) {
 		t.Fatalf("Next after shutdown: %v", err)
 	}
 }
+
+// A local writer's channel gets its pipe and memory account only when
+// used; OnReady fires when the reader connects, and what is written then
+// arrives. A writer closed before anything was made ends the stream
+// cleanly for a reader that connects later.
+func TestLocalWriterOnDemand(t *testing.T) {
+	th := newTestHub(t, Config{})
+	ref, lw, err := th.CreateWithLocalWriter(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := th.channel(ref.ChannelID)
+	th.mu.Lock()
+	made := ch.pipe != nil || ch.mem != nil
+	th.mu.Unlock()
+	if made {
+		t.Fatal("a local writer's channel got its pipe or memory account before anything used it")
+	}
+	ready := make(chan struct{}, 2)
+	lw.OnReady(func() { ready <- struct{}{} })
+	r := th.dial(t, ref, wire.DirRead)
+	waitReady(t, ready, "the reader connected")
+	if err := lw.WriteFrame(context.Background(), false, []byte("held back")); err != nil {
+		t.Fatal(err)
+	}
+	lw.Close()
+	got, ce := readAll(t, r)
+	if len(got) != 1 || string(got[0].data) != "held back" || ce == nil || ce.Code != 1000 {
+		t.Fatalf("reader got %v, close %v", got, ce)
+	}
+
+	ref, lw, _ = th.CreateWithLocalWriter(1)
+	lw.Close()
+	if p := th.pipeOf(th.channel(ref.ChannelID)); p != nil {
+		t.Fatal("Close made a pipe")
+	}
+	r = th.dial(t, ref, wire.DirRead)
+	if got, ce := readAll(t, r); len(got) != 0 || ce == nil || ce.Code != 1000 {
+		t.Fatalf("reader of a writer closed early got %v, close %v", got, ce)
+	}
+	th.waitLen(t, 0)
+}

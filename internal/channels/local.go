@@ -16,8 +16,29 @@ import (
 type LocalWriter struct {
 	h      *Hub
 	ch     *channel
+	p      Pipe // ch.pipe once the writing goroutine has needed it
 	closed atomic.Bool
 	once   sync.Once
+}
+
+// OnReady asks for f to be called, once, when the channel's reader
+// connects (its upgrade may still fail) or the channel ends (expired,
+// engine shutdown): until then nothing written would be read, so a caller
+// may hold data back until f instead of queueing it. Call it before
+// handing out the reader's ref; f must not block. It is not called once
+// Retire has removed the channel.
+func (w *LocalWriter) OnReady(f func()) {
+	w.h.mu.Lock()
+	w.ch.onReady = f
+	w.h.mu.Unlock()
+}
+
+// pipe is for the writing goroutine.
+func (w *LocalWriter) pipe() Pipe {
+	if w.p == nil {
+		w.p = w.h.pipeFor(w.ch)
+	}
+	return w.p
 }
 
 // WriteFrame sends one frame (text = a message, else data), blocking while
@@ -49,7 +70,7 @@ func (w *LocalWriter) frame(ctx context.Context, n int) (Frame, error) {
 	if n > bufCap {
 		c = n
 	}
-	p := w.ch.pipe
+	p := w.pipe()
 	if !w.ch.mem.reserve(int64(c), 0, ctx.Done(), p.Gone().Done()) {
 		w.ch.mem.endMessage()
 		if err := context.Cause(p.Gone()); err != nil {
@@ -68,7 +89,7 @@ func (w *LocalWriter) frame(ctx context.Context, n int) (Frame, error) {
 }
 
 func (w *LocalWriter) send(ctx context.Context, f Frame) error {
-	if err := w.ch.pipe.Send(ctx, f); err != nil {
+	if err := w.pipe().Send(ctx, f); err != nil {
 		f.Release()
 		return err
 	}
@@ -134,9 +155,9 @@ func (w *LocalWriter) end(abort *AbortError) {
 	w.once.Do(func() {
 		w.closed.Store(true)
 		if abort != nil {
-			w.ch.pipe.Abort(abort)
-		} else {
-			w.ch.pipe.CloseSend()
+			w.h.pipeFor(w.ch).Abort(abort) // Abort may come from any goroutine
+		} else if !w.h.closeUnmade(w.ch) {
+			w.pipe().CloseSend()
 		}
 		w.h.finish(w.ch, dirWrite, nil)
 	})

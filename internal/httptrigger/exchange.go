@@ -27,6 +27,8 @@ type exchange struct {
 	rt       *route
 	outcome  string // why the request ended abnormally, for the log
 	traceEnd func(route string, status int)
+	bw       BodyWriter
+	pending  []byte // a request body to write into bw once its reader connects
 }
 
 // serve runs the request: parse, call condition and middleware, create the
@@ -84,7 +86,16 @@ func (x *exchange) serve() {
 		return
 	}
 	defer rr.Close()
-	defer retire(bw, rr)
+	defer func() {
+		retire(bw, rr)
+		// A reader that connected before the retirement still gets the
+		// body; a retired channel refuses it at once.
+		x.pushPending(ctx)
+	}()
+
+	// One channel brings the result and the channels' readiness (each
+	// sent at most once, so no send blocks).
+	events := make(chan event, 3)
 
 	// The body goes to the function concurrently with the invocation: it
 	// may be far bigger than any buffer, and the function reads it while
@@ -97,7 +108,15 @@ func (x *exchange) serve() {
 	)
 	switch {
 	case rawJSON != nil && (len(rawJSON)+wire.FrameSize-1)/wire.FrameSize <= s.cfg.ChannelBuffer:
-		pushBytes(ctx, bw, rawJSON)
+		if n, ok := bw.(ReadyNotifier); ok {
+			// Held back until the function connects to read it: most
+			// take the parsed "body" and never do, and an unused channel
+			// costs next to nothing.
+			x.bw, x.pending = bw, rawJSON
+			n.OnReady(func() { events <- event{bodyReady: true} })
+		} else {
+			pushBytes(ctx, bw, rawJSON)
+		}
 	case rawJSON != nil:
 		var pushCtx context.Context
 		pushCtx, stopPush = context.WithCancel(ctx)
@@ -156,9 +175,6 @@ func (x *exchange) serve() {
 		return
 	}
 	payload := appendPayload(make([]byte, 0, 512), query, params, headers, x.rt, r.Method, parsed, &reqRef, &respRef)
-	// One channel brings the result and the response channel's readiness
-	// (each sent at most once, so neither send blocks).
-	events := make(chan event, 2)
 	ready := true
 	if n, ok := rr.(ReadyNotifier); ok {
 		ready = false
@@ -178,10 +194,23 @@ func (x *exchange) serve() {
 }
 
 // event is what respond waits for besides frames and timers: the result,
-// or the response channel being ready to read (ReadyNotifier).
+// the response channel being ready to read or the request body channel to
+// be written (ReadyNotifier).
 type event struct {
-	res   invocation.Result
-	ready bool
+	res       invocation.Result
+	ready     bool
+	bodyReady bool
+}
+
+// pushPending writes a body held back until its channel's reader
+// connected. It fits the channel's buffer.
+func (x *exchange) pushPending(ctx context.Context) {
+	if x.pending == nil {
+		return
+	}
+	b := x.pending
+	x.pending = nil
+	pushBytes(ctx, x.bw, b)
 }
 
 // bodyGrace is how long a finished exchange waits for a request body read
@@ -397,6 +426,10 @@ func (x *exchange) respond(ctx context.Context, rr ResponseReader, events <-chan
 			p.request()
 
 		case ev := <-events:
+			if ev.bodyReady {
+				x.pushPending(ctx)
+				continue
+			}
 			if ev.ready {
 				if p == nil {
 					startReading()

@@ -2,12 +2,21 @@ package httptrigger
 
 import (
 	"bytes"
+	"context"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/sluicehq/sluice/internal/channels"
+	"github.com/sluicehq/sluice/internal/registry"
+	"github.com/sluicehq/sluice/wire"
 
 	"github.com/sluicehq/sluice/internal/invocation"
 )
@@ -95,5 +104,59 @@ func TestMembersValuesAliasInput(t *testing.T) {
 		if i := bytes.Index(in, v); len(v) == 0 || i < 0 || &in[i] != &v[0] {
 			t.Errorf("%s is not a subslice of the input", n)
 		}
+	}
+}
+
+// countingChannels counts the frames that entered request body channels.
+type countingChannels struct {
+	hubChannels
+	frames *atomic.Int64
+}
+
+type countingWriter struct {
+	*channels.LocalWriter
+	frames *atomic.Int64
+}
+
+func (w countingWriter) WriteFrame(ctx context.Context, text bool, data []byte) error {
+	err := w.LocalWriter.WriteFrame(ctx, text, data)
+	if err == nil {
+		w.frames.Add(1)
+	}
+	return err
+}
+
+func (c countingChannels) RequestBody(n int) (wire.ChannelRef, BodyWriter, error) {
+	ref, w, err := c.h.CreateWithLocalWriter(n)
+	if err != nil {
+		return ref, nil, err
+	}
+	return ref, countingWriter{w, c.frames}, nil
+}
+
+// A JSON body whose function never connects to its channel is never
+// written into it (the function has it parsed in "body").
+func TestUnreadJSONBodyNotWritten(t *testing.T) {
+	hub := channels.NewHub(channels.Config{}, slog.New(slog.DiscardHandler))
+	defer hub.Shutdown(context.Background())
+	var frames atomic.Int64
+	srv := New(Config{Logger: slog.New(slog.DiscardHandler)}, syncEcho{}, countingChannels{hubChannels{hub}, &frames})
+	defer srv.Close()
+	cfg, _ := json.Marshal(map[string]any{"api_path": "echo/:id", "http_method": "POST"})
+	if err := srv.RegisterTrigger(&registry.Trigger{ID: "t", Type: "http", FunctionID: "fn", Config: cfg}); err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest("POST", "/echo/7", strings.NewReader(`{"a":1}`))
+	req.Header.Set("Content-Type", "application/json")
+	w := httptest.NewRecorder()
+	srv.ServeHTTP(w, req)
+	if w.Code != 200 || w.Body.String() != `{"a":1}` {
+		t.Fatalf("got %d %s", w.Code, w.Body)
+	}
+	if n := frames.Load(); n != 0 {
+		t.Fatalf("%d body frames written for a function that never read them", n)
+	}
+	if n := hub.Len(); n != 0 {
+		t.Fatalf("%d channels left", n)
 	}
 }

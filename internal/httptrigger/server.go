@@ -112,10 +112,12 @@ type ResponseReader interface {
 	Close()
 }
 
-// ReadyNotifier may be implemented by a ResponseReader: f is to be called,
-// once and without blocking, when Next may have something to return (the
-// function's end connected, or the channel ended). The exchange reads the
-// channel only from then on, sparing a goroutine per buffered answer.
+// ReadyNotifier may be implemented by a ResponseReader and a BodyWriter: f
+// is to be called, once and without blocking, when the function's end
+// connected or the channel ended. The exchange reads a response channel
+// only from then on, sparing a goroutine per buffered answer, and holds a
+// JSON body back until then (most functions take it parsed and never
+// connect).
 type ReadyNotifier interface {
 	OnReady(f func())
 }
