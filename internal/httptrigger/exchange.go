@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -358,8 +359,8 @@ func (x *exchange) respond(ctx context.Context, rr ResponseReader, events <-chan
 	}
 
 	st := streamState{status: http.StatusOK}
-	timeout := time.NewTimer(time.Until(x.deadline))
-	defer timeout.Stop()
+	timeout := startTimer(time.Until(x.deadline))
+	defer stopTimer(timeout)
 	var settle *time.Timer
 	var settleC <-chan time.Time
 	defer func() {
@@ -491,6 +492,25 @@ func (x *exchange) respond(ctx context.Context, rr ResponseReader, events <-chan
 			return
 		}
 	}
+}
+
+// Timers of respond are reused: a timer and its channel are two
+// allocations per request otherwise. Since Go 1.23 a stopped timer's
+// channel holds no stale tick, so a reused one fires only for its new
+// deadline.
+var timers sync.Pool
+
+func startTimer(d time.Duration) *time.Timer {
+	if t, ok := timers.Get().(*time.Timer); ok {
+		t.Reset(d)
+		return t
+	}
+	return time.NewTimer(d)
+}
+
+func stopTimer(t *time.Timer) {
+	t.Stop()
+	timers.Put(t)
 }
 
 // abort cuts a started response so the client sees an error (a truncated

@@ -160,3 +160,21 @@ func TestUnreadJSONBodyNotWritten(t *testing.T) {
 		t.Fatalf("%d channels left", n)
 	}
 }
+
+// A reused timer never delivers the tick of its previous use: a request's
+// timeout must not fire at once because an earlier request's timer had
+// expired unread (true with synchronous timer channels, Go 1.23+ in go.mod).
+func TestReusedTimerNoStaleTick(t *testing.T) {
+	for range 20 {
+		old := startTimer(time.Microsecond)
+		<-time.After(5 * time.Millisecond) // the old timer has expired, its tick unread
+		stopTimer(old)
+		fresh := startTimer(time.Hour)
+		select {
+		case <-fresh.C:
+			t.Fatal("a reused timer fired with a stale tick")
+		default:
+		}
+		stopTimer(fresh)
+	}
+}
