@@ -144,8 +144,6 @@ func (h *Hub) pipeLocked(ch *channel) Pipe {
 		if ch.closeSend {
 			ch.pipe.CloseSend()
 		}
-	}
-	if ch.mem == nil {
 		ch.mem = newChanMem(h.budget, h.cfg.MaxBufferBytes)
 	}
 	return ch.pipe
@@ -178,8 +176,9 @@ func takeReady(ch *channel) func() {
 	return f
 }
 
-// retiredPipe stands for the pipe of a channel retired before it had one:
-// Recv and Send fail with "channel retired", and nothing can be queued.
+// retiredPipe stands for the pipe of a channel retired before it had one
+// (such a channel has no memory account either): Recv and Send fail with
+// "channel retired", and nothing can be queued.
 var retiredPipe Pipe = func() Pipe {
 	p := newMemPipe(1, nil, nil)
 	p.Abort(&AbortError{Reason: "channel retired"})

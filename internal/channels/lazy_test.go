@@ -35,7 +35,8 @@ func waitReady(t *testing.T, c chan struct{}, what string) {
 }
 
 // A channel whose local reader is retired before its writer connected
-// never gets a pipe (its frame buffer is what makes a channel costly), and
+// never gets a pipe (its frame buffer is what makes a channel costly) or a
+// memory account, and
 // its ends still behave: Next fails at once as retired, Close is harmless,
 // a late writer gets 404.
 func TestLocalReaderRetiredWithoutPipe(t *testing.T) {
@@ -61,6 +62,12 @@ func TestLocalReaderRetiredWithoutPipe(t *testing.T) {
 		t.Fatalf("Next after Retire: %v, want the retired abort", err)
 	}
 	lr.Close()
+	th.mu.Lock()
+	mem := ch.mem
+	th.mu.Unlock()
+	if mem != nil {
+		t.Fatal("a retired channel got a memory account")
+	}
 	if _, resp, err := testDialer.Dial(th.url(ref, wire.DirWrite), nil); err == nil || resp == nil || resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("writer after Retire: %v, want 404", err)
 	}
@@ -171,6 +178,26 @@ func TestLocalWriterOnDemand(t *testing.T) {
 	r = th.dial(t, ref, wire.DirRead)
 	if got, ce := readAll(t, r); len(got) != 0 || ce == nil || ce.Code != 1000 {
 		t.Fatalf("reader of a writer closed early got %v, close %v", got, ce)
+	}
+	th.waitLen(t, 0)
+}
+
+// A local writer retired before it wrote refuses writes without making a
+// pipe or memory account.
+func TestLocalWriterRetiredRefuses(t *testing.T) {
+	th := newTestHub(t, Config{})
+	ref, lw, _ := th.CreateWithLocalWriter(1)
+	ch := th.channel(ref.ChannelID)
+	lw.Retire()
+	if err := lw.WriteFrame(context.Background(), false, []byte("x")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("WriteFrame after Retire: %v", err)
+	}
+	lw.Abort("late")
+	th.mu.Lock()
+	p, mem := ch.pipe, ch.mem
+	th.mu.Unlock()
+	if p != retiredPipe || mem != nil {
+		t.Fatalf("retired writer's channel: pipe %v, mem %v", p, mem)
 	}
 	th.waitLen(t, 0)
 }

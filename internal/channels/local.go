@@ -71,14 +71,18 @@ func (w *LocalWriter) frame(ctx context.Context, n int) (Frame, error) {
 		c = n
 	}
 	p := w.pipe()
-	if !w.ch.mem.reserve(int64(c), 0, ctx.Done(), p.Gone().Done()) {
-		w.ch.mem.endMessage()
+	mem := w.ch.mem // set with the pipe, except for a retired channel's
+	if mem == nil {
+		return Frame{}, ErrClosed
+	}
+	if !mem.reserve(int64(c), 0, ctx.Done(), p.Gone().Done()) {
+		mem.endMessage()
 		if err := context.Cause(p.Gone()); err != nil {
 			return Frame{}, err
 		}
 		return Frame{}, ctx.Err()
 	}
-	f := Frame{mem: w.ch.mem, cost: int64(c)}
+	f := Frame{mem: mem, cost: int64(c)}
 	if n > bufCap {
 		f.Data, f.big = bigBuf(n), true
 	} else {
