@@ -178,3 +178,18 @@ func TestReusedTimerNoStaleTick(t *testing.T) {
 		stopTimer(fresh)
 	}
 }
+
+// lowerNames is keyed by names as net/http hands them over (canonical),
+// else its entries would never be found.
+func TestLowerNamesCanonical(t *testing.T) {
+	for k, lk := range lowerNames {
+		if http.CanonicalHeaderKey(k) != k || strings.ToLower(k) != lk {
+			t.Errorf("lowerNames[%q] = %q", k, lk)
+		}
+	}
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("user-agent", "x")
+	if m := headerMap(r); m["user-agent"] != "x" {
+		t.Fatalf("headerMap: %v", m)
+	}
+}
