@@ -81,8 +81,13 @@ func (a *responseReader) Close() {
 // Retire implements httptrigger.Retirer.
 func (a *responseReader) Retire() { a.r.Retire() }
 
+// OnReady implements httptrigger.ReadyNotifier.
+func (a *responseReader) OnReady(f func()) { a.r.OnReady(f) }
+
 var (
 	_ httptrigger.BodyWriter = (*channels.LocalWriter)(nil)
 	_ httptrigger.Retirer    = (*channels.LocalWriter)(nil)
 	_ httptrigger.Retirer    = (*responseReader)(nil)
+
+	_ httptrigger.ReadyNotifier = (*responseReader)(nil)
 )

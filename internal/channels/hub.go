@@ -124,8 +124,66 @@ type channel struct {
 	// Guarded by Hub.mu.
 	state     [2]endState
 	stopTimer func() bool
-	expiryDue bool // the TTL passed while an end was mid-upgrade
+	expiryDue bool   // the TTL passed while an end was mid-upgrade
+	onReady   func() // the local end's OnReady hook, called at most once
+	closeSend bool   // the local writer closed before the pipe was made
 }
+
+// A channel with a local end gets its pipe (a buffer of size frames, the
+// costliest part of a channel) and memory account only when something can
+// go through it: its remote end connects (claim), the local end writes,
+// reads or closes, or the channel ends. An HTTP exchange answered from the
+// function's result, whose function never connected to its channels,
+// never pays for them. ch.pipe and ch.mem are written under Hub.mu; a
+// socket's goroutines read them after claim, local ends through pipeFor.
+
+// pipeLocked returns ch's pipe, making it if need be. h.mu is held.
+func (h *Hub) pipeLocked(ch *channel) Pipe {
+	if ch.pipe == nil {
+		ch.pipe = newMemPipe(ch.size, h.onSendBlocked, h.onChanged)
+		if ch.closeSend {
+			ch.pipe.CloseSend()
+		}
+		ch.mem = newChanMem(h.budget, h.cfg.MaxBufferBytes)
+	}
+	return ch.pipe
+}
+
+// closeUnmade records a clean end of the stream of a local writer that has
+// no pipe yet (the pipe starts closed when made), and reports whether it
+// did.
+func (h *Hub) closeUnmade(ch *channel) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if ch.pipe != nil {
+		return false
+	}
+	ch.closeSend = true
+	return true
+}
+
+// pipeFor is pipeLocked for the local ends, which hold no lock.
+func (h *Hub) pipeFor(ch *channel) Pipe {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.pipeLocked(ch)
+}
+
+// takeReady returns ch's OnReady hook, once. h.mu is held.
+func takeReady(ch *channel) func() {
+	f := ch.onReady
+	ch.onReady = nil
+	return f
+}
+
+// retiredPipe stands for the pipe of a channel retired before it had one
+// (such a channel has no memory account either): Recv and Send fail with
+// "channel retired", and nothing can be queued.
+var retiredPipe Pipe = func() Pipe {
+	p := newMemPipe(1, nil, nil)
+	p.Abort(&AbortError{Reason: "channel retired"})
+	return p
+}()
 
 func (ch *channel) ref(dir string) wire.ChannelRef {
 	return wire.ChannelRef{ChannelID: ch.id, AccessKey: ch.key, Direction: dir}
@@ -265,10 +323,12 @@ func (h *Hub) newChannel(owner string, bufferSize, localEnd int) (*channel, erro
 		id:      id,
 		size:    bufferSize,
 		key:     uuid.NewString(),
-		pipe:    newMemPipe(bufferSize, h.onSendBlocked, h.onChanged),
-		mem:     newChanMem(h.budget, h.cfg.MaxBufferBytes),
 		owner:   owner,
 		created: time.Now(),
+	}
+	if localEnd < 0 { // a local end's pipe is made on demand
+		ch.pipe = newMemPipe(bufferSize, h.onSendBlocked, h.onChanged)
+		ch.mem = newChanMem(h.budget, h.cfg.MaxBufferBytes)
 	}
 	if localEnd >= 0 {
 		ch.state[localEnd] = endActive
@@ -383,6 +443,7 @@ func (h *Hub) ReleaseOwner(owner string) int {
 			ch.stopTimer()
 			ch.stopTimer = nil
 		}
+		h.pipeLocked(ch)
 		gone = append(gone, ch)
 	}
 	delete(h.owned, owner)
@@ -429,9 +490,13 @@ func (h *Hub) expire(ch *channel) {
 		return
 	}
 	h.removeLocked(ch)
+	p, ready := h.pipeLocked(ch), takeReady(ch)
 	h.mu.Unlock()
 	if h.onChanged != nil {
 		defer h.onChanged()
+	}
+	if ready != nil {
+		defer ready() // after the abort: the local reader reads the reason
 	}
 	reason := "channel expired: the reader never connected"
 	switch {
@@ -441,7 +506,7 @@ func (h *Hub) expire(ch *channel) {
 		reason = "channel expired: the writer never connected"
 	}
 	h.log.Debug("channel expired", "channel_id", ch.id, "reason", reason)
-	ch.pipe.Abort(&AbortError{Reason: reason})
+	p.Abort(&AbortError{Reason: reason})
 }
 
 // retire removes a channel with a local end whose remote end never
@@ -458,8 +523,16 @@ func (h *Hub) retire(ch *channel, local int) bool {
 		ch.stopTimer()
 		ch.stopTimer = nil
 	}
+	ch.onReady = nil // the local end retires it: it is done reading
+	p := ch.pipe
+	if p == nil {
+		// Nothing was ever queued or waited on: no pipe to make and abort.
+		ch.pipe = retiredPipe
+	}
 	h.mu.Unlock()
-	ch.pipe.Abort(&AbortError{Reason: "channel retired"})
+	if p != nil {
+		p.Abort(&AbortError{Reason: "channel retired"})
+	}
 	if h.onChanged != nil {
 		h.onChanged()
 	}
@@ -469,24 +542,33 @@ func (h *Hub) retire(ch *channel, local int) bool {
 // claim reserves one end of a channel for a connecting socket, or says why
 // not (HTTP status and body).
 func (h *Hub) claim(id, key string, end int) (*channel, int, string) {
+	ch, status, msg, ready := h.claimEnd(id, key, end)
+	if ready != nil {
+		ready()
+	}
+	return ch, status, msg
+}
+
+func (h *Hub) claimEnd(id, key string, end int) (_ *channel, status int, msg string, ready func()) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
-		return nil, http.StatusServiceUnavailable, "engine shutting down"
+		return nil, http.StatusServiceUnavailable, "engine shutting down", nil
 	}
 	ch := h.chans[id]
 	if ch == nil || subtle.ConstantTimeCompare([]byte(key), []byte(ch.key)) != 1 {
-		return nil, http.StatusNotFound, "Channel not found"
+		return nil, http.StatusNotFound, "Channel not found", nil
 	}
 	if ch.state[end] != endFree {
 		if end == dirWrite {
-			return nil, http.StatusConflict, "the write end of this channel is already taken"
+			return nil, http.StatusConflict, "the write end of this channel is already taken", nil
 		}
-		return nil, http.StatusConflict, "the read end of this channel is already taken"
+		return nil, http.StatusConflict, "the read end of this channel is already taken", nil
 	}
 	ch.state[end] = endClaimed
 	h.wg.Add(1)
-	return ch, 0, ""
+	h.pipeLocked(ch) // the socket's goroutines use ch.pipe from now on
+	return ch, 0, "", takeReady(ch)
 }
 
 // unclaim frees an end whose upgrade failed, so that the client can retry.
@@ -553,12 +635,22 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	for ch := range h.proxies {
 		chans = append(chans, ch)
 	}
+	var ready []func()
+	for _, ch := range chans {
+		h.pipeLocked(ch)
+		if f := takeReady(ch); f != nil {
+			ready = append(ready, f)
+		}
+	}
 	clear(h.chans)
 	clear(h.owned)
 	h.mu.Unlock()
 
 	for _, ch := range chans {
 		ch.pipe.Abort(errShutdown)
+	}
+	for _, f := range ready {
+		f()
 	}
 	if h.cluster != nil {
 		defer h.cluster.close()

@@ -16,8 +16,29 @@ import (
 type LocalWriter struct {
 	h      *Hub
 	ch     *channel
+	p      Pipe // ch.pipe once the writing goroutine has needed it
 	closed atomic.Bool
 	once   sync.Once
+}
+
+// OnReady asks for f to be called, once, when the channel's reader
+// connects (its upgrade may still fail) or the channel ends (expired,
+// engine shutdown): until then nothing written would be read, so a caller
+// may hold data back until f instead of queueing it. Call it before
+// handing out the reader's ref; f must not block. It is not called once
+// Retire has removed the channel.
+func (w *LocalWriter) OnReady(f func()) {
+	w.h.mu.Lock()
+	w.ch.onReady = f
+	w.h.mu.Unlock()
+}
+
+// pipe is for the writing goroutine.
+func (w *LocalWriter) pipe() Pipe {
+	if w.p == nil {
+		w.p = w.h.pipeFor(w.ch)
+	}
+	return w.p
 }
 
 // WriteFrame sends one frame (text = a message, else data), blocking while
@@ -49,15 +70,19 @@ func (w *LocalWriter) frame(ctx context.Context, n int) (Frame, error) {
 	if n > bufCap {
 		c = n
 	}
-	p := w.ch.pipe
-	if !w.ch.mem.reserve(int64(c), 0, ctx.Done(), p.Gone().Done()) {
-		w.ch.mem.endMessage()
+	p := w.pipe()
+	mem := w.ch.mem // set with the pipe, except for a retired channel's
+	if mem == nil {
+		return Frame{}, ErrClosed
+	}
+	if !mem.reserve(int64(c), 0, ctx.Done(), p.Gone().Done()) {
+		mem.endMessage()
 		if err := context.Cause(p.Gone()); err != nil {
 			return Frame{}, err
 		}
 		return Frame{}, ctx.Err()
 	}
-	f := Frame{mem: w.ch.mem, cost: int64(c)}
+	f := Frame{mem: mem, cost: int64(c)}
 	if n > bufCap {
 		f.Data, f.big = bigBuf(n), true
 	} else {
@@ -68,7 +93,7 @@ func (w *LocalWriter) frame(ctx context.Context, n int) (Frame, error) {
 }
 
 func (w *LocalWriter) send(ctx context.Context, f Frame) error {
-	if err := w.ch.pipe.Send(ctx, f); err != nil {
+	if err := w.pipe().Send(ctx, f); err != nil {
 		f.Release()
 		return err
 	}
@@ -134,9 +159,9 @@ func (w *LocalWriter) end(abort *AbortError) {
 	w.once.Do(func() {
 		w.closed.Store(true)
 		if abort != nil {
-			w.ch.pipe.Abort(abort)
-		} else {
-			w.ch.pipe.CloseSend()
+			w.h.pipeFor(w.ch).Abort(abort) // Abort may come from any goroutine
+		} else if !w.h.closeUnmade(w.ch) {
+			w.pipe().CloseSend()
 		}
 		w.h.finish(w.ch, dirWrite, nil)
 	})
@@ -148,7 +173,20 @@ func (w *LocalWriter) end(abort *AbortError) {
 type LocalReader struct {
 	h    *Hub
 	ch   *channel
+	p    Pipe // ch.pipe once Next has needed it
 	once sync.Once
+}
+
+// OnReady asks for f to be called, once, when the channel may have
+// something for Next: its writer connected (its upgrade may still fail),
+// or the channel ended (expired, engine shutdown). Until then Next would
+// only block, so a caller can wait for f instead of parking a goroutine in
+// Next. Call it before handing out the writer's ref; f must not block. It
+// is not called once Retire has removed the channel.
+func (r *LocalReader) OnReady(f func()) {
+	r.h.mu.Lock()
+	r.ch.onReady = f
+	r.h.mu.Unlock()
 }
 
 // Next returns the next frame, blocking until one arrives or ctx ends. The
@@ -156,7 +194,10 @@ type LocalReader struct {
 // At a clean end it returns io.EOF; when the writer vanished or the channel
 // broke, an *AbortError (errors.Is(err, ErrAborted)) whose Reason says why.
 func (r *LocalReader) Next(ctx context.Context) (Frame, error) {
-	f, err := r.ch.pipe.Recv(ctx)
+	if r.p == nil {
+		r.p = r.h.pipeFor(r.ch)
+	}
+	f, err := r.p.Recv(ctx)
 	switch {
 	case err == nil:
 		return f, nil
@@ -171,7 +212,7 @@ func (r *LocalReader) Next(ctx context.Context) (Frame, error) {
 // Close gives up the read end: a writer socket is closed with 1011 "reader
 // closed", a local writer's next WriteFrame fails with ErrReaderGone.
 func (r *LocalReader) Close() {
-	r.ch.pipe.CloseRecv()
+	r.h.pipeFor(r.ch).CloseRecv()
 	r.finish()
 }
 

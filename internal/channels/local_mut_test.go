@@ -25,7 +25,7 @@ func TestLocalWriterFrames(t *testing.T) {
 	if err := lw.WriteFrame(ctx, false, make([]byte, max+1)); !errors.Is(err, ErrFrameTooLarge) {
 		t.Fatalf("a frame of MaxFrameSize+1: %v", err)
 	}
-	p := th.channel(ref.ChannelID).pipe
+	p := th.pipeFor(th.channel(ref.ChannelID)) // made on demand for a local end
 	for _, tc := range []struct {
 		n    int
 		big  bool

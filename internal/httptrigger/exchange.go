@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -27,6 +28,8 @@ type exchange struct {
 	rt       *route
 	outcome  string // why the request ended abnormally, for the log
 	traceEnd func(route string, status int)
+	bw       BodyWriter
+	pending  []byte // a request body to write into bw once its reader connects
 }
 
 // serve runs the request: parse, call condition and middleware, create the
@@ -84,31 +87,61 @@ func (x *exchange) serve() {
 		return
 	}
 	defer rr.Close()
-	defer retire(bw, rr)
+	defer func() {
+		retire(bw, rr)
+		// A reader that connected before the retirement still gets the
+		// body; a retired channel refuses it at once.
+		x.pushPending(ctx)
+	}()
+
+	// One channel brings the result and the channels' readiness (each
+	// sent at most once, so no send blocks).
+	events := make(chan event, 3)
 
 	// The body goes to the function concurrently with the invocation: it
 	// may be far bigger than any buffer, and the function reads it while
-	// it runs.
-	pushCtx, stopPush := context.WithCancel(ctx)
-	pushDone := make(chan struct{})
-	readsBody := false
+	// it runs. A body that fits the fresh channel's buffer is written at
+	// once, on this goroutine: no write can block.
+	var (
+		pushDone  chan struct{} // nil: nothing pushes any more
+		stopPush  context.CancelFunc
+		readsBody bool
+	)
 	switch {
 	case rawJSON != nil && (len(rawJSON)+wire.FrameSize-1)/wire.FrameSize <= s.cfg.ChannelBuffer:
-		// Fits the fresh channel's buffer: no write can block.
-		pushBytes(pushCtx, bw, rawJSON, pushDone)
+		if n, ok := bw.(ReadyNotifier); ok {
+			// Held back until the function connects to read it: most
+			// take the parsed "body" and never do, and an unused channel
+			// costs next to nothing.
+			x.bw, x.pending = bw, rawJSON
+			n.OnReady(func() { events <- event{bodyReady: true} })
+		} else {
+			pushBytes(ctx, bw, rawJSON)
+		}
 	case rawJSON != nil:
-		go pushBytes(pushCtx, bw, rawJSON, pushDone)
+		var pushCtx context.Context
+		pushCtx, stopPush = context.WithCancel(ctx)
+		pushDone = make(chan struct{})
+		go func() {
+			defer close(pushDone)
+			pushBytes(pushCtx, bw, rawJSON)
+		}()
 	case r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0:
 		bw.Close()
-		close(pushDone)
 	default:
 		// Let the function stream its response while it still reads the
 		// request (an HTTP/1 server otherwise drains the body first).
 		_ = http.NewResponseController(&x.w).EnableFullDuplex()
 		readsBody = true
+		var pushCtx context.Context
+		pushCtx, stopPush = context.WithCancel(ctx)
+		pushDone = make(chan struct{})
 		go pushStream(pushCtx, bw, r.Body, pushDone)
 	}
 	defer func() {
+		if pushDone == nil {
+			return
+		}
 		stopPush()
 		select {
 		case <-pushDone:
@@ -143,7 +176,11 @@ func (x *exchange) serve() {
 		return
 	}
 	payload := appendPayload(make([]byte, 0, 512), query, params, headers, x.rt, r.Method, parsed, &reqRef, &respRef)
-	resCh := make(chan invocation.Result, 1)
+	ready := true
+	if n, ok := rr.(ReadyNotifier); ok {
+		ready = false
+		n.OnReady(func() { events <- event{ready: true} })
+	}
 	s.inv.Invoke(&invocation.Request{
 		FunctionID:  x.rt.functionID,
 		Namespace:   x.rt.namespace,
@@ -152,9 +189,29 @@ func (x *exchange) serve() {
 		Traceparent: r.Header.Get("Traceparent"),
 		Baggage:     r.Header.Get("Baggage"),
 		MinTimeout:  s.cfg.Timeout,
-	}, func(res invocation.Result) { resCh <- res })
+	}, func(res invocation.Result) { events <- event{res: res} })
 
-	x.respond(ctx, rr, resCh)
+	x.respond(ctx, rr, events, ready)
+}
+
+// event is what respond waits for besides frames and timers: the result,
+// the response channel being ready to read or the request body channel to
+// be written (ReadyNotifier).
+type event struct {
+	res       invocation.Result
+	ready     bool
+	bodyReady bool
+}
+
+// pushPending writes a body held back until its channel's reader
+// connected. It fits the channel's buffer.
+func (x *exchange) pushPending(ctx context.Context) {
+	if x.pending == nil {
+		return
+	}
+	b := x.pending
+	x.pending = nil
+	pushBytes(ctx, x.bw, b)
 }
 
 // bodyGrace is how long a finished exchange waits for a request body read
@@ -249,8 +306,7 @@ func (x *exchange) tooLarge() {
 
 // pushBytes writes a body read up front into the channel, in frames of at
 // most wire.FrameSize.
-func pushBytes(ctx context.Context, bw BodyWriter, b []byte, done chan<- struct{}) {
-	defer close(done)
+func pushBytes(ctx context.Context, bw BodyWriter, b []byte) {
 	for len(b) > 0 {
 		n := min(len(b), wire.FrameSize)
 		if err := bw.WriteFrame(ctx, false, b[:n]); err != nil {
@@ -281,13 +337,30 @@ func pushStream(ctx context.Context, bw BodyWriter, body io.Reader, done chan<- 
 // timeout or the client going away. Control messages are applied as they
 // come. Once the response has started it copies body frames to the client
 // until the channel ends.
-func (x *exchange) respond(ctx context.Context, rr ResponseReader, resCh <-chan invocation.Result) {
-	p := startPump(ctx, rr)
-	defer p.stop()
+//
+// Until the response channel is ready (ReadyNotifier) no frame can come,
+// so the goroutine that reads it starts only then: a buffered answer, the
+// common case, needs none.
+func (x *exchange) respond(ctx context.Context, rr ResponseReader, events <-chan event, ready bool) {
+	var p *pump
+	var frames <-chan frame
+	defer func() {
+		if p != nil {
+			p.stop()
+		}
+	}()
+	startReading := func() {
+		p = startPump(ctx, rr)
+		frames = p.out
+		p.request()
+	}
+	if ready {
+		startReading()
+	}
 
 	st := streamState{status: http.StatusOK}
-	timeout := time.NewTimer(time.Until(x.deadline))
-	defer timeout.Stop()
+	timeout := startTimer(time.Until(x.deadline))
+	defer stopTimer(timeout)
 	var settle *time.Timer
 	var settleC <-chan time.Time
 	defer func() {
@@ -303,14 +376,13 @@ func (x *exchange) respond(ctx context.Context, rr ResponseReader, resCh <-chan 
 		}
 		settleC = settle.C
 	}
-	resC := resCh
+	gotResult := false
 	returnedNull := false
 	broken := "" // the response channel ended abnormally before the response started
 
-	p.request()
 	for {
 		select {
-		case f := <-p.out:
+		case f := <-frames:
 			switch {
 			case f.err == io.EOF:
 				if !st.committed {
@@ -322,7 +394,7 @@ func (x *exchange) respond(ctx context.Context, rr ResponseReader, resCh <-chan 
 					x.abort("response stream broke: " + f.err.Error())
 				}
 				broken = f.err.Error()
-				if resC == nil {
+				if gotResult {
 					x.badGateway(broken)
 					return
 				}
@@ -354,8 +426,19 @@ func (x *exchange) respond(ctx context.Context, rr ResponseReader, resCh <-chan 
 			}
 			p.request()
 
-		case res := <-resC:
-			resC = nil
+		case ev := <-events:
+			if ev.bodyReady {
+				x.pushPending(ctx)
+				continue
+			}
+			if ev.ready {
+				if p == nil {
+					startReading()
+				}
+				continue
+			}
+			res := ev.res
+			gotResult = true
 			if st.committed {
 				// A streamed response may outlive the engine's invocation
 				// deadline; that late TIMEOUT is no failure of the stream.
@@ -409,6 +492,25 @@ func (x *exchange) respond(ctx context.Context, rr ResponseReader, resCh <-chan 
 			return
 		}
 	}
+}
+
+// Timers of respond are reused: a timer and its channel are two
+// allocations per request otherwise. Since Go 1.23 a stopped timer's
+// channel holds no stale tick, so a reused one fires only for its new
+// deadline.
+var timers sync.Pool
+
+func startTimer(d time.Duration) *time.Timer {
+	if t, ok := timers.Get().(*time.Timer); ok {
+		t.Reset(d)
+		return t
+	}
+	return time.NewTimer(d)
+}
+
+func stopTimer(t *time.Timer) {
+	t.Stop()
+	timers.Put(t)
 }
 
 // abort cuts a started response so the client sees an error (a truncated

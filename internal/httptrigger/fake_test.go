@@ -38,6 +38,34 @@ type fpipe struct {
 	endOnce  sync.Once
 	gone     chan struct{} // reader finished
 	goneOnce sync.Once
+
+	// The engine's end of a response channel is ready (ReadyNotifier) once
+	// the function first writes or ends it, as a hub's is when the worker
+	// connects.
+	readyMu sync.Mutex
+	touched bool
+	onReady func()
+}
+
+func (p *fpipe) touch() {
+	p.readyMu.Lock()
+	f := p.onReady
+	p.touched, p.onReady = true, nil
+	p.readyMu.Unlock()
+	if f != nil {
+		f()
+	}
+}
+
+func (p *fpipe) setOnReady(f func()) {
+	p.readyMu.Lock()
+	if !p.touched {
+		p.onReady, f = f, nil
+	}
+	p.readyMu.Unlock()
+	if f != nil {
+		f()
+	}
 }
 
 func newPipe(n int) *fpipe {
@@ -45,6 +73,7 @@ func newPipe(n int) *fpipe {
 }
 
 func (p *fpipe) write(ctx context.Context, text bool, data []byte) error {
+	p.touch()
 	d := append([]byte(nil), data...)
 	select {
 	case <-p.gone:
@@ -62,6 +91,7 @@ func (p *fpipe) write(ctx context.Context, text bool, data []byte) error {
 }
 
 func (p *fpipe) end(err error) {
+	p.touch()
 	p.endOnce.Do(func() { p.endErr = err; close(p.done) })
 }
 
@@ -133,8 +163,19 @@ type frespReader struct {
 
 func (r frespReader) Retire() { r.hub.retired.Add(1) }
 
-func (r frespReader) Next(ctx context.Context) (bool, []byte, error) { return r.p.next(ctx) }
-func (r frespReader) Close()                                         { r.p.closeReader() }
+func (r frespReader) Next(ctx context.Context) (bool, []byte, error) {
+	r.hub.nexts.Add(1)
+	return r.p.next(ctx)
+}
+func (r frespReader) Close()           { r.p.closeReader() }
+func (r frespReader) OnReady(f func()) { r.p.setOnReady(f) }
+
+// eagerReader is a response end without ReadyNotifier (fakeHub.eager).
+type eagerReader struct{ r frespReader }
+
+func (r eagerReader) Retire()                                        { r.r.Retire() }
+func (r eagerReader) Next(ctx context.Context) (bool, []byte, error) { return r.r.Next(ctx) }
+func (r eagerReader) Close()                                         { r.r.Close() }
 
 type fakeHub struct {
 	mu      sync.Mutex
@@ -142,7 +183,9 @@ type fakeHub struct {
 	n       atomic.Int64
 	fail    atomic.Bool // RequestBody fails
 	failRes atomic.Bool // Response fails
+	eager   atomic.Bool // response ends are no ReadyNotifier
 	retired atomic.Int64
+	nexts   atomic.Int64 // ResponseReader.Next calls
 }
 
 func (h *fakeHub) create(n int) (string, *fpipe) {
@@ -176,7 +219,11 @@ func (h *fakeHub) Response(n int) (wire.ChannelRef, ResponseReader, error) {
 		return wire.ChannelRef{}, nil, errors.New("channel limit reached")
 	}
 	id, p := h.create(n)
-	return wire.ChannelRef{ChannelID: id, AccessKey: "k", Direction: wire.DirWrite}, frespReader{p, h}, nil
+	ref := wire.ChannelRef{ChannelID: id, AccessKey: "k", Direction: wire.DirWrite}
+	if h.eager.Load() {
+		return ref, eagerReader{frespReader{p, h}}, nil
+	}
+	return ref, frespReader{p, h}, nil
 }
 
 // call is one invocation as a fake function sees it.
@@ -188,6 +235,7 @@ type call struct {
 	resp    *fpipe // response: the function writes
 	hub     *fakeHub
 	control func(m string) error
+	after   func() // run once the result has been handed over
 }
 
 func (c *call) send(text bool, data []byte) error {
@@ -265,7 +313,12 @@ func (f *fakeInvoker) Invoke(req *invocation.Request, done invocation.Completion
 	if c.in.Response != nil {
 		c.resp = f.hub.pipe(*c.in.Response)
 	}
-	go func() { done(h(c)) }()
+	go func() {
+		done(h(c))
+		if c.after != nil {
+			c.after()
+		}
+	}()
 }
 
 type env struct {

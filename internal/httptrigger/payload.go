@@ -31,6 +31,19 @@ func queryParams(r *http.Request) map[string]string {
 	return m
 }
 
+// lowerNames holds the lower-case form of common request header names
+// (as net/http canonicalizes them), sparing an allocation per header.
+var lowerNames = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{"Accept", "Accept-Encoding", "Accept-Language", "Authorization",
+		"Baggage", "Cache-Control", "Connection", "Content-Length", "Content-Type", "Cookie",
+		"Origin", "Pragma", "Referer", "Traceparent", "Tracestate", "User-Agent", "X-Forwarded-For",
+		"X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip", "X-Request-Id"} {
+		m[k] = strings.ToLower(k)
+	}
+	return m
+}()
+
 // headerMap lower-cases header names and joins repeated headers the way
 // HTTP allows (", ", or "; " for cookies). Go keeps Host and
 // Transfer-Encoding apart; they are put back. The client's address is
@@ -44,7 +57,10 @@ func headerMap(r *http.Request) map[string]string {
 		m["transfer-encoding"] = strings.Join(r.TransferEncoding, ", ")
 	}
 	for k, vs := range r.Header {
-		lk := strings.ToLower(k)
+		lk, ok := lowerNames[k]
+		if !ok {
+			lk = strings.ToLower(k)
+		}
 		if lk == "x-forwarded-for" {
 			continue // below
 		}

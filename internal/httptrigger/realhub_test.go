@@ -52,7 +52,9 @@ func (a *hubReader) Next(ctx context.Context) (bool, []byte, error) {
 	a.last = f
 	return f.Text, f.Data, err
 }
-func (a *hubReader) Close() { a.r.Close(); a.last.Release() }
+func (a *hubReader) Close()           { a.r.Close(); a.last.Release() }
+func (a *hubReader) OnReady(f func()) { a.r.OnReady(f) }
+func (a *hubReader) Retire()          { a.r.Retire() }
 
 // wsInvoker runs Go funcs that reach the channels over WebSocket, as a
 // worker does.
@@ -194,4 +196,63 @@ func hexString(b []byte) string {
 		out = append(out, digits[c>>4], digits[c&15])
 	}
 	return string(out)
+}
+
+// A JSON body is written into its channel once the function connects to
+// read it (the hub's OnReady), in full and cleanly ended; a GET's empty
+// body channel, closed before anyone connected, ends cleanly too.
+func TestRealHubBodyOnConnect(t *testing.T) {
+	hub := channels.NewHub(channels.Config{}, slog.New(slog.DiscardHandler))
+	hubSrv := httptest.NewServer(hub)
+	defer hubSrv.Close()
+	defer hub.Shutdown(context.Background())
+	inv := &wsInvoker{hubURL: "ws" + strings.TrimPrefix(hubSrv.URL, "http")}
+	srv := New(Config{Logger: slog.New(slog.DiscardHandler), Timeout: 5 * time.Second}, inv, hubChannels{hub}) // a body never sent is a 504
+	defer srv.Close()
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	for _, m := range []string{"POST", "GET"} {
+		if err := srv.RegisterTrigger(&registry.Trigger{ID: m, Type: "http", FunctionID: "f",
+			Config: []byte(`{"api_path":"/b","http_method":"` + m + `"}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inv.fn = func(in wire.HTTPRequest, dial func(*wire.ChannelRef) *websocket.Conn) invocation.Result {
+		body := dial(in.RequestBody)
+		defer body.Close()
+		var got []byte
+		for {
+			_, p, err := body.ReadMessage()
+			if err != nil {
+				if ce, ok := err.(*websocket.CloseError); !ok || ce.Code != websocket.CloseNormalClosure {
+					return failure("read", err.Error())
+				}
+				break
+			}
+			got = append(got, p...)
+		}
+		b, _ := json.Marshal(string(got))
+		return invocation.Result{Value: []byte(`{"body":` + string(b) + `}`)}
+	}
+	for _, tc := range []struct{ method, ct, body, want string }{
+		{"POST", "application/json", `{"a": [1, 2]}`, `"{\"a\": [1, 2]}"`},
+		{"GET", "", "", `""`},
+	} {
+		req, _ := http.NewRequest(tc.method, ts.URL+"/b", strings.NewReader(tc.body))
+		if tc.ct != "" {
+			req.Header.Set("Content-Type", tc.ct)
+		}
+		if tc.body == "" {
+			req.Body, req.ContentLength = http.NoBody, 0
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || string(b) != tc.want {
+			t.Fatalf("%s: %d %s, want %s", tc.method, res.StatusCode, b, tc.want)
+		}
+	}
 }

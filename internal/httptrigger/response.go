@@ -117,11 +117,11 @@ func (x *exchange) buffered(v jsontext.Value) {
 	isObject := len(v) > 0 && v[0] == '{' && members(v, func(name string, val jsontext.Value) {
 		switch name {
 		case "status_code":
-			res.StatusCode = bytes.Clone(val)
+			res.StatusCode = val
 		case "headers":
-			res.Headers = bytes.Clone(val)
+			res.Headers = val
 		case "body":
-			res.Body = bytes.Clone(val)
+			res.Body = val
 		}
 	})
 	status := http.StatusOK
@@ -263,16 +263,32 @@ func writeError(w http.ResponseWriter, status int, code, message string) {
 	_, _ = w.Write(b)
 }
 
-var decoders = sync.Pool{New: func() any { return jsontext.NewDecoder(bytes.NewBuffer(nil)) }}
+// memberDecoder reads the members of one JSON object in place.
+type memberDecoder struct {
+	d *jsontext.Decoder
+	r bytes.Reader
+}
 
-// members calls f with each member of the JSON object v (val is valid only
-// during the call) and reports whether v was a well-formed object. It is
-// the reflection-free decoding of results, on every buffered response.
+var decoders = sync.Pool{New: func() any {
+	m := &memberDecoder{}
+	m.d = jsontext.NewDecoder(&m.r)
+	return m
+}}
+
+// members calls f with each member of the JSON object v and reports
+// whether v was a well-formed object. val is a subslice of v (the
+// decoder's offsets locate it), so it stays valid as long as v. It is the
+// reflection-free decoding of results, on every buffered response.
 func members(v []byte, f func(name string, val jsontext.Value)) bool {
-	d := decoders.Get().(*jsontext.Decoder)
-	defer decoders.Put(d)
-	d.Reset(bytes.NewBuffer(v), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
-	defer d.Reset(bytes.NewBuffer(nil))
+	m := decoders.Get().(*memberDecoder)
+	defer decoders.Put(m)
+	m.r.Reset(v)
+	d := m.d
+	d.Reset(&m.r, jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+	defer func() { // hold on to nothing of v
+		m.r.Reset(nil)
+		d.Reset(&m.r)
+	}()
 	if tok, err := d.ReadToken(); err != nil || tok.Kind() != '{' {
 		return false
 	}
@@ -286,7 +302,8 @@ func members(v []byte, f func(name string, val jsontext.Value)) bool {
 		if err != nil {
 			return false
 		}
-		f(name, val)
+		end := d.InputOffset()
+		f(name, jsontext.Value(v[end-int64(len(val)):end:end]))
 	}
 	if _, err := d.ReadToken(); err != nil {
 		return false

@@ -112,6 +112,16 @@ type ResponseReader interface {
 	Close()
 }
 
+// ReadyNotifier may be implemented by a ResponseReader and a BodyWriter: f
+// is to be called, once and without blocking, when the function's end
+// connected or the channel ended. The exchange reads a response channel
+// only from then on, sparing a goroutine per buffered answer, and holds a
+// JSON body back until then (most functions take it parsed and never
+// connect).
+type ReadyNotifier interface {
+	OnReady(f func())
+}
+
 // Retirer may be implemented by the ends Channels returns. Retire is
 // called once the exchange is over: a remote end that has not connected by
 // then never will, so the channel can leave the registry at once (later
