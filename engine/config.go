@@ -358,6 +358,9 @@ type HTTPConfig struct {
 	MaxBufferedJSONBytes ByteSize `yaml:"max_buffered_json_bytes"`
 	// CORS configures cross-origin requests; nil means permissive.
 	CORS *CORSConfig `yaml:"cors"`
+	// AccessLog logs every request at Info; off, a request that ended
+	// normally is logged at Debug (abnormal ones are always logged at Warn).
+	AccessLog bool `yaml:"access_log"`
 }
 
 // CORSConfig restricts cross-origin requests. An empty list or "*" allows any.

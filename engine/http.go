@@ -31,6 +31,7 @@ func newHTTPTriggers(e *Engine) httpTriggers {
 		Logger:          e.log.With("part", "http"),
 		Observe:         e.metrics.HTTP,
 		Trace:           e.httpTrace(),
+		AccessLog:       e.cfg.HTTP.AccessLog,
 	}
 	if c := e.cfg.HTTP.CORS; c != nil {
 		cfg.CORS = &httptrigger.CORS{AllowedOrigins: c.AllowedOrigins, AllowedMethods: c.AllowedMethods}

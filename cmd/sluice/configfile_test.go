@@ -38,7 +38,7 @@ func TestConfigFileErrorsNameKeys(t *testing.T) {
 	for _, tc := range []struct{ doc, want string }{
 		{"adr: x\n", `line 1: unknown key "adr"; valid keys at the top level: addr, http_addr`},
 		{"http:\n  timout: 1s\n", `line 2: unknown key "timout"; valid keys under http: timeout, max_json_body, `},
-		{"http:\n  timout: 1s\n", `, cors (did you mean "timeout"?)`},
+		{"http:\n  timout: 1s\n", `, access_log (did you mean "timeout"?)`},
 		{"http:\n  max_buffered_json_bytes: 64MB\n", `http.max_buffered_json_bytes: size "64MB": unknown unit "MB"`},
 		{"http:\n  cors:\n    allowed_origin: [a]\n", `valid keys under http.cors: allowed_origins, allowed_methods (did you mean "allowed_origins"?)`},
 		{"channels: 5\n", "line 1: channels: want a mapping with the keys default_buffer, max_buffer"},

@@ -139,6 +139,7 @@ type options struct {
 	dataDir       string
 	dataSync      string
 	cluster       bool
+	accessLog     bool
 	nodeName      string
 	clusterName   string
 	clusterListen string
@@ -239,6 +240,7 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	fs.IntVar(&o.maxPerWorker, "max-channels-per-worker", 0, "most open channels one worker connection may create (env SLUICE_MAX_CHANNELS_PER_WORKER; default 1000)")
 	fs.Var(&o.maxChanMem, "max-channel-memory", "bytes all channels may buffer together, a `size`; writers wait beyond it (env SLUICE_MAX_CHANNEL_MEMORY; default 256MiB)")
 	fs.StringVar(&o.dataDir, "data-dir", "", "directory of the durable queue store, or \"memory\" (env SLUICE_DATA_DIR; default "+cfg.DataDir+")")
+	fs.BoolVar(&o.accessLog, "http-access-log", false, "log every HTTP trigger request at info (env SLUICE_HTTP_ACCESS_LOG=true; default off: at debug, abnormal ends at warn)")
 	fs.BoolVar(&o.cluster, "cluster", false, "run as a node of a cluster on NATS; implied by --cluster-listen or --nats-url (env SLUICE_CLUSTER=true; default off: nothing of NATS starts)")
 	fs.StringVar(&o.nodeName, "node-name", "", "this node's stable name in the cluster (env SLUICE_NODE_NAME; default the host name)")
 	fs.StringVar(&o.clusterName, "cluster-name", "", "name of the embedded NATS cluster, the same on every node (env SLUICE_CLUSTER_NAME; default sluice)")
@@ -374,6 +376,15 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	str("otel-endpoint", "SLUICE_OTEL_ENDPOINT", &cfg.OTel.Endpoint, o.otelEndpoint)
 	if cfg.OTel.Endpoint == "off" || (!set["otel-endpoint"] && strings.EqualFold(getenv("OTEL_SDK_DISABLED"), "true")) {
 		cfg.OTel.Endpoint = ""
+	}
+	if set["http-access-log"] {
+		cfg.HTTP.AccessLog = o.accessLog
+	} else if ev := getenv("SLUICE_HTTP_ACCESS_LOG"); ev != "" {
+		b, err := strconv.ParseBool(ev)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("SLUICE_HTTP_ACCESS_LOG=%q: want true or false", ev))
+		}
+		cfg.HTTP.AccessLog = b
 	}
 	if set["cluster"] {
 		cfg.Cluster.Enabled = o.cluster

@@ -617,7 +617,10 @@ func (x *exchange) logRequest() {
 	}
 	log := x.s.log
 	ctx := x.req.Context()
-	level := slog.LevelInfo
+	level := slog.LevelDebug
+	if x.s.cfg.AccessLog {
+		level = slog.LevelInfo
+	}
 	if x.outcome != "" {
 		level = slog.LevelWarn
 	}

@@ -69,6 +69,10 @@ type Config struct {
 	ChannelBuffer int
 	// Logger receives one line per request; nil means slog.Default().
 	Logger *slog.Logger
+	// AccessLog puts the line of a request that ended normally at Info;
+	// otherwise it is at Debug (a line per request is a write per request:
+	// off by default, as in most HTTP servers). Abnormal ends are at Warn.
+	AccessLog bool
 }
 
 // CORS lists what cross-origin requests may use. An empty list or one
