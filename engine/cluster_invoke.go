@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-json-experiment/json"
@@ -68,10 +69,15 @@ type clusterRouter struct {
 	wake  chan struct{}
 	inbox string // this node's reply subject prefix
 
-	mu    sync.Mutex
-	subs  map[fnKey]*nats.Subscription // function → its subscription
-	calls map[string]*remoteCall       // calls waiting on other nodes, by token
-	seq   uint64
+	// binary: every live node reads the binary envelope (cluster_codec.go),
+	// as their heartbeats say; until then calls go out as JSON.
+	binary atomic.Bool
+
+	mu       sync.Mutex
+	subs     map[fnKey]*nats.Subscription // function → its subscription
+	calls    map[string]*remoteCall       // calls waiting on other nodes, by token
+	seq      uint64
+	subjects map[fnKey]string // fnSubject of the functions called lately
 }
 
 // newRouter makes functions of other nodes callable here; before anything
@@ -212,8 +218,9 @@ func noteDelay(nodeTimeout time.Duration) time.Duration {
 func (r *clusterRouter) serve(m *nats.Msg, batch *subBatch) {
 	defer flushIdle(m, batch)
 	var in remoteRequest
-	if err := json.Unmarshal(m.Data, &in, lenient); err != nil || in.FunctionID == "" {
-		r.respond(m, invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeInvalidArguments, Message: "cluster: bad request from another node"}})
+	bin := isBinaryEnvelope(m.Data) // answered in the encoding it came in
+	if err := decodeRequest(m.Data, &in); err != nil || in.FunctionID == "" {
+		r.respond(m, bin, invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeInvalidArguments, Message: "cluster: bad request from another node"}})
 		return
 	}
 	req := &invocation.Request{Namespace: in.Namespace, FunctionID: in.FunctionID, Data: in.Data, Metadata: in.Metadata, Traceparent: in.Traceparent,
@@ -228,26 +235,29 @@ func (r *clusterRouter) serve(m *nats.Msg, batch *subBatch) {
 	// this node leaves the cluster, once the call has run for noteDelay
 	// (a note arriving after the answer is ignored).
 	note := time.AfterFunc(noteDelay(r.e.cfg.Cluster.NodeTimeout), func() {
-		b, _ := json.Marshal(remoteReply{TakenBy: r.e.cluster.name})
+		b, _ := encodeReply(&remoteReply{TakenBy: r.e.cluster.name}, bin)
 		_ = r.nc.Publish(m.Reply, b)
 	})
 	r.e.inv.InvokeLocal(req, func(res invocation.Result) {
 		note.Stop()
-		r.respond(m, res)
+		r.respond(m, bin, res)
 	})
 }
 
-func (r *clusterRouter) respond(m *nats.Msg, res invocation.Result) {
+func (r *clusterRouter) respond(m *nats.Msg, bin bool, res invocation.Result) {
 	if m.Reply == "" {
 		return
 	}
-	b, err := json.Marshal(remoteReply{Value: res.Value, Err: res.Err, Traceparent: res.Traceparent, Baggage: res.Baggage})
+	b, err := encodeReply(&remoteReply{Value: res.Value, Err: res.Err, Traceparent: res.Traceparent, Baggage: res.Baggage}, bin)
 	if err != nil {
-		b, _ = json.Marshal(remoteReply{Err: &wire.ErrorBody{Code: wire.CodeInvalidArguments, Message: "cluster: result not sent: " + err.Error()}})
+		b, _ = encodeReply(&remoteReply{Err: &wire.ErrorBody{Code: wire.CodeInvalidArguments, Message: "cluster: result not sent: " + err.Error()}}, bin)
 	}
 	// Publish, not m.Respond: the subscription may be gone by now (the
 	// function unregistered while the call ran).
 	_ = r.nc.Publish(m.Reply, b)
+	if bin {
+		putBuf(b)
+	}
 }
 
 // Invoke sends a call of a function this node does not hold to the nodes
@@ -259,12 +269,16 @@ func (r *clusterRouter) Invoke(req *invocation.Request, done invocation.Completi
 	if r.e.ctx.Err() != nil {
 		return false
 	}
-	b, err := json.Marshal(remoteRequest{Namespace: req.Namespace, FunctionID: req.FunctionID, Data: req.Data, Metadata: req.Metadata, Traceparent: req.Traceparent,
-		Baggage: req.Baggage, CallerWorkerID: req.CallerWorkerID, MinTimeoutMS: req.MinTimeout.Milliseconds()})
+	bin := r.binary.Load()
+	b, err := encodeRequest(&remoteRequest{Namespace: req.Namespace, FunctionID: req.FunctionID, Data: req.Data, Metadata: req.Metadata, Traceparent: req.Traceparent,
+		Baggage: req.Baggage, CallerWorkerID: req.CallerWorkerID, MinTimeoutMS: req.MinTimeout.Milliseconds()}, bin)
 	if err != nil {
 		return false
 	}
-	subj := fnSubject(req.Namespace, req.FunctionID)
+	if bin {
+		defer putBuf(b) // nats.go has copied it by the time Invoke returns
+	}
+	subj := r.subject(req.Namespace, req.FunctionID)
 	if req.Void {
 		// Fire and forget, as locally; nobody hears of a function no node has.
 		_ = r.nc.Publish(subj, b)
@@ -299,6 +313,26 @@ func (r *clusterRouter) Invoke(req *invocation.Request, done invocation.Completi
 		r.finish(token, invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeInvocationStopped, Message: "Invocation stopped: " + err.Error()}})
 	}
 	return true
+}
+
+// subject is fnSubject, remembered for the functions called lately (the
+// encoding costs two allocations per call otherwise).
+func (r *clusterRouter) subject(ns, fn string) string {
+	k := fnKey{ns, fn}
+	r.mu.Lock()
+	s, ok := r.subjects[k]
+	r.mu.Unlock()
+	if ok {
+		return s
+	}
+	s = fnSubject(ns, fn)
+	r.mu.Lock()
+	if r.subjects == nil || len(r.subjects) >= maxInternedNames {
+		r.subjects = make(map[fnKey]string, 64)
+	}
+	r.subjects[k] = s
+	r.mu.Unlock()
+	return s
 }
 
 // remoteCall is a call this node sent to another, waiting for its answer.
@@ -342,7 +376,7 @@ func (r *clusterRouter) reply(m *nats.Msg, batch *subBatch) {
 		return
 	}
 	var rep remoteReply
-	if err := json.Unmarshal(m.Data, &rep, lenient); err != nil {
+	if err := decodeReply(m.Data, &rep); err != nil {
 		r.finish(token, invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeInvocationStopped, Message: "cluster: unreadable answer from another node"}})
 		return
 	}

@@ -37,6 +37,7 @@ type memberState struct {
 	routesKey string
 	types     []hbTriggerType
 	subs      []hbSubscription
+	codec     int // the call envelope encodings it reads (cluster_codec.go)
 }
 
 type membership struct {
@@ -68,6 +69,9 @@ type heartbeat struct {
 	TriggerTypes []hbTriggerType `json:"trigger_types,omitzero"`
 	// Subscriptions are its durable topic subscriptions (cluster_topics.go).
 	Subscriptions []hbSubscription `json:"subscriptions,omitzero"`
+	// Codec is the newest call envelope encoding the node reads
+	// (cluster_codec.go); absent on nodes that read JSON only.
+	Codec int `json:"codec,omitzero"`
 }
 
 // hbTriggerType is a worker's trigger type in a heartbeat.
@@ -146,6 +150,9 @@ func (m *membership) stillThere(name string) {
 	back := st.gone
 	st.lastSeen, st.gone = time.Now(), false
 	hadRoutes := len(st.routes) > 0
+	if back {
+		m.codecsChanged()
+	}
 	m.mu.Unlock()
 	if back {
 		m.e.log.Info("cluster node joined", "node", name, "why", "answers again")
@@ -186,7 +193,7 @@ func (e *Engine) startMembership(ctx context.Context) error {
 }
 
 func (m *membership) beat(ctx context.Context) error {
-	hb := heartbeat{Node: m.e.cluster.name, At: time.Now().UnixMilli()}
+	hb := heartbeat{Node: m.e.cluster.name, At: time.Now().UnixMilli(), Codec: clusterCodec}
 	for _, f := range m.e.reg.Functions() {
 		if _, builtin := f.Owner.(*invocation.EngineExecutor); !builtin {
 			hb.Functions = append(hb.Functions, hbFunction{Namespace: nsOrDefault(f.Namespace), ID: f.ID, Worker: m.e.workerName(ownerOf(f.Owner), f.ID),
@@ -266,16 +273,32 @@ func (m *membership) seen(name string, at time.Time, hb heartbeat) {
 		st = &memberState{}
 		m.members[name] = st
 	}
-	st.lastSeen, st.gone, st.functions, st.workers, st.types, st.subs = at, false, hb.Functions, hb.Workers, hb.TriggerTypes, hb.Subscriptions
+	st.lastSeen, st.gone, st.functions, st.workers, st.types, st.subs, st.codec = at, false, hb.Functions, hb.Workers, hb.TriggerTypes, hb.Subscriptions, hb.Codec
 	rk := routesKey(hb.Routes)
 	routesChanged := rk != st.routesKey || (joined && rk != "")
 	st.routes, st.routesKey = hb.Routes, rk
+	m.codecsChanged()
 	m.mu.Unlock()
 	if joined {
 		m.e.log.Info("cluster node joined", "node", name)
 	}
 	if routesChanged {
 		m.updateRoutes()
+	}
+}
+
+// codecsChanged sends calls in the binary envelope once every live node
+// reads it, in JSON while any does not (a node of an older version). Under
+// m.mu.
+func (m *membership) codecsChanged() {
+	all := true
+	for _, st := range m.members {
+		if !st.gone && st.codec < clusterCodec {
+			all = false
+		}
+	}
+	if r := m.e.cluster.router; r != nil {
+		r.binary.Store(all)
 	}
 }
 
@@ -289,6 +312,7 @@ func (m *membership) left(name, why string) {
 	was := !st.gone
 	st.gone, st.recovered = true, false
 	hadRoutes := len(st.routes) > 0
+	m.codecsChanged()
 	m.mu.Unlock()
 	if !was {
 		return
