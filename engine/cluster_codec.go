@@ -43,7 +43,9 @@ const (
 
 var errBadEnvelope = errors.New("cluster: truncated or malformed envelope")
 
-func isBinaryEnvelope(b []byte) bool { return len(b) > 0 && (b[0] == codecRequest || b[0] == codecReply) }
+func isBinaryEnvelope(b []byte) bool {
+	return len(b) > 0 && (b[0] == codecRequest || b[0] == codecReply)
+}
 
 func appendField(b, f []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(f)))

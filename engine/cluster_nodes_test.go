@@ -244,7 +244,7 @@ func TestClusterCallBurstAndNote(t *testing.T) {
 	nodes := startNodes(t, 2)
 	notes := make(chan struct{}, 1024)
 	spy, err := nodes[0].cluster.node.Conn.Subscribe(nodes[0].cluster.router.inbox+"*", func(m *nats.Msg) {
-		if strings.Contains(string(m.Data), `"taken_by":"node-1"`) {
+		if rep := (remoteReply{}); decodeReply(m.Data, &rep) == nil && rep.TakenBy == "node-1" {
 			notes <- struct{}{}
 		}
 	})
