@@ -7,7 +7,9 @@ import (
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
+	"github.com/nats-io/nats.go"
 
+	"github.com/sluicehq/sluice/internal/invocation"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -263,5 +265,115 @@ func TestClusterAnswersInRequestEncoding(t *testing.T) {
 	rep = remoteReply{}
 	if decodeReply(m.Data, &rep) != nil || !isBinaryEnvelope(m.Data) || rep.Err == nil || rep.Err.Code != wire.CodeInvalidArguments {
 		t.Fatalf("answer to a malformed binary call: %q", m.Data)
+	}
+}
+
+// TestClusterCallDeadlines: calls to a node that never answers end with
+// TIMEOUT, none before its timeout and each within its slot after it, and
+// calls due in one slot share one timer; calls with their own (longer)
+// minimum timeout keep waiting.
+func TestClusterCallDeadlines(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	e := startNodes(t, 1, func(c *Config) { c.InvocationTimeout = timeout })[0]
+	r := e.cluster.router
+	noteAndHold(t, e.cluster.node.Conn, "held::fn", make(chan *nats.Msg, 64))
+	type ended struct {
+		res     invocation.Result
+		elapsed time.Duration
+	}
+	const n = 40
+	results := make(chan ended, n+1)
+	start := time.Now()
+	for range n {
+		r.Invoke(&invocation.Request{FunctionID: "held::fn"}, func(res invocation.Result) { results <- ended{res, time.Since(start)} })
+	}
+	sent := time.Since(start)
+	long := make(chan invocation.Result, 1)
+	r.Invoke(&invocation.Request{FunctionID: "held::fn", MinTimeout: time.Minute}, func(res invocation.Result) { long <- res })
+	r.mu.Lock()
+	slots := map[int64]bool{}
+	for _, c := range r.calls {
+		s := int64(expirySlot(c.timeout))
+		slots[(c.due.UnixNano()+s-1)/s*s] = true
+	}
+	timers := len(r.expiries)
+	r.mu.Unlock()
+	if timers != len(slots) || timers >= n {
+		t.Fatalf("%d calls due in %d slots have %d timers", n+1, len(slots), timers)
+	}
+	for range n {
+		select {
+		case x := <-results:
+			if x.res.Err == nil || x.res.Err.Code != wire.CodeTimeout || x.res.Err.Message != "Invocation timed out after 300ms (on another node)" {
+				t.Fatalf("result %+v", x.res.Err)
+			}
+			if x.elapsed < timeout || x.elapsed > sent+timeout+expirySlot(timeout)+2*time.Second {
+				t.Fatalf("a call ended after %s (timeout %s, all sent within %s)", x.elapsed, timeout, sent)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a call never timed out")
+		}
+	}
+	select {
+	case res := <-long:
+		t.Fatalf("the call with a minute's minimum timeout ended: %+v", res.Err)
+	default:
+	}
+}
+
+// TestClusterTakenNotes: a call from another node that runs past the note
+// delay is noted once to its caller, in the encoding it came in; the
+// shared note timer stops once no call runs.
+func TestClusterTakenNotes(t *testing.T) {
+	e := startNodes(t, 1)[0]
+	r := e.cluster.router
+	nc := e.cluster.node.Conn
+	notes := make(chan *nats.Msg, 16)
+	sub, err := nc.Subscribe("_INBOX.notes.*", func(m *nats.Msg) { notes <- m })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	bin := r.startServed("_INBOX.notes.bin", true)
+	js := r.startServed("_INBOX.notes.json", false)
+	got := map[string]string{}
+	for len(got) < 2 {
+		select {
+		case m := <-notes:
+			var rep remoteReply
+			if decodeReply(m.Data, &rep) != nil || rep.TakenBy != "node-0" || got[m.Subject] != "" {
+				t.Fatalf("note %q on %s (notes so far %v)", m.Data, m.Subject, got)
+			}
+			got[m.Subject] = string(m.Data)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("notes: %v, want one per call", got)
+		}
+	}
+	if !isBinaryEnvelope([]byte(got["_INBOX.notes.bin"])) || got["_INBOX.notes.json"] != `{"taken_by":"node-0"}` {
+		t.Fatalf("notes %q, want binary and JSON", got)
+	}
+	r.endServed(bin)
+	r.endServed(js)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r.smu.Lock()
+		idle := r.noteTimer == nil
+		r.smu.Unlock()
+		if idle {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the note timer still runs with no call")
+		}
+		time.Sleep(5 * time.Millisecond) // the timer's next round stops it
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if len(notes) != 0 {
+		t.Fatalf("a call was noted twice: %q", (<-notes).Data)
 	}
 }

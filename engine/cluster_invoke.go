@@ -78,6 +78,15 @@ type clusterRouter struct {
 	calls    map[string]*remoteCall       // calls waiting on other nodes, by token
 	seq      uint64
 	subjects map[fnKey]string // fnSubject of the functions called lately
+	// expiries: one timer per deadline slot (expirySlot) with calls due
+	// in it, not one per call.
+	expiries map[int64]*time.Timer
+
+	// Calls from other nodes running here, for their taken notes: one
+	// timer for all of them while any runs.
+	smu       sync.Mutex
+	served    map[*servedCall]struct{}
+	noteTimer *time.Timer
 }
 
 // newRouter makes functions of other nodes callable here; before anything
@@ -234,14 +243,67 @@ func (r *clusterRouter) serve(m *nats.Msg, batch *subBatch) {
 	// Tell the caller which node took the call, so that it can end it if
 	// this node leaves the cluster, once the call has run for noteDelay
 	// (a note arriving after the answer is ignored).
-	note := time.AfterFunc(noteDelay(r.e.cfg.Cluster.NodeTimeout), func() {
-		b, _ := encodeReply(&remoteReply{TakenBy: r.e.cluster.name}, bin)
-		_ = r.nc.Publish(m.Reply, b)
-	})
+	sc := r.startServed(m.Reply, bin)
 	r.e.inv.InvokeLocal(req, func(res invocation.Result) {
-		note.Stop()
+		r.endServed(sc)
 		r.respond(m, bin, res)
 	})
+}
+
+// servedCall is a call from another node running here.
+type servedCall struct {
+	reply string
+	bin   bool
+	start time.Time
+	noted bool
+}
+
+// startServed records a call from another node until endServed. A timer
+// per call cost about as much CPU as decoding the call: one timer notes
+// every call that has run noteDelay, at most half of it late.
+func (r *clusterRouter) startServed(reply string, bin bool) *servedCall {
+	sc := &servedCall{reply: reply, bin: bin, start: time.Now()}
+	r.smu.Lock()
+	if r.served == nil {
+		r.served = map[*servedCall]struct{}{}
+	}
+	r.served[sc] = struct{}{}
+	if r.noteTimer == nil {
+		r.noteTimer = time.AfterFunc(noteDelay(r.e.cfg.Cluster.NodeTimeout), r.noteServed)
+	}
+	r.smu.Unlock()
+	return sc
+}
+
+func (r *clusterRouter) endServed(sc *servedCall) {
+	r.smu.Lock()
+	delete(r.served, sc)
+	r.smu.Unlock()
+}
+
+// noteServed sends the taken notes of the calls that have run noteDelay,
+// and looks again in half of it while calls run.
+func (r *clusterRouter) noteServed() {
+	d := noteDelay(r.e.cfg.Cluster.NodeTimeout)
+	now := time.Now()
+	var due []*servedCall
+	r.smu.Lock()
+	for sc := range r.served {
+		if !sc.noted && now.Sub(sc.start) >= d {
+			sc.noted = true
+			due = append(due, sc)
+		}
+	}
+	if len(r.served) > 0 {
+		r.noteTimer.Reset(max(d/2, time.Millisecond))
+	} else {
+		r.noteTimer = nil
+	}
+	r.smu.Unlock()
+	for _, sc := range due {
+		b, _ := encodeReply(&remoteReply{TakenBy: r.e.cluster.name}, sc.bin)
+		_ = r.nc.Publish(sc.reply, b)
+	}
 }
 
 func (r *clusterRouter) respond(m *nats.Msg, bin bool, res invocation.Result) {
@@ -292,7 +354,8 @@ func (r *clusterRouter) Invoke(req *invocation.Request, done invocation.Completi
 	if ns == "" {
 		ns = wire.DefaultNamespace
 	}
-	c := &remoteCall{done: done, fn: req.FunctionID, ns: ns, sent: time.Now()}
+	now := time.Now()
+	c := &remoteCall{done: done, fn: req.FunctionID, ns: ns, sent: now, due: now.Add(timeout), timeout: timeout}
 	r.mu.Lock()
 	if len(r.calls) >= maxRemoteCalls {
 		r.mu.Unlock()
@@ -301,13 +364,8 @@ func (r *clusterRouter) Invoke(req *invocation.Request, done invocation.Completi
 	}
 	r.seq++
 	token := strconv.FormatUint(r.seq, 36)
-	// The timer is set under the lock: stopCalls (shutdown) may end the
-	// call as soon as it is in the table.
-	c.timer = time.AfterFunc(timeout, func() {
-		r.finish(token, invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeTimeout,
-			Message: "Invocation timed out after " + strconv.FormatInt(timeout.Milliseconds(), 10) + "ms (on another node)"}})
-	})
 	r.calls[token] = c
+	r.expireAt(c.due, timeout)
 	r.mu.Unlock()
 	if err := r.nc.PublishMsg(&nats.Msg{Subject: subj, Reply: r.inbox + token, Data: b}); err != nil {
 		r.finish(token, invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeInvocationStopped, Message: "Invocation stopped: " + err.Error()}})
@@ -337,12 +395,58 @@ func (r *clusterRouter) subject(ns, fn string) string {
 
 // remoteCall is a call this node sent to another, waiting for its answer.
 type remoteCall struct {
-	done  invocation.Completion
-	fn    string
-	ns    string
-	node  string // the node that took it, once it said so
-	sent  time.Time
-	timer *time.Timer
+	done    invocation.Completion
+	fn      string
+	ns      string
+	node    string // the node that took it, once it said so
+	sent    time.Time
+	due     time.Time // then it ends with TIMEOUT
+	timeout time.Duration
+}
+
+// expirySlot is how late a call may end after its deadline: a
+// thirty-second of its timeout, within 1 to 100 ms. The calls due in one
+// slot share a timer (one timer per call cost about as much CPU as
+// decoding the call).
+func expirySlot(timeout time.Duration) time.Duration {
+	return min(max(timeout/32, time.Millisecond), 100*time.Millisecond)
+}
+
+// expireAt makes sure a timer runs expire at the end of due's slot. Under
+// r.mu.
+func (r *clusterRouter) expireAt(due time.Time, timeout time.Duration) {
+	slot := int64(expirySlot(timeout))
+	end := (due.UnixNano() + slot - 1) / slot * slot
+	if r.expiries[end] != nil {
+		return
+	}
+	if r.expiries == nil {
+		r.expiries = map[int64]*time.Timer{}
+	}
+	r.expiries[end] = time.AfterFunc(time.Until(time.Unix(0, end)), func() { r.expire(end) })
+}
+
+// expire ends the calls whose deadline has passed with TIMEOUT.
+func (r *clusterRouter) expire(slot int64) {
+	now := time.Now()
+	var due []string
+	r.mu.Lock()
+	delete(r.expiries, slot)
+	for t, c := range r.calls {
+		if !c.due.After(now) {
+			due = append(due, t)
+		}
+	}
+	r.mu.Unlock()
+	for _, t := range due {
+		r.mu.Lock()
+		c := r.calls[t]
+		r.mu.Unlock()
+		if c != nil {
+			r.finish(t, invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeTimeout,
+				Message: "Invocation timed out after " + strconv.FormatInt(c.timeout.Milliseconds(), 10) + "ms (on another node)"}})
+		}
+	}
 }
 
 // finish completes the call token once (nil result: already done).
@@ -353,9 +457,6 @@ func (r *clusterRouter) finish(token string, res invocation.Result) {
 	r.mu.Unlock()
 	if c == nil {
 		return
-	}
-	if c.timer != nil {
-		c.timer.Stop()
 	}
 	c.done(res)
 }
@@ -445,6 +546,10 @@ func (r *clusterRouter) stopUnnoted(d time.Duration) int {
 // stopCalls ends every call still waiting (shutdown).
 func (r *clusterRouter) stopCalls() {
 	r.mu.Lock()
+	for slot, t := range r.expiries {
+		t.Stop()
+		delete(r.expiries, slot)
+	}
 	tokens := make([]string, 0, len(r.calls))
 	for t := range r.calls {
 		tokens = append(tokens, t)
