@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/base64"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -206,7 +207,16 @@ func flushIdle(m *nats.Msg, batch *subBatch) {
 	batch.n++
 	// nats.go counts the message being handled as pending until its
 	// callback returns.
-	if n, _, err := m.Sub.Pending(); err != nil || n <= 1 || batch.n >= maxSubBatch {
+	n, _, err := m.Sub.Pending()
+	if err == nil && n <= 1 && batch.n < maxSubBatch {
+		// Before writing out, let the goroutines that bring the next
+		// messages (nats.go's reader, the embedded server's) run once: at
+		// 128 calls in flight a socket write then carries more calls (the
+		// nodes' CPU per call fell by about a tenth).
+		runtime.Gosched()
+		n, _, err = m.Sub.Pending()
+	}
+	if err != nil || n <= 1 || batch.n >= maxSubBatch {
 		batch.Flush()
 		batch.n = 0
 	}
@@ -367,7 +377,7 @@ func (r *clusterRouter) Invoke(req *invocation.Request, done invocation.Completi
 	r.calls[token] = c
 	r.expireAt(c.due, timeout)
 	r.mu.Unlock()
-	if err := r.nc.PublishMsg(&nats.Msg{Subject: subj, Reply: r.inbox + token, Data: b}); err != nil {
+	if err := r.nc.PublishRequest(subj, r.inbox+token, b); err != nil {
 		r.finish(token, invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeInvocationStopped, Message: "Invocation stopped: " + err.Error()}})
 	}
 	return true
