@@ -174,7 +174,10 @@ func (d *envelopeReader) value() jsontext.Value {
 // decodeRequest reads a call from another node in either encoding.
 func decodeRequest(b []byte, q *remoteRequest) error {
 	if len(b) == 0 || b[0] != codecRequest {
-		return json.Unmarshal(b, q, lenient)
+		var j remoteRequest // q itself stays off the heap
+		err := json.Unmarshal(b, &j, lenient)
+		*q = j
+		return err
 	}
 	d := envelopeReader{b: b[1:]}
 	q.Namespace = internName(d.field())
@@ -195,7 +198,10 @@ func decodeRequest(b []byte, q *remoteRequest) error {
 // decodeReply reads an answer from another node in either encoding.
 func decodeReply(b []byte, r *remoteReply) error {
 	if len(b) == 0 || b[0] != codecReply {
-		return json.Unmarshal(b, r, lenient)
+		var j remoteReply // r itself stays off the heap
+		err := json.Unmarshal(b, &j, lenient)
+		*r = j
+		return err
 	}
 	d := envelopeReader{b: b[1:]}
 	switch d.byte() {
@@ -226,43 +232,47 @@ func decodeReply(b []byte, r *remoteReply) error {
 // (JSON); putBuf gives it back once NATS has copied it.
 func encodeRequest(q *remoteRequest, binaryCodec bool) ([]byte, error) {
 	if !binaryCodec {
-		return json.Marshal(q)
+		return json.Marshal(*q) // a copy: q itself stays off the heap
 	}
 	return q.appendBinary(getBuf(q.binarySize())), nil
 }
 
 func encodeReply(r *remoteReply, binaryCodec bool) ([]byte, error) {
 	if !binaryCodec {
-		return json.Marshal(r)
+		return json.Marshal(*r)
 	}
 	return r.appendBinary(getBuf(r.binarySize())), nil
 }
 
 // Encoding buffers: nats.go copies a message into its write buffer before
-// Publish returns, so one buffer serves call after call.
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+// Publish returns, so one buffer serves call after call. A buffered
+// channel, not a sync.Pool: putting a slice in a Pool allocates.
+var freeBufs = make(chan []byte, 256)
 
-// maxPooledBuf keeps big payloads' buffers out of the pool.
+// maxPooledBuf keeps big payloads' buffers out of freeBufs.
 const maxPooledBuf = 64 << 10
 
 func getBuf(n int) []byte {
-	if n > maxPooledBuf {
-		return make([]byte, 0, n)
+	if n <= maxPooledBuf {
+		select {
+		case b := <-freeBufs:
+			if cap(b) >= n {
+				return b[:0]
+			}
+		default:
+		}
 	}
-	bp := bufPool.Get().(*[]byte)
-	b := (*bp)[:0]
-	if cap(b) < n {
-		b = make([]byte, 0, max(n, 512))
-	}
-	return b
+	return make([]byte, 0, max(n, 512))
 }
 
 func putBuf(b []byte) {
-	if cap(b) > maxPooledBuf || cap(b) == 0 {
+	if cap(b) > maxPooledBuf {
 		return
 	}
-	b = b[:0]
-	bufPool.Put(&b)
+	select {
+	case freeBufs <- b[:0]:
+	default:
+	}
 }
 
 // Function ids and namespaces repeat call after call: a small table hands
