@@ -164,7 +164,7 @@ func (d *envelopeReader) string() string { return string(d.field()) }
 // envelope's decoder required.
 func (d *envelopeReader) value() jsontext.Value {
 	f := d.field()
-	if f != nil && !jsontext.Value(f).IsValid(jsontext.AllowInvalidUTF8(true), jsontext.AllowDuplicateNames(true)) {
+	if f != nil && !wire.QuickValidJSON(f) && !jsontext.Value(f).IsValid(jsontext.AllowInvalidUTF8(true), jsontext.AllowDuplicateNames(true)) {
 		d.err = errBadEnvelope
 		return nil
 	}

@@ -290,3 +290,17 @@ func TestDecodeStringsStayPut(t *testing.T) {
 		}
 	}
 }
+
+// FuzzQuickValidJSON: what QuickValidJSON takes for JSON, jsontext does
+// too (with invalid UTF-8 and duplicate names allowed, as the cluster
+// envelope's reader allows them).
+func FuzzQuickValidJSON(f *testing.F) {
+	for _, s := range []string{`{"a":[1,2.5e3,true,null,"x\u00e9"]}`, ` "s" `, `{"a":1,"a":2}`, "\"\xff\"", `[1,]`, `{"a" 1}`, `01`, `-`, `"\q"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if QuickValidJSON(b) && !jsontext.Value(b).IsValid(jsontext.AllowInvalidUTF8(true), jsontext.AllowDuplicateNames(true)) {
+			t.Fatalf("QuickValidJSON took %q for JSON", b)
+		}
+	})
+}
