@@ -181,21 +181,14 @@ func (fr *frameReader) header() (wsframe.Header, error) {
 }
 
 // drain discards frames until the peer's close frame or a read error.
-func (fr *frameReader) drain() { _ = fr.discard() }
-
-// discard skips data frames and handles control frames until the peer's
-// close frame (a *websocket.CloseError, already echoed), a protocol error
-// or a read error, and returns it.
-func (fr *frameReader) discard() error {
+func (fr *frameReader) drain() {
 	for {
 		h, err := fr.header()
 		if err != nil {
-			return err
+			return
 		}
-		if wsframe.IsControl(h.Op) {
-			if err := fr.control(h); err != nil {
-				return err
-			}
+		if wsframe.IsControl(h.Op) && fr.control(h) != nil {
+			return
 		}
 		// Data payloads are skipped by the next header read.
 	}
@@ -265,24 +258,14 @@ func newFrameWriter(conn net.Conn) *frameWriter {
 	return fw
 }
 
-func (fw *frameWriter) write(text bool, data []byte) error { return fw.writeRest(text, data, 0) }
-
-// writeRest writes a frame of which a direct write already put the first
-// sent bytes (header, then data) on the connection (TCP only: readerSink).
-func (fw *frameWriter) writeRest(text bool, data []byte, sent int) error {
+func (fw *frameWriter) write(text bool, data []byte) error {
 	op := opBinary
 	if text {
 		op = opText
 	}
 	n := wsframe.PutHeader(fw.hdr[:], true, op, len(data), false, [4]byte{})
 	if fw.tcp != nil {
-		hdr := fw.hdr[:n]
-		if sent >= n {
-			hdr, data = nil, data[sent-n:]
-		} else {
-			hdr = hdr[sent:]
-		}
-		fw.vec = [2][]byte{hdr, data}
+		fw.vec = [2][]byte{fw.hdr[:n], data}
 		fw.bufs = fw.vec[:]
 		_, err := fw.bufs.WriteTo(fw.tcp)
 		fw.vec = [2][]byte{}

@@ -15,10 +15,8 @@ import (
 //   - bounded: at most the channel's buffer size of frames are held; Send
 //     blocks while the pipe is full, which is the backpressure (the bytes
 //     the frames hold are bounded before Send, by their writer: mem.go);
-//   - ordered: frames reach the read end in the order Send accepted them,
-//     and CloseSend ends the stream only after every frame sent before it
-//     (the in-memory pipe may write a frame to an idle reader socket from
-//     Send itself instead of handing it to Recv: pipe_memory.go);
+//   - ordered: frames reach Recv in the order Send accepted them, and
+//     CloseSend ends the stream only after every frame sent before it;
 //   - a broken stream is never reported as a clean end: after Abort, Recv
 //     returns the abort error, not io.EOF; after FailSend, it returns the
 //     frames sent before and then the error.
@@ -27,9 +25,8 @@ import (
 // receives; Abort and CloseRecv may be called from anywhere, any number of
 // times (the first call wins).
 type Pipe interface {
-	// Send queues f, blocking while the pipe is full (or hands it to the
-	// read end's socket at once: memPipe's direct writes). On success the
-	// pipe owns f's buffer; on failure the caller keeps it. It fails with
+	// Send queues f, blocking while the pipe is full. On success the pipe
+	// owns f's buffer; on failure the caller keeps it. It fails with
 	// ErrReaderGone, the *AbortError the pipe was aborted with, or ctx's
 	// error.
 	Send(ctx context.Context, f Frame) error
@@ -72,10 +69,6 @@ type Frame struct {
 	buf  *[]byte  // pooled backing array of Data, if any
 	mem  *chanMem // charged cost bytes for this frame, if set
 	cost int64
-	// sent is how many bytes of the frame's encoding (header, then Data)
-	// a direct write already put on the reader socket; the reader
-	// goroutine writes the rest (readerSink).
-	sent int
 }
 
 // Release gives the frame's buffer back and its bytes to the channel's

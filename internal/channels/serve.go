@@ -228,51 +228,32 @@ func writerKillCode(cause error) (int, string) {
 }
 
 // runReader pumps the pipe into a reader socket. This goroutine is the
-// socket's only data writer, but for the direct writes of the pipe's sender
-// while this one is idle (sink.go); a second goroutine reads the socket,
-// because that is the only way to notice the reader leave (close frame or
-// TCP drop) while it is idle, and to answer its pings.
+// socket's only data writer; a second goroutine reads the socket, because
+// that is the only way to notice the reader leave (close frame or TCP drop)
+// while it is idle, and to answer its pings.
 func (h *Hub) runReader(ch *channel, ws *websocket.Conn) {
 	p := ch.pipe
-	// Control frames go through the sink, which keeps them out of a data
-	// frame that a direct write left half-written. Pongs without a write
-	// deadline: one left on the connection would cut a later data write
-	// that waits longer on a slow reader.
-	ctl := ws.WriteControl
-	mp, _ := p.(*memPipe)
-	var sink *readerSink
-	if mp != nil {
-		if sink = newReaderSink(ws.NetConn(), ws.WriteControl); sink != nil {
-			ctl = sink.control
-		}
-	}
-	reply := func(op int, data []byte) error {
-		var deadline time.Time
-		if op == websocket.CloseMessage {
-			deadline = time.Now().Add(controlWait)
-		}
-		return ctl(op, data, deadline)
-	}
+	// Pongs without a write deadline: ws.Conn's default handler leaves one
+	// second on the connection, which would then cut a data write that
+	// waits longer than that on a slow reader.
+	ws.SetPingHandler(func(data string) error {
+		_ = ws.WriteControl(websocket.PongMessage, []byte(data), time.Time{})
+		return nil
+	})
 	fw := newFrameWriter(ws.NetConn())
 	readDone := make(chan struct{})
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
 		defer close(readDone)
-		// Readers have nothing to say: data frames are skipped, pings
-		// answered, a close frame echoed, a protocol error answered with
-		// its close code.
-		fr := newFrameReader(ws.NetConn(), 0, reply)
-		var pe *protocolError
-		if err := fr.discard(); errors.As(err, &pe) {
-			_ = reply(websocket.CloseMessage, closeMessage(pe.closeCode(), pe.reason))
+		for {
+			// Readers have nothing to say; NextReader discards any message.
+			if _, _, err := ws.NextReader(); err != nil {
+				break
+			}
 		}
-		fr.release()
 		p.CloseRecv() // wakes Recv and the writer (1011 "reader closed")
 	}()
-	if sink != nil {
-		mp.setSink(sink)
-	}
 
 	ctx := context.Background()
 	var endErr error
@@ -282,14 +263,8 @@ func (h *Hub) runReader(ch *channel, ws *websocket.Conn) {
 			endErr = err
 			break
 		}
-		err = fw.writeRest(f.Text, f.Data, f.sent)
-		if f.sent > 0 {
-			sink.finish(err)
-		}
+		err = fw.write(f.Text, f.Data)
 		f.Release()
-		if mp != nil {
-			mp.delivered()
-		}
 		if err != nil {
 			endErr = err
 			break
@@ -305,7 +280,7 @@ func (h *Hub) runReader(ch *channel, ws *websocket.Conn) {
 		code, reason = wire.CloseInternal, ae.Reason
 	}
 	if code != 0 {
-		if ctl(websocket.CloseMessage, closeMessage(code, reason), time.Now().Add(controlWait)) == nil {
+		if ws.WriteControl(websocket.CloseMessage, closeMessage(code, reason), time.Now().Add(controlWait)) == nil {
 			// Let the reader see the close frame and answer before the TCP
 			// connection goes: closing first could turn it into a reset.
 			t := time.NewTimer(closeWait)
@@ -315,9 +290,6 @@ func (h *Hub) runReader(ch *channel, ws *websocket.Conn) {
 			}
 			t.Stop()
 		}
-	}
-	if sink != nil {
-		sink.close()
 	}
 	ws.Close()
 	<-readDone
