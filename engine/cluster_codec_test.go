@@ -291,10 +291,10 @@ func TestClusterCallDeadlines(t *testing.T) {
 	long := make(chan invocation.Result, 1)
 	r.Invoke(&invocation.Request{FunctionID: "held::fn", MinTimeout: time.Minute}, func(res invocation.Result) { long <- res })
 	r.mu.Lock()
-	slots := map[int64]bool{}
+	slots := map[time.Duration]bool{}
 	for _, c := range r.calls {
-		s := int64(expirySlot(c.timeout))
-		slots[(c.due.UnixNano()+s-1)/s*s] = true
+		s := expirySlot(c.timeout)
+		slots[(c.due.Sub(r.base)+s-1)/s*s] = true
 	}
 	timers := len(r.expiries)
 	r.mu.Unlock()
@@ -375,5 +375,46 @@ func TestClusterTakenNotes(t *testing.T) {
 	}
 	if len(notes) != 0 {
 		t.Fatalf("a call was noted twice: %q", (<-notes).Data)
+	}
+}
+
+// TestClusterCallDeadlineSkipped: a call whose deadline lies after the
+// firing of the only slot timer armed for it (as when a wall-clock step
+// gave it the slot key of an earlier call) still ends with TIMEOUT, not
+// before its deadline: the sweep that skips it arms its own slot. On
+// d798691 the early call ended and the skipped one never did (no timer
+// left for it).
+func TestClusterCallDeadlineSkipped(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	e := startNodes(t, 1, func(c *Config) { c.InvocationTimeout = timeout })[0]
+	r := e.cluster.router
+	ended := make(chan endedCall, 2)
+	call := func(token string, due time.Time) *remoteCall {
+		// Taken by a node that stays quiet: only the deadline ends it.
+		return &remoteCall{fn: "held::fn", ns: wire.DefaultNamespace, node: "node-quiet", sent: time.Now(), due: due, timeout: timeout,
+			done: func(res invocation.Result) { ended <- endedCall{token, res} }}
+	}
+	now := time.Now()
+	early, late := now.Add(50*time.Millisecond), now.Add(250*time.Millisecond)
+	r.mu.Lock()
+	r.calls["skip-early"] = call("skip-early", early)
+	r.calls["skip-late"] = call("skip-late", late)
+	r.expireAt(early, timeout) // the late call's own slot is never armed
+	r.mu.Unlock()
+	for _, want := range []struct {
+		token string
+		due   time.Time
+	}{{"skip-early", early}, {"skip-late", late}} {
+		select {
+		case c := <-ended:
+			if c.token != want.token || c.res.Err == nil || c.res.Err.Code != wire.CodeTimeout {
+				t.Fatalf("%s ended with %+v, want %s with TIMEOUT", c.token, c.res.Err, want.token)
+			}
+			if time.Now().Before(want.due) {
+				t.Fatalf("%s ended before its deadline", c.token)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s never timed out", want.token)
+		}
 	}
 }

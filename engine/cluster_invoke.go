@@ -80,8 +80,11 @@ type clusterRouter struct {
 	seq      uint64
 	subjects map[fnKey]string // fnSubject of the functions called lately
 	// expiries: one timer per deadline slot (expirySlot) with calls due
-	// in it, not one per call.
-	expiries map[int64]*time.Timer
+	// in it, not one per call, keyed by the slot's end as an offset from
+	// base: monotonic time, so a wall-clock step cannot give a call the
+	// slot of an earlier one.
+	expiries map[time.Duration]*time.Timer
+	base     time.Time
 
 	// Calls from other nodes running here, for their taken notes: one
 	// timer for all of them while any runs.
@@ -94,7 +97,7 @@ type clusterRouter struct {
 // listens. startRouting then offers this node's functions to the others.
 func (e *Engine) newRouter() error {
 	r := &clusterRouter{e: e, nc: e.cluster.node.Conn, wake: make(chan struct{}, 1),
-		inbox: nats.NewInbox() + ".", subs: map[fnKey]*nats.Subscription{}, calls: map[string]*remoteCall{}}
+		inbox: nats.NewInbox() + ".", subs: map[fnKey]*nats.Subscription{}, calls: map[string]*remoteCall{}, base: time.Now()}
 	replyBatch := &subBatch{}
 	if _, err := r.nc.Subscribe(r.inbox+"*", func(m *nats.Msg) { r.reply(m, replyBatch) }); err != nil {
 		return err
@@ -425,19 +428,25 @@ func expirySlot(timeout time.Duration) time.Duration {
 // expireAt makes sure a timer runs expire at the end of due's slot. Under
 // r.mu.
 func (r *clusterRouter) expireAt(due time.Time, timeout time.Duration) {
-	slot := int64(expirySlot(timeout))
-	end := (due.UnixNano() + slot - 1) / slot * slot
+	if r.base.IsZero() {
+		r.base = time.Now()
+	}
+	slot := expirySlot(timeout)
+	end := (due.Sub(r.base) + slot - 1) / slot * slot
 	if r.expiries[end] != nil {
 		return
 	}
 	if r.expiries == nil {
-		r.expiries = map[int64]*time.Timer{}
+		r.expiries = map[time.Duration]*time.Timer{}
 	}
-	r.expiries[end] = time.AfterFunc(time.Until(time.Unix(0, end)), func() { r.expire(end) })
+	// base.Add keeps base's monotonic reading, so does time.Until.
+	r.expiries[end] = time.AfterFunc(time.Until(r.base.Add(end)), func() { r.expire(end) })
 }
 
-// expire ends the calls whose deadline has passed with TIMEOUT.
-func (r *clusterRouter) expire(slot int64) {
+// expire ends the calls whose deadline has passed with TIMEOUT, and makes
+// sure the others still have a slot timer (should one have fired before a
+// call's deadline, the call would otherwise never time out).
+func (r *clusterRouter) expire(slot time.Duration) {
 	now := time.Now()
 	var due []string
 	r.mu.Lock()
@@ -445,6 +454,8 @@ func (r *clusterRouter) expire(slot int64) {
 	for t, c := range r.calls {
 		if !c.due.After(now) {
 			due = append(due, t)
+		} else {
+			r.expireAt(c.due, c.timeout)
 		}
 	}
 	r.mu.Unlock()
