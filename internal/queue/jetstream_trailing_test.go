@@ -72,27 +72,41 @@ func TestJetStreamLeaseReadTrailing(t *testing.T) {
 
 // TestJetStreamGoneJobForgotten: a job the index holds that stays not found
 // for jsGoneConfirm (its delete marker purged while the watcher was away)
-// is forgotten; one whose delete the watcher brings meanwhile is not read
-// again; a read whose context ends is not taken for a confirmation.
+// is forgotten: in the background after a lease skipped it, or before a
+// call for that one job answers; one whose delete the watcher brings
+// meanwhile is not read again; a read whose context ends is not taken for
+// a confirmation.
 func TestJetStreamGoneJobForgotten(t *testing.T) {
 	n := natstest.Start(t)
 	ctx := context.Background()
 	s := openJetStream(t, n, "a")
 	defer s.Close()
-	mustEnqueue(t, s, job("ghost", "q", "f", ""), job("deleted", "q2", "f", ""), job("kept", "q3", "f", ""))
+	mustEnqueue(t, s, job("ghost", "q", "f", ""), job("deleted", "q2", "f", ""), job("kept", "q3", "f", ""),
+		job("ghost2", "q4", "f", ""))
 	real := s.kv
 
 	kv := &trailingKV{KeyValue: real, key: jobKey("ghost"), misses: -1}
 	s.kv = kv
 	start := time.Now()
 	jobs, err := s.Lease(ctx, "q", t0.Add(time.Second), LeaseOpts{Max: 1})
-	if err != nil || len(jobs) != 0 {
-		t.Fatalf("lease of a job never found: %+v %v", jobs, err)
+	if took := time.Since(start); err != nil || len(jobs) != 0 || took >= jsGoneConfirm {
+		t.Fatalf("lease of a job never found: %+v %v after %s, want none before %s", jobs, err, took, jsGoneConfirm)
 	}
+	waitStats(t, s, "q", func(st Stats) bool { return st.Pending == 0 })
 	if took := time.Since(start); took < jsGoneConfirm || kv.count() < 3 {
 		t.Fatalf("forgotten after %s and %d reads, want %s of re-reads", took, kv.count(), jsGoneConfirm)
 	}
-	if st, _ := s.Stats(ctx, "q"); st.Pending != 0 {
+
+	kv = &trailingKV{KeyValue: real, key: jobKey("ghost2"), misses: -1}
+	s.kv = kv
+	start = time.Now()
+	if ok, err := s.Discard(ctx, "q4", "ghost2"); ok || err != nil {
+		t.Fatalf("discard of a job never found: %v %v", ok, err)
+	}
+	if took := time.Since(start); took < jsGoneConfirm || kv.count() < 3 {
+		t.Fatalf("discard answered after %s and %d reads, want %s of re-reads", took, kv.count(), jsGoneConfirm)
+	}
+	if st := stats(t, s, "q4"); st.Pending != 0 {
 		t.Fatalf("the gone job is still counted: %+v", st)
 	}
 

@@ -55,6 +55,9 @@ type JetStream struct {
 	tombs    map[string]uint64             // removed ids → revision of the removal
 	watchRev uint64                        // last revision the watcher delivered
 	notify   func(queue string, parked bool)
+
+	suspects   map[string]jsSuspect // entries not found, skipped while confirmed
+	confirming bool                 // the confirmer runs
 }
 
 var _ Store = (*JetStream)(nil)
@@ -118,7 +121,8 @@ func OpenJetStream(ctx context.Context, js jetstream.JetStream, bucket, node str
 	}
 	wctx, cancel := context.WithCancel(context.Background())
 	s := &JetStream{kv: kv, node: node, ctx: wctx, cancel: cancel,
-		jobs: map[string]*jsMeta{}, queues: map[string]map[string]*jsMeta{}, tombs: map[string]uint64{}}
+		jobs: map[string]*jsMeta{}, queues: map[string]map[string]*jsMeta{}, tombs: map[string]uint64{},
+		suspects: map[string]jsSuspect{}}
 	w, err := kv.Watch(wctx, "j.>")
 	if err != nil {
 		cancel()
@@ -324,14 +328,32 @@ func (s *JetStream) wrap(err error) error {
 	return err
 }
 
-// jsGoneConfirm bounds the re-reads of a job the index holds and a read did
-// not find, before the index forgets it.
+// jsGoneConfirm is how long a job the index holds must stay not found
+// before the index forgets it.
 const jsGoneConfirm = time.Second
 
-// get reads a job (nil: not stored).
-func (s *JetStream) get(ctx context.Context, id string) (*jsRecord, uint64, error) {
+// jsPassConfirm bounds the re-reads one lease pass or dead-letter listing
+// waits for, all candidates together: a job still not found then is
+// skipped and confirmed in the background.
+const jsPassConfirm = 200 * time.Millisecond
+
+// jsPass is one call going through many jobs (a lease, a listing).
+type jsPass struct{ until time.Time }
+
+func newPass() *jsPass { return &jsPass{until: time.Now().Add(jsPassConfirm)} }
+
+// jsSuspect is an index entry a read did not find, being confirmed.
+type jsSuspect struct {
+	m     *jsMeta
+	since time.Time // the first miss
+}
+
+// get reads a job (nil: not stored, or skipped while confirmed). pass nil:
+// the caller wants this job, and waits up to jsGoneConfirm for it.
+func (s *JetStream) get(ctx context.Context, id string, pass *jsPass) (*jsRecord, uint64, error) {
 	e, err := s.kv.Get(ctx, jobKey(id))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		since := time.Now()
 		s.mu.Lock()
 		m := s.jobs[id]
 		s.mu.Unlock()
@@ -343,8 +365,13 @@ func (s *JetStream) get(ctx context.Context, id string) (*jsRecord, uint64, erro
 		// watcher brings newer news of it (its delete, usually), within
 		// jsGoneConfirm; one still not found and unchanged is gone behind
 		// the index's back (its delete marker purged while the watcher was
-		// away) and forgotten.
-		deadline := time.Now().Add(jsGoneConfirm)
+		// away) and forgotten. A pass waits only jsPassConfirm in all: a
+		// purged marker brings no news, and each such entry would hold up
+		// the jobs behind it for the whole second.
+		deadline := since.Add(jsGoneConfirm)
+		if pass != nil && pass.until.Before(deadline) {
+			deadline = pass.until
+		}
 		for m != nil && errors.Is(err, jetstream.ErrKeyNotFound) && time.Now().Before(deadline) && natsnode.Backoff(ctx) {
 			s.mu.Lock()
 			changed := s.jobs[id] != m
@@ -357,6 +384,10 @@ func (s *JetStream) get(ctx context.Context, id string) (*jsRecord, uint64, erro
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			if m != nil && ctx.Err() != nil {
 				return nil, 0, ctx.Err() // not confirmed gone
+			}
+			if m != nil && pass != nil {
+				s.suspect(id, m, since)
+				return nil, 0, nil
 			}
 			s.mu.Lock()
 			if m != nil && s.jobs[id] == m {
@@ -379,15 +410,112 @@ func (s *JetStream) get(ctx context.Context, id string) (*jsRecord, uint64, erro
 	return &r, e.Revision(), nil
 }
 
+// suspect marks index entry m of job id, not found since then, to be
+// confirmed in the background; lease passes and listings skip it meanwhile.
+func (s *JetStream) suspect(id string, m *jsMeta, since time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.jobs[id] != m || s.suspects[id].m == m {
+		return
+	}
+	s.suspects[id] = jsSuspect{m: m, since: since}
+	if !s.confirming {
+		s.confirming = true
+		s.wg.Add(1)
+		go s.confirm()
+	}
+}
+
+// suspectedLocked reports whether index entry m is being confirmed (s.mu
+// held).
+func (s *JetStream) suspectedLocked(m *jsMeta) bool {
+	return len(s.suspects) > 0 && s.suspects[m.id].m == m
+}
+
+// confirm reads the suspects again every 50 ms until each is found (the
+// index learns it; a ready job wakes the dispatchers, which skipped it),
+// changed by other news, or not found for jsGoneConfirm (forgotten).
+func (s *JetStream) confirm() {
+	defer s.wg.Done()
+	for natsnode.Backoff(s.ctx) {
+		s.mu.Lock()
+		var pending []string
+		for id, sp := range s.suspects {
+			if s.jobs[id] != sp.m {
+				delete(s.suspects, id)
+				continue
+			}
+			pending = append(pending, id)
+		}
+		if len(pending) == 0 {
+			s.confirming = false
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		for _, id := range pending {
+			if s.ctx.Err() != nil {
+				return
+			}
+			s.confirmOne(id)
+		}
+	}
+}
+
+func (s *JetStream) confirmOne(id string) {
+	s.mu.Lock()
+	sp, ok := s.suspects[id]
+	s.mu.Unlock()
+	if !ok {
+		return
+	}
+	at := time.Now()
+	e, err := s.kv.Get(s.ctx, jobKey(id))
+	var m *jsMeta
+	if err == nil {
+		var r jsRecord
+		if json.Unmarshal(e.Value(), &r, jsOpts) == nil {
+			m = metaOf(&r, e.Revision())
+		}
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) || at.Sub(sp.since) < jsGoneConfirm {
+		return // read again on the next round
+	}
+	s.mu.Lock()
+	if s.suspects[id].m == sp.m {
+		delete(s.suspects, id)
+	}
+	var fire func(string, bool)
+	switch {
+	case err != nil:
+		if s.jobs[id] == sp.m {
+			s.applyLocked(id, nil, sp.m.rev+1)
+		}
+	case m != nil:
+		s.applyLocked(id, m, m.rev)
+		if cur := s.jobs[id]; cur != nil && cur.state == stateReady {
+			fire, m = s.notify, cur
+		}
+	}
+	s.mu.Unlock()
+	if fire != nil {
+		fire(m.queue, false)
+	}
+}
+
 // mutate applies f to the stored job id (compare-and-set, retried on a
 // conflict). f returns false to leave the job alone; remove deletes it.
 // mutate reports whether it wrote.
 func (s *JetStream) mutate(ctx context.Context, id string, f func(r *jsRecord) (write, remove bool)) (bool, error) {
+	return s.mutateIn(ctx, nil, id, f)
+}
+
+// mutateIn is mutate within pass (nil: none).
+func (s *JetStream) mutateIn(ctx context.Context, pass *jsPass, id string, f func(r *jsRecord) (write, remove bool)) (bool, error) {
 	if err := s.check(); err != nil {
 		return false, err
 	}
 	for {
-		r, rev, err := s.get(ctx, id)
+		r, rev, err := s.get(ctx, id, pass)
 		if err != nil || r == nil {
 			return false, s.wrap(err)
 		}
@@ -579,8 +707,8 @@ func (s *JetStream) candidates(queue string, now int64, o LeaseOpts) []*jsMeta {
 			}
 			seen[m.group] = true
 		}
-		if m.state != stateReady || m.visibleAt > now {
-			continue
+		if m.state != stateReady || m.visibleAt > now || s.suspectedLocked(m) {
+			continue // a suspect heading its group holds the group back
 		}
 		if o.Serves != nil && !o.Serves(m.functionID) {
 			continue
@@ -599,12 +727,13 @@ func (s *JetStream) Lease(ctx context.Context, queue string, now time.Time, o Le
 	}
 	t := ms(now)
 	var out []Job
+	pass := newPass()
 	for _, c := range s.candidates(queue, t, o) {
 		if len(out) >= o.Max {
 			break
 		}
 		var leased jsRecord
-		ok, err := s.mutate(ctx, c.id, func(r *jsRecord) (bool, bool) {
+		ok, err := s.mutateIn(ctx, pass, c.id, func(r *jsRecord) (bool, bool) {
 			if r.State != stateReady || r.VisibleAt > t || r.Queue != queue {
 				return false, false // another engine got there first
 			}
@@ -755,7 +884,7 @@ func (s *JetStream) Dead(ctx context.Context, queue string, offset, limit int) (
 	s.mu.Lock()
 	var dead []*jsMeta
 	for _, m := range s.queues[queue] {
-		if m.state == stateDead {
+		if m.state == stateDead && !s.suspectedLocked(m) {
 			dead = append(dead, m)
 		}
 	}
@@ -774,8 +903,9 @@ func (s *JetStream) Dead(ctx context.Context, queue string, offset, limit int) (
 		dead = dead[:limit]
 	}
 	out := make([]Dead, 0, len(dead))
+	pass := newPass()
 	for _, m := range dead {
-		r, _, err := s.get(ctx, m.id)
+		r, _, err := s.get(ctx, m.id, pass)
 		if err != nil {
 			return nil, s.wrap(err)
 		}

@@ -87,7 +87,7 @@ func TestJetStreamTwoEnginesLeaseOnce(t *testing.T) {
 	if err := other.Ack(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	if r, _, _ := other.get(ctx, id); r == nil || r.State != stateLeased {
+	if r, _, _ := other.get(ctx, id, nil); r == nil || r.State != stateLeased {
 		t.Fatalf("a non-holder's ack settled job %s: %+v", id, r)
 	}
 	// Recover makes ready only the recovering node's own leases.
@@ -120,7 +120,7 @@ func TestJetStreamTwoEnginesLeaseOnce(t *testing.T) {
 		if err := stores[1].Ack(ctx, id); err != nil {
 			t.Fatal(err)
 		}
-		if r, _, _ := stores[0].get(ctx, id); r == nil || r.State != stateReady {
+		if r, _, _ := stores[0].get(ctx, id, nil); r == nil || r.State != stateReady {
 			t.Fatalf("a taken-over job was settled by its old holder: %+v", r)
 		}
 		break
