@@ -216,6 +216,7 @@ type Hub struct {
 	afterFunc     func(time.Duration, func()) (stop func() bool)
 	onSendBlocked func() // a writer found its pipe full
 	onChanged     func() // an end finished, a channel expired or a frame was queued
+	onReaderBatch func(n int) // a reader socket is about to get a batch of n frames
 }
 
 // NewHub returns an empty hub. log may be nil.

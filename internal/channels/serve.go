@@ -256,18 +256,39 @@ func (h *Hub) runReader(ch *channel, ws *websocket.Conn) {
 	}()
 
 	ctx := context.Background()
-	var endErr error
-	for {
+	var (
+		endErr error
+		batch  [maxBatchFrames]Frame
+	)
+	for endErr == nil {
 		f, err := p.Recv(ctx)
 		if err != nil {
 			endErr = err
 			break
 		}
-		err = fw.write(f.Text, f.Data)
-		f.Release()
-		if err != nil {
+		// Frames already queued go out with this one in one writev (fewer
+		// system calls when the reader is behind; full segments). Len > 0
+		// means Recv will not block: this goroutine is the only receiver.
+		n, size := 1, len(f.Data)
+		batch[0] = f
+		for n < maxBatchFrames && size < maxBatchBytes && p.Len() > 0 {
+			f, err := p.Recv(ctx)
+			if err != nil {
+				endErr = err // after the frames received before it
+				break
+			}
+			batch[n] = f
+			n++
+			size += len(f.Data)
+		}
+		if h.onReaderBatch != nil {
+			h.onReaderBatch(n)
+		}
+		if err := fw.writeBatch(batch[:n]); err != nil {
 			endErr = err
-			break
+		}
+		for i := range batch[:n] {
+			batch[i].Release()
 		}
 	}
 
