@@ -63,6 +63,24 @@ func (w *LocalWriter) WriteFrame(ctx context.Context, text bool, data []byte) er
 	return w.send(ctx, f)
 }
 
+// TryWriteFrame is WriteFrame without waiting: a frame that would have to
+// wait for memory (the channel's bound or the hub's budget) or for room in
+// the channel's buffer is not written, and ok is false.
+func (w *LocalWriter) TryWriteFrame(text bool, data []byte) (ok bool, err error) {
+	// reserve and Send try before they look at a done context.
+	err = w.WriteFrame(doneCtx, text, data)
+	if err == context.Canceled {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+var doneCtx = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
 // frame returns an empty frame with room for n bytes, charged to the
 // channel, waiting for memory as a writer socket does.
 func (w *LocalWriter) frame(ctx context.Context, n int) (Frame, error) {
