@@ -30,6 +30,11 @@ type exchange struct {
 	traceEnd func(route string, status int)
 	bw       BodyWriter
 	pending  []byte // a request body to write into bw once its reader connects
+
+	// The goroutine pushing the request body, if any (pushDone nil: none).
+	pushDone  chan struct{}
+	stopPush  context.CancelFunc
+	readsBody bool // it reads the client's body
 }
 
 // serve runs the request: parse, call condition and middleware, create the
@@ -88,10 +93,26 @@ func (x *exchange) serve() {
 	}
 	defer rr.Close()
 	defer func() {
+		x.endPush()
 		retire(bw, rr)
 		// A reader that connected before the retirement still gets the
 		// body; a retired channel refuses it at once.
 		x.pushPending(ctx)
+		if x.pushDone != nil {
+			// It waits for channel memory: the answer goes out meanwhile,
+			// and the body gets bodyGrace, not the handler forever.
+			if x.w.status != 0 {
+				_ = x.w.FlushError()
+			}
+			t := time.NewTimer(bodyGrace)
+			select {
+			case <-x.pushDone:
+			case <-t.C:
+			case <-x.s.ctx.Done():
+			}
+			t.Stop()
+			x.endPush()
+		}
 	}()
 
 	// One channel brings the result and the channels' readiness (each
@@ -101,12 +122,8 @@ func (x *exchange) serve() {
 	// The body goes to the function concurrently with the invocation: it
 	// may be far bigger than any buffer, and the function reads it while
 	// it runs. A body that fits the fresh channel's buffer is written at
-	// once, on this goroutine: no write can block.
-	var (
-		pushDone  chan struct{} // nil: nothing pushes any more
-		stopPush  context.CancelFunc
-		readsBody bool
-	)
+	// once, on this goroutine unless the engine's channel memory is spent
+	// (pushPending).
 	switch {
 	case rawJSON != nil && (len(rawJSON)+wire.FrameSize-1)/wire.FrameSize <= s.cfg.ChannelBuffer:
 		if n, ok := bw.(ReadyNotifier); ok {
@@ -119,57 +136,17 @@ func (x *exchange) serve() {
 			pushBytes(ctx, bw, rawJSON)
 		}
 	case rawJSON != nil:
-		var pushCtx context.Context
-		pushCtx, stopPush = context.WithCancel(ctx)
-		pushDone = make(chan struct{})
-		go func() {
-			defer close(pushDone)
-			pushBytes(pushCtx, bw, rawJSON)
-		}()
+		x.startPush(ctx, func(ctx context.Context) { pushBytes(ctx, bw, rawJSON) })
 	case r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0:
 		bw.Close()
 	default:
 		// Let the function stream its response while it still reads the
 		// request (an HTTP/1 server otherwise drains the body first).
 		_ = http.NewResponseController(&x.w).EnableFullDuplex()
-		readsBody = true
-		var pushCtx context.Context
-		pushCtx, stopPush = context.WithCancel(ctx)
-		pushDone = make(chan struct{})
-		go pushStream(pushCtx, bw, r.Body, pushDone)
+		x.readsBody = true
+		body := r.Body
+		x.startPush(ctx, func(ctx context.Context) { pushStream(ctx, bw, body) })
 	}
-	defer func() {
-		if pushDone == nil {
-			return
-		}
-		stopPush()
-		select {
-		case <-pushDone:
-			return
-		default:
-		}
-		if !readsBody {
-			<-pushDone // blocked on the channel at most: the cancel ends it
-			return
-		}
-		if x.w.status != 0 {
-			_ = x.w.FlushError() // the client has its answer while we wait
-		}
-		// The body must not be read after this handler returns. A pusher
-		// blocked in Read waits for the client's next bytes; a stalled
-		// client is cut off by a read deadline. Not at once: once the body
-		// has been read to its end, net/http reads the connection in the
-		// background, and a deadline would cancel the connection's context
-		// (and with it every later request on it).
-		t := time.NewTimer(bodyGrace)
-		defer t.Stop()
-		select {
-		case <-pushDone:
-		case <-t.C:
-			_ = http.NewResponseController(&x.w).SetReadDeadline(time.Now())
-			<-pushDone
-		}
-	}()
 
 	if s.ctx.Err() != nil { // the body took until the end of the shutdown grace
 		x.shuttingDown()
@@ -204,14 +181,84 @@ type event struct {
 }
 
 // pushPending writes a body held back until its channel's reader
-// connected. It fits the channel's buffer.
+// connected. It fits the channel's buffer, but its frames may still have to
+// wait for the engine's channel memory (spent by other channels): whatever
+// cannot go in at once is pushed from a goroutine, so that the caller
+// (respond) keeps serving the timeout, the shutdown and the response.
 func (x *exchange) pushPending(ctx context.Context) {
 	if x.pending == nil {
 		return
 	}
 	b := x.pending
 	x.pending = nil
-	pushBytes(ctx, x.bw, b)
+	if t, ok := x.bw.(FrameTrier); ok {
+		for len(b) > 0 {
+			n := min(len(b), wire.FrameSize)
+			ok, err := t.TryWriteFrame(false, b[:n])
+			if err != nil {
+				x.bw.Abort("request body not delivered: " + err.Error())
+				return
+			}
+			if !ok {
+				break
+			}
+			b = b[n:]
+		}
+		if len(b) == 0 {
+			x.bw.Close()
+			return
+		}
+	}
+	bw := x.bw
+	x.startPush(ctx, func(ctx context.Context) { pushBytes(ctx, bw, b) })
+}
+
+// startPush runs push on its own goroutine, with a context endPush cancels.
+func (x *exchange) startPush(ctx context.Context, push func(context.Context)) {
+	ctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	x.pushDone, x.stopPush = done, stop
+	go func() {
+		defer close(done)
+		push(ctx)
+	}()
+}
+
+// endPush stops the goroutine pushing the request body, if any, and waits
+// for it.
+func (x *exchange) endPush() {
+	done := x.pushDone
+	if done == nil {
+		return
+	}
+	x.pushDone = nil
+	x.stopPush()
+	select {
+	case <-done:
+		return
+	default:
+	}
+	if !x.readsBody {
+		<-done // blocked on the channel at most: the cancel ends it
+		return
+	}
+	if x.w.status != 0 {
+		_ = x.w.FlushError() // the client has its answer while we wait
+	}
+	// The body must not be read after this handler returns. A pusher
+	// blocked in Read waits for the client's next bytes; a stalled client
+	// is cut off by a read deadline. Not at once: once the body has been
+	// read to its end, net/http reads the connection in the background,
+	// and a deadline would cancel the connection's context (and with it
+	// every later request on it).
+	t := time.NewTimer(bodyGrace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		_ = http.NewResponseController(&x.w).SetReadDeadline(time.Now())
+		<-done
+	}
 }
 
 // bodyGrace is how long a finished exchange waits for a request body read
@@ -321,8 +368,7 @@ func pushBytes(ctx context.Context, bw BodyWriter, b []byte) {
 // pushStream copies the request body into the channel, one frame per read,
 // never holding more than the channel's buffer: the channel's backpressure
 // stops the reads, and TCP stops the client.
-func pushStream(ctx context.Context, bw BodyWriter, body io.Reader, done chan<- struct{}) {
-	defer close(done)
+func pushStream(ctx context.Context, bw BodyWriter, body io.Reader) {
 	if _, err := bw.CopyFrom(ctx, body); err != nil {
 		// The client went away, the request ended or the function stopped
 		// reading: the function must see a broken stream, not a short one.

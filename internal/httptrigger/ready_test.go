@@ -126,6 +126,14 @@ func (w countingWriter) WriteFrame(ctx context.Context, text bool, data []byte) 
 	return err
 }
 
+func (w countingWriter) TryWriteFrame(text bool, data []byte) (bool, error) {
+	ok, err := w.LocalWriter.TryWriteFrame(text, data)
+	if ok {
+		w.frames.Add(1)
+	}
+	return ok, err
+}
+
 func (c countingChannels) RequestBody(n int) (wire.ChannelRef, BodyWriter, error) {
 	ref, w, err := c.h.CreateWithLocalWriter(n)
 	if err != nil {

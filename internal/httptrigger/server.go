@@ -126,6 +126,13 @@ type ReadyNotifier interface {
 	OnReady(f func())
 }
 
+// FrameTrier may be implemented by a BodyWriter: TryWriteFrame writes a
+// frame only if it can at once, without waiting for the channel's buffer or
+// memory; ok false says nothing was written.
+type FrameTrier interface {
+	TryWriteFrame(text bool, data []byte) (ok bool, err error)
+}
+
 // Retirer may be implemented by the ends Channels returns. Retire is
 // called once the exchange is over: a remote end that has not connected by
 // then never will, so the channel can leave the registry at once (later
