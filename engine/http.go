@@ -88,6 +88,7 @@ func (a *responseReader) OnReady(f func()) { a.r.OnReady(f) }
 var (
 	_ httptrigger.BodyWriter = (*channels.LocalWriter)(nil)
 	_ httptrigger.Retirer    = (*channels.LocalWriter)(nil)
+	_ httptrigger.FrameTrier = (*channels.LocalWriter)(nil)
 	_ httptrigger.Retirer    = (*responseReader)(nil)
 
 	_ httptrigger.ReadyNotifier = (*responseReader)(nil)
