@@ -20,6 +20,8 @@ import (
 // belongs to one goroutine.
 type Batch struct {
 	conns []*Conn
+	// later: other work deferred to the flush (Defer).
+	later []Flusher
 	// direct: writes given the batch are not deferred (SetDirect).
 	direct bool
 }
@@ -37,6 +39,22 @@ func (b *Batch) SetDirect(on bool) { b.direct = on }
 
 // deferring reports whether writes given b are deferred.
 func (b *Batch) deferring() bool { return b != nil && !b.direct }
+
+// Deferring reports whether writes given b are deferred now (b is not
+// nil and not direct): a Flush will follow before its owner blocks.
+func (b *Batch) Deferring() bool { return b.deferring() }
+
+// Flusher is work other than socket writes that a batch's owner defers
+// to its Flush (the cluster router's calls to other nodes collected
+// during a read burst, sent as one NATS message).
+type Flusher interface{ FlushBatch() }
+
+// Defer runs f.FlushBatch at b's next Flush, before the sockets are
+// written out. f must not call Defer on b from FlushBatch.
+func (b *Batch) Defer(f Flusher) { b.later = append(b.later, f) }
+
+// Deferred is what Defer gave b since its last Flush (do not keep it).
+func (b *Batch) Deferred() []Flusher { return b.later }
 
 // SendIn is Send, except that with a non-nil batch a frame that would be
 // written inline goes to the connection's cork buffer and reaches the
@@ -80,6 +98,11 @@ func (c *Conn) SendIn(ctx context.Context, b *Batch, kind int, data []byte, onWr
 
 // Flush writes out every connection b corked.
 func (b *Batch) Flush() {
+	for i, f := range b.later {
+		b.later[i] = nil
+		f.FlushBatch()
+	}
+	b.later = b.later[:0]
 	for i, c := range b.conns {
 		c.flushCork()
 		b.conns[i] = nil

@@ -198,3 +198,45 @@ func TestBatchDirect(t *testing.T) {
 	read(c3, "held")
 	read(c4, "direct")
 }
+
+type countFlusher struct {
+	n     int
+	order *[]string
+	name  string
+}
+
+func (f *countFlusher) FlushBatch() { f.n++; *f.order = append(*f.order, f.name) }
+
+// TestBatchDeferredWork: work given Defer runs once, in order, at the next
+// Flush and not before; Deferred lists it until then; Deferring follows
+// SetDirect (and is false for a nil batch).
+func TestBatchDeferredWork(t *testing.T) {
+	var nilBatch *Batch
+	if nilBatch.Deferring() {
+		t.Fatal("a nil batch defers")
+	}
+	var b Batch
+	if !b.Deferring() {
+		t.Fatal("a new batch does not defer")
+	}
+	b.SetDirect(true)
+	if b.Deferring() {
+		t.Fatal("a direct batch defers")
+	}
+	b.SetDirect(false)
+	var order []string
+	f1, f2 := &countFlusher{order: &order, name: "1"}, &countFlusher{order: &order, name: "2"}
+	b.Defer(f1)
+	b.Defer(f2)
+	if d := b.Deferred(); len(d) != 2 || d[0] != Flusher(f1) || d[1] != Flusher(f2) || f1.n+f2.n != 0 {
+		t.Fatalf("deferred %v, ran %d %d", d, f1.n, f2.n)
+	}
+	b.Flush()
+	if f1.n != 1 || f2.n != 1 || len(order) != 2 || order[0] != "1" || len(b.Deferred()) != 0 {
+		t.Fatalf("after Flush: ran %d %d in order %v, %d still deferred", f1.n, f2.n, order, len(b.Deferred()))
+	}
+	b.Flush()
+	if f1.n != 1 {
+		t.Fatal("deferred work ran twice")
+	}
+}
