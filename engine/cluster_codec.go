@@ -27,15 +27,28 @@ import (
 //	reply:   0x02 kind(0 result, 1 taken note)
 //	         result: value hasErr(0|1) [code message stacktrace] tp bg
 //	         note:   taken_by
+//	calls:   0x03 (token request)...   codec 2: several requests in one message
+//	answers: 0x04 (token reply)...     codec 2: several replies in one message
+//
+// In calls and answers each entry is two fields: the call's token (its
+// reply subject is the caller's inbox prefix and the token) and a whole
+// request or reply envelope as above; entries run to the end of the
+// message.
 //
 // A node answers in the encoding of the request (old nodes only read and
-// write JSON).
+// write JSON), and sends calls or answers in one message only to nodes
+// that announced codec 2.
 const (
-	// clusterCodec is the codec this node announces in its heartbeat.
-	clusterCodec = 1
+	// clusterCodec is the codec this node announces in its heartbeat: 1
+	// reads the binary envelope, 2 also the calls and answers batches.
+	clusterCodec = 2
+	codecBinary  = 1
+	codecBatches = 2
 
 	codecRequest = 0x01
 	codecReply   = 0x02
+	codecCalls   = 0x03
+	codecAnswers = 0x04
 
 	replyResult = 0
 	replyNote   = 1
@@ -105,6 +118,44 @@ func (r *remoteReply) appendBinary(b []byte) []byte {
 	}
 	b = appendStringField(b, r.Traceparent)
 	return appendStringField(b, r.Baggage)
+}
+
+// appendBatchEntry appends one entry of a calls or answers message:
+// the call's token and its request or reply envelope.
+func appendBatchEntry(b []byte, token string, env []byte) []byte {
+	b = appendStringField(b, token)
+	return appendField(b, env)
+}
+
+// batchEntries checks the framing of a calls or answers message (kind
+// codecCalls or codecAnswers) and calls f with each entry, in order.
+// Nothing is handed to f when the framing is broken: no entry can be told
+// apart from a corrupted one then.
+func batchEntries(b []byte, kind byte, f func(token, env []byte)) error {
+	if len(b) == 0 || b[0] != kind {
+		return errBadEnvelope
+	}
+	d := envelopeReader{b: b[1:]}
+	n := 0
+	for len(d.b) > 0 {
+		if t := d.field(); len(t) == 0 && d.err == nil {
+			d.err = errBadEnvelope
+		}
+		d.field()
+		if d.err != nil {
+			return d.err
+		}
+		n++
+	}
+	if n == 0 {
+		return errBadEnvelope
+	}
+	d.b = b[1:]
+	for len(d.b) > 0 {
+		token := d.field()
+		f(token, d.field())
+	}
+	return nil
 }
 
 // envelopeReader reads the fields of a binary envelope; the byte slices it

@@ -219,8 +219,17 @@ func TestClusterCodecFollowsMembers(t *testing.T) {
 		t.Fatal("a node reading JSON only is live, calls go out in binary")
 	}
 	m.left("old", "test")
-	if !r.binary.Load() {
-		t.Fatal("the JSON-only node left, calls still go out as JSON")
+	if !r.binary.Load() || !r.batches.Load() {
+		t.Fatal("the JSON-only node left, calls still go out as JSON or one per message")
+	}
+	// A node of codec 1 reads the binary envelope but not batches.
+	m.seen("codec1", time.Now(), heartbeat{Codec: codecBinary})
+	if !r.binary.Load() || r.batches.Load() {
+		t.Fatalf("a codec 1 node is live: binary %v (want true), batches %v (want false)", r.binary.Load(), r.batches.Load())
+	}
+	m.left("codec1", "test")
+	if !r.batches.Load() {
+		t.Fatal("the codec 1 node left, calls still go out one per message")
 	}
 }
 
@@ -337,8 +346,8 @@ func TestClusterTakenNotes(t *testing.T) {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	bin := r.startServed("_INBOX.notes.bin", true)
-	js := r.startServed("_INBOX.notes.json", false)
+	bin := r.startServed("_INBOX.notes.bin", "", true)
+	js := r.startServed("_INBOX.notes.json", "", false)
 	got := map[string]string{}
 	for len(got) < 2 {
 		select {

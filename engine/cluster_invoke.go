@@ -71,12 +71,18 @@ type clusterRouter struct {
 	inbox string // this node's reply subject prefix
 
 	// binary: every live node reads the binary envelope (cluster_codec.go),
-	// as their heartbeats say; until then calls go out as JSON.
-	binary atomic.Bool
+	// as their heartbeats say; until then calls go out as JSON. batches:
+	// every live node reads calls and answers batched in one message.
+	binary  atomic.Bool
+	batches atomic.Bool
 
-	mu       sync.Mutex
-	subs     map[fnKey]*nats.Subscription // function → its subscription
-	calls    map[string]*remoteCall       // calls waiting on other nodes, by token
+	mu    sync.Mutex
+	subs  map[fnKey]*nats.Subscription // function → its subscription
+	calls map[string]*remoteCall       // calls waiting on other nodes, by token
+	// sent: the tokens of the calls of each batch sent (callBurst), by
+	// its reply token, until one of them ends: NATS answers "no
+	// responders" for the whole batch.
+	sent     map[string][]string
 	seq      uint64
 	subjects map[fnKey]string // fnSubject of the functions called lately
 	// expiries: one timer per deadline slot (expirySlot) with calls due
@@ -239,10 +245,36 @@ func noteDelay(nodeTimeout time.Duration) time.Duration {
 // socket writes it causes go into batch.
 func (r *clusterRouter) serve(m *nats.Msg, batch *subBatch) {
 	defer flushIdle(m, batch)
+	if len(m.Data) > 0 && m.Data[0] == codecCalls {
+		// Several calls (cluster_batch.go): each is answered to the
+		// caller's inbox prefix and its token.
+		if m.Reply == "" {
+			return
+		}
+		prefix := m.Reply[:strings.LastIndexByte(m.Reply, '.')+1]
+		_ = batchEntries(m.Data, codecCalls, func(token, env []byte) {
+			r.serveOne(env, m, prefix, string(token), batch)
+		})
+		return
+	}
+	r.serveOne(m.Data, m, "", "", batch)
+}
+
+// serveOne runs one call, env; with a token it came in a batch and is
+// answered to prefix+token (batched with others when it can), else to
+// m.Reply.
+func (r *clusterRouter) serveOne(env []byte, m *nats.Msg, prefix, token string, batch *subBatch) {
 	var in remoteRequest
-	bin := isBinaryEnvelope(m.Data) // answered in the encoding it came in
-	if err := decodeRequest(m.Data, &in); err != nil || in.FunctionID == "" {
-		r.respond(m, bin, invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeInvalidArguments, Message: "cluster: bad request from another node"}})
+	bin := token != "" || isBinaryEnvelope(env) // answered in the encoding it came in
+	respond := func(res invocation.Result) {
+		if token != "" {
+			r.answer(prefix, token, res)
+		} else {
+			r.respond(m, bin, res)
+		}
+	}
+	if err := decodeRequest(env, &in); err != nil || in.FunctionID == "" {
+		respond(invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeInvalidArguments, Message: "cluster: bad request from another node"}})
 		return
 	}
 	req := &invocation.Request{Namespace: in.Namespace, FunctionID: in.FunctionID, Data: in.Data, Metadata: in.Metadata, Traceparent: in.Traceparent,
@@ -256,16 +288,21 @@ func (r *clusterRouter) serve(m *nats.Msg, batch *subBatch) {
 	// Tell the caller which node took the call, so that it can end it if
 	// this node leaves the cluster, once the call has run for noteDelay
 	// (a note arriving after the answer is ignored).
-	sc := r.startServed(m.Reply, bin)
+	reply := m.Reply
+	if token != "" {
+		reply = prefix
+	}
+	sc := r.startServed(reply, token, bin)
 	r.e.inv.InvokeLocal(req, func(res invocation.Result) {
 		r.endServed(sc)
-		r.respond(m, bin, res)
+		respond(res)
 	})
 }
 
 // servedCall is a call from another node running here.
 type servedCall struct {
-	reply string
+	reply string // the reply subject, or with token its prefix
+	token string
 	bin   bool
 	start time.Time
 	noted bool
@@ -274,8 +311,8 @@ type servedCall struct {
 // startServed records a call from another node until endServed. A timer
 // per call cost about as much CPU as decoding the call: one timer notes
 // every call that has run noteDelay, at most half of it late.
-func (r *clusterRouter) startServed(reply string, bin bool) *servedCall {
-	sc := &servedCall{reply: reply, bin: bin, start: time.Now()}
+func (r *clusterRouter) startServed(reply, token string, bin bool) *servedCall {
+	sc := &servedCall{reply: reply, token: token, bin: bin, start: time.Now()}
 	r.smu.Lock()
 	if r.served == nil {
 		r.served = map[*servedCall]struct{}{}
@@ -315,7 +352,7 @@ func (r *clusterRouter) noteServed() {
 	r.smu.Unlock()
 	for _, sc := range due {
 		b, _ := encodeReply(&remoteReply{TakenBy: r.e.cluster.name}, sc.bin)
-		_ = r.nc.Publish(sc.reply, b)
+		_ = r.nc.Publish(sc.reply+sc.token, b)
 	}
 }
 
@@ -351,9 +388,13 @@ func (r *clusterRouter) Invoke(req *invocation.Request, done invocation.Completi
 		return false
 	}
 	if bin {
-		defer putBuf(b) // nats.go has copied it by the time Invoke returns
+		defer putBuf(b) // nats.go (or the burst) has copied it by the time Invoke returns
 	}
 	subj := r.subject(req.Namespace, req.FunctionID)
+	var burst *callBurst
+	if wb := batchOf(req.Batch); bin && !req.Void && wb != nil && r.batches.Load() {
+		burst = r.callBurstIn(wb, subj)
+	}
 	if req.Void {
 		// Fire and forget, as locally; nobody hears of a function no node has.
 		_ = r.nc.Publish(subj, b)
@@ -380,6 +421,10 @@ func (r *clusterRouter) Invoke(req *invocation.Request, done invocation.Completi
 	r.calls[token] = c
 	r.expireAt(c.due, timeout)
 	r.mu.Unlock()
+	if burst != nil {
+		burst.add(token, b)
+		return true
+	}
 	if err := r.nc.PublishRequest(subj, r.inbox+token, b); err != nil {
 		r.finish(token, invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeInvocationStopped, Message: "Invocation stopped: " + err.Error()}})
 	}
@@ -409,6 +454,7 @@ func (r *clusterRouter) subject(ns, fn string) string {
 // remoteCall is a call this node sent to another, waiting for its answer.
 type remoteCall struct {
 	done    invocation.Completion
+	batch   string // the reply token of the batch it went in (callBurst)
 	fn      string
 	ns      string
 	node    string // the node that took it, once it said so
@@ -475,6 +521,10 @@ func (r *clusterRouter) finish(token string, res invocation.Result) {
 	r.mu.Lock()
 	c := r.calls[token]
 	delete(r.calls, token)
+	if c != nil && c.batch != "" {
+		// The batch reached a node: no "no responders" can follow.
+		delete(r.sent, c.batch)
+	}
 	r.mu.Unlock()
 	if c == nil {
 		return
@@ -487,6 +537,18 @@ func (r *clusterRouter) finish(token string, res invocation.Result) {
 func (r *clusterRouter) reply(m *nats.Msg, batch *subBatch) {
 	defer flushIdle(m, batch)
 	token := strings.TrimPrefix(m.Subject, r.inbox)
+	if strings.HasPrefix(token, "_") {
+		// Batched (cluster_batch.go): "_" carries answers, "_<batch>" the
+		// "no responders" of a batch of calls.
+		if token != "_" {
+			if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+				r.batchNotFound(token)
+			}
+			return
+		}
+		_ = batchEntries(m.Data, codecAnswers, func(t, env []byte) { r.replyOne(string(t), env, batch) })
+		return
+	}
 	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
 		// No node subscribes to the function's subject.
 		r.mu.Lock()
@@ -497,8 +559,13 @@ func (r *clusterRouter) reply(m *nats.Msg, batch *subBatch) {
 		}
 		return
 	}
+	r.replyOne(token, m.Data, batch)
+}
+
+// replyOne takes the answer env to the call token.
+func (r *clusterRouter) replyOne(token string, env []byte, batch *subBatch) {
 	var rep remoteReply
-	if err := decodeReply(m.Data, &rep); err != nil {
+	if err := decodeReply(env, &rep); err != nil {
 		r.finish(token, invocation.Result{Err: &wire.ErrorBody{Code: wire.CodeInvocationStopped, Message: "cluster: unreadable answer from another node"}})
 		return
 	}

@@ -288,17 +288,19 @@ func (m *membership) seen(name string, at time.Time, hb heartbeat) {
 }
 
 // codecsChanged sends calls in the binary envelope once every live node
-// reads it, in JSON while any does not (a node of an older version). Under
-// m.mu.
+// reads it, in JSON while any does not (a node of an older version), and
+// several calls or answers in one message once every live node reads
+// that. Under m.mu.
 func (m *membership) codecsChanged() {
-	all := true
+	low := clusterCodec
 	for _, st := range m.members {
-		if !st.gone && st.codec < clusterCodec {
-			all = false
+		if !st.gone {
+			low = min(low, st.codec)
 		}
 	}
 	if r := m.e.cluster.router; r != nil {
-		r.binary.Store(all)
+		r.binary.Store(low >= codecBinary)
+		r.batches.Store(low >= codecBatches)
 	}
 }
 
