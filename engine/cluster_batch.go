@@ -16,13 +16,15 @@ import (
 // as one NATS message at the flush, and on the serving node the answers
 // its worker's reader produces in one burst for one calling node go back
 // as one message. Each NATS message costs both embedded servers a parse
-// and nats.go a copy and a goroutine hand-off, which dominated the nodes'
-// CPU per cross-node call.
+// and nats.go a copy and a goroutine hand-off: at 128 calls in flight,
+// 11-12 calls or answers to a message took the nodes' CPU per cross-node
+// call from about 37 to 29 µs.
 //
-// Only what one burst produced is batched (at most maxBurstCalls calls,
-// maxBurstBytes bytes): a batch goes to one node of the queue group, so
-// calls arriving over time still spread over the nodes serving the
-// function. A lone call is sent as before.
+// Only what one burst produced is batched (at most maxBurstCalls calls and
+// maxBurstBytes bytes, half the server's max_payload if less): a batch
+// goes to one node of the queue group, so calls arriving over time still
+// spread over the nodes serving the function. A lone call is sent as
+// before.
 const (
 	maxBurstCalls = 64
 	maxBurstBytes = 64 << 10
@@ -56,7 +58,7 @@ func (r *clusterRouter) callBurstIn(wb *wsconn.Batch, subj string) *callBurst {
 // add appends the call token (its request envelope env) to the burst,
 // sending the burst first when it is full.
 func (cb *callBurst) add(token string, env []byte) {
-	if len(cb.tokens) >= maxBurstCalls || len(cb.tokens) > 0 && len(cb.buf)+len(env) > maxBurstBytes {
+	if len(cb.tokens) >= maxBurstCalls || len(cb.tokens) > 0 && len(cb.buf)+len(env) > cb.r.burstBytes {
 		cb.FlushBatch()
 	}
 	if cb.buf == nil {
@@ -167,7 +169,7 @@ func (r *clusterRouter) answerBurstIn(wb *wsconn.Batch, prefix string) *answerBu
 }
 
 func (ab *answerBurst) add(token string, env []byte) {
-	if ab.n >= maxBurstCalls || ab.n > 0 && len(ab.buf)+len(env) > maxBurstBytes {
+	if ab.n >= maxBurstCalls || ab.n > 0 && len(ab.buf)+len(env) > ab.r.burstBytes {
 		ab.FlushBatch()
 	}
 	if ab.buf == nil {

@@ -75,6 +75,9 @@ type clusterRouter struct {
 	// every live node reads calls and answers batched in one message.
 	binary  atomic.Bool
 	batches atomic.Bool
+	// burstBytes bounds a batch (cluster_batch.go) under the server's
+	// max_payload; a single call bigger than it goes alone.
+	burstBytes int
 
 	mu    sync.Mutex
 	subs  map[fnKey]*nats.Subscription // function → its subscription
@@ -104,6 +107,7 @@ type clusterRouter struct {
 func (e *Engine) newRouter() error {
 	r := &clusterRouter{e: e, nc: e.cluster.node.Conn, wake: make(chan struct{}, 1),
 		inbox: nats.NewInbox() + ".", subs: map[fnKey]*nats.Subscription{}, calls: map[string]*remoteCall{}, base: time.Now()}
+	r.burstBytes = min(maxBurstBytes, max(int(r.nc.MaxPayload())/2, 1))
 	replyBatch := &subBatch{}
 	if _, err := r.nc.Subscribe(r.inbox+"*", func(m *nats.Msg) { r.reply(m, replyBatch) }); err != nil {
 		return err
