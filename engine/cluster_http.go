@@ -36,45 +36,65 @@ type hbRoute struct {
 // server, plus the table of the routes it serves for the heartbeat.
 type httpProvider struct {
 	httpTriggers
-	e *Engine
+	e     *Engine
+	local activeTriggers
+}
 
-	mu    sync.Mutex
-	local map[string]*registry.Trigger // by trigger id
+// activeTriggers is a provider's table of the bindings active on this node,
+// for its part of the heartbeat.
+type activeTriggers struct {
+	mu sync.Mutex
+	m  map[string]*registry.Trigger // by trigger id
+}
+
+// set adds t (add) or removes it, then makes the next heartbeat go now.
+func (a *activeTriggers) set(e *Engine, t *registry.Trigger, add bool) {
+	a.mu.Lock()
+	if add {
+		if a.m == nil {
+			a.m = map[string]*registry.Trigger{}
+		}
+		a.m[t.ID] = t
+	} else {
+		delete(a.m, t.ID)
+	}
+	a.mu.Unlock()
+	e.routesChanged()
+}
+
+// sorted lists the table by trigger id.
+func (a *activeTriggers) sorted() []*registry.Trigger {
+	a.mu.Lock()
+	ts := make([]*registry.Trigger, 0, len(a.m))
+	for _, t := range a.m {
+		ts = append(ts, t)
+	}
+	a.mu.Unlock()
+	slices.SortFunc(ts, func(x, y *registry.Trigger) int { return strings.Compare(x.ID, y.ID) })
+	return ts
 }
 
 func (p *httpProvider) RegisterTrigger(t *registry.Trigger) error {
 	if err := p.httpTriggers.RegisterTrigger(t); err != nil {
 		return err
 	}
-	p.mu.Lock()
-	p.local[t.ID] = t
-	p.mu.Unlock()
-	p.e.routesChanged()
+	p.local.set(p.e, t, true)
 	return nil
 }
 
 func (p *httpProvider) UnregisterTrigger(t *registry.Trigger) {
 	p.httpTriggers.UnregisterTrigger(t)
-	p.mu.Lock()
-	delete(p.local, t.ID)
-	p.mu.Unlock()
-	p.e.routesChanged()
+	p.local.set(p.e, t, false)
 }
 
 // routes lists the routes served here, by trigger id.
 func (p *httpProvider) routes() []hbRoute {
-	p.mu.Lock()
-	ts := make([]*registry.Trigger, 0, len(p.local))
-	for _, t := range p.local {
-		ts = append(ts, t)
-	}
-	p.mu.Unlock()
+	ts := p.local.sorted()
 	out := make([]hbRoute, 0, len(ts))
 	for _, t := range ts {
 		out = append(out, hbRoute{ID: t.ID, FunctionID: t.FunctionID, Namespace: t.Namespace, Holder: t.Holder(), Config: t.Config, Metadata: t.Metadata,
 			Worker: p.e.workerName(t.Owner, t.FunctionID)})
 	}
-	slices.SortFunc(out, func(a, b hbRoute) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
 

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -40,10 +39,8 @@ type hbSubscription struct {
 // checks a binding's config and keeps the active bindings for the
 // heartbeat.
 type durableSubProvider struct {
-	e *Engine
-
-	mu    sync.Mutex
-	local map[string]*registry.Trigger // by trigger id
+	e     *Engine
+	local activeTriggers
 }
 
 func (p *durableSubProvider) RegisterTrigger(t *registry.Trigger) error {
@@ -51,31 +48,17 @@ func (p *durableSubProvider) RegisterTrigger(t *registry.Trigger) error {
 	if err := json.Unmarshal(wire.DataOrNull(t.Config), &c, lenient); err != nil || c.Topic == "" {
 		return errors.New("durable:subscriber needs config.topic")
 	}
-	p.mu.Lock()
-	p.local[t.ID] = t
-	p.mu.Unlock()
-	p.e.routesChanged() // beat now: the other nodes' publishes store its copies
+	p.local.set(p.e, t, true) // beat now: the other nodes' publishes store its copies
 	return nil
 }
 
-func (p *durableSubProvider) UnregisterTrigger(t *registry.Trigger) {
-	p.mu.Lock()
-	delete(p.local, t.ID)
-	p.mu.Unlock()
-	p.e.routesChanged()
-}
+func (p *durableSubProvider) UnregisterTrigger(t *registry.Trigger) { p.local.set(p.e, t, false) }
 
 // subscriptions lists this node's active subscriptions for the heartbeat,
 // one per topic and function (the first binding's queue_config, by
 // trigger id), sorted.
 func (p *durableSubProvider) subscriptions() []hbSubscription {
-	p.mu.Lock()
-	ts := make([]*registry.Trigger, 0, len(p.local))
-	for _, t := range p.local {
-		ts = append(ts, t)
-	}
-	p.mu.Unlock()
-	slices.SortFunc(ts, func(a, b *registry.Trigger) int { return strings.Compare(a.ID, b.ID) })
+	ts := p.local.sorted()
 	var out []hbSubscription
 	seen := map[string]bool{}
 	for _, t := range ts {

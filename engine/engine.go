@@ -125,7 +125,7 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 	}
 	e.upgrader.CheckOrigin = e.originAllowed // WorkerHandler refuses with a clearer answer first
 	e.hub = newChannelHub(cfg.Channels, log.With("part", "channels"))
-	e.http = &httpProvider{httpTriggers: newHTTPTriggers(e), e: e, local: map[string]*registry.Trigger{}}
+	e.http = &httpProvider{httpTriggers: newHTTPTriggers(e), e: e}
 	e.queues = newQueueManager(e)
 	e.registerBuiltins()
 	e.registerEngineTriggerTypes()

@@ -19,7 +19,6 @@ import (
 
 	"github.com/sluicehq/sluice/internal/invocation"
 	"github.com/sluicehq/sluice/internal/queue"
-	"github.com/sluicehq/sluice/internal/registry"
 	"github.com/sluicehq/sluice/internal/wsconn"
 	"github.com/sluicehq/sluice/wire"
 )
@@ -943,7 +942,7 @@ func (e *Engine) registerQueueBuiltins() {
 	e.addBuiltin(fnQueueRedriveMessage, builtin(e.queueRedriveMessageFn), true)
 	e.addBuiltin(fnQueueDiscardMessage, builtin(e.queueDiscardMessageFn), true)
 	e.addBuiltin(fnDurablePublish, builtin(e.durablePublishFn), true)
-	e.addEngineTriggerType(triggerTypeDurableSub, "Durable topic subscription: each subscribed function gets every message published with "+fnDurablePublish, &durableSubProvider{e: e, local: map[string]*registry.Trigger{}})
+	e.addEngineTriggerType(triggerTypeDurableSub, "Durable topic subscription: each subscribed function gets every message published with "+fnDurablePublish, &durableSubProvider{e: e})
 }
 
 type queueEnqueueInput struct {

@@ -214,8 +214,8 @@ type Hub struct {
 
 	// Test seams.
 	afterFunc     func(time.Duration, func()) (stop func() bool)
-	onSendBlocked func() // a writer found its pipe full
-	onChanged     func() // an end finished, a channel expired or a frame was queued
+	onSendBlocked func()      // a writer found its pipe full
+	onChanged     func()      // an end finished, a channel expired or a frame was queued
 	onReaderBatch func(n int) // a reader socket is about to get a batch of n frames
 }
 
