@@ -19,7 +19,7 @@ import (
 func (e *Engine) liveMembers() []liveMember {
 	var out []liveMember
 	e.eachLiveMember(func(name string, st *memberState) {
-		out = append(out, liveMember{name: name, functions: st.functions, workers: st.workers, routes: st.routes, types: st.types, subs: st.subs})
+		out = append(out, liveMember{name: name, functions: st.functions, workers: st.workers, routes: st.routes, types: st.types, triggers: st.triggers, subs: st.subs})
 	})
 	slices.SortFunc(out, func(a, b liveMember) int { return strings.Compare(a.name, b.name) })
 	return out
@@ -31,6 +31,7 @@ type liveMember struct {
 	workers   []workerSummary
 	routes    []hbRoute
 	types     []hbTriggerType
+	triggers  []hbTrigger
 	subs      []hbSubscription
 }
 
@@ -42,6 +43,7 @@ func (e *Engine) remoteFunctionDetail(id string, ns *string) (*functionDetail, *
 	var pick *hbFunction
 	var node string
 	var routes []hbRoute
+	var others []hbTrigger
 	for _, m := range e.liveMembers() {
 		for i, f := range m.functions {
 			fns := nsOrDefault(f.Namespace)
@@ -49,7 +51,7 @@ func (e *Engine) remoteFunctionDetail(id string, ns *string) (*functionDetail, *
 				continue
 			}
 			if pick == nil || (ns == nil && fns == registry.DefaultNamespace && nsOrDefault(pick.Namespace) != registry.DefaultNamespace) {
-				pick, node, routes = &m.functions[i], m.name, m.routes
+				pick, node, routes, others = &m.functions[i], m.name, m.routes, m.triggers
 			}
 		}
 	}
@@ -59,10 +61,15 @@ func (e *Engine) remoteFunctionDetail(id string, ns *string) (*functionDetail, *
 	fns := nsOrDefault(pick.Namespace)
 	d := &functionDetail{FunctionID: id, Namespace: fns, WorkerName: pick.Worker, Description: pick.Description,
 		RequestSchema: pick.Request, ResponseSchema: pick.Response, Metadata: pick.Metadata, RegisteredTriggers: []triggerRef{}, Node: node}
-	// Of the other node's bindings, its http routes are known here.
+	// The other node's bindings, as of its last heartbeat.
 	for _, r := range routes {
 		if r.FunctionID == id && nsOrDefault(r.Namespace) == fns {
 			d.RegisteredTriggers = append(d.RegisteredTriggers, triggerRef{ID: r.ID, TriggerType: wire.TriggerTypeHTTP, Config: wire.DataOrNull(r.Config)})
+		}
+	}
+	for _, r := range others {
+		if r.FunctionID == id && nsOrDefault(r.Namespace) == fns {
+			d.RegisteredTriggers = append(d.RegisteredTriggers, triggerRef{ID: r.ID, TriggerType: r.Type, Config: wire.DataOrNull(r.Config)})
 		}
 	}
 	return d, &registry.Function{Namespace: fns, ID: id, Description: pick.Description, Metadata: pick.Metadata}
@@ -108,6 +115,13 @@ func (e *Engine) remoteWorkerInfo(in workersInfoInput) map[string]any {
 		if r.Holder == s.ID {
 			cfg := wire.DataOrNull(r.Config)
 			regs = append(regs, registeredTrigger{ID: r.ID, TriggerType: wire.TriggerTypeHTTP, FunctionID: r.FunctionID, WorkerName: r.Worker,
+				Config: cfg, ConfigSummary: configSummary(cfg), Active: true, Node: at.name})
+		}
+	}
+	for _, r := range at.triggers {
+		if r.Holder == s.ID {
+			cfg := wire.DataOrNull(r.Config)
+			regs = append(regs, registeredTrigger{ID: r.ID, TriggerType: r.Type, FunctionID: r.FunctionID, WorkerName: r.Worker,
 				Config: cfg, ConfigSummary: configSummary(cfg), Active: true, Node: at.name})
 		}
 	}

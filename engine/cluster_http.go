@@ -143,7 +143,35 @@ func (m *membership) updateRoutes() {
 	}
 }
 
-// remoteRoutes lists the http triggers of the other live nodes, each with
+// hbTrigger is a binding of a trigger type other than http in a heartbeat:
+// listed by the other nodes' discovery, served only where it was registered.
+type hbTrigger struct {
+	ID         string         `json:"id"`
+	Type       string         `json:"type"`
+	FunctionID string         `json:"fn"`
+	Namespace  string         `json:"ns,omitzero"`
+	Holder     string         `json:"holder,omitzero"`
+	Worker     string         `json:"worker,omitzero"`
+	Config     jsontext.Value `json:"config,omitzero"`
+}
+
+// localTriggers lists the active bindings of this node's workers of every
+// trigger type but http (the routes carry those), by id.
+func (e *Engine) localTriggers() []hbTrigger {
+	var out []hbTrigger
+	for _, t := range e.reg.Triggers("") {
+		if t.Type == wire.TriggerTypeHTTP || !t.Active || t.Owner == "" {
+			continue // durable bindings (no owner) are not this node's alone
+		}
+		out = append(out, hbTrigger{ID: t.ID, Type: t.Type, FunctionID: t.FunctionID, Namespace: t.Namespace, Holder: t.Holder(), Config: t.Config,
+			Worker: e.workerName(t.Owner, t.FunctionID)})
+	}
+	slices.SortFunc(out, func(a, b hbTrigger) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// remoteRoutes lists the bindings of the other live nodes (their http
+// routes, and their other triggers as of their last heartbeat), each with
 // its node, for engine::registered-triggers::list.
 func (e *Engine) remoteRoutes() []registeredTrigger {
 	var out []registeredTrigger
@@ -151,6 +179,11 @@ func (e *Engine) remoteRoutes() []registeredTrigger {
 		for _, r := range st.routes {
 			cfg := wire.DataOrNull(r.Config)
 			out = append(out, registeredTrigger{ID: r.ID, TriggerType: wire.TriggerTypeHTTP, FunctionID: r.FunctionID, WorkerName: r.Worker,
+				Config: cfg, ConfigSummary: configSummary(cfg), Active: true, Node: name})
+		}
+		for _, r := range st.triggers {
+			cfg := wire.DataOrNull(r.Config)
+			out = append(out, registeredTrigger{ID: r.ID, TriggerType: r.Type, FunctionID: r.FunctionID, WorkerName: r.Worker,
 				Config: cfg, ConfigSummary: configSummary(cfg), Active: true, Node: name})
 		}
 	})

@@ -36,6 +36,7 @@ type memberState struct {
 	routes    []hbRoute
 	routesKey string
 	types     []hbTriggerType
+	triggers  []hbTrigger
 	subs      []hbSubscription
 	codec     int // the call envelope encodings it reads (cluster_codec.go)
 }
@@ -69,6 +70,9 @@ type heartbeat struct {
 	TriggerTypes []hbTriggerType `json:"trigger_types,omitzero"`
 	// Subscriptions are its durable topic subscriptions (cluster_topics.go).
 	Subscriptions []hbSubscription `json:"subscriptions,omitzero"`
+	// Triggers are its workers' bindings of the other trigger types (cron,
+	// state, subscribe, ...), for discovery only (cluster_http.go).
+	Triggers []hbTrigger `json:"triggers,omitzero"`
 	// Codec is the newest call envelope encoding the node reads
 	// (cluster_codec.go); absent on nodes that read JSON only.
 	Codec int `json:"codec,omitzero"`
@@ -211,6 +215,7 @@ func (m *membership) beat(ctx context.Context) error {
 		}
 	}
 	hb.Routes = m.e.http.routes()
+	hb.Triggers = m.e.localTriggers()
 	if p := m.e.durableSubs(); p != nil {
 		hb.Subscriptions = p.subscriptions()
 	}
@@ -274,6 +279,7 @@ func (m *membership) seen(name string, at time.Time, hb heartbeat) {
 		m.members[name] = st
 	}
 	st.lastSeen, st.gone, st.functions, st.workers, st.types, st.subs, st.codec = at, false, hb.Functions, hb.Workers, hb.TriggerTypes, hb.Subscriptions, hb.Codec
+	st.triggers = hb.Triggers
 	rk := routesKey(hb.Routes)
 	routesChanged := rk != st.routesKey || (joined && rk != "")
 	st.routes, st.routesKey = hb.Routes, rk

@@ -541,10 +541,12 @@ func (e *Engine) registeredTriggersList(_ context.Context, _ *invocation.Request
 		}
 		out = append(out, r)
 	}
-	if in.TriggerType == "" || in.TriggerType == wire.TriggerTypeHTTP {
+	{
 		for _, r := range e.remoteRoutes() {
 			switch {
-			case in.FunctionID != "" && r.FunctionID != in.FunctionID,
+			case in.TriggerType != "" && r.TriggerType != in.TriggerType,
+				!in.IncludeInternal && strings.HasPrefix(r.FunctionID, "engine::"),
+				in.FunctionID != "" && r.FunctionID != in.FunctionID,
 				in.Worker != "" && r.WorkerName != in.Worker,
 				search != "" && !strings.Contains(strings.ToLower(r.ID+"\x00"+r.TriggerType+"\x00"+r.FunctionID), search):
 				continue

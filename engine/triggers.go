@@ -193,6 +193,7 @@ func (e *Engine) activate(t *registry.Trigger, tt *registry.TriggerType, registr
 		_ = p.send(&wire.Message{Type: wire.TypeRegisterTrigger, ID: t.ID, TriggerType: t.Type, FunctionID: t.FunctionID,
 			Config: wire.DataOrNull(t.Config), Metadata: t.Metadata})
 	}
+	e.routesChanged() // cluster mode: the other nodes list it (cluster_http.go)
 	return nil
 }
 
@@ -209,6 +210,7 @@ func (e *Engine) detachTrigger(t *registry.Trigger, tt *registry.TriggerType, ex
 			_ = p.send(&wire.Message{Type: wire.TypeUnregisterTrigger, ID: t.ID, TriggerType: t.Type})
 		}
 	}
+	e.routesChanged()
 }
 
 // unregisterTrigger removes binding id and tells its provider. by is the
