@@ -115,7 +115,11 @@ func holdQueueJobs(t *testing.T, e *Engine) {
 	w.sendJSON(`{"type":"registerfunction","id":"sub::a"}`)
 	w.sendJSON(`{"type":"registertrigger","id":"ta","trigger_type":"durable:subscriber","function_id":"sub::a","config":{"topic":"orders"}}`)
 	c := &queueCaller{w: dialRaw(t, e)}
-	waitFunction(t, c.w, "sub::a")
+	// Asked on w: its read loop handles the trigger before this call, so
+	// the subscription exists before the publish (asked on another
+	// connection, the function could show while the trigger was still
+	// queued on w, and the publish then stored no copy).
+	waitFunction(t, w, "sub::a")
 	if res := c.call(fnDurablePublish, `{"topic":"orders","data":{"o":1}}`); res.Error != nil {
 		t.Fatalf("publish: %+v", res)
 	}
