@@ -44,6 +44,23 @@ func buildExternalNATS(t *testing.T) string {
 	return externalNATSBin
 }
 
+// startExternalNATSNodes starts engine nodes "a" and "b" with the flags
+// args gives each and waits until each logs its cluster on the external
+// NATS (no embedded server).
+func startExternalNATSNodes(ctx context.Context, t *testing.T, args func(name string) []string) []*engineProc {
+	var nodes []*engineProc
+	for _, name := range []string{"a", "b"} {
+		e := startEngine(t, "127.0.0.1:0", args(name)...)
+		if _, err := e.stderr.wait(ctx, func(s string) bool {
+			return strings.Contains(s, `msg="cluster node ready" node=`+name) && strings.Contains(s, "embedded_nats=false")
+		}); err != nil {
+			t.Fatalf("engine %s did not log its cluster on the external NATS: %v", name, err)
+		}
+		nodes = append(nodes, e)
+	}
+	return nodes
+}
+
 // TestClusterExternalNATS: a nats-server process with JetStream and two
 // engine processes pointed at it with --nats-url (no embedded server).
 // A call from node b to a function served on node a, a state value
@@ -64,17 +81,10 @@ func TestClusterExternalNATS(t *testing.T) {
 		t.Fatalf("nats-server did not start: %v", ns.exitNote(err))
 	}
 	cfg := clusterStreamsConfig(t)
-	var nodes []*engineProc
-	for _, name := range []string{"a", "b"} {
-		e := startEngine(t, "127.0.0.1:0", "--config", cfg, "--data-dir", filepath.Join(t.TempDir(), name),
-			"--node-name", name, "--nats-url", "nats://"+port)
-		if _, err := e.stderr.wait(ctx, func(s string) bool {
-			return strings.Contains(s, `msg="cluster node ready" node=`+name) && strings.Contains(s, "embedded_nats=false")
-		}); err != nil {
-			t.Fatalf("engine %s did not log its cluster on the external NATS: %v", name, err)
-		}
-		nodes = append(nodes, e)
-	}
+	dir := t.TempDir()
+	nodes := startExternalNATSNodes(ctx, t, func(name string) []string {
+		return []string{"--config", cfg, "--data-dir", filepath.Join(dir, name), "--node-name", name, "--nats-url", "nats://" + port}
+	})
 	onA := connectGo(t, nodes[0], "worker-on-a")
 	onB := connectGo(t, nodes[1], "worker-on-b")
 

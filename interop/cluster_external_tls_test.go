@@ -237,18 +237,10 @@ func TestClusterExternalNATSTLSAuth(t *testing.T) {
 	}
 
 	cfg := clusterStreamsConfig(t)
-	var nodes []*engineProc
-	for _, name := range []string{"a", "b"} {
-		args := append([]string{"--config", cfg, "--data-dir", filepath.Join(dir, name), "--node-name", name,
+	nodes := startExternalNATSNodes(ctx, t, func(name string) []string {
+		return append([]string{"--config", cfg, "--data-dir", filepath.Join(dir, name), "--node-name", name,
 			"--nats-url", url, "--nats-creds", op.creds}, tlsArgs...)
-		e := startEngine(t, "127.0.0.1:0", args...)
-		if _, err := e.stderr.wait(ctx, func(s string) bool {
-			return strings.Contains(s, `msg="cluster node ready" node=`+name) && strings.Contains(s, "embedded_nats=false")
-		}); err != nil {
-			t.Fatalf("engine %s did not log its cluster on the external NATS: %v", name, err)
-		}
-		nodes = append(nodes, e)
-	}
+	})
 	onA := connectGo(t, nodes[0], "worker-on-a")
 	onB := connectGo(t, nodes[1], "worker-on-b")
 	if err := sluice.Register(onA, "exttls::echo", func(ctx context.Context, in struct {
