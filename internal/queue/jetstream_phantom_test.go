@@ -88,7 +88,7 @@ func TestJetStreamPhantomsDoNotStall(t *testing.T) {
 			woken <- q
 		}
 	})
-	s.kv = &phantomKV{KeyValue: s.kv, misses: misses, reads: map[string]int{}}
+	s.setBucket(&phantomKV{KeyValue: s.bucket(), misses: misses, reads: map[string]int{}})
 
 	start := time.Now()
 	got, err := s.Lease(ctx, "q", t0.Add(time.Second), LeaseOpts{Max: 2})

@@ -59,8 +59,8 @@ func TestJetStreamLeaseReadTrailing(t *testing.T) {
 	s := openJetStream(t, n, "a")
 	defer s.Close()
 	mustEnqueue(t, s, job("j1", "q", "f", ""))
-	kv := &trailingKV{KeyValue: s.kv, key: jobKey("j1"), misses: 2}
-	s.kv = kv
+	kv := &trailingKV{KeyValue: s.bucket(), key: jobKey("j1"), misses: 2}
+	s.setBucket(kv)
 	jobs, err := s.Lease(ctx, "q", t0.Add(time.Second), LeaseOpts{Max: 1})
 	if err != nil || len(jobs) != 1 || jobs[0].ID != "j1" {
 		t.Fatalf("lease after two missed reads: %+v %v, want j1", jobs, err)
@@ -83,10 +83,10 @@ func TestJetStreamGoneJobForgotten(t *testing.T) {
 	defer s.Close()
 	mustEnqueue(t, s, job("ghost", "q", "f", ""), job("deleted", "q2", "f", ""), job("kept", "q3", "f", ""),
 		job("ghost2", "q4", "f", ""))
-	real := s.kv
+	real := s.bucket()
 
 	kv := &trailingKV{KeyValue: real, key: jobKey("ghost"), misses: -1}
-	s.kv = kv
+	s.setBucket(kv)
 	start := time.Now()
 	jobs, err := s.Lease(ctx, "q", t0.Add(time.Second), LeaseOpts{Max: 1})
 	if took := time.Since(start); err != nil || len(jobs) != 0 || took >= jsGoneConfirm {
@@ -98,7 +98,7 @@ func TestJetStreamGoneJobForgotten(t *testing.T) {
 	}
 
 	kv = &trailingKV{KeyValue: real, key: jobKey("ghost2"), misses: -1}
-	s.kv = kv
+	s.setBucket(kv)
 	start = time.Now()
 	if ok, err := s.Discard(ctx, "q4", "ghost2"); ok || err != nil {
 		t.Fatalf("discard of a job never found: %v %v", ok, err)
@@ -112,7 +112,7 @@ func TestJetStreamGoneJobForgotten(t *testing.T) {
 
 	// The watcher brings the job's delete while it is read again.
 	kv = &trailingKV{KeyValue: real, key: jobKey("deleted"), misses: -1, first: make(chan struct{})}
-	s.kv = kv
+	s.setBucket(kv)
 	done := make(chan []Job)
 	go func() {
 		jobs, _ := s.Lease(ctx, "q2", t0.Add(time.Second), LeaseOpts{Max: 1})
@@ -128,13 +128,13 @@ func TestJetStreamGoneJobForgotten(t *testing.T) {
 
 	// The caller gives up while the job is read again: it stays indexed.
 	kv = &trailingKV{KeyValue: real, key: jobKey("kept"), misses: -1}
-	s.kv = kv
+	s.setBucket(kv)
 	cctx, cancel := context.WithTimeout(ctx, 120*time.Millisecond)
 	defer cancel()
 	if _, err := s.Lease(cctx, "q3", t0.Add(time.Second), LeaseOpts{Max: 1}); err == nil {
 		t.Fatal("a lease whose context ended while confirming answered no error")
 	}
-	s.kv = real
+	s.setBucket(real)
 	jobs, err = s.Lease(ctx, "q3", t0.Add(time.Second), LeaseOpts{Max: 1})
 	if err != nil || len(jobs) != 1 || jobs[0].ID != "kept" {
 		t.Fatalf("lease after an interrupted confirmation: %+v %v, want kept", jobs, err)

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-json-experiment/json"
@@ -41,7 +42,7 @@ import (
 // definitions q.<name>. Delete markers left by removed keys are purged
 // after half an hour by a janitor, which also drops expired dedup records.
 type JetStream struct {
-	kv   jetstream.KeyValue
+	kv   atomic.Pointer[jsBucket] // swapped by tests only
 	node string
 
 	ctx    context.Context
@@ -58,7 +59,22 @@ type JetStream struct {
 
 	suspects   map[string]jsSuspect // entries not found, skipped while confirmed
 	confirming bool                 // the confirmer runs
+
+	// Leases whose holder is unknown (tend.go): held are the jobs handed
+	// out leased (Lease, Enqueue of a Leased job) and not yet settled;
+	// orphans the leases of this node the last tend found not held;
+	// forgotten the jobs the index dropped as not found, read again later.
+	held      map[string]struct{}
+	orphans   map[string]*jsMeta
+	forgotten map[string]*jsForgotten
 }
+
+// jsBucket holds the bucket handle.
+type jsBucket struct{ jetstream.KeyValue }
+
+func (s *JetStream) bucket() jetstream.KeyValue { return s.kv.Load().KeyValue }
+
+func (s *JetStream) setBucket(kv jetstream.KeyValue) { s.kv.Store(&jsBucket{kv}) }
 
 var _ Store = (*JetStream)(nil)
 
@@ -120,9 +136,11 @@ func OpenJetStream(ctx context.Context, js jetstream.JetStream, bucket, node str
 		return nil, fmt.Errorf("queue: %w", err)
 	}
 	wctx, cancel := context.WithCancel(context.Background())
-	s := &JetStream{kv: kv, node: node, ctx: wctx, cancel: cancel,
+	s := &JetStream{node: node, ctx: wctx, cancel: cancel,
 		jobs: map[string]*jsMeta{}, queues: map[string]map[string]*jsMeta{}, tombs: map[string]uint64{},
-		suspects: map[string]jsSuspect{}}
+		suspects: map[string]jsSuspect{}, held: map[string]struct{}{}, orphans: map[string]*jsMeta{},
+		forgotten: map[string]*jsForgotten{}}
+	s.setBucket(kv)
 	w, err := kv.Watch(wctx, "j.>")
 	if err != nil {
 		cancel()
@@ -147,9 +165,10 @@ func OpenJetStream(ctx context.Context, js jetstream.JetStream, bucket, node str
 			return nil, ctx.Err()
 		}
 	}
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.watch(w)
 	go s.janitor()
+	go s.tend(jsTendEvery)
 	return s, nil
 }
 
@@ -165,7 +184,7 @@ func (s *JetStream) Notify(fn func(queue string, parked bool)) {
 // NotifyQueues starts watching queue definitions: fn gets each definition
 // saved from now on, by any engine (this one included).
 func (s *JetStream) NotifyQueues(fn func(name string, def []byte)) {
-	w, err := s.kv.Watch(s.ctx, "q.*", jetstream.UpdatesOnly(), jetstream.IgnoreDeletes())
+	w, err := s.bucket().Watch(s.ctx, "q.*", jetstream.UpdatesOnly(), jetstream.IgnoreDeletes())
 	if err != nil {
 		return
 	}
@@ -351,7 +370,7 @@ type jsSuspect struct {
 // get reads a job (nil: not stored, or skipped while confirmed). pass nil:
 // the caller wants this job, and waits up to jsGoneConfirm for it.
 func (s *JetStream) get(ctx context.Context, id string, pass *jsPass) (*jsRecord, uint64, error) {
-	e, err := s.kv.Get(ctx, jobKey(id))
+	e, err := s.bucket().Get(ctx, jobKey(id))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		since := time.Now()
 		s.mu.Lock()
@@ -379,7 +398,7 @@ func (s *JetStream) get(ctx context.Context, id string, pass *jsPass) (*jsRecord
 			if changed {
 				break
 			}
-			e, err = s.kv.Get(ctx, jobKey(id))
+			e, err = s.bucket().Get(ctx, jobKey(id))
 		}
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			if m != nil && ctx.Err() != nil {
@@ -391,7 +410,7 @@ func (s *JetStream) get(ctx context.Context, id string, pass *jsPass) (*jsRecord
 			}
 			s.mu.Lock()
 			if m != nil && s.jobs[id] == m {
-				s.applyLocked(id, nil, m.rev+1)
+				s.forgetLocked(id, m)
 			}
 			s.mu.Unlock()
 			return nil, 0, nil
@@ -470,7 +489,7 @@ func (s *JetStream) confirmOne(id string) {
 		return
 	}
 	at := time.Now()
-	e, err := s.kv.Get(s.ctx, jobKey(id))
+	e, err := s.bucket().Get(s.ctx, jobKey(id))
 	var m *jsMeta
 	if err == nil {
 		var r jsRecord
@@ -488,7 +507,7 @@ func (s *JetStream) confirmOne(id string) {
 	switch {
 	case err != nil:
 		if s.jobs[id] == sp.m {
-			s.applyLocked(id, nil, sp.m.rev+1)
+			s.forgetLocked(id, sp.m)
 		}
 	case m != nil:
 		s.applyLocked(id, m, m.rev)
@@ -532,13 +551,13 @@ func (s *JetStream) mutateIn(ctx context.Context, pass *jsPass, id string, f fun
 		var nrev uint64
 		var b []byte
 		if remove {
-			err = s.kv.Delete(ctx, jobKey(id), jetstream.LastRevision(rev))
+			err = s.bucket().Delete(ctx, jobKey(id), jetstream.LastRevision(rev))
 			if err == nil {
 				nrev = rev + 1 // a lower bound: the marker's revision is later still
 			}
 		} else {
 			if b, err = json.Marshal(r, jsOpts); err == nil {
-				nrev, err = s.kv.Update(ctx, jobKey(id), b, rev)
+				nrev, err = s.bucket().Update(ctx, jobKey(id), b, rev)
 			}
 		}
 		if jsConflict(err) || natsnode.Transient(err) && natsnode.Backoff(ctx) {
@@ -573,7 +592,7 @@ func (s *JetStream) mutateIn(ctx context.Context, pass *jsPass, id string, f fun
 // without an answer (a timeout) was applied after all: the job is gone
 // (remove), or holds exactly the bytes written (b), at revision lrev.
 func (s *JetStream) landed(ctx context.Context, id string, rev uint64, remove bool, b []byte) (ok bool, lrev uint64) {
-	e, err := s.kv.Get(ctx, jobKey(id))
+	e, err := s.bucket().Get(ctx, jobKey(id))
 	if remove {
 		return errors.Is(err, jetstream.ErrKeyNotFound), rev + 1
 	}
@@ -604,7 +623,7 @@ func dedupKey(queue, key string) string { return "d." + encKey(queue) + "." + en
 // dedupHolder returns the unexpired job id a dedup key points to, and the
 // record's revision (0: none).
 func (s *JetStream) dedupHolder(ctx context.Context, k string, now int64) (string, uint64, error) {
-	e, err := s.kv.Get(ctx, k)
+	e, err := s.bucket().Get(ctx, k)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return "", 0, nil
 	}
@@ -639,9 +658,12 @@ func (s *JetStream) enqueueOne(ctx context.Context, nj NewJob, now int64) (strin
 	if err != nil {
 		return "", fmt.Errorf("queue: job %s: %w", nj.ID, err)
 	}
-	rev, err := s.kv.Create(ctx, jobKey(nj.ID), b)
+	rev, err := s.bucket().Create(ctx, jobKey(nj.ID), b)
 	for natsnode.Transient(err) && natsnode.Backoff(ctx) {
-		rev, err = s.kv.Create(ctx, jobKey(nj.ID), b) // no stream leader yet
+		rev, err = s.bucket().Create(ctx, jobKey(nj.ID), b) // no stream leader yet
+	}
+	if nj.Leased && (err == nil || jsConflict(err)) {
+		s.hold(nj.ID) // the caller delivers it
 	}
 	if jsConflict(err) {
 		return nj.ID, nil // already stored (live or dead): no second job
@@ -671,9 +693,9 @@ func (s *JetStream) enqueueOne(ctx context.Context, nj NewJob, now int64) (strin
 			return holder, nil
 		}
 		if drev == 0 {
-			_, err = s.kv.Create(ctx, dk, db)
+			_, err = s.bucket().Create(ctx, dk, db)
 		} else {
-			_, err = s.kv.Update(ctx, dk, db, drev)
+			_, err = s.bucket().Update(ctx, dk, db, drev)
 		}
 		if jsConflict(err) {
 			continue
@@ -749,6 +771,7 @@ func (s *JetStream) Lease(ctx context.Context, queue string, now time.Time, o Le
 			return nil, err
 		}
 		if ok {
+			s.hold(leased.ID)
 			out = append(out, Job{Seq: leased.Seq, ID: leased.ID, Queue: leased.Queue, FunctionID: leased.FunctionID,
 				Data: []byte(leased.Data), Group: leased.Group, Traceparent: leased.Traceparent, Baggage: leased.Baggage,
 				Attempts: leased.Attempts, EnqueuedAt: fromMS(leased.EnqueuedAt), LastError: leased.Err})
@@ -759,6 +782,9 @@ func (s *JetStream) Lease(ctx context.Context, queue string, now time.Time, o Le
 
 // settleMine applies f to a job this engine holds leased.
 func (s *JetStream) settleMine(ctx context.Context, id string, f func(r *jsRecord) (write, remove bool)) error {
+	// Settled or not, the caller is done with the job: a lease left by a
+	// failed write is tend's to make ready again.
+	defer s.unhold(id)
 	_, err := s.mutate(ctx, id, func(r *jsRecord) (bool, bool) {
 		if r.State != stateLeased || r.Owner != s.node {
 			return false, false
@@ -1057,7 +1083,7 @@ func (s *JetStream) RecoverNode(ctx context.Context, node string) (int, error) {
 // is recreated only after seconds of silence), and its dispatcher would
 // never lease the jobs made ready.
 func (s *JetStream) leasedBy(ctx context.Context, node string) ([]string, error) {
-	w, err := s.kv.Watch(ctx, "j.>", jetstream.IgnoreDeletes())
+	w, err := s.bucket().Watch(ctx, "j.>", jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, err
 	}
@@ -1089,7 +1115,7 @@ func (s *JetStream) SaveQueue(ctx context.Context, name string, def []byte) erro
 	if err := s.check(); err != nil {
 		return err
 	}
-	_, err := s.kv.Put(ctx, "q."+encKey(name), def)
+	_, err := s.bucket().Put(ctx, "q."+encKey(name), def)
 	return s.wrap(err)
 }
 
@@ -1098,7 +1124,7 @@ func (s *JetStream) LoadQueues(ctx context.Context) (map[string][]byte, error) {
 		return nil, err
 	}
 	out := map[string][]byte{}
-	w, err := s.kv.Watch(ctx, "q.*", jetstream.IgnoreDeletes())
+	w, err := s.bucket().Watch(ctx, "q.*", jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, s.wrap(err)
 	}
@@ -1134,8 +1160,8 @@ func (s *JetStream) janitor() {
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
-		_ = s.kv.PurgeDeletes(ctx, jetstream.DeleteMarkersOlderThan(30*time.Minute))
-		if w, err := s.kv.Watch(ctx, "d.>", jetstream.IgnoreDeletes()); err == nil {
+		_ = s.bucket().PurgeDeletes(ctx, jetstream.DeleteMarkersOlderThan(30*time.Minute))
+		if w, err := s.bucket().Watch(ctx, "d.>", jetstream.IgnoreDeletes()); err == nil {
 			now := ms(time.Now())
 			for e := range w.Updates() {
 				if e == nil {
@@ -1143,7 +1169,7 @@ func (s *JetStream) janitor() {
 				}
 				var d jsDedup
 				if json.Unmarshal(e.Value(), &d) == nil && d.Until <= now {
-					_ = s.kv.Delete(ctx, e.Key(), jetstream.LastRevision(e.Revision()))
+					_ = s.bucket().Delete(ctx, e.Key(), jetstream.LastRevision(e.Revision()))
 				}
 			}
 			natsnode.StopWatch(ctx, w)

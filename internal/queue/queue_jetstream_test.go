@@ -255,8 +255,8 @@ func TestJetStreamLeaseAppliedDespiteTimeout(t *testing.T) {
 	s := openJetStream(t, n, "a")
 	defer s.Close()
 	mustEnqueue(t, s, job("j1", "q", "f", ""))
-	kv := &lateKV{KeyValue: s.kv}
-	s.kv = kv
+	kv := &lateKV{KeyValue: s.bucket()}
+	s.setBucket(kv)
 	jobs, err := s.Lease(ctx, "q", t0.Add(time.Second), LeaseOpts{Max: 1})
 	if err != nil || len(jobs) != 1 || jobs[0].ID != "j1" {
 		t.Fatalf("lease: %+v %v, want j1", jobs, err)
