@@ -135,6 +135,19 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	}
 	nc, err := nats.Connect(urls, opts...)
+	// An external deployment not reachable yet (started beside the engine,
+	// restarting) is waited for until ctx ends; a refusal (credentials, TLS)
+	// is final.
+	for warned := false; cfg.URL != "" && errors.Is(err, nats.ErrNoServers); {
+		if !warned {
+			log.Warn("nats: no server reachable yet; retrying until the start timeout", "err", err)
+			warned = true
+		}
+		if !sleepCtx(ctx, 250*time.Millisecond) {
+			break
+		}
+		nc, err = nats.Connect(urls, opts...)
+	}
 	if err != nil {
 		n.Close()
 		return nil, fmt.Errorf("nats: connect: %w", err)
@@ -363,6 +376,17 @@ func Transient(err error) bool {
 // Backoff waits a little before a retry; false if ctx ended.
 func Backoff(ctx context.Context) bool {
 	t := time.NewTimer(50 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():

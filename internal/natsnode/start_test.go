@@ -105,6 +105,12 @@ func TestStartExternalFailures(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.cfg.NodeName = "client"
 			start := time.Now()
+			ctx := ctx
+			if tc.name == "unreachable" { // waited for until the start timeout
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, time.Second)
+				defer cancel()
+			}
 			n, err := natsnode.Start(ctx, tc.cfg)
 			if err == nil {
 				n.Close()
@@ -117,6 +123,48 @@ func TestStartExternalFailures(t *testing.T) {
 				t.Fatalf("failing took %v", d)
 			}
 		})
+	}
+}
+
+// TestStartExternalWaitsForNATS: an external NATS not reachable when the
+// engine starts (started beside it) is waited for, with one warning, and
+// connected to once it listens. On 44fdc11 Start failed at once with "no
+// servers available for connection".
+func TestStartExternalWaitsForNATS(t *testing.T) {
+	addr := freeAddrs(t, 1)[0] // nothing listens yet
+	logs := make(chan string, 16)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	type started struct {
+		n   *natsnode.Node
+		err error
+	}
+	done := make(chan started, 1)
+	go func() {
+		n, err := natsnode.Start(ctx, natsnode.Config{NodeName: "client", URL: "nats://" + addr, Log: slog.New(msgHandler{logs})})
+		done <- started{n, err}
+	}()
+	for msg := ""; !strings.Contains(msg, "no server reachable yet"); {
+		select {
+		case msg = <-logs:
+		case r := <-done:
+			t.Fatalf("Start ended before NATS listened: %v", r.err)
+		case <-ctx.Done():
+			t.Fatal("no warning that NATS is not reachable")
+		}
+	}
+	startNode(t, natsnode.Config{NodeName: "server", ClientListen: addr})
+	select {
+	case r := <-done:
+		if r.err != nil {
+			t.Fatalf("Start after NATS came up: %v", r.err)
+		}
+		defer r.n.Close()
+		if !r.n.Conn.IsConnected() || r.n.Server != nil {
+			t.Fatalf("connected %v, own server %v", r.n.Conn.IsConnected(), r.n.Server != nil)
+		}
+	case <-ctx.Done():
+		t.Fatal("Start did not connect once NATS listened")
 	}
 }
 
