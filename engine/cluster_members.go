@@ -3,9 +3,11 @@ package engine
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-json-experiment/json"
@@ -48,6 +50,7 @@ type membership struct {
 	timeout time.Duration
 
 	changed chan struct{} // this node's functions changed: beat now
+	trimmed atomic.Bool   // the last heartbeat was trimmed (warned once)
 
 	mu      sync.Mutex
 	members map[string]*memberState // other nodes
@@ -226,8 +229,37 @@ func (m *membership) beat(ctx context.Context) error {
 		}
 		b, _ = json.Marshal(hb)
 	}
+	// A heartbeat past NATS's max payload is not written, and the other
+	// nodes would take this live node for gone. What only describes
+	// (workers, other bindings, descriptions, metadata) goes first; what
+	// routes calls and jobs (function ids, routes, subscriptions) stays.
+	if limit := heartbeatLimit(m.e.cluster.node.Conn.MaxPayload()); len(b) > limit {
+		hb.Workers, hb.Triggers = nil, nil
+		for i := range hb.Functions {
+			hb.Functions[i].Description, hb.Functions[i].Metadata = "", nil
+		}
+		for i := range hb.TriggerTypes {
+			hb.TriggerTypes[i].Description = ""
+		}
+		b, _ = json.Marshal(hb)
+		if len(b) > limit {
+			return fmt.Errorf("heartbeat of %d bytes exceeds NATS's max payload (%d) even without descriptions: too many functions, routes or subscriptions on this node", len(b), limit)
+		}
+		if !m.trimmed.Swap(true) {
+			m.e.log.Warn("cluster heartbeat trimmed to NATS's max payload: other nodes list this node's functions without descriptions, metadata or schemas, and not its workers or other bindings", "bytes", len(b), "max_payload", limit)
+		}
+	} else {
+		m.trimmed.Store(false)
+	}
 	_, err := m.kv.Put(ctx, m.key, b)
 	return err
+}
+
+// heartbeatLimit is the largest heartbeat value a connection whose server
+// takes max bytes per message can write (room left for the subject,
+// headers and reply of a KV put).
+func heartbeatLimit(max int64) int {
+	return int(max) - 4<<10
 }
 
 func (m *membership) watch(w jetstream.KeyWatcher) {
