@@ -51,6 +51,8 @@ type membership struct {
 
 	changed chan struct{} // this node's functions changed: beat now
 	trimmed atomic.Bool   // the last heartbeat was trimmed (warned once)
+	// maxPayload is NATS's largest message (0: unknown, nothing trimmed).
+	maxPayload int64
 
 	mu      sync.Mutex
 	members map[string]*memberState // other nodes
@@ -180,7 +182,7 @@ func (e *Engine) startMembership(ctx context.Context) error {
 		return err
 	}
 	m := &membership{e: e, kv: kv, key: nodeKey(c.name), timeout: e.cfg.Cluster.NodeTimeout,
-		members: map[string]*memberState{}, changed: make(chan struct{}, 1)}
+		members: map[string]*memberState{}, changed: make(chan struct{}, 1), maxPayload: c.node.Conn.MaxPayload()}
 	// Answer the other nodes' "are you there" over NATS core (aliveSubject).
 	if _, err := c.node.Conn.Subscribe(aliveSubject(c.name), func(msg *nats.Msg) { _ = msg.Respond(nil) }); err != nil {
 		return err
@@ -233,7 +235,7 @@ func (m *membership) beat(ctx context.Context) error {
 	// nodes would take this live node for gone. What only describes
 	// (workers, other bindings, descriptions, metadata) goes first; what
 	// routes calls and jobs (function ids, routes, subscriptions) stays.
-	if limit := heartbeatLimit(m.e.cluster.node.Conn.MaxPayload()); len(b) > limit {
+	if limit := heartbeatLimit(m.maxPayload); m.maxPayload > 0 && len(b) > limit {
 		hb.Workers, hb.Triggers = nil, nil
 		for i := range hb.Functions {
 			hb.Functions[i].Description, hb.Functions[i].Metadata = "", nil
