@@ -12,6 +12,7 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/sluicehq/sluice/internal/natsnode"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // TestClusterHeartbeatTrimmed: a node whose functions' descriptions and
@@ -71,4 +72,37 @@ func TestClusterHeartbeatTrimmed(t *testing.T) {
 	if fn.Node != "node-0" || fn.Description != "" || len(fn.Metadata) > 4 {
 		t.Fatalf("node 1 shows node 0's function as node %q, description %q, %d bytes of metadata; want node-0 without them", fn.Node, fn.Description, len(fn.Metadata))
 	}
+}
+
+// TestClusterFunctionsAvailableAcrossNodes: an engine::functions-available
+// binding on node 1 fires when a function registers on node 0, listing it,
+// and again when it goes away. On 44fdc11 it fired for node 1's own
+// functions only (the event named none of node 0's).
+func TestClusterFunctionsAvailableAcrossNodes(t *testing.T) {
+	nodes := startNodes(t, 2)
+	w1 := dialRaw(t, nodes[1])
+	w1.announce("watcher")
+	w1.sendJSON(`{"type":"registerfunction","id":"watch::fa"}`)
+	w1.sendJSON(`{"type":"registertrigger","id":"fa","trigger_type":"engine::functions-available","function_id":"watch::fa","config":{}}`)
+	w1.call("sync", wire.FnChannelsCreate, `{}`) // the binding is in place once this answers
+	lists := func(m wire.Message, fn string) bool {
+		var ev struct {
+			Functions []struct {
+				FunctionID string `json:"function_id"`
+				Node       string `json:"node"`
+			} `json:"functions"`
+		}
+		_ = json.Unmarshal(m.Data, &ev)
+		for _, f := range ev.Functions {
+			if f.FunctionID == fn && f.Node == "node-0" {
+				return true
+			}
+		}
+		return false
+	}
+	w0 := dialRaw(t, nodes[0])
+	w0.sendJSON(`{"type":"registerfunction","id":"remote::fn"}`)
+	w1.awaitInvoke("watch::fa", func(m wire.Message) bool { return lists(m, "remote::fn") })
+	w0.ws.Close()
+	w1.awaitInvoke("watch::fa", func(m wire.Message) bool { return !lists(m, "remote::fn") })
 }

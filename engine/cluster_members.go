@@ -34,6 +34,7 @@ type memberState struct {
 	gone      bool
 	recovered bool // its leases were taken over since it left
 	functions []hbFunction
+	fnKey     string // its function ids, to notice a change (functionsKey)
 	workers   []workerSummary
 	routes    []hbRoute
 	routesKey string
@@ -314,6 +315,9 @@ func (m *membership) seen(name string, at time.Time, hb heartbeat) {
 	}
 	st.lastSeen, st.gone, st.functions, st.workers, st.types, st.subs, st.codec = at, false, hb.Functions, hb.Workers, hb.TriggerTypes, hb.Subscriptions, hb.Codec
 	st.triggers = hb.Triggers
+	fk := functionsKey(hb.Functions)
+	fnsChanged := fk != st.fnKey || (joined && fk != "")
+	st.fnKey = fk
 	rk := routesKey(hb.Routes)
 	routesChanged := rk != st.routesKey || (joined && rk != "")
 	st.routes, st.routesKey = hb.Routes, rk
@@ -325,6 +329,22 @@ func (m *membership) seen(name string, at time.Time, hb heartbeat) {
 	if routesChanged {
 		m.updateRoutes()
 	}
+	if fnsChanged {
+		m.e.remoteFunctionsChanged()
+	}
+}
+
+// functionsKey identifies a node's set of functions (ids by namespace).
+func functionsKey(fs []hbFunction) string {
+	if len(fs) == 0 {
+		return ""
+	}
+	ids := make([]string, len(fs))
+	for i, f := range fs {
+		ids[i] = f.Namespace + "\x00" + f.ID
+	}
+	slices.Sort(ids)
+	return strings.Join(ids, "\n")
 }
 
 // codecsChanged sends calls in the binary envelope once every live node
@@ -353,7 +373,7 @@ func (m *membership) left(name, why string) {
 	}
 	was := !st.gone
 	st.gone, st.recovered = true, false
-	hadRoutes := len(st.routes) > 0
+	hadRoutes, hadFns := len(st.routes) > 0, len(st.functions) > 0
 	m.codecsChanged()
 	m.mu.Unlock()
 	if !was {
@@ -361,6 +381,9 @@ func (m *membership) left(name, why string) {
 	}
 	if hadRoutes {
 		m.updateRoutes()
+	}
+	if hadFns {
+		m.e.remoteFunctionsChanged()
 	}
 	calls := m.e.cluster.router.nodeLeft(name)
 	bridges := m.e.hub.NodeLeft(name)

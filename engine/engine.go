@@ -67,7 +67,8 @@ type Engine struct {
 	regWaitMu sync.Mutex
 	regWaits  map[string]chan *wire.ErrorBody // engine::register_trigger acks
 
-	fnChanged chan struct{}
+	fnChanged   chan struct{}
+	remoteFnGen atomic.Uint64 // other nodes' function set changes seen (cluster)
 
 	ln, httpLn     net.Listener
 	tlsCfg         *tls.Config // nil: plain ws:// and http://

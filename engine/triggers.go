@@ -288,6 +288,16 @@ func (e *Engine) functionsChanged() {
 	}
 }
 
+// remoteFunctionsChanged wakes the same watcher when another node's
+// functions changed (cluster mode: engine::functions::list lists them).
+func (e *Engine) remoteFunctionsChanged() {
+	e.remoteFnGen.Add(1)
+	select {
+	case e.fnChanged <- struct{}{}:
+	default:
+	}
+}
+
 // watchFunctions fires engine::functions-available when the function set
 // changes, coalescing bursts (a worker registering a hundred functions
 // produces one event, not a hundred).
@@ -307,7 +317,7 @@ func (e *Engine) watchFunctions() {
 			return
 		case <-timer.C:
 		}
-		gen := e.reg.FunctionGeneration()
+		gen := e.reg.FunctionGeneration() + e.remoteFnGen.Load() // both only grow
 		if gen == lastGen {
 			continue
 		}
