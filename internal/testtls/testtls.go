@@ -1,6 +1,7 @@
 // Package testtls makes throwaway TLS material for tests: a CA and a server
-// certificate it signed for 127.0.0.1, ::1 and localhost, written as PEM
-// files. Nothing here is fit for production use.
+// certificate it signed for 127.0.0.1, ::1 and localhost (also usable as a
+// client certificate: NATS routes present it both ways), written as PEM
+// files. Each Write makes a new CA. Nothing here is fit for production use.
 package testtls
 
 import (
@@ -64,7 +65,7 @@ func Write(dir string) (Files, error) {
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		DNSNames:     []string{"localhost"},
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 	}
