@@ -44,6 +44,12 @@ type Config struct {
 	// RouteSecret, when set, is the password every node presents on its
 	// routes and requires from the others (the same on every node).
 	RouteSecret string
+	// RouteTLS, when set, encrypts the routes and authenticates both ends
+	// (mutual TLS): Certificates is this node's certificate, presented when
+	// it dials a peer and when a peer dials it; RootCAs is the CA every
+	// node's certificate must chain to. A dialled node's certificate must
+	// also name the address it is dialled at (IP or DNS SAN).
+	RouteTLS *tls.Config
 	// ClientListen, when set, also opens the embedded server's client port
 	// (for the nats CLI, or nodes of another process); "" serves this
 	// process only.
@@ -201,6 +207,13 @@ func serverOptions(cfg Config) (*server.Options, error) {
 		if so.Cluster.Name == "" {
 			so.Cluster.Name = "sluice"
 		}
+		if cfg.RouteTLS != nil {
+			tc, err := routeTLS(cfg.RouteTLS)
+			if err != nil {
+				return nil, err
+			}
+			so.Cluster.TLSConfig, so.Cluster.TLSTimeout = tc, RouteTLSTimeout.Seconds()
+		}
 		var user *url.Userinfo
 		if cfg.RouteSecret != "" {
 			so.Cluster.Username, so.Cluster.Password = routeUser, cfg.RouteSecret
@@ -214,8 +227,34 @@ func serverOptions(cfg Config) (*server.Options, error) {
 		}
 	} else if len(cfg.Peers) > 0 {
 		return nil, errors.New("nats: cluster peers need a cluster listen address")
+	} else if cfg.RouteTLS != nil {
+		return nil, errors.New("nats: route TLS needs a cluster listen address")
 	}
 	return so, nil
+}
+
+// RouteTLSTimeout bounds a route's TLS handshake (nats-server has no
+// default for an embedded server's routes: 0 would time every one out).
+const RouteTLSTimeout = 5 * time.Second
+
+// routeTLS is the route TLS of the embedded server: as nats-server's own
+// cluster "tls" block, strict both ways. An accepted route must present a
+// certificate of the CA (client authentication required and verified); a
+// dialled one must present a certificate of the CA naming the address
+// dialled (Go's standard verification, nats-server sets the name).
+func routeTLS(in *tls.Config) (*tls.Config, error) {
+	if len(in.Certificates) == 0 && in.GetCertificate == nil {
+		return nil, errors.New("nats: route TLS needs this node's certificate")
+	}
+	if in.RootCAs == nil {
+		return nil, errors.New("nats: route TLS needs the CA of the nodes' certificates")
+	}
+	tc := in.Clone()
+	tc.ClientAuth = tls.RequireAndVerifyClientCert
+	tc.ClientCAs = tc.RootCAs
+	tc.InsecureSkipVerify = false
+	tc.MinVersion = max(tc.MinVersion, tls.VersionTLS12)
+	return tc, nil
 }
 
 const routeUser = "sluice-route"
