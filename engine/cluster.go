@@ -62,10 +62,14 @@ func (e *Engine) startCluster(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	rtc, err := routeTLS(c.RouteTLS)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.StartTimeout)
 	defer cancel()
 	n, err := natsnode.Start(ctx, natsnode.Config{
-		NodeName: name, StoreDir: storeDir, ClusterName: c.Name, ClusterListen: c.Listen, ClusterAdvertise: c.Advertise, Peers: c.Peers, RouteSecret: c.Secret,
+		NodeName: name, StoreDir: storeDir, ClusterName: c.Name, ClusterListen: c.Listen, ClusterAdvertise: c.Advertise, Peers: c.Peers, RouteSecret: c.Secret, RouteTLS: rtc,
 		URL: c.NATSURL, CredsFile: c.NATSCreds, TLS: tc, Replicas: c.Replicas, Log: e.log,
 	})
 	if err != nil {
@@ -102,7 +106,7 @@ func (e *Engine) startCluster(ctx context.Context) error {
 		return fmt.Errorf("cluster: channels: %w", err)
 	}
 	e.log.Info("cluster node ready", "node", name, "embedded_nats", n.Server != nil, "cluster_listen", c.Listen,
-		"peers", len(c.Peers), "route_auth", onOff(c.Secret != ""), "nats_url", c.NATSURL != "", "replicas", n.Replicas, "took", time.Since(began).Round(time.Millisecond))
+		"peers", len(c.Peers), "route_auth", onOff(c.Secret != ""), "route_tls", onOff(rtc != nil), "nats_url", c.NATSURL != "", "replicas", n.Replicas, "took", time.Since(began).Round(time.Millisecond))
 	return nil
 }
 
@@ -142,6 +146,35 @@ func natsTLS(c NATSTLSConfig) (*tls.Config, error) {
 		tc.Certificates = []tls.Certificate{cert}
 	}
 	return tc, nil
+}
+
+// routeTLS loads the route certificate and CA (natsnode makes the
+// verification mutual); nil when route TLS is off. Errors name the file.
+func routeTLS(c NATSTLSConfig) (*tls.Config, error) {
+	if !c.set() {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(c.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: route_tls.ca_file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("cluster: route_tls.ca_file %s: no PEM certificate", c.CAFile)
+	}
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: route_tls: cert_file %s, key_file %s: %w", c.CertFile, c.KeyFile, err)
+	}
+	// Every node presents its certificate both ways: one the peers would
+	// refuse (another CA, expired, server-only) stops the start here rather
+	// than leave the node out of the cluster until start_timeout.
+	for _, usage := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
+		if _, err := cert.Leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
+			return nil, fmt.Errorf("cluster: route_tls.cert_file %s: not valid against ca_file %s for server and client authentication: %w", c.CertFile, c.CAFile, err)
+		}
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, Certificates: []tls.Certificate{cert}}, nil
 }
 
 // servesLocally reports whether a function is registered on this node

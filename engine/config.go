@@ -152,6 +152,10 @@ type ClusterConfig struct {
 	// must have the same (at least 16 characters). File or environment
 	// only, never a flag (ps shows flags).
 	Secret string `yaml:"secret"`
+	// RouteTLS encrypts the embedded NATS routes with mutual TLS: each node
+	// presents CertFile/KeyFile and accepts only peers whose certificate
+	// chains to CAFile (all three, or none: routes unencrypted).
+	RouteTLS NATSTLSConfig `yaml:"route_tls"`
 	// StoreDir is the embedded JetStream directory; "" is <data_dir>/nats.
 	StoreDir string `yaml:"store_dir"`
 	// NATSURL is an external NATS deployment (comma-separated URLs); no
@@ -172,7 +176,8 @@ type ClusterConfig struct {
 	NodeTimeout time.Duration `yaml:"node_timeout"`
 }
 
-// NATSTLSConfig is the TLS of the connection to an external NATS.
+// NATSTLSConfig is TLS files: of the connection to an external NATS
+// (nats_tls), or of the embedded NATS routes (route_tls).
 type NATSTLSConfig struct {
 	CAFile   string `yaml:"ca_file"`
 	CertFile string `yaml:"cert_file"`
@@ -183,8 +188,8 @@ type NATSTLSConfig struct {
 func (c ClusterConfig) On() bool { return c.Enabled || c.Listen != "" || c.NATSURL != "" }
 
 func (c ClusterConfig) validate(dataDir string) error {
-	if !c.On() {
-		return nil
+	if err := c.validateRouteTLS(); err != nil || !c.On() {
+		return err
 	}
 	switch {
 	case c.Listen != "" && c.NATSURL != "":
@@ -212,6 +217,23 @@ func (c ClusterConfig) validate(dataDir string) error {
 		if !validHostPort(p) {
 			return fmt.Errorf("config: cluster.peers: %q: want host:port", p)
 		}
+	}
+	return nil
+}
+
+// set reports whether any file is given.
+func (t NATSTLSConfig) set() bool { return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" }
+
+func (c ClusterConfig) validateRouteTLS() error {
+	switch t := c.RouteTLS; {
+	case !t.set():
+		return nil
+	case c.NATSURL != "":
+		return fmt.Errorf("config: cluster.route_tls is for the embedded NATS routes; an external NATS (cluster.nats_url) has its own TLS configuration (cluster.nats_tls for the engine's connection)")
+	case c.Listen == "":
+		return fmt.Errorf("config: cluster.route_tls needs cluster.listen (routes to encrypt)")
+	case t.CertFile == "" || t.KeyFile == "" || t.CAFile == "":
+		return fmt.Errorf("config: cluster.route_tls.cert_file, key_file and ca_file must be set together (mutual TLS: each node verifies the others' certificates against the CA)")
 	}
 	return nil
 }

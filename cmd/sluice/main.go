@@ -150,6 +150,9 @@ type options struct {
 	natsCA        string
 	natsCert      string
 	natsKey       string
+	routeCA       string
+	routeCert     string
+	routeKey      string
 	clusterStart  time.Duration
 	otelEndpoint  string
 	nodeTimeout   time.Duration
@@ -247,6 +250,9 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	fs.StringVar(&o.clusterListen, "cluster-listen", "", "embedded NATS route listener, host:port (env SLUICE_CLUSTER_LISTEN)")
 	fs.StringVar(&o.clusterPeers, "cluster-peers", "", "comma-separated route addresses (host:port) of the other nodes (env SLUICE_CLUSTER_PEERS)")
 	fs.StringVar(&o.clusterAdv, "cluster-advertise", "", "route address (host:port) the other nodes reach this node at, when not --cluster-listen: NAT, a proxy (env SLUICE_CLUSTER_ADVERTISE)")
+	fs.StringVar(&o.routeCert, "cluster-tls-cert", "", "PEM certificate this node presents on its embedded NATS routes (env SLUICE_CLUSTER_TLS_CERT; needs --cluster-tls-key and --cluster-tls-ca; default off: routes unencrypted)")
+	fs.StringVar(&o.routeKey, "cluster-tls-key", "", "PEM key of --cluster-tls-cert (env SLUICE_CLUSTER_TLS_KEY)")
+	fs.StringVar(&o.routeCA, "cluster-tls-ca", "", "PEM CA every node's route certificate must chain to (env SLUICE_CLUSTER_TLS_CA)")
 	fs.StringVar(&o.natsURL, "nats-url", "", "external NATS servers (comma-separated URLs) instead of the embedded one (env SLUICE_NATS_URL)")
 	fs.StringVar(&o.natsCreds, "nats-creds", "", "NATS credentials file for --nats-url (env SLUICE_NATS_CREDS)")
 	fs.StringVar(&o.natsCA, "nats-tls-ca", "", "PEM CA file to trust for --nats-url (env SLUICE_NATS_TLS_CA)")
@@ -404,6 +410,9 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	if ev := getenv("SLUICE_CLUSTER_SECRET"); ev != "" { // no flag: ps would show it
 		cl.Secret = ev
 	}
+	str("cluster-tls-cert", "SLUICE_CLUSTER_TLS_CERT", &cl.RouteTLS.CertFile, o.routeCert)
+	str("cluster-tls-key", "SLUICE_CLUSTER_TLS_KEY", &cl.RouteTLS.KeyFile, o.routeKey)
+	str("cluster-tls-ca", "SLUICE_CLUSTER_TLS_CA", &cl.RouteTLS.CAFile, o.routeCA)
 	str("nats-url", "SLUICE_NATS_URL", &cl.NATSURL, o.natsURL)
 	str("nats-creds", "SLUICE_NATS_CREDS", &cl.NATSCreds, o.natsCreds)
 	str("nats-tls-ca", "SLUICE_NATS_TLS_CA", &cl.NATSTLS.CAFile, o.natsCA)

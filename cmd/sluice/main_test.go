@@ -90,6 +90,10 @@ cluster:
   start_timeout: 5s
   node_timeout: 4s
   secret: file-secret-0123456789
+  route_tls:
+    cert_file: file-route.pem
+    key_file: file-route-key.pem
+    ca_file: file-route-ca.pem
 queues:
   payments:
     type: fifo
@@ -109,7 +113,8 @@ func fromFile(c *engine.Config) {
 	c.DataDir, c.DataSync = "file-data", "full"
 	c.OTel.Endpoint = "http://file.example:4318"
 	c.Cluster = engine.ClusterConfig{NodeName: "file-node", Name: "file-cluster", Listen: "127.0.0.1:6001", Advertise: "127.0.0.1:6101",
-		Peers: []string{"127.0.0.1:6002"}, Replicas: 3, StartTimeout: 5 * time.Second, NodeTimeout: 4 * time.Second, Secret: "file-secret-0123456789"}
+		Peers: []string{"127.0.0.1:6002"}, Replicas: 3, StartTimeout: 5 * time.Second, NodeTimeout: 4 * time.Second, Secret: "file-secret-0123456789",
+		RouteTLS: engine.NATSTLSConfig{CertFile: "file-route.pem", KeyFile: "file-route-key.pem", CAFile: "file-route-ca.pem"}}
 	payments := engine.DefaultQueueConfig()
 	payments.Type, payments.MessageGroupField = "fifo", "account"
 	c.Queues = map[string]engine.QueueConfig{"payments": payments}
@@ -147,6 +152,9 @@ var allEnv = map[string]string{
 	"SLUICE_CLUSTER_ADVERTISE":            "127.0.0.1:7101",
 	"SLUICE_CLUSTER_START_TIMEOUT":        "6s",
 	"SLUICE_CLUSTER_NODE_TIMEOUT":         "5s",
+	"SLUICE_CLUSTER_TLS_CERT":             "env-route.pem",
+	"SLUICE_CLUSTER_TLS_KEY":              "env-route-key.pem",
+	"SLUICE_CLUSTER_TLS_CA":               "env-route-ca.pem",
 }
 
 func fromEnv(c *engine.Config) {
@@ -162,6 +170,7 @@ func fromEnv(c *engine.Config) {
 	c.Cluster.Enabled, c.Cluster.NodeName, c.Cluster.Name = true, "env-node", "env-cluster"
 	c.Cluster.Listen, c.Cluster.Peers, c.Cluster.StartTimeout = "127.0.0.1:7001", []string{"127.0.0.1:7002", "127.0.0.1:7003"}, 6*time.Second
 	c.Cluster.NodeTimeout, c.Cluster.Advertise = 5*time.Second, "127.0.0.1:7101"
+	c.Cluster.RouteTLS = engine.NATSTLSConfig{CertFile: "env-route.pem", KeyFile: "env-route-key.pem", CAFile: "env-route-ca.pem"}
 }
 
 var allFlags = []string{
@@ -174,7 +183,7 @@ var allFlags = []string{
 	"--max-channels-per-worker", "7", "--max-channel-memory", "400000",
 	"--data-dir", "memory", "--data-sync", "full", "--otel-endpoint", "https://flag.example:4318",
 	"--cluster", "--node-name", "flag-node", "--cluster-name", "flag-cluster", "--cluster-listen", "", "--cluster-peers", "",
-	"--cluster-advertise", "",
+	"--cluster-advertise", "", "--cluster-tls-cert", "", "--cluster-tls-key", "", "--cluster-tls-ca", "",
 	"--nats-url", "nats://flag:4222", "--nats-creds", "flag.creds", "--nats-tls-ca", "flag-ca.pem",
 	"--nats-tls-cert", "flag.pem", "--nats-tls-key", "flag-key.pem", "--cluster-start-timeout", "7s", "--cluster-node-timeout", "8s",
 }
@@ -194,6 +203,7 @@ func fromFlags(c *engine.Config) {
 	c.Cluster.NATSURL, c.Cluster.NATSCreds, c.Cluster.StartTimeout = "nats://flag:4222", "flag.creds", 7*time.Second
 	c.Cluster.NodeTimeout = 8 * time.Second
 	c.Cluster.NATSTLS = engine.NATSTLSConfig{CAFile: "flag-ca.pem", CertFile: "flag.pem", KeyFile: "flag-key.pem"}
+	c.Cluster.RouteTLS = engine.NATSTLSConfig{}
 }
 
 func TestConfigurePrecedence(t *testing.T) {
@@ -329,6 +339,15 @@ func TestConfigureErrors(t *testing.T) {
 		{name: "cluster: embedded JetStream in memory", args: []string{"--cluster", "--data-dir", "memory"}, want: []string{"keeps JetStream on disk"}},
 		{name: "cluster: bad peer", args: []string{"--cluster-listen", "127.0.0.1:6222", "--cluster-peers", "nohostport"}, want: []string{`cluster.peers: "nohostport"`}},
 		{name: "cluster: short secret", env: map[string]string{"SLUICE_CLUSTER_SECRET": "short"}, args: []string{"--cluster-listen", "127.0.0.1:6222"}, want: []string{"cluster.secret must be at least 16"}},
+		{name: "cluster: route TLS without its CA", args: []string{"--cluster-listen", "127.0.0.1:6222", "--cluster-tls-cert", "r.pem", "--cluster-tls-key", "r-key.pem"},
+			want: []string{"cluster.route_tls.cert_file, key_file and ca_file must be set together"}},
+		{name: "cluster: route TLS key without its certificate", env: map[string]string{"SLUICE_CLUSTER_TLS_KEY": "r-key.pem", "SLUICE_CLUSTER_TLS_CA": "ca.pem"},
+			args: []string{"--cluster-listen", "127.0.0.1:6222"}, want: []string{"must be set together"}},
+		{name: "cluster: route TLS with an external NATS", args: []string{"--nats-url", "nats://x:4222", "--cluster-tls-cert", "r.pem", "--cluster-tls-key", "r-key.pem", "--cluster-tls-ca", "ca.pem"},
+			want: []string{"cluster.route_tls is for the embedded NATS routes", "cluster.nats_tls"}},
+		{name: "cluster: route TLS without routes", args: []string{"--cluster", "--cluster-tls-cert", "r.pem", "--cluster-tls-key", "r-key.pem", "--cluster-tls-ca", "ca.pem"},
+			want: []string{"cluster.route_tls needs cluster.listen"}},
+		{name: "cluster: route TLS without cluster mode", env: map[string]string{"SLUICE_CLUSTER_TLS_CERT": "r.pem"}, want: []string{"cluster.route_tls needs cluster.listen"}},
 		{name: "cluster: bad SLUICE_CLUSTER", env: map[string]string{"SLUICE_CLUSTER": "maybe"}, want: []string{"SLUICE_CLUSTER"}},
 		{name: "missing file", args: []string{"--config", "/nonexistent/sluice.yaml"}, isErr: fs.ErrNotExist, want: []string{"config file /nonexistent/sluice.yaml not found"}},
 		{name: "missing file from SLUICE_CONFIG", env: map[string]string{"SLUICE_CONFIG": "/nonexistent/sluice.yaml"}, isErr: fs.ErrNotExist,
