@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -68,7 +69,7 @@ func TestWriteFailsClearly(t *testing.T) {
 }
 
 // TestWriteMakesWhatItSays: the CA is a CA, the server certificate is an
-// ECDSA P-256 server certificate signed by it, both valid now and for
+// ECDSA P-256 server (and client) certificate signed by it, both valid now and for
 // about a day, and the key file holds the certificate's key.
 func TestWriteMakesWhatItSays(t *testing.T) {
 	f, err := Write(t.TempDir())
@@ -95,7 +96,7 @@ func TestWriteMakesWhatItSays(t *testing.T) {
 	if !ca.IsCA || ca.KeyUsage&x509.KeyUsageCertSign == 0 {
 		t.Errorf("CA: IsCA %v, key usage %b", ca.IsCA, ca.KeyUsage)
 	}
-	if srv.IsCA || len(srv.ExtKeyUsage) != 1 || srv.ExtKeyUsage[0] != x509.ExtKeyUsageServerAuth {
+	if srv.IsCA || !slices.Equal(srv.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}) {
 		t.Errorf("server certificate: IsCA %v, ext key usage %v", srv.IsCA, srv.ExtKeyUsage)
 	}
 	if err := srv.CheckSignatureFrom(ca); err != nil {
