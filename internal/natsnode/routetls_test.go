@@ -227,3 +227,30 @@ func TestRouteTLSRefusals(t *testing.T) {
 		t.Fatal("a route client without a certificate read from a node whose TLS config had ClientAuth off")
 	}
 }
+
+// TestRouteTLSChecksDialledName: a node dialling a peer checks that the
+// peer's certificate names the address dialled: a certificate of the CA
+// for 127.0.0.1 served at 127.0.0.2 is refused by the dialler (x509 name
+// mismatch in its log) and no route forms.
+func TestRouteTLSChecksDialledName(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Skipf("no 127.0.0.2 here: %v", err)
+	}
+	other := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	good, err := testtls.Write(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	logA := make(chan string, 1024)
+	b := startNode(t, natsnode.Config{NodeName: "b", ClusterListen: other, Peers: freeAddrs(t, 1), RouteTLS: routeTLSConfig(t, good, good)})
+	a := startNode(t, natsnode.Config{NodeName: "a", ClusterListen: freeAddrs(t, 1)[0], Peers: []string{other},
+		RouteTLS: routeTLSConfig(t, good, good), Log: slog.New(msgHandler{logA})})
+	awaitRouteTLS(ctx, t, logA, "TLS route handshake error", "not 127.0.0.2")
+	if a.Server.NumRoutes() != 0 || b.Server.NumRoutes() != 0 {
+		t.Fatalf("routes a %d, b %d; want none", a.Server.NumRoutes(), b.Server.NumRoutes())
+	}
+}
