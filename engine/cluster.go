@@ -166,11 +166,17 @@ func routeTLS(c NATSTLSConfig) (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: route_tls: cert_file %s, key_file %s: %w", c.CertFile, c.KeyFile, err)
 	}
+	leaf := cert.Leaf
+	if leaf == nil { // GODEBUG=x509keypairleaf=0
+		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return nil, fmt.Errorf("cluster: route_tls.cert_file %s: %w", c.CertFile, err)
+		}
+	}
 	// Every node presents its certificate both ways: one the peers would
 	// refuse (another CA, expired, server-only) stops the start here rather
 	// than leave the node out of the cluster until start_timeout.
 	for _, usage := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
-		if _, err := cert.Leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
 			return nil, fmt.Errorf("cluster: route_tls.cert_file %s: not valid against ca_file %s for server and client authentication: %w", c.CertFile, c.CAFile, err)
 		}
 	}
