@@ -198,6 +198,10 @@ func (c ClusterConfig) validate(dataDir string) error {
 		return fmt.Errorf("config: cluster.peers need cluster.listen")
 	case c.Listen != "" && !validHostPort(c.Listen):
 		return fmt.Errorf("config: cluster.listen %q: want host:port, e.g. 0.0.0.0:6222", c.Listen)
+	case c.Listen != "" && len(c.Peers) == 0:
+		// nats-server refuses a JetStream cluster without routes, and the
+		// start would only time out.
+		return fmt.Errorf("config: cluster.listen needs cluster.peers (the other nodes' route addresses); for one node alone use cluster mode without cluster.listen")
 	case c.Advertise != "" && (c.Listen == "" || !validHostPort(c.Advertise)):
 		return fmt.Errorf("config: cluster.advertise %q: want host:port, with cluster.listen set", c.Advertise)
 	case c.NATSURL == "" && c.StoreDir == "" && dataDir == DataDirMemory:

@@ -120,7 +120,7 @@ func TestClusterConfigValidate(t *testing.T) {
 	on := func(f func(*Config)) func(*Config) {
 		return func(c *Config) {
 			c.DataDir = t.TempDir()
-			c.Cluster.Listen = "127.0.0.1:6222"
+			c.Cluster.Listen, c.Cluster.Peers = "127.0.0.1:6222", []string{"127.0.0.1:6223"}
 			f(c)
 		}
 	}
@@ -135,6 +135,7 @@ func TestClusterConfigValidate(t *testing.T) {
 		{"peers without listen", "cluster.peers need cluster.listen", func(c *Config) {
 			c.DataDir, c.Cluster.Enabled, c.Cluster.Peers = t.TempDir(), true, []string{"127.0.0.1:6223"}
 		}},
+		{"listen without peers", "cluster.listen needs cluster.peers", on(func(c *Config) { c.Cluster.Peers = nil })},
 		{"peers with listen", "", on(func(c *Config) { c.Cluster.Peers = []string{"127.0.0.1:6223", "10.0.0.2:6222"} })},
 		{"a bad peer", `cluster.peers: "nohostport"`, on(func(c *Config) { c.Cluster.Peers = []string{"127.0.0.1:6223", "nohostport"} })},
 		{"listen not host:port", "cluster.listen", func(c *Config) { c.DataDir, c.Cluster.Listen = t.TempDir(), "6222" }},

@@ -338,7 +338,7 @@ func TestConfigureErrors(t *testing.T) {
 		{name: "cluster: peers without a listener", args: []string{"--cluster", "--cluster-peers", "127.0.0.1:6223"}, want: []string{"cluster.peers need cluster.listen"}},
 		{name: "cluster: embedded JetStream in memory", args: []string{"--cluster", "--data-dir", "memory"}, want: []string{"keeps JetStream on disk"}},
 		{name: "cluster: bad peer", args: []string{"--cluster-listen", "127.0.0.1:6222", "--cluster-peers", "nohostport"}, want: []string{`cluster.peers: "nohostport"`}},
-		{name: "cluster: short secret", env: map[string]string{"SLUICE_CLUSTER_SECRET": "short"}, args: []string{"--cluster-listen", "127.0.0.1:6222"}, want: []string{"cluster.secret must be at least 16"}},
+		{name: "cluster: short secret", env: map[string]string{"SLUICE_CLUSTER_SECRET": "short"}, args: []string{"--cluster-listen", "127.0.0.1:6222", "--cluster-peers", "127.0.0.1:6223"}, want: []string{"cluster.secret must be at least 16"}},
 		{name: "cluster: route TLS without its CA", args: []string{"--cluster-listen", "127.0.0.1:6222", "--cluster-tls-cert", "r.pem", "--cluster-tls-key", "r-key.pem"},
 			want: []string{"cluster.route_tls.cert_file, key_file and ca_file must be set together"}},
 		{name: "cluster: route TLS key without its certificate", env: map[string]string{"SLUICE_CLUSTER_TLS_KEY": "r-key.pem", "SLUICE_CLUSTER_TLS_CA": "ca.pem"},
