@@ -52,7 +52,8 @@ type membership struct {
 
 	changed chan struct{} // this node's functions changed: beat now
 	trimmed atomic.Bool   // the last heartbeat was trimmed (warned once)
-	// maxPayload is NATS's largest message (0: unknown, nothing trimmed).
+	// maxPayload is NATS's largest message (0: unknown, nothing trimmed);
+	// beat's alone.
 	maxPayload int64
 
 	mu      sync.Mutex
@@ -159,7 +160,7 @@ func (m *membership) stillThere(name string) {
 	}
 	back := st.gone
 	st.lastSeen, st.gone = time.Now(), false
-	hadRoutes := len(st.routes) > 0
+	hadRoutes, hadFns := len(st.routes) > 0, len(st.functions) > 0
 	if back {
 		m.codecsChanged()
 	}
@@ -168,6 +169,9 @@ func (m *membership) stillThere(name string) {
 		m.e.log.Info("cluster node joined", "node", name, "why", "answers again")
 		if hadRoutes {
 			m.updateRoutes()
+		}
+		if hadFns {
+			m.e.remoteFunctionsChanged()
 		}
 	}
 }
@@ -183,7 +187,7 @@ func (e *Engine) startMembership(ctx context.Context) error {
 		return err
 	}
 	m := &membership{e: e, kv: kv, key: nodeKey(c.name), timeout: e.cfg.Cluster.NodeTimeout,
-		members: map[string]*memberState{}, changed: make(chan struct{}, 1), maxPayload: c.node.Conn.MaxPayload()}
+		members: map[string]*memberState{}, changed: make(chan struct{}, 1)}
 	// Answer the other nodes' "are you there" over NATS core (aliveSubject).
 	if _, err := c.node.Conn.Subscribe(aliveSubject(c.name), func(msg *nats.Msg) { _ = msg.Respond(nil) }); err != nil {
 		return err
@@ -236,10 +240,14 @@ func (m *membership) beat(ctx context.Context) error {
 	// nodes would take this live node for gone. What only describes
 	// (workers, other bindings, descriptions, metadata) goes first; what
 	// routes calls and jobs (function ids, routes, subscriptions) stays.
+	if c := m.e.cluster; c != nil && c.node != nil {
+		m.maxPayload = c.node.Conn.MaxPayload() // the server's, as of the last (re)connect
+	}
 	if limit := heartbeatLimit(m.maxPayload); m.maxPayload > 0 && len(b) > limit {
 		hb.Workers, hb.Triggers = nil, nil
 		for i := range hb.Functions {
-			hb.Functions[i].Description, hb.Functions[i].Metadata = "", nil
+			f := &hb.Functions[i]
+			f.Description, f.Metadata, f.Request, f.Response = "", nil, nil, nil
 		}
 		for i := range hb.TriggerTypes {
 			hb.TriggerTypes[i].Description = ""

@@ -142,9 +142,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	nc, err := nats.Connect(urls, opts...)
 	// An external deployment not reachable yet (started beside the engine,
-	// restarting) is waited for until ctx ends; a refusal (credentials, TLS)
-	// is final.
-	for warned := false; cfg.URL != "" && errors.Is(err, nats.ErrNoServers); {
+	// restarting, its name not in DNS yet) is waited for until ctx ends; a
+	// refusal (credentials, TLS) is final.
+	for warned := false; cfg.URL != "" && notYetReachable(err); {
 		if !warned {
 			log.Warn("nats: no server reachable yet; retrying until the start timeout", "err", err)
 			warned = true
@@ -422,6 +422,14 @@ func Backoff(ctx context.Context) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// notYetReachable reports a connect error that may pass: every server
+// refused the connection, its name did not resolve, or the dial timed out.
+func notYetReachable(err error) bool {
+	var dns *net.DNSError
+	var ne net.Error
+	return errors.Is(err, nats.ErrNoServers) || errors.As(err, &dns) || errors.As(err, &ne) && ne.Timeout()
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

@@ -83,10 +83,11 @@ func TestStartExternalURL(t *testing.T) {
 	}
 }
 
-// TestStartExternalFailures: an external deployment that cannot be
-// reached, a TLS config for a server without TLS, and a credentials file
-// that does not exist each fail Start with a "connect" error (at once: no
-// reconnect loop at the start), leaving nothing open.
+// TestStartExternalFailures: an external deployment that refuses
+// connections, or whose name does not resolve, is retried until the start
+// context ends; a TLS config for a server without TLS and a credentials
+// file that does not exist fail at once. Each fails Start with a "connect"
+// error, leaving nothing open.
 func TestStartExternalFailures(t *testing.T) {
 	addr := freeAddrs(t, 1)[0] // closed again: nothing listens
 	live := freeAddrs(t, 1)[0]
@@ -94,19 +95,21 @@ func TestStartExternalFailures(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for _, tc := range []struct {
-		name string
-		cfg  natsnode.Config
-		want string
+		name  string
+		cfg   natsnode.Config
+		want  string
+		waits bool // retried until the start context ends
 	}{
-		{"unreachable", natsnode.Config{URL: "nats://" + addr}, "no servers available"},
-		{"tls", natsnode.Config{URL: "nats://" + live, TLS: &tls.Config{ServerName: "x"}}, "secure connection"},
-		{"creds", natsnode.Config{URL: "nats://" + live, CredsFile: filepath.Join(t.TempDir(), "none.creds")}, "none.creds"},
+		{"unreachable", natsnode.Config{URL: "nats://" + addr}, "no servers available", true},
+		{"unresolvable", natsnode.Config{URL: "nats://nonexistent.invalid:4222"}, "nonexistent.invalid", true},
+		{"tls", natsnode.Config{URL: "nats://" + live, TLS: &tls.Config{ServerName: "x"}}, "secure connection", false},
+		{"creds", natsnode.Config{URL: "nats://" + live, CredsFile: filepath.Join(t.TempDir(), "none.creds")}, "none.creds", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.cfg.NodeName = "client"
 			start := time.Now()
 			ctx := ctx
-			if tc.name == "unreachable" { // waited for until the start timeout
+			if tc.waits {
 				var cancel context.CancelFunc
 				ctx, cancel = context.WithTimeout(ctx, time.Second)
 				defer cancel()
@@ -119,8 +122,8 @@ func TestStartExternalFailures(t *testing.T) {
 			if !strings.HasPrefix(err.Error(), "nats: connect: ") || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %q, want a connect error naming %q", err, tc.want)
 			}
-			if d := time.Since(start); d > 5*time.Second {
-				t.Fatalf("failing took %v", d)
+			if d := time.Since(start); d > 5*time.Second || tc.waits && d < 900*time.Millisecond {
+				t.Fatalf("failing took %v (waits for the start timeout: %v)", d, tc.waits)
 			}
 		})
 	}

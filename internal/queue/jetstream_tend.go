@@ -2,6 +2,8 @@ package queue
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"time"
 
@@ -16,10 +18,13 @@ import (
 //     committed later, by the next leader; a nack, release or park that
 //     fails leaves the lease in place. The job is then leased by this node,
 //     which lives on and will not deliver it: RecoverNode is for nodes
-//     that left, Recover for a restart. So the store counts the jobs it
-//     handed out leased and not yet settled (held); a lease of this node
-//     that no caller holds, seen by two tends in a row unchanged, is made
-//     ready again. The attempt stays counted, as in RecoverNode.
+//     that left, Recover for a restart. So the store counts, per job, the
+//     callers holding it leased (held: from before the lease's write until
+//     the settle's write is done); a lease of this instance that no caller
+//     holds, unchanged for jsOrphanAge, is made ready again. The attempt
+//     stays counted, as in RecoverNode. Leases carry the instance (Inst),
+//     so a second process started under the same node name by mistake
+//     does not release this one's.
 //   - A job forgotten while it is stored. The index drops a job no read
 //     finds for jsGoneConfirm (its delete marker was purged while the
 //     watcher was away); a read that trails longer than that (a stream
@@ -27,9 +32,26 @@ import (
 //     delivered it, never brings it again. So a forgotten job is read
 //     again after jsForgetChecks; found, the index learns it back.
 
-// jsTendEvery is how often tend looks; an orphaned lease is made ready
-// within two periods.
-const jsTendEvery = 5 * time.Second
+// jsTendEvery is how often tend looks, and jsOrphanAge how long a lease
+// must stay unheld and unchanged before it is made ready (variables for
+// the tests).
+var (
+	jsTendEvery = 5 * time.Second
+	jsOrphanAge = 5 * time.Second
+)
+
+// jsOrphan is a lease of this instance no caller held at a tend.
+type jsOrphan struct {
+	m     *jsMeta   // the index entry seen (a change replaces it)
+	since time.Time // first seen so
+}
+
+// newInstance names this store instance in its leases.
+func newInstance() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
 
 // jsForgetChecks are the delays, from the forgetting, of the reads that
 // may find a forgotten job again.
@@ -46,14 +68,16 @@ type jsForgotten struct {
 // settle it.
 func (s *JetStream) hold(id string) {
 	s.mu.Lock()
-	s.held[id] = struct{}{}
+	s.held[id]++
 	s.mu.Unlock()
 }
 
-// unhold records that the caller is done with job id.
+// unhold records that one caller is done with job id.
 func (s *JetStream) unhold(id string) {
 	s.mu.Lock()
-	delete(s.held, id)
+	if s.held[id]--; s.held[id] <= 0 {
+		delete(s.held, id)
+	}
 	s.mu.Unlock()
 }
 
@@ -83,21 +107,24 @@ func (s *JetStream) tend(period time.Duration) {
 	}
 }
 
-// releaseOrphans makes ready the leases of this node that no caller held
-// at this tend and the one before, unchanged in between.
+// releaseOrphans makes ready the leases of this instance that no caller
+// has held, unchanged, for jsOrphanAge (seen by tends at least that far
+// apart: a tend that overran is followed by the next at once).
 func (s *JetStream) releaseOrphans() {
+	at := time.Now()
 	s.mu.Lock()
 	var due []string
-	now := map[string]*jsMeta{}
-	for id, m := range s.jobs {
-		if m.state != stateLeased || m.owner != s.node {
+	now := make(map[string]jsOrphan, len(s.orphans))
+	for id, m := range s.mine {
+		if s.held[id] > 0 {
 			continue
 		}
-		if _, ok := s.held[id]; ok {
-			continue
+		o := jsOrphan{m: m, since: at}
+		if prev, ok := s.orphans[id]; ok && prev.m == m {
+			o.since = prev.since
 		}
-		now[id] = m
-		if s.orphans[id] == m {
+		now[id] = o
+		if at.Sub(o.since) >= jsOrphanAge && o.since != at {
 			due = append(due, id)
 		}
 	}
@@ -111,9 +138,9 @@ func (s *JetStream) releaseOrphans() {
 		var q string
 		wrote, err := s.mutate(ctx, id, func(r *jsRecord) (bool, bool) {
 			s.mu.Lock()
-			_, held := s.held[id]
+			held := s.held[id] > 0
 			s.mu.Unlock()
-			if held || r.State != stateLeased || r.Owner != s.node {
+			if held || r.State != stateLeased || r.Owner != s.node || r.Inst != s.inst {
 				return false, false
 			}
 			r.State, r.Owner = stateReady, ""
@@ -179,12 +206,12 @@ func (s *JetStream) recheckForgotten() {
 			}
 		}
 		var fire func(string, bool)
-		if m != nil && s.jobs[id] == m && m.state == stateReady {
-			fire = s.notify
+		if m != nil && s.jobs[id] == m && (m.state == stateReady || m.state == stateParked) {
+			fire = s.notify // the dispatchers, or the unparker, look again
 		}
 		s.mu.Unlock()
 		if fire != nil {
-			fire(m.queue, false)
+			fire(m.queue, m.state == stateParked)
 		}
 	}
 }

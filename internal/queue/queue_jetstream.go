@@ -44,6 +44,7 @@ import (
 type JetStream struct {
 	kv   atomic.Pointer[jsBucket] // swapped by tests only
 	node string
+	inst string // this instance, in the leases it takes (jsRecord.Inst)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -60,12 +61,14 @@ type JetStream struct {
 	suspects   map[string]jsSuspect // entries not found, skipped while confirmed
 	confirming bool                 // the confirmer runs
 
-	// Leases whose holder is unknown (tend.go): held are the jobs handed
-	// out leased (Lease, Enqueue of a Leased job) and not yet settled;
-	// orphans the leases of this node the last tend found not held;
-	// forgotten the jobs the index dropped as not found, read again later.
-	held      map[string]struct{}
-	orphans   map[string]*jsMeta
+	// Leases whose holder is unknown (jetstream_tend.go): held counts the
+	// callers holding each job leased (Lease, Enqueue of a Leased job)
+	// until they settle it; mine are the index's jobs leased by this
+	// instance; orphans those the last tend found not held; forgotten the
+	// jobs the index dropped as not found, read again later.
+	held      map[string]int
+	mine      map[string]*jsMeta
+	orphans   map[string]jsOrphan
 	forgotten map[string]*jsForgotten
 }
 
@@ -98,6 +101,10 @@ type jsRecord struct {
 	Err         string         `json:"err,omitzero"`
 	FailedAt    int64          `json:"failed,omitzero"`
 	Owner       string         `json:"owner,omitzero"`
+	// Inst is the store instance (one engine process) that took the
+	// lease: tend releases only its own, even if another process runs
+	// under the same node name by mistake.
+	Inst string `json:"inst,omitzero"`
 }
 
 // jsMeta is what the index keeps of a job.
@@ -112,6 +119,7 @@ type jsMeta struct {
 	visibleAt  int64
 	failedAt   int64
 	owner      string
+	inst       string
 }
 
 type jsDedup struct {
@@ -138,8 +146,8 @@ func OpenJetStream(ctx context.Context, js jetstream.JetStream, bucket, node str
 	wctx, cancel := context.WithCancel(context.Background())
 	s := &JetStream{node: node, ctx: wctx, cancel: cancel,
 		jobs: map[string]*jsMeta{}, queues: map[string]map[string]*jsMeta{}, tombs: map[string]uint64{},
-		suspects: map[string]jsSuspect{}, held: map[string]struct{}{}, orphans: map[string]*jsMeta{},
-		forgotten: map[string]*jsForgotten{}}
+		suspects: map[string]jsSuspect{}, held: map[string]int{}, mine: map[string]*jsMeta{},
+		orphans: map[string]jsOrphan{}, forgotten: map[string]*jsForgotten{}, inst: newInstance()}
 	s.setBucket(kv)
 	w, err := kv.Watch(wctx, "j.>")
 	if err != nil {
@@ -272,7 +280,7 @@ func metaOf(r *jsRecord, rev uint64) *jsMeta {
 		seq = int64(rev)
 	}
 	return &jsMeta{rev: rev, seq: seq, id: r.ID, queue: r.Queue, functionID: r.FunctionID, group: r.Group,
-		state: r.State, visibleAt: r.VisibleAt, failedAt: r.FailedAt, owner: r.Owner}
+		state: r.State, visibleAt: r.VisibleAt, failedAt: r.FailedAt, owner: r.Owner, inst: r.Inst}
 }
 
 // applyLocked puts m (nil: the job is gone) in the index at revision rev,
@@ -294,6 +302,7 @@ func (s *JetStream) applyLocked(id string, m *jsMeta, rev uint64) bool {
 			}
 		}
 		delete(s.jobs, id)
+		delete(s.mine, id)
 	}
 	if m == nil {
 		s.tombs[id] = rev
@@ -301,6 +310,9 @@ func (s *JetStream) applyLocked(id string, m *jsMeta, rev uint64) bool {
 	}
 	delete(s.tombs, id)
 	s.jobs[id] = m
+	if m.state == stateLeased && m.owner == s.node && m.inst == s.inst {
+		s.mine[id] = m
+	}
 	q := s.queues[m.queue]
 	if q == nil {
 		q = map[string]*jsMeta{}
@@ -583,6 +595,7 @@ func (s *JetStream) mutateIn(ctx context.Context, pass *jsPass, id string, f fun
 		} else {
 			s.applyLocked(id, metaOf(r, nrev), nrev)
 		}
+		delete(s.forgotten, id) // written: not to be read back in by tend
 		s.mu.Unlock()
 		return true, nil
 	}
@@ -638,6 +651,21 @@ func (s *JetStream) dedupHolder(ctx context.Context, k string, now int64) (strin
 }
 
 func (s *JetStream) enqueueOne(ctx context.Context, nj NewJob, now int64) (string, error) {
+	if !nj.Leased {
+		return s.store(ctx, nj, now)
+	}
+	// The caller delivers a job stored leased: held before the write, so
+	// that tend never sees it leased and not held meanwhile.
+	s.hold(nj.ID)
+	id, err := s.store(ctx, nj, now)
+	if err != nil || id != nj.ID {
+		s.unhold(nj.ID)
+	}
+	return id, err
+}
+
+// store writes one new job (and its dedup record).
+func (s *JetStream) store(ctx context.Context, nj NewJob, now int64) (string, error) {
 	var dk string
 	if nj.DedupKey != "" {
 		dk = dedupKey(nj.Queue, nj.DedupKey)
@@ -652,7 +680,7 @@ func (s *JetStream) enqueueOne(ctx context.Context, nj NewJob, now int64) (strin
 	r := jsRecord{ID: nj.ID, Queue: nj.Queue, FunctionID: nj.FunctionID, Group: nj.Group, Data: jsontext.Value(nj.Data),
 		Traceparent: nj.Traceparent, Baggage: nj.Baggage, EnqueuedAt: now, VisibleAt: ms(nj.VisibleAt)}
 	if nj.Leased {
-		r.State, r.Attempts, r.Owner = stateLeased, 1, s.node
+		r.State, r.Attempts, r.Owner, r.Inst = stateLeased, 1, s.node, s.inst
 	}
 	b, err := json.Marshal(&r, jsOpts)
 	if err != nil {
@@ -661,9 +689,6 @@ func (s *JetStream) enqueueOne(ctx context.Context, nj NewJob, now int64) (strin
 	rev, err := s.bucket().Create(ctx, jobKey(nj.ID), b)
 	for natsnode.Transient(err) && natsnode.Backoff(ctx) {
 		rev, err = s.bucket().Create(ctx, jobKey(nj.ID), b) // no stream leader yet
-	}
-	if nj.Leased && (err == nil || jsConflict(err)) {
-		s.hold(nj.ID) // the caller delivers it
 	}
 	if jsConflict(err) {
 		return nj.ID, nil // already stored (live or dead): no second job
@@ -755,15 +780,23 @@ func (s *JetStream) Lease(ctx context.Context, queue string, now time.Time, o Le
 			break
 		}
 		var leased jsRecord
+		held := false
 		ok, err := s.mutateIn(ctx, pass, c.id, func(r *jsRecord) (bool, bool) {
 			if r.State != stateReady || r.VisibleAt > t || r.Queue != queue {
 				return false, false // another engine got there first
 			}
-			r.State, r.Owner = stateLeased, s.node
+			r.State, r.Owner, r.Inst = stateLeased, s.node, s.inst
 			r.Attempts++
 			leased = *r
+			if !held { // before the write: see enqueueOne
+				s.hold(c.id)
+				held = true
+			}
 			return true, false
 		})
+		if held && (err != nil || !ok) {
+			s.unhold(c.id) // not handed out; a lease written after all is tend's
+		}
 		if err != nil {
 			if len(out) > 0 && !errors.Is(err, ErrClosed) {
 				break // hand out what is leased; the rest waits
@@ -771,7 +804,6 @@ func (s *JetStream) Lease(ctx context.Context, queue string, now time.Time, o Le
 			return nil, err
 		}
 		if ok {
-			s.hold(leased.ID)
 			out = append(out, Job{Seq: leased.Seq, ID: leased.ID, Queue: leased.Queue, FunctionID: leased.FunctionID,
 				Data: []byte(leased.Data), Group: leased.Group, Traceparent: leased.Traceparent, Baggage: leased.Baggage,
 				Attempts: leased.Attempts, EnqueuedAt: fromMS(leased.EnqueuedAt), LastError: leased.Err})
