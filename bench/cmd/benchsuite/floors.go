@@ -156,6 +156,21 @@ func printFloors(tabs []cpuTable) {
 						100*bp.busy, g.baseline, 100*mainP.busy, mainName, mainName, g.baseline, g.baseline, bc, u, ce, r,
 						verdict(r >= g.ratio, fmt.Sprintf("%.1f ÷ %.1f − %.1f", bc, g.ratio, ce), bc/g.ratio-ce, u, mainName, mainP.mid))
 				}
+				// A middle doing only part of main's work: main's middle
+				// uses at least its CPU per op, set against the budget.
+				for _, l := range tab.w.least {
+					lp, ok := tab.med(l)
+					if !ok || tab.w.serial || lp.mid <= 0 {
+						continue
+					}
+					b := float64(cores) * 1e6 / (ce + lp.mid) * f
+					what := fmt.Sprintf("leaves %.1f µs/%s for the rest of %s's work (%s's middle: %.1f, %.1f above %s's)", budget-lp.mid, u, mainName, mainName, mainP.mid, mainP.mid-lp.mid, l)
+					if lp.mid >= budget {
+						what = fmt.Sprintf("OUT OF REACH for any middle doing at least %s's work: %.1f µs/%s over the budget (%.2f× it)", l, lp.mid-budget, u, lp.mid/max(budget, 1e-9))
+					}
+					fmt.Printf("  the least such a middle does (%s's middle, %.1f µs/%s; %d × 10⁶ ÷ (%.1f + %.1f)%s = %.0f %s ⇒ ratio ≤ %.2f) against the budget %.1f µs/%s: %s\n",
+						l, lp.mid, u, cores, ce, lp.mid, conv, b, tab.w.metric, b/base, budget, u, what)
+				}
 				if cheapName != "" {
 					b := float64(cores) * 1e6 / (ce + cheap) * f
 					fmt.Printf("  with the cheapest middle measured (%s, %.1f µs/%s): %d × 10⁶ ÷ %.1f%s = %.0f %s ⇒ ratio ≤ %.2f\n",
