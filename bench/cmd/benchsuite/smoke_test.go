@@ -119,7 +119,7 @@ func checkCPUColumns(t *testing.T, s string) {
 			t.Errorf("no floor for %s:\n%s", w, floors)
 		}
 	}
-	if !regexp.MustCompile(`the least such a middle does \(http-bare's middle, [0-9.]+ µs/op; .* against the budget -?[0-9.]+ µs/op: `).MatchString(floors) {
+	if !regexp.MustCompile(`(?m)^ +against this budget, -?[0-9.]+ µs/op: http-bare's middle [0-9.]+ (is|leaves) .*\n(.*\n)* +the least such a middle does \(http-bare's middle, [0-9.]+ µs/op\): .* ⇒ ratio ≤ [0-9.]+`).MatchString(floors) {
 		t.Errorf("no http-bare floor:\n%s", floors)
 	}
 	if !regexp.MustCompile(`bound \(the [0-9]+ cores all the suite's\): client [0-9.]+ \+ far end [0-9.]+ = [0-9.]+ µs/op .* ⇒ ratio ≤ [0-9.]+`).MatchString(floors) {
