@@ -5,12 +5,17 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"io"
 	"log"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -71,7 +76,25 @@ func readBody(r *http.Request) (*[]byte, error) {
 func cmdHTTPBare(args []string) {
 	fs := flag.NewFlagSet("httpbare", flag.ExitOnError)
 	wsURL := fs.String("ws", "", "http-ws: the WebSocket echo each request goes to and back (empty: http-bare)")
+	prof := fs.String("cpuprofile", "", "write a CPU profile of the whole life here when stopped (run -profile)")
 	_ = fs.Parse(args)
+	if *prof != "" {
+		f, err := os.Create(*prof)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		stopProfile = func() { pprof.StopCPUProfile(); f.Close() }
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
+		go func() {
+			<-sig
+			stopProfile()
+			os.Exit(0)
+		}()
+	}
 	var hop *wsHop
 	if *wsURL != "" {
 		var err error
@@ -108,6 +131,15 @@ func cmdHTTPBare(args []string) {
 	}
 	ready("http://" + ln.Addr().String())
 	log.Fatal(http.Serve(ln, mux))
+}
+
+// stopProfile ends -cpuprofile's profile (the worker's end, stopped
+// first, ends http-ws too).
+var stopProfile = func() {}
+
+func bareFatal(v ...any) {
+	stopProfile()
+	log.Fatal(v...)
 }
 
 // wsHop is http-ws's one connection to the worker (the echo process).
@@ -147,7 +179,7 @@ func (h *wsHop) writeLoop() {
 		out, h.pending = h.pending, out[:0]
 		h.mu.Unlock()
 		if err := h.ws.write(out); err != nil {
-			log.Fatal(err)
+			bareFatal(err)
 		}
 	}
 }
@@ -158,10 +190,10 @@ func (h *wsHop) readLoop() {
 	for {
 		var err error
 		if buf, err = h.ws.readMessage(buf[:0], time.Time{}); err != nil {
-			log.Fatal(err)
+			bareFatal(err)
 		}
 		if len(buf) < 8 {
-			log.Fatalf("http-ws: a %d-byte answer", len(buf))
+			bareFatal(fmt.Sprintf("http-ws: a %d-byte answer", len(buf)))
 		}
 		id := binary.LittleEndian.Uint64(buf)
 		h.mu.Lock()
@@ -169,7 +201,7 @@ func (h *wsHop) readLoop() {
 		delete(h.waiting, id)
 		h.mu.Unlock()
 		if c == nil {
-			log.Fatalf("http-ws: an answer to %d, not asked", id)
+			bareFatal(fmt.Sprintf("http-ws: an answer to %d, not asked", id))
 		}
 		c.resp = append(c.resp[:0], buf[8:]...)
 		c.done <- struct{}{}

@@ -80,7 +80,7 @@ func cmdRun(args []string) {
 	fs.Int64Var(&o.dlBytes, "download-bytes", 256<<20, "bytes per download run")
 	fs.BoolVar(&big, "big", false, "1 GiB channel and download runs")
 	fs.BoolVar(&smoke, "smoke", false, "tiny sizes, one repetition: checks that every process works")
-	fs.StringVar(&o.profile, "profile", "", "run Sluice's engine in process with a CPU profile, written to DIR/engine.cpu.pprof (the state workloads' engine: DIR/state.cpu.pprof) at the end (go tool pprof -top)")
+	fs.StringVar(&o.profile, "profile", "", "run Sluice's engine in process with a CPU profile, written to DIR/engine.cpu.pprof (the state workloads' engine: DIR/state.cpu.pprof; the HTTP floors: DIR/http-bare.cpu.pprof, DIR/http-ws.cpu.pprof) at the end (go tool pprof -top)")
 	fs.BoolVar(&o.memprofile, "memprofile", false, "with -profile: also write DIR/<engine>.allocs.pprof, every allocation counted (go tool pprof -sample_index=alloc_objects -top; slows the engine)")
 	fs.BoolVar(&o.gotrace, "gotrace", false, "with -profile: also write an execution trace, DIR/<engine>.trace (goroutine wake-ups: go tool trace -d=parsed FILE, transitions Waiting->Runnable)")
 	fs.Float64Var(&o.clusterCPU, "cluster-node-cpu", 0.25, "cluster-http: CPU cores each node may use (cgroup CPU bandwidth; 0: unlimited)")
@@ -484,9 +484,15 @@ func startBaselines(o *runOpts) (relay, proxy, copyRelay, spliceRelay *engine, h
 	sc, spliceAddr := start("tcprelay splice", "tcprelay", "-mode", "splice")
 	// The HTTP echo's floors (httpbare.go), each with its own processes so
 	// that -strace counts only theirs.
-	hb, bareURL := start("http-bare", "httpbare")
+	profArgs := func(name string) []string {
+		if o.profile == "" || os.MkdirAll(o.profile, 0o755) != nil {
+			return nil
+		}
+		return []string{"-cpuprofile", filepath.Join(o.profile, name+".cpu.pprof")}
+	}
+	hb, bareURL := start("http-bare", append([]string{"httpbare"}, profArgs("http-bare")...)...)
 	hec, hopEchoURL := start("http-ws echo", "wsecho")
-	hw, hwURL := start("http-ws", "httpbare", "-ws", hopEchoURL)
+	hw, hwURL := start("http-ws", append([]string{"httpbare", "-ws", hopEchoURL}, profArgs("http-ws")...)...)
 	if err != nil {
 		return
 	}
