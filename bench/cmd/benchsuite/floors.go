@@ -145,6 +145,9 @@ func printFloors(tabs []cpuTable) {
 				fmt.Printf("  bound (the %d cores all the suite's): client %.1f + far end %.1f = %.1f µs/%s (%s's, the least over %s); %d × 10⁶ ÷ %.1f%s = %.0f %s ⇒ ratio ≤ %.2f: %s\n",
 					cores, ceP.client, ceP.end, ce, u, ceName, floorNames(tab, mainName), cores, ce, conv, bound, tab.w.metric, ratio,
 					verdict(ratio >= g.ratio, fmt.Sprintf("%d × 10⁶ ÷ %.0f − %.1f", cores, need, ce), budget, u, mainName, mainP.mid))
+				if s := leastAgainst(tab, budget, nil); s != "" {
+					fmt.Printf("    against this budget, %.1f µs/%s: %s\n", budget, u, s)
+				}
 				// Where the machine was saturated in both runs (other
 				// helpers' load included), each run got what CPU it got:
 				// with the same, a middle using none does at most the
@@ -155,6 +158,20 @@ func printFloors(tabs []cpuTable) {
 					fmt.Printf("  same-CPU bound (the machine busy %.0f%% in %s's windows, %.0f%% in %s's: CPU-bound; if %s's processes get the CPU %s's got): %s's client + middle + far end %.1f µs/%s ÷ %.1f ⇒ ratio ≤ %.2f: %s\n",
 						100*bp.busy, g.baseline, 100*mainP.busy, mainName, mainName, g.baseline, g.baseline, bc, u, ce, r,
 						verdict(r >= g.ratio, fmt.Sprintf("%.1f ÷ %.1f − %.1f", bc, g.ratio, ce), bc/g.ratio-ce, u, mainName, mainP.mid))
+					if s := leastAgainst(tab, bc/g.ratio-ce, func(mid float64) float64 { return bc / (ce + mid) }); s != "" {
+						fmt.Printf("    against this budget, %.1f µs/%s: %s\n", bc/g.ratio-ce, u, s)
+					}
+				}
+				// A middle doing only part of main's work: main's middle
+				// uses at least its CPU per op, set against the budget.
+				for _, l := range tab.w.least {
+					lp, ok := tab.med(l)
+					if !ok || tab.w.serial || lp.mid <= 0 {
+						continue
+					}
+					b := float64(cores) * 1e6 / (ce + lp.mid) * f
+					fmt.Printf("  the least such a middle does (%s's middle, %.1f µs/%s): %d × 10⁶ ÷ (%.1f + %.1f)%s = %.0f %s ⇒ ratio ≤ %.2f\n",
+						l, lp.mid, u, cores, ce, lp.mid, conv, b, tab.w.metric, b/base)
 				}
 				if cheapName != "" {
 					b := float64(cores) * 1e6 / (ce + cheap) * f
@@ -202,4 +219,34 @@ func verdict(reachable bool, arith string, budget float64, unit, mainName string
 		return "OUT OF REACH, whatever the middle does"
 	}
 	return fmt.Sprintf("the goal needs a middle using ≤ %s = %.1f µs/%s (%s's middle: %.1f)", arith, budget, unit, mainName, mainMid)
+}
+
+// leastAgainst sets the middle CPU per op of the workload's least targets
+// (middles doing only part of the main target's work) against a budget
+// for the main target's middle, and with ratioOf the ratio a middle using
+// as much would reach; "" when there are none.
+func leastAgainst(tab cpuTable, budget float64, ratioOf func(mid float64) float64) string {
+	if tab.w.serial {
+		return ""
+	}
+	mainName := tab.main()
+	mainP, _ := tab.med(mainName)
+	var parts []string
+	for _, l := range tab.w.least {
+		lp, ok := tab.med(l)
+		if !ok || lp.mid <= 0 {
+			continue
+		}
+		var p string
+		if lp.mid >= budget {
+			p = fmt.Sprintf("%s's middle %.1f is %.1f over it: OUT OF REACH for any middle doing at least %s's work", l, lp.mid, lp.mid-budget, l)
+		} else {
+			p = fmt.Sprintf("%s's middle %.1f leaves %.1f for the rest (%s's middle: %.1f above %s's)", l, lp.mid, budget-lp.mid, mainName, mainP.mid-lp.mid, l)
+		}
+		if ratioOf != nil {
+			p += fmt.Sprintf(" (a middle using as much: ratio ≤ %.2f)", ratioOf(lp.mid))
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, "; ")
 }

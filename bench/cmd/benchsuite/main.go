@@ -19,6 +19,7 @@
 //	streamfan  1,000 stream clients and the stream::set calls they receive
 //	loopwrite  the CPU of one small loopback write (a fan-out's floor)
 //	wsecho, wsrelay, tcprelay, httpbackend, revproxy   the baselines
+//	httpbare   the HTTP echo's floors: net/http alone, and with one WebSocket hop
 //	engine     the Sluice engine in process, with a CPU profile (run -profile)
 //	natsserver, natsread, natswrite, natscall   the cluster workloads' NATS baselines
 package main
@@ -42,6 +43,7 @@ func main() {
 		"tcprelay":    cmdTCPRelay,
 		"httpbackend": cmdHTTPBackend,
 		"revproxy":    cmdRevProxy,
+		"httpbare":    cmdHTTPBare,
 		"engine":      cmdEngine,
 		"streamfan":   cmdStreamFan,
 		"natsserver":  cmdNATSServer,

@@ -80,7 +80,7 @@ func cmdRun(args []string) {
 	fs.Int64Var(&o.dlBytes, "download-bytes", 256<<20, "bytes per download run")
 	fs.BoolVar(&big, "big", false, "1 GiB channel and download runs")
 	fs.BoolVar(&smoke, "smoke", false, "tiny sizes, one repetition: checks that every process works")
-	fs.StringVar(&o.profile, "profile", "", "run Sluice's engine in process with a CPU profile, written to DIR/engine.cpu.pprof (the state workloads' engine: DIR/state.cpu.pprof) at the end (go tool pprof -top)")
+	fs.StringVar(&o.profile, "profile", "", "run Sluice's engine in process with a CPU profile, written to DIR/engine.cpu.pprof (the state workloads' engine: DIR/state.cpu.pprof; the HTTP floors: DIR/http-bare.cpu.pprof, DIR/http-ws.cpu.pprof) at the end (go tool pprof -top)")
 	fs.BoolVar(&o.memprofile, "memprofile", false, "with -profile: also write DIR/<engine>.allocs.pprof, every allocation counted (go tool pprof -sample_index=alloc_objects -top; slows the engine)")
 	fs.BoolVar(&o.gotrace, "gotrace", false, "with -profile: also write an execution trace, DIR/<engine>.trace (goroutine wake-ups: go tool trace -d=parsed FILE, transitions Waiting->Runnable)")
 	fs.Float64Var(&o.clusterCPU, "cluster-node-cpu", 0.25, "cluster-http: CPU cores each node may use (cgroup CPU bandwidth; 0: unlimited)")
@@ -169,7 +169,7 @@ func mainSuite(o *runOpts, add func(workload)) error {
 			return fmt.Errorf("upstream engine: %w", err)
 		}
 	}
-	relay, proxy, copyRelay, spliceRelay, err := startBaselines(o)
+	relay, proxy, copyRelay, spliceRelay, httpFloors, err := startBaselines(o)
 	if err != nil {
 		return err
 	}
@@ -196,12 +196,13 @@ func mainSuite(o *runOpts, add func(workload)) error {
 		metric: "calls/s", value: func(r result) float64 { return r.Rate },
 		goals: []goal{{"relay", 0.9}, {"upstream", 0}}})
 	for _, clients := range []int{1, 8, 64} {
-		add(workload{name: fmt.Sprintf("http-echo-%d", clients), targets: append([]*engine{proxy}, engines...),
+		add(workload{name: fmt.Sprintf("http-echo-%d", clients), targets: slices.Concat([]*engine{proxy}, httpFloors, engines),
 			runAll: func(es []*engine) ([]result, error) {
 				return runLoadAll(o, "httpload", 5*time.Minute, append([]string{"-url", urls(es, true), "-clients", fmt.Sprint(clients), "-dur", o.httpDur.String(), "-warm", o.httpWarm.String()}, pidArgs(es)...)...)
 			},
 			metric: "req/s", value: func(r result) float64 { return r.Rate }, serial: clients == 1,
-			goals: []goal{{"proxy", 1.0}, {"upstream", 2.0}}})
+			goals: []goal{{"proxy", 1.0}, {"upstream", 2.0}, {"http-bare", 0}, {"http-ws", 0}},
+			least: []string{"http-bare", "http-ws"}})
 	}
 	add(workload{name: "channel", targets: append([]*engine{copyRelay, spliceRelay}, engines...),
 		run:    func(e *engine) (result, error) { return runChannel(o, e) },
@@ -462,7 +463,7 @@ func withWorker(o *runOpts, e *engine) error {
 	return err
 }
 
-func startBaselines(o *runOpts) (relay, proxy, copyRelay, spliceRelay *engine, err error) {
+func startBaselines(o *runOpts) (relay, proxy, copyRelay, spliceRelay *engine, httpFloors []*engine, err error) {
 	start := func(name string, args ...string) (*child, string) {
 		if err != nil {
 			return nil, ""
@@ -481,13 +482,26 @@ func startBaselines(o *runOpts) (relay, proxy, copyRelay, spliceRelay *engine, e
 	pc, proxyURL := start("revproxy", "revproxy", "-target", backendURL)
 	cc, copyAddr := start("tcprelay copy", "tcprelay", "-mode", "copy")
 	sc, spliceAddr := start("tcprelay splice", "tcprelay", "-mode", "splice")
+	// The HTTP echo's floors (httpbare.go), each with its own processes so
+	// that -strace counts only theirs.
+	profArgs := func(name string) []string {
+		if o.profile == "" || os.MkdirAll(o.profile, 0o755) != nil {
+			return nil
+		}
+		return []string{"-cpuprofile", filepath.Join(o.profile, name+".cpu.pprof")}
+	}
+	hb, bareURL := start("http-bare", append([]string{"httpbare"}, profArgs("http-bare")...)...)
+	hec, hopEchoURL := start("http-ws echo", "wsecho")
+	hw, hwURL := start("http-ws", append([]string{"httpbare", "-ws", hopEchoURL}, profArgs("http-ws")...)...)
 	if err != nil {
 		return
 	}
 	return &engine{name: "relay", wsURL: relayURL, mid: []*child{rc}, ends: []*child{ec}},
 		&engine{name: "proxy", httpURL: proxyURL, mid: []*child{pc}, ends: []*child{bc}},
 		&engine{name: "copy-relay", wsURL: copyAddr, mid: []*child{cc}},
-		&engine{name: "splice-relay", wsURL: spliceAddr, mid: []*child{sc}}, nil
+		&engine{name: "splice-relay", wsURL: spliceAddr, mid: []*child{sc}},
+		[]*engine{{name: "http-bare", httpURL: bareURL, mid: []*child{hb}},
+			{name: "http-ws", httpURL: hwURL, mid: []*child{hw}, ends: []*child{hec}}}, nil
 }
 
 // ---------------------------------------------------------------- channels
@@ -628,6 +642,9 @@ type workload struct {
 	// main is the target whose ratios to the goals' baselines the table
 	// gives ("sluice" when empty).
 	main string
+	// least: targets whose middle does only part of what main's must do
+	// (floors: their middle CPU per op is a lower bound for main's kind).
+	least []string
 	// serial: one operation in flight at a time (floors: CPU per op is no
 	// bound then; the wall time per op the goal allows is shown instead).
 	serial bool

@@ -41,7 +41,7 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("no ratio for %s:\n%s", w, s)
 		}
 	}
-	for _, b := range []string{"nats-reqrep", "nats-pub", "same-node", "1-node"} {
+	for _, b := range []string{"nats-reqrep", "nats-pub", "same-node", "1-node", "http-bare", "http-ws"} {
 		if !strings.Contains(s, "| "+b+" |") {
 			t.Errorf("no baseline %s:\n%s", b, s)
 		}
@@ -105,7 +105,7 @@ func checkCPUColumns(t *testing.T, s string) {
 			counted += num(6)
 		}
 	}
-	for _, r := range []string{"invoke-seq relay", "invoke-seq sluice", "http-echo-64 proxy", "http-echo-64 sluice",
+	for _, r := range []string{"invoke-seq relay", "invoke-seq sluice", "http-echo-64 proxy", "http-echo-64 sluice", "http-echo-64 http-bare", "http-echo-64 http-ws",
 		"channel copy-relay", "channel sluice", "download proxy", "download sluice"} {
 		if !rows[r] {
 			t.Errorf("no CPU table row %q:\n%s", r, tab)
@@ -118,6 +118,9 @@ func checkCPUColumns(t *testing.T, s string) {
 		if !strings.Contains(floors, "- "+w+" (goal") {
 			t.Errorf("no floor for %s:\n%s", w, floors)
 		}
+	}
+	if !regexp.MustCompile(`(?m)^ +against this budget, -?[0-9.]+ µs/op: http-bare's middle [0-9.]+ (is|leaves) .*\n(.*\n)* +the least such a middle does \(http-bare's middle, [0-9.]+ µs/op\): .* ⇒ ratio ≤ [0-9.]+`).MatchString(floors) {
+		t.Errorf("no http-bare floor:\n%s", floors)
 	}
 	if !regexp.MustCompile(`bound \(the [0-9]+ cores all the suite's\): client [0-9.]+ \+ far end [0-9.]+ = [0-9.]+ µs/op .* ⇒ ratio ≤ [0-9.]+`).MatchString(floors) {
 		t.Errorf("no bound's arithmetic:\n%s", floors)
