@@ -267,7 +267,7 @@ func TestRouteTLSRefusedConfig(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"serve", "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--console-addr", "127.0.0.1:0",
-				"--streams-addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--node-name", "n", "--cluster-listen", "127.0.0.1:0"}, tc.args...)
+				"--streams-addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--node-name", "n", "--cluster-listen", "127.0.0.1:0", "--cluster-peers", "127.0.0.1:1"}, tc.args...)
 			ctx := ctxFor(t, 30*time.Second)
 			cmd := exec.CommandContext(ctx, engineBin, args...)
 			cmd.Env = append(os.Environ(), "SLUICE_CONFIG=")
