@@ -135,6 +135,9 @@ func (w *workerConn) Deliver(req *invocation.Request) error {
 		Baggage:      req.Baggage,
 		Metadata:     req.Metadata,
 	}
+	if req.DataVerified {
+		m.Verified = wire.VerifiedData // the caller's copy, or it with the caller id spliced in
+	}
 	var stamped []byte
 	if w.observeV1.Load() {
 		// Only observe.v1 workers see who called, the observe depth and
@@ -278,7 +281,15 @@ func (w *workerConn) readLoop() {
 		if wire.IsBlank(data) {
 			continue
 		}
-		if err := wire.Decode(data, &m); err != nil {
+		// A text frame's UTF-8 was checked as it was read: its payloads
+		// then need no second scan when they are forwarded.
+		rawValid := false
+		if kind == wsconn.Text {
+			rawValid, err = wire.DecodeText(data, &m)
+		} else {
+			err = wire.Decode(data, &m)
+		}
+		if err != nil {
 			w.rejectMalformed(data, err)
 			continue
 		}
@@ -287,7 +298,7 @@ func (w *workerConn) readLoop() {
 			w.e.obs.frame(w, m.Type, data)
 			continue
 		}
-		w.handle(&m, &batch)
+		w.handle(&m, rawValid, &batch)
 	}
 }
 
@@ -387,15 +398,16 @@ func itoa(n int64) string {
 	return string(b)
 }
 
-func (w *workerConn) handle(m *wire.Message, batch *wsconn.Batch) {
+// handle dispatches m; rawValid is DecodeText's.
+func (w *workerConn) handle(m *wire.Message, rawValid bool, batch *wsconn.Batch) {
 	e := w.e
 	w.flushBeforeHook(m, batch.Flush)
 	switch m.Type {
 	case wire.TypeInvokeFunction:
-		w.handleInvoke(m, batch)
+		w.handleInvoke(m, rawValid, batch)
 	case wire.TypeInvocationResult:
 		if !e.inv.Pending().Complete(m.InvocationID, w.id, invocation.Result{
-			Value: m.Result, Err: m.Error, Traceparent: m.Traceparent, Baggage: m.Baggage, Batch: batch}) {
+			Value: m.Result, ValueVerified: rawValid, Err: m.Error, Traceparent: m.Traceparent, Baggage: m.Baggage, Batch: batch}) {
 			w.log.Debug("result for unknown invocation ignored", "invocation_id", m.InvocationID)
 		}
 	case wire.TypeRegisterFunction, wire.TypeUnregisterFunction, wire.TypeRegisterTriggerType,
@@ -413,7 +425,7 @@ func (w *workerConn) handle(m *wire.Message, batch *wsconn.Batch) {
 	}
 }
 
-func (w *workerConn) handleInvoke(m *wire.Message, batch *wsconn.Batch) {
+func (w *workerConn) handleInvoke(m *wire.Message, rawValid bool, batch *wsconn.Batch) {
 	callerID, fnID := m.InvocationID, m.FunctionID
 	if wire.BlankNamespace(m.Namespace) {
 		if callerID != "" && !m.Action.IsVoid() {
@@ -438,6 +450,7 @@ func (w *workerConn) handleInvoke(m *wire.Message, batch *wsconn.Batch) {
 		FunctionID:     fnID,
 		Namespace:      nsOf(m.Namespace),
 		Data:           m.Data,
+		DataVerified:   rawValid,
 		Metadata:       m.Metadata,
 		Traceparent:    m.Traceparent,
 		Baggage:        m.Baggage,
@@ -494,6 +507,8 @@ func (w *workerConn) reply(invocationID, functionID string, res invocation.Resul
 	}
 	if m.Error != nil {
 		m.Result = nil
+	} else if res.ValueVerified {
+		m.Verified = wire.VerifiedResult
 	}
 	err := w.write(batchOf(res.Batch), &m, int64(w.e.cfg.MaxPendingBytesPerWorker))
 	if err == nil || errors.Is(err, wsconn.ErrCongested) {

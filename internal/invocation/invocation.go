@@ -36,11 +36,16 @@ type Request struct {
 	InvocationID string
 	FunctionID   string
 	// Namespace is where FunctionID resolves ("" is the default one).
-	Namespace   string
-	Data        jsontext.Value
-	Metadata    jsontext.Value
-	Traceparent string
-	Baggage     string
+	Namespace string
+	Data      jsontext.Value
+	Metadata  jsontext.Value
+	// DataVerified: Data is as a worker's text frame carried it,
+	// validated when it was decoded (wire.DecodeText), so an executor
+	// need not scan it again to forward it. Whoever replaces Data clears
+	// it.
+	DataVerified bool
+	Traceparent  string
+	Baggage      string
 	// CallerWorkerID is the worker that made the call ("" for the engine).
 	CallerWorkerID string
 	// Void calls are executed but nobody waits for the result.
@@ -82,10 +87,13 @@ type Watcher interface {
 
 // Result is the outcome of an invocation: Value (absent = nil) or Err.
 type Result struct {
-	Value       jsontext.Value
-	Err         *wire.ErrorBody
-	Traceparent string
-	Baggage     string
+	Value jsontext.Value
+	// ValueVerified: Value was validated when it was decoded (as
+	// Request.DataVerified; whoever replaces Value clears it).
+	ValueVerified bool
+	Err           *wire.ErrorBody
+	Traceparent   string
+	Baggage       string
 	// Batch is as in Request, for the goroutine that produced the result.
 	Batch WriteBatch
 }
