@@ -487,6 +487,7 @@ type Table struct {
 
 type entry struct {
 	executor string
+	set      map[string]struct{} // byExecutor[executor]: no second lookup to drop the entry
 	done     Completion
 	obs      observed
 	due      uint64        // the Sweep count at which it expires; 0: never
@@ -533,13 +534,14 @@ func (t *Table) add(id, executor string, done Completion, atLeast time.Duration,
 		}
 		e.due, e.timeout = t.sweeps+ticks+3, d
 	}
-	t.byID[id] = e
 	set := t.byExecutor[executor]
 	if set == nil {
 		set = make(map[string]struct{})
 		t.byExecutor[executor] = set
 	}
 	set[id] = struct{}{}
+	e.set = set
+	t.byID[id] = e
 	return id
 }
 
@@ -555,7 +557,7 @@ func (t *Table) Complete(id, executor string, res Result) bool {
 	delete(t.byID, id)
 	// An executor's set stays when it empties (HaltExecutor drops it):
 	// making a new one for the next invocation cost an allocation per call.
-	delete(t.byExecutor[executor], id)
+	delete(e.set, id)
 	t.mu.Unlock()
 	e.obs.finish(res)
 	e.done(res)
@@ -630,7 +632,7 @@ func (t *Table) Sweep() int {
 		if e.due != 0 && e.due <= t.sweeps {
 			expired = append(expired, e)
 			delete(t.byID, id)
-			delete(t.byExecutor[e.executor], id)
+			delete(e.set, id)
 		}
 	}
 	t.mu.Unlock()
