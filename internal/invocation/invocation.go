@@ -330,11 +330,11 @@ func (o *observed) finish(r Result) {
 		return
 	}
 	oc := outcome(r.Err)
-	start := epoch.Add(o.start)
-	o.f.Done(o.m, start, oc)
+	// One monotonic reading, no wall clock: both ends are offsets from epoch.
+	d := sinceEpoch() - o.start
+	o.f.DoneAfter(o.m, d, oc)
 	if o.m.Feed.Active() {
-		now := time.Now()
-		ev := metrics.Invocation{Time: now, FunctionID: o.fn, Namespace: o.ns, CallerWorkerID: o.caller, Duration: now.Sub(start), Outcome: oc}
+		ev := metrics.Invocation{Time: time.Now(), FunctionID: o.fn, Namespace: o.ns, CallerWorkerID: o.caller, Duration: d, Outcome: oc}
 		if r.Err != nil {
 			ev.ErrorCode = r.Err.Code
 		}
