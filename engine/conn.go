@@ -38,6 +38,7 @@ type workerConn struct {
 	dropReason atomic.Pointer[string] // why the engine cut the socket, if it did
 	congested  atomic.Bool            // calls to it fail with worker_congested
 	inject     []byte                 // Deliver's payload with the caller's id; used by conn's encoders only
+	spareReq   *invocation.Request    // handleInvoke's, when routing kept none (read loop only): no allocation per call
 	nsState    connNamespace          // namespace.go
 	// observe.v1 (observe.go)
 	observeV1         atomic.Bool                           // declared observe.v1
@@ -445,7 +446,12 @@ func (w *workerConn) handleInvoke(m *wire.Message, rawValid bool, batch *wsconn.
 		w.e.enqueueFromWorker(w, m)
 		return
 	}
-	req := &invocation.Request{
+	req := w.spareReq
+	if req == nil {
+		req = new(invocation.Request)
+	}
+	w.spareReq = nil // until routing is known not to keep it
+	*req = invocation.Request{
 		InvocationID:   callerID,
 		FunctionID:     fnID,
 		Namespace:      nsOf(m.Namespace),
@@ -486,12 +492,17 @@ func (w *workerConn) handleInvoke(m *wire.Message, rawValid bool, batch *wsconn.
 			}
 		}
 	}
+	var held bool
 	if req.Void {
 		req.InvocationID = ""
-		w.e.inv.Invoke(req, nil)
-		return
+		held = w.e.inv.InvokeHeld(req, nil)
+	} else {
+		held = w.e.inv.InvokeHeld(req, func(res invocation.Result) { w.reply(callerID, fnID, res) })
 	}
-	w.e.inv.Invoke(req, func(res invocation.Result) { w.reply(callerID, fnID, res) })
+	if !held {
+		*req = invocation.Request{} // a spare must not pin the frame its payload is in
+		w.spareReq = req
+	}
 }
 
 // reply sends the invocationresult of a call this worker made.

@@ -117,7 +117,8 @@ type Executor interface {
 	registry.Owner
 	// Deliver hands req to the executor. It must not block (it runs on
 	// the caller's reader): ErrExecutorCongested means the executor cannot
-	// take more now, any other error that it is gone.
+	// take more now, any other error that it is gone. It must not keep req
+	// (the caller may reuse it, InvokeHeld), only copies of its fields.
 	Deliver(req *Request) error
 }
 
@@ -196,7 +197,7 @@ func (l *Local) SetRemote(r Remote) { l.remote = r }
 
 // InvokeLocal is Invoke without Remote: for invocations that came from
 // another engine (never forwarded again).
-func (l *Local) InvokeLocal(req *Request, done Completion) { l.invoke(req, done, false) }
+func (l *Local) InvokeLocal(req *Request, done Completion) { _ = l.invoke(req, done, false) }
 
 // NewLocal returns an Invoker over reg. ctx bounds builtin executions (it
 // ends at engine shutdown).
@@ -214,15 +215,26 @@ func (l *Local) SetMetrics(m *metrics.Metrics) { l.metrics = m }
 func (l *Local) Pending() *Table { return &l.pending }
 
 // Invoke implements Invoker.
-func (l *Local) Invoke(req *Request, done Completion) { l.invoke(req, done, true) }
+func (l *Local) Invoke(req *Request, done Completion) { _ = l.invoke(req, done, true) }
 
-func (l *Local) invoke(req *Request, done Completion, remote bool) {
+// InvokeHeld is Invoke that reports whether req may still be referenced
+// once it returns (a watcher, another engine, a builtin or an external
+// function has it); if not, the caller may reuse req for its next call.
+func (l *Local) InvokeHeld(req *Request, done Completion) (held bool) {
+	return l.invoke(req, done, true)
+}
+
+// invoke routes req and reports whether req may still be referenced after
+// it returns: by a watcher, another engine, a builtin or an external
+// function. An Executor's Deliver does not keep it.
+func (l *Local) invoke(req *Request, done Completion, remote bool) (held bool) {
 	if wb := l.watch.Load(); wb != nil {
 		done = wb.w.Watch(req, done)
+		held = true
 	}
 	fn, ok := l.reg.FunctionIn(req.Namespace, req.FunctionID)
 	if !ok && remote && l.remote != nil && l.remote.Invoke(req, done) {
-		return
+		return true
 	}
 	var obs observed
 	if m := l.metrics; m != nil {
@@ -249,24 +261,25 @@ func (l *Local) invoke(req *Request, done Completion, remote bool) {
 			obs.finish(res)
 			done(res)
 		}
-		return
+		return held
 	}
 	if fn.External != nil {
 		if x, ok := fn.External.(External); ok {
 			l.runExternal(x, req, obs.wrap(done))
-			return
+			return true
 		}
 	}
 	switch ex := fn.Owner.(type) {
 	case *EngineExecutor:
 		ex.run(l.ctx, req, obs.wrap(done))
+		return true
 	case Executor:
 		if req.Void {
 			if req.InvocationID == "" {
 				req.InvocationID = NewID()
 			}
 			_ = ex.Deliver(req)
-			return
+			return held
 		}
 		// The pending entry carries the metrics: no closure per call.
 		req.InvocationID = l.pending.add(req.InvocationID, ex.OwnerID(), done, req.MinTimeout, obs)
@@ -282,6 +295,7 @@ func (l *Local) invoke(req *Request, done Completion, remote bool) {
 			obs.wrap(done)(Result{Err: &wire.ErrorBody{Code: wire.CodeFunctionNotInvokable, Message: "Function " + req.FunctionID + " cannot be invoked by this engine"}})
 		}
 	}
+	return held
 }
 
 // notFound is the function_not_found error of req, naming the namespaces
