@@ -38,6 +38,7 @@ type workerConn struct {
 	dropReason atomic.Pointer[string] // why the engine cut the socket, if it did
 	congested  atomic.Bool            // calls to it fail with worker_congested
 	inject     []byte                 // Deliver's payload with the caller's id; used by conn's encoders only
+	spareReq   *invocation.Request    // handleInvoke's, when routing kept none (read loop only): no allocation per call
 	nsState    connNamespace          // namespace.go
 	// observe.v1 (observe.go)
 	observeV1         atomic.Bool                           // declared observe.v1
@@ -134,6 +135,9 @@ func (w *workerConn) Deliver(req *invocation.Request) error {
 		Traceparent:  req.Traceparent,
 		Baggage:      req.Baggage,
 		Metadata:     req.Metadata,
+	}
+	if req.DataVerified {
+		m.Verified = wire.VerifiedData // the caller's copy, or it with the caller id spliced in
 	}
 	var stamped []byte
 	if w.observeV1.Load() {
@@ -278,7 +282,15 @@ func (w *workerConn) readLoop() {
 		if wire.IsBlank(data) {
 			continue
 		}
-		if err := wire.Decode(data, &m); err != nil {
+		// A text frame's UTF-8 was checked as it was read: its payloads
+		// then need no second scan when they are forwarded.
+		rawValid := false
+		if kind == wsconn.Text {
+			rawValid, err = wire.DecodeText(data, &m)
+		} else {
+			err = wire.Decode(data, &m)
+		}
+		if err != nil {
 			w.rejectMalformed(data, err)
 			continue
 		}
@@ -287,7 +299,7 @@ func (w *workerConn) readLoop() {
 			w.e.obs.frame(w, m.Type, data)
 			continue
 		}
-		w.handle(&m, &batch)
+		w.handle(&m, rawValid, &batch)
 	}
 }
 
@@ -387,15 +399,16 @@ func itoa(n int64) string {
 	return string(b)
 }
 
-func (w *workerConn) handle(m *wire.Message, batch *wsconn.Batch) {
+// handle dispatches m; rawValid is DecodeText's.
+func (w *workerConn) handle(m *wire.Message, rawValid bool, batch *wsconn.Batch) {
 	e := w.e
 	w.flushBeforeHook(m, batch.Flush)
 	switch m.Type {
 	case wire.TypeInvokeFunction:
-		w.handleInvoke(m, batch)
+		w.handleInvoke(m, rawValid, batch)
 	case wire.TypeInvocationResult:
 		if !e.inv.Pending().Complete(m.InvocationID, w.id, invocation.Result{
-			Value: m.Result, Err: m.Error, Traceparent: m.Traceparent, Baggage: m.Baggage, Batch: batch}) {
+			Value: m.Result, ValueVerified: rawValid, Err: m.Error, Traceparent: m.Traceparent, Baggage: m.Baggage, Batch: batch}) {
 			w.log.Debug("result for unknown invocation ignored", "invocation_id", m.InvocationID)
 		}
 	case wire.TypeRegisterFunction, wire.TypeUnregisterFunction, wire.TypeRegisterTriggerType,
@@ -413,7 +426,7 @@ func (w *workerConn) handle(m *wire.Message, batch *wsconn.Batch) {
 	}
 }
 
-func (w *workerConn) handleInvoke(m *wire.Message, batch *wsconn.Batch) {
+func (w *workerConn) handleInvoke(m *wire.Message, rawValid bool, batch *wsconn.Batch) {
 	callerID, fnID := m.InvocationID, m.FunctionID
 	if wire.BlankNamespace(m.Namespace) {
 		if callerID != "" && !m.Action.IsVoid() {
@@ -433,11 +446,17 @@ func (w *workerConn) handleInvoke(m *wire.Message, batch *wsconn.Batch) {
 		w.e.enqueueFromWorker(w, m)
 		return
 	}
-	req := &invocation.Request{
+	req := w.spareReq
+	if req == nil {
+		req = new(invocation.Request)
+	}
+	w.spareReq = nil // until routing is known not to keep it
+	*req = invocation.Request{
 		InvocationID:   callerID,
 		FunctionID:     fnID,
 		Namespace:      nsOf(m.Namespace),
 		Data:           m.Data,
+		DataVerified:   rawValid,
 		Metadata:       m.Metadata,
 		Traceparent:    m.Traceparent,
 		Baggage:        m.Baggage,
@@ -473,12 +492,17 @@ func (w *workerConn) handleInvoke(m *wire.Message, batch *wsconn.Batch) {
 			}
 		}
 	}
+	var held bool
 	if req.Void {
 		req.InvocationID = ""
-		w.e.inv.Invoke(req, nil)
-		return
+		held = w.e.inv.InvokeHeld(req, nil)
+	} else {
+		held = w.e.inv.InvokeHeld(req, func(res invocation.Result) { w.reply(callerID, fnID, res) })
 	}
-	w.e.inv.Invoke(req, func(res invocation.Result) { w.reply(callerID, fnID, res) })
+	if !held {
+		*req = invocation.Request{} // a spare must not pin the frame its payload is in
+		w.spareReq = req
+	}
 }
 
 // reply sends the invocationresult of a call this worker made.
@@ -494,6 +518,8 @@ func (w *workerConn) reply(invocationID, functionID string, res invocation.Resul
 	}
 	if m.Error != nil {
 		m.Result = nil
+	} else if res.ValueVerified {
+		m.Verified = wire.VerifiedResult
 	}
 	err := w.write(batchOf(res.Batch), &m, int64(w.e.cfg.MaxPendingBytesPerWorker))
 	if err == nil || errors.Is(err, wsconn.ErrCongested) {

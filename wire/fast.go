@@ -671,17 +671,17 @@ func encodeFast(dst []byte, m *Message) ([]byte, bool) {
 	e.str(`,"id":`, m.ID)
 	e.str(`,"invocation_id":`, m.InvocationID)
 	e.str(`,"function_id":`, m.FunctionID)
-	e.raw(`,"data":`, m.Data)
+	e.rawIn(`,"data":`, m.Data, m.Verified&VerifiedData != 0)
 	if m.Action != nil {
 		e.b = append(e.b, `,"action":{"type":`...)
 		e.b = appendString(e.b, m.Action.Type, &e.ok)
 		e.str(`,"queue":`, m.Action.Queue)
 		e.b = append(e.b, '}')
 	}
-	e.raw(`,"metadata":`, m.Metadata)
+	e.rawIn(`,"metadata":`, m.Metadata, m.Verified&VerifiedMetadata != 0)
 	e.str(`,"traceparent":`, m.Traceparent)
 	e.str(`,"baggage":`, m.Baggage)
-	e.raw(`,"result":`, m.Result)
+	e.rawIn(`,"result":`, m.Result, m.Verified&VerifiedResult != 0)
 	if m.Error != nil {
 		e.b = append(e.b, `,"error":{"code":`...)
 		e.b = appendString(e.b, m.Error.Code, &e.ok)
@@ -734,11 +734,15 @@ func (e *fastEncoder) str(key, v string) {
 }
 
 // raw writes an omitzero raw member.
-func (e *fastEncoder) raw(key string, v jsontext.Value) {
+func (e *fastEncoder) raw(key string, v jsontext.Value) { e.rawIn(key, v, false) }
+
+// rawIn is raw for a value that is known valid when verified (it is then
+// not scanned again: a forwarded payload was validated when it was read).
+func (e *fastEncoder) rawIn(key string, v jsontext.Value, verified bool) {
 	if v == nil {
 		return
 	}
-	if !validRaw(v) {
+	if !verified && !validRaw(v) {
 		e.ok = false
 		return
 	}
@@ -753,9 +757,11 @@ const hexDigits = "0123456789abcdef"
 func appendString(b []byte, s string, ok *bool) []byte {
 	b = append(b, '"')
 	start := 0
+	ascii := true // then s is valid UTF-8 without a second pass
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c >= 0x80 {
+			ascii = false
 			continue
 		}
 		if c >= 0x20 && c != '"' && c != '\\' {
@@ -781,7 +787,7 @@ func appendString(b []byte, s string, ok *bool) []byte {
 		start = i + 1
 	}
 	b = append(b, s[start:]...)
-	if !utf8.ValidString(s) {
+	if !ascii && !utf8.ValidString(s) {
 		*ok = false
 	}
 	return append(b, '"')

@@ -98,7 +98,24 @@ type Message struct {
 	Activation   jsontext.Value `json:"activation,omitzero"`
 	Observe      jsontext.Value `json:"observe,omitzero"`
 	Features     jsontext.Value `json:"features,omitzero"`
+
+	// Verified names the raw values (Data, Metadata, Result) known to be
+	// one valid JSON value in valid UTF-8, which Encode then writes
+	// without scanning them again: a sender sets it on a message it
+	// builds from values DecodeText reported valid. Never part of the
+	// JSON; decoding leaves it empty.
+	Verified Verified `json:"-"`
 }
+
+// Verified is a set of raw fields of a Message known to be valid.
+type Verified uint8
+
+// The raw fields Verified can name.
+const (
+	VerifiedData Verified = 1 << iota
+	VerifiedMetadata
+	VerifiedResult
+)
 
 // Action is the "action" of an invokefunction: absent means synchronous.
 type Action struct {
@@ -150,6 +167,21 @@ func Decode(frame []byte, m *Message) error {
 		return err
 	}
 	return nil
+}
+
+// DecodeText is Decode for a frame known to be valid UTF-8 (a WebSocket
+// text message, which the socket layer has checked). rawValid reports
+// that the fast path decoded it, having validated its raw values: each is
+// then one valid JSON value in valid UTF-8, which a message built from
+// them may mark in Verified. (The reference decoder's are not vouched
+// for: it may accept what the fast encoder must not write verbatim.)
+func DecodeText(frame []byte, m *Message) (rawValid bool, err error) {
+	*m = Message{}
+	if decodeFast(frame, m) {
+		return true, nil
+	}
+	*m = Message{}
+	return false, json.Unmarshal(frame, m, decodeOpts)
 }
 
 // Encode appends the JSON encoding of m to dst and returns the result.

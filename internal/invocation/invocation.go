@@ -36,11 +36,16 @@ type Request struct {
 	InvocationID string
 	FunctionID   string
 	// Namespace is where FunctionID resolves ("" is the default one).
-	Namespace   string
-	Data        jsontext.Value
-	Metadata    jsontext.Value
-	Traceparent string
-	Baggage     string
+	Namespace string
+	Data      jsontext.Value
+	Metadata  jsontext.Value
+	// DataVerified: Data is as a worker's text frame carried it,
+	// validated when it was decoded (wire.DecodeText), so an executor
+	// need not scan it again to forward it. Whoever replaces Data clears
+	// it.
+	DataVerified bool
+	Traceparent  string
+	Baggage      string
 	// CallerWorkerID is the worker that made the call ("" for the engine).
 	CallerWorkerID string
 	// Void calls are executed but nobody waits for the result.
@@ -82,10 +87,13 @@ type Watcher interface {
 
 // Result is the outcome of an invocation: Value (absent = nil) or Err.
 type Result struct {
-	Value       jsontext.Value
-	Err         *wire.ErrorBody
-	Traceparent string
-	Baggage     string
+	Value jsontext.Value
+	// ValueVerified: Value was validated when it was decoded (as
+	// Request.DataVerified; whoever replaces Value clears it).
+	ValueVerified bool
+	Err           *wire.ErrorBody
+	Traceparent   string
+	Baggage       string
 	// Batch is as in Request, for the goroutine that produced the result.
 	Batch WriteBatch
 }
@@ -109,7 +117,8 @@ type Executor interface {
 	registry.Owner
 	// Deliver hands req to the executor. It must not block (it runs on
 	// the caller's reader): ErrExecutorCongested means the executor cannot
-	// take more now, any other error that it is gone.
+	// take more now, any other error that it is gone. It must not keep req
+	// (the caller may reuse it, InvokeHeld), only copies of its fields.
 	Deliver(req *Request) error
 }
 
@@ -188,7 +197,7 @@ func (l *Local) SetRemote(r Remote) { l.remote = r }
 
 // InvokeLocal is Invoke without Remote: for invocations that came from
 // another engine (never forwarded again).
-func (l *Local) InvokeLocal(req *Request, done Completion) { l.invoke(req, done, false) }
+func (l *Local) InvokeLocal(req *Request, done Completion) { _ = l.invoke(req, done, false) }
 
 // NewLocal returns an Invoker over reg. ctx bounds builtin executions (it
 // ends at engine shutdown).
@@ -206,15 +215,26 @@ func (l *Local) SetMetrics(m *metrics.Metrics) { l.metrics = m }
 func (l *Local) Pending() *Table { return &l.pending }
 
 // Invoke implements Invoker.
-func (l *Local) Invoke(req *Request, done Completion) { l.invoke(req, done, true) }
+func (l *Local) Invoke(req *Request, done Completion) { _ = l.invoke(req, done, true) }
 
-func (l *Local) invoke(req *Request, done Completion, remote bool) {
+// InvokeHeld is Invoke that reports whether req may still be referenced
+// once it returns (a watcher, another engine, a builtin or an external
+// function has it); if not, the caller may reuse req for its next call.
+func (l *Local) InvokeHeld(req *Request, done Completion) (held bool) {
+	return l.invoke(req, done, true)
+}
+
+// invoke routes req and reports whether req may still be referenced after
+// it returns: by a watcher, another engine, a builtin or an external
+// function. An Executor's Deliver does not keep it.
+func (l *Local) invoke(req *Request, done Completion, remote bool) (held bool) {
 	if wb := l.watch.Load(); wb != nil {
 		done = wb.w.Watch(req, done)
+		held = true
 	}
 	fn, ok := l.reg.FunctionIn(req.Namespace, req.FunctionID)
 	if !ok && remote && l.remote != nil && l.remote.Invoke(req, done) {
-		return
+		return true
 	}
 	var obs observed
 	if m := l.metrics; m != nil {
@@ -241,24 +261,25 @@ func (l *Local) invoke(req *Request, done Completion, remote bool) {
 			obs.finish(res)
 			done(res)
 		}
-		return
+		return held
 	}
 	if fn.External != nil {
 		if x, ok := fn.External.(External); ok {
 			l.runExternal(x, req, obs.wrap(done))
-			return
+			return true
 		}
 	}
 	switch ex := fn.Owner.(type) {
 	case *EngineExecutor:
 		ex.run(l.ctx, req, obs.wrap(done))
+		return true
 	case Executor:
 		if req.Void {
 			if req.InvocationID == "" {
 				req.InvocationID = NewID()
 			}
 			_ = ex.Deliver(req)
-			return
+			return held
 		}
 		// The pending entry carries the metrics: no closure per call.
 		req.InvocationID = l.pending.add(req.InvocationID, ex.OwnerID(), done, req.MinTimeout, obs)
@@ -274,6 +295,7 @@ func (l *Local) invoke(req *Request, done Completion, remote bool) {
 			obs.wrap(done)(Result{Err: &wire.ErrorBody{Code: wire.CodeFunctionNotInvokable, Message: "Function " + req.FunctionID + " cannot be invoked by this engine"}})
 		}
 	}
+	return held
 }
 
 // notFound is the function_not_found error of req, naming the namespaces
@@ -322,11 +344,11 @@ func (o *observed) finish(r Result) {
 		return
 	}
 	oc := outcome(r.Err)
-	start := epoch.Add(o.start)
-	o.f.Done(o.m, start, oc)
+	// One monotonic reading, no wall clock: both ends are offsets from epoch.
+	d := sinceEpoch() - o.start
+	o.f.DoneAfter(o.m, d, oc)
 	if o.m.Feed.Active() {
-		now := time.Now()
-		ev := metrics.Invocation{Time: now, FunctionID: o.fn, Namespace: o.ns, CallerWorkerID: o.caller, Duration: now.Sub(start), Outcome: oc}
+		ev := metrics.Invocation{Time: time.Now(), FunctionID: o.fn, Namespace: o.ns, CallerWorkerID: o.caller, Duration: d, Outcome: oc}
 		if r.Err != nil {
 			ev.ErrorCode = r.Err.Code
 		}
@@ -479,6 +501,7 @@ type Table struct {
 
 type entry struct {
 	executor string
+	set      map[string]struct{} // byExecutor[executor]: no second lookup to drop the entry
 	done     Completion
 	obs      observed
 	due      uint64        // the Sweep count at which it expires; 0: never
@@ -525,13 +548,14 @@ func (t *Table) add(id, executor string, done Completion, atLeast time.Duration,
 		}
 		e.due, e.timeout = t.sweeps+ticks+3, d
 	}
-	t.byID[id] = e
 	set := t.byExecutor[executor]
 	if set == nil {
 		set = make(map[string]struct{})
 		t.byExecutor[executor] = set
 	}
 	set[id] = struct{}{}
+	e.set = set
+	t.byID[id] = e
 	return id
 }
 
@@ -547,7 +571,7 @@ func (t *Table) Complete(id, executor string, res Result) bool {
 	delete(t.byID, id)
 	// An executor's set stays when it empties (HaltExecutor drops it):
 	// making a new one for the next invocation cost an allocation per call.
-	delete(t.byExecutor[executor], id)
+	delete(e.set, id)
 	t.mu.Unlock()
 	e.obs.finish(res)
 	e.done(res)
@@ -622,7 +646,7 @@ func (t *Table) Sweep() int {
 		if e.due != 0 && e.due <= t.sweeps {
 			expired = append(expired, e)
 			delete(t.byID, id)
-			delete(t.byExecutor[e.executor], id)
+			delete(e.set, id)
 		}
 	}
 	t.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/google/uuid"
@@ -719,3 +720,11 @@ func TestEngineExecutorDeferredAndCall(t *testing.T) {
 type testBatch struct{}
 
 func (testBatch) Flush() {}
+
+// A map stores values of up to 128 bytes in place; a bigger pending entry
+// would cost an allocation per invocation.
+func TestPendingEntryFitsInMap(t *testing.T) {
+	if n := unsafe.Sizeof(entry{}); n > 128 {
+		t.Fatalf("pending entry is %d bytes, over 128", n)
+	}
+}

@@ -169,3 +169,28 @@ func TestRouteCompleteAllocs(t *testing.T) {
 		t.Fatalf("%v allocations per invocation, want 0", allocs)
 	}
 }
+
+// The latency recorded is the time from Invoke to the result: at least
+// the time the test held the result back, at most the time around both.
+func TestMetricsLatency(t *testing.T) {
+	reg := registry.New()
+	l := NewLocal(context.Background(), reg)
+	m := metrics.New()
+	l.SetMetrics(m)
+	if err := reg.RegisterFunction(&registry.Function{ID: "f", Owner: heldExecutor{}}); err != nil {
+		t.Fatal(err)
+	}
+	outer := time.Now()
+	req := &Request{FunctionID: "f"}
+	l.Invoke(req, func(Result) {})
+	held := time.Now()
+	for time.Since(held) < 3*time.Millisecond { // the duration itself is what is awaited
+	}
+	inner := time.Since(held)
+	l.Pending().Complete(req.InvocationID, "h", Result{})
+	total := time.Since(outer)
+	st := m.FunctionStats()["f"]
+	if mean := time.Duration(st.MeanSeconds * float64(time.Second)); st.Count != 1 || mean < inner || mean > total {
+		t.Fatalf("recorded %v over %d calls, want within [%v, %v]", mean, st.Count, inner, total)
+	}
+}

@@ -68,7 +68,12 @@ type Function struct {
 
 // Done records a finished non-void invocation that started at start.
 func (f *Function) Done(m *Metrics, start time.Time, outcome int) {
-	f.latency.Observe(time.Since(start))
+	f.DoneAfter(m, time.Since(start), outcome)
+}
+
+// DoneAfter is Done for an invocation that took d.
+func (f *Function) DoneAfter(m *Metrics, d time.Duration, outcome int) {
+	f.latency.Observe(d)
 	f.outcomes[outcome].Add(1)
 	m.inFlight.Add(-1)
 }
