@@ -613,11 +613,11 @@ func (r *clusterRouter) nodeLeft(node string) int {
 	return len(taken) + len(unnoted)
 }
 
-// stopUnnoted ends the calls no node has noted taking for longer than d.
-// A live node notes a call once it has run min(50 ms, node_timeout/20),
-// far below d; a call routed to a
-// node whose function unsubscribed meanwhile is dropped by NATS without
-// any answer, and would otherwise wait for the invocation timeout.
+// stopUnnoted ends the calls no node has noted taking for longer than d
+// (the node timeout). A live node notes a call once it has run min(50 ms,
+// node_timeout/20), far below d; a call routed to a node whose function
+// unsubscribed meanwhile is dropped by NATS without any answer, and would
+// otherwise wait for the invocation timeout.
 func (r *clusterRouter) stopUnnoted(d time.Duration) int {
 	before := time.Now().Add(-d)
 	r.mu.Lock()

@@ -460,7 +460,12 @@ func (m *membership) tick() {
 			}
 			m.left(name, "silent for "+m.timeout.String())
 		}
-		if n := m.e.cluster.router.stopUnnoted(m.timeout / 2); n > 0 {
+		// After the node timeout, not sooner: a call and its note travel
+		// the same connections and scheduler as the serving node's
+		// heartbeats, which a live node may send up to the node timeout
+		// apart; on a loaded machine a call can take over half of it to
+		// reach the serving node's worker.
+		if n := m.e.cluster.router.stopUnnoted(m.timeout); n > 0 {
 			m.e.log.Warn("cluster: calls no node took ended", "calls", n)
 		}
 		for _, name := range retry {
