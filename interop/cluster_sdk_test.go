@@ -105,11 +105,18 @@ func TestClusterOfficialSDKCalls(t *testing.T) {
 			dir := fmt.Sprintf("%s (node %d, %s) -> %s (node %d, %s)", a.prefix, a.node, a.f.Name, b.prefix, b.node, b.f.Name)
 			clSDKSync(ctx, t, a, b, dir)
 
-			out := a.call(ctx, t, map[string]any{"function_id": b.prefix + "::fail", "payload": map[string]any{}})
+			out := clSDKCallFound(ctx, t, a, map[string]any{"function_id": b.prefix + "::fail", "payload": map[string]any{}}, dir)
 			if want := b.f.failMessage(b.prefix); out.Error == nil || str(out.Error.Code) != sluice.CodeInvocationFailed || out.Error.Message != want {
 				t.Errorf("%s: fail: %v, want error{code:%s message:%q}", dir, out, sluice.CodeInvocationFailed, want)
 			}
 
+			// A void call of a function whose subscription has not reached
+			// a's node yet is dropped unanswered: a sync call first (its
+			// MARK line is not one of the counted ones).
+			probe := fmt.Sprintf("probe:%s-%s", a.prefix, b.prefix)
+			if out := clSDKCallFound(ctx, t, a, map[string]any{"function_id": b.prefix + "::mark", "payload": map[string]any{"value": probe}}, dir); out.Error != nil || string(out.Result) != "null" {
+				t.Fatalf("%s: mark: %v, want result null", dir, out)
+			}
 			value := fmt.Sprintf("void:%s-%s", a.prefix, b.prefix)
 			out = a.call(ctx, t, map[string]any{"function_id": b.prefix + "::mark", "payload": map[string]any{"value": value}, "action": "void"})
 			if out.Error != nil || string(out.Result) != "null" {
@@ -184,9 +191,22 @@ func clSDKStopped(ctx context.Context, t *testing.T, callers []*clSDKWorker, vic
 	tag := strings.ReplaceAll(what, " ", "-")
 	for _, c := range callers {
 		go func() {
-			out, err := sluice.Call[callOut](ctx, c.driver, c.prefix+"::call", map[string]any{
-				"function_id": victim.prefix + "::hang", "payload": map[string]any{"tag": tag + "-from-" + c.prefix}, "timeout_ms": 15000})
-			done <- stopped{c, out, err, time.Now()}
+			for {
+				out, err := sluice.Call[callOut](ctx, c.driver, c.prefix+"::call", map[string]any{
+					"function_id": victim.prefix + "::hang", "payload": map[string]any{"tag": tag + "-from-" + c.prefix}, "timeout_ms": 15000})
+				if err != nil || out.Error == nil || str(out.Error.Code) != sluice.CodeFunctionNotFound {
+					done <- stopped{c, out, err, time.Now()}
+					return
+				}
+				// victim's subscription has not reached c's node yet
+				// (clSDKCallFound); the wait for its HANG line bounds this.
+				select {
+				case <-time.After(20 * time.Millisecond):
+				case <-ctx.Done():
+					done <- stopped{c, out, err, time.Now()}
+					return
+				}
+			}
 		}()
 	}
 	for _, c := range callers {
@@ -245,11 +265,31 @@ func clSDKEnqueue(ctx context.Context, t *testing.T, a, b *clSDKWorker, queue, v
 	}
 }
 
+// clSDKCallFound is a.call(in), again every 20 ms while it answers
+// function_not_found, until ctx ends. A function registered on another
+// node reaches a's node asynchronously: its NATS subscription travels
+// apart from the heartbeat that lists it (waitFunctions), and each
+// function's apart from the others' (b::echo answering says nothing of
+// b::mark).
+func clSDKCallFound(ctx context.Context, t *testing.T, a *clSDKWorker, in map[string]any, dir string) callOut {
+	t.Helper()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		out := a.call(ctx, t, in)
+		if out.Error == nil || str(out.Error.Code) != sluice.CodeFunctionNotFound {
+			return out
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			t.Fatalf("%s: %v still function_not_found: %v", dir, in["function_id"], out)
+		}
+	}
+}
+
 // clSDKSync: a's trigger() of b's echo returns the payload as sent, with
-// a's worker id added as _caller_worker_id. A function registered on
-// another node reaches this one asynchronously (its NATS subscription,
-// apart from the heartbeat that lists it), so function_not_found is
-// retried until ctx ends.
+// a's worker id added as _caller_worker_id (clSDKCallFound).
 func clSDKSync(ctx context.Context, t *testing.T, a, b *clSDKWorker, dir string) {
 	t.Helper()
 	payload := map[string]any{
@@ -259,20 +299,7 @@ func clSDKSync(ctx context.Context, t *testing.T, a, b *clSDKWorker, dir string)
 		"list":   []any{1, "two", nil, true, []any{}, map[string]any{}},
 		"nested": map[string]any{"a": map[string]any{"b": []any{"c"}}},
 	}
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	var out callOut
-	for {
-		out = a.call(ctx, t, map[string]any{"function_id": b.prefix + "::echo", "payload": payload})
-		if out.Error == nil || str(out.Error.Code) != sluice.CodeFunctionNotFound {
-			break
-		}
-		select {
-		case <-tick.C:
-		case <-ctx.Done():
-			t.Fatalf("%s: echo still function_not_found: %v", dir, out)
-		}
-	}
+	out := clSDKCallFound(ctx, t, a, map[string]any{"function_id": b.prefix + "::echo", "payload": payload}, dir)
 	if out.Error != nil {
 		t.Fatalf("%s: echo: %v", dir, out)
 	}
