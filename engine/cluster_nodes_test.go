@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -293,18 +294,36 @@ func TestClusterLateCallAnswered(t *testing.T) {
 // them until the 30 s timeout), and a call that runs for 300 ms is noted
 // to the caller's node as taken by node 1 before its result, which ends
 // it with invocation_stopped if node 1 leaves.
+// The nodes keep the default node timeout (10 s): no node leaves here, and
+// with startNodes' 2 s, at load 18 with the race detector calls of the
+// burst went unnoted for over the unnoted-call bound (1 s, then 2 s: 2 of
+// 37 runs) and were ended invocation_stopped.
 func TestClusterCallBurstAndNote(t *testing.T) {
-	nodes := startNodes(t, 2)
-	notes := make(chan struct{}, 1024)
-	spy, err := nodes[0].cluster.node.Conn.Subscribe(nodes[0].cluster.router.inbox+"*", func(m *nats.Msg) {
-		if rep := (remoteReply{}); decodeReply(m.Data, &rep) == nil && rep.TakenBy == "node-1" {
-			notes <- struct{}{}
-		}
-	})
+	nodes := startNodes(t, 2, func(c *Config) { c.Cluster.NodeTimeout = DefaultConfig().Cluster.NodeTimeout })
+	// The spy that sees node 1's notes to node 0 has a NATS connection of
+	// its own. On node 0's, the server sent the "no responders" of a call
+	// made before node 1 subscribed to one of the two subscriptions of the
+	// reply subject on that connection, at random: to the spy, the router
+	// never heard of it, and the call waited for the unnoted-call bound
+	// (with 10 s, past this test's 10 s for burst::fn to become callable:
+	// 2 of 140 runs).
+	spyConn, err := nats.Connect(nodes[0].cfg.Cluster.NATSURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer spy.Unsubscribe()
+	defer spyConn.Close()
+	inbox := nodes[0].cluster.router.inbox
+	notes := make(chan string, 1024) // the tokens of the calls node 1 noted taking
+	if _, err := spyConn.Subscribe(inbox+"*", func(m *nats.Msg) {
+		if rep := (remoteReply{}); decodeReply(m.Data, &rep) == nil && rep.TakenBy == "node-1" {
+			notes <- strings.TrimPrefix(m.Subject, inbox)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := spyConn.Flush(); err != nil {
+		t.Fatal(err)
+	}
 
 	w := dialRaw(t, nodes[1])
 	w.sendJSON(`{"type":"registerfunction","id":"burst::fn"}`)
@@ -354,17 +373,26 @@ func TestClusterCallBurstAndNote(t *testing.T) {
 		delete(want, m.InvocationID)
 	}
 
-	for len(notes) > 0 { // calls of the burst that ran past the note delay on a slow machine
-		<-notes
-	}
 	m := c.call(invocationID(), "burst::fn", `"slow"`)
 	if m.Error != nil || string(m.Result) != `"slow"` {
 		t.Fatalf("slow call: %+v", m)
 	}
-	select {
-	case <-notes: // published before the result: the spy has it or gets it now
-	case <-time.After(5 * time.Second):
-		t.Fatal("no taken note for a call that ran 300 ms")
+	// Its token: the last call node 0 sent (notes of burst calls that ran
+	// past the note delay on a slow machine may still come).
+	r := nodes[0].cluster.router
+	r.mu.Lock()
+	slow := strconv.FormatUint(r.seq, 36)
+	r.mu.Unlock()
+	noteWait := time.After(5 * time.Second)
+	for {
+		select {
+		case tok := <-notes: // published before the result: the spy has it or gets it now
+			if tok == slow {
+				return
+			}
+		case <-noteWait:
+			t.Fatalf("no taken note for the call that ran 300 ms (token %s)", slow)
+		}
 	}
 }
 
