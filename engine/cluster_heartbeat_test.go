@@ -10,8 +10,10 @@ import (
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
+	"github.com/nats-io/nats.go"
 
 	"github.com/sluicehq/sluice/internal/natsnode"
+	"github.com/sluicehq/sluice/internal/registry"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -105,4 +107,32 @@ func TestClusterFunctionsAvailableAcrossNodes(t *testing.T) {
 	w1.awaitInvoke("watch::fa", func(m wire.Message) bool { return lists(m, "remote::fn") })
 	w0.ws.Close()
 	w1.awaitInvoke("watch::fa", func(m wire.Message) bool { return !lists(m, "remote::fn") })
+}
+
+// TestHeartbeatListsOfferedFunctions: a heartbeat lists a worker's
+// function only once this node's subscription for its calls is in place,
+// so a node that sees it listed can call it. On 44fdc11 the heartbeat
+// listed every registered function: another node could list one whose
+// calls no node received yet (a void call then vanished unseen; the flaky
+// interop test TestClusterOfficialSDKCalls waited 90 s for one).
+func TestHeartbeatListsOfferedFunctions(t *testing.T) {
+	e := offlineCluster(t, nil)
+	kv := &putKV{}
+	m := &membership{e: e, kv: kv, key: nodeKey("self")}
+	e.cluster.router = &clusterRouter{e: e, subs: map[fnKey]*nats.Subscription{{registry.DefaultNamespace, "on::offered"}: {}}}
+	for _, id := range []string{"on::offered", "on::pending"} {
+		if err := e.reg.RegisterFunction(&registry.Function{ID: id, Owner: mutOwner("w1")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.beat(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var hb heartbeat
+	if err := json.Unmarshal(kv.puts[len(kv.puts)-1], &hb); err != nil {
+		t.Fatal(err)
+	}
+	if len(hb.Functions) != 1 || hb.Functions[0].ID != "on::offered" {
+		t.Fatalf("heartbeat lists %+v, want on::offered only", hb.Functions)
+	}
 }

@@ -165,6 +165,15 @@ func (r *clusterRouter) sync() {
 			want[fnKey{ns, f.ID}] = true
 		}
 	}
+	added := 0
+	defer func() {
+		// The heartbeat lists only what is subscribed (offered): another
+		// node that sees a function listed can call it (a void call
+		// published before the interest reached it was dropped unseen).
+		if m := r.e.cluster.membersNow(); added > 0 && m != nil {
+			m.functionsChanged()
+		}
+	}()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for id, sub := range r.subs {
@@ -188,8 +197,20 @@ func (r *clusterRouter) sync() {
 			continue
 		}
 		r.subs[id] = sub
+		added++
 	}
 	_ = r.nc.Flush() // the other nodes learn of the interest sooner
+}
+
+// offered reports whether calls of function id in namespace ns reach this
+// node from the others (its subscription is in place).
+func (r *clusterRouter) offered(ns, id string) bool {
+	if ns == "" {
+		ns = registry.DefaultNamespace
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.subs[fnKey{ns, id}] != nil
 }
 
 func (r *clusterRouter) unsubscribeAll() {

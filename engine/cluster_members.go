@@ -208,8 +208,9 @@ func (e *Engine) startMembership(ctx context.Context) error {
 
 func (m *membership) beat(ctx context.Context) error {
 	hb := heartbeat{Node: m.e.cluster.name, At: time.Now().UnixMilli(), Codec: clusterCodec}
+	r := m.e.cluster.router
 	for _, f := range m.e.reg.Functions() {
-		if _, builtin := f.Owner.(*invocation.EngineExecutor); !builtin {
+		if _, builtin := f.Owner.(*invocation.EngineExecutor); !builtin && (r == nil || r.offered(f.Namespace, f.ID)) {
 			hb.Functions = append(hb.Functions, hbFunction{Namespace: nsOrDefault(f.Namespace), ID: f.ID, Worker: m.e.workerName(ownerOf(f.Owner), f.ID),
 				Description: f.Description, Metadata: f.Metadata, WorkerID: ownerOf(f.Owner), Request: f.RequestFormat, Response: f.ResponseFormat})
 		}
