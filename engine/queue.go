@@ -66,6 +66,10 @@ const maxEnqueuesInFlight = 4096
 // caller that retries may store it twice).
 const clusterEnqueueTimeout = 5 * time.Second
 
+// clusterSettleTimeout bounds recording a delivery's outcome in cluster
+// mode (see settle).
+const clusterSettleTimeout = 10 * time.Second
+
 type queueManager struct {
 	e   *Engine
 	log *slog.Logger
@@ -880,6 +884,14 @@ func (d *dispatcher) settle(s queue.Store, j queue.Job, cfg QueueConfig, res inv
 		m.wg.Done()
 	}()
 	ctx := context.Background()
+	if m.e.cluster != nil {
+		// JetStream retries a write while its stream is between leaders:
+		// bound it. A lease left in place by a settle that gave up is made
+		// ready again by the store (an orphaned lease).
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, clusterSettleTimeout)
+		defer cancel()
+	}
 	var err error
 	switch {
 	case res.Err == nil:
@@ -909,7 +921,11 @@ func (d *dispatcher) settle(s queue.Store, j queue.Job, cfg QueueConfig, res inv
 		}
 	}
 	if err != nil && !errors.Is(err, queue.ErrClosed) {
-		m.log.Error("recording a delivery failed; the job is delivered again after restart", "queue", d.key, "job", j.ID, "err", err)
+		again := "after restart"
+		if m.e.cluster != nil {
+			again = "once its lease is found orphaned (seconds)"
+		}
+		m.log.Error("recording a delivery failed; the job is delivered again "+again, "queue", d.key, "job", j.ID, "err", err)
 	}
 }
 

@@ -409,8 +409,15 @@ func (k readsKV) GetRevision(ctx context.Context, key string, rev uint64) (jetst
 // has no leader (an election after a node left, or just after creation):
 // retry it after Backoff.
 func Transient(err error) bool {
-	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
+	var api *jetstream.APIError
+	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.As(err, &api) && api.ErrorCode == jsTemporarilyUnavailable
 }
+
+// jsTemporarilyUnavailable is JetStream's "system temporarily unavailable"
+// (503): its meta layer between leaders, seen for seconds while a cluster
+// heals a partition.
+const jsTemporarilyUnavailable jetstream.ErrorCode = 10008
 
 // Backoff waits a little before a retry; false if ctx ended.
 func Backoff(ctx context.Context) bool {

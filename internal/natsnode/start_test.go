@@ -327,6 +327,13 @@ func TestTransient(t *testing.T) {
 	if !natsnode.Transient(fmt.Errorf("put: %w", jetstream.ErrNoStreamResponse)) {
 		t.Fatal("a wrapped ErrNoStreamResponse is not transient")
 	}
+	unavailable := &jetstream.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream system temporarily unavailable"}
+	if !natsnode.Transient(fmt.Errorf("create: %w", unavailable)) {
+		t.Fatal("JetStream's temporarily unavailable (10008) is not transient")
+	}
+	if natsnode.Transient(&jetstream.APIError{Code: 400, ErrorCode: 10071, Description: "wrong last sequence"}) {
+		t.Fatal("another API error is transient")
+	}
 	for _, err := range []error{nil, jetstream.ErrKeyNotFound, context.DeadlineExceeded, errors.New("no responders")} {
 		if natsnode.Transient(err) {
 			t.Fatalf("%v is transient", err)
