@@ -155,9 +155,10 @@ func TestShutdown503NotCutOff(t *testing.T) {
 			held <- false
 		}
 		// The engine acts on what it sees right after this returns; that
-		// cannot be observed, so the handler is let go 200 ms later. The
+		// cannot be observed, so the handler is let go 50 ms later (the
+		// old code closed the connections on its next statement). The
 		// fixed engine waits for the 503 meanwhile, whatever the delay.
-		time.AfterFunc(200*time.Millisecond, func() { close(hold.release) })
+		time.AfterFunc(50*time.Millisecond, func() { close(hold.release) })
 	}
 	type reply struct {
 		status int
@@ -177,7 +178,7 @@ func TestShutdown503NotCutOff(t *testing.T) {
 	}()
 	w.expect(wire.TypeInvokeFunction)
 	// 5 s: the tenth left to write the 503 (500 ms) leaves room for the
-	// hold of 200 ms on a loaded machine.
+	// hold of 50 ms on a loaded machine.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	stopped := make(chan error, 1)
