@@ -165,7 +165,8 @@ func TestShutdownClosesWorkerListener(t *testing.T) {
 // engine.go:365 (`/10` → `*10`: with 5 s left the grace was 1 s, the 503
 // came at 4 s) and :393 (`n > 0` negated: no warning). The timeout is 5 s,
 // not 2: a grace of 200 ms was too short to write the 503 for a race-built
-// engine at load 16 (1 in 20 runs: cut off at the deadline).
+// engine at load 16 (1 in 20 runs: cut off at the deadline); not 10 s
+// either, where the grace's 1 s cap would hide the mutant.
 func TestShutdownGraceIsATenth(t *testing.T) {
 	e, logs := startEngineLogged(t)
 	w := dialRaw(t, e)

@@ -55,10 +55,12 @@ func TestShutdownDrainsHTTP(t *testing.T) {
 		invs[m.FunctionID] = m
 	}
 
-	// 5 s: the grace to write the 503s is a tenth (500 ms); 200 ms (with
-	// 2 s) was too short for a race-built engine at load 16 (3 in 20 runs:
-	// the 503 late or cut off at the deadline).
-	const timeout = 5 * time.Second
+	// 10 s, the default shutdown_timeout: the grace to write the 503s is
+	// then its maximum, 1 s. With 2 s (200 ms) a race-built engine at load
+	// 16 failed 3 in 20 runs (the 503 late or cut off at the deadline);
+	// with 5 s (500 ms) 1 in 20 (the process stalled 900 ms past the drain
+	// deadline).
+	const timeout = 10 * time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	start := time.Now()
@@ -177,9 +179,9 @@ func TestShutdown503NotCutOff(t *testing.T) {
 		got <- reply{res.StatusCode, string(b), err}
 	}()
 	w.expect(wire.TypeInvokeFunction)
-	// 5 s: the tenth left to write the 503 (500 ms) leaves room for the
-	// hold of 50 ms on a loaded machine.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// 10 s, as TestShutdownDrainsHTTP: 1 s to write the 503, for a loaded
+	// machine's stalls.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	stopped := make(chan error, 1)
 	go func() { stopped <- e.Shutdown(ctx) }()
