@@ -74,7 +74,7 @@ func TestShutdownHonoursDeadline(t *testing.T) {
 
 // TestShutdownLateWithNothingOpen: Shutdown called with its context already
 // ended returns nil when no socket is open (a channel without any is ended,
-// not cut): nothing was dropped. On c3c4ca9 it
+// not cut): nothing was dropped. On c966fe4 it
 // returned context.DeadlineExceeded (its wait lost the race to the ended
 // context), which Engine.Shutdown passes on: after an HTTP drain that used
 // the time up, `sluice serve` failed its shutdown with nothing left open
