@@ -83,6 +83,10 @@ type Engine struct {
 	backgroundDone sync.WaitGroup
 	started        time.Time
 	consoleStreams atomic.Int32 // console event streams open
+
+	// testHookHTTPClosed, when set (tests only), runs in drainHTTP right
+	// after the requests still in flight were told to answer 503.
+	testHookHTTPClosed func()
 }
 
 // New builds an engine from cfg. Nothing listens until Start.
@@ -383,13 +387,20 @@ func (e *Engine) drainHTTP(ctx context.Context) {
 			}
 		}
 	}
-	if n := e.http.Active(); n > 0 {
+	// Counted before Close: once told, a handler writes its 503 into
+	// net/http's buffer and returns (no longer active) before net/http
+	// sends it; closing the connections then would lose the answer.
+	n := e.http.Active()
+	if n > 0 {
 		e.log.Warn("http requests still in flight at the shutdown deadline: answering 503", "requests", n)
 	}
 	e.http.Close()
+	if e.testHookHTTPClosed != nil {
+		e.testHookHTTPClosed()
+	}
 	// The handlers return once they have written their 503; Shutdown then
 	// sees their connections close (net/http closes them after the reply).
-	if e.http.Active() == 0 || e.httpSrv.Shutdown(ctx) != nil {
+	if n == 0 || e.httpSrv.Shutdown(ctx) != nil {
 		_ = e.httpSrv.Close()
 	}
 }

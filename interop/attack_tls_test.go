@@ -142,6 +142,6 @@ func TestTLSRustHTTPSeeds(t *testing.T) {
 		waitHTTPTrigger(ctxFor(t, startTimeout), t, connectGo(t, e, "probe"), "events::stream")
 		checkSSE(t, e, e.HTTPURL+"/events/stream", map[string]string{
 			"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "Connection": "keep-alive",
-		})
+		}, nil)
 	})
 }

@@ -37,8 +37,9 @@
 //	                  adapter's versions in seed_http_go_test.go), fetched
 //	                  with net/http from the engine's HTTP listener:
 //	                  Example2SSE (node-0.11.6, node-0.22.1, Go): six
-//	                  events written 200 ms apart (SSE_DELAY_MS) must arrive
-//	                  one at a time, each gap >= 100 ms, with the seed's
+//	                  events must arrive one at a time, each while the
+//	                  function waits for the test to have read it before
+//	                  writing the next (SSE_GATE_URL), with the seed's
 //	                  headers; then Example1Download (node-0.11.6,
 //	                  node-0.22.1, python-seed-0.11.6 as written,
 //	                  python-0.25.0 adapted, Go): a 64 MiB random file,

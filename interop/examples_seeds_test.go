@@ -211,7 +211,7 @@ func TestExampleSeeds(t *testing.T) {
 				waitHTTPTrigger(ctxFor(t, startTimeout), t, connectGo(t, e, "probe"), "events::stream")
 				checkSSE(t, e, e.HTTPURL+"/events/stream", map[string]string{
 					"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "Connection": "keep-alive",
-				})
+				}, nil)
 			})
 			t.Run("pipeline", func(t *testing.T) {
 				e := startEngine(t, "127.0.0.1:0")

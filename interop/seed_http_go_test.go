@@ -1,6 +1,7 @@
 package interop
 
 import (
+	"context"
 	crand "crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -23,7 +24,7 @@ import (
 // written with the Go SDK's HTTP adapter, as the seed's Node code would be
 // in Go: a standard http.Handler per example, bound to the same routes the
 // SDK flavours use with WORKER_PREFIX=go. They read the environment the
-// scripts read (DATA_DIR, SSE_DELAY_MS), passed as "KEY=value" strings.
+// scripts read (DATA_DIR, SSE_DELAY_MS, SSE_GATE_URL), passed as "KEY=value" strings.
 
 // goHTTPPrefix is the Go examples' WORKER_PREFIX.
 const goHTTPPrefix = "go"
@@ -39,6 +40,7 @@ func registerGoHTTPSeeds(t testing.TB, c *sluice.Client, env ...string) {
 	if ms, err := strconv.Atoi(envValue(env, "SSE_DELAY_MS", "1000")); err == nil {
 		delay = time.Duration(ms) * time.Millisecond
 	}
+	gate := envValue(env, "SSE_GATE_URL", "")
 	p := goHTTPPrefix
 
 	// Example 1: status and headers, then the file streamed to the client
@@ -77,6 +79,15 @@ func registerGoHTTPSeeds(t testing.TB, c *sluice.Client, env ...string) {
 			}{i, 5})
 			fmt.Fprintf(w, "id: %d\nevent: progress\ndata: %s\n\n", i, data)
 			flusher.Flush()
+			if gate != "" {
+				if err := sseGatePause(r.Context(), gate, i); err != nil {
+					// The client sees the stream end early. Not t.Errorf:
+					// the gate fails this way when the test is over.
+					fmt.Fprintf(os.Stderr, "go.events::stream: SSE gate, pause %d: %v\n", i, err)
+					return
+				}
+				continue
+			}
 			select {
 			case <-time.After(delay):
 			case <-r.Context().Done():
@@ -90,6 +101,26 @@ func registerGoHTTPSeeds(t testing.TB, c *sluice.Client, env ...string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// sseGatePause is the Go adapter's pause n with SSE_GATE_URL set (as the
+// Node harness's, node-common/harness.mjs): GET <gate>?pause=n, which
+// answers once the test has read event n.
+func sseGatePause(ctx context.Context, gate string, n int) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s?pause=%d", gate, n), nil)
+	if err != nil {
+		return err
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if res.StatusCode/100 != 2 {
+		return fmt.Errorf("gate answered %s", res.Status)
+	}
+	return nil
 }
 
 // envValue is the value of key in env ("KEY=value" strings, last wins), or def.

@@ -10,8 +10,10 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -31,9 +33,15 @@ const (
 	// seedFileSize is its size: 64 MiB of random bytes.
 	seedFileSize = 64 << 20
 	// sseGap is the pause the SSE function makes between events
-	// (SSE_DELAY_MS; the seed's is 1 s). Long enough that an event held
-	// back until the next one is written, or until the end, shows.
+	// (SSE_DELAY_MS; the seed's is 1 s) where the test does not gate them
+	// (checkSSE without a gate: the examples/seeds programs). Long enough
+	// that an event held back until the next one is written, or until the
+	// end, shows.
 	sseGap = 200 * time.Millisecond
+	// sseEventTimeout bounds the wait for each event: on loopback one
+	// takes milliseconds; the bound (one call's, callTimeout) only turns a
+	// stream that never comes into a failure, also on a loaded machine.
+	sseEventTimeout = callTimeout
 )
 
 // seedFile is Example 1's file, written once per test run.
@@ -147,14 +155,15 @@ func seedHTTPClient(t testing.TB, e *engineProc) *http.Client {
 // them, each against its own engine, the flavours in parallel:
 //
 //   - Example2SSE (Node 0.11.6 and 0.22.1, Go): the event stream read with
-//     net/http; every event must arrive on its own, spaced as the function
-//     writes them (sseGap), not bunched with the next one or at the end.
+//     net/http; every event must arrive on its own while the function
+//     waits to write the next one: its pause after event k lasts until the
+//     test has read event k (sseGate), so a stream held back until the next
+//     write or the end never gets there, and fails the test.
 //   - Example1Download (Node 0.11.6 and 0.22.1, Python as written on PyPI
 //     0.11.6 and adapted to 0.25.0, Go): a 64 MiB random file; status,
 //     the headers the seed sets, byte count and SHA-256.
 //
-// SSE runs first and on its own: its timing is not disturbed by the
-// downloads.
+// SSE runs first and on its own.
 func TestSeedHTTP(t *testing.T) { runSeedHTTP(t, startPlainEngine, nil) }
 
 // runSeedHTTP runs TestSeedHTTP's examples on engines started by start, in
@@ -180,8 +189,9 @@ func runSeedHTTP(t *testing.T, start func(testing.TB) *engineProc, only func(*fl
 			}
 			t.Run(s.name, func(t *testing.T) {
 				t.Parallel()
-				e := s.start(t, start, "events::stream", fmt.Sprintf("SSE_DELAY_MS=%d", sseGap.Milliseconds()))
-				checkSSE(t, e, e.HTTPURL+"/"+s.prefix()+"/events/stream", s.headers)
+				gate := newSSEGate(t, len(seedSSEEvents())-1)
+				e := s.start(t, start, "events::stream", gate.env()...)
+				checkSSE(t, e, e.HTTPURL+"/"+s.prefix()+"/events/stream", s.headers, gate)
 			})
 		}
 	})
@@ -262,13 +272,98 @@ func seedSSEEvents() []sseEvent {
 	return append(evs, "id: 6\nevent: done\ndata: {\"message\":\"complete\"}")
 }
 
+// sseGate holds a seed's SSE function between events. With SSE_GATE_URL
+// set, the function's pause after writing event n (1 to 5) is
+// GET <URL>?pause=n (node-common/harness.mjs around the seed's setTimeout;
+// sseGatePause in the Go adapter), and the gate answers it only once the
+// test has read event n (release). So event n+1 is written after event n
+// reached the client: events that arrive at all arrive streamed, whatever
+// the machine's load.
+type sseGate struct {
+	URL     string
+	pauses  int
+	asked   chan int        // pause numbers, in the order requested (-1: a bad request)
+	release []chan struct{} // release[n] closed: pause n answers
+	done    chan struct{}   // the test is over: every pause answers 503
+}
+
+// newSSEGate starts a gate for pauses 1..pauses on a loopback port.
+func newSSEGate(t testing.TB, pauses int) *sseGate {
+	g := &sseGate{pauses: pauses, asked: make(chan int, 4*pauses), done: make(chan struct{})}
+	for range pauses + 1 {
+		g.release = append(g.release, make(chan struct{}))
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.Atoi(r.URL.Query().Get("pause"))
+		if err != nil || n < 1 || n > g.pauses {
+			n = -1
+		}
+		select {
+		case g.asked <- n:
+		default: // more requests than events: already a failure
+		}
+		if n < 0 {
+			http.Error(w, "no such pause", http.StatusBadRequest)
+			return
+		}
+		select {
+		case <-g.release[n]:
+			w.WriteHeader(http.StatusNoContent)
+		case <-g.done:
+			http.Error(w, "the test is over", http.StatusServiceUnavailable)
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(g.done) }) // before srv.Close, which waits for the handlers
+	g.URL = srv.URL
+	return g
+}
+
+// env is the worker environment that makes the seed pause on g: a pause
+// of a day (the harness tells it from other timers by that delay) that
+// ends when g answers.
+func (g *sseGate) env() []string {
+	return []string{"SSE_DELAY_MS=86400000", "SSE_GATE_URL=" + g.URL}
+}
+
+// checkAsked fails unless the function asked for pause n (and nothing
+// else) before event n+1 arrived: it waits on the gate, so the order the
+// events arrived in proves something.
+func (g *sseGate) checkAsked(t *testing.T, n int) {
+	t.Helper()
+	select {
+	case got := <-g.asked:
+		if got != n {
+			t.Fatalf("event %d arrived after the function asked the gate for pause %d, want pause %d", n+1, got, n)
+		}
+	default:
+		t.Fatalf("event %d arrived without the function asking the gate for pause %d: it does not wait for the test (SSE_GATE_URL ignored?)", n+1, n)
+	}
+}
+
 // checkSSE reads the event stream at url, checks the headers and events,
-// and checks that the events arrive at the pace the function writes them:
+// and checks that the events arrive streamed. With a gate (which the
+// function at url must pause on), each event must arrive while the
+// function waits to write the next one: it writes event n+1 only after
+// the test has read event n, so a held-back event (until the next write or
+// the end) never arrives, and its read fails after sseEventTimeout.
+// Without a gate, they must arrive at the pace the function writes them:
 // one at once, then one every sseGap.
-func checkSSE(t *testing.T, e *engineProc, url string, headers map[string]string) {
+func checkSSE(t *testing.T, e *engineProc, url string, headers map[string]string, gate *sseGate) {
 	want := seedSSEEvents()
+	// A bound per event: the watchdog cancels the request when no event
+	// came for sseEventTimeout.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	watchdog := time.AfterFunc(sseEventTimeout, cancel)
+	defer watchdog.Stop()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
-	res, err := seedHTTPClient(t, e).Get(url)
+	res, err := seedHTTPClient(t, e).Do(req)
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}
@@ -286,6 +381,12 @@ func checkSSE(t *testing.T, e *engineProc, url string, headers map[string]string
 		for {
 			line, err := rd.ReadString('\n')
 			if err != nil {
+				if ctx.Err() != nil {
+					err = fmt.Errorf("no event for %v (%w)", sseEventTimeout, err)
+					if gate != nil {
+						err = fmt.Errorf("%w; the function writes no more until the test reads it: the event is held back", err)
+					}
+				}
 				t.Fatalf("event %d: %v after %q (events so far at %v)", i+1, err, lines, at)
 			}
 			if line == "\n" {
@@ -293,6 +394,7 @@ func checkSSE(t *testing.T, e *engineProc, url string, headers map[string]string
 			}
 			lines = append(lines, strings.TrimSuffix(line, "\n"))
 		}
+		watchdog.Reset(sseEventTimeout)
 		at = append(at, time.Since(start))
 		if got := sseEvent(strings.Join(lines, "\n")); got != want[i] {
 			t.Fatalf("event %d = %q, want %q", i+1, got, want[i])
@@ -300,6 +402,14 @@ func checkSSE(t *testing.T, e *engineProc, url string, headers map[string]string
 		// Nothing of the next event may have arrived with this one.
 		if rd.Buffered() > 0 {
 			t.Errorf("event %d arrived together with %d bytes of what follows", i+1, rd.Buffered())
+		}
+		if gate != nil {
+			if i > 0 {
+				gate.checkAsked(t, i)
+			}
+			if i < gate.pauses {
+				close(gate.release[i+1])
+			}
 		}
 	}
 	if b, err := rd.ReadByte(); err != io.EOF {
@@ -317,8 +427,16 @@ func checkSSE(t *testing.T, e *engineProc, url string, headers map[string]string
 		}
 		return out
 	}
-	t.Logf("GET %s: headers after %v, events after %v, gaps %v (written %v apart)", "/"+strings.SplitN(url, "/", 4)[3],
-		headersAt.Round(time.Millisecond), round(at), round(gaps), sseGap)
+	t.Logf("GET %s: headers after %v, events after %v, gaps %v", "/"+strings.SplitN(url, "/", 4)[3],
+		headersAt.Round(time.Millisecond), round(at), round(gaps))
+	if gate != nil {
+		select {
+		case n := <-gate.asked:
+			t.Errorf("the function asked for pause %d after the last event", n)
+		default:
+		}
+		return // the order of events and pauses proved the streaming
+	}
 	// Paced, not bunched: an event held back until the next one is written
 	// (or to the end) makes a gap near 0. The bounds leave room for a
 	// loaded machine.

@@ -621,7 +621,9 @@ func (h *Hub) finish(ch *channel, end int, ws *websocket.Conn) {
 // Shutdown ends every channel: readers get 1011 "engine shutting down",
 // writer sockets 1001, local ends an *AbortError; Create fails from now on.
 // It waits for the channel sockets to finish their close handshakes; when
-// ctx ends first it drops the remaining connections and returns ctx.Err().
+// ctx ends first it drops the remaining connections and returns ctx.Err()
+// (nil when there were none: a deadline that passed before Shutdown was
+// called, with nothing open, cut nothing).
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
 	h.closed = true
@@ -667,10 +669,14 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	h.mu.Lock()
+	dropped := len(h.socks)
 	for ws := range h.socks {
 		ws.NetConn().Close()
 	}
 	h.mu.Unlock()
 	<-done
+	if dropped == 0 {
+		return nil
+	}
 	return ctx.Err()
 }

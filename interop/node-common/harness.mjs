@@ -31,6 +31,32 @@ process.on('uncaughtException', (err) => {
   process.stderr.write(`UNCAUGHT ${err?.stack ?? err}\n`)
 })
 
+// SSE_GATE_URL (TestSeedHTTP's server-sent events): the seed's pause
+// between events, `setTimeout(r, SSE_DELAY_MS)`, ends when
+// GET <SSE_GATE_URL>?pause=n answers (n counts those pauses from 1), not
+// after SSE_DELAY_MS. The test answers pause n once its HTTP client has read
+// event n, so event n+1 cannot be written before event n was delivered; the
+// seed's code stays as written. Other timers (delays other than
+// SSE_DELAY_MS) are untouched; the test sets SSE_DELAY_MS to a day.
+if (process.env.SSE_GATE_URL) {
+  const gate = process.env.SSE_GATE_URL
+  const pauseMs = Number(process.env.SSE_DELAY_MS)
+  const realSetTimeout = globalThis.setTimeout
+  let pauses = 0
+  globalThis.setTimeout = function gatedSetTimeout(fn, ms, ...args) {
+    if (ms !== pauseMs) return realSetTimeout(fn, ms, ...args)
+    const n = ++pauses
+    fetch(`${gate}?pause=${n}`)
+      .then(async (res) => {
+        await res.arrayBuffer()
+        if (!res.ok) throw new Error(`HTTP ${res.status}`)
+        fn(...args)
+      })
+      .catch((err) => process.stderr.write(`SSE gate, pause ${n}: ${err?.stack ?? err}\n`))
+    return realSetTimeout(() => {}, 0) // a timer object for callers that unref it
+  }
+}
+
 const clients = new Set()
 
 /** Remember an SDK instance so SIGTERM shuts it down. */
