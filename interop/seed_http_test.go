@@ -36,8 +36,9 @@ const (
 	// (SSE_DELAY_MS; the seed's is 1 s) where the test does not gate them
 	// (checkSSE without a gate: the examples/seeds programs). Long enough
 	// that an event held back until the next one is written, or until the
-	// end, shows.
-	sseGap = 200 * time.Millisecond
+	// end, shows, and a stall of the loaded machine merges at most a
+	// couple of gaps (checkSSE's timed checks allow for that).
+	sseGap = 500 * time.Millisecond
 	// sseEventTimeout bounds the wait for each event: on loopback one
 	// takes milliseconds; the bound (one call's, callTimeout) only turns a
 	// stream that never comes into a failure, also on a loaded machine.
@@ -399,8 +400,9 @@ func checkSSE(t *testing.T, e *engineProc, url string, headers map[string]string
 		if got := sseEvent(strings.Join(lines, "\n")); got != want[i] {
 			t.Fatalf("event %d = %q, want %q", i+1, got, want[i])
 		}
-		// Nothing of the next event may have arrived with this one.
-		if rd.Buffered() > 0 {
+		// Nothing of the next event may have arrived with this one (gated:
+		// it is not even written yet; timed, a stall may merge two).
+		if rd.Buffered() > 0 && gate != nil {
 			t.Errorf("event %d arrived together with %d bytes of what follows", i+1, rd.Buffered())
 		}
 		if gate != nil {
@@ -437,16 +439,21 @@ func checkSSE(t *testing.T, e *engineProc, url string, headers map[string]string
 		}
 		return // the order of events and pauses proved the streaming
 	}
-	// Paced, not bunched: an event held back until the next one is written
-	// (or to the end) makes a gap near 0. The bounds leave room for a
-	// loaded machine.
-	for i, g := range gaps {
-		if g < sseGap/2 || g > 5*sseGap {
-			t.Errorf("event %d arrived %v after event %d; the function writes them %v apart", i+2, g, i+1, sseGap)
+	// Paced, not bunched: events held back until the next one is written,
+	// or to the end, make gaps near 0. A stall of the loaded machine
+	// (seen: over a second) may delay one event onto the next, so at
+	// least half of the gaps must show the pace, and the first event must
+	// be out long before the last one is written.
+	paced := 0
+	for _, g := range gaps {
+		if g >= sseGap/2 {
+			paced++
 		}
 	}
-	// The first event must be out long before the last one is written.
-	if span := at[len(at)-1] - at[0]; span < time.Duration(len(gaps))*sseGap*4/5 {
+	if paced*2 < len(gaps) {
+		t.Errorf("only %d of %d gaps between events are at least %v; the function writes them %v apart: the events are held back", paced, len(gaps), sseGap/2, sseGap)
+	}
+	if span := at[len(at)-1] - at[0]; span < time.Duration(len(gaps))*sseGap/2 {
 		t.Errorf("the first event arrived only %v before the last; the function writes them %v apart", span, time.Duration(len(gaps))*sseGap)
 	}
 }
