@@ -149,7 +149,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			log.Warn("nats: no server reachable yet; retrying until the start timeout", "err", err)
 			warned = true
 		}
-		if !sleepCtx(ctx, 250*time.Millisecond) {
+		if !waitRetry(ctx) {
 			break
 		}
 		nc, err = nats.Connect(urls, opts...)
@@ -439,15 +439,15 @@ func notYetReachable(err error) bool {
 	return errors.Is(err, nats.ErrNoServers) || errors.As(err, &dns) || errors.As(err, &ne) && ne.Timeout()
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
+// waitRetry waits a quarter of a second (five Backoffs) before another
+// connect; false if ctx ended.
+func waitRetry(ctx context.Context) bool {
+	for range 5 {
+		if !Backoff(ctx) {
+			return false
+		}
 	}
+	return true
 }
 
 // StopWatch stops a KV watcher made with ctx. Once ctx has ended it does
