@@ -175,8 +175,16 @@ func routeTLS(c NATSTLSConfig) (*tls.Config, error) {
 	// Every node presents its certificate both ways: one the peers would
 	// refuse (another CA, expired, server-only) stops the start here rather
 	// than leave the node out of the cluster until start_timeout.
+	// A chain through intermediates follows the leaf in cert_file (the
+	// peers get it in the handshake).
+	inter := x509.NewCertPool()
+	for _, der := range cert.Certificate[1:] {
+		if ic, err := x509.ParseCertificate(der); err == nil {
+			inter.AddCert(ic)
+		}
+	}
 	for _, usage := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
-		if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
 			return nil, fmt.Errorf("cluster: route_tls.cert_file %s: not valid against ca_file %s for server and client authentication: %w", c.CertFile, c.CAFile, err)
 		}
 	}

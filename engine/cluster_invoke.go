@@ -175,7 +175,6 @@ func (r *clusterRouter) sync() {
 		}
 	}()
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	for id, sub := range r.subs {
 		if !want[id] {
 			// Drain, not Unsubscribe: a call NATS already handed to this
@@ -199,18 +198,22 @@ func (r *clusterRouter) sync() {
 		r.subs[id] = sub
 		added++
 	}
+	r.mu.Unlock()
+	// Outside r.mu: a Flush waits while NATS reconnects, and the
+	// heartbeat reads the offered set.
 	_ = r.nc.Flush() // the other nodes learn of the interest sooner
 }
 
-// offered reports whether calls of function id in namespace ns reach this
-// node from the others (its subscription is in place).
-func (r *clusterRouter) offered(ns, id string) bool {
-	if ns == "" {
-		ns = registry.DefaultNamespace
-	}
+// offered returns the functions whose calls reach this node from the
+// others (their subscriptions are in place).
+func (r *clusterRouter) offered() map[fnKey]bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.subs[fnKey{ns, id}] != nil
+	out := make(map[fnKey]bool, len(r.subs))
+	for id := range r.subs {
+		out[id] = true
+	}
+	return out
 }
 
 func (r *clusterRouter) unsubscribeAll() {
@@ -260,8 +263,7 @@ func flushIdle(m *nats.Msg, batch *subBatch) {
 // node notes taking it (remoteReply.TakenBy). Calls answered sooner need
 // no note: that saves a NATS message each way per call. It stays well
 // under what the caller's node waits for a note before ending a call
-// (half of cluster.node_timeout, at least 250 ms; a second when a node
-// leaves).
+// (cluster.node_timeout; a second when a node leaves).
 func noteDelay(nodeTimeout time.Duration) time.Duration {
 	return min(50*time.Millisecond, nodeTimeout/20)
 }

@@ -200,6 +200,7 @@ func (e *Engine) startMembership(ctx context.Context) error {
 		return err
 	}
 	c.members.Store(m)
+	m.functionsChanged() // subscriptions added since the first beat could not signal it
 	e.backgroundDone.Add(2)
 	go m.watch(w)
 	go m.tick()
@@ -208,9 +209,12 @@ func (e *Engine) startMembership(ctx context.Context) error {
 
 func (m *membership) beat(ctx context.Context) error {
 	hb := heartbeat{Node: m.e.cluster.name, At: time.Now().UnixMilli(), Codec: clusterCodec}
-	r := m.e.cluster.router
+	var offered map[fnKey]bool // nil: no router (offline tests), all listed
+	if r := m.e.cluster.router; r != nil {
+		offered = r.offered()
+	}
 	for _, f := range m.e.reg.Functions() {
-		if _, builtin := f.Owner.(*invocation.EngineExecutor); !builtin && (r == nil || r.offered(f.Namespace, f.ID)) {
+		if _, builtin := f.Owner.(*invocation.EngineExecutor); !builtin && (offered == nil || offered[fnKey{nsOrDefault(f.Namespace), f.ID}]) {
 			hb.Functions = append(hb.Functions, hbFunction{Namespace: nsOrDefault(f.Namespace), ID: f.ID, Worker: m.e.workerName(ownerOf(f.Owner), f.ID),
 				Description: f.Description, Metadata: f.Metadata, WorkerID: ownerOf(f.Owner), Request: f.RequestFormat, Response: f.ResponseFormat})
 		}

@@ -233,8 +233,8 @@ func serverOptions(cfg Config) (*server.Options, error) {
 	return so, nil
 }
 
-// RouteTLSTimeout bounds a route's TLS handshake (nats-server has no
-// default for an embedded server's routes: 0 would time every one out).
+// RouteTLSTimeout bounds a route's TLS handshake (nats-server's own
+// default is 2 s, tight for a loaded machine).
 const RouteTLSTimeout = 5 * time.Second
 
 // routeTLS is the route TLS of the embedded server: as nats-server's own
@@ -418,6 +418,26 @@ func Transient(err error) bool {
 // (503): its meta layer between leaders, seen for seconds while a cluster
 // heals a partition.
 const jsTemporarilyUnavailable jetstream.ErrorCode = 10008
+
+// TransientFor is how long a write retries transient errors (JetStream
+// between leaders, or its meta layer unavailable while a cluster heals)
+// before it gives up with the error, whatever its context allows.
+const TransientFor = 10 * time.Second
+
+// RetryTransient reports whether an operation that failed with err should
+// be tried again: err is Transient, the first such failure (*first, set
+// here) is less than TransientFor ago, and Backoff waited.
+func RetryTransient(ctx context.Context, err error, first *time.Time) bool {
+	if !Transient(err) {
+		return false
+	}
+	if first.IsZero() {
+		*first = time.Now()
+	} else if time.Since(*first) > TransientFor {
+		return false
+	}
+	return Backoff(ctx)
+}
 
 // Backoff waits a little before a retry; false if ctx ended.
 func Backoff(ctx context.Context) bool {

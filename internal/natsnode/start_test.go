@@ -409,3 +409,27 @@ func TestStopWatch(t *testing.T) {
 		t.Fatalf("Stop called %d times with a live context, %d with an ended one; want 1 and 0", live.stops, dead.stops)
 	}
 }
+
+// TestRetryTransient: a transient error is retried (after a Backoff) until
+// TransientFor has passed since the first one; another error, or an ended
+// context, is not.
+func TestRetryTransient(t *testing.T) {
+	ctx := context.Background()
+	var first time.Time
+	if !natsnode.RetryTransient(ctx, jetstream.ErrNoStreamResponse, &first) || first.IsZero() {
+		t.Fatal("a first transient error is not retried")
+	}
+	if natsnode.RetryTransient(ctx, errors.New("boom"), &first) {
+		t.Fatal("another error is retried")
+	}
+	first = time.Now().Add(-natsnode.TransientFor - time.Millisecond)
+	if natsnode.RetryTransient(ctx, jetstream.ErrNoStreamResponse, &first) {
+		t.Fatalf("retried %v after the first transient error", natsnode.TransientFor)
+	}
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
+	var f2 time.Time
+	if natsnode.RetryTransient(ended, jetstream.ErrNoStreamResponse, &f2) {
+		t.Fatal("retried with the context ended")
+	}
+}

@@ -545,6 +545,7 @@ func (s *JetStream) mutateIn(ctx context.Context, pass *jsPass, id string, f fun
 	if err := s.check(); err != nil {
 		return false, err
 	}
+	var transient time.Time
 	for {
 		r, rev, err := s.get(ctx, id, pass)
 		if err != nil || r == nil {
@@ -572,7 +573,7 @@ func (s *JetStream) mutateIn(ctx context.Context, pass *jsPass, id string, f fun
 				nrev, err = s.bucket().Update(ctx, jobKey(id), b, rev)
 			}
 		}
-		if jsConflict(err) || natsnode.Transient(err) && natsnode.Backoff(ctx) {
+		if jsConflict(err) || natsnode.RetryTransient(ctx, err, &transient) {
 			if ctx.Err() != nil {
 				return false, ctx.Err()
 			}
@@ -687,7 +688,8 @@ func (s *JetStream) store(ctx context.Context, nj NewJob, now int64) (string, er
 		return "", fmt.Errorf("queue: job %s: %w", nj.ID, err)
 	}
 	rev, err := s.bucket().Create(ctx, jobKey(nj.ID), b)
-	for natsnode.Transient(err) && natsnode.Backoff(ctx) {
+	var transient time.Time
+	for natsnode.RetryTransient(ctx, err, &transient) {
 		rev, err = s.bucket().Create(ctx, jobKey(nj.ID), b) // no stream leader yet
 	}
 	if jsConflict(err) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -115,6 +116,7 @@ func (s *JetStream) Delete(ctx context.Context, ns, group, key string) (Change, 
 
 func (s *JetStream) Update(ctx context.Context, ns, group, key string, fn UpdateFunc) (Change, error) {
 	k := kvKey(ns, group, key)
+	var transient time.Time
 	for {
 		old, rev, err := s.current(ctx, k)
 		if err != nil {
@@ -129,7 +131,7 @@ func (s *JetStream) Update(ctx context.Context, ns, group, key string, fn Update
 			return Change{Old: old, Had: had, New: old, Has: had}, nil
 		}
 		err = s.write(ctx, k, v, rev)
-		if natsnode.Transient(err) && natsnode.Backoff(ctx) {
+		if natsnode.RetryTransient(ctx, err, &transient) {
 			continue // no stream leader yet: read and try again
 		}
 		if conflict(err) {
