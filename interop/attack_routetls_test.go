@@ -65,18 +65,12 @@ func routeTLSCall(t *testing.T, ctx context.Context, nodes []*engineProc, fn str
 		t.Fatal(err)
 	}
 	caller := connectGo(t, nodes[0], "caller-"+fn)
-	for {
-		raw, err := caller.Trigger(ctx, fn, map[string]int{"v": v})
-		if err == nil {
-			if want := fmt.Sprintf(`{"echo":%d}`, v); string(raw) != want {
-				t.Fatalf("cross-node call %s: %s, want %s", fn, raw, want)
-			}
-			return
-		}
-		var se *sluice.Error
-		if !errors.As(err, &se) || se.Code != "function_not_found" || ctx.Err() != nil {
-			t.Fatalf("cross-node call %s from node 0 to node 2: %v", fn, err)
-		}
+	raw, err := triggerServed(ctx, caller, fn, map[string]int{"v": v})
+	if err != nil {
+		t.Fatalf("cross-node call %s from node 0 to node 2: %v", fn, err)
+	}
+	if want := fmt.Sprintf(`{"echo":%d}`, v); string(raw) != want {
+		t.Fatalf("cross-node call %s: %s, want %s", fn, raw, want)
 	}
 }
 

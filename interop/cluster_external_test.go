@@ -2,7 +2,6 @@ package interop
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"os/exec"
@@ -96,14 +95,7 @@ func TestClusterExternalNATS(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	var raw json.RawMessage
-	var err error
-	for {
-		raw, err = onB.Trigger(ctx, "ext::echo", map[string]int{"v": 1})
-		if err == nil || asError(t, err).Code != "function_not_found" || ctx.Err() != nil {
-			break
-		}
-	}
+	raw, err := triggerServed(ctx, onB, "ext::echo", map[string]int{"v": 1})
 	if err != nil || string(raw) != `{"on":"a","v":1}` {
 		t.Fatalf("call b → a: %s %v", raw, err)
 	}

@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -250,14 +249,7 @@ func TestClusterExternalNATSTLSAuth(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	var raw json.RawMessage
-	var err error
-	for {
-		raw, err = onB.Trigger(ctx, "exttls::echo", map[string]int{"v": 7})
-		if err == nil || asError(t, err).Code != "function_not_found" || ctx.Err() != nil {
-			break
-		}
-	}
+	raw, err := triggerServed(ctx, onB, "exttls::echo", map[string]int{"v": 7})
 	if err != nil || string(raw) != `{"on":"a","v":7}` {
 		t.Fatalf("call b → a over the TLS NATS: %s %v", raw, err)
 	}

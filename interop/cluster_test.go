@@ -270,14 +270,7 @@ func clusterCalls(t *testing.T, nodes []*engineProc) {
 	// Node 2 offers its new functions to the others asynchronously (a NATS
 	// subscription reaching node 0 through the routes): retry while node 0
 	// does not know of it yet.
-	var raw json.RawMessage
-	var err error
-	for {
-		raw, err = caller.Trigger(ctx, "cluster::echo", map[string]int{"v": 7})
-		if err == nil || asError(t, err).Code != "function_not_found" || ctx.Err() != nil {
-			break
-		}
-	}
+	raw, err := triggerServed(ctx, caller, "cluster::echo", map[string]int{"v": 7})
 	if err != nil || string(raw) != `{"echo":7}` {
 		t.Fatalf("cross-node call from node 0 to node 2: %s %v", raw, err)
 	}
@@ -521,5 +514,18 @@ func TestClusterNodeKilledJobTakenOver(t *testing.T) {
 	}
 	if a, b := <-found, <-found; !a && !b {
 		t.Fatal("neither node 0 nor node 2 logged taking over node 1's job")
+	}
+}
+
+// triggerServed calls fn through c, again while the engine answers
+// function_not_found (the function's offer has not reached c's node yet),
+// until ctx ends.
+func triggerServed(ctx context.Context, c *sluice.Client, fn string, in any) (json.RawMessage, error) {
+	for {
+		raw, err := c.Trigger(ctx, fn, in)
+		var se *sluice.Error
+		if err == nil || !errors.As(err, &se) || se.Code != sluice.CodeFunctionNotFound || ctx.Err() != nil {
+			return raw, err
+		}
 	}
 }
