@@ -410,6 +410,7 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	if ev := getenv("SLUICE_CLUSTER_SECRET"); ev != "" { // no flag: ps would show it
 		cl.Secret = ev
 	}
+	errs = append(errs, refuseRouteTLSBlanked(set, getenv, o, cl.RouteTLS))
 	str("cluster-tls-cert", "SLUICE_CLUSTER_TLS_CERT", &cl.RouteTLS.CertFile, o.routeCert)
 	str("cluster-tls-key", "SLUICE_CLUSTER_TLS_KEY", &cl.RouteTLS.KeyFile, o.routeKey)
 	str("cluster-tls-ca", "SLUICE_CLUSTER_TLS_CA", &cl.RouteTLS.CAFile, o.routeCA)
@@ -432,6 +433,48 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	}
 	logSettings(logger, cfg, o.config)
 	return cfg, logger, nil
+}
+
+// refuseRouteTLSBlanked refuses --cluster-tls-* flags given empty over
+// route TLS files set by the config file (file: its cluster.route_tls) or
+// the environment: clearing them would run the routes unencrypted without
+// a word, so route TLS is turned off only where it was turned on. An empty
+// flag with nothing to clear is as if not given.
+func refuseRouteTLSBlanked(set map[string]bool, getenv func(string) string, o options, file engine.NATSTLSConfig) error {
+	var blanked, envs, keys []string
+	for _, r := range []struct {
+		flag, env, val, file, key string
+	}{
+		{"cluster-tls-cert", "SLUICE_CLUSTER_TLS_CERT", o.routeCert, file.CertFile, "cert_file"},
+		{"cluster-tls-key", "SLUICE_CLUSTER_TLS_KEY", o.routeKey, file.KeyFile, "key_file"},
+		{"cluster-tls-ca", "SLUICE_CLUSTER_TLS_CA", o.routeCA, file.CAFile, "ca_file"},
+	} {
+		if !set[r.flag] || r.val != "" {
+			continue
+		}
+		switch {
+		case getenv(r.env) != "":
+			envs = append(envs, r.env)
+		case r.file != "":
+			keys = append(keys, r.key)
+		default:
+			continue
+		}
+		blanked = append(blanked, "--"+r.flag)
+	}
+	if len(blanked) == 0 {
+		return nil
+	}
+	from := strings.Join(envs, ", ")
+	if len(keys) > 0 {
+		if from != "" {
+			from += " and "
+		}
+		from += fmt.Sprintf("the config file %s (cluster.route_tls: %s)", o.config, strings.Join(keys, ", "))
+	}
+	return fmt.Errorf("%s given empty would clear the route TLS set by %s and run the routes unencrypted: refused; "+
+		"to run them without TLS, remove cluster.route_tls from the config file and SLUICE_CLUSTER_TLS_* from the environment",
+		strings.Join(blanked, ", "), from)
 }
 
 func flagSet(fs *flag.FlagSet, name string) bool {

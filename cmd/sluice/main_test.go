@@ -181,11 +181,11 @@ var allFlags = []string{
 	"--http-max-buffered-json-bytes", "90000000", "--allowed-origins", "https://flag.example",
 	"--max-pending-bytes-per-worker", "300000", "--invocation-timeout", "8s", "--worker-idle-timeout", "9s",
 	"--max-channels-per-worker", "7", "--max-channel-memory", "400000",
-	"--data-dir", "memory", "--data-sync", "full", "--otel-endpoint", "https://flag.example:4318",
-	"--cluster", "--node-name", "flag-node", "--cluster-name", "flag-cluster", "--cluster-listen", "", "--cluster-peers", "",
-	"--cluster-advertise", "", "--cluster-tls-cert", "", "--cluster-tls-key", "", "--cluster-tls-ca", "",
-	"--nats-url", "nats://flag:4222", "--nats-creds", "flag.creds", "--nats-tls-ca", "flag-ca.pem",
-	"--nats-tls-cert", "flag.pem", "--nats-tls-key", "flag-key.pem", "--cluster-start-timeout", "7s", "--cluster-node-timeout", "8s",
+	"--data-dir", "flag-data", "--data-sync", "full", "--otel-endpoint", "https://flag.example:4318",
+	"--cluster", "--node-name", "flag-node", "--cluster-name", "flag-cluster", "--cluster-listen", "127.0.0.1:8001",
+	"--cluster-peers", "127.0.0.1:8002,127.0.0.1:8003", "--cluster-advertise", "127.0.0.1:8101",
+	"--cluster-tls-cert", "flag-route.pem", "--cluster-tls-key", "flag-route-key.pem", "--cluster-tls-ca", "flag-route-ca.pem",
+	"--cluster-start-timeout", "7s", "--cluster-node-timeout", "8s",
 }
 
 func fromFlags(c *engine.Config) {
@@ -196,14 +196,40 @@ func fromFlags(c *engine.Config) {
 	c.AllowedOrigins = []string{"https://flag.example"}
 	c.MaxPendingBytesPerWorker, c.InvocationTimeout, c.WorkerIdleTimeout = 300000, 8*time.Second, 9*time.Second
 	c.Channels.MaxPerWorker, c.Channels.MaxTotalBufferBytes = 7, 400000
-	c.DataDir, c.DataSync = "memory", "full"
+	c.DataDir, c.DataSync = "flag-data", "full"
 	c.OTel.Endpoint = "https://flag.example:4318"
-	c.Cluster.Enabled, c.Cluster.NodeName, c.Cluster.Name, c.Cluster.Listen, c.Cluster.Peers = true, "flag-node", "flag-cluster", "", nil
-	c.Cluster.Advertise = ""
-	c.Cluster.NATSURL, c.Cluster.NATSCreds, c.Cluster.StartTimeout = "nats://flag:4222", "flag.creds", 7*time.Second
-	c.Cluster.NodeTimeout = 8 * time.Second
+	c.Cluster.Enabled, c.Cluster.NodeName, c.Cluster.Name, c.Cluster.Listen = true, "flag-node", "flag-cluster", "127.0.0.1:8001"
+	c.Cluster.Peers, c.Cluster.Advertise = []string{"127.0.0.1:8002", "127.0.0.1:8003"}, "127.0.0.1:8101"
+	c.Cluster.RouteTLS = engine.NATSTLSConfig{CertFile: "flag-route.pem", KeyFile: "flag-route-key.pem", CAFile: "flag-route-ca.pem"}
+	c.Cluster.StartTimeout, c.Cluster.NodeTimeout = 7*time.Second, 8*time.Second
+}
+
+// natsFlags switch to an external NATS: they clear the embedded route
+// settings (an explicitly empty flag wins) and set every --nats-* flag.
+// They cannot apply over route TLS, which an external NATS refuses and an
+// empty --cluster-tls-* flag does not clear (TestConfigureRouteTLSNotBlanked).
+var natsFlags = []string{
+	"--cluster-listen", "", "--cluster-peers", "", "--cluster-advertise", "",
+	"--nats-url", "nats://flag:4222", "--nats-creds", "flag.creds", "--nats-tls-ca", "flag-ca.pem",
+	"--nats-tls-cert", "flag.pem", "--nats-tls-key", "flag-key.pem",
+}
+
+// natsEnv sets what natsFlags set, embedded routes included.
+var natsEnv = map[string]string{
+	"SLUICE_CLUSTER_LISTEN":    "127.0.0.1:7001",
+	"SLUICE_CLUSTER_PEERS":     "127.0.0.1:7002",
+	"SLUICE_CLUSTER_ADVERTISE": "127.0.0.1:7101",
+	"SLUICE_NATS_URL":          "nats://env:4222",
+	"SLUICE_NATS_CREDS":        "env.creds",
+	"SLUICE_NATS_TLS_CA":       "env-ca.pem",
+	"SLUICE_NATS_TLS_CERT":     "env.pem",
+	"SLUICE_NATS_TLS_KEY":      "env-key.pem",
+}
+
+func fromNATSFlags(c *engine.Config) {
+	c.Cluster.Listen, c.Cluster.Peers, c.Cluster.Advertise = "", nil, ""
+	c.Cluster.NATSURL, c.Cluster.NATSCreds = "nats://flag:4222", "flag.creds"
 	c.Cluster.NATSTLS = engine.NATSTLSConfig{CAFile: "flag-ca.pem", CertFile: "flag.pem", KeyFile: "flag-key.pem"}
-	c.Cluster.RouteTLS = engine.NATSTLSConfig{}
 }
 
 func TestConfigurePrecedence(t *testing.T) {
@@ -228,6 +254,13 @@ func TestConfigurePrecedence(t *testing.T) {
 		{name: "environment over file", env: withFile(allEnv), want: []func(*engine.Config){fromFile, fromEnv}},
 		{name: "flags over defaults", args: allFlags, want: []func(*engine.Config){fromFlags}},
 		{name: "flags over environment and file", env: withFile(allEnv), args: allFlags, want: []func(*engine.Config){fromFile, fromFlags}},
+		{name: "external NATS flags over defaults", args: natsFlags, want: []func(*engine.Config){fromNATSFlags}},
+		{name: "external NATS flags over environment", env: natsEnv, args: natsFlags, want: []func(*engine.Config){fromNATSFlags}},
+		{
+			// Nothing to clear: as if not given.
+			name: "empty route TLS flags without route TLS",
+			args: []string{"--cluster-tls-cert", "", "--cluster-tls-key", "", "--cluster-tls-ca", ""},
+		},
 		{
 			name: "layers mix per setting",
 			env:  withFile(map[string]string{"SLUICE_HTTP_ADDR": "env:2", "SLUICE_CHANNEL_TTL": "2m"}),
@@ -294,6 +327,75 @@ func TestConfigurePrecedence(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestConfigureRouteTLSNotBlanked: route TLS set by the config file or the
+// environment is not turned off by --cluster-tls-* flags given empty (say,
+// a deployment template's unset variable), which would run the routes
+// unencrypted without a word: the start is refused, naming the flags, what
+// they would clear and how to turn route TLS off. Empty variables are
+// ignored, as every empty SLUICE_* variable.
+func TestConfigureRouteTLSNotBlanked(t *testing.T) {
+	const routes = "cluster:\n  listen: 127.0.0.1:6001\n  peers: [127.0.0.1:6002]\n"
+	cfgPath := writeConfig(t, routes+"  route_tls:\n    cert_file: r.pem\n    key_file: r-key.pem\n    ca_file: ca.pem\n")
+	fileTLS := engine.NATSTLSConfig{CertFile: "r.pem", KeyFile: "r-key.pem", CAFile: "ca.pem"}
+	envTLS := map[string]string{"SLUICE_CONFIG": writeConfig(t, routes),
+		"SLUICE_CLUSTER_TLS_CERT": "e.pem", "SLUICE_CLUSTER_TLS_KEY": "e-key.pem", "SLUICE_CLUSTER_TLS_CA": "eca.pem"}
+	blankAll := []string{"--cluster-tls-cert", "", "--cluster-tls-key", "", "--cluster-tls-ca", ""}
+	const howTo = "remove cluster.route_tls from the config file and SLUICE_CLUSTER_TLS_* from the environment"
+
+	refused := []struct {
+		name    string
+		env     map[string]string
+		args    []string
+		want    []string
+		notWant []string
+	}{
+		{name: "all three over the file", args: append([]string{"--config", cfgPath}, blankAll...),
+			want: []string{"--cluster-tls-cert, --cluster-tls-key, --cluster-tls-ca given empty", "set by the config file " + cfgPath + " (cluster.route_tls: cert_file, key_file, ca_file)",
+				"run the routes unencrypted: refused", howTo}},
+		{name: "all three over the environment", env: envTLS, args: blankAll,
+			want: []string{"--cluster-tls-cert, --cluster-tls-key, --cluster-tls-ca given empty", "set by SLUICE_CLUSTER_TLS_CERT, SLUICE_CLUSTER_TLS_KEY, SLUICE_CLUSTER_TLS_CA and run", howTo}},
+		{name: "one of them", args: []string{"--config", cfgPath, "--cluster-tls-ca", ""},
+			want: []string{"--cluster-tls-ca given empty", "(cluster.route_tls: ca_file)"}, notWant: []string{"--cluster-tls-cert", "cert_file"}},
+		{name: "over the file and the environment", env: map[string]string{"SLUICE_CLUSTER_TLS_KEY": "e-key.pem"}, args: append([]string{"--config", cfgPath}, blankAll...),
+			want: []string{"set by SLUICE_CLUSTER_TLS_KEY and the config file " + cfgPath + " (cluster.route_tls: cert_file, ca_file)"}},
+		{name: "with a switch to external NATS", args: append(append([]string{"--config", cfgPath}, natsFlags...), blankAll...),
+			want: []string{"--cluster-tls-cert, --cluster-tls-key, --cluster-tls-ca given empty", howTo}},
+	}
+	for _, tc := range refused {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			cfg, logger, err := configure(tc.args, envFunc(tc.env), &stderr)
+			if err == nil {
+				t.Fatalf("configure succeeded with route TLS %+v", cfg.Cluster.RouteTLS)
+			}
+			if logger != nil {
+				t.Error("configure returned a logger with its error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+			for _, w := range tc.notWant {
+				if strings.Contains(err.Error(), w) {
+					t.Errorf("error %q mentions %q", err, w)
+				}
+			}
+		})
+	}
+
+	t.Run("empty variables leave the file's route TLS", func(t *testing.T) {
+		env := map[string]string{"SLUICE_CONFIG": cfgPath, "SLUICE_CLUSTER_TLS_CERT": "", "SLUICE_CLUSTER_TLS_KEY": "", "SLUICE_CLUSTER_TLS_CA": ""}
+		cfg, _, err := configure(nil, envFunc(env), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Cluster.RouteTLS != fileTLS {
+			t.Fatalf("route TLS %+v, want the file's %+v", cfg.Cluster.RouteTLS, fileTLS)
+		}
+	})
 }
 
 // A config file with nothing in it (or only comments, as an example file
