@@ -297,7 +297,11 @@ func (e *Engine) HTTPHandler() http.Handler { return e.http }
 // before the shutdown's deadline (ctx's, else shutdown_timeout), the
 // others 503; then the worker listener closes, every invocation still in
 // flight is answered invocation_stopped, every worker socket gets a close
-// frame (1012, service restart), channels end. ctx bounds the wait.
+// frame (1012, service restart), channels end. ctx bounds the wait: the
+// sockets still open when it ends (a peer that stopped reading, so that
+// their frames cannot be written) are cut, and Shutdown, having stopped
+// everything, returns an error wrapping ctx.Err(), as
+// net/http.Server.Shutdown does.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	var err error
 	e.shutdownOnce.Do(func() {
@@ -326,14 +330,27 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		for _, c := range conns {
 			c.conn.Close(websocket.CloseServiceRestart, "engine shutting down")
 		}
+		aborted := 0
 		for _, c := range conns {
+			select {
+			case <-c.conn.Done():
+				continue // closed: not counted even when ctx has ended too
+			default:
+			}
 			select {
 			case <-c.conn.Done():
 			case <-ctx.Done():
 				c.conn.Abort()
+				aborted++
 			}
 		}
-		err = e.hub.Shutdown(ctx)
+		if aborted > 0 {
+			e.log.Warn("worker sockets still open at the shutdown deadline: cut", "workers", aborted)
+			err = fmt.Errorf("engine shutdown: worker sockets still open at the deadline were cut (%d): %w", aborted, ctx.Err())
+		}
+		if herr := e.hub.Shutdown(ctx); herr != nil {
+			err = errors.Join(err, fmt.Errorf("engine shutdown: channel sockets cut at the deadline: %w", herr))
+		}
 		e.stopModules()
 		e.cancel()
 		e.backgroundDone.Wait()
