@@ -483,25 +483,27 @@ func (e *EngineExecutor) run(ctx context.Context, req *Request, done Completion)
 	}
 }
 
-// Table tracks invocations awaiting a result, indexed by executor so that a
-// vanished executor's invocations can be halted at once.
+// Table tracks invocations awaiting a result, with a count per executor so
+// that a vanished executor's invocations can be found and halted.
 //
 // With SetTimeout, invocations that get no result in time are answered
 // TIMEOUT by Sweep. Entries carry the sweep count at which they were added
 // rather than a time: the hot path reads no clock and arms no timer.
 type Table struct {
-	mu         sync.Mutex
-	byID       map[string]entry
-	byExecutor map[string]map[string]struct{}
-	sweeps     uint64 // Sweep calls so far
-	ticks      uint64 // sweeps an entry may live; 0: no deadline
-	timeout    time.Duration
-	interval   time.Duration
+	mu   sync.Mutex
+	byID map[string]entry
+	// owed counts each executor's entries; an entry points at its
+	// executor's counter, so that completing it hashes nothing more.
+	owed     map[string]*int
+	sweeps   uint64 // Sweep calls so far
+	ticks    uint64 // sweeps an entry may live; 0: no deadline
+	timeout  time.Duration
+	interval time.Duration
 }
 
 type entry struct {
 	executor string
-	set      map[string]struct{} // byExecutor[executor]: no second lookup to drop the entry
+	owed     *int // owed[executor]
 	done     Completion
 	obs      observed
 	due      uint64        // the Sweep count at which it expires; 0: never
@@ -510,7 +512,7 @@ type entry struct {
 
 func (t *Table) init() {
 	t.byID = make(map[string]entry)
-	t.byExecutor = make(map[string]map[string]struct{})
+	t.owed = make(map[string]*int)
 }
 
 // Add records a pending invocation under id (a fresh id if id is empty or
@@ -548,13 +550,13 @@ func (t *Table) add(id, executor string, done Completion, atLeast time.Duration,
 		}
 		e.due, e.timeout = t.sweeps+ticks+3, d
 	}
-	set := t.byExecutor[executor]
-	if set == nil {
-		set = make(map[string]struct{})
-		t.byExecutor[executor] = set
+	n := t.owed[executor]
+	if n == nil {
+		n = new(int)
+		t.owed[executor] = n
 	}
-	set[id] = struct{}{}
-	e.set = set
+	*n++
+	e.owed = n
 	t.byID[id] = e
 	return id
 }
@@ -569,9 +571,9 @@ func (t *Table) Complete(id, executor string, res Result) bool {
 		return false
 	}
 	delete(t.byID, id)
-	// An executor's set stays when it empties (HaltExecutor drops it):
+	// A counter stays when it drops to zero (HaltExecutor drops it):
 	// making a new one for the next invocation cost an allocation per call.
-	delete(e.set, id)
+	*e.owed--
 	t.mu.Unlock()
 	e.obs.finish(res)
 	e.done(res)
@@ -579,16 +581,21 @@ func (t *Table) Complete(id, executor string, res Result) bool {
 }
 
 // HaltExecutor completes every invocation owed by executor with err and
-// returns how many there were.
+// returns how many there were. It scans every pending invocation: it runs
+// when an executor goes away, not per call.
 func (t *Table) HaltExecutor(executor string, err *wire.ErrorBody) int {
 	t.mu.Lock()
-	set := t.byExecutor[executor]
-	delete(t.byExecutor, executor)
-	halted := make([]entry, 0, len(set))
-	for id := range set {
-		if e, ok := t.byID[id]; ok {
-			halted = append(halted, e)
-			delete(t.byID, id)
+	var halted []entry
+	if n := t.owed[executor]; n != nil {
+		delete(t.owed, executor)
+		if *n > 0 {
+			halted = make([]entry, 0, *n)
+			for id, e := range t.byID {
+				if e.executor == executor {
+					halted = append(halted, e)
+					delete(t.byID, id)
+				}
+			}
 		}
 	}
 	t.mu.Unlock()
@@ -604,7 +611,10 @@ func (t *Table) HaltExecutor(executor string, err *wire.ErrorBody) int {
 func (t *Table) CountFor(executor string) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.byExecutor[executor])
+	if n := t.owed[executor]; n != nil {
+		return *n
+	}
+	return 0
 }
 
 // Len returns the number of pending invocations.
@@ -646,7 +656,7 @@ func (t *Table) Sweep() int {
 		if e.due != 0 && e.due <= t.sweeps {
 			expired = append(expired, e)
 			delete(t.byID, id)
-			delete(e.set, id)
+			*e.owed--
 		}
 	}
 	t.mu.Unlock()

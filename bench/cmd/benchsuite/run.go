@@ -30,6 +30,7 @@ type runOpts struct {
 	reps               int
 	only               *regexp.Regexp
 	invokeN, tputN     int
+	seqBatch           int
 	httpDur            time.Duration
 	chanBytes, dlBytes int64
 	self               string
@@ -71,6 +72,7 @@ func cmdRun(args []string) {
 	fs.IntVar(&o.reps, "reps", 5, "interleaved repetitions of each workload (the ratio reported is the median)")
 	fs.StringVar(&only, "only", "", "regexp: run only the workloads whose name matches")
 	fs.IntVar(&o.invokeN, "invoke-n", 3000, "sequential round trips per run")
+	fs.IntVar(&o.seqBatch, "seq-batch", 30, "invoke-seq: calls to one target before the next (fine interleaving: a shared machine's drifting load hits every target alike)")
 	fs.IntVar(&o.tputN, "tput-n", 30000, "round trips per throughput run (128 in flight)")
 	fs.IntVar(&o.stateN, "state-n", 5000, "state::set / state::get calls per run")
 	fs.IntVar(&o.pubsubN, "pubsub-n", 200, "publishes per pubsub run (each reaches 100 subscriptions)")
@@ -184,15 +186,15 @@ func mainSuite(o *runOpts, add func(workload)) error {
 		}
 		engines = append(engines, b)
 	}
-	invokeArgs := func(mode string, n int) func([]*engine) ([]result, error) {
+	invokeArgs := func(mode string, n, batch int) func([]*engine) ([]result, error) {
 		return func(es []*engine) ([]result, error) {
-			return runLoadAll(o, "invoke", 5*time.Minute, slices.Concat([]string{"-url", urls(es, false), "-mode", mode, "-n", fmt.Sprint(n)}, pidArgs(es), o.warm)...)
+			return runLoadAll(o, "invoke", 5*time.Minute, slices.Concat([]string{"-url", urls(es, false), "-mode", mode, "-n", fmt.Sprint(n), "-batch", fmt.Sprint(batch)}, pidArgs(es), o.warm)...)
 		}
 	}
-	add(workload{name: "invoke-seq", targets: append([]*engine{relay}, engines...), runAll: invokeArgs("seq", o.invokeN),
+	add(workload{name: "invoke-seq", targets: append([]*engine{relay}, engines...), runAll: invokeArgs("seq", o.invokeN, o.seqBatch),
 		metric: "p50 µs", value: func(r result) float64 { return r.P50us }, lowerBetter: true, serial: true,
 		goals: []goal{{"relay", 1.2}, {"upstream", 0.5}}})
-	add(workload{name: "invoke-tput", targets: append([]*engine{relay}, engines...), runAll: invokeArgs("tput", o.tputN),
+	add(workload{name: "invoke-tput", targets: append([]*engine{relay}, engines...), runAll: invokeArgs("tput", o.tputN, 0),
 		metric: "calls/s", value: func(r result) float64 { return r.Rate },
 		goals: []goal{{"relay", 0.9}, {"upstream", 0}}})
 	for _, clients := range []int{1, 8, 64} {
