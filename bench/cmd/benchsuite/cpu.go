@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"log"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -231,4 +233,17 @@ func sinceAll(cs []*child, before []map[int]int64) time.Duration {
 		d += runtimeSince(c.pid(), before[i])
 	}
 	return d
+}
+
+// startCPUProfile writes a CPU profile to path until the returned stop
+// runs (-cpuprofile of the engine and http-bare processes).
+func startCPUProfile(path string) (stop func()) {
+	f, err := os.Create(path)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		log.Fatal(err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }

@@ -51,14 +51,7 @@ func cmdEngine(args []string) {
 		log.Fatal(err)
 	}
 	if *prof != "" {
-		f, err := os.Create(*prof)
-		if err != nil {
-			log.Fatal(err)
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			log.Fatal(err)
-		}
-		defer func() { pprof.StopCPUProfile(); f.Close() }()
+		defer startCPUProfile(*prof)()
 	}
 	if *traceOut != "" {
 		f, err := os.Create(*traceOut)

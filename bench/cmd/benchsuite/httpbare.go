@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime/pprof"
 	"strconv"
 	"sync"
 	"syscall"
@@ -79,14 +78,7 @@ func cmdHTTPBare(args []string) {
 	prof := fs.String("cpuprofile", "", "write a CPU profile of the whole life here when stopped (run -profile)")
 	_ = fs.Parse(args)
 	if *prof != "" {
-		f, err := os.Create(*prof)
-		if err != nil {
-			log.Fatal(err)
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			log.Fatal(err)
-		}
-		stopProfile = func() { pprof.StopCPUProfile(); f.Close() }
+		stopProfile = startCPUProfile(*prof)
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
 		go func() {
