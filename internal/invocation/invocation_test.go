@@ -728,3 +728,44 @@ func TestPendingEntryFitsInMap(t *testing.T) {
 		t.Fatalf("pending entry is %d bytes, over 128", n)
 	}
 }
+
+// HaltExecutor answers exactly the halted executor's invocations; the
+// others' stay pending, counted, and complete as usual.
+func TestTableHaltExecutorOnlyItsOwn(t *testing.T) {
+	tb := newTable()
+	halted := map[string]string{} // id -> error code it got
+	for i := range 6 {
+		ex := "a"
+		if i%2 == 1 {
+			ex = "b"
+		}
+		id := fmt.Sprintf("%s-%d", ex, i)
+		tb.Add(id, ex, func(r Result) {
+			code := ""
+			if r.Err != nil {
+				code = r.Err.Code
+			}
+			halted[id] = code
+		})
+	}
+	if n := tb.HaltExecutor("a", wire.ErrInvocationStopped()); n != 3 {
+		t.Fatalf("HaltExecutor(a) = %d, want 3", n)
+	}
+	for _, id := range []string{"a-0", "a-2", "a-4"} {
+		if halted[id] != wire.CodeInvocationStopped {
+			t.Errorf("%s answered %q, want %s", id, halted[id], wire.CodeInvocationStopped)
+		}
+	}
+	if len(halted) != 3 || tb.Len() != 3 || tb.CountFor("a") != 0 || tb.CountFor("b") != 3 {
+		t.Fatalf("after halting a: %d answered, Len %d, CountFor a %d b %d; want 3, 3, 0, 3", len(halted), tb.Len(), tb.CountFor("a"), tb.CountFor("b"))
+	}
+	if tb.HaltExecutor("a", wire.ErrInvocationStopped()) != 0 {
+		t.Error("a second HaltExecutor(a) halted something")
+	}
+	if !tb.Complete("b-1", "b", Result{Value: jsontext.Value(`1`)}) || halted["b-1"] != "" {
+		t.Errorf("b-1 did not complete normally: %q", halted["b-1"])
+	}
+	if tb.CountFor("b") != 2 || tb.Len() != 2 {
+		t.Errorf("after completing b-1: CountFor b %d, Len %d; want 2, 2", tb.CountFor("b"), tb.Len())
+	}
+}
