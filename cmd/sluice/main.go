@@ -279,7 +279,8 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	// Environment, then flags that were set explicitly.
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var errs []error
+	// Before the environment and flags apply: cfg holds the file's TLS.
+	errs := []error{refuseTLSBlanked(set, getenv, o, cfg)}
 	str := func(flagName, env string, dst *string, v string) {
 		if set[flagName] {
 			*dst = v
@@ -410,7 +411,6 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	if ev := getenv("SLUICE_CLUSTER_SECRET"); ev != "" { // no flag: ps would show it
 		cl.Secret = ev
 	}
-	errs = append(errs, refuseRouteTLSBlanked(set, getenv, o, cl.RouteTLS))
 	str("cluster-tls-cert", "SLUICE_CLUSTER_TLS_CERT", &cl.RouteTLS.CertFile, o.routeCert)
 	str("cluster-tls-key", "SLUICE_CLUSTER_TLS_KEY", &cl.RouteTLS.KeyFile, o.routeKey)
 	str("cluster-tls-ca", "SLUICE_CLUSTER_TLS_CA", &cl.RouteTLS.CAFile, o.routeCA)
@@ -435,46 +435,88 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (eng
 	return cfg, logger, nil
 }
 
-// refuseRouteTLSBlanked refuses --cluster-tls-* flags given empty over
-// route TLS files set by the config file (file: its cluster.route_tls) or
-// the environment: clearing them would run the routes unencrypted without
-// a word, so route TLS is turned off only where it was turned on. An empty
-// flag with nothing to clear is as if not given.
-func refuseRouteTLSBlanked(set map[string]bool, getenv func(string) string, o options, file engine.NATSTLSConfig) error {
-	var blanked, envs, keys []string
-	for _, r := range []struct {
-		flag, env, val, file, key string
-	}{
-		{"cluster-tls-cert", "SLUICE_CLUSTER_TLS_CERT", o.routeCert, file.CertFile, "cert_file"},
-		{"cluster-tls-key", "SLUICE_CLUSTER_TLS_KEY", o.routeKey, file.KeyFile, "key_file"},
-		{"cluster-tls-ca", "SLUICE_CLUSTER_TLS_CA", o.routeCA, file.CAFile, "ca_file"},
-	} {
-		if !set[r.flag] || r.val != "" {
+// tlsFiles is a group of flags whose files turn TLS on, for
+// refuseTLSBlanked: what they protect, the config file's section and the
+// variables that also set them, and what clearing them would do.
+type tlsFiles struct {
+	what    string // "route TLS"
+	section string // "cluster.route_tls"
+	envs    string // "SLUICE_CLUSTER_TLS_*", in the way to turn it off
+	effect  string // "run the routes unencrypted"
+	off     string // "run them without TLS"
+	files   []tlsFile
+}
+
+// tlsFile is one flag of a tlsFiles group.
+type tlsFile struct {
+	flag, env, key string // the flag, its variable and its key in the section
+	val, file      string // the flag's value, the config file's
+}
+
+// refuseTLSBlanked refuses TLS file flags given empty (say, a deployment
+// template's unset variable) over files set by the config file (file: the
+// config with only the file applied) or the environment: clearing them
+// would turn TLS off, or weaken it, without a word, so TLS is turned off
+// only where it was turned on. An empty flag with nothing to clear is as
+// if not given. One error per group.
+func refuseTLSBlanked(set map[string]bool, getenv func(string) string, o options, file engine.Config) error {
+	groups := []tlsFiles{{
+		what: "listener TLS", section: "tls", envs: "SLUICE_TLS_*_FILE",
+		effect: "serve the listeners unencrypted (ws://, http://)", off: "serve them without TLS",
+		files: []tlsFile{
+			{"tls-cert", "SLUICE_TLS_CERT_FILE", "cert_file", o.tlsCert, file.TLS.CertFile},
+			{"tls-key", "SLUICE_TLS_KEY_FILE", "key_file", o.tlsKey, file.TLS.KeyFile},
+		},
+	}, {
+		what: "route TLS", section: "cluster.route_tls", envs: "SLUICE_CLUSTER_TLS_*",
+		effect: "run the routes unencrypted", off: "run them without TLS",
+		files: []tlsFile{
+			{"cluster-tls-cert", "SLUICE_CLUSTER_TLS_CERT", "cert_file", o.routeCert, file.Cluster.RouteTLS.CertFile},
+			{"cluster-tls-key", "SLUICE_CLUSTER_TLS_KEY", "key_file", o.routeKey, file.Cluster.RouteTLS.KeyFile},
+			{"cluster-tls-ca", "SLUICE_CLUSTER_TLS_CA", "ca_file", o.routeCA, file.Cluster.RouteTLS.CAFile},
+		},
+	}, {
+		what: "TLS of the connection to NATS", section: "cluster.nats_tls", envs: "SLUICE_NATS_TLS_*",
+		effect: "weaken that connection (the system's CAs trusted instead of the CA, no client certificate, or no TLS at all)",
+		off:    "connect without those files",
+		files: []tlsFile{
+			{"nats-tls-ca", "SLUICE_NATS_TLS_CA", "ca_file", o.natsCA, file.Cluster.NATSTLS.CAFile},
+			{"nats-tls-cert", "SLUICE_NATS_TLS_CERT", "cert_file", o.natsCert, file.Cluster.NATSTLS.CertFile},
+			{"nats-tls-key", "SLUICE_NATS_TLS_KEY", "key_file", o.natsKey, file.Cluster.NATSTLS.KeyFile},
+		},
+	}}
+	var errs []error
+	for _, g := range groups {
+		var blanked, envs, keys []string
+		for _, f := range g.files {
+			if !set[f.flag] || f.val != "" {
+				continue
+			}
+			switch {
+			case getenv(f.env) != "":
+				envs = append(envs, f.env)
+			case f.file != "":
+				keys = append(keys, f.key)
+			default:
+				continue
+			}
+			blanked = append(blanked, "--"+f.flag)
+		}
+		if len(blanked) == 0 {
 			continue
 		}
-		switch {
-		case getenv(r.env) != "":
-			envs = append(envs, r.env)
-		case r.file != "":
-			keys = append(keys, r.key)
-		default:
-			continue
+		from := strings.Join(envs, ", ")
+		if len(keys) > 0 {
+			if from != "" {
+				from += " and "
+			}
+			from += fmt.Sprintf("the config file %s (%s: %s)", o.config, g.section, strings.Join(keys, ", "))
 		}
-		blanked = append(blanked, "--"+r.flag)
+		errs = append(errs, fmt.Errorf("%s given empty would clear the %s set by %s and %s: refused; "+
+			"to %s, remove %s from the config file and %s from the environment",
+			strings.Join(blanked, ", "), g.what, from, g.effect, g.off, g.section, g.envs))
 	}
-	if len(blanked) == 0 {
-		return nil
-	}
-	from := strings.Join(envs, ", ")
-	if len(keys) > 0 {
-		if from != "" {
-			from += " and "
-		}
-		from += fmt.Sprintf("the config file %s (cluster.route_tls: %s)", o.config, strings.Join(keys, ", "))
-	}
-	return fmt.Errorf("%s given empty would clear the route TLS set by %s and run the routes unencrypted: refused; "+
-		"to run them without TLS, remove cluster.route_tls from the config file and SLUICE_CLUSTER_TLS_* from the environment",
-		strings.Join(blanked, ", "), from)
+	return errors.Join(errs...)
 }
 
 func flagSet(fs *flag.FlagSet, name string) bool {

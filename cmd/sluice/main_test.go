@@ -207,7 +207,7 @@ func fromFlags(c *engine.Config) {
 // natsFlags switch to an external NATS: they clear the embedded route
 // settings (an explicitly empty flag wins) and set every --nats-* flag.
 // They cannot apply over route TLS, which an external NATS refuses and an
-// empty --cluster-tls-* flag does not clear (TestConfigureRouteTLSNotBlanked).
+// empty --cluster-tls-* flag does not clear (TestConfigureTLSNotBlanked).
 var natsFlags = []string{
 	"--cluster-listen", "", "--cluster-peers", "", "--cluster-advertise", "",
 	"--nats-url", "nats://flag:4222", "--nats-creds", "flag.creds", "--nats-tls-ca", "flag-ca.pem",
@@ -258,8 +258,16 @@ func TestConfigurePrecedence(t *testing.T) {
 		{name: "external NATS flags over environment", env: natsEnv, args: natsFlags, want: []func(*engine.Config){fromNATSFlags}},
 		{
 			// Nothing to clear: as if not given.
-			name: "empty route TLS flags without route TLS",
-			args: []string{"--cluster-tls-cert", "", "--cluster-tls-key", "", "--cluster-tls-ca", ""},
+			name: "empty TLS flags without TLS",
+			args: []string{"--tls-cert", "", "--tls-key", "", "--cluster-tls-cert", "", "--cluster-tls-key", "", "--cluster-tls-ca", "",
+				"--nats-tls-ca", "", "--nats-tls-cert", "", "--nats-tls-key", ""},
+		},
+		{
+			// The file sets listener and route TLS, not NATS TLS.
+			name: "empty NATS TLS flags over a file without NATS TLS",
+			env:  withFile(nil),
+			args: []string{"--nats-tls-ca", "", "--nats-tls-cert", "", "--nats-tls-key", ""},
+			want: []func(*engine.Config){fromFile},
 		},
 		{
 			name: "layers mix per setting",
@@ -329,20 +337,34 @@ func TestConfigurePrecedence(t *testing.T) {
 	}
 }
 
-// TestConfigureRouteTLSNotBlanked: route TLS set by the config file or the
-// environment is not turned off by --cluster-tls-* flags given empty (say,
-// a deployment template's unset variable), which would run the routes
-// unencrypted without a word: the start is refused, naming the flags, what
-// they would clear and how to turn route TLS off. Empty variables are
-// ignored, as every empty SLUICE_* variable.
-func TestConfigureRouteTLSNotBlanked(t *testing.T) {
+// TestConfigureTLSNotBlanked: TLS files set by the config file or the
+// environment (listener TLS, route TLS, the TLS of the connection to an
+// external NATS) are not cleared by their flags given empty (say, a
+// deployment template's unset variable), which would turn TLS off or
+// weaken it without a word: the start is refused, naming the flags, what
+// they would clear and how to turn that TLS off. Each group is checked on
+// its own; empty variables are ignored, as every empty SLUICE_* variable.
+func TestConfigureTLSNotBlanked(t *testing.T) {
 	const routes = "cluster:\n  listen: 127.0.0.1:6001\n  peers: [127.0.0.1:6002]\n"
-	cfgPath := writeConfig(t, routes+"  route_tls:\n    cert_file: r.pem\n    key_file: r-key.pem\n    ca_file: ca.pem\n")
-	fileTLS := engine.NATSTLSConfig{CertFile: "r.pem", KeyFile: "r-key.pem", CAFile: "ca.pem"}
-	envTLS := map[string]string{"SLUICE_CONFIG": writeConfig(t, routes),
-		"SLUICE_CLUSTER_TLS_CERT": "e.pem", "SLUICE_CLUSTER_TLS_KEY": "e-key.pem", "SLUICE_CLUSTER_TLS_CA": "eca.pem"}
-	blankAll := []string{"--cluster-tls-cert", "", "--cluster-tls-key", "", "--cluster-tls-ca", ""}
-	const howTo = "remove cluster.route_tls from the config file and SLUICE_CLUSTER_TLS_* from the environment"
+	const nats = "cluster:\n  nats_url: tls://127.0.0.1:4222\n"
+	const listenerYAML = "tls:\n  cert_file: l.pem\n  key_file: l-key.pem\n"
+	const routeYAML = routes + "  route_tls:\n    cert_file: r.pem\n    key_file: r-key.pem\n    ca_file: ca.pem\n"
+	const natsYAML = nats + "  nats_tls:\n    ca_file: nca.pem\n    cert_file: n.pem\n    key_file: n-key.pem\n"
+	listenerPath, routePath, natsPath := writeConfig(t, listenerYAML), writeConfig(t, routeYAML), writeConfig(t, natsYAML)
+	// Every group at once: the file's listener TLS, route TLS and (not
+	// used with routes, but set) NATS TLS.
+	allPath := writeConfig(t, listenerYAML+routeYAML+"  nats_tls:\n    ca_file: nca.pem\n    cert_file: n.pem\n    key_file: n-key.pem\n")
+	withConfig := func(path string, args ...string) []string { return append([]string{"--config", path}, args...) }
+
+	blankListener := []string{"--tls-cert", "", "--tls-key", ""}
+	blankRoute := []string{"--cluster-tls-cert", "", "--cluster-tls-key", "", "--cluster-tls-ca", ""}
+	blankNATS := []string{"--nats-tls-ca", "", "--nats-tls-cert", "", "--nats-tls-key", ""}
+	blankAll := slices.Concat(blankListener, blankRoute, blankNATS)
+	const (
+		listenerHowTo = "to serve them without TLS, remove tls from the config file and SLUICE_TLS_*_FILE from the environment"
+		routeHowTo    = "to run them without TLS, remove cluster.route_tls from the config file and SLUICE_CLUSTER_TLS_* from the environment"
+		natsHowTo     = "to connect without those files, remove cluster.nats_tls from the config file and SLUICE_NATS_TLS_* from the environment"
+	)
 
 	refused := []struct {
 		name    string
@@ -351,24 +373,57 @@ func TestConfigureRouteTLSNotBlanked(t *testing.T) {
 		want    []string
 		notWant []string
 	}{
-		{name: "all three over the file", args: append([]string{"--config", cfgPath}, blankAll...),
-			want: []string{"--cluster-tls-cert, --cluster-tls-key, --cluster-tls-ca given empty", "set by the config file " + cfgPath + " (cluster.route_tls: cert_file, key_file, ca_file)",
-				"run the routes unencrypted: refused", howTo}},
-		{name: "all three over the environment", env: envTLS, args: blankAll,
-			want: []string{"--cluster-tls-cert, --cluster-tls-key, --cluster-tls-ca given empty", "set by SLUICE_CLUSTER_TLS_CERT, SLUICE_CLUSTER_TLS_KEY, SLUICE_CLUSTER_TLS_CA and run", howTo}},
-		{name: "one of them", args: []string{"--config", cfgPath, "--cluster-tls-ca", ""},
+		// Listener TLS: both listeners would serve ws:// and http://.
+		{name: "listener: both over the file", args: withConfig(listenerPath, blankListener...),
+			want: []string{"--tls-cert, --tls-key given empty would clear the listener TLS set by the config file " + listenerPath + " (tls: cert_file, key_file)",
+				"serve the listeners unencrypted (ws://, http://): refused", listenerHowTo}},
+		{name: "listener: both over the environment", env: map[string]string{"SLUICE_TLS_CERT_FILE": "e.pem", "SLUICE_TLS_KEY_FILE": "e-key.pem"}, args: blankListener,
+			want: []string{"--tls-cert, --tls-key given empty", "set by SLUICE_TLS_CERT_FILE, SLUICE_TLS_KEY_FILE and serve", listenerHowTo}, notWant: []string{"(tls:"}},
+		{name: "listener: the key alone", args: withConfig(listenerPath, "--tls-key", ""),
+			want: []string{"--tls-key given empty", "(tls: key_file)"}, notWant: []string{"--tls-cert", "cert_file", "must be set together"}},
+		{name: "listener: over the file and the environment", env: map[string]string{"SLUICE_TLS_KEY_FILE": "e-key.pem"}, args: withConfig(listenerPath, blankListener...),
+			want: []string{"set by SLUICE_TLS_KEY_FILE and the config file " + listenerPath + " (tls: cert_file)"}},
+
+		// Route TLS: the routes would run unencrypted.
+		{name: "route: all three over the file", args: withConfig(routePath, blankRoute...),
+			want: []string{"--cluster-tls-cert, --cluster-tls-key, --cluster-tls-ca given empty", "set by the config file " + routePath + " (cluster.route_tls: cert_file, key_file, ca_file)",
+				"run the routes unencrypted: refused", routeHowTo}},
+		{name: "route: all three over the environment", env: map[string]string{"SLUICE_CONFIG": writeConfig(t, routes),
+			"SLUICE_CLUSTER_TLS_CERT": "e.pem", "SLUICE_CLUSTER_TLS_KEY": "e-key.pem", "SLUICE_CLUSTER_TLS_CA": "eca.pem"}, args: blankRoute,
+			want: []string{"--cluster-tls-cert, --cluster-tls-key, --cluster-tls-ca given empty", "set by SLUICE_CLUSTER_TLS_CERT, SLUICE_CLUSTER_TLS_KEY, SLUICE_CLUSTER_TLS_CA and run", routeHowTo}},
+		{name: "route: one of them", args: withConfig(routePath, "--cluster-tls-ca", ""),
 			want: []string{"--cluster-tls-ca given empty", "(cluster.route_tls: ca_file)"}, notWant: []string{"--cluster-tls-cert", "cert_file"}},
-		{name: "over the file and the environment", env: map[string]string{"SLUICE_CLUSTER_TLS_KEY": "e-key.pem"}, args: append([]string{"--config", cfgPath}, blankAll...),
-			want: []string{"set by SLUICE_CLUSTER_TLS_KEY and the config file " + cfgPath + " (cluster.route_tls: cert_file, ca_file)"}},
-		{name: "with a switch to external NATS", args: append(append([]string{"--config", cfgPath}, natsFlags...), blankAll...),
-			want: []string{"--cluster-tls-cert, --cluster-tls-key, --cluster-tls-ca given empty", howTo}},
+		{name: "route: over the file and the environment", env: map[string]string{"SLUICE_CLUSTER_TLS_KEY": "e-key.pem"}, args: withConfig(routePath, blankRoute...),
+			want: []string{"set by SLUICE_CLUSTER_TLS_KEY and the config file " + routePath + " (cluster.route_tls: cert_file, ca_file)"}},
+		{name: "route: with a switch to external NATS", args: withConfig(routePath, slices.Concat(natsFlags, blankRoute)...),
+			want: []string{"--cluster-tls-cert, --cluster-tls-key, --cluster-tls-ca given empty", routeHowTo}},
+
+		// The connection to an external NATS: another CA trusted, no client
+		// certificate, or no TLS.
+		{name: "nats: all three over the file", args: withConfig(natsPath, blankNATS...),
+			want: []string{"--nats-tls-ca, --nats-tls-cert, --nats-tls-key given empty would clear the TLS of the connection to NATS set by the config file " + natsPath +
+				" (cluster.nats_tls: ca_file, cert_file, key_file)", "weaken that connection", ": refused", natsHowTo}},
+		{name: "nats: all three over the environment", env: map[string]string{"SLUICE_CONFIG": writeConfig(t, nats),
+			"SLUICE_NATS_TLS_CA": "eca.pem", "SLUICE_NATS_TLS_CERT": "e.pem", "SLUICE_NATS_TLS_KEY": "e-key.pem"}, args: blankNATS,
+			want: []string{"set by SLUICE_NATS_TLS_CA, SLUICE_NATS_TLS_CERT, SLUICE_NATS_TLS_KEY and weaken", natsHowTo}},
+		{name: "nats: the CA alone", args: withConfig(natsPath, "--nats-tls-ca", ""),
+			want: []string{"--nats-tls-ca given empty", "(cluster.nats_tls: ca_file)", "the system's CAs trusted instead"}, notWant: []string{"--nats-tls-cert", "cert_file"}},
+		{name: "nats: over the file and the environment", env: map[string]string{"SLUICE_NATS_TLS_CERT": "e.pem"}, args: withConfig(natsPath, blankNATS...),
+			want: []string{"set by SLUICE_NATS_TLS_CERT and the config file " + natsPath + " (cluster.nats_tls: ca_file, key_file)"}},
+
+		// Several groups: each reported.
+		{name: "every group at once", args: withConfig(allPath, blankAll...),
+			want: []string{"--tls-cert, --tls-key given empty", listenerHowTo, "--cluster-tls-cert, --cluster-tls-key, --cluster-tls-ca given empty", routeHowTo,
+				"--nats-tls-ca, --nats-tls-cert, --nats-tls-key given empty", natsHowTo}},
+		{name: "one group blanked, another empty with nothing to clear", args: withConfig(listenerPath, slices.Concat(blankListener, blankNATS)...),
+			want: []string{"--tls-cert, --tls-key given empty", listenerHowTo}, notWant: []string{"--nats-tls", "NATS"}},
 	}
 	for _, tc := range refused {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer
 			cfg, logger, err := configure(tc.args, envFunc(tc.env), &stderr)
 			if err == nil {
-				t.Fatalf("configure succeeded with route TLS %+v", cfg.Cluster.RouteTLS)
+				t.Fatalf("configure succeeded with listener TLS %+v, route TLS %+v, NATS TLS %+v", cfg.TLS, cfg.Cluster.RouteTLS, cfg.Cluster.NATSTLS)
 			}
 			if logger != nil {
 				t.Error("configure returned a logger with its error")
@@ -386,16 +441,51 @@ func TestConfigureRouteTLSNotBlanked(t *testing.T) {
 		})
 	}
 
-	t.Run("empty variables leave the file's route TLS", func(t *testing.T) {
-		env := map[string]string{"SLUICE_CONFIG": cfgPath, "SLUICE_CLUSTER_TLS_CERT": "", "SLUICE_CLUSTER_TLS_KEY": "", "SLUICE_CLUSTER_TLS_CA": ""}
+	t.Run("empty variables leave the file's TLS", func(t *testing.T) {
+		env := map[string]string{"SLUICE_CONFIG": allPath, "SLUICE_TLS_CERT_FILE": "", "SLUICE_TLS_KEY_FILE": "",
+			"SLUICE_CLUSTER_TLS_CERT": "", "SLUICE_CLUSTER_TLS_KEY": "", "SLUICE_CLUSTER_TLS_CA": "",
+			"SLUICE_NATS_TLS_CA": "", "SLUICE_NATS_TLS_CERT": "", "SLUICE_NATS_TLS_KEY": ""}
 		cfg, _, err := configure(nil, envFunc(env), io.Discard)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cfg.Cluster.RouteTLS != fileTLS {
-			t.Fatalf("route TLS %+v, want the file's %+v", cfg.Cluster.RouteTLS, fileTLS)
+		want := [3]any{engine.TLSConfig{CertFile: "l.pem", KeyFile: "l-key.pem"},
+			engine.NATSTLSConfig{CertFile: "r.pem", KeyFile: "r-key.pem", CAFile: "ca.pem"},
+			engine.NATSTLSConfig{CAFile: "nca.pem", CertFile: "n.pem", KeyFile: "n-key.pem"}}
+		if got := [3]any{cfg.TLS, cfg.Cluster.RouteTLS, cfg.Cluster.NATSTLS}; got != want {
+			t.Fatalf("listener, route and NATS TLS %+v, want the file's %+v", got, want)
 		}
 	})
+
+	t.Run("flags with files still replace the file's", func(t *testing.T) {
+		args := withConfig(natsPath, "--tls-cert", "f.pem", "--tls-key", "f-key.pem", "--nats-tls-ca", "fca.pem", "--nats-tls-cert", "fn.pem", "--nats-tls-key", "fn-key.pem")
+		cfg, _, err := configure(args, envFunc(nil), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := (engine.TLSConfig{CertFile: "f.pem", KeyFile: "f-key.pem"}); cfg.TLS != want {
+			t.Errorf("listener TLS %+v, want %+v", cfg.TLS, want)
+		}
+		if want := (engine.NATSTLSConfig{CAFile: "fca.pem", CertFile: "fn.pem", KeyFile: "fn-key.pem"}); cfg.Cluster.NATSTLS != want {
+			t.Errorf("NATS TLS %+v, want %+v", cfg.Cluster.NATSTLS, want)
+		}
+	})
+}
+
+// TestRunServeRefusesListenerTLSBlanked: the downgrade attempt through the
+// whole command. Empty --tls-cert and --tls-key over the file's listener
+// TLS stop the start: no listener comes up unencrypted (before the
+// refusal, the engine served ws:// and http:// until the context ended).
+func TestRunServeRefusesListenerTLSBlanked(t *testing.T) {
+	path := writeConfig(t, "addr: 127.0.0.1:0\nhttp_addr: 127.0.0.1:0\ntls:\n  cert_file: /nonexistent/c.pem\n  key_file: /nonexistent/k.pem\n")
+	var out bytes.Buffer
+	err := run(boundedCtx(t), []string{"serve", "--config", path, "--tls-cert", "", "--tls-key", ""}, envFunc(nil), &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "--tls-cert, --tls-key given empty would clear the listener TLS") {
+		t.Fatalf("run = %v, want the refusal", err)
+	}
+	if strings.Contains(out.String(), "engine started") {
+		t.Fatalf("the engine started:\n%s", out.String())
+	}
 }
 
 // A config file with nothing in it (or only comments, as an example file
