@@ -179,17 +179,21 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err := e.Start(ctx); err != nil {
 		return err
 	}
+	// A listener that fails makes the exit status non-zero (with
+	// Shutdown's error, if any), so that a supervisor restarts the engine.
+	var lnErr error
 	select {
 	case <-ctx.Done():
 		logger.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 	case err := <-e.Err():
 		if err != nil {
 			logger.Error("listener failed", "err", err)
+			lnErr = fmt.Errorf("listener failed: %w", err)
 		}
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	return e.Shutdown(sctx)
+	return errors.Join(lnErr, e.Shutdown(sctx))
 }
 
 // startCPUProfile writes a CPU profile of the whole run to path (a
