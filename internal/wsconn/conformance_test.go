@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 
 	"github.com/sluicehq/sluice/internal/testtls"
@@ -13,13 +14,18 @@ import (
 )
 
 // TestConformanceEngineReader runs the RFC 6455 conformance suite against
-// the engine's worker-socket path: Upgrade, the non-blocking Conn, and
-// ReadFrame's own frame reader (rawread.go), over ws:// and wss://. The
-// read-limit cases are left out: over the limit, ReadFrame skips the
-// message and returns its prefix (the engine answers it with an error
-// message and keeps the worker) instead of failing with 1009. On 1af7002
-// this reader accepted invalid UTF-8 in text messages and close reasons
-// (6 cases per scheme failed).
+// ReadFrame, the engine's worker-socket reader, over ws:// and wss://, on
+// both of its paths: its own frame reader (rawread.go) on the sockets
+// Upgrade makes, which is the engine's path for ws:// and wss:// alike
+// (checked here), and ws.Conn's reader on any other socket. The engine
+// hands text messages to wire.DecodeText, whose raw values are then
+// forwarded to other workers unscanned: both paths must refuse invalid
+// UTF-8, however it is split across fragments, with 1007. The read-limit
+// cases are left out: over the limit, ReadFrame skips the message and
+// returns its prefix (the engine answers it with an error message and
+// keeps the worker) instead of failing with 1009. On 1af7002 the raw
+// reader accepted invalid UTF-8 in text messages and close reasons (6
+// cases per scheme failed).
 func TestConformanceEngineReader(t *testing.T) {
 	files, err := testtls.Write(t.TempDir())
 	if err != nil {
@@ -29,42 +35,63 @@ func TestConformanceEngineReader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, scheme := range []string{"ws", "wss"} {
-		t.Run(scheme, func(t *testing.T) {
-			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				ws, err := Upgrade(&websocket.Upgrader{}, w, r, nil)
-				if err != nil {
-					return
-				}
-				c := New(ws, Options{MaxQueuedBytes: 1 << 20})
-				defer func() { // the reader answered the close: flush, hang up
-					c.Hangup()
-					<-c.Done()
-				}()
-				var buf []byte
-				for {
-					kind, data, err := ReadFrame(ws, buf, wstest.Limit)
-					if errors.Is(err, ErrFrameTooLarge) {
-						continue
-					}
+	paths := []struct {
+		name    string
+		upgrade func(w http.ResponseWriter, r *http.Request) (*websocket.Conn, error)
+		raw     bool // ReadFrame must take rawread.go's reader
+	}{
+		{"raw", func(w http.ResponseWriter, r *http.Request) (*websocket.Conn, error) {
+			return Upgrade(&websocket.Upgrader{}, w, r, nil)
+		}, true},
+		{"fallback", func(w http.ResponseWriter, r *http.Request) (*websocket.Conn, error) {
+			return (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		}, false},
+	}
+	for _, path := range paths {
+		for _, scheme := range []string{"ws", "wss"} {
+			t.Run(path.name+"/"+scheme, func(t *testing.T) {
+				var wrongPath atomic.Int32
+				srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					ws, err := path.upgrade(w, r)
 					if err != nil {
 						return
 					}
-					if c.Send(r.Context(), kind, append([]byte(nil), data...), nil) != nil {
-						return
+					if cc, _ := ws.NetConn().(*corkConn); (cc != nil && cc.br != nil) != path.raw {
+						wrongPath.Add(1)
 					}
-					buf = data[:0]
+					c := New(ws, Options{MaxQueuedBytes: 1 << 20})
+					defer func() { // the reader answered the close: flush, hang up
+						c.Hangup()
+						<-c.Done()
+					}()
+					var buf []byte
+					for {
+						kind, data, err := ReadFrame(ws, buf, wstest.Limit)
+						if errors.Is(err, ErrFrameTooLarge) {
+							continue
+						}
+						if err != nil {
+							return
+						}
+						if c.Send(r.Context(), kind, append([]byte(nil), data...), nil) != nil {
+							return
+						}
+						buf = data[:0]
+					}
+				}))
+				if scheme == "wss" {
+					srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+					srv.StartTLS()
+				} else {
+					srv.Start()
 				}
-			}))
-			if scheme == "wss" {
-				srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
-				srv.StartTLS()
-			} else {
-				srv.Start()
-			}
-			defer srv.Close()
-			wstest.RunServer(t, scheme, srv.Listener.Addr().String(), files.ClientConfig(),
-				func(tc wstest.Case) bool { return tc.LimitCase })
-		})
+				defer srv.Close()
+				wstest.RunServer(t, scheme, srv.Listener.Addr().String(), files.ClientConfig(),
+					func(tc wstest.Case) bool { return tc.LimitCase })
+				if n := wrongPath.Load(); n > 0 {
+					t.Errorf("%d sockets did not take the %s reader", n, path.name)
+				}
+			})
+		}
 	}
 }

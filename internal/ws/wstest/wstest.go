@@ -161,6 +161,12 @@ var Cases = []Case{
 	{Name: "rune split 1+3 across fragments", Frames: []Frame{frag(opText, "\xf0"), fr(0, "\x9f\x98\x80"), closeFrame(1000, "")}, Echo: []Msg{{opText, "😀"}}, Close: 1000},
 	{Name: "message ends inside a rune", Frames: []Frame{frag(opText, "ok"), fr(0, "\xe2\x82")}, Close: 1007},
 	{Name: "invalid UTF-8 in a later fragment", Frames: []Frame{frag(opText, "ok"), fr(0, "\xc0\x80")}, Close: 1007},
+	// Invalid sequences that straddle fragments, and one after a rune that
+	// did: a reader that checks each fragment alone, or mishandles the
+	// rune it holds at a fragment's end, lets these through.
+	{Name: "invalid sequence split across fragments", Frames: []Frame{frag(opText, "ok\xe2\x82"), fr(0, "(ok")}, Close: 1007},
+	{Name: "surrogate split across fragments", Frames: []Frame{frag(opText, "\xed"), fr(0, "\xa0\x80")}, Close: 1007},
+	{Name: "invalid after a rune split across fragments", Frames: []Frame{frag(opText, "\xf0\x9f"), frag(0, "\x98\x80"), fr(0, "\xff")}, Close: 1007},
 	{Name: "surrogate", Frames: []Frame{fr(opText, "\xed\xa0\x80")}, Close: 1007},
 	{Name: "beyond U+10FFFF", Frames: []Frame{fr(opText, "\xf4\x90\x80\x80")}, Close: 1007},
 	{Name: "binary is not UTF-8 checked", Frames: []Frame{fr(opBinary, "\xff\xfe"), closeFrame(1000, "")}, Echo: []Msg{{opBinary, "\xff\xfe"}}, Close: 1000},
