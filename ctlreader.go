@@ -40,10 +40,12 @@ type connSource struct {
 	idle  time.Duration
 	buf   []byte
 	armed time.Time
+	kind  int // the opcode of the message next returned
 }
 
 func (g *connSource) next() ([]byte, error) {
-	_, data, err := wsconn.ReadFrame(g.ws, g.buf, maxFrameSize)
+	kind, data, err := wsconn.ReadFrame(g.ws, g.buf, maxFrameSize)
+	g.kind = kind
 	g.buf = data[:0]
 	if cap(g.buf) > keepReadBuffer {
 		g.buf = nil // do not pin one huge frame's buffer for the socket's life
