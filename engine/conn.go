@@ -582,19 +582,28 @@ func (w *workerConn) reattach(m *wire.Message) {
 	w.e.reg.TransferCreatedBy(old.id, w.id)
 }
 
+// closeFlushWait bounds how long a closed worker socket may take to write
+// what was accepted for it before the close (as ws.Conn bounds its control
+// frame writes).
+const closeFlushWait = time.Second
+
 // close runs the disconnect cleanup once: it answers every invocation the
 // worker owed, drops what it still owns and tells trigger providers.
 func (w *workerConn) close(reason string) {
 	w.cleanup.Do(func() {
 		e := w.e
 		w.closeNamespace()
-		w.conn.Abort()
+		// New frames are refused from here on, but the reader's last one
+		// (the echo of the worker's close frame, or a 1002/1007 close) may
+		// still be pending: over TLS it always is, nothing being written
+		// inline there. It goes out first, for at most closeFlushWait.
+		w.conn.HangupWithin(closeFlushWait)
 		e.mu.Lock()
 		delete(e.conns, w.id)
 		e.mu.Unlock()
 		// Unroute first so no new invocation reaches this worker, then
 		// answer the ones it owed. An invocation routed in between fails
-		// its Deliver (the socket is aborted) and is answered the same way.
+		// its Deliver (the socket is closing) and is answered the same way.
 		meta, _ := e.reg.Worker(w.id) // for the log line: RemoveWorker drops it
 		rel := e.reg.RemoveWorker(w)
 		e.logPromoted(rel.Promoted...)

@@ -254,3 +254,87 @@ func TestSendInWithin(t *testing.T) {
 		checkNBFrame(t, c, i, size)
 	}
 }
+
+// tlsNBPair is nbPair over TLS: nothing is written inline, every frame
+// goes through the writer goroutine.
+func tlsNBPair(t *testing.T, max int64) (*Conn, *websocket.Conn) {
+	t.Helper()
+	ch := make(chan *Conn, 1)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := Upgrade(&websocket.Upgrader{}, w, r, nil)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		ch <- New(ws, Options{MaxQueuedBytes: max})
+	}))
+	t.Cleanup(srv.Close)
+	d := websocket.Dialer{TLSClientConfig: srv.Client().Transport.(*http.Transport).TLSClientConfig}
+	c, _, err := d.Dial("wss"+strings.TrimPrefix(srv.URL, "https"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return <-ch, c
+}
+
+// The reader's last frame reaches the peer when the connection is torn
+// down with HangupWithin, over TLS too, where the close frame the reader
+// wrote is still pending when the reader returns (Abort there would drop
+// it: the peer sees 1006).
+func TestHangupWithinDeliversReaderClose(t *testing.T) {
+	for name, msg := range map[string]struct {
+		frame []byte // from the client
+		code  int    // the close the client must get
+	}{
+		"invalid UTF-8": {frame: []byte{0x81, 0x83, 0, 0, 0, 0, 'o', 'k', 0xff}, code: websocket.CloseInvalidFramePayloadData},
+		"bad frame":     {frame: []byte{0xC1, 0x81, 0, 0, 0, 0, 'x'}, code: websocket.CloseProtocolError},
+		"close echo":    {frame: []byte{0x88, 0x82, 0, 0, 0, 0, 0x0f, 0xa0}, code: 4000},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, c := tlsNBPair(t, 1<<20)
+			if _, err := c.NetConn().Write(msg.frame); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := ReadFrame(s.WS(), nil, 0); err == nil {
+				t.Fatal("the read did not fail")
+			}
+			s.HangupWithin(5 * time.Second)
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, _, err := c.ReadMessage()
+			if code, _, ok := IsCloseError(err); !ok || code != msg.code {
+				t.Fatalf("the client got %v, want close %d", err, msg.code)
+			}
+			select {
+			case <-s.Done():
+			case <-time.After(10 * time.Second):
+				t.Fatal("the socket was not closed after its last frame")
+			}
+		})
+	}
+}
+
+// HangupWithin does not wait longer than it was told for a peer that does
+// not read: the socket is then closed and the unwritten bytes dropped,
+// long before the write timeout.
+func TestHangupWithinBounded(t *testing.T) {
+	s, _ := tlsNBPair(t, 16<<20)
+	for i := 0; ; i++ { // the client never reads
+		if err := s.Send(t.Context(), Binary, nbFrame(i, 64<<10), nil); err != nil {
+			if !errors.Is(err, ErrCongested) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	start := time.Now()
+	s.HangupWithin(50 * time.Millisecond)
+	select {
+	case <-s.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("HangupWithin(50ms) waited on a peer that does not read")
+	}
+	if d := time.Since(start); d < 50*time.Millisecond {
+		t.Fatalf("closed after %v, before the 50ms it was given", d)
+	}
+}

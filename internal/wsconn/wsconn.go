@@ -294,6 +294,23 @@ func (c *Conn) Hangup() {
 	c.closeOnce.Do(func() { close(c.closing) })
 }
 
+// HangupWithin is Hangup for a connection being torn down: what is still
+// unwritten after d (the peer does not read) is dropped and the socket
+// closed, as by Abort. It lets the reader's last frame (the answer to the
+// peer's close frame, or the close frame of a protocol error) reach the
+// peer also where nothing is written inline (TLS sockets in non-blocking
+// mode), without holding the socket for the write timeout.
+func (c *Conn) HangupWithin(d time.Duration) {
+	c.Hangup()
+	time.AfterFunc(d, func() {
+		select {
+		case <-c.done:
+		default:
+			c.Abort()
+		}
+	})
+}
+
 // Abort closes the socket at once, without a close frame and without
 // flushing queued frames (the peer sees an abnormal closure).
 func (c *Conn) Abort() {
