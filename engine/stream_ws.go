@@ -189,7 +189,9 @@ func (h *streamHub) serve(w http.ResponseWriter, r *http.Request) {
 			h.remove(s)
 			h.joinLeave(h.leave, c, s)
 		}
-		c.close()
+		// The reader's last frame (a close echo, a 1002/1007) may still
+		// be pending, as for a worker socket (workerConn.close).
+		c.conn.HangupWithin(closeFlushWait)
 	}()
 	for {
 		_, b, err := ws.ReadMessage()

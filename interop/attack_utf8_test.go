@@ -3,6 +3,7 @@ package interop
 import (
 	"errors"
 	"math/rand/v2"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -114,8 +115,7 @@ func (p *utf8Peer) closedWith(t testing.TB, code int, allowed ...string) {
 		case b, ok := <-p.in:
 			if !ok {
 				<-p.end
-				var ce *websocket.CloseError
-				if !errors.As(p.err, &ce) || ce.Code != code {
+				if c, ok := closeCode(p.err); !ok || c != code {
 					t.Fatalf("the socket ended with %v, want close %d", p.err, code)
 				}
 				return
@@ -133,6 +133,15 @@ func (p *utf8Peer) closedWith(t testing.TB, code int, allowed ...string) {
 			t.Fatalf("the socket was not closed within %v (want close %d)", closeTimeout, code)
 		}
 	}
+}
+
+// closeCode is the code of the close frame err reports, if it is one.
+func closeCode(err error) (int, bool) {
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) {
+		return ce.Code, true
+	}
+	return 0, false
 }
 
 // closeTimeout bounds the wait for a close the engine sends as soon as it
@@ -294,11 +303,11 @@ func TestAttackWireInvalidUTF8(t *testing.T) {
 				t.Run("result/"+pl.name, func(t *testing.T) {
 					attacker := dialUTF8Peer(t, e)
 					fn := "utf8::attacker" + string(rune('a'+i))
-					attacker.send(t, `{"type":"registerfunction","id":"` + fn + `"}`)
+					attacker.send(t, `{"type":"registerfunction","id":"`+fn+`"}`)
 					waitFunctions(ctx, t, caller, fn)
 					answer := func(id string, parts []string) {
 						t.Helper()
-						victim.send(t, `{"type":"invokefunction","invocation_id":"` + id + `","function_id":"` + fn + `","data":null}`)
+						victim.send(t, `{"type":"invokefunction","invocation_id":"`+id+`","function_id":"`+fn+`","data":null}`)
 						attacker.next(t, wire.TypeInvokeFunction, id)
 						head := `{"type":"invocationresult","invocation_id":"` + id + `","function_id":"` + fn + `","result":"`
 						if err := attacker.write(frame(head, parts, `"}`)); err != nil {
@@ -321,6 +330,46 @@ func TestAttackWireInvalidUTF8(t *testing.T) {
 					victim.check(t, "")
 				})
 			}
+
+			// A stream client's messages are not forwarded, but its
+			// socket must refuse invalid UTF-8 as a worker's does, and
+			// the close must reach it over wss:// too.
+			t.Run("stream client", func(t *testing.T) {
+				line, err := e.stderr.wait(ctx, func(s string) bool { return strings.Contains(s, "stream clients served") })
+				if err != nil {
+					t.Fatal(err)
+				}
+				url := scheme + "://" + regexp.MustCompile(`addr=(\S+)`).FindStringSubmatch(line)[1] + "/"
+				d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
+				if e.tls != nil {
+					d.TLSClientConfig = e.tls.ClientConfig()
+				}
+				dial := func() *websocket.Conn {
+					ws, _, err := d.Dial(url, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(func() { ws.Close() })
+					_ = ws.SetReadDeadline(time.Now().Add(closeTimeout))
+					return ws
+				}
+				bad := dial()
+				join := `{"type":"join","data":{"subscriptionId":"s","streamName":"utf8","groupId":"g`
+				if _, err := bad.NetConn().Write(utf8Frames(wsframe.OpText, join+"\xe2\x82", `("}}`)); err != nil {
+					t.Fatal(err)
+				}
+				_, b, err := bad.ReadMessage()
+				if code, ok := closeCode(err); !ok || code != websocket.CloseInvalidFramePayloadData {
+					t.Fatalf("a stream client's invalid UTF-8: got %.200q, %v; want close 1007", b, err)
+				}
+				good := dial()
+				if err := good.WriteMessage(websocket.TextMessage, []byte(join+`"}}`)); err != nil {
+					t.Fatal(err)
+				}
+				if _, b, err := good.ReadMessage(); err != nil || !strings.Contains(string(b), `"sync"`) {
+					t.Fatalf("another stream client after the attack: %.200q, %v", b, err)
+				}
+			})
 		})
 	}
 }
