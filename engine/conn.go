@@ -282,8 +282,11 @@ func (w *workerConn) readLoop() {
 		if wire.IsBlank(data) {
 			continue
 		}
-		// A text frame's UTF-8 was checked as it was read: its payloads
-		// then need no second scan when they are forwarded.
+		// A text message from ReadFrame is valid UTF-8 as a whole (one
+		// that is not ended the socket with 1007): DecodeText relies on
+		// it, and the payloads it vouches for are forwarded without a
+		// second scan. A binary frame's UTF-8 is not checked: Decode
+		// vouches for nothing, and the encoder scans its payloads.
 		rawValid := false
 		if kind == wsconn.Text {
 			rawValid, err = wire.DecodeText(data, &m)

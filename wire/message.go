@@ -175,6 +175,12 @@ func Decode(frame []byte, m *Message) error {
 // then one valid JSON value in valid UTF-8, which a message built from
 // them may mark in Verified. (The reference decoder's are not vouched
 // for: it may accept what the fast encoder must not write verbatim.)
+//
+// The UTF-8 is the caller's to guarantee: the fast path does not check
+// it, so a frame that is not UTF-8 would have its raw values vouched for
+// and written verbatim to other peers. The engine passes only text
+// messages wsconn.ReadFrame returned without error, which are valid
+// UTF-8 as a whole.
 func DecodeText(frame []byte, m *Message) (rawValid bool, err error) {
 	*m = Message{}
 	if decodeFast(frame, m) {

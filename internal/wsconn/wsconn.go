@@ -468,6 +468,14 @@ func (c *Conn) drop() {
 // bytes. The next call reads the message after it. Any other error is
 // final. buf grows by doubling as bytes arrive, so reading a message costs
 // time linear in its size however it is fragmented.
+//
+// A Text message returned without error is valid UTF-8 as a whole, however
+// it was fragmented: both readers check it (rawread.go once the message is
+// complete, ws.Conn as its bytes arrive), and one that is not ends the
+// connection with close 1007. wire.DecodeText relies on this, and the
+// engine forwards the payloads it vouches for without another scan
+// (TestConformanceEngineReader, interop TestAttackWireInvalidUTF8). The
+// part returned with ErrFrameTooLarge is not checked.
 func ReadFrame(ws *websocket.Conn, buf []byte, limit int64) (kind int, data []byte, err error) {
 	if cc, _ := ws.NetConn().(*corkConn); cc != nil && cc.br != nil {
 		return cc.readFrame(ws, buf, limit)
