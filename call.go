@@ -37,7 +37,7 @@ func marshalJSON(v any) (jsontext.Value, error) {
 func decodeOptions(url string, dial *dialOptions) jsonv2.Options {
 	return jsonv2.JoinOptions(
 		jsonv2.MatchCaseInsensitiveNames(true),
-		jsonv2.WithUnmarshalers(channelUnmarshalersTLS(url, dial)),
+		jsonv2.WithUnmarshalers(channelUnmarshalers(url, dial)),
 	)
 }
 

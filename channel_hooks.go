@@ -8,7 +8,8 @@ import (
 
 // channelUnmarshalers returns the JSON unmarshalers that turn channel refs
 // inside a handler's input into live *ChannelReader / *ChannelWriter values
-// bound to the engine at baseURL. The client adds them to the options it
+// bound to the engine at baseURL, dialing with dial (a client's connection
+// settings; nil: the defaults). The client adds them to the options it
 // decodes handler input with.
 //
 // Only fields typed *ChannelReader or *ChannelWriter are materialised (a
@@ -16,13 +17,7 @@ import (
 // maps). A ref whose direction does not match the field is an error: a
 // "write" ref in a *ChannelReader field is a mix-up that would otherwise
 // show up as a refused connection much later. JSON null gives a nil end.
-func channelUnmarshalers(baseURL string) *json.Unmarshalers {
-	return channelUnmarshalersTLS(baseURL, nil)
-}
-
-// channelUnmarshalersTLS is channelUnmarshalers for ends that dial with
-// a client's connection settings.
-func channelUnmarshalersTLS(baseURL string, dial *dialOptions) *json.Unmarshalers {
+func channelUnmarshalers(baseURL string, dial *dialOptions) *json.Unmarshalers {
 	return json.JoinUnmarshalers(
 		json.UnmarshalFunc(func(data []byte, v **ChannelReader) error {
 			ref, null, err := parseRef(data, wire.DirRead)

@@ -325,7 +325,7 @@ func TestChannelRefsJSON(t *testing.T) {
 	// The other side: a worker decodes its input with the hooks.
 	withWriter := strings.Replace(string(b), `"ref"`, `"writer":`+mustJSON(t, res.Writer)+`,"ref"`, 1)
 	var in input
-	if err := jsonv2.Unmarshal([]byte(withWriter), &in, jsonv2.WithUnmarshalers(channelUnmarshalers(url))); err != nil {
+	if err := jsonv2.Unmarshal([]byte(withWriter), &in, jsonv2.WithUnmarshalers(channelUnmarshalers(url, nil))); err != nil {
 		t.Fatal(err)
 	}
 	if in.Reader == nil || in.Writer == nil || in.Reader.Ref() != res.Reader || in.Writer.Ref() != res.Writer || in.Ref != res.Writer {
@@ -340,7 +340,7 @@ func TestChannelRefsJSON(t *testing.T) {
 	}
 
 	var nilIn input
-	if err := jsonv2.Unmarshal([]byte(`{"reader":null}`), &nilIn, jsonv2.WithUnmarshalers(channelUnmarshalers(url))); err != nil || nilIn.Reader != nil {
+	if err := jsonv2.Unmarshal([]byte(`{"reader":null}`), &nilIn, jsonv2.WithUnmarshalers(channelUnmarshalers(url, nil))); err != nil || nilIn.Reader != nil {
 		t.Fatalf("null ref: %v %v", nilIn.Reader, err)
 	}
 	for _, bad := range []string{
@@ -349,7 +349,7 @@ func TestChannelRefsJSON(t *testing.T) {
 		`{"reader":"x"}`,
 	} {
 		var v input
-		if err := jsonv2.Unmarshal([]byte(bad), &v, jsonv2.WithUnmarshalers(channelUnmarshalers(url))); err == nil {
+		if err := jsonv2.Unmarshal([]byte(bad), &v, jsonv2.WithUnmarshalers(channelUnmarshalers(url, nil))); err == nil {
 			t.Errorf("%s: decoded without error", bad)
 		}
 	}

@@ -294,13 +294,6 @@ func updateFunc(ops []state.Op, tooLarge func(int) *wire.ErrorBody, opErrs *[]st
 	}
 }
 
-// applyUpdate runs ops on one key of s atomically, bounded by limit.
-func applyUpdate(ctx context.Context, s state.Store, ns, group, key string, ops []state.Op, tooLarge func(int) *wire.ErrorBody) (state.Change, []state.OpError, error) {
-	var opErrs []state.OpError
-	ch, err := s.Update(ctx, ns, group, key, updateFunc(ops, tooLarge, &opErrs))
-	return ch, opErrs, err
-}
-
 func (m *stateModule) update(ctx context.Context, req *invocation.Request, in stateUpdateInput, done func(any, *wire.ErrorBody)) {
 	if e := in.check("state::update"); e != nil {
 		done(nil, e)

@@ -96,10 +96,6 @@ const (
 	stopAbort      = 1
 )
 
-// ErrBridgeSilent is the cause of a bridge that heard nothing from its peer
-// node for the node timeout.
-var errBridgeSilent = errors.New("channels: cluster link silent")
-
 // ClusterConfig enables channels across nodes (Hub.EnableCluster).
 type ClusterConfig struct {
 	Conn        *nats.Conn    // the node's NATS connection

@@ -233,10 +233,6 @@ func noEOF(err error) error {
 	return err
 }
 
-// mask XORs b with the frame's masking key (each frame's mask starts at
-// key[0]).
-func mask(key [4]byte, b []byte) { wsframe.Mask(key, 0, b) }
-
 // frameWriter writes the data frames of a reader socket (server to client:
 // not masked). On a TCP connection the header and the payload go out in one
 // writev, without copying the payload into a buffer first; elsewhere (TLS)

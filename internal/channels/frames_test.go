@@ -15,6 +15,10 @@ import (
 	"github.com/sluicehq/sluice/wire"
 )
 
+// mask XORs b with a frame's masking key (each frame's mask starts at
+// key[0]).
+func mask(key [4]byte, b []byte) { wsframe.Mask(key, 0, b) }
+
 func TestMask(t *testing.T) {
 	key := [4]byte{1, 2, 3, 0xff}
 	for n := range 80 {

@@ -228,14 +228,13 @@ func (h *fakeHub) Response(n int) (wire.ChannelRef, ResponseReader, error) {
 
 // call is one invocation as a fake function sees it.
 type call struct {
-	req     *invocation.Request
-	in      wire.HTTPRequest
-	raw     map[string]jsontext.Value
-	body    *fpipe // request body: the function reads
-	resp    *fpipe // response: the function writes
-	hub     *fakeHub
-	control func(m string) error
-	after   func() // run once the result has been handed over
+	req   *invocation.Request
+	in    wire.HTTPRequest
+	raw   map[string]jsontext.Value
+	body  *fpipe // request body: the function reads
+	resp  *fpipe // response: the function writes
+	hub   *fakeHub
+	after func() // run once the result has been handed over
 }
 
 func (c *call) send(text bool, data []byte) error {

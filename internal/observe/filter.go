@@ -107,7 +107,6 @@ func (f *Filter) Matches(doc *Doc) bool {
 }
 
 type pred func(doc *Doc, el any) bool
-type opFn func(v any, present bool) bool
 
 // absent marks a path that resolves to nothing.
 type absentT struct{}
