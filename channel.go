@@ -134,7 +134,6 @@ const (
 	channelCloseWait = 2 * time.Second
 	// channelControlWait bounds writing a close frame.
 	channelControlWait = time.Second
-	closeReasonMax     = 123
 )
 
 // The dialers of channel ends, before a client's options apply. A writer's
@@ -222,15 +221,6 @@ func endError(err error) error {
 		return &ChannelError{Code: ce.Code, Reason: ce.Text}
 	}
 	return &ChannelError{Code: websocket.CloseAbnormalClosure, Reason: err.Error(), err: err}
-}
-
-// closeMessage formats a close frame, cutting the reason to what a control
-// frame can carry, on a rune boundary.
-func closeMessage(code int, reason string) []byte {
-	if len(reason) > closeReasonMax {
-		reason = strings.ToValidUTF8(reason[:closeReasonMax], "")
-	}
-	return websocket.FormatCloseMessage(code, reason)
 }
 
 // frameBufs holds 64 KiB buffers for ReadFrom and WriteTo.

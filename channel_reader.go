@@ -246,7 +246,7 @@ func (r *ChannelReader) Close() error {
 		return nil
 	}
 	if ws := r.conn.Load(); ws != nil {
-		_ = ws.WriteControl(websocket.CloseMessage, closeMessage(websocket.CloseNormalClosure, "channel_close"), time.Now().Add(channelControlWait))
+		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "channel_close"), time.Now().Add(channelControlWait))
 		ws.Close()
 	}
 	return nil

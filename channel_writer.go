@@ -110,7 +110,7 @@ func (w *ChannelWriter) connect() (*chanConn, error) {
 		ws.SetCloseHandler(func(code int, _ string) error {
 			// Echo the close unless a data write holds the socket: the
 			// read loop then hangs up, which ends that write.
-			_ = c.writeControl(wsframe.OpClose, closeMessage(code, ""), time.Time{})
+			_ = c.writeControl(wsframe.OpClose, websocket.FormatCloseMessage(code, ""), time.Time{})
 			return nil
 		})
 		go func() {
@@ -342,7 +342,7 @@ func (w *ChannelWriter) finish(code int, reason string) error {
 		return c.failure(nil)
 	default:
 	}
-	if err := c.writeControl(wsframe.OpClose, closeMessage(code, reason), time.Now().Add(channelControlWait)); err != nil {
+	if err := c.writeControl(wsframe.OpClose, websocket.FormatCloseMessage(code, reason), time.Now().Add(channelControlWait)); err != nil {
 		// A blocked Write holds the socket: drop it; the reader still
 		// learns the stream broke (1011 "writer connection lost").
 		c.ws.Close()

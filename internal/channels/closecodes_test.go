@@ -2,9 +2,7 @@ package channels
 
 import (
 	"errors"
-	"strings"
 	"testing"
-	"unicode/utf8"
 
 	websocket "github.com/sluicehq/sluice/internal/ws"
 	"github.com/sluicehq/sluice/wire"
@@ -43,27 +41,6 @@ func TestWriterKillCode(t *testing.T) {
 		code, reason := writerKillCode(tc.cause)
 		if code != tc.code || reason != tc.reason {
 			t.Errorf("writerKillCode(%v) = %d %q, want %d %q", tc.cause, code, reason, tc.code, tc.reason)
-		}
-	}
-}
-
-// TestCloseMessageReason: a reason is cut to the 123 bytes a close frame
-// leaves for it, never inside a UTF-8 sequence.
-func TestCloseMessageReason(t *testing.T) {
-	for _, tc := range []struct {
-		reason string
-		want   int // bytes of reason kept
-	}{
-		{"short", 5},
-		{strings.Repeat("a", 123), 123},
-		{strings.Repeat("a", 200), 123},
-		{strings.Repeat("a", 122) + "é", 122}, // é would end at byte 124
-		{strings.Repeat("a", 121) + "é", 123},
-	} {
-		m := closeMessage(wire.CloseInternal, tc.reason)
-		code, got := int(m[0])<<8|int(m[1]), string(m[2:])
-		if code != wire.CloseInternal || len(got) != tc.want || !utf8.ValidString(got) || !strings.HasPrefix(tc.reason, got) {
-			t.Errorf("closeMessage(%d-byte reason): code %d, %d-byte reason %q, want %d bytes", len(tc.reason), code, len(got), got, tc.want)
 		}
 	}
 }

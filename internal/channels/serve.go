@@ -10,7 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	websocket "github.com/sluicehq/sluice/internal/ws"
 	"github.com/sluicehq/sluice/internal/wsconn"
@@ -93,7 +92,7 @@ type sockEnd struct {
 func (e *sockEnd) kill(code int, reason string) {
 	e.once.Do(func() {
 		e.killed.Store(true)
-		_ = e.ws.WriteControl(websocket.CloseMessage, closeMessage(code, reason), time.Now().Add(controlWait))
+		_ = e.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(controlWait))
 		_ = e.ws.NetConn().SetReadDeadline(time.Now().Add(closeWait))
 	})
 }
@@ -301,7 +300,7 @@ func (h *Hub) runReader(ch *channel, ws *websocket.Conn) {
 		code, reason = wire.CloseInternal, ae.Reason
 	}
 	if code != 0 {
-		if ws.WriteControl(websocket.CloseMessage, closeMessage(code, reason), time.Now().Add(controlWait)) == nil {
+		if ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(controlWait)) == nil {
 			// Let the reader see the close frame and answer before the TCP
 			// connection goes: closing first could turn it into a reset.
 			t := time.NewTimer(closeWait)
@@ -315,16 +314,4 @@ func (h *Hub) runReader(ch *channel, ws *websocket.Conn) {
 	ws.Close()
 	<-readDone
 	h.finish(ch, dirRead, ws)
-}
-
-// closeMessage formats a close frame, cutting the reason to the 123 bytes a
-// control frame leaves for it (on a rune boundary).
-func closeMessage(code int, reason string) []byte {
-	if len(reason) > 123 {
-		reason = reason[:123]
-		for len(reason) > 0 && !utf8.ValidString(reason) {
-			reason = reason[:len(reason)-1]
-		}
-	}
-	return websocket.FormatCloseMessage(code, reason)
 }

@@ -44,8 +44,19 @@ func TestTruncateReason(t *testing.T) {
 			t.Errorf("close payload of %d bytes", len(msg))
 		}
 	}
-	if got := TruncateReason(strings.Repeat("é", 100)); len(got) != 122 {
-		t.Errorf("cut at %d bytes, want 122 (61 whole runes)", len(got))
+	for _, tc := range []struct {
+		reason string
+		want   int // bytes kept
+	}{
+		{strings.Repeat("é", 100), 122}, // 61 whole runes
+		{strings.Repeat("a", 123), 123},
+		{strings.Repeat("a", 200), 123},
+		{strings.Repeat("a", 122) + "é", 122}, // é would end at byte 124
+		{strings.Repeat("a", 121) + "é", 123},
+	} {
+		if got := TruncateReason(tc.reason); len(got) != tc.want {
+			t.Errorf("TruncateReason(%d bytes) cut at %d bytes, want %d", len(tc.reason), len(got), tc.want)
+		}
 	}
 }
 

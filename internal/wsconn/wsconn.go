@@ -276,12 +276,11 @@ func (c *Conn) TrySend(kind int, data []byte) bool {
 }
 
 // Close sends a close frame with code and reason after the frames already
-// queued, then closes the socket. It does not wait; use Done for that.
+// queued, then closes the socket. It does not wait; use Done for that. A
+// reason too long for a close frame is cut as websocket.FormatCloseMessage
+// cuts it.
 func (c *Conn) Close(code int, reason string) {
 	c.closeOnce.Do(func() {
-		if len(reason) > 120 { // control frames carry at most 125 bytes
-			reason = reason[:120]
-		}
 		c.closeMsg = websocket.FormatCloseMessage(code, reason)
 		close(c.closing)
 	})

@@ -80,6 +80,26 @@ func TestSendOrderAndClose(t *testing.T) {
 	}
 }
 
+// TestCloseReasonWholeRunes: Close cuts a long reason where a close frame
+// must (123 bytes), on a rune boundary, and leaves one that fits alone.
+// On 29b91b1 it cut every reason at byte 120 first: a rune across that
+// byte became U+FFFD, though the whole reason fitted.
+func TestCloseReasonWholeRunes(t *testing.T) {
+	for _, tc := range []struct{ reason, want string }{
+		{strings.Repeat("a", 119) + "€", strings.Repeat("a", 119) + "€"},
+		{strings.Repeat("a", 121) + "é", strings.Repeat("a", 121) + "é"},
+		{strings.Repeat("é", 70), strings.Repeat("é", 61)},
+	} {
+		s, c := pair(t)
+		s.Close(4001, tc.reason)
+		_, _, err := c.ReadMessage()
+		if code, reason, ok := IsCloseError(err); !ok || code != 4001 || reason != tc.want {
+			t.Errorf("Close(4001, %d bytes): got %v, want reason %q", len(tc.reason), err, tc.want)
+		}
+		<-s.Done()
+	}
+}
+
 func TestReadFrameLimit(t *testing.T) {
 	s, c := pair(t)
 	if err := c.WriteMessage(websocket.BinaryMessage, bytes.Repeat([]byte("a"), 100)); err != nil {
