@@ -172,7 +172,7 @@ func (r *ctlReader) next() ([]byte, error) {
 				return nil, wsconn.ErrFrameTooLarge
 			}
 			if r.kind == wsframe.OpText && !utf8.Valid(data) {
-				return nil, r.failCode(websocket.CloseInvalidFramePayloadData, "invalid UTF-8 in text message")
+				return nil, r.ws.FailProtocol(websocket.ErrTextUTF8)
 			}
 			return data, nil
 		}
@@ -206,16 +206,14 @@ func (r *ctlReader) next() ([]byte, error) {
 // control answers a control frame (a pong only proves the engine alive:
 // seen).
 func (r *ctlReader) control(op int, p []byte) error {
-	return r.readErr(wsconn.AnswerControl(r.ws, op, p, time.Second))
+	return wsconn.AnswerControl(r.ws, op, p, time.Second)
 }
 
+// readErr answers a header wsframe refused and maps an EOF.
 func (r *ctlReader) readErr(err error) error {
-	var pe *wsframe.ProtocolError
+	var pe *websocket.ProtocolError
 	if errors.As(err, &pe) {
-		if pe == wsconn.ErrCloseReasonUTF8 {
-			return r.failCode(websocket.CloseInvalidFramePayloadData, pe.Reason)
-		}
-		return r.fail(pe.Reason)
+		return r.ws.FailProtocol(pe)
 	}
 	if err == io.EOF {
 		return io.ErrUnexpectedEOF // no close frame
@@ -223,13 +221,7 @@ func (r *ctlReader) readErr(err error) error {
 	return err
 }
 
-// fail answers a protocol error with close 1002.
+// fail answers a frame that breaks RFC 6455 with close 1002.
 func (r *ctlReader) fail(reason string) error {
-	return r.failCode(websocket.CloseProtocolError, reason)
-}
-
-// failCode answers a frame that breaks RFC 6455 with close code.
-func (r *ctlReader) failCode(code int, reason string) error {
-	_ = r.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
-	return &wsframe.ProtocolError{Reason: reason}
+	return r.ws.FailProtocol(&websocket.ProtocolError{Reason: reason})
 }

@@ -1,7 +1,6 @@
 package channels
 
 import (
-	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -33,26 +32,6 @@ type frameReader struct {
 	stop  <-chan struct{}                 // ends a wait for memory
 	ctrl  [125 + wsframe.MaxHeader]byte
 }
-
-// protocolError is a frame that breaks RFC 6455; the socket is closed with
-// code (0: 1002 protocol error; 1007 for invalid UTF-8).
-type protocolError struct {
-	reason string
-	code   int
-}
-
-// closeCode is the close code that answers e.
-func (e *protocolError) closeCode() int {
-	if e.code != 0 {
-		return e.code
-	}
-	return websocket.CloseProtocolError
-}
-
-// errTextUTF8 is a text message that is not UTF-8 (RFC 6455 §8.1).
-var errTextUTF8 = &protocolError{"invalid UTF-8 in text message", websocket.CloseInvalidFramePayloadData}
-
-func (e *protocolError) Error() string { return "channels: websocket protocol error: " + e.reason }
 
 const (
 	opContinuation = wsframe.OpContinuation
@@ -90,7 +69,7 @@ var errStopped = errors.New("channels: stopped")
 // socket is then not read and TCP holds the writer back. The caller owns
 // the returned frame even on error (Release it). The error is a
 // *websocket.CloseError when the peer sent a close frame (already
-// answered), a *protocolError, wsconn.ErrFrameTooLarge (before reading the
+// answered), a *websocket.ProtocolError (answered with its CloseCode), wsconn.ErrFrameTooLarge (before reading the
 // payload), errStopped, or the read error.
 func (fr *frameReader) next() (f Frame, err error) {
 	bp := getBuf()
@@ -104,11 +83,11 @@ func (fr *frameReader) next() (f Frame, err error) {
 		switch h.Op {
 		case opContinuation:
 			if !started {
-				return f, fr.endMessage(&protocolError{reason: "continuation frame outside a message"})
+				return f, fr.endMessage(&websocket.ProtocolError{Reason: "continuation frame outside a message"})
 			}
 		case opText, opBinary:
 			if started {
-				return f, fr.endMessage(&protocolError{reason: "new message inside a fragmented one"})
+				return f, fr.endMessage(&websocket.ProtocolError{Reason: "new message inside a fragmented one"})
 			}
 			started, f.Text = true, h.Op == opText
 		default: // control
@@ -146,7 +125,7 @@ func (fr *frameReader) next() (f Frame, err error) {
 		}
 		if h.Fin {
 			if f.Text && !utf8.Valid(f.Data) {
-				return f, fr.endMessage(errTextUTF8)
+				return f, fr.endMessage(websocket.ErrTextUTF8)
 			}
 			return f, fr.endMessage(nil)
 		}
@@ -165,9 +144,9 @@ func (fr *frameReader) endMessage(err error) error {
 func (fr *frameReader) header() (wsframe.Header, error) {
 	h, err := fr.r.Next()
 	if err != nil {
-		var pe *wsframe.ProtocolError
+		var pe *websocket.ProtocolError
 		if errors.As(err, &pe) {
-			return h, &protocolError{reason: pe.Reason}
+			return h, pe
 		}
 		if err == io.EOF {
 			return h, err
@@ -175,7 +154,7 @@ func (fr *frameReader) header() (wsframe.Header, error) {
 		return h, noEOF(err)
 	}
 	if !h.Masked {
-		return h, &protocolError{reason: "unmasked client frame"}
+		return h, &websocket.ProtocolError{Reason: "unmasked client frame"}
 	}
 	return h, nil
 }
@@ -208,18 +187,9 @@ func (fr *frameReader) control(h wsframe.Header) error {
 	case opPong:
 		return nil
 	}
-	code, reason := websocket.CloseNoStatusReceived, ""
-	switch {
-	case h.Len == 1:
-		return &protocolError{reason: "close frame of one byte"}
-	case h.Len >= 2:
-		code, reason = int(binary.BigEndian.Uint16(p)), string(p[2:])
-		if !wsframe.ValidCloseCode(code) {
-			return &protocolError{reason: "invalid close frame"}
-		}
-		if !utf8.ValidString(reason) {
-			return &protocolError{"invalid UTF-8 in close reason", websocket.CloseInvalidFramePayloadData}
-		}
+	code, reason, perr := websocket.ParseClose(p)
+	if perr != nil {
+		return perr
 	}
 	_ = fr.reply(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""))
 	return &websocket.CloseError{Code: code, Text: reason}

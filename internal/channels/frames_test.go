@@ -162,7 +162,7 @@ func FuzzFrameReader(f *testing.F) {
 			f.Release()
 			if err != nil {
 				var ce *websocket.CloseError
-				var pe *protocolError
+				var pe *websocket.ProtocolError
 				if !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) && !errors.As(err, &ce) && !errors.As(err, &pe) && !errors.Is(err, wsconn.ErrFrameTooLarge) {
 					t.Fatalf("unexpected error %v", err)
 				}

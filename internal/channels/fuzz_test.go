@@ -59,12 +59,12 @@ func hubReaderOutcome(t *testing.T, in []byte, limit int64) readOutcome {
 		}
 		f.Release()
 		var ce *websocket.CloseError
-		var pe *protocolError
+		var pe *websocket.ProtocolError
 		switch {
 		case errors.As(err, &ce):
 			o.end = fmt.Sprint("close ", ce.Code)
 		case errors.As(err, &pe):
-			o.end = fmt.Sprint("fail ", pe.closeCode())
+			o.end = fmt.Sprint("fail ", pe.CloseCode())
 		case errors.Is(err, wsconn.ErrFrameTooLarge):
 			o.end = fmt.Sprint("fail ", websocket.CloseMessageTooBig)
 		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):

@@ -164,7 +164,7 @@ func (h *Hub) runWriter(ch *channel, ws *websocket.Conn) {
 // writerEnded classifies the error that ended a writer socket's read loop.
 func (h *Hub) writerEnded(ch *channel, e *sockEnd, err error) (clean bool, abort *AbortError, gotClose bool) {
 	var ce *websocket.CloseError
-	var pe *protocolError
+	var pe *websocket.ProtocolError
 	switch {
 	case errors.As(err, &ce):
 		// frameReader has already echoed the close frame.
@@ -186,8 +186,8 @@ func (h *Hub) writerEnded(ch *channel, e *sockEnd, err error) (clean bool, abort
 		return false, &AbortError{Reason: "writer sent a frame larger than " + limit + " bytes"}, false
 	case errors.As(err, &pe):
 		h.log.Debug("channel writer protocol error", "channel_id", ch.id, "err", err)
-		e.kill(pe.closeCode(), pe.reason)
-		return false, &AbortError{Reason: "writer broke the WebSocket protocol: " + pe.reason}, false
+		e.kill(pe.CloseCode(), pe.Reason)
+		return false, &AbortError{Reason: "writer broke the WebSocket protocol: " + pe.Reason}, false
 	case e.killed.Load():
 		return false, nil, false // our kill's read deadline, or the peer dropped after it
 	}

@@ -1,7 +1,6 @@
 package ws
 
 import (
-	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -92,7 +91,7 @@ func (c *Conn) NextReader() (int, io.Reader, error) {
 		return 0, nil, err
 	}
 	if h.Op == wsframe.OpContinuation {
-		return 0, nil, r.fail(CloseProtocolError, "continuation frame outside a message")
+		return 0, nil, r.fail(&ProtocolError{Reason: "continuation frame outside a message"})
 	}
 	r.inMsg, r.fin, r.text, r.size = true, h.Fin, h.Op == TextMessage, 0
 	r.utf8 = utf8Check{}
@@ -128,7 +127,7 @@ func (m *messageReader) Read(p []byte) (int, error) {
 		if r.ctlOp == 0 && r.fr.Remaining() > 0 {
 			n, err := r.fr.Read(p)
 			if r.text && !r.utf8.write(p[:n]) {
-				return 0, r.fail(CloseInvalidFramePayloadData, "invalid UTF-8 in text message")
+				return 0, r.fail(ErrTextUTF8)
 			}
 			if err != nil && err != io.EOF {
 				return n, r.readErr(err)
@@ -154,7 +153,7 @@ func (m *messageReader) Read(p []byte) (int, error) {
 func (r *readState) end() error {
 	r.inMsg = false
 	if r.text && !r.utf8.complete() {
-		return r.fail(CloseInvalidFramePayloadData, "invalid UTF-8 in text message")
+		return r.fail(ErrTextUTF8)
 	}
 	return nil
 }
@@ -166,7 +165,7 @@ func (r *readState) continuation() error {
 		return err
 	}
 	if h.Op != wsframe.OpContinuation {
-		return r.fail(CloseProtocolError, "new message inside a fragmented one")
+		return r.fail(&ProtocolError{Reason: "new message inside a fragmented one"})
 	}
 	r.fin = h.Fin
 	return r.account(h.Len)
@@ -206,15 +205,15 @@ func (r *readState) dataHeader() (wsframe.Header, error) {
 		if err != nil {
 			var pe *ProtocolError
 			if errors.As(err, &pe) {
-				return h, r.fail(CloseProtocolError, pe.Reason)
+				return h, r.fail(pe)
 			}
 			return h, r.readErr(err)
 		}
 		switch {
 		case r.c.server && !h.Masked:
-			return h, r.fail(CloseProtocolError, "unmasked client frame")
+			return h, r.fail(&ProtocolError{Reason: "unmasked client frame"})
 		case !r.c.server && h.Masked:
-			return h, r.fail(CloseProtocolError, "masked server frame")
+			return h, r.fail(&ProtocolError{Reason: "masked server frame"})
 		case wsframe.IsControl(h.Op):
 			r.ctlOp, r.ctlLen, r.ctlGot = h.Op, int(h.Len), 0
 			continue
@@ -240,19 +239,9 @@ func (r *readState) control(op int, p []byte) error {
 			return r.keep(r.pong(string(p)))
 		}
 	case CloseMessage:
-		code, text := CloseNoStatusReceived, ""
-		switch {
-		case len(p) == 1:
-			return r.fail(CloseProtocolError, "invalid close frame")
-		case len(p) >= 2:
-			code = int(binary.BigEndian.Uint16(p))
-			if !wsframe.ValidCloseCode(code) {
-				return r.fail(CloseProtocolError, "invalid close code")
-			}
-			if !utf8.Valid(p[2:]) {
-				return r.fail(CloseInvalidFramePayloadData, "invalid UTF-8 in close reason")
-			}
-			text = string(p[2:])
+		code, text, perr := ParseClose(p)
+		if perr != nil {
+			return r.fail(perr)
 		}
 		if r.close != nil {
 			if err := r.close(code, text); err != nil {
@@ -273,11 +262,17 @@ func (r *readState) keep(err error) error {
 	return err
 }
 
-// fail answers a frame that breaks the protocol with a close frame of
-// code and reason; the connection cannot be read further.
-func (r *readState) fail(code int, reason string) error {
-	_ = r.c.WriteControl(CloseMessage, FormatCloseMessage(code, reason), time.Now().Add(controlWait))
-	return r.keep(&ProtocolError{Reason: reason})
+// fail answers a frame that breaks the protocol (FailProtocol); the
+// connection cannot be read further.
+func (r *readState) fail(pe *ProtocolError) error { return r.keep(r.c.FailProtocol(pe)) }
+
+// FailProtocol answers a frame that breaks RFC 6455 with a close frame of
+// pe's close code and reason, waiting at most a second for other writes,
+// and returns pe. It is how every reader of frames answers one, this
+// package's and those that parse frames beside it.
+func (c *Conn) FailProtocol(pe *ProtocolError) error {
+	_ = c.WriteControl(CloseMessage, FormatCloseMessage(pe.CloseCode(), pe.Reason), time.Now().Add(controlWait))
+	return pe
 }
 
 // readErr maps a read error: a deadline passing is returned as it is and

@@ -375,3 +375,33 @@ func joinParts(p []string) string {
 	}
 	return b.String()
 }
+
+// TestParseClose: the close payloads a peer may send, and the close code
+// that answers each one it may not (the one check every reader of close
+// frames uses).
+func TestParseClose(t *testing.T) {
+	for _, tc := range []struct {
+		p      string
+		code   int
+		reason string
+		fail   int // the close code answering it; 0: valid
+	}{
+		{"", CloseNoStatusReceived, "", 0},
+		{"\x03\xe8", CloseNormalClosure, "", 0},
+		{"\x0f\xa0bye", 4000, "bye", 0},
+		{"\x03\xe8κόσμε", CloseNormalClosure, "κόσμε", 0},
+		{"\x03", 0, "", CloseProtocolError},
+		{"\x03\xed", 0, "", CloseProtocolError}, // 1005 on the wire
+		{"\x03\xee", 0, "", CloseProtocolError}, // 1006
+		{"\x13\x88", 0, "", CloseProtocolError}, // 5000
+		{"\x03\xe8\xce", 0, "", CloseInvalidFramePayloadData},
+	} {
+		code, reason, perr := ParseClose([]byte(tc.p))
+		switch {
+		case tc.fail == 0 && (perr != nil || code != tc.code || reason != tc.reason):
+			t.Errorf("ParseClose(%q) = %d %q %v, want %d %q", tc.p, code, reason, perr, tc.code, tc.reason)
+		case tc.fail != 0 && (perr == nil || perr.CloseCode() != tc.fail):
+			t.Errorf("ParseClose(%q) = %d %q %v, want a protocol error answered with %d", tc.p, code, reason, perr, tc.fail)
+		}
+	}
+}

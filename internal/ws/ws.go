@@ -97,8 +97,34 @@ func IsCloseError(err error, codes ...int) bool {
 }
 
 // ProtocolError is a frame that breaks RFC 6455; the peer was sent close
-// 1002 (or 1007 for invalid UTF-8).
+// 1002 (or 1007 for invalid UTF-8: its CloseCode).
 type ProtocolError = wsframe.ProtocolError
+
+// ErrTextUTF8 is a text message that is not UTF-8 (RFC 6455 §8.1), answered
+// with close 1007.
+var ErrTextUTF8 = &ProtocolError{Reason: "invalid UTF-8 in text message", Code: CloseInvalidFramePayloadData}
+
+// ParseClose parses the payload of a close frame a peer sent (RFC 6455
+// §5.5.1, §7.4): its status code (1005, no status, for an empty payload)
+// and reason. A payload a peer may not send is a protocol error: one byte,
+// a code §7.4 does not let a peer send (1002), or a reason that is not
+// UTF-8 (1007). Every reader in the repository checks close frames with it.
+func ParseClose(p []byte) (code int, reason string, perr *ProtocolError) {
+	switch {
+	case len(p) == 0:
+		return CloseNoStatusReceived, "", nil
+	case len(p) == 1:
+		return 0, "", &ProtocolError{Reason: "invalid close frame"}
+	}
+	code = int(binary.BigEndian.Uint16(p))
+	if !wsframe.ValidCloseCode(code) {
+		return 0, "", &ProtocolError{Reason: "invalid close code"}
+	}
+	if !utf8.Valid(p[2:]) {
+		return 0, "", &ProtocolError{Reason: "invalid UTF-8 in close reason", Code: CloseInvalidFramePayloadData}
+	}
+	return code, string(p[2:]), nil
+}
 
 // FormatCloseMessage is a close frame's payload: code and reason, the
 // reason cut to MaxCloseReason bytes on a rune boundary (and made valid

@@ -2,7 +2,6 @@ package wsconn
 
 import (
 	"bufio"
-	"encoding/binary"
 	"errors"
 	"io"
 	"time"
@@ -19,7 +18,8 @@ import (
 // buffer that doubles as bytes arrive, and can tell the read loop whether
 // more input is buffered (NextFrameBuffered). It is used by ReadFrame for sockets that Upgrade
 // made, and only by their single reader goroutine. Errors are final: the
-// caller stops reading.
+// caller stops reading; a frame that breaks RFC 6455 is a
+// *websocket.ProtocolError, answered with its close code.
 type serverReader struct {
 	inMsg bool   // a fragmented message is being read
 	skip  bool   // the rest of the current message is over the limit: drop it
@@ -27,10 +27,6 @@ type serverReader struct {
 	err   error
 	ctl   [125]byte
 }
-
-// errServerFrame is a frame that breaks RFC 6455; the socket is closed with
-// 1002 and the reader stops.
-var errServerFrame = errors.New("wsconn: protocol error")
 
 // readFrame is ReadFrame for cc (see there): control frames are answered
 // as ws.Conn's default handlers do (a ping with a pong, a close frame with
@@ -100,7 +96,7 @@ func (r *serverReader) read(br *bufio.Reader, ws *websocket.Conn, b []byte, limi
 		}
 		if h.Fin {
 			if kind == wsframe.OpText && !utf8.Valid(b) {
-				return 0, b, r.failCode(ws, websocket.CloseInvalidFramePayloadData, "invalid UTF-8 in text message")
+				return 0, b, ws.FailProtocol(websocket.ErrTextUTF8)
 			}
 			return kind, b, nil
 		}
@@ -172,9 +168,9 @@ func (r *serverReader) header(br *bufio.Reader, ws *websocket.Conn) (wsframe.Hea
 // so that its errors.As target, which escapes, is allocated only on this
 // path and not once per frame.
 func (r *serverReader) failHeader(ws *websocket.Conn, err error) error {
-	var pe *wsframe.ProtocolError
+	var pe *websocket.ProtocolError
 	if errors.As(err, &pe) {
-		return r.fail(ws, pe.Reason)
+		return ws.FailProtocol(pe)
 	}
 	return r.fail(ws, err.Error())
 }
@@ -226,36 +222,23 @@ func (r *serverReader) control(br *bufio.Reader, ws *websocket.Conn, h wsframe.H
 	if err != nil {
 		return err
 	}
-	err = AnswerControl(ws, h.Op, p, time.Second)
-	if pe := (*wsframe.ProtocolError)(nil); errors.As(err, &pe) {
-		if pe == errCloseReasonUTF8 {
-			return r.failCode(ws, websocket.CloseInvalidFramePayloadData, pe.Reason)
-		}
-		return r.fail(ws, pe.Reason)
-	}
-	return err
+	return AnswerControl(ws, h.Op, p, time.Second)
 }
 
 // AnswerControl answers a control frame read beside ws.Conn's reader as
-// that reader does: a ping with a pong, a close frame with a close frame of
-// the same code, returned as a *websocket.CloseError; a pong needs nothing.
-// An invalid close frame is a *wsframe.ProtocolError, left for the caller
-// to answer with 1002 (errCloseReasonUTF8: 1007). Replies wait at most
-// wait.
+// that reader does: a ping with a pong, a close frame (checked by
+// websocket.ParseClose) with a close frame of the same code, returned as a
+// *websocket.CloseError; a pong needs nothing. An invalid close frame is
+// answered with its close code (ws.FailProtocol) and returned as a
+// *websocket.ProtocolError. Replies wait at most wait.
 func AnswerControl(ws *websocket.Conn, op int, p []byte, wait time.Duration) error {
 	switch op {
 	case wsframe.OpPing:
 		_ = ws.WriteControl(websocket.PongMessage, p, time.Now().Add(wait))
 	case wsframe.OpClose:
-		code, text := websocket.CloseNoStatusReceived, ""
-		if len(p) >= 2 {
-			code, text = int(binary.BigEndian.Uint16(p)), string(p[2:])
-		}
-		if len(p) == 1 || len(p) >= 2 && !wsframe.ValidCloseCode(code) {
-			return &wsframe.ProtocolError{Reason: "invalid close frame"}
-		}
-		if !utf8.ValidString(text) {
-			return errCloseReasonUTF8
+		code, text, perr := websocket.ParseClose(p)
+		if perr != nil {
+			return ws.FailProtocol(perr)
 		}
 		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(wait))
 		return &websocket.CloseError{Code: code, Text: text}
@@ -263,21 +246,9 @@ func AnswerControl(ws *websocket.Conn, op int, p []byte, wait time.Duration) err
 	return nil
 }
 
-// ErrCloseReasonUTF8 is AnswerControl's error for a close frame whose
-// reason is not UTF-8: answer it with 1007 rather than 1002.
-var ErrCloseReasonUTF8 = &wsframe.ProtocolError{Reason: "invalid UTF-8 in close reason"}
-
-var errCloseReasonUTF8 = ErrCloseReasonUTF8
-
-// fail answers a protocol error with close 1002.
+// fail answers a frame that breaks RFC 6455 with close 1002.
 func (r *serverReader) fail(ws *websocket.Conn, reason string) error {
-	return r.failCode(ws, websocket.CloseProtocolError, reason)
-}
-
-// failCode answers a frame that breaks RFC 6455 with close code.
-func (r *serverReader) failCode(ws *websocket.Conn, code int, reason string) error {
-	_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
-	return errors.Join(errServerFrame, errors.New(reason))
+	return ws.FailProtocol(&websocket.ProtocolError{Reason: reason})
 }
 
 // noEOF reports the peer hanging up without a close frame as ws.Conn does

@@ -129,7 +129,8 @@ func TestServerReadRejectsBadFrames(t *testing.T) {
 			if _, err := c.NetConn().Write(frame); err != nil {
 				t.Fatal(err)
 			}
-			if _, _, err := mustRead(t, s, 0); !errors.Is(err, errServerFrame) {
+			var pe *websocket.ProtocolError
+			if _, _, err := mustRead(t, s, 0); !errors.As(err, &pe) || pe.CloseCode() != websocket.CloseProtocolError {
 				t.Fatalf("got %v, want a protocol error", err)
 			}
 			_, _, err := c.ReadMessage()

@@ -149,10 +149,24 @@ func rotate(key [4]byte, pos int) [4]byte {
 }
 
 // ProtocolError is a frame that breaks RFC 6455: the connection must be
-// closed with code 1002.
-type ProtocolError struct{ Reason string }
+// closed with CloseCode. It is the one protocol error of every reader in
+// the repository (internal/ws, wsconn, the channel hub, the SDK).
+type ProtocolError struct {
+	Reason string
+	// Code is the close code that answers the frame when it is not 1002
+	// (protocol error): 1007 for text or a close reason that is not UTF-8.
+	Code int
+}
 
 func (e *ProtocolError) Error() string { return "websocket protocol error: " + e.Reason }
+
+// CloseCode is the close code that answers e: Code, or 1002.
+func (e *ProtocolError) CloseCode() int {
+	if e.Code != 0 {
+		return e.Code
+	}
+	return 1002
+}
 
 // Reader reads frames from a connection. Headers and short payloads go
 // through a small buffer of its own; a payload read of directMin bytes or
@@ -275,7 +289,7 @@ func ParseHeader(p []byte) (Header, error) {
 		h.Len = uint64(binary.BigEndian.Uint16(p[2:]))
 	case 127:
 		if h.Len = binary.BigEndian.Uint64(p[2:]); h.Len>>63 != 0 {
-			return h, &ProtocolError{"invalid payload length"}
+			return h, &ProtocolError{Reason: "invalid payload length"}
 		}
 	default:
 		h.Len = uint64(n)
@@ -285,11 +299,11 @@ func ParseHeader(p []byte) (Header, error) {
 	}
 	switch {
 	case b0&0x70 != 0:
-		return h, &ProtocolError{"reserved bits set"}
+		return h, &ProtocolError{Reason: "reserved bits set"}
 	case h.Op > OpBinary && h.Op < OpClose, h.Op > OpPong:
-		return h, &ProtocolError{"unknown opcode"}
+		return h, &ProtocolError{Reason: "unknown opcode"}
 	case IsControl(h.Op) && (!h.Fin || h.Len > 125):
-		return h, &ProtocolError{"fragmented or oversized control frame"}
+		return h, &ProtocolError{Reason: "fragmented or oversized control frame"}
 	}
 	return h, nil
 }
