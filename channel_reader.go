@@ -2,11 +2,9 @@ package sluice
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -273,65 +271,3 @@ func parseRef(data []byte, dir string) (ref ChannelRef, null bool, err error) {
 	}
 	return ChannelRef{ChannelID: *raw.ChannelID, AccessKey: *raw.AccessKey, Direction: dir}, false, nil
 }
-
-// withHandshakeConn returns a copy of d that dials through a handshakeConn
-// (over d's own dial function), and a function that returns the last one
-// it dialed.
-func withHandshakeConn(d websocket.Dialer) (*websocket.Dialer, func() *handshakeConn) {
-	var hc *handshakeConn
-	dial := d.NetDialContext
-	if dial == nil {
-		var nd net.Dialer
-		dial = nd.DialContext
-	}
-	d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := dial(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		hc = &handshakeConn{Conn: c}
-		return hc, nil
-	}
-	return &d, func() *handshakeConn { return hc }
-}
-
-// handshakeConn hands the dialer the bytes of the handshake and nothing more:
-// until handshakeDone, a Read returns at most up to the end of the current
-// HTTP header block (a proxy's CONNECT answer, then the 101), keeping what
-// the socket delivered beyond it; afterwards the kept bytes come first.
-type handshakeConn struct {
-	net.Conn
-	done bool
-	tail uint32 // the last four bytes handed out, to spot "\r\n\r\n"
-	keep []byte
-	buf  [1024]byte
-}
-
-func (c *handshakeConn) Read(p []byte) (int, error) {
-	if len(c.keep) == 0 {
-		if c.done {
-			return c.Conn.Read(p)
-		}
-		n, err := c.Conn.Read(c.buf[:])
-		if n == 0 {
-			return 0, err
-		}
-		c.keep = c.buf[:n]
-	}
-	n := min(len(p), len(c.keep))
-	if !c.done {
-		for i, b := range c.keep[:n] {
-			c.tail = c.tail<<8 | uint32(b)
-			if c.tail == 0x0d0a0d0a { // the end of a header block
-				n, c.tail = i+1, 0
-				break
-			}
-		}
-	}
-	copy(p, c.keep[:n])
-	c.keep = c.keep[n:]
-	return n, nil
-}
-
-// handshakeDone ends the handshake: reads pass through from now on.
-func (c *handshakeConn) handshakeDone() { c.done = true }

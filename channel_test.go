@@ -446,7 +446,8 @@ func TestChannelCloseWithErrorUnblocksWrite(t *testing.T) {
 
 // rawEngine serves one channel socket by hand: it answers the handshake
 // and writes frames in the same write, so that they reach the client
-// together with the 101 (what handshakeConn is for), hangs up its side if
+// together with the 101 (the dialer keeps what it read past it for the
+// frame reader), hangs up its side if
 // asked, then reads what the client sends until it hangs up.
 func rawEngine(t *testing.T, frames []byte, hangUp bool) (url string, fromClient <-chan []byte) {
 	t.Helper()
@@ -489,8 +490,8 @@ func serverFrame(fin bool, op int, payload []byte) []byte {
 	return append(hdr[:n], payload...)
 }
 
-// TestChannelReaderRaw: the ws:// reader's own frame reader gets frames
-// that arrive with the handshake response, a message fragmented around a
+// TestChannelReaderRaw: the reader gets frames that arrive with the
+// handshake response, a message fragmented around a
 // ping (answered), text messages, and the close frame (echoed).
 func TestChannelReaderRaw(t *testing.T) {
 	big := randomBytes(200_000, 7)

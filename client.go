@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -33,9 +32,6 @@ type Client struct {
 	cfg    config
 	log    *slog.Logger
 	dialer *websocket.Dialer
-	// rawDialer, when set, is the dialer for sockets that ctlReader reads
-	// (ws://); see readerRole.
-	rawDialer *websocket.Dialer
 	// dialOpts are the connection settings of every socket, the channel
 	// ends' included.
 	dialOpts *dialOptions
@@ -130,20 +126,14 @@ func Connect(ctx context.Context, rawURL string, opts ...Option) (*Client, error
 		observers:    make(map[string]*ObserveHandle),
 		decOpts:      decodeOptions(rawURL, dialOpts),
 	}
-	c.dialer = dialOpts.dialer(websocket.Dialer{
+	// wsconn.Dialer lets the writer batch frames queued under load into
+	// one syscall. The dialer reads the handshake response only; ctlReader
+	// reads the frames (whatever came with the response first).
+	c.dialer = wsconn.Dialer(dialOpts.dialer(websocket.Dialer{
 		Proxy:            http.ProxyFromEnvironment,
 		HandshakeTimeout: handshakeTimeout,
-		ReadBufferSize:   4096,
-	})
-	if u.Scheme == "ws" {
-		// Read by ctlReader (reader.go); the dialer only reads the
-		// handshake response.
-		raw := *c.dialer
-		raw.ReadBufferSize = 1024
-		c.rawDialer = &raw
-	}
-	// Lets the writer batch frames queued under load into one syscall.
-	c.dialer = wsconn.Dialer(c.dialer)
+		ReadBufferSize:   1024,
+	}))
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	first := make(chan struct{})
 	c.firstErr = make(chan error, 1)
@@ -211,15 +201,7 @@ func (c *Client) Close() error {
 func (c *Client) dial() (*session, error) {
 	ctx, cancel := context.WithTimeout(c.ctx, handshakeTimeout)
 	defer cancel()
-	d, dialed := c.dialer, func() *handshakeConn { return nil }
-	if c.rawDialer != nil {
-		// The handshake must not read past the 101: ctlReader reads what
-		// follows straight from the socket.
-		var raw *websocket.Dialer
-		raw, dialed = withHandshakeConn(*c.rawDialer)
-		d = wsconn.Dialer(raw)
-	}
-	ws, resp, err := d.DialContext(ctx, c.url, c.cfg.header)
+	ws, resp, err := c.dialer.DialContext(ctx, c.url, c.cfg.header)
 	if err != nil {
 		if resp != nil {
 			return nil, &dialStatusError{err: err, code: resp.StatusCode, status: resp.Status}
@@ -227,27 +209,7 @@ func (c *Client) dial() (*session, error) {
 		return nil, err
 	}
 	s := &session{conn: wsconn.New(ws, wsconn.Options{}), done: make(chan struct{}), detached: make(chan struct{})}
-	idle := c.cfg.idleTimeout
-	if hc := dialed(); hc != nil {
-		hc.handshakeDone()
-		rd := newCtlReader(ws, ws.NetConn(), idle)
-		s.role.init(c, s, rd, rd)
-	} else {
-		s.role.init(c, s, &connSource{ws: ws, idle: idle}, nil)
-		// Any inbound frame, control frames included, proves the engine
-		// alive.
-		ws.SetPongHandler(func(string) error {
-			return ws.SetReadDeadline(time.Now().Add(idle))
-		})
-		ws.SetPingHandler(func(data string) error {
-			_ = ws.SetReadDeadline(time.Now().Add(idle))
-			err := ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
-			if err != nil && !errors.Is(err, websocket.ErrCloseSent) {
-				return err
-			}
-			return nil
-		})
-	}
+	s.role.init(c, s, controlReader(ws, c.cfg.idleTimeout))
 	s.role.start()
 	return s, nil
 }

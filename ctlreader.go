@@ -1,7 +1,5 @@
-// The frame sources of a control socket: what the holder of the reader
-// role (reader.go) reads with. ctlReader (ws://) can be interrupted by a
-// deadline and resumed by the next holder; connSource (wss://) is read by
-// background readers only.
+// The reader of a control socket: what the holder of the reader role
+// (reader.go) reads with, over ws:// and wss:// alike.
 
 package sluice
 
@@ -20,57 +18,15 @@ import (
 	"github.com/sluicehq/sluice/internal/wsconn"
 )
 
-// frameSource yields a control socket's data messages, handling control
-// frames on the way. Only the holder of the reader role uses it.
-type frameSource interface {
-	// next returns the next data message, valid until the next call; an
-	// oversized message is skipped with wsconn.ErrFrameTooLarge.
-	next() ([]byte, error)
-	// arm pushes the idle deadline out, now and then.
-	arm(now time.Time)
-	// buffered reports whether the next data frame is already buffered
-	// whole (more input of the same burst).
-	buffered() bool
-}
-
-// connSource reads through the ws package's reader: wss://. Its idle
-// deadline is also pushed out by the ping and pong handlers set in dial.
-type connSource struct {
-	ws    *websocket.Conn
-	idle  time.Duration
-	buf   []byte
-	armed time.Time
-	kind  int // the opcode of the message next returned
-}
-
-func (g *connSource) next() ([]byte, error) {
-	kind, data, err := wsconn.ReadFrame(g.ws, g.buf, maxFrameSize)
-	g.kind = kind
-	g.buf = data[:0]
-	if cap(g.buf) > keepReadBuffer {
-		g.buf = nil // do not pin one huge frame's buffer for the socket's life
-	}
-	return data, err
-}
-
-func (g *connSource) buffered() bool { return wsconn.NextFrameBuffered(g.ws) }
-
-// arm re-arms the deadline only when a quarter of it has passed: re-arming
-// on every frame costs a runtime timer update per frame. The engine
-// therefore counts as dead after 3/4 to 4/4 of the idle timeout.
-func (g *connSource) arm(now time.Time) {
-	if now.Sub(g.armed) > g.idle/4 {
-		_ = g.ws.SetReadDeadline(now.Add(g.idle))
-		g.armed = now
-	}
-}
-
-// ctlReader reads a ws:// control socket with wsframe.Reader. Everything
-// it is in the middle of survives a read interrupted by a deadline
-// (interrupt), so the next holder of the role goes on where it stopped.
+// ctlReader reads a control socket's data messages with wsframe.Reader,
+// handling control frames on the way. Everything it is in the middle of
+// survives a read interrupted by a deadline (interrupt), so the next holder
+// of the role goes on where it stopped; TLS connections allow that too (a
+// read deadline does not break a tls.Conn). Only the holder of the reader
+// role uses it.
 type ctlReader struct {
 	ws   *websocket.Conn // for control replies; safe beside the writer
-	conn net.Conn
+	conn net.Conn        // where the deadlines are set
 	fr   *wsframe.Reader
 	idle time.Duration
 	// seen is when the last frame arrived; the deadline is seen+idle.
@@ -92,10 +48,21 @@ type ctlReader struct {
 	ctl    [125]byte
 }
 
-func newCtlReader(ws *websocket.Conn, conn net.Conn, idle time.Duration) *ctlReader {
-	return &ctlReader{ws: ws, conn: conn, fr: wsframe.NewReader(conn, 4096), idle: idle, seen: time.Now()}
+// controlReader is the reader of the control socket ws (dial's).
+func controlReader(ws *websocket.Conn, idle time.Duration) *ctlReader {
+	return newCtlReader(ws, ws.FrameSource(), ws.NetConn(), idle)
 }
 
+// newCtlReader reads frames from src, setting its deadlines on conn (the
+// connection src reads), and answers control frames on ws.
+func newCtlReader(ws *websocket.Conn, src io.Reader, conn net.Conn, idle time.Duration) *ctlReader {
+	return &ctlReader{ws: ws, conn: conn, fr: wsframe.NewReader(src, 4096), idle: idle, seen: time.Now()}
+}
+
+// arm pushes the idle deadline out, now and then: only when a quarter of
+// it has passed, since re-arming on every frame costs a runtime timer
+// update per frame. The engine therefore counts as dead after 3/4 to 4/4
+// of the idle timeout.
 func (r *ctlReader) arm(now time.Time) {
 	if r.fresh {
 		r.seen, r.fresh = now, false
@@ -106,6 +73,8 @@ func (r *ctlReader) arm(now time.Time) {
 	}
 }
 
+// buffered reports whether the next data frame is already buffered whole
+// (more input of the same burst).
 func (r *ctlReader) buffered() bool { return r.ctlOp == 0 && !r.inMsg && r.fr.FrameBuffered() }
 
 // interrupted reports whether err is a deadline that passed before the
@@ -125,6 +94,8 @@ func (r *ctlReader) interrupted(err error) bool {
 // interrupt makes a blocked read return at once with a deadline error.
 func (r *ctlReader) interrupt() { _ = r.conn.SetReadDeadline(time.Unix(1, 0)) }
 
+// next returns the next data message, valid until the next call; an
+// oversized message is skipped with wsconn.ErrFrameTooLarge.
 func (r *ctlReader) next() ([]byte, error) {
 	for {
 		if r.ctlOp != 0 { // the rest of a control frame

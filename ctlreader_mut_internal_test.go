@@ -1,13 +1,9 @@
 package sluice
 
 import (
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
-
-	websocket "github.com/sluicehq/sluice/internal/ws"
 
 	"github.com/sluicehq/sluice/internal/channels/wsframe"
 )
@@ -16,57 +12,24 @@ import (
 // (docs/testing.md, "Mutation testing"). Each names the mutants it kills;
 // each was applied by hand and the test failed on it.
 
-// wsPair returns a client socket (this package's ws, as dial makes) and a
-// channel that yields the server side.
-func wsPair(t *testing.T) (*websocket.Conn, *websocket.Conn) {
-	t.Helper()
-	srvc := make(chan *websocket.Conn, 1)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		srvc <- ws
-	}))
-	t.Cleanup(srv.Close)
-	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	server := <-srvc
-	t.Cleanup(func() { ws.Close(); server.Close() })
-	return ws, server
-}
-
-// Both frame sources push the idle deadline out only once a quarter of it
-// has passed since they last did. Kills ctlreader.go:55 and :96
-// (`> idle/4` → `>=`, → `<=`, `/` → `*`).
-func TestSourcesRearmAfterAQuarter(t *testing.T) {
+// ctlReader pushes the idle deadline out only once a quarter of it has
+// passed since it last did. Kills ctlreader.go:55 and :96 (`> idle/4` →
+// `>=`, → `<=`, `/` → `*`).
+func TestCtlReaderRearmsAfterAQuarter(t *testing.T) {
 	client, _ := tcpPair(t)
-	ws, _ := wsPair(t)
-	cr := newCtlReader(nil, client, time.Minute)
-	cs := &connSource{ws: ws, idle: time.Minute}
-	for name, src := range map[string]struct {
-		arm   func(time.Time)
-		armed func() time.Time
+	r := newCtlReader(nil, client, client, time.Minute)
+	t0 := time.Now()
+	for _, step := range []struct {
+		at, armed time.Time
 	}{
-		"ctlReader":  {cr.arm, func() time.Time { return cr.armed }},
-		"connSource": {cs.arm, func() time.Time { return cs.armed }},
+		{t0, t0},                       // never armed: now
+		{t0.Add(15 * time.Second), t0}, // a quarter exactly: not yet
+		{t0.Add(15*time.Second + 1), t0.Add(15*time.Second + 1)}, // past it
 	} {
-		t0 := time.Now()
-		for _, step := range []struct {
-			at, armed time.Time
-		}{
-			{t0, t0},                       // never armed: now
-			{t0.Add(15 * time.Second), t0}, // a quarter exactly: not yet
-			{t0.Add(15*time.Second + 1), t0.Add(15*time.Second + 1)}, // past it
-		} {
-			src.arm(step.at)
-			if got := src.armed(); !got.Equal(step.armed) {
-				t.Fatalf("%s: after arm(t0+%v) armed at t0+%v, want t0+%v", name,
-					step.at.Sub(t0), got.Sub(t0), step.armed.Sub(t0))
-			}
+		r.arm(step.at)
+		if !r.armed.Equal(step.armed) {
+			t.Fatalf("after arm(t0+%v) armed at t0+%v, want t0+%v",
+				step.at.Sub(t0), r.armed.Sub(t0), step.armed.Sub(t0))
 		}
 	}
 }
@@ -76,7 +39,7 @@ func TestSourcesRearmAfterAQuarter(t *testing.T) {
 // → `<=`).
 func TestCtlReaderBufferKeptUpToLimit(t *testing.T) {
 	client, server := tcpPair(t)
-	r := newCtlReader(nil, client, time.Minute)
+	r := newCtlReader(nil, client, client, time.Minute)
 	r.arm(time.Now())
 	// One frame whose payload and the next header fill exactly
 	// keepReadBuffer: the buffer is grown to that (a whole number of pages).
@@ -101,30 +64,6 @@ func TestCtlReaderBufferKeptUpToLimit(t *testing.T) {
 	}
 }
 
-// connSource lets go of a buffer over keepReadBuffer. Kills ctlreader.go:45
-// CONDITIONALS_NEGATION (`>` → `<=`: it kept the huge buffer and dropped
-// the small ones).
-func TestConnSourceDropsHugeBuffer(t *testing.T) {
-	ws, server := wsPair(t)
-	src := &connSource{ws: ws, idle: time.Minute}
-	go func() {
-		_ = server.WriteMessage(websocket.BinaryMessage, []byte(strings.Repeat("b", 2*keepReadBuffer)))
-		_ = server.WriteMessage(websocket.BinaryMessage, []byte("small"))
-	}()
-	for i, want := range []struct {
-		n    int
-		kept bool
-	}{{2 * keepReadBuffer, false}, {5, true}} {
-		d, err := src.next()
-		if err != nil || len(d) != want.n {
-			t.Fatalf("message %d: %d bytes, %v", i, len(d), err)
-		}
-		if kept := src.buf != nil; kept != want.kept {
-			t.Fatalf("message %d (%d bytes): buffer kept %v, want %v", i, want.n, kept, want.kept)
-		}
-	}
-}
-
 // A read interrupted in the middle of a control frame returns the deadline
 // error, and the next read finishes the control frame and goes on to the
 // next message. Kills ctlreader.go:125 CONDITIONALS_NEGATION (`err != nil`
@@ -133,7 +72,7 @@ func TestConnSourceDropsHugeBuffer(t *testing.T) {
 // returned an empty message instead of reading on).
 func TestCtlReaderControlFrameInterrupted(t *testing.T) {
 	pong := frameBytes(true, wsframe.OpPong, "0123456789")
-	server, readNext := interruptMidFrame(t, pong)
+	server, readNext := interruptMidFrame(t, tcpPair, pong)
 	rest := append(pong[6:], frameBytes(true, wsframe.OpText, "after")...)
 	if _, err := server.Write(rest); err != nil {
 		t.Fatal(err)
@@ -148,7 +87,7 @@ func TestCtlReaderControlFrameInterrupted(t *testing.T) {
 // `>=`: a message of exactly the limit was skipped as too large).
 func TestCtlReaderMessageAtLimit(t *testing.T) {
 	client, server := tcpPair(t)
-	r := newCtlReader(nil, client, time.Minute)
+	r := newCtlReader(nil, client, client, time.Minute)
 	r.arm(time.Now())
 	go func() {
 		hdr := make([]byte, wsframe.MaxHeader)

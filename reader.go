@@ -39,7 +39,7 @@ import (
 //     (handOff); a holder whose token was taken exits when its handler
 //     returns. Tokens are never reused (started counts them), so a stale
 //     compare-and-swap cannot succeed.
-//  2. Only the holder uses src (and rd). A holder stops reading only when
+//  2. Only the holder uses rd. A holder stops reading only when
 //     the role has moved on (leave; its result handed over with the role;
 //     its inline run's token taken by handOff or the watchdog, which start
 //     a new reader) or the socket ended.
@@ -56,16 +56,14 @@ import (
 //     meanwhile waits 1–2 ms at most. A background reader that reads the
 //     result of a lone waiting caller hands the role over with the result
 //     (callResult.role); the caller then leaves it as a reader would.
-//  5. Callers only read sockets whose reads can be cut and resumed: rd,
-//     a ctlReader (ws://). Whoever fails a waiting call (its context, the
+//  5. rd's reads can be cut and resumed (ctlReader, over ws:// and
+//     wss:// alike). Whoever fails a waiting call (its context, the
 //     default timeout, Close) interrupts rd, so a caller blocked in a read
-//     sees it; the next holder goes on where the read stopped. With rd nil
-//     (wss://) background readers read at all times.
+//     sees it; the next holder goes on where the read stopped.
 type readerRole struct {
-	c   *Client
-	s   *session
-	src frameSource // the socket's data messages; used by the holder only
-	rd  *ctlReader  // src when callers may read for themselves, or nil
+	c  *Client
+	s  *session
+	rd *ctlReader // the socket's data messages; used by the holder only
 
 	// running is the role's state (invariant 1).
 	running atomic.Uint64
@@ -87,10 +85,9 @@ const (
 	rescueTick = time.Millisecond
 )
 
-// init readies the role of s, read through src (rd: src when callers may
-// read for themselves, or nil).
-func (r *readerRole) init(c *Client, s *session, src frameSource, rd *ctlReader) {
-	r.c, r.s, r.src, r.rd = c, s, src, rd
+// init readies the role of s, read through rd.
+func (r *readerRole) init(c *Client, s *session, rd *ctlReader) {
+	r.c, r.s, r.rd = c, s, rd
 	r.wake = make(chan struct{}, 1)
 }
 
@@ -114,21 +111,21 @@ func (r *readerRole) read() {
 func (r *readerRole) readFor(ctx context.Context, id string, p *pendingCall) (callResult, bool) {
 	c, s := r.c, r.s
 	for {
-		if !r.src.buffered() {
+		if !r.rd.buffered() {
 			// The burst is over: its deferred results go out before
 			// the next read may block.
 			s.conn.FlushDeferred()
 		}
-		r.src.arm(time.Now())
+		r.rd.arm(time.Now())
 		// After arming: an interrupt that came before the deadline was
 		// reset is seen here, one that comes after makes next return.
 		if p != nil && (ctx.Err() != nil || len(p.ch) > 0) {
 			r.leave()
 			return callResult{}, false
 		}
-		data, err := r.src.next()
+		data, err := r.rd.next()
 		if err != nil {
-			if r.rd != nil && r.rd.interrupted(err) {
+			if r.rd.interrupted(err) {
 				continue
 			}
 			if errors.Is(err, wsconn.ErrFrameTooLarge) {
@@ -161,7 +158,7 @@ func (r *readerRole) readFor(ctx context.Context, id string, p *pendingCall) (ca
 				r.leave()
 				return callResult{msg: m}, mine // !mine: given up meanwhile
 			}
-			if c.complete(m, p == nil && r.rd != nil) {
+			if c.complete(m, p == nil) {
 				return callResult{}, false // the role went with the result
 			}
 		case wire.TypeInvokeFunction:
@@ -197,7 +194,7 @@ func (r *readerRole) leave() {
 // free role, it reads until the result is there. ok reports that res is
 // the result; otherwise the answer comes on p.ch.
 func (r *readerRole) readOwn(ctx context.Context, id string, p *pendingCall) (res callResult, ok bool) {
-	if r.rd == nil || !r.takeFree() {
+	if !r.takeFree() {
 		return res, false
 	}
 	if ctx.Done() != nil {
@@ -209,11 +206,7 @@ func (r *readerRole) readOwn(ctx context.Context, id string, p *pendingCall) (re
 
 // interrupt makes a caller blocked reading for itself look at its call
 // again (invariant 5).
-func (r *readerRole) interrupt() {
-	if r.rd != nil {
-		r.rd.interrupt()
-	}
-}
+func (r *readerRole) interrupt() { r.rd.interrupt() }
 
 // runAverage is a function's exponentially weighted average handler run
 // time, in nanoseconds (weight 1/8 for the newest run). A function whose
@@ -240,7 +233,7 @@ func (r *readerRole) dispatchInvoke(m *wire.Message, caller bool) bool {
 		return true
 	}
 	// More input of the same burst waits: its results follow this one's.
-	more := r.src.buffered()
+	more := r.rd.buffered()
 	run := r.started.Add(1) << 1
 	r.running.Store(run)
 	r.watch()

@@ -14,7 +14,7 @@ import (
 // multiple of its size, not a copy per fragment.
 func TestCtlReaderFragmentsLinear(t *testing.T) {
 	client, server := tcpPair(t)
-	r := newCtlReader(nil, client, time.Minute)
+	r := newCtlReader(nil, client, client, time.Minute)
 	r.arm(time.Now())
 	msg := bytes.Repeat([]byte("0123456789abcdef"), 4<<20/16)
 	var in []byte

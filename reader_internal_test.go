@@ -1,6 +1,7 @@
 package sluice
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/channels/wsframe"
+	"github.com/sluicehq/sluice/internal/testtls"
 	"github.com/sluicehq/sluice/internal/wsconn"
 )
 
@@ -47,6 +49,32 @@ func tcpPair(t *testing.T) (client, server net.Conn) {
 	return client, server
 }
 
+// tlsPair is tcpPair with TLS on top, handshake done.
+func tlsPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	c, s := tcpPair(t)
+	files, err := testtls.Write(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.LoadX509KeyPair(files.CertFile, files.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := files.ClientConfig()
+	cfg.ServerName = "127.0.0.1"
+	tc, ts := tls.Client(c, cfg), tls.Server(s, &tls.Config{Certificates: []tls.Certificate{cert}})
+	done := make(chan error, 1)
+	go func() { done <- ts.Handshake() }()
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	return tc, ts
+}
+
 func frameBytes(fin bool, op int, payload string) []byte {
 	b := make([]byte, wsframe.MaxHeader)
 	n := wsframe.PutHeader(b, fin, op, len(payload), false, [4]byte{})
@@ -54,14 +82,14 @@ func frameBytes(fin bool, op int, payload string) []byte {
 }
 
 // interruptMidFrame gives a ctlReader the first 6 bytes of frame (its header and 4
-// payload bytes), interrupts the read waiting for the rest and checks the
-// read reports the interrupt. readNext re-arms the reader and reads the next
-// message, bounded in time.
-func interruptMidFrame(t *testing.T, frame []byte) (server net.Conn, readNext func() (string, error)) {
+// payload bytes) over a connection pair makes, interrupts the read waiting
+// for the rest and checks the read reports the interrupt. readNext re-arms
+// the reader and reads the next message, bounded in time.
+func interruptMidFrame(t *testing.T, pair func(*testing.T) (net.Conn, net.Conn), frame []byte) (server net.Conn, readNext func() (string, error)) {
 	t.Helper()
-	client, server := tcpPair(t)
+	client, server := pair(t)
 	nc := &notifyConn{Conn: client, got: make(chan int, 16)}
-	r := newCtlReader(nil, nc, time.Minute)
+	r := newCtlReader(nil, nc, nc, time.Minute)
 	r.arm(time.Now())
 	if _, err := server.Write(frame[:6]); err != nil {
 		t.Fatal(err)
@@ -101,21 +129,26 @@ func interruptMidFrame(t *testing.T, frame []byte) (server net.Conn, readNext fu
 }
 
 // An interrupt in the middle of a frame loses nothing: the next call goes
-// on where the interrupted one stopped.
+// on where the interrupted one stopped, over TCP and over TLS (a wss://
+// control socket: a read deadline does not break a tls.Conn).
 func TestCtlReaderResumesAfterInterrupt(t *testing.T) {
-	msg := frameBytes(true, wsframe.OpText, "0123456789")
-	server, readNext := interruptMidFrame(t, msg)
-	if _, err := server.Write(msg[6:]); err != nil {
-		t.Fatal(err)
-	}
-	if data, err := readNext(); err != nil || data != "0123456789" {
-		t.Fatalf("resumed read: %q, %v", data, err)
+	for name, pair := range map[string]func(*testing.T) (net.Conn, net.Conn){"tcp": tcpPair, "tls": tlsPair} {
+		t.Run(name, func(t *testing.T) {
+			msg := frameBytes(true, wsframe.OpText, "0123456789")
+			server, readNext := interruptMidFrame(t, pair, msg)
+			if _, err := server.Write(msg[6:]); err != nil {
+				t.Fatal(err)
+			}
+			if data, err := readNext(); err != nil || data != "0123456789" {
+				t.Fatalf("resumed read: %q, %v", data, err)
+			}
+		})
 	}
 }
 
 func TestCtlReaderMessages(t *testing.T) {
 	client, server := tcpPair(t)
-	r := newCtlReader(nil, client, time.Minute)
+	r := newCtlReader(nil, client, client, time.Minute)
 	r.arm(time.Now())
 	big := strings.Repeat("x", maxFrameSize/2+1)
 	var in []byte
@@ -143,7 +176,7 @@ func TestCtlReaderMessages(t *testing.T) {
 // The idle timeout is real when nothing arrived for the whole period.
 func TestCtlReaderIdleTimeout(t *testing.T) {
 	client, _ := tcpPair(t)
-	r := newCtlReader(nil, client, 50*time.Millisecond)
+	r := newCtlReader(nil, client, client, 50*time.Millisecond)
 	r.arm(time.Now())
 	_, err := r.next()
 	if r.interrupted(err) || !errors.Is(err, os.ErrDeadlineExceeded) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -34,12 +35,12 @@ func startTLSEngine(t *testing.T) (*engine.Engine, testtls.Files) {
 	return e, files
 }
 
-func connectTLS(t *testing.T, e *engine.Engine, files testtls.Files, name string) *sluice.Client {
+func connectTLS(t *testing.T, e *engine.Engine, files testtls.Files, name string, opts ...sluice.Option) *sluice.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
 	defer cancel()
-	c, err := sluice.Connect(ctx, e.WorkerURL(), sluice.WithName(name), sluice.WithLogger(quietLogger()),
-		sluice.WithTLSConfig(files.ClientConfig()))
+	c, err := sluice.Connect(ctx, e.WorkerURL(), append([]sluice.Option{sluice.WithName(name), sluice.WithLogger(quietLogger()),
+		sluice.WithTLSConfig(files.ClientConfig())}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,5 +133,47 @@ func TestTLSConnectWithCustomCA(t *testing.T) {
 	}
 	if res.TLS == nil {
 		t.Fatal("POST /echo: the response did not come over TLS")
+	}
+}
+
+// Over wss:// a call alone in flight reads its own result, as over ws://
+// (ctlReader reads the control socket on both), and a caller blocked
+// reading for itself is interrupted by its context; the socket reads on
+// where that read stopped. On 29b91b1 a wss:// socket was read by a
+// background reader at all times: the reader role was never left free.
+func TestTLSCallerReadsOwnResult(t *testing.T) {
+	e, files := startTLSEngine(t)
+	b := connectTLS(t, e, files, "b")
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	must(t, sluice.Register(b, "b::echo", func(_ context.Context, in int) (int, error) { return in, nil }))
+	must(t, sluice.Register(b, "b::hold", func(ctx context.Context, in int) (int, error) {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return in, nil
+	}))
+	if err := b.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	a := connectTLS(t, e, files, "a", sluice.WithFreeRoleKept())
+	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
+	defer cancel()
+	for i := range 3 {
+		if got, err := sluice.Call[int](ctx, a, "b::echo", i); err != nil || got != i {
+			t.Fatalf("call %d: %d, %v", i, got, err)
+		}
+		if !sluice.ReaderFree(a) {
+			t.Fatalf("after call %d over wss:// the reader role is not free: a background reader holds it", i)
+		}
+	}
+	short, cancelShort := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancelShort()
+	if _, err := sluice.Call[int](short, a, "b::hold", 1); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a call past its context: %v, want context.DeadlineExceeded", err)
+	}
+	if got, err := sluice.Call[int](ctx, a, "b::echo", 7); err != nil || got != 7 {
+		t.Fatalf("the call after the interrupted one: %d, %v", got, err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/sluicehq/sluice/internal/channels/wsframe"
 	"github.com/sluicehq/sluice/internal/ws/wstest"
 )
 
@@ -140,6 +141,55 @@ func TestDialRefusesBadAccept(t *testing.T) {
 	d := &Dialer{HandshakeTimeout: 5 * time.Second}
 	if _, _, err := d.Dial("ws://"+ln.Addr().String()+"/", nil); !errors.Is(err, ErrBadHandshake) {
 		t.Fatalf("err %v, want ErrBadHandshake", err)
+	}
+}
+
+// TestFrameSourceKeepsFramesOfTheResponse: a frame the server sends in the
+// same write as its 101 is read by the dialer's buffer with the response;
+// FrameSource hands it to a reader that parses frames itself, before what
+// the connection delivers next. Reading NetConn instead would lose it.
+func TestFrameSourceKeepsFramesOfTheResponse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
+			acceptKey(req.Header.Get("Sec-Websocket-Key")) + "\r\n\r\n"
+		first := wstest.Frame{Fin: true, Op: TextMessage, Payload: []byte("with the 101")}.Encode(false)
+		if _, err := c.Write(append([]byte(resp), first...)); err != nil {
+			return
+		}
+		_, _ = c.Write(wstest.Frame{Fin: true, Op: TextMessage, Payload: []byte("after it")}.Encode(false))
+		_, _ = io.Copy(io.Discard, c)
+	}()
+	d := &Dialer{HandshakeTimeout: 5 * time.Second}
+	c, _, err := d.Dial("ws://"+ln.Addr().String()+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	fr := wsframe.NewReader(c.FrameSource(), 256)
+	for _, want := range []string{"with the 101", "after it"} {
+		h, err := fr.Next()
+		if err != nil {
+			t.Fatalf("frame %q: %v", want, err)
+		}
+		p := make([]byte, h.Len)
+		if err := fr.ReadPayload(p); err != nil || string(p) != want {
+			t.Fatalf("frame %q %v, want %q", p, err, want)
+		}
 	}
 }
 
