@@ -440,9 +440,9 @@ func (c *Client) session(ctx context.Context, functionID string, expires time.Ti
 
 // complete delivers an invocationresult to its waiting call; results for
 // calls that already gave up are dropped. With handRole (a background
-// reader of a socket callers can read), the result of a call that is alone
-// in flight goes with the reader role, and complete reports that the
-// calling reader must stop (readerRole).
+// reader), the result of a call that is alone in flight goes with the
+// reader role, and complete reports that the calling reader must stop
+// (readerRole).
 func (c *Client) complete(m *wire.Message, handRole bool) bool {
 	c.mu.Lock()
 	p := c.pending[m.InvocationID]

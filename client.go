@@ -229,9 +229,7 @@ func (c *Client) serve(s *session) {
 			_ = ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(time.Second))
 		case <-c.ctx.Done():
 			// Someone must read the engine's close frame (or the error).
-			if s.role.takeFree() {
-				go s.role.read()
-			}
+			s.role.readIfFree()
 			s.conn.Close(websocket.CloseNormalClosure, "")
 			ct := time.NewTimer(closeTimeout)
 			select {

@@ -279,6 +279,13 @@ func (r *readerRole) takeFree() bool {
 	return v&1 == 1 && r.running.CompareAndSwap(v, 0)
 }
 
+// readIfFree starts a background reader if nobody holds the role.
+func (r *readerRole) readIfFree() {
+	if r.takeFree() {
+		go r.read()
+	}
+}
+
 // handOff starts a new reader if run is still the one going on inline on
 // the current holder.
 func (r *readerRole) handOff(run uint64) {
