@@ -1,0 +1,240 @@
+package wsconn
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/channels/wsframe"
+	websocket "github.com/sluicehq/sluice/internal/ws"
+	"github.com/sluicehq/sluice/internal/ws/wstest"
+)
+
+// fuzzConn reads a fixed input and keeps what is written.
+type fuzzConn struct {
+	r   *bytes.Reader
+	out bytes.Buffer
+}
+
+func (c *fuzzConn) Read(p []byte) (int, error)       { return c.r.Read(p) }
+func (c *fuzzConn) Write(p []byte) (int, error)      { return c.out.Write(p) }
+func (c *fuzzConn) Close() error                     { return nil }
+func (c *fuzzConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (c *fuzzConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
+func (c *fuzzConn) SetDeadline(time.Time) error      { return nil }
+func (c *fuzzConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *fuzzConn) SetWriteDeadline(time.Time) error { return nil }
+
+// hijackRecorder is a ResponseWriter whose connection is a fuzzConn.
+type hijackRecorder struct {
+	*httptest.ResponseRecorder
+	conn *fuzzConn
+}
+
+func (h hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return h.conn, bufio.NewReadWriter(bufio.NewReader(h.conn), bufio.NewWriter(h.conn)), nil
+}
+
+// upgradeFuzz upgrades a handshake request over a fuzzConn reading in,
+// with upgrade (Upgrade, or ws.Upgrader's own).
+func upgradeFuzz(t *testing.T, in []byte, upgrade func(http.ResponseWriter, *http.Request) (*websocket.Conn, error)) (*websocket.Conn, *fuzzConn) {
+	fc := &fuzzConn{r: bytes.NewReader(in)}
+	req := httptest.NewRequest(http.MethodGet, "http://engine/", nil)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	ws, err := upgrade(hijackRecorder{httptest.NewRecorder(), fc}, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ws, fc
+}
+
+// readOutcome is what a server-side reader made of a client's bytes.
+type readOutcome struct {
+	msgs  []string // "T:" or "B:" and the payload
+	pongs []string
+	end   string // "close N": the peer's close, echoed; "fail N": we closed with N; "eof"
+}
+
+func kindPrefix(op int) string {
+	if op == websocket.TextMessage {
+		return "T:"
+	}
+	return "B:"
+}
+
+// replies parses what our side wrote after the 101: pongs, and the code
+// of its close frame (0: none). Server frames are never masked.
+func replies(t *testing.T, out []byte) (pongs []string, closeCode int) {
+	out = out[bytes.Index(out, []byte("\r\n\r\n"))+4:]
+	for len(out) > 0 {
+		if closeCode != 0 {
+			t.Fatalf("a frame after our close frame: %x", out)
+		}
+		if len(out) < 2 || len(out) < wsframe.HeaderLen(out[0], out[1]) {
+			t.Fatalf("truncated frame header %x", out)
+		}
+		hl := wsframe.HeaderLen(out[0], out[1])
+		h, err := wsframe.ParseHeader(out[:hl])
+		if err != nil || h.Masked || uint64(len(out)-hl) < h.Len {
+			t.Fatalf("a bad frame of ours %x: %+v %v", out, h, err)
+		}
+		p := out[hl : hl+int(h.Len)]
+		switch h.Op {
+		case websocket.PongMessage:
+			pongs = append(pongs, string(p))
+		case websocket.CloseMessage:
+			closeCode = websocket.CloseNoStatusReceived
+			if len(p) >= 2 {
+				closeCode = int(binary.BigEndian.Uint16(p))
+			}
+		default:
+			t.Fatalf("a reply of opcode %d", h.Op)
+		}
+		out = out[hl+int(h.Len):]
+	}
+	return pongs, closeCode
+}
+
+// engineReaderOutcome reads in with ReadFrame on a socket Upgrade made:
+// the engine's worker-socket reader (rawread.go). A message over limit
+// (when > 0) is recorded as "too large", as the engine skips it.
+func engineReaderOutcome(t *testing.T, in []byte, limit int64) readOutcome {
+	ws, fc := upgradeFuzz(t, in, func(w http.ResponseWriter, r *http.Request) (*websocket.Conn, error) {
+		return Upgrade(&websocket.Upgrader{}, w, r, nil)
+	})
+	if cc, _ := ws.NetConn().(*corkConn); cc == nil || cc.br == nil {
+		t.Fatal("ReadFrame would not take its own reader")
+	}
+	var o readOutcome
+	var buf []byte
+	for {
+		kind, data, err := ReadFrame(ws, buf[:0], limit)
+		if errors.Is(err, ErrFrameTooLarge) {
+			if int64(len(data)) <= limit || len(data) > OversizedPrefix+OversizedTail {
+				t.Fatalf("an oversized message returned as %d bytes (limit %d)", len(data), limit)
+			}
+			o.msgs = append(o.msgs, "too large")
+			continue
+		}
+		if err != nil {
+			var ce *websocket.CloseError
+			var pe *websocket.ProtocolError
+			switch {
+			case errors.As(err, &ce) && ce.Code == websocket.CloseAbnormalClosure: // the input ended
+				o.end = "eof"
+			case errors.As(err, &ce):
+				o.end = fmt.Sprint("close ", ce.Code)
+			case errors.As(err, &pe):
+				o.end = fmt.Sprint("fail ", pe.CloseCode())
+			default:
+				t.Fatalf("unexpected error %v", err)
+			}
+			break
+		}
+		if limit > 0 && int64(len(data)) > limit {
+			t.Fatalf("a message of %d bytes over the limit %d", len(data), limit)
+		}
+		o.msgs = append(o.msgs, kindPrefix(kind)+string(data))
+		buf = data
+	}
+	pongs, closeCode := replies(t, fc.out.Bytes())
+	o.pongs = pongs
+	switch {
+	case strings.HasPrefix(o.end, "close "):
+		if closeCode == 0 {
+			t.Fatal("the peer's close frame was not echoed")
+		}
+	case strings.HasPrefix(o.end, "fail "):
+		if want := strings.TrimPrefix(o.end, "fail "); fmt.Sprint(closeCode) != want {
+			t.Fatalf("failed with %s but sent close %d", want, closeCode)
+		}
+	}
+	return o
+}
+
+// connReaderOutcome reads in with ws.Conn's server reader, no limit: the
+// reader every other server side is held to.
+func connReaderOutcome(t *testing.T, in []byte) readOutcome {
+	ws, fc := upgradeFuzz(t, in, func(w http.ResponseWriter, r *http.Request) (*websocket.Conn, error) {
+		return (&websocket.Upgrader{}).Upgrade(w, r, nil)
+	})
+	var o readOutcome
+	var readErr error
+	for {
+		op, data, err := ws.ReadMessage()
+		if err != nil {
+			readErr = err
+			break
+		}
+		o.msgs = append(o.msgs, kindPrefix(op)+string(data))
+	}
+	pongs, closeCode := replies(t, fc.out.Bytes())
+	o.pongs = pongs
+	var ce *websocket.CloseError
+	switch {
+	case errors.As(readErr, &ce) && ce.Code != websocket.CloseAbnormalClosure:
+		o.end = fmt.Sprint("close ", ce.Code)
+	case closeCode != 0:
+		o.end = fmt.Sprint("fail ", closeCode)
+	default:
+		o.end = "eof"
+	}
+	return o
+}
+
+// FuzzEngineReaderMatchesConn reads the same client bytes with the
+// engine's worker-socket reader (ReadFrame on a socket Upgrade made) and
+// with ws.Conn's server reader: both must deliver the same messages,
+// answer the same pings and end the same way (the peer's close echoed, the
+// same close code of ours, or the end of input). The one allowed
+// difference: ws.Conn fails a text message with 1007 at its first invalid
+// byte, ReadFrame once the message is complete, so after ws.Conn's 1007
+// ReadFrame may read on (answering more pings) before it fails or the
+// input ends. With a limit, ReadFrame skips each message over it (its
+// prefix and tail bounded) and reads on, as the engine does. The seeds
+// (the conformance cases) run with every `go test`; `go test -fuzz
+// FuzzEngineReaderMatchesConn ./internal/wsconn/` explores.
+func FuzzEngineReaderMatchesConn(f *testing.F) {
+	for _, tc := range wstest.Cases {
+		f.Add(tc.Wire(true))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		engine := engineReaderOutcome(t, in, 0)
+		conn := connReaderOutcome(t, in)
+		same := engine.end == conn.end && slices.Equal(engine.pongs, conn.pongs)
+		earlyUTF8 := conn.end == "fail 1007" && (strings.HasPrefix(engine.end, "fail ") || engine.end == "eof") &&
+			len(engine.pongs) >= len(conn.pongs) && slices.Equal(engine.pongs[:len(conn.pongs)], conn.pongs)
+		if !slices.Equal(engine.msgs, conn.msgs) || !(same || earlyUTF8) {
+			t.Fatalf("ReadFrame: %.200q, pongs %.200q, %s\nws.Conn: %.200q, pongs %.200q, %s",
+				engine.msgs, engine.pongs, engine.end, conn.msgs, conn.pongs, conn.end)
+		}
+		// With a limit: the messages within it are the same, each one over
+		// it is skipped, and the reading goes on. (An oversized text
+		// message is not checked for UTF-8: where the run without a limit
+		// failed on one with 1007, this one reads on.)
+		limited := engineReaderOutcome(t, in, wstest.Limit)
+		if len(limited.msgs) < len(engine.msgs) {
+			t.Fatalf("with a limit, %d messages; without, %d", len(limited.msgs), len(engine.msgs))
+		}
+		for i, m := range engine.msgs {
+			if over := len(m)-2 > wstest.Limit; limited.msgs[i] != m && !(over && limited.msgs[i] == "too large") {
+				t.Fatalf("message %d with a limit: %.100q, without: %.100q", i, limited.msgs[i], m)
+			}
+		}
+		if engine.end != "fail 1007" && (limited.end != engine.end || len(limited.msgs) != len(engine.msgs)) {
+			t.Fatalf("with a limit, %d messages and %s; without, %d and %s", len(limited.msgs), limited.end, len(engine.msgs), engine.end)
+		}
+	})
+}
