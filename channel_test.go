@@ -553,3 +553,99 @@ func TestChannelReaderRawErrors(t *testing.T) {
 		})
 	}
 }
+
+// writeRecorder dials through a connection that keeps the bytes of each
+// Write after the handshake request.
+type writeRecorder struct {
+	mu     sync.Mutex
+	writes [][]byte
+}
+
+func (r *writeRecorder) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &recordedConn{Conn: c, r: r}, nil
+}
+
+type recordedConn struct {
+	net.Conn
+	r *writeRecorder
+}
+
+func (c *recordedConn) Write(p []byte) (int, error) {
+	if !bytes.HasPrefix(p, []byte("GET ")) {
+		c.r.mu.Lock()
+		c.r.writes = append(c.r.writes, bytes.Clone(p))
+		c.r.mu.Unlock()
+	}
+	return c.Conn.Write(p)
+}
+
+// TestChannelWriterWritesWholeFrames: every Write a writer socket makes
+// holds whole frames, also for a text message longer than the write
+// buffer, which goes out as fragments; so a control frame that ws.Conn
+// writes on the same socket (its answer to a protocol error) can never
+// land inside one of its frames. On 29b91b1 such a message was one frame
+// written in 64 KiB pieces.
+func TestChannelWriterWritesWholeFrames(t *testing.T) {
+	u, _ := rawEngine(t, nil, false)
+	w := NewChannelWriter(u, ChannelRef{ChannelID: "c", AccessKey: "k"})
+	rec := &writeRecorder{}
+	w.dialOpts = &dialOptions{netDial: rec.dial}
+	msg := strings.Repeat("é", 100_000) // 200 kB: over the 64 KiB buffer
+	if err := w.SendMessage(msg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	w.conn.ws.Close()
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	var all []byte
+	for i, b := range rec.writes {
+		for rest := b; len(rest) > 0; {
+			if len(rest) < 2 || len(rest) < wsframe.HeaderLen(rest[0], rest[1]) {
+				t.Fatalf("write %d ends inside a frame header", i)
+			}
+			hl := wsframe.HeaderLen(rest[0], rest[1])
+			h, err := wsframe.ParseHeader(rest[:hl])
+			if err != nil || uint64(len(rest)-hl) < h.Len {
+				t.Fatalf("write %d: %d bytes of a frame of %d (%v): a frame split between writes", i, len(rest)-hl, h.Len, err)
+			}
+			rest = rest[hl+int(h.Len):]
+		}
+		all = append(all, b...)
+	}
+	// The frames make the text message, then the binary one.
+	rd := wsframe.NewReader(bytes.NewReader(all), 4096)
+	var text []byte
+	for first := true; ; first = false {
+		h, err := rd.Next()
+		if err != nil || h.Op != map[bool]int{true: wsframe.OpText, false: wsframe.OpContinuation}[first] {
+			t.Fatalf("frame %+v, %v", h, err)
+		}
+		p := make([]byte, h.Len)
+		if err := rd.ReadPayload(p); err != nil {
+			t.Fatal(err)
+		}
+		text = append(text, p...)
+		if h.Fin {
+			break
+		}
+	}
+	if string(text) != msg {
+		t.Fatalf("text message of %d bytes, want %d", len(text), len(msg))
+	}
+	h, err := rd.Next()
+	p := make([]byte, h.Len)
+	if err == nil {
+		err = rd.ReadPayload(p)
+	}
+	if err != nil || h.Op != wsframe.OpBinary || string(p) != "after" {
+		t.Fatalf("then %+v %q, %v", h, p, err)
+	}
+}

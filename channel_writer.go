@@ -71,10 +71,13 @@ func (w *ChannelWriter) endp() *channelEnd {
 //
 // Data frames do not go through ws.Conn's writer: each is masked while it
 // is copied into a buffer behind its header, with a fresh random key, and
-// written in one system call, under chanConn's own lock. Every write to the socket, data or
-// control, takes mu, and only control writes set a deadline, which they
-// clear again: so a data write blocked by backpressure never inherits a
-// stale deadline, and frames never interleave.
+// written in one system call, under chanConn's own lock. Every write of
+// ours, data or control (the ping and close handlers' included), takes mu,
+// and only control writes set a deadline, which they clear again: so a
+// data write blocked by backpressure never inherits a stale deadline.
+// ws.Conn's own replies (to a protocol error, or a message over the read
+// limit) take its lock only; since each frame is one Write, they can land
+// between two frames of ours, never inside one.
 //
 // A goroutine reads the socket all along, through ws.Conn (only control
 // frames come this way): that is how a writer learns at once that the
@@ -212,23 +215,25 @@ func (c *chanConn) write(op int, p []byte) error {
 	return nil
 }
 
-// writeFrame writes one final frame; the caller holds mu. A payload longer
-// than the buffer (a big text message) goes out in several writes.
+// writeFrame writes p as one final frame, or, when it is longer than the
+// buffer (a big text message), as fragments of a buffer each; the caller
+// holds mu. Each frame is one Write, so a control frame ws.Conn writes on
+// the socket (its answer to a protocol error, under its own lock) may go
+// between fragments, as RFC 6455 allows, but never inside a frame.
 func (c *chanConn) writeFrame(op int, p []byte) error {
-	key := maskKey()
-	h := wsframe.PutHeader(c.buf, true, op, len(p), true, key)
 	for {
-		// Chunks start at multiples of wire.FrameSize, a multiple of 4, so
-		// each one's mask starts at key[0] again.
-		chunk := p[:min(len(p), len(c.buf)-h)]
-		wsframe.MaskCopy(c.buf[h:], chunk, key)
-		if _, err := c.conn.Write(c.buf[:h+len(chunk)]); err != nil {
+		n := min(len(p), len(c.buf)-wsframe.MaxHeader)
+		fin := n == len(p)
+		key := maskKey()
+		h := wsframe.PutHeader(c.buf, fin, op, n, true, key)
+		wsframe.MaskCopy(c.buf[h:], p[:n], key)
+		if _, err := c.conn.Write(c.buf[:h+n]); err != nil {
 			return err
 		}
-		if p = p[len(chunk):]; len(p) == 0 {
+		if fin {
 			return nil
 		}
-		h = 0
+		p, op = p[n:], wsframe.OpContinuation
 	}
 }
 
