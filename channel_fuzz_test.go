@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice/internal/channels/wsframe"
 	websocket "github.com/sluicehq/sluice/internal/ws"
+	"github.com/sluicehq/sluice/internal/ws/wsframe"
 	"github.com/sluicehq/sluice/internal/ws/wstest"
 )
 

@@ -22,7 +22,7 @@ import (
 	jsonv2 "github.com/go-json-experiment/json"
 
 	"github.com/sluicehq/sluice/internal/channels"
-	"github.com/sluicehq/sluice/internal/channels/wsframe"
+	"github.com/sluicehq/sluice/internal/ws/wsframe"
 	"github.com/sluicehq/sluice/wire"
 )
 

@@ -14,7 +14,7 @@ import (
 
 	websocket "github.com/sluicehq/sluice/internal/ws"
 
-	"github.com/sluicehq/sluice/internal/channels/wsframe"
+	"github.com/sluicehq/sluice/internal/ws/wsframe"
 	"github.com/sluicehq/sluice/internal/wsconn"
 )
 

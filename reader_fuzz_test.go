@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice/internal/channels/wsframe"
 	websocket "github.com/sluicehq/sluice/internal/ws"
+	"github.com/sluicehq/sluice/internal/ws/wsframe"
 	"github.com/sluicehq/sluice/internal/ws/wstest"
 	"github.com/sluicehq/sluice/internal/wsconn"
 )

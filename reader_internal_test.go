@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice/internal/channels/wsframe"
 	"github.com/sluicehq/sluice/internal/testtls"
+	"github.com/sluicehq/sluice/internal/ws/wsframe"
 	"github.com/sluicehq/sluice/internal/wsconn"
 )
 

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice/internal/channels/wsframe"
 	websocket "github.com/sluicehq/sluice/internal/ws"
+	"github.com/sluicehq/sluice/internal/ws/wsframe"
 	"github.com/sluicehq/sluice/wire"
 )
 

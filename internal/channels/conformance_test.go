@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice/internal/channels/wsframe"
 	"github.com/sluicehq/sluice/internal/testtls"
 	websocket "github.com/sluicehq/sluice/internal/ws"
+	"github.com/sluicehq/sluice/internal/ws/wsframe"
 	"github.com/sluicehq/sluice/internal/ws/wstest"
 	"github.com/sluicehq/sluice/wire"
 )

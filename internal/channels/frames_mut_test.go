@@ -7,8 +7,8 @@ import (
 	"net"
 	"testing"
 
-	"github.com/sluicehq/sluice/internal/channels/wsframe"
 	websocket "github.com/sluicehq/sluice/internal/ws"
+	"github.com/sluicehq/sluice/internal/ws/wsframe"
 	"github.com/sluicehq/sluice/internal/wsconn"
 )
 

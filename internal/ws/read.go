@@ -8,7 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/sluicehq/sluice/internal/channels/wsframe"
+	"github.com/sluicehq/sluice/internal/ws/wsframe"
 )
 
 // readSource is what a Conn reads frames from: the connection, or a

@@ -3,7 +3,7 @@ package wsconn
 import (
 	"context"
 
-	"github.com/sluicehq/sluice/internal/channels/wsframe"
+	"github.com/sluicehq/sluice/internal/ws/wsframe"
 )
 
 // SendEncodedWithin is SendInWithin for a frame that enc appends to the

@@ -9,7 +9,7 @@ import (
 
 	websocket "github.com/sluicehq/sluice/internal/ws"
 
-	"github.com/sluicehq/sluice/internal/channels/wsframe"
+	"github.com/sluicehq/sluice/internal/ws/wsframe"
 )
 
 // serverReader reads a client's frames from the read buffer that Upgrade

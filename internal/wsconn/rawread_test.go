@@ -12,7 +12,7 @@ import (
 
 	websocket "github.com/sluicehq/sluice/internal/ws"
 
-	"github.com/sluicehq/sluice/internal/channels/wsframe"
+	"github.com/sluicehq/sluice/internal/ws/wsframe"
 )
 
 // rawPair is upgradedPair with the client's write buffer set, so that

@@ -4,7 +4,7 @@ import (
 	"math/rand/v2"
 	"net"
 
-	"github.com/sluicehq/sluice/internal/channels/wsframe"
+	"github.com/sluicehq/sluice/internal/ws/wsframe"
 )
 
 // rawMax is the largest data frame written by rawWrite; bigger ones are

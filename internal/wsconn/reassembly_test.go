@@ -16,7 +16,7 @@ import (
 
 	websocket "github.com/sluicehq/sluice/internal/ws"
 
-	"github.com/sluicehq/sluice/internal/channels/wsframe"
+	"github.com/sluicehq/sluice/internal/ws/wsframe"
 )
 
 // clientFrames encodes msg as masked client frames of at most frag bytes

@@ -1,15 +1,14 @@
-// Package wsframe is the RFC 6455 framing of the channel data path, shared
-// by the engine's channel hub and the Go SDK's channel ends: word-wise
-// masking, frame headers, and a frame reader that reads payloads straight
-// into the caller's buffer.
+// Package wsframe is the RFC 6455 framing that internal/ws, the WebSocket
+// implementation, is built on: word-wise masking, frame headers, and a
+// frame reader that reads payloads straight into the caller's buffer.
 //
-// internal/ws, the WebSocket implementation, is built on it; the engine's
-// hub and worker readers use it directly. It exists because the data path
-// runs once per 64 KiB frame and every small JSON message, and a general
+// The readers and writers that frame data beside ws.Conn use it directly:
+// the engine's worker sockets (internal/wsconn), the channel hub, and the
+// SDK's control socket and channel ends. They exist because those paths
+// run once per 64 KiB frame and every small JSON message, and a general
 // message API's costs there are measurable (gorilla's, used before: an
 // object per message, a copy of every payload through its buffers, a
-// separate masking pass). The engine's worker sockets and the SDK's ws://
-// control socket (internal/wsconn, the sluice package) use it too.
+// separate masking pass).
 package wsframe
 
 import (
