@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -77,11 +76,7 @@ func dialScripted(t *testing.T, in []byte) (*websocket.Conn, *scriptedEngine) {
 }
 
 // readOutcome is what a client-side reader made of the engine's bytes.
-type readOutcome struct {
-	msgs  []string // "T:" or "B:" and the payload
-	pongs []string
-	end   string // "close N": the peer's close, echoed; "fail N": we closed with N; "eof"
-}
+type readOutcome = wstest.Outcome
 
 func kindPrefix(op int) string {
 	if op == websocket.TextMessage {
@@ -136,25 +131,25 @@ func ctlReaderOutcome(t *testing.T, in []byte) readOutcome {
 			var pe *websocket.ProtocolError
 			switch {
 			case errors.As(err, &ce):
-				o.end = fmt.Sprint("close ", ce.Code)
+				o.End = fmt.Sprint("close ", ce.Code)
 			case errors.As(err, &pe):
-				o.end = fmt.Sprint("fail ", pe.CloseCode())
+				o.End = fmt.Sprint("fail ", pe.CloseCode())
 			case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
-				o.end = "eof"
+				o.End = "eof"
 			default:
 				t.Fatalf("unexpected error %v", err)
 			}
 			break
 		}
-		o.msgs = append(o.msgs, kindPrefix(r.kind)+string(data))
+		o.Msgs = append(o.Msgs, kindPrefix(r.kind)+string(data))
 	}
 	pongs, closeCode := clientReplies(t, se.out.Bytes())
-	o.pongs = pongs
+	o.Pongs = pongs
 	switch {
-	case strings.HasPrefix(o.end, "close ") && closeCode == 0:
+	case strings.HasPrefix(o.End, "close ") && closeCode == 0:
 		t.Fatal("the engine's close frame was not echoed")
-	case strings.HasPrefix(o.end, "fail ") && fmt.Sprint("fail ", closeCode) != o.end:
-		t.Fatalf("%s but sent close %d", o.end, closeCode)
+	case strings.HasPrefix(o.End, "fail ") && fmt.Sprint("fail ", closeCode) != o.End:
+		t.Fatalf("%s but sent close %d", o.End, closeCode)
 	}
 	return o
 }
@@ -171,19 +166,15 @@ func wsConnClientOutcome(t *testing.T, in []byte) readOutcome {
 			readErr = err
 			break
 		}
-		o.msgs = append(o.msgs, kindPrefix(op)+string(data))
+		o.Msgs = append(o.Msgs, kindPrefix(op)+string(data))
 	}
 	pongs, closeCode := clientReplies(t, se.out.Bytes())
-	o.pongs = pongs
-	var ce *websocket.CloseError
-	switch {
-	case errors.As(readErr, &ce) && ce.Code != websocket.CloseAbnormalClosure: // 1006: the input ended
-		o.end = fmt.Sprint("close ", ce.Code)
-	case closeCode != 0:
-		o.end = fmt.Sprint("fail ", closeCode)
-	default:
-		o.end = "eof"
+	o.Pongs = pongs
+	peer := 0
+	if ce := (*websocket.CloseError)(nil); errors.As(readErr, &ce) && ce.Code != websocket.CloseAbnormalClosure { // 1006: the input ended
+		peer = ce.Code
 	}
+	o.End = wstest.EndOf(peer, closeCode)
 	return o
 }
 
@@ -204,12 +195,9 @@ func FuzzCtlReaderMatchesConn(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		ctl := ctlReaderOutcome(t, in)
 		conn := wsConnClientOutcome(t, in)
-		same := ctl.end == conn.end && slices.Equal(ctl.pongs, conn.pongs)
-		earlyUTF8 := conn.end == "fail 1007" && (strings.HasPrefix(ctl.end, "fail ") || ctl.end == "eof") &&
-			len(ctl.pongs) >= len(conn.pongs) && slices.Equal(ctl.pongs[:len(conn.pongs)], conn.pongs)
-		if !slices.Equal(ctl.msgs, conn.msgs) || !(same || earlyUTF8) {
+		if !wstest.Agree(ctl, conn) {
 			t.Fatalf("ctlReader: %.200q, pongs %.200q, %s\nws.Conn: %.200q, pongs %.200q, %s",
-				ctl.msgs, ctl.pongs, ctl.end, conn.msgs, conn.pongs, conn.end)
+				ctl.Msgs, ctl.Pongs, ctl.End, conn.Msgs, conn.Pongs, conn.End)
 		}
 	})
 }

@@ -10,8 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -22,11 +20,7 @@ import (
 )
 
 // readOutcome is what a server-side reader made of a client's byte stream.
-type readOutcome struct {
-	msgs  []string // "T:" or "B:" and the payload
-	pongs []string
-	end   string // "close N": the peer's close, echoed; "fail N": we close with N; "eof"
-}
+type readOutcome = wstest.Outcome
 
 func kindPrefix(text bool) string {
 	if text {
@@ -42,7 +36,7 @@ func hubReaderOutcome(t *testing.T, in []byte, limit int64) readOutcome {
 	var o readOutcome
 	fr := newFrameReader(bytes.NewReader(in), limit, func(op int, data []byte) error {
 		if op == websocket.PongMessage {
-			o.pongs = append(o.pongs, string(data))
+			o.Pongs = append(o.Pongs, string(data))
 		}
 		return nil
 	})
@@ -53,7 +47,7 @@ func hubReaderOutcome(t *testing.T, in []byte, limit int64) readOutcome {
 			t.Fatalf("message of %d bytes over the %d limit", len(f.Data), limit)
 		}
 		if err == nil {
-			o.msgs = append(o.msgs, kindPrefix(f.Text)+string(f.Data))
+			o.Msgs = append(o.Msgs, kindPrefix(f.Text)+string(f.Data))
 			f.Release()
 			continue
 		}
@@ -62,13 +56,13 @@ func hubReaderOutcome(t *testing.T, in []byte, limit int64) readOutcome {
 		var pe *websocket.ProtocolError
 		switch {
 		case errors.As(err, &ce):
-			o.end = fmt.Sprint("close ", ce.Code)
+			o.End = fmt.Sprint("close ", ce.Code)
 		case errors.As(err, &pe):
-			o.end = fmt.Sprint("fail ", pe.CloseCode())
+			o.End = fmt.Sprint("fail ", pe.CloseCode())
 		case errors.Is(err, wsconn.ErrFrameTooLarge):
-			o.end = fmt.Sprint("fail ", websocket.CloseMessageTooBig)
+			o.End = fmt.Sprint("fail ", websocket.CloseMessageTooBig)
 		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-			o.end = "eof"
+			o.End = "eof"
 		default:
 			t.Fatalf("unexpected error %v", err)
 		}
@@ -124,7 +118,7 @@ func connReaderOutcome(t *testing.T, in []byte, limit int64) readOutcome {
 			readErr = err
 			break
 		}
-		o.msgs = append(o.msgs, kindPrefix(op == websocket.TextMessage)+string(data))
+		o.Msgs = append(o.Msgs, kindPrefix(op == websocket.TextMessage)+string(data))
 	}
 	out := fc.out.Bytes()
 	out = out[bytes.Index(out, []byte("\r\n\r\n"))+4:] // after the 101
@@ -138,7 +132,7 @@ func connReaderOutcome(t *testing.T, in []byte, limit int64) readOutcome {
 		p := out[hl : hl+int(h.Len)]
 		switch h.Op {
 		case websocket.PongMessage:
-			o.pongs = append(o.pongs, string(p))
+			o.Pongs = append(o.Pongs, string(p))
 		case websocket.CloseMessage:
 			closeCode = websocket.CloseNoStatusReceived
 			if len(p) >= 2 {
@@ -147,15 +141,11 @@ func connReaderOutcome(t *testing.T, in []byte, limit int64) readOutcome {
 		}
 		out = out[hl+int(h.Len):]
 	}
-	var ce *websocket.CloseError
-	switch {
-	case errors.As(readErr, &ce) && ce.Code != websocket.CloseAbnormalClosure: // 1006: the input ended
-		o.end = fmt.Sprint("close ", ce.Code)
-	case closeCode != 0:
-		o.end = fmt.Sprint("fail ", closeCode)
-	default:
-		o.end = "eof"
+	peer := 0
+	if ce := (*websocket.CloseError)(nil); errors.As(readErr, &ce) && ce.Code != websocket.CloseAbnormalClosure { // 1006: the input ended
+		peer = ce.Code
 	}
+	o.End = wstest.EndOf(peer, closeCode)
 	return o
 }
 
@@ -177,12 +167,9 @@ func FuzzFrameReaderMatchesConn(f *testing.F) {
 		const limit = wstest.Limit
 		hub := hubReaderOutcome(t, in, limit)
 		conn := connReaderOutcome(t, in, limit)
-		same := hub.end == conn.end && slices.Equal(hub.pongs, conn.pongs)
-		earlyUTF8 := conn.end == "fail 1007" && (strings.HasPrefix(hub.end, "fail ") || hub.end == "eof") &&
-			len(hub.pongs) >= len(conn.pongs) && slices.Equal(hub.pongs[:len(conn.pongs)], conn.pongs)
-		if !slices.Equal(hub.msgs, conn.msgs) || !(same || earlyUTF8) {
+		if !wstest.Agree(hub, conn) {
 			t.Fatalf("hub: %.200q, pongs %.200q, %s\nws.Conn: %.200q, pongs %.200q, %s",
-				hub.msgs, hub.pongs, hub.end, conn.msgs, conn.pongs, conn.end)
+				hub.Msgs, hub.Pongs, hub.End, conn.Msgs, conn.Pongs, conn.End)
 		}
 	})
 }

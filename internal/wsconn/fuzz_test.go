@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -61,11 +60,7 @@ func upgradeFuzz(t *testing.T, in []byte, upgrade func(http.ResponseWriter, *htt
 }
 
 // readOutcome is what a server-side reader made of a client's bytes.
-type readOutcome struct {
-	msgs  []string // "T:" or "B:" and the payload
-	pongs []string
-	end   string // "close N": the peer's close, echoed; "fail N": we closed with N; "eof"
-}
+type readOutcome = wstest.Outcome
 
 func kindPrefix(op int) string {
 	if op == websocket.TextMessage {
@@ -125,7 +120,7 @@ func engineReaderOutcome(t *testing.T, in []byte, limit int64) readOutcome {
 			if int64(len(data)) <= limit || len(data) > OversizedPrefix+OversizedTail {
 				t.Fatalf("an oversized message returned as %d bytes (limit %d)", len(data), limit)
 			}
-			o.msgs = append(o.msgs, "too large")
+			o.Msgs = append(o.Msgs, "too large")
 			continue
 		}
 		if err != nil {
@@ -133,11 +128,11 @@ func engineReaderOutcome(t *testing.T, in []byte, limit int64) readOutcome {
 			var pe *websocket.ProtocolError
 			switch {
 			case errors.As(err, &ce) && ce.Code == websocket.CloseAbnormalClosure: // the input ended
-				o.end = "eof"
+				o.End = "eof"
 			case errors.As(err, &ce):
-				o.end = fmt.Sprint("close ", ce.Code)
+				o.End = fmt.Sprint("close ", ce.Code)
 			case errors.As(err, &pe):
-				o.end = fmt.Sprint("fail ", pe.CloseCode())
+				o.End = fmt.Sprint("fail ", pe.CloseCode())
 			default:
 				t.Fatalf("unexpected error %v", err)
 			}
@@ -146,18 +141,18 @@ func engineReaderOutcome(t *testing.T, in []byte, limit int64) readOutcome {
 		if limit > 0 && int64(len(data)) > limit {
 			t.Fatalf("a message of %d bytes over the limit %d", len(data), limit)
 		}
-		o.msgs = append(o.msgs, kindPrefix(kind)+string(data))
+		o.Msgs = append(o.Msgs, kindPrefix(kind)+string(data))
 		buf = data
 	}
 	pongs, closeCode := replies(t, fc.out.Bytes())
-	o.pongs = pongs
+	o.Pongs = pongs
 	switch {
-	case strings.HasPrefix(o.end, "close "):
+	case strings.HasPrefix(o.End, "close "):
 		if closeCode == 0 {
 			t.Fatal("the peer's close frame was not echoed")
 		}
-	case strings.HasPrefix(o.end, "fail "):
-		if want := strings.TrimPrefix(o.end, "fail "); fmt.Sprint(closeCode) != want {
+	case strings.HasPrefix(o.End, "fail "):
+		if want := strings.TrimPrefix(o.End, "fail "); fmt.Sprint(closeCode) != want {
 			t.Fatalf("failed with %s but sent close %d", want, closeCode)
 		}
 	}
@@ -178,19 +173,15 @@ func connReaderOutcome(t *testing.T, in []byte) readOutcome {
 			readErr = err
 			break
 		}
-		o.msgs = append(o.msgs, kindPrefix(op)+string(data))
+		o.Msgs = append(o.Msgs, kindPrefix(op)+string(data))
 	}
 	pongs, closeCode := replies(t, fc.out.Bytes())
-	o.pongs = pongs
-	var ce *websocket.CloseError
-	switch {
-	case errors.As(readErr, &ce) && ce.Code != websocket.CloseAbnormalClosure:
-		o.end = fmt.Sprint("close ", ce.Code)
-	case closeCode != 0:
-		o.end = fmt.Sprint("fail ", closeCode)
-	default:
-		o.end = "eof"
+	o.Pongs = pongs
+	peer := 0
+	if ce := (*websocket.CloseError)(nil); errors.As(readErr, &ce) && ce.Code != websocket.CloseAbnormalClosure {
+		peer = ce.Code
 	}
+	o.End = wstest.EndOf(peer, closeCode)
 	return o
 }
 
@@ -213,28 +204,25 @@ func FuzzEngineReaderMatchesConn(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		engine := engineReaderOutcome(t, in, 0)
 		conn := connReaderOutcome(t, in)
-		same := engine.end == conn.end && slices.Equal(engine.pongs, conn.pongs)
-		earlyUTF8 := conn.end == "fail 1007" && (strings.HasPrefix(engine.end, "fail ") || engine.end == "eof") &&
-			len(engine.pongs) >= len(conn.pongs) && slices.Equal(engine.pongs[:len(conn.pongs)], conn.pongs)
-		if !slices.Equal(engine.msgs, conn.msgs) || !(same || earlyUTF8) {
+		if !wstest.Agree(engine, conn) {
 			t.Fatalf("ReadFrame: %.200q, pongs %.200q, %s\nws.Conn: %.200q, pongs %.200q, %s",
-				engine.msgs, engine.pongs, engine.end, conn.msgs, conn.pongs, conn.end)
+				engine.Msgs, engine.Pongs, engine.End, conn.Msgs, conn.Pongs, conn.End)
 		}
 		// With a limit: the messages within it are the same, each one over
 		// it is skipped, and the reading goes on. (An oversized text
 		// message is not checked for UTF-8: where the run without a limit
 		// failed on one with 1007, this one reads on.)
 		limited := engineReaderOutcome(t, in, wstest.Limit)
-		if len(limited.msgs) < len(engine.msgs) {
-			t.Fatalf("with a limit, %d messages; without, %d", len(limited.msgs), len(engine.msgs))
+		if len(limited.Msgs) < len(engine.Msgs) {
+			t.Fatalf("with a limit, %d messages; without, %d", len(limited.Msgs), len(engine.Msgs))
 		}
-		for i, m := range engine.msgs {
-			if over := len(m)-2 > wstest.Limit; limited.msgs[i] != m && !(over && limited.msgs[i] == "too large") {
-				t.Fatalf("message %d with a limit: %.100q, without: %.100q", i, limited.msgs[i], m)
+		for i, m := range engine.Msgs {
+			if over := len(m)-2 > wstest.Limit; limited.Msgs[i] != m && !(over && limited.Msgs[i] == "too large") {
+				t.Fatalf("message %d with a limit: %.100q, without: %.100q", i, limited.Msgs[i], m)
 			}
 		}
-		if engine.end != "fail 1007" && (limited.end != engine.end || len(limited.msgs) != len(engine.msgs)) {
-			t.Fatalf("with a limit, %d messages and %s; without, %d and %s", len(limited.msgs), limited.end, len(engine.msgs), engine.end)
+		if engine.End != "fail 1007" && (limited.End != engine.End || len(limited.Msgs) != len(engine.Msgs)) {
+			t.Fatalf("with a limit, %d messages and %s; without, %d and %s", len(limited.Msgs), limited.End, len(engine.Msgs), engine.End)
 		}
 	})
 }

@@ -1,0 +1,42 @@
+package wstest
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Outcome is what a reader made of a peer's bytes, for the fuzz targets
+// that read the same input with one of the repository's frame readers and
+// with ws.Conn (the reference) and compare.
+type Outcome struct {
+	Msgs  []string // "T:" or "B:" and the payload
+	Pongs []string
+	End   string // EndOf's
+}
+
+// EndOf says how a reader stopped: "close N" when it echoed the peer's
+// close frame with code N (peerClose), "fail N" when it closed with its
+// own code N (ownClose), "eof" when the input ended first.
+func EndOf(peerClose, ownClose int) string {
+	switch {
+	case peerClose != 0:
+		return fmt.Sprint("close ", peerClose)
+	case ownClose != 0:
+		return fmt.Sprint("fail ", ownClose)
+	}
+	return "eof"
+}
+
+// Agree reports whether got matches ref, ws.Conn's outcome on the same
+// input: the same messages, and the same pongs and end, with one allowed
+// difference: ws.Conn fails a text message with 1007 at its first invalid
+// byte, the repository's readers once the message is complete, so after
+// ref's 1007 got may have read on (answering more pings) before it failed
+// or the input ended.
+func Agree(got, ref Outcome) bool {
+	same := got.End == ref.End && slices.Equal(got.Pongs, ref.Pongs)
+	earlyUTF8 := ref.End == "fail 1007" && (strings.HasPrefix(got.End, "fail ") || got.End == "eof") &&
+		len(got.Pongs) >= len(ref.Pongs) && slices.Equal(got.Pongs[:len(ref.Pongs)], ref.Pongs)
+	return slices.Equal(got.Msgs, ref.Msgs) && (same || earlyUTF8)
+}
