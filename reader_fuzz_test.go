@@ -180,12 +180,7 @@ func wsConnClientOutcome(t *testing.T, in []byte) readOutcome {
 
 // FuzzCtlReaderMatchesConn reads the same engine bytes, arriving with the
 // 101, with the SDK's control-socket reader and with ws.Conn's client
-// reader: both must deliver the same messages, answer the same pings and
-// end the same way (the engine's close echoed, the same close code of
-// ours, or the end of input). The one allowed difference: ws.Conn fails a
-// text message with 1007 at its first invalid byte, ctlReader once the
-// message is complete, so after ws.Conn's 1007 ctlReader may read on
-// (answering more pings) before it fails or the input ends. The seeds (the
+// reader: their outcomes must agree (wstest.Agree). The seeds (the
 // conformance cases) run with every `go test`; `go test -fuzz
 // FuzzCtlReaderMatchesConn .` explores.
 func FuzzCtlReaderMatchesConn(f *testing.F) {

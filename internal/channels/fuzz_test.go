@@ -150,13 +150,8 @@ func connReaderOutcome(t *testing.T, in []byte, limit int64) readOutcome {
 }
 
 // FuzzFrameReaderMatchesConn reads the same client bytes with the hub's
-// writer-socket reader and with ws.Conn's server reader: both must deliver
-// the same messages, answer the same pings and end the same way (the
-// peer's close echoed, the same close code of ours, or the end of input).
-// The one allowed difference: ws.Conn fails a text message with 1007 at
-// its first invalid byte, the hub at the message's last frame, so after
-// ws.Conn's 1007 the hub may read on (answering more pings) before it
-// fails or the input ends. The seeds (the conformance cases) run with
+// writer-socket reader and with ws.Conn's server reader: their outcomes
+// must agree (wstest.Agree). The seeds (the conformance cases) run with
 // every `go test`; `go test -fuzz FuzzFrameReaderMatchesConn
 // ./internal/channels/` explores.
 func FuzzFrameReaderMatchesConn(f *testing.F) {

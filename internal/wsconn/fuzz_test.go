@@ -187,15 +187,10 @@ func connReaderOutcome(t *testing.T, in []byte) readOutcome {
 
 // FuzzEngineReaderMatchesConn reads the same client bytes with the
 // engine's worker-socket reader (ReadFrame on a socket Upgrade made) and
-// with ws.Conn's server reader: both must deliver the same messages,
-// answer the same pings and end the same way (the peer's close echoed, the
-// same close code of ours, or the end of input). The one allowed
-// difference: ws.Conn fails a text message with 1007 at its first invalid
-// byte, ReadFrame once the message is complete, so after ws.Conn's 1007
-// ReadFrame may read on (answering more pings) before it fails or the
-// input ends. With a limit, ReadFrame skips each message over it (its
-// prefix and tail bounded) and reads on, as the engine does. The seeds
-// (the conformance cases) run with every `go test`; `go test -fuzz
+// with ws.Conn's server reader: their outcomes must agree (wstest.Agree).
+// With a limit, ReadFrame skips each message over it (its prefix and tail
+// bounded) and reads on, as the engine does. The seeds (the conformance
+// cases) run with every `go test`; `go test -fuzz
 // FuzzEngineReaderMatchesConn ./internal/wsconn/` explores.
 func FuzzEngineReaderMatchesConn(f *testing.F) {
 	for _, tc := range wstest.Cases {
