@@ -78,13 +78,6 @@ func dialScripted(t *testing.T, in []byte) (*websocket.Conn, *scriptedEngine) {
 // readOutcome is what a client-side reader made of the engine's bytes.
 type readOutcome = wstest.Outcome
 
-func kindPrefix(op int) string {
-	if op == websocket.TextMessage {
-		return "T:"
-	}
-	return "B:"
-}
-
 // clientReplies parses what the client wrote: masked pongs and close
 // frames, nothing after its close frame.
 func clientReplies(t *testing.T, out []byte) (pongs []string, closeCode int) {
@@ -141,7 +134,7 @@ func ctlReaderOutcome(t *testing.T, in []byte) readOutcome {
 			}
 			break
 		}
-		o.Msgs = append(o.Msgs, kindPrefix(r.kind)+string(data))
+		o.Msgs = append(o.Msgs, wstest.Delivered(r.kind == websocket.TextMessage, data))
 	}
 	pongs, closeCode := clientReplies(t, se.out.Bytes())
 	o.Pongs = pongs
@@ -166,7 +159,7 @@ func wsConnClientOutcome(t *testing.T, in []byte) readOutcome {
 			readErr = err
 			break
 		}
-		o.Msgs = append(o.Msgs, kindPrefix(op)+string(data))
+		o.Msgs = append(o.Msgs, wstest.Delivered(op == websocket.TextMessage, data))
 	}
 	pongs, closeCode := clientReplies(t, se.out.Bytes())
 	o.Pongs = pongs

@@ -22,13 +22,6 @@ import (
 // readOutcome is what a server-side reader made of a client's byte stream.
 type readOutcome = wstest.Outcome
 
-func kindPrefix(text bool) string {
-	if text {
-		return "T:"
-	}
-	return "B:"
-}
-
 // hubReaderOutcome reads in with the hub's writer-socket reader; a
 // protocol error or a frame over the limit ends it with the close code
 // runWriter sends for it (writerEnded).
@@ -47,7 +40,7 @@ func hubReaderOutcome(t *testing.T, in []byte, limit int64) readOutcome {
 			t.Fatalf("message of %d bytes over the %d limit", len(f.Data), limit)
 		}
 		if err == nil {
-			o.Msgs = append(o.Msgs, kindPrefix(f.Text)+string(f.Data))
+			o.Msgs = append(o.Msgs, wstest.Delivered(f.Text, f.Data))
 			f.Release()
 			continue
 		}
@@ -118,7 +111,7 @@ func connReaderOutcome(t *testing.T, in []byte, limit int64) readOutcome {
 			readErr = err
 			break
 		}
-		o.Msgs = append(o.Msgs, kindPrefix(op == websocket.TextMessage)+string(data))
+		o.Msgs = append(o.Msgs, wstest.Delivered(op == websocket.TextMessage, data))
 	}
 	out := fc.out.Bytes()
 	out = out[bytes.Index(out, []byte("\r\n\r\n"))+4:] // after the 101

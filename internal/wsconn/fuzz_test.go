@@ -62,13 +62,6 @@ func upgradeFuzz(t *testing.T, in []byte, upgrade func(http.ResponseWriter, *htt
 // readOutcome is what a server-side reader made of a client's bytes.
 type readOutcome = wstest.Outcome
 
-func kindPrefix(op int) string {
-	if op == websocket.TextMessage {
-		return "T:"
-	}
-	return "B:"
-}
-
 // replies parses what our side wrote after the 101: pongs, and the code
 // of its close frame (0: none). Server frames are never masked.
 func replies(t *testing.T, out []byte) (pongs []string, closeCode int) {
@@ -141,7 +134,7 @@ func engineReaderOutcome(t *testing.T, in []byte, limit int64) readOutcome {
 		if limit > 0 && int64(len(data)) > limit {
 			t.Fatalf("a message of %d bytes over the limit %d", len(data), limit)
 		}
-		o.Msgs = append(o.Msgs, kindPrefix(kind)+string(data))
+		o.Msgs = append(o.Msgs, wstest.Delivered(kind == websocket.TextMessage, data))
 		buf = data
 	}
 	pongs, closeCode := replies(t, fc.out.Bytes())
@@ -173,7 +166,7 @@ func connReaderOutcome(t *testing.T, in []byte) readOutcome {
 			readErr = err
 			break
 		}
-		o.Msgs = append(o.Msgs, kindPrefix(op)+string(data))
+		o.Msgs = append(o.Msgs, wstest.Delivered(op == websocket.TextMessage, data))
 	}
 	pongs, closeCode := replies(t, fc.out.Bytes())
 	o.Pongs = pongs

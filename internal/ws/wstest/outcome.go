@@ -40,3 +40,11 @@ func Agree(got, ref Outcome) bool {
 		len(got.Pongs) >= len(ref.Pongs) && slices.Equal(got.Pongs[:len(ref.Pongs)], ref.Pongs)
 	return slices.Equal(got.Msgs, ref.Msgs) && (same || earlyUTF8)
 }
+
+// Delivered is how a delivered message is recorded in Outcome.Msgs.
+func Delivered(text bool, data []byte) string {
+	if text {
+		return "T:" + string(data)
+	}
+	return "B:" + string(data)
+}
