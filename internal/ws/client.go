@@ -213,7 +213,7 @@ func (d *Dialer) DialContext(ctx context.Context, urlStr string, h http.Header) 
 		pre, _ := br.Peek(n)
 		src = io.MultiReader(bytes.NewReader(bytes.Clone(pre)), conn)
 	}
-	c := newConn(conn, false, src, subproto)
+	c := newConn(conn, false, src, subproto, 0)
 	c.fragment = d.WriteBufferSize
 	return c, resp, nil
 }

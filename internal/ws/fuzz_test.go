@@ -40,7 +40,7 @@ func FuzzReader(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in []byte, server bool) {
 		fc := &fuzzConn{r: bytes.NewReader(in)}
-		c := newConn(fc, server, fc, "")
+		c := newConn(fc, server, fc, "", 0)
 		const limit = 1 << 12
 		c.SetReadLimit(limit)
 		buf := make([]byte, 700)

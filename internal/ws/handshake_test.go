@@ -285,7 +285,7 @@ func TestReadDeadlineResumes(t *testing.T) {
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
-	c := newConn(a, false, a, "")
+	c := newConn(a, false, a, "", 0)
 	timedOut := make(chan struct{})
 	go func() {
 		frame := wstest.Frame{Fin: true, Op: BinaryMessage, Payload: []byte("hello world")}.Encode(false)

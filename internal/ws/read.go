@@ -41,9 +41,14 @@ type readState struct {
 	close      func(int, string) error
 }
 
-func (r *readState) init(c *Conn, src readSource) {
+// init readies r to read frames from src through a bufSize buffer (0:
+// 4 KiB; big payloads bypass it).
+func (r *readState) init(c *Conn, src readSource, bufSize int) {
 	r.c, r.src = c, src
-	r.fr = wsframe.NewReader(src, 4096)
+	if bufSize <= 0 {
+		bufSize = 4096
+	}
+	r.fr = wsframe.NewReader(src, bufSize)
 }
 
 // FrameSource returns what the connection's frames are read from: the

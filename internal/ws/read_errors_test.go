@@ -34,7 +34,7 @@ func scripted(server bool, frames ...wstest.Frame) (*Conn, *scriptConn) {
 		in = append(in, f.Encode(server)...)
 	}
 	sc := &scriptConn{fuzzConn: fuzzConn{r: bytes.NewReader(in)}}
-	return newConn(sc, server, sc, ""), sc
+	return newConn(sc, server, sc, "", 0), sc
 }
 
 // wireFrame is a frame our side wrote, unmasked.
@@ -291,7 +291,7 @@ func TestSkipUnread(t *testing.T) {
 	t.Run("hang-up", func(t *testing.T) {
 		in := dataFr(true, BinaryMessage, "0123456789").Encode(false)
 		sc := &scriptConn{fuzzConn: fuzzConn{r: bytes.NewReader(in[:6])}}
-		c := newConn(sc, false, sc, "")
+		c := newConn(sc, false, sc, "", 0)
 		if _, _, err := c.NextReader(); err != nil {
 			t.Fatal(err)
 		}

@@ -25,10 +25,9 @@ func acceptKey(key string) string {
 type Upgrader struct {
 	// HandshakeTimeout bounds writing the 101 response (0: none).
 	HandshakeTimeout time.Duration
-	// ReadBufferSize: 0 reads frames through the bufio.Reader the HTTP
-	// server's hijack hands over (so a hijacker can supply its own);
-	// otherwise frames are read from the connection with a buffer of the
-	// reader's own.
+	// ReadBufferSize is the buffer frame headers and small payloads are
+	// read through (payloads of 1 KiB or more go straight to the reader's
+	// memory). 0: 4 KiB.
 	ReadBufferSize int
 	// WriteBufferSize is the largest frame payload WriteMessage writes;
 	// longer messages are fragmented. 0: 64 KiB.
@@ -92,10 +91,6 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, h http.Header
 		netConn.Close()
 		return nil, errors.New("websocket: client sent data before handshake is complete")
 	}
-	var src readSource = netConn
-	if u.ReadBufferSize == 0 {
-		src = brw.Reader
-	}
 
 	p := make([]byte, 0, 256)
 	p = append(p, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
@@ -129,7 +124,9 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, h http.Header
 	if u.HandshakeTimeout > 0 {
 		_ = netConn.SetWriteDeadline(time.Time{})
 	}
-	c := newConn(netConn, true, src, subproto)
+	// Nothing is buffered (refused above): frames are read from netConn
+	// itself, through the reader's own buffer only.
+	c := newConn(netConn, true, netConn, subproto, u.ReadBufferSize)
 	c.fragment = u.WriteBufferSize
 	return c, nil
 }

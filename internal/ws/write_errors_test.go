@@ -154,7 +154,7 @@ func TestWriteErrors(t *testing.T) {
 	}
 	a, b := net.Pipe()
 	b.Close()
-	pc := newConn(a, true, a, "")
+	pc := newConn(a, true, a, "", 0)
 	if err := pc.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func TestWriteErrors(t *testing.T) {
 func TestWriteDeadlines(t *testing.T) {
 	a, b := net.Pipe() // synchronous: a write blocks until b reads
 	defer b.Close()
-	c := newConn(a, true, a, "")
+	c := newConn(a, true, a, "", 0)
 	defer c.Close()
 	if err := c.SetWriteDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
 		t.Fatal(err)

@@ -175,9 +175,9 @@ type Conn struct {
 	rd readState
 }
 
-func newConn(conn net.Conn, server bool, src readSource, subproto string) *Conn {
+func newConn(conn net.Conn, server bool, src readSource, subproto string, bufSize int) *Conn {
 	c := &Conn{conn: conn, server: server, subproto: subproto, wmu: make(chan struct{}, 1)}
-	c.rd.init(c, src)
+	c.rd.init(c, src, bufSize)
 	return c
 }
 

@@ -391,6 +391,11 @@ func (r *Reader) ReadPayload(b []byte) error {
 // error, it can be called again to go on.
 func (r *Reader) Discard() error { return r.skip(r.rem) }
 
+// Skip drops the next n (at most Remaining()) payload bytes of the current
+// frame; what Read returns after them is unmasked from the right place.
+// Interrupted by an error, it has dropped what Remaining no longer counts.
+func (r *Reader) Skip(n uint64) error { return r.skip(min(n, r.rem)) }
+
 // skip discards n payload bytes of the current frame.
 func (r *Reader) skip(n uint64) error {
 	for n > 0 {
@@ -407,6 +412,7 @@ func (r *Reader) skip(n uint64) error {
 		r.pend = r.pend[k:]
 		n -= k
 		r.rem -= k
+		r.pos = (r.pos + int(k&3)) & 3
 	}
 	return nil
 }

@@ -1,0 +1,203 @@
+package ws
+
+import (
+	"bytes"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/sluicehq/sluice/internal/ws/wsframe"
+	"github.com/sluicehq/sluice/internal/ws/wstest"
+)
+
+// readFrames reads the next message with FrameReader the way the
+// repository's readers do — payloads appended to one buffer, UTF-8 checked
+// once the message is whole — refusing one over limit (> 0) with close
+// 1009 and ErrReadLimit.
+func readFrames(c *Conn, limit int) (int, []byte, error) {
+	f := c.Frames()
+	var msg []byte
+	op := 0
+	for {
+		h, err := f.Next()
+		if err != nil {
+			return 0, nil, err
+		}
+		if h.Op != wsframe.OpContinuation {
+			op = h.Op
+		}
+		if limit > 0 && uint64(len(msg))+h.Len > uint64(limit) {
+			_ = c.WriteControl(CloseMessage, FormatCloseMessage(CloseMessageTooBig, ""), time.Now().Add(time.Second))
+			return 0, nil, ErrReadLimit
+		}
+		for f.Remaining() > 0 {
+			n := len(msg)
+			msg = slices.Grow(msg, int(f.Remaining())+wsframe.MaxHeader)
+			got, err := f.Read(msg[n : n+int(f.Remaining())+wsframe.MaxHeader])
+			msg = msg[:n+got]
+			if err != nil && err != io.EOF {
+				return 0, nil, err
+			}
+		}
+		if h.Fin {
+			if op == TextMessage && !utf8.Valid(msg) {
+				return 0, nil, f.FailText()
+			}
+			return op, msg, nil
+		}
+	}
+}
+
+// framesEchoPeer is echoPeer reading with FrameReader.
+func framesEchoPeer(c *Conn) error {
+	defer c.Close()
+	for {
+		op, b, err := readFrames(c, wstest.Limit)
+		if err != nil {
+			return err
+		}
+		if err := c.WriteMessage(op, b); err != nil {
+			return err
+		}
+	}
+}
+
+// TestConformanceFrames runs the suite against FrameReader, as a server
+// and as a client, over ws:// and wss://.
+func TestConformanceFrames(t *testing.T) {
+	for _, scheme := range schemes() {
+		t.Run("server/"+scheme, func(t *testing.T) {
+			up := &Upgrader{}
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if c, err := up.Upgrade(w, r, nil); err == nil {
+					_ = framesEchoPeer(c)
+				}
+			}))
+			if scheme == "wss" {
+				srv.TLS, _ = conformanceTLS()
+				srv.StartTLS()
+			} else {
+				srv.Start()
+			}
+			defer srv.Close()
+			_, cfg := conformanceTLS()
+			wstest.RunServer(t, scheme, srv.Listener.Addr().String(), cfg, nil)
+		})
+		t.Run("client/"+scheme, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			d := &Dialer{HandshakeTimeout: 5 * time.Second}
+			if scheme == "wss" {
+				srvCfg, cliCfg := conformanceTLS()
+				ln = tls.NewListener(ln, srvCfg)
+				d.TLSClientConfig = cliCfg
+			}
+			wstest.RunClient(t, ln, true, nil, func(t *testing.T) {
+				c, _, err := d.Dial(scheme+"://"+ln.Addr().String()+"/", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_ = framesEchoPeer(c)
+			})
+		})
+	}
+}
+
+// outcome reads in with read (NextReader's or FrameReader's) on a fresh
+// connection of the role and records what came of it.
+func outcome(in []byte, server bool, read func(*Conn) (int, []byte, error)) wstest.Outcome {
+	fc := &fuzzConn{r: bytes.NewReader(in)}
+	c := newConn(fc, server, fc, "", 0)
+	var o wstest.Outcome
+	peer := 0
+	for range len(in) + 1 {
+		op, msg, err := read(c)
+		if err != nil {
+			if ce, ok := err.(*CloseError); ok && ce.Code != CloseAbnormalClosure {
+				peer = ce.Code
+			}
+			break
+		}
+		o.Msgs = append(o.Msgs, wstest.Delivered(op == TextMessage, msg))
+	}
+	own := 0
+	for b := fc.out.Bytes(); len(b) >= 2; {
+		hl := wsframe.HeaderLen(b[0], b[1])
+		h, err := wsframe.ParseHeader(b[:hl])
+		if err != nil || uint64(len(b)-hl) < h.Len {
+			break
+		}
+		p := bytes.Clone(b[hl : hl+int(h.Len)])
+		wsframe.Mask(h.Key, 0, p)
+		switch h.Op {
+		case PongMessage:
+			o.Pongs = append(o.Pongs, string(p))
+		case CloseMessage:
+			if peer == 0 && len(p) >= 2 {
+				own = int(p[0])<<8 | int(p[1])
+			}
+		}
+		b = b[hl+int(h.Len):]
+	}
+	o.End = wstest.EndOf(peer, own)
+	return o
+}
+
+// FuzzFramesMatchReader reads the same bytes with NextReader and with
+// FrameReader (readFrames) in both roles: the same messages, pongs and
+// end (wstest.Agree: FrameReader's reader may fail invalid UTF-8 later).
+func FuzzFramesMatchReader(f *testing.F) {
+	for _, tc := range wstest.Cases {
+		f.Add(tc.Wire(true), true)
+		f.Add(tc.Wire(false), false)
+	}
+	f.Fuzz(func(t *testing.T, in []byte, server bool) {
+		const limit = 1 << 12
+		ref := outcome(in, server, func(c *Conn) (int, []byte, error) {
+			c.SetReadLimit(limit)
+			op, rd, err := c.NextReader()
+			if err != nil {
+				return 0, nil, err
+			}
+			b, err := io.ReadAll(rd)
+			return op, b, err
+		})
+		got := outcome(in, server, func(c *Conn) (int, []byte, error) { return readFrames(c, limit) })
+		if !wstest.Agree(got, ref) {
+			t.Fatalf("FrameReader and NextReader disagree on %x:\n frames %+v\n reader %+v", in, got, ref)
+		}
+	})
+}
+
+// TestFrameReaderSkip drops part of a masked frame and reads the rest
+// unmasked from the right place, for every split.
+func TestFrameReaderSkip(t *testing.T) {
+	payload := []byte("0123456789abcdefghij")
+	frame := wstest.Frame{Fin: true, Op: BinaryMessage, Payload: payload}.Encode(true)
+	for skip := range len(payload) + 1 {
+		fc := &fuzzConn{r: bytes.NewReader(frame)}
+		f := newConn(fc, true, fc, "", 0).Frames()
+		if _, err := f.Next(); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Skip(uint64(skip)); err != nil {
+			t.Fatal(err)
+		}
+		rest := make([]byte, f.Remaining())
+		if err := f.ReadPayload(rest); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(rest, payload[skip:]) {
+			t.Fatalf("skip %d: read %q, want %q", skip, rest, payload[skip:])
+		}
+	}
+}
