@@ -136,9 +136,7 @@ const (
 	channelControlWait = time.Second
 )
 
-// The dialers of channel ends, before a client's options apply. A writer's
-// data frames do not go through the ws package's writer (chanConn writes
-// frames itself).
+// The dialers of channel ends, before a client's options apply.
 var (
 	readerDialer = &websocket.Dialer{
 		Proxy:            http.ProxyFromEnvironment,

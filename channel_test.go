@@ -444,6 +444,36 @@ func TestChannelCloseWithErrorUnblocksWrite(t *testing.T) {
 	}
 }
 
+// TestChannelReaderGoneUnblocksWrite: a Write blocked by backpressure
+// learns that the reader left: the engine's close frame (1011 "reader
+// closed") arrives while the Write holds the socket, so the read loop does
+// not wait to echo it but hangs up, which ends the Write with that reason.
+func TestChannelReaderGoneUnblocksWrite(t *testing.T) {
+	hub, url := channelEngine(t)
+	res, _ := hub.Create(1)
+	ch := newChannel(url, res)
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := ch.Writer.Write(make([]byte, 256<<20))
+		wrote <- err
+	}()
+	if _, err := ch.Reader.Read(make([]byte, 1)); err != nil { // the writer is streaming
+		t.Fatal(err)
+	}
+	if err := ch.Reader.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-wrote:
+		var ce *ChannelError
+		if !errors.As(err, &ce) || ce.Code != wire.CloseInternal || ce.Reason != "reader closed" {
+			t.Fatalf("blocked Write after the reader left: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Write still blocked after the reader left")
+	}
+}
+
 // rawEngine serves one channel socket by hand: it answers the handshake
 // and writes frames in the same write, so that they reach the client
 // together with the 101 (the dialer keeps what it read past it for the

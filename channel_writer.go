@@ -3,8 +3,6 @@ package sluice
 import (
 	"errors"
 	"io"
-	"math/rand/v2"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,7 +11,6 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 	websocket "github.com/sluicehq/sluice/internal/ws"
 
-	"github.com/sluicehq/sluice/internal/ws/wsframe"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -67,17 +64,10 @@ func (w *ChannelWriter) endp() *channelEnd {
 	return &w.channelEnd
 }
 
-// chanConn is one connected writer socket.
-//
-// Data frames do not go through ws.Conn's writer: each is masked while it
-// is copied into a buffer behind its header, with a fresh random key, and
-// written in one system call, under chanConn's own lock. Every write of
-// ours, data or control (the ping and close handlers' included), takes mu,
-// and only control writes set a deadline, which they clear again: so a
-// data write blocked by backpressure never inherits a stale deadline.
-// ws.Conn's own replies (to a protocol error, or a message over the read
-// limit) take its lock only; since each frame is one Write, they can land
-// between two frames of ours, never inside one.
+// chanConn is one connected writer socket. Every frame of ours goes
+// through ws.Conn's writer (each frame one Write, masked with a fresh key
+// as it is copied behind its header), data and control alike, under its
+// one write lock.
 //
 // A goroutine reads the socket all along, through ws.Conn (only control
 // frames come this way): that is how a writer learns at once that the
@@ -85,9 +75,6 @@ func (w *ChannelWriter) endp() *channelEnd {
 // answered.
 type chanConn struct {
 	ws       *websocket.Conn
-	conn     net.Conn
-	mu       chan struct{} // write lock (a one-slot semaphore: lockable with a timeout)
-	buf      []byte        // frame header + masked payload
 	readDone chan struct{}
 	readErr  error // what ended the socket; set before readDone is closed
 }
@@ -99,21 +86,11 @@ func (w *ChannelWriter) connect() (*chanConn, error) {
 			w.dErr = err
 			return
 		}
-		c := &chanConn{
-			ws:       ws,
-			conn:     ws.NetConn(),
-			mu:       make(chan struct{}, 1),
-			buf:      make([]byte, wsframe.MaxHeader+wire.FrameSize),
-			readDone: make(chan struct{}),
-		}
-		ws.SetPingHandler(func(data string) error {
-			_ = c.writeControl(wsframe.OpPong, []byte(data), time.Now().Add(channelControlWait))
-			return nil
-		})
+		c := &chanConn{ws: ws, readDone: make(chan struct{})}
 		ws.SetCloseHandler(func(code int, _ string) error {
 			// Echo the close unless a data write holds the socket: the
 			// read loop then hangs up, which ends that write.
-			_ = c.writeControl(wsframe.OpClose, websocket.FormatCloseMessage(code, ""), time.Time{})
+			_ = ws.TryWriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(channelControlWait))
 			return nil
 		})
 		go func() {
@@ -142,7 +119,7 @@ func (w *ChannelWriter) Write(p []byte) (int, error) {
 	n := 0
 	for len(p) > 0 {
 		chunk := p[:min(len(p), wire.FrameSize)]
-		if err := c.write(wsframe.OpBinary, chunk); err != nil {
+		if err := c.write(websocket.BinaryMessage, chunk); err != nil {
 			return n, err
 		}
 		n += len(chunk)
@@ -167,7 +144,7 @@ func (w *ChannelWriter) ReadFrom(r io.Reader) (int64, error) {
 	for {
 		n, rerr := r.Read(buf)
 		if n > 0 {
-			if err := c.write(wsframe.OpBinary, buf[:n]); err != nil {
+			if err := c.write(websocket.BinaryMessage, buf[:n]); err != nil {
 				return total, err
 			}
 			total += int64(n)
@@ -190,7 +167,7 @@ func (w *ChannelWriter) SendMessage(msg string) error {
 	if err != nil {
 		return err
 	}
-	return c.write(wsframe.OpText, []byte(msg))
+	return c.write(websocket.TextMessage, []byte(msg))
 }
 
 func (w *ChannelWriter) writable() (*chanConn, error) {
@@ -206,77 +183,10 @@ func (c *chanConn) write(op int, p []byte) error {
 		return c.failure(nil)
 	default:
 	}
-	c.mu <- struct{}{}
-	err := c.writeFrame(op, p)
-	<-c.mu
-	if err != nil {
+	if err := c.ws.WriteMessage(op, p); err != nil {
 		return c.failure(err)
 	}
 	return nil
-}
-
-// writeFrame writes p as one final frame, or, when it is longer than the
-// buffer (a big text message), as fragments of a buffer each; the caller
-// holds mu. Each frame is one Write, so a control frame ws.Conn writes on
-// the socket (its answer to a protocol error, under its own lock) may go
-// between fragments, as RFC 6455 allows, but never inside a frame.
-func (c *chanConn) writeFrame(op int, p []byte) error {
-	for {
-		n := min(len(p), len(c.buf)-wsframe.MaxHeader)
-		fin := n == len(p)
-		key := maskKey()
-		h := wsframe.PutHeader(c.buf, fin, op, n, true, key)
-		wsframe.MaskCopy(c.buf[h:], p[:n], key)
-		if _, err := c.conn.Write(c.buf[:h+n]); err != nil {
-			return err
-		}
-		if fin {
-			return nil
-		}
-		p, op = p[n:], wsframe.OpContinuation
-	}
-}
-
-// writeControl writes a control frame, unless a data write holds the socket
-// for longer than until deadline (zero: do not wait at all).
-func (c *chanConn) writeControl(op int, data []byte, deadline time.Time) error {
-	if deadline.IsZero() {
-		select {
-		case c.mu <- struct{}{}:
-		default:
-			return errSocketBusy
-		}
-	} else {
-		t := time.NewTimer(time.Until(deadline))
-		defer t.Stop()
-		select {
-		case c.mu <- struct{}{}:
-		case <-t.C:
-			return errSocketBusy
-		}
-	}
-	defer func() { <-c.mu }()
-	var frame [wsframe.MaxHeader + 125]byte
-	key := maskKey()
-	h := wsframe.PutHeader(frame[:], true, op, len(data), true, key)
-	wsframe.MaskCopy(frame[h:], data, key)
-	if deadline.IsZero() {
-		deadline = time.Now().Add(channelControlWait)
-	}
-	_ = c.conn.SetWriteDeadline(deadline)
-	_, err := c.conn.Write(frame[:h+len(data)])
-	_ = c.conn.SetWriteDeadline(time.Time{})
-	return err
-}
-
-var errSocketBusy = errors.New("sluice: channel socket busy with a blocked write")
-
-// maskKey is a fresh masking key for one client frame (RFC 6455 §5.3: a
-// new, unpredictable key per frame; math/rand/v2 draws from the runtime's
-// per-thread ChaCha8 generator).
-func maskKey() [4]byte {
-	v := rand.Uint32()
-	return [4]byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24)}
 }
 
 // failure explains why the socket can take no more: the engine's close
@@ -347,7 +257,7 @@ func (w *ChannelWriter) finish(code int, reason string) error {
 		return c.failure(nil)
 	default:
 	}
-	if err := c.writeControl(wsframe.OpClose, websocket.FormatCloseMessage(code, reason), time.Now().Add(channelControlWait)); err != nil {
+	if err := c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(channelControlWait)); err != nil {
 		// A blocked Write holds the socket: drop it; the reader still
 		// learns the stream broke (1011 "writer connection lost").
 		c.ws.Close()

@@ -61,15 +61,16 @@ func (c *Conn) WriteMessage(op int, data []byte) error {
 // waiting for other writes at most until deadline (zero: no bound). After
 // a close frame, every write fails with ErrCloseSent.
 func (c *Conn) WriteControl(op int, data []byte, deadline time.Time) error {
-	if !wsframe.IsControl(op) || op > PongMessage {
-		return errors.New("websocket: WriteControl takes a close, ping or pong frame")
+	if err := checkControl(op, data); err != nil {
+		return err
 	}
-	if len(data) > 125 {
-		return errors.New("websocket: control frame payload over 125 bytes")
-	}
-	if deadline.IsZero() {
-		c.wmu <- struct{}{}
-	} else {
+	select {
+	case c.wmu <- struct{}{}: // free: no timer
+	default:
+		if deadline.IsZero() {
+			c.wmu <- struct{}{}
+			break
+		}
 		t := time.NewTimer(time.Until(deadline))
 		select {
 		case c.wmu <- struct{}{}:
@@ -78,6 +79,43 @@ func (c *Conn) WriteControl(op int, data []byte, deadline time.Time) error {
 			return errWriteTimeout
 		}
 	}
+	return c.writeControlLocked(op, data, deadline)
+}
+
+// ErrWriteBusy is returned by TryWriteControl when another write holds the
+// connection.
+var ErrWriteBusy = errors.New("websocket: connection busy with another write")
+
+// TryWriteControl is WriteControl that does not wait for other writes: if
+// one holds the connection (a data write blocked by a peer that does not
+// read), it returns ErrWriteBusy at once. The frame's own write is bounded
+// by deadline. It is for replies from the reading goroutine, which must
+// not wait behind a write that only its hanging up would end.
+func (c *Conn) TryWriteControl(op int, data []byte, deadline time.Time) error {
+	if err := checkControl(op, data); err != nil {
+		return err
+	}
+	select {
+	case c.wmu <- struct{}{}:
+	default:
+		return ErrWriteBusy
+	}
+	return c.writeControlLocked(op, data, deadline)
+}
+
+func checkControl(op int, data []byte) error {
+	if !wsframe.IsControl(op) || op > PongMessage {
+		return errors.New("websocket: WriteControl takes a close, ping or pong frame")
+	}
+	if len(data) > 125 {
+		return errors.New("websocket: control frame payload over 125 bytes")
+	}
+	return nil
+}
+
+// writeControlLocked writes a control frame; the caller took wmu, which
+// it releases.
+func (c *Conn) writeControlLocked(op int, data []byte, deadline time.Time) error {
 	defer func() { <-c.wmu }()
 	if c.closeSent.Load() {
 		return ErrCloseSent

@@ -206,3 +206,34 @@ func TestWriteDeadlines(t *testing.T) {
 		t.Fatalf("read %+v, want the ping once the connection is free", w)
 	}
 }
+
+// TestTryWriteControl: behind a write that holds the connection it gives
+// up at once with ErrWriteBusy, writing nothing, whatever its deadline;
+// once the connection is free it writes the frame.
+func TestTryWriteControl(t *testing.T) {
+	a, b := net.Pipe()
+	defer b.Close()
+	c := newConn(a, true, a, "", 0)
+	defer c.Close()
+	c.wmu <- struct{}{} // a blocked data write holds the connection
+	if err := c.TryWriteControl(CloseMessage, FormatCloseMessage(CloseNormalClosure, ""), time.Now().Add(time.Hour)); err != ErrWriteBusy {
+		t.Fatalf("TryWriteControl behind a held write: %v, want ErrWriteBusy", err)
+	}
+	if c.closeSent.Load() {
+		t.Fatal("a close frame that was not written counts as sent")
+	}
+	<-c.wmu
+	go func() { _ = c.TryWriteControl(PongMessage, []byte("q"), time.Now().Add(5*time.Second)) }()
+	_ = b.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64)
+	n, err := io.ReadAtLeast(b, buf, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := parseWire(t, buf[:n]); len(w) != 1 || w[0].op != PongMessage || string(w[0].payload) != "q" {
+		t.Fatalf("read %+v, want the pong", w)
+	}
+	if err := c.TryWriteControl(BinaryMessage, nil, time.Time{}); err == nil {
+		t.Fatal("TryWriteControl took a data opcode")
+	}
+}
