@@ -30,20 +30,84 @@ var errWriteTimeout = &net.OpError{Op: "write", Net: "websocket", Err: os.ErrDea
 // WriteMessage writes a text or binary message.
 func (c *Conn) WriteMessage(op int, data []byte) error {
 	if op != TextMessage && op != BinaryMessage {
-		return errors.New("websocket: WriteMessage takes a text or binary message")
+		return errDataOp
 	}
 	c.wmu <- struct{}{}
 	defer func() { <-c.wmu }()
+	if err := c.startData(); err != nil {
+		return err
+	}
+	if tcp := c.vectored(); tcp != nil && len(data) > keepWriteBuffer-wsframe.MaxHeader {
+		return c.writev(tcp, op, data, nil)
+	}
+	return c.writeMessage(op, data)
+}
+
+// Message is one data message of WriteMessages.
+type Message struct {
+	Op   int // TextMessage or BinaryMessage
+	Data []byte
+}
+
+// WriteMessages writes msgs in order, as WriteMessage would one by one,
+// but, as a server on a TCP connection, in one writev: every frame's
+// header and payload without copying, in one system call, packed into
+// full segments. It is how the channel hub hands a reader the frames that
+// queued up while it was writing. Other writes never come between them.
+func (c *Conn) WriteMessages(msgs []Message) error {
+	for i := range msgs {
+		if msgs[i].Op != TextMessage && msgs[i].Op != BinaryMessage {
+			return errDataOp
+		}
+	}
+	c.wmu <- struct{}{}
+	defer func() { <-c.wmu }()
+	if err := c.startData(); err != nil {
+		return err
+	}
+	if tcp := c.vectored(); tcp != nil {
+		return c.writev(tcp, 0, nil, msgs)
+	}
+	for i := range msgs {
+		if err := c.writeMessage(msgs[i].Op, msgs[i].Data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var errDataOp = errors.New("websocket: WriteMessage takes a text or binary message")
+
+// startData readies a data write; the caller holds wmu.
+func (c *Conn) startData() error {
 	if c.closeSent.Load() {
 		return ErrCloseSent
 	}
-	if err := c.conn.SetWriteDeadline(c.wdeadline); err != nil {
-		return err
+	return c.conn.SetWriteDeadline(c.wdeadline)
+}
+
+// vectored returns the TCP connection a server writes frames to with
+// writev (its payloads are not masked, so they need no copy), or nil.
+func (c *Conn) vectored() *net.TCPConn {
+	if !c.server {
+		return nil
 	}
-	frag := c.fragment
-	if frag <= 0 {
-		frag = maxFragment
+	tcp, _ := c.conn.(*net.TCPConn)
+	return tcp
+}
+
+// maxFrag is the largest frame payload WriteMessage writes.
+func (c *Conn) maxFrag() int {
+	if c.fragment <= 0 {
+		return maxFragment
 	}
+	return c.fragment
+}
+
+// writeMessage writes one message, each frame copied behind its header
+// and written with one Write; the caller holds wmu.
+func (c *Conn) writeMessage(op int, data []byte) error {
+	frag := c.maxFrag()
 	for {
 		n := min(len(data), frag)
 		fin := n == len(data)
@@ -55,6 +119,47 @@ func (c *Conn) WriteMessage(op int, data []byte) error {
 		}
 		data, op = data[n:], wsframe.OpContinuation
 	}
+}
+
+// writev writes the message op/data, or else msgs, with one writev of
+// their frames' headers and payloads (fragmented as writeMessage does);
+// the caller holds wmu. The net package holds the socket's write lock for
+// the whole writev, so no other Write lands inside it.
+func (c *Conn) writev(tcp *net.TCPConn, op int, data []byte, msgs []Message) error {
+	frag := c.maxFrag()
+	vec := c.vec[:0]
+	nh := 0
+	frames := func(op int, data []byte) {
+		for {
+			n := min(len(data), frag)
+			fin := n == len(data)
+			if nh == len(c.hdrs) {
+				c.hdrs = append(c.hdrs, [wsframe.MaxHeader]byte{})
+			}
+			h := wsframe.PutHeader(c.hdrs[nh][:], fin, op, n, false, [4]byte{})
+			vec = append(vec, c.hdrs[nh][:h])
+			nh++
+			if n > 0 {
+				vec = append(vec, data[:n])
+			}
+			if fin {
+				return
+			}
+			data, op = data[n:], wsframe.OpContinuation
+		}
+	}
+	if msgs == nil {
+		frames(op, data)
+	}
+	for i := range msgs {
+		frames(msgs[i].Op, msgs[i].Data)
+	}
+	c.vec = vec
+	c.bufs = vec // a field: WriteTo's receiver would escape
+	_, err := c.bufs.WriteTo(tcp)
+	c.bufs = nil
+	clear(vec) // no references to the caller's payloads
+	return err
 }
 
 // WriteControl writes a close, ping or pong frame (at most 125 bytes),

@@ -167,8 +167,11 @@ type Conn struct {
 	// up at its deadline) serialises our writes.
 	wmu       chan struct{}
 	wbuf      []byte
-	wdeadline time.Time // SetWriteDeadline's, for data frames
-	fragment  int       // WriteMessage's largest frame payload; 0: maxFragment
+	wdeadline time.Time                 // SetWriteDeadline's, for data frames
+	fragment  int                       // WriteMessage's largest frame payload; 0: maxFragment
+	hdrs      [][wsframe.MaxHeader]byte // writev's frame headers, kept between writes
+	vec       [][]byte                  // writev's iovecs, kept between writes
+	bufs      net.Buffers               // what writev is writing
 	closeSent atomic.Bool
 
 	// Read side: only the reading goroutine touches these.
