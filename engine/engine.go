@@ -110,7 +110,7 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 		regWaits:     make(map[string]chan *wire.ErrorBody),
 		fnChanged:    make(chan struct{}, 1),
 		shuttingDown: make(chan struct{}),
-		serveErr:     make(chan error, 2+len(cfg.WorkerListeners)),
+		serveErr:     make(chan error, 4+len(cfg.WorkerListeners)), // worker, HTTP, console, streams and extra worker listeners
 		metrics:      metrics.New(),
 		started:      time.Now(),
 	}
@@ -248,7 +248,8 @@ func serveOrClosed(s *http.Server, ln net.Listener) error {
 	return nil
 }
 
-// Err returns a channel that yields a listener's fatal error.
+// Err returns a channel that yields a listener's fatal error (the worker,
+// HTTP, console and stream-client listeners'), or nil when one was closed.
 func (e *Engine) Err() <-chan error { return e.serveErr }
 
 // WorkerURL is the WebSocket URL workers connect to, e.g. ws://127.0.0.1:49134

@@ -83,7 +83,7 @@ func (e *Engine) startConsole(ctx context.Context) {
 	}
 	e.consoleLn = ln
 	e.consoleSrv = &http.Server{Handler: e.consoleHandler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: e.cfg.HTTP.IdleTimeout}
-	go func() { _ = e.consoleSrv.Serve(ln) }()
+	go func() { e.serveErr <- serveOrClosed(e.consoleSrv, ln) }()
 }
 
 // ConsoleURL is the admin listener's base URL, e.g. http://127.0.0.1:3113,

@@ -122,7 +122,7 @@ func (h *streamHub) start() {
 	}
 	h.ln = h.e.wrapTLS(ln)
 	h.srv = &http.Server{Handler: http.HandlerFunc(h.serve), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = h.srv.Serve(h.ln) }()
+	go func() { h.e.serveErr <- serveOrClosed(h.srv, h.ln) }()
 	h.e.log.Info("stream clients served", "addr", ln.Addr().String())
 }
 

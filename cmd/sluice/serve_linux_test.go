@@ -14,35 +14,54 @@ import (
 
 // TestRunServeListenerFailureIsAnError: a listener that fails while the
 // engine runs ends serve with an error (so sluice exits 1 and a supervisor
-// restarts it), not with Shutdown's nil (exit 0, as if stopped on purpose).
-// The worker listener is made to fail as the kernel can make it: its
-// socket is shut down under it, and accept then fails for good (EINVAL).
+// restarts it), not with Shutdown's nil (exit 0, as if stopped on purpose),
+// whichever listener it is: the worker port, the console (/metrics,
+// /healthz) or the stream clients' (on 1e7a4ea those two failed silently
+// and the engine ran on without them). The listener is made to fail as the
+// kernel can make it: its socket is shut down under it, and accept then
+// fails for good (EINVAL).
 func TestRunServeListenerFailureIsAnError(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sink := &logSink{records: make(chan []byte, 64)}
-	env := map[string]string{"SLUICE_ADDR": "127.0.0.1:0", "SLUICE_HTTP_ADDR": "127.0.0.1:0", "SLUICE_LOG_FORMAT": "json"}
-	runErr := make(chan error, 1)
-	go func() { runErr <- run(ctx, []string{"serve"}, envFunc(env), sink, sink) }()
+	for _, tc := range []struct {
+		name   string
+		record string // the log record that names the listener's address
+		field  string
+	}{
+		{"worker", "engine started", "worker_url"},
+		{"console", "engine started", "console_url"},
+		{"streams", "stream clients served", "addr"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			sink := &logSink{records: make(chan []byte, 64)}
+			env := map[string]string{"SLUICE_ADDR": "127.0.0.1:0", "SLUICE_HTTP_ADDR": "127.0.0.1:0", "SLUICE_LOG_FORMAT": "json",
+				"SLUICE_CONSOLE_ADDR": "127.0.0.1:0", "SLUICE_STREAMS_ADDR": "127.0.0.1:0"}
+			runErr := make(chan error, 1)
+			go func() { runErr <- run(ctx, []string{"serve"}, envFunc(env), sink, sink) }()
 
-	started := sink.waitFor(t, "engine started", runErr)
-	workerURL, _ := started["worker_url"].(string)
-	addr, err := net.ResolveTCPAddr("tcp", strings.TrimPrefix(workerURL, "ws://"))
-	if err != nil {
-		t.Fatalf("engine started with worker_url %q: %v", workerURL, err)
-	}
-	shutdownListener(t, addr)
+			rec := sink.waitFor(t, tc.record, runErr)
+			at, _ := rec[tc.field].(string)
+			if _, rest, ok := strings.Cut(at, "://"); ok {
+				at = rest
+			}
+			addr, err := net.ResolveTCPAddr("tcp", at)
+			if err != nil {
+				t.Fatalf("%q has %s %q: %v", tc.record, tc.field, rec[tc.field], err)
+			}
+			shutdownListener(t, addr)
 
-	select {
-	case err := <-runErr:
-		if err == nil || !strings.Contains(err.Error(), "listener failed") || !errors.Is(err, syscall.EINVAL) {
-			t.Fatalf("run = %v, want the listener's error; log:\n%s", err, sink.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("run did not return after its listener failed; log:\n%s", sink.String())
-	}
-	if !strings.Contains(sink.String(), `"msg":"listener failed"`) {
-		t.Errorf("no listener failed record in the log:\n%s", sink.String())
+			select {
+			case err := <-runErr:
+				if err == nil || !strings.Contains(err.Error(), "listener failed") || !errors.Is(err, syscall.EINVAL) {
+					t.Fatalf("run = %v, want the listener's error; log:\n%s", err, sink.String())
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("run did not return after its listener failed; log:\n%s", sink.String())
+			}
+			if !strings.Contains(sink.String(), `"msg":"listener failed"`) {
+				t.Errorf("no listener failed record in the log:\n%s", sink.String())
+			}
+		})
 	}
 }
 
