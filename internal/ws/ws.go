@@ -184,6 +184,10 @@ func newConn(conn net.Conn, server bool, src readSource, subproto string, bufSiz
 	return c
 }
 
+// CloseSent reports whether a close frame was written (or its write
+// attempted): no data frame may follow it.
+func (c *Conn) CloseSent() bool { return c.closeSent.Load() }
+
 // NetConn returns the underlying connection.
 func (c *Conn) NetConn() net.Conn { return c.conn }
 

@@ -2,8 +2,10 @@ package wsconn
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"testing"
+	"time"
 
 	websocket "github.com/sluicehq/sluice/internal/ws"
 )
@@ -165,4 +167,44 @@ func TestSendDeferred(t *testing.T) {
 	s.wmu.Unlock()
 	readFrames(t, c, 8)
 	s.FlushDeferred() // nothing deferred: no effect
+}
+
+// TestNothingAfterOurClose: frames still queued for a peer when the reader
+// answers its protocol error with a close frame are dropped (and released),
+// not written after it: RFC 6455 allows nothing after a close frame, and
+// the engine has answered the calls they carry as stopped, so the peer
+// must not get them. On eb0a583 the three frames followed the close.
+func TestNothingAfterOurClose(t *testing.T) {
+	s, c := upgradedPair(t)
+	released := make(chan struct{}, 3)
+	s.wmu.Lock() // a write in progress: the frames queue
+	for i := range 3 {
+		if err := s.Send(t.Context(), Binary, []byte{byte(i)}, func([]byte) { released <- struct{}{} }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.NetConn().Write([]byte{0xC2, 0x81, 0, 0, 0, 0, 'x'}); err != nil { // reserved bit set
+		t.Fatal(err)
+	}
+	if _, _, err := ReadFrame(s.WS(), nil, 0); err == nil {
+		t.Fatal("the read did not fail")
+	}
+	s.HangupWithin(5 * time.Second)
+	s.wmu.Unlock()
+	select {
+	case <-s.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the socket was not closed")
+	}
+	for range 3 {
+		<-released
+	}
+	_ = c.NetConn().SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, _ := io.ReadAll(c.NetConn())
+	if len(got) < 2 || got[0] != 0x88 || int(got[1]) != len(got)-2 {
+		t.Fatalf("the peer got % x, want one close frame and nothing after it", got)
+	}
+	if code := int(got[2])<<8 | int(got[3]); code != websocket.CloseProtocolError {
+		t.Fatalf("close code %d, want 1002", code)
+	}
 }

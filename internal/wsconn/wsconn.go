@@ -417,8 +417,18 @@ func (c *Conn) writeQueued(f frame) bool {
 	return ok
 }
 
-// write sends one frame; the caller holds wmu.
+// write sends one frame; the caller holds wmu. Once our close frame is
+// out (the reader's answer to a protocol error or to the peer's close),
+// nothing may follow it (RFC 6455 §5.5.1): the frames still queued are
+// dropped, not written — the engine has already answered the calls they
+// carry as stopped, and the peer must not run them.
 func (c *Conn) write(f frame) bool {
+	if c.ws.CloseSent() {
+		if f.done != nil {
+			f.done(f.data)
+		}
+		return true
+	}
 	c.wseq.Add(1)
 	var err error
 	if f.prefixed {
