@@ -18,7 +18,8 @@ import (
 // A FrameReader and NextReader must not both be used on one connection,
 // and SetReadLimit does not apply to it: the reader decides what a message
 // too large is. Like NextReader, it can be resumed after a read deadline
-// passed: a frame header or payload it was in the middle of stays in place.
+// passed: a frame header, control frame or payload it was in the middle of
+// stays in place, and the call that was cut (Next, Read, Skip) goes on.
 type FrameReader Conn
 
 // Frames returns the frame-by-frame reader of c.
@@ -51,8 +52,14 @@ func (f *FrameReader) Next() (wsframe.Header, error) {
 	return h, nil
 }
 
-// Remaining is the number of payload bytes of the current frame not read.
-func (f *FrameReader) Remaining() uint64 { return f.rd.fr.Remaining() }
+// Remaining is the number of payload bytes of the current frame not read:
+// 0 while a Next cut by a deadline is in the middle of a control frame.
+func (f *FrameReader) Remaining() uint64 {
+	if f.rd.ctlOp != 0 {
+		return 0
+	}
+	return f.rd.fr.Remaining()
+}
 
 // Read reads payload of the current frame into p, unmasked, and returns
 // io.EOF at the end of the frame. It may use up to wsframe.MaxHeader bytes
@@ -64,6 +71,10 @@ func (f *FrameReader) Read(p []byte) (int, error) {
 	if r.err != nil {
 		return 0, r.err
 	}
+	if r.ctlOp != 0 {
+		return 0, io.EOF
+	}
+	r.fr.ClearTimeout()
 	n, err := r.fr.Read(p)
 	if err != nil && err != io.EOF {
 		return n, r.readErr(err)
@@ -79,6 +90,10 @@ func (f *FrameReader) ReadPayload(b []byte) error {
 	if r.err != nil {
 		return r.err
 	}
+	if r.ctlOp != 0 {
+		return nil
+	}
+	r.fr.ClearTimeout()
 	if err := r.fr.ReadPayload(b); err != nil {
 		return r.readErr(err)
 	}
@@ -93,6 +108,10 @@ func (f *FrameReader) Skip(n uint64) error {
 	if r.err != nil {
 		return r.err
 	}
+	if r.ctlOp != 0 {
+		return nil
+	}
+	r.fr.ClearTimeout()
 	if err := r.fr.Skip(n); err != nil {
 		return r.readErr(err)
 	}

@@ -3,10 +3,12 @@ package ws
 import (
 	"bytes"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -199,5 +201,112 @@ func TestFrameReaderSkip(t *testing.T) {
 		if !bytes.Equal(rest, payload[skip:]) {
 			t.Fatalf("skip %d: read %q, want %q", skip, rest, payload[skip:])
 		}
+	}
+}
+
+// cutConn delivers its chunks one Read at a time with a read deadline
+// passing between two, as a read cut by interrupts sees the connection.
+type cutConn struct {
+	fuzzConn
+	chunks [][]byte
+	cut    bool
+}
+
+func (c *cutConn) Read(p []byte) (int, error) {
+	if c.cut {
+		c.cut = false
+		return 0, &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
+	}
+	if len(c.chunks) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, c.chunks[0])
+	if c.chunks[0] = c.chunks[0][n:]; len(c.chunks[0]) == 0 {
+		c.chunks, c.cut = c.chunks[1:], true
+	}
+	return n, nil
+}
+
+// TestFrameReaderResumesAfterDeadline cuts every step of FrameReader's
+// reading with a deadline — a control frame's header and payload, a data
+// frame's header, Read and Skip in a payload — and retries it: nothing is
+// lost or read twice, the ping is answered once, and while a control frame
+// is cut there is no data payload to read.
+func TestFrameReaderResumesAfterDeadline(t *testing.T) {
+	var in []byte
+	for _, f := range []wstest.Frame{
+		{Fin: true, Op: PingMessage, Payload: []byte("ping!")},
+		{Fin: true, Op: BinaryMessage, Payload: []byte("0123456789")},
+		{Fin: true, Op: BinaryMessage, Payload: []byte("skipped")},
+		{Fin: true, Op: TextMessage, Payload: []byte("end")},
+	} {
+		in = append(in, f.Encode(false)...)
+	}
+	// Cuts after the ping's first byte and 2 bytes into its payload, in
+	// the first data frame's header and 3 bytes into its payload, 2 bytes
+	// into the skipped payload.
+	fc := &cutConn{}
+	prev := 0
+	for _, at := range []int{1, 4, 8, 12, 25, len(in)} {
+		fc.chunks = append(fc.chunks, in[prev:at])
+		prev = at
+	}
+	f := newConn(fc, false, fc, "", 0).Frames()
+	retry := func(what string, step func() error) {
+		t.Helper()
+		for tries := 0; ; tries++ {
+			err := step()
+			if err == nil {
+				return
+			}
+			if !errors.Is(err, os.ErrDeadlineExceeded) || tries > 3 {
+				t.Fatalf("%s: %v", what, err)
+			}
+		}
+	}
+	next := func(want int) {
+		t.Helper()
+		retry("next", func() error {
+			h, err := f.Next()
+			if err != nil && f.Remaining() != 0 {
+				t.Fatalf("Next cut by a deadline: %d payload bytes to read", f.Remaining())
+			}
+			if err == nil && h.Op != want {
+				t.Fatalf("frame of opcode %d, want %d", h.Op, want)
+			}
+			return err
+		})
+	}
+	next(BinaryMessage)
+	var got []byte
+	retry("read", func() error {
+		for f.Remaining() > 0 {
+			n := len(got)
+			got = slices.Grow(got, int(f.Remaining())+wsframe.MaxHeader)
+			k, err := f.Read(got[n : n+int(f.Remaining())+wsframe.MaxHeader])
+			got = got[:n+k]
+			if err != nil && err != io.EOF {
+				return err
+			}
+		}
+		return nil
+	})
+	if string(got) != "0123456789" {
+		t.Fatalf("payload read across a deadline: %q", got)
+	}
+	next(BinaryMessage)
+	retry("skip", func() error { return f.Skip(f.Remaining()) })
+	next(TextMessage)
+	end := make([]byte, f.Remaining())
+	if err := f.ReadPayload(end); err != nil || string(end) != "end" {
+		t.Fatalf("after the skipped frame: %q, %v", end, err)
+	}
+	out := fc.out.Bytes()
+	h, err := wsframe.ParseHeader(out[:min(len(out), 6)])
+	if err != nil || h.Op != PongMessage || len(out) != 6+int(h.Len) {
+		t.Fatalf("replies %x, want one pong", out)
+	}
+	if wsframe.Mask(h.Key, 0, out[6:]); string(out[6:]) != "ping!" {
+		t.Fatalf("pong %q, want %q", out[6:], "ping!")
 	}
 }
