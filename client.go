@@ -128,7 +128,8 @@ func Connect(ctx context.Context, rawURL string, opts ...Option) (*Client, error
 	}
 	// wsconn.Dialer lets the writer batch frames queued under load into
 	// one syscall. The dialer reads the handshake response only; ctlReader
-	// reads the frames (whatever came with the response first).
+	// reads the frames through the ws.Conn (whatever came with the
+	// response first).
 	c.dialer = wsconn.Dialer(dialOpts.dialer(websocket.Dialer{
 		Proxy:            http.ProxyFromEnvironment,
 		HandshakeTimeout: handshakeTimeout,

@@ -169,7 +169,8 @@ func TestConnectFailsFastOnRefusedCredentials(t *testing.T) {
 	}
 }
 
-// fault: ctlReader's masked-frame check removed. RFC 6455 §5.1: a client
+// fault: the control socket reader's masked-frame check removed (now
+// ws.FrameReader's, which ctlReader reads with). RFC 6455 §5.1: a client
 // must close the connection when a server frame is masked; the SDK closes
 // with 1002 (protocol error) and reconnects.
 func TestMaskedServerFrameRefused(t *testing.T) {

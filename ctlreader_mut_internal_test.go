@@ -9,15 +9,15 @@ import (
 )
 
 // Tests for survivors of the mutation run over ctlreader.go
-// (docs/testing.md, "Mutation testing"). Each names the mutants it kills;
-// each was applied by hand and the test failed on it.
+// (docs/testing.md, "Mutation testing"). Each names the mutants it kills
+// (lines of the file the run was on); each was applied by hand and the
+// test failed on it.
 
 // ctlReader pushes the idle deadline out only once a quarter of it has
 // passed since it last did. Kills ctlreader.go:55 and :96 (`> idle/4` →
 // `>=`, → `<=`, `/` → `*`).
 func TestCtlReaderRearmsAfterAQuarter(t *testing.T) {
-	client, _ := tcpPair(t)
-	r := newCtlReader(nil, client, client, time.Minute)
+	r, _ := ctlPair(t, time.Minute)
 	t0 := time.Now()
 	for _, step := range []struct {
 		at, armed time.Time
@@ -38,8 +38,7 @@ func TestCtlReaderRearmsAfterAQuarter(t *testing.T) {
 // up to it. Kills ctlreader.go:158 (`cap(r.msg) > keepReadBuffer` → `>=`,
 // → `<=`).
 func TestCtlReaderBufferKeptUpToLimit(t *testing.T) {
-	client, server := tcpPair(t)
-	r := newCtlReader(nil, client, client, time.Minute)
+	r, server := ctlPair(t, time.Minute)
 	r.arm(time.Now())
 	// One frame whose payload and the next header fill exactly
 	// keepReadBuffer: the buffer is grown to that (a whole number of pages).
@@ -66,10 +65,12 @@ func TestCtlReaderBufferKeptUpToLimit(t *testing.T) {
 
 // A read interrupted in the middle of a control frame returns the deadline
 // error, and the next read finishes the control frame and goes on to the
-// next message. Kills ctlreader.go:125 CONDITIONALS_NEGATION (`err != nil`
-// → `==`, `r.ctlGot < r.ctlLen` → `>=`: the interrupted read looped on the
-// error for ever) and :131 CONDITIONALS_NEGATION (a control frame handled
-// returned an empty message instead of reading on).
+// next message. Written for mutants of ctlReader's own control-frame
+// reading (the interrupted read looped on the error for ever, or returned
+// an empty message instead of reading on); that reading is now
+// ws.FrameReader's, inside Next, and the test also fails when ctlReader
+// takes the rest of the cut control frame for a data payload (before
+// FrameReader.Remaining counted 0 there: the read never returned).
 func TestCtlReaderControlFrameInterrupted(t *testing.T) {
 	pong := frameBytes(true, wsframe.OpPong, "0123456789")
 	server, readNext := interruptMidFrame(t, tcpPair, pong)
@@ -86,8 +87,7 @@ func TestCtlReaderControlFrameInterrupted(t *testing.T) {
 // what is over it. Kills ctlreader.go:191 CONDITIONALS_BOUNDARY (`>` →
 // `>=`: a message of exactly the limit was skipped as too large).
 func TestCtlReaderMessageAtLimit(t *testing.T) {
-	client, server := tcpPair(t)
-	r := newCtlReader(nil, client, client, time.Minute)
+	r, server := ctlPair(t, time.Minute)
 	r.arm(time.Now())
 	go func() {
 		hdr := make([]byte, wsframe.MaxHeader)

@@ -13,8 +13,7 @@ import (
 // amortised growth: a 4 MiB message in 4 KiB fragments allocates a small
 // multiple of its size, not a copy per fragment.
 func TestCtlReaderFragmentsLinear(t *testing.T) {
-	client, server := tcpPair(t)
-	r := newCtlReader(nil, client, client, time.Minute)
+	r, server := ctlPair(t, time.Minute)
 	r.arm(time.Now())
 	msg := bytes.Repeat([]byte("0123456789abcdef"), 4<<20/16)
 	var in []byte

@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -123,12 +122,12 @@ func ctlReaderOutcome(t *testing.T, in []byte) readOutcome {
 			var ce *websocket.CloseError
 			var pe *websocket.ProtocolError
 			switch {
+			case errors.As(err, &ce) && ce.Code == websocket.CloseAbnormalClosure: // the input ended
+				o.End = "eof"
 			case errors.As(err, &ce):
 				o.End = fmt.Sprint("close ", ce.Code)
 			case errors.As(err, &pe):
 				o.End = fmt.Sprint("fail ", pe.CloseCode())
-			case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
-				o.End = "eof"
 			default:
 				t.Fatalf("unexpected error %v", err)
 			}

@@ -1,16 +1,22 @@
 package sluice
 
 import (
+	"bufio"
+	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice/internal/testtls"
+	websocket "github.com/sluicehq/sluice/internal/ws"
 	"github.com/sluicehq/sluice/internal/ws/wsframe"
+	"github.com/sluicehq/sluice/internal/ws/wstest"
 	"github.com/sluicehq/sluice/internal/wsconn"
 )
 
@@ -75,6 +81,41 @@ func tlsPair(t *testing.T) (client, server net.Conn) {
 	return tc, ts
 }
 
+// wsClient dials a ws.Conn over client, the end of a connection pair,
+// whose other end (server) answers the opening handshake with a 101 and
+// then is the test's: it writes the engine's frames.
+func wsClient(t *testing.T, client, server net.Conn) *websocket.Conn {
+	t.Helper()
+	answered := make(chan error, 1)
+	go func() {
+		req, err := http.ReadRequest(bufio.NewReader(server)) // the client sends nothing more before the 101
+		if err == nil {
+			_, err = io.WriteString(server, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "+
+				wstest.AcceptKey(req.Header.Get("Sec-WebSocket-Key"))+"\r\n\r\n")
+		}
+		answered <- err
+	}()
+	d := &websocket.Dialer{HandshakeTimeout: 5 * time.Second, NetDialContext: func(context.Context, string, string) (net.Conn, error) {
+		return client, nil
+	}}
+	ws, _, err := d.Dial("ws://engine/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-answered; err != nil {
+		t.Fatal(err)
+	}
+	return ws
+}
+
+// ctlPair is a ctlReader (idle timeout idle) over the client end of a TCP
+// connection pair, and the server end to write the engine's frames on.
+func ctlPair(t *testing.T, idle time.Duration) (*ctlReader, net.Conn) {
+	t.Helper()
+	client, server := tcpPair(t)
+	return controlReader(wsClient(t, client, server), idle), server
+}
+
 func frameBytes(fin bool, op int, payload string) []byte {
 	b := make([]byte, wsframe.MaxHeader)
 	n := wsframe.PutHeader(b, fin, op, len(payload), false, [4]byte{})
@@ -89,7 +130,10 @@ func interruptMidFrame(t *testing.T, pair func(*testing.T) (net.Conn, net.Conn),
 	t.Helper()
 	client, server := pair(t)
 	nc := &notifyConn{Conn: client, got: make(chan int, 16)}
-	r := newCtlReader(nil, nc, nc, time.Minute)
+	r := controlReader(wsClient(t, nc, server), time.Minute)
+	for len(nc.got) > 0 { // the reads of the 101
+		<-nc.got
+	}
 	r.arm(time.Now())
 	if _, err := server.Write(frame[:6]); err != nil {
 		t.Fatal(err)
@@ -147,8 +191,7 @@ func TestCtlReaderResumesAfterInterrupt(t *testing.T) {
 }
 
 func TestCtlReaderMessages(t *testing.T) {
-	client, server := tcpPair(t)
-	r := newCtlReader(nil, client, client, time.Minute)
+	r, server := ctlPair(t, time.Minute)
 	r.arm(time.Now())
 	big := strings.Repeat("x", maxFrameSize/2+1)
 	var in []byte
@@ -175,11 +218,45 @@ func TestCtlReaderMessages(t *testing.T) {
 
 // The idle timeout is real when nothing arrived for the whole period.
 func TestCtlReaderIdleTimeout(t *testing.T) {
-	client, _ := tcpPair(t)
-	r := newCtlReader(nil, client, client, 50*time.Millisecond)
+	r, _ := ctlPair(t, 50*time.Millisecond)
 	r.arm(time.Now())
 	_, err := r.next()
 	if r.interrupted(err) || !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("idle: %v", err)
+	}
+}
+
+// A ping or pong from the engine proves it alive at once, though
+// ws.FrameReader handles it inside Next: ctlReader learns of it through
+// ws.Conn's handlers (a data frame counts from the next arm). The ping is
+// still answered with a pong.
+func TestCtlReaderControlFrameSeen(t *testing.T) {
+	for _, op := range []int{wsframe.OpPing, wsframe.OpPong} {
+		r, server := ctlPair(t, time.Minute)
+		r.seen = time.Now().Add(-time.Hour)
+		before := time.Now()
+		go server.Write(append(frameBytes(true, op, "alive"), frameBytes(true, wsframe.OpText, "x")...))
+		if d, err := r.next(); err != nil || string(d) != "x" {
+			t.Fatalf("op %d: message %q, %v", op, d, err)
+		}
+		if r.seen.Before(before) {
+			t.Fatalf("op %d: seen %v ago, not when it arrived", op, time.Since(r.seen))
+		}
+		if op != wsframe.OpPing {
+			continue
+		}
+		_ = server.SetReadDeadline(time.Now().Add(5 * time.Second))
+		hdr := make([]byte, 6)
+		if _, err := io.ReadFull(server, hdr); err != nil {
+			t.Fatal(err)
+		}
+		h, err := wsframe.ParseHeader(hdr)
+		p := make([]byte, h.Len)
+		if _, rerr := io.ReadFull(server, p); err != nil || rerr != nil || h.Op != wsframe.OpPong {
+			t.Fatalf("reply to the ping: %+v %v %v", h, err, rerr)
+		}
+		if wsframe.Mask(h.Key, 0, p); string(p) != "alive" {
+			t.Fatalf("pong %q, want %q", p, "alive")
+		}
 	}
 }
