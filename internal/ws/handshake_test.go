@@ -15,7 +15,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/sluicehq/sluice/internal/ws/wsframe"
 	"github.com/sluicehq/sluice/internal/ws/wstest"
 )
 
@@ -144,11 +143,11 @@ func TestDialRefusesBadAccept(t *testing.T) {
 	}
 }
 
-// TestFrameSourceKeepsFramesOfTheResponse: a frame the server sends in the
-// same write as its 101 is read by the dialer's buffer with the response;
-// FrameSource hands it to a reader that parses frames itself, before what
-// the connection delivers next. Reading NetConn instead would lose it.
-func TestFrameSourceKeepsFramesOfTheResponse(t *testing.T) {
+// TestFramesKeepFramesOfTheResponse: a frame the server sends in the same
+// write as its 101 is read by the dialer's buffer with the response; the
+// frame-by-frame reader (Frames) reads it before what the connection
+// delivers next. Reading NetConn instead would lose it.
+func TestFramesKeepFramesOfTheResponse(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -180,7 +179,7 @@ func TestFrameSourceKeepsFramesOfTheResponse(t *testing.T) {
 	}
 	defer c.Close()
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	fr := wsframe.NewReader(c.FrameSource(), 256)
+	fr := c.Frames()
 	for _, want := range []string{"with the 101", "after it"} {
 		h, err := fr.Next()
 		if err != nil {

@@ -23,7 +23,6 @@ const controlWait = time.Second
 // touches it.
 type readState struct {
 	c     *Conn
-	src   readSource
 	fr    *wsframe.Reader
 	limit int64
 	err   error // sticky: the connection cannot be read further
@@ -44,21 +43,12 @@ type readState struct {
 // init readies r to read frames from src through a bufSize buffer (0:
 // 4 KiB; big payloads bypass it).
 func (r *readState) init(c *Conn, src readSource, bufSize int) {
-	r.c, r.src = c, src
+	r.c = c
 	if bufSize <= 0 {
 		bufSize = 4096
 	}
 	r.fr = wsframe.NewReader(src, bufSize)
 }
-
-// FrameSource returns what the connection's frames are read from: the
-// bytes the handshake read past the HTTP response or request, then the
-// connection itself. It is for a reader that parses frames itself (the
-// SDK's control socket reader, whose reads a deadline may cut and the next
-// reader resume) instead of NextReader, and only before the first
-// NextReader or ReadMessage: the two must never both read. Its replies
-// (pongs, close frames) still go through WriteControl.
-func (c *Conn) FrameSource() io.Reader { return c.rd.src }
 
 // SetReadLimit bounds the size of a message; a longer one is refused with
 // close 1009 and ErrReadLimit. Zero or negative: no limit.
