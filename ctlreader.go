@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -104,6 +103,9 @@ func (r *ctlReader) interrupted(err error) bool {
 // interrupt makes a blocked read return at once with a deadline error.
 func (r *ctlReader) interrupt() { _ = r.ws.SetReadDeadline(time.Unix(1, 0)) }
 
+// minReadGrow is the least a message buffer grows by.
+const minReadGrow = 64 << 10
+
 // next returns the next data message, valid until the next call; an
 // oversized message is skipped with wsconn.ErrFrameTooLarge. Its errors
 // are ws.FrameReader's: a deadline passing can be resumed from, anything
@@ -117,11 +119,21 @@ func (r *ctlReader) next() ([]byte, error) {
 				}
 				continue
 			}
-			// Room for the next frame's header too: FrameReader then reads
-			// it with the same system call.
+			// The buffer grows as bytes arrive, when it is full, by
+			// doubling (a message in many small fragments is copied
+			// O(log n) times), never to more than the message needs once
+			// this is its last frame, nor to the length a frame announced
+			// before its bytes came. Room for the next frame's header
+			// too: FrameReader then reads it with the same system call.
 			n := len(r.msg)
-			r.msg = slices.Grow(r.msg, int(rem)+wsframe.MaxHeader)
-			got, err := r.fr.Read(r.msg[n : n+int(rem)+wsframe.MaxHeader])
+			if cap(r.msg)-n <= wsframe.MaxHeader {
+				c := max(n+min(int(rem), minReadGrow)+wsframe.MaxHeader, 2*cap(r.msg))
+				if r.fin {
+					c = min(c, n+int(rem)+wsframe.MaxHeader)
+				}
+				r.msg = append(make([]byte, 0, c), r.msg...)
+			}
+			got, err := r.fr.Read(r.msg[n:min(cap(r.msg), n+int(rem)+wsframe.MaxHeader)])
 			r.msg = r.msg[:n+got]
 			if err != nil && err != io.EOF {
 				return nil, err

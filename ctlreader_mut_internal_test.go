@@ -111,3 +111,23 @@ func TestCtlReaderMessageAtLimit(t *testing.T) {
 		t.Fatalf("next message: %.20q, %v", d, err)
 	}
 }
+
+// An announced length costs nothing up front: a frame that announces
+// 60 MiB and brings 100 bytes leaves the reader holding a buffer of the
+// first growth step, not 60 MiB (on 29ec6a6 it allocated the announced
+// length at the first byte).
+func TestCtlReaderBufferFollowsBytes(t *testing.T) {
+	r, server := ctlPair(t, 300*time.Millisecond)
+	r.arm(time.Now())
+	hdr := make([]byte, wsframe.MaxHeader)
+	n := wsframe.PutHeader(hdr, true, wsframe.OpBinary, 60<<20, false, [4]byte{})
+	if _, err := server.Write(append(hdr[:n], strings.Repeat("x", 100)...)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.next(); err == nil { // the idle deadline ends the wait
+		t.Fatal("a message of 100 of 60 MiB announced was returned")
+	}
+	if len(r.msg) != 100 || cap(r.msg) > minReadGrow+wsframe.MaxHeader {
+		t.Fatalf("after 100 bytes of a 60 MiB frame: %d bytes read into a buffer of %d", len(r.msg), cap(r.msg))
+	}
+}
