@@ -33,10 +33,10 @@ func (c *fuzzConn) SetDeadline(time.Time) error      { return nil }
 func (c *fuzzConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *fuzzConn) SetWriteDeadline(time.Time) error { return nil }
 
-// hijackRecorder is a ResponseWriter whose connection is a fuzzConn.
+// hijackRecorder is a ResponseWriter whose connection is conn.
 type hijackRecorder struct {
 	*httptest.ResponseRecorder
-	conn *fuzzConn
+	conn net.Conn
 }
 
 func (h hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -47,16 +47,21 @@ func (h hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // with upgrade (Upgrade, or ws.Upgrader's own).
 func upgradeFuzz(t *testing.T, in []byte, upgrade func(http.ResponseWriter, *http.Request) (*websocket.Conn, error)) (*websocket.Conn, *fuzzConn) {
 	fc := &fuzzConn{r: bytes.NewReader(in)}
+	return upgradeOver(t, fc, upgrade), fc
+}
+
+// upgradeOver upgrades a handshake request over conn with upgrade.
+func upgradeOver(t testing.TB, conn net.Conn, upgrade func(http.ResponseWriter, *http.Request) (*websocket.Conn, error)) *websocket.Conn {
 	req := httptest.NewRequest(http.MethodGet, "http://engine/", nil)
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Upgrade", "websocket")
 	req.Header.Set("Sec-WebSocket-Version", "13")
 	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
-	ws, err := upgrade(hijackRecorder{httptest.NewRecorder(), fc}, req)
+	ws, err := upgrade(hijackRecorder{httptest.NewRecorder(), conn}, req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ws, fc
+	return ws
 }
 
 // readOutcome is what a server-side reader made of a client's bytes.
