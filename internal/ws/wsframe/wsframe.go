@@ -214,16 +214,28 @@ func (r *Reader) Buffered() int { return len(r.pend) }
 // message is buffered already as one unfragmented text or binary frame:
 // reading it needs no system call. A buffered control frame or fragment is
 // not "more input" (its handling may block the reader).
+//
+// A read loop asks this before and after every message, so it reads the
+// few header bits it needs rather than the whole header (ParseHeader).
 func (r *Reader) FrameBuffered() bool {
-	if r.rem > 0 || len(r.pend) < 2 {
+	p := r.pend
+	if r.rem > 0 || len(p) < 2 || p[0] != 0x80|OpText && p[0] != 0x80|OpBinary {
+		return false // not final, reserved bits set, or not a data frame
+	}
+	hl := HeaderLen(p[0], p[1])
+	if len(p) < hl {
 		return false
 	}
-	hl := HeaderLen(r.pend[0], r.pend[1])
-	if len(r.pend) < hl {
-		return false
+	var n uint64
+	switch l := p[1] & 0x7f; l {
+	case 126:
+		n = uint64(binary.BigEndian.Uint16(p[2:]))
+	case 127:
+		n = binary.BigEndian.Uint64(p[2:]) // invalid from 1<<63: never buffered
+	default:
+		n = uint64(l)
 	}
-	h, err := ParseHeader(r.pend[:hl])
-	return err == nil && h.Fin && (h.Op == OpText || h.Op == OpBinary) && uint64(len(r.pend)-hl) >= h.Len
+	return uint64(len(p)-hl) >= n
 }
 
 // Remaining is the number of payload bytes of the current frame not read.

@@ -128,6 +128,54 @@ func TestReader(t *testing.T) {
 	}
 }
 
+// FrameBuffered, which reads only the header bits it needs, answers as
+// ParseHeader's header would: a final text or binary frame with a valid
+// header whose payload is all buffered. Every first two bytes, with the
+// extended lengths around their edges, each with its payload buffered
+// whole or one byte short.
+func TestFrameBufferedMatchesParseHeader(t *testing.T) {
+	exts := map[byte][]uint64{126: {0, 125, 126, 300}, 127: {0, 126, 300, 1 << 16, 1<<63 - 1, 1 << 63, 1<<64 - 1}}
+	for b0 := range 256 {
+		for b1 := range 256 {
+			lens := []uint64{uint64(b1 & 0x7f)}
+			if e, ok := exts[byte(b1&0x7f)]; ok {
+				lens = e
+			}
+			for _, n := range lens {
+				hdr := []byte{byte(b0), byte(b1)}
+				switch b1 & 0x7f {
+				case 126:
+					hdr = binary.BigEndian.AppendUint16(hdr, uint16(n))
+				case 127:
+					hdr = binary.BigEndian.AppendUint64(hdr, n)
+				}
+				if b1&0x80 != 0 {
+					hdr = append(hdr, 1, 2, 3, 4)
+				}
+				for _, short := range []uint64{0, 1} {
+					if short > n || n > 1<<16 && short == 0 {
+						continue // a payload too long to buffer is only ever short
+					}
+					pend := hdr
+					if n <= 1<<16 {
+						pend = append(hdr[:len(hdr):len(hdr)], make([]byte, n-short)...)
+					}
+					h, err := ParseHeader(hdr)
+					want := err == nil && h.Fin && (h.Op == OpText || h.Op == OpBinary) && uint64(len(pend)-len(hdr)) >= h.Len
+					for cut := range len(hdr) { // a header not yet whole is never a buffered frame
+						if r := (&Reader{pend: pend[:cut]}); r.FrameBuffered() {
+							t.Fatalf("% x cut to %d bytes: buffered", hdr, cut)
+						}
+					}
+					if got := (&Reader{pend: pend}).FrameBuffered(); got != want {
+						t.Fatalf("% x with %d payload bytes: FrameBuffered %v, ParseHeader's header %v", hdr, len(pend)-len(hdr), got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
 // TestReaderSkipsUnread: Next skips the rest of a frame not read.
 func TestReaderSkipsUnread(t *testing.T) {
 	stream := append(frame(true, OpBinary, bytes.Repeat([]byte{1}, 5000), nil), frame(true, OpText, []byte("hi"), nil)...)
