@@ -124,8 +124,9 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 		return nil, err
 	}
 	e.upgrader = websocket.Upgrader{
-		// Zero: worker sockets read through wsconn's own 4 KiB buffer,
-		// which lets the read loop see whether more input is buffered.
+		// Zero: worker sockets read frames through ws's 4 KiB buffer, in
+		// which the read loop sees whether more input is buffered
+		// (wsconn.NextFrameBuffered); big payloads bypass it.
 		ReadBufferSize: 0,
 	}
 	e.upgrader.CheckOrigin = e.originAllowed // WorkerHandler refuses with a clearer answer first

@@ -1,7 +1,6 @@
 package wsconn
 
 import (
-	"bufio"
 	"context"
 
 	websocket "github.com/sluicehq/sluice/internal/ws"
@@ -123,53 +122,8 @@ func (c *Conn) flushCork() {
 	}
 }
 
-// NextFrameBuffered reports whether the next frame on ws is a complete,
-// unfragmented data frame already in the read buffer, so that reading it
-// cannot block. Only connections made by Upgrade with a zero
-// ReadBufferSize expose their buffer; for others it reports false.
-func NextFrameBuffered(ws *websocket.Conn) bool {
-	cc, _ := ws.NetConn().(*corkConn)
-	if cc == nil || cc.br == nil {
-		return false
-	}
-	return frameBuffered(cc.br)
-}
-
-func frameBuffered(br *bufio.Reader) bool {
-	n := br.Buffered()
-	if n < 2 {
-		return false
-	}
-	h, _ := br.Peek(min(n, 14))
-	fin, op := h[0]&0x80 != 0, h[0]&0x0f
-	if !fin || op != websocket.TextMessage && op != websocket.BinaryMessage {
-		return false
-	}
-	size := 2
-	length := int(h[1] & 0x7f)
-	switch length {
-	case 126:
-		if len(h) < 4 {
-			return false
-		}
-		size += 2
-		length = int(h[2])<<8 | int(h[3])
-	case 127:
-		if len(h) < 10 {
-			return false
-		}
-		size += 8
-		var l uint64
-		for _, c := range h[2:10] {
-			l = l<<8 | uint64(c)
-		}
-		if l > uint64(n) {
-			return false
-		}
-		length = int(l)
-	}
-	if h[1]&0x80 != 0 {
-		size += 4 // mask key
-	}
-	return n >= size+length
-}
+// NextFrameBuffered reports whether the next message on ws is already
+// buffered whole, as one unfragmented data frame, so that reading it needs
+// no system call (ws.FrameReader.Buffered). A frame still inside the TLS
+// record layer is not seen, which only costs batching.
+func NextFrameBuffered(ws *websocket.Conn) bool { return ws.Frames().Buffered() }

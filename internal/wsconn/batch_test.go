@@ -1,8 +1,6 @@
 package wsconn
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"testing"
 	"time"
@@ -55,11 +53,12 @@ func TestFrameBuffered(t *testing.T) {
 		{"ping", whole(true, websocket.PingMessage, true, 0), false},
 	}
 	for _, c := range cases {
-		br := bufio.NewReaderSize(bytes.NewReader(c.in), 4096)
-		if len(c.in) > 0 {
-			br.Peek(1) // fill
+		// A first message, read with c.in in the same read.
+		ws := readerOver(t, append(clientFrames(websocket.TextMessage, []byte("first"), 0), c.in...))
+		if _, m, err := ReadFrame(ws, nil, 0); err != nil || string(m) != "first" {
+			t.Fatalf("%s: first message %q, %v", c.name, m, err)
 		}
-		if got := frameBuffered(br); got != c.want {
+		if got := NextFrameBuffered(ws); got != c.want {
 			t.Errorf("%s: got %v, want %v", c.name, got, c.want)
 		}
 	}

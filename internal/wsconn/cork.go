@@ -34,11 +34,7 @@ type corkConn struct {
 	// wd is the write deadline ws.Conn last asked for; applied is the one
 	// set on Conn.
 	wd, applied time.Time
-	// br is the read buffer ws.Conn reads through, when Upgrade could
-	// supply it (see NextFrameBuffered); ReadFrame then reads frames from
-	// it with rd instead of ws.Conn (rawread.go).
-	br *bufio.Reader
-	rd serverReader
+
 	nb nbState       // non-blocking mode (nonblock.go)
 	rx atomic.Uint64 // bytes read
 }
@@ -166,22 +162,11 @@ func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	cc := &corkConn{Conn: c}
-	if brw.Reader.Buffered() > 0 {
-		return cc, brw, nil // ws.Upgrader refuses this handshake anyway
-	}
-	// Our own read buffer over cc: with a zero ReadBufferSize ws.Conn
-	// reads through it, and NextFrameBuffered can look into it.
-	cc.br = bufio.NewReaderSize(cc, readBufferSize)
-	return cc, bufio.NewReadWriter(cc.br, brw.Writer), nil
+	return &corkConn{Conn: c}, brw, nil
 }
 
-// readBufferSize is the read buffer of upgraded connections.
-const readBufferSize = 4096
-
 // Upgrade upgrades an HTTP request to a WebSocket whose writes can be
-// batched by Conn. With u.ReadBufferSize zero the connection reads through
-// a 4 KiB buffer that NextFrameBuffered can inspect.
+// batched by Conn.
 func Upgrade(u *websocket.Upgrader, w http.ResponseWriter, r *http.Request, h http.Header) (*websocket.Conn, error) {
 	return u.Upgrade(hijacker{w}, r, h)
 }

@@ -1,7 +1,6 @@
 package wsconn
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -53,12 +52,13 @@ func allocated(f func()) uint64 {
 	return after.TotalAlloc - before.TotalAlloc
 }
 
-// readRaw runs serverReader.read over in-memory input (no control frames:
-// ws is only used to answer those).
-func readRaw(in []byte, limit int64) (kind int, data []byte, err error) {
-	var r serverReader
-	br := bufio.NewReaderSize(bytes.NewReader(in), readBufferSize)
-	return r.read(br, nil, make([]byte, 0, 4096), limit)
+// readerOver returns a server socket Upgrade made over a connection that
+// reads in and then ends.
+func readerOver(t testing.TB, in []byte) *websocket.Conn {
+	t.Helper()
+	return upgradeOver(t, &fuzzConn{r: bytes.NewReader(in)}, func(w http.ResponseWriter, r *http.Request) (*websocket.Conn, error) {
+		return Upgrade(&websocket.Upgrader{}, w, r, nil)
+	})
 }
 
 // A message in many small fragments is reassembled with amortised
@@ -73,7 +73,8 @@ func TestServerReadFragmentsLinear(t *testing.T) {
 		data []byte
 		err  error
 	)
-	n := allocated(func() { kind, data, err = readRaw(in, 64<<20) })
+	ws := readerOver(t, in)
+	n := allocated(func() { kind, data, err = ReadFrame(ws, make([]byte, 0, 4096), 64<<20) })
 	if err != nil || kind != Binary || !bytes.Equal(data, msg) {
 		t.Fatalf("kind %d, %d bytes, %v", kind, len(data), err)
 	}
@@ -95,11 +96,10 @@ func TestServerReadOversizedKeepsPrefixAndTail(t *testing.T) {
 	for name, frag := range map[string]int{"one frame": 0, "fragments": 64 << 10, "small fragments": 999} {
 		t.Run(name, func(t *testing.T) {
 			in := append(clientFrames(wsframe.OpText, big, frag), clientFrames(wsframe.OpText, []byte("next"), 0)...)
-			var r serverReader
-			br := bufio.NewReaderSize(bytes.NewReader(in), readBufferSize)
+			ws := readerOver(t, in)
 			var data []byte
 			var err error
-			n := allocated(func() { _, data, err = r.read(br, nil, nil, limit) })
+			n := allocated(func() { _, data, err = ReadFrame(ws, nil, limit) })
 			want := append(big[:OversizedPrefix:OversizedPrefix], big[len(big)-OversizedTail:]...)
 			if !errors.Is(err, ErrFrameTooLarge) || !bytes.Equal(data, want) {
 				t.Fatalf("got %d bytes, %v; want the %d-byte prefix, the %d-byte tail and ErrFrameTooLarge", len(data), err, OversizedPrefix, OversizedTail)
@@ -111,30 +111,73 @@ func TestServerReadOversizedKeepsPrefixAndTail(t *testing.T) {
 			if n > bound {
 				t.Fatalf("rejecting an oversized message allocated %d bytes (bound %d)", n, bound)
 			}
-			if _, data, err = r.read(br, nil, nil, limit); err != nil || string(data) != "next" {
+			if _, data, err = ReadFrame(ws, nil, limit); err != nil || string(data) != "next" {
 				t.Fatalf("next message: %q, %v", data, err)
 			}
 		})
 	}
 }
 
+// The tail of an oversized message is its last bytes also when the frame
+// that crosses the limit is shorter than OversizedTail: the rest comes
+// from the fragments read before it. On 1e7a4ea it was only the bytes
+// after the limit was crossed (here 10).
+func TestServerReadOversizedTailFromEarlierFragments(t *testing.T) {
+	const limit = 100 << 10
+	big := bytes.Repeat([]byte("0123456789abcdef"), (limit+16)/16)[:limit+10]
+	in := clientFrames(wsframe.OpText, big[:limit], 0)
+	in[0] &^= 0x80 // not final: big[limit:] follows in a continuation
+	in = append(in, clientFrames(wsframe.OpContinuation, big[limit:], 0)...)
+	in = append(in, clientFrames(wsframe.OpText, []byte("next"), 0)...)
+	ws := readerOver(t, in)
+	_, data, err := ReadFrame(ws, nil, limit)
+	want := append(big[:OversizedPrefix:OversizedPrefix], big[len(big)-OversizedTail:]...)
+	if !errors.Is(err, ErrFrameTooLarge) || !bytes.Equal(data, want) {
+		t.Fatalf("got %d bytes (tail %.20q…), %v; want the %d-byte prefix and the %d-byte tail %.20q…", len(data), data[min(len(data), OversizedPrefix):], err, OversizedPrefix, OversizedTail, big[len(big)-OversizedTail:])
+	}
+	if _, data, err = ReadFrame(ws, nil, limit); err != nil || string(data) != "next" {
+		t.Fatalf("next message: %q, %v", data, err)
+	}
+}
+
 // A frame header announcing a huge payload costs nothing until the bytes
 // arrive: the peer sends a few KiB and hangs up. On 8b50cfc a 32 MiB
 // announcement allocated 32 MiB, and a 1 GiB one (over the limit)
-// limit+1 bytes, before a byte of payload came.
+// limit+1 bytes, before a byte of payload came. The largest length a
+// header can announce, in a continuation, once overflowed the check
+// against the limit: the buffer then grew one byte at a time, past the
+// limit (quadratic: 10 KiB cost some 50 MB).
 func TestServerReadAnnouncedLengthNotAllocated(t *testing.T) {
-	for name, announced := range map[string]int{"within the limit": 32 << 20, "over the limit": 1 << 30} {
-		t.Run(name, func(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		announced int
+		fragment  bool // a 1-byte first fragment before the announcing frame
+		limit     int64
+	}{
+		{"within the limit", 32 << 20, false, 64 << 20},
+		{"over the limit", 1 << 30, false, 64 << 20},
+		{"the largest length after a fragment", 1<<63 - 1, true, 64 << 20},
+		{"the largest length after a fragment, no limit", 1<<63 - 1, true, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var in []byte
+			op := wsframe.OpText
 			hdr := make([]byte, wsframe.MaxHeader)
-			n := wsframe.PutHeader(hdr, true, wsframe.OpText, announced, true, [4]byte{1, 2, 3, 4})
-			in := append(hdr[:n], make([]byte, 10<<10)...)
+			if tc.fragment {
+				n := wsframe.PutHeader(hdr, false, op, 1, true, [4]byte{1, 2, 3, 4})
+				in = append(append(in, hdr[:n]...), 'a'^1)
+				op = wsframe.OpContinuation
+			}
+			n := wsframe.PutHeader(hdr, true, op, tc.announced, true, [4]byte{1, 2, 3, 4})
+			in = append(append(in, hdr[:n]...), make([]byte, 10<<10)...)
+			ws := readerOver(t, in)
 			var err error
-			a := allocated(func() { _, _, err = readRaw(in, 64<<20) })
+			a := allocated(func() { _, _, err = ReadFrame(ws, make([]byte, 0, 4096), tc.limit) })
 			if code, _, ok := IsCloseError(err); !ok || code != websocket.CloseAbnormalClosure {
 				t.Fatalf("peer gone mid-frame: %v", err)
 			}
 			if a > 256<<10 {
-				t.Fatalf("a %d-byte announcement with 10 KiB sent allocated %d bytes", announced, a)
+				t.Fatalf("a %d-byte announcement with 10 KiB sent allocated %d bytes", tc.announced, a)
 			}
 		})
 	}
@@ -217,8 +260,9 @@ func TestLargeMessagesInLargeFragments(t *testing.T) {
 			_ = c.Send(context.Background(), Binary, msg, nil)
 			_ = c.Send(context.Background(), Text, []byte("after"), nil)
 		}()
-		// Through the server side's read buffer, which may hold bytes.
-		sizes, data := rawFrames(t, conn.(*corkConn).br, 2)
+		// Straight from the server side's connection: its ws.Conn has read
+		// nothing.
+		sizes, data := rawFrames(t, conn, 2)
 		check(t, sizes, data)
 	}
 	t.Run("client", func(t *testing.T) { client(t, false) })

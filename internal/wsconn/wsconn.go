@@ -18,7 +18,6 @@ package wsconn
 import (
 	"context"
 	"errors"
-	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -463,74 +462,6 @@ func (c *Conn) drop() {
 			}
 		default:
 			return
-		}
-	}
-}
-
-// ReadFrame reads the next data frame into buf (grown as needed, up to
-// limit bytes) and returns its type and the filled slice. Control frames are
-// handled on the way: by ws.Conn's handlers, or, on sockets Upgrade made,
-// as ws.Conn's default handlers would (rawread.go). A message over the
-// limit returns ErrFrameTooLarge with part of it: on sockets Upgrade made,
-// its first and last bytes (OversizedPrefix), the rest discarded without
-// being buffered; through ws.Conn (no frame lengths), its first limit+1
-// bytes. The next call reads the message after it. Any other error is
-// final. buf grows by doubling as bytes arrive, so reading a message costs
-// time linear in its size however it is fragmented.
-//
-// A Text message returned without error is valid UTF-8 as a whole, however
-// it was fragmented: both readers check it (rawread.go once the message is
-// complete, ws.Conn as its bytes arrive), and one that is not ends the
-// connection with close 1007. wire.DecodeText relies on this, and the
-// engine forwards the payloads it vouches for without another scan
-// (TestConformanceEngineReader, interop TestAttackWireInvalidUTF8). The
-// part returned with ErrFrameTooLarge is not checked.
-func ReadFrame(ws *websocket.Conn, buf []byte, limit int64) (kind int, data []byte, err error) {
-	if cc, _ := ws.NetConn().(*corkConn); cc != nil && cc.br != nil {
-		return cc.readFrame(ws, buf, limit)
-	}
-	kind, r, err := ws.NextReader()
-	if err != nil {
-		return 0, buf[:0], err
-	}
-	data, err = readAll(r, buf[:0], limit)
-	return kind, data, err
-}
-
-// ErrFrameTooLarge is returned when a frame exceeds the read limit.
-var ErrFrameTooLarge = errors.New("wsconn: frame exceeds size limit")
-
-// readAll reads r to EOF into b, growing it as needed. With a limit it never
-// reads more than limit+1 bytes: one byte past the limit proves the frame is
-// too large, whatever the capacity of b.
-func readAll(r io.Reader, b []byte, limit int64) ([]byte, error) {
-	for {
-		if limit > 0 && int64(len(b)) > limit {
-			return b, ErrFrameTooLarge
-		}
-		if len(b) == cap(b) {
-			newCap := 2*cap(b) + 512
-			if limit > 0 && int64(newCap) > limit+1 {
-				newCap = int(limit + 1)
-			}
-			nb := make([]byte, len(b), newCap)
-			copy(nb, b)
-			b = nb
-		}
-		end := cap(b)
-		if limit > 0 && int64(end) > limit+1 {
-			end = int(limit + 1)
-		}
-		n, err := r.Read(b[len(b):end])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			if limit > 0 && int64(len(b)) > limit {
-				return b, ErrFrameTooLarge
-			}
-			return b, nil
-		}
-		if err != nil {
-			return b, err
 		}
 	}
 }

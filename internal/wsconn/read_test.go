@@ -1,11 +1,12 @@
 package wsconn
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +17,7 @@ import (
 )
 
 // rawPair is upgradedPair with the client's write buffer set, so that
-// gorilla fragments messages longer than it.
+// the client fragments messages longer than it.
 func rawPair(t *testing.T, clientWriteBuffer int) (*Conn, *websocket.Conn) {
 	t.Helper()
 	ch := make(chan *Conn, 1)
@@ -46,7 +47,8 @@ func mustRead(t *testing.T, s *Conn, limit int64) (int, []byte, error) {
 }
 
 // Messages, fragments, pings and oversized messages on a socket Upgrade
-// made are read without gorilla's reader.
+// made: ReadFrame keeps the messages within the limit whole, the prefix
+// and tail of those over it, and reads on.
 func TestServerReadFrames(t *testing.T) {
 	s, c := rawPair(t, 256)
 	pong := make(chan string, 1)
@@ -156,22 +158,18 @@ func TestServerReadPeerGone(t *testing.T) {
 
 // Reading a small data frame from the buffer costs no allocation (the
 // worker read loop runs this for every message; an escaping error target
-// in header once cost one per frame).
+// in the header parser once cost one per frame).
 func TestServerReadFrameAllocs(t *testing.T) {
 	payload := []byte(`{"type":"invocationresult","invocation_id":"x","result":{"n":1}}`)
-	key := [4]byte{1, 2, 3, 4}
 	var stream []byte
 	for range 200 {
-		f := make([]byte, wsframe.MaxHeader+len(payload))
-		h := wsframe.PutHeader(f, true, wsframe.OpText, len(payload), true, key)
-		wsframe.MaskCopy(f[h:], payload, key)
-		stream = append(stream, f[:h+len(payload)]...)
+		stream = append(stream, clientFrames(wsframe.OpText, payload, 0)...)
 	}
-	br := bufio.NewReaderSize(bytes.NewReader(stream), 4096)
-	var r serverReader
+	ws := readerOver(t, stream)
 	buf := make([]byte, 0, 4096)
 	allocs := testing.AllocsPerRun(100, func() {
-		kind, data, err := r.read(br, nil, buf[:0], 1<<20)
+		NextFrameBuffered(ws)
+		kind, data, err := ReadFrame(ws, buf[:0], 1<<20)
 		if err != nil || kind != wsframe.OpText || !bytes.Equal(data, payload) {
 			t.Fatalf("read: kind %d, %q, %v", kind, data, err)
 		}
@@ -179,4 +177,97 @@ func TestServerReadFrameAllocs(t *testing.T) {
 	if allocs != 0 {
 		t.Fatalf("%v allocations per frame, want 0", allocs)
 	}
+}
+
+// chunkConn is a fuzzConn that delivers its input in the chunks given, one
+// per Read at most, and records the buffers it is asked to read into.
+type chunkConn struct {
+	fuzzConn
+	chunks [][]byte
+	reads  [][]byte
+}
+
+func (c *chunkConn) Read(p []byte) (int, error) {
+	c.reads = append(c.reads, p)
+	if len(c.chunks) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, c.chunks[0])
+	if c.chunks[0] = c.chunks[0][n:]; len(c.chunks[0]) == 0 {
+		c.chunks = c.chunks[1:]
+	}
+	return n, nil
+}
+
+// A payload of 1 KiB or more that is not buffered yet is read straight
+// into the caller's buffer, with no copy through the reader's own. On
+// 1e7a4ea the engine's reader copied payloads under 4 KiB through its
+// bufio.Reader.
+func TestReadFrameDirect(t *testing.T) {
+	msg := bytes.Repeat([]byte("0123456789abcdef"), 1024/16)
+	frame := clientFrames(wsframe.OpText, msg, 0)
+	hl := len(frame) - len(msg)
+	cc := &chunkConn{chunks: [][]byte{frame[:hl], frame[hl:]}}
+	ws := upgradeOver(t, cc, func(w http.ResponseWriter, r *http.Request) (*websocket.Conn, error) {
+		return Upgrade(&websocket.Upgrader{}, w, r, nil)
+	})
+	_, data, err := ReadFrame(ws, make([]byte, 0, 4096), 1<<20)
+	if err != nil || !bytes.Equal(data, msg) {
+		t.Fatalf("%d bytes, %v", len(data), err)
+	}
+	for _, p := range cc.reads {
+		if len(p) > 0 && &p[0] == &data[0] {
+			return
+		}
+	}
+	t.Fatalf("the payload was not read into the caller's buffer (%d reads)", len(cc.reads))
+}
+
+// A read deadline passing is not final: the next ReadFrame reads on,
+// between messages as if nothing happened, and after a message the
+// deadline cut short (in a frame's payload, or between its fragments)
+// from the next one.
+func TestReadFrameDeadlineResumes(t *testing.T) {
+	s, c := rawPair(t, 0)
+	ws := s.WS()
+	sent := s.BytesRead()
+	send := func(b []byte) {
+		t.Helper()
+		if _, err := c.NetConn().Write(b); err != nil {
+			t.Fatal(err)
+		}
+		sent += uint64(len(b))
+	}
+	// expire lets a deadline pass once the reader has taken what was sent.
+	expire := func() {
+		t.Helper()
+		for first := true; first || s.BytesRead() < sent; first = false {
+			_ = ws.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+			if _, _, err := ReadFrame(ws, nil, 0); !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("got %v, want the deadline", err)
+			}
+		}
+		_ = ws.SetReadDeadline(time.Time{})
+	}
+	read := func(want string) {
+		t.Helper()
+		if _, data, err := ReadFrame(ws, nil, 0); err != nil || string(data) != want {
+			t.Fatalf("got %q, %v; want %q", data, err, want)
+		}
+	}
+	expire() // between messages
+	send(clientFrames(wsframe.OpText, []byte("first"), 0))
+	read("first")
+
+	cut := clientFrames(wsframe.OpText, []byte("cut in its payload"), 0)
+	send(cut[:10])
+	expire()
+	send(append(cut[10:], clientFrames(wsframe.OpText, []byte("second"), 0)...))
+	read("second")
+
+	frags := clientFrames(wsframe.OpText, []byte("cut between its fragments"), 5)
+	send(frags[:len(frags)/2])
+	expire()
+	send(append(frags[len(frags)/2:], clientFrames(wsframe.OpText, []byte("third"), 0)...))
+	read("third")
 }
