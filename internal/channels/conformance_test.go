@@ -30,9 +30,10 @@ import (
 // Hub.ServeHTTP; the messages its read end receives are what the writer
 // socket echoes (hubEchoConn), and the read end must end with 1000 exactly
 // when the writer socket closed cleanly (else 1011). Cases run
-// concurrently: after a protocol error the hub waits closeWait for a close
-// reply the suite's raw peer never sends. With the pong or the UTF-8 check
-// of frameReader removed, 8 cases per scheme fail.
+// concurrently: after a protocol error the hub waits closeWait before it
+// drops the connection, as the suite's raw peer neither answers nor hangs
+// up first. With the UTF-8 check of frameReader removed, 8 cases per
+// scheme fail.
 func TestConformanceHubWriter(t *testing.T) {
 	files, err := testtls.Write(t.TempDir())
 	if err != nil {
@@ -201,7 +202,7 @@ func (c *hubEchoConn) echo(op int, data []byte) {
 }
 
 func (c *hubEchoConn) Write(b []byte) (int, error) {
-	if len(b) > 0 && b[0] == 0x80|opClose { // a close frame (not the 101 before the frames)
+	if len(b) > 0 && b[0] == 0x80|wsframe.OpClose { // a close frame (not the 101 before the frames)
 		code := int32(websocket.CloseNoStatusReceived)
 		if len(b) >= 4 && b[1]&0x7f >= 2 { // an unmasked server frame: the code follows the 2-byte header
 			code = int32(binary.BigEndian.Uint16(b[2:]))

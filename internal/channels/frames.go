@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"sync"
 	"unicode/utf8"
 
 	websocket "github.com/sluicehq/sluice/internal/ws"
@@ -12,50 +11,30 @@ import (
 	"github.com/sluicehq/sluice/internal/wsconn"
 )
 
-// frameReader reads the data messages a channel writer sends (RFC 6455 §5,
-// client to server) straight from the connection, into the caller's pooled
-// buffer, handling control frames on the way.
-//
-// Why not ws.Conn's NextReader: this reader charges the channel's memory
-// budget for each frame before reading its payload (and waits for room),
-// which is the hub's backpressure; it parses and masks with the same
-// wsframe code. ws.Conn does the handshake and writes the control replies
-// (WriteControl is safe alongside this reader). Reading beside ws.Conn is
-// sound because its Upgrader refuses a client that sent data before the
-// handshake completed, so nothing is buffered when this takes over, and
-// nothing calls ws.Conn's read methods on a writer socket afterwards.
+// frameReader reads the data messages a channel writer sends into frames
+// of the pipe. The protocol is ws.Conn's (its FrameReader: control frames
+// answered, masking and message order enforced, protocol errors answered
+// with their close code, a peer that hangs up mapped to close 1006); this
+// keeps the hub's policy for a message's bytes: each goes into a pooled
+// buffer, or a bigBuf once it outgrows it; a message over the limit is
+// refused before its payload is read; and each growth of the buffer is
+// charged to the channel's memory budget before the payload is read,
+// waiting for room (mem.go) — the hub's backpressure, which NextReader,
+// telling no frame's length before its payload is read, could not give.
 type frameReader struct {
-	r     *wsframe.Reader
-	limit int64                           // largest message, 0 = none
-	reply func(op int, data []byte) error // control frames back to the peer
-	mem   *chanMem                        // charged for each frame; nil = not accounted
-	stop  <-chan struct{}                 // ends a wait for memory
-	ctrl  [125 + wsframe.MaxHeader]byte
+	r     *websocket.FrameReader
+	limit int64           // largest message, 0 = none
+	mem   *chanMem        // charged for each frame; nil = not accounted
+	stop  <-chan struct{} // ends a wait for memory
 }
 
 const (
-	opContinuation = wsframe.OpContinuation
-	opText         = wsframe.OpText
-	opBinary       = wsframe.OpBinary
-	opClose        = wsframe.OpClose
-	opPing         = wsframe.OpPing
-	opPong         = wsframe.OpPong
+	opText   = wsframe.OpText
+	opBinary = wsframe.OpBinary
 )
 
-// A 4 KiB buffer holds headers and small frames; a payload of 1 KiB or
-// more is read straight into the frame buffer (see wsframe.Reader).
-var frPool = sync.Pool{New: func() any { return wsframe.NewReader(nil, 4096) }}
-
-func newFrameReader(r io.Reader, limit int64, reply func(int, []byte) error) *frameReader {
-	wr := frPool.Get().(*wsframe.Reader)
-	wr.Reset(r)
-	return &frameReader{r: wr, limit: limit, reply: reply}
-}
-
-func (fr *frameReader) release() {
-	fr.r.Reset(nil)
-	frPool.Put(fr.r)
-	fr.r = nil
+func newFrameReader(c *websocket.Conn, limit int64) *frameReader {
+	return &frameReader{r: c.Frames(), limit: limit}
 }
 
 // errStopped: a reservation was cut short by frameReader.stop (the channel
@@ -67,34 +46,22 @@ var errStopped = errors.New("channels: stopped")
 // growth of the frame's buffer is charged before the payload is read,
 // waiting while the channel or the hub's budget is full (mem.go): the
 // socket is then not read and TCP holds the writer back. The caller owns
-// the returned frame even on error (Release it). The error is a
-// *websocket.CloseError when the peer sent a close frame (already
-// answered), a *websocket.ProtocolError (answered with its CloseCode), wsconn.ErrFrameTooLarge (before reading the
-// payload), errStopped, or the read error.
+// the returned frame even on error (Release it). The error is
+// wsconn.ErrFrameTooLarge (before the payload is read; not answered),
+// errStopped, or FrameReader's: a *websocket.CloseError for the peer's
+// close frame (echoed) or for the peer hanging up (1006), a
+// *websocket.ProtocolError (answered with its close code, invalid UTF-8
+// in a text message included), or a read deadline passing.
 func (fr *frameReader) next() (f Frame, err error) {
 	bp := getBuf()
 	f = Frame{Data: (*bp)[:0], buf: bp, mem: fr.mem}
-	started := false
 	for {
-		h, err := fr.header()
+		h, err := fr.r.Next()
 		if err != nil {
 			return f, fr.endMessage(err)
 		}
-		switch h.Op {
-		case opContinuation:
-			if !started {
-				return f, fr.endMessage(&websocket.ProtocolError{Reason: "continuation frame outside a message"})
-			}
-		case opText, opBinary:
-			if started {
-				return f, fr.endMessage(&websocket.ProtocolError{Reason: "new message inside a fragmented one"})
-			}
-			started, f.Text = true, h.Op == opText
-		default: // control
-			if err := fr.control(h); err != nil {
-				return f, fr.endMessage(err)
-			}
-			continue
+		if h.Op != wsframe.OpContinuation { // FrameReader checked the order
+			f.Text = h.Op == opText
 		}
 		n := h.Len
 		if fr.limit > 0 && uint64(len(f.Data))+n > uint64(fr.limit) {
@@ -125,7 +92,7 @@ func (fr *frameReader) next() (f Frame, err error) {
 		}
 		if h.Fin {
 			if f.Text && !utf8.Valid(f.Data) {
-				return f, fr.endMessage(websocket.ErrTextUTF8)
+				return f, fr.endMessage(fr.r.FailText())
 			}
 			return f, fr.endMessage(nil)
 		}
@@ -140,67 +107,27 @@ func (fr *frameReader) endMessage(err error) error {
 	return err
 }
 
-// header reads one frame header of a client: masked, or a protocol error.
-func (fr *frameReader) header() (wsframe.Header, error) {
-	h, err := fr.r.Next()
-	if err != nil {
+// drain reads what a writer still sends after the hub's close frame, so
+// that closing the connection does not turn into a reset (unread bytes at
+// close do) that could destroy the close frame on its way: frames, their
+// data skipped, up to the writer's close reply, a read error or the read
+// deadline the close frame set. After a protocol error (the one that
+// ended the read, or one met here) frames are no longer processed (RFC
+// 6455 §7.1.7): the bytes are discarded until the writer hangs up or the
+// deadline passes.
+func drain(c *websocket.Conn) {
+	fr := c.Frames()
+	for {
+		_, err := fr.Next()
+		if err == nil {
+			continue // its payload is skipped by the next Next
+		}
 		var pe *websocket.ProtocolError
 		if errors.As(err, &pe) {
-			return h, pe
+			_, _ = io.Copy(io.Discard, c.NetConn())
 		}
-		if err == io.EOF {
-			return h, err
-		}
-		return h, noEOF(err)
+		return
 	}
-	if !h.Masked {
-		return h, &websocket.ProtocolError{Reason: "unmasked client frame"}
-	}
-	return h, nil
-}
-
-// drain discards frames until the peer's close frame or a read error.
-func (fr *frameReader) drain() {
-	for {
-		h, err := fr.header()
-		if err != nil {
-			return
-		}
-		if wsframe.IsControl(h.Op) && fr.control(h) != nil {
-			return
-		}
-		// Data payloads are skipped by the next header read.
-	}
-}
-
-// control handles a control frame: ping gets its pong, close gets its
-// echo and ends the read with a *websocket.CloseError.
-func (fr *frameReader) control(h wsframe.Header) error {
-	p := fr.ctrl[:h.Len]
-	if err := fr.r.ReadPayload(p); err != nil {
-		return err
-	}
-	switch h.Op {
-	case opPing:
-		_ = fr.reply(websocket.PongMessage, p)
-		return nil
-	case opPong:
-		return nil
-	}
-	code, reason, perr := websocket.ParseClose(p)
-	if perr != nil {
-		return perr
-	}
-	_ = fr.reply(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""))
-	return &websocket.CloseError{Code: code, Text: reason}
-}
-
-// noEOF turns an EOF inside a frame into io.ErrUnexpectedEOF.
-func noEOF(err error) error {
-	if errors.Is(err, io.EOF) {
-		return io.ErrUnexpectedEOF
-	}
-	return err
 }
 
 // frameWriter writes the data frames of a reader socket (server to client:

@@ -2,6 +2,7 @@ package channels
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -12,18 +13,12 @@ import (
 	"github.com/sluicehq/sluice/internal/wsconn"
 )
 
-// replies records the control frames a frameReader answers with.
-type replies struct{ ops []int }
-
-func (r *replies) reply(op int, _ []byte) error { r.ops = append(r.ops, op); return nil }
-
 // TestFrameReaderNoLimit: a limit of 0 means none: a message of any size
 // is read (kills frames.go:121 CONDITIONALS_BOUNDARY, `fr.limit > 0` →
 // `>= 0`: every non-empty message was refused as too large).
 func TestFrameReaderNoLimit(t *testing.T) {
 	p := bytes.Repeat([]byte("z"), 3*bufCap)
-	fr := newFrameReader(bytes.NewReader(maskedFrame(true, wsframe.OpBinary, p)), 0, (&replies{}).reply)
-	defer fr.release()
+	fr := newFrameReader(testConn(t, maskedFrame(true, wsframe.OpBinary, p)), 0)
 	f, err := fr.next()
 	defer f.Release()
 	if err != nil || !bytes.Equal(f.Data, p) {
@@ -39,8 +34,7 @@ func TestFrameFillingPooledBuffer(t *testing.T) {
 	g := newBudget(1 << 30)
 	m := newChanMem(g, 1<<30)
 	p := bytes.Repeat([]byte("q"), bufCap)
-	fr := newFrameReader(bytes.NewReader(maskedFrame(true, wsframe.OpBinary, p)), 1<<20, (&replies{}).reply)
-	defer fr.release()
+	fr := newFrameReader(testConn(t, maskedFrame(true, wsframe.OpBinary, p)), 1<<20)
 	fr.mem = m
 	f, err := fr.next()
 	if err != nil || !bytes.Equal(f.Data, p) {
@@ -72,8 +66,7 @@ func TestFragmentWithinChargeDoesNotWait(t *testing.T) {
 	}
 	m := newChanMem(g, 1<<30)
 	in := append(maskedFrame(false, wsframe.OpBinary, []byte("0123456789")), maskedFrame(true, wsframe.OpContinuation, []byte("abcdefghij"))...)
-	fr := newFrameReader(bytes.NewReader(in), 1<<20, (&replies{}).reply)
-	defer fr.release()
+	fr := newFrameReader(testConn(t, in), 1<<20)
 	stopped := make(chan struct{})
 	close(stopped)
 	fr.mem, fr.stop = m, stopped
@@ -87,16 +80,18 @@ func TestFragmentWithinChargeDoesNotWait(t *testing.T) {
 	}
 }
 
-// TestFrameReaderEnds: a stream that ends between frames is io.EOF, one
-// cut inside a header io.ErrUnexpectedEOF (kills frames.go:172
-// CONDITIONALS_NEGATION: a clean end was reported as a cut).
+// TestFrameReaderEnds: a stream that ends between frames or inside a
+// header ends the reader with close 1006, which runWriter takes for a lost
+// connection, not for the writer's close frame (kills serve.go's
+// `ce.Code != websocket.CloseAbnormalClosure` negated or dropped: the
+// reader was told the writer closed with "unexpected EOF").
 func TestFrameReaderEnds(t *testing.T) {
+	h := NewHub(Config{}, nil)
+	defer h.Shutdown(context.Background())
 	whole := maskedFrame(true, wsframe.OpBinary, []byte("x"))
-	for _, tc := range []struct {
-		in   []byte
-		want error
-	}{{whole, io.EOF}, {append(bytes.Clone(whole), 0x82), io.ErrUnexpectedEOF}} {
-		fr := newFrameReader(bytes.NewReader(tc.in), 0, (&replies{}).reply)
+	for _, in := range [][]byte{whole, append(bytes.Clone(whole), 0x82)} {
+		c := testConn(t, in)
+		fr := newFrameReader(c, 0)
 		f, err := fr.next()
 		f.Release()
 		if err != nil {
@@ -104,17 +99,20 @@ func TestFrameReaderEnds(t *testing.T) {
 		}
 		f, err = fr.next()
 		f.Release()
-		fr.release()
-		if err != tc.want {
-			t.Fatalf("end of %d bytes: %v, want %v", len(tc.in), err, tc.want)
+		if !websocket.IsCloseError(err, websocket.CloseAbnormalClosure) {
+			t.Fatalf("end of %d bytes: %v, want close 1006", len(in), err)
+		}
+		clean, abort, gotClose := h.writerEnded(&channel{id: "x"}, &sockEnd{ws: c}, err)
+		if clean || gotClose || abort == nil || abort.Reason != "writer connection lost" {
+			t.Fatalf("end of %d bytes: clean %v, close frame %v, abort %v; want the connection lost", len(in), clean, gotClose, abort)
 		}
 	}
 }
 
 // TestDrainUntilClose: drain skips data, answers pings on the way and
-// stops at the peer's close, which it echoes (kills frames.go:190
-// CONDITIONALS_NEGATION: it stopped at the first ping, before the close
-// reply it waits for).
+// stops at the peer's close, which it echoes, reading nothing after it
+// (kills frames.go's drain stopping at the first frame, before the close
+// reply it waits for, or discarding the bytes after a close frame).
 func TestDrainUntilClose(t *testing.T) {
 	var in []byte
 	in = append(in, maskedFrame(true, wsframe.OpBinary, []byte("skipped"))...)
@@ -123,15 +121,51 @@ func TestDrainUntilClose(t *testing.T) {
 	in = append(in, maskedFrame(true, wsframe.OpContinuation, []byte("skipped"))...)
 	in = append(in, maskedFrame(true, wsframe.OpClose, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))...)
 	in = append(in, maskedFrame(true, wsframe.OpPing, []byte("after the close"))...)
-	var r replies
-	fr := newFrameReader(bytes.NewReader(in), 0, r.reply)
-	defer fr.release()
-	fr.drain()
-	if len(r.ops) != 2 || r.ops[0] != websocket.PongMessage || r.ops[1] != websocket.CloseMessage {
-		t.Fatalf("replies %v, want a pong and the close echo", r.ops)
+	in = append(in, maskedFrame(true, wsframe.OpBinary, make([]byte, 64<<10))...) // beyond ws.Conn's read buffer
+	c, fc := serverConn(t, in)
+	drain(c)
+	pongs, code := written(t, fc)
+	if len(pongs) != 1 || pongs[0] != "p" || code != websocket.CloseNormalClosure {
+		t.Fatalf("pongs %q, close %d; want the pong of the ping before the close and the close echo", pongs, code)
 	}
-	if h, err := fr.header(); err != nil || h.Op != wsframe.OpPing { // what follows the close is left
-		t.Fatalf("after drain: %+v %v, want the ping after the close", h, err)
+	if fc.r.Len() == 0 {
+		t.Fatal("drain read on after the close frame")
+	}
+}
+
+// TestDrainAfterProtocolError: after a protocol error, the hub's or one
+// met while draining, drain processes no frame more (RFC 6455 §7.1.7)
+// but discards what the writer still sends until it hangs up, so that
+// the close frame is not lost to a reset (kills frames.go's drain
+// returning at the protocol error with bytes left unread).
+func TestDrainAfterProtocolError(t *testing.T) {
+	junk := maskedFrame(true, wsframe.OpBinary, make([]byte, 64<<10)) // beyond ws.Conn's read buffer
+	bad := rawFrame(0x82, false, []byte("unmasked"))
+	for _, tc := range []struct {
+		name  string
+		in    []byte
+		first bool // the protocol error is met before drain
+	}{
+		{"before", append(append(bytes.Clone(bad), maskedFrame(true, wsframe.OpPing, []byte("p"))...), junk...), true},
+		{"during", append(append(maskedFrame(true, wsframe.OpBinary, []byte("x")), bad...), junk...), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, fc := serverConn(t, tc.in)
+			if tc.first {
+				f, err := newFrameReader(c, 0).next()
+				f.Release()
+				if pe := (*websocket.ProtocolError)(nil); !errors.As(err, &pe) {
+					t.Fatalf("next: %v, want a protocol error", err)
+				}
+			}
+			drain(c)
+			if n := fc.r.Len(); n != 0 {
+				t.Fatalf("%d bytes left unread", n)
+			}
+			if pongs, code := written(t, fc); len(pongs) != 0 || code != websocket.CloseProtocolError {
+				t.Fatalf("pongs %q, close %d; want close 1002 alone", pongs, code)
+			}
+		})
 	}
 }
 
@@ -167,16 +201,14 @@ func TestFrameReaderLimitExact(t *testing.T) {
 		maskedFrame(true, wsframe.OpBinary, p),
 		append(maskedFrame(false, wsframe.OpBinary, p[:600]), maskedFrame(true, wsframe.OpContinuation, p[600:])...),
 	} {
-		fr := newFrameReader(bytes.NewReader(in), limit, (&replies{}).reply)
+		fr := newFrameReader(testConn(t, in), limit)
 		f, err := fr.next()
 		if err != nil || !bytes.Equal(f.Data, p) {
 			t.Fatalf("%d bytes, %v", len(f.Data), err)
 		}
 		f.Release()
-		fr.release()
 	}
-	fr := newFrameReader(bytes.NewReader(maskedFrame(true, wsframe.OpBinary, append(p, 'x'))), limit, (&replies{}).reply)
-	defer fr.release()
+	fr := newFrameReader(testConn(t, maskedFrame(true, wsframe.OpBinary, append(p, 'x'))), limit)
 	f, err := fr.next()
 	f.Release()
 	if !errors.Is(err, wsconn.ErrFrameTooLarge) {

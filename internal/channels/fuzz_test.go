@@ -5,8 +5,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -22,18 +20,14 @@ import (
 // readOutcome is what a server-side reader made of a client's byte stream.
 type readOutcome = wstest.Outcome
 
-// hubReaderOutcome reads in with the hub's writer-socket reader; a
-// protocol error or a frame over the limit ends it with the close code
-// runWriter sends for it (writerEnded).
+// hubReaderOutcome reads in with the hub's writer-socket reader; a frame
+// over the limit ends it with the close code runWriter sends for it
+// (writerEnded).
 func hubReaderOutcome(t *testing.T, in []byte, limit int64) readOutcome {
+	c, fc := serverConn(t, in)
+	fr := newFrameReader(c, limit)
 	var o readOutcome
-	fr := newFrameReader(bytes.NewReader(in), limit, func(op int, data []byte) error {
-		if op == websocket.PongMessage {
-			o.Pongs = append(o.Pongs, string(data))
-		}
-		return nil
-	})
-	defer fr.release()
+	var end error
 	for {
 		f, err := fr.next()
 		if err == nil && len(f.Data) > int(limit) {
@@ -45,22 +39,27 @@ func hubReaderOutcome(t *testing.T, in []byte, limit int64) readOutcome {
 			continue
 		}
 		f.Release()
-		var ce *websocket.CloseError
-		var pe *websocket.ProtocolError
-		switch {
-		case errors.As(err, &ce):
-			o.End = fmt.Sprint("close ", ce.Code)
-		case errors.As(err, &pe):
-			o.End = fmt.Sprint("fail ", pe.CloseCode())
-		case errors.Is(err, wsconn.ErrFrameTooLarge):
-			o.End = fmt.Sprint("fail ", websocket.CloseMessageTooBig)
-		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-			o.End = "eof"
-		default:
-			t.Fatalf("unexpected error %v", err)
-		}
-		return o
+		end = err
+		break
 	}
+	var closeCode int
+	o.Pongs, closeCode = written(t, fc)
+	var ce *websocket.CloseError
+	var pe *websocket.ProtocolError
+	peer := 0
+	switch {
+	case errors.As(end, &ce):
+		if ce.Code != websocket.CloseAbnormalClosure { // 1006: the input ended
+			peer = ce.Code
+		}
+	case errors.Is(end, wsconn.ErrFrameTooLarge):
+		closeCode = websocket.CloseMessageTooBig
+	case errors.As(end, &pe):
+	default:
+		t.Fatalf("unexpected error %v", end)
+	}
+	o.End = wstest.EndOf(peer, closeCode)
+	return o
 }
 
 // hubFuzzConn reads a fixed input and keeps what is written.
@@ -88,10 +87,11 @@ func (h hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return h.conn, bufio.NewReadWriter(bufio.NewReader(h.conn), bufio.NewWriter(h.conn)), nil
 }
 
-// connReaderOutcome reads in with ws.Conn as a server (the reader every
-// other server side is held to), through a real Upgrade.
-func connReaderOutcome(t *testing.T, in []byte, limit int64) readOutcome {
-	fc := &hubFuzzConn{r: bytes.NewReader(in)}
+// serverConn is the server end of a WebSocket whose client sends in,
+// through a real Upgrade as the hub's; what the server writes after its
+// 101 is kept in fc.
+func serverConn(t testing.TB, in []byte) (c *websocket.Conn, fc *hubFuzzConn) {
+	fc = &hubFuzzConn{r: bytes.NewReader(in)}
 	req := httptest.NewRequest(http.MethodGet, "http://engine/ws/channels/x", nil)
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Upgrade", "websocket")
@@ -102,6 +102,50 @@ func connReaderOutcome(t *testing.T, in []byte, limit int64) readOutcome {
 	if err != nil {
 		t.Fatal(err)
 	}
+	out := fc.out.Bytes()
+	fc.out.Next(bytes.Index(out, []byte("\r\n\r\n")) + 4) // the 101
+	return c, fc
+}
+
+// testConn is serverConn's connection.
+func testConn(t testing.TB, in []byte) *websocket.Conn {
+	c, _ := serverConn(t, in)
+	return c
+}
+
+// written parses the frames a server wrote to fc: the pongs' payloads and
+// the close frame's code (0: none; 1005: one without a code). A second
+// close frame fails t.
+func written(t testing.TB, fc *hubFuzzConn) (pongs []string, closeCode int) {
+	out := fc.out.Bytes()
+	for len(out) > 0 {
+		hl := wsframe.HeaderLen(out[0], out[1])
+		h, err := wsframe.ParseHeader(out[:hl])
+		if err != nil {
+			t.Fatalf("the server wrote a bad frame %x: %v", out, err)
+		}
+		p := out[hl : hl+int(h.Len)]
+		switch h.Op {
+		case websocket.PongMessage:
+			pongs = append(pongs, string(p))
+		case websocket.CloseMessage:
+			if closeCode != 0 {
+				t.Fatalf("the server wrote a second close frame (%x)", p)
+			}
+			closeCode = websocket.CloseNoStatusReceived
+			if len(p) >= 2 {
+				closeCode = int(binary.BigEndian.Uint16(p))
+			}
+		}
+		out = out[hl+int(h.Len):]
+	}
+	return pongs, closeCode
+}
+
+// connReaderOutcome reads in with ws.Conn as a server (the reader every
+// other server side is held to).
+func connReaderOutcome(t *testing.T, in []byte, limit int64) readOutcome {
+	c, fc := serverConn(t, in)
 	c.SetReadLimit(limit)
 	var o readOutcome
 	var readErr error
@@ -113,27 +157,8 @@ func connReaderOutcome(t *testing.T, in []byte, limit int64) readOutcome {
 		}
 		o.Msgs = append(o.Msgs, wstest.Delivered(op == websocket.TextMessage, data))
 	}
-	out := fc.out.Bytes()
-	out = out[bytes.Index(out, []byte("\r\n\r\n"))+4:] // after the 101
-	closeCode := 0
-	for len(out) > 0 {
-		hl := wsframe.HeaderLen(out[0], out[1])
-		h, err := wsframe.ParseHeader(out[:hl])
-		if err != nil {
-			t.Fatalf("ws.Conn wrote a bad frame %x: %v", out, err)
-		}
-		p := out[hl : hl+int(h.Len)]
-		switch h.Op {
-		case websocket.PongMessage:
-			o.Pongs = append(o.Pongs, string(p))
-		case websocket.CloseMessage:
-			closeCode = websocket.CloseNoStatusReceived
-			if len(p) >= 2 {
-				closeCode = int(binary.BigEndian.Uint16(p))
-			}
-		}
-		out = out[hl+int(h.Len):]
-	}
+	var closeCode int
+	o.Pongs, closeCode = written(t, fc)
 	peer := 0
 	if ce := (*websocket.CloseError)(nil); errors.As(readErr, &ce) && ce.Code != websocket.CloseAbnormalClosure { // 1006: the input ended
 		peer = ce.Code

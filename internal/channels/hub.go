@@ -252,9 +252,10 @@ func NewHub(cfg Config, log *slog.Logger) *Hub {
 	return &Hub{
 		cfg: cfg,
 		log: log,
-		// ws.Conn only does the handshakes, control frames and a reader
-		// socket's (control-only) read side: frameReader reads a writer
-		// socket and frameWriter writes a reader socket's data (frames.go).
+		// ws.Conn does the handshakes, control frames and the protocol
+		// of every read: frameReader reads a writer socket's messages
+		// through its FrameReader, and frameWriter writes a reader
+		// socket's data (frames.go).
 		writerUp: websocket.Upgrader{
 			CheckOrigin: anyOrigin,
 		},

@@ -88,11 +88,21 @@ type sockEnd struct {
 
 // kill sends a close frame and gives the peer closeWait to answer it. It is
 // safe from any goroutine (ws.Conn allows WriteControl concurrently with the
-// reader and the writer) and only the first call counts.
+// reader and the writer) and only the first call counts (with failed).
 func (e *sockEnd) kill(code int, reason string) {
 	e.once.Do(func() {
 		e.killed.Store(true)
 		_ = e.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(controlWait))
+		_ = e.ws.NetConn().SetReadDeadline(time.Now().Add(closeWait))
+	})
+}
+
+// failed is kill for a socket whose reader has answered a protocol error
+// with a close frame already: it gives the peer closeWait, and a kill
+// after it sends no second close frame.
+func (e *sockEnd) failed() {
+	e.once.Do(func() {
+		e.killed.Store(true)
 		_ = e.ws.NetConn().SetReadDeadline(time.Now().Add(closeWait))
 	})
 }
@@ -109,11 +119,8 @@ func (h *Hub) runWriter(ch *channel, ws *websocket.Conn) {
 	// Reader gone, channel expired or engine shutdown: close the socket at
 	// once, even if the writer is idle and this goroutine is parked in a read.
 	stop := context.AfterFunc(p.Gone(), func() { e.kill(writerKillCode(context.Cause(p.Gone()))) })
-	fr := newFrameReader(ws.NetConn(), h.cfg.MaxFrameSize, func(op int, data []byte) error {
-		return ws.WriteControl(op, data, time.Now().Add(controlWait))
-	})
+	fr := newFrameReader(ws, h.cfg.MaxFrameSize)
 	fr.mem, fr.stop = ch.mem, p.Gone().Done()
-	defer fr.release()
 	ctx := context.Background()
 	var (
 		clean    bool
@@ -153,9 +160,10 @@ func (h *Hub) runWriter(ch *channel, ws *websocket.Conn) {
 		p.FailSend(abort)
 	}
 	if e.killed.Load() && !gotClose {
-		// Our close frame is out: discard what is still in flight until the
-		// writer's close reply or kill's read deadline.
-		fr.drain()
+		// Our close frame is out (kill's, or ws.Conn's answer to a protocol
+		// error): discard what is still in flight until the writer's close
+		// reply or hang-up, or the read deadline.
+		drain(ws)
 	}
 	ws.Close()
 	h.finish(ch, dirWrite, ws)
@@ -166,8 +174,8 @@ func (h *Hub) writerEnded(ch *channel, e *sockEnd, err error) (clean bool, abort
 	var ce *websocket.CloseError
 	var pe *websocket.ProtocolError
 	switch {
-	case errors.As(err, &ce):
-		// frameReader has already echoed the close frame.
+	case errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure: // 1006: no close frame, the peer hung up
+		// ws.Conn has already echoed the close frame.
 		if e.killed.Load() {
 			return false, nil, true // the reply to our own close
 		}
@@ -185,8 +193,9 @@ func (h *Hub) writerEnded(ch *channel, e *sockEnd, err error) (clean bool, abort
 		e.kill(websocket.CloseMessageTooBig, "frame exceeds "+limit+" bytes")
 		return false, &AbortError{Reason: "writer sent a frame larger than " + limit + " bytes"}, false
 	case errors.As(err, &pe):
+		// ws.Conn has already answered it with its close code.
 		h.log.Debug("channel writer protocol error", "channel_id", ch.id, "err", err)
-		e.kill(pe.CloseCode(), pe.Reason)
+		e.failed()
 		return false, &AbortError{Reason: "writer broke the WebSocket protocol: " + pe.Reason}, false
 	case e.killed.Load():
 		return false, nil, false // our kill's read deadline, or the peer dropped after it
