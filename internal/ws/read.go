@@ -244,7 +244,7 @@ func (r *readState) control(op int, p []byte) error {
 			return r.keep(r.pong(string(p)))
 		}
 	case CloseMessage:
-		code, text, perr := ParseClose(p)
+		code, text, perr := parseClose(p)
 		if perr != nil {
 			return r.fail(perr)
 		}
@@ -267,17 +267,12 @@ func (r *readState) keep(err error) error {
 	return err
 }
 
-// fail answers a frame that breaks the protocol (FailProtocol); the
-// connection cannot be read further.
-func (r *readState) fail(pe *ProtocolError) error { return r.keep(r.c.FailProtocol(pe)) }
-
-// FailProtocol answers a frame that breaks RFC 6455 with a close frame of
-// pe's close code and reason, waiting at most a second for other writes,
-// and returns pe. It is how every reader of frames answers one, this
-// package's and those that parse frames beside it.
-func (c *Conn) FailProtocol(pe *ProtocolError) error {
-	_ = c.WriteControl(CloseMessage, FormatCloseMessage(pe.CloseCode(), pe.Reason), time.Now().Add(controlWait))
-	return pe
+// fail answers a frame that breaks RFC 6455 with a close frame of pe's
+// close code and reason, waiting at most a second for other writes, and
+// returns pe; the connection cannot be read further.
+func (r *readState) fail(pe *ProtocolError) error {
+	_ = r.c.WriteControl(CloseMessage, FormatCloseMessage(pe.CloseCode(), pe.Reason), time.Now().Add(controlWait))
+	return r.keep(pe)
 }
 
 // readErr maps a read error: a deadline passing is returned as it is and

@@ -396,12 +396,12 @@ func TestParseClose(t *testing.T) {
 		{"\x13\x88", 0, "", CloseProtocolError}, // 5000
 		{"\x03\xe8\xce", 0, "", CloseInvalidFramePayloadData},
 	} {
-		code, reason, perr := ParseClose([]byte(tc.p))
+		code, reason, perr := parseClose([]byte(tc.p))
 		switch {
 		case tc.fail == 0 && (perr != nil || code != tc.code || reason != tc.reason):
-			t.Errorf("ParseClose(%q) = %d %q %v, want %d %q", tc.p, code, reason, perr, tc.code, tc.reason)
+			t.Errorf("parseClose(%q) = %d %q %v, want %d %q", tc.p, code, reason, perr, tc.code, tc.reason)
 		case tc.fail != 0 && (perr == nil || perr.CloseCode() != tc.fail):
-			t.Errorf("ParseClose(%q) = %d %q %v, want a protocol error answered with %d", tc.p, code, reason, perr, tc.fail)
+			t.Errorf("parseClose(%q) = %d %q %v, want a protocol error answered with %d", tc.p, code, reason, perr, tc.fail)
 		}
 	}
 }

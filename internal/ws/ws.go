@@ -104,12 +104,12 @@ type ProtocolError = wsframe.ProtocolError
 // with close 1007.
 var ErrTextUTF8 = &ProtocolError{Reason: "invalid UTF-8 in text message", Code: CloseInvalidFramePayloadData}
 
-// ParseClose parses the payload of a close frame a peer sent (RFC 6455
+// parseClose parses the payload of a close frame a peer sent (RFC 6455
 // §5.5.1, §7.4): its status code (1005, no status, for an empty payload)
 // and reason. A payload a peer may not send is a protocol error: one byte,
 // a code §7.4 does not let a peer send (1002), or a reason that is not
-// UTF-8 (1007). Every reader in the repository checks close frames with it.
-func ParseClose(p []byte) (code int, reason string, perr *ProtocolError) {
+// UTF-8 (1007).
+func parseClose(p []byte) (code int, reason string, perr *ProtocolError) {
 	switch {
 	case len(p) == 0:
 		return CloseNoStatusReceived, "", nil

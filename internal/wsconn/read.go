@@ -2,7 +2,6 @@ package wsconn
 
 import (
 	"errors"
-	"time"
 	"unicode/utf8"
 
 	websocket "github.com/sluicehq/sluice/internal/ws"
@@ -174,24 +173,3 @@ func grow(b []byte, bound uint64) []byte {
 
 // minGrow is the smallest growth step of a read buffer.
 const minGrow = 4 << 10
-
-// AnswerControl answers a control frame read beside ws.Conn's reader as
-// that reader does: a ping with a pong, a close frame (checked by
-// websocket.ParseClose) with a close frame of the same code, returned as a
-// *websocket.CloseError; a pong needs nothing. An invalid close frame is
-// answered with its close code (ws.FailProtocol) and returned as a
-// *websocket.ProtocolError. Replies wait at most wait.
-func AnswerControl(ws *websocket.Conn, op int, p []byte, wait time.Duration) error {
-	switch op {
-	case wsframe.OpPing:
-		_ = ws.WriteControl(websocket.PongMessage, p, time.Now().Add(wait))
-	case wsframe.OpClose:
-		code, text, perr := websocket.ParseClose(p)
-		if perr != nil {
-			return ws.FailProtocol(perr)
-		}
-		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(wait))
-		return &websocket.CloseError{Code: code, Text: text}
-	}
-	return nil
-}
