@@ -4,14 +4,12 @@ package channels
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"net"
 	"testing"
 	"time"
 
 	websocket "github.com/sluicehq/sluice/internal/ws"
-	"github.com/sluicehq/sluice/internal/ws/wsframe"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -32,112 +30,6 @@ func batchFrames() []msg {
 		out = append(out, msg{kind, b})
 	}
 	return out
-}
-
-// TestWriteBatchTCP: one writev carries the frames in order, each with its
-// own unmasked header and type, and the writer keeps no reference to the
-// payloads afterwards (they are released next).
-func TestWriteBatchTCP(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	acc := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		acc <- c
-	}()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server := <-acc
-	if server == nil {
-		t.Fatal("accept failed")
-	}
-	defer server.Close()
-
-	want := batchFrames()[:maxBatchFrames]
-	frames := make([]Frame, len(want))
-	for i, m := range want {
-		frames[i] = Frame{Text: m.kind == websocket.TextMessage, Data: m.data}
-	}
-	fw := newFrameWriter(server)
-	if fw.tcp == nil {
-		t.Fatal("not a TCP connection")
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- fw.writeBatch(frames) }()
-
-	_ = client.SetReadDeadline(time.Now().Add(testWait))
-	r := wsframe.NewReader(client, 4096)
-	for i, m := range want {
-		h, err := r.Next()
-		if err != nil {
-			t.Fatalf("frame %d: %v", i, err)
-		}
-		wantOp := opBinary
-		if m.kind == websocket.TextMessage {
-			wantOp = opText
-		}
-		if !h.Fin || h.Masked || h.Op != wantOp || h.Len != uint64(len(m.data)) {
-			t.Fatalf("frame %d: header %+v, want op %d len %d", i, h, wantOp, len(m.data))
-		}
-		p := make([]byte, h.Len, int(h.Len)+wsframe.MaxHeader)
-		if err := r.ReadPayload(p); err != nil {
-			t.Fatalf("frame %d payload: %v", i, err)
-		}
-		if !bytes.Equal(p, m.data) {
-			t.Fatalf("frame %d: payload differs", i)
-		}
-	}
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
-	for i, v := range fw.bvec {
-		if v != nil {
-			t.Fatalf("iovec %d still refers to a payload", i)
-		}
-	}
-}
-
-// failAfterConn fails every Write after the first ok ones.
-type failAfterConn struct {
-	net.Conn
-	ok     int
-	writes int
-}
-
-var errTestWrite = errors.New("test: write failed")
-
-func (c *failAfterConn) Write(b []byte) (int, error) {
-	c.writes++
-	if c.writes > c.ok {
-		return 0, errTestWrite
-	}
-	return len(b), nil
-}
-
-// TestWriteBatchStopsAtError: off TCP the frames go one by one, and the
-// first failed write ends the batch: nothing after it is written.
-func TestWriteBatchStopsAtError(t *testing.T) {
-	a, b := net.Pipe()
-	defer a.Close()
-	defer b.Close()
-	c := &failAfterConn{Conn: a, ok: 2}
-	fw := newFrameWriter(c)
-	frames := make([]Frame, 5)
-	for i := range frames {
-		frames[i] = Frame{Data: []byte{byte(i)}}
-	}
-	if err := fw.writeBatch(frames); !errors.Is(err, errTestWrite) {
-		t.Fatalf("writeBatch: %v, want the write error", err)
-	}
-	if c.writes != 3 {
-		t.Fatalf("%d writes, want 3 (two frames, then the failed one)", c.writes)
-	}
 }
 
 // TestBatchOrderAndTypes: frames queued before the reader connects leave in

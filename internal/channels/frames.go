@@ -3,7 +3,6 @@ package channels
 import (
 	"errors"
 	"io"
-	"net"
 	"unicode/utf8"
 
 	websocket "github.com/sluicehq/sluice/internal/ws"
@@ -130,24 +129,6 @@ func drain(c *websocket.Conn) {
 	}
 }
 
-// frameWriter writes the data frames of a reader socket (server to client:
-// not masked). On a TCP connection the header and the payload go out in one
-// writev, without copying the payload into a buffer first; elsewhere (TLS)
-// they are copied into one buffer and written at once. Writes are atomic
-// with respect to ws.Conn's WriteControl (each is one Write on the
-// connection, and the net package serialises whole Writes).
-type frameWriter struct {
-	conn net.Conn
-	tcp  *net.TCPConn
-	hdr  [wsframe.MaxHeader]byte
-	vec  [2][]byte
-	bufs net.Buffers
-	buf  []byte // non-TCP connections only
-	// writeBatch's headers and iovecs, kept between calls (TCP only).
-	hdrs [maxBatchFrames][wsframe.MaxHeader]byte
-	bvec [2 * maxBatchFrames][]byte
-}
-
 // A reader socket's batch: the frames already queued when the reader
 // goroutine takes one go out with it in one writev, up to this many frames
 // or bytes (see Hub.runReader).
@@ -155,69 +136,3 @@ const (
 	maxBatchFrames = 16
 	maxBatchBytes  = 1 << 20
 )
-
-func newFrameWriter(conn net.Conn) *frameWriter {
-	fw := &frameWriter{conn: conn}
-	fw.tcp, _ = conn.(*net.TCPConn)
-	return fw
-}
-
-func (fw *frameWriter) write(text bool, data []byte) error {
-	op := opBinary
-	if text {
-		op = opText
-	}
-	n := wsframe.PutHeader(fw.hdr[:], true, op, len(data), false, [4]byte{})
-	if fw.tcp != nil {
-		fw.vec = [2][]byte{fw.hdr[:n], data}
-		fw.bufs = fw.vec[:]
-		_, err := fw.bufs.WriteTo(fw.tcp)
-		fw.vec = [2][]byte{}
-		return err
-	}
-	if size := n + len(data); size > maxPooledCap {
-		// A big frame's copy goes back to the system as soon as it is out.
-		b := bigBuf(size)[:size]
-		copy(b[copy(b, fw.hdr[:n]):], data)
-		_, err := fw.conn.Write(b)
-		freeBig(b)
-		return err
-	}
-	fw.buf = append(append(fw.buf[:0], fw.hdr[:n]...), data...)
-	_, err := fw.conn.Write(fw.buf)
-	return err
-}
-
-// writeBatch writes frames (at most maxBatchFrames) in order. On TCP all
-// headers and payloads go out in one writev: one system call instead of one
-// per frame, and the frames pack into full segments (a lone 64 KiB frame
-// plus its header is just over the loopback MSS, so it leaves as a full
-// segment and a tiny one). Elsewhere each frame is written as by write.
-func (fw *frameWriter) writeBatch(frames []Frame) error {
-	if fw.tcp == nil || len(frames) == 1 {
-		for i := range frames {
-			if err := fw.write(frames[i].Text, frames[i].Data); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	vec := fw.bvec[:0]
-	for i := range frames {
-		op := opBinary
-		if frames[i].Text {
-			op = opText
-		}
-		n := wsframe.PutHeader(fw.hdrs[i][:], true, op, len(frames[i].Data), false, [4]byte{})
-		vec = append(vec, fw.hdrs[i][:n])
-		if len(frames[i].Data) > 0 {
-			vec = append(vec, frames[i].Data)
-		}
-	}
-	fw.bufs = vec
-	_, err := fw.bufs.WriteTo(fw.tcp)
-	fw.bufs = nil
-	// Drop the references to the payloads: their buffers are released next.
-	clear(fw.bvec[:len(vec)])
-	return err
-}

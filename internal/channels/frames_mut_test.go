@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
-	"net"
 	"testing"
 
 	websocket "github.com/sluicehq/sluice/internal/ws"
@@ -166,27 +164,6 @@ func TestDrainAfterProtocolError(t *testing.T) {
 				t.Fatalf("pongs %q, close %d; want close 1002 alone", pongs, code)
 			}
 		})
-	}
-}
-
-// TestFrameWriterKeepsNoBigBuffer: on a connection that is not TCP, small
-// frames are copied through the writer's own buffer and a big frame through
-// a buffer of its own that goes back at once: what the writer keeps stays
-// small (kills frames.go:274 ARITHMETIC_BASE and CONDITIONALS_NEGATION: a
-// big frame grew the kept buffer to its size, for the socket's lifetime).
-func TestFrameWriterKeepsNoBigBuffer(t *testing.T) {
-	a, b := net.Pipe()
-	defer a.Close()
-	defer b.Close()
-	go func() { _, _ = io.Copy(io.Discard, b) }()
-	fw := newFrameWriter(a)
-	for _, n := range []int{100, 2 * bufCap, 100} {
-		if err := fw.write(false, make([]byte, n)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if c := cap(fw.buf); c == 0 || c >= bufCap {
-		t.Fatalf("the writer keeps a buffer of %d bytes, want one for the small frames only", c)
 	}
 }
 

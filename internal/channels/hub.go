@@ -253,14 +253,16 @@ func NewHub(cfg Config, log *slog.Logger) *Hub {
 		cfg: cfg,
 		log: log,
 		// ws.Conn does the handshakes, control frames and the protocol
-		// of every read: frameReader reads a writer socket's messages
-		// through its FrameReader, and frameWriter writes a reader
-		// socket's data (frames.go).
+		// of every read and write: frameReader reads a writer socket's
+		// messages through its FrameReader (frames.go), and a reader
+		// socket's data goes out with WriteMessages, each message one
+		// frame as its writer sent it.
 		writerUp: websocket.Upgrader{
 			CheckOrigin: anyOrigin,
 		},
 		readerUp: websocket.Upgrader{
-			CheckOrigin: anyOrigin,
+			CheckOrigin:     anyOrigin,
+			WriteBufferSize: int(cfg.MaxFrameSize),
 		},
 		budget:  newBudget(cfg.MaxTotalBufferBytes),
 		chans:   make(map[string]*channel),

@@ -6,13 +6,11 @@ import (
 	"errors"
 	"io"
 	"math"
-	"net"
 	"runtime"
 	"testing"
 	"time"
 
 	websocket "github.com/sluicehq/sluice/internal/ws"
-	"github.com/sluicehq/sluice/internal/ws/wsframe"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -603,40 +601,5 @@ func TestFrameAllocs(t *testing.T) {
 	}
 	if best > 0.05 {
 		t.Fatalf("%.3f allocations per forwarded frame (best of 3 runs)", best)
-	}
-}
-
-// TestFrameWriterCopies: on a connection that is not TCP (TLS), header and
-// payload still go out as one write, for pooled-size and big frames.
-func TestFrameWriterCopies(t *testing.T) {
-	a, b := net.Pipe()
-	defer a.Close()
-	defer b.Close()
-	fw := newFrameWriter(a)
-	small := bytes.Repeat([]byte("s"), 100)
-	big := bytes.Repeat([]byte("0123456789"), bufCap/5)
-	werr := make(chan error, 1)
-	go func() {
-		for _, p := range [][]byte{small, big, small} {
-			if err := fw.write(false, p); err != nil {
-				werr <- err
-				return
-			}
-		}
-		werr <- nil
-	}()
-	r := wsframe.NewReader(b, 4096)
-	for i, want := range [][]byte{small, big, small} {
-		h, err := r.Next()
-		if err != nil {
-			t.Fatalf("frame %d: %v", i, err)
-		}
-		got := make([]byte, h.Len)
-		if err := r.ReadPayload(got); err != nil || !h.Fin || h.Op != wsframe.OpBinary || !bytes.Equal(got, want) {
-			t.Fatalf("frame %d: %+v, %d bytes, %v", i, h, len(got), err)
-		}
-	}
-	if err := <-werr; err != nil {
-		t.Fatal(err)
 	}
 }

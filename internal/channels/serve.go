@@ -248,7 +248,6 @@ func (h *Hub) runReader(ch *channel, ws *websocket.Conn) {
 		_ = ws.WriteControl(websocket.PongMessage, []byte(data), time.Time{})
 		return nil
 	})
-	fw := newFrameWriter(ws.NetConn())
 	readDone := make(chan struct{})
 	h.wg.Add(1)
 	go func() {
@@ -267,6 +266,7 @@ func (h *Hub) runReader(ch *channel, ws *websocket.Conn) {
 	var (
 		endErr error
 		batch  [maxBatchFrames]Frame
+		msgs   [maxBatchFrames]websocket.Message
 	)
 	for endErr == nil {
 		f, err := p.Recv(ctx)
@@ -292,9 +292,16 @@ func (h *Hub) runReader(ch *channel, ws *websocket.Conn) {
 		if h.onReaderBatch != nil {
 			h.onReaderBatch(n)
 		}
-		if err := fw.writeBatch(batch[:n]); err != nil {
+		for i := range batch[:n] {
+			msgs[i] = websocket.Message{Op: websocket.BinaryMessage, Data: batch[i].Data}
+			if batch[i].Text {
+				msgs[i].Op = websocket.TextMessage
+			}
+		}
+		if err := ws.WriteMessages(msgs[:n]); err != nil {
 			endErr = err
 		}
+		clear(msgs[:n]) // no references to the payloads, released next
 		for i := range batch[:n] {
 			batch[i].Release()
 		}

@@ -2,6 +2,8 @@ package ws
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"fmt"
 	"net"
 	"net/http"
@@ -126,5 +128,74 @@ func TestWriteMessageFragmentsOnTheWire(t *testing.T) {
 	want := []string{"false/2/5000/false", "false/0/5000/false", "true/0/2000/false"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("frames %v, want %v", got, want)
+	}
+}
+
+// failAfter fails every Write after the first ok ones.
+type failAfter struct {
+	net.Conn
+	ok, writes int
+}
+
+var errFailAfter = errors.New("test: write failed")
+
+func (c *failAfter) Write(b []byte) (int, error) {
+	if c.writes++; c.writes > c.ok {
+		return 0, errFailAfter
+	}
+	return len(b), nil
+}
+
+// TestWriteMessagesStopsAtError: off TCP the messages go frame by frame,
+// and the first failed write ends the batch: nothing after it is written.
+// On TCP the writev keeps no reference to the payloads afterwards (the
+// channel hub releases their buffers next).
+func TestWriteMessagesStopsAtError(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	fc := &failAfter{Conn: a, ok: 2}
+	c := newConn(fc, true, a, "", 0)
+	msgs := make([]Message, 5)
+	for i := range msgs {
+		msgs[i] = Message{BinaryMessage, []byte{byte(i)}}
+	}
+	if err := c.WriteMessages(msgs); !errors.Is(err, errFailAfter) {
+		t.Fatalf("WriteMessages: %v, want the write error", err)
+	}
+	if fc.writes != 3 {
+		t.Fatalf("%d writes, want 3 (two frames, then the failed one)", fc.writes)
+	}
+	if err := c.WriteMessages([]Message{{PingMessage, nil}}); err == nil {
+		t.Fatal("WriteMessages took a control opcode")
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	go func() { _, _ = io.Copy(io.Discard, peer) }()
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := newConn(sc, true, sc, "", 0)
+	defer tc.Close()
+	if err := tc.WriteMessages(msgs); err != nil {
+		t.Fatal(err)
+	}
+	if len(tc.vec) == 0 {
+		t.Fatal("the batch was not written with writev")
+	}
+	for i, v := range tc.vec {
+		if v != nil {
+			t.Fatalf("iovec %d still refers to a payload after the write", i)
+		}
 	}
 }
