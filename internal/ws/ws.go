@@ -11,9 +11,13 @@
 // interrupted by a read deadline can be resumed: a deadline error is not
 // sticky, and the frame being read stays in place.
 //
-// The hot paths of the engine and the SDK write frames on the socket
-// themselves (internal/wsconn); each of our writes is one Write call of one
-// whole frame, so their frames and ours never interleave on the wire.
+// Every frame is read here: besides messages (NextReader), a Conn hands
+// out data frames one by one (Frames, FrameReader) to the readers that keep
+// a message policy of their own (the engine's worker read loop, the
+// channel hub, the SDK's control socket), with the protocol handled as for
+// NextReader. The one writer beside Conn, internal/wsconn's, frames the
+// engine's hot path itself; each of our writes is one Write call (or one
+// writev) of whole frames, so its frames and ours never interleave.
 package ws
 
 import (

@@ -2,13 +2,12 @@
 // implementation, is built on: word-wise masking, frame headers, and a
 // frame reader that reads payloads straight into the caller's buffer.
 //
-// The readers and writers that frame data beside ws.Conn use it directly:
-// the engine's worker sockets (internal/wsconn), the channel hub, and the
-// SDK's control socket and channel ends. They exist because those paths
-// run once per 64 KiB frame and every small JSON message, and a general
-// message API's costs there are measurable (gorilla's, used before: an
-// object per message, a copy of every payload through its buffers, a
-// separate masking pass).
+// Frames are read only by internal/ws (ws.Conn's NextReader and
+// FrameReader, the one place that interprets them). The one writer beside
+// ws.Conn, internal/wsconn's (the engine's worker and stream sockets, the
+// SDK's control socket), frames with PutHeader and Mask directly: it runs
+// once per small JSON message and encodes the message straight into its
+// frame buffer, where a general message API's costs are measurable.
 package wsframe
 
 import (
@@ -148,8 +147,8 @@ func rotate(key [4]byte, pos int) [4]byte {
 }
 
 // ProtocolError is a frame that breaks RFC 6455: the connection must be
-// closed with CloseCode. It is the one protocol error of every reader in
-// the repository (internal/ws, wsconn, the channel hub, the SDK).
+// closed with CloseCode. It is the one protocol error of the repository's
+// one frame reader (internal/ws), whoever reads through it.
 type ProtocolError struct {
 	Reason string
 	// Code is the close code that answers the frame when it is not 1002
