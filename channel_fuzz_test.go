@@ -44,9 +44,7 @@ func (c *chanFuzzConn) Write(p []byte) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
-			wstest.AcceptKey(req.Header.Get("Sec-WebSocket-Key")) + "\r\n\r\n"
-		c.r = bytes.NewReader(append([]byte(resp), c.frames...))
+		c.r = bytes.NewReader(append([]byte(wstest.Response101(req)), c.frames...))
 	}
 	return len(p), nil
 }

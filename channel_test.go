@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha1"
 	"crypto/sha256"
-	"encoding/base64"
 	stdjson "encoding/json"
 	"errors"
 	"io"
@@ -23,6 +21,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/channels"
 	"github.com/sluicehq/sluice/internal/ws/wsframe"
+	"github.com/sluicehq/sluice/internal/ws/wstest"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -498,10 +497,7 @@ func rawEngine(t *testing.T, frames []byte, hangUp bool) (url string, fromClient
 		if err != nil {
 			return
 		}
-		h := sha1.Sum([]byte(req.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
-		resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
-			base64.StdEncoding.EncodeToString(h[:]) + "\r\n\r\n"
-		if _, err := c.Write(append([]byte(resp), frames...)); err != nil {
+		if _, err := c.Write(append([]byte(wstest.Response101(req)), frames...)); err != nil {
 			return
 		}
 		if hangUp {

@@ -90,8 +90,7 @@ func wsClient(t *testing.T, client, server net.Conn) *websocket.Conn {
 	go func() {
 		req, err := http.ReadRequest(bufio.NewReader(server)) // the client sends nothing more before the 101
 		if err == nil {
-			_, err = io.WriteString(server, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "+
-				wstest.AcceptKey(req.Header.Get("Sec-WebSocket-Key"))+"\r\n\r\n")
+			_, err = io.WriteString(server, wstest.Response101(req))
 		}
 		answered <- err
 	}()

@@ -42,6 +42,13 @@ func acceptKey(key string) string {
 // AcceptKey is the Sec-WebSocket-Accept answer to key.
 func AcceptKey(key string) string { return acceptKey(key) }
 
+// Response101 is a server's minimal answer to the opening handshake req:
+// the 101, for a test that plays the server by hand.
+func Response101(req *http.Request) string {
+	return "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
+		acceptKey(req.Header.Get("Sec-WebSocket-Key")) + "\r\n\r\n"
+}
+
 // Limit is the read limit the side under test must enforce.
 const Limit = 4096
 
@@ -376,7 +383,7 @@ func runClient(t *testing.T, ln net.Listener, together bool, skip func(Case) boo
 					got <- Observed{}
 					return
 				}
-				resp := []byte(fmt.Sprintf("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", acceptKey(req.Header.Get("Sec-WebSocket-Key"))))
+				resp := []byte(Response101(req))
 				if together {
 					go conn.Write(append(resp, tc.Wire(false)...))
 				} else {
