@@ -62,50 +62,59 @@ func schemes() []string { return []string{"ws", "wss"} }
 // TestConformanceServer runs the suite against Upgrader's connections.
 func TestConformanceServer(t *testing.T) {
 	for _, scheme := range schemes() {
-		t.Run(scheme, func(t *testing.T) {
-			up := &Upgrader{}
-			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if c, err := up.Upgrade(w, r, nil); err == nil {
-					_ = echoPeer(c)
-				}
-			}))
-			if scheme == "wss" {
-				srv.TLS, _ = conformanceTLS()
-				srv.StartTLS()
-			} else {
-				srv.Start()
-			}
-			defer srv.Close()
-			_, cfg := conformanceTLS()
-			wstest.RunServer(t, scheme, srv.Listener.Addr().String(), cfg, nil)
-		})
+		t.Run(scheme, func(t *testing.T) { conformServer(t, scheme, echoPeer) })
 	}
 }
 
 // TestConformanceClient runs the suite against Dialer's connections.
 func TestConformanceClient(t *testing.T) {
 	for _, scheme := range schemes() {
-		t.Run(scheme, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			d := &Dialer{HandshakeTimeout: 5 * time.Second}
-			if scheme == "wss" {
-				srvCfg, cliCfg := conformanceTLS()
-				ln = tls.NewListener(ln, srvCfg)
-				d.TLSClientConfig = cliCfg
-			}
-			wstest.RunClient(t, ln, false, nil, func(t *testing.T) {
-				c, _, err := d.Dial(scheme+"://"+ln.Addr().String()+"/", nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				_ = echoPeer(c)
-			})
-		})
+		t.Run(scheme, func(t *testing.T) { conformClient(t, scheme, false, echoPeer) })
 	}
+}
+
+// conformServer runs the server side of the suite against peer on the
+// connections an Upgrader makes, over scheme.
+func conformServer(t *testing.T, scheme string, peer func(*Conn) error) {
+	up := &Upgrader{}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c, err := up.Upgrade(w, r, nil); err == nil {
+			_ = peer(c)
+		}
+	}))
+	if scheme == "wss" {
+		srv.TLS, _ = conformanceTLS()
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
+	defer srv.Close()
+	_, cfg := conformanceTLS()
+	wstest.RunServer(t, scheme, srv.Listener.Addr().String(), cfg, nil)
+}
+
+// conformClient runs the client side of the suite against peer on the
+// connections a Dialer makes, over scheme; together: the first frames come
+// in the same write as the 101.
+func conformClient(t *testing.T, scheme string, together bool, peer func(*Conn) error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	d := &Dialer{HandshakeTimeout: 5 * time.Second}
+	if scheme == "wss" {
+		srvCfg, cliCfg := conformanceTLS()
+		ln = tls.NewListener(ln, srvCfg)
+		d.TLSClientConfig = cliCfg
+	}
+	wstest.RunClient(t, ln, together, nil, func(t *testing.T) {
+		c, _, err := d.Dial(scheme+"://"+ln.Addr().String()+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = peer(c)
+	})
 }
 
 var tempDir string

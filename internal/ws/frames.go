@@ -86,24 +86,20 @@ func (f *FrameReader) Read(p []byte) (int, error) {
 // which must be exactly Remaining() long (cap(b) beyond it is scratch
 // space, as for Read).
 func (f *FrameReader) ReadPayload(b []byte) error {
-	r := &f.rd
-	if r.err != nil {
-		return r.err
-	}
-	if r.ctlOp != 0 {
-		return nil
-	}
-	r.fr.ClearTimeout()
-	if err := r.fr.ReadPayload(b); err != nil {
-		return r.readErr(err)
-	}
-	return nil
+	return f.payload(func(fr *wsframe.Reader) error { return fr.ReadPayload(b) })
 }
 
 // Skip drops the next n payload bytes of the current frame (n at most
 // Remaining()) without copying them out. Interrupted, it has dropped what
 // Remaining no longer counts.
 func (f *FrameReader) Skip(n uint64) error {
+	return f.payload(func(fr *wsframe.Reader) error { return fr.Skip(n) })
+}
+
+// payload runs op on the current data frame's payload, resuming after a
+// deadline and mapping its error; inside a control frame a deadline cut
+// (Remaining is 0 then) there is none, and op does not run.
+func (f *FrameReader) payload(op func(*wsframe.Reader) error) error {
 	r := &f.rd
 	if r.err != nil {
 		return r.err
@@ -112,7 +108,7 @@ func (f *FrameReader) Skip(n uint64) error {
 		return nil
 	}
 	r.fr.ClearTimeout()
-	if err := r.fr.Skip(n); err != nil {
+	if err := op(r.fr); err != nil {
 		return r.readErr(err)
 	}
 	return nil

@@ -2,12 +2,9 @@ package ws
 
 import (
 	"bytes"
-	"crypto/tls"
 	"errors"
 	"io"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"slices"
 	"testing"
@@ -74,43 +71,8 @@ func framesEchoPeer(c *Conn) error {
 // and as a client, over ws:// and wss://.
 func TestConformanceFrames(t *testing.T) {
 	for _, scheme := range schemes() {
-		t.Run("server/"+scheme, func(t *testing.T) {
-			up := &Upgrader{}
-			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if c, err := up.Upgrade(w, r, nil); err == nil {
-					_ = framesEchoPeer(c)
-				}
-			}))
-			if scheme == "wss" {
-				srv.TLS, _ = conformanceTLS()
-				srv.StartTLS()
-			} else {
-				srv.Start()
-			}
-			defer srv.Close()
-			_, cfg := conformanceTLS()
-			wstest.RunServer(t, scheme, srv.Listener.Addr().String(), cfg, nil)
-		})
-		t.Run("client/"+scheme, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			d := &Dialer{HandshakeTimeout: 5 * time.Second}
-			if scheme == "wss" {
-				srvCfg, cliCfg := conformanceTLS()
-				ln = tls.NewListener(ln, srvCfg)
-				d.TLSClientConfig = cliCfg
-			}
-			wstest.RunClient(t, ln, true, nil, func(t *testing.T) {
-				c, _, err := d.Dial(scheme+"://"+ln.Addr().String()+"/", nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				_ = framesEchoPeer(c)
-			})
-		})
+		t.Run("server/"+scheme, func(t *testing.T) { conformServer(t, scheme, framesEchoPeer) })
+		t.Run("client/"+scheme, func(t *testing.T) { conformClient(t, scheme, true, framesEchoPeer) })
 	}
 }
 

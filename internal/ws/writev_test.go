@@ -86,20 +86,7 @@ func TestWriteMessages(t *testing.T) {
 // writev goes out as frames of at most WriteBufferSize bytes: the first
 // with the message's opcode, then continuations, the last one final.
 func TestWriteMessageFragmentsOnTheWire(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	sc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc, peer := tcpPair(t)
 	c := newConn(sc, true, sc, "", 0)
 	defer c.Close()
 	c.fragment = 5000
@@ -170,21 +157,8 @@ func TestWriteMessagesStopsAtError(t *testing.T) {
 		t.Fatal("WriteMessages took a control opcode")
 	}
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
+	sc, peer := tcpPair(t)
 	go func() { _, _ = io.Copy(io.Discard, peer) }()
-	sc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
 	tc := newConn(sc, true, sc, "", 0)
 	defer tc.Close()
 	if err := tc.WriteMessages(msgs); err != nil {
@@ -198,4 +172,26 @@ func TestWriteMessagesStopsAtError(t *testing.T) {
 			t.Fatalf("iovec %d still refers to a payload after the write", i)
 		}
 	}
+}
+
+// tcpPair is a loopback TCP connection: the accepted end and the dialled
+// one, both closed when the test ends.
+func tcpPair(t *testing.T) (server, peer net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { peer.Close() })
+	server, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close() })
+	return server, peer
 }
