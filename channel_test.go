@@ -415,15 +415,7 @@ func TestChannelConcurrentWriters(t *testing.T) {
 // goroutine ends a Write blocked by backpressure, and the reader sees the
 // stream broken.
 func TestChannelCloseWithErrorUnblocksWrite(t *testing.T) {
-	hub, url := channelEngine(t)
-	res, _ := hub.Create(1)
-	ch := newChannel(url, res)
-	wrote := make(chan error, 1)
-	go func() {
-		// Far more than the engine's one frame plus the socket buffers.
-		_, err := ch.Writer.Write(make([]byte, 256<<20))
-		wrote <- err
-	}()
+	ch, wrote := blockingWrite(t)
 	if _, err := ch.Writer.connect(); err != nil { // the Write's own dial, shared
 		t.Fatal(err)
 	}
@@ -448,14 +440,7 @@ func TestChannelCloseWithErrorUnblocksWrite(t *testing.T) {
 // closed") arrives while the Write holds the socket, so the read loop does
 // not wait to echo it but hangs up, which ends the Write with that reason.
 func TestChannelReaderGoneUnblocksWrite(t *testing.T) {
-	hub, url := channelEngine(t)
-	res, _ := hub.Create(1)
-	ch := newChannel(url, res)
-	wrote := make(chan error, 1)
-	go func() {
-		_, err := ch.Writer.Write(make([]byte, 256<<20))
-		wrote <- err
-	}()
+	ch, wrote := blockingWrite(t)
 	if _, err := ch.Reader.Read(make([]byte, 1)); err != nil { // the writer is streaming
 		t.Fatal(err)
 	}
@@ -471,6 +456,21 @@ func TestChannelReaderGoneUnblocksWrite(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Write still blocked after the reader left")
 	}
+}
+
+// blockingWrite starts a Write that backpressure blocks, on a channel of
+// one frame: far more than that frame plus the socket buffers. Its error
+// comes on wrote.
+func blockingWrite(t *testing.T) (ch *Channel, wrote <-chan error) {
+	hub, url := channelEngine(t)
+	res, _ := hub.Create(1)
+	ch = newChannel(url, res)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := ch.Writer.Write(make([]byte, 256<<20))
+		errc <- err
+	}()
+	return ch, errc
 }
 
 // rawEngine serves one channel socket by hand: it answers the handshake
