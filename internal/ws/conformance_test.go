@@ -77,20 +77,26 @@ func TestConformanceClient(t *testing.T) {
 // connections an Upgrader makes, over scheme.
 func conformServer(t *testing.T, scheme string, peer func(*Conn) error) {
 	up := &Upgrader{}
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := startServer(scheme, func(w http.ResponseWriter, r *http.Request) {
 		if c, err := up.Upgrade(w, r, nil); err == nil {
 			_ = peer(c)
 		}
-	}))
+	})
+	defer srv.Close()
+	_, cfg := conformanceTLS()
+	wstest.RunServer(t, scheme, srv.Listener.Addr().String(), cfg, nil)
+}
+
+// startServer serves h over scheme (wss: with the suite's TLS material).
+func startServer(scheme string, h http.HandlerFunc) *httptest.Server {
+	srv := httptest.NewUnstartedServer(h)
 	if scheme == "wss" {
 		srv.TLS, _ = conformanceTLS()
 		srv.StartTLS()
 	} else {
 		srv.Start()
 	}
-	defer srv.Close()
-	_, cfg := conformanceTLS()
-	wstest.RunServer(t, scheme, srv.Listener.Addr().String(), cfg, nil)
+	return srv
 }
 
 // conformClient runs the client side of the suite against peer on the

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -33,7 +32,7 @@ func TestWriteMessages(t *testing.T) {
 			done := make(chan error, 1)
 			var allocs float64
 			up := &Upgrader{}
-			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			srv := startServer(scheme, func(w http.ResponseWriter, r *http.Request) {
 				c, err := up.Upgrade(w, r, nil)
 				if err != nil {
 					done <- err
@@ -50,13 +49,7 @@ func TestWriteMessages(t *testing.T) {
 				}
 				done <- nil
 				_, _, _ = c.NextReader() // until the client hangs up
-			}))
-			if scheme == "wss" {
-				srv.TLS, _ = conformanceTLS()
-				srv.StartTLS()
-			} else {
-				srv.Start()
-			}
+			})
 			defer srv.Close()
 			d := &Dialer{HandshakeTimeout: 5 * time.Second}
 			_, d.TLSClientConfig = conformanceTLS()
