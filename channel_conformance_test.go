@@ -131,8 +131,8 @@ func readChannelConformance(t *testing.T, r *ChannelReader, tc wstest.Case, writ
 }
 
 // TestConformanceChannelWriterSocket runs the suite against the read side
-// of the SDK's ChannelWriter socket (ws.Conn reading, the writer's own
-// handlers writing the pongs and the close echo through chanConn), over
+// of the SDK's ChannelWriter socket (ws.Conn reading and answering pings,
+// the writer's close handler echoing the close with TryWriteControl), over
 // ws:// and wss://. Left out: the cases with data messages to echo (a
 // write end reads and discards them; the engine sends none) and those
 // whose failure is invalid UTF-8 in a text message (a discarded message is
