@@ -705,6 +705,19 @@ func TestClusterFaultPartition(t *testing.T) {
 			ft.failedCount("node-2→fault::p0", "function_not_found")+ft.failedCount("node-2→fault::p0", "invocation_stopped") > 0 &&
 			ft.okCount("node-0 enqueue") > 0 && ft.okCount("node-1 enqueue") > 0
 	})
+	// Both sides see the cut (the minority too: it notices the majority
+	// silent only after the node timeout), so that healing is a rejoin on
+	// both sides. A cut shorter than that is another case: there node 2
+	// kept node 0 as a member while dropping its functions, and calls
+	// across answered again only 30 s after healing (left for a test of
+	// its own; see the session 12 notes).
+	for _, peer := range []int{0, 1} {
+		if err := faultLogSince(ctxWithin(ctx, 15*time.Second), nodes[2].stderr, cutMarks[2], func(s string) bool {
+			return strings.Contains(s, `msg="cluster node left" node=node-`+fmt.Sprint(peer))
+		}); err != nil {
+			t.Fatalf("node-2 never logged node-%d leaving while cut off: %v", peer, err)
+		}
+	}
 	t.Logf("cut off for %v", time.Since(cut).Round(time.Millisecond))
 	cutTally := load.phase()
 
@@ -726,6 +739,24 @@ func TestClusterFaultPartition(t *testing.T) {
 		return ft.okCount("node-0→fault::p2") > 0 && ft.okCount("node-2→fault::p0") > 0 && ft.okCount("node-2 enqueue") > 0
 	})
 	t.Logf("calls across answered again %v after healing", time.Since(healed).Round(time.Millisecond))
+	// JetStream may still change leaders after that (node 2 comes back
+	// with a higher raft term, and the majority's leader steps down): an
+	// enqueue then answers enqueue_error at its 5 s bound, seconds after
+	// calls work again. Healing lasts until no enqueue has failed for longer
+	// than that bound, so that "healed" measures the healed cluster.
+	lastErrs, lastChange := -1, time.Now()
+	faultUntil(t, 60*time.Second, "enqueues kept failing after the partition healed", func() bool {
+		ft := load.tally.Load()
+		errs := 0
+		for i := range nodes {
+			errs += ft.failedCount(fmt.Sprintf("node-%d enqueue", i), "enqueue_error")
+		}
+		if errs != lastErrs {
+			lastErrs, lastChange = errs, time.Now()
+		}
+		return time.Since(lastChange) > 6*time.Second
+	})
+	t.Logf("enqueues settled %v after healing", time.Since(healed).Round(time.Millisecond))
 	healTally := load.phase()
 
 	// Node 2 hears node 0's heartbeats again: a function registered on
