@@ -54,6 +54,31 @@ func connectProxy(t *testing.T) (*url.URL, *atomic.Int32) {
 // the worker socket and to both channel ends alike, over ws:// and wss://.
 // On 5685f05 the SDK had only WithDialer(*websocket.Dialer) (a gorilla
 // type), whose dial function and proxy channel ends ignored.
+// channelRoundTrip connects to url with opts, creates a channel and sends
+// msg from its writer to its reader, which must read it whole.
+func channelRoundTrip(t *testing.T, url string, opts []sluice.Option, msg string) *sluice.Channel {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
+	defer cancel()
+	c, err := sluice.Connect(ctx, url, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ch, err := c.CreateChannel(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_, _ = ch.Writer.Write([]byte(msg))
+		_ = ch.Writer.Close()
+	}()
+	if b, err := ch.Reader.ReadAll(); err != nil || string(b) != msg {
+		t.Fatalf("read %q, %v", b, err)
+	}
+	return ch
+}
+
 func TestDialOptionsReachChannelSockets(t *testing.T) {
 	for _, scheme := range []string{"ws", "wss"} {
 		t.Run(scheme, func(t *testing.T) {
@@ -78,25 +103,7 @@ func TestDialOptionsReachChannelSockets(t *testing.T) {
 					var d net.Dialer
 					return d.DialContext(ctx, network, addr)
 				}))
-			ctx, cancel := context.WithTimeout(t.Context(), waitFor)
-			defer cancel()
-			c, err := sluice.Connect(ctx, e.WorkerURL(), opts...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			ch, err := c.CreateChannel(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			go func() {
-				_, _ = ch.Writer.Write([]byte("through the proxy"))
-				_ = ch.Writer.Close()
-			}()
-			b, err := ch.Reader.ReadAll()
-			if err != nil || string(b) != "through the proxy" {
-				t.Fatalf("read %q, %v", b, err)
-			}
+			channelRoundTrip(t, e.WorkerURL(), opts, "through the proxy")
 			// All three sockets have dialed: the reader read the writer's bytes.
 			if dials.Load() != 3 || tunnels.Load() != 3 {
 				t.Fatalf("%d dials, %d proxy tunnels; want 3 and 3 (worker socket, writer, reader)", dials.Load(), tunnels.Load())
@@ -149,24 +156,7 @@ func TestHeaderReachesChannelSockets(t *testing.T) {
 				front.Start()
 			}
 			defer front.Close()
-			ctx, cancel := context.WithTimeout(t.Context(), waitFor)
-			defer cancel()
-			c, err := sluice.Connect(ctx, scheme+"://"+front.Listener.Addr().String(), opts...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			ch, err := c.CreateChannel(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			go func() {
-				_, _ = ch.Writer.Write([]byte("through the front"))
-				_ = ch.Writer.Close()
-			}()
-			if b, err := ch.Reader.ReadAll(); err != nil || string(b) != "through the front" {
-				t.Fatalf("read %q, %v", b, err)
-			}
+			ch := channelRoundTrip(t, scheme+"://"+front.Listener.Addr().String(), opts, "through the front")
 			path := "/ws/channels/" + ch.Reader.Ref().ChannelID
 			want := map[string]bool{
 				"/? on every socket|Bearer t0ken":            false,

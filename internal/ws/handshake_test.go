@@ -122,23 +122,12 @@ func TestUpgradeRefusals(t *testing.T) {
 // TestDialRefusesBadAccept: a 101 whose Sec-WebSocket-Accept does not
 // match the key is not a WebSocket server (§4.1).
 func TestDialRefusesBadAccept(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		_, _ = http.ReadRequest(bufio.NewReader(c))
+	addr := serveOnce(t, func(c net.Conn, _ *http.Request) {
 		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n")
 		io.Copy(io.Discard, c)
-	}()
+	})
 	d := &Dialer{HandshakeTimeout: 5 * time.Second}
-	if _, _, err := d.Dial("ws://"+ln.Addr().String()+"/", nil); !errors.Is(err, ErrBadHandshake) {
+	if _, _, err := d.Dial("ws://"+addr+"/", nil); !errors.Is(err, ErrBadHandshake) {
 		t.Fatalf("err %v, want ErrBadHandshake", err)
 	}
 }
@@ -148,32 +137,16 @@ func TestDialRefusesBadAccept(t *testing.T) {
 // frame-by-frame reader (Frames) reads it before what the connection
 // delivers next. Reading NetConn instead would lose it.
 func TestFramesKeepFramesOfTheResponse(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		req, err := http.ReadRequest(bufio.NewReader(c))
-		if err != nil {
-			return
-		}
-		resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
-			acceptKey(req.Header.Get("Sec-Websocket-Key")) + "\r\n\r\n"
+	addr := serveOnce(t, func(c net.Conn, req *http.Request) {
 		first := wstest.Frame{Fin: true, Op: TextMessage, Payload: []byte("with the 101")}.Encode(false)
-		if _, err := c.Write(append([]byte(resp), first...)); err != nil {
+		if _, err := c.Write(append([]byte(wstest.Response101(req)), first...)); err != nil {
 			return
 		}
 		_, _ = c.Write(wstest.Frame{Fin: true, Op: TextMessage, Payload: []byte("after it")}.Encode(false))
 		_, _ = io.Copy(io.Discard, c)
-	}()
+	})
 	d := &Dialer{HandshakeTimeout: 5 * time.Second}
-	c, _, err := d.Dial("ws://"+ln.Addr().String()+"/", nil)
+	c, _, err := d.Dial("ws://"+addr+"/", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
