@@ -219,12 +219,16 @@ func TestClusterChannels(t *testing.T) {
 			stop := abortWhen(ctx, nil, func() { _ = readers[i].Close() })
 			defer stop()
 		}
+		// Node 2 dies once both streams flow: a writer that had not yet
+		// connected through node 2 would leave its channel with no writer
+		// to lose (its reader then waits for one until the channel's TTL).
 		errs := make(chan error, len(readers))
 		var killedAt atomic.Int64
+		var flowing atomic.Int32
 		for _, r := range readers {
 			go func() {
 				n, err, _ := readUntilKilled(r, 1<<20, func() {
-					if killedAt.CompareAndSwap(0, 1) {
+					if flowing.Add(1) == int32(len(readers)) {
 						nodes[2].kill()
 						killedAt.Store(time.Now().UnixNano())
 					}
